@@ -1,0 +1,95 @@
+//! The SQLite file: connection pool, pragmas and schema.
+
+use crate::error::BackendError;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a connection waits for another process's write lock before
+/// failing. Writers hold it for one batch (milliseconds), so this is generous.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS readings (
+    ts          INTEGER NOT NULL,
+    sensor_id   INTEGER NOT NULL,
+    id          INTEGER,
+    sensor_type TEXT    NOT NULL,
+    loc_id      INTEGER,
+    loc_country TEXT    NOT NULL,
+    loc_lat     TEXT    NOT NULL,
+    loc_long    TEXT    NOT NULL,
+    loc_alt     TEXT    NOT NULL,
+    p1          TEXT,
+    p2          TEXT,
+    aqi         INTEGER NOT NULL,
+    PRIMARY KEY (ts, sensor_id)
+) WITHOUT ROWID;
+-- A query with a country walks this index; one without walks the primary key.
+-- Both are in (time, sensor) order, the order results are returned in.
+CREATE INDEX IF NOT EXISTS readings_by_country ON readings (loc_country, ts, sensor_id);
+";
+
+/// A shared handle on the database file. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db, BackendError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| BackendError::Remote {
+                context: format!("creating directory {}", dir.display()),
+                message: e.to_string(),
+            })?;
+        }
+        // WAL mode is a property of the file; set it once before pooling.
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        drop(conn);
+
+        let manager = SqliteConnectionManager::file(&path).with_init(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            // NORMAL is durable across process crashes in WAL mode; only a
+            // power loss can drop the last commits.
+            c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)?;
+        Ok(Db { pool, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs blocking database work on the blocking thread pool with a pooled
+    /// connection, so async callers never block their executor.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// A pooled connection for a caller already on a blocking thread.
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, BackendError> {
+        Ok(self.pool.get()?)
+    }
+}

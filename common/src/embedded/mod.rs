@@ -1,0 +1,9 @@
+//! The embedded backend: every port on one SQLite file (WAL mode), so a
+//! fresh machine needs no server and the master, gateways and workers of one
+//! machine can share it as separate processes.
+
+mod db;
+mod readings;
+
+pub use db::Db;
+pub use readings::SqliteReadingStore;

@@ -1,0 +1,177 @@
+//! The reading store on SQLite.
+
+use super::db::Db;
+use crate::error::BackendError;
+use crate::query::Query;
+use crate::reading::{Reading, Timestamp};
+use crate::store::{ReadingStore, ReadingStream, StoreSummary};
+use async_trait::async_trait;
+use futures::StreamExt;
+use rusqlite::{params, Row, TransactionBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+
+const COLUMNS: &str =
+    "id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt, p1, p2, aqi";
+
+/// Readings streamed ahead of the consumer; bounds memory on huge results.
+const STREAM_BUFFER: usize = 512;
+
+#[derive(Clone)]
+pub struct SqliteReadingStore {
+    db: Db,
+}
+
+impl SqliteReadingStore {
+    pub fn new(db: Db) -> Self {
+        SqliteReadingStore { db }
+    }
+
+    /// Writes a batch in one transaction. Public for callers already on a
+    /// blocking thread (bulk loaders).
+    pub fn put_batch_blocking(&self, readings: &[Reading]) -> Result<(), BackendError> {
+        let mut conn = self.db.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO readings
+                 (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt, p1, p2, aqi)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for r in readings {
+                stmt.execute(params![
+                    r.id.map(|v| v as i64),
+                    r.timestamp.0,
+                    r.sensor_id as i64,
+                    r.sensor_type,
+                    r.loc_id.map(|v| v as i64),
+                    r.loc_country,
+                    r.loc_lat,
+                    r.loc_long,
+                    r.loc_alt,
+                    r.p1,
+                    r.p2,
+                    r.aqi,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<Reading> {
+    Ok(Reading {
+        id: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+        timestamp: Timestamp(row.get(1)?),
+        sensor_id: row.get::<_, i64>(2)? as u64,
+        sensor_type: row.get(3)?,
+        loc_id: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        loc_country: row.get(5)?,
+        loc_lat: row.get(6)?,
+        loc_long: row.get(7)?,
+        loc_alt: row.get(8)?,
+        p1: row.get(9)?,
+        p2: row.get(10)?,
+        aqi: row.get(11)?,
+    })
+}
+
+/// Runs `query` on a blocking thread, sending rows into `tx` until done or
+/// until the receiver hangs up (a client that went away stops the scan).
+fn scan(
+    db: &Db,
+    query: &Query,
+    tx: &tokio::sync::mpsc::Sender<Result<Reading, BackendError>>,
+) -> Result<(), BackendError> {
+    let Some((lo, hi)) = query.aqi_bounds() else {
+        return Ok(());
+    };
+    let conn = db.conn()?;
+    // Two statements rather than `(?3 IS NULL OR loc_country = ?3)`, which
+    // would keep SQLite's planner from choosing the country index.
+    let mut stmt;
+    let mut rows = match &query.country {
+        Some(country) => {
+            stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM readings INDEXED BY readings_by_country
+                 WHERE loc_country = ?1 AND ts BETWEEN ?2 AND ?3 AND aqi BETWEEN ?4 AND ?5
+                 ORDER BY ts, sensor_id"
+            ))?;
+            stmt.query(params![country, query.start.0, query.end.0, lo, hi])?
+        }
+        None => {
+            stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM readings
+                 WHERE ts BETWEEN ?1 AND ?2 AND aqi BETWEEN ?3 AND ?4
+                 ORDER BY ts, sensor_id"
+            ))?;
+            stmt.query(params![query.start.0, query.end.0, lo, hi])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        if tx.blocking_send(Ok(reading_from_row(row)?)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ReadingStore for SqliteReadingStore {
+    async fn put_batch(&self, readings: Vec<Reading>) -> Result<(), BackendError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.put_batch_blocking(&readings)).await?
+    }
+
+    fn query(&self, query: &Query) -> ReadingStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let db = self.db.clone();
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = scan(&db, &query, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        ReceiverStream::new(rx).boxed()
+    }
+
+    async fn summary(&self) -> Result<StoreSummary, BackendError> {
+        self.db
+            .run(|conn| {
+                let (readings, first, last) =
+                    conn.query_row("SELECT COUNT(*), MIN(ts), MAX(ts) FROM readings", [], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)? as u64,
+                            r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                            r.get::<_, Option<i64>>(2)?.map(Timestamp),
+                        ))
+                    })?;
+                // Hop from one country to the next through the index instead
+                // of reading every entry for DISTINCT.
+                let mut stmt = conn.prepare_cached(
+                    "WITH RECURSIVE c(x) AS (
+                        SELECT MIN(loc_country) FROM readings
+                        UNION ALL
+                        SELECT (SELECT MIN(loc_country) FROM readings WHERE loc_country > x)
+                        FROM c WHERE x IS NOT NULL)
+                     SELECT x FROM c WHERE x IS NOT NULL",
+                )?;
+                let countries = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(StoreSummary {
+                    readings,
+                    first,
+                    last,
+                    countries,
+                })
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.db
+            .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}

@@ -1,0 +1,154 @@
+//! CSV output: the one documented column order every result uses.
+//!
+//! | column        | meaning                                        |
+//! |---------------|------------------------------------------------|
+//! | `id`          | feed entry id (empty when the feed had none)   |
+//! | `timestamp`   | UTC, `YYYY-MM-DD HH:MM:SS`                     |
+//! | `sensor_id`   | Sensor.Community sensor id                     |
+//! | `sensor_type` | e.g. `SDS011`                                  |
+//! | `loc_id`      | location id                                    |
+//! | `loc_country` | country code as sent (`UK`, not `GB`)          |
+//! | `loc_lat`     | latitude as sent                               |
+//! | `loc_long`    | longitude as sent                              |
+//! | `loc_alt`     | altitude as sent (may be empty)                |
+//! | `P1`          | PM10, µg/m³, as sent (empty if not measured)   |
+//! | `P2`          | PM2.5, µg/m³, as sent (empty if not measured)  |
+//! | `AQI`         | UK DAQI, 1–10                                  |
+//! | `Range`       | `Low`, `Moderate`, `High` or `Very High`       |
+//!
+//! Rows come in the store's order: by timestamp, then sensor id.
+
+use crate::reading::Reading;
+use std::io::Write;
+
+pub const CSV_HEADER: [&str; 13] = [
+    "id",
+    "timestamp",
+    "sensor_id",
+    "sensor_type",
+    "loc_id",
+    "loc_country",
+    "loc_lat",
+    "loc_long",
+    "loc_alt",
+    "P1",
+    "P2",
+    "AQI",
+    "Range",
+];
+
+/// Writes readings as CSV, header first.
+pub struct CsvWriter<W: Write> {
+    inner: csv::Writer<W>,
+    rows: u64,
+}
+
+impl<W: Write> CsvWriter<W> {
+    pub fn new(out: W) -> csv::Result<Self> {
+        let mut inner = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(out);
+        inner.write_record(CSV_HEADER)?;
+        Ok(CsvWriter { inner, rows: 0 })
+    }
+
+    pub fn write(&mut self, r: &Reading) -> csv::Result<()> {
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let ts = r.timestamp.to_string();
+        let record: [&str; 13] = [
+            &opt(r.id),
+            &ts,
+            &r.sensor_id.to_string(),
+            &r.sensor_type,
+            &opt(r.loc_id),
+            &r.loc_country,
+            &r.loc_lat,
+            &r.loc_long,
+            &r.loc_alt,
+            r.p1.as_deref().unwrap_or(""),
+            r.p2.as_deref().unwrap_or(""),
+            &r.aqi.to_string(),
+            r.band().label(),
+        ];
+        self.rows += 1;
+        self.inner.write_record(record)
+    }
+
+    /// Rows written so far (the header not counted).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn finish(self) -> csv::Result<W> {
+        self.inner
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))
+    }
+}
+
+/// The CSV of a list of readings, in memory.
+pub fn to_csv<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> csv::Result<Vec<u8>> {
+    let mut w = CsvWriter::new(Vec::new())?;
+    for r in readings {
+        w.write(r)?;
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::Timestamp;
+
+    #[test]
+    fn header_and_values_as_sent() {
+        let r = Reading {
+            id: Some(7),
+            timestamp: Timestamp::parse_feed("2018-06-03 20:47:58").unwrap(),
+            sensor_id: 92,
+            sensor_type: "SDS011".into(),
+            loc_id: None,
+            loc_country: "DE".into(),
+            loc_lat: "48.8000".into(),
+            loc_long: "9.0020".into(),
+            loc_alt: "".into(),
+            p1: Some("8.13".into()),
+            p2: None,
+            aqi: 1,
+        };
+        let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
+        assert_eq!(
+            csv,
+            "id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n\
+             7,2018-06-03 20:47:58,92,SDS011,,DE,48.8000,9.0020,,8.13,,1,Low\n"
+        );
+        let empty = String::from_utf8(to_csv([]).unwrap()).unwrap();
+        assert_eq!(
+            empty.lines().count(),
+            1,
+            "an empty result is the header alone"
+        );
+    }
+
+    #[test]
+    fn text_with_commas_is_quoted() {
+        let mut r = Reading {
+            id: None,
+            timestamp: Timestamp(0),
+            sensor_id: 1,
+            sensor_type: "Very, odd \"sensor\"".into(),
+            loc_id: Some(1),
+            loc_country: "DE".into(),
+            loc_lat: "1".into(),
+            loc_long: "2".into(),
+            loc_alt: "3".into(),
+            p1: None,
+            p2: Some("12".into()),
+            aqi: 2,
+        };
+        r.aqi = 10;
+        let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
+        assert!(csv.contains("\"Very, odd \"\"sensor\"\"\""));
+        assert!(csv.ends_with(",12,10,Very High\n"));
+    }
+}

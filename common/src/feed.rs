@@ -1,0 +1,297 @@
+//! Parser and validator for the Sensor.Community JSON feeds (`data.json`,
+//! `data.1h.json`, `data.24h.json`, `data.dust.min.json`; one schema).
+//!
+//! The feed is tens of MB. The caller holds the document once, as bytes; the
+//! parser walks the top-level array with a streaming visitor and borrows each
+//! entry from that buffer (`&RawValue`), so no `serde_json::Value` is built
+//! and nothing but the accepted readings is allocated. Each entry is decoded
+//! on its own, which is what lets one malformed entry be counted and skipped
+//! instead of aborting the run.
+
+use crate::aqi;
+use crate::reading::{Reading, Timestamp};
+use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// PM2.5 at or above this is the SDS011's saturation rail, not a measurement.
+pub const PM25_RAIL: f64 = 999.9;
+/// PM10 at or above this is the SDS011's saturation rail.
+pub const PM10_RAIL: f64 = 1999.9;
+
+/// Why an entry was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// Not an object of the feed's shape (missing `location`, `sensor`, ...).
+    Malformed,
+    /// `timestamp` missing or not `YYYY-MM-DD HH:MM:SS`.
+    BadTimestamp,
+    /// Neither `P1` nor `P2` present (e.g. a temperature-only sensor).
+    NoParticulates,
+    /// A `P1`/`P2` value that is not a number (`"unavailable"`, `null`, ...).
+    NonNumeric,
+    /// A negative `P1`/`P2`.
+    Negative,
+    /// `NaN` or infinite.
+    NonFinite,
+    /// At the SDS011 saturation rail (PM2.5 >= 999.9 or PM10 >= 1999.9).
+    Saturated,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 7] = [
+        Rejection::Malformed,
+        Rejection::BadTimestamp,
+        Rejection::NoParticulates,
+        Rejection::NonNumeric,
+        Rejection::Negative,
+        Rejection::NonFinite,
+        Rejection::Saturated,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed entry",
+            Rejection::BadTimestamp => "bad timestamp",
+            Rejection::NoParticulates => "no P1/P2 value",
+            Rejection::NonNumeric => "non-numeric value",
+            Rejection::Negative => "negative value",
+            Rejection::NonFinite => "non-finite value",
+            Rejection::Saturated => "sensor saturated",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The document as a whole could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("feed is not a JSON array of entries: {0}")]
+    NotAnArray(String),
+    #[error("feed is not valid JSON after {entries} entries: {source}")]
+    Syntax {
+        entries: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Counts of one parse: every entry read is either accepted or rejected for
+/// exactly one reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedStats {
+    pub entries: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<Rejection, u64>,
+}
+
+impl FeedStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub fn rejected(&self, why: Rejection) -> u64 {
+        self.rejected.get(&why).copied().unwrap_or(0)
+    }
+
+    pub fn merge(&mut self, other: &FeedStats) {
+        self.entries += other.entries;
+        self.accepted += other.accepted;
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(*k).or_default() += v;
+        }
+    }
+}
+
+// ---- the feed's wire shape, borrowed from the document ----
+
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    id: Option<u64>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    location: RawLocation<'a>,
+    #[serde(borrow)]
+    sensor: RawSensor<'a>,
+    #[serde(borrow)]
+    sensordatavalues: Vec<RawDataValue<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawLocation<'a> {
+    id: Option<u64>,
+    #[serde(borrow, default)]
+    latitude: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    longitude: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    altitude: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    country: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawSensor<'a> {
+    id: u64,
+    #[serde(borrow)]
+    sensor_type: RawSensorType<'a>,
+}
+
+#[derive(Deserialize)]
+struct RawSensorType<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct RawDataValue<'a> {
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(borrow)]
+    value_type: Cow<'a, str>,
+}
+
+/// The text of a scalar that the feed writes either as a JSON string or as a
+/// JSON number: a string's contents, or a number's literal text as sent.
+/// `None` for `null` or anything that is not a scalar.
+fn scalar_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let s = raw.get().trim();
+    match s.as_bytes().first()? {
+        b'"' => serde_json::from_str::<Cow<'_, str>>(s).ok(),
+        b'-' | b'0'..=b'9' => Some(Cow::Borrowed(s)),
+        _ => None,
+    }
+}
+
+/// A particulate value: its text as sent and its parsed number.
+fn particulate(raw: Option<&RawValue>, rail: f64) -> Result<(String, f64), Rejection> {
+    let text = raw.and_then(scalar_text).ok_or(Rejection::NonNumeric)?;
+    let text = text.trim();
+    let v: f64 = text.parse().map_err(|_| Rejection::NonNumeric)?;
+    if !v.is_finite() {
+        return Err(Rejection::NonFinite);
+    }
+    if v < 0.0 {
+        return Err(Rejection::Negative);
+    }
+    if v >= rail {
+        return Err(Rejection::Saturated);
+    }
+    Ok((text.to_owned(), v))
+}
+
+/// Validates one decoded entry and computes its index.
+fn validate(e: RawEntry<'_>) -> Result<Reading, Rejection> {
+    let ts = e
+        .timestamp
+        .as_deref()
+        .and_then(Timestamp::parse_feed)
+        .ok_or(Rejection::BadTimestamp)?;
+
+    let (mut p1, mut p2) = (None, None);
+    for dv in &e.sensordatavalues {
+        match dv.value_type.as_ref() {
+            // P1 is PM10, P2 is PM2.5 (Sensor.Community firmware and API).
+            "P1" => p1 = Some(particulate(dv.value, PM10_RAIL)?),
+            "P2" => p2 = Some(particulate(dv.value, PM25_RAIL)?),
+            _ => {}
+        }
+    }
+    let aqi = aqi::daqi(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1))
+        .ok_or(Rejection::NoParticulates)?;
+
+    let text = |v: Option<&RawValue>| {
+        v.and_then(scalar_text)
+            .map(Cow::into_owned)
+            .unwrap_or_default()
+    };
+    Ok(Reading {
+        id: e.id,
+        timestamp: ts,
+        sensor_id: e.sensor.id,
+        sensor_type: e.sensor.sensor_type.name.into_owned(),
+        loc_id: e.location.id,
+        loc_country: e.location.country.map(Cow::into_owned).unwrap_or_default(),
+        loc_lat: text(e.location.latitude),
+        loc_long: text(e.location.longitude),
+        loc_alt: text(e.location.altitude),
+        p1: p1.map(|p| p.0),
+        p2: p2.map(|p| p.0),
+        aqi,
+    })
+}
+
+/// Decodes and validates one entry given as its JSON text.
+pub fn parse_entry(json: &str) -> Result<Reading, Rejection> {
+    let e: RawEntry<'_> = serde_json::from_str(json).map_err(|_| Rejection::Malformed)?;
+    validate(e)
+}
+
+struct EntriesVisitor<'f, F> {
+    on_entry: &'f mut F,
+    entries: &'f mut u64,
+}
+
+impl<'de, F> Visitor<'de> for EntriesVisitor<'_, F>
+where
+    F: FnMut(Result<Reading, Rejection>),
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of feed entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            *self.entries += 1;
+            (self.on_entry)(parse_entry(raw.get()));
+        }
+        Ok(())
+    }
+}
+
+/// Streams every entry of a feed document to `on_entry`, as a reading or the
+/// reason it was rejected, and returns the counts.
+///
+/// Entries before a syntax error (a truncated download, say) have already
+/// been handed to `on_entry` when the error is returned: they were complete,
+/// and storing them is idempotent, so the caller may keep them.
+pub fn parse_feed<F>(doc: &[u8], mut on_entry: F) -> Result<FeedStats, FeedError>
+where
+    F: FnMut(Result<Reading, Rejection>),
+{
+    let mut stats = FeedStats::default();
+    let mut entries = 0u64;
+    let mut record = |r: Result<Reading, Rejection>| {
+        match &r {
+            Ok(_) => stats.accepted += 1,
+            Err(why) => *stats.rejected.entry(*why).or_default() += 1,
+        }
+        on_entry(r);
+    };
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    let visited = de
+        .deserialize_seq(EntriesVisitor {
+            on_entry: &mut record,
+            entries: &mut entries,
+        })
+        .and_then(|()| de.end());
+    if let Err(e) = visited {
+        return Err(match e.classify() {
+            serde_json::error::Category::Data => FeedError::NotAnArray(e.to_string()),
+            _ => FeedError::Syntax { entries, source: e },
+        });
+    }
+    stats.entries = entries;
+    Ok(stats)
+}

@@ -1,0 +1,21 @@
+//! airq's shared core: the domain (feed parsing, the DAQI, queries, CSV) and
+//! the ports every binary talks through (reading store, message queue,
+//! result store), with the embedded SQLite backend.
+//!
+//! Binaries depend on the ports, never on a backend's types, so the AWS
+//! backend can replace the embedded one without changing a caller.
+
+pub mod aqi;
+pub mod embedded;
+pub mod error;
+pub mod export;
+pub mod feed;
+pub mod query;
+pub mod queue;
+pub mod reading;
+pub mod store;
+
+pub use aqi::Band;
+pub use error::BackendError;
+pub use query::{Query, QueryError, QueryLimits};
+pub use reading::{Reading, Timestamp};
