@@ -6,13 +6,17 @@
 //! backend can replace the embedded one without changing a caller.
 
 pub mod aqi;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod embedded;
 pub mod error;
 pub mod export;
 pub mod feed;
+pub mod job;
 pub mod query;
 pub mod queue;
 pub mod reading;
+pub mod results;
 pub mod store;
 
 pub use aqi::Band;

@@ -29,6 +29,32 @@ CREATE TABLE IF NOT EXISTS readings (
 -- A query with a country walks this index; one without walks the primary key.
 -- Both are in (time, sensor) order, the order results are returned in.
 CREATE INDEX IF NOT EXISTS readings_by_country ON readings (loc_country, ts, sensor_id);
+
+-- Every queue's messages. Times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq           INTEGER PRIMARY KEY,
+    queue         TEXT    NOT NULL,
+    id            TEXT    NOT NULL UNIQUE,
+    body          TEXT    NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT    UNIQUE
+);
+CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, visible_at, seq);
+
+CREATE TABLE IF NOT EXISTS results (
+    id         TEXT    PRIMARY KEY,
+    state      TEXT    NOT NULL,
+    query      TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    rows       INTEGER,
+    csv        TEXT,
+    error      TEXT
+);
+CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires_at);
 ";
 
 /// A shared handle on the database file. Cheap to clone.

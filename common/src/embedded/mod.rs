@@ -3,7 +3,11 @@
 //! machine can share it as separate processes.
 
 mod db;
+mod queue;
 mod readings;
+mod results;
 
 pub use db::Db;
+pub use queue::{Redrive, SqliteQueue};
 pub use readings::SqliteReadingStore;
+pub use results::SqliteResultStore;

@@ -1,0 +1,126 @@
+//! The result store contract.
+
+use crate::query::Query;
+use crate::reading::Timestamp;
+use crate::results::{Outcome, ResultState, ResultStore};
+use std::time::Duration;
+use uuid::Uuid;
+
+fn query() -> Query {
+    Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600))
+}
+
+pub async fn run_all(store: &dyn ResultStore) {
+    lifecycle_done(store).await;
+    failure_is_readable(store).await;
+    unknown_is_none(store).await;
+    expiry(store).await;
+}
+
+pub async fn lifecycle_done(store: &dyn ResultStore) {
+    let id = Uuid::new_v4();
+    let q = query();
+    store
+        .create(id, &q, Duration::from_secs(3600))
+        .await
+        .expect("create");
+    let r = store.get(id).await.expect("get").expect("created record");
+    assert_eq!(r.state, ResultState::Queued);
+    assert_eq!(r.query, q.to_json());
+    assert!(!r.is_expired(Timestamp::now()));
+    store.mark_running(id).await.expect("mark running");
+    assert_eq!(
+        store.get(id).await.expect("get").expect("record").state,
+        ResultState::Running
+    );
+    let done = Outcome::Done {
+        csv: "a,b\n1,2\n".into(),
+        rows: 1,
+    };
+    assert!(
+        store.finish(id, &done).await.expect("finish"),
+        "first outcome is recorded"
+    );
+    let dup = Outcome::Done {
+        csv: "something else\n".into(),
+        rows: 9,
+    };
+    assert!(
+        !store.finish(id, &dup).await.expect("finish again"),
+        "a duplicate outcome is refused"
+    );
+    store
+        .mark_running(id)
+        .await
+        .expect("mark running after done");
+    let r = store.get(id).await.expect("get").expect("record");
+    assert_eq!(r.state, ResultState::Done, "done stays done");
+    assert_eq!(
+        r.csv.as_deref(),
+        Some("a,b\n1,2\n"),
+        "the first result is kept"
+    );
+    assert_eq!(r.rows, Some(1));
+    // Served as often as asked.
+    let again = store.get(id).await.expect("get").expect("record");
+    assert_eq!(again.csv, r.csv);
+}
+
+pub async fn failure_is_readable(store: &dyn ResultStore) {
+    let id = Uuid::new_v4();
+    store
+        .create(id, &query(), Duration::from_secs(3600))
+        .await
+        .expect("create");
+    let failed = Outcome::Failed {
+        error: "store unavailable".into(),
+    };
+    assert!(store.finish(id, &failed).await.expect("finish"));
+    let r = store.get(id).await.expect("get").expect("record");
+    assert_eq!(r.state, ResultState::Failed);
+    assert_eq!(r.error.as_deref(), Some("store unavailable"));
+    assert_eq!(r.csv, None);
+}
+
+pub async fn unknown_is_none(store: &dyn ResultStore) {
+    assert!(store.get(Uuid::new_v4()).await.expect("get").is_none());
+}
+
+pub async fn expiry(store: &dyn ResultStore) {
+    let id = Uuid::new_v4();
+    store
+        .create(id, &query(), Duration::ZERO)
+        .await
+        .expect("create");
+    let done = Outcome::Done {
+        csv: "x\n".into(),
+        rows: 0,
+    };
+    store.finish(id, &done).await.expect("finish");
+    let r = store.get(id).await.expect("get").expect("record");
+    assert!(
+        r.is_expired(Timestamp::now()),
+        "a zero-TTL result is expired"
+    );
+    store
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    let r = store
+        .get(id)
+        .await
+        .expect("get")
+        .expect("a tombstone remains, so it answers expired, not unknown");
+    assert_eq!(r.csv, None, "expired data is dropped");
+    store
+        .purge_expired(
+            Timestamp(Timestamp::now().0 + 7200),
+            Duration::from_secs(3600),
+        )
+        .await
+        .expect("purge");
+    assert!(
+        store.get(id).await.expect("get").is_none(),
+        "old tombstones are forgotten"
+    );
+}

@@ -1,0 +1,82 @@
+//! The messages that cross the queues.
+//!
+//! RequestSend carries a [`Job`] from a gateway to a worker; RequestReceive
+//! carries a [`JobResult`] back. Both are JSON so that an operator can read a
+//! dead-lettered message.
+
+use crate::query::{Query, QueryError, QueryLimits};
+use crate::results::Outcome;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Queue names, the same on every backend.
+pub const REQUEST_SEND: &str = "RequestSend";
+pub const REQUEST_RECEIVE: &str = "RequestReceive";
+
+/// The dead-letter queue of a queue.
+pub fn dead_letter_name(queue: &str) -> String {
+    format!("{queue}-dlq")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    /// The query in canonical JSON (see [`Query::to_json`]).
+    pub query: String,
+}
+
+impl Job {
+    pub fn new(id: Uuid, query: &Query) -> Self {
+        Job {
+            id,
+            query: query.to_json(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // A struct of a UUID and a string always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes a message body. The id is recovered even when the query is
+    /// bad, so the user can be told why their query failed.
+    pub fn parse(body: &str) -> Result<Job, JobError> {
+        serde_json::from_str(body).map_err(|e| {
+            let id = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("id")?.as_str()?.parse().ok());
+            JobError::Malformed {
+                id,
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// The query, re-validated (without a span limit: the gateway that
+    /// accepted it applied its own).
+    pub fn query(&self) -> Result<Query, QueryError> {
+        Query::from_json(self.query.as_bytes(), &QueryLimits::unbounded())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("malformed job message: {reason}")]
+    Malformed { id: Option<Uuid>, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobResult {
+    pub id: Uuid,
+    pub outcome: Outcome,
+}
+
+impl JobResult {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(body: &str) -> Result<JobResult, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
