@@ -6,6 +6,7 @@
 //! backend can replace the embedded one without changing a caller.
 
 pub mod aqi;
+pub mod backend;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod embedded;
@@ -13,10 +14,12 @@ pub mod error;
 pub mod export;
 pub mod feed;
 pub mod job;
+pub mod logging;
 pub mod query;
 pub mod queue;
 pub mod reading;
 pub mod results;
+pub mod shutdown;
 pub mod store;
 
 pub use aqi::Band;

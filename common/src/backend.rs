@@ -1,0 +1,88 @@
+//! Choosing and connecting a backend: the settings every binary shares, and
+//! the set of port implementations they produce.
+
+use crate::embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use crate::error::BackendError;
+use crate::job::{dead_letter_name, REQUEST_RECEIVE, REQUEST_SEND};
+use crate::queue::Queue;
+use crate::results::ResultStore;
+use crate::store::ReadingStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// One SQLite file on this machine (no server needed).
+    Embedded,
+}
+
+/// Backend flags, shared by every binary (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Where readings, queues and results live.
+    #[arg(
+        long,
+        env = "AIRQ_BACKEND",
+        value_enum,
+        default_value = "embedded",
+        global = true
+    )]
+    pub backend: BackendKind,
+
+    /// The SQLite file of the embedded backend (created if missing).
+    #[arg(long, env = "AIRQ_DB", default_value = "data/airq.db", global = true)]
+    pub db: PathBuf,
+
+    /// Receives after which a request that keeps failing is moved to the
+    /// dead-letter queue (and reported to its user as failed).
+    #[arg(long, env = "AIRQ_MAX_RECEIVES", default_value_t = 3, global = true)]
+    pub max_receives: u32,
+}
+
+/// Every port, connected.
+#[derive(Clone)]
+pub struct Backend {
+    pub readings: Arc<dyn ReadingStore>,
+    pub results: Arc<dyn ResultStore>,
+    /// Gateway → workers.
+    pub request_send: Arc<dyn Queue>,
+    /// Where requests that kept failing end up.
+    pub request_send_dlq: Arc<dyn Queue>,
+    /// Workers → gateway.
+    pub request_receive: Arc<dyn Queue>,
+    pub request_receive_dlq: Arc<dyn Queue>,
+    /// Where it is, for logs (a path or a region).
+    pub location: String,
+}
+
+impl BackendArgs {
+    pub async fn connect(&self) -> Result<Backend, BackendError> {
+        match self.backend {
+            BackendKind::Embedded => {
+                let db = Db::open(&self.db)?;
+                let queue = |name: &str| -> Arc<dyn Queue> {
+                    Arc::new(SqliteQueue::new(
+                        db.clone(),
+                        name,
+                        Some(Redrive {
+                            dead_letter: dead_letter_name(name),
+                            max_receives: self.max_receives,
+                        }),
+                    ))
+                };
+                let dlq = |name: &str| -> Arc<dyn Queue> {
+                    Arc::new(SqliteQueue::new(db.clone(), &dead_letter_name(name), None))
+                };
+                Ok(Backend {
+                    readings: Arc::new(SqliteReadingStore::new(db.clone())),
+                    results: Arc::new(SqliteResultStore::new(db.clone())),
+                    request_send: queue(REQUEST_SEND),
+                    request_send_dlq: dlq(REQUEST_SEND),
+                    request_receive: queue(REQUEST_RECEIVE),
+                    request_receive_dlq: dlq(REQUEST_RECEIVE),
+                    location: self.db.display().to_string(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Log set-up shared by every binary: human-readable by default, JSON lines
+//! with `--log-format json`; the level comes from `RUST_LOG` (default info).
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(
+        long,
+        env = "AIRQ_LOG_FORMAT",
+        value_enum,
+        default_value = "human",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber, writing to stderr.
+    pub fn init(&self) {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _ = match self.log_format {
+            LogFormat::Human => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
+    }
+}

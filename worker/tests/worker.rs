@@ -1,0 +1,390 @@
+//! The real `airq-worker` binary against a temporary SQLite file: results,
+//! malformed messages, duplicates, crashes (SIGKILL), dead letters and
+//! graceful shutdown. The gateway's side of the queues is played in-process.
+
+use airq_common::contract::store::reference;
+use airq_common::embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use airq_common::export::to_csv;
+use airq_common::feed::parse_feed;
+use airq_common::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
+use airq_common::queue::Queue;
+use airq_common::results::{Outcome, ResultStore};
+use airq_common::{Query, QueryLimits, Reading};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const HOUR_DE_LOW: &[u8] = br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
+const MAX_RECEIVES: u32 = 2;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    db_path: PathBuf,
+    db: Db,
+    readings: Vec<Reading>,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_path = dir.path().join("airq.db");
+        let db = Db::open(&db_path).expect("db");
+        let doc = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/sample/201806032249_data.dust.min.json"
+        ))
+        .expect("sample");
+        let mut readings = Vec::new();
+        parse_feed(&doc, |r| readings.extend(r.ok())).expect("parse");
+        SqliteReadingStore::new(db.clone())
+            .put_batch_blocking(&readings)
+            .expect("load");
+        Env {
+            _dir: dir,
+            db_path,
+            db,
+            readings,
+        }
+    }
+
+    fn queue(&self, name: &str) -> SqliteQueue {
+        SqliteQueue::new(
+            self.db.clone(),
+            name,
+            Some(Redrive {
+                dead_letter: format!("{name}-dlq"),
+                max_receives: MAX_RECEIVES,
+            }),
+        )
+    }
+
+    fn results(&self) -> SqliteResultStore {
+        SqliteResultStore::new(self.db.clone())
+    }
+
+    fn worker(&self, extra: &[&str]) -> Worker {
+        Worker::start(&self.db_path, extra)
+    }
+
+    /// Creates a result record and enqueues its job, as a gateway would.
+    async fn submit(&self, query: &Query) -> Uuid {
+        let id = Uuid::new_v4();
+        self.results()
+            .create(id, query, Duration::from_secs(3600))
+            .await
+            .expect("create");
+        self.queue(REQUEST_SEND)
+            .send(&Job::new(id, query).to_json())
+            .await
+            .expect("send");
+        id
+    }
+
+    /// Collects every result posted to RequestReceive within `limit`,
+    /// stopping early once `want` have arrived.
+    async fn collect(&self, want: usize, limit: Duration) -> Vec<JobResult> {
+        let q = self.queue(REQUEST_RECEIVE);
+        let start = Instant::now();
+        let mut out = Vec::new();
+        while out.len() < want && start.elapsed() < limit {
+            for m in q
+                .receive(10, Duration::from_secs(30), Duration::from_millis(500))
+                .await
+                .expect("receive")
+            {
+                out.push(JobResult::parse(&m.body).expect("a JobResult"));
+                q.delete(&m.receipt).await.expect("delete");
+            }
+        }
+        out
+    }
+}
+
+struct Worker(Child);
+
+impl Worker {
+    fn start(db: &Path, extra: &[&str]) -> Worker {
+        let child = Command::new(env!("CARGO_BIN_EXE_airq-worker"))
+            .arg("--db")
+            .arg(db)
+            .args([
+                "--max-receives",
+                &MAX_RECEIVES.to_string(),
+                "--receive-wait",
+                "1s",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start airq-worker");
+        Worker(child)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns whether it exited 0.
+    fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn query() -> Query {
+    Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query")
+}
+
+async fn assert_queue_empty(q: &SqliteQueue) {
+    let d = q.depth().await.expect("depth");
+    assert_eq!((d.visible, d.in_flight), (0, 0), "{} is empty", q.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_a_query_and_posts_the_csv() {
+    let env = Env::new();
+    let _w = env.worker(&[]);
+    let q = query();
+    let id = env.submit(&q).await;
+    let got = env.collect(1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1, "one result");
+    assert_eq!(got[0].id, id);
+    let want =
+        String::from_utf8(to_csv(&reference(&env.readings, &q)).expect("csv")).expect("utf8");
+    assert_eq!(
+        got[0].outcome,
+        Outcome::Done {
+            csv: want,
+            rows: 3315
+        }
+    );
+    assert_queue_empty(&env.queue(REQUEST_SEND)).await;
+    let rec = env.results().get(id).await.expect("get").expect("record");
+    assert_eq!(
+        rec.state.as_str(),
+        "running",
+        "the worker marks it running; the gateway records the outcome"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_fail_readably_and_are_deleted() {
+    let env = Env::new();
+    let _w = env.worker(&[]);
+    let send = env.queue(REQUEST_SEND);
+    let id = Uuid::new_v4();
+    send.send(&format!(r#"{{"id":"{id}","query":7}}"#))
+        .await
+        .expect("send");
+    send.send("this is not json").await.expect("send");
+    let bad_query = Uuid::new_v4();
+    send.send(
+        &serde_json::json!({"id": bad_query, "query": "{\"startDate\":\"nope\"}"}).to_string(),
+    )
+    .await
+    .expect("send");
+    let got = env.collect(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        got.len(),
+        2,
+        "results for the two messages with an id: {got:?}"
+    );
+    for r in &got {
+        let Outcome::Failed { error } = &r.outcome else {
+            panic!("expected a failure: {r:?}")
+        };
+        if r.id == id {
+            assert!(error.contains("malformed"), "{error}");
+        } else {
+            assert_eq!(r.id, bad_query);
+            assert!(error.contains("startDate"), "the field is named: {error}");
+        }
+    }
+    // Nothing retried: all three are gone (bounded wait for the last delete).
+    let start = Instant::now();
+    while send.depth().await.expect("depth").in_flight > 0
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_queue_empty(&send).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_of_a_finished_request_posts_nothing() {
+    let env = Env::new();
+    let q = query();
+    let id = env.submit(&q).await;
+    let first = Outcome::Done {
+        csv: "first\n".into(),
+        rows: 0,
+    };
+    assert!(env.results().finish(id, &first).await.expect("finish"));
+    let _w = env.worker(&[]);
+    let got = env.collect(1, Duration::from_secs(4)).await;
+    assert!(got.is_empty(), "no second result: {got:?}");
+    assert_queue_empty(&env.queue(REQUEST_SEND)).await;
+    let rec = env.results().get(id).await.expect("get").expect("record");
+    assert_eq!(rec.csv.as_deref(), Some("first\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_request_is_finished_by_another() {
+    let env = Env::new();
+    let send = env.queue(REQUEST_SEND);
+    let mut slow = env.worker(&["--visibility-timeout", "2s", "--test-query-delay", "60s"]);
+    let id = env.submit(&query()).await;
+    // Wait until the slow worker holds it.
+    let start = Instant::now();
+    while send.depth().await.expect("depth").in_flight == 0
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        send.depth().await.expect("depth").in_flight,
+        1,
+        "the slow worker took it"
+    );
+    // The heartbeat keeps it hidden beyond its 2 s timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        send.depth().await.expect("depth").in_flight,
+        1,
+        "still hidden while it runs"
+    );
+    slow.signal("-KILL");
+    assert!(slow.wait_exit(Duration::from_secs(10)).is_some());
+    let _fast = env.worker(&["--visibility-timeout", "2s"]);
+    let got = env.collect(1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, id);
+    assert!(matches!(got[0].outcome, Outcome::Done { rows: 3315, .. }));
+    // Exactly one result, and nothing left behind.
+    assert!(
+        env.collect(1, Duration::from_secs(3)).await.is_empty(),
+        "exactly one result"
+    );
+    assert_queue_empty(&send).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_keeps_crashing_workers_is_dead_lettered() {
+    let env = Env::new();
+    let send = env.queue(REQUEST_SEND);
+    let id = env.submit(&query()).await;
+    for round in 1..=MAX_RECEIVES {
+        // Wait for the previous crash's request to become visible again.
+        let start = Instant::now();
+        while send.depth().await.expect("depth").visible == 0
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut w = env.worker(&["--visibility-timeout", "1s", "--test-query-delay", "60s"]);
+        let start = Instant::now();
+        while send.depth().await.expect("depth").in_flight == 0
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            send.depth().await.expect("depth").in_flight,
+            1,
+            "round {round}: taken"
+        );
+        w.signal("-KILL");
+        assert!(w.wait_exit(Duration::from_secs(10)).is_some());
+    }
+    // The next worker's receive finds it over the limit and dead-letters it.
+    let _w = env.worker(&["--visibility-timeout", "1s"]);
+    let dlq = SqliteQueue::new(env.db.clone(), "RequestSend-dlq", None);
+    let start = Instant::now();
+    let mut dead = Vec::new();
+    while dead.is_empty() && start.elapsed() < Duration::from_secs(30) {
+        dead = dlq
+            .receive(1, Duration::from_secs(30), Duration::from_millis(500))
+            .await
+            .expect("receive");
+    }
+    assert_eq!(dead.len(), 1, "the request reached the dead-letter queue");
+    assert_eq!(Job::parse(&dead[0].body).expect("job").id, id);
+    assert!(
+        env.collect(1, Duration::from_secs(2)).await.is_empty(),
+        "no result from a dead letter"
+    );
+    assert_queue_empty(&send).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_unfinished_requests_back_at_once() {
+    let env = Env::new();
+    let send = env.queue(REQUEST_SEND);
+    let mut w = env.worker(&[
+        "--visibility-timeout",
+        "60s",
+        "--test-query-delay",
+        "60s",
+        "--shutdown-timeout",
+        "1s",
+    ]);
+    env.submit(&query()).await;
+    let start = Instant::now();
+    while send.depth().await.expect("depth").in_flight == 0
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.signal("-TERM");
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(20)),
+        Some(true),
+        "exits cleanly after its shutdown timeout"
+    );
+    let d = send.depth().await.expect("depth");
+    assert_eq!(
+        (d.visible, d.in_flight),
+        (1, 0),
+        "visible again at once, not after 60 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_short_queries_finish() {
+    let env = Env::new();
+    let mut w = env.worker(&["--test-query-delay", "2s", "--shutdown-timeout", "30s"]);
+    let send = env.queue(REQUEST_SEND);
+    let id = env.submit(&query()).await;
+    let start = Instant::now();
+    while send.depth().await.expect("depth").in_flight == 0
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit(Duration::from_secs(30)), Some(true));
+    let got = env.collect(1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "the in-flight query finished before exit");
+    assert_eq!(got[0].id, id);
+    assert_queue_empty(&send).await;
+}
