@@ -1,0 +1,177 @@
+//! `airq-deploy up`: the whole stack on one machine, embedded backend.
+//!
+//! Starts a one-shot ingestion of the shipped sample (so the stack has data
+//! offline), then, as supervised children: the master on its nightly
+//! schedule, one gateway and N workers, all sharing one SQLite file.
+
+use crate::supervisor::{supervise, ChildSpec};
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Worker processes to run.
+    #[arg(long, env = "AIRQ_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Address the gateway listens on.
+    #[arg(long, env = "AIRQ_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// The SQLite file every component shares.
+    #[arg(long, env = "AIRQ_DB", default_value = "data/airq.db")]
+    pub db: PathBuf,
+
+    /// Feed ingested once at start ("" to skip).
+    #[arg(
+        long,
+        env = "AIRQ_SEED_SOURCE",
+        default_value = "data/sample/201806032249_data.dust.min.json"
+    )]
+    pub seed: String,
+
+    /// The master's schedule (cron with seconds, UTC).
+    #[arg(long, env = "AIRQ_CRON", default_value = "0 0 0 * * *")]
+    pub cron: String,
+
+    /// Where the airq binaries are (default: beside this one).
+    #[arg(long, env = "AIRQ_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// How long each child may take to stop on shutdown before it is killed.
+    #[arg(long, default_value = "35s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+
+    /// Extra arguments for every worker (e.g. "--concurrency 4").
+    #[arg(
+        long,
+        env = "AIRQ_WORKER_ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub worker_args: String,
+
+    /// Extra arguments for the gateway.
+    #[arg(
+        long,
+        env = "AIRQ_GATEWAY_ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub gateway_args: String,
+}
+
+fn bin_dir(args: &UpArgs) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &args.bin_dir {
+        return Ok(d.clone());
+    }
+    let exe = std::env::current_exe().context("locating airq-deploy")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("airq-deploy has no parent directory")
+}
+
+fn program(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let p = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !p.is_file() {
+        bail!(
+            "{} not found; build every binary first (cargo build --release --bins) or pass --bin-dir",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let dir = bin_dir(&args)?;
+    let master = program(&dir, "airq-master")?;
+    let gateway = program(&dir, "airq-gateway")?;
+    let worker = program(&dir, "airq-worker")?;
+    let db = args.db.display().to_string();
+    let stop = CancellationToken::new();
+
+    if !args.seed.is_empty() {
+        tracing::info!(source = %args.seed, "ingesting the seed feed");
+        let status = tokio::process::Command::new(&master)
+            .args(["ingest", "--source", &args.seed, "--db", &db])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        let status = tokio::select! {
+            s = status => s.context("running airq-master ingest")?,
+            _ = airq_common::shutdown::signal() => return Ok(()),
+        };
+        if !status.success() {
+            bail!(
+                "ingesting {} failed ({status}); see the log above",
+                args.seed
+            );
+        }
+    }
+
+    let split = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let mut specs = vec![
+        ChildSpec {
+            name: "master".into(),
+            program: master,
+            args: vec![
+                "schedule".into(),
+                "--cron".into(),
+                args.cron.clone(),
+                "--db".into(),
+                db.clone(),
+            ],
+        },
+        ChildSpec {
+            name: "gateway".into(),
+            program: gateway,
+            args: [
+                vec![
+                    "--listen".into(),
+                    args.listen.clone(),
+                    "--db".into(),
+                    db.clone(),
+                ],
+                split(&args.gateway_args),
+            ]
+            .concat(),
+        },
+    ];
+    for i in 1..=args.workers {
+        specs.push(ChildSpec {
+            name: format!("worker-{i}"),
+            program: worker.clone(),
+            args: [vec!["--db".into(), db.clone()], split(&args.worker_args)].concat(),
+        });
+    }
+
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let mut children = JoinSet::new();
+    for spec in specs {
+        children.spawn(supervise(spec, stop.clone(), lines_tx.clone(), args.grace));
+    }
+    drop(lines_tx);
+
+    let workers = args.workers;
+    let printer = tokio::spawn(async move {
+        while let Some((name, line)) = lines.recv().await {
+            match line.strip_prefix("listening on ") {
+                Some(url) if name == "gateway" => {
+                    println!("airq is up at {url}  (gateway + {workers} workers + nightly master; Ctrl-C stops everything)");
+                }
+                _ => println!("[{name}] {line}"),
+            }
+        }
+    });
+
+    airq_common::shutdown::signal().await;
+    tracing::info!("stopping the stack");
+    stop.cancel();
+    while children.join_next().await.is_some() {}
+    printer.abort();
+    tracing::info!("stack stopped");
+    Ok(())
+}

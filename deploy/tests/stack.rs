@@ -1,0 +1,172 @@
+//! The whole local stack, as a newcomer runs it: `airq-deploy up` with the
+//! real master, gateway and workers on a temporary SQLite file.
+
+use airq_common::contract::store::reference;
+use airq_common::export::to_csv;
+use airq_common::feed::parse_feed;
+use airq_common::{Query, QueryLimits};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const QUERY: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
+
+struct Stack {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn up() -> Stack {
+        let exe = Path::new(env!("CARGO_BIN_EXE_airq-deploy"));
+        for bin in ["airq-master", "airq-gateway", "airq-worker"] {
+            let p = exe.with_file_name(bin);
+            assert!(
+                p.is_file(),
+                "{} missing: build every binary first (cargo build --workspace --bins)",
+                p.display()
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sample = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/sample/201806032249_data.dust.min.json"
+        );
+        let mut child = Command::new(exe)
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+                "--grace",
+                "10s",
+                "--seed",
+                sample,
+            ])
+            .arg("--db")
+            .arg(dir.path().join("airq.db"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start airq-deploy");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("the stack reports its URL within 60 s");
+            if let Some(rest) = line.strip_prefix("airq is up at ") {
+                break rest.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        Stack {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn expected_csv() -> String {
+    let doc = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/sample/201806032249_data.dust.min.json"
+    ))
+    .expect("sample");
+    let mut readings = Vec::new();
+    parse_feed(&doc, |r| readings.extend(r.ok())).expect("parse");
+    let q = Query::from_json(QUERY.as_bytes(), &QueryLimits::default()).expect("query");
+    String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_queued_answers_are_identical() {
+    let stack = Stack::up();
+    let http = reqwest::Client::new();
+    let want = expected_csv();
+
+    let direct = http
+        .post(format!("{}/api/query", stack.url))
+        .header("content-type", "application/json")
+        .body(QUERY)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(direct.status(), 200);
+    assert!(direct.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/csv"));
+    assert_eq!(direct.text().await.expect("body"), want, "direct CSV");
+
+    let queued = http
+        .post(format!("{}/api/query", stack.url))
+        .header("content-type", "application/json")
+        .header("prefer", "respond-async")
+        .body(QUERY)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(queued.status(), 202);
+    let location = queued.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let body: serde_json::Value = queued.json().await.expect("json");
+    assert_eq!(body["status"], "queued");
+    assert!(location.ends_with(body["id"].as_str().expect("id")));
+
+    let poll = format!("{}{}", stack.url, location);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let csv = loop {
+        let r = http.get(&poll).send().await.expect("GET");
+        match r.status().as_u16() {
+            200 => break r.text().await.expect("body"),
+            202 => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the queued result arrives within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                r.text().await.unwrap_or_default()
+            ),
+        }
+    };
+    assert_eq!(csv, want, "queued CSV is byte-identical to the direct one");
+    let again = http.get(&poll).send().await.expect("GET");
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.text().await.expect("body"), want, "served again");
+}
