@@ -1,0 +1,181 @@
+//! The gateway's background work, all of it safe to run in several gateway
+//! processes at once (the queues hand each message to one consumer, and
+//! recording an outcome is idempotent):
+//!
+//! - the result collector records what workers send back on RequestReceive;
+//! - the dead-letter watcher marks queries whose job landed on
+//!   RequestSend-dlq (the workers kept crashing or timing out) as failed;
+//! - the purger drops expired results' data.
+
+use airq_common::job::{Job, JobError, JobResult};
+use airq_common::queue::{Message, Queue};
+use airq_common::results::{Outcome, ResultStore};
+use airq_common::Timestamp;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Messages taken per receive.
+const BATCH: usize = 10;
+/// How long a receive waits for a message; bounds how long shutdown waits.
+const WAIT: Duration = Duration::from_secs(1);
+/// How long a received message stays hidden from other consumers.
+const VISIBILITY: Duration = Duration::from_secs(30);
+/// Pause after a failed receive.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// How long an expired result still answers 410 before it is forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Starts every background task; they stop when `cancel` fires.
+pub fn spawn(
+    backend: &airq_common::backend::Backend,
+    max_receives: u32,
+    purge_every: Duration,
+    cancel: &CancellationToken,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let results = backend.results.clone();
+    tasks.spawn(consume(
+        backend.request_receive.clone(),
+        cancel.clone(),
+        move |m| record_result(results.clone(), m),
+    ));
+    let results = backend.results.clone();
+    tasks.spawn(consume(
+        backend.request_send_dlq.clone(),
+        cancel.clone(),
+        move |m| record_dead_letter(results.clone(), max_receives, m),
+    ));
+    tasks.spawn(purge(backend.results.clone(), purge_every, cancel.clone()));
+    tasks
+}
+
+/// Receives from `queue` until cancelled, deleting each message `handle`
+/// returns true for (the others come back after their visibility timeout).
+async fn consume<F, Fut>(queue: Arc<dyn Queue>, cancel: CancellationToken, mut handle: F)
+where
+    F: FnMut(Message) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    tracing::debug!(queue = queue.name(), "consumer started");
+    while !cancel.is_cancelled() {
+        let batch = match queue.receive(BATCH, VISIBILITY, WAIT).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %e, "receive failed; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(BACKOFF) => continue,
+                }
+            }
+        };
+        for message in batch {
+            let (id, receipt) = (message.id.clone(), message.receipt.clone());
+            if handle(message).await {
+                if let Err(e) = queue.delete(&receipt).await {
+                    // Stale: it was received again; the other consumer's
+                    // processing is idempotent too.
+                    tracing::debug!(queue = queue.name(), msg_id = %id, error = %e, "delete failed");
+                }
+            }
+        }
+    }
+    tracing::debug!(queue = queue.name(), "consumer stopped");
+}
+
+/// The start of a message body, for logs.
+fn excerpt(body: &str) -> &str {
+    let mut end = body.len().min(500);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    &body[..end]
+}
+
+async fn record_result(results: Arc<dyn ResultStore>, message: Message) -> bool {
+    let result = match JobResult::parse(&message.body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(msg_id = %message.id, error = %e, body = excerpt(&message.body),
+                "malformed result message; dropping it");
+            return true;
+        }
+    };
+    match results.finish(result.id, &result.outcome).await {
+        Ok(recorded) => {
+            tracing::debug!(id = %result.id, recorded, "result received");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(id = %result.id, error = %e, "could not record a result; will retry");
+            false
+        }
+    }
+}
+
+/// Why a dead-lettered query failed, as its user sees it.
+pub fn dead_letter_reason(max_receives: u32) -> String {
+    format!(
+        "the query failed on {max_receives} workers in a row (each crashed or timed out) \
+         and was moved to the dead-letter queue"
+    )
+}
+
+async fn record_dead_letter(
+    results: Arc<dyn ResultStore>,
+    max_receives: u32,
+    message: Message,
+) -> bool {
+    let id = match Job::parse(&message.body) {
+        Ok(job) => job.id,
+        Err(JobError::Malformed { id: Some(id), .. }) => id,
+        Err(JobError::Malformed { id: None, reason }) => {
+            tracing::error!(msg_id = %message.id, %reason, body = excerpt(&message.body),
+                "dead-lettered message names no job; dropping it");
+            return true;
+        }
+    };
+    tracing::warn!(%id, msg_id = %message.id, body = excerpt(&message.body),
+        "query dead-lettered; marking it failed");
+    let outcome = Outcome::Failed {
+        error: dead_letter_reason(max_receives),
+    };
+    match results.finish(id, &outcome).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "could not mark a dead-lettered query failed; will retry");
+            false
+        }
+    }
+}
+
+async fn purge(results: Arc<dyn ResultStore>, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match results.purge_expired(Timestamp::now(), FORGET_AFTER).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "purged expired results"),
+            Err(e) => tracing::warn!(error = %e, "purging expired results failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_stop_on_a_char_boundary() {
+        let body = "é".repeat(400);
+        let e = excerpt(&body);
+        assert!(e.len() <= 500 && e.len() >= 498);
+        assert_eq!(excerpt("short"), "short");
+    }
+}

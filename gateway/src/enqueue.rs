@@ -1,0 +1,73 @@
+//! The queued answer: record the query as a result, hand it to the workers,
+//! answer `202 Accepted` with where to poll.
+//!
+//! Backpressure: when more than `--max-backlog` requests are waiting on the
+//! request queue, new queued queries are refused with `503` and
+//! `Retry-After`, before anything is created. The depth is read at most
+//! every 250 ms (and counts this process's own sends in between), so the
+//! check stays cheap under load; the limit is therefore approximate when
+//! several gateways enqueue at once.
+
+use crate::direct::ANSWER_HEADER;
+use crate::error::ApiError;
+use crate::state::App;
+use airq_common::job::Job;
+use airq_common::results::Outcome;
+use airq_common::Query;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use uuid::Uuid;
+
+pub async fn enqueue(app: &App, query: &Query, respond_async: bool) -> Result<Response, ApiError> {
+    let queue = &app.backend.request_send;
+    let depth = app
+        .backlog
+        .get(|| queue.depth())
+        .await
+        .map_err(ApiError::unavailable("request queue unavailable"))?;
+    if depth.visible > app.max_backlog {
+        return Err(ApiError::Backlog {
+            visible: depth.visible,
+            max: app.max_backlog,
+        });
+    }
+
+    let id = Uuid::new_v4();
+    let results = &app.backend.results;
+    results
+        .create(id, query, app.result_ttl)
+        .await
+        .map_err(ApiError::unavailable("result store unavailable"))?;
+    if let Err(e) = queue.send(&Job::new(id, query).to_json()).await {
+        // Tell a client that polls anyway, instead of leaving it queued.
+        let failed = Outcome::Failed {
+            error: "the query could not be handed to the workers".into(),
+        };
+        if let Err(e2) = results.finish(id, &failed).await {
+            tracing::warn!(%id, error = %e2, "could not mark an unqueued query as failed");
+        }
+        return Err(ApiError::unavailable("request queue unavailable")(e));
+    }
+    app.backlog.update(|d| d.visible += 1).await;
+    tracing::debug!(%id, "query queued");
+
+    let location = format!("/api/results/{id}");
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": id, "status": "queued" })),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(ANSWER_HEADER, HeaderValue::from_static("queued"));
+    if respond_async {
+        h.insert(
+            "preference-applied",
+            HeaderValue::from_static("respond-async"),
+        );
+    }
+    Ok(response)
+}

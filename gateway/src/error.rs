@@ -1,0 +1,195 @@
+//! HTTP errors. Every error answer is JSON of one shape:
+//!
+//! ```json
+//! {"error": "invalid query", "fields": [{"field": "endDate", "message": "..."}]}
+//! ```
+//!
+//! `fields` is present when the problem is in the request (400, 413, 415)
+//! and names the field at fault: a query field, `body` for the document as
+//! a whole, or `Content-Type`. Backend failures are 503 (with
+//! `Retry-After`), never 500; 500 is only the answer to a bug (a panic).
+
+use airq_common::query::FieldError;
+use airq_common::{BackendError, QueryError};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid query: {0}")]
+    InvalidQuery(QueryError),
+
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+
+    #[error("unsupported content type {got:?}")]
+    UnsupportedMediaType { got: Option<String> },
+
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+
+    #[error("method not allowed")]
+    MethodNotAllowed,
+
+    #[error("result expired")]
+    Expired,
+
+    #[error("too many queued queries")]
+    Backlog { visible: u64, max: u64 },
+
+    /// A backend call failed; `what` says which, for the client and the log.
+    #[error("{what}: {source}")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        source: BackendError,
+    },
+
+    #[error("the response took too long to start")]
+    Timeout,
+
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn unavailable(what: &'static str) -> impl FnOnce(BackendError) -> ApiError {
+        move |source| ApiError::Unavailable { what, source }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Expired => StatusCode::GONE,
+            ApiError::Backlog { .. } | ApiError::Unavailable { .. } | ApiError::Timeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    fields: &'a [FieldError],
+}
+
+fn field(name: &str, message: String) -> Vec<FieldError> {
+    vec![FieldError {
+        field: name.to_owned(),
+        message,
+    }]
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (error, fields) = match &self {
+            ApiError::InvalidQuery(e) => ("invalid query".to_owned(), e.errors.clone()),
+            ApiError::BodyTooLarge { limit } => (
+                "request body too large".to_owned(),
+                field("body", format!("must be at most {limit} bytes")),
+            ),
+            ApiError::UnsupportedMediaType { got } => (
+                "unsupported media type".to_owned(),
+                field(
+                    "Content-Type",
+                    match got {
+                        Some(got) => format!("must be application/json, got {got:?}"),
+                        None => "must be application/json, and is missing".to_owned(),
+                    },
+                ),
+            ),
+            ApiError::NotFound(what) => ((*what).to_owned(), Vec::new()),
+            ApiError::MethodNotAllowed => ("method not allowed".to_owned(), Vec::new()),
+            ApiError::Expired => (
+                "the result has expired; send the query again".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Backlog { visible, max } => {
+                tracing::debug!(visible, max, "refusing a queued query: backlog full");
+                (
+                    "too many queries are waiting; retry later".to_owned(),
+                    Vec::new(),
+                )
+            }
+            ApiError::Unavailable { what, source } => {
+                tracing::error!(error = %source, "{what}");
+                (format!("{what}; retry later"), Vec::new())
+            }
+            ApiError::Timeout => (
+                "the response took too long to start; retry later".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Internal => ("internal error".to_owned(), Vec::new()),
+        };
+        let body = serde_json::to_vec(&ErrorBody {
+            error,
+            fields: &fields,
+        })
+        .unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn invalid_query_names_fields() {
+        let e = QueryError {
+            errors: field("endDate", "is required".into()),
+        };
+        let (status, v) = body(ApiError::InvalidQuery(e)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["error"], "invalid query");
+        assert_eq!(v["fields"][0]["field"], "endDate");
+        assert_eq!(v["fields"][0]["message"], "is required");
+    }
+
+    #[tokio::test]
+    async fn plain_errors_have_no_fields() {
+        let (status, v) = body(ApiError::NotFound("no such result")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(v, serde_json::json!({"error": "no such result"}));
+    }
+
+    #[test]
+    fn unavailable_says_when_to_retry() {
+        let r = ApiError::Backlog { visible: 2, max: 1 }.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+    }
+}

@@ -1,0 +1,217 @@
+//! `POST /api/query`: checks and validates the request, then answers it
+//! directly (CSV, `200`) or queues it (`202`).
+//!
+//! The checks, in order, each answering with a JSON error that names the
+//! field at fault:
+//!
+//! 1. `Content-Type` must be `application/json` (parameters such as
+//!    `charset` allowed, `application/*+json` too), else `415`;
+//! 2. the body must be at most `--body-limit` bytes, else `413` (checked on
+//!    `Content-Length` first, then while reading; see [`read_body`]);
+//! 3. the body must be a valid query, else `400` naming each bad field
+//!    (`body` when it is not a JSON object).
+//!
+//! The body is read here rather than through axum's `Json`/`Bytes`
+//! extractors because their rejections are plain text.
+//!
+//! A valid query is answered directly when its span is at most
+//! `--direct-max-span`, fewer than `--direct-limit` direct answers are in
+//! flight, and the client did not send `Prefer: respond-async`. Otherwise it
+//! is queued for a worker (see [`crate::enqueue`]).
+
+use crate::direct;
+use crate::enqueue;
+use crate::error::ApiError;
+use crate::state::AppState;
+use airq_common::query::FieldError;
+use airq_common::Query;
+use airq_common::QueryError;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::time::Duration;
+
+pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    if let Err(e) = check_content_type(&parts.headers) {
+        drain(body).await;
+        return Err(e);
+    }
+    let bytes = read_body(&parts.headers, body, app.body_limit).await?;
+    let query = Query::from_json(&bytes, &app.limits).map_err(ApiError::InvalidQuery)?;
+    let respond_async = prefers_async(&parts.headers);
+
+    if !respond_async && query.span() <= app.direct_max_span {
+        if let Ok(permit) = app.direct.clone().try_acquire_owned() {
+            return direct::answer(app.backend.readings.as_ref(), &query, permit).await;
+        }
+    }
+    enqueue::enqueue(&app, &query, respond_async).await
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType { got: None });
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            got: Some(text.into_owned()),
+        })
+    }
+}
+
+/// Reads the body, at most `limit` bytes of it.
+///
+/// A body over the limit is drained (up to [`DRAIN_MAX_BYTES`], for at most
+/// [`DRAIN_MAX_TIME`]) before the 413 is sent: closing a connection with
+/// unread data resets it, and many clients then report the reset ("broken
+/// pipe") instead of the 413. A client that sent `Expect: 100-continue`
+/// with a too-large `Content-Length` is answered at once, without reading.
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        let expects_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects_continue {
+            drain(body).await;
+        }
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut buf = BytesMut::with_capacity(declared.map_or(1024, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::InvalidQuery(QueryError {
+                errors: vec![FieldError {
+                    field: "body".into(),
+                    message: format!("could not be read: {e}"),
+                }],
+            })
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit_usize {
+                drain(body).await;
+                return Err(ApiError::BodyTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The most of a too-large body read before answering 413.
+const DRAIN_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// The longest time spent reading a too-large body before answering 413.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops what is left of a body, within bounds, so that the
+/// error answer reaches the client (see [`read_body`]).
+async fn drain(mut body: Body) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Whether some `Prefer` header asks for `respond-async` (RFC 7240).
+pub fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|pref| {
+            pref.split(';')
+                .next()
+                .is_some_and(|token| token.trim().eq_ignore_ascii_case("respond-async"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(name: &'static str, values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.airq+json",
+        ] {
+            assert!(
+                check_content_type(&headers("content-type", &[ok])).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "json",
+            "",
+        ] {
+            assert!(
+                check_content_type(&headers("content-type", &[bad])).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_content_type(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn prefer_header() {
+        assert!(prefers_async(&headers("prefer", &["respond-async"])));
+        assert!(prefers_async(&headers(
+            "prefer",
+            &["wait=10, Respond-Async"]
+        )));
+        assert!(prefers_async(&headers(
+            "prefer",
+            &["return=minimal", "respond-async; x=1"]
+        )));
+        assert!(!prefers_async(&headers("prefer", &["return=minimal"])));
+        assert!(!prefers_async(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn body_limit() {
+        let small = read_body(&HeaderMap::new(), Body::from("12345"), 5).await;
+        assert_eq!(small.unwrap(), Bytes::from_static(b"12345"));
+        let big = read_body(&HeaderMap::new(), Body::from("123456"), 5).await;
+        assert!(matches!(big, Err(ApiError::BodyTooLarge { limit: 5 })));
+        let declared = read_body(&headers("content-length", &["6"]), Body::from("1"), 5).await;
+        assert!(matches!(declared, Err(ApiError::BodyTooLarge { limit: 5 })));
+    }
+}

@@ -1,0 +1,51 @@
+//! What every handler shares: the backend, the limits, and the direct-answer
+//! permits.
+
+use crate::cache::Cached;
+use crate::config::Config;
+use airq_common::backend::Backend;
+use airq_common::queue::QueueDepth;
+use airq_common::QueryLimits;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How long a reading of the request queue's depth is reused.
+const BACKLOG_CACHE: Duration = Duration::from_millis(250);
+/// How long the `/api/meta` summary is reused.
+const META_CACHE: Duration = Duration::from_secs(5);
+
+pub struct App {
+    pub backend: Backend,
+    pub limits: QueryLimits,
+    /// Longest span answered directly.
+    pub direct_max_span: Duration,
+    /// One permit per direct answer in flight, held until its body ends.
+    pub direct: Arc<Semaphore>,
+    pub max_backlog: u64,
+    pub result_ttl: Duration,
+    pub body_limit: u64,
+    /// The request queue's depth, for backpressure.
+    pub backlog: Cached<QueueDepth>,
+    /// The `/api/meta` document, serialized.
+    pub meta: Cached<Bytes>,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    pub fn new(config: &Config, backend: Backend) -> Self {
+        App {
+            backend,
+            limits: config.query_limits(),
+            direct_max_span: config.direct_max_span,
+            direct: Arc::new(Semaphore::new(config.direct_limit())),
+            max_backlog: config.max_backlog,
+            result_ttl: config.result_ttl,
+            body_limit: config.body_limit,
+            backlog: Cached::new(BACKLOG_CACHE),
+            meta: Cached::new(META_CACHE),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Test support: running airq binaries as real processes, and the sample
+//! data set. Every wait is bounded in time.
+//!
+//! [`Service`] is binary-agnostic (any airq binary that prints
+//! `listening on http://ADDR`, or any long-running one) so worker and deploy
+//! tests can copy or share it.
+
+#![allow(dead_code)]
+
+use airq_common::embedded::{Db, SqliteReadingStore};
+use airq_common::feed::parse_feed;
+use airq_common::Reading;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a binary may take to say it is listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The workspace root (where `data/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives in the workspace")
+        .to_path_buf()
+}
+
+pub const SAMPLE: &str = "data/sample/201806032249_data.dust.min.json";
+
+/// The sample feed's valid readings as the store keeps them: one per
+/// `(timestamp, sensor_id)` (the last one sent wins), in store order.
+pub fn sample_readings() -> &'static [Reading] {
+    static READINGS: OnceLock<Vec<Reading>> = OnceLock::new();
+    READINGS.get_or_init(|| {
+        let doc = std::fs::read(workspace_root().join(SAMPLE)).expect("reading the sample feed");
+        let mut by_key = BTreeMap::new();
+        parse_feed(&doc, |r| {
+            if let Ok(r) = r {
+                by_key.insert((r.timestamp, r.sensor_id), r);
+            }
+        })
+        .expect("parsing the sample feed");
+        by_key.into_values().collect()
+    })
+}
+
+/// Creates the database at `db` and stores the sample readings in it.
+pub fn load_sample(db: &Path) -> &'static [Reading] {
+    let readings = sample_readings();
+    let store = SqliteReadingStore::new(Db::open(db).expect("opening the test database"));
+    store
+        .put_batch_blocking(readings)
+        .expect("storing the sample");
+    readings
+}
+
+/// A running binary, killed when dropped.
+pub struct Service {
+    child: Child,
+    /// `http://ADDR` as printed by the binary, if it printed one.
+    pub base: String,
+    name: String,
+}
+
+impl Service {
+    /// Starts `bin` with `args` and waits until it prints
+    /// `listening on http://ADDR`. `RUST_LOG` defaults to `warn`; `AIRQ_*`
+    /// variables of the test's environment are not passed on, so only
+    /// `args` and `envs` configure it.
+    pub fn start_listening(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Service {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AIRQ_") {
+                cmd.env_remove(&k);
+            }
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        cmd.envs(envs.iter().copied());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+
+        // A thread reads stdout for as long as the process runs, so the
+        // process never blocks on a full pipe.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more; keep draining.
+                    continue;
+                }
+            }
+        });
+        let name = Path::new(bin)
+            .file_name()
+            .map_or_else(|| bin.to_owned(), |n| n.to_string_lossy().into_owned());
+        let mut service = Service {
+            child,
+            base: String::new(),
+            name,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                        service.base = addr.trim_end_matches('/').to_owned();
+                        return service;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{} did not say it was listening within {START_TIMEOUT:?}",
+                        service.name
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = service.wait_exit(Duration::from_secs(5));
+                    panic!("{} exited before listening: {status:?}", service.name)
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit status.
+    #[cfg(unix)]
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        self.wait_exit(within)
+    }
+
+    /// The exit status, if the process ends within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Kills the process at once and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the gateway on a free port with `db` and `args`.
+pub fn gateway(db: &Path, args: &[&str]) -> Service {
+    let db = db.to_str().expect("temp paths are UTF-8");
+    let mut all = vec!["--listen", "127.0.0.1:0", "--db", db];
+    all.extend_from_slice(args);
+    Service::start_listening(env!("CARGO_BIN_EXE_airq-gateway"), &all, &[])
+}
+
+/// Calls `probe` every `every` until it returns `Some`, at most `attempts`
+/// times; panics with `what` if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, attempts: u32, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..attempts {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(every).await;
+    }
+    panic!("{what}: not after {attempts} attempts {every:?} apart");
+}
