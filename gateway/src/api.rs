@@ -7,12 +7,13 @@
 //! | GET    | `/api/meta`          | 200 JSON summary of the store, 503                         |
 //! | GET    | `/healthz`           | 200 `ok` while the process runs                            |
 //! | GET    | `/readyz`            | 200 when the store and queue answer, else 503 naming which |
+//! | GET    | `/`, `/assets/{name}`| the web page and its files (see [`crate::web`])            |
 //!
 //! Unknown paths are 404 and wrong methods 405, both JSON.
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{query, results};
+use crate::{query, results, web};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -37,6 +38,7 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .route("/api/meta", get(meta))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)

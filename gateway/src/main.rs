@@ -16,6 +16,7 @@ mod query;
 mod results;
 mod shutdown;
 mod state;
+mod web;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;

@@ -1,0 +1,881 @@
+//! The web page in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`), driven over WebDriver, against a real gateway and a
+//! real worker on loopback with the sample data:
+//!
+//! - the form is filled from `/api/meta` and submitted; a direct answer
+//!   shows its row count, preview table (sortable from the keyboard) and
+//!   chart, and its Download CSV button saves the API's exact bytes;
+//! - a query forced to queue shows `queued`, survives a reload (the result
+//!   id is in the URL), then goes `running` and `done` once a worker runs;
+//! - an end before the start is refused next to the field by the page, and
+//!   a range the server refuses shows the server's message there too;
+//! - on a phone-sized screen the page does not scroll sideways;
+//! - the page never asks anything of another host, and throws no error.
+//!
+//! Screenshots go to `target/browser/` on every run. Without Chromium or
+//! chromedriver the test fails, saying how to install them.
+
+#![cfg(unix)]
+
+#[path = "../support/mod.rs"]
+mod support;
+mod webdriver;
+
+use anyhow::{anyhow, bail, ensure, Context};
+use futures::FutureExt;
+use reqwest::{header, Client, StatusCode};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{gateway, load_sample, Service};
+use webdriver::{arg, Driver, Session, Tools};
+
+/// The DAQI colours of indices 1..10, as the chart must use them.
+const PALETTE: [&str; 10] = [
+    "#9CFF9C", "#31FF00", "#31CF00", "#FFFF00", "#FFCF00", "#FF9A00", "#FF6464", "#FF0000",
+    "#990000", "#CE30FF",
+];
+const ENTER: &str = "\u{E007}";
+/// How often waits look at the page.
+const POLL: Duration = Duration::from_millis(100);
+/// The gateway's span limit in this test, below the page's own (31 days),
+/// so a range the page accepts can still be refused by the server.
+const SERVER_MAX_SPAN: &str = "2days";
+const DESKTOP: (u32, u32) = (1280, 1700);
+const PHONE: (u32, u32) = (390, 844);
+
+/// `target/` (beside `debug/`, where the gateway binary is).
+fn target_dir() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_airq-gateway"));
+    bin.parent()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+}
+
+/// The worker binary, built beside the gateway (`cargo build --workspace
+/// --bins`, as scripts/test.sh does first).
+fn worker_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_airq-gateway"))
+        .with_file_name(format!("airq-worker{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build every binary first (`cargo build --workspace --bins`, as scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A worker process, killed when dropped.
+struct Worker(Child);
+
+impl Worker {
+    fn start(db: &Path) -> Worker {
+        let mut cmd = Command::new(worker_bin());
+        cmd.arg("--db")
+            .arg(db)
+            // Long enough that the page sees the query running.
+            .args(["--receive-wait", "1s", "--test-query-delay", "3s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AIRQ_") {
+                cmd.env_remove(&k);
+            }
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        Worker(cmd.spawn().expect("starting airq-worker"))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_page_in_headless_chromium() {
+    let tools = Tools::find().unwrap_or_else(|e| panic!("{e}"));
+    let shots = target_dir().join("browser");
+    std::fs::create_dir_all(&shots).expect("creating target/browser");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    load_sample(&db);
+    let gateway = gateway(&db, &["--max-span", SERVER_MAX_SPAN]);
+    let profile = tempfile::tempdir().expect("temp profile dir");
+    let downloads = tempfile::tempdir().expect("temp download dir");
+
+    let driver = Driver::start(&tools.chromedriver)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let session = driver
+        .session(&tools.chromium, profile.path(), downloads.path(), DESKTOP)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let t = Test {
+        s: &session,
+        gateway: &gateway,
+        db: &db,
+        downloads: downloads.path(),
+        shots: &shots,
+        http: Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .expect("HTTP client"),
+    };
+    let outcome = AssertUnwindSafe(t.run()).catch_unwind().await;
+    if !matches!(outcome, Ok(Ok(()))) {
+        let _ = t.screenshot("failure.png").await;
+    }
+    session.close().await;
+    drop(driver);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e:#}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+struct Test<'a> {
+    s: &'a Session,
+    gateway: &'a Service,
+    db: &'a Path,
+    downloads: &'a Path,
+    shots: &'a Path,
+    http: Client,
+}
+
+/// The query the page sends for the form as the test fills it.
+fn direct_body(day: &str) -> String {
+    json!({
+        "startDate": format!("{day} 00:00:00"),
+        "endDate": format!("{day} 23:59:59"),
+        "country": "DE",
+        "minAqi": 1,
+        "maxAqi": 10,
+    })
+    .to_string()
+}
+
+/// Rows (header not counted) and readings per AQI index of a CSV without
+/// quoted fields.
+fn csv_summary(csv: &[u8]) -> anyhow::Result<(usize, [u64; 10])> {
+    let text = std::str::from_utf8(csv).context("CSV not UTF-8")?;
+    ensure!(!text.contains('"'), "the sample's CSV has no quoted fields");
+    let mut counts = [0u64; 10];
+    let mut rows = 0;
+    for line in text.lines().skip(1) {
+        rows += 1;
+        let aqi: usize = line
+            .split(',')
+            .nth(11)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no AQI in {line:?}"))?;
+        ensure!((1..=10).contains(&aqi), "AQI {aqi} out of range");
+        counts[aqi - 1] += 1;
+    }
+    Ok((rows, counts))
+}
+
+impl Test<'_> {
+    async fn run(&self) -> anyhow::Result<()> {
+        // Records every uncaught error and Content-Security-Policy violation
+        // of every page the session opens.
+        self.s
+            .cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({"source": "window.__airqErrors = []; \
+                    addEventListener('error', e => __airqErrors.push(String(e.message))); \
+                    addEventListener('unhandledrejection', e => __airqErrors.push(String(e.reason))); \
+                    addEventListener('securitypolicyviolation', e => \
+                        __airqErrors.push(`CSP: ${e.violatedDirective} ${e.blockedURI}`));"}),
+            )
+            .await?;
+        let day = latest_day();
+        self.open("/").await?;
+        self.check_defaults(&day).await?;
+        self.direct_query(&day).await?;
+        let id = self.queued_query().await?;
+        self.field_errors().await?;
+        self.phone(&id).await?;
+        Ok(())
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.gateway.url(path)
+    }
+
+    /// Calls `probe` every [`POLL`] until it gives `Some`, for at most
+    /// `limit`; fails naming `what` (and the last error) otherwise.
+    async fn wait<T, F, Fut>(&self, what: &str, limit: Duration, mut probe: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = anyhow::Result<Option<T>>>,
+    {
+        let attempts = (limit.as_millis() / POLL.as_millis()).max(1);
+        let start = Instant::now();
+        let mut last_error = None;
+        for _ in 0..attempts {
+            match probe().await {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) => last_error = Some(e),
+            }
+            if start.elapsed() > limit {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let status = self.status_text().await.unwrap_or_default();
+        match last_error {
+            Some(e) => Err(e.context(format!("waiting for {what} (page status: {status:?})"))),
+            None => bail!("{what}: not within {limit:?} (page status: {status:?})"),
+        }
+    }
+
+    async fn js(&self, script: &str, args: Vec<Value>) -> anyhow::Result<Value> {
+        self.s.exec(script, args).await
+    }
+
+    async fn js_str(&self, script: &str) -> anyhow::Result<String> {
+        let v = self.js(script, vec![]).await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn state(&self) -> anyhow::Result<String> {
+        self.js_str("return document.getElementById('status').dataset.state")
+            .await
+    }
+
+    async fn status_text(&self) -> anyhow::Result<String> {
+        self.js_str("return document.getElementById('status').innerText")
+            .await
+    }
+
+    async fn wait_state(&self, want: &str, limit: Duration) -> anyhow::Result<()> {
+        self.wait(&format!("state {want}"), limit, || async {
+            let state = self.state().await?;
+            if ["failed", "error"].contains(&state.as_str()) && state != want {
+                bail!(
+                    "the page reports {state}: {}",
+                    self.status_text().await.unwrap_or_default()
+                );
+            }
+            Ok((state == want).then_some(()))
+        })
+        .await
+    }
+
+    /// Scrolls the result view into sight, its table to the left.
+    async fn show_results(&self) -> anyhow::Result<()> {
+        self.js(
+            "document.querySelector('.table-wrap').scrollLeft = 0; \
+             document.getElementById('results').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.s.screenshot().await?;
+        ensure!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        let path = self.shots.join(name);
+        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("screenshot: {}", path.display());
+        Ok(path)
+    }
+
+    /// Loads `path` and waits until the page has its metadata.
+    async fn open(&self, path: &str) -> anyhow::Result<()> {
+        self.s.goto(&self.url(path)).await?;
+        self.open_here().await
+    }
+
+    /// Waits until the page just loaded has its metadata.
+    async fn open_here(&self) -> anyhow::Result<()> {
+        self.wait(
+            "the form to load /api/meta",
+            Duration::from_secs(20),
+            || async {
+                let meta = self
+                    .js_str("return document.getElementById('query').dataset.meta")
+                    .await?;
+                ensure!(meta != "failed", "the page could not load /api/meta");
+                Ok((meta == "loaded").then_some(()))
+            },
+        )
+        .await?;
+        self.assert_healthy().await
+    }
+
+    /// No script error so far, and no request to another host.
+    async fn assert_healthy(&self) -> anyhow::Result<()> {
+        let v = self
+            .js(
+                "return {errors: window.__airqErrors, \
+                 urls: performance.getEntriesByType('resource').map(e => e.name)}",
+                vec![],
+            )
+            .await?;
+        let errors = v["errors"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("the error trap is not installed: {v}"))?;
+        ensure!(errors.is_empty(), "script errors in the page: {errors:?}");
+        let base = self.url("/");
+        for u in v["urls"].as_array().cloned().unwrap_or_default() {
+            let u = u.as_str().unwrap_or_default();
+            ensure!(
+                u.starts_with(&base) || u.starts_with("blob:") || u.starts_with("data:"),
+                "the page requested {u}, outside the gateway"
+            );
+        }
+        Ok(())
+    }
+
+    async fn set_value(&self, id: &str, value: &str) -> anyhow::Result<String> {
+        let v = self
+            .js(
+                "const e = document.getElementById(arguments[0]); e.value = arguments[1]; \
+                 e.dispatchEvent(new Event('input', {bubbles: true})); \
+                 e.dispatchEvent(new Event('change', {bubbles: true})); return e.value;",
+                vec![json!(id), json!(value)],
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn value(&self, id: &str) -> anyhow::Result<String> {
+        let v = self
+            .js(
+                "return document.getElementById(arguments[0]).value",
+                vec![json!(id)],
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn check_defaults(&self, day: &str) -> anyhow::Result<()> {
+        // Chromium shows whole minutes without ":00" seconds.
+        let start = self.value("startDate").await?;
+        ensure!(
+            start == format!("{day}T00:00") || start == format!("{day}T00:00:00"),
+            "the start defaults to {start:?}, not the latest day with data ({day})"
+        );
+        let end = self.value("endDate").await?;
+        ensure!(
+            end == format!("{day}T23:59:59"),
+            "the end defaults to {end:?}"
+        );
+        let countries = self
+            .js(
+                "return [...document.querySelectorAll('#country option')].map(o => o.value)",
+                vec![],
+            )
+            .await?;
+        let countries: Vec<&str> = countries
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        ensure!(
+            countries.first() == Some(&"") && countries.contains(&"DE"),
+            "the country list is {countries:?}"
+        );
+        let summary = self.s.text(&self.s.find("#meta-summary").await?).await?;
+        ensure!(
+            summary.contains("readings from"),
+            "no data summary: {summary:?}"
+        );
+        Ok(())
+    }
+
+    async fn submit(&self) -> anyhow::Result<()> {
+        self.s.click(&self.s.find("#submit").await?).await
+    }
+
+    async fn direct_query(&self, day: &str) -> anyhow::Result<()> {
+        // Fill the form as a user would: pick, clear, type.
+        self.s
+            .click(&self.s.find("#country option[value='DE']").await?)
+            .await?;
+        let min = self.s.find("#minAqi").await?;
+        self.s.clear(&min).await?;
+        self.s.send_keys(&min, "1").await?;
+        ensure!(self.value("minAqi").await? == "1", "typing into minAqi");
+        self.submit().await?;
+        self.wait_state("done", Duration::from_secs(30)).await?;
+
+        let answer = self.s.text(&self.s.find("#answer").await?).await?;
+        ensure!(
+            answer.contains("directly"),
+            "expected a direct answer: {answer:?}"
+        );
+        let r = self
+            .http
+            .post(self.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(direct_body(day))
+            .send()
+            .await?;
+        ensure!(
+            r.status() == StatusCode::OK,
+            "the API answered {}",
+            r.status()
+        );
+        ensure!(r.headers()["x-airq-answer"] == "direct");
+        let api_csv = r.bytes().await?.to_vec();
+        let (rows, counts) = csv_summary(&api_csv)?;
+        ensure!(
+            rows > 100,
+            "the sample should give more than a preview ({rows})"
+        );
+        self.check_result_view(&api_csv, rows, counts).await?;
+        self.check_sorting().await?;
+        self.download_and_compare(&api_csv).await?;
+        self.show_results().await?;
+        self.screenshot("result.png").await?;
+        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        self.assert_healthy().await
+    }
+
+    /// The row count, the preview and the chart match the API's CSV.
+    async fn check_result_view(
+        &self,
+        api_csv: &[u8],
+        rows: usize,
+        counts: [u64; 10],
+    ) -> anyhow::Result<()> {
+        let shown = self
+            .js_str("return document.getElementById('result').dataset.rows")
+            .await?;
+        ensure!(
+            shown == rows.to_string(),
+            "the page counts {shown} rows, the API sent {rows}"
+        );
+        let count_text = self.s.text(&self.s.find("#row-count").await?).await?;
+        ensure!(
+            count_text.replace(',', "") == rows.to_string(),
+            "row count shown as {count_text:?}"
+        );
+
+        let preview = self.s.find_all("#preview tbody tr").await?;
+        ensure!(
+            preview.len() == rows.min(100),
+            "the preview has {} rows",
+            preview.len()
+        );
+        let header = self
+            .js(
+                "return [...document.querySelectorAll('#preview thead th')].map(th => th.innerText.replace(/[↕▲▼]/g, '').trim())",
+                vec![],
+            )
+            .await?;
+        let api_text = String::from_utf8_lossy(api_csv);
+        let mut lines = api_text.lines();
+        let api_header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+        ensure!(
+            header == json!(api_header),
+            "preview header {header} vs {api_header:?}"
+        );
+        let first = self
+            .js(
+                "return [...document.querySelectorAll('#preview tbody tr:first-child td')].map(td => td.textContent)",
+                vec![],
+            )
+            .await?;
+        let api_first: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+        ensure!(
+            first == json!(api_first),
+            "first preview row {first} vs {api_first:?}"
+        );
+
+        let bars = self
+            .js(
+                "return [...document.querySelectorAll('#chart svg rect.bar')].map(r => \
+                 [r.getAttribute('fill'), Number(r.dataset.count), r.getBoundingClientRect().height])",
+                vec![],
+            )
+            .await?;
+        let bars = bars.as_array().cloned().unwrap_or_default();
+        ensure!(bars.len() == 10, "the chart has {} bars", bars.len());
+        for (i, bar) in bars.iter().enumerate() {
+            ensure!(
+                bar[0]
+                    .as_str()
+                    .is_some_and(|f| f.eq_ignore_ascii_case(PALETTE[i])),
+                "bar {} is {} not {}",
+                i + 1,
+                bar[0],
+                PALETTE[i]
+            );
+            ensure!(
+                bar[1].as_u64() == Some(counts[i]),
+                "bar {} counts {} readings, the CSV has {}",
+                i + 1,
+                bar[1],
+                counts[i]
+            );
+            let height = bar[2].as_f64().unwrap_or(0.0);
+            ensure!(
+                (counts[i] > 0) == (height > 0.0),
+                "bar {} is {height}px high for {} readings",
+                i + 1,
+                counts[i]
+            );
+        }
+        let bands = self
+            .js(
+                "return [...document.querySelectorAll('#bands li')].map(li => li.textContent)",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            bands.as_array().is_some_and(|b| b.len() == 4),
+            "band totals: {bands}"
+        );
+        Ok(())
+    }
+
+    /// The AQI column sorts both ways from the keyboard (Enter on its
+    /// heading button).
+    async fn check_sorting(&self) -> anyhow::Result<()> {
+        let aqi_col = 12; // 1-based, as CSS counts
+        let button = self
+            .s
+            .find(&format!("#preview thead th:nth-child({aqi_col}) button"))
+            .await?;
+        for (dir, ascending) in [("ascending", true), ("descending", false)] {
+            self.s.send_keys(&button, ENTER).await?;
+            let th = self
+                .s
+                .find(&format!("#preview thead th:nth-child({aqi_col})"))
+                .await?;
+            let sort = self.s.attr(&th, "aria-sort").await?;
+            ensure!(
+                sort.as_deref() == Some(dir),
+                "aria-sort is {sort:?}, expected {dir}"
+            );
+            let values = self
+                .js(
+                    "return [...document.querySelectorAll(`#preview tbody td:nth-child(${arguments[0]})`)].map(td => Number(td.textContent))",
+                    vec![json!(aqi_col)],
+                )
+                .await?;
+            let values: Vec<f64> = values
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            ensure!(values.len() > 1, "no AQI values in the preview");
+            let sorted = values.windows(2).all(|w| {
+                if ascending {
+                    w[0] <= w[1]
+                } else {
+                    w[0] >= w[1]
+                }
+            });
+            ensure!(sorted, "the preview is not sorted {dir} by AQI: {values:?}");
+            let focused = self
+                .js(
+                    "return document.activeElement === arguments[0]",
+                    vec![arg(&button)],
+                )
+                .await?;
+            ensure!(focused == true, "sorting moved the keyboard focus");
+        }
+        Ok(())
+    }
+
+    /// Clicks Download CSV and compares the saved file with `expected`.
+    async fn download_and_compare(&self, expected: &[u8]) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(self.downloads)? {
+            std::fs::remove_file(entry?.path())?;
+        }
+        let name = self
+            .js_str("return document.getElementById('result').dataset.filename")
+            .await?;
+        ensure!(
+            name.starts_with("airq-") && name.ends_with(".csv"),
+            "download name {name:?}"
+        );
+        self.s.click(&self.s.find("#download").await?).await?;
+        let path = self.downloads.join(&name);
+        let saved = self
+            .wait(
+                "the download to finish",
+                Duration::from_secs(20),
+                || async {
+                    let partial = std::fs::read_dir(self.downloads)?
+                        .filter_map(Result::ok)
+                        .any(|e| e.file_name().to_string_lossy().ends_with(".crdownload"));
+                    if partial {
+                        return Ok(None);
+                    }
+                    match std::fs::read(&path) {
+                        Ok(bytes) if bytes.len() >= expected.len() => Ok(Some(bytes)),
+                        _ => Ok(None),
+                    }
+                },
+            )
+            .await?;
+        ensure!(
+            saved == expected,
+            "the downloaded CSV ({} bytes) differs from the API's ({} bytes)",
+            saved.len(),
+            expected.len()
+        );
+        Ok(())
+    }
+
+    /// Queues a query; watches it through a reload, then queued → running
+    /// → done once a worker starts. Returns the result id.
+    async fn queued_query(&self) -> anyhow::Result<String> {
+        let background = self.s.find("#background").await?;
+        self.s.send_keys(&background, " ").await?;
+        let checked = self
+            .js(
+                "return document.getElementById('background').checked",
+                vec![],
+            )
+            .await?;
+        ensure!(checked == true, "space did not tick the checkbox");
+        self.submit().await?;
+        self.wait_state("queued", Duration::from_secs(15)).await?;
+
+        let url = self.s.current_url().await?;
+        let id = url
+            .split_once("result=")
+            .map(|(_, id)| {
+                id.chars()
+                    .take_while(|c| *c != '&' && *c != '#')
+                    .collect::<String>()
+            })
+            .ok_or_else(|| anyhow!("no result id in the URL {url}"))?;
+        uuid::Uuid::parse_str(&id).with_context(|| format!("{id:?} in the URL is not a UUID"))?;
+        let link = self
+            .s
+            .attr(&self.s.find("#result-link").await?, "href")
+            .await?;
+        ensure!(
+            link.as_deref() == Some(url.as_str()),
+            "the shown link {link:?} is not the page's URL {url}"
+        );
+
+        // Nothing answers yet: leave, and come back through the link, which
+        // also brings the query back into the form.
+        self.s.goto("about:blank").await?;
+        self.s.goto(&url).await?;
+        self.open_here().await?;
+        self.wait_state("queued", Duration::from_secs(15)).await?;
+        let form = (
+            self.value("country").await?,
+            self.value("minAqi").await?,
+            self.value("endDate").await?,
+        );
+        ensure!(
+            form.0 == "DE" && form.1 == "1" && form.2.ends_with("T23:59:59"),
+            "the link did not refill the form: {form:?}"
+        );
+        self.wait("the elapsed time", Duration::from_secs(5), || async {
+            let elapsed = self.s.text(&self.s.find("#elapsed").await?).await?;
+            Ok(elapsed.ends_with(" s").then_some(()))
+        })
+        .await?;
+
+        let _worker = Worker::start(self.db);
+        let mut seen: Vec<String> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let state = self.state().await?;
+            if seen.last() != Some(&state) {
+                seen.push(state.clone());
+            }
+            if ["done", "failed", "error"].contains(&state.as_str()) {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        ensure!(
+            seen == ["queued", "running", "done"],
+            "the page went through {seen:?}, not queued → running → done (status: {:?})",
+            self.status_text().await.unwrap_or_default()
+        );
+        let answer = self.s.text(&self.s.find("#answer").await?).await?;
+        ensure!(answer.contains("queued"), "answer note {answer:?}");
+        let described = self.s.text(&self.s.find("#query-desc").await?).await?;
+        ensure!(
+            described.starts_with("DE · ") && described.contains("AQI 1–10"),
+            "the result does not say which query it answers: {described:?}"
+        );
+
+        let r = self
+            .http
+            .get(self.url(&format!("/api/results/{id}")))
+            .send()
+            .await?;
+        ensure!(
+            r.status() == StatusCode::OK,
+            "the API answered {}",
+            r.status()
+        );
+        let api_csv = r.bytes().await?.to_vec();
+        let (rows, counts) = csv_summary(&api_csv)?;
+        self.check_result_view(&api_csv, rows, counts).await?;
+        self.download_and_compare(&api_csv).await?;
+        self.show_results().await?;
+        self.screenshot("result-queued.png").await?;
+        self.assert_healthy().await?;
+        Ok(id)
+    }
+
+    /// The field error shown for `field`, checked to be next to its input
+    /// and tied to it for assistive technology.
+    async fn field_error(&self, field: &str) -> anyhow::Result<String> {
+        let v = self
+            .js(
+                "const input = document.getElementById(arguments[0]); \
+                 const box = document.getElementById(arguments[0] + '-error'); \
+                 const a = input.getBoundingClientRect(), b = box.getBoundingClientRect(); \
+                 return {text: box.hidden ? null : box.innerText, \
+                   invalid: input.getAttribute('aria-invalid'), \
+                   describedBy: (input.getAttribute('aria-describedby') || '').split(' '), \
+                   sameField: input.closest('.field') === box.closest('.field'), \
+                   gap: b.top - a.bottom, focused: document.activeElement === input};",
+                vec![json!(field)],
+            )
+            .await?;
+        let text = v["text"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no error shown for {field}"))?
+            .to_owned();
+        ensure!(v["invalid"] == "true", "{field} not aria-invalid: {v}");
+        ensure!(
+            v["describedBy"]
+                .as_array()
+                .is_some_and(|d| d.contains(&json!(format!("{field}-error")))),
+            "{field} is not described by its error: {v}"
+        );
+        ensure!(
+            v["sameField"] == true,
+            "the error is not beside {field}: {v}"
+        );
+        let gap = v["gap"].as_f64().unwrap_or(f64::MAX);
+        ensure!(
+            (0.0..40.0).contains(&gap),
+            "the error is {gap}px from {field}"
+        );
+        ensure!(v["focused"] == true, "the focus is not on {field}: {v}");
+        Ok(text)
+    }
+
+    async fn field_errors(&self) -> anyhow::Result<()> {
+        // Refused by the page: the end before the start.
+        self.set_value("startDate", "2018-06-03T12:00:00").await?;
+        self.set_value("endDate", "2018-06-03T11:00:00").await?;
+        self.submit().await?;
+        let text = self
+            .wait("the end-date error", Duration::from_secs(5), || async {
+                self.field_error("endDate").await.map(Some)
+            })
+            .await?;
+        ensure!(
+            text.contains("before the start"),
+            "end-date error: {text:?}"
+        );
+        ensure!(
+            self.state().await? == "done",
+            "an invalid form must not be sent"
+        );
+
+        // Accepted by the page (under 31 days), refused by this gateway
+        // (--max-span 2days): the server's message, beside the field.
+        self.set_value("startDate", "2018-06-01T00:00:00").await?;
+        self.set_value("endDate", "2018-06-03T23:59:59").await?;
+        self.wait(
+            "the error to clear on edit",
+            Duration::from_secs(5),
+            || async {
+                let hidden = self
+                    .js(
+                        "return document.getElementById('endDate-error').hidden",
+                        vec![],
+                    )
+                    .await?;
+                Ok((hidden == true).then_some(()))
+            },
+        )
+        .await?;
+        self.submit().await?;
+        self.wait_state("error", Duration::from_secs(15)).await?;
+        let text = self.field_error("endDate").await?;
+        ensure!(
+            text.contains("at most 2 days"),
+            "the server's end-date error: {text:?}"
+        );
+        let summary = self.s.text(&self.s.find("#form-error").await?).await?;
+        ensure!(
+            summary.contains("did not accept"),
+            "form error summary: {summary:?}"
+        );
+        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        self.screenshot("field-error.png").await?;
+        self.assert_healthy().await
+    }
+
+    /// A done result opened from its link on a phone-sized window.
+    async fn phone(&self, id: &str) -> anyhow::Result<()> {
+        self.s.set_window_size(PHONE.0, PHONE.1).await?;
+        self.open(&format!("/?result={id}")).await?;
+        self.wait_state("done", Duration::from_secs(15)).await?;
+        let v = self
+            .js(
+                "const wrap = document.querySelector('.table-wrap'); \
+                 return {page: document.documentElement.scrollWidth, view: window.innerWidth, \
+                   table: wrap.scrollWidth, wrap: wrap.clientWidth, \
+                   submit: document.getElementById('submit').getBoundingClientRect().right, \
+                   chartText: Math.min(...[...document.querySelectorAll('#chart text')] \
+                     .map(t => t.getBoundingClientRect().height))};",
+                vec![],
+            )
+            .await?;
+        let n = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        ensure!(n("view") <= 420.0, "the window is not phone-sized: {v}");
+        ensure!(n("page") <= n("view"), "the page scrolls sideways: {v}");
+        ensure!(
+            n("submit") <= n("view"),
+            "the submit button is cut off: {v}"
+        );
+        ensure!(
+            n("chartText") >= 9.0,
+            "the chart's text is too small to read: {v}"
+        );
+        ensure!(
+            n("table") > n("wrap"),
+            "the preview should scroll inside its box: {v}"
+        );
+        self.show_results().await?;
+        self.screenshot("result-phone.png").await?;
+        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        self.screenshot("form-phone.png").await?;
+        self.assert_healthy().await
+    }
+}
+
+/// `YYYY-MM-DD` of the latest sample reading.
+fn latest_day() -> String {
+    let last = support::sample_readings()
+        .iter()
+        .map(|r| r.timestamp)
+        .max()
+        .expect("the sample has readings");
+    last.to_string()[..10].to_owned()
+}
