@@ -11,5 +11,17 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== build every binary"
 cargo build --workspace --bins --quiet
+echo "== Chromium and chromedriver (the web page's browser test)"
+if { [ -n "${AIRQ_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; } &&
+    { [ -n "${AIRQ_CHROMEDRIVER:-}" ] || command -v chromedriver >/dev/null 2>&1; }; then
+    echo "present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    chromedriver --version
+else
+    echo "missing, and not root on Debian: install them (sudo apt-get install -y chromium chromium-driver)" >&2
+    echo "or set AIRQ_CHROMIUM and AIRQ_CHROMEDRIVER; the browser test fails without them" >&2
+fi
 echo "== tests"
 cargo test --workspace --no-fail-fast
