@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of airq on a fresh machine: formatting and lint gates, then
 # the unit, property, contract and end-to-end suites. The end-to-end tests
-# start the real binaries, so every binary is built first.
+# start the real binaries, so every binary is built first. The aws backend's
+# tests run against moto (an AWS emulator), which scripts/moto.sh installs
+# into .venv/ and starts on loopback for the length of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +25,8 @@ else
     echo "missing, and not root on Debian: install them (sudo apt-get install -y chromium chromium-driver)" >&2
     echo "or set AIRQ_CHROMIUM and AIRQ_CHROMEDRIVER; the browser test fails without them" >&2
 fi
+echo "== AWS emulator (moto in .venv/, for the aws backend's tests)"
+eval "$(bash scripts/moto.sh start)"
+trap 'bash scripts/moto.sh stop "$AIRQ_MOTO_PID"' EXIT
 echo "== tests"
 cargo test --workspace --no-fail-fast

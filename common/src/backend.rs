@@ -1,6 +1,9 @@
 //! Choosing and connecting a backend: the settings every binary shares, and
 //! the set of port implementations they produce.
 
+use crate::aws::{
+    AwsArgs, BlobStore, DynamoReadingStore, DynamoResultStore, ReceiptFence, SqsQueue,
+};
 use crate::embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
 use crate::error::BackendError;
 use crate::job::{dead_letter_name, REQUEST_RECEIVE, REQUEST_SEND};
@@ -14,6 +17,8 @@ use std::sync::Arc;
 pub enum BackendKind {
     /// One SQLite file on this machine (no server needed).
     Embedded,
+    /// DynamoDB, SQS and S3 (provisioned by `airq-deploy provision`).
+    Aws,
 }
 
 /// Backend flags, shared by every binary (`#[command(flatten)]`).
@@ -34,9 +39,13 @@ pub struct BackendArgs {
     pub db: PathBuf,
 
     /// Receives after which a request that keeps failing is moved to the
-    /// dead-letter queue (and reported to its user as failed).
+    /// dead-letter queue (and reported to its user as failed). On AWS the
+    /// queues' redrive policy, set by `airq-deploy provision`, decides.
     #[arg(long, env = "AIRQ_MAX_RECEIVES", default_value_t = 3, global = true)]
     pub max_receives: u32,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 /// Every port, connected.
@@ -56,8 +65,32 @@ pub struct Backend {
 }
 
 impl BackendArgs {
+    /// Only the reading store (for the master, which needs no queue).
+    pub async fn reading_store(&self) -> Result<Arc<dyn ReadingStore>, BackendError> {
+        match self.backend {
+            BackendKind::Embedded => {
+                let db = Db::open(&self.db)?;
+                Ok(Arc::new(SqliteReadingStore::new(db)))
+            }
+            BackendKind::Aws => {
+                let clients = self.aws.clients().await?;
+                let store = DynamoReadingStore::new(
+                    clients.dynamodb.clone(),
+                    self.aws.readings_table_name(),
+                );
+                // Fail now, clearly, rather than at the first write.
+                store.ping().await.map_err(|e| BackendError::Remote {
+                    context: format!("{} (was `airq-deploy provision` run?)", clients.location()),
+                    message: e.to_string(),
+                })?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+
     pub async fn connect(&self) -> Result<Backend, BackendError> {
         match self.backend {
+            BackendKind::Aws => connect_aws(&self.aws).await,
             BackendKind::Embedded => {
                 let db = Db::open(&self.db)?;
                 let queue = |name: &str| -> Arc<dyn Queue> {
@@ -85,4 +118,43 @@ impl BackendArgs {
             }
         }
     }
+}
+
+/// Every port on AWS. Fails if the queues do not exist (not provisioned).
+async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
+    let clients = args.clients().await?;
+    let names = args.names(&clients).await?;
+    let blobs = BlobStore::new(clients.s3.clone(), names.bucket.clone());
+    let fence = ReceiptFence::new(clients.dynamodb.clone(), names.receipts_table.clone());
+    let queue = |name: String| {
+        let (sqs, fence, blobs) = (clients.sqs.clone(), fence.clone(), blobs.clone());
+        async move {
+            SqsQueue::open(sqs, &name, fence, blobs)
+                .await
+                .map(|q| Arc::new(q) as Arc<dyn Queue>)
+        }
+    };
+    let [(send, send_dlq), (receive, receive_dlq)] = names.queues();
+    let (request_send, request_send_dlq, request_receive, request_receive_dlq) = tokio::try_join!(
+        queue(send),
+        queue(send_dlq),
+        queue(receive),
+        queue(receive_dlq)
+    )?;
+    Ok(Backend {
+        readings: Arc::new(DynamoReadingStore::new(
+            clients.dynamodb.clone(),
+            names.readings_table.clone(),
+        )),
+        results: Arc::new(DynamoResultStore::new(
+            clients.dynamodb.clone(),
+            names.results_table.clone(),
+            blobs,
+        )),
+        request_send,
+        request_send_dlq,
+        request_receive,
+        request_receive_dlq,
+        location: clients.location(),
+    })
 }

@@ -1,6 +1,7 @@
 //! Log set-up shared by every binary: human-readable by default, JSON lines
 //! with `--log-format json`; the level comes from `RUST_LOG` (default info).
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,7 +31,10 @@ impl LogArgs {
             .with_env_filter(filter)
             .with_writer(std::io::stderr);
         let _ = match self.log_format {
-            LogFormat::Human => builder.try_init(),
+            // Colours only for a terminal: no escape codes in log files.
+            LogFormat::Human => builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init(),
             LogFormat::Json => builder.json().try_init(),
         };
     }

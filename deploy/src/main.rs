@@ -1,5 +1,7 @@
-//! `airq-deploy`: runs and provisions airq.
+//! `airq-deploy`: runs airq on one machine (`up`) and provisions its AWS
+//! resources (`provision`, `destroy`).
 
+mod aws;
 mod local;
 mod supervisor;
 
@@ -21,6 +23,13 @@ enum Command {
     /// Start master, gateway and workers on this machine (embedded backend)
     /// as supervised processes; Ctrl-C stops them all.
     Up(local::UpArgs),
+    /// Create (idempotently) the AWS resources of the aws backend:
+    /// DynamoDB tables, SQS queues with dead-letter queues, the S3 bucket.
+    /// Prints the settings the other binaries need.
+    Provision(aws::ProvisionArgs),
+    /// Delete the AWS resources `provision` created, data included, after
+    /// confirmation.
+    Destroy(aws::DestroyArgs),
 }
 
 #[tokio::main]
@@ -29,5 +38,7 @@ async fn main() -> anyhow::Result<()> {
     cli.log.init();
     match cli.command {
         Command::Up(args) => local::up(args).await,
+        Command::Provision(args) => aws::provision(args).await,
+        Command::Destroy(args) => aws::destroy(args).await,
     }
 }

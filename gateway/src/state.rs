@@ -15,6 +15,8 @@ use tokio::sync::Semaphore;
 const BACKLOG_CACHE: Duration = Duration::from_millis(250);
 /// How long the `/api/meta` summary is reused.
 const META_CACHE: Duration = Duration::from_secs(5);
+/// How long a query may wait for a direct slot before it is queued.
+const DIRECT_WAIT: Duration = Duration::from_millis(50);
 
 pub struct App {
     pub backend: Backend,
@@ -23,6 +25,8 @@ pub struct App {
     pub direct_max_span: Duration,
     /// One permit per direct answer in flight, held until its body ends.
     pub direct: Arc<Semaphore>,
+    /// How long a query may wait for a direct permit before it is queued.
+    pub direct_wait: Duration,
     pub max_backlog: u64,
     pub result_ttl: Duration,
     pub body_limit: u64,
@@ -41,6 +45,12 @@ impl App {
             limits: config.query_limits(),
             direct_max_span: config.direct_max_span,
             direct: Arc::new(Semaphore::new(config.direct_limit())),
+            // With no direct slots at all (--direct-limit 0) nothing waits.
+            direct_wait: if config.direct_limit() == 0 {
+                Duration::ZERO
+            } else {
+                DIRECT_WAIT
+            },
             max_backlog: config.max_backlog,
             result_ttl: config.result_ttl,
             body_limit: config.body_limit,

@@ -1,1 +1,143 @@
-fn main() {}
+//! `airq-master`: fetches the Sensor.Community feed, validates it, computes
+//! the DAQI and stores the readings, once (`ingest`) or on a cron schedule
+//! (`schedule`); also generates synthetic feeds (`synth`) and measures the
+//! ingestion (`bench-ingest`).
+//!
+//! Logs and progress go to stderr, summaries to stdout.
+
+mod bench;
+mod cli;
+mod fetch;
+mod ingest;
+mod progress;
+mod schedule;
+mod synth;
+
+use airq_common::backend::{BackendArgs, BackendKind};
+use airq_common::logging::LogFormat;
+use airq_common::store::ReadingStore;
+use anyhow::Context as _;
+use clap::Parser as _;
+use cli::{Cli, Command, GlobalArgs};
+use fetch::{FetchPolicy, Source};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long blocking work (a parse in progress) may hold up the exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.global.log.log_format;
+    cli.global.log.init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if format == LogFormat::Json {
+                tracing::error!(error = format!("{e:#}"), "failed");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the configured store is, for messages.
+fn store_name(b: &BackendArgs) -> String {
+    match b.backend {
+        BackendKind::Embedded => format!("embedded store at {}", b.db.display()),
+        kind => format!("{kind:?} reading store"),
+    }
+}
+
+/// The reading store of the configured backend.
+async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn ReadingStore>> {
+    let b = &global.backend;
+    b.reading_store()
+        .await
+        .with_context(|| format!("cannot open the {}", store_name(b)))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Ingest(args) => {
+            let source = Source::parse(&args.fetch.source)?;
+            let store = open_store(&global).await?;
+            let summary = ingest::ingest(
+                store,
+                &source,
+                &FetchPolicy::from(&args.fetch),
+                args.store.batch_size as usize,
+            )
+            .await?;
+            summary.log();
+            print!("{summary}");
+            Ok(())
+        }
+        Command::Schedule(args) => {
+            schedule::check_cron(&args.cron)?;
+            let plan = schedule::Plan {
+                cron: args.cron.clone(),
+                run_now: args.run_now,
+                source: Source::parse(&args.fetch.source)?,
+                policy: FetchPolicy::from(&args.fetch),
+                batch_size: args.store.batch_size as usize,
+            };
+            let store = open_store(&global).await?;
+            let stop = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(stop.clone()));
+            schedule::run(store, plan, stop).await
+        }
+        Command::Synth(args) => synth_command(&global, args).await,
+        Command::BenchIngest(args) => bench::run(args).await,
+    }
+}
+
+async fn synth_command(global: &GlobalArgs, args: cli::SynthArgs) -> anyhow::Result<()> {
+    let shape = args.shape;
+    tracing::info!(
+        readings = shape.readings(),
+        days = shape.days,
+        sensors = shape.sensors,
+        per_day = shape.per_day,
+        seed = shape.seed,
+        "generating a synthetic feed"
+    );
+    let summary = match args.out {
+        Some(out) if !args.into_store => {
+            tokio::task::spawn_blocking(move || synth::to_file(&shape, &out))
+                .await
+                .context("the generator thread failed")??
+        }
+        _ => {
+            let store = open_store(global).await?;
+            let name = store_name(&global.backend);
+            synth::into_store(&shape, store, name, args.store.batch_size as usize).await?
+        }
+    };
+    print!("{summary}");
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    airq_common::shutdown::signal().await;
+    tracing::info!("shutdown requested (SIGINT/SIGTERM)");
+    token.cancel();
+}

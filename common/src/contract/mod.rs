@@ -2,6 +2,7 @@
 //! adapters are held to the same behaviour. Compiled with the `contract`
 //! feature; each check panics with a message saying which rule broke.
 
+pub mod emulator;
 pub mod queue;
 pub mod results;
 pub mod store;

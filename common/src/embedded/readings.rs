@@ -15,6 +15,11 @@ const COLUMNS: &str =
 
 /// Readings streamed ahead of the consumer; bounds memory on huge results.
 const STREAM_BUFFER: usize = 512;
+/// Readings handed over per channel message: one wake-up of the consumer
+/// per batch rather than per row.
+const BATCH: usize = 64;
+
+type Batch = Vec<Result<Reading, BackendError>>;
 
 #[derive(Clone)]
 pub struct SqliteReadingStore {
@@ -78,11 +83,7 @@ fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<Reading> {
 
 /// Runs `query` on a blocking thread, sending rows into `tx` until done or
 /// until the receiver hangs up (a client that went away stops the scan).
-fn scan(
-    db: &Db,
-    query: &Query,
-    tx: &tokio::sync::mpsc::Sender<Result<Reading, BackendError>>,
-) -> Result<(), BackendError> {
+fn scan(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) -> Result<(), BackendError> {
     let Some((lo, hi)) = query.aqi_bounds() else {
         return Ok(());
     };
@@ -108,10 +109,26 @@ fn scan(
             stmt.query(params![query.start.0, query.end.0, lo, hi])?
         }
     };
-    while let Some(row) = rows.next()? {
-        if tx.blocking_send(Ok(reading_from_row(row)?)).is_err() {
-            break;
+    // Rows go out in batches; an error ends the batch it occurs in, after
+    // the rows read before it, as it ended the stream row by row.
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let item = match rows.next() {
+            Ok(Some(row)) => reading_from_row(row).map_err(BackendError::from),
+            Ok(None) => break,
+            Err(e) => Err(e.into()),
+        };
+        let failed = item.is_err();
+        batch.push(item);
+        if batch.len() == BATCH || failed {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(full).is_err() || failed {
+                return Ok(());
+            }
         }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
     }
     Ok(())
 }
@@ -124,15 +141,17 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER / BATCH);
         let db = self.db.clone();
         let query = query.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = scan(&db, &query, &tx) {
-                let _ = tx.blocking_send(Err(e));
+                let _ = tx.blocking_send(vec![Err(e)]);
             }
         });
-        ReceiverStream::new(rx).boxed()
+        ReceiverStream::new(rx)
+            .flat_map(futures::stream::iter)
+            .boxed()
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError> {

@@ -1,0 +1,64 @@
+//! Exponential backoff with full jitter, for the retries the adapters do
+//! on top of the SDK's own (unprocessed batch items, sustained throttling).
+
+use rand::Rng;
+use std::time::Duration;
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first retry waits up to this long.
+    pub base: Duration,
+    /// No wait is longer than this.
+    pub cap: Duration,
+    /// Attempts in all, the first included; then the call fails.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// About a minute of patience in all before a clear failure.
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(5),
+            max_attempts: 20,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first retry): a
+    /// uniformly random time up to `min(cap, base * 2^(retry-1))` ("full
+    /// jitter"), so that many writers that were throttled together do not
+    /// come back together.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+            .min(self.cap);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(100),
+            max_attempts: 5,
+        };
+        for _ in 0..100 {
+            assert!(p.delay(1) <= Duration::from_millis(10));
+            assert!(p.delay(3) <= Duration::from_millis(40));
+            assert!(p.delay(30) <= Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! What one virtual user does per arrival.
+//!
+//! The query journey, as a user (or the web page) lives it: `POST
+//! /api/query`; a `200` is the CSV, the answer; a `202` is polled at its
+//! `Location` every `poll_interval` until the CSV arrives (`200`), the
+//! query fails (`422`), or the poll cap runs out. Time to result runs from
+//! the arrival's *intended* start to the last byte of the CSV.
+//!
+//! Polls start after `interval` and back off (×`backoff`, up to
+//! `max_interval`), as a considerate client does: quick enough to see a
+//! fast result soon, without a storm of polls when results are slow.
+//!
+//! The plain journey is one `GET` of a path (e.g. `/healthz`), for
+//! measuring the generator and the HTTP stack alone.
+
+use crate::client::{Client, Outgoing};
+use crate::mix::Mix;
+use crate::stats::{micros, Answer, ErrorKind, Record, Recorder};
+use hyper::{Method, Uri};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How the journey polls a queued query.
+#[derive(Debug, Clone)]
+pub struct PollPolicy {
+    /// Wait before the first poll.
+    pub interval: Duration,
+    /// Each further wait is the previous one times this (1 = fixed).
+    pub backoff: f64,
+    /// The longest wait between polls.
+    pub max_interval: Duration,
+    /// Use the server's `Retry-After` instead of `interval` when given.
+    pub retry_after: bool,
+    /// Most polls per query.
+    pub max_polls: u32,
+    /// Longest time from submit to giving up.
+    pub max_wait: Duration,
+}
+
+/// What each arrival does.
+pub enum Work {
+    Query {
+        mix: Mix,
+        submit_uri: Uri,
+        /// Send `Prefer: respond-async` (force the queued path).
+        prefer_async: bool,
+        poll: PollPolicy,
+    },
+    Get {
+        uri: Uri,
+    },
+}
+
+impl Work {
+    pub fn describe(&self) -> String {
+        match self {
+            Work::Query {
+                mix, prefer_async, ..
+            } => format!(
+                "query journey{}: {}",
+                if *prefer_async {
+                    " (Prefer: respond-async)"
+                } else {
+                    ""
+                },
+                mix.describe()
+            ),
+            Work::Get { uri } => format!("GET {uri}"),
+        }
+    }
+}
+
+/// Runs arrival `index`, intended to start at `intended` (`t0` is the run's
+/// start), and records it.
+pub async fn run(
+    client: &Client,
+    work: &Work,
+    index: u64,
+    t0: Instant,
+    intended: Instant,
+    rec: &mut Recorder,
+) {
+    let started = Instant::now();
+    let mut record = Record {
+        index,
+        intended_us: micros(intended.saturating_duration_since(t0)),
+        start_delay_us: micros(started.saturating_duration_since(intended)),
+        submit_us: 0,
+        total_us: 0,
+        status: 0,
+        answer: Answer::None,
+        polls: 0,
+        bytes: 0,
+        error: None,
+    };
+    let error = match work {
+        Work::Get { uri } => plain(client, uri, &mut record, rec).await,
+        Work::Query {
+            mix,
+            submit_uri,
+            prefer_async,
+            poll,
+        } => {
+            query(
+                client,
+                mix,
+                submit_uri,
+                *prefer_async,
+                poll,
+                &mut record,
+                rec,
+            )
+            .await
+        }
+    };
+    record.error = error.err();
+    record.total_us = micros(intended.elapsed());
+    rec.finish(record);
+}
+
+async fn plain(
+    client: &Client,
+    uri: &Uri,
+    record: &mut Record,
+    rec: &mut Recorder,
+) -> Result<(), ErrorKind> {
+    let t = Instant::now();
+    let reply = client
+        .exchange(Outgoing {
+            method: Method::GET,
+            uri: uri.clone(),
+            body: None,
+            headers: &[],
+        })
+        .await?;
+    let d = t.elapsed();
+    rec.submit_latency(d);
+    record.submit_us = micros(d);
+    record.status = reply.status;
+    record.bytes = reply.body_len;
+    if (200..300).contains(&reply.status) {
+        record.answer = Answer::Plain;
+        Ok(())
+    } else {
+        Err(ErrorKind::Status(reply.status))
+    }
+}
+
+fn log_unexpected(what: &str, status: u16, body: Option<&bytes::Bytes>) {
+    tracing::debug!(
+        what,
+        status,
+        body = %body.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+        "unexpected answer"
+    );
+}
+
+/// The wait after `wait`: multiplied by the backoff, capped.
+fn next_wait(wait: Duration, poll: &PollPolicy) -> Duration {
+    let next = wait.as_secs_f64() * poll.backoff.max(1.0);
+    Duration::from_secs_f64(next.min(poll.max_interval.as_secs_f64()).max(0.0))
+        .max(poll.interval.min(poll.max_interval))
+}
+
+async fn query(
+    client: &Client,
+    mix: &Mix,
+    submit_uri: &Uri,
+    prefer_async: bool,
+    poll: &PollPolicy,
+    record: &mut Record,
+    rec: &mut Recorder,
+) -> Result<(), ErrorKind> {
+    const ASYNC: &[(&str, &str)] = &[("prefer", "respond-async")];
+    let t = Instant::now();
+    let reply = client
+        .exchange(Outgoing {
+            method: Method::POST,
+            uri: submit_uri.clone(),
+            body: Some(mix.body(record.index)),
+            headers: if prefer_async { ASYNC } else { &[] },
+        })
+        .await?;
+    let d = t.elapsed();
+    rec.submit_latency(d);
+    record.submit_us = micros(d);
+    record.status = reply.status;
+    match reply.status {
+        200 if reply.is_csv => {
+            record.answer = Answer::Direct;
+            record.bytes = reply.body_len;
+            return Ok(());
+        }
+        200 => return Err(ErrorKind::Protocol),
+        202 => {}
+        s => {
+            log_unexpected("submit", s, reply.body_head.as_ref());
+            return Err(ErrorKind::Status(s));
+        }
+    }
+    let path = reply
+        .location
+        .as_deref()
+        .and_then(|l| client.target().same_origin_path(l))
+        .ok_or(ErrorKind::Protocol)?;
+    let uri: Uri = format!("{}{path}", client.target().prefix)
+        .parse()
+        .map_err(|_| ErrorKind::Protocol)?;
+    record.answer = Answer::Queued;
+    let give_up = t + poll.max_wait;
+    let mut wait = poll.interval;
+    loop {
+        if record.polls >= poll.max_polls || Instant::now() + wait > give_up {
+            return Err(ErrorKind::PollCap);
+        }
+        tokio::time::sleep(wait).await;
+        record.polls += 1;
+        let t = Instant::now();
+        let reply = client
+            .exchange(Outgoing {
+                method: Method::GET,
+                uri: uri.clone(),
+                body: None,
+                headers: &[],
+            })
+            .await?;
+        rec.poll_latency(t.elapsed());
+        record.status = reply.status;
+        match reply.status {
+            200 if reply.is_csv => {
+                record.bytes = reply.body_len;
+                return Ok(());
+            }
+            200 => return Err(ErrorKind::Protocol),
+            202 => {
+                wait = match reply.retry_after {
+                    Some(s) if poll.retry_after => Duration::from_secs(s),
+                    _ => next_wait(wait, poll),
+                };
+            }
+            s => {
+                log_unexpected("poll", s, reply.body_head.as_ref());
+                return Err(ErrorKind::Status(s));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_waits_back_off_to_a_cap() {
+        let p = PollPolicy {
+            interval: Duration::from_millis(50),
+            backoff: 1.5,
+            max_interval: Duration::from_secs(1),
+            retry_after: false,
+            max_polls: 10,
+            max_wait: Duration::from_secs(60),
+        };
+        let mut w = p.interval;
+        let mut waits = vec![w];
+        for _ in 0..10 {
+            w = next_wait(w, &p);
+            waits.push(w);
+        }
+        assert_eq!(waits[1], Duration::from_millis(75));
+        assert_eq!(waits[2], Duration::from_micros(112_500));
+        assert!(waits.windows(2).all(|x| x[0] <= x[1]));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
+        let fixed = PollPolicy { backoff: 1.0, ..p };
+        assert_eq!(
+            next_wait(Duration::from_millis(50), &fixed),
+            Duration::from_millis(50)
+        );
+    }
+}

@@ -1,0 +1,54 @@
+//! `airq-loadtest`: see the crate documentation and `--help`.
+
+use airq_loadtest::cli::{Cli, Command, LogFormat};
+use airq_loadtest::{app, bench};
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status when a threshold (or a benchmark target) failed.
+const THRESHOLD_FAILED: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    let threads = match &cli.command {
+        Some(Command::Run(a)) => a.threads,
+        Some(Command::Bench(_)) => None,
+        None => cli.run.threads,
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Some(Command::Run(args)) => app::run_command(&args).await,
+            Some(Command::Bench(args)) => bench::bench(*args).await,
+            None => app::run_command(&cli.run).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(THRESHOLD_FAILED),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

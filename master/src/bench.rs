@@ -1,0 +1,153 @@
+//! The ingestion benchmark: parse + validate + DAQI + store of one document
+//! held in memory, timed on fresh databases. The document is fetched or
+//! generated once, before any timing.
+
+use crate::cli::BenchArgs;
+use crate::fetch::{self, FetchPolicy, Source};
+use crate::ingest;
+use crate::synth::{self, Generator, Template};
+use airq_common::embedded::{Db, SqliteReadingStore};
+use airq_common::store::ReadingStore;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes a synthetic entry takes, a little over the real average, to reserve
+/// the document's buffer once.
+const SYNTH_ENTRY_BYTES: u64 = 360;
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (doc, what) = match &args.source {
+        Some(source) => {
+            let source = Source::parse(source)?;
+            let policy = FetchPolicy {
+                retries: 2,
+                retry_base: Duration::from_secs(1),
+                timeout: Duration::from_secs(600),
+            };
+            (fetch::fetch(&source, &policy).await?, source.to_string())
+        }
+        None => {
+            let shape = args.shape.clone();
+            let what = format!(
+                "synthetic: {} days x {} sensors x {} per day, seed {}",
+                shape.days, shape.sensors, shape.per_day, shape.seed
+            );
+            tracing::info!("generating the document in memory ({what})");
+            let doc = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+                let template = Template::load(&shape.template)?;
+                let generator = Generator::new(template, &shape)?;
+                let reserve = shape.readings().saturating_mul(SYNTH_ENTRY_BYTES);
+                let mut doc = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
+                synth::write_feed(generator, &mut doc, |_| {})?;
+                doc.shrink_to_fit();
+                Ok(doc)
+            })
+            .await
+            .context("the generator thread failed")??;
+            (doc, what)
+        }
+    };
+    let doc = Arc::new(doc);
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let batch_size = args.store.batch_size as usize;
+    println!("document:   {what}");
+    println!("bytes:      {}", doc.len());
+    println!("batch size: {batch_size}");
+
+    let mut rates = Vec::new();
+    let mut secs = Vec::new();
+    for run in 1..=args.runs {
+        let path = dir.join(format!("airq-bench-{}-{run}.db", std::process::id()));
+        remove_db(&path);
+        let store = open_embedded(&path).await?;
+        let processed = ingest::process(store, doc.clone(), batch_size).await;
+        let db_bytes = db_size(&path);
+        remove_db(&path);
+        let processed = processed?;
+        let s = &processed.stats;
+        println!(
+            "run {run}: {} entries, {} stored, {} rejected in {:.3} s = {:.0} readings/s (database {} MiB)",
+            s.entries,
+            processed.stored,
+            s.rejected_total(),
+            processed.elapsed.as_secs_f64(),
+            processed.rate(),
+            db_bytes >> 20,
+        );
+        rates.push(processed.rate());
+        secs.push(processed.elapsed.as_secs_f64());
+    }
+    let median_secs = median(&mut secs);
+    println!(
+        "median:     {:.3} s, {:.0} readings/s over {} runs",
+        median_secs,
+        median(&mut rates),
+        args.runs
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak RSS:   {} MiB", kib >> 10);
+    }
+    Ok(())
+}
+
+async fn open_embedded(path: &Path) -> anyhow::Result<Arc<dyn ReadingStore>> {
+    let owned = path.to_path_buf();
+    let db = tokio::task::spawn_blocking(move || Db::open(owned))
+        .await
+        .context("the store-opening thread failed")?
+        .with_context(|| format!("cannot create the store {}", path.display()))?;
+    Ok(Arc::new(SqliteReadingStore::new(db)))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn sidecars(path: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    [path.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+fn remove_db(path: &Path) {
+    for p in sidecars(path) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn db_size(path: &Path) -> u64 {
+    sidecars(path)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The process's peak resident set (Linux `VmHWM`).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

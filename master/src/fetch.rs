@@ -1,0 +1,264 @@
+//! Getting the feed document into memory, once: from a file, or over HTTP(S)
+//! with gzip, a time limit and retries with exponential backoff on transient
+//! failures.
+
+use crate::cli::FetchArgs;
+use crate::progress;
+use anyhow::{bail, Context as _};
+use reqwest::{header, StatusCode, Url};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Longest wait between two attempts, whatever the backoff or the server's
+/// `Retry-After` says.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
+/// Most bytes reserved up front from a `Content-Length`; a larger body still
+/// downloads, the buffer just grows.
+const MAX_PREALLOCATION: u64 = 1 << 30;
+
+/// Where a feed comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Http(Url),
+    File(PathBuf),
+}
+
+impl Source {
+    /// `http://` and `https://` are URLs, `file://` and anything else a path.
+    pub fn parse(s: &str) -> anyhow::Result<Source> {
+        let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let url = Url::parse(s).with_context(|| format!("invalid URL {s:?}"))?;
+            return Ok(Source::Http(url));
+        }
+        if lower.starts_with("file://") {
+            return Ok(Source::File(PathBuf::from(&s[7..])));
+        }
+        if s.is_empty() {
+            bail!("the source is empty: give a URL or a file path");
+        }
+        Ok(Source::File(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Http(url) => write!(f, "{url}"),
+            Source::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct FetchPolicy {
+    pub retries: u32,
+    pub retry_base: Duration,
+    pub timeout: Duration,
+}
+
+impl From<&FetchArgs> for FetchPolicy {
+    fn from(a: &FetchArgs) -> Self {
+        FetchPolicy {
+            retries: a.retries,
+            retry_base: a.retry_base(),
+            timeout: a.timeout(),
+        }
+    }
+}
+
+impl FetchPolicy {
+    /// `base × 2^attempt`, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.retry_base
+            .checked_mul(factor)
+            .unwrap_or(MAX_RETRY_DELAY)
+            .min(MAX_RETRY_DELAY)
+    }
+}
+
+/// Reads the whole document into one buffer.
+pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> {
+    match source {
+        Source::File(path) => tokio::fs::read(path)
+            .await
+            .with_context(|| format!("cannot read the feed file {}", path.display())),
+        Source::Http(url) => fetch_http(url, policy).await,
+    }
+}
+
+/// One failed attempt, and whether another may succeed.
+#[derive(Debug)]
+enum AttemptError {
+    Transport(reqwest::Error),
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl AttemptError {
+    fn is_transient(&self) -> bool {
+        match self {
+            // A body or decode error is a download cut short (with gzip on,
+            // reqwest reports the broken stream as a decode error).
+            AttemptError::Transport(e) => {
+                e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
+            }
+            AttemptError::Status { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::REQUEST_TIMEOUT
+            }
+        }
+    }
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // `{:#}`-style chain: reqwest's top-level message alone ("error
+            // sending request") hides the cause.
+            AttemptError::Transport(e) => {
+                write!(f, "{e}")?;
+                let mut cause = std::error::Error::source(e);
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
+                Ok(())
+            }
+            AttemptError::Status { status, .. } => write!(f, "the server answered {status}"),
+        }
+    }
+}
+
+async fn fetch_http(url: &Url, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> {
+    let client = reqwest::Client::builder()
+        .gzip(true)
+        .connect_timeout(policy.timeout.min(Duration::from_secs(30)))
+        .timeout(policy.timeout)
+        .user_agent(concat!("airq-master/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up the HTTP client")?;
+
+    let attempts = policy.retries.saturating_add(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match attempt_http(&client, url).await {
+            Ok(body) => return Ok(body),
+            Err(e) if e.is_transient() && attempt < attempts => {
+                let mut delay = policy.backoff(attempt - 1);
+                if let AttemptError::Status {
+                    retry_after: Some(asked),
+                    ..
+                } = e
+                {
+                    delay = delay.max(asked).min(MAX_RETRY_DELAY);
+                }
+                warn!(
+                    %url,
+                    attempt,
+                    of = attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %e,
+                    "fetch failed; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                let tries = if attempt == 1 {
+                    "1 attempt".to_owned()
+                } else {
+                    format!("{attempt} attempts")
+                };
+                let kind = if e.is_transient() {
+                    "giving up"
+                } else {
+                    "not retrying"
+                };
+                bail!("cannot fetch {url} ({tries}, {kind}): {e}");
+            }
+        }
+    }
+}
+
+async fn attempt_http(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, AttemptError> {
+    let mut resp = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(AttemptError::Transport)?;
+    let status = resp.status();
+    if !status.is_success() {
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Err(AttemptError::Status {
+            status,
+            retry_after,
+        });
+    }
+    // With gzip on the wire the decoded length is unknown (None here).
+    let length = resp.content_length();
+    let mut body = Vec::with_capacity(length.unwrap_or(0).min(MAX_PREALLOCATION) as usize);
+    let pb = progress::download(length);
+    while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Transport)? {
+        body.extend_from_slice(&chunk);
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    info!(%url, bytes = body.len(), "downloaded");
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        assert_eq!(
+            Source::parse("https://example.org/a.json").ok(),
+            Url::parse("https://example.org/a.json")
+                .ok()
+                .map(Source::Http)
+        );
+        assert_eq!(
+            Source::parse("HTTP://example.org/").ok(),
+            Url::parse("http://example.org/").ok().map(Source::Http)
+        );
+        assert_eq!(
+            Source::parse("data/x.json").ok(),
+            Some(Source::File("data/x.json".into()))
+        );
+        assert_eq!(
+            Source::parse("file:///tmp/x.json").ok(),
+            Some(Source::File("/tmp/x.json".into()))
+        );
+        assert!(Source::parse("").is_err());
+        assert!(Source::parse("http://").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = FetchPolicy {
+            retries: 3,
+            retry_base: Duration::from_millis(100),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(p.backoff(0), Duration::from_millis(100));
+        assert_eq!(p.backoff(1), Duration::from_millis(200));
+        assert_eq!(p.backoff(3), Duration::from_millis(800));
+        assert_eq!(p.backoff(40), MAX_RETRY_DELAY);
+    }
+}

@@ -1,0 +1,423 @@
+//! One ingestion: fetch the document, then parse it on a blocking thread
+//! while a writer task stores the readings in batches, so parsing and writing
+//! overlap. The two meet through a bounded channel, which keeps memory flat
+//! whatever the feed's size: the document, plus a few batches in flight.
+
+use crate::fetch::{self, FetchPolicy, Source};
+use crate::progress;
+use airq_common::feed::{self, FeedError, FeedStats, Rejection};
+use airq_common::store::ReadingStore;
+use airq_common::Reading;
+use anyhow::Context as _;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Batches parsed ahead of the writer. Two keep the writer busy while the
+/// parser fills the next; more would only hold memory.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Entries between two progress-bar updates.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// The producer's side of the pipeline: collects readings into batches and
+/// hands each full batch to the writer, blocking while the writer is behind.
+pub struct BatchSink {
+    batch: Vec<Reading>,
+    batch_size: usize,
+    tx: mpsc::Sender<Vec<Reading>>,
+    /// The writer stopped (it failed); further readings are dropped and the
+    /// writer's error is what the pipeline reports.
+    closed: bool,
+    /// Time spent waiting for the writer to take a batch.
+    waited: Duration,
+}
+
+impl BatchSink {
+    pub fn push(&mut self, reading: Reading) {
+        if self.closed {
+            return;
+        }
+        self.batch.push(reading);
+        if self.batch.len() >= self.batch_size {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+        if full.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        if self.tx.blocking_send(in_key_order(full)).is_err() {
+            self.closed = true;
+        }
+        self.waited += started.elapsed();
+    }
+
+    /// Sends the last, partial batch; returns the time spent waiting for the
+    /// writer.
+    fn finish(mut self) -> Duration {
+        if !self.closed {
+            self.send();
+        }
+        self.waited
+    }
+}
+
+/// The batch in the store's key order, `(timestamp, sensor)`: so ordered, a
+/// batch walks the store's B-trees once instead of jumping about. The
+/// producer has time to spare, the writer has not. Sorts small keys and moves
+/// each reading twice, rather than moving readings about in a sort.
+fn in_key_order(batch: Vec<Reading>) -> Vec<Reading> {
+    let mut keys: Vec<_> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.timestamp, r.sensor_id, i))
+        .collect();
+    keys.sort_unstable();
+    let mut slots: Vec<Option<Reading>> = batch.into_iter().map(Some).collect();
+    keys.iter().filter_map(|k| slots[k.2].take()).collect()
+}
+
+/// Runs `produce` on a blocking thread with a sink whose batches a writer
+/// task stores concurrently. Returns what `produce` returned and the number
+/// of readings stored, once every batch is durable.
+pub async fn pipeline<T, P>(
+    store: Arc<dyn ReadingStore>,
+    batch_size: usize,
+    produce: P,
+) -> anyhow::Result<(T, u64)>
+where
+    T: Send + 'static,
+    P: FnOnce(&mut BatchSink) -> T + Send + 'static,
+{
+    let batch_size = batch_size.max(1);
+    let (tx, mut rx) = mpsc::channel::<Vec<Reading>>(BATCHES_IN_FLIGHT);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut sink = BatchSink {
+            batch: Vec::with_capacity(batch_size),
+            batch_size,
+            tx,
+            closed: false,
+            waited: Duration::ZERO,
+        };
+        let started = Instant::now();
+        let out = produce(&mut sink);
+        let waited = sink.finish();
+        (out, started.elapsed(), waited)
+    });
+    // Not spawned: dropping the pipeline (a cancelled scheduled run) drops
+    // the writer with it.
+    let writer = async move {
+        let mut stored = 0u64;
+        let mut busy = Duration::ZERO;
+        while let Some(batch) = rx.recv().await {
+            let n = batch.len() as u64;
+            let started = Instant::now();
+            store
+                .put_batch(batch)
+                .await
+                .with_context(|| format!("storing a batch after {stored} readings"))?;
+            busy += started.elapsed();
+            stored += n;
+        }
+        anyhow::Ok((stored, busy))
+    };
+    let (produced, written) = tokio::join!(producer, writer);
+    // A writer failure explains a producer that found the channel closed.
+    let (stored, writing) = written?;
+    let (out, producing, waiting) = produced.context("the producer thread failed")?;
+    // Which side bounds the throughput: the one that never waits.
+    tracing::debug!(
+        producer_s = producing.as_secs_f64(),
+        producer_waiting_for_writer_s = waiting.as_secs_f64(),
+        writer_busy_s = writing.as_secs_f64(),
+        stored,
+        "pipeline finished"
+    );
+    Ok((out, stored))
+}
+
+/// What one parse-and-store pass did.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub stats: FeedStats,
+    pub stored: u64,
+    pub elapsed: Duration,
+}
+
+impl Processed {
+    pub fn rate(&self) -> f64 {
+        per_second(self.stored, self.elapsed)
+    }
+}
+
+pub fn per_second(n: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Parses, validates (the DAQI is computed by the parser) and stores a
+/// document held in memory.
+///
+/// A document that breaks off (truncated download) still has its complete
+/// entries stored, storing being idempotent; the error then says how many
+/// entries were read before the break.
+pub async fn process(
+    store: Arc<dyn ReadingStore>,
+    doc: Arc<Vec<u8>>,
+    batch_size: usize,
+) -> anyhow::Result<Processed> {
+    let started = Instant::now();
+    let ((parsed, counted), stored) = pipeline(store, batch_size, move |sink| {
+        let pb = progress::counter("entries");
+        let mut counted = FeedStats::default();
+        let parsed = feed::parse_feed(&doc, |entry| {
+            counted.entries += 1;
+            match entry {
+                Ok(reading) => {
+                    counted.accepted += 1;
+                    sink.push(reading);
+                }
+                Err(why) => *counted.rejected.entry(why).or_default() += 1,
+            }
+            if counted.entries % PROGRESS_EVERY == 0 {
+                pb.set_position(counted.entries);
+            }
+        });
+        pb.finish_and_clear();
+        (parsed, counted)
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    match parsed {
+        Ok(stats) => Ok(Processed {
+            stats,
+            stored,
+            elapsed,
+        }),
+        Err(FeedError::Syntax { entries: 0, source }) => Err(anyhow::anyhow!(
+            "the feed is not valid JSON ({source}); nothing was stored"
+        )),
+        Err(FeedError::Syntax { entries, source }) => Err(anyhow::anyhow!(
+            "the feed breaks off: invalid JSON after {entries} complete entries ({source}); \
+             the {stored} valid readings among them were stored, {} entries were rejected",
+            counted.rejected_total()
+        )),
+        Err(e @ FeedError::NotAnArray(_)) => Err(e.into()),
+    }
+}
+
+/// A finished ingestion.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub source: String,
+    pub bytes: u64,
+    pub fetch: Duration,
+    pub processed: Processed,
+}
+
+impl Summary {
+    pub fn elapsed(&self) -> Duration {
+        self.fetch + self.processed.elapsed
+    }
+
+    /// `reason=count` for every rejection reason, for log lines.
+    pub fn rejections_compact(&self) -> String {
+        Rejection::ALL
+            .iter()
+            .map(|r| format!("{}={}", r.label(), self.processed.stats.rejected(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn log(&self) {
+        let s = &self.processed.stats;
+        tracing::info!(
+            source = %self.source,
+            bytes = self.bytes,
+            entries = s.entries,
+            stored = self.processed.stored,
+            rejected = s.rejected_total(),
+            rejections = %self.rejections_compact(),
+            elapsed_s = self.elapsed().as_secs_f64(),
+            readings_per_s = self.processed.rate().round(),
+            "ingestion finished"
+        );
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.processed.stats;
+        writeln!(f, "source:        {}", self.source)?;
+        writeln!(f, "bytes:         {}", self.bytes)?;
+        writeln!(f, "entries read:  {}", s.entries)?;
+        writeln!(f, "stored:        {}", self.processed.stored)?;
+        writeln!(f, "rejected:      {}", s.rejected_total())?;
+        for why in Rejection::ALL {
+            writeln!(
+                f,
+                "  {:<18} {}",
+                format!("{}:", why.label()),
+                s.rejected(why)
+            )?;
+        }
+        writeln!(
+            f,
+            "elapsed:       {:.3} s (fetch {:.3} s, parse+store {:.3} s)",
+            self.elapsed().as_secs_f64(),
+            self.fetch.as_secs_f64(),
+            self.processed.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "rate:          {:.0} readings/s (parse+store)",
+            self.processed.rate()
+        )
+    }
+}
+
+/// Fetches `source` and stores its readings.
+pub async fn ingest(
+    store: Arc<dyn ReadingStore>,
+    source: &Source,
+    policy: &FetchPolicy,
+    batch_size: usize,
+) -> anyhow::Result<Summary> {
+    tracing::info!(%source, "fetching the feed");
+    let started = Instant::now();
+    let doc = fetch::fetch(source, policy).await?;
+    let fetch = started.elapsed();
+    let bytes = doc.len() as u64;
+    tracing::info!(bytes, "parsing and storing");
+    let processed = process(store, Arc::new(doc), batch_size)
+        .await
+        .with_context(|| format!("cannot ingest {source}"))?;
+    if processed.stats.entries == 0 {
+        tracing::warn!(%source, "the feed has no entries");
+    }
+    Ok(Summary {
+        source: source.to_string(),
+        bytes,
+        fetch,
+        processed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airq_common::query::Query;
+    use airq_common::store::{ReadingStream, StoreSummary};
+    use airq_common::BackendError;
+    use futures::StreamExt;
+    use std::sync::Mutex;
+
+    /// Records the batches it is given; fails from the `fail_at`-th on.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Mutex<Vec<Vec<Reading>>>,
+        fail_at: Option<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl ReadingStore for Recorder {
+        async fn put_batch(&self, readings: Vec<Reading>) -> Result<(), BackendError> {
+            let mut batches = self
+                .batches
+                .lock()
+                .map_err(|e| BackendError::Corrupt(e.to_string()))?;
+            if self.fail_at.is_some_and(|n| batches.len() + 1 >= n) {
+                return Err(BackendError::Corrupt("disk on fire".into()));
+            }
+            batches.push(readings);
+            Ok(())
+        }
+
+        fn query(&self, _query: &Query) -> ReadingStream {
+            futures::stream::empty().boxed()
+        }
+
+        async fn summary(&self) -> Result<StoreSummary, BackendError> {
+            Ok(StoreSummary::default())
+        }
+
+        async fn ping(&self) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn sample() -> Arc<Vec<u8>> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/sample/201806032249_data.dust.min.json"
+        );
+        Arc::new(std::fs::read(path).expect("the shipped sample"))
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_sorted_and_complete() {
+        let store = Arc::new(Recorder::default());
+        let done = process(store.clone(), sample(), 1000)
+            .await
+            .expect("ingests");
+        assert_eq!(done.stats.entries, 4945);
+        assert_eq!(done.stats.rejected(Rejection::Saturated), 17);
+        assert_eq!(done.stored, 4928);
+        let batches = store.batches.lock().expect("lock");
+        assert_eq!(batches.len(), 5);
+        assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 1000));
+        for b in batches.iter() {
+            assert!(b
+                .windows(2)
+                .all(|w| (w[0].timestamp, w[0].sensor_id) <= (w[1].timestamp, w[1].sensor_id)));
+        }
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 4928);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_is_the_error_and_nothing_hangs() {
+        let store = Arc::new(Recorder {
+            fail_at: Some(2),
+            ..Recorder::default()
+        });
+        let err = process(store.clone(), sample(), 500)
+            .await
+            .expect_err("fails");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("storing a batch after 500 readings"), "{msg}");
+        assert!(msg.contains("disk on fire"), "{msg}");
+        assert_eq!(store.batches.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_feed_keeps_what_came_before_the_break() {
+        let doc = sample();
+        let cut = Arc::new(doc[..doc.len() / 3].to_vec());
+        let store = Arc::new(Recorder::default());
+        let err = process(store.clone(), cut, 5000).await.expect_err("fails");
+        let msg = err.to_string();
+        let stored: usize = store
+            .batches
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(Vec::len)
+            .sum();
+        assert!(stored > 1000, "{stored}");
+        assert!(
+            msg.contains(&format!(
+                "the {stored} valid readings among them were stored"
+            )),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! `airq-master ingest` from files: the sample, idempotence, bad documents,
+//! configuration from the environment, JSON logs.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn sample_stores_every_valid_reading_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("store/airq.db");
+    let sample = sample_path();
+    let args = [
+        "ingest",
+        "--source",
+        sample.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ];
+
+    let first = run(airq(&args));
+    first.assert_success();
+    assert_eq!(count_readings(&db), Some(SAMPLE_READINGS));
+    assert_eq!(first.summary_value("entries read:"), Some(SAMPLE_ENTRIES));
+    assert_eq!(first.summary_value("stored:"), Some(4928));
+    assert_eq!(first.summary_value("rejected:"), Some(17));
+    assert_eq!(first.summary_value("sensor saturated:"), Some(17));
+    // Every reason is listed, with its count.
+    for label in [
+        "malformed entry:",
+        "bad timestamp:",
+        "no P1/P2 value:",
+        "non-numeric value:",
+        "negative value:",
+        "non-finite value:",
+    ] {
+        assert_eq!(
+            first.summary_value(label),
+            Some(0),
+            "{label}\n{}",
+            first.stdout
+        );
+    }
+    assert!(first.stdout.contains("readings/s"), "{}", first.stdout);
+    // Logs are on stderr, the summary alone on stdout.
+    assert!(!first.stdout.contains("INFO"), "{}", first.stdout);
+    assert!(
+        first.stderr.contains("ingestion finished"),
+        "{}",
+        first.stderr
+    );
+
+    let second = run(airq(&args));
+    second.assert_success();
+    assert_eq!(count_readings(&db), Some(SAMPLE_READINGS));
+}
+
+#[test]
+fn configuration_comes_from_the_environment_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("env.db");
+    let mut cmd = airq(&["ingest"]);
+    cmd.env("AIRQ_SOURCE", sample_path())
+        .env("AIRQ_DB", &db)
+        .env("AIRQ_BACKEND", "embedded")
+        .env("AIRQ_BATCH_SIZE", "1000")
+        .env("AIRQ_LOG_FORMAT", "json");
+    let out = run(cmd);
+    out.assert_success();
+    assert_eq!(count_readings(&db), Some(SAMPLE_READINGS));
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
+
+#[test]
+fn the_default_db_is_under_the_current_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sample = sample_path();
+    let mut cmd = airq(&["ingest", "--source", sample.to_str().expect("utf-8")]);
+    cmd.current_dir(dir.path());
+    run(cmd).assert_success();
+    assert_eq!(
+        count_readings(&dir.path().join("data/airq.db")),
+        Some(SAMPLE_READINGS)
+    );
+}
+
+fn ingest_file(dir: &std::path::Path, source: &std::path::Path) -> Output {
+    let db = dir.join("airq.db");
+    run(airq(&[
+        "ingest",
+        "--source",
+        source.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ]))
+}
+
+#[test]
+fn a_missing_file_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = ingest_file(dir.path(), &dir.path().join("nope.json"));
+    out.assert_clean_failure();
+    assert!(out.stderr.contains("nope.json"), "{}", out.stderr);
+}
+
+#[test]
+fn a_document_that_is_not_an_array_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, doc) in [("object.json", "{\"a\": 1}"), ("number.json", "42")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, doc).expect("write");
+        let out = ingest_file(dir.path(), &path);
+        out.assert_clean_failure();
+        assert!(out.stderr.contains("not a JSON array"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn an_empty_or_garbage_document_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, doc) in [("empty.json", ""), ("garbage.json", "<html>oops</html>")] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, doc).expect("write");
+        ingest_file(dir.path(), &path).assert_clean_failure();
+    }
+}
+
+#[test]
+fn a_truncated_document_keeps_its_complete_entries_and_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sample = sample_bytes();
+    let cut = sample.len() / 2;
+    let path = dir.path().join("truncated.json");
+    std::fs::write(&path, &sample[..cut]).expect("write");
+
+    let out = ingest_file(dir.path(), &path);
+    out.assert_clean_failure();
+    assert!(out.stderr.contains("breaks off"), "{}", out.stderr);
+    // "... after N complete entries ..."
+    let read: u64 = out
+        .stderr
+        .split("after ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry count in: {}", out.stderr));
+    assert!(read > 1000 && read < SAMPLE_ENTRIES, "{read}");
+    let stored = count_readings(&dir.path().join("airq.db")).unwrap_or(0);
+    assert!(stored > 1000 && stored <= read as i64, "{stored} of {read}");
+}
+
+#[test]
+fn an_unwritable_store_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A directory where the database file should be.
+    let db = dir.path().join("taken");
+    std::fs::create_dir(&db).expect("mkdir");
+    let sample = sample_path();
+    let out = run(airq(&[
+        "ingest",
+        "--source",
+        sample.to_str().expect("utf-8"),
+        "--db",
+        db.to_str().expect("utf-8"),
+    ]));
+    out.assert_clean_failure();
+    assert!(out.stderr.contains("store"), "{}", out.stderr);
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let out = run(airq(&["ingest", "--backend", "sqlite"]));
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("embedded"), "{}", out.stderr);
+    let out = run(airq(&["--log-format", "xml", "ingest"]));
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    let out = run(airq(&["synth", "--days", "0", "--out", "x.json"]));
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+}
