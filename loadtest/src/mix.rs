@@ -54,8 +54,9 @@ pub fn fixed_query(meta: Option<&Meta>) -> anyhow::Result<(String, String)> {
     let Some((first, last)) = meta.map(range).transpose()?.flatten() else {
         return Ok((fmt_time(start), fmt_time(end)));
     };
-    // Whole days: a store whose first reading is at 00:00:02 covers 00:00.
-    let covers = |s: NaiveDateTime, e: NaiveDateTime| first.date() <= s.date() && e <= last;
+    // A minute of slack: a store whose first reading is at 00:00:02 still
+    // covers the hour from 00:00.
+    let covers = |s: NaiveDateTime, e: NaiveDateTime| first <= s + Span::minutes(1) && e <= last;
     if covers(start, end) {
         return Ok((fmt_time(start), fmt_time(end)));
     }
