@@ -79,6 +79,12 @@ impl<W: Write> CsvWriter<W> {
         self.rows
     }
 
+    /// The output, as far as it has been flushed (the writer buffers up to
+    /// 8 KiB of its own).
+    pub fn get_ref(&self) -> &W {
+        self.inner.get_ref()
+    }
+
     pub fn finish(self) -> csv::Result<W> {
         self.inner
             .into_inner()

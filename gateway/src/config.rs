@@ -58,6 +58,19 @@ pub struct Config {
     #[arg(long, env = "AIRQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long a direct answer is kept in memory and served again to the
+    /// same query (readings change once a night); 0 turns the cache off.
+    #[arg(long, env = "AIRQ_ANSWER_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub answer_cache_ttl: Duration,
+
+    /// Memory the answer cache may hold, in MiB.
+    #[arg(long, env = "AIRQ_ANSWER_CACHE_MIB", default_value_t = 64)]
+    pub answer_cache_mib: u64,
+
+    /// Largest answer kept in the cache, in KiB; larger ones are streamed.
+    #[arg(long, env = "AIRQ_ANSWER_CACHE_MAX_ENTRY_KIB", default_value_t = 1024)]
+    pub answer_cache_max_entry_kib: usize,
+
     /// How often expired results are purged.
     #[arg(long, env = "AIRQ_PURGE_EVERY", default_value = "5m", value_parser = parse_duration)]
     pub purge_every: Duration,

@@ -57,6 +57,20 @@ pub async fn answer(
     Ok(response)
 }
 
+/// `X-Airq-Cache`: whether a direct answer came from the answer cache
+/// (`hit`) or was computed for this request and its concurrent twins (`miss`).
+pub const CACHE_HEADER: &str = "x-airq-cache";
+
+/// A direct answer already in memory (from the answer cache).
+pub fn complete(csv: Bytes, query: &Query, cache: &'static str) -> Response {
+    let mut response = Response::new(Body::from(csv));
+    csv_headers(&mut response, &filename(query));
+    let h = response.headers_mut();
+    h.insert(ANSWER_HEADER, HeaderValue::from_static("direct"));
+    h.insert(CACHE_HEADER, HeaderValue::from_static(cache));
+    response
+}
+
 /// Sets the status, content type and attachment name of a CSV answer.
 pub fn csv_headers(response: &mut Response, filename: &str) {
     *response.status_mut() = StatusCode::OK;

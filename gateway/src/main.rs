@@ -5,6 +5,7 @@
 //! [`api`] for the endpoints. Prints `listening on http://ADDR` on stdout
 //! once it accepts connections, and shuts down gracefully on SIGINT/SIGTERM.
 
+mod answer_cache;
 mod api;
 mod cache;
 mod collector;

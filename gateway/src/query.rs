@@ -19,11 +19,13 @@
 //! flight, and the client did not send `Prefer: respond-async`. Otherwise it
 //! is queued for a worker (see [`crate::enqueue`]).
 
+use crate::answer_cache::Miss;
 use crate::direct;
 use crate::enqueue;
 use crate::error::ApiError;
 use crate::state::{App, AppState};
 use airq_common::query::FieldError;
+use airq_common::BackendError;
 use airq_common::Query;
 use airq_common::QueryError;
 use axum::body::Body;
@@ -46,11 +48,51 @@ pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Res
     let respond_async = prefers_async(&parts.headers);
 
     if !respond_async && query.span() <= app.direct_max_span {
-        if let Some(permit) = direct_permit(&app).await {
-            return direct::answer(app.backend.readings.as_ref(), &query, permit).await;
+        if let Some(answer) = direct_answer(&app, &query).await? {
+            return Ok(answer);
         }
     }
     enqueue::enqueue(&app, &query, respond_async).await
+}
+
+/// The direct answer to `query`, or `None` when no direct slot is free (the
+/// query is then queued): from the answer cache when it holds it, computed
+/// once for concurrent identical queries, or streamed from the store when
+/// it is too large to keep.
+async fn direct_answer(app: &App, query: &Query) -> Result<Option<Response>, ApiError> {
+    let readings = app.backend.readings.as_ref();
+    let Some(cache) = &app.answers else {
+        return match direct_permit(app).await {
+            Some(permit) => direct::answer(readings, query, permit).await.map(Some),
+            None => Ok(None),
+        };
+    };
+    if let Some(csv) = cache.get(query).await {
+        return Ok(Some(direct::complete(csv, query, "hit")));
+    }
+    match cache
+        .get_or_compute(readings, query, direct_permit(app))
+        .await
+    {
+        Ok(csv) => Ok(Some(direct::complete(csv, query, "miss"))),
+        Err(miss) => match miss.as_ref() {
+            Miss::Busy => Ok(None),
+            Miss::TooLarge(_) => match direct_permit(app).await {
+                Some(permit) => direct::answer(readings, query, permit).await.map(Some),
+                None => Ok(None),
+            },
+            Miss::Store(e) => Err(ApiError::unavailable("reading store unavailable")(
+                BackendError::Remote {
+                    context: "reading store".to_owned(),
+                    message: e.to_string(),
+                },
+            )),
+            Miss::Csv(e) => {
+                tracing::error!(error = %e, "writing a direct answer failed");
+                Err(ApiError::Internal)
+            }
+        },
+    }
 }
 
 /// A direct-answer slot: free now, or freed within `app.direct_wait`.

@@ -1,6 +1,7 @@
 //! What every handler shares: the backend, the limits, and the direct-answer
 //! permits.
 
+use crate::answer_cache::AnswerCache;
 use crate::cache::Cached;
 use crate::config::Config;
 use airq_common::backend::Backend;
@@ -34,6 +35,8 @@ pub struct App {
     pub backlog: Cached<QueueDepth>,
     /// The `/api/meta` document, serialized.
     pub meta: Cached<Bytes>,
+    /// Recent direct answers; `None` when turned off.
+    pub answers: Option<AnswerCache>,
 }
 
 pub type AppState = Arc<App>;
@@ -56,6 +59,11 @@ impl App {
             body_limit: config.body_limit,
             backlog: Cached::new(BACKLOG_CACHE),
             meta: Cached::new(META_CACHE),
+            answers: AnswerCache::new(
+                config.answer_cache_ttl,
+                config.answer_cache_mib.saturating_mul(1024 * 1024),
+                config.answer_cache_max_entry_kib.saturating_mul(1024),
+            ),
         }
     }
 }

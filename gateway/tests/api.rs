@@ -4,17 +4,18 @@
 
 mod support;
 
+use airq_common::embedded::SqliteReadingStore;
 use airq_common::embedded::{Db, SqliteQueue, SqliteResultStore};
 use airq_common::export::to_csv;
 use airq_common::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
 use airq_common::queue::Queue;
 use airq_common::results::{Outcome, ResultStore};
-use airq_common::{Query, QueryLimits, Reading};
+use airq_common::{Query, QueryLimits, Reading, Timestamp};
 use reqwest::{header, Client, Response, StatusCode};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use support::{eventually, gateway, load_sample, Service};
+use support::{eventually, gateway, load_sample, sample_readings, Service};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -568,4 +569,67 @@ async fn health_readiness_and_meta() {
     let countries = v["countries"].as_array().unwrap();
     assert!(countries.iter().any(|c| c == "DE"));
     assert!(countries.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
+}
+
+#[tokio::test]
+async fn repeated_direct_queries_come_from_the_answer_cache_until_it_expires() {
+    let s = Setup::new(&["--answer-cache-ttl", "2s"]);
+    let (expected, _) = reference_csv(DE_LOW_HOUR);
+    // A burst of identical queries: computed once, every answer complete.
+    let url = s.url("/api/query");
+    let burst = futures::future::join_all((0..8).map(|_| post(&url, DE_LOW_HOUR, false))).await;
+    for r in burst {
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-airq-answer"], "direct");
+        assert!(r.headers().contains_key("x-airq-cache"));
+        assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice());
+    }
+    let again = post(&s.url("/api/query"), DE_LOW_HOUR, false).await;
+    assert_eq!(again.headers()["x-airq-cache"], "hit");
+    assert_eq!(again.bytes().await.unwrap().as_ref(), expected.as_slice());
+
+    // New readings (a nightly ingestion): the cached answer stays until its
+    // time is up, then the new data shows.
+    let mut extra = sample_readings()
+        .iter()
+        .find(|r| r.loc_country == "DE" && r.aqi <= 3)
+        .expect("a DE/Low reading")
+        .clone();
+    extra.timestamp = Timestamp::parse_feed("2018-06-03 20:30:00").unwrap();
+    extra.sensor_id = 999_999_999;
+    SqliteReadingStore::new(s.db())
+        .put_batch_blocking(std::slice::from_ref(&extra))
+        .expect("storing a new reading");
+    let cached = post(&s.url("/api/query"), DE_LOW_HOUR, false).await;
+    assert_eq!(cached.headers()["x-airq-cache"], "hit");
+    assert_eq!(cached.bytes().await.unwrap().as_ref(), expected.as_slice());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fresh = post(&s.url("/api/query"), DE_LOW_HOUR, false).await;
+    assert_eq!(fresh.headers()["x-airq-cache"], "miss");
+    let text = fresh.text().await.unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1 + 3315 + 1,
+        "the new reading is there"
+    );
+    assert!(text.contains(",999999999,"));
+}
+
+#[tokio::test]
+async fn answers_too_large_to_cache_and_a_disabled_cache_still_stream() {
+    let all = r#"{"startDate":"2018-06-03","endDate":"2018-06-03"}"#;
+    let (expected, _) = reference_csv(all);
+    for args in [
+        &["--answer-cache-max-entry-kib", "64"][..],
+        &["--answer-cache-ttl", "0"][..],
+    ] {
+        let s = Setup::new(args);
+        for _ in 0..2 {
+            let r = post(&s.url("/api/query"), all, false).await;
+            assert_eq!(r.status(), StatusCode::OK, "{args:?}");
+            assert_eq!(r.headers()["x-airq-answer"], "direct");
+            assert!(!r.headers().contains_key("x-airq-cache"), "{args:?}");
+            assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice());
+        }
+    }
 }

@@ -1,0 +1,114 @@
+//! Recent direct answers, kept in memory for a short time.
+//!
+//! Readings change once a night (the master's ingestion), while many users
+//! ask the same small queries (the web page's defaults, scripts polling the
+//! latest hour). So a direct answer is kept for `--answer-cache-ttl`, keyed
+//! by the validated query, and the same query within that time is served
+//! from memory without touching the store or taking a direct slot.
+//!
+//! Concurrent misses on one query are *coalesced*: the first computes the
+//! CSV, the others wait for it (moka's `try_get_with`). Without that, a burst
+//! of identical queries (a page shared on a forum, a load test) would run
+//! the same scan once per request and queue most of them.
+//!
+//! Only answers up to `--answer-cache-max-entry` bytes are kept; a larger
+//! one is streamed from the store as before (it is not worth holding, and
+//! buffering it would delay its first byte). The cost of the trade-off is
+//! freshness: after an ingestion, a cached answer may be up to the TTL old.
+//! `--answer-cache-ttl 0` turns the cache off.
+
+use airq_common::export::CsvWriter;
+use airq_common::store::ReadingStore;
+use airq_common::{BackendError, Query};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Why a query's answer is not (or not yet) in the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum Miss {
+    /// No direct slot came free in time: the query is to be queued.
+    #[error("no direct slot free")]
+    Busy,
+    /// The answer is larger than the biggest entry kept: stream it instead.
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Store(#[from] BackendError),
+    #[error("writing the CSV: {0}")]
+    Csv(String),
+}
+
+pub struct AnswerCache {
+    entries: moka::future::Cache<Query, Bytes>,
+    max_entry: usize,
+}
+
+impl AnswerCache {
+    /// `None` when `ttl` is zero (the cache is off).
+    pub fn new(ttl: Duration, max_bytes: u64, max_entry: usize) -> Option<Self> {
+        if ttl.is_zero() || max_bytes == 0 || max_entry == 0 {
+            return None;
+        }
+        let entries = moka::future::Cache::builder()
+            .time_to_live(ttl)
+            .max_capacity(max_bytes)
+            // Weight = bytes held (saturating: entries are at most
+            // `max_entry`, far below u32::MAX, but a weigher must not panic).
+            .weigher(|_q: &Query, csv: &Bytes| u32::try_from(csv.len()).unwrap_or(u32::MAX))
+            .build();
+        Some(AnswerCache { entries, max_entry })
+    }
+
+    /// The cached answer, if there is one.
+    pub async fn get(&self, query: &Query) -> Option<Bytes> {
+        self.entries.get(query).await
+    }
+
+    /// The answer to `query`, computed at most once for all concurrent
+    /// askers: the one computing it first takes a direct slot from `permit`
+    /// (which may say [`Miss::Busy`]), then reads the whole CSV into memory,
+    /// giving up with [`Miss::TooLarge`] past the entry limit.
+    pub async fn get_or_compute<P>(
+        &self,
+        readings: &dyn ReadingStore,
+        query: &Query,
+        permit: P,
+    ) -> Result<Bytes, Arc<Miss>>
+    where
+        P: std::future::Future<Output = Option<OwnedSemaphorePermit>>,
+    {
+        let max_entry = self.max_entry;
+        self.entries
+            .try_get_with_by_ref(query, async move {
+                let _permit = permit.await.ok_or(Miss::Busy)?;
+                collect(readings, query, max_entry).await
+            })
+            .await
+    }
+}
+
+/// The whole CSV answer to `query`, or [`Miss::TooLarge`] once it passes
+/// `max` bytes (the scan then stops: dropping the stream ends it).
+pub async fn collect(
+    readings: &dyn ReadingStore,
+    query: &Query,
+    max: usize,
+) -> Result<Bytes, Miss> {
+    let mut rows = readings.query(query);
+    let mut writer =
+        CsvWriter::new(Vec::with_capacity(16 * 1024)).map_err(|e| Miss::Csv(e.to_string()))?;
+    while let Some(row) = rows.next().await {
+        writer.write(&row?).map_err(|e| Miss::Csv(e.to_string()))?;
+        if writer.get_ref().len() > max {
+            return Err(Miss::TooLarge(max));
+        }
+    }
+    let csv = writer.finish().map_err(|e| Miss::Csv(e.to_string()))?;
+    if csv.len() > max {
+        return Err(Miss::TooLarge(max));
+    }
+    Ok(Bytes::from(csv))
+}
