@@ -93,10 +93,20 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let db = args.db.display().to_string();
     let stop = CancellationToken::new();
 
+    // Explicit flags, so an AIRQ_BACKEND=aws left in the environment (after
+    // `airq-deploy provision`) cannot turn the local stack into an AWS one.
+    let store: Vec<String> = vec![
+        "--backend".into(),
+        "embedded".into(),
+        "--db".into(),
+        db.clone(),
+    ];
+
     if !args.seed.is_empty() {
         tracing::info!(source = %args.seed, "ingesting the seed feed");
         let status = tokio::process::Command::new(&master)
-            .args(["ingest", "--source", &args.seed, "--db", &db])
+            .args(["ingest", "--source", &args.seed])
+            .args(&store)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .status();
@@ -117,24 +127,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         ChildSpec {
             name: "master".into(),
             program: master,
-            args: vec![
-                "schedule".into(),
-                "--cron".into(),
-                args.cron.clone(),
-                "--db".into(),
-                db.clone(),
-            ],
+            args: [
+                vec!["schedule".into(), "--cron".into(), args.cron.clone()],
+                store.clone(),
+            ]
+            .concat(),
         },
         ChildSpec {
             name: "gateway".into(),
             program: gateway,
             args: [
-                vec![
-                    "--listen".into(),
-                    args.listen.clone(),
-                    "--db".into(),
-                    db.clone(),
-                ],
+                vec!["--listen".into(), args.listen.clone()],
+                store.clone(),
                 split(&args.gateway_args),
             ]
             .concat(),
@@ -144,7 +148,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         specs.push(ChildSpec {
             name: format!("worker-{i}"),
             program: worker.clone(),
-            args: [vec!["--db".into(), db.clone()], split(&args.worker_args)].concat(),
+            args: [store.clone(), split(&args.worker_args)].concat(),
         });
     }
 

@@ -43,8 +43,14 @@ pub enum Miss {
 
 pub struct AnswerCache {
     entries: moka::future::Cache<Query, Bytes>,
+    /// Queries found too large to keep, so that asking them again streams
+    /// at once instead of building the first megabyte again to find out.
+    too_large: moka::future::Cache<Query, ()>,
     max_entry: usize,
 }
+
+/// Queries remembered as too large to cache.
+const TOO_LARGE_KEPT: u64 = 10_000;
 
 impl AnswerCache {
     /// `None` when `ttl` is zero (the cache is off).
@@ -59,7 +65,20 @@ impl AnswerCache {
             // `max_entry`, far below u32::MAX, but a weigher must not panic).
             .weigher(|_q: &Query, csv: &Bytes| u32::try_from(csv.len()).unwrap_or(u32::MAX))
             .build();
-        Some(AnswerCache { entries, max_entry })
+        let too_large = moka::future::Cache::builder()
+            .time_to_live(ttl)
+            .max_capacity(TOO_LARGE_KEPT)
+            .build();
+        Some(AnswerCache {
+            entries,
+            too_large,
+            max_entry,
+        })
+    }
+
+    /// Whether `query`'s answer was recently found too large to keep.
+    pub fn is_too_large(&self, query: &Query) -> bool {
+        self.too_large.contains_key(query)
     }
 
     /// The cached answer, if there is one.
@@ -81,12 +100,19 @@ impl AnswerCache {
         P: std::future::Future<Output = Option<OwnedSemaphorePermit>>,
     {
         let max_entry = self.max_entry;
-        self.entries
+        let answer = self
+            .entries
             .try_get_with_by_ref(query, async move {
                 let _permit = permit.await.ok_or(Miss::Busy)?;
                 collect(readings, query, max_entry).await
             })
-            .await
+            .await;
+        if let Err(miss) = &answer {
+            if matches!(miss.as_ref(), Miss::TooLarge(_)) {
+                self.too_large.insert(query.clone(), ()).await;
+            }
+        }
+        answer
     }
 }
 

@@ -70,6 +70,12 @@ async fn direct_answer(app: &App, query: &Query) -> Result<Option<Response>, Api
     if let Some(csv) = cache.get(query).await {
         return Ok(Some(direct::complete(csv, query, "hit")));
     }
+    if cache.is_too_large(query) {
+        return match direct_permit(app).await {
+            Some(permit) => direct::answer(readings, query, permit).await.map(Some),
+            None => Ok(None),
+        };
+    }
     match cache
         .get_or_compute(readings, query, direct_permit(app))
         .await
