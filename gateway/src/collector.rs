@@ -71,16 +71,25 @@ where
                 }
             }
         };
-        for message in batch {
+        // The batch's messages are handled concurrently: each costs store
+        // round trips (record, then delete) that would otherwise queue up
+        // behind one another, and under load this one task is what every
+        // queued query's user waits on.
+        let work = batch.into_iter().map(|message| {
             let (id, receipt) = (message.id.clone(), message.receipt.clone());
-            if handle(message).await {
-                if let Err(e) = queue.delete(&receipt).await {
-                    // Stale: it was received again; the other consumer's
-                    // processing is idempotent too.
-                    tracing::debug!(queue = queue.name(), msg_id = %id, error = %e, "delete failed");
+            let handled = handle(message);
+            let queue = &queue;
+            async move {
+                if handled.await {
+                    if let Err(e) = queue.delete(&receipt).await {
+                        // Stale: it was received again; the other consumer's
+                        // processing is idempotent too.
+                        tracing::debug!(queue = queue.name(), msg_id = %id, error = %e, "delete failed");
+                    }
                 }
             }
-        }
+        });
+        futures::future::join_all(work).await;
     }
     tracing::debug!(queue = queue.name(), "consumer stopped");
 }
