@@ -3,6 +3,8 @@
 //! scripts/test.sh` starts it). Each test provisions its own resources
 //! under a unique prefix, so tests never see each other's data.
 
+mod support;
+
 use airq_common::aws::provision::{ensure_queue_pair, Report};
 use airq_common::aws::{
     AwsClients, BlobStore, DynamoReadingStore, DynamoResultStore, ReceiptFence, ResourceNames,
@@ -22,6 +24,7 @@ use proptest::prelude::*;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use support::arb_query;
 
 fn sample() -> Vec<Reading> {
     let doc = std::fs::read(concat!(
@@ -423,48 +426,6 @@ fn loaded() -> &'static (tokio::runtime::Runtime, DynamoReadingStore, Vec<Readin
         });
         (rt, store, readings)
     })
-}
-
-fn arb_query() -> impl Strategy<Value = serde_json::Value> {
-    // The sample spans 20:42:52..20:48:01 on 2018-06-03; draw bounds around it.
-    let base = 1_528_058_400i64; // 2018-06-03 20:40:00
-    (
-        0i64..600,
-        0i64..600,
-        prop::option::of(prop::sample::select(vec!["DE", "BG", "UK", "NL", "ZZ"])),
-        prop::option::of(0u8..=10),
-        prop::option::of(0u8..=10),
-        prop::option::of(prop::sample::select(vec![
-            "Low",
-            "Moderate",
-            "High",
-            "Very High",
-        ])),
-    )
-        .prop_map(move |(a, b, country, min, max, band)| {
-            let (s, e) = (base + a.min(b), base + a.max(b));
-            let fmt = |t: i64| {
-                chrono::DateTime::from_timestamp(t, 0)
-                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_default()
-            };
-            let mut m = serde_json::Map::new();
-            m.insert("startDate".into(), fmt(s).into());
-            m.insert("endDate".into(), fmt(e).into());
-            if let Some(c) = country {
-                m.insert("country".into(), c.into());
-            }
-            if let Some(v) = min {
-                m.insert("minAqi".into(), v.into());
-            }
-            if let Some(v) = max {
-                m.insert("maxAqi".into(), v.into());
-            }
-            if let Some(b) = band {
-                m.insert("range".into(), b.into());
-            }
-            serde_json::Value::Object(m)
-        })
 }
 
 proptest! {

@@ -1,5 +1,7 @@
 //! The contract suites and property tests on the embedded (SQLite) backend.
 
+mod support;
+
 use airq_common::contract;
 use airq_common::embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
 use airq_common::feed::parse_feed;
@@ -8,6 +10,7 @@ use airq_common::{Query, QueryLimits, Reading};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
+use support::arb_query;
 
 fn sample() -> Vec<Reading> {
     let doc = std::fs::read(concat!(
@@ -136,51 +139,6 @@ fn loaded() -> &'static (
         store.put_batch_blocking(&readings).expect("load");
         (rt, store, readings, dir)
     })
-}
-
-fn arb_query() -> impl Strategy<Value = serde_json::Value> {
-    // The sample spans 20:42:52..20:48:01 on 2018-06-03; draw bounds around it.
-    let base = 1_528_058_400i64; // 2018-06-03 20:40:00
-    (
-        0i64..600,
-        0i64..600,
-        prop::option::of(prop::sample::select(vec![
-            "DE", "BG", "UK", "de", "NL", "FR", "ZZ",
-        ])),
-        prop::option::of(0u8..=10),
-        prop::option::of(0u8..=10),
-        prop::option::of(prop::sample::select(vec![
-            "Low",
-            "Moderate",
-            "Medium",
-            "High",
-            "Very High",
-        ])),
-    )
-        .prop_map(move |(a, b, country, min, max, band)| {
-            let (s, e) = (base + a.min(b), base + a.max(b));
-            let fmt = |t: i64| {
-                chrono::DateTime::from_timestamp(t, 0)
-                    .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_default()
-            };
-            let mut m = serde_json::Map::new();
-            m.insert("startDate".into(), fmt(s).into());
-            m.insert("endDate".into(), fmt(e).into());
-            if let Some(c) = country {
-                m.insert("country".into(), c.into());
-            }
-            if let Some(v) = min {
-                m.insert("minAqi".into(), v.into());
-            }
-            if let Some(v) = max {
-                m.insert("maxAqi".into(), v.into());
-            }
-            if let Some(b) = band {
-                m.insert("range".into(), b.into());
-            }
-            serde_json::Value::Object(m)
-        })
 }
 
 proptest! {
