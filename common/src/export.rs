@@ -18,7 +18,10 @@
 //!
 //! Rows come in the store's order: by timestamp, then sensor id.
 
+use crate::error::BackendError;
 use crate::reading::Reading;
+use crate::store::ReadingStream;
+use futures::StreamExt;
 use std::io::Write;
 
 pub const CSV_HEADER: [&str; 13] = [
@@ -127,6 +130,39 @@ pub fn to_csv<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> csv::Resul
     w.finish()
 }
 
+/// Why [`render`] produced no CSV.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The store failed mid-stream (possibly transient).
+    #[error(transparent)]
+    Store(#[from] BackendError),
+    #[error("could not render the CSV: {0}")]
+    Csv(#[from] csv::Error),
+    /// The CSV passed the size limit; the stream was dropped there, which
+    /// stops the scan.
+    #[error("the CSV is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Renders every reading of `rows` into one CSV in memory, with its row
+/// count, giving up once it is larger than `max` bytes (give `usize::MAX`
+/// for no limit).
+pub async fn render(mut rows: ReadingStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
+    let mut writer = CsvWriter::new(Vec::with_capacity(16 * 1024))?;
+    while let Some(row) = rows.next().await {
+        writer.write(&row?)?;
+        if writer.get_ref().len() > max {
+            return Err(RenderError::TooLarge(max));
+        }
+    }
+    let count = writer.rows();
+    let csv = writer.finish()?;
+    if csv.len() > max {
+        return Err(RenderError::TooLarge(max));
+    }
+    Ok((csv, count))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +224,41 @@ mod tests {
             .nth(1)
             .unwrap()
             .starts_with(",1970-01-01 00:00:00,1,\"Very, odd \"\"sensor\"\"\",1,DE,"));
+    }
+
+    #[test]
+    fn render_matches_to_csv_and_stops_at_its_limit() {
+        let mut rows = Vec::new();
+        for i in 0..100u64 {
+            rows.push(Reading {
+                id: Some(i),
+                timestamp: Timestamp(1_528_058_400 + i as i64),
+                sensor_id: i,
+                sensor_type: "SDS011".into(),
+                loc_id: Some(i),
+                loc_country: "DE".into(),
+                loc_lat: "48.8000".into(),
+                loc_long: "9.0020".into(),
+                loc_alt: "".into(),
+                p1: Some("8.13".into()),
+                p2: Some("4.2".into()),
+                aqi: 1,
+            });
+        }
+        let stream = |items: Vec<Result<Reading, BackendError>>| -> ReadingStream {
+            futures::stream::iter(items).boxed()
+        };
+        let want = to_csv(&rows).unwrap();
+        let ok = || rows.iter().cloned().map(Ok).collect::<Vec<_>>();
+        let (csv, count) = futures::executor::block_on(render(stream(ok()), usize::MAX)).unwrap();
+        assert_eq!((csv, count), (want.clone(), 100));
+
+        let small = futures::executor::block_on(render(stream(ok()), want.len() - 1));
+        assert!(matches!(small, Err(RenderError::TooLarge(n)) if n == want.len() - 1));
+
+        let mut failing: Vec<_> = rows.iter().take(3).cloned().map(Ok).collect();
+        failing.push(Err(BackendError::Corrupt("bad row".into())));
+        let failed = futures::executor::block_on(render(stream(failing), usize::MAX));
+        assert!(matches!(failed, Err(RenderError::Store(_))));
     }
 }

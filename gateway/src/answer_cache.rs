@@ -17,11 +17,10 @@
 //! freshness: after an ingestion, a cached answer may be up to the TTL old.
 //! `--answer-cache-ttl 0` turns the cache off.
 
-use airq_common::export::CsvWriter;
+use airq_common::export::{render, RenderError};
 use airq_common::store::ReadingStore;
-use airq_common::{BackendError, Query};
+use airq_common::Query;
 use bytes::Bytes;
-use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
@@ -32,13 +31,10 @@ pub enum Miss {
     /// No direct slot came free in time: the query is to be queued.
     #[error("no direct slot free")]
     Busy,
-    /// The answer is larger than the biggest entry kept: stream it instead.
-    #[error("answer larger than {0} bytes")]
-    TooLarge(usize),
+    /// The answer could not be rendered; [`RenderError::TooLarge`] means it
+    /// is larger than the biggest entry kept, and is to be streamed instead.
     #[error(transparent)]
-    Store(#[from] BackendError),
-    #[error("writing the CSV: {0}")]
-    Csv(String),
+    Render(#[from] RenderError),
 }
 
 pub struct AnswerCache {
@@ -89,7 +85,7 @@ impl AnswerCache {
     /// The answer to `query`, computed at most once for all concurrent
     /// askers: the one computing it first takes a direct slot from `permit`
     /// (which may say [`Miss::Busy`]), then reads the whole CSV into memory,
-    /// giving up with [`Miss::TooLarge`] past the entry limit.
+    /// giving up with [`RenderError::TooLarge`] past the entry limit.
     pub async fn get_or_compute<P>(
         &self,
         readings: &dyn ReadingStore,
@@ -104,37 +100,15 @@ impl AnswerCache {
             .entries
             .try_get_with_by_ref(query, async move {
                 let _permit = permit.await.ok_or(Miss::Busy)?;
-                collect(readings, query, max_entry).await
+                let (csv, _rows) = render(readings.query(query), max_entry).await?;
+                Ok::<_, Miss>(Bytes::from(csv))
             })
             .await;
         if let Err(miss) = &answer {
-            if matches!(miss.as_ref(), Miss::TooLarge(_)) {
+            if matches!(miss.as_ref(), Miss::Render(RenderError::TooLarge(_))) {
                 self.too_large.insert(query.clone(), ()).await;
             }
         }
         answer
     }
-}
-
-/// The whole CSV answer to `query`, or [`Miss::TooLarge`] once it passes
-/// `max` bytes (the scan then stops: dropping the stream ends it).
-pub async fn collect(
-    readings: &dyn ReadingStore,
-    query: &Query,
-    max: usize,
-) -> Result<Bytes, Miss> {
-    let mut rows = readings.query(query);
-    let mut writer =
-        CsvWriter::new(Vec::with_capacity(16 * 1024)).map_err(|e| Miss::Csv(e.to_string()))?;
-    while let Some(row) = rows.next().await {
-        writer.write(&row?).map_err(|e| Miss::Csv(e.to_string()))?;
-        if writer.get_ref().len() > max {
-            return Err(Miss::TooLarge(max));
-        }
-    }
-    let csv = writer.finish().map_err(|e| Miss::Csv(e.to_string()))?;
-    if csv.len() > max {
-        return Err(Miss::TooLarge(max));
-    }
-    Ok(Bytes::from(csv))
 }

@@ -24,6 +24,7 @@ use crate::direct;
 use crate::enqueue;
 use crate::error::ApiError;
 use crate::state::{App, AppState};
+use airq_common::export::RenderError;
 use airq_common::query::FieldError;
 use airq_common::BackendError;
 use airq_common::Query;
@@ -60,44 +61,44 @@ pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Res
 /// once for concurrent identical queries, or streamed from the store when
 /// it is too large to keep.
 async fn direct_answer(app: &App, query: &Query) -> Result<Option<Response>, ApiError> {
-    let readings = app.backend.readings.as_ref();
     let Some(cache) = &app.answers else {
-        return match direct_permit(app).await {
-            Some(permit) => direct::answer(readings, query, permit).await.map(Some),
-            None => Ok(None),
-        };
+        return streamed(app, query).await;
     };
     if let Some(csv) = cache.get(query).await {
         return Ok(Some(direct::complete(csv, query, "hit")));
     }
     if cache.is_too_large(query) {
-        return match direct_permit(app).await {
-            Some(permit) => direct::answer(readings, query, permit).await.map(Some),
-            None => Ok(None),
-        };
+        return streamed(app, query).await;
     }
     match cache
-        .get_or_compute(readings, query, direct_permit(app))
+        .get_or_compute(app.backend.readings.as_ref(), query, direct_permit(app))
         .await
     {
         Ok(csv) => Ok(Some(direct::complete(csv, query, "miss"))),
         Err(miss) => match miss.as_ref() {
             Miss::Busy => Ok(None),
-            Miss::TooLarge(_) => match direct_permit(app).await {
-                Some(permit) => direct::answer(readings, query, permit).await.map(Some),
-                None => Ok(None),
-            },
-            Miss::Store(e) => Err(ApiError::unavailable("reading store unavailable")(
-                BackendError::Remote {
-                    context: "reading store".to_owned(),
-                    message: e.to_string(),
-                },
-            )),
-            Miss::Csv(e) => {
+            Miss::Render(RenderError::TooLarge(_)) => streamed(app, query).await,
+            Miss::Render(RenderError::Store(e)) => Err(ApiError::unavailable(
+                "reading store unavailable",
+            )(BackendError::Remote {
+                context: "reading store".to_owned(),
+                message: e.to_string(),
+            })),
+            Miss::Render(RenderError::Csv(e)) => {
                 tracing::error!(error = %e, "writing a direct answer failed");
                 Err(ApiError::Internal)
             }
         },
+    }
+}
+
+/// The direct answer streamed from the store, if a direct slot is free.
+async fn streamed(app: &App, query: &Query) -> Result<Option<Response>, ApiError> {
+    match direct_permit(app).await {
+        Some(permit) => direct::answer(app.backend.readings.as_ref(), query, permit)
+            .await
+            .map(Some),
+        None => Ok(None),
     }
 }
 

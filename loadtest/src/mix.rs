@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::json;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `GET /api/meta`.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,11 +81,12 @@ pub enum Mix {
 }
 
 impl Mix {
-    /// The body for arrival `index`.
+    /// The body for arrival `index` (of the current step). A random mix
+    /// ignores the index and continues its sequence across steps.
     pub fn body(&self, index: u64) -> Bytes {
         match self {
             Mix::Fixed(b) => b.clone(),
-            Mix::Random(r) => r.body(index),
+            Mix::Random(r) => r.next_body(),
             Mix::File(lines) => lines[(index % lines.len() as u64) as usize].clone(),
         }
     }
@@ -122,6 +124,7 @@ impl Mix {
             first,
             last,
             countries: meta.countries.clone(),
+            drawn: AtomicU64::new(0),
         }))
     }
 
@@ -156,6 +159,10 @@ pub struct RandomMix {
     pub first: NaiveDateTime,
     pub last: NaiveDateTime,
     pub countries: Vec<String>,
+    /// Queries drawn so far in this process: the warm-up and every step of a
+    /// matrix continue the sequence instead of replaying its start, which a
+    /// cache in the system under test would answer from memory.
+    drawn: AtomicU64,
 }
 
 /// SplitMix64: spreads (seed, index) into an independent seed per arrival.
@@ -167,9 +174,15 @@ fn mix64(mut z: u64) -> u64 {
 }
 
 impl RandomMix {
+    /// Query number `index` of the seeded sequence.
     pub fn body(&self, index: u64) -> Bytes {
         let mut rng = rand::rngs::StdRng::seed_from_u64(mix64(self.seed ^ mix64(index)));
         Bytes::from(random_query(&mut rng, self.first, self.last, &self.countries).to_string())
+    }
+
+    /// The next query of the sequence, never one drawn before by this mix.
+    pub fn next_body(&self) -> Bytes {
+        self.body(self.drawn.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -266,8 +279,10 @@ mod tests {
         let m = Mix::random(&meta("2024-01-01 00:00:00", "2024-01-31 00:00:00"), 7).unwrap();
         let again = Mix::random(&meta("2024-01-01 00:00:00", "2024-01-31 00:00:00"), 7).unwrap();
         let other = Mix::random(&meta("2024-01-01 00:00:00", "2024-01-31 00:00:00"), 8).unwrap();
-        assert_eq!(m.body(5), again.body(5));
+        assert_eq!(m.body(5), again.body(5), "the same seed, the same sequence");
         assert_ne!(m.body(5), other.body(5));
+        // A new step's arrival 0 is not a replay of the last step's.
+        assert_ne!(m.body(0), m.body(0));
         let mut distinct = std::collections::HashSet::new();
         let (mut with_country, mut long) = (0, 0);
         for i in 0..2000 {

@@ -1,11 +1,10 @@
 //! Running one request: from a queue message to the outcome its user sees.
 
 use airq_common::backend::Backend;
-use airq_common::export::CsvWriter;
+use airq_common::export::{render, RenderError};
 use airq_common::job::Job;
 use airq_common::results::Outcome;
 use airq_common::BackendError;
-use futures::StreamExt;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -36,32 +35,21 @@ pub async fn run_query(
             })
         }
     };
-    let mut csv = match CsvWriter::new(Vec::new()) {
-        Ok(w) => w,
-        Err(e) => return Ok(failed_csv(e)),
-    };
-    let mut rows = backend.readings.query(&query);
-    while let Some(reading) = rows.next().await {
-        if let Err(e) = csv.write(&reading?) {
-            return Ok(failed_csv(e));
-        }
-    }
+    let rendered = render(backend.readings.query(&query), usize::MAX).await;
     if let Some(d) = test_delay {
         tokio::time::sleep(d).await;
     }
-    let rows = csv.rows();
-    Ok(match csv.finish() {
-        Ok(bytes) => Outcome::Done {
+    match rendered {
+        Ok((csv, rows)) => Ok(Outcome::Done {
             // The writer only ever receives UTF-8 text.
-            csv: String::from_utf8_lossy(&bytes).into_owned(),
+            csv: String::from_utf8(csv)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             rows,
-        },
-        Err(e) => failed_csv(e),
-    })
-}
-
-fn failed_csv(e: csv::Error) -> Outcome {
-    Outcome::Failed {
-        error: format!("could not render the CSV: {e}"),
+        }),
+        // Possibly transient: the request is retried.
+        Err(RenderError::Store(e)) => Err(e),
+        Err(e) => Ok(Outcome::Failed {
+            error: e.to_string(),
+        }),
     }
 }
