@@ -26,7 +26,10 @@ else
     echo "or set AIRQ_CHROMIUM and AIRQ_CHROMEDRIVER; the browser test fails without them" >&2
 fi
 echo "== AWS emulator (moto in .venv/, for the aws backend's tests)"
-eval "$(bash scripts/moto.sh start)"
+# Two steps, so that a moto that fails to start stops the run here (an
+# `eval "$(...)"` would swallow the failure).
+moto_env="$(bash scripts/moto.sh start)"
+eval "$moto_env"
 trap 'bash scripts/moto.sh stop "$AIRQ_MOTO_PID"' EXIT
 echo "== tests"
 cargo test --workspace --no-fail-fast

@@ -452,3 +452,47 @@ fn a_missing_emulator_fails_with_instructions() {
     let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("AIRQ_TEST_AWS_ENDPOINT is not set"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_to_someone_elses_object_is_not_followed() {
+    let h = Harness::new().await;
+    let (q, _dlq) = contract::queue::QueueHarness::fresh(&h, 3).await;
+    // A message shaped like an offloaded one, pointing at another bucket.
+    let url = h
+        .clients
+        .sqs
+        .get_queue_url()
+        .queue_name(q.name())
+        .send()
+        .await
+        .expect("queue url")
+        .queue_url
+        .expect("a url");
+    let size = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value("300000")
+        .build()
+        .expect("attribute");
+    h.clients
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(
+            r#"["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":"someone-else","s3Key":"messages/x"}]"#,
+        )
+        .message_attributes("ExtendedPayloadSize", size)
+        .send()
+        .await
+        .expect("send a foreign pointer");
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert!(
+        got.is_empty(),
+        "a foreign pointer is not delivered: {got:?}"
+    );
+    // It is still on the queue (in flight), not lost.
+    let depth = q.depth().await.expect("depth");
+    assert_eq!(depth.in_flight, 1, "{depth:?}");
+}

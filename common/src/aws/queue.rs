@@ -145,14 +145,33 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| remote(format!("SQS ReceiveMessage {}", self.name), e))?;
-        let received = futures::future::try_join_all(
+        let accepted = futures::future::join_all(
             out.messages
                 .unwrap_or_default()
                 .into_iter()
                 .map(|m| self.accept(m)),
         )
-        .await?;
-        Ok(received.into_iter().flatten().collect())
+        .await;
+        // One message whose body or fence entry cannot be had is skipped (it
+        // comes back after its visibility timeout); the others are
+        // delivered. Only when every one failed is the receive an error.
+        let mut messages = Vec::with_capacity(accepted.len());
+        let mut first_error = None;
+        for a in accepted {
+            match a {
+                Ok(Some(m)) => messages.push(m),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(queue = %self.name, error = %e,
+                        "could not take a received message; it will come back");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if messages.is_empty() => Err(e),
+            _ => Ok(messages),
+        }
     }
 
     /// Turns a received SQS message into ours: fetches an S3-backed body
@@ -178,21 +197,35 @@ impl SqsQueue {
             .as_ref()
             .is_some_and(|a| a.contains_key(PAYLOAD_SIZE_ATTRIBUTE));
         if offloaded {
-            match serde_json::from_str::<(String, S3Pointer)>(&body) {
-                Ok((_, p)) => {
-                    let blobs = BlobStore::new(self.blobs_client(), p.s3_bucket_name.clone());
-                    match blobs.get(&p.s3_key).await? {
-                        Some(full) => {
-                            body = full;
-                            s3_key = p.s3_key;
-                        }
-                        None => tracing::warn!(queue = %self.name, message = %id,
-                            bucket = %p.s3_bucket_name, key = %p.s3_key,
-                            "the body of an offloaded message is gone from S3; delivering the pointer"),
-                    }
+            // Only a pointer into our own bucket's message area is followed:
+            // a body naming another bucket, or a key our receipts cannot
+            // carry, is not ours to read or delete. Such a message, or one
+            // whose body is gone, is not delivered: it returns after its
+            // visibility timeout and, after the maximum receives, waits in
+            // the dead-letter queue for an operator (never silently lost).
+            let pointer = serde_json::from_str::<(String, S3Pointer)>(&body)
+                .ok()
+                .map(|(_, p)| p)
+                .filter(|p| {
+                    p.s3_bucket_name == self.blobs.bucket()
+                        && p.s3_key.starts_with("messages/")
+                        && !p.s3_key.contains(':')
+                });
+            let Some(p) = pointer else {
+                tracing::error!(queue = %self.name, message = %id, body = %body,
+                    "an offloaded message has a pointer that is not ours; not delivering it");
+                return Ok(None);
+            };
+            match self.blobs.get(&p.s3_key).await? {
+                Some(full) => {
+                    body = full;
+                    s3_key = p.s3_key;
                 }
-                Err(e) => tracing::warn!(queue = %self.name, message = %id, error = %e,
-                    "an offloaded message has an unreadable pointer; delivering it as is"),
+                None => {
+                    tracing::error!(queue = %self.name, message = %id, key = %p.s3_key,
+                        "the body of an offloaded message is gone from S3; not delivering it");
+                    return Ok(None);
+                }
             }
         }
         self.fence.record(&self.name, &id, count).await?;
@@ -202,10 +235,6 @@ impl SqsQueue {
             body,
             receive_count: count,
         }))
-    }
-
-    fn blobs_client(&self) -> aws_sdk_s3::Client {
-        self.blobs.client().clone()
     }
 }
 
@@ -217,8 +246,10 @@ impl Queue for SqsQueue {
 
     async fn send(&self, body: &str) -> Result<String, BackendError> {
         let mut req = self.sqs.send_message().queue_url(&self.url);
+        let mut offloaded = None;
         if body.len() > SQS_MAX_BODY {
             let key = format!("messages/{}/{}", self.name, Uuid::new_v4());
+            offloaded = Some(key.clone());
             self.blobs
                 .put(&key, body.as_bytes().to_vec(), "application/json")
                 .await?;
@@ -241,10 +272,16 @@ impl Queue for SqsQueue {
         } else {
             req = req.message_body(body);
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| remote(format!("SQS SendMessage {}", self.name), e))?;
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                // The body uploaded for this message has no message now.
+                if let Some(key) = offloaded {
+                    self.blobs.delete_quietly(&key).await;
+                }
+                return Err(remote(format!("SQS SendMessage {}", self.name), e));
+            }
+        };
         out.message_id.ok_or_else(|| {
             BackendError::Corrupt(format!("SQS returned no message id ({})", self.name))
         })

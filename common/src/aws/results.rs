@@ -100,6 +100,23 @@ impl DynamoResultStore {
         }
     }
 
+    /// The S3 key the stored record of `id` points at, read consistently.
+    async fn stored_csv_key(&self, id: Uuid) -> Result<Option<String>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id.to_string()))
+            .consistent_read(true)
+            .projection_expression("csv_key")
+            .send()
+            .await
+            .map_err(|e| remote(self.ctx("GetItem"), e))?;
+        Ok(out
+            .item
+            .and_then(|item| item.get("csv_key").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
     fn ctx(&self, op: &str) -> String {
         format!("DynamoDB {op} on {}", self.table)
     }
@@ -309,16 +326,25 @@ impl ResultStore for DynamoResultStore {
                 .expression_attribute_values(":state", s(ResultState::Failed.as_str()))
                 .expression_attribute_values(":error", s(error.as_str())),
         };
-        let recorded = match req.send().await {
+        match req.send().await {
             Ok(_) => return Ok(true),
-            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(remote(self.ctx("UpdateItem"), e)),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {}
+            // The write may still have landed (a lost response): the object
+            // is kept, since the record may point at it; if not, the bucket's
+            // expiry rule reclaims it.
+            Err(e) => return Err(remote(self.ctx("UpdateItem"), e)),
+        }
+        let Some(key) = uploaded else {
+            return Ok(false);
         };
-        // Not recorded: the object this attempt uploaded is nobody's.
-        if let Some(key) = uploaded {
+        // The condition failed, but a retry of this very request (after a
+        // lost response) fails it too: the record is then ours, pointing at
+        // our object. Only an object nobody's record points at is deleted.
+        let ours = self.stored_csv_key(id).await?.as_deref() == Some(key.as_str());
+        if !ours {
             self.blobs.delete_quietly(&key).await;
         }
-        recorded
+        Ok(ours)
     }
 
     async fn purge_expired(
