@@ -210,7 +210,9 @@ async fn query(
     let give_up = t + poll.max_wait;
     let mut wait = poll.interval;
     loop {
-        if record.polls >= poll.max_polls || Instant::now() + wait > give_up {
+        // `checked_add`: a server's Retry-After can be any number.
+        let next = Instant::now().checked_add(wait);
+        if record.polls >= poll.max_polls || next.is_none_or(|n| n > give_up) {
             return Err(ErrorKind::PollCap);
         }
         tokio::time::sleep(wait).await;
@@ -234,7 +236,8 @@ async fn query(
             200 => return Err(ErrorKind::Protocol),
             202 => {
                 wait = match reply.retry_after {
-                    Some(s) if poll.retry_after => Duration::from_secs(s),
+                    // Never longer than the whole journey may take.
+                    Some(s) if poll.retry_after => Duration::from_secs(s).min(poll.max_wait),
                     _ => next_wait(wait, poll),
                 };
             }
