@@ -17,7 +17,12 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Most bytes reserved up front from a `Content-Length`; a larger body still
 /// downloads, the buffer just grows.
-const MAX_PREALLOCATION: u64 = 1 << 30;
+const MAX_PREALLOCATION: u64 = 64 << 20;
+
+/// Largest feed accepted. The real feeds are tens of MB; a server sending
+/// more than this is broken (or hostile), and reading on would exhaust
+/// memory instead of failing with a clear error.
+const MAX_FEED_BYTES: usize = 2 << 30;
 
 /// Where a feed comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +101,8 @@ pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<
 #[derive(Debug)]
 enum AttemptError {
     Transport(reqwest::Error),
+    /// The body passed [`MAX_FEED_BYTES`]; not retried.
+    TooLarge,
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
@@ -110,6 +117,7 @@ impl AttemptError {
             AttemptError::Transport(e) => {
                 e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
             }
+            AttemptError::TooLarge => false,
             AttemptError::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -134,6 +142,11 @@ impl fmt::Display for AttemptError {
                 Ok(())
             }
             AttemptError::Status { status, .. } => write!(f, "the server answered {status}"),
+            AttemptError::TooLarge => write!(
+                f,
+                "the feed is larger than {} MiB; refusing to read further",
+                MAX_FEED_BYTES >> 20
+            ),
         }
     }
 }
@@ -212,11 +225,20 @@ async fn attempt_http(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, At
     let length = resp.content_length();
     let mut body = Vec::with_capacity(length.unwrap_or(0).min(MAX_PREALLOCATION) as usize);
     let pb = progress::download(length);
-    while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Transport)? {
-        body.extend_from_slice(&chunk);
-        pb.inc(chunk.len() as u64);
+    let downloaded = async {
+        while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Transport)? {
+            if body.len() + chunk.len() > MAX_FEED_BYTES {
+                return Err(AttemptError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+            pb.inc(chunk.len() as u64);
+        }
+        Ok(())
     }
+    .await;
+    // Cleared on every path, so a retry does not start under a stale bar.
     pb.finish_and_clear();
+    downloaded?;
     info!(%url, bytes = body.len(), "downloaded");
     Ok(body)
 }

@@ -61,6 +61,22 @@ fn runs_on_schedule_and_stops_on_sigterm() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
+    // Not only the --run-now run: the cron fires too (every second here).
+    // Bounded: at most 100 polls and 20 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for _ in 0..100 {
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        if stderr.contains("trigger=\"schedule\"") || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        stderr.contains("trigger=\"schedule\""),
+        "a scheduled run starts: {stderr}"
+    );
+
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
