@@ -242,7 +242,16 @@ impl ResultStore for DynamoResultStore {
             (false, Some(csv), _) => Some(csv),
             // Not fetched once expired: nobody is served it, and the
             // bucket's expiry rule may have removed it.
-            (false, None, Some(key)) if !expired => self.blobs.get(&key).await?,
+            // A live record whose object is gone is a fault (a bucket rule
+            // shorter than the results' lifetime, a manual delete): an
+            // error, not an "expired" answer the user would take as final.
+            (false, None, Some(key)) if !expired => {
+                Some(self.blobs.get(&key).await?.ok_or_else(|| {
+                    BackendError::Corrupt(format!(
+                        "result {id}: its CSV object {key} is missing from the bucket"
+                    ))
+                })?)
+            }
             _ => None,
         };
         Ok(Some(ResultRecord {
