@@ -232,8 +232,13 @@ pub fn schedule(
     }
     let mut out = Vec::with_capacity(bound.min(max as f64) as usize);
     for t in Arrivals::new(profile.clone(), arrival, seed) {
+        // Refused rather than cut: arrivals left out of the plan would be
+        // dropped without a trace.
         if out.len() as u64 >= max {
-            break;
+            bail!(
+                "this draw of the plan has more than --max-requests {max} arrivals \
+                 (about {expected:.0} expected); raise --max-requests or change --seed"
+            );
         }
         out.push(t);
     }
@@ -525,6 +530,14 @@ mod tests {
             schedule(&p, Arrival::Constant, 1, 10_000).unwrap().len(),
             10_000
         );
+        // A Poisson draw above the limit is refused, never cut short (about
+        // half the draws of a plan expecting exactly the limit).
+        let p = Profile::constant(100.0, Duration::from_secs(10));
+        let draws: Vec<_> = (0..20)
+            .map(|seed| schedule(&p, Arrival::Poisson, seed, 1_000))
+            .collect();
+        assert!(draws.iter().any(|d| d.is_err()));
+        assert!(draws.iter().flatten().all(|d| d.len() <= 1_000));
     }
 
     #[test]
