@@ -103,7 +103,15 @@ pub async fn run(
             ticker.abort();
             bar.finish_and_clear();
             let started: u64 = recs.iter().map(|r| r.ok + r.error_count()).sum();
-            (requests.unwrap_or(started), recs, t0.elapsed())
+            // With both -n and -d, whichever comes first ends the run: the
+            // requests the time limit left unsent were never due, so they
+            // are not counted as unsent errors.
+            let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+            let planned = match requests {
+                Some(n) if !timed_out => *n,
+                _ => started,
+            };
+            (planned, recs, t0.elapsed())
         }
         Load::Open { rate, arrival } => {
             let schedule = Arc::new(plan::schedule(

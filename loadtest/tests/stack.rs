@@ -204,6 +204,29 @@ fn closed_and_open_loops_account_for_every_request() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("time to result"), "{table}");
 
+    // -n and -d together: the time limit ends the run first, and the
+    // requests it left unsent were never due, so they are not errors.
+    let (out, steps) = loadtest(
+        dir.path(),
+        "closed-timed",
+        &[
+            &url,
+            "--endpoint",
+            "/healthz",
+            "-n",
+            "1000000",
+            "-c",
+            "2",
+            "-d",
+            "1s",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(n(&steps[0], "errors"), 0, "{}", steps[0]);
+    assert_eq!(n(&steps[0], "planned"), n(&steps[0], "started"));
+    assert!(n(&steps[0], "started") < 1_000_000, "{}", steps[0]);
+    assert_accounted(&steps[0]);
+
     // Open loop, constant arrivals: 40/s for 2 s is exactly 80 arrivals.
     let (out, steps) = loadtest(
         dir.path(),
