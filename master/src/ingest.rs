@@ -301,8 +301,16 @@ pub async fn ingest(
     let processed = process(store, Arc::new(doc), batch_size)
         .await
         .with_context(|| format!("cannot ingest {source}"))?;
-    if processed.stats.entries == 0 {
+    let stats = &processed.stats;
+    if stats.entries == 0 {
         tracing::warn!(%source, "the feed has no entries");
+    } else if stats.rejected(Rejection::Malformed) == stats.entries {
+        // An array, but of something else: not a feed at all.
+        anyhow::bail!(
+            "cannot ingest {source}: none of its {} entries is a sensor reading \
+             (is it a Sensor.Community feed?)",
+            stats.entries
+        );
     }
     Ok(Summary {
         source: source.to_string(),

@@ -126,6 +126,21 @@ fn a_document_that_is_not_an_array_fails_cleanly() {
 }
 
 #[test]
+fn an_array_of_something_else_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("other.json");
+    std::fs::write(&path, r#"[{"name": "a"}, {"name": "b"}, 3]"#).expect("write");
+    let out = ingest_file(dir.path(), &path);
+    out.assert_clean_failure();
+    assert!(
+        out.stderr
+            .contains("none of its 3 entries is a sensor reading"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn an_empty_or_garbage_document_fails_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, doc) in [("empty.json", ""), ("garbage.json", "<html>oops</html>")] {
