@@ -11,7 +11,6 @@ use airq_common::aws::{
     SqsQueue, INLINE_CSV_MAX, SQS_MAX_BODY,
 };
 use airq_common::contract::{self, emulator};
-use airq_common::feed::parse_feed;
 use airq_common::queue::Queue;
 use airq_common::results::{Outcome, ResultStore};
 use airq_common::store::ReadingStore;
@@ -24,18 +23,7 @@ use proptest::prelude::*;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use support::arb_query;
-
-fn sample() -> Vec<Reading> {
-    let doc = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/sample/201806032249_data.dust.min.json"
-    ))
-    .expect("sample");
-    let mut out = Vec::new();
-    parse_feed(&doc, |r| out.extend(r.ok())).expect("parse");
-    out
-}
+use support::{arb_query, sample};
 
 fn blobs(clients: &AwsClients, names: &ResourceNames) -> BlobStore {
     BlobStore::new(clients.s3.clone(), names.bucket.clone())

@@ -4,24 +4,12 @@ mod support;
 
 use airq_common::contract;
 use airq_common::embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
-use airq_common::feed::parse_feed;
 use airq_common::queue::Queue;
 use airq_common::{Query, QueryLimits, Reading};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
-use support::arb_query;
-
-fn sample() -> Vec<Reading> {
-    let doc = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/sample/201806032249_data.dust.min.json"
-    ))
-    .expect("sample");
-    let mut out = Vec::new();
-    parse_feed(&doc, |r| out.extend(r.ok())).expect("parse");
-    out
-}
+use support::{arb_query, sample};
 
 struct Harness {
     dir: tempfile::TempDir,

@@ -1,6 +1,20 @@
 //! What the backend test suites share.
 
+use airq_common::feed::parse_feed;
+use airq_common::Reading;
 use proptest::prelude::*;
+
+/// The shipped sample's valid readings.
+pub fn sample() -> Vec<Reading> {
+    let doc = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/sample/201806032249_data.dust.min.json"
+    ))
+    .expect("sample");
+    let mut out = Vec::new();
+    parse_feed(&doc, |r| out.extend(r.ok())).expect("parse");
+    out
+}
 
 /// A query filter as a user would send it, drawn around the shipped
 /// sample's time span (every field optional but the dates, `min > max` and
