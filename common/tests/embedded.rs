@@ -146,3 +146,186 @@ proptest! {
         }
     }
 }
+
+/// Payload files in one folder of `<db>-bodies/`.
+fn files_in(db: &Db, folder: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(db.bodies().root().join(folder))
+        .expect("bodies folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_live_in_files_that_go_with_their_rows() {
+    use airq_common::results::{Outcome, ResultStore};
+    use airq_common::Timestamp;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path().join("b.db")).expect("db");
+    let q = SqliteQueue::new(db.clone(), "big", None);
+    let body = contract::queue::large_body();
+    let id = q.send(&body).await.expect("send");
+    q.send("small").await.expect("send");
+    assert_eq!(
+        files_in(&db, "messages"),
+        vec![id.clone()],
+        "only the large body is a file"
+    );
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 2);
+    for m in &got {
+        q.delete(&m.receipt).await.expect("delete");
+    }
+    assert!(got.iter().any(|m| m.body == body));
+    assert!(
+        files_in(&db, "messages").is_empty(),
+        "deleting the message deletes its file"
+    );
+
+    let results = SqliteResultStore::new(db.clone());
+    let rid = uuid::Uuid::new_v4();
+    let query = Query::between(Timestamp(0), Timestamp(3600));
+    results
+        .create(rid, &query, Duration::ZERO)
+        .await
+        .expect("create");
+    let csv = "a,b\n".repeat(10_000);
+    let done = Outcome::Done {
+        csv: csv.clone(),
+        rows: 9_999,
+    };
+    assert!(results.finish(rid, &done).await.expect("finish"));
+    assert!(!results.finish(rid, &done).await.expect("duplicate"));
+    let files = files_in(&db, "results");
+    assert_eq!(
+        files.len(),
+        1,
+        "one file, the duplicate's removed: {files:?}"
+    );
+    assert!(files[0].starts_with(&rid.to_string()));
+    results
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    let left = files_in(&db, "results");
+    assert!(left.is_empty(), "expiry deletes the file: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_sweeps_old_files_no_row_refers_to() {
+    use airq_common::embedded::bodies::{result_file, ORPHAN_AGE};
+    use airq_common::results::{Outcome, ResultStore};
+    use airq_common::Timestamp;
+    use std::time::{Duration, SystemTime};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path().join("o.db")).expect("db");
+    let root = db.bodies().root().to_path_buf();
+    let age = |path: &std::path::Path| {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        f.set_modified(SystemTime::now() - ORPHAN_AGE - Duration::from_secs(60))
+            .expect("set mtime");
+    };
+    // A live large message and a live large result, both made to look old.
+    let q = SqliteQueue::new(db.clone(), "live", None);
+    let live_message = q.send(&contract::queue::large_body()).await.expect("send");
+    age(&root.join("messages").join(&live_message));
+    let results = SqliteResultStore::new(db.clone());
+    let rid = uuid::Uuid::new_v4();
+    let query = Query::between(Timestamp(0), Timestamp(3600));
+    results
+        .create(rid, &query, Duration::from_secs(3600))
+        .await
+        .expect("create");
+    let csv = "a,b\n".repeat(10_000);
+    let done = Outcome::Done {
+        csv: csv.clone(),
+        rows: 9_999,
+    };
+    results.finish(rid, &done).await.expect("finish");
+    let live_result = files_in(&db, "results").remove(0);
+    age(&root.join("results").join(&live_result));
+    // Orphans: old ones go, a young one stays (its row may be on its way).
+    let old_message = uuid::Uuid::new_v4().to_string();
+    let old_result = result_file(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let young_result = result_file(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let old_tmp = ".dead-writer.tmp".to_string();
+    for (folder, name) in [
+        ("messages", &old_message),
+        ("results", &old_result),
+        ("results", &young_result),
+        ("results", &old_tmp),
+    ] {
+        std::fs::write(root.join(folder).join(name), "x").expect("write");
+    }
+    age(&root.join("messages").join(&old_message));
+    age(&root.join("results").join(&old_result));
+    age(&root.join("results").join(&old_tmp));
+
+    results
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert_eq!(files_in(&db, "messages"), vec![live_message]);
+    let mut want = vec![live_result, young_result];
+    want.sort();
+    assert_eq!(files_in(&db, "results"), want);
+    let r = results.get(rid).await.expect("get").expect("record");
+    assert!(
+        r.csv.as_deref() == Some(csv.as_str()),
+        "a live result keeps its file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_before_payload_files_is_migrated() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        // The two tables as the first release made them, with a message.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE queue_messages (
+                seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL UNIQUE,
+                body TEXT NOT NULL, sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL,
+                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT UNIQUE);
+             CREATE TABLE results (
+                id TEXT PRIMARY KEY, state TEXT NOT NULL, query TEXT NOT NULL,
+                created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL, rows INTEGER, csv TEXT, error TEXT);
+             INSERT INTO queue_messages (queue, id, body, sent_at, visible_at)
+                VALUES ('old', 'm1', 'kept', 0, 0);",
+        )
+        .expect("old schema");
+    }
+    // Two opens: the second finds the file migrated already.
+    let db = Db::open(&path).expect("migrating open");
+    let _again = Db::open(&path).expect("second open");
+    let q = SqliteQueue::new(db, "old", None);
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].body, "kept",
+        "an old inline message is still delivered"
+    );
+    let big = contract::queue::large_body();
+    q.send(&big).await.expect("a large body after migration");
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert!(got.len() == 1 && got[0].body == big);
+}

@@ -15,6 +15,64 @@ pub async fn run_all(store: &dyn ResultStore) {
     failure_is_readable(store).await;
     unknown_is_none(store).await;
     expiry(store).await;
+    large_results(store).await;
+}
+
+/// A CSV of `rows` data rows, about 60 bytes each.
+fn csv_of(rows: usize, tag: &str) -> String {
+    let mut csv = String::from("id,timestamp,place,P1\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{i},2024-01-01 00:00:00,\"Zürich, {tag}\",8.13\n"));
+    }
+    csv
+}
+
+/// A result larger than a DynamoDB item (400 KB) or an SQS message is kept
+/// whole, served as often as asked, never replaced by a duplicate, and
+/// dropped at expiry.
+pub async fn large_results(store: &dyn ResultStore) {
+    let id = Uuid::new_v4();
+    store
+        .create(id, &query(), Duration::from_secs(3600))
+        .await
+        .expect("create");
+    let csv = csv_of(12_000, "first");
+    assert!(csv.len() > 500 * 1024);
+    let done = Outcome::Done {
+        csv: csv.clone(),
+        rows: 12_000,
+    };
+    assert!(store.finish(id, &done).await.expect("finish large"));
+    let dup = Outcome::Done {
+        csv: csv_of(12_000, "duplicate"),
+        rows: 12_000,
+    };
+    assert!(
+        !store.finish(id, &dup).await.expect("finish again"),
+        "a duplicate large outcome is refused"
+    );
+    for _ in 0..2 {
+        let r = store.get(id).await.expect("get").expect("record");
+        assert_eq!(r.state, ResultState::Done);
+        assert_eq!(r.rows, Some(12_000));
+        assert!(
+            r.csv.as_deref() == Some(csv.as_str()),
+            "the first large CSV is served whole, every time"
+        );
+    }
+
+    let gone = Uuid::new_v4();
+    store
+        .create(gone, &query(), Duration::ZERO)
+        .await
+        .expect("create");
+    store.finish(gone, &done).await.expect("finish");
+    store
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    let r = store.get(gone).await.expect("get").expect("tombstone");
+    assert_eq!(r.csv, None, "an expired large CSV is dropped");
 }
 
 pub async fn lifecycle_done(store: &dyn ResultStore) {

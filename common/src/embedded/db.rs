@@ -1,5 +1,6 @@
 //! The SQLite file: connection pool, pragmas and schema.
 
+use super::bodies::{Bodies, Kind};
 use crate::error::BackendError;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
@@ -78,11 +79,38 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires_at);
 ";
 
+/// Changes to [`SCHEMA`] for files made before them, in order; the file's
+/// `user_version` counts how many it has.
+const MIGRATIONS: &[&str] = &[
+    // 1: payloads larger than `bodies::INLINE_MAX` live in files (see
+    // `bodies`): a message row says whether its body is in one, a result
+    // row names its CSV file.
+    "ALTER TABLE queue_messages ADD COLUMN body_file INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE results ADD COLUMN csv_file TEXT;",
+];
+
+/// Brings the schema up to date, in one write transaction so that two
+/// processes opening a new file at once do not both migrate it.
+fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    for step in MIGRATIONS.iter().skip(done) {
+        tx.execute_batch(step)?;
+    }
+    if done < MIGRATIONS.len() {
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// A shared handle on the database file. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
+    bodies: Bodies,
 }
 
 impl Db {
@@ -96,11 +124,13 @@ impl Db {
             })?;
         }
         // WAL mode is a property of the file; set it once before pooling.
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         conn.busy_handler(Some(wait_for_lock))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         drop(conn);
+        let bodies = Bodies::beside(&path)?;
 
         let manager = SqliteConnectionManager::file(&path).with_init(|c| {
             c.busy_handler(Some(wait_for_lock))?;
@@ -113,11 +143,36 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
-        Ok(Db { pool, path })
+        Ok(Db { pool, path, bodies })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where payloads too large for a row are kept.
+    pub fn bodies(&self) -> &Bodies {
+        &self.bodies
+    }
+
+    /// Deletes the payload files no row refers to (left by a process that
+    /// died between writing a file and its row, or a failed delete).
+    /// Returns how many it deleted.
+    pub fn sweep_bodies(&self, conn: &Connection) -> Result<u64, BackendError> {
+        let mut message = conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE id = ?1 AND body_file)",
+        )?;
+        let messages = self.bodies.sweep(Kind::Message, |name| {
+            Ok(message.query_row([name], |r| r.get::<_, bool>(0))?)
+        })?;
+        let mut result = conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM results WHERE id = ?1 AND csv_file = ?2)",
+        )?;
+        let results = self.bodies.sweep(Kind::Result, |name| {
+            let id = name.split('.').next().unwrap_or_default();
+            Ok(result.query_row([id, name], |r| r.get::<_, bool>(0))?)
+        })?;
+        Ok(messages + results)
     }
 
     /// Runs blocking database work on the blocking thread pool with a pooled

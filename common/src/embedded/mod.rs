@@ -2,6 +2,7 @@
 //! fresh machine needs no server and the master, gateways and workers of one
 //! machine can share it as separate processes.
 
+pub mod bodies;
 mod db;
 mod queue;
 mod readings;

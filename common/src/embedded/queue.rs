@@ -3,8 +3,11 @@
 //! A message row carries its queue's name, when it next becomes visible and
 //! the receipt of its latest receive. Receiving is one short write
 //! transaction; waiting is a cheap read-only poll (so idle consumers do not
-//! contend for the write lock) plus an in-process wake-up on send.
+//! contend for the write lock) plus an in-process wake-up on send. A body
+//! larger than [`INLINE_MAX`] is kept in a file (see `bodies`), like the AWS
+//! backend's messages offloaded to S3.
 
+use super::bodies::{Kind, INLINE_MAX};
 use super::db::Db;
 use crate::error::BackendError;
 use crate::queue::{Message, Queue, QueueDepth, Receipt};
@@ -70,10 +73,11 @@ impl SqliteQueue {
             return Ok(Vec::new());
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = Vec::new();
+        // Messages claimed, with their body or, when it is in a file, None.
+        let mut claimed: Vec<(Message, bool)> = Vec::new();
         {
             let mut pick = tx.prepare_cached(
-                "SELECT seq, id, body, receive_count FROM queue_messages
+                "SELECT seq, id, body, receive_count, body_file FROM queue_messages
                  WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3",
             )?;
             let candidates = pick
@@ -83,6 +87,7 @@ impl SqliteQueue {
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, u32>(3)?,
+                        r.get::<_, bool>(4)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -94,8 +99,8 @@ impl SqliteQueue {
                 "UPDATE queue_messages SET queue = ?2, receive_count = 0, receipt = NULL,
                  visible_at = ?3 WHERE seq = ?1",
             )?;
-            for (seq, id, body, count) in candidates {
-                if out.len() == max {
+            for (seq, id, body, count, in_file) in candidates {
+                if claimed.len() == max {
                     break;
                 }
                 if let Some(r) = self.redrive.as_ref().filter(|r| count >= r.max_receives) {
@@ -106,15 +111,39 @@ impl SqliteQueue {
                 }
                 let receipt = Uuid::new_v4().to_string();
                 deliver.execute(params![seq, receipt, now + ms(visibility)])?;
-                out.push(Message {
-                    id,
-                    body,
-                    receipt: Receipt(receipt),
-                    receive_count: count + 1,
-                });
+                claimed.push((
+                    Message {
+                        id,
+                        body,
+                        receipt: Receipt(receipt),
+                        receive_count: count + 1,
+                    },
+                    in_file,
+                ));
             }
         }
         tx.commit()?;
+        // Bodies in files are read after the commit, outside the lock.
+        let mut out = Vec::with_capacity(claimed.len());
+        for (mut m, in_file) in claimed {
+            if in_file {
+                match self.db.bodies().read(Kind::Message, &m.id) {
+                    Ok(Some(body)) => m.body = body,
+                    // Not delivered: it comes back after its visibility
+                    // timeout and, if the file stays unreadable, ends in
+                    // the dead-letter queue like any message that fails.
+                    Ok(None) => {
+                        tracing::error!(queue = %self.name, message = %m.id, "the body file of a message is missing; not delivering it");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %self.name, message = %m.id, error = %e, "could not read the body file of a message; not delivering it");
+                        continue;
+                    }
+                }
+            }
+            out.push(m);
+        }
         Ok(out)
     }
 }
@@ -128,14 +157,36 @@ impl Queue for SqliteQueue {
     async fn send(&self, body: &str) -> Result<String, BackendError> {
         let id = Uuid::new_v4().to_string();
         let (name, body, msg_id) = (self.name.clone(), body.to_owned(), id.clone());
+        let db = self.db.clone();
         self.db
             .run(move |conn| {
+                // A large body goes to a file first, so the row never names
+                // a file that is not there.
+                let in_file = body.len() > INLINE_MAX;
+                if in_file {
+                    db.bodies().write(Kind::Message, &msg_id, body.as_bytes())?;
+                }
                 let now = now_ms();
-                conn.prepare_cached(
-                    "INSERT INTO queue_messages (queue, id, body, sent_at, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )?
-                .execute(params![&*name, msg_id, body, now])?;
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO queue_messages (queue, id, body, sent_at, visible_at, body_file)
+                         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            &*name,
+                            msg_id,
+                            if in_file { "" } else { &body },
+                            now,
+                            in_file
+                        ])
+                    });
+                if let Err(e) = inserted {
+                    if in_file {
+                        db.bodies().remove(Kind::Message, &msg_id);
+                    }
+                    return Err(e.into());
+                }
                 Ok(())
             })
             .await?;
@@ -169,15 +220,27 @@ impl Queue for SqliteQueue {
 
     async fn delete(&self, receipt: &Receipt) -> Result<(), BackendError> {
         let (name, receipt) = (self.name.clone(), receipt.0.clone());
+        let db = self.db.clone();
         self.db
             .run(move |conn| {
-                let n = conn
-                    .prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2")?
-                    .execute(params![&*name, receipt])?;
-                if n == 0 {
-                    return Err(BackendError::StaleReceipt);
+                let deleted = conn
+                    .prepare_cached(
+                        "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2
+                         RETURNING id, body_file",
+                    )?
+                    .query_row(params![&*name, receipt], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                    })
+                    .optional()?;
+                match deleted {
+                    None => Err(BackendError::StaleReceipt),
+                    Some((id, in_file)) => {
+                        if in_file {
+                            db.bodies().remove(Kind::Message, &id);
+                        }
+                        Ok(())
+                    }
                 }
-                Ok(())
             })
             .await
     }
