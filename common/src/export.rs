@@ -19,10 +19,13 @@
 //! Rows come in the store's order: by timestamp, then sensor id.
 
 use crate::error::BackendError;
-use crate::reading::Reading;
+use crate::reading::{Reading, Timestamp};
 use crate::store::ReadingStream;
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use std::io::Write;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub const CSV_HEADER: [&str; 13] = [
     "id",
@@ -40,12 +43,50 @@ pub const CSV_HEADER: [&str; 13] = [
     "Range",
 ];
 
+/// One row's fields, borrowed: what the CSV writer needs, whether they come
+/// from a [`Reading`] or straight from a database row, so the hot path
+/// allocates nothing per field.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub id: Option<u64>,
+    pub timestamp: Timestamp,
+    pub sensor_id: u64,
+    pub sensor_type: &'a str,
+    pub loc_id: Option<u64>,
+    pub loc_country: &'a str,
+    pub loc_lat: &'a str,
+    pub loc_long: &'a str,
+    pub loc_alt: &'a str,
+    pub p1: Option<&'a str>,
+    pub p2: Option<&'a str>,
+    pub aqi: u8,
+}
+
+impl<'a> From<&'a Reading> for RowRef<'a> {
+    fn from(r: &'a Reading) -> Self {
+        RowRef {
+            id: r.id,
+            timestamp: r.timestamp,
+            sensor_id: r.sensor_id,
+            sensor_type: &r.sensor_type,
+            loc_id: r.loc_id,
+            loc_country: &r.loc_country,
+            loc_lat: &r.loc_lat,
+            loc_long: &r.loc_long,
+            loc_alt: &r.loc_alt,
+            p1: r.p1.as_deref(),
+            p2: r.p2.as_deref(),
+            aqi: r.aqi,
+        }
+    }
+}
+
 /// Writes readings as CSV, header first.
 pub struct CsvWriter<W: Write> {
     inner: csv::Writer<W>,
     rows: u64,
     /// Formatting space for a row's numeric fields, reused.
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 impl<W: Write> CsvWriter<W> {
@@ -57,47 +98,51 @@ impl<W: Write> CsvWriter<W> {
         Ok(CsvWriter {
             inner,
             rows: 0,
-            scratch: String::with_capacity(64),
+            scratch: Vec::with_capacity(64),
         })
     }
 
     pub fn write(&mut self, r: &Reading) -> csv::Result<()> {
-        use std::fmt::Write as _;
+        self.write_row(&RowRef::from(r))
+    }
+
+    pub fn write_row(&mut self, r: &RowRef<'_>) -> csv::Result<()> {
         // The numbers and the timestamp are formatted into one reused
         // buffer and handed to the CSV writer as slices of it: no
         // allocation per field, which adds up over millions of rows.
         let s = &mut self.scratch;
         s.clear();
+        let mut digits = itoa::Buffer::new();
         let mut ends = [0usize; 5];
         if let Some(v) = r.id {
-            let _ = write!(s, "{v}");
+            s.extend_from_slice(digits.format(v).as_bytes());
         }
         ends[0] = s.len();
-        let _ = write!(s, "{}", r.timestamp);
+        r.timestamp.push_to(s);
         ends[1] = s.len();
-        let _ = write!(s, "{}", r.sensor_id);
+        s.extend_from_slice(digits.format(r.sensor_id).as_bytes());
         ends[2] = s.len();
         if let Some(v) = r.loc_id {
-            let _ = write!(s, "{v}");
+            s.extend_from_slice(digits.format(v).as_bytes());
         }
         ends[3] = s.len();
-        let _ = write!(s, "{}", r.aqi);
+        s.extend_from_slice(digits.format(r.aqi).as_bytes());
         ends[4] = s.len();
         let field = |i: usize| &s[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-        let record: [&str; 13] = [
+        let record: [&[u8]; 13] = [
             field(0),
             field(1),
             field(2),
-            &r.sensor_type,
+            r.sensor_type.as_bytes(),
             field(3),
-            &r.loc_country,
-            &r.loc_lat,
-            &r.loc_long,
-            &r.loc_alt,
-            r.p1.as_deref().unwrap_or(""),
-            r.p2.as_deref().unwrap_or(""),
+            r.loc_country.as_bytes(),
+            r.loc_lat.as_bytes(),
+            r.loc_long.as_bytes(),
+            r.loc_alt.as_bytes(),
+            r.p1.unwrap_or("").as_bytes(),
+            r.p2.unwrap_or("").as_bytes(),
             field(4),
-            r.band().label(),
+            crate::aqi::Band::of_index(r.aqi).label().as_bytes(),
         ];
         self.rows += 1;
         self.inner.write_record(record)
@@ -130,37 +175,156 @@ pub fn to_csv<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> csv::Resul
     w.finish()
 }
 
+/// Bytes gathered before a chunk of CSV is handed on.
+pub const CHUNK: usize = 32 * 1024;
+
+/// A piece of a CSV answer.
+#[derive(Debug, Clone)]
+pub struct CsvChunk {
+    pub bytes: Bytes,
+    /// Rows completed while this chunk was made. A row may straddle two
+    /// chunks; the sum over the stream is the answer's row count.
+    pub rows: u64,
+}
+
+/// A CSV answer as it is produced: the header and rows in store order, in
+/// chunks of about [`CHUNK`] bytes. The first item is an error when the
+/// store cannot run the query at all; an error later ends a partial answer.
+pub type CsvStream = BoxStream<'static, Result<CsvChunk, BackendError>>;
+
+/// Where a [`CsvWriter`] puts its bytes, emptied chunk by chunk. Shared with
+/// the writer, which only writes to it when its own 8 KiB buffer fills, so
+/// the lock is taken a few times per chunk.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Sink {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    fn take(&self) -> Bytes {
+        let mut buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Bytes::from(std::mem::replace(
+            &mut *buf,
+            Vec::with_capacity(CHUNK + 8 * 1024),
+        ))
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn csv_failed(e: csv::Error) -> BackendError {
+    BackendError::Corrupt(format!("could not render the CSV: {e}"))
+}
+
+/// Cuts a CSV into [`CsvChunk`]s as rows are written: the one renderer
+/// behind every backend's [`CsvStream`].
+pub struct Chunker {
+    writer: CsvWriter<Sink>,
+    sink: Sink,
+    /// Rows written since the last chunk was taken.
+    pending_rows: u64,
+}
+
+impl Chunker {
+    pub fn new() -> Result<Chunker, BackendError> {
+        let sink = Sink::default();
+        Ok(Chunker {
+            writer: CsvWriter::new(sink.clone()).map_err(csv_failed)?,
+            sink,
+            pending_rows: 0,
+        })
+    }
+
+    /// Writes a row; returns a chunk once about [`CHUNK`] bytes are ready.
+    pub fn push(&mut self, row: &RowRef<'_>) -> Result<Option<CsvChunk>, BackendError> {
+        self.writer.write_row(row).map_err(csv_failed)?;
+        self.pending_rows += 1;
+        if self.sink.len() < CHUNK {
+            return Ok(None);
+        }
+        Ok(Some(CsvChunk {
+            bytes: self.sink.take(),
+            rows: std::mem::take(&mut self.pending_rows),
+        }))
+    }
+
+    /// The last chunk (the header alone for an empty answer).
+    pub fn finish(self) -> Result<CsvChunk, BackendError> {
+        self.writer.finish().map_err(csv_failed)?;
+        Ok(CsvChunk {
+            bytes: self.sink.take(),
+            rows: self.pending_rows,
+        })
+    }
+}
+
+/// Renders a stream of readings as a [`CsvStream`]: for stores without a
+/// faster path of their own.
+pub fn chunks(rows: ReadingStream) -> CsvStream {
+    futures::stream::unfold(Some((rows, None::<Chunker>)), |state| async move {
+        let (mut rows, chunker) = state?;
+        let mut chunker = match chunker {
+            Some(c) => c,
+            None => match Chunker::new() {
+                Ok(c) => c,
+                Err(e) => return Some((Err(e), None)),
+            },
+        };
+        loop {
+            match rows.next().await {
+                Some(Ok(r)) => match chunker.push(&RowRef::from(&r)) {
+                    Ok(Some(chunk)) => return Some((Ok(chunk), Some((rows, Some(chunker))))),
+                    Ok(None) => {}
+                    Err(e) => return Some((Err(e), None)),
+                },
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => return Some((chunker.finish(), None)),
+            }
+        }
+    })
+    .boxed()
+}
+
 /// Why [`render`] produced no CSV.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// The store failed mid-stream (possibly transient).
     #[error(transparent)]
     Store(#[from] BackendError),
-    #[error("could not render the CSV: {0}")]
-    Csv(#[from] csv::Error),
     /// The CSV passed the size limit; the stream was dropped there, which
     /// stops the scan.
     #[error("the CSV is larger than {0} bytes")]
     TooLarge(usize),
 }
 
-/// Renders every reading of `rows` into one CSV in memory, with its row
-/// count, giving up once it is larger than `max` bytes (give `usize::MAX`
-/// for no limit).
-pub async fn render(mut rows: ReadingStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
-    let mut writer = CsvWriter::new(Vec::with_capacity(16 * 1024))?;
-    while let Some(row) = rows.next().await {
-        writer.write(&row?)?;
-        if writer.get_ref().len() > max {
+/// Gathers a whole CSV answer in memory, with its row count, giving up once
+/// it is larger than `max` bytes (give `usize::MAX` for no limit).
+pub async fn render(mut chunks: CsvStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
+    let mut csv = Vec::new();
+    let mut rows = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        if csv.len() + chunk.bytes.len() > max {
             return Err(RenderError::TooLarge(max));
         }
+        csv.extend_from_slice(&chunk.bytes);
+        rows += chunk.rows;
     }
-    let count = writer.rows();
-    let csv = writer.finish()?;
-    if csv.len() > max {
-        return Err(RenderError::TooLarge(max));
-    }
-    Ok((csv, count))
+    Ok((csv, rows))
 }
 
 #[cfg(test)]
@@ -227,6 +391,48 @@ mod tests {
     }
 
     #[test]
+    fn chunks_split_a_large_answer_and_add_up() {
+        let rows: Vec<Reading> = (0..2_000u64)
+            .map(|i| Reading {
+                id: Some(i),
+                timestamp: Timestamp(1_528_058_400 + i as i64),
+                sensor_id: i,
+                sensor_type: "SDS011".into(),
+                loc_id: Some(i),
+                loc_country: "DE".into(),
+                loc_lat: "48.8000".into(),
+                loc_long: "9.0020".into(),
+                loc_alt: "".into(),
+                p1: Some("8.13".into()),
+                p2: None,
+                aqi: (i % 10 + 1) as u8,
+            })
+            .collect();
+        let want = to_csv(&rows).unwrap();
+        assert!(want.len() > 3 * CHUNK);
+        let stream = futures::stream::iter(rows.into_iter().map(Ok)).boxed();
+        let got: Vec<CsvChunk> =
+            futures::executor::block_on(chunks(stream).map(|c| c.unwrap()).collect::<Vec<_>>());
+        assert!(got.len() > 3, "a large answer comes in several chunks");
+        assert!(got[..got.len() - 1]
+            .iter()
+            .all(|c| c.bytes.len() >= CHUNK && c.bytes.len() < CHUNK + 9 * 1024));
+        assert_eq!(got.iter().map(|c| c.rows).sum::<u64>(), 2_000);
+        let joined: Vec<u8> = got.iter().flat_map(|c| c.bytes.iter().copied()).collect();
+        assert!(joined == want, "the chunks are the CSV, in order");
+
+        let empty = futures::executor::block_on(
+            chunks(futures::stream::empty().boxed()).collect::<Vec<_>>(),
+        );
+        assert_eq!(empty.len(), 1, "an empty answer is one chunk");
+        let header = empty.into_iter().next().unwrap().unwrap();
+        assert_eq!(
+            (header.bytes.as_ref(), header.rows),
+            (to_csv([]).unwrap().as_slice(), 0)
+        );
+    }
+
+    #[test]
     fn render_matches_to_csv_and_stops_at_its_limit() {
         let mut rows = Vec::new();
         for i in 0..100u64 {
@@ -250,15 +456,16 @@ mod tests {
         };
         let want = to_csv(&rows).unwrap();
         let ok = || rows.iter().cloned().map(Ok).collect::<Vec<_>>();
-        let (csv, count) = futures::executor::block_on(render(stream(ok()), usize::MAX)).unwrap();
+        let (csv, count) =
+            futures::executor::block_on(render(chunks(stream(ok())), usize::MAX)).unwrap();
         assert_eq!((csv, count), (want.clone(), 100));
 
-        let small = futures::executor::block_on(render(stream(ok()), want.len() - 1));
+        let small = futures::executor::block_on(render(chunks(stream(ok())), want.len() - 1));
         assert!(matches!(small, Err(RenderError::TooLarge(n)) if n == want.len() - 1));
 
         let mut failing: Vec<_> = rows.iter().take(3).cloned().map(Ok).collect();
         failing.push(Err(BackendError::Corrupt("bad row".into())));
-        let failed = futures::executor::block_on(render(stream(failing), usize::MAX));
+        let failed = futures::executor::block_on(render(chunks(stream(failing)), usize::MAX));
         assert!(matches!(failed, Err(RenderError::Store(_))));
     }
 }

@@ -1,6 +1,7 @@
 //! The reading store port.
 
 use crate::error::BackendError;
+use crate::export::CsvStream;
 use crate::query::Query;
 use crate::reading::{Reading, Timestamp};
 use async_trait::async_trait;
@@ -30,6 +31,13 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// Streams the readings `query` matches (see [`Query::matches`]), to the
     /// end, in store order.
     fn query(&self, query: &Query) -> ReadingStream;
+
+    /// The CSV answer to `query` (see [`crate::export`]), in chunks. By
+    /// default rendered from [`ReadingStore::query`]; a store that can
+    /// render rows without building each [`Reading`] does so.
+    fn query_csv(&self, query: &Query) -> CsvStream {
+        crate::export::chunks(self.query(query))
+    }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError>;
 

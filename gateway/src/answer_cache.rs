@@ -100,7 +100,7 @@ impl AnswerCache {
             .entries
             .try_get_with_by_ref(query, async move {
                 let _permit = permit.await.ok_or(Miss::Busy)?;
-                let (csv, _rows) = render(readings.query(query), max_entry).await?;
+                let (csv, _rows) = render(readings.query_csv(query), max_entry).await?;
                 Ok::<_, Miss>(Bytes::from(csv))
             })
             .await;

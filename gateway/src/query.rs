@@ -84,10 +84,6 @@ async fn direct_answer(app: &App, query: &Query) -> Result<Option<Response>, Api
                 context: "reading store".to_owned(),
                 message: e.to_string(),
             })),
-            Miss::Render(RenderError::Csv(e)) => {
-                tracing::error!(error = %e, "writing a direct answer failed");
-                Err(ApiError::Internal)
-            }
         },
     }
 }

@@ -35,7 +35,7 @@ pub async fn run_query(
             })
         }
     };
-    let rendered = render(backend.readings.query(&query), usize::MAX).await;
+    let rendered = render(backend.readings.query_csv(&query), usize::MAX).await;
     if let Some(d) = test_delay {
         tokio::time::sleep(d).await;
     }

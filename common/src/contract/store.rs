@@ -39,6 +39,23 @@ pub async fn matches_reference(store: &dyn ReadingStore, written: &[Reading], qu
         "rows differ from the reference for {}",
         query.to_json()
     );
+    // The CSV answer, on whichever path the store renders it, is the
+    // reference rows' CSV byte for byte.
+    let (csv, rows) = crate::export::render(store.query_csv(query), usize::MAX)
+        .await
+        .expect("CSV answer");
+    let want_csv = crate::export::to_csv(&want).expect("reference CSV");
+    assert_eq!(
+        rows,
+        want.len() as u64,
+        "CSV row count for {}",
+        query.to_json()
+    );
+    assert!(
+        csv == want_csv,
+        "CSV differs from the reference for {}",
+        query.to_json()
+    );
 }
 
 /// Writes `readings` twice and checks idempotency, exact values and order.

@@ -2,6 +2,7 @@
 
 use super::db::Db;
 use crate::error::BackendError;
+use crate::export::{Chunker, CsvChunk, CsvStream, RowRef};
 use crate::query::Query;
 use crate::reading::{Reading, Timestamp};
 use crate::store::{ReadingStore, ReadingStream, StoreSummary};
@@ -12,6 +13,21 @@ use tokio_stream::wrappers::ReceiverStream;
 
 const COLUMNS: &str =
     "id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt, p1, p2, aqi";
+/// [`COLUMNS`] one by one, for error messages.
+const COLUMN_NAMES: [&str; 12] = [
+    "id",
+    "ts",
+    "sensor_id",
+    "sensor_type",
+    "loc_id",
+    "loc_country",
+    "loc_lat",
+    "loc_long",
+    "loc_alt",
+    "p1",
+    "p2",
+    "aqi",
+];
 
 /// Readings streamed ahead of the consumer; bounds memory on huge results.
 const STREAM_BUFFER: usize = 512;
@@ -81,15 +97,19 @@ fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<Reading> {
     })
 }
 
-/// Runs `query` on a blocking thread, sending rows into `tx` until done or
-/// until the receiver hangs up (a client that went away stops the scan).
-fn scan(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) -> Result<(), BackendError> {
+/// The statement for `query` (two, rather than `(?3 IS NULL OR
+/// loc_country = ?3)`, which would keep SQLite's planner from choosing the
+/// country index), run with `each` called on every row in order until it
+/// returns false.
+fn scan(
+    db: &Db,
+    query: &Query,
+    mut each: impl FnMut(&Row<'_>) -> Result<bool, BackendError>,
+) -> Result<(), BackendError> {
     let Some((lo, hi)) = query.aqi_bounds() else {
         return Ok(());
     };
     let conn = db.conn()?;
-    // Two statements rather than `(?3 IS NULL OR loc_country = ?3)`, which
-    // would keep SQLite's planner from choosing the country index.
     let mut stmt;
     let mut rows = match &query.country {
         Some(country) => {
@@ -109,28 +129,86 @@ fn scan(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) -> Result
             stmt.query(params![query.start.0, query.end.0, lo, hi])?
         }
     };
-    // Rows go out in batches; an error ends the batch it occurs in, after
-    // the rows read before it, as it ended the stream row by row.
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let item = match rows.next() {
-            Ok(Some(row)) => reading_from_row(row).map_err(BackendError::from),
-            Ok(None) => break,
-            Err(e) => Err(e.into()),
-        };
-        let failed = item.is_err();
-        batch.push(item);
-        if batch.len() == BATCH || failed {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tx.blocking_send(full).is_err() || failed {
-                return Ok(());
-            }
+    while let Some(row) = rows.next()? {
+        if !each(row)? {
+            break;
         }
+    }
+    Ok(())
+}
+
+/// Streams the readings of `query` into `tx` in batches, until done or
+/// until the receiver hangs up (a client that went away stops the scan).
+fn scan_readings(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) {
+    let mut batch: Batch = Vec::with_capacity(BATCH);
+    let scanned = scan(db, query, |row| {
+        batch.push(Ok(reading_from_row(row)?));
+        if batch.len() < BATCH {
+            return Ok(true);
+        }
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        Ok(tx.blocking_send(full).is_ok())
+    });
+    // An error ends the stream after the rows read before it.
+    if let Err(e) = scanned {
+        batch.push(Err(e));
     }
     if !batch.is_empty() {
         let _ = tx.blocking_send(batch);
     }
-    Ok(())
+}
+
+/// A nullable text column, borrowed from the row.
+fn text_or_null<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, BackendError> {
+    row.get_ref(i)?
+        .as_str_or_null()
+        .map_err(|e| BackendError::Corrupt(format!("column {} of a reading: {e}", COLUMN_NAMES[i])))
+}
+
+fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, BackendError> {
+    text_or_null(row, i)?.ok_or_else(|| {
+        BackendError::Corrupt(format!("column {} of a reading is NULL", COLUMN_NAMES[i]))
+    })
+}
+
+/// Renders the CSV of `query` straight from the rows SQLite hands out,
+/// borrowing their text: no [`Reading`] is built, nothing is allocated per
+/// row. Chunks go into `tx` until done or the receiver hangs up.
+fn scan_csv(
+    db: &Db,
+    query: &Query,
+    tx: &tokio::sync::mpsc::Sender<Result<CsvChunk, BackendError>>,
+) {
+    let rendered = Chunker::new().and_then(|mut chunker| {
+        let mut open = true;
+        scan(db, query, |row| {
+            let r = RowRef {
+                id: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+                timestamp: Timestamp(row.get(1)?),
+                sensor_id: row.get::<_, i64>(2)? as u64,
+                sensor_type: text(row, 3)?,
+                loc_id: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                loc_country: text(row, 5)?,
+                loc_lat: text(row, 6)?,
+                loc_long: text(row, 7)?,
+                loc_alt: text(row, 8)?,
+                p1: text_or_null(row, 9)?,
+                p2: text_or_null(row, 10)?,
+                aqi: row.get(11)?,
+            };
+            if let Some(chunk) = chunker.push(&r)? {
+                open = tx.blocking_send(Ok(chunk)).is_ok();
+            }
+            Ok(open)
+        })?;
+        Ok(open.then_some(chunker))
+    });
+    let last = match rendered {
+        Ok(Some(chunker)) => chunker.finish(),
+        Ok(None) => return,
+        Err(e) => Err(e),
+    };
+    let _ = tx.blocking_send(last);
 }
 
 #[async_trait]
@@ -144,14 +222,19 @@ impl ReadingStore for SqliteReadingStore {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER / BATCH);
         let db = self.db.clone();
         let query = query.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = scan(&db, &query, &tx) {
-                let _ = tx.blocking_send(vec![Err(e)]);
-            }
-        });
+        tokio::task::spawn_blocking(move || scan_readings(&db, &query, &tx));
         ReceiverStream::new(rx)
             .flat_map(futures::stream::iter)
             .boxed()
+    }
+
+    fn query_csv(&self, query: &Query) -> CsvStream {
+        // A few chunks ahead of the consumer, at most.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let db = self.db.clone();
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || scan_csv(&db, &query, &tx));
+        ReceiverStream::new(rx).boxed()
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError> {
