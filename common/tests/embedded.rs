@@ -329,3 +329,19 @@ async fn a_file_made_before_payload_files_is_migrated() {
         .expect("receive");
     assert!(got.len() == 1 && got[0].body == big);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_files_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gone.db");
+    {
+        let db = Db::open(&path).expect("db");
+        let q = SqliteQueue::new(db, "q", None);
+        q.send(&contract::queue::large_body()).await.expect("send");
+    }
+    assert!(std::fs::read_dir(dir.path()).expect("dir").count() >= 2);
+    Db::remove_files(&path).expect("remove");
+    Db::remove_files(&path).expect("removing again is not an error");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

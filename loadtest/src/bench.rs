@@ -150,14 +150,8 @@ fn store(bin: &Path, args: &BenchArgs) -> anyhow::Result<(PathBuf, Option<Durati
     if marker.is_file() && db.is_file() && !args.fresh_store {
         return Ok((db, None));
     }
-    for p in [
-        db.clone(),
-        wal(&db, "-wal"),
-        wal(&db, "-shm"),
-        marker.clone(),
-    ] {
-        let _ = std::fs::remove_file(p);
-    }
+    let _ = std::fs::remove_file(&marker);
+    remove_store(&db);
     let master = program(bin, "airq-master")?;
     eprintln!(
         "building the synthetic store ({} days × {} sensors) in {}",
@@ -188,6 +182,15 @@ fn store(bin: &Path, args: &BenchArgs) -> anyhow::Result<(PathBuf, Option<Durati
     Ok((db, Some(took)))
 }
 
+/// Deletes an embedded store with what lives beside it: its WAL files and
+/// the folder of large payloads (`-bodies/`, see airq-common's `bodies`).
+fn remove_store(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(wal(db, suffix));
+    }
+    let _ = std::fs::remove_dir_all(wal(db, "-bodies"));
+}
+
 fn wal(db: &Path, suffix: &str) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push(suffix);
@@ -197,8 +200,8 @@ fn wal(db: &Path, suffix: &str) -> PathBuf {
 /// A fresh copy of the store for this suite's run.
 fn copy_store(store: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     let run = out.join("run.db");
+    remove_store(&run);
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(wal(&run, suffix));
         let from = wal(store, suffix);
         if suffix != "-shm" && from.is_file() {
             std::fs::copy(&from, wal(&run, suffix))

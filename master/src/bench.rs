@@ -120,9 +120,7 @@ fn sidecars(path: &Path) -> [PathBuf; 3] {
 }
 
 fn remove_db(path: &Path) {
-    for p in sidecars(path) {
-        let _ = std::fs::remove_file(p);
-    }
+    let _ = Db::remove_files(path);
 }
 
 fn db_size(path: &Path) -> u64 {

@@ -150,6 +150,25 @@ impl Db {
         &self.path
     }
 
+    /// Deletes the database at `path` with everything beside it (`-wal`,
+    /// `-shm`, `-bodies/`); what does not exist is skipped. For tools that
+    /// make throw-away stores. No process may have it open.
+    pub fn remove_files(path: &Path) -> std::io::Result<()> {
+        let beside = |suffix: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        for file in [path.to_path_buf(), beside("-wal"), beside("-shm")] {
+            gone(std::fs::remove_file(file))?;
+        }
+        gone(std::fs::remove_dir_all(beside("-bodies")))
+    }
+
     /// Where payloads too large for a row are kept.
     pub fn bodies(&self) -> &Bodies {
         &self.bodies

@@ -73,7 +73,7 @@ impl SqliteQueue {
             return Ok(Vec::new());
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Messages claimed, with their body or, when it is in a file, None.
+        // Messages claimed, each with whether its body is in a file.
         let mut claimed: Vec<(Message, bool)> = Vec::new();
         {
             let mut pick = tx.prepare_cached(
