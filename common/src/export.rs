@@ -390,24 +390,27 @@ mod tests {
             .starts_with(",1970-01-01 00:00:00,1,\"Very, odd \"\"sensor\"\"\",1,DE,"));
     }
 
+    /// The `i`-th of a run of plain readings, one second apart.
+    fn reading(i: u64) -> Reading {
+        Reading {
+            id: Some(i),
+            timestamp: Timestamp(1_528_058_400 + i as i64),
+            sensor_id: i,
+            sensor_type: "SDS011".into(),
+            loc_id: Some(i),
+            loc_country: "DE".into(),
+            loc_lat: "48.8000".into(),
+            loc_long: "9.0020".into(),
+            loc_alt: "".into(),
+            p1: Some("8.13".into()),
+            p2: Some("4.2".into()),
+            aqi: (i % 10 + 1) as u8,
+        }
+    }
+
     #[test]
     fn chunks_split_a_large_answer_and_add_up() {
-        let rows: Vec<Reading> = (0..2_000u64)
-            .map(|i| Reading {
-                id: Some(i),
-                timestamp: Timestamp(1_528_058_400 + i as i64),
-                sensor_id: i,
-                sensor_type: "SDS011".into(),
-                loc_id: Some(i),
-                loc_country: "DE".into(),
-                loc_lat: "48.8000".into(),
-                loc_long: "9.0020".into(),
-                loc_alt: "".into(),
-                p1: Some("8.13".into()),
-                p2: None,
-                aqi: (i % 10 + 1) as u8,
-            })
-            .collect();
+        let rows: Vec<Reading> = (0..2_000u64).map(reading).collect();
         let want = to_csv(&rows).unwrap();
         assert!(want.len() > 3 * CHUNK);
         let stream = futures::stream::iter(rows.into_iter().map(Ok)).boxed();
@@ -434,23 +437,7 @@ mod tests {
 
     #[test]
     fn render_matches_to_csv_and_stops_at_its_limit() {
-        let mut rows = Vec::new();
-        for i in 0..100u64 {
-            rows.push(Reading {
-                id: Some(i),
-                timestamp: Timestamp(1_528_058_400 + i as i64),
-                sensor_id: i,
-                sensor_type: "SDS011".into(),
-                loc_id: Some(i),
-                loc_country: "DE".into(),
-                loc_lat: "48.8000".into(),
-                loc_long: "9.0020".into(),
-                loc_alt: "".into(),
-                p1: Some("8.13".into()),
-                p2: Some("4.2".into()),
-                aqi: 1,
-            });
-        }
+        let rows: Vec<Reading> = (0..100u64).map(reading).collect();
         let stream = |items: Vec<Result<Reading, BackendError>>| -> ReadingStream {
             futures::stream::iter(items).boxed()
         };

@@ -147,6 +147,28 @@ proptest! {
     }
 }
 
+/// A queued result finished with a CSV large enough for a file; returns
+/// its id and CSV.
+async fn large_result(db: &Db, ttl: std::time::Duration) -> (uuid::Uuid, String) {
+    use airq_common::results::{Outcome, ResultStore};
+    use airq_common::Timestamp;
+    let results = SqliteResultStore::new(db.clone());
+    let id = uuid::Uuid::new_v4();
+    let query = Query::between(Timestamp(0), Timestamp(3600));
+    results.create(id, &query, ttl).await.expect("create");
+    let csv = "a,b\n".repeat(10_000);
+    let done = Outcome::Done {
+        csv: csv.clone(),
+        rows: 9_999,
+    };
+    assert!(results.finish(id, &done).await.expect("finish"));
+    assert!(
+        !results.finish(id, &done).await.expect("duplicate"),
+        "a duplicate is refused"
+    );
+    (id, csv)
+}
+
 /// Payload files in one folder of `<db>-bodies/`.
 fn files_in(db: &Db, folder: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(db.bodies().root().join(folder))
@@ -159,7 +181,7 @@ fn files_in(db: &Db, folder: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_payloads_live_in_files_that_go_with_their_rows() {
-    use airq_common::results::{Outcome, ResultStore};
+    use airq_common::results::ResultStore;
     use airq_common::Timestamp;
     use std::time::Duration;
 
@@ -189,19 +211,7 @@ async fn large_payloads_live_in_files_that_go_with_their_rows() {
     );
 
     let results = SqliteResultStore::new(db.clone());
-    let rid = uuid::Uuid::new_v4();
-    let query = Query::between(Timestamp(0), Timestamp(3600));
-    results
-        .create(rid, &query, Duration::ZERO)
-        .await
-        .expect("create");
-    let csv = "a,b\n".repeat(10_000);
-    let done = Outcome::Done {
-        csv: csv.clone(),
-        rows: 9_999,
-    };
-    assert!(results.finish(rid, &done).await.expect("finish"));
-    assert!(!results.finish(rid, &done).await.expect("duplicate"));
+    let (rid, _) = large_result(&db, Duration::ZERO).await;
     let files = files_in(&db, "results");
     assert_eq!(
         files.len(),
@@ -220,7 +230,7 @@ async fn large_payloads_live_in_files_that_go_with_their_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_sweeps_old_files_no_row_refers_to() {
     use airq_common::embedded::bodies::{result_file, ORPHAN_AGE};
-    use airq_common::results::{Outcome, ResultStore};
+    use airq_common::results::ResultStore;
     use airq_common::Timestamp;
     use std::time::{Duration, SystemTime};
 
@@ -240,18 +250,7 @@ async fn the_purge_sweeps_old_files_no_row_refers_to() {
     let live_message = q.send(&contract::queue::large_body()).await.expect("send");
     age(&root.join("messages").join(&live_message));
     let results = SqliteResultStore::new(db.clone());
-    let rid = uuid::Uuid::new_v4();
-    let query = Query::between(Timestamp(0), Timestamp(3600));
-    results
-        .create(rid, &query, Duration::from_secs(3600))
-        .await
-        .expect("create");
-    let csv = "a,b\n".repeat(10_000);
-    let done = Outcome::Done {
-        csv: csv.clone(),
-        rows: 9_999,
-    };
-    results.finish(rid, &done).await.expect("finish");
+    let (rid, csv) = large_result(&db, Duration::from_secs(3600)).await;
     let live_result = files_in(&db, "results").remove(0);
     age(&root.join("results").join(&live_result));
     // Orphans: old ones go, a young one stays (its row may be on its way).

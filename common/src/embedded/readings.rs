@@ -11,9 +11,7 @@ use futures::StreamExt;
 use rusqlite::{params, Row, TransactionBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 
-const COLUMNS: &str =
-    "id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt, p1, p2, aqi";
-/// [`COLUMNS`] one by one, for error messages.
+/// The columns a query reads, in the order the row decoders expect.
 const COLUMN_NAMES: [&str; 12] = [
     "id",
     "ts",
@@ -110,11 +108,12 @@ fn scan(
         return Ok(());
     };
     let conn = db.conn()?;
+    let columns = COLUMN_NAMES.join(", ");
     let mut stmt;
     let mut rows = match &query.country {
         Some(country) => {
             stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM readings INDEXED BY readings_by_country
+                "SELECT {columns} FROM readings INDEXED BY readings_by_country
                  WHERE loc_country = ?1 AND ts BETWEEN ?2 AND ?3 AND aqi BETWEEN ?4 AND ?5
                  ORDER BY ts, sensor_id"
             ))?;
@@ -122,7 +121,7 @@ fn scan(
         }
         None => {
             stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM readings
+                "SELECT {columns} FROM readings
                  WHERE ts BETWEEN ?1 AND ?2 AND aqi BETWEEN ?3 AND ?4
                  ORDER BY ts, sensor_id"
             ))?;
