@@ -15,6 +15,10 @@ pub enum BackendError {
     /// A remote service (DynamoDB, SQS, S3) refused or failed a call.
     #[error("{context}: {message}")]
     Remote { context: String, message: String },
+    /// A store resource (a table, say) exists but is not shaped as this
+    /// backend needs.
+    #[error("{0}")]
+    Schema(String),
     /// Stored data that cannot be decoded.
     #[error("corrupt data in the store: {0}")]
     Corrupt(String),

@@ -484,3 +484,78 @@ async fn a_pointer_to_someone_elses_object_is_not_followed() {
     let depth = q.depth().await.expect("depth");
     assert_eq!(depth.in_flight, 1, "{depth:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_refuses_a_table_of_another_shape() {
+    use airq_common::aws::provision::ensure_readings_table;
+    use airq_common::aws::provision::Billing;
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let clients = emulator::clients().await;
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    // The first version's table: readings keyed by `id` alone; and one with
+    // airq's keys but without its country index.
+    let old = format!("{}QualityAirTable", emulator::unique_prefix());
+    let no_index = format!("{}Readings", emulator::unique_prefix());
+    for (name, keys, attrs) in [
+        (&old, vec![key("id", KeyType::Hash)], vec![attr("id")]),
+        (
+            &no_index,
+            vec![key("day", KeyType::Hash), key("at_sensor", KeyType::Range)],
+            vec![attr("day"), attr("at_sensor")],
+        ),
+    ] {
+        clients
+            .dynamodb
+            .create_table()
+            .table_name(name)
+            .set_key_schema(Some(keys))
+            .set_attribute_definitions(Some(attrs))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create a foreign table");
+    }
+    let err = ensure_readings_table(&clients, &old, Billing::OnDemand, &mut Report::default())
+        .await
+        .expect_err("a table keyed by id alone is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("id (HASH)") && text.contains("day (HASH), at_sensor (RANGE)"),
+        "{text}"
+    );
+    let err = ensure_readings_table(
+        &clients,
+        &no_index,
+        Billing::OnDemand,
+        &mut Report::default(),
+    )
+    .await
+    .expect_err("a table without the country index is refused");
+    assert!(
+        err.to_string().contains("without the index by_country"),
+        "{err}"
+    );
+
+    // A table provisioned by airq passes, again and again.
+    let ours = format!("{}Ours", emulator::unique_prefix());
+    for _ in 0..2 {
+        ensure_readings_table(&clients, &ours, Billing::OnDemand, &mut Report::default())
+            .await
+            .expect("airq's own table is accepted");
+    }
+}

@@ -12,7 +12,7 @@ use super::{error_code, remote};
 use crate::error::BackendError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ProvisionedThroughput, ScalarAttributeType, TableStatus,
+    ProjectionType, ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus,
     TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_s3::types::{
@@ -191,12 +191,16 @@ async fn ensure_table(
     billing: Billing,
     report: &mut Report,
 ) -> Result<(), BackendError> {
-    let exists = match aws.dynamodb.describe_table().table_name(name).send().await {
-        Ok(_) => true,
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => false,
+    let existing = match aws.dynamodb.describe_table().table_name(name).send().await {
+        Ok(out) => Some(
+            out.table
+                .unwrap_or_else(|| TableDescription::builder().build()),
+        ),
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => None,
         Err(e) => return Err(remote(format!("DynamoDB DescribeTable {name}"), e)),
     };
-    if exists {
+    if let Some(table) = existing {
+        check_schema(name, &table, &keys, &indexes)?;
         report.add("table", name, Action::Found);
     } else {
         let req = aws
@@ -221,6 +225,71 @@ async fn ensure_table(
         }
     }
     wait_active(aws, name).await
+}
+
+/// `day (HASH), at_sensor (RANGE)`.
+fn keys_text(keys: &[KeySchemaElement]) -> String {
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{} ({})", k.attribute_name(), k.key_type().as_str()))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn same_keys(a: &[KeySchemaElement], b: &[KeySchemaElement]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.attribute_name() == y.attribute_name() && x.key_type() == y.key_type())
+}
+
+/// Refuses a table that exists under our name but with other keys or
+/// without our indexes: finding it is not enough. The first version of this
+/// system kept readings in a table of the same default name keyed by `id`
+/// alone; using it would fail at the first query, far from the cause.
+fn check_schema(
+    name: &str,
+    table: &TableDescription,
+    keys: &[KeySchemaElement],
+    indexes: &[GlobalSecondaryIndex],
+) -> Result<(), BackendError> {
+    let advice = "it was made by something else (the first version of this system \
+        used QualityAirTable keyed by id alone): choose other names with \
+        --aws-prefix or the table flags, or delete that table";
+    if !same_keys(table.key_schema(), keys) {
+        return Err(BackendError::Schema(format!(
+            "DynamoDB table {name} exists with the key {}, not the key {} airq needs; {advice}",
+            keys_text(table.key_schema()),
+            keys_text(keys),
+        )));
+    }
+    for want in indexes {
+        let want_name = want.index_name();
+        let found = table
+            .global_secondary_indexes()
+            .iter()
+            .find(|i| i.index_name() == Some(want_name));
+        match found {
+            Some(i) if same_keys(i.key_schema(), want.key_schema()) => {}
+            Some(i) => {
+                return Err(BackendError::Schema(format!(
+                    "DynamoDB table {name} has an index {want_name} keyed {}, not {} as airq needs; {advice}",
+                    keys_text(i.key_schema()),
+                    keys_text(want.key_schema()),
+                )))
+            }
+            None => {
+                return Err(BackendError::Schema(format!(
+                    "DynamoDB table {name} exists without the index {want_name} airq needs; {advice}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn wait_active(aws: &AwsClients, name: &str) -> Result<(), BackendError> {
