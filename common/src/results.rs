@@ -98,6 +98,15 @@ pub trait ResultStore: Send + Sync + 'static {
     /// whether this call recorded it.
     async fn finish(&self, id: Uuid, outcome: &Outcome) -> Result<bool, BackendError>;
 
+    /// Checks that the store keeps a result's data for at least `ttl`, so
+    /// that no result loses its CSV before it expires. A
+    /// [`BackendError::Schema`] means it does not; other errors mean the
+    /// check could not be made. Stores that keep everything until
+    /// [`ResultStore::purge_expired`] need not override it.
+    async fn check_retention(&self, _ttl: Duration) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// Drops the data of results expired before `now` (keeping a tombstone
     /// so they still answer "expired"), and forgets tombstones older than
     /// `forget_after`. Returns how many records were touched.

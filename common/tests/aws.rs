@@ -559,3 +559,35 @@ async fn provisioning_refuses_a_table_of_another_shape() {
             .expect("airq's own table is accepted");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_rule_shorter_than_the_result_ttl_is_refused() {
+    use airq_common::BackendError;
+    let clients = emulator::clients().await;
+    // The emulator's deployment keeps result objects 2 days.
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoResultStore::new(
+        clients.dynamodb.clone(),
+        names.results_table.clone(),
+        blobs(&clients, &names),
+    );
+    for ok in [
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(2 * 86_400),
+    ] {
+        store
+            .check_retention(ok)
+            .await
+            .expect("a TTL the bucket outlives");
+    }
+    let err = store
+        .check_retention(Duration::from_secs(3 * 86_400))
+        .await
+        .expect_err("a TTL longer than the bucket keeps objects");
+    assert!(matches!(err, BackendError::Schema(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("after 2 days") && text.contains("--result-object-days 3"),
+        "{text}"
+    );
+}

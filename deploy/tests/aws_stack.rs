@@ -200,6 +200,38 @@ async fn provision_ingest_and_query_on_aws() {
         "the second provision changes nothing:\n{second}"
     );
 
+    // A gateway whose results would outlive the bucket's expiry rule for
+    // large results (8 days by default) refuses to start, saying what to do.
+    let mut refused = command("airq-gateway")
+        .args(with(
+            &["--backend", "aws", "--listen", "127.0.0.1:0"],
+            &["--result-ttl", "30days"],
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting airq-gateway");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = refused.try_wait().expect("waiting for airq-gateway") {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(30) {
+            let _ = refused.kill();
+            panic!("the gateway started with a result TTL the bucket does not keep");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = refused.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("after 8 days") && stderr.contains("--result-object-days 30"),
+        "{stderr}"
+    );
+
     // Ingest the sample with the real master.
     run(
         "airq-master",

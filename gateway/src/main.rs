@@ -19,6 +19,7 @@ mod shutdown;
 mod state;
 mod web;
 
+use airq_common::BackendError;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::Parser;
@@ -46,6 +47,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("opening the backend at {}", config.backend.db.display()))?;
+    // A store that would drop result data before --result-ttl is a
+    // configuration error: refuse to start rather than lose results.
+    match backend.results.check_retention(config.result_ttl).await {
+        Ok(()) => {}
+        Err(e @ BackendError::Schema(_)) => return Err(e).context("checking --result-ttl"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check how long the store keeps results")
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

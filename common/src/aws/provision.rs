@@ -579,6 +579,40 @@ fn lifecycle_rules(result_days: i32) -> Result<Vec<LifecycleRule>, BackendError>
     ])
 }
 
+/// The bucket's lifecycle rules (none when it has no configuration).
+async fn lifecycle(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Vec<LifecycleRule>, BackendError> {
+    match s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.rules.unwrap_or_default()),
+        Err(e) if error_code(&e) == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
+        Err(e) => Err(remote(
+            format!("S3 GetBucketLifecycleConfiguration {bucket}"),
+            e,
+        )),
+    }
+}
+
+/// After how many days the bucket's own rule (made by [`ensure_bucket`])
+/// deletes large result objects; `None` if it has no such rule enabled.
+pub async fn result_object_days(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<i32>, BackendError> {
+    Ok(lifecycle(s3, bucket)
+        .await?
+        .iter()
+        .filter(|r| r.id.as_deref() == Some(RESULTS_RULE) && r.status == ExpirationStatus::Enabled)
+        .filter_map(|r| r.expiration.as_ref().and_then(|e| e.days))
+        .min())
+}
+
 /// Creates the bucket unless it exists, with its expiry rules.
 pub async fn ensure_bucket(
     aws: &AwsClients,
@@ -610,22 +644,7 @@ pub async fn ensure_bucket(
     }
 
     let want = lifecycle_rules(result_days)?;
-    let have = match aws
-        .s3
-        .get_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .send()
-        .await
-    {
-        Ok(out) => out.rules.unwrap_or_default(),
-        Err(e) if error_code(&e) == Some("NoSuchLifecycleConfiguration") => Vec::new(),
-        Err(e) => {
-            return Err(remote(
-                format!("S3 GetBucketLifecycleConfiguration {bucket}"),
-                e,
-            ))
-        }
-    };
+    let have = lifecycle(&aws.s3, bucket).await?;
     let summary = |rules: &[LifecycleRule]| -> Vec<(Option<String>, Option<i32>)> {
         let mut v: Vec<_> = rules
             .iter()

@@ -185,6 +185,29 @@ impl DynamoResultStore {
 
 #[async_trait]
 impl ResultStore for DynamoResultStore {
+    /// Large CSVs live in S3 under `results/`, where the bucket's expiry
+    /// rule (`airq-deploy provision --result-object-days`) deletes them: a
+    /// rule shorter than the results' time to live would lose CSVs of
+    /// results that still answer `done`.
+    async fn check_retention(&self, ttl: Duration) -> Result<(), BackendError> {
+        let bucket = self.blobs.bucket();
+        let Some(days) = super::provision::result_object_days(self.blobs.client(), bucket).await?
+        else {
+            return Ok(());
+        };
+        let kept = Duration::from_secs(u64::try_from(days).unwrap_or(0) * 86_400);
+        if kept < ttl {
+            return Err(BackendError::Schema(format!(
+                "the bucket {bucket} deletes large results after {days} days, sooner than \
+                 their time to live ({}), so some would be lost: run `airq-deploy provision \
+                 --result-object-days {}` or lower --result-ttl",
+                humantime::format_duration(Duration::from_secs(ttl.as_secs())),
+                ttl.as_secs().div_ceil(86_400),
+            )));
+        }
+        Ok(())
+    }
+
     async fn create(&self, id: Uuid, query: &Query, ttl: Duration) -> Result<(), BackendError> {
         let now = Timestamp::now().0;
         let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
