@@ -29,6 +29,18 @@ fn blobs(clients: &AwsClients, names: &ResourceNames) -> BlobStore {
     BlobStore::new(clients.s3.clone(), names.bucket.clone())
 }
 
+/// A result store on a freshly provisioned deployment.
+async fn provisioned_results() -> (AwsClients, ResourceNames, DynamoResultStore) {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoResultStore::new(
+        clients.dynamodb.clone(),
+        names.results_table.clone(),
+        blobs(&clients, &names),
+    );
+    (clients, names, store)
+}
+
 /// Objects in the test's bucket under `prefix`.
 async fn objects(clients: &AwsClients, names: &ResourceNames, prefix: &str) -> Vec<String> {
     clients
@@ -154,25 +166,13 @@ async fn large_messages_travel_through_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_store_contract() {
-    let clients = emulator::clients().await;
-    let names = emulator::provisioned(&clients, 3).await;
-    let store = DynamoResultStore::new(
-        clients.dynamodb.clone(),
-        names.results_table.clone(),
-        blobs(&clients, &names),
-    );
+    let (_, _, store) = provisioned_results().await;
     contract::results::run_all(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_result_arrives_intact_through_s3() {
-    let clients = emulator::clients().await;
-    let names = emulator::provisioned(&clients, 3).await;
-    let store = DynamoResultStore::new(
-        clients.dynamodb.clone(),
-        names.results_table.clone(),
-        blobs(&clients, &names),
-    );
+    let (clients, names, store) = provisioned_results().await;
     let q = Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600));
     let id = uuid::Uuid::new_v4();
     store
@@ -563,14 +563,8 @@ async fn provisioning_refuses_a_table_of_another_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_rule_shorter_than_the_result_ttl_is_refused() {
     use airq_common::BackendError;
-    let clients = emulator::clients().await;
     // The emulator's deployment keeps result objects 2 days.
-    let names = emulator::provisioned(&clients, 3).await;
-    let store = DynamoResultStore::new(
-        clients.dynamodb.clone(),
-        names.results_table.clone(),
-        blobs(&clients, &names),
-    );
+    let (_, _, store) = provisioned_results().await;
     for ok in [
         Duration::from_secs(24 * 3600),
         Duration::from_secs(2 * 86_400),
