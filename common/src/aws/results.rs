@@ -100,20 +100,31 @@ impl DynamoResultStore {
         }
     }
 
-    /// The S3 key the stored record of `id` points at, read consistently.
-    async fn stored_csv_key(&self, id: Uuid) -> Result<Option<String>, BackendError> {
+    /// The record of `id` (only the attributes of `projection`, if given),
+    /// read consistently.
+    async fn read_item(
+        &self,
+        id: Uuid,
+        projection: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, BackendError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("id", s(id.to_string()))
             .consistent_read(true)
-            .projection_expression("csv_key")
+            .set_projection_expression(projection.map(str::to_owned))
             .send()
             .await
             .map_err(|e| remote(self.ctx("GetItem"), e))?;
-        Ok(out
-            .item
+        Ok(out.item)
+    }
+
+    /// The S3 key the stored record of `id` points at.
+    async fn stored_csv_key(&self, id: Uuid) -> Result<Option<String>, BackendError> {
+        Ok(self
+            .read_item(id, Some("csv_key"))
+            .await?
             .and_then(|item| item.get("csv_key").and_then(|v| v.as_s().ok()).cloned()))
     }
 
@@ -242,16 +253,7 @@ impl ResultStore for DynamoResultStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<ResultRecord>, BackendError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| remote(self.ctx("GetItem"), e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.read_item(id, None).await? else {
             return Ok(None);
         };
         let item: ResultItem = serde_dynamo::from_item(item)
