@@ -81,6 +81,25 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
     }
 }
 
+impl From<RowRef<'_>> for Reading {
+    fn from(r: RowRef<'_>) -> Self {
+        Reading {
+            id: r.id,
+            timestamp: r.timestamp,
+            sensor_id: r.sensor_id,
+            sensor_type: r.sensor_type.to_owned(),
+            loc_id: r.loc_id,
+            loc_country: r.loc_country.to_owned(),
+            loc_lat: r.loc_lat.to_owned(),
+            loc_long: r.loc_long.to_owned(),
+            loc_alt: r.loc_alt.to_owned(),
+            p1: r.p1.map(str::to_owned),
+            p2: r.p2.map(str::to_owned),
+            aqi: r.aqi,
+        }
+    }
+}
+
 /// Writes readings as CSV, header first.
 pub struct CsvWriter<W: Write> {
     inner: csv::Writer<W>,

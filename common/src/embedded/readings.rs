@@ -78,19 +78,21 @@ impl SqliteReadingStore {
     }
 }
 
-fn reading_from_row(row: &Row<'_>) -> rusqlite::Result<Reading> {
-    Ok(Reading {
+/// A row's fields, borrowed from SQLite's row: the one decoder of
+/// [`COLUMN_NAMES`], for readings and CSV alike.
+fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, BackendError> {
+    Ok(RowRef {
         id: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
         timestamp: Timestamp(row.get(1)?),
         sensor_id: row.get::<_, i64>(2)? as u64,
-        sensor_type: row.get(3)?,
+        sensor_type: text(row, 3)?,
         loc_id: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-        loc_country: row.get(5)?,
-        loc_lat: row.get(6)?,
-        loc_long: row.get(7)?,
-        loc_alt: row.get(8)?,
-        p1: row.get(9)?,
-        p2: row.get(10)?,
+        loc_country: text(row, 5)?,
+        loc_lat: text(row, 6)?,
+        loc_long: text(row, 7)?,
+        loc_alt: text(row, 8)?,
+        p1: text_or_null(row, 9)?,
+        p2: text_or_null(row, 10)?,
         aqi: row.get(11)?,
     })
 }
@@ -141,7 +143,7 @@ fn scan(
 fn scan_readings(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) {
     let mut batch: Batch = Vec::with_capacity(BATCH);
     let scanned = scan(db, query, |row| {
-        batch.push(Ok(reading_from_row(row)?));
+        batch.push(Ok(Reading::from(row_ref(row)?)));
         if batch.len() < BATCH {
             return Ok(true);
         }
@@ -181,21 +183,7 @@ fn scan_csv(
     let rendered = Chunker::new().and_then(|mut chunker| {
         let mut open = true;
         scan(db, query, |row| {
-            let r = RowRef {
-                id: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
-                timestamp: Timestamp(row.get(1)?),
-                sensor_id: row.get::<_, i64>(2)? as u64,
-                sensor_type: text(row, 3)?,
-                loc_id: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                loc_country: text(row, 5)?,
-                loc_lat: text(row, 6)?,
-                loc_long: text(row, 7)?,
-                loc_alt: text(row, 8)?,
-                p1: text_or_null(row, 9)?,
-                p2: text_or_null(row, 10)?,
-                aqi: row.get(11)?,
-            };
-            if let Some(chunk) = chunker.push(&r)? {
+            if let Some(chunk) = chunker.push(&row_ref(row)?)? {
                 open = tx.blocking_send(Ok(chunk)).is_ok();
             }
             Ok(open)
