@@ -2,8 +2,8 @@
 //! backend needs, created idempotently or removed after confirmation.
 //! Credentials and region come from the standard AWS configuration chain.
 
-use airq_common::aws::provision::{self, Billing, ProvisionSpec};
-use airq_common::aws::{AwsArgs, ResourceNames};
+use airq_aws::{AwsArgs, ResourceNames};
+use airq_deploy::provision::{self, Billing, ProvisionSpec};
 use anyhow::{bail, Context};
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -112,7 +112,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .status();
         let status = tokio::select! {
             s = status => s.context("running airq-master ingest")?,
-            _ = airq_common::shutdown::signal() => return Ok(()),
+            _ = airq_cli::shutdown::signal() => return Ok(()),
         };
         if !status.success() {
             bail!(
@@ -171,7 +171,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     });
 
-    airq_common::shutdown::signal().await;
+    airq_cli::shutdown::signal().await;
     tracing::info!("stopping the stack");
     stop.cancel();
     while children.join_next().await.is_some() {}

@@ -1,11 +1,12 @@
 //! `airq-deploy`: runs airq on one machine (`up`) and provisions its AWS
 //! resources (`provision`, `destroy`).
 
+#[cfg(feature = "aws")]
 mod aws;
 mod local;
 mod supervisor;
 
-use airq_common::logging::LogArgs;
+use airq_cli::logging::LogArgs;
 use clap::{Parser, Subcommand};
 
 /// Runs the airq stack.
@@ -23,10 +24,12 @@ enum Command {
     /// Start master, gateway and workers on this machine (embedded backend)
     /// as supervised processes; Ctrl-C stops them all.
     Up(local::UpArgs),
+    #[cfg(feature = "aws")]
     /// Create (idempotently) the AWS resources of the aws backend:
     /// DynamoDB tables, SQS queues with dead-letter queues, the S3 bucket.
     /// Prints the settings the other binaries need.
     Provision(aws::ProvisionArgs),
+    #[cfg(feature = "aws")]
     /// Delete the AWS resources `provision` created, data included, after
     /// confirmation.
     Destroy(aws::DestroyArgs),
@@ -38,7 +41,9 @@ async fn main() -> anyhow::Result<()> {
     cli.log.init();
     match cli.command {
         Command::Up(args) => local::up(args).await,
+        #[cfg(feature = "aws")]
         Command::Provision(args) => aws::provision(args).await,
+        #[cfg(feature = "aws")]
         Command::Destroy(args) => aws::destroy(args).await,
     }
 }

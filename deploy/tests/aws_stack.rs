@@ -4,11 +4,11 @@
 //! nothing) → ingest the sample with `airq-master` → gateway and worker →
 //! direct query → queued queries → poll → the same CSV → destroy.
 
-use airq_common::contract::emulator;
-use airq_common::contract::store::reference;
-use airq_common::export::to_csv;
-use airq_common::feed::parse_feed;
-use airq_common::{Query, QueryLimits};
+use airq_contract::store::reference;
+use airq_core::export::to_csv;
+use airq_core::feed::parse_feed;
+use airq_core::{Query, QueryLimits};
+use airq_deploy::emulator;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

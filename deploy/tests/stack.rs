@@ -1,10 +1,10 @@
 //! The whole local stack, as a newcomer runs it: `airq-deploy up` with the
 //! real master, gateway and workers on a temporary SQLite file.
 
-use airq_common::contract::store::reference;
-use airq_common::export::to_csv;
-use airq_common::feed::parse_feed;
-use airq_common::{Query, QueryLimits};
+use airq_contract::store::reference;
+use airq_core::export::to_csv;
+use airq_core::feed::parse_feed;
+use airq_core::{Query, QueryLimits};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

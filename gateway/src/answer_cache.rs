@@ -17,9 +17,9 @@
 //! freshness: after an ingestion, a cached answer may be up to the TTL old.
 //! `--answer-cache-ttl 0` turns the cache off.
 
-use airq_common::export::{render, RenderError};
-use airq_common::store::ReadingStore;
-use airq_common::Query;
+use airq_core::export::{render, RenderError};
+use airq_core::store::ReadingStore;
+use airq_core::Query;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;

@@ -87,7 +87,7 @@ struct Check {
 /// Runs one readiness check, bounded in time.
 async fn check(
     what: &'static str,
-    probe: impl std::future::Future<Output = Result<(), airq_common::BackendError>>,
+    probe: impl std::future::Future<Output = Result<(), airq_core::BackendError>>,
 ) -> Option<Check> {
     let error = match tokio::time::timeout(READY_TIMEOUT, probe).await {
         Ok(Ok(())) => return None,

@@ -7,10 +7,10 @@
 //!   RequestSend-dlq (the workers kept crashing or timing out) as failed;
 //! - the purger drops expired results' data.
 
-use airq_common::job::{Job, JobError, JobResult};
-use airq_common::queue::{Message, Queue};
-use airq_common::results::{Outcome, ResultStore};
-use airq_common::Timestamp;
+use airq_core::job::{Job, JobError, JobResult};
+use airq_core::queue::{Message, Queue};
+use airq_core::results::{Outcome, ResultStore};
+use airq_core::Timestamp;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Starts every background task; they stop when `cancel` fires.
 pub fn spawn(
-    backend: &airq_common::backend::Backend,
+    backend: &airq_core::Backend,
     max_receives: u32,
     purge_every: Duration,
     cancel: &CancellationToken,

@@ -4,9 +4,9 @@
 //! Durations accept humantime forms (`250ms`, `90s`, `24h`, `31days`,
 //! `1h 30m`) or a bare number of seconds.
 
-use airq_common::backend::BackendArgs;
-use airq_common::logging::LogArgs;
-use airq_common::QueryLimits;
+use airq_cli::connect::BackendArgs;
+use airq_cli::logging::LogArgs;
+use airq_core::QueryLimits;
 use clap::Parser;
 use std::time::Duration;
 

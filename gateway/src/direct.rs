@@ -7,8 +7,8 @@
 //! complete).
 
 use crate::error::ApiError;
-use airq_common::store::ReadingStore;
-use airq_common::{BackendError, Query, Timestamp};
+use airq_core::store::ReadingStore;
+use airq_core::{BackendError, Query, Timestamp};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;

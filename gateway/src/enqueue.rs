@@ -11,9 +11,9 @@
 use crate::direct::ANSWER_HEADER;
 use crate::error::ApiError;
 use crate::state::App;
-use airq_common::job::Job;
-use airq_common::results::Outcome;
-use airq_common::Query;
+use airq_core::job::Job;
+use airq_core::results::Outcome;
+use airq_core::Query;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

@@ -9,8 +9,8 @@
 //! a whole, or `Content-Type`. Backend failures are 503 (with
 //! `Retry-After`), never 500; 500 is only the answer to a bug (a panic).
 
-use airq_common::query::FieldError;
-use airq_common::{BackendError, QueryError};
+use airq_core::query::FieldError;
+use airq_core::{BackendError, QueryError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;

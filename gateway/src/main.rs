@@ -19,7 +19,7 @@ mod shutdown;
 mod state;
 mod web;
 
-use airq_common::BackendError;
+use airq_core::BackendError;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::Parser;

@@ -16,8 +16,8 @@
 use crate::direct::{csv_headers, filename};
 use crate::error::ApiError;
 use crate::state::AppState;
-use airq_common::results::{ResultRecord, ResultState};
-use airq_common::{Query, QueryLimits, Timestamp};
+use airq_core::results::{ResultRecord, ResultState};
+use airq_core::{Query, QueryLimits, Timestamp};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};

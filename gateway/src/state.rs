@@ -4,9 +4,9 @@
 use crate::answer_cache::AnswerCache;
 use crate::cache::Cached;
 use crate::config::Config;
-use airq_common::backend::Backend;
-use airq_common::queue::QueueDepth;
-use airq_common::QueryLimits;
+use airq_core::queue::QueueDepth;
+use airq_core::Backend;
+use airq_core::QueryLimits;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,13 +4,13 @@
 
 mod support;
 
-use airq_common::embedded::SqliteReadingStore;
-use airq_common::embedded::{Db, SqliteQueue, SqliteResultStore};
-use airq_common::export::to_csv;
-use airq_common::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
-use airq_common::queue::Queue;
-use airq_common::results::{Outcome, ResultStore};
-use airq_common::{Query, QueryLimits, Reading, Timestamp};
+use airq_core::export::to_csv;
+use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
+use airq_core::queue::Queue;
+use airq_core::results::{Outcome, ResultStore};
+use airq_core::{Query, QueryLimits, Reading, Timestamp};
+use airq_embedded::SqliteReadingStore;
+use airq_embedded::{Db, SqliteQueue, SqliteResultStore};
 use reqwest::{header, Client, Response, StatusCode};
 use serde_json::Value;
 use std::path::Path;

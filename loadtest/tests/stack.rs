@@ -6,8 +6,8 @@
 //! The airq binaries are expected in `target/debug`, beside the directory
 //! of this test's binary, as `scripts/test.sh` builds every binary first.
 
-use airq_common::embedded::{Db, SqliteReadingStore};
-use airq_common::feed::parse_feed;
+use airq_core::feed::parse_feed;
+use airq_embedded::{Db, SqliteReadingStore};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

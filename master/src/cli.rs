@@ -1,8 +1,8 @@
 //! Command line: global configuration and one subcommand per mode. Every
 //! flag has an environment fallback and a working default.
 
-use airq_common::backend::BackendArgs;
-use airq_common::logging::LogArgs;
+use airq_cli::connect::BackendArgs;
+use airq_cli::logging::LogArgs;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -5,9 +5,9 @@
 
 use crate::fetch::{self, FetchPolicy, Source};
 use crate::progress;
-use airq_common::feed::{self, FeedError, FeedStats, Rejection};
-use airq_common::store::ReadingStore;
-use airq_common::Reading;
+use airq_core::feed::{self, FeedError, FeedStats, Rejection};
+use airq_core::store::ReadingStore;
+use airq_core::Reading;
 use anyhow::Context as _;
 use std::fmt;
 use std::sync::Arc;
@@ -323,9 +323,9 @@ pub async fn ingest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airq_common::query::Query;
-    use airq_common::store::{ReadingStream, StoreSummary};
-    use airq_common::BackendError;
+    use airq_core::query::Query;
+    use airq_core::store::{ReadingStream, StoreSummary};
+    use airq_core::BackendError;
     use futures::StreamExt;
     use std::sync::Mutex;
 

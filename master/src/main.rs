@@ -13,9 +13,9 @@ mod progress;
 mod schedule;
 mod synth;
 
-use airq_common::backend::{BackendArgs, BackendKind};
-use airq_common::logging::LogFormat;
-use airq_common::store::ReadingStore;
+use airq_cli::connect::{BackendArgs, BackendKind};
+use airq_cli::logging::LogFormat;
+use airq_core::store::ReadingStore;
 use anyhow::Context as _;
 use clap::Parser as _;
 use cli::{Cli, Command, GlobalArgs};
@@ -137,7 +137,7 @@ async fn synth_command(global: &GlobalArgs, args: cli::SynthArgs) -> anyhow::Res
 
 /// Cancels `token` on SIGINT or SIGTERM.
 async fn cancel_on_signal(token: CancellationToken) {
-    airq_common::shutdown::signal().await;
+    airq_cli::shutdown::signal().await;
     tracing::info!("shutdown requested (SIGINT/SIGTERM)");
     token.cancel();
 }

@@ -9,7 +9,7 @@
 
 use crate::fetch::{FetchPolicy, Source};
 use crate::ingest;
-use airq_common::store::ReadingStore;
+use airq_core::store::ReadingStore;
 use anyhow::{anyhow, Context as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -13,9 +13,9 @@
 //! order. Values are written as strings with two decimals, like the feed.
 
 use crate::cli::SynthShape;
-use airq_common::aqi;
-use airq_common::feed::{PM10_RAIL, PM25_RAIL};
-use airq_common::{Reading, Timestamp};
+use airq_core::aqi;
+use airq_core::feed::{PM10_RAIL, PM25_RAIL};
+use airq_core::{Reading, Timestamp};
 use anyhow::{bail, Context as _};
 use chrono::Datelike as _;
 use rand::rngs::StdRng;
@@ -614,7 +614,7 @@ pub fn to_file(shape: &SynthShape, out: &Path) -> anyhow::Result<SynthSummary> {
 /// made them from the JSON.
 pub async fn into_store(
     shape: &SynthShape,
-    store: std::sync::Arc<dyn airq_common::store::ReadingStore>,
+    store: std::sync::Arc<dyn airq_core::store::ReadingStore>,
     store_name: String,
     batch_size: usize,
 ) -> anyhow::Result<SynthSummary> {
@@ -653,7 +653,7 @@ pub async fn into_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airq_common::feed;
+    use airq_core::feed;
 
     const TEMPLATE: &str = r#"[
       {"id":10,"timestamp":"2018-06-03 20:47:58","location":{"id":19,"latitude":"48.7220","longitude":"-9.2100","altitude":"413.2","country":"DE"},

@@ -1,7 +1,7 @@
 //! Command-line configuration of a worker.
 
-use airq_common::backend::BackendArgs;
-use airq_common::logging::LogArgs;
+use airq_cli::connect::BackendArgs;
+use airq_cli::logging::LogArgs;
 use clap::Parser;
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! Running one request: from a queue message to the outcome its user sees.
 
-use airq_common::backend::Backend;
-use airq_common::export::{render, RenderError};
-use airq_common::job::Job;
-use airq_common::results::Outcome;
-use airq_common::BackendError;
+use airq_core::export::{render, RenderError};
+use airq_core::job::Job;
+use airq_core::results::Outcome;
+use airq_core::Backend;
+use airq_core::BackendError;
 use std::time::Duration;
 use uuid::Uuid;
 

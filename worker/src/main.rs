@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Cancels `token` on SIGINT or SIGTERM.
 async fn signal_shutdown(token: CancellationToken) {
-    airq_common::shutdown::signal().await;
+    airq_cli::shutdown::signal().await;
     tracing::info!("shutdown requested: no new requests will be taken");
     token.cancel();
 }

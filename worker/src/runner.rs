@@ -4,11 +4,11 @@
 //! out their visibility timeout.
 
 use crate::execute::{run_query, Handled};
-use airq_common::backend::Backend;
-use airq_common::job::{Job, JobError, JobResult};
-use airq_common::queue::{Message, Receipt};
-use airq_common::results::Outcome;
-use airq_common::BackendError;
+use airq_core::job::{Job, JobError, JobResult};
+use airq_core::queue::{Message, Receipt};
+use airq_core::results::Outcome;
+use airq_core::Backend;
+use airq_core::BackendError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,14 +2,14 @@
 //! malformed messages, duplicates, crashes (SIGKILL), dead letters and
 //! graceful shutdown. The gateway's side of the queues is played in-process.
 
-use airq_common::contract::store::reference;
-use airq_common::embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
-use airq_common::export::to_csv;
-use airq_common::feed::parse_feed;
-use airq_common::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
-use airq_common::queue::Queue;
-use airq_common::results::{Outcome, ResultStore};
-use airq_common::{Query, QueryLimits, Reading};
+use airq_contract::store::reference;
+use airq_core::export::to_csv;
+use airq_core::feed::parse_feed;
+use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
+use airq_core::queue::Queue;
+use airq_core::results::{Outcome, ResultStore};
+use airq_core::{Query, QueryLimits, Reading};
+use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

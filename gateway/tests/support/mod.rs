@@ -7,9 +7,9 @@
 
 #![allow(dead_code)]
 
-use airq_common::embedded::{Db, SqliteReadingStore};
-use airq_common::feed::parse_feed;
-use airq_common::Reading;
+use airq_core::feed::parse_feed;
+use airq_core::Reading;
+use airq_embedded::{Db, SqliteReadingStore};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,418 @@
+//! The result store on DynamoDB, with large CSVs in S3.
+//!
+//! One item per result id. A CSV up to [`INLINE_CSV_MAX`] bytes is kept in
+//! the item; a larger one is put in S3 under a key unique to the attempt
+//! (so a losing duplicate never overwrites the winner's object) and the item
+//! holds the key. Callers of [`ResultStore::get`] get the CSV either way.
+//!
+//! Expiry: `expires_at` is in the item, so an expired result answers
+//! "expired" at once. Purging goes through the sparse index `by_purge`
+//! (partition `gc`, sort `purge_at`), so it reads only what is due, never
+//! the table. DynamoDB's TTL (`delete_after`, a week after expiry) and the
+//! bucket's expiry rule collect whatever no gateway purged.
+
+use crate::blobs::BlobStore;
+use crate::schema::{
+    BY_PURGE_INDEX, GC_ATTRIBUTE, GC_PARTITION, PURGE_AT_ATTRIBUTE, RESULTS_PREFIX,
+};
+use crate::{error_code, remote};
+use airq_core::error::BackendError;
+use airq_core::query::Query;
+use airq_core::reading::Timestamp;
+use airq_core::results::{Outcome, ResultRecord, ResultState, ResultStore};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Largest CSV kept inside the item (DynamoDB items hold 400 KB at most,
+/// and a smaller item is cheaper to read on every poll).
+pub const INLINE_CSV_MAX: usize = 100 * 1024;
+/// How long after expiry DynamoDB's TTL deletes a record no purge forgot.
+const TOMBSTONE_LIFETIME: i64 = 7 * 24 * 3600;
+/// Records purged at once.
+const PURGES_IN_FLIGHT: usize = 8;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ResultItem {
+    id: String,
+    state: String,
+    query: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    csv: Option<String>,
+    /// The S3 key of a CSV too large for the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    csv_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    gc: String,
+    /// When the next purge should look at this record.
+    purge_at: i64,
+    /// Expired and purged: its data is gone; it only answers "expired".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    tombstone: bool,
+    delete_after: i64,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn num(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Results on DynamoDB and S3. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DynamoResultStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    blobs: BlobStore,
+}
+
+impl DynamoResultStore {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        blobs: BlobStore,
+    ) -> Self {
+        DynamoResultStore {
+            client,
+            table: table.into(),
+            blobs,
+        }
+    }
+
+    /// The record of `id` (only the attributes of `projection`, if given),
+    /// read consistently.
+    async fn read_item(
+        &self,
+        id: Uuid,
+        projection: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id.to_string()))
+            .consistent_read(true)
+            .set_projection_expression(projection.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| remote(self.ctx("GetItem"), e))?;
+        Ok(out.item)
+    }
+
+    /// The S3 key the stored record of `id` points at.
+    async fn stored_csv_key(&self, id: Uuid) -> Result<Option<String>, BackendError> {
+        Ok(self
+            .read_item(id, Some("csv_key"))
+            .await?
+            .and_then(|item| item.get("csv_key").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    fn ctx(&self, op: &str) -> String {
+        format!("DynamoDB {op} on {}", self.table)
+    }
+
+    /// Purges one due record; returns whether it dropped or forgot it.
+    async fn purge_one(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        now: Timestamp,
+        forget_after: i64,
+    ) -> Result<bool, BackendError> {
+        let Some(id) = item.get("id").and_then(|v| v.as_s().ok()).cloned() else {
+            return Ok(false);
+        };
+        let expires_at = num(&item, "expires_at").unwrap_or(i64::MIN);
+        let tombstone = matches!(item.get("tombstone"), Some(AttributeValue::Bool(true)));
+        let csv_key = item.get("csv_key").and_then(|v| v.as_s().ok()).cloned();
+        if expires_at <= now.0.saturating_sub(forget_after) {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("id", s(&id))
+                .send()
+                .await
+                .map_err(|e| remote(self.ctx("DeleteItem"), e))?;
+        } else if !tombstone {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("id", s(&id))
+                .update_expression("REMOVE #csv, #key SET #tomb = :t, #pa = :p")
+                .condition_expression("attribute_exists(#id)")
+                .expression_attribute_names("#csv", "csv")
+                .expression_attribute_names("#key", "csv_key")
+                .expression_attribute_names("#tomb", "tombstone")
+                .expression_attribute_names("#pa", PURGE_AT_ATTRIBUTE)
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":p", n(expires_at.saturating_add(forget_after)))
+                .send()
+                .await
+                .map_err(|e| remote(self.ctx("UpdateItem"), e))?;
+        } else {
+            // Already a tombstone, but this purge forgets later than the
+            // one that made it: look again then.
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("id", s(&id))
+                .update_expression("SET #pa = :p")
+                .condition_expression("attribute_exists(#id)")
+                .expression_attribute_names("#pa", PURGE_AT_ATTRIBUTE)
+                .expression_attribute_names("#id", "id")
+                .expression_attribute_values(":p", n(expires_at.saturating_add(forget_after)))
+                .send()
+                .await
+                .map_err(|e| remote(self.ctx("UpdateItem"), e))?;
+            return Ok(false);
+        }
+        if let Some(key) = csv_key {
+            self.blobs.delete_quietly(&key).await;
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ResultStore for DynamoResultStore {
+    /// Large CSVs live in S3 under `results/`, where the bucket's expiry
+    /// rule (`airq-deploy provision --result-object-days`) deletes them: a
+    /// rule shorter than the results' time to live would lose CSVs of
+    /// results that still answer `done`.
+    async fn check_retention(&self, ttl: Duration) -> Result<(), BackendError> {
+        let bucket = self.blobs.bucket();
+        let Some(days) = crate::schema::result_object_days(self.blobs.client(), bucket).await?
+        else {
+            return Ok(());
+        };
+        let kept = Duration::from_secs(u64::try_from(days).unwrap_or(0) * 86_400);
+        if kept < ttl {
+            return Err(BackendError::Schema(format!(
+                "the bucket {bucket} deletes large results after {days} days, sooner than \
+                 their time to live ({}), so some would be lost: run `airq-deploy provision \
+                 --result-object-days {}` or lower --result-ttl",
+                humantime::format_duration(Duration::from_secs(ttl.as_secs())),
+                ttl.as_secs().div_ceil(86_400),
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, id: Uuid, query: &Query, ttl: Duration) -> Result<(), BackendError> {
+        let now = Timestamp::now().0;
+        let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
+        let item = ResultItem {
+            id: id.to_string(),
+            state: ResultState::Queued.as_str().to_owned(),
+            query: query.to_json(),
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            rows: None,
+            csv: None,
+            csv_key: None,
+            error: None,
+            gc: GC_PARTITION.to_owned(),
+            purge_at: expires_at,
+            tombstone: false,
+            delete_after: expires_at.saturating_add(TOMBSTONE_LIFETIME),
+        };
+        let item = serde_dynamo::to_item(item)
+            .map_err(|e| BackendError::Corrupt(format!("encoding a result: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", "id")
+            .send()
+            .await
+            .map_err(|e| remote(self.ctx("PutItem"), e))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<ResultRecord>, BackendError> {
+        let Some(item) = self.read_item(id, None).await? else {
+            return Ok(None);
+        };
+        let item: ResultItem = serde_dynamo::from_item(item)
+            .map_err(|e| BackendError::Corrupt(format!("result {id}: {e}")))?;
+        let state = ResultState::parse(&item.state).ok_or_else(|| {
+            BackendError::Corrupt(format!("result {id} has unknown state {:?}", item.state))
+        })?;
+        let expired = Timestamp::now().0 >= item.expires_at;
+        let csv = match (item.tombstone, item.csv, item.csv_key) {
+            (true, _, _) => None,
+            (false, Some(csv), _) => Some(csv),
+            // Not fetched once expired: nobody is served it, and the
+            // bucket's expiry rule may have removed it.
+            // A live record whose object is gone is a fault (a bucket rule
+            // shorter than the results' lifetime, a manual delete): an
+            // error, not an "expired" answer the user would take as final.
+            (false, None, Some(key)) if !expired => {
+                Some(self.blobs.get(&key).await?.ok_or_else(|| {
+                    BackendError::Corrupt(format!(
+                        "result {id}: its CSV object {key} is missing from the bucket"
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Some(ResultRecord {
+            id,
+            state,
+            query: item.query,
+            created_at: Timestamp(item.created_at),
+            updated_at: Timestamp(item.updated_at),
+            expires_at: Timestamp(item.expires_at),
+            rows: item.rows,
+            csv,
+            error: item.error,
+        }))
+    }
+
+    async fn mark_running(&self, id: Uuid) -> Result<(), BackendError> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id.to_string()))
+            .update_expression("SET #state = :running, #updated = :now")
+            .expression_attribute_names("#updated", "updated_at")
+            .condition_expression("#state = :queued")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":running", s(ResultState::Running.as_str()))
+            .expression_attribute_values(":queued", s(ResultState::Queued.as_str()))
+            .expression_attribute_values(":now", n(Timestamp::now().0))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(remote(self.ctx("UpdateItem"), e)),
+        }
+    }
+
+    async fn finish(&self, id: Uuid, outcome: &Outcome) -> Result<bool, BackendError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id.to_string()))
+            // First wins: only a queued or running result takes an outcome
+            // (and a missing one fails the condition, so none is created).
+            .condition_expression("#state IN (:queued, :running)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_values(":queued", s(ResultState::Queued.as_str()))
+            .expression_attribute_values(":running", s(ResultState::Running.as_str()))
+            .expression_attribute_values(":now", n(Timestamp::now().0));
+        let mut uploaded = None;
+        req = match outcome {
+            Outcome::Done { csv, rows } if csv.len() > INLINE_CSV_MAX => {
+                let key = format!("{RESULTS_PREFIX}{id}/{}.csv", Uuid::new_v4());
+                self.blobs
+                    .put(&key, csv.as_bytes().to_vec(), "text/csv; charset=utf-8")
+                    .await?;
+                uploaded = Some(key.clone());
+                req.update_expression(
+                    "SET #state = :state, #rows = :rows, #key = :key, #updated = :now",
+                )
+                .expression_attribute_names("#rows", "rows")
+                .expression_attribute_names("#key", "csv_key")
+                .expression_attribute_values(":state", s(ResultState::Done.as_str()))
+                .expression_attribute_values(":rows", n(rows))
+                .expression_attribute_values(":key", s(key))
+            }
+            Outcome::Done { csv, rows } => req
+                .update_expression(
+                    "SET #state = :state, #rows = :rows, #csv = :csv, #updated = :now",
+                )
+                .expression_attribute_names("#rows", "rows")
+                .expression_attribute_names("#csv", "csv")
+                .expression_attribute_values(":state", s(ResultState::Done.as_str()))
+                .expression_attribute_values(":rows", n(rows))
+                .expression_attribute_values(":csv", s(csv.as_str())),
+            Outcome::Failed { error } => req
+                .update_expression("SET #state = :state, #error = :error, #updated = :now")
+                .expression_attribute_names("#error", "error")
+                .expression_attribute_values(":state", s(ResultState::Failed.as_str()))
+                .expression_attribute_values(":error", s(error.as_str())),
+        };
+        match req.send().await {
+            Ok(_) => return Ok(true),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {}
+            // The write may still have landed (a lost response): the object
+            // is kept, since the record may point at it; if not, the bucket's
+            // expiry rule reclaims it.
+            Err(e) => return Err(remote(self.ctx("UpdateItem"), e)),
+        }
+        let Some(key) = uploaded else {
+            return Ok(false);
+        };
+        // The condition failed, but a retry of this very request (after a
+        // lost response) fails it too: the record is then ours, pointing at
+        // our object. Only an object nobody's record points at is deleted.
+        let ours = self.stored_csv_key(id).await?.as_deref() == Some(key.as_str());
+        if !ours {
+            self.blobs.delete_quietly(&key).await;
+        }
+        Ok(ours)
+    }
+
+    async fn purge_expired(
+        &self,
+        now: Timestamp,
+        forget_after: Duration,
+    ) -> Result<u64, BackendError> {
+        let forget_after = i64::try_from(forget_after.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut touched = 0;
+        let mut start_key = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_PURGE_INDEX)
+                .key_condition_expression("#gc = :gc AND #pa <= :now")
+                .expression_attribute_names("#gc", GC_ATTRIBUTE)
+                .expression_attribute_names("#pa", PURGE_AT_ATTRIBUTE)
+                .expression_attribute_values(":gc", s(GC_PARTITION))
+                .expression_attribute_values(":now", n(now.0))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| remote(self.ctx("Query (purge)"), e))?;
+            let items = out.items.unwrap_or_default();
+            let done: Vec<bool> = futures::stream::iter(items)
+                .map(|item| self.purge_one(item, now, forget_after))
+                .buffer_unordered(PURGES_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            touched += done.into_iter().filter(|&d| d).count() as u64;
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start_key = Some(k),
+                None => return Ok(touched),
+            }
+        }
+    }
+}

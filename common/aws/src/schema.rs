@@ -1,0 +1,80 @@
+//! The shape of airq's AWS resources: table keys and indexes, TTL
+//! attributes, bucket prefixes and expiry rules. The adapters read and write
+//! by these names and `airq-deploy provision` creates resources with them,
+//! so both take them from here and cannot drift apart.
+
+use crate::{error_code, remote};
+use airq_core::BackendError;
+use aws_sdk_s3::types::{ExpirationStatus, LifecycleRule};
+
+// Readings table.
+/// Partition key: the reading's UTC day.
+pub const PARTITION_KEY: &str = "day";
+/// Sort key: timestamp then sensor, so a day reads in store order.
+pub const SORT_KEY: &str = "at_sensor";
+/// The index serving queries with a country.
+pub const BY_COUNTRY_INDEX: &str = "by_country";
+/// That index's sort key: country, timestamp, sensor.
+pub const COUNTRY_SORT_KEY: &str = "country_at";
+
+// Results table.
+/// The purge index, over every record's expiry.
+pub const BY_PURGE_INDEX: &str = "by_purge";
+/// The purge index's partition key, and its one value.
+pub const GC_ATTRIBUTE: &str = "gc";
+pub const GC_PARTITION: &str = "result";
+/// The purge index's sort key: when a record's data may be dropped.
+pub const PURGE_AT_ATTRIBUTE: &str = "purge_at";
+/// The TTL attribute of result records.
+pub const RESULT_TTL_ATTRIBUTE: &str = "delete_after";
+
+// Receipt fences table.
+/// The fence table's key attribute: `<queue name>#<message id>`.
+pub const FENCE_KEY: &str = "message";
+/// The fence table's TTL attribute.
+pub const FENCE_TTL: &str = "delete_after";
+
+// Bucket.
+/// Where large result CSVs live.
+pub const RESULTS_PREFIX: &str = "results/";
+/// Where message bodies too large for SQS live.
+pub const MESSAGES_PREFIX: &str = "messages/";
+/// The expiry rule of [`RESULTS_PREFIX`].
+pub const RESULTS_RULE: &str = "airq-results-expiry";
+/// The expiry rule of [`MESSAGES_PREFIX`].
+pub const MESSAGES_RULE: &str = "airq-messages-expiry";
+
+/// The bucket's lifecycle rules (none when it has no configuration).
+pub async fn lifecycle(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Vec<LifecycleRule>, BackendError> {
+    match s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.rules.unwrap_or_default()),
+        Err(e) if error_code(&e) == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
+        Err(e) => Err(remote(
+            format!("S3 GetBucketLifecycleConfiguration {bucket}"),
+            e,
+        )),
+    }
+}
+
+/// After how many days the bucket's own rule ([`RESULTS_RULE`], made by
+/// `airq-deploy provision`) deletes large result objects; `None` if it has
+/// no such rule enabled.
+pub async fn result_object_days(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<i32>, BackendError> {
+    Ok(lifecycle(s3, bucket)
+        .await?
+        .iter()
+        .filter(|r| r.id.as_deref() == Some(RESULTS_RULE) && r.status == ExpirationStatus::Enabled)
+        .filter_map(|r| r.expiration.as_ref().and_then(|e| e.days))
+        .min())
+}

@@ -1,0 +1,253 @@
+//! The paths an emulator never takes: throttling and unprocessed batch
+//! items, with DynamoDB answers scripted by `aws-smithy-mocks`. No emulator
+//! is needed.
+
+use airq_aws::{DynamoReadingStore, RetryPolicy, BATCH_WRITE_MAX};
+use airq_core::store::ReadingStore;
+use airq_core::{BackendError, Reading, Timestamp};
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::batch_write_item::{
+    BatchWriteItemError, BatchWriteItemInput, BatchWriteItemOutput,
+};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+use aws_sdk_dynamodb::types::WriteRequest;
+use aws_sdk_dynamodb::Client;
+use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleMode};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TABLE: &str = "QualityAirTable";
+
+fn readings(n: u64) -> Vec<Reading> {
+    (0..n)
+        .map(|i| Reading {
+            id: Some(i),
+            timestamp: Timestamp(1_528_058_572 + i as i64),
+            sensor_id: 100 + i,
+            sensor_type: "SDS011".into(),
+            loc_id: Some(i),
+            loc_country: "DE".into(),
+            loc_lat: "52.5".into(),
+            loc_long: "13.4".into(),
+            loc_alt: String::new(),
+            p1: Some("8.13".into()),
+            p2: Some("3.2".into()),
+            aqi: 1,
+        })
+        .collect()
+}
+
+fn fast_retries(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(5),
+        max_attempts,
+    }
+}
+
+/// The summary item updates succeed (they are not under test here).
+fn summary_rule() -> Rule {
+    mock!(Client::update_item)
+        .sequence()
+        .output(|| UpdateItemOutput::builder().build())
+        .repeatedly()
+        .build()
+}
+
+/// A store whose client answers with `rules`, the SDK's own retries off so
+/// every retry seen is the adapter's.
+fn store(rules: &[&Rule], retry: RetryPolicy) -> DynamoReadingStore {
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules, |c| c
+        .retry_config(RetryConfig::disabled()));
+    DynamoReadingStore::new(client, TABLE).with_retry(retry)
+}
+
+/// The sort keys of a batch's put requests.
+fn keys(reqs: &[WriteRequest]) -> Vec<String> {
+    reqs.iter()
+        .filter_map(|w| w.put_request())
+        .filter_map(|p| p.item().get("at_sensor"))
+        .filter_map(|v| v.as_s().ok().cloned())
+        .collect()
+}
+
+fn throttled() -> BatchWriteItemError {
+    BatchWriteItemError::ProvisionedThroughputExceededException(
+        ProvisionedThroughputExceededException::builder()
+            .message("The level of configured provisioned throughput for the table was exceeded")
+            .build(),
+    )
+}
+
+/// Records the sort keys of every `BatchWriteItem` call, in call order.
+#[derive(Debug, Default, Clone)]
+struct Recorder(Arc<Mutex<Vec<Vec<String>>>>);
+
+impl Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "Recorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(input) = ctx.input().downcast_ref::<BatchWriteItemInput>() {
+            let items = input
+                .request_items()
+                .and_then(|m| m.get(TABLE))
+                .map(|v| keys(v))
+                .unwrap_or_default();
+            self.0.lock().map_err(|_| "poisoned")?.push(items);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn throttling_and_unprocessed_items_are_retried_until_written() {
+    // Call 1: throttled (the modelled error). Call 2: throttled, as
+    // DynamoDB sends it on the wire. Call 3: 10 items left unprocessed.
+    // Then every call succeeds.
+    let throttles = mock!(Client::batch_write_item)
+        .sequence()
+        .error(throttled)
+        .http_status(
+            400,
+            Some(
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"slow down"}"#
+                    .into(),
+            ),
+        )
+        .build();
+    let calls = Arc::new(Mutex::new(0u32));
+    let batch = mock!(Client::batch_write_item).then_compute_response(move |req| {
+        let mut n = calls.lock().unwrap();
+        *n += 1;
+        let left = match *n {
+            1 => req
+                .request_items()
+                .and_then(|m| m.get(TABLE))
+                .map(|items| items[..10].to_vec()),
+            _ => None,
+        };
+        MockResponse::Output(
+            BatchWriteItemOutput::builder()
+                .set_unprocessed_items(left.map(|l| HashMap::from([(TABLE.to_owned(), l)])))
+                .build(),
+        )
+    });
+    let summary = summary_rule();
+    let recorder = Recorder::default();
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&throttles, &batch, &summary],
+        |c| c
+            .retry_config(RetryConfig::disabled())
+            .interceptor(recorder.clone())
+    );
+    let store = DynamoReadingStore::new(client, TABLE).with_retry(fast_retries(10));
+    // One batch of 25, so the calls are strictly sequential.
+    store
+        .put_batch(readings(BATCH_WRITE_MAX as u64))
+        .await
+        .expect("written despite throttling");
+
+    let seen = recorder.0.lock().unwrap();
+    assert_eq!(seen.len(), 4, "two throttled calls, one partial, one retry");
+    assert_eq!(seen[0].len(), 25);
+    assert_eq!(seen[1], seen[0], "a throttled batch is sent again whole");
+    assert_eq!(seen[2], seen[0]);
+    assert_eq!(
+        seen[3],
+        seen[0][..10].to_vec(),
+        "only the unprocessed items are sent again"
+    );
+}
+
+#[tokio::test]
+async fn many_batches_in_flight_all_get_written() {
+    // Every call leaves its last item unprocessed the first time it is seen.
+    let written: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let deferred: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let (w, d) = (written.clone(), deferred.clone());
+    let batch = mock!(Client::batch_write_item).then_compute_response(move |req| {
+        let items = req
+            .request_items()
+            .and_then(|m| m.get(TABLE))
+            .cloned()
+            .unwrap_or_default();
+        let mut left = Vec::new();
+        for (item, key) in items.iter().zip(keys(&items)) {
+            if d.lock().unwrap().insert(key.clone()) && left.is_empty() {
+                left.push(item.clone());
+            } else {
+                w.lock().unwrap().insert(key);
+            }
+        }
+        MockResponse::Output(
+            BatchWriteItemOutput::builder()
+                .set_unprocessed_items(
+                    (!left.is_empty()).then(|| HashMap::from([(TABLE.to_owned(), left)])),
+                )
+                .build(),
+        )
+    });
+    let summary = summary_rule();
+    let store = store(&[&batch, &summary], fast_retries(10));
+    let rs = readings(1_000);
+    store.put_batch(rs.clone()).await.expect("all written");
+    assert_eq!(
+        written.lock().unwrap().len(),
+        rs.len(),
+        "every reading written"
+    );
+}
+
+#[tokio::test]
+async fn sustained_throttling_fails_clearly() {
+    let batch = mock!(Client::batch_write_item)
+        .sequence()
+        .error(throttled)
+        .repeatedly()
+        .build();
+    let summary = summary_rule();
+    let store = store(&[&batch, &summary], fast_retries(4));
+    match store.put_batch(readings(3)).await {
+        Err(BackendError::Remote { message, .. }) => {
+            assert!(message.contains("gave up after 4 attempts"), "{message}");
+            assert!(
+                message.contains("ProvisionedThroughputExceeded") || message.contains("throttled"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a clear failure, got {other:?}"),
+    }
+    assert_eq!(batch.num_calls(), 4, "exactly the policy's attempts");
+}
+
+#[tokio::test]
+async fn other_errors_are_not_retried() {
+    let batch = mock!(Client::batch_write_item)
+        .sequence()
+        .error(|| {
+            BatchWriteItemError::ResourceNotFoundException(
+                aws_sdk_dynamodb::types::error::ResourceNotFoundException::builder()
+                    .message("Requested resource not found")
+                    .build(),
+            )
+        })
+        .repeatedly()
+        .build();
+    let summary = summary_rule();
+    let store = store(&[&batch, &summary], fast_retries(10));
+    assert!(store.put_batch(readings(3)).await.is_err());
+    assert_eq!(batch.num_calls(), 1);
+}

@@ -1,0 +1,159 @@
+//! `--backend` and its settings, and the connected ports they produce.
+//!
+//! The AWS backend is compiled in with the `aws` feature (on by default in
+//! every binary). Without it, `--backend aws` is refused with a message
+//! saying how to build it in, and the AWS flags do not exist.
+
+use crate::defaults;
+#[cfg(feature = "aws")]
+use airq_aws::{AwsArgs, BlobStore, DynamoReadingStore, DynamoResultStore, ReceiptFence, SqsQueue};
+use airq_core::job::{dead_letter_name, REQUEST_RECEIVE, REQUEST_SEND};
+use airq_core::queue::Queue;
+use airq_core::store::ReadingStore;
+use airq_core::{Backend, BackendError};
+use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `--backend aws` answers in a binary built without the AWS backend.
+pub const NO_AWS: &str = "this binary was built without the AWS backend; \
+rebuild it with the `aws` feature (on by default: `cargo build --release`, \
+not `--no-default-features`)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// One SQLite file on this machine (no server needed).
+    Embedded,
+    /// DynamoDB, SQS and S3 (provisioned by `airq-deploy provision`).
+    Aws,
+}
+
+/// Backend flags, shared by every binary (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Where readings, queues and results live.
+    #[arg(
+        long,
+        env = "AIRQ_BACKEND",
+        value_enum,
+        default_value = "embedded",
+        global = true
+    )]
+    pub backend: BackendKind,
+
+    /// The SQLite file of the embedded backend (created if missing).
+    #[arg(long, env = "AIRQ_DB", default_value = defaults::DB, global = true)]
+    pub db: PathBuf,
+
+    /// Receives after which a request that keeps failing is moved to the
+    /// dead-letter queue (and reported to its user as failed). On AWS the
+    /// queues' redrive policy, set by `airq-deploy provision`, decides.
+    #[arg(long, env = "AIRQ_MAX_RECEIVES", default_value_t = defaults::MAX_RECEIVES, global = true)]
+    pub max_receives: u32,
+
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl BackendArgs {
+    /// Only the reading store (for the master, which needs no queue).
+    pub async fn reading_store(&self) -> Result<Arc<dyn ReadingStore>, BackendError> {
+        match self.backend {
+            BackendKind::Embedded => {
+                let db = Db::open(&self.db)?;
+                Ok(Arc::new(SqliteReadingStore::new(db)))
+            }
+            #[cfg(not(feature = "aws"))]
+            BackendKind::Aws => Err(BackendError::Unsupported(NO_AWS.into())),
+            #[cfg(feature = "aws")]
+            BackendKind::Aws => {
+                let clients = self.aws.clients().await?;
+                let store = DynamoReadingStore::new(
+                    clients.dynamodb.clone(),
+                    self.aws.readings_table_name(),
+                );
+                // Fail now, clearly, rather than at the first write.
+                store.ping().await.map_err(|e| BackendError::Remote {
+                    context: format!("{} (was `airq-deploy provision` run?)", clients.location()),
+                    message: e.to_string(),
+                })?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+
+    pub async fn connect(&self) -> Result<Backend, BackendError> {
+        match self.backend {
+            #[cfg(not(feature = "aws"))]
+            BackendKind::Aws => Err(BackendError::Unsupported(NO_AWS.into())),
+            #[cfg(feature = "aws")]
+            BackendKind::Aws => connect_aws(&self.aws).await,
+            BackendKind::Embedded => {
+                let db = Db::open(&self.db)?;
+                let queue = |name: &str| -> Arc<dyn Queue> {
+                    Arc::new(SqliteQueue::new(
+                        db.clone(),
+                        name,
+                        Some(Redrive {
+                            dead_letter: dead_letter_name(name),
+                            max_receives: self.max_receives,
+                        }),
+                    ))
+                };
+                let dlq = |name: &str| -> Arc<dyn Queue> {
+                    Arc::new(SqliteQueue::new(db.clone(), &dead_letter_name(name), None))
+                };
+                Ok(Backend {
+                    readings: Arc::new(SqliteReadingStore::new(db.clone())),
+                    results: Arc::new(SqliteResultStore::new(db.clone())),
+                    request_send: queue(REQUEST_SEND),
+                    request_send_dlq: dlq(REQUEST_SEND),
+                    request_receive: queue(REQUEST_RECEIVE),
+                    request_receive_dlq: dlq(REQUEST_RECEIVE),
+                    location: self.db.display().to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Every port on AWS. Fails if the queues do not exist (not provisioned).
+#[cfg(feature = "aws")]
+async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
+    let clients = args.clients().await?;
+    let names = args.names(&clients).await?;
+    let blobs = BlobStore::new(clients.s3.clone(), names.bucket.clone());
+    let fence = ReceiptFence::new(clients.dynamodb.clone(), names.receipts_table.clone());
+    let queue = |name: String| {
+        let (sqs, fence, blobs) = (clients.sqs.clone(), fence.clone(), blobs.clone());
+        async move {
+            SqsQueue::open(sqs, &name, fence, blobs)
+                .await
+                .map(|q| Arc::new(q) as Arc<dyn Queue>)
+        }
+    };
+    let [(send, send_dlq), (receive, receive_dlq)] = names.queues();
+    let (request_send, request_send_dlq, request_receive, request_receive_dlq) = tokio::try_join!(
+        queue(send),
+        queue(send_dlq),
+        queue(receive),
+        queue(receive_dlq)
+    )?;
+    Ok(Backend {
+        readings: Arc::new(DynamoReadingStore::new(
+            clients.dynamodb.clone(),
+            names.readings_table.clone(),
+        )),
+        results: Arc::new(DynamoResultStore::new(
+            clients.dynamodb.clone(),
+            names.results_table.clone(),
+            blobs,
+        )),
+        request_send,
+        request_send_dlq,
+        request_receive,
+        request_receive_dlq,
+        location: clients.location(),
+    })
+}

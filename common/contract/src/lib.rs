@@ -1,0 +1,9 @@
+//! Contract test suites every backend must pass, so the embedded and AWS
+//! adapters are held to the same behaviour, and the sample data and query
+//! strategy they run on. A dev-dependency only: nothing here ships in a
+//! binary. Each check panics with a message saying which rule broke.
+
+pub mod queue;
+pub mod results;
+pub mod sample;
+pub mod store;

@@ -1,0 +1,23 @@
+//! Every port a running system uses, connected to one backend.
+
+use crate::queue::Queue;
+use crate::results::ResultStore;
+use crate::store::ReadingStore;
+use std::sync::Arc;
+
+/// Every port, connected (by `airq-cli`'s `BackendArgs::connect`, or by a
+/// test that wires adapters itself).
+#[derive(Clone)]
+pub struct Backend {
+    pub readings: Arc<dyn ReadingStore>,
+    pub results: Arc<dyn ResultStore>,
+    /// Gateway → workers.
+    pub request_send: Arc<dyn Queue>,
+    /// Where requests that kept failing end up.
+    pub request_send_dlq: Arc<dyn Queue>,
+    /// Workers → gateway.
+    pub request_receive: Arc<dyn Queue>,
+    pub request_receive_dlq: Arc<dyn Queue>,
+    /// Where it is, for logs (a path or a region).
+    pub location: String,
+}

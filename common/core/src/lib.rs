@@ -1,0 +1,27 @@
+//! airq's domain and ports, with no backend: feed parsing, the DAQI,
+//! queries, CSV rendering and the queue messages; and the ports every binary
+//! talks through (reading store, message queue, result store), gathered in
+//! [`Backend`].
+//!
+//! Nothing here does I/O or names a vendor: the adapters live in
+//! `airq-embedded` (SQLite) and `airq-aws` (DynamoDB, SQS, S3), and binaries
+//! reach them through `airq-cli`'s `--backend`, so a backend can replace
+//! another without changing a caller.
+
+pub mod aqi;
+pub mod backend;
+pub mod error;
+pub mod export;
+pub mod feed;
+pub mod job;
+pub mod query;
+pub mod queue;
+pub mod reading;
+pub mod results;
+pub mod store;
+
+pub use aqi::Band;
+pub use backend::Backend;
+pub use error::BackendError;
+pub use query::{Query, QueryError, QueryLimits};
+pub use reading::{Reading, Timestamp};

@@ -1,0 +1,267 @@
+//! The SQLite file: connection pool, pragmas and schema.
+
+use crate::bodies::{Bodies, Kind};
+use airq_core::error::BackendError;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a connection waits for another process's write lock before
+/// failing. Writers hold it for one batch (milliseconds), so this is generous.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause between two tries for a lock another connection holds.
+const BUSY_PAUSE: Duration = Duration::from_micros(500);
+
+/// Waits for a lock held by another connection (or process) in short,
+/// even pauses, giving up after about [`BUSY_TIMEOUT`].
+///
+/// SQLite's own `busy_timeout` handler backs off up to 100 ms per try,
+/// which is right for rare contention but not for ours: gateways, workers
+/// and the master all commit small transactions (queue messages, results)
+/// many times a second, each holding the lock for well under a
+/// millisecond, so a waiter that sleeps 50–100 ms after losing a race adds
+/// that to a user's query for nothing.
+fn wait_for_lock(tries: i32) -> bool {
+    let max_tries = BUSY_TIMEOUT.as_micros() / BUSY_PAUSE.as_micros();
+    if u128::try_from(tries).unwrap_or(u128::MAX) >= max_tries {
+        return false;
+    }
+    std::thread::sleep(BUSY_PAUSE);
+    true
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS readings (
+    ts          INTEGER NOT NULL,
+    sensor_id   INTEGER NOT NULL,
+    id          INTEGER,
+    sensor_type TEXT    NOT NULL,
+    loc_id      INTEGER,
+    loc_country TEXT    NOT NULL,
+    loc_lat     TEXT    NOT NULL,
+    loc_long    TEXT    NOT NULL,
+    loc_alt     TEXT    NOT NULL,
+    p1          TEXT,
+    p2          TEXT,
+    aqi         INTEGER NOT NULL,
+    PRIMARY KEY (ts, sensor_id)
+) WITHOUT ROWID;
+-- A query with a country walks this index; one without walks the primary key.
+-- Both are in (time, sensor) order, the order results are returned in.
+CREATE INDEX IF NOT EXISTS readings_by_country ON readings (loc_country, ts, sensor_id);
+
+-- Every queue's messages. Times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq           INTEGER PRIMARY KEY,
+    queue         TEXT    NOT NULL,
+    id            TEXT    NOT NULL UNIQUE,
+    body          TEXT    NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT    UNIQUE
+);
+CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, visible_at, seq);
+
+CREATE TABLE IF NOT EXISTS results (
+    id         TEXT    PRIMARY KEY,
+    state      TEXT    NOT NULL,
+    query      TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    rows       INTEGER,
+    csv        TEXT,
+    error      TEXT
+);
+CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires_at);
+";
+
+/// Changes to [`SCHEMA`] for files made before them, in order; the file's
+/// `user_version` counts how many it has.
+const MIGRATIONS: &[&str] = &[
+    // 1: payloads larger than `bodies::INLINE_MAX` live in files (see
+    // `bodies`): a message row says whether its body is in one, a result
+    // row names its CSV file.
+    "ALTER TABLE queue_messages ADD COLUMN body_file INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE results ADD COLUMN csv_file TEXT;",
+];
+
+/// Brings the schema up to date, in one write transaction so that two
+/// processes opening a new file at once do not both migrate it.
+fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    for step in MIGRATIONS.iter().skip(done) {
+        tx.execute_batch(step)?;
+    }
+    if done < MIGRATIONS.len() {
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// An error inside this backend. `?` turns rusqlite's and r2d2's errors
+/// into it (they cannot convert into the port's [`BackendError`] directly:
+/// neither type is this crate's), and `?` at a port turns it into the
+/// [`BackendError`] it carries.
+#[derive(Debug)]
+pub struct DbError(pub BackendError);
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(BackendError::Local {
+            what: "SQLite",
+            source: Box::new(e),
+        })
+    }
+}
+
+impl From<r2d2::Error> for DbError {
+    fn from(e: r2d2::Error) -> Self {
+        DbError(BackendError::Local {
+            what: "SQLite connection pool",
+            source: Box::new(e),
+        })
+    }
+}
+
+impl From<tokio::task::JoinError> for DbError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        DbError(BackendError::Local {
+            what: "background task failed",
+            source: Box::new(e),
+        })
+    }
+}
+
+impl From<BackendError> for DbError {
+    fn from(e: BackendError) -> Self {
+        DbError(e)
+    }
+}
+
+impl From<DbError> for BackendError {
+    fn from(e: DbError) -> Self {
+        e.0
+    }
+}
+
+/// A shared handle on the database file. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+    bodies: Bodies,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db, BackendError> {
+        Ok(Self::open_inner(path.as_ref())?)
+    }
+
+    fn open_inner(path: &Path) -> Result<Db, DbError> {
+        let path = path.to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| BackendError::Remote {
+                context: format!("creating directory {}", dir.display()),
+                message: e.to_string(),
+            })?;
+        }
+        // WAL mode is a property of the file; set it once before pooling.
+        let mut conn = Connection::open(&path)?;
+        conn.busy_handler(Some(wait_for_lock))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
+        drop(conn);
+        let bodies = Bodies::beside(&path)?;
+
+        let manager = SqliteConnectionManager::file(&path).with_init(|c| {
+            c.busy_handler(Some(wait_for_lock))?;
+            // NORMAL is durable across process crashes in WAL mode; only a
+            // power loss can drop the last commits.
+            c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)?;
+        Ok(Db { pool, path, bodies })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deletes the database at `path` with everything beside it (`-wal`,
+    /// `-shm`, `-bodies/`); what does not exist is skipped. For tools that
+    /// make throw-away stores. No process may have it open.
+    pub fn remove_files(path: &Path) -> std::io::Result<()> {
+        let beside = |suffix: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        for file in [path.to_path_buf(), beside("-wal"), beside("-shm")] {
+            gone(std::fs::remove_file(file))?;
+        }
+        gone(std::fs::remove_dir_all(beside("-bodies")))
+    }
+
+    /// Where payloads too large for a row are kept.
+    pub fn bodies(&self) -> &Bodies {
+        &self.bodies
+    }
+
+    /// Deletes the payload files no row refers to (left by a process that
+    /// died between writing a file and its row, or a failed delete).
+    /// Returns how many it deleted.
+    pub fn sweep_bodies(&self, conn: &Connection) -> Result<u64, DbError> {
+        let mut message = conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM queue_messages WHERE id = ?1 AND body_file)",
+        )?;
+        let messages = self.bodies.sweep(Kind::Message, |name| {
+            Ok(message.query_row([name], |r| r.get::<_, bool>(0))?)
+        })?;
+        let mut result = conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM results WHERE id = ?1 AND csv_file = ?2)",
+        )?;
+        let results = self.bodies.sweep(Kind::Result, |name| {
+            let id = name.split('.').next().unwrap_or_default();
+            Ok(result.query_row([id, name], |r| r.get::<_, bool>(0))?)
+        })?;
+        Ok(messages + results)
+    }
+
+    /// Runs blocking database work on the blocking thread pool with a pooled
+    /// connection, so async callers never block their executor.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            Ok(f(&mut conn)?)
+        })
+        .await
+        .map_err(DbError::from)?
+    }
+
+    /// A pooled connection for a caller already on a blocking thread.
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, BackendError> {
+        Ok(self.pool.get().map_err(DbError::from)?)
+    }
+}

@@ -1,0 +1,14 @@
+//! The embedded backend: every port on one SQLite file (WAL mode), so a
+//! fresh machine needs no server and the master, gateways and workers of one
+//! machine can share it as separate processes.
+
+pub mod bodies;
+mod db;
+mod queue;
+mod readings;
+mod results;
+
+pub use db::{Db, DbError};
+pub use queue::{Redrive, SqliteQueue};
+pub use readings::SqliteReadingStore;
+pub use results::SqliteResultStore;

@@ -1,0 +1,348 @@
+//! The contract suites and property tests on the embedded (SQLite) backend.
+
+use airq_contract::sample::{arb_query, sample};
+use airq_core::queue::Queue;
+use airq_core::{Query, QueryLimits, Reading};
+use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use async_trait::async_trait;
+use proptest::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+struct Harness {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl airq_contract::queue::QueueHarness for Harness {
+    async fn fresh(&self, max_receives: u32) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
+        let db = Db::open(self.dir.path().join("q.db")).expect("db");
+        let name = format!("q-{}", uuid::Uuid::new_v4());
+        let dlq_name = format!("{name}-dlq");
+        let q = SqliteQueue::new(
+            db.clone(),
+            &name,
+            Some(Redrive {
+                dead_letter: dlq_name.clone(),
+                max_receives,
+            }),
+        );
+        (Arc::new(q), Arc::new(SqliteQueue::new(db, &dlq_name, None)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_contract() {
+    let h = Harness {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    airq_contract::queue::run_all(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_are_shared_across_handles() {
+    // Two handles on one file stand in for two processes: no in-process
+    // wake-up between them, only the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = SqliteQueue::new(
+        Db::open(dir.path().join("q.db")).expect("db"),
+        "shared",
+        None,
+    );
+    let b = SqliteQueue::new(
+        Db::open(dir.path().join("q.db")).expect("db"),
+        "shared",
+        None,
+    );
+    let other = SqliteQueue::new(
+        Db::open(dir.path().join("q.db")).expect("db"),
+        "other",
+        None,
+    );
+    a.send("x").await.expect("send");
+    let got = b
+        .receive(
+            1,
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, "x");
+    assert!(
+        other.depth().await.expect("depth").visible == 0,
+        "queues are separate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteResultStore::new(Db::open(dir.path().join("r.db")).expect("db"));
+    airq_contract::results::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("s.db")).expect("db"));
+    let readings = sample();
+    airq_contract::store::write_is_idempotent_and_exact(&store, &readings).await;
+    // The first client's query shape on the sample's hour.
+    let q = Query::from_json(
+        br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#,
+        &QueryLimits::default(),
+    )
+    .expect("query");
+    let got = airq_contract::store::collect(&store, &q).await;
+    assert_eq!(
+        got.len(),
+        3315,
+        "DE readings in the Low band (independently counted)"
+    );
+    airq_contract::store::matches_reference(&store, &readings, &q).await;
+}
+
+/// One store with the sample loaded, shared by every property case.
+fn loaded() -> &'static (
+    tokio::runtime::Runtime,
+    SqliteReadingStore,
+    Vec<Reading>,
+    tempfile::TempDir,
+) {
+    static LOADED: OnceLock<(
+        tokio::runtime::Runtime,
+        SqliteReadingStore,
+        Vec<Reading>,
+        tempfile::TempDir,
+    )> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteReadingStore::new(Db::open(dir.path().join("p.db")).expect("db"));
+        let readings = sample();
+        store.put_batch_blocking(&readings).expect("load");
+        (rt, store, readings, dir)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn store_filter_equals_in_memory_filter(json in arb_query()) {
+        let (rt, store, readings, _) = loaded();
+        match Query::from_json(json.to_string().as_bytes(), &QueryLimits::default()) {
+            Ok(q) => rt.block_on(airq_contract::store::matches_reference(store, readings, &q)),
+            // Only min > max is invalid among generated queries.
+            Err(e) => {
+                let lo = json.get("minAqi").and_then(|v| v.as_u64());
+                let hi = json.get("maxAqi").and_then(|v| v.as_u64());
+                prop_assert!(matches!((lo, hi), (Some(a), Some(b)) if a > b), "{e}");
+            }
+        }
+    }
+}
+
+/// A queued result finished with a CSV large enough for a file; returns
+/// its id and CSV.
+async fn large_result(db: &Db, ttl: std::time::Duration) -> (uuid::Uuid, String) {
+    use airq_core::results::{Outcome, ResultStore};
+    use airq_core::Timestamp;
+    let results = SqliteResultStore::new(db.clone());
+    let id = uuid::Uuid::new_v4();
+    let query = Query::between(Timestamp(0), Timestamp(3600));
+    results.create(id, &query, ttl).await.expect("create");
+    let csv = "a,b\n".repeat(10_000);
+    let done = Outcome::Done {
+        csv: csv.clone(),
+        rows: 9_999,
+    };
+    assert!(results.finish(id, &done).await.expect("finish"));
+    assert!(
+        !results.finish(id, &done).await.expect("duplicate"),
+        "a duplicate is refused"
+    );
+    (id, csv)
+}
+
+/// Payload files in one folder of `<db>-bodies/`.
+fn files_in(db: &Db, folder: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(db.bodies().root().join(folder))
+        .expect("bodies folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_live_in_files_that_go_with_their_rows() {
+    use airq_core::results::ResultStore;
+    use airq_core::Timestamp;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path().join("b.db")).expect("db");
+    let q = SqliteQueue::new(db.clone(), "big", None);
+    let body = airq_contract::queue::large_body();
+    let id = q.send(&body).await.expect("send");
+    q.send("small").await.expect("send");
+    assert_eq!(
+        files_in(&db, "messages"),
+        vec![id.clone()],
+        "only the large body is a file"
+    );
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 2);
+    for m in &got {
+        q.delete(&m.receipt).await.expect("delete");
+    }
+    assert!(got.iter().any(|m| m.body == body));
+    assert!(
+        files_in(&db, "messages").is_empty(),
+        "deleting the message deletes its file"
+    );
+
+    let results = SqliteResultStore::new(db.clone());
+    let (rid, _) = large_result(&db, Duration::ZERO).await;
+    let files = files_in(&db, "results");
+    assert_eq!(
+        files.len(),
+        1,
+        "one file, the duplicate's removed: {files:?}"
+    );
+    assert!(files[0].starts_with(&rid.to_string()));
+    results
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    let left = files_in(&db, "results");
+    assert!(left.is_empty(), "expiry deletes the file: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_sweeps_old_files_no_row_refers_to() {
+    use airq_core::results::ResultStore;
+    use airq_core::Timestamp;
+    use airq_embedded::bodies::{result_file, ORPHAN_AGE};
+    use std::time::{Duration, SystemTime};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path().join("o.db")).expect("db");
+    let root = db.bodies().root().to_path_buf();
+    let age = |path: &std::path::Path| {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        f.set_modified(SystemTime::now() - ORPHAN_AGE - Duration::from_secs(60))
+            .expect("set mtime");
+    };
+    // A live large message and a live large result, both made to look old.
+    let q = SqliteQueue::new(db.clone(), "live", None);
+    let live_message = q
+        .send(&airq_contract::queue::large_body())
+        .await
+        .expect("send");
+    age(&root.join("messages").join(&live_message));
+    let results = SqliteResultStore::new(db.clone());
+    let (rid, csv) = large_result(&db, Duration::from_secs(3600)).await;
+    let live_result = files_in(&db, "results").remove(0);
+    age(&root.join("results").join(&live_result));
+    // Orphans: old ones go, a young one stays (its row may be on its way).
+    let old_message = uuid::Uuid::new_v4().to_string();
+    let old_result = result_file(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let young_result = result_file(uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let old_tmp = ".dead-writer.tmp".to_string();
+    for (folder, name) in [
+        ("messages", &old_message),
+        ("results", &old_result),
+        ("results", &young_result),
+        ("results", &old_tmp),
+    ] {
+        std::fs::write(root.join(folder).join(name), "x").expect("write");
+    }
+    age(&root.join("messages").join(&old_message));
+    age(&root.join("results").join(&old_result));
+    age(&root.join("results").join(&old_tmp));
+
+    results
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert_eq!(files_in(&db, "messages"), vec![live_message]);
+    let mut want = vec![live_result, young_result];
+    want.sort();
+    assert_eq!(files_in(&db, "results"), want);
+    let r = results.get(rid).await.expect("get").expect("record");
+    assert!(
+        r.csv.as_deref() == Some(csv.as_str()),
+        "a live result keeps its file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_before_payload_files_is_migrated() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        // The two tables as the first release made them, with a message.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE queue_messages (
+                seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL UNIQUE,
+                body TEXT NOT NULL, sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL,
+                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT UNIQUE);
+             CREATE TABLE results (
+                id TEXT PRIMARY KEY, state TEXT NOT NULL, query TEXT NOT NULL,
+                created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL, rows INTEGER, csv TEXT, error TEXT);
+             INSERT INTO queue_messages (queue, id, body, sent_at, visible_at)
+                VALUES ('old', 'm1', 'kept', 0, 0);",
+        )
+        .expect("old schema");
+    }
+    // Two opens: the second finds the file migrated already.
+    let db = Db::open(&path).expect("migrating open");
+    let _again = Db::open(&path).expect("second open");
+    let q = SqliteQueue::new(db, "old", None);
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].body, "kept",
+        "an old inline message is still delivered"
+    );
+    let big = airq_contract::queue::large_body();
+    q.send(&big).await.expect("a large body after migration");
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert!(got.len() == 1 && got[0].body == big);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_files_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gone.db");
+    {
+        let db = Db::open(&path).expect("db");
+        let q = SqliteQueue::new(db, "q", None);
+        q.send(&airq_contract::queue::large_body())
+            .await
+            .expect("send");
+    }
+    assert!(std::fs::read_dir(dir.path()).expect("dir").count() >= 2);
+    Db::remove_files(&path).expect("remove");
+    Db::remove_files(&path).expect("removing again is not an error");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

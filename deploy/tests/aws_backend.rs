@@ -1,0 +1,585 @@
+//! The contract suites and the AWS-specific checks on the AWS backend,
+//! against the moto emulator (`AIRQ_TEST_AWS_ENDPOINT`; `bash
+//! scripts/test.sh` starts it). Each test provisions its own resources
+//! under a unique prefix, so tests never see each other's data.
+
+use airq_aws::{
+    AwsClients, BlobStore, DynamoReadingStore, DynamoResultStore, ReceiptFence, ResourceNames,
+    SqsQueue, INLINE_CSV_MAX, SQS_MAX_BODY,
+};
+use airq_contract::sample::{arb_query, sample};
+use airq_core::queue::Queue;
+use airq_core::results::{Outcome, ResultStore};
+use airq_core::store::ReadingStore;
+use airq_core::{Query, QueryLimits, Reading, Timestamp};
+use airq_deploy::emulator;
+use airq_deploy::provision::{ensure_queue_pair, Report};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::error::BoxError;
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+fn blobs(clients: &AwsClients, names: &ResourceNames) -> BlobStore {
+    BlobStore::new(clients.s3.clone(), names.bucket.clone())
+}
+
+/// A result store on a freshly provisioned deployment.
+async fn provisioned_results() -> (AwsClients, ResourceNames, DynamoResultStore) {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoResultStore::new(
+        clients.dynamodb.clone(),
+        names.results_table.clone(),
+        blobs(&clients, &names),
+    );
+    (clients, names, store)
+}
+
+/// Objects in the test's bucket under `prefix`.
+async fn objects(clients: &AwsClients, names: &ResourceNames, prefix: &str) -> Vec<String> {
+    clients
+        .s3
+        .list_objects_v2()
+        .bucket(&names.bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list objects")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
+struct Harness {
+    clients: AwsClients,
+    names: ResourceNames,
+    prefix: String,
+    next: AtomicU32,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let clients = emulator::clients().await;
+        let names = emulator::provisioned(&clients, 3).await;
+        Harness {
+            prefix: names
+                .request_send
+                .trim_end_matches("RequestSend")
+                .to_owned(),
+            clients,
+            names,
+            next: AtomicU32::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl airq_contract::queue::QueueHarness for Harness {
+    async fn fresh(&self, max_receives: u32) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}q{n}", self.prefix);
+        let dlq = format!("{name}-dlq");
+        ensure_queue_pair(
+            &self.clients,
+            &name,
+            &dlq,
+            max_receives,
+            &mut Report::default(),
+        )
+        .await
+        .expect("queue pair");
+        let fence = ReceiptFence::new(
+            self.clients.dynamodb.clone(),
+            self.names.receipts_table.clone(),
+        );
+        let mut opened = Vec::new();
+        for n in [&name, &dlq] {
+            let q = SqsQueue::open(
+                self.clients.sqs.clone(),
+                n,
+                fence.clone(),
+                blobs(&self.clients, &self.names),
+            )
+            .await
+            .expect("open queue");
+            opened.push(Arc::new(q) as Arc<dyn Queue>);
+        }
+        let dlq = opened.pop().expect("dlq");
+        (opened.pop().expect("queue"), dlq)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_contract() {
+    let h = Harness::new().await;
+    airq_contract::queue::run_all(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_travel_through_s3() {
+    let h = Harness::new().await;
+    let (q, dlq) = airq_contract::queue::QueueHarness::fresh(&h, 1).await;
+    let big: String = (0..SQS_MAX_BODY / 10 + 5_000)
+        .map(|i| format!("{:09}\n", i))
+        .collect();
+    assert!(big.len() > SQS_MAX_BODY);
+    q.send(&big).await.expect("send a large body");
+    assert_eq!(objects(&h.clients, &h.names, "messages/").await.len(), 1);
+    let m = q
+        .receive(1, Duration::from_secs(30), Duration::from_secs(5))
+        .await
+        .expect("receive")
+        .pop()
+        .expect("the large message arrives");
+    assert_eq!(m.body.len(), big.len());
+    assert!(m.body == big, "the body arrives intact");
+    // Over its receive limit it moves to the DLQ, pointer and all, and
+    // the DLQ's consumer still gets the whole body.
+    q.change_visibility(&m.receipt, Duration::ZERO)
+        .await
+        .expect("return it");
+    assert!(q
+        .receive(1, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .expect("receive")
+        .is_empty());
+    let dead = dlq
+        .receive(1, Duration::from_secs(30), Duration::from_secs(5))
+        .await
+        .expect("dlq receive")
+        .pop()
+        .expect("the message reached the DLQ");
+    assert!(dead.body == big, "the dead letter keeps its whole body");
+    dlq.delete(&dead.receipt).await.expect("delete");
+    assert!(
+        objects(&h.clients, &h.names, "messages/").await.is_empty(),
+        "deleting the message deletes its S3 object"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_store_contract() {
+    let (_, _, store) = provisioned_results().await;
+    airq_contract::results::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_result_arrives_intact_through_s3() {
+    let (clients, names, store) = provisioned_results().await;
+    let q = Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600));
+    let id = uuid::Uuid::new_v4();
+    store
+        .create(id, &q, Duration::from_secs(3600))
+        .await
+        .expect("create");
+    let csv: String = std::iter::once("a,b\n".to_owned())
+        .chain((0..40_000).map(|i| format!("{i},ü{i}\n")))
+        .collect();
+    assert!(csv.len() > SQS_MAX_BODY && csv.len() > INLINE_CSV_MAX);
+    let done = Outcome::Done {
+        csv: csv.clone(),
+        rows: 40_000,
+    };
+    assert!(store.finish(id, &done).await.expect("finish"));
+    let dup = Outcome::Done {
+        csv: format!("{csv}x"),
+        rows: 1,
+    };
+    assert!(!store.finish(id, &dup).await.expect("finish again"));
+    let r = store.get(id).await.expect("get").expect("record");
+    assert_eq!(r.rows, Some(40_000));
+    assert!(
+        r.csv.as_deref() == Some(csv.as_str()),
+        "the CSV arrives intact"
+    );
+    assert_eq!(
+        objects(&clients, &names, "results/").await.len(),
+        1,
+        "the losing duplicate leaves no object behind"
+    );
+    // Purged after expiry: the object goes with the data.
+    store
+        .purge_expired(
+            Timestamp(Timestamp::now().0 + 7200),
+            Duration::from_secs(3600 * 24),
+        )
+        .await
+        .expect("purge");
+    let r = store.get(id).await.expect("get").expect("tombstone");
+    assert_eq!(r.csv, None);
+    assert!(objects(&clients, &names, "results/").await.is_empty());
+}
+
+/// Counts the DynamoDB operations a client issues.
+#[derive(Debug, Default, Clone)]
+struct OpCounter {
+    queries: Arc<AtomicUsize>,
+    scans: Arc<AtomicUsize>,
+    other: Arc<AtomicUsize>,
+}
+
+impl Intercept for OpCounter {
+    fn name(&self) -> &'static str {
+        "OpCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let input = ctx.input();
+        let counter = if input
+            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
+            .is_some()
+        {
+            &self.queries
+        } else if input
+            .downcast_ref::<aws_sdk_dynamodb::operation::scan::ScanInput>()
+            .is_some()
+        {
+            &self.scans
+        } else {
+            &self.other
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl OpCounter {
+    fn reset(&self) {
+        for c in [&self.queries, &self.scans, &self.other] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.queries.load(Ordering::Relaxed),
+            self.scans.load(Ordering::Relaxed),
+            self.other.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn counted_store(
+    clients: &AwsClients,
+    names: &ResourceNames,
+) -> (DynamoReadingStore, OpCounter) {
+    let counter = OpCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        clients
+            .dynamodb
+            .config()
+            .to_builder()
+            .interceptor(counter.clone())
+            .build(),
+    );
+    (
+        DynamoReadingStore::new(client, names.readings_table.clone()),
+        counter,
+    )
+}
+
+const HOUR_DE_LOW: &[u8] = br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_store_contract_and_query_only() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, counter) = counted_store(&clients, &names).await;
+    let readings = sample();
+    airq_contract::store::write_is_idempotent_and_exact(&store, &readings).await;
+
+    let q = Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query");
+    counter.reset();
+    let got = airq_contract::store::collect(&store, &q).await;
+    assert_eq!(
+        got.len(),
+        3315,
+        "DE readings in the Low band (independently counted)"
+    );
+    let (queries, scans, other) = counter.counts();
+    assert_eq!(scans, 0, "a date-bounded query never scans");
+    assert_eq!(other, 0, "only Query calls");
+    assert_eq!(
+        queries, 1,
+        "one day, one country, under 1 MB: one Query call"
+    );
+    airq_contract::store::matches_reference(&store, &readings, &q).await;
+
+    let summary = store.summary().await.expect("summary");
+    assert!(summary.readings > 4_000, "approximate count: {summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_returns_every_reading() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, counter) = counted_store(&clients, &names).await;
+    // 9,000 readings in one hour of one day, in one country: about 3 MB in
+    // one day partition, so several 1 MB pages on the table and the index.
+    let t0 = 1_528_041_600; // 2018-06-03 16:00:00
+    let readings: Vec<Reading> = (0..9_000u64)
+        .map(|i| Reading {
+            id: Some(1_000_000 + i),
+            timestamp: Timestamp(t0 + (i % 3600) as i64),
+            sensor_id: 10_000 + i,
+            sensor_type: "SDS011".into(),
+            loc_id: Some(i),
+            loc_country: "DE".into(),
+            loc_lat: format!("52.{i:04}"),
+            loc_long: format!("13.{i:04}"),
+            loc_alt: "34.5".into(),
+            p1: Some(format!("{}.{}", i % 90, i % 7)),
+            p2: Some(format!("{}.{}", i % 60, i % 3)),
+            aqi: (i % 10) as u8 + 1,
+        })
+        .collect();
+    for chunk in readings.chunks(3000) {
+        store.put_batch(chunk.to_vec()).await.expect("put_batch");
+    }
+    for (json, what) in [
+        (
+            r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-03 23:59:59"}"#,
+            "the day",
+        ),
+        (
+            r#"{"startDate":"2018-06-03 16:00:00","endDate":"2018-06-03 16:59:59","country":"DE"}"#,
+            "the hour in DE",
+        ),
+    ] {
+        let q = Query::from_json(json.as_bytes(), &QueryLimits::default()).expect("query");
+        counter.reset();
+        let got = airq_contract::store::collect(&store, &q).await;
+        assert_eq!(got.len(), readings.len(), "every reading of {what}");
+        assert!(
+            got == airq_contract::store::reference(&readings, &q),
+            "{what}: exact, in order"
+        );
+        let (queries, scans, _) = counter.counts();
+        assert!(
+            queries >= 3,
+            "{what}: several pages ({queries} Query calls)"
+        );
+        assert_eq!(scans, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_day_queries_come_in_order() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), names.readings_table.clone());
+    // The sample's readings spread over nine days, countries interleaved.
+    let readings: Vec<Reading> = sample()
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut r)| {
+            r.timestamp = Timestamp(r.timestamp.0 - (i as i64 % 9) * 86_400 + 3 * 3600);
+            r
+        })
+        .collect();
+    store.put_batch(readings.clone()).await.expect("put_batch");
+    for json in [
+        r#"{"startDate":"2018-05-26 12:00:00","endDate":"2018-06-04 06:00:00"}"#,
+        r#"{"startDate":"2018-05-27 23:00:00","endDate":"2018-06-02 01:00:00","country":"BG","range":"Low"}"#,
+    ] {
+        let q = Query::from_json(json.as_bytes(), &QueryLimits::default()).expect("query");
+        airq_contract::store::matches_reference(&store, &readings, &q).await;
+    }
+}
+
+/// One store with the sample loaded, shared by every property case.
+fn loaded() -> &'static (tokio::runtime::Runtime, DynamoReadingStore, Vec<Reading>) {
+    static LOADED: OnceLock<(tokio::runtime::Runtime, DynamoReadingStore, Vec<Reading>)> =
+        OnceLock::new();
+    LOADED.get_or_init(|| {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let readings = sample();
+        let store = rt.block_on(async {
+            let clients = emulator::clients().await;
+            let names = emulator::provisioned(&clients, 3).await;
+            let store = DynamoReadingStore::new(clients.dynamodb.clone(), names.readings_table);
+            store.put_batch(readings.clone()).await.expect("load");
+            store
+        });
+        (rt, store, readings)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn store_filter_equals_in_memory_filter(json in arb_query()) {
+        let (rt, store, readings) = loaded();
+        if let Ok(q) = Query::from_json(json.to_string().as_bytes(), &QueryLimits::default()) {
+            rt.block_on(airq_contract::store::matches_reference(store, readings, &q));
+        }
+    }
+}
+
+#[test]
+fn a_missing_emulator_fails_with_instructions() {
+    let msg =
+        std::panic::catch_unwind(|| emulator::endpoint_from(Some("http://127.0.0.1:1".into())))
+            .expect_err("an unreachable emulator is an error");
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("scripts/moto.sh start"), "{msg}");
+    let msg = std::panic::catch_unwind(|| emulator::endpoint_from(None))
+        .expect_err("an unset emulator is an error");
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("AIRQ_TEST_AWS_ENDPOINT is not set"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_to_someone_elses_object_is_not_followed() {
+    let h = Harness::new().await;
+    let (q, _dlq) = airq_contract::queue::QueueHarness::fresh(&h, 3).await;
+    // A message shaped like an offloaded one, pointing at another bucket.
+    let url = h
+        .clients
+        .sqs
+        .get_queue_url()
+        .queue_name(q.name())
+        .send()
+        .await
+        .expect("queue url")
+        .queue_url
+        .expect("a url");
+    let size = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value("300000")
+        .build()
+        .expect("attribute");
+    h.clients
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(
+            r#"["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":"someone-else","s3Key":"messages/x"}]"#,
+        )
+        .message_attributes("ExtendedPayloadSize", size)
+        .send()
+        .await
+        .expect("send a foreign pointer");
+    let got = q
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert!(
+        got.is_empty(),
+        "a foreign pointer is not delivered: {got:?}"
+    );
+    // It is still on the queue (in flight), not lost.
+    let depth = q.depth().await.expect("depth");
+    assert_eq!(depth.in_flight, 1, "{depth:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_refuses_a_table_of_another_shape() {
+    use airq_deploy::provision::ensure_readings_table;
+    use airq_deploy::provision::Billing;
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let clients = emulator::clients().await;
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    // The first version's table: readings keyed by `id` alone; and one with
+    // airq's keys but without its country index.
+    let old = format!("{}QualityAirTable", emulator::unique_prefix());
+    let no_index = format!("{}Readings", emulator::unique_prefix());
+    for (name, keys, attrs) in [
+        (&old, vec![key("id", KeyType::Hash)], vec![attr("id")]),
+        (
+            &no_index,
+            vec![key("day", KeyType::Hash), key("at_sensor", KeyType::Range)],
+            vec![attr("day"), attr("at_sensor")],
+        ),
+    ] {
+        clients
+            .dynamodb
+            .create_table()
+            .table_name(name)
+            .set_key_schema(Some(keys))
+            .set_attribute_definitions(Some(attrs))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create a foreign table");
+    }
+    let err = ensure_readings_table(&clients, &old, Billing::OnDemand, &mut Report::default())
+        .await
+        .expect_err("a table keyed by id alone is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("id (HASH)") && text.contains("day (HASH), at_sensor (RANGE)"),
+        "{text}"
+    );
+    let err = ensure_readings_table(
+        &clients,
+        &no_index,
+        Billing::OnDemand,
+        &mut Report::default(),
+    )
+    .await
+    .expect_err("a table without the country index is refused");
+    assert!(
+        err.to_string().contains("without the index by_country"),
+        "{err}"
+    );
+
+    // A table provisioned by airq passes, again and again.
+    let ours = format!("{}Ours", emulator::unique_prefix());
+    for _ in 0..2 {
+        ensure_readings_table(&clients, &ours, Billing::OnDemand, &mut Report::default())
+            .await
+            .expect("airq's own table is accepted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_rule_shorter_than_the_result_ttl_is_refused() {
+    use airq_core::BackendError;
+    // The emulator's deployment keeps result objects 2 days.
+    let (_, _, store) = provisioned_results().await;
+    for ok in [
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(2 * 86_400),
+    ] {
+        store
+            .check_retention(ok)
+            .await
+            .expect("a TTL the bucket outlives");
+    }
+    let err = store
+        .check_retention(Duration::from_secs(3 * 86_400))
+        .await
+        .expect_err("a TTL longer than the bucket keeps objects");
+    assert!(matches!(err, BackendError::Schema(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("after 2 days") && text.contains("--result-object-days 3"),
+        "{text}"
+    );
+}
