@@ -5,11 +5,21 @@
 //! schedule, one gateway and N workers, all sharing one SQLite file.
 
 use crate::supervisor::{supervise, ChildSpec};
+use airq_cli::renamed::{self, Renamed};
+use airq_cli::shutdown::Signals;
+use airq_cli::{defaults, duration};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// How long past its shutdown grace a child may take to exit (log, flush,
+/// hand messages back) before it is killed.
+pub const KILL_MARGIN: Duration = Duration::from_secs(5);
+
+/// The flags renamed in `up`, still accepted with a warning.
+pub const RENAMED: &[Renamed] = &[renamed::GRACE];
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -18,32 +28,32 @@ pub struct UpArgs {
     pub workers: usize,
 
     /// Address the gateway listens on.
-    #[arg(long, env = "AIRQ_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AIRQ_LISTEN", default_value = defaults::LISTEN)]
     pub listen: String,
 
     /// The SQLite file every component shares.
-    #[arg(long, env = "AIRQ_DB", default_value = "data/airq.db")]
+    #[arg(long, env = "AIRQ_DB", default_value = defaults::DB)]
     pub db: PathBuf,
 
     /// Feed ingested once at start ("" to skip).
-    #[arg(
-        long,
-        env = "AIRQ_SEED_SOURCE",
-        default_value = "data/sample/201806032249_data.dust.min.json"
-    )]
+    #[arg(long, env = "AIRQ_SEED_SOURCE", default_value = defaults::SAMPLE_FEED)]
     pub seed: String,
 
     /// The master's schedule (cron with seconds, UTC).
-    #[arg(long, env = "AIRQ_CRON", default_value = "0 0 0 * * *")]
+    #[arg(long, env = "AIRQ_CRON", default_value = defaults::CRON)]
     pub cron: String,
 
     /// Where the airq binaries are (default: beside this one).
     #[arg(long, env = "AIRQ_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// How long each child may take to stop on shutdown before it is killed.
-    #[arg(long, default_value = "35s", value_parser = humantime::parse_duration)]
-    pub grace: Duration,
+    /// After Ctrl-C/SIGTERM, how long the gateway and workers may take to
+    /// finish in-flight work (passed on to them); a process still running
+    /// [`KILL_MARGIN`] after that is killed. (Was `--grace`, the time before
+    /// the kill.)
+    #[arg(long, env = "AIRQ_SHUTDOWN_GRACE", default_value = defaults::SHUTDOWN_GRACE,
+          value_parser = duration::parse)]
+    pub shutdown_grace: Duration,
 
     /// Extra arguments for every worker (e.g. "--concurrency 4").
     #[arg(
@@ -92,6 +102,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let worker = program(&dir, "airq-worker")?;
     let db = args.db.display().to_string();
     let stop = CancellationToken::new();
+    // Installed once, now: a Ctrl-C during the seed ingestion or at any
+    // later point stops the stack gracefully.
+    let mut signals = Signals::install().context("installing signal handlers")?;
 
     // Explicit flags, so an AIRQ_BACKEND=aws left in the environment (after
     // `airq-deploy provision`) cannot turn the local stack into an AWS one.
@@ -101,6 +114,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         "--db".into(),
         db.clone(),
     ];
+    // Every child gets the one grace, so none is killed while still
+    // finishing within it.
+    let grace = humantime::format_duration(args.shutdown_grace).to_string();
+    let grace: Vec<String> = vec!["--shutdown-grace".into(), grace];
 
     if !args.seed.is_empty() {
         tracing::info!(source = %args.seed, "ingesting the seed feed");
@@ -112,7 +129,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .status();
         let status = tokio::select! {
             s = status => s.context("running airq-master ingest")?,
-            _ = airq_cli::shutdown::signal() => return Ok(()),
+            _ = signals.wait() => return Ok(()),
         };
         if !status.success() {
             bail!(
@@ -139,6 +156,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             args: [
                 vec!["--listen".into(), args.listen.clone()],
                 store.clone(),
+                grace.clone(),
                 split(&args.gateway_args),
             ]
             .concat(),
@@ -148,14 +166,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         specs.push(ChildSpec {
             name: format!("worker-{i}"),
             program: worker.clone(),
-            args: [store.clone(), split(&args.worker_args)].concat(),
+            args: [store.clone(), grace.clone(), split(&args.worker_args)].concat(),
         });
     }
 
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     let mut children = JoinSet::new();
     for spec in specs {
-        children.spawn(supervise(spec, stop.clone(), lines_tx.clone(), args.grace));
+        children.spawn(supervise(
+            spec,
+            stop.clone(),
+            lines_tx.clone(),
+            args.shutdown_grace + KILL_MARGIN,
+        ));
     }
     drop(lines_tx);
 
@@ -171,8 +194,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     });
 
-    airq_cli::shutdown::signal().await;
-    tracing::info!("stopping the stack");
+    let signal = signals.wait().await;
+    tracing::info!(signal, "stopping the stack");
     stop.cancel();
     while children.join_next().await.is_some() {}
     printer.abort();

@@ -7,6 +7,7 @@ mod local;
 mod supervisor;
 
 use airq_cli::logging::LogArgs;
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Runs the airq stack.
@@ -35,10 +36,17 @@ enum Command {
     Destroy(aws::DestroyArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    // First, before any thread: it may set environment variables.
+    let (cli, renamed) = airq_cli::renamed::parse::<Cli>(local::RENAMED);
     cli.log.init();
+    renamed.warn();
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => local::up(args).await,
         #[cfg(feature = "aws")]

@@ -7,9 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn duration(s: &str) -> Result<Duration, String> {
-    crate::plan::parse_duration(s).map_err(|e| format!("{e:#}"))
-}
+use airq_cli::duration::parse as duration;
+use airq_cli::logging::LogArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,15 +26,9 @@ pub struct Cli {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// Log format on stderr (level from RUST_LOG; default warn).
-    #[arg(long, env = "AIRQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
-    pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
+    /// Logs on stderr (level from RUST_LOG; default warn).
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,24 +1,16 @@
 //! `airq-loadtest`: see the crate documentation and `--help`.
 
-use airq_loadtest::cli::{Cli, Command, LogFormat};
+use airq_loadtest::cli::{Cli, Command};
 use airq_loadtest::{app, bench};
 use clap::Parser;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 /// Exit status when a threshold (or a benchmark target) failed.
 const THRESHOLD_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cli.log_format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    cli.log.init_at("warn");
     let threads = match &cli.command {
         Some(Command::Run(a)) => a.threads,
         Some(Command::Bench(_)) => None,

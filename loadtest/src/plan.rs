@@ -158,13 +158,10 @@ pub fn parse_stages(spec: &str) -> anyhow::Result<Vec<Stage>> {
     Ok(stages)
 }
 
-/// A duration as humantime text (`250ms`, `30s`, `2m`) or whole seconds.
+/// A duration in airq's one syntax (`250ms`, `30s`, `2m`, or whole
+/// seconds).
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(Duration::from_secs(s.parse()?));
-    }
-    humantime::parse_duration(s).with_context(|| format!("{s:?} is not a duration such as 30s"))
+    airq_cli::duration::parse(s).map_err(anyhow::Error::msg)
 }
 
 /// The intended start times of an open-loop plan, in order. Deterministic

@@ -3,6 +3,8 @@
 
 use airq_cli::connect::BackendArgs;
 use airq_cli::logging::LogArgs;
+use airq_cli::renamed::{self, Renamed};
+use airq_cli::{defaults, duration};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -10,9 +12,6 @@ use std::time::Duration;
 
 /// The Sensor.Community feed of 24-hour averages (one entry per sensor).
 pub const DEFAULT_SOURCE: &str = "https://data.sensor.community/static/v2/data.24h.json";
-
-/// The shipped real snapshot the synthetic generator is derived from.
-pub const DEFAULT_TEMPLATE: &str = "data/sample/201806032249_data.dust.min.json";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +28,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The settings every airq binary shares: backend and logs.
+/// The settings every subcommand shares: backend and logs.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     #[command(flatten)]
@@ -62,22 +61,24 @@ pub struct FetchArgs {
     pub retries: u32,
 
     /// Delay before the first retry; each further retry doubles it.
-    #[arg(long, env = "AIRQ_FETCH_RETRY_BASE_MS", default_value_t = 1000)]
-    pub retry_base_ms: u64,
+    /// (Was `--retry-base-ms`, an integer of milliseconds.)
+    #[arg(long, env = "AIRQ_FETCH_RETRY_BASE", default_value = "1s", value_parser = duration::parse)]
+    pub retry_base: Duration,
 
-    /// Time limit of one download attempt, body included.
-    #[arg(long, env = "AIRQ_FETCH_TIMEOUT_SECS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout_secs: u64,
+    /// Time limit of one download attempt, body included. (Was
+    /// `--timeout-secs`, an integer of seconds.)
+    #[arg(long, env = "AIRQ_FETCH_TIMEOUT", default_value = "300s", value_parser = positive_duration)]
+    pub fetch_timeout: Duration,
 }
 
-impl FetchArgs {
-    pub fn retry_base(&self) -> Duration {
-        Duration::from_millis(self.retry_base_ms)
-    }
+/// The flags renamed in this binary, still accepted with a warning.
+pub const RENAMED: &[Renamed] = &[renamed::RETRY_BASE_MS, renamed::TIMEOUT_SECS];
 
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
+/// A duration that is not zero (a zero time limit fails every download).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration::parse(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be longer than zero")),
+        d => Ok(d),
     }
 }
 
@@ -101,7 +102,7 @@ pub struct IngestArgs {
 pub struct ScheduleArgs {
     /// When to run, as cron with a seconds field: sec min hour day-of-month
     /// month day-of-week, in UTC. Default: nightly at midnight.
-    #[arg(long, env = "AIRQ_CRON", default_value = "0 0 0 * * *")]
+    #[arg(long, env = "AIRQ_CRON", default_value = defaults::CRON)]
     pub cron: String,
 
     /// Also run once right away.
@@ -141,7 +142,7 @@ pub struct SynthShape {
     pub start: NaiveDate,
 
     /// Real feed snapshot to take locations, sensor types and values from.
-    #[arg(long, env = "AIRQ_SYNTH_TEMPLATE", default_value = DEFAULT_TEMPLATE)]
+    #[arg(long, env = "AIRQ_SYNTH_TEMPLATE", default_value = defaults::SAMPLE_FEED)]
     pub template: PathBuf,
 }
 
@@ -203,5 +204,48 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn fetch_durations_take_the_one_syntax_and_the_old_flags() {
+        let parse = |args: &[&str]| {
+            let mut notes = renamed::Notes::default();
+            let args = renamed::rewrite_args(
+                args.iter().map(std::ffi::OsString::from),
+                RENAMED,
+                &mut notes,
+            );
+            match Cli::try_parse_from(args).map(|c| c.command) {
+                Ok(Command::Ingest(a)) => (a.fetch.retry_base, a.fetch.fetch_timeout),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            parse(&["airq-master", "ingest"]),
+            (Duration::from_secs(1), Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse(&[
+                "airq-master",
+                "ingest",
+                "--retry-base",
+                "20ms",
+                "--fetch-timeout",
+                "5"
+            ]),
+            (Duration::from_millis(20), Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse(&[
+                "airq-master",
+                "ingest",
+                "--retry-base-ms",
+                "20",
+                "--timeout-secs",
+                "5"
+            ]),
+            (Duration::from_millis(20), Duration::from_secs(5))
+        );
+        assert!(Cli::try_parse_from(["airq-master", "ingest", "--fetch-timeout", "0s"]).is_err());
     }
 }

@@ -70,8 +70,8 @@ impl From<&FetchArgs> for FetchPolicy {
     fn from(a: &FetchArgs) -> Self {
         FetchPolicy {
             retries: a.retries,
-            retry_base: a.retry_base(),
-            timeout: a.timeout(),
+            retry_base: a.retry_base,
+            timeout: a.fetch_timeout,
         }
     }
 }

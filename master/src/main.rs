@@ -17,7 +17,6 @@ use airq_cli::connect::{BackendArgs, BackendKind};
 use airq_cli::logging::LogFormat;
 use airq_core::store::ReadingStore;
 use anyhow::Context as _;
-use clap::Parser as _;
 use cli::{Cli, Command, GlobalArgs};
 use fetch::{FetchPolicy, Source};
 use std::process::ExitCode;
@@ -29,9 +28,11 @@ use tokio_util::sync::CancellationToken;
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // First, before any thread: it may set environment variables.
+    let (cli, renamed) = airq_cli::renamed::parse::<Cli>(cli::RENAMED);
     let format = cli.global.log.log_format;
     cli.global.log.init();
+    renamed.warn();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,7 +102,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let store = open_store(&global).await?;
             let stop = CancellationToken::new();
-            tokio::spawn(cancel_on_signal(stop.clone()));
+            airq_cli::shutdown::cancel_on_signal(stop.clone(), "no new runs will start")
+                .context("installing signal handlers")?;
             schedule::run(store, plan, stop).await
         }
         Command::Synth(args) => synth_command(&global, args).await,
@@ -133,11 +135,4 @@ async fn synth_command(global: &GlobalArgs, args: cli::SynthArgs) -> anyhow::Res
     };
     print!("{summary}");
     Ok(())
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
-    airq_cli::shutdown::signal().await;
-    tracing::info!("shutdown requested (SIGINT/SIGTERM)");
-    token.cancel();
 }

@@ -6,13 +6,19 @@ mod execute;
 mod runner;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
+fn main() -> anyhow::Result<()> {
+    // First, before any thread: it may set environment variables.
+    let (cli, renamed) = airq_cli::renamed::parse::<cli::Cli>(cli::RENAMED);
     cli.log.init();
+    renamed.warn();
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let backend = cli
         .backend
         .connect()
@@ -22,9 +28,13 @@ async fn main() -> anyhow::Result<()> {
         concurrency: cli.concurrency(),
         visibility: cli.visibility_timeout,
         receive_wait: cli.receive_wait,
-        shutdown_timeout: cli.shutdown_timeout,
+        shutdown_grace: cli.shutdown_grace,
         test_query_delay: cli.test_query_delay,
     };
+    // Before "worker started", so a SIGTERM sent after it is graceful.
+    let shutdown = CancellationToken::new();
+    airq_cli::shutdown::cancel_on_signal(shutdown.clone(), "no new requests will be taken")
+        .context("installing signal handlers")?;
     tracing::info!(
         store = %backend.location,
         concurrency = settings.concurrency,
@@ -32,16 +42,7 @@ async fn main() -> anyhow::Result<()> {
         "worker started"
     );
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
     runner::Runner::new(backend, settings).run(shutdown).await;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-async fn signal_shutdown(token: CancellationToken) {
-    airq_cli::shutdown::signal().await;
-    tracing::info!("shutdown requested: no new requests will be taken");
-    token.cancel();
 }

@@ -25,7 +25,7 @@ pub struct Settings {
     pub concurrency: usize,
     pub visibility: Duration,
     pub receive_wait: Duration,
-    pub shutdown_timeout: Duration,
+    pub shutdown_grace: Duration,
     pub test_query_delay: Option<Duration>,
 }
 
@@ -116,9 +116,9 @@ impl Runner {
     async fn drain(self, mut tasks: JoinSet<()>) {
         let pending = tasks.len();
         if pending > 0 {
-            tracing::info!(pending, timeout = ?self.settings.shutdown_timeout, "finishing in-flight requests");
+            tracing::info!(pending, timeout = ?self.settings.shutdown_grace, "finishing in-flight requests");
         }
-        let finished = tokio::time::timeout(self.settings.shutdown_timeout, async {
+        let finished = tokio::time::timeout(self.settings.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;

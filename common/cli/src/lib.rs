@@ -2,7 +2,8 @@
 //! one flag, one environment variable, one syntax and one default across
 //! the master, gateway, worker and deploy tool:
 //!
-//! - [`connect`]: `--backend` and its settings, turned into connected ports;
+//! - `connect`: `--backend` and its settings, turned into connected ports
+//!   (feature `connect`, on by default; `aws` adds the AWS backend);
 //! - [`duration`]: the one duration syntax (`250ms`, `90s`, `24h`, `31days`,
 //!   `1h 30m`, or bare seconds);
 //! - [`defaults`]: default values as named constants, which `airq-deploy`
@@ -11,6 +12,7 @@
 //! - [`logging`]: human-readable or JSON logs;
 //! - [`shutdown`]: SIGINT/SIGTERM as a future or a cancellation token.
 
+#[cfg(feature = "connect")]
 pub mod connect;
 pub mod defaults;
 pub mod duration;

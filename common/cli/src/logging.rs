@@ -24,9 +24,17 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    /// Installs the global subscriber, writing to stderr.
+    /// Installs the global subscriber, writing to stderr, at level info
+    /// unless `RUST_LOG` says otherwise.
     pub fn init(&self) {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        self.init_at("info")
+    }
+
+    /// [`LogArgs::init`] with another default level (a tool whose output is
+    /// its report logs only warnings by default).
+    pub fn init_at(&self, default_level: &str) {
+        let filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);

@@ -11,11 +11,17 @@
 use crate::aqi;
 use crate::reading::{Reading, Timestamp};
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// `value_type` of a PM10 value: Sensor.Community's firmware and API call
+/// PM10 `P1`.
+pub const PM10_TYPE: &str = "P1";
+/// `value_type` of a PM2.5 value, `P2`.
+pub const PM25_TYPE: &str = "P2";
 
 /// PM2.5 at or above this is the SDS011's saturation rail, not a measurement.
 pub const PM25_RAIL: f64 = 999.9;
@@ -111,59 +117,82 @@ impl FeedStats {
     }
 }
 
-// ---- the feed's wire shape, borrowed from the document ----
+// ---- the feed's wire shape ----
+//
+// These structs are the project's one declaration of the feed's JSON shape:
+// the parser reads entries with them, and `airq-master synth` reads its
+// template and writes the entries it generates with them (serde writes the
+// fields in declaration order, which is the feed's own), so what is written
+// cannot drift from what is read. Deserializing borrows from the document.
+// Fields the parser does not interpret are kept as raw JSON, so declaring
+// them puts no constraint on their values.
 
-#[derive(Deserialize)]
-struct RawEntry<'a> {
-    id: Option<u64>,
+/// One entry of the feed.
+#[derive(Deserialize, Serialize)]
+pub struct RawEntry<'a> {
+    pub id: Option<u64>,
     #[serde(borrow)]
-    timestamp: Option<Cow<'a, str>>,
+    pub timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    location: RawLocation<'a>,
+    pub location: RawLocation<'a>,
     #[serde(borrow)]
-    sensor: RawSensor<'a>,
+    pub sensor: RawSensor<'a>,
     #[serde(borrow)]
-    sensordatavalues: Vec<RawDataValue<'a>>,
+    pub sensordatavalues: Vec<RawDataValue<'a>>,
 }
 
-#[derive(Deserialize)]
-struct RawLocation<'a> {
-    id: Option<u64>,
+/// Where a sensor is. Coordinates and altitude are scalars the feed writes
+/// as strings or numbers (see [`scalar_text`]).
+#[derive(Deserialize, Serialize)]
+pub struct RawLocation<'a> {
+    pub id: Option<u64>,
     #[serde(borrow, default)]
-    latitude: Option<&'a RawValue>,
+    pub latitude: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    longitude: Option<&'a RawValue>,
+    pub longitude: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    altitude: Option<&'a RawValue>,
+    pub altitude: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    country: Option<Cow<'a, str>>,
+    pub country: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct RawSensor<'a> {
-    id: u64,
+#[derive(Deserialize, Serialize)]
+pub struct RawSensor<'a> {
+    pub id: u64,
     #[serde(borrow)]
-    sensor_type: RawSensorType<'a>,
+    pub sensor_type: RawSensorType<'a>,
 }
 
-#[derive(Deserialize)]
-struct RawSensorType<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct RawDataValue<'a> {
+#[derive(Deserialize, Serialize)]
+pub struct RawSensorType<'a> {
+    /// A number in the feed; not read by the parser.
     #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
+    pub id: Option<&'a RawValue>,
     #[serde(borrow)]
-    value_type: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    /// A string in the feed; not read by the parser.
+    #[serde(borrow, default)]
+    pub manufacturer: Option<&'a RawValue>,
+}
+
+/// One measurement of an entry: [`PM10_TYPE`], [`PM25_TYPE`] or another
+/// quantity the parser passes over (temperature, humidity, ...).
+#[derive(Deserialize, Serialize)]
+pub struct RawDataValue<'a> {
+    /// A number in the feed; not read by the parser.
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    /// A scalar, as a string or a number (see [`scalar_text`]).
+    #[serde(borrow, default)]
+    pub value: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub value_type: Cow<'a, str>,
 }
 
 /// The text of a scalar that the feed writes either as a JSON string or as a
 /// JSON number: a string's contents, or a number's literal text as sent.
 /// `None` for `null` or anything that is not a scalar.
-fn scalar_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub fn scalar_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     let s = raw.get().trim();
     match s.as_bytes().first()? {
         b'"' => serde_json::from_str::<Cow<'_, str>>(s).ok(),
@@ -200,9 +229,8 @@ fn validate(e: RawEntry<'_>) -> Result<Reading, Rejection> {
     let (mut p1, mut p2) = (None, None);
     for dv in &e.sensordatavalues {
         match dv.value_type.as_ref() {
-            // P1 is PM10, P2 is PM2.5 (Sensor.Community firmware and API).
-            "P1" => p1 = Some(particulate(dv.value, PM10_RAIL)?),
-            "P2" => p2 = Some(particulate(dv.value, PM25_RAIL)?),
+            PM10_TYPE => p1 = Some(particulate(dv.value, PM10_RAIL)?),
+            PM25_TYPE => p2 = Some(particulate(dv.value, PM25_RAIL)?),
             _ => {}
         }
     }
