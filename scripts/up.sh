@@ -2,7 +2,13 @@
 # The main job: builds airq in release mode and starts the whole stack on
 # this machine (master, gateway, workers on one SQLite file). Extra
 # arguments go to `airq-deploy up` (e.g. --workers 4 --listen 0.0.0.0:8080).
+#
+# The local stack runs on the embedded backend only, so this builds without
+# the AWS backend (`--no-default-features`), which would more than double a
+# first build. Build with `cargo build --release` for `--backend aws`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bins --quiet
+echo "building airq (release, embedded backend; a first build takes a few minutes)..." >&2
+cargo build --release --no-default-features \
+    -p airq-master -p airq-gateway -p airq-worker -p airq-deploy --bins
 exec target/release/airq-deploy up "$@"

@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! eval "$(bash scripts/moto.sh start)"
-//! cargo run --release -p airq-common --example aws_ingest_bench -- \
+//! cargo run --release -p airq-deploy --example aws_ingest_bench -- \
 //!     --endpoint-url "$AIRQ_TEST_AWS_ENDPOINT" --runs 3
 //! bash scripts/moto.sh stop
 //! ```

@@ -183,7 +183,7 @@ fn store(bin: &Path, args: &BenchArgs) -> anyhow::Result<(PathBuf, Option<Durati
 }
 
 /// Deletes an embedded store with what lives beside it: its WAL files and
-/// the folder of large payloads (`-bodies/`, see airq-common's `bodies`).
+/// the folder of large payloads (`-bodies/`, see airq-embedded's `bodies`).
 fn remove_store(db: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(wal(db, suffix));
