@@ -14,6 +14,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== crate rules (ARCHITECTURE.md): the domain knows no backend; binaries build without AWS"
+if cargo tree -p airq-core -e normal --prefix none | grep -E '^(rusqlite|r2d2|aws-[a-z-]+|tokio) '; then
+    echo "airq-core must not depend on a backend or a runtime (see above)" >&2
+    exit 1
+fi
+cargo clippy -p airq-master -p airq-gateway -p airq-worker -p airq-deploy --no-default-features \
+    --all-targets --quiet -- -D warnings
+# airq-cli alone is built without `aws`: its test of the refusal runs there.
+cargo test -p airq-cli --quiet
 echo "== build every binary"
 cargo build --workspace --bins --quiet
 echo "== Chromium and chromedriver (the web page's browser test)"

@@ -157,3 +157,41 @@ async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
         location: clients.location(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        backend: BackendArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_shared_constants() {
+        let cli = Cli::try_parse_from(["bin"]).unwrap();
+        assert_eq!(cli.backend.backend, BackendKind::Embedded);
+        assert_eq!(cli.backend.db, PathBuf::from(defaults::DB));
+        assert_eq!(cli.backend.max_receives, defaults::MAX_RECEIVES);
+    }
+
+    /// Run by scripts/test.sh with `--no-default-features --features connect`.
+    #[cfg(not(feature = "aws"))]
+    #[tokio::test]
+    async fn without_the_aws_feature_aws_is_refused_saying_how_to_build_it() {
+        let cli = Cli::try_parse_from(["bin", "--backend", "aws"]).unwrap();
+        let err = match cli.backend.connect().await {
+            Ok(_) => panic!("connected to AWS in a build without it"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("built without the AWS backend"), "{err}");
+        assert!(err.contains("`aws` feature"), "{err}");
+        let err = match cli.backend.reading_store().await {
+            Ok(_) => panic!("opened an AWS store in a build without it"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("built without the AWS backend"), "{err}");
+    }
+}
