@@ -2,9 +2,12 @@
 //! default, so `airq-gateway` alone serves `data/airq.db` on 127.0.0.1:8080.
 //!
 //! Durations accept humantime forms (`250ms`, `90s`, `24h`, `31days`,
-//! `1h 30m`) or a bare number of seconds.
+//! `1h 30m`) or a bare number of seconds ([`airq_cli::duration`]), and the
+//! defaults shared with other binaries come from [`airq_cli::defaults`].
 
 use airq_cli::connect::BackendArgs;
+use airq_cli::defaults;
+use airq_cli::duration;
 use airq_cli::logging::LogArgs;
 use airq_core::QueryLimits;
 use clap::Parser;
@@ -19,15 +22,15 @@ use std::time::Duration;
 pub struct Config {
     /// Address to listen on; port 0 picks a free port. The bound address is
     /// printed on stdout as `listening on http://ADDR`.
-    #[arg(long, env = "AIRQ_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AIRQ_LISTEN", default_value = defaults::LISTEN)]
     pub listen: String,
 
     /// Longest time range a query may span (endDate - startDate).
-    #[arg(long, env = "AIRQ_MAX_SPAN", default_value = "31days", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_MAX_SPAN", default_value = "31days", value_parser = duration::parse)]
     pub max_span: Duration,
 
     /// Longest span answered directly; longer queries are always queued.
-    #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", default_value = "24h", value_parser = duration::parse)]
     pub direct_max_span: Duration,
 
     /// Direct answers allowed in flight at once; further queries are queued
@@ -42,7 +45,7 @@ pub struct Config {
     pub max_backlog: u64,
 
     /// How long a queued query's result is kept.
-    #[arg(long, env = "AIRQ_RESULT_TTL", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_RESULT_TTL", default_value = "24h", value_parser = duration::parse)]
     pub result_ttl: Duration,
 
     /// Largest accepted query body, in bytes.
@@ -51,16 +54,16 @@ pub struct Config {
     pub body_limit: u64,
 
     /// Time limit to start a response (a streamed CSV body may take longer).
-    #[arg(long, env = "AIRQ_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     pub request_timeout: Duration,
 
     /// After SIGINT/SIGTERM, how long in-flight requests may take to finish.
-    #[arg(long, env = "AIRQ_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_SHUTDOWN_GRACE", default_value = defaults::SHUTDOWN_GRACE, value_parser = duration::parse)]
     pub shutdown_grace: Duration,
 
     /// How long a direct answer is kept in memory and served again to the
     /// same query (readings change once a night); 0 turns the cache off.
-    #[arg(long, env = "AIRQ_ANSWER_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_ANSWER_CACHE_TTL", default_value = "60s", value_parser = duration::parse)]
     pub answer_cache_ttl: Duration,
 
     /// Memory the answer cache may hold, in MiB.
@@ -72,7 +75,7 @@ pub struct Config {
     pub answer_cache_max_entry_kib: usize,
 
     /// How often expired results are purged.
-    #[arg(long, env = "AIRQ_PURGE_EVERY", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "AIRQ_PURGE_EVERY", default_value = "5m", value_parser = duration::parse)]
     pub purge_every: Duration,
 
     #[command(flatten)]
@@ -98,19 +101,6 @@ impl Config {
     }
 }
 
-/// A duration as humantime text or whole seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|e| format!("{s:?}: {e}"));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration such as 90s, 24h or 31days: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,15 +113,7 @@ mod tests {
         assert_eq!(c.direct_max_span, Duration::from_secs(24 * 3600));
         assert_eq!(c.result_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(c.body_limit, 16 * 1024);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert!((4..=12).contains(&c.direct_limit()));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("").is_err());
     }
 }

@@ -8,7 +8,7 @@
 //! check stays cheap under load; the limit is therefore approximate when
 //! several gateways enqueue at once.
 
-use crate::direct::ANSWER_HEADER;
+use crate::answer_headers;
 use crate::error::ApiError;
 use crate::state::App;
 use airq_core::job::Job;
@@ -62,7 +62,7 @@ pub async fn enqueue(app: &App, query: &Query, respond_async: bool) -> Result<Re
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
-    h.insert(ANSWER_HEADER, HeaderValue::from_static("queued"));
+    h.insert(answer_headers::ANSWER, HeaderValue::from_static("queued"));
     if respond_async {
         h.insert(
             "preference-applied",

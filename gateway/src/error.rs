@@ -14,6 +14,7 @@ use airq_core::{BackendError, QueryError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u64 = 5;
@@ -42,11 +43,13 @@ pub enum ApiError {
     Backlog { visible: u64, max: u64 },
 
     /// A backend call failed; `what` says which, for the client and the log.
+    /// `source` is the store's own error, whatever its kind; shared, as one
+    /// failure can answer several requests (coalesced direct answers).
     #[error("{what}: {source}")]
     Unavailable {
         what: &'static str,
         #[source]
-        source: BackendError,
+        source: Arc<BackendError>,
     },
 
     #[error("the response took too long to start")]
@@ -57,8 +60,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// `map_err(ApiError::unavailable("result store unavailable"))`.
     pub fn unavailable(what: &'static str) -> impl FnOnce(BackendError) -> ApiError {
-        move |source| ApiError::Unavailable { what, source }
+        move |source| ApiError::Unavailable {
+            what,
+            source: Arc::new(source),
+        }
     }
 
     pub fn status(&self) -> StatusCode {

@@ -5,20 +5,19 @@
 //! [`api`] for the endpoints. Prints `listening on http://ADDR` on stdout
 //! once it accepts connections, and shuts down gracefully on SIGINT/SIGTERM.
 
-mod answer_cache;
+mod answer_headers;
 mod api;
+mod background;
 mod cache;
-mod collector;
 mod config;
 mod direct;
 mod enqueue;
 mod error;
-mod query;
-mod results;
-mod shutdown;
+mod handlers;
 mod state;
 mod web;
 
+use airq_cli::shutdown::Signals;
 use airq_core::BackendError;
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -41,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let mut signals = shutdown::Signals::install().context("installing signal handlers")?;
+    let mut signals = Signals::install().context("installing signal handlers")?;
     let backend = config
         .backend
         .connect()
@@ -62,7 +61,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let cancel = CancellationToken::new();
-    let mut tasks = collector::spawn(
+    let mut tasks = background::spawn(
         &backend,
         config.backend.max_receives,
         config.purge_every,

@@ -11,30 +11,42 @@
 //! of identical queries (a page shared on a forum, a load test) would run
 //! the same scan once per request and queue most of them.
 //!
-//! Only answers up to `--answer-cache-max-entry` bytes are kept; a larger
+//! Only answers up to `--answer-cache-max-entry-kib` are kept; a larger
 //! one is streamed from the store as before (it is not worth holding, and
 //! buffering it would delay its first byte). The cost of the trade-off is
 //! freshness: after an ingestion, a cached answer may be up to the TTL old.
 //! `--answer-cache-ttl 0` turns the cache off.
+//!
+//! The cache only keeps and coalesces; what computing an answer takes (a
+//! direct slot, a store scan) is [`super::Direct`]'s business.
 
-use airq_core::export::{render, RenderError};
-use airq_core::store::ReadingStore;
-use airq_core::Query;
+use airq_core::export::RenderError;
+use airq_core::{BackendError, Query};
 use bytes::Bytes;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Why a query's answer is not (or not yet) in the cache.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone)]
 pub enum Miss {
     /// No direct slot came free in time: the query is to be queued.
-    #[error("no direct slot free")]
     Busy,
-    /// The answer could not be rendered; [`RenderError::TooLarge`] means it
-    /// is larger than the biggest entry kept, and is to be streamed instead.
-    #[error(transparent)]
-    Render(#[from] RenderError),
+    /// The answer is larger than the biggest entry kept: it is to be
+    /// streamed instead.
+    TooLarge,
+    /// The store failed. Shared, because every asker coalesced on one
+    /// computation gets its outcome; the error keeps its kind.
+    Store(Arc<BackendError>),
+}
+
+impl From<RenderError> for Miss {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::TooLarge(_) => Miss::TooLarge,
+            RenderError::Store(e) => Miss::Store(Arc::new(e)),
+        }
+    }
 }
 
 pub struct AnswerCache {
@@ -72,6 +84,12 @@ impl AnswerCache {
         })
     }
 
+    /// The largest answer kept, in bytes: a computation is to give up with
+    /// [`Miss::TooLarge`] past it.
+    pub fn max_entry(&self) -> usize {
+        self.max_entry
+    }
+
     /// Whether `query`'s answer was recently found too large to keep.
     pub fn is_too_large(&self, query: &Query) -> bool {
         self.too_large.contains_key(query)
@@ -82,33 +100,24 @@ impl AnswerCache {
         self.entries.get(query).await
     }
 
-    /// The answer to `query`, computed at most once for all concurrent
-    /// askers: the one computing it first takes a direct slot from `permit`
-    /// (which may say [`Miss::Busy`]), then reads the whole CSV into memory,
-    /// giving up with [`RenderError::TooLarge`] past the entry limit.
-    pub async fn get_or_compute<P>(
+    /// The answer to `query`, from `compute` run at most once for all
+    /// concurrent askers; every one of them gets the answer or the same
+    /// [`Miss`]. No miss is cached, but a [`Miss::TooLarge`] is remembered
+    /// (see [`AnswerCache::is_too_large`]).
+    pub async fn get_or_compute(
         &self,
-        readings: &dyn ReadingStore,
         query: &Query,
-        permit: P,
-    ) -> Result<Bytes, Arc<Miss>>
-    where
-        P: std::future::Future<Output = Option<OwnedSemaphorePermit>>,
-    {
-        let max_entry = self.max_entry;
-        let answer = self
-            .entries
-            .try_get_with_by_ref(query, async move {
-                let _permit = permit.await.ok_or(Miss::Busy)?;
-                let (csv, _rows) = render(readings.query_csv(query), max_entry).await?;
-                Ok::<_, Miss>(Bytes::from(csv))
-            })
-            .await;
-        if let Err(miss) = &answer {
-            if matches!(miss.as_ref(), Miss::Render(RenderError::TooLarge(_))) {
-                self.too_large.insert(query.clone(), ()).await;
+        compute: impl Future<Output = Result<Bytes, Miss>>,
+    ) -> Result<Bytes, Miss> {
+        match self.entries.try_get_with_by_ref(query, compute).await {
+            Ok(csv) => Ok(csv),
+            Err(miss) => {
+                let miss = Miss::clone(&miss);
+                if matches!(miss, Miss::TooLarge) {
+                    self.too_large.insert(query.clone(), ()).await;
+                }
+                Err(miss)
             }
         }
-        answer
     }
 }

@@ -14,19 +14,15 @@
 //! The body is read here rather than through axum's `Json`/`Bytes`
 //! extractors because their rejections are plain text.
 //!
-//! A valid query is answered directly when its span is at most
-//! `--direct-max-span`, fewer than `--direct-limit` direct answers are in
-//! flight, and the client did not send `Prefer: respond-async`. Otherwise it
-//! is queued for a worker (see [`crate::enqueue`]).
+//! A valid query is answered directly unless the client sent
+//! `Prefer: respond-async` or the direct path declines it (see
+//! [`crate::direct`]: too long a span, no direct slot free); it is then
+//! queued for a worker (see [`crate::enqueue`]).
 
-use crate::answer_cache::Miss;
-use crate::direct;
 use crate::enqueue;
 use crate::error::ApiError;
-use crate::state::{App, AppState};
-use airq_core::export::RenderError;
+use crate::state::AppState;
 use airq_core::query::FieldError;
-use airq_core::BackendError;
 use airq_core::Query;
 use airq_core::QueryError;
 use axum::body::Body;
@@ -36,7 +32,6 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 
 pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -48,71 +43,12 @@ pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Res
     let query = Query::from_json(&bytes, &app.limits).map_err(ApiError::InvalidQuery)?;
     let respond_async = prefers_async(&parts.headers);
 
-    if !respond_async && query.span() <= app.direct_max_span {
-        if let Some(answer) = direct_answer(&app, &query).await? {
+    if !respond_async {
+        if let Some(answer) = app.direct.answer(&query).await? {
             return Ok(answer);
         }
     }
     enqueue::enqueue(&app, &query, respond_async).await
-}
-
-/// The direct answer to `query`, or `None` when no direct slot is free (the
-/// query is then queued): from the answer cache when it holds it, computed
-/// once for concurrent identical queries, or streamed from the store when
-/// it is too large to keep.
-async fn direct_answer(app: &App, query: &Query) -> Result<Option<Response>, ApiError> {
-    let Some(cache) = &app.answers else {
-        return streamed(app, query).await;
-    };
-    if let Some(csv) = cache.get(query).await {
-        return Ok(Some(direct::complete(csv, query, "hit")));
-    }
-    if cache.is_too_large(query) {
-        return streamed(app, query).await;
-    }
-    match cache
-        .get_or_compute(app.backend.readings.as_ref(), query, direct_permit(app))
-        .await
-    {
-        Ok(csv) => Ok(Some(direct::complete(csv, query, "miss"))),
-        Err(miss) => match miss.as_ref() {
-            Miss::Busy => Ok(None),
-            Miss::Render(RenderError::TooLarge(_)) => streamed(app, query).await,
-            Miss::Render(RenderError::Store(e)) => Err(ApiError::unavailable(
-                "reading store unavailable",
-            )(BackendError::Remote {
-                context: "reading store".to_owned(),
-                message: e.to_string(),
-            })),
-        },
-    }
-}
-
-/// The direct answer streamed from the store, if a direct slot is free.
-async fn streamed(app: &App, query: &Query) -> Result<Option<Response>, ApiError> {
-    match direct_permit(app).await {
-        Some(permit) => direct::answer(app.backend.readings.as_ref(), query, permit)
-            .await
-            .map(Some),
-        None => Ok(None),
-    }
-}
-
-/// A direct-answer slot: free now, or freed within `app.direct_wait`.
-///
-/// A direct answer costs a fraction of a queued one (no result row, no
-/// queue messages, no worker hand-off, no polls), and slots free up every
-/// few milliseconds under load, so a short wait for one beats queueing at
-/// once; a query that still finds none is queued as before.
-async fn direct_permit(app: &App) -> Option<OwnedSemaphorePermit> {
-    match app.direct.clone().try_acquire_owned() {
-        Ok(permit) => Some(permit),
-        Err(_) if app.direct_wait.is_zero() => None,
-        Err(_) => tokio::time::timeout(app.direct_wait, app.direct.clone().acquire_owned())
-            .await
-            .ok()?
-            .ok(),
-    }
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -2,15 +2,18 @@
 //! processes at once (the queues hand each message to one consumer, and
 //! recording an outcome is idempotent):
 //!
-//! - the result collector records what workers send back on RequestReceive;
-//! - the dead-letter watcher marks queries whose job landed on
-//!   RequestSend-dlq (the workers kept crashing or timing out) as failed;
-//! - the purger drops expired results' data.
+//! - [`collector`]: records what workers send back on RequestReceive;
+//! - [`dead_letters`]: marks queries whose job landed on RequestSend-dlq
+//!   (the workers kept crashing or timing out) as failed;
+//! - [`purger`]: drops expired results' data.
+//!
+//! The two queue consumers share one receive loop, [`consume`].
 
-use airq_core::job::{Job, JobError, JobResult};
+mod collector;
+mod dead_letters;
+mod purger;
+
 use airq_core::queue::{Message, Queue};
-use airq_core::results::{Outcome, ResultStore};
-use airq_core::Timestamp;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +28,6 @@ const WAIT: Duration = Duration::from_secs(1);
 const VISIBILITY: Duration = Duration::from_secs(30);
 /// Pause after a failed receive.
 const BACKOFF: Duration = Duration::from_secs(1);
-/// How long an expired result still answers 410 before it is forgotten.
-const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Starts every background task; they stop when `cancel` fires.
 pub fn spawn(
@@ -40,15 +41,19 @@ pub fn spawn(
     tasks.spawn(consume(
         backend.request_receive.clone(),
         cancel.clone(),
-        move |m| record_result(results.clone(), m),
+        move |m| collector::record_result(results.clone(), m),
     ));
     let results = backend.results.clone();
     tasks.spawn(consume(
         backend.request_send_dlq.clone(),
         cancel.clone(),
-        move |m| record_dead_letter(results.clone(), max_receives, m),
+        move |m| dead_letters::record_dead_letter(results.clone(), max_receives, m),
     ));
-    tasks.spawn(purge(backend.results.clone(), purge_every, cancel.clone()));
+    tasks.spawn(purger::purge(
+        backend.results.clone(),
+        purge_every,
+        cancel.clone(),
+    ));
     tasks
 }
 
@@ -101,79 +106,6 @@ fn excerpt(body: &str) -> &str {
         end -= 1;
     }
     &body[..end]
-}
-
-async fn record_result(results: Arc<dyn ResultStore>, message: Message) -> bool {
-    let result = match JobResult::parse(&message.body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(msg_id = %message.id, error = %e, body = excerpt(&message.body),
-                "malformed result message; dropping it");
-            return true;
-        }
-    };
-    match results.finish(result.id, &result.outcome).await {
-        Ok(recorded) => {
-            tracing::debug!(id = %result.id, recorded, "result received");
-            true
-        }
-        Err(e) => {
-            tracing::warn!(id = %result.id, error = %e, "could not record a result; will retry");
-            false
-        }
-    }
-}
-
-/// Why a dead-lettered query failed, as its user sees it.
-pub fn dead_letter_reason(max_receives: u32) -> String {
-    format!(
-        "the query failed on {max_receives} workers in a row (each crashed or timed out) \
-         and was moved to the dead-letter queue"
-    )
-}
-
-async fn record_dead_letter(
-    results: Arc<dyn ResultStore>,
-    max_receives: u32,
-    message: Message,
-) -> bool {
-    let id = match Job::parse(&message.body) {
-        Ok(job) => job.id,
-        Err(JobError::Malformed { id: Some(id), .. }) => id,
-        Err(JobError::Malformed { id: None, reason }) => {
-            tracing::error!(msg_id = %message.id, %reason, body = excerpt(&message.body),
-                "dead-lettered message names no job; dropping it");
-            return true;
-        }
-    };
-    tracing::warn!(%id, msg_id = %message.id, body = excerpt(&message.body),
-        "query dead-lettered; marking it failed");
-    let outcome = Outcome::Failed {
-        error: dead_letter_reason(max_receives),
-    };
-    match results.finish(id, &outcome).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(%id, error = %e, "could not mark a dead-lettered query failed; will retry");
-            false
-        }
-    }
-}
-
-async fn purge(results: Arc<dyn ResultStore>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        match results.purge_expired(Timestamp::now(), FORGET_AFTER).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(records = n, "purged expired results"),
-            Err(e) => tracing::warn!(error = %e, "purging expired results failed"),
-        }
-    }
 }
 
 #[cfg(test)]

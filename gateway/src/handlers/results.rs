@@ -13,7 +13,7 @@
 //! because the gateway is fine; the query could not be processed.
 //! Times are UTC, `YYYY-MM-DD HH:MM:SS`.
 
-use crate::direct::{csv_headers, filename};
+use crate::answer_headers;
 use crate::error::ApiError;
 use crate::state::AppState;
 use airq_core::results::{ResultRecord, ResultState};
@@ -75,14 +75,14 @@ fn done(r: ResultRecord) -> Result<Response, ApiError> {
     // The CSV is only dropped once expired; treat a missing one the same.
     let csv = r.csv.ok_or(ApiError::Expired)?;
     let name = Query::from_json(r.query.as_bytes(), &QueryLimits::unbounded())
-        .map(|q| filename(&q))
+        .map(|q| answer_headers::filename(&q))
         .unwrap_or_else(|_| format!("airq-{}.csv", r.id));
     let mut response = Response::new(Body::from(csv));
-    csv_headers(&mut response, &name);
+    answer_headers::csv(&mut response, &name);
     if let Some(rows) = r.rows {
         response
             .headers_mut()
-            .insert("x-airq-rows", HeaderValue::from(rows));
+            .insert(answer_headers::ROWS, HeaderValue::from(rows));
     }
     Ok(response)
 }

@@ -1,0 +1,6 @@
+//! The HTTP handlers of the API's endpoints (routed in [`crate::api`]).
+
+pub mod health;
+pub mod meta;
+pub mod results;
+pub mod submit;
