@@ -8,7 +8,7 @@
 mod answer_headers;
 mod api;
 mod background;
-mod cache;
+mod cached;
 mod config;
 mod direct;
 mod enqueue;

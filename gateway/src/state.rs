@@ -1,7 +1,7 @@
 //! What every handler shares: the backend, the limits, the direct path and
 //! the short-lived caches.
 
-use crate::cache::Cached;
+use crate::cached::Cached;
 use crate::config::Config;
 use crate::direct::Direct;
 use airq_core::queue::QueueDepth;
