@@ -1,6 +1,6 @@
 //! The web page in a real headless Chromium (Debian's `chromium` and
-//! `chromium-driver`), driven over WebDriver, against a real gateway and a
-//! real worker on loopback with the sample data:
+//! `chromium-driver`), driven over WebDriver (with `fantoccini`), against a
+//! real gateway and a real worker on loopback with the sample data:
 //!
 //! - the form is filled from `/api/meta` and submitted; a direct answer
 //!   shows its row count, preview table (sortable from the keyboard) and
@@ -22,6 +22,9 @@ mod support;
 mod webdriver;
 
 use anyhow::{anyhow, bail, ensure, Context};
+use fantoccini::elements::Element;
+use fantoccini::key::Key;
+use fantoccini::{Client as Browser, Locator};
 use futures::FutureExt;
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
@@ -31,14 +34,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{gateway, load_sample, Service};
-use webdriver::{arg, Driver, Session, Tools};
+use webdriver::{cdp, Driver, Tools};
 
 /// The DAQI colours of indices 1..10, as the chart must use them.
 const PALETTE: [&str; 10] = [
     "#9CFF9C", "#31FF00", "#31CF00", "#FFFF00", "#FFCF00", "#FF9A00", "#FF6464", "#FF0000",
     "#990000", "#CE30FF",
 ];
-const ENTER: &str = "\u{E007}";
 /// How often waits look at the page.
 const POLL: Duration = Duration::from_millis(100);
 /// The gateway's span limit in this test, below the page's own (31 days),
@@ -46,6 +48,12 @@ const POLL: Duration = Duration::from_millis(100);
 const SERVER_MAX_SPAN: &str = "2days";
 const DESKTOP: (u32, u32) = (1280, 1700);
 const PHONE: (u32, u32) = (390, 844);
+/// The longest the whole walk through the page may take (it takes seconds).
+/// fantoccini puts no time limit on a WebDriver command, so this is what
+/// stops a hung chromedriver from hanging the test.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+/// The longest the clean-up may wait on the browser.
+const CLEANUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// `target/` (beside `debug/`, where the gateway binary is).
 fn target_dir() -> PathBuf {
@@ -132,11 +140,15 @@ async fn the_query_page_in_headless_chromium() {
             .build()
             .expect("HTTP client"),
     };
-    let outcome = AssertUnwindSafe(t.run()).catch_unwind().await;
+    let outcome = tokio::time::timeout(RUN_LIMIT, AssertUnwindSafe(t.run()).catch_unwind())
+        .await
+        .unwrap_or_else(|_| Ok(Err(anyhow!("the test did not finish within {RUN_LIMIT:?}"))));
     if !matches!(outcome, Ok(Ok(()))) {
-        let _ = t.screenshot("failure.png").await;
+        let _ = tokio::time::timeout(CLEANUP_LIMIT, t.screenshot("failure.png")).await;
     }
-    session.close().await;
+    // Errors are ignored: Chromium quits with the session, and dropping the
+    // driver kills whatever is left.
+    let _ = tokio::time::timeout(CLEANUP_LIMIT, session.close()).await;
     drop(driver);
     match outcome {
         Ok(Ok(())) => {}
@@ -146,7 +158,7 @@ async fn the_query_page_in_headless_chromium() {
 }
 
 struct Test<'a> {
-    s: &'a Session,
+    s: &'a Browser,
     gateway: &'a Service,
     db: &'a Path,
     downloads: &'a Path,
@@ -190,16 +202,16 @@ impl Test<'_> {
     async fn run(&self) -> anyhow::Result<()> {
         // Records every uncaught error and Content-Security-Policy violation
         // of every page the session opens.
-        self.s
-            .cdp(
-                "Page.addScriptToEvaluateOnNewDocument",
-                json!({"source": "window.__airqErrors = []; \
-                    addEventListener('error', e => __airqErrors.push(String(e.message))); \
-                    addEventListener('unhandledrejection', e => __airqErrors.push(String(e.reason))); \
-                    addEventListener('securitypolicyviolation', e => \
-                        __airqErrors.push(`CSP: ${e.violatedDirective} ${e.blockedURI}`));"}),
-            )
-            .await?;
+        cdp(
+            self.s,
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.__airqErrors = []; \
+                addEventListener('error', e => __airqErrors.push(String(e.message))); \
+                addEventListener('unhandledrejection', e => __airqErrors.push(String(e.reason))); \
+                addEventListener('securitypolicyviolation', e => \
+                    __airqErrors.push(`CSP: ${e.violatedDirective} ${e.blockedURI}`));"}),
+        )
+        .await?;
         let day = latest_day();
         self.open("/").await?;
         self.check_defaults(&day).await?;
@@ -243,7 +255,24 @@ impl Test<'_> {
     }
 
     async fn js(&self, script: &str, args: Vec<Value>) -> anyhow::Result<Value> {
-        self.s.exec(script, args).await
+        self.s
+            .execute(script, args)
+            .await
+            .context("running a script in the page")
+    }
+
+    async fn find(&self, css: &str) -> anyhow::Result<Element> {
+        self.s
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("finding {css}"))
+    }
+
+    async fn find_all(&self, css: &str) -> anyhow::Result<Vec<Element>> {
+        self.s
+            .find_all(Locator::Css(css))
+            .await
+            .with_context(|| format!("finding {css}"))
     }
 
     async fn js_str(&self, script: &str) -> anyhow::Result<String> {
@@ -391,7 +420,7 @@ impl Test<'_> {
             countries.first() == Some(&"") && countries.contains(&"DE"),
             "the country list is {countries:?}"
         );
-        let summary = self.s.text(&self.s.find("#meta-summary").await?).await?;
+        let summary = self.find("#meta-summary").await?.text().await?;
         ensure!(
             summary.contains("readings from"),
             "no data summary: {summary:?}"
@@ -400,22 +429,24 @@ impl Test<'_> {
     }
 
     async fn submit(&self) -> anyhow::Result<()> {
-        self.s.click(&self.s.find("#submit").await?).await
+        self.find("#submit").await?.click().await?;
+        Ok(())
     }
 
     async fn direct_query(&self, day: &str) -> anyhow::Result<()> {
         // Fill the form as a user would: pick, clear, type.
-        self.s
-            .click(&self.s.find("#country option[value='DE']").await?)
+        self.find("#country option[value='DE']")
+            .await?
+            .click()
             .await?;
-        let min = self.s.find("#minAqi").await?;
-        self.s.clear(&min).await?;
-        self.s.send_keys(&min, "1").await?;
+        let min = self.find("#minAqi").await?;
+        min.clear().await?;
+        min.send_keys("1").await?;
         ensure!(self.value("minAqi").await? == "1", "typing into minAqi");
         self.submit().await?;
         self.wait_state("done", Duration::from_secs(30)).await?;
 
-        let answer = self.s.text(&self.s.find("#answer").await?).await?;
+        let answer = self.find("#answer").await?.text().await?;
         ensure!(
             answer.contains("directly"),
             "expected a direct answer: {answer:?}"
@@ -462,13 +493,13 @@ impl Test<'_> {
             shown == rows.to_string(),
             "the page counts {shown} rows, the API sent {rows}"
         );
-        let count_text = self.s.text(&self.s.find("#row-count").await?).await?;
+        let count_text = self.find("#row-count").await?.text().await?;
         ensure!(
             count_text.replace(',', "") == rows.to_string(),
             "row count shown as {count_text:?}"
         );
 
-        let preview = self.s.find_all("#preview tbody tr").await?;
+        let preview = self.find_all("#preview tbody tr").await?;
         ensure!(
             preview.len() == rows.min(100),
             "the preview has {} rows",
@@ -551,16 +582,14 @@ impl Test<'_> {
     async fn check_sorting(&self) -> anyhow::Result<()> {
         let aqi_col = 12; // 1-based, as CSS counts
         let button = self
-            .s
             .find(&format!("#preview thead th:nth-child({aqi_col}) button"))
             .await?;
         for (dir, ascending) in [("ascending", true), ("descending", false)] {
-            self.s.send_keys(&button, ENTER).await?;
+            button.send_keys(&Key::Enter).await?;
             let th = self
-                .s
                 .find(&format!("#preview thead th:nth-child({aqi_col})"))
                 .await?;
-            let sort = self.s.attr(&th, "aria-sort").await?;
+            let sort = th.attr("aria-sort").await?;
             ensure!(
                 sort.as_deref() == Some(dir),
                 "aria-sort is {sort:?}, expected {dir}"
@@ -587,7 +616,7 @@ impl Test<'_> {
             let focused = self
                 .js(
                     "return document.activeElement === arguments[0]",
-                    vec![arg(&button)],
+                    vec![json!(button)],
                 )
                 .await?;
             ensure!(focused == true, "sorting moved the keyboard focus");
@@ -607,7 +636,7 @@ impl Test<'_> {
             name.starts_with("airq-") && name.ends_with(".csv"),
             "download name {name:?}"
         );
-        self.s.click(&self.s.find("#download").await?).await?;
+        self.find("#download").await?.click().await?;
         let path = self.downloads.join(&name);
         let saved = self
             .wait(
@@ -639,8 +668,8 @@ impl Test<'_> {
     /// Queues a query; watches it through a reload, then queued → running
     /// → done once a worker starts. Returns the result id.
     async fn queued_query(&self) -> anyhow::Result<String> {
-        let background = self.s.find("#background").await?;
-        self.s.send_keys(&background, " ").await?;
+        let background = self.find("#background").await?;
+        background.send_keys(" ").await?;
         let checked = self
             .js(
                 "return document.getElementById('background').checked",
@@ -651,7 +680,7 @@ impl Test<'_> {
         self.submit().await?;
         self.wait_state("queued", Duration::from_secs(15)).await?;
 
-        let url = self.s.current_url().await?;
+        let url = String::from(self.s.current_url().await?);
         let id = url
             .split_once("result=")
             .map(|(_, id)| {
@@ -661,10 +690,7 @@ impl Test<'_> {
             })
             .ok_or_else(|| anyhow!("no result id in the URL {url}"))?;
         uuid::Uuid::parse_str(&id).with_context(|| format!("{id:?} in the URL is not a UUID"))?;
-        let link = self
-            .s
-            .attr(&self.s.find("#result-link").await?, "href")
-            .await?;
+        let link = self.find("#result-link").await?.attr("href").await?;
         ensure!(
             link.as_deref() == Some(url.as_str()),
             "the shown link {link:?} is not the page's URL {url}"
@@ -686,7 +712,7 @@ impl Test<'_> {
             "the link did not refill the form: {form:?}"
         );
         self.wait("the elapsed time", Duration::from_secs(5), || async {
-            let elapsed = self.s.text(&self.s.find("#elapsed").await?).await?;
+            let elapsed = self.find("#elapsed").await?.text().await?;
             Ok(elapsed.ends_with(" s").then_some(()))
         })
         .await?;
@@ -709,9 +735,9 @@ impl Test<'_> {
             "the page went through {seen:?}, not queued → running → done (status: {:?})",
             self.status_text().await.unwrap_or_default()
         );
-        let answer = self.s.text(&self.s.find("#answer").await?).await?;
+        let answer = self.find("#answer").await?.text().await?;
         ensure!(answer.contains("queued"), "answer note {answer:?}");
-        let described = self.s.text(&self.s.find("#query-desc").await?).await?;
+        let described = self.find("#query-desc").await?.text().await?;
         ensure!(
             described.starts_with("DE · ") && described.contains("AQI 1–10"),
             "the result does not say which query it answers: {described:?}"
@@ -821,7 +847,7 @@ impl Test<'_> {
             text.contains("at most 2 days"),
             "the server's end-date error: {text:?}"
         );
-        let summary = self.s.text(&self.s.find("#form-error").await?).await?;
+        let summary = self.find("#form-error").await?.text().await?;
         ensure!(
             summary.contains("did not accept"),
             "form error summary: {summary:?}"

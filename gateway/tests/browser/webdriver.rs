@@ -1,22 +1,33 @@
-//! A small W3C WebDriver client (JSON over HTTP with reqwest) and the
-//! set-up of chromedriver and a headless Chromium for the browser test.
-//! Only the few commands the test needs; every call is bounded in time.
+//! Setting up chromedriver and a headless Chromium for the browser test;
+//! the WebDriver commands themselves go through `fantoccini`.
+//!
+//! What stays here is what fantoccini does not do, being a client only:
+//! - finding Chromium and chromedriver (`AIRQ_CHROMIUM` /
+//!   `AIRQ_CHROMEDRIVER`, else `PATH`), with a failure that says how to
+//!   install them;
+//! - running chromedriver on a free loopback port, in its own process
+//!   group so that dropping it also kills any browser it left behind;
+//! - the capabilities Chromium starts with: its switches (this machine has
+//!   no network, and Chromium misbehaves without them) and where downloads
+//!   go;
+//! - [`cdp`]: chromedriver's own endpoint for DevTools commands, a vendor
+//!   extension that fantoccini leaves to `issue_cmd`.
 
-use anyhow::{anyhow, bail, Context};
-use reqwest::{Client, Method};
+use anyhow::{bail, Context};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::ClientBuilder;
+use hyper_util::client::legacy::connect::HttpConnector;
+// fantoccini's command trait is written in the `url` and `http` crates'
+// types; reqwest re-exports the same ones, which spares two dependencies.
+use reqwest::{Method, Url};
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Longest time one WebDriver command may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long chromedriver may take to answer `/status` as ready.
 const DRIVER_START: Duration = Duration::from_secs(30);
-
-/// The key WebDriver uses for element references.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// The switches Chromium runs with: headless, and nothing that reaches for
 /// the network on its own (the test machine has none).
@@ -87,20 +98,11 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn http() -> Client {
-    Client::builder()
-        .timeout(CALL_TIMEOUT)
-        .no_proxy()
-        .build()
-        .expect("an HTTP client")
-}
-
 /// A running chromedriver, in its own process group, killed (with the
 /// browsers it started) when dropped.
 pub struct Driver {
     child: Child,
     base: String,
-    http: Client,
 }
 
 impl Driver {
@@ -121,19 +123,20 @@ impl Driver {
         let mut driver = Driver {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            http: http(),
         };
+        // fantoccini needs a session to ask `/status`, and there is none
+        // before chromedriver is up: a plain HTTP client asks instead.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .context("an HTTP client")?;
         let deadline = Instant::now() + DRIVER_START;
         loop {
             if let Ok(Some(status)) = driver.child.try_wait() {
                 bail!("chromedriver exited at start: {status}");
             }
-            let ready = driver
-                .http
-                .get(format!("{}/status", driver.base))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
+            let ready = http.get(format!("{}/status", driver.base)).send().await;
             if let Ok(r) = ready {
                 let v: Value = r.json().await.unwrap_or_default();
                 if v["value"]["ready"] == true {
@@ -155,7 +158,7 @@ impl Driver {
         profile: &Path,
         downloads: &Path,
         (width, height): (u32, u32),
-    ) -> anyhow::Result<Session> {
+    ) -> anyhow::Result<fantoccini::Client> {
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         args.push(format!("--window-size={width},{height}"));
@@ -164,46 +167,36 @@ impl Driver {
         args.push("--disable-breakpad".into());
         let downloads = downloads.to_str().context("a UTF-8 download path")?;
         let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "pageLoadStrategy": "normal",
-                    "timeouts": {"script": 30_000, "pageLoad": 30_000, "implicit": 0},
-                    "goog:chromeOptions": {
-                        "binary": chromium,
-                        "args": args,
-                        "prefs": {
-                            "download.default_directory": downloads,
-                            "download.prompt_for_download": false,
-                            "download.directory_upgrade": true,
-                        },
-                    },
-                }
-            }
+            "browserName": "chrome",
+            "pageLoadStrategy": "normal",
+            "timeouts": {"script": 30_000, "pageLoad": 30_000, "implicit": 0},
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": args,
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                },
+            },
         });
-        let v = call(
-            &self.http,
-            Method::POST,
-            &format!("{}/session", self.base),
-            Some(caps),
-        )
-        .await
-        .context("starting Chromium (new WebDriver session)")?;
-        let id = v["sessionId"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no session id in {v}"))?;
-        let session = Session {
-            http: self.http.clone(),
-            base: format!("{}/session/{id}", self.base),
+        let Value::Object(caps) = caps else {
+            unreachable!("json!({{..}}) is an object")
         };
+        // chromedriver listens on loopback: plain HTTP, no TLS.
+        let browser = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.base)
+            .await
+            .context("starting Chromium (new WebDriver session)")?;
         // Headless Chromium saves downloads only when told where.
-        session
-            .cdp(
-                "Browser.setDownloadBehavior",
-                json!({"behavior": "allow", "downloadPath": downloads}),
-            )
-            .await?;
-        Ok(session)
+        cdp(
+            &browser,
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads}),
+        )
+        .await?;
+        Ok(browser)
     }
 }
 
@@ -219,235 +212,35 @@ impl Drop for Driver {
     }
 }
 
-/// Sends one WebDriver command; the `value` of the answer, or its error.
-async fn call(
-    http: &Client,
-    method: Method,
-    url: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let mut req = http.request(method.clone(), url);
-    req = match body {
-        Some(b) => req.json(&b),
-        None if method == Method::POST => req.json(&json!({})),
-        None => req,
-    };
-    let r = req
-        .send()
-        .await
-        .with_context(|| format!("WebDriver {method} {url}"))?;
-    let status = r.status();
-    let v: Value = r
-        .json()
-        .await
-        .with_context(|| format!("WebDriver {method} {url}: answer not JSON"))?;
-    let value = v.get("value").cloned().unwrap_or(Value::Null);
-    if !status.is_success() || value.get("error").is_some_and(|e| !e.is_null()) {
-        bail!(
-            "WebDriver {method} {url}: {status} {}: {}",
-            value["error"].as_str().unwrap_or("?"),
-            value["message"].as_str().unwrap_or("")
-        );
-    }
-    Ok(value)
-}
-
-/// An element of the page.
-#[derive(Debug, Clone)]
-pub struct Element(String);
-
-impl Element {
-    fn reference(&self) -> Value {
-        json!({ ELEMENT_KEY: self.0 })
-    }
-}
-
-/// One browser session.
-pub struct Session {
-    http: Client,
-    base: String,
-}
-
-impl Session {
-    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        call(&self.http, method, &format!("{}{path}", self.base), body).await
-    }
-
-    /// A Chrome DevTools Protocol command, through chromedriver.
-    pub async fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
-        self.cmd(
-            Method::POST,
-            "/goog/cdp/execute",
-            Some(json!({"cmd": cmd, "params": params})),
-        )
+/// A Chrome DevTools Protocol command, through chromedriver; the command's
+/// result.
+pub async fn cdp(browser: &fantoccini::Client, cmd: &str, params: Value) -> anyhow::Result<Value> {
+    browser
+        .issue_cmd(Cdp {
+            body: json!({"cmd": cmd, "params": params}),
+        })
         .await
         .with_context(|| format!("CDP {cmd}"))
-    }
-
-    pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.cmd(Method::POST, "/url", Some(json!({ "url": url })))
-            .await
-            .map(drop)
-    }
-
-    pub async fn current_url(&self) -> anyhow::Result<String> {
-        let v = self.cmd(Method::GET, "/url", None).await?;
-        v.as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("URL not a string: {v}"))
-    }
-
-    pub async fn set_window_size(&self, width: u32, height: u32) -> anyhow::Result<()> {
-        self.cmd(
-            Method::POST,
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn find(&self, css: &str) -> anyhow::Result<Element> {
-        let v = self
-            .cmd(
-                Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await
-            .with_context(|| format!("finding {css}"))?;
-        element(&v)
-    }
-
-    pub async fn find_all(&self, css: &str) -> anyhow::Result<Vec<Element>> {
-        let v = self
-            .cmd(
-                Method::POST,
-                "/elements",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await
-            .with_context(|| format!("finding {css}"))?;
-        v.as_array()
-            .ok_or_else(|| anyhow!("not a list: {v}"))?
-            .iter()
-            .map(element)
-            .collect()
-    }
-
-    pub async fn click(&self, e: &Element) -> anyhow::Result<()> {
-        self.cmd(Method::POST, &format!("/element/{}/click", e.0), None)
-            .await
-            .map(drop)
-    }
-
-    pub async fn clear(&self, e: &Element) -> anyhow::Result<()> {
-        self.cmd(Method::POST, &format!("/element/{}/clear", e.0), None)
-            .await
-            .map(drop)
-    }
-
-    /// Types `text` into `e` (focusing it first); `\u{E007}` is Enter.
-    pub async fn send_keys(&self, e: &Element, text: &str) -> anyhow::Result<()> {
-        self.cmd(
-            Method::POST,
-            &format!("/element/{}/value", e.0),
-            Some(json!({ "text": text })),
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn text(&self, e: &Element) -> anyhow::Result<String> {
-        let v = self
-            .cmd(Method::GET, &format!("/element/{}/text", e.0), None)
-            .await?;
-        Ok(v.as_str().unwrap_or_default().to_owned())
-    }
-
-    pub async fn attr(&self, e: &Element, name: &str) -> anyhow::Result<Option<String>> {
-        let v = self
-            .cmd(
-                Method::GET,
-                &format!("/element/{}/attribute/{name}", e.0),
-                None,
-            )
-            .await?;
-        Ok(v.as_str().map(str::to_owned))
-    }
-
-    /// Runs `script` (a function body; `arguments` holds `args`) in the page.
-    pub async fn exec(&self, script: &str, args: Vec<Value>) -> anyhow::Result<Value> {
-        self.cmd(
-            Method::POST,
-            "/execute/sync",
-            Some(json!({"script": script, "args": args})),
-        )
-        .await
-        .context("running a script in the page")
-    }
-
-    /// A PNG of the viewport.
-    pub async fn screenshot(&self) -> anyhow::Result<Vec<u8>> {
-        let v = self.cmd(Method::GET, "/screenshot", None).await?;
-        let text = v.as_str().ok_or_else(|| anyhow!("no screenshot data"))?;
-        base64_decode(text).ok_or_else(|| anyhow!("screenshot is not base64"))
-    }
-
-    /// Ends the session (Chromium quits). Errors are ignored: this runs in
-    /// clean-up, and the driver's drop kills what is left.
-    pub async fn close(&self) {
-        let _ = self.cmd(Method::DELETE, "", None).await;
-    }
 }
 
-fn element(v: &Value) -> anyhow::Result<Element> {
-    v.get(ELEMENT_KEY)
-        .and_then(Value::as_str)
-        .map(|id| Element(id.to_owned()))
-        .ok_or_else(|| anyhow!("not an element: {v}"))
+/// `url::ParseError`, named through reqwest's `Url`.
+type UrlError = <Url as std::str::FromStr>::Err;
+
+/// `POST /session/{id}/goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    body: Value,
 }
 
-/// Passes an element to a script (`arguments[i]`).
-pub fn arg(e: &Element) -> Value {
-    e.reference()
-}
-
-/// Standard base64 (with padding) to bytes.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let clean: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let body = clean
-        .strip_suffix(b"==")
-        .or_else(|| clean.strip_suffix(b"="));
-    let body = body.unwrap_or(&clean);
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    for chunk in body.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &Url, session_id: Option<&str>) -> Result<Url, UrlError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
     }
-    Some(out)
-}
 
-#[test]
-fn base64_decodes() {
-    assert_eq!(base64_decode("").unwrap(), b"");
-    assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-    assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
-    assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
-    assert_eq!(base64_decode("aGVsbG8gd29ybGQ=").unwrap(), b"hello world");
-    assert!(base64_decode("a$==").is_none());
+    fn method_and_body(&self, _: &Url) -> (Method, Option<String>) {
+        (Method::POST, Some(self.body.to_string()))
+    }
 }
