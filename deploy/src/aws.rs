@@ -2,7 +2,7 @@
 //! backend needs, created idempotently or removed after confirmation.
 //! Credentials and region come from the standard AWS configuration chain.
 
-use airq_aws::{AwsArgs, ResourceNames};
+use airq_aws::{AwsArgs, AwsClients, ResourceNames};
 use airq_deploy::provision::{self, Billing, ProvisionSpec};
 use anyhow::{bail, Context};
 use std::io::{BufRead, IsTerminal, Write};
@@ -79,17 +79,18 @@ fn settings(aws: &AwsArgs, names: &ResourceNames, region: Option<&str>) -> Strin
     out
 }
 
-pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
-    let clients = args
-        .aws
+/// The AWS clients and the names of the resources they work on.
+async fn connect(aws: &AwsArgs) -> anyhow::Result<(AwsClients, ResourceNames)> {
+    let clients = aws
         .clients()
         .await
         .context("loading the AWS configuration")?;
-    let names = args
-        .aws
-        .names(&clients)
-        .await
-        .context("naming the resources")?;
+    let names = aws.names(&clients).await.context("naming the resources")?;
+    Ok((clients, names))
+}
+
+pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+    let (clients, names) = connect(&args.aws).await?;
     let spec = ProvisionSpec {
         names: names.clone(),
         max_receives: args.max_receives,
@@ -118,16 +119,7 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
 }
 
 pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
-    let clients = args
-        .aws
-        .clients()
-        .await
-        .context("loading the AWS configuration")?;
-    let names = args
-        .aws
-        .names(&clients)
-        .await
-        .context("naming the resources")?;
+    let (clients, names) = connect(&args.aws).await?;
     if !args.yes {
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {

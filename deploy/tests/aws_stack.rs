@@ -4,9 +4,9 @@
 //! nothing) → ingest the sample with `airq-master` → gateway and worker →
 //! direct query → queued queries → poll → the same CSV → destroy.
 
+use airq_contract::sample::sample;
 use airq_contract::store::reference;
 use airq_core::export::to_csv;
-use airq_core::feed::parse_feed;
 use airq_core::{Query, QueryLimits};
 use airq_deploy::emulator;
 use std::io::{BufRead, BufReader};
@@ -105,9 +105,7 @@ fn start(name: &str, args: &[String], listening: bool) -> (Service, String) {
 }
 
 fn expected_csv(query: &str) -> String {
-    let doc = std::fs::read(SAMPLE).expect("sample");
-    let mut readings = Vec::new();
-    parse_feed(&doc, |r| readings.extend(r.ok())).expect("parse");
+    let readings = sample();
     let q = Query::from_json(query.as_bytes(), &QueryLimits::default()).expect("query");
     String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
 }

@@ -1,9 +1,9 @@
 //! The whole local stack, as a newcomer runs it: `airq-deploy up` with the
 //! real master, gateway and workers on a temporary SQLite file.
 
+use airq_contract::sample::sample;
 use airq_contract::store::reference;
 use airq_core::export::to_csv;
-use airq_core::feed::parse_feed;
 use airq_core::{Query, QueryLimits};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -98,13 +98,7 @@ impl Drop for Stack {
 }
 
 fn expected_csv() -> String {
-    let doc = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/sample/201806032249_data.dust.min.json"
-    ))
-    .expect("sample");
-    let mut readings = Vec::new();
-    parse_feed(&doc, |r| readings.extend(r.ok())).expect("parse");
+    let readings = sample();
     let q = Query::from_json(QUERY.as_bytes(), &QueryLimits::default()).expect("query");
     String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
 }

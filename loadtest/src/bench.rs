@@ -274,22 +274,51 @@ impl Suite {
         Ok(&self.runs.last().context("just pushed")?.outcome)
     }
 
-    /// An open-loop sweep, one rate at a time, until `patience` steps in a
-    /// row miss the criteria; returns the highest passing rate.
+    /// The seed matrix with the `query` mix (`what` in the chart titles),
+    /// `extra` arguments before its threshold; charted. Returns its steps.
+    async fn matrix(
+        &mut self,
+        query: &str,
+        what: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Vec<Summary>> {
+        let mut argv = vec!["--matrix", "seed", "--query", query];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["--threshold", "errors==0"]);
+        let name = format!("matrix-{query}");
+        let steps = self.run(&name, &argv).await?.summaries.clone();
+        chart::percentiles_vs_load(
+            &self.chart(&format!("{name}-percentiles.svg")),
+            &format!("Seed matrix, {what}: time to result"),
+            &steps,
+        )?;
+        chart::errors_vs_load(
+            &self.chart(&format!("{name}-errors.svg")),
+            &format!("Seed matrix, {what}: errors and queued answers"),
+            &steps,
+        )?;
+        Ok(steps)
+    }
+
+    /// An open-loop sweep of the `query` mix (`what` in the chart titles)
+    /// over `rates` (each step `--step` long), one rate at a time, until
+    /// `--patience` steps in a row miss the criteria; charted. Returns the
+    /// highest passing rate.
     async fn sweep(
         &mut self,
-        name: &str,
+        args: &BenchArgs,
         query: &str,
-        rates: &[f64],
-        step: Duration,
+        what: &str,
+        rates: &str,
         criteria: &[&str],
-        patience: usize,
-    ) -> anyhow::Result<(Option<f64>, Vec<Summary>)> {
+    ) -> anyhow::Result<Option<f64>> {
+        let rates = crate::plan::parse_rates(rates)?;
+        let name = format!("sweep-{query}");
         let mut best = None;
         let mut misses = 0;
         let mut steps = Vec::new();
-        let d = format!("{}ms", step.as_millis());
-        for rate in rates {
+        let d = format!("{}ms", args.step.as_millis());
+        for rate in &rates {
             let r = crate::plan::trim_float(*rate);
             let mut argv = vec!["--query", query, "--rate", &r, "--duration", &d];
             for c in criteria {
@@ -304,13 +333,25 @@ impl Suite {
                 misses = 0;
             } else {
                 misses += 1;
-                if misses >= patience {
+                if misses >= args.patience {
                     break;
                 }
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        Ok((best, steps))
+        if !steps.is_empty() {
+            chart::sweep(
+                &self.chart(&format!("{name}.svg")),
+                &format!("Open-loop sweep, {what}: time to result by offered rate"),
+                &steps,
+            )?;
+            chart::errors_vs_load(
+                &self.chart(&format!("{name}-errors.svg")),
+                &format!("Open-loop sweep, {what}: errors, late starts, queued"),
+                &steps,
+            )?;
+        }
+        Ok(best)
     }
 
     fn chart(&self, name: &str) -> PathBuf {
@@ -443,7 +484,6 @@ async fn suite_body(
     let meta = app::meta(&prepared.client).await?;
     drop(prepared);
     let mut targets: Targets = Vec::new();
-    let step = args.step;
 
     // 1. The generator's ceiling.
     let hd = format!("{}ms", args.healthz_duration.as_millis());
@@ -476,32 +516,9 @@ async fn suite_body(
     ));
 
     // 2. The seed matrix, fixed query then random mix.
-    let o = suite
-        .run(
-            "matrix-fixed",
-            &[
-                "--matrix",
-                "seed",
-                "--query",
-                "fixed",
-                "--warmup",
-                "50",
-                "--threshold",
-                "errors==0",
-            ],
-        )
+    let steps = suite
+        .matrix("fixed", "fixed query", &["--warmup", "50"])
         .await?;
-    let steps = o.summaries.clone();
-    chart::percentiles_vs_load(
-        &suite.chart("matrix-fixed-percentiles.svg"),
-        "Seed matrix, fixed query: time to result",
-        &steps,
-    )?;
-    chart::errors_vs_load(
-        &suite.chart("matrix-fixed-errors.svg"),
-        "Seed matrix, fixed query: errors and queued answers",
-        &steps,
-    )?;
     let last = steps.last().context("the matrix has steps")?;
     let zero = steps.iter().all(|s| s.errors == 0);
     targets.push((
@@ -518,83 +535,32 @@ async fn suite_body(
             last.time_to_result.p99
         ),
     ));
-    let o = suite
-        .run(
-            "matrix-random",
-            &[
-                "--matrix",
-                "seed",
-                "--query",
-                "random",
-                "--threshold",
-                "errors==0",
-            ],
-        )
-        .await?;
-    let steps = o.summaries.clone();
-    chart::percentiles_vs_load(
-        &suite.chart("matrix-random-percentiles.svg"),
-        "Seed matrix, random mix: time to result",
-        &steps,
-    )?;
-    chart::errors_vs_load(
-        &suite.chart("matrix-random-errors.svg"),
-        "Seed matrix, random mix: errors and queued answers",
-        &steps,
-    )?;
+    suite.matrix("random", "random mix", &[]).await?;
 
     // 3. Open-loop sweeps.
-    let fixed_rates = crate::plan::parse_rates(&args.fixed_rates)?;
-    let (best_fixed, steps) = suite
+    let best_fixed = suite
         .sweep(
-            "sweep-fixed",
+            args,
             "fixed",
-            &fixed_rates,
-            step,
+            "fixed query",
+            &args.fixed_rates,
             &["p99<100ms", "errors==0"],
-            args.patience,
         )
         .await?;
-    if !steps.is_empty() {
-        chart::sweep(
-            &suite.chart("sweep-fixed.svg"),
-            "Open-loop sweep, fixed query: time to result by offered rate",
-            &steps,
-        )?;
-        chart::errors_vs_load(
-            &suite.chart("sweep-fixed-errors.svg"),
-            "Open-loop sweep, fixed query: errors, late starts, queued",
-            &steps,
-        )?;
-    }
     targets.push((
         "fixed query, open loop: highest rate with p99 < 100 ms and no error (measured)".into(),
         best_fixed.is_some(),
         best_fixed.map_or_else(|| "no rate passed".into(), |r| format!("{r}/s")),
     ));
-    let random_rates = crate::plan::parse_rates(&args.random_rates)?;
-    let (best_random, steps) = suite
+    let best_random = suite
         .sweep(
-            "sweep-random",
+            args,
             "random",
-            &random_rates,
-            step,
+            "random mix",
+            &args.random_rates,
             &["p99<1s", "errors==0"],
-            args.patience,
         )
         .await?;
-    if !steps.is_empty() {
-        chart::sweep(
-            &suite.chart("sweep-random.svg"),
-            "Open-loop sweep, random mix: time to result by offered rate",
-            &steps,
-        )?;
-        chart::errors_vs_load(
-            &suite.chart("sweep-random-errors.svg"),
-            "Open-loop sweep, random mix: errors, late starts, queued",
-            &steps,
-        )?;
-    }
 
     // 4. The sustained random-mix run at the target rate.
     let rate = crate::plan::trim_float(args.random_rate);

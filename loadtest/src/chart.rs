@@ -5,6 +5,8 @@
 use crate::report::create_parent;
 use crate::stats::{Record, Summary};
 use anyhow::{anyhow, Context};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -59,9 +61,45 @@ fn lines(
     }
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let labels_owned = labels.to_vec();
-    let x_fmt = move |x: &f64| -> String {
-        if labels_owned.is_empty() {
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72);
+    if log_y {
+        let lo = (y0.max(0.01) / 1.5).max(0.01);
+        let hi = (y1.max(lo * 10.0)) * 1.5;
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+            .map_err(err)?;
+        draw(&mut chart, x_desc, y_desc, labels, series, Some(lo))?;
+    } else {
+        let hi = if y1 <= 0.0 { 1.0 } else { y1 * 1.15 };
+        let mut chart = builder.build_cartesian_2d(x0..x1, 0f64..hi).map_err(err)?;
+        draw(&mut chart, x_desc, y_desc, labels, series, None)?;
+    }
+    root.present()
+        .map_err(err)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Draws the mesh (x labelled as [`lines`] says), the lines and their
+/// legend on `chart`, whatever its y axis; with a `floor`, y values below
+/// it are raised to it (a log axis cannot show them).
+fn draw<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    labels: &[String],
+    series: &[Series],
+    floor: Option<f64>,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let x_fmt = |x: &f64| -> String {
+        if labels.is_empty() {
             if x.fract().abs() < 1e-9 {
                 format!("{x:.0}")
             } else {
@@ -70,85 +108,45 @@ fn lines(
         } else {
             let i = x.round();
             if (x - i).abs() < 0.05 && i >= 0.0 {
-                labels_owned.get(i as usize).cloned().unwrap_or_default()
+                labels.get(i as usize).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         }
     };
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(72);
     let n_labels = if labels.is_empty() { 10 } else { labels.len() };
-    if log_y {
-        let lo = (y0.max(0.01) / 1.5).max(0.01);
-        let hi = (y1.max(lo * 10.0)) * 1.5;
-        let mut chart = builder
-            .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
-            .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(n_labels)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&|y| format_y(*y))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts: Vec<_> = s
+            .points
+            .iter()
+            .map(|&(x, y)| (x, floor.map_or(y, |lo| y.max(lo))))
+            .collect();
         chart
-            .configure_mesh()
-            .x_labels(n_labels)
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&|y| format_y(*y))
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()
-            .map_err(err)?;
-        for (i, s) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            let pts: Vec<_> = s.points.iter().map(|(x, y)| (*x, y.max(lo))).collect();
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)).point_size(3))
-                .map_err(err)?
-                .label(s.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-    } else {
-        let hi = if y1 <= 0.0 { 1.0 } else { y1 * 1.15 };
-        let mut chart = builder.build_cartesian_2d(x0..x1, 0f64..hi).map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(n_labels)
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&|y| format_y(*y))
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()
-            .map_err(err)?;
-        for (i, s) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)).point_size(3))
-                .map_err(err)?
-                .label(s.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)).point_size(3))
+            .map_err(err)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
-    root.present()
-        .map_err(err)
-        .with_context(|| format!("writing {}", path.display()))
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
 }
 
 fn format_y(y: f64) -> String {

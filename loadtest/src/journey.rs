@@ -13,7 +13,7 @@
 //! The plain journey is one `GET` of a path (e.g. `/healthz`), for
 //! measuring the generator and the HTTP stack alone.
 
-use crate::client::{Client, Outgoing};
+use crate::client::{Client, Outgoing, Reply};
 use crate::mix::Mix;
 use crate::stats::{micros, Answer, ErrorKind, Record, Recorder};
 use hyper::{Method, Uri};
@@ -118,6 +118,26 @@ pub async fn run(
     rec.finish(record);
 }
 
+/// `GET uri`.
+async fn get(client: &Client, uri: &Uri) -> Result<Reply, ErrorKind> {
+    client
+        .exchange(Outgoing {
+            method: Method::GET,
+            uri: uri.clone(),
+            body: None,
+            headers: &[],
+        })
+        .await
+}
+
+/// Records the submit that began at `t` and got `reply`.
+fn submitted(t: Instant, reply: &Reply, record: &mut Record, rec: &mut Recorder) {
+    let d = t.elapsed();
+    rec.submit_latency(d);
+    record.submit_us = micros(d);
+    record.status = reply.status;
+}
+
 async fn plain(
     client: &Client,
     uri: &Uri,
@@ -125,18 +145,8 @@ async fn plain(
     rec: &mut Recorder,
 ) -> Result<(), ErrorKind> {
     let t = Instant::now();
-    let reply = client
-        .exchange(Outgoing {
-            method: Method::GET,
-            uri: uri.clone(),
-            body: None,
-            headers: &[],
-        })
-        .await?;
-    let d = t.elapsed();
-    rec.submit_latency(d);
-    record.submit_us = micros(d);
-    record.status = reply.status;
+    let reply = get(client, uri).await?;
+    submitted(t, &reply, record, rec);
     record.bytes = reply.body_len;
     if (200..300).contains(&reply.status) {
         record.answer = Answer::Plain;
@@ -181,10 +191,7 @@ async fn query(
             headers: if prefer_async { ASYNC } else { &[] },
         })
         .await?;
-    let d = t.elapsed();
-    rec.submit_latency(d);
-    record.submit_us = micros(d);
-    record.status = reply.status;
+    submitted(t, &reply, record, rec);
     match reply.status {
         200 if reply.is_csv => {
             record.answer = Answer::Direct;
@@ -218,14 +225,7 @@ async fn query(
         tokio::time::sleep(wait).await;
         record.polls += 1;
         let t = Instant::now();
-        let reply = client
-            .exchange(Outgoing {
-                method: Method::GET,
-                uri: uri.clone(),
-                body: None,
-                headers: &[],
-            })
-            .await?;
+        let reply = get(client, &uri).await?;
         rec.poll_latency(t.elapsed());
         record.status = reply.status;
         match reply.status {

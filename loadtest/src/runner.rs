@@ -14,6 +14,7 @@ use crate::plan::{self, Load};
 use crate::stats::{micros, Answer, Cpu, ErrorKind, Latency, Record, Recorder, Summary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,13 @@ pub async fn run(
     label: &str,
     settings: &Settings,
 ) -> anyhow::Result<RunResult> {
-    let live = Arc::new(Live::default());
+    let crew = Crew {
+        client,
+        work,
+        next: Arc::new(AtomicU64::new(0)),
+        live: Arc::new(Live::default()),
+        late_after: settings.late_after,
+    };
     let cpu_before = cpu::own_seconds();
     let server_before = settings.server_cpu.as_ref().map(|f| f());
 
@@ -75,33 +82,29 @@ pub async fn run(
             let t0 = Instant::now();
             let deadline = duration.map(|d| t0 + d);
             let cutoff = deadline.map(|d| d + settings.drain);
-            let next = Arc::new(AtomicU64::new(0));
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..(*concurrency).max(1) {
-                let (client, work, next, live) =
-                    (client.clone(), work.clone(), next.clone(), live.clone());
-                let mut rec = Recorder::new(settings.keep_records);
-                let allowance = settings.late_after;
-                tasks.spawn(async move {
+            let users = (*concurrency).max(1);
+            let recs = crowd(
+                users,
+                &crew,
+                settings,
+                bar,
+                move |_, c, mut rec| async move {
                     loop {
                         if deadline.is_some_and(|d| Instant::now() >= d) {
                             break;
                         }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let i = c.next.fetch_add(1, Ordering::Relaxed);
                         if i >= n {
                             break;
                         }
                         let now = Instant::now();
-                        rec.started(Duration::ZERO, allowance);
-                        one(&client, &work, i, t0, now, cutoff, &mut rec, &live).await;
+                        rec.started(Duration::ZERO, c.late_after);
+                        c.one(i, t0, now, cutoff, &mut rec).await;
                     }
                     rec
-                });
-            }
-            let ticker = tick(bar.clone(), live.clone());
-            let recs = join(tasks).await?;
-            ticker.abort();
-            bar.finish_and_clear();
+                },
+            )
+            .await?;
             let started: u64 = recs.iter().map(|r| r.ok + r.error_count()).sum();
             // With both -n and -d, whichever comes first ends the run: the
             // requests the time limit left unsent were never due, so they
@@ -124,22 +127,12 @@ pub async fn run(
             let bar = progress_bar(settings, n, label);
             let t0 = Instant::now();
             let cutoff = t0 + rate.duration() + settings.drain;
-            let next = Arc::new(AtomicU64::new(0));
-            let workers = (settings.max_in_flight.max(1) as u64).min(n.max(1));
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..workers {
-                let (client, work, next, live, schedule) = (
-                    client.clone(),
-                    work.clone(),
-                    next.clone(),
-                    live.clone(),
-                    schedule.clone(),
-                );
-                let mut rec = Recorder::new(settings.keep_records);
-                let allowance = settings.late_after;
-                tasks.spawn(async move {
+            let workers = settings.max_in_flight.max(1).min(schedule.len().max(1));
+            let recs = crowd(workers, &crew, settings, bar, move |_, c, mut rec| {
+                let schedule = schedule.clone();
+                async move {
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let i = c.next.fetch_add(1, Ordering::Relaxed);
                         let Some(offset) = schedule.get(i as usize) else {
                             break;
                         };
@@ -150,26 +143,13 @@ pub async fn run(
                             // Counted as unsent below, with the rest.
                             break;
                         }
-                        rec.started(now - intended, allowance);
-                        one(
-                            &client,
-                            &work,
-                            i,
-                            t0,
-                            intended,
-                            Some(cutoff),
-                            &mut rec,
-                            &live,
-                        )
-                        .await;
+                        rec.started(now - intended, c.late_after);
+                        c.one(i, t0, intended, Some(cutoff), &mut rec).await;
                     }
                     rec
-                });
-            }
-            let ticker = tick(bar.clone(), live.clone());
-            let recs = join(tasks).await?;
-            ticker.abort();
-            bar.finish_and_clear();
+                }
+            })
+            .await?;
             (n, recs, t0.elapsed())
         }
         Load::Users { users } => {
@@ -177,22 +157,12 @@ pub async fn run(
             let t0 = Instant::now();
             let end = t0 + users.duration();
             let cutoff = end + settings.drain;
-            let next = Arc::new(AtomicU64::new(0));
             let max = settings.max_requests;
             let peak = users.peak().ceil() as usize;
             let profile = Arc::new(users.clone());
-            let mut tasks = tokio::task::JoinSet::new();
-            for k in 0..peak {
-                let (client, work, next, live, profile) = (
-                    client.clone(),
-                    work.clone(),
-                    next.clone(),
-                    live.clone(),
-                    profile.clone(),
-                );
-                let mut rec = Recorder::new(settings.keep_records);
-                let allowance = settings.late_after;
-                tasks.spawn(async move {
+            let recs = crowd(peak, &crew, settings, bar, move |k, c, mut rec| {
+                let profile = profile.clone();
+                async move {
                     loop {
                         let now = Instant::now();
                         if now >= end {
@@ -203,20 +173,17 @@ pub async fn run(
                             tokio::time::sleep(Duration::from_millis(20).min(end - now)).await;
                             continue;
                         }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let i = c.next.fetch_add(1, Ordering::Relaxed);
                         if i >= max {
                             break;
                         }
-                        rec.started(Duration::ZERO, allowance);
-                        one(&client, &work, i, t0, now, Some(cutoff), &mut rec, &live).await;
+                        rec.started(Duration::ZERO, c.late_after);
+                        c.one(i, t0, now, Some(cutoff), &mut rec).await;
                     }
                     rec
-                });
-            }
-            let ticker = tick(bar.clone(), live.clone());
-            let recs = join(tasks).await?;
-            ticker.abort();
-            bar.finish_and_clear();
+                }
+            })
+            .await?;
             let started: u64 = recs.iter().map(|r| r.ok + r.error_count()).sum();
             (started, recs, t0.elapsed())
         }
@@ -271,46 +238,83 @@ pub async fn run(
     Ok(RunResult { summary, records })
 }
 
-/// One arrival, cut at `cutoff` (recorded as a timeout if cut).
-#[allow(clippy::too_many_arguments)]
-async fn one(
-    client: &Client,
-    work: &Work,
-    i: u64,
-    t0: Instant,
-    intended: Instant,
-    cutoff: Option<Instant>,
-    rec: &mut Recorder,
-    live: &Live,
-) {
-    let errors_before = rec.error_count();
-    let finished = match cutoff {
-        Some(c) => tokio::time::timeout_at(c, journey::run(client, work, i, t0, intended, rec))
-            .await
-            .is_ok(),
-        None => {
-            journey::run(client, work, i, t0, intended, rec).await;
-            true
+/// What the virtual users of a run share.
+#[derive(Clone)]
+struct Crew {
+    client: Arc<Client>,
+    work: Arc<Work>,
+    /// The number of the next arrival to take.
+    next: Arc<AtomicU64>,
+    live: Arc<Live>,
+    /// A request starting later than this after its intended time is late.
+    late_after: Duration,
+}
+
+impl Crew {
+    /// One arrival, cut at `cutoff` (recorded as a timeout if cut).
+    async fn one(
+        &self,
+        i: u64,
+        t0: Instant,
+        intended: Instant,
+        cutoff: Option<Instant>,
+        rec: &mut Recorder,
+    ) {
+        let (client, work) = (&*self.client, &*self.work);
+        let errors_before = rec.error_count();
+        let finished = match cutoff {
+            Some(c) => tokio::time::timeout_at(c, journey::run(client, work, i, t0, intended, rec))
+                .await
+                .is_ok(),
+            None => {
+                journey::run(client, work, i, t0, intended, rec).await;
+                true
+            }
+        };
+        if !finished {
+            rec.finish(Record {
+                index: i,
+                intended_us: micros(intended.saturating_duration_since(t0)),
+                start_delay_us: 0,
+                submit_us: 0,
+                total_us: micros(intended.elapsed()),
+                status: 0,
+                answer: Answer::None,
+                polls: 0,
+                bytes: 0,
+                error: Some(ErrorKind::Timeout),
+            });
         }
-    };
-    if !finished {
-        rec.finish(Record {
-            index: i,
-            intended_us: micros(intended.saturating_duration_since(t0)),
-            start_delay_us: 0,
-            submit_us: 0,
-            total_us: micros(intended.elapsed()),
-            status: 0,
-            answer: Answer::None,
-            polls: 0,
-            bytes: 0,
-            error: Some(ErrorKind::Timeout),
-        });
+        self.live.done.fetch_add(1, Ordering::Relaxed);
+        if rec.error_count() > errors_before {
+            self.live.errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    live.done.fetch_add(1, Ordering::Relaxed);
-    if rec.error_count() > errors_before {
-        live.errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Runs `count` virtual users, `user(k, crew, recorder)` for k in
+/// 0..count, each with a recorder of its own; shows their progress on
+/// `bar` until every one has returned its recorder.
+async fn crowd<F, Fut>(
+    count: usize,
+    crew: &Crew,
+    settings: &Settings,
+    bar: ProgressBar,
+    user: F,
+) -> anyhow::Result<Vec<Recorder>>
+where
+    F: Fn(usize, Crew, Recorder) -> Fut,
+    Fut: Future<Output = Recorder> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..count {
+        tasks.spawn(user(k, crew.clone(), Recorder::new(settings.keep_records)));
     }
+    let ticker = tick(bar.clone(), crew.live.clone());
+    let recs = join(tasks).await?;
+    ticker.abort();
+    bar.finish_and_clear();
+    Ok(recs)
 }
 
 async fn join(mut tasks: tokio::task::JoinSet<Recorder>) -> anyhow::Result<Vec<Recorder>> {

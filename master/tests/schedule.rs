@@ -2,7 +2,8 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -18,26 +19,44 @@ impl Drop for Running {
     }
 }
 
+/// `airq-master schedule --cron CRON --run-now --source SOURCE --db DB`.
+fn schedule(cron: &str, source: &Path, db: &Path) -> Command {
+    airq(&[
+        "schedule",
+        "--cron",
+        cron,
+        "--run-now",
+        "--source",
+        source.to_str().expect("utf-8"),
+        "--db",
+        db.to_str().expect("utf-8"),
+    ])
+}
+
+/// Starts the schedule every second, its stderr into `log`.
+fn start_every_second(source: &Path, db: &Path, log: &Path) -> Running {
+    let mut cmd = schedule("*/1 * * * * *", source, db);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    Running(cmd.spawn().expect("starts"))
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to the child with kill(1).
+fn kill(child: &Running, signal: &str) {
+    let killed = Command::new("kill")
+        .args([signal, &child.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+}
+
 #[test]
 fn runs_on_schedule_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("airq.db");
     let log = dir.path().join("stderr.log");
-    let sample = sample_path();
-    let mut cmd = airq(&[
-        "schedule",
-        "--cron",
-        "*/1 * * * * *",
-        "--run-now",
-        "--source",
-        sample.to_str().expect("utf-8"),
-        "--db",
-        db.to_str().expect("utf-8"),
-    ]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    let mut child = Running(cmd.spawn().expect("starts"));
+    let mut child = start_every_second(&sample_path(), &db, &log);
 
     // Bounded: at most 300 polls and 30 s.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -77,11 +96,7 @@ fn runs_on_schedule_and_stops_on_sigterm() {
         "a scheduled run starts: {stderr}"
     );
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    kill(&child, "-TERM");
     let status = wait_for(&mut child.0, Duration::from_secs(20));
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let status = status.unwrap_or_else(|| panic!("still running after SIGTERM:\n{stderr}"));
@@ -100,20 +115,7 @@ fn a_failing_run_does_not_stop_the_schedule() {
     let db = dir.path().join("airq.db");
     let log = dir.path().join("stderr.log");
     let missing = dir.path().join("not-yet.json");
-    let mut cmd = airq(&[
-        "schedule",
-        "--cron",
-        "*/1 * * * * *",
-        "--run-now",
-        "--source",
-        missing.to_str().expect("utf-8"),
-        "--db",
-        db.to_str().expect("utf-8"),
-    ]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    let mut child = Running(cmd.spawn().expect("starts"));
+    let mut child = start_every_second(&missing, &db, &log);
 
     // The first runs fail (no file yet); once it appears, a later run stores it.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -137,11 +139,7 @@ fn a_failing_run_does_not_stop_the_schedule() {
     assert!(failed_first, "{stderr}");
     assert_eq!(count_readings(&db), Some(SAMPLE_READINGS), "{stderr}");
 
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    kill(&child, "-INT");
     let status = wait_for(&mut child.0, Duration::from_secs(20));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
@@ -152,16 +150,7 @@ fn an_invalid_cron_expression_is_refused() {
     let db = dir.path().join("airq.db");
     for cron in ["0 0 * * *", "every night", "61 * * * * *"] {
         let out = run_for(
-            airq(&[
-                "schedule",
-                "--cron",
-                cron,
-                "--run-now",
-                "--source",
-                "unused.json",
-                "--db",
-                db.to_str().expect("utf-8"),
-            ]),
+            schedule(cron, Path::new("unused.json"), &db),
             Duration::from_secs(30),
         );
         out.assert_clean_failure();

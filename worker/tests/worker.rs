@@ -2,11 +2,11 @@
 //! malformed messages, duplicates, crashes (SIGKILL), dead letters and
 //! graceful shutdown. The gateway's side of the queues is played in-process.
 
+use airq_contract::sample::sample;
 use airq_contract::store::reference;
 use airq_core::export::to_csv;
-use airq_core::feed::parse_feed;
 use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
-use airq_core::queue::Queue;
+use airq_core::queue::{Queue, QueueDepth};
 use airq_core::results::{Outcome, ResultStore};
 use airq_core::{Query, QueryLimits, Reading};
 use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
@@ -30,13 +30,7 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let db_path = dir.path().join("airq.db");
         let db = Db::open(&db_path).expect("db");
-        let doc = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../data/sample/201806032249_data.dust.min.json"
-        ))
-        .expect("sample");
-        let mut readings = Vec::new();
-        parse_feed(&doc, |r| readings.extend(r.ok())).expect("parse");
+        let readings = sample();
         SqliteReadingStore::new(db.clone())
             .put_batch_blocking(&readings)
             .expect("load");
@@ -155,6 +149,14 @@ fn query() -> Query {
     Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query")
 }
 
+/// Waits, at most `limit`, until `q`'s depth is `done`.
+async fn wait_until(q: &SqliteQueue, limit: Duration, done: impl Fn(&QueueDepth) -> bool) {
+    let start = Instant::now();
+    while !done(&q.depth().await.expect("depth")) && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn assert_queue_empty(q: &SqliteQueue) {
     let d = q.depth().await.expect("depth");
     assert_eq!((d.visible, d.in_flight), (0, 0), "{} is empty", q.name());
@@ -221,12 +223,7 @@ async fn malformed_messages_fail_readably_and_are_deleted() {
         }
     }
     // Nothing retried: all three are gone (bounded wait for the last delete).
-    let start = Instant::now();
-    while send.depth().await.expect("depth").in_flight > 0
-        && start.elapsed() < Duration::from_secs(10)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&send, Duration::from_secs(10), |d| d.in_flight == 0).await;
     assert_queue_empty(&send).await;
 }
 
@@ -255,12 +252,7 @@ async fn a_killed_workers_request_is_finished_by_another() {
     let mut slow = env.worker(&["--visibility-timeout", "2s", "--test-query-delay", "60s"]);
     let id = env.submit(&query()).await;
     // Wait until the slow worker holds it.
-    let start = Instant::now();
-    while send.depth().await.expect("depth").in_flight == 0
-        && start.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
     assert_eq!(
         send.depth().await.expect("depth").in_flight,
         1,
@@ -295,19 +287,9 @@ async fn a_request_that_keeps_crashing_workers_is_dead_lettered() {
     let id = env.submit(&query()).await;
     for round in 1..=MAX_RECEIVES {
         // Wait for the previous crash's request to become visible again.
-        let start = Instant::now();
-        while send.depth().await.expect("depth").visible == 0
-            && start.elapsed() < Duration::from_secs(20)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(&send, Duration::from_secs(20), |d| d.visible > 0).await;
         let mut w = env.worker(&["--visibility-timeout", "1s", "--test-query-delay", "60s"]);
-        let start = Instant::now();
-        while send.depth().await.expect("depth").in_flight == 0
-            && start.elapsed() < Duration::from_secs(20)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
         assert_eq!(
             send.depth().await.expect("depth").in_flight,
             1,
@@ -349,12 +331,7 @@ async fn sigterm_hands_unfinished_requests_back_at_once() {
         "1s",
     ]);
     env.submit(&query()).await;
-    let start = Instant::now();
-    while send.depth().await.expect("depth").in_flight == 0
-        && start.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
     w.signal("-TERM");
     assert_eq!(
         w.wait_exit(Duration::from_secs(20)),
@@ -375,12 +352,7 @@ async fn sigterm_lets_short_queries_finish() {
     let mut w = env.worker(&["--test-query-delay", "2s", "--shutdown-timeout", "30s"]);
     let send = env.queue(REQUEST_SEND);
     let id = env.submit(&query()).await;
-    let start = Instant::now();
-    while send.depth().await.expect("depth").in_flight == 0
-        && start.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
     w.signal("-TERM");
     assert_eq!(w.wait_exit(Duration::from_secs(30)), Some(true));
     let got = env.collect(1, Duration::from_secs(5)).await;
