@@ -11,17 +11,22 @@
 //! The output is a function of the template, the shape and the seed only:
 //! integer and correctly-rounded float arithmetic, no clock, no hashing
 //! order. Values are written as strings with two decimals, like the feed.
+//!
+//! The template is read, and entries are written, with the feed parser's own
+//! wire types (`airq_core::feed::RawEntry`), so that what synth writes is
+//! what the parser reads.
 
 use crate::cli::SynthShape;
 use airq_core::aqi;
-use airq_core::feed::{PM10_RAIL, PM25_RAIL};
+use airq_core::feed::{self, PM10_RAIL, PM25_RAIL};
 use airq_core::{Reading, Timestamp};
 use anyhow::{bail, Context as _};
 use chrono::Datelike as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::DeserializeOwned;
+use serde_json::value::{to_raw_value, RawValue};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -40,63 +45,16 @@ const P2_MAX_CENTS: u64 = (PM25_RAIL * 100.0) as u64 - 10;
 
 // ---- the template ----
 
-#[derive(Deserialize)]
-struct TEntry<'a> {
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(borrow)]
-    location: TLocation<'a>,
-    sensor: TSensor,
-    #[serde(borrow, default)]
-    sensordatavalues: Vec<TValue<'a>>,
+/// A field the feed parser skips, which the wire shape otherwise holds as
+/// raw JSON, decoded as the type the generator needs; `Err` when it holds
+/// something else.
+fn decode<T: DeserializeOwned>(raw: Option<&RawValue>) -> serde_json::Result<Option<T>> {
+    raw.map(|r| serde_json::from_str(r.get())).transpose()
 }
 
-#[derive(Deserialize)]
-struct TLocation<'a> {
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(borrow, default)]
-    latitude: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    longitude: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    altitude: Option<&'a RawValue>,
-    #[serde(default)]
-    country: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TSensor {
-    id: u64,
-    sensor_type: TSensorType,
-}
-
-#[derive(Deserialize)]
-struct TSensorType {
-    #[serde(default)]
-    id: Option<u64>,
-    name: String,
-    #[serde(default)]
-    manufacturer: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TValue<'a> {
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
-    value_type: String,
-}
-
-/// A scalar written as a JSON string or number, as text.
+/// A scalar of the feed (string or number) as text.
 fn scalar_text(raw: Option<&RawValue>) -> Option<String> {
-    let s = raw?.get().trim();
-    match s.as_bytes().first()? {
-        b'"' => serde_json::from_str::<String>(s).ok(),
-        b'-' | b'0'..=b'9' => Some(s.to_owned()),
-        _ => None,
-    }
+    raw.and_then(feed::scalar_text).map(Cow::into_owned)
 }
 
 /// A decimal in units of 10^-`scale`, if the text is a finite number.
@@ -104,10 +62,6 @@ fn fixed_point(text: &str, scale: i32) -> Option<i64> {
     let v: f64 = text.trim().parse().ok()?;
     let scaled = (v * 10f64.powi(scale)).round();
     (scaled.is_finite() && scaled.abs() < 1e15).then_some(scaled as i64)
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 /// A coordinate: the template's text, and its value in 1e-4 degrees when it
@@ -146,10 +100,10 @@ struct TemplateSite {
     alt: String,
     country: String,
     type_name: String,
-    /// Pre-rendered JSON of the parts written verbatim.
-    json_alt: String,
-    json_country: String,
-    json_sensor_type: String,
+    /// The parts the wire shape keeps as raw JSON, rendered once.
+    json_alt: Box<RawValue>,
+    json_type_id: Option<Box<RawValue>>,
+    json_manufacturer: Option<Box<RawValue>>,
 }
 
 pub struct Template {
@@ -192,27 +146,49 @@ impl Template {
         };
         let mut seen = HashSet::new();
         for raw in entries {
-            let Ok(e) = serde_json::from_str::<TEntry<'_>>(raw.get()) else {
+            // An entry the parser would call malformed is no feed entry:
+            // nothing is taken from it.
+            let Ok(e) = serde_json::from_str::<feed::RawEntry<'_>>(raw.get()) else {
+                continue;
+            };
+            // Copied into every entry of the site, or counted past for fresh
+            // ids, so they must hold what the feed puts there.
+            let st = e.sensor.sensor_type;
+            let (Ok(type_id), Ok(manufacturer)) =
+                (decode::<u64>(st.id), decode::<String>(st.manufacturer))
+            else {
+                continue;
+            };
+            let Ok(value_ids) = e
+                .sensordatavalues
+                .iter()
+                .map(|v| decode::<u64>(v.id))
+                .collect::<serde_json::Result<Vec<_>>>()
+            else {
                 continue;
             };
             t.max_entry_id = t.max_entry_id.max(e.id.unwrap_or(0));
             t.max_sensor_id = t.max_sensor_id.max(e.sensor.id);
             t.max_loc_id = t.max_loc_id.max(e.location.id.unwrap_or(0));
+            t.max_value_id = value_ids
+                .into_iter()
+                .flatten()
+                .fold(t.max_value_id, u64::max);
 
             let (mut p1, mut p2) = (None, None);
             let mut particulate = false;
             for v in &e.sensordatavalues {
-                t.max_value_id = t.max_value_id.max(v.id.unwrap_or(0));
-                particulate |= matches!(v.value_type.as_str(), "P1" | "P2");
+                let kind = v.value_type.as_ref();
+                particulate |= matches!(kind, feed::PM10_TYPE | feed::PM25_TYPE);
                 let cents = || {
                     scalar_text(v.value)
                         .and_then(|s| fixed_point(&s, 2))
                         .filter(|c| *c >= 0)
                         .map(|c| c as u64)
                 };
-                match v.value_type.as_str() {
-                    "P1" => p1 = cents().filter(|c| *c <= P1_MAX_CENTS),
-                    "P2" => p2 = cents().filter(|c| *c <= P2_MAX_CENTS),
+                match kind {
+                    feed::PM10_TYPE => p1 = cents().filter(|c| *c <= P1_MAX_CENTS),
+                    feed::PM25_TYPE => p2 = cents().filter(|c| *c <= P2_MAX_CENTS),
                     _ => {}
                 }
             }
@@ -227,27 +203,17 @@ impl Template {
             }
             let loc = e.location;
             let alt = scalar_text(loc.altitude).unwrap_or_default();
-            let country = loc.country.unwrap_or_default();
-            let st = e.sensor.sensor_type;
-            let json_sensor_type = format!(
-                "{{\"id\":{},\"name\":{},\"manufacturer\":{}}}",
-                st.id.map_or("null".to_owned(), |id| id.to_string()),
-                json_string(&st.name),
-                st.manufacturer
-                    .as_deref()
-                    .map_or("null".to_owned(), json_string),
-            );
             t.sites.push(TemplateSite {
                 sensor_id: e.sensor.id,
                 loc_id: loc.id,
                 lat: Coord::new(scalar_text(loc.latitude).unwrap_or_default()),
                 lon: Coord::new(scalar_text(loc.longitude).unwrap_or_default()),
-                json_alt: json_string(&alt),
-                json_country: json_string(&country),
+                json_alt: to_raw_value(&alt)?,
+                json_type_id: type_id.map(|id| to_raw_value(&id)).transpose()?,
+                json_manufacturer: manufacturer.map(|m| to_raw_value(&m)).transpose()?,
                 alt,
-                country,
-                type_name: st.name,
-                json_sensor_type,
+                country: loc.country.map(Cow::into_owned).unwrap_or_default(),
+                type_name: st.name.into_owned(),
             });
         }
         if t.sites.is_empty() {
@@ -342,39 +308,62 @@ impl Entry<'_> {
     /// Writes the entry as one feed object.
     pub fn write_json(&self, w: &mut impl Write) -> io::Result<()> {
         let s = self.second_of_day;
-        write!(
-            w,
-            "{{\"id\":{},\"timestamp\":\"{} {:02}:{:02}:{:02}\",\"location\":{{\"id\":",
-            self.id,
+        let timestamp = format!(
+            "{} {:02}:{:02}:{:02}",
             self.date,
             s / 3600,
             s / 60 % 60,
             s % 60
-        )?;
-        match self.site.loc_id {
-            Some(id) => write!(w, "{id}")?,
-            None => w.write_all(b"null")?,
-        }
-        write!(
-            w,
-            ",\"latitude\":{},\"longitude\":{},\"altitude\":{},\"country\":{}}},",
-            json_string(&self.latitude()),
-            json_string(&self.longitude()),
-            self.template.json_alt,
-            self.template.json_country
-        )?;
-        write!(
-            w,
-            "\"sensor\":{{\"id\":{},\"sensor_type\":{}}},\"sensordatavalues\":[\
-             {{\"id\":{},\"value\":\"{}\",\"value_type\":\"P1\"}},\
-             {{\"id\":{},\"value\":\"{}\",\"value_type\":\"P2\"}}]}}",
-            self.site.sensor_id,
-            self.template.json_sensor_type,
-            self.value_id,
-            cents_text(self.p1_cents),
-            self.value_id + 1,
-            cents_text(self.p2_cents)
-        )
+        );
+        // The wire shape keeps these as raw JSON, as the feed may send them
+        // as strings or numbers; the generator writes them as the feed
+        // usually does: coordinates and values as strings, ids as numbers.
+        let (lat, lon) = (
+            to_raw_value(&self.latitude())?,
+            to_raw_value(&self.longitude())?,
+        );
+        let (p1_id, p2_id) = (
+            to_raw_value(&self.value_id)?,
+            to_raw_value(&(self.value_id + 1))?,
+        );
+        let (p1, p2) = (
+            to_raw_value(&cents_text(self.p1_cents))?,
+            to_raw_value(&cents_text(self.p2_cents))?,
+        );
+        let t = self.template;
+        let entry = feed::RawEntry {
+            id: Some(self.id),
+            timestamp: Some(Cow::Owned(timestamp)),
+            location: feed::RawLocation {
+                id: self.site.loc_id,
+                latitude: Some(&lat),
+                longitude: Some(&lon),
+                altitude: Some(&t.json_alt),
+                country: Some(Cow::Borrowed(&t.country)),
+            },
+            sensor: feed::RawSensor {
+                id: self.site.sensor_id,
+                sensor_type: feed::RawSensorType {
+                    id: t.json_type_id.as_deref(),
+                    name: Cow::Borrowed(&t.type_name),
+                    manufacturer: t.json_manufacturer.as_deref(),
+                },
+            },
+            sensordatavalues: vec![
+                feed::RawDataValue {
+                    id: Some(&p1_id),
+                    value: Some(&p1),
+                    value_type: Cow::Borrowed(feed::PM10_TYPE),
+                },
+                feed::RawDataValue {
+                    id: Some(&p2_id),
+                    value: Some(&p2),
+                    value_type: Cow::Borrowed(feed::PM25_TYPE),
+                },
+            ],
+        };
+        serde_json::to_writer(w, &entry)?;
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 
 use crate::aqi;
 use crate::reading::{Reading, Timestamp};
-use serde::de::{Deserializer as _, SeqAccess, Visitor};
+use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -124,21 +124,26 @@ impl FeedStats {
 // template and writes the entries it generates with them (serde writes the
 // fields in declaration order, which is the feed's own), so what is written
 // cannot drift from what is read. Deserializing borrows from the document.
-// Fields the parser does not interpret are kept as raw JSON, so declaring
-// them puts no constraint on their values.
+//
+// `Skipped` is the type of the fields the parser has no use for (a sensor
+// type's `id` and `manufacturer`, a value's `id`). The parser reads them as
+// `IgnoredAny`, which costs about what an unknown key costs and accepts any
+// value or none (a repeated key is malformed, as for every declared key);
+// readers and writers that need them take the default, their raw JSON.
 
 /// One entry of the feed.
 #[derive(Deserialize, Serialize)]
-pub struct RawEntry<'a> {
+#[serde(bound(deserialize = "Skipped: Deserialize<'de> + Default"))]
+pub struct RawEntry<'a, Skipped = Option<&'a RawValue>> {
     pub id: Option<u64>,
     #[serde(borrow)]
     pub timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub location: RawLocation<'a>,
     #[serde(borrow)]
-    pub sensor: RawSensor<'a>,
+    pub sensor: RawSensor<'a, Skipped>,
     #[serde(borrow)]
-    pub sensordatavalues: Vec<RawDataValue<'a>>,
+    pub sensordatavalues: Vec<RawDataValue<'a, Skipped>>,
 }
 
 /// Where a sensor is. Coordinates and altitude are scalars the feed writes
@@ -157,37 +162,41 @@ pub struct RawLocation<'a> {
 }
 
 #[derive(Deserialize, Serialize)]
-pub struct RawSensor<'a> {
+#[serde(bound(deserialize = "Skipped: Deserialize<'de> + Default"))]
+pub struct RawSensor<'a, Skipped = Option<&'a RawValue>> {
     pub id: u64,
     #[serde(borrow)]
-    pub sensor_type: RawSensorType<'a>,
+    pub sensor_type: RawSensorType<'a, Skipped>,
 }
 
 #[derive(Deserialize, Serialize)]
-pub struct RawSensorType<'a> {
-    /// A number in the feed; not read by the parser.
-    #[serde(borrow, default)]
-    pub id: Option<&'a RawValue>,
+pub struct RawSensorType<'a, Skipped = Option<&'a RawValue>> {
+    /// A number in the feed.
+    #[serde(default)]
+    pub id: Skipped,
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    /// A string in the feed; not read by the parser.
-    #[serde(borrow, default)]
-    pub manufacturer: Option<&'a RawValue>,
+    /// A string in the feed.
+    #[serde(default)]
+    pub manufacturer: Skipped,
 }
 
 /// One measurement of an entry: [`PM10_TYPE`], [`PM25_TYPE`] or another
 /// quantity the parser passes over (temperature, humidity, ...).
 #[derive(Deserialize, Serialize)]
-pub struct RawDataValue<'a> {
-    /// A number in the feed; not read by the parser.
-    #[serde(borrow, default)]
-    pub id: Option<&'a RawValue>,
+pub struct RawDataValue<'a, Skipped = Option<&'a RawValue>> {
+    /// A number in the feed.
+    #[serde(default)]
+    pub id: Skipped,
     /// A scalar, as a string or a number (see [`scalar_text`]).
     #[serde(borrow, default)]
     pub value: Option<&'a RawValue>,
     #[serde(borrow)]
     pub value_type: Cow<'a, str>,
 }
+
+/// An entry as the parser reads it.
+type ParsedEntry<'a> = RawEntry<'a, IgnoredAny>;
 
 /// The text of a scalar that the feed writes either as a JSON string or as a
 /// JSON number: a string's contents, or a number's literal text as sent.
@@ -219,7 +228,7 @@ fn particulate(raw: Option<&RawValue>, rail: f64) -> Result<(String, f64), Rejec
 }
 
 /// Validates one decoded entry and computes its index.
-fn validate(e: RawEntry<'_>) -> Result<Reading, Rejection> {
+fn validate(e: ParsedEntry<'_>) -> Result<Reading, Rejection> {
     let ts = e
         .timestamp
         .as_deref()
@@ -260,7 +269,7 @@ fn validate(e: RawEntry<'_>) -> Result<Reading, Rejection> {
 
 /// Decodes and validates one entry given as its JSON text.
 pub fn parse_entry(json: &str) -> Result<Reading, Rejection> {
-    let e: RawEntry<'_> = serde_json::from_str(json).map_err(|_| Rejection::Malformed)?;
+    let e: ParsedEntry<'_> = serde_json::from_str(json).map_err(|_| Rejection::Malformed)?;
     validate(e)
 }
 
@@ -322,4 +331,54 @@ where
     }
     stats.entries = entries;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::to_raw_value;
+
+    #[test]
+    fn an_entry_written_with_the_wire_shape_parses() {
+        // Scalars the wire shape keeps as raw JSON, written as strings.
+        let string = |s: &str| to_raw_value(s).expect("a string");
+        let (lat, lon, alt) = (string("48.7220"), string("9.2100"), string(""));
+        let (p2, value_id) = (string("20.5"), string("x"));
+        let type_id = to_raw_value(&14).expect("a number");
+        let entry = RawEntry {
+            id: Some(7),
+            timestamp: Some(Cow::Borrowed("2024-01-01 10:00:00")),
+            location: RawLocation {
+                id: None,
+                latitude: Some(&lat),
+                longitude: Some(&lon),
+                altitude: Some(&alt),
+                country: Some(Cow::Borrowed("DE")),
+            },
+            sensor: RawSensor {
+                id: 5,
+                sensor_type: RawSensorType {
+                    id: Some(&*type_id),
+                    name: Cow::Borrowed("SDS011"),
+                    manufacturer: None,
+                },
+            },
+            sensordatavalues: vec![RawDataValue {
+                // Not the number the feed has: the parser skips this field
+                // whatever it holds.
+                id: Some(&*value_id),
+                value: Some(&p2),
+                value_type: Cow::Borrowed(PM25_TYPE),
+            }],
+        };
+        let json = serde_json::to_string(&entry).expect("serializable");
+        let r = parse_entry(&json).expect("accepted");
+        assert_eq!((r.id, r.sensor_id, r.loc_id), (Some(7), 5, None));
+        assert_eq!((r.loc_lat.as_str(), r.loc_alt.as_str()), ("48.7220", ""));
+        assert_eq!((r.p1, r.p2.as_deref()), (None, Some("20.5")));
+        assert_eq!(
+            r.timestamp,
+            Timestamp::parse_feed("2024-01-01 10:00:00").expect("valid")
+        );
+    }
 }
