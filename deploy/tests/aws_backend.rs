@@ -193,8 +193,11 @@ async fn large_result_arrives_intact_through_s3() {
     assert!(!store.finish(id, &dup).await.expect("finish again"));
     let r = store.get(id).await.expect("get").expect("record");
     assert_eq!(r.rows, Some(40_000));
+    let got = airq_core::results::read_csv(&store, &r)
+        .await
+        .expect("read");
     assert!(
-        r.csv.as_deref() == Some(csv.as_str()),
+        got.as_deref() == Some(csv.as_str()),
         "the CSV arrives intact"
     );
     assert_eq!(
@@ -212,6 +215,7 @@ async fn large_result_arrives_intact_through_s3() {
         .expect("purge");
     let r = store.get(id).await.expect("get").expect("tombstone");
     assert_eq!(r.csv, None);
+    assert_eq!(r.stored, None);
     assert!(objects(&clients, &names, "results/").await.is_empty());
 }
 

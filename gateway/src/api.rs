@@ -4,7 +4,7 @@
 //! | method | path                  | answers                                                        |
 //! |--------|-----------------------|----------------------------------------------------------------|
 //! | POST   | `/api/query`          | 200 CSV (direct), 202 JSON (queued), 400, 413, 415, 503        |
-//! | GET    | `/api/results/{id}`   | 200 CSV, 202, 404, 410, 422 (see [`crate::handlers::results`]) |
+//! | GET    | `/api/results/{id}`   | 200/206 CSV, 202, 304, 404, 410, 416, 422 (see [`crate::handlers::results`]) |
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
 //! | GET    | `/readyz`             | 200 when the store and queue answer, else 503 naming which     |
@@ -17,6 +17,7 @@ use crate::handlers::{health, meta, results, submit};
 use crate::state::AppState;
 use crate::web;
 use axum::extract::{Request, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +25,8 @@ use axum::Router;
 use std::any::Any;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
@@ -38,9 +41,45 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+        // CSV answers (direct or stored), gzipped when the client accepts
+        // it; a client that does not gets identical plain bytes.
+        .layer(CompressionLayer::new().gzip(true).compress_when(DefaultPredicate::new().and(csv_not_partial)))
+        .layer(middleware::map_response(retag_compressed))
         .layer(middleware::from_fn_with_state(request_timeout, time_limit))
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
         .layer(CatchPanicLayer::custom(panicked))
+}
+
+/// Whether a response is a CSV answer sent whole: a `206` is a slice of
+/// the plain bytes, so it is never compressed (its `Content-Range` counts
+/// plain bytes).
+fn csv_not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
+    status != StatusCode::PARTIAL_CONTENT
+        && headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"))
+}
+
+/// A gzipped answer is another representation of the same CSV, so it
+/// gets another strong `ETag` (`"<id>-gzip"`), as RFC 9110 asks; the
+/// results handler accepts either in `If-None-Match`.
+async fn retag_compressed<B>(mut response: Response<B>) -> Response<B> {
+    let gzipped = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    if gzipped {
+        let tag = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_suffix('"'))
+            .map(|t| format!("{t}{}\"", results::GZIP_TAG_SUFFIX));
+        if let Some(v) = tag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            response.headers_mut().insert(header::ETAG, v);
+        }
+    }
+    response
 }
 
 /// Limits the time to the response head (not the streaming of a body).

@@ -9,6 +9,7 @@ use airq_cli::connect::BackendArgs;
 use airq_cli::defaults;
 use airq_cli::duration;
 use airq_cli::logging::LogArgs;
+use airq_core::results::DEFAULT_MAX_RESULT_ROWS;
 use airq_core::QueryLimits;
 use clap::Parser;
 use std::time::Duration;
@@ -44,6 +45,13 @@ pub struct Config {
     #[arg(long, env = "AIRQ_MAX_BACKLOG", default_value_t = 10_000)]
     pub max_backlog: u64,
 
+    /// The most rows a queued query's answer may have; a larger one fails,
+    /// telling its user how many rows it has and to narrow the query.
+    /// Direct answers are small by design (see --direct-max-span).
+    #[arg(long, env = "AIRQ_MAX_RESULT_ROWS", default_value_t = DEFAULT_MAX_RESULT_ROWS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_result_rows: u64,
+
     /// How long a queued query's result is kept.
     #[arg(long, env = "AIRQ_RESULT_TTL", default_value = "24h", value_parser = duration::parse)]
     pub result_ttl: Duration,
@@ -78,6 +86,32 @@ pub struct Config {
     #[arg(long, env = "AIRQ_PURGE_EVERY", default_value = "5m", value_parser = duration::parse)]
     pub purge_every: Duration,
 
+    /// How long a client may take to send a request's header: from the
+    /// accept for a new connection, from the request's first byte on a
+    /// kept-alive one. A slower connection is closed (slowloris).
+    #[arg(long, env = "AIRQ_HEADER_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    pub header_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request
+    /// (from the end of the last response to the next request's first
+    /// byte) before it is closed.
+    #[arg(long, env = "AIRQ_IDLE_TIMEOUT", default_value = "60s", value_parser = timeout)]
+    pub idle_timeout: Duration,
+
+    /// How long a response may wait for the client to take more of it. A
+    /// connection whose client takes nothing for this long is cut, and a
+    /// streamed direct answer whose client does not take its next 32 KiB
+    /// chunk in this time gives its direct slot and store read back.
+    #[arg(long, env = "AIRQ_SEND_TIMEOUT", default_value = "30s", value_parser = timeout)]
+    pub send_timeout: Duration,
+
+    /// Connections served at once; further ones wait in the listen backlog
+    /// until one closes. Default: the open-files limit minus 128 for the
+    /// store, payload files and outgoing connections, at most 10000.
+    #[arg(long, env = "AIRQ_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+
     #[command(flatten)]
     pub backend: BackendArgs,
 
@@ -92,6 +126,15 @@ impl Config {
         }
     }
 
+    /// `--max-connections`, or the default for this process's open-files
+    /// limit (see [`connections_for_open_files`]).
+    pub fn max_connections(&self) -> usize {
+        match self.max_connections {
+            Some(n) => n as usize,
+            None => connections_for_open_files(open_files_limit()),
+        }
+    }
+
     /// `--direct-limit`, or the default for this machine.
     pub fn direct_limit(&self) -> usize {
         self.direct_limit.unwrap_or_else(|| {
@@ -99,6 +142,66 @@ impl Config {
             (4 * cpus).clamp(4, 12)
         })
     }
+}
+
+/// The longest `--header-timeout`, `--idle-timeout` or `--send-timeout`:
+/// a day is far beyond any use, and keeps deadline arithmetic far from
+/// overflowing.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A connection timeout: a duration from 1 ms to a day. Zero is refused
+/// rather than read as "off": an unbounded wait is what these flags exist
+/// to prevent.
+fn timeout(s: &str) -> Result<Duration, String> {
+    let d = duration::parse(s)?;
+    if d < Duration::from_millis(1) || d > MAX_TIMEOUT {
+        return Err(format!("{s:?} must be between 1ms and 24h"));
+    }
+    Ok(d)
+}
+
+/// File descriptors kept back from connections: the SQLite pool (16
+/// connections, each with its database, WAL and shared-memory files),
+/// payload files being read or written, outgoing connections (AWS),
+/// stdio, the listener and the runtime's own.
+const FD_RESERVE: u64 = 128;
+
+/// Beyond this many connections the default stops growing with the
+/// open-files limit: each idle connection still costs buffers and a task,
+/// and a machine with a million file descriptors need not accept a
+/// million sockets by default.
+const MAX_DEFAULT_CONNECTIONS: u64 = 10_000;
+
+/// The default connection cap for an open-files limit: the limit minus
+/// [`FD_RESERVE`] (half the limit when it is that small), at least 1 and at
+/// most [`MAX_DEFAULT_CONNECTIONS`]. Staying under the limit is what keeps
+/// `accept` from failing with EMFILE while the process still needs files.
+pub fn connections_for_open_files(limit: u64) -> usize {
+    let reserve = FD_RESERVE.min(limit / 2);
+    let n = limit
+        .saturating_sub(reserve)
+        .clamp(1, MAX_DEFAULT_CONNECTIONS);
+    usize::try_from(n).unwrap_or(1)
+}
+
+/// This process's soft limit on open files (`ulimit -n`).
+#[cfg(unix)]
+fn open_files_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _hard)) => soft,
+        Err(e) => {
+            // 1024 is the usual soft limit; guessing it keeps the gateway
+            // serving with a cap that is safe on most systems.
+            tracing::warn!(error = %e, "could not read the open-files limit; assuming 1024");
+            1024
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn open_files_limit() -> u64 {
+    MAX_DEFAULT_CONNECTIONS + FD_RESERVE
 }
 
 #[cfg(test)]
@@ -115,5 +218,51 @@ mod tests {
         assert_eq!(c.body_limit, 16 * 1024);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert!((4..=12).contains(&c.direct_limit()));
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.send_timeout, Duration::from_secs(30));
+        assert!(c.max_connections() >= 1);
+    }
+
+    #[test]
+    fn connection_flags() {
+        let c = Config::try_parse_from([
+            "airq-gateway",
+            "--header-timeout",
+            "1s",
+            "--idle-timeout",
+            "250ms",
+            "--send-timeout",
+            "2",
+            "--max-connections",
+            "20",
+        ])
+        .unwrap();
+        assert_eq!(c.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.idle_timeout, Duration::from_millis(250));
+        assert_eq!(c.send_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_connections(), 20);
+        for bad in [
+            ["--header-timeout", "0"],
+            ["--idle-timeout", "2days"],
+            ["--send-timeout", "soon"],
+            ["--max-connections", "0"],
+        ] {
+            assert!(
+                Config::try_parse_from([&["airq-gateway"][..], &bad[..]].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_connection_cap_leaves_files_for_the_rest() {
+        assert_eq!(connections_for_open_files(1024), 896);
+        assert_eq!(connections_for_open_files(256), 128);
+        assert_eq!(connections_for_open_files(100), 50);
+        assert_eq!(connections_for_open_files(1), 1);
+        assert_eq!(connections_for_open_files(0), 1);
+        assert_eq!(connections_for_open_files(1 << 20), 10_000);
+        assert_eq!(connections_for_open_files(u64::MAX), 10_000);
     }
 }

@@ -39,6 +39,9 @@ pub enum ApiError {
     #[error("result expired")]
     Expired,
 
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable,
+
     #[error("too many queued queries")]
     Backlog { visible: u64, max: u64 },
 
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
+            ApiError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Backlog { .. } | ApiError::Unavailable { .. } | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -122,6 +126,13 @@ impl IntoResponse for ApiError {
             ApiError::Expired => (
                 "the result has expired; send the query again".to_owned(),
                 Vec::new(),
+            ),
+            ApiError::RangeNotSatisfiable => (
+                "the range asked for is outside the result".to_owned(),
+                field(
+                    "Range",
+                    "must be one byte range within the CSV (see Content-Range)".to_owned(),
+                ),
             ),
             ApiError::Backlog { visible, max } => {
                 tracing::debug!(visible, max, "refusing a queued query: backlog full");

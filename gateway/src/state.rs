@@ -23,6 +23,8 @@ pub struct App {
     pub direct: Direct,
     pub max_backlog: u64,
     pub result_ttl: Duration,
+    /// The most rows a queued query's answer may have.
+    pub max_result_rows: u64,
     pub body_limit: u64,
     /// The request queue's depth, for backpressure.
     pub backlog: Cached<QueueDepth>,
@@ -40,6 +42,7 @@ impl App {
             limits: config.query_limits(),
             max_backlog: config.max_backlog,
             result_ttl: config.result_ttl,
+            max_result_rows: config.max_result_rows,
             body_limit: config.body_limit,
             backlog: Cached::new(BACKLOG_CACHE),
             meta: Cached::new(META_CACHE),

@@ -1,8 +1,7 @@
 //! Running one request: from a queue message to the outcome its user sees.
 
-use airq_core::export::{render, RenderError};
 use airq_core::job::Job;
-use airq_core::results::Outcome;
+use airq_core::results::{store_csv, Outcome};
 use airq_core::Backend;
 use airq_core::BackendError;
 use std::time::Duration;
@@ -19,9 +18,13 @@ pub enum Handled {
     Unidentifiable,
 }
 
-/// Runs the query of `job` against the store and renders its CSV.
-/// Store errors are returned (they may be transient: the request is retried);
-/// a query that cannot run is a permanent failure.
+/// Runs the query of `job` against the store and writes its CSV into the
+/// result store as it is rendered (small answers inline, large ones chunk
+/// by chunk into the payload space: memory stays bounded whatever the
+/// answer's size), stopping at the job's row limit.
+/// Store errors are returned (they may be transient: the request is
+/// retried); a query that cannot run, an answer over the limit and a store
+/// that refuses the write (disk full) are failures its user is told about.
 pub async fn run_query(
     backend: &Backend,
     job: &Job,
@@ -35,21 +38,15 @@ pub async fn run_query(
             })
         }
     };
-    let rendered = render(backend.readings.query_csv(&query), usize::MAX).await;
+    let outcome = store_csv(
+        backend.results.as_ref(),
+        job.id,
+        backend.readings.query_csv(&query),
+        job.max_rows(),
+    )
+    .await;
     if let Some(d) = test_delay {
         tokio::time::sleep(d).await;
     }
-    match rendered {
-        Ok((csv, rows)) => Ok(Outcome::Done {
-            // The writer only ever receives UTF-8 text.
-            csv: String::from_utf8(csv)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            rows,
-        }),
-        // Possibly transient: the request is retried.
-        Err(RenderError::Store(e)) => Err(e),
-        Err(e) => Ok(Outcome::Failed {
-            error: e.to_string(),
-        }),
-    }
+    outcome
 }

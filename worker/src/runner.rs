@@ -228,6 +228,9 @@ async fn process(
         Outcome::Done { rows, csv } => {
             tracing::info!(result = %job.id, rows, bytes = csv.len(), elapsed = ?started.elapsed(), "query done")
         }
+        Outcome::Stored { rows, csv } => {
+            tracing::info!(result = %job.id, rows, bytes = csv.bytes, elapsed = ?started.elapsed(), "query done")
+        }
         Outcome::Failed { error } => tracing::info!(result = %job.id, %error, "query failed"),
     }
     Ok(Handled::Outcome(job.id, outcome))

@@ -69,7 +69,7 @@ impl Env {
             .await
             .expect("create");
         self.queue(REQUEST_SEND)
-            .send(&Job::new(id, query).to_json())
+            .send(&Job::new(id, query, airq_core::results::DEFAULT_MAX_RESULT_ROWS).to_json())
             .await
             .expect("send");
         id
@@ -173,20 +173,27 @@ async fn runs_a_query_and_posts_the_csv() {
     assert_eq!(got[0].id, id);
     let want =
         String::from_utf8(to_csv(&reference(&env.readings, &q)).expect("csv")).expect("utf8");
-    assert_eq!(
-        got[0].outcome,
-        Outcome::Done {
-            csv: want,
-            rows: 3315
-        }
-    );
+    // 294 KB: written by the worker into the payload space as it was
+    // rendered, the message naming it.
+    let Outcome::Stored { csv, rows } = &got[0].outcome else {
+        panic!("a large answer is stored: {:?}", got[0].outcome);
+    };
+    assert_eq!(*rows, 3315);
+    assert_eq!(csv.bytes, want.len() as u64);
     assert_queue_empty(&env.queue(REQUEST_SEND)).await;
-    let rec = env.results().get(id).await.expect("get").expect("record");
+    let results = env.results();
+    let rec = results.get(id).await.expect("get").expect("record");
     assert_eq!(
         rec.state.as_str(),
         "running",
         "the worker marks it running; the gateway records the outcome"
     );
+    assert!(results.finish(id, &got[0].outcome).await.expect("record it"));
+    let rec = results.get(id).await.expect("get").expect("record");
+    let stored = airq_core::results::read_csv(&results, &rec)
+        .await
+        .expect("read");
+    assert!(stored.as_deref() == Some(want.as_str()), "the stored CSV is the reference");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +278,7 @@ async fn a_killed_workers_request_is_finished_by_another() {
     let got = env.collect(1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, id);
-    assert!(matches!(got[0].outcome, Outcome::Done { rows: 3315, .. }));
+    assert!(matches!(got[0].outcome, Outcome::Stored { rows: 3315, .. }));
     // Exactly one result, and nothing left behind.
     assert!(
         env.collect(1, Duration::from_secs(3)).await.is_empty(),

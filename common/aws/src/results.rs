@@ -11,7 +11,7 @@
 //! the table. DynamoDB's TTL (`delete_after`, a week after expiry) and the
 //! bucket's expiry rule collect whatever no gateway purged.
 
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobStore, Upload};
 use crate::schema::{
     BY_PURGE_INDEX, GC_ATTRIBUTE, GC_PARTITION, PURGE_AT_ATTRIBUTE, RESULTS_PREFIX,
 };
@@ -19,12 +19,17 @@ use crate::{error_code, remote};
 use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
-use airq_core::results::{Outcome, ResultRecord, ResultState, ResultStore};
+use airq_core::results::{
+    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv,
+};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -51,6 +56,9 @@ struct ResultItem {
     /// The S3 key of a CSV too large for the item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     csv_key: Option<String>,
+    /// That object's size (absent on records made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    csv_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     gc: String,
@@ -192,6 +200,42 @@ impl DynamoResultStore {
     }
 }
 
+const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
+
+/// A new S3 key for a large CSV of result `id` (one per attempt, so a
+/// second delivery never overwrites what a user may be downloading).
+fn csv_key(id: Uuid) -> String {
+    format!("{RESULTS_PREFIX}{id}/{}.csv", Uuid::new_v4())
+}
+
+/// Whether `key` is one [`csv_key`] made for `id`: a message naming any
+/// other object is refused.
+fn is_key_of(id: Uuid, key: &str) -> bool {
+    key.strip_prefix(&format!("{RESULTS_PREFIX}{id}/"))
+        .and_then(|rest| rest.strip_suffix(".csv"))
+        .is_some_and(|attempt| Uuid::parse_str(attempt).is_ok())
+}
+
+/// A large CSV being written by a worker, as a multipart upload.
+struct UploadSink(Upload);
+
+#[async_trait]
+impl CsvSink for UploadSink {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BackendError> {
+        self.0.write(&chunk).await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<StoredCsv, BackendError> {
+        let key = self.0.key().to_owned();
+        let bytes = self.0.finish().await?;
+        Ok(StoredCsv { key, bytes })
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.0.abort().await
+    }
+}
+
 #[async_trait]
 impl ResultStore for DynamoResultStore {
     /// Large CSVs live in S3 under `results/`, where the bucket's expiry
@@ -230,6 +274,7 @@ impl ResultStore for DynamoResultStore {
             rows: None,
             csv: None,
             csv_key: None,
+            csv_bytes: None,
             error: None,
             gc: GC_PARTITION.to_owned(),
             purge_at: expires_at,
@@ -260,22 +305,25 @@ impl ResultStore for DynamoResultStore {
             BackendError::Corrupt(format!("result {id} has unknown state {:?}", item.state))
         })?;
         let expired = Timestamp::now().0 >= item.expires_at;
-        let csv = match (item.tombstone, item.csv, item.csv_key) {
-            (true, _, _) => None,
-            (false, Some(csv), _) => Some(csv),
-            // Not fetched once expired: nobody is served it, and the
+        let (csv, stored) = match (item.tombstone, item.csv, item.csv_key) {
+            (true, _, _) => (None, None),
+            (false, Some(csv), _) => (Some(csv), None),
+            // Not looked at once expired: nobody is served it, and the
             // bucket's expiry rule may have removed it.
             // A live record whose object is gone is a fault (a bucket rule
             // shorter than the results' lifetime, a manual delete): an
             // error, not an "expired" answer the user would take as final.
+            // The object is streamed by open_csv, not read here; one HEAD
+            // checks it is there (and sizes records made before csv_bytes).
             (false, None, Some(key)) if !expired => {
-                Some(self.blobs.get(&key).await?.ok_or_else(|| {
+                let bytes = self.blobs.size(&key).await?.ok_or_else(|| {
                     BackendError::Corrupt(format!(
                         "result {id}: its CSV object {key} is missing from the bucket"
                     ))
-                })?)
+                })?;
+                (None, Some(StoredCsv { key, bytes }))
             }
-            _ => None,
+            _ => (None, None),
         };
         Ok(Some(ResultRecord {
             id,
@@ -286,6 +334,7 @@ impl ResultStore for DynamoResultStore {
             expires_at: Timestamp(item.expires_at),
             rows: item.rows,
             csv,
+            stored,
             error: item.error,
         }))
     }
@@ -327,21 +376,37 @@ impl ResultStore for DynamoResultStore {
             .expression_attribute_values(":running", s(ResultState::Running.as_str()))
             .expression_attribute_values(":now", n(Timestamp::now().0));
         let mut uploaded = None;
+        let stored = |req: UpdateItemFluentBuilder, key: &str, bytes: u64, rows: u64| {
+            req.update_expression(
+                "SET #state = :state, #rows = :rows, #key = :key, #bytes = :bytes, #updated = :now",
+            )
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#key", "csv_key")
+            .expression_attribute_names("#bytes", "csv_bytes")
+            .expression_attribute_values(":state", s(ResultState::Done.as_str()))
+            .expression_attribute_values(":rows", n(rows))
+            .expression_attribute_values(":key", s(key))
+            .expression_attribute_values(":bytes", n(bytes))
+        };
         req = match outcome {
+            // Sent inline by a worker of an earlier version.
             Outcome::Done { csv, rows } if csv.len() > INLINE_CSV_MAX => {
-                let key = format!("{RESULTS_PREFIX}{id}/{}.csv", Uuid::new_v4());
+                let key = csv_key(id);
                 self.blobs
-                    .put(&key, csv.as_bytes().to_vec(), "text/csv; charset=utf-8")
+                    .put(&key, csv.as_bytes().to_vec(), CSV_CONTENT_TYPE)
                     .await?;
                 uploaded = Some(key.clone());
-                req.update_expression(
-                    "SET #state = :state, #rows = :rows, #key = :key, #updated = :now",
-                )
-                .expression_attribute_names("#rows", "rows")
-                .expression_attribute_names("#key", "csv_key")
-                .expression_attribute_values(":state", s(ResultState::Done.as_str()))
-                .expression_attribute_values(":rows", n(rows))
-                .expression_attribute_values(":key", s(key))
+                stored(req, &key, csv.len() as u64, *rows)
+            }
+            Outcome::Stored { csv, rows } => {
+                if !is_key_of(id, &csv.key) {
+                    return Err(BackendError::Corrupt(format!(
+                        "result {id}: {:?} is not an object this backend made for it",
+                        csv.key
+                    )));
+                }
+                uploaded = Some(csv.key.clone());
+                stored(req, &csv.key, csv.bytes, *rows)
             }
             Outcome::Done { csv, rows } => req
                 .update_expression(
@@ -377,6 +442,30 @@ impl ResultStore for DynamoResultStore {
             self.blobs.delete_quietly(&key).await;
         }
         Ok(ours)
+    }
+
+    fn inline_max(&self) -> usize {
+        INLINE_CSV_MAX
+    }
+
+    async fn create_csv(&self, id: Uuid) -> Result<Box<dyn CsvSink>, BackendError> {
+        Ok(Box::new(UploadSink(
+            self.blobs.upload(csv_key(id), CSV_CONTENT_TYPE),
+        )))
+    }
+
+    async fn open_csv(
+        &self,
+        csv: &StoredCsv,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, BackendError> {
+        if !csv.key.starts_with(RESULTS_PREFIX) {
+            return Err(BackendError::Corrupt(format!(
+                "{:?} is not a result object",
+                csv.key
+            )));
+        }
+        self.blobs.stream(&csv.key, range).await
     }
 
     async fn purge_expired(

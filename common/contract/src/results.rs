@@ -1,8 +1,12 @@
 //! The result store contract.
 
+use airq_core::export::{CsvChunk, CsvStream};
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
-use airq_core::results::{Outcome, ResultState, ResultStore};
+use airq_core::results::{read_csv, store_csv, Outcome, ResultState, ResultStore, StoredCsv};
+use airq_core::BackendError;
+use bytes::Bytes;
+use futures::TryStreamExt;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -16,6 +20,7 @@ pub async fn run_all(store: &dyn ResultStore) {
     unknown_is_none(store).await;
     expiry(store).await;
     large_results(store).await;
+    streamed_results(store).await;
 }
 
 /// A CSV of `rows` data rows, about 60 bytes each.
@@ -55,8 +60,9 @@ pub async fn large_results(store: &dyn ResultStore) {
         let r = store.get(id).await.expect("get").expect("record");
         assert_eq!(r.state, ResultState::Done);
         assert_eq!(r.rows, Some(12_000));
+        let got = read_csv(store, &r).await.expect("read the CSV");
         assert!(
-            r.csv.as_deref() == Some(csv.as_str()),
+            got.as_deref() == Some(csv.as_str()),
             "the first large CSV is served whole, every time"
         );
     }
@@ -73,6 +79,124 @@ pub async fn large_results(store: &dyn ResultStore) {
         .expect("purge");
     let r = store.get(gone).await.expect("get").expect("tombstone");
     assert_eq!(r.csv, None, "an expired large CSV is dropped");
+    assert_eq!(r.stored, None, "an expired large CSV is dropped");
+}
+
+/// `csv` as the chunked stream a store renders, `per` bytes a chunk, each
+/// chunk counting the rows it completes.
+fn chunked(csv: &str, per: usize) -> CsvStream {
+    let chunks: Vec<Result<CsvChunk, BackendError>> = csv
+        .as_bytes()
+        .chunks(per)
+        .map(|c| {
+            Ok(CsvChunk {
+                bytes: Bytes::copy_from_slice(c),
+                rows: c.iter().filter(|b| **b == b'\n').count() as u64,
+            })
+        })
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+async fn read_range(store: &dyn ResultStore, csv: &StoredCsv, range: std::ops::Range<u64>) -> Vec<u8> {
+    store
+        .open_csv(csv, Some(range))
+        .await
+        .expect("open a range")
+        .try_fold(Vec::new(), |mut all, c| async move {
+            all.extend_from_slice(&c);
+            Ok(all)
+        })
+        .await
+        .expect("read a range")
+}
+
+/// A worker's answer written chunk by chunk ([`store_csv`]): small ones
+/// travel inline, large ones are stored and served whole or by byte range,
+/// byte for byte; a duplicate's payload is dropped; a payload name the
+/// store did not make is refused; an answer over the row limit fails
+/// saying how many rows it has.
+pub async fn streamed_results(store: &dyn ResultStore) {
+    // Small: inline, as before.
+    let id = Uuid::new_v4();
+    store.create(id, &query(), Duration::from_secs(3600)).await.expect("create");
+    let small = csv_of(3, "small");
+    match store_csv(store, id, chunked(&small, 7), 1_000).await.expect("store small") {
+        Outcome::Done { csv, rows } => assert_eq!((csv.as_str(), rows), (small.as_str(), 4)),
+        other => panic!("a small answer travels inline: {other:?}"),
+    }
+
+    // Large: stored in chunks, then recorded from the message.
+    let id = Uuid::new_v4();
+    store.create(id, &query(), Duration::from_secs(3600)).await.expect("create");
+    let large = csv_of(300_000, "streamed");
+    assert!(large.len() > 10 * 1024 * 1024, "several multipart parts");
+    let outcome = store_csv(store, id, chunked(&large, 32 * 1024), 1_000_000)
+        .await
+        .expect("store large");
+    let Outcome::Stored { csv: stored, rows } = outcome.clone() else {
+        panic!("a large answer is stored: {outcome:?}");
+    };
+    assert_eq!(rows, 300_001, "the header's line counts as a row of the chunks");
+    assert_eq!(stored.bytes, large.len() as u64);
+    // A message naming another result's payload, or anything else, is refused.
+    let other = Uuid::new_v4();
+    store.create(other, &query(), Duration::from_secs(3600)).await.expect("create");
+    for key in [stored.key.clone(), "../../etc/passwd".into(), String::new()] {
+        let forged = Outcome::Stored { csv: StoredCsv { key, bytes: 1 }, rows: 1 };
+        assert!(
+            matches!(store.finish(other, &forged).await, Err(BackendError::Corrupt(_))),
+            "a payload the store did not make for this result is refused"
+        );
+    }
+    assert!(store.finish(id, &outcome).await.expect("finish"));
+    assert!(
+        store.finish(id, &outcome).await.expect("finish again"),
+        "recording the same outcome again (a redelivered message) keeps it"
+    );
+    let r = store.get(id).await.expect("get").expect("record");
+    assert_eq!(r.state, ResultState::Done);
+    assert_eq!(r.rows, Some(300_001));
+    assert_eq!(r.stored.as_ref(), Some(&stored));
+    let got = read_csv(store, &r).await.expect("read").expect("a CSV");
+    assert!(got == large, "the stored CSV is the rendered one, byte for byte");
+    let len = large.len() as u64;
+    for range in [0..1, 5..70_000, len - 10..len, 9 * 1024 * 1024..9 * 1024 * 1024 + 5] {
+        assert_eq!(
+            read_range(store, &stored, range.clone()).await,
+            large.as_bytes()[range.start as usize..range.end as usize],
+            "bytes {range:?}"
+        );
+    }
+    // A second delivery of the same request writes its own payload, which
+    // is dropped when the first outcome is already recorded.
+    let dup = store_csv(store, id, chunked(&large, 64 * 1024), 1_000_000)
+        .await
+        .expect("store a duplicate");
+    let Outcome::Stored { csv: dup_csv, .. } = &dup else {
+        panic!("{dup:?}");
+    };
+    assert_ne!(dup_csv.key, stored.key, "each attempt has its own payload");
+    assert!(!store.finish(id, &dup).await.expect("finish the duplicate"));
+    assert!(
+        store.open_csv(dup_csv, None).await.is_err()
+            || read_range(store, dup_csv, 0..1).await.is_empty(),
+        "the duplicate's payload is deleted"
+    );
+    let again = store.get(id).await.expect("get").expect("record");
+    assert_eq!(again.stored.as_ref(), Some(&stored), "the first outcome stays");
+
+    // Over the row limit: a failure that says how big it was.
+    let id = Uuid::new_v4();
+    store.create(id, &query(), Duration::from_secs(3600)).await.expect("create");
+    match store_csv(store, id, chunked(&large, 32 * 1024), 1_000).await.expect("limit") {
+        Outcome::Failed { error } => {
+            assert!(error.contains("300001 rows"), "{error}");
+            assert!(error.contains("limit of 1000"), "{error}");
+            assert!(error.contains("narrow the query"), "{error}");
+        }
+        other => panic!("an answer over the limit fails: {other:?}"),
+    }
 }
 
 pub async fn lifecycle_done(store: &dyn ResultStore) {

@@ -17,6 +17,10 @@ pub enum BackendError {
     /// (or the message is gone).
     #[error("receipt is stale or unknown (the message was received again, or deleted)")]
     StaleReceipt,
+    /// The store refused a write for a reason a retry will not fix soon:
+    /// no space left, no permission, a read-only file system.
+    #[error("{what}: {reason}")]
+    Refused { what: String, reason: String },
     /// A remote service (DynamoDB, SQS, S3) refused or failed a call.
     #[error("{context}: {message}")]
     Remote { context: String, message: String },

@@ -5,7 +5,7 @@
 //! dead-lettered message.
 
 use crate::query::{Query, QueryError, QueryLimits};
-use crate::results::Outcome;
+use crate::results::{Outcome, DEFAULT_MAX_RESULT_ROWS};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,14 +23,25 @@ pub struct Job {
     pub id: Uuid,
     /// The query in canonical JSON (see [`Query::to_json`]).
     pub query: String,
+    /// The most rows its answer may have (the gateway's
+    /// `--max-result-rows`); absent in jobs from gateways of an earlier
+    /// version, which get [`DEFAULT_MAX_RESULT_ROWS`].
+    #[serde(rename = "maxRows", default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u64>,
 }
 
 impl Job {
-    pub fn new(id: Uuid, query: &Query) -> Self {
+    pub fn new(id: Uuid, query: &Query, max_rows: u64) -> Self {
         Job {
             id,
             query: query.to_json(),
+            max_rows: Some(max_rows),
         }
+    }
+
+    /// The row limit of its answer.
+    pub fn max_rows(&self) -> u64 {
+        self.max_rows.unwrap_or(DEFAULT_MAX_RESULT_ROWS)
     }
 
     pub fn to_json(&self) -> String {

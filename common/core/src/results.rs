@@ -2,11 +2,16 @@
 //! gateway can serve it until it expires.
 
 use crate::error::BackendError;
+use crate::export::CsvStream;
 use crate::query::Query;
 use crate::reading::Timestamp;
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::ops::Range;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -50,12 +55,48 @@ impl fmt::Display for ResultState {
     }
 }
 
+/// The most rows a result may have unless the operator says otherwise
+/// (`airq-gateway --max-result-rows`): about 200 MB of CSV.
+pub const DEFAULT_MAX_RESULT_ROWS: u64 = 2_000_000;
+
 /// How a query ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Done, with a CSV small enough to travel in the message.
     Done { csv: String, rows: u64 },
+    /// Done, with the CSV already written by the worker into the store's
+    /// payload space (see [`ResultStore::create_csv`]); the message carries
+    /// only where it is.
+    Stored { csv: StoredCsv, rows: u64 },
     Failed { error: String },
+}
+
+/// A result's CSV in the store's payload space (a file beside the SQLite
+/// database, an S3 object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCsv {
+    /// The store's name for it. A store only ever accepts back a name of
+    /// the form it makes for the result it belongs to, so a forged message
+    /// cannot point a result at anything else.
+    pub key: String,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// A stored CSV's bytes, in order.
+pub type ByteStream = BoxStream<'static, Result<Bytes, BackendError>>;
+
+/// Where a worker writes a large CSV, chunk by chunk, so that no process
+/// holds a whole result in memory.
+#[async_trait]
+pub trait CsvSink: Send {
+    /// Appends a chunk.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BackendError>;
+    /// Makes the CSV whole and readable; returns where it is.
+    async fn finish(self: Box<Self>) -> Result<StoredCsv, BackendError>;
+    /// Drops what was written (a failed or oversized answer).
+    async fn abort(self: Box<Self>);
 }
 
 /// One result as stored.
@@ -70,8 +111,12 @@ pub struct ResultRecord {
     pub expires_at: Timestamp,
     /// Data rows in the CSV, once done.
     pub rows: Option<u64>,
-    /// The CSV, once done (`None` after it expired and was purged).
+    /// The CSV, once done, when small (`None` after it expired and was
+    /// purged).
     pub csv: Option<String>,
+    /// Where the CSV is, once done, when large (read it with
+    /// [`ResultStore::open_csv`]; `None` after it expired).
+    pub stored: Option<StoredCsv>,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -95,8 +140,33 @@ pub trait ResultStore: Send + Sync + 'static {
 
     /// Records the outcome unless one is recorded already, so a duplicate
     /// delivery never replaces a result a user may have downloaded. Returns
-    /// whether this call recorded it.
+    /// whether this call recorded it. A [`Outcome::Stored`] whose key is not
+    /// one this store made for `id` is refused ([`BackendError::Corrupt`]);
+    /// one that is not recorded (a duplicate) has its payload deleted.
     async fn finish(&self, id: Uuid, outcome: &Outcome) -> Result<bool, BackendError>;
+
+    /// CSVs up to this size are better kept inline (in the message and the
+    /// record) than written with [`ResultStore::create_csv`].
+    fn inline_max(&self) -> usize;
+
+    /// A new, empty payload for a CSV of result `id`, named for this
+    /// attempt (a second delivery of the same request never writes into the
+    /// first one's payload).
+    async fn create_csv(&self, id: Uuid) -> Result<Box<dyn CsvSink>, BackendError>;
+
+    /// The bytes of a stored CSV: all of it, or the byte `range` (which
+    /// the caller has checked against [`StoredCsv::bytes`]).
+    async fn open_csv(
+        &self,
+        csv: &StoredCsv,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, BackendError>;
+
+    /// Whether the store can take writes now (for readiness probes): a
+    /// full disk fails it. Stores that cannot fill up need not override it.
+    async fn check_writable(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// Checks that the store keeps a result's data for at least `ttl`, so
     /// that no result loses its CSV before it expires. A
@@ -115,4 +185,120 @@ pub trait ResultStore: Send + Sync + 'static {
         now: Timestamp,
         forget_after: Duration,
     ) -> Result<u64, BackendError>;
+}
+
+/// A done record's whole CSV as text, from the record or the payload
+/// space (for small answers and tests; users are served a stream).
+pub async fn read_csv(
+    store: &dyn ResultStore,
+    record: &ResultRecord,
+) -> Result<Option<String>, BackendError> {
+    if let Some(csv) = &record.csv {
+        return Ok(Some(csv.clone()));
+    }
+    let Some(stored) = &record.stored else {
+        return Ok(None);
+    };
+    let bytes: Vec<u8> = store
+        .open_csv(stored, None)
+        .await?
+        .try_fold(Vec::new(), |mut all, chunk| async move {
+            all.extend_from_slice(&chunk);
+            Ok(all)
+        })
+        .await?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| BackendError::Corrupt(format!("the CSV of result {} is not UTF-8", record.id)))
+}
+
+/// The worker's side of a result: renders `chunks` into `store`, stopping
+/// at `max_rows`. A small answer comes back inline ([`Outcome::Done`]), a
+/// large one is written chunk by chunk into a [`CsvSink`]
+/// ([`Outcome::Stored`]), so memory stays at one chunk plus the inline
+/// size whatever the result's size. An answer over `max_rows` is a failure
+/// that says how many rows it would have had (the rest of the stream is
+/// counted, not written) and how to narrow the query.
+///
+/// Store errors are returned (the caller decides whether to retry); a
+/// [`BackendError::Refused`] write (no space, no permission) is a failure
+/// the user is told about.
+pub async fn store_csv(
+    store: &dyn ResultStore,
+    id: Uuid,
+    mut chunks: CsvStream,
+    max_rows: u64,
+) -> Result<Outcome, BackendError> {
+    let inline_max = store.inline_max();
+    let mut head: Vec<u8> = Vec::new();
+    let mut rows = 0u64;
+    let mut sink: Option<Box<dyn CsvSink>> = None;
+    let over = |rows: u64| rows > max_rows;
+    let result: Result<(), BackendError> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            rows += chunk.rows;
+            if over(rows) {
+                return Ok(());
+            }
+            match sink.as_mut() {
+                Some(sink) => sink.write(chunk.bytes).await?,
+                None if head.len() + chunk.bytes.len() <= inline_max => {
+                    head.extend_from_slice(&chunk.bytes)
+                }
+                None => {
+                    let mut new = store.create_csv(id).await?;
+                    let first = std::mem::take(&mut head);
+                    if !first.is_empty() {
+                        new.write(Bytes::from(first)).await?;
+                    }
+                    new.write(chunk.bytes).await?;
+                    sink = Some(new);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if let Some(sink) = sink {
+            sink.abort().await;
+        }
+        return match e {
+            e @ BackendError::Refused { .. } => Ok(Outcome::Failed {
+                error: format!("the result could not be stored: {e}"),
+            }),
+            e => Err(e),
+        };
+    }
+    if over(rows) {
+        if let Some(sink) = sink {
+            sink.abort().await;
+        }
+        // Counted to the end so the user knows how far to narrow it.
+        while let Some(chunk) = chunks.next().await {
+            rows += chunk?.rows;
+        }
+        return Ok(Outcome::Failed {
+            error: format!(
+                "the answer has {rows} rows, more than this service's limit of {max_rows}; \
+                 narrow the query (a shorter time range, a country, an AQI range or band)"
+            ),
+        });
+    }
+    match sink {
+        None => Ok(Outcome::Done {
+            // The renderer only ever writes UTF-8.
+            csv: String::from_utf8(head)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            rows,
+        }),
+        Some(sink) => match sink.finish().await {
+            Ok(csv) => Ok(Outcome::Stored { csv, rows }),
+            Err(e @ BackendError::Refused { .. }) => Ok(Outcome::Failed {
+                error: format!("the result could not be stored: {e}"),
+            }),
+            Err(e) => Err(e),
+        },
+    }
 }

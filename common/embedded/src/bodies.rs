@@ -14,6 +14,9 @@
 //! written under a temporary name and renamed, so a reader sees all of it or
 //! none. Like the database in `synchronous = NORMAL`, files are not synced:
 //! they survive a process crash, not a power loss.
+//!
+//! Results hold users' queries' answers: files are created `0600` and
+//! folders `0700` (on Unix), readable by the service's own user only.
 
 use crate::db::DbError;
 use airq_core::error::BackendError;
@@ -26,10 +29,15 @@ use uuid::Uuid;
 /// than a few pages of log.
 pub const INLINE_MAX: usize = 16 * 1024;
 
-/// A file no row refers to is deleted once it is this old. A writer
-/// creates the file a moment before the row that names it, so a young file
-/// without a row is normal.
+/// A message file no row refers to is deleted once it is this old. A
+/// writer creates the file a moment before the row that names it, so a
+/// young file without a row is normal.
 pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
+
+/// The same for result files, which wait longer for their row: a worker
+/// writes a result's file, then its message waits in RequestReceive until a
+/// gateway records it, which is as long as every gateway is down.
+pub const RESULT_ORPHAN_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The two kinds of payload, each in its own folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +50,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    fn orphan_age(self) -> Duration {
+        match self {
+            Kind::Message => ORPHAN_AGE,
+            Kind::Result => RESULT_ORPHAN_AGE,
+        }
+    }
+
     fn folder(self) -> &'static str {
         match self {
             Kind::Message => "messages",
@@ -82,11 +97,49 @@ fn checked(kind: Kind, name: &str) -> Result<&str, BackendError> {
     }
 }
 
-fn io_error(context: String, e: std::io::Error) -> BackendError {
+/// An I/O failure as the port's error: one a retry will not fix soon (no
+/// space, no permission, a read-only file system) is
+/// [`BackendError::Refused`], so a worker names it to its user instead of
+/// retrying until the request is dead-lettered.
+pub(crate) fn io_error(context: String, e: std::io::Error) -> BackendError {
+    if is_permanent(&e) {
+        return BackendError::Refused {
+            what: context,
+            reason: e.to_string(),
+        };
+    }
     BackendError::Remote {
         context,
         message: e.to_string(),
     }
+}
+
+fn is_permanent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::PermissionDenied
+            | ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// A new file open for writing, readable by this user only.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// A folder (and its parents), accessible to this user only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 impl Bodies {
@@ -97,7 +150,7 @@ impl Bodies {
         let bodies = Bodies { root: root.into() };
         for kind in [Kind::Message, Kind::Result] {
             let dir = bodies.root.join(kind.folder());
-            std::fs::create_dir_all(&dir)
+            create_private_dir(&dir)
                 .map_err(|e| io_error(format!("creating {}", dir.display()), e))?;
         }
         Ok(bodies)
@@ -111,19 +164,81 @@ impl Bodies {
         Ok(self.root.join(kind.folder()).join(checked(kind, name)?))
     }
 
+    fn temporary(&self, kind: Kind) -> PathBuf {
+        self.root
+            .join(kind.folder())
+            .join(format!(".{}.tmp", Uuid::new_v4()))
+    }
+
     /// Writes a payload whole: to a temporary name, then renamed.
     pub fn write(&self, kind: Kind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         let path = self.path(kind, name)?;
-        let tmp = self
-            .root
-            .join(kind.folder())
-            .join(format!(".{}.tmp", Uuid::new_v4()));
-        std::fs::write(&tmp, data)
+        let tmp = self.temporary(kind);
+        create_private(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, data))
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
                 io_error(format!("writing {}", path.display()), e)
             })
+    }
+
+    /// Starts a payload written piece by piece ([`PayloadWriter`]); it is
+    /// readable under `name` only once finished.
+    pub fn create(&self, kind: Kind, name: &str) -> Result<PayloadWriter, BackendError> {
+        let path = self.path(kind, name)?;
+        let tmp = self.temporary(kind);
+        let file = create_private(&tmp)
+            .map_err(|e| io_error(format!("creating {}", tmp.display()), e))?;
+        Ok(PayloadWriter {
+            file: std::io::BufWriter::with_capacity(64 * 1024, file),
+            tmp,
+            path,
+            bytes: 0,
+        })
+    }
+
+    /// A payload's size; `None` if the file does not exist.
+    pub fn size(&self, kind: Kind, name: &str) -> Result<Option<u64>, BackendError> {
+        let path = self.path(kind, name)?;
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Opens a payload for reading at `offset`; `None` if it does not exist.
+    pub fn open_at(
+        &self,
+        kind: Kind,
+        name: &str,
+        offset: u64,
+    ) -> Result<Option<std::fs::File>, BackendError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.path(kind, name)?;
+        match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|e| io_error(format!("reading {}", path.display()), e))?;
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Checks that a payload can be written now: creates and deletes a
+    /// small file (a full disk or a read-only folder fails it).
+    pub fn check_writable(&self) -> Result<(), BackendError> {
+        let tmp = self.temporary(Kind::Result);
+        // Not synced: a full disk refuses the write itself (the space is
+        // reserved when written), and a probe must stay cheap.
+        let written = create_private(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &[0u8; 4096]))
+            .map_err(|e| io_error(format!("writing {}", tmp.display()), e));
+        let _ = std::fs::remove_file(&tmp);
+        written
     }
 
     /// The payload as text; `None` if the file does not exist.
@@ -157,7 +272,8 @@ impl Bodies {
         }
     }
 
-    /// Deletes the files of `kind` older than [`ORPHAN_AGE`] for which
+    /// Deletes the files of `kind` older than its orphan age ([`ORPHAN_AGE`],
+    /// [`RESULT_ORPHAN_AGE`]) for which
     /// `wanted(name)` says no row refers to them, and leftover temporary
     /// files. Returns how many it deleted.
     pub fn sweep(
@@ -176,7 +292,7 @@ impl Bodies {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age >= ORPHAN_AGE);
+                .is_some_and(|age| age >= kind.orphan_age());
             if !old {
                 continue;
             }
@@ -190,6 +306,47 @@ impl Bodies {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// A payload being written: to a temporary file, renamed to its name by
+/// [`PayloadWriter::finish`]; dropped unfinished, the temporary file is
+/// deleted. Blocking: call it from a blocking thread.
+pub struct PayloadWriter {
+    file: std::io::BufWriter<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl PayloadWriter {
+    pub fn write(&mut self, data: &[u8]) -> Result<(), BackendError> {
+        std::io::Write::write_all(&mut self.file, data)
+            .map_err(|e| io_error(format!("writing {}", self.path.display()), e))?;
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the payload readable under its name; returns its size.
+    pub fn finish(mut self) -> Result<u64, BackendError> {
+        let flushed = std::io::Write::flush(&mut self.file)
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
+        match flushed {
+            Ok(()) => {
+                // Renamed: nothing for Drop to delete.
+                self.tmp = PathBuf::new();
+                Ok(self.bytes)
+            }
+            Err(e) => Err(io_error(format!("writing {}", self.path.display()), e)),
+        }
+    }
+}
+
+impl Drop for PayloadWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -236,5 +393,50 @@ mod tests {
             .unwrap()
             .collect();
         assert!(left.is_empty(), "no temporary file is left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn payloads_are_private_to_this_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bodies = Bodies::beside(&dir.path().join("a.db")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&bodies.root().join("results")), 0o700);
+        let name = result_file(Uuid::new_v4(), Uuid::new_v4());
+        let mut w = bodies.create(Kind::Result, &name).unwrap();
+        w.write(b"a,b\n").unwrap();
+        assert_eq!(bodies.size(Kind::Result, &name).unwrap(), None, "invisible until finished");
+        assert_eq!(w.finish().unwrap(), 4);
+        let path = bodies.root().join("results").join(&name);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(bodies.size(Kind::Result, &name).unwrap(), Some(4));
+        let other = Uuid::new_v4().to_string();
+        bodies.write(Kind::Message, &other, b"x").unwrap();
+        assert_eq!(mode(&bodies.root().join("messages").join(&other)), 0o600);
+    }
+
+    #[test]
+    fn an_unfinished_payload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bodies = Bodies::beside(&dir.path().join("a.db")).unwrap();
+        let name = result_file(Uuid::new_v4(), Uuid::new_v4());
+        let mut w = bodies.create(Kind::Result, &name).unwrap();
+        w.write(b"half").unwrap();
+        drop(w);
+        let left: Vec<_> = std::fs::read_dir(bodies.root().join("results"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn full_disks_and_denied_writes_are_refusals() {
+        for kind in [ErrorKind::StorageFull, ErrorKind::PermissionDenied] {
+            let e = io_error("writing x".into(), std::io::Error::from(kind));
+            assert!(matches!(e, BackendError::Refused { .. }), "{e:?}");
+        }
+        let e = io_error("writing x".into(), std::io::Error::from(ErrorKind::Interrupted));
+        assert!(matches!(e, BackendError::Remote { .. }), "{e:?}");
     }
 }

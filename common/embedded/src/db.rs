@@ -114,6 +114,16 @@ pub struct DbError(pub BackendError);
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, PermissionDenied, ReadOnly};
+        // Retrying will not help these soon: say so (see BackendError::Refused).
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if matches!(f.code, DiskFull | ReadOnly | PermissionDenied | CannotOpen) {
+                return DbError(BackendError::Refused {
+                    what: "SQLite".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
         DbError(BackendError::Local {
             what: "SQLite",
             source: Box::new(e),

@@ -2,16 +2,84 @@
 //! a file (see `bodies`) that the row names, like the AWS backend's large
 //! results in S3.
 
-use crate::bodies::{result_file, Kind, INLINE_MAX};
-use crate::db::Db;
+use crate::bodies::{result_file, Kind, PayloadWriter, INLINE_MAX};
+use crate::db::{Db, DbError};
 use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
-use airq_core::results::{Outcome, ResultRecord, ResultState, ResultStore};
+use airq_core::results::{
+    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv,
+};
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use std::ops::Range;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// Bytes read from a result file at a time when serving it.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Whether `key` names a result file of result `id` (one
+/// [`result_file`] made): anything else in a message is refused.
+fn is_file_of(id: Uuid, key: &str) -> bool {
+    key.strip_prefix(&format!("{id}."))
+        .and_then(|rest| rest.strip_suffix(".csv"))
+        .is_some_and(|attempt| Uuid::parse_str(attempt).is_ok())
+}
+
+/// A result file being written by a worker (see [`PayloadWriter`]); each
+/// chunk is written on the blocking pool.
+struct FileSink {
+    writer: Option<PayloadWriter>,
+    name: String,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::from(DbError::from(e)))?
+}
+
+#[async_trait]
+impl CsvSink for FileSink {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BackendError> {
+        let Some(mut writer) = self.writer.take() else {
+            return Err(BackendError::Corrupt(format!(
+                "{} was written after a failed write",
+                self.name
+            )));
+        };
+        let (writer, written) = blocking(move || {
+            let r = writer.write(&chunk);
+            Ok((writer, r))
+        })
+        .await?;
+        self.writer = Some(writer);
+        written
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<StoredCsv, BackendError> {
+        let writer = self.writer.take().ok_or_else(|| {
+            BackendError::Corrupt(format!("{} was finished after a failed write", self.name))
+        })?;
+        let bytes = blocking(move || writer.finish()).await?;
+        Ok(StoredCsv {
+            key: std::mem::take(&mut self.name),
+            bytes,
+        })
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        if let Some(writer) = self.writer.take() {
+            // Dropping it deletes its temporary file.
+            let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct SqliteResultStore {
@@ -67,6 +135,7 @@ impl ResultStore for SqliteResultStore {
                                 expires_at: Timestamp(r.get(4)?),
                                 rows: r.get::<_, Option<i64>>(5)?.map(|n| n as u64),
                                 csv: r.get(6)?,
+                                stored: None,
                                 error: r.get(7)?,
                             },
                             r.get::<_, Option<String>>(8)?,
@@ -80,10 +149,14 @@ impl ResultStore for SqliteResultStore {
                     BackendError::Corrupt(format!("result {id} has unknown state {state:?}"))
                 })?;
                 if let Some(file) = file {
-                    rec.csv = db.bodies().read(Kind::Result, &file)?;
+                    // Not read here: the gateway streams it (open_csv).
+                    rec.stored = db
+                        .bodies()
+                        .size(Kind::Result, &file)?
+                        .map(|bytes| StoredCsv { key: file, bytes });
                     // The purge may have deleted the file of an expired
                     // result since the row was read; a live one must have it.
-                    if rec.csv.is_none() && !rec.is_expired(Timestamp::now()) {
+                    if rec.stored.is_none() && !rec.is_expired(Timestamp::now()) {
                         return Err(BackendError::Corrupt(format!(
                             "the CSV file of result {id} is missing"
                         ))
@@ -114,21 +187,31 @@ impl ResultStore for SqliteResultStore {
         self.db
             .run(move |conn| {
                 let now = Timestamp::now().0;
-                let (state, rows, mut csv, error) = match outcome {
-                    Outcome::Done { csv, rows } => ("done", Some(rows as i64), Some(csv), None),
-                    Outcome::Failed { error } => ("failed", None, None, Some(error)),
-                };
-                // A large CSV goes to a file of its own first (named for
-                // this attempt, so a duplicate delivery never overwrites a
-                // file a user may be downloading), then the row names it.
-                let file = match csv.take_if(|c| c.len() > INLINE_MAX) {
-                    Some(big) => {
-                        let name = result_file(id, Uuid::new_v4());
-                        db.bodies().write(Kind::Result, &name, big.as_bytes())?;
-                        Some(name)
+                let (state, rows, mut csv, error, mut file) = match outcome {
+                    Outcome::Done { csv, rows } => {
+                        ("done", Some(rows as i64), Some(csv), None, None)
                     }
-                    None => None,
+                    Outcome::Stored { csv, rows } => {
+                        if !is_file_of(id, &csv.key) {
+                            return Err(BackendError::Corrupt(format!(
+                                "result {id}: {:?} is not a result file this backend made for it",
+                                csv.key
+                            ))
+                            .into());
+                        }
+                        ("done", Some(rows as i64), None, None, Some(csv.key))
+                    }
+                    Outcome::Failed { error } => ("failed", None, None, Some(error), None),
                 };
+                // A large CSV sent inline (by a worker of an earlier
+                // version) goes to a file of its own first (named for this
+                // attempt, so a duplicate delivery never overwrites a file
+                // a user may be downloading), then the row names it.
+                if let Some(big) = csv.take_if(|c| c.len() > INLINE_MAX) {
+                    let name = result_file(id, Uuid::new_v4());
+                    db.bodies().write(Kind::Result, &name, big.as_bytes())?;
+                    file = Some(name);
+                }
                 let updated = conn
                     .prepare_cached(
                         "UPDATE results SET state = ?2, rows = ?3, csv = ?4, error = ?5, updated_at = ?6,
@@ -138,15 +221,77 @@ impl ResultStore for SqliteResultStore {
                         stmt.execute(params![id.to_string(), state, rows, csv, error, now, file])
                     });
                 let recorded = matches!(updated, Ok(1));
-                if !recorded {
-                    if let Some(name) = &file {
-                        db.bodies().remove(Kind::Result, name);
-                    }
-                }
                 updated?;
-                Ok(recorded)
+                if recorded {
+                    return Ok(true);
+                }
+                let Some(name) = &file else {
+                    return Ok(false);
+                };
+                // Not recorded: a duplicate, or this very outcome recorded
+                // before (a collector that died before deleting its
+                // message). Only a file no row names is deleted.
+                let ours = conn
+                    .prepare_cached("SELECT csv_file FROM results WHERE id = ?1")?
+                    .query_row(params![id.to_string()], |r| r.get::<_, Option<String>>(0))
+                    .optional()?
+                    .flatten()
+                    .as_deref()
+                    == Some(name.as_str());
+                if !ours {
+                    db.bodies().remove(Kind::Result, name);
+                }
+                Ok(ours)
             })
             .await
+    }
+
+    fn inline_max(&self) -> usize {
+        INLINE_MAX
+    }
+
+    async fn create_csv(&self, id: Uuid) -> Result<Box<dyn CsvSink>, BackendError> {
+        let db = self.db.clone();
+        let name = result_file(id, Uuid::new_v4());
+        let file = name.clone();
+        let writer = blocking(move || db.bodies().create(Kind::Result, &file)).await?;
+        Ok(Box::new(FileSink {
+            writer: Some(writer),
+            name,
+        }))
+    }
+
+    async fn open_csv(
+        &self,
+        csv: &StoredCsv,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, BackendError> {
+        let db = self.db.clone();
+        let name = csv.key.clone();
+        let range = range.unwrap_or(0..csv.bytes);
+        let start = range.start;
+        let file = blocking(move || db.bodies().open_at(Kind::Result, &name, start)).await?;
+        let Some(file) = file else {
+            return Err(BackendError::Corrupt(format!(
+                "the result file {} is missing",
+                csv.key
+            )));
+        };
+        let len = range.end.saturating_sub(range.start);
+        let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+        let key = csv.key.clone();
+        Ok(
+            tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+                .map(move |chunk| {
+                    chunk.map_err(|e| crate::bodies::io_error(format!("reading {key}"), e))
+                })
+                .boxed(),
+        )
+    }
+
+    async fn check_writable(&self) -> Result<(), BackendError> {
+        let db = self.db.clone();
+        blocking(move || db.bodies().check_writable()).await
     }
 
     async fn purge_expired(

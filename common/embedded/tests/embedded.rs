@@ -228,7 +228,7 @@ async fn large_payloads_live_in_files_that_go_with_their_rows() {
 async fn the_purge_sweeps_old_files_no_row_refers_to() {
     use airq_core::results::ResultStore;
     use airq_core::Timestamp;
-    use airq_embedded::bodies::{result_file, ORPHAN_AGE};
+    use airq_embedded::bodies::{result_file, RESULT_ORPHAN_AGE};
     use std::time::{Duration, SystemTime};
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -239,7 +239,8 @@ async fn the_purge_sweeps_old_files_no_row_refers_to() {
             .write(true)
             .open(path)
             .expect("open");
-        f.set_modified(SystemTime::now() - ORPHAN_AGE - Duration::from_secs(60))
+        // Older than either kind's orphan age.
+        f.set_modified(SystemTime::now() - RESULT_ORPHAN_AGE - Duration::from_secs(60))
             .expect("set mtime");
     };
     // A live large message and a live large result, both made to look old.
@@ -279,8 +280,11 @@ async fn the_purge_sweeps_old_files_no_row_refers_to() {
     want.sort();
     assert_eq!(files_in(&db, "results"), want);
     let r = results.get(rid).await.expect("get").expect("record");
+    let got = airq_core::results::read_csv(&results, &r)
+        .await
+        .expect("read");
     assert!(
-        r.csv.as_deref() == Some(csv.as_str()),
+        got.as_deref() == Some(csv.as_str()),
         "a live result keeps its file"
     );
 }

@@ -1,5 +1,7 @@
 //! `GET /healthz` (the process runs) and `GET /readyz` (its backends
-//! answer), for supervisors and load balancers.
+//! answer and the result store takes writes), for supervisors and load
+//! balancers. The public answer names the failed check only; the backend's
+//! own error (paths, hosts, service messages) goes to the log.
 
 use crate::state::AppState;
 use airq_core::BackendError;
@@ -22,33 +24,47 @@ pub async fn healthz() -> &'static str {
 #[derive(Serialize)]
 struct Check {
     check: &'static str,
-    error: String,
+    error: &'static str,
 }
 
-/// Runs one readiness check, bounded in time.
+/// Runs one readiness check, bounded in time; `failure` is what the
+/// public answer says when it fails.
 async fn check(
     what: &'static str,
+    failure: &'static str,
     probe: impl Future<Output = Result<(), BackendError>>,
 ) -> Option<Check> {
     let error = match tokio::time::timeout(READY_TIMEOUT, probe).await {
         Ok(Ok(())) => return None,
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {READY_TIMEOUT:?}"),
+        Ok(Err(e)) => {
+            tracing::warn!(check = what, error = %e, "readiness check failed");
+            failure
+        }
+        Err(_) => {
+            tracing::warn!(check = what, timeout = ?READY_TIMEOUT, "readiness check timed out");
+            "no answer in time"
+        }
     };
     Some(Check { check: what, error })
 }
 
-/// `200` when the reading store and the request queue answer, else `503`
-/// naming which did not.
+/// `200` when the reading store and the request queue answer and the
+/// result store takes writes (a full disk fails it), else `503` naming
+/// which did not.
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let backend = &app.backend;
-    let (store, queue) = tokio::join!(
-        check("readings", backend.readings.ping()),
-        check("requestQueue", async {
+    let (store, queue, results) = tokio::join!(
+        check("readings", "does not answer", backend.readings.ping()),
+        check("requestQueue", "does not answer", async {
             backend.request_send.depth().await.map(drop)
         }),
+        check(
+            "resultsWritable",
+            "cannot be written",
+            backend.results.check_writable()
+        ),
     );
-    let failed: Vec<Check> = store.into_iter().chain(queue).collect();
+    let failed: Vec<Check> = store.into_iter().chain(queue).chain(results).collect();
     if failed.is_empty() {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {

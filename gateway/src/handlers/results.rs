@@ -6,12 +6,20 @@
 //! | expired             | 410    | JSON error                                               |
 //! | queued, running     | 202    | `{"id","status","createdAt","updatedAt","expiresAt"}`, `Retry-After: 1` |
 //! | done                | 200    | the CSV (`text/csv`), as many times as asked             |
+//! | done, `Range`       | 206    | those bytes (one range; `416` if outside the CSV)        |
+//! | done, `If-None-Match` matches | 304 | nothing                                          |
 //! | failed              | 422    | `{"id","status":"failed","error"}`                       |
 //!
 //! A failed query is `422 Unprocessable Entity`, not `200`: a script that
 //! saves every `200` as CSV must not save an error, and it is not `500`
 //! because the gateway is fine; the query could not be processed.
 //! Times are UTC, `YYYY-MM-DD HH:MM:SS`.
+//!
+//! A done result never changes, so it has a strong `ETag` (its id) and a
+//! `Content-Length`, takes `Range` requests (`Accept-Ranges: bytes`, so
+//! `curl -C -` resumes a download) and `If-None-Match`. A large CSV is
+//! streamed from the result store's payload space, never loaded whole;
+//! gzip (when the client accepts it) is applied by the router's layer.
 
 use crate::answer_headers;
 use crate::error::ApiError;
@@ -21,7 +29,8 @@ use airq_core::{Query, QueryLimits, Timestamp};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::ops::Range;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use uuid::Uuid;
@@ -31,6 +40,7 @@ const UNKNOWN: &str = "no result with this id";
 pub async fn get(
     State(app): State<AppState>,
     id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = id
         .ok()
@@ -48,7 +58,7 @@ pub async fn get(
     }
     match record.state {
         ResultState::Queued | ResultState::Running => Ok(pending(&record)),
-        ResultState::Done => done(record),
+        ResultState::Done => done(&app, record, &headers).await,
         ResultState::Failed => Ok(failed(&record)),
     }
 }
@@ -71,18 +81,135 @@ fn pending(r: &ResultRecord) -> Response {
     response
 }
 
-fn done(r: ResultRecord) -> Result<Response, ApiError> {
-    // The CSV is only dropped once expired; treat a missing one the same.
-    let csv = r.csv.ok_or(ApiError::Expired)?;
+/// The strong validator of a done result: its content never changes.
+fn etag(r: &ResultRecord) -> String {
+    format!("\"{}\"", r.id)
+}
+
+/// Whether an `If-None-Match` / `If-Range` value names this result
+/// (compressed or not: the compression layer suffixes the tag it sends).
+fn tag_matches(value: &HeaderValue, tag: &str) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let bare = tag.trim_matches('"');
+    value.split(',').map(str::trim).any(|t| {
+        let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
+        t == "*" || t == bare || t.strip_suffix(GZIP_TAG_SUFFIX) == Some(bare)
+    })
+}
+
+/// What the compression layer appends inside the quotes of a gzipped
+/// answer's `ETag` (see `api.rs`).
+pub const GZIP_TAG_SUFFIX: &str = "-gzip";
+
+/// The one byte range asked for, checked against the CSV's `len`:
+/// `Ok(None)` to send all of it (no `Range`, one that is not `bytes=`,
+/// several ranges, or an `If-Range` for another version), `Err(())` for a
+/// range outside it (`416`).
+fn wanted_range(headers: &HeaderMap, tag: &str, len: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE) {
+        if !tag_matches(if_range, tag) {
+            return Ok(None);
+        }
+    }
+    if !value.starts_with("bytes=") {
+        return Ok(None);
+    }
+    let ranges = http_range_header::parse_range_header(value)
+        .and_then(|r| r.validate(len))
+        .map_err(|_| ())?;
+    match ranges.as_slice() {
+        [one] => Ok(Some(*one.start()..one.end().saturating_add(1))),
+        // Several ranges would need a multipart answer; the whole CSV is
+        // a valid answer to them.
+        _ => Ok(None),
+    }
+}
+
+async fn done(
+    app: &AppState,
+    r: ResultRecord,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let tag = etag(&r);
     let name = Query::from_json(r.query.as_bytes(), &QueryLimits::unbounded())
         .map(|q| answer_headers::filename(&q))
         .unwrap_or_else(|_| format!("airq-{}.csv", r.id));
-    let mut response = Response::new(Body::from(csv));
-    answer_headers::csv(&mut response, &name);
-    if let Some(rows) = r.rows {
+    let len = match (&r.csv, &r.stored) {
+        (Some(csv), _) => csv.len() as u64,
+        (None, Some(stored)) => stored.bytes,
+        // The CSV is only dropped once expired; treat a missing one the same.
+        (None, None) => return Err(ApiError::Expired),
+    };
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| tag_matches(v, &tag))
+    {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let range = match wanted_range(headers, &tag, len) {
+            Ok(range) => range,
+            Err(()) => {
+                let mut response = ApiError::RangeNotSatisfiable.into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(response);
+            }
+        };
+        let body = match (r.csv, &r.stored) {
+            (Some(csv), _) => match &range {
+                Some(range) => Body::from(
+                    csv.into_bytes()
+                        .get(range.start as usize..range.end as usize)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default(),
+                ),
+                None => Body::from(csv),
+            },
+            (None, Some(stored)) => Body::from_stream(
+                app.backend
+                    .results
+                    .open_csv(stored, range.clone())
+                    .await
+                    .map_err(ApiError::unavailable("result store unavailable"))?,
+            ),
+            (None, None) => return Err(ApiError::Expired),
+        };
+        let mut response = Response::new(body);
+        answer_headers::csv(&mut response, &name);
+        let sent = match &range {
+            Some(range) => {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "bytes {}-{}/{len}",
+                    range.start,
+                    range.end.saturating_sub(1)
+                )) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                range.end - range.start
+            }
+            None => len,
+        };
         response
             .headers_mut()
-            .insert(answer_headers::ROWS, HeaderValue::from(rows));
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(sent));
+        response
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(rows) = r.rows {
+        h.insert(answer_headers::ROWS, HeaderValue::from(rows));
     }
     Ok(response)
 }
