@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketLocationConstraint, CreateBucketConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint, CreateBucketConfiguration,
     ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -30,6 +30,8 @@ const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(600);
 const DLQ_RETENTION_SECS: u32 = 14 * 24 * 3600;
 /// Offloaded message bodies outlive any message.
 const MESSAGE_OBJECT_DAYS: i32 = 15;
+/// After how many days an unfinished multipart upload is dropped.
+const INCOMPLETE_UPLOAD_DAYS: i32 = 1;
 
 /// How the tables are billed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,6 +577,13 @@ fn lifecycle_rules(result_days: i32) -> Result<Vec<LifecycleRule>, BackendError>
             .status(ExpirationStatus::Enabled)
             .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
             .expiration(LifecycleExpiration::builder().days(days).build())
+            // A worker that died mid-upload leaves parts S3 would keep
+            // (and bill) forever; a day is longer than any upload.
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(INCOMPLETE_UPLOAD_DAYS)
+                    .build(),
+            )
             .build()
             .map_err(build_error)
     };
@@ -616,11 +625,20 @@ pub async fn ensure_bucket(
 
     let want = lifecycle_rules(result_days)?;
     let have = lifecycle(&aws.s3, bucket).await?;
-    let summary = |rules: &[LifecycleRule]| -> Vec<(Option<String>, Option<i32>)> {
+    type Summary = (Option<String>, Option<i32>, Option<i32>);
+    let summary = |rules: &[LifecycleRule]| -> Vec<Summary> {
         let mut v: Vec<_> = rules
             .iter()
             .filter(|r| matches!(r.id.as_deref(), Some(RESULTS_RULE | MESSAGES_RULE)))
-            .map(|r| (r.id.clone(), r.expiration.as_ref().and_then(|e| e.days)))
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    r.expiration.as_ref().and_then(|e| e.days),
+                    r.abort_incomplete_multipart_upload
+                        .as_ref()
+                        .and_then(|a| a.days_after_initiation),
+                )
+            })
             .collect();
         v.sort();
         v

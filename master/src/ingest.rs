@@ -7,7 +7,7 @@ use crate::fetch::{self, FetchPolicy, Source};
 use crate::progress;
 use airq_core::feed::{self, FeedError, FeedStats, Rejection};
 use airq_core::store::ReadingStore;
-use airq_core::Reading;
+use airq_core::{Reading, Timestamp};
 use anyhow::Context as _;
 use std::fmt;
 use std::sync::Arc;
@@ -165,7 +165,7 @@ pub fn per_second(n: u64, elapsed: Duration) -> f64 {
 }
 
 /// Parses, validates (the DAQI is computed by the parser) and stores a
-/// document held in memory.
+/// document held in memory, as ingested now.
 ///
 /// A document that breaks off (truncated download) still has its complete
 /// entries stored, storing being idempotent; the error then says how many
@@ -175,11 +175,24 @@ pub async fn process(
     doc: Arc<Vec<u8>>,
     batch_size: usize,
 ) -> anyhow::Result<Processed> {
+    process_at(store, doc, batch_size, Timestamp::now()).await
+}
+
+/// [`process`] as ingested at `now`: the instant every entry's timestamp is
+/// checked against (at most a day later is stored; see
+/// `airq_core::feed::TimeWindow`). One instant per run, given by the caller,
+/// so that a run is consistent and tests can choose it.
+pub async fn process_at(
+    store: Arc<dyn ReadingStore>,
+    doc: Arc<Vec<u8>>,
+    batch_size: usize,
+    now: Timestamp,
+) -> anyhow::Result<Processed> {
     let started = Instant::now();
     let ((parsed, counted), stored) = pipeline(store, batch_size, move |sink| {
         let pb = progress::counter("entries");
         let mut counted = FeedStats::default();
-        let parsed = feed::parse_feed(&doc, |entry| {
+        let parsed = feed::parse_feed_at(&doc, now, |entry| {
             counted.entries += 1;
             match entry {
                 Ok(reading) => {
@@ -262,10 +275,12 @@ impl fmt::Display for Summary {
         writeln!(f, "entries read:  {}", s.entries)?;
         writeln!(f, "stored:        {}", self.processed.stored)?;
         writeln!(f, "rejected:      {}", s.rejected_total())?;
+        // Wide enough for the longest label ("timestamp out of range:"), so
+        // the counts line up.
         for why in Rejection::ALL {
             writeln!(
                 f,
-                "  {:<18} {}",
+                "  {:<24} {}",
                 format!("{}:", why.label()),
                 s.rejected(why)
             )?;
@@ -297,8 +312,11 @@ pub async fn ingest(
     let doc = fetch::fetch(source, policy).await?;
     let fetch = started.elapsed();
     let bytes = doc.len() as u64;
-    tracing::info!(bytes, "parsing and storing");
-    let processed = process(store, Arc::new(doc), batch_size)
+    // The ingestion time is when the document is in hand: a slow download
+    // does not narrow the window of timestamps accepted.
+    let now = Timestamp::now();
+    tracing::info!(bytes, ingestion_time = %now, "parsing and storing");
+    let processed = process_at(store, Arc::new(doc), batch_size, now)
         .await
         .with_context(|| format!("cannot ingest {source}"))?;
     let stats = &processed.stats;
@@ -427,5 +445,27 @@ mod tests {
             )),
             "{msg}"
         );
+    }
+
+    #[tokio::test]
+    async fn entries_are_checked_against_the_ingestion_time_given() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../common/core/tests/fixtures/hostile_text.json"
+        );
+        let doc = Arc::new(std::fs::read(path).expect("the fixture"));
+        let at = |s: &str| Timestamp::parse_feed(s).expect("a valid time");
+        let store = Arc::new(Recorder::default());
+        let done = process_at(store.clone(), doc.clone(), 4, at("2024-03-02 00:00:00"))
+            .await
+            .expect("ingests");
+        assert_eq!((done.stats.entries, done.stored), (35, 7));
+        assert_eq!(done.stats.rejected(Rejection::TimestampOutOfRange), 4);
+        // A day earlier, the good readings of 2024-03-01 are in the future
+        // by more than a day; only the one of 2015 is stored.
+        let early = process_at(store, doc, 4, at("2024-02-29 00:00:00"))
+            .await
+            .expect("ingests");
+        assert_eq!(early.stored, 1);
     }
 }

@@ -17,6 +17,17 @@
 //! | `Range`       | `Low`, `Moderate`, `High` or `Very High`       |
 //!
 //! Rows come in the store's order: by timestamp, then sensor id.
+//!
+//! **Formula cells (CSV injection).** A spreadsheet may run a cell that
+//! starts with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula
+//! (OWASP's list). Ingestion rejects such text, but a store may hold readings
+//! ingested before it did, so the writer enforces the rule on every cell of
+//! every answer, here, once (the direct path, the workers and every backend
+//! render through [`CsvWriter::write_row`]): a cell whose first byte is one
+//! of those six and which is not a number (see [`is_number`]) is written
+//! with a single quote `'` before it ([`FORMULA_GUARD`]), which spreadsheets
+//! show as text and a program can strip. A number such as `-3.5` is written
+//! unchanged, so the CSV of valid data is byte for byte what it was.
 
 use crate::error::BackendError;
 use crate::reading::{Reading, Timestamp};
@@ -24,6 +35,7 @@ use crate::store::ReadingStream;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -164,6 +176,11 @@ impl<W: Write> CsvWriter<W> {
             crate::aqi::Band::of_index(r.aqi).label().as_bytes(),
         ];
         self.rows += 1;
+        // One byte compared per cell in the common case; only a row with a
+        // formula-like cell pays for copies.
+        if record.iter().any(|cell| is_formula(cell)) {
+            return self.inner.write_record(record.map(defused));
+        }
         self.inner.write_record(record)
     }
 
@@ -182,6 +199,69 @@ impl<W: Write> CsvWriter<W> {
         self.inner
             .into_inner()
             .map_err(|e| csv::Error::from(e.into_error()))
+    }
+}
+
+/// What a cell is prefixed with when a spreadsheet would read it as a
+/// formula: the single quote spreadsheets themselves use for "this is text".
+pub const FORMULA_GUARD: u8 = b'\'';
+
+/// A cell a spreadsheet would run as a formula (OWASP's CSV-injection rule):
+/// it starts with `=`, `+`, `-`, `@`, a tab or a carriage return and is not
+/// a number. Only the first byte is looked at unless it is one of those.
+pub fn is_formula(cell: &[u8]) -> bool {
+    matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    ) && !is_number(cell)
+}
+
+/// A decimal number a spreadsheet reads as a number, never as a formula: an
+/// optional sign, digits with at most one `.` (at least one digit), and an
+/// optional exponent (`e` or `E`, an optional sign, digits). `-3.5`, `+5`,
+/// `-0.1` and `1e-3` are numbers; `-`, `-inf`, `-1+1` and `--5` are not.
+pub fn is_number(cell: &[u8]) -> bool {
+    let rest = match cell.first() {
+        Some(b'+' | b'-') => &cell[1..],
+        _ => cell,
+    };
+    let (mantissa, exponent) = match rest.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(e) => (&rest[..e], Some(&rest[e + 1..])),
+        None => (rest, None),
+    };
+    let mut digits = 0usize;
+    let mut dots = 0usize;
+    for &c in mantissa {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'.' => dots += 1,
+            _ => return false,
+        }
+    }
+    if digits == 0 || dots > 1 {
+        return false;
+    }
+    match exponent {
+        None => true,
+        Some(e) => {
+            let e = match e.first() {
+                Some(b'+' | b'-') => &e[1..],
+                _ => e,
+            };
+            !e.is_empty() && e.iter().all(u8::is_ascii_digit)
+        }
+    }
+}
+
+/// The cell as written: [`FORMULA_GUARD`] before a formula-like one.
+fn defused(cell: &[u8]) -> Cow<'_, [u8]> {
+    if is_formula(cell) {
+        let mut guarded = Vec::with_capacity(cell.len() + 1);
+        guarded.push(FORMULA_GUARD);
+        guarded.extend_from_slice(cell);
+        Cow::Owned(guarded)
+    } else {
+        Cow::Borrowed(cell)
     }
 }
 
@@ -349,6 +429,7 @@ pub async fn render(mut chunks: CsvStream, max: usize) -> Result<(Vec<u8>, u64),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aqi::Band;
     use crate::reading::Timestamp;
 
     #[test]
@@ -473,5 +554,132 @@ mod tests {
         failing.push(Err(BackendError::Corrupt("bad row".into())));
         let failed = futures::executor::block_on(render(chunks(stream(failing)), usize::MAX));
         assert!(matches!(failed, Err(RenderError::Store(_))));
+    }
+
+    #[test]
+    fn numbers_and_formulas() {
+        for n in [
+            "0", "-3.5", "-0.1", "+5", "-12", "1e-3", "-2.5E+4", ".5", "5.",
+        ] {
+            assert!(is_number(n.as_bytes()), "{n}");
+            assert!(!is_formula(n.as_bytes()), "{n}");
+        }
+        for f in [
+            "-",
+            "+",
+            "-inf",
+            "-NaN",
+            "-1+1",
+            "--5",
+            "-5-",
+            "-1e",
+            "-1e+",
+            "-.",
+            "-1.2.3",
+            "=1",
+            "@SUM(A1)",
+            "\t1",
+            "\r1",
+            "+HYPERLINK(\"x\")",
+        ] {
+            assert!(is_formula(f.as_bytes()), "{f:?}");
+        }
+        for text in ["", "DE", "SDS011", "52.52", " =1", "a=1", "'=1"] {
+            assert!(!is_formula(text.as_bytes()), "{text:?}");
+        }
+    }
+
+    /// A reading whose every text field starts with `lead`.
+    fn hostile(lead: char) -> Reading {
+        Reading {
+            sensor_type: format!("{lead}SDS011"),
+            loc_country: format!("{lead}DE"),
+            loc_lat: format!("{lead}HYPERLINK(\"http://x\",\"y\")"),
+            loc_long: format!("{lead}1+1"),
+            loc_alt: format!("{lead}cmd|' /C calc'!A0"),
+            p1: Some(format!("{lead}SUM(A1:A9)")),
+            p2: Some(format!("{lead}x")),
+            ..reading(1)
+        }
+    }
+
+    /// The CSV of `rows` through every renderer: `CsvWriter::write` on a
+    /// `Reading` (what `to_csv` does), `write_row` on a `RowRef` made by
+    /// hand (as the embedded store does from a database row), and the
+    /// chunked stream. All three must agree.
+    fn every_renderer(rows: &[Reading]) -> Vec<u8> {
+        let by_reading = to_csv(rows).unwrap();
+        let mut w = CsvWriter::new(Vec::new()).unwrap();
+        for r in rows {
+            let row = RowRef {
+                id: r.id,
+                timestamp: r.timestamp,
+                sensor_id: r.sensor_id,
+                sensor_type: &r.sensor_type,
+                loc_id: r.loc_id,
+                loc_country: &r.loc_country,
+                loc_lat: &r.loc_lat,
+                loc_long: &r.loc_long,
+                loc_alt: &r.loc_alt,
+                p1: r.p1.as_deref(),
+                p2: r.p2.as_deref(),
+                aqi: r.aqi,
+            };
+            w.write_row(&row).unwrap();
+        }
+        let by_row = w.finish().unwrap();
+        // Owned: a reading stream is 'static.
+        let owned: Vec<Reading> = rows.to_vec();
+        let stream = futures::stream::iter(owned.into_iter().map(Ok)).boxed();
+        let (chunked, n) = futures::executor::block_on(render(chunks(stream), usize::MAX)).unwrap();
+        assert_eq!(n, rows.len() as u64);
+        assert!(by_row == by_reading, "write_row and write agree");
+        assert!(chunked == by_reading, "the chunked stream and write agree");
+        by_reading
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_on_every_path() {
+        for lead in ['=', '+', '-', '@', '\t', '\r'] {
+            let r = hostile(lead);
+            let csv = every_renderer(std::slice::from_ref(&r));
+            let mut rdr = csv::ReaderBuilder::new().from_reader(csv.as_slice());
+            let rec = rdr.records().next().unwrap().unwrap();
+            let guarded = |s: &str| format!("'{s}");
+            let want = [
+                (3, guarded(&r.sensor_type)),
+                (5, guarded(&r.loc_country)),
+                (6, guarded(&r.loc_lat)),
+                (7, guarded(&r.loc_long)),
+                (8, guarded(&r.loc_alt)),
+                (9, guarded(r.p1.as_deref().unwrap())),
+                (10, guarded(r.p2.as_deref().unwrap())),
+            ];
+            for (col, text) in want {
+                assert_eq!(&rec[col], text, "{lead:?} in {}", CSV_HEADER[col]);
+            }
+            // The generated columns are untouched.
+            assert_eq!(&rec[1], "2018-06-03 20:40:01");
+            assert_eq!(&rec[12], Band::of_index(r.aqi).label());
+            // No line of the output starts a cell with a formula byte.
+            let text = String::from_utf8(csv).unwrap();
+            assert!(!text.contains(&format!(",{lead}")), "{lead:?}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_starting_with_a_sign_are_written_unchanged() {
+        let r = Reading {
+            loc_lat: "-3.5".into(),
+            loc_long: "-0.1".into(),
+            loc_alt: "-12".into(),
+            p1: Some("+5".into()),
+            ..reading(1)
+        };
+        let csv = String::from_utf8(every_renderer(&[r])).unwrap();
+        assert_eq!(
+            csv.lines().nth(1).unwrap(),
+            "1,2018-06-03 20:40:01,1,SDS011,1,DE,-3.5,-0.1,-12,+5,4.2,2,Low"
+        );
     }
 }

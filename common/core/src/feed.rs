@@ -29,6 +29,11 @@ pub const PM25_RAIL: f64 = 999.9;
 pub const PM10_RAIL: f64 = 1999.9;
 
 /// Why an entry was not stored.
+///
+/// The variants after [`Rejection::Saturated`] keep hostile or broken text
+/// out of the store (and so out of users' spreadsheets and `/api/meta`): each
+/// text field is checked against the shape the real feed sends, with a rule
+/// cheap enough for the ingestion hot path (byte loops, no allocation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rejection {
     /// Not an object of the feed's shape (missing `location`, `sensor`, ...).
@@ -45,10 +50,29 @@ pub enum Rejection {
     NonFinite,
     /// At the SDS011 saturation rail (PM2.5 >= 999.9 or PM10 >= 1999.9).
     Saturated,
+    /// A well-formed `timestamp` outside [`TimeWindow`]: before
+    /// [`EARLIEST`] (2015-01-01 00:00:00) or more than [`FUTURE_SLACK_SECS`]
+    /// after the ingestion time.
+    TimestampOutOfRange,
+    /// `country` missing or not two or three ASCII capital letters
+    /// (the feed's codes: `DE`, and the non-ISO `UK` and `XK`).
+    BadCountry,
+    /// `latitude` missing or not a plain decimal number in [-90, 90]
+    /// (see [`decimal`]).
+    BadLatitude,
+    /// `longitude` missing or not a plain decimal number in [-180, 180].
+    BadLongitude,
+    /// `altitude` neither empty (or absent, or `null`) nor a plain decimal
+    /// number.
+    BadAltitude,
+    /// `sensor_type.name` not a short printable ASCII name (see
+    /// [`valid_sensor_type`]).
+    BadSensorType,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 7] = [
+    /// Every reason, in the order summaries list them.
+    pub const ALL: [Rejection; 13] = [
         Rejection::Malformed,
         Rejection::BadTimestamp,
         Rejection::NoParticulates,
@@ -56,6 +80,12 @@ impl Rejection {
         Rejection::Negative,
         Rejection::NonFinite,
         Rejection::Saturated,
+        Rejection::TimestampOutOfRange,
+        Rejection::BadCountry,
+        Rejection::BadLatitude,
+        Rejection::BadLongitude,
+        Rejection::BadAltitude,
+        Rejection::BadSensorType,
     ];
 
     pub fn label(self) -> &'static str {
@@ -67,6 +97,12 @@ impl Rejection {
             Rejection::Negative => "negative value",
             Rejection::NonFinite => "non-finite value",
             Rejection::Saturated => "sensor saturated",
+            Rejection::TimestampOutOfRange => "timestamp out of range",
+            Rejection::BadCountry => "bad country code",
+            Rejection::BadLatitude => "bad latitude",
+            Rejection::BadLongitude => "bad longitude",
+            Rejection::BadAltitude => "bad altitude",
+            Rejection::BadSensorType => "bad sensor type",
         }
     }
 }
@@ -227,13 +263,171 @@ fn particulate(raw: Option<&RawValue>, rail: f64) -> Result<(String, f64), Rejec
     Ok((text.to_owned(), v))
 }
 
+// ---- the text fields' rules ----
+//
+// Every check below is a loop over at most a few dozen bytes, run once per
+// accepted entry: the parser is the ingestion benchmark's hot path, so no
+// regex and no allocation (what is stored is the text as sent, owned once
+// it has passed).
+
+/// The earliest timestamp stored: 2015-01-01 00:00:00 UTC. The network
+/// (then luftdaten.info) started in 2015; anything earlier is a sensor whose
+/// clock was never set (the epoch, year 0000) or a forged entry, and one such
+/// entry is enough to move `/api/meta`'s first day (and the web page's
+/// default day) there.
+pub const EARLIEST: Timestamp = Timestamp(1_420_070_400);
+
+/// How far after the ingestion time a timestamp may be: one day. The feeds
+/// are the last 5 minutes to 24 hours, so a later timestamp is a wrong clock
+/// (or year 9999) and would move `/api/meta`'s last day; a day's slack
+/// forgives clocks a few hours off and a feed published just before
+/// midnight in some zone.
+pub const FUTURE_SLACK_SECS: i64 = 86_400;
+
+/// The timestamps an ingestion stores: from [`EARLIEST`] to
+/// [`FUTURE_SLACK_SECS`] after the ingestion time, both included.
+///
+/// The ingestion time is given, not read from the clock here, so that a run
+/// checks every entry against one instant and tests can choose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub earliest: Timestamp,
+    pub latest: Timestamp,
+}
+
+impl TimeWindow {
+    /// The window of an ingestion at `now`.
+    pub fn at(now: Timestamp) -> TimeWindow {
+        TimeWindow {
+            earliest: EARLIEST,
+            latest: Timestamp(now.0.saturating_add(FUTURE_SLACK_SECS)),
+        }
+    }
+
+    pub fn contains(self, t: Timestamp) -> bool {
+        self.earliest <= t && t <= self.latest
+    }
+}
+
+/// Longest coordinate or altitude text stored, in bytes. The feed's are
+/// under a dozen (`"-122.4194"`); 32 still holds any `f64` written out in
+/// full (17 significant digits) and keeps a 5,000-digit "number" out.
+pub const MAX_NUMBER_LEN: usize = 32;
+
+/// Longest sensor type name, in bytes (the feed's are 3 to 8: `HPM`,
+/// `SDS011`, `PMS7003`, `NextPM`).
+pub const MAX_SENSOR_TYPE_LEN: usize = 32;
+
+/// A plain decimal number as the feed writes coordinates and altitudes: an
+/// optional `-`, one or more digits, then optionally `.` and one or more
+/// digits; at most [`MAX_NUMBER_LEN`] bytes. No `+`, exponent, spaces,
+/// `NaN` or `inf`: the feed never sends them, and a spreadsheet reads the
+/// text as sent.
+///
+/// Returns the whole part (saturating, so a long one is simply too large)
+/// and whether the fraction has a digit other than 0, which is what a range
+/// check needs, decided on the digits: `"90.0000000000000001"` is above 90,
+/// where an `f64` would round it to 90.
+pub fn decimal(text: &str) -> Option<(u64, bool)> {
+    let b = text.as_bytes();
+    if b.len() > MAX_NUMBER_LEN {
+        return None;
+    }
+    let unsigned = b.strip_prefix(b"-").unwrap_or(b);
+    let (whole, fraction) = match unsigned.iter().position(|&c| c == b'.') {
+        Some(dot) => (&unsigned[..dot], Some(&unsigned[dot + 1..])),
+        None => (unsigned, None),
+    };
+    if whole.is_empty() || !whole.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let nonzero_fraction = match fraction {
+        None => false,
+        Some(f) if f.is_empty() || !f.iter().all(u8::is_ascii_digit) => return None,
+        Some(f) => f.iter().any(|&c| c != b'0'),
+    };
+    let value = whole.iter().fold(0u64, |acc, &c| {
+        acc.saturating_mul(10).saturating_add(u64::from(c - b'0'))
+    });
+    Some((value, nonzero_fraction))
+}
+
+/// `text` is a plain decimal number (see [`decimal`]) in `[-limit, limit]`.
+pub fn decimal_within(text: &str, limit: u64) -> bool {
+    match decimal(text) {
+        Some((whole, nonzero_fraction)) => whole < limit || (whole == limit && !nonzero_fraction),
+        None => false,
+    }
+}
+
+/// The feed's country code shape: two or three ASCII capital letters. Not
+/// a list of ISO codes: the feed has its own (`UK`, `XK`) and new ones may
+/// come.
+pub fn valid_country(code: &str) -> bool {
+    let b = code.as_bytes();
+    (2..=3).contains(&b.len()) && b.iter().all(u8::is_ascii_uppercase)
+}
+
+/// A short printable ASCII sensor type name: 1 to [`MAX_SENSOR_TYPE_LEN`]
+/// bytes of ASCII letters, digits, `_`, `.`, `-` and space, starting with a
+/// letter or digit and not ending with a space.
+///
+/// Every name the shipped feeds hold passes (`SDS011`, `SDS021`, `PPD42NS`,
+/// `PMS3003`, `PMS5003`, `PMS7003`, `HPM`, `DHT22`, `BMP180`, `BMP280`), as
+/// do other sensors' names of the same kind (`SPS30`, `NextPM`, `IPS-7100`)
+/// and names with a space (`Radiation SBM-20`). A first byte that is a
+/// letter or digit also means a name can never read as a spreadsheet
+/// formula; control bytes (NUL, newlines), quotes and commas are out.
+pub fn valid_sensor_type(name: &str) -> bool {
+    let b = name.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(&last)) => {
+            b.len() <= MAX_SENSOR_TYPE_LEN
+                && first.is_ascii_alphanumeric()
+                && last != b' '
+                && b.iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b' '))
+        }
+        _ => false,
+    }
+}
+
+/// A coordinate as sent, if it is a plain decimal number within
+/// `[-limit, limit]`.
+fn coordinate(raw: Option<&RawValue>, limit: u64) -> Option<Cow<'_, str>> {
+    raw.and_then(scalar_text)
+        .filter(|text| decimal_within(text, limit))
+}
+
+/// The altitude as sent: empty when absent or `null` (three entries of the
+/// sample have `""`), else a plain decimal number.
+fn altitude(raw: Option<&RawValue>) -> Result<Cow<'_, str>, Rejection> {
+    let Some(raw) = raw else {
+        return Ok(Cow::Borrowed(""));
+    };
+    match scalar_text(raw) {
+        Some(text) if text.is_empty() || decimal(&text).is_some() => Ok(text),
+        Some(_) => Err(Rejection::BadAltitude),
+        None if raw.get().trim() == "null" => Ok(Cow::Borrowed("")),
+        None => Err(Rejection::BadAltitude),
+    }
+}
+
 /// Validates one decoded entry and computes its index.
-fn validate(e: ParsedEntry<'_>) -> Result<Reading, Rejection> {
+///
+/// The order of the checks decides which reason a bad entry is counted
+/// under: the timestamp, then the particulate values (so a temperature
+/// sensor is still "no P1/P2 value", whatever its text), then the text
+/// fields.
+fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection> {
     let ts = e
         .timestamp
         .as_deref()
         .and_then(Timestamp::parse_feed)
         .ok_or(Rejection::BadTimestamp)?;
+    if !window.contains(ts) {
+        return Err(Rejection::TimestampOutOfRange);
+    }
 
     let (mut p1, mut p2) = (None, None);
     for dv in &e.sensordatavalues {
@@ -246,36 +440,55 @@ fn validate(e: ParsedEntry<'_>) -> Result<Reading, Rejection> {
     let aqi = aqi::daqi(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1))
         .ok_or(Rejection::NoParticulates)?;
 
-    let text = |v: Option<&RawValue>| {
-        v.and_then(scalar_text)
-            .map(Cow::into_owned)
-            .unwrap_or_default()
-    };
+    let sensor_type = e.sensor.sensor_type.name;
+    if !valid_sensor_type(&sensor_type) {
+        return Err(Rejection::BadSensorType);
+    }
+    let country = e
+        .location
+        .country
+        .filter(|c| valid_country(c))
+        .ok_or(Rejection::BadCountry)?;
+    let lat = coordinate(e.location.latitude, 90).ok_or(Rejection::BadLatitude)?;
+    let long = coordinate(e.location.longitude, 180).ok_or(Rejection::BadLongitude)?;
+    let alt = altitude(e.location.altitude)?;
+
     Ok(Reading {
         id: e.id,
         timestamp: ts,
         sensor_id: e.sensor.id,
-        sensor_type: e.sensor.sensor_type.name.into_owned(),
+        sensor_type: sensor_type.into_owned(),
         loc_id: e.location.id,
-        loc_country: e.location.country.map(Cow::into_owned).unwrap_or_default(),
-        loc_lat: text(e.location.latitude),
-        loc_long: text(e.location.longitude),
-        loc_alt: text(e.location.altitude),
+        loc_country: country.into_owned(),
+        loc_lat: lat.into_owned(),
+        loc_long: long.into_owned(),
+        loc_alt: alt.into_owned(),
         p1: p1.map(|p| p.0),
         p2: p2.map(|p| p.0),
         aqi,
     })
 }
 
-/// Decodes and validates one entry given as its JSON text.
-pub fn parse_entry(json: &str) -> Result<Reading, Rejection> {
+/// Decodes and validates one entry given as its JSON text, with timestamps
+/// checked against an ingestion at `now` (see [`TimeWindow`]).
+pub fn parse_entry_at(json: &str, now: Timestamp) -> Result<Reading, Rejection> {
+    parse_in(json, TimeWindow::at(now))
+}
+
+fn parse_in(json: &str, window: TimeWindow) -> Result<Reading, Rejection> {
     let e: ParsedEntry<'_> = serde_json::from_str(json).map_err(|_| Rejection::Malformed)?;
-    validate(e)
+    validate(e, window)
+}
+
+/// [`parse_entry_at`] the current time.
+pub fn parse_entry(json: &str) -> Result<Reading, Rejection> {
+    parse_entry_at(json, Timestamp::now())
 }
 
 struct EntriesVisitor<'f, F> {
     on_entry: &'f mut F,
     entries: &'f mut u64,
+    window: TimeWindow,
 }
 
 impl<'de, F> Visitor<'de> for EntriesVisitor<'_, F>
@@ -291,19 +504,21 @@ where
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             *self.entries += 1;
-            (self.on_entry)(parse_entry(raw.get()));
+            (self.on_entry)(parse_in(raw.get(), self.window));
         }
         Ok(())
     }
 }
 
 /// Streams every entry of a feed document to `on_entry`, as a reading or the
-/// reason it was rejected, and returns the counts.
+/// reason it was rejected, and returns the counts. Timestamps are checked
+/// against an ingestion at `now` (see [`TimeWindow`]): the caller reads the
+/// clock once per run, and tests choose the instant.
 ///
 /// Entries before a syntax error (a truncated download, say) have already
 /// been handed to `on_entry` when the error is returned: they were complete,
 /// and storing them is idempotent, so the caller may keep them.
-pub fn parse_feed<F>(doc: &[u8], mut on_entry: F) -> Result<FeedStats, FeedError>
+pub fn parse_feed_at<F>(doc: &[u8], now: Timestamp, mut on_entry: F) -> Result<FeedStats, FeedError>
 where
     F: FnMut(Result<Reading, Rejection>),
 {
@@ -321,6 +536,7 @@ where
         .deserialize_seq(EntriesVisitor {
             on_entry: &mut record,
             entries: &mut entries,
+            window: TimeWindow::at(now),
         })
         .and_then(|()| de.end());
     if let Err(e) = visited {
@@ -331,6 +547,14 @@ where
     }
     stats.entries = entries;
     Ok(stats)
+}
+
+/// [`parse_feed_at`] the current time, read once.
+pub fn parse_feed<F>(doc: &[u8], on_entry: F) -> Result<FeedStats, FeedError>
+where
+    F: FnMut(Result<Reading, Rejection>),
+{
+    parse_feed_at(doc, Timestamp::now(), on_entry)
 }
 
 #[cfg(test)]
@@ -379,6 +603,205 @@ mod tests {
         assert_eq!(
             r.timestamp,
             Timestamp::parse_feed("2024-01-01 10:00:00").expect("valid")
+        );
+    }
+
+    #[test]
+    fn decimals_are_plain_and_checked_on_their_digits() {
+        for ok in ["0", "52.52", "-33.8688", "90", "-90.000", "0.0", "007.5"] {
+            assert!(decimal_within(ok, 90), "{ok}");
+        }
+        for out in [
+            "90.0000000000000001",
+            "-90.1",
+            "91",
+            "1000000000000000000000000",
+        ] {
+            assert!(decimal(out).is_some() && !decimal_within(out, 90), "{out}");
+        }
+        assert!(decimal_within("-180", 180) && decimal_within("179.999999", 180));
+        assert!(!decimal_within("180.5", 180));
+        for bad in [
+            "", "-", ".5", "5.", "+5", "1e5", "5,2", " 5", "5 ", "NaN", "inf", "--5", "5.5.5",
+            "=1+1", "0x10",
+        ] {
+            assert_eq!(decimal(bad), None, "{bad:?}");
+        }
+        let long = "1".repeat(MAX_NUMBER_LEN + 1);
+        assert_eq!(decimal(&long), None, "too long");
+        assert!(decimal(&long[1..]).is_some(), "at the cap");
+    }
+
+    #[test]
+    fn country_codes_are_two_or_three_capitals() {
+        for ok in ["DE", "UK", "XK", "BIH"] {
+            assert!(valid_country(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "D",
+            "de",
+            "DEUT",
+            "D1",
+            "DE ",
+            "É",
+            "DE'; DROP TABLE readings; --",
+        ] {
+            assert!(!valid_country(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sensor_types_are_short_printable_names() {
+        for ok in [
+            "SDS011",
+            "SDS021",
+            "PPD42NS",
+            "PMS3003",
+            "PMS5003",
+            "PMS7003",
+            "HPM",
+            "SPS30",
+            "NextPM",
+            "IPS-7100",
+            "SEN5X",
+            "DHT22",
+            "Radiation SBM-20",
+            "a.b_c",
+        ] {
+            assert!(valid_sensor_type(ok), "{ok}");
+        }
+        let long = "S".repeat(MAX_SENSOR_TYPE_LEN + 1);
+        for bad in [
+            "",
+            " SDS011",
+            "SDS011 ",
+            "-SDS011",
+            "=cmd|' /C calc'!A0",
+            "SDS\0",
+            "SDS\n011",
+            "SDS011\u{0}",
+            "SDS,011",
+            "SDS\"011",
+            "SDSµ",
+            long.as_str(),
+        ] {
+            assert!(!valid_sensor_type(bad), "{bad:?}");
+        }
+        assert!(valid_sensor_type(&long[1..]), "at the cap");
+    }
+
+    #[test]
+    fn the_time_window_runs_from_2015_to_a_day_after_now() {
+        let now = Timestamp::parse_feed("2024-06-01 12:00:00").expect("valid");
+        let w = TimeWindow::at(now);
+        let t = |s: &str| Timestamp::parse_feed(s).expect("valid");
+        assert!(w.contains(t("2015-01-01 00:00:00")));
+        assert!(!w.contains(t("2014-12-31 23:59:59")));
+        assert!(w.contains(t("2024-06-02 12:00:00")));
+        assert!(!w.contains(t("2024-06-02 12:00:01")));
+        assert!(!w.contains(t("0000-01-01 00:00:00")));
+        assert!(!w.contains(t("9999-12-31 23:59:59")));
+        // A clock at the end of time does not overflow.
+        assert!(TimeWindow::at(Timestamp(i64::MAX)).contains(now));
+    }
+
+    /// One entry with a P2 value and the given location, sensor type and
+    /// timestamp, all as raw JSON.
+    fn entry_with(location: &str, sensor_type: &str, timestamp: &str) -> String {
+        format!(
+            r#"{{"timestamp":{timestamp},"location":{{{location}}},"sensor":{{"id":1,"sensor_type":{{"name":{sensor_type}}}}},"sensordatavalues":[{{"value":"5","value_type":"P2"}}]}}"#
+        )
+    }
+
+    #[test]
+    fn each_text_field_has_its_reason() {
+        let now = Timestamp::parse_feed("2024-06-01 12:00:00").expect("valid");
+        let good_loc = r#""latitude":"52.52","longitude":"-13.4","altitude":"","country":"DE""#;
+        let at = |loc: &str, ty: &str, ts: &str| parse_entry_at(&entry_with(loc, ty, ts), now);
+        let ok = at(good_loc, r#""SDS011""#, r#""2024-06-02 12:00:00""#).expect("accepted");
+        assert_eq!(
+            (
+                ok.loc_lat.as_str(),
+                ok.loc_long.as_str(),
+                ok.loc_alt.as_str()
+            ),
+            ("52.52", "-13.4", "")
+        );
+        let ts = r#""2024-06-01 00:00:00""#;
+        let cases = [
+            (
+                good_loc.replace("\"DE\"", "\"de\""),
+                "\"SDS011\"",
+                Rejection::BadCountry,
+            ),
+            (
+                good_loc.replace(r#","country":"DE""#, ""),
+                "\"SDS011\"",
+                Rejection::BadCountry,
+            ),
+            (
+                good_loc.replace("\"52.52\"", "\"=HYPERLINK(1)\""),
+                "\"SDS011\"",
+                Rejection::BadLatitude,
+            ),
+            (
+                good_loc.replace("\"52.52\"", "90.5"),
+                "\"SDS011\"",
+                Rejection::BadLatitude,
+            ),
+            (
+                good_loc.replace("\"52.52\"", "null"),
+                "\"SDS011\"",
+                Rejection::BadLatitude,
+            ),
+            (
+                good_loc.replace("\"-13.4\"", "\"-180.01\""),
+                "\"SDS011\"",
+                Rejection::BadLongitude,
+            ),
+            (
+                good_loc.replace("\"\",", "\"@SUM(1)\","),
+                "\"SDS011\"",
+                Rejection::BadAltitude,
+            ),
+            (
+                good_loc.replace("\"\",", "{},"),
+                "\"SDS011\"",
+                Rejection::BadAltitude,
+            ),
+            (
+                good_loc.to_owned(),
+                "\"SDS\\u0000\"",
+                Rejection::BadSensorType,
+            ),
+        ];
+        for (loc, ty, want) in &cases {
+            assert_eq!(at(loc, ty, ts).unwrap_err(), *want, "{loc} {ty}");
+        }
+        // An altitude that is absent, null or a number is kept (as text).
+        for (alt, want) in [
+            ("", ""),
+            (r#","altitude":null"#, ""),
+            (r#","altitude":-12.5"#, "-12.5"),
+        ] {
+            let loc = format!(r#""latitude":1,"longitude":2,"country":"UK"{alt}"#);
+            assert_eq!(at(&loc, "\"HPM\"", ts).expect("accepted").loc_alt, want);
+        }
+        assert_eq!(
+            at(good_loc, "\"SDS011\"", r#""2024-06-02 12:00:01""#).unwrap_err(),
+            Rejection::TimestampOutOfRange
+        );
+        assert_eq!(
+            at(good_loc, "\"SDS011\"", r#""0000-01-01 00:00:00""#).unwrap_err(),
+            Rejection::TimestampOutOfRange
+        );
+        // The particulates are checked before the text: a temperature sensor
+        // with an odd name is still "no P1/P2 value".
+        let no_pm = entry_with(good_loc, "\"\"", ts).replace("\"P2\"", "\"temperature\"");
+        assert_eq!(
+            parse_entry_at(&no_pm, now).unwrap_err(),
+            Rejection::NoParticulates
         );
     }
 }

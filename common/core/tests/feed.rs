@@ -1,7 +1,10 @@
 //! The feed parser on the real sample files and on broken input.
 
-use airq_core::feed::{parse_entry, parse_feed, FeedError, FeedStats, Rejection};
-use airq_core::{Band, Reading};
+use airq_core::export::{is_formula, to_csv};
+use airq_core::feed::{
+    parse_entry, parse_entry_at, parse_feed, parse_feed_at, FeedError, FeedStats, Rejection,
+};
+use airq_core::{Band, Reading, Timestamp};
 
 fn sample() -> Vec<u8> {
     std::fs::read(concat!(
@@ -206,4 +209,120 @@ fn truncated_feed_reports_where_and_keeps_complete_entries() {
         let (stats, _) = parse_all(doc);
         assert!(stats.is_err(), "{:?}", String::from_utf8_lossy(doc));
     }
+}
+
+fn hostile_text() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hostile_text.json"
+    ))
+    .expect("fixture")
+}
+
+/// What `hostile_text.json` holds (its `.md` lists every entry): each bad
+/// entry counted under its own reason.
+const HOSTILE_TEXT_REJECTIONS: [(Rejection, u64); 6] = [
+    (Rejection::TimestampOutOfRange, 4),
+    (Rejection::BadCountry, 6),
+    (Rejection::BadLatitude, 6),
+    (Rejection::BadLongitude, 3),
+    (Rejection::BadAltitude, 3),
+    (Rejection::BadSensorType, 6),
+];
+
+#[test]
+fn hostile_text_is_rejected_by_reason_and_good_rows_are_kept() {
+    let now = Timestamp::parse_feed("2024-03-02 00:00:00").unwrap();
+    let mut readings = Vec::new();
+    let stats = parse_feed_at(&hostile_text(), now, |r| readings.extend(r.ok())).unwrap();
+    assert_eq!(stats.entries, 35);
+    assert_eq!(stats.accepted, 7);
+    for (why, n) in HOSTILE_TEXT_REJECTIONS {
+        assert_eq!(stats.rejected(why), n, "{why}");
+    }
+    assert_eq!(stats.rejected_total(), 28);
+
+    let ids: Vec<u64> = readings.iter().filter_map(|r| r.id).collect();
+    assert_eq!(ids, (1001..=1007).collect::<Vec<_>>());
+    let countries: Vec<&str> = readings.iter().map(|r| r.loc_country.as_str()).collect();
+    assert_eq!(countries, ["DE", "UK", "XK", "BIH", "AU", "NL", "SE"]);
+    // Text as sent, numbers included; an absent or null altitude is empty.
+    let coords: Vec<(&str, &str, &str)> = readings
+        .iter()
+        .map(|r| (r.loc_lat.as_str(), r.loc_long.as_str(), r.loc_alt.as_str()))
+        .collect();
+    assert_eq!(
+        coords,
+        [
+            ("52.5200", "13.4050", "34.0"),
+            ("51.5074", "-0.1278", ""),
+            ("42.6629", "21.1655", "652"),
+            ("90.0000", "180", "-12.5"),
+            ("-33.8688", "151.2093", ""),
+            ("-90", "-180", ""),
+            ("59.3293", "18.0686", "28"),
+        ]
+    );
+    let first = readings.iter().map(|r| r.timestamp).min().unwrap();
+    let last = readings.iter().map(|r| r.timestamp).max().unwrap();
+    assert_eq!(first.to_string(), "2015-01-01 00:00:00");
+    assert_eq!(last.to_string(), "2024-03-01 10:00:06");
+
+    // What is stored renders as before: no cell needs a guard.
+    let csv = to_csv(&readings).unwrap();
+    let mut rdr = csv::Reader::from_reader(csv.as_slice());
+    for rec in rdr.records() {
+        assert!(rec.unwrap().iter().all(|cell| !is_formula(cell.as_bytes())));
+    }
+}
+
+#[test]
+fn the_clock_is_the_callers() {
+    // The same feed read at two ingestion times: the fixture's good rows are
+    // from 2024-03-01, so an ingestion in 2023 finds them in the future.
+    let doc = hostile_text();
+    let early = Timestamp::parse_feed("2023-01-01 00:00:00").unwrap();
+    let stats = parse_feed_at(&doc, early, |_| {}).unwrap();
+    assert_eq!(stats.accepted, 1, "only the 2015 row");
+    // The 4 out of range anyway, the 6 good ones and the 24 bad-text ones
+    // (all of 2024-03-01): the timestamp is checked first.
+    assert_eq!(stats.rejected(Rejection::TimestampOutOfRange), 4 + 6 + 24);
+    // Without a time given, the clock is read once, now.
+    assert_eq!(parse_feed(&doc, |_| {}).unwrap().accepted, 7);
+
+    let at =
+        |ts: &str| entry(r#"{"value":"5","value_type":"P1"}"#).replace("2024-01-01T10:00:00", ts);
+    let now = Timestamp::parse_feed("2024-01-01 12:00:00").unwrap();
+    assert!(parse_entry_at(&at("2024-01-02 12:00:00"), now).is_ok());
+    assert_eq!(
+        parse_entry_at(&at("2024-01-02 12:00:01"), now).unwrap_err(),
+        Rejection::TimestampOutOfRange
+    );
+    assert_eq!(
+        parse_entry_at(&at("2024-13-01 00:00:00"), now).unwrap_err(),
+        Rejection::BadTimestamp,
+        "a date that does not exist is still a bad timestamp"
+    );
+}
+
+#[test]
+fn the_real_samples_lose_nothing_to_the_text_rules() {
+    // Every sensor type, country code, coordinate and altitude of both
+    // shipped feeds passes: the counts above are the rails and the
+    // non-particulate sensors only.
+    let (stats, readings) = parse_all(&sample());
+    assert_eq!(stats.unwrap().rejected_total(), 17);
+    let mut types: Vec<&str> = readings.iter().map(|r| r.sensor_type.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(
+        types,
+        ["HPM", "PMS3003", "PMS5003", "PMS7003", "PPD42NS", "SDS011", "SDS021"]
+    );
+    let (stats, _) = parse_all(&fragment());
+    let stats = stats.unwrap();
+    assert_eq!(
+        stats.rejected_total(),
+        stats.rejected(Rejection::NoParticulates)
+    );
 }
