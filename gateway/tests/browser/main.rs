@@ -33,7 +33,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{gateway, load_sample, Service};
+use support::{gateway, load_sample, Service, Worker};
 use webdriver::{cdp, Driver, Tools};
 
 /// The DAQI colours of indices 1..10, as the chart must use them.
@@ -63,50 +63,6 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
 }
 
-/// The worker binary, built beside the gateway (`cargo build --workspace
-/// --bins`, as scripts/test.sh does first).
-fn worker_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_airq-gateway"))
-        .with_file_name(format!("airq-worker{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} is missing: build every binary first (`cargo build --workspace --bins`, as scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A worker process, killed when dropped.
-struct Worker(Child);
-
-impl Worker {
-    fn start(db: &Path) -> Worker {
-        let mut cmd = Command::new(worker_bin());
-        cmd.arg("--db")
-            .arg(db)
-            // Long enough that the page sees the query running.
-            .args(["--receive-wait", "1s", "--test-query-delay", "3s"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("AIRQ_") {
-                cmd.env_remove(&k);
-            }
-        }
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
-        }
-        Worker(cmd.spawn().expect("starting airq-worker"))
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_page_in_headless_chromium() {
@@ -717,7 +673,11 @@ impl Test<'_> {
         })
         .await?;
 
-        let _worker = Worker::start(self.db);
+        // Long enough that the page sees the query running.
+        let _worker = Worker::start(
+            self.db,
+            &["--receive-wait", "1s", "--test-query-delay", "3s"],
+        );
         let mut seen: Vec<String> = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {

@@ -204,3 +204,47 @@ where
     }
     panic!("{what}: not after {attempts} attempts {every:?} apart");
 }
+
+/// The worker binary, built beside the gateway (`cargo build --workspace
+/// --bins`, as scripts/test.sh does first).
+pub fn worker_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_airq-gateway"))
+        .with_file_name(format!("airq-worker{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build every binary first (`cargo build --workspace --bins`, as scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A worker process on `db`, killed when dropped.
+pub struct Worker(Child);
+
+impl Worker {
+    pub fn start(db: &Path, args: &[&str]) -> Worker {
+        let mut cmd = Command::new(worker_bin());
+        cmd.arg("--db")
+            .arg(db)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AIRQ_") {
+                cmd.env_remove(&k);
+            }
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        Worker(cmd.spawn().expect("starting airq-worker"))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
