@@ -43,7 +43,11 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .with_state(app)
         // CSV answers (direct or stored), gzipped when the client accepts
         // it; a client that does not gets identical plain bytes.
-        .layer(CompressionLayer::new().gzip(true).compress_when(DefaultPredicate::new().and(csv_not_partial)))
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .compress_when(DefaultPredicate::new().and(csv_not_partial)),
+        )
         .layer(middleware::map_response(retag_compressed))
         .layer(middleware::from_fn_with_state(request_timeout, time_limit))
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))

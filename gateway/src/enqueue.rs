@@ -39,7 +39,10 @@ pub async fn enqueue(app: &App, query: &Query, respond_async: bool) -> Result<Re
         .create(id, query, app.result_ttl)
         .await
         .map_err(ApiError::unavailable("result store unavailable"))?;
-    if let Err(e) = queue.send(&Job::new(id, query, app.max_result_rows).to_json()).await {
+    if let Err(e) = queue
+        .send(&Job::new(id, query, app.max_result_rows).to_json())
+        .await
+    {
         // Tell a client that polls anyway, instead of leaving it queued.
         let failed = Outcome::Failed {
             error: "the query could not be handed to the workers".into(),

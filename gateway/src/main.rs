@@ -14,16 +14,15 @@ mod direct;
 mod enqueue;
 mod error;
 mod handlers;
+mod serve;
 mod state;
 mod web;
 
 use airq_cli::shutdown::Signals;
 use airq_core::BackendError;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::Parser;
 use config::Config;
-use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +54,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not check how long the store keeps results")
         }
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = serve::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -70,24 +69,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = Arc::new(state::App::new(&config, backend.clone()));
     let direct_limit = config.direct_limit();
     let router = api::router(app, config.request_timeout);
-    let listener = listener.tap_io(|tcp| {
-        // Small answers go out at once instead of waiting for an ACK.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let stop = cancel.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .into_future(),
-    );
+    let limits = serve::Limits::from_config(&config);
+    let mut server = tokio::spawn(serve::serve(listener, router, limits, cancel.clone()));
 
     // The line tests and the deploy tool wait for; stdout may be closed.
     let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, backend = %backend.location, direct_limit,
         direct_max_span = ?config.direct_max_span, max_backlog = config.max_backlog,
+        max_connections = limits.max_connections, header_timeout = ?limits.header_timeout,
+        idle_timeout = ?limits.idle_timeout, send_timeout = ?limits.send_timeout,
         "gateway listening");
 
     tokio::select! {
@@ -96,17 +87,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         ended = &mut server => {
             cancel.cancel();
+            // The accept loop survives accept errors; it ends only when
+            // told to, or by a panic.
             return match ended {
-                Ok(Ok(())) => Err(anyhow::anyhow!("the server stopped unexpectedly")),
-                Ok(Err(e)) => Err(e).context("serving HTTP"),
+                Ok(()) => Err(anyhow::anyhow!("the server stopped unexpectedly")),
                 Err(e) => Err(e).context("the server task failed"),
             };
         }
     }
     cancel.cancel();
     match tokio::time::timeout(config.shutdown_grace, &mut server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error while shutting down"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed while shutting down"),
         Err(_) => {
             tracing::warn!(grace = ?config.shutdown_grace, "requests still in flight after the grace period; dropping them");

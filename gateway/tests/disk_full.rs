@@ -16,7 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 use support::{eventually, gateway, load_sample, Worker};
 
-const DE_HOUR: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE"}"#;
+const DE_HOUR: &str =
+    r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE"}"#;
 
 /// A mounted tmpfs, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -25,7 +26,13 @@ impl Tmpfs {
     fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(at).expect("mount point");
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .status()
             .is_ok_and(|s| s.success());
@@ -98,13 +105,18 @@ async fn a_full_disk_fails_the_result_with_its_reason_and_fails_readiness() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let v: Value = r.json().await.expect("JSON");
     let url = gw.url(&format!("/api/results/{}", v["id"].as_str().expect("id")));
-    let failed = eventually("the result is final", 300, Duration::from_millis(100), || {
-        let url = url.clone();
-        async move {
-            let r = client().get(url).send().await.expect("GET");
-            (r.status() != StatusCode::ACCEPTED).then_some(r)
-        }
-    })
+    let failed = eventually(
+        "the result is final",
+        300,
+        Duration::from_millis(100),
+        || {
+            let url = url.clone();
+            async move {
+                let r = client().get(url).send().await.expect("GET");
+                (r.status() != StatusCode::ACCEPTED).then_some(r)
+            }
+        },
+    )
     .await;
     assert_eq!(failed.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let v: Value = failed.json().await.expect("JSON");

@@ -5,6 +5,7 @@
 use crate::chart;
 use crate::cli::{QueryMix, RunArgs};
 use crate::client::{Client, Target};
+use crate::idle;
 use crate::journey::{PollPolicy, Work};
 use crate::mix::{Meta, Mix};
 use crate::plan::{self, Load, Profile, StageTarget};
@@ -306,9 +307,43 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<bool> {
     if !to_stdout_json {
         println!("airq-loadtest → {target}: {work}");
     }
-    let outcome = execute(args, &prepared, &settings).await?;
+    let idle = if args.idle_connections > 0 {
+        let holder = idle::Holder::open(
+            prepared.client.target(),
+            args.idle_connections,
+            args.connect_timeout,
+        )
+        .await;
+        tracing::info!(n = args.idle_connections, filled_in = ?holder.filled_in, "idle connections open");
+        Some(holder)
+    } else {
+        None
+    };
+    let outcome = execute(args, &prepared, &settings).await;
+    let idle = match idle {
+        Some(holder) => Some(holder.finish(args.idle_wait).await),
+        None => None,
+    };
+    // The idle connections' report even when the run failed: the failure
+    // may be what they did.
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let Some(idle) = &idle {
+                eprintln!("{idle}");
+            }
+            return Err(e);
+        }
+    };
     if !to_stdout_json {
         print!("{}", report::text(&outcome.summaries, &outcome.checks));
+    }
+    if let Some(idle) = &idle {
+        if to_stdout_json {
+            eprintln!("{idle}");
+        } else {
+            println!("{idle}");
+        }
     }
     if let Some(path) = &args.json {
         report::write_json(

@@ -117,6 +117,19 @@ pub struct RunArgs {
     )]
     pub max_in_flight: usize,
 
+    /// Hold this many idle, half-open connections (part of a request
+    /// header, then nothing) to the target during the run, reopening each
+    /// one the server closes, and report how long the server kept them.
+    #[arg(long, env = "AIRQ_LT_IDLE_CONNECTIONS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=crate::idle::MAX_IDLE as i64),
+          help_heading = "Load")]
+    pub idle_connections: u32,
+
+    /// After the run, how long to wait for the server to close the idle
+    /// connections still open.
+    #[arg(long, env = "AIRQ_LT_IDLE_WAIT", default_value = "30s", value_parser = duration, help_heading = "Load")]
+    pub idle_wait: Duration,
+
     /// A request starting more than this after its intended time counts as late.
     #[arg(long, env = "AIRQ_LT_LATE_AFTER", default_value = "10ms", value_parser = duration, help_heading = "Load")]
     pub late_after: Duration,

@@ -9,6 +9,8 @@
 //! - [`mix`] and [`journey`]: what each arrival sends, and the user journey
 //!   (submit → direct CSV, or 202 → poll → CSV);
 //! - [`runner`]: runs a plan with one recorder per virtual user;
+//! - [`idle`]: idle half-open connections held beside a run
+//!   (`--idle-connections`), and how long the server kept them;
 //! - [`stats`]: HdrHistograms, counts, errors by kind, the summary;
 //! - [`report`], [`chart`], [`threshold`]: tables, JSON, CSV, SVG charts and
 //!   pass/fail gates;
@@ -20,6 +22,7 @@ pub mod chart;
 pub mod cli;
 pub mod client;
 pub mod cpu;
+pub mod idle;
 pub mod journey;
 pub mod mix;
 pub mod plan;

@@ -188,12 +188,18 @@ async fn runs_a_query_and_posts_the_csv() {
         "running",
         "the worker marks it running; the gateway records the outcome"
     );
-    assert!(results.finish(id, &got[0].outcome).await.expect("record it"));
+    assert!(results
+        .finish(id, &got[0].outcome)
+        .await
+        .expect("record it"));
     let rec = results.get(id).await.expect("get").expect("record");
     let stored = airq_core::results::read_csv(&results, &rec)
         .await
         .expect("read");
-    assert!(stored.as_deref() == Some(want.as_str()), "the stored CSV is the reference");
+    assert!(
+        stored.as_deref() == Some(want.as_str()),
+        "the stored CSV is the reference"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

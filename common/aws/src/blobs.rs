@@ -88,7 +88,14 @@ impl BlobStore {
 
     /// The object's size; `None` if it does not exist (any more).
     pub async fn size(&self, key: &str) -> Result<Option<u64>, BackendError> {
-        match self.s3.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(
                 out.content_length
                     .and_then(|n| u64::try_from(n).ok())
@@ -108,7 +115,11 @@ impl BlobStore {
     }
 
     /// The object's bytes (or the byte `range` of it), as they arrive.
-    pub async fn stream(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+    pub async fn stream(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, BackendError> {
         let mut req = self.s3.get_object().bucket(&self.bucket).key(key);
         if let Some(r) = range.filter(|r| r.end > r.start) {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
@@ -226,7 +237,10 @@ impl Upload {
                     .await
                     .map_err(|e| remote(self.ctx("CreateMultipartUpload"), e))?;
                 let id = out.upload_id.ok_or_else(|| {
-                    BackendError::Corrupt(format!("{} returned no upload id", self.ctx("CreateMultipartUpload")))
+                    BackendError::Corrupt(format!(
+                        "{} returned no upload id",
+                        self.ctx("CreateMultipartUpload")
+                    ))
                 })?;
                 self.upload_id = Some(id.clone());
                 id

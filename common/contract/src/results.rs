@@ -98,7 +98,11 @@ fn chunked(csv: &str, per: usize) -> CsvStream {
     Box::pin(futures::stream::iter(chunks))
 }
 
-async fn read_range(store: &dyn ResultStore, csv: &StoredCsv, range: std::ops::Range<u64>) -> Vec<u8> {
+async fn read_range(
+    store: &dyn ResultStore,
+    csv: &StoredCsv,
+    range: std::ops::Range<u64>,
+) -> Vec<u8> {
     store
         .open_csv(csv, Some(range))
         .await
@@ -119,16 +123,25 @@ async fn read_range(store: &dyn ResultStore, csv: &StoredCsv, range: std::ops::R
 pub async fn streamed_results(store: &dyn ResultStore) {
     // Small: inline, as before.
     let id = Uuid::new_v4();
-    store.create(id, &query(), Duration::from_secs(3600)).await.expect("create");
+    store
+        .create(id, &query(), Duration::from_secs(3600))
+        .await
+        .expect("create");
     let small = csv_of(3, "small");
-    match store_csv(store, id, chunked(&small, 7), 1_000).await.expect("store small") {
+    match store_csv(store, id, chunked(&small, 7), 1_000)
+        .await
+        .expect("store small")
+    {
         Outcome::Done { csv, rows } => assert_eq!((csv.as_str(), rows), (small.as_str(), 4)),
         other => panic!("a small answer travels inline: {other:?}"),
     }
 
     // Large: stored in chunks, then recorded from the message.
     let id = Uuid::new_v4();
-    store.create(id, &query(), Duration::from_secs(3600)).await.expect("create");
+    store
+        .create(id, &query(), Duration::from_secs(3600))
+        .await
+        .expect("create");
     let large = csv_of(300_000, "streamed");
     assert!(large.len() > 10 * 1024 * 1024, "several multipart parts");
     let outcome = store_csv(store, id, chunked(&large, 32 * 1024), 1_000_000)
@@ -137,15 +150,27 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     let Outcome::Stored { csv: stored, rows } = outcome.clone() else {
         panic!("a large answer is stored: {outcome:?}");
     };
-    assert_eq!(rows, 300_001, "the header's line counts as a row of the chunks");
+    assert_eq!(
+        rows, 300_001,
+        "the header's line counts as a row of the chunks"
+    );
     assert_eq!(stored.bytes, large.len() as u64);
     // A message naming another result's payload, or anything else, is refused.
     let other = Uuid::new_v4();
-    store.create(other, &query(), Duration::from_secs(3600)).await.expect("create");
+    store
+        .create(other, &query(), Duration::from_secs(3600))
+        .await
+        .expect("create");
     for key in [stored.key.clone(), "../../etc/passwd".into(), String::new()] {
-        let forged = Outcome::Stored { csv: StoredCsv { key, bytes: 1 }, rows: 1 };
+        let forged = Outcome::Stored {
+            csv: StoredCsv { key, bytes: 1 },
+            rows: 1,
+        };
         assert!(
-            matches!(store.finish(other, &forged).await, Err(BackendError::Corrupt(_))),
+            matches!(
+                store.finish(other, &forged).await,
+                Err(BackendError::Corrupt(_))
+            ),
             "a payload the store did not make for this result is refused"
         );
     }
@@ -159,9 +184,17 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     assert_eq!(r.rows, Some(300_001));
     assert_eq!(r.stored.as_ref(), Some(&stored));
     let got = read_csv(store, &r).await.expect("read").expect("a CSV");
-    assert!(got == large, "the stored CSV is the rendered one, byte for byte");
+    assert!(
+        got == large,
+        "the stored CSV is the rendered one, byte for byte"
+    );
     let len = large.len() as u64;
-    for range in [0..1, 5..70_000, len - 10..len, 9 * 1024 * 1024..9 * 1024 * 1024 + 5] {
+    for range in [
+        0..1,
+        5..70_000,
+        len - 10..len,
+        9 * 1024 * 1024..9 * 1024 * 1024 + 5,
+    ] {
         assert_eq!(
             read_range(store, &stored, range.clone()).await,
             large.as_bytes()[range.start as usize..range.end as usize],
@@ -184,12 +217,22 @@ pub async fn streamed_results(store: &dyn ResultStore) {
         "the duplicate's payload is deleted"
     );
     let again = store.get(id).await.expect("get").expect("record");
-    assert_eq!(again.stored.as_ref(), Some(&stored), "the first outcome stays");
+    assert_eq!(
+        again.stored.as_ref(),
+        Some(&stored),
+        "the first outcome stays"
+    );
 
     // Over the row limit: a failure that says how big it was.
     let id = Uuid::new_v4();
-    store.create(id, &query(), Duration::from_secs(3600)).await.expect("create");
-    match store_csv(store, id, chunked(&large, 32 * 1024), 1_000).await.expect("limit") {
+    store
+        .create(id, &query(), Duration::from_secs(3600))
+        .await
+        .expect("create");
+    match store_csv(store, id, chunked(&large, 32 * 1024), 1_000)
+        .await
+        .expect("limit")
+    {
         Outcome::Failed { error } => {
             assert!(error.contains("300001 rows"), "{error}");
             assert!(error.contains("limit of 1000"), "{error}");

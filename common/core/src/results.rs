@@ -64,12 +64,20 @@ pub const DEFAULT_MAX_RESULT_ROWS: u64 = 2_000_000;
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Done, with a CSV small enough to travel in the message.
-    Done { csv: String, rows: u64 },
+    Done {
+        csv: String,
+        rows: u64,
+    },
     /// Done, with the CSV already written by the worker into the store's
     /// payload space (see [`ResultStore::create_csv`]); the message carries
     /// only where it is.
-    Stored { csv: StoredCsv, rows: u64 },
-    Failed { error: String },
+    Stored {
+        csv: StoredCsv,
+        rows: u64,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// A result's CSV in the store's payload space (a file beside the SQLite

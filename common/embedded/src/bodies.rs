@@ -188,8 +188,8 @@ impl Bodies {
     pub fn create(&self, kind: Kind, name: &str) -> Result<PayloadWriter, BackendError> {
         let path = self.path(kind, name)?;
         let tmp = self.temporary(kind);
-        let file = create_private(&tmp)
-            .map_err(|e| io_error(format!("creating {}", tmp.display()), e))?;
+        let file =
+            create_private(&tmp).map_err(|e| io_error(format!("creating {}", tmp.display()), e))?;
         Ok(PayloadWriter {
             file: std::io::BufWriter::with_capacity(64 * 1024, file),
             tmp,
@@ -406,7 +406,11 @@ mod tests {
         let name = result_file(Uuid::new_v4(), Uuid::new_v4());
         let mut w = bodies.create(Kind::Result, &name).unwrap();
         w.write(b"a,b\n").unwrap();
-        assert_eq!(bodies.size(Kind::Result, &name).unwrap(), None, "invisible until finished");
+        assert_eq!(
+            bodies.size(Kind::Result, &name).unwrap(),
+            None,
+            "invisible until finished"
+        );
         assert_eq!(w.finish().unwrap(), 4);
         let path = bodies.root().join("results").join(&name);
         assert_eq!(mode(&path), 0o600);
@@ -436,7 +440,10 @@ mod tests {
             let e = io_error("writing x".into(), std::io::Error::from(kind));
             assert!(matches!(e, BackendError::Refused { .. }), "{e:?}");
         }
-        let e = io_error("writing x".into(), std::io::Error::from(ErrorKind::Interrupted));
+        let e = io_error(
+            "writing x".into(),
+            std::io::Error::from(ErrorKind::Interrupted),
+        );
         assert!(matches!(e, BackendError::Remote { .. }), "{e:?}");
     }
 }

@@ -35,6 +35,9 @@ pub enum Miss {
     /// The answer is larger than the biggest entry kept: it is to be
     /// streamed instead.
     TooLarge,
+    /// The answer has more rows than `--max-result-rows`: it is to be
+    /// queued, where it fails saying how many.
+    OverLimit,
     /// The store failed. Shared, because every asker coalesced on one
     /// computation gets its outcome; the error keeps its kind.
     Store(Arc<BackendError>),

@@ -3,8 +3,9 @@
 //!
 //! [`Direct`] owns everything that path needs: the reading store, the
 //! direct slots (a semaphore of `--direct-limit` permits, one per direct
-//! answer in flight, held until its body ends) and the answer cache (see
-//! [`answer_cache`]). The submit handler asks [`Direct::answer`] first and
+//! answer in flight, held until its body has been handed over, or until
+//! the client has taken no chunk of it for `--send-timeout`) and the answer
+//! cache (see [`answer_cache`]). The submit handler asks [`Direct::answer`] first and
 //! queues the query when it says no.
 //!
 //! A query is answered directly when its span is at most
@@ -16,7 +17,11 @@
 //! - else computed into the cache once for all concurrent identical
 //!   queries, by the first of them, with a slot;
 //! - else, when it is too large to keep (or the cache is off), streamed
-//!   from the store with a slot (see [`response::streamed`]).
+//!   from the store with a slot (see [`response::streamed`]). A slow
+//!   reader holds that slot, and the store read behind it, for at most
+//!   `--send-timeout` after it stops taking chunks (32 KiB each, so a
+//!   reader must take about 32 KiB per send timeout to keep it); an answer
+//!   that fits in the socket and server buffers frees it at once.
 
 mod answer_cache;
 mod response;
@@ -46,10 +51,15 @@ pub struct Direct {
     max_span: Duration,
     /// One permit per direct answer in flight, held until its body ends.
     slots: Arc<Semaphore>,
+    /// How long a streamed answer waits for the client to take a chunk
+    /// before it gives its slot back (`--send-timeout`).
+    send_timeout: Duration,
     /// How long a query may wait for a slot before it is queued.
     wait: Duration,
     /// Recent direct answers; `None` when turned off.
     cache: Option<AnswerCache>,
+    /// The most rows an answer may have (`--max-result-rows`).
+    max_rows: u64,
 }
 
 impl Direct {
@@ -59,6 +69,7 @@ impl Direct {
             readings,
             max_span: config.direct_max_span,
             slots: Arc::new(Semaphore::new(limit)),
+            send_timeout: config.send_timeout,
             // With no direct slots at all (--direct-limit 0) nothing waits.
             wait: if limit == 0 {
                 Duration::ZERO
@@ -70,6 +81,7 @@ impl Direct {
                 config.answer_cache_mib.saturating_mul(1024 * 1024),
                 config.answer_cache_max_entry_kib.saturating_mul(1024),
             ),
+            max_rows: config.max_result_rows,
         }
     }
 
@@ -91,12 +103,15 @@ impl Direct {
         }
         let compute = async {
             let _slot = self.slot().await.ok_or(Miss::Busy)?;
-            let (csv, _rows) = render(self.readings.query_csv(query), cache.max_entry()).await?;
+            let (csv, rows) = render(self.readings.query_csv(query), cache.max_entry()).await?;
+            if rows > self.max_rows {
+                return Err(Miss::OverLimit);
+            }
             Ok::<_, Miss>(Bytes::from(csv))
         };
         match cache.get_or_compute(query, compute).await {
             Ok(csv) => Ok(Some(response::in_memory(csv, query, Cache::Miss))),
-            Err(Miss::Busy) => Ok(None),
+            Err(Miss::Busy | Miss::OverLimit) => Ok(None),
             Err(Miss::TooLarge) => self.streamed(query).await,
             Err(Miss::Store(source)) => Err(ApiError::Unavailable {
                 what: STORE_DOWN,
@@ -106,11 +121,23 @@ impl Direct {
     }
 
     /// The answer streamed from the store, if a direct slot is free.
+    ///
+    /// Its status is sent before its rows, so an answer that passes
+    /// `--max-result-rows` while streaming can only be cut off (a truncated
+    /// transfer, logged); one whose rows are known to be over the limit
+    /// before anything is sent (it fit in the answer cache's buffer) is
+    /// queued instead, where it fails saying how many rows it has.
     async fn streamed(&self, query: &Query) -> Result<Option<Response>, ApiError> {
         match self.slot().await {
-            Some(slot) => response::streamed(self.readings.as_ref(), query, slot)
-                .await
-                .map(Some),
+            Some(slot) => response::streamed(
+                self.readings.as_ref(),
+                query,
+                slot,
+                self.send_timeout,
+                self.max_rows,
+            )
+            .await
+            .map(Some),
             None => Ok(None),
         }
     }

@@ -6,6 +6,15 @@
 //! failure mid-stream is logged and the body aborted (the connection is cut,
 //! so the client sees a truncated transfer rather than a short CSV that
 //! looks complete).
+//!
+//! The rest of a streamed answer is read from the store by a task of its
+//! own, which holds the direct slot and the store's read, and hands the
+//! body one chunk at a time: each chunk must be taken within the send
+//! timeout or the task gives up, releasing both at once. The body then
+//! ends with an error, so the connection is cut once the client has taken
+//! what was already handed over (the connection's own send timeout cuts it
+//! sooner if it takes nothing at all). A body cannot do this by itself: it
+//! runs only when polled, and a client that stops reading stops the polls.
 
 use crate::answer_headers;
 use crate::error::ApiError;
@@ -17,14 +26,27 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::io;
-use tokio::sync::OwnedSemaphorePermit;
+use std::time::Duration;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+/// What the store-reading task hands the body.
+enum Piece {
+    Chunk(Bytes),
+    /// The store failed mid-answer.
+    Failed(io::Error),
+    /// The answer is complete.
+    End,
+}
 
 /// Answers `query` from the store, holding `permit` (its direct slot) until
-/// the body has been sent (or the client went away).
+/// the body has been handed over, the client went away, or the client took
+/// no chunk for `send_timeout`.
 pub async fn streamed(
     readings: &dyn ReadingStore,
     query: &Query,
     permit: OwnedSemaphorePermit,
+    send_timeout: Duration,
+    max_rows: u64,
 ) -> Result<Response, ApiError> {
     let mut chunks = readings.query_csv(query);
     let first = match chunks.next().await {
@@ -36,18 +58,69 @@ pub async fn streamed(
             ))
         }
     };
-    let rest = chunks.map(move |chunk| {
-        // The permit lives as long as the body stream.
-        let _held = &permit;
-        chunk.map(|c| c.bytes).map_err(|e| {
+    // One chunk in hand at a time: the wait for room is the wait for the
+    // client to take the previous one.
+    let (tx, rx) = mpsc::channel(1);
+    let first_rows = first.rows;
+    tokio::spawn(async move {
+        // The slot is held for as long as this task reads the store.
+        let _slot = permit;
+        let mut rows = first_rows;
+        loop {
+            let piece = match chunks.next().await {
+                Some(Ok(chunk)) if rows + chunk.rows > max_rows => {
+                    tracing::warn!(
+                        max_rows,
+                        "a direct answer passed --max-result-rows mid-stream; cutting it"
+                    );
+                    Piece::Failed(io::Error::other("the answer passed --max-result-rows"))
+                }
+                Some(Ok(chunk)) => {
+                    rows += chunk.rows;
+                    Piece::Chunk(chunk.bytes)
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "direct answer aborted mid-stream");
+                    Piece::Failed(io::Error::other(e.to_string()))
+                }
+                None => Piece::End,
+            };
+            let last = !matches!(piece, Piece::Chunk(_));
+            match tokio::time::timeout(send_timeout, tx.send(piece)).await {
+                Ok(Ok(())) if !last => {}
+                // Done, or the body is gone (the client went away).
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::warn!(timeout = ?send_timeout,
+                        "a client took no chunk of a direct answer within --send-timeout; \
+                         releasing its slot and cutting the answer");
+                    return;
+                }
+            }
+        }
+    });
+    let rest = futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Piece::Chunk(bytes)) => Some((Ok(bytes), Some(rx))),
             // The status has been sent and cannot change any more: ending
             // the body with an error makes the server cut the connection,
             // so the client sees a truncated transfer rather than a short
             // CSV that looks complete.
-            tracing::error!(error = %e, "direct answer aborted mid-stream");
-            io::Error::other(e.to_string())
-        })
-    });
+            Some(Piece::Failed(e)) => Some((Err(e), None)),
+            Some(Piece::End) => None,
+            // The task gave up on a client too slow to take the answer.
+            None => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took no chunk within --send-timeout",
+                )),
+                None,
+            )),
+        }
+    })
+    // An unfold panics if polled again after its end; a body may be.
+    .fuse();
     let body = futures::stream::once(async move { Ok::<_, io::Error>(first.bytes) }).chain(rest);
     let mut response = Response::new(Body::from_stream(body));
     answer_headers::csv(&mut response, &answer_headers::filename(query));

@@ -30,9 +30,9 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use std::ops::Range;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::ops::Range;
 use uuid::Uuid;
 
 const UNKNOWN: &str = "no result with this id";
@@ -130,11 +130,7 @@ fn wanted_range(headers: &HeaderMap, tag: &str, len: u64) -> Result<Option<Range
     }
 }
 
-async fn done(
-    app: &AppState,
-    r: ResultRecord,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+async fn done(app: &AppState, r: ResultRecord, headers: &HeaderMap) -> Result<Response, ApiError> {
     let tag = etag(&r);
     let name = Query::from_json(r.query.as_bytes(), &QueryLimits::unbounded())
         .map(|q| answer_headers::filename(&q))

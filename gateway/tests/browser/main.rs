@@ -31,7 +31,6 @@ use serde_json::{json, Value};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{gateway, load_sample, Service, Worker};
 use webdriver::{cdp, Driver, Tools};
@@ -62,7 +61,6 @@ fn target_dir() -> PathBuf {
         .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_page_in_headless_chromium() {
