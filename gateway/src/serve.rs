@@ -6,8 +6,9 @@
 //!
 //! - **Connection cap** (`--max-connections`): a semaphore permit is taken
 //!   *before* `accept`, so at the cap the loop stops accepting and new
-//!   connections wait in the kernel's listen backlog (or are refused by the
-//!   kernel once it is full) while the ones being served carry on. The
+//!   connections wait in the kernel's listen backlog (once that is full,
+//!   the kernel drops their SYNs and clients retry) while the ones being
+//!   served carry on. The
 //!   default stays under the open-files limit, so `accept` does not run
 //!   out of descriptors (EMFILE) while the store still needs files.
 //! - **Header timeout** (`--header-timeout`): a request's header must be
