@@ -9,13 +9,8 @@
 
 mod support;
 
-use airq_core::store::ReadingStore;
-use airq_core::{Query, QueryLimits, Reading, Timestamp};
-use airq_embedded::{Db, SqliteReadingStore};
-use futures::StreamExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{eventually, gateway, load_sample, sample_readings, Service};
+use support::{eventually, gateway, load_big_hour, load_sample, store_csv, Service, BIG_DAY};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -231,47 +226,8 @@ async fn beyond_the_connection_cap_new_connections_wait_and_existing_ones_carry_
     }
 }
 
-/// The day of the large synthetic answer.
-const BIG_DAY: &str = r#"{"startDate":"2024-01-01 00:00:00","endDate":"2024-01-01 01:00:00"}"#;
 /// A short query: an hour with no readings (the CSV header alone).
 const SHORT: &str = r#"{"startDate":"2024-01-02 00:00:00","endDate":"2024-01-02 01:00:00"}"#;
-/// Readings in BIG_DAY's hour: 2,000 sensors × 60 minutes, about 12 MB of
-/// CSV, several times what loopback socket buffers and hyper hold.
-const BIG_SENSORS: u64 = 2_000;
-const BIG_MINUTES: i64 = 60;
-
-/// Stores BIG_SENSORS × BIG_MINUTES readings in BIG_DAY's hour, made from
-/// one sample reading.
-fn load_big_hour(db: &Path) {
-    let template = sample_readings()[0].clone();
-    let start = 1_704_067_200; // 2024-01-01 00:00:00 UTC
-    let readings: Vec<Reading> = (0..BIG_MINUTES)
-        .flat_map(|m| {
-            let template = &template;
-            (0..BIG_SENSORS).map(move |s| Reading {
-                id: Some((m as u64) * BIG_SENSORS + s),
-                timestamp: Timestamp(start + m * 60),
-                sensor_id: 100_000 + s,
-                ..template.clone()
-            })
-        })
-        .collect();
-    SqliteReadingStore::new(Db::open(db).expect("opening the test database"))
-        .put_batch_blocking(&readings)
-        .expect("storing the synthetic hour");
-}
-
-/// The CSV the store itself renders for `query_json`.
-async fn store_csv(db: &Path, query_json: &str) -> Vec<u8> {
-    let q = Query::from_json(query_json.as_bytes(), &QueryLimits::default()).expect("query");
-    let store = SqliteReadingStore::new(Db::open(db).expect("opening the test database"));
-    let mut chunks = store.query_csv(&q);
-    let mut csv = Vec::new();
-    while let Some(chunk) = chunks.next().await {
-        csv.extend_from_slice(&chunk.expect("reading the store").bytes);
-    }
-    csv
-}
 
 fn post_request(body: &str) -> String {
     format!(

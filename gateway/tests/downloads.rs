@@ -14,7 +14,9 @@ use reqwest::{header, Client, Response, StatusCode};
 use serde_json::Value;
 use std::io::Read;
 use std::time::Duration;
-use support::{eventually, gateway, load_sample, Service, Worker};
+use support::{
+    eventually, gateway, load_big_hour, load_sample, store_csv, Service, Worker, BIG_DAY,
+};
 use tempfile::TempDir;
 
 /// The sample's German hour: 3,370 rows, 294 KB (stored, not inline).
@@ -22,20 +24,26 @@ const DE_HOUR: &str =
     r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE"}"#;
 
 struct Stack {
-    _dir: TempDir,
+    dir: TempDir,
     gateway: Service,
     _worker: Worker,
 }
 
 impl Stack {
     fn new(gateway_args: &[&str]) -> Stack {
+        Stack::with(gateway_args, |db| {
+            load_sample(db);
+        })
+    }
+
+    fn with(gateway_args: &[&str], load: impl FnOnce(&std::path::Path)) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("airq.db");
-        load_sample(&db);
+        load(&db);
         let gateway = gateway(&db, gateway_args);
         let worker = Worker::start(&db, &["--receive-wait", "1s"]);
         Stack {
-            _dir: dir,
+            dir,
             gateway,
             _worker: worker,
         }
@@ -267,4 +275,39 @@ async fn an_answer_over_the_row_limit_fails_saying_how_big_it_is() {
         assert!(error.contains("limit of 1000"), "{error}");
         assert!(error.contains("narrow the query"), "{error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_of_several_megabytes_streams_byte_for_byte() {
+    let stack = Stack::with(&[], |db| {
+        load_big_hour(db);
+    });
+    let expected = store_csv(&stack.dir.path().join("airq.db"), BIG_DAY).await;
+    assert!(expected.len() > 8 << 20, "{} bytes", expected.len());
+
+    // Direct: too large for the answer cache, so streamed.
+    let direct = submit(&stack, BIG_DAY, false).await;
+    assert_eq!(direct.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&direct, "x-airq-answer".parse().expect("name")),
+        "direct"
+    );
+    assert!(direct.bytes().await.expect("direct").as_ref() == expected.as_slice());
+
+    // Queued: written by the worker chunk by chunk, served by stream.
+    let (path, done) = queued(&stack, BIG_DAY).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&done, header::CONTENT_LENGTH),
+        expected.len().to_string()
+    );
+    assert!(done.bytes().await.expect("queued").as_ref() == expected.as_slice());
+    let r = client()
+        .get(stack.url(&path))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .expect("GET gzip");
+    assert_eq!(header_of(&r, header::CONTENT_ENCODING), "gzip");
+    assert!(gunzip(&r.bytes().await.expect("gzip")) == expected);
 }
