@@ -81,20 +81,25 @@ async fn queued(stack: &Stack, body: &str) -> (String, Response) {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let v: Value = r.json().await.expect("JSON");
     let path = format!("/api/results/{}", v["id"].as_str().expect("an id"));
-    let done = eventually(
+    let done = until_final(stack, &path).await;
+    (path, done)
+}
+
+/// Polls a result until it is no longer queued or running.
+async fn until_final(stack: &Stack, path: &str) -> Response {
+    eventually(
         "the result is final",
         300,
         Duration::from_millis(100),
         || {
-            let url = stack.url(&path);
+            let url = stack.url(path);
             async move {
                 let r = client().get(url).send().await.expect("GET");
                 (r.status() != StatusCode::ACCEPTED).then_some(r)
             }
         },
     )
-    .await;
-    (path, done)
+    .await
 }
 
 fn header_of(r: &Response, name: header::HeaderName) -> &str {
@@ -248,19 +253,7 @@ async fn an_answer_over_the_row_limit_fails_saying_how_big_it_is() {
         let failed = if r.status() == StatusCode::ACCEPTED {
             let v: Value = r.json().await.expect("JSON");
             let path = format!("/api/results/{}", v["id"].as_str().expect("an id"));
-            eventually(
-                "the result is final",
-                300,
-                Duration::from_millis(100),
-                || {
-                    let url = stack.url(&path);
-                    async move {
-                        let r = client().get(url).send().await.expect("GET");
-                        (r.status() != StatusCode::ACCEPTED).then_some(r)
-                    }
-                },
-            )
-            .await
+            until_final(&stack, &path).await
         } else {
             r
         };

@@ -611,21 +611,7 @@ mod tests {
         let by_reading = to_csv(rows).unwrap();
         let mut w = CsvWriter::new(Vec::new()).unwrap();
         for r in rows {
-            let row = RowRef {
-                id: r.id,
-                timestamp: r.timestamp,
-                sensor_id: r.sensor_id,
-                sensor_type: &r.sensor_type,
-                loc_id: r.loc_id,
-                loc_country: &r.loc_country,
-                loc_lat: &r.loc_lat,
-                loc_long: &r.loc_long,
-                loc_alt: &r.loc_alt,
-                p1: r.p1.as_deref(),
-                p2: r.p2.as_deref(),
-                aqi: r.aqi,
-            };
-            w.write_row(&row).unwrap();
+            w.write_row(&RowRef::from(r)).unwrap();
         }
         let by_row = w.finish().unwrap();
         // Owned: a reading stream is 'static.

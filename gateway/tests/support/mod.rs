@@ -79,14 +79,7 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("AIRQ_") {
-                cmd.env_remove(&k);
-            }
-        }
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
-        }
+        quiet_env(&mut cmd);
         cmd.envs(envs.iter().copied());
         let mut child = cmd
             .spawn()
@@ -207,6 +200,20 @@ where
     panic!("{what}: not after {attempts} attempts {every:?} apart");
 }
 
+/// Keeps the test's own `AIRQ_*` variables from configuring a child (only
+/// its arguments do), and its logs to warnings unless `RUST_LOG` says
+/// otherwise.
+fn quiet_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AIRQ_") {
+            cmd.env_remove(&k);
+        }
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+}
+
 /// The worker binary, built beside the gateway (`cargo build --workspace
 /// --bins`, as scripts/test.sh does first).
 pub fn worker_bin() -> PathBuf {
@@ -232,14 +239,7 @@ impl Worker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("AIRQ_") {
-                cmd.env_remove(&k);
-            }
-        }
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
-        }
+        quiet_env(&mut cmd);
         Worker(cmd.spawn().expect("starting airq-worker"))
     }
 }
