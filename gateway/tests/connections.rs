@@ -257,6 +257,19 @@ async fn answered_by(client: &reqwest::Client, g: &Service, query_json: &str) ->
     by
 }
 
+/// A client that reads the big answer at once gets all of it, directly.
+async fn polite_download(client: &reqwest::Client, g: &Service, expected: &[u8]) {
+    let r = client
+        .post(g.url("/api/query"))
+        .header("content-type", "application/json")
+        .body(BIG_DAY)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.headers()["x-airq-answer"], "direct");
+    assert_eq!(r.bytes().await.expect("body").as_ref(), expected);
+}
+
 #[tokio::test]
 async fn slow_readers_give_their_direct_slots_back_after_the_send_timeout() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -284,15 +297,7 @@ async fn slow_readers_give_their_direct_slots_back_after_the_send_timeout() {
         .expect("HTTP client");
 
     // A polite client gets the whole answer, byte for byte.
-    let r = client
-        .post(g.url("/api/query"))
-        .header("content-type", "application/json")
-        .body(BIG_DAY)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.headers()["x-airq-answer"], "direct");
-    assert_eq!(r.bytes().await.expect("body").as_ref(), expected.as_slice());
+    polite_download(&client, &g, &expected).await;
 
     // Two clients ask for it, read the head, then stop reading, with small
     // receive buffers so the server's buffers fill soon. Neither slot can
@@ -355,13 +360,5 @@ async fn slow_readers_give_their_direct_slots_back_after_the_send_timeout() {
     }
 
     // And a polite client still gets the whole answer afterwards.
-    let r = client
-        .post(g.url("/api/query"))
-        .header("content-type", "application/json")
-        .body(BIG_DAY)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.headers()["x-airq-answer"], "direct");
-    assert_eq!(r.bytes().await.expect("body").as_ref(), expected.as_slice());
+    polite_download(&client, &g, &expected).await;
 }
