@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The airq load benchmark, end to end on this machine: builds every binary
 # in release mode, then `airq-loadtest bench` creates (or reuses) a
-# synthetic store (30 days x 15,000 sensors), starts the local stack on a
-# copy of it (loopback, a free port), runs the seed matrix with the fixed
-# query and the random mix, open-loop rate sweeps, a sustained random-mix
-# run and a /healthz throughput run, writes target/bench/report.md, JSON
-# summaries and SVG charts, and stops the stack.
+# synthetic store (30 days x 15,000 sensors), creates an API key of the
+# `unlimited` tier in a copy of it (`airq-deploy keys create --tier
+# unlimited`; the key is never printed), starts the local stack on that copy
+# (loopback, a free port) and sends the key (`--api-key`) with every run, so
+# that the figures measure the system, not the rate limiter. It runs the
+# seed matrix with the fixed query and the random mix, open-loop rate
+# sweeps, a sustained random-mix run and a /healthz throughput run, writes
+# target/bench/report.md, JSON summaries and SVG charts, and stops the
+# stack.
 #
 # The charts are then copied to docs/bench/ (BENCHMARKS.md links them);
 # set AIRQ_BENCH_PUBLISH="" to skip that. Extra arguments go to

@@ -28,8 +28,9 @@ fi
 
 peak() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 gw_log="$out/gateway.log"
+# No per-client limits: this measures memory, not the limiter.
 "$bin/airq-gateway" --db "$db" --listen 127.0.0.1:0 --max-result-rows 100000000 \
-    --max-span 40days --result-ttl 1h >"$out/gateway.out" 2>"$gw_log" &
+    --max-span 40days --result-ttl 1h --tier 'anonymous:submits=off,polls=off,queued=off' >"$out/gateway.out" 2>"$gw_log" &
 gw=$!
 "$bin/airq-worker" --db "$db" --concurrency 2 2>"$out/worker.log" &
 wk=$!

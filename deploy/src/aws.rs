@@ -67,9 +67,10 @@ fn settings(aws: &AwsArgs, names: &ResourceNames, region: Option<&str>) -> Strin
     }
     let defaults = AwsArgs::default_names();
     for (var, value, default) in [
-        ("AIRQ_READINGS_TABLE", &aws.readings_table, defaults.0),
-        ("AIRQ_RESULTS_TABLE", &aws.results_table, defaults.1),
-        ("AIRQ_RECEIPTS_TABLE", &aws.receipts_table, defaults.2),
+        ("AIRQ_READINGS_TABLE", &aws.readings_table, defaults[0]),
+        ("AIRQ_RESULTS_TABLE", &aws.results_table, defaults[1]),
+        ("AIRQ_RECEIPTS_TABLE", &aws.receipts_table, defaults[2]),
+        ("AIRQ_KEYS_TABLE", &aws.keys_table, defaults[3]),
     ] {
         if value != default {
             out += &format!("export {var}={value}\n");
@@ -126,13 +127,14 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
             bail!("refusing to delete without confirmation: pass --yes");
         }
         eprintln!(
-            "This deletes, on {}, every reading and result and every queued message:",
+            "This deletes, on {}, every reading, result, API key and queued message:",
             clients.location()
         );
         for t in [
             &names.readings_table,
             &names.results_table,
             &names.receipts_table,
+            &names.keys_table,
         ] {
             eprintln!("  table  {t}");
         }

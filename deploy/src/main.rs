@@ -1,8 +1,9 @@
-//! `airq-deploy`: runs airq on one machine (`up`) and provisions its AWS
-//! resources (`provision`, `destroy`).
+//! `airq-deploy`: runs airq on one machine (`up`), provisions its AWS
+//! resources (`provision`, `destroy`) and manages API keys (`keys`).
 
 #[cfg(feature = "aws")]
 mod aws;
+mod key_commands;
 mod local;
 mod supervisor;
 
@@ -34,6 +35,10 @@ enum Command {
     /// Delete the AWS resources `provision` created, data included, after
     /// confirmation.
     Destroy(aws::DestroyArgs),
+    /// API keys: `create` (shows the key once), `list`, `revoke`; stored
+    /// as hashes in the backend (`--backend embedded --db PATH` or
+    /// `--backend aws`), where every gateway finds them.
+    Keys(key_commands::KeysArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +58,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Provision(args) => aws::provision(args).await,
         #[cfg(feature = "aws")]
         Command::Destroy(args) => aws::destroy(args).await,
+        Command::Keys(args) => key_commands::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "airq-deploy",
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--tier",
+            "unlimited",
+            "--db",
+            "x.db",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(cli.command, Command::Keys(_)));
     }
 }

@@ -1,19 +1,21 @@
 //! Creating (idempotently) and removing everything the AWS backend needs:
-//! the readings, results and receipts tables, both queues with their
+//! the readings, results, receipts and keys tables, both queues with their
 //! dead-letter queues, and the payload bucket. Used by `airq-deploy
 //! provision` / `destroy` and by the tests, which provision their own
 //! prefixed copies.
 
 use airq_aws::schema::{
-    lifecycle, BY_COUNTRY_INDEX, BY_PURGE_INDEX, COUNTRY_SORT_KEY, FENCE_KEY, FENCE_TTL,
-    GC_ATTRIBUTE, MESSAGES_PREFIX, MESSAGES_RULE, PARTITION_KEY, PURGE_AT_ATTRIBUTE,
-    RESULTS_PREFIX, RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
+    lifecycle, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, COUNTRY_SORT_KEY,
+    EXPIRES_AT_ATTRIBUTE, FENCE_KEY, FENCE_TTL, GC_ATTRIBUTE, KEY_HASH_ATTRIBUTE, MESSAGES_PREFIX,
+    MESSAGES_RULE, PARTITION_KEY, PENDING_CLIENT_ATTRIBUTE, PURGE_AT_ATTRIBUTE, RESULTS_PREFIX,
+    RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
 };
 use airq_aws::{error_code, remote, AwsClients, ResourceNames};
 use airq_core::error::BackendError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus,
     TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_s3::types::{
@@ -126,6 +128,7 @@ pub async fn provision(aws: &AwsClients, spec: &ProvisionSpec) -> Result<Report,
     ensure_readings_table(aws, &n.readings_table, spec.billing, &mut report).await?;
     ensure_results_table(aws, &n.results_table, spec.billing, &mut report).await?;
     ensure_receipts_table(aws, &n.receipts_table, spec.billing, &mut report).await?;
+    ensure_keys_table(aws, &n.keys_table, spec.billing, &mut report).await?;
     for (queue, dlq) in n.queues() {
         ensure_queue_pair(aws, &queue, &dlq, spec.max_receives, &mut report).await?;
     }
@@ -182,28 +185,48 @@ fn index(
         .map_err(build_error)
 }
 
+/// The table `name`, if it exists.
+async fn describe(aws: &AwsClients, name: &str) -> Result<Option<TableDescription>, BackendError> {
+    match aws.dynamodb.describe_table().table_name(name).send().await {
+        Ok(out) => Ok(Some(
+            out.table
+                .unwrap_or_else(|| TableDescription::builder().build()),
+        )),
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(remote(format!("DynamoDB DescribeTable {name}"), e)),
+    }
+}
+
 /// Creates a table unless it exists; waits until it (and its indexes) are
-/// active either way.
+/// active either way. An existing table must have `keys` and `indexes`,
+/// except the indexes named in `addable` (added after the table first
+/// shipped), which are added to it when missing.
+#[allow(clippy::too_many_arguments)]
 async fn ensure_table(
     aws: &AwsClients,
     name: &str,
     attrs: Vec<AttributeDefinition>,
     keys: Vec<KeySchemaElement>,
     indexes: Vec<GlobalSecondaryIndex>,
+    addable: &[&str],
     billing: Billing,
     report: &mut Report,
 ) -> Result<(), BackendError> {
-    let existing = match aws.dynamodb.describe_table().table_name(name).send().await {
-        Ok(out) => Some(
-            out.table
-                .unwrap_or_else(|| TableDescription::builder().build()),
-        ),
-        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => None,
-        Err(e) => return Err(remote(format!("DynamoDB DescribeTable {name}"), e)),
-    };
-    if let Some(table) = existing {
-        check_schema(name, &table, &keys, &indexes)?;
+    if let Some(table) = describe(aws, name).await? {
+        let missing = check_schema(name, &table, &keys, &indexes, addable)?;
         report.add("table", name, Action::Found);
+        if !missing.is_empty() {
+            wait_active(aws, name).await?;
+            for index in missing {
+                add_index(aws, name, &table, &attrs, index, billing, report).await?;
+            }
+            // Whatever happened (another provision may have added one at
+            // the same time), the table must now have every index.
+            let table = describe(aws, name)
+                .await?
+                .unwrap_or_else(|| TableDescription::builder().build());
+            check_schema(name, &table, &keys, &indexes, &[])?;
+        }
     } else {
         let req = aws
             .dynamodb
@@ -249,16 +272,89 @@ fn same_keys(a: &[KeySchemaElement], b: &[KeySchemaElement]) -> bool {
             .all(|(x, y)| x.attribute_name() == y.attribute_name() && x.key_type() == y.key_type())
 }
 
+/// Adds `index` to the existing table `name` (one UpdateTable: DynamoDB
+/// builds one new index at a time) and waits until it is built. The index
+/// is billed as the table is.
+async fn add_index(
+    aws: &AwsClients,
+    name: &str,
+    table: &TableDescription,
+    attrs: &[AttributeDefinition],
+    index: &GlobalSecondaryIndex,
+    billing: Billing,
+    report: &mut Report,
+) -> Result<(), BackendError> {
+    let index_name = index.index_name();
+    let on_demand = table.billing_mode_summary().and_then(|b| b.billing_mode())
+        == Some(&BillingMode::PayPerRequest);
+    let billing = match billing {
+        _ if on_demand => Billing::OnDemand,
+        Billing::Provisioned { .. } => billing,
+        // A provisioned table asked for on demand: as much as the table.
+        Billing::OnDemand => {
+            let t = table.provisioned_throughput();
+            Billing::Provisioned {
+                read: t.and_then(|t| t.read_capacity_units()).unwrap_or(1).max(1),
+                write: t.and_then(|t| t.write_capacity_units()).unwrap_or(1).max(1),
+            }
+        }
+    };
+    let used: Vec<AttributeDefinition> = attrs
+        .iter()
+        .filter(|a| {
+            index
+                .key_schema()
+                .iter()
+                .any(|k| k.attribute_name() == a.attribute_name())
+        })
+        .cloned()
+        .collect();
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name(index_name)
+        .set_key_schema(Some(index.key_schema().to_vec()))
+        .set_projection(index.projection().cloned())
+        .set_provisioned_throughput(throughput(billing)?)
+        .build()
+        .map_err(build_error)?;
+    let what = format!("{name} {index_name}");
+    match aws
+        .dynamodb
+        .update_table()
+        .table_name(name)
+        .set_attribute_definitions(Some(used))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+        )
+        .send()
+        .await
+    {
+        Ok(_) => report.add("index", what, Action::Created),
+        // Someone else is changing the table (adding it too, perhaps):
+        // the check after the wait says whether it is there.
+        Err(e) if error_code(&e) == Some("ResourceInUseException") => {}
+        Err(e) => {
+            return Err(remote(
+                format!("DynamoDB UpdateTable {name} (adding {index_name})"),
+                e,
+            ))
+        }
+    }
+    wait_active(aws, name).await
+}
+
 /// Refuses a table that exists under our name but with other keys or
 /// without our indexes: finding it is not enough. The first version of this
 /// system kept readings in a table of the same default name keyed by `id`
 /// alone; using it would fail at the first query, far from the cause.
-fn check_schema(
+/// Returns the indexes named in `addable` that it lacks (to be added).
+fn check_schema<'a>(
     name: &str,
     table: &TableDescription,
     keys: &[KeySchemaElement],
-    indexes: &[GlobalSecondaryIndex],
-) -> Result<(), BackendError> {
+    indexes: &'a [GlobalSecondaryIndex],
+    addable: &[&str],
+) -> Result<Vec<&'a GlobalSecondaryIndex>, BackendError> {
+    let mut missing = Vec::new();
     let advice = "it was made by something else (the first version of this system \
         used QualityAirTable keyed by id alone): choose other names with \
         --aws-prefix or the table flags, or delete that table";
@@ -284,6 +380,7 @@ fn check_schema(
                     keys_text(want.key_schema()),
                 )))
             }
+            None if addable.contains(&want_name) => missing.push(want),
             None => {
                 return Err(BackendError::Schema(format!(
                     "DynamoDB table {name} exists without the index {want_name} airq needs; {advice}"
@@ -291,7 +388,7 @@ fn check_schema(
             }
         }
     }
-    Ok(())
+    Ok(missing)
 }
 
 async fn wait_active(aws: &AwsClients, name: &str) -> Result<(), BackendError> {
@@ -394,6 +491,7 @@ pub async fn ensure_readings_table(
             all,
             billing,
         )?],
+        &[],
         billing,
         report,
     )
@@ -413,22 +511,39 @@ pub async fn ensure_results_table(
         .non_key_attributes("tombstone")
         .non_key_attributes("csv_key")
         .build();
+    // The pending index only counts.
+    let keys_only = Projection::builder()
+        .projection_type(ProjectionType::KeysOnly)
+        .build();
     ensure_table(
         aws,
         name,
         vec![
             attr("id", ScalarAttributeType::S)?,
-            attr("gc", ScalarAttributeType::S)?,
-            attr("purge_at", ScalarAttributeType::N)?,
+            attr(GC_ATTRIBUTE, ScalarAttributeType::S)?,
+            attr(PURGE_AT_ATTRIBUTE, ScalarAttributeType::N)?,
+            attr(PENDING_CLIENT_ATTRIBUTE, ScalarAttributeType::S)?,
+            attr(EXPIRES_AT_ATTRIBUTE, ScalarAttributeType::N)?,
         ],
         vec![key("id", KeyType::Hash)?],
-        vec![index(
-            BY_PURGE_INDEX,
-            GC_ATTRIBUTE,
-            PURGE_AT_ATTRIBUTE,
-            purge,
-            billing,
-        )?],
+        vec![
+            index(
+                BY_PURGE_INDEX,
+                GC_ATTRIBUTE,
+                PURGE_AT_ATTRIBUTE,
+                purge,
+                billing,
+            )?,
+            index(
+                BY_PENDING_CLIENT_INDEX,
+                PENDING_CLIENT_ATTRIBUTE,
+                EXPIRES_AT_ATTRIBUTE,
+                keys_only,
+                billing,
+            )?,
+        ],
+        // Tables provisioned before clients were recorded lack it.
+        &[BY_PENDING_CLIENT_INDEX],
         billing,
         report,
     )
@@ -448,11 +563,32 @@ pub async fn ensure_receipts_table(
         vec![attr(FENCE_KEY, ScalarAttributeType::S)?],
         vec![key(FENCE_KEY, KeyType::Hash)?],
         Vec::new(),
+        &[],
         billing,
         report,
     )
     .await?;
     ensure_ttl(aws, name, FENCE_TTL, report).await
+}
+
+/// The API keys, by hash (no index: listing and revoking scan it).
+pub async fn ensure_keys_table(
+    aws: &AwsClients,
+    name: &str,
+    billing: Billing,
+    report: &mut Report,
+) -> Result<(), BackendError> {
+    ensure_table(
+        aws,
+        name,
+        vec![attr(KEY_HASH_ATTRIBUTE, ScalarAttributeType::S)?],
+        vec![key(KEY_HASH_ATTRIBUTE, KeyType::Hash)?],
+        Vec::new(),
+        &[],
+        billing,
+        report,
+    )
+    .await
 }
 
 /// The URL of a queue, if it exists.
@@ -706,6 +842,7 @@ pub async fn destroy(aws: &AwsClients, names: &ResourceNames) -> Result<Report, 
         &names.readings_table,
         &names.results_table,
         &names.receipts_table,
+        &names.keys_table,
     ] {
         match aws.dynamodb.delete_table().table_name(table).send().await {
             Ok(_) => report.add("table", table, Action::Deleted),

@@ -4,14 +4,14 @@
 //! under a unique prefix, so tests never see each other's data.
 
 use airq_aws::{
-    AwsClients, BlobStore, DynamoReadingStore, DynamoResultStore, ReceiptFence, ResourceNames,
-    SqsQueue, INLINE_CSV_MAX, SQS_MAX_BODY,
+    AwsClients, BlobStore, DynamoKeyStore, DynamoReadingStore, DynamoResultStore, ReceiptFence,
+    ResourceNames, SqsQueue, INLINE_CSV_MAX, SQS_MAX_BODY,
 };
 use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
 use airq_core::results::{Outcome, ResultStore};
 use airq_core::store::ReadingStore;
-use airq_core::{Query, QueryLimits, Reading, Timestamp};
+use airq_core::{ClientId, Query, QueryLimits, Reading, Timestamp};
 use airq_deploy::emulator;
 use airq_deploy::provision::{ensure_queue_pair, Report};
 use async_trait::async_trait;
@@ -168,13 +168,175 @@ async fn result_store_contract() {
     airq_contract::results::run_all(&store).await;
 }
 
+struct Keys {
+    clients: AwsClients,
+    table: String,
+    store: DynamoKeyStore,
+}
+
+#[async_trait]
+impl airq_contract::keys::KeyHarness for Keys {
+    fn store(&self) -> &dyn airq_core::keys::KeyStore {
+        &self.store
+    }
+
+    /// Every item of the table, every attribute, as the service returns it.
+    async fn raw(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut start_key = None;
+        loop {
+            let out = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .expect("scan the keys table");
+            for item in out.items.unwrap_or_default() {
+                all.extend(format!("{item:?}").into_bytes());
+            }
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start_key = Some(k),
+                None => return all,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_store_contract() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoKeyStore::new(clients.dynamodb.clone(), names.keys_table.clone());
+    let h = Keys {
+        clients,
+        table: names.keys_table,
+        store,
+    };
+    airq_contract::keys::run_all(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_table_without_the_pending_index_gets_it() {
+    use airq_aws::schema::{BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX};
+    use airq_deploy::provision::{ensure_results_table, Action, Billing};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let table = format!("{}OldResults", emulator::unique_prefix());
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    let attr = |name: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .expect("attribute")
+    };
+    // The results table as provisioned before clients were recorded.
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(&table)
+        .key_schema(key("id", KeyType::Hash))
+        .attribute_definitions(attr("id", ScalarAttributeType::S))
+        .attribute_definitions(attr("gc", ScalarAttributeType::S))
+        .attribute_definitions(attr("purge_at", ScalarAttributeType::N))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(BY_PURGE_INDEX)
+                .key_schema(key("gc", KeyType::Hash))
+                .key_schema(key("purge_at", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("expires_at")
+                        .non_key_attributes("tombstone")
+                        .non_key_attributes("csv_key")
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create the old table");
+
+    let mut report = Report::default();
+    ensure_results_table(&clients, &table, Billing::OnDemand, &mut report)
+        .await
+        .expect("the old table is brought up to date");
+    let added = report
+        .steps
+        .iter()
+        .find(|s| s.kind == "index")
+        .unwrap_or_else(|| panic!("no index step: {report}"));
+    assert_eq!(added.action, Action::Created, "{report}");
+    assert!(added.name.contains(BY_PENDING_CLIENT_INDEX), "{report}");
+    let indexes: Vec<String> = clients
+        .dynamodb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .expect("table")
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name().map(str::to_owned))
+        .collect();
+    assert!(
+        indexes.iter().any(|i| i == BY_PENDING_CLIENT_INDEX),
+        "{indexes:?}"
+    );
+
+    let mut again = Report::default();
+    ensure_results_table(&clients, &table, Billing::OnDemand, &mut again)
+        .await
+        .expect("provisioning again");
+    assert!(!again.changed(), "nothing more to do: {again}");
+
+    // And the store counts through it.
+    let store = DynamoResultStore::new(
+        clients.dynamodb.clone(),
+        table.clone(),
+        blobs(&clients, &names),
+    );
+    let me = ClientId::Key(uuid::Uuid::new_v4());
+    let q = Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600));
+    for _ in 0..2 {
+        store
+            .create(uuid::Uuid::new_v4(), &q, Duration::from_secs(3600), &me)
+            .await
+            .expect("create");
+    }
+    assert_eq!(
+        store.pending(&me, Timestamp::now()).await.expect("pending"),
+        2
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_result_arrives_intact_through_s3() {
     let (clients, names, store) = provisioned_results().await;
     let q = Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600));
     let id = uuid::Uuid::new_v4();
+    let client = ClientId::address("127.0.0.1".parse().expect("address"));
     store
-        .create(id, &q, Duration::from_secs(3600))
+        .create(id, &q, Duration::from_secs(3600), &client)
         .await
         .expect("create");
     let csv: String = std::iter::once("a,b\n".to_owned())

@@ -3,15 +3,17 @@
 //!
 //! | method | path                  | answers                                                        |
 //! |--------|-----------------------|----------------------------------------------------------------|
-//! | POST   | `/api/query`          | 200 CSV (direct), 202 JSON (queued), 400, 413, 415, 503        |
-//! | GET    | `/api/results/{id}`   | 200/206 CSV, 202, 304, 404, 410, 416, 422 (see [`crate::handlers::results`]) |
+//! | POST   | `/api/query`          | 200 CSV (direct), 202 JSON (queued), 400, 401, 413, 415, 429, 503 |
+//! | GET    | `/api/results/{id}`   | 200/206 CSV, 202, 304, 401, 404, 410, 416, 422, 429 (see [`crate::handlers::results`]) |
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
 //! | GET    | `/readyz`             | 200 when the store and queue answer, else 503 naming which     |
 //! | GET    | `/`, `/assets/{name}` | the web page and its files (see [`crate::web`])                |
 //!
-//! Unknown paths are 404 and wrong methods 405, both JSON.
+//! Unknown paths are 404 and wrong methods 405, both JSON. The API routes
+//! pass [`admission`] first: keys, rate limits (`401`, `429`).
 
+use crate::admission;
 use crate::error::ApiError;
 use crate::handlers::{health, meta, results, submit};
 use crate::state::AppState;
@@ -40,6 +42,10 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            admission::admit,
+        ))
         .with_state(app)
         // CSV answers (direct or stored), gzipped when the client accepts
         // it; a client that does not gets identical plain bytes.
@@ -50,8 +56,18 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         )
         .layer(middleware::map_response(retag_compressed))
         .layer(middleware::from_fn_with_state(request_timeout, time_limit))
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
         .layer(CatchPanicLayer::custom(panicked))
+}
+
+/// A request's log span: its method and path, never its query string
+/// (where a careless client may have put a key, see [`admission`]).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// Whether a response is a CSV answer sent whole: a `206` is a slice of

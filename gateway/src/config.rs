@@ -5,6 +5,7 @@
 //! `1h 30m`) or a bare number of seconds ([`airq_cli::duration`]), and the
 //! defaults shared with other binaries come from [`airq_cli::defaults`].
 
+use crate::tiers::Tier;
 use airq_cli::connect::BackendArgs;
 use airq_cli::defaults;
 use airq_cli::duration;
@@ -12,7 +13,29 @@ use airq_cli::logging::LogArgs;
 use airq_core::results::DEFAULT_MAX_RESULT_ROWS;
 use airq_core::QueryLimits;
 use clap::Parser;
+use ipnet::IpNet;
+use std::net::IpAddr;
 use std::time::Duration;
+
+/// What API keys do (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    Off,
+    Optional,
+    Required,
+}
+
+fn parse_tier(s: &str) -> Result<Tier, String> {
+    s.parse()
+}
+
+/// A CIDR block, or one address.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or a CIDR block (e.g. 10.0.0.0/8)"))
+}
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -111,6 +134,40 @@ pub struct Config {
     #[arg(long, env = "AIRQ_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
+
+    /// API keys: `off` ignores them (every client is known by its
+    /// address), `optional` lets clients without a key in under the
+    /// `anonymous` tier and gives a key its own tier, `required` refuses
+    /// queries and results without a key (the web page and `/api/meta`
+    /// stay open). An unknown or revoked key is always refused.
+    #[arg(long, env = "AIRQ_AUTH", value_enum, default_value = "optional")]
+    pub auth: AuthMode,
+
+    /// A tier's limits, `NAME:submits=60/min,polls=1200/min,queued=20`
+    /// (`off` for no limit; a field left out keeps the built-in value);
+    /// repeat for several tiers. Built in: `anonymous` (30/min, 600/min,
+    /// 5), `standard` (60/min, 1200/min, 20), `unlimited` (off, off, off).
+    #[arg(long = "tier", env = "AIRQ_TIERS", value_delimiter = ';', value_parser = parse_tier)]
+    pub tiers: Vec<Tier>,
+
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is
+    /// believed; repeat or separate with commas. From anyone else the
+    /// header is ignored, so a client cannot pick the address it is
+    /// limited as.
+    #[arg(long = "trusted-proxy", env = "AIRQ_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// How long a key looked up in the store is remembered: a revoked key
+    /// keeps working on a gateway for at most this long.
+    #[arg(long, env = "AIRQ_KEY_CACHE_TTL", default_value = "30s", value_parser = duration::parse)]
+    pub key_cache_ttl: Duration,
+
+    /// Clients whose rate limits are tracked at once (each takes about
+    /// 300 bytes); beyond it the least recently seen is forgotten.
+    #[arg(long, env = "AIRQ_MAX_TRACKED_CLIENTS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tracked_clients: u64,
 
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -222,6 +279,40 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.send_timeout, Duration::from_secs(30));
         assert!(c.max_connections() >= 1);
+        assert_eq!(c.auth, AuthMode::Optional);
+        assert!(c.tiers.is_empty() && c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn admission_flags() {
+        let c = Config::try_parse_from([
+            "airq-gateway",
+            "--auth",
+            "required",
+            "--tier",
+            "gold:submits=10/s",
+            "--tier",
+            "anonymous:queued=1;silver",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.7",
+        ])
+        .unwrap();
+        assert_eq!(c.auth, AuthMode::Required);
+        let names: Vec<&str> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["gold", "anonymous", "silver"]);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.trusted_proxies[1].contains(&"192.0.2.7".parse::<IpAddr>().unwrap()));
+        for bad in [
+            ["--auth", "maybe"],
+            ["--tier", "gold:submits=lots"],
+            ["--trusted-proxy", "10.0.0.0/33"],
+            ["--max-tracked-clients", "0"],
+        ] {
+            assert!(
+                Config::try_parse_from([&["airq-gateway"][..], &bad[..]].concat()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,19 +7,31 @@
 //! every 250 ms (and counts this process's own sends in between), so the
 //! check stays cheap under load; the limit is therefore approximate when
 //! several gateways enqueue at once.
+//!
+//! Fairness: a client may have at most its tier's `queued` queries queued
+//! or running at once (`429` beyond). They are counted in the result store,
+//! so the cap holds across every gateway; two submits of one client racing
+//! on two gateways may both pass, so it can be passed by the submits in
+//! flight at that moment, which its submit budget bounds.
 
+use crate::admission::Caller;
 use crate::answer_headers;
 use crate::error::ApiError;
 use crate::state::App;
 use airq_core::job::Job;
 use airq_core::results::Outcome;
-use airq_core::Query;
+use airq_core::{Query, Timestamp};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use uuid::Uuid;
 
-pub async fn enqueue(app: &App, query: &Query, respond_async: bool) -> Result<Response, ApiError> {
+pub async fn enqueue(
+    app: &App,
+    caller: &Caller,
+    query: &Query,
+    respond_async: bool,
+) -> Result<Response, ApiError> {
     let queue = &app.backend.request_send;
     let depth = app
         .backlog
@@ -33,10 +45,23 @@ pub async fn enqueue(app: &App, query: &Query, respond_async: bool) -> Result<Re
         });
     }
 
-    let id = Uuid::new_v4();
     let results = &app.backend.results;
+    if let Some(cap) = caller.tier.max_queued {
+        let pending = results
+            .pending(&caller.client, Timestamp::now())
+            .await
+            .map_err(ApiError::unavailable("result store unavailable"))?;
+        if pending >= u64::from(cap) {
+            return Err(ApiError::TooManyQueued {
+                cap,
+                tier: caller.tier.name.clone(),
+            });
+        }
+    }
+
+    let id = Uuid::new_v4();
     results
-        .create(id, query, app.result_ttl)
+        .create(id, query, app.result_ttl, &caller.client)
         .await
         .map_err(ApiError::unavailable("result store unavailable"))?;
     if let Err(e) = queue

@@ -9,6 +9,7 @@
 //! a whole, or `Content-Type`. Backend failures are 503 (with
 //! `Retry-After`), never 500; 500 is only the answer to a bug (a panic).
 
+use crate::rate_limit::Standing;
 use airq_core::query::FieldError;
 use airq_core::{BackendError, QueryError};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -45,6 +46,22 @@ pub enum ApiError {
     #[error("too many queued queries")]
     Backlog { visible: u64, max: u64 },
 
+    /// No key where one is needed, or one that is malformed, unknown or
+    /// revoked; the reason never repeats the key.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    #[error("an API key in the URL")]
+    KeyInUrl,
+
+    /// The client spent its budget.
+    #[error("rate limited")]
+    RateLimited { standing: Standing, tier: String },
+
+    /// The client has its tier's most queries queued or running.
+    #[error("too many queries of this client queued")]
+    TooManyQueued { cap: u32, tier: String },
+
     /// A backend call failed; `what` says which, for the client and the log.
     /// `source` is the store's own error, whatever its kind; shared, as one
     /// failure can answer several requests (coalesced direct answers).
@@ -77,6 +94,11 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::KeyInUrl => StatusCode::BAD_REQUEST,
+            ApiError::RateLimited { .. } | ApiError::TooManyQueued { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
             ApiError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -123,6 +145,33 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(what) => ((*what).to_owned(), Vec::new()),
             ApiError::MethodNotAllowed => ("method not allowed".to_owned(), Vec::new()),
+            ApiError::Unauthorized(why) => (why.clone(), Vec::new()),
+            ApiError::KeyInUrl => (
+                "API keys are not accepted in the URL".to_owned(),
+                field(
+                    "query string",
+                    "send the key in the X-API-Key header: URLs end up in logs and \
+                     browser histories, so treat a key sent in one as exposed \
+                     (revoke it and make another)"
+                        .to_owned(),
+                ),
+            ),
+            ApiError::RateLimited { standing, tier } => (
+                format!(
+                    "rate limit reached: {} {} for this client (tier {tier}); retry after {} s",
+                    standing.budget,
+                    standing.kind.name(),
+                    standing.retry_after_secs().unwrap_or(1)
+                ),
+                Vec::new(),
+            ),
+            ApiError::TooManyQueued { cap, tier } => (
+                format!(
+                    "this client already has {cap} queries queued or running, the most its \
+                     tier ({tier}) allows; retry when one has finished"
+                ),
+                Vec::new(),
+            ),
             ApiError::Expired => (
                 "the result has expired; send the query again".to_owned(),
                 Vec::new(),
@@ -165,10 +214,26 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        let h = response.headers_mut();
+        match &self {
+            ApiError::RateLimited { standing, .. } => {
+                h.extend(standing.headers());
+                let secs = standing.retry_after_secs().unwrap_or(1);
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::TooManyQueued { .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::Unauthorized(_) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"airq\""),
+                );
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            _ => {}
         }
         response
     }

@@ -5,6 +5,7 @@
 //! [`api`] for the endpoints. Prints `listening on http://ADDR` on stdout
 //! once it accepts connections, and shuts down gracefully on SIGINT/SIGTERM.
 
+mod admission;
 mod answer_headers;
 mod api;
 mod background;
@@ -14,8 +15,10 @@ mod direct;
 mod enqueue;
 mod error;
 mod handlers;
+mod rate_limit;
 mod serve;
 mod state;
+mod tiers;
 mod web;
 
 use airq_cli::shutdown::Signals;
@@ -67,6 +70,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         &cancel,
     );
     let app = Arc::new(state::App::new(&config, backend.clone()));
+    tracing::info!(auth = ?config.auth, tiers = %app.admission.tiers().describe(),
+        trusted_proxies = ?config.trusted_proxies, "admission");
     let direct_limit = config.direct_limit();
     let router = api::router(app, config.request_timeout);
     let limits = serve::Limits::from_config(&config);

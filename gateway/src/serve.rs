@@ -40,6 +40,7 @@
 //! except for HTTP/2 with prior knowledge, which no browser uses without
 //! TLS and which would need its own idle and flow-control limits).
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
@@ -207,7 +208,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
         let io = TokioIo::new(Guarded::new(tcp, activity.clone(), limits));
         let service = {
             let inner = TowerToHyperService::new(router.clone());
-            service_fn(move |request| {
+            service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // Who is asking, for rate limits (see `admission`).
+                request.extensions_mut().insert(ConnectInfo(peer));
                 let busy = Busy::begin(activity.clone());
                 let response = inner.call(request);
                 async move {

@@ -1,6 +1,7 @@
 //! What every handler shares: the backend, the limits, the direct path and
 //! the short-lived caches.
 
+use crate::admission::Admission;
 use crate::cached::Cached;
 use crate::config::Config;
 use crate::direct::Direct;
@@ -18,6 +19,8 @@ const META_CACHE: Duration = Duration::from_secs(5);
 
 pub struct App {
     pub backend: Backend,
+    /// Who a request is from and what its budget allows.
+    pub admission: Admission,
     pub limits: QueryLimits,
     /// The direct path: its slots, its answer cache, its store.
     pub direct: Direct,
@@ -38,6 +41,7 @@ impl App {
     pub fn new(config: &Config, backend: Backend) -> Self {
         App {
             direct: Direct::new(backend.readings.clone(), config),
+            admission: Admission::new(config, backend.keys.clone()),
             backend,
             limits: config.query_limits(),
             max_backlog: config.max_backlog,

@@ -266,7 +266,12 @@ async fn unknown_malformed_and_expired_ids() {
     let id = Uuid::new_v4();
     let q = Query::from_json(DE_LOW_HOUR.as_bytes(), &QueryLimits::default()).unwrap();
     SqliteResultStore::new(s.db())
-        .create(id, &q, Duration::ZERO)
+        .create(
+            id,
+            &q,
+            Duration::ZERO,
+            &airq_core::ClientId::address("127.0.0.1".parse().unwrap()),
+        )
         .await
         .unwrap();
     let r = client()

@@ -424,6 +424,8 @@
           showErrors(info.fields, 'The server did not accept the query.');
         } else if (resp.status === 503) {
           setStatus('error', `The service is busy (${errorText(resp, info)}). Try again in ${retryAfter(resp, 5)} s.`);
+        } else if (resp.status === 429) {
+          setStatus('error', `Too many queries from here for now (${errorText(resp, info)}).`);
         } else {
           setStatus('error', `The query failed: ${errorText(resp, info)}.`);
         }
@@ -488,7 +490,8 @@
           ? `queued, ready after ${fmtDuration(Date.now() - since)}`
           : 'from a queued query');
         return;
-      } else if (resp.status === 503) {
+      } else if (resp.status === 503 || resp.status === 429) {
+        // Busy, or this client polled faster than its budget: wait as told.
         failures += 1;
         const info = await readJson(resp);
         if (failures > MAX_POLL_FAILURES) {

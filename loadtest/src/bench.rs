@@ -2,7 +2,10 @@
 //!
 //! 1. A synthetic store (`airq-master synth --into-store`, 30 days × 15,000
 //!    sensors by default), built once per shape and copied for each suite.
-//! 2. The local stack on it (`airq-deploy up`, loopback, a free port).
+//! 2. An API key of the `unlimited` tier in that copy (`airq-deploy keys
+//!    create`), sent by every run, so that the figures measure the system
+//!    and not the rate limiter; then the local stack on it (`airq-deploy
+//!    up`, loopback, a free port).
 //! 3. `/healthz` at full speed (the generator's own ceiling), the seed
 //!    matrix with the fixed query and the random mix, open-loop rate sweeps
 //!    (fixed: highest rate with p99 < 100 ms and no error; random: p99 <
@@ -13,6 +16,7 @@
 use crate::app::{self, Outcome, ServerCpu};
 use crate::chart;
 use crate::cli::{BenchArgs, Cli};
+use crate::client::ApiKey;
 use crate::cpu;
 use crate::report::{self, JsonReport};
 use crate::stats::Summary;
@@ -211,6 +215,42 @@ fn copy_store(store: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     Ok(run)
 }
 
+/// The tier of the benchmark's key: no rate limit, no cap on queued work.
+const BENCH_TIER: &str = "unlimited";
+
+/// Creates a key of [`BENCH_TIER`] in the embedded store `db` with
+/// `airq-deploy keys create`. The key is read from its stdout and never
+/// printed.
+fn bench_key(bin: &Path, db: &Path) -> anyhow::Result<ApiKey> {
+    let deploy = program(bin, "airq-deploy")?;
+    let mut cmd = Command::new(&deploy);
+    cmd.args(["keys", "create", "--name", "airq-loadtest bench"])
+        .args(["--tier", BENCH_TIER, "--backend", "embedded", "--db"])
+        .arg(db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AIRQ_") {
+            cmd.env_remove(&k);
+        }
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {} keys create", deploy.display()))?;
+    if !out.status.success() {
+        // Its stderr has the key's details, never the key.
+        bail!(
+            "creating the benchmark's API key failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = std::str::from_utf8(&out.stdout)
+        .context("airq-deploy keys create printed something other than a key")?;
+    ApiKey::new(stdout).context("airq-deploy keys create printed something other than a key")
+}
+
 /// One measured run of the suite.
 struct Run {
     name: String,
@@ -223,6 +263,8 @@ const RANDOM_SEED: u64 = 42;
 
 struct Suite {
     url: String,
+    /// Sent by every run (`--api-key`); never printed.
+    api_key: ApiKey,
     out: PathBuf,
     charts: PathBuf,
     server_cpu: ServerCpu,
@@ -246,8 +288,13 @@ impl Suite {
             full.push("--no-progress");
         }
         let cli = Cli::try_parse_from(&full).with_context(|| format!("arguments of {name}"))?;
-        let args = cli.run;
-        eprintln!("== {name}: airq-loadtest $URL {}", argv.join(" "));
+        let mut args = cli.run;
+        // Set here rather than in the arguments, which are shown.
+        args.api_key = Some(self.api_key.clone());
+        eprintln!(
+            "== {name}: airq-loadtest $URL --api-key $KEY {}",
+            argv.join(" ")
+        );
         let prepared = app::prepare(&args).await?;
         let mut settings = app::settings(&args, Some(self.server_cpu.clone()));
         settings.keep_records = true;
@@ -268,7 +315,7 @@ impl Suite {
         )?;
         self.runs.push(Run {
             name: name.to_owned(),
-            command: format!("airq-loadtest $URL {}", shell_words(argv)),
+            command: format!("airq-loadtest $URL --api-key $KEY {}", shell_words(argv)),
             outcome,
         });
         Ok(&self.runs.last().context("just pushed")?.outcome)
@@ -434,6 +481,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&charts)?;
     let (store, built) = store(&bin, &args)?;
     let run_db = copy_store(&store, &args.out)?;
+    let api_key = bench_key(&bin, &run_db)?;
+    eprintln!("created an API key of the `{BENCH_TIER}` tier for the runs");
     let log = args.out.join("stack.log");
     let mut stack = Stack::start(&bin, &run_db, &args, &log)?;
     eprintln!("the stack is up at {} (log: {})", stack.url, log.display());
@@ -447,6 +496,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
 
     let mut suite = Suite {
         url: stack.url.clone(),
+        api_key,
         out: args.out.clone(),
         charts: charts.clone(),
         server_cpu,
@@ -479,7 +529,8 @@ async fn suite_body(
     args: &BenchArgs,
 ) -> anyhow::Result<(crate::mix::Meta, Targets)> {
     // The store's shape, as the gateway reports it.
-    let probe = Cli::try_parse_from(["airq-loadtest", suite.url.as_str()])?.run;
+    let mut probe = Cli::try_parse_from(["airq-loadtest", suite.url.as_str()])?.run;
+    probe.api_key = Some(suite.api_key.clone());
     let prepared = app::prepare(&probe).await?;
     let meta = app::meta(&prepared.client).await?;
     drop(prepared);
@@ -625,7 +676,10 @@ fn write_report(
         md,
         "## Stack and data\n\n- `airq-deploy up --listen 127.0.0.1:0 --seed '' --workers {}` \
          on a copy of the synthetic store (`airq-master synth --into-store --days {} --sensors {}`{})\n\
-         - {} readings from {} to {}, {} countries\n- generator and stack share the machine\n",
+         - {} readings from {} to {}, {} countries\n- generator and stack share the machine\n\
+         - every run sends an API key of the `{BENCH_TIER}` tier (`airq-deploy keys create \
+         --tier {BENCH_TIER}`, passed as `--api-key $KEY`): no rate limit and no cap on queued \
+         work, so the figures measure the system, not the limiter\n",
         args.workers,
         args.days,
         args.sensors,

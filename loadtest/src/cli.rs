@@ -2,8 +2,10 @@
 //! a working default: `airq-loadtest` alone sends the original benchmark
 //! query 100 times from 10 users to http://127.0.0.1:8080.
 
+use crate::client::ApiKey;
 use crate::plan::{Arrival, StageTarget};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -227,6 +229,12 @@ pub struct RunArgs {
     #[arg(long, env = "AIRQ_LT_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration, help_heading = "Journey")]
     pub connect_timeout: Duration,
 
+    /// API key sent as `X-API-Key` on every request (submits, polls,
+    /// downloads, /api/meta). Never printed or written to a report.
+    #[arg(long, env = "AIRQ_API_KEY", value_name = "KEY", hide_env_values = true,
+          value_parser = ApiKeyParser, help_heading = "Journey")]
+    pub api_key: Option<ApiKey>,
+
     /// Allow targets that are not loopback addresses.
     #[arg(long, env = "AIRQ_LT_ALLOW_REMOTE", help_heading = "Journey")]
     pub allow_remote: bool,
@@ -354,6 +362,34 @@ pub struct BenchArgs {
     pub no_progress: bool,
 }
 
+/// Parses `--api-key`. Unlike clap's own parsers, its errors do not repeat
+/// the value: it is a secret.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiKeyParser;
+
+impl clap::builder::TypedValueParser for ApiKeyParser {
+    type Value = ApiKey;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<ApiKey, clap::Error> {
+        let fail = |why: &dyn std::fmt::Display| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid --api-key (AIRQ_API_KEY): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail(&"the API key is not valid UTF-8"))?;
+        ApiKey::new(text).map_err(|e| fail(&e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +415,20 @@ mod tests {
         assert_eq!(c.run.url, "http://127.0.0.1:9");
         let c = Cli::try_parse_from(["airq-loadtest", "bench", "--days", "2"]).unwrap();
         assert!(matches!(c.command, Some(Command::Bench(b)) if b.days == 2));
+    }
+
+    #[test]
+    fn the_api_key_is_parsed_and_never_shown() {
+        let c = Cli::try_parse_from(["airq-loadtest", "--api-key", "airq_s3cret"]).unwrap();
+        let key = c.run.api_key.as_ref().expect("the key");
+        assert_eq!(key.header(), "airq_s3cret");
+        assert!(!format!("{:?}", c.run).contains("s3cret"));
+        for bad in ["", "airq_s3cret\u{7f}"] {
+            let e = Cli::try_parse_from(["airq-loadtest", "--api-key", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--api-key"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 }

@@ -6,6 +6,9 @@
 //! Only `http://` targets, and by default only loopback addresses: the
 //! generator sends traffic nowhere but where it is told, and refuses
 //! anything beyond this machine unless `--allow-remote` says so.
+//!
+//! With an [`ApiKey`], every request carries it as `X-API-Key`. The key is
+//! never printed: not by `Debug`, not in errors, not in reports.
 
 use crate::stats::ErrorKind;
 use anyhow::{bail, Context};
@@ -15,12 +18,69 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Bytes of an unexpected answer's body kept for the log.
 const KEEP_BODY: usize = 512;
+
+/// The header an [`ApiKey`] is sent in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// An API key to present on every request, as a header value marked
+/// sensitive. Its `Debug` form and its errors never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(HeaderValue);
+
+/// Why a key was refused (without repeating it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyError {
+    Empty,
+    Characters,
+}
+
+impl fmt::Display for ApiKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ApiKeyError::Empty => "the API key is empty",
+            ApiKeyError::Characters => {
+                "the API key has characters a header cannot carry (spaces, control or non-ASCII \
+                 characters)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for ApiKeyError {}
+
+impl ApiKey {
+    /// `key` without surrounding whitespace, if it is printable ASCII.
+    pub fn new(key: &str) -> Result<ApiKey, ApiKeyError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(ApiKeyError::Empty);
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiKeyError::Characters);
+        }
+        let mut value = HeaderValue::from_str(key).map_err(|_| ApiKeyError::Characters)?;
+        value.set_sensitive(true);
+        Ok(ApiKey(value))
+    }
+
+    /// The header value to send.
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
 
 /// Where requests go.
 #[derive(Debug, Clone)]
@@ -121,6 +181,7 @@ pub struct Client {
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    api_key: Option<ApiKey>,
 }
 
 impl Client {
@@ -130,7 +191,14 @@ impl Client {
             idle: Mutex::new(Vec::new()),
             connect_timeout,
             request_timeout,
+            api_key: None,
         }
+    }
+
+    /// Sends `key` (if any) as `X-API-Key` on every request.
+    pub fn with_api_key(mut self, key: Option<ApiKey>) -> Client {
+        self.api_key = key;
+        self
     }
 
     pub fn target(&self) -> &Target {
@@ -214,6 +282,9 @@ impl Client {
         if out.body.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }
+        if let Some(key) = &self.api_key {
+            builder = builder.header(API_KEY_HEADER, key.header().clone());
+        }
         for (k, v) in out.headers {
             builder = builder.header(*k, *v);
         }
@@ -281,9 +352,11 @@ impl Client {
                 .checkout()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e} error"))?;
-            let request = Request::get(uri)
-                .header(HOST, self.target.host.clone())
-                .body(Full::new(Bytes::new()))?;
+            let mut request = Request::get(uri).header(HOST, self.target.host.clone());
+            if let Some(key) = &self.api_key {
+                request = request.header(API_KEY_HEADER, key.header().clone());
+            }
+            let request = request.body(Full::new(Bytes::new()))?;
             let response = sender.send_request(request).await?;
             let status = response.status().as_u16();
             let body = response.into_body().collect().await?.to_bytes();
@@ -336,6 +409,127 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(p.uri("/healthz").unwrap(), "/airq/healthz");
+    }
+
+    /// A server answering `200 ok` to every request on every connection,
+    /// sending the head of each request it receives to the channel.
+    async fn recording_server() -> (Target, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        // Bodies here are small JSON documents sent with
+                        // the head; the test needs only the head.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if buf.len() < end + 4 + len {
+                                break;
+                            }
+                            buf.drain(..end + 4 + len);
+                            let _ = tx.send(head);
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if conn.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (Target::resolve(&url, false).await.unwrap(), rx)
+    }
+
+    /// The value of header `name` in a request head, if present.
+    fn header_in(head: &str, name: &str) -> Option<String> {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_configured_api_key_is_sent_on_every_request() {
+        let (target, mut heads) = recording_server().await;
+        let key = format!("airq_{}", "0123456789abcdef".repeat(4));
+        let c = Client::new(
+            target.clone(),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .with_api_key(Some(ApiKey::new(&format!(" {key}\n")).unwrap()));
+        // A submit, a poll or download, and the /api/meta fetch.
+        let submit = c
+            .exchange(Outgoing {
+                method: Method::POST,
+                uri: Uri::from_static("/api/query"),
+                body: Some(Bytes::from_static(b"{}")),
+                headers: &[("prefer", "respond-async")],
+            })
+            .await
+            .unwrap();
+        assert_eq!(submit.status, 200);
+        let poll = c
+            .exchange(Outgoing {
+                method: Method::GET,
+                uri: Uri::from_static("/api/results/x"),
+                body: None,
+                headers: &[],
+            })
+            .await
+            .unwrap();
+        assert_eq!(poll.status, 200);
+        assert_eq!(c.fetch("/api/meta").await.unwrap().0, 200);
+        for path in ["POST /api/query ", "GET /api/results/x ", "GET /api/meta "] {
+            let head = heads.recv().await.unwrap();
+            assert!(head.starts_with(path), "{head}");
+            assert_eq!(
+                header_in(&head, API_KEY_HEADER).as_deref(),
+                Some(key.as_str()),
+                "{head}"
+            );
+        }
+
+        // Without a key, no header.
+        let c = Client::new(target, Duration::from_secs(5), Duration::from_secs(5));
+        c.fetch("/api/meta").await.unwrap();
+        let head = heads.recv().await.unwrap();
+        assert_eq!(header_in(&head, API_KEY_HEADER), None, "{head}");
+    }
+
+    #[test]
+    fn api_keys_are_never_shown() {
+        let key = ApiKey::new("airq_s3cret").unwrap();
+        assert!(key.header().is_sensitive());
+        assert!(!format!("{key:?}").contains("s3cret"));
+        assert_eq!(ApiKey::new("  "), Err(ApiKeyError::Empty));
+        let e = ApiKey::new("airq_s3cret with space").unwrap_err();
+        assert_eq!(e, ApiKeyError::Characters);
+        assert!(!e.to_string().contains("s3cret"));
+        assert_eq!(ApiKey::new("airq_é"), Err(ApiKeyError::Characters));
     }
 
     #[tokio::test]

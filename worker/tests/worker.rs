@@ -65,7 +65,12 @@ impl Env {
     async fn submit(&self, query: &Query) -> Uuid {
         let id = Uuid::new_v4();
         self.results()
-            .create(id, query, Duration::from_secs(3600))
+            .create(
+                id,
+                query,
+                Duration::from_secs(3600),
+                &airq_core::ClientId::address("127.0.0.1".parse().expect("address")),
+            )
             .await
             .expect("create");
         self.queue(REQUEST_SEND)

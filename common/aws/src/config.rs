@@ -11,6 +11,7 @@ use std::fmt;
 pub const DEFAULT_READINGS_TABLE: &str = "QualityAirTable";
 pub const DEFAULT_RESULTS_TABLE: &str = "AirqResults";
 pub const DEFAULT_RECEIPTS_TABLE: &str = "AirqReceipts";
+pub const DEFAULT_KEYS_TABLE: &str = "AirqKeys";
 
 /// AWS flags, flattened into `airq-cli`'s `BackendArgs`. Credentials are
 /// never flags: they come from the standard chain (environment, profiles,
@@ -44,6 +45,10 @@ pub struct AwsArgs {
     #[arg(long, env = "AIRQ_RECEIPTS_TABLE", default_value = DEFAULT_RECEIPTS_TABLE, global = true)]
     pub receipts_table: String,
 
+    /// The API keys table (before the prefix).
+    #[arg(long, env = "AIRQ_KEYS_TABLE", default_value = DEFAULT_KEYS_TABLE, global = true)]
+    pub keys_table: String,
+
     /// The S3 bucket for large results and messages (used as given, without
     /// the prefix). Default: `<prefix>airq-<account id>-<region>`, lower-cased.
     #[arg(long, env = "AIRQ_BUCKET", global = true)]
@@ -56,6 +61,7 @@ pub struct ResourceNames {
     pub readings_table: String,
     pub results_table: String,
     pub receipts_table: String,
+    pub keys_table: String,
     pub request_send: String,
     pub request_receive: String,
     pub bucket: String,
@@ -82,6 +88,7 @@ impl ResourceNames {
             readings_table: format!("{prefix}{DEFAULT_READINGS_TABLE}"),
             results_table: format!("{prefix}{DEFAULT_RESULTS_TABLE}"),
             receipts_table: format!("{prefix}{DEFAULT_RECEIPTS_TABLE}"),
+            keys_table: format!("{prefix}{DEFAULT_KEYS_TABLE}"),
             request_send: format!("{prefix}{REQUEST_SEND}"),
             request_receive: format!("{prefix}{REQUEST_RECEIVE}"),
             bucket: bucket.to_owned(),
@@ -185,12 +192,14 @@ impl AwsClients {
 
 impl AwsArgs {
     /// The default table names (readings, results, receipts).
-    pub fn default_names() -> (&'static str, &'static str, &'static str) {
-        (
+    /// The default table names: readings, results, receipts, keys.
+    pub fn default_names() -> [&'static str; 4] {
+        [
             DEFAULT_READINGS_TABLE,
             DEFAULT_RESULTS_TABLE,
             DEFAULT_RECEIPTS_TABLE,
-        )
+            DEFAULT_KEYS_TABLE,
+        ]
     }
 
     /// Loads the clients these flags describe.
@@ -219,6 +228,7 @@ impl AwsArgs {
             readings_table: format!("{p}{}", self.readings_table),
             results_table: format!("{p}{}", self.results_table),
             receipts_table: format!("{p}{}", self.receipts_table),
+            keys_table: format!("{p}{}", self.keys_table),
             request_send: format!("{p}{REQUEST_SEND}"),
             request_receive: format!("{p}{REQUEST_RECEIVE}"),
             bucket,
@@ -265,6 +275,7 @@ mod tests {
     fn prefix_applies_to_every_name() {
         let n = ResourceNames::with_prefix("t1-", "b");
         assert_eq!(n.readings_table, "t1-QualityAirTable");
+        assert_eq!(n.keys_table, "t1-AirqKeys");
         assert_eq!(n.request_send, "t1-RequestSend");
         assert_eq!(n.queues()[0].1, "t1-RequestSend-dlq");
         assert_eq!(n.queues()[1].1, "t1-RequestReceive-dlq");

@@ -1,6 +1,6 @@
 //! The AWS backend: every port on Amazon DynamoDB (readings, results,
-//! receipt fences), Amazon SQS (the queues and their dead-letter queues) and
-//! Amazon S3 (payloads too large for a message or an item).
+//! receipt fences, API keys), Amazon SQS (the queues and their dead-letter
+//! queues) and Amazon S3 (payloads too large for a message or an item).
 //!
 //! Credentials, region and profiles come from the standard AWS configuration
 //! chain (`aws-config`); nothing here ever sees or logs a secret. An endpoint
@@ -13,6 +13,7 @@
 mod blobs;
 mod config;
 mod fence;
+mod keys;
 mod queue;
 mod readings;
 mod results;
@@ -22,6 +23,7 @@ pub mod schema;
 pub use blobs::BlobStore;
 pub use config::{AwsArgs, AwsClients, ResourceNames};
 pub use fence::ReceiptFence;
+pub use keys::DynamoKeyStore;
 pub use queue::{SqsQueue, SQS_MAX_BODY};
 pub use readings::{day_of, DynamoReadingStore, BATCH_WRITE_MAX};
 pub use results::{DynamoResultStore, INLINE_CSV_MAX};

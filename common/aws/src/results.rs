@@ -10,12 +10,20 @@
 //! (partition `gc`, sort `purge_at`), so it reads only what is due, never
 //! the table. DynamoDB's TTL (`delete_after`, a week after expiry) and the
 //! bucket's expiry rule collect whatever no gateway purged.
+//!
+//! Each client's pending results are counted through the sparse index
+//! `by_pending_client` (partition `pending_client`, sort `expires_at`): a
+//! result carries `pending_client` from its creation until it is finished
+//! (or purged), so the index holds only queued and running results, and a
+//! count reads only that client's live ones.
 
 use crate::blobs::{BlobStore, Upload};
 use crate::schema::{
-    BY_PURGE_INDEX, GC_ATTRIBUTE, GC_PARTITION, PURGE_AT_ATTRIBUTE, RESULTS_PREFIX,
+    BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, EXPIRES_AT_ATTRIBUTE, GC_ATTRIBUTE, GC_PARTITION,
+    PENDING_CLIENT_ATTRIBUTE, PURGE_AT_ATTRIBUTE, RESULTS_PREFIX,
 };
 use crate::{error_code, remote};
+use airq_core::client::ClientId;
 use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
@@ -24,7 +32,7 @@ use airq_core::results::{
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -61,6 +69,14 @@ struct ResultItem {
     csv_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Who submitted it (absent on records made before clients were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    /// The client again while the result is queued or running: the
+    /// partition key of the sparse index `by_pending_client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_client: Option<String>,
     gc: String,
     /// When the next purge should look at this record.
     purge_at: i64,
@@ -164,10 +180,11 @@ impl DynamoResultStore {
                 .update_item()
                 .table_name(&self.table)
                 .key("id", s(&id))
-                .update_expression("REMOVE #csv, #key SET #tomb = :t, #pa = :p")
+                .update_expression("REMOVE #csv, #key, #pending SET #tomb = :t, #pa = :p")
                 .condition_expression("attribute_exists(#id)")
                 .expression_attribute_names("#csv", "csv")
                 .expression_attribute_names("#key", "csv_key")
+                .expression_attribute_names("#pending", PENDING_CLIENT_ATTRIBUTE)
                 .expression_attribute_names("#tomb", "tombstone")
                 .expression_attribute_names("#pa", PURGE_AT_ATTRIBUTE)
                 .expression_attribute_names("#id", "id")
@@ -261,7 +278,13 @@ impl ResultStore for DynamoResultStore {
         Ok(())
     }
 
-    async fn create(&self, id: Uuid, query: &Query, ttl: Duration) -> Result<(), BackendError> {
+    async fn create(
+        &self,
+        id: Uuid,
+        query: &Query,
+        ttl: Duration,
+        client: &ClientId,
+    ) -> Result<(), BackendError> {
         let now = Timestamp::now().0;
         let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
         let item = ResultItem {
@@ -276,6 +299,8 @@ impl ResultStore for DynamoResultStore {
             csv_key: None,
             csv_bytes: None,
             error: None,
+            client: Some(client.to_string()),
+            pending_client: Some(client.to_string()),
             gc: GC_PARTITION.to_owned(),
             purge_at: expires_at,
             tombstone: false,
@@ -295,6 +320,36 @@ impl ResultStore for DynamoResultStore {
         Ok(())
     }
 
+    /// One Query of the sparse index (eventually consistent, as index
+    /// reads are: a result finished a moment ago may still count), counted
+    /// by DynamoDB, page after page.
+    async fn pending(&self, client: &ClientId, now: Timestamp) -> Result<u64, BackendError> {
+        let mut count = 0u64;
+        let mut start_key = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_PENDING_CLIENT_INDEX)
+                .key_condition_expression("#pc = :client AND #exp > :now")
+                .expression_attribute_names("#pc", PENDING_CLIENT_ATTRIBUTE)
+                .expression_attribute_names("#exp", EXPIRES_AT_ATTRIBUTE)
+                .expression_attribute_values(":client", s(client.to_string()))
+                .expression_attribute_values(":now", n(now.0))
+                .select(Select::Count)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| remote(self.ctx("Query (pending)"), e))?;
+            count += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start_key = Some(k),
+                None => return Ok(count),
+            }
+        }
+    }
+
     async fn get(&self, id: Uuid) -> Result<Option<ResultRecord>, BackendError> {
         let Some(item) = self.read_item(id, None).await? else {
             return Ok(None);
@@ -304,6 +359,14 @@ impl ResultStore for DynamoResultStore {
         let state = ResultState::parse(&item.state).ok_or_else(|| {
             BackendError::Corrupt(format!("result {id} has unknown state {:?}", item.state))
         })?;
+        let client = item
+            .client
+            .map(|c| {
+                c.parse::<ClientId>().map_err(|e| {
+                    BackendError::Corrupt(format!("result {id} has a bad client: {e}"))
+                })
+            })
+            .transpose()?;
         let expired = Timestamp::now().0 >= item.expires_at;
         let (csv, stored) = match (item.tombstone, item.csv, item.csv_key) {
             (true, _, _) => (None, None),
@@ -336,6 +399,7 @@ impl ResultStore for DynamoResultStore {
             csv,
             stored,
             error: item.error,
+            client,
         }))
     }
 
@@ -372,13 +436,16 @@ impl ResultStore for DynamoResultStore {
             .condition_expression("#state IN (:queued, :running)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#updated", "updated_at")
+            // Finished: out of the pending index.
+            .expression_attribute_names("#pending", PENDING_CLIENT_ATTRIBUTE)
             .expression_attribute_values(":queued", s(ResultState::Queued.as_str()))
             .expression_attribute_values(":running", s(ResultState::Running.as_str()))
             .expression_attribute_values(":now", n(Timestamp::now().0));
         let mut uploaded = None;
         let stored = |req: UpdateItemFluentBuilder, key: &str, bytes: u64, rows: u64| {
             req.update_expression(
-                "SET #state = :state, #rows = :rows, #key = :key, #bytes = :bytes, #updated = :now",
+                "SET #state = :state, #rows = :rows, #key = :key, #bytes = :bytes, #updated = :now \
+                 REMOVE #pending",
             )
             .expression_attribute_names("#rows", "rows")
             .expression_attribute_names("#key", "csv_key")
@@ -410,7 +477,8 @@ impl ResultStore for DynamoResultStore {
             }
             Outcome::Done { csv, rows } => req
                 .update_expression(
-                    "SET #state = :state, #rows = :rows, #csv = :csv, #updated = :now",
+                    "SET #state = :state, #rows = :rows, #csv = :csv, #updated = :now \
+                     REMOVE #pending",
                 )
                 .expression_attribute_names("#rows", "rows")
                 .expression_attribute_names("#csv", "csv")
@@ -418,7 +486,9 @@ impl ResultStore for DynamoResultStore {
                 .expression_attribute_values(":rows", n(rows))
                 .expression_attribute_values(":csv", s(csv.as_str())),
             Outcome::Failed { error } => req
-                .update_expression("SET #state = :state, #error = :error, #updated = :now")
+                .update_expression(
+                    "SET #state = :state, #error = :error, #updated = :now REMOVE #pending",
+                )
                 .expression_attribute_names("#error", "error")
                 .expression_attribute_values(":state", s(ResultState::Failed.as_str()))
                 .expression_attribute_values(":error", s(error.as_str())),
@@ -502,6 +572,45 @@ impl ResultStore for DynamoResultStore {
                 Some(k) => start_key = Some(k),
                 None => return Ok(touched),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::CLIENT_ATTRIBUTE;
+
+    #[test]
+    fn items_use_the_schemas_attribute_names() {
+        let item = ResultItem {
+            id: Uuid::new_v4().to_string(),
+            state: "queued".into(),
+            query: "{}".into(),
+            created_at: 1,
+            updated_at: 1,
+            expires_at: 2,
+            rows: None,
+            csv: None,
+            csv_key: None,
+            csv_bytes: None,
+            error: None,
+            client: Some("addr:192.0.2.1".into()),
+            pending_client: Some("addr:192.0.2.1".into()),
+            gc: GC_PARTITION.into(),
+            purge_at: 2,
+            tombstone: false,
+            delete_after: 3,
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(item).unwrap();
+        for name in [
+            CLIENT_ATTRIBUTE,
+            PENDING_CLIENT_ATTRIBUTE,
+            EXPIRES_AT_ATTRIBUTE,
+            GC_ATTRIBUTE,
+            PURGE_AT_ATTRIBUTE,
+        ] {
+            assert!(item.contains_key(name), "{name}: {item:?}");
         }
     }
 }

@@ -27,6 +27,30 @@ pub const GC_PARTITION: &str = "result";
 pub const PURGE_AT_ATTRIBUTE: &str = "purge_at";
 /// The TTL attribute of result records.
 pub const RESULT_TTL_ATTRIBUTE: &str = "delete_after";
+/// The client that submitted a result (its text form, `key:<uuid>` or
+/// `addr:<address>`).
+pub const CLIENT_ATTRIBUTE: &str = "client";
+/// The index counting each client's pending results. It is sparse: only
+/// a queued or running result carries its partition key, so it holds
+/// nothing else.
+pub const BY_PENDING_CLIENT_INDEX: &str = "by_pending_client";
+/// That index's partition key: the client again, set when a result is
+/// created and removed when it is finished or purged.
+pub const PENDING_CLIENT_ATTRIBUTE: &str = "pending_client";
+/// That index's sort key: when the result expires, so a count reads only
+/// live results.
+pub const EXPIRES_AT_ATTRIBUTE: &str = "expires_at";
+
+// Keys table (API keys, by their SHA-256; never the key itself).
+/// Partition key: the key's hash, in lowercase hex (`HASH` is a reserved
+/// word: name it through an expression attribute name).
+pub const KEY_HASH_ATTRIBUTE: &str = "hash";
+/// The key's public id (a UUID).
+pub const KEY_ID_ATTRIBUTE: &str = "id";
+/// When the key was made (Unix seconds).
+pub const KEY_CREATED_AT_ATTRIBUTE: &str = "created_at";
+/// When it was revoked (Unix seconds), if it was.
+pub const KEY_REVOKED_AT_ATTRIBUTE: &str = "revoked_at";
 
 // Receipt fences table.
 /// The fence table's key attribute: `<queue name>#<message id>`.

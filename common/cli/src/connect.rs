@@ -6,12 +6,17 @@
 
 use crate::defaults;
 #[cfg(feature = "aws")]
-use airq_aws::{AwsArgs, BlobStore, DynamoReadingStore, DynamoResultStore, ReceiptFence, SqsQueue};
+use airq_aws::{
+    AwsArgs, BlobStore, DynamoKeyStore, DynamoReadingStore, DynamoResultStore, ReceiptFence,
+    SqsQueue,
+};
 use airq_core::job::{dead_letter_name, REQUEST_RECEIVE, REQUEST_SEND};
 use airq_core::queue::Queue;
 use airq_core::store::ReadingStore;
 use airq_core::{Backend, BackendError};
-use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use airq_embedded::{
+    Db, Redrive, SqliteKeyStore, SqliteQueue, SqliteReadingStore, SqliteResultStore,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -111,6 +116,7 @@ impl BackendArgs {
                     request_send_dlq: dlq(REQUEST_SEND),
                     request_receive: queue(REQUEST_RECEIVE),
                     request_receive_dlq: dlq(REQUEST_RECEIVE),
+                    keys: Arc::new(SqliteKeyStore::new(db.clone())),
                     location: self.db.display().to_string(),
                 })
             }
@@ -154,6 +160,10 @@ async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
         request_send_dlq,
         request_receive,
         request_receive_dlq,
+        keys: Arc::new(DynamoKeyStore::new(
+            clients.dynamodb.clone(),
+            names.keys_table.clone(),
+        )),
         location: clients.location(),
     })
 }

@@ -4,7 +4,7 @@ use airq_core::export::{CsvChunk, CsvStream};
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{read_csv, store_csv, Outcome, ResultState, ResultStore, StoredCsv};
-use airq_core::BackendError;
+use airq_core::{BackendError, ClientId};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use std::time::Duration;
@@ -14,8 +14,20 @@ fn query() -> Query {
     Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600))
 }
 
+/// An anonymous client, for checks about something else.
+fn anyone() -> ClientId {
+    ClientId::address("192.0.2.1".parse().expect("an address"))
+}
+
+/// A client no other check (or earlier run on a shared store) uses.
+fn fresh_key_client() -> ClientId {
+    ClientId::Key(Uuid::new_v4())
+}
+
 pub async fn run_all(store: &dyn ResultStore) {
     lifecycle_done(store).await;
+    clients_are_recorded(store).await;
+    pending_counts_a_clients_live_unfinished_results(store).await;
     failure_is_readable(store).await;
     unknown_is_none(store).await;
     expiry(store).await;
@@ -38,7 +50,7 @@ fn csv_of(rows: usize, tag: &str) -> String {
 pub async fn large_results(store: &dyn ResultStore) {
     let id = Uuid::new_v4();
     store
-        .create(id, &query(), Duration::from_secs(3600))
+        .create(id, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     let csv = csv_of(12_000, "first");
@@ -69,7 +81,7 @@ pub async fn large_results(store: &dyn ResultStore) {
 
     let gone = Uuid::new_v4();
     store
-        .create(gone, &query(), Duration::ZERO)
+        .create(gone, &query(), Duration::ZERO, &anyone())
         .await
         .expect("create");
     store.finish(gone, &done).await.expect("finish");
@@ -124,7 +136,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     // Small: inline, as before.
     let id = Uuid::new_v4();
     store
-        .create(id, &query(), Duration::from_secs(3600))
+        .create(id, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     let small = csv_of(3, "small");
@@ -139,7 +151,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     // Large: stored in chunks, then recorded from the message.
     let id = Uuid::new_v4();
     store
-        .create(id, &query(), Duration::from_secs(3600))
+        .create(id, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     let large = csv_of(300_000, "streamed");
@@ -158,7 +170,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     // A message naming another result's payload, or anything else, is refused.
     let other = Uuid::new_v4();
     store
-        .create(other, &query(), Duration::from_secs(3600))
+        .create(other, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     for key in [stored.key.clone(), "../../etc/passwd".into(), String::new()] {
@@ -226,7 +238,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     // Over the row limit: a failure that says how big it was.
     let id = Uuid::new_v4();
     store
-        .create(id, &query(), Duration::from_secs(3600))
+        .create(id, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     match store_csv(store, id, chunked(&large, 32 * 1024), 1_000)
@@ -246,7 +258,7 @@ pub async fn lifecycle_done(store: &dyn ResultStore) {
     let id = Uuid::new_v4();
     let q = query();
     store
-        .create(id, &q, Duration::from_secs(3600))
+        .create(id, &q, Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     let r = store.get(id).await.expect("get").expect("created record");
@@ -294,7 +306,7 @@ pub async fn lifecycle_done(store: &dyn ResultStore) {
 pub async fn failure_is_readable(store: &dyn ResultStore) {
     let id = Uuid::new_v4();
     store
-        .create(id, &query(), Duration::from_secs(3600))
+        .create(id, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
     let failed = Outcome::Failed {
@@ -314,7 +326,7 @@ pub async fn unknown_is_none(store: &dyn ResultStore) {
 pub async fn expiry(store: &dyn ResultStore) {
     let id = Uuid::new_v4();
     store
-        .create(id, &query(), Duration::ZERO)
+        .create(id, &query(), Duration::ZERO, &anyone())
         .await
         .expect("create");
     let done = Outcome::Done {
@@ -348,4 +360,87 @@ pub async fn expiry(store: &dyn ResultStore) {
         store.get(id).await.expect("get").is_none(),
         "old tombstones are forgotten"
     );
+}
+
+pub async fn clients_are_recorded(store: &dyn ResultStore) {
+    for client in [
+        fresh_key_client(),
+        ClientId::address("203.0.113.9".parse().expect("an address")),
+        ClientId::address("2001:db8:1:2::1".parse().expect("an address")),
+    ] {
+        let id = Uuid::new_v4();
+        store
+            .create(id, &query(), Duration::from_secs(3600), &client)
+            .await
+            .expect("create");
+        let r = store.get(id).await.expect("get").expect("record");
+        assert_eq!(r.client, Some(client), "the client is recorded");
+        let done = Outcome::Done {
+            csv: "a\n".into(),
+            rows: 0,
+        };
+        assert!(store.finish(id, &done).await.expect("finish"));
+        let r = store.get(id).await.expect("get").expect("record");
+        assert_eq!(r.client, Some(client), "and kept once done");
+    }
+}
+
+pub async fn pending_counts_a_clients_live_unfinished_results(store: &dyn ResultStore) {
+    let (me, other) = (fresh_key_client(), fresh_key_client());
+    let pending = |client: ClientId| async move {
+        store
+            .pending(&client, Timestamp::now())
+            .await
+            .expect("pending")
+    };
+    assert_eq!(pending(me).await, 0, "a new client has nothing pending");
+    let hour = Duration::from_secs(3600);
+    let mut mine = Vec::new();
+    for _ in 0..4 {
+        let id = Uuid::new_v4();
+        store.create(id, &query(), hour, &me).await.expect("create");
+        mine.push(id);
+    }
+    store
+        .create(Uuid::new_v4(), &query(), hour, &other)
+        .await
+        .expect("create");
+    // Expired at once: never counted, finished or not.
+    store
+        .create(Uuid::new_v4(), &query(), Duration::ZERO, &me)
+        .await
+        .expect("create");
+    assert_eq!(
+        pending(me).await,
+        4,
+        "queued results count, expired ones not"
+    );
+    assert_eq!(pending(other).await, 1, "each client counts its own");
+
+    store.mark_running(mine[0]).await.expect("mark running");
+    assert_eq!(pending(me).await, 4, "running results count too");
+    let done = Outcome::Done {
+        csv: "a\n".into(),
+        rows: 0,
+    };
+    assert!(store.finish(mine[0], &done).await.expect("finish"));
+    assert_eq!(pending(me).await, 3, "a finished result no longer counts");
+    let failed = Outcome::Failed { error: "no".into() };
+    assert!(store.finish(mine[1], &failed).await.expect("fail"));
+    assert_eq!(pending(me).await, 2, "nor does a failed one");
+    assert!(!store.finish(mine[1], &done).await.expect("finish again"));
+    assert_eq!(pending(me).await, 2, "a refused duplicate changes nothing");
+
+    let later = Timestamp(Timestamp::now().0 + 2 * 3600);
+    assert_eq!(
+        store.pending(&me, later).await.expect("pending"),
+        0,
+        "results expired by then do not count"
+    );
+    store
+        .purge_expired(Timestamp::now(), Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert_eq!(pending(me).await, 2, "a purge leaves live results counted");
+    assert_eq!(pending(other).await, 1);
 }

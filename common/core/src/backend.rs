@@ -1,5 +1,6 @@
 //! Every port a running system uses, connected to one backend.
 
+use crate::keys::KeyStore;
 use crate::queue::Queue;
 use crate::results::ResultStore;
 use crate::store::ReadingStore;
@@ -18,6 +19,8 @@ pub struct Backend {
     /// Workers → gateway.
     pub request_receive: Arc<dyn Queue>,
     pub request_receive_dlq: Arc<dyn Queue>,
+    /// API keys (hashed), shared by every gateway.
+    pub keys: Arc<dyn KeyStore>,
     /// Where it is, for logs (a path or a region).
     pub location: String,
 }

@@ -1,7 +1,7 @@
 //! airq's domain and ports, with no backend: feed parsing, the DAQI,
-//! queries, CSV rendering and the queue messages; and the ports every binary
-//! talks through (reading store, message queue, result store), gathered in
-//! [`Backend`].
+//! queries, CSV rendering, the queue messages, clients and API keys; and the
+//! ports every binary talks through (reading store, message queue, result
+//! store, key store), gathered in [`Backend`].
 //!
 //! Nothing here does I/O or names a vendor: the adapters live in
 //! `airq-embedded` (SQLite) and `airq-aws` (DynamoDB, SQS, S3), and binaries
@@ -10,10 +10,12 @@
 
 pub mod aqi;
 pub mod backend;
+pub mod client;
 pub mod error;
 pub mod export;
 pub mod feed;
 pub mod job;
+pub mod keys;
 pub mod query;
 pub mod queue;
 pub mod reading;
@@ -22,6 +24,7 @@ pub mod store;
 
 pub use aqi::Band;
 pub use backend::Backend;
+pub use client::ClientId;
 pub use error::BackendError;
 pub use query::{Query, QueryError, QueryLimits};
 pub use reading::{Reading, Timestamp};

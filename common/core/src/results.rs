@@ -1,6 +1,7 @@
 //! The result store port: what became of each queued query, kept where any
 //! gateway can serve it until it expires.
 
+use crate::client::ClientId;
 use crate::error::BackendError;
 use crate::export::CsvStream;
 use crate::query::Query;
@@ -127,18 +128,41 @@ pub struct ResultRecord {
     pub stored: Option<StoredCsv>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Who submitted it (`None` for results created before clients were
+    /// recorded). A result submitted with a key is that key's alone.
+    pub client: Option<ClientId>,
 }
 
 impl ResultRecord {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
     }
+
+    /// Whether `client` may read it: anyone may read a result submitted
+    /// without a key (its id is its only secret, as before keys existed);
+    /// one submitted with a key is that key's alone.
+    pub fn readable_by(&self, client: &ClientId) -> bool {
+        match self.client.as_ref().and_then(ClientId::key) {
+            None => true,
+            Some(owner) => client.key() == Some(owner),
+        }
+    }
 }
 
 #[async_trait]
 pub trait ResultStore: Send + Sync + 'static {
-    /// Records a newly queued query.
-    async fn create(&self, id: Uuid, query: &Query, ttl: Duration) -> Result<(), BackendError>;
+    /// Records a newly queued query, submitted by `client`.
+    async fn create(
+        &self,
+        id: Uuid,
+        query: &Query,
+        ttl: Duration,
+        client: &ClientId,
+    ) -> Result<(), BackendError>;
+
+    /// How many of `client`'s results are queued or running and not
+    /// expired at `now` (for the cap on each client's queued work).
+    async fn pending(&self, client: &ClientId, now: Timestamp) -> Result<u64, BackendError>;
 
     /// The record, expired or not (callers tell "expired" from "unknown").
     async fn get(&self, id: Uuid) -> Result<Option<ResultRecord>, BackendError>;

@@ -87,6 +87,24 @@ const MIGRATIONS: &[&str] = &[
     // row names its CSV file.
     "ALTER TABLE queue_messages ADD COLUMN body_file INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE results ADD COLUMN csv_file TEXT;",
+    // 2: API keys (only their SHA-256, see `airq_core::keys`), and who
+    // submitted each result, with the index that counts a client's
+    // pending results (the cap on queued work) without reading the rest.
+    // Results made before have no client and are never counted.
+    "CREATE TABLE IF NOT EXISTS api_keys (
+         hash       TEXT    PRIMARY KEY,
+         id         TEXT    NOT NULL UNIQUE,
+         name       TEXT    NOT NULL,
+         tier       TEXT    NOT NULL,
+         limits     TEXT,
+         created_at INTEGER NOT NULL,
+         revoked_at INTEGER
+     ) WITHOUT ROWID;
+     ALTER TABLE results ADD COLUMN client TEXT;
+     -- `state` is in the columns too, so that the count reads only the
+     -- index (SQLite checks the partial index's WHERE again otherwise).
+     CREATE INDEX IF NOT EXISTS results_pending_by_client ON results (client, expires_at, state)
+         WHERE state IN ('queued', 'running');",
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -4,11 +4,13 @@
 
 pub mod bodies;
 mod db;
+mod keys;
 mod queue;
 mod readings;
 mod results;
 
 pub use db::{Db, DbError};
+pub use keys::SqliteKeyStore;
 pub use queue::{Redrive, SqliteQueue};
 pub use readings::SqliteReadingStore;
 pub use results::SqliteResultStore;

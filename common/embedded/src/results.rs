@@ -4,6 +4,7 @@
 
 use crate::bodies::{result_file, Kind, PayloadWriter, INLINE_MAX};
 use crate::db::{Db, DbError};
+use airq_core::client::ClientId;
 use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
@@ -120,22 +121,48 @@ impl SqliteResultStore {
 
 #[async_trait]
 impl ResultStore for SqliteResultStore {
-    async fn create(&self, id: Uuid, query: &Query, ttl: Duration) -> Result<(), BackendError> {
+    async fn create(
+        &self,
+        id: Uuid,
+        query: &Query,
+        ttl: Duration,
+        client: &ClientId,
+    ) -> Result<(), BackendError> {
         let query = query.to_json();
+        let client = client.to_string();
         self.db
             .run(move |conn| {
                 let now = Timestamp::now().0;
                 conn.prepare_cached(
-                    "INSERT INTO results (id, state, query, created_at, updated_at, expires_at)
-                     VALUES (?1, 'queued', ?2, ?3, ?3, ?4)",
+                    "INSERT INTO results (id, state, query, created_at, updated_at, expires_at, client)
+                     VALUES (?1, 'queued', ?2, ?3, ?3, ?4, ?5)",
                 )?
                 .execute(params![
                     id.to_string(),
                     query,
                     now,
-                    now + ttl.as_secs() as i64
+                    now + ttl.as_secs() as i64,
+                    client
                 ])?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn pending(&self, client: &ClientId, now: Timestamp) -> Result<u64, BackendError> {
+        let client = client.to_string();
+        self.db
+            .run(move |conn| {
+                // Served by the partial index results_pending_by_client
+                // alone: its WHERE is repeated here word for word, which
+                // is what lets SQLite use it.
+                let n: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM results
+                         WHERE client = ?1 AND expires_at > ?2 AND state IN ('queued', 'running')",
+                    )?
+                    .query_row(params![client, now.0], |r| r.get(0))?;
+                Ok(u64::try_from(n).unwrap_or(0))
             })
             .await
     }
@@ -147,7 +174,7 @@ impl ResultStore for SqliteResultStore {
                 let row = conn
                     .prepare_cached(
                         "SELECT state, query, created_at, updated_at, expires_at, rows, csv, error,
-                         csv_file FROM results WHERE id = ?1",
+                         csv_file, client FROM results WHERE id = ?1",
                     )?
                     .query_row(params![id.to_string()], |r| {
                         Ok((
@@ -163,17 +190,26 @@ impl ResultStore for SqliteResultStore {
                                 csv: r.get(6)?,
                                 stored: None,
                                 error: r.get(7)?,
+                                client: None,
                             },
                             r.get::<_, Option<String>>(8)?,
+                            r.get::<_, Option<String>>(9)?,
                         ))
                     })
                     .optional()?;
-                let Some((state, mut rec, file)) = row else {
+                let Some((state, mut rec, file, client)) = row else {
                     return Ok(None);
                 };
                 rec.state = ResultState::parse(&state).ok_or_else(|| {
                     BackendError::Corrupt(format!("result {id} has unknown state {state:?}"))
                 })?;
+                rec.client = client
+                    .map(|c| {
+                        c.parse::<ClientId>().map_err(|e| {
+                            BackendError::Corrupt(format!("result {id} has a bad client: {e}"))
+                        })
+                    })
+                    .transpose()?;
                 if let Some(file) = file {
                     // Not read here: the gateway streams it (open_csv).
                     rec.stored = db

@@ -2,8 +2,11 @@
 
 use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
+use airq_core::ClientId;
 use airq_core::{Query, QueryLimits, Reading};
-use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use airq_embedded::{
+    Db, Redrive, SqliteKeyStore, SqliteQueue, SqliteReadingStore, SqliteResultStore,
+};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -82,6 +85,73 @@ async fn result_store_contract() {
     airq_contract::results::run_all(&store).await;
 }
 
+struct Keys {
+    dir: tempfile::TempDir,
+    store: SqliteKeyStore,
+}
+
+#[async_trait]
+impl airq_contract::keys::KeyHarness for Keys {
+    fn store(&self) -> &dyn airq_core::keys::KeyStore {
+        &self.store
+    }
+
+    async fn raw(&self) -> Vec<u8> {
+        // The file and its write-ahead log (where recent rows are until a
+        // checkpoint), and any payload file.
+        let mut all = Vec::new();
+        for entry in walkdir(self.dir.path()) {
+            all.extend(std::fs::read(entry).expect("read a database file"));
+        }
+        all
+    }
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(walkdir(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteKeyStore::new(Db::open(dir.path().join("k.db")).expect("db"));
+    airq_contract::keys::run_all(&Keys { dir, store }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_is_counted_from_the_partial_index_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.db");
+    drop(Db::open(&path).expect("db"));
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    // The statement SqliteResultStore::pending runs.
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM results
+             WHERE client = ?1 AND expires_at > ?2 AND state IN ('queued', 'running')",
+        )
+        .expect("prepare")
+        .query_map(["key:x", "0"], |r| r.get::<_, String>(3))
+        .expect("plan")
+        .collect::<Result<_, _>>()
+        .expect("plan rows");
+    assert_eq!(
+        plan,
+        ["SEARCH results USING COVERING INDEX results_pending_by_client (client=? AND expires_at>?)"],
+        "one range of the partial index, no table rows"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -152,7 +222,11 @@ async fn large_result(db: &Db, ttl: std::time::Duration) -> (uuid::Uuid, String)
     let results = SqliteResultStore::new(db.clone());
     let id = uuid::Uuid::new_v4();
     let query = Query::between(Timestamp(0), Timestamp(3600));
-    results.create(id, &query, ttl).await.expect("create");
+    let client = ClientId::address("127.0.0.1".parse().expect("address"));
+    results
+        .create(id, &query, ttl, &client)
+        .await
+        .expect("create");
     let csv = "a,b\n".repeat(10_000);
     let done = Outcome::Done {
         csv: csv.clone(),
@@ -331,6 +405,84 @@ async fn a_file_made_before_payload_files_is_migrated() {
         .await
         .expect("receive");
     assert!(got.len() == 1 && got[0].body == big);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_before_keys_is_migrated() {
+    use airq_core::keys::KeyStore;
+    use airq_core::results::ResultStore;
+    use airq_core::Timestamp;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v1.db");
+    let id = uuid::Uuid::new_v4();
+    {
+        // The schema at user_version 1 (payload files, no keys or
+        // clients), with a queued result.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE results (
+                id TEXT PRIMARY KEY, state TEXT NOT NULL, query TEXT NOT NULL,
+                created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL, rows INTEGER, csv TEXT, error TEXT,
+                csv_file TEXT);
+             CREATE TABLE queue_messages (
+                seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL UNIQUE,
+                body TEXT NOT NULL, sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL,
+                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT UNIQUE,
+                body_file INTEGER NOT NULL DEFAULT 0);
+             PRAGMA user_version = 1;",
+        )
+        .expect("old schema");
+        conn.execute(
+            "INSERT INTO results (id, state, query, created_at, updated_at, expires_at)
+             VALUES (?1, 'queued', '{}', 0, 0, 4000000000)",
+            [id.to_string()],
+        )
+        .expect("old result");
+    }
+    let db = Db::open(&path).expect("migrating open");
+    let _again = Db::open(&path).expect("second open");
+    let results = SqliteResultStore::new(db.clone());
+    let old = results.get(id).await.expect("get").expect("the old result");
+    assert_eq!(old.client, None, "an old result has no client");
+    let anyone = ClientId::address("127.0.0.1".parse().expect("address"));
+    assert_eq!(
+        results
+            .pending(&anyone, Timestamp::now())
+            .await
+            .expect("pending"),
+        0,
+        "and is nobody's"
+    );
+    let keys = SqliteKeyStore::new(db);
+    let new = airq_core::keys::generate("k", "standard", Default::default()).expect("key");
+    keys.insert(&new.record).await.expect("insert a key");
+    assert_eq!(keys.list().await.expect("list"), vec![new.record]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_stored_client_is_corrupt() {
+    use airq_core::results::ResultStore;
+    use airq_core::BackendError;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.db");
+    let results = SqliteResultStore::new(Db::open(&path).expect("db"));
+    let id = uuid::Uuid::new_v4();
+    let q = Query::between(airq_core::Timestamp(0), airq_core::Timestamp(3600));
+    let client = ClientId::Key(uuid::Uuid::new_v4());
+    results
+        .create(id, &q, std::time::Duration::from_secs(3600), &client)
+        .await
+        .expect("create");
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .execute(
+            "UPDATE results SET client = 'somebody' WHERE id = ?1",
+            [id.to_string()],
+        )
+        .expect("spoil the client");
+    let err = results.get(id).await.expect_err("a bad client");
+    assert!(matches!(err, BackendError::Corrupt(_)), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //!
 //! | state               | status | body                                                     |
 //! |---------------------|--------|----------------------------------------------------------|
-//! | not a UUID, unknown | 404    | JSON error                                               |
+//! | not a UUID, unknown, another key's | 404 | JSON error                                |
 //! | expired             | 410    | JSON error                                               |
 //! | queued, running     | 202    | `{"id","status","createdAt","updatedAt","expiresAt"}`, `Retry-After: 1` |
 //! | done                | 200    | the CSV (`text/csv`), as many times as asked             |
@@ -21,6 +21,7 @@
 //! streamed from the result store's payload space, never loaded whole;
 //! gzip (when the client accepts it) is applied by the router's layer.
 
+use crate::admission::Caller;
 use crate::answer_headers;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -31,7 +32,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use std::ops::Range;
 use uuid::Uuid;
 
@@ -39,6 +40,7 @@ const UNKNOWN: &str = "no result with this id";
 
 pub async fn get(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -53,6 +55,11 @@ pub async fn get(
         .await
         .map_err(ApiError::unavailable("result store unavailable"))?
         .ok_or(ApiError::NotFound(UNKNOWN))?;
+    // Another client's keyed result does not exist, as far as this one
+    // can tell: the same 404 as an unknown id.
+    if !record.readable_by(&caller.client) {
+        return Err(ApiError::NotFound(UNKNOWN));
+    }
     if record.is_expired(Timestamp::now()) {
         return Err(ApiError::Expired);
     }

@@ -19,6 +19,7 @@
 //! [`crate::direct`]: too long a span, no direct slot free); it is then
 //! queued for a worker (see [`crate::enqueue`]).
 
+use crate::admission::Caller;
 use crate::enqueue;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,11 +30,16 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
+use axum::Extension;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::time::Duration;
 
-pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub async fn submit(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     if let Err(e) = check_content_type(&parts.headers) {
         drain(body).await;
@@ -48,7 +54,7 @@ pub async fn submit(State(app): State<AppState>, request: Request) -> Result<Res
             return Ok(answer);
         }
     }
-    enqueue::enqueue(&app, &query, respond_async).await
+    enqueue::enqueue(&app, &caller, &query, respond_async).await
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

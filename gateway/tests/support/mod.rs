@@ -74,11 +74,21 @@ impl Service {
     /// variables of the test's environment are not passed on, so only
     /// `args` and `envs` configure it.
     pub fn start_listening(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Service {
+        Service::start_listening_logged(bin, args, envs, Stdio::inherit())
+    }
+
+    /// [`Service::start_listening`], with its log (stderr) going to `log`.
+    pub fn start_listening_logged(
+        bin: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: Stdio,
+    ) -> Service {
         let mut cmd = Command::new(bin);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         quiet_env(&mut cmd);
         cmd.envs(envs.iter().copied());
         let mut child = cmd
@@ -176,10 +186,17 @@ impl Drop for Service {
     }
 }
 
-/// Starts the gateway on a free port with `db` and `args`.
+/// The tier that lifts the rate limits and the queued cap off clients
+/// without a key: every test client comes from 127.0.0.1, and tests not
+/// about limits must not meet them. Tests about limits set their own.
+pub const NO_LIMITS: &str = "anonymous:submits=off,polls=off,queued=off";
+
+/// Starts the gateway on a free port with `db` and `args` (and
+/// [`NO_LIMITS`], which `args` may override with another `--tier
+/// anonymous:…`).
 pub fn gateway(db: &Path, args: &[&str]) -> Service {
     let db = db.to_str().expect("temp paths are UTF-8");
-    let mut all = vec!["--listen", "127.0.0.1:0", "--db", db];
+    let mut all = vec!["--listen", "127.0.0.1:0", "--db", db, "--tier", NO_LIMITS];
     all.extend_from_slice(args);
     Service::start_listening(env!("CARGO_BIN_EXE_airq-gateway"), &all, &[])
 }
