@@ -177,8 +177,8 @@ async fn provision_ingest_and_query_on_aws() {
     let first = String::from_utf8_lossy(&first.stdout).into_owned();
     assert_eq!(
         first.lines().filter(|l| l.starts_with("created")).count(),
-        11,
-        "3 tables, 2 time-to-live settings, 4 queues, the bucket and its rules:\n{first}"
+        12,
+        "4 tables, 2 time-to-live settings, 4 queues, the bucket and its rules:\n{first}"
     );
     assert!(first.contains("export AIRQ_BACKEND=aws"), "{first}");
     assert!(
@@ -243,7 +243,10 @@ async fn provision_ingest_and_query_on_aws() {
     );
     let (_gateway, base) = start(
         "airq-gateway",
-        &with(&["--backend", "aws", "--listen", "127.0.0.1:0"], &[]),
+        &with(
+            &["--backend", "aws", "--listen", "127.0.0.1:0"],
+            &["--key-cache-ttl", "200ms"],
+        ),
         true,
     );
     let http = reqwest::Client::new();
@@ -282,6 +285,58 @@ async fn provision_ingest_and_query_on_aws() {
         "queued CSV is byte-identical to the direct one"
     );
 
+    // API keys on DynamoDB: made by airq-deploy, honoured by the gateway,
+    // refused once revoked (this gateway remembers a key for 200 ms).
+    let made = run(
+        "airq-deploy",
+        &with(
+            &["keys", "--backend", "aws"],
+            &["create", "--name", "e2e", "--json"],
+        ),
+    );
+    let made: serde_json::Value =
+        serde_json::from_slice(&made.stdout).expect("keys create --json prints JSON");
+    let key = made["key"].as_str().expect("the key").to_owned();
+    let id = made["id"].as_str().expect("the key's id").to_owned();
+    let with_key = || {
+        http.post(format!("{base}/api/query"))
+            .header("content-type", "application/json")
+            .header("x-api-key", &key)
+            .body(HOUR_DE_LOW)
+    };
+    let keyed = with_key().send().await.expect("POST");
+    assert_eq!(keyed.status(), 200);
+    assert_eq!(
+        keyed.headers()["ratelimit-policy"],
+        "\"submits\";q=60;w=60",
+        "the key's tier (standard) applies"
+    );
+    let listed = run(
+        "airq-deploy",
+        &with(&["keys", "--backend", "aws"], &["list"]),
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains(&id) && !listed.contains(&key[5..]),
+        "{listed}"
+    );
+    run(
+        "airq-deploy",
+        &with(&["keys", "--backend", "aws"], &["revoke", &id]),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = with_key().send().await.expect("POST").status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a revoked key is refused once the gateway's cache forgets it; got {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // A result larger than an SQS message: worker → S3 → gateway → S3.
     let want_all = expected_csv(HOUR_ALL);
     assert!(want_all.len() > 256 * 1024, "{} bytes", want_all.len());
@@ -297,7 +352,7 @@ async fn provision_ingest_and_query_on_aws() {
     let gone = String::from_utf8_lossy(&gone.stdout).into_owned();
     assert_eq!(
         gone.lines().filter(|l| l.starts_with("deleted")).count(),
-        8,
-        "3 tables, 4 queues and the bucket:\n{gone}"
+        9,
+        "4 tables, 4 queues and the bucket:\n{gone}"
     );
 }
