@@ -43,5 +43,7 @@ echo "== AWS emulator (moto in .venv/, for the aws backend's tests)"
 moto_env="$(bash scripts/moto.sh start)"
 eval "$moto_env"
 trap 'bash scripts/moto.sh stop "$AIRQ_MOTO_PID"' EXIT
+echo "== OpenAPI validator (openapi-spec-validator in .venv/, for gateway/tests/openapi.rs)"
+"${AIRQ_VENV:-.venv}/bin/python" -m pip install --quiet --disable-pip-version-check "openapi-spec-validator==0.9.0"
 echo "== tests"
 cargo test --workspace --no-fail-fast

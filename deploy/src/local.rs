@@ -2,7 +2,11 @@
 //!
 //! Starts a one-shot ingestion of the shipped sample (so the stack has data
 //! offline), then, as supervised children: the master on its nightly
-//! schedule, one gateway and N workers, all sharing one SQLite file.
+//! schedule, one gateway and N workers, all sharing one SQLite file. The
+//! master and the workers serve Prometheus metrics on free loopback ports
+//! (the gateway serves its own at `/metrics`); each one's URL is printed
+//! as it starts (`[worker-1] metrics on http://127.0.0.1:PORT/metrics`),
+//! again after a restart.
 
 use crate::supervisor::{supervise, ChildSpec};
 use airq_cli::renamed::{self, Renamed};
@@ -17,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 /// How long past its shutdown grace a child may take to exit (log, flush,
 /// hand messages back) before it is killed.
 pub const KILL_MARGIN: Duration = Duration::from_secs(5);
+
+/// Where the master and the workers serve their metrics: loopback, a free
+/// port each (they print the one they got).
+pub const METRICS_LISTEN: &str = "127.0.0.1:0";
 
 /// The flags renamed in `up`, still accepted with a warning.
 pub const RENAMED: &[Renamed] = &[renamed::GRACE];
@@ -118,6 +126,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     // finishing within it.
     let grace = humantime::format_duration(args.shutdown_grace).to_string();
     let grace: Vec<String> = vec!["--shutdown-grace".into(), grace];
+    let metrics: Vec<String> = vec!["--metrics-listen".into(), METRICS_LISTEN.into()];
 
     if !args.seed.is_empty() {
         tracing::info!(source = %args.seed, "ingesting the seed feed");
@@ -147,6 +156,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             args: [
                 vec!["schedule".into(), "--cron".into(), args.cron.clone()],
                 store.clone(),
+                metrics.clone(),
             ]
             .concat(),
         },
@@ -166,7 +176,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         specs.push(ChildSpec {
             name: format!("worker-{i}"),
             program: worker.clone(),
-            args: [store.clone(), grace.clone(), split(&args.worker_args)].concat(),
+            // The extra arguments last: a worker takes the last value of a
+            // flag given twice, so they can override ours.
+            args: [
+                store.clone(),
+                grace.clone(),
+                metrics.clone(),
+                split(&args.worker_args),
+            ]
+            .concat(),
         });
     }
 

@@ -9,7 +9,7 @@ use airq_aws::{
 };
 use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
-use airq_core::results::{Outcome, ResultStore};
+use airq_core::results::{Outcome, ResultStore, Submission};
 use airq_core::store::ReadingStore;
 use airq_core::{ClientId, Query, QueryLimits, Reading, Timestamp};
 use airq_deploy::emulator;
@@ -316,10 +316,14 @@ async fn a_results_table_without_the_pending_index_gets_it() {
         blobs(&clients, &names),
     );
     let me = ClientId::Key(uuid::Uuid::new_v4());
+    let mine = Submission {
+        client: me,
+        request_id: None,
+    };
     let q = Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600));
     for _ in 0..2 {
         store
-            .create(uuid::Uuid::new_v4(), &q, Duration::from_secs(3600), &me)
+            .create(uuid::Uuid::new_v4(), &q, Duration::from_secs(3600), &mine)
             .await
             .expect("create");
     }
@@ -334,9 +338,12 @@ async fn large_result_arrives_intact_through_s3() {
     let (clients, names, store) = provisioned_results().await;
     let q = Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600));
     let id = uuid::Uuid::new_v4();
-    let client = ClientId::address("127.0.0.1".parse().expect("address"));
+    let submission = Submission {
+        client: ClientId::address("127.0.0.1".parse().expect("address")),
+        request_id: Some(format!("req-{id}")),
+    };
     store
-        .create(id, &q, Duration::from_secs(3600), &client)
+        .create(id, &q, Duration::from_secs(3600), &submission)
         .await
         .expect("create");
     let csv: String = std::iter::once("a,b\n".to_owned())
@@ -355,6 +362,10 @@ async fn large_result_arrives_intact_through_s3() {
     assert!(!store.finish(id, &dup).await.expect("finish again"));
     let r = store.get(id).await.expect("get").expect("record");
     assert_eq!(r.rows, Some(40_000));
+    assert_eq!(
+        r.request_id, submission.request_id,
+        "the submit's request id"
+    );
     let got = airq_core::results::read_csv(&store, &r)
         .await
         .expect("read");

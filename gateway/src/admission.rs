@@ -7,7 +7,7 @@
 //! |----------------------------|-----------|-------------------------|
 //! | `POST /api/query`          | `submits` | required                |
 //! | `GET /api/results/{id}`    | `polls`   | required                |
-//! | `GET /api/meta`            | `polls`   | optional                |
+//! | `GET /api/meta`, `/metrics` | `polls`  | optional                |
 //! | `/healthz`, `/readyz`, the web page and its files | none | no |
 //!
 //! A key is read from `X-API-Key`, or from `Authorization: Bearer`; both
@@ -239,7 +239,7 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
             kind: Kind::Submits,
             needs_key: true,
         }),
-        (&Method::GET | &Method::HEAD, "/api/meta") => Some(Route {
+        (&Method::GET | &Method::HEAD, "/api/meta" | "/metrics") => Some(Route {
             kind: Kind::Polls,
             needs_key: false,
         }),

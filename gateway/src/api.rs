@@ -8,6 +8,7 @@
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
 //! | GET    | `/readyz`             | 200 when the store and queue answer, else 503 naming which     |
+//! | GET    | `/metrics`            | 200 Prometheus text (404 with `--metrics off`)                  |
 //! | GET    | `/`, `/assets/{name}` | the web page and its files (see [`crate::web`])                |
 //!
 //! Unknown paths are 404 and wrong methods 405, both JSON. The API routes
@@ -16,6 +17,8 @@
 use crate::admission;
 use crate::error::ApiError;
 use crate::handlers::{health, meta, results, submit};
+use crate::observe;
+use crate::request_id::{self, RequestId};
 use crate::state::AppState;
 use crate::web;
 use axum::extract::{Request, State};
@@ -33,13 +36,16 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 pub fn router(app: AppState, request_timeout: Duration) -> Router {
-    Router::new()
+    let metrics_on = app.metrics.is_some();
+    let router = Router::new()
         .route("/api/query", post(submit::submit))
         .route("/api/results/{id}", get(results::get))
         .route("/api/meta", get(meta::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(observe::scrape))
         .merge(web::routes())
+        .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -61,13 +67,30 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
                 .make_span_with(request_span)
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
-        .layer(CatchPanicLayer::custom(panicked))
+        .layer(CatchPanicLayer::custom(panicked));
+    // Counted and timed around everything else, so a 500 or a timeout is
+    // counted too; with `--metrics off` the layer is not there at all.
+    let router = if metrics_on {
+        router.layer(middleware::from_fn(observe::track))
+    } else {
+        router
+    };
+    // Outermost: every response, a panic's included, gets its request id.
+    router.layer(middleware::from_fn(request_id::assign))
 }
 
 /// A request's log span: its method and path, never its query string
 /// (where a careless client may have put a key, see [`admission`]).
+///
+/// An `info` span, so that the request id is on every line of the request
+/// at the default log level.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
-    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", RequestId::as_str);
+    tracing::info_span!("request", method = %request.method(),
+        path = %request.uri().path(), request_id = %id)
 }
 
 /// Whether a response is a CSV answer sent whole: a `206` is a slice of

@@ -25,6 +25,14 @@ pub enum AuthMode {
     Required,
 }
 
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is neither on nor off")),
+    }
+}
+
 fn parse_tier(s: &str) -> Result<Tier, String> {
     s.parse()
 }
@@ -163,8 +171,14 @@ pub struct Config {
     #[arg(long, env = "AIRQ_KEY_CACHE_TTL", default_value = "30s", value_parser = duration::parse)]
     pub key_cache_ttl: Duration,
 
+    /// Prometheus metrics at `GET /metrics` (`on`), or none at all (`off`:
+    /// no recorder is installed and no request is counted).
+    #[arg(long, env = "AIRQ_METRICS", default_value = "on", value_parser = on_off,
+          action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// Clients whose rate limits are tracked at once (each takes about
-    /// 300 bytes); beyond it the least recently seen is forgotten.
+    /// 500 bytes); beyond it the least recently seen is forgotten.
     #[arg(long, env = "AIRQ_MAX_TRACKED_CLIENTS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tracked_clients: u64,
@@ -280,6 +294,13 @@ mod tests {
         assert_eq!(c.send_timeout, Duration::from_secs(30));
         assert!(c.max_connections() >= 1);
         assert_eq!(c.auth, AuthMode::Optional);
+        assert!(c.metrics);
+        assert!(
+            !Config::try_parse_from(["airq-gateway", "--metrics", "off"])
+                .unwrap()
+                .metrics
+        );
+        assert!(Config::try_parse_from(["airq-gateway", "--metrics", "maybe"]).is_err());
         assert!(c.tiers.is_empty() && c.trusted_proxies.is_empty());
     }
 

@@ -17,9 +17,10 @@
 use crate::admission::Caller;
 use crate::answer_headers;
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::state::App;
 use airq_core::job::Job;
-use airq_core::results::Outcome;
+use airq_core::results::{Outcome, Submission};
 use airq_core::{Query, Timestamp};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,7 @@ use uuid::Uuid;
 pub async fn enqueue(
     app: &App,
     caller: &Caller,
+    request_id: &RequestId,
     query: &Query,
     respond_async: bool,
 ) -> Result<Response, ApiError> {
@@ -60,12 +62,16 @@ pub async fn enqueue(
     }
 
     let id = Uuid::new_v4();
+    let submission = Submission {
+        client: caller.client,
+        request_id: Some(request_id.to_string()),
+    };
     results
-        .create(id, query, app.result_ttl, &caller.client)
+        .create(id, query, app.result_ttl, &submission)
         .await
         .map_err(ApiError::unavailable("result store unavailable"))?;
     if let Err(e) = queue
-        .send(&Job::new(id, query, app.max_result_rows).to_json())
+        .send(&Job::new(id, query, app.max_result_rows, Some(request_id.to_string())).to_json())
         .await
     {
         // Tell a client that polls anyway, instead of leaving it queued.
@@ -78,12 +84,14 @@ pub async fn enqueue(
         return Err(ApiError::unavailable("request queue unavailable")(e));
     }
     app.backlog.update(|d| d.visible += 1).await;
+    metrics::counter!("airq_results_created_total").increment(1);
+    metrics::counter!("airq_queries_total", "answer" => "queued").increment(1);
     tracing::debug!(%id, "query queued");
 
     let location = format!("/api/results/{id}");
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": id, "status": "queued" })),
+        Json(serde_json::json!({ "id": id, "status": "queued", "requestId": request_id.as_str() })),
     )
         .into_response();
     let h = response.headers_mut();

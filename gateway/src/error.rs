@@ -88,6 +88,19 @@ impl ApiError {
         }
     }
 
+    /// The `reason` label of `airq_rejections_total` when this error
+    /// refuses a client (rather than reports a fault).
+    fn rejection(&self) -> Option<&'static str> {
+        Some(match self {
+            ApiError::RateLimited { .. } => "rate_limit",
+            ApiError::TooManyQueued { .. } => "queued_cap",
+            ApiError::Unauthorized(_) => "auth",
+            ApiError::KeyInUrl => "key_in_url",
+            ApiError::Backlog { .. } => "backlog",
+            _ => return None,
+        })
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
@@ -127,6 +140,9 @@ fn field(name: &str, message: String) -> Vec<FieldError> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let Some(reason) = self.rejection() {
+            metrics::counter!("airq_rejections_total", "reason" => reason).increment(1);
+        }
         let (error, fields) = match &self {
             ApiError::InvalidQuery(e) => ("invalid query".to_owned(), e.errors.clone()),
             ApiError::BodyTooLarge { limit } => (

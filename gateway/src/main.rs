@@ -15,7 +15,10 @@ mod direct;
 mod enqueue;
 mod error;
 mod handlers;
+mod observe;
+mod openapi;
 mod rate_limit;
+mod request_id;
 mod serve;
 mod state;
 mod tiers;
@@ -69,7 +72,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.purge_every,
         &cancel,
     );
-    let app = Arc::new(state::App::new(&config, backend.clone()));
+    let metrics = if config.metrics {
+        Some(airq_cli::metrics::install().context("starting metrics")?)
+    } else {
+        None
+    };
+    let app = Arc::new(state::App::new(&config, backend.clone(), metrics));
     tracing::info!(auth = ?config.auth, tiers = %app.admission.tiers().describe(),
         trusted_proxies = ?config.trusted_proxies, "admission");
     let direct_limit = config.direct_limit();

@@ -5,10 +5,12 @@ use crate::admission::Admission;
 use crate::cached::Cached;
 use crate::config::Config;
 use crate::direct::Direct;
+use crate::observe::{QueueSample, QUEUE_SAMPLE_EVERY};
 use airq_core::queue::QueueDepth;
 use airq_core::Backend;
 use airq_core::QueryLimits;
 use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,12 +35,16 @@ pub struct App {
     pub backlog: Cached<QueueDepth>,
     /// The `/api/meta` document, serialized.
     pub meta: Cached<Bytes>,
+    /// The metrics recorder's renderer; `None` with `--metrics off`.
+    pub metrics: Option<PrometheusHandle>,
+    /// The queues' depths as `/metrics` reports them.
+    pub queue_sample: QueueSample,
 }
 
 pub type AppState = Arc<App>;
 
 impl App {
-    pub fn new(config: &Config, backend: Backend) -> Self {
+    pub fn new(config: &Config, backend: Backend, metrics: Option<PrometheusHandle>) -> Self {
         App {
             direct: Direct::new(backend.readings.clone(), config),
             admission: Admission::new(config, backend.keys.clone()),
@@ -50,6 +56,8 @@ impl App {
             body_limit: config.body_limit,
             backlog: Cached::new(BACKLOG_CACHE),
             meta: Cached::new(META_CACHE),
+            metrics,
+            queue_sample: Cached::new(QUEUE_SAMPLE_EVERY),
         }
     }
 }

@@ -270,7 +270,10 @@ async fn unknown_malformed_and_expired_ids() {
             id,
             &q,
             Duration::ZERO,
-            &airq_core::ClientId::address("127.0.0.1".parse().unwrap()),
+            &airq_core::results::Submission {
+                client: airq_core::ClientId::address("127.0.0.1".parse().unwrap()),
+                request_id: None,
+            },
         )
         .await
         .unwrap();
@@ -305,7 +308,9 @@ async fn dead_lettered_job_fails_with_the_reason() {
     let id = submit_async(&s, DE_LOW_HOUR).await;
     let q = Query::from_json(DE_LOW_HOUR.as_bytes(), &QueryLimits::default()).unwrap();
     let dlq = SqliteQueue::new(s.db(), "RequestSend-dlq", None);
-    dlq.send(&Job::new(id, &q, 1_000).to_json()).await.unwrap();
+    dlq.send(&Job::new(id, &q, 1_000, None).to_json())
+        .await
+        .unwrap();
     // A malformed job still names its id.
     let id2 = submit_async(&s, DE_LOW_HOUR).await;
     dlq.send(&format!(r#"{{"id":"{id2}","query":42}}"#))

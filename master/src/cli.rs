@@ -3,6 +3,7 @@
 
 use airq_cli::connect::BackendArgs;
 use airq_cli::logging::LogArgs;
+use airq_cli::metrics::MetricsArgs;
 use airq_cli::renamed::{self, Renamed};
 use airq_cli::{defaults, duration};
 use chrono::NaiveDate;
@@ -108,6 +109,9 @@ pub struct ScheduleArgs {
     /// Also run once right away.
     #[arg(long, env = "AIRQ_RUN_NOW")]
     pub run_now: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     #[command(flatten)]
     pub fetch: FetchArgs,

@@ -4,7 +4,7 @@
 //! whatever the feed's size: the document, plus a few batches in flight.
 
 use crate::fetch::{self, FetchPolicy, Source};
-use crate::progress;
+use crate::{metrics, progress};
 use airq_core::feed::{self, FeedError, FeedStats, Rejection};
 use airq_core::store::ReadingStore;
 use airq_core::{Reading, Timestamp};
@@ -123,6 +123,7 @@ where
                 .with_context(|| format!("storing a batch after {stored} readings"))?;
             busy += started.elapsed();
             stored += n;
+            metrics::stored(n);
         }
         anyhow::Ok((stored, busy))
     };
@@ -210,6 +211,8 @@ pub async fn process_at(
     })
     .await?;
     let elapsed = started.elapsed();
+    // Also when the feed breaks off: these entries were read and refused.
+    metrics::rejected(&counted);
     match parsed {
         Ok(stats) => Ok(Processed {
             stats,
@@ -312,6 +315,7 @@ pub async fn ingest(
     let doc = fetch::fetch(source, policy).await?;
     let fetch = started.elapsed();
     let bytes = doc.len() as u64;
+    metrics::fetched(bytes);
     // The ingestion time is when the document is in hand: a slow download
     // does not narrow the window of timestamps accepted.
     let now = Timestamp::now();

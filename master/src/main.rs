@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod fetch;
 mod ingest;
+mod metrics;
 mod progress;
 mod schedule;
 mod synth;
@@ -104,7 +105,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stop = CancellationToken::new();
             airq_cli::shutdown::cancel_on_signal(stop.clone(), "no new runs will start")
                 .context("installing signal handlers")?;
-            schedule::run(store, plan, stop).await
+            // Served until the scheduler has stopped.
+            let metrics_stop = CancellationToken::new();
+            args.metrics
+                .start(metrics_stop.clone(), metrics::register)
+                .await
+                .context("starting metrics")?;
+            let ran = schedule::run(store, plan, stop).await;
+            metrics_stop.cancel();
+            ran
         }
         Command::Synth(args) => synth_command(&global, args).await,
         Command::BenchIngest(args) => bench::run(args).await,

@@ -8,12 +8,12 @@
 //! next ingestion rewrites the rest (storing is idempotent).
 
 use crate::fetch::{FetchPolicy, Source};
-use crate::ingest;
+use crate::{ingest, metrics};
 use airq_core::store::ReadingStore;
 use anyhow::{anyhow, Context as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
@@ -76,9 +76,12 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> bool {
     info!(run, trigger, source = %plan.source, "ingestion run starting");
+    metrics::run_started();
+    let started = Instant::now();
     let ingestion = ingest::ingest(store.clone(), &plan.source, &plan.policy, plan.batch_size);
     tokio::select! {
         outcome = ingestion => {
+            metrics::run_finished(outcome.is_ok(), started.elapsed());
             match outcome {
                 Ok(summary) => summary.log(),
                 Err(e) => error!(run, error = format!("{e:#}"), "ingestion run failed; the next tick tries again"),

@@ -2,6 +2,7 @@
 
 use airq_cli::connect::BackendArgs;
 use airq_cli::logging::LogArgs;
+use airq_cli::metrics::MetricsArgs;
 use airq_cli::renamed::{self, Renamed};
 use airq_cli::{defaults, duration};
 use clap::Parser;
@@ -11,13 +12,18 @@ use std::time::Duration;
 /// result's CSV to RequestReceive. Start as many as the queue needs, on any
 /// number of hosts.
 #[derive(Debug, Parser)]
-#[command(name = "airq-worker", version)]
+// A flag given twice takes its last value, so that `airq-deploy up
+// --worker-args` can override the flags `up` passes (e.g. --metrics-listen).
+#[command(name = "airq-worker", version, args_override_self = true)]
 pub struct Cli {
     #[command(flatten)]
     pub backend: BackendArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Queries run at once (default: the number of CPUs).
     #[arg(long, env = "AIRQ_WORKER_CONCURRENCY")]
@@ -68,6 +74,20 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.visibility_timeout, Duration::from_secs(30));
         assert!(c.concurrency() >= 1);
+        assert_eq!(c.metrics.listen(), None, "metrics are off by default");
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value() {
+        let c = Cli::try_parse_from([
+            "airq-worker",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "0.0.0.0:9101",
+        ])
+        .unwrap();
+        assert_eq!(c.metrics.listen(), Some("0.0.0.0:9101"));
     }
 
     #[test]

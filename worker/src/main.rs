@@ -3,6 +3,7 @@
 
 mod cli;
 mod execute;
+mod metrics;
 mod runner;
 
 use anyhow::Context;
@@ -35,6 +36,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     airq_cli::shutdown::cancel_on_signal(shutdown.clone(), "no new requests will be taken")
         .context("installing signal handlers")?;
+    // Served until the drain is over: a scrape during it still sees the
+    // jobs in progress.
+    let metrics_stop = CancellationToken::new();
+    let concurrency = settings.concurrency;
+    cli.metrics
+        .start(metrics_stop.clone(), || metrics::register(concurrency))
+        .await
+        .context("starting metrics")?;
     tracing::info!(
         store = %backend.location,
         concurrency = settings.concurrency,
@@ -43,6 +52,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     );
 
     runner::Runner::new(backend, settings).run(shutdown).await;
+    metrics_stop.cancel();
     tracing::info!("worker stopped");
     Ok(())
 }

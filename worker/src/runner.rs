@@ -4,6 +4,7 @@
 //! out their visibility timeout.
 
 use crate::execute::{run_query, Handled};
+use crate::metrics::{self, JobOutcome};
 use airq_core::job::{Job, JobError, JobResult};
 use airq_core::queue::{Message, Receipt};
 use airq_core::results::Outcome;
@@ -11,10 +12,11 @@ use airq_core::Backend;
 use airq_core::BackendError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 /// Most messages one receive call asks for (the SQS maximum).
@@ -66,12 +68,15 @@ impl Runner {
                     Err(_) => break,
                 }
             }
+            let waiting = Instant::now();
             let received = tokio::select! {
                 r = self.backend.request_send.receive(permits.len(), self.settings.visibility, self.settings.receive_wait) => r,
                 _ = shutdown.cancelled() => break,
             };
             let messages = match received {
                 Ok(m) => {
+                    metrics::receive_waited(waiting.elapsed());
+                    metrics::received(m.len());
                     failures = 0;
                     m
                 }
@@ -133,6 +138,9 @@ impl Runner {
             .map(|mut m| m.drain().collect())
             .unwrap_or_default();
         for (id, receipt) in left {
+            // Handed back now, or (if that fails) after its visibility
+            // timeout: either way it goes back to the queue.
+            metrics::job(JobOutcome::Returned);
             match self
                 .backend
                 .request_send
@@ -143,6 +151,9 @@ impl Runner {
                     tracing::info!(message = %id, "handed an unfinished request back to the queue")
                 }
                 Err(e) => {
+                    if matches!(e, BackendError::StaleReceipt) {
+                        metrics::stale_receipt();
+                    }
                     tracing::warn!(message = %id, error = %e, "could not hand a request back; it returns after its visibility timeout")
                 }
             }
@@ -150,43 +161,105 @@ impl Runner {
     }
 }
 
-/// Handles one message end to end. Never panics on its content.
+/// Handles one message end to end, in a `job` span naming its result and
+/// request id (so every log line about it, the heartbeat's included, carries
+/// them). Never panics on its content.
 async fn handle(backend: &Backend, settings: &Settings, in_flight: &InFlight, message: Message) {
+    let _busy = metrics::Busy::start();
+    let parsed = Job::parse(&message.body);
+    let span = job_span(&parsed);
+    handle_job(backend, settings, &message, parsed)
+        .instrument(span)
+        .await;
+    if let Ok(mut m) = in_flight.lock() {
+        m.remove(&message.id);
+    }
+}
+
+/// The span of one job: `result` (its result id) and `request_id` (the
+/// submit's `X-Request-Id`), empty when the message does not say.
+fn job_span(parsed: &Result<Job, JobError>) -> tracing::Span {
+    let (result, request_id) = match parsed {
+        Ok(job) => (Some(job.id), job.request_id.as_deref()),
+        Err(JobError::Malformed { id, .. }) => (*id, None),
+    };
+    let result = result.map(|id| id.to_string()).unwrap_or_default();
+    let request_id = request_id.filter(|r| loggable_request_id(r)).unwrap_or("");
+    tracing::info_span!("job", result = %result, request_id = %request_id)
+}
+
+/// Whether a job's request id may go into a log line as it is: the
+/// gateway's own rule (1 to 128 characters of `A-Za-z0-9._~:+/=-`),
+/// checked again because the queue is another process's input.
+fn loggable_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~:+/=-".contains(&b))
+}
+
+async fn handle_job(
+    backend: &Backend,
+    settings: &Settings,
+    message: &Message,
+    parsed: Result<Job, JobError>,
+) {
+    let started = Instant::now();
     let heartbeat = CancellationToken::new();
-    let beat = tokio::spawn(keep_invisible(
-        backend.clone(),
-        message.clone(),
-        settings.visibility,
-        heartbeat.clone(),
-    ));
-    let handled = process(backend, settings, &message).await;
+    let beat = tokio::spawn(
+        keep_invisible(
+            backend.clone(),
+            message.clone(),
+            settings.visibility,
+            heartbeat.clone(),
+        )
+        .in_current_span(),
+    );
+    let handled = process(backend, settings, message, parsed).await;
     heartbeat.cancel();
     let _ = beat.await;
     let receipt = &message.receipt;
 
     let finished = match handled {
-        Ok(Handled::Outcome(id, outcome)) => report(backend, id, outcome).await,
-        Ok(Handled::Duplicate) | Ok(Handled::Unidentifiable) => Ok(()),
+        Ok(Handled::Outcome(id, outcome)) => {
+            let (kind, rows) = match &outcome {
+                Outcome::Done { rows, .. } | Outcome::Stored { rows, .. } => {
+                    (JobOutcome::Done, Some(*rows))
+                }
+                Outcome::Failed { .. } => (JobOutcome::Failed, None),
+            };
+            report(backend, id, outcome).await.map(|()| {
+                metrics::ran(started.elapsed(), rows);
+                kind
+            })
+        }
+        Ok(Handled::Duplicate) => Ok(JobOutcome::Duplicate),
+        Ok(Handled::Unidentifiable) => Ok(JobOutcome::Failed),
         Err(e) => Err(e),
     };
     match finished {
-        Ok(()) => {
-            if let Err(e) = backend.request_send.delete(receipt).await {
-                tracing::warn!(message = %message.id, error = %e, "could not delete a finished request; it may be delivered again (harmless)");
+        Ok(kind) => {
+            metrics::job(kind);
+            match backend.request_send.delete(receipt).await {
+                Ok(()) => {}
+                Err(e) => {
+                    if matches!(e, BackendError::StaleReceipt) {
+                        metrics::stale_receipt();
+                    }
+                    tracing::warn!(message = %message.id, error = %e, "could not delete a finished request; it may be delivered again (harmless)");
+                }
             }
         }
         Err(e) => {
             // Transient: leave the message to come back after a short
             // pause; after the maximum receives it is dead-lettered.
+            metrics::job(JobOutcome::Retried);
             tracing::warn!(message = %message.id, receives = message.receive_count, error = %e, "request failed; it will be retried");
             let _ = backend
                 .request_send
                 .change_visibility(receipt, Duration::from_secs(2))
                 .await;
         }
-    }
-    if let Ok(mut m) = in_flight.lock() {
-        m.remove(&message.id);
     }
 }
 
@@ -195,14 +268,15 @@ async fn process(
     backend: &Backend,
     settings: &Settings,
     message: &Message,
+    parsed: Result<Job, JobError>,
 ) -> Result<Handled, BackendError> {
-    let job = match Job::parse(&message.body) {
+    let job = match parsed {
         Ok(job) => job,
         Err(JobError::Malformed {
             id: Some(id),
             reason,
         }) => {
-            tracing::warn!(message = %message.id, result = %id, %reason, "malformed request");
+            tracing::warn!(message = %message.id, %reason, "malformed request");
             return Ok(Handled::Outcome(
                 id,
                 Outcome::Failed {
@@ -217,7 +291,7 @@ async fn process(
     };
     if let Some(existing) = backend.results.get(job.id).await? {
         if existing.state.is_final() {
-            tracing::info!(result = %job.id, "duplicate delivery of a finished request; skipping");
+            tracing::info!("duplicate delivery of a finished request; skipping");
             return Ok(Handled::Duplicate);
         }
     }
@@ -226,12 +300,12 @@ async fn process(
     let outcome = run_query(backend, &job, settings.test_query_delay).await?;
     match &outcome {
         Outcome::Done { rows, csv } => {
-            tracing::info!(result = %job.id, rows, bytes = csv.len(), elapsed = ?started.elapsed(), "query done")
+            tracing::info!(rows, bytes = csv.len(), elapsed = ?started.elapsed(), "query done")
         }
         Outcome::Stored { rows, csv } => {
-            tracing::info!(result = %job.id, rows, bytes = csv.bytes, elapsed = ?started.elapsed(), "query done")
+            tracing::info!(rows, bytes = csv.bytes, elapsed = ?started.elapsed(), "query done")
         }
-        Outcome::Failed { error } => tracing::info!(result = %job.id, %error, "query failed"),
+        Outcome::Failed { error } => tracing::info!(%error, "query failed"),
     }
     Ok(Handled::Outcome(job.id, outcome))
 }
@@ -262,14 +336,32 @@ async fn keep_invisible(
             .change_visibility(&message.receipt, visibility)
             .await
         {
-            Ok(()) => tracing::debug!(message = %message.id, "visibility renewed"),
+            Ok(()) => {
+                metrics::heartbeat();
+                tracing::debug!(message = %message.id, "visibility renewed")
+            }
             Err(BackendError::StaleReceipt) => {
+                metrics::stale_receipt();
                 tracing::warn!(message = %message.id, "request was received again elsewhere; finishing anyway (results are idempotent)");
                 return;
             }
             Err(e) => {
                 tracing::warn!(message = %message.id, error = %e, "could not renew visibility")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sensible_request_ids_are_logged() {
+        assert!(loggable_request_id("req-42_a.b~c:d+e/f=g"));
+        assert!(loggable_request_id(&"a".repeat(128)));
+        for bad in ["", "two words", "line\nbreak", "ünï", &"a".repeat(129)] {
+            assert!(!loggable_request_id(bad), "{bad:?}");
         }
     }
 }

@@ -69,12 +69,15 @@ impl Env {
                 id,
                 query,
                 Duration::from_secs(3600),
-                &airq_core::ClientId::address("127.0.0.1".parse().expect("address")),
+                &airq_core::results::Submission {
+                    client: airq_core::ClientId::address("127.0.0.1".parse().expect("address")),
+                    request_id: None,
+                },
             )
             .await
             .expect("create");
         self.queue(REQUEST_SEND)
-            .send(&Job::new(id, query, airq_core::results::DEFAULT_MAX_RESULT_ROWS).to_json())
+            .send(&Job::new(id, query, airq_core::results::DEFAULT_MAX_RESULT_ROWS, None).to_json())
             .await
             .expect("send");
         id

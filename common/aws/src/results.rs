@@ -28,7 +28,7 @@ use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{
-    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv,
+    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv, Submission,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -73,6 +73,12 @@ struct ResultItem {
     /// recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client: Option<String>,
+    /// The request id of its submit ([`crate::schema::REQUEST_ID_ATTRIBUTE`]; absent on
+    /// records made before it was kept, and when the submit had none).
+    /// Kept for the record's whole life: neither finishing nor purging
+    /// removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
     /// The client again while the result is queued or running: the
     /// partition key of the sparse index `by_pending_client`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,8 +289,9 @@ impl ResultStore for DynamoResultStore {
         id: Uuid,
         query: &Query,
         ttl: Duration,
-        client: &ClientId,
+        submission: &Submission,
     ) -> Result<(), BackendError> {
+        let client = &submission.client;
         let now = Timestamp::now().0;
         let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
         let item = ResultItem {
@@ -300,6 +307,7 @@ impl ResultStore for DynamoResultStore {
             csv_bytes: None,
             error: None,
             client: Some(client.to_string()),
+            request_id: submission.request_id.clone(),
             pending_client: Some(client.to_string()),
             gc: GC_PARTITION.to_owned(),
             purge_at: expires_at,
@@ -400,6 +408,7 @@ impl ResultStore for DynamoResultStore {
             stored,
             error: item.error,
             client,
+            request_id: item.request_id,
         }))
     }
 
@@ -579,7 +588,7 @@ impl ResultStore for DynamoResultStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::CLIENT_ATTRIBUTE;
+    use crate::schema::{CLIENT_ATTRIBUTE, REQUEST_ID_ATTRIBUTE};
 
     #[test]
     fn items_use_the_schemas_attribute_names() {
@@ -596,6 +605,7 @@ mod tests {
             csv_bytes: None,
             error: None,
             client: Some("addr:192.0.2.1".into()),
+            request_id: Some("req-1".into()),
             pending_client: Some("addr:192.0.2.1".into()),
             gc: GC_PARTITION.into(),
             purge_at: 2,
@@ -605,6 +615,7 @@ mod tests {
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(item).unwrap();
         for name in [
             CLIENT_ATTRIBUTE,
+            REQUEST_ID_ATTRIBUTE,
             PENDING_CLIENT_ATTRIBUTE,
             EXPIRES_AT_ATTRIBUTE,
             GC_ATTRIBUTE,
@@ -612,5 +623,30 @@ mod tests {
         ] {
             assert!(item.contains_key(name), "{name}: {item:?}");
         }
+    }
+
+    #[test]
+    fn records_made_before_request_ids_have_none() {
+        let old: HashMap<String, AttributeValue> = [
+            ("id", s(Uuid::new_v4().to_string())),
+            ("state", s("queued")),
+            ("query", s("{}")),
+            ("created_at", n(1)),
+            ("updated_at", n(1)),
+            ("expires_at", n(2)),
+            ("gc", s(GC_PARTITION)),
+            ("purge_at", n(2)),
+            ("delete_after", n(3)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let item: ResultItem = serde_dynamo::from_item(old).unwrap();
+        assert_eq!(item.request_id, None);
+        let encoded: HashMap<String, AttributeValue> = serde_dynamo::to_item(item).unwrap();
+        assert!(
+            !encoded.contains_key(REQUEST_ID_ATTRIBUTE),
+            "no attribute is written for none: {encoded:?}"
+        );
     }
 }

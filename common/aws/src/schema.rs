@@ -30,6 +30,10 @@ pub const RESULT_TTL_ATTRIBUTE: &str = "delete_after";
 /// The client that submitted a result (its text form, `key:<uuid>` or
 /// `addr:<address>`).
 pub const CLIENT_ATTRIBUTE: &str = "client";
+/// The request id (`X-Request-Id`) of a result's submit, so that one id
+/// follows a query from submit to download (absent on records made before
+/// it was kept, and when the submit had none).
+pub const REQUEST_ID_ATTRIBUTE: &str = "request_id";
 /// The index counting each client's pending results. It is sparse: only
 /// a queued or running result carries its partition key, so it holds
 /// nothing else.

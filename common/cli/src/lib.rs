@@ -10,12 +10,16 @@
 //!   reuses when it starts the other binaries;
 //! - [`renamed`]: old flag and variable names kept working, with a warning;
 //! - [`logging`]: human-readable or JSON logs;
-//! - [`shutdown`]: SIGINT/SIGTERM as a future or a cancellation token.
+//! - [`shutdown`]: SIGINT/SIGTERM as a future or a cancellation token;
+//! - `metrics`: the Prometheus recorder and a `GET /metrics` server
+//!   (feature `metrics`).
 
 #[cfg(feature = "connect")]
 pub mod connect;
 pub mod defaults;
 pub mod duration;
 pub mod logging;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod renamed;
 pub mod shutdown;

@@ -3,7 +3,9 @@
 use airq_core::export::{CsvChunk, CsvStream};
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
-use airq_core::results::{read_csv, store_csv, Outcome, ResultState, ResultStore, StoredCsv};
+use airq_core::results::{
+    read_csv, store_csv, Outcome, ResultState, ResultStore, StoredCsv, Submission,
+};
 use airq_core::{BackendError, ClientId};
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -14,9 +16,18 @@ fn query() -> Query {
     Query::between(Timestamp(1_700_000_000), Timestamp(1_700_003_600))
 }
 
-/// An anonymous client, for checks about something else.
-fn anyone() -> ClientId {
-    ClientId::address("192.0.2.1".parse().expect("an address"))
+/// An anonymous client's submit without a request id, for checks about
+/// something else.
+fn anyone() -> Submission {
+    by(ClientId::address("192.0.2.1".parse().expect("an address")))
+}
+
+/// A submit by `client` without a request id.
+fn by(client: ClientId) -> Submission {
+    Submission {
+        client,
+        request_id: None,
+    }
 }
 
 /// A client no other check (or earlier run on a shared store) uses.
@@ -27,6 +38,7 @@ fn fresh_key_client() -> ClientId {
 pub async fn run_all(store: &dyn ResultStore) {
     lifecycle_done(store).await;
     clients_are_recorded(store).await;
+    request_ids_are_recorded(store).await;
     pending_counts_a_clients_live_unfinished_results(store).await;
     failure_is_readable(store).await;
     unknown_is_none(store).await;
@@ -370,7 +382,7 @@ pub async fn clients_are_recorded(store: &dyn ResultStore) {
     ] {
         let id = Uuid::new_v4();
         store
-            .create(id, &query(), Duration::from_secs(3600), &client)
+            .create(id, &query(), Duration::from_secs(3600), &by(client))
             .await
             .expect("create");
         let r = store.get(id).await.expect("get").expect("record");
@@ -383,6 +395,104 @@ pub async fn clients_are_recorded(store: &dyn ResultStore) {
         let r = store.get(id).await.expect("get").expect("record");
         assert_eq!(r.client, Some(client), "and kept once done");
     }
+}
+
+/// The request id of a result's submit is returned with it for as long as
+/// the record lives (queued, running, done inline or stored, failed, and
+/// expired), and a submit without one has none.
+pub async fn request_ids_are_recorded(store: &dyn ResultStore) {
+    let hour = Duration::from_secs(3600);
+    let small = Outcome::Done {
+        csv: "a\n".into(),
+        rows: 0,
+    };
+    let failed = Outcome::Failed { error: "no".into() };
+    let large = csv_of(12_000, "request id");
+    for (case, ttl) in [
+        ("done", hour),
+        ("stored", hour),
+        ("failed", hour),
+        ("expired", Duration::ZERO),
+    ] {
+        let id = Uuid::new_v4();
+        // Unique, so that no earlier run on a shared store can satisfy it.
+        let request_id = format!("req-{}", Uuid::new_v4());
+        let submission = Submission {
+            client: ClientId::Key(Uuid::new_v4()),
+            request_id: Some(request_id.clone()),
+        };
+        store
+            .create(id, &query(), ttl, &submission)
+            .await
+            .expect("create");
+        let read = move || async move {
+            store
+                .get(id)
+                .await
+                .expect("get")
+                .expect("record")
+                .request_id
+        };
+        assert_eq!(
+            read().await.as_deref(),
+            Some(request_id.as_str()),
+            "{case}: queued"
+        );
+        store.mark_running(id).await.expect("mark running");
+        assert_eq!(
+            read().await.as_deref(),
+            Some(request_id.as_str()),
+            "{case}: running"
+        );
+        let outcome = match case {
+            "stored" => {
+                let outcome = store_csv(store, id, chunked(&large, 32 * 1024), 1_000_000)
+                    .await
+                    .expect("store");
+                assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
+                outcome
+            }
+            "failed" => failed.clone(),
+            _ => small.clone(),
+        };
+        assert!(store.finish(id, &outcome).await.expect("finish"), "{case}");
+        assert!(
+            !store.finish(id, &failed).await.expect("duplicate"),
+            "{case}"
+        );
+        let r = store.get(id).await.expect("get").expect("record");
+        assert!(r.state.is_final(), "{case}: {:?}", r.state);
+        assert_eq!(
+            r.request_id.as_deref(),
+            Some(request_id.as_str()),
+            "{case}: finished"
+        );
+        if case == "expired" {
+            store
+                .purge_expired(Timestamp::now(), hour)
+                .await
+                .expect("purge");
+            let r = store.get(id).await.expect("get").expect("a tombstone");
+            assert_eq!(r.csv, None, "its data is dropped");
+            assert_eq!(
+                r.request_id.as_deref(),
+                Some(request_id.as_str()),
+                "but not its request id"
+            );
+        }
+    }
+
+    // A submit without one has none, before and after its outcome.
+    let id = Uuid::new_v4();
+    store
+        .create(id, &query(), hour, &by(fresh_key_client()))
+        .await
+        .expect("create");
+    let r = store.get(id).await.expect("get").expect("record");
+    assert_eq!(r.request_id, None, "none given, none returned");
+    assert!(store.finish(id, &small).await.expect("finish"));
+    let r = store.get(id).await.expect("get").expect("record");
+    assert_eq!(r.request_id, None, "and none once done");
 }
 
 pub async fn pending_counts_a_clients_live_unfinished_results(store: &dyn ResultStore) {
@@ -398,16 +508,19 @@ pub async fn pending_counts_a_clients_live_unfinished_results(store: &dyn Result
     let mut mine = Vec::new();
     for _ in 0..4 {
         let id = Uuid::new_v4();
-        store.create(id, &query(), hour, &me).await.expect("create");
+        store
+            .create(id, &query(), hour, &by(me))
+            .await
+            .expect("create");
         mine.push(id);
     }
     store
-        .create(Uuid::new_v4(), &query(), hour, &other)
+        .create(Uuid::new_v4(), &query(), hour, &by(other))
         .await
         .expect("create");
     // Expired at once: never counted, finished or not.
     store
-        .create(Uuid::new_v4(), &query(), Duration::ZERO, &me)
+        .create(Uuid::new_v4(), &query(), Duration::ZERO, &by(me))
         .await
         .expect("create");
     assert_eq!(

@@ -28,14 +28,19 @@ pub struct Job {
     /// version, which get [`DEFAULT_MAX_RESULT_ROWS`].
     #[serde(rename = "maxRows", default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u64>,
+    /// The request id of the submit that queued it (`X-Request-Id`), so
+    /// the worker's log lines name it; absent from earlier gateways.
+    #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Job {
-    pub fn new(id: Uuid, query: &Query, max_rows: u64) -> Self {
+    pub fn new(id: Uuid, query: &Query, max_rows: u64, request_id: Option<String>) -> Self {
         Job {
             id,
             query: query.to_json(),
             max_rows: Some(max_rows),
+            request_id,
         }
     }
 

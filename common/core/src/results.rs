@@ -108,6 +108,15 @@ pub trait CsvSink: Send {
     async fn abort(self: Box<Self>);
 }
 
+/// Who submitted a result, and with which request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub client: ClientId,
+    /// The submit's `X-Request-Id`, so that one id follows the query from
+    /// submit to download.
+    pub request_id: Option<String>,
+}
+
 /// One result as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultRecord {
@@ -131,6 +140,9 @@ pub struct ResultRecord {
     /// Who submitted it (`None` for results created before clients were
     /// recorded). A result submitted with a key is that key's alone.
     pub client: Option<ClientId>,
+    /// The request id of its submit (`None` for results created before
+    /// request ids were recorded).
+    pub request_id: Option<String>,
 }
 
 impl ResultRecord {
@@ -151,13 +163,13 @@ impl ResultRecord {
 
 #[async_trait]
 pub trait ResultStore: Send + Sync + 'static {
-    /// Records a newly queued query, submitted by `client`.
+    /// Records a newly queued query and who submitted it.
     async fn create(
         &self,
         id: Uuid,
         query: &Query,
         ttl: Duration,
-        client: &ClientId,
+        submission: &Submission,
     ) -> Result<(), BackendError>;
 
     /// How many of `client`'s results are queued or running and not

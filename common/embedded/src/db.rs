@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
      -- index (SQLite checks the partial index's WHERE again otherwise).
      CREATE INDEX IF NOT EXISTS results_pending_by_client ON results (client, expires_at, state)
          WHERE state IN ('queued', 'running');",
+    // 3: the request id (`X-Request-Id`) of each result's submit, so that
+    // one id follows a query from submit to download. Results made before
+    // have none.
+    "ALTER TABLE results ADD COLUMN request_id TEXT;",
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

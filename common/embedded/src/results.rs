@@ -9,7 +9,7 @@ use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{
-    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv,
+    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv, Submission,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -126,23 +126,26 @@ impl ResultStore for SqliteResultStore {
         id: Uuid,
         query: &Query,
         ttl: Duration,
-        client: &ClientId,
+        submission: &Submission,
     ) -> Result<(), BackendError> {
         let query = query.to_json();
-        let client = client.to_string();
+        let client = submission.client.to_string();
+        let request_id = submission.request_id.clone();
         self.db
             .run(move |conn| {
                 let now = Timestamp::now().0;
                 conn.prepare_cached(
-                    "INSERT INTO results (id, state, query, created_at, updated_at, expires_at, client)
-                     VALUES (?1, 'queued', ?2, ?3, ?3, ?4, ?5)",
+                    "INSERT INTO results
+                         (id, state, query, created_at, updated_at, expires_at, client, request_id)
+                     VALUES (?1, 'queued', ?2, ?3, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     id.to_string(),
                     query,
                     now,
                     now + ttl.as_secs() as i64,
-                    client
+                    client,
+                    request_id
                 ])?;
                 Ok(())
             })
@@ -174,7 +177,7 @@ impl ResultStore for SqliteResultStore {
                 let row = conn
                     .prepare_cached(
                         "SELECT state, query, created_at, updated_at, expires_at, rows, csv, error,
-                         csv_file, client FROM results WHERE id = ?1",
+                         csv_file, client, request_id FROM results WHERE id = ?1",
                     )?
                     .query_row(params![id.to_string()], |r| {
                         Ok((
@@ -191,6 +194,7 @@ impl ResultStore for SqliteResultStore {
                                 stored: None,
                                 error: r.get(7)?,
                                 client: None,
+                                request_id: r.get(10)?,
                             },
                             r.get::<_, Option<String>>(8)?,
                             r.get::<_, Option<String>>(9)?,

@@ -2,6 +2,7 @@
 
 use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
+use airq_core::results::Submission;
 use airq_core::ClientId;
 use airq_core::{Query, QueryLimits, Reading};
 use airq_embedded::{
@@ -222,9 +223,12 @@ async fn large_result(db: &Db, ttl: std::time::Duration) -> (uuid::Uuid, String)
     let results = SqliteResultStore::new(db.clone());
     let id = uuid::Uuid::new_v4();
     let query = Query::between(Timestamp(0), Timestamp(3600));
-    let client = ClientId::address("127.0.0.1".parse().expect("address"));
+    let submission = Submission {
+        client: ClientId::address("127.0.0.1".parse().expect("address")),
+        request_id: None,
+    };
     results
-        .create(id, &query, ttl, &client)
+        .create(id, &query, ttl, &submission)
         .await
         .expect("create");
     let csv = "a,b\n".repeat(10_000);
@@ -445,6 +449,7 @@ async fn a_file_made_before_keys_is_migrated() {
     let results = SqliteResultStore::new(db.clone());
     let old = results.get(id).await.expect("get").expect("the old result");
     assert_eq!(old.client, None, "an old result has no client");
+    assert_eq!(old.request_id, None, "nor a request id");
     let anyone = ClientId::address("127.0.0.1".parse().expect("address"));
     assert_eq!(
         results
@@ -461,6 +466,89 @@ async fn a_file_made_before_keys_is_migrated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_before_request_ids_is_migrated() {
+    use airq_core::results::{Outcome, ResultState, ResultStore};
+    use airq_core::Timestamp;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v2.db");
+    let old_id = uuid::Uuid::new_v4();
+    let owner = ClientId::Key(uuid::Uuid::new_v4());
+    {
+        // The results table at user_version 2 (payload files and clients,
+        // no request ids), with a queued result of a key.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE results (
+                id TEXT PRIMARY KEY, state TEXT NOT NULL, query TEXT NOT NULL,
+                created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL, rows INTEGER, csv TEXT, error TEXT,
+                csv_file TEXT, client TEXT);
+             CREATE TABLE queue_messages (
+                seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL UNIQUE,
+                body TEXT NOT NULL, sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL,
+                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT UNIQUE,
+                body_file INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE api_keys (
+                hash TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+                tier TEXT NOT NULL, limits TEXT, created_at INTEGER NOT NULL,
+                revoked_at INTEGER) WITHOUT ROWID;
+             CREATE INDEX results_pending_by_client ON results (client, expires_at, state)
+                WHERE state IN ('queued', 'running');
+             PRAGMA user_version = 2;",
+        )
+        .expect("old schema");
+        conn.execute(
+            "INSERT INTO results (id, state, query, created_at, updated_at, expires_at, client)
+             VALUES (?1, 'queued', '{}', 0, 0, 4000000000, ?2)",
+            [old_id.to_string(), owner.to_string()],
+        )
+        .expect("old result");
+    }
+    let db = Db::open(&path).expect("migrating open");
+    let _again = Db::open(&path).expect("second open");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .expect("open")
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 3);
+    let results = SqliteResultStore::new(db);
+    let old = results
+        .get(old_id)
+        .await
+        .expect("get")
+        .expect("the old result");
+    assert_eq!(old.request_id, None, "an old result has no request id");
+    assert_eq!(old.client, Some(owner), "and keeps its client");
+    assert_eq!(
+        results
+            .pending(&owner, Timestamp::now())
+            .await
+            .expect("pending"),
+        1
+    );
+    let done = Outcome::Done {
+        csv: "a\n".into(),
+        rows: 0,
+    };
+    assert!(results.finish(old_id, &done).await.expect("finish"));
+    let old = results.get(old_id).await.expect("get").expect("record");
+    assert_eq!((old.state, old.request_id), (ResultState::Done, None));
+
+    let id = uuid::Uuid::new_v4();
+    let q = Query::between(Timestamp(0), Timestamp(3600));
+    let submission = Submission {
+        client: owner,
+        request_id: Some("after-the-migration".into()),
+    };
+    results
+        .create(id, &q, std::time::Duration::from_secs(3600), &submission)
+        .await
+        .expect("create after migration");
+    let new = results.get(id).await.expect("get").expect("record");
+    assert_eq!(new.request_id.as_deref(), Some("after-the-migration"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_stored_client_is_corrupt() {
     use airq_core::results::ResultStore;
     use airq_core::BackendError;
@@ -469,9 +557,12 @@ async fn a_bad_stored_client_is_corrupt() {
     let results = SqliteResultStore::new(Db::open(&path).expect("db"));
     let id = uuid::Uuid::new_v4();
     let q = Query::between(airq_core::Timestamp(0), airq_core::Timestamp(3600));
-    let client = ClientId::Key(uuid::Uuid::new_v4());
+    let submission = Submission {
+        client: ClientId::Key(uuid::Uuid::new_v4()),
+        request_id: None,
+    };
     results
-        .create(id, &q, std::time::Duration::from_secs(3600), &client)
+        .create(id, &q, std::time::Duration::from_secs(3600), &submission)
         .await
         .expect("create");
     rusqlite::Connection::open(&path)

@@ -4,7 +4,7 @@
 use super::excerpt;
 use airq_core::job::JobResult;
 use airq_core::queue::Message;
-use airq_core::results::ResultStore;
+use airq_core::results::{Outcome, ResultStore};
 use std::sync::Arc;
 
 /// Records one worker's result; false (keep the message, so it comes back)
@@ -20,6 +20,13 @@ pub(super) async fn record_result(results: Arc<dyn ResultStore>, message: Messag
     };
     match results.finish(result.id, &result.outcome).await {
         Ok(recorded) => {
+            if recorded {
+                let outcome = match result.outcome {
+                    Outcome::Failed { .. } => "failed",
+                    Outcome::Done { .. } | Outcome::Stored { .. } => "done",
+                };
+                metrics::counter!("airq_results_finished_total", "outcome" => outcome).increment(1);
+            }
             tracing::debug!(id = %result.id, recorded, "result received");
             true
         }

@@ -87,6 +87,13 @@ impl AnswerCache {
         })
     }
 
+    /// Bytes held (moka's weighted size: its pending work is run first, so
+    /// the figure is current).
+    pub async fn bytes(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.weighted_size()
+    }
+
     /// The largest answer kept, in bytes: a computation is to give up with
     /// [`Miss::TooLarge`] past it.
     pub fn max_entry(&self) -> usize {

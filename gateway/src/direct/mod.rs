@@ -35,6 +35,7 @@ use answer_cache::{AnswerCache, Miss};
 use axum::response::Response;
 use bytes::Bytes;
 use response::Cache;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -51,6 +52,8 @@ pub struct Direct {
     max_span: Duration,
     /// One permit per direct answer in flight, held until its body ends.
     slots: Arc<Semaphore>,
+    /// How many permits `slots` started with.
+    limit: usize,
     /// How long a streamed answer waits for the client to take a chunk
     /// before it gives its slot back (`--send-timeout`).
     send_timeout: Duration,
@@ -69,6 +72,7 @@ impl Direct {
             readings,
             max_span: config.direct_max_span,
             slots: Arc::new(Semaphore::new(limit)),
+            limit,
             send_timeout: config.send_timeout,
             // With no direct slots at all (--direct-limit 0) nothing waits.
             wait: if limit == 0 {
@@ -96,12 +100,17 @@ impl Direct {
             return self.streamed(query).await;
         };
         if let Some(csv) = cache.get(query).await {
+            cache_outcome("hit");
             return Ok(Some(response::in_memory(csv, query, Cache::Hit)));
         }
         if cache.is_too_large(query) {
             return self.streamed(query).await;
         }
+        // Whether this request computed the answer (a miss) or waited for
+        // another's computation (coalesced).
+        let computed = AtomicBool::new(false);
         let compute = async {
+            computed.store(true, Ordering::Relaxed);
             let _slot = self.slot().await.ok_or(Miss::Busy)?;
             let (csv, rows) = render(self.readings.query_csv(query), cache.max_entry()).await?;
             if rows > self.max_rows {
@@ -110,7 +119,14 @@ impl Direct {
             Ok::<_, Miss>(Bytes::from(csv))
         };
         match cache.get_or_compute(query, compute).await {
-            Ok(csv) => Ok(Some(response::in_memory(csv, query, Cache::Miss))),
+            Ok(csv) => {
+                cache_outcome(if computed.load(Ordering::Relaxed) {
+                    "miss"
+                } else {
+                    "coalesced"
+                });
+                Ok(Some(response::in_memory(csv, query, Cache::Miss)))
+            }
             Err(Miss::Busy | Miss::OverLimit) => Ok(None),
             Err(Miss::TooLarge) => self.streamed(query).await,
             Err(Miss::Store(source)) => Err(ApiError::Unavailable {
@@ -142,6 +158,18 @@ impl Direct {
         }
     }
 
+    /// Sets the gauges of the direct path (for `/metrics`).
+    pub async fn report(&self) {
+        let in_use = self.limit.saturating_sub(self.slots.available_permits());
+        metrics::gauge!("airq_direct_slots").set(self.limit as f64);
+        metrics::gauge!("airq_direct_slots_in_use").set(in_use as f64);
+        let bytes = match &self.cache {
+            Some(cache) => cache.bytes().await,
+            None => 0,
+        };
+        metrics::gauge!("airq_answer_cache_bytes").set(bytes as f64);
+    }
+
     /// A direct slot: free now, or freed within `self.wait`.
     ///
     /// A direct answer costs a fraction of a queued one (no result row, no
@@ -158,6 +186,10 @@ impl Direct {
                 .ok(),
         }
     }
+}
+
+fn cache_outcome(outcome: &'static str) {
+    metrics::counter!("airq_answer_cache_total", "outcome" => outcome).increment(1);
 }
 
 #[cfg(test)]

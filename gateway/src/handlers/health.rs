@@ -17,6 +17,17 @@ use std::time::Duration;
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `200 ok` while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "Liveness: the process runs",
+    responses(
+        (status = 200, description = "`ok`", content_type = "text/plain", body = String,
+            example = json!("ok")),
+    )
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -51,6 +62,21 @@ async fn check(
 /// `200` when the reading store and the request queue answer and the
 /// result store takes writes (a full disk fails it), else `503` naming
 /// which did not.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    summary = "Readiness: the backends answer",
+    description = "Ready when the reading store and the request queue answer within 2 s and \
+        the result store takes writes (a full disk fails it). The answer names the failed \
+        checks only; the backend's own error goes to the gateway's log.",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::schema::Ready),
+        (status = 503, description = "Not ready: the failed checks",
+            body = crate::openapi::schema::NotReady),
+    )
+)]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let backend = &app.backend;
     let (store, queue, results) = tokio::join!(

@@ -4,11 +4,11 @@
 //! |---------------------|--------|----------------------------------------------------------|
 //! | not a UUID, unknown, another key's | 404 | JSON error                                |
 //! | expired             | 410    | JSON error                                               |
-//! | queued, running     | 202    | `{"id","status","createdAt","updatedAt","expiresAt"}`, `Retry-After: 1` |
+//! | queued, running     | 202    | `{"id","status","createdAt","updatedAt","expiresAt","requestId"}`, `Retry-After: 1` |
 //! | done                | 200    | the CSV (`text/csv`), as many times as asked             |
 //! | done, `Range`       | 206    | those bytes (one range; `416` if outside the CSV)        |
 //! | done, `If-None-Match` matches | 304 | nothing                                          |
-//! | failed              | 422    | `{"id","status":"failed","error"}`                       |
+//! | failed              | 422    | `{"id","status":"failed","error","requestId"}`           |
 //!
 //! A failed query is `422 Unprocessable Entity`, not `200`: a script that
 //! saves every `200` as CSV must not save an error, and it is not `500`
@@ -24,6 +24,7 @@
 use crate::admission::Caller;
 use crate::answer_headers;
 use crate::error::ApiError;
+use crate::request_id::{self, RequestId};
 use crate::state::AppState;
 use airq_core::results::{ResultRecord, ResultState};
 use airq_core::{Query, QueryLimits, Timestamp};
@@ -38,9 +39,87 @@ use uuid::Uuid;
 
 const UNKNOWN: &str = "no result with this id";
 
+#[utoipa::path(
+    get,
+    path = "/api/results/{id}",
+    tag = "queries",
+    operation_id = "getResult",
+    summary = "A queued query's state, CSV or error",
+    description = "Polled until done (`202` asks to come back in a second), then the CSV, as \
+        often as asked until the result expires (`--result-ttl`, 24 h). A done result never \
+        changes: its `ETag` is its id (`\"<id>-gzip\"` when gzipped), it takes one byte range \
+        (`Range`, a slice of the plain bytes; `curl -C -` resumes a download) and \
+        `If-None-Match`. A result submitted with an API key is `404` to every other client. \
+        Spends one request of the client's `polls` budget.",
+    params(
+        ("id" = String, Path, description = "The result id (a UUID) from the `202` of `POST /api/query`",
+            example = "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90"),
+        ("Range" = Option<String>, Header,
+            description = "One byte range of the CSV, `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX` \
+                (several ranges get the whole CSV)",
+            example = "bytes=0-1023"),
+        ("If-Range" = Option<String>, Header,
+            description = "The `ETag` the range is for: another one gets the whole CSV"),
+        ("If-None-Match" = Option<String>, Header,
+            description = "An `ETag` from an earlier answer: `304` when it is this result's"),
+        ("Accept-Encoding" = Option<String>, Header,
+            description = "`gzip` to get the whole CSV gzipped (a range is never)"),
+    ),
+    responses(
+        (status = 200, description = "Done: the whole CSV", content_type = "text/csv", body = String,
+            headers(
+                ("X-Airq-Rows" = u64, description = "The number of rows of the CSV (after its header row)"),
+                ("ETag" = String, description = "`\"<id>\"`, or `\"<id>-gzip\"` when gzipped"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("Content-Length" = u64, description = "The size of the CSV in bytes (absent when gzipped)"),
+                ("Content-Disposition" = String, description = "`attachment; filename=\"airq-….csv\"`"),
+                ("Content-Encoding" = String, description = "`gzip` when the request accepted it"),
+            ),
+            example = json!("id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n")),
+        (status = 206, description = "Done: the byte range asked for", content_type = "text/csv", body = String,
+            headers(
+                ("Content-Range" = String, description = "`bytes START-END/LENGTH`"),
+                ("Content-Length" = u64, description = "The size of the range"),
+                ("X-Airq-Rows" = u64, description = "The number of rows of the whole CSV"),
+                ("ETag" = String, description = "`\"<id>\"`"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("Content-Disposition" = String, description = "`attachment; filename=\"airq-….csv\"`"),
+            )),
+        (status = 202, description = "Queued or running: poll again after `Retry-After`",
+            body = crate::openapi::schema::Pending,
+            headers(("Retry-After" = u64, description = "`1` (seconds)"))),
+        (status = 304, description = "Done, and the client has it (a matching `If-None-Match`)",
+            headers(
+                ("ETag" = String, description = "`\"<id>\"`"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("X-Airq-Rows" = u64, description = "The number of rows of the CSV"),
+            )),
+        (status = 400, description = "An API key in the URL", body = crate::openapi::schema::ErrorBody),
+        (status = 401, description = "A malformed, unknown or revoked API key, or none under \
+            `--auth required`", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such result: not a UUID, unknown, or submitted with \
+            another API key", body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "no result with this id"})),
+        (status = 410, description = "The result has expired; send the query again",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "the result has expired; send the query again"})),
+        (status = 416, description = "The range is outside the CSV",
+            body = crate::openapi::schema::ErrorBody,
+            headers(("Content-Range" = String, description = "`bytes */LENGTH`"))),
+        (status = 422, description = "The query failed: its answer has more than \
+            `--max-result-rows` rows, it could not be run, or it could not be stored",
+            body = crate::openapi::schema::Failed),
+        (status = 429, description = "Over the client's `polls` budget",
+            body = crate::openapi::schema::ErrorBody),
+        (status = 503, description = "The result store does not answer, or the response did \
+            not start within `--request-timeout`", body = crate::openapi::schema::ErrorBody),
+    ),
+    security((), ("apiKey" = []), ("bearer" = []))
+)]
 pub async fn get(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -63,11 +142,23 @@ pub async fn get(
     if record.is_expired(Timestamp::now()) {
         return Err(ApiError::Expired);
     }
-    match record.state {
-        ResultState::Queued | ResultState::Running => Ok(pending(&record)),
-        ResultState::Done => done(&app, record, &headers).await,
-        ResultState::Failed => Ok(failed(&record)),
+    // A poll without an id of its own goes on under its query's id.
+    let follow = match (&record.request_id, request_id.sent_by_client()) {
+        (Some(submitted), false) if request_id::acceptable(submitted) => {
+            tracing::Span::current().record("request_id", submitted.as_str());
+            HeaderValue::from_str(submitted).ok()
+        }
+        _ => None,
+    };
+    let mut response = match record.state {
+        ResultState::Queued | ResultState::Running => pending(&record),
+        ResultState::Done => done(&app, record, &headers).await?,
+        ResultState::Failed => failed(&record),
+    };
+    if let Some(v) = follow {
+        response.headers_mut().insert(request_id::HEADER, v);
     }
+    Ok(response)
 }
 
 fn pending(r: &ResultRecord) -> Response {
@@ -79,6 +170,7 @@ fn pending(r: &ResultRecord) -> Response {
             "createdAt": r.created_at.to_string(),
             "updatedAt": r.updated_at.to_string(),
             "expiresAt": r.expires_at.to_string(),
+            "requestId": r.request_id,
         })),
     )
         .into_response();
@@ -224,6 +316,7 @@ fn failed(r: &ResultRecord) -> Response {
             "id": r.id,
             "status": "failed",
             "error": r.error.as_deref().unwrap_or("the query failed for an unknown reason"),
+            "requestId": r.request_id,
         })),
     )
         .into_response()

@@ -22,6 +22,7 @@
 use crate::admission::Caller;
 use crate::enqueue;
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::state::AppState;
 use airq_core::query::FieldError;
 use airq_core::Query;
@@ -35,9 +36,92 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::time::Duration;
 
+#[utoipa::path(
+    post,
+    path = "/api/query",
+    tag = "queries",
+    operation_id = "submitQuery",
+    summary = "Ask for readings: the CSV at once, or a result id to poll",
+    description = "Checks, in order, the content type (`415`), the body size (`413`) and the \
+        query (`400`, every bad field named). A valid query is answered directly (`200`, the \
+        CSV) when its span is at most `--direct-max-span` (24 h), the client did not send \
+        `Prefer: respond-async`, and a direct slot is free (or frees up within 50 ms); \
+        otherwise it is queued (`202`) for a worker, and its answer is fetched from \
+        `GET /api/results/{id}`. Spends one request of the client's `submits` budget.",
+    request_body(
+        content = crate::openapi::schema::QueryBody,
+        content_type = "application/json",
+        description = "The query, as JSON (`application/json`, parameters such as `charset` \
+            allowed, or any `application/*+json`); at most `--body-limit` bytes (16 KiB).",
+        examples(
+            ("hour" = (summary = "One hour in Germany, low band",
+                value = json!({"startDate": "2018-06-03 20:00:00", "endDate": "2018-06-03 21:00:00",
+                    "country": "DE", "minAqi": 0, "maxAqi": 10, "range": "Low"}))),
+            ("day" = (summary = "A whole day (bare dates cover their day), AQI 4 and up",
+                value = json!({"startDate": "2018-06-03", "endDate": "2018-06-03", "minAqi": "4"}))),
+            ("rfc3339" = (summary = "RFC 3339 bounds with an offset",
+                value = json!({"startDate": "2018-06-03T20:00:00Z", "endDate": "2018-06-03T23:00:00+02:00"}))),
+        )
+    ),
+    params(
+        ("Prefer" = Option<String>, Header,
+            description = "`respond-async` to have the query queued (`202`) whatever its span",
+            example = "respond-async"),
+        ("Accept-Encoding" = Option<String>, Header,
+            description = "`gzip` to get a CSV answer gzipped (the same bytes otherwise)"),
+    ),
+    responses(
+        (status = 200, description = "The answer, directly: one header row, then one row per \
+            reading ordered by time, then sensor id. Streamed: a failure after the status cuts \
+            the connection (a truncated transfer, never a short CSV that looks complete).",
+            content_type = "text/csv", body = String,
+            headers(
+                ("X-Airq-Answer" = String, description = "`direct`"),
+                ("X-Airq-Cache" = String, description = "`hit` (served from the answer cache) or \
+                    `miss` (computed for this request); absent on a streamed answer"),
+                ("Content-Disposition" = String,
+                    description = "`attachment; filename=\"airq-20180603T200000Z-20180603T210000Z.csv\"`"),
+                ("Content-Encoding" = String, description = "`gzip` when the request accepted it"),
+            ),
+            example = json!("id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n")),
+        (status = 202, description = "Queued for a worker: poll the `Location`",
+            body = crate::openapi::schema::Queued,
+            headers(
+                ("Location" = String, description = "`/api/results/{id}`, where the answer will be"),
+                ("X-Airq-Answer" = String, description = "`queued`"),
+                ("Preference-Applied" = String,
+                    description = "`respond-async`, when the request asked for it"),
+            )),
+        (status = 400, description = "An invalid query (each bad field named, `body` when it \
+            is not a JSON object), or an API key in the URL",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "invalid query", "fields": [{"field": "startDate", "message": "is required"}]})),
+        (status = 401, description = "A malformed, unknown or revoked API key, or none under \
+            `--auth required`; the message says which, never echoing the key",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "unknown API key"})),
+        (status = 413, description = "The body is over `--body-limit` bytes",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "request body too large", "fields": [{"field": "body", "message": "must be at most 16384 bytes"}]})),
+        (status = 415, description = "The body is not `application/json`",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "unsupported media type", "fields": [{"field": "Content-Type", "message": "must be application/json, got \"text/plain\""}]})),
+        (status = 429, description = "Over the client's `submits` budget, or the client \
+            already has its tier's most queries queued or running",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "rate limit reached: 30/min submits for this client (tier anonymous); retry after 2 s"})),
+        (status = 503, description = "The request queue holds more than `--max-backlog` \
+            messages, a backend does not answer, or the response did not start within \
+            `--request-timeout`",
+            body = crate::openapi::schema::ErrorBody,
+            example = json!({"error": "too many queries are waiting; retry later"})),
+    ),
+    security((), ("apiKey" = []), ("bearer" = []))
+)]
 pub async fn submit(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
@@ -51,10 +135,11 @@ pub async fn submit(
 
     if !respond_async {
         if let Some(answer) = app.direct.answer(&query).await? {
+            metrics::counter!("airq_queries_total", "answer" => "direct").increment(1);
             return Ok(answer);
         }
     }
-    enqueue::enqueue(&app, &caller, &query, respond_async).await
+    enqueue::enqueue(&app, &caller, &request_id, &query, respond_async).await
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -249,14 +249,20 @@ pub struct Worker(Child);
 
 impl Worker {
     pub fn start(db: &Path, args: &[&str]) -> Worker {
+        Worker::start_logged(db, args, &[], Stdio::inherit())
+    }
+
+    /// [`Worker::start`] with `envs` and its log (stderr) going to `log`.
+    pub fn start_logged(db: &Path, args: &[&str], envs: &[(&str, &str)], log: Stdio) -> Worker {
         let mut cmd = Command::new(worker_bin());
         cmd.arg("--db")
             .arg(db)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         quiet_env(&mut cmd);
+        cmd.envs(envs.iter().copied());
         Worker(cmd.spawn().expect("starting airq-worker"))
     }
 }
@@ -306,4 +312,15 @@ pub async fn store_csv(db: &Path, query_json: &str) -> Vec<u8> {
         csv.extend_from_slice(&chunk.expect("reading the store").bytes);
     }
     csv
+}
+
+/// A program of the project's Python virtual environment (`.venv/`, or
+/// `$AIRQ_VENV`, relative to the workspace root), which scripts/moto.sh
+/// creates and scripts/test.sh fills; `None` when it is not installed.
+pub fn venv_bin(name: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("AIRQ_VENV")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(".venv"), PathBuf::from);
+    let bin = workspace_root().join(venv).join("bin").join(name);
+    bin.is_file().then_some(bin)
 }

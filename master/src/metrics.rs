@@ -1,0 +1,145 @@
+//! The ingestion's Prometheus metrics, served by `schedule
+//! --metrics-listen` (see `airq_cli::metrics`). Elsewhere (`ingest`,
+//! `synth`, `bench-ingest`) no recorder is installed and every call here
+//! records nowhere.
+//!
+//! Counters are registered at zero when metrics start, so a scrape shows
+//! them before the first run. The timestamp gauges appear with the first
+//! run of the process: `airq_ingest_last_success_timestamp_seconds` is
+//! absent until one succeeds (alert on `absent()` as well as on age).
+
+use airq_core::feed::{FeedStats, Rejection};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const LAST_RUN_START: &str = "airq_ingest_last_run_start_timestamp_seconds";
+pub const LAST_RUN_END: &str = "airq_ingest_last_run_end_timestamp_seconds";
+pub const LAST_SUCCESS: &str = "airq_ingest_last_success_timestamp_seconds";
+pub const RUNS: &str = "airq_ingest_runs_total";
+pub const READINGS_STORED: &str = "airq_ingest_readings_stored_total";
+pub const REJECTIONS: &str = "airq_ingest_rejections_total";
+pub const FETCHED_BYTES: &str = "airq_ingest_fetched_bytes_total";
+pub const RUN_DURATION: &str = "airq_ingest_run_duration_seconds";
+
+/// The `reason` label of [`REJECTIONS`]: the summary's label in snake case
+/// (`sensor saturated` is `sensor_saturated`, `no P1/P2 value` is
+/// `no_p1_p2_value`). A fixed set: one per [`Rejection`].
+pub fn reason_label(why: Rejection) -> String {
+    let mut out = String::new();
+    for c in why.label().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_owned()
+}
+
+/// Describes the metrics and registers the counters and the histogram.
+pub fn register() {
+    describe_gauge!(
+        LAST_RUN_START,
+        Unit::Seconds,
+        "When the last ingestion run started (Unix time)"
+    );
+    describe_gauge!(
+        LAST_RUN_END,
+        Unit::Seconds,
+        "When the last ingestion run ended, successfully or not (Unix time)"
+    );
+    describe_gauge!(
+        LAST_SUCCESS,
+        Unit::Seconds,
+        "When the last successful ingestion run ended (Unix time); absent until one has"
+    );
+    describe_counter!(RUNS, Unit::Count, "Ingestion runs by outcome");
+    describe_counter!(READINGS_STORED, Unit::Count, "Readings stored");
+    describe_counter!(REJECTIONS, Unit::Count, "Feed entries rejected, by reason");
+    describe_counter!(FETCHED_BYTES, Unit::Bytes, "Feed bytes fetched");
+    describe_histogram!(
+        RUN_DURATION,
+        Unit::Seconds,
+        "Ingestion run durations, fetch included"
+    );
+    for outcome in ["success", "failure"] {
+        counter!(RUNS, "outcome" => outcome).absolute(0);
+    }
+    counter!(READINGS_STORED).absolute(0);
+    for why in Rejection::ALL {
+        counter!(REJECTIONS, "reason" => reason_label(why)).absolute(0);
+    }
+    counter!(FETCHED_BYTES).absolute(0);
+    // Registered without a sample: rendered with zero counts.
+    let _ = histogram!(RUN_DURATION);
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn run_started() {
+    gauge!(LAST_RUN_START).set(unix_now());
+}
+
+/// A run ended (not one abandoned at shutdown), after `took`.
+pub fn run_finished(success: bool, took: Duration) {
+    let now = unix_now();
+    gauge!(LAST_RUN_END).set(now);
+    if success {
+        gauge!(LAST_SUCCESS).set(now);
+    }
+    let outcome = if success { "success" } else { "failure" };
+    counter!(RUNS, "outcome" => outcome).increment(1);
+    histogram!(RUN_DURATION).record(took.as_secs_f64());
+}
+
+pub fn fetched(bytes: u64) {
+    counter!(FETCHED_BYTES).increment(bytes);
+}
+
+pub fn stored(readings: u64) {
+    counter!(READINGS_STORED).increment(readings);
+}
+
+pub fn rejected(stats: &FeedStats) {
+    for (why, n) in &stats.rejected {
+        counter!(REJECTIONS, "reason" => reason_label(*why)).increment(*n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_snake_case_and_distinct() {
+        let labels: Vec<String> = Rejection::ALL.iter().map(|r| reason_label(*r)).collect();
+        assert_eq!(reason_label(Rejection::Saturated), "sensor_saturated");
+        assert_eq!(reason_label(Rejection::NoParticulates), "no_p1_p2_value");
+        assert_eq!(reason_label(Rejection::NonNumeric), "non_numeric_value");
+        assert_eq!(
+            reason_label(Rejection::TimestampOutOfRange),
+            "timestamp_out_of_range"
+        );
+        for l in &labels {
+            assert!(
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    && !l.starts_with('_')
+                    && !l.ends_with('_')
+                    && !l.contains("__"),
+                "{l:?}"
+            );
+        }
+        let mut distinct = labels.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+    }
+}

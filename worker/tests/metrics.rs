@@ -1,0 +1,402 @@
+//! `airq-worker --metrics-listen`: the real binary on a temporary SQLite
+//! file serves Prometheus text (parsed with a real parser) whose counters
+//! move as jobs go through, and its JSON log lines about a job carry the
+//! job's request id.
+
+use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
+use airq_core::queue::Queue;
+use airq_core::results::{Outcome, ResultStore, Submission, DEFAULT_MAX_RESULT_ROWS};
+use airq_core::{ClientId, Query, QueryLimits};
+use airq_embedded::{Db, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use prometheus_parse::{Scrape, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const HOUR_DE_LOW: &[u8] = br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
+const REQUEST_ID: &str = "req-metrics-test.1";
+
+/// Every series the worker exports, with its type: the documented contract
+/// (deploy/observability/README.md).
+const SERIES: &[(&str, &str)] = &[
+    ("airq_worker_jobs_received_total", "counter"),
+    ("airq_worker_jobs_total", "counter"),
+    ("airq_worker_job_duration_seconds", "histogram"),
+    ("airq_worker_job_rows", "histogram"),
+    ("airq_worker_heartbeats_total", "counter"),
+    ("airq_worker_stale_receipts_total", "counter"),
+    ("airq_worker_receive_wait_seconds", "histogram"),
+    ("airq_worker_concurrency", "gauge"),
+    ("airq_worker_busy", "gauge"),
+];
+
+struct Env {
+    dir: tempfile::TempDir,
+    db_path: PathBuf,
+    db: Db,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_path = dir.path().join("airq.db");
+        let db = Db::open(&db_path).expect("db");
+        SqliteReadingStore::new(db.clone())
+            .put_batch_blocking(&airq_contract::sample::sample())
+            .expect("load");
+        Env { dir, db_path, db }
+    }
+
+    fn queue(&self, name: &str) -> SqliteQueue {
+        SqliteQueue::new(self.db.clone(), name, None)
+    }
+
+    /// Creates a result record and enqueues its job, as a gateway would.
+    async fn submit(&self, query: &Query, request_id: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        let submission = Submission {
+            client: ClientId::address("127.0.0.1".parse().expect("address")),
+            request_id: Some(request_id.to_owned()),
+        };
+        SqliteResultStore::new(self.db.clone())
+            .create(id, query, Duration::from_secs(3600), &submission)
+            .await
+            .expect("create");
+        let job = Job::new(
+            id,
+            query,
+            DEFAULT_MAX_RESULT_ROWS,
+            Some(request_id.to_owned()),
+        );
+        self.queue(REQUEST_SEND)
+            .send(&job.to_json())
+            .await
+            .expect("send");
+        id
+    }
+
+    /// Every result posted to RequestReceive within `limit`, stopping once
+    /// `want` have arrived.
+    async fn collect(&self, want: usize, limit: Duration) -> Vec<JobResult> {
+        let q = self.queue(REQUEST_RECEIVE);
+        let start = Instant::now();
+        let mut out = Vec::new();
+        while out.len() < want && start.elapsed() < limit {
+            for m in q
+                .receive(10, Duration::from_secs(30), Duration::from_millis(500))
+                .await
+                .expect("receive")
+            {
+                out.push(JobResult::parse(&m.body).expect("a JobResult"));
+                q.delete(&m.receipt).await.expect("delete");
+            }
+        }
+        out
+    }
+}
+
+/// The worker, killed when dropped.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the worker with metrics on a free port, JSON logs into `log` and
+/// `extra` flags; returns it and the metrics URL it printed.
+fn start_worker(env: &Env, log: &std::path::Path, extra: &[&str]) -> (Worker, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airq-worker"))
+        .arg("--db")
+        .arg(&env.db_path)
+        .args([
+            "--receive-wait",
+            "1s",
+            "--concurrency",
+            "2",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args(extra)
+        .env_remove("AIRQ_METRICS_LISTEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("start airq-worker");
+    let out = child.stdout.take().expect("stdout");
+    let worker = Worker(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no metrics line within 30 s; log:\n{}", read(log)));
+        if let Some(url) = line.strip_prefix("metrics on ") {
+            return (worker, url.trim().to_owned());
+        }
+    }
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// GET `url` (plain HTTP/1.1, the server closes the connection) and parse
+/// the body as Prometheus text.
+fn scrape(url: &str) -> Scrape {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut conn = TcpStream::connect(host).expect("connect to the metrics port");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        conn,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
+}
+
+/// The value of the counter or gauge `name` whose labels include `labels`.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .find_map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// The observations of histogram `name` (its `_count`).
+fn observations(scrape: &Scrape, name: &str) -> Option<f64> {
+    scrape.samples.iter().find_map(|s| match &s.value {
+        Value::Histogram(buckets) if s.metric == name => buckets
+            .iter()
+            .find(|b| b.less_than == f64::INFINITY)
+            .map(|b| b.count),
+        _ => None,
+    })
+}
+
+/// Scrapes until `done` holds, for at most 20 s; returns the last scrape.
+fn scrape_until(url: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = scrape(url);
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Counter(_) => "counter",
+        Value::Gauge(_) => "gauge",
+        Value::Histogram(_) => "histogram",
+        Value::Summary(_) => "summary",
+        Value::Untyped(_) => "untyped",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_as_jobs_go_through_and_logs_name_the_request_id() {
+    let env = Env::new();
+    let log = env.dir.path().join("worker.log");
+    let (_worker, url) = start_worker(&env, &log, &[]);
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"));
+
+    // Before any job: every series is there, at zero.
+    let first = scrape(&url);
+    for (name, want) in SERIES {
+        let sample = first.samples.iter().find(|s| s.metric == *name);
+        let sample = sample.unwrap_or_else(|| panic!("{name} is exported"));
+        assert_eq!(kind(&sample.value), *want, "{name}");
+    }
+    for outcome in ["done", "failed", "duplicate", "retried", "returned"] {
+        assert_eq!(
+            value(&first, "airq_worker_jobs_total", &[("outcome", outcome)]),
+            Some(0.0),
+            "{outcome}"
+        );
+    }
+    assert_eq!(value(&first, "airq_worker_concurrency", &[]), Some(2.0));
+    assert_eq!(value(&first, "airq_worker_busy", &[]), Some(0.0));
+
+    // One good query and one whose query is bad.
+    let query = Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query");
+    let id = env.submit(&query, REQUEST_ID).await;
+    let bad = Uuid::new_v4();
+    env.queue(REQUEST_SEND)
+        .send(&serde_json::json!({"id": bad, "query": "{\"startDate\":\"nope\"}"}).to_string())
+        .await
+        .expect("send");
+    let got = env.collect(2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let good = got.iter().find(|r| r.id == id).expect("the good result");
+    assert!(
+        matches!(good.outcome, Outcome::Stored { rows: 3315, .. }),
+        "{:?}",
+        good.outcome
+    );
+
+    // Counted once the requests are deleted: bounded wait.
+    let after = scrape_until(&url, |s| {
+        value(s, "airq_worker_jobs_total", &[("outcome", "done")]) == Some(1.0)
+            && value(s, "airq_worker_jobs_total", &[("outcome", "failed")]) == Some(1.0)
+    });
+    let jobs = |outcome| value(&after, "airq_worker_jobs_total", &[("outcome", outcome)]);
+    assert_eq!(jobs("done"), Some(1.0));
+    assert_eq!(jobs("failed"), Some(1.0));
+    assert_eq!(jobs("duplicate"), Some(0.0));
+    assert_eq!(
+        value(&after, "airq_worker_jobs_received_total", &[]),
+        Some(2.0)
+    );
+    assert_eq!(
+        observations(&after, "airq_worker_job_duration_seconds"),
+        Some(2.0),
+        "a done and a failed job ran"
+    );
+    assert_eq!(
+        observations(&after, "airq_worker_job_rows"),
+        Some(1.0),
+        "rows of the done job"
+    );
+    assert!(observations(&after, "airq_worker_receive_wait_seconds").is_some_and(|n| n >= 1.0));
+    assert_eq!(value(&after, "airq_worker_busy", &[]), Some(0.0));
+    assert!(
+        after.samples.iter().all(|s| !s
+            .labels
+            .values()
+            .any(|v| v == REQUEST_ID || v == &id.to_string())),
+        "no id is ever a label"
+    );
+
+    // Every JSON log line about the good job names its request id.
+    let logs = read(&log);
+    let about_job: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["span"]["result"] == id.to_string())
+        .collect();
+    assert!(
+        about_job
+            .iter()
+            .any(|l| l["fields"]["message"] == "query done"),
+        "{logs}"
+    );
+    for line in &about_job {
+        assert_eq!(line["span"]["request_id"], REQUEST_ID, "{line}");
+    }
+    // The bad job's lines name its result, with no request id to name.
+    let about_bad: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["span"]["result"] == bad.to_string())
+        .collect();
+    assert!(!about_bad.is_empty(), "{logs}");
+    for line in &about_bad {
+        assert_eq!(line["span"]["request_id"], "", "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_is_busy_and_its_heartbeats_are_counted() {
+    let env = Env::new();
+    let log = env.dir.path().join("worker.log");
+    // Renewed every 333 ms while the query takes 3 s.
+    let (_worker, url) = start_worker(
+        &env,
+        &log,
+        &["--visibility-timeout", "1s", "--test-query-delay", "3s"],
+    );
+    let query = Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query");
+    env.submit(&query, REQUEST_ID).await;
+    let running = scrape_until(&url, |s| {
+        value(s, "airq_worker_heartbeats_total", &[]).is_some_and(|n| n >= 1.0)
+    });
+    assert!(
+        value(&running, "airq_worker_heartbeats_total", &[]).is_some_and(|n| n >= 1.0),
+        "heartbeats while it runs; log:\n{}",
+        read(&log)
+    );
+    assert_eq!(value(&running, "airq_worker_busy", &[]), Some(1.0));
+    assert_eq!(
+        value(&running, "airq_worker_jobs_total", &[("outcome", "done")]),
+        Some(0.0)
+    );
+    assert_eq!(env.collect(1, Duration::from_secs(30)).await.len(), 1);
+    let done = scrape_until(&url, |s| {
+        value(s, "airq_worker_jobs_total", &[("outcome", "done")]) == Some(1.0)
+    });
+    assert_eq!(value(&done, "airq_worker_busy", &[]), Some(0.0));
+    assert_eq!(
+        value(&done, "airq_worker_stale_receipts_total", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_startup_error() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let log = env.dir.path().join("stderr.log");
+    let mut worker = Worker(
+        Command::new(env!("CARGO_BIN_EXE_airq-worker"))
+            .arg("--db")
+            .arg(&env.db_path)
+            .args(["--metrics-listen", &addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start airq-worker"),
+    );
+    // Bounded: at most 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = worker.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running: {}", read(&log));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = read(&log);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("listening for metrics on") && stderr.contains(&addr),
+        "{stderr}"
+    );
+}
