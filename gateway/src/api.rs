@@ -9,6 +9,8 @@
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
 //! | GET    | `/readyz`             | 200 when the store and queue answer, else 503 naming which     |
 //! | GET    | `/metrics`            | 200 Prometheus text (404 with `--metrics off`)                  |
+//! | GET    | `/api/openapi.json`   | 200 the OpenAPI 3.1 description (see [`crate::openapi`])        |
+//! | GET    | `/api`                | 200 the API page, rendered from that description               |
 //! | GET    | `/`, `/assets/{name}` | the web page and its files (see [`crate::web`])                |
 //!
 //! Unknown paths are 404 and wrong methods 405, both JSON. The API routes

@@ -296,9 +296,18 @@ async fn failed_outcome_is_422_with_the_reason() {
     .await;
     let r = poll_final(&s.url(&format!("/api/results/{id}"))).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let mut body = json(r).await;
+    // The submit's request id (generated: the test sent none).
+    let request_id = body["requestId"].take();
+    assert!(
+        request_id
+            .as_str()
+            .is_some_and(|s| Uuid::parse_str(s).is_ok()),
+        "{request_id}"
+    );
     assert_eq!(
-        json(r).await,
-        serde_json::json!({"id": id, "status": "failed", "error": "the store was on fire"})
+        body,
+        serde_json::json!({"id": id, "status": "failed", "error": "the store was on fire", "requestId": null})
     );
 }
 
