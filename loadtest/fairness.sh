@@ -19,14 +19,13 @@ cd "$(dirname "$0")/.."
 out="${AIRQ_FAIRNESS_OUT:-target/fairness}"
 store="${AIRQ_FAIRNESS_STORE:-target/bench/store-30d-15000s.db}"
 runs="${AIRQ_FAIRNESS_RUNS:-3}"
-[ -f "$store" ] || { echo "no store at $store: run loadtest/bench.sh first (or set AIRQ_FAIRNESS_STORE)" >&2; exit 1; }
 
 cargo build --release --bins --quiet
 bin=target/release
 rm -rf "$out"
 mkdir -p "$out/json"
-cp "$store" "$out/run.db"
-[ -d "$store-bodies" ] && cp -r "$store-bodies" "$out/run.db-bodies"
+. loadtest/stack.sh
+copy_store "$store" "$out"
 
 key() { "$bin/airq-deploy" keys create --db "$out/run.db" "$@" 2>/dev/null; }
 greedy=$(key --name greedy --tier standard --submits 600/min)
@@ -34,17 +33,8 @@ polite=$(key --name polite --tier standard --submits 1200/min --polls 12000/min 
 roomy=$(key --name roomy --tier standard --submits 100000000/min --polls 100000000/min --max-queued 1000000)
 free=$(key --name free --tier unlimited)
 
-"$bin/airq-deploy" up --db "$out/run.db" --listen 127.0.0.1:0 --seed "" --workers 2 \
-    >"$out/stack.out" 2>"$out/stack.log" &
-stack=$!
-trap 'kill -INT $stack 2>/dev/null; wait $stack 2>/dev/null || true' EXIT
-url=""
-for _ in $(seq 1 120); do
-    url="$(sed -n 's/^airq is up at \(http[^ ]*\).*/\1/p' "$out/stack.out")"
-    [ -n "$url" ] && break
-    sleep 0.5
-done
-[ -n "$url" ] || { echo "the stack did not start; see $out/stack.log" >&2; exit 1; }
+trap stop_stack EXIT
+start_stack "$out"
 echo "stack at $url"
 
 lt() { "$bin/airq-loadtest" "$url" --no-progress --drain 10s "$@" >/dev/null; }

@@ -14,47 +14,24 @@ cd "$(dirname "$0")/.."
 out="${AIRQ_METRICS_COST_OUT:-target/metrics-cost}"
 store="${AIRQ_METRICS_COST_STORE:-target/bench/store-30d-15000s.db}"
 runs="${AIRQ_METRICS_COST_RUNS:-3}"
-[ -f "$store" ] || { echo "no store at $store: run loadtest/bench.sh first" >&2; exit 1; }
 
 cargo build --release --bins --quiet
 bin=target/release
 rm -rf "$out"
 mkdir -p "$out/json"
-cp "$store" "$out/run.db"
-[ -d "$store-bodies" ] && cp -r "$store-bodies" "$out/run.db-bodies"
+. loadtest/stack.sh
+copy_store "$store" "$out"
 key=$("$bin/airq-deploy" keys create --db "$out/run.db" --name metrics-cost --tier unlimited 2>/dev/null)
 
-stack=""
-stop() {
-    if [ -n "$stack" ]; then
-        kill -INT "$stack" 2>/dev/null || true
-        wait "$stack" 2>/dev/null || true
-        stack=""
-    fi
-}
-trap stop EXIT
-start() {
-    : >"$out/stack.out"
-    "$bin/airq-deploy" up --db "$out/run.db" --listen 127.0.0.1:0 --seed "" --workers 2 \
-        --gateway-args "--metrics $1" >"$out/stack.out" 2>>"$out/stack.log" &
-    stack=$!
-    url=""
-    for _ in $(seq 1 120); do
-        url="$(sed -n 's/^airq is up at \(http[^ ]*\).*/\1/p' "$out/stack.out")"
-        [ -n "$url" ] && return 0
-        sleep 0.5
-    done
-    echo "the stack did not start; see $out/stack.log" >&2
-    exit 1
-}
+trap stop_stack EXIT
 lt() { "$bin/airq-loadtest" "$url" --no-progress --drain 10s --api-key "$key" "$@" >/dev/null; }
 
 for i in $(seq 1 "$runs"); do
     for m in on off; do
-        start "$m"
+        start_stack "$out" --gateway-args "--metrics $m"
         lt --query random --rate 1000 --duration 30s --json "$out/json/random-$m-$i.json" || true
         lt --endpoint /healthz -c 64 --duration 10s --json "$out/json/healthz-$m-$i.json" || true
-        stop
+        stop_stack
     done
 done
 

@@ -15,40 +15,12 @@ use reqwest::{header, Client, Response, StatusCode};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use support::{eventually, gateway, load_sample, sample_readings, Service};
-use tempfile::TempDir;
+use support::{eventually, gateway, sample_readings, Setup};
 use uuid::Uuid;
 
 const DE_LOW_HOUR: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
 const CSV_HEADER: &str =
     "id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range";
-
-/// A temporary database holding the sample, and a gateway on it.
-struct Setup {
-    dir: TempDir,
-    gateway: Service,
-}
-
-impl Setup {
-    fn new(args: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().expect("temp dir");
-        load_sample(&dir.path().join("airq.db"));
-        let gateway = gateway(&dir.path().join("airq.db"), args);
-        Setup { dir, gateway }
-    }
-
-    fn db_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("airq.db")
-    }
-
-    fn db(&self) -> Db {
-        Db::open(self.db_path()).expect("opening the test database")
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.gateway.url(path)
-    }
-}
 
 fn client() -> Client {
     Client::builder()

@@ -17,8 +17,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
-use support::{eventually, gateway, load_sample, venv_bin, Service, Worker};
-use tempfile::TempDir;
+use support::{eventually, venv_bin, Service, Setup, Worker};
 use uuid::Uuid;
 
 const HOUR: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
@@ -51,29 +50,6 @@ fn client() -> Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("HTTP client")
-}
-
-/// A temporary database holding the sample, and a gateway on it.
-struct Setup {
-    dir: TempDir,
-    gateway: Service,
-}
-
-impl Setup {
-    fn new(args: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().expect("temp dir");
-        load_sample(&dir.path().join("airq.db"));
-        let gateway = gateway(&dir.path().join("airq.db"), args);
-        Setup { dir, gateway }
-    }
-
-    fn db(&self) -> Db {
-        Db::open(self.dir.path().join("airq.db")).expect("opening the test database")
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.gateway.url(path)
-    }
 }
 
 /// The description as `gateway` serves it.

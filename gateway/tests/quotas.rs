@@ -8,52 +8,27 @@ mod support;
 
 use airq_core::keys::{generate, KeyLimits, KeyStore};
 use airq_core::Timestamp;
-use airq_embedded::{Db, SqliteKeyStore};
+use airq_embedded::SqliteKeyStore;
 use reqwest::{header, Client, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use support::{eventually, gateway, load_sample, Service, Worker};
-use tempfile::TempDir;
+use support::{eventually, load_sample, Service, Setup, Worker};
 
 const HOUR: &str =
     r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE"}"#;
 
-struct Setup {
-    dir: TempDir,
-    gateway: Service,
+/// The keys of a setup's database, as `airq-deploy keys` reaches them.
+fn keys(s: &Setup) -> SqliteKeyStore {
+    SqliteKeyStore::new(s.db())
 }
 
-impl Setup {
-    fn new(args: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().expect("temp dir");
-        load_sample(&dir.path().join("airq.db"));
-        let gateway = gateway(&dir.path().join("airq.db"), args);
-        Setup { dir, gateway }
-    }
-
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("airq.db")
-    }
-
-    fn keys(&self) -> SqliteKeyStore {
-        SqliteKeyStore::new(Db::open(self.db_path()).expect("opening the test database"))
-    }
-
-    /// A new key in `tier`, stored as `airq-deploy keys create` stores it.
-    async fn key(&self, name: &str, tier: &str, limits: KeyLimits) -> (String, uuid::Uuid) {
-        let new = generate(name, tier, limits).expect("a valid key");
-        self.keys()
-            .insert(&new.record)
-            .await
-            .expect("storing a key");
-        (new.key, new.record.id)
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.gateway.url(path)
-    }
+/// A new key in `tier`, stored as `airq-deploy keys create` stores it.
+async fn new_key(s: &Setup, name: &str, tier: &str, limits: KeyLimits) -> (String, uuid::Uuid) {
+    let new = generate(name, tier, limits).expect("a valid key");
+    keys(s).insert(&new.record).await.expect("storing a key");
+    (new.key, new.record.id)
 }
 
 fn client() -> Client {
@@ -102,7 +77,7 @@ async fn accepted_id(r: Response) -> String {
 #[tokio::test]
 async fn a_key_works_until_it_is_revoked_and_is_stored_only_hashed() {
     let s = Setup::new(&["--key-cache-ttl", "200ms"]);
-    let (key, id) = s.key("alice", "standard", KeyLimits::default()).await;
+    let (key, id) = new_key(&s, "alice", "standard", KeyLimits::default()).await;
 
     let r = send(query(&s.url("/api/query"), HOUR).header("X-API-Key", &key)).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -127,7 +102,7 @@ async fn a_key_works_until_it_is_revoked_and_is_stored_only_hashed() {
     }
 
     let at = Timestamp::now();
-    let revoked = s.keys().revoke(id, at).await.expect("revoking");
+    let revoked = keys(&s).revoke(id, at).await.expect("revoking");
     assert!(revoked.is_some_and(|k| k.revoked_at == Some(at)));
     let r = eventually(
         "the revocation reaches the gateway",
@@ -262,8 +237,8 @@ async fn a_client_may_queue_only_its_tiers_share() {
 #[tokio::test]
 async fn a_keyed_result_belongs_to_its_key() {
     let s = Setup::new(&[]);
-    let (a, _) = s.key("a", "standard", KeyLimits::default()).await;
-    let (b, _) = s.key("b", "standard", KeyLimits::default()).await;
+    let (a, _) = new_key(&s, "a", "standard", KeyLimits::default()).await;
+    let (b, _) = new_key(&s, "b", "standard", KeyLimits::default()).await;
     let _worker = Worker::start(&s.db_path(), &[]);
 
     let mine = accepted_id(send(queued(&s.url("/api/query")).header("X-API-Key", &a)).await).await;
@@ -307,7 +282,7 @@ async fn a_keyed_result_belongs_to_its_key() {
 #[tokio::test]
 async fn an_unlimited_key_is_not_limited() {
     let s = Setup::new(&["--tier", "anonymous:submits=1/min"]);
-    let (key, _) = s.key("bench", "unlimited", KeyLimits::default()).await;
+    let (key, _) = new_key(&s, "bench", "unlimited", KeyLimits::default()).await;
     for _ in 0..20 {
         let r = send(query(&s.url("/api/query"), HOUR).header("X-API-Key", &key)).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -318,7 +293,7 @@ async fn an_unlimited_key_is_not_limited() {
         submits: Some("1/min".parse().unwrap()),
         ..KeyLimits::default()
     };
-    let (tight, _) = s.key("tight", "unlimited", own).await;
+    let (tight, _) = new_key(&s, "tight", "unlimited", own).await;
     let r = send(query(&s.url("/api/query"), HOUR).header("X-API-Key", &tight)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = send(query(&s.url("/api/query"), HOUR).header("X-API-Key", &tight)).await;
@@ -419,7 +394,7 @@ async fn required_keys_leave_the_page_and_meta_open() {
             "{open}"
         );
     }
-    let (key, _) = s.key("k", "standard", KeyLimits::default()).await;
+    let (key, _) = new_key(&s, "k", "standard", KeyLimits::default()).await;
     let r = send(query(&s.url("/api/query"), HOUR).header("X-API-Key", &key)).await;
     assert_eq!(r.status(), StatusCode::OK);
 

@@ -201,6 +201,34 @@ pub fn gateway(db: &Path, args: &[&str]) -> Service {
     Service::start_listening(env!("CARGO_BIN_EXE_airq-gateway"), &all, &[])
 }
 
+/// A temporary database holding the sample, and a gateway on it (dropped,
+/// and deleted, together).
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub gateway: Service,
+}
+
+impl Setup {
+    pub fn new(args: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        load_sample(&dir.path().join("airq.db"));
+        let gateway = gateway(&dir.path().join("airq.db"), args);
+        Setup { dir, gateway }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("airq.db")
+    }
+
+    pub fn db(&self) -> Db {
+        Db::open(self.db_path()).expect("opening the test database")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.gateway.url(path)
+    }
+}
+
 /// Calls `probe` every `every` until it returns `Some`, at most `attempts`
 /// times; panics with `what` if it never does.
 pub async fn eventually<T, F, Fut>(what: &str, attempts: u32, every: Duration, mut probe: F) -> T

@@ -1,0 +1,41 @@
+# Shared by the benchmark scripts in loadtest/ (source it; bash): a copy of
+# the benchmark store and the local stack on it.
+#
+#   copy_store STORE OUT      OUT/run.db (and its payload files) from STORE
+#   start_stack OUT [ARGS…]   `airq-deploy up` on OUT/run.db, on a free
+#                             loopback port, 2 workers, no seed, extra ARGS;
+#                             sets $url and $stack (its pid)
+#   stop_stack                Ctrl-C to the stack, and wait for it
+
+copy_store() {
+    local store="$1" out="$2"
+    [ -f "$store" ] || { echo "no store at $store: run loadtest/bench.sh first" >&2; exit 1; }
+    cp "$store" "$out/run.db"
+    if [ -d "$store-bodies" ]; then cp -r "$store-bodies" "$out/run.db-bodies"; fi
+}
+
+stack=""
+start_stack() {
+    local out="$1"
+    shift
+    : >"$out/stack.out"
+    target/release/airq-deploy up --db "$out/run.db" --listen 127.0.0.1:0 --seed "" --workers 2 \
+        "$@" >"$out/stack.out" 2>>"$out/stack.log" &
+    stack=$!
+    url=""
+    for _ in $(seq 1 120); do
+        url="$(sed -n 's/^airq is up at \(http[^ ]*\).*/\1/p' "$out/stack.out")"
+        [ -n "$url" ] && return 0
+        sleep 0.5
+    done
+    echo "the stack did not start; see $out/stack.log" >&2
+    exit 1
+}
+
+stop_stack() {
+    if [ -n "$stack" ]; then
+        kill -INT "$stack" 2>/dev/null || true
+        wait "$stack" 2>/dev/null || true
+        stack=""
+    fi
+}
