@@ -1,11 +1,23 @@
 //! `airq-deploy provision` and `airq-deploy destroy`: everything the AWS
 //! backend needs, created idempotently or removed after confirmation.
 //! Credentials and region come from the standard AWS configuration chain.
+//!
+//! With `--stack NAME` both work on airq's CloudFormation stack
+//! (`cloudformation.rs`), the way to run airq on AWS; without it they
+//! create or delete only the data plane (tables, queues, bucket) by direct
+//! API calls (`airq_deploy::provision`), for emulators and development.
 
+use crate::cloudformation::{self, DataPlane, StackArgs};
 use airq_aws::{AwsArgs, AwsClients, ResourceNames};
 use airq_deploy::provision::{self, Billing, ProvisionSpec};
 use anyhow::{bail, Context};
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+/// The receives before dead-lettering, and the days result objects are
+/// kept, when not given.
+const DEFAULT_MAX_RECEIVES: u32 = 3;
+const DEFAULT_RESULT_OBJECT_DAYS: i32 = 8;
 
 #[derive(Debug, clap::Args)]
 pub struct ProvisionArgs {
@@ -13,20 +25,27 @@ pub struct ProvisionArgs {
     pub aws: AwsArgs,
 
     /// Receives after which a request that keeps failing moves to its
-    /// dead-letter queue (the queues' redrive policy).
-    #[arg(long, env = "AIRQ_MAX_RECEIVES", default_value_t = 3)]
-    pub max_receives: u32,
+    /// dead-letter queue (the queues' redrive policy) [default: 3; with
+    /// --stack, the stack's current value].
+    #[arg(long, env = "AIRQ_MAX_RECEIVES")]
+    pub max_receives: Option<u32>,
 
     /// Provisioned capacity `READ,WRITE` (units per second, for each table
-    /// and each index) instead of on-demand billing.
-    #[arg(long, env = "AIRQ_PROVISIONED_CAPACITY", value_parser = parse_capacity)]
+    /// and each index) instead of on-demand billing (not with --stack: the
+    /// template's tables are on demand).
+    #[arg(long, env = "AIRQ_PROVISIONED_CAPACITY", value_parser = parse_capacity,
+          conflicts_with = "stack")]
     pub provisioned: Option<(i64, i64)>,
 
     /// Days after which the bucket deletes result objects that no gateway
-    /// purged (keep it above the gateways' --result-ttl).
-    #[arg(long, env = "AIRQ_RESULT_OBJECT_DAYS", default_value_t = 8,
+    /// purged (keep it above the gateways' --result-ttl) [default: 8; with
+    /// --stack, the stack's current value].
+    #[arg(long, env = "AIRQ_RESULT_OBJECT_DAYS",
           value_parser = clap::value_parser!(i32).range(1..=3650))]
-    pub result_object_days: i32,
+    pub result_object_days: Option<i32>,
+
+    #[command(flatten)]
+    pub stack: StackArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +56,19 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+
+    /// Delete the CloudFormation stack NAME (made by `provision --stack
+    /// NAME`) and everything it made, data included: empties its bucket
+    /// (CloudFormation cannot delete one with objects in it), deletes the
+    /// stack and waits until it is gone. Without --stack, destroy deletes
+    /// the resources plain `provision` made.
+    #[arg(long, value_name = "NAME", value_parser = cloudformation::parse_stack_name)]
+    pub stack: Option<String>,
+
+    /// How long to wait for the stack's deletion.
+    #[arg(long, value_name = "DURATION", default_value = "60m",
+          value_parser = airq_cli::duration::parse)]
+    pub stack_timeout: Duration,
 }
 
 fn parse_capacity(s: &str) -> Result<(i64, i64), String> {
@@ -91,15 +123,40 @@ async fn connect(aws: &AwsArgs) -> anyhow::Result<(AwsClients, ResourceNames)> {
 }
 
 pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+    if args.stack.stack.is_some() {
+        let defaults = AwsArgs::default_names();
+        let renamed = [
+            &args.aws.readings_table,
+            &args.aws.results_table,
+            &args.aws.receipts_table,
+            &args.aws.keys_table,
+        ]
+        .into_iter()
+        .zip(defaults)
+        .any(|(name, default)| name != default);
+        if renamed || args.aws.bucket.is_some() {
+            eprintln!(
+                "note: with --stack the template names the tables and the bucket (from \
+                 --aws-prefix); the table flags and --bucket are not used"
+            );
+        }
+        let data = DataPlane {
+            max_receives: args.max_receives,
+            result_object_days: args.result_object_days,
+        };
+        return cloudformation::provision(&args.aws, &args.stack, &data).await;
+    }
     let (clients, names) = connect(&args.aws).await?;
     let spec = ProvisionSpec {
         names: names.clone(),
-        max_receives: args.max_receives,
+        max_receives: args.max_receives.unwrap_or(DEFAULT_MAX_RECEIVES),
         billing: match args.provisioned {
             None => Billing::OnDemand,
             Some((read, write)) => Billing::Provisioned { read, write },
         },
-        result_object_days: args.result_object_days,
+        result_object_days: args
+            .result_object_days
+            .unwrap_or(DEFAULT_RESULT_OBJECT_DAYS),
     };
     eprintln!("provisioning airq on {}", clients.location());
     let report = provision::provision(&clients, &spec)
@@ -119,39 +176,64 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks for "yes" on the terminal after showing `intro` and `items`;
+/// refuses without a terminal.
+fn confirm(intro: &str, items: &[String]) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("refusing to delete without confirmation: pass --yes");
+    }
+    eprintln!("{intro}");
+    for item in items {
+        eprintln!("  {item}");
+    }
+    eprint!("Type 'yes' to delete: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    if answer.trim() != "yes" {
+        bail!("not confirmed; nothing deleted");
+    }
+    Ok(())
+}
+
 pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
+    if let Some(stack) = &args.stack {
+        let yes = args.yes;
+        return cloudformation::destroy(&args.aws, stack, args.stack_timeout, |intro, items| {
+            if yes {
+                Ok(())
+            } else {
+                confirm(intro, items)
+            }
+        })
+        .await;
+    }
     let (clients, names) = connect(&args.aws).await?;
     if !args.yes {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            bail!("refusing to delete without confirmation: pass --yes");
-        }
-        eprintln!(
-            "This deletes, on {}, every reading, result, API key and queued message:",
-            clients.location()
-        );
-        for t in [
+        let mut items: Vec<String> = [
             &names.readings_table,
             &names.results_table,
             &names.receipts_table,
             &names.keys_table,
-        ] {
-            eprintln!("  table  {t}");
-        }
+        ]
+        .into_iter()
+        .map(|t| format!("table  {t}"))
+        .collect();
         for (q, dlq) in names.queues() {
-            eprintln!("  queue  {q}, {dlq}");
+            items.push(format!("queue  {q}, {dlq}"));
         }
-        eprintln!("  bucket {} (and its contents)", names.bucket);
-        eprint!("Type 'yes' to delete: ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        stdin
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the confirmation")?;
-        if answer.trim() != "yes" {
-            bail!("not confirmed; nothing deleted");
-        }
+        items.push(format!("bucket {} (and its contents)", names.bucket));
+        confirm(
+            &format!(
+                "This deletes, on {}, every reading, result, API key and queued message:",
+                clients.location()
+            ),
+            &items,
+        )?;
     }
     let report = provision::destroy(&clients, &names)
         .await

@@ -3,8 +3,12 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
+mod cloudformation;
 mod key_commands;
 mod local;
+#[cfg(feature = "aws")]
+mod release;
 mod supervisor;
 
 use airq_cli::logging::LogArgs;
@@ -27,13 +31,31 @@ enum Command {
     /// as supervised processes; Ctrl-C stops them all.
     Up(local::UpArgs),
     #[cfg(feature = "aws")]
-    /// Create (idempotently) the AWS resources of the aws backend:
-    /// DynamoDB tables, SQS queues with dead-letter queues, the S3 bucket.
-    /// Prints the settings the other binaries need.
-    Provision(aws::ProvisionArgs),
+    /// Run airq on AWS with `--stack NAME` (its CloudFormation stack, and
+    /// with `--upload-release DIR` the binaries); without --stack, create
+    /// only the data plane, for emulators and development.
+    ///
+    /// `provision --stack NAME` creates or updates airq's CloudFormation
+    /// stack from the template built into this binary: the DynamoDB tables,
+    /// SQS queues and S3 bucket, one least-privilege role per binary, and
+    /// (unless `--compute false`) the instances, load balancer, worker
+    /// scaling and alarms. It waits, printing the stack's events, then
+    /// prints its outputs and the settings.
+    ///
+    /// Shipping binaries (`--upload-release DIR`) goes in three steps, in
+    /// this order: the stack first (it owns the bucket), then the upload to
+    /// s3://BUCKET/releases/VERSION/ARCH/, then an update of the stack with
+    /// Release=VERSION, which its instances download at boot.
+    ///
+    /// Without --stack, provision creates (idempotently) only the data plane
+    /// by direct API calls, without the template (DynamoDB tables, SQS
+    /// queues with dead-letter queues, the S3 bucket): for emulators such as
+    /// moto and for development. Both print the settings the other binaries
+    /// need as `export` lines.
+    Provision(Box<aws::ProvisionArgs>),
     #[cfg(feature = "aws")]
-    /// Delete the AWS resources `provision` created, data included, after
-    /// confirmation.
+    /// Delete what `provision` created, data included, after confirmation:
+    /// with `--stack NAME` the whole stack, else the data plane.
     Destroy(aws::DestroyArgs),
     /// API keys: `create` (shows the key once), `list`, `revoke`; stored
     /// as hashes in the backend (`--backend embedded --db PATH` or
@@ -55,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => local::up(args).await,
         #[cfg(feature = "aws")]
-        Command::Provision(args) => aws::provision(args).await,
+        Command::Provision(args) => aws::provision(*args).await,
         #[cfg(feature = "aws")]
         Command::Destroy(args) => aws::destroy(args).await,
         Command::Keys(args) => key_commands::run(args).await,
@@ -83,5 +105,41 @@ mod tests {
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(cli.command, Command::Keys(_)));
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn stack_flags_need_a_stack() {
+        let cli = Cli::try_parse_from([
+            "airq-deploy",
+            "provision",
+            "--stack",
+            "airq",
+            "--compute",
+            "false",
+            "--workers",
+            "1:8:2",
+            "--parameter",
+            "OldestMessageAgeSeconds=600",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Provision(p) = cli.command else {
+            panic!("provision")
+        };
+        assert_eq!(p.stack.compute, Some(false));
+        assert_eq!(p.stack.workers.map(|w| w.max), Some(8));
+        assert_eq!(p.stack.parameters.len(), 1);
+        for without_stack in [
+            &["provision", "--compute", "false"][..],
+            &["provision", "--upload-release", "target/release"],
+            &["provision", "--stack", "a", "--provisioned", "5,5"],
+            &["provision", "--stack", "a", "--workers", "3:2:1"],
+        ] {
+            let args = std::iter::once("airq-deploy").chain(without_stack.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{without_stack:?}");
+        }
+        let cli = Cli::try_parse_from(["airq-deploy", "destroy", "--stack", "airq", "--yes"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(cli.command, Command::Destroy(d) if d.stack.as_deref() == Some("airq")));
     }
 }

@@ -14,6 +14,7 @@ mod blobs;
 mod config;
 mod fence;
 mod keys;
+pub mod permissions;
 mod queue;
 mod readings;
 mod results;

@@ -1,0 +1,502 @@
+//! What each binary may do on AWS: the IAM actions its adapters call, and
+//! on which resources. The roles of the CloudFormation template
+//! (`deploy/cloudformation/airq.yaml`) are checked against these lists by
+//! `deploy/tests/template.rs`, both ways: every action here is granted on
+//! its resource, and nothing else is. An SDK call added to an adapter
+//! without its entry here (and its grant there) would be denied on AWS, so
+//! keep them in step: every call of this crate is listed, per binary that
+//! reaches it.
+//!
+//! How each binary reaches the adapters:
+//! - `airq-master` opens only the reading store (`BackendArgs::reading_store`:
+//!   a `ping`) and writes batches (`put_batch`).
+//! - `airq-worker` and `airq-gateway` connect every port (`connect_aws`),
+//!   which opens all four queues by name (`GetQueueUrl`), whether or not
+//!   the binary then uses them.
+//!
+//! S3 authorises some calls under another action's name: `HeadObject` as
+//! `s3:GetObject`; `CreateMultipartUpload`, `UploadPart` and
+//! `CompleteMultipartUpload` as `s3:PutObject`;
+//! `GetBucketLifecycleConfiguration` as `s3:GetLifecycleConfiguration`.
+//!
+//! Not here, because no role makes them: what `airq-deploy` does with the
+//! operator's credentials (`provision`, `destroy`, `keys`: `KeyStore`
+//! insert, list and revoke), `DynamoReadingStore::put_one` (`PutItem`, a
+//! benchmark's comparison, see BENCHMARKS.md), and STS
+//! `GetCallerIdentity` (only without `AIRQ_BUCKET`, which every instance
+//! has; it needs no permission anyway).
+
+use crate::schema::{BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX};
+use airq_core::job::{REQUEST_RECEIVE, REQUEST_SEND};
+
+/// `RequestSend`'s dead-letter queue (`dead_letter_name(REQUEST_SEND)`).
+pub const REQUEST_SEND_DLQ: &str = "RequestSend-dlq";
+/// `RequestReceive`'s dead-letter queue.
+pub const REQUEST_RECEIVE_DLQ: &str = "RequestReceive-dlq";
+
+/// A binary that runs with a role of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Binary {
+    Master,
+    Worker,
+    Gateway,
+}
+
+impl Binary {
+    pub const ALL: [Binary; 3] = [Binary::Master, Binary::Worker, Binary::Gateway];
+
+    /// The executable's name, as in the release folder.
+    pub fn executable(self) -> &'static str {
+        match self {
+            Binary::Master => "airq-master",
+            Binary::Worker => "airq-worker",
+            Binary::Gateway => "airq-gateway",
+        }
+    }
+
+    /// What the binary needs.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            Binary::Master => MASTER,
+            Binary::Worker => WORKER,
+            Binary::Gateway => GATEWAY,
+        }
+    }
+}
+
+/// Where an action applies, by airq's names before the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// The readings table (`QualityAirTable`).
+    ReadingsTable,
+    /// An index of the readings table.
+    ReadingsIndex(&'static str),
+    /// The results table (`AirqResults`).
+    ResultsTable,
+    /// An index of the results table.
+    ResultsIndex(&'static str),
+    /// The receipt fences (`AirqReceipts`).
+    ReceiptsTable,
+    /// The API keys (`AirqKeys`).
+    KeysTable,
+    /// A queue, by its name before the prefix (`RequestSend`,
+    /// `RequestSend-dlq`, ...).
+    Queue(&'static str),
+    /// The bucket itself (bucket-level actions).
+    Bucket,
+    /// Large result CSVs: `results/*`.
+    ResultObjects,
+    /// Bodies offloaded from a queue: `messages/<prefix><queue>/*`.
+    MessageObjects(&'static str),
+    /// The binary's own release: `releases/<release>/<arch>/<executable>`.
+    Release,
+}
+
+/// One action on one resource, and who calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    /// The IAM action, e.g. `dynamodb:Query`.
+    pub action: &'static str,
+    pub resource: Resource,
+    /// The adapter methods (or boot step) that need it.
+    pub used_by: &'static str,
+}
+
+const fn p(action: &'static str, resource: Resource, used_by: &'static str) -> Permission {
+    Permission {
+        action,
+        resource,
+        used_by,
+    }
+}
+
+use Resource::*;
+
+/// `airq-master`: writes readings, and nothing else.
+pub const MASTER: &[Permission] = &[
+    p(
+        "dynamodb:DescribeTable",
+        ReadingsTable,
+        "DynamoReadingStore::ping (BackendArgs::reading_store checks the table at start-up)",
+    ),
+    p(
+        "dynamodb:BatchWriteItem",
+        ReadingsTable,
+        "DynamoReadingStore::put_batch (write_chunk)",
+    ),
+    p(
+        "dynamodb:UpdateItem",
+        ReadingsTable,
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds)",
+    ),
+    p(
+        "s3:GetObject",
+        Release,
+        "the instance's user data: `aws s3 cp` of airq-master at boot",
+    ),
+];
+
+/// `airq-worker`: takes requests, queries readings, stores results.
+pub const WORKER: &[Permission] = &[
+    // Readings.
+    p(
+        "dynamodb:Query",
+        ReadingsTable,
+        "DynamoReadingStore::query (query_page, without a country)",
+    ),
+    p(
+        "dynamodb:Query",
+        ReadingsIndex(BY_COUNTRY_INDEX),
+        "DynamoReadingStore::query (query_page, with a country)",
+    ),
+    // Results.
+    p(
+        "dynamodb:GetItem",
+        ResultsTable,
+        "DynamoResultStore::get (read_item: is the job already finished?)",
+    ),
+    p(
+        "dynamodb:UpdateItem",
+        ResultsTable,
+        "DynamoResultStore::mark_running",
+    ),
+    p(
+        "s3:GetObject",
+        ResultObjects,
+        "DynamoResultStore::get (BlobStore::size: HeadObject of a stored CSV)",
+    ),
+    p(
+        "s3:PutObject",
+        ResultObjects,
+        "DynamoResultStore::create_csv (Upload: PutObject, or CreateMultipartUpload, UploadPart, CompleteMultipartUpload)",
+    ),
+    p(
+        "s3:AbortMultipartUpload",
+        ResultObjects,
+        "DynamoResultStore::create_csv (Upload::abort of a failed or oversized answer)",
+    ),
+    // Queues.
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_SEND),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_SEND_DLQ),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_RECEIVE),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_RECEIVE_DLQ),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:ReceiveMessage",
+        Queue(REQUEST_SEND),
+        "SqsQueue::receive (receive_once) of jobs",
+    ),
+    p(
+        "sqs:DeleteMessage",
+        Queue(REQUEST_SEND),
+        "SqsQueue::delete of a job done",
+    ),
+    p(
+        "sqs:ChangeMessageVisibility",
+        Queue(REQUEST_SEND),
+        "SqsQueue::change_visibility (heartbeat, and handing a job back)",
+    ),
+    p(
+        "sqs:SendMessage",
+        Queue(REQUEST_RECEIVE),
+        "SqsQueue::send of a job's result",
+    ),
+    p(
+        "s3:GetObject",
+        MessageObjects(REQUEST_SEND),
+        "SqsQueue::receive (accept: BlobStore::get of an offloaded job body)",
+    ),
+    p(
+        "s3:DeleteObject",
+        MessageObjects(REQUEST_SEND),
+        "SqsQueue::delete (BlobStore::delete_quietly of the job's offloaded body)",
+    ),
+    p(
+        "s3:PutObject",
+        MessageObjects(REQUEST_RECEIVE),
+        "SqsQueue::send (BlobStore::put of a result body over 256 KiB)",
+    ),
+    p(
+        "s3:DeleteObject",
+        MessageObjects(REQUEST_RECEIVE),
+        "SqsQueue::send (delete_quietly of the body when SendMessage fails)",
+    ),
+    // Receipt fences.
+    p(
+        "dynamodb:UpdateItem",
+        ReceiptsTable,
+        "ReceiptFence::record (every receive)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        ReceiptsTable,
+        "ReceiptFence::check (delete, change_visibility)",
+    ),
+    p(
+        "dynamodb:DeleteItem",
+        ReceiptsTable,
+        "ReceiptFence::forget (delete)",
+    ),
+    p(
+        "s3:GetObject",
+        Release,
+        "the instance's user data: `aws s3 cp` of airq-worker at boot",
+    ),
+];
+
+/// `airq-gateway`: the API, result collection, dead letters, purging.
+pub const GATEWAY: &[Permission] = &[
+    // Readings: direct queries and /api/meta, never a write.
+    p(
+        "dynamodb:Query",
+        ReadingsTable,
+        "DynamoReadingStore::query (direct queries, without a country)",
+    ),
+    p(
+        "dynamodb:Query",
+        ReadingsIndex(BY_COUNTRY_INDEX),
+        "DynamoReadingStore::query (direct queries, with a country)",
+    ),
+    p(
+        "dynamodb:DescribeTable",
+        ReadingsTable,
+        "DynamoReadingStore::summary (ItemCount) and ping (/readyz)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        ReadingsTable,
+        "DynamoReadingStore::summary (the summary item)",
+    ),
+    // API keys: looked up, never written (airq-deploy keys does that).
+    p(
+        "dynamodb:GetItem",
+        KeysTable,
+        "DynamoKeyStore::find (admission's key cache)",
+    ),
+    // Results.
+    p(
+        "dynamodb:PutItem",
+        ResultsTable,
+        "DynamoResultStore::create (a queued query)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        ResultsTable,
+        "DynamoResultStore::get (polls, downloads) and finish (stored_csv_key)",
+    ),
+    p(
+        "dynamodb:UpdateItem",
+        ResultsTable,
+        "DynamoResultStore::finish (collector, dead-letter watcher, enqueue failure) and purge_one",
+    ),
+    p(
+        "dynamodb:DeleteItem",
+        ResultsTable,
+        "DynamoResultStore::purge_expired (purge_one forgets a tombstone)",
+    ),
+    p(
+        "dynamodb:Query",
+        ResultsIndex(BY_PURGE_INDEX),
+        "DynamoResultStore::purge_expired",
+    ),
+    p(
+        "dynamodb:Query",
+        ResultsIndex(BY_PENDING_CLIENT_INDEX),
+        "DynamoResultStore::pending (the per-client queued cap)",
+    ),
+    p(
+        "s3:GetObject",
+        ResultObjects,
+        "DynamoResultStore::get (HeadObject) and open_csv (GetObject, ranges)",
+    ),
+    p(
+        "s3:PutObject",
+        ResultObjects,
+        "DynamoResultStore::finish (a large CSV sent inline by an earlier worker)",
+    ),
+    p(
+        "s3:DeleteObject",
+        ResultObjects,
+        "DynamoResultStore::finish (a losing duplicate's object) and purge_one",
+    ),
+    p(
+        "s3:GetLifecycleConfiguration",
+        Bucket,
+        "DynamoResultStore::check_retention (schema::result_object_days) at start-up",
+    ),
+    // Queues.
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_SEND),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_SEND_DLQ),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_RECEIVE),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:GetQueueUrl",
+        Queue(REQUEST_RECEIVE_DLQ),
+        "SqsQueue::open (connect_aws opens every queue)",
+    ),
+    p(
+        "sqs:SendMessage",
+        Queue(REQUEST_SEND),
+        "SqsQueue::send (enqueue)",
+    ),
+    p(
+        "sqs:GetQueueAttributes",
+        Queue(REQUEST_SEND),
+        "SqsQueue::depth (the backlog cap, /readyz, metrics)",
+    ),
+    p(
+        "sqs:GetQueueAttributes",
+        Queue(REQUEST_SEND_DLQ),
+        "SqsQueue::depth (metrics)",
+    ),
+    p(
+        "sqs:ReceiveMessage",
+        Queue(REQUEST_RECEIVE),
+        "SqsQueue::receive (the result collector)",
+    ),
+    p(
+        "sqs:DeleteMessage",
+        Queue(REQUEST_RECEIVE),
+        "SqsQueue::delete (the result collector)",
+    ),
+    p(
+        "sqs:ReceiveMessage",
+        Queue(REQUEST_SEND_DLQ),
+        "SqsQueue::receive (the dead-letter watcher)",
+    ),
+    p(
+        "sqs:DeleteMessage",
+        Queue(REQUEST_SEND_DLQ),
+        "SqsQueue::delete (the dead-letter watcher)",
+    ),
+    p(
+        "s3:PutObject",
+        MessageObjects(REQUEST_SEND),
+        "SqsQueue::send (BlobStore::put of a job body over 256 KiB)",
+    ),
+    p(
+        "s3:GetObject",
+        MessageObjects(REQUEST_SEND),
+        "SqsQueue::receive of a dead letter (it keeps its pointer into RequestSend's bodies)",
+    ),
+    p(
+        "s3:DeleteObject",
+        MessageObjects(REQUEST_SEND),
+        "SqsQueue::send (a failed send's body) and delete of a dead letter",
+    ),
+    p(
+        "s3:GetObject",
+        MessageObjects(REQUEST_RECEIVE),
+        "SqsQueue::receive (accept: a result body over 256 KiB)",
+    ),
+    p(
+        "s3:DeleteObject",
+        MessageObjects(REQUEST_RECEIVE),
+        "SqsQueue::delete (the collected result's body)",
+    ),
+    // Receipt fences.
+    p(
+        "dynamodb:UpdateItem",
+        ReceiptsTable,
+        "ReceiptFence::record (every receive)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        ReceiptsTable,
+        "ReceiptFence::check (delete)",
+    ),
+    p(
+        "dynamodb:DeleteItem",
+        ReceiptsTable,
+        "ReceiptFence::forget (delete)",
+    ),
+    p(
+        "s3:GetObject",
+        Release,
+        "the instance's user data: `aws s3 cp` of airq-gateway at boot",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airq_core::job::dead_letter_name;
+    use std::collections::HashSet;
+
+    #[test]
+    fn dead_letter_queue_names_are_the_cores() {
+        assert_eq!(REQUEST_SEND_DLQ, dead_letter_name(REQUEST_SEND));
+        assert_eq!(REQUEST_RECEIVE_DLQ, dead_letter_name(REQUEST_RECEIVE));
+    }
+
+    #[test]
+    fn lists_are_precise() {
+        for b in Binary::ALL {
+            let mut seen = HashSet::new();
+            for perm in b.permissions() {
+                assert!(
+                    seen.insert((perm.action, perm.resource)),
+                    "{b:?} lists {} on {:?} twice",
+                    perm.action,
+                    perm.resource
+                );
+                let (service, name) = perm.action.split_once(':').expect("service:Action");
+                assert!(
+                    matches!(service, "dynamodb" | "sqs" | "s3")
+                        && !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphabetic()),
+                    "{b:?}: {} is one named action, no wildcard",
+                    perm.action
+                );
+                assert!(!perm.used_by.is_empty());
+            }
+        }
+    }
+
+    /// The two refusals the issue names: the master writes no result, the
+    /// gateway writes no reading.
+    #[test]
+    fn master_writes_only_readings_and_gateway_never_writes_them() {
+        assert!(MASTER
+            .iter()
+            .all(|p| matches!(p.resource, ReadingsTable | Release)));
+        let writes = [
+            "dynamodb:PutItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        ];
+        assert!(!GATEWAY
+            .iter()
+            .any(|p| p.resource == ReadingsTable && writes.contains(&p.action)));
+        assert!(!WORKER
+            .iter()
+            .any(|p| p.resource == ReadingsTable && writes.contains(&p.action)));
+    }
+}

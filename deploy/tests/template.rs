@@ -1,0 +1,1541 @@
+//! The CloudFormation template (`deploy/cloudformation/airq.yaml`):
+//!
+//! 1. it passes `cfn-lint` (installed into `.venv/` by scripts/test.sh);
+//! 2. its data plane is the one the adapters expect (keys, indexes, TTL
+//!    attributes, queue redrive, bucket rules: `airq_aws::schema`);
+//! 3. each binary's IAM role grants exactly what `airq_aws::permissions`
+//!    says the binary calls, on the right resources, and nothing more;
+//! 4. the workers' scaling policy tracks backlog per instance;
+//! 5. the instances get their binary and settings from the stack, and no
+//!    credentials;
+//! 6. it deploys on moto's CloudFormation with `Compute=false`, and the
+//!    real binaries, configured only by the stack's `Settings` output,
+//!    ingest the sample and answer a direct and a queued query with the
+//!    same CSV; then the stack is deleted. With `Compute=true` it deploys
+//!    there too, less the resource types moto lacks (alarms, the scaling
+//!    policy).
+//!
+//! Why the IAM check is static: moto (5.2.5) evaluates IAM policies only
+//! when its server is started with `INITIAL_NO_AUTH_ACTION_COUNT` (then
+//! for every client, the other suites' too), and even then it matches a
+//! statement's resources only for SQS and S3: a DynamoDB request is
+//! authorised as if on the resource `*`, which a least-privilege statement
+//! naming its tables never matches, so a role scoped like ours would be
+//! refused every DynamoDB call, and a role that passed would prove nothing
+//! about resources. Instead the template is evaluated (its `Fn::Sub`,
+//! `Fn::GetAtt` and `Ref` resolved for a sample prefix, account and
+//! region) and each role's grants, as (action, resource ARN) pairs, are
+//! compared both ways with the list the adapters export
+//! (`airq_aws::permissions`), whose every entry names the adapter method
+//! that makes the call.
+#![cfg(feature = "aws")]
+
+use airq_aws::permissions::{Binary, Resource};
+use airq_aws::schema;
+use airq_aws::ResourceNames;
+use airq_contract::sample::sample;
+use airq_contract::store::reference;
+use airq_core::export::to_csv;
+use airq_core::{Query, QueryLimits};
+use airq_deploy::emulator;
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cloudformation/airq.yaml");
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../data/sample/201806032249_data.dust.min.json"
+);
+const HOUR_DE_LOW: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
+/// Every reading of the sample: a CSV larger than an SQS message, so S3's
+/// `results/` and `messages/` are used too.
+const HOUR_ALL: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00"}"#;
+
+/// The pinned cfn-lint (scripts/test.sh installs it).
+const CFN_LINT: &str = "cfn-lint==1.58.0";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf()
+}
+
+/// The template as JSON. It is written in long form (`Ref:`, `Fn::Sub:`),
+/// so a plain YAML parser reads it.
+fn template() -> Value {
+    let text = std::fs::read_to_string(TEMPLATE).expect("reading the template");
+    serde_norway::from_str(&text).expect("the template is plain YAML (long-form intrinsics only)")
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> &'a Value {
+    let r = &t["Resources"][id];
+    assert!(r.is_object(), "the template has no resource {id}");
+    r
+}
+
+fn props<'a>(t: &'a Value, id: &str) -> &'a Value {
+    &resource(t, id)["Properties"]
+}
+
+// ------------------------------------------------------------------ cfn-lint
+
+#[test]
+fn the_template_passes_cfn_lint() {
+    let venv = std::env::var_os("AIRQ_VENV")
+        .map(PathBuf::from)
+        .map(|v| if v.is_absolute() { v } else { root().join(v) })
+        .unwrap_or_else(|| root().join(".venv"));
+    let lint = venv.join("bin").join("cfn-lint");
+    assert!(
+        lint.is_file(),
+        "{} is missing: install it with `{}/bin/python -m pip install {CFN_LINT}` \
+         (bash scripts/test.sh does, after scripts/moto.sh has made the virtual environment)",
+        lint.display(),
+        venv.display()
+    );
+    let out = Command::new(&lint)
+        .arg("--")
+        .arg(TEMPLATE)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", lint.display()));
+    // Exit status 0: no error, no warning (2 = errors, 4 = warnings).
+    assert!(
+        out.status.success(),
+        "cfn-lint found problems ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ------------------------------------------------------------------ evaluation
+
+/// Enough of CloudFormation's intrinsic functions to resolve the names,
+/// ARNs and settings of the template for given parameters.
+struct Eval<'a> {
+    template: &'a Value,
+    params: Map<String, Value>,
+    account: &'static str,
+    region: &'static str,
+}
+
+impl<'a> Eval<'a> {
+    fn new(template: &'a Value, given: &[(&str, &str)]) -> Eval<'a> {
+        let mut params = Map::new();
+        for (name, p) in template["Parameters"].as_object().expect("Parameters") {
+            if let Some(d) = p.get("Default") {
+                params.insert(name.clone(), d.clone());
+            }
+        }
+        for (k, v) in given {
+            assert!(template["Parameters"].get(*k).is_some(), "no parameter {k}");
+            params.insert((*k).to_owned(), Value::String((*v).to_owned()));
+        }
+        Eval {
+            template,
+            params,
+            account: "123456789012",
+            region: "eu-west-2",
+        }
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let c = &self.template["Conditions"][name];
+        assert!(!c.is_null(), "no condition {name}");
+        self.truth(c)
+    }
+
+    fn truth(&self, c: &Value) -> bool {
+        let (f, args) = single(c).unwrap_or_else(|| panic!("not a condition: {c}"));
+        match f {
+            "Fn::Equals" => self.eval(&args[0]) == self.eval(&args[1]),
+            "Fn::Not" => !self.truth(&args[0]),
+            "Fn::And" => args.as_array().expect("list").iter().all(|a| self.truth(a)),
+            "Fn::Or" => args.as_array().expect("list").iter().any(|a| self.truth(a)),
+            "Condition" => self.condition(args.as_str().expect("name")),
+            other => panic!("unsupported condition function {other}"),
+        }
+    }
+
+    fn name_of(&self, id: &str) -> String {
+        let r = resource(self.template, id);
+        let prop = match r["Type"].as_str() {
+            Some("AWS::DynamoDB::Table") => "TableName",
+            Some("AWS::SQS::Queue") => "QueueName",
+            Some("AWS::S3::Bucket") => "BucketName",
+            other => panic!("no name for {id} ({other:?})"),
+        };
+        text(&self.eval(&r["Properties"][prop]))
+    }
+
+    fn reference(&self, name: &str) -> Value {
+        match name {
+            "AWS::Region" => return json!(self.region),
+            "AWS::AccountId" => return json!(self.account),
+            "AWS::Partition" => return json!("aws"),
+            "AWS::URLSuffix" => return json!("amazonaws.com"),
+            "AWS::StackName" => return json!("airq"),
+            "AWS::NoValue" => return Value::Null,
+            _ => {}
+        }
+        if let Some(v) = self.params.get(name) {
+            return v.clone();
+        }
+        if self.template["Parameters"].get(name).is_some() {
+            // A parameter without a default, not given: a placeholder.
+            return json!(format!("<{name}>"));
+        }
+        match resource(self.template, name)["Type"].as_str() {
+            Some("AWS::DynamoDB::Table" | "AWS::S3::Bucket") => json!(self.name_of(name)),
+            Some("AWS::SQS::Queue") => json!(format!(
+                "https://sqs.{}.amazonaws.com/{}/{}",
+                self.region,
+                self.account,
+                self.name_of(name)
+            )),
+            other => json!(format!("<{name}: {other:?}>")),
+        }
+    }
+
+    fn attribute(&self, id: &str, attr: &str) -> Value {
+        let kind = resource(self.template, id)["Type"].as_str().unwrap_or("");
+        let (region, account) = (self.region, self.account);
+        json!(match (kind, attr) {
+            ("AWS::DynamoDB::Table", "Arn") => format!(
+                "arn:aws:dynamodb:{region}:{account}:table/{}",
+                self.name_of(id)
+            ),
+            ("AWS::SQS::Queue", "Arn") => {
+                format!("arn:aws:sqs:{region}:{account}:{}", self.name_of(id))
+            }
+            ("AWS::SQS::Queue", "QueueName") => self.name_of(id),
+            ("AWS::S3::Bucket", "Arn") => format!("arn:aws:s3:::{}", self.name_of(id)),
+            _ => format!("<{id}.{attr}>"),
+        })
+    }
+
+    fn sub(&self, s: &str, vars: &Map<String, Value>) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(at) = rest.find("${") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let end = after
+                .find('}')
+                .unwrap_or_else(|| panic!("unclosed ${{ in {s}"));
+            let name = &after[..end];
+            if let Some(lit) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(lit);
+                out.push('}');
+            } else if let Some(v) = vars.get(name) {
+                out.push_str(&text(&self.eval(v)));
+            } else if let Some((id, attr)) = name.split_once('.') {
+                out.push_str(&text(&self.attribute(id, attr)));
+            } else {
+                out.push_str(&text(&self.reference(name)));
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn eval(&self, v: &Value) -> Value {
+        if let Some((f, args)) = single(v) {
+            match f {
+                "Ref" => return self.reference(args.as_str().expect("Ref name")),
+                "Fn::GetAtt" => {
+                    let (id, attr) = match args {
+                        Value::Array(a) => (text(&a[0]), text(&a[1])),
+                        Value::String(s) => {
+                            let (i, a) = s.split_once('.').expect("Res.Attr");
+                            (i.to_owned(), a.to_owned())
+                        }
+                        other => panic!("bad Fn::GetAtt {other}"),
+                    };
+                    return self.attribute(&id, &attr);
+                }
+                "Fn::Sub" => {
+                    return json!(match args {
+                        Value::String(s) => self.sub(s, &Map::new()),
+                        Value::Array(a) => self.sub(
+                            a[0].as_str().expect("Fn::Sub string"),
+                            a[1].as_object().expect("Fn::Sub variables")
+                        ),
+                        other => panic!("bad Fn::Sub {other}"),
+                    })
+                }
+                "Fn::If" => {
+                    let a = args.as_array().expect("Fn::If list");
+                    let cond = self.condition(a[0].as_str().expect("condition name"));
+                    return self.eval(if cond { &a[1] } else { &a[2] });
+                }
+                "Fn::Base64" => return self.eval(args),
+                f if f.starts_with("Fn::") => panic!("the test cannot evaluate {f}"),
+                _ => {}
+            }
+        }
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.eval(v)))
+                    .filter(|(_, v)| !v.is_null())
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .map(|v| self.eval(v))
+                    .filter(|v| !v.is_null())
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+/// `{ "Fn::X": args }` (or `Ref`, `Condition`) as `("Fn::X", args)`.
+fn single(v: &Value) -> Option<(&str, &Value)> {
+    let m = v.as_object()?;
+    if m.len() != 1 {
+        return None;
+    }
+    let (k, a) = m.iter().next()?;
+    (k == "Ref" || k == "Condition" || k.starts_with("Fn::")).then_some((k.as_str(), a))
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("not a scalar: {other}"),
+    }
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+// ------------------------------------------------------------------ data plane
+
+#[test]
+fn names_are_airqs_defaults_under_the_prefix() {
+    let t = template();
+    for prefix in ["", "p1-"] {
+        let e = Eval::new(&t, &[("Prefix", prefix)]);
+        let bucket = format!("{prefix}airq-{}-{}", e.account, e.region);
+        let want = ResourceNames::with_prefix(prefix, &bucket);
+        let [(send, send_dlq), (receive, receive_dlq)] = want.queues();
+        let got = [
+            ("ReadingsTable", want.readings_table.clone()),
+            ("ResultsTable", want.results_table.clone()),
+            ("ReceiptsTable", want.receipts_table.clone()),
+            ("KeysTable", want.keys_table.clone()),
+            ("RequestSendQueue", send),
+            ("RequestSendDeadLetterQueue", send_dlq),
+            ("RequestReceiveQueue", receive),
+            ("RequestReceiveDeadLetterQueue", receive_dlq),
+            ("Bucket", bucket.clone()),
+        ];
+        for (id, name) in got {
+            assert_eq!(e.name_of(id), name, "{id} under prefix {prefix:?}");
+        }
+        // What the binaries are told: only these (the names follow).
+        let settings = text(&e.eval(&t["Outputs"]["Settings"]["Value"]));
+        assert_eq!(
+            parse_settings(&settings),
+            BTreeMap::from([
+                ("AIRQ_BACKEND".to_owned(), "aws".to_owned()),
+                ("AWS_REGION".to_owned(), e.region.to_owned()),
+                ("AIRQ_AWS_PREFIX".to_owned(), prefix.to_owned()),
+                ("AIRQ_BUCKET".to_owned(), bucket.clone()),
+            ])
+        );
+    }
+}
+
+/// A table's key schema as `[(attribute, HASH|RANGE)]`.
+fn keys(v: &Value) -> Vec<(String, String)> {
+    list(v)
+        .iter()
+        .map(|k| (text(&k["AttributeName"]), text(&k["KeyType"])))
+        .collect()
+}
+
+fn hash_range(hash: &str, range: Option<&str>) -> Vec<(String, String)> {
+    let mut k = vec![(hash.to_owned(), "HASH".to_owned())];
+    if let Some(r) = range {
+        k.push((r.to_owned(), "RANGE".to_owned()));
+    }
+    k
+}
+
+fn index<'a>(table: &'a Value, name: &str) -> &'a Value {
+    table["GlobalSecondaryIndexes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["IndexName"] == name))
+        .unwrap_or_else(|| panic!("no index {name}"))
+}
+
+#[test]
+fn tables_queues_and_bucket_are_what_the_adapters_expect() {
+    let t = template();
+
+    let readings = props(&t, "ReadingsTable");
+    assert_eq!(readings["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        keys(&readings["KeySchema"]),
+        hash_range(schema::PARTITION_KEY, Some(schema::SORT_KEY))
+    );
+    let by_country = index(readings, schema::BY_COUNTRY_INDEX);
+    assert_eq!(
+        keys(&by_country["KeySchema"]),
+        hash_range(schema::PARTITION_KEY, Some(schema::COUNTRY_SORT_KEY))
+    );
+    assert_eq!(by_country["Projection"]["ProjectionType"], "ALL");
+
+    let results = props(&t, "ResultsTable");
+    assert_eq!(results["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(keys(&results["KeySchema"]), hash_range("id", None));
+    let by_purge = index(results, schema::BY_PURGE_INDEX);
+    assert_eq!(
+        keys(&by_purge["KeySchema"]),
+        hash_range(schema::GC_ATTRIBUTE, Some(schema::PURGE_AT_ATTRIBUTE))
+    );
+    assert_eq!(by_purge["Projection"]["ProjectionType"], "INCLUDE");
+    let projected: BTreeSet<String> = list(&by_purge["Projection"]["NonKeyAttributes"])
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(
+        projected,
+        BTreeSet::from([
+            schema::EXPIRES_AT_ATTRIBUTE.to_owned(),
+            "tombstone".to_owned(),
+            "csv_key".to_owned()
+        ])
+    );
+    let pending = index(results, schema::BY_PENDING_CLIENT_INDEX);
+    assert_eq!(
+        keys(&pending["KeySchema"]),
+        hash_range(
+            schema::PENDING_CLIENT_ATTRIBUTE,
+            Some(schema::EXPIRES_AT_ATTRIBUTE)
+        )
+    );
+    assert_eq!(pending["Projection"]["ProjectionType"], "KEYS_ONLY");
+    assert_eq!(
+        results["TimeToLiveSpecification"],
+        json!({"AttributeName": schema::RESULT_TTL_ATTRIBUTE, "Enabled": true})
+    );
+
+    let receipts = props(&t, "ReceiptsTable");
+    assert_eq!(
+        keys(&receipts["KeySchema"]),
+        hash_range(schema::FENCE_KEY, None)
+    );
+    assert_eq!(
+        receipts["TimeToLiveSpecification"],
+        json!({"AttributeName": schema::FENCE_TTL, "Enabled": true})
+    );
+    let keys_table = props(&t, "KeysTable");
+    assert_eq!(
+        keys(&keys_table["KeySchema"]),
+        hash_range(schema::KEY_HASH_ATTRIBUTE, None)
+    );
+    // Every key attribute is defined with its type, and nothing else is.
+    for id in [
+        "ReadingsTable",
+        "ResultsTable",
+        "ReceiptsTable",
+        "KeysTable",
+    ] {
+        let p = props(&t, id);
+        let mut used = BTreeSet::new();
+        for k in keys(&p["KeySchema"]) {
+            used.insert(k.0);
+        }
+        for i in list(&p["GlobalSecondaryIndexes"]) {
+            for k in keys(&i["KeySchema"]) {
+                used.insert(k.0);
+            }
+        }
+        let defined: BTreeSet<String> = list(&p["AttributeDefinitions"])
+            .iter()
+            .map(|a| text(&a["AttributeName"]))
+            .collect();
+        assert_eq!(defined, used, "{id}'s attribute definitions");
+    }
+    let types: BTreeMap<String, String> = list(&results["AttributeDefinitions"])
+        .iter()
+        .map(|a| (text(&a["AttributeName"]), text(&a["AttributeType"])))
+        .collect();
+    assert_eq!(types[schema::PURGE_AT_ATTRIBUTE], "N");
+    assert_eq!(types[schema::EXPIRES_AT_ATTRIBUTE], "N");
+
+    // Queues: redrive after MaxReceives (default: the binaries' default),
+    // dead letters kept 14 days.
+    assert_eq!(
+        t["Parameters"]["MaxReceives"]["Default"],
+        json!(airq_cli::defaults::MAX_RECEIVES)
+    );
+    for (queue, dlq) in [
+        ("RequestSendQueue", "RequestSendDeadLetterQueue"),
+        ("RequestReceiveQueue", "RequestReceiveDeadLetterQueue"),
+    ] {
+        assert_eq!(
+            props(&t, queue)["RedrivePolicy"],
+            json!({
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                "maxReceiveCount": {"Ref": "MaxReceives"}
+            })
+        );
+        assert_eq!(props(&t, dlq)["MessageRetentionPeriod"], json!(1_209_600));
+    }
+
+    // Bucket: private, encrypted, and the expiry rules the gateways check.
+    let bucket = props(&t, "Bucket");
+    assert_eq!(
+        bucket["PublicAccessBlockConfiguration"],
+        json!({"BlockPublicAcls": true, "BlockPublicPolicy": true,
+               "IgnorePublicAcls": true, "RestrictPublicBuckets": true})
+    );
+    assert_eq!(
+        bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "AES256"
+    );
+    assert_eq!(t["Parameters"]["ResultObjectDays"]["Default"], json!(8));
+    let rules = list(&bucket["LifecycleConfiguration"]["Rules"]);
+    let rule = |id: &str| -> Value {
+        rules
+            .iter()
+            .find(|r| r["Id"] == id)
+            .unwrap_or_else(|| panic!("no lifecycle rule {id}"))
+            .clone()
+    };
+    let results_rule = rule(schema::RESULTS_RULE);
+    assert_eq!(results_rule["Status"], "Enabled");
+    assert_eq!(results_rule["Prefix"], schema::RESULTS_PREFIX);
+    assert_eq!(
+        results_rule["ExpirationInDays"],
+        json!({"Ref": "ResultObjectDays"})
+    );
+    let messages_rule = rule(schema::MESSAGES_RULE);
+    assert_eq!(messages_rule["Status"], "Enabled");
+    assert_eq!(messages_rule["Prefix"], schema::MESSAGES_PREFIX);
+    assert_eq!(messages_rule["ExpirationInDays"], json!(15));
+    assert_eq!(rules.len(), 2, "releases/ has no rule: releases are kept");
+}
+
+// ------------------------------------------------------------------ IAM
+
+/// The role each binary's instances run with.
+fn role_id(b: Binary) -> &'static str {
+    match b {
+        Binary::Master => "MasterRole",
+        Binary::Worker => "WorkerRole",
+        Binary::Gateway => "GatewayRole",
+    }
+}
+
+/// The ARN (pattern) a permission's resource has in a deployment.
+fn arn(r: Resource, b: Binary, names: &ResourceNames, e: &Eval, prefix: &str) -> String {
+    let (region, account) = (e.region, e.account);
+    let table = |name: &str| format!("arn:aws:dynamodb:{region}:{account}:table/{name}");
+    let bucket = format!("arn:aws:s3:::{}", names.bucket);
+    match r {
+        Resource::ReadingsTable => table(&names.readings_table),
+        Resource::ReadingsIndex(i) => format!("{}/index/{i}", table(&names.readings_table)),
+        Resource::ResultsTable => table(&names.results_table),
+        Resource::ResultsIndex(i) => format!("{}/index/{i}", table(&names.results_table)),
+        Resource::ReceiptsTable => table(&names.receipts_table),
+        Resource::KeysTable => table(&names.keys_table),
+        Resource::Queue(q) => format!("arn:aws:sqs:{region}:{account}:{prefix}{q}"),
+        Resource::Bucket => bucket,
+        Resource::ResultObjects => format!("{bucket}/{}*", schema::RESULTS_PREFIX),
+        Resource::MessageObjects(q) => {
+            format!("{bucket}/{}{prefix}{q}/*", schema::MESSAGES_PREFIX)
+        }
+        Resource::Release => format!(
+            "{bucket}/releases/{}/{}/{}",
+            text(&e.params["Release"]),
+            text(&e.params["Architecture"]),
+            b.executable()
+        ),
+    }
+}
+
+/// Every (action, resource) pair the role grants: a statement grants each
+/// of its actions on each of its resources.
+fn grants(t: &Value, e: &Eval, role: &str) -> BTreeSet<(String, String)> {
+    let r = resource(t, role);
+    assert_eq!(r["Type"], "AWS::IAM::Role");
+    let p = &r["Properties"];
+    assert!(
+        p.get("ManagedPolicyArns").is_none() && p.get("PermissionsBoundary").is_none(),
+        "{role}: inline policies only, so that this test sees every grant"
+    );
+    let trust = &p["AssumeRolePolicyDocument"]["Statement"];
+    assert_eq!(
+        trust,
+        &json!([{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                 "Action": "sts:AssumeRole"}]),
+        "{role} is for EC2 instances only"
+    );
+    let mut pairs = BTreeSet::new();
+    for policy in list(&p["Policies"]) {
+        for s in list(&e.eval(&policy["PolicyDocument"]["Statement"])) {
+            let sid = s.get("Sid").map(text).unwrap_or_default();
+            assert_eq!(s["Effect"], "Allow", "{role} {sid}");
+            for key in ["NotAction", "NotResource", "Condition", "Principal"] {
+                assert!(s.get(key).is_none(), "{role} {sid}: no {key}");
+            }
+            let actions: Vec<String> = list(&s["Action"]).iter().map(text).collect();
+            let resources: Vec<String> = list(&s["Resource"]).iter().map(text).collect();
+            assert!(!actions.is_empty() && !resources.is_empty(), "{role} {sid}");
+            for a in &actions {
+                assert!(
+                    !a.contains('*') && !a.contains('?'),
+                    "{role} {sid}: the action {a} is a wildcard"
+                );
+                for r in &resources {
+                    assert!(
+                        r != "*" && !r.ends_with(":*") && !r.contains('<'),
+                        "{role} {sid}: {a} on {r} is not on a named resource"
+                    );
+                    pairs.insert((a.clone(), r.clone()));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+#[test]
+fn each_role_grants_exactly_what_its_binary_calls() {
+    let t = template();
+    // Nothing but the roles' inline policies grants anything.
+    for (id, r) in t["Resources"].as_object().expect("Resources") {
+        let kind = r["Type"].as_str().unwrap_or("");
+        assert!(
+            !matches!(
+                kind,
+                "AWS::IAM::Policy"
+                    | "AWS::IAM::ManagedPolicy"
+                    | "AWS::IAM::User"
+                    | "AWS::IAM::AccessKey"
+                    | "AWS::S3::BucketPolicy"
+                    | "AWS::SQS::QueuePolicy"
+            ),
+            "{id} ({kind}) grants outside the roles"
+        );
+    }
+    let prefix = "p1-";
+    let e = Eval::new(
+        &t,
+        &[
+            ("Prefix", prefix),
+            ("Release", "v7"),
+            ("Architecture", "arm64"),
+        ],
+    );
+    let bucket = e.name_of("Bucket");
+    let names = ResourceNames::with_prefix(prefix, &bucket);
+    let mut report = String::new();
+    for b in Binary::ALL {
+        let role = role_id(b);
+        let granted = grants(&t, &e, role);
+        let mut needed: BTreeMap<(String, String), &str> = BTreeMap::new();
+        for p in b.permissions() {
+            needed.insert(
+                (p.action.to_owned(), arn(p.resource, b, &names, &e, prefix)),
+                p.used_by,
+            );
+        }
+        for ((action, res), used_by) in &needed {
+            if !granted.contains(&(action.clone(), res.clone())) {
+                report.push_str(&format!(
+                    "{role} lacks {action} on {res} (needed by {used_by})\n"
+                ));
+            }
+        }
+        for (action, res) in &granted {
+            if !needed.contains_key(&(action.clone(), res.clone())) {
+                report.push_str(&format!(
+                    "{role} grants {action} on {res}, which {} never calls\n",
+                    b.executable()
+                ));
+            }
+        }
+
+        // Its instances run with it, and only they.
+        let profile = match b {
+            Binary::Master => "MasterInstanceProfile",
+            Binary::Worker => "WorkerInstanceProfile",
+            Binary::Gateway => "GatewayInstanceProfile",
+        };
+        assert_eq!(props(&t, profile)["Roles"], json!([{"Ref": role}]));
+        let template_id = profile.replace("InstanceProfile", "LaunchTemplate");
+        assert_eq!(
+            props(&t, &template_id)["LaunchTemplateData"]["IamInstanceProfile"],
+            json!({"Arn": {"Fn::GetAtt": [profile, "Arn"]}})
+        );
+    }
+    assert!(
+        report.is_empty(),
+        "the roles differ from airq_aws::permissions:\n{report}"
+    );
+
+    // The two refusals the issue names, spelled out.
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ];
+    let results_arn = arn(Resource::ResultsTable, Binary::Master, &names, &e, prefix);
+    let master = grants(&t, &e, "MasterRole");
+    assert!(
+        !master.iter().any(|(_, r)| r.starts_with(&results_arn)),
+        "the master may not touch the results table: {master:?}"
+    );
+    let readings_arn = arn(Resource::ReadingsTable, Binary::Gateway, &names, &e, prefix);
+    for role in ["GatewayRole", "WorkerRole"] {
+        let g = grants(&t, &e, role);
+        assert!(
+            !g.iter()
+                .any(|(a, r)| r.starts_with(&readings_arn) && writes.contains(&a.as_str())),
+            "{role} may not write readings: {g:?}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ scaling
+
+#[test]
+fn workers_scale_on_backlog_per_instance() {
+    let t = template();
+    let policies: Vec<(&String, &Value)> = t["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| {
+            r["Type"] == "AWS::AutoScaling::ScalingPolicy"
+                && r["Properties"]["AutoScalingGroupName"] == json!({"Ref": "WorkerGroup"})
+        })
+        .collect();
+    assert_eq!(policies.len(), 1, "one scaling policy on the workers");
+    let p = &policies[0].1["Properties"];
+    assert_eq!(p["PolicyType"], "TargetTrackingScaling");
+    let tt = &p["TargetTrackingConfiguration"];
+    assert_eq!(tt["TargetValue"], json!({"Ref": "BacklogPerWorkerTarget"}));
+    let target = &t["Parameters"]["BacklogPerWorkerTarget"];
+    assert_eq!(target["Type"], "Number");
+    assert_eq!(target["Default"], json!(10));
+
+    let metrics = list(&tt["CustomizedMetricSpecification"]["Metrics"]);
+    let by_id: HashMap<String, &Value> = metrics.iter().map(|m| (text(&m["Id"]), m)).collect();
+    let returned: Vec<&Value> = metrics.iter().filter(|m| m["ReturnData"] == true).collect();
+    assert_eq!(returned.len(), 1, "one expression is tracked");
+    let expression = text(&returned[0]["Expression"]);
+    let operands: Vec<&str> = expression.split('/').map(str::trim).collect();
+    assert_eq!(operands.len(), 2, "a ratio: {expression}");
+    let (m1, m2) = (by_id[operands[0]], by_id[operands[1]]);
+
+    assert_eq!(m1["ReturnData"], false);
+    assert_eq!(
+        m1["MetricStat"]["Metric"],
+        json!({
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [{"Name": "QueueName",
+                            "Value": {"Fn::GetAtt": ["RequestSendQueue", "QueueName"]}}]
+        }),
+        "the numerator is RequestSend's visible messages"
+    );
+    assert_eq!(m2["ReturnData"], false);
+    assert_eq!(
+        m2["MetricStat"]["Metric"],
+        json!({
+            "Namespace": "AWS/AutoScaling",
+            "MetricName": "GroupInServiceInstances",
+            "Dimensions": [{"Name": "AutoScalingGroupName", "Value": {"Ref": "WorkerGroup"}}]
+        }),
+        "the denominator is the worker group's in-service instances"
+    );
+    // The group publishes that metric.
+    let group = props(&t, "WorkerGroup");
+    let collected: Vec<String> = list(&group["MetricsCollection"])
+        .iter()
+        .flat_map(|c| list(&c["Metrics"]))
+        .map(|m| text(&m))
+        .collect();
+    assert!(
+        collected.iter().any(|m| m == "GroupInServiceInstances"),
+        "the worker group collects GroupInServiceInstances: {collected:?}"
+    );
+    // And the queue named is the one the workers take from.
+    let e = Eval::new(&t, &[("Prefix", "p1-")]);
+    assert_eq!(
+        text(&e.eval(&m1["MetricStat"]["Metric"]["Dimensions"][0]["Value"])),
+        "p1-RequestSend"
+    );
+
+    // No release, no instances; with one, the parameters decide.
+    for (id, min, max, desired) in [
+        (
+            "WorkerGroup",
+            "WorkerMinSize",
+            "WorkerMaxSize",
+            "WorkerDesired",
+        ),
+        (
+            "GatewayGroup",
+            "GatewayMinSize",
+            "GatewayMaxSize",
+            "GatewayDesired",
+        ),
+    ] {
+        for (release, want) in [("", ["0", "0", "0"]), ("v1", ["1", "4", "1"])] {
+            let e = Eval::new(
+                &t,
+                &[
+                    ("Release", release),
+                    ("WorkerMinSize", "1"),
+                    ("WorkerMaxSize", "4"),
+                    ("WorkerDesired", "1"),
+                    ("GatewayMinSize", "1"),
+                    ("GatewayMaxSize", "4"),
+                    ("GatewayDesired", "1"),
+                ],
+            );
+            let p = e.eval(props(&t, id));
+            let got = [
+                text(&p["MinSize"]),
+                text(&p["MaxSize"]),
+                text(&p["DesiredCapacity"]),
+            ];
+            assert_eq!(
+                got, want,
+                "{id} ({min}, {max}, {desired}) with release {release:?}"
+            );
+        }
+    }
+    for (release, want) in [("", "0"), ("v1", "1")] {
+        let e = Eval::new(&t, &[("Release", release)]);
+        let p = e.eval(props(&t, "MasterGroup"));
+        for k in ["MinSize", "MaxSize", "DesiredCapacity"] {
+            assert_eq!(text(&p[k]), want, "master {k} with release {release:?}");
+        }
+    }
+}
+
+/// Every instance's user data: its release, settings from the stack, no
+/// credentials; the gateways behind the load balancer only.
+#[test]
+fn instances_get_their_settings_from_the_stack_and_no_credentials() {
+    let t = template();
+    let e = Eval::new(
+        &t,
+        &[
+            ("Prefix", "p1-"),
+            ("Release", "v7"),
+            ("VpcCidr", "10.1.0.0/16"),
+        ],
+    );
+    let bucket = e.name_of("Bucket");
+    for (id, exe) in [
+        ("MasterLaunchTemplate", "airq-master"),
+        ("WorkerLaunchTemplate", "airq-worker"),
+        ("GatewayLaunchTemplate", "airq-gateway"),
+    ] {
+        let data = e.eval(&props(&t, id)["LaunchTemplateData"]);
+        let script = text(&data["UserData"]);
+        assert!(
+            script.contains(&format!(
+                "s3://{bucket}/releases/v7/x86_64/{exe} /opt/airq/bin/{exe}"
+            )),
+            "{id} downloads its release:\n{script}"
+        );
+        for line in [
+            "Environment=AIRQ_BACKEND=aws".to_owned(),
+            format!("Environment=AWS_REGION={}", e.region),
+            "Environment=AIRQ_AWS_PREFIX=p1-".to_owned(),
+            format!("Environment=AIRQ_BUCKET={bucket}"),
+        ] {
+            assert!(script.lines().any(|l| l == line), "{id}: {line}\n{script}");
+        }
+        let lower = script.to_ascii_lowercase();
+        for secret in [
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+        ] {
+            assert!(!lower.contains(secret), "{id} carries no credentials");
+        }
+        assert_eq!(
+            data["MetadataOptions"]["HttpTokens"], "required",
+            "{id}: IMDSv2"
+        );
+        if exe == "airq-gateway" {
+            for line in [
+                "Environment=AIRQ_LISTEN=0.0.0.0:8080",
+                "Environment=AIRQ_TRUSTED_PROXIES=10.1.0.0/16",
+            ] {
+                assert!(script.lines().any(|l| l == line), "{id}: {line}");
+            }
+        }
+    }
+    let tg = props(&t, "GatewayTargetGroup");
+    assert_eq!(tg["HealthCheckPath"], "/readyz");
+    assert_eq!(tg["Port"], json!(8080));
+    assert_eq!(props(&t, "LoadBalancer")["Scheme"], "internet-facing");
+    assert_eq!(
+        props(&t, "GatewayIngressFromLoadBalancer")["SourceSecurityGroupId"],
+        json!({"Ref": "LoadBalancerSecurityGroup"})
+    );
+    for sg in [
+        "WorkerSecurityGroup",
+        "MasterSecurityGroup",
+        "GatewaySecurityGroup",
+    ] {
+        assert!(
+            props(&t, sg).get("SecurityGroupIngress").is_none(),
+            "{sg} has no inbound rule of its own"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ on moto
+
+fn parse_settings(s: &str) -> BTreeMap<String, String> {
+    s.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_airq-deploy")).with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build every binary first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+/// A binary configured only by `settings` (the stack's `Settings` output)
+/// and the emulator's endpoint: no `AIRQ_*` variable of the test's own.
+fn command(name: &str, settings: &BTreeMap<String, String>, endpoint: &str) -> Command {
+    let mut cmd = Command::new(bin(name));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AIRQ_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.envs(settings);
+    cmd.env("AIRQ_AWS_ENDPOINT_URL", endpoint);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A long-running binary, killed when dropped.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the command and, if `listening`, waits for `listening on ADDR`.
+fn start(mut cmd: Command, listening: bool) -> (Service, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let service = Service(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    if !listening {
+        return (service, String::new());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("{cmd:?} did not say it was listening within 60 s"));
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            return (service, addr.trim_end_matches('/').to_owned());
+        }
+    }
+}
+
+fn expected_csv(query: &str) -> String {
+    let readings = sample();
+    let q = Query::from_json(query.as_bytes(), &QueryLimits::default()).expect("query");
+    String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
+}
+
+async fn queued(http: &reqwest::Client, base: &str, query: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/query"))
+        .header("content-type", "application/json")
+        .header("prefer", "respond-async")
+        .body(query.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 202, "queued");
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let poll = format!("{base}{location}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = http.get(&poll).send().await.expect("GET");
+        match r.status().as_u16() {
+            200 => return r.text().await.expect("body"),
+            202 => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the queued result arrives within 90 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                r.text().await.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+async fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let region = std::env::var("AWS_REGION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into());
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(endpoint)
+        .region(Region::new(region))
+        .load()
+        .await;
+    aws_sdk_cloudformation::Client::new(&config)
+}
+
+fn param(key: &str, value: &str) -> Parameter {
+    Parameter::builder()
+        .parameter_key(key)
+        .parameter_value(value)
+        .build()
+}
+
+/// Polls the stack until its status leaves `*_IN_PROGRESS`; returns it.
+async fn settle(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> StackStatus {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let out = cfn
+            .describe_stacks()
+            .stack_name(stack)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeStacks {stack}: {e:?}"));
+        let status = out.stacks()[0]
+            .stack_status()
+            .cloned()
+            .expect("a stack status");
+        if !status.as_str().ends_with("_IN_PROGRESS") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stack} still {status:?} after 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates the stack from the template and waits for CREATE_COMPLETE;
+/// returns its id.
+async fn create_stack(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let body = std::fs::read_to_string(TEMPLATE).expect("the template");
+    let mut req = cfn
+        .create_stack()
+        .stack_name(stack)
+        .template_body(body)
+        .capabilities(Capability::CapabilityIam);
+    for (k, v) in params {
+        req = req.parameters(param(k, v));
+    }
+    let created = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateStack {stack}: {e:?}"));
+    let stack_id = created.stack_id().expect("a stack id").to_owned();
+    let status = settle(cfn, &stack_id).await;
+    if status != StackStatus::CreateComplete {
+        let events = cfn
+            .describe_stack_events()
+            .stack_name(&stack_id)
+            .send()
+            .await;
+        panic!("{stack} is {status:?}, not CREATE_COMPLETE: {events:?}");
+    }
+    stack_id
+}
+
+/// The logical ids of the resources the stack made (moto also lists the
+/// ones it skipped, without an id).
+async fn made(cfn: &aws_sdk_cloudformation::Client, stack_id: &str) -> BTreeSet<String> {
+    cfn.list_stack_resources()
+        .stack_name(stack_id)
+        .send()
+        .await
+        .expect("ListStackResources")
+        .stack_resource_summaries()
+        .iter()
+        .filter_map(|r| r.logical_resource_id().map(str::to_owned))
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+async fn outputs(cfn: &aws_sdk_cloudformation::Client, stack_id: &str) -> BTreeMap<String, String> {
+    cfn.describe_stacks()
+        .stack_name(stack_id)
+        .send()
+        .await
+        .expect("DescribeStacks")
+        .stacks()[0]
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+        .collect()
+}
+
+async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("ListObjectsV2");
+        let keys: Vec<String> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        for k in keys {
+            s3.delete_object()
+                .bucket(bucket)
+                .key(k)
+                .send()
+                .await
+                .expect("DeleteObject");
+        }
+    }
+}
+
+/// The data plane from the template, on moto's CloudFormation, used by the
+/// real binaries. moto 5.2.5's CloudFormation creates the tables (with
+/// their indexes), queues (with redrive), bucket (with encryption), roles
+/// and instance profiles; it ignores a table's TimeToLiveSpecification and
+/// a bucket's LifecycleConfiguration, PublicAccessBlockConfiguration and
+/// OwnershipControls (checked statically above). Its instances run
+/// nothing, so the binaries run here, against a `Compute=false` stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
+    let endpoint = emulator::endpoint();
+    let aws = emulator::clients().await;
+    let cfn = cloudformation(&endpoint).await;
+    let prefix = emulator::unique_prefix();
+    let stack = format!("airq-{}", prefix.trim_end_matches('-'));
+
+    let stack_id = create_stack(
+        &cfn,
+        &stack,
+        &[
+            ("Prefix", &prefix),
+            ("Compute", "false"),
+            ("MaxReceives", "2"),
+            // Unused without compute, but required by their types.
+            ("VpcId", "vpc-0123456789abcdef0"),
+            (
+                "SubnetIds",
+                "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+            ),
+        ],
+    )
+    .await;
+
+    // What it made: the data plane and the roles, nothing of compute.
+    let made = made(&cfn, &stack_id).await;
+    for id in [
+        "ReadingsTable",
+        "ResultsTable",
+        "ReceiptsTable",
+        "KeysTable",
+        "RequestSendQueue",
+        "RequestSendDeadLetterQueue",
+        "RequestReceiveQueue",
+        "RequestReceiveDeadLetterQueue",
+        "Bucket",
+        "MasterRole",
+        "WorkerRole",
+        "GatewayRole",
+        "MasterInstanceProfile",
+        "WorkerInstanceProfile",
+        "GatewayInstanceProfile",
+    ] {
+        assert!(made.contains(id), "{id} was created: {made:?}");
+    }
+    for id in [
+        "LoadBalancer",
+        "WorkerGroup",
+        "WorkerLaunchTemplate",
+        "GatewaySecurityGroup",
+    ] {
+        assert!(
+            !made.contains(id),
+            "{id} is compute: not made with Compute=false"
+        );
+    }
+
+    // Its outputs: every name, and the settings.
+    let outputs = outputs(&cfn, &stack_id).await;
+    let region = aws.region().expect("a region").to_owned();
+    let bucket = outputs["BucketName"].clone();
+    let account = bucket
+        .strip_prefix(&format!("{prefix}airq-"))
+        .and_then(|b| b.strip_suffix(&format!("-{region}")))
+        .unwrap_or_else(|| panic!("the bucket {bucket} is <prefix>airq-<account>-<region>"));
+    assert!(account.chars().all(|c| c.is_ascii_digit()), "{bucket}");
+    let names = ResourceNames::with_prefix(&prefix, &bucket);
+    let [(send, send_dlq), (receive, receive_dlq)] = names.queues();
+    for (key, want) in [
+        ("ReadingsTableName", &names.readings_table),
+        ("ResultsTableName", &names.results_table),
+        ("ReceiptsTableName", &names.receipts_table),
+        ("KeysTableName", &names.keys_table),
+        ("RequestSendQueueName", &send),
+        ("RequestSendDeadLetterQueueName", &send_dlq),
+        ("RequestReceiveQueueName", &receive),
+        ("RequestReceiveDeadLetterQueueName", &receive_dlq),
+    ] {
+        assert_eq!(outputs.get(key), Some(want), "output {key}: {outputs:?}");
+    }
+    assert!(
+        !outputs.contains_key("GatewayUrl"),
+        "no gateway without compute"
+    );
+    let settings = parse_settings(&outputs["Settings"]);
+    assert_eq!(
+        settings,
+        BTreeMap::from([
+            ("AIRQ_BACKEND".to_owned(), "aws".to_owned()),
+            ("AWS_REGION".to_owned(), region.clone()),
+            ("AIRQ_AWS_PREFIX".to_owned(), prefix.clone()),
+            ("AIRQ_BUCKET".to_owned(), bucket.clone()),
+        ])
+    );
+
+    // The queues redrive after MaxReceives; dead letters are kept 14 days.
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    for (queue, dlq) in names.queues() {
+        let url = |name: &str| {
+            let sqs = aws.sqs.clone();
+            let name = name.to_owned();
+            async move {
+                sqs.get_queue_url()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("GetQueueUrl {name}: {e:?}"))
+                    .queue_url()
+                    .expect("url")
+                    .to_owned()
+            }
+        };
+        let attrs = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url(&queue).await)
+            .attribute_names(Q::RedrivePolicy)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default();
+        let redrive: Value =
+            serde_json::from_str(attrs.get(&Q::RedrivePolicy).expect("a redrive policy"))
+                .expect("JSON");
+        assert_eq!(text(&redrive["maxReceiveCount"]), "2", "{queue}: {redrive}");
+        assert!(
+            text(&redrive["deadLetterTargetArn"]).ends_with(&format!(":{dlq}")),
+            "{queue}: {redrive}"
+        );
+        let attrs = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url(&dlq).await)
+            .attribute_names(Q::MessageRetentionPeriod)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default();
+        assert_eq!(
+            attrs.get(&Q::MessageRetentionPeriod).map(String::as_str),
+            Some("1209600"),
+            "{dlq}"
+        );
+    }
+    // The bucket is encrypted (moto applies BucketEncryption).
+    let sse = aws
+        .s3
+        .get_bucket_encryption()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("GetBucketEncryption");
+    let algorithm = sse
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().as_str().to_owned());
+    assert_eq!(algorithm.as_deref(), Some("AES256"));
+    // moto's CloudFormation does not apply lifecycle rules; where it does
+    // (AWS), they must be airq's.
+    let rules = schema::lifecycle(&aws.s3, &bucket)
+        .await
+        .expect("lifecycle");
+    if rules.is_empty() {
+        eprintln!("note: moto made the bucket without its lifecycle rules (checked statically)");
+    } else {
+        assert_eq!(
+            schema::result_object_days(&aws.s3, &bucket)
+                .await
+                .expect("rules"),
+            Some(8)
+        );
+    }
+
+    // The real binaries, configured by the settings alone.
+    let cmd = |name: &str| command(name, &settings, &endpoint);
+    run(cmd("airq-master").args(["ingest", "--source", SAMPLE]));
+    let mut worker = cmd("airq-worker");
+    worker.args(["--concurrency", "2"]);
+    let (worker, _) = start(worker, false);
+    let mut gateway = cmd("airq-gateway");
+    gateway.args(["--listen", "127.0.0.1:0"]);
+    let (gateway, base) = start(gateway, true);
+    let http = reqwest::Client::new();
+
+    let want = expected_csv(HOUR_DE_LOW);
+    let direct = http
+        .post(format!("{base}/api/query"))
+        .header("content-type", "application/json")
+        .body(HOUR_DE_LOW)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(direct.status(), 200);
+    let direct = direct.text().await.expect("body");
+    assert_eq!(direct.lines().count(), 3316, "header and 3315 rows");
+    assert_eq!(direct, want, "direct CSV");
+    assert_eq!(
+        queued(&http, &base, HOUR_DE_LOW).await,
+        direct,
+        "the queued CSV is byte-identical to the direct one"
+    );
+    // Through the bucket: a result too large for an item or a message.
+    let want_all = expected_csv(HOUR_ALL);
+    assert!(want_all.len() > 256 * 1024, "{} bytes", want_all.len());
+    assert_eq!(
+        queued(&http, &base, HOUR_ALL).await,
+        want_all,
+        "a large result arrives intact"
+    );
+    drop(gateway);
+    drop(worker);
+
+    // Delete the stack (a bucket must be empty to go, on AWS as here).
+    empty_bucket(&aws.s3, &bucket).await;
+    cfn.delete_stack()
+        .stack_name(&stack_id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DeleteStack: {e:?}"));
+    let status = settle(&cfn, &stack_id).await;
+    assert_eq!(status, StackStatus::DeleteComplete);
+    let table = aws
+        .dynamodb
+        .describe_table()
+        .table_name(&names.readings_table)
+        .send()
+        .await;
+    assert!(table.is_err(), "the readings table is gone");
+    let queue = aws.sqs.get_queue_url().queue_name(&send).send().await;
+    assert!(queue.is_err(), "RequestSend is gone");
+    assert!(
+        aws.s3.head_bucket().bucket(&bucket).send().await.is_err(),
+        "the bucket is gone"
+    );
+}
+
+/// moto's default VPC (its id and CIDR) and two of its subnets, through
+/// boto3 from moto's own virtual environment (the Rust SDK for EC2 is a
+/// large build for three ids).
+fn default_vpc(endpoint: &str) -> (String, String, String) {
+    let venv = std::env::var_os("AIRQ_VENV")
+        .map(PathBuf::from)
+        .map(|v| if v.is_absolute() { v } else { root().join(v) })
+        .unwrap_or_else(|| root().join(".venv"));
+    let script = r#"
+import os, boto3
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AIRQ_TEST_AWS_ENDPOINT"],
+                   region_name=os.environ.get("AWS_REGION") or "us-east-1")
+vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+print(vpc["VpcId"], vpc["CidrBlock"], ",".join(s["SubnetId"] for s in subnets[:2]))
+"#;
+    let out = Command::new(venv.join("bin").join("python"))
+        .args(["-c", script])
+        .env("AIRQ_TEST_AWS_ENDPOINT", endpoint)
+        .output()
+        .expect("running moto's python (bash scripts/moto.sh install makes it)");
+    assert!(
+        out.status.success(),
+        "finding moto's default VPC: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let mut parts = text.split_whitespace().map(str::to_owned);
+    let (Some(vpc), Some(cidr), Some(subnets)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("unexpected answer: {text}");
+    };
+    (vpc, cidr, subnets)
+}
+
+/// With `Compute=true` and a release, moto's CloudFormation also makes the
+/// security groups, launch templates, load balancer, target group,
+/// listener and the three Auto Scaling groups (sized from the release and
+/// the parameters): the conditions and references of the compute part
+/// resolve. It skips what it does not know (the alarms, the scaling
+/// policy); nothing runs on its instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_compute_the_stack_deploys_on_moto_too() {
+    let endpoint = emulator::endpoint();
+    let aws = emulator::clients().await;
+    let cfn = cloudformation(&endpoint).await;
+    let prefix = emulator::unique_prefix();
+    let stack = format!("airq-{}", prefix.trim_end_matches('-'));
+    let (vpc, cidr, subnets) = default_vpc(&endpoint);
+    let stack_id = create_stack(
+        &cfn,
+        &stack,
+        &[
+            ("Prefix", &prefix),
+            ("Release", "v1"),
+            ("VpcId", &vpc),
+            ("VpcCidr", &cidr),
+            ("SubnetIds", &subnets),
+            ("WorkerMaxSize", "3"),
+        ],
+    )
+    .await;
+    let made = made(&cfn, &stack_id).await;
+    let template = template();
+    let all: BTreeSet<String> = template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .keys()
+        .cloned()
+        .collect();
+    for id in [
+        "LoadBalancerSecurityGroup",
+        "GatewaySecurityGroup",
+        "GatewayIngressFromLoadBalancer",
+        "WorkerSecurityGroup",
+        "MasterSecurityGroup",
+        "MasterLaunchTemplate",
+        "WorkerLaunchTemplate",
+        "GatewayLaunchTemplate",
+        "LoadBalancer",
+        "GatewayTargetGroup",
+        "HttpListener",
+        "MasterGroup",
+        "WorkerGroup",
+        "GatewayGroup",
+    ] {
+        assert!(made.contains(id), "{id} was created: {made:?}");
+    }
+    let skipped: Vec<&String> = all.difference(&made).collect();
+    eprintln!("note: moto's CloudFormation skipped {skipped:?} (types it does not implement)");
+    let outputs = outputs(&cfn, &stack_id).await;
+    let url = outputs.get("GatewayUrl").expect("a gateway URL");
+    assert!(url.starts_with("http://") && url.contains(".elb."), "{url}");
+
+    let bucket = outputs["BucketName"].clone();
+    empty_bucket(&aws.s3, &bucket).await;
+    cfn.delete_stack()
+        .stack_name(&stack_id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DeleteStack: {e:?}"));
+    assert_eq!(settle(&cfn, &stack_id).await, StackStatus::DeleteComplete);
+}
