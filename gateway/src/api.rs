@@ -87,6 +87,11 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
 /// An `info` span, so that the request id is on every line of the request
 /// at the default log level.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    // Probes and scrapes log nothing of their own, and come by the
+    // thousand: no span for them (a span costs an allocation per request).
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return tracing::Span::none();
+    }
     let id = request
         .extensions()
         .get::<RequestId>()
