@@ -146,8 +146,9 @@ pub struct Config {
     /// API keys: `off` ignores them (every client is known by its
     /// address), `optional` lets clients without a key in under the
     /// `anonymous` tier and gives a key its own tier, `required` refuses
-    /// queries and results without a key (the web page and `/api/meta`
-    /// stay open). An unknown or revoked key is always refused.
+    /// queries and results without a key (`/api/meta` and the page's files
+    /// stay open; the page sends no key, so `required` suits API-only
+    /// deployments). An unknown or revoked key is always refused.
     #[arg(long, env = "AIRQ_AUTH", value_enum, default_value = "optional")]
     pub auth: AuthMode,
 
