@@ -30,33 +30,21 @@
 //! that makes the call.
 #![cfg(feature = "aws")]
 
+mod support;
+
 use airq_aws::permissions::{Binary, Resource};
 use airq_aws::schema;
 use airq_aws::ResourceNames;
-use airq_contract::sample::sample;
-use airq_contract::store::reference;
-use airq_core::export::to_csv;
-use airq_core::{Query, QueryLimits};
 use airq_deploy::emulator;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{expected_csv, queued, run, start, HOUR_ALL, HOUR_DE_LOW, SAMPLE};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cloudformation/airq.yaml");
-const SAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../data/sample/201806032249_data.dust.min.json"
-);
-const HOUR_DE_LOW: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
-/// Every reading of the sample: a CSV larger than an SQS message, so S3's
-/// `results/` and `messages/` are used too.
-const HOUR_ALL: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00"}"#;
-
 /// The pinned cfn-lint (scripts/test.sh installs it).
 const CFN_LINT: &str = "cfn-lint==1.58.0";
 
@@ -929,126 +917,13 @@ fn parse_settings(s: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn bin(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_airq-deploy")).with_file_name(name);
-    assert!(
-        p.is_file(),
-        "{} missing: build every binary first (cargo build --workspace --bins)",
-        p.display()
-    );
-    p
-}
-
 /// A binary configured only by `settings` (the stack's `Settings` output)
 /// and the emulator's endpoint: no `AIRQ_*` variable of the test's own.
-fn command(name: &str, settings: &BTreeMap<String, String>, endpoint: &str) -> Command {
-    let mut cmd = Command::new(bin(name));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AIRQ_") {
-            cmd.env_remove(&k);
-        }
-    }
+fn configured(name: &str, settings: &BTreeMap<String, String>, endpoint: &str) -> Command {
+    let mut cmd = support::command(name);
     cmd.envs(settings);
     cmd.env("AIRQ_AWS_ENDPOINT_URL", endpoint);
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
-    }
-    cmd.stdin(Stdio::null());
     cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A long-running binary, killed when dropped.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the command and, if `listening`, waits for `listening on ADDR`.
-fn start(mut cmd: Command, listening: bool) -> (Service, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let service = Service(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    if !listening {
-        return (service, String::new());
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("{cmd:?} did not say it was listening within 60 s"));
-        if let Some(addr) = line.trim().strip_prefix("listening on ") {
-            return (service, addr.trim_end_matches('/').to_owned());
-        }
-    }
-}
-
-fn expected_csv(query: &str) -> String {
-    let readings = sample();
-    let q = Query::from_json(query.as_bytes(), &QueryLimits::default()).expect("query");
-    String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
-}
-
-async fn queued(http: &reqwest::Client, base: &str, query: &str) -> String {
-    let r = http
-        .post(format!("{base}/api/query"))
-        .header("content-type", "application/json")
-        .header("prefer", "respond-async")
-        .body(query.to_owned())
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.status(), 202, "queued");
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let poll = format!("{base}{location}");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = http.get(&poll).send().await.expect("GET");
-        match r.status().as_u16() {
-            200 => return r.text().await.expect("body"),
-            202 => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the queued result arrives within 90 s"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => panic!(
-                "unexpected status {other}: {}",
-                r.text().await.unwrap_or_default()
-            ),
-        }
-    }
 }
 
 async fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
@@ -1375,7 +1250,7 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
     }
 
     // The real binaries, configured by the settings alone.
-    let cmd = |name: &str| command(name, &settings, &endpoint);
+    let cmd = |name: &str| configured(name, &settings, &endpoint);
     run(cmd("airq-master").args(["ingest", "--source", SAMPLE]));
     let mut worker = cmd("airq-worker");
     worker.args(["--concurrency", "2"]);

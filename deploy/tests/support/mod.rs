@@ -1,0 +1,149 @@
+//! What the AWS end-to-end tests share: the built binaries, run quiet and
+//! configured only by what a test gives them, and the sample's queries with
+//! their expected CSV. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use airq_contract::sample::sample;
+use airq_contract::store::reference;
+use airq_core::export::to_csv;
+use airq_core::{Query, QueryLimits};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../data/sample/201806032249_data.dust.min.json"
+);
+pub const HOUR_DE_LOW: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
+/// Every reading of the sample: a CSV larger than an SQS message.
+pub const HOUR_ALL: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00"}"#;
+
+/// A binary built beside `airq-deploy`.
+pub fn bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_airq-deploy")).with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build every binary first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
+
+/// `name` with no `AIRQ_*` variable of the test's environment (only what
+/// the test adds configures it), quiet logs and no stdin.
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(bin(name));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AIRQ_") {
+            cmd.env_remove(&k);
+        }
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to the end; it must succeed.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A long-running binary, killed when dropped.
+pub struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` and, if `listening`, waits (60 s at most) for
+/// `listening on ADDR`; returns it and ADDR.
+pub fn start(mut cmd: Command, listening: bool) -> (Service, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let service = Service(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    if !listening {
+        return (service, String::new());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("{cmd:?} did not say it was listening within 60 s"));
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            return (service, addr.trim_end_matches('/').to_owned());
+        }
+    }
+}
+
+/// The CSV the reference semantics give for `query` on the sample.
+pub fn expected_csv(query: &str) -> String {
+    let readings = sample();
+    let q = Query::from_json(query.as_bytes(), &QueryLimits::default()).expect("query");
+    String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
+}
+
+/// Queues `query` at the gateway `base` and polls until its CSV (90 s at
+/// most).
+pub async fn queued(http: &reqwest::Client, base: &str, query: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/query"))
+        .header("content-type", "application/json")
+        .header("prefer", "respond-async")
+        .body(query.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 202, "queued");
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let poll = format!("{base}{location}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = http.get(&poll).send().await.expect("GET");
+        match r.status().as_u16() {
+            200 => return r.text().await.expect("body"),
+            202 => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the queued result arrives within 90 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                r.text().await.unwrap_or_default()
+            ),
+        }
+    }
+}
