@@ -3,18 +3,19 @@
 //! move as jobs go through, and its JSON log lines about a job carry the
 //! job's request id.
 
-use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
+mod support;
+
+use airq_core::job::REQUEST_SEND;
 use airq_core::queue::Queue;
-use airq_core::results::{Outcome, ResultStore, Submission, DEFAULT_MAX_RESULT_ROWS};
-use airq_core::{ClientId, Query, QueryLimits};
-use airq_embedded::{Db, SqliteQueue, SqliteReadingStore, SqliteResultStore};
+use airq_core::results::Outcome;
+use airq_core::{Query, QueryLimits};
 use prometheus_parse::{Scrape, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::Env;
 use uuid::Uuid;
 
 const HOUR_DE_LOW: &[u8] = br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
@@ -33,71 +34,6 @@ const SERIES: &[(&str, &str)] = &[
     ("airq_worker_concurrency", "gauge"),
     ("airq_worker_busy", "gauge"),
 ];
-
-struct Env {
-    dir: tempfile::TempDir,
-    db_path: PathBuf,
-    db: Db,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("airq.db");
-        let db = Db::open(&db_path).expect("db");
-        SqliteReadingStore::new(db.clone())
-            .put_batch_blocking(&airq_contract::sample::sample())
-            .expect("load");
-        Env { dir, db_path, db }
-    }
-
-    fn queue(&self, name: &str) -> SqliteQueue {
-        SqliteQueue::new(self.db.clone(), name, None)
-    }
-
-    /// Creates a result record and enqueues its job, as a gateway would.
-    async fn submit(&self, query: &Query, request_id: &str) -> Uuid {
-        let id = Uuid::new_v4();
-        let submission = Submission {
-            client: ClientId::address("127.0.0.1".parse().expect("address")),
-            request_id: Some(request_id.to_owned()),
-        };
-        SqliteResultStore::new(self.db.clone())
-            .create(id, query, Duration::from_secs(3600), &submission)
-            .await
-            .expect("create");
-        let job = Job::new(
-            id,
-            query,
-            DEFAULT_MAX_RESULT_ROWS,
-            Some(request_id.to_owned()),
-        );
-        self.queue(REQUEST_SEND)
-            .send(&job.to_json())
-            .await
-            .expect("send");
-        id
-    }
-
-    /// Every result posted to RequestReceive within `limit`, stopping once
-    /// `want` have arrived.
-    async fn collect(&self, want: usize, limit: Duration) -> Vec<JobResult> {
-        let q = self.queue(REQUEST_RECEIVE);
-        let start = Instant::now();
-        let mut out = Vec::new();
-        while out.len() < want && start.elapsed() < limit {
-            for m in q
-                .receive(10, Duration::from_secs(30), Duration::from_millis(500))
-                .await
-                .expect("receive")
-            {
-                out.push(JobResult::parse(&m.body).expect("a JobResult"));
-                q.delete(&m.receipt).await.expect("delete");
-            }
-        }
-        out
-    }
-}
 
 /// The worker, killed when dropped.
 struct Worker(Child);
@@ -255,7 +191,7 @@ async fn metrics_move_as_jobs_go_through_and_logs_name_the_request_id() {
 
     // One good query and one whose query is bad.
     let query = Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query");
-    let id = env.submit(&query, REQUEST_ID).await;
+    let id = env.submit(&query, Some(REQUEST_ID)).await;
     let bad = Uuid::new_v4();
     env.queue(REQUEST_SEND)
         .send(&serde_json::json!({"id": bad, "query": "{\"startDate\":\"nope\"}"}).to_string())
@@ -342,7 +278,7 @@ async fn a_running_job_is_busy_and_its_heartbeats_are_counted() {
         &["--visibility-timeout", "1s", "--test-query-delay", "3s"],
     );
     let query = Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query");
-    env.submit(&query, REQUEST_ID).await;
+    env.submit(&query, Some(REQUEST_ID)).await;
     let running = scrape_until(&url, |s| {
         value(s, "airq_worker_heartbeats_total", &[]).is_some_and(|n| n >= 1.0)
     });

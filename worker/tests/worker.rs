@@ -2,104 +2,26 @@
 //! malformed messages, duplicates, crashes (SIGKILL), dead letters and
 //! graceful shutdown. The gateway's side of the queues is played in-process.
 
-use airq_contract::sample::sample;
+mod support;
+
 use airq_contract::store::reference;
 use airq_core::export::to_csv;
-use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
+use airq_core::job::{Job, REQUEST_SEND};
 use airq_core::queue::{Queue, QueueDepth};
 use airq_core::results::{Outcome, ResultStore};
-use airq_core::{Query, QueryLimits, Reading};
-use airq_embedded::{Db, Redrive, SqliteQueue, SqliteReadingStore, SqliteResultStore};
-use std::path::{Path, PathBuf};
+use airq_core::{Query, QueryLimits};
+use airq_embedded::SqliteQueue;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Env, MAX_RECEIVES};
 use uuid::Uuid;
 
 const HOUR_DE_LOW: &[u8] = br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
-const MAX_RECEIVES: u32 = 2;
-
-struct Env {
-    _dir: tempfile::TempDir,
-    db_path: PathBuf,
-    db: Db,
-    readings: Vec<Reading>,
-}
 
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("airq.db");
-        let db = Db::open(&db_path).expect("db");
-        let readings = sample();
-        SqliteReadingStore::new(db.clone())
-            .put_batch_blocking(&readings)
-            .expect("load");
-        Env {
-            _dir: dir,
-            db_path,
-            db,
-            readings,
-        }
-    }
-
-    fn queue(&self, name: &str) -> SqliteQueue {
-        SqliteQueue::new(
-            self.db.clone(),
-            name,
-            Some(Redrive {
-                dead_letter: format!("{name}-dlq"),
-                max_receives: MAX_RECEIVES,
-            }),
-        )
-    }
-
-    fn results(&self) -> SqliteResultStore {
-        SqliteResultStore::new(self.db.clone())
-    }
-
     fn worker(&self, extra: &[&str]) -> Worker {
         Worker::start(&self.db_path, extra)
-    }
-
-    /// Creates a result record and enqueues its job, as a gateway would.
-    async fn submit(&self, query: &Query) -> Uuid {
-        let id = Uuid::new_v4();
-        self.results()
-            .create(
-                id,
-                query,
-                Duration::from_secs(3600),
-                &airq_core::results::Submission {
-                    client: airq_core::ClientId::address("127.0.0.1".parse().expect("address")),
-                    request_id: None,
-                },
-            )
-            .await
-            .expect("create");
-        self.queue(REQUEST_SEND)
-            .send(&Job::new(id, query, airq_core::results::DEFAULT_MAX_RESULT_ROWS, None).to_json())
-            .await
-            .expect("send");
-        id
-    }
-
-    /// Collects every result posted to RequestReceive within `limit`,
-    /// stopping early once `want` have arrived.
-    async fn collect(&self, want: usize, limit: Duration) -> Vec<JobResult> {
-        let q = self.queue(REQUEST_RECEIVE);
-        let start = Instant::now();
-        let mut out = Vec::new();
-        while out.len() < want && start.elapsed() < limit {
-            for m in q
-                .receive(10, Duration::from_secs(30), Duration::from_millis(500))
-                .await
-                .expect("receive")
-            {
-                out.push(JobResult::parse(&m.body).expect("a JobResult"));
-                q.delete(&m.receipt).await.expect("delete");
-            }
-        }
-        out
     }
 }
 
@@ -175,7 +97,7 @@ async fn runs_a_query_and_posts_the_csv() {
     let env = Env::new();
     let _w = env.worker(&[]);
     let q = query();
-    let id = env.submit(&q).await;
+    let id = env.submit(&q, None).await;
     let got = env.collect(1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1, "one result");
     assert_eq!(got[0].id, id);
@@ -252,7 +174,7 @@ async fn malformed_messages_fail_readably_and_are_deleted() {
 async fn a_duplicate_of_a_finished_request_posts_nothing() {
     let env = Env::new();
     let q = query();
-    let id = env.submit(&q).await;
+    let id = env.submit(&q, None).await;
     let first = Outcome::Done {
         csv: "first\n".into(),
         rows: 0,
@@ -271,7 +193,7 @@ async fn a_killed_workers_request_is_finished_by_another() {
     let env = Env::new();
     let send = env.queue(REQUEST_SEND);
     let mut slow = env.worker(&["--visibility-timeout", "2s", "--test-query-delay", "60s"]);
-    let id = env.submit(&query()).await;
+    let id = env.submit(&query(), None).await;
     // Wait until the slow worker holds it.
     wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
     assert_eq!(
@@ -305,7 +227,7 @@ async fn a_killed_workers_request_is_finished_by_another() {
 async fn a_request_that_keeps_crashing_workers_is_dead_lettered() {
     let env = Env::new();
     let send = env.queue(REQUEST_SEND);
-    let id = env.submit(&query()).await;
+    let id = env.submit(&query(), None).await;
     for round in 1..=MAX_RECEIVES {
         // Wait for the previous crash's request to become visible again.
         wait_until(&send, Duration::from_secs(20), |d| d.visible > 0).await;
@@ -351,7 +273,7 @@ async fn sigterm_hands_unfinished_requests_back_at_once() {
         "--shutdown-timeout",
         "1s",
     ]);
-    env.submit(&query()).await;
+    env.submit(&query(), None).await;
     wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
     w.signal("-TERM");
     assert_eq!(
@@ -372,7 +294,7 @@ async fn sigterm_lets_short_queries_finish() {
     let env = Env::new();
     let mut w = env.worker(&["--test-query-delay", "2s", "--shutdown-timeout", "30s"]);
     let send = env.queue(REQUEST_SEND);
-    let id = env.submit(&query()).await;
+    let id = env.submit(&query(), None).await;
     wait_until(&send, Duration::from_secs(20), |d| d.in_flight > 0).await;
     w.signal("-TERM");
     assert_eq!(w.wait_exit(Duration::from_secs(30)), Some(true));
