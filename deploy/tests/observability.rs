@@ -6,14 +6,16 @@
 //! and serve exactly the contract's names (parsed with a real Prometheus
 //! text parser).
 
+mod support;
+
 use prometheus_parse::{Scrape, Value};
 use promql_parser::parser::{self, Expr};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{bin, stdout_lines, stop_gracefully, SAMPLE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -350,54 +352,13 @@ struct Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_gracefully(&mut self.child);
     }
 }
 
-fn binary(name: &str) -> std::path::PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_airq-deploy")).with_file_name(name);
-    assert!(
-        p.is_file(),
-        "{} missing: build every binary first (cargo build --workspace --bins)",
-        p.display()
-    );
-    p
-}
-
-fn sample() -> &'static str {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../data/sample/201806032249_data.dust.min.json"
-    )
-}
-
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 fn up() -> Stack {
-    for bin in ["airq-master", "airq-gateway", "airq-worker"] {
-        binary(bin);
+    for name in ["airq-master", "airq-gateway", "airq-worker"] {
+        bin(name);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_airq-deploy"))
@@ -410,7 +371,7 @@ fn up() -> Stack {
             "--shutdown-grace",
             "10s",
             "--seed",
-            sample(),
+            SAMPLE,
         ])
         .arg("--db")
         .arg(dir.path().join("airq.db"))
@@ -553,7 +514,7 @@ async fn up_prints_where_each_process_serves_metrics_and_they_serve_the_contract
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_run_the_master_serves_every_series_of_the_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(binary("airq-master"))
+    let mut child = Command::new(bin("airq-master"))
         .args([
             "schedule",
             "--cron",
@@ -562,7 +523,7 @@ async fn after_a_run_the_master_serves_every_series_of_the_contract() {
             "--metrics-listen",
             "127.0.0.1:0",
             "--source",
-            sample(),
+            SAMPLE,
         ])
         .arg("--db")
         .arg(dir.path().join("airq.db"))

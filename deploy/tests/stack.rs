@@ -1,15 +1,11 @@
 //! The whole local stack, as a newcomer runs it: `airq-deploy up` with the
 //! real master, gateway and workers on a temporary SQLite file.
 
-use airq_contract::sample::sample;
-use airq_contract::store::reference;
-use airq_core::export::to_csv;
-use airq_core::{Query, QueryLimits};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+mod support;
+
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{bin, expected_csv, stdout_lines, stop_gracefully, SAMPLE};
 
 const QUERY: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
 
@@ -21,21 +17,11 @@ struct Stack {
 
 impl Stack {
     fn up() -> Stack {
-        let exe = Path::new(env!("CARGO_BIN_EXE_airq-deploy"));
-        for bin in ["airq-master", "airq-gateway", "airq-worker"] {
-            let p = exe.with_file_name(bin);
-            assert!(
-                p.is_file(),
-                "{} missing: build every binary first (cargo build --workspace --bins)",
-                p.display()
-            );
+        for name in ["airq-master", "airq-gateway", "airq-worker"] {
+            bin(name);
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let sample = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../data/sample/201806032249_data.dust.min.json"
-        );
-        let mut child = Command::new(exe)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airq-deploy"))
             .args([
                 "up",
                 "--listen",
@@ -45,7 +31,7 @@ impl Stack {
                 "--grace",
                 "10s",
                 "--seed",
-                sample,
+                SAMPLE,
             ])
             .arg("--db")
             .arg(dir.path().join("airq.db"))
@@ -53,15 +39,7 @@ impl Stack {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start airq-deploy");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = stdout_lines(&mut child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -82,32 +60,15 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_gracefully(&mut self.child);
     }
-}
-
-fn expected_csv() -> String {
-    let readings = sample();
-    let q = Query::from_json(QUERY.as_bytes(), &QueryLimits::default()).expect("query");
-    String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_and_queued_answers_are_identical() {
     let stack = Stack::up();
     let http = reqwest::Client::new();
-    let want = expected_csv();
+    let want = expected_csv(QUERY);
 
     let direct = http
         .post(format!("{}/api/query", stack.url))

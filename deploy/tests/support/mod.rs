@@ -73,6 +73,37 @@ impl Drop for Service {
     }
 }
 
+/// The lines of `child`'s piped stdout, read by a thread for as long as
+/// the child writes, so that it never blocks on a full pipe.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// SIGTERM, then up to 30 s for `child` to stop by itself, then SIGKILL.
+pub fn stop_gracefully(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Starts `cmd` and, if `listening`, waits (60 s at most) for
 /// `listening on ADDR`; returns it and ADDR.
 pub fn start(mut cmd: Command, listening: bool) -> (Service, String) {
@@ -81,14 +112,8 @@ pub fn start(mut cmd: Command, listening: bool) -> (Service, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let rx = stdout_lines(&mut child);
     let service = Service(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     if !listening {
         return (service, String::new());
     }
