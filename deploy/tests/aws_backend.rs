@@ -517,6 +517,8 @@ async fn pagination_returns_every_reading() {
             p1: Some(format!("{}.{}", i % 90, i % 7)),
             p2: Some(format!("{}.{}", i % 60, i % 3)),
             aqi: (i % 10) as u8 + 1,
+            us_epa: (i % 501) as u16,
+            eaqi: (i % 6) as u8 + 1,
         })
         .collect();
     for chunk in readings.chunks(3000) {

@@ -376,6 +376,10 @@ mod tests {
             futures::stream::empty().boxed()
         }
 
+        fn latest(&self, _latest: &airq_core::LatestQuery) -> ReadingStream {
+            futures::stream::empty().boxed()
+        }
+
         async fn summary(&self) -> Result<StoreSummary, BackendError> {
             Ok(StoreSummary::default())
         }

@@ -288,6 +288,7 @@ impl Entry<'_> {
     /// The reading the feed parser makes of this entry's JSON.
     pub fn to_reading(&self) -> Reading {
         let (p1, p2) = (self.p1_cents as f64 / 100.0, self.p2_cents as f64 / 100.0);
+        let indices = aqi::Indices::of(Some(p1), Some(p2));
         Reading {
             id: Some(self.id),
             timestamp: Timestamp(self.timestamp),
@@ -300,8 +301,10 @@ impl Entry<'_> {
             loc_alt: self.template.alt.clone(),
             p1: Some(cents_text(self.p1_cents)),
             p2: Some(cents_text(self.p2_cents)),
-            // Both present, so an index always exists.
-            aqi: aqi::daqi(Some(p1), Some(p2)).unwrap_or(aqi::MIN_INDEX),
+            // Both present, so the indices always exist.
+            aqi: indices.map_or(aqi::MIN_INDEX, |i| i.daqi),
+            us_epa: indices.map_or(0, |i| i.us_epa),
+            eaqi: indices.map_or(1, |i| i.eaqi),
         }
     }
 

@@ -41,7 +41,7 @@ pub async fn run_query(
     let outcome = store_csv(
         backend.results.as_ref(),
         job.id,
-        backend.readings.query_csv(&query),
+        backend.readings.query_answer(&query),
         job.max_rows(),
     )
     .await;

@@ -126,6 +126,10 @@ impl ReadingItem {
             loc_lat: self.loc_lat,
             loc_long: self.loc_long,
             loc_alt: self.loc_alt,
+            us_epa: airq_core::Indices::of_text(self.p1.as_deref(), self.p2.as_deref())
+                .map_or(0, |i| i.us_epa),
+            eaqi: airq_core::Indices::of_text(self.p1.as_deref(), self.p2.as_deref())
+                .map_or(1, |i| i.eaqi),
             p1: self.p1,
             p2: self.p2,
             aqi: self.aqi,
@@ -464,7 +468,7 @@ struct DayQuery {
     /// Inclusive seconds of the day.
     seconds: (i64, i64),
     country: Option<String>,
-    aqi: (u8, u8),
+    aqi: (u16, u16),
 }
 
 #[async_trait]
@@ -513,6 +517,13 @@ impl ReadingStore for DynamoReadingStore {
             }
         });
         ReceiverStream::new(rx).boxed()
+    }
+
+    fn latest(&self, _latest: &airq_core::LatestQuery) -> ReadingStream {
+        futures::stream::once(async {
+            Err(BackendError::Unsupported("latest: not built yet".into()))
+        })
+        .boxed()
     }
 
     /// `readings` is DynamoDB's `ItemCount`, which AWS refreshes about every
@@ -611,6 +622,8 @@ mod tests {
             p1: None,
             p2: None,
             aqi: 1,
+            us_epa: 0,
+            eaqi: 1,
         };
         let keys: Vec<(String, String)> = [(5, 900), (5, 1000), (60, 2), (86_399, 1)]
             .iter()

@@ -38,6 +38,8 @@ fn readings(n: u64) -> Vec<Reading> {
             p1: Some("8.13".into()),
             p2: Some("3.2".into()),
             aqi: 1,
+            us_epa: 18,
+            eaqi: 1,
         })
         .collect()
 }

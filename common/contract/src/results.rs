@@ -1,6 +1,6 @@
 //! The result store contract.
 
-use airq_core::export::{CsvChunk, CsvStream};
+use airq_core::export::{AnswerChunk, AnswerStream};
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{
@@ -108,12 +108,12 @@ pub async fn large_results(store: &dyn ResultStore) {
 
 /// `csv` as the chunked stream a store renders, `per` bytes a chunk, each
 /// chunk counting the rows it completes.
-fn chunked(csv: &str, per: usize) -> CsvStream {
-    let chunks: Vec<Result<CsvChunk, BackendError>> = csv
+fn chunked(csv: &str, per: usize) -> AnswerStream {
+    let chunks: Vec<Result<AnswerChunk, BackendError>> = csv
         .as_bytes()
         .chunks(per)
         .map(|c| {
-            Ok(CsvChunk {
+            Ok(AnswerChunk {
                 bytes: Bytes::copy_from_slice(c),
                 rows: c.iter().filter(|b| **b == b'\n').count() as u64,
             })

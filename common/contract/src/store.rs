@@ -41,7 +41,7 @@ pub async fn matches_reference(store: &dyn ReadingStore, written: &[Reading], qu
     );
     // The CSV answer, on whichever path the store renders it, is the
     // reference rows' CSV byte for byte.
-    let (csv, rows) = airq_core::export::render(store.query_csv(query), usize::MAX)
+    let (csv, rows) = airq_core::export::render(store.query_answer(query), usize::MAX)
         .await
         .expect("CSV answer");
     let want_csv = airq_core::export::to_csv(&want).expect("reference CSV");

@@ -1,6 +1,13 @@
-//! The UK Daily Air Quality Index (DEFRA DAQI) for particulate matter.
+//! The air-quality indices airq computes for every reading, once, at
+//! ingestion: the UK DAQI, the US EPA AQI and the European EAQI, for
+//! particulate matter (PM10 is the feed's `P1`, PM2.5 its `P2`).
 //!
-//! DEFRA publishes the index as bands of whole µg/m³. A measured concentration
+//! Every table below is data with its source beside it, so that a revision
+//! of a standard is a change of one line; [`Index`] names the three and
+//! gives each one's values and named bands for queries and answers.
+//!
+//! **DAQI** (DEFRA, "Daily Air Quality Index", 2013 bands, which DEFRA still
+//! publishes): bands of whole µg/m³. A measured concentration
 //! is first rounded to the nearest whole number (halves up), then looked up in
 //! the band table of its pollutant. A reading's index is the higher of its
 //! sub-indices, and the index maps to one of four named ranges.
@@ -8,7 +15,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Upper bound (inclusive, µg/m³) of indices 1..=9 for PM2.5; 10 is anything above.
+/// DAQI: upper bound (inclusive, µg/m³) of indices 1..=9 for PM2.5; 10 is
+/// anything above. Source: DEFRA, uk-air.defra.gov.uk/air-pollution/daqi.
 const PM25_UPPER: [u32; 9] = [11, 23, 35, 41, 47, 53, 58, 64, 70];
 /// Upper bound (inclusive, µg/m³) of indices 1..=9 for PM10; 10 is anything above.
 const PM10_UPPER: [u32; 9] = [16, 33, 50, 58, 66, 75, 83, 91, 100];
@@ -112,6 +120,308 @@ impl Band {
 impl fmt::Display for Band {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
+    }
+}
+
+// ---- US EPA AQI ----
+
+/// US EPA AQI breakpoints for PM2.5, 24-hour mean, in tenths of µg/m³
+/// (after truncation to 0.1 µg/m³), with the index range each maps to.
+/// Source: US EPA, "Final Reconsideration of the National Ambient Air
+/// Quality Standards for Particulate Matter", 40 CFR Part 58 Appendix G,
+/// Table 2 as revised 2024-02-07, effective 2024-05-06.
+const US_EPA_PM25_TENTHS: [(u64, u64, u16, u16); 6] = [
+    (0, 90, 0, 50),
+    (91, 354, 51, 100),
+    (355, 554, 101, 150),
+    (555, 1254, 151, 200),
+    (1255, 2254, 201, 300),
+    (2255, 3254, 301, 500),
+];
+/// US EPA AQI breakpoints for PM10, 24-hour mean, in whole µg/m³ (after
+/// truncation to 1 µg/m³). Same source and revision.
+const US_EPA_PM10: [(u64, u64, u16, u16); 6] = [
+    (0, 54, 0, 50),
+    (55, 154, 51, 100),
+    (155, 254, 101, 150),
+    (255, 354, 151, 200),
+    (355, 424, 201, 300),
+    (425, 604, 301, 500),
+];
+
+/// `ugm3` truncated to `1/scale` µg/m³, as a whole number of those units.
+///
+/// Truncation is done on the number's shortest decimal text (what `{}`
+/// prints: `9.1`, never `9.0999…`), so that a sensor's `9.1` is 9.1 and
+/// not the binary float just below it. Callers validate that `ugm3` is
+/// finite and non-negative first.
+fn truncated(ugm3: f64, decimals: usize) -> u64 {
+    let text = format!("{ugm3}");
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let mut units: u64 = whole.parse().unwrap_or(u64::MAX / 1000);
+    for i in 0..decimals {
+        let digit = fraction
+            .as_bytes()
+            .get(i)
+            .map_or(0, |d| u64::from(d - b'0'));
+        units = units.saturating_mul(10).saturating_add(digit);
+    }
+    units
+}
+
+/// The linear interpolation of the EPA's formula on whole units, rounded
+/// half up: `I = (Ihi − Ilo) / (BPhi − BPlo) × (C − BPlo) + Ilo`. Above the
+/// top breakpoint the index is 500.
+fn us_epa_sub_index(c: u64, table: &[(u64, u64, u16, u16); 6]) -> u16 {
+    for &(bp_lo, bp_hi, i_lo, i_hi) in table {
+        if c <= bp_hi {
+            let c = c.max(bp_lo);
+            let num = u64::from(i_hi - i_lo) * (c - bp_lo);
+            let den = bp_hi - bp_lo;
+            // Exact rational rounding: floor(num/den + 1/2).
+            return i_lo + ((2 * num + den) / (2 * den)) as u16;
+        }
+    }
+    500
+}
+
+/// US EPA sub-index (0..=500) of a 24-hour PM2.5 concentration.
+pub fn us_epa_pm25(ugm3: f64) -> u16 {
+    us_epa_sub_index(truncated(ugm3, 1), &US_EPA_PM25_TENTHS)
+}
+
+/// US EPA sub-index (0..=500) of a 24-hour PM10 concentration.
+pub fn us_epa_pm10(ugm3: f64) -> u16 {
+    us_epa_sub_index(truncated(ugm3, 0), &US_EPA_PM10)
+}
+
+/// The reading's US EPA AQI: the higher of the sub-indices present.
+pub fn us_epa(pm10: Option<f64>, pm25: Option<f64>) -> Option<u16> {
+    match (pm10.map(us_epa_pm10), pm25.map(us_epa_pm25)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+// ---- European Air Quality Index ----
+
+/// EAQI upper bounds (inclusive, µg/m³, on the value as sent) of levels
+/// 1..=5 for PM2.5; level 6 (Extremely poor) is anything above. Source:
+/// European Environment Agency, European Air Quality Index, thresholds as
+/// revised in 2023 after the WHO 2021 guidelines (24-hour running means).
+const EAQI_PM25_UPPER: [f64; 5] = [5.0, 15.0, 50.0, 90.0, 140.0];
+/// EAQI upper bounds for PM10. Same source.
+const EAQI_PM10_UPPER: [f64; 5] = [15.0, 45.0, 120.0, 195.0, 270.0];
+
+fn eaqi_level(ugm3: f64, upper: &[f64; 5]) -> u8 {
+    1 + upper.iter().take_while(|&&u| ugm3 > u).count() as u8
+}
+
+/// EAQI level (1..=6) of a PM2.5 concentration.
+pub fn eaqi_pm25(ugm3: f64) -> u8 {
+    eaqi_level(ugm3, &EAQI_PM25_UPPER)
+}
+
+/// EAQI level (1..=6) of a PM10 concentration.
+pub fn eaqi_pm10(ugm3: f64) -> u8 {
+    eaqi_level(ugm3, &EAQI_PM10_UPPER)
+}
+
+/// The reading's EAQI level: the worse of the pollutants present.
+pub fn eaqi(pm10: Option<f64>, pm25: Option<f64>) -> Option<u8> {
+    match (pm10.map(eaqi_pm10), pm25.map(eaqi_pm25)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+// ---- the three, for queries and answers ----
+
+/// A reading's value in each index, computed together at ingestion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Indices {
+    pub daqi: u8,
+    pub us_epa: u16,
+    pub eaqi: u8,
+}
+
+impl Indices {
+    /// The three indices of a reading, `None` when neither pollutant was
+    /// measured.
+    pub fn of(pm10: Option<f64>, pm25: Option<f64>) -> Option<Indices> {
+        Some(Indices {
+            daqi: daqi(pm10, pm25)?,
+            us_epa: us_epa(pm10, pm25)?,
+            eaqi: eaqi(pm10, pm25)?,
+        })
+    }
+
+    /// The three indices of the values as stored (text as sent). Text that
+    /// is not a finite, non-negative number counts as not measured.
+    pub fn of_text(p1: Option<&str>, p2: Option<&str>) -> Option<Indices> {
+        let value = |t: Option<&str>| {
+            t.and_then(|t| t.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        Indices::of(value(p1), value(p2))
+    }
+
+    /// The value in `index`.
+    pub fn get(self, index: Index) -> u16 {
+        match index {
+            Index::Daqi => u16::from(self.daqi),
+            Index::UsEpa => self.us_epa,
+            Index::Eaqi => u16::from(self.eaqi),
+        }
+    }
+}
+
+/// One named band of an index: its label and the values (inclusive) it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandDef {
+    pub label: &'static str,
+    pub lo: u16,
+    pub hi: u16,
+}
+
+const fn band(label: &'static str, lo: u16, hi: u16) -> BandDef {
+    BandDef { label, lo, hi }
+}
+
+/// DAQI bands (DEFRA's labels).
+const DAQI_BANDS: [BandDef; 4] = [
+    band("Low", 1, 3),
+    band("Moderate", 4, 6),
+    band("High", 7, 9),
+    band("Very High", 10, 10),
+];
+/// US EPA AQI categories (same source as the breakpoints).
+const US_EPA_BANDS: [BandDef; 6] = [
+    band("Good", 0, 50),
+    band("Moderate", 51, 100),
+    band("Unhealthy for Sensitive Groups", 101, 150),
+    band("Unhealthy", 151, 200),
+    band("Very Unhealthy", 201, 300),
+    band("Hazardous", 301, 500),
+];
+/// EAQI levels (the EEA's labels).
+const EAQI_BANDS: [BandDef; 6] = [
+    band("Good", 1, 1),
+    band("Fair", 2, 2),
+    band("Moderate", 3, 3),
+    band("Poor", 4, 4),
+    band("Very poor", 5, 5),
+    band("Extremely poor", 6, 6),
+];
+
+/// Which index a query filters on and an answer shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Index {
+    /// UK DAQI, 1–10 (the default, and the only index of the first system).
+    #[default]
+    #[serde(rename = "daqi")]
+    Daqi,
+    /// US EPA AQI, 0–500, 2024 revision.
+    #[serde(rename = "us-epa")]
+    UsEpa,
+    /// European Air Quality Index, levels 1–6.
+    #[serde(rename = "eaqi")]
+    Eaqi,
+}
+
+impl Index {
+    pub const ALL: [Index; 3] = [Index::Daqi, Index::UsEpa, Index::Eaqi];
+
+    /// The name queries use: `daqi`, `us-epa`, `eaqi`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Index::Daqi => "daqi",
+            Index::UsEpa => "us-epa",
+            Index::Eaqi => "eaqi",
+        }
+    }
+
+    /// Parses a name case-insensitively (`US-EPA`, `us_epa` too).
+    pub fn parse(name: &str) -> Option<Index> {
+        let norm: String = name
+            .trim()
+            .chars()
+            .filter(|c| *c != '-' && *c != '_' && *c != ' ')
+            .flat_map(char::to_lowercase)
+            .collect();
+        match norm.as_str() {
+            "daqi" => Some(Index::Daqi),
+            "usepa" => Some(Index::UsEpa),
+            "eaqi" => Some(Index::Eaqi),
+            _ => None,
+        }
+    }
+
+    /// The named bands, lowest first; they cover every value without gaps.
+    pub fn bands(self) -> &'static [BandDef] {
+        match self {
+            Index::Daqi => &DAQI_BANDS,
+            Index::UsEpa => &US_EPA_BANDS,
+            Index::Eaqi => &EAQI_BANDS,
+        }
+    }
+
+    /// Lowest value a reading can have.
+    pub fn min(self) -> u16 {
+        self.bands()[0].lo
+    }
+
+    /// Highest value a reading can have.
+    pub fn max(self) -> u16 {
+        self.bands()[self.bands().len() - 1].hi
+    }
+
+    /// The position (in [`Index::bands`]) of the band `value` is in;
+    /// out-of-range values clamp to the first or last band.
+    pub fn band_of(self, value: u16) -> usize {
+        let bands = self.bands();
+        bands
+            .iter()
+            .position(|b| value <= b.hi)
+            .unwrap_or(bands.len() - 1)
+    }
+
+    /// The label of the band `value` is in.
+    pub fn label(self, value: u16) -> &'static str {
+        self.bands()[self.band_of(value)].label
+    }
+
+    /// Parses a band name of this index, case-insensitively and ignoring
+    /// spaces, `_` and `-`; DAQI also takes `Medium` for `Moderate` (the
+    /// first client of this system sent it). Returns its position.
+    pub fn parse_band(self, name: &str) -> Option<usize> {
+        if self == Index::Daqi {
+            let b = Band::parse(name)?;
+            return DAQI_BANDS.iter().position(|d| d.label == b.label());
+        }
+        let norm = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let want = norm(name);
+        self.bands().iter().position(|b| norm(b.label) == want)
+    }
+
+    /// The band labels, for error messages: `"Good", "Fair", …`.
+    pub fn band_list(self) -> String {
+        self.bands()
+            .iter()
+            .map(|b| format!("{:?}", b.label))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

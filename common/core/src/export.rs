@@ -13,10 +13,19 @@
 //! | `loc_alt`     | altitude as sent (may be empty)                |
 //! | `P1`          | PM10, µg/m³, as sent (empty if not measured)   |
 //! | `P2`          | PM2.5, µg/m³, as sent (empty if not measured)  |
-//! | `AQI`         | UK DAQI, 1–10                                  |
-//! | `Range`       | `Low`, `Moderate`, `High` or `Very High`       |
+//! | `AQI`         | the query's index (UK DAQI, 1–10, by default)  |
+//! | `Range`       | its band (`Low`, `Moderate`, `High` or `Very High` for DAQI) |
 //!
 //! Rows come in the store's order: by timestamp, then sensor id.
+//!
+//! **NDJSON and GeoJSON** ([`Format`]) carry the same fields under the same
+//! names: NDJSON one object per line; GeoJSON a `FeatureCollection` of
+//! `Point`s `[lon, lat]` with the fields as `properties`. Numbers are
+//! written as the sensor sent them (`48.8000` stays `48.8000`), as JSON
+//! numbers; text fields and the timestamp (the CSV's text) are JSON
+//! strings; an empty cell of the CSV is `null`. A stored number whose text
+//! is not JSON's syntax (`.5`, `+5`) is written as the number it parses
+//! to. Every format streams: a row is written as it is read.
 //!
 //! **Formula cells (CSV injection).** A spreadsheet may run a cell that
 //! starts with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula
@@ -29,6 +38,7 @@
 //! show as text and a program can strip. A number such as `-3.5` is written
 //! unchanged, so the CSV of valid data is byte for byte what it was.
 
+use crate::aqi::{Index, Indices};
 use crate::error::BackendError;
 use crate::reading::{Reading, Timestamp};
 use crate::store::ReadingStream;
@@ -72,6 +82,20 @@ pub struct RowRef<'a> {
     pub p1: Option<&'a str>,
     pub p2: Option<&'a str>,
     pub aqi: u8,
+    pub us_epa: u16,
+    pub eaqi: u8,
+}
+
+impl RowRef<'_> {
+    /// The row's value in `index`.
+    pub fn index(&self, index: Index) -> u16 {
+        Indices {
+            daqi: self.aqi,
+            us_epa: self.us_epa,
+            eaqi: self.eaqi,
+        }
+        .get(index)
+    }
 }
 
 impl<'a> From<&'a Reading> for RowRef<'a> {
@@ -89,6 +113,8 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
             p1: r.p1.as_deref(),
             p2: r.p2.as_deref(),
             aqi: r.aqi,
+            us_epa: r.us_epa,
+            eaqi: r.eaqi,
         }
     }
 }
@@ -108,6 +134,8 @@ impl From<RowRef<'_>> for Reading {
             p1: r.p1.map(str::to_owned),
             p2: r.p2.map(str::to_owned),
             aqi: r.aqi,
+            us_epa: r.us_epa,
+            eaqi: r.eaqi,
         }
     }
 }
@@ -118,10 +146,18 @@ pub struct CsvWriter<W: Write> {
     rows: u64,
     /// Formatting space for a row's numeric fields, reused.
     scratch: Vec<u8>,
+    /// The index the `AQI` and `Range` columns show.
+    index: Index,
 }
 
 impl<W: Write> CsvWriter<W> {
+    /// A writer whose `AQI` and `Range` columns are the DAQI.
     pub fn new(out: W) -> csv::Result<Self> {
+        Self::with_index(out, Index::Daqi)
+    }
+
+    /// A writer whose `AQI` and `Range` columns are `index`'s.
+    pub fn with_index(out: W, index: Index) -> csv::Result<Self> {
         let mut inner = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(out);
@@ -130,6 +166,7 @@ impl<W: Write> CsvWriter<W> {
             inner,
             rows: 0,
             scratch: Vec::with_capacity(64),
+            index,
         })
     }
 
@@ -157,7 +194,8 @@ impl<W: Write> CsvWriter<W> {
             s.extend_from_slice(digits.format(v).as_bytes());
         }
         ends[3] = s.len();
-        s.extend_from_slice(digits.format(r.aqi).as_bytes());
+        let value = r.index(self.index);
+        s.extend_from_slice(digits.format(value).as_bytes());
         ends[4] = s.len();
         let field = |i: usize| &s[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
         let record: [&[u8]; 13] = [
@@ -173,7 +211,7 @@ impl<W: Write> CsvWriter<W> {
             r.p1.unwrap_or("").as_bytes(),
             r.p2.unwrap_or("").as_bytes(),
             field(4),
-            crate::aqi::Band::of_index(r.aqi).label().as_bytes(),
+            self.index.label(value).as_bytes(),
         ];
         self.rows += 1;
         // One byte compared per cell in the common case; only a row with a
@@ -274,22 +312,244 @@ pub fn to_csv<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> csv::Resul
     w.finish()
 }
 
-/// Bytes gathered before a chunk of CSV is handed on.
+/// The formats an answer can be written in.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Csv,
+    Ndjson,
+    Geojson,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Csv, Format::Ndjson, Format::Geojson];
+
+    /// The name queries use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Geojson => "geojson",
+        }
+    }
+
+    /// Parses a name case-insensitively.
+    pub fn parse(name: &str) -> Option<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The `Content-Type` of an answer.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Ndjson => "application/x-ndjson",
+            Format::Geojson => "application/geo+json",
+        }
+    }
+
+    /// The file name extension of a downloaded answer.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Geojson => "geojson",
+        }
+    }
+}
+
+/// How an answer is written: its format and the index its `AQI` and
+/// `Range` fields show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Rendering {
+    pub format: Format,
+    pub index: Index,
+}
+
+/// JSON's number syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub fn is_json_number(text: &[u8]) -> bool {
+    let mut i = 0;
+    let at = |i: usize| text.get(i).copied();
+    if at(i) == Some(b'-') {
+        i += 1;
+    }
+    match at(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while matches!(at(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+        }
+        _ => return false,
+    }
+    if at(i) == Some(b'.') {
+        i += 1;
+        let from = i;
+        while matches!(at(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        if i == from {
+            return false;
+        }
+    }
+    if matches!(at(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(at(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let from = i;
+        while matches!(at(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        if i == from {
+            return false;
+        }
+    }
+    i == text.len()
+}
+
+/// Writes readings as NDJSON or GeoJSON into a byte buffer.
+struct JsonWriter {
+    geojson: bool,
+    index: Index,
+    rows: u64,
+}
+
+impl JsonWriter {
+    fn new(geojson: bool, index: Index, out: &mut Vec<u8>) -> JsonWriter {
+        if geojson {
+            out.extend_from_slice(br#"{"type":"FeatureCollection","features":["#);
+        }
+        JsonWriter {
+            geojson,
+            index,
+            rows: 0,
+        }
+    }
+
+    /// A JSON string (escaped by serde_json).
+    fn string(out: &mut Vec<u8>, text: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+
+    /// A number as sent, or the number it parses to, or (never for stored
+    /// readings, which are validated) a string; `null` when empty.
+    fn number(out: &mut Vec<u8>, text: &str) {
+        if text.is_empty() {
+            out.extend_from_slice(b"null");
+        } else if is_json_number(text.as_bytes()) {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            match text.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() => {
+                    let _ = serde_json::to_writer(&mut *out, &v);
+                }
+                _ => Self::string(out, text),
+            }
+        }
+    }
+
+    fn write_row(&mut self, out: &mut Vec<u8>, r: &RowRef<'_>) {
+        let mut digits = itoa::Buffer::new();
+        if self.geojson {
+            if self.rows > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(
+                br#"{"type":"Feature","geometry":{"type":"Point","coordinates":["#,
+            );
+            Self::number(out, r.loc_long);
+            out.push(b',');
+            Self::number(out, r.loc_lat);
+            out.extend_from_slice(br#"]},"properties":"#);
+        }
+        out.extend_from_slice(br#"{"id":"#);
+        match r.id {
+            Some(id) => out.extend_from_slice(digits.format(id).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","timestamp":""#);
+        r.timestamp.push_to(out);
+        out.extend_from_slice(br#"","sensor_id":"#);
+        out.extend_from_slice(digits.format(r.sensor_id).as_bytes());
+        out.extend_from_slice(br#","sensor_type":"#);
+        Self::string(out, r.sensor_type);
+        out.extend_from_slice(br#","loc_id":"#);
+        match r.loc_id {
+            Some(id) => out.extend_from_slice(digits.format(id).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","loc_country":"#);
+        Self::string(out, r.loc_country);
+        out.extend_from_slice(br#","loc_lat":"#);
+        Self::number(out, r.loc_lat);
+        out.extend_from_slice(br#","loc_long":"#);
+        Self::number(out, r.loc_long);
+        out.extend_from_slice(br#","loc_alt":"#);
+        Self::number(out, r.loc_alt);
+        out.extend_from_slice(br#","P1":"#);
+        Self::number(out, r.p1.unwrap_or(""));
+        out.extend_from_slice(br#","P2":"#);
+        Self::number(out, r.p2.unwrap_or(""));
+        let value = r.index(self.index);
+        out.extend_from_slice(br#","AQI":"#);
+        out.extend_from_slice(digits.format(value).as_bytes());
+        out.extend_from_slice(br#","Range":"#);
+        Self::string(out, self.index.label(value));
+        out.push(b'}');
+        if self.geojson {
+            out.push(b'}');
+        } else {
+            out.push(b'\n');
+        }
+        self.rows += 1;
+    }
+
+    fn finish(self, out: &mut Vec<u8>) {
+        if self.geojson {
+            out.extend_from_slice(b"]}");
+        }
+    }
+}
+
+/// An answer of `rows`, in memory: the reference every streamed answer
+/// must equal byte for byte.
+pub fn to_answer<'a>(
+    rows: impl IntoIterator<Item = &'a Reading>,
+    rendering: Rendering,
+) -> Result<Vec<u8>, BackendError> {
+    let mut chunker = Chunker::new(rendering)?;
+    let mut out = Vec::new();
+    for r in rows {
+        if let Some(chunk) = chunker.push(&RowRef::from(r))? {
+            out.extend_from_slice(&chunk.bytes);
+        }
+    }
+    out.extend_from_slice(&chunker.finish()?.bytes);
+    Ok(out)
+}
+
+/// Bytes gathered before a chunk of an answer is handed on.
 pub const CHUNK: usize = 32 * 1024;
 
-/// A piece of a CSV answer.
+/// A piece of an answer.
 #[derive(Debug, Clone)]
-pub struct CsvChunk {
+pub struct AnswerChunk {
     pub bytes: Bytes,
     /// Rows completed while this chunk was made. A row may straddle two
     /// chunks; the sum over the stream is the answer's row count.
     pub rows: u64,
 }
 
-/// A CSV answer as it is produced: the header and rows in store order, in
+/// An answer as it is produced: in its format, rows in store order, in
 /// chunks of about [`CHUNK`] bytes. The first item is an error when the
 /// store cannot run the query at all; an error later ends a partial answer.
-pub type CsvStream = BoxStream<'static, Result<CsvChunk, BackendError>>;
+pub type AnswerStream = BoxStream<'static, Result<AnswerChunk, BackendError>>;
 
 /// Where a [`CsvWriter`] puts its bytes, emptied chunk by chunk. Shared with
 /// the writer, which only writes to it when its own 8 KiB buffer fills, so
@@ -329,56 +589,96 @@ fn csv_failed(e: csv::Error) -> BackendError {
     BackendError::Corrupt(format!("could not render the CSV: {e}"))
 }
 
-/// Cuts a CSV into [`CsvChunk`]s as rows are written: the one renderer
-/// behind every backend's [`CsvStream`].
+/// The writer of one answer's format.
+enum Writer {
+    Csv { writer: CsvWriter<Sink>, sink: Sink },
+    Json { writer: JsonWriter, out: Vec<u8> },
+}
+
+/// Cuts an answer into [`AnswerChunk`]s as rows are written: the one
+/// renderer behind every backend's [`AnswerStream`].
 pub struct Chunker {
-    writer: CsvWriter<Sink>,
-    sink: Sink,
+    writer: Writer,
     /// Rows written since the last chunk was taken.
     pending_rows: u64,
 }
 
 impl Chunker {
-    pub fn new() -> Result<Chunker, BackendError> {
-        let sink = Sink::default();
+    pub fn new(rendering: Rendering) -> Result<Chunker, BackendError> {
+        let writer = match rendering.format {
+            Format::Csv => {
+                let sink = Sink::default();
+                Writer::Csv {
+                    writer: CsvWriter::with_index(sink.clone(), rendering.index)
+                        .map_err(csv_failed)?,
+                    sink,
+                }
+            }
+            json => {
+                let mut out = Vec::with_capacity(CHUNK + 8 * 1024);
+                let writer = JsonWriter::new(json == Format::Geojson, rendering.index, &mut out);
+                Writer::Json { writer, out }
+            }
+        };
         Ok(Chunker {
-            writer: CsvWriter::new(sink.clone()).map_err(csv_failed)?,
-            sink,
+            writer,
             pending_rows: 0,
         })
     }
 
     /// Writes a row; returns a chunk once about [`CHUNK`] bytes are ready.
-    pub fn push(&mut self, row: &RowRef<'_>) -> Result<Option<CsvChunk>, BackendError> {
-        self.writer.write_row(row).map_err(csv_failed)?;
+    pub fn push(&mut self, row: &RowRef<'_>) -> Result<Option<AnswerChunk>, BackendError> {
         self.pending_rows += 1;
-        if self.sink.len() < CHUNK {
-            return Ok(None);
-        }
-        Ok(Some(CsvChunk {
-            bytes: self.sink.take(),
+        let bytes = match &mut self.writer {
+            Writer::Csv { writer, sink } => {
+                writer.write_row(row).map_err(csv_failed)?;
+                if sink.len() < CHUNK {
+                    return Ok(None);
+                }
+                sink.take()
+            }
+            Writer::Json { writer, out } => {
+                writer.write_row(out, row);
+                if out.len() < CHUNK {
+                    return Ok(None);
+                }
+                Bytes::from(std::mem::replace(out, Vec::with_capacity(CHUNK + 8 * 1024)))
+            }
+        };
+        Ok(Some(AnswerChunk {
+            bytes,
             rows: std::mem::take(&mut self.pending_rows),
         }))
     }
 
-    /// The last chunk (the header alone for an empty answer).
-    pub fn finish(self) -> Result<CsvChunk, BackendError> {
-        self.writer.finish().map_err(csv_failed)?;
-        Ok(CsvChunk {
-            bytes: self.sink.take(),
+    /// The last chunk (the header, or the empty collection, alone for an
+    /// empty answer).
+    pub fn finish(self) -> Result<AnswerChunk, BackendError> {
+        let bytes = match self.writer {
+            Writer::Csv { writer, sink } => {
+                writer.finish().map_err(csv_failed)?;
+                sink.take()
+            }
+            Writer::Json { writer, mut out } => {
+                writer.finish(&mut out);
+                Bytes::from(out)
+            }
+        };
+        Ok(AnswerChunk {
+            bytes,
             rows: self.pending_rows,
         })
     }
 }
 
-/// Renders a stream of readings as a [`CsvStream`]: for stores without a
-/// faster path of their own.
-pub fn chunks(rows: ReadingStream) -> CsvStream {
-    futures::stream::unfold(Some((rows, None::<Chunker>)), |state| async move {
+/// Renders a stream of readings as an [`AnswerStream`]: for stores without
+/// a faster path of their own.
+pub fn chunks(rows: ReadingStream, rendering: Rendering) -> AnswerStream {
+    futures::stream::unfold(Some((rows, None::<Chunker>)), move |state| async move {
         let (mut rows, chunker) = state?;
         let mut chunker = match chunker {
             Some(c) => c,
-            None => match Chunker::new() {
+            None => match Chunker::new(rendering) {
                 Ok(c) => c,
                 Err(e) => return Some((Err(e), None)),
             },
@@ -398,21 +698,21 @@ pub fn chunks(rows: ReadingStream) -> CsvStream {
     .boxed()
 }
 
-/// Why [`render`] produced no CSV.
+/// Why [`render`] produced no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// The store failed mid-stream (possibly transient).
     #[error(transparent)]
     Store(#[from] BackendError),
-    /// The CSV passed the size limit; the stream was dropped there, which
-    /// stops the scan.
-    #[error("the CSV is larger than {0} bytes")]
+    /// The answer passed the size limit; the stream was dropped there,
+    /// which stops the scan.
+    #[error("the answer is larger than {0} bytes")]
     TooLarge(usize),
 }
 
-/// Gathers a whole CSV answer in memory, with its row count, giving up once
+/// Gathers a whole answer in memory, with its row count, giving up once
 /// it is larger than `max` bytes (give `usize::MAX` for no limit).
-pub async fn render(mut chunks: CsvStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
+pub async fn render(mut chunks: AnswerStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
     let mut csv = Vec::new();
     let mut rows = 0;
     while let Some(chunk) = chunks.next().await {
@@ -447,6 +747,8 @@ mod tests {
             p1: Some("8.13".into()),
             p2: None,
             aqi: 1,
+            us_epa: 0,
+            eaqi: 1,
         };
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
         assert_eq!(
@@ -477,6 +779,8 @@ mod tests {
             p1: None,
             p2: Some("12".into()),
             aqi: 2,
+            us_epa: 0,
+            eaqi: 1,
         };
         r.aqi = 10;
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
@@ -505,6 +809,8 @@ mod tests {
             p1: Some("8.13".into()),
             p2: Some("4.2".into()),
             aqi: (i % 10 + 1) as u8,
+            us_epa: (i * 37 % 501) as u16,
+            eaqi: (i % 6 + 1) as u8,
         }
     }
 
@@ -514,8 +820,11 @@ mod tests {
         let want = to_csv(&rows).unwrap();
         assert!(want.len() > 3 * CHUNK);
         let stream = futures::stream::iter(rows.into_iter().map(Ok)).boxed();
-        let got: Vec<CsvChunk> =
-            futures::executor::block_on(chunks(stream).map(|c| c.unwrap()).collect::<Vec<_>>());
+        let got: Vec<AnswerChunk> = futures::executor::block_on(
+            chunks(stream, Rendering::default())
+                .map(|c| c.unwrap())
+                .collect::<Vec<_>>(),
+        );
         assert!(got.len() > 3, "a large answer comes in several chunks");
         assert!(got[..got.len() - 1]
             .iter()
@@ -525,7 +834,7 @@ mod tests {
         assert!(joined == want, "the chunks are the CSV, in order");
 
         let empty = futures::executor::block_on(
-            chunks(futures::stream::empty().boxed()).collect::<Vec<_>>(),
+            chunks(futures::stream::empty().boxed(), Rendering::default()).collect::<Vec<_>>(),
         );
         assert_eq!(empty.len(), 1, "an empty answer is one chunk");
         let header = empty.into_iter().next().unwrap().unwrap();
@@ -543,16 +852,25 @@ mod tests {
         };
         let want = to_csv(&rows).unwrap();
         let ok = || rows.iter().cloned().map(Ok).collect::<Vec<_>>();
-        let (csv, count) =
-            futures::executor::block_on(render(chunks(stream(ok())), usize::MAX)).unwrap();
+        let (csv, count) = futures::executor::block_on(render(
+            chunks(stream(ok()), Rendering::default()),
+            usize::MAX,
+        ))
+        .unwrap();
         assert_eq!((csv, count), (want.clone(), 100));
 
-        let small = futures::executor::block_on(render(chunks(stream(ok())), want.len() - 1));
+        let small = futures::executor::block_on(render(
+            chunks(stream(ok()), Rendering::default()),
+            want.len() - 1,
+        ));
         assert!(matches!(small, Err(RenderError::TooLarge(n)) if n == want.len() - 1));
 
         let mut failing: Vec<_> = rows.iter().take(3).cloned().map(Ok).collect();
         failing.push(Err(BackendError::Corrupt("bad row".into())));
-        let failed = futures::executor::block_on(render(chunks(stream(failing)), usize::MAX));
+        let failed = futures::executor::block_on(render(
+            chunks(stream(failing), Rendering::default()),
+            usize::MAX,
+        ));
         assert!(matches!(failed, Err(RenderError::Store(_))));
     }
 
@@ -617,7 +935,9 @@ mod tests {
         // Owned: a reading stream is 'static.
         let owned: Vec<Reading> = rows.to_vec();
         let stream = futures::stream::iter(owned.into_iter().map(Ok)).boxed();
-        let (chunked, n) = futures::executor::block_on(render(chunks(stream), usize::MAX)).unwrap();
+        let (chunked, n) =
+            futures::executor::block_on(render(chunks(stream, Rendering::default()), usize::MAX))
+                .unwrap();
         assert_eq!(n, rows.len() as u64);
         assert!(by_row == by_reading, "write_row and write agree");
         assert!(chunked == by_reading, "the chunked stream and write agree");

@@ -437,7 +437,7 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
             _ => {}
         }
     }
-    let aqi = aqi::daqi(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1))
+    let indices = aqi::Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1))
         .ok_or(Rejection::NoParticulates)?;
 
     let sensor_type = e.sensor.sensor_type.name;
@@ -465,7 +465,9 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
         loc_alt: alt.into_owned(),
         p1: p1.map(|p| p.0),
         p2: p2.map(|p| p.0),
-        aqi,
+        aqi: indices.daqi,
+        us_epa: indices.us_epa,
+        eaqi: indices.eaqi,
     })
 }
 

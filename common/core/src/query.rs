@@ -8,7 +8,9 @@
 //! [`Query::matches`] is the reference semantics: every store backend must
 //! select exactly the readings it accepts (the contract tests check this).
 
-use crate::aqi::{Band, MAX_INDEX};
+use crate::aqi::{Index, MAX_INDEX};
+use crate::export::{Format, Rendering};
+use crate::place::{Bbox, Near, Place, MAX_RADIUS_KM};
 use crate::reading::{Reading, Timestamp};
 use chrono::{DateTime, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -17,13 +19,18 @@ use std::fmt;
 use std::time::Duration;
 
 /// The field names a query may have.
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 11] = [
     "startDate",
     "endDate",
     "country",
+    "index",
     "minAqi",
     "maxAqi",
     "range",
+    "bbox",
+    "near",
+    "sensorType",
+    "format",
 ];
 
 /// Limits a deployment puts on queries.
@@ -102,9 +109,17 @@ pub struct Query {
     pub end: Timestamp,
     /// Upper-cased; compared exactly with the stored country code.
     pub country: Option<String>,
-    pub min_aqi: u8,
-    pub max_aqi: u8,
-    pub band: Option<Band>,
+    /// The index `min_aqi`, `max_aqi` and `band` are on, and answers show.
+    pub index: Index,
+    pub min_aqi: u16,
+    pub max_aqi: u16,
+    /// A band of `index`: its position in [`Index::bands`].
+    pub band: Option<usize>,
+    pub place: Option<Place>,
+    /// Sensor types, upper-cased, sorted, without repeats; compared with
+    /// the stored type case-insensitively. Empty: every type.
+    pub sensor_types: Vec<String>,
+    pub format: Format,
 }
 
 impl Query {
@@ -114,9 +129,13 @@ impl Query {
             start,
             end,
             country: None,
+            index: Index::Daqi,
             min_aqi: 0,
-            max_aqi: MAX_INDEX,
+            max_aqi: MAX_INDEX.into(),
             band: None,
+            place: None,
+            sensor_types: Vec::new(),
+            format: Format::Csv,
         }
     }
 
@@ -134,106 +153,37 @@ impl Query {
 
     /// Validates the fields of an already-parsed JSON object.
     pub fn from_map(map: &Map<String, Value>, limits: &QueryLimits) -> Result<Query, QueryError> {
-        let mut errors = Vec::new();
-        let mut err = |field: &str, message: String| {
-            errors.push(FieldError {
-                field: field.to_owned(),
-                message,
-            })
-        };
-        for key in map.keys() {
-            if !FIELDS.contains(&key.as_str()) {
-                err(
-                    key,
-                    format!("unknown field; expected one of {}", FIELDS.join(", ")),
-                );
-            }
-        }
-        let field = |name: &str| map.get(name).filter(|v| !v.is_null());
-
-        let mut date = |name: &str, end_of_day: bool| match field(name) {
-            None => {
-                err(name, "is required".into());
-                None
-            }
-            Some(Value::String(s)) => parse_date(s, end_of_day).map_err(|m| err(name, m)).ok(),
-            Some(other) => {
-                err(name, format!("must be a date string, got {}", kind(other)));
-                None
-            }
-        };
-        let start = date("startDate", false);
-        let end = date("endDate", true);
-
-        let country = match field("country") {
-            None => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => {
-                let s = s.trim();
-                if (2..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    Some(s.to_ascii_uppercase())
-                } else {
-                    err(
-                        "country",
-                        format!("must be a 2- or 3-letter country code such as DE, got {s:?}"),
-                    );
-                    None
+        let mut v = Fields::new(map, &FIELDS);
+        let start = v.date("startDate", false);
+        let end = v.date("endDate", true);
+        let country = v.country();
+        let index = v.index();
+        let (min_aqi, max_aqi, band) = match index {
+            Some(index) => {
+                let lo = v.aqi("minAqi", index, daqi_floor(index));
+                let hi = v.aqi("maxAqi", index, daqi_floor(index));
+                let band = v.band(index);
+                if let (Some(lo), Some(hi)) = (lo, hi) {
+                    if lo > hi {
+                        v.err(
+                            "minAqi",
+                            format!("minAqi ({lo}) is greater than maxAqi ({hi})"),
+                        );
+                    }
                 }
+                (lo, hi, band)
             }
-            Some(other) => {
-                err("country", format!("must be a string, got {}", kind(other)));
-                None
-            }
+            None => (None, None, None),
         };
+        let place = v.place();
+        let sensor_types = v.sensor_types();
+        let format = v.format();
 
-        let mut aqi = |name: &str, default: u8| match field(name) {
-            None => Some(default),
-            Some(v) => match aqi_value(v) {
-                Some(n) => Some(n),
-                None => {
-                    err(
-                        name,
-                        format!("must be a whole number from 0 to {MAX_INDEX}, got {v}"),
-                    );
-                    None
-                }
-            },
-        };
-        let min_aqi = aqi("minAqi", 0);
-        let max_aqi = aqi("maxAqi", MAX_INDEX);
-
-        let band = match field("range") {
-            None => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => match Band::parse(s) {
-                Some(b) => Some(b),
-                None => {
-                    err(
-                        "range",
-                        format!("unknown band {s:?}; expected Low, Moderate (or Medium), High or Very High"),
-                    );
-                    None
-                }
-            },
-            Some(other) => {
-                err("range", format!("must be a band name, got {}", kind(other)));
-                None
-            }
-        };
-
-        if let (Some(lo), Some(hi)) = (min_aqi, max_aqi) {
-            if lo > hi {
-                err(
-                    "minAqi",
-                    format!("minAqi ({lo}) is greater than maxAqi ({hi})"),
-                );
-            }
-        }
         if let (Some(s), Some(e)) = (start, end) {
             if e < s {
-                err("endDate", format!("is before startDate ({e} < {s})"));
+                v.err("endDate", format!("is before startDate ({e} < {s})"));
             } else if (e.0 - s.0) as u64 > limits.max_span.as_secs() {
-                err(
+                v.err(
                     "endDate",
                     format!(
                         "the range spans {} but at most {} is allowed",
@@ -244,31 +194,58 @@ impl Query {
             }
         }
 
-        match (start, end, min_aqi, max_aqi) {
-            (Some(start), Some(end), Some(min_aqi), Some(max_aqi)) if errors.is_empty() => {
-                Ok(Query {
-                    start,
-                    end,
-                    country,
-                    min_aqi,
-                    max_aqi,
-                    band,
-                })
-            }
-            _ => Err(QueryError { errors }),
+        match (
+            start,
+            end,
+            index,
+            min_aqi,
+            max_aqi,
+            band,
+            place,
+            sensor_types,
+            format,
+        ) {
+            (
+                Some(start),
+                Some(end),
+                Some(index),
+                Some(min_aqi),
+                Some(max_aqi),
+                Some(band),
+                Some(place),
+                Some(sensor_types),
+                Some(format),
+            ) if v.errors.is_empty() => Ok(Query {
+                start,
+                end,
+                country,
+                index,
+                min_aqi,
+                max_aqi,
+                band,
+                place,
+                sensor_types,
+                format,
+            }),
+            _ => Err(v.into_error()),
         }
     }
 
-    /// The inclusive AQI interval this query accepts once `minAqi`, `maxAqi`
-    /// and the band are combined; `None` when they exclude each other.
-    pub fn aqi_bounds(&self) -> Option<(u8, u8)> {
+    /// The inclusive interval of index values this query accepts once
+    /// `minAqi`, `maxAqi` and the band are combined; `None` when they
+    /// exclude each other.
+    pub fn aqi_bounds(&self) -> Option<(u16, u16)> {
         let (mut lo, mut hi) = (self.min_aqi, self.max_aqi);
-        if let Some(b) = self.band {
-            let (blo, bhi) = b.indices();
-            lo = lo.max(blo);
-            hi = hi.min(bhi);
+        if let Some(b) = self.band.and_then(|b| self.index.bands().get(b)) {
+            lo = lo.max(b.lo);
+            hi = hi.min(b.hi);
         }
         (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Whether a sensor type is one the query asks for.
+    pub fn wants_type(&self, sensor_type: &str) -> bool {
+        wants_type(&self.sensor_types, sensor_type)
     }
 
     /// The reference evaluation every backend must agree with.
@@ -276,9 +253,21 @@ impl Query {
         r.timestamp >= self.start
             && r.timestamp <= self.end
             && self.country.as_deref().is_none_or(|c| r.loc_country == c)
+            && self.wants_type(&r.sensor_type)
+            && self
+                .place
+                .is_none_or(|p| p.contains_text(&r.loc_lat, &r.loc_long))
             && self
                 .aqi_bounds()
-                .is_some_and(|(lo, hi)| (lo..=hi).contains(&r.aqi))
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&r.index(self.index)))
+    }
+
+    /// How answers to this query are written.
+    pub fn rendering(&self) -> Rendering {
+        Rendering {
+            format: self.format,
+            index: self.index,
+        }
     }
 
     /// Length of the time range.
@@ -286,7 +275,9 @@ impl Query {
         Duration::from_secs((self.end.0 - self.start.0).max(0) as u64)
     }
 
-    /// The canonical JSON form, accepted back by [`Query::from_json`].
+    /// The canonical JSON form, accepted back by [`Query::from_json`]. A
+    /// query of the first system's fields has the form it had before the
+    /// others existed: fields at their defaults are left out.
     pub fn to_json(&self) -> String {
         let mut m = Map::new();
         m.insert("startDate".into(), self.start.to_string().into());
@@ -294,12 +285,534 @@ impl Query {
         if let Some(c) = &self.country {
             m.insert("country".into(), c.clone().into());
         }
+        if self.index != Index::Daqi {
+            m.insert("index".into(), self.index.name().into());
+        }
         m.insert("minAqi".into(), self.min_aqi.into());
         m.insert("maxAqi".into(), self.max_aqi.into());
-        if let Some(b) = self.band {
-            m.insert("range".into(), b.label().into());
+        if let Some(b) = self.band.and_then(|b| self.index.bands().get(b)) {
+            m.insert("range".into(), b.label.into());
+        }
+        insert_place(&mut m, self.place);
+        insert_types(&mut m, &self.sensor_types);
+        if self.format != Format::Csv {
+            m.insert("format".into(), self.format.name().into());
         }
         Value::Object(m).to_string()
+    }
+}
+
+/// DAQI's `minAqi` has always taken 0 ("no lower bound", as the first
+/// system's clients send it), below the index's lowest value 1.
+fn daqi_floor(index: Index) -> u16 {
+    match index {
+        Index::Daqi => 0,
+        other => other.min(),
+    }
+}
+
+fn wants_type(types: &[String], sensor_type: &str) -> bool {
+    types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(sensor_type))
+}
+
+fn insert_place(m: &mut Map<String, Value>, place: Option<Place>) {
+    match place {
+        Some(Place::Bbox(b)) => {
+            m.insert(
+                "bbox".into(),
+                serde_json::json!([b.min_lon, b.min_lat, b.max_lon, b.max_lat]),
+            );
+        }
+        Some(Place::Near(n)) => {
+            m.insert(
+                "near".into(),
+                serde_json::json!({"lat": n.lat, "lon": n.lon, "radiusKm": n.radius_km}),
+            );
+        }
+        None => {}
+    }
+}
+
+fn insert_types(m: &mut Map<String, Value>, types: &[String]) {
+    match types {
+        [] => {}
+        [one] => {
+            m.insert("sensorType".into(), one.clone().into());
+        }
+        many => {
+            m.insert("sensorType".into(), many.to_vec().into());
+        }
+    }
+}
+
+/// The field names `GET /api/latest` takes in its query string.
+pub const LATEST_FIELDS: [&str; 6] = ["country", "bbox", "near", "sensorType", "index", "format"];
+
+/// A request for the most recent reading of each sensor: place, sensor
+/// type and country filters, and the index and format of the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct LatestQuery {
+    pub country: Option<String>,
+    pub place: Option<Place>,
+    pub sensor_types: Vec<String>,
+    pub index: Index,
+    pub format: Format,
+}
+
+impl LatestQuery {
+    /// Parses a query string's fields (`country=DE&bbox=5,47,15,55&
+    /// near=52.5,13.4,10&sensorType=SDS011,SPS30&index=eaqi&format=csv`):
+    /// the same rules as [`Query`]'s fields of those names, lists written
+    /// comma-separated (a repeated `sensorType` adds to the list).
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<LatestQuery, QueryError> {
+        let mut map = Map::new();
+        let mut repeated = Vec::new();
+        for (key, value) in pairs {
+            let parsed = match key {
+                "bbox" => Value::Array(value.split(',').map(number_or_text).collect()),
+                "near" => {
+                    let parts: Vec<&str> = value.split(',').collect();
+                    match parts.as_slice() {
+                        [lat, lon, r] => serde_json::json!({
+                            "lat": number_or_text(lat),
+                            "lon": number_or_text(lon),
+                            "radiusKm": number_or_text(r),
+                        }),
+                        _ => Value::String(value.to_owned()),
+                    }
+                }
+                "sensorType" => {
+                    let mut list = match map.remove(key) {
+                        Some(Value::Array(list)) => list,
+                        _ => Vec::new(),
+                    };
+                    list.extend(
+                        value
+                            .split(',')
+                            .filter(|t| !t.trim().is_empty())
+                            .map(|t| Value::String(t.to_owned())),
+                    );
+                    Value::Array(list)
+                }
+                _ => Value::String(value.to_owned()),
+            };
+            if map.contains_key(key) && key != "sensorType" {
+                repeated.push(key.to_owned());
+            }
+            map.insert(key.to_owned(), parsed);
+        }
+        let mut v = Fields::new(&map, &LATEST_FIELDS);
+        for key in repeated {
+            v.err(&key, "is given more than once".into());
+        }
+        if map.contains_key("near") && !matches!(map.get("near"), Some(Value::Object(_))) {
+            v.err(
+                "near",
+                "must be lat,lon,radiusKm (three numbers), e.g. 52.52,13.40,10".into(),
+            );
+        }
+        let country = v.country();
+        let place = v.place();
+        let sensor_types = v.sensor_types();
+        let index = v.index();
+        let format = v.format();
+        match (place, sensor_types, index, format) {
+            (Some(place), Some(sensor_types), Some(index), Some(format)) if v.errors.is_empty() => {
+                Ok(LatestQuery {
+                    country,
+                    place,
+                    sensor_types,
+                    index,
+                    format,
+                })
+            }
+            _ => Err(v.into_error()),
+        }
+    }
+
+    /// Whether a sensor's latest reading is one this request returns.
+    pub fn matches(&self, r: &Reading) -> bool {
+        self.country.as_deref().is_none_or(|c| r.loc_country == c)
+            && wants_type(&self.sensor_types, &r.sensor_type)
+            && self
+                .place
+                .is_none_or(|p| p.contains_text(&r.loc_lat, &r.loc_long))
+    }
+
+    /// Whether a sensor type is one the request asks for.
+    pub fn wants_type(&self, sensor_type: &str) -> bool {
+        wants_type(&self.sensor_types, sensor_type)
+    }
+
+    pub fn rendering(&self) -> Rendering {
+        Rendering {
+            format: self.format,
+            index: self.index,
+        }
+    }
+
+    /// A canonical text of the request, for logs and cache keys.
+    pub fn to_json(&self) -> String {
+        let mut m = Map::new();
+        if let Some(c) = &self.country {
+            m.insert("country".into(), c.clone().into());
+        }
+        insert_place(&mut m, self.place);
+        insert_types(&mut m, &self.sensor_types);
+        m.insert("index".into(), self.index.name().into());
+        m.insert("format".into(), self.format.name().into());
+        Value::Object(m).to_string()
+    }
+}
+
+/// A query-string value as a JSON number when it is one, else as text (so
+/// that the validator names what is wrong with it).
+fn number_or_text(s: &str) -> Value {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .and_then(serde_json::Number::from_f64)
+        .map_or_else(|| Value::String(s.to_owned()), Value::Number)
+}
+
+/// Most sensor types one query may list.
+pub const MAX_SENSOR_TYPES: usize = 32;
+
+/// The validator of a query's fields: each method checks one field,
+/// records every problem under its field's name, and returns `None` when
+/// the field is unusable (`Some(default)` when it is absent).
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(map: &'a Map<String, Value>, known: &[&str]) -> Self {
+        let mut v = Fields {
+            map,
+            errors: Vec::new(),
+        };
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                v.err(
+                    key,
+                    format!("unknown field; expected one of {}", known.join(", ")),
+                );
+            }
+        }
+        v
+    }
+
+    fn err(&mut self, field: &str, message: String) {
+        self.errors.push(FieldError {
+            field: field.to_owned(),
+            message,
+        })
+    }
+
+    fn into_error(self) -> QueryError {
+        QueryError {
+            errors: self.errors,
+        }
+    }
+
+    fn field(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    /// A non-empty trimmed string field, `Ok(None)` when absent or blank.
+    fn text(&mut self, name: &str, what: &str) -> Result<Option<&'a str>, ()> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim())),
+            Some(other) => {
+                self.err(name, format!("must be {what}, got {}", kind(other)));
+                Err(())
+            }
+        }
+    }
+
+    fn date(&mut self, name: &str, end_of_day: bool) -> Option<Timestamp> {
+        match self.field(name) {
+            None => {
+                self.err(name, "is required".into());
+                None
+            }
+            Some(Value::String(s)) => match parse_date(s, end_of_day) {
+                Ok(t) => Some(t),
+                Err(m) => {
+                    self.err(name, m);
+                    None
+                }
+            },
+            Some(other) => {
+                self.err(name, format!("must be a date string, got {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn country(&mut self) -> Option<String> {
+        let s = self.text("country", "a string").ok()??;
+        if (2..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphabetic()) {
+            Some(s.to_ascii_uppercase())
+        } else {
+            self.err(
+                "country",
+                format!("must be a 2- or 3-letter country code such as DE, got {s:?}"),
+            );
+            None
+        }
+    }
+
+    fn index(&mut self) -> Option<Index> {
+        match self.text("index", "an index name") {
+            Err(()) => None,
+            Ok(None) => Some(Index::Daqi),
+            Ok(Some(s)) => {
+                let parsed = Index::parse(s);
+                if parsed.is_none() {
+                    self.err(
+                        "index",
+                        format!("unknown index {s:?}; expected one of daqi, us-epa, eaqi"),
+                    );
+                }
+                parsed
+            }
+        }
+    }
+
+    /// An index bound: an integer on `index`'s scale (from `floor`), as a
+    /// JSON number or a numeric string.
+    fn aqi(&mut self, name: &str, index: Index, floor: u16) -> Option<u16> {
+        let default = if name == "minAqi" { floor } else { index.max() };
+        let Some(v) = self.field(name) else {
+            return Some(default);
+        };
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if (u64::from(floor)..=u64::from(index.max())).contains(&n) => Some(n as u16),
+            _ => {
+                self.err(
+                    name,
+                    format!(
+                        "must be a whole number from {floor} to {} on the {} scale, got {v}",
+                        index.max(),
+                        index.name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn band(&mut self, index: Index) -> Option<Option<usize>> {
+        let s = match self.text("range", "a band name") {
+            Err(()) => return None,
+            Ok(None) => return Some(None),
+            Ok(Some(s)) => s,
+        };
+        match index.parse_band(s) {
+            Some(b) => Some(Some(b)),
+            None => {
+                let extra = if index == Index::Daqi {
+                    " (Medium is taken for Moderate)"
+                } else {
+                    ""
+                };
+                self.err(
+                    "range",
+                    format!(
+                        "unknown {} band {s:?}; expected one of {}{extra}",
+                        index.name(),
+                        index.band_list()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `bbox` or `near`, at most one of them.
+    fn place(&mut self) -> Option<Option<Place>> {
+        let bbox = self.field("bbox").map(|v| self.bbox(v));
+        let near = self.field("near").map(|v| self.near(v));
+        match (bbox, near) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    "near",
+                    "bbox and near exclude each other; give one of them".into(),
+                );
+                None
+            }
+            (Some(b), None) => b.map(|b| Some(Place::Bbox(b))),
+            (None, Some(n)) => n.map(|n| Some(Place::Near(n))),
+            (None, None) => Some(None),
+        }
+    }
+
+    fn bbox(&mut self, v: &Value) -> Option<Bbox> {
+        const SHAPE: &str =
+            "must be [minLon, minLat, maxLon, maxLat], four numbers in degrees (GeoJSON order)";
+        let nums: Option<Vec<f64>> = match v {
+            Value::Array(items) if items.len() == 4 => items.iter().map(Value::as_f64).collect(),
+            _ => None,
+        };
+        let Some(n) = nums else {
+            self.err("bbox", format!("{SHAPE}, got {v}"));
+            return None;
+        };
+        let b = Bbox {
+            min_lon: n[0],
+            min_lat: n[1],
+            max_lon: n[2],
+            max_lat: n[3],
+        };
+        let mut problems = Vec::new();
+        if !(-180.0..=180.0).contains(&b.min_lon) || !(-180.0..=180.0).contains(&b.max_lon) {
+            problems.push("longitudes must be from -180 to 180".to_owned());
+        }
+        if !(-90.0..=90.0).contains(&b.min_lat) || !(-90.0..=90.0).contains(&b.max_lat) {
+            problems.push("latitudes must be from -90 to 90".to_owned());
+        }
+        if b.min_lon >= b.max_lon {
+            problems.push(format!(
+                "minLon ({}) must be less than maxLon ({})",
+                b.min_lon, b.max_lon
+            ));
+        }
+        if b.min_lat >= b.max_lat {
+            problems.push(format!(
+                "minLat ({}) must be less than maxLat ({})",
+                b.min_lat, b.max_lat
+            ));
+        }
+        if problems.is_empty() {
+            Some(b)
+        } else {
+            self.err("bbox", problems.join("; "));
+            None
+        }
+    }
+
+    fn near(&mut self, v: &Value) -> Option<Near> {
+        const SHAPE: &str =
+            "must be {\"lat\": …, \"lon\": …, \"radiusKm\": …} with numbers in degrees and km";
+        let Value::Object(o) = v else {
+            self.err("near", format!("{SHAPE}, got {}", kind(v)));
+            return None;
+        };
+        let mut problems = Vec::new();
+        for k in o.keys() {
+            if !["lat", "lon", "radiusKm"].contains(&k.as_str()) {
+                problems.push(format!("unknown member {k:?}"));
+            }
+        }
+        let num = |k: &str, problems: &mut Vec<String>| match o.get(k).and_then(Value::as_f64) {
+            Some(f) => Some(f),
+            None => {
+                problems.push(format!("{k} is required and must be a number"));
+                None
+            }
+        };
+        let (lat, lon, r) = (
+            num("lat", &mut problems),
+            num("lon", &mut problems),
+            num("radiusKm", &mut problems),
+        );
+        if lat.is_some_and(|l| !(-90.0..=90.0).contains(&l)) {
+            problems.push("lat must be from -90 to 90".into());
+        }
+        if lon.is_some_and(|l| !(-180.0..=180.0).contains(&l)) {
+            problems.push("lon must be from -180 to 180".into());
+        }
+        if r.is_some_and(|r| !(r > 0.0 && r <= MAX_RADIUS_KM)) {
+            problems.push(format!(
+                "radiusKm must be more than 0 and at most {MAX_RADIUS_KM} km"
+            ));
+        }
+        match (lat, lon, r) {
+            (Some(lat), Some(lon), Some(radius_km)) if problems.is_empty() => Some(Near {
+                lat,
+                lon,
+                radius_km,
+            }),
+            _ => {
+                self.err("near", problems.join("; "));
+                None
+            }
+        }
+    }
+
+    fn sensor_types(&mut self) -> Option<Vec<String>> {
+        const SHAPE: &str = "must be a sensor type name or a list of them, e.g. \"SDS011\" or [\"SDS011\", \"SPS30\"]";
+        let items: Vec<&Value> = match self.field("sensorType") {
+            None => return Some(Vec::new()),
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(one @ Value::String(_)) => vec![one],
+            Some(other) => {
+                self.err("sensorType", format!("{SHAPE}, got {}", kind(other)));
+                return None;
+            }
+        };
+        if items.len() > MAX_SENSOR_TYPES {
+            self.err(
+                "sensorType",
+                format!(
+                    "lists {} types; at most {MAX_SENSOR_TYPES} are allowed",
+                    items.len()
+                ),
+            );
+            return None;
+        }
+        let mut types = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(s) if s.trim().is_empty() => {}
+                Value::String(s) if crate::feed::valid_sensor_type(s.trim()) => {
+                    types.push(s.trim().to_ascii_uppercase())
+                }
+                Value::String(s) => {
+                    self.err(
+                        "sensorType",
+                        format!("{s:?} is not a sensor type name (letters, digits, _ . - and spaces, at most 32)"),
+                    );
+                    return None;
+                }
+                other => {
+                    self.err("sensorType", format!("{SHAPE}, got {}", kind(other)));
+                    return None;
+                }
+            }
+        }
+        types.sort();
+        types.dedup();
+        Some(types)
+    }
+
+    fn format(&mut self) -> Option<Format> {
+        match self.text("format", "a format name") {
+            Err(()) => None,
+            Ok(None) => Some(Format::Csv),
+            Ok(Some(s)) => {
+                let f = Format::parse(s);
+                if f.is_none() {
+                    self.err(
+                        "format",
+                        format!("unknown format {s:?}; expected one of csv, ndjson, geojson"),
+                    );
+                }
+                f
+            }
+        }
     }
 }
 
@@ -312,16 +825,6 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// An AQI bound: an integer 0..=10, as a JSON number or a numeric string.
-fn aqi_value(v: &Value) -> Option<u8> {
-    let n = match v {
-        Value::Number(n) => n.as_u64()?,
-        Value::String(s) => s.trim().parse::<u64>().ok()?,
-        _ => return None,
-    };
-    (n <= u64::from(MAX_INDEX)).then_some(n as u8)
 }
 
 /// Parses a date bound: `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DDTHH:MM:SS`,
@@ -377,7 +880,7 @@ mod tests {
         assert_eq!(q.end.to_string(), "2024-01-01 01:00:00");
         assert_eq!(q.country.as_deref(), Some("DE"));
         assert_eq!((q.min_aqi, q.max_aqi), (0, 10));
-        assert_eq!(q.band, Some(Band::Low));
+        assert_eq!(q.band, Some(0), "Low");
         assert_eq!(q.aqi_bounds(), Some((1, 3)));
     }
 
@@ -385,7 +888,7 @@ mod tests {
     fn medium_is_moderate() {
         let q =
             parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-02","range":"Medium"}"#).unwrap();
-        assert_eq!(q.band, Some(Band::Moderate));
+        assert_eq!(q.band, Some(1), "Moderate");
     }
 
     #[test]
@@ -463,7 +966,7 @@ mod tests {
         let e =
             parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","minAqi":5,"maxAqi":"4"}"#)
                 .unwrap_err();
-        assert!(e.names("minAqi"));
+        assert!(e.names("minAqi"), "{e}");
         assert!(e.errors[0].message.contains("greater than maxAqi"));
     }
 

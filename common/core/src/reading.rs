@@ -1,6 +1,6 @@
 //! The reading record: one validated feed entry with its computed index.
 
-use crate::aqi::Band;
+use crate::aqi::{Band, Index, Indices};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -126,11 +126,43 @@ pub struct Reading {
     pub p2: Option<String>,
     /// DAQI, 1..=10.
     pub aqi: u8,
+    /// US EPA AQI, 0..=500.
+    pub us_epa: u16,
+    /// EAQI level, 1..=6.
+    pub eaqi: u8,
 }
 
 impl Reading {
+    /// The DAQI band.
     pub fn band(&self) -> Band {
         Band::of_index(self.aqi)
+    }
+
+    /// The reading's three indices.
+    pub fn indices(&self) -> Indices {
+        Indices {
+            daqi: self.aqi,
+            us_epa: self.us_epa,
+            eaqi: self.eaqi,
+        }
+    }
+
+    /// The reading's value in `index`.
+    pub fn index(&self, index: Index) -> u16 {
+        self.indices().get(index)
+    }
+
+    /// Sets the three indices.
+    pub fn set_indices(&mut self, i: Indices) {
+        self.aqi = i.daqi;
+        self.us_epa = i.us_epa;
+        self.eaqi = i.eaqi;
+    }
+
+    /// Latitude and longitude in degrees, when the stored text is a number
+    /// (ingestion only stores readings whose text is).
+    pub fn position(&self) -> Option<(f64, f64)> {
+        crate::place::position(&self.loc_lat, &self.loc_long)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::client::ClientId;
 use crate::error::BackendError;
-use crate::export::CsvStream;
+use crate::export::AnswerStream;
 use crate::query::Query;
 use crate::reading::Timestamp;
 use async_trait::async_trait;
@@ -270,7 +270,7 @@ pub async fn read_csv(
 pub async fn store_csv(
     store: &dyn ResultStore,
     id: Uuid,
-    mut chunks: CsvStream,
+    mut chunks: AnswerStream,
     max_rows: u64,
 ) -> Result<Outcome, BackendError> {
     let inline_max = store.inline_max();

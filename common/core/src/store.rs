@@ -1,8 +1,8 @@
 //! The reading store port.
 
 use crate::error::BackendError;
-use crate::export::CsvStream;
-use crate::query::Query;
+use crate::export::AnswerStream;
+use crate::query::{LatestQuery, Query};
 use crate::reading::{Reading, Timestamp};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -32,11 +32,22 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// end, in store order.
     fn query(&self, query: &Query) -> ReadingStream;
 
-    /// The CSV answer to `query` (see [`crate::export`]), in chunks. By
-    /// default rendered from [`ReadingStore::query`]; a store that can
-    /// render rows without building each [`Reading`] does so.
-    fn query_csv(&self, query: &Query) -> CsvStream {
-        crate::export::chunks(self.query(query))
+    /// The answer to `query` in its format (see [`crate::export`]), in
+    /// chunks. By default rendered from [`ReadingStore::query`]; a store
+    /// that can render rows without building each [`Reading`] does so.
+    fn query_answer(&self, query: &Query) -> AnswerStream {
+        crate::export::chunks(self.query(query), query.rendering())
+    }
+
+    /// The most recent reading of each sensor that `latest` matches (see
+    /// [`LatestQuery::matches`]: the filters apply to that reading), in
+    /// sensor id order. Kept up to date by [`ReadingStore::put_batch`], so
+    /// this never reads the history.
+    fn latest(&self, latest: &LatestQuery) -> ReadingStream;
+
+    /// The answer to `latest` in its format, in chunks.
+    fn latest_answer(&self, latest: &LatestQuery) -> AnswerStream {
+        crate::export::chunks(self.latest(latest), latest.rendering())
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError>;

@@ -1,7 +1,7 @@
 //! Property tests of the query validator.
 
 use airq_core::query::FIELDS;
-use airq_core::{Band, Query, QueryLimits};
+use airq_core::{Index, Query, QueryLimits};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -97,7 +97,7 @@ proptest! {
         let ok_span = span >= 0 && span as u64 <= limits.max_span.as_secs();
         if ok_span && min <= max {
             let q = got.expect("valid query");
-            prop_assert_eq!(q.band, band.and_then(Band::parse));
+            prop_assert_eq!(q.band, band.and_then(|b| Index::Daqi.parse_band(b)));
             prop_assert_eq!(q.country.clone(), country.map(|c| c.to_ascii_uppercase()));
             let back = Query::from_json(q.to_json().as_bytes(), &limits).expect("canonical form");
             prop_assert_eq!(back, q);

@@ -2,7 +2,7 @@
 
 use crate::db::{Db, DbError};
 use airq_core::error::BackendError;
-use airq_core::export::{Chunker, CsvChunk, CsvStream, RowRef};
+use airq_core::export::{AnswerChunk, AnswerStream, Chunker, RowRef};
 use airq_core::query::Query;
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::{ReadingStore, ReadingStream, StoreSummary};
@@ -85,6 +85,8 @@ impl SqliteReadingStore {
 /// A row's fields, borrowed from SQLite's row: the one decoder of
 /// [`COLUMN_NAMES`], for readings and CSV alike.
 fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
+    let (p1, p2) = (text_or_null(row, 9)?, text_or_null(row, 10)?);
+    let other = airq_core::Indices::of_text(p1, p2);
     Ok(RowRef {
         id: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
         timestamp: Timestamp(row.get(1)?),
@@ -98,6 +100,8 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         p1: text_or_null(row, 9)?,
         p2: text_or_null(row, 10)?,
         aqi: row.get(11)?,
+        us_epa: other.map_or(0, |i| i.us_epa),
+        eaqi: other.map_or(1, |i| i.eaqi),
     })
 }
 
@@ -182,9 +186,9 @@ fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, DbError> {
 fn scan_csv(
     db: &Db,
     query: &Query,
-    tx: &tokio::sync::mpsc::Sender<Result<CsvChunk, BackendError>>,
+    tx: &tokio::sync::mpsc::Sender<Result<AnswerChunk, BackendError>>,
 ) {
-    let rendered = Chunker::new().and_then(|mut chunker| {
+    let rendered = Chunker::new(query.rendering()).and_then(|mut chunker| {
         let mut open = true;
         scan(db, query, |row| {
             if let Some(chunk) = chunker.push(&row_ref(row)?)? {
@@ -221,13 +225,20 @@ impl ReadingStore for SqliteReadingStore {
             .boxed()
     }
 
-    fn query_csv(&self, query: &Query) -> CsvStream {
+    fn query_answer(&self, query: &Query) -> AnswerStream {
         // A few chunks ahead of the consumer, at most.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let db = self.db.clone();
         let query = query.clone();
         tokio::task::spawn_blocking(move || scan_csv(&db, &query, &tx));
         ReceiverStream::new(rx).boxed()
+    }
+
+    fn latest(&self, _latest: &airq_core::LatestQuery) -> ReadingStream {
+        futures::stream::once(async {
+            Err(BackendError::Unsupported("latest: not built yet".into()))
+        })
+        .boxed()
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError> {

@@ -112,7 +112,7 @@ impl Direct {
         let compute = async {
             computed.store(true, Ordering::Relaxed);
             let _slot = self.slot().await.ok_or(Miss::Busy)?;
-            let (csv, rows) = render(self.readings.query_csv(query), cache.max_entry()).await?;
+            let (csv, rows) = render(self.readings.query_answer(query), cache.max_entry()).await?;
             if rows > self.max_rows {
                 return Err(Miss::OverLimit);
             }
@@ -213,6 +213,10 @@ mod tests {
         }
 
         fn query(&self, _query: &Query) -> ReadingStream {
+            futures::stream::iter([Err(BackendError::Schema("no readings table".into()))]).boxed()
+        }
+
+        fn latest(&self, _latest: &airq_core::LatestQuery) -> ReadingStream {
             futures::stream::iter([Err(BackendError::Schema("no readings table".into()))]).boxed()
         }
 

@@ -48,7 +48,7 @@ pub async fn streamed(
     send_timeout: Duration,
     max_rows: u64,
 ) -> Result<Response, ApiError> {
-    let mut chunks = readings.query_csv(query);
+    let mut chunks = readings.query_answer(query);
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(e)) => return Err(ApiError::unavailable(super::STORE_DOWN)(e)),

@@ -334,7 +334,7 @@ pub fn load_big_hour(db: &Path) {
 pub async fn store_csv(db: &Path, query_json: &str) -> Vec<u8> {
     let q = Query::from_json(query_json.as_bytes(), &QueryLimits::default()).expect("query");
     let store = SqliteReadingStore::new(Db::open(db).expect("opening the test database"));
-    let mut chunks = store.query_csv(&q);
+    let mut chunks = store.query_answer(&q);
     let mut csv = Vec::new();
     while let Some(chunk) = chunks.next().await {
         csv.extend_from_slice(&chunk.expect("reading the store").bytes);
