@@ -161,7 +161,9 @@ pub struct Reply {
     /// `X-Airq-Answer`.
     pub answer: Option<String>,
     pub retry_after: Option<u64>,
-    pub is_csv: bool,
+    /// The body is an answer: its `Content-Type` is one of the answer
+    /// formats (CSV, NDJSON, GeoJSON), not a status document.
+    pub is_answer: bool,
     /// Body length as received.
     pub body_len: u64,
     /// The first bytes of a non-2xx body, for the log.
@@ -305,10 +307,14 @@ impl Client {
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse().ok()),
-                is_csv: h
+                is_answer: h
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("text/csv")),
+                    .is_some_and(|v| {
+                        ["text/csv", "application/x-ndjson", "application/geo+json"]
+                            .iter()
+                            .any(|t| v.starts_with(t))
+                    }),
                 ..Reply::default()
             };
             let keep = !(200..300).contains(&status);

@@ -193,7 +193,7 @@ async fn query(
         .await?;
     submitted(t, &reply, record, rec);
     match reply.status {
-        200 if reply.is_csv => {
+        200 if reply.is_answer => {
             record.answer = Answer::Direct;
             record.bytes = reply.body_len;
             return Ok(());
@@ -229,7 +229,7 @@ async fn query(
         rec.poll_latency(t.elapsed());
         record.status = reply.status;
         match reply.status {
-            200 if reply.is_csv => {
+            200 if reply.is_answer => {
                 record.bytes = reply.body_len;
                 return Ok(());
             }

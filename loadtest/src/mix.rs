@@ -193,8 +193,12 @@ impl RandomMix {
 /// - Spans are log-uniform: from 1 hour to 14 days with a country, 1 to 24
 ///   hours without (a multi-day export of the whole network is a bulk job,
 ///   not an interactive query). Start times are random minutes.
-/// - AQI: 40 % no filter, 30 % a band (Low, Moderate, High, Very High with
-///   weights 4:3:2:1), 30 % a random `minAqi..maxAqi` range.
+/// - Index: 60 % the default DAQI, 20 % US EPA, 20 % EAQI; then AQI: 40 %
+///   no filter, 30 % a band of that index (lower bands more often: weights
+///   n:…:1), 30 % a random `minAqi..maxAqi` range on its scale.
+/// - Place: 25 % a `near` circle (1–100 km) or a `bbox` (0.1°–3°) around one
+///   of ten dense cities ([`CITIES`]); sensor types: 15 % one or two;
+///   format: 80 % CSV, 10 % NDJSON, 10 % GeoJSON.
 pub fn random_query(
     rng: &mut impl Rng,
     first: NaiveDateTime,
@@ -217,25 +221,116 @@ pub fn random_query(
     if let Some(c) = country {
         q.insert("country".into(), c.into());
     }
+    // The index: most users read the default, the rest split.
+    let index = match rng.random_range(0..10) {
+        0..=5 => "daqi",
+        6..=7 => "us-epa",
+        _ => "eaqi",
+    };
+    if index != "daqi" {
+        q.insert("index".into(), index.into());
+    }
+    let (bands, scale): (&[&str], u16) = match index {
+        "daqi" => (&["Low", "Moderate", "High", "Very High"], 10),
+        "us-epa" => (
+            &[
+                "Good",
+                "Moderate",
+                "Unhealthy for Sensitive Groups",
+                "Unhealthy",
+                "Very Unhealthy",
+                "Hazardous",
+            ],
+            500,
+        ),
+        _ => (
+            &[
+                "Good",
+                "Fair",
+                "Moderate",
+                "Poor",
+                "Very poor",
+                "Extremely poor",
+            ],
+            6,
+        ),
+    };
+    let floor = u16::from(index == "eaqi");
     let roll: f64 = rng.random();
     if roll < 0.40 {
         // No AQI filter.
     } else if roll < 0.70 {
-        let band = match rng.random_range(0..10) {
-            0..=3 => "Low",
-            4..=6 => "Moderate",
-            7..=8 => "High",
-            _ => "Very High",
-        };
-        q.insert("range".into(), band.into());
+        // Lower bands are asked for more often (weights n, n-1, …, 1).
+        let n = bands.len();
+        let total = n * (n + 1) / 2;
+        let mut pick = rng.random_range(0..total);
+        let mut band = 0;
+        while pick >= n - band {
+            pick -= n - band;
+            band += 1;
+        }
+        q.insert("range".into(), bands[band].into());
     } else {
-        let a = rng.random_range(0..=10u8);
-        let b = rng.random_range(0..=10u8);
+        let a = rng.random_range(floor..=scale);
+        let b = rng.random_range(floor..=scale);
         q.insert("minAqi".into(), a.min(b).into());
         q.insert("maxAqi".into(), a.max(b).into());
     }
+    // A quarter ask about a place: a circle of 1 to 100 km (log-uniform)
+    // or a box of 0.1° to 3° around one of the network's dense cities.
+    if rng.random_bool(0.25) {
+        let (lat, lon) = CITIES[rng.random_range(0..CITIES.len())];
+        if rng.random_bool(0.6) {
+            let radius = (rng.random::<f64>() * 100f64.ln()).exp();
+            q.insert(
+                "near".into(),
+                json!({"lat": lat, "lon": lon, "radiusKm": (radius * 10.0).round() / 10.0}),
+            );
+        } else {
+            let half = 0.05 + rng.random::<f64>() * 1.45;
+            let r = |v: f64| (v * 100.0).round() / 100.0;
+            q.insert(
+                "bbox".into(),
+                json!([r(lon - half), r(lat - half), r(lon + half), r(lat + half)]),
+            );
+        }
+    }
+    if rng.random_bool(0.15) {
+        let types = match rng.random_range(0..4) {
+            0 => json!("SDS011"),
+            1 => json!("SPS30"),
+            2 => json!("pms5003"),
+            _ => json!(["SDS011", "SPS30"]),
+        };
+        q.insert("sensorType".into(), types);
+    }
+    match rng.random_range(0..10) {
+        0 => {
+            q.insert("format".into(), "ndjson".into());
+        }
+        1 => {
+            q.insert("format".into(), "geojson".into());
+        }
+        _ => {}
+    }
     serde_json::Value::Object(q)
 }
+
+/// City centres (lat, lon) where Sensor.Community's sensors are dense,
+/// which the random mix's place filters aim at: Stuttgart, Berlin, Munich,
+/// Hamburg, Sofia, Amsterdam, Warsaw, Vienna, Brussels, Milan.
+const CITIES: [(f64, f64); 10] = [
+    (48.78, 9.18),
+    (52.52, 13.40),
+    (48.14, 11.58),
+    (53.55, 9.99),
+    (42.70, 23.32),
+    (52.37, 4.90),
+    (52.23, 21.01),
+    (48.21, 16.37),
+    (50.85, 4.35),
+    (45.46, 9.19),
+];
 
 #[cfg(test)]
 mod tests {
@@ -307,6 +402,32 @@ mod tests {
         assert!(distinct.len() > 1990, "{}", distinct.len());
         assert!((1600..1800).contains(&with_country), "{with_country}");
         assert!(long > 300, "{long}");
+    }
+
+    #[test]
+    fn every_random_query_is_valid_and_the_new_fields_appear() {
+        let m = Mix::random(&meta("2024-01-01 00:00:00", "2024-01-31 00:00:00"), 11).unwrap();
+        let limits = airq_core::QueryLimits {
+            max_span: std::time::Duration::from_secs(15 * 86_400),
+        };
+        let mut seen = std::collections::BTreeMap::<&str, u32>::new();
+        for i in 0..2000 {
+            let body = m.body(i);
+            airq_core::Query::from_json(&body, &limits)
+                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&body)));
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            for field in ["index", "near", "bbox", "sensorType", "format", "range"] {
+                if v.get(field).is_some() {
+                    *seen.entry(field).or_default() += 1;
+                }
+            }
+        }
+        for field in ["index", "near", "bbox", "sensorType", "format", "range"] {
+            assert!(
+                seen.get(field).copied().unwrap_or(0) > 100,
+                "{field}: {seen:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The ingestion benchmark: parse + validate + DAQI + store of one document
+//! The ingestion benchmark: parse + validate + indices + store of one document
 //! held in memory, timed on fresh databases. The document is fetched or
 //! generated once, before any timing.
 

@@ -18,7 +18,7 @@ pub const DEFAULT_SOURCE: &str = "https://data.sensor.community/static/v2/data.2
 #[command(
     name = "airq-master",
     version,
-    about = "Fetches the Sensor.Community feed, computes the DAQI and stores the readings",
+    about = "Fetches the Sensor.Community feed, computes the air-quality indices (DAQI, US EPA, EAQI) and stores the readings",
     propagate_version = true
 )]
 pub struct Cli {
@@ -41,13 +41,13 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch a feed once, validate it, compute the DAQI and store the readings.
+    /// Fetch a feed once, validate it, compute the indices (DAQI, US EPA, EAQI) and store the readings.
     Ingest(IngestArgs),
     /// Run the ingestion on a cron schedule until SIGINT/SIGTERM.
     Schedule(ScheduleArgs),
     /// Generate a deterministic synthetic feed derived from a real snapshot.
     Synth(SynthArgs),
-    /// Measure parse + validate + DAQI + store on a large feed, on fresh databases.
+    /// Measure parse + validate + indices + store on a large feed, on fresh databases.
     BenchIngest(BenchArgs),
 }
 

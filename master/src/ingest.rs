@@ -165,7 +165,7 @@ pub fn per_second(n: u64, elapsed: Duration) -> f64 {
     }
 }
 
-/// Parses, validates (the DAQI is computed by the parser) and stores a
+/// Parses, validates (the indices are computed by the parser) and stores a
 /// document held in memory, as ingested now.
 ///
 /// A document that breaks off (truncated download) still has its complete

@@ -1,5 +1,5 @@
 //! `airq-master`: fetches the Sensor.Community feed, validates it, computes
-//! the DAQI and stores the readings, once (`ingest`) or on a cron schedule
+//! the air-quality indices and stores the readings, once (`ingest`) or on a cron schedule
 //! (`schedule`); also generates synthetic feeds (`synth`) and measures the
 //! ingestion (`bench-ingest`).
 //!

@@ -18,7 +18,8 @@ pub enum Handled {
     Unidentifiable,
 }
 
-/// Runs the query of `job` against the store and writes its CSV into the
+/// Runs the query of `job` against the store and writes its answer (in
+/// the format the query asked for) into the
 /// result store as it is rendered (small answers inline, large ones chunk
 /// by chunk into the payload space: memory stays bounded whatever the
 /// answer's size), stopping at the job's row limit.

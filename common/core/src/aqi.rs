@@ -546,4 +546,166 @@ mod tests {
         assert_eq!(Band::parse("Severe"), None);
         assert_eq!(Band::parse(""), None);
     }
+
+    #[test]
+    fn us_epa_pm25_every_breakpoint_both_sides() {
+        // (µg/m³, index): each breakpoint's last value and the next one's
+        // first, values that truncate onto a breakpoint, interior points
+        // that round both ways, and beyond the top of the table.
+        let cases = [
+            (0.0, 0),
+            (0.1, 1),  // 50/9.0 × 0.1 = 0.56 → 1
+            (4.5, 25), // exactly 25
+            (9.0, 50),
+            (9.09, 50), // truncated to 9.0
+            (9.1, 51),  // 9.1 is 9.1, not the float below it
+            (12.0, 56), // 56.40 → 56
+            (35.4, 100),
+            (35.49, 100),
+            (35.5, 101),
+            (55.4, 150),
+            (55.5, 151),
+            (125.4, 200),
+            (125.5, 201),
+            (225.4, 300),
+            (225.5, 301),
+            (325.4, 500),
+            (325.49, 500),
+            (325.5, 500), // above the top breakpoint: Hazardous, 500
+            (999.0, 500),
+        ];
+        for (c, want) in cases {
+            assert_eq!(us_epa_pm25(c), want, "PM2.5 {c}");
+        }
+    }
+
+    #[test]
+    fn us_epa_pm10_every_breakpoint_both_sides() {
+        let cases = [
+            (0.0, 0),
+            (1.0, 1),   // 50/54 = 0.93 → 1
+            (10.0, 9),  // 9.26 → 9
+            (11.0, 10), // 10.19 → 10
+            (54.0, 50),
+            (54.9, 50), // truncated to 54
+            (55.0, 51),
+            (154.0, 100),
+            (154.99, 100),
+            (155.0, 101),
+            (254.0, 150),
+            (255.0, 151),
+            (354.0, 200),
+            (355.0, 201),
+            (424.0, 300),
+            (425.0, 301),
+            (604.0, 500),
+            (604.9, 500),
+            (605.0, 500),
+            (1999.0, 500),
+        ];
+        for (c, want) in cases {
+            assert_eq!(us_epa_pm10(c), want, "PM10 {c}");
+        }
+    }
+
+    #[test]
+    fn us_epa_reading_is_the_higher_sub_index_or_the_one_present() {
+        // PM10 60: (49/99)·5 + 51 = 53.47 → 53; PM2.5 12: 56.
+        assert_eq!(us_epa_pm10(60.0), 53);
+        assert_eq!(us_epa(Some(60.0), Some(12.0)), Some(56));
+        assert_eq!(us_epa(Some(160.0), Some(12.0)), Some(us_epa_pm10(160.0)));
+        assert_eq!(us_epa(None, Some(12.0)), Some(56));
+        assert_eq!(us_epa(Some(60.0), None), Some(53));
+        assert_eq!(us_epa(None, None), None);
+    }
+
+    #[test]
+    fn eaqi_every_threshold_both_sides() {
+        let pm25 = [
+            (0.0, 1),
+            (5.0, 1),
+            (5.01, 2),
+            (15.0, 2),
+            (15.1, 3),
+            (50.0, 3),
+            (50.1, 4),
+            (90.0, 4),
+            (90.1, 5),
+            (140.0, 5),
+            (140.1, 6),
+            (999.0, 6),
+        ];
+        for (c, want) in pm25 {
+            assert_eq!(eaqi_pm25(c), want, "PM2.5 {c}");
+        }
+        let pm10 = [
+            (0.0, 1),
+            (15.0, 1),
+            (15.1, 2),
+            (45.0, 2),
+            (45.1, 3),
+            (120.0, 3),
+            (120.1, 4),
+            (195.0, 4),
+            (195.1, 5),
+            (270.0, 5),
+            (270.1, 6),
+            (1999.0, 6),
+        ];
+        for (c, want) in pm10 {
+            assert_eq!(eaqi_pm10(c), want, "PM10 {c}");
+        }
+        // The worse of the two, or the one present.
+        assert_eq!(eaqi(Some(50.0), Some(4.0)), Some(3));
+        assert_eq!(eaqi(Some(10.0), Some(100.0)), Some(5));
+        assert_eq!(eaqi(None, Some(16.0)), Some(3));
+        assert_eq!(eaqi(Some(16.0), None), Some(2));
+        assert_eq!(eaqi(None, None), None);
+    }
+
+    #[test]
+    fn indices_of_stored_text() {
+        let i = Indices::of_text(Some("60"), Some("12.0")).unwrap();
+        assert_eq!(
+            (i.daqi, i.us_epa, i.eaqi),
+            (daqi(Some(60.0), Some(12.0)).unwrap(), 56, 3)
+        );
+        assert_eq!(Indices::of_text(None, None), None);
+        assert_eq!(Indices::of_text(Some("x"), None), None, "not a number");
+        assert_eq!(i.get(Index::UsEpa), 56);
+        assert_eq!(i.get(Index::Eaqi), 3);
+    }
+
+    #[test]
+    fn every_index_has_contiguous_named_bands() {
+        for index in Index::ALL {
+            let bands = index.bands();
+            for pair in bands.windows(2) {
+                assert_eq!(pair[0].hi + 1, pair[1].lo, "{index}: a gap or overlap");
+            }
+            for v in index.min()..=index.max() {
+                let b = &bands[index.band_of(v)];
+                assert!((b.lo..=b.hi).contains(&v));
+                assert_eq!(index.label(v), b.label);
+            }
+            for (i, b) in bands.iter().enumerate() {
+                assert_eq!(index.parse_band(b.label), Some(i));
+                assert_eq!(index.parse_band(&b.label.to_uppercase()), Some(i));
+            }
+            assert_eq!(Index::parse(index.name()), Some(index));
+        }
+        assert_eq!((Index::UsEpa.min(), Index::UsEpa.max()), (0, 500));
+        assert_eq!((Index::Eaqi.min(), Index::Eaqi.max()), (1, 6));
+        assert_eq!(Index::UsEpa.label(125), "Unhealthy for Sensitive Groups");
+        assert_eq!(Index::Eaqi.label(6), "Extremely poor");
+        assert_eq!(Index::Daqi.parse_band("Medium"), Some(1));
+        assert_eq!(Index::Eaqi.parse_band("very_poor"), Some(4));
+        assert_eq!(
+            Index::Eaqi.parse_band("Low"),
+            None,
+            "a DAQI band is not an EAQI one"
+        );
+        assert_eq!(Index::parse("US_EPA"), Some(Index::UsEpa));
+        assert_eq!(Index::parse("aqi"), None);
+    }
 }

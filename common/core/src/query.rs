@@ -997,4 +997,163 @@ mod tests {
                 .unwrap();
         assert_eq!(q.aqi_bounds(), None);
     }
+
+    #[test]
+    fn each_index_has_its_own_scale_and_bands() {
+        let q = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","index":"us-epa","minAqi":101,"range":"Unhealthy"}"#).unwrap();
+        assert_eq!((q.index, q.min_aqi, q.max_aqi), (Index::UsEpa, 101, 500));
+        assert_eq!(q.aqi_bounds(), Some((151, 200)));
+        let q = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","index":"EAQI","range":"very poor"}"#).unwrap();
+        assert_eq!((q.min_aqi, q.max_aqi, q.aqi_bounds()), (1, 6, Some((5, 5))));
+        // A value or band the chosen index does not have is named, with
+        // the valid ones.
+        let e = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","index":"eaqi","minAqi":0,"maxAqi":7,"range":"Low"}"#).unwrap_err();
+        assert!(
+            e.names("minAqi") && e.names("maxAqi") && e.names("range"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("from 1 to 6 on the eaqi scale"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("\"Good\", \"Fair\""), "{e}");
+        let e = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","range":"Good"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown daqi band \"Good\""), "{e}");
+        let e = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","index":"aqi"}"#)
+            .unwrap_err();
+        assert!(
+            e.names("index") && e.to_string().contains("daqi, us-epa, eaqi"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn place_shapes() {
+        let base = r#""startDate":"2024-01-01","endDate":"2024-01-01""#;
+        let q = parse(&format!(r#"{{{base},"bbox":[9.0,48.5,9.5,49.0]}}"#)).unwrap();
+        assert!(matches!(q.place, Some(Place::Bbox(b)) if b.min_lon == 9.0 && b.max_lat == 49.0));
+        let q = parse(&format!(
+            r#"{{{base},"near":{{"lat":48.78,"lon":9.18,"radiusKm":10}}}}"#
+        ))
+        .unwrap();
+        assert!(matches!(q.place, Some(Place::Near(n)) if n.radius_km == 10.0));
+        for (bad, field, says) in [
+            (
+                r#""bbox":[9.5,48.5,9.0,49.0]"#,
+                "bbox",
+                "minLon (9.5) must be less than maxLon (9)",
+            ),
+            (
+                r#""bbox":[9.0,49.0,9.5,49.0]"#,
+                "bbox",
+                "minLat (49) must be less than maxLat (49)",
+            ),
+            (r#""bbox":[9.0,48.5,9.5]"#, "bbox", "four numbers"),
+            (
+                r#""bbox":[-200,48.5,9.5,49]"#,
+                "bbox",
+                "longitudes must be from -180 to 180",
+            ),
+            (
+                r#""near":{"lat":48.78,"lon":9.18,"radiusKm":100.5}"#,
+                "near",
+                "at most 100 km",
+            ),
+            (
+                r#""near":{"lat":48.78,"lon":9.18,"radiusKm":0}"#,
+                "near",
+                "more than 0",
+            ),
+            (
+                r#""near":{"lat":98,"lon":9.18}"#,
+                "near",
+                "radiusKm is required",
+            ),
+            (r#""near":[48.78,9.18,10]"#, "near", "must be {"),
+            (
+                r#""bbox":[9.0,48.5,9.5,49.0],"near":{"lat":48.78,"lon":9.18,"radiusKm":10}"#,
+                "near",
+                "exclude each other",
+            ),
+        ] {
+            let e = parse(&format!("{{{base},{bad}}}")).unwrap_err();
+            assert!(e.names(field), "{bad}: {e}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sensor_types_and_formats() {
+        let base = r#""startDate":"2024-01-01","endDate":"2024-01-01""#;
+        let q = parse(&format!(
+            r#"{{{base},"sensorType":["sps30","SDS011","SDS011"],"format":"NDJSON"}}"#
+        ))
+        .unwrap();
+        assert_eq!(q.sensor_types, ["SDS011", "SPS30"]);
+        assert_eq!(q.format, Format::Ndjson);
+        assert!(q.wants_type("Sps30") && !q.wants_type("PMS5003"));
+        let q = parse(&format!(r#"{{{base},"sensorType":"sds011"}}"#)).unwrap();
+        assert_eq!(q.sensor_types, ["SDS011"]);
+        for (bad, field) in [
+            (r#""sensorType":5"#, "sensorType"),
+            (r#""sensorType":["SDS011",7]"#, "sensorType"),
+            (r#""sensorType":"a,b""#, "sensorType"),
+            (r#""format":"xlsx""#, "format"),
+        ] {
+            let e = parse(&format!("{{{base},{bad}}}")).unwrap_err();
+            assert!(e.names(field), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_field_round_trips_through_the_canonical_form() {
+        let q = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-02","country":"de","index":"us-epa","minAqi":"51","range":"Moderate","near":{"lat":48.78,"lon":9.18,"radiusKm":12.5},"sensorType":["SPS30","sds011"],"format":"geojson"}"#).unwrap();
+        assert_eq!(
+            Query::from_json(q.to_json().as_bytes(), &QueryLimits::default()).unwrap(),
+            q
+        );
+        // The first system's fields alone keep their old canonical form.
+        let old = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","minAqi":2}"#).unwrap();
+        assert_eq!(
+            old.to_json(),
+            r#"{"endDate":"2024-01-01 23:59:59","maxAqi":10,"minAqi":2,"startDate":"2024-01-01 00:00:00"}"#
+        );
+    }
+
+    #[test]
+    fn latest_reads_a_query_string() {
+        let l = LatestQuery::from_pairs([
+            ("country", "de"),
+            ("near", "48.78,9.18,10"),
+            ("sensorType", "SDS011,sps30"),
+            ("sensorType", "PMS5003"),
+            ("index", "eaqi"),
+            ("format", "geojson"),
+        ])
+        .unwrap();
+        assert_eq!(l.country.as_deref(), Some("DE"));
+        assert!(matches!(l.place, Some(Place::Near(n)) if n.lat == 48.78 && n.radius_km == 10.0));
+        assert_eq!(l.sensor_types, ["PMS5003", "SDS011", "SPS30"]);
+        assert_eq!((l.index, l.format), (Index::Eaqi, Format::Geojson));
+        let l = LatestQuery::from_pairs([("bbox", "5,47,15,55")]).unwrap();
+        assert!(matches!(l.place, Some(Place::Bbox(b)) if b.max_lat == 55.0));
+        assert_eq!(LatestQuery::from_pairs([]).unwrap(), LatestQuery::default());
+        for (pairs, field) in [
+            (vec![("bbox", "5,47,15")], "bbox"),
+            (vec![("bbox", "15,47,5,55")], "bbox"),
+            (vec![("near", "48.78,9.18")], "near"),
+            (vec![("near", "48.78,9.18,500")], "near"),
+            (
+                vec![("bbox", "5,47,15,55"), ("near", "48.78,9.18,10")],
+                "near",
+            ),
+            (vec![("index", "x")], "index"),
+            (vec![("startDate", "2024-01-01")], "startDate"),
+            (vec![("country", "DE"), ("country", "FR")], "country"),
+        ] {
+            let e = LatestQuery::from_pairs(pairs.clone()).unwrap_err();
+            assert!(e.names(field), "{pairs:?}: {e}");
+        }
+    }
 }
