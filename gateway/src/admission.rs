@@ -6,6 +6,7 @@
 //! | route                      | budget    | key (`--auth required`) |
 //! |----------------------------|-----------|-------------------------|
 //! | `POST /api/query`          | `submits` | required                |
+//! | `GET /api/latest`          | `submits` | required                |
 //! | `GET /api/results/{id}`    | `polls`   | required                |
 //! | `GET /api/meta`, `/metrics` | `polls`  | optional                |
 //! | `/healthz`, `/readyz`, the web page and its files | none | no |
@@ -235,10 +236,15 @@ struct Route {
 
 fn route_of(method: &Method, path: &str) -> Option<Route> {
     match (method, path) {
-        (&Method::POST, "/api/query") => Some(Route {
-            kind: Kind::Submits,
-            needs_key: true,
-        }),
+        // The latest readings are a read of the reading store like a
+        // direct query, and hand out the same data: the same budget, and
+        // the same need for a key.
+        (&Method::POST, "/api/query") | (&Method::GET | &Method::HEAD, "/api/latest") => {
+            Some(Route {
+                kind: Kind::Submits,
+                needs_key: true,
+            })
+        }
         (&Method::GET | &Method::HEAD, "/api/meta" | "/metrics") => Some(Route {
             kind: Kind::Polls,
             needs_key: false,
@@ -540,6 +546,8 @@ mod tests {
         assert!(r.kind == Kind::Submits && r.needs_key);
         let r = route_of(&Method::GET, "/api/results/abc").unwrap();
         assert!(r.kind == Kind::Polls && r.needs_key);
+        let r = route_of(&Method::GET, "/api/latest").unwrap();
+        assert!(r.kind == Kind::Submits && r.needs_key);
         let r = route_of(&Method::GET, "/api/meta").unwrap();
         assert!(r.kind == Kind::Polls && !r.needs_key);
         for (m, p) in [

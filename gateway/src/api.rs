@@ -3,8 +3,9 @@
 //!
 //! | method | path                  | answers                                                        |
 //! |--------|-----------------------|----------------------------------------------------------------|
-//! | POST   | `/api/query`          | 200 CSV (direct), 202 JSON (queued), 400, 401, 413, 415, 429, 503 |
-//! | GET    | `/api/results/{id}`   | 200/206 CSV, 202, 304, 401, 404, 410, 416, 422, 429 (see [`crate::handlers::results`]) |
+//! | POST   | `/api/query`          | 200 the answer (direct), 202 JSON (queued), 400, 401, 413, 415, 429, 503 |
+//! | GET    | `/api/results/{id}`   | 200/206 the answer, 202, 304, 401, 404, 410, 416, 422, 429 (see [`crate::handlers::results`]) |
+//! | GET    | `/api/latest`         | 200 each sensor's latest reading (direct), 400, 401, 429, 503 |
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
 //! | GET    | `/readyz`             | 200 when the store and queue answer, else 503 naming which     |
@@ -17,8 +18,9 @@
 //! pass [`admission`] first: keys, rate limits (`401`, `429`).
 
 use crate::admission;
+use crate::answer_headers;
 use crate::error::ApiError;
-use crate::handlers::{health, meta, results, submit};
+use crate::handlers::{health, latest, meta, results, submit};
 use crate::observe;
 use crate::request_id::{self, RequestId};
 use crate::state::AppState;
@@ -42,6 +44,7 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
     let router = Router::new()
         .route("/api/query", post(submit::submit))
         .route("/api/results/{id}", get(results::get))
+        .route("/api/latest", get(latest::get))
         .route("/api/meta", get(meta::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -55,12 +58,13 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
             admission::admit,
         ))
         .with_state(app)
-        // CSV answers (direct or stored), gzipped when the client accepts
-        // it; a client that does not gets identical plain bytes.
+        // Answers in every format (direct, stored or latest), gzipped when
+        // the client accepts it; a client that does not gets identical
+        // plain bytes.
         .layer(
             CompressionLayer::new()
                 .gzip(true)
-                .compress_when(DefaultPredicate::new().and(csv_not_partial)),
+                .compress_when(DefaultPredicate::new().and(answer_not_partial)),
         )
         .layer(middleware::map_response(retag_compressed))
         .layer(middleware::from_fn_with_state(request_timeout, time_limit))
@@ -100,17 +104,17 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         path = %request.uri().path(), request_id = %id)
 }
 
-/// Whether a response is a CSV answer sent whole: a `206` is a slice of
-/// the plain bytes, so it is never compressed (its `Content-Range` counts
-/// plain bytes).
-fn csv_not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
+/// Whether a response is an answer (CSV, NDJSON or GeoJSON) sent whole:
+/// a `206` is a slice of the plain bytes, so it is never compressed (its
+/// `Content-Range` counts plain bytes).
+fn answer_not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
     status != StatusCode::PARTIAL_CONTENT
         && headers
             .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"))
+            .is_some_and(|v| answer_headers::is_answer_type(v.as_bytes()))
 }
 
-/// A gzipped answer is another representation of the same CSV, so it
+/// A gzipped answer is another representation of the same bytes, so it
 /// gets another strong `ETag` (`"<id>-gzip"`), as RFC 9110 asks; the
 /// results handler accepts either in `If-None-Match`.
 async fn retag_compressed<B>(mut response: Response<B>) -> Response<B> {

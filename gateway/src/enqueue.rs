@@ -99,6 +99,9 @@ pub async fn enqueue(
         h.insert(header::LOCATION, v);
     }
     h.insert(answer_headers::ANSWER, HeaderValue::from_static("queued"));
+    // Which index the answer will be in: told now, so that a client need
+    // not wait for the answer to know how to read it.
+    answer_headers::index(h, query.index);
     if respond_async {
         h.insert(
             "preference-applied",

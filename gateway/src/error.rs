@@ -5,8 +5,9 @@
 //! ```
 //!
 //! `fields` is present when the problem is in the request (400, 413, 415)
-//! and names the field at fault: a query field, `body` for the document as
-//! a whole, or `Content-Type`. Backend failures are 503 (with
+//! and names the field at fault: a query field (of the JSON body, or of
+//! `GET /api/latest`'s query string), `body` for the document as a whole,
+//! or `Content-Type`. Backend failures are 503 (with
 //! `Retry-After`), never 500; 500 is only the answer to a bug (a panic).
 
 use crate::rate_limit::Standing;
@@ -75,6 +76,11 @@ pub enum ApiError {
     #[error("the response took too long to start")]
     Timeout,
 
+    /// What only the direct path answers (the latest readings), on a
+    /// gateway with no direct slots (`--direct-limit 0`).
+    #[error("no direct slots")]
+    NoDirectSlots,
+
     #[error("internal error")]
     Internal,
 }
@@ -115,9 +121,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
             ApiError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            ApiError::Backlog { .. } | ApiError::Unavailable { .. } | ApiError::Timeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Backlog { .. }
+            | ApiError::Unavailable { .. }
+            | ApiError::Timeout
+            | ApiError::NoDirectSlots => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -212,6 +219,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::Timeout => (
                 "the response took too long to start; retry later".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::NoDirectSlots => (
+                "this gateway answers nothing directly (--direct-limit 0), and the latest \
+                 readings are only answered directly; ask another gateway"
+                    .to_owned(),
                 Vec::new(),
             ),
             ApiError::Internal => ("internal error".to_owned(), Vec::new()),

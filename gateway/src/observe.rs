@@ -46,6 +46,7 @@ pub type QueueSample = Cached<(QueueDepth, QueueDepth)>;
 pub fn route_label(path: &str) -> &'static str {
     match path {
         "/api/query" => "query",
+        "/api/latest" => "latest",
         "/api/meta" => "meta",
         "/api/openapi.json" => "openapi",
         "/api" => "api_page",
@@ -142,6 +143,8 @@ mod tests {
             ("/api/results/3f2c", "results"),
             ("/api/results/", "results"),
             ("/api/meta", "meta"),
+            ("/api/latest", "latest"),
+            ("/api/latest/x", "other"),
             ("/", "page"),
             ("/assets/app.js", "page"),
             ("/metrics", "metrics"),

@@ -16,7 +16,7 @@
 //! from the same document: no script, no CDN, nothing fetched elsewhere,
 //! every text escaped.
 
-use crate::handlers::{health, meta, results, submit};
+use crate::handlers::{health, latest, meta, results, submit};
 use crate::state::AppState;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -36,20 +36,23 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "airq",
-        description = "Air-quality readings from the Sensor.Community network with their UK \
-            Daily Air Quality Index (DEFRA DAQI), queried by time range, country, AQI range and \
-            band, answered as CSV.\n\n\
-            A query (`POST /api/query`) is answered at once (`200`, the CSV) when its span is \
+        description = "Air-quality readings from the Sensor.Community network with three air-quality \
+            indices computed for each (the UK DAQI, the US EPA AQI and the European EAQI), \
+            queried by time range, country, place (a bounding box or a circle), sensor type, \
+            index value and band, answered as CSV, NDJSON or GeoJSON.\n\n\
+            A query (`POST /api/query`) is answered at once (`200`, the answer) when its span is \
             short and a direct slot is free, or queued (`202` with a result id) to be polled at \
-            `GET /api/results/{id}` until it is done.\n\n\
+            `GET /api/results/{id}` until it is done; either way the answer is in the query's \
+            `format`, and its `AQI` and `Range` are its `index` (`X-Airq-Index` says which). \
+            `GET /api/latest` answers each sensor's most recent reading, directly.\n\n\
             Clients may send an API key (`X-API-Key: airq_…` or `Authorization: Bearer airq_…`). \
             The gateway's `--auth` decides what a missing key means: `optional` (the default) \
-            serves the client in the `anonymous` tier, `required` refuses queries and results \
-            without one (`401`; `/api/meta` and the page stay open), `off` ignores keys. Every \
-            client has a rate budget per tier (`submits` for queries, `polls` for results and \
-            meta); a counted answer carries `RateLimit-Policy` and `RateLimit` \
-            (draft-ietf-httpapi-ratelimit-headers-10), and a refusal is `429` with \
-            `Retry-After`.\n\n\
+            serves the client in the `anonymous` tier, `required` refuses queries, latest \
+            readings and results without one (`401`; `/api/meta` and the page stay open), `off` \
+            ignores keys. Every client has a rate budget per tier (`submits` for queries and \
+            latest readings, `polls` for results and meta); a counted answer carries \
+            `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10), and a \
+            refusal is `429` with `Retry-After`.\n\n\
             Every answer carries `X-Request-Id`: the client's own (1 to 128 characters of \
             `A-Za-z0-9._~:+/=-`) or a new UUID. Every error body is JSON: \
             `{\"error\", \"fields\"?: [{\"field\", \"message\"}]}`."
@@ -57,6 +60,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         submit::submit,
         results::get,
+        latest::get,
         meta::get,
         health::healthz,
         health::readyz,
@@ -66,7 +70,15 @@ use utoipa::{Modify, OpenApi};
         document,
         api_page,
     ),
-    components(schemas(schema::ErrorBody, schema::FieldError)),
+    components(schemas(
+        schema::ErrorBody,
+        schema::FieldError,
+        schema::Near,
+        schema::IndexName,
+        schema::FormatName,
+        schema::ReadingLine,
+        schema::FeatureCollection,
+    )),
     modifiers(&Security, &Common),
     tags(
         (name = "queries", description = "Asking for readings and fetching the answers"),
@@ -176,7 +188,12 @@ async fn api_page() -> Response {
 }
 
 /// The API routes that pass admission (keys and rate budgets).
-const COUNTED: [&str; 3] = ["/api/query", "/api/results/{id}", "/api/meta"];
+const COUNTED: [&str; 4] = [
+    "/api/query",
+    "/api/results/{id}",
+    "/api/latest",
+    "/api/meta",
+];
 
 /// The security schemes: an API key in either of two headers.
 struct Security;
@@ -430,8 +447,12 @@ mod described {
 /// their own types).
 #[allow(dead_code)]
 pub mod schema {
+    use airq_core::aqi::Index;
+    use airq_core::query::MAX_SENSOR_TYPES;
     use serde::Deserialize;
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+    use utoipa::openapi::schema::{
+        AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+    };
     use utoipa::openapi::RefOr;
     use utoipa::ToSchema;
 
@@ -446,6 +467,14 @@ pub mod schema {
         "minAqi": 0,
         "maxAqi": 10,
         "range": "Low"
+    }), json!({
+        "startDate": "2018-06-03",
+        "endDate": "2018-06-03",
+        "index": "us-epa",
+        "range": "Moderate",
+        "near": {"lat": 48.78, "lon": 9.18, "radiusKm": 10},
+        "sensorType": ["SDS011", "SPS30"],
+        "format": "geojson"
     })))]
     pub struct QueryBody {
         /// The first time wanted, inclusive, UTC: `YYYY-MM-DD HH:MM:SS`,
@@ -460,12 +489,22 @@ pub mod schema {
         end_date: String,
         #[schema(schema_with = country, required = false)]
         country: Option<String>,
+        #[schema(schema_with = index, required = false)]
+        index: Option<String>,
         #[schema(schema_with = min_aqi, required = false)]
-        min_aqi: Option<u8>,
+        min_aqi: Option<u16>,
         #[schema(schema_with = max_aqi, required = false)]
-        max_aqi: Option<u8>,
+        max_aqi: Option<u16>,
         #[schema(schema_with = band, required = false)]
         range: Option<String>,
+        #[schema(schema_with = bbox, required = false)]
+        bbox: Option<Vec<f64>>,
+        #[schema(schema_with = near, required = false)]
+        near: Option<serde_json::Value>,
+        #[schema(schema_with = sensor_type, required = false)]
+        sensor_type: Option<String>,
+        #[schema(schema_with = format, required = false)]
+        format: Option<String>,
     }
 
     fn country() -> impl Into<RefOr<Schema>> {
@@ -479,55 +518,339 @@ pub mod schema {
             .examples(["DE"])
     }
 
-    fn aqi(default: u8, what: &str) -> RefOr<Schema> {
+    /// The index names, as queries write them.
+    fn index_names() -> Vec<&'static str> {
+        Index::ALL.iter().map(|i| i.name()).collect()
+    }
+
+    fn index() -> impl Into<RefOr<Schema>> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .enum_values(Some(
+                index_names().into_iter().map(Some).chain([Some(""), None]),
+            ))
+            .description(Some(
+                "The air-quality index that `minAqi`, `maxAqi` and `range` are on, and that the \
+                 answer's `AQI` and `Range` show: `daqi` (UK DAQI, 1–10; the default, and the \
+                 first system's only index), `us-epa` (US EPA AQI, 2024 revision, 0–500) or \
+                 `eaqi` (European Air Quality Index, levels 1–6). Case, `-` and `_` do not \
+                 matter; empty or null for the default.",
+            ))
+            .default(Some(serde_json::json!("daqi")))
+            .examples(["us-epa"])
+    }
+
+    /// The scales, for the descriptions: `daqi` 0–10, ….
+    fn scales() -> String {
+        Index::ALL
+            .iter()
+            .map(|i| {
+                let lo = if *i == Index::Daqi { 0 } else { i.min() };
+                format!("`{}` {lo}–{}", i.name(), i.max())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn aqi(what: &str, default: &str) -> RefOr<Schema> {
+        let top = Index::ALL.iter().map(|i| i.max()).max().unwrap_or(500);
         OneOfBuilder::new()
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(0))
-                    .maximum(Some(10)),
+                    .maximum(Some(top)),
             )
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(r"^\s*0*([0-9]|10)\s*$")),
+                    .pattern(Some(r"^\s*[0-9]{1,3}\s*$")),
             )
             .item(ObjectBuilder::new().schema_type(Type::Null))
             .description(Some(format!(
-                "The {what} DAQI index wanted, inclusive: a whole number from 0 to 10, as a JSON \
-                 number or a numeric string (default {default}; null is the default). \
-                 `minAqi` must not be greater than `maxAqi`."
+                "The {what} value wanted of the query's `index`, inclusive: a whole number on \
+                 that index's scale ({}; DAQI's 0 means no lower bound), as a JSON number or a \
+                 numeric string (default {default}; null is the default). A value outside the \
+                 scale is an error naming the scale. `minAqi` must not be greater than \
+                 `maxAqi`.",
+                scales()
             )))
-            .examples([default])
+            .examples([0])
             .into()
     }
 
     fn min_aqi() -> RefOr<Schema> {
-        aqi(0, "lowest")
+        aqi("lowest", "the scale's lowest: 0 for DAQI")
     }
 
     fn max_aqi() -> RefOr<Schema> {
-        aqi(10, "highest")
+        aqi("highest", "the scale's highest")
     }
 
-    fn band() -> impl Into<RefOr<Schema>> {
+    /// The bands of each index, as an `anyOf` of one enum per index
+    /// (`anyOf`, not `oneOf`: `Moderate` is a band of all three).
+    fn band() -> RefOr<Schema> {
+        let mut any = AnyOfBuilder::new();
+        for i in Index::ALL {
+            let mut names: Vec<&str> = i.bands().iter().map(|b| b.label).collect();
+            if i == Index::Daqi {
+                names.push("Medium");
+            }
+            let list = i
+                .bands()
+                .iter()
+                .map(|b| {
+                    if b.lo == b.hi {
+                        format!("`{}` ({})", b.label, b.lo)
+                    } else {
+                        format!("`{}` ({}–{})", b.label, b.lo, b.hi)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let extra = if i == Index::Daqi {
+                "; `Medium` is `Moderate`"
+            } else {
+                ""
+            };
+            any = any.item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .title(Some(format!("{} bands", i.name())))
+                    .enum_values(Some(names))
+                    .description(Some(format!("With `index` `{}`: {list}{extra}.", i.name()))),
+            );
+        }
+        any.item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .title(Some("any band"))
+                .enum_values(Some([Some(""), None])),
+        )
+        .description(Some(
+            "A band of the query's `index` (a band of another index, such as `Good` with \
+             `daqi`, is an error naming the valid ones); combined with `minAqi`/`maxAqi`. \
+             Case, spaces, `-` and `_` do not matter; empty or null for every band.",
+        ))
+        .examples(["Low"])
+        .into()
+    }
+
+    fn bbox() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::Number))
+                    .min_items(Some(4))
+                    .max_items(Some(4)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .description(Some(
+                "A bounding box, `[minLon, minLat, maxLon, maxLat]` (GeoJSON order, degrees: \
+                 longitudes from -180 to 180, latitudes from -90 to 90, each minimum less than \
+                 its maximum, bounds inclusive, no wrap at the antimeridian). Not with `near`; \
+                 combines with `country`.",
+            ))
+            .examples([serde_json::json!([9.0, 48.6, 9.4, 48.9])])
+            .into()
+    }
+
+    fn near() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Near")))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .description(Some(
+                "A circle: readings at most `radiusKm` away (great-circle distance). Not with \
+                 `bbox`; combines with `country`.",
+            ))
+            .into()
+    }
+
+    fn sensor_type() -> RefOr<Schema> {
+        let name = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*[A-Za-z0-9_. -]{0,32}\s*$"))
+        };
+        OneOfBuilder::new()
+            .item(name())
+            .item(
+                ArrayBuilder::new()
+                    .items(name())
+                    .max_items(Some(MAX_SENSOR_TYPES)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .description(Some(format!(
+                "One sensor type (`\"SDS011\"`) or a list of them (`[\"SDS011\", \"SPS30\"]`, at \
+                 most {MAX_SENSOR_TYPES}), case-insensitive; empty or null for every type."
+            )))
+            .examples(["SDS011"])
+            .into()
+    }
+
+    fn format() -> impl Into<RefOr<Schema>> {
         ObjectBuilder::new()
             .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
             .enum_values(Some([
-                Some("Low"),
-                Some("Moderate"),
-                Some("Medium"),
-                Some("High"),
-                Some("Very High"),
+                Some("csv"),
+                Some("ndjson"),
+                Some("geojson"),
                 Some(""),
                 None,
             ]))
             .description(Some(
-                "A DAQI band: `Low` (AQI 1–3), `Moderate` (4–6; `Medium` is the same), `High` \
-                 (7–9), `Very High` (10); combined with `minAqi`/`maxAqi`. Case, spaces, `-` and \
-                 `_` do not matter; empty or null for every band.",
+                "The answer's format: `csv` (the default; `text/csv`), `ndjson` \
+                 (`application/x-ndjson`, one JSON object per reading and line) or `geojson` \
+                 (`application/geo+json`, a `FeatureCollection` of `Point`s `[lon, lat]` with \
+                 the reading's fields as `properties`). A queued query's result keeps it. Case \
+                 does not matter; empty or null for the default.",
             ))
-            .examples(["Low"])
+            .default(Some(serde_json::json!("csv")))
+            .examples(["ndjson"])
+    }
+
+    /// A circle around a point (`near` of a query).
+    #[derive(ToSchema)]
+    #[schema(as = Near, examples(json!({"lat": 48.78, "lon": 9.18, "radiusKm": 10})),
+        rename_all = "camelCase")]
+    pub struct Near {
+        /// The centre's latitude, degrees, from -90 to 90.
+        #[schema(minimum = -90, maximum = 90)]
+        lat: f64,
+        /// The centre's longitude, degrees, from -180 to 180.
+        #[schema(minimum = -180, maximum = 180)]
+        lon: f64,
+        /// The radius, km: more than 0, at most 100.
+        #[schema(exclusive_minimum = 0, maximum = 100)]
+        radius_km: f64,
+    }
+
+    /// An index name (`X-Airq-Index`, the `index` of `GET /api/latest`).
+    #[derive(Deserialize, ToSchema)]
+    #[schema(as = Index)]
+    pub enum IndexName {
+        /// UK DAQI, 1–10 (the default).
+        #[serde(rename = "daqi")]
+        Daqi,
+        /// US EPA AQI, 2024 revision, 0–500.
+        #[serde(rename = "us-epa")]
+        UsEpa,
+        /// European Air Quality Index, levels 1–6.
+        #[serde(rename = "eaqi")]
+        Eaqi,
+    }
+
+    /// A format name (the `format` of `GET /api/latest`).
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    #[schema(as = Format)]
+    pub enum FormatName {
+        /// `text/csv` (the default).
+        Csv,
+        /// `application/x-ndjson`.
+        Ndjson,
+        /// `application/geo+json`.
+        Geojson,
+    }
+
+    /// One reading as NDJSON writes it (one such object per line) and as
+    /// a GeoJSON feature's `properties`: the CSV's columns, under the same
+    /// names. Numbers are written as the sensor sent them (`48.8000` stays
+    /// `48.8000`), text as strings; a CSV's empty cell is `null`.
+    #[derive(Deserialize, ToSchema)]
+    #[schema(as = Reading, examples(json!({
+        "id": 1014552, "timestamp": "2018-06-03 20:47:58", "sensor_id": 92,
+        "sensor_type": "SDS011", "loc_id": 46, "loc_country": "DE",
+        "loc_lat": 48.8000, "loc_long": 9.0020, "loc_alt": null,
+        "P1": 8.13, "P2": 4.30, "AQI": 1, "Range": "Low"
+    })))]
+    pub struct ReadingLine {
+        /// The feed's entry id (null when it had none).
+        #[schema(required = true)]
+        id: Option<u64>,
+        /// UTC, `YYYY-MM-DD HH:MM:SS`.
+        timestamp: String,
+        /// The Sensor.Community sensor id.
+        sensor_id: u64,
+        /// E.g. `SDS011`.
+        sensor_type: String,
+        /// The location id (null when the feed had none).
+        #[schema(required = true)]
+        loc_id: Option<u64>,
+        /// The country code as sent (`UK`, not `GB`).
+        loc_country: String,
+        /// Latitude as sent.
+        #[schema(required = true)]
+        loc_lat: Option<f64>,
+        /// Longitude as sent.
+        #[schema(required = true)]
+        loc_long: Option<f64>,
+        /// Altitude as sent (null when not sent).
+        #[schema(required = true)]
+        loc_alt: Option<f64>,
+        /// PM10, µg/m³, as sent (null when not measured).
+        #[serde(rename = "P1")]
+        #[schema(required = true)]
+        p1: Option<f64>,
+        /// PM2.5, µg/m³, as sent (null when not measured).
+        #[serde(rename = "P2")]
+        #[schema(required = true)]
+        p2: Option<f64>,
+        /// The value in the answer's index (`X-Airq-Index`).
+        #[serde(rename = "AQI")]
+        aqi: u16,
+        /// Its band in that index.
+        #[serde(rename = "Range")]
+        range: String,
+    }
+
+    /// A GeoJSON answer (RFC 7946): every reading a `Point` feature.
+    #[derive(ToSchema)]
+    #[schema(as = FeatureCollection)]
+    pub struct FeatureCollection {
+        /// Always `FeatureCollection`.
+        #[schema(inline)]
+        r#type: FeatureCollectionType,
+        /// The readings, in the store's order (time, then sensor id).
+        features: Vec<Feature>,
+    }
+
+    #[derive(ToSchema)]
+    pub enum FeatureCollectionType {
+        FeatureCollection,
+    }
+
+    /// One reading as a GeoJSON feature.
+    #[derive(ToSchema)]
+    pub struct Feature {
+        /// Always `Feature`.
+        #[schema(inline)]
+        r#type: FeatureType,
+        /// Where the sensor is.
+        geometry: Point,
+        /// The reading's fields.
+        properties: ReadingLine,
+    }
+
+    #[derive(ToSchema)]
+    pub enum FeatureType {
+        Feature,
+    }
+
+    /// A GeoJSON point.
+    #[derive(ToSchema)]
+    pub struct Point {
+        /// Always `Point`.
+        #[schema(inline)]
+        r#type: PointType,
+        /// `[longitude, latitude]`, degrees, as the sensor sent them.
+        #[schema(min_items = 2, max_items = 2)]
+        coordinates: Vec<f64>,
+    }
+
+    #[derive(ToSchema)]
+    pub enum PointType {
+        Point,
     }
 
     /// A queued query (`202` to `POST /api/query`).

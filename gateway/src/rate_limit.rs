@@ -40,7 +40,7 @@ pub const STATE: HeaderName = HeaderName::from_static("ratelimit");
 /// Which budget a request spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// `POST /api/query`.
+    /// `POST /api/query` and `GET /api/latest`.
     Submits,
     /// `GET /api/results/{id}` and `GET /api/meta`.
     Polls,

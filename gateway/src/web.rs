@@ -27,8 +27,10 @@ struct Asset {
     bytes: &'static [u8],
 }
 
-/// The files under `/assets/`.
-const ASSETS: [Asset; 3] = [
+/// The files under `/assets/`. The country outlines are Natural Earth's,
+/// packaged as TopoJSON by `world-atlas` 2.0.2 (`web/geo/SOURCES.md`,
+/// public domain and ISC): the map draws them with no tile server.
+const ASSETS: [Asset; 7] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -38,6 +40,26 @@ const ASSETS: [Asset; 3] = [
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../web/app.js"),
+    },
+    Asset {
+        name: "map.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../web/map.js"),
+    },
+    Asset {
+        name: "timechart.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../web/timechart.js"),
+    },
+    Asset {
+        name: "countries-110m.json",
+        content_type: "application/json",
+        bytes: include_bytes!("../web/geo/countries-110m.json"),
+    },
+    Asset {
+        name: "countries-50m.json",
+        content_type: "application/json",
+        bytes: include_bytes!("../web/geo/countries-50m.json"),
     },
     Asset {
         name: "favicon.svg",

@@ -62,6 +62,7 @@ async fn submit_async(base: &Setup, query_json: &str) -> Uuid {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["x-airq-answer"], "queued");
     assert_eq!(r.headers()["preference-applied"], "respond-async");
+    assert_eq!(r.headers()["x-airq-index"], "daqi");
     let location = r.headers()[header::LOCATION]
         .to_str()
         .expect("ASCII location")
@@ -129,6 +130,7 @@ async fn assert_csv_result(url: &str, expected: &[u8]) {
     let r = client().get(url).send().await.expect("GET");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(r.headers()["x-airq-index"], "daqi");
     assert!(r.headers()[header::CONTENT_DISPOSITION]
         .to_str()
         .unwrap()
@@ -143,6 +145,8 @@ async fn direct_query_streams_the_reference_csv() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-airq-answer"], "direct");
     assert_eq!(r.headers()[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    // The default index, said: the CSV itself does not say it.
+    assert_eq!(r.headers()["x-airq-index"], "daqi");
     assert_eq!(
         r.headers()[header::CONTENT_DISPOSITION],
         "attachment; filename=\"airq-20180603T200000Z-20180603T210000Z.csv\""

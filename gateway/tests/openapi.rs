@@ -26,7 +26,7 @@ const VALIDATOR: &str = "openapi-spec-validator";
 const UNKNOWN_KEY: &str = "airq_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// Headers whose presence on an answer the document must show.
-const WATCHED: [&str; 14] = [
+const WATCHED: [&str; 15] = [
     "x-request-id",
     "location",
     "preference-applied",
@@ -40,6 +40,7 @@ const WATCHED: [&str; 14] = [
     "x-airq-answer",
     "x-airq-cache",
     "x-airq-rows",
+    "x-airq-index",
     "content-disposition",
 ];
 
@@ -400,6 +401,29 @@ async fn every_answer_the_gateway_gives_is_documented() {
     .await;
     log.send("POST", "/api/query", post_json(&query, "[1, 2]"))
         .await;
+    // Every format, in another index.
+    for format in ["ndjson", "geojson"] {
+        let body = HOUR.replace(
+            r#""range":"Low""#,
+            &format!(r#""index":"us-epa","range":"Good","format":"{format}""#),
+        );
+        for _ in 0..2 {
+            let (status, headers, _) = log
+                .send("POST", "/api/query", post_json(&query, &body))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(headers["x-airq-index"], "us-epa");
+        }
+    }
+    log.send(
+        "POST",
+        "/api/query",
+        post_json(
+            &query,
+            &HOUR.replace('}', r#","bbox":[9,49,8,48],"index":"aqi"}"#),
+        ),
+    )
+    .await;
     log.send(
         "POST",
         "/api/query",
@@ -412,6 +436,35 @@ async fn every_answer_the_gateway_gives_is_documented() {
         post_json(&s.url("/api/query?key=airq_x"), HOUR),
     )
     .await;
+
+    // The latest readings, in every format, from the cache, and refused.
+    const LATEST: &str = "/api/latest";
+    for qs in [
+        "",
+        "?format=ndjson&index=eaqi",
+        "?format=geojson&country=DE",
+        "?format=geojson&country=DE",
+    ] {
+        let (status, ..) = log
+            .send("GET", LATEST, c.get(s.url(&format!("{LATEST}{qs}"))))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{qs}");
+    }
+    for qs in ["?bbox=9,49,8,48&index=aqi", "?api_key=x"] {
+        let (status, ..) = log
+            .send("GET", LATEST, c.get(s.url(&format!("{LATEST}{qs}"))))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{qs}");
+    }
+    log.send(
+        "GET",
+        LATEST,
+        c.get(s.url(LATEST)).header("X-API-Key", UNKNOWN_KEY),
+    )
+    .await;
+    let no_direct = Setup::new(&["--direct-limit", "0"]);
+    let (status, ..) = log.send("GET", LATEST, c.get(no_direct.url(LATEST))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
     // A queued query, polled before any worker runs, then until done.
     let (status, headers, _) = log
@@ -485,6 +538,39 @@ async fn every_answer_the_gateway_gives_is_documented() {
         .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
 
+    // A queued GeoJSON answer, whole and in part.
+    let geojson = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","index":"eaqi","format":"geojson"}"#;
+    let (status, headers, _) = log
+        .send(
+            "POST",
+            "/api/query",
+            post_json(&query, geojson).header("Prefer", "respond-async"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let result = s.url(headers[header::LOCATION].to_str().expect("ASCII"));
+    eventually(
+        "the queued GeoJSON to be done",
+        600,
+        Duration::from_millis(50),
+        || async {
+            let r = c.get(&result).send().await.expect("GET");
+            (r.status() != StatusCode::ACCEPTED).then_some(())
+        },
+    )
+    .await;
+    let (status, headers, _) = log.send("GET", RESULT, c.get(&result)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-airq-index"], "eaqi");
+    let (status, ..) = log
+        .send(
+            "GET",
+            RESULT,
+            c.get(&result).header(header::RANGE, "bytes=10-99"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+
     // Results that are not there, no longer there, or failed.
     let unknown = s.url(&format!("/api/results/{}", Uuid::new_v4()));
     log.send("GET", RESULT, c.get(&unknown)).await;
@@ -534,6 +620,12 @@ async fn every_answer_the_gateway_gives_is_documented() {
     );
     log.send("GET", "/api/meta", c.get(limited.url("/api/meta")))
         .await;
+    let (status, ..) = log.send("GET", LATEST, c.get(limited.url(LATEST))).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "latest spends submits"
+    );
 
     // Keys required.
     let required = Setup::new(&["--auth", "required"]);
@@ -556,6 +648,8 @@ async fn every_answer_the_gateway_gives_is_documented() {
         .send("GET", "/api/meta", c.get(required.url("/api/meta")))
         .await;
     assert_eq!(status, StatusCode::OK, "the summary stays open");
+    let (status, ..) = log.send("GET", LATEST, c.get(required.url(LATEST))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Every answer is documented, and every route was asked.
     let problems = undocumented(&doc, &log.0);
@@ -580,6 +674,7 @@ async fn every_answer_the_gateway_gives_is_documented() {
             &[200, 202, 206, 304, 400, 401, 404, 410, 416, 422][..],
         ),
         ("/api/meta", &[200, 400, 401][..]),
+        (LATEST, &[200, 400, 401, 429, 503][..]),
     ] {
         let got = log.statuses(if route == "/api/query" { "POST" } else { "GET" }, route);
         for status in wanted {

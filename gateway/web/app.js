@@ -4,24 +4,78 @@
 'use strict';
 
 (() => {
-  // The DEFRA DAQI colours of indices 1..10.
-  const PALETTE = ['#9CFF9C', '#31FF00', '#31CF00', '#FFFF00', '#FFCF00',
+  // The DEFRA DAQI colours of values 1..10.
+  const DAQI_COLOURS = ['#9CFF9C', '#31FF00', '#31CF00', '#FFFF00', '#FFCF00',
     '#FF9A00', '#FF6464', '#FF0000', '#990000', '#CE30FF'];
-  const BANDS = [
-    { name: 'Low', lo: 1, hi: 3 },
-    { name: 'Moderate', lo: 4, hi: 6 },
-    { name: 'High', lo: 7, hi: 9 },
-    { name: 'Very High', lo: 10, hi: 10 },
-  ];
-  // The query's fields, as the API names them; each has an input of that id.
-  const FIELDS = ['startDate', 'endDate', 'country', 'minAqi', 'maxAqi', 'range'];
+  // The indices the API computes (common/core/src/aqi.rs has the tables and
+  // their sources): each one's scale (`floor` is the lowest minAqi it takes,
+  // DAQI's 0 meaning "no lower bound"), its named bands, and the colours
+  // its publisher uses (US EPA's AirNow and the EEA's for the EAQI). `abbr`
+  // is a band's name where a chart bar is too narrow for the whole one.
+  const INDICES = {
+    daqi: {
+      name: 'UK DAQI', short: 'DAQI', floor: 0, max: 10,
+      bands: [
+        { name: 'Low', lo: 1, hi: 3 },
+        { name: 'Moderate', lo: 4, hi: 6 },
+        { name: 'High', lo: 7, hi: 9 },
+        { name: 'Very High', lo: 10, hi: 10 },
+      ],
+    },
+    'us-epa': {
+      name: 'US EPA AQI', short: 'US EPA', floor: 0, max: 500,
+      bands: [
+        { name: 'Good', lo: 0, hi: 50, colour: '#00E400' },
+        { name: 'Moderate', lo: 51, hi: 100, colour: '#FFFF00' },
+        { name: 'Unhealthy for Sensitive Groups', lo: 101, hi: 150, colour: '#FF7E00', abbr: 'USG' },
+        { name: 'Unhealthy', lo: 151, hi: 200, colour: '#FF0000' },
+        { name: 'Very Unhealthy', lo: 201, hi: 300, colour: '#8F3F97', abbr: 'V. Unhealthy' },
+        { name: 'Hazardous', lo: 301, hi: 500, colour: '#7E0023' },
+      ],
+    },
+    eaqi: {
+      name: 'European EAQI', short: 'EAQI', floor: 1, max: 6,
+      bands: [
+        { name: 'Good', lo: 1, hi: 1, colour: '#50F0E6' },
+        { name: 'Fair', lo: 2, hi: 2, colour: '#50CCAA' },
+        { name: 'Moderate', lo: 3, hi: 3, colour: '#F0E641' },
+        { name: 'Poor', lo: 4, hi: 4, colour: '#FF5050' },
+        { name: 'Very poor', lo: 5, hi: 5, colour: '#960032' },
+        { name: 'Extremely poor', lo: 6, hi: 6, colour: '#7D2181', abbr: 'Ext. poor' },
+      ],
+    },
+  };
+  const DEFAULT_INDEX = 'daqi';
+  // The formats an answer comes in, by the API's name and by content type.
+  const FORMATS = {
+    csv: { label: 'CSV', type: 'text/csv', ext: 'csv' },
+    ndjson: { label: 'NDJSON', type: 'application/x-ndjson', ext: 'ndjson' },
+    geojson: { label: 'GeoJSON', type: 'application/geo+json', ext: 'geojson' },
+  };
+  const DEFAULT_FORMAT = 'csv';
+  // The columns of every answer, in the CSV's order; NDJSON and GeoJSON
+  // carry the same fields under the same names.
+  const COLUMNS = ['id', 'timestamp', 'sensor_id', 'sensor_type', 'loc_id', 'loc_country',
+    'loc_lat', 'loc_long', 'loc_alt', 'P1', 'P2', 'AQI', 'Range'];
+  // The query's fields, as the API names them, in the form's order.
+  const FIELDS = ['startDate', 'endDate', 'country', 'sensorType', 'index', 'range', 'minAqi',
+    'maxAqi', 'bbox', 'near', 'format'];
+  // The inputs of a field, where they are not one input of the field's id.
+  const FIELD_INPUTS = {
+    bbox: ['bboxMinLon', 'bboxMinLat', 'bboxMaxLon', 'bboxMaxLat'],
+    near: ['nearLat', 'nearLon', 'nearRadius'],
+  };
   const LABELS = {
-    startDate: 'Start', endDate: 'End', country: 'Country',
-    minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'AQI band',
+    startDate: 'Start', endDate: 'End', country: 'Country', sensorType: 'Sensor type',
+    index: 'Index', minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'Band',
+    bbox: 'The box', near: 'The point', format: 'Format',
   };
   // The server's default limit on endDate - startDate.
   const MAX_SPAN_SECONDS = 31 * 24 * 3600;
-  const MAX_AQI = 10;
+  const MAX_RADIUS_KM = 100;
+  const MAX_SENSOR_TYPES = 32;
+  // A sensor type name as the server takes it (feed::valid_sensor_type).
+  const SENSOR_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_. -]{0,31}$/;
   const PREVIEW_ROWS = 100;
   const NUMERIC_COLUMNS = new Set(['id', 'sensor_id', 'loc_id', 'loc_lat', 'loc_long',
     'loc_alt', 'P1', 'P2', 'AQI']);
@@ -31,6 +85,23 @@
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
+  const indexOf = (key) => INDICES[key] || INDICES[DEFAULT_INDEX];
+  const rangeText = (b) => (b.lo === b.hi ? `${b.lo}` : `${b.lo}–${b.hi}`);
+
+  // The chart's bars of an index: one per value for the DAQI (its ten
+  // colours), one per band for the others (a bar per US EPA value would
+  // be 501 bars).
+  function barsOf(key) {
+    if (key === 'daqi') {
+      return DAQI_COLOURS.map((colour, i) => ({ lo: i + 1, hi: i + 1, colour, label: String(i + 1) }));
+    }
+    return indexOf(key).bands.map((b) => ({
+      lo: b.lo, hi: b.hi, colour: b.colour, label: rangeText(b), abbr: b.abbr || b.name,
+    }));
+  }
+
+  // The position in `bars` of a value, or -1.
+  const barIndex = (bars, value) => bars.findIndex((b) => value >= b.lo && value <= b.hi);
   const fmtInt = (n) => Math.round(n).toLocaleString('en');
   const fmtCompact = (n) => (n < 1000 ? fmtInt(n)
     : new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 }).format(n));
@@ -113,18 +184,40 @@
       else err('country', `must be a 2- or 3-letter country code such as DE, got "${country}"`);
     }
 
+    const types = $('sensorType').value.split(',').map((t) => t.trim()).filter((t) => t !== '');
+    if (types.length > MAX_SENSOR_TYPES) {
+      err('sensorType', `lists ${types.length} types; at most ${MAX_SENSOR_TYPES} are allowed`);
+    } else {
+      const bad = types.find((t) => !SENSOR_TYPE_RE.test(t));
+      if (bad !== undefined) err('sensorType', `"${bad}" is not a sensor type name (letters, digits, _ . - and spaces, at most 32)`);
+      else if (types.length === 1) body.sensorType = types[0];
+      else if (types.length > 1) body.sensorType = types;
+    }
+
+    const indexKey = $('index').value;
+    if (!INDICES[indexKey]) err('index', `unknown index "${indexKey}"; expected one of ${Object.keys(INDICES).join(', ')}`);
+    else if (indexKey !== DEFAULT_INDEX) body.index = indexKey;
+    const ix = indexOf(indexKey);
+
+    const band = $('range').value;
+    if (band !== '') {
+      if (ix.bands.some((b) => b.name === band)) body.range = band;
+      else err('range', `unknown ${ix.short} band "${band}"; expected one of ${ix.bands.map((b) => b.name).join(', ')}`);
+    }
+
     const aqi = {};
-    for (const [name, fallback] of [['minAqi', 0], ['maxAqi', MAX_AQI]]) {
+    for (const [name, fallback] of [['minAqi', ix.floor], ['maxAqi', ix.max]]) {
       const input = $(name);
       const raw = input.value.trim();
+      const scale = `a whole number from ${ix.floor} to ${ix.max} on the ${ix.short} scale`;
       if (input.validity && input.validity.badInput) {
-        err(name, `must be a whole number from 0 to ${MAX_AQI}`);
+        err(name, `must be ${scale}`);
       } else if (raw === '') {
         aqi[name] = fallback;
-      } else if (/^\d+$/.test(raw) && Number(raw) <= MAX_AQI) {
+      } else if (/^\d+$/.test(raw) && Number(raw) >= ix.floor && Number(raw) <= ix.max) {
         aqi[name] = Number(raw);
       } else {
-        err(name, `must be a whole number from 0 to ${MAX_AQI}, got ${raw}`);
+        err(name, `must be ${scale}, got ${raw}`);
       }
       if (aqi[name] !== undefined) body[name] = aqi[name];
     }
@@ -132,24 +225,67 @@
       err('minAqi', `(${aqi.minAqi}) is greater than the maximum (${aqi.maxAqi})`);
     }
 
-    const band = $('range').value;
-    if (band !== '') {
-      if (BANDS.some((b) => b.name === band)) body.range = band;
-      else err('range', `unknown band "${band}"; expected Low, Moderate, High or Very High`);
+    const place = $('placeKind').value;
+    if (place === 'bbox') {
+      const v = readNumbers(FIELD_INPUTS.bbox);
+      if (!v) {
+        err('bbox', 'needs four numbers: west, south, east and north');
+      } else {
+        const [w, south, e, north] = v;
+        const problems = [];
+        if (Math.abs(w) > 180 || Math.abs(e) > 180) problems.push('longitudes must be from -180 to 180');
+        if (Math.abs(south) > 90 || Math.abs(north) > 90) problems.push('latitudes must be from -90 to 90');
+        if (w >= e) problems.push(`the west longitude (${w}) must be less than the east one (${e})`);
+        if (south >= north) problems.push(`the south latitude (${south}) must be less than the north one (${north})`);
+        if (problems.length) err('bbox', problems.join('; '));
+        else body.bbox = v;
+      }
+    } else if (place === 'near') {
+      const v = readNumbers(FIELD_INPUTS.near);
+      if (!v) {
+        err('near', 'needs three numbers: latitude, longitude and radius');
+      } else {
+        const [lat, lon, radiusKm] = v;
+        const problems = [];
+        if (Math.abs(lat) > 90) problems.push('the latitude must be from -90 to 90');
+        if (Math.abs(lon) > 180) problems.push('the longitude must be from -180 to 180');
+        if (!(radiusKm > 0 && radiusKm <= MAX_RADIUS_KM)) problems.push(`the radius must be more than 0 and at most ${MAX_RADIUS_KM} km`);
+        if (problems.length) err('near', problems.join('; '));
+        else body.near = { lat, lon, radiusKm };
+      }
     }
+
+    const format = $('format').value;
+    if (!FORMATS[format]) err('format', `unknown format "${format}"; expected one of ${Object.keys(FORMATS).join(', ')}`);
+    else if (format !== DEFAULT_FORMAT) body.format = format;
     return { errors, body };
+  }
+
+  // The numbers typed into `ids`, or null when one is missing or not a number.
+  function readNumbers(ids) {
+    const values = [];
+    for (const id of ids) {
+      const input = $(id);
+      const raw = input.value.trim();
+      if ((input.validity && input.validity.badInput) || raw === '' || !Number.isFinite(Number(raw))) return null;
+      values.push(Number(raw));
+    }
+    return values;
   }
 
   // The API's messages name fields as the API does; the page names them
   // as the form does.
   const MESSAGE_NAMES = {
     startDate: 'the start', endDate: 'the end', minAqi: 'the minimum AQI', maxAqi: 'the maximum AQI',
+    minLon: 'the west longitude', minLat: 'the south latitude', maxLon: 'the east longitude',
+    maxLat: 'the north latitude', radiusKm: 'the radius',
   };
 
   // "is required" reads as "End is required"; other messages stand alone,
   // starting with a capital.
   function withLabel(field, message) {
-    const text = message.replace(/\b(startDate|endDate|minAqi|maxAqi)\b/g, (name) => MESSAGE_NAMES[name]);
+    const text = message.replace(/\b(startDate|endDate|minAqi|maxAqi|minLon|minLat|maxLon|maxLat|radiusKm)\b/g,
+      (name) => MESSAGE_NAMES[name]);
     if (/^(is|must|\()/.test(text)) return `${LABELS[field]} ${text}`;
     return text.charAt(0).toUpperCase() + text.slice(1);
   }
@@ -161,15 +297,19 @@
     else input.removeAttribute('aria-describedby');
   }
 
+  const inputsOf = (field) => (FIELD_INPUTS[field] || [field]).map($).filter(Boolean);
+
   function setFieldError(field, message) {
-    const input = $(field);
+    const inputs = inputsOf(field);
     const box = $(`${field}-error`);
-    if (!input || !box) return;
+    if (!inputs.length || !box) return;
     box.textContent = message || '';
     box.hidden = !message;
-    if (message) input.setAttribute('aria-invalid', 'true');
-    else input.removeAttribute('aria-invalid');
-    setDescribedBy(input, box.id, Boolean(message));
+    for (const input of inputs) {
+      if (message) input.setAttribute('aria-invalid', 'true');
+      else input.removeAttribute('aria-invalid');
+      setDescribedBy(input, box.id, Boolean(message));
+    }
   }
 
   function setFormError(message) {
@@ -206,7 +346,7 @@
     lines.push(...other);
     setFormError(lines.join(' '));
     const first = FIELDS.find((f) => byField.has(f));
-    if (first) $(first).focus();
+    if (first) inputsOf(first)[0].focus();
   }
 
   // -------------------------------------------------------------- status
@@ -271,17 +411,45 @@
     url.search = '';
     url.searchParams.set('result', id);
     for (const f of FIELDS) {
-      if (query && query[f] !== undefined && query[f] !== '') url.searchParams.set(f, String(query[f]));
+      if (query && query[f] !== undefined && query[f] !== '') url.searchParams.set(f, paramText(query[f]));
     }
     return url.href;
+  }
+
+  // A query field's value in a link: lists and the point comma-separated,
+  // as GET /api/latest takes them too.
+  function paramText(value) {
+    if (Array.isArray(value)) return value.join(',');
+    if (value && typeof value === 'object') return [value.lat, value.lon, value.radiusKm].join(',');
+    return String(value);
+  }
+
+  // Comma-separated numbers, or null unless there are `n` of them.
+  function numbersIn(text, n) {
+    const parts = String(text).split(',').map((p) => p.trim());
+    if (parts.length !== n || parts.some((p) => p === '' || !Number.isFinite(Number(p)))) return null;
+    return parts.map(Number);
   }
 
   function queryFromUrl() {
     const params = new URLSearchParams(window.location.search);
     const query = {};
     for (const f of FIELDS) {
-      const v = params.get(f);
-      if (v !== null && v.trim() !== '') query[f] = v.trim();
+      const raw = params.get(f);
+      if (raw === null || raw.trim() === '') continue;
+      const v = raw.trim();
+      if (f === 'bbox') {
+        const box = numbersIn(v, 4);
+        if (box) query.bbox = box;
+      } else if (f === 'near') {
+        const p = numbersIn(v, 3);
+        if (p) query.near = { lat: p[0], lon: p[1], radiusKm: p[2] };
+      } else if (f === 'sensorType') {
+        const types = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
+        if (types.length) query.sensorType = types.length === 1 ? types[0] : types;
+      } else {
+        query[f] = v;
+      }
     }
     return Object.keys(query).length ? query : null;
   }
@@ -290,7 +458,9 @@
     if (value && ![...select.options].some((o) => o.value === value)) select.append(new Option(value, value));
   }
 
-  // Puts a query (as the API takes it) back into the form.
+  // Puts a query (as the API takes it) back into the form. The index, the
+  // place, the sensor types and the format are set whether the query has
+  // them or not (to their defaults), as they change what the rest means.
   function fillForm(query) {
     for (const f of ['startDate', 'endDate']) {
       const d = typeof query[f] === 'string' ? parseDateTime(query[f]) : null;
@@ -300,20 +470,73 @@
       ensureOption($('country'), query.country.toUpperCase());
       $('country').value = query.country.toUpperCase();
     }
+    const types = Array.isArray(query.sensorType) ? query.sensorType : [query.sensorType];
+    $('sensorType').value = types.filter((t) => typeof t === 'string').join(', ');
+    $('index').value = INDICES[query.index] ? query.index : DEFAULT_INDEX;
+    applyIndex();
     for (const f of ['minAqi', 'maxAqi']) {
       if (query[f] !== undefined && /^\d+$/.test(String(query[f]))) $(f).value = String(query[f]);
     }
-    if (typeof query.range === 'string' && BANDS.some((b) => b.name === query.range)) $('range').value = query.range;
+    const ix = indexOf($('index').value);
+    if (typeof query.range === 'string' && ix.bands.some((b) => b.name === query.range)) $('range').value = query.range;
+    const box = Array.isArray(query.bbox) && query.bbox.length === 4 ? query.bbox : null;
+    const near = query.near && typeof query.near === 'object' ? query.near : null;
+    $('placeKind').value = box ? 'bbox' : (near ? 'near' : '');
+    FIELD_INPUTS.bbox.forEach((id, i) => { $(id).value = box ? String(box[i]) : ''; });
+    const point = near ? [near.lat, near.lon, near.radiusKm] : [];
+    FIELD_INPUTS.near.forEach((id, i) => { $(id).value = point[i] !== undefined ? String(point[i]) : ''; });
+    applyPlace();
+    $('format').value = FORMATS[query.format] ? query.format : DEFAULT_FORMAT;
   }
 
-  // "DE · 2018-06-03 00:00:00 to 2018-06-03 23:59:59 UTC · AQI 1–10 · any band"
+  // "DE · 2018-06-03 00:00:00 to 2018-06-03 23:59:59 UTC · AQI 1–10 · any band",
+  // then the index (when not the DAQI), the place, the sensor types and the
+  // format (when not CSV).
   function describe(query) {
     if (!query) return '';
     const parts = [query.country ? String(query.country).toUpperCase() : 'Any country'];
     if (query.startDate && query.endDate) parts.push(`${query.startDate} to ${query.endDate} UTC`);
-    parts.push(`AQI ${query.minAqi ?? 0}–${query.maxAqi ?? MAX_AQI}`);
+    const key = INDICES[query.index] ? query.index : DEFAULT_INDEX;
+    const ix = indexOf(key);
+    const scale = key === DEFAULT_INDEX ? 'AQI' : ix.name;
+    parts.push(`${scale} ${query.minAqi ?? ix.floor}–${query.maxAqi ?? ix.max}`);
     parts.push(query.range ? `${query.range} band` : 'any band');
+    if (Array.isArray(query.bbox)) {
+      const [w, south, e, north] = query.bbox;
+      parts.push(`longitudes ${w} to ${e}, latitudes ${south} to ${north}`);
+    } else if (query.near && typeof query.near === 'object') {
+      parts.push(`within ${query.near.radiusKm} km of ${query.near.lat}, ${query.near.lon}`);
+    }
+    if (query.sensorType) parts.push([].concat(query.sensorType).join(', '));
+    if (FORMATS[query.format] && query.format !== DEFAULT_FORMAT) parts.push(FORMATS[query.format].label);
     return parts.join(' · ');
+  }
+
+  // Makes the band list, the bounds' limits and the bounds themselves those
+  // of the chosen index; a band is not carried over (a "Moderate" means
+  // other values in each index).
+  function applyIndex() {
+    const ix = indexOf($('index').value);
+    const select = $('range');
+    select.replaceChildren(new Option('Any band', ''),
+      ...ix.bands.map((b) => new Option(`${b.name} (${rangeText(b)})`, b.name)));
+    select.value = '';
+    $('minAqi').min = String(ix.floor);
+    $('maxAqi').min = String(ix.floor);
+    $('minAqi').max = String(ix.max);
+    $('maxAqi').max = String(ix.max);
+    $('minAqi').value = String(ix.floor);
+    $('maxAqi').value = String(ix.max);
+    for (const f of ['index', 'range', 'minAqi', 'maxAqi']) setFieldError(f, null);
+  }
+
+  // Shows the inputs of the chosen place filter only.
+  function applyPlace() {
+    const kind = $('placeKind').value;
+    $('bbox-fields').hidden = kind !== 'bbox';
+    $('near-fields').hidden = kind !== 'near';
+    setFieldError('bbox', null);
+    setFieldError('near', null);
   }
 
   function resultFromUrl() {
@@ -343,6 +566,10 @@
   let inFlight = null;
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // What the page takes back: an answer in any format, or a JSON state or
+  // error.
+  const ANSWER_TYPES = `${Object.values(FORMATS).map((f) => f.type).join(', ')}, application/json`;
 
   // Seconds to wait per Retry-After (delta-seconds or an HTTP date).
   function retryAfter(resp, fallback) {
@@ -387,7 +614,7 @@
     setStatus('submitting', queue ? 'Sending the query to the queue…' : 'Running the query…');
     startElapsed(Date.now());
     revealResults();
-    const headers = { 'Content-Type': 'application/json', Accept: 'text/csv, application/json' };
+    const headers = { 'Content-Type': 'application/json', Accept: ANSWER_TYPES };
     if (queue) headers.Prefer = 'respond-async';
     const started = Date.now();
     let resp;
@@ -463,7 +690,7 @@
       let resp;
       try {
         resp = await fetch(`/api/results/${encodeURIComponent(id)}`, {
-          headers: { Accept: 'text/csv, application/json' }, cache: 'no-store', signal,
+          headers: { Accept: ANSWER_TYPES }, cache: 'no-store', signal,
         });
       } catch (e) {
         if (my !== flow || e.name === 'AbortError') return;
@@ -596,11 +823,35 @@
     }
   }
 
-  function filenameFrom(headers) {
+  function filenameFrom(headers, ext) {
     const cd = headers.get('Content-Disposition') || '';
     const m = /filename="?([^";]+)"?/i.exec(cd);
     const name = m ? m[1].replace(/[^A-Za-z0-9._-]/g, '') : '';
-    return name || 'airq-result.csv';
+    return name || `airq-result.${ext}`;
+  }
+
+  // ----------------------------------------------------------- NDJSON, GeoJSON
+
+  // A JSON field as the CSV would show it: null as an empty cell.
+  const cellOf = (v) => (v === null || v === undefined ? '' : String(v));
+
+  // The readings of an NDJSON or GeoJSON answer as records in the CSV's
+  // column order, the header first, each passed to `onRecord`.
+  function parseJsonAnswer(text, format, onRecord) {
+    onRecord(COLUMNS);
+    const take = (fields) => {
+      if (!fields || typeof fields !== 'object') throw new Error('the answer holds something that is not a reading');
+      onRecord(COLUMNS.map((c) => cellOf(fields[c])));
+    };
+    if (format === 'ndjson') {
+      for (const line of text.split('\n')) {
+        if (line.trim() !== '') take(JSON.parse(line));
+      }
+    } else {
+      const doc = JSON.parse(text);
+      if (!doc || !Array.isArray(doc.features)) throw new Error('the answer is not a GeoJSON FeatureCollection');
+      for (const feature of doc.features) take(feature && feature.properties);
+    }
   }
 
   // ------------------------------------------------------- result view
@@ -612,50 +863,153 @@
     stopElapsed();
   }
 
+  // The chart's state, for redrawing it at another width.
+  let chartState = null;
+  let chartWidth = 0;
+
   function showResult(buf, headers, how) {
     stopElapsed();
     const bytes = new Uint8Array(buf);
     const text = new TextDecoder('utf-8').decode(bytes);
-    const counts = new Array(10).fill(0);
+    // The answer says what it is: its format by its type, its index by
+    // X-Airq-Index (a result opened from a link may not be the form's).
+    const type = (headers.get('Content-Type') || '').split(';')[0].trim().toLowerCase();
+    const format = Object.keys(FORMATS).find((f) => FORMATS[f].type === type) || DEFAULT_FORMAT;
+    const said = (headers.get('X-Airq-Index') || '').trim();
+    const indexKey = INDICES[said] ? said : ((shownQuery && INDICES[shownQuery.index]) ? shownQuery.index : DEFAULT_INDEX);
+    const bars = barsOf(indexKey);
+    const counts = new Array(bars.length).fill(0);
     const preview = [];
     let header = null;
     let aqiCol = -1;
+    let col = {};
     let rows = 0;
-    parseCsv(text, (record) => {
+    // For the map, each sensor's latest reading; for the time chart, every
+    // reading's time and band.
+    const sensors = new Map();
+    const times = [];
+    const bandsOf = [];
+    const ix = indexOf(indexKey);
+    const onRecord = (record) => {
       if (header === null) {
         header = record;
         aqiCol = record.indexOf('AQI');
+        col = Object.fromEntries(COLUMNS.map((c) => [c, record.indexOf(c)]));
         return;
       }
       rows += 1;
       if (preview.length < PREVIEW_ROWS) preview.push(record);
-      const aqi = Number(record[aqiCol]);
-      if (Number.isInteger(aqi) && aqi >= 1 && aqi <= 10) counts[aqi - 1] += 1;
-    });
+      const value = Number(record[aqiCol]);
+      const bar = barIndex(bars, value);
+      if (bar >= 0) counts[bar] += 1;
+      const t = apiSeconds(record[col.timestamp]);
+      const band = ix.bands.findIndex((b) => value >= b.lo && value <= b.hi);
+      if (t !== null && band >= 0) {
+        times.push(t);
+        bandsOf.push(band);
+      }
+      const id = record[col.sensor_id];
+      const seen = sensors.get(id);
+      if (!seen || (t !== null && t >= seen.t)) sensors.set(id, { t, record });
+    };
+    if (format === 'csv') parseCsv(text, onRecord);
+    else parseJsonAnswer(text, format, onRecord);
     const declared = headers.get('X-Airq-Rows');
     if (declared !== null && Number(declared) !== rows) {
       console.warn(`airq: the server counted ${declared} rows, the page ${rows}`);
     }
 
     if (current) URL.revokeObjectURL(current.url);
-    const blob = new Blob([bytes], { type: 'text/csv' });
-    current = { url: URL.createObjectURL(blob), filename: filenameFrom(headers), size: bytes.length };
+    const blob = new Blob([bytes], { type: FORMATS[format].type });
+    current = { url: URL.createObjectURL(blob), filename: filenameFrom(headers, FORMATS[format].ext), size: bytes.length };
 
     const result = $('result');
     result.dataset.rows = String(rows);
     result.dataset.filename = current.filename;
+    result.dataset.format = format;
+    result.dataset.index = indexKey;
     $('row-count').textContent = fmtInt(rows);
     $('row-label').textContent = rows === 1 ? 'reading' : 'readings';
     $('answer').textContent = `· ${how}`;
     $('query-desc').textContent = describe(shownQuery);
     $('query-desc').hidden = !shownQuery;
-    $('download').setAttribute('aria-label', `Download CSV (${current.filename}, ${fmtBytes(bytes.length)})`);
+    const label = `Download ${FORMATS[format].label}`;
+    $('download').textContent = label;
+    $('download').setAttribute('aria-label', `${label} (${current.filename}, ${fmtBytes(bytes.length)})`);
     result.hidden = false;
-    chartCounts = counts;
-    drawChart(counts);
-    drawBands(counts, rows);
-    drawTable(header || [], preview, rows);
+    chartState = { counts, indexKey };
+    drawMap(sensors, col, indexKey);
+    drawTimeChart(times, bandsOf, indexKey);
+    drawChart(counts, indexKey);
+    drawBands(counts, rows, indexKey);
+    drawTable(header || COLUMNS, preview, rows, indexKey);
     setStatus('done', rows ? 'Done.' : 'Done: no reading matches this query.');
+  }
+
+  // "YYYY-MM-DD HH:MM:SS" (UTC, the answers' form) as Unix seconds.
+  function apiSeconds(text) {
+    const m = /^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)$/.exec(text || '');
+    if (!m) return null;
+    return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) / 1000;
+  }
+
+  // The colour of a value of an index on the map: the DAQI's ten colours
+  // by value, the other indices' by band.
+  function colourOf(indexKey) {
+    if (indexKey === 'daqi') return (v) => DAQI_COLOURS[Math.min(10, Math.max(1, v)) - 1];
+    const ix = indexOf(indexKey);
+    return (v) => (ix.bands.find((b) => v >= b.lo && v <= b.hi) || ix.bands[ix.bands.length - 1]).colour;
+  }
+
+  function bandColours(indexKey) {
+    const ix = indexOf(indexKey);
+    const colour = colourOf(indexKey);
+    return ix.bands.map((b) => ({ label: `${b.name} (${rangeText(b)})`, colour: colour(b.hi) }));
+  }
+
+  let map = null;
+
+  function drawMap(sensors, col, indexKey) {
+    if (!window.airqMap) return;
+    if (!map) {
+      map = window.airqMap.create($('map'), { onBox: boxToForm });
+      $('map-zoom-in').addEventListener('click', () => map.zoom(1.5));
+      $('map-zoom-out').addEventListener('click', () => map.zoom(1 / 1.5));
+      $('map-box').addEventListener('click', () => map.startBox());
+    }
+    const ix = indexOf(indexKey);
+    const points = [];
+    for (const [id, { record }] of sensors) {
+      const value = Number(record[col.AQI]);
+      const p1 = record[col.P1];
+      const p2 = record[col.P2];
+      points.push({
+        lat: Number(record[col.loc_lat]),
+        lon: Number(record[col.loc_long]),
+        value,
+        label: `Sensor ${id} (${record[col.sensor_type]}, ${record[col.loc_country]}) · `
+          + `${record[col.timestamp]} UTC · PM10 ${p1 || '–'} · PM2.5 ${p2 || '–'} µg/m³ · `
+          + `${ix.short} ${value} (${record[col.Range]})`,
+      });
+    }
+    const legend = indexKey === 'daqi'
+      ? DAQI_COLOURS.map((colour, i) => ({ colour, label: `${i + 1} (${indexOf('daqi').bands.find((b) => i + 1 <= b.hi).name})` }))
+      : bandColours(indexKey);
+    map.setPoints(points, colourOf(indexKey), legend);
+  }
+
+  // A box drawn on the map becomes the query's place filter.
+  function boxToForm(box) {
+    $('placeKind').value = 'bbox';
+    applyPlace();
+    FIELD_INPUTS.bbox.forEach((id, i) => { $(id).value = String(box[i]); });
+    $('map').querySelector('.map-live').textContent = `The query's box is now longitudes ${box[0]} to ${box[2]}, latitudes ${box[1]} to ${box[3]}.`;
+  }
+
+  function drawTimeChart(times, bandsOf, indexKey) {
+    if (!window.airqTimeChart) return;
+    const data = window.airqTimeChart.draw($('timechart'), times, bandsOf, bandColours(indexKey));
+    $('timechart-title').textContent = `Readings per ${data.bin === 86400 ? 'day' : 'hour'} (UTC), stacked by ${indexOf(indexKey).short} band`;
   }
 
   function fmtBytes(n) {
@@ -695,14 +1049,16 @@
     return 10 * mag;
   }
 
-  const bandOf = (index) => BANDS.find((b) => index >= b.lo && index <= b.hi);
-
-  let chartCounts = null;
-  let chartWidth = 0;
-
   // Drawn at the width it is shown at, so its text stays legible on a
-  // phone; redrawn when that width changes.
-  function drawChart(counts) {
+  // phone; redrawn when that width changes. One bar per DAQI value (in the
+  // DAQI's colours, with the bands bracketed under them), or one per band
+  // of the other indices (in their colours, named under them when there
+  // is room, and always in the list below the chart).
+  function drawChart(counts, indexKey) {
+    const ix = indexOf(indexKey);
+    const bars = barsOf(indexKey);
+    const perValue = indexKey === 'daqi';
+    const bandOf = (value) => ix.bands.find((b) => value >= b.lo && value <= b.hi);
     const W = Math.round(Math.min(640, Math.max(300, $('chart').clientWidth || 640)));
     chartWidth = W;
     const narrow = W < 480;
@@ -718,76 +1074,94 @@
     const step = niceStep(Math.max(...counts));
     const scale = step * 4;
     const base = top + plotH;
+    const unit = perValue ? `${ix.short} value` : `${ix.name} band`;
+    $('chart-caption').textContent = perValue
+      ? `Readings per ${unit}, grouped by band`
+      : `Readings per ${unit}`;
     const root = svg('svg', {
       viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-title chart-desc', focusable: 'false',
     });
     root.append(
-      svg('title', { id: 'chart-title' }, 'Readings per AQI index'),
-      svg('desc', { id: 'chart-desc' }, counts.map((c, i) => `index ${i + 1} (${bandOf(i + 1).name}): ${c}`).join('; ')),
+      svg('title', { id: 'chart-title' }, `Readings per ${unit}`),
+      svg('desc', { id: 'chart-desc' }, counts.map((c, i) => `${ix.short} ${bars[i].label} (${bandOf(bars[i].lo).name}): ${c}`).join('; ')),
     );
     for (let k = 0; k <= 4; k += 1) {
       const y = base - (plotH * k) / 4;
       if (k > 0) root.append(svg('line', { class: 'grid-line', x1: left, x2: W - right, y1: y, y2: y }));
       root.append(svg('text', { x: left - 6, y: y + 4, 'text-anchor': 'end', 'font-size': fs }, fmtCount(step * k)));
     }
-    const slot = plotW / 10;
+    const slot = plotW / bars.length;
     const barW = slot * 0.72;
     counts.forEach((count, i) => {
+      const b = bars[i];
       const h = count > 0 ? Math.max(1.5, (count / scale) * plotH) : 0;
       const x = left + i * slot + (slot - barW) / 2;
+      const band = bandOf(b.lo).name;
       const bar = svg('rect', {
-        class: 'bar', x, y: base - h, width: barW, height: h, fill: PALETTE[i],
+        class: 'bar', x, y: base - h, width: barW, height: h, fill: b.colour,
         stroke: '#57606a', 'stroke-width': count > 0 ? 0.75 : 0,
-        'data-index': i + 1, 'data-count': count,
+        'data-index': i + 1, 'data-count': count, 'data-band': band,
       });
-      bar.append(svg('title', {}, `AQI ${i + 1} (${bandOf(i + 1).name}): ${fmtInt(count)} readings`));
+      bar.append(svg('title', {}, `${ix.short} ${b.label} (${band}): ${fmtInt(count)} readings`));
       root.append(bar);
       root.append(svg('text', {
         x: x + barW / 2, y: base - h - 6, 'text-anchor': 'middle', 'font-size': fs, class: 'count',
       }, fmtCount(count)));
+      // A value range such as 301–500 is wider than a digit: smaller, so
+      // that six of them fit side by side on a phone.
+      const labelSize = b.label.length > 3 && narrow ? 10 : 13;
       root.append(svg('text', {
-        x: x + barW / 2, y: base + 17, 'text-anchor': 'middle', 'font-size': 13, 'font-weight': 600,
-      }, String(i + 1)));
+        x: x + barW / 2, y: base + 17, 'text-anchor': 'middle', 'font-size': labelSize, 'font-weight': 600,
+      }, b.label));
+      if (!perValue && !narrow) {
+        root.append(svg('text', {
+          x: x + barW / 2, y: base + 36, 'text-anchor': 'middle', 'font-size': fs,
+        }, b.abbr));
+      }
     });
     root.append(svg('line', { class: 'axis', x1: left, x2: W - right, y1: base, y2: base }));
-    for (const b of BANDS) {
-      const x1 = left + (b.lo - 1) * slot + 4;
-      const x2 = left + b.hi * slot - 4;
-      const y = base + 30;
-      root.append(svg('line', { class: 'band-line', x1, x2, y1: y, y2: y }));
-      root.append(svg('line', { class: 'band-line', x1, x2: x1, y1: y - 5, y2: y }));
-      root.append(svg('line', { class: 'band-line', x1: x2, x2, y1: y - 5, y2: y }));
-      // The last band is one bar wide: its name ends at the plot's edge,
-      // a line lower when narrow so that it clears its neighbour's.
-      const last = b.hi === 10;
-      root.append(svg('text', {
-        x: last ? W - 2 : (x1 + x2) / 2,
-        y: y + 17 + (last && narrow ? 15 : 0),
-        'text-anchor': last ? 'end' : 'middle',
-        'font-size': fs + 1,
-      }, b.name));
+    if (perValue) {
+      for (const b of ix.bands) {
+        const x1 = left + (b.lo - 1) * slot + 4;
+        const x2 = left + b.hi * slot - 4;
+        const y = base + 30;
+        root.append(svg('line', { class: 'band-line', x1, x2, y1: y, y2: y }));
+        root.append(svg('line', { class: 'band-line', x1, x2: x1, y1: y - 5, y2: y }));
+        root.append(svg('line', { class: 'band-line', x1: x2, x2, y1: y - 5, y2: y }));
+        // The last band is one bar wide: its name ends at the plot's edge,
+        // a line lower when narrow so that it clears its neighbour's.
+        const last = b.hi === ix.max;
+        root.append(svg('text', {
+          x: last ? W - 2 : (x1 + x2) / 2,
+          y: y + 17 + (last && narrow ? 15 : 0),
+          'text-anchor': last ? 'end' : 'middle',
+          'font-size': fs + 1,
+        }, b.name));
+      }
     }
     root.append(svg('text', { x: 4, y: 14, 'font-size': fs }, 'readings'));
     $('chart').replaceChildren(root);
   }
 
-  function drawBands(counts, total) {
-    const items = BANDS.map((b) => {
+  function drawBands(counts, total, indexKey) {
+    const ix = indexOf(indexKey);
+    const bars = barsOf(indexKey);
+    const items = ix.bands.map((b) => {
       let n = 0;
-      for (let i = b.lo; i <= b.hi; i += 1) n += counts[i - 1];
       const li = document.createElement('li');
       li.dataset.band = b.name;
-      for (let i = b.lo; i <= b.hi; i += 1) {
+      bars.forEach((bar, i) => {
+        if (bar.lo < b.lo || bar.hi > b.hi) return;
+        n += counts[i];
         const sw = document.createElement('span');
         sw.className = 'swatch';
-        sw.style.background = PALETTE[i - 1];
+        sw.style.background = bar.colour;
         sw.setAttribute('aria-hidden', 'true');
         li.append(sw);
-      }
+      });
       const share = total ? (n / total) * 100 : 0;
       const pct = !total ? '' : ` (${share > 0 && share < 1 ? '<1' : Math.round(share)}%)`;
-      const range = b.lo === b.hi ? `${b.lo}` : `${b.lo}–${b.hi}`;
-      li.append(` ${b.name} (${range}): ${fmtInt(n)}${pct}`);
+      li.append(` ${b.name} (${rangeText(b)}): ${fmtInt(n)}${pct}`);
       return li;
     });
     $('bands').replaceChildren(...items);
@@ -795,10 +1169,11 @@
 
   // --- table
 
-  const table = { header: [], rows: [], col: -1, dir: 1 };
+  const table = { header: [], rows: [], col: -1, dir: 1, bars: [] };
 
-  function drawTable(header, rows, total) {
+  function drawTable(header, rows, total, indexKey) {
     table.header = header;
+    table.bars = barsOf(indexKey);
     table.rows = rows.slice();
     table.col = -1;
     table.dir = 1;
@@ -836,11 +1211,11 @@
         const td = document.createElement('td');
         if (numeric[i]) td.className = 'num';
         if (i === aqiCol) {
-          const aqi = Number(value);
-          if (Number.isInteger(aqi) && aqi >= 1 && aqi <= 10) {
+          const bar = value === '' ? -1 : barIndex(table.bars, Number(value));
+          if (bar >= 0) {
             const chip = document.createElement('span');
             chip.className = 'aqi-chip';
-            chip.style.background = PALETTE[aqi - 1];
+            chip.style.background = table.bars[bar].colour;
             chip.setAttribute('aria-hidden', 'true');
             td.append(chip);
           }
@@ -959,9 +1334,13 @@
     $('download').addEventListener('click', download);
     $('latest-day').addEventListener('click', useLatestDay);
     for (const f of FIELDS) {
-      $(f).addEventListener('input', () => setFieldError(f, null));
-      $(f).addEventListener('change', () => setFieldError(f, null));
+      for (const input of inputsOf(f)) {
+        input.addEventListener('input', () => setFieldError(f, null));
+        input.addEventListener('change', () => setFieldError(f, null));
+      }
     }
+    $('index').addEventListener('change', applyIndex);
+    $('placeKind').addEventListener('change', applyPlace);
     window.addEventListener('popstate', () => {
       if (resultFromUrl()) resume();
       else {
@@ -975,9 +1354,9 @@
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
       resizeTimer = setTimeout(() => {
-        if (!chartCounts || $('result').hidden) return;
+        if (!chartState || $('result').hidden) return;
         const w = Math.round(Math.min(640, Math.max(300, $('chart').clientWidth || 640)));
-        if (w !== chartWidth) drawChart(chartCounts);
+        if (w !== chartWidth) drawChart(chartState.counts, chartState.indexKey);
       }, 150);
     });
     loadMeta();

@@ -1,6 +1,7 @@
 //! Command line: global configuration and one subcommand per mode. Every
 //! flag has an environment fallback and a working default.
 
+use crate::backfill::{Resolution, TypeFilter};
 use airq_cli::connect::BackendArgs;
 use airq_cli::logging::LogArgs;
 use airq_cli::metrics::MetricsArgs;
@@ -13,6 +14,16 @@ use std::time::Duration;
 
 /// The Sensor.Community feed of 24-hour averages (one entry per sensor).
 pub const DEFAULT_SOURCE: &str = "https://data.sensor.community/static/v2/data.24h.json";
+
+/// The Sensor.Community archive: a directory per UTC day of per-sensor CSV
+/// files.
+pub const DEFAULT_ARCHIVE: &str = "https://archive.sensor.community/";
+
+/// The particulate sensors, as the archive names their files. Not the
+/// PPD42NS: its P1/P2 are particle counts per 0.01 ft³, not µg/m³, so no
+/// index means anything on them (`--types ppd42ns` still reads them).
+pub const DEFAULT_TYPES: &str =
+    "sds011,sds021,sps30,pms1003,pms3003,pms5003,pms6003,pms7003,hpm,nextpm";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +60,37 @@ pub enum Command {
     Synth(SynthArgs),
     /// Measure parse + validate + indices + store on a large feed, on fresh databases.
     BenchIngest(BenchArgs),
+    /// Store history from the Sensor.Community archive of daily per-sensor CSV files.
+    ///
+    /// Reads `SOURCE/YYYY-MM-DD/YYYY-MM-DD_<type>_sensor_<id>.csv` for every
+    /// day from --from to --to (UTC), over HTTP (each day's index page is
+    /// listed) or from a directory laid out the same way. Only files of the
+    /// types asked for are downloaded; files without P1/P2 columns (BME280,
+    /// DHT22, ...) are skipped and counted. Rows are checked with the live
+    /// feed's rules; the country, which the archive does not give, is derived
+    /// offline from the coordinates (OpenStreetMap boundaries, in the live
+    /// feed's codes: UK, XK), and a row in no country (the sea, 0/0) is
+    /// rejected as "in no country".
+    ///
+    /// Daily resolution (the default) stores one reading per sensor and day:
+    /// the day's mean of P1 and P2 over its valid rows, with two decimals,
+    /// the indices computed from it, stamped at 23:59:59 UTC of the day, the
+    /// end of the 24 hours it averages, like the 24-hour averages the nightly
+    /// ingestion stores, so both fall on the same UTC day. Raw resolution
+    /// stores every valid row at its own time.
+    ///
+    /// Resumable: a day is done when every file of it was read and all its
+    /// readings are durable in the store; it is then recorded in the state
+    /// file (--state, by default beside the database), which is rewritten
+    /// atomically after each day. The next run skips the days recorded for
+    /// the same resolution and types, and says so; --force redoes them. A day
+    /// with a file that cannot be read (after the retries) is not recorded:
+    /// the other days go on, the summary lists it, the exit status is 1 and
+    /// the next run tries it again.
+    Backfill(BackfillArgs),
+    /// Write a synthetic archive directory (for the backfill benchmark).
+    #[command(hide = true)]
+    SynthArchive(SynthArchiveArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -57,6 +99,14 @@ pub struct FetchArgs {
     #[arg(long, env = "AIRQ_SOURCE", default_value = DEFAULT_SOURCE)]
     pub source: String,
 
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+/// How hard a download tries: the live fetch's settings, which the archive
+/// backfill shares (same flags, same variables) for each listing and file.
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
     /// Retries after a transient fetch failure (connect error, timeout, 5xx, 429).
     #[arg(long, env = "AIRQ_FETCH_RETRIES", default_value_t = 4)]
     pub retries: u32,
@@ -89,6 +139,95 @@ pub struct StoreArgs {
     #[arg(long, env = "AIRQ_BATCH_SIZE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// First UTC day to backfill, YYYY-MM-DD. Default: the --to day.
+    #[arg(long, env = "AIRQ_BACKFILL_FROM")]
+    pub from: Option<NaiveDate>,
+
+    /// Last UTC day to backfill, included. Default: yesterday (UTC), the
+    /// last day the archive holds whole.
+    #[arg(long, env = "AIRQ_BACKFILL_TO")]
+    pub to: Option<NaiveDate>,
+
+    /// Sensor types to read, as the archive names its files (any case),
+    /// comma-separated; `all` reads every per-sensor file. Filtered on the
+    /// file name, before any download.
+    #[arg(long, env = "AIRQ_BACKFILL_TYPES", default_value = DEFAULT_TYPES,
+          value_parser = TypeFilter::parse)]
+    pub types: TypeFilter,
+
+    /// The archive: its http(s) URL, or a directory laid out the same way
+    /// (YYYY-MM-DD/ directories of YYYY-MM-DD_<type>_sensor_<id>.csv files).
+    #[arg(long, env = "AIRQ_BACKFILL_SOURCE", default_value = DEFAULT_ARCHIVE)]
+    pub source: String,
+
+    /// `daily`: one mean per sensor and UTC day; `raw`: every measurement.
+    #[arg(
+        long,
+        env = "AIRQ_BACKFILL_RESOLUTION",
+        value_enum,
+        default_value = "daily"
+    )]
+    pub resolution: Resolution,
+
+    /// Files downloaded (or read and parsed) at once.
+    #[arg(long, env = "AIRQ_BACKFILL_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+
+    /// The record of the days finished. Default: beside the database,
+    /// `<db>.backfill.json` (with --backend aws,
+    /// `data/airq-backfill-<readings table>.json`).
+    #[arg(long, env = "AIRQ_BACKFILL_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Do again the days the state file records as finished.
+    #[arg(long, env = "AIRQ_BACKFILL_FORCE")]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub retry: RetryArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The shape of a synthetic archive: `days` directories of `sensors` files.
+#[derive(Debug, Clone, Args)]
+pub struct SynthArchiveArgs {
+    /// Directory to write the `YYYY-MM-DD/` directories into.
+    #[arg(
+        long,
+        env = "AIRQ_SYNTH_ARCHIVE_OUT",
+        default_value = "target/synth-archive"
+    )]
+    pub out: PathBuf,
+
+    /// Particulate sensors (one file each per day).
+    #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_SENSORS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sensors: u32,
+
+    /// Days, from --start.
+    #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub days: u32,
+
+    /// First UTC day.
+    #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_START", default_value = "2025-09-01")]
+    pub start: NaiveDate,
+
+    /// Rows per file (an SDS011 sends one about every 150 s: 576 a day).
+    #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_ROWS", default_value_t = 576,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub rows: u32,
+
+    /// Random seed: the same seed and shape give the same bytes.
+    #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_SEED", default_value_t = 42)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -220,7 +359,7 @@ mod tests {
                 &mut notes,
             );
             match Cli::try_parse_from(args).map(|c| c.command) {
-                Ok(Command::Ingest(a)) => (a.fetch.retry_base, a.fetch.fetch_timeout),
+                Ok(Command::Ingest(a)) => (a.fetch.retry.retry_base, a.fetch.retry.fetch_timeout),
                 other => panic!("{other:?}"),
             }
         };

@@ -2,14 +2,14 @@
 //! with gzip, a time limit and retries with exponential backoff on transient
 //! failures.
 
-use crate::cli::FetchArgs;
+use crate::cli::{FetchArgs, RetryArgs};
 use crate::progress;
 use anyhow::{bail, Context as _};
 use reqwest::{header, StatusCode, Url};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Longest wait between two attempts, whatever the backoff or the server's
 /// `Retry-After` says.
@@ -68,6 +68,12 @@ pub struct FetchPolicy {
 
 impl From<&FetchArgs> for FetchPolicy {
     fn from(a: &FetchArgs) -> Self {
+        FetchPolicy::from(&a.retry)
+    }
+}
+
+impl From<&RetryArgs> for FetchPolicy {
+    fn from(a: &RetryArgs) -> Self {
         FetchPolicy {
             retries: a.retries,
             retry_base: a.retry_base,
@@ -101,8 +107,8 @@ pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<
 #[derive(Debug)]
 enum AttemptError {
     Transport(reqwest::Error),
-    /// The body passed [`MAX_FEED_BYTES`]; not retried.
-    TooLarge,
+    /// The body passed its limit; not retried.
+    TooLarge(usize),
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
@@ -117,7 +123,7 @@ impl AttemptError {
             AttemptError::Transport(e) => {
                 e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
             }
-            AttemptError::TooLarge => false,
+            AttemptError::TooLarge(_) => false,
             AttemptError::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -142,29 +148,60 @@ impl fmt::Display for AttemptError {
                 Ok(())
             }
             AttemptError::Status { status, .. } => write!(f, "the server answered {status}"),
-            AttemptError::TooLarge => write!(
+            AttemptError::TooLarge(limit) => write!(
                 f,
-                "the feed is larger than {} MiB; refusing to read further",
-                MAX_FEED_BYTES >> 20
+                "the body is larger than {} MiB; refusing to read further",
+                limit >> 20
             ),
         }
     }
 }
 
-async fn fetch_http(url: &Url, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> {
-    let client = reqwest::Client::builder()
+/// What one download may hold and show.
+#[derive(Debug, Clone, Copy)]
+pub struct Download {
+    /// Largest body accepted; a larger one fails, without a retry.
+    pub limit: usize,
+    /// A download bar on stderr: for the one large feed document, not for
+    /// the archive's thousands of small files (their run has its own bar).
+    pub progress: bool,
+}
+
+/// The HTTP client of a run: gzip, the policy's time limits, our user
+/// agent. One per run, so that the archive's many files share connections.
+pub fn http_client(policy: &FetchPolicy) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
         .gzip(true)
         .connect_timeout(policy.timeout.min(Duration::from_secs(30)))
         .timeout(policy.timeout)
         .user_agent(concat!("airq-master/", env!("CARGO_PKG_VERSION")))
         .build()
-        .context("cannot set up the HTTP client")?;
+        .context("cannot set up the HTTP client")
+}
 
+async fn fetch_http(url: &Url, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> {
+    let client = http_client(policy)?;
+    let download = Download {
+        limit: MAX_FEED_BYTES,
+        progress: true,
+    };
+    get(&client, url, policy, download).await
+}
+
+/// GETs `url` whole, retrying transient failures (connect errors,
+/// timeouts, cut downloads, 5xx, 429, 408) with exponential backoff; a
+/// longer `Retry-After` wins.
+pub async fn get(
+    client: &reqwest::Client,
+    url: &Url,
+    policy: &FetchPolicy,
+    download: Download,
+) -> anyhow::Result<Vec<u8>> {
     let attempts = policy.retries.saturating_add(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match attempt_http(&client, url).await {
+        match attempt_http(client, url, download).await {
             Ok(body) => return Ok(body),
             Err(e) if e.is_transient() && attempt < attempts => {
                 let mut delay = policy.backoff(attempt - 1);
@@ -202,7 +239,11 @@ async fn fetch_http(url: &Url, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> 
     }
 }
 
-async fn attempt_http(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, AttemptError> {
+async fn attempt_http(
+    client: &reqwest::Client,
+    url: &Url,
+    download: Download,
+) -> Result<Vec<u8>, AttemptError> {
     let mut resp = client
         .get(url.clone())
         .send()
@@ -223,12 +264,21 @@ async fn attempt_http(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, At
     }
     // With gzip on the wire the decoded length is unknown (None here).
     let length = resp.content_length();
-    let mut body = Vec::with_capacity(length.unwrap_or(0).min(MAX_PREALLOCATION) as usize);
-    let pb = progress::download(length);
+    let mut body = Vec::with_capacity(
+        length
+            .unwrap_or(0)
+            .min(MAX_PREALLOCATION)
+            .min(download.limit as u64) as usize,
+    );
+    let pb = if download.progress {
+        progress::download(length)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let downloaded = async {
         while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Transport)? {
-            if body.len() + chunk.len() > MAX_FEED_BYTES {
-                return Err(AttemptError::TooLarge);
+            if body.len() + chunk.len() > download.limit {
+                return Err(AttemptError::TooLarge(download.limit));
             }
             body.extend_from_slice(&chunk);
             pb.inc(chunk.len() as u64);
@@ -239,7 +289,11 @@ async fn attempt_http(client: &reqwest::Client, url: &Url) -> Result<Vec<u8>, At
     // Cleared on every path, so a retry does not start under a stale bar.
     pb.finish_and_clear();
     downloaded?;
-    info!(%url, bytes = body.len(), "downloaded");
+    if download.progress {
+        info!(%url, bytes = body.len(), "downloaded");
+    } else {
+        debug!(%url, bytes = body.len(), "downloaded");
+    }
     Ok(body)
 }
 

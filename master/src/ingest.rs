@@ -71,7 +71,7 @@ impl BatchSink {
 /// batch walks the store's B-trees once instead of jumping about. The
 /// producer has time to spare, the writer has not. Sorts small keys and moves
 /// each reading twice, rather than moving readings about in a sort.
-fn in_key_order(batch: Vec<Reading>) -> Vec<Reading> {
+pub(crate) fn in_key_order(batch: Vec<Reading>) -> Vec<Reading> {
     let mut keys: Vec<_> = batch
         .iter()
         .enumerate()

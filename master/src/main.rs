@@ -1,10 +1,12 @@
 //! `airq-master`: fetches the Sensor.Community feed, validates it, computes
 //! the air-quality indices and stores the readings, once (`ingest`) or on a cron schedule
-//! (`schedule`); also generates synthetic feeds (`synth`) and measures the
+//! (`schedule`); stores history from the Sensor.Community archive
+//! (`backfill`); also generates synthetic feeds (`synth`) and measures the
 //! ingestion (`bench-ingest`).
 //!
 //! Logs and progress go to stderr, summaries to stdout.
 
+mod backfill;
 mod bench;
 mod cli;
 mod fetch;
@@ -17,9 +19,11 @@ mod synth;
 use airq_cli::connect::{BackendArgs, BackendKind};
 use airq_cli::logging::LogFormat;
 use airq_core::store::ReadingStore;
+use airq_core::Timestamp;
 use anyhow::Context as _;
 use cli::{Cli, Command, GlobalArgs};
 use fetch::{FetchPolicy, Source};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +121,81 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Synth(args) => synth_command(&global, args).await,
         Command::BenchIngest(args) => bench::run(args).await,
+        Command::Backfill(args) => backfill_command(&global, args).await,
+        Command::SynthArchive(args) => {
+            let out = args.out.clone();
+            let written = tokio::task::spawn_blocking(move || backfill::synth::write(&args))
+                .await
+                .context("the generator thread failed")??;
+            println!("directory: {}", out.display());
+            println!("files:     {}", written.files);
+            println!("rows:      {}", written.rows);
+            println!("bytes:     {}", written.bytes);
+            Ok(())
+        }
     }
+}
+
+/// The default record of finished backfill days: beside the database, or
+/// named after the readings table on AWS.
+fn default_backfill_state(b: &BackendArgs) -> PathBuf {
+    match b.backend {
+        BackendKind::Embedded => {
+            let mut path = b.db.clone().into_os_string();
+            path.push(".backfill.json");
+            PathBuf::from(path)
+        }
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => PathBuf::from(format!(
+            "data/airq-backfill-{}.json",
+            b.aws.readings_table_name()
+        )),
+        #[cfg(not(feature = "aws"))]
+        BackendKind::Aws => PathBuf::from("data/airq-backfill-aws.json"),
+    }
+}
+
+async fn backfill_command(global: &GlobalArgs, args: cli::BackfillArgs) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    let today = chrono::Utc::now().date_naive();
+    let to = match args.to {
+        Some(to) => to,
+        None => today.pred_opt().context("no day before today")?,
+    };
+    let from = args.from.unwrap_or(to);
+    if from > to {
+        anyhow::bail!("--from {from} is after --to {to}");
+    }
+    if to > today {
+        anyhow::bail!("--to {to} is in the future (today is {today} UTC)");
+    }
+    let source = backfill::archive::ArchiveSource::parse(&args.source)?;
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| default_backfill_state(&global.backend));
+    // Checked before opening, which creates it.
+    let fresh_store =
+        global.backend.backend == BackendKind::Embedded && !global.backend.db.exists();
+    let store = open_store(global).await?;
+    let plan = backfill::Plan {
+        source,
+        from,
+        to,
+        types: args.types,
+        resolution: args.resolution,
+        concurrency: args.concurrency as usize,
+        policy: FetchPolicy::from(&args.retry),
+        batch_size: args.store.batch_size as usize,
+        state,
+        force: args.force,
+        fresh_store,
+        now,
+    };
+    let summary = backfill::run(store, plan).await?;
+    summary.log();
+    print!("{summary}");
+    summary.check()
 }
 
 async fn synth_command(global: &GlobalArgs, args: cli::SynthArgs) -> anyhow::Result<()> {

@@ -63,3 +63,16 @@ pub fn bar(what: &str, total: u64) -> ProgressBar {
         ),
     )
 }
+
+/// Progress towards `total` in units finer than the work shown (the
+/// backfill counts thousandths of a day, so its ETA moves file by file);
+/// the message says what is done.
+pub fn per_mille(what: &str, total: u64) -> ProgressBar {
+    if !interactive() {
+        return ProgressBar::hidden();
+    }
+    styled(
+        ProgressBar::new(total),
+        &format!("{{spinner}} {what} [{{bar:30}}] {{percent}}% {{msg}} ({{elapsed}}, eta {{eta}})"),
+    )
+}

@@ -45,6 +45,7 @@ const REASONS: &[&str] = &[
     "bad_longitude",
     "bad_altitude",
     "bad_sensor_type",
+    "in_no_country",
 ];
 
 /// Kills the child if the test fails before it exits.

@@ -591,8 +591,15 @@ fn csv_failed(e: csv::Error) -> BackendError {
 
 /// The writer of one answer's format.
 enum Writer {
-    Csv { writer: CsvWriter<Sink>, sink: Sink },
-    Json { writer: JsonWriter, out: Vec<u8> },
+    // Boxed: the CSV writer's buffers make it far larger than the JSON one.
+    Csv {
+        writer: Box<CsvWriter<Sink>>,
+        sink: Sink,
+    },
+    Json {
+        writer: JsonWriter,
+        out: Vec<u8>,
+    },
 }
 
 /// Cuts an answer into [`AnswerChunk`]s as rows are written: the one
@@ -609,8 +616,9 @@ impl Chunker {
             Format::Csv => {
                 let sink = Sink::default();
                 Writer::Csv {
-                    writer: CsvWriter::with_index(sink.clone(), rendering.index)
-                        .map_err(csv_failed)?,
+                    writer: Box::new(
+                        CsvWriter::with_index(sink.clone(), rendering.index).map_err(csv_failed)?,
+                    ),
                     sink,
                 }
             }

@@ -68,11 +68,15 @@ pub enum Rejection {
     /// `sensor_type.name` not a short printable ASCII name (see
     /// [`valid_sensor_type`]).
     BadSensorType,
+    /// Coordinates in no country (the sea, `0/0`): only the archive backfill
+    /// (`airq-master backfill`) derives the country from the coordinates, as
+    /// the archive's rows carry none.
+    NoCountry,
 }
 
 impl Rejection {
     /// Every reason, in the order summaries list them.
-    pub const ALL: [Rejection; 13] = [
+    pub const ALL: [Rejection; 14] = [
         Rejection::Malformed,
         Rejection::BadTimestamp,
         Rejection::NoParticulates,
@@ -86,6 +90,7 @@ impl Rejection {
         Rejection::BadLongitude,
         Rejection::BadAltitude,
         Rejection::BadSensorType,
+        Rejection::NoCountry,
     ];
 
     pub fn label(self) -> &'static str {
@@ -103,6 +108,7 @@ impl Rejection {
             Rejection::BadLongitude => "bad longitude",
             Rejection::BadAltitude => "bad altitude",
             Rejection::BadSensorType => "bad sensor type",
+            Rejection::NoCountry => "in no country",
         }
     }
 }
@@ -250,6 +256,15 @@ pub fn scalar_text(raw: &RawValue) -> Option<Cow<'_, str>> {
 fn particulate(raw: Option<&RawValue>, rail: f64) -> Result<(String, f64), Rejection> {
     let text = raw.and_then(scalar_text).ok_or(Rejection::NonNumeric)?;
     let text = text.trim();
+    let v = particulate_value(text, rail)?;
+    Ok((text.to_owned(), v))
+}
+
+/// The rules a particulate value's text passes, with the rail of its
+/// pollutant ([`PM10_RAIL`] or [`PM25_RAIL`]): a number, finite, not
+/// negative, below the rail. Public so that the archive backfill applies
+/// the same rules to its CSV cells.
+pub fn particulate_value(text: &str, rail: f64) -> Result<f64, Rejection> {
     let v: f64 = text.parse().map_err(|_| Rejection::NonNumeric)?;
     if !v.is_finite() {
         return Err(Rejection::NonFinite);
@@ -260,7 +275,7 @@ fn particulate(raw: Option<&RawValue>, rail: f64) -> Result<(String, f64), Rejec
     if v >= rail {
         return Err(Rejection::Saturated);
     }
-    Ok((text.to_owned(), v))
+    Ok(v)
 }
 
 // ---- the text fields' rules ----

@@ -2,12 +2,14 @@
 //!
 //! Readings change once a night (the master's ingestion), while many users
 //! ask the same small queries (the web page's defaults, scripts polling the
-//! latest hour). So a direct answer is kept for `--answer-cache-ttl`, keyed
-//! by the validated query, and the same query within that time is served
-//! from memory without touching the store or taking a direct slot.
+//! latest hour, the latest readings). So a direct answer is kept for
+//! `--answer-cache-ttl`, keyed by the validated request (an [`Ask`]: a
+//! query or a latest-readings request, never equal to each other), and the
+//! same request within that time is served from memory without touching
+//! the store or taking a direct slot.
 //!
 //! Concurrent misses on one query are *coalesced*: the first computes the
-//! CSV, the others wait for it (moka's `try_get_with`). Without that, a burst
+//! answer, the others wait for it (moka's `try_get_with`). Without that, a burst
 //! of identical queries (a page shared on a forum, a load test) would run
 //! the same scan once per request and queue most of them.
 //!
@@ -20,8 +22,9 @@
 //! The cache only keeps and coalesces; what computing an answer takes (a
 //! direct slot, a store scan) is [`super::Direct`]'s business.
 
+use super::Ask;
 use airq_core::export::RenderError;
-use airq_core::{BackendError, Query};
+use airq_core::BackendError;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
@@ -53,14 +56,14 @@ impl From<RenderError> for Miss {
 }
 
 pub struct AnswerCache {
-    entries: moka::future::Cache<Query, Bytes>,
-    /// Queries found too large to keep, so that asking them again streams
+    entries: moka::future::Cache<Ask, Bytes>,
+    /// Requests found too large to keep, so that asking them again streams
     /// at once instead of building the first megabyte again to find out.
-    too_large: moka::future::Cache<Query, ()>,
+    too_large: moka::future::Cache<Ask, ()>,
     max_entry: usize,
 }
 
-/// Queries remembered as too large to cache.
+/// Requests remembered as too large to cache.
 const TOO_LARGE_KEPT: u64 = 10_000;
 
 impl AnswerCache {
@@ -74,7 +77,7 @@ impl AnswerCache {
             .max_capacity(max_bytes)
             // Weight = bytes held (saturating: entries are at most
             // `max_entry`, far below u32::MAX, but a weigher must not panic).
-            .weigher(|_q: &Query, csv: &Bytes| u32::try_from(csv.len()).unwrap_or(u32::MAX))
+            .weigher(|_ask: &Ask, answer: &Bytes| u32::try_from(answer.len()).unwrap_or(u32::MAX))
             .build();
         let too_large = moka::future::Cache::builder()
             .time_to_live(ttl)
@@ -100,31 +103,31 @@ impl AnswerCache {
         self.max_entry
     }
 
-    /// Whether `query`'s answer was recently found too large to keep.
-    pub fn is_too_large(&self, query: &Query) -> bool {
-        self.too_large.contains_key(query)
+    /// Whether `ask`'s answer was recently found too large to keep.
+    pub fn is_too_large(&self, ask: &Ask) -> bool {
+        self.too_large.contains_key(ask)
     }
 
     /// The cached answer, if there is one.
-    pub async fn get(&self, query: &Query) -> Option<Bytes> {
-        self.entries.get(query).await
+    pub async fn get(&self, ask: &Ask) -> Option<Bytes> {
+        self.entries.get(ask).await
     }
 
-    /// The answer to `query`, from `compute` run at most once for all
+    /// The answer to `ask`, from `compute` run at most once for all
     /// concurrent askers; every one of them gets the answer or the same
     /// [`Miss`]. No miss is cached, but a [`Miss::TooLarge`] is remembered
     /// (see [`AnswerCache::is_too_large`]).
     pub async fn get_or_compute(
         &self,
-        query: &Query,
+        ask: &Ask,
         compute: impl Future<Output = Result<Bytes, Miss>>,
     ) -> Result<Bytes, Miss> {
-        match self.entries.try_get_with_by_ref(query, compute).await {
-            Ok(csv) => Ok(csv),
+        match self.entries.try_get_with_by_ref(ask, compute).await {
+            Ok(answer) => Ok(answer),
             Err(miss) => {
                 let miss = Miss::clone(&miss);
                 if matches!(miss, Miss::TooLarge) {
-                    self.too_large.insert(query.clone(), ()).await;
+                    self.too_large.insert(ask.clone(), ()).await;
                 }
                 Err(miss)
             }

@@ -1,5 +1,6 @@
-//! The direct path: a query answered at once, as CSV (`200`), from the
-//! reading store, instead of through the worker queue.
+//! The direct path: a query answered at once (`200`, in its format), from
+//! the reading store, instead of through the worker queue; and the latest
+//! readings, which are only ever answered so.
 //!
 //! [`Direct`] owns everything that path needs: the reading store, the
 //! direct slots (a semaphore of `--direct-limit` permits, one per direct
@@ -11,11 +12,14 @@
 //! A query is answered directly when its span is at most
 //! `--direct-max-span` and a direct slot is free now or within
 //! [`DIRECT_WAIT`] (the client's `Prefer: respond-async` is the handler's
-//! to honour). It is then served
+//! to honour). A latest-readings request ([`Direct::latest`]) has no queue
+//! to fall back on, so it waits for a slot for as long as it takes (the
+//! router's `--request-timeout` bounds that with a `503`). Either is then
+//! served
 //!
 //! - from the answer cache when it holds it (no slot taken);
 //! - else computed into the cache once for all concurrent identical
-//!   queries, by the first of them, with a slot;
+//!   requests, by the first of them, with a slot;
 //! - else, when it is too large to keep (or the cache is off), streamed
 //!   from the store with a slot (see [`response::streamed`]). A slow
 //!   reader holds that slot, and the store read behind it, for at most
@@ -26,11 +30,12 @@
 mod answer_cache;
 mod response;
 
+use crate::answer_headers::Label;
 use crate::config::Config;
 use crate::error::ApiError;
-use airq_core::export::render;
+use airq_core::export::{render, AnswerStream};
 use airq_core::store::ReadingStore;
-use airq_core::Query;
+use airq_core::{LatestQuery, Query};
 use answer_cache::{AnswerCache, Miss};
 use axum::response::Response;
 use bytes::Bytes;
@@ -96,39 +101,63 @@ impl Direct {
         if query.span() > self.max_span {
             return Ok(None);
         }
+        self.serve(&Ask::Query(query.clone()), Wait::Brief, self.max_rows)
+            .await
+    }
+
+    /// The latest readings `latest` asks for. Never queued: it waits for a
+    /// direct slot (a gateway with none answers `503`). No row limit: the
+    /// answer has one row per sensor, which no query span bounds but the
+    /// network's size does.
+    pub async fn latest(&self, latest: &LatestQuery) -> Result<Response, ApiError> {
+        self.serve(&Ask::Latest(latest.clone()), Wait::UntilFree, u64::MAX)
+            .await?
+            .ok_or(ApiError::NoDirectSlots)
+    }
+
+    /// The answer to `ask`: cached, computed into the cache, or streamed;
+    /// `None` when no direct slot came (see `wait`) or the answer has more
+    /// than `max_rows` rows and so is to be queued.
+    async fn serve(
+        &self,
+        ask: &Ask,
+        wait: Wait,
+        max_rows: u64,
+    ) -> Result<Option<Response>, ApiError> {
         let Some(cache) = &self.cache else {
-            return self.streamed(query).await;
+            return self.streamed(ask, wait, max_rows).await;
         };
-        if let Some(csv) = cache.get(query).await {
+        if let Some(answer) = cache.get(ask).await {
             cache_outcome("hit");
-            return Ok(Some(response::in_memory(csv, query, Cache::Hit)));
+            return Ok(Some(response::in_memory(answer, &ask.label(), Cache::Hit)));
         }
-        if cache.is_too_large(query) {
-            return self.streamed(query).await;
+        if cache.is_too_large(ask) {
+            return self.streamed(ask, wait, max_rows).await;
         }
         // Whether this request computed the answer (a miss) or waited for
         // another's computation (coalesced).
         let computed = AtomicBool::new(false);
         let compute = async {
             computed.store(true, Ordering::Relaxed);
-            let _slot = self.slot().await.ok_or(Miss::Busy)?;
-            let (csv, rows) = render(self.readings.query_answer(query), cache.max_entry()).await?;
-            if rows > self.max_rows {
+            let _slot = self.slot(wait).await.ok_or(Miss::Busy)?;
+            let (answer, rows) =
+                render(ask.chunks(self.readings.as_ref()), cache.max_entry()).await?;
+            if rows > max_rows {
                 return Err(Miss::OverLimit);
             }
-            Ok::<_, Miss>(Bytes::from(csv))
+            Ok::<_, Miss>(Bytes::from(answer))
         };
-        match cache.get_or_compute(query, compute).await {
-            Ok(csv) => {
+        match cache.get_or_compute(ask, compute).await {
+            Ok(answer) => {
                 cache_outcome(if computed.load(Ordering::Relaxed) {
                     "miss"
                 } else {
                     "coalesced"
                 });
-                Ok(Some(response::in_memory(csv, query, Cache::Miss)))
+                Ok(Some(response::in_memory(answer, &ask.label(), Cache::Miss)))
             }
             Err(Miss::Busy | Miss::OverLimit) => Ok(None),
-            Err(Miss::TooLarge) => self.streamed(query).await,
+            Err(Miss::TooLarge) => self.streamed(ask, wait, max_rows).await,
             Err(Miss::Store(source)) => Err(ApiError::Unavailable {
                 what: STORE_DOWN,
                 source,
@@ -136,21 +165,26 @@ impl Direct {
         }
     }
 
-    /// The answer streamed from the store, if a direct slot is free.
+    /// The answer streamed from the store, if a direct slot comes.
     ///
     /// Its status is sent before its rows, so an answer that passes
     /// `--max-result-rows` while streaming can only be cut off (a truncated
     /// transfer, logged); one whose rows are known to be over the limit
     /// before anything is sent (it fit in the answer cache's buffer) is
     /// queued instead, where it fails saying how many rows it has.
-    async fn streamed(&self, query: &Query) -> Result<Option<Response>, ApiError> {
-        match self.slot().await {
+    async fn streamed(
+        &self,
+        ask: &Ask,
+        wait: Wait,
+        max_rows: u64,
+    ) -> Result<Option<Response>, ApiError> {
+        match self.slot(wait).await {
             Some(slot) => response::streamed(
-                self.readings.as_ref(),
-                query,
+                ask.chunks(self.readings.as_ref()),
+                &ask.label(),
                 slot,
                 self.send_timeout,
-                self.max_rows,
+                max_rows,
             )
             .await
             .map(Some),
@@ -170,22 +204,65 @@ impl Direct {
         metrics::gauge!("airq_answer_cache_bytes").set(bytes as f64);
     }
 
-    /// A direct slot: free now, or freed within `self.wait`.
+    /// A direct slot: free now, or freed within `self.wait` ([`Wait::Brief`]),
+    /// or whenever one frees up ([`Wait::UntilFree`]; never, with no slots
+    /// at all).
     ///
     /// A direct answer costs a fraction of a queued one (no result row, no
     /// queue messages, no worker hand-off, no polls), and slots free up
     /// every few milliseconds under load, so a short wait for one beats
     /// queueing at once; a query that still finds none is queued as before.
-    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+    async fn slot(&self, wait: Wait) -> Option<OwnedSemaphorePermit> {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) if self.wait.is_zero() => None,
-            Err(_) => tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
-                .await
-                .ok()?
-                .ok(),
+            Err(_) if self.limit == 0 => None,
+            Err(_) => match wait {
+                Wait::Brief if self.wait.is_zero() => None,
+                Wait::Brief => tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok(),
+                // The semaphore is fair (first come, first served), and the
+                // router's time limit drops this wait with a 503.
+                Wait::UntilFree => self.slots.clone().acquire_owned().await.ok(),
+            },
         }
     }
+}
+
+/// What a direct answer answers. The answer cache is keyed by it: a query
+/// and a latest-readings request are different variants, so their keys
+/// never collide, whatever their fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ask {
+    Query(Query),
+    Latest(LatestQuery),
+}
+
+impl Ask {
+    /// The store's answer, rendered in the request's format and index.
+    fn chunks(&self, readings: &dyn ReadingStore) -> AnswerStream {
+        match self {
+            Ask::Query(q) => readings.query_answer(q),
+            Ask::Latest(l) => readings.latest_answer(l),
+        }
+    }
+
+    fn label(&self) -> Label {
+        match self {
+            Ask::Query(q) => Label::of_query(q),
+            Ask::Latest(l) => Label::of_latest(l),
+        }
+    }
+}
+
+/// How long a request waits for a direct slot.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// [`DIRECT_WAIT`] at most: a query finding none is queued.
+    Brief,
+    /// Until one frees up: for what cannot be queued.
+    UntilFree,
 }
 
 fn cache_outcome(outcome: &'static str) {
@@ -216,7 +293,7 @@ mod tests {
             futures::stream::iter([Err(BackendError::Schema("no readings table".into()))]).boxed()
         }
 
-        fn latest(&self, _latest: &airq_core::LatestQuery) -> ReadingStream {
+        fn latest(&self, _latest: &LatestQuery) -> ReadingStream {
             futures::stream::iter([Err(BackendError::Schema("no readings table".into()))]).boxed()
         }
 
@@ -266,6 +343,35 @@ mod tests {
                 br#"{"error":"reading store unavailable; retry later"}"#
             );
         }
+    }
+
+    #[tokio::test]
+    async fn latest_is_never_queued() {
+        // No slots at all: a 503 at once, not a wait for ever.
+        let d = direct(&["--direct-limit", "0"]);
+        let latest = LatestQuery::default();
+        assert!(matches!(
+            d.latest(&latest).await,
+            Err(ApiError::NoDirectSlots)
+        ));
+        // A failing store is the store's error, as for a query.
+        for cache in ["60s", "0"] {
+            let d = direct(&["--answer-cache-ttl", cache]);
+            match d.latest(&latest).await {
+                Err(ApiError::Unavailable { source, .. }) => {
+                    assert!(matches!(*source, BackendError::Schema(_)), "{source:?}")
+                }
+                other => panic!("{cache}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn queries_and_latest_requests_are_different_keys() {
+        let q = Ask::Query(hours(1));
+        let l = Ask::Latest(LatestQuery::default());
+        assert_ne!(q, l);
+        assert_eq!(q, Ask::Query(hours(1)));
     }
 
     #[tokio::test]

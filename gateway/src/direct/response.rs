@@ -4,8 +4,9 @@
 //! A streamed answer awaits its first chunk before the response starts, so
 //! a store that is down answers 503. After that the status is sent: a store
 //! failure mid-stream is logged and the body aborted (the connection is cut,
-//! so the client sees a truncated transfer rather than a short CSV that
-//! looks complete).
+//! so the client sees a truncated transfer rather than a short answer that
+//! looks complete). Every format streams alike: the store hands chunks of
+//! about 32 KiB already rendered, and at most one is held here at a time.
 //!
 //! The rest of a streamed answer is read from the store by a task of its
 //! own, which holds the direct slot and the store's read, and hands the
@@ -16,10 +17,10 @@
 //! sooner if it takes nothing at all). A body cannot do this by itself: it
 //! runs only when polled, and a client that stops reading stops the polls.
 
-use crate::answer_headers;
+use crate::answer_headers::{self, Label};
 use crate::error::ApiError;
-use airq_core::store::ReadingStore;
-use airq_core::{BackendError, Query};
+use airq_core::export::AnswerStream;
+use airq_core::BackendError;
 use axum::body::Body;
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -38,17 +39,16 @@ enum Piece {
     End,
 }
 
-/// Answers `query` from the store, holding `permit` (its direct slot) until
-/// the body has been handed over, the client went away, or the client took
-/// no chunk for `send_timeout`.
+/// Answers with `chunks` (the store's answer, labelled `label`), holding
+/// `permit` (its direct slot) until the body has been handed over, the
+/// client went away, or the client took no chunk for `send_timeout`.
 pub async fn streamed(
-    readings: &dyn ReadingStore,
-    query: &Query,
+    mut chunks: AnswerStream,
+    label: &Label,
     permit: OwnedSemaphorePermit,
     send_timeout: Duration,
     max_rows: u64,
 ) -> Result<Response, ApiError> {
-    let mut chunks = readings.query_answer(query);
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(e)) => return Err(ApiError::unavailable(super::STORE_DOWN)(e)),
@@ -106,7 +106,7 @@ pub async fn streamed(
             // The status has been sent and cannot change any more: ending
             // the body with an error makes the server cut the connection,
             // so the client sees a truncated transfer rather than a short
-            // CSV that looks complete.
+            // answer that looks complete.
             Some(Piece::Failed(e)) => Some((Err(e), None)),
             Some(Piece::End) => None,
             // The task gave up on a client too slow to take the answer.
@@ -123,7 +123,7 @@ pub async fn streamed(
     .fuse();
     let body = futures::stream::once(async move { Ok::<_, io::Error>(first.bytes) }).chain(rest);
     let mut response = Response::new(Body::from_stream(body));
-    answer_headers::csv(&mut response, &answer_headers::filename(query));
+    label.apply(&mut response);
     response
         .headers_mut()
         .insert(answer_headers::ANSWER, HeaderValue::from_static("direct"));
@@ -139,9 +139,9 @@ pub enum Cache {
 }
 
 /// A direct answer already in memory.
-pub fn in_memory(csv: Bytes, query: &Query, cache: Cache) -> Response {
-    let mut response = Response::new(Body::from(csv));
-    answer_headers::csv(&mut response, &answer_headers::filename(query));
+pub fn in_memory(answer: Bytes, label: &Label, cache: Cache) -> Response {
+    let mut response = Response::new(Body::from(answer));
+    label.apply(&mut response);
     let h = response.headers_mut();
     h.insert(answer_headers::ANSWER, HeaderValue::from_static("direct"));
     let cache = match cache {

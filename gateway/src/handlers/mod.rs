@@ -1,6 +1,7 @@
 //! The HTTP handlers of the API's endpoints (routed in [`crate::api`]).
 
 pub mod health;
+pub mod latest;
 pub mod meta;
 pub mod results;
 pub mod submit;

@@ -1,31 +1,37 @@
-//! `GET /api/results/{id}`: the state, CSV or error of a queued query.
+//! `GET /api/results/{id}`: the state, answer or error of a queued query.
 //!
 //! | state               | status | body                                                     |
 //! |---------------------|--------|----------------------------------------------------------|
 //! | not a UUID, unknown, another key's | 404 | JSON error                                |
 //! | expired             | 410    | JSON error                                               |
 //! | queued, running     | 202    | `{"id","status","createdAt","updatedAt","expiresAt","requestId"}`, `Retry-After: 1` |
-//! | done                | 200    | the CSV (`text/csv`), as many times as asked             |
-//! | done, `Range`       | 206    | those bytes (one range; `416` if outside the CSV)        |
+//! | done                | 200    | the answer in its format, as many times as asked         |
+//! | done, `Range`       | 206    | those bytes (one range; `416` if outside the answer)     |
 //! | done, `If-None-Match` matches | 304 | nothing                                          |
 //! | failed              | 422    | `{"id","status":"failed","error","requestId"}`           |
 //!
 //! A failed query is `422 Unprocessable Entity`, not `200`: a script that
-//! saves every `200` as CSV must not save an error, and it is not `500`
+//! saves every `200` as an answer must not save an error, and it is not `500`
 //! because the gateway is fine; the query could not be processed.
 //! Times are UTC, `YYYY-MM-DD HH:MM:SS`.
 //!
 //! A done result never changes, so it has a strong `ETag` (its id) and a
 //! `Content-Length`, takes `Range` requests (`Accept-Ranges: bytes`, so
-//! `curl -C -` resumes a download) and `If-None-Match`. A large CSV is
+//! `curl -C -` resumes a download) and `If-None-Match`. A large answer is
 //! streamed from the result store's payload space, never loaded whole;
 //! gzip (when the client accepts it) is applied by the router's layer.
+//!
+//! An answer keeps the format and index it was asked in: the worker
+//! rendered it so, and the result keeps the query (its canonical JSON),
+//! from which its `Content-Type`, file name and `X-Airq-Index` are given
+//! back here, on a `200` and a `206` alike.
 
 use crate::admission::Caller;
-use crate::answer_headers;
+use crate::answer_headers::{self, Label};
 use crate::error::ApiError;
 use crate::request_id::{self, RequestId};
 use crate::state::AppState;
+use airq_core::export::Rendering;
 use airq_core::results::{ResultRecord, ResultState};
 use airq_core::{Query, QueryLimits, Timestamp};
 use axum::body::Body;
@@ -44,55 +50,75 @@ const UNKNOWN: &str = "no result with this id";
     path = "/api/results/{id}",
     tag = "queries",
     operation_id = "getResult",
-    summary = "A queued query's state, CSV or error",
-    description = "Polled until done (`202` asks to come back in a second), then the CSV, as \
-        often as asked until the result expires (`--result-ttl`, 24 h). A done result never \
-        changes: its `ETag` is its id (`\"<id>-gzip\"` when gzipped), it takes one byte range \
-        (`Range`, a slice of the plain bytes; `curl -C -` resumes a download) and \
-        `If-None-Match`. A result submitted with an API key is `404` to every other client. \
-        Spends one request of the client's `polls` budget.",
+    summary = "A queued query's state, answer or error",
+    description = "Polled until done (`202` asks to come back in a second), then the answer, \
+        as often as asked until the result expires (`--result-ttl`, 24 h), in the format and \
+        index the query asked for (`Content-Type`, the file name's extension, \
+        `X-Airq-Index`), byte for byte what a direct answer to it would have been. A done \
+        result never changes: its `ETag` is its id (`\"<id>-gzip\"` when gzipped), it takes \
+        one byte range (`Range`, a slice of the plain bytes; `curl -C -` resumes a download) \
+        and `If-None-Match`. A result submitted with an API key is `404` to every other \
+        client. Spends one request of the client's `polls` budget.",
     params(
         ("id" = String, Path, description = "The result id (a UUID) from the `202` of `POST /api/query`",
             example = "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90"),
         ("Range" = Option<String>, Header,
-            description = "One byte range of the CSV, `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX` \
-                (several ranges get the whole CSV)",
+            description = "One byte range of the answer, `bytes=START-END`, `bytes=START-` or \
+                `bytes=-SUFFIX` (several ranges get the whole answer)",
             example = "bytes=0-1023"),
         ("If-Range" = Option<String>, Header,
-            description = "The `ETag` the range is for: another one gets the whole CSV"),
+            description = "The `ETag` the range is for: another one gets the whole answer"),
         ("If-None-Match" = Option<String>, Header,
             description = "An `ETag` from an earlier answer: `304` when it is this result's"),
         ("Accept-Encoding" = Option<String>, Header,
-            description = "`gzip` to get the whole CSV gzipped (a range is never)"),
+            description = "`gzip` to get the whole answer gzipped (a range is never)"),
     ),
     responses(
-        (status = 200, description = "Done: the whole CSV", content_type = "text/csv", body = String,
+        (status = 200, description = "Done: the whole answer, in the query's format: CSV \
+            (`text/csv`), NDJSON (`application/x-ndjson`, one reading per line) or GeoJSON \
+            (`application/geo+json`, a `FeatureCollection`)",
+            content(
+                (String = "text/csv",
+                    example = json!("id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n")),
+                (crate::openapi::schema::ReadingLine = "application/x-ndjson"),
+                (crate::openapi::schema::FeatureCollection = "application/geo+json"),
+            ),
             headers(
-                ("X-Airq-Rows" = u64, description = "The number of rows of the CSV (after its header row)"),
+                ("X-Airq-Rows" = u64, description = "The number of rows (readings) of the answer"),
+                ("X-Airq-Index" = crate::openapi::schema::IndexName,
+                    description = "The index whose value and band the answer's `AQI` and `Range` hold"),
                 ("ETag" = String, description = "`\"<id>\"`, or `\"<id>-gzip\"` when gzipped"),
                 ("Accept-Ranges" = String, description = "`bytes`"),
-                ("Content-Length" = u64, description = "The size of the CSV in bytes (absent when gzipped)"),
-                ("Content-Disposition" = String, description = "`attachment; filename=\"airq-….csv\"`"),
+                ("Content-Length" = u64, description = "The size of the answer in bytes (absent when gzipped)"),
+                ("Content-Disposition" = String,
+                    description = "`attachment; filename=\"airq-….csv\"` (`.ndjson`, `.geojson` for those formats)"),
                 ("Content-Encoding" = String, description = "`gzip` when the request accepted it"),
-            ),
-            example = json!("id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n")),
-        (status = 206, description = "Done: the byte range asked for", content_type = "text/csv", body = String,
+            )),
+        (status = 206, description = "Done: the byte range asked for, a slice of the answer's bytes",
+            content((String = "text/csv"), (String = "application/x-ndjson"), (String = "application/geo+json")),
             headers(
                 ("Content-Range" = String, description = "`bytes START-END/LENGTH`"),
                 ("Content-Length" = u64, description = "The size of the range"),
-                ("X-Airq-Rows" = u64, description = "The number of rows of the whole CSV"),
+                ("X-Airq-Rows" = u64, description = "The number of rows of the whole answer"),
+                ("X-Airq-Index" = crate::openapi::schema::IndexName,
+                    description = "The index of the answer's `AQI` and `Range`"),
                 ("ETag" = String, description = "`\"<id>\"`"),
                 ("Accept-Ranges" = String, description = "`bytes`"),
-                ("Content-Disposition" = String, description = "`attachment; filename=\"airq-….csv\"`"),
+                ("Content-Disposition" = String,
+                    description = "`attachment; filename=\"airq-….csv\"` (or `.ndjson`, `.geojson`)"),
             )),
         (status = 202, description = "Queued or running: poll again after `Retry-After`",
             body = crate::openapi::schema::Pending,
-            headers(("Retry-After" = u64, description = "`1` (seconds)"))),
+            headers(
+                ("Retry-After" = u64, description = "`1` (seconds)"),
+                ("X-Airq-Index" = crate::openapi::schema::IndexName,
+                    description = "The index the answer will be in"),
+            )),
         (status = 304, description = "Done, and the client has it (a matching `If-None-Match`)",
             headers(
                 ("ETag" = String, description = "`\"<id>\"`"),
                 ("Accept-Ranges" = String, description = "`bytes`"),
-                ("X-Airq-Rows" = u64, description = "The number of rows of the CSV"),
+                ("X-Airq-Rows" = u64, description = "The number of rows of the answer"),
             )),
         (status = 400, description = "An API key in the URL", body = crate::openapi::schema::ErrorBody),
         (status = 401, description = "A malformed, unknown or revoked API key, or none under \
@@ -103,7 +129,7 @@ const UNKNOWN: &str = "no result with this id";
         (status = 410, description = "The result has expired; send the query again",
             body = crate::openapi::schema::ErrorBody,
             example = json!({"error": "the result has expired; send the query again"})),
-        (status = 416, description = "The range is outside the CSV",
+        (status = 416, description = "The range is outside the answer",
             body = crate::openapi::schema::ErrorBody,
             headers(("Content-Range" = String, description = "`bytes */LENGTH`"))),
         (status = 422, description = "The query failed: its answer has more than \
@@ -150,9 +176,13 @@ pub async fn get(
         }
         _ => None,
     };
+    // The query as accepted: every gateway and worker reads it back with
+    // no limits of its own, so a record's query always parses unless it
+    // was damaged in the store.
+    let query = Query::from_json(record.query.as_bytes(), &QueryLimits::unbounded()).ok();
     let mut response = match record.state {
-        ResultState::Queued | ResultState::Running => pending(&record),
-        ResultState::Done => done(&app, record, &headers).await?,
+        ResultState::Queued | ResultState::Running => pending(&record, query.as_ref()),
+        ResultState::Done => done(&app, record, query.as_ref(), &headers).await?,
         ResultState::Failed => failed(&record),
     };
     if let Some(v) = follow {
@@ -161,7 +191,7 @@ pub async fn get(
     Ok(response)
 }
 
-fn pending(r: &ResultRecord) -> Response {
+fn pending(r: &ResultRecord, query: Option<&Query>) -> Response {
     let mut response = (
         StatusCode::ACCEPTED,
         Json(serde_json::json!({
@@ -174,9 +204,12 @@ fn pending(r: &ResultRecord) -> Response {
         })),
     )
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let h = response.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    // Which index the answer will be in, as the submit's 202 said.
+    if let Some(q) = query {
+        answer_headers::index(h, q.index);
+    }
     response
 }
 
@@ -202,7 +235,7 @@ fn tag_matches(value: &HeaderValue, tag: &str) -> bool {
 /// answer's `ETag` (see `api.rs`).
 pub const GZIP_TAG_SUFFIX: &str = "-gzip";
 
-/// The one byte range asked for, checked against the CSV's `len`:
+/// The one byte range asked for, checked against the answer's `len`:
 /// `Ok(None)` to send all of it (no `Range`, one that is not `bytes=`,
 /// several ranges, or an `If-Range` for another version), `Err(())` for a
 /// range outside it (`416`).
@@ -223,17 +256,25 @@ fn wanted_range(headers: &HeaderMap, tag: &str, len: u64) -> Result<Option<Range
         .map_err(|_| ())?;
     match ranges.as_slice() {
         [one] => Ok(Some(*one.start()..one.end().saturating_add(1))),
-        // Several ranges would need a multipart answer; the whole CSV is
+        // Several ranges would need a multipart answer; the whole answer is
         // a valid answer to them.
         _ => Ok(None),
     }
 }
 
-async fn done(app: &AppState, r: ResultRecord, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn done(
+    app: &AppState,
+    r: ResultRecord,
+    query: Option<&Query>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let tag = etag(&r);
-    let name = Query::from_json(r.query.as_bytes(), &QueryLimits::unbounded())
-        .map(|q| answer_headers::filename(&q))
-        .unwrap_or_else(|_| format!("airq-{}.csv", r.id));
+    // A damaged query cannot say its format: the CSV, which every result
+    // was before formats existed, is the likeliest.
+    let label = query.map(Label::of_query).unwrap_or_else(|| Label {
+        rendering: Rendering::default(),
+        filename: format!("airq-{}.csv", r.id),
+    });
     let len = match (&r.csv, &r.stored) {
         (Some(csv), _) => csv.len() as u64,
         (None, Some(stored)) => stored.bytes,
@@ -278,7 +319,7 @@ async fn done(app: &AppState, r: ResultRecord, headers: &HeaderMap) -> Result<Re
             (None, None) => return Err(ApiError::Expired),
         };
         let mut response = Response::new(body);
-        answer_headers::csv(&mut response, &name);
+        label.apply(&mut response);
         let sent = match &range {
             Some(range) => {
                 *response.status_mut() = StatusCode::PARTIAL_CONTENT;

@@ -1,5 +1,5 @@
 //! `POST /api/query`: checks and validates the request, then answers it
-//! directly (CSV, `200`) or queues it (`202`).
+//! directly (`200`, in the query's format) or queues it (`202`).
 //!
 //! The checks, in order, each answering with a JSON error that names the
 //! field at fault:
@@ -41,13 +41,16 @@ use std::time::Duration;
     path = "/api/query",
     tag = "queries",
     operation_id = "submitQuery",
-    summary = "Ask for readings: the CSV at once, or a result id to poll",
+    summary = "Ask for readings: the answer at once, or a result id to poll",
     description = "Checks, in order, the content type (`415`), the body size (`413`) and the \
-        query (`400`, every bad field named). A valid query is answered directly (`200`, the \
-        CSV) when its span is at most `--direct-max-span` (24 h), the client did not send \
-        `Prefer: respond-async`, and a direct slot is free (or frees up within 50 ms); \
-        otherwise it is queued (`202`) for a worker, and its answer is fetched from \
-        `GET /api/results/{id}`. Spends one request of the client's `submits` budget.",
+        query (`400`, every bad field named). A valid query is answered directly (`200`, in \
+        its `format`: CSV by default, NDJSON or GeoJSON) when its span is at most \
+        `--direct-max-span` (24 h), the client did not send `Prefer: respond-async`, and a \
+        direct slot is free (or frees up within 50 ms); otherwise it is queued (`202`) for a \
+        worker, and its answer, in the same format, is fetched from `GET /api/results/{id}`. \
+        The answer's `AQI` and `Range` are the query's `index` (`X-Airq-Index` says which); \
+        with the default index and format the CSV is the first system's, byte for byte. \
+        Spends one request of the client's `submits` budget.",
     request_body(
         content = crate::openapi::schema::QueryBody,
         content_type = "application/json",
@@ -61,6 +64,13 @@ use std::time::Duration;
                 value = json!({"startDate": "2018-06-03", "endDate": "2018-06-03", "minAqi": "4"}))),
             ("rfc3339" = (summary = "RFC 3339 bounds with an offset",
                 value = json!({"startDate": "2018-06-03T20:00:00Z", "endDate": "2018-06-03T23:00:00+02:00"}))),
+            ("epa-near" = (summary = "US EPA AQI, within 10 km of Stuttgart, two sensor types, as GeoJSON",
+                value = json!({"startDate": "2018-06-03", "endDate": "2018-06-03", "index": "us-epa",
+                    "range": "Moderate", "near": {"lat": 48.78, "lon": 9.18, "radiusKm": 10},
+                    "sensorType": ["SDS011", "SPS30"], "format": "geojson"}))),
+            ("eaqi-bbox" = (summary = "EAQI levels 3 and up in a bounding box, as NDJSON",
+                value = json!({"startDate": "2018-06-03 20:00:00", "endDate": "2018-06-03 21:00:00",
+                    "index": "eaqi", "minAqi": 3, "bbox": [5.9, 47.3, 15.0, 55.1], "format": "ndjson"}))),
         )
     ),
     params(
@@ -68,27 +78,40 @@ use std::time::Duration;
             description = "`respond-async` to have the query queued (`202`) whatever its span",
             example = "respond-async"),
         ("Accept-Encoding" = Option<String>, Header,
-            description = "`gzip` to get a CSV answer gzipped (the same bytes otherwise)"),
+            description = "`gzip` to get the answer gzipped (the same bytes otherwise)"),
     ),
     responses(
-        (status = 200, description = "The answer, directly: one header row, then one row per \
-            reading ordered by time, then sensor id. Streamed: a failure after the status cuts \
-            the connection (a truncated transfer, never a short CSV that looks complete).",
-            content_type = "text/csv", body = String,
+        (status = 200, description = "The answer, directly, in the query's `format`: readings \
+            ordered by time, then sensor id; CSV (`text/csv`: a header row, then one row per \
+            reading), NDJSON (`application/x-ndjson`: one JSON object per reading and line, \
+            the CSV's columns as its fields) or GeoJSON (`application/geo+json`: a \
+            `FeatureCollection` of `Point`s `[lon, lat]`, the fields as `properties`). \
+            Streamed: a failure after the status cuts the connection (a truncated transfer, \
+            never a short answer that looks complete).",
+            content(
+                (String = "text/csv",
+                    example = json!("id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n")),
+                (crate::openapi::schema::ReadingLine = "application/x-ndjson"),
+                (crate::openapi::schema::FeatureCollection = "application/geo+json"),
+            ),
             headers(
                 ("X-Airq-Answer" = String, description = "`direct`"),
                 ("X-Airq-Cache" = String, description = "`hit` (served from the answer cache) or \
                     `miss` (computed for this request); absent on a streamed answer"),
+                ("X-Airq-Index" = crate::openapi::schema::IndexName,
+                    description = "The index whose value and band the answer's `AQI` and `Range` hold"),
                 ("Content-Disposition" = String,
-                    description = "`attachment; filename=\"airq-20180603T200000Z-20180603T210000Z.csv\"`"),
+                    description = "`attachment; filename=\"airq-20180603T200000Z-20180603T210000Z.csv\"` \
+                        (`.ndjson`, `.geojson` for those formats)"),
                 ("Content-Encoding" = String, description = "`gzip` when the request accepted it"),
-            ),
-            example = json!("id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range\n")),
+            )),
         (status = 202, description = "Queued for a worker: poll the `Location`",
             body = crate::openapi::schema::Queued,
             headers(
                 ("Location" = String, description = "`/api/results/{id}`, where the answer will be"),
                 ("X-Airq-Answer" = String, description = "`queued`"),
+                ("X-Airq-Index" = crate::openapi::schema::IndexName,
+                    description = "The index the answer will be in"),
                 ("Preference-Applied" = String,
                     description = "`respond-async`, when the request asked for it"),
             )),

@@ -7,8 +7,15 @@
 //!   chart, and its Download CSV button saves the API's exact bytes;
 //! - a query forced to queue shows `queued`, survives a reload (the result
 //!   id is in the URL), then goes `running` and `done` once a worker runs;
+//! - the index selector changes the band list and the bounds with it; a
+//!   query in the US EPA AQI, as NDJSON, shows the US EPA bands (chart,
+//!   band totals, table) and downloads the API's exact NDJSON;
 //! - an end before the start is refused next to the field by the page, and
 //!   a range the server refuses shows the server's message there too;
+//! - the result's map draws a point per sensor over the country outlines
+//!   (screenshot `map.png`), a sensor focused from the keyboard shows its
+//!   reading, the time chart counts every reading, and a box drawn on the
+//!   map with the pointer fills the query's box;
 //! - on a phone-sized screen the page does not scroll sideways;
 //! - the page never asks anything of another host, and throws no error.
 //!
@@ -170,7 +177,9 @@ impl Test<'_> {
         self.open("/").await?;
         self.check_defaults(&day).await?;
         self.direct_query(&day).await?;
+        self.map_and_time_chart(&day).await?;
         let id = self.queued_query().await?;
+        self.other_index_and_format(&day).await?;
         self.field_errors().await?;
         self.phone(&id).await?;
         Ok(())
@@ -426,9 +435,165 @@ impl Test<'_> {
         );
         self.check_result_view(&api_csv, rows, counts).await?;
         self.check_sorting().await?;
-        self.download_and_compare(&api_csv).await?;
+        self.download_and_compare(&api_csv, "csv").await?;
         self.show_results().await?;
         self.screenshot("result.png").await?;
+        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        self.assert_healthy().await
+    }
+
+    /// The map and the time chart of the direct answer shown: a point per
+    /// sensor, drawn over the outlines; N from the keyboard focuses a
+    /// sensor and shows its reading; the time chart's bars add up to the
+    /// answer; a box drawn with the pointer fills the form's box.
+    async fn map_and_time_chart(&self, day: &str) -> anyhow::Result<()> {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+        let r = self
+            .http
+            .post(self.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(direct_body(day))
+            .send()
+            .await?;
+        let api_csv = r.bytes().await?.to_vec();
+        let mut reader = csv::Reader::from_reader(api_csv.as_slice());
+        let mut sensors = std::collections::BTreeSet::new();
+        let mut rows = 0u64;
+        for record in reader.records() {
+            let record = record?;
+            sensors.insert(record[2].to_owned());
+            rows += 1;
+        }
+        self.js("document.getElementById('map').scrollIntoView()", vec![])
+            .await?;
+        let drawn = self
+            .wait("the map's outlines and points", Duration::from_secs(20), || async {
+                let v = self
+                    .js(
+                        "const m = document.getElementById('map').dataset; \
+                         return {points: Number(m.points), drawn: Number(m.drawn), outlines: m.outlines || ''};",
+                        vec![],
+                    )
+                    .await?;
+                ensure!(v["outlines"] != "failed", "the outlines did not load");
+                Ok((v["outlines"] == "loaded" && v["drawn"].as_u64().unwrap_or(0) > 0).then_some(v))
+            })
+            .await?;
+        ensure!(
+            drawn["points"].as_u64() == Some(sensors.len() as u64),
+            "the map shows {} points for {} sensors",
+            drawn["points"],
+            sensors.len()
+        );
+        // The canvas holds more than the sea's colour: outlines and points.
+        let colours = self
+            .js(
+                "const c = document.querySelector('#map canvas'); \
+                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+                 const seen = new Set(); \
+                 for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]); \
+                 return seen.size;",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            colours.as_u64().unwrap_or(0) > 3,
+            "the map's canvas is nearly blank ({colours} colours)"
+        );
+        self.screenshot("map.png").await?;
+
+        // From the keyboard: focus the map, N steps to a sensor.
+        let canvas = self.find("#map canvas").await?;
+        self.js("document.querySelector('#map canvas').focus()", vec![])
+            .await?;
+        canvas.send_keys("n").await?;
+        let tip = self
+            .wait(
+                "the focused sensor's reading",
+                Duration::from_secs(5),
+                || async {
+                    let v = self
+                        .js(
+                            "const t = document.querySelector('#map .map-tip'); \
+                         return t.hidden ? '' : t.textContent;",
+                            vec![],
+                        )
+                        .await?;
+                    Ok(v.as_str().filter(|t| !t.is_empty()).map(str::to_owned))
+                },
+            )
+            .await?;
+        let id = tip
+            .strip_prefix("Sensor ")
+            .and_then(|t| t.split(' ').next())
+            .unwrap_or_default();
+        ensure!(
+            sensors.contains(id) && tip.contains("PM2.5") && tip.contains("DAQI"),
+            "the tooltip does not show a sensor's reading: {tip:?}"
+        );
+        let live = self
+            .js_str("return document.querySelector('#map .map-live').textContent")
+            .await?;
+        ensure!(
+            live == tip,
+            "screen readers are not told the reading: {live:?}"
+        );
+        self.screenshot("map-focused.png").await?;
+
+        // The time chart: its bars add up to the answer's rows.
+        let counted = self
+            .js(
+                "return [...document.querySelectorAll('#timechart g > title')] \
+                   .map(t => Number(t.textContent.split(': ')[1].split(' ')[0].replace(/,/g, ''))) \
+                   .reduce((a, b) => a + b, 0);",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            counted.as_u64() == Some(rows),
+            "the time chart counts {counted} readings, the answer has {rows}"
+        );
+        ensure!(
+            !self.find_all("#timechart rect.bar").await?.is_empty(),
+            "the time chart has no bars"
+        );
+
+        // A box drawn with the pointer fills the query's box.
+        self.find("#map-box").await?.click().await?;
+        let drag = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element: canvas.clone(),
+                duration: None,
+                x: -80.0,
+                y: -50.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(200)),
+                x: 160.0,
+                y: 100.0,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        self.s.perform_actions(drag).await?;
+        let mut bbox = Vec::new();
+        for id in ["bboxMinLon", "bboxMinLat", "bboxMaxLon", "bboxMaxLat"] {
+            let v: f64 = self
+                .value(id)
+                .await?
+                .parse()
+                .with_context(|| format!("{id} was not filled with a number"))?;
+            bbox.push(v);
+        }
+        ensure!(
+            self.value("placeKind").await? == "bbox" && bbox[0] < bbox[2] && bbox[1] < bbox[3],
+            "the drawn box did not fill the form: {bbox:?}"
+        );
+        // Back to no place filter, for the steps that follow.
+        self.set_value("placeKind", "").await?;
         self.js("window.scrollTo(0, 0)", vec![]).await?;
         self.assert_healthy().await
     }
@@ -578,8 +743,9 @@ impl Test<'_> {
         Ok(())
     }
 
-    /// Clicks Download CSV and compares the saved file with `expected`.
-    async fn download_and_compare(&self, expected: &[u8]) -> anyhow::Result<()> {
+    /// Clicks Download and compares the saved file (named `*.ext`) with
+    /// `expected`.
+    async fn download_and_compare(&self, expected: &[u8], ext: &str) -> anyhow::Result<()> {
         for entry in std::fs::read_dir(self.downloads)? {
             std::fs::remove_file(entry?.path())?;
         }
@@ -587,7 +753,7 @@ impl Test<'_> {
             .js_str("return document.getElementById('result').dataset.filename")
             .await?;
         ensure!(
-            name.starts_with("airq-") && name.ends_with(".csv"),
+            name.starts_with("airq-") && name.ends_with(&format!(".{ext}")),
             "download name {name:?}"
         );
         self.find("#download").await?.click().await?;
@@ -714,11 +880,179 @@ impl Test<'_> {
         let api_csv = r.bytes().await?.to_vec();
         let (rows, counts) = csv_summary(&api_csv)?;
         self.check_result_view(&api_csv, rows, counts).await?;
-        self.download_and_compare(&api_csv).await?;
+        self.download_and_compare(&api_csv, "csv").await?;
         self.show_results().await?;
         self.screenshot("result-queued.png").await?;
         self.assert_healthy().await?;
         Ok(id)
+    }
+
+    /// The options of a select, by value.
+    async fn options(&self, id: &str) -> anyhow::Result<Vec<String>> {
+        let v = self
+            .js(
+                "return [...document.getElementById(arguments[0]).options].map(o => o.value)",
+                vec![json!(id)],
+            )
+            .await?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Moves a select one option down or up from the keyboard, as a user
+    /// without a mouse does, and checks where it landed.
+    async fn choose_by_keyboard(&self, id: &str, key: Key, want: &str) -> anyhow::Result<()> {
+        let select = self.find(&format!("#{id}")).await?;
+        select.send_keys(&key).await?;
+        let got = self.value(id).await?;
+        ensure!(got == want, "#{id} is {got:?} after a key, not {want:?}");
+        Ok(())
+    }
+
+    /// The index selector drives the band list and the bounds; a query in
+    /// the US EPA AQI, as NDJSON, shows that index's bands everywhere and
+    /// downloads the API's NDJSON. Leaves the form as it found it (DAQI, CSV).
+    async fn other_index_and_format(&self, day: &str) -> anyhow::Result<()> {
+        let daqi = ["", "Low", "Moderate", "High", "Very High"];
+        let epa = [
+            "",
+            "Good",
+            "Moderate",
+            "Unhealthy for Sensitive Groups",
+            "Unhealthy",
+            "Very Unhealthy",
+            "Hazardous",
+        ];
+        ensure!(self.options("range").await? == daqi, "the DAQI bands first");
+        self.choose_by_keyboard("index", Key::Down, "us-epa")
+            .await?;
+        let bands = self.options("range").await?;
+        ensure!(
+            bands == epa,
+            "the band list did not follow the index: {bands:?}"
+        );
+        let bounds = (
+            self.value("minAqi").await?,
+            self.value("maxAqi").await?,
+            self.js_str("return document.getElementById('maxAqi').max")
+                .await?,
+        );
+        ensure!(
+            bounds == ("0".into(), "500".into(), "500".into()),
+            "the bounds did not follow the index: {bounds:?}"
+        );
+        self.choose_by_keyboard("format", Key::Down, "ndjson")
+            .await?;
+        // Answered directly: the queued query before left the box ticked.
+        let queued = self
+            .js(
+                "return document.getElementById('background').checked",
+                vec![],
+            )
+            .await?;
+        if queued == true {
+            self.find("#background").await?.send_keys(" ").await?;
+        }
+        self.submit().await?;
+        self.wait_state("done", Duration::from_secs(30)).await?;
+
+        // What the API answers to the same query.
+        let body = json!({
+            "startDate": format!("{day} 00:00:00"),
+            "endDate": format!("{day} 23:59:59"),
+            "country": "DE",
+            "index": "us-epa",
+            "minAqi": 0,
+            "maxAqi": 500,
+            "format": "ndjson",
+        });
+        let r = self
+            .http
+            .post(self.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        ensure!(
+            r.status() == StatusCode::OK,
+            "the API answered {}",
+            r.status()
+        );
+        ensure!(r.headers()["x-airq-index"] == "us-epa");
+        let api = r.bytes().await?.to_vec();
+        let lines: Vec<Value> = String::from_utf8_lossy(&api)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .context("the API's NDJSON")?;
+        ensure!(lines.len() > 100, "{} readings", lines.len());
+
+        let shown = self
+            .js(
+                "const r = document.getElementById('result');                  return {rows: r.dataset.rows, format: r.dataset.format, index: r.dataset.index,                    bands: [...document.querySelectorAll('#bands li')].map(li => li.dataset.band),                    bars: [...document.querySelectorAll('#chart svg rect.bar')].map(b =>                      [b.dataset.band, Number(b.dataset.count)]),                    ranges: [...new Set([...document.querySelectorAll('#preview tbody td:nth-child(13)')]                      .map(td => td.textContent))],                    first: [...document.querySelectorAll('#preview tbody tr:first-child td')]                      .map(td => td.textContent),                    download: document.getElementById('download').textContent};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            shown["rows"].as_str() == Some(lines.len().to_string().as_str())
+                && shown["format"] == "ndjson"
+                && shown["index"] == "us-epa",
+            "the result view: {shown}"
+        );
+        ensure!(
+            shown["bands"] == json!(&epa[1..]),
+            "band totals: {}",
+            shown["bands"]
+        );
+        let bars = shown["bars"].as_array().cloned().unwrap_or_default();
+        ensure!(bars.len() == 6, "{} bars", bars.len());
+        for (i, bar) in bars.iter().enumerate() {
+            let band = epa[i + 1];
+            let want = lines.iter().filter(|l| l["Range"] == band).count();
+            ensure!(
+                bar[0] == band && bar[1].as_u64() == Some(want as u64),
+                "bar {i}: {bar}, the API has {want} {band}"
+            );
+        }
+        let ranges = shown["ranges"].as_array().cloned().unwrap_or_default();
+        ensure!(
+            !ranges.is_empty()
+                && ranges
+                    .iter()
+                    .all(|r| r.as_str().is_some_and(|r| epa[1..].contains(&r))),
+            "the table's Range column: {ranges:?}"
+        );
+        let first = &lines[0];
+        ensure!(
+            shown["first"][1] == first["timestamp"]
+                && shown["first"][2].as_str() == Some(first["sensor_id"].to_string().as_str())
+                && shown["first"][11].as_str() == Some(first["AQI"].to_string().as_str())
+                && shown["first"][12] == first["Range"],
+            "first preview row {} vs {first}",
+            shown["first"]
+        );
+        ensure!(
+            shown["download"] == "Download NDJSON",
+            "{}",
+            shown["download"]
+        );
+        self.download_and_compare(&api, "ndjson").await?;
+        self.show_results().await?;
+        self.screenshot("result-us-epa.png").await?;
+
+        // Back: the DAQI's bands and bounds, and the CSV.
+        self.choose_by_keyboard("index", Key::Up, "daqi").await?;
+        ensure!(self.options("range").await? == daqi, "the DAQI bands again");
+        ensure!(self.value("maxAqi").await? == "10", "the DAQI's top again");
+        self.choose_by_keyboard("format", Key::Up, "csv").await?;
+        self.js("window.scrollTo(0, 0)", vec![]).await?;
+        self.assert_healthy().await
     }
 
     /// The field error shown for `field`, checked to be next to its input
@@ -812,6 +1146,57 @@ impl Test<'_> {
         );
         self.js("window.scrollTo(0, 0)", vec![]).await?;
         self.screenshot("field-error.png").await?;
+
+        // A place the page refuses: a radius over 100 km, said beside the
+        // point's inputs, the first of which takes the focus.
+        self.set_value("endDate", "2018-06-01T23:59:59").await?;
+        self.choose_by_keyboard("placeKind", Key::Down, "bbox")
+            .await?;
+        self.choose_by_keyboard("placeKind", Key::Down, "near")
+            .await?;
+        let shown = self
+            .js(
+                "return [document.getElementById('bbox-fields').hidden,                  document.getElementById('near-fields').hidden]",
+                vec![],
+            )
+            .await?;
+        ensure!(shown == json!([true, false]), "the point's inputs: {shown}");
+        for (id, v) in [
+            ("nearLat", "48.78"),
+            ("nearLon", "9.18"),
+            ("nearRadius", "150"),
+        ] {
+            self.set_value(id, v).await?;
+        }
+        self.submit().await?;
+        let v = self
+            .wait("the point's error", Duration::from_secs(5), || async {
+                let v = self
+                    .js(
+                        "const box = document.getElementById('near-error'); \
+                         const lat = document.getElementById('nearLat'); \
+                         return box.hidden ? null : {text: box.innerText, \
+                           invalid: lat.getAttribute('aria-invalid'), \
+                           describedBy: lat.getAttribute('aria-describedby'), \
+                           focused: document.activeElement === lat};",
+                        vec![],
+                    )
+                    .await?;
+                Ok((!v.is_null()).then_some(v))
+            })
+            .await?;
+        ensure!(
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("at most 100 km"))
+                && v["invalid"] == "true"
+                && v["describedBy"] == "near-error"
+                && v["focused"] == true,
+            "the point's error: {v}"
+        );
+        self.choose_by_keyboard("placeKind", Key::Up, "bbox")
+            .await?;
+        self.choose_by_keyboard("placeKind", Key::Up, "").await?;
         self.assert_healthy().await
     }
 

@@ -1,0 +1,868 @@
+//! `airq-master backfill`: history from the Sensor.Community archive
+//! (`archive.sensor.community/YYYY-MM-DD/YYYY-MM-DD_<type>_sensor_<id>.csv`),
+//! over HTTP or from a directory laid out the same way.
+//!
+//! Three stages meet through bounded channels, so memory stays flat
+//! whatever the span:
+//!
+//! 1. the **lister** (this task) walks the days in order, lists each day's
+//!    directory (retrying like the live fetch), and starts one task per
+//!    file of a requested type, at most `--concurrency` at once;
+//! 2. each **file task** downloads its file whole (a retry must not count
+//!    half a file twice) or streams it from disk, and parses it on a
+//!    blocking thread into at most one daily mean (or, raw, one reading per
+//!    row);
+//! 3. the **collector** gathers the readings into batches and counts, and
+//!    when a day's last file is in, sends the day's last partial batch and
+//!    then an end-of-day marker to
+//! 4. the **writer**, which stores batch after batch and, on reaching a
+//!    day's marker, knows every reading of that day is durable (the queue is
+//!    first in, first out): it records the day as done in the state file
+//!    (see [`state`]). A day with a file that failed gets no record and is
+//!    tried again by the next run.
+
+pub mod archive;
+pub mod country;
+mod parse;
+mod state;
+pub mod synth;
+
+use crate::fetch::{self, Download, FetchPolicy};
+use crate::ingest::{in_key_order, per_second};
+use crate::progress;
+use airq_core::feed::{FeedStats, Rejection, TimeWindow};
+use airq_core::store::ReadingStore;
+use airq_core::{Reading, Timestamp};
+use anyhow::Context as _;
+use archive::{ArchiveFile, ArchiveSource, Listing};
+use chrono::NaiveDate;
+use country::Countries;
+use indicatif::ProgressBar;
+use parse::{FileKind, Parsed};
+use state::State;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+
+/// Batches collected ahead of the writer: one being written, one ready.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Read buffer of a file on disk.
+const READ_BUFFER: usize = 64 << 10;
+
+/// How a day's readings are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Resolution {
+    /// One reading per sensor per UTC day: the day's mean of P1 and P2,
+    /// stamped 23:59:59 UTC.
+    Daily,
+    /// Every measurement as its own reading, at its own time.
+    Raw,
+}
+
+impl Resolution {
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Daily => "daily",
+            Resolution::Raw => "raw",
+        }
+    }
+}
+
+/// The sensor types to read, by the archive's file names (lower case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeFilter {
+    /// Every per-sensor file; those without P1/P2 columns are skipped once
+    /// read (so over HTTP they are downloaded first).
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl TypeFilter {
+    /// `all`, or a comma-separated list of type names (any case).
+    pub fn parse(s: &str) -> Result<TypeFilter, String> {
+        let mut only = BTreeSet::new();
+        for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let t = t.to_ascii_lowercase();
+            if t == "all" {
+                return Ok(TypeFilter::All);
+            }
+            if t.len() > 32
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(format!(
+                    "{t:?} is not a sensor type as the archive names them (sds011, sps30, …)"
+                ));
+            }
+            only.insert(t);
+        }
+        if only.is_empty() {
+            return Err("no sensor type: give a list such as sds011,sps30, or all".into());
+        }
+        Ok(TypeFilter::Only(only))
+    }
+
+    pub fn wants(&self, sensor_type: &str) -> bool {
+        match self {
+            TypeFilter::All => true,
+            TypeFilter::Only(types) => types.contains(sensor_type),
+        }
+    }
+}
+
+impl fmt::Display for TypeFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypeFilter::All => f.write_str("all"),
+            TypeFilter::Only(types) => {
+                let list: Vec<&str> = types.iter().map(String::as_str).collect();
+                f.write_str(&list.join(","))
+            }
+        }
+    }
+}
+
+/// A reading on its way to the store, with the number of measurements it
+/// averages (1 for a raw row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backfilled {
+    pub reading: Reading,
+    /// Measurements averaged into `reading`. The store has no column for it
+    /// yet: the writer counts it and drops it at the store port (see
+    /// `write`, "SAMPLES").
+    pub samples: u64,
+}
+
+/// One backfill run, as configured.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub source: ArchiveSource,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub types: TypeFilter,
+    pub resolution: Resolution,
+    pub concurrency: usize,
+    pub policy: FetchPolicy,
+    pub batch_size: usize,
+    /// The record of finished days.
+    pub state: PathBuf,
+    /// Redo finished days.
+    pub force: bool,
+    /// The store was created by this run (an embedded database that did not
+    /// exist): a record of finished days cannot be about it.
+    pub fresh_store: bool,
+    /// The instant timestamps are checked against (the live feed's window).
+    pub now: Timestamp,
+}
+
+impl Plan {
+    fn days(&self) -> Vec<NaiveDate> {
+        self.from
+            .iter_days()
+            .take_while(|d| *d <= self.to)
+            .collect()
+    }
+}
+
+/// Files by what became of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Per-sensor CSV files of a requested type, listed.
+    pub listed: u64,
+    /// Read to the end (including broken ones and those without P1/P2).
+    pub read: u64,
+    /// Per-sensor CSV files of a type not asked for: not downloaded.
+    pub not_requested: u64,
+    /// Not per-sensor CSV files (`.zip`, `.gz`, `_indoor`, other names).
+    pub other: u64,
+    /// Read, but with no P1/P2 column (BME280, DHT22, …).
+    pub no_particulates: u64,
+    /// Read, but whose header lacks the columns a row needs.
+    pub broken: u64,
+    /// Could not be read (after the retries, over HTTP).
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+/// A day this run could not finish, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incomplete {
+    pub day: NaiveDate,
+    pub why: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub source: String,
+    pub resolution: Resolution,
+    pub types: TypeFilter,
+    pub state: PathBuf,
+    pub days_requested: u64,
+    /// Finished by an earlier run, not done again.
+    pub days_skipped: Vec<NaiveDate>,
+    /// Finished now and recorded.
+    pub days_done: Vec<NaiveDate>,
+    pub days_incomplete: Vec<Incomplete>,
+    pub files: FileCounts,
+    /// Rows read (`entries`), accepted, rejected by reason.
+    pub rows: FeedStats,
+    pub stored: u64,
+    /// Measurements the stored readings average (daily), or rows (raw).
+    pub samples: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Fails when a day could not be finished, after the summary is shown.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.days_incomplete.is_empty() {
+            return Ok(());
+        }
+        let days: Vec<String> = self
+            .days_incomplete
+            .iter()
+            .map(|i| i.day.to_string())
+            .collect();
+        anyhow::bail!(
+            "{} of {} days could not be finished ({}); they are not recorded as done, \
+             and the next run tries them again",
+            days.len(),
+            self.days_requested,
+            days.join(", ")
+        )
+    }
+
+    pub fn rejections_compact(&self) -> String {
+        Rejection::ALL
+            .iter()
+            .map(|r| format!("{}={}", r.label(), self.rows.rejected(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn log(&self) {
+        tracing::info!(
+            source = %self.source,
+            resolution = self.resolution.name(),
+            days_done = self.days_done.len(),
+            days_skipped = self.days_skipped.len(),
+            days_incomplete = self.days_incomplete.len(),
+            files_read = self.files.read,
+            files_failed = self.files.failed,
+            rows = self.rows.entries,
+            stored = self.stored,
+            samples = self.samples,
+            rejected = self.rows.rejected_total(),
+            rejections = %self.rejections_compact(),
+            elapsed_s = self.elapsed.as_secs_f64(),
+            "backfill finished"
+        );
+    }
+}
+
+/// Up to a handful of days, then how many more.
+fn day_list(days: &[NaiveDate]) -> String {
+    const SHOWN: usize = 6;
+    let mut out: Vec<String> = days.iter().take(SHOWN).map(|d| d.to_string()).collect();
+    if days.len() > SHOWN {
+        out.push(format!("… {} more", days.len() - SHOWN));
+    }
+    out.join(", ")
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files = &self.files;
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(f, "source:          {}", self.source)?;
+        writeln!(
+            f,
+            "resolution:      {} (types: {})",
+            self.resolution.name(),
+            self.types
+        )?;
+        writeln!(f, "days requested:  {}", self.days_requested)?;
+        writeln!(f, "days done:       {}", self.days_done.len())?;
+        if self.days_skipped.is_empty() {
+            writeln!(f, "days skipped:    0")?;
+        } else {
+            writeln!(
+                f,
+                "days skipped:    {} (already done, see {}; --force redoes them: {})",
+                self.days_skipped.len(),
+                self.state.display(),
+                day_list(&self.days_skipped)
+            )?;
+        }
+        writeln!(f, "days incomplete: {}", self.days_incomplete.len())?;
+        for i in &self.days_incomplete {
+            writeln!(f, "  {}: {}", i.day, i.why)?;
+        }
+        writeln!(
+            f,
+            "files listed:    {} of the types asked for",
+            files.listed
+        )?;
+        writeln!(f, "files read:      {} ({} bytes)", files.read, files.bytes)?;
+        writeln!(
+            f,
+            "  without P1/P2:     {} (not a particulate sensor: skipped)",
+            files.no_particulates
+        )?;
+        writeln!(
+            f,
+            "  broken header:     {} (its rows count as malformed)",
+            files.broken
+        )?;
+        writeln!(f, "files failed:    {}", files.failed)?;
+        writeln!(f, "files not read:  {}", files.not_requested + files.other)?;
+        writeln!(f, "  other types:       {}", files.not_requested)?;
+        writeln!(
+            f,
+            "  not sensor CSV:    {} (archives, indoor, other names)",
+            files.other
+        )?;
+        writeln!(f, "rows read:       {}", self.rows.entries)?;
+        writeln!(f, "rows accepted:   {}", self.rows.accepted)?;
+        writeln!(f, "stored:          {}", self.stored)?;
+        if self.resolution == Resolution::Daily {
+            let per = if self.stored > 0 {
+                self.samples as f64 / self.stored as f64
+            } else {
+                0.0
+            };
+            writeln!(
+                f,
+                "measurements averaged: {} ({per:.1} per daily reading)",
+                self.samples
+            )?;
+        }
+        writeln!(f, "rejected:        {}", self.rows.rejected_total())?;
+        for why in Rejection::ALL {
+            writeln!(
+                f,
+                "  {:<24} {}",
+                format!("{}:", why.label()),
+                self.rows.rejected(why)
+            )?;
+        }
+        writeln!(f, "elapsed:         {secs:.3} s")?;
+        writeln!(
+            f,
+            "rate:            {:.0} readings/s, {:.0} files/s, {:.0} rows/s",
+            per_second(self.stored, self.elapsed),
+            per_second(files.read, self.elapsed),
+            per_second(self.rows.entries, self.elapsed)
+        )
+    }
+}
+
+// ---- the stages ----
+
+/// From the lister and the file tasks to the collector.
+enum Event {
+    /// A day's listing, or why it could not be listed. Sent before any of
+    /// the day's files.
+    Listed {
+        day: NaiveDate,
+        listing: Result<Listing, String>,
+    },
+    File {
+        day: NaiveDate,
+        bytes: u64,
+        outcome: Result<Parsed, String>,
+    },
+}
+
+/// From the collector to the writer.
+enum Write {
+    Batch(Vec<Backfilled>),
+    /// Every reading of `day` is in the batches before this.
+    DayEnd {
+        day: NaiveDate,
+        complete: bool,
+    },
+}
+
+/// The progress bar and the counts it shows. Its position is in
+/// thousandths of a day, so that the ETA moves file by file.
+#[derive(Clone)]
+struct Meter {
+    bar: ProgressBar,
+    days: u64,
+    days_ended: Arc<AtomicU64>,
+    files: Arc<AtomicU64>,
+    stored: Arc<AtomicU64>,
+}
+
+impl Meter {
+    fn new(days: u64) -> Meter {
+        Meter {
+            bar: progress::per_mille("backfill", days * 1000),
+            days,
+            days_ended: Arc::default(),
+            files: Arc::default(),
+            stored: Arc::default(),
+        }
+    }
+
+    fn refresh(&self) {
+        self.bar.set_message(format!(
+            "days {}/{} · files {} · readings {}",
+            self.days_ended.load(Ordering::Relaxed),
+            self.days,
+            self.files.load(Ordering::Relaxed),
+            self.stored.load(Ordering::Relaxed)
+        ));
+    }
+}
+
+/// A day being collected.
+struct DayTally {
+    files: u64,
+    files_left: u64,
+    failures: Vec<String>,
+    /// The bar's position for this day, in thousandths.
+    shown: u64,
+}
+
+struct Collected {
+    files: FileCounts,
+    rows: FeedStats,
+    incomplete: Vec<Incomplete>,
+}
+
+/// Gathers file outcomes into batches and counts; ends each day.
+async fn collect(
+    mut events: mpsc::Receiver<Event>,
+    writes: mpsc::Sender<Write>,
+    batch_size: usize,
+    meter: Meter,
+) -> Collected {
+    let mut out = Collected {
+        files: FileCounts::default(),
+        rows: FeedStats::default(),
+        incomplete: Vec::new(),
+    };
+    let mut days: BTreeMap<NaiveDate, DayTally> = BTreeMap::new();
+    let mut batch: Vec<Backfilled> = Vec::with_capacity(batch_size);
+    while let Some(event) = events.recv().await {
+        let ended = match event {
+            Event::Listed {
+                day,
+                listing: Err(why),
+            } => Some((day, vec![why], 0)),
+            Event::Listed {
+                day,
+                listing: Ok(listing),
+            } => {
+                let n = listing.files.len() as u64;
+                out.files.listed += n;
+                out.files.not_requested += listing.not_requested;
+                out.files.other += listing.other;
+                if n == 0 {
+                    Some((day, Vec::new(), 0))
+                } else {
+                    days.insert(
+                        day,
+                        DayTally {
+                            files: n,
+                            files_left: n,
+                            failures: Vec::new(),
+                            shown: 0,
+                        },
+                    );
+                    None
+                }
+            }
+            Event::File {
+                day,
+                bytes,
+                outcome,
+            } => {
+                let Some(tally) = days.get_mut(&day) else {
+                    continue;
+                };
+                match outcome {
+                    Ok(parsed) => {
+                        out.files.read += 1;
+                        out.files.bytes += bytes;
+                        match parsed.kind {
+                            FileKind::Read => {}
+                            FileKind::NoParticulates => out.files.no_particulates += 1,
+                            FileKind::BrokenHeader => out.files.broken += 1,
+                        }
+                        out.rows.merge(&parsed.stats);
+                        for r in parsed.readings {
+                            batch.push(r);
+                            if batch.len() >= batch_size {
+                                let full =
+                                    std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                                if writes.send(Write::Batch(full)).await.is_err() {
+                                    return out;
+                                }
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        out.files.failed += 1;
+                        tally.failures.push(why);
+                    }
+                }
+                meter.files.fetch_add(1, Ordering::Relaxed);
+                tally.files_left -= 1;
+                let position = (tally.files - tally.files_left) * 1000 / tally.files;
+                meter.bar.inc(position - tally.shown);
+                tally.shown = position;
+                if tally.files_left == 0 {
+                    days.remove(&day).map(|t| (day, t.failures, t.shown))
+                } else {
+                    meter.refresh();
+                    None
+                }
+            }
+        };
+        let Some((day, failures, shown)) = ended else {
+            continue;
+        };
+        // The day's last readings go before its marker.
+        if !batch.is_empty() {
+            let rest = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            if writes.send(Write::Batch(rest)).await.is_err() {
+                return out;
+            }
+        }
+        let complete = failures.is_empty();
+        if !complete {
+            let first = failures.first().cloned().unwrap_or_default();
+            let why = if failures.len() == 1 {
+                first
+            } else {
+                format!("{} files failed; the first: {first}", failures.len())
+            };
+            tracing::warn!(%day, %why, "the day is not complete");
+            out.incomplete.push(Incomplete { day, why });
+        }
+        if writes.send(Write::DayEnd { day, complete }).await.is_err() {
+            return out;
+        }
+        meter.bar.inc(1000 - shown);
+        meter.days_ended.fetch_add(1, Ordering::Relaxed);
+        meter.refresh();
+    }
+    if !batch.is_empty() {
+        let _ = writes.send(Write::Batch(batch)).await;
+    }
+    out
+}
+
+struct Written {
+    stored: u64,
+    samples: u64,
+    days_done: Vec<NaiveDate>,
+}
+
+/// Stores the batches; records each day whose marker it reaches complete.
+async fn write(
+    store: Arc<dyn ReadingStore>,
+    mut writes: mpsc::Receiver<Write>,
+    mut state: State,
+    resolution: Resolution,
+    types: TypeFilter,
+    meter: Meter,
+) -> anyhow::Result<Written> {
+    let mut out = Written {
+        stored: 0,
+        samples: 0,
+        days_done: Vec::new(),
+    };
+    while let Some(write) = writes.recv().await {
+        match write {
+            Write::Batch(batch) => {
+                let n = batch.len() as u64;
+                // SAMPLES: the store port has no place for the number of
+                // measurements a reading averages yet, so it is counted
+                // here and dropped. When `Reading` (or `put_batch`) takes
+                // it, hand `b.samples` on with each reading at this point.
+                let samples: u64 = batch.iter().map(|b| b.samples).sum();
+                let readings: Vec<Reading> = batch.into_iter().map(|b| b.reading).collect();
+                store
+                    .put_batch(in_key_order(readings))
+                    .await
+                    .with_context(|| format!("storing a batch after {} readings", out.stored))?;
+                out.stored += n;
+                out.samples += samples;
+                meter.stored.fetch_add(n, Ordering::Relaxed);
+            }
+            Write::DayEnd { day, complete } => {
+                if complete {
+                    let types = types.clone();
+                    state = tokio::task::spawn_blocking(move || {
+                        state.mark_done(day, resolution, &types).map(|()| state)
+                    })
+                    .await
+                    .context("the state thread failed")??;
+                    out.days_done.push(day);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What every file task shares.
+#[derive(Clone)]
+struct Shared {
+    source: ArchiveSource,
+    client: Option<reqwest::Client>,
+    policy: FetchPolicy,
+    countries: Arc<Countries>,
+    resolution: Resolution,
+    window: TimeWindow,
+}
+
+/// Reads one file: `(bytes, outcome)`, the error as text for the summary.
+async fn read_file(shared: &Shared, file: ArchiveFile) -> (u64, Result<Parsed, String>) {
+    let name = file.name.clone();
+    let result: anyhow::Result<(u64, Parsed)> = async {
+        match &shared.source {
+            ArchiveSource::Dir(root) => {
+                let path = root
+                    .join(file.day.format("%Y-%m-%d").to_string())
+                    .join(&file.name);
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    let f = std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open {}", path.display()))?;
+                    let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    let input = std::io::BufReader::with_capacity(READ_BUFFER, f);
+                    let parsed = parse::parse(input, &file, context(&shared))
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    Ok((bytes, parsed))
+                })
+                .await
+                .context("the parser thread failed")?
+            }
+            ArchiveSource::Http(base) => {
+                let client = shared.client.as_ref().context("no HTTP client")?;
+                let url = base
+                    .join(&format!("{}/", file.day.format("%Y-%m-%d")))
+                    .and_then(|day| day.join(&file.name))
+                    .with_context(|| format!("cannot make the URL of {}", file.name))?;
+                let download = Download {
+                    limit: archive::MAX_FILE_BYTES,
+                    progress: false,
+                };
+                let body = fetch::get(client, &url, &shared.policy, download).await?;
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    let parsed = parse::parse(&body[..], &file, context(&shared))
+                        .with_context(|| format!("cannot read {url}"))?;
+                    Ok((body.len() as u64, parsed))
+                })
+                .await
+                .context("the parser thread failed")?
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok((bytes, parsed)) => {
+            if parsed.kind == FileKind::BrokenHeader {
+                // Read and counted (its rows as malformed), so its day can
+                // finish; said here so that a page of HTML served in place
+                // of a file does not pass unseen.
+                tracing::warn!(
+                    file = %name,
+                    "no sensor_id, sensor_type, lat, lon and timestamp columns:                      its rows count as malformed"
+                );
+            }
+            (bytes, Ok(parsed))
+        }
+        Err(e) => {
+            tracing::warn!(file = %name, error = format!("{e:#}"), "file failed");
+            (0, Err(format!("{e:#}")))
+        }
+    }
+}
+
+fn context(shared: &Shared) -> parse::Context<'_> {
+    parse::Context {
+        countries: &shared.countries,
+        resolution: shared.resolution,
+        window: shared.window,
+    }
+}
+
+/// Runs the backfill `plan` describes into `store`.
+pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let all_days = plan.days();
+    let state = match State::load(&plan.state) {
+        Ok(s) if plan.fresh_store && s.days_recorded() > 0 => {
+            tracing::warn!(
+                state = %plan.state.display(),
+                days = s.days_recorded(),
+                "the store is new but the state file records finished days: \
+                 they cannot be in this store, so every day is done again"
+            );
+            State::empty(&plan.state)
+        }
+        Ok(s) => s,
+        // Redoing everything needs no record of what was done.
+        Err(e) if plan.force => {
+            tracing::warn!(error = format!("{e:#}"), "starting a new state file");
+            State::empty(&plan.state)
+        }
+        Err(e) => return Err(e),
+    };
+    let (todo, skipped): (Vec<NaiveDate>, Vec<NaiveDate>) = all_days
+        .iter()
+        .partition(|d| plan.force || !state.is_done(**d, plan.resolution, &plan.types));
+    if !skipped.is_empty() {
+        tracing::info!(
+            days = skipped.len(),
+            first = %skipped[0],
+            last = %skipped[skipped.len() - 1],
+            state = %state.path().display(),
+            "skipping days already backfilled (--force redoes them)"
+        );
+    }
+    tracing::info!(
+        source = %plan.source,
+        days = todo.len(),
+        types = %plan.types,
+        resolution = plan.resolution.name(),
+        "backfilling"
+    );
+
+    let shared = Arc::new(Shared {
+        source: plan.source.clone(),
+        client: match plan.source {
+            ArchiveSource::Http(_) => Some(fetch::http_client(&plan.policy)?),
+            ArchiveSource::Dir(_) => None,
+        },
+        policy: plan.policy.clone(),
+        countries: Arc::new(Countries::load()?),
+        resolution: plan.resolution,
+        window: TimeWindow::at(plan.now),
+    });
+    let meter = Meter::new(todo.len() as u64);
+    meter.refresh();
+    let concurrency = plan.concurrency.max(1);
+    let (events_tx, events_rx) = mpsc::channel::<Event>(concurrency * 2);
+    let (writes_tx, writes_rx) = mpsc::channel::<Write>(BATCHES_IN_FLIGHT);
+    let writer = tokio::spawn(write(
+        store,
+        writes_rx,
+        state,
+        plan.resolution,
+        plan.types.clone(),
+        meter.clone(),
+    ));
+    let collector = tokio::spawn(collect(
+        events_rx,
+        writes_tx,
+        plan.batch_size.max(1),
+        meter.clone(),
+    ));
+
+    let slots = Arc::new(Semaphore::new(concurrency));
+    'days: for day in todo {
+        let listed = archive::list_day(
+            &shared.source,
+            shared.client.as_ref(),
+            &shared.policy,
+            day,
+            &plan.types,
+        )
+        .await;
+        let files = match &listed {
+            Ok(l) => l.files.clone(),
+            // Logged by the collector, with the other days not finished.
+            Err(_) => Vec::new(),
+        };
+        let listing = listed.map_err(|e| format!("cannot list the day: {e:#}"));
+        if events_tx
+            .send(Event::Listed { day, listing })
+            .await
+            .is_err()
+        {
+            // The collector stopped: the writer failed, and says why.
+            break;
+        }
+        for file in files {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break 'days;
+            };
+            let (shared, events) = (shared.clone(), events_tx.clone());
+            if events.is_closed() {
+                break 'days;
+            }
+            tokio::spawn(async move {
+                let (bytes, outcome) = read_file(&shared, file).await;
+                let _ = events
+                    .send(Event::File {
+                        day,
+                        bytes,
+                        outcome,
+                    })
+                    .await;
+                drop(slot);
+            });
+        }
+    }
+    drop(events_tx);
+    let collected = collector.await.context("the collector failed")?;
+    let written = writer.await.context("the writer failed")??;
+    meter.bar.finish_and_clear();
+
+    Ok(Summary {
+        source: plan.source.to_string(),
+        resolution: plan.resolution,
+        types: plan.types.clone(),
+        state: plan.state.clone(),
+        days_requested: all_days.len() as u64,
+        days_skipped: skipped,
+        days_done: written.days_done,
+        days_incomplete: collected.incomplete,
+        files: collected.files,
+        rows: collected.rows,
+        stored: written.stored,
+        samples: written.samples,
+        elapsed: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_lists() {
+        assert_eq!(TypeFilter::parse("all"), Ok(TypeFilter::All));
+        assert_eq!(TypeFilter::parse("sds011,ALL"), Ok(TypeFilter::All));
+        let t = TypeFilter::parse(" SDS011 , sps30,,").expect("a list");
+        assert!(t.wants("sds011") && t.wants("sps30") && !t.wants("bme280"));
+        assert_eq!(t.to_string(), "sds011,sps30");
+        assert!(TypeFilter::parse("").is_err());
+        assert!(TypeFilter::parse("sds 011").is_err());
+        assert!(TypeFilter::parse("../x").is_err());
+    }
+
+    #[test]
+    fn daily_means_are_stamped_at_the_days_last_second() {
+        let day = NaiveDate::from_ymd_opt(2025, 10, 15).expect("a date");
+        assert_eq!(
+            parse::daily_timestamp(day).to_string(),
+            "2025-10-15 23:59:59"
+        );
+    }
+}

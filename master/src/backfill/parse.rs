@@ -1,0 +1,617 @@
+//! One archive file, read as it streams in: `;`-separated values with a
+//! header row, columns found by name (sensors differ in their columns:
+//! SDS011 `P1;durP1;ratioP1;P2;durP2;ratioP2`, SPS30 adds `P0`, `N05`, …),
+//! each row validated with the live feed's rules and either averaged into
+//! the file's daily mean or kept as a reading of its own.
+//!
+//! A row is rejected for exactly one reason, checked in the live feed's
+//! order (structure, timestamp, values, then text):
+//!
+//! - `malformed entry`: too few cells, text that is not UTF-8, a
+//!   `sensor_id` that is not the file name's, a `location` that is not a
+//!   number, or any row of a file whose header lacks the columns needed;
+//! - `bad timestamp`: not `YYYY-MM-DDTHH:MM:SS` (or `… HH:MM:SS`);
+//! - `timestamp out of range`: outside the live feed's window (2015-01-01
+//!   to a day after now) or on another UTC day than the file's;
+//! - `no P1/P2 value` (both cells empty), `non-numeric value`,
+//!   `negative value`, `non-finite value`, `sensor saturated`: the feed's
+//!   value rules (`airq_core::feed::particulate_value`);
+//! - `bad sensor type`, `bad latitude`, `bad longitude`: the feed's text
+//!   rules;
+//! - `in no country`: the coordinates are in no country (the sea, 0/0).
+//!
+//! A file whose header has no `P1` and no `P2` column (a BME280, a DHT22)
+//! is not a particulate sensor's: it is skipped and counted, its rows are
+//! not.
+
+use super::archive::ArchiveFile;
+use super::country::Countries;
+use super::{Backfilled, Resolution};
+use airq_core::feed::{self, FeedStats, Rejection, TimeWindow, PM10_RAIL, PM25_RAIL};
+use airq_core::{Indices, Reading, Timestamp};
+use chrono::{NaiveDate, NaiveTime};
+use std::io::Read;
+
+/// Nano-units per unit: the means are summed exactly in 1e-9 µg/m³.
+const NANO: u128 = 1_000_000_000;
+
+/// What reading one file gave.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub kind: FileKind,
+    /// Rows read (`entries`), accepted and rejected by reason.
+    pub stats: FeedStats,
+    /// The file's readings: at most one (per sensor) at daily resolution,
+    /// one per accepted row at raw resolution.
+    pub readings: Vec<Backfilled>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Read; its rows are counted.
+    #[default]
+    Read,
+    /// A sensor without `P1`/`P2` columns (BME280, DHT22, …): skipped.
+    NoParticulates,
+    /// A header without the columns a row needs: every row is malformed.
+    BrokenHeader,
+}
+
+/// What every file of a run is read against.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub countries: &'a Countries,
+    pub resolution: Resolution,
+    /// The live feed's window of timestamps, at the run's start.
+    pub window: TimeWindow,
+}
+
+/// Where the columns a backfill reads are.
+struct Columns {
+    sensor_id: usize,
+    sensor_type: usize,
+    location: Option<usize>,
+    lat: usize,
+    lon: usize,
+    timestamp: usize,
+    p1: Option<usize>,
+    p2: Option<usize>,
+}
+
+enum Header {
+    Columns(Columns),
+    NoParticulates,
+    Broken,
+}
+
+fn header(names: &csv::ByteRecord) -> Header {
+    let find = |want: &str| {
+        names.iter().position(|n| {
+            // A byte-order mark before the first name, spaces around any.
+            let n = n.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(n);
+            n.trim_ascii() == want.as_bytes()
+        })
+    };
+    let (p1, p2) = (find("P1"), find("P2"));
+    let required = (
+        find("sensor_id"),
+        find("sensor_type"),
+        find("lat"),
+        find("lon"),
+        find("timestamp"),
+    );
+    match required {
+        (Some(sensor_id), Some(sensor_type), Some(lat), Some(lon), Some(timestamp)) => {
+            if p1.is_none() && p2.is_none() {
+                return Header::NoParticulates;
+            }
+            Header::Columns(Columns {
+                sensor_id,
+                sensor_type,
+                location: find("location"),
+                lat,
+                lon,
+                timestamp,
+                p1,
+                p2,
+            })
+        }
+        _ => Header::Broken,
+    }
+}
+
+/// The timestamp every daily mean of `day` gets: the day's last second,
+/// 23:59:59 UTC, the end of the 24 hours it averages. The nightly run at
+/// 00:00 UTC stores each sensor's 24-hour average with the feed's timestamp,
+/// the end of its window, just before midnight: a backfilled day and a
+/// nightly day fall on the same UTC day, in its last hour.
+pub fn daily_timestamp(day: NaiveDate) -> Timestamp {
+    Timestamp::from_naive(day.and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()))
+}
+
+/// A particulate value in nano-units, exactly for a plain decimal (the
+/// archive writes two decimals); digits past the ninth decimal, below a
+/// nanogram, are dropped. Text the feed's rules accept in another form
+/// (`1e1`) goes through its `f64`.
+fn nano_units(text: &str, value: f64) -> u128 {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let plain = digits(whole) && whole.len() <= 20 && digits(fraction);
+    if !plain {
+        return (value * NANO as f64).round() as u128;
+    }
+    let whole: u128 = whole.parse().unwrap_or(0);
+    let mut frac: u128 = 0;
+    for i in 0..9 {
+        let digit = fraction
+            .as_bytes()
+            .get(i)
+            .map_or(0, |b| u128::from(b - b'0'));
+        frac = frac * 10 + digit;
+    }
+    whole * NANO + frac
+}
+
+/// The mean of `n` values summing to `sum` nano-units, rounded half up to
+/// hundredths.
+fn mean_hundredths(sum: u128, n: u64) -> u128 {
+    let d = u128::from(n.max(1)) * (NANO / 100);
+    (2 * sum + d) / (2 * d)
+}
+
+/// Hundredths as text with two decimals: `555` is `"5.55"`.
+fn hundredths_text(h: u128) -> String {
+    format!("{}.{:02}", h / 100, h % 100)
+}
+
+/// One pollutant's running sum.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sum {
+    nano: u128,
+    n: u64,
+}
+
+impl Sum {
+    fn add(&mut self, v: Option<(&str, f64)>) {
+        if let Some((text, value)) = v {
+            self.nano += nano_units(text, value);
+            self.n += 1;
+        }
+    }
+
+    /// The mean as stored text and the number the indices are computed
+    /// from (the stored text's value, so that the stored indices are those
+    /// of the stored mean).
+    fn mean(self) -> Option<(String, f64)> {
+        (self.n > 0).then(|| {
+            let h = mean_hundredths(self.nano, self.n);
+            (hundredths_text(h), h as f64 / 100.0)
+        })
+    }
+}
+
+/// The day's mean of one sensor as rows are accepted, with the last row's
+/// site (a sensor moved during the day is where it ended it, as in the
+/// nightly 24-hour feed).
+#[derive(Default)]
+struct Daily {
+    p1: Sum,
+    p2: Sum,
+    rows: u64,
+    sensor_type: String,
+    loc_id: Option<u64>,
+    lat: String,
+    lon: String,
+    country: String,
+}
+
+fn set(field: &mut String, text: &str) {
+    // Most rows repeat the site: compare before allocating.
+    if field != text {
+        text.clone_into(field);
+    }
+}
+
+/// The country of the last coordinates looked up, as most rows of a file
+/// repeat them.
+struct CountryCache {
+    key: (String, String),
+    country: Option<String>,
+}
+
+/// One row's cells, once the row is accepted.
+struct Row<'r> {
+    ts: Timestamp,
+    p1: Option<(&'r str, f64)>,
+    p2: Option<(&'r str, f64)>,
+    sensor_type: &'r str,
+    loc_id: Option<u64>,
+    lat: &'r str,
+    lon: &'r str,
+}
+
+/// Validates one row (see the module's documentation for the order).
+fn row<'r>(
+    record: &'r csv::ByteRecord,
+    cols: &Columns,
+    file: &ArchiveFile,
+    window: TimeWindow,
+    day: TimeWindow,
+) -> Result<Row<'r>, Rejection> {
+    let cell = |i: usize| -> Result<&'r str, Rejection> {
+        let bytes = record.get(i).ok_or(Rejection::Malformed)?;
+        std::str::from_utf8(bytes)
+            .map(str::trim)
+            .map_err(|_| Rejection::Malformed)
+    };
+    // A column the header does not have is empty; one the header has but
+    // the row is too short for is a malformed row.
+    let optional = |i: Option<usize>| -> Result<&'r str, Rejection> { i.map_or(Ok(""), cell) };
+    if cell(cols.sensor_id)?.parse::<u64>().ok() != Some(file.sensor_id) {
+        return Err(Rejection::Malformed);
+    }
+    let loc_id = match optional(cols.location)? {
+        "" => None,
+        text => Some(text.parse::<u64>().map_err(|_| Rejection::Malformed)?),
+    };
+    let sensor_type = cell(cols.sensor_type)?;
+    let lat = cell(cols.lat)?;
+    let lon = cell(cols.lon)?;
+
+    let ts = Timestamp::parse_feed(cell(cols.timestamp)?).ok_or(Rejection::BadTimestamp)?;
+    if !window.contains(ts) || !day.contains(ts) {
+        return Err(Rejection::TimestampOutOfRange);
+    }
+
+    let value = |i: Option<usize>, rail: f64| -> Result<Option<(&'r str, f64)>, Rejection> {
+        match optional(i)? {
+            "" => Ok(None),
+            text => Ok(Some((text, feed::particulate_value(text, rail)?))),
+        }
+    };
+    let p1 = value(cols.p1, PM10_RAIL)?;
+    let p2 = value(cols.p2, PM25_RAIL)?;
+    if p1.is_none() && p2.is_none() {
+        return Err(Rejection::NoParticulates);
+    }
+
+    if !feed::valid_sensor_type(sensor_type) {
+        return Err(Rejection::BadSensorType);
+    }
+    if !feed::decimal_within(lat, 90) {
+        return Err(Rejection::BadLatitude);
+    }
+    if !feed::decimal_within(lon, 180) {
+        return Err(Rejection::BadLongitude);
+    }
+    Ok(Row {
+        ts,
+        p1,
+        p2,
+        sensor_type,
+        loc_id,
+        lat,
+        lon,
+    })
+}
+
+/// Reads one file from `input` as it streams. `Err` is an I/O error (a
+/// file that could not be read to its end): the file is not done, and
+/// neither is its day. Everything in the text is counted, never an error.
+pub fn parse<R: Read>(input: R, file: &ArchiveFile, ctx: Context<'_>) -> std::io::Result<Parsed> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
+    let mut out = Parsed::default();
+    let names = match reader.byte_headers() {
+        Ok(names) => names.clone(),
+        Err(e) => return Err(io_error(e)),
+    };
+    let cols = match header(&names) {
+        // An empty file has no header and no rows: read, nothing in it.
+        _ if names.is_empty() || (names.len() == 1 && names[0].is_empty()) => None,
+        Header::Columns(cols) => Some(cols),
+        Header::NoParticulates => {
+            out.kind = FileKind::NoParticulates;
+            return Ok(out);
+        }
+        Header::Broken => {
+            out.kind = FileKind::BrokenHeader;
+            None
+        }
+    };
+
+    // The file's UTC day, as a window of timestamps: a row of another day
+    // is out of range.
+    let first = Timestamp::from_naive(file.day.and_time(NaiveTime::MIN));
+    let day = TimeWindow {
+        earliest: first,
+        latest: Timestamp(first.0 + 86_399),
+    };
+    let mut daily = Daily::default();
+    let mut cache = CountryCache {
+        key: (String::new(), String::new()),
+        country: None,
+    };
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(io_error(e)),
+            // Not expected of a flexible byte reader; a row all the same.
+            Err(_) => {
+                out.stats.entries += 1;
+                *out.stats.rejected.entry(Rejection::Malformed).or_default() += 1;
+                continue;
+            }
+        }
+        // A blank line (a trailing newline too many) is no row.
+        if record.len() == 1 && record[0].trim_ascii().is_empty() {
+            continue;
+        }
+        out.stats.entries += 1;
+        let accepted = match &cols {
+            None => Err(Rejection::Malformed),
+            Some(cols) => row(&record, cols, file, ctx.window, day).and_then(|r| {
+                if cache.key.0 != r.lat || cache.key.1 != r.lon {
+                    // Checked as numbers within range above.
+                    let at = match (r.lat.parse::<f64>(), r.lon.parse::<f64>()) {
+                        (Ok(lat), Ok(lon)) => ctx.countries.at(lat, lon).map(str::to_owned),
+                        _ => None,
+                    };
+                    cache = CountryCache {
+                        key: (r.lat.to_owned(), r.lon.to_owned()),
+                        country: at,
+                    };
+                }
+                let country = cache.country.as_deref().ok_or(Rejection::NoCountry)?;
+                Ok((r, country))
+            }),
+        };
+        match accepted {
+            Err(why) => *out.stats.rejected.entry(why).or_default() += 1,
+            Ok((r, country)) => {
+                out.stats.accepted += 1;
+                match ctx.resolution {
+                    Resolution::Raw => out.readings.push(raw_reading(file, &r, country)),
+                    Resolution::Daily => {
+                        daily.p1.add(r.p1);
+                        daily.p2.add(r.p2);
+                        daily.rows += 1;
+                        set(&mut daily.sensor_type, r.sensor_type);
+                        set(&mut daily.lat, r.lat);
+                        set(&mut daily.lon, r.lon);
+                        set(&mut daily.country, country);
+                        daily.loc_id = r.loc_id;
+                    }
+                }
+            }
+        }
+    }
+    if ctx.resolution == Resolution::Daily && daily.rows > 0 {
+        out.readings.push(daily_reading(file, daily));
+    }
+    Ok(out)
+}
+
+fn io_error(e: csv::Error) -> std::io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
+fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
+    let mut reading = Reading {
+        id: None,
+        timestamp: r.ts,
+        sensor_id: file.sensor_id,
+        sensor_type: r.sensor_type.to_owned(),
+        loc_id: r.loc_id,
+        loc_country: country.to_owned(),
+        loc_lat: r.lat.to_owned(),
+        loc_long: r.lon.to_owned(),
+        // The archive's rows carry no altitude (the live feed's is often
+        // empty too).
+        loc_alt: String::new(),
+        p1: r.p1.map(|(text, _)| text.to_owned()),
+        p2: r.p2.map(|(text, _)| text.to_owned()),
+        aqi: 0,
+        us_epa: 0,
+        eaqi: 0,
+    };
+    if let Some(i) = Indices::of(r.p1.map(|p| p.1), r.p2.map(|p| p.1)) {
+        reading.set_indices(i);
+    }
+    Backfilled {
+        reading,
+        samples: 1,
+    }
+}
+
+fn daily_reading(file: &ArchiveFile, d: Daily) -> Backfilled {
+    let p1 = d.p1.mean();
+    let p2 = d.p2.mean();
+    let mut reading = Reading {
+        id: None,
+        timestamp: daily_timestamp(file.day),
+        sensor_id: file.sensor_id,
+        sensor_type: d.sensor_type,
+        loc_id: d.loc_id,
+        loc_country: d.country,
+        loc_lat: d.lat,
+        loc_long: d.lon,
+        loc_alt: String::new(),
+        p1: None,
+        p2: None,
+        aqi: 0,
+        us_epa: 0,
+        eaqi: 0,
+    };
+    // Rows were accepted, so one of the two has a mean.
+    if let Some(i) = Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1)) {
+        reading.set_indices(i);
+    }
+    reading.p1 = p1.map(|p| p.0);
+    reading.p2 = p2.map(|p| p.0);
+    Backfilled {
+        reading,
+        samples: d.rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: u64) -> ArchiveFile {
+        ArchiveFile {
+            day: "2025-10-15".parse().expect("a date"),
+            sensor_type: "sds011".into(),
+            sensor_id: id,
+            name: format!("2025-10-15_sds011_sensor_{id}.csv"),
+        }
+    }
+
+    fn ctx(countries: &Countries, resolution: Resolution) -> Context<'_> {
+        Context {
+            countries,
+            resolution,
+            window: TimeWindow::at(Timestamp::parse_feed("2026-01-01 00:00:00").expect("a time")),
+        }
+    }
+
+    const HEADER: &str =
+        "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n";
+
+    #[test]
+    fn exact_means_rounded_half_up() {
+        assert_eq!(nano_units("5.55", 5.55), 5_550_000_000);
+        assert_eq!(nano_units("7", 7.0), 7_000_000_000);
+        assert_eq!(nano_units("0.1234567891", 0.1234567891), 123_456_789);
+        assert_eq!(nano_units("1e1", 10.0), 10_000_000_000);
+        // (1.00 + 1.01) / 2 = 1.005: half up, where a float mean
+        // (1.00499999…) would round down.
+        let sum = nano_units("1.00", 1.0) + nano_units("1.01", 1.01);
+        assert_eq!(hundredths_text(mean_hundredths(sum, 2)), "1.01");
+        assert_eq!(hundredths_text(mean_hundredths(3 * NANO, 3)), "1.00");
+        assert_eq!(hundredths_text(5), "0.05");
+    }
+
+    #[test]
+    fn rows_are_rejected_by_reason_and_averaged() {
+        let countries = Countries::load().expect("boundaries");
+        let text = format!(
+            "{HEADER}\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T00:00:01;10.00;;;4.00;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T12:00:00;20.01;;;;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15 23:59:59;;;;5.00;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00\n\
+             8;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00;1;;;1;;\n\
+             7;SDS011;x;51.5074;-0.1278;2025-10-15T13:00:00;1;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-16T00:00:00;1;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;2014-10-15T00:00:00;1;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;15.10.2025 13:00;1;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00;;;;;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00;unavailable;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00;-1;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00;1;;;NaN;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T13:00:00;1;;;999.90;;\n\
+             7;=cmd;1;51.5074;-0.1278;2025-10-15T13:00:00;1;;;1;;\n\
+             7;SDS011;1;91;-0.1278;2025-10-15T13:00:00;1;;;1;;\n\
+             7;SDS011;1;51.5074;1e2;2025-10-15T13:00:00;1;;;1;;\n\
+             7;SDS011;1;45.0;-30.0;2025-10-15T13:00:00;1;;;1;;\n\
+             7;SDS011;1;0;0;2025-10-15T13:00:00;1;;;1;;\n\
+             \n"
+        );
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"7;SDS\xff;1;51.5;-0.1;2025-10-15T13:00:00;1;;;1;;\n");
+        let p = parse(&bytes[..], &file(7), ctx(&countries, Resolution::Daily)).expect("reads");
+        assert_eq!(p.kind, FileKind::Read);
+        assert_eq!((p.stats.entries, p.stats.accepted), (20, 3));
+        for (why, n) in [
+            (Rejection::Malformed, 4),
+            (Rejection::TimestampOutOfRange, 2),
+            (Rejection::BadTimestamp, 1),
+            (Rejection::NoParticulates, 1),
+            (Rejection::NonNumeric, 1),
+            (Rejection::Negative, 1),
+            (Rejection::NonFinite, 1),
+            (Rejection::Saturated, 1),
+            (Rejection::BadSensorType, 1),
+            (Rejection::BadLatitude, 1),
+            (Rejection::BadLongitude, 1),
+            (Rejection::NoCountry, 2),
+        ] {
+            assert_eq!(p.stats.rejected(why), n, "{why}");
+        }
+        assert_eq!(p.stats.rejected_total() + p.stats.accepted, p.stats.entries);
+        let [daily] = &p.readings[..] else {
+            panic!("one daily reading: {:?}", p.readings)
+        };
+        let r = &daily.reading;
+        assert_eq!(daily.samples, 3);
+        // P1 over the two rows with one: (10.00 + 20.01) / 2 = 15.005 → 15.01.
+        assert_eq!(
+            (r.p1.as_deref(), r.p2.as_deref()),
+            (Some("15.01"), Some("4.50"))
+        );
+        assert_eq!(r.loc_country, "UK");
+        assert_eq!(r.timestamp, daily_timestamp(file(7).day));
+        assert_eq!(
+            r.indices(),
+            Indices::of(Some(15.01), Some(4.5)).expect("indices")
+        );
+        assert_eq!((r.loc_id, r.id, r.loc_alt.as_str()), (Some(1), None, ""));
+
+        let raw = parse(&bytes[..], &file(7), ctx(&countries, Resolution::Raw)).expect("reads");
+        assert_eq!(raw.readings.len(), 3);
+        assert_eq!(raw.readings[1].reading.p1.as_deref(), Some("20.01"));
+        assert_eq!(raw.readings[1].reading.p2, None);
+        assert_eq!(
+            raw.readings[2].reading.timestamp,
+            Timestamp::parse_feed("2025-10-15 23:59:59").expect("a time")
+        );
+    }
+
+    #[test]
+    fn headers_decide_what_a_file_is() {
+        let countries = Countries::load().expect("boundaries");
+        let c = ctx(&countries, Resolution::Daily);
+        let bme = "sensor_id;sensor_type;location;lat;lon;timestamp;pressure;altitude;pressure_sealevel;temperature;humidity\n\
+                   7;BME280;1;51.5;-0.1;2025-10-15T00:00:56;98610.97;;;4.34;100.00\n";
+        let p = parse(bme.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!((p.kind, p.stats.entries), (FileKind::NoParticulates, 0));
+
+        let broken = "<html>not a csv</html>\nsecond line\nthird;line\n";
+        let p = parse(broken.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!(p.kind, FileKind::BrokenHeader);
+        assert_eq!(
+            (p.stats.entries, p.stats.rejected(Rejection::Malformed)),
+            (2, 2)
+        );
+
+        let p = parse(&b""[..], &file(7), c).expect("reads");
+        assert_eq!(
+            (p.kind, p.stats.entries, p.readings.len()),
+            (FileKind::Read, 0, 0)
+        );
+
+        // Columns by name, in any order, with extra ones; a BOM and CRLF.
+        let sps = "\u{feff}sensor_id;sensor_type;location;lat;lon;timestamp;P1;P4;P2;P0;N05;N1\r\n\
+                   7;SPS30;;48.7758;9.1829;2025-10-15T10:00:00;3.10;2.9;2.20;1.5;10;11\r\n";
+        let p = parse(sps.as_bytes(), &file(7), c).expect("reads");
+        let r = &p.readings[0].reading;
+        assert_eq!(
+            (r.p1.as_deref(), r.p2.as_deref()),
+            (Some("3.10"), Some("2.20"))
+        );
+        assert_eq!(
+            (r.sensor_type.as_str(), r.loc_country.as_str(), r.loc_id),
+            ("SPS30", "DE", None)
+        );
+    }
+}
