@@ -100,20 +100,22 @@ window.airqMap = (() => {
       return rs.map((r) => r.map(([lon, lat]) => project(lon, lat)));
     }
 
-    async function loadOutlines(name) {
-      const resp = await fetch(`/assets/${name}`, { headers: { Accept: 'application/json' } });
-      if (!resp.ok) throw new Error(`${name}: HTTP ${resp.status}`);
+    // The outlines' URLs come from the page, with their versions (so a
+    // browser may keep them for good: they change only with the binary).
+    async function loadOutlines(url) {
+      const resp = await fetch(url, { headers: { Accept: 'application/json' } });
+      if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
       return toWorldRings(rings(await resp.json()));
     }
 
-    loadOutlines('countries-110m.json')
-      .then((r) => { if (!detailed) outlines = r; root.dataset.outlines = 'loaded'; redraw(); })
-      .catch((e) => { root.dataset.outlines = 'failed'; console.warn('airq map:', e); });
+    loadOutlines(root.dataset.outlines)
+      .then((r) => { if (!detailed) outlines = r; root.dataset.outlinesState = 'loaded'; redraw(); })
+      .catch((e) => { root.dataset.outlinesState = 'failed'; console.warn('airq map:', e); });
 
     function maybeDetail() {
       if (detailed || loadingDetail || view.zoom < DETAIL_ZOOM) return;
       loadingDetail = true;
-      loadOutlines('countries-50m.json')
+      loadOutlines(root.dataset.detail)
         .then((r) => { outlines = r; detailed = true; redraw(); })
         .catch((e) => console.warn('airq map:', e))
         .finally(() => { loadingDetail = false; });

@@ -1,19 +1,51 @@
 //! The reading store contract: what a store returns equals the reference
-//! evaluation ([`Query::matches`]) over what was written, in store order.
+//! evaluation ([`Query::matches`], [`LatestQuery::matches`]) over what was
+//! written, in store order, and every answer, in every format, is the
+//! reference rows' answer byte for byte ([`to_answer`]).
 
-use airq_core::query::Query;
-use airq_core::reading::Reading;
+use crate::generate;
+use airq_core::aqi::Index;
+use airq_core::export::{render, to_answer, Format, Rendering};
+use airq_core::place::{Bbox, Near, Place};
+use airq_core::query::{LatestQuery, Query};
+use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::ReadingStore;
 use futures::TryStreamExt;
+use std::collections::BTreeMap;
+
+/// What was written, one reading per identity `(timestamp, sensor id)`
+/// (the last written wins), in store order.
+fn stored(readings: &[Reading]) -> BTreeMap<(Timestamp, u64), &Reading> {
+    let mut by_key = BTreeMap::new();
+    for r in readings {
+        by_key.insert((r.timestamp, r.sensor_id), r);
+    }
+    by_key
+}
 
 /// The reference answer: matching readings by (timestamp, sensor id), one
 /// per identity (the last written wins).
 pub fn reference(readings: &[Reading], query: &Query) -> Vec<Reading> {
-    let mut by_key = std::collections::BTreeMap::new();
-    for r in readings {
-        by_key.insert((r.timestamp, r.sensor_id), r.clone());
+    stored(readings)
+        .into_values()
+        .filter(|r| query.matches(r))
+        .cloned()
+        .collect()
+}
+
+/// The reference of `latest`: of what was written, each sensor's reading
+/// with the greatest timestamp, those `latest` matches, by sensor id.
+pub fn latest_reference(readings: &[Reading], latest: &LatestQuery) -> Vec<Reading> {
+    let mut newest: BTreeMap<u64, &Reading> = BTreeMap::new();
+    // In (timestamp, sensor) order, so a later entry of a sensor is newer.
+    for r in stored(readings).into_values() {
+        newest.insert(r.sensor_id, r);
     }
-    by_key.into_values().filter(|r| query.matches(r)).collect()
+    newest
+        .into_values()
+        .filter(|r| latest.matches(r))
+        .cloned()
+        .collect()
 }
 
 pub async fn collect(store: &dyn ReadingStore, query: &Query) -> Vec<Reading> {
@@ -24,7 +56,29 @@ pub async fn collect(store: &dyn ReadingStore, query: &Query) -> Vec<Reading> {
         .expect("query stream")
 }
 
-/// The store answers `query` exactly as the reference does.
+/// Where two answers first differ, with a little of each, for messages.
+fn first_difference(got: &[u8], want: &[u8]) -> String {
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let around = |b: &[u8]| {
+        let from = at.saturating_sub(60);
+        String::from_utf8_lossy(&b[from..(at + 60).min(b.len())]).into_owned()
+    };
+    format!(
+        "{} bytes against {}, first difference at byte {at}:\n got: {:?}\nwant: {:?}",
+        got.len(),
+        want.len(),
+        around(got),
+        around(want)
+    )
+}
+
+/// The store answers `query` exactly as the reference does: the same
+/// readings in the same order, and the answer in the query's format (and
+/// index) byte for byte.
 pub async fn matches_reference(store: &dyn ReadingStore, written: &[Reading], query: &Query) {
     let got = collect(store, query).await;
     let want = reference(written, query);
@@ -39,22 +93,23 @@ pub async fn matches_reference(store: &dyn ReadingStore, written: &[Reading], qu
         "rows differ from the reference for {}",
         query.to_json()
     );
-    // The CSV answer, on whichever path the store renders it, is the
-    // reference rows' CSV byte for byte.
-    let (csv, rows) = airq_core::export::render(store.query_answer(query), usize::MAX)
+    // The answer, on whichever path the store renders it, is the
+    // reference rows' answer byte for byte.
+    let (answer, rows) = render(store.query_answer(query), usize::MAX)
         .await
-        .expect("CSV answer");
-    let want_csv = airq_core::export::to_csv(&want).expect("reference CSV");
+        .expect("answer");
+    let want_answer = to_answer(&want, query.rendering()).expect("reference answer");
     assert_eq!(
         rows,
         want.len() as u64,
-        "CSV row count for {}",
+        "answer row count for {}",
         query.to_json()
     );
     assert!(
-        csv == want_csv,
-        "CSV differs from the reference for {}",
-        query.to_json()
+        answer == want_answer,
+        "answer differs from the reference for {}: {}",
+        query.to_json(),
+        first_difference(&answer, &want_answer)
     );
 }
 
@@ -86,4 +141,405 @@ pub async fn write_is_idempotent_and_exact(store: &dyn ReadingStore, readings: &
     countries.sort();
     countries.dedup();
     assert_eq!(summary.countries, countries);
+}
+
+/// Writes generated readings (see [`generate::readings`]: values on every
+/// breakpoint of the three indices, sensors in small clusters and spread
+/// out, some exactly on the edges of circles and boxes, mixed-case sensor
+/// types, several countries) and checks that the store answers like the
+/// reference: first a query per edge circle and box, then `cases` drawn
+/// queries (see [`generate::query`]: every index and format in turn,
+/// bounds, bands, places small and large, sensor types, countries).
+///
+/// The readings are in 2021, so the store may hold other readings (the
+/// shipped sample) as long as none is in [`generate::WINDOW_START`]'s two
+/// days. About a thousand readings and `cases` + 6 queries: cheap enough
+/// for an emulator. The seed is [`generate::seed`]; a failure names the
+/// query.
+pub async fn filters_match_reference(store: &dyn ReadingStore, cases: u32) {
+    let seed = generate::seed();
+    let mut rng = generate::rng(seed);
+    let written = generate::readings(&mut rng, 250);
+    for chunk in written.chunks(400) {
+        store
+            .put_batch(chunk.to_vec())
+            .await
+            .expect("put_batch of the generated readings");
+    }
+    let window = Query::between(
+        Timestamp(generate::WINDOW_START),
+        Timestamp(generate::WINDOW_START + generate::WINDOW_SECS - 1),
+    );
+
+    // The edges: the reference itself keeps a point exactly on a circle
+    // and drops one a metre outside; the store must do the same.
+    for (c, near) in generate::CIRCLES.iter().enumerate() {
+        let mut q = window.clone();
+        q.place = Some(Place::Near(*near));
+        q.format = Format::ALL[c % Format::ALL.len()];
+        let want = reference(&written, &q);
+        let base = generate::EDGE_SENSORS + 10 * c as u64;
+        let has = |id: u64| want.iter().any(|r| r.sensor_id == id);
+        assert!(
+            has(base) && !has(base + 1) && has(base + 2),
+            "seed {seed}: the reference keeps the point on the circle {near:?}, \
+             drops the one outside and keeps the one inside"
+        );
+        matches_reference(store, &written, &q).await;
+    }
+    for (b, bbox) in generate::BOXES.iter().enumerate() {
+        let mut q = window.clone();
+        q.place = Some(Place::Bbox(*bbox));
+        q.index = Index::ALL[b % Index::ALL.len()];
+        q.max_aqi = q.index.max();
+        let want = reference(&written, &q);
+        let base = generate::EDGE_SENSORS + 1000 + 100 * b as u64;
+        assert!(
+            (0..6).all(|i| want.iter().any(|r| r.sensor_id == base + i))
+                && !want.iter().any(|r| r.sensor_id == base + 6),
+            "seed {seed}: the reference keeps the edges and corners of {bbox:?}"
+        );
+        matches_reference(store, &written, &q).await;
+    }
+
+    let mut answered = 0;
+    for case in 0..cases {
+        let q = generate::query(&mut rng, case);
+        if !reference(&written, &q).is_empty() {
+            answered += 1;
+        }
+        matches_reference(store, &written, &q).await;
+    }
+    assert!(
+        cases < 6 || answered * 4 >= cases,
+        "seed {seed}: only {answered} of {cases} generated queries match any reading; \
+         the generator no longer tests much"
+    );
+}
+
+/// A sensor of [`latest_follows_ingestion`]: its id, type and first place.
+struct LatestSensor {
+    id: u64,
+    sensor_type: &'static str,
+    country: &'static str,
+    lat: f64,
+    lon: f64,
+}
+
+/// First sensor id of [`latest_follows_ingestion`].
+const LATEST_SENSORS: u64 = 7_100_000;
+/// 2022-01-01 00:00:00 UTC: the first ingestion's day starts here.
+const DAY1: i64 = 1_640_995_200;
+
+fn latest_reading(s: &LatestSensor, ts: i64, p1: &str, p2: Option<&str>) -> Reading {
+    generate::reading(
+        s.id,
+        ts,
+        s.sensor_type,
+        s.country,
+        format!("{:.4}", s.lat),
+        format!("{:.4}", s.lon),
+        Some(p1.to_owned()),
+        p2.map(str::to_owned),
+    )
+}
+
+/// Two ingestions, then `latest` after each: for every sensor the newest
+/// reading written (by timestamp; of one timestamp written twice, the
+/// later write), filtered by country, box, circle and sensor types, in
+/// sensor id order; and `latest_answer` in every format is the reference
+/// rows' answer byte for byte.
+///
+/// The second ingestion brings newer readings for some sensors, older ones
+/// for others (which must not replace the latest), a sensor that moved to
+/// another country and one that moved within its own, a timestamp written again with another value, several
+/// readings of one sensor in one batch in either order, and a new sensor.
+///
+/// Needs a store of its own: `latest` answers for every sensor ever
+/// written, so another suite's readings would be in its answers.
+pub async fn latest_follows_ingestion(store: &dyn ReadingStore) {
+    let everything = LatestQuery::default();
+    let before: Vec<Reading> = store
+        .latest(&everything)
+        .try_collect()
+        .await
+        .expect("latest stream");
+    assert!(
+        before.is_empty(),
+        "latest_follows_ingestion needs an empty store; this one has {} sensors",
+        before.len()
+    );
+
+    // Three clusters (Stuttgart, Sofia, Paris), ten sensors each, plus one
+    // exactly on the edge of the Stuttgart circle below.
+    const CITIES: [(f64, f64, &str); 3] = [
+        (48.78, 9.18, "DE"),
+        (42.70, 23.32, "BG"),
+        (48.86, 2.35, "FR"),
+    ];
+    let stuttgart = Near {
+        lat: 48.78,
+        lon: 9.18,
+        radius_km: 3.0,
+    };
+    let mut sensors: Vec<LatestSensor> = (0..30u64)
+        .map(|k| {
+            let (lat, lon, country) = CITIES[(k % 3) as usize];
+            // Within about 2 km of the centre, spread around it.
+            let angle = k as f64 * 0.7;
+            let step = 0.002 * (k / 3) as f64;
+            LatestSensor {
+                id: LATEST_SENSORS + k,
+                sensor_type: generate::SENSOR_TYPES[k as usize % generate::SENSOR_TYPES.len()],
+                country,
+                lat: lat + step * angle.sin(),
+                lon: lon + step * angle.cos(),
+            }
+        })
+        .collect();
+    let (edge_lat, edge_lon) = generate::on_circle(&stuttgart, stuttgart.radius_km, 0.0);
+    let edge = LatestSensor {
+        id: LATEST_SENSORS + 31,
+        sensor_type: "SPS30",
+        country: "DE",
+        lat: edge_lat,
+        lon: edge_lon,
+    };
+
+    // First ingestion: two readings per sensor, the older of some written
+    // in a batch after the newer.
+    let mut first_a = Vec::new();
+    let mut first_b = Vec::new();
+    for (k, s) in sensors.iter().enumerate() {
+        let older = latest_reading(s, DAY1 + 3600 * (1 + k as i64 % 5), "12.5", Some("8.1"));
+        let newer = latest_reading(s, DAY1 + 3600 * (8 + k as i64 % 7), "41.7", Some("23.5"));
+        if k % 2 == 0 {
+            first_a.push(newer);
+            first_b.push(older);
+        } else {
+            first_a.push(older);
+            first_b.push(newer);
+        }
+    }
+    // The edge sensor's text must parse to exactly the computed point.
+    let mut on_edge = latest_reading(&edge, DAY1 + 7200, "30", None);
+    on_edge.loc_lat = format!("{edge_lat}");
+    on_edge.loc_long = format!("{edge_lon}");
+    first_b.push(on_edge);
+    let mut written = Vec::new();
+    for batch in [first_a, first_b] {
+        written.extend(batch.iter().cloned());
+        store.put_batch(batch).await.expect("first ingestion");
+    }
+    let filters = latest_filters(&stuttgart);
+    check_latest(store, &written, &filters[..3]).await;
+
+    // Second ingestion.
+    let mut second = Vec::new();
+    let day2 = DAY1 + 86_400;
+    for s in &sensors[0..8] {
+        second.push(latest_reading(
+            s,
+            day2 + 60 * (s.id % 100) as i64,
+            "130",
+            Some("60.2"),
+        ));
+    }
+    for s in &sensors[8..16] {
+        second.push(latest_reading(
+            s,
+            DAY1 - 3600 * (s.id % 100) as i64,
+            "5",
+            Some("5"),
+        ));
+    }
+    // Sensor 18 (Stuttgart) moves to Sofia, across the border.
+    sensors[18].lat = 42.6977;
+    sensors[18].lon = 23.3219;
+    sensors[18].country = "BG";
+    second.push(latest_reading(
+        &sensors[18],
+        day2 + 7,
+        "270.01",
+        Some("140"),
+    ));
+    // Sensor 24 (Stuttgart) moves within its country, to Munich.
+    sensors[24].lat = 48.1372;
+    sensors[24].lon = 11.5756;
+    second.push(latest_reading(&sensors[24], day2 + 9, "45", Some("15")));
+    // Sensor 19's latest timestamp is written again, with other values.
+    let again = DAY1 + 3600 * (8 + 19 % 7);
+    second.push(latest_reading(&sensors[19], again, "604.9", Some("325.5")));
+    // Sensor 20: newer then older in one batch; sensor 21: two newer
+    // readings, the newest first.
+    second.push(latest_reading(&sensors[20], day2 + 100, "55", Some("9.1")));
+    second.push(latest_reading(&sensors[20], DAY1 - 100, "54", Some("9.0")));
+    second.push(latest_reading(
+        &sensors[21],
+        day2 + 200,
+        "155",
+        Some("35.5"),
+    ));
+    second.push(latest_reading(
+        &sensors[21],
+        day2 + 100,
+        "154",
+        Some("35.4"),
+    ));
+    // A sensor seen for the first time.
+    let new = LatestSensor {
+        id: LATEST_SENSORS + 30,
+        sensor_type: "hpm",
+        country: "FR",
+        lat: 48.8566,
+        lon: 2.3522,
+    };
+    second.push(latest_reading(&new, day2, "15.01", Some("5.01")));
+    written.extend(second.iter().cloned());
+    let (second_a, second_b) = second.split_at(second.len() / 2);
+    store
+        .put_batch(second_a.to_vec())
+        .await
+        .expect("second ingestion");
+    store
+        .put_batch(second_b.to_vec())
+        .await
+        .expect("second ingestion");
+
+    // The test means what it says: the reference follows each rule.
+    let all = latest_reference(&written, &everything);
+    assert_eq!(all.len(), 32, "every sensor once");
+    let of = |id: u64| all.iter().find(|r| r.sensor_id == id);
+    assert!(of(LATEST_SENSORS).is_some_and(|r| r.timestamp.0 > day2 - 1));
+    assert!(of(LATEST_SENSORS + 8).is_some_and(|r| r.p1.as_deref() == Some("41.7")));
+    assert!(of(LATEST_SENSORS + 18).is_some_and(|r| r.loc_country == "BG"));
+    assert!(latest_reference(&written, &filters[12])
+        .iter()
+        .any(|r| r.sensor_id == LATEST_SENSORS + 24));
+    assert!(of(LATEST_SENSORS + 19).is_some_and(|r| r.p1.as_deref() == Some("604.9")));
+    assert!(of(LATEST_SENSORS + 20).is_some_and(|r| r.timestamp.0 == day2 + 100));
+    assert!(of(LATEST_SENSORS + 21).is_some_and(|r| r.timestamp.0 == day2 + 200));
+    assert!(latest_reference(&written, &filters[6])
+        .iter()
+        .any(|r| r.sensor_id == edge.id));
+
+    check_latest(store, &written, &filters).await;
+}
+
+/// The filters [`latest_follows_ingestion`] checks: none, countries, small
+/// and large boxes and circles (the first of them on the edge sensor's
+/// circle), sensor types in any case, and combinations.
+fn latest_filters(stuttgart: &Near) -> Vec<LatestQuery> {
+    let types = |t: &[&str]| t.iter().map(|t| t.to_ascii_uppercase()).collect::<Vec<_>>();
+    let with = |f: &dyn Fn(&mut LatestQuery)| {
+        let mut q = LatestQuery::default();
+        f(&mut q);
+        q
+    };
+    let stuttgart_box = Place::Bbox(Bbox {
+        min_lon: 9.1,
+        min_lat: 48.7,
+        max_lon: 9.3,
+        max_lat: 48.85,
+    });
+    vec![
+        LatestQuery::default(),
+        with(&|q| q.country = Some("DE".into())),
+        with(&|q| q.sensor_types = types(&["SDS011"])),
+        with(&|q| q.country = Some("BG".into())),
+        with(&|q| q.country = Some("ZZ".into())),
+        with(&|q| q.place = Some(stuttgart_box)),
+        with(&|q| q.place = Some(Place::Near(*stuttgart))),
+        with(&|q| {
+            q.place = Some(Place::Near(Near {
+                lat: 42.7,
+                lon: 23.32,
+                radius_km: 15.0,
+            }))
+        }),
+        with(&|q| {
+            q.sensor_types = types(&["HPM", "SPS30"]);
+            q.country = Some("DE".into());
+        }),
+        with(&|q| {
+            // More cells than a store reads one by one.
+            q.place = Some(Place::Bbox(Bbox {
+                min_lon: -10.0,
+                min_lat: 35.0,
+                max_lon: 30.0,
+                max_lat: 60.0,
+            }));
+            q.sensor_types = types(&["sds011", "pms7003"]);
+        }),
+        with(&|q| {
+            q.place = Some(Place::Near(Near {
+                lat: 48.78,
+                lon: 9.18,
+                radius_km: 100.0,
+            }));
+            q.country = Some("DE".into());
+        }),
+        with(&|q| {
+            q.place = Some(stuttgart_box);
+            q.sensor_types = types(&["SDS011", "SPS30", "PMS5003"]);
+            q.country = Some("DE".into());
+        }),
+        with(&|q| {
+            q.place = Some(Place::Near(Near {
+                lat: 48.14,
+                lon: 11.58,
+                radius_km: 10.0,
+            }))
+        }),
+    ]
+}
+
+/// `latest` and `latest_answer` equal the reference for each filter, the
+/// answer in every format (the index changing with the filter).
+async fn check_latest(store: &dyn ReadingStore, written: &[Reading], filters: &[LatestQuery]) {
+    for (k, filter) in filters.iter().enumerate() {
+        let want = latest_reference(written, filter);
+        let got: Vec<Reading> = store
+            .latest(filter)
+            .try_collect()
+            .await
+            .expect("latest stream");
+        let ids = |rows: &[Reading]| rows.iter().map(|r| r.sensor_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&got),
+            ids(&want),
+            "latest: the sensors differ from the reference for {}",
+            filter.to_json()
+        );
+        assert!(
+            got == want,
+            "latest: the readings differ from the reference for {}",
+            filter.to_json()
+        );
+        for (f, format) in Format::ALL.into_iter().enumerate() {
+            let mut filter = filter.clone();
+            filter.format = format;
+            filter.index = Index::ALL[(k + f) % Index::ALL.len()];
+            let (answer, rows) = render(store.latest_answer(&filter), usize::MAX)
+                .await
+                .expect("latest answer");
+            let rendering = Rendering {
+                format,
+                index: filter.index,
+            };
+            let want_answer = to_answer(&want, rendering).expect("reference answer");
+            assert_eq!(
+                rows,
+                want.len() as u64,
+                "latest answer rows for {}",
+                filter.to_json()
+            );
+            assert!(
+                answer == want_answer,
+                "latest answer differs from the reference for {}: {}",
+                filter.to_json(),
+                first_difference(&answer, &want_answer)
+            );
+        }
+    }
 }

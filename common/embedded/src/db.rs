@@ -3,7 +3,7 @@
 use crate::bodies::{Bodies, Kind};
 use airq_core::error::BackendError;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ fn wait_for_lock(tries: i32) -> bool {
 }
 
 const SCHEMA: &str = "
+-- Migration 4 adds the US EPA AQI, EAQI and grid cell columns, the index
+-- by cell and the `latest` table (see `readings::migrate_to_indices_and_latest`).
 CREATE TABLE IF NOT EXISTS readings (
     ts          INTEGER NOT NULL,
     sensor_id   INTEGER NOT NULL,
@@ -79,19 +81,33 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires_at);
 ";
 
+/// One change of the schema, for files made before it.
+enum Migration {
+    /// Statements run as one batch.
+    Sql(&'static str),
+    /// Rust code, for changes SQL alone cannot make (values only the domain
+    /// computes, such as a reading's indices). It runs in the migration's
+    /// transaction, so a file is migrated entirely or not at all.
+    Rust(fn(&Transaction<'_>) -> Result<(), DbError>),
+}
+
 /// Changes to [`SCHEMA`] for files made before them, in order; the file's
-/// `user_version` counts how many it has.
-const MIGRATIONS: &[&str] = &[
+/// `user_version` counts how many it has. A new file is made by [`SCHEMA`]
+/// and every step, so old and new files end in the same schema.
+const MIGRATIONS: &[Migration] = &[
     // 1: payloads larger than `bodies::INLINE_MAX` live in files (see
     // `bodies`): a message row says whether its body is in one, a result
     // row names its CSV file.
-    "ALTER TABLE queue_messages ADD COLUMN body_file INTEGER NOT NULL DEFAULT 0;
+    Migration::Sql(
+        "ALTER TABLE queue_messages ADD COLUMN body_file INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE results ADD COLUMN csv_file TEXT;",
+    ),
     // 2: API keys (only their SHA-256, see `airq_core::keys`), and who
     // submitted each result, with the index that counts a client's
     // pending results (the cap on queued work) without reading the rest.
     // Results made before have no client and are never counted.
-    "CREATE TABLE IF NOT EXISTS api_keys (
+    Migration::Sql(
+        "CREATE TABLE IF NOT EXISTS api_keys (
          hash       TEXT    PRIMARY KEY,
          id         TEXT    NOT NULL UNIQUE,
          name       TEXT    NOT NULL,
@@ -105,10 +121,15 @@ const MIGRATIONS: &[&str] = &[
      -- index (SQLite checks the partial index's WHERE again otherwise).
      CREATE INDEX IF NOT EXISTS results_pending_by_client ON results (client, expires_at, state)
          WHERE state IN ('queued', 'running');",
+    ),
     // 3: the request id (`X-Request-Id`) of each result's submit, so that
     // one id follows a query from submit to download. Results made before
     // have none.
-    "ALTER TABLE results ADD COLUMN request_id TEXT;",
+    Migration::Sql("ALTER TABLE results ADD COLUMN request_id TEXT;"),
+    // 4: the US EPA AQI and the EAQI beside the DAQI, each reading's grid
+    // cell with an index for place filters, and the latest reading of each
+    // sensor (see `readings::migrate_to_indices_and_latest`).
+    Migration::Rust(crate::readings::migrate_to_indices_and_latest),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two
@@ -118,7 +139,10 @@ fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let done = usize::try_from(version).unwrap_or(0);
     for step in MIGRATIONS.iter().skip(done) {
-        tx.execute_batch(step)?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Rust(run) => run(&tx)?,
+        }
     }
     if done < MIGRATIONS.len() {
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;

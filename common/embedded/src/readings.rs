@@ -1,18 +1,32 @@
 //! The reading store on SQLite.
+//!
+//! Two tables: `readings`, every reading by `(ts, sensor_id)`, and
+//! `latest`, each sensor's most recent reading, kept up to date by
+//! [`ReadingStore::put_batch`] so that `latest` never reads the history.
+//! Both carry the three indices (computed at ingestion) and the reading's
+//! grid cell ([`airq_core::place::cell`]); an index by day and cell lets
+//! a small place read only its cells. The cells only narrow what SQLite
+//! reads: every row it hands out is checked with [`Place::contains_text`],
+//! the reference, so answers are exactly the reference's.
 
 use crate::db::{Db, DbError};
+use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
-use airq_core::export::{AnswerChunk, AnswerStream, Chunker, RowRef};
-use airq_core::query::Query;
+use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
+use airq_core::place::{cell_of_text, Place};
+use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::{ReadingStore, ReadingStream, StoreSummary};
 use async_trait::async_trait;
 use futures::StreamExt;
-use rusqlite::{params, Row, TransactionBehavior};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Row, Statement, Transaction, TransactionBehavior};
+use tokio::sync::mpsc::Sender;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// The columns a query reads, in the order the row decoders expect.
-const COLUMN_NAMES: [&str; 12] = [
+/// The columns a query reads, in the order the row decoders expect; the
+/// same in `readings` and `latest`.
+const COLUMN_NAMES: [&str; 14] = [
     "id",
     "ts",
     "sensor_id",
@@ -25,7 +39,59 @@ const COLUMN_NAMES: [&str; 12] = [
     "p1",
     "p2",
     "aqi",
+    "aqi_us_epa",
+    "aqi_eaqi",
 ];
+/// Positions of the coordinates in [`COLUMN_NAMES`], for the place check.
+const LAT: usize = 6;
+const LONG: usize = 7;
+
+/// Writes a reading into `readings`; a rewrite of its identity replaces it.
+const INSERT_READING: &str = "INSERT OR REPLACE INTO readings
+    (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
+     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+/// Makes a reading its sensor's latest unless a newer one is stored. On a
+/// tie the later write wins, as it does in `readings`.
+const UPSERT_LATEST: &str = "INSERT INTO latest
+    (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
+     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+    ON CONFLICT (sensor_id) DO UPDATE SET
+        id = excluded.id, ts = excluded.ts, sensor_type = excluded.sensor_type,
+        loc_id = excluded.loc_id, loc_country = excluded.loc_country,
+        loc_lat = excluded.loc_lat, loc_long = excluded.loc_long, loc_alt = excluded.loc_alt,
+        p1 = excluded.p1, p2 = excluded.p2, aqi = excluded.aqi,
+        aqi_us_epa = excluded.aqi_us_epa, aqi_eaqi = excluded.aqi_eaqi, cell = excluded.cell
+    WHERE excluded.ts >= latest.ts";
+
+/// [`UPSERT_LATEST`] for the usual case, a sensor that has not moved: its
+/// country and cell stay, so they are conditions rather than assignments,
+/// and SQLite leaves `latest`'s indices (on those two) untouched. Updating
+/// them for every reading made ingestion about 40% slower. Changes no row
+/// when the sensor is new, has moved, or has a newer reading: then
+/// [`UPSERT_LATEST`] decides.
+const UPDATE_LATEST_IN_PLACE: &str = "UPDATE latest SET
+        id = ?1, ts = ?2, sensor_type = ?4, loc_id = ?5, loc_lat = ?7, loc_long = ?8,
+        loc_alt = ?9, p1 = ?10, p2 = ?11, aqi = ?12, aqi_us_epa = ?13, aqi_eaqi = ?14
+    WHERE sensor_id = ?3 AND loc_country = ?6 AND cell = ?15 AND ts <= ?2";
+
+/// The time key of `readings_by_cell`, in SQL: the day (UTC) of a reading,
+/// `ts / DAY_SECS`. The index is ordered by day, then cell, so that a batch
+/// of readings (which share a day or two) adds to one small section of it;
+/// ordered by cell first, every batch wrote a page at the end of every
+/// cell's range, which made ingestion three times slower. A query names
+/// the expression exactly as the index does, or SQLite cannot use it.
+const DAY_OF_TS: &str = "ts / 86400";
+/// The length of a [`DAY_OF_TS`] day, seconds. SQLite's integer division
+/// truncates as Rust's does, so the days of a time range are
+/// `start / DAY_SECS ..= end / DAY_SECS`, before 1970 too.
+const DAY_SECS: i64 = 86_400;
+/// Most (day, cell) ranges a query reads through `readings_by_cell`: 64
+/// cells for 64 days, a few milliseconds of index seeks. Past that the
+/// query reads by time (or country) and checks the place on each row.
+const MAX_CELL_SEEKS: u64 = 4096;
 
 /// Readings streamed ahead of the consumer; bounds memory on huge results.
 const STREAM_BUFFER: usize = 512;
@@ -51,30 +117,40 @@ impl SqliteReadingStore {
         Ok(self.put_batch_inner(readings)?)
     }
 
+    /// For benchmarks: how many rows SQLite hands out for `query` (what
+    /// the indices narrowed the read to) and how many of them the answer
+    /// keeps after the exact place check, as `(read, returned)`. Runs the
+    /// query without rendering it; blocks, so call it from a blocking
+    /// thread.
+    pub fn rows_read(&self, query: &Query) -> Result<(u64, u64), BackendError> {
+        let Some(select) = Select::readings(query) else {
+            return Ok((0, 0));
+        };
+        let counts = run(&self.db, &select, |_| Ok(true))?;
+        Ok((counts.read, counts.returned))
+    }
+
     fn put_batch_inner(&self, readings: &[Reading]) -> Result<(), DbError> {
+        // Computed before the write lock is taken: parsing coordinates and
+        // sorting need no database.
+        let cells: Vec<u32> = readings
+            .iter()
+            .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
+            .collect();
+        let newest = newest_per_sensor(readings);
         let mut conn = self.db.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO readings
-                 (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt, p1, p2, aqi)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for r in readings {
-                stmt.execute(params![
-                    r.id.map(|v| v as i64),
-                    r.timestamp.0,
-                    r.sensor_id as i64,
-                    r.sensor_type,
-                    r.loc_id.map(|v| v as i64),
-                    r.loc_country,
-                    r.loc_lat,
-                    r.loc_long,
-                    r.loc_alt,
-                    r.p1,
-                    r.p2,
-                    r.aqi,
-                ])?;
+            let mut insert = tx.prepare_cached(INSERT_READING)?;
+            for (r, &cell) in readings.iter().zip(&cells) {
+                write_row(&mut insert, r, cell)?;
+            }
+            let mut in_place = tx.prepare_cached(UPDATE_LATEST_IN_PLACE)?;
+            let mut upsert = tx.prepare_cached(UPSERT_LATEST)?;
+            for i in newest {
+                if write_row(&mut in_place, &readings[i], cells[i])? == 0 {
+                    write_row(&mut upsert, &readings[i], cells[i])?;
+                }
             }
         }
         tx.commit()?;
@@ -82,11 +158,218 @@ impl SqliteReadingStore {
     }
 }
 
+/// Runs [`INSERT_READING`], [`UPDATE_LATEST_IN_PLACE`] or
+/// [`UPSERT_LATEST`] (same parameters) for `r`; returns the rows changed.
+fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, DbError> {
+    Ok(stmt.execute(params![
+        r.id.map(|v| v as i64),
+        r.timestamp.0,
+        r.sensor_id as i64,
+        r.sensor_type,
+        r.loc_id.map(|v| v as i64),
+        r.loc_country,
+        r.loc_lat,
+        r.loc_long,
+        r.loc_alt,
+        r.p1,
+        r.p2,
+        r.aqi,
+        r.us_epa,
+        r.eaqi,
+        cell,
+    ])?)
+}
+
+/// Positions in `readings` of each sensor's newest reading (the later one
+/// of equal timestamps, as in `readings`), in sensor id order: only those
+/// can become the latest, and writing `latest` in key order keeps its
+/// pages warm.
+fn newest_per_sensor(readings: &[Reading]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..readings.len()).collect();
+    order.sort_unstable_by_key(|&i| (readings[i].sensor_id, readings[i].timestamp, i));
+    let mut newest = Vec::with_capacity(order.len());
+    for (k, &i) in order.iter().enumerate() {
+        let next_same = order
+            .get(k + 1)
+            .is_some_and(|&j| readings[j].sensor_id == readings[i].sensor_id);
+        if !next_same {
+            newest.push(i);
+        }
+    }
+    newest
+}
+
+/// The column of `index`'s values.
+fn index_column(index: Index) -> &'static str {
+    match index {
+        Index::Daqi => "aqi",
+        Index::UsEpa => "aqi_us_epa",
+        Index::Eaqi => "aqi_eaqi",
+    }
+}
+
+/// A SELECT of rows in [`COLUMN_NAMES`] order: its text, its parameters,
+/// and the place every row it hands out is checked against.
+struct Select {
+    sql: String,
+    params: Vec<Value>,
+    place: Option<Place>,
+    /// Whether `sql` has its WHERE yet.
+    conditions: bool,
+}
+
+impl Select {
+    /// The history's rows `query` asks for, in `(ts, sensor_id)` order;
+    /// `None` when its index bounds exclude every value.
+    ///
+    /// Which index SQLite walks is named, not left to the planner, which
+    /// (without statistics) may prefer the primary key's time range: the
+    /// place's cells when it has few enough (a range of `readings_by_cell`
+    /// per day and cell, merged by a sort), else the country's range of
+    /// `readings_by_country`, else the primary key's. Other filters are
+    /// checked on the rows those ranges hold. One statement per shape,
+    /// rather than `(? IS NULL OR …)`, which would keep the planner from
+    /// using the indices at all.
+    fn readings(query: &Query) -> Option<Select> {
+        let (lo, hi) = query.aqi_bounds()?;
+        let (first_day, last_day) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
+        let days = u64::try_from(last_day.saturating_sub(first_day)).map_or(0, |d| d + 1);
+        let cells = query
+            .place
+            .and_then(|p| p.cells())
+            .filter(|c| days > 0 && days.saturating_mul(c.len() as u64) <= MAX_CELL_SEEKS);
+        let from = match (&cells, &query.country) {
+            (Some(_), _) => "readings INDEXED BY readings_by_cell",
+            (None, Some(_)) => "readings INDEXED BY readings_by_country",
+            (None, None) => "readings",
+        };
+        let mut s = Select::new(from);
+        if cells.is_some() {
+            s.and_in(DAY_OF_TS, (first_day..=last_day).map(Value::from).collect());
+        }
+        s.and_cells(cells.as_deref());
+        s.and("ts BETWEEN ? AND ?", [query.start.0, query.end.0]);
+        let between = format!("{} BETWEEN ? AND ?", index_column(query.index));
+        s.and(&between, [i64::from(lo), i64::from(hi)]);
+        s.and_country(query.country.as_deref());
+        s.and_types(&query.sensor_types);
+        s.place = query.place;
+        s.finish("ts, sensor_id");
+        Some(s)
+    }
+
+    /// The latest rows `latest` asks for, in sensor id order: through the
+    /// place's cells or the country when there are (`latest_by_cell`,
+    /// `latest_by_country`), else the whole table, which holds one row
+    /// per sensor.
+    fn latest(latest: &LatestQuery) -> Select {
+        let cells = latest.place.and_then(|p| p.cells());
+        let from = match (&cells, &latest.country) {
+            (Some(_), _) => "latest INDEXED BY latest_by_cell",
+            (None, Some(_)) => "latest INDEXED BY latest_by_country",
+            (None, None) => "latest",
+        };
+        let mut s = Select::new(from);
+        s.and_cells(cells.as_deref());
+        s.and_country(latest.country.as_deref());
+        s.and_types(&latest.sensor_types);
+        s.place = latest.place;
+        s.finish("sensor_id");
+        s
+    }
+
+    fn new(from: &str) -> Select {
+        Select {
+            sql: format!("SELECT {} FROM {from}", COLUMN_NAMES.join(", ")),
+            params: Vec::new(),
+            place: None,
+            conditions: false,
+        }
+    }
+
+    /// Adds a condition with its parameters.
+    fn and(&mut self, condition: &str, params: impl IntoIterator<Item = impl Into<Value>>) {
+        self.sql
+            .push_str(if self.conditions { " AND " } else { " WHERE " });
+        self.conditions = true;
+        self.sql.push_str(condition);
+        self.params.extend(params.into_iter().map(Into::into));
+    }
+
+    /// Adds `expr IN (?, …)` for a non-empty list.
+    fn and_in(&mut self, expr: &str, values: Vec<Value>) {
+        if values.is_empty() {
+            return;
+        }
+        let marks = vec!["?"; values.len()].join(", ");
+        self.and(&format!("{expr} IN ({marks})"), values);
+    }
+
+    /// The place's cells, when it is read cell by cell.
+    fn and_cells(&mut self, cells: Option<&[u32]>) {
+        if let Some(cells) = cells {
+            self.and_in("cell", cells.iter().map(|&c| Value::from(c)).collect());
+        }
+    }
+
+    fn and_country(&mut self, country: Option<&str>) {
+        if let Some(country) = country {
+            self.and("loc_country = ?", [country.to_owned()]);
+        }
+    }
+
+    fn and_types(&mut self, types: &[String]) {
+        // NOCASE folds ASCII letters only, as the reference's
+        // `eq_ignore_ascii_case` does; the query's types are upper-cased,
+        // stored ones are as sent.
+        self.and_in(
+            "sensor_type COLLATE NOCASE",
+            types.iter().map(|t| Value::from(t.clone())).collect(),
+        );
+    }
+
+    fn finish(&mut self, order: &str) {
+        self.sql.push_str(" ORDER BY ");
+        self.sql.push_str(order);
+    }
+}
+
+/// Rows SQLite handed out, and those of them in the place.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    read: u64,
+    returned: u64,
+}
+
+/// Runs `select`, calling `each` on every row in the place, in order, until
+/// it returns false.
+fn run(
+    db: &Db,
+    select: &Select,
+    mut each: impl FnMut(&Row<'_>) -> Result<bool, DbError>,
+) -> Result<Counts, DbError> {
+    let conn = db.conn()?;
+    let mut stmt = conn.prepare_cached(&select.sql)?;
+    let mut rows = stmt.query(params_from_iter(&select.params))?;
+    let mut counts = Counts::default();
+    while let Some(row) = rows.next()? {
+        counts.read += 1;
+        if let Some(place) = &select.place {
+            if !place.contains_text(text(row, LAT)?, text(row, LONG)?) {
+                continue;
+            }
+        }
+        counts.returned += 1;
+        if !each(row)? {
+            break;
+        }
+    }
+    Ok(counts)
+}
+
 /// A row's fields, borrowed from SQLite's row: the one decoder of
-/// [`COLUMN_NAMES`], for readings and CSV alike.
+/// [`COLUMN_NAMES`], for readings and answers alike.
 fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
-    let (p1, p2) = (text_or_null(row, 9)?, text_or_null(row, 10)?);
-    let other = airq_core::Indices::of_text(p1, p2);
     Ok(RowRef {
         id: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
         timestamp: Timestamp(row.get(1)?),
@@ -94,63 +377,54 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         sensor_type: text(row, 3)?,
         loc_id: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
         loc_country: text(row, 5)?,
-        loc_lat: text(row, 6)?,
-        loc_long: text(row, 7)?,
+        loc_lat: text(row, LAT)?,
+        loc_long: text(row, LONG)?,
         loc_alt: text(row, 8)?,
         p1: text_or_null(row, 9)?,
         p2: text_or_null(row, 10)?,
-        aqi: row.get(11)?,
-        us_epa: other.map_or(0, |i| i.us_epa),
-        eaqi: other.map_or(1, |i| i.eaqi),
+        aqi: small_int(row, 11)?,
+        us_epa: small_int(row, 12)?,
+        eaqi: small_int(row, 13)?,
     })
 }
 
-/// The statement for `query` (two, rather than `(?3 IS NULL OR
-/// loc_country = ?3)`, which would keep SQLite's planner from choosing the
-/// country index), run with `each` called on every row in order until it
-/// returns false.
-fn scan(
-    db: &Db,
-    query: &Query,
-    mut each: impl FnMut(&Row<'_>) -> Result<bool, DbError>,
-) -> Result<(), DbError> {
-    let Some((lo, hi)) = query.aqi_bounds() else {
-        return Ok(());
+/// An index value: a stored integer within the field's type.
+fn small_int<T: TryFrom<i64>>(row: &Row<'_>, i: usize) -> Result<T, DbError> {
+    let corrupt = |what: String| {
+        DbError(BackendError::Corrupt(format!(
+            "column {} of a reading: {what}",
+            COLUMN_NAMES[i]
+        )))
     };
-    let conn = db.conn()?;
-    let columns = COLUMN_NAMES.join(", ");
-    let mut stmt;
-    let mut rows = match &query.country {
-        Some(country) => {
-            stmt = conn.prepare_cached(&format!(
-                "SELECT {columns} FROM readings INDEXED BY readings_by_country
-                 WHERE loc_country = ?1 AND ts BETWEEN ?2 AND ?3 AND aqi BETWEEN ?4 AND ?5
-                 ORDER BY ts, sensor_id"
-            ))?;
-            stmt.query(params![country, query.start.0, query.end.0, lo, hi])?
-        }
-        None => {
-            stmt = conn.prepare_cached(&format!(
-                "SELECT {columns} FROM readings
-                 WHERE ts BETWEEN ?1 AND ?2 AND aqi BETWEEN ?3 AND ?4
-                 ORDER BY ts, sensor_id"
-            ))?;
-            stmt.query(params![query.start.0, query.end.0, lo, hi])?
-        }
-    };
-    while let Some(row) = rows.next()? {
-        if !each(row)? {
-            break;
-        }
-    }
-    Ok(())
+    let v = row
+        .get_ref(i)?
+        .as_i64()
+        .map_err(|e| corrupt(e.to_string()))?;
+    T::try_from(v).map_err(|_| corrupt(format!("{v} is out of range")))
 }
 
-/// Streams the readings of `query` into `tx` in batches, until done or
-/// until the receiver hangs up (a client that went away stops the scan).
-fn scan_readings(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) {
+/// A nullable text column, borrowed from the row.
+fn text_or_null<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, DbError> {
+    Ok(row.get_ref(i)?.as_str_or_null().map_err(|e| {
+        BackendError::Corrupt(format!("column {} of a reading: {e}", COLUMN_NAMES[i]))
+    })?)
+}
+
+fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, DbError> {
+    Ok(text_or_null(row, i)?.ok_or_else(|| {
+        BackendError::Corrupt(format!("column {} of a reading is NULL", COLUMN_NAMES[i]))
+    })?)
+}
+
+/// Streams the rows of `select` (none when `None`) into `tx` as readings,
+/// in batches, until done or until the receiver hangs up (a client that
+/// went away stops the scan).
+fn scan_readings(db: &Db, select: Option<&Select>, tx: &Sender<Batch>) {
+    let Some(select) = select else {
+        return;
+    };
     let mut batch: Batch = Vec::with_capacity(BATCH);
-    let scanned = scan(db, query, |row| {
+    let scanned = run(db, select, |row| {
         batch.push(Ok(Reading::from(row_ref(row)?)));
         if batch.len() < BATCH {
             return Ok(true);
@@ -167,35 +441,26 @@ fn scan_readings(db: &Db, query: &Query, tx: &tokio::sync::mpsc::Sender<Batch>) 
     }
 }
 
-/// A nullable text column, borrowed from the row.
-fn text_or_null<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, DbError> {
-    Ok(row.get_ref(i)?.as_str_or_null().map_err(|e| {
-        BackendError::Corrupt(format!("column {} of a reading: {e}", COLUMN_NAMES[i]))
-    })?)
-}
-
-fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, DbError> {
-    Ok(text_or_null(row, i)?.ok_or_else(|| {
-        BackendError::Corrupt(format!("column {} of a reading is NULL", COLUMN_NAMES[i]))
-    })?)
-}
-
-/// Renders the CSV of `query` straight from the rows SQLite hands out,
-/// borrowing their text: no [`Reading`] is built, nothing is allocated per
-/// row. Chunks go into `tx` until done or the receiver hangs up.
-fn scan_csv(
+/// Renders the answer of `select` (an empty one when `None`) straight from
+/// the rows SQLite hands out, borrowing their text: no [`Reading`] is
+/// built, nothing is allocated per row. Chunks go into `tx` until done or
+/// the receiver hangs up.
+fn scan_answer(
     db: &Db,
-    query: &Query,
-    tx: &tokio::sync::mpsc::Sender<Result<AnswerChunk, BackendError>>,
+    select: Option<&Select>,
+    rendering: Rendering,
+    tx: &Sender<Result<AnswerChunk, BackendError>>,
 ) {
-    let rendered = Chunker::new(query.rendering()).and_then(|mut chunker| {
+    let rendered = Chunker::new(rendering).and_then(|mut chunker| {
         let mut open = true;
-        scan(db, query, |row| {
-            if let Some(chunk) = chunker.push(&row_ref(row)?)? {
-                open = tx.blocking_send(Ok(chunk)).is_ok();
-            }
-            Ok(open)
-        })?;
+        if let Some(select) = select {
+            run(db, select, |row| {
+                if let Some(chunk) = chunker.push(&row_ref(row)?)? {
+                    open = tx.blocking_send(Ok(chunk)).is_ok();
+                }
+                Ok(open)
+            })?;
+        }
         Ok(open.then_some(chunker))
     });
     let last = match rendered {
@@ -204,6 +469,25 @@ fn scan_csv(
         Err(e) => Err(e),
     };
     let _ = tx.blocking_send(last);
+}
+
+impl SqliteReadingStore {
+    fn stream_readings(&self, select: Option<Select>) -> ReadingStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER / BATCH);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || scan_readings(&db, select.as_ref(), &tx));
+        ReceiverStream::new(rx)
+            .flat_map(futures::stream::iter)
+            .boxed()
+    }
+
+    fn stream_answer(&self, select: Option<Select>, rendering: Rendering) -> AnswerStream {
+        // A few chunks ahead of the consumer, at most.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || scan_answer(&db, select.as_ref(), rendering, &tx));
+        ReceiverStream::new(rx).boxed()
+    }
 }
 
 #[async_trait]
@@ -216,29 +500,19 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER / BATCH);
-        let db = self.db.clone();
-        let query = query.clone();
-        tokio::task::spawn_blocking(move || scan_readings(&db, &query, &tx));
-        ReceiverStream::new(rx)
-            .flat_map(futures::stream::iter)
-            .boxed()
+        self.stream_readings(Select::readings(query))
     }
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
-        // A few chunks ahead of the consumer, at most.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let db = self.db.clone();
-        let query = query.clone();
-        tokio::task::spawn_blocking(move || scan_csv(&db, &query, &tx));
-        ReceiverStream::new(rx).boxed()
+        self.stream_answer(Select::readings(query), query.rendering())
     }
 
-    fn latest(&self, _latest: &airq_core::LatestQuery) -> ReadingStream {
-        futures::stream::once(async {
-            Err(BackendError::Unsupported("latest: not built yet".into()))
-        })
-        .boxed()
+    fn latest(&self, latest: &LatestQuery) -> ReadingStream {
+        self.stream_readings(Some(Select::latest(latest)))
+    }
+
+    fn latest_answer(&self, latest: &LatestQuery) -> AnswerStream {
+        self.stream_answer(Some(Select::latest(latest)), latest.rendering())
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError> {
@@ -279,5 +553,352 @@ impl ReadingStore for SqliteReadingStore {
         self.db
             .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+}
+
+// ---- schema version 4 ----
+
+/// Readings the migration to version 4 computes and writes per round, so
+/// that a large file is migrated in bounded memory.
+const MIGRATION_BATCH: usize = 4096;
+
+/// Migration 4: the US EPA AQI, the EAQI and the grid cell of every
+/// stored reading, computed here (by the domain's code, so that they are
+/// what ingestion now computes), the cell index, and the `latest` table
+/// filled from the history.
+pub(crate) fn migrate_to_indices_and_latest(tx: &Transaction<'_>) -> Result<(), DbError> {
+    tx.execute_batch(
+        "ALTER TABLE readings ADD COLUMN aqi_us_epa INTEGER;
+         ALTER TABLE readings ADD COLUMN aqi_eaqi INTEGER;
+         ALTER TABLE readings ADD COLUMN cell INTEGER;",
+    )?;
+    let filled = fill_indices_and_cells(tx)?;
+    // The indices are made after the fill: one sort of the finished
+    // column rather than an index update per row written.
+    tx.execute_batch(&format!(
+        "-- A place with few cells reads their ranges only, in time order
+         -- within each day and cell (see `DAY_OF_TS`).
+         CREATE INDEX readings_by_cell ON readings ({DAY_OF_TS}, cell, ts, sensor_id);
+
+         -- Each sensor's most recent reading (see `UPSERT_LATEST`). The
+         -- sensor id is the rowid, so every index below is in sensor order
+         -- within its key, the order answers are in.
+         CREATE TABLE latest (
+             sensor_id   INTEGER PRIMARY KEY,
+             ts          INTEGER NOT NULL,
+             id          INTEGER,
+             sensor_type TEXT    NOT NULL,
+             loc_id      INTEGER,
+             loc_country TEXT    NOT NULL,
+             loc_lat     TEXT    NOT NULL,
+             loc_long    TEXT    NOT NULL,
+             loc_alt     TEXT    NOT NULL,
+             p1          TEXT,
+             p2          TEXT,
+             aqi         INTEGER NOT NULL,
+             aqi_us_epa  INTEGER NOT NULL,
+             aqi_eaqi    INTEGER NOT NULL,
+             cell        INTEGER NOT NULL
+         );
+         CREATE INDEX latest_by_country ON latest (loc_country);
+         CREATE INDEX latest_by_cell ON latest (cell);
+
+         -- With one max() in a query, SQLite takes the bare columns from
+         -- the row holding it: each sensor's newest reading.
+         INSERT INTO latest
+             (sensor_id, ts, id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
+              p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell)
+         SELECT sensor_id, MAX(ts), id, sensor_type, loc_id, loc_country, loc_lat, loc_long,
+                loc_alt, p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell
+         FROM readings GROUP BY sensor_id;"
+    ))?;
+    if filled > 0 {
+        tracing::info!(
+            readings = filled,
+            "migrated the readings to schema 4 (US EPA AQI, EAQI, cells, latest)"
+        );
+    }
+    Ok(())
+}
+
+/// Sets `aqi_us_epa`, `aqi_eaqi` and `cell` on every reading, a batch of
+/// [`MIGRATION_BATCH`] at a time in key order (each batch starting after
+/// the last key of the one before). Returns how many it set.
+fn fill_indices_and_cells(tx: &Transaction<'_>) -> Result<u64, DbError> {
+    const COLUMNS: &str = "ts, sensor_id, p1, p2, loc_lat, loc_long";
+    let mut first = tx.prepare(&format!(
+        "SELECT {COLUMNS} FROM readings ORDER BY ts, sensor_id LIMIT ?1"
+    ))?;
+    let mut next = tx.prepare(&format!(
+        "SELECT {COLUMNS} FROM readings WHERE (ts, sensor_id) > (?2, ?3)
+         ORDER BY ts, sensor_id LIMIT ?1"
+    ))?;
+    let mut update = tx.prepare(
+        "UPDATE readings SET aqi_us_epa = ?3, aqi_eaqi = ?4, cell = ?5
+         WHERE ts = ?1 AND sensor_id = ?2",
+    )?;
+    let mut after: Option<(i64, i64)> = None;
+    let mut filled = 0u64;
+    let mut batch = Vec::with_capacity(MIGRATION_BATCH);
+    loop {
+        batch.clear();
+        let limit = MIGRATION_BATCH as i64;
+        let mut rows = match after {
+            None => first.query(params![limit])?,
+            Some((ts, sensor)) => next.query(params![limit, ts, sensor])?,
+        };
+        while let Some(row) = rows.next()? {
+            let (ts, sensor): (i64, i64) = (row.get(0)?, row.get(1)?);
+            let p1 = row.get_ref(2)?.as_str_or_null().ok().flatten();
+            let p2 = row.get_ref(3)?.as_str_or_null().ok().flatten();
+            // No stored reading lacks both values (ingestion refuses
+            // them); one would get each index's lowest value.
+            let indices = Indices::of_text(p1, p2).unwrap_or(Indices {
+                daqi: airq_core::aqi::MIN_INDEX,
+                us_epa: Index::UsEpa.min(),
+                eaqi: Index::Eaqi.min() as u8,
+            });
+            let cell = match (
+                row.get_ref(4)?.as_str_or_null(),
+                row.get_ref(5)?.as_str_or_null(),
+            ) {
+                (Ok(Some(lat)), Ok(Some(lon))) => cell_of_text(lat, lon),
+                _ => cell_of_text("", ""),
+            };
+            batch.push((ts, sensor, indices.us_epa, indices.eaqi, cell));
+        }
+        drop(rows);
+        let Some(&(ts, sensor, ..)) = batch.last() else {
+            return Ok(filled);
+        };
+        for &(ts, sensor, us_epa, eaqi, cell) in &batch {
+            update.execute(params![ts, sensor, us_epa, eaqi, cell])?;
+        }
+        filled += batch.len() as u64;
+        after = Some((ts, sensor));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airq_core::place::{Bbox, Near};
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path().join("plan.db")).expect("db");
+        (dir, db)
+    }
+
+    /// SQLite's plan for `select`, one line per step.
+    fn plan(db: &Db, select: &Select) -> Vec<String> {
+        let conn = db.conn().expect("conn");
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", select.sql))
+            .expect("prepare");
+        stmt.query_map(params_from_iter(&select.params), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("plan rows")
+    }
+
+    fn day() -> Query {
+        Query::between(Timestamp(1_700_000_000), Timestamp(1_700_086_399))
+    }
+
+    const STUTTGART: Place = Place::Near(Near {
+        lat: 48.78,
+        lon: 9.18,
+        radius_km: 10.0,
+    });
+
+    const EUROPE: Place = Place::Bbox(Bbox {
+        min_lon: -10.0,
+        min_lat: 35.0,
+        max_lon: 30.0,
+        max_lat: 60.0,
+    });
+
+    #[test]
+    fn a_small_place_reads_its_cells_through_the_cell_index() {
+        let (_dir, db) = db();
+        for country in [None, Some("DE".to_owned())] {
+            let mut q = day();
+            q.place = Some(STUTTGART);
+            q.country = country;
+            q.sensor_types = vec!["SDS011".into(), "SPS30".into()];
+            q.index = Index::UsEpa;
+            q.max_aqi = 500;
+            let select = Select::readings(&q).expect("a select");
+            assert!(select.sql.contains("aqi_us_epa BETWEEN"), "{}", select.sql);
+            assert_eq!(
+                plan(&db, &select),
+                [
+                    "SEARCH readings USING INDEX readings_by_cell (<expr>=? AND cell=? AND ts>? AND ts<?)",
+                    "USE TEMP B-TREE FOR ORDER BY"
+                ],
+                "one range per day and cell, merged by a sort; never a scan"
+            );
+        }
+    }
+
+    #[test]
+    fn the_day_expression_is_the_day_length() {
+        assert_eq!(DAY_OF_TS, format!("ts / {DAY_SECS}"));
+        // SQLite truncates toward zero, as Rust does.
+        let (_dir, db) = db();
+        let conn = db.conn().expect("conn");
+        for ts in [-86_401i64, -86_400, -1, 0, 86_399, 86_400, 1_700_000_000] {
+            let day: i64 = conn
+                .query_row(
+                    &format!("SELECT {}", DAY_OF_TS.replace("ts", "?1")),
+                    [ts],
+                    |r| r.get(0),
+                )
+                .expect("day");
+            assert_eq!(day, ts / DAY_SECS, "{ts}");
+        }
+    }
+
+    #[test]
+    fn a_long_span_reads_by_time() {
+        let (_dir, db) = db();
+        let mut q = day();
+        q.end = Timestamp(q.start.0 + 400 * DAY_SECS);
+        q.place = Some(Place::Near(Near {
+            lat: 0.0,
+            lon: 0.0,
+            radius_km: 100.0,
+        }));
+        assert!(q
+            .place
+            .and_then(|p| p.cells())
+            .is_some_and(|c| c.len() > 10));
+        let select = Select::readings(&q).expect("a select");
+        assert_eq!(
+            plan(&db, &select),
+            ["SEARCH readings USING PRIMARY KEY (ts>? AND ts<?)"],
+            "400 days of over ten cells are too many ranges"
+        );
+        q.end = Timestamp(q.start.0 + 30 * DAY_SECS);
+        let select = Select::readings(&q).expect("a select");
+        assert!(plan(&db, &select)[0].contains("readings_by_cell"));
+    }
+
+    #[test]
+    fn a_large_place_reads_by_country_or_time() {
+        let (_dir, db) = db();
+        let mut q = day();
+        q.place = Some(EUROPE);
+        assert_eq!(EUROPE.cells(), None);
+        let select = Select::readings(&q).expect("a select");
+        assert_eq!(
+            plan(&db, &select),
+            ["SEARCH readings USING PRIMARY KEY (ts>? AND ts<?)"]
+        );
+        q.country = Some("DE".into());
+        q.index = Index::Eaqi;
+        let select = Select::readings(&q).expect("a select");
+        assert_eq!(
+            plan(&db, &select),
+            ["SEARCH readings USING INDEX readings_by_country (loc_country=? AND ts>? AND ts<?)"],
+            "in (time, sensor) order already: no sort"
+        );
+    }
+
+    #[test]
+    fn latest_reads_a_country_or_cells_through_their_index() {
+        let (_dir, db) = db();
+        let country = LatestQuery {
+            country: Some("DE".into()),
+            sensor_types: vec!["SDS011".into()],
+            ..LatestQuery::default()
+        };
+        assert_eq!(
+            plan(&db, &Select::latest(&country)),
+            ["SEARCH latest USING INDEX latest_by_country (loc_country=?)"],
+            "in sensor order already: no sort"
+        );
+        let near = LatestQuery {
+            place: Some(STUTTGART),
+            country: Some("DE".into()),
+            ..LatestQuery::default()
+        };
+        assert_eq!(
+            plan(&db, &Select::latest(&near)),
+            [
+                "SEARCH latest USING INDEX latest_by_cell (cell=?)",
+                "USE TEMP B-TREE FOR ORDER BY"
+            ]
+        );
+        assert_eq!(
+            plan(&db, &Select::latest(&LatestQuery::default())),
+            ["SCAN latest"],
+            "one row per sensor, in sensor order"
+        );
+    }
+
+    #[test]
+    fn sensor_types_match_in_any_case() {
+        let (_dir, db) = db();
+        let store = SqliteReadingStore::new(db);
+        let mut readings = Vec::new();
+        for (i, t) in ["SDS011", "sds011", "Sds011", "SPS30", "sps30x"]
+            .iter()
+            .enumerate()
+        {
+            let mut r = Reading {
+                id: None,
+                timestamp: Timestamp(1_700_000_000 + i as i64),
+                sensor_id: i as u64,
+                sensor_type: (*t).to_owned(),
+                loc_id: None,
+                loc_country: "DE".into(),
+                loc_lat: "48.78".into(),
+                loc_long: "9.18".into(),
+                loc_alt: String::new(),
+                p1: Some("10".into()),
+                p2: None,
+                aqi: 0,
+                us_epa: 0,
+                eaqi: 0,
+            };
+            r.set_indices(Indices::of_text(r.p1.as_deref(), None).expect("indices"));
+            readings.push(r);
+        }
+        store.put_batch_blocking(&readings).expect("put");
+        let mut q = day();
+        q.sensor_types = vec!["SDS011".into(), "SPS30".into()];
+        let select = Select::readings(&q).expect("a select");
+        let mut types = Vec::new();
+        run(&store.db, &select, |row| {
+            types.push(text(row, 3)?.to_owned());
+            Ok(true)
+        })
+        .expect("run");
+        assert_eq!(types, ["SDS011", "sds011", "Sds011", "SPS30"]);
+    }
+
+    #[test]
+    fn newest_per_sensor_keeps_the_last_written_of_the_newest() {
+        let r = |sensor_id: u64, ts: i64| Reading {
+            id: None,
+            timestamp: Timestamp(ts),
+            sensor_id,
+            sensor_type: "SDS011".into(),
+            loc_id: None,
+            loc_country: "DE".into(),
+            loc_lat: "1".into(),
+            loc_long: "1".into(),
+            loc_alt: String::new(),
+            p1: None,
+            p2: None,
+            aqi: 1,
+            us_epa: 0,
+            eaqi: 1,
+        };
+        let batch = [r(2, 10), r(1, 5), r(2, 30), r(2, 20), r(1, 5), r(3, 1)];
+        assert_eq!(newest_per_sensor(&batch), [4, 2, 5]);
+        assert!(newest_per_sensor(&[]).is_empty());
     }
 }

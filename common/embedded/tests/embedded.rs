@@ -174,6 +174,296 @@ async fn reading_store_contract() {
     airq_contract::store::matches_reference(&store, &readings, &q).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_filters_match_reference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("g.db")).expect("db"));
+    // The sample beside the generated readings: the suite's window is
+    // elsewhere in time, so it must not see them.
+    store.put_batch_blocking(&sample()).expect("sample");
+    airq_contract::store::filters_match_reference(&store, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_follows_ingestion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("l.db")).expect("db"));
+    airq_contract::store::latest_follows_ingestion(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_near_query_reads_few_rows() {
+    use airq_core::place::{Near, Place};
+    use airq_core::Timestamp;
+    use rand::{Rng, SeedableRng};
+    // A dense region: 2,000 sensors in 1.5° × 1.5° around Stuttgart (36
+    // cells), one reading an hour for a day.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("n.db")).expect("db"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let day = 1_700_006_400i64;
+    let sensors: Vec<(String, String)> = (0..2_000)
+        .map(|_| {
+            let lat = 48.0 + rng.random_range(0.0..1.5);
+            let lon = 8.5 + rng.random_range(0.0..1.5);
+            (format!("{lat:.4}"), format!("{lon:.4}"))
+        })
+        .collect();
+    let mut readings = Vec::new();
+    for hour in 0..24 {
+        for (i, (lat, lon)) in sensors.iter().enumerate() {
+            readings.push(airq_contract::generate::reading(
+                i as u64,
+                day + hour * 3600 + i as i64 % 600,
+                "SDS011",
+                "DE",
+                lat.clone(),
+                lon.clone(),
+                Some("20".into()),
+                Some("10".into()),
+            ));
+        }
+    }
+    for chunk in readings.chunks(5_000) {
+        store.put_batch_blocking(chunk).expect("put");
+    }
+    let mut q = Query::between(Timestamp(day), Timestamp(day + 86_399));
+    q.place = Some(Place::Near(Near {
+        lat: 48.78,
+        lon: 9.18,
+        radius_km: 10.0,
+    }));
+    let (read, returned) = store.rows_read(&q).expect("rows read");
+    let want = airq_contract::store::reference(&readings, &q).len() as u64;
+    println!(
+        "near 10 km over one day of {} readings: {read} rows read, {returned} returned",
+        readings.len()
+    );
+    assert_eq!(returned, want, "the rows returned are the reference's");
+    assert!(returned > 0 && read >= returned);
+    assert!(
+        read * 5 < readings.len() as u64,
+        "the cells narrow the read: {read} of {}",
+        readings.len()
+    );
+    airq_contract::store::matches_reference(&store, &readings, &q).await;
+}
+
+/// The schema at user_version 3, as that release made it.
+const SCHEMA_V3: &str = "
+CREATE TABLE readings (
+    ts INTEGER NOT NULL, sensor_id INTEGER NOT NULL, id INTEGER, sensor_type TEXT NOT NULL,
+    loc_id INTEGER, loc_country TEXT NOT NULL, loc_lat TEXT NOT NULL, loc_long TEXT NOT NULL,
+    loc_alt TEXT NOT NULL, p1 TEXT, p2 TEXT, aqi INTEGER NOT NULL,
+    PRIMARY KEY (ts, sensor_id)) WITHOUT ROWID;
+CREATE INDEX readings_by_country ON readings (loc_country, ts, sensor_id);
+CREATE TABLE queue_messages (
+    seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
+    sent_at INTEGER NOT NULL, visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT UNIQUE,
+    body_file INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX queue_messages_ready ON queue_messages (queue, visible_at, seq);
+CREATE TABLE results (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, query TEXT NOT NULL, created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, rows INTEGER, csv TEXT,
+    error TEXT, csv_file TEXT, client TEXT, request_id TEXT);
+CREATE INDEX results_by_expiry ON results (expires_at);
+CREATE TABLE api_keys (
+    hash TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, tier TEXT NOT NULL,
+    limits TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER) WITHOUT ROWID;
+CREATE INDEX results_pending_by_client ON results (client, expires_at, state)
+    WHERE state IN ('queued', 'running');
+PRAGMA user_version = 3;
+";
+
+/// Every table's columns and every index's columns, by name: what two
+/// files' schemas are made of, whatever the text that made them.
+fn schema_of(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut out = Vec::new();
+    let objects: Vec<(String, String, String)> = conn
+        .prepare(
+            "SELECT type, name, tbl_name FROM sqlite_master
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+        )
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("objects")
+        .collect::<Result<_, _>>()
+        .expect("object rows");
+    for (kind, name, table) in objects {
+        let columns: Vec<String> = if kind == "table" {
+            conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)")
+                .expect("prepare")
+                .query_map([&name], |r| {
+                    Ok(format!(
+                        "{} {} notnull={} pk={}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?
+                    ))
+                })
+                .expect("columns")
+                .collect::<Result<_, _>>()
+                .expect("column rows")
+        } else {
+            conn.prepare("SELECT name FROM pragma_index_info(?1)")
+                .expect("prepare")
+                .query_map([&name], |r| r.get::<_, Option<String>>(0))
+                .expect("columns")
+                .map(|c| c.expect("column").unwrap_or_default())
+                .collect()
+        };
+        out.push(format!("{kind} {name} on {table}: {}", columns.join(", ")));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_before_the_indices_and_latest_is_migrated() {
+    use airq_core::place::{cell_of_text, Near, Place};
+    use airq_core::{Indices, LatestQuery};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v3.db");
+    // The sample (more readings than one migration batch), a second reading
+    // of some sensors an hour later, and readings with one value only.
+    let mut readings = sample();
+    let later: Vec<Reading> = readings
+        .iter()
+        .step_by(7)
+        .map(|r| {
+            let mut r = r.clone();
+            r.timestamp.0 += 3600;
+            r.p1 = Some("604.9".into());
+            r.p2 = if r.sensor_id % 2 == 0 {
+                None
+            } else {
+                Some("5.01".into())
+            };
+            r
+        })
+        .collect();
+    readings.extend(later);
+    for r in readings.iter_mut() {
+        r.set_indices(Indices::of_text(r.p1.as_deref(), r.p2.as_deref()).expect("indices"));
+    }
+    {
+        let mut conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(SCHEMA_V3).expect("the version 3 schema");
+        let tx = conn.transaction().expect("tx");
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO readings (id, ts, sensor_id, sensor_type, loc_id,
+                     loc_country, loc_lat, loc_long, loc_alt, p1, p2, aqi)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .expect("prepare");
+            for r in &readings {
+                insert
+                    .execute(rusqlite::params![
+                        r.id.map(|v| v as i64),
+                        r.timestamp.0,
+                        r.sensor_id as i64,
+                        r.sensor_type,
+                        r.loc_id.map(|v| v as i64),
+                        r.loc_country,
+                        r.loc_lat,
+                        r.loc_long,
+                        r.loc_alt,
+                        r.p1,
+                        r.p2,
+                        r.aqi,
+                    ])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    assert!(
+        readings.len() > 4096,
+        "more than one batch of the migration"
+    );
+
+    let db = Db::open(&path).expect("migrating open");
+    let _again = Db::open(&path).expect("second open");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 4);
+
+    // Every row's new columns are what the domain computes.
+    let mut stmt = conn
+        .prepare("SELECT p1, p2, loc_lat, loc_long, aqi, aqi_us_epa, aqi_eaqi, cell FROM readings")
+        .expect("prepare");
+    let mut rows = stmt.query([]).expect("rows");
+    let mut checked = 0;
+    while let Some(row) = rows.next().expect("row") {
+        let p1: Option<String> = row.get(0).expect("p1");
+        let p2: Option<String> = row.get(1).expect("p2");
+        let (lat, lon): (String, String) = (row.get(2).expect("lat"), row.get(3).expect("lon"));
+        let want = Indices::of_text(p1.as_deref(), p2.as_deref()).expect("indices");
+        let got = Indices {
+            daqi: row.get(4).expect("aqi"),
+            us_epa: row.get(5).expect("us epa"),
+            eaqi: row.get(6).expect("eaqi"),
+        };
+        assert_eq!(got, want, "indices of P1 {p1:?}, P2 {p2:?}");
+        assert_eq!(
+            row.get::<_, u32>(7).expect("cell"),
+            cell_of_text(&lat, &lon)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, readings.len());
+
+    // The same schema as a new file's.
+    let fresh = dir.path().join("fresh.db");
+    drop(Db::open(&fresh).expect("fresh"));
+    assert_eq!(
+        schema_of(&conn),
+        schema_of(&rusqlite::Connection::open(&fresh).expect("open fresh")),
+        "a migrated file ends in a new file's schema"
+    );
+
+    // The latest table holds each sensor's newest reading, and the store
+    // answers from the migrated file as from a new one.
+    let store = SqliteReadingStore::new(db);
+    for latest in [
+        LatestQuery::default(),
+        LatestQuery {
+            country: Some("BG".into()),
+            ..LatestQuery::default()
+        },
+    ] {
+        let got: Vec<Reading> = futures::TryStreamExt::try_collect(
+            airq_core::store::ReadingStore::latest(&store, &latest),
+        )
+        .await
+        .expect("latest");
+        let want = airq_contract::store::latest_reference(&readings, &latest);
+        assert!(!want.is_empty());
+        assert!(
+            got == want,
+            "latest after the migration, {}",
+            latest.to_json()
+        );
+    }
+    let mut q = Query::from_json(
+        br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 22:00:00","index":"eaqi","format":"ndjson"}"#,
+        &QueryLimits::default(),
+    )
+    .expect("query");
+    q.place = Some(Place::Near(Near {
+        lat: 48.78,
+        lon: 9.18,
+        radius_km: 25.0,
+    }));
+    assert!(!airq_contract::store::reference(&readings, &q).is_empty());
+    airq_contract::store::matches_reference(&store, &readings, &q).await;
+}
+
 /// One store with the sample loaded, shared by every property case.
 fn loaded() -> &'static (
     tokio::runtime::Runtime,
@@ -510,7 +800,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)

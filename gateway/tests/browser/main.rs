@@ -471,7 +471,7 @@ impl Test<'_> {
                 let v = self
                     .js(
                         "const m = document.getElementById('map').dataset; \
-                         return {points: Number(m.points), drawn: Number(m.drawn), outlines: m.outlines || ''};",
+                         return {points: Number(m.points), drawn: Number(m.drawn), outlines: m.outlinesState || ''};",
                         vec![],
                     )
                     .await?;
