@@ -9,10 +9,12 @@
 
 use crate::cloudformation::{self, DataPlane, StackArgs};
 use airq_aws::{AwsArgs, AwsClients, ResourceNames};
+use airq_aws::{MigrateOptions, MigrateProgress};
 use airq_deploy::provision::{self, Billing, ProvisionSpec};
 use anyhow::{bail, Context};
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The receives before dead-lettering, and the days result objects are
 /// kept, when not given.
@@ -69,6 +71,96 @@ pub struct DestroyArgs {
     #[arg(long, value_name = "DURATION", default_value = "60m",
           value_parser = airq_cli::duration::parse)]
     pub stack_timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// The CloudFormation stack that owns the table (made by `provision
+    /// --stack NAME`): its template adds the by_cell index, so migrate only
+    /// checks that the stack update has done so. Without it, migrate adds
+    /// the index itself, unless CloudFormation's tags say a stack owns the
+    /// table.
+    #[arg(long, value_name = "NAME", value_parser = cloudformation::parse_stack_name)]
+    pub stack: Option<String>,
+
+    /// Parallel scan segments (each reads its share of the table; more
+    /// spread the writes over more day partitions, and go faster).
+    #[arg(long, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub segments: u32,
+
+    /// Item updates in flight per segment.
+    #[arg(long, default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+}
+
+/// One progress line.
+fn progress_line(p: &MigrateProgress) -> String {
+    format!(
+        "scanned {} items: {} readings ({} upgraded, {} already current, {} rewritten by \
+         others meanwhile, {} not upgradable), {} sensors",
+        p.scanned, p.readings, p.upgraded, p.current, p.raced, p.problems, p.sensors
+    )
+}
+
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let clients = args
+        .aws
+        .clients()
+        .await
+        .context("loading the AWS configuration")?;
+    let table = args.aws.readings_table_name();
+    eprintln!("migrating {table} on {}", clients.location());
+    let options = MigrateOptions {
+        segments: args.segments,
+        concurrency: args.concurrency as usize,
+    };
+    // A line every few seconds: a large table takes a while, and the
+    // operator should see it move. The end of the scan is always shown,
+    // once.
+    let last = Mutex::new((Instant::now(), String::new()));
+    let progress = |p: &MigrateProgress| {
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let line = format!(
+            "{}{}",
+            progress_line(p),
+            if p.scan_done { " (scan done)" } else { "" }
+        );
+        if (p.scan_done || last.0.elapsed() >= Duration::from_secs(5)) && line != last.1 {
+            eprintln!("{line}");
+            *last = (Instant::now(), line);
+        }
+    };
+    let report =
+        airq_deploy::migrate::migrate(&clients, &table, args.stack.as_deref(), &options, &progress)
+            .await
+            .context("migrating")?;
+    print!("{}", report.index);
+    let i = &report.items;
+    println!("{}", progress_line(i));
+    println!(
+        "latest readings: {} new, {} moved forward, {} already up to date",
+        i.latest.created, i.latest.replaced, i.latest.kept
+    );
+    if i.problems > 0 {
+        println!(
+            "{} readings could not be upgraded (queries that read them fail until they are \
+             repaired or deleted); the first ones:",
+            i.problems
+        );
+        for k in &i.problem_keys {
+            println!("  {k}");
+        }
+        bail!("{} readings could not be upgraded", i.problems);
+    }
+    println!("migrated.");
+    Ok(())
 }
 
 fn parse_capacity(s: &str) -> Result<(i64, i64), String> {
@@ -163,6 +255,21 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
         .await
         .context("provisioning")?;
     print!("{report}");
+    // An existing readings table that just got the place index still holds
+    // readings of the old shape, which this version refuses until they are
+    // migrated.
+    let indexed = report.steps.iter().any(|s| {
+        s.kind == "index"
+            && s.action == provision::Action::Created
+            && s.name.ends_with(airq_aws::schema::BY_CELL_INDEX)
+    });
+    if indexed {
+        println!(
+            "note: {} existed before place queries: run `airq-deploy migrate` to fill in its \
+             readings and build the latest readings",
+            names.readings_table
+        );
+    }
     println!(
         "{}",
         if report.changed() {

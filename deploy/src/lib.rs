@@ -8,4 +8,6 @@
 #[cfg(feature = "emulator")]
 pub mod emulator;
 #[cfg(feature = "aws")]
+pub mod migrate;
+#[cfg(feature = "aws")]
 pub mod provision;

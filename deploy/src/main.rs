@@ -54,6 +54,20 @@ enum Command {
     /// need as `export` lines.
     Provision(Box<aws::ProvisionArgs>),
     #[cfg(feature = "aws")]
+    /// Bring a readings table made by an earlier airq up to date, on a live
+    /// deployment: the place index (`by_cell`) and, on every reading
+    /// written before them, the US EPA AQI, the EAQI and the grid cell;
+    /// then each sensor's latest reading.
+    ///
+    /// Without --stack the index is added here when missing (as `provision`
+    /// does); with `--stack NAME` the stack's template adds it (update the
+    /// stack first), and the stack's MigrateRole has every permission this
+    /// needs. Safe to run again at any time (it only fills in what is
+    /// missing and never moves a latest reading back), so an interrupted
+    /// run is resumed by running it again. Progress goes to stderr, the
+    /// report to stdout.
+    Migrate(aws::MigrateArgs),
+    #[cfg(feature = "aws")]
     /// Delete what `provision` created, data included, after confirmation:
     /// with `--stack NAME` the whole stack, else the data plane.
     Destroy(aws::DestroyArgs),
@@ -78,6 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => local::up(args).await,
         #[cfg(feature = "aws")]
         Command::Provision(args) => aws::provision(*args).await,
+        #[cfg(feature = "aws")]
+        Command::Migrate(args) => aws::migrate(args).await,
         #[cfg(feature = "aws")]
         Command::Destroy(args) => aws::destroy(args).await,
         Command::Keys(args) => key_commands::run(args).await,
@@ -138,6 +154,24 @@ mod tests {
             let args = std::iter::once("airq-deploy").chain(without_stack.iter().copied());
             assert!(Cli::try_parse_from(args).is_err(), "{without_stack:?}");
         }
+        let cli = Cli::try_parse_from([
+            "airq-deploy",
+            "migrate",
+            "--stack",
+            "airq",
+            "--aws-prefix",
+            "prod-",
+            "--segments",
+            "8",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Migrate(m) = cli.command else {
+            panic!("migrate")
+        };
+        assert_eq!(m.stack.as_deref(), Some("airq"));
+        assert_eq!(m.aws.readings_table_name(), "prod-QualityAirTable");
+        assert_eq!((m.segments, m.concurrency), (8, 16));
+        assert!(Cli::try_parse_from(["airq-deploy", "migrate", "--segments", "0"]).is_err());
         let cli = Cli::try_parse_from(["airq-deploy", "destroy", "--stack", "airq", "--yes"])
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(cli.command, Command::Destroy(d) if d.stack.as_deref() == Some("airq")));

@@ -5,10 +5,10 @@
 //! prefixed copies.
 
 use airq_aws::schema::{
-    lifecycle, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, COUNTRY_SORT_KEY,
-    EXPIRES_AT_ATTRIBUTE, FENCE_KEY, FENCE_TTL, GC_ATTRIBUTE, KEY_HASH_ATTRIBUTE, MESSAGES_PREFIX,
-    MESSAGES_RULE, PARTITION_KEY, PENDING_CLIENT_ATTRIBUTE, PURGE_AT_ATTRIBUTE, RESULTS_PREFIX,
-    RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
+    lifecycle, BY_CELL_INDEX, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, CELL_KEY,
+    COUNTRY_SORT_KEY, EXPIRES_AT_ATTRIBUTE, FENCE_KEY, FENCE_TTL, GC_ATTRIBUTE, KEY_HASH_ATTRIBUTE,
+    MESSAGES_PREFIX, MESSAGES_RULE, PARTITION_KEY, PENDING_CLIENT_ATTRIBUTE, PURGE_AT_ATTRIBUTE,
+    RESULTS_PREFIX, RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
 };
 use airq_aws::{error_code, remote, AwsClients, ResourceNames};
 use airq_core::error::BackendError;
@@ -94,7 +94,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, kind: &'static str, name: impl Into<String>, action: Action) {
+    pub(crate) fn add(&mut self, kind: &'static str, name: impl Into<String>, action: Action) {
         let step = Step {
             kind,
             name: name.into(),
@@ -186,7 +186,10 @@ fn index(
 }
 
 /// The table `name`, if it exists.
-async fn describe(aws: &AwsClients, name: &str) -> Result<Option<TableDescription>, BackendError> {
+pub async fn describe(
+    aws: &AwsClients,
+    name: &str,
+) -> Result<Option<TableDescription>, BackendError> {
     match aws.dynamodb.describe_table().table_name(name).send().await {
         Ok(out) => Ok(Some(
             out.table
@@ -391,7 +394,9 @@ fn check_schema<'a>(
     Ok(missing)
 }
 
-async fn wait_active(aws: &AwsClients, name: &str) -> Result<(), BackendError> {
+/// Waits (up to 10 minutes) until the table `name` and every index it has
+/// are active: a new index is usable only once DynamoDB has built it.
+pub async fn wait_active(aws: &AwsClients, name: &str) -> Result<(), BackendError> {
     let start = Instant::now();
     loop {
         let t = aws
@@ -479,19 +484,25 @@ pub async fn ensure_readings_table(
             attr(PARTITION_KEY, ScalarAttributeType::S)?,
             attr(SORT_KEY, ScalarAttributeType::S)?,
             attr(COUNTRY_SORT_KEY, ScalarAttributeType::S)?,
+            attr(CELL_KEY, ScalarAttributeType::S)?,
         ],
         vec![
             key(PARTITION_KEY, KeyType::Hash)?,
             key(SORT_KEY, KeyType::Range)?,
         ],
-        vec![index(
-            BY_COUNTRY_INDEX,
-            PARTITION_KEY,
-            COUNTRY_SORT_KEY,
-            all,
-            billing,
-        )?],
-        &[],
+        vec![
+            index(
+                BY_COUNTRY_INDEX,
+                PARTITION_KEY,
+                COUNTRY_SORT_KEY,
+                all.clone(),
+                billing,
+            )?,
+            index(BY_CELL_INDEX, CELL_KEY, SORT_KEY, all, billing)?,
+        ],
+        // Tables provisioned before place queries lack it; its items come
+        // from `airq-deploy migrate`, which adds it too.
+        &[BY_CELL_INDEX],
         billing,
         report,
     )

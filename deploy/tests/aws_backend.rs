@@ -11,13 +11,15 @@ use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
 use airq_core::results::{Outcome, ResultStore, Submission};
 use airq_core::store::ReadingStore;
-use airq_core::{ClientId, Query, QueryLimits, Reading, Timestamp};
+use airq_core::{ClientId, LatestQuery, Query, QueryLimits, Reading, Timestamp};
 use airq_deploy::emulator;
 use airq_deploy::provision::{ensure_queue_pair, Report};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::TryStreamExt;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -502,12 +504,15 @@ async fn pagination_returns_every_reading() {
     let (store, counter) = counted_store(&clients, &names).await;
     // 9,000 readings in one hour of one day, in one country: about 3 MB in
     // one day partition, so several 1 MB pages on the table and the index.
+    // 900 sensors, ten readings each, five minutes apart: each sensor's
+    // latest item is one conditional write per batch, which the emulator
+    // takes slowly, and pages need readings, not sensors.
     let t0 = 1_528_041_600; // 2018-06-03 16:00:00
     let readings: Vec<Reading> = (0..9_000u64)
         .map(|i| Reading {
             id: Some(1_000_000 + i),
-            timestamp: Timestamp(t0 + (i % 3600) as i64),
-            sensor_id: 10_000 + i,
+            timestamp: Timestamp(t0 + 300 * (i / 900) as i64 + (i % 7) as i64),
+            sensor_id: 10_000 + i % 900,
             sensor_type: "SDS011".into(),
             loc_id: Some(i),
             loc_country: "DE".into(),
@@ -519,6 +524,7 @@ async fn pagination_returns_every_reading() {
             aqi: (i % 10) as u8 + 1,
             us_epa: (i % 501) as u16,
             eaqi: (i % 6) as u8 + 1,
+            samples: None,
         })
         .collect();
     for chunk in readings.chunks(3000) {
@@ -761,4 +767,565 @@ async fn a_bucket_rule_shorter_than_the_result_ttl_is_refused() {
         text.contains("after 2 days") && text.contains("--result-object-days 3"),
         "{text}"
     );
+}
+
+// ------------------------------------------------------------ the three indices, places, latest
+
+/// A reading as the DynamoDB item the previous version of airq wrote:
+/// no `AQI_US_EPA`, `AQI_EAQI` or `cell_key`.
+fn old_item(r: &Reading) -> std::collections::HashMap<String, AttributeValue> {
+    let (day, second) = airq_aws::day_of(r.timestamp).expect("a day");
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: String| AttributeValue::N(v);
+    let mut item = std::collections::HashMap::from([
+        ("day".to_owned(), s(&day)),
+        (
+            "at_sensor".to_owned(),
+            s(&format!("{second:05}#{:020}", r.sensor_id)),
+        ),
+        (
+            "country_at".to_owned(),
+            s(&format!(
+                "{}#{second:05}#{:020}",
+                r.loc_country, r.sensor_id
+            )),
+        ),
+        ("timestamp".to_owned(), n(r.timestamp.0.to_string())),
+        ("sensor_id".to_owned(), n(r.sensor_id.to_string())),
+        ("sensor_type".to_owned(), s(&r.sensor_type)),
+        ("loc_country".to_owned(), s(&r.loc_country)),
+        ("loc_lat".to_owned(), s(&r.loc_lat)),
+        ("loc_long".to_owned(), s(&r.loc_long)),
+        ("loc_alt".to_owned(), s(&r.loc_alt)),
+        ("AQI".to_owned(), n(r.aqi.to_string())),
+    ]);
+    if let Some(id) = r.id {
+        item.insert("id".into(), n(id.to_string()));
+    }
+    if let Some(id) = r.loc_id {
+        item.insert("loc_id".into(), n(id.to_string()));
+    }
+    if let Some(p) = &r.p1 {
+        item.insert("P1".into(), s(p));
+    }
+    if let Some(p) = &r.p2 {
+        item.insert("P2".into(), s(p));
+    }
+    item
+}
+
+/// The readings table as the previous version provisioned it: no
+/// `by_cell` index.
+async fn create_old_readings_table(clients: &AwsClients, table: &str, tags: &[(&str, &str)]) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, Tag,
+    };
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let mut req = clients
+        .dynamodb
+        .create_table()
+        .table_name(table)
+        .key_schema(key("day", KeyType::Hash))
+        .key_schema(key("at_sensor", KeyType::Range))
+        .attribute_definitions(attr("day"))
+        .attribute_definitions(attr("at_sensor"))
+        .attribute_definitions(attr("country_at"))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by_country")
+                .key_schema(key("day", KeyType::Hash))
+                .key_schema(key("country_at", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
+        .billing_mode(BillingMode::PayPerRequest);
+    for (k, v) in tags {
+        req = req.tags(Tag::builder().key(*k).value(*v).build().expect("tag"));
+    }
+    req.send().await.expect("create the old readings table");
+}
+
+/// Writes `readings` as the previous version did: old-shaped items and the
+/// summary item, with raw calls.
+async fn write_old(clients: &AwsClients, table: &str, readings: &[Reading]) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in readings.chunks(25) {
+        let requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|r| {
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(old_item(r)))
+                            .build()
+                            .expect("put"),
+                    )
+                    .build()
+            })
+            .collect();
+        let out = clients
+            .dynamodb
+            .batch_write_item()
+            .request_items(table, requests)
+            .send()
+            .await
+            .expect("batch write old items");
+        assert!(
+            out.unprocessed_items.unwrap_or_default().is_empty(),
+            "moto processes every item"
+        );
+    }
+    let countries: std::collections::BTreeSet<String> = readings
+        .iter()
+        .map(|r| format!("c:{}", r.loc_country))
+        .collect();
+    let (first, last) = readings.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+        (lo.min(r.timestamp.0), hi.max(r.timestamp.0))
+    });
+    clients
+        .dynamodb
+        .update_item()
+        .table_name(table)
+        .key("day", AttributeValue::S("#summary".into()))
+        .key("at_sensor", AttributeValue::S("summary".into()))
+        .update_expression("ADD #c :c SET first_ts = :f, last_ts = :l")
+        .expression_attribute_names("#c", "countries")
+        .expression_attribute_values(":c", AttributeValue::Ss(countries.into_iter().collect()))
+        .expression_attribute_values(":f", AttributeValue::N(first.to_string()))
+        .expression_attribute_values(":l", AttributeValue::N(last.to_string()))
+        .send()
+        .await
+        .expect("the old summary item");
+}
+
+async fn latest_of(store: &dyn ReadingStore, latest: &LatestQuery) -> Vec<Reading> {
+    store
+        .latest(latest)
+        .try_collect()
+        .await
+        .expect("latest stream")
+}
+
+/// Part of the sample on 2018-06-03 (every sensor within 30 km of
+/// Stuttgart and Sofia, the sample's densest cities, every sensor of a
+/// rarer type than SDS011, and every fifth of the others: the emulator
+/// reads slowly) and, for every third of those, a
+/// later reading with other values on 2018-06-04.
+fn two_days() -> Vec<Reading> {
+    let cities = [(48.7758, 9.1829), (42.6977, 23.3219)];
+    let first: Vec<Reading> = sample()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            i % 5 == 0
+                || r.sensor_type != "SDS011"
+                || r.position().is_some_and(|(lat, lon)| {
+                    cities.iter().any(|&(clat, clon)| {
+                        airq_core::place::distance_km(lat, lon, clat, clon) <= 30.0
+                    })
+                })
+        })
+        .map(|(_, r)| r)
+        .collect();
+    let later: Vec<Reading> = first
+        .iter()
+        .step_by(3)
+        .map(|r| {
+            let mut r = r.clone();
+            r.timestamp = Timestamp(r.timestamp.0 + 86_400 - 3_600);
+            r.p1 = Some(format!("{}.7", (r.sensor_id % 97) + 3));
+            r.p2 = Some(format!("{}.1", (r.sensor_id % 61) + 1));
+            let i = airq_core::Indices::of_text(r.p1.as_deref(), r.p2.as_deref()).expect("indices");
+            r.set_indices(i);
+            r
+        })
+        .collect();
+    first.into_iter().chain(later).collect()
+}
+
+/// Queries over both days on every index, place and type filter.
+const TWO_DAY_QUERIES: &[&str] = &[
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59"}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","index":"us-epa","range":"Moderate"}"#,
+    r#"{"startDate":"2018-06-03 20:44:00","endDate":"2018-06-04 23:59:59","index":"us-epa","minAqi":20,"maxAqi":80}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","index":"eaqi","minAqi":3,"country":"DE"}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","near":{"lat":48.7758,"lon":9.1829,"radiusKm":10}}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","near":{"lat":42.6977,"lon":23.3219,"radiusKm":25},"index":"eaqi","maxAqi":2,"sensorType":["sds011","SPS30"]}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","bbox":[9.0,48.6,9.4,48.9],"country":"DE","index":"us-epa"}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","bbox":[5,45,15,55],"index":"eaqi","range":"Good"}"#,
+    r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","sensorType":["pms7003","PPD42NS","hpm"],"index":"us-epa","maxAqi":50}"#,
+];
+
+/// `GET /api/latest` filters, as query strings.
+const LATEST_QUERIES: &[&[(&str, &str)]] = &[
+    &[],
+    &[("country", "DE")],
+    &[("country", "BG"), ("sensorType", "SDS011")],
+    &[("near", "48.7758,9.1829,10")],
+    &[("near", "42.6977,23.3219,25"), ("country", "BG")],
+    &[("bbox", "5,45,15,55")],
+    &[("bbox", "9.0,48.6,9.4,48.9"), ("index", "eaqi")],
+];
+
+/// The store's rows equal the reference's for [`TWO_DAY_QUERIES`] and
+/// [`LATEST_QUERIES`]. Rows only: rendering is the core's, and the
+/// contract suites check it on this store; the emulator reads an index by
+/// scanning the whole table, so every call here counts.
+async fn check_answers(store: &DynamoReadingStore, written: &[Reading]) {
+    for json in TWO_DAY_QUERIES {
+        let q = Query::from_json(json.as_bytes(), &QueryLimits::default())
+            .unwrap_or_else(|e| panic!("{json}: {e}"));
+        let want = airq_contract::store::reference(written, &q);
+        assert!(!want.is_empty(), "{json} selects something");
+        let got = airq_contract::store::collect(store, &q).await;
+        assert_eq!(got.len(), want.len(), "{json}: count");
+        assert!(got == want, "{json}: exact, in order");
+    }
+    for pairs in LATEST_QUERIES {
+        let lq = LatestQuery::from_pairs(pairs.iter().copied())
+            .unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
+        let want = airq_contract::store::latest_reference(written, &lq);
+        assert!(!want.is_empty(), "{pairs:?} selects something");
+        let got = latest_of(store, &lq).await;
+        assert_eq!(got.len(), want.len(), "latest {pairs:?}: count");
+        assert!(got == want, "latest {pairs:?}: exact, in sensor order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
+    use airq_aws::{MigrateOptions, MigrateProgress};
+    use airq_core::BackendError;
+    let clients = emulator::clients().await;
+    let table = format!("{}QualityAirTable", emulator::unique_prefix());
+    create_old_readings_table(&clients, &table, &[]).await;
+    let written = two_days();
+    // Half in the old shape, as the previous version wrote them; half by
+    // this version (new shape, latest items): what a live deployment
+    // holds when new binaries ran before the migration, or when a
+    // migration was cut short.
+    let old: Vec<Reading> = written.iter().step_by(2).cloned().collect();
+    let new: Vec<Reading> = written.iter().skip(1).step_by(2).cloned().collect();
+    write_old(&clients, &table, &old).await;
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), table.clone());
+    store
+        .put_batch(new.clone())
+        .await
+        .expect("new-shape writes");
+
+    // Before the migration, a query that meets an old item says what to do
+    // (a filter on the new indices does not quietly drop it).
+    for json in [
+        r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59"}"#,
+        r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","index":"eaqi","range":"Poor"}"#,
+    ] {
+        let q = Query::from_json(json.as_bytes(), &QueryLimits::default()).expect("query");
+        let err = store
+            .query(&q)
+            .try_collect::<Vec<Reading>>()
+            .await
+            .expect_err("old items are refused");
+        assert!(
+            matches!(&err, BackendError::Schema(m) if m.contains("airq-deploy migrate")),
+            "{err}"
+        );
+    }
+
+    // A stack's table gets its index from the stack, not from migrate.
+    let options = MigrateOptions {
+        segments: 3,
+        concurrency: 8,
+    };
+    let quiet = |_: &MigrateProgress| {};
+    let err = airq_deploy::migrate::migrate(&clients, &table, Some("airq-prod"), &options, &quiet)
+        .await
+        .expect_err("with --stack the index must come from the stack");
+    assert!(
+        err.to_string().contains("provision --stack airq-prod"),
+        "{err}"
+    );
+
+    let seen = Arc::new(AtomicUsize::new(0));
+    let calls = seen.clone();
+    let progress = move |_: &MigrateProgress| {
+        calls.fetch_add(1, Ordering::Relaxed);
+    };
+    let report = airq_deploy::migrate::migrate(&clients, &table, None, &options, &progress)
+        .await
+        .expect("migrate");
+    assert!(seen.load(Ordering::Relaxed) >= 3, "progress was reported");
+    let added = report
+        .index
+        .steps
+        .iter()
+        .find(|s| s.kind == "index")
+        .unwrap_or_else(|| panic!("no index step: {}", report.index));
+    assert_eq!(added.action, airq_deploy::provision::Action::Created);
+    let items = &report.items;
+    let sensors: std::collections::BTreeSet<u64> = written.iter().map(|r| r.sensor_id).collect();
+    assert_eq!(items.readings, written.len() as u64, "{items:?}");
+    assert_eq!(items.upgraded, old.len() as u64, "{items:?}");
+    assert_eq!(items.current, new.len() as u64, "{items:?}");
+    assert_eq!((items.raced, items.problems), (0, 0), "{items:?}");
+    assert_eq!(items.sensors, sensors.len() as u64, "{items:?}");
+    assert!(items.scan_done);
+    assert_eq!(
+        items.latest.created + items.latest.replaced + items.latest.kept,
+        sensors.len() as u64,
+        "{items:?}"
+    );
+
+    check_answers(&store, &written).await;
+    let summary = store.summary().await.expect("summary");
+    assert_eq!(
+        summary.readings,
+        written.len() as u64,
+        "neither the summary item nor the latest items count as readings"
+    );
+
+    // Again: nothing left to do, nothing moves.
+    let again = airq_deploy::migrate::migrate(&clients, &table, None, &options, &quiet)
+        .await
+        .expect("migrate again");
+    assert_eq!(
+        again.index.steps[0].action,
+        airq_deploy::provision::Action::Found
+    );
+    assert_eq!(again.items.upgraded, 0, "{:?}", again.items);
+    assert_eq!(again.items.current, written.len() as u64);
+    assert_eq!(
+        again.items.latest,
+        airq_aws::LatestWrites {
+            created: 0,
+            replaced: 0,
+            kept: sensors.len() as u64
+        },
+        "a complete run leaves nothing to write"
+    );
+    let everything = LatestQuery::default();
+    assert!(
+        latest_of(&store, &everything).await
+            == airq_contract::store::latest_reference(&written, &everything),
+        "the latest readings have not moved"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_a_stack_made_gets_its_index_from_the_stack() {
+    use airq_aws::{MigrateOptions, MigrateProgress};
+    let clients = emulator::clients().await;
+    let table = format!("{}QualityAirTable", emulator::unique_prefix());
+    create_old_readings_table(
+        &clients,
+        &table,
+        &[("aws:cloudformation:stack-name", "airq-demo")],
+    )
+    .await;
+    let err = airq_deploy::migrate::migrate(
+        &clients,
+        &table,
+        None,
+        &MigrateOptions::default(),
+        &|_: &MigrateProgress| {},
+    )
+    .await
+    .expect_err("the stack's table is left to the stack");
+    assert!(
+        err.to_string().contains("provision --stack airq-demo"),
+        "{err}"
+    );
+    let missing = airq_deploy::migrate::migrate(
+        &clients,
+        &format!("{table}-absent"),
+        None,
+        &MigrateOptions::default(),
+        &|_: &MigrateProgress| {},
+    )
+    .await
+    .expect_err("no table, nothing to migrate");
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+}
+
+/// Per `Query` call: items read (ScannedCount) and their size in bytes as
+/// DynamoDB counts it.
+#[derive(Debug, Default, Clone)]
+struct ReadCounter {
+    calls: Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+}
+
+impl Intercept for ReadCounter {
+    fn name(&self) -> &'static str {
+        "ReadCounter"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Ok(out) = ctx.output_or_error() {
+            if let Some(q) = out.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryOutput>() {
+                let bytes = q.items().iter().map(item_size).sum();
+                assert_eq!(
+                    q.count, q.scanned_count,
+                    "no filter drops anything here, so the items returned are those read"
+                );
+                self.calls
+                    .lock()
+                    .map_err(|_| "poisoned")?
+                    .push((q.scanned_count as usize, bytes));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ReadCounter {
+    /// (Query calls, items read, bytes read, read units when eventually
+    /// consistent: 0.5 per 4 KB per call, rounded up, at least 0.5).
+    fn take(&self) -> (usize, usize, usize, f64) {
+        let calls = std::mem::take(&mut *self.calls.lock().expect("counter"));
+        let units: f64 = calls
+            .iter()
+            .map(|&(_, bytes)| (bytes.div_ceil(4096).max(1)) as f64 * 0.5)
+            .sum();
+        (
+            calls.len(),
+            calls.iter().map(|c| c.0).sum(),
+            calls.iter().map(|c| c.1).sum(),
+            units,
+        )
+    }
+}
+
+/// An item's size as DynamoDB bills it: each attribute's name and value in
+/// bytes, a number taking one byte per two significant digits plus one.
+fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => {
+                let digits = n
+                    .trim_start_matches('-')
+                    .replace('.', "")
+                    .trim_start_matches('0')
+                    .trim_end_matches('0')
+                    .len();
+                digits.div_ceil(2) + 1
+            }
+            AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// The figures of ARCHITECTURE.md's cost table: a `near` 10 km query in
+/// the densest city of the sample (Stuttgart: 300 sensors within 10 km)
+/// over one day, against the same day without a place; run with
+/// `--nocapture` to see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_reads_only_its_cells() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let counter = ReadCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        clients
+            .dynamodb
+            .config()
+            .to_builder()
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let store = DynamoReadingStore::new(client, names.readings_table.clone());
+    // A dense day: every sensor of the sample `AIRQ_TEST_DENSE_DAY` times
+    // (default 1; 3 makes about the ~15,000 readings a day of the cost
+    // table, and takes the emulator a while longer).
+    let copies: i64 = std::env::var("AIRQ_TEST_DENSE_DAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let base = sample();
+    let day: Vec<Reading> = (0..copies)
+        .flat_map(|k| {
+            base.iter().map(move |r| {
+                let mut r = r.clone();
+                r.timestamp = Timestamp(r.timestamp.0 - 6 * 3600 * k);
+                r
+            })
+        })
+        .collect();
+    store.put_batch(day.clone()).await.expect("the day");
+
+    let whole = Query::from_json(
+        br#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-03 23:59:59"}"#,
+        &QueryLimits::default(),
+    )
+    .expect("query");
+    let near = Query::from_json(
+        br#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-03 23:59:59","near":{"lat":48.7758,"lon":9.1829,"radiusKm":10}}"#,
+        &QueryLimits::default(),
+    )
+    .expect("query");
+    counter.take();
+    let all = airq_contract::store::collect(&store, &whole).await;
+    let (day_calls, day_items, day_bytes, day_units) = counter.take();
+    let near_rows = airq_contract::store::collect(&store, &near).await;
+    let (near_calls, near_items, near_bytes, near_units) = counter.take();
+    assert_eq!(all.len(), day.len());
+    assert!(near_rows == airq_contract::store::reference(&day, &near));
+    eprintln!(
+        "item size: {:.0} B on average ({day_bytes} B / {day_items} items)",
+        day_bytes as f64 / day_items as f64
+    );
+    eprintln!(
+        "whole day: {day_calls} Query calls, {day_items} items read ({day_bytes} B), {} rows, {day_units} RCU",
+        all.len()
+    );
+    eprintln!(
+        "near 10 km (Stuttgart): {near_calls} Query calls, {near_items} items read ({near_bytes} B), {} rows, {near_units} RCU",
+        near_rows.len()
+    );
+    assert!(
+        near_items * 5 < day_items,
+        "a city reads a small part of the day ({near_items} of {day_items} items)"
+    );
+    assert!(near_items >= near_rows.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_match_the_reference_on_every_index_place_and_format() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), names.readings_table);
+    airq_contract::store::filters_match_reference(&store, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_follows_ingestion_contract() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), names.readings_table);
+    airq_contract::store::latest_follows_ingestion(&store).await;
 }

@@ -4,7 +4,8 @@
 //! 2. its data plane is the one the adapters expect (keys, indexes, TTL
 //!    attributes, queue redrive, bucket rules: `airq_aws::schema`);
 //! 3. each binary's IAM role grants exactly what `airq_aws::permissions`
-//!    says the binary calls, on the right resources, and nothing more;
+//!    says the binary calls, on the right resources, and nothing more (and
+//!    so does the operators' role for `airq-deploy migrate`);
 //! 4. the workers' scaling policy tracks backlog per instance;
 //! 5. the instances get their binary and settings from the stack, and no
 //!    credentials;
@@ -393,6 +394,12 @@ fn tables_queues_and_bucket_are_what_the_adapters_expect() {
         hash_range(schema::PARTITION_KEY, Some(schema::COUNTRY_SORT_KEY))
     );
     assert_eq!(by_country["Projection"]["ProjectionType"], "ALL");
+    let by_cell = index(readings, schema::BY_CELL_INDEX);
+    assert_eq!(
+        keys(&by_cell["KeySchema"]),
+        hash_range(schema::CELL_KEY, Some(schema::SORT_KEY))
+    );
+    assert_eq!(by_cell["Projection"]["ProjectionType"], "ALL");
 
     let results = props(&t, "ResultsTable");
     assert_eq!(results["BillingMode"], "PAY_PER_REQUEST");
@@ -567,8 +574,15 @@ fn arn(r: Resource, b: Binary, names: &ResourceNames, e: &Eval, prefix: &str) ->
 }
 
 /// Every (action, resource) pair the role grants: a statement grants each
-/// of its actions on each of its resources.
+/// of its actions on each of its resources. The binaries' roles are for
+/// EC2 instances only.
 fn grants(t: &Value, e: &Eval, role: &str) -> BTreeSet<(String, String)> {
+    let ec2 = json!({"Service": "ec2.amazonaws.com"});
+    grants_to(t, e, role, &ec2)
+}
+
+/// [`grants`] of a role that `principal` (evaluated) may assume.
+fn grants_to(t: &Value, e: &Eval, role: &str, principal: &Value) -> BTreeSet<(String, String)> {
     let r = resource(t, role);
     assert_eq!(r["Type"], "AWS::IAM::Role");
     let p = &r["Properties"];
@@ -576,12 +590,11 @@ fn grants(t: &Value, e: &Eval, role: &str) -> BTreeSet<(String, String)> {
         p.get("ManagedPolicyArns").is_none() && p.get("PermissionsBoundary").is_none(),
         "{role}: inline policies only, so that this test sees every grant"
     );
-    let trust = &p["AssumeRolePolicyDocument"]["Statement"];
+    let trust = e.eval(&p["AssumeRolePolicyDocument"]["Statement"]);
     assert_eq!(
         trust,
-        &json!([{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-                 "Action": "sts:AssumeRole"}]),
-        "{role} is for EC2 instances only"
+        json!([{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]),
+        "{role} may be assumed by {principal} only"
     );
     let mut pairs = BTreeSet::new();
     for policy in list(&p["Policies"]) {
@@ -681,6 +694,38 @@ fn each_role_grants_exactly_what_its_binary_calls() {
             props(&t, &template_id)["LaunchTemplateData"]["IamInstanceProfile"],
             json!({"Arn": {"Fn::GetAtt": [profile, "Arn"]}})
         );
+    }
+    // The operators' role for `airq-deploy migrate`: anyone of this
+    // account allowed to assume it (no other account), exactly the
+    // migration's calls.
+    let account_root = json!({"AWS": format!("arn:aws:iam::{}:root", e.account)});
+    let granted = grants_to(&t, &e, "MigrateRole", &account_root);
+    let needed: BTreeMap<(String, String), &str> = airq_aws::permissions::MIGRATE
+        .iter()
+        .map(|p| {
+            assert_ne!(p.resource, Resource::Release);
+            (
+                (
+                    p.action.to_owned(),
+                    arn(p.resource, Binary::Master, &names, &e, prefix),
+                ),
+                p.used_by,
+            )
+        })
+        .collect();
+    for ((action, res), used_by) in &needed {
+        if !granted.contains(&(action.clone(), res.clone())) {
+            report.push_str(&format!(
+                "MigrateRole lacks {action} on {res} (needed by {used_by})\n"
+            ));
+        }
+    }
+    for (action, res) in &granted {
+        if !needed.contains_key(&(action.clone(), res.clone())) {
+            report.push_str(&format!(
+                "MigrateRole grants {action} on {res}, which airq-deploy migrate never calls\n"
+            ));
+        }
     }
     assert!(
         report.is_empty(),
@@ -1112,6 +1157,7 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
         "MasterRole",
         "WorkerRole",
         "GatewayRole",
+        "MigrateRole",
         "MasterInstanceProfile",
         "WorkerInstanceProfile",
         "GatewayInstanceProfile",

@@ -802,6 +802,9 @@ pub mod schema {
         /// Its band in that index.
         #[serde(rename = "Range")]
         range: String,
+        /// Only on a daily mean of the archive backfill: how many
+        /// measurements it averages.
+        samples: Option<u32>,
     }
 
     /// A GeoJSON answer (RFC 7946): every reading a `Point` feature.

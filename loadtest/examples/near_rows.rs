@@ -53,7 +53,9 @@ fn main() -> anyhow::Result<()> {
             place: Some(place),
             ..whole.clone()
         };
-        let cells = place.cells().map_or("none (too many)".into(), |c| c.len().to_string());
+        let cells = place
+            .cells()
+            .map_or("none (too many)".into(), |c| c.len().to_string());
         let (read, returned) = store.rows_read(&q)?;
         let mut ours = Vec::new();
         let mut theirs = Vec::new();

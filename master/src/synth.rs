@@ -305,6 +305,7 @@ impl Entry<'_> {
             aqi: indices.map_or(aqi::MIN_INDEX, |i| i.daqi),
             us_epa: indices.map_or(0, |i| i.us_epa),
             eaqi: indices.map_or(1, |i| i.eaqi),
+            samples: None,
         }
     }
 

@@ -323,6 +323,7 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     let r = got[&(82312, "2025-10-15 23:59:59".to_owned())];
     assert_eq!((r.p1.as_deref(), r.p2.as_deref()), (Some(&*p1), Some(&*p2)));
     assert_indices(r, indices(&p1, &p2));
+    assert_eq!(r.samples, Some(581), "the mean keeps how many it averages");
     assert_eq!(r.loc_country, "RU", "the Kola peninsula");
     assert_eq!(
         (r.loc_lat.as_str(), r.loc_long.as_str()),

@@ -14,6 +14,7 @@ mod blobs;
 mod config;
 mod fence;
 mod keys;
+mod migrate;
 pub mod permissions;
 mod queue;
 mod readings;
@@ -25,8 +26,9 @@ pub use blobs::BlobStore;
 pub use config::{AwsArgs, AwsClients, ResourceNames};
 pub use fence::ReceiptFence;
 pub use keys::DynamoKeyStore;
+pub use migrate::{MigrateOptions, MigrateProgress};
 pub use queue::{SqsQueue, SQS_MAX_BODY};
-pub use readings::{day_of, DynamoReadingStore, BATCH_WRITE_MAX};
+pub use readings::{day_of, DynamoReadingStore, LatestWrites, BATCH_WRITE_MAX};
 pub use results::{DynamoResultStore, INLINE_CSV_MAX};
 pub use retry::RetryPolicy;
 

@@ -19,14 +19,21 @@
 //! `CompleteMultipartUpload` as `s3:PutObject`;
 //! `GetBucketLifecycleConfiguration` as `s3:GetLifecycleConfiguration`.
 //!
+//! `airq-deploy migrate` (the readings' item migration) has a role of its
+//! own in the stack, `MigrateRole`, which an operator assumes to run it: its
+//! list is [`MIGRATE`]. On a stack the template adds the `by_cell` index,
+//! so that role has no `UpdateTable`; plain (template-less) deployments add
+//! it with the operator's credentials, as `provision` does.
+//!
 //! Not here, because no role makes them: what `airq-deploy` does with the
 //! operator's credentials (`provision`, `destroy`, `keys`: `KeyStore`
-//! insert, list and revoke), `DynamoReadingStore::put_one` (`PutItem`, a
+//! insert, list and revoke; `migrate`'s `UpdateTable` and
+//! `ListTagsOfResource` without a stack), `DynamoReadingStore::put_one` (`PutItem`, a
 //! benchmark's comparison, see BENCHMARKS.md), and STS
 //! `GetCallerIdentity` (only without `AIRQ_BUCKET`, which every instance
 //! has; it needs no permission anyway).
 
-use crate::schema::{BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX};
+use crate::schema::{BY_CELL_INDEX, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX};
 use airq_core::job::{REQUEST_RECEIVE, REQUEST_SEND};
 
 /// `RequestSend`'s dead-letter queue (`dead_letter_name(REQUEST_SEND)`).
@@ -127,7 +134,12 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest items)",
+    ),
+    p(
+        "dynamodb:PutItem",
+        ReadingsTable,
+        "DynamoReadingStore::put_batch (put_latest: each sensor's latest item, a conditional write)",
     ),
     p(
         "s3:GetObject",
@@ -148,6 +160,11 @@ pub const WORKER: &[Permission] = &[
         "dynamodb:Query",
         ReadingsIndex(BY_COUNTRY_INDEX),
         "DynamoReadingStore::query (query_page, with a country)",
+    ),
+    p(
+        "dynamodb:Query",
+        ReadingsIndex(BY_CELL_INDEX),
+        "DynamoReadingStore::query (query_page, with a small place: its cells)",
     ),
     // Results.
     p(
@@ -265,12 +282,17 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:Query",
         ReadingsTable,
-        "DynamoReadingStore::query (direct queries, without a country)",
+        "DynamoReadingStore::query (direct queries, without a country) and latest (every sensor)",
     ),
     p(
         "dynamodb:Query",
         ReadingsIndex(BY_COUNTRY_INDEX),
-        "DynamoReadingStore::query (direct queries, with a country)",
+        "DynamoReadingStore::query (direct queries, with a country) and latest (one country)",
+    ),
+    p(
+        "dynamodb:Query",
+        ReadingsIndex(BY_CELL_INDEX),
+        "DynamoReadingStore::query (direct queries, a small place) and latest (a small place)",
     ),
     p(
         "dynamodb:DescribeTable",
@@ -443,6 +465,32 @@ pub const GATEWAY: &[Permission] = &[
     ),
 ];
 
+/// `airq-deploy migrate` with the stack's `MigrateRole`: fills in the
+/// attributes of readings written before the US EPA AQI, the EAQI and the
+/// place index, and builds the latest items.
+pub const MIGRATE: &[Permission] = &[
+    p(
+        "dynamodb:DescribeTable",
+        ReadingsTable,
+        "airq-deploy migrate (the table and its by_cell index are there and active)",
+    ),
+    p(
+        "dynamodb:Scan",
+        ReadingsTable,
+        "DynamoReadingStore::migrate (scan_segment: every item, once)",
+    ),
+    p(
+        "dynamodb:UpdateItem",
+        ReadingsTable,
+        "DynamoReadingStore::migrate (upgrade: an old item's missing attributes; put_latest: the count of latest items)",
+    ),
+    p(
+        "dynamodb:PutItem",
+        ReadingsTable,
+        "DynamoReadingStore::migrate (put_latest: each sensor's latest item, a conditional write)",
+    ),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,12 +505,16 @@ mod tests {
 
     #[test]
     fn lists_are_precise() {
-        for b in Binary::ALL {
+        let lists = Binary::ALL
+            .iter()
+            .map(|b| (format!("{b:?}"), b.permissions()))
+            .chain([("migrate".to_owned(), MIGRATE)]);
+        for (b, list) in lists {
             let mut seen = HashSet::new();
-            for perm in b.permissions() {
+            for perm in list {
                 assert!(
                     seen.insert((perm.action, perm.resource)),
-                    "{b:?} lists {} on {:?} twice",
+                    "{b} lists {} on {:?} twice",
                     perm.action,
                     perm.resource
                 );
@@ -471,7 +523,7 @@ mod tests {
                     matches!(service, "dynamodb" | "sqs" | "s3")
                         && !name.is_empty()
                         && name.chars().all(|c| c.is_ascii_alphabetic()),
-                    "{b:?}: {} is one named action, no wildcard",
+                    "{b}: {} is one named action, no wildcard",
                     perm.action
                 );
                 assert!(!perm.used_by.is_empty());
@@ -486,6 +538,11 @@ mod tests {
         assert!(MASTER
             .iter()
             .all(|p| matches!(p.resource, ReadingsTable | Release)));
+        // The migration touches only the readings table, and never its
+        // shape.
+        assert!(MIGRATE
+            .iter()
+            .all(|p| p.resource == ReadingsTable && p.action != "dynamodb:UpdateTable"));
         let writes = [
             "dynamodb:PutItem",
             "dynamodb:BatchWriteItem",

@@ -1,7 +1,10 @@
 //! Exponential backoff with full jitter, for the retries the adapters do
 //! on top of the SDK's own (unprocessed batch items, sustained throttling).
 
+use crate::{error_code, is_throttling};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use rand::Rng;
+use std::future::Future;
 use std::time::Duration;
 
 /// How often and how patiently to retry.
@@ -41,6 +44,30 @@ impl RetryPolicy {
             return Duration::ZERO;
         }
         Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+}
+
+/// Runs `call` until it succeeds, fails for a reason other than
+/// throttling, or `policy`'s attempts run out (the last error is returned),
+/// waiting [`RetryPolicy::delay`] between attempts.
+pub(crate) async fn with_backoff<T, E, R, Fut>(
+    policy: &RetryPolicy,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(e) if is_throttling(error_code(&e)) && attempt < policy.max_attempts => {
+                tracing::debug!(attempt, code = ?error_code(&e), "throttled; retrying");
+                tokio::time::sleep(policy.delay(attempt)).await;
+            }
+            other => return other,
+        }
     }
 }
 

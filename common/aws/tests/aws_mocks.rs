@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::batch_write_item::{
     BatchWriteItemError, BatchWriteItemInput, BatchWriteItemOutput,
 };
-use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
 use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
 use aws_sdk_dynamodb::types::WriteRequest;
 use aws_sdk_dynamodb::Client;
@@ -40,6 +41,7 @@ fn readings(n: u64) -> Vec<Reading> {
             aqi: 1,
             us_epa: 18,
             eaqi: 1,
+            samples: None,
         })
         .collect()
 }
@@ -57,6 +59,15 @@ fn summary_rule() -> Rule {
     mock!(Client::update_item)
         .sequence()
         .output(|| UpdateItemOutput::builder().build())
+        .repeatedly()
+        .build()
+}
+
+/// The latest items' conditional writes succeed (each a new sensor).
+fn latest_rule() -> Rule {
+    mock!(Client::put_item)
+        .sequence()
+        .output(|| PutItemOutput::builder().build())
         .repeatedly()
         .build()
 }
@@ -146,11 +157,12 @@ async fn throttling_and_unprocessed_items_are_retried_until_written() {
         )
     });
     let summary = summary_rule();
+    let latest = latest_rule();
     let recorder = Recorder::default();
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
-        [&throttles, &batch, &summary],
+        [&throttles, &batch, &summary, &latest],
         |c| c
             .retry_config(RetryConfig::disabled())
             .interceptor(recorder.clone())
@@ -203,7 +215,8 @@ async fn many_batches_in_flight_all_get_written() {
         )
     });
     let summary = summary_rule();
-    let store = store(&[&batch, &summary], fast_retries(10));
+    let latest = latest_rule();
+    let store = store(&[&batch, &summary, &latest], fast_retries(10));
     let rs = readings(1_000);
     store.put_batch(rs.clone()).await.expect("all written");
     assert_eq!(
@@ -252,4 +265,92 @@ async fn other_errors_are_not_retried() {
     let store = store(&[&batch, &summary], fast_retries(10));
     assert!(store.put_batch(readings(3)).await.is_err());
     assert_eq!(batch.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn latest_items_are_conditional_retried_and_counted() {
+    // Three sensors: the first write is throttled twice then creates the
+    // item, one replaces an older item, one finds a newer one (the
+    // condition fails: not an error, nothing counted).
+    let sensor = |req: &aws_sdk_dynamodb::operation::put_item::PutItemInput| {
+        req.item()
+            .and_then(|i| i.get("sensor_id"))
+            .and_then(|v| v.as_n().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let throttles = mock!(Client::put_item)
+        .match_requests(move |req| sensor(req) == "100")
+        .sequence()
+        // As DynamoDB sends it on the wire (its code is what is retried).
+        .http_status(
+            400,
+            Some(
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"slow down"}"#
+                    .into(),
+            ),
+        )
+        .times(2)
+        .output(|| PutItemOutput::builder().build())
+        .build();
+    let replaced = mock!(Client::put_item)
+        .match_requests(move |req| sensor(req) == "101")
+        .then_output(|| {
+            PutItemOutput::builder()
+                .attributes(
+                    "day",
+                    aws_sdk_dynamodb::types::AttributeValue::S("#latest".into()),
+                )
+                .build()
+        });
+    let kept = mock!(Client::put_item)
+        .match_requests(move |req| sensor(req) == "102")
+        .then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+                    .message("The conditional request failed")
+                    .build(),
+            )
+        });
+    let batch =
+        mock!(Client::batch_write_item).then_output(|| BatchWriteItemOutput::builder().build());
+    let counted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let c = counted.clone();
+    let summary = mock!(Client::update_item).then_compute_response(move |req: &UpdateItemInput| {
+        if req
+            .update_expression()
+            .is_some_and(|e| e.starts_with("ADD #n"))
+        {
+            let n = req
+                .expression_attribute_values()
+                .and_then(|v| v.get(":n"))
+                .and_then(|v| v.as_n().ok())
+                .cloned()
+                .unwrap_or_default();
+            c.lock().unwrap().push(n);
+        }
+        MockResponse::Output(UpdateItemOutput::builder().build())
+    });
+    let store = store(
+        &[&throttles, &replaced, &kept, &batch, &summary],
+        fast_retries(5),
+    );
+    // Sensor 100 twice in the batch: only its newer reading is written.
+    let mut rs = readings(3);
+    let mut older = rs[0].clone();
+    older.timestamp = Timestamp(older.timestamp.0 - 60);
+    rs.push(older);
+    store.put_batch(rs).await.expect("written");
+    assert_eq!(
+        throttles.num_calls(),
+        3,
+        "throttled twice, then written once"
+    );
+    assert_eq!(replaced.num_calls(), 1);
+    assert_eq!(kept.num_calls(), 1);
+    assert_eq!(
+        *counted.lock().unwrap(),
+        vec!["1".to_owned()],
+        "one new sensor counted"
+    );
 }

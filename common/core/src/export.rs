@@ -25,7 +25,9 @@
 //! numbers; text fields and the timestamp (the CSV's text) are JSON
 //! strings; an empty cell of the CSV is `null`. A stored number whose text
 //! is not JSON's syntax (`.5`, `+5`) is written as the number it parses
-//! to. Every format streams: a row is written as it is read.
+//! to. A daily mean of the archive backfill adds `samples`, the number of
+//! measurements it averages (the CSV's columns stay as they were). Every
+//! format streams: a row is written as it is read.
 //!
 //! **Formula cells (CSV injection).** A spreadsheet may run a cell that
 //! starts with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula
@@ -84,6 +86,7 @@ pub struct RowRef<'a> {
     pub aqi: u8,
     pub us_epa: u16,
     pub eaqi: u8,
+    pub samples: Option<u32>,
 }
 
 impl RowRef<'_> {
@@ -115,6 +118,7 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
             aqi: r.aqi,
             us_epa: r.us_epa,
             eaqi: r.eaqi,
+            samples: r.samples,
         }
     }
 }
@@ -136,6 +140,7 @@ impl From<RowRef<'_>> for Reading {
             aqi: r.aqi,
             us_epa: r.us_epa,
             eaqi: r.eaqi,
+            samples: r.samples,
         }
     }
 }
@@ -501,6 +506,10 @@ impl JsonWriter {
         out.extend_from_slice(digits.format(value).as_bytes());
         out.extend_from_slice(br#","Range":"#);
         Self::string(out, self.index.label(value));
+        if let Some(n) = r.samples {
+            out.extend_from_slice(br#","samples":"#);
+            out.extend_from_slice(digits.format(n).as_bytes());
+        }
         out.push(b'}');
         if self.geojson {
             out.push(b'}');
@@ -757,6 +766,7 @@ mod tests {
             aqi: 1,
             us_epa: 0,
             eaqi: 1,
+            samples: None,
         };
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
         assert_eq!(
@@ -789,6 +799,7 @@ mod tests {
             aqi: 2,
             us_epa: 0,
             eaqi: 1,
+            samples: None,
         };
         r.aqi = 10;
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
@@ -819,6 +830,7 @@ mod tests {
             aqi: (i % 10 + 1) as u8,
             us_epa: (i * 37 % 501) as u16,
             eaqi: (i % 6 + 1) as u8,
+            samples: None,
         }
     }
 
@@ -995,5 +1007,29 @@ mod tests {
             csv.lines().nth(1).unwrap(),
             "1,2018-06-03 20:40:01,1,SDS011,1,DE,-3.5,-0.1,-12,+5,4.2,2,Low"
         );
+    }
+
+    #[test]
+    fn a_daily_mean_says_how_many_it_averages_in_json_and_not_in_csv() {
+        let mean = Reading {
+            samples: Some(581),
+            ..reading(3)
+        };
+        let plain = reading(3);
+        let csv = |r: &Reading| to_answer([r], Rendering::default()).unwrap();
+        assert_eq!(
+            csv(&mean),
+            csv(&plain),
+            "the CSV's columns stay as they were"
+        );
+        let ndjson = Rendering {
+            format: Format::Ndjson,
+            index: Index::Daqi,
+        };
+        let line = String::from_utf8(to_answer([&mean], ndjson).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(v["samples"], 581);
+        let line = String::from_utf8(to_answer([&plain], ndjson).unwrap()).unwrap();
+        assert!(!line.contains("samples"), "{line}");
     }
 }

@@ -483,6 +483,7 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
         aqi: indices.daqi,
         us_epa: indices.us_epa,
         eaqi: indices.eaqi,
+        samples: None,
     })
 }
 

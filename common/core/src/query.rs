@@ -570,15 +570,27 @@ impl<'a> Fields<'a> {
     }
 
     fn index(&mut self) -> Option<Index> {
-        match self.text("index", "an index name") {
+        self.one_of("index", Index::Daqi, Index::parse, "daqi, us-epa, eaqi")
+    }
+
+    /// A field naming one of a fixed set (`index`, `format`): `default`
+    /// when absent, an error listing `names` when unknown.
+    fn one_of<T>(
+        &mut self,
+        field: &str,
+        default: T,
+        parse: impl Fn(&str) -> Option<T>,
+        names: &str,
+    ) -> Option<T> {
+        match self.text(field, &format!("one of {names}")) {
             Err(()) => None,
-            Ok(None) => Some(Index::Daqi),
+            Ok(None) => Some(default),
             Ok(Some(s)) => {
-                let parsed = Index::parse(s);
+                let parsed = parse(s);
                 if parsed.is_none() {
                     self.err(
-                        "index",
-                        format!("unknown index {s:?}; expected one of daqi, us-epa, eaqi"),
+                        field,
+                        format!("unknown {field} {s:?}; expected one of {names}"),
                     );
                 }
                 parsed
@@ -799,20 +811,7 @@ impl<'a> Fields<'a> {
     }
 
     fn format(&mut self) -> Option<Format> {
-        match self.text("format", "a format name") {
-            Err(()) => None,
-            Ok(None) => Some(Format::Csv),
-            Ok(Some(s)) => {
-                let f = Format::parse(s);
-                if f.is_none() {
-                    self.err(
-                        "format",
-                        format!("unknown format {s:?}; expected one of csv, ndjson, geojson"),
-                    );
-                }
-                f
-            }
-        }
+        self.one_of("format", Format::Csv, Format::parse, "csv, ndjson, geojson")
     }
 }
 

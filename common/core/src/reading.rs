@@ -130,6 +130,11 @@ pub struct Reading {
     pub us_epa: u16,
     /// EAQI level, 1..=6.
     pub eaqi: u8,
+    /// How many measurements the reading averages, when it is a mean the
+    /// archive backfill computed (one sensor's UTC day); `None` for a
+    /// reading as the feed sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
 }
 
 impl Reading {

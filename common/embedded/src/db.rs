@@ -130,6 +130,12 @@ const MIGRATIONS: &[Migration] = &[
     // cell with an index for place filters, and the latest reading of each
     // sensor (see `readings::migrate_to_indices_and_latest`).
     Migration::Rust(crate::readings::migrate_to_indices_and_latest),
+    // 5: how many measurements a reading averages, for the daily means of
+    // the archive backfill; NULL for a reading as the feed sent it.
+    Migration::Sql(
+        "ALTER TABLE readings ADD COLUMN samples INTEGER;
+         ALTER TABLE latest ADD COLUMN samples INTEGER;",
+    ),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

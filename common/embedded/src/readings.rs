@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// The columns a query reads, in the order the row decoders expect; the
 /// same in `readings` and `latest`.
-const COLUMN_NAMES: [&str; 14] = [
+const COLUMN_NAMES: [&str; 15] = [
     "id",
     "ts",
     "sensor_id",
@@ -41,6 +41,7 @@ const COLUMN_NAMES: [&str; 14] = [
     "aqi",
     "aqi_us_epa",
     "aqi_eaqi",
+    "samples",
 ];
 /// Positions of the coordinates in [`COLUMN_NAMES`], for the place check.
 const LAT: usize = 6;
@@ -49,21 +50,22 @@ const LONG: usize = 7;
 /// Writes a reading into `readings`; a rewrite of its identity replaces it.
 const INSERT_READING: &str = "INSERT OR REPLACE INTO readings
     (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
-     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Makes a reading its sensor's latest unless a newer one is stored. On a
 /// tie the later write wins, as it does in `readings`.
 const UPSERT_LATEST: &str = "INSERT INTO latest
     (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
-     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
     ON CONFLICT (sensor_id) DO UPDATE SET
         id = excluded.id, ts = excluded.ts, sensor_type = excluded.sensor_type,
         loc_id = excluded.loc_id, loc_country = excluded.loc_country,
         loc_lat = excluded.loc_lat, loc_long = excluded.loc_long, loc_alt = excluded.loc_alt,
         p1 = excluded.p1, p2 = excluded.p2, aqi = excluded.aqi,
-        aqi_us_epa = excluded.aqi_us_epa, aqi_eaqi = excluded.aqi_eaqi, cell = excluded.cell
+        aqi_us_epa = excluded.aqi_us_epa, aqi_eaqi = excluded.aqi_eaqi, cell = excluded.cell,
+        samples = excluded.samples
     WHERE excluded.ts >= latest.ts";
 
 /// [`UPSERT_LATEST`] for the usual case, a sensor that has not moved: its
@@ -74,7 +76,8 @@ const UPSERT_LATEST: &str = "INSERT INTO latest
 /// [`UPSERT_LATEST`] decides.
 const UPDATE_LATEST_IN_PLACE: &str = "UPDATE latest SET
         id = ?1, ts = ?2, sensor_type = ?4, loc_id = ?5, loc_lat = ?7, loc_long = ?8,
-        loc_alt = ?9, p1 = ?10, p2 = ?11, aqi = ?12, aqi_us_epa = ?13, aqi_eaqi = ?14
+        loc_alt = ?9, p1 = ?10, p2 = ?11, aqi = ?12, aqi_us_epa = ?13, aqi_eaqi = ?14,
+        samples = ?16
     WHERE sensor_id = ?3 AND loc_country = ?6 AND cell = ?15 AND ts <= ?2";
 
 /// The time key of `readings_by_cell`, in SQL: the day (UTC) of a reading,
@@ -177,6 +180,7 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
         r.us_epa,
         r.eaqi,
         cell,
+        r.samples,
     ])?)
 }
 
@@ -385,6 +389,10 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         aqi: small_int(row, 11)?,
         us_epa: small_int(row, 12)?,
         eaqi: small_int(row, 13)?,
+        samples: match row.get_ref(14)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(small_int(row, 14)?),
+        },
     })
 }
 
@@ -862,6 +870,7 @@ mod tests {
                 aqi: 0,
                 us_epa: 0,
                 eaqi: 0,
+                samples: None,
             };
             r.set_indices(Indices::of_text(r.p1.as_deref(), None).expect("indices"));
             readings.push(r);
@@ -896,6 +905,7 @@ mod tests {
             aqi: 1,
             us_epa: 0,
             eaqi: 1,
+            samples: None,
         };
         let batch = [r(2, 10), r(1, 5), r(2, 30), r(2, 20), r(1, 5), r(3, 1)];
         assert_eq!(newest_per_sensor(&batch), [4, 2, 5]);

@@ -391,7 +391,7 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 4);
+    assert_eq!(version, 5, "the indices (4), then samples (5)");
 
     // Every row's new columns are what the domain computes.
     let mut stmt = conn
@@ -800,7 +800,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 4, "and every later migration");
+    assert_eq!(version, 5, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)

@@ -587,10 +587,8 @@ async fn write(
         match write {
             Write::Batch(batch) => {
                 let n = batch.len() as u64;
-                // SAMPLES: the store port has no place for the number of
-                // measurements a reading averages yet, so it is counted
-                // here and dropped. When `Reading` (or `put_batch`) takes
-                // it, hand `b.samples` on with each reading at this point.
+                // A daily mean carries its count in `Reading::samples`
+                // (stored with it); the sum is for the summary.
                 let samples: u64 = batch.iter().map(|b| b.samples).sum();
                 let readings: Vec<Reading> = batch.into_iter().map(|b| b.reading).collect();
                 store

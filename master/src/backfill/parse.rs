@@ -422,6 +422,7 @@ fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
         aqi: 0,
         us_epa: 0,
         eaqi: 0,
+        samples: None,
     };
     if let Some(i) = Indices::of(r.p1.map(|p| p.1), r.p2.map(|p| p.1)) {
         reading.set_indices(i);
@@ -450,6 +451,8 @@ fn daily_reading(file: &ArchiveFile, d: Daily) -> Backfilled {
         aqi: 0,
         us_epa: 0,
         eaqi: 0,
+        // Stored with the mean: how many measurements it averages.
+        samples: Some(u32::try_from(d.rows).unwrap_or(u32::MAX)),
     };
     // Rows were accepted, so one of the two has a mean.
     if let Some(i) = Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1)) {

@@ -1,0 +1,353 @@
+//! Bringing readings written before the US EPA AQI, the EAQI and the place
+//! index existed up to the current item shape, on a live table.
+//!
+//! Items of the old shape lack `AQI_US_EPA`, `AQI_EAQI` and `cell_key`, so
+//! queries refuse them (see `ReadingItem::into_reading`) and the `by_cell`
+//! index does not hold them; and no sensor has a latest item yet. The
+//! migration scans the table once (in parallel segments) and
+//!
+//! - sets the missing attributes on each old item, computed from the stored
+//!   text exactly as ingestion computes them (`Indices::of_text`,
+//!   `place::cell_of_text`), with an `UpdateItem` conditioned on the item
+//!   still lacking them: a reading rewritten meanwhile by a current writer
+//!   (which stores all three) is left as that writer wrote it, and no
+//!   attribute but the missing ones is written, so a concurrent ingestion
+//!   loses nothing;
+//! - keeps the newest reading of each sensor seen, of either shape, and at
+//!   the end writes the latest items that are missing or behind it, with
+//!   the same conditional write as `put_batch` (only ever forwards in
+//!   time).
+//!
+//! It is idempotent, so resuming is running it again: items already of the
+//! current shape are only read, and latest items only move forwards. The
+//! latest items are built from the whole scan, so a run must reach its end
+//! for them to be complete; a run cut short leaves the items it upgraded
+//! upgraded and the next run finishes the job.
+
+use crate::readings::{cell_key, n, s, DynamoReadingStore, LatestWrites, ReadingItem};
+use crate::remote;
+use crate::retry::with_backoff;
+use crate::schema::{
+    CELL_KEY, EAQI_ATTRIBUTE, LATEST_PARTITION, PARTITION_KEY, SORT_KEY, US_EPA_ATTRIBUTE,
+};
+use airq_core::{BackendError, Indices, Reading};
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// How hard a migration works the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateOptions {
+    /// Parallel scan segments (DynamoDB `TotalSegments`): each reads its
+    /// own share of the table's partitions, so the writes that follow also
+    /// spread over several day partitions.
+    pub segments: u32,
+    /// Item updates in flight per segment.
+    pub concurrency: usize,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            segments: 4,
+            concurrency: 16,
+        }
+    }
+}
+
+/// How many problem items a report names (the count has them all).
+const NAMED_PROBLEMS: usize = 10;
+
+/// What a migration has done so far, and at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateProgress {
+    /// Items the scan has read (readings, latest items, the summary item).
+    pub scanned: u64,
+    /// Reading items among them.
+    pub readings: u64,
+    /// Readings given their missing attributes by this run.
+    pub upgraded: u64,
+    /// Readings that already had them.
+    pub current: u64,
+    /// Readings rewritten by someone else between this run's read and its
+    /// update (a current writer): left as they are.
+    pub raced: u64,
+    /// Reading items that could not be upgraded: they do not decode, or
+    /// neither P1 nor P2 is a number (ingestion never stores such a
+    /// reading). Queries that read them keep failing until they are
+    /// deleted or repaired.
+    pub problems: u64,
+    /// The first [`NAMED_PROBLEMS`] of them: `day at_sensor: why`.
+    pub problem_keys: Vec<String>,
+    /// Distinct sensors seen.
+    pub sensors: u64,
+    /// The latest items written at the end (all zero until then); `kept`
+    /// counts those found up to date, whether by the scan or by the write's
+    /// condition.
+    pub latest: LatestWrites,
+    /// Whether the scan has reached the end of the table.
+    pub scan_done: bool,
+}
+
+/// What the segments share.
+struct Shared {
+    progress: MigrateProgress,
+    /// Each sensor's newest reading seen so far.
+    newest: HashMap<u64, Reading>,
+    /// The timestamp of each latest item seen, so that a run after a
+    /// complete one writes no latest item again.
+    latest: HashMap<u64, i64>,
+}
+
+/// One old item's missing attributes.
+struct Upgrade {
+    key: HashMap<String, AttributeValue>,
+    set: Vec<(&'static str, AttributeValue)>,
+}
+
+/// What the scan made of one item.
+enum Seen {
+    /// The summary item.
+    NotAReading,
+    /// A sensor's latest item: its sensor and timestamp.
+    Latest(u64, i64),
+    Current(Reading),
+    Old(Reading, Upgrade),
+    Problem(String),
+}
+
+impl DynamoReadingStore {
+    /// Upgrades every reading of the old shape and builds the latest items
+    /// (see the module documentation), calling `progress` after every page
+    /// of every segment and once at the end.
+    pub async fn migrate(
+        &self,
+        options: &MigrateOptions,
+        progress: &(dyn Fn(&MigrateProgress) + Send + Sync),
+    ) -> Result<MigrateProgress, BackendError> {
+        let segments = options.segments.max(1);
+        let shared = Mutex::new(Shared {
+            progress: MigrateProgress::default(),
+            newest: HashMap::new(),
+            latest: HashMap::new(),
+        });
+        futures::future::try_join_all(
+            (0..segments)
+                .map(|segment| self.scan_segment(segment, segments, options, &shared, progress)),
+        )
+        .await?;
+        let Shared {
+            progress: mut done,
+            newest,
+            latest,
+        } = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
+        done.scan_done = true;
+        progress(&done);
+        // A latest item at least as new as every reading of its sensor is
+        // left alone (it can only have moved forwards since it was read):
+        // only what is missing or behind is written, conditionally.
+        let (behind, current): (Vec<Reading>, Vec<Reading>) = newest.into_values().partition(|r| {
+            latest
+                .get(&r.sensor_id)
+                .is_none_or(|&ts| ts < r.timestamp.0)
+        });
+        done.latest = self.put_latest(behind).await?;
+        done.latest.kept += current.len() as u64;
+        progress(&done);
+        Ok(done)
+    }
+
+    async fn scan_segment(
+        &self,
+        segment: u32,
+        segments: u32,
+        options: &MigrateOptions,
+        shared: &Mutex<Shared>,
+        progress: &(dyn Fn(&MigrateProgress) + Send + Sync),
+    ) -> Result<(), BackendError> {
+        let mut start_key = None;
+        loop {
+            let out = with_backoff(&self.retry, || {
+                self.client
+                    .scan()
+                    .table_name(&self.table)
+                    .segment(segment as i32)
+                    .total_segments(segments as i32)
+                    .set_exclusive_start_key(start_key.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| {
+                remote(
+                    format!("DynamoDB Scan on {} (segment {segment})", self.table),
+                    e,
+                )
+            })?;
+            let items = out.items.unwrap_or_default();
+            let scanned = items.len() as u64;
+            let mut upgrades = Vec::new();
+            let mut readings = Vec::new();
+            let mut current = 0;
+            let mut problems = Vec::new();
+            let mut latest = Vec::new();
+            for item in items {
+                match self.inspect(item) {
+                    Seen::NotAReading => {}
+                    Seen::Latest(sensor, ts) => latest.push((sensor, ts)),
+                    Seen::Current(r) => {
+                        current += 1;
+                        readings.push(r);
+                    }
+                    Seen::Old(r, u) => {
+                        readings.push(r);
+                        upgrades.push(u);
+                    }
+                    Seen::Problem(why) => problems.push(why),
+                }
+            }
+            let outcomes: Vec<bool> = futures::stream::iter(upgrades)
+                .map(|u| self.upgrade(u))
+                .buffer_unordered(options.concurrency.max(1))
+                .try_collect()
+                .await?;
+            let snapshot = {
+                let mut sh = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let p = &mut sh.progress;
+                p.scanned += scanned;
+                p.readings += readings.len() as u64 + problems.len() as u64;
+                p.current += current;
+                p.upgraded += outcomes.iter().filter(|&&won| won).count() as u64;
+                p.raced += outcomes.iter().filter(|&&won| !won).count() as u64;
+                p.problems += problems.len() as u64;
+                let room = NAMED_PROBLEMS.saturating_sub(p.problem_keys.len());
+                p.problem_keys.extend(problems.into_iter().take(room));
+                sh.latest.extend(latest);
+                for r in readings {
+                    match sh.newest.get(&r.sensor_id) {
+                        Some(have) if have.timestamp >= r.timestamp => {}
+                        _ => {
+                            sh.newest.insert(r.sensor_id, r);
+                        }
+                    }
+                }
+                sh.progress.sensors = sh.newest.len() as u64;
+                sh.progress.clone()
+            };
+            progress(&snapshot);
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start_key = Some(k),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Classifies one scanned item.
+    fn inspect(&self, item: HashMap<String, AttributeValue>) -> Seen {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            _ => String::new(),
+        };
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let (day, at_sensor) = (text(PARTITION_KEY), text(SORT_KEY));
+        if day == LATEST_PARTITION {
+            let sensor = number("sensor_id").and_then(|v| v.parse::<u64>().ok());
+            let ts = number("timestamp").and_then(|v| v.parse::<i64>().ok());
+            return match (sensor, ts) {
+                (Some(sensor), Some(ts)) => Seen::Latest(sensor, ts),
+                // Unreadable: it will be replaced, as if absent.
+                _ => Seen::NotAReading,
+            };
+        }
+        // `#summary`: no date, no reading.
+        if day.starts_with('#') {
+            return Seen::NotAReading;
+        }
+        let key = HashMap::from([
+            (PARTITION_KEY.to_owned(), s(&day)),
+            (SORT_KEY.to_owned(), s(&at_sensor)),
+        ]);
+        let decoded: ReadingItem = match serde_dynamo::from_item(item) {
+            Ok(i) => i,
+            Err(e) => return Seen::Problem(format!("{day} {at_sensor}: does not decode: {e}")),
+        };
+        let mut set = Vec::new();
+        if decoded.cell_key.is_empty() {
+            set.push((
+                CELL_KEY,
+                s(cell_key(&day, &decoded.loc_lat, &decoded.loc_long)),
+            ));
+        }
+        let (us_epa, eaqi) = match (decoded.us_epa, decoded.eaqi) {
+            (Some(u), Some(e)) => (u, e),
+            (u, e) => {
+                let Some(i) = Indices::of_text(decoded.p1.as_deref(), decoded.p2.as_deref()) else {
+                    return Seen::Problem(format!(
+                        "{day} {at_sensor}: neither P1 nor P2 is a number, so it has no index"
+                    ));
+                };
+                if u.is_none() {
+                    set.push((US_EPA_ATTRIBUTE, n(i.us_epa)));
+                }
+                if e.is_none() {
+                    set.push((EAQI_ATTRIBUTE, n(i.eaqi)));
+                }
+                (u.unwrap_or(i.us_epa), e.unwrap_or(i.eaqi))
+            }
+        };
+        let reading = decoded.into_reading_with(us_epa, eaqi);
+        if set.is_empty() {
+            Seen::Current(reading)
+        } else {
+            Seen::Old(reading, Upgrade { key, set })
+        }
+    }
+
+    /// Sets an old item's missing attributes, if it still lacks them and
+    /// still exists. Returns whether this call wrote them.
+    async fn upgrade(&self, u: Upgrade) -> Result<bool, BackendError> {
+        let mut names = HashMap::from([("#sk".to_owned(), SORT_KEY.to_owned())]);
+        let mut values = HashMap::new();
+        let mut sets = Vec::new();
+        let mut missing = Vec::new();
+        for (i, (attr, value)) in u.set.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), attr.to_owned());
+            values.insert(format!(":v{i}"), value);
+            sets.push(format!("#a{i} = :v{i}"));
+            missing.push(format!("attribute_not_exists(#a{i})"));
+        }
+        let update = format!("SET {}", sets.join(", "));
+        // Never create an item (UpdateItem would) and never overwrite what
+        // a current writer has set meanwhile.
+        let condition = format!("attribute_exists(#sk) AND ({})", missing.join(" OR "));
+        let result = with_backoff(&self.retry, || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(u.key.clone()))
+                .update_expression(&update)
+                .condition_expression(&condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .send()
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if crate::error_code(&e) == Some("ConditionalCheckFailedException")
+                    || e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(remote(
+                format!("DynamoDB UpdateItem (migration) on {}", self.table),
+                e,
+            )),
+        }
+    }
+}
