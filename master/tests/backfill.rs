@@ -416,12 +416,24 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     assert_eq!(forced.summary_value("days done:"), Some(4));
     assert_eq!(stored(&db).await.len(), 5);
 
-    // A new database does not believe the state file left beside the old.
-    std::fs::remove_file(&db).expect("the database removed");
-    for side in ["airq.db-wal", "airq.db-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(side));
-    }
-    let anew = backfill(&db, source, &["--types", "all"]);
+    // A new database does not believe a state file of finished days: the
+    // old database's record, given to a run on a database that does not
+    // exist yet. (A new path rather than deleting the old file: a pool
+    // connection of `stored` above, closing in the background, could
+    // create the deleted file again before the run looks for it.)
+    let state = dir.path().join("airq.db.backfill.json");
+    assert!(state.is_file(), "the first runs kept a state file");
+    let new_db = dir.path().join("new.db");
+    let anew = backfill(
+        &new_db,
+        source,
+        &[
+            "--types",
+            "all",
+            "--state",
+            state.to_str().expect("utf-8 path"),
+        ],
+    );
     anew.assert_success();
     assert_eq!(
         anew.summary_value("days skipped:"),
@@ -430,7 +442,7 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
         anew.stdout
     );
     assert!(anew.stderr.contains("the store is new"), "{}", anew.stderr);
-    assert_eq!(stored(&db).await.len(), 5);
+    assert_eq!(stored(&new_db).await.len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
