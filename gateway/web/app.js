@@ -82,7 +82,6 @@
   // Consecutive failed polls (network errors, 503s) before giving up.
   const MAX_POLL_FAILURES = 10;
   const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-  const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
   const indexOf = (key) => INDICES[key] || INDICES[DEFAULT_INDEX];
@@ -1031,23 +1030,9 @@
 
   // --- chart
 
-  function svg(name, attrs, text) {
-    const node = document.createElementNS(SVG_NS, name);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  // The smallest "nice" whole step of which 4 cover `max`.
-  function niceStep(max) {
-    const rough = Math.max(1, max / 4);
-    const mag = 10 ** Math.floor(Math.log10(rough));
-    for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) {
-      const step = m * mag;
-      if (Number.isInteger(step) && step >= rough) return step;
-    }
-    return 10 * mag;
-  }
+  // One SVG element maker and one axis-step rule for both charts: the
+  // time chart's (timechart.js, loaded first).
+  const { svg, niceStep } = window.airqTimeChart;
 
   // Drawn at the width it is shown at, so its text stays legible on a
   // phone; redrawn when that width changes. One bar per DAQI value (in the

@@ -15,6 +15,7 @@ window.airqTimeChart = (() => {
     return node;
   }
 
+  // The smallest "nice" whole step of which 4 cover `max`.
   function niceStep(max) {
     const rough = Math.max(1, max / 4);
     const mag = 10 ** Math.floor(Math.log10(rough));
@@ -113,5 +114,5 @@ window.airqTimeChart = (() => {
     return data;
   }
 
-  return { draw, bin };
+  return { draw, bin, svg: el, niceStep };
 })();
