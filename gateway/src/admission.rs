@@ -336,17 +336,46 @@ const KEY_PARAMS: &[&str] = &[
     "access_token",
 ];
 
-/// Whether the URL's query string carries what looks like a key.
+/// Whether the URL's query string carries what looks like a key: a
+/// parameter named like one, or anything that reads `airq_` (every key's
+/// prefix) once decoded as a browser encodes it (`+`, `%XX`, however many
+/// times over: `%2561` is `%61` is `a`).
 fn key_in_url(uri: &Uri) -> bool {
     let Some(query) = uri.query() else {
         return false;
     };
-    let lower = query.to_ascii_lowercase();
-    lower.contains("airq_")
-        || lower.split('&').any(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            KEY_PARAMS.contains(&name)
-        })
+    form_urlencoded::parse(query.as_bytes()).any(|(name, value)| {
+        KEY_PARAMS.contains(&name.to_ascii_lowercase().as_str())
+            || looks_like_a_key(&name)
+            || looks_like_a_key(&value)
+    }) || looks_like_a_key(query)
+}
+
+/// How many rounds of percent-decoding [`looks_like_a_key`] undoes: more
+/// than any client encodes by accident, and each round is one pass over a
+/// URL hyper has already bounded (`--max-header-bytes`).
+const DECODE_ROUNDS: usize = 4;
+
+/// Whether `text` contains a key's prefix, `airq_` in any case, as is or
+/// after percent-decoding. Also used to keep such paths out of the log.
+pub fn looks_like_a_key(text: &str) -> bool {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for _ in 0..DECODE_ROUNDS {
+        if text.to_ascii_lowercase().contains("airq_") {
+            return true;
+        }
+        if !text.contains('%') {
+            return false;
+        }
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == *text {
+            return false;
+        }
+        text = std::borrow::Cow::Owned(decoded);
+    }
+    text.to_ascii_lowercase().contains("airq_")
 }
 
 /// Keys looked up lately, found or not, so that a request with a key
@@ -490,6 +519,14 @@ mod tests {
             "/api/meta?a=1&KEY=2",
             "/api/query?x=airq_0123",
             "/api/query?access_token=t",
+            // Percent-encoded forms, as the red-team pass sent them.
+            "/api/query?x=airq%5F0123",
+            "/api/query?x=%61irq_0123",
+            "/api/query?x=%2561irq%255F0123",
+            "/api/query?api%5Fkey=1",
+            "/api/query?API%5fKEY=1",
+            "/api/query?%6Bey=1",
+            "/api/query?x=AIRQ_0123",
         ] {
             assert!(key_in_url(&yes.parse().unwrap()), "{yes}");
         }
@@ -497,6 +534,8 @@ mod tests {
             "/api/results/x",
             "/api/meta?pretty=1",
             "/api/query?monkey=1",
+            "/api/query?x=air%20q_",
+            "/api/query?x=%ZZ",
         ] {
             assert!(!key_in_url(&no.parse().unwrap()), "{no}");
         }

@@ -36,6 +36,7 @@ use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
@@ -81,8 +82,28 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
     } else {
         router
     };
-    // Outermost: every response, a panic's included, gets its request id.
-    router.layer(middleware::from_fn(request_id::assign))
+    // Outermost: every response, a panic's included, gets its request id,
+    // and tells browsers not to guess its type (an error's JSON echoes
+    // input, which a browser sniffing for HTML could run as a page).
+    router
+        .layer(middleware::from_fn(request_id::assign))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// The router of the metrics address (`--metrics-listen`): `GET /metrics`
+/// alone, every other path 404.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(observe::scrape_here))
+        .fallback(not_found)
+        .with_state(app)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
 }
 
 /// A request's log span: its method and path, never its query string
@@ -100,8 +121,14 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .extensions()
         .get::<RequestId>()
         .map_or("", RequestId::as_str);
-    tracing::info_span!("request", method = %request.method(),
-        path = %request.uri().path(), request_id = %id)
+    // A path with something shaped like a key in it is not logged either.
+    let path = request.uri().path();
+    let path = if crate::admission::looks_like_a_key(path) {
+        "[a path that looks like it holds an API key]"
+    } else {
+        path
+    };
+    tracing::info_span!("request", method = %request.method(), path = %path, request_id = %id)
 }
 
 /// Whether a response is an answer (CSV, NDJSON or GeoJSON) sent whole:

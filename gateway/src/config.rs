@@ -37,6 +37,20 @@ fn parse_tier(s: &str) -> Result<Tier, String> {
     s.parse()
 }
 
+/// `--max-header-bytes`: hyper's buffer is at least 8 KiB; 1 MiB is far
+/// more than any browser sends.
+fn header_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    let min = crate::serve::MIN_HEADER_BYTES;
+    if !(min..=1024 * 1024).contains(&n) {
+        return Err(format!("must be between {min} and 1048576 bytes"));
+    }
+    Ok(n)
+}
+
 /// A CIDR block, or one address.
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -143,6 +157,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
 
+    /// Connections one client address (an IPv6 /64) may hold open at once;
+    /// a further one is answered 503 and closed. Connections from a
+    /// `--trusted-proxy` are not counted (many clients share its address).
+    /// 0 turns the share off.
+    #[arg(long, env = "AIRQ_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_connections_per_client: u32,
+
+    /// Largest request head (request line and headers) a connection may
+    /// send, in bytes; a longer one is answered 431 and the connection
+    /// closed. It bounds what each connection buffers before its request
+    /// is complete.
+    #[arg(long, env = "AIRQ_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+          value_parser = header_bytes)]
+    pub max_header_bytes: usize,
+
     /// API keys: `off` ignores them (every client is known by its
     /// address), `optional` lets clients without a key in under the
     /// `anonymous` tier and gives a key its own tier, `required` refuses
@@ -174,6 +203,13 @@ pub struct Config {
 
     /// Prometheus metrics at `GET /metrics` (`on`), or none at all (`off`:
     /// no recorder is installed and no request is counted).
+    /// Serve `/metrics` on this address instead of the API's (e.g.
+    /// `127.0.0.1:9100`, reachable only from the host; port 0 picks a free
+    /// port, printed as `metrics on http://ADDR/metrics`). Unset or empty:
+    /// on the API's address, public like `/healthz` and `/readyz`.
+    #[arg(long, env = "AIRQ_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
     #[arg(long, env = "AIRQ_METRICS", default_value = "on", value_parser = on_off,
           action = clap::ArgAction::Set)]
     pub metrics: bool,
@@ -205,6 +241,15 @@ impl Config {
             Some(n) => n as usize,
             None => connections_for_open_files(open_files_limit()),
         }
+    }
+
+    /// `--metrics-listen`, if metrics are on and it is set and not empty.
+    pub fn metrics_listen(&self) -> Option<String> {
+        self.metrics_listen
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| self.metrics && !s.is_empty())
+            .map(str::to_owned)
     }
 
     /// `--direct-limit`, or the default for this machine.

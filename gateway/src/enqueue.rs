@@ -9,10 +9,14 @@
 //! several gateways enqueue at once.
 //!
 //! Fairness: a client may have at most its tier's `queued` queries queued
-//! or running at once (`429` beyond). They are counted in the result store,
-//! so the cap holds across every gateway; two submits of one client racing
-//! on two gateways may both pass, so it can be passed by the submits in
-//! flight at that moment, which its submit budget bounds.
+//! or running at once (`429` beyond). They are counted in the result store.
+//! On one gateway the count and the creation of the new result run under
+//! the client's lock ([`SubmitLocks`]), so the cap holds exactly
+//! however many submits arrive at once.
+//! Across gateways nothing serialises them: one submit of the same client
+//! in flight on each other gateway at that moment may pass too, so with
+//! `n` gateways a client can hold at most `cap + n − 1` (measured: see
+//! BENCHMARKS.md, "queued cap").
 
 use crate::admission::Caller;
 use crate::answer_headers;
@@ -21,11 +25,46 @@ use crate::request_id::RequestId;
 use crate::state::App;
 use airq_core::job::Job;
 use airq_core::results::{Outcome, Submission};
+use airq_core::ClientId;
 use airq_core::{Query, Timestamp};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::hash::BuildHasher;
 use uuid::Uuid;
+
+/// How many locks the clients share ([`SubmitLocks`]).
+const SUBMIT_LOCK_STRIPES: usize = 256;
+
+/// The locks held from counting a client's queued queries to creating its
+/// new one: a fixed set, each client always taking the same one (by the
+/// hash of its id). A fixed set needs no cleanup and cannot grow with the
+/// number of clients; two clients sharing a lock only wait for each
+/// other's count and insert (a few milliseconds), never for a query.
+pub struct SubmitLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    hasher: std::hash::RandomState,
+}
+
+impl Default for SubmitLocks {
+    fn default() -> Self {
+        SubmitLocks {
+            stripes: (0..SUBMIT_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            // Random per process: a client cannot choose an id that
+            // shares another's lock on purpose.
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+}
+
+impl SubmitLocks {
+    async fn lock(&self, client: &ClientId) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = self.hasher.hash_one(client) as usize % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
+}
 
 pub async fn enqueue(
     app: &App,
@@ -48,6 +87,12 @@ pub async fn enqueue(
     }
 
     let results = &app.backend.results;
+    // Held until the new result exists, so that the next submit of this
+    // client counts it (see the module documentation).
+    let _counting = match caller.tier.max_queued {
+        Some(_) => Some(app.submit_locks.lock(&caller.client).await),
+        None => None,
+    };
     if let Some(cap) = caller.tier.max_queued {
         let pending = results
             .pending(&caller.client, Timestamp::now())
@@ -70,6 +115,7 @@ pub async fn enqueue(
         .create(id, query, app.result_ttl, &submission)
         .await
         .map_err(ApiError::unavailable("result store unavailable"))?;
+    drop(_counting);
     if let Err(e) = queue
         .send(&Job::new(id, query, app.max_result_rows, Some(request_id.to_string())).to_json())
         .await

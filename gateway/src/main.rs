@@ -10,6 +10,7 @@ mod answer_headers;
 mod api;
 mod background;
 mod cached;
+mod client_connections;
 mod config;
 mod direct;
 mod enqueue;
@@ -81,16 +82,55 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(auth = ?config.auth, tiers = %app.admission.tiers().describe(),
         trusted_proxies = ?config.trusted_proxies, "admission");
     let direct_limit = config.direct_limit();
-    let router = api::router(app, config.request_timeout);
     let limits = serve::Limits::from_config(&config);
-    let mut server = tokio::spawn(serve::serve(listener, router, limits, cancel.clone()));
+    // `/metrics` on an address of its own, with the same connection
+    // limits (no per-client share: its one client is the scraper).
+    if let Some(listen) = &app.metrics_listen {
+        let listener = serve::bind(listen)
+            .await
+            .with_context(|| format!("listening for metrics on {listen}"))?;
+        let metrics_addr = listener
+            .local_addr()
+            .context("reading the metrics address")?;
+        tasks.spawn(serve::serve(
+            listener,
+            api::metrics_router(app.clone()),
+            limits,
+            client_connections::ClientConnections::new(0, Vec::new()),
+            cancel.clone(),
+        ));
+        let _ = writeln!(
+            std::io::stdout(),
+            "metrics on http://{metrics_addr}/metrics"
+        );
+        tracing::info!(addr = %metrics_addr, "serving metrics");
+    } else if config.metrics && config.auth == config::AuthMode::Required {
+        tracing::warn!(
+            "--auth required, but /metrics is served without a key on the API's address; \
+             set --metrics-listen (e.g. 127.0.0.1:9100) to serve it on another"
+        );
+    }
+    let router = api::router(app, config.request_timeout);
+    let clients = client_connections::ClientConnections::new(
+        config.max_connections_per_client as usize,
+        config.trusted_proxies.clone(),
+    );
+    let mut server = tokio::spawn(serve::serve(
+        listener,
+        router,
+        limits,
+        clients,
+        cancel.clone(),
+    ));
 
     // The line tests and the deploy tool wait for; stdout may be closed.
     let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, backend = %backend.location, direct_limit,
         direct_max_span = ?config.direct_max_span, max_backlog = config.max_backlog,
-        max_connections = limits.max_connections, header_timeout = ?limits.header_timeout,
+        max_connections = limits.max_connections,
+        max_connections_per_client = config.max_connections_per_client,
+        max_header_bytes = limits.max_header_bytes, header_timeout = ?limits.header_timeout,
         idle_timeout = ?limits.idle_timeout, send_timeout = ?limits.send_timeout,
         "gateway listening");
 

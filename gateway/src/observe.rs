@@ -98,6 +98,16 @@ fn instruments(route: &'static str, status: StatusCode) -> (Counter, Histogram) 
 
 /// `GET /metrics`: the Prometheus text format; `404` with `--metrics off`.
 pub async fn scrape(State(app): State<AppState>) -> Result<Response, ApiError> {
+    if app.metrics_listen.is_some() {
+        return Err(ApiError::NotFound(
+            "metrics are served on this gateway's metrics address (--metrics-listen)",
+        ));
+    }
+    scrape_here(State(app)).await
+}
+
+/// `GET /metrics` on the metrics address (`--metrics-listen`).
+pub async fn scrape_here(State(app): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = &app.metrics else {
         return Err(ApiError::NotFound(
             "metrics are off on this gateway (--metrics off)",

@@ -18,7 +18,7 @@
 
 use crate::handlers::{health, latest, meta, results, submit};
 use crate::state::AppState;
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -175,10 +175,6 @@ async fn api_page() -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),
-    );
-    h.insert(
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
     );
     h.insert(
         header::REFERRER_POLICY,

@@ -1,7 +1,7 @@
 //! Serving connections: the accept loop, the per-connection limits, and
 //! graceful shutdown, around hyper's HTTP/1.1 server.
 //!
-//! Four bounds keep a large, slow or hostile client from holding what
+//! Six bounds keep a large, slow or hostile client from holding what
 //! others need:
 //!
 //! - **Connection cap** (`--max-connections`): a semaphore permit is taken
@@ -11,6 +11,14 @@
 //!   served carry on. The
 //!   default stays under the open-files limit, so `accept` does not run
 //!   out of descriptors (EMFILE) while the store still needs files.
+//! - **A client's share of it** (`--max-connections-per-client`): see
+//!   [`crate::client_connections`].
+//! - **Header size** (`--max-header-bytes`): hyper's read buffer, which
+//!   holds a request's head until it is complete, grows to at most this
+//!   (`max_buf_size`); a longer head is answered `431` and the connection
+//!   closed. hyper's default, about 400 KB, let 3,000 connections each
+//!   sending an unfinished 400 KB header hold 1.15 GB; at 16 KiB the same
+//!   connections hold at most 48 MiB of buffers (BENCHMARKS.md).
 //! - **Header timeout** (`--header-timeout`): a request's header must be
 //!   complete within this time, counted from the accept for a connection's
 //!   first request and from the first byte for a later one. A slowloris
@@ -40,6 +48,7 @@
 //! except for HTTP/2 with prior knowledge, which no browser uses without
 //! TLS and which would need its own idle and flow-control limits).
 
+use crate::client_connections::{Admitted, ClientConnections};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
@@ -108,6 +117,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub send_timeout: Duration,
     pub max_connections: usize,
+    /// Bytes hyper may buffer for one request's head (`max_buf_size`).
+    pub max_header_bytes: usize,
 }
 
 impl Limits {
@@ -117,6 +128,7 @@ impl Limits {
             idle_timeout: config.idle_timeout,
             send_timeout: config.send_timeout,
             max_connections: config.max_connections(),
+            max_header_bytes: config.max_header_bytes,
         }
     }
 }
@@ -137,17 +149,26 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// flight (hyper's graceful shutdown: idle connections close at once), and
 /// returns once all have closed. The caller bounds that wait
 /// (`--shutdown-grace`). Accept errors never end it.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    clients: Arc<ClientConnections>,
+    stop: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        // hyper panics below 8 KiB; the flag's parser refuses that.
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
         // The backstop described in the module documentation.
         .header_read_timeout(limits.header_timeout.saturating_add(limits.idle_timeout))
         .keep_alive(true);
     let mut at_cap = Throttled::new();
     let mut failing = Throttled::new();
+    let mut over_share = Throttled::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
 
     loop {
@@ -199,6 +220,19 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
             backoff = ACCEPT_BACKOFF_MIN;
             failing.reset();
         }
+        let counted = match clients.admit(peer.ip()) {
+            Admitted::Yes(counted) => counted,
+            Admitted::OverShare { max } => {
+                metrics::counter!("airq_connections_refused_total", "reason" => "client_share")
+                    .increment(1);
+                if over_share.due() {
+                    tracing::warn!(%peer, max,
+                        "a client is over its share of connections; refusing its new ones");
+                }
+                tokio::spawn(refuse(tcp, max, permit));
+                continue;
+            }
+        };
         // Small answers go out at once instead of waiting for an ACK.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
@@ -226,7 +260,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
                 // routine for a public server, and about one client.
                 tracing::debug!(%peer, error = ?e, "connection ended with an error");
             }
-            // The connection's place under the cap is free again.
+            // The connection's place under the cap (and in its client's
+            // share) is free again.
+            drop(counted);
             drop(permit);
         });
     }
@@ -237,6 +273,28 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
         "stopped accepting; waiting for open connections"
     );
     graceful.shutdown().await;
+}
+
+/// The smallest `--max-header-bytes`: hyper's smallest read buffer.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// How long a refused connection may take to receive its `503`.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers a connection over its client's share with `503` and closes it,
+/// without reading its request. Holds its place under the cap until then
+/// (at most [`REFUSAL_TIMEOUT`]).
+async fn refuse(mut tcp: TcpStream, max: usize, _permit: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::AsyncWriteExt as _;
+    let answer = crate::client_connections::over_share_response(max);
+    let sent = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        tcp.write_all(&answer).await?;
+        tcp.shutdown().await
+    })
+    .await;
+    if let Ok(Err(e)) = sent {
+        tracing::debug!(error = %e, "could not send a refusal");
+    }
 }
 
 /// Whether an accept error concerns only the connection being accepted
@@ -625,6 +683,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
             max_connections: 1,
+            max_header_bytes: MIN_HEADER_BYTES,
         }
     }
 

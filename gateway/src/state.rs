@@ -5,6 +5,7 @@ use crate::admission::Admission;
 use crate::cached::Cached;
 use crate::config::Config;
 use crate::direct::Direct;
+use crate::enqueue::SubmitLocks;
 use crate::observe::{QueueSample, QUEUE_SAMPLE_EVERY};
 use airq_core::queue::QueueDepth;
 use airq_core::Backend;
@@ -37,8 +38,14 @@ pub struct App {
     pub meta: Cached<Bytes>,
     /// The metrics recorder's renderer; `None` with `--metrics off`.
     pub metrics: Option<PrometheusHandle>,
+    /// Where `/metrics` is served instead of the API's address, if anywhere.
+    pub metrics_listen: Option<String>,
     /// The queues' depths as `/metrics` reports them.
     pub queue_sample: QueueSample,
+    /// The last readiness answer (its failed checks).
+    pub ready: Cached<crate::handlers::health::Failed>,
+    /// Serialises each client's count of queued queries with its submit.
+    pub submit_locks: SubmitLocks,
 }
 
 pub type AppState = Arc<App>;
@@ -57,7 +64,10 @@ impl App {
             backlog: Cached::new(BACKLOG_CACHE),
             meta: Cached::new(META_CACHE),
             metrics,
+            metrics_listen: config.metrics_listen(),
             queue_sample: Cached::new(QUEUE_SAMPLE_EVERY),
+            submit_locks: SubmitLocks::default(),
+            ready: Cached::new(crate::handlers::health::READY_CACHE),
         }
     }
 }

@@ -567,6 +567,55 @@ async fn health_readiness_and_meta() {
 }
 
 #[tokio::test]
+async fn a_corrupt_reading_store_is_not_ready() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    support::load_sample(&db);
+    // Overwrite the readings table's root page with garbage, as a bad disk
+    // or a stray write would: the schema (page 1) is intact, so the gateway
+    // starts, but every read of the table fails.
+    let (root, page_size): (i64, i64) = {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'readings'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("the readings table");
+        let size = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("page size");
+        (root, size)
+    };
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .expect("open the file");
+        f.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
+            .expect("seek");
+        f.write_all(&vec![0xA5; page_size as usize]).expect("write");
+    }
+    let g = gateway(&db, &[]);
+    // The queries fail…
+    let r = post(&g.url("/api/query"), DE_LOW_HOUR, false).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // …and so does readiness (`SELECT 1` passed), naming the store.
+    let r = client().get(g.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v = json(r).await;
+    let failed: Vec<&str> = v["failed"]
+        .as_array()
+        .expect("the failed checks")
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    assert_eq!(failed, ["readings"], "{v}");
+}
+
+#[tokio::test]
 async fn repeated_direct_queries_come_from_the_answer_cache_until_it_expires() {
     // A TTL long enough that a loaded machine still asks the cached
     // questions below within it (2 s was not, on 2 busy cores).
@@ -629,4 +678,50 @@ async fn answers_too_large_to_cache_and_a_disabled_cache_still_stream() {
             assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice());
         }
     }
+}
+
+#[tokio::test]
+async fn every_response_tells_browsers_not_to_sniff_its_type() {
+    let s = Setup::new(&[]);
+    let nosniff = |r: &Response| {
+        assert_eq!(
+            r.headers()
+                .get("x-content-type-options")
+                .map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..]),
+            "{} {:?}",
+            r.status(),
+            r.url().path()
+        );
+    };
+    // An error that echoes its input: HTML a sniffing browser could run.
+    let r = post(
+        &s.url("/api/query"),
+        r#"{"startDate":"<script>alert(1)</script>"}"#,
+        false,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    nosniff(&r);
+    assert!(r.text().await.unwrap().contains("<script>"));
+    // An answer, the plain-text probes, an unknown path, a wrong method.
+    let r = post(&s.url("/api/query"), DE_LOW_HOUR, false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    nosniff(&r);
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/meta",
+        "/metrics",
+        "/no/such/path",
+    ] {
+        nosniff(&client().get(s.url(path)).send().await.expect("GET"));
+    }
+    nosniff(
+        &client()
+            .delete(s.url("/api/query"))
+            .send()
+            .await
+            .expect("DELETE"),
+    );
 }

@@ -213,6 +213,47 @@ async fn rejections_are_counted_and_metrics_can_be_off() {
     assert!(body["error"].as_str().unwrap().contains("--metrics off"));
 }
 
+#[tokio::test]
+async fn metrics_can_move_off_the_public_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    load_sample(&db);
+    let gw = gateway(
+        &db,
+        &["--auth", "required", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics_url = gw
+        .printed_before
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("metrics on "))
+        .unwrap_or_else(|| panic!("no metrics address in {:?}", gw.printed_before))
+        .to_owned();
+    // Not on the API's address, where no key is asked for…
+    let r = client().get(gw.url("/metrics")).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = r.json().await.expect("a JSON error");
+    assert!(body["error"].as_str().unwrap().contains("--metrics-listen"));
+    // …but on its own, with what the API's requests counted.
+    let r = client().get(gw.url("/api/meta")).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client().get(&metrics_url).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.expect("metrics");
+    let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    assert!(
+        count(
+            &parsed.samples,
+            "airq_http_requests_total",
+            &[("route", "meta")]
+        ) >= 1.0,
+        "{text}"
+    );
+    // Nothing else is served there.
+    let other = metrics_url.replace("/metrics", "/api/meta");
+    let r = client().get(&other).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }

@@ -238,6 +238,40 @@ async fn a_client_may_queue_only_its_tiers_share() {
 }
 
 #[tokio::test]
+async fn the_queued_cap_holds_under_a_burst_of_parallel_submits() {
+    // The red-team reproduction: 200 submits at once, no worker running,
+    // no submit budget. Counting then creating without a per-client lock
+    // let 13 to 57 through a cap of 5. (Its connections are not capped
+    // here: this is about the queued cap alone.)
+    let s = Setup::new(&[
+        "--tier",
+        "anonymous:submits=off,polls=off,queued=5",
+        "--max-connections-per-client",
+        "0",
+    ]);
+    let url = s.url("/api/query");
+    let http = client();
+    let submits = (0..200).map(|_| {
+        let r = http
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Prefer", "respond-async")
+            .body(HOUR);
+        async move { send(r).await.status() }
+    });
+    let statuses = futures::future::join_all(submits).await;
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((accepted, refused), (5, 195), "{statuses:?}");
+}
+
+#[tokio::test]
 async fn a_keyed_result_belongs_to_its_key() {
     let s = Setup::new(&[]);
     let (a, _) = new_key(&s, "a", "standard", KeyLimits::default()).await;
@@ -346,6 +380,23 @@ async fn bad_keys_get_clear_errors_and_are_never_logged() {
         .as_str()
         .unwrap()
         .contains("X-API-Key"));
+    // Percent-encoded forms of the key or of the parameter's name are
+    // refused alike.
+    let hex = &secret[5..];
+    for query_string in [
+        format!("x=airq%5F{hex}"),
+        format!("x=%61irq_{hex}"),
+        format!("api%5Fkey={hex}"),
+    ] {
+        let url = gw.url(&format!("/api/meta?{query_string}"));
+        let r = send(client().get(url)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query_string}");
+    }
+    // A key in the path is not found, and its path is not logged.
+    let r = send(client().get(gw.url(&format!("/api/results/{secret}")))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = send(client().get(gw.url(&format!("/api/results/%61irq_{hex}")))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     for (value, says) in [
         ("", "empty"),

@@ -96,11 +96,46 @@ impl FetchPolicy {
 /// Reads the whole document into one buffer.
 pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> {
     match source {
-        Source::File(path) => tokio::fs::read(path)
-            .await
-            .with_context(|| format!("cannot read the feed file {}", path.display())),
+        Source::File(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || read_file(&path, MAX_FEED_BYTES))
+                .await
+                .context("the reading thread failed")?
+        }
         Source::Http(url) => fetch_http(url, policy).await,
     }
+}
+
+/// Reads a feed file whole, refusing one over `limit` bytes as a download
+/// over it is refused: by its size before reading (a sparse file of
+/// gigabytes costs nothing to refuse), and as it is read (a pipe, such as
+/// `/dev/stdin`, or a file still growing, has no size to check first).
+fn read_file(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let too_large = || {
+        anyhow::anyhow!(
+            "the feed file {} is larger than {} MiB, the limit on a feed; refusing to read it",
+            path.display(),
+            limit >> 20
+        )
+    };
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the feed file {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the feed file {}", path.display()))?;
+    if meta.is_file() && meta.len() > limit as u64 {
+        return Err(too_large());
+    }
+    let reserve = if meta.is_file() { meta.len() } else { 0 };
+    let mut body = Vec::with_capacity(reserve.min(MAX_PREALLOCATION) as usize);
+    // One byte past the limit tells a file of exactly `limit` bytes from a
+    // longer one.
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit as u64 + 1), &mut body)
+        .with_context(|| format!("cannot read the feed file {}", path.display()))?;
+    if body.len() > limit {
+        return Err(too_large());
+    }
+    Ok(body)
 }
 
 /// One failed attempt, and whether another may succeed.
@@ -323,6 +358,31 @@ mod tests {
         );
         assert!(Source::parse("").is_err());
         assert!(Source::parse("http://").is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn feed_files_are_capped_like_downloads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("feed.json");
+        std::fs::write(&path, b"[1234567]").expect("written");
+        assert_eq!(read_file(&path, 9).expect("at the limit"), b"[1234567]");
+        let err = read_file(&path, 8).expect_err("over the limit");
+        assert!(err.to_string().contains("feed.json"), "{err}");
+        // Without a size to check first, the read itself is capped.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("a FIFO");
+        let writer = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || {
+                // The reader stops at the limit; a closed pipe is expected.
+                let _ = std::fs::write(&fifo, vec![b' '; 1 << 20]);
+            }
+        });
+        let err = read_file(&fifo, 1000).expect_err("over the limit");
+        assert!(err.to_string().contains("refusing to read it"), "{err}");
+        drop(err);
+        writer.join().expect("the writer");
     }
 
     #[test]

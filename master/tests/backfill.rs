@@ -685,3 +685,150 @@ fn bad_arguments_are_refused_cleanly() {
     let out = run(airq(&["backfill", "--db", db, "--types", "sds 011"]));
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
 }
+
+// ---- a hostile directory ----
+
+/// Issue: from a directory, a FIFO hung the run for ever, a link to
+/// `/dev/zero` filled memory until the OOM killer came, a link to
+/// `/etc/passwd` was read, and a file was read whole whatever its size or
+/// the length of its lines. Now only regular files inside the source are
+/// read (the rest is skipped and counted by reason, without holding the day
+/// back), a file over 64 MiB fails as it does over HTTP, a line over 64 KiB
+/// is one malformed row, and a second repeated in a file is one
+/// measurement. The time limit is what fails a hang.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_directory_is_read_within_bounds() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("archive");
+    let d = "2025-10-16";
+    let day = root.join(d);
+    let name = |id: u64| format!("{d}_sds011_sensor_{id}.csv");
+
+    // London, with its 08:00:00 measurement repeated 5 times (other values).
+    let mut rows = sds011(
+        1001,
+        LONDON,
+        &[
+            ("2025-10-16T00:01:00", "10.00", "5.00"),
+            ("2025-10-16T08:00:00", "20.00", "7.01"),
+            ("2025-10-16T16:00:00", "30.01", "9.00"),
+        ],
+    );
+    for _ in 0..5 {
+        rows.push_str("1001;SDS011;6001;51.5074;-0.1278;2025-10-16T08:00:00;900.00;;;900.00;;\n");
+    }
+    put(&root, d, &name(1001), &rows);
+    // A stray quote before 500 good rows.
+    let mut quoted =
+        format!("{SDS011_HEADER}\n1002;SDS011;\"6002;51.5;-0.12;2025-10-16T00:00:00;1;;;1;;\n");
+    for i in 0..500 {
+        quoted.push_str(&format!(
+            "1002;SDS011;6002;51.5;-0.12;2025-10-16T{:02}:{:02}:{:02};12.00;;;6.00;;\n",
+            i / 3600,
+            i / 60 % 60,
+            i % 60
+        ));
+    }
+    put(&root, d, &name(1002), &quoted);
+    // A line of 1 MiB between two good rows.
+    let mut long = sds011(1003, LONDON, &[("2025-10-16T01:00:00", "4.00", "2.00")]);
+    long.push_str(&"x".repeat(1 << 20));
+    long.push('\n');
+    long.push_str("1003;SDS011;6003;51.5074;-0.1278;2025-10-16T02:00:00;6.00;;;4.00;;\n");
+    put(&root, d, &name(1003), &long);
+    // Links out of the source, a FIFO, a socket, a broken link.
+    symlink("/dev/zero", day.join(name(2001))).expect("a link");
+    symlink("/etc/passwd", day.join(name(2002))).expect("a link");
+    nix::unistd::mkfifo(&day.join(name(2003)), nix::sys::stat::Mode::S_IRWXU).expect("a FIFO");
+    let _socket = std::os::unix::net::UnixListener::bind(day.join(name(2004))).expect("a socket");
+    symlink("missing.csv", day.join(name(2006))).expect("a link");
+    // A link to a file elsewhere inside the source is read.
+    put(
+        &root,
+        "shared",
+        &name(2005),
+        &sds011(2005, LONDON, &[("2025-10-16T03:00:00", "8.00", "4.00")]),
+    );
+    symlink(root.join("shared").join(name(2005)), day.join(name(2005))).expect("a link");
+
+    // The next day: a file over the limit (sparse: 64 MiB and a byte), and
+    // a good one, stored even though its day cannot be finished.
+    let d17 = "2025-10-17";
+    put(
+        &root,
+        d17,
+        "2025-10-17_sds011_sensor_1004.csv",
+        &sds011(1004, LONDON, &[("2025-10-17T03:00:00", "8.00", "4.00")]),
+    );
+    let huge = std::fs::File::create(root.join(d17).join("2025-10-17_sds011_sensor_1005.csv"))
+        .expect("created");
+    huge.set_len((64 << 20) + 1).expect("sized");
+    drop(huge);
+
+    let db = dir.path().join("airq.db");
+    let out = run_for(
+        airq(&[
+            "backfill",
+            "--db",
+            db.to_str().expect("utf-8 path"),
+            "--source",
+            root.to_str().expect("utf-8 path"),
+            "--from",
+            d,
+            "--to",
+            d17,
+        ]),
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let v = |label: &str| out.summary_value(label);
+    assert_eq!(v("days done:"), Some(1), "{}", out.stdout);
+    assert_eq!(v("days incomplete:"), Some(1));
+    assert!(
+        out.stdout.contains("2025-10-17: cannot read ")
+            && out.stdout.contains("larger than 64 MiB"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(v("files listed:"), Some(11));
+    assert_eq!(v("files read:"), Some(5), "{}", out.stdout);
+    assert_eq!(v("files failed:"), Some(1));
+    assert_eq!(v("files skipped:"), Some(5));
+    assert_eq!(v("link out of the source:"), Some(2));
+    assert_eq!(v("broken link:"), Some(1));
+    assert_eq!(v("FIFO:"), Some(1));
+    assert_eq!(v("socket:"), Some(1));
+    assert_eq!(v("device:"), Some(0));
+    // 8 + 501 + 3 + 1 + 1 rows.
+    assert_eq!(v("rows read:"), Some(514), "{}", out.stdout);
+    assert_eq!(v("rows accepted:"), Some(3 + 500 + 2 + 1 + 1));
+    assert_eq!(v("duplicate timestamp:"), Some(5));
+    assert_eq!(
+        v("malformed entry:"),
+        Some(2),
+        "the quote and the long line"
+    );
+    assert_eq!(v("rejected:"), Some(7));
+    assert_eq!(v("measurements averaged:"), Some(507));
+    assert!(!out.stdout.contains("root:"), "/etc/passwd was not read");
+
+    let readings = stored(&db).await;
+    let got = by_sensor_day(&readings);
+    let ids: Vec<u64> = got.keys().map(|k| k.0).collect();
+    assert_eq!(ids, [1001, 1002, 1003, 1004, 2005], "{readings:#?}");
+    let r = got[&(1001, "2025-10-16 23:59:59".to_owned())];
+    assert_eq!(
+        (r.p1.as_deref(), r.p2.as_deref(), r.samples),
+        (Some("20.00"), Some("7.00"), Some(3)),
+        "the first 08:00:00 only"
+    );
+    assert_eq!(
+        got[&(1002, "2025-10-16 23:59:59".to_owned())].samples,
+        Some(500)
+    );
+    let r = got[&(1003, "2025-10-16 23:59:59".to_owned())];
+    assert_eq!((r.p1.as_deref(), r.samples), (Some("5.00"), Some(2)));
+}

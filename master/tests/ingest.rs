@@ -113,6 +113,38 @@ fn a_missing_file_fails_cleanly() {
     assert!(out.stderr.contains("nope.json"), "{}", out.stderr);
 }
 
+/// Issue: a feed file had no size cap (a 2.6 GB sparse file was read
+/// whole). One over the download limit, 2 GiB, is refused before it is
+/// read, naming the limit and the file; sparse, it costs no disk.
+#[test]
+fn a_feed_file_over_the_download_limit_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.json");
+    let file = std::fs::File::create(&path).expect("created");
+    file.set_len((2u64 << 30) + 1).expect("sized");
+    drop(file);
+    let out = run_for(
+        {
+            let db = dir.path().join("airq.db");
+            airq(&[
+                "ingest",
+                "--source",
+                path.to_str().expect("utf-8 path"),
+                "--db",
+                db.to_str().expect("utf-8 path"),
+            ])
+        },
+        std::time::Duration::from_secs(30),
+    );
+    out.assert_clean_failure();
+    assert!(
+        out.stderr
+            .contains("huge.json is larger than 2048 MiB, the limit on a feed"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn a_document_that_is_not_an_array_fails_cleanly() {
     let dir = tempfile::tempdir().expect("temp dir");

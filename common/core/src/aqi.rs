@@ -154,9 +154,12 @@ const US_EPA_PM10: [(u64, u64, u16, u16); 6] = [
 /// Truncation is done on the number's shortest decimal text (what `{}`
 /// prints: `9.1`, never `9.0999…`), so that a sensor's `9.1` is 9.1 and
 /// not the binary float just below it. Callers validate that `ugm3` is
-/// finite and non-negative first.
+/// finite and non-negative first; negative zero (which passes `>= 0.0`
+/// and which `{}` prints as `-0`) is zero.
 fn truncated(ugm3: f64, decimals: usize) -> u64 {
-    let text = format!("{ugm3}");
+    // `-0.0 + 0.0` is `+0.0` (IEEE 754 round-to-nearest); every other
+    // value is unchanged.
+    let text = format!("{}", ugm3 + 0.0);
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
     let mut units: u64 = whole.parse().unwrap_or(u64::MAX / 1000);
     for i in 0..decimals {
@@ -661,6 +664,34 @@ mod tests {
         assert_eq!(eaqi(None, Some(16.0)), Some(3));
         assert_eq!(eaqi(Some(16.0), None), Some(2));
         assert_eq!(eaqi(None, None), None);
+    }
+
+    #[test]
+    fn negative_zero_is_zero_in_every_index() {
+        // A zero concentration is the bottom of every scale: DAQI 1 ("Low",
+        // 0–11 µg/m³), US EPA 0 (the table's first breakpoint, C = 0 gives
+        // I = 0), EAQI 1 ("Good", up to 5 / 15 µg/m³).
+        for text in ["-0", "-0.0", "-0.00", "-0e0", "+0", "0", "0.0", "-0E0"] {
+            let i = Indices::of_text(Some(text), Some(text))
+                .unwrap_or_else(|| panic!("{text} is a measured zero"));
+            assert_eq!((i.daqi, i.us_epa, i.eaqi), (1, 0, 1), "P1 = P2 = {text}");
+            let only_p2 = Indices::of_text(None, Some(text)).unwrap();
+            assert_eq!((only_p2.daqi, only_p2.us_epa, only_p2.eaqi), (1, 0, 1));
+        }
+        assert_eq!(us_epa_pm25(-0.0), 0);
+        assert_eq!(us_epa_pm10(-0.0), 0);
+        // Other spellings of numbers parse to the number they name:
+        // 9.1 µg/m³ PM2.5 is the second row's first breakpoint (9.1–35.4
+        // µg/m³ → 51–100), so US EPA 51.
+        for text in ["9.1", "+9.1", "09.1", "009.10", "91e-1"] {
+            assert_eq!(
+                Indices::of_text(None, Some(text)).unwrap().us_epa,
+                51,
+                "{text}"
+            );
+        }
+        // .5 µg/m³ PM2.5: 50/9.0 × 0.5 = 2.78 → 3.
+        assert_eq!(Indices::of_text(None, Some(".5")).unwrap().us_epa, 3);
     }
 
     #[test]

@@ -121,6 +121,28 @@ fn optional_fields_numbers_and_t_separator() {
 }
 
 #[test]
+fn negative_zero_is_a_measured_zero_in_every_index() {
+    // The red-team pass stored `-0` with US EPA 500 ("Hazardous"). Zero is
+    // the bottom of each scale: DAQI 1, US EPA 0, EAQI 1.
+    for value in [
+        r#""-0""#,
+        r#""-0.0""#,
+        r#""-0.00""#,
+        r#""-0e0""#,
+        "-0",
+        "-0.0",
+        "0",
+        r#""+0""#,
+    ] {
+        let values = format!(
+            r#"{{"value":{value},"value_type":"P1"}},{{"value":{value},"value_type":"P2"}}"#
+        );
+        let r = parse_entry(&entry(&values)).unwrap_or_else(|e| panic!("{value}: {e:?}"));
+        assert_eq!((r.aqi, r.us_epa, r.eaqi), (1, 0, 1), "P1 = P2 = {value}");
+    }
+}
+
+#[test]
 fn each_rejection_reason() {
     let cases = [
         (

@@ -557,9 +557,23 @@ impl ReadingStore for SqliteReadingStore {
             .await
     }
 
+    /// Reads real pages, cheaply: the first and last readings by primary
+    /// key (the table's b-tree from its root down both edges), the first
+    /// entry of the country index and a latest reading. `SELECT 1` reads no page at
+    /// all, so a corrupt file passed it while every query failed.
     async fn ping(&self) -> Result<(), BackendError> {
         self.db
-            .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .run(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT (SELECT sensor_id FROM readings ORDER BY ts, sensor_id LIMIT 1),
+                            (SELECT sensor_id FROM readings
+                                ORDER BY ts DESC, sensor_id DESC LIMIT 1),
+                            (SELECT loc_country FROM readings INDEXED BY readings_by_country
+                                ORDER BY loc_country LIMIT 1),
+                            (SELECT sensor_id FROM latest LIMIT 1)",
+                )?;
+                Ok(stmt.query_row([], |_| Ok(()))?)
+            })
             .await
     }
 }

@@ -65,6 +65,8 @@ pub struct Service {
     child: Child,
     /// `http://ADDR` as printed by the binary, if it printed one.
     pub base: String,
+    /// What it printed on stdout before that line.
+    pub printed_before: Vec<String>,
     name: String,
 }
 
@@ -114,6 +116,7 @@ impl Service {
         let mut service = Service {
             child,
             base: String::new(),
+            printed_before: Vec::new(),
             name,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -125,6 +128,7 @@ impl Service {
                         service.base = addr.trim_end_matches('/').to_owned();
                         return service;
                     }
+                    service.printed_before.push(line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     panic!(

@@ -9,9 +9,11 @@
 //!    directory (retrying like the live fetch), and starts one task per
 //!    file of a requested type, at most `--concurrency` at once;
 //! 2. each **file task** downloads its file whole (a retry must not count
-//!    half a file twice) or streams it from disk, and parses it on a
-//!    blocking thread into at most one daily mean (or, raw, one reading per
-//!    row);
+//!    half a file twice) or streams it from disk (a regular file inside the
+//!    source directory only, see [`local`]), both at most
+//!    [`archive::MAX_FILE_BYTES`], and parses it on a blocking thread, a
+//!    line of at most [`lines::MAX_LINE_BYTES`] at a time, into at most one
+//!    daily mean (or, raw, one reading per second of the day);
 //! 3. the **collector** gathers the readings into batches and counts, and
 //!    when a day's last file is in, sends the day's last partial batch and
 //!    then an end-of-day marker to
@@ -23,6 +25,8 @@
 
 pub mod archive;
 pub mod country;
+mod lines;
+mod local;
 mod parse;
 mod state;
 pub mod synth;
@@ -38,10 +42,12 @@ use archive::{ArchiveFile, ArchiveSource, Listing};
 use chrono::NaiveDate;
 use country::Countries;
 use indicatif::ProgressBar;
+use local::{Opened, Skip};
 use parse::{FileKind, Parsed};
 use state::State;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +59,9 @@ const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Read buffer of a file on disk.
 const READ_BUFFER: usize = 64 << 10;
+
+/// The summary's name for rows rejected as duplicates (see `parse`).
+const DUPLICATE_LABEL: &str = "duplicate timestamp";
 
 /// How a day's readings are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -185,9 +194,19 @@ pub struct FileCounts {
     pub no_particulates: u64,
     /// Read, but whose header lacks the columns a row needs.
     pub broken: u64,
-    /// Could not be read (after the retries, over HTTP).
+    /// Could not be read (after the retries, over HTTP), or larger than
+    /// [`archive::MAX_FILE_BYTES`].
     pub failed: u64,
+    /// Not read from a directory: not a regular file inside it (see
+    /// [`local`]), by reason. They do not hold their day back.
+    pub skipped: BTreeMap<Skip, u64>,
     pub bytes: u64,
+}
+
+impl FileCounts {
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
 }
 
 /// A day this run could not finish, and why.
@@ -213,6 +232,9 @@ pub struct Summary {
     pub files: FileCounts,
     /// Rows read (`entries`), accepted, rejected by reason.
     pub rows: FeedStats,
+    /// Rows rejected as a second their sensor already had (not among the
+    /// feed's reasons of `rows`; see `parse`).
+    pub duplicates: u64,
     pub stored: u64,
     /// Measurements the stored readings average (daily), or rows (raw).
     pub samples: u64,
@@ -239,10 +261,19 @@ impl Summary {
         )
     }
 
+    /// Rows rejected, for every reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rows.rejected_total() + self.duplicates
+    }
+
     pub fn rejections_compact(&self) -> String {
         Rejection::ALL
             .iter()
             .map(|r| format!("{}={}", r.label(), self.rows.rejected(*r)))
+            .chain(std::iter::once(format!(
+                "{DUPLICATE_LABEL}={}",
+                self.duplicates
+            )))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -256,10 +287,11 @@ impl Summary {
             days_incomplete = self.days_incomplete.len(),
             files_read = self.files.read,
             files_failed = self.files.failed,
+            files_skipped = self.files.skipped_total(),
             rows = self.rows.entries,
             stored = self.stored,
             samples = self.samples,
-            rejected = self.rows.rejected_total(),
+            rejected = self.rejected_total(),
             rejections = %self.rejections_compact(),
             elapsed_s = self.elapsed.as_secs_f64(),
             "backfill finished"
@@ -322,6 +354,21 @@ impl fmt::Display for Summary {
             files.broken
         )?;
         writeln!(f, "files failed:    {}", files.failed)?;
+        writeln!(
+            f,
+            "files skipped:   {} (not a regular file inside the source directory)",
+            files.skipped_total()
+        )?;
+        if !files.skipped.is_empty() {
+            for why in Skip::ALL {
+                writeln!(
+                    f,
+                    "  {:<18} {}",
+                    format!("{}:", why.label()),
+                    files.skipped.get(&why).copied().unwrap_or(0)
+                )?;
+            }
+        }
         writeln!(f, "files not read:  {}", files.not_requested + files.other)?;
         writeln!(f, "  other types:       {}", files.not_requested)?;
         writeln!(
@@ -344,7 +391,7 @@ impl fmt::Display for Summary {
                 self.samples
             )?;
         }
-        writeln!(f, "rejected:        {}", self.rows.rejected_total())?;
+        writeln!(f, "rejected:        {}", self.rejected_total())?;
         for why in Rejection::ALL {
             writeln!(
                 f,
@@ -353,6 +400,12 @@ impl fmt::Display for Summary {
                 self.rows.rejected(why)
             )?;
         }
+        writeln!(
+            f,
+            "  {:<24} {}",
+            format!("{DUPLICATE_LABEL}:"),
+            self.duplicates
+        )?;
         writeln!(f, "elapsed:         {secs:.3} s")?;
         writeln!(
             f,
@@ -377,8 +430,18 @@ enum Event {
     File {
         day: NaiveDate,
         bytes: u64,
-        outcome: Result<Parsed, String>,
+        outcome: Outcome,
     },
+}
+
+/// What became of one file.
+enum Outcome {
+    Read(Parsed),
+    /// Not a regular file inside the source directory: not read, and its
+    /// day is not held back.
+    Skipped(Skip),
+    /// Could not be read: its day is not done.
+    Failed(String),
 }
 
 /// From the collector to the writer.
@@ -436,6 +499,7 @@ struct DayTally {
 struct Collected {
     files: FileCounts,
     rows: FeedStats,
+    duplicates: u64,
     incomplete: Vec<Incomplete>,
 }
 
@@ -449,6 +513,7 @@ async fn collect(
     let mut out = Collected {
         files: FileCounts::default(),
         rows: FeedStats::default(),
+        duplicates: 0,
         incomplete: Vec::new(),
     };
     let mut days: BTreeMap<NaiveDate, DayTally> = BTreeMap::new();
@@ -491,7 +556,7 @@ async fn collect(
                     continue;
                 };
                 match outcome {
-                    Ok(parsed) => {
+                    Outcome::Read(parsed) => {
                         out.files.read += 1;
                         out.files.bytes += bytes;
                         match parsed.kind {
@@ -500,6 +565,7 @@ async fn collect(
                             FileKind::BrokenHeader => out.files.broken += 1,
                         }
                         out.rows.merge(&parsed.stats);
+                        out.duplicates += parsed.duplicates;
                         for r in parsed.readings {
                             batch.push(r);
                             if batch.len() >= batch_size {
@@ -511,7 +577,8 @@ async fn collect(
                             }
                         }
                     }
-                    Err(why) => {
+                    Outcome::Skipped(why) => *out.files.skipped.entry(why).or_default() += 1,
+                    Outcome::Failed(why) => {
                         out.files.failed += 1;
                         tally.failures.push(why);
                     }
@@ -626,27 +693,60 @@ struct Shared {
     window: TimeWindow,
 }
 
+/// What reading one file gave, before it is told to the collector.
+enum Got {
+    Parsed(u64, Parsed),
+    Skipped(Skip),
+}
+
+/// The file a directory source names, opened and read within the bounds:
+/// only a regular file inside the source ([`local::open`]), at most
+/// [`archive::MAX_FILE_BYTES`], as over HTTP.
+fn read_local(root: &std::path::Path, file: &ArchiveFile, shared: &Shared) -> anyhow::Result<Got> {
+    let path = root
+        .join(file.day.format("%Y-%m-%d").to_string())
+        .join(&file.name);
+    let (f, len) = match local::open(root, &path)? {
+        Opened::File { file, len } => (file, len),
+        Opened::Skipped(why) => return Ok(Got::Skipped(why)),
+    };
+    let limit = archive::MAX_FILE_BYTES as u64;
+    let too_large = || {
+        anyhow::anyhow!(
+            "cannot read {}: larger than {} MiB, the limit on an archive file; \
+             refusing to read further",
+            path.display(),
+            limit >> 20
+        )
+    };
+    if len > limit {
+        return Err(too_large());
+    }
+    // Capped as it is read too: the file may have grown since.
+    let mut capped = f.take(limit + 1);
+    let parsed = parse::parse(
+        std::io::BufReader::with_capacity(READ_BUFFER, &mut capped),
+        file,
+        context(shared),
+    )
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    let read = limit + 1 - capped.limit();
+    if read > limit {
+        return Err(too_large());
+    }
+    Ok(Got::Parsed(read, parsed))
+}
+
 /// Reads one file: `(bytes, outcome)`, the error as text for the summary.
-async fn read_file(shared: &Shared, file: ArchiveFile) -> (u64, Result<Parsed, String>) {
+async fn read_file(shared: &Shared, file: ArchiveFile) -> (u64, Outcome) {
     let name = file.name.clone();
-    let result: anyhow::Result<(u64, Parsed)> = async {
+    let result: anyhow::Result<Got> = async {
         match &shared.source {
             ArchiveSource::Dir(root) => {
-                let path = root
-                    .join(file.day.format("%Y-%m-%d").to_string())
-                    .join(&file.name);
-                let shared = shared.clone();
-                tokio::task::spawn_blocking(move || {
-                    let f = std::fs::File::open(&path)
-                        .with_context(|| format!("cannot open {}", path.display()))?;
-                    let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    let input = std::io::BufReader::with_capacity(READ_BUFFER, f);
-                    let parsed = parse::parse(input, &file, context(&shared))
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    Ok((bytes, parsed))
-                })
-                .await
-                .context("the parser thread failed")?
+                let (root, shared) = (root.clone(), shared.clone());
+                tokio::task::spawn_blocking(move || read_local(&root, &file, &shared))
+                    .await
+                    .context("the parser thread failed")?
             }
             ArchiveSource::Http(base) => {
                 let client = shared.client.as_ref().context("no HTTP client")?;
@@ -663,7 +763,7 @@ async fn read_file(shared: &Shared, file: ArchiveFile) -> (u64, Result<Parsed, S
                 tokio::task::spawn_blocking(move || {
                     let parsed = parse::parse(&body[..], &file, context(&shared))
                         .with_context(|| format!("cannot read {url}"))?;
-                    Ok((body.len() as u64, parsed))
+                    Ok(Got::Parsed(body.len() as u64, parsed))
                 })
                 .await
                 .context("the parser thread failed")?
@@ -672,21 +772,45 @@ async fn read_file(shared: &Shared, file: ArchiveFile) -> (u64, Result<Parsed, S
     }
     .await;
     match result {
-        Ok((bytes, parsed)) => {
+        Ok(Got::Parsed(bytes, parsed)) => {
             if parsed.kind == FileKind::BrokenHeader {
                 // Read and counted (its rows as malformed), so its day can
                 // finish; said here so that a page of HTML served in place
                 // of a file does not pass unseen.
                 tracing::warn!(
                     file = %name,
-                    "no sensor_id, sensor_type, lat, lon and timestamp columns:                      its rows count as malformed"
+                    "no sensor_id, sensor_type, lat, lon and timestamp columns: \
+                     its rows count as malformed"
                 );
             }
-            (bytes, Ok(parsed))
+            if parsed.long_lines > 0 {
+                tracing::warn!(
+                    file = %name,
+                    lines = parsed.long_lines,
+                    max_bytes = lines::MAX_LINE_BYTES,
+                    "lines longer than the limit: each counts as a malformed row"
+                );
+            }
+            if parsed.duplicates > 0 {
+                tracing::debug!(
+                    file = %name,
+                    rows = parsed.duplicates,
+                    "rows at a second an earlier row had: the first is kept"
+                );
+            }
+            (bytes, Outcome::Read(parsed))
+        }
+        Ok(Got::Skipped(why)) => {
+            tracing::warn!(
+                file = %name,
+                reason = why.label(),
+                "not a regular file inside the source directory: skipped"
+            );
+            (0, Outcome::Skipped(why))
         }
         Err(e) => {
             tracing::warn!(file = %name, error = format!("{e:#}"), "file failed");
-            (0, Err(format!("{e:#}")))
+            (0, Outcome::Failed(format!("{e:#}")))
         }
     }
 }
@@ -741,8 +865,23 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         "backfilling"
     );
 
+    // A directory is read by its canonical path: a file is read only if it
+    // resolves inside it (see `local`).
+    let source = match &plan.source {
+        ArchiveSource::Dir(root) => {
+            let root = root.clone();
+            let canonical = tokio::task::spawn_blocking(move || {
+                std::fs::canonicalize(&root)
+                    .with_context(|| format!("cannot open the source directory {}", root.display()))
+            })
+            .await
+            .context("the listing thread failed")??;
+            ArchiveSource::Dir(canonical)
+        }
+        http => http.clone(),
+    };
     let shared = Arc::new(Shared {
-        source: plan.source.clone(),
+        source,
         client: match plan.source {
             ArchiveSource::Http(_) => Some(fetch::http_client(&plan.policy)?),
             ArchiveSource::Dir(_) => None,
@@ -833,6 +972,7 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         days_incomplete: collected.incomplete,
         files: collected.files,
         rows: collected.rows,
+        duplicates: collected.duplicates,
         stored: written.stored,
         samples: written.samples,
         elapsed: started.elapsed(),

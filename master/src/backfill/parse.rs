@@ -18,7 +18,19 @@
 //!   value rules (`airq_core::feed::particulate_value`);
 //! - `bad sensor type`, `bad latitude`, `bad longitude`: the feed's text
 //!   rules;
-//! - `in no country`: the coordinates are in no country (the sea, 0/0).
+//! - `in no country`: the coordinates are in no country (the sea, 0/0);
+//! - `duplicate timestamp` (counted apart, [`Parsed::duplicates`], as the
+//!   live feed's reasons have no such one): a valid row at a second an
+//!   earlier valid row of the file already had. A measurement is its sensor
+//!   and its second, once (a file is one sensor's day): the first is kept,
+//!   so that a file repeating its rows cannot weigh a mean with more than
+//!   the day's 86,400 seconds.
+//!
+//! The format has no quoting: a `"` is a character like any other (the
+//! archive never quotes, and a CSV reader's quote rules would let one stray
+//! `"` swallow the rest of the file as one cell). Each line is split at
+//! every `;`. A line longer than [`super::lines::MAX_LINE_BYTES`] is a malformed
+//! row, skipped without being held in memory (see [`super::lines`]).
 //!
 //! A file whose header has no `P1` and no `P2` column (a BME280, a DHT22)
 //! is not a particulate sensor's: it is skipped and counted, its rows are
@@ -26,11 +38,12 @@
 
 use super::archive::ArchiveFile;
 use super::country::Countries;
+use super::lines::{Line, Lines};
 use super::{Backfilled, Resolution};
 use airq_core::feed::{self, FeedStats, Rejection, TimeWindow, PM10_RAIL, PM25_RAIL};
 use airq_core::{Indices, Reading, Timestamp};
 use chrono::{NaiveDate, NaiveTime};
-use std::io::Read;
+use std::io::BufRead;
 
 /// Nano-units per unit: the means are summed exactly in 1e-9 µg/m³.
 const NANO: u128 = 1_000_000_000;
@@ -44,6 +57,12 @@ pub struct Parsed {
     /// The file's readings: at most one (per sensor) at daily resolution,
     /// one per accepted row at raw resolution.
     pub readings: Vec<Backfilled>,
+    /// Valid rows at a second an earlier valid row had: rejected, and
+    /// counted in `stats.entries` but under no reason of `stats.rejected`
+    /// (the feed's reasons have no such one).
+    pub duplicates: u64,
+    /// Lines over [`super::lines::MAX_LINE_BYTES`], each counted as a malformed row.
+    pub long_lines: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -295,23 +314,73 @@ fn row<'r>(
     })
 }
 
-/// Reads one file from `input` as it streams. `Err` is an I/O error (a
-/// file that could not be read to its end): the file is not done, and
-/// neither is its day. Everything in the text is counted, never an error.
-pub fn parse<R: Read>(input: R, file: &ArchiveFile, ctx: Context<'_>) -> std::io::Result<Parsed> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(input);
+/// The seconds of one UTC day a file's valid rows had: 86,400 bits.
+struct Seconds(Vec<u64>);
+
+impl Seconds {
+    fn new() -> Seconds {
+        Seconds(vec![0; 86_400 / 64 + 1])
+    }
+
+    /// Marks second `s` of the day; false if it was marked already.
+    fn first(&mut self, s: usize) -> bool {
+        let (word, bit) = (s / 64, 1u64 << (s % 64));
+        match self.0.get_mut(word) {
+            Some(w) if *w & bit == 0 => {
+                *w |= bit;
+                true
+            }
+            Some(_) => false,
+            // Not a second of the day: rows are checked to be in it.
+            None => true,
+        }
+    }
+}
+
+/// `line` split at every `;` into `record` (no quoting: see the module).
+fn split(line: &[u8], record: &mut csv::ByteRecord) {
+    record.clear();
+    for cell in line.split(|&b| b == b';') {
+        record.push_field(cell);
+    }
+}
+
+fn blank(line: &[u8]) -> bool {
+    line.trim_ascii().is_empty()
+}
+
+/// Reads one file from `input` as it streams, a line at a time. `Err` is an
+/// I/O error (a file that could not be read to its end): the file is not
+/// done, and neither is its day. Everything in the text is counted, never
+/// an error.
+pub fn parse<R: BufRead>(
+    input: R,
+    file: &ArchiveFile,
+    ctx: Context<'_>,
+) -> std::io::Result<Parsed> {
+    let mut lines = Lines::new(input);
     let mut out = Parsed::default();
-    let names = match reader.byte_headers() {
-        Ok(names) => names.clone(),
-        Err(e) => return Err(io_error(e)),
-    };
+    let mut names = csv::ByteRecord::new();
+    // The header is the first line that is not blank. An empty file has
+    // none and no rows: read, nothing in it.
+    let mut header_too_long = false;
+    while let Some(line) = lines.next_line()? {
+        match line {
+            Line::Text(t) if blank(t) => continue,
+            Line::Text(t) => split(t, &mut names),
+            Line::TooLong { .. } => {
+                out.long_lines += 1;
+                header_too_long = true;
+            }
+        }
+        break;
+    }
     let cols = match header(&names) {
-        // An empty file has no header and no rows: read, nothing in it.
-        _ if names.is_empty() || (names.len() == 1 && names[0].is_empty()) => None,
+        _ if header_too_long => {
+            out.kind = FileKind::BrokenHeader;
+            None
+        }
+        _ if names.is_empty() => None,
         Header::Columns(cols) => Some(cols),
         Header::NoParticulates => {
             out.kind = FileKind::NoParticulates;
@@ -330,27 +399,24 @@ pub fn parse<R: Read>(input: R, file: &ArchiveFile, ctx: Context<'_>) -> std::io
         earliest: first,
         latest: Timestamp(first.0 + 86_399),
     };
+    let mut seconds = Seconds::new();
     let mut daily = Daily::default();
     let mut cache = CountryCache {
         key: (String::new(), String::new()),
         country: None,
     };
     let mut record = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(io_error(e)),
-            // Not expected of a flexible byte reader; a row all the same.
-            Err(_) => {
+    while let Some(line) = lines.next_line()? {
+        match line {
+            // A blank line (a trailing newline too many) is no row.
+            Line::Text(t) if blank(t) => continue,
+            Line::Text(t) => split(t, &mut record),
+            Line::TooLong { .. } => {
+                out.long_lines += 1;
                 out.stats.entries += 1;
                 *out.stats.rejected.entry(Rejection::Malformed).or_default() += 1;
                 continue;
             }
-        }
-        // A blank line (a trailing newline too many) is no row.
-        if record.len() == 1 && record[0].trim_ascii().is_empty() {
-            continue;
         }
         out.stats.entries += 1;
         let accepted = match &cols {
@@ -371,9 +437,16 @@ pub fn parse<R: Read>(input: R, file: &ArchiveFile, ctx: Context<'_>) -> std::io
                 Ok((r, country))
             }),
         };
+        let accepted = accepted.map(|(r, country)| {
+            // The row is in the file's day (checked above): its second of
+            // the day is in 0..86,400.
+            let fresh = usize::try_from(r.ts.0 - first.0).map_or(true, |s| seconds.first(s));
+            (r, country, fresh)
+        });
         match accepted {
             Err(why) => *out.stats.rejected.entry(why).or_default() += 1,
-            Ok((r, country)) => {
+            Ok((_, _, false)) => out.duplicates += 1,
+            Ok((r, country, true)) => {
                 out.stats.accepted += 1;
                 match ctx.resolution {
                     Resolution::Raw => out.readings.push(raw_reading(file, &r, country)),
@@ -395,13 +468,6 @@ pub fn parse<R: Read>(input: R, file: &ArchiveFile, ctx: Context<'_>) -> std::io
         out.readings.push(daily_reading(file, daily));
     }
     Ok(out)
-}
-
-fn io_error(e: csv::Error) -> std::io::Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(e) => e,
-        other => std::io::Error::other(format!("{other:?}")),
-    }
 }
 
 fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
@@ -577,6 +643,100 @@ mod tests {
         assert_eq!(
             raw.readings[2].reading.timestamp,
             Timestamp::parse_feed("2025-10-15 23:59:59").expect("a time")
+        );
+    }
+
+    /// Issue: one `"` made a CSV reader's quoted cell of the rest of the
+    /// file: 500 rows became one rejection.
+    #[test]
+    fn a_stray_quote_is_a_character() {
+        let countries = Countries::load().expect("boundaries");
+        let mut text =
+            format!("{HEADER}7;SDS011;\"1;51.5074;-0.1278;2025-10-15T00:00:00;1;;;1;;\n");
+        for i in 0..500 {
+            text.push_str(&format!(
+                "7;SDS011;1;51.5074;-0.1278;2025-10-15T{:02}:{:02}:{:02};10.00;;;4.00;;\n",
+                i / 3600,
+                i / 60 % 60,
+                i % 60
+            ));
+        }
+        text.push_str("7;SDS011;1;51.5074;-0.1278;2025-10-15T12:00:00;\"2.00\";;;4.00;;\n");
+        let p = parse(
+            text.as_bytes(),
+            &file(7),
+            ctx(&countries, Resolution::Daily),
+        )
+        .expect("reads");
+        assert_eq!((p.stats.entries, p.stats.accepted), (502, 500));
+        assert_eq!(
+            p.stats.rejected(Rejection::Malformed),
+            1,
+            "the quoted location"
+        );
+        assert_eq!(
+            p.stats.rejected(Rejection::NonNumeric),
+            1,
+            "the quoted value"
+        );
+        assert_eq!(p.readings[0].samples, 500);
+    }
+
+    /// Issue: every row of a repeated second was averaged (a sensor-day of
+    /// 2,690,000 measurements). The first valid row of a second is kept.
+    #[test]
+    fn a_second_is_one_measurement() {
+        let countries = Countries::load().expect("boundaries");
+        let mut text = format!(
+            "{HEADER}\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T01:00:00;unavailable;;;1;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T01:00:00;10.00;;;4.00;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T02:00:00;20.00;;;6.00;;\n"
+        );
+        for _ in 0..1000 {
+            text.push_str("7;SDS011;1;51.5074;-0.1278;2025-10-15 01:00:00;99.00;;;99.00;;\n");
+            text.push_str("7;SDS011;1;51.5074;-0.1278;2025-10-15T02:00:00;99.00;;;99.00;;\n");
+        }
+        for resolution in [Resolution::Daily, Resolution::Raw] {
+            let p = parse(text.as_bytes(), &file(7), ctx(&countries, resolution)).expect("reads");
+            assert_eq!((p.stats.entries, p.stats.accepted), (2003, 2));
+            assert_eq!((p.duplicates, p.stats.rejected_total()), (2000, 1));
+            let kept: u64 = p.readings.iter().map(|r| r.samples).sum();
+            assert_eq!(kept, 2, "{resolution:?}");
+        }
+        let p = parse(
+            text.as_bytes(),
+            &file(7),
+            ctx(&countries, Resolution::Daily),
+        )
+        .expect("reads");
+        let r = &p.readings[0].reading;
+        assert_eq!(
+            (r.p1.as_deref(), r.p2.as_deref()),
+            (Some("15.00"), Some("5.00"))
+        );
+        assert_eq!(r.samples, Some(2));
+    }
+
+    /// A line over the cap is one malformed row, and the rows after it are
+    /// read; a header over it makes a broken header.
+    #[test]
+    fn an_overlong_line_is_one_malformed_row() {
+        let countries = Countries::load().expect("boundaries");
+        let c = ctx(&countries, Resolution::Daily);
+        let long = "7;".repeat(super::super::lines::MAX_LINE_BYTES);
+        let text = format!(
+            "{HEADER}{long}\n7;SDS011;1;51.5074;-0.1278;2025-10-15T02:00:00;20.00;;;6.00;;\n"
+        );
+        let p = parse(text.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!((p.stats.entries, p.stats.accepted, p.long_lines), (2, 1, 1));
+        assert_eq!(p.stats.rejected(Rejection::Malformed), 1);
+        let text =
+            format!("{long}\n7;SDS011;1;51.5074;-0.1278;2025-10-15T02:00:00;20.00;;;6.00;;\n");
+        let p = parse(text.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!(
+            (p.kind, p.stats.entries, p.stats.accepted),
+            (FileKind::BrokenHeader, 1, 0)
         );
     }
 
