@@ -15,6 +15,7 @@ cap="${2:-5}"
 dir="$(mktemp -d)"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"' EXIT
+# Not in a subshell, so that the trap knows every pid.
 start() {
     local out="$dir/out.$1"
     target/release/airq-gateway --db "$dir/airq.db" --listen 127.0.0.1:0 \
@@ -22,10 +23,11 @@ start() {
         --tier "anonymous:submits=off,polls=off,queued=$cap" >"$out" 2>"$dir/log.$1" &
     pids+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" "$out" 2>/dev/null && break; sleep 0.1; done
-    sed -n 's|^listening on http://||p' "$out"
 }
-a="$(start a)"
-b="$(start b)"
+start a
+start b
+a="$(sed -n 's|^listening on http://||p' "$dir/out.a")"
+b="$(sed -n 's|^listening on http://||p' "$dir/out.b")"
 python3 - "$rounds" "$cap" "$a" "$b" <<'PY'
 import http.client, sys, threading
 rounds, cap, a, b = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]

@@ -16,6 +16,7 @@ mod direct;
 mod enqueue;
 mod error;
 mod handlers;
+mod heap;
 mod observe;
 mod openapi;
 mod rate_limit;

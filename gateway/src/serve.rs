@@ -157,6 +157,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let closed = Arc::new(crate::heap::Closed::default());
+    tokio::spawn(closed.clone().trim_after_waves(stop.clone()));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -254,6 +256,7 @@ pub async fn serve(
             })
         };
         let connection = graceful.watch(builder.serve_connection(io, service));
+        let closed = closed.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 // Timeouts, resets and clients that hang up mid-request:
@@ -264,6 +267,7 @@ pub async fn serve(
             // share) is free again.
             drop(counted);
             drop(permit);
+            closed.one();
         });
     }
 
