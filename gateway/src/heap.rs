@@ -48,7 +48,11 @@ impl Closed {
             let closed = self.0.swap(0, Ordering::Relaxed);
             if closed >= WAVE {
                 let released = trim();
-                tracing::debug!(closed, released, "returned freed memory after a wave of connections");
+                tracing::debug!(
+                    closed,
+                    released,
+                    "returned freed memory after a wave of connections"
+                );
             }
         }
     }

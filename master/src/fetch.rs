@@ -1,5 +1,6 @@
-//! Getting the feed document into memory, once: from a file, or over HTTP(S)
-//! with gzip, a time limit and retries with exponential backoff on transient
+//! Getting the feed document: a file opened to be read as it is parsed
+//! ([`FeedFile`]), or a download held in memory, once, over HTTP(S) with
+//! gzip, a time limit and retries with exponential backoff on transient
 //! failures.
 
 use crate::cli::{FetchArgs, RetryArgs};
@@ -22,7 +23,7 @@ const MAX_PREALLOCATION: u64 = 64 << 20;
 /// Largest feed accepted. The real feeds are tens of MB; a server sending
 /// more than this is broken (or hostile), and reading on would exhaust
 /// memory instead of failing with a clear error.
-const MAX_FEED_BYTES: usize = 2 << 30;
+pub const MAX_FEED_BYTES: usize = 2 << 30;
 
 /// Where a feed comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,34 +107,88 @@ pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<
     }
 }
 
-/// Reads a feed file whole, refusing one over `limit` bytes as a download
-/// over it is refused: by its size before reading (a sparse file of
-/// gigabytes costs nothing to refuse), and as it is read (a pipe, such as
-/// `/dev/stdin`, or a file still growing, has no size to check first).
-fn read_file(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
-    let too_large = || {
+/// A feed file open for reading, refused past a limit as a download is: by
+/// its size when opened (a sparse file of gigabytes costs nothing to
+/// refuse), and as it is read (a pipe, such as `/dev/stdin`, or a file still
+/// growing, has no size to check first): a read that would pass the limit
+/// fails with [`FeedFile::too_large`]'s message.
+pub struct FeedFile {
+    file: std::fs::File,
+    path: PathBuf,
+    limit: u64,
+    read: u64,
+    /// The file's size when opened, if it is a regular file.
+    pub size: Option<u64>,
+}
+
+impl FeedFile {
+    /// Opens `path`, refusing a regular file over `limit` bytes.
+    pub fn open(path: &std::path::Path, limit: usize) -> anyhow::Result<FeedFile> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot read the feed file {}", path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read the feed file {}", path.display()))?;
+        let opened = FeedFile {
+            file,
+            path: path.to_owned(),
+            limit: limit as u64,
+            read: 0,
+            size: meta.is_file().then_some(meta.len()),
+        };
+        if opened.size.is_some_and(|size| size > opened.limit) {
+            return Err(opened.too_large());
+        }
+        Ok(opened)
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    fn over_limit(&self) -> bool {
+        self.read > self.limit
+    }
+
+    fn too_large(&self) -> anyhow::Error {
         anyhow::anyhow!(
             "the feed file {} is larger than {} MiB, the limit on a feed; refusing to read it",
-            path.display(),
-            limit >> 20
+            self.path.display(),
+            self.limit >> 20
         )
-    };
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read the feed file {}", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read the feed file {}", path.display()))?;
-    if meta.is_file() && meta.len() > limit as u64 {
-        return Err(too_large());
     }
-    let reserve = if meta.is_file() { meta.len() } else { 0 };
+}
+
+impl std::io::Read for FeedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.over_limit() {
+            return Err(std::io::Error::other(self.too_large()));
+        }
+        // One byte past the limit tells a file of exactly `limit` bytes from
+        // a longer one.
+        let room = usize::try_from(self.limit + 1 - self.read).unwrap_or(usize::MAX);
+        let len = buf.len().min(room);
+        let n = self.file.read(&mut buf[..len])?;
+        self.read += n as u64;
+        if self.over_limit() {
+            return Err(std::io::Error::other(self.too_large()));
+        }
+        Ok(n)
+    }
+}
+
+/// Reads a feed file whole, refusing one over `limit` bytes (see
+/// [`FeedFile`]).
+fn read_file(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut file = FeedFile::open(path, limit)?;
+    let reserve = file.size.unwrap_or(0);
     let mut body = Vec::with_capacity(reserve.min(MAX_PREALLOCATION) as usize);
-    // One byte past the limit tells a file of exactly `limit` bytes from a
-    // longer one.
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit as u64 + 1), &mut body)
-        .with_context(|| format!("cannot read the feed file {}", path.display()))?;
-    if body.len() > limit {
-        return Err(too_large());
+    if let Err(e) = std::io::Read::read_to_end(&mut file, &mut body) {
+        if file.over_limit() {
+            return Err(file.too_large());
+        }
+        return Err(e).with_context(|| format!("cannot read the feed file {}", path.display()));
     }
     Ok(body)
 }

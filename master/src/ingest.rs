@@ -1,9 +1,11 @@
-//! One ingestion: fetch the document, then parse it on a blocking thread
-//! while a writer task stores the readings in batches, so parsing and writing
-//! overlap. The two meet through a bounded channel, which keeps memory flat
-//! whatever the feed's size: the document, plus a few batches in flight.
+//! One ingestion: parse the document on a blocking thread while a writer
+//! task stores the readings in batches, so parsing and writing overlap. The
+//! two meet through a bounded channel. A feed file is read as it is parsed
+//! (`airq_core::feed::parse_feed_from`), so memory stays flat whatever its
+//! size: the parser's 2 MiB buffer plus a few batches in flight. A download
+//! is held whole, then parsed the same way.
 
-use crate::fetch::{self, FetchPolicy, Source};
+use crate::fetch::{self, FeedFile, FetchPolicy, Source};
 use crate::{metrics, progress};
 use airq_core::feed::{self, FeedError, FeedStats, Rejection};
 use airq_core::store::ReadingStore;
@@ -145,6 +147,8 @@ where
 /// What one parse-and-store pass did.
 #[derive(Debug, Clone)]
 pub struct Processed {
+    /// Bytes of the document parsed.
+    pub bytes: u64,
     pub stats: FeedStats,
     pub stored: u64,
     pub elapsed: Duration,
@@ -189,11 +193,29 @@ pub async fn process_at(
     batch_size: usize,
     now: Timestamp,
 ) -> anyhow::Result<Processed> {
+    process_document_at(store, Document::Bytes(doc), batch_size, now).await
+}
+
+/// A document to parse and store.
+pub enum Document {
+    /// Held in memory: a download, or the benchmark's document.
+    Bytes(Arc<Vec<u8>>),
+    /// Read as it is parsed, in chunks: a feed file.
+    File(FeedFile),
+}
+
+/// [`process_at`] on a document in memory or read as it is parsed.
+pub async fn process_document_at(
+    store: Arc<dyn ReadingStore>,
+    document: Document,
+    batch_size: usize,
+    now: Timestamp,
+) -> anyhow::Result<Processed> {
     let started = Instant::now();
-    let ((parsed, counted), stored) = pipeline(store, batch_size, move |sink| {
+    let ((parsed, counted, bytes), stored) = pipeline(store, batch_size, move |sink| {
         let pb = progress::counter("entries");
         let mut counted = FeedStats::default();
-        let parsed = feed::parse_feed_at(&doc, now, |entry| {
+        let mut on_entry = |entry| {
             counted.entries += 1;
             match entry {
                 Ok(reading) => {
@@ -205,9 +227,19 @@ pub async fn process_at(
             if counted.entries % PROGRESS_EVERY == 0 {
                 pb.set_position(counted.entries);
             }
-        });
+        };
+        let (parsed, bytes) = match document {
+            Document::Bytes(doc) => (
+                feed::parse_feed_at(&doc, now, &mut on_entry),
+                doc.len() as u64,
+            ),
+            Document::File(mut file) => (
+                feed::parse_feed_from(&mut file, now, &mut on_entry),
+                file.bytes_read(),
+            ),
+        };
         pb.finish_and_clear();
-        (parsed, counted)
+        (parsed, counted, bytes)
     })
     .await?;
     let elapsed = started.elapsed();
@@ -215,6 +247,7 @@ pub async fn process_at(
     metrics::rejected(&counted);
     match parsed {
         Ok(stats) => Ok(Processed {
+            bytes,
             stats,
             stored,
             elapsed,
@@ -228,6 +261,15 @@ pub async fn process_at(
             counted.rejected_total()
         )),
         Err(e @ FeedError::NotAnArray(_)) => Err(e.into()),
+        Err(e @ FeedError::EntryTooLarge { .. }) => Err(anyhow::anyhow!(
+            "{e}; the {stored} valid readings before it were stored, {} entries were rejected",
+            counted.rejected_total()
+        )),
+        Err(FeedError::Read { entries, source }) => Err(anyhow::anyhow!(
+            "cannot read the feed after {entries} complete entries ({source}); \
+             the {stored} valid readings among them were stored, {} entries were rejected",
+            counted.rejected_total()
+        )),
     }
 }
 
@@ -303,7 +345,9 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Fetches `source` and stores its readings.
+/// Fetches `source` and stores its readings: a file is read as it is
+/// parsed (its reading time is in `parse+store`), a download is held whole
+/// first.
 pub async fn ingest(
     store: Arc<dyn ReadingStore>,
     source: &Source,
@@ -312,17 +356,33 @@ pub async fn ingest(
 ) -> anyhow::Result<Summary> {
     tracing::info!(%source, "fetching the feed");
     let started = Instant::now();
-    let doc = fetch::fetch(source, policy).await?;
+    let (document, size) = match source {
+        Source::File(path) => {
+            let path = path.clone();
+            // Opening a FIFO waits for its writer: not on the runtime.
+            let file =
+                tokio::task::spawn_blocking(move || FeedFile::open(&path, fetch::MAX_FEED_BYTES))
+                    .await
+                    .context("the reading thread failed")??;
+            let size = file.size;
+            (Document::File(file), size)
+        }
+        Source::Http(_) => {
+            let doc = fetch::fetch(source, policy).await?;
+            let size = doc.len() as u64;
+            (Document::Bytes(Arc::new(doc)), Some(size))
+        }
+    };
     let fetch = started.elapsed();
-    let bytes = doc.len() as u64;
-    metrics::fetched(bytes);
-    // The ingestion time is when the document is in hand: a slow download
-    // does not narrow the window of timestamps accepted.
+    // The ingestion time is when the document is in hand (or open): a slow
+    // download does not narrow the window of timestamps accepted.
     let now = Timestamp::now();
-    tracing::info!(bytes, ingestion_time = %now, "parsing and storing");
-    let processed = process_at(store, Arc::new(doc), batch_size, now)
+    tracing::info!(bytes = size, ingestion_time = %now, "parsing and storing");
+    let processed = process_document_at(store, document, batch_size, now)
         .await
         .with_context(|| format!("cannot ingest {source}"))?;
+    let bytes = processed.bytes;
+    metrics::fetched(bytes);
     let stats = &processed.stats;
     if stats.entries == 0 {
         tracing::warn!(%source, "the feed has no entries");

@@ -46,6 +46,7 @@ const REASONS: &[&str] = &[
     "bad_altitude",
     "bad_sensor_type",
     "in_no_country",
+    "duplicate_timestamp",
 ];
 
 /// Kills the child if the test fails before it exits.

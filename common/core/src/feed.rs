@@ -1,12 +1,13 @@
 //! Parser and validator for the Sensor.Community JSON feeds (`data.json`,
 //! `data.1h.json`, `data.24h.json`, `data.dust.min.json`; one schema).
 //!
-//! The feed is tens of MB. The caller holds the document once, as bytes; the
-//! parser walks the top-level array with a streaming visitor and borrows each
-//! entry from that buffer (`&RawValue`), so no `serde_json::Value` is built
-//! and nothing but the accepted readings is allocated. Each entry is decoded
-//! on its own, which is what lets one malformed entry be counted and skipped
-//! instead of aborting the run.
+//! The feed is tens of MB, and a file given to ingest may be far larger. The
+//! parser reads the top-level array from any `std::io::Read` in chunks, into
+//! one buffer of fixed size ([`parse_feed_from`]), or from a slice in place
+//! ([`parse_feed_at`]), and decodes each entry straight from that buffer, so
+//! no `serde_json::Value` is built and nothing but the accepted readings is
+//! allocated. Each entry is decoded on its own, which is what lets one
+//! malformed entry be counted and skipped instead of aborting the run.
 
 use crate::aqi;
 use crate::reading::{Reading, Timestamp};
@@ -72,11 +73,15 @@ pub enum Rejection {
     /// (`airq-master backfill`) derives the country from the coordinates, as
     /// the archive's rows carry none.
     NoCountry,
+    /// A second its sensor already had: only the archive backfill counts it
+    /// (a file is one sensor's day; its first row at a second is kept, so
+    /// that a file repeating rows cannot weigh a day's mean).
+    Duplicate,
 }
 
 impl Rejection {
     /// Every reason, in the order summaries list them.
-    pub const ALL: [Rejection; 14] = [
+    pub const ALL: [Rejection; 15] = [
         Rejection::Malformed,
         Rejection::BadTimestamp,
         Rejection::NoParticulates,
@@ -91,6 +96,7 @@ impl Rejection {
         Rejection::BadAltitude,
         Rejection::BadSensorType,
         Rejection::NoCountry,
+        Rejection::Duplicate,
     ];
 
     pub fn label(self) -> &'static str {
@@ -109,6 +115,7 @@ impl Rejection {
             Rejection::BadAltitude => "bad altitude",
             Rejection::BadSensorType => "bad sensor type",
             Rejection::NoCountry => "in no country",
+            Rejection::Duplicate => "duplicate timestamp",
         }
     }
 }
@@ -129,6 +136,22 @@ pub enum FeedError {
         entries: u64,
         #[source]
         source: serde_json::Error,
+    },
+    #[error(
+        "the feed's entry at byte {offset}, after {entries} entries, is longer than {} KiB \
+         (a feed's entries are under 2 KB); refusing to read further",
+        limit >> 10
+    )]
+    EntryTooLarge {
+        entries: u64,
+        offset: u64,
+        limit: usize,
+    },
+    #[error("cannot read the feed after {entries} entries: {source}")]
+    Read {
+        entries: u64,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -503,28 +526,421 @@ pub fn parse_entry(json: &str) -> Result<Reading, Rejection> {
     parse_entry_at(json, Timestamp::now())
 }
 
-struct EntriesVisitor<'f, F> {
-    on_entry: &'f mut F,
-    entries: &'f mut u64,
-    window: TimeWindow,
+// ---- the document: a top-level array read entry by entry ----
+//
+// The parser never holds the document: it reads it in chunks of
+// [`CHUNK_BYTES`] into one buffer and finds each top-level entry with a byte
+// scanner that tracks only strings (and their escapes) and bracket depth.
+// Each complete entry is a slice of the buffer, decoded by `parse_in` (the
+// one JSON parse of an accepted entry); only an entry refused as malformed
+// is parsed a second time, as a raw JSON value, to tell a document that is
+// not JSON (an error, as before) from an entry of the wrong shape (a
+// rejection). Bytes between entries (whitespace, commas, the brackets) are
+// checked by the scanner itself. A slice is read the same way without a
+// copy: the whole slice is the buffer.
+
+/// Longest entry read, in bytes: 1 MiB. A real entry is under 2 KB; a longer
+/// one (or an unclosed string or bracket, which reads as one) fails the
+/// document with [`FeedError::EntryTooLarge`] rather than grow the buffer.
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// Bytes read from a source at a time.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Where the scanner is between entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Before the document's first byte that is not whitespace.
+    Start,
+    /// After `[`: an entry or `]`.
+    FirstOrEnd,
+    /// After `,`: an entry.
+    Entry,
+    /// After an entry: `,` or `]`.
+    CommaOrEnd,
+    /// After `]`: only whitespace.
+    Trailing,
 }
 
-impl<'de, F> Visitor<'de> for EntriesVisitor<'_, F>
+/// The scan of one entry that starts with `{`, `[` or `"`, resumable when
+/// the buffer ends inside it.
+#[derive(Debug, Default)]
+struct EntryScan {
+    /// Bytes of the entry scanned so far.
+    scanned: usize,
+    depth: u32,
+    in_string: bool,
+    /// The scanned part ends with a backslash inside a string.
+    escaped: bool,
+}
+
+impl EntryScan {
+    /// The entry's length if `entry` (the buffer from the entry's first byte)
+    /// holds all of it.
+    #[inline]
+    fn end(&mut self, entry: &[u8]) -> Option<usize> {
+        let n = entry.len();
+        let mut i = self.scanned;
+        if self.escaped {
+            if i >= n {
+                return None;
+            }
+            i += 1;
+            self.escaped = false;
+        }
+        while i < n {
+            if self.in_string {
+                // The string's end: the next quote not escaped.
+                loop {
+                    if i >= n {
+                        self.scanned = i;
+                        return None;
+                    }
+                    match entry[i] {
+                        b'"' => break,
+                        b'\\' => {
+                            if i + 1 >= n {
+                                self.escaped = true;
+                                self.scanned = n;
+                                return None;
+                            }
+                            i += 2;
+                        }
+                        _ => i += 1,
+                    }
+                }
+                self.in_string = false;
+                i += 1;
+                if self.depth == 0 {
+                    // A string entry.
+                    return Some(i);
+                }
+                continue;
+            }
+            match entry[i] {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.scanned = i;
+        None
+    }
+}
+
+fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+/// The bytes the parser reads: a slice (all there from the start) or a
+/// reader's chunks.
+trait Input {
+    /// The bytes not consumed yet.
+    fn data(&self) -> &[u8];
+    /// Drops the first `n` bytes of [`Input::data`].
+    fn consume(&mut self, n: usize);
+    /// Offset in the document of `data()[0]`.
+    fn offset(&self) -> u64;
+    /// Appends at least one byte to [`Input::data`]; `false` at the end.
+    /// Called only while `data()` is shorter than [`MAX_ENTRY_BYTES`].
+    fn fill(&mut self) -> std::io::Result<bool>;
+}
+
+struct SliceInput<'a> {
+    doc: &'a [u8],
+    at: usize,
+}
+
+impl Input for SliceInput<'_> {
+    fn data(&self) -> &[u8] {
+        &self.doc[self.at..]
+    }
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+    }
+    fn offset(&self) -> u64 {
+        self.at as u64
+    }
+    fn fill(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// A reader's bytes in one buffer of [`CHUNK_BYTES`] + [`MAX_ENTRY_BYTES`]:
+/// room for a whole chunk after the longest partial entry.
+struct ReaderInput<R> {
+    reader: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Offset in the document of `buf[0]`.
+    base: u64,
+}
+
+impl<R: std::io::Read> Input for ReaderInput<R> {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+    fn offset(&self) -> u64 {
+        self.base + self.start as u64
+    }
+    fn fill(&mut self) -> std::io::Result<bool> {
+        if self.buf.len() - self.end < CHUNK_BYTES && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let room = (self.buf.len() - self.end).min(CHUNK_BYTES);
+        loop {
+            match self.reader.read(&mut self.buf[self.end..self.end + room]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A syntax error found by the scanner, at `offset` in the document.
+fn syntax_error(entries: u64, what: &str, offset: u64) -> FeedError {
+    FeedError::Syntax {
+        entries,
+        source: serde::de::Error::custom(format_args!("{what} at byte {offset}")),
+    }
+}
+
+/// serde_json's error about an entry starting at `offset`, placed in the
+/// document: its line and column are within the entry.
+fn entry_error(entries: u64, e: serde_json::Error, entry: &[u8], offset: u64) -> FeedError {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let what = text.strip_suffix(&suffix).unwrap_or(&text);
+    // The byte the error is at: the column-th byte of the line-th line.
+    let line_start = if e.line() <= 1 {
+        0
+    } else {
+        entry
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(e.line() - 2)
+            .map_or(entry.len(), |(i, _)| i + 1)
+    };
+    let within = (line_start + e.column()).saturating_sub(1).min(entry.len());
+    syntax_error(entries, what, offset + within as u64)
+}
+
+/// The error for a document whose first value is not an array, as serde_json
+/// words it: a value of another type is [`FeedError::NotAnArray`], anything
+/// else a syntax error.
+fn not_an_array(doc: &[u8]) -> FeedError {
+    struct ArrayExpected;
+    impl<'de> Visitor<'de> for ArrayExpected {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON array of feed entries")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<(), A::Error> {
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    match de.deserialize_seq(ArrayExpected) {
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            FeedError::NotAnArray(e.to_string())
+        }
+        Err(e) => FeedError::Syntax {
+            entries: 0,
+            source: e,
+        },
+        // Not reached: the document does not start with `[`.
+        Ok(()) => FeedError::NotAnArray("not an array".to_owned()),
+    }
+}
+
+/// Reads the document from `input`, handing each entry to `on_entry`.
+fn parse_input<I, F>(
+    mut input: I,
+    window: TimeWindow,
+    mut on_entry: F,
+) -> Result<FeedStats, FeedError>
 where
+    I: Input,
     F: FnMut(Result<Reading, Rejection>),
 {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON array of feed entries")
+    let mut stats = FeedStats::default();
+    let mut at = At::Start;
+    // The input has no more bytes than `data()`.
+    let mut ended = false;
+    let mut scan = EntryScan::default();
+    macro_rules! fill_or {
+        ($at_end:expr) => {
+            if ended {
+                $at_end
+            } else {
+                match input.fill() {
+                    Ok(more) => {
+                        ended = !more;
+                        continue;
+                    }
+                    Err(source) => {
+                        return Err(FeedError::Read {
+                            entries: stats.entries,
+                            source,
+                        })
+                    }
+                }
+            }
+        };
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-            *self.entries += 1;
-            (self.on_entry)(parse_in(raw.get(), self.window));
+    loop {
+        let data = input.data();
+        let blank = data.iter().position(|&b| !is_whitespace(b));
+        let Some(skip) = blank else {
+            // Only whitespace: drop it, except before the document's first
+            // value, where serde_json words the error with it (unless there
+            // is too much of it to keep).
+            if at != At::Start || data.len() >= MAX_ENTRY_BYTES {
+                input.consume(data.len());
+            }
+            fill_or!({
+                let offset = input.offset().saturating_sub(1);
+                return match at {
+                    At::Trailing => Ok(stats),
+                    At::Start => Err(not_an_array(input.data())),
+                    At::FirstOrEnd | At::CommaOrEnd => Err(syntax_error(
+                        stats.entries,
+                        "EOF while parsing a list",
+                        offset,
+                    )),
+                    At::Entry => Err(syntax_error(
+                        stats.entries,
+                        "EOF while parsing a value",
+                        offset,
+                    )),
+                };
+            })
+        };
+        if at == At::Start {
+            if data[skip] == b'[' {
+                input.consume(skip + 1);
+                at = At::FirstOrEnd;
+                continue;
+            }
+            // The whole value (up to the limit on an entry), for serde_json
+            // to say what it is.
+            if data.len() < MAX_ENTRY_BYTES {
+                fill_or!(return Err(not_an_array(input.data())));
+            }
+            return Err(not_an_array(&data[..MAX_ENTRY_BYTES]));
         }
-        Ok(())
+        input.consume(skip);
+        let data = input.data();
+        let offset = input.offset();
+        match (at, data[0]) {
+            (At::FirstOrEnd | At::CommaOrEnd, b']') => {
+                input.consume(1);
+                at = At::Trailing;
+                continue;
+            }
+            (At::CommaOrEnd, b',') => {
+                input.consume(1);
+                at = At::Entry;
+                continue;
+            }
+            (At::CommaOrEnd, _) => {
+                return Err(syntax_error(stats.entries, "expected `,` or `]`", offset))
+            }
+            (At::Entry, b']') => return Err(syntax_error(stats.entries, "trailing comma", offset)),
+            (At::Trailing, _) => {
+                return Err(syntax_error(stats.entries, "trailing characters", offset))
+            }
+            _ => {}
+        }
+        // An entry starts at data[0]. It is looked for in its first
+        // MAX_ENTRY_BYTES only, so that a longer one is refused however the
+        // input is cut into chunks.
+        let capped = data.len() > MAX_ENTRY_BYTES;
+        let head = &data[..data.len().min(MAX_ENTRY_BYTES)];
+        let len = match head[0] {
+            b'{' | b'[' | b'"' => scan.end(head),
+            _ => scalar_end(head, ended && !capped)
+                .map_err(|e| entry_error(stats.entries, e, head, offset))?,
+        };
+        let Some(len) = len else {
+            if data.len() >= MAX_ENTRY_BYTES {
+                return Err(FeedError::EntryTooLarge {
+                    entries: stats.entries,
+                    offset,
+                    limit: MAX_ENTRY_BYTES,
+                });
+            }
+            fill_or!({
+                // Parsed alone, the partial entry gives serde_json's word
+                // for where it breaks off.
+                let e = match serde_json::from_slice::<&RawValue>(head) {
+                    Err(e) => e,
+                    Ok(_) => serde::de::Error::custom("EOF while parsing a list"),
+                };
+                return Err(entry_error(stats.entries, e, head, offset));
+            })
+        };
+        scan = EntryScan::default();
+        let entry = &data[..len];
+        let parsed = match std::str::from_utf8(entry) {
+            Ok(text) => parse_in(text, window),
+            Err(_) => Err(Rejection::Malformed),
+        };
+        if matches!(parsed, Err(Rejection::Malformed)) {
+            // Not an entry of the feed's shape; if not JSON either, the
+            // document is broken here.
+            if let Err(e) = serde_json::from_slice::<&RawValue>(entry) {
+                return Err(entry_error(stats.entries, e, entry, offset));
+            }
+        }
+        stats.entries += 1;
+        match &parsed {
+            Ok(_) => stats.accepted += 1,
+            Err(why) => *stats.rejected.entry(*why).or_default() += 1,
+        }
+        on_entry(parsed);
+        input.consume(len);
+        at = At::CommaOrEnd;
+    }
+}
+
+/// The length of the scalar (number, `true`, `null`, ...) at the start of
+/// `data`, as serde_json reads it inside an array; `None` when it may go on
+/// past the bytes there (and the input has not ended).
+fn scalar_end(data: &[u8], ended: bool) -> Result<Option<usize>, serde_json::Error> {
+    // A number or literal ends at a byte that cannot be in one; until that
+    // byte is read, serde_json's verdict could change (`-` is an invalid
+    // number, `-1` a valid one).
+    let in_scalar = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+    if !ended && data.iter().all(in_scalar) {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_slice(data);
+    match <&RawValue>::deserialize(&mut de) {
+        Ok(raw) if raw.get().len() < data.len() || ended => Ok(Some(raw.get().len())),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_eof() && !ended => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -536,35 +952,34 @@ where
 /// Entries before a syntax error (a truncated download, say) have already
 /// been handed to `on_entry` when the error is returned: they were complete,
 /// and storing them is idempotent, so the caller may keep them.
-pub fn parse_feed_at<F>(doc: &[u8], now: Timestamp, mut on_entry: F) -> Result<FeedStats, FeedError>
+///
+/// An entry over [`MAX_ENTRY_BYTES`] fails the document
+/// ([`FeedError::EntryTooLarge`]), as [`parse_feed_from`] does.
+pub fn parse_feed_at<F>(doc: &[u8], now: Timestamp, on_entry: F) -> Result<FeedStats, FeedError>
 where
     F: FnMut(Result<Reading, Rejection>),
 {
-    let mut stats = FeedStats::default();
-    let mut entries = 0u64;
-    let mut record = |r: Result<Reading, Rejection>| {
-        match &r {
-            Ok(_) => stats.accepted += 1,
-            Err(why) => *stats.rejected.entry(*why).or_default() += 1,
-        }
-        on_entry(r);
+    parse_input(SliceInput { doc, at: 0 }, TimeWindow::at(now), on_entry)
+}
+
+/// [`parse_feed_at`] on a document read from `reader`, in chunks of
+/// [`CHUNK_BYTES`]: memory is one buffer of [`CHUNK_BYTES`] +
+/// [`MAX_ENTRY_BYTES`] (2 MiB) whatever the document's size. Entries,
+/// rejections, counts and errors are those of [`parse_feed_at`] on the same
+/// bytes; a read error is [`FeedError::Read`], after the entries before it.
+pub fn parse_feed_from<R, F>(reader: R, now: Timestamp, on_entry: F) -> Result<FeedStats, FeedError>
+where
+    R: std::io::Read,
+    F: FnMut(Result<Reading, Rejection>),
+{
+    let input = ReaderInput {
+        reader,
+        buf: vec![0; CHUNK_BYTES + MAX_ENTRY_BYTES].into_boxed_slice(),
+        start: 0,
+        end: 0,
+        base: 0,
     };
-    let mut de = serde_json::Deserializer::from_slice(doc);
-    let visited = de
-        .deserialize_seq(EntriesVisitor {
-            on_entry: &mut record,
-            entries: &mut entries,
-            window: TimeWindow::at(now),
-        })
-        .and_then(|()| de.end());
-    if let Err(e) = visited {
-        return Err(match e.classify() {
-            serde_json::error::Category::Data => FeedError::NotAnArray(e.to_string()),
-            _ => FeedError::Syntax { entries, source: e },
-        });
-    }
-    stats.entries = entries;
-    Ok(stats)
+    parse_input(input, TimeWindow::at(now), on_entry)
 }
 
 /// [`parse_feed_at`] the current time, read once.

@@ -60,9 +60,6 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// Read buffer of a file on disk.
 const READ_BUFFER: usize = 64 << 10;
 
-/// The summary's name for rows rejected as duplicates (see `parse`).
-const DUPLICATE_LABEL: &str = "duplicate timestamp";
-
 /// How a day's readings are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Resolution {
@@ -232,9 +229,6 @@ pub struct Summary {
     pub files: FileCounts,
     /// Rows read (`entries`), accepted, rejected by reason.
     pub rows: FeedStats,
-    /// Rows rejected as a second their sensor already had (not among the
-    /// feed's reasons of `rows`; see `parse`).
-    pub duplicates: u64,
     pub stored: u64,
     /// Measurements the stored readings average (daily), or rows (raw).
     pub samples: u64,
@@ -263,17 +257,13 @@ impl Summary {
 
     /// Rows rejected, for every reason.
     pub fn rejected_total(&self) -> u64 {
-        self.rows.rejected_total() + self.duplicates
+        self.rows.rejected_total()
     }
 
     pub fn rejections_compact(&self) -> String {
         Rejection::ALL
             .iter()
             .map(|r| format!("{}={}", r.label(), self.rows.rejected(*r)))
-            .chain(std::iter::once(format!(
-                "{DUPLICATE_LABEL}={}",
-                self.duplicates
-            )))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -400,12 +390,6 @@ impl fmt::Display for Summary {
                 self.rows.rejected(why)
             )?;
         }
-        writeln!(
-            f,
-            "  {:<24} {}",
-            format!("{DUPLICATE_LABEL}:"),
-            self.duplicates
-        )?;
         writeln!(f, "elapsed:         {secs:.3} s")?;
         writeln!(
             f,
@@ -499,7 +483,6 @@ struct DayTally {
 struct Collected {
     files: FileCounts,
     rows: FeedStats,
-    duplicates: u64,
     incomplete: Vec<Incomplete>,
 }
 
@@ -513,7 +496,6 @@ async fn collect(
     let mut out = Collected {
         files: FileCounts::default(),
         rows: FeedStats::default(),
-        duplicates: 0,
         incomplete: Vec::new(),
     };
     let mut days: BTreeMap<NaiveDate, DayTally> = BTreeMap::new();
@@ -565,7 +547,6 @@ async fn collect(
                             FileKind::BrokenHeader => out.files.broken += 1,
                         }
                         out.rows.merge(&parsed.stats);
-                        out.duplicates += parsed.duplicates;
                         for r in parsed.readings {
                             batch.push(r);
                             if batch.len() >= batch_size {
@@ -791,10 +772,11 @@ async fn read_file(shared: &Shared, file: ArchiveFile) -> (u64, Outcome) {
                     "lines longer than the limit: each counts as a malformed row"
                 );
             }
-            if parsed.duplicates > 0 {
+            let duplicates = parsed.stats.rejected(Rejection::Duplicate);
+            if duplicates > 0 {
                 tracing::debug!(
                     file = %name,
-                    rows = parsed.duplicates,
+                    rows = duplicates,
                     "rows at a second an earlier row had: the first is kept"
                 );
             }
@@ -972,7 +954,6 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         days_incomplete: collected.incomplete,
         files: collected.files,
         rows: collected.rows,
-        duplicates: collected.duplicates,
         stored: written.stored,
         samples: written.samples,
         elapsed: started.elapsed(),

@@ -19,9 +19,8 @@
 //! - `bad sensor type`, `bad latitude`, `bad longitude`: the feed's text
 //!   rules;
 //! - `in no country`: the coordinates are in no country (the sea, 0/0);
-//! - `duplicate timestamp` (counted apart, [`Parsed::duplicates`], as the
-//!   live feed's reasons have no such one): a valid row at a second an
-//!   earlier valid row of the file already had. A measurement is its sensor
+//! - `duplicate timestamp` ([`Rejection::Duplicate`]): a valid row at a
+//!   second an earlier valid row of the file already had. A measurement is its sensor
 //!   and its second, once (a file is one sensor's day): the first is kept,
 //!   so that a file repeating its rows cannot weigh a mean with more than
 //!   the day's 86,400 seconds.
@@ -57,10 +56,6 @@ pub struct Parsed {
     /// The file's readings: at most one (per sensor) at daily resolution,
     /// one per accepted row at raw resolution.
     pub readings: Vec<Backfilled>,
-    /// Valid rows at a second an earlier valid row had: rejected, and
-    /// counted in `stats.entries` but under no reason of `stats.rejected`
-    /// (the feed's reasons have no such one).
-    pub duplicates: u64,
     /// Lines over [`super::lines::MAX_LINE_BYTES`], each counted as a malformed row.
     pub long_lines: u64,
 }
@@ -445,7 +440,7 @@ pub fn parse<R: BufRead>(
         });
         match accepted {
             Err(why) => *out.stats.rejected.entry(why).or_default() += 1,
-            Ok((_, _, false)) => out.duplicates += 1,
+            Ok((_, _, false)) => *out.stats.rejected.entry(Rejection::Duplicate).or_default() += 1,
             Ok((r, country, true)) => {
                 out.stats.accepted += 1;
                 match ctx.resolution {
@@ -700,7 +695,8 @@ mod tests {
         for resolution in [Resolution::Daily, Resolution::Raw] {
             let p = parse(text.as_bytes(), &file(7), ctx(&countries, resolution)).expect("reads");
             assert_eq!((p.stats.entries, p.stats.accepted), (2003, 2));
-            assert_eq!((p.duplicates, p.stats.rejected_total()), (2000, 1));
+            assert_eq!(p.stats.rejected(Rejection::Duplicate), 2000);
+            assert_eq!(p.stats.rejected_total(), 2001);
             let kept: u64 = p.readings.iter().map(|r| r.samples).sum();
             assert_eq!(kept, 2, "{resolution:?}");
         }
