@@ -1,7 +1,9 @@
 //! Getting the feed document: a file opened to be read as it is parsed
-//! ([`FeedFile`]), or a download held in memory, once, over HTTP(S) with
-//! gzip, a time limit and retries with exponential backoff on transient
-//! failures.
+//! ([`FeedFile`]), or a download over HTTP(S) with gzip, a time limit and
+//! retries with exponential backoff on transient failures. The feed's
+//! download is spooled to an unnamed temporary file ([`spool`]) and then
+//! read as a file, so that ingestion's memory does not grow with the feed;
+//! the archive's small files are held in memory ([`get`]).
 
 use crate::cli::{FetchArgs, RetryArgs};
 use crate::progress;
@@ -16,8 +18,8 @@ use tracing::{debug, info, warn};
 /// `Retry-After` says.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
-/// Most bytes reserved up front from a `Content-Length`; a larger body still
-/// downloads, the buffer just grows.
+/// Most bytes reserved up front for a file read whole; a larger one still
+/// reads, the buffer just grows.
 const MAX_PREALLOCATION: u64 = 64 << 20;
 
 /// Largest feed accepted. The real feeds are tens of MB; a server sending
@@ -94,6 +96,84 @@ impl FetchPolicy {
     }
 }
 
+/// Where a download's bytes go: memory (the archive's small files) or a
+/// spool file (the feed). A retry starts it again.
+trait Sink: Send {
+    fn restart(&mut self) -> std::io::Result<()>;
+    fn append(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    fn len(&self) -> u64;
+}
+
+impl Sink for Vec<u8> {
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+
+    fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        Vec::len(self) as u64
+    }
+}
+
+/// An unnamed temporary file and how much of it the current attempt wrote.
+/// Its writes are plain blocking ones: chunks of a few KB into the page
+/// cache, on the runtime of a batch job with nothing else to serve.
+struct SpoolFile {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl Sink for SpoolFile {
+    fn restart(&mut self) -> std::io::Result<()> {
+        use std::io::Seek as _;
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        self.len = 0;
+        Ok(())
+    }
+
+    fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.file, chunk)?;
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Downloads the feed at `url` into an unnamed temporary file (in the
+/// system's temporary directory, `TMPDIR`; deleted when closed, also if
+/// the process dies), with [`get`]'s retries and the feed's limit, and
+/// returns it open for reading from its start. Memory holds one chunk at a
+/// time; the disk holds at most [`MAX_FEED_BYTES`].
+pub async fn spool(url: &Url, policy: &FetchPolicy) -> anyhow::Result<FeedFile> {
+    let client = http_client(policy)?;
+    let file = tempfile::tempfile().context(
+        "cannot create a temporary file for the download (set TMPDIR to a writable directory)",
+    )?;
+    let mut sink = SpoolFile { file, len: 0 };
+    let download = Download {
+        limit: MAX_FEED_BYTES,
+        progress: true,
+    };
+    fetch_into(&client, url, policy, download, &mut sink).await?;
+    let SpoolFile { mut file, len } = sink;
+    std::io::Seek::rewind(&mut file).context("cannot read back the downloaded feed")?;
+    Ok(FeedFile::from_file(
+        file,
+        url.to_string(),
+        MAX_FEED_BYTES,
+        Some(len),
+    ))
+}
+
 /// Reads the whole document into one buffer.
 pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> {
     match source {
@@ -114,7 +194,8 @@ pub async fn fetch(source: &Source, policy: &FetchPolicy) -> anyhow::Result<Vec<
 /// fails with [`FeedFile::too_large`]'s message.
 pub struct FeedFile {
     file: std::fs::File,
-    path: PathBuf,
+    /// The file's path, or the URL it was downloaded from.
+    name: String,
     limit: u64,
     read: u64,
     /// The file's size when opened, if it is a regular file.
@@ -129,17 +210,27 @@ impl FeedFile {
         let meta = file
             .metadata()
             .with_context(|| format!("cannot read the feed file {}", path.display()))?;
-        let opened = FeedFile {
+        let opened = FeedFile::from_file(
             file,
-            path: path.to_owned(),
-            limit: limit as u64,
-            read: 0,
-            size: meta.is_file().then_some(meta.len()),
-        };
+            path.display().to_string(),
+            limit,
+            meta.is_file().then_some(meta.len()),
+        );
         if opened.size.is_some_and(|size| size > opened.limit) {
             return Err(opened.too_large());
         }
         Ok(opened)
+    }
+
+    /// An open file (`size`: its length, if known), read under `limit`.
+    fn from_file(file: std::fs::File, name: String, limit: usize, size: Option<u64>) -> FeedFile {
+        FeedFile {
+            file,
+            name,
+            limit: limit as u64,
+            read: 0,
+            size,
+        }
     }
 
     /// Bytes read so far.
@@ -154,7 +245,7 @@ impl FeedFile {
     fn too_large(&self) -> anyhow::Error {
         anyhow::anyhow!(
             "the feed file {} is larger than {} MiB, the limit on a feed; refusing to read it",
-            self.path.display(),
+            self.name,
             self.limit >> 20
         )
     }
@@ -199,6 +290,9 @@ enum AttemptError {
     Transport(reqwest::Error),
     /// The body passed its limit; not retried.
     TooLarge(usize),
+    /// The download could not be written where it is kept (a full disk);
+    /// not retried.
+    Sink(std::io::Error),
     Status {
         status: StatusCode,
         retry_after: Option<Duration>,
@@ -213,7 +307,7 @@ impl AttemptError {
             AttemptError::Transport(e) => {
                 e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
             }
-            AttemptError::TooLarge(_) => false,
+            AttemptError::TooLarge(_) | AttemptError::Sink(_) => false,
             AttemptError::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -243,6 +337,7 @@ impl fmt::Display for AttemptError {
                 "the body is larger than {} MiB; refusing to read further",
                 limit >> 20
             ),
+            AttemptError::Sink(e) => write!(f, "cannot keep the download: {e}"),
         }
     }
 }
@@ -278,21 +373,34 @@ async fn fetch_http(url: &Url, policy: &FetchPolicy) -> anyhow::Result<Vec<u8>> 
     get(&client, url, policy, download).await
 }
 
-/// GETs `url` whole, retrying transient failures (connect errors,
-/// timeouts, cut downloads, 5xx, 429, 408) with exponential backoff; a
-/// longer `Retry-After` wins.
+/// GETs `url` whole into memory, retrying transient failures (connect
+/// errors, timeouts, cut downloads, 5xx, 429, 408) with exponential
+/// backoff; a longer `Retry-After` wins.
 pub async fn get(
     client: &reqwest::Client,
     url: &Url,
     policy: &FetchPolicy,
     download: Download,
 ) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    fetch_into(client, url, policy, download, &mut body).await?;
+    Ok(body)
+}
+
+/// [`get`], into `sink`, which each attempt starts again.
+async fn fetch_into(
+    client: &reqwest::Client,
+    url: &Url,
+    policy: &FetchPolicy,
+    download: Download,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<()> {
     let attempts = policy.retries.saturating_add(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match attempt_http(client, url, download).await {
-            Ok(body) => return Ok(body),
+        match attempt_http(client, url, download, sink).await {
+            Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && attempt < attempts => {
                 let mut delay = policy.backoff(attempt - 1);
                 if let AttemptError::Status {
@@ -333,7 +441,9 @@ async fn attempt_http(
     client: &reqwest::Client,
     url: &Url,
     download: Download,
-) -> Result<Vec<u8>, AttemptError> {
+    sink: &mut dyn Sink,
+) -> Result<(), AttemptError> {
+    sink.restart().map_err(AttemptError::Sink)?;
     let mut resp = client
         .get(url.clone())
         .send()
@@ -354,12 +464,6 @@ async fn attempt_http(
     }
     // With gzip on the wire the decoded length is unknown (None here).
     let length = resp.content_length();
-    let mut body = Vec::with_capacity(
-        length
-            .unwrap_or(0)
-            .min(MAX_PREALLOCATION)
-            .min(download.limit as u64) as usize,
-    );
     let pb = if download.progress {
         progress::download(length)
     } else {
@@ -367,10 +471,10 @@ async fn attempt_http(
     };
     let downloaded = async {
         while let Some(chunk) = resp.chunk().await.map_err(AttemptError::Transport)? {
-            if body.len() + chunk.len() > download.limit {
+            if sink.len() + chunk.len() as u64 > download.limit as u64 {
                 return Err(AttemptError::TooLarge(download.limit));
             }
-            body.extend_from_slice(&chunk);
+            sink.append(&chunk).map_err(AttemptError::Sink)?;
             pb.inc(chunk.len() as u64);
         }
         Ok(())
@@ -380,11 +484,11 @@ async fn attempt_http(
     pb.finish_and_clear();
     downloaded?;
     if download.progress {
-        info!(%url, bytes = body.len(), "downloaded");
+        info!(%url, bytes = sink.len(), "downloaded");
     } else {
-        debug!(%url, bytes = body.len(), "downloaded");
+        debug!(%url, bytes = sink.len(), "downloaded");
     }
-    Ok(body)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! two meet through a bounded channel. A feed file is read as it is parsed
 //! (`airq_core::feed::parse_feed_from`), so memory stays flat whatever its
 //! size: the parser's 2 MiB buffer plus a few batches in flight. A download
-//! is held whole, then parsed the same way.
+//! is spooled to an unnamed temporary file first, then read the same way.
 
 use crate::fetch::{self, FeedFile, FetchPolicy, Source};
 use crate::{metrics, progress};
@@ -198,9 +198,9 @@ pub async fn process_at(
 
 /// A document to parse and store.
 pub enum Document {
-    /// Held in memory: a download, or the benchmark's document.
+    /// Held in memory: the benchmark's document.
     Bytes(Arc<Vec<u8>>),
-    /// Read as it is parsed, in chunks: a feed file.
+    /// Read as it is parsed, in chunks: a feed file, or a spooled download.
     File(FeedFile),
 }
 
@@ -346,8 +346,8 @@ impl fmt::Display for Summary {
 }
 
 /// Fetches `source` and stores its readings: a file is read as it is
-/// parsed (its reading time is in `parse+store`), a download is held whole
-/// first.
+/// parsed (its reading time is in `parse+store`); a download is spooled to
+/// a temporary file first (its time is `fetch`), then read the same way.
 pub async fn ingest(
     store: Arc<dyn ReadingStore>,
     source: &Source,
@@ -367,10 +367,10 @@ pub async fn ingest(
             let size = file.size;
             (Document::File(file), size)
         }
-        Source::Http(_) => {
-            let doc = fetch::fetch(source, policy).await?;
-            let size = doc.len() as u64;
-            (Document::Bytes(Arc::new(doc)), Some(size))
+        Source::Http(url) => {
+            let file = fetch::spool(url, policy).await?;
+            let size = file.size;
+            (Document::File(file), size)
         }
     };
     let fetch = started.elapsed();
