@@ -56,7 +56,7 @@ done_jobs() {
 measure() {
     local name="$1" rate="$2" secs="$3"
     shift 3
-    "$bin/airq-gateway" --listen 127.0.0.1:0 --direct-limit 0 --max-span 40days \
+    "$bin/airq-gateway" --listen 127.0.0.1:0 --direct-limit 0 --max-span 40days --max-connections-per-client 0 \
         --tier 'anonymous:submits=off,polls=off,queued=off' "$@" >"$out/gw-$name.out" 2>>"$out/gw.log" &
     pids+=($!)
     local url

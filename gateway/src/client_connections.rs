@@ -10,7 +10,7 @@
 //! behind one address and are not counted.
 //!
 //! A connection over the share is answered `503` with `Connection: close`
-//! and closed without reading its request; the client's other connections
+//! and closed without serving its request; the client's other connections
 //! carry on.
 
 use airq_core::ClientId;
@@ -54,6 +54,9 @@ impl ClientConnections {
     /// Counts a new connection from `peer`, unless its client already has
     /// its share open.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Admitted {
+        // An IPv4 peer on a dual-stack listener is `::ffff:a.b.c.d`; the
+        // trusted list names it as `a.b.c.d`.
+        let peer = peer.to_canonical();
         if self.max == 0 || self.exempt.iter().any(|net| net.contains(&peer)) {
             return Admitted::Yes(None);
         }
@@ -161,6 +164,11 @@ mod tests {
         ));
         for _ in 0..5 {
             assert!(matches!(c.admit(ip("10.1.2.3")), Admitted::Yes(None)));
+            // The same proxy, as a dual-stack listener sees it.
+            assert!(matches!(
+                c.admit(ip("::ffff:10.1.2.3")),
+                Admitted::Yes(None)
+            ));
         }
         let off = ClientConnections::new(0, Vec::new());
         assert!(matches!(off.admit(ip("192.0.2.1")), Admitted::Yes(None)));

@@ -157,11 +157,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
 
-    /// Connections one client address (an IPv6 /64) may hold open at once;
+    /// Connections one client address (an IPv6 /64) may hold open at once,
+    /// idle kept-alive ones included (room for a NAT's few dozen browsers);
     /// a further one is answered 503 and closed. Connections from a
     /// `--trusted-proxy` are not counted (many clients share its address).
     /// 0 turns the share off.
-    #[arg(long, env = "AIRQ_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    #[arg(long, env = "AIRQ_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     pub max_connections_per_client: u32,
 
     /// Largest request head (request line and headers) a connection may
@@ -203,16 +204,18 @@ pub struct Config {
 
     /// Prometheus metrics at `GET /metrics` (`on`), or none at all (`off`:
     /// no recorder is installed and no request is counted).
-    /// Serve `/metrics` on this address instead of the API's (e.g.
-    /// `127.0.0.1:9100`, reachable only from the host; port 0 picks a free
-    /// port, printed as `metrics on http://ADDR/metrics`). Unset or empty:
-    /// on the API's address, public like `/healthz` and `/readyz`.
-    #[arg(long, env = "AIRQ_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<String>,
-
     #[arg(long, env = "AIRQ_METRICS", default_value = "on", value_parser = on_off,
           action = clap::ArgAction::Set)]
     pub metrics: bool,
+
+    /// Serve `/metrics` on this address instead of the API's (e.g.
+    /// `127.0.0.1:9100`, reachable only from the host; port 0 picks a free
+    /// port, printed as `metrics on http://ADDR/metrics`). Unset or empty:
+    /// on the API's address, public like `/healthz` and `/readyz`. (Not
+    /// `AIRQ_METRICS_LISTEN`: that is the worker's and the master's, and
+    /// `airq-deploy up` starts all three from one environment.)
+    #[arg(long, env = "AIRQ_GATEWAY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 
     /// Clients whose rate limits are tracked at once (each takes about
     /// 500 bytes); beyond it the least recently seen is forgotten.

@@ -11,12 +11,15 @@
 //! Fairness: a client may have at most its tier's `queued` queries queued
 //! or running at once (`429` beyond). They are counted in the result store.
 //! On one gateway the count and the creation of the new result run under
-//! the client's lock ([`SubmitLocks`]), so the cap holds exactly
-//! however many submits arrive at once.
-//! Across gateways nothing serialises them: one submit of the same client
-//! in flight on each other gateway at that moment may pass too, so with
-//! `n` gateways a client can hold at most `cap + n − 1` (measured: see
-//! BENCHMARKS.md, "queued cap").
+//! the client's lock ([`SubmitLocks`]), so on a store whose count sees
+//! every write before it (SQLite) the cap holds exactly however many
+//! submits arrive at once. Across gateways nothing serialises them: one
+//! submit of the same client in flight on each other gateway at that moment
+//! may pass too, so with `n` gateways a client can hold at most
+//! `cap + n − 1` (measured: BENCHMARKS.md, "the queued cap under a
+//! burst"). On DynamoDB the count is a query of a global secondary index,
+//! which lags the writes (usually by under a second), so there a burst can
+//! also pass the cap by the results the index does not show yet.
 
 use crate::admission::Caller;
 use crate::answer_headers;

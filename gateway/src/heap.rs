@@ -10,24 +10,29 @@
 //! `malloc_trim(0)` releases the free pages inside the heaps too.
 //!
 //! It runs only after a wave: when at least [`WAVE`] connections have
-//! closed since the last look, every [`EVERY`]. A trim walks the arenas'
-//! free lists (a few milliseconds for tens of MB) and holds each arena's
-//! lock meanwhile, so it is never done per connection; kept-alive clients
-//! close nothing and cause none. (An allocator that returns memory by
-//! itself was measured as the alternative: mimalloc kept 61 MiB after the
-//! same wave, from a baseline of 24 MiB; BENCHMARKS.md.)
+//! closed since the last trim (looked at every [`EVERY`]), and at most once per
+//! [`AT_MOST_EVERY`] (steady traffic without keep-alive closes that many
+//! all the time). A trim walks the arenas' free lists (a few milliseconds
+//! for tens of MB) holding each arena's lock, so it runs on a blocking
+//! thread, never per connection; kept-alive clients close nothing and
+//! cause none. (An allocator that returns memory by itself was measured as
+//! the alternative: mimalloc kept 61 MiB after the same wave, from a
+//! baseline of 24 MiB; BENCHMARKS.md.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How often the count of closed connections is looked at.
 const EVERY: Duration = Duration::from_secs(5);
-/// How many connections must have closed since the last look for a trim.
+/// How many connections must have closed since the last trim for another.
 const WAVE: usize = 256;
+/// The least time between two trims.
+const AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
-/// Connections closed since the last look.
+/// Connections closed since the last look (the trimmer adds them up).
 #[derive(Default)]
 pub struct Closed(AtomicUsize);
 
@@ -40,19 +45,24 @@ impl Closed {
     pub async fn trim_after_waves(self: Arc<Self>, stop: CancellationToken) {
         let mut every = tokio::time::interval(EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<Instant> = None;
+        let mut closed = 0usize;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = every.tick() => {}
             }
-            let closed = self.0.swap(0, Ordering::Relaxed);
-            if closed >= WAVE {
-                let released = trim();
+            closed = closed.saturating_add(self.0.swap(0, Ordering::Relaxed));
+            let rested = last.is_none_or(|at| at.elapsed() >= AT_MOST_EVERY);
+            if closed >= WAVE && rested {
+                last = Some(Instant::now());
+                let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
                 tracing::debug!(
                     closed,
                     released,
                     "returned freed memory after a wave of connections"
                 );
+                closed = 0;
             }
         }
     }

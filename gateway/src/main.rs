@@ -36,6 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Connections the metrics address (`--metrics-listen`) serves at once.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
 /// How long background tasks get to stop after the server has.
 const TASKS_GRACE: Duration = Duration::from_secs(5);
 
@@ -93,10 +96,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let metrics_addr = listener
             .local_addr()
             .context("reading the metrics address")?;
+        // A few scrapers at most: a small cap of its own, so that it adds
+        // little to the open files the API's cap was sized for.
+        let metrics_limits = serve::Limits {
+            max_connections: METRICS_MAX_CONNECTIONS,
+            ..limits
+        };
         tasks.spawn(serve::serve(
             listener,
             api::metrics_router(app.clone()),
-            limits,
+            metrics_limits,
             client_connections::ClientConnections::new(0, Vec::new()),
             cancel.clone(),
         ));

@@ -284,16 +284,30 @@ pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// How long a refused connection may take to receive its `503`.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most of a refused connection's request read (and dropped) so that
+/// closing it does not reset it.
+const REFUSAL_DRAIN: usize = 64 * 1024;
 
-/// Answers a connection over its client's share with `503` and closes it,
-/// without reading its request. Holds its place under the cap until then
-/// (at most [`REFUSAL_TIMEOUT`]).
+/// Answers a connection over its client's share with `503` and closes it.
+/// Its request is read and dropped (at most [`REFUSAL_DRAIN`] bytes): a
+/// socket closed with unread bytes is reset, and many clients drop an
+/// answer that arrives with a reset unread. Holds its place under the cap
+/// until then, at most [`REFUSAL_TIMEOUT`].
 async fn refuse(mut tcp: TcpStream, max: usize, _permit: tokio::sync::OwnedSemaphorePermit) {
-    use tokio::io::AsyncWriteExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let answer = crate::client_connections::over_share_response(max);
     let sent = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         tcp.write_all(&answer).await?;
-        tcp.shutdown().await
+        tcp.shutdown().await?;
+        let mut drained = 0;
+        let mut buf = [0u8; 4096];
+        while drained < REFUSAL_DRAIN {
+            match tcp.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, io::Error>(())
     })
     .await;
     if let Ok(Err(e)) = sent {

@@ -294,8 +294,10 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     for _ in 0..3 {
         held.push(connect_from(&g, "127.0.0.1").await);
     }
-    // …so a fourth is told why and closed, without being read.
+    // …so a fourth is told why and closed, its request not served (and
+    // read to its end first, so that the answer is not lost to a reset).
     let mut fourth = connect_from(&g, "127.0.0.1").await;
+    fourth.write_all(HEALTHZ).await.expect("send");
     let mut got = Vec::new();
     let read = tokio::time::timeout(BOUND, fourth.read_to_end(&mut got)).await;
     let text = String::from_utf8_lossy(&got);

@@ -79,6 +79,9 @@ impl Stack {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
         }
+        // Every simulated user comes from this one address: the gateway's
+        // per-client share of connections (64 by default) is off.
+        cmd.env("AIRQ_MAX_CONNECTIONS_PER_CLIENT", "0");
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {}", deploy.display()))?;
