@@ -714,6 +714,27 @@ mod tests {
         assert_eq!(r.samples, Some(2));
     }
 
+    #[test]
+    fn negative_zero_is_a_zero_in_every_index() {
+        // The red-team pass stored `-0` with US EPA 500. A zero is the
+        // bottom of each scale: DAQI 1, US EPA 0, EAQI 1; in a daily mean
+        // and in a raw reading alike.
+        let countries = Countries::load().expect("boundaries");
+        let text = format!(
+            "{HEADER}\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T01:00:00;-0;;;-0.00;;\n\
+             7;SDS011;1;51.5074;-0.1278;2025-10-15T02:00:00;-0e0;;;-0.0;;\n"
+        );
+        for resolution in [Resolution::Daily, Resolution::Raw] {
+            let p = parse(text.as_bytes(), &file(7), ctx(&countries, resolution)).expect("reads");
+            assert!(!p.readings.is_empty(), "{resolution:?}");
+            for b in &p.readings {
+                let r = &b.reading;
+                assert_eq!((r.aqi, r.us_epa, r.eaqi), (1, 0, 1), "{resolution:?}");
+            }
+        }
+    }
+
     /// A line over the cap is one malformed row, and the rows after it are
     /// read; a header over it makes a broken header.
     #[test]
