@@ -63,7 +63,8 @@ pub struct DestroyArgs {
     /// NAME`) and everything it made, data included: empties its bucket
     /// (CloudFormation cannot delete one with objects in it), deletes the
     /// stack and waits until it is gone. Without --stack, destroy deletes
-    /// the resources plain `provision` made.
+    /// the resources plain `provision` made, and refuses if a stack owns
+    /// any of them.
     #[arg(long, value_name = "NAME", value_parser = cloudformation::parse_stack_name)]
     pub stack: Option<String>,
 
@@ -320,6 +321,29 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
         .await;
     }
     let (clients, names) = connect(&args.aws).await?;
+    let mut all: Vec<String> = vec![
+        names.readings_table.clone(),
+        names.results_table.clone(),
+        names.receipts_table.clone(),
+        names.keys_table.clone(),
+        names.bucket.clone(),
+    ];
+    for (q, dlq) in names.queues() {
+        all.extend([q, dlq]);
+    }
+    let cfn = cloudformation::client(&clients).await;
+    let owner = cloudformation::owner_of(&cfn, &all).await.context(
+        "checking that no CloudFormation stack owns these resources (a plain destroy \
+         deletes only resources no stack owns; it needs cloudformation:ListStacks and \
+         ListStackResources)",
+    )?;
+    if let Some((stack, resource)) = owner {
+        bail!(
+            "{resource} belongs to the CloudFormation stack {stack}; deleting it here would \
+             leave the stack saying it still has it. Destroy the stack instead: \
+             airq-deploy destroy --stack {stack}"
+        );
+    }
     if !args.yes {
         let mut items: Vec<String> = [
             &names.readings_table,

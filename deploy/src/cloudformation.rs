@@ -1074,6 +1074,48 @@ fn settings(output: Option<&str>, region: Option<&str>, endpoint: Option<&str>) 
     out
 }
 
+/// The stack, if any, that owns one of the resources a plain `destroy`
+/// deletes (`names`: tables, queues and the bucket by name), and which one.
+///
+/// Deleting a stack's tables under it leaves a stack that still says it has
+/// them (and its next update fails); its data goes with no stack event to
+/// show. So a plain `destroy` looks first: every stack not yet deleted,
+/// and each one's resources (a queue's physical id is its URL, ending in
+/// its name).
+pub async fn owner_of(cfn: &Client, names: &[String]) -> anyhow::Result<Option<(String, String)>> {
+    let mut token = None;
+    let mut stacks = Vec::new();
+    loop {
+        let page = cfn
+            .list_stacks()
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| aws_error("CloudFormation ListStacks", e))?;
+        for s in page.stack_summaries() {
+            let gone = s.stack_status().map(|st| st.as_str()) == Some("DELETE_COMPLETE");
+            if let (false, Some(id), Some(name)) = (gone, s.stack_id(), s.stack_name()) {
+                stacks.push((id.to_owned(), name.to_owned()));
+            }
+        }
+        match page.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    for (id, stack) in stacks {
+        for (_, physical) in resources(cfn, &id).await? {
+            let owned = names
+                .iter()
+                .find(|n| physical == **n || physical.ends_with(&format!("/{n}")));
+            if let Some(name) = owned {
+                return Ok(Some((stack, name.clone())));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The stack's resources: (type, physical id or logical id).
 async fn resources(cfn: &Client, stack_id: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();

@@ -279,7 +279,38 @@ async fn the_stack_is_created_kept_released_and_destroyed() {
         missing.both()
     );
 
-    // 4. Destroy: refused without a terminal to confirm on, then done.
+    // 4. A plain destroy (no --stack) refuses what the stack owns: it used
+    // to delete the stack's tables, queues and bucket under it, the stack
+    // still saying CREATE_COMPLETE.
+    let plain = deploy(&[
+        "destroy",
+        "--yes",
+        "--endpoint-url",
+        &endpoint,
+        "--aws-prefix",
+        &prefix,
+    ]);
+    assert!(
+        !plain.ok
+            && plain
+                .stderr
+                .contains(&format!("belongs to the CloudFormation stack {stack}"))
+            && plain.stderr.contains("destroy --stack"),
+        "{}",
+        plain.both()
+    );
+    assert!(
+        clients
+            .dynamodb
+            .describe_table()
+            .table_name(&names.readings_table)
+            .send()
+            .await
+            .is_ok(),
+        "the refused destroy deleted nothing"
+    );
+
+    // 5. Destroy: refused without a terminal to confirm on, then done.
     let args = with(&["destroy"]);
     let refused = deploy(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
