@@ -68,6 +68,13 @@ pub struct DestroyArgs {
     #[arg(long, value_name = "NAME", value_parser = cloudformation::parse_stack_name)]
     pub stack: Option<String>,
 
+    /// Also delete the tables that outlive a stack (readings and API keys:
+    /// `DeletionPolicy: Retain`, deletion protection on), turning their
+    /// protection off first. Without it, `destroy --stack` keeps them and
+    /// says so, and a plain `destroy` refuses a protected table.
+    #[arg(long)]
+    pub delete_data: bool,
+
     /// How long to wait for the stack's deletion.
     #[arg(long, value_name = "DURATION", default_value = "60m",
           value_parser = airq_cli::duration::parse)]
@@ -311,13 +318,19 @@ fn confirm(intro: &str, items: &[String]) -> anyhow::Result<()> {
 pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
     if let Some(stack) = &args.stack {
         let yes = args.yes;
-        return cloudformation::destroy(&args.aws, stack, args.stack_timeout, |intro, items| {
-            if yes {
-                Ok(())
-            } else {
-                confirm(intro, items)
-            }
-        })
+        return cloudformation::destroy(
+            &args.aws,
+            stack,
+            args.stack_timeout,
+            args.delete_data,
+            |intro, items| {
+                if yes {
+                    Ok(())
+                } else {
+                    confirm(intro, items)
+                }
+            },
+        )
         .await;
     }
     let (clients, names) = connect(&args.aws).await?;
@@ -366,7 +379,7 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
             &items,
         )?;
     }
-    let report = provision::destroy(&clients, &names)
+    let report = provision::destroy(&clients, &names, args.delete_data)
         .await
         .context("destroying")?;
     print!("{report}");

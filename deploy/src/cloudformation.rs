@@ -15,6 +15,7 @@
 
 use crate::release::{self, Architecture};
 use airq_aws::{error_code, AwsArgs, AwsClients};
+use airq_deploy::provision;
 use anyhow::{anyhow, bail, Context};
 use aws_sdk_cloudformation::config::BehaviorVersion;
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
@@ -1104,7 +1105,8 @@ pub async fn owner_of(cfn: &Client, names: &[String]) -> anyhow::Result<Option<(
         }
     }
     for (id, stack) in stacks {
-        for (_, physical) in resources(cfn, &id).await? {
+        for r in resources(cfn, &id).await? {
+            let physical = r.id;
             let owned = names
                 .iter()
                 .find(|n| physical == **n || physical.ends_with(&format!("/{n}")));
@@ -1116,8 +1118,16 @@ pub async fn owner_of(cfn: &Client, names: &[String]) -> anyhow::Result<Option<(
     Ok(None)
 }
 
-/// The stack's resources: (type, physical id or logical id).
-async fn resources(cfn: &Client, stack_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+/// One of a stack's resources.
+struct Listed {
+    kind: String,
+    /// Its physical id, or its logical id if it has none yet.
+    id: String,
+    logical: String,
+}
+
+/// The stack's resources.
+async fn resources(cfn: &Client, stack_id: &str) -> anyhow::Result<Vec<Listed>> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -1132,14 +1142,15 @@ async fn resources(cfn: &Client, stack_id: &str) -> anyhow::Result<Vec<(String, 
             if r.resource_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE") {
                 continue;
             }
-            out.push((
-                r.resource_type().unwrap_or("?").to_owned(),
-                r.physical_resource_id()
+            let logical = r.logical_resource_id().unwrap_or("?").to_owned();
+            out.push(Listed {
+                kind: r.resource_type().unwrap_or("?").to_owned(),
+                id: r
+                    .physical_resource_id()
                     .filter(|p| !p.is_empty())
-                    .or(r.logical_resource_id())
-                    .unwrap_or("?")
-                    .to_owned(),
-            ));
+                    .map_or_else(|| logical.clone(), str::to_owned),
+                logical,
+            });
         }
         match page.next_token {
             Some(t) if !t.is_empty() => token = Some(t),
@@ -1154,6 +1165,7 @@ pub async fn destroy(
     aws: &AwsArgs,
     name: &str,
     timeout: Duration,
+    delete_data: bool,
     confirm: impl FnOnce(&str, &[String]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let clients = aws
@@ -1176,23 +1188,38 @@ pub async fn destroy(
     let listed = resources(&cfn, &id).await?;
     let buckets: Vec<String> = listed
         .iter()
-        .filter(|(t, _)| t == "AWS::S3::Bucket")
-        .map(|(_, b)| b.clone())
+        .filter(|r| r.kind == "AWS::S3::Bucket")
+        .map(|r| r.id.clone())
+        .collect();
+    let kept: Vec<String> = listed
+        .iter()
+        .filter(|r| provision::RETAINED_TABLES.contains(&r.logical.as_str()))
+        .map(|r| r.id.clone())
         .collect();
     let mut lines: Vec<String> = listed
         .iter()
-        .map(|(t, id)| format!("{t:<40} {id}"))
+        .map(|r| {
+            let keep = provision::RETAINED_TABLES.contains(&r.logical.as_str()) && !delete_data;
+            let note = if keep { "  (kept)" } else { "" };
+            format!("{:<40} {}{note}", r.kind, r.id)
+        })
         .collect();
     lines.sort();
-    confirm(
-        &format!(
+    let intro = if delete_data {
+        format!(
             "This deletes the CloudFormation stack {name} on {} and everything it made, \
              data included (every reading, result, API key, queued message and uploaded \
              release):",
             clients.location()
-        ),
-        &lines,
-    )?;
+        )
+    } else {
+        format!(
+            "This deletes the CloudFormation stack {name} on {} and what it made, but for \
+             the readings and API keys tables (kept; --delete-data deletes them too):",
+            clients.location()
+        )
+    };
+    confirm(&intro, &lines)?;
     for attempt in 1..=DELETE_ATTEMPTS {
         for b in &buckets {
             let n = empty_bucket(&clients.s3, b).await?;
@@ -1209,7 +1236,25 @@ pub async fn destroy(
         eprintln!("deleting stack {name}");
         match wait(&cfn, name, &id, events, Goal::Delete, timeout).await {
             Ok(_) => {
-                println!("stack {name} deleted, with its data.");
+                if delete_data {
+                    for table in &kept {
+                        provision::delete_table(&clients, table, true)
+                            .await
+                            .with_context(|| format!("deleting the kept table {table}"))?;
+                        eprintln!("deleted table {table}");
+                    }
+                    println!("stack {name} deleted, with its data.");
+                } else {
+                    println!("stack {name} deleted; kept, with deletion protection on:");
+                    for table in &kept {
+                        println!("  table {table}");
+                    }
+                    println!(
+                        "(a new stack with the same prefix cannot be made while they exist; \
+                         delete them with `airq-deploy destroy --delete-data` and the same \
+                         --aws-prefix)"
+                    );
+                }
                 return Ok(());
             }
             Err(e) if attempt < DELETE_ATTEMPTS && !buckets.is_empty() => {

@@ -847,7 +847,63 @@ where
 
 /// Removes everything `names` designates (the bucket with its contents).
 /// Missing resources are reported absent, not errors.
-pub async fn destroy(aws: &AwsClients, names: &ResourceNames) -> Result<Report, BackendError> {
+/// The template's logical ids of the tables a stack keeps when it is
+/// deleted or replaces them (`DeletionPolicy: Retain`, deletion protection
+/// and point-in-time recovery in `deploy/cloudformation/airq.yaml`; a test
+/// holds the two to each other): what cannot be rebuilt.
+pub const RETAINED_TABLES: [&str; 2] = ["ReadingsTable", "KeysTable"];
+
+/// Deletes `table`; `false` if it does not exist. A table with deletion
+/// protection on (the readings and keys tables a stack kept) is deleted
+/// only if `delete_protected`, protection turned off first; otherwise the
+/// error says how.
+pub async fn delete_table(
+    aws: &AwsClients,
+    table: &str,
+    delete_protected: bool,
+) -> Result<bool, BackendError> {
+    let protected = match aws.dynamodb.describe_table().table_name(table).send().await {
+        Ok(out) => out
+            .table
+            .and_then(|t| t.deletion_protection_enabled)
+            .unwrap_or(false),
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => return Ok(false),
+        Err(e) => return Err(remote(format!("DynamoDB DescribeTable {table}"), e)),
+    };
+    if protected {
+        if !delete_protected {
+            return Err(BackendError::Refused {
+                what: format!("deleting table {table}"),
+                reason: "it has deletion protection on (readings and API keys cannot be \
+                         rebuilt); add --delete-data to turn it off and delete the table"
+                    .to_owned(),
+            });
+        }
+        aws.dynamodb
+            .update_table()
+            .table_name(table)
+            .deletion_protection_enabled(false)
+            .send()
+            .await
+            .map_err(|e| {
+                remote(
+                    format!("DynamoDB UpdateTable {table} (deletion protection off)"),
+                    e,
+                )
+            })?;
+    }
+    match aws.dynamodb.delete_table().table_name(table).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if error_code(&e) == Some("ResourceNotFoundException") => Ok(false),
+        Err(e) => Err(remote(format!("DynamoDB DeleteTable {table}"), e)),
+    }
+}
+
+pub async fn destroy(
+    aws: &AwsClients,
+    names: &ResourceNames,
+    delete_protected: bool,
+) -> Result<Report, BackendError> {
     let mut report = Report::default();
     for table in [
         &names.readings_table,
@@ -855,12 +911,10 @@ pub async fn destroy(aws: &AwsClients, names: &ResourceNames) -> Result<Report, 
         &names.receipts_table,
         &names.keys_table,
     ] {
-        match aws.dynamodb.delete_table().table_name(table).send().await {
-            Ok(_) => report.add("table", table, Action::Deleted),
-            Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
-                report.add("table", table, Action::Absent)
-            }
-            Err(e) => return Err(remote(format!("DynamoDB DeleteTable {table}"), e)),
+        if delete_table(aws, table, delete_protected).await? {
+            report.add("table", table, Action::Deleted);
+        } else {
+            report.add("table", table, Action::Absent);
         }
     }
     for (queue, dlq) in names.queues() {

@@ -331,16 +331,6 @@ async fn the_stack_is_created_kept_released_and_destroyed() {
     );
     assert!(
         clients
-            .dynamodb
-            .describe_table()
-            .table_name(&names.readings_table)
-            .send()
-            .await
-            .is_err(),
-        "the readings table went with the stack"
-    );
-    assert!(
-        clients
             .s3
             .head_bucket()
             .bucket(&bucket)
@@ -349,6 +339,58 @@ async fn the_stack_is_created_kept_released_and_destroyed() {
             .is_err(),
         "the bucket went with the stack"
     );
+    // The readings and keys tables outlive the stack, protected, and the
+    // output says so.
+    assert!(gone.stdout.contains("kept"), "{}", gone.both());
+    for table in [&names.readings_table, &names.keys_table] {
+        assert!(gone.stdout.contains(table.as_str()), "{}", gone.both());
+        let kept = clients
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{table} was kept: {e:?}"));
+        assert_eq!(
+            kept.table.and_then(|t| t.deletion_protection_enabled),
+            Some(true),
+            "{table}"
+        );
+    }
     let twice = run(&["destroy", "--yes"]);
     assert!(twice.stdout.contains("does not exist"), "{}", twice.both());
+    // No stack owns them now: a plain destroy deletes them on purpose, and
+    // only with --delete-data.
+    let plain = |extra: &[&str]| {
+        let mut args = vec![
+            "destroy",
+            "--yes",
+            "--endpoint-url",
+            &endpoint,
+            "--aws-prefix",
+            &prefix,
+        ];
+        args.extend_from_slice(extra);
+        deploy(&args)
+    };
+    let protected = plain(&[]);
+    assert!(
+        !protected.ok && protected.stderr.contains("--delete-data"),
+        "{}",
+        protected.both()
+    );
+    let deleted = plain(&["--delete-data"]);
+    assert!(deleted.ok, "{}", deleted.both());
+    for table in [&names.readings_table, &names.keys_table] {
+        assert!(
+            clients
+                .dynamodb
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .is_err(),
+            "{table} deleted on purpose"
+        );
+    }
 }

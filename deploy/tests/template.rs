@@ -379,6 +379,33 @@ fn index<'a>(table: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
+fn what_cannot_be_rebuilt_outlives_the_stack_and_can_be_restored() {
+    let t = template();
+    let resources = t["Resources"].as_object().expect("resources");
+    let retained: BTreeSet<&str> = resources
+        .iter()
+        .filter(|(_, r)| r["DeletionPolicy"] == "Retain")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    // What `airq-deploy destroy --stack` keeps and says it keeps.
+    assert_eq!(
+        retained,
+        airq_deploy::provision::RETAINED_TABLES
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+    );
+    for id in retained {
+        let r = &resources[id];
+        assert_eq!(r["UpdateReplacePolicy"], "Retain", "{id}");
+        assert_eq!(r["Properties"]["DeletionProtectionEnabled"], true, "{id}");
+        assert_eq!(
+            r["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+            "{id}"
+        );
+    }
+}
+
+#[test]
 fn tables_queues_and_bucket_are_what_the_adapters_expect() {
     let t = template();
 
@@ -1349,7 +1376,16 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
         .table_name(&names.readings_table)
         .send()
         .await;
-    assert!(table.is_err(), "the readings table is gone");
+    // Readings and keys outlive the stack, protected from deletion.
+    let kept = table.unwrap_or_else(|e| panic!("the readings table was kept: {e:?}"));
+    assert_eq!(
+        kept.table.and_then(|t| t.deletion_protection_enabled),
+        Some(true)
+    );
+    for t in [&names.readings_table, &names.keys_table] {
+        let report = airq_deploy::provision::delete_table(&aws, t, true).await;
+        assert_eq!(report.ok(), Some(true), "{t} deleted on purpose");
+    }
     let queue = aws.sqs.get_queue_url().queue_name(&send).send().await;
     assert!(queue.is_err(), "RequestSend is gone");
     assert!(
