@@ -29,6 +29,25 @@ use std::time::{Duration, Instant};
 /// airq's CloudFormation template, the single source of its AWS resources.
 pub const TEMPLATE: &str = include_str!("../cloudformation/airq.yaml");
 
+/// The template as it is sent: the YAML's data as compact JSON, which
+/// CloudFormation takes as well. Comments and indentation are a third of
+/// the YAML, and the request's body is limited ([`TEMPLATE_BODY_LIMIT`]).
+/// The YAML is written in long form (`Ref:`, `Fn::Sub:`, no `!` tags), so
+/// a plain YAML parser reads all of it.
+pub fn template_body() -> anyhow::Result<String> {
+    let value: serde_json::Value =
+        serde_norway::from_str(TEMPLATE).context("reading the built-in template")?;
+    let body = serde_json::to_string(&value).context("writing the template as JSON")?;
+    if body.len() > TEMPLATE_BODY_LIMIT {
+        bail!(
+            "the built-in template is {} bytes as compact JSON, over CloudFormation's \
+             {TEMPLATE_BODY_LIMIT} for a template sent in the request",
+            body.len()
+        );
+    }
+    Ok(body)
+}
+
 /// CloudFormation's limit on a template passed in the request
 /// (`TemplateBody`); a larger one would have to be staged in S3.
 pub const TEMPLATE_BODY_LIMIT: usize = 51_200;
@@ -686,6 +705,7 @@ async fn deploy(
 ) -> anyhow::Result<Stack> {
     let keys = template_parameters(TEMPLATE);
     let parameters = stack_parameters(&keys, given, existing)?;
+    let body = template_body()?;
     for p in &parameters {
         tracing::debug!(
             key = p.parameter_key().unwrap_or_default(),
@@ -700,7 +720,7 @@ async fn deploy(
         let created = cfn
             .create_stack()
             .stack_name(name)
-            .template_body(TEMPLATE)
+            .template_body(&body)
             .set_parameters(Some(parameters))
             .set_capabilities(Some(capabilities.to_vec()))
             .send()
@@ -717,7 +737,7 @@ async fn deploy(
     match cfn
         .update_stack()
         .stack_name(&id)
-        .template_body(TEMPLATE)
+        .template_body(&body)
         .set_parameters(Some(parameters))
         .set_capabilities(Some(capabilities.to_vec()))
         .send()
@@ -885,13 +905,8 @@ fn follow_architecture(given: &mut BTreeMap<String, String>, existing: Option<&S
 /// `airq-deploy provision --stack NAME`.
 pub async fn provision(aws: &AwsArgs, args: &StackArgs, data: &DataPlane) -> anyhow::Result<()> {
     let name = args.stack.as_deref().context("--stack NAME is needed")?;
-    if TEMPLATE.len() > TEMPLATE_BODY_LIMIT {
-        bail!(
-            "the built-in template is {} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT} \
-             for a template sent in the request",
-            TEMPLATE.len()
-        );
-    }
+    // Checked before anything changes.
+    template_body()?;
     let mut given = given_parameters(&aws.aws_prefix, args, data);
     // Check everything that can be checked before changing anything.
     let release = match &args.upload_release {
@@ -1392,11 +1407,16 @@ mod tests {
     #[test]
     fn the_template_fits_in_a_request_and_has_every_parameter_a_flag_sets() {
         assert!(
-            TEMPLATE.len() <= TEMPLATE_BODY_LIMIT,
-            "the template is {} bytes, over the {TEMPLATE_BODY_LIMIT} CloudFormation takes in a \
-             request",
-            TEMPLATE.len()
+            template_body().is_ok_and(|b| b.len() <= TEMPLATE_BODY_LIMIT),
+            "the template as sent is over the {TEMPLATE_BODY_LIMIT} bytes CloudFormation \
+             takes in a request"
         );
+        // What is sent is the YAML's data, nothing lost or added.
+        let yaml: serde_json::Value = serde_norway::from_str(TEMPLATE).expect("YAML");
+        let sent: serde_json::Value =
+            serde_json::from_str(&template_body().expect("the body")).expect("JSON");
+        assert_eq!(yaml, sent);
+        assert!(yaml["Resources"].as_object().is_some_and(|r| r.len() >= 30));
         let keys = template_parameters(TEMPLATE);
         for p in param::all() {
             assert!(
