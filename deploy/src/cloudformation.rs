@@ -199,8 +199,9 @@ pub struct StackArgs {
     pub backlog_per_worker: Option<f64>,
 
     /// Any other template parameter, KEY=VALUE (repeatable), e.g.
-    /// VpcCidr, AssignPublicIp, OldestMessageAlarmSeconds,
-    /// Gateway5xxAlarmPercent, AlarmTopicArn (the template describes them).
+    /// CertificateArn (HTTPS; port 80 then redirects), VpcCidr,
+    /// AssignPublicIp, OldestMessageAlarmSeconds, Gateway5xxAlarmPercent,
+    /// AlarmTopicArn (the template describes them).
     #[arg(long = "parameter", value_name = "KEY=VALUE", requires = "stack", value_parser = parse_key_value)]
     pub parameters: Vec<(String, String)>,
 
