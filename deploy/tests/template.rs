@@ -1058,6 +1058,59 @@ fn the_internet_gets_tls_and_not_the_operators_paths() {
     assert!(text(&url[1]["Fn::Sub"]).starts_with("https://"));
 }
 
+/// Alarms that reach someone: every alarm notifies, firing and clearing,
+/// the given topic or the stack's own (made whenever none is given), and
+/// has a runbook in docs/operations.md. The load balancer's own 5xx count
+/// (a total outage) and its healthy hosts are watched.
+#[test]
+fn every_alarm_reaches_someone_and_has_a_runbook() {
+    let t = template();
+    let runbooks =
+        std::fs::read_to_string(root().join("docs/operations.md")).expect("docs/operations.md");
+    let to_topic =
+        json!([{"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}]);
+    let alarms: Vec<&String> = t["Resources"]
+        .as_object()
+        .expect("resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(alarms.len() >= 6, "{alarms:?}");
+    for id in alarms {
+        let p = props(&t, id);
+        assert_eq!(p["AlarmActions"], to_topic, "{id} notifies");
+        assert_eq!(p["OKActions"], to_topic, "{id} says when it clears");
+        assert!(
+            runbooks.contains(&format!("\n## {id}\n")),
+            "docs/operations.md has no runbook for {id}"
+        );
+    }
+    // The topic exists whenever compute does and no topic is given.
+    let topic = resource(&t, "AlarmTopic");
+    assert_eq!(topic["Condition"], "CreateAlarmTopic");
+    assert_eq!(
+        t["Conditions"]["CreateAlarmTopic"],
+        json!({"Fn::And": [{"Condition": "CreateCompute"}, {"Fn::Not": [{"Condition": "HasAlarmTopic"}]}]})
+    );
+    // A total outage: the load balancer's own 5xx, and no healthy host.
+    let metrics: Vec<String> = list(&props(&t, "Gateway5xxAlarm")["Metrics"])
+        .iter()
+        .filter_map(|m| {
+            m["MetricStat"]["Metric"]["MetricName"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        metrics.iter().any(|m| m == "HTTPCode_ELB_5XX_Count"),
+        "{metrics:?}"
+    );
+    let healthy = props(&t, "NoHealthyGatewayAlarm");
+    assert_eq!(healthy["MetricName"], "HealthyHostCount");
+    assert_eq!(healthy["TreatMissingData"], "breaching");
+}
+
 // ------------------------------------------------------------------ on moto
 
 fn parse_settings(s: &str) -> BTreeMap<String, String> {
