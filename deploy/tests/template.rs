@@ -820,9 +820,30 @@ fn workers_scale_on_backlog_per_instance() {
     let returned: Vec<&Value> = metrics.iter().filter(|m| m["ReturnData"] == true).collect();
     assert_eq!(returned.len(), 1, "one expression is tracked");
     let expression = text(&returned[0]["Expression"]);
-    let operands: Vec<&str> = expression.split('/').map(str::trim).collect();
-    assert_eq!(operands.len(), 2, "a ratio: {expression}");
-    let (m1, m2) = (by_id[operands[0]], by_id[operands[1]]);
+    // (waiting + in flight) / in service.
+    let (sum, per) = expression
+        .split_once('/')
+        .unwrap_or_else(|| panic!("a ratio: {expression}"));
+    let terms: Vec<&str> = sum
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split('+')
+        .map(str::trim)
+        .collect();
+    assert_eq!(terms.len(), 2, "waiting + in flight: {expression}");
+    let (m1, in_flight, m2) = (by_id[terms[0]], by_id[terms[1]], by_id[per.trim()]);
+    assert_eq!(in_flight["ReturnData"], false);
+    assert_eq!(
+        in_flight["MetricStat"]["Metric"],
+        json!({
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesNotVisible",
+            "Dimensions": [{"Name": "QueueName",
+                            "Value": {"Fn::GetAtt": ["RequestSendQueue", "QueueName"]}}]
+        }),
+        "the numerator counts the messages being worked on too"
+    );
 
     assert_eq!(m1["ReturnData"], false);
     assert_eq!(
@@ -833,7 +854,7 @@ fn workers_scale_on_backlog_per_instance() {
             "Dimensions": [{"Name": "QueueName",
                             "Value": {"Fn::GetAtt": ["RequestSendQueue", "QueueName"]}}]
         }),
-        "the numerator is RequestSend's visible messages"
+        "the numerator counts RequestSend's waiting messages"
     );
     assert_eq!(m2["ReturnData"], false);
     assert_eq!(
@@ -1109,6 +1130,30 @@ fn every_alarm_reaches_someone_and_has_a_runbook() {
     let healthy = props(&t, "NoHealthyGatewayAlarm");
     assert_eq!(healthy["MetricName"], "HealthyHostCount");
     assert_eq!(healthy["TreatMissingData"], "breaching");
+}
+
+/// The gateways scale too (GatewayMaxSize did nothing without a policy):
+/// on the load balancer's requests per gateway.
+#[test]
+fn gateways_scale_on_requests_per_gateway() {
+    let t = template();
+    let p = props(&t, "GatewayRequestsScalingPolicy");
+    assert_eq!(p["AutoScalingGroupName"], json!({"Ref": "GatewayGroup"}));
+    assert_eq!(p["PolicyType"], "TargetTrackingScaling");
+    let tt = &p["TargetTrackingConfiguration"];
+    assert_eq!(
+        tt["TargetValue"],
+        json!({"Ref": "GatewayRequestsPerTarget"})
+    );
+    let metric = &tt["PredefinedMetricSpecification"];
+    assert_eq!(metric["PredefinedMetricType"], "ALBRequestCountPerTarget");
+    let e = Eval::new(&t, &[("Prefix", "p1-")]);
+    let label = text(&e.eval(&metric["ResourceLabel"]));
+    // The policy's form, `app/…/…/targetgroup/…/…`: the two full names.
+    assert_eq!(
+        label,
+        "<LoadBalancer.LoadBalancerFullName>/<GatewayTargetGroup.TargetGroupFullName>"
+    );
 }
 
 // ------------------------------------------------------------------ on moto
