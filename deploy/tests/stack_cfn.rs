@@ -281,23 +281,29 @@ async fn the_stack_is_created_kept_released_and_destroyed() {
 
     // 4. A plain destroy (no --stack) refuses what the stack owns: it used
     // to delete the stack's tables, queues and bucket under it, the stack
-    // still saying CREATE_COMPLETE.
-    let plain = deploy(&[
-        "destroy",
-        "--yes",
-        "--endpoint-url",
-        &endpoint,
-        "--aws-prefix",
-        &prefix,
-    ]);
+    // still saying CREATE_COMPLETE. (`plain`: destroy without --stack, on
+    // the same prefix.)
+    let plain = |extra: &[&str]| {
+        let mut args = vec![
+            "destroy",
+            "--yes",
+            "--endpoint-url",
+            &endpoint,
+            "--aws-prefix",
+            &prefix,
+        ];
+        args.extend_from_slice(extra);
+        deploy(&args)
+    };
+    let refused = plain(&[]);
     assert!(
-        !plain.ok
-            && plain
+        !refused.ok
+            && refused
                 .stderr
                 .contains(&format!("belongs to the CloudFormation stack {stack}"))
-            && plain.stderr.contains("destroy --stack"),
+            && refused.stderr.contains("destroy --stack"),
         "{}",
-        plain.both()
+        refused.both()
     );
     assert!(
         clients
@@ -361,18 +367,6 @@ async fn the_stack_is_created_kept_released_and_destroyed() {
     assert!(twice.stdout.contains("does not exist"), "{}", twice.both());
     // No stack owns them now: a plain destroy deletes them on purpose, and
     // only with --delete-data.
-    let plain = |extra: &[&str]| {
-        let mut args = vec![
-            "destroy",
-            "--yes",
-            "--endpoint-url",
-            &endpoint,
-            "--aws-prefix",
-            &prefix,
-        ];
-        args.extend_from_slice(extra);
-        deploy(&args)
-    };
     let protected = plain(&[]);
     assert!(
         !protected.ok && protected.stderr.contains("--delete-data"),
