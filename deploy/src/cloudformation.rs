@@ -17,7 +17,6 @@ use crate::release::{self, Architecture};
 use airq_aws::{error_code, AwsArgs, AwsClients};
 use airq_deploy::provision;
 use anyhow::{anyhow, bail, Context};
-use aws_sdk_cloudformation::config::BehaviorVersion;
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackEvent};
 use aws_sdk_cloudformation::Client;
@@ -70,8 +69,15 @@ pub mod param {
     pub const MASTER_INSTANCE_TYPE: &str = "MasterInstanceType";
     pub const GATEWAY_INSTANCE_TYPE: &str = "GatewayInstanceType";
     pub const WORKER_INSTANCE_TYPE: &str = "WorkerInstanceType";
-    pub const WORKER_SIZES: [&str; 3] = ["WorkerMinSize", "WorkerMaxSize", "WorkerDesired"];
-    pub const GATEWAY_SIZES: [&str; 3] = ["GatewayMinSize", "GatewayMaxSize", "GatewayDesired"];
+    pub const WORKER_SIZES: [&str; 2] = ["WorkerMinSize", "WorkerMaxSize"];
+    pub const GATEWAY_SIZES: [&str; 2] = ["GatewayMinSize", "GatewayMaxSize"];
+    /// Each binary's SHA-256, set with [`RELEASE`]: instances refuse a
+    /// download that does not match.
+    pub const DIGESTS: [(&str, &str); 3] = [
+        ("airq-master", "MasterSha256"),
+        ("airq-gateway", "GatewaySha256"),
+        ("airq-worker", "WorkerSha256"),
+    ];
     pub const BACKLOG_PER_WORKER: &str = "BacklogPerWorkerTarget";
     pub const MAX_RECEIVES: &str = "MaxReceives";
     pub const RESULT_OBJECT_DAYS: &str = "ResultObjectDays";
@@ -97,6 +103,7 @@ pub mod param {
         ];
         v.extend(WORKER_SIZES);
         v.extend(GATEWAY_SIZES);
+        v.extend(DIGESTS.map(|(_, p)| p));
         v
     }
 }
@@ -183,13 +190,13 @@ pub struct StackArgs {
     #[arg(long, value_name = "TYPE", requires = "stack")]
     pub worker_instance_type: Option<String>,
 
-    /// Worker instances: MIN:MAX:DESIRED (scaling moves the count between
-    /// MIN and MAX).
-    #[arg(long, value_name = "MIN:MAX:DESIRED", requires = "stack", value_parser = GroupSize::parse)]
+    /// Worker instances: MIN:MAX (the scaling policy moves the count
+    /// between them; MAX at least 2, for rolling updates).
+    #[arg(long, value_name = "MIN:MAX", requires = "stack", value_parser = GroupSize::parse)]
     pub workers: Option<GroupSize>,
 
-    /// Gateway instances: MIN:MAX:DESIRED.
-    #[arg(long, value_name = "MIN:MAX:DESIRED", requires = "stack", value_parser = GroupSize::parse)]
+    /// Gateway instances: MIN:MAX (MAX at least 2).
+    #[arg(long, value_name = "MIN:MAX", requires = "stack", value_parser = GroupSize::parse)]
     pub gateways: Option<GroupSize>,
 
     /// The workers' scaling target: queued requests per in-service worker
@@ -199,9 +206,10 @@ pub struct StackArgs {
     pub backlog_per_worker: Option<f64>,
 
     /// Any other template parameter, KEY=VALUE (repeatable), e.g.
-    /// CertificateArn (HTTPS; port 80 then redirects), VpcCidr,
-    /// AssignPublicIp, OldestMessageAlarmSeconds, Gateway5xxAlarmPercent,
-    /// AlarmTopicArn (the template describes them).
+    /// CertificateArn (HTTPS; port 80 then redirects), AlarmEmail,
+    /// AlarmTopicArn, AssignPublicIp, LogRetentionDays,
+    /// OldestMessageAlarmSeconds, Gateway5xxAlarmPercent,
+    /// IngestAgeAlarmSeconds (the template describes them).
     #[arg(long = "parameter", value_name = "KEY=VALUE", requires = "stack", value_parser = parse_key_value)]
     pub parameters: Vec<(String, String)>,
 
@@ -211,19 +219,24 @@ pub struct StackArgs {
     pub stack_timeout: Duration,
 }
 
-/// An Auto Scaling group's sizes.
+/// An Auto Scaling group's bounds. No desired count: the scaling policy
+/// owns it, and a stack update must not reset it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupSize {
     pub min: u32,
     pub max: u32,
-    pub desired: u32,
 }
 
 impl GroupSize {
     pub fn parse(s: &str) -> Result<GroupSize, String> {
         let parts: Vec<&str> = s.split(':').map(str::trim).collect();
-        let [min, max, desired] = parts[..] else {
-            return Err(format!("{s:?}: expected MIN:MAX:DESIRED, e.g. 1:10:2"));
+        let [min, max] = parts[..] else {
+            let hint = if parts.len() == 3 {
+                " (there is no DESIRED any more: the scaling policy decides)"
+            } else {
+                ""
+            };
+            return Err(format!("{s:?}: expected MIN:MAX, e.g. 1:10{hint}"));
         };
         let n = |v: &str| {
             v.parse::<u32>()
@@ -232,10 +245,15 @@ impl GroupSize {
         let g = GroupSize {
             min: n(min)?,
             max: n(max)?,
-            desired: n(desired)?,
         };
-        if g.min > g.desired || g.desired > g.max {
-            return Err(format!("{s:?}: expected MIN <= DESIRED <= MAX"));
+        if g.min > g.max {
+            return Err(format!("{s:?}: expected MIN <= MAX"));
+        }
+        if g.max < 2 {
+            return Err(format!(
+                "{s:?}: MAX must be at least 2, so that a rolling update can keep one \
+                 instance in service while it starts the next"
+            ));
         }
         Ok(g)
     }
@@ -274,18 +292,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// (`AwsClients::load`): the standard chain for credentials, the same
 /// region and endpoint override, the same HTTP client (rustls on ring).
 pub async fn client(aws: &AwsClients) -> Client {
-    let base = aws.sts.config();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(http) = base.http_client() {
-        loader = loader.http_client(http);
-    }
-    if let Some(region) = base.region() {
-        loader = loader.region(region.clone());
-    }
-    if let Some(url) = aws.endpoint() {
-        loader = loader.endpoint_url(url);
-    }
-    Client::new(&loader.load().await)
+    airq_deploy::provision::cloudformation_client(aws).await
 }
 
 /// A parameter the template declares.
@@ -718,11 +725,7 @@ async fn deploy(
     let capabilities = [Capability::CapabilityIam, Capability::CapabilityNamedIam];
     let Some(stack) = existing else {
         let events = EventLog::after_now(cfn, None).await?;
-        let created = cfn
-            .create_stack()
-            .stack_name(name)
-            .template_body(&body)
-            .set_parameters(Some(parameters))
+        let created = create_request(cfn, name, &body, parameters)
             .set_capabilities(Some(capabilities.to_vec()))
             .send()
             .await
@@ -765,11 +768,28 @@ async fn deploy(
     }
 }
 
+/// CreateStack for the stack: with termination protection, so that
+/// deleting it takes `airq-deploy destroy --stack` (which lifts it after
+/// asking) and not one click or one `aws cloudformation delete-stack`.
+fn create_request(
+    cfn: &Client,
+    name: &str,
+    body: &str,
+    parameters: Vec<Parameter>,
+) -> aws_sdk_cloudformation::operation::create_stack::builders::CreateStackFluentBuilder {
+    cfn.create_stack()
+        .stack_name(name)
+        .template_body(body)
+        .set_parameters(Some(parameters))
+        .enable_termination_protection(true)
+}
+
 /// The flag that sets a template parameter.
 fn flag_for(parameter: &str) -> String {
     let flag = match parameter {
         param::PREFIX => "--aws-prefix",
         param::RELEASE => "--release (or --upload-release)",
+        p if param::DIGESTS.iter().any(|(_, d)| *d == p) => "--release (or --upload-release)",
         param::ARCHITECTURE => "--architecture",
         param::IMAGE_ID => "--image-id",
         param::VPC_ID => "--vpc-id",
@@ -856,7 +876,6 @@ fn given_parameters(prefix: &str, args: &StackArgs, data: &DataPlane) -> BTreeMa
         if let Some(g) = size {
             set(keys[0], Some(g.min.to_string()));
             set(keys[1], Some(g.max.to_string()));
-            set(keys[2], Some(g.desired.to_string()));
         }
     }
     set(
@@ -875,6 +894,19 @@ fn given_parameters(prefix: &str, args: &StackArgs, data: &DataPlane) -> BTreeMa
         given.insert(k.clone(), v.clone());
     }
     given
+}
+
+/// The digest parameters for a release's binaries (`[]`: no release, so
+/// none).
+fn set_digests(given: &mut BTreeMap<String, String>, digests: &[(&str, String)]) {
+    for (binary, key) in param::DIGESTS {
+        let sha = digests
+            .iter()
+            .find(|(name, _)| *name == binary)
+            .map(|(_, sha)| sha.clone())
+            .unwrap_or_default();
+        given.insert(key.to_owned(), sha);
+    }
 }
 
 /// The template's default AMI for `arch`: Amazon Linux 2023's public SSM
@@ -976,7 +1008,10 @@ pub async fn provision(aws: &AwsArgs, args: &StackArgs, data: &DataPlane) -> any
                     let bucket = output(stack, BUCKET_OUTPUT)
                         .with_context(|| format!("stack {name} has no {BUCKET_OUTPUT} output"))?;
                     let arch = stack_arch.unwrap_or(Architecture::X86_64);
-                    release::check_uploaded(&clients.s3, bucket, v, arch).await?;
+                    let digests = release::uploaded_digests(&clients.s3, bucket, v, arch).await?;
+                    set_digests(&mut given, &digests);
+                } else {
+                    set_digests(&mut given, &[]);
                 }
                 given.insert(param::RELEASE.into(), v.clone());
             }
@@ -1010,6 +1045,12 @@ pub async fn provision(aws: &AwsArgs, args: &StackArgs, data: &DataPlane) -> any
             release::upload(&clients.s3, &bucket, &version, &release).await?;
             // 3. The stack, pointed at them.
             eprintln!("3/3 the stack, with Release={version}");
+            let digests: Vec<(&str, String)> = release
+                .binaries
+                .iter()
+                .map(|b| (b.name, b.sha256.clone()))
+                .collect();
+            set_digests(&mut given, &digests);
             given.insert(param::RELEASE.into(), version);
             deploy(&cfn, name, Some(&stack), &given, args.stack_timeout).await?
         }
@@ -1236,6 +1277,34 @@ pub async fn destroy(
         )
     };
     confirm(&intro, &lines)?;
+    // Lifted only now, after the question. Should lifting fail, DeleteStack
+    // says whether the protection still stands (its error then carries
+    // this one); an emulator without UpdateTerminationProtection (moto)
+    // deletes anyway.
+    let mut unlifted = None;
+    if stack.enable_termination_protection() == Some(true) {
+        match cfn
+            .update_termination_protection()
+            .stack_name(&id)
+            .enable_termination_protection(false)
+            .send()
+            .await
+        {
+            Ok(_) => eprintln!("termination protection of stack {name} lifted"),
+            Err(e) => {
+                let e = aws_error(
+                    format!("CloudFormation UpdateTerminationProtection {name} (lifting it)"),
+                    e,
+                );
+                eprintln!("warning: {e:#}; trying to delete anyway");
+                unlifted = Some(e);
+            }
+        }
+    }
+    let with_unlifted = |e: anyhow::Error| match &unlifted {
+        Some(u) => e.context(format!("termination protection could not be lifted: {u:#}")),
+        None => e,
+    };
     for attempt in 1..=DELETE_ATTEMPTS {
         for b in &buckets {
             let n = empty_bucket(&clients.s3, b).await?;
@@ -1248,7 +1317,9 @@ pub async fn destroy(
             .stack_name(&id)
             .send()
             .await
-            .map_err(|e| aws_error(format!("CloudFormation DeleteStack {name}"), e))?;
+            .map_err(|e| {
+                with_unlifted(aws_error(format!("CloudFormation DeleteStack {name}"), e))
+            })?;
         eprintln!("deleting stack {name}");
         match wait(&cfn, name, &id, events, Goal::Delete, timeout).await {
             Ok(_) => {
@@ -1281,7 +1352,7 @@ pub async fn destroy(
                 // Most likely objects written after the bucket was emptied.
                 eprintln!("{e:#}\nemptying the bucket again and retrying");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(with_unlifted(e)),
         }
     }
     unreachable!("the last attempt returns")
@@ -1618,7 +1689,8 @@ mod tests {
         );
         let e = flag_hint(anyhow!("x: something else"));
         assert_eq!(e.to_string(), "x: something else");
-        assert_eq!(flag_for("WorkerDesired"), "--workers");
+        assert_eq!(flag_for("WorkerMaxSize"), "--workers");
+        assert_eq!(flag_for("GatewaySha256"), "--release (or --upload-release)");
     }
 
     #[test]
@@ -1672,18 +1744,54 @@ mod tests {
     }
 
     #[test]
-    fn group_sizes() {
+    fn a_new_stack_is_protected_from_termination() {
+        let conf = aws_sdk_cloudformation::Config::builder()
+            .behavior_version(aws_sdk_cloudformation::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudformation::config::Region::new("eu-west-2"))
+            .build();
+        let cfn = Client::from_conf(conf);
+        let request = create_request(&cfn, "airq", "{}", Vec::new());
         assert_eq!(
-            GroupSize::parse("1:10:2"),
-            Ok(GroupSize {
-                min: 1,
-                max: 10,
-                desired: 2
-            })
+            request.as_input().get_enable_termination_protection(),
+            &Some(true)
         );
-        for bad in ["1:2", "3:10:2", "1:2:3", "a:b:c", "1:2:2:2", "-1:2:1"] {
+    }
+
+    #[test]
+    fn a_release_brings_its_digests_and_no_release_clears_them() {
+        let mut given = BTreeMap::new();
+        let sha = |c: char| c.to_string().repeat(64);
+        set_digests(
+            &mut given,
+            &[
+                ("airq-worker", sha('c')),
+                ("airq-master", sha('a')),
+                ("airq-gateway", sha('b')),
+            ],
+        );
+        assert_eq!(given["MasterSha256"], sha('a'));
+        assert_eq!(given["GatewaySha256"], sha('b'));
+        assert_eq!(given["WorkerSha256"], sha('c'));
+        set_digests(&mut given, &[]);
+        for (_, p) in param::DIGESTS {
+            assert_eq!(given[p], "", "{p}");
+        }
+    }
+
+    #[test]
+    fn group_sizes() {
+        assert_eq!(GroupSize::parse("1:10"), Ok(GroupSize { min: 1, max: 10 }));
+        assert_eq!(
+            GroupSize::parse(" 0 : 2 "),
+            Ok(GroupSize { min: 0, max: 2 })
+        );
+        for bad in ["1", "3:2", "1:1", "a:b", "1:2:2", "-1:2", ""] {
             assert!(GroupSize::parse(bad).is_err(), "{bad}");
         }
+        let old = GroupSize::parse("1:10:2").unwrap_err();
+        assert!(old.contains("no DESIRED"), "{old}");
+        let one = GroupSize::parse("1:1").unwrap_err();
+        assert!(one.contains("rolling update"), "{one}");
     }
 
     #[test]
@@ -1700,11 +1808,7 @@ mod tests {
             master_instance_type: None,
             gateway_instance_type: None,
             worker_instance_type: Some("c7g.large".into()),
-            workers: Some(GroupSize {
-                min: 1,
-                max: 8,
-                desired: 2,
-            }),
+            workers: Some(GroupSize { min: 1, max: 8 }),
             gateways: None,
             backlog_per_worker: Some(12.5),
             parameters: vec![("OldestMessageAgeThreshold".into(), "600".into())],
@@ -1722,7 +1826,6 @@ mod tests {
         assert_eq!(get("SubnetIds"), Some("subnet-1,subnet-2"));
         assert_eq!(get("WorkerMinSize"), Some("1"));
         assert_eq!(get("WorkerMaxSize"), Some("8"));
-        assert_eq!(get("WorkerDesired"), Some("2"));
         assert_eq!(get("BacklogPerWorkerTarget"), Some("12.5"));
         assert_eq!(get("MaxReceives"), Some("5"));
         assert_eq!(get("OldestMessageAgeThreshold"), Some("600"));

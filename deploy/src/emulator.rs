@@ -64,6 +64,11 @@ pub async fn clients() -> AwsClients {
         .unwrap_or_else(|e| panic!("AWS clients for the emulator at {url}: {e}"))
 }
 
+/// A CloudFormation client for the emulator.
+pub async fn cloudformation() -> aws_sdk_cloudformation::Client {
+    crate::provision::cloudformation_client(&clients().await).await
+}
+
 /// A prefix no other test (or earlier run on the same emulator) uses.
 pub fn unique_prefix() -> String {
     format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10])

@@ -134,7 +134,7 @@ mod tests {
             "--compute",
             "false",
             "--workers",
-            "1:8:2",
+            "1:8",
             "--parameter",
             "OldestMessageAgeSeconds=600",
         ])

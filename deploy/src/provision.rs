@@ -996,6 +996,23 @@ async fn empty_bucket(aws: &AwsClients, bucket: &str) -> Result<(), BackendError
     }
 }
 
+/// A CloudFormation client with `aws`'s HTTP client, region and endpoint
+/// (an emulator's, when set).
+pub async fn cloudformation_client(aws: &AwsClients) -> aws_sdk_cloudformation::Client {
+    let base = aws.sts.config();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(http) = base.http_client() {
+        loader = loader.http_client(http);
+    }
+    if let Some(region) = base.region() {
+        loader = loader.region(region.clone());
+    }
+    if let Some(url) = aws.endpoint() {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_cloudformation::Client::new(&loader.load().await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

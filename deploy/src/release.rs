@@ -276,19 +276,26 @@ async fn uploaded_digest(
     }
 }
 
-/// Fails unless all three binaries of `version` for `arch` are in the
-/// bucket (before pointing the stack at a release uploaded earlier).
-pub async fn check_uploaded(
+/// The SHA-256 of each of `version`'s binaries for `arch`, as recorded at
+/// upload (before pointing the stack at a release uploaded earlier); fails
+/// unless all three are there with a digest.
+pub async fn uploaded_digests(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     version: &str,
     arch: Architecture,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(&'static str, String)>> {
     let mut missing = Vec::new();
+    let mut digests = Vec::new();
     for name in BINARIES {
         let key = key(version, arch, name);
-        if uploaded_digest(s3, bucket, &key).await?.is_none() {
-            missing.push(format!("s3://{bucket}/{key}"));
+        match uploaded_digest(s3, bucket, &key).await? {
+            None => missing.push(format!("s3://{bucket}/{key}")),
+            Some(sha) if !is_sha256(&sha) => bail!(
+                "s3://{bucket}/{key} has no SHA-256 recorded (it was not uploaded by \
+                 airq-deploy): upload the release again with --upload-release DIR"
+            ),
+            Some(sha) => digests.push((name, sha)),
         }
     }
     if !missing.is_empty() {
@@ -298,7 +305,14 @@ pub async fn check_uploaded(
             missing.join(", ")
         );
     }
-    Ok(())
+    Ok(digests)
+}
+
+/// 64 lower-case hex digits.
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

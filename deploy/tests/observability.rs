@@ -113,6 +113,7 @@ const CONTRACT: &[Series] = &[
         Gauge,
         &[],
     ),
+    series(Master, "airq_ingest_last_success_age_seconds", Gauge, &[]),
     series(Master, "airq_ingest_runs_total", Counter, &["outcome"]),
     series(Master, "airq_ingest_readings_stored_total", Counter, &[]),
     series(Master, "airq_ingest_rejections_total", Counter, &["reason"]),
@@ -129,6 +130,7 @@ const AFTER_A_RUN: &[&str] = &[
     "airq_ingest_last_run_start_timestamp_seconds",
     "airq_ingest_last_run_end_timestamp_seconds",
     "airq_ingest_last_success_timestamp_seconds",
+    "airq_ingest_last_success_age_seconds",
 ];
 
 fn observability(file: &str) -> std::path::PathBuf {

@@ -11,6 +11,7 @@
 //! timing.
 
 use airq_deploy::emulator;
+use sha2::Digest;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -247,6 +248,35 @@ async fn the_stack_is_created_kept_released_and_destroyed() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("s3://{bucket}/{key} was not uploaded: {e:?}"));
+    }
+    // The stack holds each binary's digest (the instances check their
+    // download against it), and it is protected from termination.
+    let cfn = emulator::cloudformation().await;
+    let described = cfn
+        .describe_stacks()
+        .stack_name(&stack)
+        .send()
+        .await
+        .expect("DescribeStacks");
+    let s = &described.stacks()[0];
+    assert_eq!(s.enable_termination_protection(), Some(true));
+    for name in ["airq-master", "airq-gateway", "airq-worker"] {
+        let body = std::fs::read(dir.path().join(name)).expect("binary");
+        let sha: String = sha2::Sha256::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = match name {
+            "airq-master" => "MasterSha256",
+            "airq-gateway" => "GatewaySha256",
+            _ => "WorkerSha256",
+        };
+        let value = s
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some(key))
+            .and_then(|p| p.parameter_value());
+        assert_eq!(value, Some(sha.as_str()), "{key}");
     }
     // The same build again: found, and the stack already runs it.
     let same = run(&["provision", "--upload-release", dir_arg]);

@@ -159,6 +159,9 @@ impl<'a> Eval<'a> {
             Some("AWS::DynamoDB::Table") => "TableName",
             Some("AWS::SQS::Queue") => "QueueName",
             Some("AWS::S3::Bucket") => "BucketName",
+            Some("AWS::Logs::LogGroup") => "LogGroupName",
+            Some("AWS::SSM::Parameter") => "Name",
+            Some("AWS::AutoScaling::AutoScalingGroup") => "AutoScalingGroupName",
             other => panic!("no name for {id} ({other:?})"),
         };
         text(&self.eval(&r["Properties"][prop]))
@@ -171,6 +174,12 @@ impl<'a> Eval<'a> {
             "AWS::Partition" => return json!("aws"),
             "AWS::URLSuffix" => return json!("amazonaws.com"),
             "AWS::StackName" => return json!("airq"),
+            "AWS::StackId" => {
+                return json!(format!(
+                    "arn:aws:cloudformation:{}:{}:stack/airq/0b3c2d10-0000-4000-8000-000000000000",
+                    self.region, self.account
+                ))
+            }
             "AWS::NoValue" => return Value::Null,
             _ => {}
         }
@@ -182,7 +191,13 @@ impl<'a> Eval<'a> {
             return json!(format!("<{name}>"));
         }
         match resource(self.template, name)["Type"].as_str() {
-            Some("AWS::DynamoDB::Table" | "AWS::S3::Bucket") => json!(self.name_of(name)),
+            Some(
+                "AWS::DynamoDB::Table"
+                | "AWS::S3::Bucket"
+                | "AWS::Logs::LogGroup"
+                | "AWS::SSM::Parameter"
+                | "AWS::AutoScaling::AutoScalingGroup",
+            ) => json!(self.name_of(name)),
             Some("AWS::SQS::Queue") => json!(format!(
                 "https://sqs.{}.amazonaws.com/{}/{}",
                 self.region,
@@ -609,6 +624,55 @@ fn grants(t: &Value, e: &Eval, role: &str) -> BTreeSet<(String, String)> {
 }
 
 /// [`grants`] of a role that `principal` (evaluated) may assume.
+/// Actions without a resource type (Session Manager's channels): the only
+/// ones granted on `*`.
+const ON_ANY_RESOURCE: [&str; 4] = [
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+];
+
+/// What an instance itself needs, besides its binary's calls: the boot
+/// library and the agent's settings (SSM parameters), its rollout signal,
+/// its logs and metrics (the CloudWatch agent), its health report (to its
+/// own group only), SSM sessions.
+fn instance_needs(e: &Eval, role: &str) -> Vec<(String, String, &'static str)> {
+    let (region, account) = (e.region, e.account);
+    let stack = text(&e.reference("AWS::StackName"));
+    let logs = format!("arn:aws:logs:{region}:{account}:log-group:/airq/{stack}:log-stream:*");
+    let mut v = vec![
+        (
+            "ssm:GetParameter".to_owned(),
+            format!("arn:aws:ssm:{region}:{account}:parameter/airq/{stack}/*"),
+            "the user data and the CloudWatch agent",
+        ),
+        (
+            "cloudformation:SignalResource".to_owned(),
+            text(&e.reference("AWS::StackId")),
+            "the boot library's signal",
+        ),
+        ("logs:CreateLogStream".to_owned(), logs.clone(), "the CloudWatch agent"),
+        ("logs:PutLogEvents".to_owned(), logs, "the CloudWatch agent"),
+        (
+            "ssm:UpdateInstanceInformation".to_owned(),
+            format!("arn:aws:ec2:{region}:{account}:instance/*"),
+            "the SSM agent",
+        ),
+        (
+            "autoscaling:SetInstanceHealth".to_owned(),
+            format!(
+                "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{stack}-{role}"
+            ),
+            "the boot library's watch",
+        ),
+    ];
+    for a in ON_ANY_RESOURCE {
+        v.push((a.to_owned(), "*".to_owned(), "the SSM agent (sessions)"));
+    }
+    v
+}
+
 fn grants_to(t: &Value, e: &Eval, role: &str, principal: &Value) -> BTreeSet<(String, String)> {
     let r = resource(t, role);
     assert_eq!(r["Type"], "AWS::IAM::Role");
@@ -624,8 +688,22 @@ fn grants_to(t: &Value, e: &Eval, role: &str, principal: &Value) -> BTreeSet<(St
         "{role} may be assumed by {principal} only"
     );
     let mut pairs = BTreeSet::new();
-    for policy in list(&p["Policies"]) {
-        for s in list(&e.eval(&policy["PolicyDocument"]["Statement"])) {
+    // Its inline policies, and the policies (AWS::IAM::Policy) made for it,
+    // where their condition holds.
+    let mut documents: Vec<Value> = list(&p["Policies"])
+        .iter()
+        .map(|policy| policy["PolicyDocument"].clone())
+        .collect();
+    for (_, r) in t["Resources"].as_object().expect("Resources") {
+        let attached = r["Type"] == "AWS::IAM::Policy"
+            && list(&r["Properties"]["Roles"]).contains(&json!({"Ref": role}))
+            && r["Condition"].as_str().is_none_or(|c| e.condition(c));
+        if attached {
+            documents.push(r["Properties"]["PolicyDocument"].clone());
+        }
+    }
+    for document in documents {
+        for s in list(&e.eval(&document["Statement"])) {
             let sid = s.get("Sid").map(text).unwrap_or_default();
             assert_eq!(s["Effect"], "Allow", "{role} {sid}");
             for key in ["NotAction", "NotResource", "Condition", "Principal"] {
@@ -640,10 +718,12 @@ fn grants_to(t: &Value, e: &Eval, role: &str, principal: &Value) -> BTreeSet<(St
                     "{role} {sid}: the action {a} is a wildcard"
                 );
                 for r in &resources {
-                    assert!(
-                        r != "*" && !r.ends_with(":*") && !r.contains('<'),
-                        "{role} {sid}: {a} on {r} is not on a named resource"
-                    );
+                    let named = if r == "*" {
+                        ON_ANY_RESOURCE.contains(&a.as_str())
+                    } else {
+                        (!r.ends_with(":*") || r.ends_with(":log-stream:*")) && !r.contains('<')
+                    };
+                    assert!(named, "{role} {sid}: {a} on {r} is not on a named resource");
                     pairs.insert((a.clone(), r.clone()));
                 }
             }
@@ -665,6 +745,12 @@ fn each_role_grants_exactly_what_its_binary_calls() {
             .all(|st| st["Effect"] == "Deny")
             && r["Properties"]["PolicyDocument"]["Statement"].is_array();
         if kind == "AWS::S3::BucketPolicy" && denies_only {
+            continue;
+        }
+        // The instances' shared needs, attached to the three roles and
+        // read with them below.
+        if id == "InstancePolicy" {
+            assert_eq!(kind, "AWS::IAM::Policy");
             continue;
         }
         assert!(
@@ -702,6 +788,32 @@ fn each_role_grants_exactly_what_its_binary_calls() {
                 p.used_by,
             );
         }
+        let short = b.executable().trim_start_matches("airq-");
+        for (action, res, used_by) in instance_needs(&e, short) {
+            needed.insert((action, res), used_by);
+        }
+        // Without instances (Compute=false) the role is its binary's calls
+        // alone.
+        let bare = Eval::new(
+            &t,
+            &[
+                ("Prefix", prefix),
+                ("Release", "v7"),
+                ("Architecture", "arm64"),
+                ("Compute", "false"),
+            ],
+        );
+        let only: BTreeSet<(String, String)> = b
+            .permissions()
+            .iter()
+            .map(|p| {
+                (
+                    p.action.to_owned(),
+                    arn(p.resource, b, &names, &bare, prefix),
+                )
+            })
+            .collect();
+        assert_eq!(grants(&t, &bare, role), only, "{role} without compute");
         for ((action, res), used_by) in &needed {
             if !granted.contains(&(action.clone(), res.clone())) {
                 report.push_str(&format!(
@@ -884,110 +996,136 @@ fn workers_scale_on_backlog_per_instance() {
         "p1-RequestSend"
     );
 
-    // No release, no instances; with one, the parameters decide.
-    for (id, min, max, desired) in [
-        (
-            "WorkerGroup",
-            "WorkerMinSize",
-            "WorkerMaxSize",
-            "WorkerDesired",
-        ),
-        (
-            "GatewayGroup",
-            "GatewayMinSize",
-            "GatewayMaxSize",
-            "GatewayDesired",
-        ),
+    // No release, no instances; with one, the parameters decide. No
+    // desired count anywhere: the scaling policy owns it, and an update
+    // that set it would undo the scaling.
+    for (id, min, max) in [
+        ("WorkerGroup", "WorkerMinSize", "WorkerMaxSize"),
+        ("GatewayGroup", "GatewayMinSize", "GatewayMaxSize"),
     ] {
-        for (release, want) in [("", ["0", "0", "0"]), ("v1", ["1", "4", "1"])] {
+        for (release, want) in [("", ["0", "0"]), ("v1", ["1", "4"])] {
             let e = Eval::new(
                 &t,
                 &[
                     ("Release", release),
                     ("WorkerMinSize", "1"),
                     ("WorkerMaxSize", "4"),
-                    ("WorkerDesired", "1"),
                     ("GatewayMinSize", "1"),
                     ("GatewayMaxSize", "4"),
-                    ("GatewayDesired", "1"),
                 ],
             );
             let p = e.eval(props(&t, id));
-            let got = [
-                text(&p["MinSize"]),
-                text(&p["MaxSize"]),
-                text(&p["DesiredCapacity"]),
-            ];
-            assert_eq!(
-                got, want,
-                "{id} ({min}, {max}, {desired}) with release {release:?}"
+            let got = [text(&p["MinSize"]), text(&p["MaxSize"])];
+            assert_eq!(got, want, "{id} ({min}, {max}) with release {release:?}");
+            assert!(
+                p.get("DesiredCapacity").is_none(),
+                "{id} sets no desired count"
             );
         }
+        let ignore = &resource(&t, id)["UpdatePolicy"]["AutoScalingScheduledAction"];
+        assert_eq!(
+            ignore["IgnoreUnmodifiedGroupSizeProperties"],
+            json!(true),
+            "{id}"
+        );
     }
     for (release, want) in [("", "0"), ("v1", "1")] {
         let e = Eval::new(&t, &[("Release", release)]);
         let p = e.eval(props(&t, "MasterGroup"));
-        for k in ["MinSize", "MaxSize", "DesiredCapacity"] {
+        for k in ["MinSize", "MaxSize"] {
             assert_eq!(text(&p[k]), want, "master {k} with release {release:?}");
         }
     }
+    // At least two gateways by default, and room for a rolling update.
+    let params = &t["Parameters"];
+    assert_eq!(params["GatewayMinSize"]["Default"], json!(2));
+    for p in ["GatewayMaxSize", "WorkerMaxSize"] {
+        assert_eq!(params[p]["MinValue"], json!(2), "{p}");
+    }
 }
 
-/// Every instance's user data: its release, settings from the stack, no
-/// credentials; the gateways behind the load balancer only.
+/// Every instance's user data: who it is, its binary's digest from the
+/// stack, the boot library from the stack, its settings; no credentials;
+/// IMDSv2. The gateways behind the load balancer only.
 #[test]
 fn instances_get_their_settings_from_the_stack_and_no_credentials() {
     let t = template();
+    let sha = |c: char| c.to_string().repeat(64);
+    let (a, b, c) = (sha('a'), sha('b'), sha('c'));
     let e = Eval::new(
         &t,
         &[
             ("Prefix", "p1-"),
             ("Release", "v7"),
-            ("VpcCidr", "10.1.0.0/16"),
+            ("MasterSha256", &a),
+            ("GatewaySha256", &b),
+            ("WorkerSha256", &c),
         ],
     );
-    let bucket = e.name_of("Bucket");
-    for (id, exe) in [
-        ("MasterLaunchTemplate", "airq-master"),
-        ("WorkerLaunchTemplate", "airq-worker"),
-        ("GatewayLaunchTemplate", "airq-gateway"),
+    let boot = e.name_of("BootScript");
+    for (id, role, group, digest, settings) in [
+        (
+            "MasterLaunchTemplate",
+            "master",
+            "MasterGroup",
+            &a,
+            "boot AIRQ_METRICS_LISTEN=127.0.0.1:9102",
+        ),
+        (
+            "WorkerLaunchTemplate",
+            "worker",
+            "WorkerGroup",
+            &c,
+            "boot AIRQ_METRICS_LISTEN=127.0.0.1:9101",
+        ),
+        (
+            "GatewayLaunchTemplate",
+            "gateway",
+            "GatewayGroup",
+            &b,
+            "boot AIRQ_MAX_RECEIVES=3 AIRQ_LISTEN=0.0.0.0:8080 \
+             AIRQ_GATEWAY_METRICS_LISTEN=0.0.0.0:9100 AIRQ_TRUSTED_PROXIES=$(vpc_cidrs)",
+        ),
     ] {
         let data = e.eval(&props(&t, id)["LaunchTemplateData"]);
         let script = text(&data["UserData"]);
+        assert!(script.starts_with("#!/bin/bash\n"), "{id}:\n{script}");
         assert!(
-            script.contains(&format!(
-                "s3://{bucket}/releases/v7/x86_64/{exe} /opt/airq/bin/{exe}"
-            )),
-            "{id} downloads its release:\n{script}"
+            script.contains(&format!("ROLE={role} GROUP={group} SHA={digest} ")),
+            "{id} says who it is and its binary's digest:\n{script}"
         );
-        for line in [
-            "Environment=AIRQ_BACKEND=aws".to_owned(),
-            format!("Environment=AWS_REGION={}", e.region),
-            "Environment=AIRQ_AWS_PREFIX=p1-".to_owned(),
-            format!("Environment=AIRQ_BUCKET={bucket}"),
-        ] {
-            assert!(script.lines().any(|l| l == line), "{id}: {line}\n{script}");
-        }
-        let lower = script.to_ascii_lowercase();
+        assert!(
+            script.contains(&format!("--name {boot} ")),
+            "{id} reads the boot library:\n{script}"
+        );
+        assert!(
+            script.lines().any(|l| l == settings),
+            "{id}: {settings}\n{script}"
+        );
+        // The group it signals launches it.
+        assert_eq!(
+            props(&t, group)["LaunchTemplate"]["LaunchTemplateId"],
+            json!({"Ref": id})
+        );
+        assert_eq!(
+            data["MetadataOptions"]["HttpTokens"], "required",
+            "{id}: IMDSv2"
+        );
+    }
+    for id in [
+        "BootScript",
+        "AgentConfig",
+        "MasterLaunchTemplate",
+        "WorkerLaunchTemplate",
+        "GatewayLaunchTemplate",
+    ] {
+        let all = e.eval(resource(&t, id)).to_string().to_ascii_lowercase();
         for secret in [
             "aws_access_key_id",
             "aws_secret_access_key",
             "aws_session_token",
         ] {
-            assert!(!lower.contains(secret), "{id} carries no credentials");
-        }
-        assert_eq!(
-            data["MetadataOptions"]["HttpTokens"], "required",
-            "{id}: IMDSv2"
-        );
-        if exe == "airq-gateway" {
-            for line in [
-                "Environment=AIRQ_LISTEN=0.0.0.0:8080",
-                "Environment=AIRQ_GATEWAY_METRICS_LISTEN=0.0.0.0:9100",
-                "Environment=AIRQ_TRUSTED_PROXIES=10.1.0.0/16",
-            ] {
-                assert!(script.lines().any(|l| l == line), "{id}: {line}");
-            }
+            assert!(!all.contains(secret), "{id} carries no credentials");
         }
     }
     let tg = props(&t, "GatewayTargetGroup");
@@ -1003,12 +1141,17 @@ fn instances_get_their_settings_from_the_stack_and_no_credentials() {
         "WorkerSecurityGroup",
         "MasterSecurityGroup",
         "GatewaySecurityGroup",
+        "OperatorsSecurityGroup",
     ] {
         assert!(
             props(&t, sg).get("SecurityGroupIngress").is_none(),
             "{sg} has no inbound rule of its own"
         );
     }
+    assert!(
+        t["Parameters"].get("VpcCidr").is_none(),
+        "the trusted proxies come from the VPC itself (vpc_cidrs), not a parameter"
+    );
 }
 
 /// TLS at the load balancer when a certificate is given (port 80 then only
@@ -1065,9 +1208,15 @@ fn the_internet_gets_tls_and_not_the_operators_paths() {
         rule["Actions"][0]["FixedResponseConfig"]["StatusCode"],
         "404"
     );
-    let metrics = props(&t, "GatewayMetricsFromVpc");
+    // Metrics inside the VPC only: from hosts an operator puts in the
+    // operators' group.
+    let metrics = props(&t, "GatewayMetricsFromOperators");
     assert_eq!(metrics["FromPort"], json!(9100));
-    assert_eq!(metrics["CidrIp"], json!({"Ref": "VpcCidr"}));
+    assert_eq!(metrics["ToPort"], json!(9100));
+    assert_eq!(
+        metrics["SourceSecurityGroupId"],
+        json!({"Ref": "OperatorsSecurityGroup"})
+    );
 
     // The bucket: every request over plain HTTP denied.
     let policy = &props(&t, "BucketTlsOnly")["PolicyDocument"]["Statement"][0];
@@ -1156,6 +1305,423 @@ fn gateways_scale_on_requests_per_gateway() {
     );
 }
 
+/// Rollouts with a health gate: every group replaces one instance at a
+/// time and waits for each new one's signal (sent by the boot library once
+/// its binary answers), scaling and health replacement suspended
+/// meanwhile; the gateways and workers keep one instance in service.
+#[test]
+fn rollouts_wait_for_each_instance_and_stop_on_failure() {
+    let t = template();
+    for (id, in_service) in [
+        ("MasterGroup", json!(0)),
+        ("WorkerGroup", json!({"Fn::If": ["HasRelease", "1", "0"]})),
+        ("GatewayGroup", json!({"Fn::If": ["HasRelease", "1", "0"]})),
+    ] {
+        let u = &resource(&t, id)["UpdatePolicy"]["AutoScalingRollingUpdate"];
+        assert_eq!(u["MaxBatchSize"], json!(1), "{id}");
+        assert_eq!(u["MinInstancesInService"], in_service, "{id}");
+        assert_eq!(u["WaitOnResourceSignals"], json!(true), "{id}");
+        assert_eq!(u["PauseTime"], json!("PT15M"), "{id}");
+        let suspended: BTreeSet<String> = list(&u["SuspendProcesses"]).iter().map(text).collect();
+        for p in [
+            "HealthCheck",
+            "ReplaceUnhealthy",
+            "AZRebalance",
+            "AlarmNotification",
+            "ScheduledActions",
+        ] {
+            assert!(suspended.contains(p), "{id} suspends {p}");
+        }
+        for p in ["Launch", "Terminate", "AddToLoadBalancer"] {
+            assert!(!suspended.contains(p), "{id} must not suspend {p}");
+        }
+        let p = props(&t, id);
+        assert_eq!(
+            p["AutoScalingGroupName"],
+            json!({"Fn::Sub": format!("${{AWS::StackName}}-{}", id.trim_end_matches("Group").to_ascii_lowercase())}),
+            "{id}: named, so that its instances' health report can be scoped to it"
+        );
+        assert!(
+            p["HealthCheckGracePeriod"].as_i64().unwrap_or(0) >= 300,
+            "{id}: the boot (agent, download, start) fits in the grace period"
+        );
+    }
+    assert_eq!(props(&t, "GatewayGroup")["HealthCheckType"], "ELB");
+    // Scale-in drains the workers: the hook holds the instance while the
+    // watch stops the worker, longer than the worker's stop timeout (90 s).
+    let hooks = list(&props(&t, "WorkerGroup")["LifecycleHookSpecificationList"]);
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(
+        hooks[0]["LifecycleTransition"],
+        "autoscaling:EC2_INSTANCE_TERMINATING"
+    );
+    assert_eq!(hooks[0]["DefaultResult"], "CONTINUE");
+    assert!(hooks[0]["HeartbeatTimeout"].as_i64().unwrap_or(0) > 90);
+    // A digest per binary, checked by the boot library; set by provision.
+    for p in ["MasterSha256", "GatewaySha256", "WorkerSha256"] {
+        assert_eq!(
+            t["Parameters"][p]["AllowedPattern"],
+            json!("^([0-9a-f]{64})?$"),
+            "{p}"
+        );
+    }
+}
+
+/// Logs and metrics one can read on AWS: each binary's log file shipped
+/// to the stack's log group (with retention), the metrics the alarms and
+/// the dashboard read scraped from each binary into CloudWatch, an alarm
+/// on ingestion freshness fed by them, and a dashboard.
+#[test]
+fn logs_and_metrics_reach_cloudwatch() {
+    let t = template();
+    let e = Eval::new(&t, &[("Prefix", "p1-"), ("Release", "v7")]);
+    let group = props(&t, "LogGroup");
+    assert_eq!(group["RetentionInDays"], json!({"Ref": "LogRetentionDays"}));
+    let agent: Value =
+        serde_json::from_str(&text(&e.eval(&props(&t, "AgentConfig")["Value"]))).expect("JSON");
+    let logs = &agent["logs"];
+    let files: Vec<(String, String)> = list(&logs["logs_collected"]["files"]["collect_list"])
+        .iter()
+        .map(|f| (text(&f["file_path"]), text(&f["log_group_name"])))
+        .collect();
+    let boot = text(&e.eval(&props(&t, "BootScript")["Value"]));
+    for role in ["master", "gateway", "worker"] {
+        let file = format!("/var/log/airq/airq-{role}.log");
+        assert!(
+            files.contains(&(file.clone(), "/airq/airq".to_owned())),
+            "{file} is shipped: {files:?}"
+        );
+    }
+    assert!(
+        boot.contains("StandardOutput=append:/var/log/airq/airq-$ROLE.log"),
+        "the unit writes the file the agent ships"
+    );
+    let prometheus = &logs["metrics_collected"]["prometheus"];
+    assert_eq!(prometheus["log_group_name"], "/airq/airq");
+    let emf = &prometheus["emf_processor"];
+    assert_eq!(emf["metric_namespace"], "airq/airq");
+    // Each binary's metrics come from its own scrape job, on the port its
+    // user data gives it.
+    let declared: BTreeMap<String, Vec<String>> = list(&emf["metric_declaration"])
+        .iter()
+        .map(|d| {
+            (
+                text(&d["label_matcher"]),
+                list(&d["metric_selectors"]).iter().map(text).collect(),
+            )
+        })
+        .collect();
+    for (role, port) in [("master", 9102), ("gateway", 9100), ("worker", 9101)] {
+        assert!(
+            declared.contains_key(&format!("^airq-{role}$")),
+            "{role}: {declared:?}"
+        );
+        let id = format!("{}LaunchTemplate", capitalised(role));
+        let script = text(&e.eval(&props(&t, &id)["LaunchTemplateData"]["UserData"]));
+        assert!(script.contains(&format!(" PORT={port} ")), "{id}");
+    }
+    assert!(boot.contains("job_name: airq-%s"), "{boot}");
+    // The freshness alarm reads what the master publishes.
+    let alarm = props(&t, "IngestAgeAlarm");
+    assert_eq!(alarm["MetricName"], "airq_ingest_last_success_age_seconds");
+    assert!(
+        declared["^airq-master$"].contains(&"^airq_ingest_last_success_age_seconds$".to_owned())
+    );
+    assert_eq!(text(&e.eval(&alarm["Namespace"])), "airq/airq");
+    assert_eq!(
+        alarm["Dimensions"],
+        json!([{"Name": "job", "Value": "airq-master"}])
+    );
+    assert_eq!(
+        alarm["TreatMissingData"], "breaching",
+        "a silent master alarms"
+    );
+    assert_eq!(resource(&t, "IngestAgeAlarm")["Condition"], "RunsRelease");
+    let master_metrics =
+        std::fs::read_to_string(root().join("master/src/metrics.rs")).expect("master metrics");
+    assert!(master_metrics.contains("\"airq_ingest_last_success_age_seconds\""));
+    // The dashboard is valid JSON once substituted, and shows the
+    // freshness, the queue and the load balancer.
+    let body = text(&e.eval(&props(&t, "Dashboard")["DashboardBody"]));
+    let dashboard: Value =
+        serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"));
+    let widgets = list(&dashboard["widgets"]);
+    assert!(widgets.len() >= 6, "{widgets:?}");
+    for metric in [
+        "airq_ingest_last_success_age_seconds",
+        "ApproximateNumberOfMessagesVisible",
+        "HTTPCode_ELB_5XX_Count",
+        "HealthyHostCount",
+    ] {
+        assert!(body.contains(metric), "the dashboard shows {metric}");
+    }
+    // SSM sessions instead of SSH: no key pair, no inbound port 22.
+    for id in [
+        "MasterLaunchTemplate",
+        "WorkerLaunchTemplate",
+        "GatewayLaunchTemplate",
+    ] {
+        assert!(
+            props(&t, id)["LaunchTemplateData"].get("KeyName").is_none(),
+            "{id}"
+        );
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// A fake instance metadata service (IMDSv2): a token first, then the
+/// instance's facts; the lifecycle state and whether /metrics answers are
+/// the test's to set.
+struct FakeImds {
+    url: String,
+    state: std::sync::Arc<std::sync::Mutex<(String, bool)>>,
+}
+
+impl FakeImds {
+    fn start() -> FakeImds {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = std::sync::Arc::new(std::sync::Mutex::new(("InService".to_owned(), true)));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut token = false;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    token |= h.eq_ignore_ascii_case("x-aws-ec2-metadata-token: t0k3n\r\n");
+                }
+                let mut parts = request.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (lifecycle, metrics) = shared.lock().expect("state").clone();
+                let (status, body) = match (method, path) {
+                    ("PUT", "/latest/api/token") => (200, "t0k3n".to_owned()),
+                    ("GET", "/metrics") if metrics => (200, "up 1\n".to_owned()),
+                    ("GET", "/metrics") => (503, String::new()),
+                    ("GET", _) if !token => (401, String::new()),
+                    ("GET", "/latest/meta-data/instance-id") => (200, "i-0abc".to_owned()),
+                    ("GET", "/latest/meta-data/mac") => (200, "0e:aa:bb".to_owned()),
+                    (
+                        "GET",
+                        "/latest/meta-data/network/interfaces/macs/0e:aa:bb/vpc-ipv4-cidr-blocks",
+                    ) => (200, "10.1.0.0/16\n100.64.0.0/16".to_owned()),
+                    ("GET", "/latest/meta-data/autoscaling/target-lifecycle-state") => {
+                        (200, lifecycle)
+                    }
+                    _ => (404, String::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeImds { url, state }
+    }
+
+    fn set(&self, lifecycle: &str, metrics: bool) {
+        *self.state.lock().expect("state") = (lifecycle.to_owned(), metrics);
+    }
+}
+
+/// The boot library, run in bash against a fake metadata service with the
+/// commands it calls (aws, systemctl, dnf, useradd) recorded instead of
+/// run: it derives the trusted proxies from the VPC, refuses a binary
+/// whose SHA-256 is not the stack's, writes a hardened unit, signals
+/// SUCCESS only once the binary answers and FAILURE on any error, drains
+/// on scale-in and reports an instance whose binary stopped answering.
+#[test]
+fn the_boot_library_checks_signals_drains_and_reports() {
+    let t = template();
+    let long_prefix = "p".repeat(24);
+    let longest = Eval::new(
+        &t,
+        &[("Prefix", &long_prefix), ("Release", "v1.2.3-abcdef123456")],
+    );
+    let text_longest = text(&longest.eval(&props(&t, "BootScript")["Value"]));
+    // A standard SSM parameter holds 4 KB; stack names may be 128
+    // characters long (the evaluation's is "airq").
+    assert!(
+        text_longest.len() + 124 <= 4096,
+        "the boot library is {} bytes: too long for a standard parameter",
+        text_longest.len() + 124
+    );
+
+    let e = Eval::new(&t, &[("Prefix", "p1-"), ("Release", "v7")]);
+    let library = text(&e.eval(&props(&t, "BootScript")["Value"]));
+    let imds = FakeImds::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("boot.sh"), &library).expect("write");
+    std::fs::create_dir_all(d.join("etc/systemd/system")).expect("mkdir");
+    std::fs::create_dir_all(d.join("etc/logrotate.d")).expect("mkdir");
+    std::fs::write(d.join("release-binary"), b"#!/bin/sh\necho airq\n").expect("write");
+    use sha2::Digest;
+    let good = hex(&sha2::Sha256::digest(b"#!/bin/sh\necho airq\n"));
+    let bad = "0".repeat(64);
+    // Runs `body` after the library, as the worker, with its commands
+    // stubbed; returns (success, stdout, the commands called).
+    let run = |sha: &str, body: &str| -> (bool, String, String) {
+        let _ = std::fs::remove_file(d.join("calls"));
+        let script = format!(
+            r#"set -euo pipefail
+calls={d}/calls
+aws() {{ echo "aws $*" >>$calls; if [ "$1 $2" = "s3 cp" ]; then cp {d}/release-binary "${{@: -1}}"; fi; }}
+systemctl() {{ echo "systemctl $*" >>$calls; }}
+dnf() {{ echo "dnf $*" >>$calls; }}
+id() {{ return 1; }}
+useradd() {{ echo "useradd $*" >>$calls; }}
+sleep() {{ :; }}
+ROLE=worker GROUP=WorkerGroup SHA={sha} PORT={port} READY={url}/metrics ARGS= STOP=90
+export IMDS={url} ETC={d}/etc RUN={d}
+. {d}/boot.sh
+B={d}/opt/bin/airq-worker
+agent() {{ echo "agent" >>$calls; }}
+{body}
+"#,
+            d = d.display(),
+            url = imds.url,
+            port = imds.url.rsplit(':').next().unwrap_or_default(),
+        );
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash");
+        let calls = std::fs::read_to_string(d.join("calls")).unwrap_or_default();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+            calls,
+        )
+    };
+
+    // The load balancer's addresses: the VPC's blocks, all of them.
+    let (ok, out, _) = run(&good, "vpc_cidrs");
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "10.1.0.0/16,100.64.0.0/16");
+
+    // A binary that is not the release's is refused, and nothing installed.
+    let (ok, out, calls) = run(&bad, "fetch");
+    assert!(!ok && out.contains("is not the release's"), "{out}");
+    assert!(!d.join("opt/bin/airq-worker").exists());
+    assert!(
+        calls.contains(&format!(
+            "aws s3 cp --only-show-errors --region eu-west-2 s3://{}/releases/v7/x86_64/airq-worker",
+            e.name_of("Bucket")
+        )),
+        "{calls}"
+    );
+    let (ok, out, _) = run("", "fetch");
+    assert!(!ok && out.contains("no SHA-256"), "{out}");
+    let (ok, out, _) = run(&good, "fetch");
+    assert!(ok, "{out}");
+    let installed = d.join("opt/bin/airq-worker");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&installed)
+            .expect("installed")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+
+    // A failed boot tells CloudFormation, which stops the rollout.
+    let (ok, _, calls) = run(&bad, "boot AIRQ_METRICS_LISTEN=127.0.0.1:9101");
+    assert!(!ok);
+    assert!(
+        calls.contains(
+            "aws cloudformation signal-resource --region eu-west-2 --stack-name airq \
+             --logical-resource-id WorkerGroup --unique-id i-0abc --status FAILURE"
+        ),
+        "{calls}"
+    );
+    assert!(!calls.contains("--status SUCCESS"), "{calls}");
+
+    // A good one: the unit, the watch timer, then SUCCESS once it answers.
+    imds.set("InService", true);
+    let (ok, out, calls) = run(&good, "boot AIRQ_METRICS_LISTEN=127.0.0.1:9101");
+    assert!(ok, "{out}\n{calls}");
+    let unit = std::fs::read_to_string(d.join("etc/systemd/system/airq-worker.service"))
+        .expect("the unit");
+    for line in [
+        "Environment=AIRQ_BACKEND=aws",
+        "Environment=AWS_REGION=eu-west-2",
+        "Environment=AIRQ_AWS_PREFIX=p1-",
+        &format!("Environment=AIRQ_BUCKET={}", e.name_of("Bucket")),
+        "Environment=AIRQ_LOG_FORMAT=json",
+        "Environment=AIRQ_METRICS_LISTEN=127.0.0.1:9101",
+        &format!("ExecStart={} ", installed.display()),
+        "User=airq",
+        "TimeoutStopSec=90",
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "StandardOutput=append:/var/log/airq/airq-worker.log",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line}\n{unit}");
+    }
+    assert!(d.join("etc/systemd/system/airq-watch.timer").exists());
+    let order: Vec<&str> = calls.lines().collect();
+    let enabled = order
+        .iter()
+        .position(|l| l.starts_with("systemctl enable --now airq-worker.service airq-watch.timer"));
+    let success = order.iter().position(|l| l.ends_with("--status SUCCESS"));
+    assert!(
+        matches!((enabled, success), (Some(a), Some(b)) if a < b),
+        "started, then SUCCESS: {calls}"
+    );
+    assert!(
+        order.first() == Some(&"agent"),
+        "logs are shipped from the start: {calls}"
+    );
+
+    // watch: a binary that stops answering is reported after 10 checks
+    // (5 minutes), not before; an answer resets the count.
+    imds.set("InService", false);
+    let unhealthy = "aws autoscaling set-instance-health --region eu-west-2 \
+                     --instance-id i-0abc --health-status Unhealthy";
+    for _ in 0..9 {
+        let (ok, out, calls) = run(&good, "watch");
+        assert!(ok, "{out}");
+        assert!(!calls.contains(unhealthy), "{calls}");
+    }
+    imds.set("InService", true);
+    let (_, _, _) = run(&good, "watch");
+    imds.set("InService", false);
+    for _ in 0..9 {
+        let (_, _, calls) = run(&good, "watch");
+        assert!(!calls.contains(unhealthy), "the count restarted: {calls}");
+    }
+    let (_, _, calls) = run(&good, "watch");
+    assert!(calls.contains(unhealthy), "{calls}");
+
+    // Scale-in: the worker is stopped (it finishes its jobs) while the
+    // lifecycle hook holds the instance.
+    imds.set("Terminated", true);
+    let (ok, _, calls) = run(&good, "watch");
+    assert!(ok);
+    assert_eq!(calls.trim(), "systemctl stop airq-worker");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 // ------------------------------------------------------------------ on moto
 
 fn parse_settings(s: &str) -> BTreeMap<String, String> {
@@ -1173,25 +1739,6 @@ fn configured(name: &str, settings: &BTreeMap<String, String>, endpoint: &str) -
     cmd.envs(settings);
     cmd.env("AIRQ_AWS_ENDPOINT_URL", endpoint);
     cmd
-}
-
-async fn cloudformation(endpoint: &str) -> aws_sdk_cloudformation::Client {
-    use aws_config::{BehaviorVersion, Region};
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let region = std::env::var("AWS_REGION")
-        .ok()
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "us-east-1".into());
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(endpoint)
-        .region(Region::new(region))
-        .load()
-        .await;
-    aws_sdk_cloudformation::Client::new(&config)
 }
 
 fn param(key: &str, value: &str) -> Parameter {
@@ -1325,7 +1872,7 @@ async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
 async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
     let endpoint = emulator::endpoint();
     let aws = emulator::clients().await;
-    let cfn = cloudformation(&endpoint).await;
+    let cfn = emulator::cloudformation().await;
     let prefix = emulator::unique_prefix();
     let stack = format!("airq-{}", prefix.trim_end_matches('-'));
 
@@ -1574,35 +2121,48 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
 /// moto's default VPC (its id and CIDR) and two of its subnets, through
 /// boto3 from moto's own virtual environment (the Rust SDK for EC2 is a
 /// large build for three ids).
-fn default_vpc(endpoint: &str) -> (String, String, String) {
+/// Runs a Python script with boto3 against moto (the venv moto.sh made):
+/// what the Rust SDKs this crate links cannot read.
+fn boto(endpoint: &str, script: &str) -> String {
     let venv = std::env::var_os("AIRQ_VENV")
         .map(PathBuf::from)
         .map(|v| if v.is_absolute() { v } else { root().join(v) })
         .unwrap_or_else(|| root().join(".venv"));
-    let script = r#"
-import os, boto3
-ec2 = boto3.client("ec2", endpoint_url=os.environ["AIRQ_TEST_AWS_ENDPOINT"],
-                   region_name=os.environ.get("AWS_REGION") or "us-east-1")
-vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
-subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
-print(vpc["VpcId"], vpc["CidrBlock"], ",".join(s["SubnetId"] for s in subnets[:2]))
+    let prelude = r#"
+import os, json, boto3
+def client(name):
+    return boto3.client(name, endpoint_url=os.environ["AIRQ_TEST_AWS_ENDPOINT"],
+                        region_name=os.environ.get("AWS_REGION") or "us-east-1")
 "#;
     let out = Command::new(venv.join("bin").join("python"))
-        .args(["-c", script])
+        .args(["-c", &format!("{prelude}{script}")])
         .env("AIRQ_TEST_AWS_ENDPOINT", endpoint)
         .output()
         .expect("running moto's python (bash scripts/moto.sh install makes it)");
     assert!(
         out.status.success(),
-        "finding moto's default VPC: {}",
+        "boto3 on moto: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).expect("utf8");
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// Moto's default VPC and two of its subnets.
+fn default_vpc(endpoint: &str) -> (String, String) {
+    let text = boto(
+        endpoint,
+        r#"
+ec2 = client("ec2")
+vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+print(vpc["VpcId"], ",".join(s["SubnetId"] for s in subnets[:2]))
+"#,
+    );
     let mut parts = text.split_whitespace().map(str::to_owned);
-    let (Some(vpc), Some(cidr), Some(subnets)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(vpc), Some(subnets)) = (parts.next(), parts.next()) else {
         panic!("unexpected answer: {text}");
     };
-    (vpc, cidr, subnets)
+    (vpc, subnets)
 }
 
 /// With `Compute=true` and a release, moto's CloudFormation also makes the
@@ -1615,10 +2175,10 @@ print(vpc["VpcId"], vpc["CidrBlock"], ",".join(s["SubnetId"] for s in subnets[:2
 async fn with_compute_the_stack_deploys_on_moto_too() {
     let endpoint = emulator::endpoint();
     let aws = emulator::clients().await;
-    let cfn = cloudformation(&endpoint).await;
+    let cfn = emulator::cloudformation().await;
     let prefix = emulator::unique_prefix();
     let stack = format!("airq-{}", prefix.trim_end_matches('-'));
-    let (vpc, cidr, subnets) = default_vpc(&endpoint);
+    let (vpc, subnets) = default_vpc(&endpoint);
     let stack_id = create_stack(
         &cfn,
         &stack,
@@ -1626,7 +2186,6 @@ async fn with_compute_the_stack_deploys_on_moto_too() {
             ("Prefix", &prefix),
             ("Release", "v1"),
             ("VpcId", &vpc),
-            ("VpcCidr", &cidr),
             ("SubnetIds", &subnets),
             ("WorkerMaxSize", "3"),
         ],
@@ -1653,7 +2212,11 @@ async fn with_compute_the_stack_deploys_on_moto_too() {
         "GatewayTargetGroup",
         "HttpListener",
         "OperationsPathsRule",
-        "GatewayMetricsFromVpc",
+        "OperatorsSecurityGroup",
+        "GatewayMetricsFromOperators",
+        "BootScript",
+        "AgentConfig",
+        "LogGroup",
         "MasterGroup",
         "WorkerGroup",
         "GatewayGroup",
@@ -1668,6 +2231,43 @@ async fn with_compute_the_stack_deploys_on_moto_too() {
     let outputs = outputs(&cfn, &stack_id).await;
     let url = outputs.get("GatewayUrl").expect("a gateway URL");
     assert!(url.starts_with("http://") && url.contains(".elb."), "{url}");
+    // What the instances read and write exists as they expect: the boot
+    // library and the agent's settings (valid JSON), the log group with
+    // its retention, the named groups.
+    let seen: Value = serde_json::from_str(&boto(
+        &endpoint,
+        &format!(
+            r#"
+stack = "{stack}"
+ssm, logs, asg = client("ssm"), client("logs"), client("autoscaling")
+boot = ssm.get_parameter(Name=f"/airq/{{stack}}/boot")["Parameter"]["Value"]
+agent = ssm.get_parameter(Name=f"/airq/{{stack}}/cloudwatch-agent")["Parameter"]["Value"]
+groups = logs.describe_log_groups(logGroupNamePrefix=f"/airq/{{stack}}")["logGroups"]
+names = [g["AutoScalingGroupName"] for g in asg.describe_auto_scaling_groups()["AutoScalingGroups"]]
+print(json.dumps({{"boot": boot, "agent": json.loads(agent),
+    "groups": [[g["logGroupName"], g.get("retentionInDays")] for g in groups],
+    "asgs": sorted(n for n in names if n.startswith(stack))}}))
+"#
+        ),
+    ))
+    .expect("json");
+    let boot = text(&seen["boot"]);
+    assert!(boot.contains("vpc_cidrs()") && boot.len() < 4096, "{boot}");
+    assert_eq!(
+        seen["agent"]["logs"]["metrics_collected"]["prometheus"]["log_group_name"],
+        json!(format!("/airq/{stack}"))
+    );
+    assert_eq!(seen["groups"], json!([[format!("/airq/{stack}"), 30]]));
+    // (moto makes the groups without their lifecycle hooks: the static
+    // test reads the drain hook from the template.)
+    assert_eq!(
+        seen["asgs"],
+        json!([
+            format!("{stack}-gateway"),
+            format!("{stack}-master"),
+            format!("{stack}-worker")
+        ])
+    );
 
     let bucket = outputs["BucketName"].clone();
     empty_bucket(&aws.s3, &bucket).await;

@@ -115,6 +115,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .start(metrics_stop.clone(), metrics::register)
                 .await
                 .context("starting metrics")?;
+            if args.metrics.listen().is_some() {
+                tokio::spawn(metrics::keep_age(metrics_stop.clone()));
+            }
             let ran = schedule::run(store, plan, stop).await;
             metrics_stop.cancel();
             ran

@@ -12,11 +12,19 @@ use airq_core::feed::{FeedStats, Rejection};
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 pub const LAST_RUN_START: &str = "airq_ingest_last_run_start_timestamp_seconds";
 pub const LAST_RUN_END: &str = "airq_ingest_last_run_end_timestamp_seconds";
 pub const LAST_SUCCESS: &str = "airq_ingest_last_success_timestamp_seconds";
+/// Seconds since [`LAST_SUCCESS`], kept current between runs (every
+/// [`AGE_EVERY`]): what an alarm compares with a threshold where its
+/// metrics have no clock (CloudWatch alarms on metrics scraped by the
+/// agent). Absent, like [`LAST_SUCCESS`], until a run succeeds.
+pub const LAST_SUCCESS_AGE: &str = "airq_ingest_last_success_age_seconds";
+pub const AGE_EVERY: Duration = Duration::from_secs(15);
 pub const RUNS: &str = "airq_ingest_runs_total";
 pub const READINGS_STORED: &str = "airq_ingest_readings_stored_total";
 pub const REJECTIONS: &str = "airq_ingest_rejections_total";
@@ -55,6 +63,11 @@ pub fn register() {
         Unit::Seconds,
         "When the last successful ingestion run ended (Unix time); absent until one has"
     );
+    describe_gauge!(
+        LAST_SUCCESS_AGE,
+        Unit::Seconds,
+        "Seconds since the last successful ingestion run ended; absent until one has"
+    );
     describe_counter!(RUNS, Unit::Count, "Ingestion runs by outcome");
     describe_counter!(READINGS_STORED, Unit::Count, "Readings stored");
     describe_counter!(REJECTIONS, Unit::Count, "Feed entries rejected, by reason");
@@ -82,6 +95,30 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// When the last successful run ended (Unix seconds as f64 bits; 0: none).
+static LAST_SUCCESS_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps [`LAST_SUCCESS_AGE`] current until `stop`.
+pub async fn keep_age(stop: CancellationToken) {
+    let mut every = tokio::time::interval(AGE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Some(age) = age_at(unix_now()) {
+            gauge!(LAST_SUCCESS_AGE).set(age);
+        }
+    }
+}
+
+/// Seconds from the last success to `now`, if one has happened.
+fn age_at(now: f64) -> Option<f64> {
+    let at = f64::from_bits(LAST_SUCCESS_AT.load(Ordering::Relaxed));
+    (at > 0.0).then(|| (now - at).max(0.0))
+}
+
 pub fn run_started() {
     gauge!(LAST_RUN_START).set(unix_now());
 }
@@ -92,6 +129,8 @@ pub fn run_finished(success: bool, took: Duration) {
     gauge!(LAST_RUN_END).set(now);
     if success {
         gauge!(LAST_SUCCESS).set(now);
+        LAST_SUCCESS_AT.store(now.to_bits(), Ordering::Relaxed);
+        gauge!(LAST_SUCCESS_AGE).set(0.0);
     }
     let outcome = if success { "success" } else { "failure" };
     counter!(RUNS, "outcome" => outcome).increment(1);
@@ -115,6 +154,20 @@ pub fn rejected(stats: &FeedStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_age_counts_from_the_last_success_only() {
+        assert_eq!(age_at(1_000.0), None, "no success yet: absent");
+        run_finished(false, Duration::from_secs(1));
+        assert_eq!(age_at(1_000.0), None, "a failure is no success");
+        LAST_SUCCESS_AT.store(1_000.5_f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(age_at(1_090.5), Some(90.0));
+        assert_eq!(
+            age_at(999.0),
+            Some(0.0),
+            "a clock stepped back: not negative"
+        );
+    }
 
     #[test]
     fn reasons_are_snake_case_and_distinct() {

@@ -23,6 +23,7 @@ const SERIES: &[(&str, &str)] = &[
     ("airq_ingest_last_run_start_timestamp_seconds", "gauge"),
     ("airq_ingest_last_run_end_timestamp_seconds", "gauge"),
     ("airq_ingest_last_success_timestamp_seconds", "gauge"),
+    ("airq_ingest_last_success_age_seconds", "gauge"),
     ("airq_ingest_runs_total", "counter"),
     ("airq_ingest_readings_stored_total", "counter"),
     ("airq_ingest_rejections_total", "counter"),
@@ -244,6 +245,13 @@ fn a_successful_run_is_recorded() {
         "{started} {start_ts} {end_ts}"
     );
     assert_eq!(success_ts, end_ts);
+    // The age since that success, which alarms without a clock compare
+    // (CloudWatch): set with the success, kept current between runs.
+    let age = value(&s, "airq_ingest_last_success_age_seconds", &[]).expect("age");
+    assert!(
+        (0.0..=unix_now() - success_ts + 1.0).contains(&age),
+        "{age} {success_ts}"
+    );
     assert_eq!(
         observations(&s, "airq_ingest_run_duration_seconds"),
         Some(1.0)
@@ -267,6 +275,11 @@ fn a_failed_run_is_recorded_without_a_success() {
         value(&s, "airq_ingest_last_success_timestamp_seconds", &[]),
         None,
         "no success yet: absent, not zero"
+    );
+    assert_eq!(
+        value(&s, "airq_ingest_last_success_age_seconds", &[]),
+        None,
+        "no success yet: no age either"
     );
     assert_eq!(
         value(&s, "airq_ingest_readings_stored_total", &[]),
