@@ -5,6 +5,7 @@
 //! |--------|-----------------------|----------------------------------------------------------------|
 //! | POST   | `/api/query`          | 200 the answer (direct), 202 JSON (queued), 400, 401, 413, 415, 429, 503 |
 //! | GET    | `/api/results/{id}`   | 200/206 the answer, 202, 304, 401, 404, 410, 416, 422, 429 (see [`crate::handlers::results`]) |
+//! | GET    | `/api/results/{id}/status` | 200 its state and query (JSON), 401, 404, 410, 429 |
 //! | GET    | `/api/latest`         | 200 each sensor's latest reading (direct), 400, 401, 429, 503 |
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
@@ -45,6 +46,7 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
     let router = Router::new()
         .route("/api/query", post(submit::submit))
         .route("/api/results/{id}", get(results::get))
+        .route("/api/results/{id}/status", get(results::status))
         .route("/api/latest", get(latest::get))
         .route("/api/meta", get(meta::get))
         .route("/healthz", get(health::healthz))

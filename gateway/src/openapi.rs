@@ -60,6 +60,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         submit::submit,
         results::get,
+        results::status,
         latest::get,
         meta::get,
         health::healthz,
@@ -105,14 +106,32 @@ struct Built {
 
 static BUILT: LazyLock<Built> = LazyLock::new(|| {
     let doc = ApiDoc::openapi();
-    let json = doc.to_pretty_json().unwrap_or_else(|e| {
-        format!("{{\"error\":\"the description could not be serialized: {e}\"}}")
-    });
+    let json = serde_json::to_value(&doc)
+        .map(with_cross_field_rules)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|e| {
+            format!("{{\"error\":\"the description could not be serialized: {e}\"}}")
+        });
     Built {
         page: render(&doc),
         json,
     }
 });
+
+/// The rules between fields that JSON Schema can say and utoipa's types
+/// cannot: a query has at most one of `bbox` and `near` (the server
+/// refuses both with `400`).
+fn with_cross_field_rules(mut doc: serde_json::Value) -> serde_json::Value {
+    if let Some(query) = doc.pointer_mut("/components/schemas/Query") {
+        if let Some(object) = query.as_object_mut() {
+            object.insert(
+                "not".into(),
+                serde_json::json!({"required": ["bbox", "near"]}),
+            );
+        }
+    }
+    doc
+}
 
 /// The description, as JSON (what `/api/openapi.json` serves).
 pub fn json() -> &'static str {
@@ -286,16 +305,14 @@ impl Modify for Common {
             .required(Required::False)
             .description(Some(
                 "The client's id for this request, kept when it is 1 to 128 characters of \
-                 `A-Za-z0-9._~:+/=-` (anything else is replaced by a new UUID). It is on every \
-                 log line of the request, in the job a queued query becomes and on its result.",
+                 `A-Za-z0-9._~:+/=-`. Any other value is accepted and replaced by a new UUID \
+                 (the answer's `X-Request-Id` says which): a request is never refused for its \
+                 id. It is on every log line of the request, in the job a queued query \
+                 becomes and on its result.",
             ))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .min_length(Some(1))
-                    .max_length(Some(128))
-                    .pattern(Some("^[A-Za-z0-9._~:+/=-]{1,128}$")),
-            ))
+            // Any string: what the server does with one that is not an
+            // acceptable id is replace it, not refuse the request.
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
             .example(Some(serde_json::json!("4f1c-9e2a:checkout/7")))
             .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
@@ -912,6 +929,57 @@ pub mod schema {
     pub enum PendingState {
         Queued,
         Running,
+    }
+
+    /// A result's state and the query it answers (`GET
+    /// /api/results/{id}/status`).
+    #[derive(ToSchema)]
+    #[schema(as = ResultStatus, examples(json!({
+        "id": "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90",
+        "status": "done",
+        "createdAt": "2024-01-01 12:00:00",
+        "updatedAt": "2024-01-01 12:00:03",
+        "expiresAt": "2024-01-02 12:00:00",
+        "requestId": "4f1c-9e2a:checkout/7",
+        "query": {"startDate": "2018-06-03 00:00:00", "endDate": "2018-06-03 23:59:59",
+            "country": "DE", "index": "us-epa", "minAqi": 0, "maxAqi": 500},
+        "rows": 3315
+    })), rename_all = "camelCase")]
+    pub struct ResultStatus {
+        /// The result's id.
+        #[schema(format = "uuid")]
+        id: String,
+        /// `queued`, `running`, `done` or `failed`.
+        #[schema(inline)]
+        status: ResultState,
+        /// When it was submitted, `YYYY-MM-DD HH:MM:SS` UTC.
+        created_at: String,
+        /// When its state last changed, `YYYY-MM-DD HH:MM:SS` UTC.
+        updated_at: String,
+        /// When it expires (`410` after), `YYYY-MM-DD HH:MM:SS` UTC.
+        expires_at: String,
+        /// The request id its query was submitted with (null for results
+        /// older than request ids).
+        #[schema(required = true)]
+        request_id: Option<String>,
+        /// The query it answers, as validated, in the form `POST
+        /// /api/query` takes (fields at their defaults left out; null if
+        /// the stored query is damaged).
+        #[schema(required = true)]
+        query: Option<QueryBody>,
+        /// Rows of the answer, once done.
+        rows: Option<u64>,
+        /// Why it failed, when it did.
+        error: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub enum ResultState {
+        Queued,
+        Running,
+        Done,
+        Failed,
     }
 
     /// A query that failed (`422` to `GET /api/results/{id}`).

@@ -725,3 +725,76 @@ async fn every_response_tells_browsers_not_to_sniff_its_type() {
             .expect("DELETE"),
     );
 }
+
+/// `GET /api/results/{id}/status`: the state and the validated query in
+/// every state (what a shared link's page fills its form with), with the
+/// rows once done and the reason once failed; 404 and 410 as the answer.
+#[tokio::test]
+async fn a_results_status_says_its_state_and_query() {
+    let s = Setup::new(&[]);
+    let status = |id: Uuid| {
+        client()
+            .get(s.url(&format!("/api/results/{id}/status")))
+            .send()
+    };
+    let id = submit_async(&s, DE_LOW_HOUR).await;
+    let r = status(id).await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    let v = json(r).await;
+    assert_eq!(v["id"], id.to_string());
+    assert_eq!(v["status"], "queued");
+    // The query as validated: the canonical form, range and all, worked
+    // out by hand from DE_LOW_HOUR (DAQI and CSV are defaults: left out).
+    assert_eq!(
+        v["query"],
+        serde_json::json!({"startDate": "2018-06-03 20:00:00", "endDate": "2018-06-03 21:00:00",
+            "country": "DE", "minAqi": 0, "maxAqi": 10, "range": "Low"})
+    );
+    assert!(v.get("rows").is_none() && v.get("error").is_none(), "{v}");
+
+    let (expected, rows) = reference_csv(DE_LOW_HOUR);
+    work_one(&s.db(), done_from_reference).await;
+    let url = s.url(&format!("/api/results/{id}"));
+    assert_eq!(poll_final(&url).await.status(), StatusCode::OK);
+    assert_csv_result(&url, &expected).await;
+    let v = json(status(id).await.expect("GET")).await;
+    assert_eq!(
+        (v["status"].as_str(), v["rows"].as_u64()),
+        (Some("done"), Some(rows as u64))
+    );
+
+    let failed = submit_async(&s, DE_LOW_HOUR).await;
+    work_one(&s.db(), |_| Outcome::Failed {
+        error: "the store was on fire".into(),
+    })
+    .await;
+    poll_final(&s.url(&format!("/api/results/{failed}"))).await;
+    let v = json(status(failed).await.expect("GET")).await;
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["error"], "the store was on fire");
+
+    let r = status(Uuid::new_v4()).await.expect("GET");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = client()
+        .get(s.url("/api/results/not-a-uuid/status"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let gone = Uuid::new_v4();
+    let q = Query::from_json(DE_LOW_HOUR.as_bytes(), &QueryLimits::default()).unwrap();
+    SqliteResultStore::new(s.db())
+        .create(
+            gone,
+            &q,
+            Duration::ZERO,
+            &airq_core::results::Submission {
+                client: airq_core::ClientId::address("127.0.0.1".parse().unwrap()),
+                request_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(status(gone).await.expect("GET").status(), StatusCode::GONE);
+}

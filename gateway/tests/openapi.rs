@@ -295,6 +295,50 @@ async fn the_served_document_is_valid_openapi_3_1() {
     );
 }
 
+/// Where the description and the server could disagree on a rule between
+/// fields or on a header, the description says what the server does: a
+/// query with both `bbox` and `near` is outside the schema (and refused
+/// with 400), and any `X-Request-Id` is inside it (and an unacceptable one
+/// is replaced, not refused).
+#[tokio::test]
+async fn the_description_says_what_the_server_does() {
+    let s = Setup::new(&[]);
+    let doc = served(&s.gateway).await;
+    assert_eq!(
+        doc["components"]["schemas"]["Query"]["not"],
+        serde_json::json!({"required": ["bbox", "near"]})
+    );
+    let both = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","bbox":[5,47,15,55],"near":{"lat":48.78,"lon":9.18,"radiusKm":10}}"#;
+    let r = post_json(&s.url("/api/query"), both)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let param = doc["paths"]["/api/meta"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "X-Request-Id"))
+        .cloned()
+        .expect("X-Request-Id is described");
+    assert_eq!(param["schema"], serde_json::json!({"type": "string"}));
+    let r = client()
+        .get(s.url("/api/meta"))
+        .header("X-Request-Id", "not an acceptable id!")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "an unacceptable id is not refused"
+    );
+    let given = r.headers()["x-request-id"].to_str().expect("ASCII");
+    assert!(
+        Uuid::parse_str(given).is_ok(),
+        "replaced by a UUID: {given}"
+    );
+}
+
 #[tokio::test]
 async fn every_answer_the_gateway_gives_is_documented() {
     let mut log = Log::default();
@@ -598,6 +642,24 @@ async fn every_answer_the_gateway_gives_is_documented() {
         .await;
     log.send("GET", RESULT, c.get(format!("{result}?token=x")))
         .await;
+    // A result's status, in each state.
+    const STATUS: &str = "/api/results/{id}/status";
+    for (url, want) in [
+        (format!("{result}/status"), StatusCode::OK),
+        (
+            s.url(&format!("/api/results/{failed}/status")),
+            StatusCode::OK,
+        ),
+        (format!("{unknown}/status"), StatusCode::NOT_FOUND),
+        (
+            s.url(&format!("/api/results/{expired}/status")),
+            StatusCode::GONE,
+        ),
+        (format!("{result}/status?token=x"), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, ..) = log.send("GET", STATUS, c.get(&url)).await;
+        assert_eq!(status, want, "{url}");
+    }
 
     // Limits: two submits a minute, and no backlog at all.
     let limited = Setup::new(&["--tier", "anonymous:submits=2/min", "--max-backlog", "0"]);
@@ -644,6 +706,12 @@ async fn every_answer_the_gateway_gives_is_documented() {
         c.get(required.url(&format!("/api/results/{}", Uuid::new_v4()))),
     )
     .await;
+    log.send(
+        "GET",
+        "/api/results/{id}/status",
+        c.get(required.url(&format!("/api/results/{}/status", Uuid::new_v4()))),
+    )
+    .await;
     let (status, ..) = log
         .send("GET", "/api/meta", c.get(required.url("/api/meta")))
         .await;
@@ -674,6 +742,7 @@ async fn every_answer_the_gateway_gives_is_documented() {
             &[200, 202, 206, 304, 400, 401, 404, 410, 416, 422][..],
         ),
         ("/api/meta", &[200, 400, 401][..]),
+        ("/api/results/{id}/status", &[200, 400, 401, 404, 410][..]),
         (LATEST, &[200, 400, 401, 429, 503][..]),
     ] {
         let got = log.statuses(if route == "/api/query" { "POST" } else { "GET" }, route);

@@ -765,9 +765,37 @@
       return;
     }
     setStatus('queued', 'Looking up the result…');
-    poll(id, my, null).catch((e) => {
-      if (my === flow && e.name !== 'AbortError') setStatus('error', `Could not get the result: ${e.message}.`);
-    });
+    queryOfResult(id, inFlight.signal)
+      .then((query) => {
+        if (my !== flow || !query) return;
+        // The server's word on what the result answers, whatever the link
+        // says (a link may be bare, cut short or edited).
+        shownQuery = query;
+        clearErrors();
+        fillForm(query);
+        window.history.replaceState(window.history.state, '', resultUrl(id, query));
+      })
+      .then(() => (my === flow ? poll(id, my, null) : undefined))
+      .catch((e) => {
+        if (my === flow && e.name !== 'AbortError') setStatus('error', `Could not get the result: ${e.message}.`);
+      });
+  }
+
+  // The validated query a result answers (GET /api/results/{id}/status),
+  // or null when the server cannot say (the poll then reports why).
+  async function queryOfResult(id, signal) {
+    let resp;
+    try {
+      resp = await fetch(`/api/results/${encodeURIComponent(id)}/status`, {
+        headers: { Accept: 'application/json' }, cache: 'no-store', signal,
+      });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      return null;
+    }
+    if (resp.status !== 200) return null;
+    const info = await readJson(resp);
+    return info && info.query && typeof info.query === 'object' ? info.query : null;
   }
 
   // ------------------------------------------------------------------ CSV

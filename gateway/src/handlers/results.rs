@@ -149,25 +149,7 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = id
-        .ok()
-        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or(ApiError::NotFound(UNKNOWN))?;
-    let record = app
-        .backend
-        .results
-        .get(id)
-        .await
-        .map_err(ApiError::unavailable("result store unavailable"))?
-        .ok_or(ApiError::NotFound(UNKNOWN))?;
-    // Another client's keyed result does not exist, as far as this one
-    // can tell: the same 404 as an unknown id.
-    if !record.readable_by(&caller.client) {
-        return Err(ApiError::NotFound(UNKNOWN));
-    }
-    if record.is_expired(Timestamp::now()) {
-        return Err(ApiError::Expired);
-    }
+    let record = readable(&app, &caller, id).await?;
     // A poll without an id of its own goes on under its query's id.
     let follow = match (&record.request_id, request_id.sent_by_client()) {
         (Some(submitted), false) if request_id::acceptable(submitted) => {
@@ -188,6 +170,103 @@ pub async fn get(
     if let Some(v) = follow {
         response.headers_mut().insert(request_id::HEADER, v);
     }
+    Ok(response)
+}
+
+/// The result `id` names, if this caller may read it and it has not
+/// expired: what the answer and the status share.
+async fn readable(
+    app: &AppState,
+    caller: &Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<ResultRecord, ApiError> {
+    let id = id
+        .ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or(ApiError::NotFound(UNKNOWN))?;
+    let record = app
+        .backend
+        .results
+        .get(id)
+        .await
+        .map_err(ApiError::unavailable("result store unavailable"))?
+        .ok_or(ApiError::NotFound(UNKNOWN))?;
+    // Another client's keyed result does not exist, as far as this one
+    // can tell: the same 404 as an unknown id.
+    if !record.readable_by(&caller.client) {
+        return Err(ApiError::NotFound(UNKNOWN));
+    }
+    if record.is_expired(Timestamp::now()) {
+        return Err(ApiError::Expired);
+    }
+    Ok(record)
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/results/{id}/status",
+    tag = "queries",
+    operation_id = "getResultStatus",
+    summary = "A queued query's state and the query it answers",
+    description = "What a result is, in any state, as JSON: its status, times, request id \
+        and the query it answers as validated (the canonical form `POST /api/query` takes \
+        back), and, when done, its rows, or, when failed, why. The page uses it to show a \
+        shared result link with its query. Readable by whoever may read the result \
+        (`404` otherwise); `410` once expired. Spends one request of the `polls` budget.",
+    params(
+        ("id" = String, Path, description = "The result id (a UUID)",
+            example = "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90"),
+    ),
+    responses(
+        (status = 200, description = "The result's state and query",
+            body = crate::openapi::schema::ResultStatus),
+        (status = 400, description = "An API key in the URL", body = crate::openapi::schema::ErrorBody),
+        (status = 401, description = "A malformed, unknown or revoked API key, or none under \
+            `--auth required`", body = crate::openapi::schema::ErrorBody),
+        (status = 404, description = "No such result: not a UUID, unknown, or submitted with \
+            another API key", body = crate::openapi::schema::ErrorBody),
+        (status = 410, description = "The result has expired", body = crate::openapi::schema::ErrorBody),
+        (status = 429, description = "Over the client's `polls` budget",
+            body = crate::openapi::schema::ErrorBody),
+        (status = 503, description = "The result store does not answer",
+            body = crate::openapi::schema::ErrorBody),
+    ),
+    security((), ("apiKey" = []), ("bearer" = []))
+)]
+pub async fn status(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let r = readable(&app, &caller, id).await?;
+    // The canonical JSON the gateway stored; a damaged one is null rather
+    // than an error (the status is still worth having).
+    let query: serde_json::Value = serde_json::from_str(&r.query).unwrap_or_default();
+    let mut body = serde_json::json!({
+        "id": r.id,
+        "status": r.state.as_str(),
+        "createdAt": r.created_at.to_string(),
+        "updatedAt": r.updated_at.to_string(),
+        "expiresAt": r.expires_at.to_string(),
+        "requestId": r.request_id,
+        "query": query,
+    });
+    match r.state {
+        ResultState::Done => body["rows"] = r.rows.into(),
+        ResultState::Failed => {
+            body["error"] = r
+                .error
+                .as_deref()
+                .unwrap_or("the query failed for an unknown reason")
+                .into()
+        }
+        ResultState::Queued | ResultState::Running => {}
+    }
+    let mut response = Json(body).into_response();
+    // It changes until the result is done: never from a cache.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 

@@ -181,6 +181,7 @@ impl Test<'_> {
         let id = self.queued_query().await?;
         self.other_index_and_format(&day).await?;
         self.field_errors().await?;
+        self.shared_link(&day).await?;
         self.phone(&id).await?;
         Ok(())
     }
@@ -913,6 +914,77 @@ impl Test<'_> {
         let got = self.value(id).await?;
         ensure!(got == want, "#{id} is {got:?} after a key, not {want:?}");
         Ok(())
+    }
+
+    /// A bare link to a result this page did not submit (queued by a
+    /// script, no worker running) fills the form with the query the result
+    /// answers, from the server: index, bounds, place, types and format.
+    async fn shared_link(&self, day: &str) -> anyhow::Result<()> {
+        let body = json!({
+            "startDate": format!("{day} 00:00:00"),
+            "endDate": format!("{day} 23:59:59"),
+            "index": "us-epa",
+            "minAqi": 0,
+            "maxAqi": 150,
+            "bbox": [5.5, 47.25, 15.0, 55.0],
+            "sensorType": ["SDS011", "PMS5003"],
+            "format": "ndjson",
+        });
+        let r = self
+            .http
+            .post(self.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Prefer", "respond-async")
+            .body(body.to_string())
+            .send()
+            .await?;
+        ensure!(
+            r.status() == StatusCode::ACCEPTED,
+            "the API answered {}",
+            r.status()
+        );
+        let queued: Value = r.json().await?;
+        let id = queued["id"].as_str().context("no id")?.to_owned();
+        self.open(&format!("/?result={id}")).await?;
+        self.wait_state("queued", Duration::from_secs(15)).await?;
+        let form = self
+            .wait(
+                "the form to be refilled",
+                Duration::from_secs(10),
+                || async {
+                    let f = self
+                        .js(
+                            "const v = (id) => document.getElementById(id).value; \
+                         return {index: v('index'), minAqi: v('minAqi'), maxAqi: v('maxAqi'), \
+                           top: document.getElementById('maxAqi').max, place: v('placeKind'), \
+                           bbox: ['bboxMinLon', 'bboxMinLat', 'bboxMaxLon', 'bboxMaxLat'].map(v), \
+                           types: v('sensorType'), format: v('format'), \
+                           start: v('startDate'), url: location.search};",
+                            vec![],
+                        )
+                        .await?;
+                    Ok((f["index"] == "us-epa").then_some(f))
+                },
+            )
+            .await?;
+        ensure!(
+            form["minAqi"] == "0"
+                && form["maxAqi"] == "150"
+                && form["top"] == "500"
+                && form["place"] == "bbox"
+                && form["bbox"] == json!(["5.5", "47.25", "15", "55"])
+                && form["types"] == "PMS5003, SDS011"
+                && form["format"] == "ndjson"
+                && form["start"].as_str().is_some_and(|s| s.starts_with(day)),
+            "the form does not show the result's query: {form}"
+        );
+        ensure!(
+            form["url"]
+                .as_str()
+                .is_some_and(|u| u.contains("index=us-epa")),
+            "the link now carries the query: {form}"
+        );
+        self.assert_healthy().await
     }
 
     /// The index selector drives the band list and the bounds; a query in
