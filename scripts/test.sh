@@ -45,6 +45,8 @@ eval "$moto_env"
 trap 'bash scripts/moto.sh stop "$AIRQ_MOTO_PID"' EXIT
 echo "== OpenAPI validator (openapi-spec-validator in .venv/, for gateway/tests/openapi.rs)"
 "${AIRQ_VENV:-.venv}/bin/python" -m pip install --quiet --disable-pip-version-check "openapi-spec-validator==0.9.0"
+echo "== schemathesis (in .venv/, for gateway/tests/schemathesis.rs)"
+"${AIRQ_VENV:-.venv}/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 echo "== cfn-lint (in .venv/, for deploy/tests/template.rs)"
 "${AIRQ_VENV:-.venv}/bin/python" -m pip install --quiet --disable-pip-version-check "cfn-lint==1.58.0"
 echo "== tests"

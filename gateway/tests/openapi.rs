@@ -315,6 +315,43 @@ async fn the_description_says_what_the_server_does() {
         .expect("POST");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
+    // A band of the query's own index: `Good` is a US EPA band, not a
+    // DAQI one (the default index), and the server says so.
+    let rules = doc["components"]["schemas"]["Query"]["allOf"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let epa = rules
+        .iter()
+        .find(|r| r["if"]["properties"]["index"]["const"] == "us-epa")
+        .expect("a rule for us-epa's bands");
+    assert_eq!(
+        epa["then"]["properties"]["range"]["anyOf"][0]["title"],
+        "us-epa bands"
+    );
+    assert_eq!(rules.len(), 3, "one rule per index: {rules:?}");
+    let daqi_good =
+        r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","range":"Good"}"#;
+    let r = post_json(&s.url("/api/query"), daqi_good)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // GET /api/latest's filters: one object, so that the rule can be said.
+    let latest = &doc["paths"]["/api/latest"]["get"]["parameters"][0];
+    assert_eq!(latest["style"], "form");
+    assert_eq!(latest["explode"], true);
+    assert_eq!(
+        latest["schema"]["not"],
+        serde_json::json!({"required": ["bbox", "near"]})
+    );
+    let r = client()
+        .get(s.url("/api/latest?bbox=5,47,15,55&near=48.78,9.18,10"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
     let param = doc["paths"]["/api/meta"]["get"]["parameters"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == "X-Request-Id"))
