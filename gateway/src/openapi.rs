@@ -1089,29 +1089,6 @@ pub mod schema {
         Failed,
     }
 
-    /// What the reading store holds (`GET /api/meta`), cached 5 s.
-    #[derive(ToSchema)]
-    #[schema(as = Meta, examples(json!({
-        "readings": 9071,
-        "first": "2018-06-03 00:00:02",
-        "last": "2018-06-03 22:49:58",
-        "countries": ["AT", "BE", "DE"]
-    })))]
-    pub struct Meta {
-        /// How many readings the store holds.
-        readings: u64,
-        /// The earliest reading's time, `YYYY-MM-DD HH:MM:SS` UTC; null on
-        /// an empty store.
-        #[schema(required = true)]
-        first: Option<String>,
-        /// The latest reading's time, `YYYY-MM-DD HH:MM:SS` UTC; null on an
-        /// empty store.
-        #[schema(required = true)]
-        last: Option<String>,
-        /// The country codes that have readings.
-        countries: Vec<String>,
-    }
-
     /// Every error answer's body.
     #[derive(ToSchema)]
     #[schema(as = Error, examples(json!({

@@ -798,3 +798,57 @@ async fn a_results_status_says_its_state_and_query() {
         .unwrap();
     assert_eq!(status(gone).await.expect("GET").status(), StatusCode::GONE);
 }
+
+/// `GET /api/meta` carries the options and limits the page builds its form
+/// from: every index with its bands (worked out from the standards' tables
+/// in `airq_core::aqi`), every format, and this gateway's own span.
+#[tokio::test]
+async fn meta_carries_the_options_and_this_gateways_limits() {
+    let s = Setup::new(&["--max-span", "62days"]);
+    let r = client().get(s.url("/api/meta")).send().await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = json(r).await;
+    assert_eq!(v["limits"]["maxSpanSeconds"], 62 * 86_400);
+    assert_eq!(v["limits"]["maxRadiusKm"], 100.0);
+    let names: Vec<&str> = v["indices"]
+        .as_array()
+        .expect("indices")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, ["daqi", "us-epa", "eaqi"]);
+    let daqi = &v["indices"][0];
+    assert_eq!(daqi["default"], true);
+    assert_eq!(
+        (daqi["floor"].as_u64(), daqi["max"].as_u64()),
+        (Some(0), Some(10))
+    );
+    assert_eq!(daqi["valueColours"].as_array().map(Vec::len), Some(10));
+    // US EPA's categories (40 CFR 58 App. G Table 2): Good 0–50 … Hazardous
+    // 301–500, each with AirNow's colour.
+    let epa = &v["indices"][1];
+    assert_eq!(
+        epa["bands"][0],
+        serde_json::json!({"name": "Good", "lo": 0, "hi": 50, "colour": "#00E400", "abbr": null})
+    );
+    assert_eq!(epa["bands"][5]["hi"], 500);
+    let formats: Vec<(&str, &str)> = v["formats"]
+        .as_array()
+        .expect("formats")
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap_or(""),
+                f["mediaType"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            ("csv", "text/csv"),
+            ("ndjson", "application/x-ndjson"),
+            ("geojson", "application/geo+json")
+        ]
+    );
+}

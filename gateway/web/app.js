@@ -4,55 +4,21 @@
 'use strict';
 
 (() => {
-  // The DEFRA DAQI colours of values 1..10.
-  const DAQI_COLOURS = ['#9CFF9C', '#31FF00', '#31CF00', '#FFFF00', '#FFCF00',
-    '#FF9A00', '#FF6464', '#FF0000', '#990000', '#CE30FF'];
-  // The indices the API computes (common/core/src/aqi.rs has the tables and
-  // their sources): each one's scale (`floor` is the lowest minAqi it takes,
-  // DAQI's 0 meaning "no lower bound"), its named bands, and the colours
-  // its publisher uses (US EPA's AirNow and the EEA's for the EAQI). `abbr`
-  // is a band's name where a chart bar is too narrow for the whole one.
-  const INDICES = {
-    daqi: {
-      name: 'UK DAQI', short: 'DAQI', floor: 0, max: 10,
-      bands: [
-        { name: 'Low', lo: 1, hi: 3 },
-        { name: 'Moderate', lo: 4, hi: 6 },
-        { name: 'High', lo: 7, hi: 9 },
-        { name: 'Very High', lo: 10, hi: 10 },
-      ],
-    },
-    'us-epa': {
-      name: 'US EPA AQI', short: 'US EPA', floor: 0, max: 500,
-      bands: [
-        { name: 'Good', lo: 0, hi: 50, colour: '#00E400' },
-        { name: 'Moderate', lo: 51, hi: 100, colour: '#FFFF00' },
-        { name: 'Unhealthy for Sensitive Groups', lo: 101, hi: 150, colour: '#FF7E00', abbr: 'USG' },
-        { name: 'Unhealthy', lo: 151, hi: 200, colour: '#FF0000' },
-        { name: 'Very Unhealthy', lo: 201, hi: 300, colour: '#8F3F97', abbr: 'V. Unhealthy' },
-        { name: 'Hazardous', lo: 301, hi: 500, colour: '#7E0023' },
-      ],
-    },
-    eaqi: {
-      name: 'European EAQI', short: 'EAQI', floor: 1, max: 6,
-      bands: [
-        { name: 'Good', lo: 1, hi: 1, colour: '#50F0E6' },
-        { name: 'Fair', lo: 2, hi: 2, colour: '#50CCAA' },
-        { name: 'Moderate', lo: 3, hi: 3, colour: '#F0E641' },
-        { name: 'Poor', lo: 4, hi: 4, colour: '#FF5050' },
-        { name: 'Very poor', lo: 5, hi: 5, colour: '#960032' },
-        { name: 'Extremely poor', lo: 6, hi: 6, colour: '#7D2181', abbr: 'Ext. poor' },
-      ],
-    },
-  };
-  const DEFAULT_INDEX = 'daqi';
-  // The formats an answer comes in, by the API's name and by content type.
-  const FORMATS = {
-    csv: { label: 'CSV', type: 'text/csv', ext: 'csv' },
-    ndjson: { label: 'NDJSON', type: 'application/x-ndjson', ext: 'ndjson' },
-    geojson: { label: 'GeoJSON', type: 'application/geo+json', ext: 'geojson' },
-  };
-  const DEFAULT_FORMAT = 'csv';
+  // What the server offers, from GET /api/meta (common/core has the
+  // indices, their bands and their publishers' colours; the gateway its
+  // limits): nothing of it is written here. Filled by loadMeta before the
+  // form is used.
+  //   INDICES[name] = {name: title, short, floor, min, max, valueColours,
+  //     bands: [{name, lo, hi, colour, abbr}]}; `floor` is the lowest
+  //     minAqi it takes (the DAQI's 0: no lower bound); `valueColours`
+  //     colours each value where the publisher does (DAQI).
+  //   FORMATS[name] = {label, type, ext}
+  //   LIMITS = {maxSpanSeconds, maxRadiusKm, maxSensorTypes}
+  let INDICES = {};
+  let DEFAULT_INDEX = '';
+  let FORMATS = {};
+  let DEFAULT_FORMAT = '';
+  let LIMITS = { maxSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 };
   // The columns of every answer, in the CSV's order; NDJSON and GeoJSON
   // carry the same fields under the same names.
   const COLUMNS = ['id', 'timestamp', 'sensor_id', 'sensor_type', 'loc_id', 'loc_country',
@@ -70,10 +36,6 @@
     index: 'Index', minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'Band',
     bbox: 'The box', near: 'The point', format: 'Format',
   };
-  // The server's default limit on endDate - startDate.
-  const MAX_SPAN_SECONDS = 31 * 24 * 3600;
-  const MAX_RADIUS_KM = 100;
-  const MAX_SENSOR_TYPES = 32;
   // A sensor type name as the server takes it (feed::valid_sensor_type).
   const SENSOR_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_. -]{0,31}$/;
   const PREVIEW_ROWS = 100;
@@ -87,14 +49,17 @@
   const indexOf = (key) => INDICES[key] || INDICES[DEFAULT_INDEX];
   const rangeText = (b) => (b.lo === b.hi ? `${b.lo}` : `${b.lo}–${b.hi}`);
 
-  // The chart's bars of an index: one per value for the DAQI (its ten
-  // colours), one per band for the others (a bar per US EPA value would
-  // be 501 bars).
+  // The chart's bars of an index: one per value where the publisher
+  // colours values (the DAQI's ten), one per band for the others (a bar
+  // per US EPA value would be 501 bars).
   function barsOf(key) {
-    if (key === 'daqi') {
-      return DAQI_COLOURS.map((colour, i) => ({ lo: i + 1, hi: i + 1, colour, label: String(i + 1) }));
+    const ix = indexOf(key);
+    if (ix.valueColours.length) {
+      return ix.valueColours.map((colour, i) => ({
+        lo: ix.min + i, hi: ix.min + i, colour, label: String(ix.min + i),
+      }));
     }
-    return indexOf(key).bands.map((b) => ({
+    return ix.bands.map((b) => ({
       lo: b.lo, hi: b.hi, colour: b.colour, label: rangeText(b), abbr: b.abbr || b.name,
     }));
   }
@@ -172,8 +137,8 @@
       const span = dates.endDate.seconds - dates.startDate.seconds;
       if (span < 0) {
         err('endDate', `is before the start (${dates.endDate.text} < ${dates.startDate.text})`);
-      } else if (span > MAX_SPAN_SECONDS) {
-        err('endDate', `the range spans ${humanSpan(span)} but at most ${humanSpan(MAX_SPAN_SECONDS)} is allowed`);
+      } else if (span > LIMITS.maxSpanSeconds) {
+        err('endDate', `the range spans ${humanSpan(span)} but at most ${humanSpan(LIMITS.maxSpanSeconds)} is allowed`);
       }
     }
 
@@ -184,8 +149,8 @@
     }
 
     const types = $('sensorType').value.split(',').map((t) => t.trim()).filter((t) => t !== '');
-    if (types.length > MAX_SENSOR_TYPES) {
-      err('sensorType', `lists ${types.length} types; at most ${MAX_SENSOR_TYPES} are allowed`);
+    if (types.length > LIMITS.maxSensorTypes) {
+      err('sensorType', `lists ${types.length} types; at most ${LIMITS.maxSensorTypes} are allowed`);
     } else {
       const bad = types.find((t) => !SENSOR_TYPE_RE.test(t));
       if (bad !== undefined) err('sensorType', `"${bad}" is not a sensor type name (letters, digits, _ . - and spaces, at most 32)`);
@@ -248,7 +213,7 @@
         const problems = [];
         if (Math.abs(lat) > 90) problems.push('the latitude must be from -90 to 90');
         if (Math.abs(lon) > 180) problems.push('the longitude must be from -180 to 180');
-        if (!(radiusKm > 0 && radiusKm <= MAX_RADIUS_KM)) problems.push(`the radius must be more than 0 and at most ${MAX_RADIUS_KM} km`);
+        if (!(radiusKm > 0 && radiusKm <= LIMITS.maxRadiusKm)) problems.push(`the radius must be more than 0 and at most ${LIMITS.maxRadiusKm} km`);
         if (problems.length) err('near', problems.join('; '));
         else body.near = { lat, lon, radiusKm };
       }
@@ -568,7 +533,7 @@
 
   // What the page takes back: an answer in any format, or a JSON state or
   // error.
-  const ANSWER_TYPES = `${Object.values(FORMATS).map((f) => f.type).join(', ')}, application/json`;
+  const answerTypes = () => `${Object.values(FORMATS).map((f) => f.type).join(', ')}, application/json`;
 
   // Seconds to wait per Retry-After (delta-seconds or an HTTP date).
   function retryAfter(resp, fallback) {
@@ -597,6 +562,10 @@
 
   async function submit(event) {
     event.preventDefault();
+    if (!optionsLoaded()) {
+      setStatus('error', 'The page has not loaded the query options from the server yet; it keeps trying.');
+      return;
+    }
     clearErrors();
     const { errors, body } = readForm();
     if (errors.length) {
@@ -613,7 +582,7 @@
     setStatus('submitting', queue ? 'Sending the query to the queue…' : 'Running the query…');
     startElapsed(Date.now());
     revealResults();
-    const headers = { 'Content-Type': 'application/json', Accept: ANSWER_TYPES };
+    const headers = { 'Content-Type': 'application/json', Accept: answerTypes() };
     if (queue) headers.Prefer = 'respond-async';
     const started = Date.now();
     let resp;
@@ -689,7 +658,7 @@
       let resp;
       try {
         resp = await fetch(`/api/results/${encodeURIComponent(id)}`, {
-          headers: { Accept: ANSWER_TYPES }, cache: 'no-store', signal,
+          headers: { Accept: answerTypes() }, cache: 'no-store', signal,
         });
       } catch (e) {
         if (my !== flow || e.name === 'AbortError') return;
@@ -980,11 +949,12 @@
     return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) / 1000;
   }
 
-  // The colour of a value of an index on the map: the DAQI's ten colours
-  // by value, the other indices' by band.
+  // The colour of a value of an index on the map: by value where the
+  // publisher colours values (the DAQI's ten), else by band.
   function colourOf(indexKey) {
-    if (indexKey === 'daqi') return (v) => DAQI_COLOURS[Math.min(10, Math.max(1, v)) - 1];
     const ix = indexOf(indexKey);
+    const vc = ix.valueColours;
+    if (vc.length) return (v) => vc[Math.min(vc.length - 1, Math.max(0, v - ix.min))];
     return (v) => (ix.bands.find((b) => v >= b.lo && v <= b.hi) || ix.bands[ix.bands.length - 1]).colour;
   }
 
@@ -1019,8 +989,12 @@
           + `${ix.short} ${value} (${record[col.Range]})`,
       });
     }
-    const legend = indexKey === 'daqi'
-      ? DAQI_COLOURS.map((colour, i) => ({ colour, label: `${i + 1} (${indexOf('daqi').bands.find((b) => i + 1 <= b.hi).name})` }))
+    const shownIx = indexOf(indexKey);
+    const legend = shownIx.valueColours.length
+      ? shownIx.valueColours.map((colour, i) => {
+        const v = shownIx.min + i;
+        return { colour, label: `${v} (${shownIx.bands.find((b) => v <= b.hi).name})` };
+      })
       : bandColours(indexKey);
     map.setPoints(points, colourOf(indexKey), legend);
   }
@@ -1070,7 +1044,7 @@
   function drawChart(counts, indexKey) {
     const ix = indexOf(indexKey);
     const bars = barsOf(indexKey);
-    const perValue = indexKey === 'daqi';
+    const perValue = indexOf(indexKey).valueColours.length > 0;
     const bandOf = (value) => ix.bands.find((b) => value >= b.lo && value <= b.hi);
     const W = Math.round(Math.min(640, Math.max(300, $('chart').clientWidth || 640)));
     chartWidth = W;
@@ -1301,6 +1275,45 @@
     }
   }
 
+  // The server's options (indices, formats, limits) into the page's
+  // tables and the form's selects.
+  function useOptions(meta) {
+    const indices = Array.isArray(meta.indices) ? meta.indices : [];
+    const formats = Array.isArray(meta.formats) ? meta.formats : [];
+    if (!indices.length || !formats.length || !meta.limits) throw new Error('the server sent no query options');
+    INDICES = {};
+    for (const ix of indices) {
+      INDICES[ix.name] = {
+        name: ix.title, short: ix.short, floor: ix.floor, min: ix.min, max: ix.max,
+        valueColours: Array.isArray(ix.valueColours) ? ix.valueColours : [],
+        bands: ix.bands.map((b) => ({
+          name: b.name, lo: b.lo, hi: b.hi, colour: b.colour || undefined, abbr: b.abbr || undefined,
+        })),
+      };
+      if (ix.default) DEFAULT_INDEX = ix.name;
+    }
+    FORMATS = {};
+    for (const f of formats) {
+      FORMATS[f.name] = { label: f.label, type: f.mediaType, ext: f.extension };
+      if (f.default) DEFAULT_FORMAT = f.name;
+    }
+    LIMITS = {
+      maxSpanSeconds: Number(meta.limits.maxSpanSeconds),
+      maxRadiusKm: Number(meta.limits.maxRadiusKm),
+      maxSensorTypes: Number(meta.limits.maxSensorTypes),
+    };
+    const index = $('index');
+    index.replaceChildren(...indices.map((ix) => new Option(`${ix.title} (${rangeText({ lo: ix.min, hi: ix.max })})`, ix.name)));
+    index.value = DEFAULT_INDEX;
+    const format = $('format');
+    format.replaceChildren(...formats.map((f) => new Option(f.label, f.name)));
+    format.value = DEFAULT_FORMAT;
+    applyIndex();
+  }
+
+  // Until the options are in, a submit has nothing to check against.
+  const optionsLoaded = () => DEFAULT_INDEX !== '' && DEFAULT_FORMAT !== '';
+
   async function loadMeta() {
     const form = $('query');
     const summary = $('meta-summary');
@@ -1309,6 +1322,7 @@
       const resp = await fetch('/api/meta', { headers: { Accept: 'application/json' }, signal });
       const meta = await readJson(resp);
       if (!resp.ok || !meta) throw new Error(errorText(resp, meta));
+      useOptions(meta);
       const countries = (Array.isArray(meta.countries) ? meta.countries : [])
         .filter((c) => typeof c === 'string' && /^[A-Za-z]{2,3}$/.test(c))
         .sort();
@@ -1333,11 +1347,25 @@
       }
       if (!$('startDate').value && !$('endDate').value) useLatestDay();
       form.dataset.meta = 'loaded';
+      return true;
     } catch (e) {
-      summary.textContent = `Could not load what data is available (${e.message}); enter the dates by hand.`;
       $('latest-day').hidden = true;
       form.dataset.meta = 'failed';
+      if (optionsLoaded()) {
+        summary.textContent = `Could not load what data is available (${e.message}); enter the dates by hand.`;
+        return true;
+      }
+      // Without the options the form cannot be used: try again shortly.
+      summary.textContent = `Could not load the query options from the server (${e.message}); trying again in 10 s…`;
+      return false;
     }
+  }
+
+  // Loads the options, again every 10 s until they are in, then shows the
+  // result the link names, if any.
+  async function start() {
+    while (!(await loadMeta())) await sleep(10000);
+    resume();
   }
 
   // ---------------------------------------------------------------- init
@@ -1372,8 +1400,7 @@
         if (w !== chartWidth) drawChart(chartState.counts, chartState.indexKey);
       }, 150);
     });
-    loadMeta();
-    resume();
+    start();
   }
 
   init();

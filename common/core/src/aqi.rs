@@ -279,42 +279,82 @@ impl Indices {
     }
 }
 
-/// One named band of an index: its label and the values (inclusive) it covers.
+/// One named band of an index: its label, the values (inclusive) it
+/// covers, and how its publisher shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BandDef {
     pub label: &'static str,
     pub lo: u16,
     pub hi: u16,
+    /// The publisher's colour of the band (`#RRGGBB`); `None` where the
+    /// publisher colours each value instead ([`Index::value_colours`]).
+    pub colour: Option<&'static str>,
+    /// A shorter label, where a chart has no room for the whole one.
+    pub abbr: Option<&'static str>,
 }
 
 const fn band(label: &'static str, lo: u16, hi: u16) -> BandDef {
-    BandDef { label, lo, hi }
+    BandDef {
+        label,
+        lo,
+        hi,
+        colour: None,
+        abbr: None,
+    }
 }
 
-/// DAQI bands (DEFRA's labels).
+const fn shown(label: &'static str, lo: u16, hi: u16, colour: &'static str) -> BandDef {
+    BandDef {
+        label,
+        lo,
+        hi,
+        colour: Some(colour),
+        abbr: None,
+    }
+}
+
+const fn abbreviated(b: BandDef, abbr: &'static str) -> BandDef {
+    BandDef {
+        abbr: Some(abbr),
+        ..b
+    }
+}
+
+/// DAQI bands (DEFRA's labels; DEFRA colours each value: see
+/// [`DAQI_VALUE_COLOURS`]).
 const DAQI_BANDS: [BandDef; 4] = [
     band("Low", 1, 3),
     band("Moderate", 4, 6),
     band("High", 7, 9),
     band("Very High", 10, 10),
 ];
-/// US EPA AQI categories (same source as the breakpoints).
-const US_EPA_BANDS: [BandDef; 6] = [
-    band("Good", 0, 50),
-    band("Moderate", 51, 100),
-    band("Unhealthy for Sensitive Groups", 101, 150),
-    band("Unhealthy", 151, 200),
-    band("Very Unhealthy", 201, 300),
-    band("Hazardous", 301, 500),
+/// The colours DEFRA gives the DAQI's values 1 to 10 (the "Daily Air
+/// Quality Index" banding table of uk-air.defra.gov.uk).
+const DAQI_VALUE_COLOURS: [&str; 10] = [
+    "#9CFF9C", "#31FF00", "#31CF00", "#FFFF00", "#FFCF00", "#FF9A00", "#FF6464", "#FF0000",
+    "#990000", "#CE30FF",
 ];
-/// EAQI levels (the EEA's labels).
+/// US EPA AQI categories (same source as the breakpoints) and AirNow's
+/// colours for them.
+const US_EPA_BANDS: [BandDef; 6] = [
+    shown("Good", 0, 50, "#00E400"),
+    shown("Moderate", 51, 100, "#FFFF00"),
+    abbreviated(
+        shown("Unhealthy for Sensitive Groups", 101, 150, "#FF7E00"),
+        "USG",
+    ),
+    shown("Unhealthy", 151, 200, "#FF0000"),
+    abbreviated(shown("Very Unhealthy", 201, 300, "#8F3F97"), "V. Unhealthy"),
+    shown("Hazardous", 301, 500, "#7E0023"),
+];
+/// EAQI levels (the EEA's labels and colours).
 const EAQI_BANDS: [BandDef; 6] = [
-    band("Good", 1, 1),
-    band("Fair", 2, 2),
-    band("Moderate", 3, 3),
-    band("Poor", 4, 4),
-    band("Very poor", 5, 5),
-    band("Extremely poor", 6, 6),
+    shown("Good", 1, 1, "#50F0E6"),
+    shown("Fair", 2, 2, "#50CCAA"),
+    shown("Moderate", 3, 3, "#F0E641"),
+    shown("Poor", 4, 4, "#FF5050"),
+    shown("Very poor", 5, 5, "#960032"),
+    abbreviated(shown("Extremely poor", 6, 6, "#7D2181"), "Ext. poor"),
 ];
 
 /// Which index a query filters on and an answer shows.
@@ -357,6 +397,43 @@ impl Index {
             "usepa" => Some(Index::UsEpa),
             "eaqi" => Some(Index::Eaqi),
             _ => None,
+        }
+    }
+
+    /// Its name for people: `UK DAQI`, `US EPA AQI`, `European EAQI`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Index::Daqi => "UK DAQI",
+            Index::UsEpa => "US EPA AQI",
+            Index::Eaqi => "European EAQI",
+        }
+    }
+
+    /// Its short name for people: `DAQI`, `US EPA`, `EAQI`.
+    pub fn short(self) -> &'static str {
+        match self {
+            Index::Daqi => "DAQI",
+            Index::UsEpa => "US EPA",
+            Index::Eaqi => "EAQI",
+        }
+    }
+
+    /// The lowest `minAqi`/`maxAqi` a query takes on this index: its lowest
+    /// value, but for the DAQI, whose `minAqi` has always taken 0 ("no
+    /// lower bound", as the first system's clients send it).
+    pub fn floor(self) -> u16 {
+        match self {
+            Index::Daqi => 0,
+            other => other.min(),
+        }
+    }
+
+    /// The publisher's colour of each value from [`Index::min`] up, where
+    /// it colours values rather than bands (DAQI); empty otherwise.
+    pub fn value_colours(self) -> &'static [&'static str] {
+        match self {
+            Index::Daqi => &DAQI_VALUE_COLOURS,
+            Index::UsEpa | Index::Eaqi => &[],
         }
     }
 
@@ -738,5 +815,41 @@ mod tests {
         );
         assert_eq!(Index::parse("US_EPA"), Some(Index::UsEpa));
         assert_eq!(Index::parse("aqi"), None);
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    /// What the page and the API description read: every index named for
+    /// people, a floor, and a colour for every value or every band.
+    #[test]
+    fn every_index_says_how_it_is_shown() {
+        let mut titles: Vec<&str> = Index::ALL.iter().map(|i| i.title()).collect();
+        titles.dedup();
+        assert_eq!(titles.len(), Index::ALL.len());
+        assert_eq!(Index::Daqi.floor(), 0, "the first system's minAqi 0");
+        assert_eq!(Index::UsEpa.floor(), 0);
+        assert_eq!(Index::Eaqi.floor(), 1);
+        let hex = |c: &str| {
+            c.len() == 7 && c.starts_with('#') && c[1..].chars().all(|d| d.is_ascii_hexdigit())
+        };
+        for ix in Index::ALL {
+            let values = usize::from(ix.max() - ix.min()) + 1;
+            let by_value = ix.value_colours();
+            if by_value.is_empty() {
+                assert!(
+                    ix.bands().iter().all(|b| b.colour.is_some_and(hex)),
+                    "{ix:?}: a colour per band"
+                );
+            } else {
+                assert_eq!(by_value.len(), values, "{ix:?}: a colour per value");
+                assert!(by_value.iter().all(|c| hex(c)));
+            }
+        }
+        // DEFRA's table: 1 is #9CFF9C, 10 is #CE30FF.
+        assert_eq!(Index::Daqi.value_colours()[0], "#9CFF9C");
+        assert_eq!(Index::Daqi.value_colours()[9], "#CE30FF");
     }
 }

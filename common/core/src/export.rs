@@ -348,6 +348,24 @@ impl Format {
             .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
     }
 
+    /// Its name for people: `CSV`, `NDJSON`, `GeoJSON`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Csv => "CSV",
+            Format::Ndjson => "NDJSON",
+            Format::Geojson => "GeoJSON",
+        }
+    }
+
+    /// Its media type, without parameters.
+    pub fn media_type(self) -> &'static str {
+        self.content_type()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+    }
+
     /// The `Content-Type` of an answer.
     pub fn content_type(self) -> &'static str {
         match self {

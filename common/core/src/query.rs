@@ -160,8 +160,8 @@ impl Query {
         let index = v.index();
         let (min_aqi, max_aqi, band) = match index {
             Some(index) => {
-                let lo = v.aqi("minAqi", index, daqi_floor(index));
-                let hi = v.aqi("maxAqi", index, daqi_floor(index));
+                let lo = v.aqi("minAqi", index, index.floor());
+                let hi = v.aqi("maxAqi", index, index.floor());
                 let band = v.band(index);
                 if let (Some(lo), Some(hi)) = (lo, hi) {
                     if lo > hi {
@@ -299,15 +299,6 @@ impl Query {
             m.insert("format".into(), self.format.name().into());
         }
         Value::Object(m).to_string()
-    }
-}
-
-/// DAQI's `minAqi` has always taken 0 ("no lower bound", as the first
-/// system's clients send it), below the index's lowest value 1.
-fn daqi_floor(index: Index) -> u16 {
-    match index {
-        Index::Daqi => 0,
-        other => other.min(),
     }
 }
 

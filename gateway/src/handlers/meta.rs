@@ -1,26 +1,193 @@
-//! `GET /api/meta`: what the store holds, for the web page's form.
+//! `GET /api/meta`: what the store holds, and the options and limits this
+//! gateway runs with, for the web page's form (which hard-codes none of
+//! them: the indices, their bands and colours, the formats and the limits
+//! come from `airq_core` and the gateway's flags, here).
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use airq_core::aqi::Index;
+use airq_core::export::Format;
+use airq_core::place::MAX_RADIUS_KM;
+use airq_core::query::MAX_SENSOR_TYPES;
+use airq_core::QueryLimits;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// `{"readings", "first", "last", "countries"}`, times as
-/// `YYYY-MM-DD HH:MM:SS` UTC (null on an empty store). Cached a few seconds.
+/// What the reading store holds (cached 5 s), and the options and limits
+/// of this gateway.
+#[derive(Serialize, ToSchema)]
+#[schema(examples(json!({
+    "readings": 9071,
+    "first": "2018-06-03 00:00:02",
+    "last": "2018-06-03 22:49:58",
+    "countries": ["AT", "BE", "DE"],
+    "indices": [{"name": "eaqi", "title": "European EAQI", "short": "EAQI", "floor": 1,
+        "min": 1, "max": 6, "default": false, "valueColours": [],
+        "bands": [{"name": "Good", "lo": 1, "hi": 1, "colour": "#50F0E6", "abbr": null}]}],
+    "formats": [{"name": "csv", "label": "CSV", "mediaType": "text/csv",
+        "extension": "csv", "default": true}],
+    "limits": {"maxSpanSeconds": 2678400, "maxRadiusKm": 100.0, "maxSensorTypes": 32}
+})))]
+pub struct Meta {
+    /// How many readings the store holds.
+    readings: u64,
+    /// The earliest reading's time, `YYYY-MM-DD HH:MM:SS` UTC; null on an
+    /// empty store.
+    #[schema(required = true)]
+    first: Option<String>,
+    /// The latest reading's time, `YYYY-MM-DD HH:MM:SS` UTC; null on an
+    /// empty store.
+    #[schema(required = true)]
+    last: Option<String>,
+    /// The country codes that have readings.
+    countries: Vec<String>,
+    /// The indices a query can be on, the default one marked.
+    indices: Vec<IndexInfo>,
+    /// The formats an answer can come in, the default one marked.
+    formats: Vec<FormatInfo>,
+    /// The limits this gateway applies to a query.
+    limits: Limits,
+}
+
+/// One index: its name in queries, its names for people, its scale, its
+/// bands and the publisher's colours.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexInfo {
+    /// The name `index` takes (`daqi`, `us-epa`, `eaqi`).
+    name: &'static str,
+    title: &'static str,
+    short: &'static str,
+    /// The lowest `minAqi`/`maxAqi` a query takes (the DAQI's 0: no lower
+    /// bound).
+    floor: u16,
+    /// The lowest and highest values of a reading.
+    min: u16,
+    max: u16,
+    /// Whether a query without `index` is on this one.
+    default: bool,
+    /// The publisher's colour of each value from `min` up, where it colours
+    /// values rather than bands (DAQI); empty otherwise.
+    value_colours: &'static [&'static str],
+    /// The named bands, lowest first, covering `min` to `max`.
+    bands: Vec<BandInfo>,
+}
+
+/// One named band of an index.
+#[derive(Serialize, ToSchema)]
+pub struct BandInfo {
+    /// The name `range` takes.
+    name: &'static str,
+    /// The values it covers, inclusive.
+    lo: u16,
+    hi: u16,
+    /// The publisher's colour (`#RRGGBB`), null where values are coloured.
+    #[schema(required = true)]
+    colour: Option<&'static str>,
+    /// A shorter name for charts, null when the name is short.
+    #[schema(required = true)]
+    abbr: Option<&'static str>,
+}
+
+/// One answer format.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FormatInfo {
+    /// The name `format` takes.
+    name: &'static str,
+    label: &'static str,
+    media_type: &'static str,
+    extension: &'static str,
+    /// Whether a query without `format` gets this one.
+    default: bool,
+}
+
+/// The limits of this gateway's queries.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Longest `endDate - startDate`, in seconds (`--max-span`).
+    max_span_seconds: u64,
+    /// Largest `near` radius, in km.
+    max_radius_km: f64,
+    /// Most sensor types one query lists.
+    max_sensor_types: usize,
+}
+
+impl Meta {
+    fn options(
+        readings: u64,
+        first: Option<String>,
+        last: Option<String>,
+        countries: Vec<String>,
+        limits: &QueryLimits,
+    ) -> Meta {
+        let indices = Index::ALL
+            .into_iter()
+            .map(|ix| IndexInfo {
+                name: ix.name(),
+                title: ix.title(),
+                short: ix.short(),
+                floor: ix.floor(),
+                min: ix.min(),
+                max: ix.max(),
+                default: ix == Index::default(),
+                value_colours: ix.value_colours(),
+                bands: ix
+                    .bands()
+                    .iter()
+                    .map(|b| BandInfo {
+                        name: b.label,
+                        lo: b.lo,
+                        hi: b.hi,
+                        colour: b.colour,
+                        abbr: b.abbr,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let formats = Format::ALL
+            .into_iter()
+            .map(|f| FormatInfo {
+                name: f.name(),
+                label: f.label(),
+                media_type: f.media_type(),
+                extension: f.extension(),
+                default: f == Format::default(),
+            })
+            .collect();
+        Meta {
+            readings,
+            first,
+            last,
+            countries,
+            indices,
+            formats,
+            limits: Limits {
+                max_span_seconds: limits.max_span.as_secs(),
+                max_radius_km: MAX_RADIUS_KM,
+                max_sensor_types: MAX_SENSOR_TYPES,
+            },
+        }
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/api/meta",
     tag = "store",
     operation_id = "getMeta",
-    summary = "What the reading store holds",
-    description = "How many readings, their time span and their countries, for the web \
-        page's form; cached 5 s. Open under `--auth required` too. Spends one request of the \
-        client's `polls` budget.",
+    summary = "What the reading store holds, and this gateway's options and limits",
+    description = "How many readings, their time span and their countries (cached 5 s), \
+        and the indices (bands, colours), formats and query limits this gateway runs with: \
+        what the web page builds its form from. Open under `--auth required` too. Spends \
+        one request of the client's `polls` budget.",
     responses(
-        (status = 200, description = "The store's summary", body = crate::openapi::schema::Meta),
+        (status = 200, description = "The store's summary and the options", body = Meta),
         (status = 400, description = "An API key in the URL", body = crate::openapi::schema::ErrorBody),
         (status = 401, description = "A malformed, unknown or revoked API key",
             body = crate::openapi::schema::ErrorBody),
@@ -32,24 +199,19 @@ use serde::Serialize;
     security((), ("apiKey" = []), ("bearer" = []))
 )]
 pub async fn get(State(app): State<AppState>) -> Result<Response, ApiError> {
-    #[derive(Serialize)]
-    struct Meta {
-        readings: u64,
-        first: Option<String>,
-        last: Option<String>,
-        countries: Vec<String>,
-    }
     let readings = &app.backend.readings;
+    let limits = app.limits;
     let body = app
         .meta
         .get(|| async {
             let s = readings.summary().await?;
-            let meta = Meta {
-                readings: s.readings,
-                first: s.first.map(|t| t.to_string()),
-                last: s.last.map(|t| t.to_string()),
-                countries: s.countries,
-            };
+            let meta = Meta::options(
+                s.readings,
+                s.first.map(|t| t.to_string()),
+                s.last.map(|t| t.to_string()),
+                s.countries,
+                &limits,
+            );
             Ok(Bytes::from(serde_json::to_vec(&meta).unwrap_or_default()))
         })
         .await

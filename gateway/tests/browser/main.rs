@@ -79,6 +79,9 @@ async fn the_query_page_in_headless_chromium() {
     let db = dir.path().join("airq.db");
     load_sample(&db);
     let gateway = gateway(&db, &["--max-span", SERVER_MAX_SPAN]);
+    // The same page from a gateway with a longer span than the old
+    // built-in 31 days.
+    let wide = self::gateway(&db, &["--max-span", "62days"]);
     let profile = tempfile::tempdir().expect("temp profile dir");
     let downloads = tempfile::tempdir().expect("temp download dir");
 
@@ -92,6 +95,7 @@ async fn the_query_page_in_headless_chromium() {
     let t = Test {
         s: &session,
         gateway: &gateway,
+        wide: &wide,
         db: &db,
         downloads: downloads.path(),
         shots: &shots,
@@ -121,6 +125,8 @@ async fn the_query_page_in_headless_chromium() {
 struct Test<'a> {
     s: &'a Browser,
     gateway: &'a Service,
+    /// A gateway on the same store with `--max-span 62days`.
+    wide: &'a Service,
     db: &'a Path,
     downloads: &'a Path,
     shots: &'a Path,
@@ -182,6 +188,7 @@ impl Test<'_> {
         self.other_index_and_format(&day).await?;
         self.field_errors().await?;
         self.shared_link(&day).await?;
+        self.the_gateways_own_span(&day).await?;
         self.phone(&id).await?;
         Ok(())
     }
@@ -296,6 +303,13 @@ impl Test<'_> {
 
     /// Waits until the page just loaded has its metadata.
     async fn open_here(&self) -> anyhow::Result<()> {
+        self.wait_for_meta().await?;
+        self.assert_healthy().await
+    }
+
+    /// Waits until the page has loaded /api/meta (its options, limits
+    /// and summary).
+    async fn wait_for_meta(&self) -> anyhow::Result<()> {
         self.wait(
             "the form to load /api/meta",
             Duration::from_secs(20),
@@ -307,8 +321,7 @@ impl Test<'_> {
                 Ok((meta == "loaded").then_some(()))
             },
         )
-        .await?;
-        self.assert_healthy().await
+        .await
     }
 
     /// No script error so far, and no request to another host.
@@ -916,6 +929,34 @@ impl Test<'_> {
         Ok(())
     }
 
+    /// The page takes its limits from the gateway that serves it: from one
+    /// started with `--max-span 62days`, a 40-day range is accepted and
+    /// queued (no worker runs now, so it stays queued).
+    async fn the_gateways_own_span(&self, day: &str) -> anyhow::Result<()> {
+        self.s.goto(&self.wide.url("/")).await?;
+        self.wait_for_meta().await?;
+        let end = chrono_like_days_before(day, 0);
+        let start = chrono_like_days_before(day, 39);
+        self.set_value("startDate", &format!("{start}T00:00:00"))
+            .await?;
+        self.set_value("endDate", &format!("{end}T23:59:59"))
+            .await?;
+        self.submit().await?;
+        self.wait_state("queued", Duration::from_secs(15)).await?;
+        let errors = self
+            .js(
+                "return [...document.querySelectorAll('.error')].filter(e => !e.hidden).map(e => e.textContent)",
+                vec![],
+            )
+            .await?;
+        ensure!(errors == json!([]), "no field error: {errors}");
+        // (Another origin than assert_healthy's: the page's own record of
+        // script errors and CSP violations.)
+        let page_errors = self.js("return window.__airqErrors", vec![]).await?;
+        ensure!(page_errors == json!([]), "page errors: {page_errors}");
+        Ok(())
+    }
+
     /// A bare link to a result this page did not submit (queued by a
     /// script, no worker running) fills the form with the query the result
     /// answers, from the server: index, bounds, place, types and format.
@@ -1186,10 +1227,41 @@ impl Test<'_> {
             "an invalid form must not be sent"
         );
 
-        // Accepted by the page (under 31 days), refused by this gateway
-        // (--max-span 2days): the server's message, beside the field.
-        self.set_value("startDate", "2018-06-01T00:00:00").await?;
+        // Over this gateway's --max-span (2days): the page knows its limit
+        // (from /api/meta; it used to hold 31 days of its own) and says
+        // so without sending anything.
+        self.set_value("startDate", "2018-05-30T00:00:00").await?;
         self.set_value("endDate", "2018-06-03T23:59:59").await?;
+        self.submit().await?;
+        let text = self
+            .wait("the span error", Duration::from_secs(5), || async {
+                self.field_error("endDate").await.map(Some)
+            })
+            .await?;
+        ensure!(
+            text.contains("at most 2 days is allowed"),
+            "the page's span error names the gateway's limit: {text:?}"
+        );
+        ensure!(
+            self.state().await? == "done",
+            "a span over the gateway's limit must not be sent"
+        );
+
+        // A refusal only the server makes, beside its field: simulated (the
+        // page now knows every limit this gateway applies), by answering
+        // the next query with the gateway's own 400 for a span over 2 days.
+        self.js(
+            "const real = window.fetch; window.fetch = (url, init) => { \
+               if (String(url).endsWith('/api/query')) { window.fetch = real; \
+                 return Promise.resolve(new Response(JSON.stringify({error: 'invalid query', \
+                   fields: [{field: 'endDate', message: 'the range spans 2 days 23h 59m 59s but at most 2 days is allowed'}]}), \
+                   {status: 400, headers: {'Content-Type': 'application/json'}})); } \
+               return real(url, init); };",
+            vec![],
+        )
+        .await?;
+        self.set_value("startDate", "2018-06-01T00:00:00").await?;
+        self.set_value("endDate", "2018-06-02T23:59:59").await?;
         self.wait(
             "the error to clear on edit",
             Duration::from_secs(5),
@@ -1210,6 +1282,10 @@ impl Test<'_> {
         ensure!(
             text.contains("at most 2 days"),
             "the server's end-date error: {text:?}"
+        );
+        ensure!(
+            self.js("return window.fetch.name", vec![]).await? == "fetch",
+            "the real fetch is back"
         );
         let summary = self.find("#form-error").await?.text().await?;
         ensure!(
@@ -1319,4 +1395,38 @@ fn latest_day() -> String {
         .max()
         .expect("the sample has readings");
     last.to_string()[..10].to_owned()
+}
+
+/// The date `days` days before `day` (`YYYY-MM-DD`), as `YYYY-MM-DD`
+/// (days from the civil date and back, proleptic Gregorian: H. Hinnant's
+/// `days_from_civil`).
+fn chrono_like_days_before(day: &str, days: i64) -> String {
+    let parts: Vec<i64> = day.split('-').filter_map(|p| p.parse().ok()).collect();
+    let [y, m, d] = parts[..] else {
+        panic!("not a day: {day}")
+    };
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let z = era * 146_097 + doe - days;
+    // And back.
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[test]
+fn days_before_a_day() {
+    assert_eq!(chrono_like_days_before("2018-06-03", 0), "2018-06-03");
+    assert_eq!(chrono_like_days_before("2018-06-03", 39), "2018-04-25");
+    assert_eq!(chrono_like_days_before("2024-03-01", 1), "2024-02-29");
+    assert_eq!(chrono_like_days_before("2025-01-01", 1), "2024-12-31");
 }
