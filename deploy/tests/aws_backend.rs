@@ -5,7 +5,7 @@
 
 use airq_aws::{
     AwsClients, BlobStore, DynamoKeyStore, DynamoReadingStore, DynamoResultStore, ReceiptFence,
-    ResourceNames, SqsQueue, INLINE_CSV_MAX, SQS_MAX_BODY,
+    ResourceNames, SqsQueue, INLINE_ANSWER_MAX, SQS_MAX_BODY,
 };
 use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
@@ -351,14 +351,14 @@ async fn large_result_arrives_intact_through_s3() {
     let csv: String = std::iter::once("a,b\n".to_owned())
         .chain((0..40_000).map(|i| format!("{i},ü{i}\n")))
         .collect();
-    assert!(csv.len() > SQS_MAX_BODY && csv.len() > INLINE_CSV_MAX);
+    assert!(csv.len() > SQS_MAX_BODY && csv.len() > INLINE_ANSWER_MAX);
     let done = Outcome::Done {
-        csv: csv.clone(),
+        answer: csv.clone(),
         rows: 40_000,
     };
     assert!(store.finish(id, &done).await.expect("finish"));
     let dup = Outcome::Done {
-        csv: format!("{csv}x"),
+        answer: format!("{csv}x"),
         rows: 1,
     };
     assert!(!store.finish(id, &dup).await.expect("finish again"));
@@ -368,7 +368,7 @@ async fn large_result_arrives_intact_through_s3() {
         r.request_id, submission.request_id,
         "the submit's request id"
     );
-    let got = airq_core::results::read_csv(&store, &r)
+    let got = airq_core::results::read_answer(&store, &r)
         .await
         .expect("read");
     assert!(
@@ -389,7 +389,7 @@ async fn large_result_arrives_intact_through_s3() {
         .await
         .expect("purge");
     let r = store.get(id).await.expect("get").expect("tombstone");
-    assert_eq!(r.csv, None);
+    assert_eq!(r.answer, None);
     assert_eq!(r.stored, None);
     assert!(objects(&clients, &names, "results/").await.is_empty());
 }
@@ -521,7 +521,7 @@ async fn pagination_returns_every_reading() {
             loc_alt: "34.5".into(),
             p1: Some(format!("{}.{}", i % 90, i % 7)),
             p2: Some(format!("{}.{}", i % 60, i % 3)),
-            aqi: (i % 10) as u8 + 1,
+            daqi: (i % 10) as u8 + 1,
             us_epa: (i % 501) as u16,
             eaqi: (i % 6) as u8 + 1,
             samples: None,
@@ -797,7 +797,7 @@ fn old_item(r: &Reading) -> std::collections::HashMap<String, AttributeValue> {
         ("loc_lat".to_owned(), s(&r.loc_lat)),
         ("loc_long".to_owned(), s(&r.loc_long)),
         ("loc_alt".to_owned(), s(&r.loc_alt)),
-        ("AQI".to_owned(), n(r.aqi.to_string())),
+        ("AQI".to_owned(), n(r.daqi.to_string())),
     ]);
     if let Some(id) = r.id {
         item.insert("id".into(), n(id.to_string()));

@@ -121,7 +121,7 @@ async fn work_one(db: &Db, outcome: impl FnOnce(&Job) -> Outcome) -> Job {
 fn done_from_reference(job: &Job) -> Outcome {
     let (csv, rows) = reference_csv(&job.query);
     Outcome::Done {
-        csv: String::from_utf8(csv).expect("UTF-8"),
+        answer: String::from_utf8(csv).expect("UTF-8"),
         rows: rows as u64,
     }
 }
@@ -638,7 +638,7 @@ async fn repeated_direct_queries_come_from_the_answer_cache_until_it_expires() {
     // time is up, then the new data shows.
     let mut extra = sample_readings()
         .iter()
-        .find(|r| r.loc_country == "DE" && r.aqi <= 3)
+        .find(|r| r.loc_country == "DE" && r.daqi <= 3)
         .expect("a DE/Low reading")
         .clone();
     extra.timestamp = Timestamp::parse_feed("2018-06-03 20:30:00").unwrap();

@@ -302,7 +302,7 @@ impl Entry<'_> {
             p1: Some(cents_text(self.p1_cents)),
             p2: Some(cents_text(self.p2_cents)),
             // Both present, so the indices always exist.
-            aqi: indices.map_or(aqi::MIN_INDEX, |i| i.daqi),
+            daqi: indices.map_or(aqi::MIN_INDEX, |i| i.daqi),
             us_epa: indices.map_or(0, |i| i.us_epa),
             eaqi: indices.map_or(1, |i| i.eaqi),
             samples: None,

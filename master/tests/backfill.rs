@@ -243,7 +243,7 @@ fn indices(p1: &str, p2: &str) -> Indices {
 
 fn assert_indices(r: &Reading, want: Indices) {
     assert_eq!(
-        (r.aqi, r.us_epa, r.eaqi),
+        (r.daqi, r.us_epa, r.eaqi),
         (want.daqi, want.us_epa, want.eaqi),
         "{r:?}"
     );

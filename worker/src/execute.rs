@@ -1,7 +1,7 @@
 //! Running one request: from a queue message to the outcome its user sees.
 
 use airq_core::job::Job;
-use airq_core::results::{store_csv, Outcome};
+use airq_core::results::{store_answer, Outcome};
 use airq_core::Backend;
 use airq_core::BackendError;
 use std::time::Duration;
@@ -39,7 +39,7 @@ pub async fn run_query(
             })
         }
     };
-    let outcome = store_csv(
+    let outcome = store_answer(
         backend.results.as_ref(),
         job.id,
         backend.readings.query_answer(&query),

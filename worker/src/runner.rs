@@ -299,11 +299,11 @@ async fn process(
     let started = std::time::Instant::now();
     let outcome = run_query(backend, &job, settings.test_query_delay).await?;
     match &outcome {
-        Outcome::Done { rows, csv } => {
-            tracing::info!(rows, bytes = csv.len(), elapsed = ?started.elapsed(), "query done")
+        Outcome::Done { rows, answer } => {
+            tracing::info!(rows, bytes = answer.len(), elapsed = ?started.elapsed(), "query done")
         }
-        Outcome::Stored { rows, csv } => {
-            tracing::info!(rows, bytes = csv.bytes, elapsed = ?started.elapsed(), "query done")
+        Outcome::Stored { rows, answer } => {
+            tracing::info!(rows, bytes = answer.bytes, elapsed = ?started.elapsed(), "query done")
         }
         Outcome::Failed { error } => tracing::info!(%error, "query failed"),
     }

@@ -105,7 +105,7 @@ async fn runs_a_query_and_posts_the_csv() {
         String::from_utf8(to_csv(&reference(&env.readings, &q)).expect("csv")).expect("utf8");
     // 294 KB: written by the worker into the payload space as it was
     // rendered, the message naming it.
-    let Outcome::Stored { csv, rows } = &got[0].outcome else {
+    let Outcome::Stored { answer: csv, rows } = &got[0].outcome else {
         panic!("a large answer is stored: {:?}", got[0].outcome);
     };
     assert_eq!(*rows, 3315);
@@ -123,7 +123,7 @@ async fn runs_a_query_and_posts_the_csv() {
         .await
         .expect("record it"));
     let rec = results.get(id).await.expect("get").expect("record");
-    let stored = airq_core::results::read_csv(&results, &rec)
+    let stored = airq_core::results::read_answer(&results, &rec)
         .await
         .expect("read");
     assert!(
@@ -176,7 +176,7 @@ async fn a_duplicate_of_a_finished_request_posts_nothing() {
     let q = query();
     let id = env.submit(&q, None).await;
     let first = Outcome::Done {
-        csv: "first\n".into(),
+        answer: "first\n".into(),
         rows: 0,
     };
     assert!(env.results().finish(id, &first).await.expect("finish"));
@@ -185,7 +185,7 @@ async fn a_duplicate_of_a_finished_request_posts_nothing() {
     assert!(got.is_empty(), "no second result: {got:?}");
     assert_queue_empty(&env.queue(REQUEST_SEND)).await;
     let rec = env.results().get(id).await.expect("get").expect("record");
-    assert_eq!(rec.csv.as_deref(), Some("first\n"));
+    assert_eq!(rec.answer.as_deref(), Some("first\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

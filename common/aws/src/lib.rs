@@ -29,7 +29,7 @@ pub use keys::DynamoKeyStore;
 pub use migrate::{MigrateOptions, MigrateProgress};
 pub use queue::{SqsQueue, SQS_MAX_BODY};
 pub use readings::{day_of, DynamoReadingStore, LatestWrites, BATCH_WRITE_MAX};
-pub use results::{DynamoResultStore, INLINE_CSV_MAX};
+pub use results::{DynamoResultStore, INLINE_ANSWER_MAX};
 pub use retry::RetryPolicy;
 
 use airq_core::BackendError;

@@ -185,12 +185,12 @@ pub const WORKER: &[Permission] = &[
     p(
         "s3:PutObject",
         ResultObjects,
-        "DynamoResultStore::create_csv (Upload: PutObject, or CreateMultipartUpload, UploadPart, CompleteMultipartUpload)",
+        "DynamoResultStore::create_answer (Upload: PutObject, or CreateMultipartUpload, UploadPart, CompleteMultipartUpload)",
     ),
     p(
         "s3:AbortMultipartUpload",
         ResultObjects,
-        "DynamoResultStore::create_csv (Upload::abort of a failed or oversized answer)",
+        "DynamoResultStore::create_answer (Upload::abort of a failed or oversized answer)",
     ),
     // Queues.
     p(
@@ -344,7 +344,7 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "s3:GetObject",
         ResultObjects,
-        "DynamoResultStore::get (HeadObject) and open_csv (GetObject, ranges)",
+        "DynamoResultStore::get (HeadObject) and open_answer (GetObject, ranges)",
     ),
     p(
         "s3:PutObject",

@@ -147,7 +147,7 @@ pub(crate) struct ReadingItem {
     /// The DAQI; the bands (the CSV's `Range`) follow from the indices, so
     /// they are not stored.
     #[serde(rename = "AQI")]
-    pub(crate) aqi: u8,
+    pub(crate) daqi: u8,
     /// The US EPA AQI ([`US_EPA_ATTRIBUTE`]); absent on items written
     /// before it was computed.
     #[serde(
@@ -212,7 +212,7 @@ impl ReadingItem {
             loc_alt: r.loc_alt.clone(),
             p1: r.p1.clone(),
             p2: r.p2.clone(),
-            aqi: r.aqi,
+            daqi: r.daqi,
             us_epa: Some(r.us_epa),
             eaqi: Some(r.eaqi),
             samples: r.samples,
@@ -246,7 +246,7 @@ impl ReadingItem {
             loc_alt: self.loc_alt,
             p1: self.p1,
             p2: self.p2,
-            aqi: self.aqi,
+            daqi: self.daqi,
             us_epa,
             eaqi,
             samples: self.samples,
@@ -1152,7 +1152,7 @@ mod tests {
             loc_alt: String::new(),
             p1: Some("20".into()),
             p2: Some("9.1".into()),
-            aqi: 2,
+            daqi: 2,
             us_epa: 51,
             eaqi: 2,
             samples: None,

@@ -1,6 +1,6 @@
 //! The result store on DynamoDB, with large CSVs in S3.
 //!
-//! One item per result id. A CSV up to [`INLINE_CSV_MAX`] bytes is kept in
+//! One item per result id. A CSV up to [`INLINE_ANSWER_MAX`] bytes is kept in
 //! the item; a larger one is put in S3 under a key unique to the attempt
 //! (so a losing duplicate never overwrites the winner's object) and the item
 //! holds the key. Callers of [`ResultStore::get`] get the CSV either way.
@@ -28,7 +28,8 @@ use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{
-    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv, Submission,
+    AnswerSink, ByteStream, Outcome, ResultRecord, ResultState, ResultStore, StoredAnswer,
+    Submission,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -43,7 +44,7 @@ use uuid::Uuid;
 
 /// Largest CSV kept inside the item (DynamoDB items hold 400 KB at most,
 /// and a smaller item is cheaper to read on every poll).
-pub const INLINE_CSV_MAX: usize = 100 * 1024;
+pub const INLINE_ANSWER_MAX: usize = 100 * 1024;
 /// How long after expiry DynamoDB's TTL deletes a record no purge forgot.
 const TOMBSTONE_LIFETIME: i64 = 7 * 24 * 3600;
 /// Records purged at once.
@@ -243,15 +244,15 @@ fn is_key_of(id: Uuid, key: &str) -> bool {
 struct UploadSink(Upload);
 
 #[async_trait]
-impl CsvSink for UploadSink {
+impl AnswerSink for UploadSink {
     async fn write(&mut self, chunk: Bytes) -> Result<(), BackendError> {
         self.0.write(&chunk).await
     }
 
-    async fn finish(self: Box<Self>) -> Result<StoredCsv, BackendError> {
+    async fn finish(self: Box<Self>) -> Result<StoredAnswer, BackendError> {
         let key = self.0.key().to_owned();
         let bytes = self.0.finish().await?;
-        Ok(StoredCsv { key, bytes })
+        Ok(StoredAnswer { key, bytes })
     }
 
     async fn abort(self: Box<Self>) {
@@ -384,7 +385,7 @@ impl ResultStore for DynamoResultStore {
             // A live record whose object is gone is a fault (a bucket rule
             // shorter than the results' lifetime, a manual delete): an
             // error, not an "expired" answer the user would take as final.
-            // The object is streamed by open_csv, not read here; one HEAD
+            // The object is streamed by open_answer, not read here; one HEAD
             // checks it is there (and sizes records made before csv_bytes).
             (false, None, Some(key)) if !expired => {
                 let bytes = self.blobs.size(&key).await?.ok_or_else(|| {
@@ -392,7 +393,7 @@ impl ResultStore for DynamoResultStore {
                         "result {id}: its CSV object {key} is missing from the bucket"
                     ))
                 })?;
-                (None, Some(StoredCsv { key, bytes }))
+                (None, Some(StoredAnswer { key, bytes }))
             }
             _ => (None, None),
         };
@@ -404,7 +405,7 @@ impl ResultStore for DynamoResultStore {
             updated_at: Timestamp(item.updated_at),
             expires_at: Timestamp(item.expires_at),
             rows: item.rows,
-            csv,
+            answer: csv,
             stored,
             error: item.error,
             client,
@@ -466,7 +467,9 @@ impl ResultStore for DynamoResultStore {
         };
         req = match outcome {
             // Sent inline by a worker of an earlier version.
-            Outcome::Done { csv, rows } if csv.len() > INLINE_CSV_MAX => {
+            // The attribute `csv` holds an answer of any format (its stored
+            // name, from when every answer was CSV).
+            Outcome::Done { answer: csv, rows } if csv.len() > INLINE_ANSWER_MAX => {
                 let key = csv_key(id);
                 self.blobs
                     .put(&key, csv.as_bytes().to_vec(), CSV_CONTENT_TYPE)
@@ -474,7 +477,7 @@ impl ResultStore for DynamoResultStore {
                 uploaded = Some(key.clone());
                 stored(req, &key, csv.len() as u64, *rows)
             }
-            Outcome::Stored { csv, rows } => {
+            Outcome::Stored { answer: csv, rows } => {
                 if !is_key_of(id, &csv.key) {
                     return Err(BackendError::Corrupt(format!(
                         "result {id}: {:?} is not an object this backend made for it",
@@ -484,7 +487,7 @@ impl ResultStore for DynamoResultStore {
                 uploaded = Some(csv.key.clone());
                 stored(req, &csv.key, csv.bytes, *rows)
             }
-            Outcome::Done { csv, rows } => req
+            Outcome::Done { answer: csv, rows } => req
                 .update_expression(
                     "SET #state = :state, #rows = :rows, #csv = :csv, #updated = :now \
                      REMOVE #pending",
@@ -524,18 +527,18 @@ impl ResultStore for DynamoResultStore {
     }
 
     fn inline_max(&self) -> usize {
-        INLINE_CSV_MAX
+        INLINE_ANSWER_MAX
     }
 
-    async fn create_csv(&self, id: Uuid) -> Result<Box<dyn CsvSink>, BackendError> {
+    async fn create_answer(&self, id: Uuid) -> Result<Box<dyn AnswerSink>, BackendError> {
         Ok(Box::new(UploadSink(
             self.blobs.upload(csv_key(id), CSV_CONTENT_TYPE),
         )))
     }
 
-    async fn open_csv(
+    async fn open_answer(
         &self,
-        csv: &StoredCsv,
+        csv: &StoredAnswer,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, BackendError> {
         if !csv.key.starts_with(RESULTS_PREFIX) {

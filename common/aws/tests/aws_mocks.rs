@@ -38,7 +38,7 @@ fn readings(n: u64) -> Vec<Reading> {
             loc_alt: String::new(),
             p1: Some("8.13".into()),
             p2: Some("3.2".into()),
-            aqi: 1,
+            daqi: 1,
             us_epa: 18,
             eaqi: 1,
             samples: None,

@@ -157,7 +157,7 @@ pub fn reading(
         loc_alt: String::new(),
         p1,
         p2,
-        aqi: 0,
+        daqi: 0,
         us_epa: 0,
         eaqi: 0,
         // A daily mean of the backfill now and then: stored and answered

@@ -4,7 +4,7 @@ use airq_core::export::{AnswerChunk, AnswerStream};
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{
-    read_csv, store_csv, Outcome, ResultState, ResultStore, StoredCsv, Submission,
+    read_answer, store_answer, Outcome, ResultState, ResultStore, StoredAnswer, Submission,
 };
 use airq_core::{BackendError, ClientId};
 use bytes::Bytes;
@@ -68,12 +68,12 @@ pub async fn large_results(store: &dyn ResultStore) {
     let csv = csv_of(12_000, "first");
     assert!(csv.len() > 500 * 1024);
     let done = Outcome::Done {
-        csv: csv.clone(),
+        answer: csv.clone(),
         rows: 12_000,
     };
     assert!(store.finish(id, &done).await.expect("finish large"));
     let dup = Outcome::Done {
-        csv: csv_of(12_000, "duplicate"),
+        answer: csv_of(12_000, "duplicate"),
         rows: 12_000,
     };
     assert!(
@@ -84,7 +84,7 @@ pub async fn large_results(store: &dyn ResultStore) {
         let r = store.get(id).await.expect("get").expect("record");
         assert_eq!(r.state, ResultState::Done);
         assert_eq!(r.rows, Some(12_000));
-        let got = read_csv(store, &r).await.expect("read the CSV");
+        let got = read_answer(store, &r).await.expect("read the CSV");
         assert!(
             got.as_deref() == Some(csv.as_str()),
             "the first large CSV is served whole, every time"
@@ -102,7 +102,7 @@ pub async fn large_results(store: &dyn ResultStore) {
         .await
         .expect("purge");
     let r = store.get(gone).await.expect("get").expect("tombstone");
-    assert_eq!(r.csv, None, "an expired large CSV is dropped");
+    assert_eq!(r.answer, None, "an expired large CSV is dropped");
     assert_eq!(r.stored, None, "an expired large CSV is dropped");
 }
 
@@ -124,11 +124,11 @@ fn chunked(csv: &str, per: usize) -> AnswerStream {
 
 async fn read_range(
     store: &dyn ResultStore,
-    csv: &StoredCsv,
+    csv: &StoredAnswer,
     range: std::ops::Range<u64>,
 ) -> Vec<u8> {
     store
-        .open_csv(csv, Some(range))
+        .open_answer(csv, Some(range))
         .await
         .expect("open a range")
         .try_fold(Vec::new(), |mut all, c| async move {
@@ -139,7 +139,7 @@ async fn read_range(
         .expect("read a range")
 }
 
-/// A worker's answer written chunk by chunk ([`store_csv`]): small ones
+/// A worker's answer written chunk by chunk ([`store_answer`]): small ones
 /// travel inline, large ones are stored and served whole or by byte range,
 /// byte for byte; a duplicate's payload is dropped; a payload name the
 /// store did not make is refused; an answer over the row limit fails
@@ -152,11 +152,13 @@ pub async fn streamed_results(store: &dyn ResultStore) {
         .await
         .expect("create");
     let small = csv_of(3, "small");
-    match store_csv(store, id, chunked(&small, 7), 1_000)
+    match store_answer(store, id, chunked(&small, 7), 1_000)
         .await
         .expect("store small")
     {
-        Outcome::Done { csv, rows } => assert_eq!((csv.as_str(), rows), (small.as_str(), 4)),
+        Outcome::Done { answer: csv, rows } => {
+            assert_eq!((csv.as_str(), rows), (small.as_str(), 4))
+        }
         other => panic!("a small answer travels inline: {other:?}"),
     }
 
@@ -168,10 +170,14 @@ pub async fn streamed_results(store: &dyn ResultStore) {
         .expect("create");
     let large = csv_of(300_000, "streamed");
     assert!(large.len() > 10 * 1024 * 1024, "several multipart parts");
-    let outcome = store_csv(store, id, chunked(&large, 32 * 1024), 1_000_000)
+    let outcome = store_answer(store, id, chunked(&large, 32 * 1024), 1_000_000)
         .await
         .expect("store large");
-    let Outcome::Stored { csv: stored, rows } = outcome.clone() else {
+    let Outcome::Stored {
+        answer: stored,
+        rows,
+    } = outcome.clone()
+    else {
         panic!("a large answer is stored: {outcome:?}");
     };
     assert_eq!(
@@ -187,7 +193,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
         .expect("create");
     for key in [stored.key.clone(), "../../etc/passwd".into(), String::new()] {
         let forged = Outcome::Stored {
-            csv: StoredCsv { key, bytes: 1 },
+            answer: StoredAnswer { key, bytes: 1 },
             rows: 1,
         };
         assert!(
@@ -207,7 +213,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     assert_eq!(r.state, ResultState::Done);
     assert_eq!(r.rows, Some(300_001));
     assert_eq!(r.stored.as_ref(), Some(&stored));
-    let got = read_csv(store, &r).await.expect("read").expect("a CSV");
+    let got = read_answer(store, &r).await.expect("read").expect("a CSV");
     assert!(
         got == large,
         "the stored CSV is the rendered one, byte for byte"
@@ -227,16 +233,19 @@ pub async fn streamed_results(store: &dyn ResultStore) {
     }
     // A second delivery of the same request writes its own payload, which
     // is dropped when the first outcome is already recorded.
-    let dup = store_csv(store, id, chunked(&large, 64 * 1024), 1_000_000)
+    let dup = store_answer(store, id, chunked(&large, 64 * 1024), 1_000_000)
         .await
         .expect("store a duplicate");
-    let Outcome::Stored { csv: dup_csv, .. } = &dup else {
+    let Outcome::Stored {
+        answer: dup_csv, ..
+    } = &dup
+    else {
         panic!("{dup:?}");
     };
     assert_ne!(dup_csv.key, stored.key, "each attempt has its own payload");
     assert!(!store.finish(id, &dup).await.expect("finish the duplicate"));
     assert!(
-        store.open_csv(dup_csv, None).await.is_err()
+        store.open_answer(dup_csv, None).await.is_err()
             || read_range(store, dup_csv, 0..1).await.is_empty(),
         "the duplicate's payload is deleted"
     );
@@ -253,7 +262,7 @@ pub async fn streamed_results(store: &dyn ResultStore) {
         .create(id, &query(), Duration::from_secs(3600), &anyone())
         .await
         .expect("create");
-    match store_csv(store, id, chunked(&large, 32 * 1024), 1_000)
+    match store_answer(store, id, chunked(&large, 32 * 1024), 1_000)
         .await
         .expect("limit")
     {
@@ -283,7 +292,7 @@ pub async fn lifecycle_done(store: &dyn ResultStore) {
         ResultState::Running
     );
     let done = Outcome::Done {
-        csv: "a,b\n1,2\n".into(),
+        answer: "a,b\n1,2\n".into(),
         rows: 1,
     };
     assert!(
@@ -291,7 +300,7 @@ pub async fn lifecycle_done(store: &dyn ResultStore) {
         "first outcome is recorded"
     );
     let dup = Outcome::Done {
-        csv: "something else\n".into(),
+        answer: "something else\n".into(),
         rows: 9,
     };
     assert!(
@@ -305,14 +314,14 @@ pub async fn lifecycle_done(store: &dyn ResultStore) {
     let r = store.get(id).await.expect("get").expect("record");
     assert_eq!(r.state, ResultState::Done, "done stays done");
     assert_eq!(
-        r.csv.as_deref(),
+        r.answer.as_deref(),
         Some("a,b\n1,2\n"),
         "the first result is kept"
     );
     assert_eq!(r.rows, Some(1));
     // Served as often as asked.
     let again = store.get(id).await.expect("get").expect("record");
-    assert_eq!(again.csv, r.csv);
+    assert_eq!(again.answer, r.answer);
 }
 
 pub async fn failure_is_readable(store: &dyn ResultStore) {
@@ -328,7 +337,7 @@ pub async fn failure_is_readable(store: &dyn ResultStore) {
     let r = store.get(id).await.expect("get").expect("record");
     assert_eq!(r.state, ResultState::Failed);
     assert_eq!(r.error.as_deref(), Some("store unavailable"));
-    assert_eq!(r.csv, None);
+    assert_eq!(r.answer, None);
 }
 
 pub async fn unknown_is_none(store: &dyn ResultStore) {
@@ -342,7 +351,7 @@ pub async fn expiry(store: &dyn ResultStore) {
         .await
         .expect("create");
     let done = Outcome::Done {
-        csv: "x\n".into(),
+        answer: "x\n".into(),
         rows: 0,
     };
     store.finish(id, &done).await.expect("finish");
@@ -360,7 +369,7 @@ pub async fn expiry(store: &dyn ResultStore) {
         .await
         .expect("get")
         .expect("a tombstone remains, so it answers expired, not unknown");
-    assert_eq!(r.csv, None, "expired data is dropped");
+    assert_eq!(r.answer, None, "expired data is dropped");
     store
         .purge_expired(
             Timestamp(Timestamp::now().0 + 7200),
@@ -388,7 +397,7 @@ pub async fn clients_are_recorded(store: &dyn ResultStore) {
         let r = store.get(id).await.expect("get").expect("record");
         assert_eq!(r.client, Some(client), "the client is recorded");
         let done = Outcome::Done {
-            csv: "a\n".into(),
+            answer: "a\n".into(),
             rows: 0,
         };
         assert!(store.finish(id, &done).await.expect("finish"));
@@ -403,7 +412,7 @@ pub async fn clients_are_recorded(store: &dyn ResultStore) {
 pub async fn request_ids_are_recorded(store: &dyn ResultStore) {
     let hour = Duration::from_secs(3600);
     let small = Outcome::Done {
-        csv: "a\n".into(),
+        answer: "a\n".into(),
         rows: 0,
     };
     let failed = Outcome::Failed { error: "no".into() };
@@ -446,7 +455,7 @@ pub async fn request_ids_are_recorded(store: &dyn ResultStore) {
         );
         let outcome = match case {
             "stored" => {
-                let outcome = store_csv(store, id, chunked(&large, 32 * 1024), 1_000_000)
+                let outcome = store_answer(store, id, chunked(&large, 32 * 1024), 1_000_000)
                     .await
                     .expect("store");
                 assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
@@ -473,7 +482,7 @@ pub async fn request_ids_are_recorded(store: &dyn ResultStore) {
                 .await
                 .expect("purge");
             let r = store.get(id).await.expect("get").expect("a tombstone");
-            assert_eq!(r.csv, None, "its data is dropped");
+            assert_eq!(r.answer, None, "its data is dropped");
             assert_eq!(
                 r.request_id.as_deref(),
                 Some(request_id.as_str()),
@@ -533,7 +542,7 @@ pub async fn pending_counts_a_clients_live_unfinished_results(store: &dyn Result
     store.mark_running(mine[0]).await.expect("mark running");
     assert_eq!(pending(me).await, 4, "running results count too");
     let done = Outcome::Done {
-        csv: "a\n".into(),
+        answer: "a\n".into(),
         rows: 0,
     };
     assert!(store.finish(mine[0], &done).await.expect("finish"));

@@ -83,7 +83,7 @@ pub struct RowRef<'a> {
     pub loc_alt: &'a str,
     pub p1: Option<&'a str>,
     pub p2: Option<&'a str>,
-    pub aqi: u8,
+    pub daqi: u8,
     pub us_epa: u16,
     pub eaqi: u8,
     pub samples: Option<u32>,
@@ -93,7 +93,7 @@ impl RowRef<'_> {
     /// The row's value in `index`.
     pub fn index(&self, index: Index) -> u16 {
         Indices {
-            daqi: self.aqi,
+            daqi: self.daqi,
             us_epa: self.us_epa,
             eaqi: self.eaqi,
         }
@@ -115,7 +115,7 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
             loc_alt: &r.loc_alt,
             p1: r.p1.as_deref(),
             p2: r.p2.as_deref(),
-            aqi: r.aqi,
+            daqi: r.daqi,
             us_epa: r.us_epa,
             eaqi: r.eaqi,
             samples: r.samples,
@@ -137,7 +137,7 @@ impl From<RowRef<'_>> for Reading {
             loc_alt: r.loc_alt.to_owned(),
             p1: r.p1.map(str::to_owned),
             p2: r.p2.map(str::to_owned),
-            aqi: r.aqi,
+            daqi: r.daqi,
             us_epa: r.us_epa,
             eaqi: r.eaqi,
             samples: r.samples,
@@ -781,7 +781,7 @@ mod tests {
             loc_alt: "".into(),
             p1: Some("8.13".into()),
             p2: None,
-            aqi: 1,
+            daqi: 1,
             us_epa: 0,
             eaqi: 1,
             samples: None,
@@ -814,12 +814,12 @@ mod tests {
             loc_alt: "3".into(),
             p1: None,
             p2: Some("12".into()),
-            aqi: 2,
+            daqi: 2,
             us_epa: 0,
             eaqi: 1,
             samples: None,
         };
-        r.aqi = 10;
+        r.daqi = 10;
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
         assert!(csv.contains("\"Very, odd \"\"sensor\"\"\""));
         assert!(csv.ends_with(",12,10,Very High\n"));
@@ -845,7 +845,7 @@ mod tests {
             loc_alt: "".into(),
             p1: Some("8.13".into()),
             p2: Some("4.2".into()),
-            aqi: (i % 10 + 1) as u8,
+            daqi: (i % 10 + 1) as u8,
             us_epa: (i * 37 % 501) as u16,
             eaqi: (i % 6 + 1) as u8,
             samples: None,
@@ -1004,7 +1004,7 @@ mod tests {
             }
             // The generated columns are untouched.
             assert_eq!(&rec[1], "2018-06-03 20:40:01");
-            assert_eq!(&rec[12], Band::of_index(r.aqi).label());
+            assert_eq!(&rec[12], Band::of_index(r.daqi).label());
             // No line of the output starts a cell with a formula byte.
             let text = String::from_utf8(csv).unwrap();
             assert!(!text.contains(&format!(",{lead}")), "{lead:?}: {text:?}");

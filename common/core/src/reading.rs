@@ -124,8 +124,10 @@ pub struct Reading {
     pub p1: Option<String>,
     /// PM2.5 in µg/m³ (the feed's `P2`), as sent.
     pub p2: Option<String>,
-    /// DAQI, 1..=10.
-    pub aqi: u8,
+    /// DAQI, 1..=10. (Serialized as `aqi`, its name before the other
+    /// indices came.)
+    #[serde(rename = "aqi")]
+    pub daqi: u8,
     /// US EPA AQI, 0..=500.
     pub us_epa: u16,
     /// EAQI level, 1..=6.
@@ -140,13 +142,13 @@ pub struct Reading {
 impl Reading {
     /// The DAQI band.
     pub fn band(&self) -> Band {
-        Band::of_index(self.aqi)
+        Band::of_index(self.daqi)
     }
 
     /// The reading's three indices.
     pub fn indices(&self) -> Indices {
         Indices {
-            daqi: self.aqi,
+            daqi: self.daqi,
             us_epa: self.us_epa,
             eaqi: self.eaqi,
         }
@@ -159,7 +161,7 @@ impl Reading {
 
     /// Sets the three indices.
     pub fn set_indices(&mut self, i: Indices) {
-        self.aqi = i.daqi;
+        self.daqi = i.daqi;
         self.us_epa = i.us_epa;
         self.eaqi = i.eaqi;
     }

@@ -60,20 +60,25 @@ impl fmt::Display for ResultState {
 /// (`airq-gateway --max-result-rows`): about 200 MB of CSV.
 pub const DEFAULT_MAX_RESULT_ROWS: u64 = 2_000_000;
 
-/// How a query ended.
+/// How a query ended. An answer is in the query's format (CSV, NDJSON or
+/// GeoJSON). On the wire (RequestReceive messages) its field is still
+/// `csv`, from when every answer was CSV: renaming it would strand the
+/// messages in flight during an upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
-    /// Done, with a CSV small enough to travel in the message.
+    /// Done, with an answer small enough to travel in the message.
     Done {
-        csv: String,
+        #[serde(rename = "csv")]
+        answer: String,
         rows: u64,
     },
-    /// Done, with the CSV already written by the worker into the store's
-    /// payload space (see [`ResultStore::create_csv`]); the message carries
-    /// only where it is.
+    /// Done, with the answer already written by the worker into the
+    /// store's payload space (see [`ResultStore::create_answer`]); the
+    /// message carries only where it is.
     Stored {
-        csv: StoredCsv,
+        #[serde(rename = "csv")]
+        answer: StoredAnswer,
         rows: u64,
     },
     Failed {
@@ -84,7 +89,7 @@ pub enum Outcome {
 /// A result's CSV in the store's payload space (a file beside the SQLite
 /// database, an S3 object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredCsv {
+pub struct StoredAnswer {
     /// The store's name for it. A store only ever accepts back a name of
     /// the form it makes for the result it belongs to, so a forged message
     /// cannot point a result at anything else.
@@ -99,11 +104,11 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, BackendError>>;
 /// Where a worker writes a large CSV, chunk by chunk, so that no process
 /// holds a whole result in memory.
 #[async_trait]
-pub trait CsvSink: Send {
+pub trait AnswerSink: Send {
     /// Appends a chunk.
     async fn write(&mut self, chunk: Bytes) -> Result<(), BackendError>;
     /// Makes the CSV whole and readable; returns where it is.
-    async fn finish(self: Box<Self>) -> Result<StoredCsv, BackendError>;
+    async fn finish(self: Box<Self>) -> Result<StoredAnswer, BackendError>;
     /// Drops what was written (a failed or oversized answer).
     async fn abort(self: Box<Self>);
 }
@@ -127,14 +132,14 @@ pub struct ResultRecord {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Timestamp,
-    /// Data rows in the CSV, once done.
+    /// Data rows of the answer, once done.
     pub rows: Option<u64>,
-    /// The CSV, once done, when small (`None` after it expired and was
-    /// purged).
-    pub csv: Option<String>,
-    /// Where the CSV is, once done, when large (read it with
-    /// [`ResultStore::open_csv`]; `None` after it expired).
-    pub stored: Option<StoredCsv>,
+    /// The answer (in the query's format), once done, when small (`None`
+    /// after it expired and was purged).
+    pub answer: Option<String>,
+    /// Where the answer is, once done, when large (read it with
+    /// [`ResultStore::open_answer`]; `None` after it expired).
+    pub stored: Option<StoredAnswer>,
     /// Why it failed.
     pub error: Option<String>,
     /// Who submitted it (`None` for results created before clients were
@@ -190,19 +195,19 @@ pub trait ResultStore: Send + Sync + 'static {
     async fn finish(&self, id: Uuid, outcome: &Outcome) -> Result<bool, BackendError>;
 
     /// CSVs up to this size are better kept inline (in the message and the
-    /// record) than written with [`ResultStore::create_csv`].
+    /// record) than written with [`ResultStore::create_answer`].
     fn inline_max(&self) -> usize;
 
     /// A new, empty payload for a CSV of result `id`, named for this
     /// attempt (a second delivery of the same request never writes into the
     /// first one's payload).
-    async fn create_csv(&self, id: Uuid) -> Result<Box<dyn CsvSink>, BackendError>;
+    async fn create_answer(&self, id: Uuid) -> Result<Box<dyn AnswerSink>, BackendError>;
 
     /// The bytes of a stored CSV: all of it, or the byte `range` (which
-    /// the caller has checked against [`StoredCsv::bytes`]).
-    async fn open_csv(
+    /// the caller has checked against [`StoredAnswer::bytes`]).
+    async fn open_answer(
         &self,
-        csv: &StoredCsv,
+        csv: &StoredAnswer,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, BackendError>;
 
@@ -231,34 +236,34 @@ pub trait ResultStore: Send + Sync + 'static {
     ) -> Result<u64, BackendError>;
 }
 
-/// A done record's whole CSV as text, from the record or the payload
+/// A done record's whole answer as text, from the record or the payload
 /// space (for small answers and tests; users are served a stream).
-pub async fn read_csv(
+pub async fn read_answer(
     store: &dyn ResultStore,
     record: &ResultRecord,
 ) -> Result<Option<String>, BackendError> {
-    if let Some(csv) = &record.csv {
-        return Ok(Some(csv.clone()));
+    if let Some(answer) = &record.answer {
+        return Ok(Some(answer.clone()));
     }
     let Some(stored) = &record.stored else {
         return Ok(None);
     };
     let bytes: Vec<u8> = store
-        .open_csv(stored, None)
+        .open_answer(stored, None)
         .await?
         .try_fold(Vec::new(), |mut all, chunk| async move {
             all.extend_from_slice(&chunk);
             Ok(all)
         })
         .await?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| BackendError::Corrupt(format!("the CSV of result {} is not UTF-8", record.id)))
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        BackendError::Corrupt(format!("the answer of result {} is not UTF-8", record.id))
+    })
 }
 
 /// The worker's side of a result: renders `chunks` into `store`, stopping
 /// at `max_rows`. A small answer comes back inline ([`Outcome::Done`]), a
-/// large one is written chunk by chunk into a [`CsvSink`]
+/// large one is written chunk by chunk into a [`AnswerSink`]
 /// ([`Outcome::Stored`]), so memory stays at one chunk plus the inline
 /// size whatever the result's size. An answer over `max_rows` is a failure
 /// that says how many rows it would have had (the rest of the stream is
@@ -267,7 +272,7 @@ pub async fn read_csv(
 /// Store errors are returned (the caller decides whether to retry); a
 /// [`BackendError::Refused`] write (no space, no permission) is a failure
 /// the user is told about.
-pub async fn store_csv(
+pub async fn store_answer(
     store: &dyn ResultStore,
     id: Uuid,
     mut chunks: AnswerStream,
@@ -276,7 +281,7 @@ pub async fn store_csv(
     let inline_max = store.inline_max();
     let mut head: Vec<u8> = Vec::new();
     let mut rows = 0u64;
-    let mut sink: Option<Box<dyn CsvSink>> = None;
+    let mut sink: Option<Box<dyn AnswerSink>> = None;
     let over = |rows: u64| rows > max_rows;
     let result: Result<(), BackendError> = async {
         while let Some(chunk) = chunks.next().await {
@@ -291,7 +296,7 @@ pub async fn store_csv(
                     head.extend_from_slice(&chunk.bytes)
                 }
                 None => {
-                    let mut new = store.create_csv(id).await?;
+                    let mut new = store.create_answer(id).await?;
                     let first = std::mem::take(&mut head);
                     if !first.is_empty() {
                         new.write(Bytes::from(first)).await?;
@@ -333,12 +338,12 @@ pub async fn store_csv(
     match sink {
         None => Ok(Outcome::Done {
             // The renderer only ever writes UTF-8.
-            csv: String::from_utf8(head)
+            answer: String::from_utf8(head)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             rows,
         }),
         Some(sink) => match sink.finish().await {
-            Ok(csv) => Ok(Outcome::Stored { csv, rows }),
+            Ok(answer) => Ok(Outcome::Stored { answer, rows }),
             Err(e @ BackendError::Refused { .. }) => Ok(Outcome::Failed {
                 error: format!("the result could not be stored: {e}"),
             }),

@@ -54,7 +54,9 @@ const INSERT_READING: &str = "INSERT OR REPLACE INTO readings
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Makes a reading its sensor's latest unless a newer one is stored. On a
-/// tie the later write wins, as it does in `readings`.
+/// tie the later write wins, as it does in `readings`. (Column names are
+/// the stored ones: `aqi` holds `Reading::daqi`, named before the other
+/// indices existed; renaming it would take a migration.)
 const UPSERT_LATEST: &str = "INSERT INTO latest
     (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
      p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples)
@@ -176,7 +178,7 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
         r.loc_alt,
         r.p1,
         r.p2,
-        r.aqi,
+        r.daqi,
         r.us_epa,
         r.eaqi,
         cell,
@@ -386,7 +388,7 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         loc_alt: text(row, 8)?,
         p1: text_or_null(row, 9)?,
         p2: text_or_null(row, 10)?,
-        aqi: small_int(row, 11)?,
+        daqi: small_int(row, 11)?,
         us_epa: small_int(row, 12)?,
         eaqi: small_int(row, 13)?,
         samples: match row.get_ref(14)? {
@@ -881,7 +883,7 @@ mod tests {
                 loc_alt: String::new(),
                 p1: Some("10".into()),
                 p2: None,
-                aqi: 0,
+                daqi: 0,
                 us_epa: 0,
                 eaqi: 0,
                 samples: None,
@@ -916,7 +918,7 @@ mod tests {
             loc_alt: String::new(),
             p1: None,
             p2: None,
-            aqi: 1,
+            daqi: 1,
             us_epa: 0,
             eaqi: 1,
             samples: None,

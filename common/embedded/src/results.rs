@@ -9,7 +9,8 @@ use airq_core::error::BackendError;
 use airq_core::query::Query;
 use airq_core::reading::Timestamp;
 use airq_core::results::{
-    ByteStream, CsvSink, Outcome, ResultRecord, ResultState, ResultStore, StoredCsv, Submission,
+    AnswerSink, ByteStream, Outcome, ResultRecord, ResultState, ResultStore, StoredAnswer,
+    Submission,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -77,7 +78,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 #[async_trait]
-impl CsvSink for FileSink {
+impl AnswerSink for FileSink {
     async fn write(&mut self, chunk: Bytes) -> Result<(), BackendError> {
         self.pending.extend_from_slice(&chunk);
         if self.pending.len() >= SINK_BATCH {
@@ -86,7 +87,7 @@ impl CsvSink for FileSink {
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<StoredCsv, BackendError> {
+    async fn finish(mut self: Box<Self>) -> Result<StoredAnswer, BackendError> {
         if !self.pending.is_empty() {
             self.flush().await?;
         }
@@ -94,7 +95,7 @@ impl CsvSink for FileSink {
             BackendError::Corrupt(format!("{} was finished after a failed write", self.name))
         })?;
         let bytes = blocking(move || writer.finish()).await?;
-        Ok(StoredCsv {
+        Ok(StoredAnswer {
             key: std::mem::take(&mut self.name),
             bytes,
         })
@@ -190,7 +191,7 @@ impl ResultStore for SqliteResultStore {
                                 updated_at: Timestamp(r.get(3)?),
                                 expires_at: Timestamp(r.get(4)?),
                                 rows: r.get::<_, Option<i64>>(5)?.map(|n| n as u64),
-                                csv: r.get(6)?,
+                                answer: r.get(6)?,
                                 stored: None,
                                 error: r.get(7)?,
                                 client: None,
@@ -215,11 +216,11 @@ impl ResultStore for SqliteResultStore {
                     })
                     .transpose()?;
                 if let Some(file) = file {
-                    // Not read here: the gateway streams it (open_csv).
+                    // Not read here: the gateway streams it (open_answer).
                     rec.stored = db
                         .bodies()
                         .size(Kind::Result, &file)?
-                        .map(|bytes| StoredCsv { key: file, bytes });
+                        .map(|bytes| StoredAnswer { key: file, bytes });
                     // The purge may have deleted the file of an expired
                     // result since the row was read; a live one must have it.
                     if rec.stored.is_none() && !rec.is_expired(Timestamp::now()) {
@@ -253,11 +254,13 @@ impl ResultStore for SqliteResultStore {
         self.db
             .run(move |conn| {
                 let now = Timestamp::now().0;
+                // The columns `csv` and `csv_file` hold an answer of any
+                // format: stored names, from when every answer was CSV.
                 let (state, rows, mut csv, error, mut file) = match outcome {
-                    Outcome::Done { csv, rows } => {
-                        ("done", Some(rows as i64), Some(csv), None, None)
+                    Outcome::Done { answer, rows } => {
+                        ("done", Some(rows as i64), Some(answer), None, None)
                     }
-                    Outcome::Stored { csv, rows } => {
+                    Outcome::Stored { answer: csv, rows } => {
                         if !is_file_of(id, &csv.key) {
                             return Err(BackendError::Corrupt(format!(
                                 "result {id}: {:?} is not a result file this backend made for it",
@@ -316,7 +319,7 @@ impl ResultStore for SqliteResultStore {
         INLINE_MAX
     }
 
-    async fn create_csv(&self, id: Uuid) -> Result<Box<dyn CsvSink>, BackendError> {
+    async fn create_answer(&self, id: Uuid) -> Result<Box<dyn AnswerSink>, BackendError> {
         let db = self.db.clone();
         let name = result_file(id, Uuid::new_v4());
         let file = name.clone();
@@ -328,9 +331,9 @@ impl ResultStore for SqliteResultStore {
         }))
     }
 
-    async fn open_csv(
+    async fn open_answer(
         &self,
-        csv: &StoredCsv,
+        csv: &StoredAnswer,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, BackendError> {
         let db = self.db.clone();

@@ -373,7 +373,7 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
                         r.loc_alt,
                         r.p1,
                         r.p2,
-                        r.aqi,
+                        r.daqi,
                     ])
                     .expect("insert");
             }
@@ -523,7 +523,7 @@ async fn large_result(db: &Db, ttl: std::time::Duration) -> (uuid::Uuid, String)
         .expect("create");
     let csv = "a,b\n".repeat(10_000);
     let done = Outcome::Done {
-        csv: csv.clone(),
+        answer: csv.clone(),
         rows: 9_999,
     };
     assert!(results.finish(id, &done).await.expect("finish"));
@@ -648,7 +648,7 @@ async fn the_purge_sweeps_old_files_no_row_refers_to() {
     want.sort();
     assert_eq!(files_in(&db, "results"), want);
     let r = results.get(rid).await.expect("get").expect("record");
-    let got = airq_core::results::read_csv(&results, &r)
+    let got = airq_core::results::read_answer(&results, &r)
         .await
         .expect("read");
     assert!(
@@ -817,7 +817,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         1
     );
     let done = Outcome::Done {
-        csv: "a\n".into(),
+        answer: "a\n".into(),
         rows: 0,
     };
     assert!(results.finish(old_id, &done).await.expect("finish"));

@@ -366,10 +366,10 @@ async fn done(
         rendering: Rendering::default(),
         filename: format!("airq-{}.csv", r.id),
     });
-    let len = match (&r.csv, &r.stored) {
-        (Some(csv), _) => csv.len() as u64,
+    let len = match (&r.answer, &r.stored) {
+        (Some(answer), _) => answer.len() as u64,
         (None, Some(stored)) => stored.bytes,
-        // The CSV is only dropped once expired; treat a missing one the same.
+        // The answer is only dropped once expired; treat a missing one the same.
         (None, None) => return Err(ApiError::Expired),
     };
     let mut response = if headers
@@ -390,20 +390,21 @@ async fn done(
                 return Ok(response);
             }
         };
-        let body = match (r.csv, &r.stored) {
-            (Some(csv), _) => match &range {
+        let body = match (r.answer, &r.stored) {
+            (Some(answer), _) => match &range {
                 Some(range) => Body::from(
-                    csv.into_bytes()
+                    answer
+                        .into_bytes()
                         .get(range.start as usize..range.end as usize)
                         .map(<[u8]>::to_vec)
                         .unwrap_or_default(),
                 ),
-                None => Body::from(csv),
+                None => Body::from(answer),
             },
             (None, Some(stored)) => Body::from_stream(
                 app.backend
                     .results
-                    .open_csv(stored, range.clone())
+                    .open_answer(stored, range.clone())
                     .await
                     .map_err(ApiError::unavailable("result store unavailable"))?,
             ),

@@ -480,7 +480,7 @@ fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
         loc_alt: String::new(),
         p1: r.p1.map(|(text, _)| text.to_owned()),
         p2: r.p2.map(|(text, _)| text.to_owned()),
-        aqi: 0,
+        daqi: 0,
         us_epa: 0,
         eaqi: 0,
         samples: None,
@@ -509,7 +509,7 @@ fn daily_reading(file: &ArchiveFile, d: Daily) -> Backfilled {
         loc_alt: String::new(),
         p1: None,
         p2: None,
-        aqi: 0,
+        daqi: 0,
         us_epa: 0,
         eaqi: 0,
         // Stored with the mean: how many measurements it averages.
@@ -730,7 +730,7 @@ mod tests {
             assert!(!p.readings.is_empty(), "{resolution:?}");
             for b in &p.readings {
                 let r = &b.reading;
-                assert_eq!((r.aqi, r.us_epa, r.eaqi), (1, 0, 1), "{resolution:?}");
+                assert_eq!((r.daqi, r.us_epa, r.eaqi), (1, 0, 1), "{resolution:?}");
             }
         }
     }
