@@ -82,6 +82,39 @@ pub struct UpArgs {
     pub gateway_args: String,
 }
 
+/// Where the seed feed is. The default (the sample, a path inside the
+/// repository) is found from any working directory: beside it, or in the
+/// checkout the binaries were built in (`target/*/` is two levels below
+/// it). Another source (a file or URL) is taken as given.
+fn seed_source(seed: &str, bin_dir: &Path) -> anyhow::Result<String> {
+    if seed != defaults::SAMPLE_FEED || Path::new(seed).exists() {
+        return Ok(seed.to_owned());
+    }
+    let checkout = bin_dir.parent().and_then(Path::parent);
+    let candidates: Vec<PathBuf> = checkout
+        .map(|c| c.join(seed))
+        .into_iter()
+        .chain(std::iter::once(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(seed),
+        ))
+        .collect();
+    candidates
+        .iter()
+        .find(|c| c.exists())
+        .map(|c| c.display().to_string())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the sample feed {seed} is not here (nor in {}): run from the repository's \
+                 root, or pass --seed FILE_OR_URL, or --seed '' to start with an empty store",
+                candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 fn bin_dir(args: &UpArgs) -> anyhow::Result<PathBuf> {
     if let Some(d) = &args.bin_dir {
         return Ok(d.clone());
@@ -129,9 +162,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let metrics: Vec<String> = vec!["--metrics-listen".into(), METRICS_LISTEN.into()];
 
     if !args.seed.is_empty() {
-        tracing::info!(source = %args.seed, "ingesting the seed feed");
+        let seed = seed_source(&args.seed, &dir)?;
+        tracing::info!(source = %seed, "ingesting the seed feed");
         let status = tokio::process::Command::new(&master)
-            .args(["ingest", "--source", &args.seed])
+            .args(["ingest", "--source", &seed])
             .args(&store)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -219,4 +253,30 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     printer.abort();
     tracing::info!("stack stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_is_found_from_anywhere_and_other_seeds_are_kept() {
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        // From a binary directory two levels below a checkout holding it.
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let found = seed_source(
+            defaults::SAMPLE_FEED,
+            &checkout.join("target").join("release"),
+        )
+        .expect("found");
+        assert!(Path::new(&found).exists(), "{found}");
+        // From a binary nowhere near a checkout: the one it was built in.
+        let found = seed_source(defaults::SAMPLE_FEED, &elsewhere.path().join("a").join("b"))
+            .expect("found");
+        assert!(Path::new(&found).exists(), "{found}");
+        assert_eq!(
+            seed_source("https://example.org/feed.json", elsewhere.path()).unwrap(),
+            "https://example.org/feed.json"
+        );
+    }
 }

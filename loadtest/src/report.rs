@@ -131,6 +131,19 @@ fn trim(x: f64) -> String {
     }
 }
 
+/// What to do about `429`s: a load test from one address spends one
+/// client's budget (the gateway's `anonymous` tier: 30 submits a minute).
+fn rate_limit_hint(errors: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let refused = errors.get("http_429").copied()?;
+    Some(format!(
+        "note: {refused} requests were refused by the gateway's rate limit (429): every \
+         request of a load test comes from one client, whose budget is its tier's (without \
+         a key, anonymous: 30 submits a minute). Give the run a key of a larger tier: \
+         export AIRQ_API_KEY=$(airq-deploy keys create --name loadtest --tier unlimited) \
+         (with the gateway's --db), then run again"
+    ))
+}
+
 /// The lines under a run's table.
 fn details(s: &Summary) -> String {
     let mut out = String::new();
@@ -148,6 +161,9 @@ fn details(s: &Summary) -> String {
         "  accounted: {} planned = {} ok + {} errors ({errors})",
         s.planned, s.ok, s.errors
     );
+    if let Some(hint) = rate_limit_hint(&s.errors_by_kind) {
+        let _ = writeln!(out, "  {hint}");
+    }
     if s.direct + s.queued > 0 {
         let _ = writeln!(
             out,
@@ -321,6 +337,20 @@ pub fn markdown(summaries: &[Summary]) -> String {
 mod tests {
     use super::*;
     use crate::stats::{Answer, ErrorKind};
+
+    #[test]
+    fn refusals_by_the_rate_limit_say_how_to_avoid_them() {
+        let mut errors = std::collections::BTreeMap::new();
+        assert_eq!(rate_limit_hint(&errors), None);
+        errors.insert("http_503".to_owned(), 3);
+        assert_eq!(rate_limit_hint(&errors), None);
+        errors.insert("http_429".to_owned(), 82);
+        let hint = rate_limit_hint(&errors).expect("a hint");
+        assert!(
+            hint.contains("82 requests") && hint.contains("--tier unlimited"),
+            "{hint}"
+        );
+    }
 
     #[test]
     fn csv_lines() {
