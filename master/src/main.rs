@@ -169,6 +169,14 @@ async fn backfill_command(global: &GlobalArgs, args: cli::BackfillArgs) -> anyho
     if from > to {
         anyhow::bail!("--from {from} is after --to {to}");
     }
+    if args.to.is_none() {
+        // Said up front: `--from` alone can mean a year and more of archive.
+        let days = (to - from).num_days() + 1;
+        eprintln!(
+            "backfilling {from} to {to}, {days} day{}: without --to, up to yesterday (UTC)",
+            if days == 1 { "" } else { "s" }
+        );
+    }
     if to > today {
         anyhow::bail!("--to {to} is in the future (today is {today} UTC)");
     }

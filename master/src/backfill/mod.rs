@@ -841,6 +841,8 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
     }
     tracing::info!(
         source = %plan.source,
+        from = %plan.from,
+        to = %plan.to,
         days = todo.len(),
         types = %plan.types,
         resolution = plan.resolution.name(),
