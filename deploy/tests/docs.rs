@@ -4,6 +4,8 @@
 //! link, in every Markdown file of the repository. Files moved or renamed
 //! leave their old names behind in prose otherwise.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -108,6 +110,76 @@ fn every_file_the_docs_cite_exists() {
     assert!(
         missing.is_empty(),
         "the docs cite files that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The long flags a `--help` lists.
+fn flags_in_help(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .flat_map(|l| {
+            l.split([' ', ',', '='])
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .map(|w| w.trim_end_matches(['.', ':']).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f != "--help" && f != "--version")
+        .collect()
+}
+
+/// The subcommands a `--help` lists (but `help`).
+fn subcommands_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every flag each binary and subcommand takes is in
+/// docs/configuration.md: the reference is checked against `--help`, so a
+/// new flag without a line there fails here.
+#[test]
+fn the_configuration_reference_has_every_flag() {
+    let reference = std::fs::read_to_string(root().join("docs/configuration.md"))
+        .expect("docs/configuration.md");
+    let mut missing = Vec::new();
+    for binary in [
+        "airq-master",
+        "airq-gateway",
+        "airq-worker",
+        "airq-deploy",
+        "airq-loadtest",
+    ] {
+        // Breadth first through the subcommands.
+        let mut todo: Vec<Vec<String>> = vec![vec![]];
+        while let Some(path) = todo.pop() {
+            let out = std::process::Command::new(support::bin(binary))
+                .args(&path)
+                .arg("--help")
+                .output()
+                .expect("--help");
+            let help = String::from_utf8_lossy(&out.stdout).into_owned();
+            for sub in subcommands_in_help(&help) {
+                let mut deeper = path.clone();
+                deeper.push(sub);
+                todo.push(deeper);
+            }
+            for flag in flags_in_help(&help) {
+                if !reference.contains(&format!("`{flag}`")) {
+                    missing.push(format!("{binary} {} {flag}", path.join(" ")));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "flags that docs/configuration.md does not name (as `--flag`):\n{}",
         missing.join("\n")
     );
 }
