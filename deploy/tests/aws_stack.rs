@@ -157,23 +157,7 @@ async fn provision_ingest_and_query_on_aws() {
         "{meta}"
     );
 
-    let want = expected_csv(HOUR_DE_LOW);
-    let direct = http
-        .post(format!("{base}/api/query"))
-        .header("content-type", "application/json")
-        .body(HOUR_DE_LOW)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(direct.status(), 200);
-    let direct = direct.text().await.expect("body");
-    assert_eq!(direct.lines().count(), 3316, "header and 3315 rows");
-    assert_eq!(direct, want, "direct CSV");
-    assert_eq!(
-        queued(&http, &base, HOUR_DE_LOW).await,
-        want,
-        "queued CSV is byte-identical to the direct one"
-    );
+    support::direct_and_queued_agree(&http, &base).await;
 
     // API keys on DynamoDB: made by airq-deploy, honoured by the gateway,
     // refused once revoked (this gateway remembers a key for 200 ms).

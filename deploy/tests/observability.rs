@@ -8,14 +8,14 @@
 
 mod support;
 
-use prometheus_parse::{Scrape, Value};
+use airq_testkit::metrics::{Scrape, Value};
 use promql_parser::parser::{self, Expr};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{bin, stdout_lines, stop_gracefully, SAMPLE};
+use support::{bin, stdout_lines, stop_gracefully, LocalStack, SAMPLE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -346,47 +346,16 @@ fn the_scrape_config_names_the_gateway_and_a_job_per_binary() {
 }
 
 /// `airq-deploy up`, killed (gracefully) when dropped.
-struct Stack {
+/// The master alone, stopped gracefully when dropped.
+struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Stack {
+impl Drop for Running {
     fn drop(&mut self) {
         stop_gracefully(&mut self.child);
-    }
-}
-
-fn up() -> Stack {
-    for name in ["airq-master", "airq-gateway", "airq-worker"] {
-        bin(name);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airq-deploy"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--shutdown-grace",
-            "10s",
-            "--seed",
-            SAMPLE,
-        ])
-        .arg("--db")
-        .arg(dir.path().join("airq.db"))
-        .env_remove("AIRQ_METRICS_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start airq-deploy");
-    let lines = stdout_lines(&mut child);
-    Stack {
-        child,
-        lines,
-        _dir: dir,
     }
 }
 
@@ -398,12 +367,11 @@ async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
         .unwrap_or("")
         .to_owned();
     assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
+        content_type.starts_with(airq_testkit::metrics::CONTENT_TYPE),
         "{url}: {content_type}"
     );
     let body = r.text().await.expect("body");
-    Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("{url}: not Prometheus text: {e}\n{body}"))
+    airq_testkit::metrics::parse(&body)
 }
 
 fn kind_of(v: &Value) -> Option<Kind> {
@@ -461,7 +429,7 @@ fn check(scrape: &Scrape, from: Binary, complete: bool, absent: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_prints_where_each_process_serves_metrics_and_they_serve_the_contract() {
-    let stack = up();
+    let stack = LocalStack::start(1, &["--shutdown-grace", "10s"]);
     let (mut gateway, mut worker, mut master) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
@@ -535,7 +503,7 @@ async fn after_a_run_the_master_serves_every_series_of_the_contract() {
         .spawn()
         .expect("start airq-master");
     let lines = stdout_lines(&mut child);
-    let stack = Stack {
+    let stack = Running {
         child,
         lines,
         _dir: dir,

@@ -3,64 +3,23 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{bin, expected_csv, stdout_lines, stop_gracefully, SAMPLE};
+use support::{expected_csv, LocalStack};
 
 const QUERY: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
 
+/// The stack with two workers; `--grace` is the old name of
+/// `--shutdown-grace`, still taken.
 struct Stack {
-    child: Child,
+    _stack: LocalStack,
     url: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Stack {
     fn up() -> Stack {
-        for name in ["airq-master", "airq-gateway", "airq-worker"] {
-            bin(name);
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_airq-deploy"))
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-                "--grace",
-                "10s",
-                "--seed",
-                SAMPLE,
-            ])
-            .arg("--db")
-            .arg(dir.path().join("airq.db"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start airq-deploy");
-        let rx = stdout_lines(&mut child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("the stack reports its URL within 60 s");
-            if let Some(rest) = line.strip_prefix("airq is up at ") {
-                break rest.split_whitespace().next().expect("url").to_owned();
-            }
-        };
-        Stack {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        stop_gracefully(&mut self.child);
+        let stack = LocalStack::start(2, &["--grace", "10s"]);
+        let (url, _) = stack.wait_until_up();
+        Stack { _stack: stack, url }
     }
 }
 

@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{expected_csv, queued, run, start, HOUR_ALL, HOUR_DE_LOW, SAMPLE};
+use support::{expected_csv, queued, run, start, HOUR_ALL, SAMPLE};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cloudformation/airq.yaml");
 /// The pinned cfn-lint (scripts/test.sh installs it).
@@ -2057,23 +2057,7 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
     let (gateway, base) = start(gateway, true);
     let http = reqwest::Client::new();
 
-    let want = expected_csv(HOUR_DE_LOW);
-    let direct = http
-        .post(format!("{base}/api/query"))
-        .header("content-type", "application/json")
-        .body(HOUR_DE_LOW)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(direct.status(), 200);
-    let direct = direct.text().await.expect("body");
-    assert_eq!(direct.lines().count(), 3316, "header and 3315 rows");
-    assert_eq!(direct, want, "direct CSV");
-    assert_eq!(
-        queued(&http, &base, HOUR_DE_LOW).await,
-        direct,
-        "the queued CSV is byte-identical to the direct one"
-    );
+    support::direct_and_queued_agree(&http, &base).await;
     // Through the bucket: a result too large for an item or a message.
     let want_all = expected_csv(HOUR_ALL);
     assert!(want_all.len() > 256 * 1024, "{} bytes", want_all.len());

@@ -11,23 +11,18 @@ use airq_core::results::{Outcome, ResultStore};
 use airq_core::{Query, QueryLimits, Reading, Timestamp};
 use airq_embedded::SqliteReadingStore;
 use airq_embedded::{Db, SqliteQueue, SqliteResultStore};
-use reqwest::{header, Client, Response, StatusCode};
+use reqwest::{header, Response, StatusCode};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
+use support::client;
+use support::until_final;
 use support::{eventually, gateway, sample_readings, Setup};
 use uuid::Uuid;
 
 const DE_LOW_HOUR: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
 const CSV_HEADER: &str =
     "id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range";
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
-}
 
 async fn post(url: &str, body: &str, async_: bool) -> Response {
     let mut req = client()
@@ -73,20 +68,6 @@ async fn submit_async(base: &Setup, query_json: &str) -> Uuid {
     assert_eq!(id.get_version_num(), 4);
     assert_eq!(location, format!("/api/results/{id}"));
     id
-}
-
-/// Polls a result until its status is no longer 202.
-async fn poll_final(url: &str) -> Response {
-    eventually(
-        "the result to be final",
-        200,
-        Duration::from_millis(50),
-        || async {
-            let r = client().get(url).send().await.expect("GET");
-            (r.status() != StatusCode::ACCEPTED).then_some(r)
-        },
-    )
-    .await
 }
 
 /// Plays a worker: takes one job from RequestSend and posts `outcome(job)`.
@@ -207,7 +188,7 @@ async fn queued_query_is_answered_once_a_worker_replies_and_survives_restarts() 
 
     let job = work_one(&s.db(), done_from_reference).await;
     assert_eq!(job.id, id);
-    let r = poll_final(&s.url(&path)).await;
+    let r = until_final(&s.url(&path)).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-airq-rows"], "3315");
     assert_eq!(r.bytes().await.unwrap(), direct);
@@ -270,7 +251,7 @@ async fn failed_outcome_is_422_with_the_reason() {
         error: "the store was on fire".into(),
     })
     .await;
-    let r = poll_final(&s.url(&format!("/api/results/{id}"))).await;
+    let r = until_final(&s.url(&format!("/api/results/{id}"))).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let mut body = json(r).await;
     // The submit's request id (generated: the test sent none).
@@ -305,7 +286,7 @@ async fn dead_lettered_job_fails_with_the_reason() {
     dlq.send("garbage").await.unwrap();
 
     for id in [id, id2] {
-        let r = poll_final(&s.url(&format!("/api/results/{id}"))).await;
+        let r = until_final(&s.url(&format!("/api/results/{id}"))).await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let v = json(r).await;
         assert_eq!(v["status"], "failed");
@@ -756,7 +737,7 @@ async fn a_results_status_says_its_state_and_query() {
     let (expected, rows) = reference_csv(DE_LOW_HOUR);
     work_one(&s.db(), done_from_reference).await;
     let url = s.url(&format!("/api/results/{id}"));
-    assert_eq!(poll_final(&url).await.status(), StatusCode::OK);
+    assert_eq!(until_final(&url).await.status(), StatusCode::OK);
     assert_csv_result(&url, &expected).await;
     let v = json(status(id).await.expect("GET")).await;
     assert_eq!(
@@ -769,7 +750,7 @@ async fn a_results_status_says_its_state_and_query() {
         error: "the store was on fire".into(),
     })
     .await;
-    poll_final(&s.url(&format!("/api/results/{failed}"))).await;
+    until_final(&s.url(&format!("/api/results/{failed}"))).await;
     let v = json(status(failed).await.expect("GET")).await;
     assert_eq!(v["status"], "failed");
     assert_eq!(v["error"], "the store was on fire");

@@ -9,11 +9,12 @@
 
 mod support;
 
-use reqwest::{header, Client, StatusCode};
+use reqwest::{header, StatusCode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use support::client;
 use support::{eventually, gateway, load_sample, Worker};
 
 const DE_HOUR: &str =
@@ -57,13 +58,6 @@ fn fill(dir: &Path) -> PathBuf {
         }
     }
     panic!("{} never filled up", dir.display());
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,13 +10,12 @@
 mod support;
 
 use flate2::read::GzDecoder;
-use reqwest::{header, Client, Response, StatusCode};
+use reqwest::{header, Response, StatusCode};
 use serde_json::Value;
 use std::io::Read;
-use std::time::Duration;
-use support::{
-    eventually, gateway, load_big_hour, load_sample, store_csv, Service, Worker, BIG_DAY,
-};
+use support::raw_client as client;
+use support::until_final;
+use support::{gateway, load_big_hour, load_sample, store_csv, Service, Worker, BIG_DAY};
 use tempfile::TempDir;
 
 /// The sample's German hour: 3,370 rows, 294 KB (stored, not inline).
@@ -54,15 +53,6 @@ impl Stack {
     }
 }
 
-/// A client that does not decode gzip itself, so the test sees the wire.
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .no_gzip()
-        .build()
-        .expect("HTTP client")
-}
-
 async fn submit(stack: &Stack, body: &str, prefer_async: bool) -> Response {
     let mut req = client()
         .post(stack.url("/api/query"))
@@ -81,25 +71,8 @@ async fn queued(stack: &Stack, body: &str) -> (String, Response) {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let v: Value = r.json().await.expect("JSON");
     let path = format!("/api/results/{}", v["id"].as_str().expect("an id"));
-    let done = until_final(stack, &path).await;
+    let done = until_final(&stack.url(&path)).await;
     (path, done)
-}
-
-/// Polls a result until it is no longer queued or running.
-async fn until_final(stack: &Stack, path: &str) -> Response {
-    eventually(
-        "the result is final",
-        300,
-        Duration::from_millis(100),
-        || {
-            let url = stack.url(path);
-            async move {
-                let r = client().get(url).send().await.expect("GET");
-                (r.status() != StatusCode::ACCEPTED).then_some(r)
-            }
-        },
-    )
-    .await
 }
 
 fn header_of(r: &Response, name: header::HeaderName) -> &str {
@@ -270,7 +243,7 @@ async fn an_answer_over_the_row_limit_fails_saying_how_big_it_is() {
         let failed = if r.status() == StatusCode::ACCEPTED {
             let v: Value = r.json().await.expect("JSON");
             let path = format!("/api/results/{}", v["id"].as_str().expect("an id"));
-            until_final(&stack, &path).await
+            until_final(&stack.url(&path)).await
         } else {
             r
         };

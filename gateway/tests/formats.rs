@@ -24,7 +24,7 @@ use airq_core::export::{to_answer, Format, CSV_HEADER};
 use airq_core::{Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp};
 use airq_embedded::{Db, SqliteReadingStore};
 use flate2::read::GzDecoder;
-use reqwest::{header, Client, Response, StatusCode};
+use reqwest::{header, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -32,23 +32,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::str::FromStr;
 use std::time::Duration;
+use support::raw_client as client;
+use support::until_final;
 use support::{
-    eventually, gateway, load_big_hour, sample_readings, store_csv, Service, Setup, Worker, BIG_DAY,
+    gateway, load_big_hour, sample_readings, store_csv, Service, Setup, Worker, BIG_DAY,
 };
 
 /// The sample's German hour: 3,370 readings.
 const DE_HOUR: &str =
     r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE"}"#;
 const DE_HOUR_ROWS: usize = 3370;
-
-/// A client that does not decode gzip itself, so the test sees the wire.
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .no_gzip()
-        .build()
-        .expect("HTTP client")
-}
 
 /// `base` (a JSON query) with the fields of `extra` added.
 fn with(base: &str, extra: Value) -> String {
@@ -360,23 +353,6 @@ async fn place_and_sensor_type_filters_select_the_reference_readings() {
     }
 }
 
-/// Polls a result until it is no longer queued or running.
-async fn until_final(g: &Service, path: &str) -> Response {
-    eventually(
-        "the result to be final",
-        600,
-        Duration::from_millis(100),
-        || {
-            let url = g.url(path);
-            async move {
-                let r = client().get(url).send().await.expect("GET");
-                (r.status() != StatusCode::ACCEPTED).then_some(r)
-            }
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_answers_are_the_direct_ones_byte_for_byte_in_every_format() {
     let s = Setup::new(&[]);
@@ -408,7 +384,7 @@ async fn queued_answers_are_the_direct_ones_byte_for_byte_in_every_format() {
     for (format, index, body, path) in queued {
         let what = format!("{} / {}", format.name(), index.name());
         let direct = direct(&s, &body, format, index).await;
-        let done = until_final(&s.gateway, &path).await;
+        let done = until_final(&s.gateway.url(&path)).await;
         assert_eq!(done.status(), StatusCode::OK, "{what}");
         assert_labelled(
             &done,
@@ -578,7 +554,7 @@ async fn answers_of_tens_of_megabytes_stream_in_every_format() {
     let path = header_of(&r, "location").to_owned();
     #[cfg(target_os = "linux")]
     let peak_before = peak_kib(g.pid());
-    let done = until_final(&g, &path).await;
+    let done = until_final(&g.url(&path)).await;
     assert_eq!(done.status(), StatusCode::OK);
     assert_labelled(&done, Format::Geojson, Index::Daqi, "airq-");
     assert_eq!(

@@ -7,22 +7,16 @@
 
 mod support;
 
-use prometheus_parse::{Sample, Scrape, Value};
-use reqwest::{header, Client, Response, StatusCode};
+use airq_testkit::metrics::{value, Scrape, Value};
+use reqwest::{header, Response, StatusCode};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+use support::client;
 use support::{eventually, gateway, load_sample, Service, Worker};
 
 const HOUR: &str =
     r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE"}"#;
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
-}
 
 async fn submit(gw: &Service, async_: bool, request_id: Option<&str>) -> Response {
     let mut r = client()
@@ -38,7 +32,7 @@ async fn submit(gw: &Service, async_: bool, request_id: Option<&str>) -> Respons
     r.send().await.expect("POST")
 }
 
-async fn scrape(gw: &Service) -> Vec<Sample> {
+async fn scrape(gw: &Service) -> Scrape {
     let r = client()
         .get(gw.url("/metrics"))
         .send()
@@ -48,26 +42,11 @@ async fn scrape(gw: &Service) -> Vec<Sample> {
     assert!(r.headers()[header::CONTENT_TYPE]
         .to_str()
         .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    let text = r.text().await.expect("metrics text");
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    Scrape::parse(lines)
-        .unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
-        .samples
+        .starts_with(airq_testkit::metrics::CONTENT_TYPE));
+    airq_testkit::metrics::parse(&r.text().await.expect("metrics text"))
 }
 
-/// The value of the counter or gauge `name` with `labels`, if exported.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-}
-
-fn count(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+fn count(samples: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     value(samples, name, labels).unwrap_or(0.0)
 }
 
@@ -166,12 +145,13 @@ async fn counters_move_on_the_direct_and_the_queued_path() {
     assert!(value(&after, "airq_request_queue_dlq_messages", &[]).is_some());
     // Time to response is a histogram per route, with buckets.
     assert!(after
+        .samples
         .iter()
         .any(|s| s.metric == "airq_http_request_duration_seconds"
             && s.labels.get("route") == Some("query")
             && matches!(&s.value, Value::Histogram(buckets) if buckets.len() > 5)));
     // No label carries a query, a key or an id.
-    for s in &after {
+    for s in &after.samples {
         for (k, v) in s.labels.iter() {
             assert!(v.len() <= 16 && !v.contains('{'), "{} {k}={v}", s.metric);
         }
@@ -239,13 +219,9 @@ async fn metrics_can_move_off_the_public_address() {
     let r = client().get(&metrics_url).send().await.expect("GET");
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.expect("metrics");
-    let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
+    let parsed = airq_testkit::metrics::parse(&text);
     assert!(
-        count(
-            &parsed.samples,
-            "airq_http_requests_total",
-            &[("route", "meta")]
-        ) >= 1.0,
+        count(&parsed, "airq_http_requests_total", &[("route", "meta")]) >= 1.0,
         "{text}"
     );
     // Nothing else is served there.

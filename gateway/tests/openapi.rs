@@ -12,11 +12,12 @@ mod support;
 use airq_core::results::{Outcome, ResultStore, Submission};
 use airq_core::{ClientId, Query, QueryLimits};
 use airq_embedded::{Db, SqliteResultStore};
-use reqwest::{header, Client, RequestBuilder, StatusCode};
+use reqwest::{header, RequestBuilder, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
+use support::raw_client as client;
 use support::{eventually, venv_bin, Service, Setup, Worker};
 use uuid::Uuid;
 
@@ -43,15 +44,6 @@ const WATCHED: [&str; 15] = [
     "x-airq-index",
     "content-disposition",
 ];
-
-/// No transparent gzip: the test sees the headers the gateway sends.
-fn client() -> Client {
-    Client::builder()
-        .no_gzip()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
-}
 
 /// The description as `gateway` serves it.
 async fn served(gateway: &Service) -> Value {

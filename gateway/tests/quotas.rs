@@ -9,11 +9,12 @@ mod support;
 use airq_core::keys::{generate, KeyLimits, KeyStore};
 use airq_core::Timestamp;
 use airq_embedded::SqliteKeyStore;
-use reqwest::{header, Client, RequestBuilder, Response, StatusCode};
+use reqwest::{header, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use support::client;
 use support::{eventually, load_sample, Service, Setup, Worker};
 
 const HOUR: &str =
@@ -29,13 +30,6 @@ async fn new_key(s: &Setup, name: &str, tier: &str, limits: KeyLimits) -> (Strin
     let new = generate(name, tier, limits).expect("a valid key");
     keys(s).insert(&new.record).await.expect("storing a key");
     (new.key, new.record.id)
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
 }
 
 fn query(url: &str, body: &str) -> RequestBuilder {

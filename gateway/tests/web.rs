@@ -5,17 +5,9 @@
 
 mod support;
 
-use reqwest::{header, Client, StatusCode};
-use std::time::Duration;
+use reqwest::{header, StatusCode};
+use support::client;
 use support::{gateway, load_sample};
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .expect("HTTP client")
-}
 
 /// The `/assets/...` links of `html`, in order.
 fn asset_links(html: &str) -> Vec<String> {

@@ -5,9 +5,8 @@
 
 mod support;
 
-use prometheus_parse::{Scrape, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use airq_testkit::metrics::{kind, observations, scrape, value, Scrape};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -102,58 +101,6 @@ fn start(source: &Path, db: &Path, log: &Path) -> (Running, String) {
         if let Some(url) = line.strip_prefix("metrics on ") {
             return (child, url.trim().to_owned());
         }
-    }
-}
-
-/// GET `url` (plain HTTP/1.1, the server closes the connection) and parse
-/// the body as Prometheus text.
-fn scrape(url: &str) -> Scrape {
-    let rest = url.strip_prefix("http://").expect("an http URL");
-    let (host, path) = rest.split_once('/').expect("a path");
-    let mut conn = TcpStream::connect(host).expect("connect to the metrics port");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        conn,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    conn.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
-}
-
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .find_map(|s| match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-}
-
-fn observations(scrape: &Scrape, name: &str) -> Option<f64> {
-    scrape.samples.iter().find_map(|s| match &s.value {
-        Value::Histogram(buckets) if s.metric == name => buckets
-            .iter()
-            .find(|b| b.less_than == f64::INFINITY)
-            .map(|b| b.count),
-        _ => None,
-    })
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Counter(_) => "counter",
-        Value::Gauge(_) => "gauge",
-        Value::Histogram(_) => "histogram",
-        Value::Summary(_) => "summary",
-        Value::Untyped(_) => "untyped",
     }
 }
 

@@ -9,9 +9,8 @@ use airq_core::job::REQUEST_SEND;
 use airq_core::queue::Queue;
 use airq_core::results::Outcome;
 use airq_core::{Query, QueryLimits};
-use prometheus_parse::{Scrape, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use airq_testkit::metrics::{kind, observations, scrape, value};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -94,77 +93,6 @@ fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// GET `url` (plain HTTP/1.1, the server closes the connection) and parse
-/// the body as Prometheus text.
-fn scrape(url: &str) -> Scrape {
-    let rest = url.strip_prefix("http://").expect("an http URL");
-    let (host, path) = rest.split_once('/').expect("a path");
-    let mut conn = TcpStream::connect(host).expect("connect to the metrics port");
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        conn,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut response = String::new();
-    conn.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
-    );
-    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
-}
-
-/// The value of the counter or gauge `name` whose labels include `labels`.
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .find_map(|s| match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
-            _ => None,
-        })
-}
-
-/// The observations of histogram `name` (its `_count`).
-fn observations(scrape: &Scrape, name: &str) -> Option<f64> {
-    scrape.samples.iter().find_map(|s| match &s.value {
-        Value::Histogram(buckets) if s.metric == name => buckets
-            .iter()
-            .find(|b| b.less_than == f64::INFINITY)
-            .map(|b| b.count),
-        _ => None,
-    })
-}
-
-/// Scrapes until `done` holds, for at most 20 s; returns the last scrape.
-fn scrape_until(url: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = scrape(url);
-        if done(&s) || Instant::now() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Counter(_) => "counter",
-        Value::Gauge(_) => "gauge",
-        Value::Histogram(_) => "histogram",
-        Value::Summary(_) => "summary",
-        Value::Untyped(_) => "untyped",
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_jobs_go_through_and_logs_name_the_request_id() {
     let env = Env::new();
@@ -207,7 +135,7 @@ async fn metrics_move_as_jobs_go_through_and_logs_name_the_request_id() {
     );
 
     // Counted once the requests are deleted: bounded wait.
-    let after = scrape_until(&url, |s| {
+    let after = airq_testkit::metrics::scrape_until(&url, Duration::from_secs(20), |s| {
         value(s, "airq_worker_jobs_total", &[("outcome", "done")]) == Some(1.0)
             && value(s, "airq_worker_jobs_total", &[("outcome", "failed")]) == Some(1.0)
     });
@@ -279,7 +207,7 @@ async fn a_running_job_is_busy_and_its_heartbeats_are_counted() {
     );
     let query = Query::from_json(HOUR_DE_LOW, &QueryLimits::default()).expect("query");
     env.submit(&query, Some(REQUEST_ID)).await;
-    let running = scrape_until(&url, |s| {
+    let running = airq_testkit::metrics::scrape_until(&url, Duration::from_secs(20), |s| {
         value(s, "airq_worker_heartbeats_total", &[]).is_some_and(|n| n >= 1.0)
     });
     assert!(
@@ -293,7 +221,7 @@ async fn a_running_job_is_busy_and_its_heartbeats_are_counted() {
         Some(0.0)
     );
     assert_eq!(env.collect(1, Duration::from_secs(30)).await.len(), 1);
-    let done = scrape_until(&url, |s| {
+    let done = airq_testkit::metrics::scrape_until(&url, Duration::from_secs(20), |s| {
         value(s, "airq_worker_jobs_total", &[("outcome", "done")]) == Some(1.0)
     });
     assert_eq!(value(&done, "airq_worker_busy", &[]), Some(0.0));

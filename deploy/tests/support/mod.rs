@@ -136,6 +136,29 @@ pub fn expected_csv(query: &str) -> String {
     String::from_utf8(to_csv(&reference(&readings, &q)).expect("csv")).expect("utf8")
 }
 
+/// The sample's DE hour in the Low band, asked directly and queued of the
+/// gateway `base`: both answers must be the reference CSV (header and
+/// 3,315 rows), byte for byte.
+pub async fn direct_and_queued_agree(http: &reqwest::Client, base: &str) {
+    let want = expected_csv(HOUR_DE_LOW);
+    let direct = http
+        .post(format!("{base}/api/query"))
+        .header("content-type", "application/json")
+        .body(HOUR_DE_LOW)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(direct.status(), 200);
+    let direct = direct.text().await.expect("body");
+    assert_eq!(direct.lines().count(), 3316, "header and 3315 rows");
+    assert_eq!(direct, want, "direct CSV");
+    assert_eq!(
+        queued(http, base, HOUR_DE_LOW).await,
+        want,
+        "the queued CSV is byte-identical to the direct one"
+    );
+}
+
 /// Queues `query` at the gateway `base` and polls until its CSV (90 s at
 /// most).
 pub async fn queued(http: &reqwest::Client, base: &str, query: &str) -> String {
@@ -170,5 +193,67 @@ pub async fn queued(http: &reqwest::Client, base: &str, query: &str) -> String {
                 r.text().await.unwrap_or_default()
             ),
         }
+    }
+}
+
+/// `airq-deploy up` on a temporary SQLite file seeded with the sample,
+/// its gateway on a free loopback port: the whole local stack as a
+/// newcomer runs it. Stopped gracefully when dropped.
+pub struct LocalStack {
+    pub child: Child,
+    /// Its stdout, line by line.
+    pub lines: mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalStack {
+    /// Starts it with `workers` workers and `extra` flags.
+    pub fn start(workers: u32, extra: &[&str]) -> LocalStack {
+        for name in ["airq-master", "airq-gateway", "airq-worker"] {
+            bin(name);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airq-deploy"))
+            .args(["up", "--listen", "127.0.0.1:0", "--workers"])
+            .arg(workers.to_string())
+            .args(["--seed", SAMPLE])
+            .args(extra)
+            .arg("--db")
+            .arg(dir.path().join("airq.db"))
+            .env_remove("AIRQ_METRICS_LISTEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start airq-deploy");
+        let lines = stdout_lines(&mut child);
+        LocalStack {
+            child,
+            lines,
+            _dir: dir,
+        }
+    }
+
+    /// Reads its stdout until `airq is up at URL` (at most 60 s); returns
+    /// the URL and the lines before it.
+    pub fn wait_until_up(&self) -> (String, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("the stack did not say it was up within 60 s; it printed {seen:#?}")
+            });
+            if let Some(rest) = line.strip_prefix("airq is up at ") {
+                let url = rest.split_whitespace().next().expect("a URL").to_owned();
+                return (url, seen);
+            }
+            seen.push(line);
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        stop_gracefully(&mut self.child);
     }
 }

@@ -356,3 +356,39 @@ pub fn venv_bin(name: &str) -> Option<PathBuf> {
     let bin = workspace_root().join(venv).join("bin").join(name);
     bin.is_file().then_some(bin)
 }
+
+/// An HTTP client for tests: loopback only (no proxy), a bound on every
+/// request, and reqwest's transparent gzip.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
+/// [`client`] without transparent gzip: the test sees the bytes and
+/// headers the gateway sends.
+pub fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .no_gzip()
+        .build()
+        .expect("HTTP client")
+}
+
+/// Polls the result at `url` until it is no longer queued or running
+/// (at most 60 s); returns that answer.
+pub async fn until_final(url: &str) -> reqwest::Response {
+    eventually(
+        "the result to be final",
+        600,
+        Duration::from_millis(100),
+        || async move {
+            let r = raw_client().get(url).send().await.expect("GET");
+            (r.status() != reqwest::StatusCode::ACCEPTED).then_some(r)
+        },
+    )
+    .await
+}

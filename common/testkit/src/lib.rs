@@ -1,0 +1,6 @@
+//! What the end-to-end tests of every crate need alike, written once: a
+//! dev-dependency only, never linked into a binary.
+//!
+//! - [`metrics`]: scrape a binary's Prometheus endpoint and read a series.
+
+pub mod metrics;
