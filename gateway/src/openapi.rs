@@ -538,6 +538,7 @@ mod described {
 #[allow(dead_code)]
 pub mod schema {
     use airq_core::aqi::Index;
+    use airq_core::export::Format;
     use airq_core::query::MAX_SENSOR_TYPES;
     use serde::Deserialize;
     use utoipa::openapi::schema::{
@@ -815,32 +816,61 @@ pub mod schema {
         radius_km: f64,
     }
 
-    /// An index name (`X-Airq-Index`, the `index` of `GET /api/latest`).
-    #[derive(Deserialize, ToSchema)]
-    #[schema(as = Index)]
-    pub enum IndexName {
-        /// UK DAQI, 1–10 (the default).
-        #[serde(rename = "daqi")]
-        Daqi,
-        /// US EPA AQI, 2024 revision, 0–500.
-        #[serde(rename = "us-epa")]
-        UsEpa,
-        /// European Air Quality Index, levels 1–6.
-        #[serde(rename = "eaqi")]
-        Eaqi,
+    /// An index name (`X-Airq-Index`, the `index` of `GET /api/latest`):
+    /// the names of `airq_core`'s registry, not a copy of them.
+    pub struct IndexName;
+
+    impl utoipa::PartialSchema for IndexName {
+        fn schema() -> RefOr<Schema> {
+            let names: Vec<String> = Index::ALL
+                .iter()
+                .map(|i| format!("`{}` ({})", i.name(), i.title()))
+                .collect();
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Index::ALL.map(Index::name)))
+                .description(Some(format!(
+                    "An index name (`X-Airq-Index`, the `index` of `GET /api/latest`): {}; \
+                     `{}` is the default.",
+                    names.join(", "),
+                    Index::default().name()
+                )))
+                .into()
+        }
     }
 
-    /// A format name (the `format` of `GET /api/latest`).
-    #[derive(Deserialize, ToSchema)]
-    #[serde(rename_all = "lowercase")]
-    #[schema(as = Format)]
-    pub enum FormatName {
-        /// `text/csv` (the default).
-        Csv,
-        /// `application/x-ndjson`.
-        Ndjson,
-        /// `application/geo+json`.
-        Geojson,
+    impl ToSchema for IndexName {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "Index".into()
+        }
+    }
+
+    /// A format name (the `format` of `GET /api/latest`): from
+    /// `airq_core::export::Format`, not a copy.
+    pub struct FormatName;
+
+    impl utoipa::PartialSchema for FormatName {
+        fn schema() -> RefOr<Schema> {
+            let names: Vec<String> = Format::ALL
+                .iter()
+                .map(|f| format!("`{}` (`{}`)", f.name(), f.media_type()))
+                .collect();
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(Format::ALL.map(Format::name)))
+                .description(Some(format!(
+                    "A format name (the `format` of `GET /api/latest`): {}; `{}` is the default.",
+                    names.join(", "),
+                    Format::default().name()
+                )))
+                .into()
+        }
+    }
+
+    impl ToSchema for FormatName {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "Format".into()
+        }
     }
 
     /// One reading as NDJSON writes it (one such object per line) and as
