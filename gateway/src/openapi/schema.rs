@@ -1,0 +1,652 @@
+//! The JSON bodies, as the handlers write them. Never built: they only
+//! describe (the handlers build their bodies with `serde_json::json!` or
+//! their own types).
+
+#![allow(dead_code)]
+
+use airq_core::aqi::Index;
+use airq_core::export::Format;
+use airq_core::query::MAX_SENSOR_TYPES;
+use serde::Deserialize;
+use utoipa::openapi::schema::{
+    AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
+
+/// A query for readings. Every bad field is reported at once (`400`),
+/// each naming its field; any other field is an error.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = Query, examples(json!({
+    "startDate": "2018-06-03 20:00:00",
+    "endDate": "2018-06-03 21:00:00",
+    "country": "DE",
+    "minAqi": 0,
+    "maxAqi": 10,
+    "range": "Low"
+}), json!({
+    "startDate": "2018-06-03",
+    "endDate": "2018-06-03",
+    "index": "us-epa",
+    "range": "Moderate",
+    "near": {"lat": 48.78, "lon": 9.18, "radiusKm": 10},
+    "sensorType": ["SDS011", "SPS30"],
+    "format": "geojson"
+})))]
+pub struct QueryBody {
+    /// The first time wanted, inclusive, UTC: `YYYY-MM-DD HH:MM:SS`,
+    /// `YYYY-MM-DDTHH:MM:SS`, `YYYY-MM-DD` (from 00:00:00) or RFC 3339
+    /// with any offset (converted to UTC).
+    #[schema(examples("2018-06-03 20:00:00", "2018-06-03", "2018-06-03T20:00:00Z"))]
+    start_date: String,
+    /// The last time wanted, inclusive, in the same forms (a bare date
+    /// is up to 23:59:59); not before `startDate`, and at most
+    /// `--max-span` (31 days by default) after it.
+    #[schema(examples("2018-06-03 21:00:00", "2018-06-03", "2018-06-03T23:00:00+02:00"))]
+    end_date: String,
+    #[schema(schema_with = country, required = false)]
+    country: Option<String>,
+    #[schema(schema_with = index, required = false)]
+    index: Option<String>,
+    #[schema(schema_with = min_aqi, required = false)]
+    min_aqi: Option<u16>,
+    #[schema(schema_with = max_aqi, required = false)]
+    max_aqi: Option<u16>,
+    #[schema(schema_with = band, required = false)]
+    range: Option<String>,
+    #[schema(schema_with = bbox, required = false)]
+    bbox: Option<Vec<f64>>,
+    #[schema(schema_with = near, required = false)]
+    near: Option<serde_json::Value>,
+    #[schema(schema_with = sensor_type, required = false)]
+    sensor_type: Option<String>,
+    #[schema(schema_with = format, required = false)]
+    format: Option<String>,
+}
+
+fn country() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(r"^\s*([A-Za-z]{2,3})?\s*$"))
+        .description(Some(
+            "A 2- or 3-letter country code as the feed sends it (`DE`, `UK`, …), \
+             case-insensitive; empty or null for every country.",
+        ))
+        .examples(["DE"])
+}
+
+/// The index names, as queries write them.
+fn index_names() -> Vec<&'static str> {
+    Index::ALL.iter().map(|i| i.name()).collect()
+}
+
+fn index() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            index_names().into_iter().map(Some).chain([Some(""), None]),
+        ))
+        .description(Some(
+            "The air-quality index that `minAqi`, `maxAqi` and `range` are on, and that the \
+             answer's `AQI` and `Range` show: `daqi` (UK DAQI, 1–10; the default, and the \
+             first system's only index), `us-epa` (US EPA AQI, 2024 revision, 0–500) or \
+             `eaqi` (European Air Quality Index, levels 1–6). Case, `-` and `_` do not \
+             matter; empty or null for the default.",
+        ))
+        .default(Some(serde_json::json!("daqi")))
+        .examples(["us-epa"])
+}
+
+/// The scales, for the descriptions: `daqi` 0–10, ….
+fn scales() -> String {
+    Index::ALL
+        .iter()
+        .map(|i| {
+            let lo = if *i == Index::Daqi { 0 } else { i.min() };
+            format!("`{}` {lo}–{}", i.name(), i.max())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn aqi(what: &str, default: &str) -> RefOr<Schema> {
+    let top = Index::ALL.iter().map(|i| i.max()).max().unwrap_or(500);
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(top)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^\s*[0-9]{1,3}\s*$")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(format!(
+            "The {what} value wanted of the query's `index`, inclusive: a whole number on \
+             that index's scale ({}; DAQI's 0 means no lower bound), as a JSON number or a \
+             numeric string (default {default}; null is the default). A value outside the \
+             scale is an error naming the scale. `minAqi` must not be greater than \
+             `maxAqi`.",
+            scales()
+        )))
+        .examples([0])
+        .into()
+}
+
+fn min_aqi() -> RefOr<Schema> {
+    aqi("lowest", "the scale's lowest: 0 for DAQI")
+}
+
+fn max_aqi() -> RefOr<Schema> {
+    aqi("highest", "the scale's highest")
+}
+
+/// The bands of each index, as an `anyOf` of one enum per index
+/// (`anyOf`, not `oneOf`: `Moderate` is a band of all three).
+fn band() -> RefOr<Schema> {
+    let mut any = AnyOfBuilder::new();
+    for i in Index::ALL {
+        let mut names: Vec<&str> = i.bands().iter().map(|b| b.label).collect();
+        if i == Index::Daqi {
+            names.push("Medium");
+        }
+        let list = i
+            .bands()
+            .iter()
+            .map(|b| {
+                if b.lo == b.hi {
+                    format!("`{}` ({})", b.label, b.lo)
+                } else {
+                    format!("`{}` ({}–{})", b.label, b.lo, b.hi)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let extra = if i == Index::Daqi {
+            "; `Medium` is `Moderate`"
+        } else {
+            ""
+        };
+        any = any.item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .title(Some(format!("{} bands", i.name())))
+                .enum_values(Some(names))
+                .description(Some(format!("With `index` `{}`: {list}{extra}.", i.name()))),
+        );
+    }
+    any.item(
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .title(Some("any band"))
+            .enum_values(Some([Some(""), None])),
+    )
+    .description(Some(
+        "A band of the query's `index` (a band of another index, such as `Good` with \
+         `daqi`, is an error naming the valid ones); combined with `minAqi`/`maxAqi`. \
+         Case, spaces, `-` and `_` do not matter; empty or null for every band.",
+    ))
+    .examples(["Low"])
+    .into()
+}
+
+fn bbox() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::Number))
+                .min_items(Some(4))
+                .max_items(Some(4)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "A bounding box, `[minLon, minLat, maxLon, maxLat]` (GeoJSON order, degrees: \
+             longitudes from -180 to 180, latitudes from -90 to 90, each minimum less than \
+             its maximum, bounds inclusive, no wrap at the antimeridian). Not with `near`; \
+             combines with `country`.",
+        ))
+        .examples([serde_json::json!([9.0, 48.6, 9.4, 48.9])])
+        .into()
+}
+
+fn near() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Near")))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "A circle: readings at most `radiusKm` away (great-circle distance). Not with \
+             `bbox`; combines with `country`.",
+        ))
+        .into()
+}
+
+fn sensor_type() -> RefOr<Schema> {
+    let name = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^\s*[A-Za-z0-9_. -]{0,32}\s*$"))
+    };
+    OneOfBuilder::new()
+        .item(name())
+        .item(
+            ArrayBuilder::new()
+                .items(name())
+                .max_items(Some(MAX_SENSOR_TYPES)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(format!(
+            "One sensor type (`\"SDS011\"`) or a list of them (`[\"SDS011\", \"SPS30\"]`, at \
+             most {MAX_SENSOR_TYPES}), case-insensitive; empty or null for every type."
+        )))
+        .examples(["SDS011"])
+        .into()
+}
+
+fn format() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([
+            Some("csv"),
+            Some("ndjson"),
+            Some("geojson"),
+            Some(""),
+            None,
+        ]))
+        .description(Some(
+            "The answer's format: `csv` (the default; `text/csv`), `ndjson` \
+             (`application/x-ndjson`, one JSON object per reading and line) or `geojson` \
+             (`application/geo+json`, a `FeatureCollection` of `Point`s `[lon, lat]` with \
+             the reading's fields as `properties`). A queued query's result keeps it. Case \
+             does not matter; empty or null for the default.",
+        ))
+        .default(Some(serde_json::json!("csv")))
+        .examples(["ndjson"])
+}
+
+/// A circle around a point (`near` of a query).
+#[derive(ToSchema)]
+#[schema(as = Near, examples(json!({"lat": 48.78, "lon": 9.18, "radiusKm": 10})),
+    rename_all = "camelCase")]
+pub struct Near {
+    /// The centre's latitude, degrees, from -90 to 90.
+    #[schema(minimum = -90, maximum = 90)]
+    lat: f64,
+    /// The centre's longitude, degrees, from -180 to 180.
+    #[schema(minimum = -180, maximum = 180)]
+    lon: f64,
+    /// The radius, km: more than 0, at most 100.
+    #[schema(exclusive_minimum = 0, maximum = 100)]
+    radius_km: f64,
+}
+
+/// An index name (`X-Airq-Index`, the `index` of `GET /api/latest`):
+/// the names of `airq_core`'s registry, not a copy of them.
+pub struct IndexName;
+
+impl utoipa::PartialSchema for IndexName {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<String> = Index::ALL
+            .iter()
+            .map(|i| format!("`{}` ({})", i.name(), i.title()))
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(Index::ALL.map(Index::name)))
+            .description(Some(format!(
+                "An index name (`X-Airq-Index`, the `index` of `GET /api/latest`): {}; \
+                 `{}` is the default.",
+                names.join(", "),
+                Index::default().name()
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for IndexName {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Index".into()
+    }
+}
+
+/// A format name (the `format` of `GET /api/latest`): from
+/// `airq_core::export::Format`, not a copy.
+pub struct FormatName;
+
+impl utoipa::PartialSchema for FormatName {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<String> = Format::ALL
+            .iter()
+            .map(|f| format!("`{}` (`{}`)", f.name(), f.media_type()))
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(Format::ALL.map(Format::name)))
+            .description(Some(format!(
+                "A format name (the `format` of `GET /api/latest`): {}; `{}` is the default.",
+                names.join(", "),
+                Format::default().name()
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for FormatName {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Format".into()
+    }
+}
+
+/// One reading as NDJSON writes it (one such object per line) and as
+/// a GeoJSON feature's `properties`: the CSV's columns, under the same
+/// names. Numbers are written as the sensor sent them (`48.8000` stays
+/// `48.8000`), text as strings; a CSV's empty cell is `null`.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Reading, examples(json!({
+    "id": 1014552, "timestamp": "2018-06-03 20:47:58", "sensor_id": 92,
+    "sensor_type": "SDS011", "loc_id": 46, "loc_country": "DE",
+    "loc_lat": 48.8000, "loc_long": 9.0020, "loc_alt": null,
+    "P1": 8.13, "P2": 4.30, "AQI": 1, "Range": "Low"
+})))]
+pub struct ReadingLine {
+    /// The feed's entry id (null when it had none).
+    #[schema(required = true)]
+    id: Option<u64>,
+    /// UTC, `YYYY-MM-DD HH:MM:SS`.
+    timestamp: String,
+    /// The Sensor.Community sensor id.
+    sensor_id: u64,
+    /// E.g. `SDS011`.
+    sensor_type: String,
+    /// The location id (null when the feed had none).
+    #[schema(required = true)]
+    loc_id: Option<u64>,
+    /// The country code as sent (`UK`, not `GB`).
+    loc_country: String,
+    /// Latitude as sent.
+    #[schema(required = true)]
+    loc_lat: Option<f64>,
+    /// Longitude as sent.
+    #[schema(required = true)]
+    loc_long: Option<f64>,
+    /// Altitude as sent (null when not sent).
+    #[schema(required = true)]
+    loc_alt: Option<f64>,
+    /// PM10, µg/m³, as sent (null when not measured).
+    #[serde(rename = "P1")]
+    #[schema(required = true)]
+    p1: Option<f64>,
+    /// PM2.5, µg/m³, as sent (null when not measured).
+    #[serde(rename = "P2")]
+    #[schema(required = true)]
+    p2: Option<f64>,
+    /// The value in the answer's index (`X-Airq-Index`).
+    #[serde(rename = "AQI")]
+    aqi: u16,
+    /// Its band in that index.
+    #[serde(rename = "Range")]
+    range: String,
+    /// Only on a daily mean of the archive backfill: how many
+    /// measurements it averages.
+    samples: Option<u32>,
+}
+
+/// A GeoJSON answer (RFC 7946): every reading a `Point` feature.
+#[derive(ToSchema)]
+#[schema(as = FeatureCollection)]
+pub struct FeatureCollection {
+    /// Always `FeatureCollection`.
+    #[schema(inline)]
+    r#type: FeatureCollectionType,
+    /// The readings, in the store's order (time, then sensor id).
+    features: Vec<Feature>,
+}
+
+#[derive(ToSchema)]
+pub enum FeatureCollectionType {
+    FeatureCollection,
+}
+
+/// One reading as a GeoJSON feature.
+#[derive(ToSchema)]
+pub struct Feature {
+    /// Always `Feature`.
+    #[schema(inline)]
+    r#type: FeatureType,
+    /// Where the sensor is.
+    geometry: Point,
+    /// The reading's fields.
+    properties: ReadingLine,
+}
+
+#[derive(ToSchema)]
+pub enum FeatureType {
+    Feature,
+}
+
+/// A GeoJSON point.
+#[derive(ToSchema)]
+pub struct Point {
+    /// Always `Point`.
+    #[schema(inline)]
+    r#type: PointType,
+    /// `[longitude, latitude]`, degrees, as the sensor sent them.
+    #[schema(min_items = 2, max_items = 2)]
+    coordinates: Vec<f64>,
+}
+
+#[derive(ToSchema)]
+pub enum PointType {
+    Point,
+}
+
+/// A queued query (`202` to `POST /api/query`).
+#[derive(ToSchema)]
+#[schema(as = Queued, examples(json!({
+    "id": "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90",
+    "status": "queued",
+    "requestId": "4f1c-9e2a:checkout/7"
+})), rename_all = "camelCase")]
+pub struct Queued {
+    /// The result's id (a UUID); poll `GET /api/results/{id}`
+    /// (`Location` says the same).
+    #[schema(format = "uuid")]
+    id: String,
+    /// Always `queued`.
+    #[schema(inline)]
+    status: QueuedState,
+    /// The submit's request id (`X-Request-Id`), which the result
+    /// keeps.
+    request_id: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QueuedState {
+    Queued,
+}
+
+/// A result still on its way (`202` to `GET /api/results/{id}`).
+#[derive(ToSchema)]
+#[schema(as = Pending, examples(json!({
+    "id": "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90",
+    "status": "running",
+    "createdAt": "2024-01-01 12:00:00",
+    "updatedAt": "2024-01-01 12:00:01",
+    "expiresAt": "2024-01-02 12:00:00",
+    "requestId": "4f1c-9e2a:checkout/7"
+})), rename_all = "camelCase")]
+pub struct Pending {
+    /// The result's id.
+    #[schema(format = "uuid")]
+    id: String,
+    /// `queued` (no worker has it yet) or `running`.
+    #[schema(inline)]
+    status: PendingState,
+    /// When it was submitted, `YYYY-MM-DD HH:MM:SS` UTC.
+    created_at: String,
+    /// When its state last changed, `YYYY-MM-DD HH:MM:SS` UTC.
+    updated_at: String,
+    /// When it expires (`410` after), `YYYY-MM-DD HH:MM:SS` UTC.
+    expires_at: String,
+    /// The request id its query was submitted with (null for results
+    /// older than request ids).
+    #[schema(required = true)]
+    request_id: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum PendingState {
+    Queued,
+    Running,
+}
+
+/// A result's state and the query it answers (`GET
+/// /api/results/{id}/status`).
+#[derive(ToSchema)]
+#[schema(as = ResultStatus, examples(json!({
+    "id": "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90",
+    "status": "done",
+    "createdAt": "2024-01-01 12:00:00",
+    "updatedAt": "2024-01-01 12:00:03",
+    "expiresAt": "2024-01-02 12:00:00",
+    "requestId": "4f1c-9e2a:checkout/7",
+    "query": {"startDate": "2018-06-03 00:00:00", "endDate": "2018-06-03 23:59:59",
+        "country": "DE", "index": "us-epa", "minAqi": 0, "maxAqi": 500},
+    "rows": 3315
+})), rename_all = "camelCase")]
+pub struct ResultStatus {
+    /// The result's id.
+    #[schema(format = "uuid")]
+    id: String,
+    /// `queued`, `running`, `done` or `failed`.
+    #[schema(inline)]
+    status: ResultState,
+    /// When it was submitted, `YYYY-MM-DD HH:MM:SS` UTC.
+    created_at: String,
+    /// When its state last changed, `YYYY-MM-DD HH:MM:SS` UTC.
+    updated_at: String,
+    /// When it expires (`410` after), `YYYY-MM-DD HH:MM:SS` UTC.
+    expires_at: String,
+    /// The request id its query was submitted with (null for results
+    /// older than request ids).
+    #[schema(required = true)]
+    request_id: Option<String>,
+    /// The query it answers, as validated, in the form `POST
+    /// /api/query` takes (fields at their defaults left out; null if
+    /// the stored query is damaged).
+    #[schema(required = true)]
+    query: Option<QueryBody>,
+    /// Rows of the answer, once done.
+    rows: Option<u64>,
+    /// Why it failed, when it did.
+    error: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ResultState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// A query that failed (`422` to `GET /api/results/{id}`).
+#[derive(ToSchema)]
+#[schema(as = Failed, examples(json!({
+    "id": "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90",
+    "status": "failed",
+    "error": "the answer has 2500000 rows, more than the 2000000 allowed: narrow the query",
+    "requestId": "4f1c-9e2a:checkout/7"
+})), rename_all = "camelCase")]
+pub struct Failed {
+    /// The result's id.
+    #[schema(format = "uuid")]
+    id: String,
+    /// Always `failed`.
+    #[schema(inline)]
+    status: FailedState,
+    /// Why: the query failed, its answer has more than
+    /// `--max-result-rows` rows, or it could not be stored.
+    error: String,
+    /// The request id its query was submitted with (null for results
+    /// older than request ids).
+    #[schema(required = true)]
+    request_id: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum FailedState {
+    Failed,
+}
+
+/// Every error answer's body.
+#[derive(ToSchema)]
+#[schema(as = Error, examples(json!({
+    "error": "invalid query",
+    "fields": [{"field": "endDate", "message": "is before startDate (2024-01-01 23:59:59 < 2024-01-02 00:00:00)"}]
+})))]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    error: String,
+    /// The fields at fault, when the problem is in the request (`400`,
+    /// `413`, `415`, `416`); absent otherwise.
+    #[schema(required = false)]
+    fields: Vec<FieldError>,
+}
+
+/// One problem with one part of the request.
+#[derive(ToSchema)]
+pub struct FieldError {
+    /// A query field (`startDate`, …), `body` for the document as a
+    /// whole, `Content-Type`, `Range` or `query string`.
+    field: String,
+    /// What is wrong with it.
+    message: String,
+}
+
+/// Ready (`200` to `GET /readyz`).
+#[derive(ToSchema)]
+#[schema(as = Ready, examples(json!({"status": "ready"})))]
+pub struct Ready {
+    /// Always `ready`.
+    #[schema(inline)]
+    status: ReadyState,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ReadyState {
+    Ready,
+}
+
+/// Not ready (`503` to `GET /readyz`): which checks failed. The
+/// backend's own error goes to the gateway's log, not here.
+#[derive(ToSchema)]
+#[schema(as = NotReady, examples(json!({
+    "error": "not ready",
+    "failed": [{"check": "resultsWritable", "error": "cannot be written"}]
+})))]
+pub struct NotReady {
+    /// Always `not ready`.
+    error: String,
+    /// The failed checks.
+    failed: Vec<FailedCheck>,
+}
+
+/// One failed readiness check.
+#[derive(ToSchema)]
+pub struct FailedCheck {
+    /// `readings` (the reading store answers), `requestQueue` (the
+    /// request queue answers) or `resultsWritable` (the result store
+    /// takes writes).
+    check: String,
+    /// `does not answer`, `cannot be written` or `no answer in time`.
+    error: String,
+}
