@@ -206,20 +206,8 @@ async fn queued_query_is_answered_once_a_worker_replies_and_survives_restarts() 
     assert_csv_result(&s.url(&path), &direct).await;
 }
 
-#[tokio::test]
-async fn unknown_malformed_and_expired_ids() {
-    let s = Setup::new(&[]);
-    for path in [
-        format!("/api/results/{}", Uuid::new_v4()),
-        "/api/results/not-a-uuid".to_owned(),
-        "/api/results/%FF%FE".to_owned(),
-        "/api/results/".to_owned(),
-    ] {
-        let r = client().get(s.url(&path)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
-        assert!(json(r).await["error"].is_string(), "{path}");
-    }
-
+/// A result of DE_LOW_HOUR that expired as it was made.
+async fn expired_result(s: &Setup) -> Uuid {
     let id = Uuid::new_v4();
     let q = Query::from_json(DE_LOW_HOUR.as_bytes(), &QueryLimits::default()).unwrap();
     SqliteResultStore::new(s.db())
@@ -234,6 +222,24 @@ async fn unknown_malformed_and_expired_ids() {
         )
         .await
         .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn unknown_malformed_and_expired_ids() {
+    let s = Setup::new(&[]);
+    for path in [
+        format!("/api/results/{}", Uuid::new_v4()),
+        "/api/results/not-a-uuid".to_owned(),
+        "/api/results/%FF%FE".to_owned(),
+        "/api/results/".to_owned(),
+    ] {
+        let r = client().get(s.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(json(r).await["error"].is_string(), "{path}");
+    }
+
+    let id = expired_result(&s).await;
     let r = client()
         .get(s.url(&format!("/api/results/{id}")))
         .send()
@@ -763,20 +769,7 @@ async fn a_results_status_says_its_state_and_query() {
         .await
         .expect("GET");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let gone = Uuid::new_v4();
-    let q = Query::from_json(DE_LOW_HOUR.as_bytes(), &QueryLimits::default()).unwrap();
-    SqliteResultStore::new(s.db())
-        .create(
-            gone,
-            &q,
-            Duration::ZERO,
-            &airq_core::results::Submission {
-                client: airq_core::ClientId::address("127.0.0.1".parse().unwrap()),
-                request_id: None,
-            },
-        )
-        .await
-        .unwrap();
+    let gone = expired_result(&s).await;
     assert_eq!(status(gone).await.expect("GET").status(), StatusCode::GONE);
 }
 

@@ -242,24 +242,11 @@ pub async fn status(
     // The canonical JSON the gateway stored; a damaged one is null rather
     // than an error (the status is still worth having).
     let query: serde_json::Value = serde_json::from_str(&r.query).unwrap_or_default();
-    let mut body = serde_json::json!({
-        "id": r.id,
-        "status": r.state.as_str(),
-        "createdAt": r.created_at.to_string(),
-        "updatedAt": r.updated_at.to_string(),
-        "expiresAt": r.expires_at.to_string(),
-        "requestId": r.request_id,
-        "query": query,
-    });
+    let mut body = state_of(&r);
+    body["query"] = query;
     match r.state {
         ResultState::Done => body["rows"] = r.rows.into(),
-        ResultState::Failed => {
-            body["error"] = r
-                .error
-                .as_deref()
-                .unwrap_or("the query failed for an unknown reason")
-                .into()
-        }
+        ResultState::Failed => body["error"] = failure_of(&r).into(),
         ResultState::Queued | ResultState::Running => {}
     }
     let mut response = Json(body).into_response();
@@ -270,19 +257,28 @@ pub async fn status(
     Ok(response)
 }
 
+/// A result's id, state, times and request id: the `202` body, and the
+/// start of the status.
+fn state_of(r: &ResultRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "status": r.state.as_str(),
+        "createdAt": r.created_at.to_string(),
+        "updatedAt": r.updated_at.to_string(),
+        "expiresAt": r.expires_at.to_string(),
+        "requestId": r.request_id,
+    })
+}
+
+/// Why a failed result failed.
+fn failure_of(r: &ResultRecord) -> &str {
+    r.error
+        .as_deref()
+        .unwrap_or("the query failed for an unknown reason")
+}
+
 fn pending(r: &ResultRecord, query: Option<&Query>) -> Response {
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({
-            "id": r.id,
-            "status": r.state.as_str(),
-            "createdAt": r.created_at.to_string(),
-            "updatedAt": r.updated_at.to_string(),
-            "expiresAt": r.expires_at.to_string(),
-            "requestId": r.request_id,
-        })),
-    )
-        .into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(state_of(r))).into_response();
     let h = response.headers_mut();
     h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     // Which index the answer will be in, as the submit's 202 said.
@@ -448,7 +444,7 @@ fn failed(r: &ResultRecord) -> Response {
         Json(serde_json::json!({
             "id": r.id,
             "status": "failed",
-            "error": r.error.as_deref().unwrap_or("the query failed for an unknown reason"),
+            "error": failure_of(r),
             "requestId": r.request_id,
         })),
     )

@@ -289,20 +289,11 @@ pub struct IndexName;
 
 impl utoipa::PartialSchema for IndexName {
     fn schema() -> RefOr<Schema> {
-        let names: Vec<String> = Index::ALL
-            .iter()
-            .map(|i| format!("`{}` ({})", i.name(), i.title()))
-            .collect();
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(Index::ALL.map(Index::name)))
-            .description(Some(format!(
-                "An index name (`X-Airq-Index`, the `index` of `GET /api/latest`): {}; \
-                 `{}` is the default.",
-                names.join(", "),
-                Index::default().name()
-            )))
-            .into()
+        names_schema(
+            "An index name (`X-Airq-Index`, the `index` of `GET /api/latest`)",
+            Index::ALL.map(|i| (i.name(), format!("`{}` ({})", i.name(), i.title()))),
+            Index::default().name(),
+        )
     }
 }
 
@@ -318,20 +309,30 @@ pub struct FormatName;
 
 impl utoipa::PartialSchema for FormatName {
     fn schema() -> RefOr<Schema> {
-        let names: Vec<String> = Format::ALL
-            .iter()
-            .map(|f| format!("`{}` (`{}`)", f.name(), f.media_type()))
-            .collect();
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(Format::ALL.map(Format::name)))
-            .description(Some(format!(
-                "A format name (the `format` of `GET /api/latest`): {}; `{}` is the default.",
-                names.join(", "),
-                Format::default().name()
-            )))
-            .into()
+        names_schema(
+            "A format name (the `format` of `GET /api/latest`)",
+            Format::ALL.map(|f| (f.name(), format!("`{}` (`{}`)", f.name(), f.media_type()))),
+            Format::default().name(),
+        )
     }
+}
+
+/// A string schema of a registry's `names` (each with how it is listed in
+/// the description), the default named.
+fn names_schema<const N: usize>(
+    what: &str,
+    names: [(&'static str, String); N],
+    default: &str,
+) -> RefOr<Schema> {
+    let listed: Vec<&str> = names.iter().map(|(_, l)| l.as_str()).collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(names.iter().map(|(n, _)| *n)))
+        .description(Some(format!(
+            "{what}: {}; `{default}` is the default.",
+            listed.join(", ")
+        )))
+        .into()
 }
 
 impl ToSchema for FormatName {
