@@ -11,7 +11,7 @@ use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
 use airq_core::results::{Outcome, ResultStore, Submission};
 use airq_core::store::ReadingStore;
-use airq_core::{ClientId, LatestQuery, Query, QueryLimits, Reading, Timestamp};
+use airq_core::{ClientId, Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp};
 use airq_deploy::emulator;
 use airq_deploy::provision::{ensure_queue_pair, Report};
 use async_trait::async_trait;
@@ -521,9 +521,11 @@ async fn pagination_returns_every_reading() {
             loc_alt: "34.5".into(),
             p1: Some(format!("{}.{}", i % 90, i % 7)),
             p2: Some(format!("{}.{}", i % 60, i % 3)),
-            daqi: (i % 10) as u8 + 1,
-            us_epa: (i % 501) as u16,
-            eaqi: (i % 6) as u8 + 1,
+            indices: Indices::from([
+                ((i % 10) as u16 + 1),
+                (i % 501) as u16,
+                ((i % 6) as u16 + 1),
+            ]),
             samples: None,
         })
         .collect();
@@ -797,7 +799,7 @@ fn old_item(r: &Reading) -> std::collections::HashMap<String, AttributeValue> {
         ("loc_lat".to_owned(), s(&r.loc_lat)),
         ("loc_long".to_owned(), s(&r.loc_long)),
         ("loc_alt".to_owned(), s(&r.loc_alt)),
-        ("AQI".to_owned(), n(r.daqi.to_string())),
+        ("AQI".to_owned(), n(r.index(Index::Daqi).to_string())),
     ]);
     if let Some(id) = r.id {
         item.insert("id".into(), n(id.to_string()));
@@ -955,7 +957,7 @@ fn two_days() -> Vec<Reading> {
             r.p1 = Some(format!("{}.7", (r.sensor_id % 97) + 3));
             r.p2 = Some(format!("{}.1", (r.sensor_id % 61) + 1));
             let i = airq_core::Indices::of_text(r.p1.as_deref(), r.p2.as_deref()).expect("indices");
-            r.set_indices(i);
+            r.indices = i;
             r
         })
         .collect();

@@ -9,6 +9,12 @@
 //! binary's page never runs an old script. Without (or with a stale) `v`
 //! an asset is `no-cache` too.
 //!
+//! The page's script is a set of JavaScript modules: the page links the
+//! entry one, which imports the others as `./NAME.js`. Those imports are
+//! pinned the same way when served (`./NAME.js?v=HASH`), and a module's
+//! hash covers its pinned imports, so an immutable module never imports
+//! a stale one and a change to any module reaches the page's link.
+//!
 //! The page only talks to this gateway; its `Content-Security-Policy`
 //! enforces that (no CDN, no inline script).
 
@@ -18,6 +24,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// One embedded file.
@@ -27,10 +34,12 @@ struct Asset {
     bytes: &'static [u8],
 }
 
-/// The files under `/assets/`. The country outlines are Natural Earth's,
-/// packaged as TopoJSON by `world-atlas` 2.0.2 (`web/geo/SOURCES.md`,
-/// public domain and ISC): the map draws them with no tile server.
-const ASSETS: [Asset; 7] = [
+/// The files under `/assets/`. Every `.js` file is a module (`app.js` is
+/// the one the page links; it imports the others). The country outlines
+/// are Natural Earth's, packaged as TopoJSON by `world-atlas` 2.0.2
+/// (`web/geo/SOURCES.md`, public domain and ISC): the map draws them with
+/// no tile server.
+const ASSETS: [Asset; 16] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -38,18 +47,63 @@ const ASSETS: [Asset; 7] = [
     },
     Asset {
         name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JS,
         bytes: include_bytes!("../web/app.js"),
     },
     Asset {
+        name: "api.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/api.js"),
+    },
+    Asset {
+        name: "flow.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/flow.js"),
+    },
+    Asset {
+        name: "form.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/form.js"),
+    },
+    Asset {
+        name: "indices.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/indices.js"),
+    },
+    Asset {
         name: "map.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JS,
         bytes: include_bytes!("../web/map.js"),
     },
     Asset {
+        name: "result.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/result.js"),
+    },
+    Asset {
+        name: "state.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/state.js"),
+    },
+    Asset {
+        name: "status.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/status.js"),
+    },
+    Asset {
+        name: "table.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/table.js"),
+    },
+    Asset {
         name: "timechart.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JS,
         bytes: include_bytes!("../web/timechart.js"),
+    },
+    Asset {
+        name: "util.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/util.js"),
     },
     Asset {
         name: "countries-110m.json",
@@ -72,6 +126,7 @@ const ASSETS: [Asset; 7] = [
 const INDEX_HTML: &str = include_str!("../web/index.html");
 
 const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
 const REVALIDATE: &str = "no-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const CSP: &str =
@@ -97,20 +152,104 @@ fn version(bytes: &[u8]) -> String {
     format!("{:016x}", fnv1a(bytes))
 }
 
-/// An asset with its version, computed once.
+/// An asset as served, with its version, computed once: a module's bytes
+/// have its imports pinned (see [`pinned`]); the others are the file's.
 struct Versioned {
     asset: &'static Asset,
+    bytes: Cow<'static, [u8]>,
+    /// The hash of `bytes` as served, so that it (and the `ETag`) changes
+    /// when a module it imports does.
     version: String,
 }
 
+/// Whether an asset is a JavaScript module: all the page's scripts are,
+/// and they import one another by file name.
+fn is_module(asset: &Asset) -> bool {
+    asset.name.ends_with(".js")
+}
+
+/// How a module names the module `name`: `from './NAME.js'` (an import
+/// or a re-export) or a bare `import './NAME.js'`, in either quote; each
+/// as the text before the closing quote, and that quote. Written out
+/// rather than parsed: the modules are ours, and a unit test checks that
+/// every relative import in them comes out pinned.
+fn import_forms(name: &str) -> Vec<(String, char)> {
+    let mut forms = Vec::new();
+    for keyword in ["from ", "import "] {
+        for quote in ['\'', '"'] {
+            forms.push((format!("{keyword}{quote}./{name}"), quote));
+        }
+    }
+    forms
+}
+
+/// The bytes `asset` is served as: a module's with each module it imports
+/// pinned to that module's version (`./NAME.js?v=HASH`), as the page pins
+/// its links; `None` while one of those has no version yet (`done` holds
+/// the versions so far, in [`ASSETS`]'s order).
+fn pinned(asset: &'static Asset, done: &[Option<Versioned>]) -> Option<Cow<'static, [u8]>> {
+    if !is_module(asset) {
+        return Some(Cow::Borrowed(asset.bytes));
+    }
+    let original = std::str::from_utf8(asset.bytes)
+        .unwrap_or_else(|e| panic!("web/{} is not UTF-8: {e}", asset.name));
+    let mut text = original.to_owned();
+    for (import, versioned) in ASSETS.iter().zip(done) {
+        if !is_module(import) {
+            continue;
+        }
+        let forms = import_forms(import.name);
+        if !forms
+            .iter()
+            .any(|(form, quote)| original.contains(&format!("{form}{quote}")))
+        {
+            continue;
+        }
+        let version = &versioned.as_ref()?.version;
+        for (form, quote) in forms {
+            text = text.replace(
+                &format!("{form}{quote}"),
+                &format!("{form}?v={version}{quote}"),
+            );
+        }
+    }
+    Some(Cow::Owned(text.into_bytes()))
+}
+
+/// Every asset's version, a module's after those of the modules it
+/// imports (its hash covers theirs). Modules that import one another in
+/// a cycle could not be versioned so: the page's do not (a unit test
+/// builds this and would fail).
 static VERSIONED: LazyLock<Vec<Versioned>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|asset| Versioned {
-            asset,
-            version: version(asset.bytes),
-        })
-        .collect()
+    let mut done: Vec<Option<Versioned>> = ASSETS.iter().map(|_| None).collect();
+    while done.iter().any(Option::is_none) {
+        let mut progress = false;
+        for (i, asset) in ASSETS.iter().enumerate() {
+            if done[i].is_some() {
+                continue;
+            }
+            if let Some(bytes) = pinned(asset, &done) {
+                let version = version(&bytes);
+                done[i] = Some(Versioned {
+                    asset,
+                    bytes,
+                    version,
+                });
+                progress = true;
+            }
+        }
+        assert!(
+            progress,
+            "the page's modules import one another in a cycle: {:?}",
+            ASSETS
+                .iter()
+                .zip(&done)
+                .filter(|(_, v)| v.is_none())
+                .map(|(a, _)| a.name)
+                .collect::<Vec<_>>()
+        );
+    }
+    done.into_iter().flatten().collect()
 });
 
 /// The page with versioned asset links, and its version.
@@ -162,7 +301,7 @@ async fn asset(
     Ok(file(
         &headers,
         v.asset.content_type,
-        v.asset.bytes,
+        &v.bytes,
         &v.version,
         cache,
     ))
@@ -215,17 +354,102 @@ mod tests {
         .unwrap_or_else(IntoResponse::into_response)
     }
 
+    /// A served module's text.
+    fn module_text(v: &Versioned) -> &str {
+        std::str::from_utf8(&v.bytes).expect("a module is UTF-8")
+    }
+
+    /// The `./...` strings of a module (its relative import specifiers,
+    /// as written or pinned), in either quote.
+    fn relative_specifiers(text: &str) -> Vec<&str> {
+        let mut specs = Vec::new();
+        for quote in ['\'', '"'] {
+            let open = format!("{quote}./");
+            for (at, _) in text.match_indices(&open) {
+                let rest = &text[at + 1..];
+                let end = rest.find(quote).expect("a closed string");
+                specs.push(&rest[..end]);
+            }
+        }
+        specs
+    }
+
+    /// Every asset is reachable, with its version: linked from the page,
+    /// or imported by a module.
     #[test]
     fn the_page_links_every_asset_with_its_version() {
         let (html, _) = &*INDEX;
         for v in VERSIONED.iter() {
             let link = format!("/assets/{}?v={}\"", v.asset.name, v.version);
-            assert!(html.contains(&link), "the page does not link {link}");
+            // Or a module imports it (pinned, as the next test checks).
+            let import = format!("./{}?v={}", v.asset.name, v.version);
+            let imported = VERSIONED
+                .iter()
+                .filter(|m| is_module(m.asset))
+                .any(|m| relative_specifiers(module_text(m)).contains(&import.as_str()));
+            assert!(
+                html.contains(&link) || imported,
+                "neither the page links {link} nor a module imports it"
+            );
         }
+        assert!(
+            html.contains("<script type=\"module\" src=\"/assets/app.js?v="),
+            "the page runs app.js as a module"
+        );
         assert!(
             !html.contains("http://") && !html.contains("https://"),
             "the page must not load anything from elsewhere"
         );
+    }
+
+    /// Every relative import of every module as served names an asset,
+    /// pinned to its current version, so a module cached as immutable
+    /// never runs with a stale one; and a module's version is the hash of
+    /// those pinned bytes (its `ETag` changes with any module it imports).
+    #[test]
+    fn modules_import_modules_by_their_current_versions() {
+        let mut imports = 0;
+        for m in VERSIONED.iter().filter(|m| is_module(m.asset)) {
+            let name = m.asset.name;
+            let text = module_text(m);
+            assert_eq!(
+                m.version,
+                version(&m.bytes),
+                "{name}: version of the served bytes"
+            );
+            for spec in relative_specifiers(text) {
+                let (file, query) = spec.split_once('?').unwrap_or((spec, ""));
+                let file = file.trim_start_matches("./");
+                let import = VERSIONED
+                    .iter()
+                    .find(|v| v.asset.name == file)
+                    .unwrap_or_else(|| panic!("{name} imports {spec}, which is not an asset"));
+                assert!(
+                    is_module(import.asset),
+                    "{name} imports {spec}, not a module"
+                );
+                assert_eq!(
+                    query,
+                    format!("v={}", import.version),
+                    "{name} imports {spec}: not pinned to {file}'s current version"
+                );
+                imports += 1;
+            }
+            // No other kind of specifier (bare, absolute, `../`) slips by
+            // unpinned.
+            for keyword in ["from ", "import "] {
+                for quote in ['\'', '"'] {
+                    let open = format!("{keyword}{quote}");
+                    for (at, _) in text.match_indices(&open) {
+                        assert!(
+                            text[at + open.len()..].starts_with("./"),
+                            "{name}: an import that is not ./NAME.js at byte {at}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(imports > 0, "the page's modules import one another");
     }
 
     #[tokio::test]
@@ -242,6 +466,13 @@ mod tests {
             assert_eq!(r.status(), StatusCode::OK);
             assert_eq!(r.headers()[header::CONTENT_TYPE], v.asset.content_type);
             assert_eq!(r.headers()[header::CACHE_CONTROL], IMMUTABLE);
+            // The bytes as served (a module's with its imports pinned), and
+            // the hash of those.
+            assert_eq!(r.headers()[header::ETAG], format!("\"{}\"", v.version));
+            let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(&body[..], &*v.bytes, "{}", v.asset.name);
             let stale = get_asset(v.asset.name, Some("v=old"), HeaderMap::new()).await;
             assert_eq!(stale.headers()[header::CACHE_CONTROL], REVALIDATE);
         }

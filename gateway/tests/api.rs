@@ -625,7 +625,7 @@ async fn repeated_direct_queries_come_from_the_answer_cache_until_it_expires() {
     // time is up, then the new data shows.
     let mut extra = sample_readings()
         .iter()
-        .find(|r| r.loc_country == "DE" && r.daqi <= 3)
+        .find(|r| r.loc_country == "DE" && r.index(airq_core::Index::Daqi) <= 3)
         .expect("a DE/Low reading")
         .clone();
     extra.timestamp = Timestamp::parse_feed("2018-06-03 20:30:00").unwrap();

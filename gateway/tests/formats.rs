@@ -752,7 +752,7 @@ fn two_ingestions() -> (Vec<Reading>, Vec<Reading>) {
             }
             let indices =
                 Indices::of_text(r.p1.as_deref(), r.p2.as_deref()).expect("measured values");
-            r.set_indices(indices);
+            r.indices = indices;
             Some(r)
         })
         .collect();

@@ -8,7 +8,7 @@
 use crate::fetch::{self, FeedFile, FetchPolicy, Source};
 use crate::{metrics, progress};
 use airq_core::feed::{self, FeedError, FeedStats, Rejection};
-use airq_core::store::ReadingStore;
+use airq_core::store::{ReadingStore, Written};
 use airq_core::{Reading, Timestamp};
 use anyhow::Context as _;
 use std::fmt;
@@ -85,13 +85,13 @@ pub(crate) fn in_key_order(batch: Vec<Reading>) -> Vec<Reading> {
 }
 
 /// Runs `produce` on a blocking thread with a sink whose batches a writer
-/// task stores concurrently. Returns what `produce` returned and the number
-/// of readings stored, once every batch is durable.
+/// task stores concurrently. Returns what `produce` returned and what the
+/// store did with the readings, once every batch is durable.
 pub async fn pipeline<T, P>(
     store: Arc<dyn ReadingStore>,
     batch_size: usize,
     produce: P,
-) -> anyhow::Result<(T, u64)>
+) -> anyhow::Result<(T, Written)>
 where
     T: Send + 'static,
     P: FnOnce(&mut BatchSink) -> T + Send + 'static,
@@ -114,18 +114,17 @@ where
     // Not spawned: dropping the pipeline (a cancelled scheduled run) drops
     // the writer with it.
     let writer = async move {
-        let mut stored = 0u64;
+        let mut stored = Written::default();
         let mut busy = Duration::ZERO;
         while let Some(batch) = rx.recv().await {
-            let n = batch.len() as u64;
             let started = Instant::now();
-            store
+            let written = store
                 .put_batch(batch)
                 .await
-                .with_context(|| format!("storing a batch after {stored} readings"))?;
+                .with_context(|| format!("storing a batch after {} readings", stored.total()))?;
             busy += started.elapsed();
-            stored += n;
-            metrics::stored(n);
+            stored += written;
+            metrics::stored(written.total());
         }
         anyhow::Ok((stored, busy))
     };
@@ -138,7 +137,8 @@ where
         producer_s = producing.as_secs_f64(),
         producer_waiting_for_writer_s = waiting.as_secs_f64(),
         writer_busy_s = writing.as_secs_f64(),
-        stored,
+        stored = stored.total(),
+        new = stored.new,
         "pipeline finished"
     );
     Ok((out, stored))
@@ -150,7 +150,10 @@ pub struct Processed {
     /// Bytes of the document parsed.
     pub bytes: u64,
     pub stats: FeedStats,
+    /// Valid readings stored, counted once per identity.
     pub stored: u64,
+    /// Of those, how many were new, replaced or already stored as sent.
+    pub written: Written,
     pub elapsed: Duration,
 }
 
@@ -158,6 +161,18 @@ impl Processed {
     pub fn rate(&self) -> f64 {
         per_second(self.stored, self.elapsed)
     }
+}
+
+/// `4928 (0 new, 4928 already stored, 0 replaced)`: a summary's stored
+/// line, so that a repeated run says it added nothing.
+pub fn stored_line(w: &Written) -> String {
+    format!(
+        "{} ({} new, {} already stored, {} replaced)",
+        w.total(),
+        w.new,
+        w.unchanged,
+        w.replaced
+    )
 }
 
 pub fn per_second(n: u64, elapsed: Duration) -> f64 {
@@ -212,7 +227,7 @@ pub async fn process_document_at(
     now: Timestamp,
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
-    let ((parsed, counted, bytes), stored) = pipeline(store, batch_size, move |sink| {
+    let ((parsed, counted, bytes), written) = pipeline(store, batch_size, move |sink| {
         let pb = progress::counter("entries");
         let mut counted = FeedStats::default();
         let mut on_entry = |entry| {
@@ -243,6 +258,7 @@ pub async fn process_document_at(
     })
     .await?;
     let elapsed = started.elapsed();
+    let stored = written.total();
     // Also when the feed breaks off: these entries were read and refused.
     metrics::rejected(&counted);
     match parsed {
@@ -250,6 +266,7 @@ pub async fn process_document_at(
             bytes,
             stats,
             stored,
+            written,
             elapsed,
         }),
         Err(FeedError::Syntax { entries: 0, source }) => Err(anyhow::anyhow!(
@@ -303,6 +320,9 @@ impl Summary {
             bytes = self.bytes,
             entries = s.entries,
             stored = self.processed.stored,
+            new = self.processed.written.new,
+            replaced = self.processed.written.replaced,
+            already_stored = self.processed.written.unchanged,
             rejected = s.rejected_total(),
             rejections = %self.rejections_compact(),
             elapsed_s = self.elapsed().as_secs_f64(),
@@ -318,7 +338,7 @@ impl fmt::Display for Summary {
         writeln!(f, "source:        {}", self.source)?;
         writeln!(f, "bytes:         {}", self.bytes)?;
         writeln!(f, "entries read:  {}", s.entries)?;
-        writeln!(f, "stored:        {}", self.processed.stored)?;
+        writeln!(f, "stored:        {}", stored_line(&self.processed.written))?;
         writeln!(f, "rejected:      {}", s.rejected_total())?;
         // Wide enough for the longest label ("timestamp out of range:"), so
         // the counts line up.
@@ -420,7 +440,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ReadingStore for Recorder {
-        async fn put_batch(&self, readings: Vec<Reading>) -> Result<(), BackendError> {
+        async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
             let mut batches = self
                 .batches
                 .lock()
@@ -428,8 +448,12 @@ mod tests {
             if self.fail_at.is_some_and(|n| batches.len() + 1 >= n) {
                 return Err(BackendError::Corrupt("disk on fire".into()));
             }
+            let new = readings.len() as u64;
             batches.push(readings);
-            Ok(())
+            Ok(Written {
+                new,
+                ..Written::default()
+            })
         }
 
         fn query(&self, _query: &Query) -> ReadingStream {

@@ -302,9 +302,7 @@ impl Entry<'_> {
             p1: Some(cents_text(self.p1_cents)),
             p2: Some(cents_text(self.p2_cents)),
             // Both present, so the indices always exist.
-            daqi: indices.map_or(aqi::MIN_INDEX, |i| i.daqi),
-            us_epa: indices.map_or(0, |i| i.us_epa),
-            eaqi: indices.map_or(1, |i| i.eaqi),
+            indices: indices.unwrap_or_else(aqi::Indices::lowest),
             samples: None,
         }
     }
@@ -634,10 +632,13 @@ pub async fn into_store(
         Ok(n) => n,
         Err(never) => match never {},
     };
-    if generated != stored {
-        bail!("generated {generated} readings but stored {stored}");
+    if generated != stored.total() {
+        bail!(
+            "generated {generated} readings but stored {}",
+            stored.total()
+        );
     }
-    summary.readings = stored;
+    summary.readings = stored.total();
     summary.into = store_name;
     summary.elapsed = started.elapsed();
     Ok(summary)

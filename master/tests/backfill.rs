@@ -242,11 +242,7 @@ fn indices(p1: &str, p2: &str) -> Indices {
 }
 
 fn assert_indices(r: &Reading, want: Indices) {
-    assert_eq!(
-        (r.daqi, r.us_epa, r.eaqi),
-        (want.daqi, want.us_epa, want.eaqi),
-        "{r:?}"
-    );
+    assert_eq!(r.indices, want, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

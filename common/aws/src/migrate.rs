@@ -24,12 +24,12 @@
 //! for them to be complete; a run cut short leaves the items it upgraded
 //! upgraded and the next run finishes the job.
 
-use crate::readings::{cell_key, n, s, DynamoReadingStore, LatestWrites, ReadingItem};
+use crate::readings::{
+    cell_key, index_attribute, n, s, DynamoReadingStore, LatestWrites, ReadingItem,
+};
 use crate::remote;
 use crate::retry::with_backoff;
-use crate::schema::{
-    CELL_KEY, EAQI_ATTRIBUTE, LATEST_PARTITION, PARTITION_KEY, SORT_KEY, US_EPA_ATTRIBUTE,
-};
+use crate::schema::{CELL_KEY, LATEST_PARTITION, PARTITION_KEY, SORT_KEY};
 use airq_core::{BackendError, Indices, Reading};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{StreamExt, TryStreamExt};
@@ -270,7 +270,7 @@ impl DynamoReadingStore {
             (PARTITION_KEY.to_owned(), s(&day)),
             (SORT_KEY.to_owned(), s(&at_sensor)),
         ]);
-        let decoded: ReadingItem = match serde_dynamo::from_item(item) {
+        let decoded = match ReadingItem::decode(item) {
             Ok(i) => i,
             Err(e) => return Seen::Problem(format!("{day} {at_sensor}: does not decode: {e}")),
         };
@@ -281,24 +281,31 @@ impl DynamoReadingStore {
                 s(cell_key(&day, &decoded.loc_lat, &decoded.loc_long)),
             ));
         }
-        let (us_epa, eaqi) = match (decoded.us_epa, decoded.eaqi) {
-            (Some(u), Some(e)) => (u, e),
-            (u, e) => {
-                let Some(i) = Indices::of_text(decoded.p1.as_deref(), decoded.p2.as_deref()) else {
+        // Each index the item lacks (it was written before that index was
+        // computed) is computed as ingestion does.
+        let computed = match decoded.indices.contains(&None) {
+            false => None,
+            true => match Indices::of_text(decoded.p1.as_deref(), decoded.p2.as_deref()) {
+                Some(i) => Some(i),
+                None => {
                     return Seen::Problem(format!(
                         "{day} {at_sensor}: neither P1 nor P2 is a number, so it has no index"
-                    ));
-                };
-                if u.is_none() {
-                    set.push((US_EPA_ATTRIBUTE, n(i.us_epa)));
+                    ))
                 }
-                if e.is_none() {
-                    set.push((EAQI_ATTRIBUTE, n(i.eaqi)));
-                }
-                (u.unwrap_or(i.us_epa), e.unwrap_or(i.eaqi))
-            }
+            },
         };
-        let reading = decoded.into_reading_with(us_epa, eaqi);
+        let indices =
+            Indices::from_fn(
+                |index| match (decoded.indices[index.position()], computed) {
+                    (Some(stored), _) => stored,
+                    (None, computed) => {
+                        let value = computed.map_or(index.min(), |c| c.get(index));
+                        set.push((index_attribute(index), n(value)));
+                        value
+                    }
+                },
+            );
+        let reading = decoded.into_reading_with(indices);
         if set.is_empty() {
             Seen::Current(reading)
         } else {

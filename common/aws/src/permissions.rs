@@ -127,6 +127,11 @@ pub const MASTER: &[Permission] = &[
         "DynamoReadingStore::ping (BackendArgs::reading_store checks the table at start-up)",
     ),
     p(
+        "dynamodb:BatchGetItem",
+        ReadingsTable,
+        "DynamoReadingStore::put_batch (stored_of: what is stored under the batch's keys, so that unchanged readings are not written again)",
+    ),
+    p(
         "dynamodb:BatchWriteItem",
         ReadingsTable,
         "DynamoReadingStore::put_batch (write_chunk)",

@@ -31,18 +31,20 @@
 
 use crate::retry::{with_backoff, RetryPolicy};
 use crate::schema::{
-    BY_CELL_INDEX, BY_COUNTRY_INDEX, CELL_KEY, COUNTRY_SORT_KEY, EAQI_ATTRIBUTE, LATEST_PARTITION,
-    PARTITION_KEY, SORT_KEY, US_EPA_ATTRIBUTE,
+    BY_CELL_INDEX, BY_COUNTRY_INDEX, CELL_KEY, COUNTRY_SORT_KEY, LATEST_PARTITION, PARTITION_KEY,
+    SORT_KEY,
 };
 use crate::{error_code, is_throttling, remote};
 use airq_core::error::BackendError;
 use airq_core::place::{cell_of_text, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
-use airq_core::store::{ReadingStore, ReadingStream, StoreSummary};
-use airq_core::Index;
+use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
+use airq_core::{Index, Indices};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -52,7 +54,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// The most items one `BatchWriteItem` call takes.
 pub const BATCH_WRITE_MAX: usize = 25;
-/// `BatchWriteItem` calls in flight per `put_batch`.
+/// The most keys one `BatchGetItem` call takes.
+const BATCH_GET_MAX: usize = 100;
+/// `BatchWriteItem` (and `BatchGetItem`) calls in flight per `put_batch`.
 const WRITES_IN_FLIGHT: usize = 8;
 /// Conditional latest-item writes in flight per `put_batch` (one call per
 /// sensor: a condition cannot ride in a batch).
@@ -109,12 +113,14 @@ fn cell_key_of(day: &str, cell: u32) -> String {
     format!("{day}#{cell}")
 }
 
-/// The attribute a query's index is filtered on.
-fn index_attribute(index: Index) -> &'static str {
+/// The number attribute holding each index's value: the one place this
+/// backend names an index. (`AQI` holds the DAQI, named before the other
+/// indices existed; renaming it would take a migration.)
+pub(crate) fn index_attribute(index: Index) -> &'static str {
     match index {
         Index::Daqi => "AQI",
-        Index::UsEpa => US_EPA_ATTRIBUTE,
-        Index::Eaqi => EAQI_ATTRIBUTE,
+        Index::UsEpa => "AQI_US_EPA",
+        Index::Eaqi => "AQI_EAQI",
     }
 }
 
@@ -144,21 +150,13 @@ pub(crate) struct ReadingItem {
     pub(crate) p1: Option<String>,
     #[serde(rename = "P2", default, skip_serializing_if = "Option::is_none")]
     pub(crate) p2: Option<String>,
-    /// The DAQI; the bands (the CSV's `Range`) follow from the indices, so
-    /// they are not stored.
-    #[serde(rename = "AQI")]
-    pub(crate) daqi: u8,
-    /// The US EPA AQI ([`US_EPA_ATTRIBUTE`]); absent on items written
-    /// before it was computed.
-    #[serde(
-        rename = "AQI_US_EPA",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub(crate) us_epa: Option<u16>,
-    /// The EAQI level ([`EAQI_ATTRIBUTE`]); absent likewise.
-    #[serde(rename = "AQI_EAQI", default, skip_serializing_if = "Option::is_none")]
-    pub(crate) eaqi: Option<u8>,
+    /// Each index's value, in [`Index::ALL`]'s order, stored as the number
+    /// attribute [`index_attribute`] names; `None` where an item written
+    /// before that index was computed lacks it. The bands (the CSV's
+    /// `Range`) follow from the values, so they are not stored. Encoded by
+    /// [`ReadingItem::encode`] and [`ReadingItem::decode`], not serde.
+    #[serde(skip)]
+    pub(crate) indices: [Option<u16>; Index::COUNT],
     /// How many measurements a daily mean of the archive backfill averages;
     /// absent on a reading as the feed sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,28 +210,58 @@ impl ReadingItem {
             loc_alt: r.loc_alt.clone(),
             p1: r.p1.clone(),
             p2: r.p2.clone(),
-            daqi: r.daqi,
-            us_epa: Some(r.us_epa),
-            eaqi: Some(r.eaqi),
+            indices: r.indices.values().map(Some),
             samples: r.samples,
         }
     }
 
-    /// The reading, with the indices as stored. An item written before the
-    /// US EPA AQI and the EAQI were stored is an error naming the
-    /// migration: computing them here would answer the row, but such an
-    /// item is also missing from the `by_cell` index and fails the index
-    /// filters of the new indices, so place and index queries would quietly
-    /// leave it out. A clear failure until `airq-deploy migrate` has run is
-    /// better than answers that look right and are not.
-    pub(crate) fn into_reading(self, table: &str) -> Result<Reading, BackendError> {
-        let (Some(us_epa), Some(eaqi)) = (self.us_epa, self.eaqi) else {
-            return Err(not_migrated(table, &self.day, &self.at_sensor));
-        };
-        Ok(self.into_reading_with(us_epa, eaqi))
+    /// The item's attributes.
+    pub(crate) fn encode(&self) -> Result<HashMap<String, AttributeValue>, BackendError> {
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)
+            .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
+        for (index, value) in Index::ALL.into_iter().zip(self.indices) {
+            if let Some(value) = value {
+                item.insert(index_attribute(index).to_owned(), n(value));
+            }
+        }
+        Ok(item)
     }
 
-    pub(crate) fn into_reading_with(self, us_epa: u16, eaqi: u8) -> Reading {
+    /// An item read back; the error says what does not decode.
+    pub(crate) fn decode(mut item: HashMap<String, AttributeValue>) -> Result<ReadingItem, String> {
+        let mut indices = [None; Index::COUNT];
+        for index in Index::ALL {
+            let name = index_attribute(index);
+            if let Some(value) = item.remove(name) {
+                let value = match &value {
+                    AttributeValue::N(text) => text.parse::<u16>().ok(),
+                    _ => None,
+                };
+                indices[index.position()] =
+                    Some(value.ok_or_else(|| format!("{name} is not an index value"))?);
+            }
+        }
+        let mut decoded: ReadingItem = serde_dynamo::from_item(item).map_err(|e| e.to_string())?;
+        decoded.indices = indices;
+        Ok(decoded)
+    }
+
+    /// The reading, with the indices as stored. An item written before an
+    /// index was stored is an error naming the migration: computing it
+    /// here would answer the row, but such an item is also missing from
+    /// the `by_cell` index and fails the new index's filters, so place and
+    /// index queries would quietly leave it out. A clear failure until
+    /// `airq-deploy migrate` has run is better than answers that look
+    /// right and are not.
+    pub(crate) fn into_reading(self, table: &str) -> Result<Reading, BackendError> {
+        let Ok(indices) = Indices::try_from_fn(|index| self.indices[index.position()].ok_or(()))
+        else {
+            return Err(not_migrated(table, &self.day, &self.at_sensor));
+        };
+        Ok(self.into_reading_with(indices))
+    }
+
+    pub(crate) fn into_reading_with(self, indices: Indices) -> Reading {
         Reading {
             id: self.id,
             timestamp: Timestamp(self.timestamp),
@@ -246,9 +274,7 @@ impl ReadingItem {
             loc_alt: self.loc_alt,
             p1: self.p1,
             p2: self.p2,
-            daqi: self.daqi,
-            us_epa,
-            eaqi,
+            indices,
             samples: self.samples,
         }
     }
@@ -330,23 +356,21 @@ impl Fetch {
     }
 
     /// Filters on the index range `[lo, hi]` of `index`, and lets through
-    /// items that lack the newer indices, so that decoding them fails
-    /// loudly instead of the filter dropping them quietly (see
+    /// items that lack any index, so that decoding them fails loudly
+    /// instead of the filter dropping them quietly (see
     /// [`ReadingItem::into_reading`]).
     fn index_filter(self, index: Index, (lo, hi): (u16, u16)) -> Self {
-        let attr = index_attribute(index);
-        let this = self
-            .name("#idx", attr)
+        let mut this = self
+            .name("#idx", index_attribute(index))
             .value(":lo", n(lo))
             .value(":hi", n(hi));
-        let (this, missing) = if attr == EAQI_ATTRIBUTE {
-            (this, "#idx")
-        } else {
-            (this.name("#eaqi", EAQI_ATTRIBUTE), "#eaqi")
-        };
-        this.and_filter(format!(
-            "(#idx BETWEEN :lo AND :hi OR attribute_not_exists({missing}))"
-        ))
+        let mut missing = String::new();
+        for other in Index::ALL {
+            let placeholder = format!("#i{}", other.position());
+            missing.push_str(&format!(" OR attribute_not_exists({placeholder})"));
+            this = this.name(&placeholder, index_attribute(other));
+        }
+        this.and_filter(format!("(#idx BETWEEN :lo AND :hi{missing})"))
     }
 
     /// Keeps only items of exactly `country` (a key range or a cell also
@@ -420,8 +444,7 @@ impl DynamoReadingStore {
     /// BENCHMARKS.md): [`ReadingStore::put_batch`] is the way to write.
     /// Neither the summary item nor the sensor's latest item is updated.
     pub async fn put_one(&self, reading: &Reading) -> Result<(), BackendError> {
-        let item = serde_dynamo::to_item(ReadingItem::of(reading)?)
-            .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
+        let item = ReadingItem::of(reading)?.encode()?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -430,6 +453,97 @@ impl DynamoReadingStore {
             .await
             .map_err(|e| remote(format!("DynamoDB PutItem on {}", self.table), e))?;
         Ok(())
+    }
+
+    /// The stored reading under each of `readings`' keys, by `(timestamp,
+    /// sensor id)`: `BatchGetItem` calls of at most 100 keys, a few in
+    /// flight, unprocessed keys and throttling retried with backoff. An
+    /// item that does not decode counts as absent (it is overwritten).
+    async fn stored_of(
+        &self,
+        readings: &[Reading],
+    ) -> Result<HashMap<(i64, u64), Reading>, BackendError> {
+        let mut keys = Vec::with_capacity(readings.len());
+        for r in readings {
+            let item = ReadingItem::of(r)?;
+            keys.push(HashMap::from([
+                (PARTITION_KEY.to_owned(), s(item.day)),
+                (SORT_KEY.to_owned(), s(item.at_sensor)),
+            ]));
+        }
+        let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
+            futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
+                .map(|chunk| self.get_chunk(chunk))
+                .buffer_unordered(WRITES_IN_FLIGHT)
+                .try_collect()
+                .await?;
+        let table = &self.table;
+        Ok(pages
+            .into_iter()
+            .flatten()
+            .filter_map(|item| ReadingItem::decode(item).ok()?.into_reading(table).ok())
+            .map(|r| ((r.timestamp.0, r.sensor_id), r))
+            .collect())
+    }
+
+    /// Reads one `BatchGetItem` of at most 100 keys, as [`Self::write_chunk`]
+    /// writes: retrying what DynamoDB left unprocessed.
+    async fn get_chunk(
+        &self,
+        mut pending: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        let context = || format!("DynamoDB BatchGetItem on {}", self.table);
+        let mut items = Vec::with_capacity(pending.len());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(pending.clone()))
+                .build()
+                .map_err(|e| BackendError::Corrupt(format!("{}: {e}", context())))?;
+            let why = match self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    if let Some(mut got) = out.responses {
+                        items.extend(got.remove(&self.table).unwrap_or_default());
+                    }
+                    pending = out
+                        .unprocessed_keys
+                        .and_then(|mut m| m.remove(&self.table))
+                        .map(|k| k.keys)
+                        .unwrap_or_default();
+                    if pending.is_empty() {
+                        return Ok(items);
+                    }
+                    format!("{} keys unprocessed", pending.len())
+                }
+                Err(e)
+                    if is_throttling(error_code(&e))
+                        || e.as_service_error().is_some_and(|se| {
+                            se.is_provisioned_throughput_exceeded_exception()
+                                || se.is_request_limit_exceeded()
+                                || se.is_internal_server_error()
+                        }) =>
+                {
+                    format!("throttled ({})", error_code(&e).unwrap_or("?"))
+                }
+                Err(e) => return Err(remote(context(), e)),
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(BackendError::Remote {
+                    context: context(),
+                    message: format!("gave up after {attempt} attempts: {why}"),
+                });
+            }
+            let wait = self.retry.delay(attempt);
+            tracing::debug!(table = %self.table, attempt, ?wait, %why, "retrying a batch read");
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Writes one batch of at most 25 items, retrying unprocessed items and
@@ -566,8 +680,7 @@ impl DynamoReadingStore {
         }
         let mut items = Vec::with_capacity(newest.len());
         for r in newest.values() {
-            let item = serde_dynamo::to_item(ReadingItem::latest(r))
-                .map_err(|e| BackendError::Corrupt(format!("encoding a latest reading: {e}")))?;
+            let item = ReadingItem::latest(r).encode()?;
             items.push((r.timestamp.0, item));
         }
         let writes: Vec<LatestWrite> = futures::stream::iter(items)
@@ -845,7 +958,7 @@ impl DynamoReadingStore {
             .unwrap_or_default()
             .into_iter()
             .map(|item| {
-                serde_dynamo::from_item::<_, ReadingItem>(item)
+                ReadingItem::decode(item)
                     .map_err(|e| {
                         BackendError::Corrupt(format!(
                             "a reading in {} ({}): {e}",
@@ -1007,7 +1120,7 @@ where
 
 #[async_trait]
 impl ReadingStore for DynamoReadingStore {
-    async fn put_batch(&self, readings: Vec<Reading>) -> Result<(), BackendError> {
+    async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         // One item per identity, the last one sent winning (as a replace
         // would): a BatchWriteItem call refuses duplicate keys, and
         // concurrent calls would leave the winner to chance.
@@ -1017,18 +1130,32 @@ impl ReadingStore for DynamoReadingStore {
         }
         let readings: Vec<Reading> = unique.into_values().collect();
         if readings.is_empty() {
-            return Ok(());
+            return Ok(Written::default());
         }
-        self.update_summary(&readings).await?;
+        // What is stored already decides what is written: a reading stored
+        // exactly as sent is not written again, so a repeated ingest costs
+        // reads (a fifth of a write's price) and says so.
+        let stored = self.stored_of(&readings).await?;
+        let mut written = Written::default();
         let mut requests = Vec::with_capacity(readings.len());
         for r in &readings {
-            let item = serde_dynamo::to_item(ReadingItem::of(r)?)
-                .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
+            let item = ReadingItem::of(r)?;
+            match stored.get(&(r.timestamp.0, r.sensor_id)) {
+                Some(have) if have == r => {
+                    written.unchanged += 1;
+                    continue;
+                }
+                Some(_) => written.replaced += 1,
+                None => written.new += 1,
+            }
             let put = PutRequest::builder()
-                .set_item(Some(item))
+                .set_item(Some(item.encode()?))
                 .build()
                 .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
             requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        if !requests.is_empty() {
+            self.update_summary(&readings).await?;
         }
         let chunks: Vec<Vec<WriteRequest>> = requests
             .chunks(BATCH_WRITE_MAX)
@@ -1040,9 +1167,10 @@ impl ReadingStore for DynamoReadingStore {
             .try_collect::<()>()
             .await?;
         // After the readings: a latest item is only ever a copy of a
-        // reading already stored.
+        // reading already stored. Unchanged readings go too: their latest
+        // item may be what a crash between the two writes left behind.
         self.put_latest(readings).await?;
-        Ok(())
+        Ok(written)
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
@@ -1152,9 +1280,7 @@ mod tests {
             loc_alt: String::new(),
             p1: Some("20".into()),
             p2: Some("9.1".into()),
-            daqi: 2,
-            us_epa: 51,
-            eaqi: 2,
+            indices: Indices::from([2, 51, 2]),
             samples: None,
         }
     }
@@ -1189,22 +1315,21 @@ mod tests {
     #[test]
     fn items_carry_the_schemas_attributes() {
         let r = reading(1_528_058_572, 42);
-        let item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(ReadingItem::of(&r).unwrap()).unwrap();
-        assert_eq!(item[US_EPA_ATTRIBUTE], n(51));
-        assert_eq!(item[EAQI_ATTRIBUTE], n(2));
+        let item: HashMap<String, AttributeValue> = ReadingItem::of(&r).unwrap().encode().unwrap();
+        assert_eq!(item["AQI"], n(2));
+        assert_eq!(item["AQI_US_EPA"], n(51));
+        assert_eq!(item["AQI_EAQI"], n(2));
         let cell = cell(48.78, 9.18);
         assert_eq!(item[CELL_KEY], s(format!("2018-06-03#{cell}")));
         assert_eq!(item[PARTITION_KEY], s("2018-06-03"));
 
-        let latest: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(ReadingItem::latest(&r)).unwrap();
+        let latest: HashMap<String, AttributeValue> = ReadingItem::latest(&r).encode().unwrap();
         assert_eq!(latest[PARTITION_KEY], s(LATEST_PARTITION));
         assert_eq!(latest[SORT_KEY], s(format!("{:020}", 42)));
         assert_eq!(latest[COUNTRY_SORT_KEY], s(format!("DE#{:020}", 42)));
         assert_eq!(latest[CELL_KEY], s(format!("#latest#{cell}")));
         // A latest item reads back as the reading it copies.
-        let back: ReadingItem = serde_dynamo::from_item(latest).unwrap();
+        let back = ReadingItem::decode(latest).unwrap();
         assert_eq!(back.into_reading("t").unwrap(), r);
     }
 
@@ -1212,11 +1337,11 @@ mod tests {
     fn an_item_of_the_old_shape_names_the_migration() {
         let r = reading(1_528_058_572, 42);
         let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(ReadingItem::of(&r).unwrap()).unwrap();
-        for a in [US_EPA_ATTRIBUTE, EAQI_ATTRIBUTE, CELL_KEY] {
+            ReadingItem::of(&r).unwrap().encode().unwrap();
+        for a in ["AQI_US_EPA", "AQI_EAQI", CELL_KEY] {
             item.remove(a);
         }
-        let old: ReadingItem = serde_dynamo::from_item(item).unwrap();
+        let old = ReadingItem::decode(item).unwrap();
         let err = old.into_reading("QualityAirTable").unwrap_err();
         assert!(matches!(err, BackendError::Schema(_)), "{err:?}");
         let text = err.to_string();

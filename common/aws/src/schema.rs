@@ -24,12 +24,6 @@ pub const BY_CELL_INDEX: &str = "by_cell";
 /// its 0.25° grid cell, `airq_core::place::cell`), `#latest#CELL` on a
 /// sensor's latest item.
 pub const CELL_KEY: &str = "cell_key";
-/// A reading's US EPA AQI (number; the DAQI stays in `AQI`).
-pub const US_EPA_ATTRIBUTE: &str = "AQI_US_EPA";
-/// A reading's EAQI level (number). Items written before the three
-/// indices lack it (and `AQI_US_EPA`, `cell_key`): `airq-deploy migrate`
-/// fills them in.
-pub const EAQI_ATTRIBUTE: &str = "AQI_EAQI";
 /// The partition (`day`) holding each sensor's most recent reading, keyed
 /// by sensor id: no date, so no date query reads it.
 pub const LATEST_PARTITION: &str = "#latest";

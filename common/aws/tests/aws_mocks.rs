@@ -4,11 +4,12 @@
 
 use airq_aws::{DynamoReadingStore, RetryPolicy, BATCH_WRITE_MAX};
 use airq_core::store::ReadingStore;
-use airq_core::{BackendError, Reading, Timestamp};
+use airq_core::{BackendError, Indices, Reading, Timestamp};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
 use aws_sdk_dynamodb::operation::batch_write_item::{
     BatchWriteItemError, BatchWriteItemInput, BatchWriteItemOutput,
 };
@@ -38,9 +39,7 @@ fn readings(n: u64) -> Vec<Reading> {
             loc_alt: String::new(),
             p1: Some("8.13".into()),
             p2: Some("3.2".into()),
-            daqi: 1,
-            us_epa: 18,
-            eaqi: 1,
+            indices: Indices::from([1, 18, 1]),
             samples: None,
         })
         .collect()
@@ -72,10 +71,23 @@ fn latest_rule() -> Rule {
         .build()
 }
 
-/// A store whose client answers with `rules`, the SDK's own retries off so
-/// every retry seen is the adapter's.
+/// The read-back of a batch's keys finds none of them stored.
+fn nothing_stored_rule() -> Rule {
+    mock!(Client::batch_get_item)
+        .sequence()
+        .output(|| BatchGetItemOutput::builder().build())
+        .repeatedly()
+        .build()
+}
+
+/// A store whose client answers with `rules` (and, after them, finds
+/// nothing stored), the SDK's own retries off so every retry seen is the
+/// adapter's.
 fn store(rules: &[&Rule], retry: RetryPolicy) -> DynamoReadingStore {
-    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules, |c| c
+    let none = nothing_stored_rule();
+    let mut rules = rules.to_vec();
+    rules.push(&none);
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &rules, |c| c
         .retry_config(RetryConfig::disabled()));
     DynamoReadingStore::new(client, TABLE).with_retry(retry)
 }
@@ -158,11 +170,12 @@ async fn throttling_and_unprocessed_items_are_retried_until_written() {
     });
     let summary = summary_rule();
     let latest = latest_rule();
+    let none = nothing_stored_rule();
     let recorder = Recorder::default();
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
-        [&throttles, &batch, &summary, &latest],
+        [&throttles, &batch, &summary, &latest, &none],
         |c| c
             .retry_config(RetryConfig::disabled())
             .interceptor(recorder.clone())
@@ -353,4 +366,129 @@ async fn latest_items_are_conditional_retried_and_counted() {
         vec!["1".to_owned()],
         "one new sensor counted"
     );
+}
+
+/// The read-back before a write: keys DynamoDB leaves unprocessed are
+/// asked again, a stored reading equal to the one sent is not written
+/// again, and one stored with other values is replaced.
+#[tokio::test]
+async fn the_read_back_retries_unprocessed_keys_and_skips_unchanged_readings() {
+    let rs = readings(3);
+    // What the table holds: reading 0 exactly as sent, reading 1 with
+    // another P1 (the items the store itself would write).
+    let same = rs[0].clone();
+    let mut other = rs[1].clone();
+    other.p1 = Some("9.99".into());
+    let table = Arc::new(vec![same, other]);
+    let calls = Arc::new(Mutex::new(0u32));
+    let c = calls.clone();
+    let t = table.clone();
+    let get =
+        mock!(Client::batch_get_item).then_compute_response(move |req: &BatchGetItemInput| {
+            let mut n = c.lock().unwrap();
+            *n += 1;
+            let keys = req
+                .request_items()
+                .and_then(|m| m.get(TABLE))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            // The first call processes only the first key.
+            let (now, later) = if *n == 1 {
+                keys.split_at(1)
+            } else {
+                (&keys[..], &[][..])
+            };
+            let found: Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> = now
+                .iter()
+                .filter_map(|k| {
+                    let sk = k.get("at_sensor")?.as_s().ok()?;
+                    t.iter()
+                        .find(|r| sk.ends_with(&format!("{:020}", r.sensor_id)))
+                        .map(item_of)
+                })
+                .collect();
+            let mut out = BatchGetItemOutput::builder().responses(TABLE, found);
+            if !later.is_empty() {
+                out = out.unprocessed_keys(
+                    TABLE,
+                    aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                        .set_keys(Some(later.to_vec()))
+                        .build()
+                        .unwrap(),
+                );
+            }
+            MockResponse::Output(out.build())
+        });
+    let recorder = Recorder::default();
+    let batch =
+        mock!(Client::batch_write_item).then_output(|| BatchWriteItemOutput::builder().build());
+    let summary = summary_rule();
+    let latest = latest_rule();
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&get, &batch, &summary, &latest],
+        |c| c
+            .retry_config(RetryConfig::disabled())
+            .interceptor(recorder.clone())
+    );
+    let store = DynamoReadingStore::new(client, TABLE).with_retry(fast_retries(5));
+    let written = store.put_batch(rs).await.expect("written");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        2,
+        "the unprocessed keys asked again"
+    );
+    assert_eq!(
+        (written.new, written.replaced, written.unchanged),
+        (1, 1, 1)
+    );
+    let seen = recorder.0.lock().unwrap();
+    let sent: Vec<&String> = seen.iter().flatten().collect();
+    assert_eq!(
+        sent.len(),
+        2,
+        "the unchanged reading is not written: {sent:?}"
+    );
+    assert!(!sent.iter().any(|k| k.ends_with(&format!("{:020}", 100))));
+}
+
+/// A reading as the store writes it, by hand: the attribute names of the
+/// schema (ARCHITECTURE.md), measurements as text, indices as numbers.
+fn item_of(r: &Reading) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let second = r.timestamp.0.rem_euclid(86_400);
+    let mut item = HashMap::from([
+        ("day".to_owned(), S("2018-06-03".into())),
+        (
+            "at_sensor".to_owned(),
+            S(format!("{second:05}#{:020}", r.sensor_id)),
+        ),
+        (
+            "country_at".to_owned(),
+            S(format!("DE#{second:05}#{:020}", r.sensor_id)),
+        ),
+        ("cell_key".to_owned(), S("2018-06-03#1".into())),
+        ("timestamp".to_owned(), N(r.timestamp.0.to_string())),
+        ("sensor_id".to_owned(), N(r.sensor_id.to_string())),
+        ("sensor_type".to_owned(), S(r.sensor_type.clone())),
+        ("loc_country".to_owned(), S(r.loc_country.clone())),
+        ("loc_lat".to_owned(), S(r.loc_lat.clone())),
+        ("loc_long".to_owned(), S(r.loc_long.clone())),
+        ("loc_alt".to_owned(), S(r.loc_alt.clone())),
+        ("AQI".to_owned(), N("1".into())),
+        ("AQI_US_EPA".to_owned(), N("18".into())),
+        ("AQI_EAQI".to_owned(), N("1".into())),
+    ]);
+    for (name, v) in [("id", r.id), ("loc_id", r.loc_id)] {
+        if let Some(v) = v {
+            item.insert(name.to_owned(), N(v.to_string()));
+        }
+    }
+    for (name, v) in [("P1", &r.p1), ("P2", &r.p2)] {
+        if let Some(v) = v {
+            item.insert(name.to_owned(), S(v.clone()));
+        }
+    }
+    item
 }

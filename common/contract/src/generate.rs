@@ -157,14 +157,12 @@ pub fn reading(
         loc_alt: String::new(),
         p1,
         p2,
-        daqi: 0,
-        us_epa: 0,
-        eaqi: 0,
+        indices: Indices::lowest(),
         // A daily mean of the backfill now and then: stored and answered
         // like every other field.
         samples: (ts % 5 == 0).then_some((ts % 577) as u32 + 1),
     };
-    r.set_indices(indices);
+    r.indices = indices;
     r
 }
 

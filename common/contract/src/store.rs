@@ -9,7 +9,7 @@ use airq_core::export::{render, to_answer, Format, Rendering};
 use airq_core::place::{Bbox, Near, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
-use airq_core::store::ReadingStore;
+use airq_core::store::{ReadingStore, Written};
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
 
@@ -113,16 +113,48 @@ pub async fn matches_reference(store: &dyn ReadingStore, written: &[Reading], qu
     );
 }
 
-/// Writes `readings` twice and checks idempotency, exact values and order.
+/// What [`ReadingStore::put_batch`] of `batch` must report, worked out
+/// from the port's rules on a model of what is stored (`stored`, updated):
+/// per identity, the last one sent counts; new if absent, unchanged if
+/// stored exactly so, replaced otherwise.
+pub fn expected_written(
+    stored: &mut std::collections::HashMap<(i64, u64), Reading>,
+    batch: &[Reading],
+) -> Written {
+    let mut last = BTreeMap::new();
+    for r in batch {
+        last.insert((r.timestamp.0, r.sensor_id), r);
+    }
+    let mut want = Written::default();
+    for (key, r) in last {
+        match stored.insert(key, r.clone()) {
+            None => want.new += 1,
+            Some(had) if had == *r => want.unchanged += 1,
+            Some(_) => want.replaced += 1,
+        }
+    }
+    want
+}
+
+/// Writes `readings` twice and checks idempotency, what each write
+/// reports, exact values and order.
 pub async fn write_is_idempotent_and_exact(store: &dyn ReadingStore, readings: &[Reading]) {
+    let mut model = std::collections::HashMap::new();
     for chunk in readings.chunks(1000) {
-        store.put_batch(chunk.to_vec()).await.expect("put_batch");
+        let written = store.put_batch(chunk.to_vec()).await.expect("put_batch");
+        assert_eq!(written, expected_written(&mut model, chunk), "first write");
     }
     for chunk in readings.chunks(700) {
-        store
+        let written = store
             .put_batch(chunk.to_vec())
             .await
             .expect("put_batch again");
+        assert_eq!(
+            (written.new, written.replaced),
+            (0, 0),
+            "a repeated write is already stored"
+        );
+        assert_eq!(written, expected_written(&mut model, chunk), "second write");
     }
     let (first, last) = readings.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
         (lo.min(r.timestamp.0), hi.max(r.timestamp.0))
@@ -327,9 +359,12 @@ pub async fn latest_follows_ingestion(store: &dyn ReadingStore) {
     on_edge.loc_long = format!("{edge_lon}");
     first_b.push(on_edge);
     let mut written = Vec::new();
+    let mut model = std::collections::HashMap::new();
     for batch in [first_a, first_b] {
         written.extend(batch.iter().cloned());
-        store.put_batch(batch).await.expect("first ingestion");
+        let want = expected_written(&mut model, &batch);
+        let got = store.put_batch(batch).await.expect("first ingestion");
+        assert_eq!(got, want, "first ingestion");
     }
     let filters = latest_filters(&stuttgart);
     check_latest(store, &written, &filters[..3]).await;
@@ -397,14 +432,20 @@ pub async fn latest_follows_ingestion(store: &dyn ReadingStore) {
     second.push(latest_reading(&new, day2, "15.01", Some("5.01")));
     written.extend(second.iter().cloned());
     let (second_a, second_b) = second.split_at(second.len() / 2);
-    store
-        .put_batch(second_a.to_vec())
-        .await
-        .expect("second ingestion");
-    store
-        .put_batch(second_b.to_vec())
-        .await
-        .expect("second ingestion");
+    let mut replaced = 0;
+    for batch in [second_a, second_b] {
+        let want = expected_written(&mut model, batch);
+        let got = store
+            .put_batch(batch.to_vec())
+            .await
+            .expect("second ingestion");
+        assert_eq!(got, want, "second ingestion");
+        replaced += got.replaced;
+    }
+    assert_eq!(
+        replaced, 1,
+        "sensor 19's reading, written again with other values"
+    );
 
     // The test means what it says: the reference follows each rule.
     let all = latest_reference(&written, &everything);

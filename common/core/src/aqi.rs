@@ -240,26 +240,26 @@ pub fn eaqi(pm10: Option<f64>, pm25: Option<f64>) -> Option<u8> {
 
 // ---- the three, for queries and answers ----
 
-/// A reading's value in each index, computed together at ingestion.
+/// A reading's value in each index, computed together at ingestion, held
+/// by [`Index`] so that code handling every index (storage, answers,
+/// migrations) loops over [`Index::ALL`] instead of naming each one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Indices {
-    pub daqi: u8,
-    pub us_epa: u16,
-    pub eaqi: u8,
-}
+pub struct Indices([u16; Index::COUNT]);
 
 impl Indices {
-    /// The three indices of a reading, `None` when neither pollutant was
-    /// measured.
-    pub fn of(pm10: Option<f64>, pm25: Option<f64>) -> Option<Indices> {
-        Some(Indices {
-            daqi: daqi(pm10, pm25)?,
-            us_epa: us_epa(pm10, pm25)?,
-            eaqi: eaqi(pm10, pm25)?,
-        })
+    /// Every index at its lowest value: what a placeholder reading (one
+    /// whose indices are computed later) starts with.
+    pub fn lowest() -> Indices {
+        Indices::from_fn(Index::min)
     }
 
-    /// The three indices of the values as stored (text as sent). Text that
+    /// The indices of a reading, `None` when neither pollutant was
+    /// measured.
+    pub fn of(pm10: Option<f64>, pm25: Option<f64>) -> Option<Indices> {
+        Indices::try_from_fn(|index| index.of(pm10, pm25).ok_or(())).ok()
+    }
+
+    /// The indices of the values as stored (text as sent). Text that
     /// is not a finite, non-negative number counts as not measured.
     pub fn of_text(p1: Option<&str>, p2: Option<&str>) -> Option<Indices> {
         let value = |t: Option<&str>| {
@@ -269,13 +269,45 @@ impl Indices {
         Indices::of(value(p1), value(p2))
     }
 
+    /// Indices from each index's value (e.g. as a backend reads them back).
+    pub fn from_fn(mut value: impl FnMut(Index) -> u16) -> Indices {
+        Indices(Index::ALL.map(&mut value))
+    }
+
+    /// Indices from each index's value, or the first error.
+    pub fn try_from_fn<E>(mut value: impl FnMut(Index) -> Result<u16, E>) -> Result<Indices, E> {
+        let mut values = [0; Index::COUNT];
+        for index in Index::ALL {
+            values[index.position()] = value(index)?;
+        }
+        Ok(Indices(values))
+    }
+
     /// The value in `index`.
     pub fn get(self, index: Index) -> u16 {
-        match index {
-            Index::Daqi => u16::from(self.daqi),
-            Index::UsEpa => self.us_epa,
-            Index::Eaqi => u16::from(self.eaqi),
-        }
+        self.0[index.position()]
+    }
+
+    /// Sets the value in `index`.
+    pub fn set(&mut self, index: Index, value: u16) {
+        self.0[index.position()] = value;
+    }
+
+    /// The values in [`Index::ALL`]'s order.
+    pub fn values(self) -> [u16; Index::COUNT] {
+        self.0
+    }
+
+    /// Each index with its value, in [`Index::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = (Index, u16)> {
+        Index::ALL.into_iter().map(move |i| (i, self.get(i)))
+    }
+}
+
+/// Values in [`Index::ALL`]'s order.
+impl From<[u16; Index::COUNT]> for Indices {
+    fn from(values: [u16; Index::COUNT]) -> Indices {
+        Indices(values)
     }
 }
 
@@ -374,6 +406,23 @@ pub enum Index {
 
 impl Index {
     pub const ALL: [Index; 3] = [Index::Daqi, Index::UsEpa, Index::Eaqi];
+    /// How many indices there are.
+    pub const COUNT: usize = Index::ALL.len();
+
+    /// This index's place in [`Index::ALL`].
+    pub const fn position(self) -> usize {
+        self as usize
+    }
+
+    /// A reading's value in this index from its concentrations (µg/m³),
+    /// `None` when neither was measured.
+    pub fn of(self, pm10: Option<f64>, pm25: Option<f64>) -> Option<u16> {
+        match self {
+            Index::Daqi => daqi(pm10, pm25).map(u16::from),
+            Index::UsEpa => us_epa(pm10, pm25),
+            Index::Eaqi => eaqi(pm10, pm25).map(u16::from),
+        }
+    }
 
     /// The name queries use: `daqi`, `us-epa`, `eaqi`.
     pub fn name(self) -> &'static str {
@@ -751,9 +800,9 @@ mod tests {
         for text in ["-0", "-0.0", "-0.00", "-0e0", "+0", "0", "0.0", "-0E0"] {
             let i = Indices::of_text(Some(text), Some(text))
                 .unwrap_or_else(|| panic!("{text} is a measured zero"));
-            assert_eq!((i.daqi, i.us_epa, i.eaqi), (1, 0, 1), "P1 = P2 = {text}");
+            assert_eq!(i.values(), [1, 0, 1], "P1 = P2 = {text}");
             let only_p2 = Indices::of_text(None, Some(text)).unwrap();
-            assert_eq!((only_p2.daqi, only_p2.us_epa, only_p2.eaqi), (1, 0, 1));
+            assert_eq!(only_p2.values(), [1, 0, 1]);
         }
         assert_eq!(us_epa_pm25(-0.0), 0);
         assert_eq!(us_epa_pm10(-0.0), 0);
@@ -762,21 +811,28 @@ mod tests {
         // µg/m³ → 51–100), so US EPA 51.
         for text in ["9.1", "+9.1", "09.1", "009.10", "91e-1"] {
             assert_eq!(
-                Indices::of_text(None, Some(text)).unwrap().us_epa,
+                Indices::of_text(None, Some(text))
+                    .unwrap()
+                    .get(Index::UsEpa),
                 51,
                 "{text}"
             );
         }
         // .5 µg/m³ PM2.5: 50/9.0 × 0.5 = 2.78 → 3.
-        assert_eq!(Indices::of_text(None, Some(".5")).unwrap().us_epa, 3);
+        assert_eq!(
+            Indices::of_text(None, Some(".5"))
+                .unwrap()
+                .get(Index::UsEpa),
+            3
+        );
     }
 
     #[test]
     fn indices_of_stored_text() {
         let i = Indices::of_text(Some("60"), Some("12.0")).unwrap();
         assert_eq!(
-            (i.daqi, i.us_epa, i.eaqi),
-            (daqi(Some(60.0), Some(12.0)).unwrap(), 56, 3)
+            i.values(),
+            [u16::from(daqi(Some(60.0), Some(12.0)).unwrap()), 56, 3]
         );
         assert_eq!(Indices::of_text(None, None), None);
         assert_eq!(Indices::of_text(Some("x"), None), None, "not a number");

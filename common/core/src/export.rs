@@ -83,21 +83,14 @@ pub struct RowRef<'a> {
     pub loc_alt: &'a str,
     pub p1: Option<&'a str>,
     pub p2: Option<&'a str>,
-    pub daqi: u8,
-    pub us_epa: u16,
-    pub eaqi: u8,
+    pub indices: Indices,
     pub samples: Option<u32>,
 }
 
 impl RowRef<'_> {
     /// The row's value in `index`.
     pub fn index(&self, index: Index) -> u16 {
-        Indices {
-            daqi: self.daqi,
-            us_epa: self.us_epa,
-            eaqi: self.eaqi,
-        }
-        .get(index)
+        self.indices.get(index)
     }
 }
 
@@ -115,9 +108,7 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
             loc_alt: &r.loc_alt,
             p1: r.p1.as_deref(),
             p2: r.p2.as_deref(),
-            daqi: r.daqi,
-            us_epa: r.us_epa,
-            eaqi: r.eaqi,
+            indices: r.indices,
             samples: r.samples,
         }
     }
@@ -137,9 +128,7 @@ impl From<RowRef<'_>> for Reading {
             loc_alt: r.loc_alt.to_owned(),
             p1: r.p1.map(str::to_owned),
             p2: r.p2.map(str::to_owned),
-            daqi: r.daqi,
-            us_epa: r.us_epa,
-            eaqi: r.eaqi,
+            indices: r.indices,
             samples: r.samples,
         }
     }
@@ -764,7 +753,6 @@ pub async fn render(mut chunks: AnswerStream, max: usize) -> Result<(Vec<u8>, u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aqi::Band;
     use crate::reading::Timestamp;
 
     #[test]
@@ -781,9 +769,7 @@ mod tests {
             loc_alt: "".into(),
             p1: Some("8.13".into()),
             p2: None,
-            daqi: 1,
-            us_epa: 0,
-            eaqi: 1,
+            indices: Indices::from([1, 0, 1]),
             samples: None,
         };
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
@@ -814,12 +800,10 @@ mod tests {
             loc_alt: "3".into(),
             p1: None,
             p2: Some("12".into()),
-            daqi: 2,
-            us_epa: 0,
-            eaqi: 1,
+            indices: Indices::from([2, 0, 1]),
             samples: None,
         };
-        r.daqi = 10;
+        r.indices.set(Index::Daqi, 10);
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
         assert!(csv.contains("\"Very, odd \"\"sensor\"\"\""));
         assert!(csv.ends_with(",12,10,Very High\n"));
@@ -845,9 +829,11 @@ mod tests {
             loc_alt: "".into(),
             p1: Some("8.13".into()),
             p2: Some("4.2".into()),
-            daqi: (i % 10 + 1) as u8,
-            us_epa: (i * 37 % 501) as u16,
-            eaqi: (i % 6 + 1) as u8,
+            indices: Indices::from([
+                (i % 10 + 1) as u16,
+                (i * 37 % 501) as u16,
+                (i % 6 + 1) as u16,
+            ]),
             samples: None,
         }
     }
@@ -1004,7 +990,7 @@ mod tests {
             }
             // The generated columns are untouched.
             assert_eq!(&rec[1], "2018-06-03 20:40:01");
-            assert_eq!(&rec[12], Band::of_index(r.daqi).label());
+            assert_eq!(&rec[12], Index::Daqi.label(r.index(Index::Daqi)));
             // No line of the output starts a cell with a formula byte.
             let text = String::from_utf8(csv).unwrap();
             assert!(!text.contains(&format!(",{lead}")), "{lead:?}: {text:?}");

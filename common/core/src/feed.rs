@@ -503,9 +503,7 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
         loc_alt: alt.into_owned(),
         p1: p1.map(|p| p.0),
         p2: p2.map(|p| p.0),
-        daqi: indices.daqi,
-        us_epa: indices.us_epa,
-        eaqi: indices.eaqi,
+        indices,
         samples: None,
     })
 }

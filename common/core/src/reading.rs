@@ -1,6 +1,6 @@
 //! The reading record: one validated feed entry with its computed index.
 
-use crate::aqi::{Band, Index, Indices};
+use crate::aqi::{Index, Indices};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -106,7 +106,7 @@ impl fmt::Display for Timestamp {
 /// One stored reading. Text fields hold the exact text the sensor sent
 /// (`"8.13"` stays `"8.13"`), so no output ever shows float noise; the index is
 /// computed once, at ingestion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
     /// The feed entry id (absent in some feeds).
     pub id: Option<u64>,
@@ -124,46 +124,18 @@ pub struct Reading {
     pub p1: Option<String>,
     /// PM2.5 in µg/m³ (the feed's `P2`), as sent.
     pub p2: Option<String>,
-    /// DAQI, 1..=10. (Serialized as `aqi`, its name before the other
-    /// indices came.)
-    #[serde(rename = "aqi")]
-    pub daqi: u8,
-    /// US EPA AQI, 0..=500.
-    pub us_epa: u16,
-    /// EAQI level, 1..=6.
-    pub eaqi: u8,
+    /// The reading's value in each index ([`Index::ALL`]).
+    pub indices: Indices,
     /// How many measurements the reading averages, when it is a mean the
     /// archive backfill computed (one sensor's UTC day); `None` for a
     /// reading as the feed sent it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u32>,
 }
 
 impl Reading {
-    /// The DAQI band.
-    pub fn band(&self) -> Band {
-        Band::of_index(self.daqi)
-    }
-
-    /// The reading's three indices.
-    pub fn indices(&self) -> Indices {
-        Indices {
-            daqi: self.daqi,
-            us_epa: self.us_epa,
-            eaqi: self.eaqi,
-        }
-    }
-
     /// The reading's value in `index`.
     pub fn index(&self, index: Index) -> u16 {
-        self.indices().get(index)
-    }
-
-    /// Sets the three indices.
-    pub fn set_indices(&mut self, i: Indices) {
-        self.daqi = i.daqi;
-        self.us_epa = i.us_epa;
-        self.eaqi = i.eaqi;
+        self.indices.get(index)
     }
 
     /// Latitude and longitude in degrees, when the stored text is a number

@@ -21,12 +21,42 @@ pub struct StoreSummary {
     pub countries: Vec<String>,
 }
 
+/// What [`ReadingStore::put_batch`] did with a batch's readings, counted
+/// once per identity (a reading sent twice in one batch counts once, as
+/// the later one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Written {
+    /// Readings the store did not hold: added.
+    pub new: u64,
+    /// Readings the store held with other values: replaced by the ones
+    /// sent (a corrected value, or a recomputed index).
+    pub replaced: u64,
+    /// Readings the store held exactly as sent: nothing written.
+    pub unchanged: u64,
+}
+
+impl Written {
+    /// The readings the batch held, counted once per identity.
+    pub fn total(&self) -> u64 {
+        self.new + self.replaced + self.unchanged
+    }
+}
+
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, other: Written) {
+        self.new += other.new;
+        self.replaced += other.replaced;
+        self.unchanged += other.unchanged;
+    }
+}
+
 /// Where readings live. A reading's identity is `(sensor_id, timestamp)`:
 /// writing the same reading twice stores it once.
 #[async_trait]
 pub trait ReadingStore: Send + Sync + 'static {
-    /// Stores a batch; idempotent. Returns once the batch is durable.
-    async fn put_batch(&self, readings: Vec<Reading>) -> Result<(), BackendError>;
+    /// Stores a batch; idempotent. Returns once the batch is durable, with
+    /// what it changed.
+    async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError>;
 
     /// Streams the readings `query` matches (see [`Query::matches`]), to the
     /// end, in store order.

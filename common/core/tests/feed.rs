@@ -4,7 +4,7 @@ use airq_core::export::{is_formula, to_csv};
 use airq_core::feed::{
     parse_entry, parse_entry_at, parse_feed, parse_feed_at, FeedError, FeedStats, Rejection,
 };
-use airq_core::{Band, Reading, Timestamp};
+use airq_core::{Band, Index, Reading, Timestamp};
 
 fn sample() -> Vec<u8> {
     std::fs::read(concat!(
@@ -47,7 +47,7 @@ fn dust_sample_counts() {
     // The index distribution, computed independently from the DEFRA tables.
     let mut per_index = [0u32; 11];
     for r in &readings {
-        per_index[r.daqi as usize] += 1;
+        per_index[r.index(Index::Daqi) as usize] += 1;
     }
     assert_eq!(per_index, [0, 3212, 1241, 379, 31, 15, 8, 4, 2, 4, 32]);
     assert_eq!(
@@ -73,8 +73,8 @@ fn p1_is_pm10_and_p2_is_pm25() {
     let doc = br#"[{"id":1,"timestamp":"2024-01-01 00:00:00","location":{"id":1,"latitude":"1","longitude":"2","altitude":"3","country":"DE"},"sensor":{"id":5,"sensor_type":{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}},"sensordatavalues":[{"value":"45","value_type":"P1"},{"value":"20","value_type":"P2"}]}]"#;
     let (_, rs) = parse_all(doc);
     // PM10 45 -> 3, PM2.5 20 -> 2: AQI 3. Swapped it would be PM2.5 45 -> 5.
-    assert_eq!(rs[0].daqi, 3);
-    assert_eq!(rs[0].band(), Band::Low);
+    assert_eq!(rs[0].index(Index::Daqi), 3);
+    assert_eq!(Band::of_index(rs[0].index(Index::Daqi) as u8), Band::Low);
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn optional_fields_numbers_and_t_separator() {
     assert_eq!(r.loc_id, None);
     assert_eq!(r.p2.as_deref(), Some("12.5"));
     assert_eq!(r.p1, None);
-    assert_eq!(r.daqi, 2, "12.5 rounds to 13: PM2.5 index 2");
+    assert_eq!(r.index(Index::Daqi), 2, "12.5 rounds to 13: PM2.5 index 2");
     assert_eq!(r.loc_lat, "48.1");
     assert_eq!(r.timestamp.to_string(), "2024-01-01 10:00:00");
 }
@@ -138,7 +138,7 @@ fn negative_zero_is_a_measured_zero_in_every_index() {
             r#"{{"value":{value},"value_type":"P1"}},{{"value":{value},"value_type":"P2"}}"#
         );
         let r = parse_entry(&entry(&values)).unwrap_or_else(|e| panic!("{value}: {e:?}"));
-        assert_eq!((r.daqi, r.us_epa, r.eaqi), (1, 0, 1), "P1 = P2 = {value}");
+        assert_eq!(r.indices.values(), [1, 0, 1], "P1 = P2 = {value}");
     }
 }
 

@@ -16,17 +16,30 @@ use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
 use airq_core::place::{cell_of_text, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
-use airq_core::store::{ReadingStore, ReadingStream, StoreSummary};
+use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Row, Statement, Transaction, TransactionBehavior};
+use std::sync::LazyLock;
 use tokio::sync::mpsc::Sender;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// The columns a query reads, in the order the row decoders expect; the
-/// same in `readings` and `latest`.
-const COLUMN_NAMES: [&str; 15] = [
+/// The stored column of each index's values: the one place this backend
+/// names an index. (`aqi` holds the DAQI, named before the other indices
+/// existed; renaming it would take a migration.) Every statement below
+/// is built from it.
+fn index_column(index: Index) -> &'static str {
+    match index {
+        Index::Daqi => "aqi",
+        Index::UsEpa => "aqi_us_epa",
+        Index::Eaqi => "aqi_eaqi",
+    }
+}
+
+/// A reading's columns before its indices, in the order statements bind
+/// and decoders read them; the same in `readings` and `latest`.
+const LEADING_COLUMNS: [&str; 11] = [
     "id",
     "ts",
     "sensor_id",
@@ -38,49 +51,113 @@ const COLUMN_NAMES: [&str; 15] = [
     "loc_alt",
     "p1",
     "p2",
-    "aqi",
-    "aqi_us_epa",
-    "aqi_eaqi",
-    "samples",
 ];
-/// Positions of the coordinates in [`COLUMN_NAMES`], for the place check.
+/// Positions of the coordinates in [`LEADING_COLUMNS`], for the place check.
 const LAT: usize = 6;
 const LONG: usize = 7;
+/// Where the indices start in a row: one column per [`Index::ALL`] entry,
+/// in its order.
+const FIRST_INDEX: usize = LEADING_COLUMNS.len();
+/// The column after the indices in a query's row.
+const SAMPLES: usize = FIRST_INDEX + Index::COUNT;
 
-/// Writes a reading into `readings`; a rewrite of its identity replaces it.
-const INSERT_READING: &str = "INSERT OR REPLACE INTO readings
-    (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
-     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+/// The statements that read and write readings, built once from the
+/// columns above.
+struct Statements {
+    /// The columns a query reads, in the order [`row_ref`] expects:
+    /// [`LEADING_COLUMNS`], the indices, `samples`.
+    columns: Vec<&'static str>,
+    /// Adds a reading to `readings` unless its identity `(ts, sensor_id)`
+    /// is stored; binds [`write_row`]'s parameters.
+    insert_new: String,
+    /// Rewrites a stored reading whose columns differ from the ones sent;
+    /// changes no row when they are the same (already stored).
+    replace_changed: String,
+    /// Makes a reading its sensor's latest unless a newer one is stored.
+    /// On a tie the later write wins, as it does in `readings`.
+    upsert_latest: String,
+    /// [`Statements::upsert_latest`] for the usual case, a sensor that has
+    /// not moved: its country and cell stay, so they are conditions rather
+    /// than assignments, and SQLite leaves `latest`'s indices (on those
+    /// two) untouched. Updating them for every reading made ingestion
+    /// about 40% slower. Changes no row when the sensor is new, has moved,
+    /// or has a newer reading: then `upsert_latest` decides.
+    update_latest_in_place: String,
+}
 
-/// Makes a reading its sensor's latest unless a newer one is stored. On a
-/// tie the later write wins, as it does in `readings`. (Column names are
-/// the stored ones: `aqi` holds `Reading::daqi`, named before the other
-/// indices existed; renaming it would take a migration.)
-const UPSERT_LATEST: &str = "INSERT INTO latest
-    (id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, loc_long, loc_alt,
-     p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-    ON CONFLICT (sensor_id) DO UPDATE SET
-        id = excluded.id, ts = excluded.ts, sensor_type = excluded.sensor_type,
-        loc_id = excluded.loc_id, loc_country = excluded.loc_country,
-        loc_lat = excluded.loc_lat, loc_long = excluded.loc_long, loc_alt = excluded.loc_alt,
-        p1 = excluded.p1, p2 = excluded.p2, aqi = excluded.aqi,
-        aqi_us_epa = excluded.aqi_us_epa, aqi_eaqi = excluded.aqi_eaqi, cell = excluded.cell,
-        samples = excluded.samples
-    WHERE excluded.ts >= latest.ts";
+/// Every column a reading is written with, in [`write_row`]'s parameter
+/// order (`?1` is the first): the query columns but `samples`, `cell`,
+/// `samples`.
+fn write_columns() -> Vec<&'static str> {
+    let mut columns = LEADING_COLUMNS.to_vec();
+    columns.extend(Index::ALL.map(index_column));
+    columns.extend(["cell", "samples"]);
+    columns
+}
 
-/// [`UPSERT_LATEST`] for the usual case, a sensor that has not moved: its
-/// country and cell stay, so they are conditions rather than assignments,
-/// and SQLite leaves `latest`'s indices (on those two) untouched. Updating
-/// them for every reading made ingestion about 40% slower. Changes no row
-/// when the sensor is new, has moved, or has a newer reading: then
-/// [`UPSERT_LATEST`] decides.
-const UPDATE_LATEST_IN_PLACE: &str = "UPDATE latest SET
-        id = ?1, ts = ?2, sensor_type = ?4, loc_id = ?5, loc_lat = ?7, loc_long = ?8,
-        loc_alt = ?9, p1 = ?10, p2 = ?11, aqi = ?12, aqi_us_epa = ?13, aqi_eaqi = ?14,
-        samples = ?16
-    WHERE sensor_id = ?3 AND loc_country = ?6 AND cell = ?15 AND ts <= ?2";
+/// `?N` of a column in [`write_columns`].
+fn param(columns: &[&str], name: &str) -> String {
+    let at = columns.iter().position(|c| *c == name).unwrap_or(0);
+    format!("?{}", at + 1)
+}
+
+static SQL: LazyLock<Statements> = LazyLock::new(|| {
+    let write = write_columns();
+    let names = write.join(", ");
+    let params = (1..=write.len())
+        .map(|n| format!("?{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = |c: &&str| matches!(*c, "ts" | "sensor_id");
+    let p = |c: &str| param(&write, c);
+    let assign = |c: &&str, from: &dyn Fn(&str) -> String| format!("{c} = {}", from(c));
+    let values: Vec<&str> = write.iter().copied().filter(|c| !key(c)).collect();
+    let differs = values
+        .iter()
+        .map(|c| format!("{c} IS NOT {}", p(c)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let set = |from: &dyn Fn(&str) -> String, skip: &[&str]| {
+        write
+            .iter()
+            .filter(|c| *c != &"sensor_id" && !skip.contains(c))
+            .map(|c| assign(c, from))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut columns = LEADING_COLUMNS.to_vec();
+    columns.extend(Index::ALL.map(index_column));
+    columns.push("samples");
+    Statements {
+        columns,
+        insert_new: format!("INSERT OR IGNORE INTO readings ({names}) VALUES ({params})"),
+        replace_changed: format!(
+            "UPDATE readings SET {} WHERE ts = {} AND sensor_id = {} AND ({differs})",
+            values
+                .iter()
+                .map(|c| assign(c, &|c| p(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p("ts"),
+            p("sensor_id"),
+        ),
+        upsert_latest: format!(
+            "INSERT INTO latest ({names}) VALUES ({params})
+             ON CONFLICT (sensor_id) DO UPDATE SET {}
+             WHERE excluded.ts >= latest.ts",
+            set(&|c| format!("excluded.{c}"), &[])
+        ),
+        update_latest_in_place: format!(
+            "UPDATE latest SET {} WHERE sensor_id = {} AND loc_country = {} AND cell = {}
+             AND ts <= {}",
+            set(&|c| p(c), &["loc_country", "cell"]),
+            p("sensor_id"),
+            p("loc_country"),
+            p("cell"),
+            p("ts"),
+        ),
+    }
+});
 
 /// The time key of `readings_by_cell`, in SQL: the day (UTC) of a reading,
 /// `ts / DAY_SECS`. The index is ordered by day, then cell, so that a batch
@@ -118,7 +195,7 @@ impl SqliteReadingStore {
 
     /// Writes a batch in one transaction. Public for callers already on a
     /// blocking thread (bulk loaders).
-    pub fn put_batch_blocking(&self, readings: &[Reading]) -> Result<(), BackendError> {
+    pub fn put_batch_blocking(&self, readings: &[Reading]) -> Result<Written, BackendError> {
         Ok(self.put_batch_inner(readings)?)
     }
 
@@ -135,7 +212,7 @@ impl SqliteReadingStore {
         Ok((counts.read, counts.returned))
     }
 
-    fn put_batch_inner(&self, readings: &[Reading]) -> Result<(), DbError> {
+    fn put_batch_inner(&self, readings: &[Reading]) -> Result<Written, DbError> {
         // Computed before the write lock is taken: parsing coordinates and
         // sorting need no database.
         let cells: Vec<u32> = readings
@@ -143,15 +220,27 @@ impl SqliteReadingStore {
             .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
             .collect();
         let newest = newest_per_sensor(readings);
+        let last = last_of_each(readings);
+        let mut written = Written::default();
         let mut conn = self.db.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached(INSERT_READING)?;
-            for (r, &cell) in readings.iter().zip(&cells) {
-                write_row(&mut insert, r, cell)?;
+            // A new reading is one INSERT (the usual case); a stored one
+            // costs a second statement, which writes only when a value
+            // differs, so that a repeated ingest writes nothing and says so.
+            let mut insert = tx.prepare_cached(&SQL.insert_new)?;
+            let mut replace = tx.prepare_cached(&SQL.replace_changed)?;
+            for (i, (r, &cell)) in readings.iter().zip(&cells).enumerate() {
+                if write_row(&mut insert, r, cell)? == 1 {
+                    written.new += u64::from(last[i]);
+                } else if write_row(&mut replace, r, cell)? == 1 {
+                    written.replaced += u64::from(last[i]);
+                } else {
+                    written.unchanged += u64::from(last[i]);
+                }
             }
-            let mut in_place = tx.prepare_cached(UPDATE_LATEST_IN_PLACE)?;
-            let mut upsert = tx.prepare_cached(UPSERT_LATEST)?;
+            let mut in_place = tx.prepare_cached(&SQL.update_latest_in_place)?;
+            let mut upsert = tx.prepare_cached(&SQL.upsert_latest)?;
             for i in newest {
                 if write_row(&mut in_place, &readings[i], cells[i])? == 0 {
                     write_row(&mut upsert, &readings[i], cells[i])?;
@@ -159,31 +248,45 @@ impl SqliteReadingStore {
             }
         }
         tx.commit()?;
-        Ok(())
+        // A reading sent twice in the batch was new the first time and
+        // replaced (or unchanged) the second: counted once, as it ends up.
+        Ok(written)
     }
 }
 
-/// Runs [`INSERT_READING`], [`UPDATE_LATEST_IN_PLACE`] or
-/// [`UPSERT_LATEST`] (same parameters) for `r`; returns the rows changed.
+/// Runs one of [`Statements`]' writes (they bind the same parameters,
+/// [`write_columns`]) for `r`; returns the rows changed.
 fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, DbError> {
-    Ok(stmt.execute(params![
-        r.id.map(|v| v as i64),
-        r.timestamp.0,
-        r.sensor_id as i64,
-        r.sensor_type,
-        r.loc_id.map(|v| v as i64),
-        r.loc_country,
-        r.loc_lat,
-        r.loc_long,
-        r.loc_alt,
-        r.p1,
-        r.p2,
-        r.daqi,
-        r.us_epa,
-        r.eaqi,
-        cell,
-        r.samples,
-    ])?)
+    stmt.raw_bind_parameter(1, r.id.map(|v| v as i64))?;
+    stmt.raw_bind_parameter(2, r.timestamp.0)?;
+    stmt.raw_bind_parameter(3, r.sensor_id as i64)?;
+    stmt.raw_bind_parameter(4, &r.sensor_type)?;
+    stmt.raw_bind_parameter(5, r.loc_id.map(|v| v as i64))?;
+    stmt.raw_bind_parameter(6, &r.loc_country)?;
+    stmt.raw_bind_parameter(7, &r.loc_lat)?;
+    stmt.raw_bind_parameter(8, &r.loc_long)?;
+    stmt.raw_bind_parameter(9, &r.loc_alt)?;
+    stmt.raw_bind_parameter(10, &r.p1)?;
+    stmt.raw_bind_parameter(11, &r.p2)?;
+    for (k, (_, value)) in r.indices.iter().enumerate() {
+        stmt.raw_bind_parameter(FIRST_INDEX + 1 + k, value)?;
+    }
+    stmt.raw_bind_parameter(SAMPLES + 1, cell)?;
+    stmt.raw_bind_parameter(SAMPLES + 2, r.samples)?;
+    Ok(stmt.raw_execute()?)
+}
+
+/// For each reading of a batch, whether it is the last one sent of its
+/// identity: only that one is counted in [`Written`].
+fn last_of_each(readings: &[Reading]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::with_capacity(readings.len());
+    let mut last: Vec<bool> = readings
+        .iter()
+        .rev()
+        .map(|r| seen.insert((r.timestamp, r.sensor_id)))
+        .collect();
+    last.reverse();
+    last
 }
 
 /// Positions in `readings` of each sensor's newest reading (the later one
@@ -203,15 +306,6 @@ fn newest_per_sensor(readings: &[Reading]) -> Vec<usize> {
         }
     }
     newest
-}
-
-/// The column of `index`'s values.
-fn index_column(index: Index) -> &'static str {
-    match index {
-        Index::Daqi => "aqi",
-        Index::UsEpa => "aqi_us_epa",
-        Index::Eaqi => "aqi_eaqi",
-    }
 }
 
 /// A SELECT of rows in [`COLUMN_NAMES`] order: its text, its parameters,
@@ -286,7 +380,7 @@ impl Select {
 
     fn new(from: &str) -> Select {
         Select {
-            sql: format!("SELECT {} FROM {from}", COLUMN_NAMES.join(", ")),
+            sql: format!("SELECT {} FROM {from}", SQL.columns.join(", ")),
             params: Vec::new(),
             place: None,
             conditions: false,
@@ -388,12 +482,10 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         loc_alt: text(row, 8)?,
         p1: text_or_null(row, 9)?,
         p2: text_or_null(row, 10)?,
-        daqi: small_int(row, 11)?,
-        us_epa: small_int(row, 12)?,
-        eaqi: small_int(row, 13)?,
-        samples: match row.get_ref(14)? {
+        indices: Indices::try_from_fn(|index| small_int(row, FIRST_INDEX + index.position()))?,
+        samples: match row.get_ref(SAMPLES)? {
             rusqlite::types::ValueRef::Null => None,
-            _ => Some(small_int(row, 14)?),
+            _ => Some(small_int(row, SAMPLES)?),
         },
     })
 }
@@ -403,7 +495,7 @@ fn small_int<T: TryFrom<i64>>(row: &Row<'_>, i: usize) -> Result<T, DbError> {
     let corrupt = |what: String| {
         DbError(BackendError::Corrupt(format!(
             "column {} of a reading: {what}",
-            COLUMN_NAMES[i]
+            SQL.columns[i]
         )))
     };
     let v = row
@@ -416,13 +508,13 @@ fn small_int<T: TryFrom<i64>>(row: &Row<'_>, i: usize) -> Result<T, DbError> {
 /// A nullable text column, borrowed from the row.
 fn text_or_null<'r>(row: &'r Row<'_>, i: usize) -> Result<Option<&'r str>, DbError> {
     Ok(row.get_ref(i)?.as_str_or_null().map_err(|e| {
-        BackendError::Corrupt(format!("column {} of a reading: {e}", COLUMN_NAMES[i]))
+        BackendError::Corrupt(format!("column {} of a reading: {e}", SQL.columns[i]))
     })?)
 }
 
 fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, DbError> {
     Ok(text_or_null(row, i)?.ok_or_else(|| {
-        BackendError::Corrupt(format!("column {} of a reading is NULL", COLUMN_NAMES[i]))
+        BackendError::Corrupt(format!("column {} of a reading is NULL", SQL.columns[i]))
     })?)
 }
 
@@ -502,7 +594,7 @@ impl SqliteReadingStore {
 
 #[async_trait]
 impl ReadingStore for SqliteReadingStore {
-    async fn put_batch(&self, readings: Vec<Reading>) -> Result<(), BackendError> {
+    async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.put_batch_blocking(&readings))
             .await
@@ -677,11 +769,7 @@ fn fill_indices_and_cells(tx: &Transaction<'_>) -> Result<u64, DbError> {
             let p2 = row.get_ref(3)?.as_str_or_null().ok().flatten();
             // No stored reading lacks both values (ingestion refuses
             // them); one would get each index's lowest value.
-            let indices = Indices::of_text(p1, p2).unwrap_or(Indices {
-                daqi: airq_core::aqi::MIN_INDEX,
-                us_epa: Index::UsEpa.min(),
-                eaqi: Index::Eaqi.min() as u8,
-            });
+            let indices = Indices::of_text(p1, p2).unwrap_or_else(Indices::lowest);
             let cell = match (
                 row.get_ref(4)?.as_str_or_null(),
                 row.get_ref(5)?.as_str_or_null(),
@@ -689,7 +777,15 @@ fn fill_indices_and_cells(tx: &Transaction<'_>) -> Result<u64, DbError> {
                 (Ok(Some(lat)), Ok(Some(lon))) => cell_of_text(lat, lon),
                 _ => cell_of_text("", ""),
             };
-            batch.push((ts, sensor, indices.us_epa, indices.eaqi, cell));
+            // Schema 4's two new columns, by name: this migration is
+            // history and must not follow the index list.
+            batch.push((
+                ts,
+                sensor,
+                indices.get(Index::UsEpa),
+                indices.get(Index::Eaqi),
+                cell,
+            ));
         }
         drop(rows);
         let Some(&(ts, sensor, ..)) = batch.last() else {
@@ -883,12 +979,10 @@ mod tests {
                 loc_alt: String::new(),
                 p1: Some("10".into()),
                 p2: None,
-                daqi: 0,
-                us_epa: 0,
-                eaqi: 0,
+                indices: Indices::lowest(),
                 samples: None,
             };
-            r.set_indices(Indices::of_text(r.p1.as_deref(), None).expect("indices"));
+            r.indices = Indices::of_text(r.p1.as_deref(), None).expect("indices");
             readings.push(r);
         }
         store.put_batch_blocking(&readings).expect("put");
@@ -918,9 +1012,7 @@ mod tests {
             loc_alt: String::new(),
             p1: None,
             p2: None,
-            daqi: 1,
-            us_epa: 0,
-            eaqi: 1,
+            indices: Indices::lowest(),
             samples: None,
         };
         let batch = [r(2, 10), r(1, 5), r(2, 30), r(2, 20), r(1, 5), r(3, 1)];

@@ -4,7 +4,7 @@ use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
 use airq_core::results::Submission;
 use airq_core::ClientId;
-use airq_core::{Query, QueryLimits, Reading};
+use airq_core::{Index, Query, QueryLimits, Reading};
 use airq_embedded::{
     Db, Redrive, SqliteKeyStore, SqliteQueue, SqliteReadingStore, SqliteResultStore,
 };
@@ -345,7 +345,7 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
         .collect();
     readings.extend(later);
     for r in readings.iter_mut() {
-        r.set_indices(Indices::of_text(r.p1.as_deref(), r.p2.as_deref()).expect("indices"));
+        r.indices = Indices::of_text(r.p1.as_deref(), r.p2.as_deref()).expect("indices");
     }
     {
         let mut conn = rusqlite::Connection::open(&path).expect("open");
@@ -373,7 +373,7 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
                         r.loc_alt,
                         r.p1,
                         r.p2,
-                        r.daqi,
+                        r.index(Index::Daqi),
                     ])
                     .expect("insert");
             }
@@ -404,11 +404,11 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
         let p2: Option<String> = row.get(1).expect("p2");
         let (lat, lon): (String, String) = (row.get(2).expect("lat"), row.get(3).expect("lon"));
         let want = Indices::of_text(p1.as_deref(), p2.as_deref()).expect("indices");
-        let got = Indices {
-            daqi: row.get(4).expect("aqi"),
-            us_epa: row.get(5).expect("us epa"),
-            eaqi: row.get(6).expect("eaqi"),
-        };
+        let got = Indices::from([
+            row.get(4).expect("aqi"),
+            row.get(5).expect("us epa"),
+            row.get(6).expect("eaqi"),
+        ]);
         assert_eq!(got, want, "indices of P1 {p1:?}, P2 {p2:?}");
         assert_eq!(
             row.get::<_, u32>(7).expect("cell"),

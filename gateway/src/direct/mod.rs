@@ -285,8 +285,11 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ReadingStore for Misshapen {
-        async fn put_batch(&self, _readings: Vec<Reading>) -> Result<(), BackendError> {
-            Ok(())
+        async fn put_batch(
+            &self,
+            _readings: Vec<Reading>,
+        ) -> Result<airq_core::store::Written, BackendError> {
+            Ok(Default::default())
         }
 
         fn query(&self, _query: &Query) -> ReadingStream {

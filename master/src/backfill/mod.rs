@@ -230,6 +230,8 @@ pub struct Summary {
     /// Rows read (`entries`), accepted, rejected by reason.
     pub rows: FeedStats,
     pub stored: u64,
+    /// Of those, how many were new, replaced or already stored as sent.
+    pub written: airq_core::store::Written,
     /// Measurements the stored readings average (daily), or rows (raw).
     pub samples: u64,
     pub elapsed: Duration,
@@ -280,6 +282,9 @@ impl Summary {
             files_skipped = self.files.skipped_total(),
             rows = self.rows.entries,
             stored = self.stored,
+            new = self.written.new,
+            replaced = self.written.replaced,
+            already_stored = self.written.unchanged,
             samples = self.samples,
             rejected = self.rejected_total(),
             rejections = %self.rejections_compact(),
@@ -368,7 +373,11 @@ impl fmt::Display for Summary {
         )?;
         writeln!(f, "rows read:       {}", self.rows.entries)?;
         writeln!(f, "rows accepted:   {}", self.rows.accepted)?;
-        writeln!(f, "stored:          {}", self.stored)?;
+        writeln!(
+            f,
+            "stored:          {}",
+            crate::ingest::stored_line(&self.written)
+        )?;
         if self.resolution == Resolution::Daily {
             let per = if self.stored > 0 {
                 self.samples as f64 / self.stored as f64
@@ -611,8 +620,9 @@ async fn collect(
     out
 }
 
-struct Written {
+struct Stored {
     stored: u64,
+    written: airq_core::store::Written,
     samples: u64,
     days_done: Vec<NaiveDate>,
 }
@@ -625,9 +635,10 @@ async fn write(
     resolution: Resolution,
     types: TypeFilter,
     meter: Meter,
-) -> anyhow::Result<Written> {
-    let mut out = Written {
+) -> anyhow::Result<Stored> {
+    let mut out = Stored {
         stored: 0,
+        written: Default::default(),
         samples: 0,
         days_done: Vec::new(),
     };
@@ -639,7 +650,7 @@ async fn write(
                 // (stored with it); the sum is for the summary.
                 let samples: u64 = batch.iter().map(|b| b.samples).sum();
                 let readings: Vec<Reading> = batch.into_iter().map(|b| b.reading).collect();
-                store
+                out.written += store
                     .put_batch(in_key_order(readings))
                     .await
                     .with_context(|| format!("storing a batch after {} readings", out.stored))?;
@@ -957,6 +968,7 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         files: collected.files,
         rows: collected.rows,
         stored: written.stored,
+        written: written.written,
         samples: written.samples,
         elapsed: started.elapsed(),
     })

@@ -480,13 +480,11 @@ fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
         loc_alt: String::new(),
         p1: r.p1.map(|(text, _)| text.to_owned()),
         p2: r.p2.map(|(text, _)| text.to_owned()),
-        daqi: 0,
-        us_epa: 0,
-        eaqi: 0,
+        indices: Indices::lowest(),
         samples: None,
     };
     if let Some(i) = Indices::of(r.p1.map(|p| p.1), r.p2.map(|p| p.1)) {
-        reading.set_indices(i);
+        reading.indices = i;
     }
     Backfilled {
         reading,
@@ -509,15 +507,13 @@ fn daily_reading(file: &ArchiveFile, d: Daily) -> Backfilled {
         loc_alt: String::new(),
         p1: None,
         p2: None,
-        daqi: 0,
-        us_epa: 0,
-        eaqi: 0,
+        indices: Indices::lowest(),
         // Stored with the mean: how many measurements it averages.
         samples: Some(u32::try_from(d.rows).unwrap_or(u32::MAX)),
     };
     // Rows were accepted, so one of the two has a mean.
     if let Some(i) = Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1)) {
-        reading.set_indices(i);
+        reading.indices = i;
     }
     reading.p1 = p1.map(|p| p.0);
     reading.p2 = p2.map(|p| p.0);
@@ -626,7 +622,7 @@ mod tests {
         assert_eq!(r.loc_country, "UK");
         assert_eq!(r.timestamp, daily_timestamp(file(7).day));
         assert_eq!(
-            r.indices(),
+            r.indices,
             Indices::of(Some(15.01), Some(4.5)).expect("indices")
         );
         assert_eq!((r.loc_id, r.id, r.loc_alt.as_str()), (Some(1), None, ""));
@@ -730,7 +726,7 @@ mod tests {
             assert!(!p.readings.is_empty(), "{resolution:?}");
             for b in &p.readings {
                 let r = &b.reading;
-                assert_eq!((r.daqi, r.us_epa, r.eaqi), (1, 0, 1), "{resolution:?}");
+                assert_eq!(r.indices.values(), [1, 0, 1], "{resolution:?}");
             }
         }
     }
