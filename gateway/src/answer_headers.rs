@@ -19,7 +19,7 @@ pub const CACHE: &str = "x-airq-cache";
 /// `X-Airq-Rows`: the number of rows of a queued query's answer.
 pub const ROWS: &str = "x-airq-rows";
 
-/// `X-Airq-Index`: the index (`daqi`, `us-epa`, `eaqi`) whose value and
+/// `X-Airq-Index`: the index (its `Index::name`) whose value and
 /// band the answer's `AQI` and `Range` fields hold. The answer itself
 /// does not say (the CSV keeps the first system's columns, byte for byte),
 /// so without this a saved file would be ambiguous to its reader.

@@ -64,6 +64,11 @@ function useOptions(meta) {
     maxRadiusKm: Number(meta.limits.maxRadiusKm),
     maxSensorTypes: Number(meta.limits.maxSensorTypes),
   };
+  // The tagline names the indices this server computes.
+  const titles = indices.map((ix) => `the ${ix.title}`);
+  $('index-titles').textContent = titles.length > 1
+    ? `: ${titles.slice(0, -1).join(', ')} and ${titles[titles.length - 1]}`
+    : `: ${titles[0]}`;
   const index = $('index');
   index.replaceChildren(...indices.map((ix) => new Option(`${ix.title} (${rangeText({ lo: ix.min, hi: ix.max })})`, ix.name)));
   index.value = state.defaultIndex;

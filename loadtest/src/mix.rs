@@ -6,6 +6,7 @@
 //!   arrival, so that no cache can flatter the figures (see [`random_query`]).
 //! - a JSON-lines file: one query object a line, sent in order, cycled.
 
+use airq_core::Index;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use chrono::{Duration as Span, NaiveDateTime};
@@ -193,7 +194,8 @@ impl RandomMix {
 /// - Spans are log-uniform: from 1 hour to 14 days with a country, 1 to 24
 ///   hours without (a multi-day export of the whole network is a bulk job,
 ///   not an interactive query). Start times are random minutes.
-/// - Index: 60 % the default DAQI, 20 % US EPA, 20 % EAQI; then AQI: 40 %
+/// - Index: 60 % the default, the other 40 % split evenly among the others
+///   (with today's three: 20 % each); then AQI: 40 %
 ///   no filter, 30 % a band of that index (lower bands more often: weights
 ///   n:…:1), 30 % a random `minAqi..maxAqi` range on its scale.
 /// - Place: 25 % a `near` circle (1–100 km) or a `bbox` (0.1°–3°) around one
@@ -221,41 +223,25 @@ pub fn random_query(
     if let Some(c) = country {
         q.insert("country".into(), c.into());
     }
-    // The index: most users read the default, the rest split.
-    let index = match rng.random_range(0..10) {
-        0..=5 => "daqi",
-        6..=7 => "us-epa",
-        _ => "eaqi",
+    // The index: most users (60 %) read the default, the rest split
+    // evenly among the others (the registry's order).
+    let others: Vec<Index> = Index::ALL
+        .into_iter()
+        .filter(|i| *i != Index::default())
+        .collect();
+    let roll = rng.random_range(0..10usize);
+    let index = match roll {
+        0..=5 => Index::default(),
+        _ => others
+            .get((roll - 6) * others.len() / 4)
+            .copied()
+            .unwrap_or_default(),
     };
-    if index != "daqi" {
-        q.insert("index".into(), index.into());
+    if index != Index::default() {
+        q.insert("index".into(), index.name().into());
     }
-    let (bands, scale): (&[&str], u16) = match index {
-        "daqi" => (&["Low", "Moderate", "High", "Very High"], 10),
-        "us-epa" => (
-            &[
-                "Good",
-                "Moderate",
-                "Unhealthy for Sensitive Groups",
-                "Unhealthy",
-                "Very Unhealthy",
-                "Hazardous",
-            ],
-            500,
-        ),
-        _ => (
-            &[
-                "Good",
-                "Fair",
-                "Moderate",
-                "Poor",
-                "Very poor",
-                "Extremely poor",
-            ],
-            6,
-        ),
-    };
-    let floor = u16::from(index == "eaqi");
+    let bands: Vec<&str> = index.bands().iter().map(|b| b.label).collect();
+    let (floor, scale) = (index.floor(), index.max());
     let roll: f64 = rng.random();
     if roll < 0.40 {
         // No AQI filter.

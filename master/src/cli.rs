@@ -29,7 +29,7 @@ pub const DEFAULT_TYPES: &str =
 #[command(
     name = "airq-master",
     version,
-    about = "Fetches the Sensor.Community feed, computes the air-quality indices (DAQI, US EPA, EAQI) and stores the readings",
+    about = "Fetches the Sensor.Community feed, computes the air-quality indices and stores the readings",
     propagate_version = true
 )]
 pub struct Cli {
@@ -52,7 +52,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch a feed once, validate it, compute the indices (DAQI, US EPA, EAQI) and store the readings.
+    /// Fetch a feed once, validate it, compute the air-quality indices and store the readings.
     Ingest(IngestArgs),
     /// Run the ingestion on a cron schedule until SIGINT/SIGTERM.
     Schedule(ScheduleArgs),

@@ -356,9 +356,7 @@ pub fn query(rng: &mut StdRng, case: u32) -> Query {
     }
     q.index = index;
     q.format = format;
-    // DAQI's minAqi takes 0 ("no lower bound"); the others start at their
-    // lowest value.
-    let floor = if index == Index::Daqi { 0 } else { index.min() };
+    let floor = index.floor();
     q.min_aqi = floor;
     q.max_aqi = index.max();
     if rng.random_bool(0.5) {

@@ -95,12 +95,9 @@ fn arb_index_filter() -> impl Strategy<
     ]))
     .prop_flat_map(|name| {
         let index = name.and_then(Index::parse).unwrap_or_default();
-        // DAQI's minAqi takes 0 ("no lower bound"), the others their lowest.
-        let floor = if index == Index::Daqi { 0 } else { index.min() };
+        let floor = index.floor();
         let mut bands: Vec<&'static str> = index.bands().iter().map(|b| b.label).collect();
-        if index == Index::Daqi {
-            bands.push("Medium");
-        }
+        bands.extend(index.band_aliases().iter().map(|(alias, _)| *alias));
         (
             Just(name),
             prop::option::of(floor..=index.max()),

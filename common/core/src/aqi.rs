@@ -520,14 +520,25 @@ impl Index {
         self.bands()[self.band_of(value)].label
     }
 
-    /// Parses a band name of this index, case-insensitively and ignoring
-    /// spaces, `_` and `-`; DAQI also takes `Medium` for `Moderate` (the
-    /// first client of this system sent it). Returns its position.
-    pub fn parse_band(self, name: &str) -> Option<usize> {
-        if self == Index::Daqi {
-            let b = Band::parse(name)?;
-            return DAQI_BANDS.iter().position(|d| d.label == b.label());
+    /// Other names a band of this index is taken by, as `(alias, label)`:
+    /// the DAQI's `Medium` for `Moderate` (the first client of this system
+    /// sent it).
+    pub fn band_aliases(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Index::Daqi => &[("Medium", "Moderate")],
+            Index::UsEpa | Index::Eaqi => &[],
         }
+    }
+
+    /// `UK DAQI, 1–10`: the title and the scale, for descriptions.
+    pub fn summary(self) -> String {
+        format!("{}, {}–{}", self.title(), self.min(), self.max())
+    }
+
+    /// Parses a band name of this index, case-insensitively and ignoring
+    /// spaces, `_` and `-`, or one of its [`Index::band_aliases`]. Returns
+    /// its position.
+    pub fn parse_band(self, name: &str) -> Option<usize> {
         let norm = |s: &str| -> String {
             s.chars()
                 .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
@@ -535,7 +546,12 @@ impl Index {
                 .collect()
         };
         let want = norm(name);
-        self.bands().iter().position(|b| norm(b.label) == want)
+        let label = self
+            .band_aliases()
+            .iter()
+            .find(|(alias, _)| norm(alias) == want)
+            .map_or(want, |(_, label)| norm(label));
+        self.bands().iter().position(|b| norm(b.label) == label)
     }
 
     /// The band labels, for error messages: `"Good", "Fair", …`.

@@ -285,7 +285,7 @@ impl Query {
         if let Some(c) = &self.country {
             m.insert("country".into(), c.clone().into());
         }
-        if self.index != Index::Daqi {
+        if self.index != Index::default() {
             m.insert("index".into(), self.index.name().into());
         }
         m.insert("minAqi".into(), self.min_aqi.into());
@@ -561,7 +561,8 @@ impl<'a> Fields<'a> {
     }
 
     fn index(&mut self) -> Option<Index> {
-        self.one_of("index", Index::Daqi, Index::parse, "daqi, us-epa, eaqi")
+        let names = Index::ALL.map(Index::name).join(", ");
+        self.one_of("index", Index::default(), Index::parse, &names)
     }
 
     /// A field naming one of a fixed set (`index`, `format`): `default`
@@ -626,11 +627,11 @@ impl<'a> Fields<'a> {
         match index.parse_band(s) {
             Some(b) => Some(Some(b)),
             None => {
-                let extra = if index == Index::Daqi {
-                    " (Medium is taken for Moderate)"
-                } else {
-                    ""
-                };
+                let extra: String = index
+                    .band_aliases()
+                    .iter()
+                    .map(|(alias, label)| format!(" ({alias} is taken for {label})"))
+                    .collect();
                 self.err(
                     "range",
                     format!(
@@ -802,7 +803,8 @@ impl<'a> Fields<'a> {
     }
 
     fn format(&mut self) -> Option<Format> {
-        self.one_of("format", Format::Csv, Format::parse, "csv, ndjson, geojson")
+        let names = Format::ALL.map(Format::name).join(", ");
+        self.one_of("format", Format::default(), Format::parse, &names)
     }
 }
 

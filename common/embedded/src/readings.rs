@@ -3,7 +3,7 @@
 //! Two tables: `readings`, every reading by `(ts, sensor_id)`, and
 //! `latest`, each sensor's most recent reading, kept up to date by
 //! [`ReadingStore::put_batch`] so that `latest` never reads the history.
-//! Both carry the three indices (computed at ingestion) and the reading's
+//! Both carry every index (computed at ingestion) and the reading's
 //! grid cell ([`airq_core::place::cell`]); an index by day and cell lets
 //! a small place read only its cells. The cells only narrow what SQLite
 //! reads: every row it hands out is checked with [`Place::contains_text`],

@@ -54,7 +54,7 @@ use axum::response::Response;
                 case-insensitive, at most 32; empty for every type",
             example = "SDS011,SPS30"),
         ("index" = Option<crate::openapi::schema::IndexName>, Query,
-            description = "The index the answer's `AQI` and `Range` show (default `daqi`)"),
+            description = "The index the answer's `AQI` and `Range` show (`GET /api/meta` lists them; default the one marked `default`)"),
         ("format" = Option<crate::openapi::schema::FormatName>, Query,
             description = "The answer's format (default `csv`)"),
         ("Accept-Encoding" = Option<String>, Header,

@@ -58,12 +58,12 @@ pub struct Meta {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexInfo {
-    /// The name `index` takes (`daqi`, `us-epa`, `eaqi`).
+    /// The name `index` takes.
     name: &'static str,
     title: &'static str,
     short: &'static str,
-    /// The lowest `minAqi`/`maxAqi` a query takes (the DAQI's 0: no lower
-    /// bound).
+    /// The lowest `minAqi`/`maxAqi` a query takes; below `min`, it means
+    /// no lower bound.
     floor: u16,
     /// The lowest and highest values of a reading.
     min: u16,
@@ -71,7 +71,7 @@ pub struct IndexInfo {
     /// Whether a query without `index` is on this one.
     default: bool,
     /// The publisher's colour of each value from `min` up, where it colours
-    /// values rather than bands (DAQI); empty otherwise.
+    /// values rather than bands; empty otherwise.
     value_colours: &'static [&'static str],
     /// The named bands, lowest first, covering `min` to `max`.
     bands: Vec<BandInfo>,

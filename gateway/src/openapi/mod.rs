@@ -39,8 +39,8 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "airq",
-        description = "Air-quality readings from the Sensor.Community network with three air-quality \
-            indices computed for each (the UK DAQI, the US EPA AQI and the European EAQI), \
+        description = "Air-quality readings from the Sensor.Community network with air-quality \
+            indices computed for each (`GET /api/meta` lists them), \
             queried by time range, country, place (a bounding box or a circle), sensor type, \
             index value and band, answered as CSV, NDJSON or GeoJSON.\n\n\
             A query (`POST /api/query`) is answered at once (`200`, the answer) when its span is \

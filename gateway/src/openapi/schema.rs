@@ -87,27 +87,39 @@ fn index() -> impl Into<RefOr<Schema>> {
         .enum_values(Some(
             index_names().into_iter().map(Some).chain([Some(""), None]),
         ))
-        .description(Some(
+        .description(Some(format!(
             "The air-quality index that `minAqi`, `maxAqi` and `range` are on, and that the \
-             answer's `AQI` and `Range` show: `daqi` (UK DAQI, 1–10; the default, and the \
-             first system's only index), `us-epa` (US EPA AQI, 2024 revision, 0–500) or \
-             `eaqi` (European Air Quality Index, levels 1–6). Case, `-` and `_` do not \
-             matter; empty or null for the default.",
-        ))
-        .default(Some(serde_json::json!("daqi")))
-        .examples(["us-epa"])
+             answer's `AQI` and `Range` show: {}. Case, `-` and `_` do not matter; empty or \
+             null for the default, `{}`.",
+            Index::ALL
+                .iter()
+                .map(|i| format!("`{}` ({})", i.name(), i.summary()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Index::default().name()
+        )))
+        .default(Some(serde_json::json!(Index::default().name())))
+        .examples([Index::ALL[Index::COUNT - 1].name()])
 }
 
-/// The scales, for the descriptions: `daqi` 0–10, ….
+/// The scales, for the descriptions: `daqi` 0–10, …, then which take a
+/// floor below their lowest value (0, meaning no lower bound).
 fn scales() -> String {
-    Index::ALL
+    let scales = Index::ALL
         .iter()
-        .map(|i| {
-            let lo = if *i == Index::Daqi { 0 } else { i.min() };
-            format!("`{}` {lo}–{}", i.name(), i.max())
-        })
+        .map(|i| format!("`{}` {}–{}", i.name(), i.floor(), i.max()))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    let floors = Index::ALL
+        .iter()
+        .filter(|i| i.floor() < i.min())
+        .map(|i| format!("`{}`'s {} means no lower bound", i.name(), i.floor()))
+        .collect::<Vec<_>>();
+    if floors.is_empty() {
+        scales
+    } else {
+        format!("{scales}; {}", floors.join(", "))
+    }
 }
 
 fn aqi(what: &str, default: &str) -> RefOr<Schema> {
@@ -127,7 +139,7 @@ fn aqi(what: &str, default: &str) -> RefOr<Schema> {
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some(format!(
             "The {what} value wanted of the query's `index`, inclusive: a whole number on \
-             that index's scale ({}; DAQI's 0 means no lower bound), as a JSON number or a \
+             that index's scale ({}), as a JSON number or a \
              numeric string (default {default}; null is the default). A value outside the \
              scale is an error naming the scale. `minAqi` must not be greater than \
              `maxAqi`.",
@@ -138,7 +150,7 @@ fn aqi(what: &str, default: &str) -> RefOr<Schema> {
 }
 
 fn min_aqi() -> RefOr<Schema> {
-    aqi("lowest", "the scale's lowest: 0 for DAQI")
+    aqi("lowest", "the lowest the scale takes, above")
 }
 
 fn max_aqi() -> RefOr<Schema> {
@@ -151,9 +163,7 @@ fn band() -> RefOr<Schema> {
     let mut any = AnyOfBuilder::new();
     for i in Index::ALL {
         let mut names: Vec<&str> = i.bands().iter().map(|b| b.label).collect();
-        if i == Index::Daqi {
-            names.push("Medium");
-        }
+        names.extend(i.band_aliases().iter().map(|(alias, _)| *alias));
         let list = i
             .bands()
             .iter()
@@ -166,11 +176,11 @@ fn band() -> RefOr<Schema> {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let extra = if i == Index::Daqi {
-            "; `Medium` is `Moderate`"
-        } else {
-            ""
-        };
+        let extra: String = i
+            .band_aliases()
+            .iter()
+            .map(|(alias, label)| format!("; `{alias}` is `{label}`"))
+            .collect();
         any = any.item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
@@ -186,8 +196,8 @@ fn band() -> RefOr<Schema> {
             .enum_values(Some([Some(""), None])),
     )
     .description(Some(
-        "A band of the query's `index` (a band of another index, such as `Good` with \
-         `daqi`, is an error naming the valid ones); combined with `minAqi`/`maxAqi`. \
+        "A band of the query's `index` (a band of another index is an error naming the \
+         valid ones); combined with `minAqi`/`maxAqi`. \
          Case, spaces, `-` and `_` do not matter; empty or null for every band.",
     ))
     .examples(["Low"])

@@ -1,0 +1,300 @@
+//! A reading as a DynamoDB item: the key attributes (`day`, `at_sensor`,
+//! `country_at`, `cell_key`), the reading's fields under the embedded
+//! schema's names, and each index's number attribute ([`index_attribute`],
+//! the one place this backend names an index).
+
+use super::*;
+
+/// The UTC day (`YYYY-MM-DD`) of a timestamp and its second in that day.
+pub fn day_of(ts: Timestamp) -> Result<(String, i64), BackendError> {
+    Ok((day_name(ts.0.div_euclid(DAY))?, ts.0.rem_euclid(DAY)))
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01).
+pub(crate) fn day_name(day: i64) -> Result<String, BackendError> {
+    day.checked_mul(DAY)
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .ok_or_else(|| BackendError::Corrupt(format!("day {day} is out of range")))
+}
+
+/// The `cell_key` of a reading of `day` (or of a latest item, with
+/// `day = #latest`) at the stored coordinates.
+pub(crate) fn cell_key(day: &str, lat: &str, lon: &str) -> String {
+    cell_key_of(day, cell_of_text(lat, lon))
+}
+
+pub(crate) fn cell_key_of(day: &str, cell: u32) -> String {
+    format!("{day}#{cell}")
+}
+
+/// The number attribute holding each index's value: the one place this
+/// backend names an index. (`AQI` holds the DAQI, named before the other
+/// indices existed; renaming it would take a migration.)
+pub(crate) fn index_attribute(index: Index) -> &'static str {
+    match index {
+        Index::Daqi => "AQI",
+        Index::UsEpa => "AQI_US_EPA",
+        Index::Eaqi => "AQI_EAQI",
+    }
+}
+
+/// A reading as a DynamoDB item: the attribute names of the embedded
+/// schema and the CSV, measurements and coordinates as the exact text sent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ReadingItem {
+    pub(crate) day: String,
+    pub(crate) at_sensor: String,
+    pub(crate) country_at: String,
+    /// Absent on items written before the `by_cell` index existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) cell_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<u64>,
+    /// Unix seconds.
+    pub(crate) timestamp: i64,
+    pub(crate) sensor_id: u64,
+    pub(crate) sensor_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) loc_id: Option<u64>,
+    pub(crate) loc_country: String,
+    pub(crate) loc_lat: String,
+    pub(crate) loc_long: String,
+    pub(crate) loc_alt: String,
+    #[serde(rename = "P1", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) p1: Option<String>,
+    #[serde(rename = "P2", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) p2: Option<String>,
+    /// Each index's value, in [`Index::ALL`]'s order, stored as the number
+    /// attribute [`index_attribute`] names; `None` where an item written
+    /// before that index was computed lacks it. The bands (the CSV's
+    /// `Range`) follow from the values, so they are not stored. Encoded by
+    /// [`ReadingItem::encode`] and [`ReadingItem::decode`], not serde.
+    #[serde(skip)]
+    pub(crate) indices: [Option<u16>; Index::COUNT],
+    /// How many measurements a daily mean of the archive backfill averages;
+    /// absent on a reading as the feed sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) samples: Option<u32>,
+}
+
+impl ReadingItem {
+    /// The item of a reading in its day partition.
+    pub(crate) fn of(r: &Reading) -> Result<ReadingItem, BackendError> {
+        let (day, second) = day_of(r.timestamp)?;
+        Ok(Self::keyed(
+            r,
+            cell_key(&day, &r.loc_lat, &r.loc_long),
+            format!("{second:05}#{:020}", r.sensor_id),
+            format!("{}#{second:05}#{:020}", r.loc_country, r.sensor_id),
+            day,
+        ))
+    }
+
+    /// The sensor's latest item, holding `r`.
+    pub(crate) fn latest(r: &Reading) -> ReadingItem {
+        Self::keyed(
+            r,
+            cell_key(LATEST_PARTITION, &r.loc_lat, &r.loc_long),
+            format!("{:020}", r.sensor_id),
+            format!("{}#{:020}", r.loc_country, r.sensor_id),
+            LATEST_PARTITION.to_owned(),
+        )
+    }
+
+    pub(crate) fn keyed(
+        r: &Reading,
+        cell_key: String,
+        at_sensor: String,
+        country_at: String,
+        day: String,
+    ) -> ReadingItem {
+        ReadingItem {
+            day,
+            at_sensor,
+            country_at,
+            cell_key,
+            id: r.id,
+            timestamp: r.timestamp.0,
+            sensor_id: r.sensor_id,
+            sensor_type: r.sensor_type.clone(),
+            loc_id: r.loc_id,
+            loc_country: r.loc_country.clone(),
+            loc_lat: r.loc_lat.clone(),
+            loc_long: r.loc_long.clone(),
+            loc_alt: r.loc_alt.clone(),
+            p1: r.p1.clone(),
+            p2: r.p2.clone(),
+            indices: r.indices.values().map(Some),
+            samples: r.samples,
+        }
+    }
+
+    /// The item's attributes.
+    pub(crate) fn encode(&self) -> Result<HashMap<String, AttributeValue>, BackendError> {
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(self)
+            .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
+        for (index, value) in Index::ALL.into_iter().zip(self.indices) {
+            if let Some(value) = value {
+                item.insert(index_attribute(index).to_owned(), n(value));
+            }
+        }
+        Ok(item)
+    }
+
+    /// An item read back; the error says what does not decode.
+    pub(crate) fn decode(mut item: HashMap<String, AttributeValue>) -> Result<ReadingItem, String> {
+        let mut indices = [None; Index::COUNT];
+        for index in Index::ALL {
+            let name = index_attribute(index);
+            if let Some(value) = item.remove(name) {
+                let value = match &value {
+                    AttributeValue::N(text) => text.parse::<u16>().ok(),
+                    _ => None,
+                };
+                indices[index.position()] =
+                    Some(value.ok_or_else(|| format!("{name} is not an index value"))?);
+            }
+        }
+        let mut decoded: ReadingItem = serde_dynamo::from_item(item).map_err(|e| e.to_string())?;
+        decoded.indices = indices;
+        Ok(decoded)
+    }
+
+    /// The reading, with the indices as stored. An item written before an
+    /// index was stored is an error naming the migration: computing it
+    /// here would answer the row, but such an item is also missing from
+    /// the `by_cell` index and fails the new index's filters, so place and
+    /// index queries would quietly leave it out. A clear failure until
+    /// `airq-deploy migrate` has run is better than answers that look
+    /// right and are not.
+    pub(crate) fn into_reading(self, table: &str) -> Result<Reading, BackendError> {
+        let Ok(indices) = Indices::try_from_fn(|index| self.indices[index.position()].ok_or(()))
+        else {
+            return Err(not_migrated(table, &self.day, &self.at_sensor));
+        };
+        Ok(self.into_reading_with(indices))
+    }
+
+    pub(crate) fn into_reading_with(self, indices: Indices) -> Reading {
+        Reading {
+            id: self.id,
+            timestamp: Timestamp(self.timestamp),
+            sensor_id: self.sensor_id,
+            sensor_type: self.sensor_type,
+            loc_id: self.loc_id,
+            loc_country: self.loc_country,
+            loc_lat: self.loc_lat,
+            loc_long: self.loc_long,
+            loc_alt: self.loc_alt,
+            p1: self.p1,
+            p2: self.p2,
+            indices,
+            samples: self.samples,
+        }
+    }
+}
+
+/// The error for an item of the shape before the three indices.
+pub(crate) fn not_migrated(table: &str, day: &str, at_sensor: &str) -> BackendError {
+    BackendError::Schema(format!(
+        "DynamoDB table {table} holds readings written before airq stored the US EPA AQI \
+         and the EAQI (the first found: day {day}, at_sensor {at_sensor}); run \
+         `airq-deploy migrate` (with this deployment's --aws-prefix and table flags) to \
+         fill them in and build the place index and the latest readings"
+    ))
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use airq_core::place::cell;
+    /// A reading of sensor `sensor` at `ts`, in Stuttgart.
+    pub(crate) fn reading(ts: i64, sensor: u64) -> Reading {
+        Reading {
+            id: None,
+            timestamp: Timestamp(ts),
+            sensor_id: sensor,
+            sensor_type: "SDS011".into(),
+            loc_id: None,
+            loc_country: "DE".into(),
+            loc_lat: "48.78".into(),
+            loc_long: "9.18".into(),
+            loc_alt: String::new(),
+            p1: Some("20".into()),
+            p2: Some("9.1".into()),
+            indices: Indices::from([2, 51, 2]),
+            samples: None,
+        }
+    }
+    #[test]
+    fn days_and_seconds() {
+        assert_eq!(day_of(Timestamp(0)).unwrap(), ("1970-01-01".into(), 0));
+        assert_eq!(
+            day_of(Timestamp(1_528_058_572)).unwrap(),
+            ("2018-06-03".into(), 74_572)
+        );
+        assert_eq!(
+            day_of(Timestamp(-1)).unwrap(),
+            ("1969-12-31".into(), 86_399)
+        );
+    }
+    #[test]
+    fn sort_keys_order_as_time_then_sensor() {
+        let keys: Vec<(String, String)> = [(5, 900), (5, 1000), (60, 2), (86_399, 1)]
+            .iter()
+            .map(|&(t, s)| {
+                let i = ReadingItem::of(&reading(t, s)).unwrap();
+                (i.at_sensor, i.country_at)
+            })
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+    #[test]
+    fn items_carry_the_schemas_attributes() {
+        let r = reading(1_528_058_572, 42);
+        let item: HashMap<String, AttributeValue> = ReadingItem::of(&r).unwrap().encode().unwrap();
+        assert_eq!(item["AQI"], n(2));
+        assert_eq!(item["AQI_US_EPA"], n(51));
+        assert_eq!(item["AQI_EAQI"], n(2));
+        let cell = cell(48.78, 9.18);
+        assert_eq!(item[CELL_KEY], s(format!("2018-06-03#{cell}")));
+        assert_eq!(item[PARTITION_KEY], s("2018-06-03"));
+
+        let latest: HashMap<String, AttributeValue> = ReadingItem::latest(&r).encode().unwrap();
+        assert_eq!(latest[PARTITION_KEY], s(LATEST_PARTITION));
+        assert_eq!(latest[SORT_KEY], s(format!("{:020}", 42)));
+        assert_eq!(latest[COUNTRY_SORT_KEY], s(format!("DE#{:020}", 42)));
+        assert_eq!(latest[CELL_KEY], s(format!("#latest#{cell}")));
+        // A latest item reads back as the reading it copies.
+        let back = ReadingItem::decode(latest).unwrap();
+        assert_eq!(back.into_reading("t").unwrap(), r);
+    }
+    #[test]
+    fn an_item_of_the_old_shape_names_the_migration() {
+        let r = reading(1_528_058_572, 42);
+        let mut item: HashMap<String, AttributeValue> =
+            ReadingItem::of(&r).unwrap().encode().unwrap();
+        for a in ["AQI_US_EPA", "AQI_EAQI", CELL_KEY] {
+            item.remove(a);
+        }
+        let old = ReadingItem::decode(item).unwrap();
+        let err = old.into_reading("QualityAirTable").unwrap_err();
+        assert!(matches!(err, BackendError::Schema(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("airq-deploy migrate") && text.contains("QualityAirTable"),
+            "{text}"
+        );
+    }
+}

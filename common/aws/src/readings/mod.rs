@@ -1,0 +1,308 @@
+//! The reading store on DynamoDB.
+//!
+//! Key schema (see ARCHITECTURE.md for the read-cost arithmetic):
+//!
+//! - table: partition key `day` (`YYYY-MM-DD`, UTC), sort key `at_sensor`
+//!   (`SSSSS#SENSOR`: second of the day, 5 digits, then the sensor id, 20
+//!   digits). A reading's identity `(sensor_id, timestamp)` is its key, so
+//!   writing it again replaces it (idempotent), and one day's readings come
+//!   back in `(timestamp, sensor_id)` order.
+//! - global secondary index `by_country` (all attributes): partition key
+//!   `day`, sort key `country_at` (`COUNTRY#SSSSS#SENSOR`), so one country's
+//!   readings of one day are one contiguous key range, in the same order.
+//! - global secondary index `by_cell` (all attributes): partition key
+//!   `cell_key` (`YYYY-MM-DD#CELL`, the day and the reading's 0.25° grid
+//!   cell), sort key `at_sensor`, so a place reads only the rows of the
+//!   cells it covers, each cell in the day's order.
+//! - each sensor's latest reading, a copy kept by `put_batch`, in the
+//!   partition `day = #latest` (sort key: the sensor id, 20 digits), with
+//!   `country_at = COUNTRY#SENSOR` and `cell_key = #latest#CELL`, so that
+//!   the same two indexes serve `latest` by country and by place. `#latest`
+//!   is no date, so no date query reads these items.
+//!
+//! A date-bounded query is one `Query` per day of its range (per day and
+//! cell for a small place), each bounded by the range's seconds on its
+//! first and last day and paginated to the end; never a `Scan`. Days are
+//! fetched a few at a time and emitted in day order; the cells of a day are
+//! merged in key order. What DynamoDB cannot decide (sensor types compared
+//! case-insensitively, the exact distance or box) is checked on the decoded
+//! reading with the reference semantics, [`Query::matches`], so the answer
+//! is exactly the reference's.
+//!
+//! Files by job: `item.rs` the item codec, `route.rs` a query's key ranges
+//! and filters, `merge.rs` the fan-out and merge in key order, `write.rs`
+//! batch writes, the read-back, the summary and latest items. This file
+//! holds the store, the port's implementation, and the imports and limits
+//! the others share (`use super::*`).
+
+use crate::retry::{with_backoff, RetryPolicy};
+use crate::schema::{
+    BY_CELL_INDEX, BY_COUNTRY_INDEX, CELL_KEY, COUNTRY_SORT_KEY, LATEST_PARTITION, PARTITION_KEY,
+    SORT_KEY,
+};
+use crate::{error_code, is_throttling, remote};
+use airq_core::error::BackendError;
+use airq_core::place::{cell_of_text, Place};
+use airq_core::query::{LatestQuery, Query};
+use airq_core::reading::{Reading, Timestamp};
+use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
+use airq_core::{Index, Indices};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+mod item;
+mod merge;
+mod route;
+mod write;
+
+pub use item::day_of;
+pub(crate) use item::{cell_key, index_attribute, n, s, ReadingItem};
+use item::{cell_key_of, day_name};
+use merge::{sensor_only, time_then_sensor, Pages};
+use route::Fetch;
+pub use write::LatestWrites;
+
+/// The most items one `BatchWriteItem` call takes.
+pub const BATCH_WRITE_MAX: usize = 25;
+/// The most keys one `BatchGetItem` call takes.
+const BATCH_GET_MAX: usize = 100;
+/// `BatchWriteItem` (and `BatchGetItem`) calls in flight per `put_batch`.
+const WRITES_IN_FLIGHT: usize = 8;
+/// Conditional latest-item writes in flight per `put_batch` (one call per
+/// sensor: a condition cannot ride in a batch).
+const LATEST_IN_FLIGHT: usize = 16;
+/// Day partitions fetched at once by one query.
+const DAYS_IN_FLIGHT: usize = 4;
+/// Cell fetches (one per cell and day) in flight at once by one place
+/// query: a place of many cells fetches fewer days ahead.
+const CELL_FETCHES_IN_FLIGHT: usize = 32;
+/// Items per page of a cell fetch. Up to 64 cells are merged at once, each
+/// holding a few pages, so their pages are kept well under DynamoDB's 1 MB;
+/// a page costs the same read units per byte whatever its size.
+const CELL_PAGE_ITEMS: i32 = 1_000;
+/// Readings per chunk a merge hands on.
+const MERGE_CHUNK: usize = 256;
+/// Pages a day's fetch may run ahead of the consumer.
+const PAGES_AHEAD: usize = 2;
+/// Readings streamed ahead of the consumer.
+const STREAM_BUFFER: usize = 512;
+const DAY: i64 = 86_400;
+
+/// The one item that is not a reading: first and last timestamps and the
+/// set of countries, kept up to date by every `put_batch`. Its `day` is no
+/// date, so no query ever reads it, and it has no `country_at` or
+/// `cell_key`, so it is in no index.
+const SUMMARY_DAY: &str = "#summary";
+const SUMMARY_SORT: &str = "summary";
+/// Set members cannot be empty strings, and a country code can be.
+const COUNTRY_MEMBER_PREFIX: &str = "c:";
+/// The summary item's count of latest items (one per sensor), so that the
+/// readings count (the table's item count) can leave them out.
+const LATEST_COUNT: &str = "latest_items";
+
+/// Readings on DynamoDB. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DynamoReadingStore {
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl DynamoReadingStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoReadingStore {
+            client,
+            table: table.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy of batch writes (tests use short waits).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// Whether a batch write failed for want of capacity (or a transient
+/// service fault): by its modelled type or by its code.
+fn throttled(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    e.as_service_error().is_some_and(|se| {
+        se.is_provisioned_throughput_exceeded_exception()
+            || se.is_request_limit_exceeded()
+            || se.is_throttling_exception()
+            || se.is_internal_server_error()
+    }) || is_throttling(error_code(e))
+}
+
+/// One stream of results from a task that writes into `tx`.
+fn spawned<F, Fut>(run: F) -> ReadingStream
+where
+    F: FnOnce(mpsc::Sender<Result<Reading, BackendError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(run(tx));
+    ReceiverStream::new(rx).boxed()
+}
+
+#[async_trait]
+impl ReadingStore for DynamoReadingStore {
+    async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
+        // One item per identity, the last one sent winning (as a replace
+        // would): a BatchWriteItem call refuses duplicate keys, and
+        // concurrent calls would leave the winner to chance.
+        let mut unique = BTreeMap::new();
+        for r in readings {
+            unique.insert((r.timestamp, r.sensor_id), r);
+        }
+        let readings: Vec<Reading> = unique.into_values().collect();
+        if readings.is_empty() {
+            return Ok(Written::default());
+        }
+        // What is stored already decides what is written: a reading stored
+        // exactly as sent is not written again, so a repeated ingest costs
+        // reads (a fifth of a write's price) and says so.
+        let stored = self.stored_of(&readings).await?;
+        let mut written = Written::default();
+        let mut requests = Vec::with_capacity(readings.len());
+        for r in &readings {
+            let item = ReadingItem::of(r)?;
+            match stored.get(&(r.timestamp.0, r.sensor_id)) {
+                Some(have) if have == r => {
+                    written.unchanged += 1;
+                    continue;
+                }
+                Some(_) => written.replaced += 1,
+                None => written.new += 1,
+            }
+            let put = PutRequest::builder()
+                .set_item(Some(item.encode()?))
+                .build()
+                .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        if !requests.is_empty() {
+            self.update_summary(&readings).await?;
+        }
+        let chunks: Vec<Vec<WriteRequest>> = requests
+            .chunks(BATCH_WRITE_MAX)
+            .map(<[WriteRequest]>::to_vec)
+            .collect();
+        futures::stream::iter(chunks)
+            .map(|chunk| self.write_chunk(chunk))
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        // After the readings: a latest item is only ever a copy of a
+        // reading already stored. Unchanged readings go too: their latest
+        // item may be what a crash between the two writes left behind.
+        self.put_latest(readings).await?;
+        Ok(written)
+    }
+
+    fn query(&self, query: &Query) -> ReadingStream {
+        let this = self.clone();
+        let query = query.clone();
+        spawned(|tx| async move {
+            if let Err(e) = this.run_query(&query, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        })
+    }
+
+    /// Reads only the latest items: by country (`by_country`, partition
+    /// `#latest`), by place (`by_cell`, the place's cells) or all of them,
+    /// in sensor id order.
+    fn latest(&self, latest: &LatestQuery) -> ReadingStream {
+        let this = self.clone();
+        let latest = latest.clone();
+        spawned(|tx| async move {
+            if let Err(e) = this.run_latest(&latest, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        })
+    }
+
+    /// `readings` is DynamoDB's `ItemCount` (which AWS refreshes about
+    /// every six hours: approximate) less the summary item and the latest
+    /// items (counted exactly on the summary item); the time range and
+    /// countries come from the summary item, one strongly consistent read.
+    async fn summary(&self) -> Result<StoreSummary, BackendError> {
+        let describe = self.client.describe_table().table_name(&self.table).send();
+        let get = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(SUMMARY_DAY))
+            .key(SORT_KEY, s(SUMMARY_SORT))
+            .consistent_read(true)
+            .send();
+        let (describe, get) = tokio::join!(describe, get);
+        let count = describe
+            .map_err(|e| remote(format!("DynamoDB DescribeTable {}", self.table), e))?
+            .table
+            .and_then(|t| t.item_count)
+            .unwrap_or(0)
+            .max(0) as u64;
+        let item = get
+            .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
+            .item;
+        let Some(item) = item else {
+            return Ok(StoreSummary {
+                readings: count,
+                ..StoreSummary::default()
+            });
+        };
+        let number = |name: &str| -> Option<i64> {
+            match item.get(name) {
+                Some(AttributeValue::N(v)) => v.parse().ok(),
+                _ => None,
+            }
+        };
+        let mut countries: Vec<String> = match item.get("countries") {
+            Some(AttributeValue::Ss(set)) => set
+                .iter()
+                .filter_map(|c| c.strip_prefix(COUNTRY_MEMBER_PREFIX))
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        countries.sort();
+        let latest_items = number(LATEST_COUNT).unwrap_or(0).max(0) as u64;
+        Ok(StoreSummary {
+            // The summary item and the latest items are no readings.
+            readings: count.saturating_sub(1).saturating_sub(latest_items),
+            first: number("first_ts").map(Timestamp),
+            last: number("last_ts").map(Timestamp),
+            countries,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| remote(format!("DynamoDB DescribeTable {}", self.table), e))?;
+        Ok(())
+    }
+}

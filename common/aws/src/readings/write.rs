@@ -1,0 +1,347 @@
+//! Writing readings: the read-back that tells new, replaced and unchanged
+//! readings apart, batch writes with retries, the summary item, and each
+//! sensor's latest item (a conditional write that never moves a sensor
+//! back in time).
+
+use super::*;
+
+/// How a batch's latest readings were written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatestWrites {
+    /// Sensors seen for the first time: a new latest item.
+    pub created: u64,
+    /// Sensors whose latest item was older (or the same reading): replaced.
+    pub replaced: u64,
+    /// Sensors whose latest item was newer already: left alone.
+    pub kept: u64,
+}
+
+pub(crate) enum LatestWrite {
+    Created,
+    Replaced,
+    Kept,
+}
+
+impl DynamoReadingStore {
+    /// Writes one reading with one `PutItem` call, as the first version of
+    /// this system did for every reading. Only for comparison (see
+    /// BENCHMARKS.md): [`ReadingStore::put_batch`] is the way to write.
+    /// Neither the summary item nor the sensor's latest item is updated.
+    pub async fn put_one(&self, reading: &Reading) -> Result<(), BackendError> {
+        let item = ReadingItem::of(reading)?.encode()?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| remote(format!("DynamoDB PutItem on {}", self.table), e))?;
+        Ok(())
+    }
+
+    /// The stored reading under each of `readings`' keys, by `(timestamp,
+    /// sensor id)`: `BatchGetItem` calls of at most 100 keys, a few in
+    /// flight, unprocessed keys and throttling retried with backoff. An
+    /// item that does not decode counts as absent (it is overwritten).
+    pub(crate) async fn stored_of(
+        &self,
+        readings: &[Reading],
+    ) -> Result<HashMap<(i64, u64), Reading>, BackendError> {
+        let mut keys = Vec::with_capacity(readings.len());
+        for r in readings {
+            let item = ReadingItem::of(r)?;
+            keys.push(HashMap::from([
+                (PARTITION_KEY.to_owned(), s(item.day)),
+                (SORT_KEY.to_owned(), s(item.at_sensor)),
+            ]));
+        }
+        let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
+            futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
+                .map(|chunk| self.get_chunk(chunk))
+                .buffer_unordered(WRITES_IN_FLIGHT)
+                .try_collect()
+                .await?;
+        let table = &self.table;
+        Ok(pages
+            .into_iter()
+            .flatten()
+            .filter_map(|item| ReadingItem::decode(item).ok()?.into_reading(table).ok())
+            .map(|r| ((r.timestamp.0, r.sensor_id), r))
+            .collect())
+    }
+
+    /// Reads one `BatchGetItem` of at most 100 keys, as [`Self::write_chunk`]
+    /// writes: retrying what DynamoDB left unprocessed.
+    pub(crate) async fn get_chunk(
+        &self,
+        mut pending: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        let context = || format!("DynamoDB BatchGetItem on {}", self.table);
+        let mut items = Vec::with_capacity(pending.len());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(pending.clone()))
+                .build()
+                .map_err(|e| BackendError::Corrupt(format!("{}: {e}", context())))?;
+            let why = match self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    if let Some(mut got) = out.responses {
+                        items.extend(got.remove(&self.table).unwrap_or_default());
+                    }
+                    pending = out
+                        .unprocessed_keys
+                        .and_then(|mut m| m.remove(&self.table))
+                        .map(|k| k.keys)
+                        .unwrap_or_default();
+                    if pending.is_empty() {
+                        return Ok(items);
+                    }
+                    format!("{} keys unprocessed", pending.len())
+                }
+                Err(e)
+                    if is_throttling(error_code(&e))
+                        || e.as_service_error().is_some_and(|se| {
+                            se.is_provisioned_throughput_exceeded_exception()
+                                || se.is_request_limit_exceeded()
+                                || se.is_internal_server_error()
+                        }) =>
+                {
+                    format!("throttled ({})", error_code(&e).unwrap_or("?"))
+                }
+                Err(e) => return Err(remote(context(), e)),
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(BackendError::Remote {
+                    context: context(),
+                    message: format!("gave up after {attempt} attempts: {why}"),
+                });
+            }
+            let wait = self.retry.delay(attempt);
+            tracing::debug!(table = %self.table, attempt, ?wait, %why, "retrying a batch read");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Writes one batch of at most 25 items, retrying unprocessed items and
+    /// throttling with backoff until every item is written or the policy's
+    /// attempts run out.
+    pub(crate) async fn write_chunk(
+        &self,
+        mut pending: Vec<WriteRequest>,
+    ) -> Result<(), BackendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let why = match self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending.clone())
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut m| m.remove(&self.table))
+                        .unwrap_or_default();
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                    format!("{} items unprocessed", pending.len())
+                }
+                Err(e) if throttled(&e) => {
+                    format!("throttled ({})", error_code(&e).unwrap_or("?"))
+                }
+                Err(e) => {
+                    return Err(remote(
+                        format!("DynamoDB BatchWriteItem on {}", self.table),
+                        e,
+                    ))
+                }
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(BackendError::Remote {
+                    context: format!("DynamoDB BatchWriteItem on {}", self.table),
+                    message: format!("gave up after {attempt} attempts: {why}"),
+                });
+            }
+            let wait = self.retry.delay(attempt);
+            tracing::debug!(table = %self.table, attempt, ?wait, %why, "retrying a batch write");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    pub(crate) fn summary_key() -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (PARTITION_KEY.to_owned(), s(SUMMARY_DAY)),
+            (SORT_KEY.to_owned(), s(SUMMARY_SORT)),
+        ])
+    }
+
+    /// Folds a batch's time range and countries into the summary item.
+    pub(crate) async fn update_summary(&self, readings: &[Reading]) -> Result<(), BackendError> {
+        let (Some(first), Some(last)) = (
+            readings.iter().map(|r| r.timestamp.0).min(),
+            readings.iter().map(|r| r.timestamp.0).max(),
+        ) else {
+            return Ok(());
+        };
+        let countries: BTreeSet<String> = readings
+            .iter()
+            .map(|r| format!("{COUNTRY_MEMBER_PREFIX}{}", r.loc_country))
+            .collect();
+        let add = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key()))
+            .update_expression("ADD #c :c")
+            .expression_attribute_names("#c", "countries")
+            .expression_attribute_values(":c", AttributeValue::Ss(countries.into_iter().collect()))
+            .send();
+        // Conditional: only ever moves the bound outwards, so concurrent
+        // writers cannot undo each other.
+        let bound = |attr: &'static str, op: &'static str, t: i64| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::summary_key()))
+                .update_expression("SET #t = :t")
+                .condition_expression(format!("attribute_not_exists(#t) OR #t {op} :t"))
+                .expression_attribute_names("#t", attr)
+                .expression_attribute_values(":t", n(t))
+                .send()
+        };
+        let (a, f, l) = tokio::join!(
+            add,
+            bound("first_ts", ">", first),
+            bound("last_ts", "<", last)
+        );
+        a.map_err(|e| {
+            remote(
+                format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                e,
+            )
+        })?;
+        for r in [f, l] {
+            match r {
+                Ok(_) => {}
+                Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {}
+                Err(e) => {
+                    return Err(remote(
+                        format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the latest item of every sensor in `readings` up to the
+    /// newest of its readings there: one conditional `PutItem` per sensor
+    /// (a write only wins over an older timestamp, or the same reading
+    /// written again, so concurrent writers and late batches cannot move a
+    /// sensor back in time), then one count of the new items on the
+    /// summary item.
+    pub(crate) async fn put_latest(
+        &self,
+        readings: impl IntoIterator<Item = Reading>,
+    ) -> Result<LatestWrites, BackendError> {
+        let mut newest: BTreeMap<u64, Reading> = BTreeMap::new();
+        for r in readings {
+            match newest.get(&r.sensor_id) {
+                Some(have) if have.timestamp > r.timestamp => {}
+                _ => {
+                    newest.insert(r.sensor_id, r);
+                }
+            }
+        }
+        let mut items = Vec::with_capacity(newest.len());
+        for r in newest.values() {
+            let item = ReadingItem::latest(r).encode()?;
+            items.push((r.timestamp.0, item));
+        }
+        let writes: Vec<LatestWrite> = futures::stream::iter(items)
+            .map(|(ts, item)| self.put_latest_one(ts, item))
+            .buffer_unordered(LATEST_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut out = LatestWrites::default();
+        for w in writes {
+            match w {
+                LatestWrite::Created => out.created += 1,
+                LatestWrite::Replaced => out.replaced += 1,
+                LatestWrite::Kept => out.kept += 1,
+            }
+        }
+        if out.created > 0 {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::summary_key()))
+                .update_expression("ADD #n :n")
+                .expression_attribute_names("#n", LATEST_COUNT)
+                .expression_attribute_values(":n", n(out.created))
+                .send()
+                .await
+                .map_err(|e| {
+                    remote(
+                        format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                        e,
+                    )
+                })?;
+        }
+        Ok(out)
+    }
+
+    /// One sensor's latest item, written if it is not older than what is
+    /// there; throttling is retried with backoff as batch writes are.
+    pub(crate) async fn put_latest_one(
+        &self,
+        timestamp: i64,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<LatestWrite, BackendError> {
+        let result = with_backoff(&self.retry, || {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(#ts) OR #ts <= :ts")
+                .expression_attribute_names("#ts", "timestamp")
+                .expression_attribute_values(":ts", n(timestamp))
+                // The old item tells a new sensor from a replaced one, for
+                // the count of latest items; returning it costs no
+                // capacity.
+                .return_values(ReturnValue::AllOld)
+                .send()
+        })
+        .await;
+        match result {
+            Ok(out) => Ok(if out.attributes.is_some_and(|a| !a.is_empty()) {
+                LatestWrite::Replaced
+            } else {
+                LatestWrite::Created
+            }),
+            Err(e)
+                if error_code(&e) == Some("ConditionalCheckFailedException")
+                    || e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(LatestWrite::Kept)
+            }
+            Err(e) => Err(remote(
+                format!("DynamoDB PutItem (latest) on {}", self.table),
+                e,
+            )),
+        }
+    }
+}
