@@ -25,16 +25,17 @@ cargo clippy -p airq-master -p airq-gateway -p airq-worker -p airq-deploy --no-d
 cargo test -p airq-cli --quiet
 echo "== build every binary"
 cargo build --workspace --bins --quiet
-echo "== Chromium and chromedriver (the web page's browser test)"
+echo "== Chromium and chromedriver (the web page's browser test), curl (the README's examples)"
 if { [ -n "${AIRQ_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; } &&
-    { [ -n "${AIRQ_CHROMEDRIVER:-}" ] || command -v chromedriver >/dev/null 2>&1; }; then
+    { [ -n "${AIRQ_CHROMEDRIVER:-}" ] || command -v chromedriver >/dev/null 2>&1; } &&
+    command -v curl >/dev/null 2>&1; then
     echo "present"
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver curl >/dev/null
     chromedriver --version
 else
-    echo "missing, and not root on Debian: install them (sudo apt-get install -y chromium chromium-driver)" >&2
+    echo "missing, and not root on Debian: install them (sudo apt-get install -y chromium chromium-driver curl)" >&2
     echo "or set AIRQ_CHROMIUM and AIRQ_CHROMEDRIVER; the browser test fails without them" >&2
 fi
 echo "== AWS emulator (moto in .venv/, for the aws backend's tests)"

@@ -203,23 +203,38 @@ pub struct LocalStack {
     pub child: Child,
     /// Its stdout, line by line.
     pub lines: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl LocalStack {
     /// Starts it with `workers` workers and `extra` flags.
     pub fn start(workers: u32, extra: &[&str]) -> LocalStack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("airq.db");
+        LocalStack::launch(&db, workers, extra, Some(dir))
+    }
+
+    /// [`LocalStack::start`] on the SQLite file `db` (kept after).
+    pub fn start_at(db: &std::path::Path, workers: u32, extra: &[&str]) -> LocalStack {
+        LocalStack::launch(db, workers, extra, None)
+    }
+
+    fn launch(
+        db: &std::path::Path,
+        workers: u32,
+        extra: &[&str],
+        dir: Option<tempfile::TempDir>,
+    ) -> LocalStack {
         for name in ["airq-master", "airq-gateway", "airq-worker"] {
             bin(name);
         }
-        let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_airq-deploy"))
             .args(["up", "--listen", "127.0.0.1:0", "--workers"])
             .arg(workers.to_string())
             .args(["--seed", SAMPLE])
             .args(extra)
             .arg("--db")
-            .arg(dir.path().join("airq.db"))
+            .arg(db)
             .env_remove("AIRQ_METRICS_LISTEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
