@@ -315,12 +315,17 @@ async fn the_description_says_what_the_server_does() {
         .unwrap_or_default();
     let epa = rules
         .iter()
-        .find(|r| r["if"]["properties"]["index"]["const"] == "us-epa")
+        .find(|r| r["then"]["properties"]["range"]["anyOf"][0]["title"] == "us-epa bands")
         .expect("a rule for us-epa's bands");
-    assert_eq!(
-        epa["then"]["properties"]["range"]["anyOf"][0]["title"],
-        "us-epa bands"
-    );
+    // Its condition takes the index as the server does (`US_EPA` too),
+    // by the names' pattern.
+    let when = regex::Regex::new(
+        epa["if"]["properties"]["index"]["pattern"]
+            .as_str()
+            .expect("a pattern"),
+    )
+    .expect("a regular expression");
+    assert!(when.is_match("us-epa") && when.is_match("US_EPA") && !when.is_match("eaqi"));
     assert_eq!(rules.len(), 3, "one rule per index: {rules:?}");
     let daqi_good =
         r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","range":"Good"}"#;

@@ -102,11 +102,7 @@ impl Band {
     /// accepted for `Moderate` (the first client of this system sent it) and
     /// `VeryHigh`/`Very_High` for `Very High`.
     pub fn parse(name: &str) -> Option<Band> {
-        let norm: String = name
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
-            .flat_map(char::to_lowercase)
-            .collect();
+        let norm = crate::name::normalize(name);
         match norm.as_str() {
             "low" => Some(Band::Low),
             "moderate" | "medium" => Some(Band::Moderate),
@@ -435,18 +431,9 @@ impl Index {
 
     /// Parses a name case-insensitively (`US-EPA`, `us_epa` too).
     pub fn parse(name: &str) -> Option<Index> {
-        let norm: String = name
-            .trim()
-            .chars()
-            .filter(|c| *c != '-' && *c != '_' && *c != ' ')
-            .flat_map(char::to_lowercase)
-            .collect();
-        match norm.as_str() {
-            "daqi" => Some(Index::Daqi),
-            "usepa" => Some(Index::UsEpa),
-            "eaqi" => Some(Index::Eaqi),
-            _ => None,
-        }
+        Index::ALL
+            .into_iter()
+            .find(|i| crate::name::matches(name, i.name()))
     }
 
     /// Its name for people: `UK DAQI`, `US EPA AQI`, `European EAQI`.
@@ -539,19 +526,14 @@ impl Index {
     /// spaces, `_` and `-`, or one of its [`Index::band_aliases`]. Returns
     /// its position.
     pub fn parse_band(self, name: &str) -> Option<usize> {
-        let norm = |s: &str| -> String {
-            s.chars()
-                .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
-                .flat_map(char::to_lowercase)
-                .collect()
-        };
-        let want = norm(name);
         let label = self
             .band_aliases()
             .iter()
-            .find(|(alias, _)| norm(alias) == want)
-            .map_or(want, |(_, label)| norm(label));
-        self.bands().iter().position(|b| norm(b.label) == label)
+            .find(|(alias, _)| crate::name::matches(name, alias))
+            .map_or(name, |(_, label)| label);
+        self.bands()
+            .iter()
+            .position(|b| crate::name::matches(label, b.label))
     }
 
     /// The band labels, for error messages: `"Good", "Fair", …`.

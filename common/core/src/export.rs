@@ -334,7 +334,7 @@ impl Format {
     pub fn parse(name: &str) -> Option<Format> {
         Format::ALL
             .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+            .find(|f| crate::name::matches(name, f.name()))
     }
 
     /// Its name for people: `CSV`, `NDJSON`, `GeoJSON`.

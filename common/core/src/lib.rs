@@ -16,6 +16,7 @@ pub mod export;
 pub mod feed;
 pub mod job;
 pub mod keys;
+pub mod name;
 pub mod place;
 pub mod query;
 pub mod queue;

@@ -527,6 +527,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A registry name (`index`, `format`, `range`): blanks alone are not
+    /// given; the text is handed on whole, for [`crate::name`]'s rule.
+    fn name_text(&mut self, name: &str, what: &str) -> Result<Option<&'a str>, ()> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if crate::name::is_blank_text(s) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => {
+                self.err(name, format!("must be {what}, got {}", kind(other)));
+                Err(())
+            }
+        }
+    }
+
     fn date(&mut self, name: &str, end_of_day: bool) -> Option<Timestamp> {
         match self.field(name) {
             None => {
@@ -574,7 +588,7 @@ impl<'a> Fields<'a> {
         parse: impl Fn(&str) -> Option<T>,
         names: &str,
     ) -> Option<T> {
-        match self.text(field, &format!("one of {names}")) {
+        match self.name_text(field, &format!("one of {names}")) {
             Err(()) => None,
             Ok(None) => Some(default),
             Ok(Some(s)) => {
@@ -619,7 +633,7 @@ impl<'a> Fields<'a> {
     }
 
     fn band(&mut self, index: Index) -> Option<Option<usize>> {
-        let s = match self.text("range", "a band name") {
+        let s = match self.name_text("range", "a band name") {
             Err(()) => return None,
             Ok(None) => return Some(None),
             Ok(Some(s)) => s,

@@ -2,6 +2,7 @@
 //! of what utoipa's types say (JSON Schema can; the types cannot).
 
 use airq_core::aqi::Index;
+use airq_core::name;
 
 /// The rules between fields that JSON Schema can say and utoipa's types
 /// cannot, so that the description admits exactly what the server takes:
@@ -42,10 +43,15 @@ pub(super) fn with_cross_field_rules(mut doc: serde_json::Value) -> serde_json::
                 // No index, or an empty or null one, is the default.
                 json!({"anyOf": [
                     {"not": {"required": ["index"]}},
-                    {"properties": {"index": {"enum": [ix.name(), "", null]}}},
+                    {"properties": {"index": {"anyOf": [
+                        {"type": "null"},
+                        {"type": "string", "pattern": name::pattern([ix.name()])},
+                    ]}}},
                 ]})
             } else {
-                json!({"required": ["index"], "properties": {"index": {"const": ix.name()}}})
+                json!({"required": ["index"], "properties": {"index": {
+                    "type": "string", "pattern": name::name_pattern([ix.name()]),
+                }}})
             };
             rules.push(json!({"if": when, "then": range}));
         }
@@ -58,12 +64,9 @@ pub(super) fn with_cross_field_rules(mut doc: serde_json::Value) -> serde_json::
             params.drain(..).partition(|p| p["in"] == "query");
         let mut properties = serde_json::Map::new();
         for f in &filters {
+            // (A blank value, `?index=`, is the default: the names'
+            // patterns say so.)
             let mut schema = f["schema"].clone();
-            // An empty value (`?index=`) is the default, as the server
-            // takes it.
-            if schema.get("$ref").is_some() {
-                schema = json!({"anyOf": [schema, {"const": ""}]});
-            }
             if let (Value::Object(m), Some(d)) = (&mut schema, f.get("description")) {
                 m.insert("description".into(), d.clone());
             }

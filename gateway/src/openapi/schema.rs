@@ -6,6 +6,7 @@
 
 use airq_core::aqi::Index;
 use airq_core::export::Format;
+use airq_core::name;
 use airq_core::query::MAX_SENSOR_TYPES;
 use serde::Deserialize;
 use utoipa::openapi::schema::{
@@ -84,13 +85,11 @@ fn index_names() -> Vec<&'static str> {
 fn index() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .enum_values(Some(
-            index_names().into_iter().map(Some).chain([Some(""), None]),
-        ))
+        .pattern(Some(name::pattern(index_names())))
         .description(Some(format!(
             "The air-quality index that `minAqi`, `maxAqi` and `range` are on, and that the \
-             answer's `AQI` and `Range` show: {}. Case, `-` and `_` do not matter; empty or \
-             null for the default, `{}`.",
+             answer's `AQI` and `Range` show: {}. Case, blanks, `-` and `_` do not matter \
+             (the pattern); blank or null for the default, `{}`.",
             Index::ALL
                 .iter()
                 .map(|i| format!("`{}` ({})", i.name(), i.summary()))
@@ -164,6 +163,7 @@ fn band() -> RefOr<Schema> {
     for i in Index::ALL {
         let mut names: Vec<&str> = i.bands().iter().map(|b| b.label).collect();
         names.extend(i.band_aliases().iter().map(|(alias, _)| *alias));
+        let names = name::name_pattern(names);
         let list = i
             .bands()
             .iter()
@@ -185,7 +185,7 @@ fn band() -> RefOr<Schema> {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .title(Some(format!("{} bands", i.name())))
-                .enum_values(Some(names))
+                .pattern(Some(names))
                 .description(Some(format!("With `index` `{}`: {list}{extra}.", i.name()))),
         );
     }
@@ -193,12 +193,12 @@ fn band() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
             .title(Some("any band"))
-            .enum_values(Some([Some(""), None])),
+            .pattern(Some(name::blank_pattern())),
     )
     .description(Some(
         "A band of the query's `index` (a band of another index is an error naming the \
          valid ones); combined with `minAqi`/`maxAqi`. \
-         Case, spaces, `-` and `_` do not matter; empty or null for every band.",
+         Case, blanks, `-` and `_` do not matter; blank or null for every band.",
     ))
     .examples(["Low"])
     .into()
@@ -259,19 +259,13 @@ fn sensor_type() -> RefOr<Schema> {
 fn format() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .enum_values(Some([
-            Some("csv"),
-            Some("ndjson"),
-            Some("geojson"),
-            Some(""),
-            None,
-        ]))
+        .pattern(Some(name::pattern(Format::ALL.map(Format::name))))
         .description(Some(
             "The answer's format: `csv` (the default; `text/csv`), `ndjson` \
              (`application/x-ndjson`, one JSON object per reading and line) or `geojson` \
              (`application/geo+json`, a `FeatureCollection` of `Point`s `[lon, lat]` with \
-             the reading's fields as `properties`). A queued query's result keeps it. Case \
-             does not matter; empty or null for the default.",
+             the reading's fields as `properties`). A queued query's result keeps it. Case, \
+             blanks, `-` and `_` do not matter (the pattern); blank or null for the default.",
         ))
         .default(Some(serde_json::json!("csv")))
         .examples(["ndjson"])
@@ -337,9 +331,10 @@ fn names_schema<const N: usize>(
     let listed: Vec<&str> = names.iter().map(|(_, l)| l.as_str()).collect();
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(names.iter().map(|(n, _)| *n)))
+        .pattern(Some(name::pattern(names.iter().map(|(n, _)| *n))))
         .description(Some(format!(
-            "{what}: {}; `{default}` is the default.",
+            "{what}: {}; `{default}` is the default (blank means it too). Case, blanks, `-` \
+             and `_` do not matter (the pattern).",
             listed.join(", ")
         )))
         .into()
