@@ -6,10 +6,9 @@
 mod support;
 
 use airq_testkit::metrics::{kind, observations, scrape, value, Scrape};
-use std::io::{BufRead, BufReader};
+use airq_testkit::process::{stdout_lines, wait_for_line, Running};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::*;
 
@@ -49,18 +48,6 @@ const REASONS: &[&str] = &[
     "duplicate_timestamp",
 ];
 
-/// Kills the child if the test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Starts `schedule --run-now` on `source` with metrics on a free port;
 /// returns it and the metrics URL it printed.
 fn start(source: &Path, db: &Path, log: &Path) -> (Running, String) {
@@ -80,27 +67,16 @@ fn start(source: &Path, db: &Path, log: &Path) -> (Running, String) {
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).expect("log file"));
     let mut child = Running(cmd.spawn().expect("starts"));
-    let out = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-            panic!(
-                "no metrics line within 30 s; stderr:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        });
-        if let Some(url) = line.strip_prefix("metrics on ") {
-            return (child, url.trim().to_owned());
-        }
+    let lines = stdout_lines(child.child());
+    match wait_for_line(&lines, Duration::from_secs(30), |line| {
+        line.strip_prefix("metrics on ")
+            .map(|u| u.trim().to_owned())
+    }) {
+        Ok(url) => (child, url),
+        Err(_) => panic!(
+            "no metrics line within 30 s; stderr:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        ),
     }
 }
 

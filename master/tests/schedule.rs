@@ -2,22 +2,11 @@
 
 mod support;
 
+use airq_testkit::process::Running;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
-
-/// Kills the child if the test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// `airq-master schedule --cron CRON --run-now --source SOURCE --db DB`.
 fn schedule(cron: &str, source: &Path, db: &Path) -> Command {

@@ -10,9 +10,8 @@ use airq_core::queue::Queue;
 use airq_core::results::Outcome;
 use airq_core::{Query, QueryLimits};
 use airq_testkit::metrics::{kind, observations, scrape, value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use airq_testkit::process::{stdout_lines, wait_for_line, Running};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::Env;
 use uuid::Uuid;
@@ -34,19 +33,9 @@ const SERIES: &[(&str, &str)] = &[
     ("airq_worker_busy", "gauge"),
 ];
 
-/// The worker, killed when dropped.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the worker with metrics on a free port, JSON logs into `log` and
 /// `extra` flags; returns it and the metrics URL it printed.
-fn start_worker(env: &Env, log: &std::path::Path, extra: &[&str]) -> (Worker, String) {
+fn start_worker(env: &Env, log: &std::path::Path, extra: &[&str]) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_airq-worker"))
         .arg("--db")
         .arg(&env.db_path)
@@ -67,25 +56,14 @@ fn start_worker(env: &Env, log: &std::path::Path, extra: &[&str]) -> (Worker, St
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
         .expect("start airq-worker");
-    let out = child.stdout.take().expect("stdout");
-    let worker = Worker(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no metrics line within 30 s; log:\n{}", read(log)));
-        if let Some(url) = line.strip_prefix("metrics on ") {
-            return (worker, url.trim().to_owned());
-        }
+    let lines = stdout_lines(&mut child);
+    let worker = Running(child);
+    match wait_for_line(&lines, Duration::from_secs(30), |line| {
+        line.strip_prefix("metrics on ")
+            .map(|u| u.trim().to_owned())
+    }) {
+        Ok(url) => (worker, url),
+        Err(_) => panic!("no metrics line within 30 s; log:\n{}", read(log)),
     }
 }
 
@@ -237,7 +215,7 @@ fn a_port_in_use_is_a_clear_startup_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let log = env.dir.path().join("stderr.log");
-    let mut worker = Worker(
+    let mut worker = Running(
         Command::new(env!("CARGO_BIN_EXE_airq-worker"))
             .arg("--db")
             .arg(&env.db_path)

@@ -8,10 +8,11 @@ use airq_contract::sample::sample;
 use airq_contract::store::reference;
 use airq_core::export::to_csv;
 use airq_core::{Query, QueryLimits};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
+
+pub use airq_testkit::process::{stdout_lines, stop_gracefully, wait_for_line, Running};
 use std::time::{Duration, Instant};
 
 pub const SAMPLE: &str = concat!(
@@ -64,45 +65,7 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// A long-running binary, killed when dropped.
-pub struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The lines of `child`'s piped stdout, read by a thread for as long as
-/// the child writes, so that it never blocks on a full pipe.
-pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// SIGTERM, then up to 30 s for `child` to stop by itself, then SIGKILL.
-pub fn stop_gracefully(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
+pub type Service = Running;
 
 /// Starts `cmd` and, if `listening`, waits (60 s at most) for
 /// `listening on ADDR`; returns it and ADDR.
@@ -113,19 +76,17 @@ pub fn start(mut cmd: Command, listening: bool) -> (Service, String) {
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
     let rx = stdout_lines(&mut child);
-    let service = Service(child);
+    let service = Running(child);
     if !listening {
         return (service, String::new());
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("{cmd:?} did not say it was listening within 60 s"));
-        if let Some(addr) = line.trim().strip_prefix("listening on ") {
-            return (service, addr.trim_end_matches('/').to_owned());
-        }
+    let addr = wait_for_line(&rx, Duration::from_secs(60), |line| {
+        let addr = line.trim().strip_prefix("listening on ")?;
+        Some(addr.trim_end_matches('/').to_owned())
+    });
+    match addr {
+        Ok(addr) => (service, addr),
+        Err(seen) => panic!("{cmd:?} did not say it was listening within 60 s: {seen:#?}"),
     }
 }
 
@@ -251,18 +212,21 @@ impl LocalStack {
     /// Reads its stdout until `airq is up at URL` (at most 60 s); returns
     /// the URL and the lines before it.
     pub fn wait_until_up(&self) -> (String, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("the stack did not say it was up within 60 s; it printed {seen:#?}")
-            });
-            if let Some(rest) = line.strip_prefix("airq is up at ") {
-                let url = rest.split_whitespace().next().expect("a URL").to_owned();
-                return (url, seen);
+        let mut before = Vec::new();
+        let up = wait_for_line(&self.lines, Duration::from_secs(60), |line| {
+            match line.strip_prefix("airq is up at ") {
+                Some(rest) => rest.split_whitespace().next().map(str::to_owned),
+                None => {
+                    before.push(line.to_owned());
+                    None
+                }
             }
-            seen.push(line);
+        });
+        match up {
+            Ok(url) => (url, before),
+            Err(seen) => {
+                panic!("the stack did not say it was up within 60 s; it printed {seen:#?}")
+            }
         }
     }
 }
