@@ -86,7 +86,7 @@ struct Statements {
 }
 
 /// Every column a reading is written with, in [`write_row`]'s parameter
-/// order (`?1` is the first): the query columns but `samples`, `cell`,
+/// order (`?1` is the first): [`LEADING_COLUMNS`], the indices, `cell`,
 /// `samples`.
 fn write_columns() -> Vec<&'static str> {
     let mut columns = LEADING_COLUMNS.to_vec();
@@ -996,6 +996,37 @@ mod tests {
         })
         .expect("run");
         assert_eq!(types, ["SDS011", "sds011", "Sds011", "SPS30"]);
+    }
+
+    /// The statements as built from the column mapping, spelled out for
+    /// today's indices: a change of the mapping shows here first.
+    #[test]
+    fn statements_bind_every_column_in_order() {
+        let columns = "id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, \
+                       loc_long, loc_alt, p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples";
+        let params = (1..=16).map(|n| format!("?{n}")).collect::<Vec<_>>();
+        assert_eq!(
+            SQL.insert_new,
+            format!(
+                "INSERT OR IGNORE INTO readings ({columns}) VALUES ({})",
+                params.join(", ")
+            )
+        );
+        assert!(SQL
+            .replace_changed
+            .contains("WHERE ts = ?2 AND sensor_id = ?3 AND (id IS NOT ?1 OR "));
+        assert!(SQL
+            .replace_changed
+            .contains("aqi_eaqi = ?14, cell = ?15, samples = ?16"));
+        assert!(SQL
+            .update_latest_in_place
+            .contains("WHERE sensor_id = ?3 AND loc_country = ?6 AND cell = ?15"));
+        assert!(!SQL.update_latest_in_place.contains("loc_country = ?6,"));
+        assert_eq!(
+            SQL.columns.join(", "),
+            columns.replace(", cell", ""),
+            "a query's columns: the written ones but the cell"
+        );
     }
 
     #[test]
