@@ -469,6 +469,14 @@ async fn counted_store(
 const HOUR_DE_LOW: &[u8] = br#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_identities_count_once() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _) = counted_store(&clients, &names).await;
+    airq_contract::store::repeated_identities_count_once(&store, &sample()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_store_contract_and_query_only() {
     let clients = emulator::clients().await;
     let names = emulator::provisioned(&clients, 3).await;

@@ -156,6 +156,13 @@ pub async fn write_is_idempotent_and_exact(store: &dyn ReadingStore, readings: &
         );
         assert_eq!(written, expected_written(&mut model, chunk), "second write");
     }
+    // What the store holds now, in its order: the reference below.
+    let readings: Vec<Reading> = model
+        .into_iter()
+        .collect::<BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    let readings = &readings[..];
     let (first, last) = readings.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
         (lo.min(r.timestamp.0), hi.max(r.timestamp.0))
     });
@@ -173,6 +180,65 @@ pub async fn write_is_idempotent_and_exact(store: &dyn ReadingStore, readings: &
     countries.sort();
     countries.dedup();
     assert_eq!(summary.countries, countries);
+}
+
+/// On an empty store, writes three of `readings` (distinct identities),
+/// then one batch that sends identities twice; checks what `put_batch`
+/// reports against [`expected_written`] and what is stored after.
+pub async fn repeated_identities_count_once(store: &dyn ReadingStore, readings: &[Reading]) {
+    // One batch sending identities twice: a stored reading corrected and
+    // then corrected again, a stored one sent as it is and then changed,
+    // a changed one and then the stored values again, a new one twice.
+    // Each counts once, as its last copy against what was stored before.
+    let mut model = std::collections::HashMap::new();
+    let stored: Vec<Reading> = readings
+        .iter()
+        .map(|r| ((r.timestamp.0, r.sensor_id), r.clone()))
+        .collect::<BTreeMap<_, _>>()
+        .into_values()
+        .take(3)
+        .collect();
+    let first = store.put_batch(stored.clone()).await.expect("put_batch");
+    assert_eq!(
+        first,
+        expected_written(&mut model, &stored),
+        "the first write"
+    );
+    if let [a, b, c] = &stored[..] {
+        let changed = |r: &Reading, p1: &str| {
+            let mut r = r.clone();
+            r.p1 = Some(p1.to_owned());
+            r
+        };
+        let mut fresh = a.clone();
+        fresh.sensor_id = u64::MAX / 2;
+        let batch = vec![
+            changed(a, "1.5"),
+            changed(a, "2.5"),
+            b.clone(),
+            changed(b, "3.5"),
+            changed(c, "4.5"),
+            c.clone(),
+            fresh.clone(),
+            changed(&fresh, "5.5"),
+        ];
+        let want = expected_written(&mut model, &batch);
+        assert_eq!(
+            (want.new, want.replaced, want.unchanged),
+            (1, 2, 1),
+            "the model's own reading of the batch"
+        );
+        let written = store.put_batch(batch).await.expect("put_batch of repeats");
+        assert_eq!(written, want, "a batch repeating identities");
+        // What is stored is each identity's last copy.
+        let all = Query::between(a.timestamp, c.timestamp.max(fresh.timestamp));
+        assert_eq!(
+            collect(store, &all).await,
+            reference(&model.into_values().collect::<Vec<_>>(), &all)
+        );
+    } else {
+        panic!("three distinct readings are needed");
+    }
 }
 
 /// Writes generated readings (see [`generate::readings`]: values on every

@@ -213,6 +213,17 @@ impl SqliteReadingStore {
     }
 
     fn put_batch_inner(&self, readings: &[Reading]) -> Result<Written, DbError> {
+        // One write per identity, the last one sent (what a replace would
+        // leave), so that each is counted against what was stored before
+        // the batch. Copies only when the batch repeats one (rare).
+        let unique;
+        let readings = match last_of_each(readings) {
+            Some(last) => {
+                unique = last;
+                &unique[..]
+            }
+            None => readings,
+        };
         // Computed before the write lock is taken: parsing coordinates and
         // sorting need no database.
         let cells: Vec<u32> = readings
@@ -220,7 +231,6 @@ impl SqliteReadingStore {
             .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
             .collect();
         let newest = newest_per_sensor(readings);
-        let last = last_of_each(readings);
         let mut written = Written::default();
         let mut conn = self.db.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -230,13 +240,13 @@ impl SqliteReadingStore {
             // differs, so that a repeated ingest writes nothing and says so.
             let mut insert = tx.prepare_cached(&SQL.insert_new)?;
             let mut replace = tx.prepare_cached(&SQL.replace_changed)?;
-            for (i, (r, &cell)) in readings.iter().zip(&cells).enumerate() {
+            for (r, &cell) in readings.iter().zip(&cells) {
                 if write_row(&mut insert, r, cell)? == 1 {
-                    written.new += u64::from(last[i]);
+                    written.new += 1;
                 } else if write_row(&mut replace, r, cell)? == 1 {
-                    written.replaced += u64::from(last[i]);
+                    written.replaced += 1;
                 } else {
-                    written.unchanged += u64::from(last[i]);
+                    written.unchanged += 1;
                 }
             }
             let mut in_place = tx.prepare_cached(&SQL.update_latest_in_place)?;
@@ -248,8 +258,6 @@ impl SqliteReadingStore {
             }
         }
         tx.commit()?;
-        // A reading sent twice in the batch was new the first time and
-        // replaced (or unchanged) the second: counted once, as it ends up.
         Ok(written)
     }
 }
@@ -276,17 +284,27 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
     Ok(stmt.raw_execute()?)
 }
 
-/// For each reading of a batch, whether it is the last one sent of its
-/// identity: only that one is counted in [`Written`].
-fn last_of_each(readings: &[Reading]) -> Vec<bool> {
+/// The batch with only the last one sent of each identity, in the order
+/// sent; `None` when no identity repeats.
+fn last_of_each(readings: &[Reading]) -> Option<Vec<Reading>> {
     let mut seen = std::collections::HashSet::with_capacity(readings.len());
     let mut last: Vec<bool> = readings
         .iter()
         .rev()
         .map(|r| seen.insert((r.timestamp, r.sensor_id)))
         .collect();
+    if last.iter().all(|l| *l) {
+        return None;
+    }
     last.reverse();
-    last
+    Some(
+        readings
+            .iter()
+            .zip(last)
+            .filter(|(_, l)| *l)
+            .map(|(r, _)| r.clone())
+            .collect(),
+    )
 }
 
 /// Positions in `readings` of each sensor's newest reading (the later one

@@ -154,6 +154,13 @@ async fn pending_is_counted_from_the_partial_index_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_identities_count_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("s.db")).expect("db"));
+    airq_contract::store::repeated_identities_count_once(&store, &sample()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteReadingStore::new(Db::open(dir.path().join("s.db")).expect("db"));
