@@ -213,6 +213,9 @@ export function resume() {
 // Back or forward through the page's history: shows the result the URL
 // now names, or none (a flow still running stops at its next step).
 export function followHistory() {
+  // Before the options are in, the form cannot show a query: start()
+  // shows what the address names once they are.
+  if (!optionsLoaded()) return;
   if (resultFromUrl()) resume();
   else {
     flow += 1;
