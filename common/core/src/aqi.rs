@@ -405,7 +405,8 @@ impl Index {
     /// How many indices there are.
     pub const COUNT: usize = Index::ALL.len();
 
-    /// This index's place in [`Index::ALL`].
+    /// This index's place in [`Index::ALL`] (its discriminant: the
+    /// assertion below keeps the two orders one).
     pub const fn position(self) -> usize {
         self as usize
     }
@@ -545,6 +546,19 @@ impl Index {
             .join(", ")
     }
 }
+
+// `Index::position` is the discriminant; `Index::ALL` must list the
+// variants in declaration order for it to be the place in `ALL`.
+const _: () = {
+    let mut i = 0;
+    while i < Index::COUNT {
+        assert!(
+            Index::ALL[i] as usize == i,
+            "Index::ALL is out of declaration order"
+        );
+        i += 1;
+    }
+};
 
 impl fmt::Display for Index {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
