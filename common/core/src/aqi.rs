@@ -56,69 +56,6 @@ pub fn daqi(pm10: Option<f64>, pm25: Option<f64>) -> Option<u8> {
     }
 }
 
-/// The named range ("band") of an index, as DEFRA labels it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Band {
-    Low,
-    Moderate,
-    High,
-    #[serde(rename = "Very High")]
-    VeryHigh,
-}
-
-impl Band {
-    pub const ALL: [Band; 4] = [Band::Low, Band::Moderate, Band::High, Band::VeryHigh];
-
-    /// The band an index (1..=10) belongs to. Out-of-range inputs clamp.
-    pub fn of_index(index: u8) -> Band {
-        match index {
-            0..=3 => Band::Low,
-            4..=6 => Band::Moderate,
-            7..=9 => Band::High,
-            _ => Band::VeryHigh,
-        }
-    }
-
-    /// The indices (inclusive) this band covers.
-    pub fn indices(self) -> (u8, u8) {
-        match self {
-            Band::Low => (1, 3),
-            Band::Moderate => (4, 6),
-            Band::High => (7, 9),
-            Band::VeryHigh => (10, 10),
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Band::Low => "Low",
-            Band::Moderate => "Moderate",
-            Band::High => "High",
-            Band::VeryHigh => "Very High",
-        }
-    }
-
-    /// Parses a band name as users type it: case-insensitive, with `Medium`
-    /// accepted for `Moderate` (the first client of this system sent it) and
-    /// `VeryHigh`/`Very_High` for `Very High`.
-    pub fn parse(name: &str) -> Option<Band> {
-        let norm = crate::name::normalize(name);
-        match norm.as_str() {
-            "low" => Some(Band::Low),
-            "moderate" | "medium" => Some(Band::Moderate),
-            "high" => Some(Band::High),
-            "veryhigh" => Some(Band::VeryHigh),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Band {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
 // ---- US EPA AQI ----
 
 /// US EPA AQI breakpoints for PM2.5, 24-hour mean, in tenths of µg/m³
@@ -656,7 +593,7 @@ mod tests {
 
     #[test]
     fn band_labels_cover_every_index() {
-        let got: Vec<_> = (1..=10).map(|i| Band::of_index(i).label()).collect();
+        let got: Vec<_> = (1..=10).map(|i| Index::Daqi.label(i)).collect();
         assert_eq!(
             got,
             [
@@ -672,20 +609,20 @@ mod tests {
                 "Very High"
             ]
         );
-        for band in Band::ALL {
-            let (lo, hi) = band.indices();
-            assert!((lo..=hi).all(|i| Band::of_index(i) == band));
+        for (k, band) in Index::Daqi.bands().iter().enumerate() {
+            assert!((band.lo..=band.hi).all(|i| Index::Daqi.band_of(i) == k));
         }
     }
 
     #[test]
     fn band_names_parse_leniently() {
-        assert_eq!(Band::parse("Medium"), Some(Band::Moderate));
-        assert_eq!(Band::parse("moderate"), Some(Band::Moderate));
-        assert_eq!(Band::parse("Very High"), Some(Band::VeryHigh));
-        assert_eq!(Band::parse("VERY_HIGH"), Some(Band::VeryHigh));
-        assert_eq!(Band::parse("Severe"), None);
-        assert_eq!(Band::parse(""), None);
+        let daqi = |name| Index::Daqi.parse_band(name);
+        assert_eq!(daqi("Medium"), Some(1), "Moderate");
+        assert_eq!(daqi("moderate"), Some(1));
+        assert_eq!(daqi("Very High"), Some(3));
+        assert_eq!(daqi("VERY_HIGH"), Some(3));
+        assert_eq!(daqi("Severe"), None);
+        assert_eq!(daqi(""), None);
     }
 
     #[test]

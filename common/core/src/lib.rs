@@ -24,7 +24,7 @@ pub mod reading;
 pub mod results;
 pub mod store;
 
-pub use aqi::{Band, Index, Indices};
+pub use aqi::{Index, Indices};
 pub use backend::Backend;
 pub use client::ClientId;
 pub use error::BackendError;

@@ -125,11 +125,9 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut columns = LEADING_COLUMNS.to_vec();
-    columns.extend(Index::ALL.map(index_column));
-    columns.push("samples");
     Statements {
-        columns,
+        // A query reads what is written but the cell (only the indices use it).
+        columns: write.iter().copied().filter(|c| *c != "cell").collect(),
         insert_new: format!("INSERT OR IGNORE INTO readings ({names}) VALUES ({params})"),
         replace_changed: format!(
             "UPDATE readings SET {} WHERE ts = {} AND sensor_id = {} AND ({differs})",
