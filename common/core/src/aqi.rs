@@ -216,9 +216,27 @@ impl Indices {
         Ok(Indices(values))
     }
 
-    /// The value in `index`.
+    /// The value in `index` ([`Indices::UNDEFINED`] where an hour of the
+    /// live tier has too little data for it).
     pub fn get(self, index: Index) -> u16 {
         self.0[index.position()]
+    }
+
+    /// What an index holds where it is not defined: an hour of the live
+    /// tier without enough valid hours in its standard's averaging window
+    /// (see [`crate::hourly`]). Answers show it as an empty cell (CSV) or
+    /// `null` (JSON), filters on the index never select it, and no daily
+    /// reading ever holds it.
+    pub const UNDEFINED: u16 = u16::MAX;
+
+    /// Every index undefined.
+    pub fn undefined() -> Indices {
+        Indices([Indices::UNDEFINED; Index::COUNT])
+    }
+
+    /// The value in `index`, `None` where it is not defined.
+    pub fn defined(self, index: Index) -> Option<u16> {
+        Some(self.get(index)).filter(|&v| v != Indices::UNDEFINED)
     }
 
     /// Sets the value in `index`.
@@ -322,6 +340,16 @@ const EAQI_BANDS: [BandDef; 6] = [
     abbreviated(shown("Extremely poor", 6, 6, "#7D2181"), "Ext. poor"),
 ];
 
+/// How a standard averages the hourly means before its breakpoints apply
+/// (see [`Index::hourly_averaging`] and [`crate::hourly`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Averaging {
+    /// The US EPA NowCast of the 12 most recent hourly means.
+    NowCast,
+    /// The mean of the 24 most recent hourly means, valid with 18 of them.
+    RunningMean24h,
+}
+
 /// Which index a query filters on and an answer shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Index {
@@ -355,6 +383,29 @@ impl Index {
             Index::Daqi => daqi(pm10, pm25).map(u16::from),
             Index::UsEpa => us_epa(pm10, pm25),
             Index::Eaqi => eaqi(pm10, pm25).map(u16::from),
+        }
+    }
+
+    /// The averaging window this index's standard puts PM on when it is
+    /// computed hourly (the live tier, [`crate::hourly`]); the daily series
+    /// is a 24-hour mean for every index.
+    ///
+    /// - US EPA: the NowCast of the hourly means. Source: US EPA, "Technical
+    ///   Assistance Document for the Reporting of Daily Air Quality – the Air
+    ///   Quality Index (AQI)", EPA-454/B-24-002, May 2024, section on the
+    ///   NowCast (the AQI of "current" conditions, AirNow's hourly AQI).
+    /// - UK DAQI: the 24-hour running mean of hourly means. Source: DEFRA,
+    ///   uk-air.defra.gov.uk/air-pollution/daqi ("PM2.5 and PM10: 24 hour
+    ///   running mean").
+    /// - EAQI: the 24-hour running mean of the past 24 hours. Source: the
+    ///   EEA's European Air Quality Index, airindex.eea.europa.eu ("For PM10
+    ///   and PM2.5 the 24-hour running means for the past 24 hours are fed
+    ///   into the calculation of the index"; NO2, O3 and SO2 use hourly
+    ///   values).
+    pub fn hourly_averaging(self) -> Averaging {
+        match self {
+            Index::UsEpa => Averaging::NowCast,
+            Index::Daqi | Index::Eaqi => Averaging::RunningMean24h,
         }
     }
 

@@ -40,12 +40,10 @@ use super::country::Countries;
 use super::lines::{Line, Lines};
 use super::{Backfilled, Resolution};
 use airq_core::feed::{self, FeedStats, Rejection, TimeWindow, PM10_RAIL, PM25_RAIL};
+use airq_core::mean::ExactSum;
 use airq_core::{Indices, Reading, Timestamp};
 use chrono::{NaiveDate, NaiveTime};
 use std::io::BufRead;
-
-/// Nano-units per unit: the means are summed exactly in 1e-9 µg/m³.
-const NANO: u128 = 1_000_000_000;
 
 /// What reading one file gave.
 #[derive(Debug, Default)]
@@ -143,74 +141,13 @@ pub fn daily_timestamp(day: NaiveDate) -> Timestamp {
     Timestamp::from_naive(day.and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()))
 }
 
-/// A particulate value in nano-units, exactly for a plain decimal (the
-/// archive writes two decimals); digits past the ninth decimal, below a
-/// nanogram, are dropped. Text the feed's rules accept in another form
-/// (`1e1`) goes through its `f64`.
-fn nano_units(text: &str, value: f64) -> u128 {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let plain = digits(whole) && whole.len() <= 20 && digits(fraction);
-    if !plain {
-        return (value * NANO as f64).round() as u128;
-    }
-    let whole: u128 = whole.parse().unwrap_or(0);
-    let mut frac: u128 = 0;
-    for i in 0..9 {
-        let digit = fraction
-            .as_bytes()
-            .get(i)
-            .map_or(0, |b| u128::from(b - b'0'));
-        frac = frac * 10 + digit;
-    }
-    whole * NANO + frac
-}
-
-/// The mean of `n` values summing to `sum` nano-units, rounded half up to
-/// hundredths.
-fn mean_hundredths(sum: u128, n: u64) -> u128 {
-    let d = u128::from(n.max(1)) * (NANO / 100);
-    (2 * sum + d) / (2 * d)
-}
-
-/// Hundredths as text with two decimals: `555` is `"5.55"`.
-fn hundredths_text(h: u128) -> String {
-    format!("{}.{:02}", h / 100, h % 100)
-}
-
-/// One pollutant's running sum.
-#[derive(Debug, Default, Clone, Copy)]
-struct Sum {
-    nano: u128,
-    n: u64,
-}
-
-impl Sum {
-    fn add(&mut self, v: Option<(&str, f64)>) {
-        if let Some((text, value)) = v {
-            self.nano += nano_units(text, value);
-            self.n += 1;
-        }
-    }
-
-    /// The mean as stored text and the number the indices are computed
-    /// from (the stored text's value, so that the stored indices are those
-    /// of the stored mean).
-    fn mean(self) -> Option<(String, f64)> {
-        (self.n > 0).then(|| {
-            let h = mean_hundredths(self.nano, self.n);
-            (hundredths_text(h), h as f64 / 100.0)
-        })
-    }
-}
-
 /// The day's mean of one sensor as rows are accepted, with the last row's
 /// site (a sensor moved during the day is where it ended it, as in the
 /// nightly 24-hour feed).
 #[derive(Default)]
 struct Daily {
-    p1: Sum,
-    p2: Sum,
+    p1: ExactSum,
+    p2: ExactSum,
     rows: u64,
     sensor_type: String,
     loc_id: Option<u64>,
@@ -546,20 +483,6 @@ mod tests {
 
     const HEADER: &str =
         "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n";
-
-    #[test]
-    fn exact_means_rounded_half_up() {
-        assert_eq!(nano_units("5.55", 5.55), 5_550_000_000);
-        assert_eq!(nano_units("7", 7.0), 7_000_000_000);
-        assert_eq!(nano_units("0.1234567891", 0.1234567891), 123_456_789);
-        assert_eq!(nano_units("1e1", 10.0), 10_000_000_000);
-        // (1.00 + 1.01) / 2 = 1.005: half up, where a float mean
-        // (1.00499999…) would round down.
-        let sum = nano_units("1.00", 1.0) + nano_units("1.01", 1.01);
-        assert_eq!(hundredths_text(mean_hundredths(sum, 2)), "1.01");
-        assert_eq!(hundredths_text(mean_hundredths(3 * NANO, 3)), "1.00");
-        assert_eq!(hundredths_text(5), "0.05");
-    }
 
     #[test]
     fn rows_are_rejected_by_reason_and_averaged() {

@@ -1,0 +1,104 @@
+//! Exact means of decimal values as sensors send them: the sum is kept in
+//! whole nano-units (10⁻⁹ µg/m³), so that `(1.00 + 1.01) / 2` is exactly
+//! `1.005` and rounds half up to `1.01`, where a float sum could land just
+//! below. The archive backfill's daily means and the live tier's hourly
+//! means are both made here, so the two series round alike.
+
+/// Nano-units in one µg/m³.
+pub const NANO: u128 = 1_000_000_000;
+
+/// A value in nano-units, exactly for a plain decimal (the feed and the
+/// archive write two decimals); digits past the ninth decimal, below a
+/// nanogram, are dropped. Text the feed's rules accept in another form
+/// (`1e1`) goes through `value`, its `f64`.
+pub fn nano_units(text: &str, value: f64) -> u128 {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let plain = digits(whole) && whole.len() <= 20 && digits(fraction);
+    if !plain {
+        return (value * NANO as f64).round() as u128;
+    }
+    let whole: u128 = whole.parse().unwrap_or(0);
+    let mut frac: u128 = 0;
+    for i in 0..9 {
+        let digit = fraction
+            .as_bytes()
+            .get(i)
+            .map_or(0, |b| u128::from(b - b'0'));
+        frac = frac * 10 + digit;
+    }
+    whole * NANO + frac
+}
+
+/// The mean of `n` values summing to `sum` nano-units, rounded half up to
+/// hundredths.
+pub fn mean_hundredths(sum: u128, n: u64) -> u128 {
+    let d = u128::from(n.max(1)) * (NANO / 100);
+    (2 * sum + d) / (2 * d)
+}
+
+/// Hundredths as text with two decimals: `555` is `"5.55"`.
+pub fn hundredths_text(h: u128) -> String {
+    format!("{}.{:02}", h / 100, h % 100)
+}
+
+/// One pollutant's running sum.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExactSum {
+    nano: u128,
+    n: u64,
+}
+
+impl ExactSum {
+    /// Adds a value: its text as stored and the number it parses to.
+    pub fn add(&mut self, v: Option<(&str, f64)>) {
+        if let Some((text, value)) = v {
+            self.nano += nano_units(text, value);
+            self.n += 1;
+        }
+    }
+
+    /// How many values were added.
+    pub fn count(self) -> u64 {
+        self.n
+    }
+
+    /// The mean in hundredths, rounded half up; `None` with no values.
+    pub fn hundredths(self) -> Option<u128> {
+        (self.n > 0).then(|| mean_hundredths(self.nano, self.n))
+    }
+
+    /// The mean as stored text and the number the indices are computed
+    /// from (the stored text's value, so that the stored indices are those
+    /// of the stored mean).
+    pub fn mean(self) -> Option<(String, f64)> {
+        self.hundredths()
+            .map(|h| (hundredths_text(h), h as f64 / 100.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_means_rounded_half_up() {
+        assert_eq!(nano_units("5.55", 5.55), 5_550_000_000);
+        assert_eq!(nano_units("7", 7.0), 7_000_000_000);
+        assert_eq!(nano_units("0.1234567891", 0.1234567891), 123_456_789);
+        assert_eq!(nano_units("1e1", 10.0), 10_000_000_000);
+        // (1.00 + 1.01) / 2 = 1.005: half up, where a float mean
+        // (1.0049999…) would round down.
+        let sum = nano_units("1.00", 1.0) + nano_units("1.01", 1.01);
+        assert_eq!(hundredths_text(mean_hundredths(sum, 2)), "1.01");
+        assert_eq!(hundredths_text(mean_hundredths(3 * NANO, 3)), "1.00");
+        assert_eq!(hundredths_text(5), "0.05");
+        let mut s = ExactSum::default();
+        assert_eq!(s.mean(), None);
+        s.add(Some(("1.00", 1.0)));
+        s.add(None);
+        s.add(Some(("1.01", 1.01)));
+        assert_eq!(s.count(), 2);
+        assert_eq!(s.mean(), Some(("1.01".to_owned(), 1.01)));
+    }
+}
