@@ -535,6 +535,7 @@ async fn pagination_returns_every_reading() {
                 ((i % 6) as u16 + 1),
             ]),
             samples: None,
+            basis: None,
         })
         .collect();
     for chunk in readings.chunks(3000) {

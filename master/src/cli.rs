@@ -15,6 +15,12 @@ use std::time::Duration;
 /// The Sensor.Community feed of 24-hour averages (one entry per sensor).
 pub const DEFAULT_SOURCE: &str = "https://data.sensor.community/static/v2/data.24h.json";
 
+/// The Sensor.Community 5-minute feed of the particulate sensors: each
+/// sensor's mean of its measurements of the last 5 minutes, one entry per
+/// sensor (Sensor.Community's API documentation, "EN-APIs", v2
+/// `data.dust.min.json`; `data.json` is the same for every sensor type).
+pub const LIVE_SOURCE: &str = "https://data.sensor.community/static/v2/data.dust.min.json";
+
 /// The Sensor.Community archive: a directory per UTC day of per-sensor CSV
 /// files.
 pub const DEFAULT_ARCHIVE: &str = "https://archive.sensor.community/";
@@ -95,12 +101,60 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
-    /// Feed to ingest: an http(s) URL or a file path.
-    #[arg(long, env = "AIRQ_SOURCE", default_value = DEFAULT_SOURCE)]
-    pub source: String,
+    /// Feed to ingest: an http(s) URL or a file path. Default: the 24-hour
+    /// feed (https://data.sensor.community/static/v2/data.24h.json) for
+    /// --resolution day, the 5-minute feed
+    /// (https://data.sensor.community/static/v2/data.dust.min.json) for 5min.
+    #[arg(long, env = "AIRQ_SOURCE")]
+    pub source: Option<String>,
 
     #[command(flatten)]
     pub retry: RetryArgs,
+}
+
+impl FetchArgs {
+    /// The source given, or the default feed of `series`.
+    pub fn source(&self, series: airq_core::Resolution) -> &str {
+        match (&self.source, series) {
+            (Some(source), _) => source,
+            (None, airq_core::Resolution::FiveMin) => LIVE_SOURCE,
+            (None, _) => DEFAULT_SOURCE,
+        }
+    }
+}
+
+/// Which series a feed goes into, and how long the live tier keeps its
+/// series.
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    /// The series the feed is stored in: `day` (a feed of 24-hour means,
+    /// the daily series) or `5min` (the 5-minute feed: the live tier, from
+    /// which the hourly series and its NowCast and running-mean indices are
+    /// kept).
+    #[arg(long, env = "AIRQ_RESOLUTION", default_value = "day", value_parser = series)]
+    pub resolution: airq_core::Resolution,
+
+    /// How long 5-minute readings are kept (after each 5min ingestion,
+    /// older ones are deleted in small batches).
+    #[arg(long, env = "AIRQ_RECENT_RETENTION", default_value = "48h", value_parser = positive_duration)]
+    pub recent_retention: Duration,
+
+    /// How long hourly means are kept.
+    #[arg(long, env = "AIRQ_HOURLY_RETENTION", default_value = "400days", value_parser = positive_duration)]
+    pub hourly_retention: Duration,
+}
+
+/// A series a feed can be ingested into: not `hour`, which is made from
+/// the 5-minute readings.
+fn series(s: &str) -> Result<airq_core::Resolution, String> {
+    match airq_core::Resolution::parse(s) {
+        Some(airq_core::Resolution::Hour) => Err(
+            "the hourly series is made from the 5-minute feed: ingest it with --resolution 5min"
+                .into(),
+        ),
+        Some(r) => Ok(r),
+        None => Err(format!("{s:?}: expected day or 5min")),
+    }
 }
 
 /// How hard a download tries: the live fetch's settings, which the archive
@@ -235,15 +289,18 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
     #[command(flatten)]
+    pub live: LiveArgs,
+    #[command(flatten)]
     pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ScheduleArgs {
     /// When to run, as cron with a seconds field: sec min hour day-of-month
-    /// month day-of-week, in UTC. Default: nightly at midnight.
-    #[arg(long, env = "AIRQ_CRON", default_value = defaults::CRON)]
-    pub cron: String,
+    /// month day-of-week, in UTC. Default: nightly at midnight ("0 0 0 * * *")
+    /// for --resolution day, every 5 minutes ("0 */5 * * * *") for 5min.
+    #[arg(long, env = "AIRQ_CRON")]
+    pub cron: Option<String>,
 
     /// Also run once right away.
     #[arg(long, env = "AIRQ_RUN_NOW")]
@@ -255,7 +312,20 @@ pub struct ScheduleArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
     #[command(flatten)]
+    pub live: LiveArgs,
+    #[command(flatten)]
     pub store: StoreArgs,
+}
+
+impl ScheduleArgs {
+    /// The cron given, or the default of the series.
+    pub fn cron(&self) -> &str {
+        match (&self.cron, self.live.resolution) {
+            (Some(cron), _) => cron,
+            (None, airq_core::Resolution::FiveMin) => defaults::LIVE_CRON,
+            (None, _) => defaults::CRON,
+        }
+    }
 }
 
 /// The shape of a synthetic feed.

@@ -1,7 +1,7 @@
 //! Getting the feed document: a file opened to be read as it is parsed
 //! ([`FeedFile`]), or a download over HTTP(S) with gzip, a time limit and
 //! retries with exponential backoff on transient failures. The feed's
-//! download is spooled to an unnamed temporary file ([`spool`]) and then
+//! download is spooled to an unnamed temporary file ([`spool_if_changed`]) and then
 //! read as a file, so that ingestion's memory does not grow with the feed;
 //! the archive's small files are held in memory ([`get`]).
 
@@ -148,12 +148,46 @@ impl Sink for SpoolFile {
     }
 }
 
+/// What a server said identifies the version of a document it sent
+/// (`ETag`, `Last-Modified`), sent back on the next GET of it
+/// (`If-None-Match`, `If-Modified-Since`) so that an unchanged feed costs a
+/// 304 and no download. Held in memory by a scheduled run, not on disk: a
+/// restarted master downloads once in full.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<header::HeaderValue>,
+    pub last_modified: Option<header::HeaderValue>,
+}
+
+impl Validators {
+    fn of(headers: &header::HeaderMap) -> Validators {
+        Validators {
+            etag: headers.get(header::ETAG).cloned(),
+            last_modified: headers.get(header::LAST_MODIFIED).cloned(),
+        }
+    }
+}
+
+/// A conditional download's outcome.
+pub enum Spooled {
+    /// The document, and the validators of this version.
+    Changed(FeedFile, Validators),
+    /// 304: the version `validators` named is still current.
+    NotModified,
+}
+
 /// Downloads the feed at `url` into an unnamed temporary file (in the
 /// system's temporary directory, `TMPDIR`; deleted when closed, also if
 /// the process dies), with [`get`]'s retries and the feed's limit, and
 /// returns it open for reading from its start. Memory holds one chunk at a
 /// time; the disk holds at most [`MAX_FEED_BYTES`].
-pub async fn spool(url: &Url, policy: &FetchPolicy) -> anyhow::Result<FeedFile> {
+///
+/// Conditional on `validators` (none: an ordinary GET).
+pub async fn spool_if_changed(
+    url: &Url,
+    policy: &FetchPolicy,
+    validators: &Validators,
+) -> anyhow::Result<Spooled> {
     let client = http_client(policy)?;
     let file = tempfile::tempfile().context(
         "cannot create a temporary file for the download (set TMPDIR to a writable directory)",
@@ -163,15 +197,24 @@ pub async fn spool(url: &Url, policy: &FetchPolicy) -> anyhow::Result<FeedFile> 
         limit: MAX_FEED_BYTES,
         progress: true,
     };
-    fetch_into(&client, url, policy, download, &mut sink).await?;
+    let fresh = match fetch_into(&client, url, policy, download, validators, &mut sink).await? {
+        Fetched::NotModified => return Ok(Spooled::NotModified),
+        Fetched::Body(fresh) => fresh,
+    };
     let SpoolFile { mut file, len } = sink;
     std::io::Seek::rewind(&mut file).context("cannot read back the downloaded feed")?;
-    Ok(FeedFile::from_file(
-        file,
-        url.to_string(),
-        MAX_FEED_BYTES,
-        Some(len),
+    Ok(Spooled::Changed(
+        FeedFile::from_file(file, url.to_string(), MAX_FEED_BYTES, Some(len)),
+        fresh,
     ))
+}
+
+/// What a successful attempt got.
+enum Fetched {
+    /// The body (in the sink), with its validators.
+    Body(Validators),
+    /// 304 to a conditional GET.
+    NotModified,
 }
 
 /// Reads the whole document into one buffer.
@@ -383,8 +426,10 @@ pub async fn get(
     download: Download,
 ) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
-    fetch_into(client, url, policy, download, &mut body).await?;
-    Ok(body)
+    match fetch_into(client, url, policy, download, &Validators::default(), &mut body).await? {
+        Fetched::Body(_) => Ok(body),
+        Fetched::NotModified => bail!("{url} answered 304 Not Modified to an unconditional GET"),
+    }
 }
 
 /// [`get`], into `sink`, which each attempt starts again.
@@ -393,14 +438,15 @@ async fn fetch_into(
     url: &Url,
     policy: &FetchPolicy,
     download: Download,
+    validators: &Validators,
     sink: &mut dyn Sink,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Fetched> {
     let attempts = policy.retries.saturating_add(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match attempt_http(client, url, download, sink).await {
-            Ok(()) => return Ok(()),
+        match attempt_http(client, url, download, validators, sink).await {
+            Ok(fetched) => return Ok(fetched),
             Err(e) if e.is_transient() && attempt < attempts => {
                 let mut delay = policy.backoff(attempt - 1);
                 if let AttemptError::Status {
@@ -441,15 +487,23 @@ async fn attempt_http(
     client: &reqwest::Client,
     url: &Url,
     download: Download,
+    validators: &Validators,
     sink: &mut dyn Sink,
-) -> Result<(), AttemptError> {
+) -> Result<Fetched, AttemptError> {
     sink.restart().map_err(AttemptError::Sink)?;
-    let mut resp = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(AttemptError::Transport)?;
+    let mut request = client.get(url.clone());
+    if let Some(etag) = &validators.etag {
+        request = request.header(header::IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = &validators.last_modified {
+        request = request.header(header::IF_MODIFIED_SINCE, modified.clone());
+    }
+    let mut resp = request.send().await.map_err(AttemptError::Transport)?;
     let status = resp.status();
+    if status == StatusCode::NOT_MODIFIED && validators != &Validators::default() {
+        return Ok(Fetched::NotModified);
+    }
+    let fresh = Validators::of(resp.headers());
     if !status.is_success() {
         let retry_after = resp
             .headers()
@@ -488,7 +542,7 @@ async fn attempt_http(
     } else {
         debug!(%url, bytes = sink.len(), "downloaded");
     }
-    Ok(())
+    Ok(Fetched::Body(fresh))
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 //! size: the parser's 2 MiB buffer plus a few batches in flight. A download
 //! is spooled to an unnamed temporary file first, then read the same way.
 
-use crate::fetch::{self, FeedFile, FetchPolicy, Source};
+use crate::fetch::{self, FeedFile, FetchPolicy, Source, Spooled, Validators};
 use crate::{metrics, progress};
 use airq_core::feed::{self, FeedError, FeedStats, Rejection};
 use airq_core::store::{ReadingStore, Written};
-use airq_core::{Reading, Timestamp};
+use airq_core::{Reading, Resolution, Timestamp};
 use anyhow::Context as _;
 use std::fmt;
 use std::sync::Arc;
@@ -85,11 +85,15 @@ pub(crate) fn in_key_order(batch: Vec<Reading>) -> Vec<Reading> {
 }
 
 /// Runs `produce` on a blocking thread with a sink whose batches a writer
-/// task stores concurrently. Returns what `produce` returned and what the
-/// store did with the readings, once every batch is durable.
+/// task stores concurrently, into `series`: the daily series
+/// ([`ReadingStore::put_batch`]) or the live tier's 5-minute readings
+/// ([`ReadingStore::put_recent`], which keeps the hourly series). Returns
+/// what `produce` returned and what the store did with the readings, once
+/// every batch is durable.
 pub async fn pipeline<T, P>(
     store: Arc<dyn ReadingStore>,
     batch_size: usize,
+    series: Resolution,
     produce: P,
 ) -> anyhow::Result<(T, Written)>
 where
@@ -118,9 +122,11 @@ where
         let mut busy = Duration::ZERO;
         while let Some(batch) = rx.recv().await {
             let started = Instant::now();
-            let written = store
-                .put_batch(batch)
-                .await
+            let written = match series {
+                Resolution::FiveMin => store.put_recent(batch).await,
+                Resolution::Day | Resolution::Hour => store.put_batch(batch).await,
+            };
+            let written = written
                 .with_context(|| format!("storing a batch after {} readings", stored.total()))?;
             busy += started.elapsed();
             stored += written;
@@ -158,6 +164,17 @@ pub struct Processed {
 }
 
 impl Processed {
+    /// Nothing read: an unchanged feed (304).
+    fn nothing() -> Processed {
+        Processed {
+            bytes: 0,
+            stats: FeedStats::default(),
+            stored: 0,
+            written: Written::default(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     pub fn rate(&self) -> f64 {
         per_second(self.stored, self.elapsed)
     }
@@ -208,7 +225,7 @@ pub async fn process_at(
     batch_size: usize,
     now: Timestamp,
 ) -> anyhow::Result<Processed> {
-    process_document_at(store, Document::Bytes(doc), batch_size, now).await
+    process_document_at(store, Document::Bytes(doc), batch_size, Resolution::Day, now).await
 }
 
 /// A document to parse and store.
@@ -224,10 +241,11 @@ pub async fn process_document_at(
     store: Arc<dyn ReadingStore>,
     document: Document,
     batch_size: usize,
+    series: Resolution,
     now: Timestamp,
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
-    let ((parsed, counted, bytes), written) = pipeline(store, batch_size, move |sink| {
+    let ((parsed, counted, bytes), written) = pipeline(store, batch_size, series, move |sink| {
         let pb = progress::counter("entries");
         let mut counted = FeedStats::default();
         let mut on_entry = |entry| {
@@ -290,13 +308,64 @@ pub async fn process_document_at(
     }
 }
 
+/// How long the live tier keeps its series.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub recent: Duration,
+    pub hourly: Duration,
+}
+
+impl From<&crate::cli::LiveArgs> for Retention {
+    fn from(a: &crate::cli::LiveArgs) -> Self {
+        Retention {
+            recent: a.recent_retention,
+            hourly: a.hourly_retention,
+        }
+    }
+}
+
+/// Deletes the live tier's readings older than `retention` keeps, as of
+/// `now` (the store deletes in small batches, so ingestion and queries
+/// wait for one batch at most). Returns `(5-minute, hourly)` deleted.
+pub async fn prune(
+    store: &Arc<dyn ReadingStore>,
+    retention: Retention,
+    now: Timestamp,
+) -> anyhow::Result<(u64, u64)> {
+    let before = |keep: Duration| Timestamp(now.0.saturating_sub(keep.as_secs() as i64));
+    let started = Instant::now();
+    let recent = store
+        .prune(Resolution::FiveMin, before(retention.recent))
+        .await
+        .context("deleting 5-minute readings past their retention")?;
+    let hourly = store
+        .prune(Resolution::Hour, before(retention.hourly))
+        .await
+        .context("deleting hourly means past their retention")?;
+    tracing::info!(
+        recent,
+        hourly,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "retention: deleted the live tier's old readings"
+    );
+    Ok((recent, hourly))
+}
+
 /// A finished ingestion.
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub source: String,
+    /// The series stored into: `day` or `5min`.
+    pub series: Resolution,
     pub bytes: u64,
     pub fetch: Duration,
     pub processed: Processed,
+    /// The server said the feed has not changed since the last run (304):
+    /// nothing was downloaded or stored.
+    pub not_modified: bool,
+    /// What identifies the version read, for the next run's conditional
+    /// GET (the last run's again after a 304; none for a file).
+    pub validators: Validators,
 }
 
 impl Summary {
@@ -317,6 +386,8 @@ impl Summary {
         let s = &self.processed.stats;
         tracing::info!(
             source = %self.source,
+            series = self.series.name(),
+            not_modified = self.not_modified,
             bytes = self.bytes,
             entries = s.entries,
             stored = self.processed.stored,
@@ -336,6 +407,12 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.processed.stats;
         writeln!(f, "source:        {}", self.source)?;
+        if self.series != Resolution::Day {
+            writeln!(f, "series:        {}", self.series.name())?;
+        }
+        if self.not_modified {
+            return writeln!(f, "not modified:  the feed is the one the last run read (304); nothing to store");
+        }
         writeln!(f, "bytes:         {}", self.bytes)?;
         writeln!(f, "entries read:  {}", s.entries)?;
         writeln!(f, "stored:        {}", stored_line(&self.processed.written))?;
@@ -368,14 +445,21 @@ impl fmt::Display for Summary {
 /// Fetches `source` and stores its readings: a file is read as it is
 /// parsed (its reading time is in `parse+store`); a download is spooled to
 /// a temporary file first (its time is `fetch`), then read the same way.
+///
+/// Into `series` (see [`pipeline`]). A download is conditional on
+/// `last`, the validators of the version the previous run read: a 304 is
+/// a successful run that stores nothing.
 pub async fn ingest(
     store: Arc<dyn ReadingStore>,
     source: &Source,
     policy: &FetchPolicy,
     batch_size: usize,
+    series: Resolution,
+    last: &Validators,
 ) -> anyhow::Result<Summary> {
-    tracing::info!(%source, "fetching the feed");
+    tracing::info!(%source, series = series.name(), "fetching the feed");
     let started = Instant::now();
+    let mut validators = Validators::default();
     let (document, size) = match source {
         Source::File(path) => {
             let path = path.clone();
@@ -387,18 +471,32 @@ pub async fn ingest(
             let size = file.size;
             (Document::File(file), size)
         }
-        Source::Http(url) => {
-            let file = fetch::spool(url, policy).await?;
-            let size = file.size;
-            (Document::File(file), size)
-        }
+        Source::Http(url) => match fetch::spool_if_changed(url, policy, last).await? {
+            Spooled::Changed(file, fresh) => {
+                validators = fresh;
+                let size = file.size;
+                (Document::File(file), size)
+            }
+            Spooled::NotModified => {
+                tracing::info!(%source, "the feed has not changed since the last run (304)");
+                return Ok(Summary {
+                    source: source.to_string(),
+                    series,
+                    bytes: 0,
+                    fetch: started.elapsed(),
+                    processed: Processed::nothing(),
+                    not_modified: true,
+                    validators: last.clone(),
+                });
+            }
+        },
     };
     let fetch = started.elapsed();
     // The ingestion time is when the document is in hand (or open): a slow
     // download does not narrow the window of timestamps accepted.
     let now = Timestamp::now();
     tracing::info!(bytes = size, ingestion_time = %now, "parsing and storing");
-    let processed = process_document_at(store, document, batch_size, now)
+    let processed = process_document_at(store, document, batch_size, series, now)
         .await
         .with_context(|| format!("cannot ingest {source}"))?;
     let bytes = processed.bytes;
@@ -416,9 +514,12 @@ pub async fn ingest(
     }
     Ok(Summary {
         source: source.to_string(),
+        series,
         bytes,
         fetch,
         processed,
+        not_modified: false,
+        validators,
     })
 }
 

@@ -19,10 +19,10 @@ mod synth;
 use airq_cli::connect::{BackendArgs, BackendKind};
 use airq_cli::logging::LogFormat;
 use airq_core::store::ReadingStore;
-use airq_core::Timestamp;
+use airq_core::{Resolution, Timestamp};
 use anyhow::Context as _;
 use cli::{Cli, Command, GlobalArgs};
-use fetch::{FetchPolicy, Source};
+use fetch::{FetchPolicy, Source, Validators};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -83,25 +83,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Ingest(args) => {
-            let source = Source::parse(&args.fetch.source)?;
+            let series = args.live.resolution;
+            let source = Source::parse(args.fetch.source(series))?;
             let store = open_store(&global).await?;
             let summary = ingest::ingest(
-                store,
+                store.clone(),
                 &source,
                 &FetchPolicy::from(&args.fetch),
                 args.store.batch_size as usize,
+                series,
+                &Validators::default(),
             )
             .await?;
             summary.log();
             print!("{summary}");
+            if series == Resolution::FiveMin {
+                let retention = ingest::Retention::from(&args.live);
+                let (recent, hourly) = ingest::prune(&store, retention, Timestamp::now()).await?;
+                println!("retention:     {recent} 5-minute and {hourly} hourly readings deleted");
+            }
             Ok(())
         }
         Command::Schedule(args) => {
-            schedule::check_cron(&args.cron)?;
+            schedule::check_cron(args.cron())?;
+            let series = args.live.resolution;
             let plan = schedule::Plan {
-                cron: args.cron.clone(),
+                cron: args.cron().to_owned(),
                 run_now: args.run_now,
-                source: Source::parse(&args.fetch.source)?,
+                series,
+                retention: ingest::Retention::from(&args.live),
+                source: Source::parse(args.fetch.source(series))?,
                 policy: FetchPolicy::from(&args.fetch),
                 batch_size: args.store.batch_size as usize,
             };

@@ -7,9 +7,10 @@
 //! in progress: every batch already written is complete and durable, and the
 //! next ingestion rewrites the rest (storing is idempotent).
 
-use crate::fetch::{FetchPolicy, Source};
+use crate::fetch::{FetchPolicy, Source, Validators};
 use crate::{ingest, metrics};
 use airq_core::store::ReadingStore;
+use airq_core::{Resolution, Timestamp};
 use anyhow::{anyhow, Context as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Plan {
     pub cron: String,
     pub run_now: bool,
+    /// `day` (the nightly feed) or `5min` (the live tier, pruned after
+    /// each run).
+    pub series: Resolution,
+    pub retention: ingest::Retention,
     pub source: Source,
     pub policy: FetchPolicy,
     pub batch_size: usize,
@@ -68,22 +73,42 @@ pub fn check_cron(cron: &str) -> anyhow::Result<()> {
 }
 
 /// Runs one ingestion, unless `stop` comes first; `false` if it did.
+/// A download is conditional on `last`, the version the last successful
+/// run read, which a successful run updates.
 async fn run_once(
     store: &Arc<dyn ReadingStore>,
     plan: &Plan,
     run: u64,
     trigger: &str,
     stop: &CancellationToken,
+    last: &mut Validators,
 ) -> bool {
-    info!(run, trigger, source = %plan.source, "ingestion run starting");
+    info!(run, trigger, source = %plan.source, series = plan.series.name(), "ingestion run starting");
     metrics::run_started();
     let started = Instant::now();
-    let ingestion = ingest::ingest(store.clone(), &plan.source, &plan.policy, plan.batch_size);
+    let ingestion = async {
+        let summary = ingest::ingest(
+            store.clone(),
+            &plan.source,
+            &plan.policy,
+            plan.batch_size,
+            plan.series,
+            last,
+        )
+        .await?;
+        if plan.series == Resolution::FiveMin {
+            ingest::prune(store, plan.retention, Timestamp::now()).await?;
+        }
+        anyhow::Ok(summary)
+    };
     tokio::select! {
         outcome = ingestion => {
             metrics::run_finished(outcome.is_ok(), started.elapsed());
             match outcome {
-                Ok(summary) => summary.log(),
+                Ok(summary) => {
+                    summary.log();
+                    *last = summary.validators;
+                }
                 Err(e) => error!(run, error = format!("{e:#}"), "ingestion run failed; the next tick tries again"),
             }
             true
@@ -122,9 +147,10 @@ pub async fn run(
     info!(cron = %plan.cron, next_run = ?next, "scheduler started (UTC)");
 
     let mut runs = 0u64;
+    let mut last = Validators::default();
     if plan.run_now {
         runs += 1;
-        let finished = run_once(&store, &plan, runs, "startup", &stop).await;
+        let finished = run_once(&store, &plan, runs, "startup", &stop, &mut last).await;
         busy.store(false, Ordering::Release);
         if finished {
             let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();
@@ -139,7 +165,7 @@ pub async fn run(
                     break;
                 }
                 runs += 1;
-                let finished = run_once(&store, &plan, runs, "schedule", &stop).await;
+                let finished = run_once(&store, &plan, runs, "schedule", &stop, &mut last).await;
                 busy.store(false, Ordering::Release);
                 if finished {
                     let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();

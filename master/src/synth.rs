@@ -304,6 +304,7 @@ impl Entry<'_> {
             // Both present, so the indices always exist.
             indices: indices.unwrap_or_else(aqi::Indices::lowest),
             samples: None,
+            basis: None,
         }
     }
 
@@ -617,7 +618,7 @@ pub async fn into_store(
     let generator = Generator::new(template, shape)?;
     let mut summary = summary_of(&generator, shape);
     let total = shape.readings();
-    let (generated, stored) = crate::ingest::pipeline(store, batch_size, move |sink| {
+    let (generated, stored) = crate::ingest::pipeline(store, batch_size, airq_core::Resolution::Day, move |sink| {
         let pb = crate::progress::bar("readings", total);
         let n = generator.run(|e| {
             sink.push(e.to_reading());

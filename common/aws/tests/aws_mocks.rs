@@ -41,6 +41,7 @@ fn readings(n: u64) -> Vec<Reading> {
             p2: Some("3.2".into()),
             indices: Indices::from([1, 18, 1]),
             samples: None,
+            basis: None,
         })
         .collect()
 }

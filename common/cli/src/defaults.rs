@@ -10,6 +10,9 @@ pub const DB: &str = "data/airq.db";
 pub const SAMPLE_FEED: &str = "data/sample/201806032249_data.dust.min.json";
 /// The master's schedule: nightly at midnight UTC (cron with seconds).
 pub const CRON: &str = "0 0 0 * * *";
+/// The live tier's schedule: every 5 minutes, as the 5-minute feed is
+/// refreshed (cron with seconds).
+pub const LIVE_CRON: &str = "0 */5 * * * *";
 /// After SIGINT/SIGTERM, how long in-flight work (requests, queries) may
 /// take to finish.
 pub const SHUTDOWN_GRACE: &str = "30s";

@@ -161,6 +161,7 @@ pub fn reading(
         // A daily mean of the backfill now and then: stored and answered
         // like every other field.
         samples: (ts % 5 == 0).then_some((ts % 577) as u32 + 1),
+        basis: None,
     };
     r.indices = indices;
     r

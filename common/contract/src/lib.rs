@@ -5,6 +5,7 @@
 
 pub mod generate;
 pub mod keys;
+pub mod live;
 pub mod queue;
 pub mod results;
 pub mod sample;

@@ -41,6 +41,7 @@
 //! unchanged, so the CSV of valid data is byte for byte what it was.
 
 use crate::aqi::{Index, Indices};
+use crate::hourly::Basis;
 use crate::error::BackendError;
 use crate::reading::{Reading, Timestamp};
 use crate::store::ReadingStream;
@@ -85,6 +86,7 @@ pub struct RowRef<'a> {
     pub p2: Option<&'a str>,
     pub indices: Indices,
     pub samples: Option<u32>,
+    pub basis: Option<Basis>,
 }
 
 impl RowRef<'_> {
@@ -110,6 +112,7 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
             p2: r.p2.as_deref(),
             indices: r.indices,
             samples: r.samples,
+            basis: r.basis,
         }
     }
 }
@@ -130,6 +133,7 @@ impl From<RowRef<'_>> for Reading {
             p2: r.p2.map(str::to_owned),
             indices: r.indices,
             samples: r.samples,
+            basis: r.basis,
         }
     }
 }
@@ -188,8 +192,11 @@ impl<W: Write> CsvWriter<W> {
             s.extend_from_slice(digits.format(v).as_bytes());
         }
         ends[3] = s.len();
-        let value = r.index(self.index);
-        s.extend_from_slice(digits.format(value).as_bytes());
+        // An undefined index (an hour with too little data) is empty.
+        let value = r.indices.defined(self.index);
+        if let Some(value) = value {
+            s.extend_from_slice(digits.format(value).as_bytes());
+        }
         ends[4] = s.len();
         let field = |i: usize| &s[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
         let record: [&[u8]; 13] = [
@@ -205,7 +212,7 @@ impl<W: Write> CsvWriter<W> {
             r.p1.unwrap_or("").as_bytes(),
             r.p2.unwrap_or("").as_bytes(),
             field(4),
-            self.index.label(value).as_bytes(),
+            value.map_or("", |v| self.index.label(v)).as_bytes(),
         ];
         self.rows += 1;
         // One byte compared per cell in the common case; only a row with a
@@ -508,14 +515,26 @@ impl JsonWriter {
         Self::number(out, r.p1.unwrap_or(""));
         out.extend_from_slice(br#","P2":"#);
         Self::number(out, r.p2.unwrap_or(""));
-        let value = r.index(self.index);
         out.extend_from_slice(br#","AQI":"#);
-        out.extend_from_slice(digits.format(value).as_bytes());
-        out.extend_from_slice(br#","Range":"#);
-        Self::string(out, self.index.label(value));
+        match r.indices.defined(self.index) {
+            Some(value) => {
+                out.extend_from_slice(digits.format(value).as_bytes());
+                out.extend_from_slice(br#","Range":"#);
+                Self::string(out, self.index.label(value));
+            }
+            None => out.extend_from_slice(br#"null,"Range":null"#),
+        }
         if let Some(n) = r.samples {
             out.extend_from_slice(br#","samples":"#);
             out.extend_from_slice(digits.format(n).as_bytes());
+        }
+        if let Some(basis) = &r.basis {
+            for (name, value) in basis.fields() {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+                Self::number(out, value.as_deref().unwrap_or(""));
+            }
         }
         out.push(b'}');
         if self.geojson {
@@ -771,6 +790,7 @@ mod tests {
             p2: None,
             indices: Indices::from([1, 0, 1]),
             samples: None,
+            basis: None,
         };
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
         assert_eq!(
@@ -802,6 +822,7 @@ mod tests {
             p2: Some("12".into()),
             indices: Indices::from([2, 0, 1]),
             samples: None,
+            basis: None,
         };
         r.indices.set(Index::Daqi, 10);
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
@@ -835,6 +856,7 @@ mod tests {
                 (i % 6 + 1) as u16,
             ]),
             samples: None,
+            basis: None,
         }
     }
 
@@ -1017,6 +1039,7 @@ mod tests {
     fn a_daily_mean_says_how_many_it_averages_in_json_and_not_in_csv() {
         let mean = Reading {
             samples: Some(581),
+            basis: None,
             ..reading(3)
         };
         let plain = reading(3);

@@ -505,6 +505,7 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
         p2: p2.map(|p| p.0),
         indices,
         samples: None,
+        basis: None,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::aqi::{Index, MAX_INDEX};
 use crate::export::{Format, Rendering};
 use crate::place::{Bbox, Near, Place, MAX_RADIUS_KM};
 use crate::reading::{Reading, Timestamp};
+use crate::resolution::Resolution;
 use chrono::{DateTime, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -19,7 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// The field names a query may have.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "startDate",
     "endDate",
     "country",
@@ -31,6 +32,7 @@ pub const FIELDS: [&str; 11] = [
     "near",
     "sensorType",
     "format",
+    "resolution",
 ];
 
 /// Limits a deployment puts on queries.
@@ -42,6 +44,16 @@ pub struct QueryLimits {
 
 impl QueryLimits {
     pub const DEFAULT_MAX_SPAN: Duration = Duration::from_secs(31 * 24 * 3600);
+
+    /// The longest span a query on `resolution` may have: `max_span` for
+    /// the daily series, and no more than the series' own cap
+    /// ([`Resolution::max_span`]) for the finer ones.
+    pub fn span_limit(&self, resolution: Resolution) -> Duration {
+        match resolution {
+            Resolution::Day => self.max_span,
+            finer => self.max_span.min(finer.max_span()),
+        }
+    }
 
     /// No span limit: for a worker re-reading a query that a gateway (with
     /// its own limits) already accepted.
@@ -120,6 +132,8 @@ pub struct Query {
     /// the stored type case-insensitively. Empty: every type.
     pub sensor_types: Vec<String>,
     pub format: Format,
+    /// The series asked for ([`Resolution`]): the daily one by default.
+    pub resolution: Resolution,
 }
 
 impl Query {
@@ -136,6 +150,7 @@ impl Query {
             place: None,
             sensor_types: Vec::new(),
             format: Format::Csv,
+            resolution: Resolution::Day,
         }
     }
 
@@ -178,17 +193,25 @@ impl Query {
         let place = v.place();
         let sensor_types = v.sensor_types();
         let format = v.format();
+        let resolution = v.resolution();
 
         if let (Some(s), Some(e)) = (start, end) {
+            let limit = limits.span_limit(resolution.unwrap_or_default());
             if e < s {
                 v.err("endDate", format!("is before startDate ({e} < {s})"));
-            } else if (e.0 - s.0) as u64 > limits.max_span.as_secs() {
+            } else if (e.0 - s.0) as u64 > limit.as_secs() {
+                let of = match resolution {
+                    Some(r @ (Resolution::Hour | Resolution::FiveMin)) => {
+                        format!(" for resolution \"{}\"", r.name())
+                    }
+                    _ => String::new(),
+                };
                 v.err(
                     "endDate",
                     format!(
-                        "the range spans {} but at most {} is allowed",
+                        "the range spans {} but at most {}{of} is allowed",
                         human_span(Duration::from_secs((e.0 - s.0) as u64)),
-                        human_span(limits.max_span)
+                        human_span(limit)
                     ),
                 );
             }
@@ -204,6 +227,7 @@ impl Query {
             place,
             sensor_types,
             format,
+            resolution,
         ) {
             (
                 Some(start),
@@ -215,6 +239,7 @@ impl Query {
                 Some(place),
                 Some(sensor_types),
                 Some(format),
+                Some(resolution),
             ) if v.errors.is_empty() => Ok(Query {
                 start,
                 end,
@@ -226,6 +251,7 @@ impl Query {
                 place,
                 sensor_types,
                 format,
+                resolution,
             }),
             _ => Err(v.into_error()),
         }
@@ -248,6 +274,17 @@ impl Query {
         wants_type(&self.sensor_types, sensor_type)
     }
 
+    /// The bounds to filter the query's index on, `None` when the query
+    /// takes every value (then a reading whose index is undefined, an
+    /// hour with too little data, is kept too), `Some(None)` when they
+    /// exclude everything.
+    pub fn index_filter(&self) -> Option<Option<(u16, u16)>> {
+        match self.aqi_bounds() {
+            Some((lo, hi)) if lo <= self.index.min() && hi >= self.index.max() => None,
+            bounds => Some(bounds),
+        }
+    }
+
     /// The reference evaluation every backend must agree with.
     pub fn matches(&self, r: &Reading) -> bool {
         r.timestamp >= self.start
@@ -257,9 +294,14 @@ impl Query {
             && self
                 .place
                 .is_none_or(|p| p.contains_text(&r.loc_lat, &r.loc_long))
-            && self
-                .aqi_bounds()
-                .is_some_and(|(lo, hi)| (lo..=hi).contains(&r.index(self.index)))
+            && match self.index_filter() {
+                None => true,
+                Some(bounds) => bounds.is_some_and(|(lo, hi)| {
+                    r.indices
+                        .defined(self.index)
+                        .is_some_and(|v| (lo..=hi).contains(&v))
+                }),
+            }
     }
 
     /// How answers to this query are written.
@@ -297,6 +339,9 @@ impl Query {
         insert_types(&mut m, &self.sensor_types);
         if self.format != Format::Csv {
             m.insert("format".into(), self.format.name().into());
+        }
+        if self.resolution != Resolution::Day {
+            m.insert("resolution".into(), self.resolution.name().into());
         }
         Value::Object(m).to_string()
     }
@@ -819,6 +864,16 @@ impl<'a> Fields<'a> {
     fn format(&mut self) -> Option<Format> {
         let names = Format::ALL.map(Format::name).join(", ");
         self.one_of("format", Format::default(), Format::parse, &names)
+    }
+
+    fn resolution(&mut self) -> Option<Resolution> {
+        let names = Resolution::ALL.map(Resolution::name).join(", ");
+        self.one_of(
+            "resolution",
+            Resolution::default(),
+            Resolution::parse,
+            &names,
+        )
     }
 }
 

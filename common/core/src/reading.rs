@@ -1,6 +1,7 @@
 //! The reading record: one validated feed entry with its computed index.
 
 use crate::aqi::{Index, Indices};
+use crate::hourly::Basis;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -130,6 +131,10 @@ pub struct Reading {
     /// archive backfill computed (one sensor's UTC day); `None` for a
     /// reading as the feed sent it.
     pub samples: Option<u32>,
+    /// For a reading of the live tier (an hour, or a 5-minute reading
+    /// with its hour's indices), the concentrations its indices were
+    /// computed from ([`crate::hourly`]); `None` for a daily reading.
+    pub basis: Option<Basis>,
 }
 
 impl Reading {

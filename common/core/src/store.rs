@@ -4,6 +4,7 @@ use crate::error::BackendError;
 use crate::export::AnswerStream;
 use crate::query::{LatestQuery, Query};
 use crate::reading::{Reading, Timestamp};
+use crate::resolution::Resolution;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
@@ -57,6 +58,29 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// Stores a batch; idempotent. Returns once the batch is durable, with
     /// what it changed.
     async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError>;
+
+    /// Stores 5-minute readings of the live feed (the recent tier) and
+    /// keeps the hourly series made from them: each touched sensor-hour's
+    /// means and the indices that read them ([`crate::hourly`]). Same
+    /// identity and idempotence as [`ReadingStore::put_batch`]; counts the
+    /// 5-minute readings.
+    async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
+        let _ = readings;
+        Err(BackendError::Unsupported(
+            "this backend has no live tier (5-minute and hourly series) yet; use the embedded backend"
+                .into(),
+        ))
+    }
+
+    /// Deletes the readings of `resolution`'s series older than `before`,
+    /// in batches that each hold the store for a moment only; returns how
+    /// many. The daily series is never pruned.
+    async fn prune(&self, resolution: Resolution, before: Timestamp) -> Result<u64, BackendError> {
+        let _ = (resolution, before);
+        Err(BackendError::Unsupported(
+            "this backend has no live tier (5-minute and hourly series) yet".into(),
+        ))
+    }
 
     /// Streams the readings `query` matches (see [`Query::matches`]), to the
     /// end, in store order.

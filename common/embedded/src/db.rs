@@ -136,6 +136,9 @@ const MIGRATIONS: &[Migration] = &[
         "ALTER TABLE readings ADD COLUMN samples INTEGER;
          ALTER TABLE latest ADD COLUMN samples INTEGER;",
     ),
+    // 6: the live tier: the 5-minute readings and the hourly series (see
+    // `live`).
+    Migration::Rust(crate::live::create_tables),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

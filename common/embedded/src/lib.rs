@@ -5,6 +5,7 @@
 pub mod bodies;
 mod db;
 mod keys;
+mod live;
 mod queue;
 mod readings;
 mod results;

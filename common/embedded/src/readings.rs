@@ -16,6 +16,7 @@ use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
 use airq_core::place::{cell_of_text, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
+use airq_core::resolution::Resolution;
 use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -29,7 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 /// names an index. (`aqi` holds the DAQI, named before the other indices
 /// existed; renaming it would take a migration.) Every statement below
 /// is built from it.
-fn index_column(index: Index) -> &'static str {
+pub(crate) fn index_column(index: Index) -> &'static str {
     match index {
         Index::Daqi => "aqi",
         Index::UsEpa => "aqi_us_epa",
@@ -39,7 +40,7 @@ fn index_column(index: Index) -> &'static str {
 
 /// A reading's columns before its indices, in the order statements bind
 /// and decoders read them; the same in `readings` and `latest`.
-const LEADING_COLUMNS: [&str; 11] = [
+pub(crate) const LEADING_COLUMNS: [&str; 11] = [
     "id",
     "ts",
     "sensor_id",
@@ -163,7 +164,7 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
 /// ordered by cell first, every batch wrote a page at the end of every
 /// cell's range, which made ingestion three times slower. A query names
 /// the expression exactly as the index does, or SQLite cannot use it.
-const DAY_OF_TS: &str = "ts / 86400";
+pub(crate) const DAY_OF_TS: &str = "ts / 86400";
 /// The length of a [`DAY_OF_TS`] day, seconds. SQLite's integer division
 /// truncates as Rust's does, so the days of a time range are
 /// `start / DAY_SECS ..= end / DAY_SECS`, before 1970 too.
@@ -180,6 +181,10 @@ const STREAM_BUFFER: usize = 512;
 const BATCH: usize = 64;
 
 type Batch = Vec<Result<Reading, BackendError>>;
+
+/// Rows a prune deletes per transaction: a few milliseconds of writing,
+/// so that ingestion and queries behind it wait no longer.
+const PRUNE_BATCH: usize = 2000;
 
 #[derive(Clone)]
 pub struct SqliteReadingStore {
@@ -284,7 +289,7 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
 
 /// The batch with only the last one sent of each identity, in the order
 /// sent; `None` when no identity repeats.
-fn last_of_each(readings: &[Reading]) -> Option<Vec<Reading>> {
+pub(crate) fn last_of_each(readings: &[Reading]) -> Option<Vec<Reading>> {
     let mut seen = std::collections::HashSet::with_capacity(readings.len());
     let mut last: Vec<bool> = readings
         .iter()
@@ -347,7 +352,12 @@ impl Select {
     /// rather than `(? IS NULL OR …)`, which would keep the planner from
     /// using the indices at all.
     fn readings(query: &Query) -> Option<Select> {
-        let (lo, hi) = query.aqi_bounds()?;
+        let bounds = match query.index_filter() {
+            None => None,
+            Some(None) => return None,
+            Some(bounds) => bounds,
+        };
+        let table = crate::live::table(query.resolution);
         let (first_day, last_day) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
         let days = u64::try_from(last_day.saturating_sub(first_day)).map_or(0, |d| d + 1);
         let cells = query
@@ -355,18 +365,22 @@ impl Select {
             .and_then(|p| p.cells())
             .filter(|c| days > 0 && days.saturating_mul(c.len() as u64) <= MAX_CELL_SEEKS);
         let from = match (&cells, &query.country) {
-            (Some(_), _) => "readings INDEXED BY readings_by_cell",
-            (None, Some(_)) => "readings INDEXED BY readings_by_country",
-            (None, None) => "readings",
+            (Some(_), _) => format!("{table} INDEXED BY {table}_by_cell"),
+            (None, Some(_)) => format!("{table} INDEXED BY {table}_by_country"),
+            (None, None) => table.to_owned(),
         };
-        let mut s = Select::new(from);
+        let mut s = Select::with_basis(&from, table != "readings");
         if cells.is_some() {
             s.and_in(DAY_OF_TS, (first_day..=last_day).map(Value::from).collect());
         }
         s.and_cells(cells.as_deref());
         s.and("ts BETWEEN ? AND ?", [query.start.0, query.end.0]);
-        let between = format!("{} BETWEEN ? AND ?", index_column(query.index));
-        s.and(&between, [i64::from(lo), i64::from(hi)]);
+        // Without bounds, no condition: an undefined index (an hour with
+        // too little data) is kept, as the reference keeps it.
+        if let Some((lo, hi)) = bounds {
+            let between = format!("{} BETWEEN ? AND ?", index_column(query.index));
+            s.and(&between, [i64::from(lo), i64::from(hi)]);
+        }
         s.and_country(query.country.as_deref());
         s.and_types(&query.sensor_types);
         s.place = query.place;
@@ -395,8 +409,18 @@ impl Select {
     }
 
     fn new(from: &str) -> Select {
+        Select::with_basis(from, false)
+    }
+
+    /// A SELECT of a reading's columns, and with `basis` the live tier's
+    /// [`crate::live::BASIS_COLUMNS`] after them.
+    fn with_basis(from: &str, basis: bool) -> Select {
+        let mut columns = SQL.columns.clone();
+        if basis {
+            columns.extend(crate::live::BASIS_COLUMNS);
+        }
         Select {
-            sql: format!("SELECT {} FROM {from}", SQL.columns.join(", ")),
+            sql: format!("SELECT {} FROM {from}", columns.join(", ")),
             params: Vec::new(),
             place: None,
             conditions: false,
@@ -502,6 +526,11 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         samples: match row.get_ref(SAMPLES)? {
             rusqlite::types::ValueRef::Null => None,
             _ => Some(small_int(row, SAMPLES)?),
+        },
+        basis: if row.as_ref().column_count() > SAMPLES + 1 {
+            Some(crate::live::basis(row, SAMPLES + 1)?)
+        } else {
+            None
         },
     })
 }
@@ -615,6 +644,22 @@ impl ReadingStore for SqliteReadingStore {
         tokio::task::spawn_blocking(move || this.put_batch_blocking(&readings))
             .await
             .map_err(DbError::from)?
+    }
+
+    async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || Ok(crate::live::put_recent(&db, &readings)?))
+            .await
+            .map_err(DbError::from)?
+    }
+
+    async fn prune(&self, resolution: Resolution, before: Timestamp) -> Result<u64, BackendError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok(crate::live::prune(&db, resolution, before.0, PRUNE_BATCH)?)
+        })
+        .await
+        .map_err(DbError::from)?
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
@@ -864,6 +909,7 @@ mod tests {
             q.country = country;
             q.sensor_types = vec!["SDS011".into(), "SPS30".into()];
             q.index = Index::UsEpa;
+            q.min_aqi = 51;
             q.max_aqi = 500;
             let select = Select::readings(&q).expect("a select");
             assert!(select.sql.contains("aqi_us_epa BETWEEN"), "{}", select.sql);
@@ -997,6 +1043,7 @@ mod tests {
                 p2: None,
                 indices: Indices::lowest(),
                 samples: None,
+                basis: None,
             };
             r.indices = Indices::of_text(r.p1.as_deref(), None).expect("indices");
             readings.push(r);
@@ -1061,6 +1108,7 @@ mod tests {
             p2: None,
             indices: Indices::lowest(),
             samples: None,
+            basis: None,
         };
         let batch = [r(2, 10), r(1, 5), r(2, 30), r(2, 20), r(1, 5), r(3, 1)];
         assert_eq!(newest_per_sensor(&batch), [4, 2, 5]);

@@ -398,7 +398,7 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 5, "the indices (4), then samples (5)");
+    assert_eq!(version, 6, "the indices (4), samples (5), the live tier (6)");
 
     // Every row's new columns are what the domain computes.
     let mut stmt = conn
@@ -807,7 +807,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 5, "and every later migration");
+    assert_eq!(version, 6, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)
@@ -889,4 +889,11 @@ async fn remove_files_leaves_nothing_behind() {
     Db::remove_files(&path).expect("removing again is not an error");
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tier_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("live.db")).expect("db"));
+    airq_contract::live::run_all(&store).await;
 }

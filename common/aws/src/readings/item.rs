@@ -191,6 +191,7 @@ impl ReadingItem {
             p2: self.p2,
             indices,
             samples: self.samples,
+            basis: None,
         }
     }
 }
@@ -233,6 +234,7 @@ pub(super) mod tests {
             p2: Some("9.1".into()),
             indices: Indices::from([2, 51, 2]),
             samples: None,
+            basis: None,
         }
     }
     #[test]

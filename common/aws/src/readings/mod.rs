@@ -46,7 +46,7 @@ use airq_core::place::{cell_of_text, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
-use airq_core::{Index, Indices};
+use airq_core::{Index, Indices, Resolution};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
@@ -222,6 +222,15 @@ impl ReadingStore for DynamoReadingStore {
         let this = self.clone();
         let query = query.clone();
         spawned(|tx| async move {
+            if query.resolution != Resolution::Day {
+                let _ = tx
+                    .send(Err(BackendError::Unsupported(format!(
+                        "resolution {:?} is not available on the AWS backend yet (the live tier is on the embedded backend only)",
+                        query.resolution.name()
+                    ))))
+                    .await;
+                return;
+            }
             if let Err(e) = this.run_query(&query, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }

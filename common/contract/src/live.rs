@@ -1,0 +1,301 @@
+//! The live tier's contract: 5-minute readings in, the hourly series out,
+//! with each index on its standard's window. Every expected value below is
+//! worked out by hand from the definitions in `airq_core::hourly` (written
+//! beside each), never by calling the code under test.
+
+use airq_core::export::render;
+use airq_core::query::{Query, QueryLimits};
+use airq_core::reading::{Reading, Timestamp};
+use airq_core::store::{ReadingStore, Written};
+use airq_core::{Index, Indices, Resolution};
+
+const DAY: &str = "2026-12-01";
+
+fn at(hour: u32, minute: u32) -> Timestamp {
+    Timestamp::parse_feed(&format!("{DAY} {hour:02}:{minute:02}:00")).expect("a time")
+}
+
+/// A 5-minute reading of `sensor` in Berlin.
+fn five_min(sensor: u64, t: Timestamp, p1: Option<&str>, p2: Option<&str>) -> Reading {
+    Reading {
+        id: Some(sensor * 1_000_000 + t.0 as u64 % 1_000_000),
+        timestamp: t,
+        sensor_id: sensor,
+        sensor_type: "SDS011".into(),
+        loc_id: Some(sensor + 100),
+        loc_country: "DE".into(),
+        loc_lat: "52.520".into(),
+        loc_long: "13.405".into(),
+        loc_alt: "34".into(),
+        p1: p1.map(str::to_owned),
+        p2: p2.map(str::to_owned),
+        // What the feed parser computes for a single value; the live tier
+        // replaces it with the hour's.
+        indices: Indices::lowest(),
+        samples: None,
+        basis: None,
+    }
+}
+
+/// `n` readings of `sensor` in `hour`, 5 minutes apart from :00.
+fn hour_of(sensor: u64, hour: u32, n: u32, p1: Option<&str>, p2: Option<&str>) -> Vec<Reading> {
+    (0..n)
+        .map(|k| five_min(sensor, at(hour, 5 * k), p1, p2))
+        .collect()
+}
+
+fn query(json: &str) -> Query {
+    Query::from_json(json.as_bytes(), &QueryLimits::default()).expect("a valid query")
+}
+
+async fn answer(store: &dyn ReadingStore, json: &str) -> String {
+    let q = query(json);
+    let (bytes, _) = render(store.query_answer(&q), 1 << 24)
+        .await
+        .expect("an answer");
+    String::from_utf8(bytes).expect("UTF-8")
+}
+
+/// CSV lines after the header.
+async fn rows(store: &dyn ReadingStore, json: &str) -> Vec<String> {
+    answer(store, json)
+        .await
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+const SITE: &str = "SDS011,,DE,52.520,13.405,34";
+
+fn site(sensor: u64) -> String {
+    SITE.replacen(",,", &format!(",{},", sensor + 100), 1)
+}
+
+/// Every check, on an empty store.
+pub async fn run_all(store: &dyn ReadingStore) {
+    hourly_means_and_validity(store).await;
+    indices_on_their_windows(store).await;
+    invalid_and_late_hours(store).await;
+    five_minute_readings_carry_their_hours_indices(store).await;
+    retention_deletes_old_readings_only(store).await;
+}
+
+/// Sensor 1: one hour of 12 values and one value of the next hour.
+async fn hourly_means_and_validity(store: &dyn ReadingStore) {
+    let mut batch = hour_of(1, 10, 11, Some("20.00"), Some("10.00"));
+    batch.push(five_min(1, at(10, 55), Some("20.00"), Some("10.06")));
+    // 11:00:00 opens the next hour.
+    batch.push(five_min(1, at(11, 0), None, Some("7.5")));
+    let written = store.put_recent(batch.clone()).await.expect("put_recent");
+    assert_eq!(
+        written,
+        Written {
+            new: 13,
+            replaced: 0,
+            unchanged: 0
+        }
+    );
+    let q = r#"{"startDate":"2026-12-01 10:00:00","endDate":"2026-12-01 11:59:59","resolution":"hour","sensorType":"SDS011","bbox":[13,52,14,53]}"#;
+    // P2: (11 × 10.00 + 10.06) / 12 = 120.06 / 12 = 10.005 → 10.01 (half
+    // up); P1 20.00. One hour of data: no NowCast (it needs 2 of the 3
+    // recent hours) and no running mean (18 of 24): AQI and Range empty.
+    // 11:00 holds one value: 7.50, samples 1.
+    let s1 = site(1);
+    assert_eq!(
+        rows(store, q).await,
+        vec![
+            format!(",2026-12-01 10:00:00,1,{s1},20.00,10.01,,"),
+            format!(",2026-12-01 11:00:00,1,{s1},,7.50,,"),
+        ],
+        "hourly means, CSV"
+    );
+    let ndjson = answer(store, &q.replace("}", r#","format":"ndjson"}"#)).await;
+    let first = ndjson.lines().next().expect("a line");
+    assert!(
+        first.ends_with(
+            r#""P1":20.00,"P2":10.01,"AQI":null,"Range":null,"samples":12,"nowcastPm25":null,"nowcastPm10":null,"meanPm25_24h":null,"meanPm10_24h":null}"#
+        ),
+        "NDJSON of an hour without indices: {first}"
+    );
+
+    // The same feed again: nothing new, nothing recomputed, same answer.
+    let before = answer(store, q).await;
+    let again = store.put_recent(batch).await.expect("put_recent again");
+    assert_eq!(
+        again,
+        Written {
+            new: 0,
+            replaced: 0,
+            unchanged: 13
+        }
+    );
+    assert_eq!(answer(store, q).await, before, "a repeated feed changes nothing");
+}
+
+/// Sensor 2: PM2.5 steady at 35.45 for 24 hours, no PM10.
+async fn indices_on_their_windows(store: &dyn ReadingStore) {
+    let mut batch = Vec::new();
+    for hour in 0..24 {
+        batch.extend(hour_of(2, hour, 12, None, Some("35.45")));
+    }
+    store.put_recent(batch).await.expect("put_recent");
+    let day = |index: &str| {
+        format!(
+            r#"{{"startDate":"{DAY} 00:00:00","endDate":"{DAY} 23:59:59","resolution":"hour","country":"DE","index":"{index}","sensorType":"sds011"}}"#
+        )
+    };
+    let only = |rows: Vec<String>| -> Vec<String> {
+        rows.into_iter()
+            .filter(|r| r.split(',').nth(2) == Some("2"))
+            .collect()
+    };
+    let s2 = site(2);
+    // US EPA: the NowCast of a steady 35.45 is 35.45, truncated to 35.4,
+    // the top of 9.1–35.4 → 100, "Moderate". Hour 0 has one recent hour
+    // of three: undefined. From hour 1 (hours 1 and 0 valid): 100.
+    let epa = only(rows(store, &day("us-epa")).await);
+    assert_eq!(epa.len(), 24);
+    assert_eq!(epa[0], format!(",{DAY} 00:00:00,2,{s2},,35.45,,"));
+    assert_eq!(epa[1], format!(",{DAY} 01:00:00,2,{s2},,35.45,100,Moderate"));
+    assert_eq!(epa[23], format!(",{DAY} 23:00:00,2,{s2},,35.45,100,Moderate"));
+    // DAQI: the 24-hour running mean needs 18 valid hours: from hour 17.
+    // 35.45 rounds to 35 → 3, "Low".
+    let daqi = only(rows(store, &day("daqi")).await);
+    assert_eq!(daqi[16], format!(",{DAY} 16:00:00,2,{s2},,35.45,,"));
+    assert_eq!(daqi[17], format!(",{DAY} 17:00:00,2,{s2},,35.45,3,Low"));
+    // EAQI: 15 < 35.45 ≤ 50 → level 3, "Moderate"; same window.
+    let eaqi = only(rows(store, &day("eaqi")).await);
+    assert_eq!(eaqi[16], format!(",{DAY} 16:00:00,2,{s2},,35.45,,"));
+    assert_eq!(eaqi[23], format!(",{DAY} 23:00:00,2,{s2},,35.45,3,Moderate"));
+
+    // The concentrations the indices read, in NDJSON.
+    let last = answer(
+        store,
+        &day("us-epa").replace("}", r#","format":"ndjson","startDate":"2026-12-01 23:00:00"}"#),
+    )
+    .await;
+    let line = last
+        .lines()
+        .find(|l| l.contains(r#""sensor_id":2,"#))
+        .expect("sensor 2's last hour");
+    assert!(
+        line.ends_with(
+            r#""AQI":100,"Range":"Moderate","samples":12,"nowcastPm25":35.4,"nowcastPm10":null,"meanPm25_24h":35.45,"meanPm10_24h":null}"#
+        ),
+        "{line}"
+    );
+
+    // A filter on the index keeps defined values only: US EPA 100 on
+    // hours 1–23 of sensor 2 (sensor 1's hours are undefined).
+    let filtered = rows(
+        store,
+        &day("us-epa").replace("}", r#","minAqi":100,"maxAqi":100}"#),
+    )
+    .await;
+    assert_eq!(filtered.len(), 23, "{filtered:#?}");
+    assert!(filtered.iter().all(|r| r.ends_with(",100,Moderate")));
+}
+
+/// Sensor 3: hours 0–2 valid at 12.00, hour 3 invalid (8 values), hour 4
+/// missing, hour 5 valid; then hour 4 arrives late.
+async fn invalid_and_late_hours(store: &dyn ReadingStore) {
+    let mut batch = Vec::new();
+    for hour in 0..3 {
+        batch.extend(hour_of(3, hour, 12, None, Some("12.00")));
+    }
+    batch.extend(hour_of(3, 3, 8, None, Some("12.00")));
+    batch.extend(hour_of(3, 5, 12, None, Some("12.00")));
+    store.put_recent(batch).await.expect("put_recent");
+    let q = format!(
+        r#"{{"startDate":"{DAY} 00:00:00","endDate":"{DAY} 05:59:59","resolution":"hour","index":"us-epa","bbox":[13.4,52.5,13.5,52.6]}}"#
+    );
+    let sensor3 = |rows: Vec<String>| -> Vec<String> {
+        rows.into_iter()
+            .filter(|r| r.split(',').nth(2) == Some("3"))
+            .map(|r| r.rsplit(',').take(2).collect::<Vec<_>>().join("|"))
+            .collect()
+    };
+    // US EPA of a NowCast of 12.0: 51 + (100 − 51)(120 − 91)/(354 − 91)
+    // = 51 + 1421/263 = 56.40… → 56, "Moderate".
+    // Hour 3 (8 values) is invalid: its NowCast reads hours 2 and 1 (2 of
+    // 3 recent valid) → 56. Hour 5: of 5, 4, 3 only 5 is valid → none.
+    assert_eq!(
+        sensor3(rows(store, &q).await),
+        vec![
+            "|",
+            "Moderate|56",
+            "Moderate|56",
+            "Moderate|56",
+            "|",
+        ],
+        "hours 0, 1, 2, 3, 5"
+    );
+    // Hour 4 comes late: hour 5 now has 5 and 4 valid → 56.
+    store
+        .put_recent(hour_of(3, 4, 12, None, Some("12.00")))
+        .await
+        .expect("late hour");
+    let got = sensor3(rows(store, &q).await);
+    assert_eq!(got.len(), 6);
+    assert_eq!(got[4], "Moderate|56", "the late hour itself: 4, 3?, 2 → 4 and 2");
+    assert_eq!(got[5], "Moderate|56", "the hour after it is recomputed");
+}
+
+/// The 5-minute series answers as sent, with the indices of its hour.
+async fn five_minute_readings_carry_their_hours_indices(store: &dyn ReadingStore) {
+    let q = format!(
+        r#"{{"startDate":"{DAY} 23:50:00","endDate":"{DAY} 23:59:59","resolution":"5min","index":"us-epa","country":"DE"}}"#
+    );
+    let got = rows(store, &q).await;
+    let s2 = site(2);
+    // Sensor 2's readings at 23:50 and 23:55 (ids: sensor·10⁶ + ts mod 10⁶).
+    let id = |m: u32| 2_000_000 + at(23, m).0 as u64 % 1_000_000;
+    assert_eq!(
+        got,
+        vec![
+            format!("{},{DAY} 23:50:00,2,{s2},,35.45,100,Moderate", id(50)),
+            format!("{},{DAY} 23:55:00,2,{s2},,35.45,100,Moderate", id(55)),
+        ]
+    );
+    assert_eq!(
+        Resolution::FiveMin.max_span().as_secs(),
+        2 * 86_400,
+        "a 5min query spans 48 hours at most"
+    );
+    let long = Query::from_json(
+        br#"{"startDate":"2026-12-01","endDate":"2026-12-03 00:00:01","resolution":"5min"}"#,
+        &QueryLimits::default(),
+    );
+    assert!(long.is_err_and(|e| e.names("endDate")), "over 48 hours");
+    let _ = Index::UsEpa;
+}
+
+async fn retention_deletes_old_readings_only(store: &dyn ReadingStore) {
+    let five = |from: &str| {
+        format!(
+            r#"{{"startDate":"{from}","endDate":"{DAY} 23:59:59","resolution":"5min","country":"DE"}}"#
+        )
+    };
+    let hours = format!(
+        r#"{{"startDate":"{DAY} 00:00:00","endDate":"{DAY} 23:59:59","resolution":"hour","country":"DE"}}"#
+    );
+    let all_five = rows(store, &five(&format!("{DAY} 00:00:00"))).await.len();
+    let kept = rows(store, &five(&format!("{DAY} 12:00:00"))).await.len();
+    let hourly = rows(store, &hours).await;
+    let deleted = store
+        .prune(Resolution::FiveMin, at(12, 0))
+        .await
+        .expect("prune");
+    assert_eq!(deleted as usize, all_five - kept, "everything before 12:00");
+    assert_eq!(rows(store, &five(&format!("{DAY} 00:00:00"))).await.len(), kept);
+    assert_eq!(rows(store, &hours).await, hourly, "the hourly series stays");
+    let deleted = store.prune(Resolution::Hour, at(1, 0)).await.expect("prune");
+    // Sensor 2's and 3's hour 0.
+    assert_eq!(deleted, 2);
+    assert_eq!(
+        store.prune(Resolution::Day, at(23, 0)).await.expect("prune"),
+        0,
+        "the daily series is never pruned"
+    );
+}
