@@ -7,17 +7,21 @@ use crate::fetch::{self, FetchPolicy, Source};
 use crate::ingest;
 use crate::synth::{self, Generator, Template};
 use airq_core::store::ReadingStore;
-use airq_embedded::{Db, SqliteReadingStore};
+use airq_core::{Resolution, Timestamp};
+use airq_embedded::{Db, SqliteReadingStore, PRUNE_BATCH};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes a synthetic entry takes, a little over the real average, to reserve
 /// the document's buffer once.
 const SYNTH_ENTRY_BYTES: u64 = 360;
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.source.is_none() && args.shape.resolution == Resolution::FiveMin {
+        return run_live(&args).await;
+    }
     let (doc, what) = match &args.source {
         Some(source) => {
             let source = Source::parse(source)?;
@@ -89,6 +93,112 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(kib) = peak_rss_kib() {
         println!("peak RSS:   {} MiB", kib >> 10);
     }
+    Ok(())
+}
+
+/// The live tier's benchmark: `--days` of 5-minute feeds for `--sensors`
+/// sensors, generated one feed at a time (beside the ingestion, on the
+/// other core) and each ingested as the live schedule does (parse,
+/// validate, store the 5-minute readings, roll up their hours, recompute
+/// the indices), on one fresh database. Reports each feed's ingestion time
+/// (median, p90, p99, max), the store's growth, and what deleting half of
+/// it by retention costs.
+async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
+    let shape = args.shape.clone();
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let batch_size = args.store.batch_size as usize;
+    let path = dir.join(format!("airq-bench-live-{}.db", std::process::id()));
+    remove_db(&path);
+    let store = open_embedded(&path).await?;
+    println!(
+        "feeds:      {} days x 288 five-minute feeds x {} sensors (gaps {}), seed {}",
+        shape.days, shape.sensors, shape.gaps, shape.seed
+    );
+    println!("batch size: {batch_size}");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, Vec<u8>)>(2);
+    let generator = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let generator = Generator::new(Template::load(&shape.template)?, &shape)?;
+        synth::five_minute_feeds(generator, |end, doc| {
+            tx.blocking_send((end, doc.to_vec()))
+                .map_err(|_| anyhow::anyhow!("the benchmark stopped"))
+        })
+    });
+    let mut secs = Vec::new();
+    let mut stored = 0u64;
+    let (mut first, mut last) = (None, 0i64);
+    let started = Instant::now();
+    let ingested = async {
+        while let Some((end, doc)) = rx.recv().await {
+            let feed = Instant::now();
+            let processed = ingest::process_document_at(
+                store.clone(),
+                ingest::Document::Bytes(Arc::new(doc)),
+                batch_size,
+                Resolution::FiveMin,
+                Timestamp(end),
+            )
+            .await?;
+            secs.push(feed.elapsed().as_secs_f64());
+            stored += processed.stored;
+            first.get_or_insert(end);
+            last = end;
+            if secs.len() % 48 == 0 {
+                tracing::info!(
+                    feeds = secs.len(),
+                    readings = stored,
+                    "ingesting 5-minute feeds"
+                );
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let generated = generator.await.context("the generator thread failed")?;
+    ingested?;
+    generated?;
+    let total = started.elapsed();
+    let db_bytes = db_size(&path);
+    let feeds = secs.len();
+    let quantile = |q: f64| -> f64 {
+        let mut v = secs.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "ingested:   {feeds} feeds, {stored} readings in {:.1} s",
+        total.as_secs_f64()
+    );
+    println!(
+        "per feed:   median {:.3} s, p90 {:.3} s, p99 {:.3} s, max {:.3} s",
+        median(&mut secs.clone()),
+        quantile(0.90),
+        quantile(0.99),
+        quantile(1.0)
+    );
+    println!(
+        "store:      {} MiB, {:.0} bytes per 5-minute reading (with the hourly series)",
+        db_bytes >> 20,
+        db_bytes as f64 / stored.max(1) as f64
+    );
+    // Retention: the first half of what was ingested.
+    if let Some(first) = first {
+        let before = Timestamp(first + (last - first) / 2);
+        let prune = Instant::now();
+        let deleted = store.prune(Resolution::FiveMin, before).await?;
+        let took = prune.elapsed();
+        let batches = deleted.div_ceil(PRUNE_BATCH as u64).max(1);
+        println!(
+            "retention:  {deleted} five-minute readings deleted in {:.3} s, {batches} batches of at most {PRUNE_BATCH}, {:.1} ms per batch",
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1000.0 / batches as f64
+        );
+    }
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak RSS:   {} MiB", kib >> 10);
+    }
+    remove_db(&path);
     Ok(())
 }
 

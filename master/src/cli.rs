@@ -133,9 +133,14 @@ pub struct LiveArgs {
     /// kept).
     #[arg(long, env = "AIRQ_RESOLUTION", default_value = "day", value_parser = series)]
     pub resolution: airq_core::Resolution,
+}
 
-    /// How long 5-minute readings are kept (after each 5min ingestion,
-    /// older ones are deleted in small batches).
+/// How long the live tier keeps its series: the schedule deletes older
+/// readings after each 5min run, in small batches (a one-off `ingest`, a
+/// replay of old feeds, deletes nothing).
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// How long 5-minute readings are kept.
     #[arg(long, env = "AIRQ_RECENT_RETENTION", default_value = "48h", value_parser = positive_duration)]
     pub recent_retention: Duration,
 
@@ -314,6 +319,8 @@ pub struct ScheduleArgs {
     #[command(flatten)]
     pub live: LiveArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub store: StoreArgs,
 }
 
@@ -357,11 +364,41 @@ pub struct SynthShape {
     /// Real feed snapshot to take locations, sensor types and values from.
     #[arg(long, env = "AIRQ_SYNTH_TEMPLATE", default_value = defaults::SAMPLE_FEED)]
     pub template: PathBuf,
+
+    /// `day`: one feed of --per-day readings per sensor and day; `5min`:
+    /// the 5-minute feed, 288 feeds a day, each with one reading per
+    /// sensor in its 5 minutes (--per-day is not used).
+    #[arg(long, env = "AIRQ_SYNTH_RESOLUTION", default_value = "day", value_parser = series)]
+    pub resolution: airq_core::Resolution,
+
+    /// The share of readings left out at random (0 to 1): gaps such as a
+    /// sensor offline, for hourly validity and NowCast coverage.
+    #[arg(long, env = "AIRQ_SYNTH_GAPS", default_value_t = 0.0, value_parser = share)]
+    pub gaps: f64,
 }
 
 impl SynthShape {
+    /// Readings per sensor and day: 288 for the 5-minute feed.
+    pub fn per_day(&self) -> u32 {
+        match self.resolution {
+            airq_core::Resolution::FiveMin => 288,
+            _ => self.per_day,
+        }
+    }
+
+    /// Readings generated before gaps are left out.
     pub fn readings(&self) -> u64 {
-        u64::from(self.days) * u64::from(self.sensors) * u64::from(self.per_day)
+        u64::from(self.days) * u64::from(self.sensors) * u64::from(self.per_day())
+    }
+}
+
+/// A share from 0 (inclusive) to 1 (exclusive).
+fn share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?}: expected a number from 0 up to (not including) 1"
+        )),
     }
 }
 
@@ -371,7 +408,9 @@ pub struct SynthArgs {
     #[command(flatten)]
     pub shape: SynthShape,
 
-    /// Write the feed as JSON to this file.
+    /// Write the feed as JSON to this file; with --resolution 5min, a
+    /// directory to write one file per 5-minute feed into
+    /// (`YYYY-MM-DDTHH-MM.json`, named by the end of its 5 minutes).
     #[arg(long, env = "AIRQ_SYNTH_OUT")]
     pub out: Option<PathBuf>,
 

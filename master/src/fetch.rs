@@ -426,7 +426,16 @@ pub async fn get(
     download: Download,
 ) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
-    match fetch_into(client, url, policy, download, &Validators::default(), &mut body).await? {
+    match fetch_into(
+        client,
+        url,
+        policy,
+        download,
+        &Validators::default(),
+        &mut body,
+    )
+    .await?
+    {
         Fetched::Body(_) => Ok(body),
         Fetched::NotModified => bail!("{url} answered 304 Not Modified to an unconditional GET"),
     }

@@ -225,7 +225,14 @@ pub async fn process_at(
     batch_size: usize,
     now: Timestamp,
 ) -> anyhow::Result<Processed> {
-    process_document_at(store, Document::Bytes(doc), batch_size, Resolution::Day, now).await
+    process_document_at(
+        store,
+        Document::Bytes(doc),
+        batch_size,
+        Resolution::Day,
+        now,
+    )
+    .await
 }
 
 /// A document to parse and store.
@@ -315,8 +322,8 @@ pub struct Retention {
     pub hourly: Duration,
 }
 
-impl From<&crate::cli::LiveArgs> for Retention {
-    fn from(a: &crate::cli::LiveArgs) -> Self {
+impl From<&crate::cli::RetentionArgs> for Retention {
+    fn from(a: &crate::cli::RetentionArgs) -> Self {
         Retention {
             recent: a.recent_retention,
             hourly: a.hourly_retention,
@@ -411,7 +418,10 @@ impl fmt::Display for Summary {
             writeln!(f, "series:        {}", self.series.name())?;
         }
         if self.not_modified {
-            return writeln!(f, "not modified:  the feed is the one the last run read (304); nothing to store");
+            return writeln!(
+                f,
+                "not modified:  the feed is the one the last run read (304); nothing to store"
+            );
         }
         writeln!(f, "bytes:         {}", self.bytes)?;
         writeln!(f, "entries read:  {}", s.entries)?;

@@ -87,7 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let source = Source::parse(args.fetch.source(series))?;
             let store = open_store(&global).await?;
             let summary = ingest::ingest(
-                store.clone(),
+                store,
                 &source,
                 &FetchPolicy::from(&args.fetch),
                 args.store.batch_size as usize,
@@ -97,11 +97,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             summary.log();
             print!("{summary}");
-            if series == Resolution::FiveMin {
-                let retention = ingest::Retention::from(&args.live);
-                let (recent, hourly) = ingest::prune(&store, retention, Timestamp::now()).await?;
-                println!("retention:     {recent} 5-minute and {hourly} hourly readings deleted");
-            }
             Ok(())
         }
         Command::Schedule(args) => {
@@ -111,7 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cron: args.cron().to_owned(),
                 run_now: args.run_now,
                 series,
-                retention: ingest::Retention::from(&args.live),
+                retention: ingest::Retention::from(&args.retention),
                 source: Source::parse(args.fetch.source(series))?,
                 policy: FetchPolicy::from(&args.fetch),
                 batch_size: args.store.batch_size as usize,
@@ -226,11 +221,17 @@ async fn synth_command(global: &GlobalArgs, args: cli::SynthArgs) -> anyhow::Res
         readings = shape.readings(),
         days = shape.days,
         sensors = shape.sensors,
-        per_day = shape.per_day,
+        per_day = shape.per_day(),
+        resolution = shape.resolution.name(),
         seed = shape.seed,
         "generating a synthetic feed"
     );
     let summary = match args.out {
+        Some(out) if !args.into_store && shape.resolution == Resolution::FiveMin => {
+            tokio::task::spawn_blocking(move || synth::to_directory(&shape, &out))
+                .await
+                .context("the generator thread failed")??
+        }
         Some(out) if !args.into_store => {
             tokio::task::spawn_blocking(move || synth::to_file(&shape, &out))
                 .await

@@ -378,6 +378,8 @@ pub struct Generator {
     per_day: u32,
     /// Midnight (UTC) of the first day.
     start: i64,
+    /// The share of entries left out.
+    gaps: f64,
     rng: StdRng,
 }
 
@@ -436,8 +438,9 @@ impl Generator {
             template,
             sites,
             dates,
-            per_day: shape.per_day,
+            per_day: shape.per_day(),
             start,
+            gaps: shape.gaps,
             rng,
         })
     }
@@ -466,6 +469,9 @@ impl Generator {
                         self.template.values[self.rng.random_range(0..self.template.values.len())];
                     let f1 = self.rng.random_range(VALUE_JITTER);
                     let f2 = self.rng.random_range(VALUE_JITTER);
+                    if self.gaps > 0.0 && self.rng.random_bool(self.gaps) {
+                        continue;
+                    }
                     id += 1;
                     value_id += 2;
                     let entry = Entry {
@@ -506,6 +512,79 @@ pub fn write_feed(
     })?;
     w.write_all(b"\n]\n")?;
     Ok(n)
+}
+
+/// Length of one 5-minute feed's window, seconds.
+pub const FIVE_MINUTES: i64 = 300;
+
+/// The 5-minute feeds of a generator made with `--resolution 5min`, in
+/// order: each (the end of its 5 minutes, the feed as a JSON array) handed
+/// to `emit`, which may stop the run with an error. Returns the entries.
+pub fn five_minute_feeds(
+    generator: Generator,
+    mut emit: impl FnMut(i64, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut doc: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut window: Option<i64> = None;
+    let mut finish = |doc: &mut Vec<u8>, end: i64| -> anyhow::Result<()> {
+        doc.extend_from_slice(b"\n]\n");
+        emit(end, doc)?;
+        doc.clear();
+        Ok(())
+    };
+    let n = generator.run(|e| -> anyhow::Result<()> {
+        let end = (e.timestamp.div_euclid(FIVE_MINUTES) + 1) * FIVE_MINUTES;
+        if window != Some(end) {
+            if let Some(previous) = window {
+                finish(&mut doc, previous)?;
+            }
+            window = Some(end);
+            doc.push(b'[');
+        } else {
+            doc.push(b',');
+        }
+        doc.push(b'\n');
+        e.write_json(&mut doc)?;
+        Ok(())
+    })?;
+    if let Some(last) = window {
+        finish(&mut doc, last)?;
+    }
+    Ok(n)
+}
+
+/// The file name of the 5-minute feed ending at `end`: `2024-01-01T00-05.json`.
+pub fn feed_file_name(end: i64) -> String {
+    chrono::DateTime::from_timestamp(end, 0)
+        .map(|t| t.format("%Y-%m-%dT%H-%M.json").to_string())
+        .unwrap_or_else(|| format!("{end}.json"))
+}
+
+/// Writes the 5-minute feeds of `shape` into the directory `out`, one
+/// file per feed (see [`feed_file_name`]), each through a `.partial` file.
+pub fn to_directory(shape: &SynthShape, out: &Path) -> anyhow::Result<SynthSummary> {
+    let started = std::time::Instant::now();
+    let generator = Generator::new(Template::load(&shape.template)?, shape)?;
+    let mut summary = summary_of(&generator, shape);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let pb = crate::progress::bar("feeds", u64::from(shape.days) * 288);
+    let mut bytes = 0u64;
+    let written = five_minute_feeds(generator, |end, doc| {
+        let path = out.join(feed_file_name(end));
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, doc)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        bytes += doc.len() as u64;
+        pb.inc(1);
+        Ok(())
+    });
+    pb.finish_and_clear();
+    summary.readings = written?;
+    summary.into = out.display().to_string();
+    summary.bytes = Some(bytes);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
 }
 
 /// What a synth command did.
@@ -557,7 +636,7 @@ fn summary_of(generator: &Generator, shape: &SynthShape) -> SynthSummary {
         readings: 0,
         days: shape.days,
         sensors: generator.sensors(),
-        per_day: shape.per_day,
+        per_day: shape.per_day(),
         seed: shape.seed,
         template: generator.template().path().to_path_buf(),
         template_sites: generator.template().sites.len(),
@@ -618,17 +697,18 @@ pub async fn into_store(
     let generator = Generator::new(template, shape)?;
     let mut summary = summary_of(&generator, shape);
     let total = shape.readings();
-    let (generated, stored) = crate::ingest::pipeline(store, batch_size, airq_core::Resolution::Day, move |sink| {
-        let pb = crate::progress::bar("readings", total);
-        let n = generator.run(|e| {
-            sink.push(e.to_reading());
-            pb.inc(1);
-            Ok::<(), std::convert::Infallible>(())
-        });
-        pb.finish_and_clear();
-        n
-    })
-    .await?;
+    let (generated, stored) =
+        crate::ingest::pipeline(store, batch_size, shape.resolution, move |sink| {
+            let pb = crate::progress::bar("readings", total);
+            let n = generator.run(|e| {
+                sink.push(e.to_reading());
+                pb.inc(1);
+                Ok::<(), std::convert::Infallible>(())
+            });
+            pb.finish_and_clear();
+            n
+        })
+        .await?;
     let generated = match generated {
         Ok(n) => n,
         Err(never) => match never {},
@@ -670,7 +750,43 @@ mod tests {
             seed,
             start: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
             template: PathBuf::new(),
+            resolution: airq_core::Resolution::Day,
+            gaps: 0.0,
         }
+    }
+
+    #[test]
+    fn five_minute_feeds_hold_one_entry_per_sensor_in_their_window() {
+        let mut live = shape(5, 1, 1, 7);
+        live.resolution = airq_core::Resolution::FiveMin;
+        let t = Template::from_json(TEMPLATE.as_bytes(), PathBuf::new()).expect("template");
+        let mut feeds = Vec::new();
+        let n = five_minute_feeds(Generator::new(t, &live).expect("generator"), |end, doc| {
+            let mut times = Vec::new();
+            feed::parse_feed_at(doc, Timestamp(end), |e| {
+                times.push(e.expect("a valid entry").timestamp.0);
+            })
+            .expect("a feed");
+            feeds.push((end, times));
+            Ok(())
+        })
+        .expect("feeds");
+        assert_eq!(n, 5 * 288);
+        assert_eq!(feeds.len(), 288, "a feed every 5 minutes of the day");
+        let midnight = 1_704_067_200; // 2024-01-01 00:00:00 UTC
+        for (k, (end, times)) in feeds.iter().enumerate() {
+            assert_eq!(*end, midnight + 300 * (k as i64 + 1));
+            assert_eq!(times.len(), 5, "one entry per sensor");
+            assert!(times.iter().all(|t| (end - 300..*end).contains(t)));
+        }
+        assert_eq!(feed_file_name(feeds[0].0), "2024-01-01T00-05.json");
+
+        // A quarter left out: about 360 of the 1,440, never all.
+        live.gaps = 0.25;
+        let t = Template::from_json(TEMPLATE.as_bytes(), PathBuf::new()).expect("template");
+        let n = five_minute_feeds(Generator::new(t, &live).expect("generator"), |_, _| Ok(()))
+            .expect("feeds");
+        assert!((1000..1200).contains(&n), "{n} of 1440 kept");
     }
 
     fn generate(shape: &SynthShape) -> Vec<u8> {

@@ -21,7 +21,13 @@ enum Reply {
     },
     /// Announces the whole sample but closes the connection halfway.
     CutShort,
+    /// The sample with an `ETag` and a `Last-Modified`, or 304 to a
+    /// request that sends that `ETag` back in `If-None-Match`.
+    Versioned,
 }
+
+const ETAG: &str = "\"v1\"";
+const LAST_MODIFIED: &str = "Sat, 05 Dec 2026 12:00:00 GMT";
 
 struct Server {
     url: String,
@@ -102,6 +108,24 @@ fn answer(mut stream: TcpStream, reply: Reply, sample: &[u8]) -> Option<String> 
                 sample.len()
             ),
             sample[..sample.len() / 2].to_vec(),
+        ),
+        Reply::Versioned
+            if request
+                .to_ascii_lowercase()
+                .contains(&format!("if-none-match: {ETAG}")) =>
+        {
+            (
+                format!("HTTP/1.1 304 Not Modified\r\nETag: {ETAG}\r\nConnection: close\r\n\r\n"),
+                Vec::new(),
+            )
+        }
+        Reply::Versioned => (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: {ETAG}\r\n\
+                 Last-Modified: {LAST_MODIFIED}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                sample.len()
+            ),
+            sample.to_vec(),
         ),
         Reply::Sample { .. } => (
             format!(
@@ -246,4 +270,77 @@ fn an_unreachable_server_fails_cleanly() {
     let out = ingest_url(&url, &dir.path().join("airq.db"), "1");
     out.assert_clean_failure();
     assert!(out.stderr.contains("2 attempts"), "{}", out.stderr);
+}
+
+/// The live schedule's conditional GET: the first run downloads the feed
+/// and stores it as 5-minute readings; the next runs send its `ETag` and
+/// `Last-Modified` back, get 304, and succeed without storing anything.
+#[test]
+fn an_unchanged_feed_is_a_304_and_a_successful_empty_run() {
+    let server = serve(vec![Reply::Versioned]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    let log = dir.path().join("stderr.log");
+    let mut cmd = airq(&[
+        "schedule",
+        "--resolution",
+        "5min",
+        "--cron",
+        "*/1 * * * * *",
+        "--run-now",
+        "--source",
+        &server.url,
+        "--db",
+        db.to_str().expect("utf-8"),
+        // The 2018 sample is older than the default 48 hours: keep it.
+        "--recent-retention",
+        "36500days",
+        "--hourly-retention",
+        "36500days",
+    ]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let mut child = airq_testkit::process::Running(cmd.spawn().expect("starts"));
+    // Bounded: at most 100 polls and 30 s, for three requests.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for _ in 0..100 {
+        if server.hits.load(Ordering::SeqCst) >= 3 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    airq_testkit::process::stop_gracefully(child.child());
+    let requests = server.requests.lock().expect("lock").clone();
+    assert!(requests.len() >= 3, "three runs: {requests:#?}");
+    let first = requests[0].to_ascii_lowercase();
+    assert!(!first.contains("if-none-match"), "{first}");
+    for later in &requests[1..] {
+        let later = later.to_ascii_lowercase();
+        assert!(later.contains(&format!("if-none-match: {ETAG}")), "{later}");
+        assert!(
+            later.contains(&format!(
+                "if-modified-since: {}",
+                LAST_MODIFIED.to_ascii_lowercase()
+            )),
+            "{later}"
+        );
+    }
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log.contains("has not changed since the last run (304)"),
+        "{log}"
+    );
+    assert!(!log.contains("ingestion run failed"), "{log}");
+    // Stored once, as 5-minute readings, with their hours.
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let count = |table: &str| -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!(count("recent"), SAMPLE_READINGS);
+    assert_eq!(count("readings"), 0, "nothing in the daily series");
+    // The sample's 4,945 sensors each have one reading in 20:42–20:48,
+    // so one hour each.
+    assert_eq!(count("hourly"), SAMPLE_READINGS);
 }

@@ -234,3 +234,62 @@ fn bad_flags_are_usage_errors() {
     let out = run(airq(&["synth", "--days", "0", "--out", "x.json"]));
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
 }
+
+/// `--resolution 5min` stores a saved 5-minute feed in the live tier, with
+/// the same validation and idempotence as the daily series, and says so.
+#[test]
+fn a_saved_five_minute_feed_goes_into_the_live_tier() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    let sample = sample_path();
+    let args = [
+        "ingest",
+        "--resolution",
+        "5min",
+        "--source",
+        sample.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ];
+    let first = run(airq(&args));
+    first.assert_success();
+    assert!(
+        first.stdout.contains("series:        5min"),
+        "{}",
+        first.stdout
+    );
+    assert_eq!(first.summary_value("stored:"), Some(4928));
+    assert_eq!(first.summary_value("sensor saturated:"), Some(17));
+    assert_eq!(count_readings(&db), Some(0), "not the daily series");
+    let again = run(airq(&args));
+    again.assert_success();
+    assert!(
+        again
+            .stdout
+            .contains("stored:        4928 (0 new, 4928 already stored, 0 replaced)"),
+        "{}",
+        again.stdout
+    );
+    let hourly: i64 = rusqlite::Connection::open(&db)
+        .expect("db")
+        .query_row("SELECT COUNT(*) FROM hourly", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(hourly, 4928, "one hour per sensor");
+
+    // The hourly series is made, never ingested.
+    let hour = run(airq(&[
+        "ingest",
+        "--resolution",
+        "hour",
+        "--source",
+        sample.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ]));
+    assert!(!hour.status.success());
+    assert!(
+        hour.stderr.contains("ingest it with --resolution 5min"),
+        "{}",
+        hour.stderr
+    );
+}

@@ -130,7 +130,31 @@ async fn hourly_means_and_validity(store: &dyn ReadingStore) {
             unchanged: 13
         }
     );
-    assert_eq!(answer(store, q).await, before, "a repeated feed changes nothing");
+    assert_eq!(
+        answer(store, q).await,
+        before,
+        "a repeated feed changes nothing"
+    );
+
+    // A corrected value replaces the stored one and its hour follows:
+    // 10:55 from 10.06 to 10.00 gives 12 × 10.00 → 10.00, still 12 values.
+    let corrected = five_min(1, at(10, 55), Some("20.00"), Some("10.00"));
+    let replaced = store.put_recent(vec![corrected]).await.expect("put_recent");
+    assert_eq!(
+        replaced,
+        Written {
+            new: 0,
+            replaced: 1,
+            unchanged: 0
+        }
+    );
+    assert_eq!(
+        rows(store, q).await[0],
+        format!(",2026-12-01 10:00:00,1,{s1},20.00,10.00,,"),
+        "the hour's mean follows a replaced value"
+    );
+    let samples = answer(store, &q.replace("}", r#","format":"ndjson"}"#)).await;
+    assert!(samples.contains(r#""samples":12,"#), "{samples}");
 }
 
 /// Sensor 2: PM2.5 steady at 35.45 for 24 hours, no PM10.
@@ -157,8 +181,14 @@ async fn indices_on_their_windows(store: &dyn ReadingStore) {
     let epa = only(rows(store, &day("us-epa")).await);
     assert_eq!(epa.len(), 24);
     assert_eq!(epa[0], format!(",{DAY} 00:00:00,2,{s2},,35.45,,"));
-    assert_eq!(epa[1], format!(",{DAY} 01:00:00,2,{s2},,35.45,100,Moderate"));
-    assert_eq!(epa[23], format!(",{DAY} 23:00:00,2,{s2},,35.45,100,Moderate"));
+    assert_eq!(
+        epa[1],
+        format!(",{DAY} 01:00:00,2,{s2},,35.45,100,Moderate")
+    );
+    assert_eq!(
+        epa[23],
+        format!(",{DAY} 23:00:00,2,{s2},,35.45,100,Moderate")
+    );
     // DAQI: the 24-hour running mean needs 18 valid hours: from hour 17.
     // 35.45 rounds to 35 → 3, "Low".
     let daqi = only(rows(store, &day("daqi")).await);
@@ -167,12 +197,18 @@ async fn indices_on_their_windows(store: &dyn ReadingStore) {
     // EAQI: 15 < 35.45 ≤ 50 → level 3, "Moderate"; same window.
     let eaqi = only(rows(store, &day("eaqi")).await);
     assert_eq!(eaqi[16], format!(",{DAY} 16:00:00,2,{s2},,35.45,,"));
-    assert_eq!(eaqi[23], format!(",{DAY} 23:00:00,2,{s2},,35.45,3,Moderate"));
+    assert_eq!(
+        eaqi[23],
+        format!(",{DAY} 23:00:00,2,{s2},,35.45,3,Moderate")
+    );
 
     // The concentrations the indices read, in NDJSON.
     let last = answer(
         store,
-        &day("us-epa").replace("}", r#","format":"ndjson","startDate":"2026-12-01 23:00:00"}"#),
+        &day("us-epa").replace(
+            "}",
+            r#","format":"ndjson","startDate":"2026-12-01 23:00:00"}"#,
+        ),
     )
     .await;
     let line = last
@@ -222,13 +258,7 @@ async fn invalid_and_late_hours(store: &dyn ReadingStore) {
     // 3 recent valid) → 56. Hour 5: of 5, 4, 3 only 5 is valid → none.
     assert_eq!(
         sensor3(rows(store, &q).await),
-        vec![
-            "|",
-            "Moderate|56",
-            "Moderate|56",
-            "Moderate|56",
-            "|",
-        ],
+        vec!["|", "Moderate|56", "Moderate|56", "Moderate|56", "|",],
         "hours 0, 1, 2, 3, 5"
     );
     // Hour 4 comes late: hour 5 now has 5 and 4 valid → 56.
@@ -238,7 +268,10 @@ async fn invalid_and_late_hours(store: &dyn ReadingStore) {
         .expect("late hour");
     let got = sensor3(rows(store, &q).await);
     assert_eq!(got.len(), 6);
-    assert_eq!(got[4], "Moderate|56", "the late hour itself: 4, 3?, 2 → 4 and 2");
+    assert_eq!(
+        got[4], "Moderate|56",
+        "the late hour itself: 4, 3?, 2 → 4 and 2"
+    );
     assert_eq!(got[5], "Moderate|56", "the hour after it is recomputed");
 }
 
@@ -288,13 +321,22 @@ async fn retention_deletes_old_readings_only(store: &dyn ReadingStore) {
         .await
         .expect("prune");
     assert_eq!(deleted as usize, all_five - kept, "everything before 12:00");
-    assert_eq!(rows(store, &five(&format!("{DAY} 00:00:00"))).await.len(), kept);
+    assert_eq!(
+        rows(store, &five(&format!("{DAY} 00:00:00"))).await.len(),
+        kept
+    );
     assert_eq!(rows(store, &hours).await, hourly, "the hourly series stays");
-    let deleted = store.prune(Resolution::Hour, at(1, 0)).await.expect("prune");
+    let deleted = store
+        .prune(Resolution::Hour, at(1, 0))
+        .await
+        .expect("prune");
     // Sensor 2's and 3's hour 0.
     assert_eq!(deleted, 2);
     assert_eq!(
-        store.prune(Resolution::Day, at(23, 0)).await.expect("prune"),
+        store
+            .prune(Resolution::Day, at(23, 0))
+            .await
+            .expect("prune"),
         0,
         "the daily series is never pruned"
     );

@@ -41,8 +41,8 @@
 //! unchanged, so the CSV of valid data is byte for byte what it was.
 
 use crate::aqi::{Index, Indices};
-use crate::hourly::Basis;
 use crate::error::BackendError;
+use crate::hourly::Basis;
 use crate::reading::{Reading, Timestamp};
 use crate::store::ReadingStream;
 use bytes::Bytes;

@@ -50,6 +50,25 @@ pub struct ExactSum {
 }
 
 impl ExactSum {
+    /// A sum kept elsewhere (a store's columns): `nano` nano-units over
+    /// `n` values.
+    pub fn from_parts(nano: u128, n: u64) -> ExactSum {
+        ExactSum { nano, n }
+    }
+
+    /// The sum in nano-units and the number of values, for keeping it.
+    pub fn parts(self) -> (u128, u64) {
+        (self.nano, self.n)
+    }
+
+    /// Takes back a value [`ExactSum::add`] added (a replaced reading's).
+    pub fn remove(&mut self, v: Option<(&str, f64)>) {
+        if let Some((text, value)) = v {
+            self.nano = self.nano.saturating_sub(nano_units(text, value));
+            self.n = self.n.saturating_sub(1);
+        }
+    }
+
     /// Adds a value: its text as stored and the number it parses to.
     pub fn add(&mut self, v: Option<(&str, f64)>) {
         if let Some((text, value)) = v {
@@ -100,5 +119,11 @@ mod tests {
         s.add(Some(("1.01", 1.01)));
         assert_eq!(s.count(), 2);
         assert_eq!(s.mean(), Some(("1.01".to_owned(), 1.01)));
+        s.remove(Some(("1.01", 1.01)));
+        assert_eq!(s.parts(), (NANO, 1));
+        assert_eq!(
+            ExactSum::from_parts(3 * NANO, 2).mean(),
+            Some(("1.50".to_owned(), 1.5))
+        );
     }
 }

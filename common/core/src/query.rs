@@ -913,7 +913,8 @@ fn parse_date(s: &str, end_of_day: bool) -> Result<Timestamp, String> {
     ))
 }
 
-fn human_span(d: Duration) -> String {
+/// A span as people read it: `7 days`, `2 days`, `1h 0m 0s`.
+pub fn human_span(d: Duration) -> String {
     let s = d.as_secs();
     let (days, rem) = (s / 86_400, s % 86_400);
     match (days, rem) {

@@ -13,5 +13,5 @@ mod results;
 pub use db::{Db, DbError};
 pub use keys::SqliteKeyStore;
 pub use queue::{Redrive, SqliteQueue};
-pub use readings::SqliteReadingStore;
+pub use readings::{SqliteReadingStore, PRUNE_BATCH};
 pub use results::SqliteResultStore;

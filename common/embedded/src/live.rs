@@ -25,11 +25,11 @@ use crate::db::{Db, DbError};
 use crate::readings::{index_column, last_of_each, DAY_OF_TS, LEADING_COLUMNS};
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
-use airq_core::mean::{nano_units, ExactSum, NANO};
+use airq_core::mean::ExactSum;
 use airq_core::place::cell_of_text;
 use airq_core::store::Written;
 use airq_core::{Index, Indices, Reading, Resolution};
-use rusqlite::{params, Row, Statement, Transaction, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, Row, Statement, Transaction, TransactionBehavior};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
@@ -47,14 +47,20 @@ pub(crate) const BASIS_COLUMNS: [&str; 4] =
     ["nowcast_pm25", "nowcast_pm10", "mean24_pm25", "mean24_pm10"];
 
 /// Migration 6: the two tables and their indices: by country and by day
-/// and cell for queries (as `readings`), by sensor and time for the
-/// roll-up.
+/// and cell for queries (as `readings`); `hourly` also by sensor and hour
+/// with the valid means, which the index windows read without touching
+/// the table. `hourly` keeps each hour's exact sums (nano-units) and
+/// counts, so that a new 5-minute reading updates its hour without reading
+/// the hour's other readings, and the valid means in hundredths (`p1_h`,
+/// `p2_h`, NULL for an invalid hour) the windows read.
 pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
     for (table, extra) in [
         ("recent", ""),
         (
             "hourly",
-            "p1_values INTEGER NOT NULL, p2_values INTEGER NOT NULL,",
+            "p1_sum INTEGER NOT NULL, p1_values INTEGER NOT NULL, \
+             p2_sum INTEGER NOT NULL, p2_values INTEGER NOT NULL, \
+             p1_h INTEGER, p2_h INTEGER, last_ts INTEGER NOT NULL,",
         ),
     ] {
         let indices: String = Index::ALL
@@ -75,10 +81,10 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
                  PRIMARY KEY (ts, sensor_id)
              ) WITHOUT ROWID;
              CREATE INDEX {table}_by_country ON {table} (loc_country, ts, sensor_id);
-             CREATE INDEX {table}_by_cell ON {table} ({DAY_OF_TS}, cell, ts, sensor_id);
-             CREATE INDEX {table}_by_sensor ON {table} (sensor_id, ts);"
+             CREATE INDEX {table}_by_cell ON {table} ({DAY_OF_TS}, cell, ts, sensor_id);"
         ))?;
     }
+    tx.execute_batch("CREATE INDEX hourly_by_sensor ON hourly (sensor_id, ts, p1_h, p2_h);")?;
     Ok(())
 }
 
@@ -107,26 +113,43 @@ pub(crate) fn basis(row: &Row<'_>, first: usize) -> Result<Basis, DbError> {
 /// The statements of the live tier, built once from the column names.
 struct Statements {
     /// Adds a 5-minute reading unless its identity is stored; binds
-    /// [`bind_recent`]'s parameters. Its indices wait for its hour's.
+    /// [`bind_reading`]'s parameters. Its indices wait for its hour's.
     insert_recent: String,
+    /// A stored 5-minute reading's values, before it is replaced.
+    recent_values: String,
     /// Rewrites a stored 5-minute reading whose values differ from the
     /// ones sent; changes no row when they are the same.
     replace_recent: String,
-    /// A sensor-hour's 5-minute readings, oldest first.
-    hour_readings: String,
-    /// Sets a sensor-hour's means (a new hour's indices wait).
+    /// An hour's sums and counts.
+    hour_sums: String,
+    /// Writes an hour: [`bind_reading`]'s parameters (the site of its
+    /// newest reading, its means as text, `samples`), then `?14 …` its
+    /// sums, counts, valid means and newest reading's time.
     upsert_hour: String,
-    /// A sensor's hourly means in a time range.
+    /// Updates an hour's sums, counts and means, keeping its site (the
+    /// reading added is not its newest).
+    update_hour_sums: String,
+    /// A sensor's valid hourly means in a time range (the index alone).
     sensor_hours: String,
     /// Sets an hour's indices and basis where they differ.
     set_hour_indices: String,
-    /// Gives an hour's 5-minute readings its indices and basis.
+    /// Gives a 5-minute reading its hour's indices and basis.
     set_recent_indices: String,
 }
 
 /// `?1 …` the 11 leading columns, then `?12` cell and `?13` samples.
 const CELL: usize = 12;
 const SAMPLES: usize = 13;
+/// The hour's own columns after them, from `?14`, in this order.
+const HOUR_COLUMNS: [&str; 7] = [
+    "p1_sum",
+    "p1_values",
+    "p2_sum",
+    "p2_values",
+    "p1_h",
+    "p2_h",
+    "last_ts",
+];
 
 static SQL: LazyLock<Statements> = LazyLock::new(|| {
     let indices: Vec<&str> = Index::ALL.iter().map(|&i| index_column(i)).collect();
@@ -140,16 +163,31 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .zip(marks.iter().cloned())
         .filter(|(c, _)| !matches!(*c, "ts" | "sensor_id"))
         .collect();
-    let assign = values
-        .iter()
-        .map(|(c, m)| format!("{c} = {m}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let assign = |values: &[(&str, String)]| {
+        values
+            .iter()
+            .map(|(c, m)| format!("{c} = {m}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let differs = values
         .iter()
         .map(|(c, m)| format!("{c} IS NOT {m}"))
         .collect::<Vec<_>>()
         .join(" OR ");
+    let hour: Vec<(&str, String)> = HOUR_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (*c, format!("?{}", SAMPLES + 1 + k)))
+        .collect();
+    let hour_marks: Vec<&str> = hour.iter().map(|(_, m)| m.as_str()).collect();
+    // The means and samples change with the sums; the site does not.
+    let sums: Vec<(&str, String)> = values
+        .iter()
+        .filter(|(c, _)| matches!(*c, "p1" | "p2" | "samples"))
+        .cloned()
+        .chain(hour.iter().filter(|(c, _)| *c != "last_ts").cloned())
+        .collect();
     // The indices and basis: ?3 … in `Index::ALL` order, then the basis.
     let derived: Vec<&str> = indices.iter().copied().chain(BASIS_COLUMNS).collect();
     let set_derived = derived
@@ -164,7 +202,6 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .map(|(k, c)| format!("{c} IS NOT ?{}", k + 3))
         .collect::<Vec<_>>()
         .join(" OR ");
-    let hour_ts = format!("?{}", derived.len() + 3);
     Statements {
         insert_recent: format!(
             "INSERT OR IGNORE INTO recent ({leading}, cell, samples, {})
@@ -172,23 +209,31 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
             indices.join(", "),
             marks.join(", ")
         ),
+        recent_values: "SELECT p1, p2 FROM recent WHERE ts = ?1 AND sensor_id = ?2".to_owned(),
         replace_recent: format!(
-            "UPDATE recent SET {assign} WHERE ts = ?2 AND sensor_id = ?3 AND ({differs})"
+            "UPDATE recent SET {} WHERE ts = ?2 AND sensor_id = ?3 AND ({differs})",
+            assign(&values)
         ),
-        hour_readings: format!(
-            "SELECT {leading}, cell FROM recent INDEXED BY recent_by_sensor
-             WHERE sensor_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts"
+        hour_sums: format!(
+            "SELECT {}, samples FROM hourly WHERE ts = ?1 AND sensor_id = ?2",
+            HOUR_COLUMNS.join(", ")
         ),
         upsert_hour: format!(
-            "INSERT INTO hourly ({leading}, cell, samples, p1_values, p2_values, {})
-             VALUES ({}, ?14, ?15, {undefined})
-             ON CONFLICT (ts, sensor_id) DO UPDATE SET {}, p1_values = ?14, p2_values = ?15",
+            "INSERT INTO hourly ({leading}, cell, samples, {}, {})
+             VALUES ({}, {}, {undefined})
+             ON CONFLICT (ts, sensor_id) DO UPDATE SET {}, {}",
+            HOUR_COLUMNS.join(", "),
             indices.join(", "),
             marks.join(", "),
-            assign
+            hour_marks.join(", "),
+            assign(&values),
+            assign(&hour)
         ),
-        sensor_hours: "SELECT ts, p1, p2, p1_values, p2_values FROM hourly
-             INDEXED BY hourly_by_sensor
+        update_hour_sums: format!(
+            "UPDATE hourly SET {} WHERE ts = ?2 AND sensor_id = ?3",
+            assign(&sums)
+        ),
+        sensor_hours: "SELECT ts, p1_h, p2_h FROM hourly INDEXED BY hourly_by_sensor
              WHERE sensor_id = ?1 AND ts BETWEEN ?2 AND ?3 ORDER BY ts"
             .to_owned(),
         set_hour_indices: format!(
@@ -196,8 +241,7 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
              WHERE ts = ?1 AND sensor_id = ?2 AND ({derived_differs})"
         ),
         set_recent_indices: format!(
-            "UPDATE recent SET {set_derived}
-             WHERE sensor_id = ?2 AND ts >= ?1 AND ts < {hour_ts} AND ({derived_differs})"
+            "UPDATE recent SET {set_derived} WHERE ts = ?1 AND sensor_id = ?2"
         ),
     }
 });
@@ -225,6 +269,24 @@ fn write_recent(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usiz
     Ok(stmt.raw_execute()?)
 }
 
+/// The page cache of the connection that writes the live tier: a feed
+/// touches a page of each of its sensors' hour windows, which SQLite's
+/// default 2 MiB cache keeps rereading from the file.
+const WRITE_CACHE_KIB: i64 = 64 * 1024;
+
+/// What a batch changes in one sensor-hour.
+struct HourChange<'a> {
+    p1: ExactSum,
+    p2: ExactSum,
+    /// Values taken back (replaced readings').
+    p1_out: ExactSum,
+    p2_out: ExactSum,
+    /// 5-minute readings added.
+    added: u32,
+    /// The newest reading written, whose site the hour may take.
+    newest: (&'a Reading, u32),
+}
+
 /// Stores 5-minute readings and keeps the hourly series (see the module's
 /// documentation). Blocks: call it on a blocking thread.
 pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbError> {
@@ -241,26 +303,56 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
         .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
         .collect();
     let mut written = Written::default();
-    // (sensor, hour start) of every reading added or changed.
-    let mut touched = BTreeSet::new();
+    let mut changes: BTreeMap<(u64, i64), HourChange<'_>> = BTreeMap::new();
     let mut conn = db.conn()?;
+    conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut insert = tx.prepare_cached(&SQL.insert_recent)?;
+        let mut old_values = tx.prepare_cached(&SQL.recent_values)?;
         let mut replace = tx.prepare_cached(&SQL.replace_recent)?;
         for (r, &cell) in readings.iter().zip(&cells) {
+            let mut old: Option<(Option<String>, Option<String>)> = None;
             if write_recent(&mut insert, r, cell)? == 1 {
                 written.new += 1;
-            } else if write_recent(&mut replace, r, cell)? == 1 {
-                written.replaced += 1;
             } else {
-                written.unchanged += 1;
-                continue;
+                let before = old_values
+                    .query_row(params![r.timestamp.0, r.sensor_id as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
+                if write_recent(&mut replace, r, cell)? == 1 {
+                    written.replaced += 1;
+                    old = Some(before);
+                } else {
+                    written.unchanged += 1;
+                    continue;
+                }
             }
-            touched.insert((r.sensor_id, hourly::hour_start(r.timestamp).0));
+            let key = (r.sensor_id, hourly::hour_start(r.timestamp).0);
+            let change = changes.entry(key).or_insert_with(|| HourChange {
+                p1: ExactSum::default(),
+                p2: ExactSum::default(),
+                p1_out: ExactSum::default(),
+                p2_out: ExactSum::default(),
+                added: 0,
+                newest: (r, cell),
+            });
+            change.p1.add(decimal(r.p1.as_deref()));
+            change.p2.add(decimal(r.p2.as_deref()));
+            match &old {
+                None => change.added += 1,
+                Some((p1, p2)) => {
+                    change.p1_out.add(decimal(p1.as_deref()));
+                    change.p2_out.add(decimal(p2.as_deref()));
+                }
+            }
+            if r.timestamp >= change.newest.0.timestamp {
+                change.newest = (r, cell);
+            }
         }
-        roll_up(&tx, &touched)?;
-        recompute_indices(&tx, &touched)?;
+        update_hours(&tx, &changes)?;
+        let hours: BTreeSet<(u64, i64)> = changes.keys().copied().collect();
+        recompute_indices(&tx, &hours, readings)?;
     }
     tx.commit()?;
     Ok(written)
@@ -273,69 +365,105 @@ fn decimal(text: Option<&str>) -> Option<(&str, f64)> {
     (value.is_finite() && value >= 0.0).then_some((text, value))
 }
 
-/// Recomputes the means of each touched sensor-hour from its 5-minute
-/// readings; the hour takes the site of its last reading.
-fn roll_up(tx: &Transaction<'_>, touched: &BTreeSet<(u64, i64)>) -> Result<(), DbError> {
-    let mut readings = tx.prepare_cached(&SQL.hour_readings)?;
+/// An integer column that must not be negative.
+fn unsigned(row: &Row<'_>, i: usize) -> Result<u64, DbError> {
+    let v: i64 = row.get(i)?;
+    u64::try_from(v).map_err(|_| {
+        DbError(BackendError::Corrupt(format!(
+            "column {} of an hour: {v} is negative",
+            HOUR_COLUMNS.get(i).copied().unwrap_or("samples")
+        )))
+    })
+}
+
+/// Applies each sensor-hour's change to its stored sums and means; the
+/// hour takes the site of its newest reading.
+fn update_hours(
+    tx: &Transaction<'_>,
+    changes: &BTreeMap<(u64, i64), HourChange<'_>>,
+) -> Result<(), DbError> {
+    let mut sums = tx.prepare_cached(&SQL.hour_sums)?;
     let mut upsert = tx.prepare_cached(&SQL.upsert_hour)?;
-    for &(sensor, hour) in touched {
-        let mut rows = readings.query(params![sensor as i64, hour, hour + HOUR_SECS])?;
-        let (mut p1, mut p2) = (ExactSum::default(), ExactSum::default());
-        let mut samples: u32 = 0;
-        let mut last: Option<(Reading, u32)> = None;
-        while let Some(row) = rows.next()? {
-            let t1: Option<String> = row.get(9)?;
-            let t2: Option<String> = row.get(10)?;
-            p1.add(decimal(t1.as_deref()));
-            p2.add(decimal(t2.as_deref()));
-            samples += 1;
-            last = Some((
-                Reading {
-                    id: None,
-                    timestamp: airq_core::Timestamp(hour),
-                    sensor_id: sensor,
-                    sensor_type: row.get(3)?,
-                    loc_id: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                    loc_country: row.get(5)?,
-                    loc_lat: row.get(6)?,
-                    loc_long: row.get(7)?,
-                    loc_alt: row.get(8)?,
-                    p1: None,
-                    p2: None,
-                    indices: Indices::undefined(),
-                    samples: None,
-                    basis: None,
-                },
-                row.get(11)?,
-            ));
-        }
-        let Some((mut hour_reading, cell)) = last else {
-            continue;
+    let mut update = tx.prepare_cached(&SQL.update_hour_sums)?;
+    for (&(sensor, hour), change) in changes {
+        let stored = sums
+            .query_row(params![hour, sensor as i64], |row| Ok(row_sums(row)))
+            .optional()?
+            .transpose()?;
+        let (mut p1, mut p2, samples, last_ts) =
+            stored.unwrap_or((ExactSum::default(), ExactSum::default(), 0, i64::MIN));
+        let (n1, c1) = change.p1.parts();
+        let (n2, c2) = change.p2.parts();
+        let (o1, d1) = change.p1_out.parts();
+        let (o2, d2) = change.p2_out.parts();
+        let merge = |sum: ExactSum, add: (u128, u64), out: (u128, u64)| {
+            let (nano, n) = sum.parts();
+            ExactSum::from_parts(
+                (nano + add.0).saturating_sub(out.0),
+                (n + add.1).saturating_sub(out.1),
+            )
         };
+        p1 = merge(p1, (n1, c1), (o1, d1));
+        p2 = merge(p2, (n2, c2), (o2, d2));
         let (m1, m2) = (HourMean::of(p1), HourMean::of(p2));
-        hour_reading.p1 = m1.map(HourMean::text);
-        hour_reading.p2 = m2.map(HourMean::text);
-        hour_reading.samples = Some(samples);
-        bind_reading(&mut upsert, &hour_reading, cell)?;
-        upsert.raw_bind_parameter(14, m1.map_or(0, |m| m.values as i64))?;
-        upsert.raw_bind_parameter(15, m2.map_or(0, |m| m.values as i64))?;
-        upsert.raw_execute()?;
+        let (newest, cell) = change.newest;
+        let mut hour_reading = Reading {
+            id: None,
+            timestamp: airq_core::Timestamp(hour),
+            sensor_id: sensor,
+            p1: m1.map(HourMean::text),
+            p2: m2.map(HourMean::text),
+            samples: Some(samples + change.added),
+            indices: Indices::undefined(),
+            basis: None,
+            ..newest.clone()
+        };
+        hour_reading.id = None;
+        let newer = newest.timestamp.0 >= last_ts;
+        let stmt = if newer { &mut upsert } else { &mut update };
+        bind_reading(stmt, &hour_reading, cell)?;
+        let valid = |m: Option<HourMean>| m.filter(|m| m.is_valid()).map(|m| m.hundredths as i64);
+        let (nano1, count1) = p1.parts();
+        let (nano2, count2) = p2.parts();
+        let hour_values = [
+            Some(i64::try_from(nano1).unwrap_or(i64::MAX)),
+            Some(count1 as i64),
+            Some(i64::try_from(nano2).unwrap_or(i64::MAX)),
+            Some(count2 as i64),
+            valid(m1),
+            valid(m2),
+            Some(if newer { newest.timestamp.0 } else { last_ts }),
+        ];
+        for (k, v) in hour_values.iter().enumerate() {
+            let at = SAMPLES + 1 + k;
+            if at <= stmt.parameter_count() {
+                stmt.raw_bind_parameter(at, *v)?;
+            }
+        }
+        stmt.raw_execute()?;
     }
     Ok(())
 }
 
-/// A stored hourly mean's hundredths, if the hour is valid.
-fn valid_hundredths(text: Option<String>, values: i64) -> Option<u64> {
-    if u64::try_from(values).ok()? < hourly::MIN_VALUES {
-        return None;
-    }
-    let (text, value) = decimal(text.as_deref())?;
-    u64::try_from(nano_units(text, value) / (NANO / 100)).ok()
+/// An hour's stored sums, samples and newest reading's time.
+fn row_sums(row: &Row<'_>) -> Result<(ExactSum, ExactSum, u32, i64), DbError> {
+    Ok((
+        ExactSum::from_parts(u128::from(unsigned(row, 0)?), unsigned(row, 1)?),
+        ExactSum::from_parts(u128::from(unsigned(row, 2)?), unsigned(row, 3)?),
+        u32::try_from(unsigned(row, 7)?).unwrap_or(u32::MAX),
+        row.get(6)?,
+    ))
 }
 
 /// Recomputes the indices of every touched hour and of the 23 after it
-/// (where stored), and gives each hour's 5-minute readings its indices.
-fn recompute_indices(tx: &Transaction<'_>, touched: &BTreeSet<(u64, i64)>) -> Result<(), DbError> {
+/// (where stored), and gives the 5-minute readings just written their
+/// hour's indices (a 5-minute reading keeps the indices its hour had when
+/// it arrived: the NowCast of that moment).
+fn recompute_indices(
+    tx: &Transaction<'_>,
+    touched: &BTreeSet<(u64, i64)>,
+    readings: &[Reading],
+) -> Result<(), DbError> {
     let window_secs = (hourly::RUNNING_HOURS as i64 - 1) * HOUR_SECS;
     // Each sensor's first and last touched hour.
     let mut spans: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
@@ -346,7 +474,8 @@ fn recompute_indices(tx: &Transaction<'_>, touched: &BTreeSet<(u64, i64)>) -> Re
     }
     let mut hours = tx.prepare_cached(&SQL.sensor_hours)?;
     let mut set_hour = tx.prepare_cached(&SQL.set_hour_indices)?;
-    let mut set_recent = tx.prepare_cached(&SQL.set_recent_indices)?;
+    // The indices of each touched hour, for its new 5-minute readings.
+    let mut of_hour: BTreeMap<(u64, i64), (Indices, Basis)> = BTreeMap::new();
     for (sensor, (first, last)) in spans {
         // (pm10, pm25) valid hundredths by hour start.
         let mut means: BTreeMap<i64, (Option<u64>, Option<u64>)> = BTreeMap::new();
@@ -357,9 +486,12 @@ fn recompute_indices(tx: &Transaction<'_>, touched: &BTreeSet<(u64, i64)>) -> Re
         ])?;
         while let Some(row) = rows.next()? {
             let ts: i64 = row.get(0)?;
-            let pm10 = valid_hundredths(row.get(1)?, row.get(3)?);
-            let pm25 = valid_hundredths(row.get(2)?, row.get(4)?);
-            means.insert(ts, (pm10, pm25));
+            let h = |i: usize| -> Result<Option<u64>, DbError> {
+                Ok(row
+                    .get::<_, Option<i64>>(i)?
+                    .and_then(|v| u64::try_from(v).ok()))
+            };
+            means.insert(ts, (h(1)?, h(2)?));
         }
         drop(rows);
         let recompute: Vec<i64> = means
@@ -376,29 +508,48 @@ fn recompute_indices(tx: &Transaction<'_>, touched: &BTreeSet<(u64, i64)>) -> Re
                 }
             }
             let (indices, basis) = hourly::hour_indices(&pm10, &pm25);
-            for stmt in [&mut set_hour, &mut set_recent] {
-                stmt.raw_bind_parameter(1, hour)?;
-                stmt.raw_bind_parameter(2, sensor as i64)?;
-                let mut at = 3;
-                for (_, value) in indices.iter() {
-                    stmt.raw_bind_parameter(at, value)?;
-                    at += 1;
-                }
-                for value in [
-                    basis.nowcast_pm25,
-                    basis.nowcast_pm10,
-                    basis.mean24_pm25,
-                    basis.mean24_pm10,
-                ] {
-                    stmt.raw_bind_parameter(at, value.map(|v| v as i64))?;
-                    at += 1;
-                }
-                if stmt.parameter_count() >= at {
-                    stmt.raw_bind_parameter(at, hour + HOUR_SECS)?;
-                }
-                stmt.raw_execute()?;
+            bind_derived(&mut set_hour, hour, sensor, indices, basis)?;
+            set_hour.raw_execute()?;
+            if touched.contains(&(sensor, hour)) {
+                of_hour.insert((sensor, hour), (indices, basis));
             }
         }
+    }
+    let mut set_recent = tx.prepare_cached(&SQL.set_recent_indices)?;
+    for r in readings {
+        if let Some(&(indices, basis)) =
+            of_hour.get(&(r.sensor_id, hourly::hour_start(r.timestamp).0))
+        {
+            bind_derived(&mut set_recent, r.timestamp.0, r.sensor_id, indices, basis)?;
+            set_recent.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds `?1` a time, `?2` a sensor, then the indices and the basis.
+fn bind_derived(
+    stmt: &mut Statement<'_>,
+    ts: i64,
+    sensor: u64,
+    indices: Indices,
+    basis: Basis,
+) -> Result<(), DbError> {
+    stmt.raw_bind_parameter(1, ts)?;
+    stmt.raw_bind_parameter(2, sensor as i64)?;
+    let mut at = 3;
+    for (_, value) in indices.iter() {
+        stmt.raw_bind_parameter(at, value)?;
+        at += 1;
+    }
+    for value in [
+        basis.nowcast_pm25,
+        basis.nowcast_pm10,
+        basis.mean24_pm25,
+        basis.mean24_pm10,
+    ] {
+        stmt.raw_bind_parameter(at, value.map(|v| v as i64))?;
+        at += 1;
     }
     Ok(())
 }
@@ -426,7 +577,9 @@ pub(crate) fn prune(
         // One short transaction per batch (autocommit): a writer waiting
         // for the lock waits for one batch, not for the whole prune.
         let conn = db.conn()?;
-        let n = conn.prepare_cached(&sql)?.execute(params![before, batch as i64])?;
+        let n = conn
+            .prepare_cached(&sql)?
+            .execute(params![before, batch as i64])?;
         deleted += n as u64;
         if n < batch {
             return Ok(deleted);

@@ -184,7 +184,7 @@ type Batch = Vec<Result<Reading, BackendError>>;
 
 /// Rows a prune deletes per transaction: a few milliseconds of writing,
 /// so that ingestion and queries behind it wait no longer.
-const PRUNE_BATCH: usize = 2000;
+pub const PRUNE_BATCH: usize = 500;
 
 #[derive(Clone)]
 pub struct SqliteReadingStore {

@@ -398,7 +398,10 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 6, "the indices (4), samples (5), the live tier (6)");
+    assert_eq!(
+        version, 6,
+        "the indices (4), samples (5), the live tier (6)"
+    );
 
     // Every row's new columns are what the domain computes.
     let mut stmt = conn

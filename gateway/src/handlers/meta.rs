@@ -9,7 +9,7 @@ use airq_core::aqi::Index;
 use airq_core::export::Format;
 use airq_core::place::MAX_RADIUS_KM;
 use airq_core::query::MAX_SENSOR_TYPES;
-use airq_core::QueryLimits;
+use airq_core::{QueryLimits, Resolution};
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,8 @@ use utoipa::ToSchema;
         "bands": [{"name": "Good", "lo": 1, "hi": 1, "colour": "#50F0E6", "abbr": null}]}],
     "formats": [{"name": "csv", "label": "CSV", "mediaType": "text/csv",
         "extension": "csv", "default": true}],
+    "resolutions": [{"name": "hour", "description": "hourly means of the 5-minute feed",
+        "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
     "limits": {"maxSpanSeconds": 2678400, "maxRadiusKm": 100.0, "maxSensorTypes": 32}
 })))]
 pub struct Meta {
@@ -49,6 +51,9 @@ pub struct Meta {
     indices: Vec<IndexInfo>,
     /// The formats an answer can come in, the default one marked.
     formats: Vec<FormatInfo>,
+    /// The series a query can ask for (`resolution`), the default one
+    /// marked, each with the longest span this gateway allows on it.
+    resolutions: Vec<ResolutionInfo>,
     /// The limits this gateway applies to a query.
     limits: Limits,
 }
@@ -106,6 +111,21 @@ pub struct FormatInfo {
     default: bool,
 }
 
+/// One series.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolutionInfo {
+    /// The name `resolution` takes.
+    name: &'static str,
+    description: &'static str,
+    /// Time between a sensor's readings, seconds.
+    step_seconds: u64,
+    /// Longest `endDate - startDate` on this series, seconds.
+    max_span_seconds: u64,
+    /// Whether a query without `resolution` gets this one.
+    default: bool,
+}
+
 /// The limits of this gateway's queries.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +180,16 @@ impl Meta {
                 default: f == Format::default(),
             })
             .collect();
+        let resolutions = Resolution::ALL
+            .into_iter()
+            .map(|r| ResolutionInfo {
+                name: r.name(),
+                description: r.description(),
+                step_seconds: r.step().as_secs(),
+                max_span_seconds: limits.span_limit(r).as_secs(),
+                default: r == Resolution::default(),
+            })
+            .collect();
         Meta {
             readings,
             first,
@@ -167,6 +197,7 @@ impl Meta {
             countries,
             indices,
             formats,
+            resolutions,
             limits: Limits {
                 max_span_seconds: limits.max_span.as_secs(),
                 max_radius_km: MAX_RADIUS_KM,

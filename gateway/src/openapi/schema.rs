@@ -7,7 +7,8 @@
 use airq_core::aqi::Index;
 use airq_core::export::Format;
 use airq_core::name;
-use airq_core::query::MAX_SENSOR_TYPES;
+use airq_core::query::{human_span, MAX_SENSOR_TYPES};
+use airq_core::Resolution;
 use serde::Deserialize;
 use utoipa::openapi::schema::{
     AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
@@ -64,6 +65,37 @@ pub struct QueryBody {
     sensor_type: Option<String>,
     #[schema(schema_with = format, required = false)]
     format: Option<String>,
+    #[schema(schema_with = resolution, required = false)]
+    resolution: Option<String>,
+}
+
+/// The `resolution` of a query: the names, spans and meanings of
+/// `airq_core`'s registry.
+fn resolution() -> impl Into<RefOr<Schema>> {
+    let listed: Vec<String> = Resolution::ALL
+        .iter()
+        .map(|r| {
+            format!(
+                "`{}`: {} (a query spans at most {})",
+                r.name(),
+                r.description(),
+                human_span(r.max_span())
+            )
+        })
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(name::pattern(Resolution::ALL.map(Resolution::name))))
+        .description(Some(format!(
+            "The series asked for: {}. `day` is the default (blank or null means it too); \
+             for `day` the span is the gateway's `--max-span`. On `hour` and `5min` an index \
+             whose averaging window has too little data is empty (`AQI` and `Range` null), \
+             and NDJSON/GeoJSON add the concentrations the indices were computed from. \
+             Case, blanks, `-` and `_` do not matter (the pattern).",
+            listed.join("; ")
+        )))
+        .default(Some(serde_json::json!(Resolution::default().name())))
+        .examples(["hour"])
 }
 
 fn country() -> impl Into<RefOr<Schema>> {
@@ -389,15 +421,33 @@ pub struct ReadingLine {
     #[serde(rename = "P2")]
     #[schema(required = true)]
     p2: Option<f64>,
-    /// The value in the answer's index (`X-Airq-Index`).
+    /// The value in the answer's index (`X-Airq-Index`); null on an hour
+    /// (or a 5-minute reading) whose index's averaging window has too
+    /// little data.
     #[serde(rename = "AQI")]
-    aqi: u16,
-    /// Its band in that index.
+    #[schema(required = true)]
+    aqi: Option<u16>,
+    /// Its band in that index (null where `AQI` is).
     #[serde(rename = "Range")]
-    range: String,
-    /// Only on a daily mean of the archive backfill: how many
-    /// measurements it averages.
+    #[schema(required = true)]
+    range: Option<String>,
+    /// On a daily mean of the archive backfill: how many measurements it
+    /// averages; on an hour: how many 5-minute readings.
     samples: Option<u32>,
+    /// Hourly and 5-minute series: the PM2.5 NowCast (µg/m³, truncated to
+    /// 0.1) the US EPA AQI was computed from; null when not defined.
+    #[serde(rename = "nowcastPm25")]
+    nowcast_pm25: Option<f64>,
+    /// Hourly and 5-minute series: the PM10 NowCast (µg/m³, truncated to 1).
+    #[serde(rename = "nowcastPm10")]
+    nowcast_pm10: Option<f64>,
+    /// Hourly and 5-minute series: the PM2.5 24-hour running mean the DAQI
+    /// and EAQI were computed from (18 of 24 valid hours, else null).
+    #[serde(rename = "meanPm25_24h")]
+    mean_pm25_24h: Option<f64>,
+    /// Hourly and 5-minute series: the PM10 24-hour running mean.
+    #[serde(rename = "meanPm10_24h")]
+    mean_pm10_24h: Option<f64>,
 }
 
 /// A GeoJSON answer (RFC 7946): every reading a `Point` feature.
