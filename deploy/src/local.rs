@@ -2,7 +2,10 @@
 //!
 //! Starts a one-shot ingestion of the shipped sample (so the stack has data
 //! offline), then, as supervised children: the master on its nightly
-//! schedule, one gateway and N workers, all sharing one SQLite file. The
+//! schedule, a second master on the live schedule (the 5-minute feed every
+//! 5 minutes, unless `--no-live`; offline, each run logs the failed fetch
+//! and the next tick tries again), one gateway and N workers, all sharing
+//! one SQLite file. The
 //! master and the workers serve Prometheus metrics on free loopback ports
 //! (the gateway serves its own at `/metrics`); each one's URL is printed
 //! as it starts (`[worker-1] metrics on http://127.0.0.1:PORT/metrics`),
@@ -50,6 +53,19 @@ pub struct UpArgs {
     /// The master's schedule (cron with seconds, UTC).
     #[arg(long, env = "AIRQ_CRON", default_value = defaults::CRON)]
     pub cron: String,
+
+    /// Do not run the live tier's master (the 5-minute feed).
+    #[arg(long, env = "AIRQ_NO_LIVE")]
+    pub no_live: bool,
+
+    /// The live master's schedule (cron with seconds, UTC).
+    #[arg(long, env = "AIRQ_LIVE_CRON", default_value = defaults::LIVE_CRON)]
+    pub live_cron: String,
+
+    /// The live master's feed (default: the master's, Sensor.Community's
+    /// 5-minute feed).
+    #[arg(long, env = "AIRQ_LIVE_SOURCE")]
+    pub live_source: Option<String>,
 
     /// Where the airq binaries are (default: beside this one).
     #[arg(long, env = "AIRQ_BIN_DIR")]
@@ -206,6 +222,30 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .concat(),
         },
     ];
+    if !args.no_live {
+        let source: Vec<String> = args
+            .live_source
+            .iter()
+            .flat_map(|s| ["--source".to_owned(), s.clone()])
+            .collect();
+        specs.push(ChildSpec {
+            name: "live".into(),
+            program: specs[0].program.clone(),
+            args: [
+                vec![
+                    "schedule".into(),
+                    "--resolution".into(),
+                    "5min".into(),
+                    "--cron".into(),
+                    args.live_cron.clone(),
+                ],
+                source,
+                store.clone(),
+                metrics.clone(),
+            ]
+            .concat(),
+        });
+    }
     for i in 1..=args.workers {
         specs.push(ChildSpec {
             name: format!("worker-{i}"),
@@ -235,11 +275,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     drop(lines_tx);
 
     let workers = args.workers;
+    let masters = if args.no_live {
+        "nightly master"
+    } else {
+        "nightly and live masters"
+    };
     let printer = tokio::spawn(async move {
         while let Some((name, line)) = lines.recv().await {
             match line.strip_prefix("listening on ") {
                 Some(url) if name == "gateway" => {
-                    println!("airq is up at {url}  (gateway + {workers} workers + nightly master; Ctrl-C stops everything)");
+                    println!("airq is up at {url}  (gateway + {workers} workers + {masters}; Ctrl-C stops everything)");
                 }
                 _ => println!("[{name}] {line}"),
             }

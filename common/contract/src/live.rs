@@ -4,7 +4,7 @@
 //! beside each), never by calling the code under test.
 
 use airq_core::export::render;
-use airq_core::query::{Query, QueryLimits};
+use airq_core::query::{LatestQuery, Query, QueryLimits};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::{ReadingStore, Written};
 use airq_core::{Index, Indices, Resolution};
@@ -290,6 +290,27 @@ async fn five_minute_readings_carry_their_hours_indices(store: &dyn ReadingStore
             format!("{},{DAY} 23:50:00,2,{s2},,35.45,100,Moderate", id(50)),
             format!("{},{DAY} 23:55:00,2,{s2},,35.45,100,Moderate", id(55)),
         ]
+    );
+    // The latest reading of sensor 2 is its 23:55 one, with its hour's
+    // indices, its series and its age at the request's time.
+    let mut latest =
+        LatestQuery::from_pairs([("country", "DE"), ("index", "us-epa"), ("format", "ndjson")])
+            .expect("a latest query");
+    latest.at = Some(Timestamp(at(23, 55).0 + 90));
+    let (bytes, _) = render(store.latest_answer(&latest), 1 << 20)
+        .await
+        .expect("latest");
+    let text = String::from_utf8(bytes).expect("UTF-8");
+    let line = text
+        .lines()
+        .find(|l| l.contains(r#""sensor_id":2,"#))
+        .expect("sensor 2");
+    assert!(
+        line.contains(r#""timestamp":"2026-12-01 23:55:00""#)
+            && line.ends_with(
+                r#""AQI":100,"Range":"Moderate","nowcastPm25":35.4,"nowcastPm10":null,"meanPm25_24h":35.45,"meanPm10_24h":null,"resolution":"5min","ageSeconds":90}"#
+            ),
+        "{line}"
     );
     assert_eq!(
         Resolution::FiveMin.max_span().as_secs(),

@@ -44,6 +44,7 @@ use crate::aqi::{Index, Indices};
 use crate::error::BackendError;
 use crate::hourly::Basis;
 use crate::reading::{Reading, Timestamp};
+use crate::resolution::Resolution;
 use crate::store::ReadingStream;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -387,6 +388,11 @@ impl Format {
 pub struct Rendering {
     pub format: Format,
     pub index: Index,
+    /// For the latest readings: the time of the request, from which the
+    /// JSON formats give each reading's `ageSeconds`, with the series it
+    /// is of (`resolution`: `5min` for a reading of the live tier, which
+    /// carries a basis, else `day`). The CSV keeps its columns.
+    pub age_at: Option<Timestamp>,
 }
 
 /// JSON's number syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
@@ -435,17 +441,19 @@ pub fn is_json_number(text: &[u8]) -> bool {
 struct JsonWriter {
     geojson: bool,
     index: Index,
+    age_at: Option<Timestamp>,
     rows: u64,
 }
 
 impl JsonWriter {
-    fn new(geojson: bool, index: Index, out: &mut Vec<u8>) -> JsonWriter {
+    fn new(geojson: bool, rendering: Rendering, out: &mut Vec<u8>) -> JsonWriter {
         if geojson {
             out.extend_from_slice(br#"{"type":"FeatureCollection","features":["#);
         }
         JsonWriter {
             geojson,
-            index,
+            index: rendering.index,
+            age_at: rendering.age_at,
             rows: 0,
         }
     }
@@ -535,6 +543,16 @@ impl JsonWriter {
                 out.extend_from_slice(b"\":");
                 Self::number(out, value.as_deref().unwrap_or(""));
             }
+        }
+        if let Some(at) = self.age_at {
+            let series = match r.basis {
+                Some(_) => Resolution::FiveMin,
+                None => Resolution::Day,
+            };
+            out.extend_from_slice(br#","resolution":""#);
+            out.extend_from_slice(series.name().as_bytes());
+            out.extend_from_slice(br#"","ageSeconds":"#);
+            out.extend_from_slice(digits.format(at.0.saturating_sub(r.timestamp.0)).as_bytes());
         }
         out.push(b'}');
         if self.geojson {
@@ -659,7 +677,7 @@ impl Chunker {
             }
             json => {
                 let mut out = Vec::with_capacity(CHUNK + 8 * 1024);
-                let writer = JsonWriter::new(json == Format::Geojson, rendering.index, &mut out);
+                let writer = JsonWriter::new(json == Format::Geojson, rendering, &mut out);
                 Writer::Json { writer, out }
             }
         };
@@ -1052,6 +1070,7 @@ mod tests {
         let ndjson = Rendering {
             format: Format::Ndjson,
             index: Index::Daqi,
+            age_at: None,
         };
         let line = String::from_utf8(to_answer([&mean], ndjson).unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();

@@ -309,6 +309,7 @@ impl Query {
         Rendering {
             format: self.format,
             index: self.index,
+            age_at: None,
         }
     }
 
@@ -393,6 +394,10 @@ pub struct LatestQuery {
     pub sensor_types: Vec<String>,
     pub index: Index,
     pub format: Format,
+    /// When the request was made (to the second): JSON answers give each
+    /// reading's `ageSeconds` from it and its `resolution`. Part of the
+    /// query, so that an answer cached for it is exact to its second.
+    pub at: Option<Timestamp>,
 }
 
 impl LatestQuery {
@@ -462,6 +467,7 @@ impl LatestQuery {
                     sensor_types,
                     index,
                     format,
+                    at: Some(Timestamp::now()),
                 })
             }
             _ => Err(v.into_error()),
@@ -486,6 +492,7 @@ impl LatestQuery {
         Rendering {
             format: self.format,
             index: self.index,
+            age_at: self.at,
         }
     }
 

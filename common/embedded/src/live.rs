@@ -42,6 +42,10 @@ pub(crate) fn table(resolution: Resolution) -> &'static str {
     }
 }
 
+/// The column of `latest` naming the series its reading is of: `day` or
+/// `5min` ([`Resolution::name`]).
+pub(crate) const LATEST_SERIES: &str = "resolution";
+
 /// The columns holding [`Basis`], in the order of [`Basis::fields`].
 pub(crate) const BASIS_COLUMNS: [&str; 4] =
     ["nowcast_pm25", "nowcast_pm10", "mean24_pm25", "mean24_pm10"];
@@ -85,6 +89,15 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
         ))?;
     }
     tx.execute_batch("CREATE INDEX hourly_by_sensor ON hourly (sensor_id, ts, p1_h, p2_h);")?;
+    // A sensor's latest reading may be a 5-minute one, with its hour's
+    // indices and what they were computed from.
+    let basis: String = BASIS_COLUMNS
+        .iter()
+        .map(|c| format!("ALTER TABLE latest ADD COLUMN {c} INTEGER;"))
+        .collect();
+    tx.execute_batch(&format!(
+        "ALTER TABLE latest ADD COLUMN {LATEST_SERIES} TEXT NOT NULL DEFAULT 'day'; {basis}"
+    ))?;
     Ok(())
 }
 
@@ -135,6 +148,9 @@ struct Statements {
     set_hour_indices: String,
     /// Gives a 5-minute reading its hour's indices and basis.
     set_recent_indices: String,
+    /// Makes a 5-minute reading (written with its indices) its sensor's
+    /// latest unless a newer one is stored.
+    upsert_latest: String,
 }
 
 /// `?1 …` the 11 leading columns, then `?12` cell and `?13` samples.
@@ -243,11 +259,43 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         set_recent_indices: format!(
             "UPDATE recent SET {set_derived} WHERE ts = ?1 AND sensor_id = ?2"
         ),
+        upsert_latest: {
+            let columns: Vec<&str> = LEADING_COLUMNS
+                .iter()
+                .copied()
+                .chain(indices.iter().copied())
+                .chain(["cell", "samples"])
+                .chain(BASIS_COLUMNS)
+                .collect();
+            let marks: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
+            let set: Vec<String> = columns
+                .iter()
+                .filter(|c| **c != "sensor_id")
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            format!(
+                "INSERT INTO latest ({}, {LATEST_SERIES}) VALUES ({}, '{}')
+                 ON CONFLICT (sensor_id) DO UPDATE SET {}, {LATEST_SERIES} = excluded.{LATEST_SERIES}
+                 WHERE excluded.ts >= latest.ts",
+                columns.join(", "),
+                marks.join(", "),
+                Resolution::FiveMin.name(),
+                set.join(", ")
+            )
+        },
     }
 });
 
 /// Binds a reading's [`LEADING_COLUMNS`], cell and samples (`?1 … ?13`).
 fn bind_reading(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<(), DbError> {
+    bind_leading(stmt, r)?;
+    stmt.raw_bind_parameter(CELL, cell)?;
+    stmt.raw_bind_parameter(SAMPLES, r.samples)?;
+    Ok(())
+}
+
+/// Binds a reading's [`LEADING_COLUMNS`] (`?1 … ?11`).
+fn bind_leading(stmt: &mut Statement<'_>, r: &Reading) -> Result<(), DbError> {
     stmt.raw_bind_parameter(1, r.id.map(|v| v as i64))?;
     stmt.raw_bind_parameter(2, r.timestamp.0)?;
     stmt.raw_bind_parameter(3, r.sensor_id as i64)?;
@@ -259,8 +307,6 @@ fn bind_reading(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<(), 
     stmt.raw_bind_parameter(9, &r.loc_alt)?;
     stmt.raw_bind_parameter(10, &r.p1)?;
     stmt.raw_bind_parameter(11, &r.p2)?;
-    stmt.raw_bind_parameter(CELL, cell)?;
-    stmt.raw_bind_parameter(SAMPLES, r.samples)?;
     Ok(())
 }
 
@@ -516,13 +562,44 @@ fn recompute_indices(
         }
     }
     let mut set_recent = tx.prepare_cached(&SQL.set_recent_indices)?;
+    // Each sensor's newest reading written, with its indices.
+    let mut newest: BTreeMap<u64, (&Reading, Indices, Basis)> = BTreeMap::new();
     for r in readings {
         if let Some(&(indices, basis)) =
             of_hour.get(&(r.sensor_id, hourly::hour_start(r.timestamp).0))
         {
             bind_derived(&mut set_recent, r.timestamp.0, r.sensor_id, indices, basis)?;
             set_recent.raw_execute()?;
+            match newest.get(&r.sensor_id) {
+                Some((n, _, _)) if n.timestamp > r.timestamp => {}
+                _ => {
+                    newest.insert(r.sensor_id, (r, indices, basis));
+                }
+            }
         }
+    }
+    let mut latest = tx.prepare_cached(&SQL.upsert_latest)?;
+    for (r, indices, basis) in newest.into_values() {
+        bind_leading(&mut latest, r)?;
+        // The indices after the leading columns, then cell and samples.
+        let mut at = LEADING_COLUMNS.len() + 1;
+        for (_, value) in indices.iter() {
+            latest.raw_bind_parameter(at, value)?;
+            at += 1;
+        }
+        latest.raw_bind_parameter(at, cell_of_text(&r.loc_lat, &r.loc_long))?;
+        latest.raw_bind_parameter(at + 1, r.samples)?;
+        at += 2;
+        for value in [
+            basis.nowcast_pm25,
+            basis.nowcast_pm10,
+            basis.mean24_pm25,
+            basis.mean24_pm10,
+        ] {
+            latest.raw_bind_parameter(at, value.map(|v| v as i64))?;
+            at += 1;
+        }
+        latest.raw_execute()?;
     }
     Ok(())
 }

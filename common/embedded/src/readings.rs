@@ -104,6 +104,20 @@ fn param(columns: &[&str], name: &str) -> String {
 
 static SQL: LazyLock<Statements> = LazyLock::new(|| {
     let write = write_columns();
+    // A daily reading that becomes the latest replaces a live one's
+    // series and basis.
+    let daily = std::iter::once(format!(
+        "{} = '{}'",
+        crate::live::LATEST_SERIES,
+        Resolution::Day.name()
+    ))
+    .chain(
+        crate::live::BASIS_COLUMNS
+            .iter()
+            .map(|c| format!("{c} = NULL")),
+    )
+    .collect::<Vec<_>>()
+    .join(", ");
     let names = write.join(", ");
     let params = (1..=write.len())
         .map(|n| format!("?{n}"))
@@ -142,12 +156,12 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         ),
         upsert_latest: format!(
             "INSERT INTO latest ({names}) VALUES ({params})
-             ON CONFLICT (sensor_id) DO UPDATE SET {}
+             ON CONFLICT (sensor_id) DO UPDATE SET {}, {daily}
              WHERE excluded.ts >= latest.ts",
             set(&|c| format!("excluded.{c}"), &[])
         ),
         update_latest_in_place: format!(
-            "UPDATE latest SET {} WHERE sensor_id = {} AND loc_country = {} AND cell = {}
+            "UPDATE latest SET {}, {daily} WHERE sensor_id = {} AND loc_country = {} AND cell = {}
              AND ts <= {}",
             set(&|c| p(c), &["loc_country", "cell"]),
             p("sensor_id"),
@@ -400,6 +414,16 @@ impl Select {
             (None, None) => "latest",
         };
         let mut s = Select::new(from);
+        // The basis and the series of the live tier's latest readings.
+        s.sql = s.sql.replacen(
+            " FROM ",
+            &format!(
+                ", {}, {} FROM ",
+                crate::live::BASIS_COLUMNS.join(", "),
+                crate::live::LATEST_SERIES
+            ),
+            1,
+        );
         s.and_cells(cells.as_deref());
         s.and_country(latest.country.as_deref());
         s.and_types(&latest.sensor_types);
@@ -527,10 +551,21 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
             rusqlite::types::ValueRef::Null => None,
             _ => Some(small_int(row, SAMPLES)?),
         },
-        basis: if row.as_ref().column_count() > SAMPLES + 1 {
-            Some(crate::live::basis(row, SAMPLES + 1)?)
-        } else {
-            None
+        basis: match row.as_ref().column_count() {
+            // A latest row: a basis for the live tier's readings only.
+            n if n > SAMPLES + 1 + crate::live::BASIS_COLUMNS.len() => {
+                let at = SAMPLES + 1 + crate::live::BASIS_COLUMNS.len();
+                let series = row.get_ref(at)?.as_str().map_err(|e| {
+                    BackendError::Corrupt(format!("the series of a latest reading: {e}"))
+                })?;
+                if series == Resolution::Day.name() {
+                    None
+                } else {
+                    Some(crate::live::basis(row, SAMPLES + 1)?)
+                }
+            }
+            n if n > SAMPLES + 1 => Some(crate::live::basis(row, SAMPLES + 1)?),
+            _ => None,
         },
     })
 }

@@ -28,10 +28,15 @@ use axum::response::Response;
     description = "The most recent stored reading of each sensor whose latest reading passes \
         the filters (`country`, `bbox` or `near`, `sensorType`), ordered by sensor id, in the \
         `format` and `index` asked for (the same fields as a query, written as query-string \
-        fields; lists comma-separated). Answered directly (`200`), never queued: it waits for \
-        a direct slot when none is free (`503` after `--request-timeout`, or at once on a \
-        gateway with `--direct-limit 0`). Served from the answer cache like a direct query \
-        (`X-Airq-Cache`), so an answer may be up to `--answer-cache-ttl` (60 s) old. Every \
+        fields; lists comma-separated): its newest 5-minute reading where the live tier has \
+        one (with its hour's indices: the NowCast for US EPA, 24-hour running means for the \
+        others, empty where too little data), else its newest daily reading. NDJSON and \
+        GeoJSON say which (`resolution`: `5min` or `day`) and how old it is (`ageSeconds`, \
+        from the request's second); the CSV keeps its columns. Answered directly (`200`), \
+        never queued: it waits for a direct slot when none is free (`503` after \
+        `--request-timeout`, or at once on a gateway with `--direct-limit 0`). Served from \
+        the answer cache like a direct query (`X-Airq-Cache`); the request's second is part \
+        of the cache key, so a cached answer is at most a second old. Every \
         bad field is named at once (`400`), as for `POST /api/query`. Spends one request of \
         the client's `submits` budget (as a query does: each is a read of the reading store); \
         under `--auth required` it needs a key.",

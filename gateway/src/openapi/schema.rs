@@ -448,6 +448,14 @@ pub struct ReadingLine {
     /// Hourly and 5-minute series: the PM10 24-hour running mean.
     #[serde(rename = "meanPm10_24h")]
     mean_pm10_24h: Option<f64>,
+    /// `GET /api/latest` only: the series the reading is of, `5min` (the
+    /// live tier's newest reading, with its hour's indices) or `day` (the
+    /// sensor's newest daily reading, where the live tier has none).
+    resolution: Option<String>,
+    /// `GET /api/latest` only: seconds from the reading's timestamp to the
+    /// request.
+    #[serde(rename = "ageSeconds")]
+    age_seconds: Option<i64>,
 }
 
 /// A GeoJSON answer (RFC 7946): every reading a `Point` feature.
