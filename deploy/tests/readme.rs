@@ -102,6 +102,18 @@ const PLAN: &[(&str, How)] = &[
         Run(&["median"]),
     ),
     (
+        "target/release/airq-master schedule --resolution 5min",
+        Skip("fetches the 5-minute feed from the internet every 5 minutes"),
+    ),
+    (
+        "target/release/airq-master synth --resolution 5min --days 1 --sensors 200 --into-store",
+        Run(&["readings:      57600 (1 days x 200 sensors x 288 per day, seed 42)"]),
+    ),
+    (
+        "curl -sS -X POST http://127.0.0.1:8080/api/query -H 'content-type: application/json' -d '{\"startDate\":\"2024-01-01 12:00:00\",\"endDate\":\"2024-01-01 12:59:59\",\"resolution\":\"hour\",\"index\":\"us-epa\",\"format\":\"ndjson\"}' | head -1",
+        Run(&["\"nowcastPm25\":", "\"meanPm25_24h\":"]),
+    ),
+    (
         "curl -sS -X POST http://127.0.0.1:8080/api/query -H 'content-type: application/json' -d '{\"startDate\":\"2018-06-03 20:00:00\",\"endDate\":\"2018-06-03 21:00:00\",\"country\":\"DE\",\"minAqi\":0,\"maxAqi\":10,\"range\":\"Low\"}' -o de-low.csv",
         Run(&[]),
     ),

@@ -1211,7 +1211,9 @@ mod tests {
         assert_eq!((l.index, l.format), (Index::Eaqi, Format::Geojson));
         let l = LatestQuery::from_pairs([("bbox", "5,47,15,55")]).unwrap();
         assert!(matches!(l.place, Some(Place::Bbox(b)) if b.max_lat == 55.0));
-        assert_eq!(LatestQuery::from_pairs([]).unwrap(), LatestQuery::default());
+        let bare = LatestQuery::from_pairs([]).unwrap();
+        assert!(bare.at.is_some(), "the request's time, for ageSeconds");
+        assert_eq!(LatestQuery { at: None, ..bare }, LatestQuery::default());
         for (pairs, field) in [
             (vec![("bbox", "5,47,15")], "bbox"),
             (vec![("bbox", "15,47,5,55")], "bbox"),
