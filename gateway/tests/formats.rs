@@ -869,6 +869,8 @@ async fn latest_answers_each_sensors_newer_reading_and_its_filters_apply() {
         "sensorType=SDS011&country=DE&index=eaqi".into(),
         "index=us-epa&format=geojson".into(),
     ];
+    let age =
+        regex::bytes::Regex::new(r#","resolution":"day","ageSeconds":(\d+)"#).expect("a regex");
     for qs in &queries {
         let l = LatestQuery::from_pairs(pairs(qs)).unwrap_or_else(|e| panic!("{qs}: {e}"));
         let rows: Vec<&Reading> = latest.iter().filter(|r| l.matches(r)).collect();
@@ -891,8 +893,6 @@ async fn latest_answers_each_sensors_newer_reading_and_its_filters_apply() {
         assert_labelled(&r, l.format, l.index, "airq-latest");
         let got = r.bytes().await.expect("body");
         let now = airq_core::Timestamp::now().0;
-        let age =
-            regex::bytes::Regex::new(r#","resolution":"day","ageSeconds":(\d+)"#).expect("a regex");
         if l.format != Format::Csv {
             let ages: Vec<i64> = age
                 .captures_iter(&got)
