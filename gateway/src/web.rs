@@ -39,7 +39,7 @@ struct Asset {
 /// are Natural Earth's, packaged as TopoJSON by `world-atlas` 2.0.2
 /// (`web/geo/SOURCES.md`, public domain and ISC): the map draws them with
 /// no tile server.
-const ASSETS: [Asset; 16] = [
+const ASSETS: [Asset; 17] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -74,6 +74,11 @@ const ASSETS: [Asset; 16] = [
         name: "map.js",
         content_type: JS,
         bytes: include_bytes!("../web/map.js"),
+    },
+    Asset {
+        name: "now.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/now.js"),
     },
     Asset {
         name: "result.js",

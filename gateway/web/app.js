@@ -6,7 +6,7 @@
 // served it (/api/meta, /api/query, /api/results/{id}).
 
 import { state, optionsLoaded } from './state.js';
-import { $, fmtInt, parseDateTime, sleep } from './util.js';
+import { $, fmtInt, humanSpan, parseDateTime, sleep } from './util.js';
 import { rangeText } from './indices.js';
 import { errorText, getMeta, readJson } from './api.js';
 import {
@@ -14,6 +14,7 @@ import {
 } from './form.js';
 import { followHistory, resume, submit } from './flow.js';
 import { download, fitChart } from './result.js';
+import { startNow } from './now.js';
 
 // ---------------------------------------------------------------- meta
 
@@ -59,6 +60,13 @@ function useOptions(meta) {
     state.formats[f.name] = { label: f.label, type: f.mediaType, ext: f.extension };
     if (f.default) state.defaultFormat = f.name;
   }
+  state.resolutions = {};
+  for (const r of Array.isArray(meta.resolutions) ? meta.resolutions : []) {
+    state.resolutions[r.name] = {
+      description: r.description, stepSeconds: Number(r.stepSeconds), maxSpanSeconds: Number(r.maxSpanSeconds),
+    };
+    if (r.default) state.defaultResolution = r.name;
+  }
   state.limits = {
     maxSpanSeconds: Number(meta.limits.maxSpanSeconds),
     maxRadiusKm: Number(meta.limits.maxRadiusKm),
@@ -75,6 +83,12 @@ function useOptions(meta) {
   const format = $('format');
   format.replaceChildren(...formats.map((f) => new Option(f.label, f.name)));
   format.value = state.defaultFormat;
+  const resolution = $('resolution');
+  resolution.replaceChildren(...Object.entries(state.resolutions).map(([name, r]) => new Option(
+    `${name === 'day' ? 'Daily means' : name === 'hour' ? 'Hourly (live)' : '5-minute (live)'} · at most ${humanSpan(r.maxSpanSeconds)}`, name,
+  )));
+  resolution.value = state.defaultResolution;
+  resolution.disabled = !Object.keys(state.resolutions).length;
   applyIndex();
 }
 
@@ -128,6 +142,7 @@ async function loadMeta() {
 // result the link names, if any.
 async function start() {
   while (!(await loadMeta())) await sleep(10000);
+  startNow();
   resume();
 }
 

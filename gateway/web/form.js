@@ -8,7 +8,7 @@ import { indexOf, rangeText } from './indices.js';
 
 // The query's fields, as the API names them, in the form's order.
 export const FIELDS = ['startDate', 'endDate', 'country', 'sensorType', 'index', 'range', 'minAqi',
-  'maxAqi', 'bbox', 'near', 'format'];
+  'maxAqi', 'bbox', 'near', 'resolution', 'format'];
 // The inputs of a field, where they are not one input of the field's id.
 export const FIELD_INPUTS = {
   bbox: ['bboxMinLon', 'bboxMinLat', 'bboxMaxLon', 'bboxMaxLat'],
@@ -17,7 +17,7 @@ export const FIELD_INPUTS = {
 const LABELS = {
   startDate: 'Start', endDate: 'End', country: 'Country', sensorType: 'Sensor type',
   index: 'Index', minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'Band',
-  bbox: 'The box', near: 'The point', format: 'Format',
+  bbox: 'The box', near: 'The point', format: 'Format', resolution: 'Series',
 };
 // A sensor type name as the server takes it (feed::valid_sensor_type).
 const SENSOR_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_. -]{0,31}$/;
@@ -48,12 +48,22 @@ export function readForm() {
       }
     }
   }
+  // The series, and the span it allows (the gateway's, per series).
+  const resolution = $('resolution').value || state.defaultResolution;
+  const series = state.resolutions[resolution];
+  if (Object.keys(state.resolutions).length && !series) {
+    err('resolution', `unknown series "${resolution}"; expected one of ${Object.keys(state.resolutions).join(', ')}`);
+  } else if (series && resolution !== state.defaultResolution) {
+    body.resolution = resolution;
+  }
+  const maxSpan = series ? series.maxSpanSeconds : state.limits.maxSpanSeconds;
   if (dates.startDate && dates.endDate) {
     const span = dates.endDate.seconds - dates.startDate.seconds;
     if (span < 0) {
       err('endDate', `is before the start (${dates.endDate.text} < ${dates.startDate.text})`);
-    } else if (span > state.limits.maxSpanSeconds) {
-      err('endDate', `the range spans ${humanSpan(span)} but at most ${humanSpan(state.limits.maxSpanSeconds)} is allowed`);
+    } else if (span > maxSpan) {
+      const of = series && resolution !== state.defaultResolution ? ` for this series` : '';
+      err('endDate', `the range spans ${humanSpan(span)} but at most ${humanSpan(maxSpan)}${of} is allowed`);
     }
   }
 
@@ -317,6 +327,7 @@ export function fillForm(query) {
   FIELD_INPUTS.near.forEach((id, i) => { $(id).value = point[i] !== undefined ? String(point[i]) : ''; });
   applyPlace();
   $('format').value = state.formats[query.format] ? query.format : state.defaultFormat;
+  $('resolution').value = state.resolutions[query.resolution] ? query.resolution : state.defaultResolution;
 }
 
 // "DE · 2018-06-03 00:00:00 to 2018-06-03 23:59:59 UTC · AQI 1–10 · any band",
@@ -339,6 +350,9 @@ export function describe(query) {
   }
   if (query.sensorType) parts.push([].concat(query.sensorType).join(', '));
   if (state.formats[query.format] && query.format !== state.defaultFormat) parts.push(state.formats[query.format].label);
+  if (state.resolutions[query.resolution] && query.resolution !== state.defaultResolution) {
+    parts.push(query.resolution === 'hour' ? 'hourly series' : `${query.resolution} series`);
+  }
   return parts.join(' · ');
 }
 

@@ -30,9 +30,18 @@ export const barIndex = (bars, value) => bars.findIndex((b) => value >= b.lo && 
 export function colourOf(indexKey) {
   const ix = indexOf(indexKey);
   const vc = ix.valueColours;
-  if (vc.length) return (v) => vc[Math.min(vc.length - 1, Math.max(0, v - ix.min))];
-  return (v) => (ix.bands.find((b) => v >= b.lo && v <= b.hi) || ix.bands[ix.bands.length - 1]).colour;
+  const of = vc.length
+    ? (v) => vc[Math.min(vc.length - 1, Math.max(0, v - ix.min))]
+    : (v) => (ix.bands.find((b) => v >= b.lo && v <= b.hi) || ix.bands[ix.bands.length - 1]).colour;
+  // An hour without enough data has no index (an empty AQI).
+  return (v) => (Number.isFinite(v) ? of(v) : NO_INDEX_COLOUR);
 }
+
+// The colour of a reading whose index is not defined.
+export const NO_INDEX_COLOUR = '#9E9E9E';
+
+// A cell's index value: a number, or NaN where the answer has none.
+export const indexValue = (cell) => (cell === '' || cell === null || cell === undefined ? NaN : Number(cell));
 
 export function bandColours(indexKey) {
   const ix = indexOf(indexKey);

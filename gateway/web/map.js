@@ -74,7 +74,8 @@ const round = (v, digits) => Number(v.toFixed(digits));
 /**
  * Makes a map in `root` (an element holding a canvas, a tooltip and a
  * legend list, see index.html). Options: `onBox(bbox)` is called with
- * [minLon, minLat, maxLon, maxLat] when the user draws a box.
+ * [minLon, minLat, maxLon, maxLat] when the user draws a box; `onPick(reading)`
+ * with the reading of a dot the user clicks (or presses Enter on).
  */
 export function create(root, options) {
   const canvas = root.querySelector('canvas');
@@ -291,10 +292,18 @@ export function create(root, options) {
       redraw();
     }
   });
-  const endDrag = () => {
+  const endDrag = (e) => {
     if (drag && drag.box) {
       root.dataset.mode = '';
       finishBox();
+    } else if (drag && e.type === 'pointerup' && options.onPick) {
+      // A click (no drag) on a dot picks it.
+      const rect = canvas.getBoundingClientRect();
+      const [px, py] = [e.clientX - rect.left, e.clientY - rect.top];
+      if (Math.hypot(px - drag.px, py - drag.py) < 4) {
+        const i = nearest(px, py);
+        if (i >= 0) options.onPick(points[i].reading);
+      }
     }
     drag = null;
   };
@@ -340,6 +349,7 @@ export function create(root, options) {
       p: () => step(-1),
       '[': () => step(-1),
       Escape: () => { focused = -1; tip.hidden = true; box = null; root.dataset.mode = ''; },
+      Enter: () => { if (focused >= 0 && options.onPick) options.onPick(points[focused].reading); },
     };
     const act = keys[e.key] || keys[e.key.toLowerCase()];
     if (!act) return;
@@ -365,21 +375,22 @@ export function create(root, options) {
 
   /**
    * Shows `readings` ({ lat, lon, value, label }), coloured by
-   * `palette` (value → colour), and fits the view to them.
+   * `palette` (value → colour), and fits the view to them, unless
+   * `keepView` (a refresh of the same map keeps where the user looks).
    */
-  function setPoints(readings, palette, legendItems) {
+  function setPoints(readings, palette, legendItems, keepView = false) {
     points = [];
     for (const r of readings) {
       if (!Number.isFinite(r.lat) || !Number.isFinite(r.lon)) continue;
       const [x, y] = project(r.lon, r.lat);
-      points.push({ x, y, colour: palette(r.value), label: r.label });
+      points.push({ x, y, colour: palette(r.value), label: r.label, reading: r });
     }
     order = points.map((_, i) => i).sort((a, b) => points[a].x - points[b].x || points[a].y - points[b].y);
     focused = -1;
     hovered = -1;
     tip.hidden = true;
     root.dataset.points = String(points.length);
-    fit();
+    if (!keepView || !cssW) fit();
     legend.replaceChildren(...legendItems.map(({ colour, label }) => {
       const li = document.createElement('li');
       const sw = document.createElement('span');

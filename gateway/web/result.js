@@ -5,7 +5,9 @@
 
 import { state } from './state.js';
 import { $, apiSeconds, fmtBytes, fmtCompact, fmtInt } from './util.js';
-import { barIndex, barsOf, bandColours, colourOf, indexOf, rangeText } from './indices.js';
+import {
+  barIndex, barsOf, bandColours, colourOf, indexOf, indexValue, rangeText,
+} from './indices.js';
 import { FIELD_INPUTS, applyPlace, describe } from './form.js';
 import { setStatus, stopElapsed } from './status.js';
 import { drawTable } from './table.js';
@@ -149,7 +151,7 @@ export function showResult(buf, headers, how) {
     }
     rows += 1;
     if (preview.length < PREVIEW_ROWS) preview.push(record);
-    const value = Number(record[aqiCol]);
+    const value = indexValue(record[aqiCol]);
     const bar = barIndex(bars, value);
     if (bar >= 0) counts[bar] += 1;
     const t = apiSeconds(record[col.timestamp]);
@@ -208,7 +210,7 @@ function drawMap(sensors, col, indexKey) {
   const ix = indexOf(indexKey);
   const points = [];
   for (const [id, { record }] of sensors) {
-    const value = Number(record[col.AQI]);
+    const value = indexValue(record[col.AQI]);
     const p1 = record[col.P1];
     const p2 = record[col.P2];
     points.push({
@@ -217,7 +219,7 @@ function drawMap(sensors, col, indexKey) {
       value,
       label: `Sensor ${id} (${record[col.sensor_type]}, ${record[col.loc_country]}) · `
         + `${record[col.timestamp]} UTC · PM10 ${p1 || '–'} · PM2.5 ${p2 || '–'} µg/m³ · `
-        + `${ix.short} ${value} (${record[col.Range]})`,
+        + (Number.isFinite(value) ? `${ix.short} ${value} (${record[col.Range]})` : `no ${ix.short} (too little data)`),
     });
   }
   const shownIx = indexOf(indexKey);

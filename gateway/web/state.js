@@ -12,11 +12,14 @@ export const state = {
   //     minAqi it takes (the DAQI's 0: no lower bound); `valueColours`
   //     colours each value where the publisher does (DAQI).
   //   formats[name] = {label, type, ext}
+  //   resolutions[name] = {description, stepSeconds, maxSpanSeconds}
   //   limits = {maxSpanSeconds, maxRadiusKm, maxSensorTypes}
   indices: {},
   defaultIndex: '',
   formats: {},
   defaultFormat: '',
+  resolutions: {},
+  defaultResolution: '',
   limits: { maxSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 },
   // The query a result answers travels in its link beside the id, so that
   // a reload or a shared link shows (and refills the form with) it too.

@@ -16,6 +16,9 @@
 //!   (screenshot `map.png`), a sensor focused from the keyboard shows its
 //!   reading, the time chart counts every reading, and a box drawn on the
 //!   map with the pointer fills the query's box;
+//! - "The air now" maps every sensor's latest reading, the live tier's
+//!   among them, and a sensor picked from the keyboard shows its last 48
+//!   hours of hourly values;
 //! - on a phone-sized screen the page does not scroll sideways;
 //! - the page never asks anything of another host, and throws no error.
 //!
@@ -78,6 +81,7 @@ async fn the_query_page_in_headless_chromium() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("airq.db");
     load_sample(&db);
+    load_live(&db).await;
     let gateway = gateway(&db, &["--max-span", SERVER_MAX_SPAN]);
     // The same page from a gateway with a longer span than the old
     // built-in 31 days.
@@ -120,6 +124,54 @@ async fn the_query_page_in_headless_chromium() {
         Ok(Err(e)) => panic!("{e:#}"),
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// Sensors of the live tier in the test, west of every sample sensor (so
+/// that the map's first sensor from the west, N, is one of them).
+const LIVE_SENSORS: [(u64, &str, &str); 3] = [
+    (900_001, "61.2181", "-149.9003"),
+    (900_002, "61.3000", "-149.5000"),
+    (900_003, "60.5000", "-149.0000"),
+];
+/// Hours of 5-minute readings each live sensor has, up to now.
+const LIVE_HOURS: i64 = 36;
+
+/// 36 hours of 5-minute readings up to now for [`LIVE_SENSORS`], PM2.5
+/// steady at 12.00 µg/m³ and PM10 at 20.00.
+async fn load_live(db: &Path) {
+    use airq_core::store::ReadingStore;
+    let store = airq_embedded::SqliteReadingStore::new(
+        airq_embedded::Db::open(db).expect("opening the test database"),
+    );
+    let now = airq_core::Timestamp::now().0;
+    let start = (now / 3600 - (LIVE_HOURS - 1)) * 3600;
+    let mut readings = Vec::new();
+    for (sensor, lat, lon) in LIVE_SENSORS {
+        let mut t = start;
+        while t <= now {
+            readings.push(airq_core::Reading {
+                id: None,
+                timestamp: airq_core::Timestamp(t),
+                sensor_id: sensor,
+                sensor_type: "SDS011".into(),
+                loc_id: None,
+                loc_country: "US".into(),
+                loc_lat: lat.into(),
+                loc_long: lon.into(),
+                loc_alt: String::new(),
+                p1: Some("20.00".into()),
+                p2: Some("12.00".into()),
+                indices: airq_core::Indices::lowest(),
+                samples: None,
+                basis: None,
+            });
+            t += 300;
+        }
+    }
+    store
+        .put_recent(readings)
+        .await
+        .expect("storing the live readings");
 }
 
 struct Test<'a> {
@@ -181,6 +233,7 @@ impl Test<'_> {
         .await?;
         let day = latest_day();
         self.open("/").await?;
+        self.the_air_now().await?;
         self.check_defaults(&day).await?;
         self.direct_query(&day).await?;
         self.map_and_time_chart(&day).await?;
@@ -278,7 +331,7 @@ impl Test<'_> {
     /// Scrolls the result view into sight, its table to the left.
     async fn show_results(&self) -> anyhow::Result<()> {
         self.js(
-            "document.querySelector('.table-wrap').scrollLeft = 0; \
+            "document.querySelector('#results .table-wrap').scrollLeft = 0; \
              document.getElementById('results').scrollIntoView();",
             vec![],
         )
@@ -293,6 +346,78 @@ impl Test<'_> {
         std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("screenshot: {}", path.display());
         Ok(path)
+    }
+
+    /// "The air now": the map has every sensor's latest reading, the live
+    /// tier's three among them (coloured by their hour's index); N then
+    /// Enter on the map picks the westernmost, a live sensor, whose last 48
+    /// hours then show as a chart and a table.
+    async fn the_air_now(&self) -> anyhow::Result<()> {
+        let live = self
+            .wait(
+                "the map of the air now",
+                Duration::from_secs(20),
+                || async {
+                    let v = self
+                        .js(
+                            "const n = document.getElementById('now').dataset; \
+                         return [n.sensors || '', n.live || ''];",
+                            vec![],
+                        )
+                        .await?;
+                    let sensors: usize = v[0].as_str().unwrap_or("").parse().unwrap_or(0);
+                    Ok((sensors > 0).then(|| (sensors, v[1].as_str().unwrap_or("").to_owned())))
+                },
+            )
+            .await?;
+        ensure!(
+            live.0 == 4928 + LIVE_SENSORS.len(),
+            "every sensor's latest reading: {} of {}",
+            live.0,
+            4928 + LIVE_SENSORS.len()
+        );
+        ensure!(live.1 == "3", "the live tier's sensors: {:?}", live.1);
+        // Send Keys focuses the canvas first (a click could pick a dot).
+        let canvas = self.find("#now-map canvas").await?;
+        canvas.send_keys("n").await?;
+        let tip = self
+            .js_str("return document.querySelector('#now-map .map-tip').textContent")
+            .await?;
+        ensure!(
+            tip.contains("Sensor 900001")
+                && tip.contains("5-minute reading")
+                && tip.contains("DAQI"),
+            "the westernmost sensor's tip: {tip}"
+        );
+        canvas.send_keys(&Key::Enter.to_string()).await?;
+        let hours: usize = self
+            .wait(
+                "the picked sensor's 48 hours",
+                Duration::from_secs(20),
+                || async {
+                    let h = self
+                        .js_str("return document.getElementById('now-sensor').dataset.hours || ''")
+                        .await?;
+                    Ok(h.parse().ok())
+                },
+            )
+            .await?;
+        ensure!(
+            (LIVE_HOURS as usize..=LIVE_HOURS as usize + 1).contains(&hours),
+            "{hours} hours of sensor 900001 in the last 48"
+        );
+        let title = self
+            .js_str("return document.getElementById('now-chart-title').textContent")
+            .await?;
+        ensure!(title.contains("24-hour running mean"), "{title}");
+        let rows = self.find_all("#now-table tbody tr").await?;
+        ensure!(
+            rows.len() == hours,
+            "a table row per hour: {} of {hours}",
+            rows.len()
+        );
+        self.screenshot("now.png").await?;
+        self.assert_healthy().await
     }
 
     /// Loads `path` and waits until the page has its metadata.
@@ -1355,7 +1480,7 @@ impl Test<'_> {
         self.wait_state("done", Duration::from_secs(15)).await?;
         let v = self
             .js(
-                "const wrap = document.querySelector('.table-wrap'); \
+                "const wrap = document.querySelector('#results .table-wrap'); \
                  return {page: document.documentElement.scrollWidth, view: window.innerWidth, \
                    table: wrap.scrollWidth, wrap: wrap.clientWidth, \
                    submit: document.getElementById('submit').getBoundingClientRect().right, \

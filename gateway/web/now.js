@@ -1,0 +1,233 @@
+// airq web page: "The air now". The map of every sensor's latest reading
+// (GET /api/latest), coloured by the chosen index as it is now (for a
+// reading of the live tier, its hour's index: the NowCast for US EPA),
+// refreshed every minute while the page is shown; and, for a sensor picked
+// on the map, its last 48 hours of hourly values with the index's bands.
+
+import { state } from './state.js';
+import { $, apiSeconds, fmtInt } from './util.js';
+import { bandColours, colourOf, indexOf, indexValue } from './indices.js';
+import { create as createMap } from './map.js';
+import { svg } from './timechart.js';
+
+const REFRESH_MS = 60 * 1000;
+const HOUR = 3600;
+const HOURS = 48;
+
+let map = null;
+let timer = null;
+let loading = null; // the AbortController of the load in flight
+let picked = null; // the reading picked on the map
+
+// "4 min ago", "3 h ago", "2 days ago".
+function ago(seconds) {
+  if (!Number.isFinite(seconds)) return '';
+  if (seconds < 90) return `${Math.max(0, Math.round(seconds))} s ago`;
+  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 36 * HOUR) return `${Math.round(seconds / HOUR)} h ago`;
+  return `${Math.round(seconds / 86400)} days ago`;
+}
+
+// The lines of an NDJSON answer as objects.
+function ndjson(text) {
+  return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l));
+}
+
+// The body of a direct answer (200); a queued one (202, the server was
+// busy) or an error is a failure the view reports.
+async function fetchText(url, init) {
+  const resp = await fetch(url, init);
+  if (resp.status === 202) throw new Error('the server is busy; try again in a moment');
+  if (resp.status !== 200) throw new Error(`HTTP ${resp.status}`);
+  return resp.text();
+}
+
+function legendOf(key) {
+  const ix = indexOf(key);
+  const items = ix.valueColours.length
+    ? ix.valueColours.map((colour, i) => ({ colour, label: `${ix.min + i}` }))
+    : bandColours(key);
+  return [...items, { colour: colourOf(key)(NaN), label: 'no index yet (too little data)' }];
+}
+
+// Loads the latest readings into the map; `keepView` on a refresh.
+async function load(keepView) {
+  const key = $('now-index').value || state.defaultIndex;
+  if (loading) loading.abort();
+  loading = new AbortController();
+  const status = $('now-status');
+  try {
+    const text = await fetchText(`/api/latest?format=ndjson&index=${encodeURIComponent(key)}`, {
+      headers: { Accept: 'application/x-ndjson' }, signal: loading.signal,
+    });
+    const ix = indexOf(key);
+    const rows = ndjson(text);
+    let live = 0;
+    const points = rows.map((r) => {
+      const value = indexValue(r.AQI);
+      if (r.resolution === '5min') live += 1;
+      const basis = r.resolution === '5min' && ix.short === 'US EPA' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
+        ? ` (NowCast PM2.5 ${r.nowcastPm25} µg/m³)` : '';
+      return {
+        lat: Number(r.loc_lat),
+        lon: Number(r.loc_long),
+        value,
+        sensor: r.sensor_id,
+        label: `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
+          + `${ago(Number(r.ageSeconds))} · ${r.resolution === '5min' ? '5-minute' : 'daily'} reading · `
+          + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
+          + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`),
+      };
+    });
+    map.setPoints(points, colourOf(key), legendOf(key), keepView);
+    const root = $('now');
+    root.dataset.sensors = String(points.length);
+    root.dataset.live = String(live);
+    status.textContent = points.length
+      ? `${fmtInt(points.length)} sensors, ${fmtInt(live)} of them from the 5-minute feed · updated ${new Date().toISOString().slice(11, 19)} UTC`
+      : 'No readings are stored yet.';
+  } catch (e) {
+    if (e.name === 'AbortError') return;
+    status.textContent = `Could not load the latest readings (${e.message}); trying again in a minute.`;
+  } finally {
+    loading = null;
+  }
+  if (picked) showSensor(picked);
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+const apiTime = (t) => {
+  const d = new Date(t * 1000);
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} `
+    + `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+};
+
+// The sensor's hourly series over the 48 hours before `end` (Unix
+// seconds): two direct queries of 24 hours around its position.
+async function hoursOf(reading, key, end) {
+  const rows = [];
+  for (const from of [end - HOURS * HOUR, end - 24 * HOUR]) {
+    const body = {
+      startDate: apiTime(from),
+      endDate: apiTime(from + 24 * HOUR - 1),
+      resolution: 'hour',
+      index: key,
+      format: 'ndjson',
+      near: { lat: reading.lat, lon: reading.lon, radiusKm: 0.01 },
+    };
+    const text = await fetchText('/api/query', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/x-ndjson' },
+      body: JSON.stringify(body),
+    });
+    rows.push(...ndjson(text).filter((r) => r.sensor_id === reading.sensor));
+  }
+  return rows;
+}
+
+// Bars of each hour's index, on the index's bands.
+function drawSeries(host, rows, key, start) {
+  const ix = indexOf(key);
+  const colour = colourOf(key);
+  const width = Math.round(Math.min(640, Math.max(300, host.clientWidth || 640)));
+  const height = 180;
+  const left = 36;
+  const bottom = 22;
+  const plotW = width - left - 8;
+  const plotH = height - bottom - 8;
+  const top = Math.max(ix.max === 500 ? 200 : ix.max, ...rows.map((r) => indexValue(r.AQI)).filter(Number.isFinite));
+  const y = (v) => 8 + plotH - (Math.min(v, top) / top) * plotH;
+  const chart = svg('svg', {
+    viewBox: `0 0 ${width} ${height}`, width, height, role: 'img',
+    'aria-labelledby': 'now-chart-title',
+  });
+  // The bands behind, each in its colour, faint.
+  for (const b of ix.bands) {
+    if (b.lo > top) break;
+    const y0 = y(Math.min(b.hi + (ix.max === 500 ? 1 : 0.5), top));
+    const y1 = y(Math.max(b.lo - (ix.max === 500 ? 0 : 0.5), 0));
+    chart.append(svg('rect', {
+      x: left, y: y0, width: plotW, height: Math.max(0, y1 - y0), fill: colour(b.hi), 'fill-opacity': 0.18,
+    }, b.name));
+  }
+  const barW = plotW / HOURS;
+  for (const r of rows) {
+    const t = apiSeconds(r.timestamp);
+    const v = indexValue(r.AQI);
+    if (t === null || !Number.isFinite(v)) continue;
+    const i = Math.floor((t - start) / HOUR);
+    if (i < 0 || i >= HOURS) continue;
+    const rect = svg('rect', {
+      x: left + i * barW + 0.5, y: y(v), width: Math.max(1, barW - 1), height: Math.max(1, y(0) - y(v)), fill: colour(v),
+    });
+    rect.append(svg('title', {}, `${r.timestamp} UTC: ${ix.short} ${v} (${r.Range})`));
+    chart.append(rect);
+  }
+  for (const v of [0, Math.round(top / 2), top]) {
+    chart.append(svg('text', { x: left - 4, y: y(v) + 4, 'text-anchor': 'end', 'font-size': 10 }, String(v)));
+  }
+  for (const [h, anchor] of [[0, 'start'], [24, 'middle'], [HOURS, 'end']]) {
+    chart.append(svg('text', {
+      x: left + h * barW, y: height - 6, 'font-size': 10, 'text-anchor': anchor,
+    }, `${apiTime(start + h * HOUR).slice(5, 13)}h`));
+  }
+  host.replaceChildren(chart);
+}
+
+function fillTable(rows, key) {
+  const ix = indexOf(key);
+  const body = $('now-table').tBodies[0];
+  body.replaceChildren(...rows.map((r) => {
+    const tr = document.createElement('tr');
+    const v = indexValue(r.AQI);
+    for (const cell of [r.timestamp, Number.isFinite(v) ? String(v) : '–', r.Range ?? `no ${ix.short} yet`,
+      r.P2 ?? '–', r.P1 ?? '–', r.samples ?? '–']) {
+      const td = document.createElement('td');
+      td.textContent = String(cell);
+      tr.append(td);
+    }
+    return tr;
+  }));
+}
+
+async function showSensor(reading) {
+  picked = reading;
+  const key = $('now-index').value || state.defaultIndex;
+  const ix = indexOf(key);
+  const figure = $('now-sensor');
+  figure.hidden = false;
+  $('now-chart-title').textContent = `Sensor ${reading.sensor}: the last 48 hours, hourly ${ix.short} (loading…)`;
+  const end = Math.floor(Date.now() / 1000 / HOUR) * HOUR + HOUR;
+  try {
+    const rows = await hoursOf(reading, key, end);
+    drawSeries($('now-chart'), rows, key, end - HOURS * HOUR);
+    fillTable(rows, key);
+    figure.dataset.hours = String(rows.length);
+    $('now-chart-title').textContent = rows.length
+      ? `Sensor ${reading.sensor}: the last 48 hours, hourly ${ix.short} (${ix.short === 'US EPA' ? 'NowCast' : '24-hour running mean'})`
+      : `Sensor ${reading.sensor}: no hourly values in the last 48 hours (the live tier has none for it)`;
+  } catch (e) {
+    $('now-chart-title').textContent = `Sensor ${reading.sensor}: could not load its hours (${e.message})`;
+  }
+}
+
+function schedule() {
+  clearInterval(timer);
+  timer = setInterval(() => { if (!document.hidden) load(true); }, REFRESH_MS);
+}
+
+// Starts the view once the options are in (app.js).
+export function startNow() {
+  const select = $('now-index');
+  select.replaceChildren(...Object.entries(state.indices).map(([key, ix]) => new Option(ix.name, key)));
+  select.value = state.defaultIndex;
+  if (!map) {
+    map = createMap($('now-map'), { onPick: showSensor });
+    $('now-zoom-in').addEventListener('click', () => map.zoom(1.5));
+    $('now-zoom-out').addEventListener('click', () => map.zoom(1 / 1.5));
+    select.addEventListener('change', () => load(true));
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) load(true); });
+  }
+  load(false);
+  schedule();
+}
