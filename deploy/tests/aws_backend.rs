@@ -11,7 +11,9 @@ use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
 use airq_core::results::{Outcome, ResultStore, Submission};
 use airq_core::store::ReadingStore;
-use airq_core::{ClientId, Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp};
+use airq_core::{
+    BackendError, ClientId, Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp,
+};
 use airq_deploy::emulator;
 use airq_deploy::provision::{ensure_queue_pair, Report};
 use async_trait::async_trait;
@@ -503,6 +505,29 @@ async fn reading_store_contract_and_query_only() {
 
     let summary = store.summary().await.expect("summary");
     assert!(summary.readings > 4_000, "approximate count: {summary:?}");
+}
+
+/// The live tier is not built on DynamoDB yet: the store says it keeps
+/// the daily series only, and refuses 5-minute readings and finer queries
+/// with an error that says so, rather than answering from the daily one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_tier_is_refused_until_built() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _) = counted_store(&clients, &names).await;
+    assert_eq!(store.series(), [airq_core::Resolution::Day]);
+    let refused = store.put_recent(Vec::new()).await;
+    assert!(
+        matches!(refused, Err(BackendError::Unsupported(_))),
+        "{refused:?}"
+    );
+    let mut q = Query::between(Timestamp(0), Timestamp(3600));
+    q.resolution = airq_core::Resolution::Hour;
+    let answer: Result<Vec<Reading>, BackendError> = store.query(&q).try_collect().await;
+    assert!(
+        matches!(&answer, Err(BackendError::Unsupported(m)) if m.contains("\"hour\"")),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

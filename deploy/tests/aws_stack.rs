@@ -158,6 +158,7 @@ async fn provision_ingest_and_query_on_aws() {
     );
 
     support::direct_and_queued_agree(&http, &base).await;
+    support::the_live_series_are_refused(&http, &base).await;
 
     // API keys on DynamoDB: made by airq-deploy, honoured by the gateway,
     // refused once revoked (this gateway remembers a key for 200 ms).

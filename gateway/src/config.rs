@@ -71,7 +71,9 @@ pub struct Config {
     #[arg(long, env = "AIRQ_LISTEN", default_value = defaults::LISTEN)]
     pub listen: String,
 
-    /// Longest time range a query may span (endDate - startDate).
+    /// Longest time range a query may span (endDate - startDate); the
+    /// hourly and 5-minute series are capped lower still (7 days, 48
+    /// hours: /api/meta lists each series' span).
     #[arg(long, env = "AIRQ_MAX_SPAN", default_value = "31days", value_parser = duration::parse)]
     pub max_span: Duration,
 

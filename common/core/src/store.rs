@@ -59,6 +59,12 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// what it changed.
     async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError>;
 
+    /// The series this store keeps ([`Resolution`]); a query on another
+    /// is refused before it reaches the store. The daily one by default.
+    fn series(&self) -> &'static [Resolution] {
+        &[Resolution::Day]
+    }
+
     /// Stores 5-minute readings of the live feed (the recent tier) and
     /// keeps the hourly series made from them: each touched sensor-hour's
     /// means and the indices that read them ([`crate::hourly`]). Same

@@ -681,6 +681,10 @@ impl ReadingStore for SqliteReadingStore {
             .map_err(DbError::from)?
     }
 
+    fn series(&self) -> &'static [Resolution] {
+        &Resolution::ALL
+    }
+
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || Ok(crate::live::put_recent(&db, &readings)?))
@@ -1021,6 +1025,42 @@ mod tests {
             ["SEARCH readings USING INDEX readings_by_country (loc_country=? AND ts>? AND ts<?)"],
             "in (time, sensor) order already: no sort"
         );
+    }
+
+    #[test]
+    fn the_live_series_are_read_like_the_daily_one() {
+        let (_dir, db) = db();
+        for (resolution, table) in [
+            (Resolution::Hour, "hourly"),
+            (Resolution::FiveMin, "recent"),
+        ] {
+            let mut q = day();
+            q.resolution = resolution;
+            let select = Select::readings(&q).expect("a select");
+            assert_eq!(
+                plan(&db, &select),
+                [format!("SEARCH {table} USING PRIMARY KEY (ts>? AND ts<?)")]
+            );
+            assert!(select.sql.contains("nowcast_pm25"), "{}", select.sql);
+            q.country = Some("DE".into());
+            let select = Select::readings(&q).expect("a select");
+            assert_eq!(
+                plan(&db, &select),
+                [format!(
+                    "SEARCH {table} USING INDEX {table}_by_country (loc_country=? AND ts>? AND ts<?)"
+                )]
+            );
+            q.country = None;
+            q.place = Some(STUTTGART);
+            let select = Select::readings(&q).expect("a select");
+            assert_eq!(
+                plan(&db, &select),
+                [
+                    format!("SEARCH {table} USING INDEX {table}_by_cell (<expr>=? AND cell=? AND ts>? AND ts<?)"),
+                    "USE TEMP B-TREE FOR ORDER BY".to_owned()
+                ]
+            );
+        }
     }
 
     #[test]

@@ -51,8 +51,9 @@ pub struct Meta {
     indices: Vec<IndexInfo>,
     /// The formats an answer can come in, the default one marked.
     formats: Vec<FormatInfo>,
-    /// The series a query can ask for (`resolution`), the default one
-    /// marked, each with the longest span this gateway allows on it.
+    /// The series a query can ask for (`resolution`): those this
+    /// deployment's store keeps, the default one marked, each with the
+    /// longest span this gateway allows on it.
     resolutions: Vec<ResolutionInfo>,
     /// The limits this gateway applies to a query.
     limits: Limits,
@@ -145,6 +146,7 @@ impl Meta {
         last: Option<String>,
         countries: Vec<String>,
         limits: &QueryLimits,
+        kept: &[Resolution],
     ) -> Meta {
         let indices = Index::ALL
             .into_iter()
@@ -180,9 +182,9 @@ impl Meta {
                 default: f == Format::default(),
             })
             .collect();
-        let resolutions = Resolution::ALL
-            .into_iter()
-            .map(|r| ResolutionInfo {
+        let resolutions = kept
+            .iter()
+            .map(|&r| ResolutionInfo {
                 name: r.name(),
                 description: r.description(),
                 step_seconds: r.step().as_secs(),
@@ -242,6 +244,7 @@ pub async fn get(State(app): State<AppState>) -> Result<Response, ApiError> {
                 s.last.map(|t| t.to_string()),
                 s.countries,
                 &limits,
+                readings.series(),
             );
             Ok(Bytes::from(serde_json::to_vec(&meta).unwrap_or_default()))
         })

@@ -154,6 +154,22 @@ pub async fn submit(
     }
     let bytes = read_body(&parts.headers, body, app.body_limit).await?;
     let query = Query::from_json(&bytes, &app.limits).map_err(ApiError::InvalidQuery)?;
+    let kept = app.backend.readings.series();
+    if !kept.contains(&query.resolution) {
+        return Err(ApiError::InvalidQuery(QueryError {
+            errors: vec![FieldError {
+                field: "resolution".into(),
+                message: format!(
+                    "this deployment's store does not keep the {:?} series; it keeps {}",
+                    query.resolution.name(),
+                    kept.iter()
+                        .map(|r| format!("{:?}", r.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }],
+        }));
+    }
     let respond_async = prefers_async(&parts.headers);
 
     if !respond_async {

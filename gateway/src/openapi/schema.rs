@@ -43,8 +43,9 @@ pub struct QueryBody {
     #[schema(examples("2018-06-03 20:00:00", "2018-06-03", "2018-06-03T20:00:00Z"))]
     start_date: String,
     /// The last time wanted, inclusive, in the same forms (a bare date
-    /// is up to 23:59:59); not before `startDate`, and at most
-    /// `--max-span` (31 days by default) after it.
+    /// is up to 23:59:59); not before `startDate`, and at most the span
+    /// of the query's `resolution` after it (for `day`, `--max-span`: 31
+    /// days by default; see `resolution`).
     #[schema(examples("2018-06-03 21:00:00", "2018-06-03", "2018-06-03T23:00:00+02:00"))]
     end_date: String,
     #[schema(schema_with = country, required = false)]
