@@ -176,6 +176,28 @@ pub struct Basis {
 }
 
 impl Basis {
+    /// The four values, in [`Basis::fields`]' order (how a store keeps them).
+    pub fn values(&self) -> [Option<u64>; 4] {
+        [
+            self.nowcast_pm25,
+            self.nowcast_pm10,
+            self.mean24_pm25,
+            self.mean24_pm10,
+        ]
+    }
+
+    /// A basis from [`Basis::values`].
+    pub fn from_values(
+        [nowcast_pm25, nowcast_pm10, mean24_pm25, mean24_pm10]: [Option<u64>; 4],
+    ) -> Basis {
+        Basis {
+            nowcast_pm25,
+            nowcast_pm10,
+            mean24_pm25,
+            mean24_pm10,
+        }
+    }
+
     /// Each concentration with the name answers give it and its text
     /// (`None` where it is not defined), in answer order.
     pub fn fields(&self) -> [(&'static str, Option<String>); 4] {

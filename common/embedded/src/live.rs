@@ -22,7 +22,7 @@
 //! one batch at most.
 
 use crate::db::{Db, DbError};
-use crate::readings::{index_column, last_of_each, DAY_OF_TS, LEADING_COLUMNS};
+use crate::readings::{index_column, unique_with_cells, DAY_OF_TS, LEADING_COLUMNS};
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
 use airq_core::mean::ExactSum;
@@ -103,24 +103,21 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
 
 /// The basis of a row whose [`BASIS_COLUMNS`] start at `first`.
 pub(crate) fn basis(row: &Row<'_>, first: usize) -> Result<Basis, DbError> {
-    let value = |k: usize| -> Result<Option<u64>, DbError> {
+    let mut values = [None; BASIS_COLUMNS.len()];
+    for (k, value) in values.iter_mut().enumerate() {
         let v: Option<i64> = row.get(first + k)?;
-        v.map(|v| {
-            u64::try_from(v).map_err(|_| {
-                DbError(BackendError::Corrupt(format!(
-                    "column {} of a reading: {v} is negative",
-                    BASIS_COLUMNS[k]
-                )))
+        *value = v
+            .map(|v| {
+                u64::try_from(v).map_err(|_| {
+                    DbError(BackendError::Corrupt(format!(
+                        "column {} of a reading: {v} is negative",
+                        BASIS_COLUMNS[k]
+                    )))
+                })
             })
-        })
-        .transpose()
-    };
-    Ok(Basis {
-        nowcast_pm25: value(0)?,
-        nowcast_pm10: value(1)?,
-        mean24_pm25: value(2)?,
-        mean24_pm10: value(3)?,
-    })
+            .transpose()?;
+    }
+    Ok(Basis::from_values(values))
 }
 
 /// The statements of the live tier, built once from the column names.
@@ -336,18 +333,8 @@ struct HourChange<'a> {
 /// Stores 5-minute readings and keeps the hourly series (see the module's
 /// documentation). Blocks: call it on a blocking thread.
 pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbError> {
-    let unique;
-    let readings = match last_of_each(readings) {
-        Some(last) => {
-            unique = last;
-            &unique[..]
-        }
-        None => readings,
-    };
-    let cells: Vec<u32> = readings
-        .iter()
-        .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
-        .collect();
+    let (readings, cells) = unique_with_cells(readings);
+    let readings = &readings[..];
     let mut written = Written::default();
     let mut changes: BTreeMap<(u64, i64), HourChange<'_>> = BTreeMap::new();
     let mut conn = db.conn()?;
@@ -582,23 +569,10 @@ fn recompute_indices(
     for (r, indices, basis) in newest.into_values() {
         bind_leading(&mut latest, r)?;
         // The indices after the leading columns, then cell and samples.
-        let mut at = LEADING_COLUMNS.len() + 1;
-        for (_, value) in indices.iter() {
-            latest.raw_bind_parameter(at, value)?;
-            at += 1;
-        }
+        let at = bind_indices(&mut latest, LEADING_COLUMNS.len() + 1, indices)?;
         latest.raw_bind_parameter(at, cell_of_text(&r.loc_lat, &r.loc_long))?;
         latest.raw_bind_parameter(at + 1, r.samples)?;
-        at += 2;
-        for value in [
-            basis.nowcast_pm25,
-            basis.nowcast_pm10,
-            basis.mean24_pm25,
-            basis.mean24_pm10,
-        ] {
-            latest.raw_bind_parameter(at, value.map(|v| v as i64))?;
-            at += 1;
-        }
+        bind_basis(&mut latest, at + 2, basis)?;
         latest.raw_execute()?;
     }
     Ok(())
@@ -614,19 +588,23 @@ fn bind_derived(
 ) -> Result<(), DbError> {
     stmt.raw_bind_parameter(1, ts)?;
     stmt.raw_bind_parameter(2, sensor as i64)?;
-    let mut at = 3;
-    for (_, value) in indices.iter() {
-        stmt.raw_bind_parameter(at, value)?;
-        at += 1;
+    let at = bind_indices(stmt, 3, indices)?;
+    bind_basis(stmt, at, basis)
+}
+
+/// Binds the indices from `?at` in [`Index::ALL`]'s order; returns the
+/// next parameter's number.
+fn bind_indices(stmt: &mut Statement<'_>, at: usize, indices: Indices) -> Result<usize, DbError> {
+    for (k, (_, value)) in indices.iter().enumerate() {
+        stmt.raw_bind_parameter(at + k, value)?;
     }
-    for value in [
-        basis.nowcast_pm25,
-        basis.nowcast_pm10,
-        basis.mean24_pm25,
-        basis.mean24_pm10,
-    ] {
-        stmt.raw_bind_parameter(at, value.map(|v| v as i64))?;
-        at += 1;
+    Ok(at + Index::COUNT)
+}
+
+/// Binds the basis from `?at` in [`BASIS_COLUMNS`]' order.
+fn bind_basis(stmt: &mut Statement<'_>, at: usize, basis: Basis) -> Result<(), DbError> {
+    for (k, value) in basis.values().into_iter().enumerate() {
+        stmt.raw_bind_parameter(at + k, value.map(|v| v as i64))?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Row, Statement, Transaction, TransactionBehavior};
+use std::borrow::Cow;
 use std::sync::LazyLock;
 use tokio::sync::mpsc::Sender;
 use tokio_stream::wrappers::ReceiverStream;
@@ -230,23 +231,10 @@ impl SqliteReadingStore {
     }
 
     fn put_batch_inner(&self, readings: &[Reading]) -> Result<Written, DbError> {
-        // One write per identity, the last one sent (what a replace would
-        // leave), so that each is counted against what was stored before
-        // the batch. Copies only when the batch repeats one (rare).
-        let unique;
-        let readings = match last_of_each(readings) {
-            Some(last) => {
-                unique = last;
-                &unique[..]
-            }
-            None => readings,
-        };
         // Computed before the write lock is taken: parsing coordinates and
         // sorting need no database.
-        let cells: Vec<u32> = readings
-            .iter()
-            .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
-            .collect();
+        let (readings, cells) = unique_with_cells(readings);
+        let readings = &readings[..];
         let newest = newest_per_sensor(readings);
         let mut written = Written::default();
         let mut conn = self.db.conn()?;
@@ -301,9 +289,25 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
     Ok(stmt.raw_execute()?)
 }
 
+/// A batch as it is written: one reading per identity, the last one sent
+/// (what a replace would leave), so that each is counted against what was
+/// stored before the batch (copied only when the batch repeats one, which
+/// is rare), and each one's grid cell.
+pub(crate) fn unique_with_cells(readings: &[Reading]) -> (Cow<'_, [Reading]>, Vec<u32>) {
+    let readings = match last_of_each(readings) {
+        Some(last) => Cow::Owned(last),
+        None => Cow::Borrowed(readings),
+    };
+    let cells = readings
+        .iter()
+        .map(|r| cell_of_text(&r.loc_lat, &r.loc_long))
+        .collect();
+    (readings, cells)
+}
+
 /// The batch with only the last one sent of each identity, in the order
 /// sent; `None` when no identity repeats.
-pub(crate) fn last_of_each(readings: &[Reading]) -> Option<Vec<Reading>> {
+fn last_of_each(readings: &[Reading]) -> Option<Vec<Reading>> {
     let mut seen = std::collections::HashSet::with_capacity(readings.len());
     let mut last: Vec<bool> = readings
         .iter()
