@@ -349,6 +349,8 @@ pub async fn prune(
         .prune(Resolution::Hour, before(retention.hourly))
         .await
         .context("deleting hourly means past their retention")?;
+    metrics::pruned(Resolution::FiveMin, recent);
+    metrics::pruned(Resolution::Hour, hourly);
     tracing::info!(
         recent,
         hourly,
@@ -489,6 +491,7 @@ pub async fn ingest(
             }
             Spooled::NotModified => {
                 tracing::info!(%source, "the feed has not changed since the last run (304)");
+                metrics::not_modified();
                 return Ok(Summary {
                     source: source.to_string(),
                     series,

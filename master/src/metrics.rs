@@ -30,6 +30,11 @@ pub const READINGS_STORED: &str = "airq_ingest_readings_stored_total";
 pub const REJECTIONS: &str = "airq_ingest_rejections_total";
 pub const FETCHED_BYTES: &str = "airq_ingest_fetched_bytes_total";
 pub const RUN_DURATION: &str = "airq_ingest_run_duration_seconds";
+/// Readings of the live tier deleted by retention, by series (`5min`,
+/// `hour`).
+pub const PRUNED: &str = "airq_ingest_readings_pruned_total";
+/// Live runs whose feed had not changed (a 304 to the conditional GET).
+pub const NOT_MODIFIED: &str = "airq_ingest_not_modified_total";
 
 /// The `reason` label of [`REJECTIONS`]: the summary's label in snake case
 /// (`sensor saturated` is `sensor_saturated`, `no P1/P2 value` is
@@ -72,6 +77,16 @@ pub fn register() {
     describe_counter!(READINGS_STORED, Unit::Count, "Readings stored");
     describe_counter!(REJECTIONS, Unit::Count, "Feed entries rejected, by reason");
     describe_counter!(FETCHED_BYTES, Unit::Bytes, "Feed bytes fetched");
+    describe_counter!(
+        PRUNED,
+        Unit::Count,
+        "Live-tier readings deleted by retention, by series"
+    );
+    describe_counter!(
+        NOT_MODIFIED,
+        Unit::Count,
+        "Runs whose feed was unchanged since the last (304 Not Modified)"
+    );
     describe_histogram!(
         RUN_DURATION,
         Unit::Seconds,
@@ -139,6 +154,14 @@ pub fn run_finished(success: bool, took: Duration) {
 
 pub fn fetched(bytes: u64) {
     counter!(FETCHED_BYTES).increment(bytes);
+}
+
+pub fn pruned(series: airq_core::Resolution, readings: u64) {
+    counter!(PRUNED, "series" => series.name()).increment(readings);
+}
+
+pub fn not_modified() {
+    counter!(NOT_MODIFIED).increment(1);
 }
 
 pub fn stored(readings: u64) {

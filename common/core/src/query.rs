@@ -1031,6 +1031,60 @@ mod tests {
     }
 
     #[test]
+    fn each_series_has_its_span() {
+        // hour: 7 days; 5min: 48 hours; day: --max-span.
+        let q = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-07","resolution":"Hour"}"#)
+            .expect("7 days of hours");
+        assert_eq!(q.resolution, Resolution::Hour);
+        let e = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-08","resolution":"hour"}"#)
+            .unwrap_err();
+        assert!(e.names("endDate"), "{e}");
+        assert!(
+            e.errors[0]
+                .message
+                .contains("at most 7 days for resolution \"hour\""),
+            "{e}"
+        );
+        let e = parse(
+            r#"{"startDate":"2024-01-01","endDate":"2024-01-03 00:00:01","resolution":"5min"}"#,
+        )
+        .unwrap_err();
+        assert!(e.errors[0].message.contains("at most 2 days"), "{e}");
+        // A gateway's shorter --max-span caps the finer series too.
+        let tight = QueryLimits {
+            max_span: Duration::from_secs(3600),
+        };
+        assert!(Query::from_json(
+            br#"{"startDate":"2024-01-01 00:00:00","endDate":"2024-01-01 01:00:01","resolution":"hour"}"#,
+            &tight
+        )
+        .is_err());
+        // Unknown names and other types are named; blank or null is the default.
+        for bad in [r#""minute""#, "5", "[]", r#""day hour""#] {
+            let e = parse(&format!(
+                r#"{{"startDate":"2024-01-01","endDate":"2024-01-01","resolution":{bad}}}"#
+            ))
+            .unwrap_err();
+            assert!(e.names("resolution"), "{bad}: {e}");
+        }
+        for default in [r#""""#, "null", r#"" ""#] {
+            let q = parse(&format!(
+                r#"{{"startDate":"2024-01-01","endDate":"2024-01-01","resolution":{default}}}"#
+            ))
+            .expect("the default series");
+            assert_eq!(q.resolution, Resolution::Day);
+            assert!(
+                !q.to_json().contains("resolution"),
+                "the default is left out"
+            );
+        }
+        let q = parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","resolution":"5-MIN"}"#)
+            .expect("5min");
+        assert_eq!(parse(&q.to_json()).expect("round trip"), q);
+        assert!(q.to_json().contains(r#""resolution":"5min""#));
+    }
+
+    #[test]
     fn min_above_max() {
         let e =
             parse(r#"{"startDate":"2024-01-01","endDate":"2024-01-01","minAqi":5,"maxAqi":"4"}"#)
