@@ -2,7 +2,8 @@
 // (GET /api/latest), coloured by the chosen index as it is now (for a
 // reading of the live tier, its hour's index: the NowCast for US EPA),
 // refreshed every minute while the page is shown; and, for a sensor picked
-// on the map, its last 48 hours of hourly values with the index's bands.
+// on the map or a box drawn on it, the last 48 hours of hourly values
+// (a box: each hour's median over its sensors) with the index's bands.
 
 import { state } from './state.js';
 import { $, apiSeconds, fmtInt } from './util.js';
@@ -17,7 +18,7 @@ const HOURS = 48;
 let map = null;
 let timer = null;
 let loading = null; // the AbortController of the load in flight
-let picked = null; // the reading picked on the map
+let picked = null; // what the chart shows: { sensor } or { box }
 
 // "4 min ago", "3 h ago", "2 days ago".
 function ago(seconds) {
@@ -92,7 +93,7 @@ async function load(keepView) {
   } finally {
     loading = null;
   }
-  if (picked) showSensor(picked);
+  if (picked) showPicked(picked);
 }
 
 const pad = (n) => String(n).padStart(2, '0');
@@ -102,9 +103,10 @@ const apiTime = (t) => {
     + `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
 };
 
-// The sensor's hourly series over the 48 hours before `end` (Unix
-// seconds): two direct queries of 24 hours around its position.
-async function hoursOf(reading, key, end) {
+// The hourly rows of a place over the 48 hours before `end` (Unix
+// seconds): two direct queries of 24 hours (`place` is the query's `near`
+// or `bbox` field).
+async function hoursOf(place, key, end) {
   const rows = [];
   for (const from of [end - HOURS * HOUR, end - 24 * HOUR]) {
     const body = {
@@ -113,16 +115,40 @@ async function hoursOf(reading, key, end) {
       resolution: 'hour',
       index: key,
       format: 'ndjson',
-      near: { lat: reading.lat, lon: reading.lon, radiusKm: 0.01 },
+      ...place,
     };
     const text = await fetchText('/api/query', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/x-ndjson' },
       body: JSON.stringify(body),
     });
-    rows.push(...ndjson(text).filter((r) => r.sensor_id === reading.sensor));
+    rows.push(...ndjson(text));
   }
   return rows;
+}
+
+// A box's hours: per hour, the median of its sensors' defined index values
+// (the lower middle of an even count, a value the index has), as rows like
+// a sensor's, with how many sensors had one.
+function medians(rows, key) {
+  const ix = indexOf(key);
+  const byHour = new Map();
+  for (const r of rows) {
+    const v = indexValue(r.AQI);
+    if (!byHour.has(r.timestamp)) byHour.set(r.timestamp, { values: [], sensors: 0 });
+    const h = byHour.get(r.timestamp);
+    h.sensors += 1;
+    if (Number.isFinite(v)) h.values.push(v);
+  }
+  return [...byHour.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([timestamp, h]) => {
+    h.values.sort((a, b) => a - b);
+    const v = h.values.length ? h.values[Math.floor((h.values.length - 1) / 2)] : NaN;
+    const band = Number.isFinite(v) ? ix.bands.find((b) => v >= b.lo && v <= b.hi) : null;
+    return {
+      timestamp, AQI: Number.isFinite(v) ? v : null, Range: band ? band.name : null,
+      P2: null, P1: null, samples: `${h.values.length} of ${h.sensors} sensors`,
+    };
+  });
 }
 
 // Bars of each hour's index, on the index's bands.
@@ -181,7 +207,8 @@ function fillTable(rows, key) {
     const tr = document.createElement('tr');
     const v = indexValue(r.AQI);
     for (const cell of [r.timestamp, Number.isFinite(v) ? String(v) : '–', r.Range ?? `no ${ix.short} yet`,
-      r.P2 ?? '–', r.P1 ?? '–', r.samples ?? '–']) {
+      r.P2 ?? '–', r.P1 ?? '–',
+      typeof r.samples === 'number' ? `${r.samples} five-minute values` : (r.samples ?? '–')]) {
       const td = document.createElement('td');
       td.textContent = String(cell);
       tr.append(td);
@@ -190,24 +217,36 @@ function fillTable(rows, key) {
   }));
 }
 
-async function showSensor(reading) {
-  picked = reading;
+// Shows the last 48 hours of what was picked: a sensor ({ sensor, lat,
+// lon }) or a box ({ box: [w, s, e, n] }).
+async function showPicked(what) {
+  picked = what;
   const key = $('now-index').value || state.defaultIndex;
   const ix = indexOf(key);
   const figure = $('now-sensor');
   figure.hidden = false;
-  $('now-chart-title').textContent = `Sensor ${reading.sensor}: the last 48 hours, hourly ${ix.short} (loading…)`;
+  const name = what.box
+    ? `The box of longitudes ${what.box[0]} to ${what.box[2]}, latitudes ${what.box[1]} to ${what.box[3]}`
+    : `Sensor ${what.sensor}`;
+  const window = ix.short === 'US EPA' ? 'NowCast' : '24-hour running mean';
+  $('now-chart-title').textContent = `${name}: the last 48 hours, hourly ${ix.short} (loading…)`;
   const end = Math.floor(Date.now() / 1000 / HOUR) * HOUR + HOUR;
   try {
-    const rows = await hoursOf(reading, key, end);
+    const rows = what.box
+      ? medians(await hoursOf({ bbox: what.box }, key, end), key)
+      : (await hoursOf({ near: { lat: what.lat, lon: what.lon, radiusKm: 0.01 } }, key, end))
+        .filter((r) => r.sensor_id === what.sensor);
+    if (picked !== what) return; // picked again meanwhile
     drawSeries($('now-chart'), rows, key, end - HOURS * HOUR);
     fillTable(rows, key);
     figure.dataset.hours = String(rows.length);
-    $('now-chart-title').textContent = rows.length
-      ? `Sensor ${reading.sensor}: the last 48 hours, hourly ${ix.short} (${ix.short === 'US EPA' ? 'NowCast' : '24-hour running mean'})`
-      : `Sensor ${reading.sensor}: no hourly values in the last 48 hours (the live tier has none for it)`;
+    $('now-chart-title').textContent = !rows.length
+      ? `${name}: no hourly values in the last 48 hours (the live tier has none there)`
+      : what.box
+        ? `${name}: the last 48 hours, each hour's median ${ix.short} over its sensors (${window})`
+        : `${name}: the last 48 hours, hourly ${ix.short} (${window})`;
   } catch (e) {
-    $('now-chart-title').textContent = `Sensor ${reading.sensor}: could not load its hours (${e.message})`;
+    $('now-chart-title').textContent = `${name}: could not load its hours (${e.message})`;
   }
 }
 
@@ -222,9 +261,13 @@ export function startNow() {
   select.replaceChildren(...Object.entries(state.indices).map(([key, ix]) => new Option(ix.name, key)));
   select.value = state.defaultIndex;
   if (!map) {
-    map = createMap($('now-map'), { onPick: showSensor });
+    map = createMap($('now-map'), {
+      onPick: (r) => showPicked({ sensor: r.sensor, lat: r.lat, lon: r.lon }),
+      onBox: (box) => showPicked({ box }),
+    });
     $('now-zoom-in').addEventListener('click', () => map.zoom(1.5));
     $('now-zoom-out').addEventListener('click', () => map.zoom(1 / 1.5));
+    $('now-box').addEventListener('click', () => map.startBox());
     select.addEventListener('change', () => load(true));
     document.addEventListener('visibilitychange', () => { if (!document.hidden) load(true); });
   }

@@ -417,6 +417,57 @@ impl Test<'_> {
             rows.len()
         );
         self.screenshot("now.png").await?;
+
+        // A box drawn around that sensor (its tip is 10 px right of and
+        // below it) shows each hour's median over the three live sensors.
+        let at = self
+            .js(
+                "const c = document.querySelector('#now-map canvas'); \
+                 const t = document.querySelector('#now-map .map-tip'); \
+                 return [parseFloat(t.style.left) - 10 - c.clientWidth / 2, \
+                         parseFloat(t.style.top) - 10 - c.clientHeight / 2];",
+                vec![],
+            )
+            .await?;
+        let (x, y) = (at[0].as_f64().context("x")?, at[1].as_f64().context("y")?);
+        self.find("#now-box").await?.click().await?;
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+        let drag = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element: canvas.clone(),
+                duration: None,
+                x: x - 15.0,
+                y: y - 15.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(200)),
+                x: 30.0,
+                y: 30.0,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        self.s.perform_actions(drag).await?;
+        let title = self
+            .wait("the box's 48 hours", Duration::from_secs(20), || async {
+                let t = self
+                    .js_str("return document.getElementById('now-chart-title').textContent")
+                    .await?;
+                Ok(t.contains("median").then_some(t))
+            })
+            .await?;
+        ensure!(title.starts_with("The box of longitudes"), "{title}");
+        let cells = self
+            .js_str(
+                "return [...document.querySelectorAll('#now-table tbody tr td:last-child')] \
+                 .map(td => td.textContent).join('|')",
+            )
+            .await?;
+        ensure!(cells.contains("3 of 3 sensors"), "the box's hours: {cells}");
+        self.screenshot("now-box.png").await?;
         self.assert_healthy().await
     }
 
