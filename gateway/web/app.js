@@ -49,6 +49,7 @@ function useOptions(meta) {
     state.indices[ix.name] = {
       name: ix.title, short: ix.short, floor: ix.floor, min: ix.min, max: ix.max,
       valueColours: Array.isArray(ix.valueColours) ? ix.valueColours : [],
+      hourlyWindow: typeof ix.hourlyWindow === 'string' ? ix.hourlyWindow : '',
       bands: ix.bands.map((b) => ({
         name: b.name, lo: b.lo, hi: b.hi, colour: b.colour || undefined, abbr: b.abbr || undefined,
       })),
@@ -63,7 +64,7 @@ function useOptions(meta) {
   state.resolutions = {};
   for (const r of Array.isArray(meta.resolutions) ? meta.resolutions : []) {
     state.resolutions[r.name] = {
-      description: r.description, stepSeconds: Number(r.stepSeconds), maxSpanSeconds: Number(r.maxSpanSeconds),
+      label: r.label, description: r.description, stepSeconds: Number(r.stepSeconds), maxSpanSeconds: Number(r.maxSpanSeconds),
     };
     if (r.default) state.defaultResolution = r.name;
   }
@@ -85,7 +86,7 @@ function useOptions(meta) {
   format.value = state.defaultFormat;
   const resolution = $('resolution');
   resolution.replaceChildren(...Object.entries(state.resolutions).map(([name, r]) => new Option(
-    `${name === 'day' ? 'Daily means' : name === 'hour' ? 'Hourly (live)' : '5-minute (live)'} · at most ${humanSpan(r.maxSpanSeconds)}`, name,
+    `${r.label} · at most ${humanSpan(r.maxSpanSeconds)}`, name,
   )));
   resolution.value = state.defaultResolution;
   resolution.disabled = !Object.keys(state.resolutions).length;

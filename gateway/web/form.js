@@ -351,7 +351,7 @@ export function describe(query) {
   if (query.sensorType) parts.push([].concat(query.sensorType).join(', '));
   if (state.formats[query.format] && query.format !== state.defaultFormat) parts.push(state.formats[query.format].label);
   if (state.resolutions[query.resolution] && query.resolution !== state.defaultResolution) {
-    parts.push(query.resolution === 'hour' ? 'hourly series' : `${query.resolution} series`);
+    parts.push(`${state.resolutions[query.resolution].label.toLowerCase()} series`);
   }
   return parts.join(' · ');
 }

@@ -67,7 +67,7 @@ async function load(keepView) {
     const points = rows.map((r) => {
       const value = indexValue(r.AQI);
       if (r.resolution === '5min') live += 1;
-      const basis = r.resolution === '5min' && ix.short === 'US EPA' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
+      const basis = r.resolution === '5min' && ix.hourlyWindow === 'NowCast' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
         ? ` (NowCast PM2.5 ${r.nowcastPm25} µg/m³)` : '';
       return {
         lat: Number(r.loc_lat),
@@ -75,7 +75,7 @@ async function load(keepView) {
         value,
         sensor: r.sensor_id,
         label: `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
-          + `${ago(Number(r.ageSeconds))} · ${r.resolution === '5min' ? '5-minute' : 'daily'} reading · `
+          + `${ago(Number(r.ageSeconds))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
           + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
           + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`),
       };
@@ -228,7 +228,7 @@ async function showPicked(what) {
   const name = what.box
     ? `The box of longitudes ${what.box[0]} to ${what.box[2]}, latitudes ${what.box[1]} to ${what.box[3]}`
     : `Sensor ${what.sensor}`;
-  const window = ix.short === 'US EPA' ? 'NowCast' : '24-hour running mean';
+  const window = ix.hourlyWindow;
   $('now-chart-title').textContent = `${name}: the last 48 hours, hourly ${ix.short} (loading…)`;
   const end = Math.floor(Date.now() / 1000 / HOUR) * HOUR + HOUR;
   try {

@@ -7,12 +7,12 @@ export const state = {
   // indices, their bands and their publishers' colours; the gateway its
   // limits): nothing of it is written here. Filled by loadMeta (app.js)
   // before the form is used.
-  //   indices[name] = {name: title, short, floor, min, max, valueColours,
+  //   indices[name] = {name: title, short, floor, min, max, valueColours, hourlyWindow,
   //     bands: [{name, lo, hi, colour, abbr}]}; `floor` is the lowest
   //     minAqi it takes (the DAQI's 0: no lower bound); `valueColours`
   //     colours each value where the publisher does (DAQI).
   //   formats[name] = {label, type, ext}
-  //   resolutions[name] = {description, stepSeconds, maxSpanSeconds}
+  //   resolutions[name] = {label, description, stepSeconds, maxSpanSeconds}
   //   limits = {maxSpanSeconds, maxRadiusKm, maxSensorTypes}
   indices: {},
   defaultIndex: '',

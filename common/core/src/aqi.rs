@@ -350,6 +350,16 @@ pub enum Averaging {
     RunningMean24h,
 }
 
+impl Averaging {
+    /// Its name for people: `NowCast`, `24-hour running mean`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Averaging::NowCast => "NowCast",
+            Averaging::RunningMean24h => "24-hour running mean",
+        }
+    }
+}
+
 /// Which index a query filters on and an answer shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Index {

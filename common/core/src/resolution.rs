@@ -47,6 +47,15 @@ impl Resolution {
             .find(|r| crate::name::matches(name, r.name()))
     }
 
+    /// Its short name for people: `Daily means`, `Hourly`, `5-minute`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Resolution::Day => "Daily means",
+            Resolution::Hour => "Hourly",
+            Resolution::FiveMin => "5-minute",
+        }
+    }
+
     /// What it is, for people.
     pub fn description(self) -> &'static str {
         match self {

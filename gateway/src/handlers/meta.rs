@@ -27,10 +27,11 @@ use utoipa::ToSchema;
     "countries": ["AT", "BE", "DE"],
     "indices": [{"name": "eaqi", "title": "European EAQI", "short": "EAQI", "floor": 1,
         "min": 1, "max": 6, "default": false, "valueColours": [],
+        "hourlyWindow": "24-hour running mean",
         "bands": [{"name": "Good", "lo": 1, "hi": 1, "colour": "#50F0E6", "abbr": null}]}],
     "formats": [{"name": "csv", "label": "CSV", "mediaType": "text/csv",
         "extension": "csv", "default": true}],
-    "resolutions": [{"name": "hour", "description": "hourly means of the 5-minute feed",
+    "resolutions": [{"name": "hour", "label": "Hourly", "description": "hourly means of the 5-minute feed",
         "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
     "limits": {"maxSpanSeconds": 2678400, "maxRadiusKm": 100.0, "maxSensorTypes": 32}
 })))]
@@ -81,6 +82,9 @@ pub struct IndexInfo {
     value_colours: &'static [&'static str],
     /// The named bands, lowest first, covering `min` to `max`.
     bands: Vec<BandInfo>,
+    /// How the hourly series averages PM for this index: `NowCast` or
+    /// `24-hour running mean`.
+    hourly_window: &'static str,
 }
 
 /// One named band of an index.
@@ -118,6 +122,8 @@ pub struct FormatInfo {
 pub struct ResolutionInfo {
     /// The name `resolution` takes.
     name: &'static str,
+    /// Its short name for people.
+    label: &'static str,
     description: &'static str,
     /// Time between a sensor's readings, seconds.
     step_seconds: u64,
@@ -159,6 +165,7 @@ impl Meta {
                 max: ix.max(),
                 default: ix == Index::default(),
                 value_colours: ix.value_colours(),
+                hourly_window: ix.hourly_averaging().label(),
                 bands: ix
                     .bands()
                     .iter()
@@ -186,6 +193,7 @@ impl Meta {
             .iter()
             .map(|&r| ResolutionInfo {
                 name: r.name(),
+                label: r.label(),
                 description: r.description(),
                 step_seconds: r.step().as_secs(),
                 max_span_seconds: limits.span_limit(r).as_secs(),
