@@ -107,6 +107,15 @@ async fn main() -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let tb = t.elapsed();
+        let shards = a.latest_shard_sizes().await.map_err(|e| e.to_string())?;
+        let bytes: usize = shards.iter().map(|&(b, _)| b).sum();
+        let sensors: u64 = shards.iter().map(|&(_, s)| s).sum();
+        println!(
+            "     latest: {} shard items, {sensors} sensors, {bytes} bytes packed ({:.1} B a sensor, largest item {} B)",
+            shards.len(),
+            bytes as f64 / sensors.max(1) as f64,
+            shards.iter().map(|&(b, _)| b).max().unwrap_or(0)
+        );
 
         let b = fresh_table(&aws, "single").await?;
         let t = Instant::now();

@@ -153,8 +153,8 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let i = &report.items;
     println!("{}", progress_line(i));
     println!(
-        "latest readings: {} new, {} moved forward, {} already up to date",
-        i.latest.created, i.latest.replaced, i.latest.kept
+        "latest readings: {} new, {} moved forward, {} already up to date; {} per-sensor latest items of an older airq deleted",
+        i.latest.created, i.latest.replaced, i.latest.kept, i.old_latest_deleted
     );
     if i.problems > 0 {
         println!(

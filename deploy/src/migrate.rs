@@ -9,7 +9,8 @@
 //!    stack update fail), so there the stack update adds it and this step
 //!    only checks that it is there and waits until it is active.
 //! 2. The items (`DynamoReadingStore::migrate`): every reading lacking the
-//!    new attributes gets them, and each sensor's latest item is built.
+//!    new attributes gets them, the latest shards are built, and per-sensor
+//!    latest items of an older airq are deleted.
 //!
 //! Idempotent: running it again only re-reads. The binaries of this
 //! version refuse items of the old shape with an error naming this

@@ -401,6 +401,8 @@ async fn large_result_arrives_intact_through_s3() {
 struct OpCounter {
     queries: Arc<AtomicUsize>,
     scans: Arc<AtomicUsize>,
+    /// `PutItem` calls (also counted in `other`).
+    puts: Arc<AtomicUsize>,
     other: Arc<AtomicUsize>,
 }
 
@@ -428,6 +430,12 @@ impl Intercept for OpCounter {
         } else {
             &self.other
         };
+        if input
+            .downcast_ref::<aws_sdk_dynamodb::operation::put_item::PutItemInput>()
+            .is_some()
+        {
+            self.puts.fetch_add(1, Ordering::Relaxed);
+        }
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -435,7 +443,7 @@ impl Intercept for OpCounter {
 
 impl OpCounter {
     fn reset(&self) {
-        for c in [&self.queries, &self.scans, &self.other] {
+        for c in [&self.queries, &self.scans, &self.puts, &self.other] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -507,6 +515,61 @@ async fn reading_store_contract_and_query_only() {
     assert!(summary.readings > 4_000, "approximate count: {summary:?}");
 }
 
+/// Each sensor's latest reading is packed into one of 64 shard items, so a
+/// batch of thousands of sensors writes at most 64 latest items; writers
+/// racing on the same sensors never move one back in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_shards_take_a_batch_in_a_few_writes_and_never_go_back() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, counter) = counted_store(&clients, &names).await;
+    let readings = sample();
+    let sensors: std::collections::BTreeSet<u64> = readings.iter().map(|r| r.sensor_id).collect();
+    assert!(sensors.len() > 4_000, "the sample has thousands of sensors");
+    counter.reset();
+    store.put_batch(readings.clone()).await.expect("put_batch");
+    let puts = counter.puts.load(Ordering::Relaxed);
+    assert!(
+        puts <= airq_aws::LATEST_SHARDS as usize,
+        "{puts} PutItem calls for {} sensors: one per shard at most",
+        sensors.len()
+    );
+    let everything = LatestQuery::default();
+    assert!(
+        latest_of(&store, &everything).await
+            == airq_contract::store::latest_reference(&readings, &everything)
+    );
+
+    // Two writers at once on the same 600 sensors: one an hour later than
+    // the other. Whichever lands last, every sensor ends at the later hour.
+    let at = |r: &Reading, dt: i64| Reading {
+        timestamp: Timestamp(r.timestamp.0 + dt),
+        ..r.clone()
+    };
+    let some: Vec<&Reading> = readings.iter().take(600).collect();
+    let later: Vec<Reading> = some.iter().map(|r| at(r, 7_200)).collect();
+    let earlier: Vec<Reading> = some.iter().map(|r| at(r, 3_600)).collect();
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(
+            store.put_batch(earlier.clone()),
+            store.put_batch(later.clone())
+        );
+        a.expect("the earlier writer");
+        b.expect("the later writer");
+    }
+    let all: Vec<Reading> = readings
+        .iter()
+        .cloned()
+        .chain(earlier)
+        .chain(later)
+        .collect();
+    assert!(
+        latest_of(&store, &everything).await
+            == airq_contract::store::latest_reference(&all, &everything),
+        "every sensor at its newest reading"
+    );
+}
+
 /// The live tier is not built on DynamoDB yet: the store says it keeps
 /// the daily series only, and refuses 5-minute readings and finer queries
 /// with an error that says so, rather than answering from the daily one.
@@ -537,9 +600,8 @@ async fn pagination_returns_every_reading() {
     let (store, counter) = counted_store(&clients, &names).await;
     // 9,000 readings in one hour of one day, in one country: about 3 MB in
     // one day partition, so several 1 MB pages on the table and the index.
-    // 900 sensors, ten readings each, five minutes apart: each sensor's
-    // latest item is one conditional write per batch, which the emulator
-    // takes slowly, and pages need readings, not sensors.
+    // 900 sensors, ten readings each, five minutes apart: pages need
+    // readings, not sensors.
     let t0 = 1_528_041_600; // 2018-06-03 16:00:00
     let readings: Vec<Reading> = (0..9_000u64)
         .map(|i| Reading {
@@ -1067,6 +1129,36 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
         .put_batch(new.clone())
         .await
         .expect("new-shape writes");
+    // And per-sensor latest items, as the version before the latest shards
+    // wrote them (partition `#latest`, counted on the summary item).
+    let old_latest: Vec<&Reading> = old.iter().take(5).collect();
+    for r in &old_latest {
+        let mut item = old_item(r);
+        item.insert("day".into(), AttributeValue::S("#latest".into()));
+        item.insert(
+            "at_sensor".into(),
+            AttributeValue::S(format!("{:020}", r.sensor_id)),
+        );
+        clients
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("an old latest item");
+    }
+    clients
+        .dynamodb
+        .update_item()
+        .table_name(&table)
+        .key("day", AttributeValue::S("#summary".into()))
+        .key("at_sensor", AttributeValue::S("summary".into()))
+        .update_expression("ADD latest_items :n")
+        .expression_attribute_values(":n", AttributeValue::N(old_latest.len().to_string()))
+        .send()
+        .await
+        .expect("the old count of latest items");
 
     // Before the migration, a query that meets an old item says what to do
     // (a filter on the new indices does not quietly drop it).
@@ -1125,6 +1217,11 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
     assert_eq!(items.sensors, sensors.len() as u64, "{items:?}");
     assert!(items.scan_done);
     assert_eq!(
+        items.old_latest_deleted,
+        old_latest.len() as u64,
+        "the per-sensor latest items are gone: {items:?}"
+    );
+    assert_eq!(
         items.latest.created + items.latest.replaced + items.latest.kept,
         sensors.len() as u64,
         "{items:?}"
@@ -1147,6 +1244,7 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
         airq_deploy::provision::Action::Found
     );
     assert_eq!(again.items.upgraded, 0, "{:?}", again.items);
+    assert_eq!(again.items.old_latest_deleted, 0, "{:?}", again.items);
     assert_eq!(again.items.current, written.len() as u64);
     assert_eq!(
         again.items.latest,

@@ -122,6 +122,7 @@ async fn provision_ingest_and_query_on_aws() {
         migrated.contains("by_cell")
             && migrated.contains("(0 upgraded")
             && migrated.contains("0 new, 0 moved forward")
+            && migrated.contains("0 per-sensor latest items of an older airq deleted")
             && migrated.ends_with("migrated.\n"),
         "{migrated}"
     );

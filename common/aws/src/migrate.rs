@@ -3,7 +3,7 @@
 //!
 //! Items of the old shape lack `AQI_US_EPA`, `AQI_EAQI` and `cell_key`, so
 //! queries refuse them (see `ReadingItem::into_reading`) and the `by_cell`
-//! index does not hold them; and no sensor has a latest item yet. The
+//! index does not hold them; and no sensor has a latest reading yet. The
 //! migration scans the table once (in parallel segments) and
 //!
 //! - sets the missing attributes on each old item, computed from the stored
@@ -14,9 +14,11 @@
 //!   attribute but the missing ones is written, so a concurrent ingestion
 //!   loses nothing;
 //! - keeps the newest reading of each sensor seen, of either shape, and at
-//!   the end writes the latest items that are missing or behind it, with
-//!   the same conditional write as `put_batch` (only ever forwards in
-//!   time).
+//!   the end writes the latest readings that are missing or behind it into
+//!   the latest shard items, as `put_batch` does (only ever forwards in
+//!   time);
+//! - deletes the per-sensor latest items of the shape before the shards
+//!   (partition `#latest`): copies of readings, which the shards now hold.
 //!
 //! It is idempotent, so resuming is running it again: items already of the
 //! current shape are only read, and latest items only move forwards. The
@@ -25,13 +27,14 @@
 //! upgraded and the next run finishes the job.
 
 use crate::readings::{
-    cell_key, index_attribute, n, s, DynamoReadingStore, LatestWrites, ReadingItem,
+    cell_key, index_attribute, is_shard_partition, n, s, DynamoReadingStore, LatestWrites,
+    ReadingItem, Shard, BATCH_WRITE_MAX,
 };
 use crate::remote;
 use crate::retry::with_backoff;
 use crate::schema::{CELL_KEY, LATEST_PARTITION, PARTITION_KEY, SORT_KEY};
 use airq_core::{BackendError, Indices, Reading};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -86,6 +89,9 @@ pub struct MigrateProgress {
     /// counts those found up to date, whether by the scan or by the write's
     /// condition.
     pub latest: LatestWrites,
+    /// Per-sensor latest items of the shape before the latest shards,
+    /// deleted at the end (after the shards hold their sensors).
+    pub old_latest_deleted: u64,
     /// Whether the scan has reached the end of the table.
     pub scan_done: bool,
 }
@@ -95,9 +101,11 @@ struct Shared {
     progress: MigrateProgress,
     /// Each sensor's newest reading seen so far.
     newest: HashMap<u64, Reading>,
-    /// The timestamp of each latest item seen, so that a run after a
-    /// complete one writes no latest item again.
+    /// The timestamp of each sensor's latest reading in the shards, so
+    /// that a run after a complete one writes no latest reading again.
     latest: HashMap<u64, i64>,
+    /// The keys of the per-sensor latest items of the old shape.
+    old_latest: Vec<HashMap<String, AttributeValue>>,
 }
 
 /// One old item's missing attributes.
@@ -110,8 +118,10 @@ struct Upgrade {
 enum Seen {
     /// The summary item.
     NotAReading,
-    /// A sensor's latest item: its sensor and timestamp.
-    Latest(u64, i64),
+    /// A latest shard: its sensors and their timestamps.
+    LatestShard(Vec<(u64, i64)>),
+    /// A per-sensor latest item of the old shape: its key.
+    OldLatest(HashMap<String, AttributeValue>),
     Current(Reading),
     Old(Reading, Upgrade),
     Problem(String),
@@ -131,6 +141,7 @@ impl DynamoReadingStore {
             progress: MigrateProgress::default(),
             newest: HashMap::new(),
             latest: HashMap::new(),
+            old_latest: Vec::new(),
         });
         futures::future::try_join_all(
             (0..segments)
@@ -141,6 +152,7 @@ impl DynamoReadingStore {
             progress: mut done,
             newest,
             latest,
+            old_latest,
         } = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
         done.scan_done = true;
         progress(&done);
@@ -154,6 +166,8 @@ impl DynamoReadingStore {
         });
         done.latest = self.put_latest(behind).await?;
         done.latest.kept += current.len() as u64;
+        progress(&done);
+        done.old_latest_deleted = self.delete_old_latest(old_latest).await?;
         progress(&done);
         Ok(done)
     }
@@ -191,10 +205,12 @@ impl DynamoReadingStore {
             let mut current = 0;
             let mut problems = Vec::new();
             let mut latest = Vec::new();
+            let mut old_latest = Vec::new();
             for item in items {
                 match self.inspect(item) {
                     Seen::NotAReading => {}
-                    Seen::Latest(sensor, ts) => latest.push((sensor, ts)),
+                    Seen::LatestShard(sensors) => latest.extend(sensors),
+                    Seen::OldLatest(key) => old_latest.push(key),
                     Seen::Current(r) => {
                         current += 1;
                         readings.push(r);
@@ -223,6 +239,7 @@ impl DynamoReadingStore {
                 let room = NAMED_PROBLEMS.saturating_sub(p.problem_keys.len());
                 p.problem_keys.extend(problems.into_iter().take(room));
                 sh.latest.extend(latest);
+                sh.old_latest.extend(old_latest);
                 for r in readings {
                     match sh.newest.get(&r.sensor_id) {
                         Some(have) if have.timestamp >= r.timestamp => {}
@@ -248,18 +265,23 @@ impl DynamoReadingStore {
             Some(AttributeValue::S(v)) => v.clone(),
             _ => String::new(),
         };
-        let number = |name: &str| match item.get(name) {
-            Some(AttributeValue::N(v)) => Some(v.clone()),
-            _ => None,
-        };
         let (day, at_sensor) = (text(PARTITION_KEY), text(SORT_KEY));
         if day == LATEST_PARTITION {
-            let sensor = number("sensor_id").and_then(|v| v.parse::<u64>().ok());
-            let ts = number("timestamp").and_then(|v| v.parse::<i64>().ok());
-            return match (sensor, ts) {
-                (Some(sensor), Some(ts)) => Seen::Latest(sensor, ts),
-                // Unreadable: it will be replaced, as if absent.
-                _ => Seen::NotAReading,
+            return Seen::OldLatest(HashMap::from([
+                (PARTITION_KEY.to_owned(), s(&day)),
+                (SORT_KEY.to_owned(), s(&at_sensor)),
+            ]));
+        }
+        if is_shard_partition(&day) {
+            return match Shard::decode(&self.table, &item) {
+                Ok((_, shard)) => Seen::LatestShard(
+                    shard
+                        .readings
+                        .values()
+                        .map(|r| (r.sensor_id, r.timestamp.0))
+                        .collect(),
+                ),
+                Err(e) => Seen::Problem(e.to_string()),
             };
         }
         // `#summary`: no date, no reading.
@@ -311,6 +333,35 @@ impl DynamoReadingStore {
         } else {
             Seen::Old(reading, Upgrade { key, set })
         }
+    }
+
+    /// Deletes the per-sensor latest items of the old shape (25 a call, a
+    /// few calls in flight) and takes them off the summary item's count of
+    /// items that are no readings. Returns how many were deleted.
+    async fn delete_old_latest(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<u64, BackendError> {
+        let mut requests = Vec::with_capacity(keys.len());
+        for key in keys {
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| BackendError::Corrupt(format!("a latest item's key: {e}")))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let deleted = requests.len() as u64;
+        if deleted == 0 {
+            return Ok(0);
+        }
+        futures::stream::iter(requests.chunks(BATCH_WRITE_MAX).map(<[_]>::to_vec))
+            .map(|chunk| self.write_chunk(chunk))
+            .buffer_unordered(4)
+            .try_collect::<()>()
+            .await?;
+        self.count_latest_items(-i64::try_from(deleted).unwrap_or(i64::MAX))
+            .await?;
+        Ok(deleted)
     }
 
     /// Sets an old item's missing attributes, if it still lacks them and

@@ -129,7 +129,7 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:BatchGetItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (stored_of: what is stored under the batch's keys, so that unchanged readings are not written again)",
+        "DynamoReadingStore::put_batch (stored_of: what is stored under the batch's keys, so that unchanged readings are not written again; put_latest: the latest shards it merges into)",
     ),
     p(
         "dynamodb:BatchWriteItem",
@@ -139,12 +139,12 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest items)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items)",
     ),
     p(
         "dynamodb:PutItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (put_latest: each sensor's latest item, a conditional write)",
+        "DynamoReadingStore::put_batch (put_latest: each latest shard touched, a write conditioned on its version)",
     ),
     p(
         "s3:GetObject",
@@ -170,6 +170,11 @@ pub const WORKER: &[Permission] = &[
         "dynamodb:Query",
         ReadingsIndex(BY_CELL_INDEX),
         "DynamoReadingStore::query (query_page, with a small place: its cells)",
+    ),
+    p(
+        "dynamodb:BatchGetItem",
+        ReadingsTable,
+        "DynamoReadingStore::latest (run_latest: every latest shard)",
     ),
     // Results.
     p(
@@ -287,17 +292,22 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:Query",
         ReadingsTable,
-        "DynamoReadingStore::query (direct queries, without a country) and latest (every sensor)",
+        "DynamoReadingStore::query (direct queries, without a country)",
     ),
     p(
         "dynamodb:Query",
         ReadingsIndex(BY_COUNTRY_INDEX),
-        "DynamoReadingStore::query (direct queries, with a country) and latest (one country)",
+        "DynamoReadingStore::query (direct queries, with a country)",
     ),
     p(
         "dynamodb:Query",
         ReadingsIndex(BY_CELL_INDEX),
-        "DynamoReadingStore::query (direct queries, a small place) and latest (a small place)",
+        "DynamoReadingStore::query (direct queries, a small place)",
+    ),
+    p(
+        "dynamodb:BatchGetItem",
+        ReadingsTable,
+        "DynamoReadingStore::latest (run_latest: every latest shard)",
     ),
     p(
         "dynamodb:DescribeTable",
@@ -472,7 +482,7 @@ pub const GATEWAY: &[Permission] = &[
 
 /// `airq-deploy migrate` with the stack's `MigrateRole`: fills in the
 /// attributes of readings written before the US EPA AQI, the EAQI and the
-/// place index, and builds the latest items.
+/// place index, and builds the latest shards.
 pub const MIGRATE: &[Permission] = &[
     p(
         "dynamodb:DescribeTable",
@@ -487,12 +497,22 @@ pub const MIGRATE: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::migrate (upgrade: an old item's missing attributes; put_latest: the count of latest items)",
+        "DynamoReadingStore::migrate (upgrade: an old item's missing attributes; put_latest and delete_old_latest: the count of latest items)",
+    ),
+    p(
+        "dynamodb:BatchGetItem",
+        ReadingsTable,
+        "DynamoReadingStore::migrate (put_latest: the latest shards it merges into)",
     ),
     p(
         "dynamodb:PutItem",
         ReadingsTable,
-        "DynamoReadingStore::migrate (put_latest: each sensor's latest item, a conditional write)",
+        "DynamoReadingStore::migrate (put_latest: each latest shard touched, a write conditioned on its version)",
+    ),
+    p(
+        "dynamodb:BatchWriteItem",
+        ReadingsTable,
+        "DynamoReadingStore::migrate (delete_old_latest: the per-sensor latest items of the shape before the shards)",
     ),
 ];
 

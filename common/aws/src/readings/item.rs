@@ -18,8 +18,7 @@ pub(crate) fn day_name(day: i64) -> Result<String, BackendError> {
         .ok_or_else(|| BackendError::Corrupt(format!("day {day} is out of range")))
 }
 
-/// The `cell_key` of a reading of `day` (or of a latest item, with
-/// `day = #latest`) at the stored coordinates.
+/// The `cell_key` of a reading of `day` at the stored coordinates.
 pub(crate) fn cell_key(day: &str, lat: &str, lon: &str) -> String {
     cell_key_of(day, cell_of_text(lat, lon))
 }
@@ -89,17 +88,6 @@ impl ReadingItem {
             format!("{}#{second:05}#{:020}", r.loc_country, r.sensor_id),
             day,
         ))
-    }
-
-    /// The sensor's latest item, holding `r`.
-    pub(crate) fn latest(r: &Reading) -> ReadingItem {
-        Self::keyed(
-            r,
-            cell_key(LATEST_PARTITION, &r.loc_lat, &r.loc_long),
-            format!("{:020}", r.sensor_id),
-            format!("{}#{:020}", r.loc_country, r.sensor_id),
-            LATEST_PARTITION.to_owned(),
-        )
     }
 
     pub(crate) fn keyed(
@@ -272,15 +260,6 @@ pub(super) mod tests {
         let cell = cell(48.78, 9.18);
         assert_eq!(item[CELL_KEY], s(format!("2018-06-03#{cell}")));
         assert_eq!(item[PARTITION_KEY], s("2018-06-03"));
-
-        let latest: HashMap<String, AttributeValue> = ReadingItem::latest(&r).encode().unwrap();
-        assert_eq!(latest[PARTITION_KEY], s(LATEST_PARTITION));
-        assert_eq!(latest[SORT_KEY], s(format!("{:020}", 42)));
-        assert_eq!(latest[COUNTRY_SORT_KEY], s(format!("DE#{:020}", 42)));
-        assert_eq!(latest[CELL_KEY], s(format!("#latest#{cell}")));
-        // A latest item reads back as the reading it copies.
-        let back = ReadingItem::decode(latest).unwrap();
-        assert_eq!(back.into_reading("t").unwrap(), r);
     }
     #[test]
     fn an_item_of_the_old_shape_names_the_migration() {

@@ -1,5 +1,5 @@
-//! Fan-out and merge: the pages of several key ranges (a day's cells,
-//! the latest items' cells) merged into one stream in key order.
+//! Fan-out and merge: the pages of several key ranges (a day's cells)
+//! merged into one stream in key order.
 
 use super::*;
 
@@ -9,11 +9,6 @@ pub(crate) type Pages = mpsc::Receiver<Result<Vec<Reading>, BackendError>>;
 /// The merge order of readings (by time, then sensor).
 pub(crate) fn time_then_sensor(r: &Reading) -> (i64, u64) {
     (r.timestamp.0, r.sensor_id)
-}
-
-/// The merge order of latest items (by sensor).
-pub(crate) fn sensor_only(r: &Reading) -> (i64, u64) {
-    (0, r.sensor_id)
 }
 
 impl DynamoReadingStore {

@@ -14,11 +14,10 @@
 //!   `cell_key` (`YYYY-MM-DD#CELL`, the day and the reading's 0.25° grid
 //!   cell), sort key `at_sensor`, so a place reads only the rows of the
 //!   cells it covers, each cell in the day's order.
-//! - each sensor's latest reading, a copy kept by `put_batch`, in the
-//!   partition `day = #latest` (sort key: the sensor id, 20 digits), with
-//!   `country_at = COUNTRY#SENSOR` and `cell_key = #latest#CELL`, so that
-//!   the same two indexes serve `latest` by country and by place. `#latest`
-//!   is no date, so no date query reads these items.
+//! - each sensor's latest reading, a copy kept by `put_batch`, packed with
+//!   those of the other sensors of its shard into one of 64 items
+//!   (partition `#latest#NN`, see `latest.rs`): no date, so no date query
+//!   reads them, and no index key, so no index holds them.
 //!
 //! A date-bounded query is one `Query` per day of its range (per day and
 //! cell for a small place), each bounded by the range's seconds on its
@@ -31,7 +30,8 @@
 //!
 //! Files by job: `item.rs` the item codec, `route.rs` a query's key ranges
 //! and filters, `merge.rs` the fan-out and merge in key order, `write.rs`
-//! batch writes, the read-back, the summary and latest items. This file
+//! batch writes, the read-back and the summary item, `latest.rs` the
+//! latest readings packed into shards. This file
 //! holds the store, the port's implementation, and the imports and limits
 //! the others share (`use super::*`).
 
@@ -48,9 +48,7 @@ use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
 use airq_core::{Index, Indices, Resolution};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -59,6 +57,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 mod item;
+mod latest;
 mod merge;
 mod route;
 mod write;
@@ -66,7 +65,9 @@ mod write;
 pub use item::day_of;
 pub(crate) use item::{cell_key, index_attribute, n, s, ReadingItem};
 use item::{cell_key_of, day_name};
-use merge::{sensor_only, time_then_sensor, Pages};
+pub use latest::LATEST_SHARDS;
+pub(crate) use latest::{is_shard_partition, Shard};
+use merge::{time_then_sensor, Pages};
 use route::Fetch;
 pub use write::LatestWrites;
 
@@ -104,8 +105,10 @@ const SUMMARY_DAY: &str = "#summary";
 const SUMMARY_SORT: &str = "summary";
 /// Set members cannot be empty strings, and a country code can be.
 const COUNTRY_MEMBER_PREFIX: &str = "c:";
-/// The summary item's count of latest items (one per sensor), so that the
-/// readings count (the table's item count) can leave them out.
+/// The summary item's count of the items that are no readings besides it
+/// (the latest shards; per-sensor latest items of an older shape until the
+/// migration deletes them), so that the readings count (the table's item
+/// count) can leave them out.
 const LATEST_COUNT: &str = "latest_items";
 
 /// Readings on DynamoDB. Cheap to clone.
@@ -237,9 +240,8 @@ impl ReadingStore for DynamoReadingStore {
         })
     }
 
-    /// Reads only the latest items: by country (`by_country`, partition
-    /// `#latest`), by place (`by_cell`, the place's cells) or all of them,
-    /// in sensor id order.
+    /// Reads only the latest shard items (all of them, one
+    /// `BatchGetItem`), in sensor id order.
     fn latest(&self, latest: &LatestQuery) -> ReadingStream {
         let this = self.clone();
         let latest = latest.clone();
@@ -297,7 +299,7 @@ impl ReadingStore for DynamoReadingStore {
         countries.sort();
         let latest_items = number(LATEST_COUNT).unwrap_or(0).max(0) as u64;
         Ok(StoreSummary {
-            // The summary item and the latest items are no readings.
+            // The summary item and the latest shard items are no readings.
             readings: count.saturating_sub(1).saturating_sub(latest_items),
             first: number("first_ts").map(Timestamp),
             last: number("last_ts").map(Timestamp),

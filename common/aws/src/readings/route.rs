@@ -288,69 +288,6 @@ impl DynamoReadingStore {
         let next = out.last_evaluated_key.filter(|k| !k.is_empty());
         Ok((page, next))
     }
-
-    /// Streams each sensor's latest reading that `latest` matches into
-    /// `tx`, in sensor id order.
-    pub(crate) async fn run_latest(
-        &self,
-        latest: &LatestQuery,
-        tx: &mpsc::Sender<Result<Reading, BackendError>>,
-    ) -> Result<(), BackendError> {
-        let base = Fetch {
-            what: "latest".to_owned(),
-            ..Fetch::default()
-        };
-        let mut pages = match Route::of(latest.place.as_ref(), latest.country.as_deref()) {
-            Route::All => self.spawn_fetch(
-                Fetch {
-                    key_condition: "#day = :day",
-                    ..base
-                }
-                .name("#day", PARTITION_KEY)
-                .value(":day", s(LATEST_PARTITION)),
-            ),
-            Route::Country(country) => self.spawn_fetch(
-                Fetch {
-                    index: Some(BY_COUNTRY_INDEX),
-                    key_condition: "#day = :day AND begins_with(#sk, :prefix)",
-                    ..base
-                }
-                .name("#day", PARTITION_KEY)
-                .name("#sk", COUNTRY_SORT_KEY)
-                .value(":day", s(LATEST_PARTITION))
-                .value(":prefix", s(format!("{country}#")))
-                .country_filter(&country),
-            ),
-            Route::Cells(cells) => {
-                let fetches = cells
-                    .iter()
-                    .map(|&cell| {
-                        Fetch {
-                            what: format!("latest cell {cell}"),
-                            index: Some(BY_CELL_INDEX),
-                            key_condition: "#ck = :ck",
-                            limit: Some(CELL_PAGE_ITEMS),
-                            ..Fetch::default()
-                        }
-                        .name("#ck", CELL_KEY)
-                        .value(":ck", s(cell_key_of(LATEST_PARTITION, cell)))
-                    })
-                    .collect();
-                self.spawn_merge(fetches, sensor_only)
-            }
-        };
-        while let Some(page) = pages.recv().await {
-            for r in page? {
-                if !latest.matches(&r) {
-                    continue;
-                }
-                if tx.send(Ok(r)).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

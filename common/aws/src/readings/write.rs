@@ -1,7 +1,6 @@
 //! Writing readings: the read-back that tells new, replaced and unchanged
-//! readings apart, batch writes with retries, the summary item, and each
-//! sensor's latest item (a conditional write that never moves a sensor
-//! back in time).
+//! readings apart, batch writes with retries, and the summary item. Each
+//! sensor's latest reading is `latest.rs`'s.
 
 use super::*;
 
@@ -14,12 +13,6 @@ pub struct LatestWrites {
     pub replaced: u64,
     /// Sensors whose latest item was newer already: left alone.
     pub kept: u64,
-}
-
-pub(crate) enum LatestWrite {
-    Created,
-    Replaced,
-    Kept,
 }
 
 impl DynamoReadingStore {
@@ -57,7 +50,7 @@ impl DynamoReadingStore {
         }
         let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
             futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
-                .map(|chunk| self.get_chunk(chunk))
+                .map(|chunk| self.get_chunk(chunk, false))
                 .buffer_unordered(WRITES_IN_FLIGHT)
                 .try_collect()
                 .await?;
@@ -75,6 +68,7 @@ impl DynamoReadingStore {
     pub(crate) async fn get_chunk(
         &self,
         mut pending: Vec<HashMap<String, AttributeValue>>,
+        consistent: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
         let context = || format!("DynamoDB BatchGetItem on {}", self.table);
         let mut items = Vec::with_capacity(pending.len());
@@ -83,6 +77,7 @@ impl DynamoReadingStore {
             attempt += 1;
             let keys = KeysAndAttributes::builder()
                 .set_keys(Some(pending.clone()))
+                .consistent_read(consistent)
                 .build()
                 .map_err(|e| BackendError::Corrupt(format!("{}: {e}", context())))?;
             let why = match self
@@ -244,104 +239,5 @@ impl DynamoReadingStore {
             }
         }
         Ok(())
-    }
-
-    /// Brings the latest item of every sensor in `readings` up to the
-    /// newest of its readings there: one conditional `PutItem` per sensor
-    /// (a write only wins over an older timestamp, or the same reading
-    /// written again, so concurrent writers and late batches cannot move a
-    /// sensor back in time), then one count of the new items on the
-    /// summary item.
-    pub(crate) async fn put_latest(
-        &self,
-        readings: impl IntoIterator<Item = Reading>,
-    ) -> Result<LatestWrites, BackendError> {
-        let mut newest: BTreeMap<u64, Reading> = BTreeMap::new();
-        for r in readings {
-            match newest.get(&r.sensor_id) {
-                Some(have) if have.timestamp > r.timestamp => {}
-                _ => {
-                    newest.insert(r.sensor_id, r);
-                }
-            }
-        }
-        let mut items = Vec::with_capacity(newest.len());
-        for r in newest.values() {
-            let item = ReadingItem::latest(r).encode()?;
-            items.push((r.timestamp.0, item));
-        }
-        let writes: Vec<LatestWrite> = futures::stream::iter(items)
-            .map(|(ts, item)| self.put_latest_one(ts, item))
-            .buffer_unordered(LATEST_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let mut out = LatestWrites::default();
-        for w in writes {
-            match w {
-                LatestWrite::Created => out.created += 1,
-                LatestWrite::Replaced => out.replaced += 1,
-                LatestWrite::Kept => out.kept += 1,
-            }
-        }
-        if out.created > 0 {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::summary_key()))
-                .update_expression("ADD #n :n")
-                .expression_attribute_names("#n", LATEST_COUNT)
-                .expression_attribute_values(":n", n(out.created))
-                .send()
-                .await
-                .map_err(|e| {
-                    remote(
-                        format!("DynamoDB UpdateItem (summary) on {}", self.table),
-                        e,
-                    )
-                })?;
-        }
-        Ok(out)
-    }
-
-    /// One sensor's latest item, written if it is not older than what is
-    /// there; throttling is retried with backoff as batch writes are.
-    pub(crate) async fn put_latest_one(
-        &self,
-        timestamp: i64,
-        item: HashMap<String, AttributeValue>,
-    ) -> Result<LatestWrite, BackendError> {
-        let result = with_backoff(&self.retry, || {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item.clone()))
-                .condition_expression("attribute_not_exists(#ts) OR #ts <= :ts")
-                .expression_attribute_names("#ts", "timestamp")
-                .expression_attribute_values(":ts", n(timestamp))
-                // The old item tells a new sensor from a replaced one, for
-                // the count of latest items; returning it costs no
-                // capacity.
-                .return_values(ReturnValue::AllOld)
-                .send()
-        })
-        .await;
-        match result {
-            Ok(out) => Ok(if out.attributes.is_some_and(|a| !a.is_empty()) {
-                LatestWrite::Replaced
-            } else {
-                LatestWrite::Created
-            }),
-            Err(e)
-                if error_code(&e) == Some("ConditionalCheckFailedException")
-                    || e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(LatestWrite::Kept)
-            }
-            Err(e) => Err(remote(
-                format!("DynamoDB PutItem (latest) on {}", self.table),
-                e,
-            )),
-        }
     }
 }
