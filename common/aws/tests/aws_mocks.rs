@@ -63,7 +63,7 @@ fn summary_rule() -> Rule {
         .build()
 }
 
-/// The latest items' conditional writes succeed (each a new sensor).
+/// The latest shards' writes succeed (each a new shard item).
 fn latest_rule() -> Rule {
     mock!(Client::put_item)
         .sequence()
@@ -281,20 +281,144 @@ async fn other_errors_are_not_retried() {
     assert_eq!(batch.num_calls(), 1);
 }
 
+/// A latest shard item as the store keeps it, by hand from the format in
+/// `readings/latest.rs`: `readings` is the gzip of a JSON array of the
+/// sensors' latest readings, `version` the condition of the next write.
+fn shard_item(
+    partition: &str,
+    version: u64,
+    readings: &[&Reading],
+) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue::{B, N, S};
+    use std::io::Write;
+    let entries: Vec<serde_json::Value> = readings
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id, "ts": r.timestamp.0, "sensor": r.sensor_id,
+                "type": r.sensor_type, "loc": r.loc_id, "country": r.loc_country,
+                "lat": r.loc_lat, "lon": r.loc_long, "alt": r.loc_alt,
+                "p1": r.p1, "p2": r.p2, "aqi": r.indices.values(),
+            })
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(serde_json::to_string(&entries).unwrap().as_bytes())
+        .unwrap();
+    HashMap::from([
+        ("day".to_owned(), S(partition.to_owned())),
+        ("at_sensor".to_owned(), S("latest".into())),
+        (
+            "readings".to_owned(),
+            B(aws_sdk_dynamodb::primitives::Blob::new(
+                gz.finish().unwrap(),
+            )),
+        ),
+        ("version".to_owned(), N(version.to_string())),
+        ("sensors".to_owned(), N(readings.len().to_string())),
+    ])
+}
+
+/// A shard write seen: its partition, condition and `:v`.
+type Condition = (String, Option<String>, Option<String>);
+
+/// Three sensors in three shards: one new (its write throttled twice,
+/// then made on condition that no shard item exists), one whose stored
+/// reading is older (the write, conditioned on the version read, loses a
+/// race; the shard read again shows the racing writer already moved the
+/// sensor past ours, so nothing more is written), one whose stored
+/// reading is newer (no write at all). One new shard item is counted.
 #[tokio::test]
-async fn latest_items_are_conditional_retried_and_counted() {
-    // Three sensors: the first write is throttled twice then creates the
-    // item, one replaces an older item, one finds a newer one (the
-    // condition fails: not an error, nothing counted).
-    let sensor = |req: &aws_sdk_dynamodb::operation::put_item::PutItemInput| {
+async fn latest_shards_are_version_conditioned_retried_and_counted() {
+    // Three sensor ids in three different shards.
+    let mut ids: Vec<u64> = Vec::new();
+    for id in 100u64.. {
+        let p = airq_aws::latest_partition_of(id);
+        if ids.iter().all(|&i| airq_aws::latest_partition_of(i) != p) {
+            ids.push(id);
+        }
+        if ids.len() == 3 {
+            break;
+        }
+    }
+    let rs: Vec<Reading> = readings(3)
+        .into_iter()
+        .zip(&ids)
+        .map(|(r, &id)| Reading { sensor_id: id, ..r })
+        .collect();
+    let (new, behind, ahead) = (&rs[0], &rs[1], &rs[2]);
+    let [p_new, p_behind, p_ahead] =
+        [new, behind, ahead].map(|r| airq_aws::latest_partition_of(r.sensor_id));
+    let at = |r: &Reading, dt: i64| Reading {
+        timestamp: Timestamp(r.timestamp.0 + dt),
+        ..r.clone()
+    };
+    let (older, newer) = (at(behind, -60), at(ahead, 60));
+    let raced = at(behind, 120);
+
+    let shard_reads: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let reads = shard_reads.clone();
+    let (pb, pa) = (p_behind.clone(), p_ahead.clone());
+    let (o, nw, rc) = (older.clone(), newer.clone(), raced.clone());
+    let get =
+        mock!(Client::batch_get_item).then_compute_response(move |req: &BatchGetItemInput| {
+            let keys = req
+                .request_items()
+                .and_then(|m| m.get(TABLE))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            let mut found = Vec::new();
+            for k in keys {
+                let Some(day) = k.get("day").and_then(|v| v.as_s().ok()) else {
+                    continue;
+                };
+                let mut reads = reads.lock().unwrap();
+                let n = reads.entry(day.clone()).or_insert(0);
+                *n += 1;
+                if *day == pb {
+                    // First read: version 7, our sensor older; then the racer's
+                    // version 8, our sensor newer than what we send.
+                    found.push(if *n == 1 {
+                        shard_item(&pb, 7, &[&o])
+                    } else {
+                        shard_item(&pb, 8, &[&rc])
+                    });
+                } else if *day == pa {
+                    found.push(shard_item(&pa, 3, &[&nw]));
+                }
+            }
+            MockResponse::Output(
+                BatchGetItemOutput::builder()
+                    .responses(TABLE, found)
+                    .build(),
+            )
+        });
+    let partition = |req: &aws_sdk_dynamodb::operation::put_item::PutItemInput| {
         req.item()
-            .and_then(|i| i.get("sensor_id"))
-            .and_then(|v| v.as_n().ok())
+            .and_then(|i| i.get("day"))
+            .and_then(|v| v.as_s().ok())
             .cloned()
             .unwrap_or_default()
     };
+    let conditions: Arc<Mutex<Vec<Condition>>> = Arc::default();
+    let seen = conditions.clone();
+    let record = move |req: &aws_sdk_dynamodb::operation::put_item::PutItemInput| {
+        seen.lock().unwrap().push((
+            partition(req),
+            req.condition_expression().map(str::to_owned),
+            req.expression_attribute_values()
+                .and_then(|v| v.get(":v"))
+                .and_then(|v| v.as_n().ok())
+                .cloned(),
+        ));
+    };
+    let (r1, r2) = (record.clone(), record);
+    let pn = p_new.clone();
     let throttles = mock!(Client::put_item)
-        .match_requests(move |req| sensor(req) == "100")
+        .match_requests(move |req| {
+            r1(req);
+            partition(req) == pn
+        })
         .sequence()
         // As DynamoDB sends it on the wire (its code is what is retried).
         .http_status(
@@ -307,18 +431,12 @@ async fn latest_items_are_conditional_retried_and_counted() {
         .times(2)
         .output(|| PutItemOutput::builder().build())
         .build();
-    let replaced = mock!(Client::put_item)
-        .match_requests(move |req| sensor(req) == "101")
-        .then_output(|| {
-            PutItemOutput::builder()
-                .attributes(
-                    "day",
-                    aws_sdk_dynamodb::types::AttributeValue::S("#latest".into()),
-                )
-                .build()
-        });
-    let kept = mock!(Client::put_item)
-        .match_requests(move |req| sensor(req) == "102")
+    let pb2 = p_behind.clone();
+    let lost = mock!(Client::put_item)
+        .match_requests(move |req| {
+            r2(req);
+            partition(req) == pb2
+        })
         .then_error(|| {
             PutItemError::ConditionalCheckFailedException(
                 aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
@@ -346,26 +464,46 @@ async fn latest_items_are_conditional_retried_and_counted() {
         MockResponse::Output(UpdateItemOutput::builder().build())
     });
     let store = store(
-        &[&throttles, &replaced, &kept, &batch, &summary],
+        &[&get, &throttles, &lost, &batch, &summary],
         fast_retries(5),
     );
-    // Sensor 100 twice in the batch: only its newer reading is written.
-    let mut rs = readings(3);
-    let mut older = rs[0].clone();
-    older.timestamp = Timestamp(older.timestamp.0 - 60);
-    rs.push(older);
-    store.put_batch(rs).await.expect("written");
+    // The new sensor twice in the batch: only its newer reading counts.
+    let mut batch_readings = rs.clone();
+    batch_readings.push(at(new, -60));
+    store.put_batch(batch_readings).await.expect("written");
+
+    assert_eq!(throttles.num_calls(), 3, "throttled twice, then written");
     assert_eq!(
-        throttles.num_calls(),
-        3,
-        "throttled twice, then written once"
+        lost.num_calls(),
+        1,
+        "the race lost once, then nothing to write"
     );
-    assert_eq!(replaced.num_calls(), 1);
-    assert_eq!(kept.num_calls(), 1);
+    let conditions = conditions.lock().unwrap();
+    assert!(
+        conditions
+            .iter()
+            .filter(|(p, ..)| *p == p_new)
+            .all(|(_, c, _)| c.as_deref() == Some("attribute_not_exists(#v)")),
+        "{conditions:?}"
+    );
+    assert!(
+        conditions
+            .iter()
+            .filter(|(p, ..)| *p == p_behind)
+            .all(|(_, c, v)| c.as_deref() == Some("#v = :v") && v.as_deref() == Some("7")),
+        "{conditions:?}"
+    );
+    assert!(
+        !conditions.iter().any(|(p, ..)| *p == p_ahead),
+        "a shard with nothing newer is not written: {conditions:?}"
+    );
+    let reads = shard_reads.lock().unwrap();
+    assert_eq!(reads.get(&p_behind), Some(&2), "read again after the race");
+    assert_eq!(reads.get(&p_ahead), Some(&1));
     assert_eq!(
         *counted.lock().unwrap(),
         vec!["1".to_owned()],
-        "one new sensor counted"
+        "one new shard item counted"
     );
 }
 
@@ -386,13 +524,21 @@ async fn the_read_back_retries_unprocessed_keys_and_skips_unchanged_readings() {
     let t = table.clone();
     let get =
         mock!(Client::batch_get_item).then_compute_response(move |req: &BatchGetItemInput| {
-            let mut n = c.lock().unwrap();
-            *n += 1;
             let keys = req
                 .request_items()
                 .and_then(|m| m.get(TABLE))
                 .map(|k| k.keys().to_vec())
                 .unwrap_or_default();
+            // The latest shards' read (after the writes) finds none.
+            if keys.iter().any(|k| {
+                k.get("day")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|d| d.starts_with("#latest"))
+            }) {
+                return MockResponse::Output(BatchGetItemOutput::builder().build());
+            }
+            let mut n = c.lock().unwrap();
+            *n += 1;
             // The first call processes only the first key.
             let (now, later) = if *n == 1 {
                 keys.split_at(1)

@@ -59,6 +59,12 @@ pub(crate) fn shard_of(sensor: u64) -> u32 {
     (z % u64::from(LATEST_SHARDS)) as u32
 }
 
+/// The partition key of the shard item holding `sensor`'s latest reading
+/// (`#latest#07`): for tests and tools that look at the table.
+pub fn latest_partition_of(sensor: u64) -> String {
+    shard_partition(shard_of(sensor))
+}
+
 /// The partition key of a shard item: `#latest#07`.
 pub(crate) fn shard_partition(shard: u32) -> String {
     format!("{LATEST_PARTITION}#{shard:02}")
