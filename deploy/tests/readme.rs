@@ -134,6 +134,14 @@ const PLAN: &[(&str, How)] = &[
         Run(&[]),
     ),
     (
+        "curl -sS -o result.csv \"http://127.0.0.1:8080/api/results/$id?wait=25s\"",
+        Run(&[]),
+    ),
+    (
+        "curl -sS -N http://127.0.0.1:8080/api/results/$id/events",
+        Run(&["event: done"]),
+    ),
+    (
         "bash scripts/up.sh --workers 6",
         Skip(BUILDS),
     ),

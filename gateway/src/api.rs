@@ -6,6 +6,7 @@
 //! | POST   | `/api/query`          | 200 the answer (direct), 202 JSON (queued), 400, 401, 413, 415, 429, 503 |
 //! | GET    | `/api/results/{id}`   | 200/206 the answer, 202, 304, 401, 404, 410, 416, 422, 429 (see [`crate::handlers::results`]) |
 //! | GET    | `/api/results/{id}/status` | 200 its state and query (JSON), 401, 404, 410, 429 |
+//! | GET    | `/api/results/{id}/events` | 200 its state changes as Server-Sent Events, 204, 401, 404, 410, 429, 503 (see [`crate::handlers::result_events`]) |
 //! | GET    | `/api/latest`         | 200 each sensor's latest reading (direct), 400, 401, 429, 503 |
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
@@ -21,7 +22,7 @@
 use crate::admission;
 use crate::answer_headers;
 use crate::error::ApiError;
-use crate::handlers::{health, latest, meta, results, submit};
+use crate::handlers::{health, latest, meta, result_events, results, submit};
 use crate::observe;
 use crate::request_id::{self, RequestId};
 use crate::state::AppState;
@@ -47,6 +48,7 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .route("/api/query", post(submit::submit))
         .route("/api/results/{id}", get(results::get))
         .route("/api/results/{id}/status", get(results::status))
+        .route("/api/results/{id}/events", get(result_events::events))
         .route("/api/latest", get(latest::get))
         .route("/api/meta", get(meta::get))
         .route("/healthz", get(health::healthz))

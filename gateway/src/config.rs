@@ -167,6 +167,20 @@ pub struct Config {
     #[arg(long, env = "AIRQ_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     pub max_connections_per_client: u32,
 
+    /// Results this gateway follows at once for its clients: event streams
+    /// (`GET /api/results/{id}/events`) and waiting polls (`?wait=`); a
+    /// further one is answered 503. Each holds a connection and a small
+    /// task, and reads its result once a second.
+    #[arg(long, env = "AIRQ_MAX_FOLLOWERS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_followers: u32,
+
+    /// Results one client (a key, or an anonymous address) may follow at
+    /// once; a further one is answered 429.
+    #[arg(long, env = "AIRQ_MAX_FOLLOWERS_PER_CLIENT", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_followers_per_client: u32,
+
     /// Largest request head (request line and headers) a connection may
     /// send, in bytes; a longer one is answered 431 and the connection
     /// closed. It bounds what each connection buffers before its request

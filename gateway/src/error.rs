@@ -76,6 +76,11 @@ pub enum ApiError {
     #[error("the response took too long to start")]
     Timeout,
 
+    /// No place for one more event stream or long poll: `whose` is
+    /// `"this client"` (its share, `429`) or `"this gateway"` (`503`).
+    #[error("too many followers")]
+    TooManyFollowers { max: usize, whose: &'static str },
+
     /// What only the direct path answers (the latest readings), on a
     /// gateway with no direct slots (`--direct-limit 0`).
     #[error("no direct slots")]
@@ -100,6 +105,7 @@ impl ApiError {
         Some(match self {
             ApiError::RateLimited { .. } => "rate_limit",
             ApiError::TooManyQueued { .. } => "queued_cap",
+            ApiError::TooManyFollowers { .. } => "followers",
             ApiError::Unauthorized(_) => "auth",
             ApiError::KeyInUrl => "key_in_url",
             ApiError::Backlog { .. } => "backlog",
@@ -118,6 +124,10 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::TooManyQueued { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::TooManyFollowers { whose, .. } if *whose == "this client" => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::TooManyFollowers { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
             ApiError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -221,6 +231,13 @@ impl IntoResponse for ApiError {
                 "the response took too long to start; retry later".to_owned(),
                 Vec::new(),
             ),
+            ApiError::TooManyFollowers { max, whose } => (
+                format!(
+                    "{whose} already follows {max} results at once (event streams and \
+                     waiting polls), the most it may; close one, or poll without `wait`"
+                ),
+                Vec::new(),
+            ),
             ApiError::NoDirectSlots => (
                 "this gateway answers nothing directly (--direct-limit 0), and the latest \
                  readings are only answered directly; ask another gateway"
@@ -250,7 +267,7 @@ impl IntoResponse for ApiError {
                 let secs = standing.retry_after_secs().unwrap_or(1);
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            ApiError::TooManyQueued { .. } => {
+            ApiError::TooManyQueued { .. } | ApiError::TooManyFollowers { .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized(_) => {

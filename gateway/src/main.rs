@@ -15,6 +15,7 @@ mod config;
 mod direct;
 mod enqueue;
 mod error;
+mod follow;
 mod handlers;
 mod heap;
 mod observe;
@@ -71,10 +72,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let cancel = CancellationToken::new();
+    let follows = follow::Follows::new(
+        config.max_followers as usize,
+        config.max_followers_per_client as usize,
+    );
     let mut tasks = background::spawn(
         &backend,
         config.backend.max_receives,
         config.purge_every,
+        follows.clone(),
         &cancel,
     );
     let metrics = if config.metrics {
@@ -82,7 +88,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = Arc::new(state::App::new(&config, backend.clone(), metrics));
+    let app = Arc::new(state::App::new(&config, backend.clone(), metrics, follows));
     tracing::info!(auth = ?config.auth, tiers = %app.admission.tiers().describe(),
         trusted_proxies = ?config.trusted_proxies, "admission");
     let direct_limit = config.direct_limit();

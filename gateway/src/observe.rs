@@ -15,7 +15,7 @@
 //! | `airq_request_queue_dlq_messages` | gauge (RequestSend's dead letters) | |
 //! | `airq_results_created_total` | counter | |
 //! | `airq_results_finished_total` | counter (recorded by this gateway's collector) | `outcome` = `done`, `failed` |
-//! | `airq_rejections_total` | counter | `reason` = `rate_limit`, `queued_cap`, `auth`, `key_in_url`, `backlog` |
+//! | `airq_rejections_total` | counter | `reason` = `rate_limit`, `queued_cap`, `followers`, `auth`, `key_in_url`, `backlog` |
 //!
 //! Routes are a fixed set of names ([`route_label`]), never a path, so a
 //! client cannot mint label values. The gauges are set when `/metrics` is
@@ -54,6 +54,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/readyz" => "readyz",
         "/metrics" => "metrics",
         "/" | "/index.html" | "/favicon.svg" => "page",
+        p if p.starts_with("/api/results/") && p.ends_with("/events") => "result_events",
         p if p.starts_with("/api/results/") => "results",
         p if p.starts_with("/assets/") => "page",
         _ => "other",

@@ -6,6 +6,7 @@ use crate::cached::Cached;
 use crate::config::Config;
 use crate::direct::Direct;
 use crate::enqueue::SubmitLocks;
+use crate::follow::Follows;
 use crate::observe::{QueueSample, QUEUE_SAMPLE_EVERY};
 use airq_core::queue::QueueDepth;
 use airq_core::Backend;
@@ -46,12 +47,21 @@ pub struct App {
     pub ready: Cached<crate::handlers::health::Failed>,
     /// Serialises each client's count of queued queries with its submit.
     pub submit_locks: SubmitLocks,
+    /// The event streams and waiting polls following results.
+    pub follows: Arc<Follows>,
+    /// `--request-timeout`: a waiting poll answers before it.
+    pub request_timeout: Duration,
 }
 
 pub type AppState = Arc<App>;
 
 impl App {
-    pub fn new(config: &Config, backend: Backend, metrics: Option<PrometheusHandle>) -> Self {
+    pub fn new(
+        config: &Config,
+        backend: Backend,
+        metrics: Option<PrometheusHandle>,
+        follows: Arc<Follows>,
+    ) -> Self {
         App {
             direct: Direct::new(backend.readings.clone(), config),
             admission: Admission::new(config, backend.keys.clone()),
@@ -68,6 +78,8 @@ impl App {
             queue_sample: Cached::new(QUEUE_SAMPLE_EVERY),
             submit_locks: SubmitLocks::default(),
             ready: Cached::new(crate::handlers::health::READY_CACHE),
+            follows,
+            request_timeout: config.request_timeout,
         }
     }
 }

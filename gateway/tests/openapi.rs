@@ -695,6 +695,45 @@ async fn every_answer_the_gateway_gives_is_documented() {
         assert_eq!(status, want, "{url}");
     }
 
+    // A result's events: a done one's (the stream ends at once), resumed
+    // past its end, unknown, expired; and long polls.
+    const EVENTS: &str = "/api/results/{id}/events";
+    for (url, last, want) in [
+        (format!("{result}/events"), None, StatusCode::OK),
+        (
+            format!("{result}/events"),
+            Some("3"),
+            StatusCode::NO_CONTENT,
+        ),
+        (format!("{unknown}/events"), None, StatusCode::NOT_FOUND),
+        (
+            s.url(&format!("/api/results/{expired}/events")),
+            None,
+            StatusCode::GONE,
+        ),
+        (
+            format!("{result}/events?token=x"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let mut request = c.get(&url);
+        if let Some(last) = last {
+            request = request.header("Last-Event-ID", last);
+        }
+        let (status, ..) = log.send("GET", EVENTS, request).await;
+        assert_eq!(status, want, "{url}");
+    }
+    for (qs, want) in [
+        ("?wait=1s", StatusCode::OK),
+        ("?wait=forever", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, ..) = log
+            .send("GET", RESULT, c.get(format!("{result}{qs}")))
+            .await;
+        assert_eq!(status, want, "{qs}");
+    }
+
     // Limits: two submits a minute, and no backlog at all.
     let limited = Setup::new(&["--tier", "anonymous:submits=2/min", "--max-backlog", "0"]);
     let query = limited.url("/api/query");

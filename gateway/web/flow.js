@@ -1,6 +1,7 @@
 // airq web page: the result flows. A submit sends the form's query and
-// shows the answer, or follows the queued result (polling) until it is
-// done, failed or gone; a link naming a result resumes following it.
+// shows the answer, or follows the queued result until it is done, failed
+// or gone (its event stream, else polling); a link naming a result
+// resumes following it.
 
 import { state, optionsLoaded } from './state.js';
 import { $, fmtDuration, fmtQuick, parseDateTime, sleep } from './util.js';
@@ -17,6 +18,9 @@ import { hideResult, showResult } from './result.js';
 
 // Consecutive failed polls (network errors, 503s) before giving up.
 const MAX_POLL_FAILURES = 10;
+// Connection errors an event stream may have before the page polls
+// instead (an EventSource reconnects by itself after each).
+const MAX_STREAM_ERRORS = 3;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // Each submit or resume starts a new flow; an older one stops at its
@@ -97,6 +101,43 @@ const STATE_TEXT = {
   running: 'Running: a worker is answering the query…',
 };
 
+// Waits on the result's event stream (GET /api/results/{id}/events),
+// showing each state, until it says the result is done, failed or gone:
+// resolves true then (the answer or the reason is one GET away), false
+// when the stream cannot be had (refused, or no EventSource), so that the
+// caller polls instead.
+function awaitEvents(id, my, note) {
+  return new Promise((resolve) => {
+    if (typeof EventSource !== 'function') {
+      resolve(false);
+      return;
+    }
+    const es = new EventSource(`/api/results/${encodeURIComponent(id)}/events`);
+    let errors = 0;
+    let watch = null;
+    const end = (ok) => {
+      es.close();
+      clearInterval(watch);
+      resolve(ok);
+    };
+    // A newer submit or resume ends this one.
+    watch = setInterval(() => { if (my !== flow) end(true); }, 250);
+    for (const name of ['queued', 'running']) {
+      es.addEventListener(name, (e) => {
+        errors = 0;
+        try { note(JSON.parse(e.data)); } catch (_) { /* a state without details */ }
+      });
+    }
+    for (const name of ['done', 'failed', 'expired']) es.addEventListener(name, () => end(true));
+    es.onerror = () => {
+      // CLOSED: refused (404, 410, 429, 503: polling says why); otherwise
+      // the browser reconnects with Last-Event-ID by itself.
+      errors += 1;
+      if (es.readyState === EventSource.CLOSED || errors > MAX_STREAM_ERRORS) end(false);
+    };
+  });
+}
+
 // Follows a queued result until it is done, failed or gone.
 async function poll(id, my, first) {
   showLink(id);
@@ -112,6 +153,11 @@ async function poll(id, my, first) {
     startElapsed(since);
   };
   note(first);
+  await awaitEvents(id, my, (info) => {
+    if (my !== flow) return;
+    waited = true;
+    note(info);
+  });
   let failures = 0;
   const signal = inFlight ? inFlight.signal : undefined;
   while (my === flow) {

@@ -98,6 +98,7 @@ pub async fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
                 retry_after: args.poll_retry_after,
                 max_polls: args.max_polls,
                 max_wait: args.poll_timeout,
+                follow: args.follow,
             },
         }
     } else if args.endpoint.starts_with('/') {

@@ -3,6 +3,7 @@
 //! query 100 times from 10 users to http://127.0.0.1:8080.
 
 use crate::client::ApiKey;
+use crate::journey::Follow;
 use crate::plan::{Arrival, StageTarget};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsStr;
@@ -186,6 +187,13 @@ pub struct RunArgs {
     /// Send `Prefer: respond-async`, forcing the queued path.
     #[arg(long, env = "AIRQ_LT_PREFER_ASYNC", help_heading = "Journey")]
     pub prefer_async: bool,
+
+    /// How a queued result is followed: `poll` (every --poll-interval),
+    /// `wait` (long polls, `?wait=20s`) or `events` (its Server-Sent Events
+    /// stream, then the answer). Each request after the submit counts as a
+    /// poll in the report.
+    #[arg(long, env = "AIRQ_LT_FOLLOW", value_enum, default_value_t = Follow::Poll, help_heading = "Journey")]
+    pub follow: Follow,
 
     /// Wait before the first poll of a queued result.
     #[arg(long, env = "AIRQ_LT_POLL_INTERVAL", default_value = "50ms", value_parser = duration, help_heading = "Journey")]

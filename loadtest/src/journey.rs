@@ -9,6 +9,11 @@
 //! Polls start after `interval` and back off (×`backoff`, up to
 //! `max_interval`), as a considerate client does: quick enough to see a
 //! fast result soon, without a storm of polls when results are slow.
+//! `--follow wait` long-polls instead (`?wait=`, each request held until
+//! the result is done or 20 s pass), and `--follow events` reads the
+//! result's event stream (`/events`) to its end, then fetches the answer;
+//! every request after the submit counts as a poll either way, so the
+//! report's polls per query compare the three.
 //!
 //! The plain journey is one `GET` of a path (e.g. `/healthz`), for
 //! measuring the generator and the HTTP stack alone.
@@ -19,6 +24,21 @@ use crate::stats::{micros, Answer, ErrorKind, Record, Recorder};
 use hyper::{Method, Uri};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// How a queued result is followed until it is done (`--follow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Follow {
+    /// `GET` the result every interval (with back-off).
+    #[default]
+    Poll,
+    /// `GET …?wait=20s`: each poll answered once the result is done.
+    Wait,
+    /// `GET …/events` (Server-Sent Events) to its end, then the answer.
+    Events,
+}
+
+/// The `wait` a long poll asks for (the gateway allows up to 25 s).
+const LONG_POLL: &str = "20s";
 
 /// How the journey polls a queued query.
 #[derive(Debug, Clone)]
@@ -35,6 +55,8 @@ pub struct PollPolicy {
     pub max_polls: u32,
     /// Longest time from submit to giving up.
     pub max_wait: Duration,
+    /// Polling, long polling or the event stream.
+    pub follow: Follow,
 }
 
 /// What each arrival does.
@@ -215,7 +237,32 @@ async fn query(
         .map_err(|_| ErrorKind::Protocol)?;
     record.answer = Answer::Queued;
     let give_up = t + poll.max_wait;
-    let mut wait = poll.interval;
+    let uri = match poll.follow {
+        Follow::Poll => uri,
+        Follow::Wait => format!("{uri}?wait={LONG_POLL}")
+            .parse()
+            .map_err(|_| ErrorKind::Protocol)?,
+        Follow::Events => {
+            let events: Uri = format!("{uri}/events")
+                .parse()
+                .map_err(|_| ErrorKind::Protocol)?;
+            record.polls += 1;
+            let t = Instant::now();
+            // The stream ends after the result's last event (or 204 when
+            // there is nothing more to say).
+            let reply = get(client, &events).await?;
+            rec.poll_latency(t.elapsed());
+            if !matches!(reply.status, 200 | 204) {
+                log_unexpected("events", reply.status, reply.body_head.as_ref());
+                return Err(ErrorKind::Status(reply.status));
+            }
+            uri
+        }
+    };
+    let mut wait = match poll.follow {
+        Follow::Poll => poll.interval,
+        Follow::Wait | Follow::Events => Duration::ZERO,
+    };
     loop {
         // `checked_add`: a server's Retry-After can be any number.
         let next = Instant::now().checked_add(wait);
@@ -234,6 +281,7 @@ async fn query(
                 return Ok(());
             }
             200 => return Err(ErrorKind::Protocol),
+            202 if poll.follow != Follow::Poll => wait = Duration::ZERO,
             202 => {
                 wait = match reply.retry_after {
                     // Never longer than the whole journey may take.
@@ -262,6 +310,7 @@ mod tests {
             retry_after: false,
             max_polls: 10,
             max_wait: Duration::from_secs(60),
+            follow: Follow::Poll,
         };
         let mut w = p.interval;
         let mut waits = vec![w];

@@ -13,6 +13,7 @@ mod collector;
 mod dead_letters;
 mod purger;
 
+use crate::follow::Follows;
 use airq_core::queue::{Message, Queue};
 use std::future::Future;
 use std::sync::Arc;
@@ -34,20 +35,36 @@ pub fn spawn(
     backend: &airq_core::Backend,
     max_receives: u32,
     purge_every: Duration,
+    follows: Arc<Follows>,
     cancel: &CancellationToken,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let results = backend.results.clone();
+    let told = follows.clone();
     tasks.spawn(consume(
         backend.request_receive.clone(),
         cancel.clone(),
-        move |m| collector::record_result(results.clone(), m),
+        move |m| {
+            let (results, told) = (results.clone(), told.clone());
+            async move {
+                let recorded = collector::record_result(results, m).await;
+                told.finished();
+                recorded
+            }
+        },
     ));
     let results = backend.results.clone();
     tasks.spawn(consume(
         backend.request_send_dlq.clone(),
         cancel.clone(),
-        move |m| dead_letters::record_dead_letter(results.clone(), max_receives, m),
+        move |m| {
+            let (results, told) = (results.clone(), follows.clone());
+            async move {
+                let recorded = dead_letters::record_dead_letter(results, max_receives, m).await;
+                told.finished();
+                recorded
+            }
+        },
     ));
     tasks.spawn(purger::purge(
         backend.results.clone(),

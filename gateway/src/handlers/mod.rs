@@ -3,5 +3,6 @@
 pub mod health;
 pub mod latest;
 pub mod meta;
+pub mod result_events;
 pub mod results;
 pub mod submit;

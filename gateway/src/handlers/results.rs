@@ -37,7 +37,7 @@ use airq_core::{Query, QueryLimits, Timestamp};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use std::ops::Range;
@@ -62,6 +62,11 @@ const UNKNOWN: &str = "no result with this id";
     params(
         ("id" = String, Path, description = "The result id (a UUID) from the `202` of `POST /api/query`",
             example = "6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90"),
+        ("wait" = Option<String>, Query,
+            description = "Long poll: while the query is queued or running, answer only once \
+                it is done or failed, or after this long (`20s`, or seconds; at most 25 s), \
+                whichever comes first. Counts as one of the client's followers while it waits",
+            example = "20s"),
         ("Range" = Option<String>, Header,
             description = "One byte range of the answer, `bytes=START-END`, `bytes=START-` or \
                 `bytes=-SUFFIX` (two or more ranges, any number, get the whole answer with 200)",
@@ -147,9 +152,12 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     Extension(request_id): Extension<RequestId>,
     id: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let wait = super::result_events::wait_of(uri.query())?;
     let record = readable(&app, &caller, id).await?;
+    let record = super::result_events::wait_for_end(&app, &caller, record, wait).await?;
     // A poll without an id of its own goes on under its query's id.
     let follow = match (&record.request_id, request_id.sent_by_client()) {
         (Some(submitted), false) if request_id::acceptable(submitted) => {
@@ -175,7 +183,7 @@ pub async fn get(
 
 /// The result `id` names, if this caller may read it and it has not
 /// expired: what the answer and the status share.
-async fn readable(
+pub(super) async fn readable(
     app: &AppState,
     caller: &Caller,
     id: Result<Path<String>, PathRejection>,
@@ -259,7 +267,7 @@ pub async fn status(
 
 /// A result's id, state, times and request id: the `202` body, and the
 /// start of the status.
-fn state_of(r: &ResultRecord) -> serde_json::Value {
+pub(super) fn state_of(r: &ResultRecord) -> serde_json::Value {
     serde_json::json!({
         "id": r.id,
         "status": r.state.as_str(),
@@ -271,7 +279,7 @@ fn state_of(r: &ResultRecord) -> serde_json::Value {
 }
 
 /// Why a failed result failed.
-fn failure_of(r: &ResultRecord) -> &str {
+pub(super) fn failure_of(r: &ResultRecord) -> &str {
     r.error
         .as_deref()
         .unwrap_or("the query failed for an unknown reason")

@@ -20,7 +20,7 @@ mod page;
 mod rules;
 pub mod schema;
 
-use crate::handlers::{health, latest, meta, results, submit};
+use crate::handlers::{health, latest, meta, result_events, results, submit};
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -64,6 +64,7 @@ use utoipa::{Modify, OpenApi};
         submit::submit,
         results::get,
         results::status,
+        result_events::events,
         latest::get,
         meta::get,
         health::healthz,

@@ -570,6 +570,39 @@ pub enum PendingState {
     Running,
 }
 
+/// One Server-Sent Event of `GET /api/results/{id}/events`, as an
+/// `EventSource` hands it over.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "event": "queued",
+    "id": "1",
+    "data": "{\"id\":\"6f1c2d0e-8a4b-4c1e-9f3a-2b7d5e8c1a90\",\"status\":\"queued\",\"createdAt\":\"2024-01-01 12:00:00\",\"updatedAt\":\"2024-01-01 12:00:00\",\"expiresAt\":\"2024-01-02 12:00:00\",\"requestId\":null}"
+}))]
+pub struct ResultEvent {
+    /// The result's state: `queued`, `running`, `done`, `failed`, or
+    /// `expired` (it expired or was purged while followed).
+    #[schema(inline)]
+    event: ResultEventName,
+    /// The state's rank, `1` (queued), `2` (running) or `3` (done or
+    /// failed), to send back as `Last-Event-ID`; absent on `expired`.
+    id: Option<String>,
+    /// JSON: the fields of a `202` body (`id`, `status`, `createdAt`,
+    /// `updatedAt`, `expiresAt`, `requestId`), with `rows` and `download`
+    /// (the answer's path) when done and `error` when failed; `{"error"}`
+    /// when expired.
+    data: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ResultEventName {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Expired,
+}
+
 /// A result's state and the query it answers (`GET
 /// /api/results/{id}/status`).
 #[derive(ToSchema)]

@@ -1049,6 +1049,27 @@ impl Test<'_> {
             "the page went through {seen:?}, not queued → running → done (status: {:?})",
             self.status_text().await.unwrap_or_default()
         );
+        // It followed the result through its event stream, not by polling.
+        let metrics = self
+            .http
+            .get(self.gateway.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        ensure!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("airq_http_requests_total")
+                    && l.contains("route=\"result_events\"")
+                    && l.contains("status=\"200\"")),
+            "no event stream was opened:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("airq_http_requests_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let answer = self.find("#answer").await?.text().await?;
         ensure!(answer.contains("queued"), "answer note {answer:?}");
         let described = self.find("#query-desc").await?.text().await?;
