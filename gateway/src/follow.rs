@@ -4,7 +4,8 @@
 //!
 //! A follower reads the result's record again whenever it may have
 //! changed. This gateway knows at once of the results it records itself
-//! (its collector and dead-letter consumer call [`Follows::finished`]); a
+//! (its collector and dead-letter consumer call [`Follows::finished`],
+//! which wakes only that result's followers); a
 //! result another gateway records, and a worker's move to `running`, are
 //! seen by reading the record again every [`POLL`]. So several gateways
 //! need nothing from one another, at the price of one point read of the
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
 
 /// How often a follower reads its result again when nothing here told it
 /// of a change (as often as `Retry-After: 1` asks a poller to).
@@ -36,12 +38,20 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Every follower of this gateway.
 pub struct Follows {
-    /// Bumped whenever this gateway records a finished result.
-    finished: watch::Sender<u64>,
     total: Arc<Semaphore>,
     max_total: usize,
     per_client_max: usize,
-    per_client: Mutex<HashMap<ClientId, usize>>,
+    open: Mutex<Open>,
+}
+
+/// Who follows what, only while followed (so at most `max_total` entries
+/// in each map).
+#[derive(Default)]
+struct Open {
+    per_client: HashMap<ClientId, usize>,
+    /// Each followed result's wake-up (bumped when this gateway records
+    /// it) and its number of followers.
+    by_result: HashMap<Uuid, (watch::Sender<u64>, usize)>,
 }
 
 /// One follower's place; given back when dropped.
@@ -49,28 +59,35 @@ pub struct Follow {
     _permit: OwnedSemaphorePermit,
     owner: Arc<Follows>,
     client: ClientId,
+    id: Uuid,
     changes: watch::Receiver<u64>,
 }
 
 impl Follows {
     pub fn new(max_total: usize, per_client_max: usize) -> Arc<Self> {
         Arc::new(Follows {
-            finished: watch::Sender::new(0),
             total: Arc::new(Semaphore::new(max_total)),
             max_total,
             per_client_max,
-            per_client: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
         })
     }
 
-    /// Tells every follower here that a result was recorded.
-    pub fn finished(&self) {
-        self.finished.send_modify(|n| *n = n.wrapping_add(1));
+    fn open_map(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A place for one more follower of `client`, if the gateway and the
-    /// client's share have one.
-    pub fn start(self: &Arc<Self>, client: &ClientId) -> Result<Follow, ApiError> {
+    /// Tells the followers of result `id` here, if any, that it was
+    /// recorded.
+    pub fn finished(&self, id: Uuid) {
+        if let Some((tx, _)) = self.open_map().by_result.get(&id) {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// A place for one more follower of result `id` by `client`, if the
+    /// gateway and the client's share have one.
+    pub fn start(self: &Arc<Self>, client: &ClientId, id: Uuid) -> Result<Follow, ApiError> {
         let permit =
             self.total
                 .clone()
@@ -79,12 +96,9 @@ impl Follows {
                     max: self.max_total,
                     whose: "this gateway",
                 })?;
-        {
-            let mut open = self
-                .per_client
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let n = open.entry(*client).or_insert(0);
+        let changes = {
+            let mut open = self.open_map();
+            let n = open.per_client.entry(*client).or_insert(0);
             if *n >= self.per_client_max {
                 return Err(ApiError::TooManyFollowers {
                     max: self.per_client_max,
@@ -92,13 +106,20 @@ impl Follows {
                 });
             }
             *n += 1;
-        }
-        let mut changes = self.finished.subscribe();
-        changes.mark_unchanged();
+            let (tx, followers) = open
+                .by_result
+                .entry(id)
+                .or_insert_with(|| (watch::Sender::new(0), 0));
+            *followers += 1;
+            let mut rx = tx.subscribe();
+            rx.mark_unchanged();
+            rx
+        };
         Ok(Follow {
             _permit: permit,
             owner: self.clone(),
             client: *client,
+            id,
             changes,
         })
     }
@@ -129,15 +150,17 @@ impl Follow {
 
 impl Drop for Follow {
     fn drop(&mut self) {
-        let mut open = self
-            .owner
-            .per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.client) {
+        let mut open = self.owner.open_map();
+        if let Some(n) = open.per_client.get_mut(&self.client) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                open.remove(&self.client);
+                open.per_client.remove(&self.client);
+            }
+        }
+        if let Some((_, n)) = open.by_result.get_mut(&self.id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.by_result.remove(&self.id);
             }
         }
     }
@@ -148,44 +171,64 @@ mod tests {
     use super::*;
 
     fn client(s: &str) -> ClientId {
-        ClientId::Key(uuid::Uuid::from_u128(u128::from(s.as_bytes()[0])))
+        ClientId::Key(Uuid::from_u128(u128::from(s.as_bytes()[0])))
     }
+
+    const R1: Uuid = Uuid::from_u128(1);
+    const R2: Uuid = Uuid::from_u128(2);
 
     #[test]
     fn followers_are_bounded_per_client_and_in_all() {
         let f = Follows::new(3, 2);
-        let a1 = f.start(&client("a")).expect("a's first");
-        let _a2 = f.start(&client("a")).expect("a's second");
+        let a1 = f.start(&client("a"), R1).expect("a's first");
+        let _a2 = f.start(&client("a"), R2).expect("a's second");
         assert!(matches!(
-            f.start(&client("a")),
+            f.start(&client("a"), R1),
             Err(ApiError::TooManyFollowers { max: 2, .. })
         ));
-        let _b1 = f.start(&client("b")).expect("b's first");
+        let _b1 = f.start(&client("b"), R1).expect("b's first");
         assert!(matches!(
-            f.start(&client("b")),
+            f.start(&client("b"), R1),
             Err(ApiError::TooManyFollowers { max: 3, .. })
         ));
         assert_eq!(f.open(), 3);
         drop(a1);
         assert_eq!(f.open(), 2);
-        let _b2 = f.start(&client("b")).expect("a place came free");
-        assert!(f.per_client.lock().map(|m| m.len()).unwrap_or(0) == 2);
+        let _b2 = f.start(&client("b"), R1).expect("a place came free");
+        let open = f.open_map();
+        assert_eq!(open.per_client.len(), 2);
+        assert_eq!(open.by_result.get(&R1).map(|(_, n)| *n), Some(2));
+        assert_eq!(open.by_result.get(&R2).map(|(_, n)| *n), Some(1));
+    }
+
+    #[test]
+    fn nothing_is_kept_of_a_result_nobody_follows() {
+        let f = Follows::new(3, 3);
+        let a = f.start(&client("a"), R1).expect("a place");
+        drop(a);
+        let open = f.open_map();
+        assert!(open.per_client.is_empty() && open.by_result.is_empty());
     }
 
     // Paused time: the follower's poll timer cannot fire before the
     // runtime is idle, so only the wake-up can end the wait early.
     #[tokio::test(start_paused = true)]
-    async fn a_recorded_result_wakes_followers_at_once() {
+    async fn a_recorded_result_wakes_its_followers_at_once_and_no_others() {
         let f = Follows::new(4, 4);
-        let mut follow = f.start(&client("a")).expect("a place");
+        let mut mine = f.start(&client("a"), R1).expect("a place");
+        let mut other = f.start(&client("a"), R2).expect("a place");
         let waiting = tokio::spawn(async move {
             let began = tokio::time::Instant::now();
-            follow.next_change().await;
-            began.elapsed()
+            mine.next_change().await;
+            let woken = began.elapsed();
+            let began = tokio::time::Instant::now();
+            other.next_change().await;
+            (woken, began.elapsed())
         });
         tokio::task::yield_now().await;
-        f.finished();
-        let waited = waiting.await.expect("the follower");
-        assert_eq!(waited, Duration::ZERO, "woken by the change, not the poll");
+        f.finished(R1);
+        let (mine, other) = waiting.await.expect("the followers");
+        assert_eq!(mine, Duration::ZERO, "woken by the change, not the poll");
+        assert_eq!(other, POLL, "another result's change wakes nobody else");
     }
 }

@@ -3,6 +3,7 @@
 //! gets a reason instead of polling forever.
 
 use super::excerpt;
+use crate::follow::Follows;
 use airq_core::job::{Job, JobError};
 use airq_core::queue::Message;
 use airq_core::results::{Outcome, ResultStore};
@@ -20,6 +21,7 @@ fn dead_letter_reason(max_receives: u32) -> String {
 /// it comes back) when the store could not take it.
 pub(super) async fn record_dead_letter(
     results: Arc<dyn ResultStore>,
+    follows: &Follows,
     max_receives: u32,
     message: Message,
 ) -> bool {
@@ -38,7 +40,10 @@ pub(super) async fn record_dead_letter(
         error: dead_letter_reason(max_receives),
     };
     match results.finish(id, &outcome).await {
-        Ok(_) => true,
+        Ok(_) => {
+            follows.finished(id);
+            true
+        }
         Err(e) => {
             tracing::warn!(%id, error = %e, "could not mark a dead-lettered query failed; will retry");
             false

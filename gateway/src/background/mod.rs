@@ -46,11 +46,7 @@ pub fn spawn(
         cancel.clone(),
         move |m| {
             let (results, told) = (results.clone(), told.clone());
-            async move {
-                let recorded = collector::record_result(results, m).await;
-                told.finished();
-                recorded
-            }
+            async move { collector::record_result(results, &told, m).await }
         },
     ));
     let results = backend.results.clone();
@@ -59,11 +55,7 @@ pub fn spawn(
         cancel.clone(),
         move |m| {
             let (results, told) = (results.clone(), follows.clone());
-            async move {
-                let recorded = dead_letters::record_dead_letter(results, max_receives, m).await;
-                told.finished();
-                recorded
-            }
+            async move { dead_letters::record_dead_letter(results, &told, max_receives, m).await }
         },
     ));
     tasks.spawn(purger::purge(

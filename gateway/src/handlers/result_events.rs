@@ -195,7 +195,7 @@ pub async fn events(
     if seen == LAST && rank(record.state) == LAST {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let follow = app.follows.start(&caller.client)?;
+    let follow = app.follows.start(&caller.client, record.id)?;
     let stream = Stream {
         id: record.id,
         app,
@@ -269,7 +269,7 @@ pub async fn wait_for_end(
     if wait.is_zero() || rank(record.state) == LAST {
         return Ok(record);
     }
-    let mut follow = app.follows.start(&caller.client)?;
+    let mut follow = app.follows.start(&caller.client, record.id)?;
     let ends_at = Instant::now() + wait;
     loop {
         let left = ends_at.saturating_duration_since(Instant::now());
