@@ -38,6 +38,11 @@ def rss_mib():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 
+def cpu_s():
+    with open(f"/proc/{gw}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 async def request(method, path, body=b"", headers=None):
     r, w = await asyncio.open_connection(host, port)
     h = {"Host": addr, "Connection": "close", "Content-Length": str(len(body))}
@@ -87,6 +92,11 @@ async def main():
     opened = time.monotonic() - t0
     await asyncio.sleep(2)
     during = rss_mib()
+    # The gateway's CPU while the streams wait (each re-reads its result
+    # once a second).
+    c0, w0 = cpu_s(), time.monotonic()
+    await asyncio.sleep(5)
+    idle_cpu = (cpu_s() - c0) / (time.monotonic() - w0) * 100
     worker = subprocess.Popen([worker_bin, "--db", db], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -100,6 +110,7 @@ async def main():
     print(f"{n} streams opened (each with its queued event) in {opened:.1f} s")
     print(f"gateway RSS: {before:.1f} MiB before, {during:.1f} MiB with {n} streams open: "
           f"{(during - before) * 1024 / n:.1f} KiB a stream")
+    print(f"gateway CPU while {n} streams wait: {idle_cpu:.0f} % of one core")
     print(f"done received by {len(done)} of {n} streams; after the first stream's done: "
           f"p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, last {spread[-1]:.0f} ms")
 

@@ -8,9 +8,12 @@
 //! which wakes only that result's followers); a
 //! result another gateway records, and a worker's move to `running`, are
 //! seen by reading the record again every [`POLL`]. So several gateways
-//! need nothing from one another, at the price of one point read of the
-//! result store per follower per second (on DynamoDB half a read unit:
-//! 1,000 followers for an hour cost 1.8 M units, $0.23 on demand).
+//! need nothing from one another. The followers of one result share their
+//! reads ([`Follow::read`]): a read less than [`SHARED_READ`] old, and
+//! newer than the last wake-up, is reused, so a result costs about two
+//! point reads of the result store a second however many follow it (on
+//! DynamoDB half a read unit each: 1,000 followed results for an hour
+//! cost 3.6 M units, $0.45 on demand).
 //!
 //! Followers are bounded: `--max-followers` on the gateway (a further one
 //! is `503`), `--max-followers-per-client` per client (a further one is
@@ -19,7 +22,8 @@
 //! waits at most [`MAX_WAIT`].
 
 use crate::error::ApiError;
-use airq_core::ClientId;
+use airq_core::results::{ResultRecord, ResultStore};
+use airq_core::{BackendError, ClientId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +33,8 @@ use uuid::Uuid;
 /// How often a follower reads its result again when nothing here told it
 /// of a change (as often as `Retry-After: 1` asks a poller to).
 pub const POLL: Duration = Duration::from_secs(1);
+/// How old a read of a followed result its other followers reuse.
+pub const SHARED_READ: Duration = Duration::from_millis(500);
 /// The longest `?wait=` a long poll may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(25);
 /// How long one event stream lasts before the gateway ends it.
@@ -50,8 +56,22 @@ pub struct Follows {
 struct Open {
     per_client: HashMap<ClientId, usize>,
     /// Each followed result's wake-up (bumped when this gateway records
-    /// it) and its number of followers.
-    by_result: HashMap<Uuid, (watch::Sender<u64>, usize)>,
+    /// it), its last read and its number of followers.
+    by_result: HashMap<Uuid, Followed>,
+}
+
+struct Followed {
+    woken: watch::Sender<u64>,
+    last: Arc<tokio::sync::Mutex<Option<LastRead>>>,
+    followers: usize,
+}
+
+/// A followed result as last read, and when.
+struct LastRead {
+    at: tokio::time::Instant,
+    /// The wake-up count it was read after.
+    generation: u64,
+    record: Option<Arc<ResultRecord>>,
 }
 
 /// One follower's place; given back when dropped.
@@ -61,6 +81,7 @@ pub struct Follow {
     client: ClientId,
     id: Uuid,
     changes: watch::Receiver<u64>,
+    last: Arc<tokio::sync::Mutex<Option<LastRead>>>,
 }
 
 impl Follows {
@@ -80,8 +101,8 @@ impl Follows {
     /// Tells the followers of result `id` here, if any, that it was
     /// recorded.
     pub fn finished(&self, id: Uuid) {
-        if let Some((tx, _)) = self.open_map().by_result.get(&id) {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(f) = self.open_map().by_result.get(&id) {
+            f.woken.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -96,7 +117,7 @@ impl Follows {
                     max: self.max_total,
                     whose: "this gateway",
                 })?;
-        let changes = {
+        let (changes, last) = {
             let mut open = self.open_map();
             let n = open.per_client.entry(*client).or_insert(0);
             if *n >= self.per_client_max {
@@ -106,14 +127,15 @@ impl Follows {
                 });
             }
             *n += 1;
-            let (tx, followers) = open
-                .by_result
-                .entry(id)
-                .or_insert_with(|| (watch::Sender::new(0), 0));
-            *followers += 1;
-            let mut rx = tx.subscribe();
+            let f = open.by_result.entry(id).or_insert_with(|| Followed {
+                woken: watch::Sender::new(0),
+                last: Arc::default(),
+                followers: 0,
+            });
+            f.followers += 1;
+            let mut rx = f.woken.subscribe();
             rx.mark_unchanged();
-            rx
+            (rx, f.last.clone())
         };
         Ok(Follow {
             _permit: permit,
@@ -121,6 +143,7 @@ impl Follows {
             client: *client,
             id,
             changes,
+            last,
         })
     }
 
@@ -132,8 +155,31 @@ impl Follows {
 }
 
 impl Follow {
-    /// Returns when the result may have changed: this gateway recorded a
-    /// result, or [`POLL`] passed.
+    /// The result as it is now: a read by another follower of it reused
+    /// when under [`SHARED_READ`] old and made after the last wake-up,
+    /// else read from `store` (and shared).
+    pub async fn read(
+        &self,
+        store: &dyn ResultStore,
+    ) -> Result<Option<Arc<ResultRecord>>, BackendError> {
+        let generation = *self.changes.borrow();
+        let mut last = self.last.lock().await;
+        if let Some(l) = last.as_ref() {
+            if l.generation == generation && l.at.elapsed() < SHARED_READ {
+                return Ok(l.record.clone());
+            }
+        }
+        let record = store.get(self.id).await?.map(Arc::new);
+        *last = Some(LastRead {
+            at: tokio::time::Instant::now(),
+            generation,
+            record: record.clone(),
+        });
+        Ok(record)
+    }
+
+    /// Returns when the result may have changed: this gateway recorded it,
+    /// or [`POLL`] passed.
     pub async fn next_change(&mut self) {
         tokio::select! {
             changed = self.changes.changed() => {
@@ -157,9 +203,9 @@ impl Drop for Follow {
                 open.per_client.remove(&self.client);
             }
         }
-        if let Some((_, n)) = open.by_result.get_mut(&self.id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(f) = open.by_result.get_mut(&self.id) {
+            f.followers = f.followers.saturating_sub(1);
+            if f.followers == 0 {
                 open.by_result.remove(&self.id);
             }
         }
@@ -197,8 +243,8 @@ mod tests {
         let _b2 = f.start(&client("b"), R1).expect("a place came free");
         let open = f.open_map();
         assert_eq!(open.per_client.len(), 2);
-        assert_eq!(open.by_result.get(&R1).map(|(_, n)| *n), Some(2));
-        assert_eq!(open.by_result.get(&R2).map(|(_, n)| *n), Some(1));
+        assert_eq!(open.by_result.get(&R1).map(|f| f.followers), Some(2));
+        assert_eq!(open.by_result.get(&R2).map(|f| f.followers), Some(1));
     }
 
     #[test]
@@ -208,6 +254,115 @@ mod tests {
         drop(a);
         let open = f.open_map();
         assert!(open.per_client.is_empty() && open.by_result.is_empty());
+    }
+
+    /// A result store that only answers `get`, with one queued record,
+    /// and counts the reads.
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    fn pending(id: Uuid) -> ResultRecord {
+        ResultRecord {
+            id,
+            state: airq_core::results::ResultState::Queued,
+            query: "{}".into(),
+            created_at: airq_core::Timestamp(0),
+            updated_at: airq_core::Timestamp(0),
+            expires_at: airq_core::Timestamp(86_400),
+            rows: None,
+            answer: None,
+            stored: None,
+            error: None,
+            client: None,
+            request_id: None,
+        }
+    }
+
+    fn refused() -> BackendError {
+        BackendError::Unsupported("only get".into())
+    }
+
+    #[async_trait::async_trait]
+    impl ResultStore for Counting {
+        async fn create(
+            &self,
+            _: Uuid,
+            _: &airq_core::Query,
+            _: Duration,
+            _: &airq_core::results::Submission,
+        ) -> Result<(), BackendError> {
+            Err(refused())
+        }
+        async fn pending(
+            &self,
+            _: &ClientId,
+            _: airq_core::Timestamp,
+        ) -> Result<u64, BackendError> {
+            Err(refused())
+        }
+        async fn get(&self, id: Uuid) -> Result<Option<ResultRecord>, BackendError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Some(pending(id)))
+        }
+        async fn mark_running(&self, _: Uuid) -> Result<(), BackendError> {
+            Err(refused())
+        }
+        async fn finish(
+            &self,
+            _: Uuid,
+            _: &airq_core::results::Outcome,
+        ) -> Result<bool, BackendError> {
+            Err(refused())
+        }
+        fn inline_max(&self) -> usize {
+            0
+        }
+        async fn create_answer(
+            &self,
+            _: Uuid,
+        ) -> Result<Box<dyn airq_core::results::AnswerSink>, BackendError> {
+            Err(refused())
+        }
+        async fn open_answer(
+            &self,
+            _: &airq_core::results::StoredAnswer,
+            _: Option<std::ops::Range<u64>>,
+        ) -> Result<airq_core::results::ByteStream, BackendError> {
+            Err(refused())
+        }
+        async fn purge_expired(
+            &self,
+            _: airq_core::Timestamp,
+            _: Duration,
+        ) -> Result<u64, BackendError> {
+            Err(refused())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_of_one_result_share_their_reads() {
+        let store = Counting(Default::default());
+        let reads = || store.0.load(std::sync::atomic::Ordering::Relaxed);
+        let f = Follows::new(10, 10);
+        let followers: Vec<Follow> = (0..5)
+            .map(|_| f.start(&client("a"), R1).expect("a place"))
+            .collect();
+        let other = f.start(&client("a"), R2).expect("a place");
+        for follower in &followers {
+            follower.read(&store).await.expect("read");
+        }
+        assert_eq!(reads(), 1, "five followers, one read");
+        other.read(&store).await.expect("read");
+        assert_eq!(reads(), 2, "another result is read for itself");
+        // Recorded here: the next read is fresh, and shared again.
+        f.finished(R1);
+        for follower in &followers {
+            follower.read(&store).await.expect("read");
+        }
+        assert_eq!(reads(), 3);
+        // Old reads are not reused.
+        tokio::time::advance(SHARED_READ).await;
+        followers[0].read(&store).await.expect("read");
+        assert_eq!(reads(), 4);
     }
 
     // Paused time: the follower's poll timer cannot fire before the

@@ -37,6 +37,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -82,7 +83,7 @@ struct Stream {
     /// The highest rank sent (or seen before a reconnection).
     sent: u8,
     /// The record read when the request came, sent first.
-    first: Option<ResultRecord>,
+    first: Option<Arc<ResultRecord>>,
     follow: Follow,
     ends_at: Instant,
     over: bool,
@@ -108,7 +109,7 @@ impl Stream {
                     {
                         return None;
                     }
-                    match self.app.backend.results.get(self.id).await {
+                    match self.follow.read(self.app.backend.results.as_ref()).await {
                         Ok(Some(r)) => r,
                         Ok(None) => {
                             self.over = true;
@@ -200,7 +201,7 @@ pub async fn events(
         id: record.id,
         app,
         sent: seen,
-        first: Some(record),
+        first: Some(Arc::new(record)),
         follow,
         ends_at: Instant::now() + follow::STREAM_LIFETIME,
         over: false,
@@ -280,8 +281,8 @@ pub async fn wait_for_end(
         {
             return Ok(record);
         }
-        match app.backend.results.get(record.id).await {
-            Ok(Some(r)) => record = r,
+        match follow.read(app.backend.results.as_ref()).await {
+            Ok(Some(r)) => record = Arc::unwrap_or_clone(r),
             // Gone meanwhile: what a plain poll now says.
             Ok(None) => return Err(ApiError::Expired),
             Err(e) => tracing::warn!(id = %record.id, error = %e,
