@@ -3,8 +3,9 @@
 # same closed loop of queued queries (`Prefer: respond-async`, the sample's
 # DE hour) three times, once per `--follow` mode, against one gateway and
 # one worker on the shipped sample, and what each finished result cost:
-# requests after the submit ("polls/query" in the report) and the time to
-# the result. Loopback only; bounded: N queries per mode.
+# requests after the submit ("polls/query" in the report), the body bytes
+# of those responses besides the answer ("B/query besides the answer"),
+# and the time to the result. Loopback only; bounded: N queries per mode.
 #   loadtest/follow_cost.sh [N] [USERS]     (default 200 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."

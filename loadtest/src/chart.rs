@@ -356,6 +356,7 @@ mod tests {
             queued_pct: 0.0,
             polls: 0,
             polls_per_query: 0.0,
+            follow_bytes_per_query: 0.0,
             max_polls: 0,
             result_bytes: 0,
             mean_result_bytes: 0.0,
@@ -404,6 +405,7 @@ mod tests {
                 status: 200,
                 answer: Answer::Direct,
                 polls: 0,
+                follow_bytes: 0,
                 bytes: 0,
                 error: None,
             })

@@ -112,6 +112,7 @@ pub async fn run(
         status: 0,
         answer: Answer::None,
         polls: 0,
+        follow_bytes: 0,
         bytes: 0,
         error: None,
     };
@@ -252,6 +253,7 @@ async fn query(
             // there is nothing more to say).
             let reply = get(client, &events).await?;
             rec.poll_latency(t.elapsed());
+            record.follow_bytes += reply.body_len;
             if !matches!(reply.status, 200 | 204) {
                 log_unexpected("events", reply.status, reply.body_head.as_ref());
                 return Err(ErrorKind::Status(reply.status));
@@ -281,8 +283,12 @@ async fn query(
                 return Ok(());
             }
             200 => return Err(ErrorKind::Protocol),
-            202 if poll.follow != Follow::Poll => wait = Duration::ZERO,
+            202 if poll.follow != Follow::Poll => {
+                record.follow_bytes += reply.body_len;
+                wait = Duration::ZERO;
+            }
             202 => {
+                record.follow_bytes += reply.body_len;
                 wait = match reply.retry_after {
                     // Never longer than the whole journey may take.
                     Some(s) if poll.retry_after => Duration::from_secs(s).min(poll.max_wait),

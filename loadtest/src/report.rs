@@ -167,12 +167,13 @@ fn details(s: &Summary) -> String {
     if s.direct + s.queued > 0 {
         let _ = writeln!(
             out,
-            "  answers: {} direct, {} queued ({:.1} %); polls/query {:.2} (max {}); result size mean {}, max {}",
+            "  answers: {} direct, {} queued ({:.1} %); polls/query {:.2} (max {}), {:.0} B/query besides the answer; result size mean {}, max {}",
             s.direct,
             s.queued,
             s.queued_pct,
             s.polls_per_query,
             s.max_polls,
+            s.follow_bytes_per_query,
             bytes(s.mean_result_bytes),
             bytes(s.max_result_bytes as f64)
         );
@@ -366,6 +367,7 @@ mod tests {
                 status: 200,
                 answer: Answer::Direct,
                 polls: 0,
+                follow_bytes: 0,
                 bytes: 42,
                 error: None,
             },
@@ -378,6 +380,7 @@ mod tests {
                 status: 503,
                 answer: Answer::None,
                 polls: 0,
+                follow_bytes: 0,
                 bytes: 0,
                 error: Some(ErrorKind::Status(503)),
             },

@@ -281,6 +281,7 @@ impl Crew {
                 status: 0,
                 answer: Answer::None,
                 polls: 0,
+                follow_bytes: 0,
                 bytes: 0,
                 error: Some(ErrorKind::Timeout),
             });
@@ -405,6 +406,7 @@ fn summarize(
         },
         polls: rec.polls,
         polls_per_query: rec.polls as f64 / queries,
+        follow_bytes_per_query: rec.follow_bytes as f64 / queries,
         max_polls: rec.max_polls,
         result_bytes: rec.bytes,
         mean_result_bytes: if rec.ok == 0 {

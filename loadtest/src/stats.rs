@@ -93,6 +93,9 @@ pub struct Record {
     pub status: u16,
     pub answer: Answer,
     pub polls: u32,
+    /// Body bytes of every response after the submit but the answer's
+    /// (`202`s, event streams): what following the result cost.
+    pub follow_bytes: u64,
     /// Bytes of the result body.
     pub bytes: u64,
     pub error: Option<ErrorKind>,
@@ -121,6 +124,7 @@ pub struct Recorder {
     pub queued: u64,
     pub polls: u64,
     pub max_polls: u32,
+    pub follow_bytes: u64,
     pub bytes: u64,
     pub max_bytes: u64,
     /// Requests that started later than the lateness allowance.
@@ -142,6 +146,7 @@ impl Recorder {
             direct: 0,
             queued: 0,
             polls: 0,
+            follow_bytes: 0,
             max_polls: 0,
             bytes: 0,
             max_bytes: 0,
@@ -183,6 +188,7 @@ impl Recorder {
             Some(kind) => *self.errors.entry(kind).or_default() += 1,
         }
         self.polls += u64::from(r.polls);
+        self.follow_bytes += r.follow_bytes;
         self.max_polls = self.max_polls.max(r.polls);
         if self.keep_records {
             self.records.push(r);
@@ -211,6 +217,7 @@ impl Recorder {
         self.direct += other.direct;
         self.queued += other.queued;
         self.polls += other.polls;
+        self.follow_bytes += other.follow_bytes;
         self.max_polls = self.max_polls.max(other.max_polls);
         self.bytes += other.bytes;
         self.max_bytes = self.max_bytes.max(other.max_bytes);
@@ -319,6 +326,9 @@ pub struct Summary {
     pub queued_pct: f64,
     pub polls: u64,
     pub polls_per_query: f64,
+    /// Bytes of responses after the submit but the answer, per queued
+    /// query.
+    pub follow_bytes_per_query: f64,
     pub max_polls: u32,
     pub result_bytes: u64,
     pub mean_result_bytes: f64,
@@ -385,6 +395,7 @@ mod tests {
                 status: 200,
                 answer: Answer::Direct,
                 polls: 0,
+                follow_bytes: 0,
                 bytes: 10,
                 error: None,
             };
@@ -421,6 +432,7 @@ mod tests {
             status: 503,
             answer: Answer::None,
             polls: 0,
+            follow_bytes: 0,
             bytes: 0,
             error: Some(ErrorKind::Status(503)),
         };

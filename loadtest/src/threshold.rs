@@ -267,6 +267,7 @@ mod tests {
             queued_pct: 5.26,
             polls: 7,
             polls_per_query: 0.07,
+            follow_bytes_per_query: 20.0,
             max_polls: 3,
             result_bytes: 0,
             mean_result_bytes: 0.0,
