@@ -238,15 +238,9 @@ impl DynamoReadingStore {
         consistent: bool,
     ) -> Result<HashMap<u32, Shard>, BackendError> {
         let keys: Vec<_> = shards.into_iter().map(shard_key).collect();
-        let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
-            futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
-                .map(|chunk| self.get_chunk(chunk, consistent))
-                .buffer_unordered(WRITES_IN_FLIGHT)
-                .try_collect()
-                .await?;
-        pages
+        self.get_items(keys, consistent)
+            .await?
             .iter()
-            .flatten()
             .map(|item| Shard::decode(&self.table, item))
             .collect()
     }
@@ -395,9 +389,10 @@ impl DynamoReadingStore {
     /// the sensors it holds (for the cost figures in BENCHMARKS.md).
     pub async fn latest_shard_sizes(&self) -> Result<Vec<(usize, u64)>, BackendError> {
         let keys: Vec<_> = (0..LATEST_SHARDS).map(shard_key).collect();
-        let mut sizes = Vec::new();
-        for chunk in keys.chunks(BATCH_GET_MAX) {
-            for item in self.get_chunk(chunk.to_vec(), false).await? {
+        let items = self.get_items(keys, false).await?;
+        Ok(items
+            .iter()
+            .map(|item| {
                 let bytes = match item.get(PACKED) {
                     Some(AttributeValue::B(b)) => b.as_ref().len(),
                     _ => 0,
@@ -406,10 +401,9 @@ impl DynamoReadingStore {
                     Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
                     _ => 0,
                 };
-                sizes.push((bytes, sensors));
-            }
-        }
-        Ok(sizes)
+                (bytes, sensors)
+            })
+            .collect())
     }
 
     /// Every latest reading `latest` matches, in sensor id order: every

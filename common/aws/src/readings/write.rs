@@ -48,19 +48,30 @@ impl DynamoReadingStore {
                 (SORT_KEY.to_owned(), s(item.at_sensor)),
             ]));
         }
-        let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
-            futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
-                .map(|chunk| self.get_chunk(chunk, false))
-                .buffer_unordered(WRITES_IN_FLIGHT)
-                .try_collect()
-                .await?;
         let table = &self.table;
-        Ok(pages
+        Ok(self
+            .get_items(keys, false)
+            .await?
             .into_iter()
-            .flatten()
             .filter_map(|item| ReadingItem::decode(item).ok()?.into_reading(table).ok())
             .map(|r| ((r.timestamp.0, r.sensor_id), r))
             .collect())
+    }
+
+    /// The items under `keys` that exist: `BatchGetItem` calls of at most
+    /// 100 keys, a few in flight, each retried as [`Self::get_chunk`] says.
+    pub(crate) async fn get_items(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        consistent: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
+            futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
+                .map(|chunk| self.get_chunk(chunk, consistent))
+                .buffer_unordered(WRITES_IN_FLIGHT)
+                .try_collect()
+                .await?;
+        Ok(pages.into_iter().flatten().collect())
     }
 
     /// Reads one `BatchGetItem` of at most 100 keys, as [`Self::write_chunk`]
