@@ -22,7 +22,7 @@
 //! one batch at most.
 
 use crate::db::{Db, DbError};
-use crate::readings::{index_column, unique_with_cells, DAY_OF_TS, LEADING_COLUMNS};
+use crate::readings::{bind_leading, index_column, unique_with_cells, DAY_OF_TS, LEADING_COLUMNS};
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
 use airq_core::mean::ExactSum;
@@ -288,22 +288,6 @@ fn bind_reading(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<(), 
     bind_leading(stmt, r)?;
     stmt.raw_bind_parameter(CELL, cell)?;
     stmt.raw_bind_parameter(SAMPLES, r.samples)?;
-    Ok(())
-}
-
-/// Binds a reading's [`LEADING_COLUMNS`] (`?1 … ?11`).
-fn bind_leading(stmt: &mut Statement<'_>, r: &Reading) -> Result<(), DbError> {
-    stmt.raw_bind_parameter(1, r.id.map(|v| v as i64))?;
-    stmt.raw_bind_parameter(2, r.timestamp.0)?;
-    stmt.raw_bind_parameter(3, r.sensor_id as i64)?;
-    stmt.raw_bind_parameter(4, &r.sensor_type)?;
-    stmt.raw_bind_parameter(5, r.loc_id.map(|v| v as i64))?;
-    stmt.raw_bind_parameter(6, &r.loc_country)?;
-    stmt.raw_bind_parameter(7, &r.loc_lat)?;
-    stmt.raw_bind_parameter(8, &r.loc_long)?;
-    stmt.raw_bind_parameter(9, &r.loc_alt)?;
-    stmt.raw_bind_parameter(10, &r.p1)?;
-    stmt.raw_bind_parameter(11, &r.p2)?;
     Ok(())
 }
 

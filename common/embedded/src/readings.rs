@@ -267,9 +267,8 @@ impl SqliteReadingStore {
     }
 }
 
-/// Runs one of [`Statements`]' writes (they bind the same parameters,
-/// [`write_columns`]) for `r`; returns the rows changed.
-fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, DbError> {
+/// Binds a reading's [`LEADING_COLUMNS`] (`?1 … ?11`).
+pub(crate) fn bind_leading(stmt: &mut Statement<'_>, r: &Reading) -> Result<(), DbError> {
     stmt.raw_bind_parameter(1, r.id.map(|v| v as i64))?;
     stmt.raw_bind_parameter(2, r.timestamp.0)?;
     stmt.raw_bind_parameter(3, r.sensor_id as i64)?;
@@ -281,6 +280,13 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
     stmt.raw_bind_parameter(9, &r.loc_alt)?;
     stmt.raw_bind_parameter(10, &r.p1)?;
     stmt.raw_bind_parameter(11, &r.p2)?;
+    Ok(())
+}
+
+/// Runs one of [`Statements`]' writes (they bind the same parameters,
+/// [`write_columns`]) for `r`; returns the rows changed.
+fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, DbError> {
+    bind_leading(stmt, r)?;
     for (k, (_, value)) in r.indices.iter().enumerate() {
         stmt.raw_bind_parameter(FIRST_INDEX + 1 + k, value)?;
     }
