@@ -239,12 +239,11 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
         // The latest readings are a read of the reading store like a
         // direct query, and hand out the same data: the same budget, and
         // the same need for a key.
-        (&Method::POST, "/api/query") | (&Method::GET | &Method::HEAD, "/api/latest") => {
-            Some(Route {
-                kind: Kind::Submits,
-                needs_key: true,
-            })
-        }
+        (&Method::POST, "/api/query")
+        | (&Method::GET | &Method::HEAD, "/api/latest" | "/api/stream/latest") => Some(Route {
+            kind: Kind::Submits,
+            needs_key: true,
+        }),
         (&Method::GET | &Method::HEAD, "/api/meta" | "/metrics") => Some(Route {
             kind: Kind::Polls,
             needs_key: false,

@@ -181,6 +181,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_followers_per_client: u32,
 
+    /// Live streams (`GET /api/stream/latest`) open at once on this
+    /// gateway; a further one is answered 503. Each holds a connection and
+    /// a small task; the readings they send are shared.
+    #[arg(long, env = "AIRQ_MAX_STREAMS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_streams: u32,
+
+    /// Live streams one client (a key, or an anonymous address) may hold
+    /// open at once; a further one is answered 429.
+    #[arg(long, env = "AIRQ_MAX_STREAMS_PER_CLIENT", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams_per_client: u32,
+
+    /// The most sensors a live stream's place may hold (its first answer
+    /// is one event per sensor); a wider place is answered 400, asking the
+    /// client to narrow it.
+    #[arg(long, env = "AIRQ_MAX_STREAM_SENSORS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_stream_sensors: u32,
+
     /// Largest request head (request line and headers) a connection may
     /// send, in bytes; a longer one is answered 431 and the connection
     /// closed. It bounds what each connection buffers before its request

@@ -81,6 +81,15 @@ pub enum ApiError {
     #[error("too many followers")]
     TooManyFollowers { max: usize, whose: &'static str },
 
+    /// No place for one more live stream (`GET /api/stream/latest`):
+    /// `whose` as for [`ApiError::TooManyFollowers`].
+    #[error("too many live streams")]
+    TooManyStreams { max: usize, whose: &'static str },
+
+    /// What this backend does not do (yet); the message says what does.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+
     /// What only the direct path answers (the latest readings), on a
     /// gateway with no direct slots (`--direct-limit 0`).
     #[error("no direct slots")]
@@ -106,6 +115,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limit",
             ApiError::TooManyQueued { .. } => "queued_cap",
             ApiError::TooManyFollowers { .. } => "followers",
+            ApiError::TooManyStreams { .. } => "streams",
             ApiError::Unauthorized(_) => "auth",
             ApiError::KeyInUrl => "key_in_url",
             ApiError::Backlog { .. } => "backlog",
@@ -128,6 +138,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::TooManyFollowers { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyStreams { whose, .. } if *whose == "this client" => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
             ApiError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -238,6 +253,14 @@ impl IntoResponse for ApiError {
                 ),
                 Vec::new(),
             ),
+            ApiError::TooManyStreams { max, whose } => (
+                format!(
+                    "{whose} already has {max} live streams open, the most it may; close one, \
+                     or ask GET /api/latest instead"
+                ),
+                Vec::new(),
+            ),
+            ApiError::NotImplemented(what) => (what.clone(), Vec::new()),
             ApiError::NoDirectSlots => (
                 "this gateway answers nothing directly (--direct-limit 0), and the latest \
                  readings are only answered directly; ask another gateway"
@@ -267,7 +290,9 @@ impl IntoResponse for ApiError {
                 let secs = standing.retry_after_secs().unwrap_or(1);
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            ApiError::TooManyQueued { .. } | ApiError::TooManyFollowers { .. } => {
+            ApiError::TooManyQueued { .. }
+            | ApiError::TooManyFollowers { .. }
+            | ApiError::TooManyStreams { .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized(_) => {

@@ -22,12 +22,13 @@
 //! waits at most [`MAX_WAIT`].
 
 use crate::error::ApiError;
+use crate::slots::{Full, Slot, Slots};
 use airq_core::results::{ResultRecord, ResultStore};
 use airq_core::{BackendError, ClientId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// How often a follower reads its result again when nothing here told it
@@ -44,17 +45,14 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Every follower of this gateway.
 pub struct Follows {
-    total: Arc<Semaphore>,
-    max_total: usize,
-    per_client_max: usize,
+    slots: Arc<Slots>,
     open: Mutex<Open>,
 }
 
-/// Who follows what, only while followed (so at most `max_total` entries
-/// in each map).
+/// What is followed, only while followed (so at most `--max-followers`
+/// entries).
 #[derive(Default)]
 struct Open {
-    per_client: HashMap<ClientId, usize>,
     /// Each followed result's wake-up (bumped when this gateway records
     /// it), its last read and its number of followers.
     by_result: HashMap<Uuid, Followed>,
@@ -76,9 +74,8 @@ struct LastRead {
 
 /// One follower's place; given back when dropped.
 pub struct Follow {
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
     owner: Arc<Follows>,
-    client: ClientId,
     id: Uuid,
     changes: watch::Receiver<u64>,
     last: Arc<tokio::sync::Mutex<Option<LastRead>>>,
@@ -87,9 +84,7 @@ pub struct Follow {
 impl Follows {
     pub fn new(max_total: usize, per_client_max: usize) -> Arc<Self> {
         Arc::new(Follows {
-            total: Arc::new(Semaphore::new(max_total)),
-            max_total,
-            per_client_max,
+            slots: Slots::new(max_total, per_client_max),
             open: Mutex::new(Open::default()),
         })
     }
@@ -109,24 +104,12 @@ impl Follows {
     /// A place for one more follower of result `id` by `client`, if the
     /// gateway and the client's share have one.
     pub fn start(self: &Arc<Self>, client: &ClientId, id: Uuid) -> Result<Follow, ApiError> {
-        let permit =
-            self.total
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| ApiError::TooManyFollowers {
-                    max: self.max_total,
-                    whose: "this gateway",
-                })?;
+        let slot = self
+            .slots
+            .take(client)
+            .map_err(|Full { max, whose }| ApiError::TooManyFollowers { max, whose })?;
         let (changes, last) = {
             let mut open = self.open_map();
-            let n = open.per_client.entry(*client).or_insert(0);
-            if *n >= self.per_client_max {
-                return Err(ApiError::TooManyFollowers {
-                    max: self.per_client_max,
-                    whose: "this client",
-                });
-            }
-            *n += 1;
             let f = open.by_result.entry(id).or_insert_with(|| Followed {
                 woken: watch::Sender::new(0),
                 last: Arc::default(),
@@ -138,9 +121,8 @@ impl Follows {
             (rx, f.last.clone())
         };
         Ok(Follow {
-            _permit: permit,
+            _slot: slot,
             owner: self.clone(),
-            client: *client,
             id,
             changes,
             last,
@@ -150,7 +132,7 @@ impl Follows {
     /// Followers open now.
     #[cfg(test)]
     fn open(&self) -> usize {
-        self.max_total - self.total.available_permits()
+        self.slots.held()
     }
 }
 
@@ -197,12 +179,6 @@ impl Follow {
 impl Drop for Follow {
     fn drop(&mut self) {
         let mut open = self.owner.open_map();
-        if let Some(n) = open.per_client.get_mut(&self.client) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.per_client.remove(&self.client);
-            }
-        }
         if let Some(f) = open.by_result.get_mut(&self.id) {
             f.followers = f.followers.saturating_sub(1);
             if f.followers == 0 {
@@ -241,8 +217,8 @@ mod tests {
         drop(a1);
         assert_eq!(f.open(), 2);
         let _b2 = f.start(&client("b"), R1).expect("a place came free");
+        assert_eq!(f.slots.clients(), 2);
         let open = f.open_map();
-        assert_eq!(open.per_client.len(), 2);
         assert_eq!(open.by_result.get(&R1).map(|f| f.followers), Some(2));
         assert_eq!(open.by_result.get(&R2).map(|f| f.followers), Some(1));
     }
@@ -252,8 +228,8 @@ mod tests {
         let f = Follows::new(3, 3);
         let a = f.start(&client("a"), R1).expect("a place");
         drop(a);
-        let open = f.open_map();
-        assert!(open.per_client.is_empty() && open.by_result.is_empty());
+        assert_eq!(f.slots.clients(), 0);
+        assert!(f.open_map().by_result.is_empty());
     }
 
     /// A result store that only answers `get`, with one queued record,

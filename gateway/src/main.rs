@@ -18,11 +18,13 @@ mod error;
 mod follow;
 mod handlers;
 mod heap;
+mod live_feed;
 mod observe;
 mod openapi;
 mod rate_limit;
 mod request_id;
 mod serve;
+mod slots;
 mod state;
 mod tiers;
 mod web;
@@ -88,7 +90,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = Arc::new(state::App::new(&config, backend.clone(), metrics, follows));
+    let live = live_feed::LiveFeed::new(
+        backend.readings.clone(),
+        slots::Slots::new(
+            config.max_streams as usize,
+            config.max_streams_per_client as usize,
+        ),
+        config.max_stream_sensors as usize,
+        cancel.clone(),
+    );
+    let app = Arc::new(state::App::new(
+        &config,
+        backend.clone(),
+        metrics,
+        follows,
+        live,
+    ));
     tracing::info!(auth = ?config.auth, tiers = %app.admission.tiers().describe(),
         trusted_proxies = ?config.trusted_proxies, "admission");
     let direct_limit = config.direct_limit();

@@ -15,7 +15,10 @@
 //! | `airq_request_queue_dlq_messages` | gauge (RequestSend's dead letters) | |
 //! | `airq_results_created_total` | counter | |
 //! | `airq_results_finished_total` | counter (recorded by this gateway's collector) | `outcome` = `done`, `failed` |
-//! | `airq_rejections_total` | counter | `reason` = `rate_limit`, `queued_cap`, `followers`, `auth`, `key_in_url`, `backlog` |
+//! | `airq_live_streams` | gauge (`GET /api/stream/latest` streams open) | |
+//! | `airq_live_feed_version` | gauge (the store's data version the live feed has read) | |
+//! | `airq_live_feed_errors_total` | counter (failed reads of the store's changes) | |
+//! | `airq_rejections_total` | counter | `reason` = `rate_limit`, `queued_cap`, `followers`, `streams`, `auth`, `key_in_url`, `backlog` |
 //!
 //! Routes are a fixed set of names ([`route_label`]), never a path, so a
 //! client cannot mint label values. The gauges are set when `/metrics` is
@@ -47,6 +50,7 @@ pub fn route_label(path: &str) -> &'static str {
     match path {
         "/api/query" => "query",
         "/api/latest" => "latest",
+        "/api/stream/latest" => "stream_latest",
         "/api/meta" => "meta",
         "/api/openapi.json" => "openapi",
         "/api" => "api_page",
@@ -115,6 +119,7 @@ pub async fn scrape_here(State(app): State<AppState>) -> Result<Response, ApiErr
         ));
     };
     app.direct.report().await;
+    metrics::gauge!("airq_live_streams").set(app.live.slots.held() as f64);
     let backend = &app.backend;
     let sampled = app
         .queue_sample
@@ -156,6 +161,7 @@ mod tests {
             ("/api/meta", "meta"),
             ("/api/latest", "latest"),
             ("/api/latest/x", "other"),
+            ("/api/stream/latest", "stream_latest"),
             ("/", "page"),
             ("/assets/app.js", "page"),
             ("/metrics", "metrics"),

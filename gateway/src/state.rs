@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::direct::Direct;
 use crate::enqueue::SubmitLocks;
 use crate::follow::Follows;
+use crate::live_feed::LiveFeed;
 use crate::observe::{QueueSample, QUEUE_SAMPLE_EVERY};
 use airq_core::queue::QueueDepth;
 use airq_core::Backend;
@@ -49,6 +50,8 @@ pub struct App {
     pub submit_locks: SubmitLocks,
     /// The event streams and waiting polls following results.
     pub follows: Arc<Follows>,
+    /// Every sensor's latest reading and its changes, for the live streams.
+    pub live: Arc<LiveFeed>,
     /// `--request-timeout`: a waiting poll answers before it.
     pub request_timeout: Duration,
 }
@@ -61,6 +64,7 @@ impl App {
         backend: Backend,
         metrics: Option<PrometheusHandle>,
         follows: Arc<Follows>,
+        live: Arc<LiveFeed>,
     ) -> Self {
         App {
             direct: Direct::new(backend.readings.clone(), config),
@@ -79,6 +83,7 @@ impl App {
             submit_locks: SubmitLocks::default(),
             ready: Cached::new(crate::handlers::health::READY_CACHE),
             follows,
+            live,
             request_timeout: config.request_timeout,
         }
     }

@@ -119,6 +119,30 @@ impl Log {
         (status, headers, body)
     }
 
+    /// [`Log::send`] for a stream that does not end: its first chunk only.
+    async fn send_open(&mut self, route: &'static str, request: RequestBuilder) -> StatusCode {
+        let mut r = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {route}: {e}"));
+        let status = r.status();
+        let headers = r.headers().clone();
+        let first = r.chunk().await.expect("a first chunk");
+        self.0.push(Seen {
+            method: "GET",
+            route,
+            status: status.as_u16(),
+            content_type: essence(headers.get(header::CONTENT_TYPE)),
+            has_body: first.is_some_and(|b| !b.is_empty()),
+            json: None,
+            headers: WATCHED
+                .into_iter()
+                .filter(|h| headers.contains_key(*h))
+                .collect(),
+        });
+        status
+    }
+
     fn statuses(&self, method: &str, route: &str) -> BTreeSet<u16> {
         self.0
             .iter()
@@ -734,6 +758,18 @@ async fn every_answer_the_gateway_gives_is_documented() {
         assert_eq!(status, want, "{qs}");
     }
 
+    const STREAM: &str = "/api/stream/latest";
+    let status = log
+        .send_open(STREAM, c.get(s.url("/api/stream/latest?country=DE")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for qs in ["?format=csv", "?country=DE&index=aqi"] {
+        let (status, ..) = log
+            .send("GET", STREAM, c.get(s.url(&format!("{STREAM}{qs}"))))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{qs}");
+    }
+
     // Limits: two submits a minute, and no backlog at all.
     let limited = Setup::new(&["--tier", "anonymous:submits=2/min", "--max-backlog", "0"]);
     let query = limited.url("/api/query");
@@ -760,6 +796,12 @@ async fn every_answer_the_gateway_gives_is_documented() {
         status,
         StatusCode::TOO_MANY_REQUESTS,
         "latest spends submits"
+    );
+    let (status, ..) = log.send("GET", STREAM, c.get(limited.url(STREAM))).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a stream spends submits"
     );
 
     // Keys required.
@@ -790,6 +832,8 @@ async fn every_answer_the_gateway_gives_is_documented() {
         .await;
     assert_eq!(status, StatusCode::OK, "the summary stays open");
     let (status, ..) = log.send("GET", LATEST, c.get(required.url(LATEST))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, ..) = log.send("GET", STREAM, c.get(required.url(STREAM))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Every answer is documented, and every route was asked.

@@ -570,6 +570,22 @@ impl JsonWriter {
     }
 }
 
+/// One reading as a line of an NDJSON answer with `index` (no
+/// `ageSeconds`, which would be stale by the time a stored line is sent),
+/// appended to `out` without its newline: what a live stream's event
+/// carries.
+pub fn ndjson_line(out: &mut Vec<u8>, r: &Reading, index: Index) {
+    let rendering = Rendering {
+        format: Format::Ndjson,
+        index,
+        age_at: None,
+    };
+    JsonWriter::new(false, rendering, out).write_row(out, &RowRef::from(r));
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+}
+
 /// An answer of `rows`, in memory: the reference every streamed answer
 /// must equal byte for byte.
 pub fn to_answer<'a>(

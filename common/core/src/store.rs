@@ -51,6 +51,18 @@ impl std::ops::AddAssign for Written {
     }
 }
 
+/// The latest readings that changed after a data version, and the version
+/// they bring the reader to: what a live stream sends ([`ReadingStore::latest_changes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatestChanges {
+    /// The store's data version when read: it grows by one with each write
+    /// (a batch, a feed) that changes any sensor's latest reading.
+    pub version: u64,
+    /// Each changed sensor's latest reading as it is now, with the version
+    /// of the write that made it so, in sensor id order.
+    pub readings: Vec<(u64, Reading)>,
+}
+
 /// Where readings live. A reading's identity is `(sensor_id, timestamp)`:
 /// writing the same reading twice stores it once.
 #[async_trait]
@@ -108,6 +120,18 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// The answer to `latest` in its format, in chunks.
     fn latest_answer(&self, latest: &LatestQuery) -> AnswerStream {
         crate::export::chunks(self.latest(latest), latest.rendering())
+    }
+
+    /// The latest reading of each sensor whose latest reading changed
+    /// after data version `since` (every sensor's for `None`), read with
+    /// the version at one instant: a reader that asks again from the
+    /// version it got misses no change and sees none twice. A store
+    /// without a data version says so.
+    async fn latest_changes(&self, since: Option<u64>) -> Result<LatestChanges, BackendError> {
+        let _ = since;
+        Err(BackendError::Unsupported(
+            "this backend keeps no data version yet, so it cannot stream changes; use the embedded backend".into(),
+        ))
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError>;

@@ -139,6 +139,9 @@ const MIGRATIONS: &[Migration] = &[
     // 6: the live tier: the 5-minute readings and the hourly series (see
     // `live`).
     Migration::Rust(crate::live::create_tables),
+    // 7: the data version, which tells readers in other processes which
+    // latest readings changed (see `changes`).
+    Migration::Rust(crate::changes::create),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -3,6 +3,7 @@
 //! machine can share it as separate processes.
 
 pub mod bodies;
+mod changes;
 mod db;
 mod keys;
 mod live;

@@ -371,6 +371,7 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
         let hours: BTreeSet<(u64, i64)> = changes.keys().copied().collect();
         recompute_indices(&tx, &hours, readings)?;
     }
+    crate::changes::commit_version(&tx)?;
     tx.commit()?;
     Ok(written)
 }

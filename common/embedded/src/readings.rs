@@ -17,7 +17,7 @@ use airq_core::place::{cell_of_text, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::resolution::Resolution;
-use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
+use airq_core::store::{LatestChanges, ReadingStore, ReadingStream, StoreSummary, Written};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rusqlite::types::Value;
@@ -262,6 +262,7 @@ impl SqliteReadingStore {
                 }
             }
         }
+        crate::changes::commit_version(&tx)?;
         tx.commit()?;
         Ok(written)
     }
@@ -417,6 +418,13 @@ impl Select {
     /// `latest_by_country`), else the whole table, which holds one row
     /// per sensor.
     fn latest(latest: &LatestQuery) -> Select {
+        let mut s = Select::latest_rows(latest);
+        s.finish("sensor_id");
+        s
+    }
+
+    /// [`Select::latest`] without its order, for more conditions.
+    fn latest_rows(latest: &LatestQuery) -> Select {
         let cells = latest.place.and_then(|p| p.cells());
         let from = match (&cells, &latest.country) {
             (Some(_), _) => "latest INDEXED BY latest_by_cell",
@@ -438,7 +446,6 @@ impl Select {
         s.and_country(latest.country.as_deref());
         s.and_types(&latest.sensor_types);
         s.place = latest.place;
-        s.finish("sensor_id");
         s
     }
 
@@ -663,6 +670,41 @@ fn scan_answer(
     let _ = tx.blocking_send(last);
 }
 
+/// Every sensor's latest reading changed after data version `since` (all
+/// for `None`), with the version it was changed at and the data version
+/// now, read in one transaction (see [`crate::changes`]).
+pub(crate) fn latest_changes(db: &Db, since: Option<u64>) -> Result<LatestChanges, DbError> {
+    let mut select = Select::latest_rows(&LatestQuery::default());
+    select.sql = select.sql.replacen(" FROM ", ", version FROM ", 1);
+    if let Some(since) = since {
+        select.sql = select.sql.replacen(
+            " FROM latest",
+            " FROM latest INDEXED BY latest_by_version",
+            1,
+        );
+        select.and("version > ?", [i64::try_from(since).unwrap_or(i64::MAX)]);
+    }
+    select.finish("sensor_id");
+    let mut conn = db.conn()?;
+    let tx = conn.transaction()?;
+    let version: i64 = tx.query_row("SELECT n FROM data_version", [], |r| r.get(0))?;
+    let mut changes = LatestChanges {
+        version: u64::try_from(version).unwrap_or(0),
+        readings: Vec::new(),
+    };
+    {
+        let mut stmt = tx.prepare_cached(&select.sql)?;
+        let mut rows = stmt.query(params_from_iter(&select.params))?;
+        while let Some(row) = rows.next()? {
+            let at: i64 = row.get(row.as_ref().column_count() - 1)?;
+            changes
+                .readings
+                .push((u64::try_from(at).unwrap_or(0), Reading::from(row_ref(row)?)));
+        }
+    }
+    Ok(changes)
+}
+
 impl SqliteReadingStore {
     fn stream_readings(&self, select: Option<Select>) -> ReadingStream {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER / BATCH);
@@ -725,6 +767,13 @@ impl ReadingStore for SqliteReadingStore {
 
     fn latest_answer(&self, latest: &LatestQuery) -> AnswerStream {
         self.stream_answer(Some(Select::latest(latest)), latest.rendering())
+    }
+
+    async fn latest_changes(&self, since: Option<u64>) -> Result<LatestChanges, BackendError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || Ok(latest_changes(&db, since)?))
+            .await
+            .map_err(DbError::from)?
     }
 
     async fn summary(&self) -> Result<StoreSummary, BackendError> {

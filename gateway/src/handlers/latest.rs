@@ -101,10 +101,17 @@ use axum::response::Response;
     security((), ("apiKey" = []), ("bearer" = []))
 )]
 pub async fn get(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let (latest, _) = parse(&uri)?;
+    app.direct.latest(&latest).await
+}
+
+/// The request's fields, and whether it named a `format`: every bad field
+/// named at once (`400`).
+pub fn parse(uri: &Uri) -> Result<(LatestQuery, bool), ApiError> {
     // Parsed here rather than by axum's `Query` extractor, whose rejection
     // is plain text; percent-decoding itself cannot fail (invalid escapes
     // are kept as they are, and the field's check names them).
-    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri).map_err(|e| {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).map_err(|e| {
         ApiError::InvalidQuery(QueryError {
             errors: vec![FieldError {
                 field: "query string".into(),
@@ -114,5 +121,5 @@ pub async fn get(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiE
     })?;
     let latest = LatestQuery::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(ApiError::InvalidQuery)?;
-    app.direct.latest(&latest).await
+    Ok((latest, pairs.iter().any(|(k, _)| k == "format")))
 }

@@ -5,4 +5,5 @@ pub mod latest;
 pub mod meta;
 pub mod result_events;
 pub mod results;
+pub mod stream;
 pub mod submit;

@@ -20,7 +20,7 @@ mod page;
 mod rules;
 pub mod schema;
 
-use crate::handlers::{health, latest, meta, result_events, results, submit};
+use crate::handlers::{health, latest, meta, result_events, results, stream, submit};
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -66,6 +66,7 @@ use utoipa::{Modify, OpenApi};
         results::status,
         result_events::events,
         latest::get,
+        stream::latest,
         meta::get,
         health::healthz,
         health::readyz,
@@ -192,10 +193,13 @@ async fn api_page() -> Response {
 }
 
 /// The API routes that pass admission (keys and rate budgets).
-const COUNTED: [&str; 4] = [
+const COUNTED: [&str; 7] = [
     "/api/query",
     "/api/results/{id}",
+    "/api/results/{id}/status",
+    "/api/results/{id}/events",
     "/api/latest",
+    "/api/stream/latest",
     "/api/meta",
 ];
 

@@ -603,6 +603,36 @@ pub enum ResultEventName {
     Expired,
 }
 
+/// One Server-Sent Event of `GET /api/stream/latest`, as an `EventSource`
+/// hands it over.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "event": "reading",
+    "data": "{\"id\":7,\"timestamp\":\"2026-12-05 10:05:00\",\"sensor_id\":42,\"sensor_type\":\"SDS011\",\"loc_id\":9,\"loc_country\":\"DE\",\"loc_lat\":52.5,\"loc_long\":13.4,\"loc_alt\":30,\"P1\":20.00,\"P2\":10.00,\"AQI\":1,\"Range\":\"Low\"}"
+}))]
+pub struct StreamEvent {
+    /// `reading` (a sensor's latest reading), `sync` (every change up to
+    /// the data version in `id` is sent) or `dropped` (the stream fell too
+    /// far behind and ends; reconnect with `Last-Event-ID`).
+    #[schema(inline)]
+    event: StreamEventName,
+    /// On `sync` only: the data version, to send back as
+    /// `Last-Event-ID`.
+    id: Option<String>,
+    /// JSON: a line of `GET /api/latest`'s NDJSON answer (without
+    /// `ageSeconds` and `resolution`) for `reading`; `{"version",
+    /// "readings"}` for `sync`; `{"error"}` for `dropped`.
+    data: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum StreamEventName {
+    Reading,
+    Sync,
+    Dropped,
+}
+
 /// A result's state and the query it answers (`GET
 /// /api/results/{id}/status`).
 #[derive(ToSchema)]
