@@ -1,9 +1,11 @@
-// airq web page: "The air now". The map of every sensor's latest reading
-// (GET /api/latest), coloured by the chosen index as it is now (for a
-// reading of the live tier, its hour's index: the NowCast for US EPA),
-// refreshed every minute while the page is shown; and, for a sensor picked
-// on the map or a box drawn on it, the last 48 hours of hourly values
-// (a box: each hour's median over its sensors) with the index's bands.
+// airq web page: "The air now". The map of every sensor's latest reading,
+// coloured by the chosen index as it is now (for a reading of the live
+// tier, its hour's index: the NowCast for US EPA), kept up to date by the
+// live stream (GET /api/stream/latest: every reading at once, then the
+// changes of each ingestion) while the page is shown, or, where the stream
+// is refused, by GET /api/latest every minute; and, for a sensor picked on
+// the map or a box drawn on it, the last 48 hours of hourly values (a box:
+// each hour's median over its sensors) with the index's bands.
 
 import { state } from './state.js';
 import { $, apiSeconds, fmtInt } from './util.js';
@@ -19,6 +21,10 @@ let map = null;
 let timer = null;
 let loading = null; // the AbortController of the load in flight
 let picked = null; // what the chart shows: { sensor } or { box }
+let stream = null; // the live stream's EventSource, while open
+let streamed = new Map(); // sensor id → its latest reading, from the stream
+let drawn = false; // whether the map has been drawn once
+let mode = null; // 'stream', or 'poll' where the stream was refused
 
 // "4 min ago", "3 h ago", "2 days ago".
 function ago(seconds) {
@@ -51,49 +57,124 @@ function legendOf(key) {
   return [...items, { colour: colourOf(key)(NaN), label: 'no index yet (too little data)' }];
 }
 
+// Draws `rows` (readings as GET /api/latest's NDJSON has them) on the map.
+function draw(rows, keepView) {
+  const key = $('now-index').value || state.defaultIndex;
+  const ix = indexOf(key);
+  let live = 0;
+  const points = rows.map((r) => {
+    const value = indexValue(r.AQI);
+    if (r.resolution === '5min') live += 1;
+    const basis = r.resolution === '5min' && ix.hourlyWindow === 'NowCast' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
+      ? ` (NowCast PM2.5 ${r.nowcastPm25} µg/m³)` : '';
+    return {
+      lat: Number(r.loc_lat),
+      lon: Number(r.loc_long),
+      value,
+      sensor: r.sensor_id,
+      label: `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
+        + `${ago(Number(r.ageSeconds))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
+        + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
+        + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`),
+    };
+  });
+  map.setPoints(points, colourOf(key), legendOf(key), keepView);
+  drawn = true;
+  const root = $('now');
+  root.dataset.sensors = String(points.length);
+  root.dataset.live = String(live);
+  return { sensors: points.length, live };
+}
+
+function describe({ sensors, live }, how) {
+  $('now-status').textContent = sensors
+    ? `${fmtInt(sensors)} sensors, ${fmtInt(live)} of them from the 5-minute feed · ${how} ${new Date().toISOString().slice(11, 19)} UTC`
+    : 'No readings are stored yet.';
+}
+
 // Loads the latest readings into the map; `keepView` on a refresh.
 async function load(keepView) {
   const key = $('now-index').value || state.defaultIndex;
   if (loading) loading.abort();
   loading = new AbortController();
-  const status = $('now-status');
   try {
     const text = await fetchText(`/api/latest?format=ndjson&index=${encodeURIComponent(key)}`, {
       headers: { Accept: 'application/x-ndjson' }, signal: loading.signal,
     });
-    const ix = indexOf(key);
-    const rows = ndjson(text);
-    let live = 0;
-    const points = rows.map((r) => {
-      const value = indexValue(r.AQI);
-      if (r.resolution === '5min') live += 1;
-      const basis = r.resolution === '5min' && ix.hourlyWindow === 'NowCast' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
-        ? ` (NowCast PM2.5 ${r.nowcastPm25} µg/m³)` : '';
-      return {
-        lat: Number(r.loc_lat),
-        lon: Number(r.loc_long),
-        value,
-        sensor: r.sensor_id,
-        label: `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
-          + `${ago(Number(r.ageSeconds))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
-          + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
-          + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`),
-      };
-    });
-    map.setPoints(points, colourOf(key), legendOf(key), keepView);
-    const root = $('now');
-    root.dataset.sensors = String(points.length);
-    root.dataset.live = String(live);
-    status.textContent = points.length
-      ? `${fmtInt(points.length)} sensors, ${fmtInt(live)} of them from the 5-minute feed · updated ${new Date().toISOString().slice(11, 19)} UTC`
-      : 'No readings are stored yet.';
+    describe(draw(ndjson(text), keepView), 'updated');
   } catch (e) {
     if (e.name === 'AbortError') return;
-    status.textContent = `Could not load the latest readings (${e.message}); trying again in a minute.`;
+    $('now-status').textContent = `Could not load the latest readings (${e.message}); trying again in a minute.`;
   } finally {
     loading = null;
   }
   if (picked) showPicked(picked);
+}
+
+// A reading of the stream as GET /api/latest's NDJSON has it: the stream
+// leaves out its series and age, which would go stale; a live-tier
+// reading is the one with the basis fields.
+function asLatest(r) {
+  const at = apiSeconds(r.timestamp);
+  return {
+    ...r,
+    resolution: 'nowcastPm25' in r ? '5min' : 'day',
+    ageSeconds: at === null ? NaN : Date.now() / 1000 - at,
+  };
+}
+
+function closeStream() {
+  if (stream) stream.close();
+  stream = null;
+}
+
+// Follows the live stream of every sensor's latest reading; where it is
+// refused (an older gateway, a backend without it, too many streams), the
+// map is loaded every minute instead.
+function openStream() {
+  closeStream();
+  clearInterval(timer);
+  timer = null;
+  if (typeof EventSource !== 'function') { poll(); return; }
+  mode = 'stream';
+  const key = $('now-index').value || state.defaultIndex;
+  const source = new EventSource(`/api/stream/latest?index=${encodeURIComponent(key)}`);
+  stream = source;
+  streamed = new Map();
+  let synced = false;
+  source.addEventListener('reading', (e) => {
+    try {
+      const r = JSON.parse(e.data);
+      streamed.set(r.sensor_id, r);
+    } catch { /* a malformed event is skipped */ }
+  });
+  source.addEventListener('sync', () => {
+    const rows = [...streamed.values()].map(asLatest);
+    const keep = drawn;
+    describe(draw(rows, keep), synced ? 'live, last change' : 'live since');
+    synced = true;
+    $('now').dataset.stream = 'open';
+    if (picked) showPicked(picked);
+  });
+  source.addEventListener('dropped', () => {
+    // The browser reconnects with Last-Event-ID and catches up.
+  });
+  source.onerror = () => {
+    // CLOSED: refused for good (the browser reconnects by itself otherwise).
+    if (source.readyState === EventSource.CLOSED && stream === source) {
+      stream = null;
+      $('now').dataset.stream = 'refused';
+      poll();
+    }
+  };
+}
+
+// The fallback: the latest readings every minute while the page is shown.
+function poll() {
+  mode = 'poll';
+  load(drawn);
+  clearInterval(timer);
+  timer = setInterval(() => { if (!document.hidden) load(true); }, REFRESH_MS);
 }
 
 const pad = (n) => String(n).padStart(2, '0');
@@ -250,11 +331,6 @@ async function showPicked(what) {
   }
 }
 
-function schedule() {
-  clearInterval(timer);
-  timer = setInterval(() => { if (!document.hidden) load(true); }, REFRESH_MS);
-}
-
 // Starts the view once the options are in (app.js).
 export function startNow() {
   const select = $('now-index');
@@ -268,9 +344,18 @@ export function startNow() {
     $('now-zoom-in').addEventListener('click', () => map.zoom(1.5));
     $('now-zoom-out').addEventListener('click', () => map.zoom(1 / 1.5));
     $('now-box').addEventListener('click', () => map.startBox());
-    select.addEventListener('change', () => load(true));
-    document.addEventListener('visibilitychange', () => { if (!document.hidden) load(true); });
+    select.addEventListener('change', () => (mode === 'poll' ? load(true) : openStream()));
+    // A hidden page holds no stream; shown again, it starts one (every
+    // reading at once, so nothing missed meanwhile).
+    document.addEventListener('visibilitychange', () => {
+      if (mode === 'poll') {
+        if (!document.hidden) load(true);
+      } else if (document.hidden) {
+        closeStream();
+      } else if (!stream) {
+        openStream();
+      }
+    });
   }
-  load(false);
-  schedule();
+  openStream();
 }

@@ -136,6 +136,27 @@ const LIVE_SENSORS: [(u64, &str, &str); 3] = [
 /// Hours of 5-minute readings each live sensor has, up to now.
 const LIVE_HOURS: i64 = 36;
 
+/// A 5-minute reading of `sensor` in Alaska, PM2.5 12.00 µg/m³ and PM10
+/// 20.00, at time 0 (the caller sets it).
+fn live_reading(sensor: u64, lat: &str, lon: &str) -> airq_core::Reading {
+    airq_core::Reading {
+        id: None,
+        timestamp: airq_core::Timestamp(0),
+        sensor_id: sensor,
+        sensor_type: "SDS011".into(),
+        loc_id: None,
+        loc_country: "US".into(),
+        loc_lat: lat.into(),
+        loc_long: lon.into(),
+        loc_alt: String::new(),
+        p1: Some("20.00".into()),
+        p2: Some("12.00".into()),
+        indices: airq_core::Indices::lowest(),
+        samples: None,
+        basis: None,
+    }
+}
+
 /// 36 hours of 5-minute readings up to now for [`LIVE_SENSORS`], PM2.5
 /// steady at 12.00 µg/m³ and PM10 at 20.00.
 async fn load_live(db: &Path) {
@@ -149,22 +170,9 @@ async fn load_live(db: &Path) {
     for (sensor, lat, lon) in LIVE_SENSORS {
         let mut t = start;
         while t <= now {
-            readings.push(airq_core::Reading {
-                id: None,
-                timestamp: airq_core::Timestamp(t),
-                sensor_id: sensor,
-                sensor_type: "SDS011".into(),
-                loc_id: None,
-                loc_country: "US".into(),
-                loc_lat: lat.into(),
-                loc_long: lon.into(),
-                loc_alt: String::new(),
-                p1: Some("20.00".into()),
-                p2: Some("12.00".into()),
-                indices: airq_core::Indices::lowest(),
-                samples: None,
-                basis: None,
-            });
+            let mut r = live_reading(sensor, lat, lon);
+            r.timestamp = airq_core::Timestamp(t);
+            readings.push(r);
             t += 300;
         }
     }
@@ -377,6 +385,39 @@ impl Test<'_> {
             4928 + LIVE_SENSORS.len()
         );
         ensure!(live.1 == "3", "the live tier's sensors: {:?}", live.1);
+        // The map follows the live stream: a reading another process
+        // stores now appears without a reload.
+        let stream = self
+            .js_str("return document.getElementById('now').dataset.stream || ''")
+            .await?;
+        ensure!(
+            stream == "open",
+            "the Now map uses the live stream: {stream:?}"
+        );
+        let store = airq_embedded::SqliteReadingStore::new(
+            airq_embedded::Db::open(self.db).context("opening the test database")?,
+        );
+        let mut arrival = live_reading(900_004, "61.1000", "-148.5000");
+        arrival.timestamp = airq_core::Timestamp(airq_core::Timestamp::now().0 / 300 * 300);
+        airq_core::store::ReadingStore::put_recent(&store, vec![arrival])
+            .await
+            .context("storing a new live reading")?;
+        self.wait(
+            "the new live sensor on the map",
+            Duration::from_secs(20),
+            || async {
+                let v = self
+                    .js(
+                        "const n = document.getElementById('now').dataset; \
+                         return [n.sensors || '', n.live || ''];",
+                        vec![],
+                    )
+                    .await?;
+                let sensors: usize = v[0].as_str().unwrap_or("").parse().unwrap_or(0);
+                Ok((sensors == live.0 + 1 && v[1].as_str() == Some("4")).then_some(()))
+            },
+        )
+        .await?;
         // Send Keys focuses the canvas first (a click could pick a dot).
         let canvas = self.find("#now-map canvas").await?;
         canvas.send_keys("n").await?;
