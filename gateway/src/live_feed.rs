@@ -29,15 +29,17 @@
 
 use crate::slots::Slots;
 use airq_core::store::{LatestChanges, ReadingStore};
-use airq_core::{BackendError, Index, Reading};
-use bytes::Bytes;
+use airq_core::{BackendError, Format, Index, LatestQuery, Reading};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// How often the feed asks the store for changes.
-pub const POLL: Duration = Duration::from_secs(1);
+pub const POLL: Duration = Duration::from_millis(250);
 /// Batches a stream may have yet to send before it is dropped: with one
 /// batch per ingestion, minutes of a client that reads nothing.
 pub const BUFFERED_BATCHES: usize = 16;
@@ -80,8 +82,78 @@ impl Entry {
     }
 }
 
-/// Entries in sensor id order, shared by every stream that sends them.
-pub type Entries = Arc<Vec<Arc<Entry>>>;
+/// Bytes all [`Shared`] renderings may hold at once, on this gateway.
+pub const RENDERED_BYTES: usize = 64 << 20;
+
+/// Entries in sensor id order, shared by every stream that sends them,
+/// with their events rendered once per place and index asked
+/// ([`Shared::rendered`]).
+pub struct Shared {
+    pub entries: Vec<Arc<Entry>>,
+    rendered: Mutex<HashMap<LatestQuery, (Bytes, u64)>>,
+    /// The gateway's budget of rendered bytes, and what this holds of it.
+    budget: Arc<AtomicUsize>,
+    held: AtomicUsize,
+}
+
+pub type Entries = Arc<Shared>;
+
+impl Shared {
+    fn new(entries: Vec<Arc<Entry>>, budget: Arc<AtomicUsize>) -> Entries {
+        Arc::new(Shared {
+            entries,
+            rendered: Mutex::default(),
+            budget,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// The events of the entries `query` matches, one after the other, and
+    /// how many: made by the first stream that asks and shared by every
+    /// other stream of the same place and index (a place's test, a great
+    /// circle or a box on parsed coordinates, was two thirds of the CPU of
+    /// 10,000 streams each testing every entry). Kept while the gateway's
+    /// [`RENDERED_BYTES`] allow.
+    pub fn rendered(&self, query: &LatestQuery) -> (Bytes, u64) {
+        let key = LatestQuery {
+            at: None,
+            format: Format::Ndjson,
+            ..query.clone()
+        };
+        let cache = || self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = cache().get(&key) {
+            return hit.clone();
+        }
+        let mut out = BytesMut::new();
+        let mut count = 0;
+        for e in &self.entries {
+            if query.matches(&e.reading) {
+                out.extend_from_slice(e.frame(query.index));
+                count += 1;
+            }
+        }
+        let made = (out.freeze(), count);
+        let size = made.0.len();
+        let fits = self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(size)
+            })
+            .is_ok();
+        if fits {
+            self.held.fetch_add(size, Ordering::Relaxed);
+            cache().insert(key, made.clone());
+        }
+        made
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_add(*self.held.get_mut(), Ordering::Relaxed);
+    }
+}
 
 /// The changes one read of the store found: the entries whose version is
 /// after the previous batch's, up to `version`.
@@ -149,6 +221,8 @@ pub struct LiveFeed {
     /// The most readings a stream's first answer may hold.
     pub max_sensors: usize,
     cancel: CancellationToken,
+    /// What is left of [`RENDERED_BYTES`].
+    budget: Arc<AtomicUsize>,
 }
 
 /// Renders entries off the async threads: 15,000 readings in three indices
@@ -184,6 +258,7 @@ impl LiveFeed {
             slots,
             max_sensors,
             cancel,
+            budget: Arc::new(AtomicUsize::new(RENDERED_BYTES)),
         })
     }
 
@@ -205,7 +280,7 @@ impl LiveFeed {
         let entries = entries_of(readings).await?;
         *self.mirror() = Some(Mirror {
             version,
-            all: Arc::new(entries),
+            all: Shared::new(entries, self.budget.clone()),
         });
         tracing::info!(version, "live feed loaded; following the store's changes");
         tokio::spawn(self.clone().follow());
@@ -257,7 +332,7 @@ impl LiveFeed {
                     metrics::counter!("airq_live_feed_errors_total").increment(1);
                     if !failing {
                         failing = true;
-                        tracing::warn!(error = %e, "live feed: could not read the store's changes; trying every second");
+                        tracing::warn!(error = %e, "live feed: could not read the store's changes; trying again");
                     }
                 }
             }
@@ -287,11 +362,14 @@ impl LiveFeed {
         let Some(mirror) = guard.as_mut() else {
             return Ok(());
         };
-        let entries = Arc::new(entries);
+        let entries = Shared::new(entries, self.budget.clone());
         mirror.all = if reset {
-            entries.clone()
+            Shared::new(entries.entries.clone(), self.budget.clone())
         } else {
-            Arc::new(merged(&mirror.all, &entries))
+            Shared::new(
+                merged(&mirror.all.entries, &entries.entries),
+                self.budget.clone(),
+            )
         };
         mirror.version = changes.version;
         // No receiver is not an error: nobody streams now.
@@ -360,6 +438,30 @@ mod tests {
         };
         r.timestamp = airq_core::Timestamp(version as i64);
         Arc::new(Entry::new(version, r))
+    }
+
+    #[test]
+    fn a_places_rendering_is_made_once_and_its_bytes_given_back() {
+        let budget = Arc::new(AtomicUsize::new(RENDERED_BYTES));
+        let shared = Shared::new(vec![entry(1, 1), entry(2, 1)], budget.clone());
+        let pairs = |at: &str| {
+            LatestQuery::from_pairs([("country", "DE"), ("index", "eaqi"), ("bbox", at)])
+                .expect("a query")
+        };
+        let (a, n) = shared.rendered(&pairs("13,52,14,53"));
+        assert_eq!(n, 2);
+        assert!(a.starts_with(b"event: reading\ndata: {") && a.ends_with(b"}\n\n"));
+        // The same place asked at another second: the same bytes, not a copy.
+        let mut later = pairs("13,52,14,53");
+        later.at = Some(airq_core::Timestamp(1));
+        let (b, _) = shared.rendered(&later);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "shared");
+        // Another place: its own events.
+        let (none, zero) = shared.rendered(&pairs("0,0,1,1"));
+        assert!(none.is_empty() && zero == 0);
+        assert_eq!(budget.load(Ordering::Relaxed), RENDERED_BYTES - a.len());
+        drop(shared);
+        assert_eq!(budget.load(Ordering::Relaxed), RENDERED_BYTES, "given back");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::live_feed::{self, Batch, Entries, LiveFeed};
 use crate::slots::{Full, Slot};
 use crate::state::AppState;
 use airq_core::query::FieldError;
-use airq_core::{BackendError, Format, Index, LatestQuery, QueryError};
+use airq_core::{BackendError, Format, LatestQuery, QueryError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
@@ -46,24 +46,37 @@ use tokio::time::Instant;
 /// Bytes of events gathered into one write to the connection.
 const CHUNK: usize = 16 * 1024;
 
-/// Entries of one step (the first answer, or a batch) this stream has yet
-/// to look at: shared, read from `pos` on.
-struct Step {
+/// A resumed stream's first answer, yet to be looked at: the entries of the
+/// place changed after `after`, tested one by one from `pos`.
+struct Resume {
     entries: Entries,
     pos: usize,
-    /// Only entries changed after this version are sent (0: all).
     after: u64,
-    /// The version the step brings the client to.
-    version: u64,
-    /// Reading events sent in this step.
-    sent: u64,
+}
+
+/// What a stream has to send before it waits for the next batch.
+enum Pending {
+    /// A step's events, rendered once for every stream of the place
+    /// ([`live_feed::Shared::rendered`]), then its `sync`.
+    Rendered {
+        bytes: Bytes,
+        count: u64,
+        version: u64,
+    },
+    /// A resumed stream's first events, then its `sync`.
+    Resume {
+        resume: Resume,
+        count: u64,
+        version: u64,
+    },
+    /// The `sync` of a step.
+    Sync { count: u64, version: u64 },
 }
 
 struct Stream {
     feed: Arc<LiveFeed>,
     query: LatestQuery,
-    index: Index,
-    step: Option<Step>,
+    pending: Option<Pending>,
     /// The version the client has.
     version: u64,
     changes: tokio::sync::broadcast::Receiver<Arc<Batch>>,
@@ -90,23 +103,48 @@ impl Stream {
             if self.over {
                 return None;
             }
-            if let Some(step) = &mut self.step {
-                let mut out = BytesMut::new();
-                while step.pos < step.entries.len() && out.len() < CHUNK {
-                    let e = &step.entries[step.pos];
-                    step.pos += 1;
-                    if e.version > step.after && self.query.matches(&e.reading) {
-                        out.extend_from_slice(e.frame(self.index));
-                        step.sent += 1;
+            match self.pending.take() {
+                Some(Pending::Rendered {
+                    bytes,
+                    count,
+                    version,
+                }) => {
+                    self.pending = Some(Pending::Sync { count, version });
+                    if !bytes.is_empty() {
+                        return Some(bytes);
                     }
+                    continue;
                 }
-                if !out.is_empty() {
+                Some(Pending::Resume {
+                    mut resume,
+                    mut count,
+                    version,
+                }) => {
+                    let mut out = BytesMut::new();
+                    while resume.pos < resume.entries.entries.len() && out.len() < CHUNK {
+                        let e = &resume.entries.entries[resume.pos];
+                        resume.pos += 1;
+                        if e.version > resume.after && self.query.matches(&e.reading) {
+                            out.extend_from_slice(e.frame(self.query.index));
+                            count += 1;
+                        }
+                    }
+                    if out.is_empty() {
+                        self.pending = Some(Pending::Sync { count, version });
+                        continue;
+                    }
+                    self.pending = Some(Pending::Resume {
+                        resume,
+                        count,
+                        version,
+                    });
                     return Some(out.freeze());
                 }
-                let (version, sent) = (step.version, step.sent);
-                self.step = None;
-                self.version = version;
-                return Some(sync_event(version, sent));
+                Some(Pending::Sync { count, version }) => {
+                    self.version = version;
+                    return Some(sync_event(version, count));
+                }
+                None => {}
             }
             let left = self.ends_at.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -128,12 +166,13 @@ impl Stream {
                 }
                 Ok(Ok(batch)) if batch.version <= self.version => {}
                 Ok(Ok(batch)) => {
-                    self.step = Some(Step {
-                        entries: batch.entries.clone(),
-                        pos: 0,
-                        after: self.version,
+                    // Every entry of a batch changed after the version this
+                    // stream has: the place's rendering is the step.
+                    let (bytes, count) = batch.entries.rendered(&self.query);
+                    self.pending = Some(Pending::Rendered {
+                        bytes,
+                        count,
                         version: batch.version,
-                        sent: 0,
                     });
                 }
                 Ok(Err(RecvError::Lagged(_))) => {
@@ -243,12 +282,36 @@ pub async fn latest(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|&v| v <= start.version)
         .unwrap_or(0);
-    let sensors = start
-        .entries
-        .iter()
-        .filter(|e| query.matches(&e.reading))
-        .count();
-    if sensors > feed.max_sensors {
+    // The first answer: the place's rendering, shared with every stream
+    // of the place; after a `Last-Event-ID`, the place's entries changed
+    // since, tested here (and counted first, for the bound).
+    let (pending, sensors) = if after == 0 {
+        let (bytes, count) = start.entries.rendered(&query);
+        let pending = Pending::Rendered {
+            bytes,
+            count,
+            version: start.version,
+        };
+        (pending, count)
+    } else {
+        let count = start
+            .entries
+            .entries
+            .iter()
+            .filter(|e| e.version > after && query.matches(&e.reading))
+            .count() as u64;
+        let pending = Pending::Resume {
+            resume: Resume {
+                entries: start.entries,
+                pos: 0,
+                after,
+            },
+            count: 0,
+            version: start.version,
+        };
+        (pending, count)
+    };
+    if sensors > feed.max_sensors as u64 {
         return Err(invalid(
             "query string",
             format!(
@@ -259,15 +322,8 @@ pub async fn latest(
         ));
     }
     let stream = Stream {
-        index: query.index,
         query,
-        step: Some(Step {
-            entries: start.entries,
-            pos: 0,
-            after,
-            version: start.version,
-            sent: 0,
-        }),
+        pending: Some(pending),
         version: after,
         changes: start.changes,
         ends_at: Instant::now() + live_feed::STREAM_LIFETIME,
