@@ -8,6 +8,7 @@
 # store's data version every millisecond). Loopback only; bounded: N
 # connections, 180 s in all.
 #   loadtest/live_streams.sh [N] [PLACE]   (default 10000, near=48.78,9.18,10)
+# AIRQ_GATEWAY_BIN runs another gateway binary (to compare builds).
 # With PERF_OUT=FILE, `perf record -g` samples the gateway from the
 # ingestion to the last stream's sync.
 set -euo pipefail
@@ -39,7 +40,7 @@ for e in entries:
 json.dump(entries, open(sys.argv[2], "w"))
 PY
 "$bin/airq-master" --db "$dir/airq.db" ingest --resolution 5min --source "$sample" >/dev/null 2>&1
-"$bin/airq-gateway" --db "$dir/airq.db" --listen 127.0.0.1:0 --max-connections-per-client 0 \
+"${AIRQ_GATEWAY_BIN:-$bin/airq-gateway}" --db "$dir/airq.db" --listen 127.0.0.1:0 --max-connections-per-client 0 \
     --max-connections "$((n + 100))" --max-streams "$((n + 10))" --max-streams-per-client "$((n + 10))" \
     --tier "anonymous:submits=off,polls=off,queued=off" >"$dir/gw.out" 2>"$dir/gw.log" &
 gw=$!
