@@ -248,6 +248,19 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
             kind: Kind::Polls,
             needs_key: false,
         }),
+        // Creating an alert costs what a query does; reading or deleting
+        // one, what a poll does. Alerts always need a key (the handler
+        // says so); `needs_key` is what `--auth required` adds.
+        (&Method::POST, "/api/alerts") => Some(Route {
+            kind: Kind::Submits,
+            needs_key: true,
+        }),
+        (&Method::GET | &Method::HEAD | &Method::DELETE, p) if p.starts_with("/api/alerts/") => {
+            Some(Route {
+                kind: Kind::Polls,
+                needs_key: true,
+            })
+        }
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/results/") => Some(Route {
             kind: Kind::Polls,
             needs_key: true,

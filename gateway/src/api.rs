@@ -9,6 +9,8 @@
 //! | GET    | `/api/results/{id}/events` | 200 its state changes as Server-Sent Events, 204, 401, 404, 410, 429, 503 (see [`crate::handlers::result_events`]) |
 //! | GET    | `/api/latest`         | 200 each sensor's latest reading (direct), 400, 401, 429, 503 |
 //! | GET    | `/api/stream/latest`  | 200 a place's latest readings and their changes as Server-Sent Events, 400, 401, 429, 501, 503 (see [`crate::handlers::stream`]) |
+//! | POST   | `/api/alerts`         | 201 a new alert with its secret, 400, 401, 413, 415, 429, 501, 503 (see [`crate::handlers::alerts`]) |
+//! | GET, DELETE | `/api/alerts/{id}` | 200 the alert and its last deliveries / 204, 401, 404, 429, 501, 503 |
 //! | GET    | `/api/meta`           | 200 JSON summary of the store, 503                             |
 //! | GET    | `/healthz`            | 200 `ok` while the process runs                                |
 //! | GET    | `/readyz`             | 200 when the store and queue answer, else 503 naming which     |
@@ -23,7 +25,7 @@
 use crate::admission;
 use crate::answer_headers;
 use crate::error::ApiError;
-use crate::handlers::{health, latest, meta, result_events, results, stream, submit};
+use crate::handlers::{alerts, health, latest, meta, result_events, results, stream, submit};
 use crate::observe;
 use crate::request_id::{self, RequestId};
 use crate::state::AppState;
@@ -52,6 +54,8 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .route("/api/results/{id}/events", get(result_events::events))
         .route("/api/latest", get(latest::get))
         .route("/api/stream/latest", get(stream::latest))
+        .route("/api/alerts", post(alerts::create))
+        .route("/api/alerts/{id}", get(alerts::get).delete(alerts::delete))
         .route("/api/meta", get(meta::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

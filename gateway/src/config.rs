@@ -201,6 +201,46 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_stream_sensors: u32,
 
+    /// Alerts one API key may hold (`POST /api/alerts`); a further one is
+    /// answered 429.
+    #[arg(long, env = "AIRQ_MAX_ALERTS_PER_KEY", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_alerts_per_key: u32,
+
+    /// Alerts the store holds in all; a further one is answered 503. Each
+    /// is evaluated after every ingestion.
+    #[arg(long, env = "AIRQ_MAX_ALERTS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_alerts: u32,
+
+    /// Lets webhooks go to `http` URLs and loopback addresses (tests, a
+    /// receiver on this machine); private, link-local and metadata
+    /// addresses stay refused.
+    #[arg(long, env = "AIRQ_WEBHOOK_ALLOW_LOOPBACK")]
+    pub webhook_allow_loopback: bool,
+
+    /// Webhook deliveries this gateway makes at once.
+    #[arg(long, env = "AIRQ_WEBHOOK_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_concurrency: u32,
+
+    /// How long one webhook attempt may take (connect, send, the answer's head).
+    #[arg(long, env = "AIRQ_WEBHOOK_TIMEOUT", default_value = "10s",
+          value_parser = airq_cli::duration::parse)]
+    pub webhook_timeout: Duration,
+
+    /// The wait before a failed webhook is tried again; it doubles with
+    /// each attempt.
+    #[arg(long, env = "AIRQ_WEBHOOK_RETRY_FIRST", default_value = "5s",
+          value_parser = airq_cli::duration::parse)]
+    pub webhook_retry_first: Duration,
+
+    /// How long after its event a webhook is retried before it is
+    /// dead-lettered.
+    #[arg(long, env = "AIRQ_WEBHOOK_GIVE_UP_AFTER", default_value = "24h",
+          value_parser = airq_cli::duration::parse)]
+    pub webhook_give_up_after: Duration,
+
     /// Largest request head (request line and headers) a connection may
     /// send, in bytes; a longer one is answered 431 and the connection
     /// closed. It bounds what each connection buffers before its request

@@ -86,6 +86,11 @@ pub enum ApiError {
     #[error("too many live streams")]
     TooManyStreams { max: usize, whose: &'static str },
 
+    /// No room for one more alert: `whose` is `"this API key"` (its cap,
+    /// `429`) or `"this service"` (`--max-alerts`, `503`).
+    #[error("too many alerts")]
+    TooManyAlerts { max: usize, whose: &'static str },
+
     /// What this backend does not do (yet); the message says what does.
     #[error("not implemented: {0}")]
     NotImplemented(String),
@@ -116,6 +121,7 @@ impl ApiError {
             ApiError::TooManyQueued { .. } => "queued_cap",
             ApiError::TooManyFollowers { .. } => "followers",
             ApiError::TooManyStreams { .. } => "streams",
+            ApiError::TooManyAlerts { .. } => "alerts",
             ApiError::Unauthorized(_) => "auth",
             ApiError::KeyInUrl => "key_in_url",
             ApiError::Backlog { .. } => "backlog",
@@ -142,6 +148,10 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyAlerts { whose, .. } if *whose == "this API key" => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::TooManyAlerts { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
@@ -260,6 +270,10 @@ impl IntoResponse for ApiError {
                 ),
                 Vec::new(),
             ),
+            ApiError::TooManyAlerts { max, whose } => (
+                format!("{whose} already has {max} alerts, the most it may; delete one first"),
+                Vec::new(),
+            ),
             ApiError::NotImplemented(what) => (what.clone(), Vec::new()),
             ApiError::NoDirectSlots => (
                 "this gateway answers nothing directly (--direct-limit 0), and the latest \
@@ -292,7 +306,8 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyQueued { .. }
             | ApiError::TooManyFollowers { .. }
-            | ApiError::TooManyStreams { .. } => {
+            | ApiError::TooManyStreams { .. }
+            | ApiError::TooManyAlerts { .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized(_) => {

@@ -27,6 +27,7 @@
 //! stream ends after [`STREAM_LIFETIME`] and sends a comment every
 //! [`crate::follow::HEARTBEAT`] while idle.
 
+use crate::alerts::Alerts;
 use crate::slots::Slots;
 use airq_core::store::{LatestChanges, ReadingStore};
 use airq_core::{BackendError, Format, Index, LatestQuery, Reading};
@@ -223,6 +224,8 @@ pub struct LiveFeed {
     cancel: CancellationToken,
     /// What is left of [`RENDERED_BYTES`].
     budget: Arc<AtomicUsize>,
+    /// Evaluated after each batch, when the backend keeps alerts.
+    alerts: Option<Arc<Alerts>>,
 }
 
 /// Renders entries off the async threads: 15,000 readings in three indices
@@ -247,6 +250,7 @@ impl LiveFeed {
         slots: Arc<Slots>,
         max_sensors: usize,
         cancel: CancellationToken,
+        alerts: Option<Arc<Alerts>>,
     ) -> Arc<LiveFeed> {
         // Present from the start, so that a rate over it reads 0, not nothing.
         metrics::counter!("airq_live_feed_errors_total").absolute(0);
@@ -259,6 +263,7 @@ impl LiveFeed {
             max_sensors,
             cancel,
             budget: Arc::new(AtomicUsize::new(RENDERED_BYTES)),
+            alerts,
         })
     }
 
@@ -305,6 +310,41 @@ impl LiveFeed {
         })
     }
 
+    /// Every sensor's latest reading as this gateway has it, once loaded.
+    pub fn current(&self) -> Option<Entries> {
+        self.mirror().as_ref().map(|m| m.all.clone())
+    }
+
+    /// Loads the feed now rather than on the first stream's request, as
+    /// alerts need it from the start; tries again every few seconds while
+    /// the store does not answer, and gives up on a store without a data
+    /// version.
+    pub fn load_in_background(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut warned = false;
+            loop {
+                match this.ensure_loaded().await {
+                    Ok(()) => return,
+                    Err(BackendError::Unsupported(why)) => {
+                        tracing::info!(%why, "no live feed on this backend: no live streams or alerts");
+                        return;
+                    }
+                    Err(e) => {
+                        if !warned {
+                            tracing::warn!(error = %e, "live feed: could not load the latest readings; trying again");
+                            warned = true;
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = this.cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        });
+    }
+
     /// Ends when the gateway stops.
     pub async fn stopped(&self) {
         self.cancel.cancelled().await;
@@ -323,11 +363,17 @@ impl LiveFeed {
             }
             let since = self.mirror().as_ref().map_or(0, |m| m.version);
             match self.poll_once(since).await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("live feed: the store answers again");
+                Ok(changed) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("live feed: the store answers again");
+                    }
+                    if let (Some(alerts), Some((version, all))) = (&self.alerts, changed) {
+                        if let Err(e) = alerts.evaluate(version, &all).await {
+                            tracing::warn!(error = %e, version, "alerts: could not evaluate a change; the next one will");
+                        }
+                    }
                 }
-                Ok(()) => {}
                 Err(e) => {
                     metrics::counter!("airq_live_feed_errors_total").increment(1);
                     if !failing {
@@ -339,11 +385,12 @@ impl LiveFeed {
         }
     }
 
-    /// One read of the changes after `since`, applied and handed on.
-    async fn poll_once(&self, since: u64) -> Result<(), BackendError> {
+    /// One read of the changes after `since`, applied and handed on: the
+    /// new version and every entry at it, when there were changes.
+    async fn poll_once(&self, since: u64) -> Result<Option<(u64, Entries)>, BackendError> {
         let changes = self.store.latest_changes(Some(since)).await?;
         if changes.version == since {
-            return Ok(());
+            return Ok(None);
         }
         let reset = changes.version < since;
         let changes = if reset {
@@ -360,7 +407,7 @@ impl LiveFeed {
         let started = std::time::Instant::now();
         let mut guard = self.mirror();
         let Some(mirror) = guard.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let entries = Shared::new(entries, self.budget.clone());
         mirror.all = if reset {
@@ -372,6 +419,7 @@ impl LiveFeed {
             )
         };
         mirror.version = changes.version;
+        let all = mirror.all.clone();
         // No receiver is not an error: nobody streams now.
         let _ = self.changes.send(Arc::new(Batch {
             version: changes.version,
@@ -381,7 +429,7 @@ impl LiveFeed {
         drop(guard);
         metrics::gauge!("airq_live_feed_version").set(changes.version as f64);
         tracing::debug!(version = changes.version, applied_in = ?started.elapsed(), "live feed: changes handed on");
-        Ok(())
+        Ok(Some((changes.version, all)))
     }
 }
 

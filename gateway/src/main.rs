@@ -6,6 +6,7 @@
 //! once it accepts connections, and shuts down gracefully on SIGINT/SIGTERM.
 
 mod admission;
+mod alerts;
 mod answer_headers;
 mod api;
 mod background;
@@ -90,6 +91,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let alerts = backend.alerts.clone().map(|store| {
+        alerts::Alerts::new(
+            store,
+            config.max_alerts_per_key,
+            config.max_alerts,
+            alerts::DeliveryConfig {
+                policy: alerts::target::Policy {
+                    allow_loopback: config.webhook_allow_loopback,
+                },
+                concurrency: config.webhook_concurrency as usize,
+                timeout: config.webhook_timeout,
+                retry_first: config.webhook_retry_first,
+                give_up_after: config.webhook_give_up_after,
+            },
+        )
+    });
     let live = live_feed::LiveFeed::new(
         backend.readings.clone(),
         slots::Slots::new(
@@ -98,13 +115,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
         config.max_stream_sensors as usize,
         cancel.clone(),
+        alerts.clone(),
     );
+    if let Some(alerts) = &alerts {
+        live.load_in_background();
+        tasks.spawn(alerts.clone().deliver(cancel.clone()));
+    }
     let app = Arc::new(state::App::new(
         &config,
         backend.clone(),
         metrics,
         follows,
         live,
+        alerts,
     ));
     tracing::info!(auth = ?config.auth, tiers = %app.admission.tiers().describe(),
         trusted_proxies = ?config.trusted_proxies, "admission");

@@ -18,7 +18,9 @@
 //! | `airq_live_streams` | gauge (`GET /api/stream/latest` streams open) | |
 //! | `airq_live_feed_version` | gauge (the store's data version the live feed has read) | |
 //! | `airq_live_feed_errors_total` | counter (failed reads of the store's changes) | |
-//! | `airq_rejections_total` | counter | `reason` = `rate_limit`, `queued_cap`, `followers`, `streams`, `auth`, `key_in_url`, `backlog` |
+//! | `airq_alert_events_total` | counter (`alert.entered`/`alert.left` events this gateway's evaluations made) | |
+//! | `airq_webhook_attempts_total` | counter | `outcome` = `delivered`, `retry`, `dead` |
+//! | `airq_rejections_total` | counter | `reason` = `rate_limit`, `queued_cap`, `followers`, `streams`, `alerts`, `auth`, `key_in_url`, `backlog` |
 //!
 //! Routes are a fixed set of names ([`route_label`]), never a path, so a
 //! client cannot mint label values. The gauges are set when `/metrics` is
@@ -51,6 +53,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/api/query" => "query",
         "/api/latest" => "latest",
         "/api/stream/latest" => "stream_latest",
+        "/api/alerts" => "alerts",
         "/api/meta" => "meta",
         "/api/openapi.json" => "openapi",
         "/api" => "api_page",
@@ -60,6 +63,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/" | "/index.html" | "/favicon.svg" => "page",
         p if p.starts_with("/api/results/") && p.ends_with("/events") => "result_events",
         p if p.starts_with("/api/results/") => "results",
+        p if p.starts_with("/api/alerts/") => "alerts",
         p if p.starts_with("/assets/") => "page",
         _ => "other",
     }
@@ -162,6 +166,8 @@ mod tests {
             ("/api/latest", "latest"),
             ("/api/latest/x", "other"),
             ("/api/stream/latest", "stream_latest"),
+            ("/api/alerts", "alerts"),
+            ("/api/alerts/3f2c", "alerts"),
             ("/", "page"),
             ("/assets/app.js", "page"),
             ("/metrics", "metrics"),

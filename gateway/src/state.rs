@@ -2,6 +2,7 @@
 //! the short-lived caches.
 
 use crate::admission::Admission;
+use crate::alerts::Alerts;
 use crate::cached::Cached;
 use crate::config::Config;
 use crate::direct::Direct;
@@ -52,6 +53,8 @@ pub struct App {
     pub follows: Arc<Follows>,
     /// Every sensor's latest reading and its changes, for the live streams.
     pub live: Arc<LiveFeed>,
+    /// Alerts and their deliveries; `None` on a backend without them.
+    pub alerts: Option<Arc<Alerts>>,
     /// `--request-timeout`: a waiting poll answers before it.
     pub request_timeout: Duration,
 }
@@ -65,6 +68,7 @@ impl App {
         metrics: Option<PrometheusHandle>,
         follows: Arc<Follows>,
         live: Arc<LiveFeed>,
+        alerts: Option<Arc<Alerts>>,
     ) -> Self {
         App {
             direct: Direct::new(backend.readings.clone(), config),
@@ -84,6 +88,7 @@ impl App {
             ready: Cached::new(crate::handlers::health::READY_CACHE),
             follows,
             live,
+            alerts,
             request_timeout: config.request_timeout,
         }
     }

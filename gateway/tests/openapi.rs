@@ -770,6 +770,58 @@ async fn every_answer_the_gateway_gives_is_documented() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{qs}");
     }
 
+    // Alerts: on a gateway whose webhooks may go to loopback, with a key.
+    let alerting = Setup::new(&["--webhook-allow-loopback"]);
+    let key = airq_core::keys::generate("openapi", "standard", Default::default()).expect("a key");
+    airq_core::keys::KeyStore::insert(
+        &airq_embedded::SqliteKeyStore::new(alerting.db()),
+        &key.record,
+    )
+    .await
+    .expect("storing the key");
+    const ALERTS: &str = "/api/alerts";
+    const ALERT: &str = "/api/alerts/{id}";
+    let body = r#"{"place":{"country":"DE"},"threshold":{"value":7},"webhookUrl":"http://127.0.0.1:9/hook"}"#;
+    let keyed = |r: RequestBuilder| r.header("x-api-key", key.key.as_str());
+    let (status, headers, created) = log
+        .send(
+            "POST",
+            ALERTS,
+            keyed(post_json(&alerting.url(ALERTS), body)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(headers.contains_key(header::LOCATION));
+    let created: Value = serde_json::from_slice(&created).expect("JSON");
+    let alert = alerting.url(&format!(
+        "/api/alerts/{}",
+        created["id"].as_str().expect("id")
+    ));
+    for (request, want) in [
+        (
+            post_json(&alerting.url(ALERTS), body),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            keyed(post_json(&alerting.url(ALERTS), r#"{"place":{}}"#)),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, ..) = log.send("POST", ALERTS, request).await;
+        assert_eq!(status, want);
+    }
+    let unknown = alerting.url(&format!("/api/alerts/{}", Uuid::new_v4()));
+    for (method, request, want) in [
+        ("GET", keyed(c.get(&alert)), StatusCode::OK),
+        ("GET", keyed(c.get(&unknown)), StatusCode::NOT_FOUND),
+        ("GET", c.get(&alert), StatusCode::UNAUTHORIZED),
+        ("DELETE", keyed(c.delete(&alert)), StatusCode::NO_CONTENT),
+        ("DELETE", keyed(c.delete(&alert)), StatusCode::NOT_FOUND),
+    ] {
+        let (status, ..) = log.send(method, ALERT, request).await;
+        assert_eq!(status, want, "{method} {alert}");
+    }
+
     // Limits: two submits a minute, and no backlog at all.
     let limited = Setup::new(&["--tier", "anonymous:submits=2/min", "--max-backlog", "0"]);
     let query = limited.url("/api/query");

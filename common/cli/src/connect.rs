@@ -15,7 +15,8 @@ use airq_core::queue::Queue;
 use airq_core::store::ReadingStore;
 use airq_core::{Backend, BackendError};
 use airq_embedded::{
-    Db, Redrive, SqliteKeyStore, SqliteQueue, SqliteReadingStore, SqliteResultStore,
+    Db, Redrive, SqliteAlertStore, SqliteKeyStore, SqliteQueue, SqliteReadingStore,
+    SqliteResultStore,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,6 +118,7 @@ impl BackendArgs {
                     request_receive: queue(REQUEST_RECEIVE),
                     request_receive_dlq: dlq(REQUEST_RECEIVE),
                     keys: Arc::new(SqliteKeyStore::new(db.clone())),
+                    alerts: Some(Arc::new(SqliteAlertStore::new(db.clone()))),
                     location: self.db.display().to_string(),
                 })
             }
@@ -164,6 +166,7 @@ async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
             clients.dynamodb.clone(),
             names.keys_table.clone(),
         )),
+        alerts: None,
         location: clients.location(),
     })
 }

@@ -1,5 +1,6 @@
 //! Every port a running system uses, connected to one backend.
 
+use crate::alert::AlertStore;
 use crate::keys::KeyStore;
 use crate::queue::Queue;
 use crate::results::ResultStore;
@@ -21,6 +22,9 @@ pub struct Backend {
     pub request_receive_dlq: Arc<dyn Queue>,
     /// API keys (hashed), shared by every gateway.
     pub keys: Arc<dyn KeyStore>,
+    /// Alerts and their deliveries; `None` on a backend without them (AWS,
+    /// for now), where the alert endpoints answer 501.
+    pub alerts: Option<Arc<dyn AlertStore>>,
     /// Where it is, for logs (a path or a region).
     pub location: String,
 }

@@ -1,9 +1,9 @@
-//! The one duration syntax of every flag and variable: humantime text
+//! The one duration syntax of every flag, variable and API field: humantime text
 //! (`250ms`, `90s`, `24h`, `31days`, `1h 30m`) or a bare number of seconds.
 
 use std::time::Duration;
 
-/// Parses a duration flag (use as `value_parser = airq_cli::duration::parse`).
+/// Parses a duration (as a flag: `value_parser = airq_cli::duration::parse`).
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {

@@ -8,9 +8,11 @@
 //! reach them through `airq-cli`'s `--backend`, so a backend can replace
 //! another without changing a caller.
 
+pub mod alert;
 pub mod aqi;
 pub mod backend;
 pub mod client;
+pub mod duration;
 pub mod error;
 pub mod export;
 pub mod feed;

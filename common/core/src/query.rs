@@ -444,15 +444,32 @@ impl LatestQuery {
             }
             map.insert(key.to_owned(), parsed);
         }
-        let mut v = Fields::new(&map, &LATEST_FIELDS);
-        for key in repeated {
-            v.err(&key, "is given more than once".into());
-        }
+        let mut errors: Vec<(String, String)> = repeated
+            .into_iter()
+            .map(|key| (key, "is given more than once".to_owned()))
+            .collect();
         if map.contains_key("near") && !matches!(map.get("near"), Some(Value::Object(_))) {
-            v.err(
-                "near",
+            errors.push((
+                "near".into(),
                 "must be lat,lon,radiusKm (three numbers), e.g. 52.52,13.40,10".into(),
-            );
+            ));
+        }
+        LatestQuery::checked(&map, errors)
+    }
+
+    /// The same fields as a JSON object (`near` as `{"lat","lon","radiusKm"}`,
+    /// `bbox` and `sensorType` as arrays), as an alert's place has them.
+    pub fn from_map(map: &Map<String, Value>) -> Result<LatestQuery, QueryError> {
+        LatestQuery::checked(map, Vec::new())
+    }
+
+    fn checked(
+        map: &Map<String, Value>,
+        errors: Vec<(String, String)>,
+    ) -> Result<LatestQuery, QueryError> {
+        let mut v = Fields::new(map, &LATEST_FIELDS);
+        for (field, message) in errors {
+            v.err(&field, message);
         }
         let country = v.country();
         let place = v.place();

@@ -142,6 +142,8 @@ const MIGRATIONS: &[Migration] = &[
     // 7: the data version, which tells readers in other processes which
     // latest readings changed (see `changes`).
     Migration::Rust(crate::changes::create),
+    // 8: alerts and their webhook deliveries (see `alerts`).
+    Migration::Rust(crate::alerts::create_tables),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -2,6 +2,7 @@
 //! fresh machine needs no server and the master, gateways and workers of one
 //! machine can share it as separate processes.
 
+mod alerts;
 pub mod bodies;
 mod changes;
 mod db;
@@ -11,6 +12,7 @@ mod queue;
 mod readings;
 mod results;
 
+pub use alerts::{SqliteAlertStore, KEPT_DELIVERIES};
 pub use db::{Db, DbError};
 pub use keys::SqliteKeyStore;
 pub use queue::{Redrive, SqliteQueue};

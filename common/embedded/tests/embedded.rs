@@ -399,8 +399,8 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
     assert_eq!(
-        version, 7,
-        "the indices (4), samples (5), the live tier (6), the data version (7)"
+        version, 8,
+        "the indices (4), samples (5), the live tier (6), the data version (7), alerts (8)"
     );
 
     // Every row's new columns are what the domain computes.
@@ -810,7 +810,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 7, "and every later migration");
+    assert_eq!(version, 8, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)
@@ -906,4 +906,12 @@ async fn data_version_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteReadingStore::new(Db::open(dir.path().join("changes.db")).expect("db"));
     airq_contract::changes::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        airq_embedded::SqliteAlertStore::new(Db::open(dir.path().join("alerts.db")).expect("db"));
+    airq_contract::alerts::run_all(&store).await;
 }

@@ -1,5 +1,6 @@
 //! The HTTP handlers of the API's endpoints (routed in [`crate::api`]).
 
+pub mod alerts;
 pub mod health;
 pub mod latest;
 pub mod meta;

@@ -181,7 +181,7 @@ pub async fn submit(
     enqueue::enqueue(&app, &caller, &request_id, &query, respond_async).await
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType { got: None });
     };
@@ -210,7 +210,11 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// unread data resets it, and many clients then report the reset ("broken
 /// pipe") instead of the 413. A client that sent `Expect: 100-continue`
 /// with a too-large `Content-Length` is answered at once, without reading.
-async fn read_body(headers: &HeaderMap, mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -253,7 +257,7 @@ const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
 
 /// Reads and drops what is left of a body, within bounds, so that the
 /// error answer reaches the client (see [`read_body`]).
-async fn drain(mut body: Body) {
+pub(crate) async fn drain(mut body: Body) {
     let mut seen = 0usize;
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
         while let Some(Ok(frame)) = body.frame().await {

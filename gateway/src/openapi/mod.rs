@@ -20,7 +20,7 @@ mod page;
 mod rules;
 pub mod schema;
 
-use crate::handlers::{health, latest, meta, result_events, results, stream, submit};
+use crate::handlers::{alerts, health, latest, meta, result_events, results, stream, submit};
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -67,6 +67,9 @@ use utoipa::{Modify, OpenApi};
         result_events::events,
         latest::get,
         stream::latest,
+        alerts::create,
+        alerts::get,
+        alerts::delete,
         meta::get,
         health::healthz,
         health::readyz,
@@ -89,6 +92,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "queries", description = "Asking for readings and fetching the answers"),
         (name = "store", description = "What the reading store holds"),
+        (name = "alerts", description = "Webhooks when the air of a place crosses a threshold"),
         (name = "operations", description = "Health, readiness and metrics, for supervisors \
             and monitoring (not rate limited)"),
         (name = "web", description = "The web page and this description"),
@@ -193,13 +197,15 @@ async fn api_page() -> Response {
 }
 
 /// The API routes that pass admission (keys and rate budgets).
-const COUNTED: [&str; 7] = [
+const COUNTED: [&str; 9] = [
     "/api/query",
     "/api/results/{id}",
     "/api/results/{id}/status",
     "/api/results/{id}/events",
     "/api/latest",
     "/api/stream/latest",
+    "/api/alerts",
+    "/api/alerts/{id}",
     "/api/meta",
 ];
 

@@ -603,6 +603,83 @@ pub enum ResultEventName {
     Expired,
 }
 
+/// `POST /api/alerts`'s body.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "place": {"near": {"lat": 52.52, "lon": 13.40, "radiusKm": 10}},
+    "index": "us-epa",
+    "threshold": {"band": "Unhealthy"},
+    "webhookUrl": "https://example.org/airq-hook",
+    "cooldown": "1h"
+}), rename_all = "camelCase")]
+pub struct AlertBody {
+    /// The place: `country`, `bbox` or `near` (one at least, as in a
+    /// query), and optionally `sensorType`.
+    #[schema(value_type = Object)]
+    place: serde_json::Value,
+    /// The index (`GET /api/meta` lists them; default the one marked
+    /// `default`).
+    index: Option<IndexName>,
+    /// `{"band": name}` (that band or worse) or `{"value": n}` (at least n).
+    #[schema(value_type = Object)]
+    threshold: serde_json::Value,
+    /// Where the webhooks go: `https`, public addresses only.
+    webhook_url: String,
+    /// The least time between two `alert.entered` (a duration such as
+    /// `30m`, or seconds; at most 7 days; default 1 h).
+    cooldown: Option<String>,
+}
+
+/// An alert as its owner sees it (`GET /api/alerts/{id}`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct AlertView {
+    id: String,
+    #[schema(value_type = Object)]
+    place: serde_json::Value,
+    index: IndexName,
+    #[schema(value_type = Object)]
+    threshold: serde_json::Value,
+    webhook_url: String,
+    /// Seconds, as `3600s`.
+    cooldown: String,
+    created_at: String,
+    /// `inside` (the receiver was last told `alert.entered`), `enteredAt`,
+    /// `valueAtLastChange`, `suppressedEntries`.
+    #[schema(value_type = Object)]
+    state: serde_json::Value,
+    /// The place's value now and the sensors it is the median of; null
+    /// before this gateway has the latest readings.
+    #[schema(value_type = Object)]
+    now: Option<serde_json::Value>,
+    /// The last 20 deliveries, newest first: `id` (the `webhook-id`),
+    /// `event`, `createdAt`, `state` (`pending`, `delivered`, `dead`),
+    /// `attempts`, `nextAttemptAt`, `lastStatus`, `lastError`,
+    /// `finishedAt`.
+    #[schema(value_type = Vec<Object>)]
+    deliveries: Vec<serde_json::Value>,
+}
+
+/// A new alert (`201`): as [`AlertView`] shows it, with its secret.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct AlertCreated {
+    id: String,
+    #[schema(value_type = Object)]
+    place: serde_json::Value,
+    index: IndexName,
+    #[schema(value_type = Object)]
+    threshold: serde_json::Value,
+    webhook_url: String,
+    cooldown: String,
+    created_at: String,
+    #[schema(value_type = Object)]
+    state: serde_json::Value,
+    /// `whsec_` and base64: the key of the deliveries' HMAC-SHA256
+    /// (`webhook-signature`), shown this once.
+    secret: String,
+}
+
 /// One Server-Sent Event of `GET /api/stream/latest`, as an `EventSource`
 /// hands it over.
 #[derive(ToSchema)]
