@@ -51,6 +51,30 @@ fn header_bytes(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// A duration flag within `[min, max]`.
+fn duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = airq_cli::duration::parse(s)?;
+    if d < min || d > max {
+        return Err(format!("must be from {min:?} to {max:?}, got {d:?}"));
+    }
+    Ok(d)
+}
+
+/// `--webhook-timeout`: 100 ms to 5 min.
+fn webhook_timeout(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_millis(100), Duration::from_secs(300))
+}
+
+/// `--webhook-retry-first`: 100 ms (tests) to 1 h.
+fn webhook_retry_first(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_millis(100), Duration::from_secs(3600))
+}
+
+/// `--webhook-give-up-after`: 1 s to 7 days.
+fn webhook_give_up_after(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_secs(1), Duration::from_secs(7 * 86_400))
+}
+
 /// A CIDR block, or one address.
 fn parse_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -226,19 +250,19 @@ pub struct Config {
 
     /// How long one webhook attempt may take (connect, send, the answer's head).
     #[arg(long, env = "AIRQ_WEBHOOK_TIMEOUT", default_value = "10s",
-          value_parser = airq_cli::duration::parse)]
+          value_parser = webhook_timeout)]
     pub webhook_timeout: Duration,
 
     /// The wait before a failed webhook is tried again; it doubles with
     /// each attempt.
     #[arg(long, env = "AIRQ_WEBHOOK_RETRY_FIRST", default_value = "5s",
-          value_parser = airq_cli::duration::parse)]
+          value_parser = webhook_retry_first)]
     pub webhook_retry_first: Duration,
 
     /// How long after its event a webhook is retried before it is
     /// dead-lettered.
     #[arg(long, env = "AIRQ_WEBHOOK_GIVE_UP_AFTER", default_value = "24h",
-          value_parser = airq_cli::duration::parse)]
+          value_parser = webhook_give_up_after)]
     pub webhook_give_up_after: Duration,
 
     /// Largest request head (request line and headers) a connection may

@@ -91,7 +91,7 @@ pub const RENDERED_BYTES: usize = 64 << 20;
 /// ([`Shared::rendered`]).
 pub struct Shared {
     pub entries: Vec<Arc<Entry>>,
-    rendered: Mutex<HashMap<LatestQuery, (Bytes, u64)>>,
+    rendered: Mutex<HashMap<LatestQuery, Rendered>>,
     /// The gateway's budget of rendered bytes, and what this holds of it.
     budget: Arc<AtomicUsize>,
     held: AtomicUsize,
@@ -113,9 +113,11 @@ impl Shared {
     /// how many: made by the first stream that asks and shared by every
     /// other stream of the same place and index (a place's test, a great
     /// circle or a box on parsed coordinates, was two thirds of the CPU of
-    /// 10,000 streams each testing every entry). Kept while the gateway's
-    /// [`RENDERED_BYTES`] allow.
-    pub fn rendered(&self, query: &LatestQuery) -> (Bytes, u64) {
+    /// 10,000 streams each testing every entry). A place of more than
+    /// `max` entries is not rendered: `Err` with its count (remembered
+    /// too, so that refusing it again costs nothing). Kept while the
+    /// gateway's [`RENDERED_BYTES`] allow, a quarter of them at most each.
+    pub fn rendered(&self, query: &LatestQuery, max: u64) -> Result<(Bytes, u64), u64> {
         let key = LatestQuery {
             at: None,
             format: Format::Ndjson,
@@ -123,30 +125,47 @@ impl Shared {
         };
         let cache = || self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(hit) = cache().get(&key) {
-            return hit.clone();
+            return match hit {
+                Rendered::Events(bytes, count) if *count <= max => Ok((bytes.clone(), *count)),
+                Rendered::Events(_, count) | Rendered::TooMany(count) => Err(*count),
+            };
         }
         let mut out = BytesMut::new();
         let mut count = 0;
         for e in &self.entries {
             if query.matches(&e.reading) {
-                out.extend_from_slice(e.frame(query.index));
                 count += 1;
+                if count <= max {
+                    out.extend_from_slice(e.frame(query.index));
+                }
             }
         }
-        let made = (out.freeze(), count);
-        let size = made.0.len();
-        let fits = self
-            .budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(size)
-            })
-            .is_ok();
+        if count > max {
+            cache().insert(key, Rendered::TooMany(count));
+            return Err(count);
+        }
+        let bytes = out.freeze();
+        let size = bytes.len();
+        let fits = size <= RENDERED_BYTES / 4
+            && self
+                .budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(size)
+                })
+                .is_ok();
         if fits {
             self.held.fetch_add(size, Ordering::Relaxed);
-            cache().insert(key, made.clone());
+            cache().insert(key, Rendered::Events(bytes.clone(), count));
         }
-        made
+        Ok((bytes, count))
     }
+}
+
+/// A place's rendering, or that it holds too many entries to render.
+#[derive(Clone)]
+enum Rendered {
+    Events(Bytes, u64),
+    TooMany(u64),
 }
 
 impl Drop for Shared {
@@ -287,6 +306,7 @@ impl LiveFeed {
             version,
             all: Shared::new(entries, self.budget.clone()),
         });
+        metrics::gauge!("airq_live_feed_version").set(version as f64);
         tracing::info!(version, "live feed loaded; following the store's changes");
         tokio::spawn(self.clone().follow());
         Ok(())
@@ -369,9 +389,7 @@ impl LiveFeed {
                         tracing::info!("live feed: the store answers again");
                     }
                     if let (Some(alerts), Some((version, all))) = (&self.alerts, changed) {
-                        if let Err(e) = alerts.evaluate(version, &all).await {
-                            tracing::warn!(error = %e, version, "alerts: could not evaluate a change; the next one will");
-                        }
+                        alerts.changed(version, all);
                     }
                 }
                 Err(e) => {
@@ -496,17 +514,24 @@ mod tests {
             LatestQuery::from_pairs([("country", "DE"), ("index", "eaqi"), ("bbox", at)])
                 .expect("a query")
         };
-        let (a, n) = shared.rendered(&pairs("13,52,14,53"));
+        let (a, n) = shared
+            .rendered(&pairs("13,52,14,53"), 10)
+            .expect("rendered");
         assert_eq!(n, 2);
         assert!(a.starts_with(b"event: reading\ndata: {") && a.ends_with(b"}\n\n"));
         // The same place asked at another second: the same bytes, not a copy.
         let mut later = pairs("13,52,14,53");
         later.at = Some(airq_core::Timestamp(1));
-        let (b, _) = shared.rendered(&later);
+        let (b, _) = shared.rendered(&later, 10).expect("rendered");
         assert_eq!(a.as_ptr(), b.as_ptr(), "shared");
         // Another place: its own events.
-        let (none, zero) = shared.rendered(&pairs("0,0,1,1"));
+        let (none, zero) = shared.rendered(&pairs("0,0,1,1"), 10).expect("rendered");
         assert!(none.is_empty() && zero == 0);
+        // Over the bound: refused with its count, nothing rendered.
+        assert_eq!(shared.rendered(&pairs("13,52,14,53"), 1).err(), Some(2));
+        let wide = pairs("-180,-90,180,90");
+        assert_eq!(shared.rendered(&wide, 1).err(), Some(2));
+        assert_eq!(shared.rendered(&wide, 1).err(), Some(2), "remembered");
         assert_eq!(budget.load(Ordering::Relaxed), RENDERED_BYTES - a.len());
         drop(shared);
         assert_eq!(budget.load(Ordering::Relaxed), RENDERED_BYTES, "given back");

@@ -120,6 +120,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(alerts) = &alerts {
         live.load_in_background();
         tasks.spawn(alerts.clone().deliver(cancel.clone()));
+        tasks.spawn(alerts.clone().evaluator(cancel.clone()));
     }
     let app = Arc::new(state::App::new(
         &config,

@@ -376,6 +376,31 @@ async fn alerts_enter_leave_cool_down_retry_and_dead_letter_signed() {
     assert_eq!(view["now"]["value"], 182);
     assert_eq!(view["now"]["sensors"], 3);
     assert_eq!(good.lock().expect("inbox").len(), 2);
+    // Down (28) and up again within the cooldown: a second suppressed
+    // entry, still nothing sent.
+    hours(&db, "5.00", "5.00").await;
+    eventually(
+        "the drop below",
+        100,
+        Duration::from_millis(100),
+        || async {
+            let (_, v) = get_alert(&g, &key.key, good_id).await;
+            (v["state"]["valueAtLastChange"] == 28).then_some(())
+        },
+    )
+    .await;
+    hours(&db, "100.00", "100.00").await;
+    eventually(
+        "the second suppressed entry",
+        100,
+        Duration::from_millis(100),
+        || async {
+            let (_, v) = get_alert(&g, &key.key, good_id).await;
+            (v["state"]["suppressedEntries"] == 2).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(good.lock().expect("inbox").len(), 2);
 
     // The one that never answers: dead-lettered once retries run out.
     let (silent_id, _, _) = &made[2];

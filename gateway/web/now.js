@@ -157,7 +157,9 @@ function openStream() {
     if (picked) showPicked(picked);
   });
   source.addEventListener('dropped', () => {
-    // The browser reconnects with Last-Event-ID and catches up.
+    // Fell behind, or the store was replaced: start again from every
+    // reading (a new EventSource sends no Last-Event-ID).
+    openStream();
   });
   source.onerror = () => {
     // CLOSED: refused for good (the browser reconnects by itself otherwise).

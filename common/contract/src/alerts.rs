@@ -116,7 +116,11 @@ pub async fn run_all(store: &dyn AlertStore) {
         last_error: Some("HTTP 500".into()),
         ..d.clone()
     };
-    store.record(&retry).await.expect("record");
+    assert!(
+        !store.record(&retry, 19_999).await.expect("record"),
+        "another claim's lease records nothing"
+    );
+    assert!(store.record(&retry, 20_000).await.expect("record"));
     // Recorded: the lease is given back, due at its next time.
     let due = store.claim(12_000, 30_000, 10).await.expect("claim");
     assert_eq!(due.len(), 1);
@@ -127,9 +131,13 @@ pub async fn run_all(store: &dyn AlertStore) {
         last_status: Some(204),
         last_error: None,
         finished_ms: Some(12_500),
-        ..retry
+        ..retry.clone()
     };
-    store.record(&done).await.expect("record");
+    assert!(store.record(&done, 30_000).await.expect("record"));
+    assert!(
+        !store.record(&retry, 30_000).await.expect("record"),
+        "a late attempt does not undo a delivered one"
+    );
     assert!(
         store
             .claim(99_000, 100_000, 10)

@@ -12,11 +12,11 @@
 //! lower bound of a band (`Unhealthy` or worse).
 //!
 //! **Events** ([`step`]): `alert.entered` when the condition starts to
-//! hold, unless one was sent less than the alert's cooldown ago (then the
-//! entry is counted as suppressed, and nothing is sent until the value
-//! leaves and enters again after the cooldown); `alert.left` when it stops
-//! holding after an `alert.entered` was sent. So a receiver always sees
-//! entered and left in turn.
+//! hold, unless one was sent less than the alert's cooldown ago: then the
+//! entry is counted as suppressed, and `alert.entered` is sent at the first
+//! evaluation after the cooldown at which the condition still holds;
+//! `alert.left` when it stops holding after an `alert.entered` was sent.
+//! So a receiver always sees entered and left in turn.
 
 use crate::aqi::Index;
 use crate::error::BackendError;
@@ -483,6 +483,8 @@ pub struct DueDelivery {
     pub delivery: Delivery,
     pub url: String,
     pub secret: String,
+    /// The lease this claim holds: recording the attempt needs it.
+    pub lease_ms: i64,
 }
 
 /// Why a new alert was not stored.
@@ -536,8 +538,10 @@ pub trait AlertStore: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<DueDelivery>, BackendError>;
 
-    /// Records an attempt's outcome (the delivery as it now is).
-    async fn record(&self, delivery: &Delivery) -> Result<(), BackendError>;
+    /// Records an attempt's outcome (the delivery as it now is), if the
+    /// claim of lease `lease_ms` still holds it; false (and nothing
+    /// written) when the lease ran out and another claim took it.
+    async fn record(&self, delivery: &Delivery, lease_ms: i64) -> Result<bool, BackendError>;
 
     /// An alert's `last` most recent deliveries, newest first.
     async fn deliveries(&self, alert: Uuid, last: usize) -> Result<Vec<Delivery>, BackendError>;

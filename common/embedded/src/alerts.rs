@@ -252,7 +252,12 @@ impl AlertStore for SqliteAlertStore {
                 let mut rows = stmt.query([])?;
                 let mut all = Vec::new();
                 while let Some(r) = rows.next()? {
-                    all.push(alert_of(r)?);
+                    // One alert that does not read back (a spec an older
+                    // airq accepted, say) must not stop the others.
+                    match alert_of(r) {
+                        Ok(alert) => all.push(alert),
+                        Err(e) => tracing::warn!(error = %e.0, "skipping an alert that does not read back"),
+                    }
                 }
                 Ok(all)
             })
@@ -336,6 +341,7 @@ impl AlertStore for SqliteAlertStore {
                             delivery,
                             url,
                             secret: r.get(12)?,
+                            lease_ms,
                         });
                     }
                 }
@@ -353,25 +359,27 @@ impl AlertStore for SqliteAlertStore {
             .await
     }
 
-    async fn record(&self, d: &Delivery) -> Result<(), BackendError> {
+    async fn record(&self, d: &Delivery, lease_ms: i64) -> Result<bool, BackendError> {
         let d = d.clone();
         self.db
             .run(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE alert_deliveries SET attempts = ?2, next_ms = ?3, state = ?4,
-                         last_status = ?5, last_error = ?6, finished_ms = ?7, lease_ms = 0
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    d.id.to_string(),
-                    d.attempts,
-                    d.next_ms,
-                    d.state.as_str(),
-                    d.last_status,
-                    d.last_error,
-                    d.finished_ms,
-                ])?;
-                Ok(())
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE alert_deliveries SET attempts = ?2, next_ms = ?3, state = ?4,
+                             last_status = ?5, last_error = ?6, finished_ms = ?7, lease_ms = 0
+                         WHERE id = ?1 AND lease_ms = ?8 AND state = 'pending'",
+                    )?
+                    .execute(params![
+                        d.id.to_string(),
+                        d.attempts,
+                        d.next_ms,
+                        d.state.as_str(),
+                        d.last_status,
+                        d.last_error,
+                        d.finished_ms,
+                        lease_ms,
+                    ])?;
+                Ok(changed == 1)
             })
             .await
     }

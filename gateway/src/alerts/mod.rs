@@ -2,9 +2,11 @@
 //! signed webhooks by a bounded pool. What an alert's condition and events
 //! are is in [`airq_core::alert`]; where a webhook may go, in [`target`].
 //!
-//! **Evaluation** ([`Alerts::evaluate`]), after each batch of changes the
-//! live feed hands on: each alert's place value from the feed's copy of
-//! the latest readings, then [`airq_core::alert::step`]; a state change is
+//! **Evaluation** ([`Alerts::evaluator`]), after each batch of changes the
+//! live feed hands on (the newest replaces one waiting, so the feed never
+//! waits): each distinct place's value once, off the async threads, from
+//! the feed's copy of the latest readings, then
+//! [`airq_core::alert::step`] for each alert; a state change is
 //! written as a compare-and-set on the alert's state with its delivery in
 //! the same transaction, so several gateways evaluating the same change
 //! send one event.
@@ -26,16 +28,17 @@
 
 pub mod target;
 
-use crate::live_feed::Shared;
+use crate::live_feed::{Entries, Shared};
 use airq_core::alert::{
     self, Alert, AlertEvent, AlertState, AlertStore, Delivery, DeliveryState, DueDelivery,
 };
-use airq_core::{BackendError, Timestamp};
+use airq_core::{BackendError, LatestQuery, Timestamp};
 use base64::Engine;
 use rand::RngCore;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -63,6 +66,9 @@ pub struct Alerts {
     pub config: DeliveryConfig,
     pool: Arc<Semaphore>,
     wake: Notify,
+    /// The newest change the live feed handed on, for the evaluator: a
+    /// change that comes while one is evaluated replaces any waiting one.
+    changes: watch::Sender<Option<(u64, Entries)>>,
 }
 
 /// A new alert's secret: `whsec_` and 32 random bytes in base64, as the
@@ -85,20 +91,44 @@ pub fn now_ms() -> i64 {
 
 /// A place's value now: the median of its fresh live sensors' index
 /// values (see [`airq_core::alert`]), and how many sensors it is of.
-pub fn value_of(alert: &Alert, entries: &Shared, now: Timestamp) -> (Option<u16>, usize) {
-    let index = alert.spec.place.index;
+pub fn value_of(place: &LatestQuery, entries: &Shared, now: Timestamp) -> (Option<u16>, usize) {
     let values: Vec<u16> = entries
         .entries
         .iter()
         .filter(|e| {
             e.reading.basis.is_some()
                 && now.0.saturating_sub(e.reading.timestamp.0) <= alert::FRESH_SECS
-                && alert.spec.place.matches(&e.reading)
+                && place.matches(&e.reading)
         })
-        .filter_map(|e| e.reading.indices.defined(index))
+        .filter_map(|e| e.reading.indices.defined(place.index))
         .collect();
     let n = values.len();
     (alert::median(values), n)
+}
+
+/// The value of each place, computed once per distinct place (and index)
+/// however many alerts watch it, off the async threads.
+async fn values_of(
+    places: Vec<LatestQuery>,
+    entries: Entries,
+    now: Timestamp,
+) -> Result<Vec<(Option<u16>, usize)>, BackendError> {
+    tokio::task::spawn_blocking(move || {
+        let mut memo: HashMap<LatestQuery, (Option<u16>, usize)> = HashMap::new();
+        places
+            .into_iter()
+            .map(|p| {
+                *memo
+                    .entry(p)
+                    .or_insert_with_key(|p| value_of(p, &entries, now))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| BackendError::Local {
+        what: "evaluating alerts",
+        source: Box::new(e),
+    })
 }
 
 /// The webhook's body (Standard Webhooks' `type`, `timestamp`, `data`).
@@ -140,24 +170,57 @@ impl Alerts {
             pool: Arc::new(Semaphore::new(config.concurrency)),
             config,
             wake: Notify::new(),
+            changes: watch::Sender::new(None),
         })
     }
 
+    /// Hands the evaluator a change (never waits: the live feed goes on).
+    pub fn changed(&self, version: u64, entries: Entries) {
+        self.changes.send_replace(Some((version, entries)));
+    }
+
+    /// Evaluates the changes handed on, one at a time, the newest first
+    /// when several came meanwhile, until the gateway stops.
+    pub async fn evaluator(self: Arc<Self>, cancel: CancellationToken) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+            let Some((version, entries)) = changes.borrow_and_update().clone() else {
+                continue;
+            };
+            if let Err(e) = self.evaluate(version, entries).await {
+                tracing::warn!(error = %e, version, "alerts: could not evaluate a change; the next one will");
+            }
+        }
+    }
+
     /// Evaluates every alert against the latest readings at `version`.
-    pub async fn evaluate(&self, version: u64, entries: &Shared) -> Result<(), BackendError> {
+    async fn evaluate(&self, version: u64, entries: Entries) -> Result<(), BackendError> {
         let now = Timestamp::now();
         let mut made = false;
-        for (alert, state) in self.store.all().await? {
+        let alerts = self.store.all().await?;
+        let places = alerts.iter().map(|(a, _)| a.spec.place.clone()).collect();
+        let values = values_of(places, entries, now).await?;
+        for ((alert, state), (value, sensors)) in alerts.into_iter().zip(values) {
             if state.version >= version {
                 continue;
             }
-            let (Some(value), sensors) = value_of(&alert, entries, now) else {
+            let Some(value) = value else {
                 continue;
             };
             let (next, event) = alert::step(state, &alert.spec, value, version, now);
+            // Written when something a later step reads changed: the
+            // state, or the side of the threshold the value is on (which
+            // tells a new entry from a stay inside).
+            let lower = alert.spec.threshold.lower(alert.spec.place.index);
+            let side = |v: Option<u16>| v.map(|v| v >= lower);
             let changed = event.is_some()
                 || next.inside != state.inside
-                || next.suppressed != state.suppressed;
+                || next.suppressed != state.suppressed
+                || side(next.value) != side(state.value);
             if !changed {
                 continue;
             }
@@ -207,8 +270,9 @@ impl Alerts {
             if room == 0 {
                 continue;
             }
-            // A lease long enough for every redirect's timeout, and then some.
-            let lease = self.config.timeout * (MAX_REDIRECTS as u32 + 1) + Duration::from_secs(30);
+            // Longer than an attempt may take (it is cut at
+            // `attempt_limit`), so no other claim takes it meanwhile.
+            let lease = self.attempt_limit().saturating_add(Duration::from_secs(30));
             let now = now_ms();
             let due = match self
                 .store
@@ -244,11 +308,20 @@ impl Alerts {
         }
     }
 
+    /// The longest one attempt may take: a timeout for each request of it
+    /// (the first and each redirect), name lookups included.
+    fn attempt_limit(&self) -> Duration {
+        self.config.timeout.saturating_mul(MAX_REDIRECTS as u32 + 1)
+    }
+
     /// One attempt of a delivery, and its outcome recorded.
     async fn attempt(&self, due: DueDelivery) {
         let mut d = due.delivery;
         d.attempts += 1;
-        let result = send(&due.url, &due.secret, &d, self.config).await;
+        let limit = self.attempt_limit();
+        let result = tokio::time::timeout(limit, send(&due.url, &due.secret, &d, self.config))
+            .await
+            .unwrap_or_else(|_| Err((None, format!("the attempt took more than {limit:?}"))));
         let now = now_ms();
         match result {
             Ok(status) => {
@@ -285,9 +358,16 @@ impl Alerts {
                 }
             }
         }
-        if let Err(e) = self.store.record(&d).await {
+        match self.store.record(&d, due.lease_ms).await {
+            Ok(true) => {}
+            // Cannot happen while attempts end within their lease; should
+            // it, the other claim's outcome stands.
+            Ok(false) => tracing::warn!(delivery = %d.id,
+                "webhooks: an attempt outlived its lease; its outcome is not recorded"),
             // The lease runs out and the delivery is tried again: at least once.
-            tracing::warn!(delivery = %d.id, error = %e, "webhooks: could not record an attempt");
+            Err(e) => {
+                tracing::warn!(delivery = %d.id, error = %e, "webhooks: could not record an attempt")
+            }
         }
     }
 }
@@ -309,10 +389,21 @@ async fn send(
         .map_err(|e| (None, format!("could not sign: {e}")))?;
     let mut next = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
-        let target = target::check(&next, config.policy)
+        let target = tokio::time::timeout(config.timeout, target::check(&next, config.policy))
             .await
+            .map_err(|_| {
+                (
+                    None,
+                    format!(
+                        "{next}: its name did not resolve within {:?}",
+                        config.timeout
+                    ),
+                )
+            })?
             .map_err(|e| (None, format!("refused {next}: it {e}")))?;
+        // No proxy: one would resolve the name itself, past the check.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .resolve(&target.host, target.addr)

@@ -56,6 +56,9 @@ static REFUSED: LazyLock<Vec<(IpNet, &'static str)>> = LazyLock::new(|| {
         ("240.0.0.0/4", "a reserved address"),
         ("::/128", "the unspecified address"),
         ("::1/128", "a loopback address"),
+        ("::/96", "an IPv4-compatible address (deprecated)"),
+        ("2002::/16", "a 6to4 address"),
+        ("fec0::/10", "a site-local address (deprecated)"),
         ("64:ff9b:1::/48", "a local-use NAT64 address"),
         ("100::/64", "a discard-only address"),
         ("2001::/23", "an IETF protocol assignment"),
@@ -148,7 +151,7 @@ pub async fn resolve(url: Url, policy: Policy) -> Result<Target, String> {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| format!("names a host that does not resolve ({host}): {e}"))?
+            .map_err(|_| format!("names a host that does not resolve ({host})"))?
             .collect(),
     };
     let Some(&first) = addrs.first() else {
@@ -156,9 +159,11 @@ pub async fn resolve(url: Url, policy: Policy) -> Result<Target, String> {
     };
     for a in &addrs {
         if let Some(why) = refused(a.ip(), policy) {
+            // The kind of address, not the address: a client must not map
+            // the gateway's own network through these messages.
+            tracing::debug!(%host, ip = %a.ip(), why, "webhook target refused");
             return Err(format!(
-                "reaches {} ({why}); webhooks go to public addresses only",
-                a.ip()
+                "reaches {why}; webhooks go to public addresses only"
             ));
         }
     }
@@ -204,6 +209,9 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "::",
+            "::10.0.0.1",
+            "2002:a00:1::1",
+            "fec0::1",
         ] {
             let ip: IpAddr = ip.parse().expect("an address");
             assert!(refused(ip, STRICT).is_some(), "{ip} is refused");

@@ -213,7 +213,7 @@ pub async fn get(
     let mut body = alerts::alert_json(&alert, &state);
     body["now"] = match app.live.current() {
         Some(entries) => {
-            let (value, sensors) = alerts::value_of(&alert, &entries, Timestamp::now());
+            let (value, sensors) = alerts::value_of(&alert.spec.place, &entries, Timestamp::now());
             serde_json::json!({ "value": value, "sensors": sensors })
         }
         None => serde_json::Value::Null,

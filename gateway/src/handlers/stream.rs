@@ -168,7 +168,11 @@ impl Stream {
                 Ok(Ok(batch)) => {
                     // Every entry of a batch changed after the version this
                     // stream has: the place's rendering is the step.
-                    let (bytes, count) = batch.entries.rendered(&self.query);
+                    // Never more than the place holds, which passed.
+                    let (bytes, count) = batch
+                        .entries
+                        .rendered(&self.query, u64::MAX)
+                        .unwrap_or_default();
                     self.pending = Some(Pending::Rendered {
                         bytes,
                         count,
@@ -285,14 +289,24 @@ pub async fn latest(
     // The first answer: the place's rendering, shared with every stream
     // of the place; after a `Last-Event-ID`, the place's entries changed
     // since, tested here (and counted first, for the bound).
-    let (pending, sensors) = if after == 0 {
-        let (bytes, count) = start.entries.rendered(&query);
-        let pending = Pending::Rendered {
+    let too_many = |sensors: u64| {
+        invalid(
+            "query string",
+            format!(
+                "the place holds {sensors} sensors, more than a stream sends \
+                 (--max-stream-sensors {}); narrow it with country, bbox, near or sensorType",
+                feed.max_sensors
+            ),
+        )
+    };
+    let max = feed.max_sensors as u64;
+    let pending = if after == 0 {
+        let (bytes, count) = start.entries.rendered(&query, max).map_err(too_many)?;
+        Pending::Rendered {
             bytes,
             count,
             version: start.version,
-        };
-        (pending, count)
+        }
     } else {
         let count = start
             .entries
@@ -300,7 +314,10 @@ pub async fn latest(
             .iter()
             .filter(|e| e.version > after && query.matches(&e.reading))
             .count() as u64;
-        let pending = Pending::Resume {
+        if count > max {
+            return Err(too_many(count));
+        }
+        Pending::Resume {
             resume: Resume {
                 entries: start.entries,
                 pos: 0,
@@ -308,19 +325,8 @@ pub async fn latest(
             },
             count: 0,
             version: start.version,
-        };
-        (pending, count)
+        }
     };
-    if sensors > feed.max_sensors as u64 {
-        return Err(invalid(
-            "query string",
-            format!(
-                "the place holds {sensors} sensors, more than a stream sends \
-                 (--max-stream-sensors {}); narrow it with country, bbox, near or sensorType",
-                feed.max_sensors
-            ),
-        ));
-    }
     let stream = Stream {
         query,
         pending: Some(pending),
