@@ -38,6 +38,17 @@ else
     echo "missing, and not root on Debian: install them (sudo apt-get install -y chromium chromium-driver curl)" >&2
     echo "or set AIRQ_CHROMIUM and AIRQ_CHROMEDRIVER; the browser test fails without them" >&2
 fi
+echo "== Prometheus (the operator's kit checked against a real one)"
+if command -v prometheus >/dev/null 2>&1; then
+    echo "present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    prometheus --version 2>&1 | head -1
+else
+    echo "missing, and not root on Debian: install it (sudo apt-get install prometheus)" >&2
+    echo "the Prometheus test (deploy/tests/prometheus.rs) fails without it" >&2
+fi
 echo "== AWS emulator (moto in .venv/, for the aws backend's tests)"
 # Two steps, so that a moto that fails to start stops the run here (an
 # `eval "$(...)"` would swallow the failure).

@@ -54,6 +54,11 @@ pub struct UpArgs {
     #[arg(long, env = "AIRQ_CRON", default_value = defaults::CRON)]
     pub cron: String,
 
+    /// The master's feed (default: the master's own, Sensor.Community's
+    /// 24-hour feed).
+    #[arg(long, env = "AIRQ_SOURCE")]
+    pub source: Option<String>,
+
     /// Do not run the live tier's master (the 5-minute feed).
     #[arg(long, env = "AIRQ_NO_LIVE")]
     pub no_live: bool,
@@ -96,6 +101,23 @@ pub struct UpArgs {
         allow_hyphen_values = true
     )]
     pub gateway_args: String,
+}
+
+/// What `up` says the masters are: "nightly" on the default schedules,
+/// else the schedule itself.
+fn masters_label(cron: &str, live_cron: Option<&String>) -> String {
+    let master = if cron == defaults::CRON {
+        "nightly master".to_owned()
+    } else {
+        format!("master on cron {cron:?}")
+    };
+    match live_cron {
+        None => master,
+        Some(live) if live == defaults::LIVE_CRON => {
+            format!("{master} + live master (every 5 min)")
+        }
+        Some(live) => format!("{master} + live master on cron {live:?}"),
+    }
 }
 
 /// Where the seed feed is. The default (the sample, a path inside the
@@ -205,6 +227,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             program: master,
             args: [
                 vec!["schedule".into(), "--cron".into(), args.cron.clone()],
+                args.source
+                    .iter()
+                    .flat_map(|s| ["--source".to_owned(), s.clone()])
+                    .collect(),
                 store.clone(),
                 metrics.clone(),
             ]
@@ -275,11 +301,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     drop(lines_tx);
 
     let workers = args.workers;
-    let masters = if args.no_live {
-        "nightly master"
-    } else {
-        "nightly and live masters"
-    };
+    let masters = masters_label(&args.cron, (!args.no_live).then_some(&args.live_cron));
     let printer = tokio::spawn(async move {
         while let Some((name, line)) = lines.recv().await {
             match line.strip_prefix("listening on ") {

@@ -123,6 +123,7 @@ const CONTRACT: &[Series] = &[
         Gauge,
         &[],
     ),
+    series(Master, "airq_ingest_last_run_duration_seconds", Gauge, &[]),
     series(Master, "airq_ingest_last_success_age_seconds", Gauge, &[]),
     series(Master, "airq_ingest_runs_total", Counter, &["outcome"]),
     series(Master, "airq_ingest_readings_stored_total", Counter, &[]),
@@ -146,6 +147,7 @@ const TARGET_LABELS: &[&str] = &["job", "instance"];
 const AFTER_A_RUN: &[&str] = &[
     "airq_ingest_last_run_start_timestamp_seconds",
     "airq_ingest_last_run_end_timestamp_seconds",
+    "airq_ingest_last_run_duration_seconds",
     "airq_ingest_last_success_timestamp_seconds",
     "airq_ingest_last_success_age_seconds",
     LIVE_ONLY[0],
@@ -326,7 +328,7 @@ fn every_metric_the_dashboard_queries_is_exported() {
     let has = |needle: &str| all.iter().any(|e| e.contains(needle));
     assert!(
         has(
-            r#"max(airq_request_queue_messages{state="visible"}) / count(airq_worker_concurrency)"#
+            r#"max(airq_request_queue_messages{state="visible"}) / clamp_min(count(airq_worker_concurrency) or vector(0), 1)"#
         ),
         "backlog per worker"
     );
@@ -557,4 +559,20 @@ async fn after_a_run_the_master_serves_every_series_of_the_contract() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     check(&scraped, Master, true, &LIVE_ONLY);
+    // The kit's README lists every rejection reason the master exports
+    // (each is registered at 0).
+    let readme = std::fs::read_to_string(observability("README.md")).expect("the kit's README");
+    let reasons: BTreeSet<&str> = scraped
+        .samples
+        .iter()
+        .filter(|x| x.metric == "airq_ingest_rejections_total")
+        .filter_map(|x| x.labels.get("reason"))
+        .collect();
+    assert!(reasons.len() >= 15, "{reasons:?}");
+    for reason in reasons {
+        assert!(
+            readme.contains(&format!("`{reason}`")),
+            "deploy/observability/README.md does not list the rejection reason {reason}"
+        );
+    }
 }

@@ -104,6 +104,18 @@ pub enum ApiError {
     Internal,
 }
 
+/// Every `reason` of `airq_rejections_total` ([`ApiError::rejection`]).
+pub const REJECTION_REASONS: [&str; 8] = [
+    "rate_limit",
+    "queued_cap",
+    "followers",
+    "streams",
+    "alerts",
+    "auth",
+    "key_in_url",
+    "backlog",
+];
+
 impl ApiError {
     /// `map_err(ApiError::unavailable("result store unavailable"))`.
     pub fn unavailable(what: &'static str) -> impl FnOnce(BackendError) -> ApiError {
@@ -328,6 +340,36 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rejection_reason_is_in_the_list() {
+        let standing = crate::rate_limit::Standing {
+            kind: crate::rate_limit::Kind::Submits,
+            budget: airq_core::keys::Budget::Off,
+            denied: None,
+            remaining: 0,
+            reset_secs: 0,
+        };
+        for e in [
+            ApiError::RateLimited {
+                standing,
+                tier: "t".into(),
+            },
+            ApiError::TooManyQueued {
+                cap: 1,
+                tier: "t".into(),
+            },
+            ApiError::TooManyFollowers { max: 1, whose: "x" },
+            ApiError::TooManyStreams { max: 1, whose: "x" },
+            ApiError::TooManyAlerts { max: 1, whose: "x" },
+            ApiError::Unauthorized("x".into()),
+            ApiError::KeyInUrl,
+            ApiError::Backlog { visible: 1, max: 1 },
+        ] {
+            let reason = e.rejection().expect("a rejection");
+            assert!(REJECTION_REASONS.contains(&reason), "{reason}");
+        }
+    }
 
     async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
         let r = e.into_response();

@@ -87,7 +87,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         &cancel,
     );
     let metrics = if config.metrics {
-        Some(airq_cli::metrics::install().context("starting metrics")?)
+        let handle = airq_cli::metrics::install().context("starting metrics")?;
+        observe::register();
+        Some(handle)
     } else {
         None
     };

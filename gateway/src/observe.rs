@@ -69,6 +69,27 @@ pub fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// Registers, at 0, the series a dashboard reads before anything happened:
+/// a request counter for every route and status the API description
+/// documents (and the 404 and 405 of unknown paths), and a rejection
+/// counter for every reason. Without them an error panel shows "no data"
+/// until the first error, and `rate()` misses the first burst.
+pub fn register() {
+    let mut answers: Vec<(&'static str, u16)> = crate::openapi::answers()
+        .iter()
+        .map(|(path, status)| (route_label(path), *status))
+        .collect();
+    answers.extend([("other", 404), ("other", 405)]);
+    for (route, status) in answers {
+        if let Ok(status) = StatusCode::from_u16(status) {
+            instruments(route, status).0.absolute(0);
+        }
+    }
+    for reason in crate::error::REJECTION_REASONS {
+        metrics::counter!("airq_rejections_total", "reason" => reason).absolute(0);
+    }
+}
+
 /// The middleware: counts every request by route and status, and times it
 /// to its response head.
 pub async fn track(request: Request, next: Next) -> Response {

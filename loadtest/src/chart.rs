@@ -348,6 +348,7 @@ mod tests {
             error_pct: 10.0,
             late: 0,
             late_allowance_ms: 10.0,
+            stopped_at_max_requests: None,
             elapsed_s: 1.0,
             throughput: 10.0,
             ok_per_s: 9.0,

@@ -178,13 +178,24 @@ fn details(s: &Summary) -> String {
             bytes(s.max_result_bytes as f64)
         );
     }
+    if let Some(max) = s.stopped_at_max_requests {
+        let _ = writeln!(
+            out,
+            "  STOPPED EARLY: the run reached --max-requests ({max}) after {:.2} s, before its \
+             duration; raise --max-requests or give -n",
+            s.elapsed_s
+        );
+    }
     if s.load == "open" {
         let _ = writeln!(
             out,
-            "  schedule: {} of {} started late (> {} ms after the intended time; max {} ms)",
+            "  schedule: {} of {} started late (> {} ms after the intended time); \
+             start delay p50 {:.3} ms, p99 {:.3} ms, max {} ms",
             s.late,
             s.started,
             trim(s.late_allowance_ms),
+            s.start_delay.p50,
+            s.start_delay.p99,
             ms(s.start_delay.max)
         );
     }

@@ -314,6 +314,9 @@ pub struct Summary {
     /// Requests started later than the lateness allowance.
     pub late: u64,
     pub late_allowance_ms: f64,
+    /// A closed loop with a duration and no request count that ran into
+    /// `--max-requests` before its deadline: the limit it stopped at.
+    pub stopped_at_max_requests: Option<u64>,
     /// Wall time from the first intended start to the last completion, s.
     pub elapsed_s: f64,
     /// Completed journeys (ok or failed) per second.

@@ -259,6 +259,7 @@ mod tests {
             error_pct: 5.0,
             late: 1,
             late_allowance_ms: 10.0,
+            stopped_at_max_requests: None,
             elapsed_s: 1.0,
             throughput: 98.0,
             ok_per_s: 95.0,

@@ -225,6 +225,39 @@ fn closed_and_open_loops_account_for_every_request() {
     assert_eq!(n(&steps[0], "errors"), 0, "{}", steps[0]);
     assert_eq!(n(&steps[0], "planned"), n(&steps[0], "started"));
     assert!(n(&steps[0], "started") < 1_000_000, "{}", steps[0]);
+    assert!(
+        steps[0]["stopped_at_max_requests"].is_null(),
+        "{}",
+        steps[0]
+    );
+    assert_accounted(&steps[0]);
+
+    // -d without -n, with a small --max-requests: the run ends at the
+    // limit before its duration, and says so.
+    let (out, steps) = loadtest(
+        dir.path(),
+        "closed-capped",
+        &[
+            &url,
+            "--endpoint",
+            "/healthz",
+            "-c",
+            "2",
+            "-d",
+            "30s",
+            "--max-requests",
+            "50",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(n(&steps[0], "started"), 50);
+    assert_eq!(n(&steps[0], "stopped_at_max_requests"), 50, "{}", steps[0]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("STOPPED EARLY"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(steps[0]["elapsed_s"].as_f64().is_some_and(|s| s < 30.0));
     assert_accounted(&steps[0]);
 
     // Open loop, constant arrivals: 40/s for 2 s is exactly 80 arrivals.
@@ -247,6 +280,17 @@ fn closed_and_open_loops_account_for_every_request() {
     assert_eq!(n(&steps[0], "planned"), 80);
     assert_accounted(&steps[0]);
     assert_eq!(steps[0]["load"], "open");
+    // The start delay's distribution is reported beside the latencies.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("start delay p50"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        steps[0]["start_delay"]["p99"].as_f64().is_some(),
+        "{}",
+        steps[0]
+    );
 
     // The queued journey: every answer goes through the worker and polls.
     let (out, steps) = loadtest(

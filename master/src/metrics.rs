@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 pub const LAST_RUN_START: &str = "airq_ingest_last_run_start_timestamp_seconds";
 pub const LAST_RUN_END: &str = "airq_ingest_last_run_end_timestamp_seconds";
 pub const LAST_SUCCESS: &str = "airq_ingest_last_success_timestamp_seconds";
+/// How long the last run that ended took: what a dashboard shows (end
+/// minus start goes negative while a run is under way).
+pub const LAST_RUN_DURATION: &str = "airq_ingest_last_run_duration_seconds";
 /// Seconds since [`LAST_SUCCESS`], kept current between runs (every
 /// [`AGE_EVERY`]): what an alarm compares with a threshold where its
 /// metrics have no clock (CloudWatch alarms on metrics scraped by the
@@ -62,6 +65,11 @@ pub fn register() {
         LAST_RUN_END,
         Unit::Seconds,
         "When the last ingestion run ended, successfully or not (Unix time)"
+    );
+    describe_gauge!(
+        LAST_RUN_DURATION,
+        Unit::Seconds,
+        "How long the last ingestion run that ended took"
     );
     describe_gauge!(
         LAST_SUCCESS,
@@ -142,6 +150,7 @@ pub fn run_started() {
 pub fn run_finished(success: bool, took: Duration) {
     let now = unix_now();
     gauge!(LAST_RUN_END).set(now);
+    gauge!(LAST_RUN_DURATION).set(took.as_secs_f64());
     if success {
         gauge!(LAST_SUCCESS).set(now);
         LAST_SUCCESS_AT.store(now.to_bits(), Ordering::Relaxed);

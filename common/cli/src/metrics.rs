@@ -29,11 +29,13 @@ pub const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// Buckets of the ingestion's `…_seconds` histograms (`airq_ingest_…`: a
-/// run of the live feed takes minutes): 1 s to 1 h. The more specific
-/// matcher wins over the `_seconds` suffix.
+/// Buckets of the ingestion's `…_seconds` histograms (`airq_ingest_…`): a
+/// run takes from a few ms (a 304, a small feed) to minutes (a large feed
+/// or backfill), so 1 ms to 1 h. The more specific matcher wins over the
+/// `_seconds` suffix.
 pub const INGEST_SECONDS_BUCKETS: &[f64] = &[
-    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1_200.0, 1_800.0, 3_600.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1_200.0, 1_800.0, 3_600.0,
 ];
 
 /// Buckets of row-count histograms (`…_rows`): 1 to 10 million.

@@ -144,6 +144,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Rust(crate::changes::create),
     // 8: alerts and their webhook deliveries (see `alerts`).
     Migration::Rust(crate::alerts::create_tables),
+    // 9: the writers of `latest` stamp its versions themselves (see
+    // `changes`): the triggers and index migration 7 made go.
+    Migration::Rust(crate::changes::drop_triggers),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -270,14 +270,27 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .filter(|c| **c != "sensor_id")
                 .map(|c| format!("{c} = excluded.{c}"))
                 .collect();
+            // A row that changed takes the write's data version (see
+            // `crate::changes`), the parameter after the columns'.
+            let version = columns.len() + 1;
+            let changed: Vec<String> = columns
+                .iter()
+                .filter(|c| **c != "sensor_id")
+                .map(|c| format!("latest.{c} IS NOT excluded.{c}"))
+                .chain(std::iter::once(format!(
+                    "latest.{LATEST_SERIES} IS NOT excluded.{LATEST_SERIES}"
+                )))
+                .collect();
             format!(
-                "INSERT INTO latest ({}, {LATEST_SERIES}) VALUES ({}, '{}')
-                 ON CONFLICT (sensor_id) DO UPDATE SET {}, {LATEST_SERIES} = excluded.{LATEST_SERIES}
-                 WHERE excluded.ts >= latest.ts",
+                "INSERT INTO latest ({}, {LATEST_SERIES}, version) VALUES ({}, '{}', ?{version})
+                 ON CONFLICT (sensor_id) DO UPDATE SET {}, {LATEST_SERIES} = excluded.{LATEST_SERIES},
+                     version = ?{version}
+                 WHERE excluded.ts >= latest.ts AND ({})",
                 columns.join(", "),
                 marks.join(", "),
                 Resolution::FiveMin.name(),
-                set.join(", ")
+                set.join(", "),
+                changed.join(" OR ")
             )
         },
     }
@@ -371,7 +384,6 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
         let hours: BTreeSet<(u64, i64)> = changes.keys().copied().collect();
         recompute_indices(&tx, &hours, readings)?;
     }
-    crate::changes::commit_version(&tx)?;
     tx.commit()?;
     Ok(written)
 }
@@ -482,6 +494,8 @@ fn recompute_indices(
     touched: &BTreeSet<(u64, i64)>,
     readings: &[Reading],
 ) -> Result<(), DbError> {
+    let version = crate::changes::next_version(tx)?;
+    let mut changed = false;
     let window_secs = (hourly::RUNNING_HOURS as i64 - 1) * HOUR_SECS;
     // Each sensor's first and last touched hour.
     let mut spans: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
@@ -558,8 +572,11 @@ fn recompute_indices(
         latest.raw_bind_parameter(at, cell_of_text(&r.loc_lat, &r.loc_long))?;
         latest.raw_bind_parameter(at + 1, r.samples)?;
         bind_basis(&mut latest, at + 2, basis)?;
-        latest.raw_execute()?;
+        latest.raw_bind_parameter(at + 2 + BASIS_COLUMNS.len(), version)?;
+        // A row is written (and stamped) only when it changes.
+        changed |= latest.raw_execute()? == 1;
     }
+    crate::changes::commit_version(tx, version, changed)?;
     Ok(())
 }
 

@@ -76,7 +76,8 @@ struct Statements {
     /// changes no row when they are the same (already stored).
     replace_changed: String,
     /// Makes a reading its sensor's latest unless a newer one is stored.
-    /// On a tie the later write wins, as it does in `readings`.
+    /// On a tie the later write wins, as it does in `readings`. Writes (and
+    /// stamps with the data version) only a row that changes.
     upsert_latest: String,
     /// [`Statements::upsert_latest`] for the usual case, a sensor that has
     /// not moved: its country and cell stay, so they are conditions rather
@@ -103,8 +104,40 @@ fn param(columns: &[&str], name: &str) -> String {
     format!("?{}", at + 1)
 }
 
+/// The parameter of the data version a write of `latest` stamps a changed
+/// row with (see [`crate::changes`]): the one after [`write_columns`]'.
+const VERSION_PARAM: usize = SAMPLES + 3;
+
+/// Whether a latest row, as `old` names its columns, differs from what is
+/// written, as `new` names them: any written column, or a live reading's
+/// series and basis that a daily one resets. Only a row that changed takes
+/// the write's data version, so a repeated feed moves nothing.
+fn latest_changed(
+    write: &[&str],
+    old: &dyn Fn(&str) -> String,
+    new: &dyn Fn(&str) -> String,
+) -> String {
+    let mut tests: Vec<String> = write
+        .iter()
+        .filter(|c| **c != "sensor_id")
+        .map(|c| format!("{} IS NOT {}", old(c), new(c)))
+        .collect();
+    tests.push(format!(
+        "{} IS NOT '{}'",
+        old(crate::live::LATEST_SERIES),
+        Resolution::Day.name()
+    ));
+    tests.extend(
+        crate::live::BASIS_COLUMNS
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", old(c))),
+    );
+    format!("({})", tests.join(" OR "))
+}
+
 static SQL: LazyLock<Statements> = LazyLock::new(|| {
     let write = write_columns();
+    let version = VERSION_PARAM;
     // A daily reading that becomes the latest replaces a live one's
     // series and basis.
     let daily = std::iter::once(format!(
@@ -156,19 +189,23 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
             p("sensor_id"),
         ),
         upsert_latest: format!(
-            "INSERT INTO latest ({names}) VALUES ({params})
-             ON CONFLICT (sensor_id) DO UPDATE SET {}, {daily}
-             WHERE excluded.ts >= latest.ts",
-            set(&|c| format!("excluded.{c}"), &[])
+            "INSERT INTO latest ({names}, version) VALUES ({params}, ?{version})
+             ON CONFLICT (sensor_id) DO UPDATE SET {}, {daily}, version = ?{version}
+             WHERE excluded.ts >= latest.ts AND {}",
+            set(&|c| format!("excluded.{c}"), &[]),
+            latest_changed(&write, &|c| format!("latest.{c}"), &|c| format!(
+                "excluded.{c}"
+            )),
         ),
         update_latest_in_place: format!(
-            "UPDATE latest SET {}, {daily} WHERE sensor_id = {} AND loc_country = {} AND cell = {}
-             AND ts <= {}",
+            "UPDATE latest SET {}, {daily}, version = ?{version}
+             WHERE sensor_id = {} AND loc_country = {} AND cell = {} AND ts <= {} AND {}",
             set(&|c| p(c), &["loc_country", "cell"]),
             p("sensor_id"),
             p("loc_country"),
             p("cell"),
             p("ts"),
+            latest_changed(&write, &|c| c.to_owned(), &|c| p(c)),
         ),
     }
 });
@@ -254,15 +291,18 @@ impl SqliteReadingStore {
                     written.unchanged += 1;
                 }
             }
+            let version = crate::changes::next_version(&tx)?;
+            let mut changed = false;
             let mut in_place = tx.prepare_cached(&SQL.update_latest_in_place)?;
             let mut upsert = tx.prepare_cached(&SQL.upsert_latest)?;
             for i in newest {
-                if write_row(&mut in_place, &readings[i], cells[i])? == 0 {
-                    write_row(&mut upsert, &readings[i], cells[i])?;
-                }
+                // Each writes only a row it changes: the usual case, in
+                // place; a new or moved sensor, or no change, the upsert.
+                changed |= write_latest(&mut in_place, &readings[i], cells[i], version)?
+                    || write_latest(&mut upsert, &readings[i], cells[i], version)?;
             }
+            crate::changes::commit_version(&tx, version, changed)?;
         }
-        crate::changes::commit_version(&tx)?;
         tx.commit()?;
         Ok(written)
     }
@@ -294,6 +334,20 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
     stmt.raw_bind_parameter(SAMPLES + 1, cell)?;
     stmt.raw_bind_parameter(SAMPLES + 2, r.samples)?;
     Ok(stmt.raw_execute()?)
+}
+
+/// Runs one of the writes of `latest` ([`Statements::upsert_latest`],
+/// [`Statements::update_latest_in_place`]) for `r` with the data version
+/// `version`: whether it wrote the row (which it does only when the row
+/// changes, stamping it with `version`).
+fn write_latest(
+    stmt: &mut Statement<'_>,
+    r: &Reading,
+    cell: u32,
+    version: i64,
+) -> Result<bool, DbError> {
+    stmt.raw_bind_parameter(VERSION_PARAM, version)?;
+    Ok(write_row(stmt, r, cell)? == 1)
 }
 
 /// A batch as it is written: one reading per identity, the last one sent
@@ -677,11 +731,6 @@ pub(crate) fn latest_changes(db: &Db, since: Option<u64>) -> Result<LatestChange
     let mut select = Select::latest_rows(&LatestQuery::default());
     select.sql = select.sql.replacen(" FROM ", ", version FROM ", 1);
     if let Some(since) = since {
-        select.sql = select.sql.replacen(
-            " FROM latest",
-            " FROM latest INDEXED BY latest_by_version",
-            1,
-        );
         select.and("version > ?", [i64::try_from(since).unwrap_or(i64::MAX)]);
     }
     select.finish("sensor_id");
@@ -692,6 +741,12 @@ pub(crate) fn latest_changes(db: &Db, since: Option<u64>) -> Result<LatestChange
         version: u64::try_from(version).unwrap_or(0),
         readings: Vec::new(),
     };
+    // Nothing changed (the usual answer to a poll): no scan. `version` is
+    // not indexed, which would cost every write of `latest` an index
+    // update; a scan of one row per sensor, once per change, costs less.
+    if since == Some(changes.version) {
+        return Ok(changes);
+    }
     {
         let mut stmt = tx.prepare_cached(&select.sql)?;
         let mut rows = stmt.query(params_from_iter(&select.params))?;

@@ -399,8 +399,8 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
     assert_eq!(
-        version, 8,
-        "the indices (4), samples (5), the live tier (6), the data version (7), alerts (8)"
+        version, 9,
+        "the indices (4), samples (5), the live tier (6), the data version (7), alerts (8), 9"
     );
 
     // Every row's new columns are what the domain computes.
@@ -810,7 +810,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 8, "and every later migration");
+    assert_eq!(version, 9, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)

@@ -127,6 +127,23 @@ static BUILT: LazyLock<Built> = LazyLock::new(|| {
     }
 });
 
+/// Every (path, status) the description documents: the answers the
+/// gateway gives, which `/metrics` shows at 0 from the start.
+pub fn answers() -> Vec<(String, u16)> {
+    let doc = ApiDoc::openapi();
+    let mut out = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        for (_, op) in operations(item) {
+            for status in op.responses.responses.keys() {
+                if let Ok(code) = status.parse::<u16>() {
+                    out.push((path.clone(), code));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The description, as JSON (what `/api/openapi.json` serves).
 pub fn json() -> &'static str {
     &BUILT.json
