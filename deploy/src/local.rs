@@ -249,11 +249,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         },
     ];
     if !args.no_live {
-        let source: Vec<String> = args
-            .live_source
-            .iter()
-            .flat_map(|s| ["--source".to_owned(), s.clone()])
-            .collect();
+        // Always named: the live master inherits this process's
+        // environment, whose AIRQ_SOURCE (`up --source`) is the 24-hour feed.
+        let source = vec![
+            "--source".to_owned(),
+            args.live_source
+                .clone()
+                .unwrap_or_else(|| defaults::FEED_5MIN.to_owned()),
+        ];
         specs.push(ChildSpec {
             name: "live".into(),
             program: specs[0].program.clone(),

@@ -241,9 +241,16 @@ async fn every_dashboard_query_has_data_before_errors_and_with_every_worker_paus
             .spawn()
             .expect("starting prometheus"),
     );
+    // Every request bounded: a wedged process fails the test, not hangs it.
+    let client = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client")
+    };
     let prom = Prometheus {
         url: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
+        http: client(),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !prom
@@ -268,7 +275,7 @@ async fn every_dashboard_query_has_data_before_errors_and_with_every_worker_paus
     .await;
 
     // Traffic without an error: direct and queued queries, the latest.
-    let http = reqwest::Client::new();
+    let http = client();
     let mut results = Vec::new();
     for k in 0..6 {
         let mut r = http
@@ -331,7 +338,7 @@ async fn every_dashboard_query_has_data_before_errors_and_with_every_worker_paus
     let pids = worker_pids(&db);
     assert_eq!(pids.len(), 2, "the stack's workers");
     signal(&pids, "-STOP");
-    let _resume = Paused(pids);
+    let resume = Paused(pids);
     for _ in 0..3 {
         let r = http
             .post(format!("{gateway}/api/query"))
@@ -390,6 +397,8 @@ async fn every_dashboard_query_has_data_before_errors_and_with_every_worker_paus
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Workers resumed before the stack stops, so they stop gracefully.
+    drop(resume);
     drop(stack);
 }
 

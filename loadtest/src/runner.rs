@@ -15,7 +15,7 @@ use crate::stats::{micros, Answer, Cpu, ErrorKind, Latency, Record, Recorder, Su
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -80,19 +80,29 @@ fn pace(
     due: Arc<Semaphore>,
     workers: usize,
 ) -> std::thread::JoinHandle<()> {
+    /// Adds the workers' closing permits when the pacer ends, however it
+    /// ends (a panic too), so that no worker waits for ever.
+    struct Closing(Arc<Semaphore>, usize);
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            self.0.add_permits(self.1);
+        }
+    }
     std::thread::spawn(move || {
+        let _closing = Closing(due.clone(), workers);
         // Sleeps that end when asked rather than up to 50 µs later.
         #[cfg(target_os = "linux")]
         let _ = nix::sys::prctl::set_timerslack(1);
         for offset in schedule.iter() {
-            let at = t0 + *offset;
+            let Some(at) = t0.checked_add(*offset) else {
+                break;
+            };
             if at >= cutoff {
                 break;
             }
             wait_until(at);
             due.add_permits(1);
         }
-        due.add_permits(workers);
     })
 }
 
@@ -115,6 +125,7 @@ pub async fn run(
         client,
         work,
         next: Arc::new(AtomicU64::new(0)),
+        capped: Arc::new(AtomicBool::new(false)),
         live: Arc::new(Live::default()),
         late_after: settings.late_after,
     };
@@ -146,6 +157,10 @@ pub async fn run(
                         }
                         let i = c.next.fetch_add(1, Ordering::Relaxed);
                         if i >= n {
+                            // Before the deadline: the request count ended it.
+                            if deadline.is_some() {
+                                c.capped.store(true, Ordering::Relaxed);
+                            }
                             break;
                         }
                         let now = Instant::now();
@@ -167,7 +182,7 @@ pub async fn run(
             };
             // A duration without a count ends at the deadline, unless the
             // safety limit on requests came first: said, not hidden.
-            if requests.is_none() && deadline.is_some() && !timed_out && started >= n {
+            if requests.is_none() && crew.capped.load(Ordering::Relaxed) {
                 capped = Some(n);
                 tracing::warn!(
                     max_requests = n,
@@ -327,6 +342,9 @@ struct Crew {
     work: Arc<Work>,
     /// The number of the next arrival to take.
     next: Arc<AtomicU64>,
+    /// A closed loop's users stopped at its request count while its
+    /// deadline was still ahead.
+    capped: Arc<AtomicBool>,
     live: Arc<Live>,
     /// A request starting later than this after its intended time is late.
     late_after: Duration,

@@ -12,14 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The Sensor.Community feed of 24-hour averages (one entry per sensor).
-pub const DEFAULT_SOURCE: &str = "https://data.sensor.community/static/v2/data.24h.json";
+/// The master's feed ([`airq_cli::defaults::FEED_24H`]).
+pub const DEFAULT_SOURCE: &str = airq_cli::defaults::FEED_24H;
 
-/// The Sensor.Community 5-minute feed of the particulate sensors: each
-/// sensor's mean of its measurements of the last 5 minutes, one entry per
-/// sensor (Sensor.Community's API documentation, "EN-APIs", v2
-/// `data.dust.min.json`; `data.json` is the same for every sensor type).
-pub const LIVE_SOURCE: &str = "https://data.sensor.community/static/v2/data.dust.min.json";
+/// The live master's feed ([`airq_cli::defaults::FEED_5MIN`]).
+pub const LIVE_SOURCE: &str = airq_cli::defaults::FEED_5MIN;
 
 /// The Sensor.Community archive: a directory per UTC day of per-sensor CSV
 /// files.

@@ -155,6 +155,16 @@ fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let done = usize::try_from(version).unwrap_or(0);
+    // A file a newer airq migrated may lack what this one expects (an
+    // index a later migration dropped, say): refuse it rather than fail
+    // later, half-way through a write.
+    if done > MIGRATIONS.len() {
+        return Err(DbError(BackendError::Schema(format!(
+            "this database file has schema {done}, newer than this airq's {}: \
+             it was opened by a newer airq; run that one (migrations only go forward)",
+            MIGRATIONS.len()
+        ))));
+    }
     for step in MIGRATIONS.iter().skip(done) {
         match step {
             Migration::Sql(sql) => tx.execute_batch(sql)?,

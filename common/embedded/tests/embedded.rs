@@ -915,3 +915,16 @@ async fn alert_store_contract() {
         airq_embedded::SqliteAlertStore::new(Db::open(dir.path().join("alerts.db")).expect("db"));
     airq_contract::alerts::run_all(&store).await;
 }
+
+#[test]
+fn a_file_from_a_newer_airq_is_refused_not_half_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("newer.db");
+    drop(Db::open(&path).expect("a current file"));
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .pragma_update(None, "user_version", 99)
+        .expect("a later schema");
+    let err = Db::open(&path).err().expect("refused").to_string();
+    assert!(err.contains("schema 99") && err.contains("newer"), "{err}");
+}
