@@ -28,7 +28,7 @@
 
 pub mod target;
 
-use crate::live_feed::{Entries, Shared};
+use crate::live_feed::{Entries, Matcher, Shared};
 use airq_core::alert::{
     self, Alert, AlertEvent, AlertState, AlertStore, Delivery, DeliveryState, DueDelivery,
 };
@@ -92,13 +92,14 @@ pub fn now_ms() -> i64 {
 /// A place's value now: the median of its fresh live sensors' index
 /// values (see [`airq_core::alert`]), and how many sensors it is of.
 pub fn value_of(place: &LatestQuery, entries: &Shared, now: Timestamp) -> (Option<u16>, usize) {
+    let matcher = Matcher::new(place);
     let values: Vec<u16> = entries
         .entries
         .iter()
         .filter(|e| {
             e.reading.basis.is_some()
                 && now.0.saturating_sub(e.reading.timestamp.0) <= alert::FRESH_SECS
-                && place.matches(&e.reading)
+                && matcher.matches(e)
         })
         .filter_map(|e| e.reading.indices.defined(place.index))
         .collect();
@@ -200,10 +201,13 @@ impl Alerts {
     /// Evaluates every alert against the latest readings at `version`.
     async fn evaluate(&self, version: u64, entries: Entries) -> Result<(), BackendError> {
         let now = Timestamp::now();
+        let started = std::time::Instant::now();
         let mut made = false;
         let alerts = self.store.all().await?;
+        let count = alerts.len();
         let places = alerts.iter().map(|(a, _)| a.spec.place.clone()).collect();
         let values = values_of(places, entries, now).await?;
+        let valued = started.elapsed();
         for ((alert, state), (value, sensors)) in alerts.into_iter().zip(values) {
             if state.version >= version {
                 continue;
@@ -254,6 +258,8 @@ impl Alerts {
         if made {
             self.wake.notify_one();
         }
+        tracing::debug!(version, alerts = count, values_in = ?valued, took = ?started.elapsed(),
+            "alerts evaluated");
         Ok(())
     }
 

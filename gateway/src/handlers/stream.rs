@@ -27,7 +27,7 @@
 use crate::admission::Caller;
 use crate::error::ApiError;
 use crate::follow::HEARTBEAT;
-use crate::live_feed::{self, Batch, Entries, LiveFeed};
+use crate::live_feed::{self, Batch, Entries, LiveFeed, Matcher};
 use crate::slots::{Full, Slot};
 use crate::state::AppState;
 use airq_core::query::FieldError;
@@ -121,10 +121,11 @@ impl Stream {
                     version,
                 }) => {
                     let mut out = BytesMut::new();
+                    let matcher = Matcher::new(&self.query);
                     while resume.pos < resume.entries.entries.len() && out.len() < CHUNK {
                         let e = &resume.entries.entries[resume.pos];
                         resume.pos += 1;
-                        if e.version > resume.after && self.query.matches(&e.reading) {
+                        if e.version > resume.after && matcher.matches(e) {
                             out.extend_from_slice(e.frame(self.query.index));
                             count += 1;
                         }
@@ -308,11 +309,12 @@ pub async fn latest(
             version: start.version,
         }
     } else {
+        let matcher = Matcher::new(&query);
         let count = start
             .entries
             .entries
             .iter()
-            .filter(|e| e.version > after && query.matches(&e.reading))
+            .filter(|e| e.version > after && matcher.matches(e))
             .count() as u64;
         if count > max {
             return Err(too_many(count));
