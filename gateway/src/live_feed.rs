@@ -204,10 +204,9 @@ impl<'q> Matcher<'q> {
 
     pub fn matches(&self, e: &Entry) -> bool {
         let q = self.query;
-        if !q
-            .country
+        if q.country
             .as_deref()
-            .is_none_or(|c| e.reading.loc_country == c)
+            .is_some_and(|c| e.reading.loc_country != c)
             || !q.wants_type(&e.reading.sensor_type)
         {
             return false;
@@ -615,7 +614,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(k, (lat, lon))| {
-                let mut r = (*entry(k as u64, 1)).reading.clone();
+                let mut r = entry(k as u64, 1).reading.clone();
                 r.loc_lat = format!("{lat:.4}");
                 r.loc_long = format!("{lon:.4}");
                 r.loc_country = if k % 3 == 0 { "DE".into() } else { "FJ".into() };
