@@ -221,7 +221,11 @@ async fn metrics_can_move_off_the_public_address() {
     let text = r.text().await.expect("metrics");
     let parsed = airq_testkit::metrics::parse(&text);
     assert!(
-        count(&parsed, "airq_http_requests_total", &[("route", "meta")]) >= 1.0,
+        count(
+            &parsed,
+            "airq_http_requests_total",
+            &[("route", "meta"), ("status", "200")]
+        ) >= 1.0,
         "{text}"
     );
     // Nothing else is served there.

@@ -1103,7 +1103,13 @@ impl Test<'_> {
                 .lines()
                 .any(|l| l.starts_with("airq_http_requests_total")
                     && l.contains("route=\"result_events\"")
-                    && l.contains("status=\"200\"")),
+                    && l.contains("status=\"200\"")
+                    // Counted, not only registered at 0.
+                    && l
+                        .rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v >= 1.0)),
             "no event stream was opened:\n{}",
             metrics
                 .lines()
