@@ -51,19 +51,9 @@ async fn read_events(mut r: reqwest::Response, until: impl Fn(&Sse) -> bool) -> 
         loop {
             while let Some(end) = text.find("\n\n") {
                 let block: String = text.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
+                let Some((id, event, data)) = support::sse_block(&block) else {
                     continue; // a heartbeat comment
-                }
+                };
                 let e = Sse {
                     id,
                     event,

@@ -5,6 +5,7 @@
 
 mod support;
 
+use airq_core::Timestamp;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -38,24 +39,7 @@ fn feed_time(minutes: u64) -> String {
         .expect("clock")
         .as_secs();
     let t = (now / 3600 - 1) * 3600 + minutes * 60;
-    let days = t / 86_400;
-    let secs = t % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    Timestamp(i64::try_from(t).expect("a time")).to_string()
 }
 
 /// A sensor's place: (country, latitude, longitude).
@@ -162,20 +146,9 @@ impl Events {
             loop {
                 while let Some(end) = self.text.find("\n\n") {
                     let block: String = self.text.drain(..end + 2).collect();
-                    let (mut id, mut event, mut data) =
-                        (None, String::from("message"), String::new());
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("id:") {
-                            id = Some(v.trim().to_owned());
-                        } else if let Some(v) = line.strip_prefix("event:") {
-                            event = v.trim().to_owned();
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            data.push_str(v.trim_start());
-                        }
-                    }
-                    if data.is_empty() {
-                        continue;
-                    }
+                    let Some((id, event, data)) = support::sse_block(&block) else {
+                        continue; // a heartbeat comment
+                    };
                     return Sse {
                         id,
                         event,

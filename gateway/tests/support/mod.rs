@@ -392,3 +392,21 @@ pub async fn until_final(url: &str) -> reqwest::Response {
     )
     .await
 }
+
+/// One block of a `text/event-stream` (up to its blank line), parsed as
+/// the spec's processing model does: `(id, event, data)`, the event
+/// `message` when unnamed; `None` for a block without data (a heartbeat
+/// comment).
+pub fn sse_block(block: &str) -> Option<(Option<String>, String, String)> {
+    let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    (!data.is_empty()).then_some((id, event, data))
+}
