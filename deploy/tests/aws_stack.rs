@@ -23,6 +23,38 @@ fn start(name: &str, args: &[String], listening: bool) -> (Service, String) {
     support::start(cmd, listening)
 }
 
+/// One sensor in Berlin, a day after the sample.
+const LATER_FEED: &str = r#"[{"id":1,"timestamp":"2018-06-04 20:00:00","location":{"id":990101,"latitude":"52.5200","longitude":"13.4050","altitude":"34.0","country":"DE"},"sensor":{"id":990001,"sensor_type":{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}},"sensordatavalues":[{"value":"20.00","value_type":"P1"},{"value":"12.00","value_type":"P2"}]}]"#;
+
+/// Reads the event stream on from `text` until it holds `syncs` sync
+/// events (30 s at most).
+async fn until_syncs(stream: &mut reqwest::Response, mut text: String, syncs: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while text.matches("event: sync").count() < syncs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no sync {syncs} within 30 s: {text}"))
+            .expect("reading the stream")
+            .unwrap_or_else(|| panic!("the stream ended: {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+/// The ids of the sync events in `text`, in order.
+fn sync_ids(text: &str) -> Vec<u64> {
+    text.split("\n\n")
+        .filter(|block| block.contains("event: sync"))
+        .filter_map(|block| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .and_then(|id| id.parse().ok())
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_ingest_and_query_on_aws() {
     let endpoint = emulator::endpoint();
@@ -160,6 +192,36 @@ async fn provision_ingest_and_query_on_aws() {
 
     support::direct_and_queued_agree(&http, &base).await;
     support::the_live_series_are_refused(&http, &base).await;
+
+    // The live stream on DynamoDB's data version: the place's latest
+    // readings and a sync, then a reading the master stores later, and a
+    // sync of a higher version.
+    let mut stream = http
+        .get(format!("{base}/api/stream/latest?near=52.52,13.405,2"))
+        .send()
+        .await
+        .expect("GET the stream");
+    assert_eq!(stream.status(), 200);
+    let first = until_syncs(&mut stream, String::new(), 1).await;
+    let version = sync_ids(&first)[0];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let feed = dir.path().join("later.json");
+    std::fs::write(&feed, LATER_FEED).expect("writing a feed");
+    run(
+        "airq-master",
+        &with(
+            &["--backend", "aws"],
+            &["ingest", "--source", &feed.to_string_lossy()],
+        ),
+    );
+    let both = until_syncs(&mut stream, first.clone(), 2).await;
+    let after = &both[first.len()..];
+    assert!(
+        after.contains("event: reading") && after.contains("\"sensor_id\":990001"),
+        "{after}"
+    );
+    assert!(sync_ids(&both)[1] > version, "{after}");
+    drop(stream);
 
     // API keys on DynamoDB: made by airq-deploy, honoured by the gateway,
     // refused once revoked (this gateway remembers a key for 200 ms).

@@ -139,7 +139,12 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        ReadingsTable,
+        "DynamoReadingStore::put_batch (put_latest: reserve_version reads the version item)",
     ),
     p(
         "dynamodb:PutItem",
@@ -307,7 +312,7 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:BatchGetItem",
         ReadingsTable,
-        "DynamoReadingStore::latest (run_latest: every latest shard)",
+        "DynamoReadingStore::latest (run_latest: every latest shard) and latest_changes (the live feed: every latest shard when the version moved)",
     ),
     p(
         "dynamodb:DescribeTable",
@@ -317,7 +322,7 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:GetItem",
         ReadingsTable,
-        "DynamoReadingStore::summary (the summary item)",
+        "DynamoReadingStore::summary (the summary item) and latest_changes (the version item)",
     ),
     // API keys: looked up, never written (airq-deploy keys does that).
     p(
@@ -497,7 +502,12 @@ pub const MIGRATE: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::migrate (upgrade: an old item's missing attributes; put_latest and delete_old_latest: the count of latest items)",
+        "DynamoReadingStore::migrate (upgrade: an old item's missing attributes; put_latest and delete_old_latest: the count of latest items; put_latest: reserve_version and release_version)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        ReadingsTable,
+        "DynamoReadingStore::migrate (put_latest: reserve_version reads the version item)",
     ),
     p(
         "dynamodb:BatchGetItem",

@@ -249,8 +249,8 @@ fn invalid(field: &str, message: String) -> ApiError {
             `--auth required`", body = crate::openapi::schema::ErrorBody),
         (status = 429, description = "Over the client's `submits` budget, or the client already \
             has `--max-streams-per-client` streams open", body = crate::openapi::schema::ErrorBody),
-        (status = 501, description = "The store keeps no data version (the AWS backend, for \
-            now)", body = crate::openapi::schema::ErrorBody),
+        (status = 501, description = "The store keeps no data version (both of airq's do; \
+            a store of another port implementation may not)", body = crate::openapi::schema::ErrorBody),
         (status = 503, description = "The reading store does not answer, or the gateway already \
             has `--max-streams` streams open", body = crate::openapi::schema::ErrorBody),
     ),

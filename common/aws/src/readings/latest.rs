@@ -108,11 +108,20 @@ struct Entry {
     aqi: Vec<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     samples: Option<u32>,
+    /// The data version this entry changed at (`version.rs`); absent on
+    /// entries written before the store kept one, read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    ver: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Entry {
-    fn of(r: &Reading) -> Entry {
+    fn of(r: &Reading, ver: u64) -> Entry {
         Entry {
+            ver,
             id: r.id,
             ts: r.timestamp.0,
             sensor: r.sensor_id,
@@ -129,36 +138,42 @@ impl Entry {
         }
     }
 
-    /// The reading, unless its indices are not this version's (an entry
-    /// written before an index was added): then it is as if absent, and
-    /// the sensor's next reading replaces it.
-    fn into_reading(self) -> Option<Reading> {
+    /// The reading and its data version, unless its indices are not this
+    /// version's (an entry written before an index was added): then it is
+    /// as if absent, and the sensor's next reading replaces it.
+    fn into_reading(self) -> Option<(Reading, u64)> {
         let indices: [u16; Index::COUNT] = self.aqi.try_into().ok()?;
-        Some(Reading {
-            id: self.id,
-            timestamp: Timestamp(self.ts),
-            sensor_id: self.sensor,
-            sensor_type: self.sensor_type,
-            loc_id: self.loc,
-            loc_country: self.country,
-            loc_lat: self.lat,
-            loc_long: self.lon,
-            loc_alt: self.alt,
-            p1: self.p1,
-            p2: self.p2,
-            indices: Indices::from(indices),
-            samples: self.samples,
-            basis: None,
-        })
+        let ver = self.ver;
+        Some((
+            Reading {
+                id: self.id,
+                timestamp: Timestamp(self.ts),
+                sensor_id: self.sensor,
+                sensor_type: self.sensor_type,
+                loc_id: self.loc,
+                loc_country: self.country,
+                loc_lat: self.lat,
+                loc_long: self.lon,
+                loc_alt: self.alt,
+                p1: self.p1,
+                p2: self.p2,
+                indices: Indices::from(indices),
+                samples: self.samples,
+                basis: None,
+            },
+            ver,
+        ))
     }
 }
 
-/// One shard as read: its version (0: no item yet) and its readings by
-/// sensor.
+/// One shard as read: its version (0: no item yet; the condition of the
+/// next write), its readings by sensor, and the data version each changed
+/// at (absent: 0).
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
     version: u64,
     pub(crate) readings: BTreeMap<u64, Reading>,
+    pub(crate) versions: BTreeMap<u64, u64>,
 }
 
 impl Shard {
@@ -195,17 +210,71 @@ impl Shard {
             .map_err(|e| corrupt(format!("the packed readings do not decompress: {e}")))?;
         let entries: Vec<Entry> = serde_json::from_slice(&json)
             .map_err(|e| corrupt(format!("the packed readings do not decode: {e}")))?;
-        let readings = entries
-            .into_iter()
-            .filter_map(Entry::into_reading)
-            .map(|r| (r.sensor_id, r))
-            .collect();
-        Ok((shard, Shard { version, readings }))
+        let mut readings = BTreeMap::new();
+        let mut versions = BTreeMap::new();
+        for (r, ver) in entries.into_iter().filter_map(Entry::into_reading) {
+            if ver > 0 {
+                versions.insert(r.sensor_id, ver);
+            }
+            readings.insert(r.sensor_id, r);
+        }
+        Ok((
+            shard,
+            Shard {
+                version,
+                readings,
+                versions,
+            },
+        ))
+    }
+
+    /// Merges in the readings at least as new as the stored ones, stamping
+    /// each sensor it changes with data version `stamp`, and each of
+    /// `incoming`'s sensors stamped `restamp` (a reservation that ran out,
+    /// see `version.rs`) too; returns what happened to each sensor and
+    /// whether anything changed.
+    fn merge(
+        &mut self,
+        incoming: &BTreeMap<u64, Reading>,
+        stamp: u64,
+        restamp: Option<u64>,
+    ) -> (LatestWrites, bool) {
+        let mut out = LatestWrites::default();
+        let mut changed = false;
+        for r in incoming.values() {
+            let sensor = r.sensor_id;
+            match self.readings.get(&sensor) {
+                Some(old) if old.timestamp > r.timestamp => out.kept += 1,
+                Some(old) => {
+                    out.replaced += 1;
+                    if old != r {
+                        self.readings.insert(sensor, r.clone());
+                        self.versions.insert(sensor, stamp);
+                        changed = true;
+                    }
+                }
+                None => {
+                    out.created += 1;
+                    self.readings.insert(sensor, r.clone());
+                    self.versions.insert(sensor, stamp);
+                    changed = true;
+                }
+            }
+            if restamp.is_some() && self.versions.get(&sensor).copied() == restamp {
+                self.versions.insert(sensor, stamp);
+                changed = true;
+            }
+        }
+        (out, changed)
     }
 
     /// The shard's item, one version on.
     fn encode(&self, shard: u32) -> Result<HashMap<String, AttributeValue>, BackendError> {
-        let entries: Vec<Entry> = self.readings.values().map(Entry::of).collect();
+        let entries: Vec<Entry> = self
+            .readings
+            .values()
+            .map(|r| Entry::of(r, self.versions.get(&r.sensor_id).copied().unwrap_or(0)))
+            .collect();
         let json = serde_json::to_vec(&entries)
             .map_err(|e| BackendError::Corrupt(format!("encoding latest shard {shard}: {e}")))?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -247,7 +316,9 @@ impl DynamoReadingStore {
 
     /// Brings the latest reading of every sensor in `readings` up to the
     /// newest of its readings there, shard by shard (see the module
-    /// documentation), then counts new shard items on the summary item.
+    /// documentation), under a data version reserved when anything
+    /// changes (`version.rs`), then counts new shard items on the summary
+    /// item.
     pub(crate) async fn put_latest(
         &self,
         readings: impl IntoIterator<Item = Reading>,
@@ -265,29 +336,88 @@ impl DynamoReadingStore {
         if by_shard.is_empty() {
             return Ok(LatestWrites::default());
         }
-        let mut stored = self.shards(by_shard.keys().copied(), true).await?;
+        let stored = self.shards(by_shard.keys().copied(), true).await?;
+        // A version is reserved only when something changes, so a repeated
+        // batch moves no reader: a dry merge into a copy tells.
+        let mut dry = LatestWrites::default();
+        let mut changes = false;
+        for (shard, incoming) in &by_shard {
+            let mut copy = Shard {
+                readings: stored
+                    .get(shard)
+                    .map(|have| have.readings.clone())
+                    .unwrap_or_default(),
+                ..Shard::default()
+            };
+            let (w, changed) = copy.merge(incoming, 0, None);
+            dry.add(w);
+            changes |= changed;
+        }
+        if !changes {
+            return Ok(dry);
+        }
+        let mut reservation = self.reserve_version().await?;
+        let (out, new_items) = self
+            .merge_shards(&by_shard, Some(stored), reservation.version, None)
+            .await?;
+        // A writer slower than its reservation's lease may have been passed
+        // by a reader: it stamps its sensors again under a new version
+        // (bounded: each round is a fresh lease).
+        let mut rounds = 0;
+        while !reservation.holds() {
+            rounds += 1;
+            if rounds > 3 {
+                return Err(BackendError::Remote {
+                    context: format!("DynamoDB latest shards on {}", self.table),
+                    message: "writing the latest shards took longer than the data version's \
+                              lease three times over"
+                        .into(),
+                });
+            }
+            let again = self.reserve_version().await?;
+            self.merge_shards(&by_shard, None, again.version, Some(reservation.version))
+                .await?;
+            self.release_version(reservation).await?;
+            reservation = again;
+        }
+        self.release_version(reservation).await?;
+        if new_items > 0 {
+            self.count_latest_items(i64::try_from(new_items).unwrap_or(i64::MAX))
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// Merges each shard's incoming readings (into `stored`, or what is
+    /// read now) and writes the shards that changed, a few at a time;
+    /// returns the sum of what happened and how many shard items are new.
+    async fn merge_shards(
+        &self,
+        by_shard: &BTreeMap<u32, BTreeMap<u64, Reading>>,
+        stored: Option<HashMap<u32, Shard>>,
+        stamp: u64,
+        restamp: Option<u64>,
+    ) -> Result<(LatestWrites, u64), BackendError> {
+        let mut stored = match stored {
+            Some(stored) => stored,
+            None => self.shards(by_shard.keys().copied(), true).await?,
+        };
         let work: Vec<_> = by_shard
-            .into_iter()
-            .map(|(shard, incoming)| (shard, incoming, stored.remove(&shard)))
+            .iter()
+            .map(|(&shard, incoming)| (shard, incoming.clone(), stored.remove(&shard)))
             .collect();
         let outcomes: Vec<(LatestWrites, bool)> = futures::stream::iter(work)
-            .map(|(shard, incoming, have)| self.merge_shard(shard, incoming, have))
+            .map(|(shard, incoming, have)| self.merge_shard(shard, incoming, have, stamp, restamp))
             .buffer_unordered(LATEST_IN_FLIGHT)
             .try_collect()
             .await?;
         let mut out = LatestWrites::default();
         let mut new_items = 0u64;
         for (w, created) in outcomes {
-            out.created += w.created;
-            out.replaced += w.replaced;
-            out.kept += w.kept;
+            out.add(w);
             new_items += u64::from(created);
         }
-        if new_items > 0 {
-            self.count_latest_items(i64::try_from(new_items).unwrap_or(i64::MAX))
-                .await?;
-        }
-        Ok(out)
+        Ok((out, new_items))
     }
 
     /// Adds `delta` to the summary item's count of items that are no
@@ -319,30 +449,14 @@ impl DynamoReadingStore {
         shard: u32,
         incoming: BTreeMap<u64, Reading>,
         mut have: Option<Shard>,
+        stamp: u64,
+        restamp: Option<u64>,
     ) -> Result<(LatestWrites, bool), BackendError> {
         let context = || format!("DynamoDB PutItem (latest shard {shard}) on {}", self.table);
         let mut races = 0;
         loop {
             let mut current = have.take().unwrap_or_default();
-            let mut out = LatestWrites::default();
-            let mut changed = false;
-            for r in incoming.values() {
-                match current.readings.get(&r.sensor_id) {
-                    Some(old) if old.timestamp > r.timestamp => out.kept += 1,
-                    Some(old) => {
-                        out.replaced += 1;
-                        if old != r {
-                            changed = true;
-                            current.readings.insert(r.sensor_id, r.clone());
-                        }
-                    }
-                    None => {
-                        out.created += 1;
-                        changed = true;
-                        current.readings.insert(r.sensor_id, r.clone());
-                    }
-                }
-            }
+            let (out, changed) = current.merge(&incoming, stamp, restamp);
             if !changed {
                 return Ok((out, false));
             }
@@ -490,7 +604,7 @@ mod tests {
 
     #[test]
     fn an_entry_of_another_index_count_is_as_if_absent() {
-        let mut e = Entry::of(&reading(1, 100));
+        let mut e = Entry::of(&reading(1, 100), 3);
         e.aqi.push(4);
         assert!(e.into_reading().is_none());
     }

@@ -45,7 +45,7 @@ use airq_core::error::BackendError;
 use airq_core::place::{cell_of_text, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
-use airq_core::store::{ReadingStore, ReadingStream, StoreSummary, Written};
+use airq_core::store::{LatestChanges, ReadingStore, ReadingStream, StoreSummary, Written};
 use airq_core::{Index, Indices, Resolution};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
@@ -60,6 +60,7 @@ mod item;
 mod latest;
 mod merge;
 mod route;
+mod version;
 mod write;
 
 pub use item::day_of;
@@ -250,6 +251,12 @@ impl ReadingStore for DynamoReadingStore {
                 let _ = tx.send(Err(e)).await;
             }
         })
+    }
+
+    /// The version item, then every shard when the reader is behind
+    /// (`version.rs`).
+    async fn latest_changes(&self, since: Option<u64>) -> Result<LatestChanges, BackendError> {
+        self.run_latest_changes(since).await
     }
 
     /// `readings` is DynamoDB's `ItemCount` (which AWS refreshes about

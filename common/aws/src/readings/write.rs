@@ -15,6 +15,14 @@ pub struct LatestWrites {
     pub kept: u64,
 }
 
+impl LatestWrites {
+    pub(crate) fn add(&mut self, other: LatestWrites) {
+        self.created += other.created;
+        self.replaced += other.replaced;
+        self.kept += other.kept;
+    }
+}
+
 impl DynamoReadingStore {
     /// Writes one reading with one `PutItem` call, as the first version of
     /// this system did for every reading. Only for comparison (see
