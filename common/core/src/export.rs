@@ -294,7 +294,7 @@ pub fn is_number(cell: &[u8]) -> bool {
 }
 
 /// The cell as written: [`FORMULA_GUARD`] before a formula-like one.
-fn defused(cell: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn defused(cell: &[u8]) -> Cow<'_, [u8]> {
     if is_formula(cell) {
         let mut guarded = Vec::with_capacity(cell.len() + 1);
         guarded.push(FORMULA_GUARD);

@@ -8,6 +8,7 @@
 //! reach them through `airq-cli`'s `--backend`, so a backend can replace
 //! another without changing a caller.
 
+pub mod aggregate;
 pub mod alert;
 pub mod aqi;
 pub mod backend;

@@ -101,6 +101,19 @@ pub fn cell(lat: f64, lon: f64) -> u32 {
     row * CELLS_PER_ROW + col
 }
 
+/// The bounds of grid cell `cell` (see [`cell`]).
+pub fn cell_bounds(cell: u32) -> Bbox {
+    let (row, col) = (cell / CELLS_PER_ROW, cell % CELLS_PER_ROW);
+    let min_lat = f64::from(row) * CELL_DEGREES - 90.0;
+    let min_lon = f64::from(col) * CELL_DEGREES - 180.0;
+    Bbox {
+        min_lon,
+        min_lat,
+        max_lon: min_lon + CELL_DEGREES,
+        max_lat: min_lat + CELL_DEGREES,
+    }
+}
+
 /// The cell of a reading's stored coordinates; readings whose text is not
 /// a number (none are ingested) are in cell 0, which no place asks for
 /// unless it covers the south pole's first cell.
