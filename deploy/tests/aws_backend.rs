@@ -1464,6 +1464,15 @@ async fn latest_follows_ingestion_contract() {
     airq_contract::store::latest_follows_ingestion(&store).await;
 }
 
+/// Aggregates, as on the embedded backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_contract() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _) = counted_store(&clients, &names).await;
+    airq_contract::aggregate::run_all(&store).await;
+}
+
 /// The data version's contract, as on the embedded backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_version_contract() {

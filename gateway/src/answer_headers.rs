@@ -35,12 +35,17 @@ pub struct Label {
 
 impl Label {
     /// The answer to `query`: `airq-20180603T200000Z-20180603T210000Z.csv`
-    /// (the extension is the format's).
+    /// (the extension is the format's), `…-month-by-country.csv` for an
+    /// aggregate.
     pub fn of_query(query: &Query) -> Label {
+        let aggregate = query
+            .aggregate
+            .map(|a| format!("-{}-by-{}", a.period.name(), a.by.name()))
+            .unwrap_or_default();
         Label {
             rendering: query.rendering(),
             filename: format!(
-                "airq-{}-{}.{}",
+                "airq-{}-{}{aggregate}.{}",
                 compact(query.start),
                 compact(query.end),
                 query.format.extension()

@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "AIRQ_MAX_SPAN", default_value = "31days", value_parser = duration::parse)]
     pub max_span: Duration,
 
+    /// Longest time range an aggregate (the query's `aggregate` field) may
+    /// span: its answer has a row per period and group, not per reading.
+    #[arg(long, env = "AIRQ_MAX_AGGREGATE_SPAN", default_value = "366days", value_parser = duration::parse)]
+    pub max_aggregate_span: Duration,
+
     /// Longest span answered directly; longer queries are always queued.
     #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", default_value = "24h", value_parser = duration::parse)]
     pub direct_max_span: Duration,
@@ -334,6 +339,7 @@ impl Config {
     pub fn query_limits(&self) -> QueryLimits {
         QueryLimits {
             max_span: self.max_span,
+            max_aggregate_span: self.max_aggregate_span,
         }
     }
 

@@ -432,6 +432,82 @@ async fn queued_answers_are_the_direct_ones_byte_for_byte_in_every_format() {
     }
 }
 
+/// An aggregate is answered on both paths alike: directly (a day of the
+/// sample, one row per country: the reference count) and queued through a
+/// worker, byte for byte, labelled as an aggregate; its span is
+/// `--max-aggregate-span`, not `--max-span`; bad fields name themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_come_direct_and_queued_alike() {
+    let s = Setup::new(&[]);
+    let body = r#"{"startDate":"2018-06-03","endDate":"2018-06-03","aggregate":{"period":"day","by":"country"}}"#;
+    let countries: std::collections::BTreeSet<&str> = sample_readings()
+        .iter()
+        .map(|r| r.loc_country.as_str())
+        .collect();
+    let r = post(&s.url("/api/query"), body, false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header_of(&r, "x-airq-answer"), "direct");
+    assert_labelled(
+        &r,
+        Format::Csv,
+        Index::Daqi,
+        "airq-20180603T000000Z-20180603T235959Z-day-by-country",
+    );
+    let direct = r.bytes().await.expect("the answer").to_vec();
+    let text = String::from_utf8_lossy(&direct).into_owned();
+    assert!(
+        text.starts_with("period_start,period_end,sensor_id,"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1 + countries.len(), "{text}");
+    let de = text
+        .lines()
+        .find(|l| l.contains(",DE,"))
+        .expect("a row for Germany");
+    assert!(
+        de.starts_with("2018-06-03 00:00:00,2018-06-03 23:59:59,"),
+        "{de}"
+    );
+
+    let r = post(&s.url("/api/query"), body, true).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let path = header_of(&r, "location").to_owned();
+    let _worker = Worker::start(&s.db_path(), &["--receive-wait", "1s"]);
+    let done = until_final(&s.url(&path)).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(header_of(&done, "x-airq-rows"), countries.len().to_string());
+    assert!(
+        done.bytes().await.expect("the result").to_vec() == direct,
+        "queued ≠ direct"
+    );
+
+    // A year of aggregates is allowed, 32 days of readings are not.
+    let year = r#"{"startDate":"2018-01-01","endDate":"2018-12-31","aggregate":{"period":"month","by":"all"},"format":"ndjson"}"#;
+    let r = post(&s.url("/api/query"), year, true).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let long = r#"{"startDate":"2018-01-01","endDate":"2018-02-01"}"#;
+    assert_eq!(
+        post(&s.url("/api/query"), long, false).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let bad = r#"{"startDate":"2018-06-03","endDate":"2018-06-03","aggregate":{"period":"hour","by":"street"}}"#;
+    let fields = named_fields(
+        post(&s.url("/api/query"), bad, false).await,
+        "a bad aggregate",
+    )
+    .await;
+    let names: Vec<&str> = fields.iter().map(|(f, _)| f.as_str()).collect();
+    assert!(names.contains(&"aggregate.by"), "{fields:?}");
+    let bad = r#"{"startDate":"2018-06-03","endDate":"2018-06-03","aggregate":{"period":"hour","by":"all"}}"#;
+    let fields = named_fields(
+        post(&s.url("/api/query"), bad, false).await,
+        "hourly of daily",
+    )
+    .await;
+    assert_eq!(fields[0].0, "aggregate.period", "{fields:?}");
+    assert!(fields[0].1.contains("resolution"), "{fields:?}");
+}
+
 /// A figure of a process's `/proc/PID/status`, KiB.
 #[cfg(target_os = "linux")]
 fn status_kib(pid: u32, name: &str) -> u64 {

@@ -395,6 +395,7 @@ mod tests {
         let m = Mix::random(&meta("2024-01-01 00:00:00", "2024-01-31 00:00:00"), 11).unwrap();
         let limits = airq_core::QueryLimits {
             max_span: std::time::Duration::from_secs(15 * 86_400),
+            ..airq_core::QueryLimits::default()
         };
         let mut seen = std::collections::BTreeMap::<&str, u32>::new();
         for i in 0..2000 {

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetIte
 use aws_sdk_dynamodb::operation::batch_write_item::{
     BatchWriteItemError, BatchWriteItemInput, BatchWriteItemOutput,
 };
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
 use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
@@ -81,13 +82,25 @@ fn nothing_stored_rule() -> Rule {
         .build()
 }
 
+/// The data version item is not there yet (each batch that changes a
+/// latest reading reads it before reserving a version).
+fn no_version_rule() -> Rule {
+    mock!(Client::get_item)
+        .sequence()
+        .output(|| GetItemOutput::builder().build())
+        .repeatedly()
+        .build()
+}
+
 /// A store whose client answers with `rules` (and, after them, finds
 /// nothing stored), the SDK's own retries off so every retry seen is the
 /// adapter's.
 fn store(rules: &[&Rule], retry: RetryPolicy) -> DynamoReadingStore {
     let none = nothing_stored_rule();
+    let version = no_version_rule();
     let mut rules = rules.to_vec();
     rules.push(&none);
+    rules.push(&version);
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &rules, |c| c
         .retry_config(RetryConfig::disabled()));
     DynamoReadingStore::new(client, TABLE).with_retry(retry)
@@ -172,11 +185,12 @@ async fn throttling_and_unprocessed_items_are_retried_until_written() {
     let summary = summary_rule();
     let latest = latest_rule();
     let none = nothing_stored_rule();
+    let version = no_version_rule();
     let recorder = Recorder::default();
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
-        [&throttles, &batch, &summary, &latest, &none],
+        [&throttles, &batch, &summary, &latest, &none, &version],
         |c| c
             .retry_config(RetryConfig::disabled())
             .interceptor(recorder.clone())
@@ -502,8 +516,8 @@ async fn latest_shards_are_version_conditioned_retried_and_counted() {
     assert_eq!(reads.get(&p_ahead), Some(&1));
     assert_eq!(
         *counted.lock().unwrap(),
-        vec!["1".to_owned()],
-        "one new shard item counted"
+        vec!["1".to_owned(), "1".to_owned()],
+        "the data version's item (made by the first reservation) and one new shard item counted"
     );
 }
 
@@ -571,10 +585,11 @@ async fn the_read_back_retries_unprocessed_keys_and_skips_unchanged_readings() {
         mock!(Client::batch_write_item).then_output(|| BatchWriteItemOutput::builder().build());
     let summary = summary_rule();
     let latest = latest_rule();
+    let version = no_version_rule();
     let client = mock_client!(
         aws_sdk_dynamodb,
         RuleMode::MatchAny,
-        [&get, &batch, &summary, &latest],
+        [&get, &batch, &summary, &latest, &version],
         |c| c
             .retry_config(RetryConfig::disabled())
             .interceptor(recorder.clone())

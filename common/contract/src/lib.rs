@@ -3,6 +3,7 @@
 //! strategy they run on. A dev-dependency only: nothing here ships in a
 //! binary. Each check panics with a message saying which rule broke.
 
+pub mod aggregate;
 pub mod alerts;
 pub mod changes;
 pub mod generate;

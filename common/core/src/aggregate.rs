@@ -38,7 +38,7 @@ use bytes::Bytes;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// WHO global air quality guidelines (2021), Table 0.1 ("Recommended AQG
 /// levels"), in nano-units of µg/m³: PM2.5 24-hour 15, annual 5; PM10
@@ -228,7 +228,7 @@ impl Aggregate {
                 )),
                 Some(Value::String(s)) => names
                     .iter()
-                    .position(|n| n == s)
+                    .position(|n| crate::name::matches(s, n))
                     .ok_or_else(|| err(&format!(".{name}"), format!("{s:?} is not one of {list}"))),
                 Some(other) => Err(err(
                     &format!(".{name}"),
@@ -354,11 +354,12 @@ struct Group {
     samples: Option<u64>,
     /// Per sensor: distinct slots with a reading, and the last slot seen
     /// (readings come in time order, so a repeat is the last one).
-    slots: BTreeMap<u64, (u64, i64)>,
+    slots: HashMap<u64, (u64, i64)>,
     p1: Values,
     p2: Values,
     bands: Vec<u64>,
-    /// The last reading's sensor type, country and position.
+    /// `by: sensor`: the last reading's sensor type, country and position
+    /// (copied only when they change).
     last: Option<(String, String, String, String)>,
 }
 
@@ -387,7 +388,16 @@ pub struct Aggregator {
     start: Timestamp,
     end: Timestamp,
     period: Option<Timestamp>,
-    groups: BTreeMap<Key, Group>,
+    /// The start of the period after `period`.
+    next_period: i64,
+    /// The period's groups, in the order they were met; sorted by key when
+    /// the period is written.
+    groups: Vec<(Key, Group)>,
+    /// Where each sensor's, cell's and country's group is in `groups`
+    /// (`all` has one, the first).
+    sensors: HashMap<u64, usize>,
+    cells: HashMap<u32, usize>,
+    countries: HashMap<String, usize>,
 }
 
 impl Aggregator {
@@ -406,29 +416,32 @@ impl Aggregator {
             start,
             end,
             period: None,
-            groups: BTreeMap::new(),
+            next_period: i64::MIN,
+            groups: Vec::new(),
+            sensors: HashMap::new(),
+            cells: HashMap::new(),
+            countries: HashMap::new(),
         }
     }
 
     /// Adds a reading (in timestamp order); returns the rows of the period
     /// it ended, if it began a new one.
     pub fn push(&mut self, r: &Reading) -> Vec<Row> {
-        let period = self.aggregate.period.start_of(r.timestamp);
-        let done = match self.period {
-            Some(p) if p != period => self.flush(),
-            _ => Vec::new(),
-        };
-        self.period = Some(period);
-        let key = match self.aggregate.by {
-            GroupBy::Sensor => Key::Sensor(r.sensor_id),
-            GroupBy::Cell => Key::Cell(cell_of_text(&r.loc_lat, &r.loc_long)),
-            GroupBy::Country => Key::Country(r.loc_country.clone()),
-            GroupBy::All => Key::All,
-        };
+        let in_period = self
+            .period
+            .is_some_and(|p| (p.0..self.next_period).contains(&r.timestamp.0));
+        let mut done = Vec::new();
+        if !in_period {
+            done = self.flush();
+            let period = self.aggregate.period.start_of(r.timestamp);
+            self.period = Some(period);
+            self.next_period = self.aggregate.period.next(period).0;
+        }
         let step = self.resolution.step().as_secs() as i64;
         let daily = self.resolution == Resolution::Day;
         let bands = self.index.bands().len();
-        let g = self.groups.entry(key).or_default();
+        let at = self.group_of(r);
+        let g = &mut self.groups[at].1;
         g.readings += 1;
         if let Some(s) = r.samples {
             *g.samples.get_or_insert(0) += u64::from(s);
@@ -457,13 +470,47 @@ impl Aggregator {
                 g.bands[b] += 1;
             }
         }
-        g.last = Some((
-            r.sensor_type.clone(),
-            r.loc_country.clone(),
-            r.loc_lat.clone(),
-            r.loc_long.clone(),
-        ));
+        if self.aggregate.by == GroupBy::Sensor {
+            let same = g.last.as_ref().is_some_and(|(ty, c, lat, lon)| {
+                (ty, c, lat, lon) == (&r.sensor_type, &r.loc_country, &r.loc_lat, &r.loc_long)
+            });
+            if !same {
+                g.last = Some((
+                    r.sensor_type.clone(),
+                    r.loc_country.clone(),
+                    r.loc_lat.clone(),
+                    r.loc_long.clone(),
+                ));
+            }
+        }
         done
+    }
+
+    /// The position in `groups` of `r`'s group, made if new.
+    fn group_of(&mut self, r: &Reading) -> usize {
+        let next = self.groups.len();
+        let (found, key) = match self.aggregate.by {
+            GroupBy::Sensor => (
+                *self.sensors.entry(r.sensor_id).or_insert(next),
+                Key::Sensor(r.sensor_id),
+            ),
+            GroupBy::Cell => {
+                let cell = cell_of_text(&r.loc_lat, &r.loc_long);
+                (*self.cells.entry(cell).or_insert(next), Key::Cell(cell))
+            }
+            GroupBy::Country => match self.countries.get(r.loc_country.as_str()) {
+                Some(&at) => return at,
+                None => {
+                    self.countries.insert(r.loc_country.clone(), next);
+                    (next, Key::Country(r.loc_country.clone()))
+                }
+            },
+            GroupBy::All => (0, Key::All),
+        };
+        if found == next {
+            self.groups.push((key, Group::default()));
+        }
+        found
     }
 
     /// The rows of the last period.
@@ -492,7 +539,11 @@ impl Aggregator {
         let expected = self.expected(start).max(1);
         let daily = self.resolution == Resolution::Day;
         let bands = self.index.bands().len();
-        let groups = std::mem::take(&mut self.groups);
+        let mut groups = std::mem::take(&mut self.groups);
+        self.sensors.clear();
+        self.cells.clear();
+        self.countries.clear();
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         groups
             .into_iter()
             .map(|(key, mut g)| {
@@ -720,7 +771,9 @@ fn csv_line(out: &mut Vec<u8>, cells: &[Option<Cell>]) {
         }
         let text: std::borrow::Cow<'_, [u8]> = match cell {
             None => continue,
-            Some(Cell::Number(v)) => v.as_bytes().into(),
+            // Numbers pass the guard unchanged; a stored coordinate is
+            // checked like any cell.
+            Some(Cell::Number(v)) => defused(v.as_bytes()),
             Some(Cell::Text(s)) => defused(s.as_bytes()),
             Some(Cell::Bool(b)) => (if *b { &b"true"[..] } else { &b"false"[..] }).into(),
         };

@@ -8,6 +8,7 @@
 //! [`Query::matches`] is the reference semantics: every store backend must
 //! select exactly the readings it accepts (the contract tests check this).
 
+use crate::aggregate::{Aggregate, Aggregator, Period};
 use crate::aqi::{Index, MAX_INDEX};
 use crate::export::{Format, Rendering};
 use crate::place::{Bbox, Near, Place, MAX_RADIUS_KM};
@@ -20,7 +21,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// The field names a query may have.
-pub const FIELDS: [&str; 12] = [
+pub const FIELDS: [&str; 13] = [
     "startDate",
     "endDate",
     "country",
@@ -33,33 +34,47 @@ pub const FIELDS: [&str; 12] = [
     "sensorType",
     "format",
     "resolution",
+    "aggregate",
 ];
 
 /// Limits a deployment puts on queries.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
-    /// Longest allowed `endDate - startDate`.
+    /// Longest allowed `endDate - startDate` of a query for readings.
     pub max_span: Duration,
+    /// Longest allowed span of an aggregate (its answer has a row per
+    /// period and group, not per reading).
+    pub max_aggregate_span: Duration,
 }
 
 impl QueryLimits {
     pub const DEFAULT_MAX_SPAN: Duration = Duration::from_secs(31 * 24 * 3600);
+    /// A leap year: a `year` aggregate of any calendar year fits.
+    pub const DEFAULT_MAX_AGGREGATE_SPAN: Duration = Duration::from_secs(366 * 24 * 3600);
 
-    /// The longest span a query on `resolution` may have: `max_span` for
-    /// the daily series, and no more than the series' own cap
-    /// ([`Resolution::max_span`]) for the finer ones.
-    pub fn span_limit(&self, resolution: Resolution) -> Duration {
+    /// The longest span a query on `resolution` may have: `max_span` (or
+    /// `max_aggregate_span` for an aggregate) for the daily series, and no
+    /// more than the series' own cap ([`Resolution::max_span`]) for the
+    /// finer ones.
+    pub fn span_limit(&self, resolution: Resolution, aggregate: bool) -> Duration {
+        let max = if aggregate {
+            self.max_aggregate_span
+        } else {
+            self.max_span
+        };
         match resolution {
-            Resolution::Day => self.max_span,
-            finer => self.max_span.min(finer.max_span()),
+            Resolution::Day => max,
+            finer => max.min(finer.max_span()),
         }
     }
 
     /// No span limit: for a worker re-reading a query that a gateway (with
     /// its own limits) already accepted.
     pub fn unbounded() -> Self {
+        let max = Duration::from_secs(i64::MAX as u64 / 2);
         QueryLimits {
-            max_span: Duration::from_secs(i64::MAX as u64 / 2),
+            max_span: max,
+            max_aggregate_span: max,
         }
     }
 }
@@ -68,6 +83,7 @@ impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
             max_span: Self::DEFAULT_MAX_SPAN,
+            max_aggregate_span: Self::DEFAULT_MAX_AGGREGATE_SPAN,
         }
     }
 }
@@ -134,6 +150,9 @@ pub struct Query {
     pub format: Format,
     /// The series asked for ([`Resolution`]): the daily one by default.
     pub resolution: Resolution,
+    /// Statistics by period and group instead of the readings
+    /// ([`crate::aggregate`]); the filters select what is aggregated.
+    pub aggregate: Option<Aggregate>,
 }
 
 impl Query {
@@ -151,6 +170,7 @@ impl Query {
             sensor_types: Vec::new(),
             format: Format::Csv,
             resolution: Resolution::Day,
+            aggregate: None,
         }
     }
 
@@ -194,9 +214,11 @@ impl Query {
         let sensor_types = v.sensor_types();
         let format = v.format();
         let resolution = v.resolution();
+        let aggregate = v.aggregate(resolution.unwrap_or_default());
 
         if let (Some(s), Some(e)) = (start, end) {
-            let limit = limits.span_limit(resolution.unwrap_or_default());
+            let aggregating = matches!(aggregate, Some(Some(_)));
+            let limit = limits.span_limit(resolution.unwrap_or_default(), aggregating);
             if e < s {
                 v.err("endDate", format!("is before startDate ({e} < {s})"));
             } else if (e.0 - s.0) as u64 > limit.as_secs() {
@@ -204,6 +226,7 @@ impl Query {
                     Some(r @ (Resolution::Hour | Resolution::FiveMin)) => {
                         format!(" for resolution \"{}\"", r.name())
                     }
+                    _ if aggregating => " for an aggregate".to_owned(),
                     _ => String::new(),
                 };
                 v.err(
@@ -228,6 +251,7 @@ impl Query {
             sensor_types,
             format,
             resolution,
+            aggregate,
         ) {
             (
                 Some(start),
@@ -240,6 +264,7 @@ impl Query {
                 Some(sensor_types),
                 Some(format),
                 Some(resolution),
+                Some(aggregate),
             ) if v.errors.is_empty() => Ok(Query {
                 start,
                 end,
@@ -252,6 +277,7 @@ impl Query {
                 sensor_types,
                 format,
                 resolution,
+                aggregate,
             }),
             _ => Err(v.into_error()),
         }
@@ -304,6 +330,12 @@ impl Query {
             }
     }
 
+    /// The aggregation this query asks for, if it asks for one.
+    pub fn aggregator(&self) -> Option<Aggregator> {
+        self.aggregate
+            .map(|a| Aggregator::new(a, self.index, self.resolution, self.start, self.end))
+    }
+
     /// How answers to this query are written.
     pub fn rendering(&self) -> Rendering {
         Rendering {
@@ -343,6 +375,9 @@ impl Query {
         }
         if self.resolution != Resolution::Day {
             m.insert("resolution".into(), self.resolution.name().into());
+        }
+        if let Some(a) = self.aggregate {
+            m.insert("aggregate".into(), a.to_json());
         }
         Value::Object(m).to_string()
     }
@@ -899,6 +934,32 @@ impl<'a> Fields<'a> {
             &names,
         )
     }
+
+    /// `aggregate` (absent or null: none): `Some(None)` without one,
+    /// `None` after an error. An hourly period needs a series finer than
+    /// a day.
+    fn aggregate(&mut self, resolution: Resolution) -> Option<Option<Aggregate>> {
+        let value = match self.map.get("aggregate") {
+            None | Some(Value::Null) => return Some(None),
+            Some(v) => v,
+        };
+        match Aggregate::from_value(value) {
+            Ok(a) if a.period == Period::Hour && resolution == Resolution::Day => {
+                self.err(
+                    "aggregate.period",
+                    "\"hour\" needs resolution \"hour\" or \"5min\": the daily series has one \
+                     reading a sensor a day"
+                        .into(),
+                );
+                None
+            }
+            Ok(a) => Some(Some(a)),
+            Err(errors) => {
+                self.errors.extend(errors);
+                None
+            }
+        }
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -1039,6 +1100,7 @@ mod tests {
         assert!(e.errors[0].message.contains("at most 31 days"), "{e}");
         let tight = QueryLimits {
             max_span: Duration::from_secs(3600),
+            ..QueryLimits::default()
         };
         assert!(Query::from_json(
             br#"{"startDate":"2024-01-01 00:00:00","endDate":"2024-01-01 01:00:01"}"#,
@@ -1070,6 +1132,7 @@ mod tests {
         // A gateway's shorter --max-span caps the finer series too.
         let tight = QueryLimits {
             max_span: Duration::from_secs(3600),
+            ..QueryLimits::default()
         };
         assert!(Query::from_json(
             br#"{"startDate":"2024-01-01 00:00:00","endDate":"2024-01-01 01:00:01","resolution":"hour"}"#,

@@ -105,10 +105,18 @@ pub trait ReadingStore: Send + Sync + 'static {
     fn query(&self, query: &Query) -> ReadingStream;
 
     /// The answer to `query` in its format (see [`crate::export`]), in
-    /// chunks. By default rendered from [`ReadingStore::query`]; a store
-    /// that can render rows without building each [`Reading`] does so.
+    /// chunks: its readings, or with `aggregate` their statistics
+    /// ([`crate::aggregate::answer`], over [`ReadingStore::query`]). By
+    /// default rendered from [`ReadingStore::query`]; a store that can
+    /// render rows without building each [`Reading`] does so (and must
+    /// hand an aggregate to [`crate::aggregate::answer`] likewise).
     fn query_answer(&self, query: &Query) -> AnswerStream {
-        crate::export::chunks(self.query(query), query.rendering())
+        match query.aggregator() {
+            Some(aggregator) => {
+                crate::aggregate::answer(self.query(query), aggregator, query.format)
+            }
+            None => crate::export::chunks(self.query(query), query.rendering()),
+        }
     }
 
     /// The most recent reading of each sensor that `latest` matches (see

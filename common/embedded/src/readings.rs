@@ -813,6 +813,9 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
+        if let Some(aggregator) = query.aggregator() {
+            return airq_core::aggregate::answer(self.query(query), aggregator, query.format);
+        }
         self.stream_answer(Select::readings(query), query.rendering())
     }
 

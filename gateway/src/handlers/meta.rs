@@ -5,6 +5,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use airq_core::aggregate::{GroupBy, Period};
 use airq_core::aqi::Index;
 use airq_core::export::Format;
 use airq_core::place::MAX_RADIUS_KM;
@@ -33,7 +34,9 @@ use utoipa::ToSchema;
         "extension": "csv", "default": true}],
     "resolutions": [{"name": "hour", "label": "Hourly", "description": "hourly means of the 5-minute feed",
         "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
-    "limits": {"maxSpanSeconds": 2678400, "maxRadiusKm": 100.0, "maxSensorTypes": 32}
+    "aggregate": {"periods": ["hour", "day", "month", "year"], "by": ["sensor", "cell", "country", "all"]},
+    "limits": {"maxSpanSeconds": 2678400, "maxAggregateSpanSeconds": 31622400, "maxRadiusKm": 100.0,
+        "maxSensorTypes": 32}
 })))]
 pub struct Meta {
     /// How many readings the store holds.
@@ -56,8 +59,19 @@ pub struct Meta {
     /// deployment's store keeps, the default one marked, each with the
     /// longest span this gateway allows on it.
     resolutions: Vec<ResolutionInfo>,
+    /// What `aggregate` takes.
+    aggregate: AggregateInfo,
     /// The limits this gateway applies to a query.
     limits: Limits,
+}
+
+/// The choices of a query's `aggregate` field.
+#[derive(Serialize, ToSchema)]
+pub struct AggregateInfo {
+    /// The names `aggregate.period` takes (UTC calendar periods).
+    periods: Vec<&'static str>,
+    /// The names `aggregate.by` takes.
+    by: Vec<&'static str>,
 }
 
 /// One index: its name in queries, its names for people, its scale, its
@@ -139,6 +153,8 @@ pub struct ResolutionInfo {
 pub struct Limits {
     /// Longest `endDate - startDate`, in seconds (`--max-span`).
     max_span_seconds: u64,
+    /// Longest span of an aggregate (`--max-aggregate-span`).
+    max_aggregate_span_seconds: u64,
     /// Largest `near` radius, in km.
     max_radius_km: f64,
     /// Most sensor types one query lists.
@@ -196,7 +212,7 @@ impl Meta {
                 label: r.label(),
                 description: r.description(),
                 step_seconds: r.step().as_secs(),
-                max_span_seconds: limits.span_limit(r).as_secs(),
+                max_span_seconds: limits.span_limit(r, false).as_secs(),
                 default: r == Resolution::default(),
             })
             .collect();
@@ -208,8 +224,13 @@ impl Meta {
             indices,
             formats,
             resolutions,
+            aggregate: AggregateInfo {
+                periods: Period::ALL.iter().map(|p| p.name()).collect(),
+                by: GroupBy::ALL.iter().map(|b| b.name()).collect(),
+            },
             limits: Limits {
                 max_span_seconds: limits.max_span.as_secs(),
+                max_aggregate_span_seconds: limits.max_aggregate_span.as_secs(),
                 max_radius_km: MAX_RADIUS_KM,
                 max_sensor_types: MAX_SENSOR_TYPES,
             },

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use airq_core::aggregate::{GroupBy, Period, COLUMNS};
 use airq_core::aqi::Index;
 use airq_core::export::Format;
 use airq_core::name;
@@ -68,6 +69,53 @@ pub struct QueryBody {
     format: Option<String>,
     #[schema(schema_with = resolution, required = false)]
     resolution: Option<String>,
+    #[schema(schema_with = aggregate, required = false)]
+    aggregate: Option<serde_json::Value>,
+}
+
+/// The `aggregate` of a query: its periods, groups and columns, from
+/// `airq_core::aggregate`.
+fn aggregate() -> impl Into<RefOr<Schema>> {
+    let names = |list: Vec<&'static str>| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .pattern(Some(name::name_pattern(list)))
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property(
+            "period",
+            names(Period::ALL.iter().map(|p| p.name()).collect()).description(Some(
+                "UTC calendar periods; `hour` needs `resolution` `hour` or `5min`",
+            )),
+        )
+        .property(
+            "by",
+            names(GroupBy::ALL.iter().map(|b| b.name()).collect()).description(Some(
+                "`sensor`, the 0.25° grid `cell`, `country`, or `all` the readings together",
+            )),
+        )
+        .required("period")
+        .required("by")
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .description(Some(format!(
+            "Statistics of the readings the other fields select, instead of the readings: one \
+             row per period and group, in period order. Columns: {}, then \
+             `readings_<band>` for each band of `index`. P1 is PM10 and P2 PM2.5 (µg/m³, two \
+             decimals); p98 by the rank of 40 CFR Part 50 Appendix N; `coverage` is the \
+             percent of the input series' slots with a reading (a group's mean over its \
+             sensors); the WHO 2021 guideline levels are 15 (PM2.5) and 45 (PM10) µg/m³ for \
+             24 hours, counted on daily input, and 5 and 15 for a year's mean. Spans up to \
+             the gateway's `--max-aggregate-span` (366 days by default).",
+            COLUMNS
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .examples([serde_json::json!({"period": "month", "by": "country"})])
 }
 
 /// The `resolution` of a query: the names, spans and meanings of
