@@ -27,8 +27,8 @@
 //! bounded by the readings of one period (which the query's span bounds).
 
 use crate::aqi::Index;
-use crate::export::{defused, is_json_number, AnswerChunk, AnswerStream, Format, CHUNK};
-use crate::mean::{hundredths_text, mean_hundredths, nano_units, ExactSum, NANO};
+use crate::export::{defused, is_json_number, AnswerChunk, AnswerStream, Format, RowRef, CHUNK};
+use crate::mean::{hundredths_text, mean_hundredths, nano_units_of, NANO};
 use crate::place::{cell_bounds, cell_of_text};
 use crate::query::FieldError;
 use crate::reading::{Reading, Timestamp};
@@ -196,12 +196,13 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    /// Validates the field's value; every problem, each naming its field
-    /// (`aggregate.period`, `aggregate.by`).
+    /// Validates the field's value; every problem, each naming the field
+    /// `aggregate` (as every query error names a field of the query) and
+    /// starting with the part it is about (`period: …`, `by: …`).
     pub fn from_value(value: &Value) -> Result<Aggregate, Vec<FieldError>> {
-        let err = |field: &str, message: String| FieldError {
-            field: format!("aggregate{field}"),
-            message,
+        let err = |part: &str, message: String| FieldError {
+            field: "aggregate".into(),
+            message: format!("{part}{message}"),
         };
         let Value::Object(map) = value else {
             return Err(vec![err(
@@ -215,7 +216,7 @@ impl Aggregate {
             .filter(|k| !["period", "by"].contains(&k.as_str()))
         {
             errors.push(err(
-                &format!(".{k}"),
+                &format!("{k}: "),
                 "is not a field of aggregate (period, by)".into(),
             ));
         }
@@ -223,15 +224,17 @@ impl Aggregate {
             let list = names.join(", ");
             match map.get(name) {
                 None => Err(err(
-                    &format!(".{name}"),
+                    &format!("{name}: "),
                     format!("is required: one of {list}"),
                 )),
                 Some(Value::String(s)) => names
                     .iter()
                     .position(|n| crate::name::matches(s, n))
-                    .ok_or_else(|| err(&format!(".{name}"), format!("{s:?} is not one of {list}"))),
+                    .ok_or_else(|| {
+                        err(&format!("{name}: "), format!("{s:?} is not one of {list}"))
+                    }),
                 Some(other) => Err(err(
-                    &format!(".{name}"),
+                    &format!("{name}: "),
                     format!("must be a string, one of {list}; got {other}"),
                 )),
             }
@@ -265,7 +268,8 @@ impl Aggregate {
 /// and p98 are the exact statistic rounded).
 #[derive(Debug, Default, Clone)]
 struct Values {
-    sum: ExactSum,
+    /// The exact sum, in nano-units.
+    nano: u128,
     hundredths: Vec<u32>,
     over_24h: u64,
 }
@@ -289,12 +293,10 @@ pub struct Stats {
 
 impl Values {
     fn add(&mut self, text: Option<&str>, threshold_24h: u128) {
-        let Some(text) = text else { return };
-        let Ok(v) = text.trim().parse::<f64>() else {
+        let Some(nano) = text.and_then(|t| nano_units_of(t.trim())) else {
             return;
         };
-        let nano = nano_units(text.trim(), v);
-        self.sum.add(Some((text.trim(), v)));
+        self.nano += nano;
         let h = mean_hundredths(nano, 1);
         self.hundredths.push(u32::try_from(h).unwrap_or(u32::MAX));
         if nano > threshold_24h {
@@ -324,11 +326,7 @@ impl Values {
             hundredths_text(sd.round() as u128)
         });
         Some(Stats {
-            mean: self
-                .sum
-                .hundredths()
-                .map(hundredths_text)
-                .unwrap_or_default(),
+            mean: hundredths_text(mean_hundredths(self.nano, n as u64)),
             min: text(v[0]),
             p50,
             p98: text(p98),
@@ -426,7 +424,7 @@ impl Aggregator {
 
     /// Adds a reading (in timestamp order); returns the rows of the period
     /// it ended, if it began a new one.
-    pub fn push(&mut self, r: &Reading) -> Vec<Row> {
+    pub fn push(&mut self, r: &RowRef<'_>) -> Vec<Row> {
         let in_period = self
             .period
             .is_some_and(|p| (p.0..self.next_period).contains(&r.timestamp.0));
@@ -451,14 +449,8 @@ impl Aggregator {
         if seen.1 != slot {
             *seen = (seen.0 + 1, slot);
         }
-        g.p1.add(
-            r.p1.as_deref(),
-            if daily { WHO_PM10_24H } else { u128::MAX },
-        );
-        g.p2.add(
-            r.p2.as_deref(),
-            if daily { WHO_PM25_24H } else { u128::MAX },
-        );
+        g.p1.add(r.p1, if daily { WHO_PM10_24H } else { u128::MAX });
+        g.p2.add(r.p2, if daily { WHO_PM25_24H } else { u128::MAX });
         if let Some(v) = r.indices.defined(self.index) {
             if let Some(b) = self
                 .index
@@ -472,14 +464,15 @@ impl Aggregator {
         }
         if self.aggregate.by == GroupBy::Sensor {
             let same = g.last.as_ref().is_some_and(|(ty, c, lat, lon)| {
-                (ty, c, lat, lon) == (&r.sensor_type, &r.loc_country, &r.loc_lat, &r.loc_long)
+                (ty.as_str(), c.as_str(), lat.as_str(), lon.as_str())
+                    == (r.sensor_type, r.loc_country, r.loc_lat, r.loc_long)
             });
             if !same {
                 g.last = Some((
-                    r.sensor_type.clone(),
-                    r.loc_country.clone(),
-                    r.loc_lat.clone(),
-                    r.loc_long.clone(),
+                    r.sensor_type.to_owned(),
+                    r.loc_country.to_owned(),
+                    r.loc_lat.to_owned(),
+                    r.loc_long.to_owned(),
                 ));
             }
         }
@@ -487,7 +480,7 @@ impl Aggregator {
     }
 
     /// The position in `groups` of `r`'s group, made if new.
-    fn group_of(&mut self, r: &Reading) -> usize {
+    fn group_of(&mut self, r: &RowRef<'_>) -> usize {
         let next = self.groups.len();
         let (found, key) = match self.aggregate.by {
             GroupBy::Sensor => (
@@ -495,14 +488,14 @@ impl Aggregator {
                 Key::Sensor(r.sensor_id),
             ),
             GroupBy::Cell => {
-                let cell = cell_of_text(&r.loc_lat, &r.loc_long);
+                let cell = cell_of_text(r.loc_lat, r.loc_long);
                 (*self.cells.entry(cell).or_insert(next), Key::Cell(cell))
             }
-            GroupBy::Country => match self.countries.get(r.loc_country.as_str()) {
+            GroupBy::Country => match self.countries.get(r.loc_country) {
                 Some(&at) => return at,
                 None => {
-                    self.countries.insert(r.loc_country.clone(), next);
-                    (next, Key::Country(r.loc_country.clone()))
+                    self.countries.insert(r.loc_country.to_owned(), next);
+                    (next, Key::Country(r.loc_country.to_owned()))
                 }
             },
             GroupBy::All => (0, Key::All),
@@ -513,8 +506,8 @@ impl Aggregator {
         found
     }
 
-    /// The rows of the last period.
-    pub fn finish(mut self) -> Vec<Row> {
+    /// The rows of the last period (and nothing after).
+    pub fn finish(&mut self) -> Vec<Row> {
         self.flush()
     }
 
@@ -602,7 +595,7 @@ impl Aggregator {
                     for (at, values, level) in
                         [(29, &g.p1, WHO_PM10_ANNUAL), (30, &g.p2, WHO_PM25_ANNUAL)]
                     {
-                        let (sum, n) = values.sum.parts();
+                        let (sum, n) = (values.nano, values.hundredths.len() as u64);
                         // mean > level ⇔ sum > level × n, exactly.
                         cells[at] = (n > 0).then(|| Cell::Bool(sum > level * u128::from(n)));
                     }
@@ -638,7 +631,7 @@ pub fn aggregate_all<'a>(
     let mut a = aggregator;
     let mut rows = Vec::new();
     for r in readings {
-        rows.extend(a.push(r));
+        rows.extend(a.push(&RowRef::from(r)));
     }
     rows.extend(a.finish());
     rows
@@ -796,61 +789,76 @@ fn csv_line(out: &mut Vec<u8>, cells: &[Option<Cell>]) {
     out.push(b'\n');
 }
 
-/// The aggregate answer of a stream of readings (in timestamp order), in
-/// chunks of about [`CHUNK`] bytes: a period's rows are written once the
-/// next period's first reading arrives.
-pub fn answer(readings: ReadingStream, aggregator: Aggregator, format: Format) -> AnswerStream {
-    let renderer = Renderer::new(format, aggregator.index);
-    let mut head = Vec::new();
-    renderer.begin(&mut head);
-    struct State {
-        readings: ReadingStream,
-        aggregator: Option<Aggregator>,
-        renderer: Renderer,
-        out: Vec<u8>,
-        rows: u64,
+/// Aggregates rows and cuts the rendered answer into chunks of about
+/// [`CHUNK`] bytes: the one renderer of aggregate answers, over a stream of
+/// readings ([`answer`]) or a store's own rows.
+#[derive(Debug)]
+pub struct AggregateChunker {
+    aggregator: Aggregator,
+    renderer: Renderer,
+    out: Vec<u8>,
+    rows: u64,
+}
+
+impl AggregateChunker {
+    pub fn new(aggregator: Aggregator, format: Format) -> AggregateChunker {
+        let renderer = Renderer::new(format, aggregator.index);
+        let mut out = Vec::new();
+        renderer.begin(&mut out);
+        AggregateChunker {
+            aggregator,
+            renderer,
+            out,
+            rows: 0,
+        }
     }
-    let state = State {
-        readings,
-        aggregator: Some(aggregator),
-        renderer,
-        out: head,
-        rows: 0,
-    };
-    futures::stream::unfold(Some(state), |state| async move {
-        let mut s = state?;
+
+    /// Adds a row (in timestamp order); a chunk when one is full.
+    pub fn push(&mut self, r: &RowRef<'_>) -> Option<AnswerChunk> {
+        let done = self.aggregator.push(r);
+        self.write(&done);
+        (self.out.len() >= CHUNK).then(|| self.take())
+    }
+
+    /// The last chunk: the last period's rows and the format's end.
+    pub fn finish(mut self) -> AnswerChunk {
+        let rows = self.aggregator.finish();
+        self.write(&rows);
+        self.renderer.end(&mut self.out);
+        self.take()
+    }
+
+    fn write(&mut self, rows: &[Row]) {
+        for row in rows {
+            self.renderer.row(row, &mut self.out);
+            self.rows += 1;
+        }
+    }
+
+    fn take(&mut self) -> AnswerChunk {
+        AnswerChunk {
+            bytes: Bytes::from(std::mem::take(&mut self.out)),
+            rows: std::mem::take(&mut self.rows),
+        }
+    }
+}
+
+/// The aggregate answer of a stream of readings (in timestamp order), in
+/// chunks: a period's rows are written once the next period's first
+/// reading arrives.
+pub fn answer(readings: ReadingStream, aggregator: Aggregator, format: Format) -> AnswerStream {
+    let chunker = AggregateChunker::new(aggregator, format);
+    futures::stream::unfold(Some((readings, chunker)), |state| async move {
+        let (mut readings, mut chunker) = state?;
         loop {
-            let aggregator = s.aggregator.as_mut()?;
-            let (rows, last) = match s.readings.next().await {
-                Some(Ok(r)) => (aggregator.push(&r), false),
-                Some(Err(e)) => return Some((Err(e), None)),
-                None => {
-                    let rows = s
-                        .aggregator
-                        .take()
-                        .map(Aggregator::finish)
-                        .unwrap_or_default();
-                    (rows, true)
+            match readings.next().await {
+                Some(Ok(r)) => {
+                    if let Some(chunk) = chunker.push(&RowRef::from(&r)) {
+                        return Some((Ok(chunk), Some((readings, chunker))));
+                    }
                 }
-            };
-            for row in &rows {
-                s.renderer.row(row, &mut s.out);
-                s.rows += 1;
-            }
-            if last {
-                s.renderer.end(&mut s.out);
-                let chunk = AnswerChunk {
-                    bytes: Bytes::from(std::mem::take(&mut s.out)),
-                    rows: s.rows,
-                };
-                return Some((Ok(chunk), None));
-            }
-            if s.out.len() >= CHUNK {
-                let chunk = AnswerChunk {
-                    bytes: Bytes::from(std::mem::take(&mut s.out)),
-                    rows: std::mem::take(&mut s.rows),
-                };
-                return Some((Ok(chunk), Some(s)));
+                Some(Err(e)) => return Some((Err(e), None)),
+                None => return Some((Ok(chunker.finish()), None)),
             }
         }
     })
@@ -944,8 +952,12 @@ mod tests {
         );
         let bad = Aggregate::from_value(&serde_json::json!({"period": "week", "by": 3, "x": 1}))
             .expect_err("invalid");
-        let fields: Vec<&str> = bad.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["aggregate.x", "aggregate.period", "aggregate.by"]);
+        assert!(bad.iter().all(|e| e.field == "aggregate"), "{bad:?}");
+        let parts: Vec<&str> = bad
+            .iter()
+            .map(|e| e.message.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(parts, ["x", "period", "by"]);
         assert!(bad[1].message.contains("hour, day, month, year"), "{bad:?}");
         assert_eq!(
             Aggregate::from_value(&serde_json::json!("month")).expect_err("not an object")[0].field,
@@ -1109,9 +1121,21 @@ mod tests {
             t("2024-01-02 23:59:59"),
         );
         assert!(a
-            .push(&reading(1, "2024-01-01 10:00:00", "DE", "1.00", "1.00"))
+            .push(&RowRef::from(&reading(
+                1,
+                "2024-01-01 10:00:00",
+                "DE",
+                "1.00",
+                "1.00"
+            )))
             .is_empty());
-        let first = a.push(&reading(1, "2024-01-02 10:00:00", "DE", "1.00", "1.00"));
+        let first = a.push(&RowRef::from(&reading(
+            1,
+            "2024-01-02 10:00:00",
+            "DE",
+            "1.00",
+            "1.00",
+        )));
         assert_eq!(first.len(), 1, "the first day is complete");
         // 52.520, 13.405 lies in the cell 52.50–52.75 N, 13.25–13.50 E.
         let row = &first[0];

@@ -30,6 +30,22 @@ pub fn nano_units(text: &str, value: f64) -> u128 {
     whole * NANO + frac
 }
 
+/// A value's text in nano-units: [`nano_units`], parsing the text as a
+/// number only when it is not a plain decimal; `None` when it is no
+/// number, or a negative or infinite one.
+pub fn nano_units_of(text: &str) -> Option<u128> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let plain = !whole.is_empty()
+        && whole.len() <= 20
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if plain {
+        return Some(nano_units(text, 0.0));
+    }
+    let v: f64 = text.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| nano_units(text, v))
+}
+
 /// The mean of `n` values summing to `sum` nano-units, rounded half up to
 /// hundredths.
 pub fn mean_hundredths(sum: u128, n: u64) -> u128 {

@@ -946,9 +946,9 @@ impl<'a> Fields<'a> {
         match Aggregate::from_value(value) {
             Ok(a) if a.period == Period::Hour && resolution == Resolution::Day => {
                 self.err(
-                    "aggregate.period",
-                    "\"hour\" needs resolution \"hour\" or \"5min\": the daily series has one \
-                     reading a sensor a day"
+                    "aggregate",
+                    "period: \"hour\" needs resolution \"hour\" or \"5min\": the daily series \
+                     has one reading a sensor a day"
                         .into(),
                 );
                 None

@@ -10,6 +10,7 @@
 //! the reference, so answers are exactly the reference's.
 
 use crate::db::{Db, DbError};
+use airq_core::aggregate::AggregateChunker;
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
@@ -724,6 +725,32 @@ fn scan_answer(
     let _ = tx.blocking_send(last);
 }
 
+/// Aggregates the rows of `select` (none when `None`) as SQLite hands them
+/// out, borrowing their text like [`scan_answer`]; chunks go into `tx`.
+fn scan_aggregate(
+    db: &Db,
+    select: Option<&Select>,
+    mut chunker: AggregateChunker,
+    tx: &Sender<Result<AnswerChunk, BackendError>>,
+) {
+    let mut open = true;
+    if let Some(select) = select {
+        let scanned = run(db, select, |row| {
+            if let Some(chunk) = chunker.push(&row_ref(row)?) {
+                open = tx.blocking_send(Ok(chunk)).is_ok();
+            }
+            Ok(open)
+        });
+        if let Err(e) = scanned {
+            let _ = tx.blocking_send(Err(e.into()));
+            return;
+        }
+    }
+    if open {
+        let _ = tx.blocking_send(Ok(chunker.finish()));
+    }
+}
+
 /// Every sensor's latest reading changed after data version `since` (all
 /// for `None`), with the version it was changed at and the data version
 /// now, read in one transaction (see [`crate::changes`]).
@@ -770,6 +797,13 @@ impl SqliteReadingStore {
             .boxed()
     }
 
+    fn stream_aggregate(&self, select: Option<Select>, chunker: AggregateChunker) -> AnswerStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || scan_aggregate(&db, select.as_ref(), chunker, &tx));
+        ReceiverStream::new(rx).boxed()
+    }
+
     fn stream_answer(&self, select: Option<Select>, rendering: Rendering) -> AnswerStream {
         // A few chunks ahead of the consumer, at most.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -814,7 +848,8 @@ impl ReadingStore for SqliteReadingStore {
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
         if let Some(aggregator) = query.aggregator() {
-            return airq_core::aggregate::answer(self.query(query), aggregator, query.format);
+            let chunker = AggregateChunker::new(aggregator, query.format);
+            return self.stream_aggregate(Select::readings(query), chunker);
         }
         self.stream_answer(Select::readings(query), query.rendering())
     }
