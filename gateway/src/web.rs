@@ -39,7 +39,7 @@ struct Asset {
 /// are Natural Earth's, packaged as TopoJSON by `world-atlas` 2.0.2
 /// (`web/geo/SOURCES.md`, public domain and ISC): the map draws them with
 /// no tile server.
-const ASSETS: [Asset; 17] = [
+const ASSETS: [Asset; 18] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -49,6 +49,11 @@ const ASSETS: [Asset; 17] = [
         name: "app.js",
         content_type: JS,
         bytes: include_bytes!("../web/app.js"),
+    },
+    Asset {
+        name: "aggregate.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/aggregate.js"),
     },
     Asset {
         name: "api.js",

@@ -803,9 +803,18 @@ async fn meta_carries_the_options_and_this_gateways_limits() {
     let epa = &v["indices"][1];
     assert_eq!(
         epa["bands"][0],
-        serde_json::json!({"name": "Good", "lo": 0, "hi": 50, "colour": "#00E400", "abbr": null})
+        serde_json::json!({"name": "Good", "lo": 0, "hi": 50, "colour": "#00E400", "abbr": null,
+            "pm25From": 0.0})
     );
     assert_eq!(epa["bands"][5]["hi"], 500);
+    // Hazardous from 225.5 µg/m³ PM2.5 (the 2024 breakpoints).
+    assert_eq!(epa["bands"][5]["pm25From"], 225.5);
+    assert_eq!(v["limits"]["maxAggregateSpanSeconds"], 366 * 86_400);
+    assert_eq!(
+        v["aggregate"],
+        serde_json::json!({"periods": ["hour", "day", "month", "year"],
+            "by": ["sensor", "cell", "country", "all"]})
+    );
     let formats: Vec<(&str, &str)> = v["formats"]
         .as_array()
         .expect("formats")

@@ -10,7 +10,7 @@ import { $, fmtInt, humanSpan, parseDateTime, sleep } from './util.js';
 import { rangeText } from './indices.js';
 import { errorText, getMeta, readJson } from './api.js';
 import {
-  FIELDS, applyIndex, applyPlace, ensureOption, inputsOf, setFieldError,
+  FIELDS, applyIndex, applyPlace, ensureOption, fillAggregateOptions, inputsOf, setFieldError,
 } from './form.js';
 import { followHistory, resume, submit } from './flow.js';
 import { download, fitChart } from './result.js';
@@ -52,6 +52,7 @@ function useOptions(meta) {
       hourlyWindow: typeof ix.hourlyWindow === 'string' ? ix.hourlyWindow : '',
       bands: ix.bands.map((b) => ({
         name: b.name, lo: b.lo, hi: b.hi, colour: b.colour || undefined, abbr: b.abbr || undefined,
+        pm25From: Number(b.pm25From) || 0,
       })),
     };
     if (ix.default) state.defaultIndex = ix.name;
@@ -68,8 +69,14 @@ function useOptions(meta) {
     };
     if (r.default) state.defaultResolution = r.name;
   }
+  const aggregate = meta.aggregate && typeof meta.aggregate === 'object' ? meta.aggregate : {};
+  state.aggregate = {
+    periods: Array.isArray(aggregate.periods) ? aggregate.periods : [],
+    by: Array.isArray(aggregate.by) ? aggregate.by : [],
+  };
   state.limits = {
     maxSpanSeconds: Number(meta.limits.maxSpanSeconds),
+    maxAggregateSpanSeconds: Number(meta.limits.maxAggregateSpanSeconds) || Number(meta.limits.maxSpanSeconds),
     maxRadiusKm: Number(meta.limits.maxRadiusKm),
     maxSensorTypes: Number(meta.limits.maxSensorTypes),
   };
@@ -90,6 +97,7 @@ function useOptions(meta) {
   )));
   resolution.value = state.defaultResolution;
   resolution.disabled = !Object.keys(state.resolutions).length;
+  fillAggregateOptions();
   applyIndex();
 }
 

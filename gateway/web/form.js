@@ -8,16 +8,22 @@ import { indexOf, rangeText } from './indices.js';
 
 // The query's fields, as the API names them, in the form's order.
 export const FIELDS = ['startDate', 'endDate', 'country', 'sensorType', 'index', 'range', 'minAqi',
-  'maxAqi', 'bbox', 'near', 'resolution', 'format'];
+  'maxAqi', 'bbox', 'near', 'resolution', 'aggregate', 'format'];
 // The inputs of a field, where they are not one input of the field's id.
 export const FIELD_INPUTS = {
   bbox: ['bboxMinLon', 'bboxMinLat', 'bboxMaxLon', 'bboxMaxLat'],
   near: ['nearLat', 'nearLon', 'nearRadius'],
+  aggregate: ['aggregatePeriod', 'aggregateBy'],
+};
+// How the form names the periods and groups of a summary.
+const PERIOD_NAMES = { hour: 'hour', day: 'day', month: 'month', year: 'year' };
+const BY_NAMES = {
+  sensor: 'each sensor', cell: 'each 0.25° grid cell', country: 'each country', all: 'all together',
 };
 const LABELS = {
   startDate: 'Start', endDate: 'End', country: 'Country', sensorType: 'Sensor type',
   index: 'Index', minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'Band',
-  bbox: 'The box', near: 'The point', format: 'Format', resolution: 'Series',
+  bbox: 'The box', near: 'The point', format: 'Format', resolution: 'Series', aggregate: 'Summary',
 };
 // A sensor type name as the server takes it (feed::valid_sensor_type).
 const SENSOR_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_. -]{0,31}$/;
@@ -56,13 +62,29 @@ export function readForm() {
   } else if (series && resolution !== state.defaultResolution) {
     body.resolution = resolution;
   }
-  const maxSpan = series ? series.maxSpanSeconds : state.limits.maxSpanSeconds;
+  // A summary (the query's `aggregate`) spans up to its own limit.
+  const period = $('aggregatePeriod').value;
+  const by = $('aggregateBy').value;
+  if (period !== '') {
+    if (!state.aggregate.periods.includes(period) || !state.aggregate.by.includes(by)) {
+      err('aggregate', `must be one of the listed periods (${state.aggregate.periods.join(', ')}) and groups (${state.aggregate.by.join(', ')})`);
+    } else if (period === 'hour' && resolution === state.defaultResolution) {
+      err('aggregate', 'period: "hour" needs the hourly or 5-minute series: the daily series has one reading a sensor a day');
+    } else {
+      body.aggregate = { period, by };
+    }
+  }
+  const spanLimit = period !== '' ? state.limits.maxAggregateSpanSeconds : state.limits.maxSpanSeconds;
+  const maxSpan = series && resolution !== state.defaultResolution
+    ? Math.min(series.maxSpanSeconds, spanLimit)
+    : spanLimit;
   if (dates.startDate && dates.endDate) {
     const span = dates.endDate.seconds - dates.startDate.seconds;
     if (span < 0) {
       err('endDate', `is before the start (${dates.endDate.text} < ${dates.startDate.text})`);
     } else if (span > maxSpan) {
-      const of = series && resolution !== state.defaultResolution ? ` for this series` : '';
+      const of = series && resolution !== state.defaultResolution ? ` for this series`
+        : (period !== '' ? ' for a summary' : '');
       err('endDate', `the range spans ${humanSpan(span)} but at most ${humanSpan(maxSpan)}${of} is allowed`);
     }
   }
@@ -260,6 +282,7 @@ export function resultUrl(id, query) {
 // as GET /api/latest takes them too.
 function paramText(value) {
   if (Array.isArray(value)) return value.join(',');
+  if (value && typeof value === 'object' && 'period' in value) return [value.period, value.by].join(',');
   if (value && typeof value === 'object') return [value.lat, value.lon, value.radiusKm].join(',');
   return String(value);
 }
@@ -284,6 +307,9 @@ export function queryFromUrl() {
     } else if (f === 'near') {
       const p = numbersIn(v, 3);
       if (p) query.near = { lat: p[0], lon: p[1], radiusKm: p[2] };
+    } else if (f === 'aggregate') {
+      const [period, by] = v.split(',').map((p) => p.trim());
+      if (period && by) query.aggregate = { period, by };
     } else if (f === 'sensorType') {
       const types = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
       if (types.length) query.sensorType = types.length === 1 ? types[0] : types;
@@ -328,6 +354,35 @@ export function fillForm(query) {
   applyPlace();
   $('format').value = state.formats[query.format] ? query.format : state.defaultFormat;
   $('resolution').value = state.resolutions[query.resolution] ? query.resolution : state.defaultResolution;
+  const a = query.aggregate && typeof query.aggregate === 'object' ? query.aggregate : null;
+  const known = a && state.aggregate.periods.includes(a.period) && state.aggregate.by.includes(a.by);
+  $('aggregatePeriod').value = known ? a.period : '';
+  if (known) $('aggregateBy').value = a.by;
+  applyAggregate();
+}
+
+// The summary's choices, from the server's (GET /api/meta).
+export function fillAggregateOptions() {
+  const period = $('aggregatePeriod');
+  period.replaceChildren(new Option('None: the readings themselves', ''),
+    ...state.aggregate.periods.map((p) => new Option(PERIOD_NAMES[p] || p, p)));
+  const by = $('aggregateBy');
+  by.replaceChildren(...state.aggregate.by.map((b) => new Option(BY_NAMES[b] || b, b)));
+  by.value = state.aggregate.by.includes('country') ? 'country' : (state.aggregate.by[0] || '');
+  period.onchange = applyAggregate;
+  applyAggregate();
+}
+
+// "Grouped by" means something only with a period.
+export function applyAggregate() {
+  $('aggregateBy').disabled = $('aggregatePeriod').value === '';
+}
+
+// "monthly statistics per country", for descriptions.
+export function describeAggregate(a) {
+  if (!a || typeof a !== 'object') return '';
+  const adjective = { hour: 'hourly', day: 'daily', month: 'monthly', year: 'yearly' }[a.period] || a.period;
+  return `${adjective} statistics, ${BY_NAMES[a.by] || a.by}`;
 }
 
 // "DE · 2018-06-03 00:00:00 to 2018-06-03 23:59:59 UTC · AQI 1–10 · any band",
@@ -353,6 +408,7 @@ export function describe(query) {
   if (state.resolutions[query.resolution] && query.resolution !== state.defaultResolution) {
     parts.push(`${state.resolutions[query.resolution].label.toLowerCase()} series`);
   }
+  if (query.aggregate) parts.push(describeAggregate(query.aggregate));
   return parts.join(' · ');
 }
 

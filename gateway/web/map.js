@@ -177,9 +177,18 @@ export function create(root, options) {
       const [x, y] = toScreen(p.x, p.y);
       if (x < -radius || y < -radius || x > cssW + radius || y > cssH + radius) continue;
       shown += 1;
+      ctx.fillStyle = p.colour;
+      if (p.cell) {
+        // A grid cell: its square, at least a point's size.
+        const [x0, y0] = toScreen(p.cell.x0, p.cell.y0);
+        const [x1, y1] = toScreen(p.cell.x1, p.cell.y1);
+        const w = Math.max(2 * radius, Math.abs(x1 - x0));
+        const h = Math.max(2 * radius, Math.abs(y1 - y0));
+        ctx.fillRect(x - w / 2, y - h / 2, w, h);
+        continue;
+      }
       ctx.beginPath();
       ctx.arc(x, y, radius, 0, 2 * Math.PI);
-      ctx.fillStyle = p.colour;
       ctx.fill();
       ctx.stroke();
     }
@@ -374,7 +383,8 @@ export function create(root, options) {
   }
 
   /**
-   * Shows `readings` ({ lat, lon, value, label }), coloured by
+   * Shows `readings` ({ lat, lon, value, label, and for a grid cell
+   * `cell`: [minLon, minLat, maxLon, maxLat], drawn as its square}), coloured by
    * `palette` (value → colour), and fits the view to them, unless
    * `keepView` (a refresh of the same map keeps where the user looks).
    */
@@ -383,7 +393,13 @@ export function create(root, options) {
     for (const r of readings) {
       if (!Number.isFinite(r.lat) || !Number.isFinite(r.lon)) continue;
       const [x, y] = project(r.lon, r.lat);
-      points.push({ x, y, colour: palette(r.value), label: r.label, reading: r });
+      let cell = null;
+      if (Array.isArray(r.cell) && r.cell.every(Number.isFinite)) {
+        const [x0, y0] = project(r.cell[0], r.cell[3]);
+        const [x1, y1] = project(r.cell[2], r.cell[1]);
+        cell = { x0, y0, x1, y1 };
+      }
+      points.push({ x, y, cell, colour: palette(r.value), label: r.label, reading: r });
     }
     order = points.map((_, i) => i).sort((a, b) => points[a].x - points[b].x || points[a].y - points[b].y);
     focused = -1;

@@ -15,6 +15,9 @@ import { create as createMap } from './map.js';
 // One SVG element maker and one axis-step rule for both charts: the time
 // chart's.
 import { draw as drawTimes, niceStep, svg } from './timechart.js';
+import {
+  drawSeries, isAggregate, mapPoints, periodSeries, pm25Colour,
+} from './aggregate.js';
 
 // The columns of every answer, in the CSV's order; NDJSON and GeoJSON
 // carry the same fields under the same names.
@@ -86,13 +89,18 @@ function filenameFrom(headers, ext) {
 // A JSON field as the CSV would show it: null as an empty cell.
 const cellOf = (v) => (v === null || v === undefined ? '' : String(v));
 
-// The readings of an NDJSON or GeoJSON answer as records in the CSV's
-// column order, the header first, each passed to `onRecord`.
+// The rows of an NDJSON or GeoJSON answer as records in the CSV's
+// column order (a reading's, or an aggregate's in the order its first row
+// has them), the header first, each passed to `onRecord`.
 function parseJsonAnswer(text, format, onRecord) {
-  onRecord(COLUMNS);
+  let columns = null;
   const take = (fields) => {
     if (!fields || typeof fields !== 'object') throw new Error('the answer holds something that is not a reading');
-    onRecord(COLUMNS.map((c) => cellOf(fields[c])));
+    if (columns === null) {
+      columns = 'period_start' in fields ? Object.keys(fields) : COLUMNS;
+      onRecord(columns);
+    }
+    onRecord(columns.map((c) => cellOf(fields[c])));
   };
   if (format === 'ndjson') {
     for (const line of text.split('\n')) {
@@ -164,8 +172,24 @@ export function showResult(buf, headers, how) {
     const seen = sensors.get(id);
     if (!seen || (t !== null && t >= seen.t)) sensors.set(id, { t, record });
   };
-  if (format === 'csv') parseCsv(text, onRecord);
-  else parseJsonAnswer(text, format, onRecord);
+  // An aggregate's rows are kept whole (a row per period and group).
+  const all = [];
+  const onAny = (record) => {
+    if (header === null && isAggregate(record)) {
+      header = record;
+      return;
+    }
+    if (header !== null && isAggregate(header)) {
+      rows += 1;
+      all.push(record);
+      if (preview.length < PREVIEW_ROWS) preview.push(record);
+      return;
+    }
+    onRecord(record);
+  };
+  if (format === 'csv') parseCsv(text, onAny);
+  else parseJsonAnswer(text, format, onAny);
+  const aggregate = isAggregate(header);
   const declared = headers.get('X-Airq-Rows');
   if (declared !== null && Number(declared) !== rows) {
     console.warn(`airq: the server counted ${declared} rows, the page ${rows}`);
@@ -181,7 +205,8 @@ export function showResult(buf, headers, how) {
   result.dataset.format = format;
   result.dataset.index = indexKey;
   $('row-count').textContent = fmtInt(rows);
-  $('row-label').textContent = rows === 1 ? 'reading' : 'readings';
+  $('row-label').textContent = aggregate ? (rows === 1 ? 'row of statistics' : 'rows of statistics')
+    : (rows === 1 ? 'reading' : 'readings');
   $('answer').textContent = `· ${how}`;
   $('query-desc').textContent = describe(shownQuery);
   $('query-desc').hidden = !shownQuery;
@@ -189,13 +214,45 @@ export function showResult(buf, headers, how) {
   $('download').textContent = label;
   $('download').setAttribute('aria-label', `${label} (${current.filename}, ${fmtBytes(bytes.length)})`);
   result.hidden = false;
-  chartState = { counts, indexKey };
-  drawMap(sensors, col, indexKey);
-  drawTimeChart(times, bandsOf, indexKey);
-  drawChart(counts, indexKey);
-  drawBands(counts, rows, indexKey);
+  result.dataset.aggregate = String(aggregate);
+  $('chart').closest('figure').hidden = aggregate;
+  if (aggregate) {
+    chartState = null;
+    showAggregate(header, all, indexKey);
+  } else {
+    chartState = { counts, indexKey };
+    mapTitle = mapTitle ?? $('map-title').textContent;
+    $('map-title').textContent = mapTitle;
+    $('map').hidden = false;
+    drawMap(sensors, col, indexKey);
+    drawTimeChart(times, bandsOf, indexKey);
+    drawChart(counts, indexKey);
+    drawBands(counts, rows, indexKey);
+  }
   drawTable(header || COLUMNS, preview, rows, indexKey);
   setStatus('done', rows ? 'Done.' : 'Done: no reading matches this query.');
+}
+
+// The map's caption for readings (an aggregate's replaces it).
+let mapTitle = null;
+
+// An aggregate's views: the period series, and the map where its groups
+// have a place (cells and sensors).
+function showAggregate(header, records, indexKey) {
+  mapTitle = mapTitle ?? $('map-title').textContent;
+  const series = periodSeries(header, records);
+  drawSeries($('timechart'), series, indexKey);
+  $('timechart-title').textContent = `PM2.5 mean per period (µg/m³) over the ${indexOf(indexKey).short} bands; grey bars: coverage`;
+  const points = mapPoints(header, records, indexKey);
+  $('map').hidden = points.length === 0;
+  if (points.length) {
+    if (!map) drawMap(new Map(), {}, indexKey);
+    const legend = indexOf(indexKey).bands.map((b) => ({
+      colour: colourOf(indexKey)(b.hi), label: `${b.name}: PM2.5 from ${b.pm25From} µg/m³`,
+    }));
+    map.setPoints(points, pm25Colour(indexKey), legend);
+    $('map-title').textContent = 'Where: each group’s PM2.5 mean in its latest period, coloured by the band it falls in';
+  }
 }
 
 let map = null;

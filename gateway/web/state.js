@@ -13,14 +13,17 @@ export const state = {
   //     colours each value where the publisher does (DAQI).
   //   formats[name] = {label, type, ext}
   //   resolutions[name] = {label, description, stepSeconds, maxSpanSeconds}
-  //   limits = {maxSpanSeconds, maxRadiusKm, maxSensorTypes}
+  //   limits = {maxSpanSeconds, maxAggregateSpanSeconds, maxRadiusKm, maxSensorTypes}
+  //   aggregate = {periods: [name], by: [name]}: what a query's
+  //     `aggregate` takes
   indices: {},
   defaultIndex: '',
   formats: {},
   defaultFormat: '',
   resolutions: {},
   defaultResolution: '',
-  limits: { maxSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 },
+  limits: { maxSpanSeconds: 0, maxAggregateSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 },
+  aggregate: { periods: [], by: [] },
   // The query a result answers travels in its link beside the id, so that
   // a reload or a shared link shows (and refills the form with) it too.
   shownQuery: null,

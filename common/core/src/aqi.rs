@@ -501,6 +501,41 @@ impl Index {
             .unwrap_or(bands.len() - 1)
     }
 
+    /// For each band, lowest first, the lowest PM2.5 concentration
+    /// (µg/m³, to the hundredth) whose index alone is in that band or
+    /// above: where the band begins on a PM2.5 axis (a chart's band
+    /// colours). Found from [`Index::of`] itself, by bisection over
+    /// hundredths up to 1,000 µg/m³, so it cannot disagree with it.
+    pub fn pm25_band_starts(self) -> Vec<f64> {
+        const TOP: u32 = 100_000;
+        let value = |hundredths: u32| {
+            self.of(None, Some(f64::from(hundredths) / 100.0))
+                .unwrap_or(0)
+        };
+        self.bands()
+            .iter()
+            .map(|b| {
+                let (mut lo, mut hi) = (0u32, TOP);
+                if value(lo) >= b.lo {
+                    return 0.0;
+                }
+                // value(lo) < b.lo <= value(hi), or the band is out of reach.
+                if value(hi) < b.lo {
+                    return f64::from(TOP) / 100.0;
+                }
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if value(mid) >= b.lo {
+                        hi = mid;
+                    } else {
+                        lo = mid;
+                    }
+                }
+                f64::from(hi) / 100.0
+            })
+            .collect()
+    }
+
     /// The label of the band `value` is in.
     pub fn label(self, value: u16) -> &'static str {
         self.bands()[self.band_of(value)].label
@@ -566,6 +601,25 @@ impl fmt::Display for Index {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pm25_band_starts_are_the_breakpoints() {
+        use super::Index;
+        // EAQI: upper bounds 5, 15, 50, 90, 140 inclusive, on the value.
+        assert_eq!(
+            Index::Eaqi.pm25_band_starts(),
+            [0.0, 5.01, 15.01, 50.01, 90.01, 140.01]
+        );
+        // US EPA 2024: Moderate from 9.1, then 35.5, 55.5, 125.5, 225.5
+        // (truncated to 0.1 µg/m³).
+        assert_eq!(
+            Index::UsEpa.pm25_band_starts(),
+            [0.0, 9.1, 35.5, 55.5, 125.5, 225.5]
+        );
+        // DAQI: Moderate (4) above 35, High (7) above 53, Very High (10)
+        // above 70, on the concentration rounded half up: 35.5, 53.5, 70.5.
+        assert_eq!(Index::Daqi.pm25_band_starts(), [0.0, 35.5, 53.5, 70.5]);
+    }
+
     use super::*;
 
     #[test]

@@ -29,7 +29,8 @@ use utoipa::ToSchema;
     "indices": [{"name": "eaqi", "title": "European EAQI", "short": "EAQI", "floor": 1,
         "min": 1, "max": 6, "default": false, "valueColours": [],
         "hourlyWindow": "24-hour running mean",
-        "bands": [{"name": "Good", "lo": 1, "hi": 1, "colour": "#50F0E6", "abbr": null}]}],
+        "bands": [{"name": "Good", "lo": 1, "hi": 1, "colour": "#50F0E6", "abbr": null,
+            "pm25From": 0.0}]}],
     "formats": [{"name": "csv", "label": "CSV", "mediaType": "text/csv",
         "extension": "csv", "default": true}],
     "resolutions": [{"name": "hour", "label": "Hourly", "description": "hourly means of the 5-minute feed",
@@ -112,6 +113,10 @@ pub struct BandInfo {
     /// The publisher's colour (`#RRGGBB`), null where values are coloured.
     #[schema(required = true)]
     colour: Option<&'static str>,
+    /// The lowest PM2.5 (µg/m³) whose index alone is in this band: where
+    /// the band begins on a PM2.5 axis.
+    #[serde(rename = "pm25From")]
+    pm25_from: f64,
     /// A shorter name for charts, null when the name is short.
     #[schema(required = true)]
     abbr: Option<&'static str>,
@@ -185,12 +190,14 @@ impl Meta {
                 bands: ix
                     .bands()
                     .iter()
-                    .map(|b| BandInfo {
+                    .zip(ix.pm25_band_starts())
+                    .map(|(b, pm25_from)| BandInfo {
                         name: b.label,
                         lo: b.lo,
                         hi: b.hi,
                         colour: b.colour,
                         abbr: b.abbr,
+                        pm25_from,
                     })
                     .collect(),
             })

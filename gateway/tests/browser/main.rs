@@ -250,6 +250,7 @@ impl Test<'_> {
         self.field_errors().await?;
         self.shared_link(&day).await?;
         self.the_gateways_own_span(&day).await?;
+        self.aggregates(&day).await?;
         self.phone(&id).await?;
         Ok(())
     }
@@ -620,6 +621,108 @@ impl Test<'_> {
             "no data summary: {summary:?}"
         );
         Ok(())
+    }
+
+    /// A summary: the day's statistics per 0.25° cell, asked from the
+    /// form; the page shows the period chart over the index's bands (with
+    /// its text), a square per cell on the map (the API's rows), and the
+    /// table of the answer's columns; a yearly summary is allowed past the
+    /// readings' span; an hourly one of the daily series is refused beside
+    /// the field.
+    async fn aggregates(&self, day: &str) -> anyhow::Result<()> {
+        self.open("/").await?;
+        self.set_value("aggregatePeriod", "day").await?;
+        self.set_value("aggregateBy", "cell").await?;
+        self.submit().await?;
+        self.wait_state("done", Duration::from_secs(30)).await?;
+        let body = json!({
+            "startDate": format!("{day} 00:00:00"),
+            "endDate": format!("{day} 23:59:59"),
+            "minAqi": 0,
+            "maxAqi": 10,
+            "aggregate": {"period": "day", "by": "cell"},
+        })
+        .to_string();
+        let r = self
+            .http
+            .post(self.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        ensure!(
+            r.status() == StatusCode::OK,
+            "the API answered {}",
+            r.status()
+        );
+        let api = String::from_utf8(r.bytes().await?.to_vec())?;
+        let cells = api.lines().count() - 1;
+        ensure!(cells > 10, "the sample's day has cells: {api:.300}");
+        let shown = self
+            .js(
+                "const r = document.getElementById('result'); \
+                 return {aggregate: r.dataset.aggregate, rows: r.dataset.rows, \
+                   periods: document.getElementById('timechart').dataset.periods, \
+                   stripes: document.querySelectorAll('#timechart .band-stripe').length, \
+                   desc: (document.querySelector('#timechart desc') || {}).textContent, \
+                   points: document.getElementById('map').dataset.points, \
+                   mapHidden: document.getElementById('map').hidden, \
+                   head: document.querySelector('#preview thead th').textContent, \
+                   label: document.getElementById('row-label').textContent};",
+                vec![],
+            )
+            .await?;
+        ensure!(shown["aggregate"] == "true", "{shown}");
+        ensure!(
+            shown["rows"].as_str() == Some(cells.to_string().as_str()),
+            "{shown} vs {cells} cells"
+        );
+        ensure!(shown["periods"] == "1", "one day, one period: {shown}");
+        ensure!(
+            shown["stripes"].as_u64().is_some_and(|n| n >= 1),
+            "the bands behind the mean: {shown}"
+        );
+        ensure!(
+            shown["desc"]
+                .as_str()
+                .is_some_and(|d| d.contains("PM2.5") && d.contains("coverage")),
+            "the chart's text: {shown}"
+        );
+        ensure!(shown["mapHidden"] == false, "{shown}");
+        ensure!(
+            shown["points"].as_str() == Some(cells.to_string().as_str()),
+            "a square per cell: {shown}"
+        );
+        ensure!(
+            shown["head"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("period_start")),
+            "{shown}"
+        );
+        ensure!(shown["label"] == "rows of statistics", "{shown}");
+        self.show_results().await?;
+        self.screenshot("aggregate.png").await?;
+        // An hourly summary of the daily series: refused beside the field.
+        self.set_value("aggregatePeriod", "hour").await?;
+        self.submit().await?;
+        let refused = self
+            .js(
+                "const box = document.getElementById('aggregate-error'); \
+                 return {text: box.hidden ? null : box.innerText, \
+                   invalid: document.getElementById('aggregatePeriod').getAttribute('aria-invalid'), \
+                   state: document.getElementById('status').dataset.state};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            refused["text"]
+                .as_str()
+                .is_some_and(|m| m.contains("hourly"))
+                && refused["invalid"] == "true",
+            "{refused}"
+        );
+        self.set_value("aggregatePeriod", "").await?;
+        self.assert_healthy().await
     }
 
     async fn submit(&self) -> anyhow::Result<()> {
