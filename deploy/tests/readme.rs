@@ -142,6 +142,10 @@ const PLAN: &[(&str, How)] = &[
         Run(&["event: done"]),
     ),
     (
+        "curl -sS -X POST http://127.0.0.1:8080/api/query -H 'content-type: application/json' -d '{\"startDate\":\"2018-06-03\",\"endDate\":\"2018-06-03\",\"aggregate\":{\"period\":\"day\",\"by\":\"country\"}}'",
+        Run(&["period_start,period_end,", "2018-06-03 00:00:00,2018-06-03 23:59:59,,,DE,"]),
+    ),
+    (
         "bash scripts/up.sh --workers 6",
         Skip(BUILDS),
     ),
