@@ -821,9 +821,16 @@ impl AggregateChunker {
     }
 
     /// The last chunk: the last period's rows and the format's end.
-    pub fn finish(mut self) -> AnswerChunk {
+    pub fn finish(self) -> AnswerChunk {
+        self.finish_with(&[])
+    }
+
+    /// The last chunk, with `later` (the rows of later periods, aggregated
+    /// apart) after the last period's rows.
+    pub fn finish_with(mut self, later: &[Row]) -> AnswerChunk {
         let rows = self.aggregator.finish();
         self.write(&rows);
+        self.write(later);
         self.renderer.end(&mut self.out);
         self.take()
     }

@@ -10,7 +10,7 @@
 //! the reference, so answers are exactly the reference's.
 
 use crate::db::{Db, DbError};
-use airq_core::aggregate::AggregateChunker;
+use airq_core::aggregate::{AggregateChunker, Aggregator, Row as AggregateRow};
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
@@ -24,7 +24,8 @@ use futures::StreamExt;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Row, Statement, Transaction, TransactionBehavior};
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use tokio::sync::mpsc::Sender;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -432,6 +433,19 @@ impl Select {
     /// rather than `(? IS NULL OR …)`, which would keep the planner from
     /// using the indices at all.
     fn readings(query: &Query) -> Option<Select> {
+        Self::rows(query, false)
+    }
+
+    /// The rows an aggregation of `query` reads: [`Select::readings`]'s,
+    /// with the columns it does not read (ids, altitude, the other
+    /// indices, the basis) replaced in their places by constants, which
+    /// SQLite hands out without decoding them from the row; `run` and
+    /// `row_ref` read the row as ever.
+    fn aggregate_rows(query: &Query) -> Option<Select> {
+        Self::rows(query, true)
+    }
+
+    fn rows(query: &Query, aggregate: bool) -> Option<Select> {
         let bounds = match query.index_filter() {
             None => None,
             Some(None) => return None,
@@ -449,7 +463,23 @@ impl Select {
             (None, Some(_)) => format!("{table} INDEXED BY {table}_by_country"),
             (None, None) => table.to_owned(),
         };
-        let mut s = Select::with_basis(&from, table != "readings");
+        let mut s = if aggregate {
+            let wanted = index_column(query.index);
+            let columns: Vec<&str> = SQL
+                .columns
+                .iter()
+                .map(|c| match *c {
+                    "id" | "loc_id" => "NULL",
+                    "loc_alt" => "''",
+                    c if c == wanted => c,
+                    c if Index::ALL.iter().any(|i| index_column(*i) == c) => "0",
+                    c => c,
+                })
+                .collect();
+            Select::with_columns(&from, &columns)
+        } else {
+            Select::with_basis(&from, table != "readings")
+        };
         if cells.is_some() {
             s.and_in(DAY_OF_TS, (first_day..=last_day).map(Value::from).collect());
         }
@@ -515,6 +545,10 @@ impl Select {
         if basis {
             columns.extend(crate::live::BASIS_COLUMNS);
         }
+        Self::with_columns(from, &columns)
+    }
+
+    fn with_columns(from: &str, columns: &[&str]) -> Select {
         Select {
             sql: format!("SELECT {} FROM {from}", columns.join(", ")),
             params: Vec::new(),
@@ -727,13 +761,26 @@ fn scan_answer(
 
 /// Aggregates the rows of `select` (none when `None`) as SQLite hands them
 /// out, borrowing their text like [`scan_answer`]; chunks go into `tx`.
+/// The later half's rows, from `later` (a second thread's, see
+/// `stream_aggregate`), and the flag that tells it to stop.
+type LaterHalf = (
+    std::sync::mpsc::Receiver<Result<Vec<AggregateRow>, DbError>>,
+    Arc<AtomicBool>,
+);
+
 fn scan_aggregate(
     db: &Db,
     select: Option<&Select>,
     mut chunker: AggregateChunker,
+    later: Option<LaterHalf>,
     tx: &Sender<Result<AnswerChunk, BackendError>>,
 ) {
     let mut open = true;
+    let stop = |later: &Option<LaterHalf>| {
+        if let Some((_, stop)) = later {
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
     if let Some(select) = select {
         let scanned = run(db, select, |row| {
             if let Some(chunk) = chunker.push(&row_ref(row)?) {
@@ -742,13 +789,70 @@ fn scan_aggregate(
             Ok(open)
         });
         if let Err(e) = scanned {
+            stop(&later);
             let _ = tx.blocking_send(Err(e.into()));
             return;
         }
     }
-    if open {
-        let _ = tx.blocking_send(Ok(chunker.finish()));
+    if !open {
+        stop(&later);
+        return;
     }
+    let rows = match later {
+        None => Ok(Vec::new()),
+        Some((rows, _)) => rows.recv().unwrap_or_else(|_| {
+            Err(DbError(BackendError::Corrupt(
+                "the second half of an aggregation ended without its rows".into(),
+            )))
+        }),
+    };
+    let _ = match rows {
+        Ok(rows) => tx.blocking_send(Ok(chunker.finish_with(&rows))),
+        Err(e) => tx.blocking_send(Err(e.into())),
+    };
+}
+
+/// The rows of `select` aggregated (no rendering), unless `stop` is set.
+fn aggregate_rows(
+    db: &Db,
+    select: Option<&Select>,
+    mut aggregator: Aggregator,
+    stop: &AtomicBool,
+) -> Result<Vec<AggregateRow>, DbError> {
+    let mut rows = Vec::new();
+    if let Some(select) = select {
+        run(db, select, |row| {
+            rows.extend(aggregator.push(&row_ref(row)?));
+            Ok(!stop.load(Ordering::Relaxed))
+        })?;
+    }
+    rows.extend(aggregator.finish());
+    Ok(rows)
+}
+
+/// `query` cut in two at the period boundary nearest the middle of its
+/// range, or `None` when it spans one period.
+fn halves(query: &Query) -> Option<(Query, Query)> {
+    let period = query.aggregate?.period;
+    let middle = query.start.0 + (query.end.0 - query.start.0) / 2;
+    let mut at = period.start_of(query.start);
+    let mut best: Option<i64> = None;
+    // Periods are at least an hour; a query spans at most a few years.
+    for _ in 0..100_000 {
+        at = period.next(at);
+        if at.0 > query.end.0 {
+            break;
+        }
+        if best.is_none_or(|b| (at.0 - middle).abs() < (b - middle).abs()) {
+            best = Some(at.0);
+        }
+    }
+    let cut = best?;
+    let mut early = query.clone();
+    early.end = Timestamp(cut - 1);
+    let mut late = query.clone();
+    late.start = Timestamp(cut);
+    Some((early, late))
 }
 
 /// Every sensor's latest reading changed after data version `since` (all
@@ -797,10 +901,41 @@ impl SqliteReadingStore {
             .boxed()
     }
 
-    fn stream_aggregate(&self, select: Option<Select>, chunker: AggregateChunker) -> AnswerStream {
+    /// An aggregation in two halves at once, split at the period boundary
+    /// nearest the middle of the range (a query of one period is one
+    /// half): the later half is aggregated on a second thread while the
+    /// first streams, and its rows follow the first's. Each half reads
+    /// only its own periods, so no group is split.
+    fn stream_aggregate(&self, query: &Query, aggregator: Aggregator) -> AnswerStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || scan_aggregate(&db, select.as_ref(), chunker, &tx));
+        let chunker = AggregateChunker::new(aggregator, query.format);
+        let Some((early, late)) = halves(query) else {
+            let select = Select::aggregate_rows(query);
+            tokio::task::spawn_blocking(move || {
+                scan_aggregate(&db, select.as_ref(), chunker, None, &tx)
+            });
+            return ReceiverStream::new(rx).boxed();
+        };
+        let (first, second) = (
+            Select::aggregate_rows(&early),
+            Select::aggregate_rows(&late),
+        );
+        let later = query.aggregator();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let (db, stop) = (db.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || {
+                let rows = later.map_or(Ok(Vec::new()), |a| {
+                    aggregate_rows(&db, second.as_ref(), a, &stop)
+                });
+                let _ = rows_tx.send(rows);
+            });
+        }
+        tokio::task::spawn_blocking(move || {
+            scan_aggregate(&db, first.as_ref(), chunker, Some((rows_rx, stop)), &tx)
+        });
         ReceiverStream::new(rx).boxed()
     }
 
@@ -848,8 +983,7 @@ impl ReadingStore for SqliteReadingStore {
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
         if let Some(aggregator) = query.aggregator() {
-            let chunker = AggregateChunker::new(aggregator, query.format);
-            return self.stream_aggregate(Select::readings(query), chunker);
+            return self.stream_aggregate(query, aggregator);
         }
         self.stream_answer(Select::readings(query), query.rendering())
     }
@@ -1076,6 +1210,27 @@ mod tests {
 
     fn day() -> Query {
         Query::between(Timestamp(1_700_000_000), Timestamp(1_700_086_399))
+    }
+
+    /// An aggregation's range is cut at the period boundary nearest its
+    /// middle; one period is not cut.
+    #[test]
+    fn aggregations_are_cut_between_periods() {
+        use airq_core::aggregate::{Aggregate, GroupBy, Period};
+        let t = |s: &str| Timestamp::parse_feed(s).expect("a time");
+        let mut q = Query::between(t("2024-01-01 00:00:00"), t("2024-12-31 23:59:59"));
+        q.aggregate = Some(Aggregate {
+            period: Period::Month,
+            by: GroupBy::Country,
+        });
+        let (early, late) = halves(&q).expect("a year of months is cut");
+        assert_eq!(early.end.to_string(), "2024-06-30 23:59:59");
+        assert_eq!(late.start.to_string(), "2024-07-01 00:00:00");
+        assert_eq!((early.start, late.end), (q.start, q.end));
+        q.end = t("2024-01-31 23:59:59");
+        assert!(halves(&q).is_none(), "one month");
+        q.aggregate = None;
+        assert!(halves(&q).is_none(), "no aggregate");
     }
 
     const STUTTGART: Place = Place::Near(Near {
