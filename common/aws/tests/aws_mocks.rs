@@ -295,6 +295,45 @@ async fn other_errors_are_not_retried() {
     assert_eq!(batch.num_calls(), 1);
 }
 
+/// A batch whose latest shard write fails still releases the data
+/// version it reserved, so that readers do not wait on it for the
+/// reservation's lease.
+#[tokio::test]
+async fn a_failed_shard_write_releases_its_data_version() {
+    let batch =
+        mock!(Client::batch_write_item).then_output(|| BatchWriteItemOutput::builder().build());
+    let failing = mock!(Client::put_item)
+        .sequence()
+        .error(|| {
+            PutItemError::ResourceNotFoundException(
+                aws_sdk_dynamodb::types::error::ResourceNotFoundException::builder()
+                    .message("Requested resource not found")
+                    .build(),
+            )
+        })
+        .repeatedly()
+        .build();
+    let expressions: Arc<Mutex<Vec<String>>> = Arc::default();
+    let e = expressions.clone();
+    let updates = mock!(Client::update_item).then_compute_response(move |req: &UpdateItemInput| {
+        e.lock()
+            .unwrap()
+            .push(req.update_expression().unwrap_or_default().to_owned());
+        MockResponse::Output(UpdateItemOutput::builder().build())
+    });
+    let store = store(&[&batch, &failing, &updates], fast_retries(2));
+    assert!(store.put_batch(readings(3)).await.is_err());
+    let expressions = expressions.lock().unwrap();
+    let reserved = expressions
+        .iter()
+        .position(|x| x.starts_with("SET #n = :n ADD #p"));
+    let released = expressions.iter().position(|x| x == "DELETE #p :gone");
+    assert!(
+        reserved.is_some() && released > reserved,
+        "reserved, then released: {expressions:?}"
+    );
+}
+
 /// A latest shard item as the store keeps it, by hand from the format in
 /// `readings/latest.rs`: `readings` is the gzip of a JSON array of the
 /// sensors' latest readings, `version` the condition of the next write.

@@ -357,28 +357,50 @@ impl DynamoReadingStore {
             return Ok(dry);
         }
         let mut reservation = self.reserve_version().await?;
-        let (out, new_items) = self
+        // On an error the reservation is released all the same: what was
+        // written is whole, and readers must not wait on it for the lease.
+        let written = self
             .merge_shards(&by_shard, Some(stored), reservation.version, None)
-            .await?;
+            .await;
+        let (out, new_items) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.release_version(reservation).await;
+                return Err(e);
+            }
+        };
         // A writer slower than its reservation's lease may have been passed
         // by a reader: it stamps its sensors again under a new version
         // (bounded: each round is a fresh lease).
         let mut rounds = 0;
         while !reservation.holds() {
             rounds += 1;
-            if rounds > 3 {
-                return Err(BackendError::Remote {
+            let again = if rounds > 3 {
+                Err(BackendError::Remote {
                     context: format!("DynamoDB latest shards on {}", self.table),
                     message: "writing the latest shards took longer than the data version's \
                               lease three times over"
                         .into(),
-                });
-            }
-            let again = self.reserve_version().await?;
-            self.merge_shards(&by_shard, None, again.version, Some(reservation.version))
-                .await?;
-            self.release_version(reservation).await?;
+                })
+            } else {
+                self.reserve_version().await
+            };
+            let again = match again {
+                Ok(again) => again,
+                Err(e) => {
+                    let _ = self.release_version(reservation).await;
+                    return Err(e);
+                }
+            };
+            let restamped = self
+                .merge_shards(&by_shard, None, again.version, Some(reservation.version))
+                .await;
+            let _ = self.release_version(reservation).await;
             reservation = again;
+            if let Err(e) = restamped {
+                let _ = self.release_version(reservation).await;
+                return Err(e);
+            }
         }
         self.release_version(reservation).await?;
         if new_items > 0 {
