@@ -355,6 +355,7 @@ struct Group {
     slots: HashMap<u64, (u64, i64)>,
     p1: Values,
     p2: Values,
+    /// Readings per band of the index, one count per band.
     bands: Vec<u64>,
     /// `by: sensor`: the last reading's sensor type, country and position
     /// (copied only when they change).
@@ -437,7 +438,6 @@ impl Aggregator {
         }
         let step = self.resolution.step().as_secs() as i64;
         let daily = self.resolution == Resolution::Day;
-        let bands = self.index.bands().len();
         let at = self.group_of(r);
         let g = &mut self.groups[at].1;
         g.readings += 1;
@@ -452,15 +452,7 @@ impl Aggregator {
         g.p1.add(r.p1, if daily { WHO_PM10_24H } else { u128::MAX });
         g.p2.add(r.p2, if daily { WHO_PM25_24H } else { u128::MAX });
         if let Some(v) = r.indices.defined(self.index) {
-            if let Some(b) = self
-                .index
-                .bands()
-                .iter()
-                .position(|b| (b.lo..=b.hi).contains(&v))
-            {
-                g.bands.resize(bands, 0);
-                g.bands[b] += 1;
-            }
+            g.bands[self.index.band_of(v)] += 1;
         }
         if self.aggregate.by == GroupBy::Sensor {
             let same = g.last.as_ref().is_some_and(|(ty, c, lat, lon)| {
@@ -501,7 +493,14 @@ impl Aggregator {
             GroupBy::All => (0, Key::All),
         };
         if found == next {
-            self.groups.push((key, Group::default()));
+            let bands = vec![0; self.index.bands().len()];
+            self.groups.push((
+                key,
+                Group {
+                    bands,
+                    ..Group::default()
+                },
+            ));
         }
         found
     }
@@ -511,12 +510,13 @@ impl Aggregator {
         self.flush()
     }
 
-    /// Slots of the input resolution in the period starting at `start`
-    /// that lie in the query's range.
+    /// Slots of the input resolution in the current period (which starts
+    /// at `start` and ends before `next_period`) that lie in the query's
+    /// range.
     fn expected(&self, start: Timestamp) -> u64 {
         let step = self.resolution.step().as_secs() as i64;
         let lo = start.0.max(self.start.0);
-        let hi = (self.aggregate.period.next(start).0 - 1).min(self.end.0);
+        let hi = (self.next_period - 1).min(self.end.0);
         if hi < lo {
             return 0;
         }
@@ -528,10 +528,10 @@ impl Aggregator {
             return Vec::new();
         };
         let period = self.aggregate.period;
-        let end = Timestamp(period.next(start).0 - 1);
+        let end = Timestamp(self.next_period - 1);
         let expected = self.expected(start).max(1);
         let daily = self.resolution == Resolution::Day;
-        let bands = self.index.bands().len();
+        let width = COLUMNS.len() + self.index.bands().len();
         let mut groups = std::mem::take(&mut self.groups);
         self.sensors.clear();
         self.cells.clear();
@@ -542,7 +542,7 @@ impl Aggregator {
             .map(|(key, mut g)| {
                 let num = |s: String| Some(Cell::Number(s));
                 let text = |s: String| Some(Cell::Text(s));
-                let mut cells: Vec<Option<Cell>> = vec![None; header(self.index).len()];
+                let mut cells: Vec<Option<Cell>> = vec![None; width];
                 cells[0] = text(start.to_string());
                 cells[1] = text(end.to_string());
                 match &key {
@@ -600,7 +600,6 @@ impl Aggregator {
                         cells[at] = (n > 0).then(|| Cell::Bool(sum > level * u128::from(n)));
                     }
                 }
-                g.bands.resize(bands, 0);
                 for (i, count) in g.bands.iter().enumerate() {
                     cells[COLUMNS.len() + i] = num(count.to_string());
                 }

@@ -813,7 +813,7 @@ fn scan_aggregate(
 }
 
 /// The rows of `select` aggregated (no rendering), unless `stop` is set.
-fn aggregate_rows(
+fn aggregate_half(
     db: &Db,
     select: Option<&Select>,
     mut aggregator: Aggregator,
@@ -928,7 +928,7 @@ impl SqliteReadingStore {
             let (db, stop) = (db.clone(), stop.clone());
             tokio::task::spawn_blocking(move || {
                 let rows = later.map_or(Ok(Vec::new()), |a| {
-                    aggregate_rows(&db, second.as_ref(), a, &stop)
+                    aggregate_half(&db, second.as_ref(), a, &stop)
                 });
                 let _ = rows_tx.send(rows);
             });

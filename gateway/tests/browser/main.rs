@@ -643,13 +643,7 @@ impl Test<'_> {
             "aggregate": {"period": "day", "by": "cell"},
         })
         .to_string();
-        let r = self
-            .http
-            .post(self.url("/api/query"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await?;
+        let r = self.post_query(body).await?;
         ensure!(
             r.status() == StatusCode::OK,
             "the API answered {}",
@@ -725,6 +719,20 @@ impl Test<'_> {
         self.assert_healthy().await
     }
 
+    /// `POST /api/query` of `body` (JSON), as a script would send it.
+    async fn post_query(
+        &self,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(self.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?)
+    }
+
     async fn submit(&self) -> anyhow::Result<()> {
         self.find("#submit").await?.click().await?;
         Ok(())
@@ -748,13 +756,7 @@ impl Test<'_> {
             answer.contains("directly"),
             "expected a direct answer: {answer:?}"
         );
-        let r = self
-            .http
-            .post(self.url("/api/query"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(direct_body(day))
-            .send()
-            .await?;
+        let r = self.post_query(direct_body(day)).await?;
         ensure!(
             r.status() == StatusCode::OK,
             "the API answered {}",
@@ -782,13 +784,7 @@ impl Test<'_> {
     /// answer; a box drawn with the pointer fills the form's box.
     async fn map_and_time_chart(&self, day: &str) -> anyhow::Result<()> {
         use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
-        let r = self
-            .http
-            .post(self.url("/api/query"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(direct_body(day))
-            .send()
-            .await?;
+        let r = self.post_query(direct_body(day)).await?;
         let api_csv = r.bytes().await?.to_vec();
         let mut reader = csv::Reader::from_reader(api_csv.as_slice());
         let mut sensors = std::collections::BTreeSet::new();
@@ -1432,13 +1428,7 @@ impl Test<'_> {
             "maxAqi": 500,
             "format": "ndjson",
         });
-        let r = self
-            .http
-            .post(self.url("/api/query"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
+        let r = self.post_query(body.to_string()).await?;
         ensure!(
             r.status() == StatusCode::OK,
             "the API answered {}",

@@ -176,6 +176,26 @@ pub(crate) struct Shard {
     pub(crate) versions: BTreeMap<u64, u64>,
 }
 
+/// Counts what merging `r` into a shard holding `old` for its sensor does
+/// (kept: the stored one is newer; replaced: as new or newer; created), and
+/// says whether the shard changes.
+fn fate(out: &mut LatestWrites, old: Option<&Reading>, r: &Reading) -> bool {
+    match old {
+        Some(old) if old.timestamp > r.timestamp => {
+            out.kept += 1;
+            false
+        }
+        Some(old) => {
+            out.replaced += 1;
+            old != r
+        }
+        None => {
+            out.created += 1;
+            true
+        }
+    }
+}
+
 impl Shard {
     pub(crate) fn decode(
         table: &str,
@@ -243,27 +263,26 @@ impl Shard {
         let mut changed = false;
         for r in incoming.values() {
             let sensor = r.sensor_id;
-            match self.readings.get(&sensor) {
-                Some(old) if old.timestamp > r.timestamp => out.kept += 1,
-                Some(old) => {
-                    out.replaced += 1;
-                    if old != r {
-                        self.readings.insert(sensor, r.clone());
-                        self.versions.insert(sensor, stamp);
-                        changed = true;
-                    }
-                }
-                None => {
-                    out.created += 1;
-                    self.readings.insert(sensor, r.clone());
-                    self.versions.insert(sensor, stamp);
-                    changed = true;
-                }
+            if fate(&mut out, self.readings.get(&sensor), r) {
+                self.readings.insert(sensor, r.clone());
+                self.versions.insert(sensor, stamp);
+                changed = true;
             }
             if restamp.is_some() && self.versions.get(&sensor).copied() == restamp {
                 self.versions.insert(sensor, stamp);
                 changed = true;
             }
+        }
+        (out, changed)
+    }
+
+    /// What [`Shard::merge`] would do with `incoming` (without a restamp),
+    /// without doing it.
+    fn preview(&self, incoming: &BTreeMap<u64, Reading>) -> (LatestWrites, bool) {
+        let mut out = LatestWrites::default();
+        let mut changed = false;
+        for r in incoming.values() {
+            changed |= fate(&mut out, self.readings.get(&r.sensor_id), r);
         }
         (out, changed)
     }
@@ -338,18 +357,12 @@ impl DynamoReadingStore {
         }
         let stored = self.shards(by_shard.keys().copied(), true).await?;
         // A version is reserved only when something changes, so a repeated
-        // batch moves no reader: a dry merge into a copy tells.
+        // batch moves no reader: a preview of the merge tells.
         let mut dry = LatestWrites::default();
         let mut changes = false;
+        let empty = Shard::default();
         for (shard, incoming) in &by_shard {
-            let mut copy = Shard {
-                readings: stored
-                    .get(shard)
-                    .map(|have| have.readings.clone())
-                    .unwrap_or_default(),
-                ..Shard::default()
-            };
-            let (w, changed) = copy.merge(incoming, 0, None);
+            let (w, changed) = stored.get(shard).unwrap_or(&empty).preview(incoming);
             dry.add(w);
             changes |= changed;
         }
