@@ -153,12 +153,16 @@ fn answer_not_partial(status: StatusCode, _: Version, headers: &HeaderMap, _: &E
 
 /// A gzipped answer is another representation of the same bytes, so it
 /// gets another strong `ETag` (`"<id>-gzip"`), as RFC 9110 asks; the
-/// results handler accepts either in `If-None-Match`.
+/// results handler accepts either in `If-None-Match`. Answers only, as
+/// the compression layer compresses only those: the web page's files come
+/// gzipped from their handler, already with their own tag.
 async fn retag_compressed<B>(mut response: Response<B>) -> Response<B> {
-    let gzipped = response
-        .headers()
+    let h = response.headers();
+    let gzipped = h
         .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() == b"gzip");
+        .is_some_and(|v| v.as_bytes() == b"gzip")
+        && h.get(header::CONTENT_TYPE)
+            .is_some_and(|v| answer_headers::is_answer_type(v.as_bytes()));
     if gzipped {
         let tag = response
             .headers()

@@ -55,6 +55,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::install().context("installing signal handlers")?;
+    // The web page's files as served (versions, gzip), computed while the
+    // backend connects and awaited before serving, so that no request
+    // waits for them.
+    let web = tokio::task::spawn_blocking(web::prepare);
     let backend = config
         .backend
         .connect()
@@ -169,6 +173,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
              set --metrics-listen (e.g. 127.0.0.1:9100) to serve it on another"
         );
     }
+    web.await.context("preparing the web page's files")?;
     let router = api::router(app, config.request_timeout);
     let clients = client_connections::ClientConnections::new(
         config.max_connections_per_client as usize,

@@ -15,16 +15,32 @@
 //! hash covers its pinned imports, so an immutable module never imports
 //! a stale one and a change to any module reaches the page's link.
 //!
+//! Compression: the page and every asset are gzipped once, at the best
+//! level, when their versions are computed ([`prepare`], which the
+//! gateway calls on a blocking thread before it serves), and kept only
+//! when smaller. A request whose `Accept-Encoding` takes gzip gets those
+//! bytes (`Content-Encoding: gzip`), any other the plain ones; either way
+//! with `Vary: Accept-Encoding`. The gzipped bytes are another
+//! representation, so they have their own strong `ETag`, `"<version>-gzip"`
+//! (as a gzipped answer's, see `api.rs`), and `If-None-Match` answers `304`
+//! only for the tag of the representation the request would get. The
+//! router's compression layer leaves these alone (it compresses answers
+//! only, and never a body already encoded).
+//!
 //! The page only talks to this gateway; its `Content-Security-Policy`
 //! enforces that (no CDN, no inline script).
 
 use crate::error::ApiError;
+use crate::handlers::results::GZIP_TAG_SUFFIX;
 use axum::extract::{Path, RawQuery};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use std::borrow::Cow;
+use std::io::Write;
 use std::sync::LazyLock;
 
 /// One embedded file.
@@ -39,7 +55,7 @@ struct Asset {
 /// are Natural Earth's, packaged as TopoJSON by `world-atlas` 2.0.2
 /// (`web/geo/SOURCES.md`, public domain and ISC): the map draws them with
 /// no tile server.
-const ASSETS: [Asset; 18] = [
+const ASSETS: [Asset; 19] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -84,6 +100,11 @@ const ASSETS: [Asset; 18] = [
         name: "now.js",
         content_type: JS,
         bytes: include_bytes!("../web/now.js"),
+    },
+    Asset {
+        name: "parse.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/parse.js"),
     },
     Asset {
         name: "result.js",
@@ -162,6 +183,15 @@ fn version(bytes: &[u8]) -> String {
     format!("{:016x}", fnv1a(bytes))
 }
 
+/// `bytes` gzipped at the best level, if that is smaller. Deterministic
+/// (no file name, no time in the header), so every gateway sends the same.
+fn gzipped(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 2), Compression::best());
+    encoder.write_all(bytes).expect("gzip into memory");
+    let gzip = encoder.finish().expect("gzip into memory");
+    (gzip.len() < bytes.len()).then_some(gzip)
+}
+
 /// An asset as served, with its version, computed once: a module's bytes
 /// have its imports pinned (see [`pinned`]); the others are the file's.
 struct Versioned {
@@ -170,6 +200,8 @@ struct Versioned {
     /// The hash of `bytes` as served, so that it (and the `ETag`) changes
     /// when a module it imports does.
     version: String,
+    /// `bytes` gzipped, when that is smaller.
+    gzip: Option<Vec<u8>>,
 }
 
 /// Whether an asset is a JavaScript module: all the page's scripts are,
@@ -240,10 +272,12 @@ static VERSIONED: LazyLock<Vec<Versioned>> = LazyLock::new(|| {
             }
             if let Some(bytes) = pinned(asset, &done) {
                 let version = version(&bytes);
+                let gzip = gzipped(&bytes);
                 done[i] = Some(Versioned {
                     asset,
                     bytes,
                     version,
+                    gzip,
                 });
                 progress = true;
             }
@@ -262,8 +296,16 @@ static VERSIONED: LazyLock<Vec<Versioned>> = LazyLock::new(|| {
     done.into_iter().flatten().collect()
 });
 
-/// The page with versioned asset links, and its version.
-static INDEX: LazyLock<(String, String)> = LazyLock::new(|| {
+/// The page as served: with versioned asset links, its version and its
+/// gzip.
+struct Page {
+    html: String,
+    version: String,
+    /// `html` gzipped, when that is smaller.
+    gzip: Option<Vec<u8>>,
+}
+
+static INDEX: LazyLock<Page> = LazyLock::new(|| {
     let mut html = INDEX_HTML.to_owned();
     for v in VERSIONED.iter() {
         let plain = format!("/assets/{}\"", v.asset.name);
@@ -271,12 +313,31 @@ static INDEX: LazyLock<(String, String)> = LazyLock::new(|| {
         html = html.replace(&plain, &pinned);
     }
     let version = version(html.as_bytes());
-    (html, version)
+    let gzip = gzipped(html.as_bytes());
+    Page {
+        html,
+        version,
+        gzip,
+    }
 });
 
+/// Computes every file as served (versions, pinned imports, gzip: about
+/// a megabyte to compress) so that no request pays it. Blocking: the
+/// gateway runs it on a blocking thread before it starts serving.
+pub fn prepare() {
+    LazyLock::force(&INDEX);
+}
+
 async fn index(headers: HeaderMap) -> Response {
-    let (html, version) = &*INDEX;
-    let mut response = file(&headers, HTML, html.as_bytes(), version, REVALIDATE);
+    let page = &*INDEX;
+    let mut response = file(
+        &headers,
+        HTML,
+        page.html.as_bytes(),
+        page.gzip.as_deref(),
+        &page.version,
+        REVALIDATE,
+    );
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -312,20 +373,32 @@ async fn asset(
         &headers,
         v.asset.content_type,
         &v.bytes,
+        v.gzip.as_deref(),
         &v.version,
         cache,
     ))
 }
 
-/// A `200` with the bytes, or a `304` when the client has them already.
+/// A `200` with the bytes, gzipped when the request accepts that and
+/// there are `gzip` bytes, or a `304` when the client has that
+/// representation already.
 fn file(
     request: &HeaderMap,
     content_type: &'static str,
-    bytes: &'static [u8],
+    plain: &'static [u8],
+    gzip: Option<&'static [u8]>,
     version: &str,
     cache: &'static str,
 ) -> Response {
-    let etag = format!("\"{version}\"");
+    let gzip = gzip.filter(|_| accepts_gzip(request));
+    let etag = if gzip.is_some() {
+        format!("\"{version}{GZIP_TAG_SUFFIX}\"")
+    } else {
+        format!("\"{version}\"")
+    };
+    // Weak comparison (RFC 9110 §13.1.2), against the tag of the
+    // representation this request gets: a cache holding the other one
+    // must not be told that it is fresh.
     let fresh = request
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -336,18 +409,63 @@ fn file(
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (
+        let mut response = (
             [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-            bytes,
+            gzip.unwrap_or(plain),
         )
-            .into_response()
+            .into_response();
+        if gzip.is_some() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        response
     };
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(header::VARY, header::ACCEPT_ENCODING.into());
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
     response
+}
+
+/// Whether a request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3):
+/// its `gzip` (or `x-gzip`) entry has a weight above 0, or it has none and
+/// its `*` entry does. Codings are case-insensitive; a weight that is not
+/// a number from 0 to 1 refuses. No header takes none here: the plain
+/// bytes are always right.
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    // The highest weight each was given, if named.
+    let (mut gzip, mut any) = (None::<f32>, None::<f32>);
+    let entries = request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for entry in entries {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or_default().trim();
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        let weight = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, q)| {
+                q.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+            })
+            .unwrap_or(0.0);
+        *slot = Some(slot.map_or(weight, |w| w.max(weight)));
+    }
+    gzip.or(any).is_some_and(|w| w > 0.0)
 }
 
 #[cfg(test)]
@@ -388,7 +506,7 @@ mod tests {
     /// or imported by a module.
     #[test]
     fn the_page_links_every_asset_with_its_version() {
-        let (html, _) = &*INDEX;
+        let html = &INDEX.html;
         for v in VERSIONED.iter() {
             let link = format!("/assets/{}?v={}\"", v.asset.name, v.version);
             // Or a module imports it (pinned, as the next test checks).
@@ -505,6 +623,219 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
         assert_eq!(get_asset("app.js", None, h).await.status(), StatusCode::OK);
+    }
+
+    fn with(pairs: &[(header::HeaderName, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut plain)
+            .expect("valid gzip");
+        plain
+    }
+
+    /// The page (`/`) and every asset as served: name, plain bytes and
+    /// gzip bytes.
+    type Served = (&'static str, &'static [u8], Option<&'static [u8]>);
+
+    fn everything() -> Vec<Served> {
+        let mut all = vec![("/", INDEX.html.as_bytes(), INDEX.gzip.as_deref())];
+        for v in VERSIONED.iter() {
+            all.push((v.asset.name, &*v.bytes, v.gzip.as_deref()));
+        }
+        all
+    }
+
+    async fn get(name: &str, headers: HeaderMap) -> Response {
+        if name == "/" {
+            index(headers).await
+        } else {
+            get_asset(name, None, headers).await
+        }
+    }
+
+    fn version_of(name: &str) -> &'static str {
+        if name == "/" {
+            &INDEX.version
+        } else {
+            &VERSIONED
+                .iter()
+                .find(|v| v.asset.name == name)
+                .expect("an asset")
+                .version
+        }
+    }
+
+    /// With gzip accepted, the page and every asset that gains from it
+    /// (all but a tiny file could not) come gzipped, with their own tag,
+    /// and decompress to exactly the plain bytes.
+    #[tokio::test]
+    async fn gzip_when_accepted_decompresses_to_the_plain_bytes() {
+        let accepting = || with(&[(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")]);
+        for (name, plain, gzip) in everything() {
+            let r = get(name, accepting()).await;
+            assert_eq!(r.status(), StatusCode::OK, "{name}");
+            assert_eq!(r.headers()[header::VARY], "accept-encoding", "{name}");
+            let version = version_of(name);
+            let body = |r: Response| async {
+                axum::body::to_bytes(r.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            };
+            match gzip {
+                Some(gzip) => {
+                    assert!(gzip.len() < plain.len(), "{name}");
+                    assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip", "{name}");
+                    assert_eq!(
+                        r.headers()[header::ETAG],
+                        format!("\"{version}-gzip\""),
+                        "{name}"
+                    );
+                    let sent = body(r).await;
+                    assert_eq!(&sent[..], gzip, "{name}");
+                    assert_eq!(gunzip(&sent), plain, "{name}: not the plain bytes");
+                }
+                None => {
+                    assert!(plain.len() < 1024, "{name} should gain from gzip");
+                    assert!(!r.headers().contains_key(header::CONTENT_ENCODING));
+                    assert_eq!(r.headers()[header::ETAG], format!("\"{version}\""));
+                    assert_eq!(&body(r).await[..], plain, "{name}");
+                }
+            }
+        }
+    }
+
+    /// A request that does not take gzip gets the plain bytes, their tag,
+    /// and `Vary` all the same.
+    #[tokio::test]
+    async fn plain_when_gzip_is_not_accepted() {
+        let refusing: [&[(header::HeaderName, &'static str)]; 5] = [
+            &[],
+            &[(header::ACCEPT_ENCODING, "identity")],
+            &[(header::ACCEPT_ENCODING, "gzip;q=0, deflate")],
+            &[(header::ACCEPT_ENCODING, "br, *;q=0")],
+            &[(header::ACCEPT_ENCODING, "*, gzip;q=0")],
+        ];
+        for headers in refusing {
+            for (name, plain, _) in everything() {
+                let r = get(name, with(headers)).await;
+                assert_eq!(r.status(), StatusCode::OK, "{name} {headers:?}");
+                assert!(
+                    !r.headers().contains_key(header::CONTENT_ENCODING),
+                    "{name} {headers:?}"
+                );
+                assert_eq!(r.headers()[header::VARY], "accept-encoding");
+                assert_eq!(
+                    r.headers()[header::ETAG],
+                    format!("\"{}\"", version_of(name))
+                );
+                let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(&body[..], plain, "{name} {headers:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn accept_encoding_is_parsed_as_rfc_9110_says() {
+        let takes = |value: &'static str| accepts_gzip(&with(&[(header::ACCEPT_ENCODING, value)]));
+        for yes in [
+            "gzip",
+            "GZip",
+            "x-gzip",
+            "deflate, gzip;q=1.0, *;q=0.5",
+            "br;q=1, gzip ; Q=0.001",
+            "*",
+            "identity, *;q=0.1",
+            "gzip;q=0, gzip;q=0.5",
+        ] {
+            assert!(takes(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "identity",
+            "br, deflate",
+            "gzip;q=0",
+            "gzip; q=0.000",
+            "gzip;q=0, *",
+            "*;q=0",
+            "gzip;q=2",
+            "gzip;q=nope",
+            "gzipped",
+        ] {
+            assert!(!takes(no), "{no}");
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        // Entries may be split over several header lines.
+        assert!(accepts_gzip(&with(&[
+            (header::ACCEPT_ENCODING, "br"),
+            (header::ACCEPT_ENCODING, "gzip"),
+        ])));
+    }
+
+    /// `If-None-Match` answers `304` for the tag of the representation the
+    /// request would get, with that tag, `Vary` and `Cache-Control`; the
+    /// other representation's tag gets that representation.
+    #[tokio::test]
+    async fn if_none_match_names_one_representation() {
+        let version = version_of("app.js");
+        let plain_tag = format!("\"{version}\"");
+        let gzip_tag = format!("\"{version}-gzip\"");
+        let ask = |tag: &str, accept: &'static str| {
+            let mut h = with(&[(header::ACCEPT_ENCODING, accept)]);
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(tag).unwrap());
+            h
+        };
+        for (tag, accept, status, etag) in [
+            (&gzip_tag, "gzip", StatusCode::NOT_MODIFIED, &gzip_tag),
+            (&plain_tag, "identity", StatusCode::NOT_MODIFIED, &plain_tag),
+            (&gzip_tag, "identity", StatusCode::OK, &plain_tag),
+            (&plain_tag, "gzip", StatusCode::OK, &gzip_tag),
+        ] {
+            let r = get_asset("app.js", None, ask(tag, accept)).await;
+            assert_eq!(r.status(), status, "{tag} {accept}");
+            assert_eq!(&r.headers()[header::ETAG], etag.as_str(), "{tag} {accept}");
+            assert_eq!(r.headers()[header::VARY], "accept-encoding");
+            assert_eq!(r.headers()[header::CACHE_CONTROL], REVALIDATE);
+        }
+        let weak = format!("\"x\", W/{gzip_tag}");
+        let r = index(ask(&weak.replace(version, &INDEX.version), "gzip")).await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert!(r.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+
+    /// What the page weighs, plain and gzipped (`cargo test -p
+    /// airq-gateway --lib -- sizes --nocapture` prints it).
+    #[test]
+    fn sizes() {
+        let sized = |plain: &[u8], gzip: Option<&[u8]>| {
+            (plain.len(), gzip.map_or(plain.len(), <[u8]>::len))
+        };
+        let mut page = sized(INDEX.html.as_bytes(), INDEX.gzip.as_deref());
+        println!("{:<22} {:>9} {:>9}", "file", "plain", "gzip");
+        println!("{:<22} {:>9} {:>9}", "/", page.0, page.1);
+        for v in VERSIONED.iter() {
+            let (plain, gzip) = sized(&v.bytes, v.gzip.as_deref());
+            println!("{:<22} {plain:>9} {gzip:>9}", v.asset.name);
+            if v.asset.name != "countries-50m.json" {
+                page.0 += plain;
+                page.1 += gzip;
+            }
+        }
+        println!(
+            "{:<22} {:>9} {:>9}",
+            "page + assets but 50m", page.0, page.1
+        );
+        assert!(page.1 < page.0 / 2);
     }
 
     #[test]

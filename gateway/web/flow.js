@@ -1,7 +1,9 @@
 // airq web page: the result flows. A submit sends the form's query and
 // shows the answer, or follows the queued result until it is done, failed
 // or gone (its event stream, else polling); a link naming a result
-// resumes following it.
+// resumes following it. An answer is read as it downloads (result.js's
+// readAnswer, parsed off the page's thread), and a newer flow stops that
+// too: its request is aborted and the older reading's worker ended.
 
 import { state, optionsLoaded } from './state.js';
 import { $, fmtDuration, fmtQuick, parseDateTime, sleep } from './util.js';
@@ -14,7 +16,7 @@ import {
 import {
   revealResults, setStatus, showLink, startElapsed, stopElapsed,
 } from './status.js';
-import { hideResult, showResult } from './result.js';
+import { hideResult, readAnswer, showResult } from './result.js';
 
 // Consecutive failed polls (network errors, 503s) before giving up.
 const MAX_POLL_FAILURES = 10;
@@ -63,10 +65,12 @@ export async function submit(event) {
   if (my !== flow) return;
   try {
     if (resp.status === 200) {
-      const buf = await resp.arrayBuffer();
-      if (my !== flow) return;
+      // Read as it downloads (off this thread); null once a newer flow
+      // has begun.
+      const answer = await readAnswer(resp, () => my === flow);
+      if (!answer || my !== flow) return;
       setResultInUrl(null);
-      showResult(buf, resp.headers, `answered directly in ${fmtQuick(Date.now() - started)}`);
+      await showResult(answer, `answered directly in ${fmtQuick(answer.receivedAt - started)}`);
     } else if (resp.status === 202) {
       const info = await readJson(resp);
       const id = info && typeof info.id === 'string' ? info.id : '';
@@ -183,10 +187,10 @@ async function poll(id, my, first) {
       note(await readJson(resp));
       await sleep(retryAfter(resp, 1) * 1000);
     } else if (resp.status === 200) {
-      const buf = await resp.arrayBuffer();
-      if (my !== flow) return;
-      showResult(buf, resp.headers, waited
-        ? `queued, ready after ${fmtDuration(Date.now() - since)}`
+      const answer = await readAnswer(resp, () => my === flow);
+      if (!answer || my !== flow) return;
+      await showResult(answer, waited
+        ? `queued, ready after ${fmtDuration(answer.receivedAt - since)}`
         : 'from a queued query');
       return;
     } else if (resp.status === 503 || resp.status === 429) {
@@ -265,6 +269,9 @@ export function followHistory() {
   if (resultFromUrl()) resume();
   else {
     flow += 1;
+    // The flow's request (an answer downloading, a poll) ends now.
+    if (inFlight) inFlight.abort();
+    inFlight = null;
     hideResult();
     showLink(null);
     setStatus('idle', 'No query yet: fill in the form and submit.');

@@ -2,15 +2,37 @@
 // outlines embedded in the gateway (Natural Earth via world-atlas, as
 // TopoJSON): no tile server, no request to anyone but this gateway.
 //
-// One canvas draws everything (outlines, then one dot per sensor), so tens
-// of thousands of points cost one draw per frame, not one DOM node each.
-// Pointer: drag pans, the wheel zooms at the pointer, Shift+drag draws a
-// box. Keyboard (the canvas is focusable): arrows pan, + and - zoom, N / P
-// (or ] / [) step through the sensors shown, B starts a box at the view's
-// centre. The focused or hovered sensor's reading shows in a tooltip and in
-// a live region for screen readers.
+// One canvas draws everything (outlines, then the sensors), so tens of
+// thousands of sensors cost one draw per frame, not one DOM node each.
+// What keeps a frame short (a pan redraws every frame):
 //
-// A module: result.js makes the map with `create`.
+// - The outlines are projected once per zoom level into a `Path2D` in
+//   pixels from the world's corner, holding only the rings near the view
+//   (three views wide and high) and only the points at least half a pixel
+//   apart; a pan within that region only moves the canvas's transform.
+// - Sensors are gathered into a grid of CLUSTER_PX squares, fixed to the
+//   world at each zoom level (so a pan does not regroup them): a square
+//   holding several draws as one disc with their count, in the colour of
+//   the worst of them. Zoomed in, each square holds one, drawn alone;
+//   from CLUSTER_UNTIL on, every sensor is drawn alone.
+// - The canvas is sized (which clears and resets it) only when its box
+//   changes, never per frame.
+//
+// Rings that cross ±180° (Fiji, Russia, Antarctica) are unwrapped into
+// one continuous ring (a ring around a pole closes along it) and drawn
+// once more a world's width to the other side, so no edge spans the map.
+//
+// Pointer: drag pans, the wheel zooms at the pointer, Shift+drag draws a
+// box, a click on a sensor picks it and on a group zooms into it.
+// Keyboard (the canvas is focusable, role "application", so a screen
+// reader passes the keys on): arrows pan, + and - zoom, N / P (or ] / [)
+// step through the sensors in view from the one nearest the centre
+// outwards, Enter picks, B draws a box (arrows size it, Shift+arrows move
+// it, Enter uses it, Esc drops it). What the map shows is summarised in
+// a description the canvas points to; the focused sensor's reading shows
+// in a tooltip and in a live region.
+//
+// A module: result.js and now.js make maps with `create`.
 
 const MAX_LAT = 85.0511; // Web Mercator's square world
 const MIN_ZOOM = 1;
@@ -18,6 +40,16 @@ const MAX_ZOOM = 512;
 const HIT_RADIUS = 8; // px: how close the pointer must be to a dot
 // When to swap the 1:110 m outlines for the 1:50 m ones.
 const DETAIL_ZOOM = 6;
+// The side of a grouping square, in CSS pixels.
+const CLUSTER_PX = 28;
+// From this zoom on every sensor is drawn alone.
+const CLUSTER_UNTIL = 128;
+// Points of an outline closer than this (CSS px) to the last one kept are
+// left out of the path: they would draw nothing.
+const SIMPLIFY_PX = 0.5;
+// The keyboard box: its first size and each arrow's step, in CSS px.
+const BOX_START_PX = 80;
+const BOX_STEP_PX = 20;
 
 // ---- TopoJSON: delta-encoded, quantized arcs → rings of [lon, lat]
 
@@ -45,13 +77,40 @@ function ring(arcs, indices) {
   return out;
 }
 
-// Every ring of every country polygon.
+/**
+ * `r` (a closed ring of [lon, lat]) with its longitudes made continuous:
+ * a step of more than 180° is the ring crossing ±180°, so the rest of the
+ * ring moves a whole turn the other way. A ring that ends a turn away
+ * from where it began goes around a pole: it is closed along that pole.
+ * Exported for the unit check in the browser test.
+ */
+export function unwrap(r) {
+  const out = [];
+  let shift = 0;
+  for (let i = 0; i < r.length; i += 1) {
+    const [lon, lat] = r[i];
+    if (i > 0) {
+      const prev = r[i - 1][0];
+      if (lon - prev > 180) shift -= 360;
+      else if (lon - prev < -180) shift += 360;
+    }
+    out.push([lon + shift, lat]);
+  }
+  if (shift !== 0 && out.length) {
+    const mean = out.reduce((s, p) => s + p[1], 0) / out.length;
+    const pole = mean < 0 ? -90 : 90;
+    out.push([out[out.length - 1][0], pole], [out[0][0], pole]);
+  }
+  return out;
+}
+
+// Every ring of every country polygon, unwrapped.
 function rings(topo) {
   const arcs = decodeArcs(topo);
   const out = [];
   for (const g of topo.objects.countries.geometries) {
     const polys = g.type === 'Polygon' ? [g.arcs] : g.type === 'MultiPolygon' ? g.arcs : [];
-    for (const poly of polys) for (const r of poly) out.push(ring(arcs, r));
+    for (const poly of polys) for (const r of poly) out.push(unwrap(ring(arcs, r)));
   }
   return out;
 }
@@ -71,6 +130,22 @@ export function unproject(x, y) {
 
 const round = (v, digits) => Number(v.toFixed(digits));
 
+// A ring in world coordinates, flat ([x0, y0, x1, y1, …]), with its box.
+function worldRing(r) {
+  const pts = new Float64Array(r.length * 2);
+  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+  r.forEach(([lon, lat], i) => {
+    const [x, y] = project(lon, lat);
+    pts[2 * i] = x;
+    pts[2 * i + 1] = y;
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  });
+  return { pts, box: [x0, y0, x1, y1] };
+}
+
 /**
  * Makes a map in `root` (an element holding a canvas, a tooltip and a
  * legend list, see index.html). Options: `onBox(bbox)` is called with
@@ -83,41 +158,61 @@ export function create(root, options) {
   const live = root.querySelector('.map-live');
   const legend = root.querySelector('.map-legend');
   const ctx = canvas.getContext('2d');
-  let outlines = null; // rings in world coordinates
+  // What the map shows, in words: the canvas's description (with the
+  // help text it already names).
+  const summary = document.createElement('p');
+  summary.className = 'visually-hidden map-summary';
+  summary.id = `${root.id || 'map'}-summary`;
+  root.append(summary);
+  canvas.setAttribute('role', 'application');
+  canvas.setAttribute('aria-roledescription', 'map');
+  canvas.setAttribute('aria-describedby',
+    [summary.id, canvas.getAttribute('aria-describedby')].filter(Boolean).join(' '));
+
+  let outlines = null; // [{ pts, box }] in world coordinates
+  let outlineCache = null; // { s, region, path }
   let detailed = false;
   let loadingDetail = false;
-  let points = []; // { x, y, colour, label, reading }
+  let points = []; // { x, y, cell, value, colour, label, reading }
+  let groups = null; // { s, list: [{ x, y, members, worst }] }
+  let legendItems = [];
   let view = { zoom: 1, cx: 0.5, cy: 0.5 }; // centre in world coordinates
   let focused = -1; // index into points (keyboard)
-  let hovered = -1;
-  let order = []; // points' indices, west to east, for N / P
+  let hovered = null; // { point } or { group }
+  let stepping = null; // { key, order } for N / P
   let box = null; // { x0, y0, x1, y1 } in world coordinates while drawing
+  let keyBox = false; // the box is being drawn from the keyboard
   let drag = null;
   let frame = 0;
+  let summaryTimer = 0;
   let cssW = 0;
   let cssH = 0;
-
-  function toWorldRings(rs) {
-    return rs.map((r) => r.map(([lon, lat]) => project(lon, lat)));
-  }
+  let dpr = 1;
+  let sized = false;
 
   // The outlines' URLs come from the page, with their versions (so a
   // browser may keep them for good: they change only with the binary).
   async function loadOutlines(url) {
     const resp = await fetch(url, { headers: { Accept: 'application/json' } });
     if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
-    return toWorldRings(rings(await resp.json()));
+    return rings(await resp.json()).map(worldRing);
+  }
+
+  function setOutlines(r) {
+    outlines = r;
+    outlineCache = null;
+    redraw();
   }
 
   loadOutlines(root.dataset.outlines)
-    .then((r) => { if (!detailed) outlines = r; root.dataset.outlinesState = 'loaded'; redraw(); })
+    .then((r) => { if (!detailed) setOutlines(r); root.dataset.outlinesState = 'loaded'; })
     .catch((e) => { root.dataset.outlinesState = 'failed'; console.warn('airq map:', e); });
 
   function maybeDetail() {
     if (detailed || loadingDetail || view.zoom < DETAIL_ZOOM) return;
     loadingDetail = true;
     loadOutlines(root.dataset.detail)
-      .then((r) => { outlines = r; detailed = true; redraw(); })
+      .then((r) => { detailed = true; setOutlines(r); root.dataset.detailState = 'loaded'; })
       .catch((e) => console.warn('airq map:', e))
       .finally(() => { loadingDetail = false; });
   }
@@ -132,15 +227,28 @@ export function create(root, options) {
     const s = scale();
     return [(px - cssW / 2) / s + view.cx, (py - cssH / 2) / s + view.cy];
   }
+  // The view's extent in world coordinates.
+  function extent() {
+    const [x0, y0] = toWorld(0, 0);
+    const [x1, y1] = toWorld(cssW, cssH);
+    return [x0, y0, x1, y1];
+  }
 
+  // Sizes the canvas to its box (which clears it): only when that changed.
   function resize() {
     const rect = canvas.getBoundingClientRect();
-    cssW = Math.max(1, Math.round(rect.width));
-    cssH = Math.max(1, Math.round(rect.height));
-    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(rect.width));
+    const h = Math.max(1, Math.round(rect.height));
+    const d = window.devicePixelRatio || 1;
+    if (sized && w === cssW && h === cssH && d === dpr) return;
+    cssW = w;
+    cssH = h;
+    dpr = d;
     canvas.width = Math.round(cssW * dpr);
     canvas.height = Math.round(cssH * dpr);
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    sized = true;
+    outlineCache = null;
+    groups = null;
   }
 
   function redraw() {
@@ -148,37 +256,109 @@ export function create(root, options) {
     frame = requestAnimationFrame(() => { frame = 0; draw(); });
   }
 
+  // The outlines near the view as one path, in pixels from the world's
+  // corner at scale `s`: made again only when the zoom changes or the
+  // view leaves the region it covers.
+  function outlinePath(s) {
+    const [vx0, vy0, vx1, vy1] = extent();
+    const c = outlineCache;
+    if (c && c.s === s && vx0 >= c.region[0] && vy0 >= c.region[1]
+      && vx1 <= c.region[2] && vy1 <= c.region[3]) return c.path;
+    const w = vx1 - vx0;
+    const h = vy1 - vy0;
+    const region = [vx0 - w, vy0 - h, vx1 + w, vy1 + h];
+    const path = new Path2D();
+    const min2 = (SIMPLIFY_PX / s) ** 2;
+    let kept = 0;
+    for (const { pts, box: b } of outlines) {
+      // The ring where it is, and a ring unwrapped past ±180° a world's
+      // width to the other side too.
+      for (const shift of [0, -1, 1]) {
+        if ((shift < 0 && b[2] <= 1) || (shift > 0 && b[0] >= 0)) continue;
+        if (b[2] + shift < region[0] || b[0] + shift > region[2]
+          || b[3] < region[1] || b[1] > region[3]) continue;
+        let lx = pts[0];
+        let ly = pts[1];
+        path.moveTo((lx + shift) * s, ly * s);
+        const n = pts.length;
+        for (let i = 2; i < n; i += 2) {
+          const x = pts[i];
+          const y = pts[i + 1];
+          if ((x - lx) ** 2 + (y - ly) ** 2 < min2 && i < n - 2) continue;
+          path.lineTo((x + shift) * s, y * s);
+          lx = x;
+          ly = y;
+          kept += 1;
+        }
+        path.closePath();
+      }
+    }
+    outlineCache = { s, region, path };
+    root.dataset.outlinePoints = String(kept);
+    return path;
+  }
+
+  // The sensors gathered into the grid of the zoom level `s`.
+  function grouped(s) {
+    if (groups && groups.s === s) return groups.list;
+    const cells = new Map();
+    const alone = view.zoom >= CLUSTER_UNTIL;
+    points.forEach((p, i) => {
+      const key = alone ? i : `${Math.floor((p.x * s) / CLUSTER_PX)},${Math.floor((p.y * s) / CLUSTER_PX)}`;
+      let g = cells.get(key);
+      if (!g) {
+        g = { x: 0, y: 0, members: [], worst: i };
+        cells.set(key, g);
+      }
+      g.x += p.x;
+      g.y += p.y;
+      g.members.push(i);
+      if (rank(p.value) > rank(points[g.worst].value)) g.worst = i;
+    });
+    const list = [...cells.values()];
+    for (const g of list) {
+      g.x /= g.members.length;
+      g.y /= g.members.length;
+    }
+    groups = { s, list };
+    return list;
+  }
+
+  // At most half a square, so that neighbouring discs barely overlap.
+const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
+
   function draw() {
+    const t0 = performance.now();
     resize();
+    const s = scale();
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = '#dbe9f4';
     ctx.fillRect(0, 0, cssW, cssH);
     if (outlines) {
-      ctx.beginPath();
-      const s = scale();
-      for (const r of outlines) {
-        for (let i = 0; i < r.length; i += 1) {
-          const x = (r[i][0] - view.cx) * s + cssW / 2;
-          const y = (r[i][1] - view.cy) * s + cssH / 2;
-          if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-        }
-        ctx.closePath();
-      }
+      const path = outlinePath(s);
+      ctx.setTransform(dpr, 0, 0, dpr, dpr * (cssW / 2 - view.cx * s), dpr * (cssH / 2 - view.cy * s));
       ctx.fillStyle = '#f7f5ef';
-      ctx.fill('evenodd');
+      ctx.fill(path, 'evenodd');
       ctx.strokeStyle = '#9a9a9a';
       ctx.lineWidth = 0.6;
-      ctx.stroke();
+      ctx.stroke(path);
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     }
     const radius = view.zoom >= 16 ? 5 : view.zoom >= 4 ? 4 : 3;
-    ctx.lineWidth = 0.75;
-    ctx.strokeStyle = 'rgba(0,0,0,0.55)';
     let shown = 0;
-    for (const p of points) {
-      const [x, y] = toScreen(p.x, p.y);
-      if (x < -radius || y < -radius || x > cssW + radius || y > cssH + radius) continue;
-      shown += 1;
+    let marks = 0;
+    let clusters = 0;
+    const labels = [];
+    for (const g of grouped(s)) {
+      const [x, y] = toScreen(g.x, g.y);
+      const many = g.members.length > 1;
+      const r = many ? groupRadius(g.members.length) : radius;
+      if (x < -r || y < -r || x > cssW + r || y > cssH + r) continue;
+      shown += g.members.length;
+      marks += 1;
+      const p = points[g.worst];
       ctx.fillStyle = p.colour;
-      if (p.cell) {
+      if (!many && p.cell) {
         // A grid cell: its square, at least a point's size.
         const [x0, y0] = toScreen(p.cell.x0, p.cell.y0);
         const [x1, y1] = toScreen(p.cell.x1, p.cell.y1);
@@ -188,16 +368,48 @@ export function create(root, options) {
         continue;
       }
       ctx.beginPath();
-      ctx.arc(x, y, radius, 0, 2 * Math.PI);
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
       ctx.fill();
+      ctx.lineWidth = many ? 1.5 : 0.75;
+      ctx.strokeStyle = many ? '#1b1b1b' : 'rgba(0,0,0,0.55)';
       ctx.stroke();
+      if (many) {
+        clusters += 1;
+        labels.push([x, y, g.members.length]);
+      }
+    }
+    // The counts, on a white halo so that they read on any colour.
+    ctx.font = '600 10px system-ui, sans-serif';
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = '#ffffff';
+    ctx.fillStyle = '#1b1b1b';
+    for (const [x, y, n] of labels) {
+      const text = n >= 1000 ? `${Math.round(n / 100) / 10}k` : String(n);
+      ctx.strokeText(text, x, y);
+      ctx.fillText(text, x, y);
     }
     root.dataset.drawn = String(shown);
-    const mark = focused >= 0 ? focused : hovered;
+    root.dataset.marks = String(marks);
+    root.dataset.clusters = String(clusters);
+    const mark = focused >= 0 ? focused : (hovered && hovered.point !== undefined ? hovered.point : -1);
     if (mark >= 0 && points[mark]) {
+      // The sensor itself, on top of any group it is in.
       const [x, y] = toScreen(points[mark].x, points[mark].y);
       ctx.beginPath();
+      ctx.arc(x, y, radius + 1, 0, 2 * Math.PI);
+      ctx.fillStyle = points[mark].colour;
+      ctx.fill();
+      ctx.beginPath();
       ctx.arc(x, y, radius + 4, 0, 2 * Math.PI);
+      ctx.lineWidth = 2.5;
+      ctx.strokeStyle = '#1b1b1b';
+      ctx.stroke();
+    } else if (hovered && hovered.group) {
+      const [x, y] = toScreen(hovered.group.x, hovered.group.y);
+      ctx.beginPath();
+      ctx.arc(x, y, groupRadius(hovered.group.members.length) + 3, 0, 2 * Math.PI);
       ctx.lineWidth = 2.5;
       ctx.strokeStyle = '#1b1b1b';
       ctx.stroke();
@@ -211,26 +423,78 @@ export function create(root, options) {
       ctx.lineWidth = 1.5;
       ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
     }
+    // For tests and the page's measurements: where the map looks, and
+    // how long this frame's drawing took.
+    root.dataset.view = JSON.stringify({ cx: view.cx, cy: view.cy, s, w: cssW, h: cssH });
+    root.dataset.drawMs = (performance.now() - t0).toFixed(2);
+    scheduleSummary();
+  }
+
+  // ---- what the map shows, in words (debounced: a pan redraws often)
+
+  function scheduleSummary() {
+    clearTimeout(summaryTimer);
+    summaryTimer = setTimeout(summarise, 400);
+  }
+
+  function summarise() {
+    const inView = visible();
+    if (!points.length) {
+      summary.textContent = 'The map shows no sensor.';
+      return;
+    }
+    const byColour = new Map();
+    for (const i of inView) byColour.set(points[i].colour, (byColour.get(points[i].colour) || 0) + 1);
+    const parts = legendItems
+      .filter(({ colour }) => byColour.get(colour))
+      .map(({ colour, label }) => `${label}: ${byColour.get(colour)}`);
+    const [lon0, lat1] = unproject(...toWorld(0, 0));
+    const [lon1, lat0] = unproject(...toWorld(cssW, cssH));
+    const where = `longitudes ${Math.round(Math.max(-180, lon0))} to ${Math.round(Math.min(180, lon1))}, `
+      + `latitudes ${Math.round(lat0)} to ${Math.round(lat1)}`;
+    summary.textContent = `${points.length} sensors on the map; ${inView.length} in view (${where})`
+      + (parts.length ? `, by colour: ${parts.join('; ')}.` : '.');
+  }
+
+  // The sensors in view, by index.
+  function visible() {
+    const out = [];
+    points.forEach((p, i) => {
+      const [x, y] = toScreen(p.x, p.y);
+      if (x >= 0 && y >= 0 && x <= cssW && y <= cssH) out.push(i);
+    });
+    return out;
   }
 
   function showTip(i, announce) {
     const p = points[i];
     if (!p) { tip.hidden = true; return; }
-    const [x, y] = toScreen(p.x, p.y);
-    tip.textContent = p.label;
+    placeTip(p.x, p.y, p.label, announce);
+  }
+
+  function placeTip(wx, wy, text, announce) {
+    const [x, y] = toScreen(wx, wy);
+    tip.textContent = text;
     tip.hidden = false;
     tip.style.left = `${Math.round(Math.min(Math.max(4, x + 10), cssW - 200))}px`;
     tip.style.top = `${Math.round(Math.min(Math.max(4, y + 10), cssH - 40))}px`;
-    if (announce) live.textContent = p.label;
+    if (announce) live.textContent = text;
   }
 
+  const groupLabel = (g) => `${g.members.length} sensors here; the worst: ${points[g.worst].label}. Click to zoom in.`;
+
+  // The sensor or group under the pointer: { point } or { group } or null.
   function nearest(px, py) {
-    let best = -1;
-    let bestD = HIT_RADIUS * HIT_RADIUS;
-    for (let i = 0; i < points.length; i += 1) {
-      const [x, y] = toScreen(points[i].x, points[i].y);
-      const d = (x - px) ** 2 + (y - py) ** 2;
-      if (d <= bestD) { bestD = d; best = i; }
+    let best = null;
+    let bestD = Infinity;
+    for (const g of grouped(scale())) {
+      const [x, y] = toScreen(g.x, g.y);
+      const reach = g.members.length > 1 ? groupRadius(g.members.length) : HIT_RADIUS;
+      const d = Math.hypot(x - px, y - py);
+      if (d <= reach && d < bestD) {
+        bestD = d;
+        best = g.members.length > 1 ? { group: g } : { point: g.members[0] };
+      }
     }
     return best;
   }
@@ -257,6 +521,8 @@ export function create(root, options) {
   function finishBox() {
     const b = box;
     box = null;
+    keyBox = false;
+    root.dataset.mode = '';
     redraw();
     if (!b || !options.onBox) return;
     const [lon0, lat0] = unproject(Math.min(b.x0, b.x1), Math.max(b.y0, b.y1));
@@ -266,12 +532,13 @@ export function create(root, options) {
   }
 
   canvas.addEventListener('pointerdown', (e) => {
-    canvas.setPointerCapture(e.pointerId);
+    try { canvas.setPointerCapture(e.pointerId); } catch (err) { /* a synthetic pointer */ }
     const rect = canvas.getBoundingClientRect();
     const [px, py] = [e.clientX - rect.left, e.clientY - rect.top];
     if (e.shiftKey || root.dataset.mode === 'box') {
       const [wx, wy] = toWorld(px, py);
       box = { x0: wx, y0: wy, x1: wx, y1: wy };
+      keyBox = false;
       drag = { box: true };
     } else {
       drag = { px, py, cx: view.cx, cy: view.cy };
@@ -294,24 +561,31 @@ export function create(root, options) {
       redraw();
       return;
     }
-    const i = nearest(px, py);
-    if (i !== hovered) {
-      hovered = i;
-      if (i >= 0) showTip(i, false); else if (focused < 0) tip.hidden = true;
+    const hit = nearest(px, py);
+    const same = (hit && hovered && hit.point === hovered.point && hit.group === hovered.group) || (!hit && !hovered);
+    if (!same) {
+      hovered = hit;
+      if (hit && hit.point !== undefined) showTip(hit.point, false);
+      else if (hit) placeTip(hit.group.x, hit.group.y, groupLabel(hit.group), false);
+      else if (focused < 0) tip.hidden = true;
       redraw();
     }
   });
   const endDrag = (e) => {
     if (drag && drag.box) {
-      root.dataset.mode = '';
       finishBox();
-    } else if (drag && e.type === 'pointerup' && options.onPick) {
-      // A click (no drag) on a dot picks it.
+    } else if (drag && e.type === 'pointerup') {
+      // A click (no drag): on a sensor picks it, on a group zooms into it.
       const rect = canvas.getBoundingClientRect();
       const [px, py] = [e.clientX - rect.left, e.clientY - rect.top];
       if (Math.hypot(px - drag.px, py - drag.py) < 4) {
-        const i = nearest(px, py);
-        if (i >= 0) options.onPick(points[i].reading);
+        const hit = nearest(px, py);
+        if (hit && hit.group) {
+          const [gx, gy] = toScreen(hit.group.x, hit.group.y);
+          zoomAt(4, gx, gy);
+        } else if (hit && options.onPick) {
+          options.onPick(points[hit.point].reading);
+        }
       }
     }
     drag = null;
@@ -319,7 +593,7 @@ export function create(root, options) {
   canvas.addEventListener('pointerup', endDrag);
   canvas.addEventListener('pointercancel', endDrag);
   canvas.addEventListener('pointerleave', () => {
-    if (!drag && focused < 0) { hovered = -1; tip.hidden = true; redraw(); }
+    if (!drag && focused < 0) { hovered = null; tip.hidden = true; redraw(); }
   });
   canvas.addEventListener('wheel', (e) => {
     e.preventDefault();
@@ -327,23 +601,59 @@ export function create(root, options) {
     zoomAt(e.deltaY < 0 ? 1.25 : 0.8, e.clientX - rect.left, e.clientY - rect.top);
   }, { passive: false });
 
+  // N / P: the sensors in view, nearest the centre first; the order is
+  // made again once the view has moved.
   function step(dir) {
-    if (!order.length) return;
-    const at = order.indexOf(focused);
-    const next = order[(at + dir + order.length) % order.length];
-    focused = next;
-    // Bring it into view.
-    const [x, y] = toScreen(points[next].x, points[next].y);
-    if (x < 0 || y < 0 || x > cssW || y > cssH) {
-      view.cx = points[next].x;
-      view.cy = points[next].y;
+    const key = `${view.cx},${view.cy},${view.zoom},${points.length}`;
+    if (!stepping || stepping.key !== key) {
+      const order = visible();
+      const d = (i) => (points[i].x - view.cx) ** 2 + (points[i].y - view.cy) ** 2;
+      order.sort((a, b) => d(a) - d(b) || a - b);
+      stepping = { key, order, at: -1 };
     }
-    showTip(next, true);
-    root.dataset.focused = String(next);
-    redraw();
+    const { order } = stepping;
+    if (!order.length) {
+      live.textContent = 'No sensor in view: zoom out (minus) or pan (arrows).';
+      return;
+    }
+    stepping.at = (stepping.at + dir + order.length) % order.length;
+    focused = order[stepping.at];
+    showTip(focused, true);
+    root.dataset.focused = String(focused);
+  }
+
+  // B: a box at the view's centre, sized and moved with the arrows.
+  function keyboardBox() {
+    const [x0, y0] = toWorld(cssW / 2 - BOX_START_PX / 2, cssH / 2 - BOX_START_PX / 2);
+    const [x1, y1] = toWorld(cssW / 2 + BOX_START_PX / 2, cssH / 2 + BOX_START_PX / 2);
+    box = { x0, y0, x1, y1 };
+    keyBox = true;
+    root.dataset.mode = 'box';
+    live.textContent = 'Drawing a box: the arrows size it, Shift and the arrows move it, Enter uses it, Escape drops it.';
+  }
+
+  function moveBox(dx, dy, whole) {
+    const d = BOX_STEP_PX / scale();
+    if (whole) {
+      box.x0 += dx * d; box.x1 += dx * d;
+      box.y0 += dy * d; box.y1 += dy * d;
+    } else {
+      box.x1 = Math.max(box.x0 + d, box.x1 + dx * d);
+      box.y1 = Math.max(box.y0 + d, box.y1 + dy * d);
+    }
   }
 
   canvas.addEventListener('keydown', (e) => {
+    if (keyBox && box) {
+      const arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+      if (arrows[e.key]) {
+        e.preventDefault();
+        moveBox(...arrows[e.key], e.shiftKey);
+        redraw();
+        return;
+      }
+      if (e.key === 'Enter') { e.preventDefault(); finishBox(); return; }
+    }
     const pan = 60 / scale();
     const keys = {
       ArrowLeft: () => { view.cx -= pan; },
@@ -357,11 +667,12 @@ export function create(root, options) {
       ']': () => step(1),
       p: () => step(-1),
       '[': () => step(-1),
-      Escape: () => { focused = -1; tip.hidden = true; box = null; root.dataset.mode = ''; },
+      b: () => { if (options.onBox) keyboardBox(); },
+      Escape: () => { focused = -1; tip.hidden = true; box = null; keyBox = false; root.dataset.mode = ''; },
       Enter: () => { if (focused >= 0 && options.onPick) options.onPick(points[focused].reading); },
     };
     const act = keys[e.key] || keys[e.key.toLowerCase()];
-    if (!act) return;
+    if (!act || e.ctrlKey || e.metaKey || e.altKey) return;
     e.preventDefault();
     act();
     clampView();
@@ -370,16 +681,17 @@ export function create(root, options) {
   });
   canvas.addEventListener('blur', () => {
     focused = -1;
-    if (hovered < 0) tip.hidden = true;
+    if (!hovered) tip.hidden = true;
     redraw();
   });
 
-  new ResizeObserver(() => redraw()).observe(canvas);
+  new ResizeObserver(() => { sized = false; redraw(); }).observe(canvas);
 
   /** Starts drawing a box with the pointer (the "Draw a box" button). */
   function startBox() {
     root.dataset.mode = 'box';
     canvas.focus();
+    live.textContent = 'Drag on the map to draw the box, or press B to draw it with the arrow keys.';
   }
 
   /**
@@ -388,7 +700,7 @@ export function create(root, options) {
    * `palette` (value → colour), and fits the view to them, unless
    * `keepView` (a refresh of the same map keeps where the user looks).
    */
-  function setPoints(readings, palette, legendItems, keepView = false) {
+  function setPoints(readings, palette, items, keepView = false) {
     points = [];
     for (const r of readings) {
       if (!Number.isFinite(r.lat) || !Number.isFinite(r.lon)) continue;
@@ -399,15 +711,17 @@ export function create(root, options) {
         const [x1, y1] = project(r.cell[2], r.cell[1]);
         cell = { x0, y0, x1, y1 };
       }
-      points.push({ x, y, cell, colour: palette(r.value), label: r.label, reading: r });
+      points.push({ x, y, cell, value: r.value, colour: palette(r.value), label: r.label, reading: r });
     }
-    order = points.map((_, i) => i).sort((a, b) => points[a].x - points[b].x || points[a].y - points[b].y);
+    groups = null;
+    stepping = null;
     focused = -1;
-    hovered = -1;
+    hovered = null;
     tip.hidden = true;
     root.dataset.points = String(points.length);
     if (!keepView || !cssW) fit();
-    legend.replaceChildren(...legendItems.map(({ colour, label }) => {
+    legendItems = items;
+    legend.replaceChildren(...items.map(({ colour, label }) => {
       const li = document.createElement('li');
       const sw = document.createElement('span');
       sw.className = 'swatch';
@@ -419,13 +733,13 @@ export function create(root, options) {
   }
 
   function fit() {
+    resize();
     if (!points.length) { view = { zoom: 1, cx: 0.5, cy: 0.5 }; return; }
     let [x0, y0, x1, y1] = [1, 1, 0, 0];
     for (const p of points) {
       x0 = Math.min(x0, p.x); x1 = Math.max(x1, p.x);
       y0 = Math.min(y0, p.y); y1 = Math.max(y1, p.y);
     }
-    resize();
     const span = Math.max(x1 - x0, (y1 - y0) * (cssW / Math.max(1, cssH)), 1e-4);
     view = { zoom: Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, 0.85 / span / (Math.min(cssW, cssH * 1.6) / cssW))),
       cx: (x0 + x1) / 2, cy: (y0 + y1) / 2 };
@@ -437,4 +751,9 @@ export function create(root, options) {
   function zoom(factor) { resize(); zoomAt(factor, cssW / 2, cssH / 2); }
 
   return { setPoints, startBox, redraw, zoom, point: (i) => points[i] };
+}
+
+// How bad a value is, for a group's colour: a missing value is the least.
+function rank(value) {
+  return Number.isFinite(value) ? value : -Infinity;
 }

@@ -1,80 +1,59 @@
 // airq web page: the result view. Reads an answer (CSV, NDJSON or
-// GeoJSON) once, then shows its summary, the bar chart and band totals,
-// the map (map.js), the time chart (timechart.js) and the preview table
-// (table.js), and keeps its bytes for the Download button.
+// GeoJSON) as it downloads, then shows its summary, the bar chart and band
+// totals, the map (map.js), the time chart (timechart.js) and the preview
+// table (table.js), and keeps its bytes for the Download button.
+//
+// The answer is parsed off the page's thread, in a worker (parse.js) that
+// is handed the answer's bytes as they arrive and gives back only what is
+// drawn: a large answer (450,000 readings, 40 MB) once froze the page for
+// most of a second while it was parsed, and held every reading. What is
+// left to the page's thread is kept to short tasks, so that the page
+// answers a click or a scroll while an answer loads: while it downloads,
+// each half MB of it is copied into a Blob (the Download button's bytes)
+// and the chunks themselves handed to the worker, and the reading yields
+// every few milliseconds (chunks that have already arrived would
+// otherwise be read all in one task); once it is parsed, the view is
+// drawn a part a task. Where no worker starts (a browser without module
+// workers), the page parses the whole answer itself at the end with the
+// same code (parse.js's AnswerReader), as it used to.
 
 import { state } from './state.js';
-import { $, apiSeconds, fmtBytes, fmtCompact, fmtInt } from './util.js';
+import { $, fmtBytes, fmtCompact, fmtInt } from './util.js';
 import {
-  barIndex, barsOf, bandColours, colourOf, indexOf, indexValue, rangeText,
+  barsOf, bandColours, colourOf, indexOf, rangeText,
 } from './indices.js';
 import { FIELD_INPUTS, applyPlace, describe } from './form.js';
-import { setStatus, stopElapsed } from './status.js';
+import { setStatus, stopElapsed, titleWhileHidden } from './status.js';
 import { drawTable } from './table.js';
 import { create as createMap } from './map.js';
 // One SVG element maker and one axis-step rule for both charts: the time
 // chart's.
-import { draw as drawTimes, niceStep, svg } from './timechart.js';
-import {
-  drawSeries, isAggregate, mapPoints, periodSeries, pm25Colour,
-} from './aggregate.js';
+import { drawBinned, niceStep, svg } from './timechart.js';
+import { drawSeries, pm25Colour } from './aggregate.js';
+import { AnswerReader, COLUMNS, unpackPoints } from './parse.js';
 
-// The columns of every answer, in the CSV's order; NDJSON and GeoJSON
-// carry the same fields under the same names.
-const COLUMNS = ['id', 'timestamp', 'sensor_id', 'sensor_type', 'loc_id', 'loc_country',
-  'loc_lat', 'loc_long', 'loc_alt', 'P1', 'P2', 'AQI', 'Range'];
-const PREVIEW_ROWS = 100;
+// How often, at most, the status line says how much of an answer has
+// come (it is a live region: a screen reader reads each change).
+const PROGRESS_MS = 1000;
+// The downloaded bytes go into a Blob, and then to the worker, this many
+// at a time: each Blob copies them (a Blob's bytes are the browser's, not
+// the page's heap), in a few milliseconds at most.
+const BATCH_BYTES = 512 * 1024;
+// The longest the reading runs before it lets the page do something else.
+const SLICE_MS = 8;
 
-// ------------------------------------------------------------------ CSV
-
-// RFC 4180 records of `text`, each passed to `onRecord` as an array.
-function parseCsv(text, onRecord) {
-  const n = text.length;
-  let i = 0;
-  while (i < n) {
-    const record = [];
-    for (;;) {
-      let value;
-      if (text.charCodeAt(i) === 34) {
-        value = '';
-        let j = i + 1;
-        for (;;) {
-          const q = text.indexOf('"', j);
-          if (q < 0) {
-            value += text.slice(j);
-            i = n;
-            break;
-          }
-          value += text.slice(j, q);
-          if (text.charCodeAt(q + 1) === 34) {
-            value += '"';
-            j = q + 2;
-          } else {
-            i = q + 1;
-            break;
-          }
-        }
-      } else {
-        let j = i;
-        while (j < n) {
-          const c = text.charCodeAt(j);
-          if (c === 44 || c === 10 || c === 13) break;
-          j += 1;
-        }
-        value = text.slice(i, j);
-        i = j;
-      }
-      record.push(value);
-      if (text.charCodeAt(i) === 44) {
-        i += 1;
-        continue;
-      }
-      if (text.charCodeAt(i) === 13) i += 1;
-      if (text.charCodeAt(i) === 10) i += 1;
-      break;
-    }
-    onRecord(record);
-  }
+// The next task: the page renders and takes input in between. (A message
+// to itself, not a timer: a hidden tab's timers are slowed to one a
+// second or less, and an answer may be read in a tab in the background.)
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
 }
 
 function filenameFrom(headers, ext) {
@@ -84,32 +63,189 @@ function filenameFrom(headers, ext) {
   return name || `airq-result.${ext}`;
 }
 
-// ----------------------------------------------------------- NDJSON, GeoJSON
+// ------------------------------------------------------------- reading
 
-// A JSON field as the CSV would show it: null as an empty cell.
-const cellOf = (v) => (v === null || v === undefined ? '' : String(v));
+// The answer being read, if any: { stop() } ends it (a newer flow's
+// hideResult does).
+let reading = null;
 
-// The rows of an NDJSON or GeoJSON answer as records in the CSV's
-// column order (a reading's, or an aggregate's in the order its first row
-// has them), the header first, each passed to `onRecord`.
-function parseJsonAnswer(text, format, onRecord) {
-  let columns = null;
-  const take = (fields) => {
-    if (!fields || typeof fields !== 'object') throw new Error('the answer holds something that is not a reading');
-    if (columns === null) {
-      columns = 'period_start' in fields ? Object.keys(fields) : COLUMNS;
-      onRecord(columns);
-    }
-    onRecord(columns.map((c) => cellOf(fields[c])));
+// A worker (parse.js) to read an answer in `format` shown with the index
+// `indexKey`: { worker, outcome }, `outcome` resolving to its first word:
+// { type: 'done', summary }, { type: 'error', message } (the answer could
+// not be read), { type: 'failed' } (the worker itself failed: it did not
+// load, say) or { type: 'stopped' }. Null where none can be started.
+// Its URL is the page's (index.html's data-parser), which the gateway pins
+// to the module's version as it pins the page's other links.
+function startWorker(format, indexKey) {
+  const url = $('results').dataset.parser;
+  if (!url || typeof Worker !== 'function') return null;
+  let worker;
+  try {
+    worker = new Worker(url, { type: 'module' });
+  } catch (e) {
+    return null;
+  }
+  let settle;
+  const outcome = new Promise((resolve) => { settle = resolve; });
+  worker.onmessage = (event) => settle(event.data);
+  // An error the worker did not catch: it failed to load or to run. Not
+  // the page's error (the page reads the answer itself instead).
+  worker.onerror = (event) => {
+    event.preventDefault();
+    settle({ type: 'failed' });
   };
-  if (format === 'ndjson') {
-    for (const line of text.split('\n')) {
-      if (line.trim() !== '') take(JSON.parse(line));
+  worker.onmessageerror = () => settle({ type: 'failed' });
+  worker.postMessage({
+    type: 'start', format, indexKey, index: indexOf(indexKey),
+  });
+  return {
+    worker,
+    outcome,
+    stop(word) {
+      worker.terminate();
+      settle(word);
+    },
+  };
+}
+
+/**
+ * Reads the answer `resp` (a 200) as it comes, showing in the status line
+ * how much has: its bytes go to a worker that parses them, and are kept
+ * for the Download button. Resolves to the answer for showResult, or to
+ * null when it is no longer wanted (`wanted()` turned false, or a newer
+ * flow hid the result): its reading and its worker are stopped then.
+ * Rejects with why the answer could not be read (a line that is not
+ * JSON, say: flow.js shows it as the query's failure), or with the
+ * fetch's error (its AbortError when a newer flow aborted it).
+ */
+export async function readAnswer(resp, wanted) {
+  const headers = resp.headers;
+  // The answer says what it is: its format by its type, its index by
+  // X-Airq-Index (a result opened from a link may not be the form's).
+  const type = (headers.get('Content-Type') || '').split(';')[0].trim().toLowerCase();
+  const format = Object.keys(state.formats).find((f) => state.formats[f].type === type) || state.defaultFormat;
+  const said = (headers.get('X-Airq-Index') || '').trim();
+  const shownQuery = state.shownQuery;
+  const indexKey = state.indices[said] ? said : ((shownQuery && state.indices[shownQuery.index]) ? shownQuery.index : state.defaultIndex);
+  // The length the bytes will add up to, when the server says it: not for
+  // a compressed answer (its Content-Length counts the compressed bytes).
+  const encoding = (headers.get('Content-Encoding') || 'identity').trim().toLowerCase();
+  const length = Number(headers.get('Content-Length'));
+  const total = encoding === 'identity' && length > 0 ? length : 0;
+
+  if (reading) reading.stop();
+  const parser = startWorker(format, indexKey);
+  const body = resp.body ? resp.body.getReader() : null;
+  let stopped = false;
+  const me = {
+    stop() {
+      stopped = true;
+      if (body) body.cancel().catch(() => {});
+      if (parser) parser.stop({ type: 'stopped' });
+    },
+  };
+  reading = me;
+  const isWanted = () => !stopped && wanted();
+  // The worker's first word ends what it is sent; an answer it cannot
+  // read is not downloaded further.
+  let workerAlive = Boolean(parser);
+  let failure = null;
+  if (parser) {
+    parser.outcome.then((word) => {
+      workerAlive = false;
+      if (word.type !== 'error') return;
+      failure = word.message;
+      if (body) body.cancel().catch(() => {});
+    });
+  }
+  let waiting = null;
+  try {
+    const parts = [];
+    let pending = [];
+    let pendingBytes = 0;
+    // The pending bytes into the Blob's parts (a copy), then to the worker
+    // (handed over: its buffers are the worker's then).
+    const flush = () => {
+      if (!pending.length) return;
+      parts.push(new Blob(pending));
+      if (workerAlive) {
+        const buffers = [...new Set(pending.map((c) => c.buffer))];
+        parser.worker.postMessage({ type: 'chunks', chunks: pending }, buffers);
+      }
+      pending = [];
+      pendingBytes = 0;
+    };
+    let received = 0;
+    let toldAt = performance.now();
+    let progressed = false;
+    let slice = performance.now();
+    while (body) {
+      const { done, value } = await body.read();
+      if (!isWanted()) {
+        me.stop();
+        return null;
+      }
+      if (done || failure !== null) break;
+      received += value.byteLength;
+      pending.push(value);
+      pendingBytes += value.byteLength;
+      if (pendingBytes >= BATCH_BYTES) flush();
+      const now = performance.now();
+      if (now - toldAt >= PROGRESS_MS) {
+        toldAt = now;
+        progressed = true;
+        $('status-text').textContent = total
+          ? `Receiving the answer: ${fmtBytes(received)} of ${fmtBytes(total)}…`
+          : `Receiving the answer: ${fmtBytes(received)} so far…`;
+      }
+      if (now - slice >= SLICE_MS) {
+        await nextTask();
+        slice = performance.now();
+      }
     }
-  } else {
-    const doc = JSON.parse(text);
-    if (!doc || !Array.isArray(doc.features)) throw new Error('the answer is not a GeoJSON FeatureCollection');
-    for (const feature of doc.features) take(feature && feature.properties);
+    const receivedAt = Date.now();
+    if (failure !== null) throw new Error(failure);
+    flush();
+    const blob = new Blob(parts, { type: state.formats[format].type });
+
+    let word = { type: 'failed' };
+    if (parser) {
+      if (workerAlive) parser.worker.postMessage({ type: 'end' });
+      // The worker may lag behind a fast download by a second or so.
+      waiting = setTimeout(() => {
+        if (isWanted()) $('status-text').textContent = `Received ${fmtBytes(received)}; reading it…`;
+      }, progressed ? 0 : 500);
+      word = await parser.outcome;
+      parser.stop({ type: 'stopped' });
+    }
+    if (!isWanted() || word.type === 'stopped') {
+      me.stop();
+      return null;
+    }
+    if (word.type === 'error') throw new Error(word.message);
+    let summary;
+    if (word.type === 'done') {
+      // Its points, in the task that took its message; the view is drawn
+      // from the next.
+      summary = word.summary;
+      summary.points = unpackPoints(summary.points);
+      await nextTask();
+      if (!isWanted()) return null;
+    } else {
+      // No worker: read here, the whole answer at once.
+      const bytes = new Uint8Array(await blob.arrayBuffer());
+      if (!isWanted()) return null;
+      const reader = new AnswerReader(format, indexKey);
+      reader.push(bytes);
+      summary = reader.end();
+    }
+    return {
+      summary, blob, headers, format, indexKey, receivedAt,
+    };
+  } finally {
+    clearTimeout(waiting);
+    if (parser) parser.stop({ type: 'stopped' });
+    if (reading === me) reading = null;
   }
 }
 
@@ -117,7 +253,14 @@ function parseJsonAnswer(text, format, onRecord) {
 
 let current = null; // { url, filename, size }
 
+// Counts the results shown (hideResult too): a result drawn over several
+// tasks stops when a newer flow has hidden it.
+let shown = 0;
+
 export function hideResult() {
+  // A newer flow: the answer still being read or drawn is not wanted.
+  shown += 1;
+  if (reading) reading.stop();
   $('result').hidden = true;
   stopElapsed();
 }
@@ -126,78 +269,29 @@ export function hideResult() {
 let chartState = null;
 let chartWidth = 0;
 
-export function showResult(buf, headers, how) {
+/**
+ * Shows an answer as readAnswer gives it; `how` says how it came. Drawn a
+ * part a task (the summary and the bar chart, the map, the time chart,
+ * the table), done when it resolves; it stops if a newer flow hides the
+ * result meanwhile.
+ */
+export async function showResult(answer, how) {
+  const my = ++shown;
   stopElapsed();
-  const bytes = new Uint8Array(buf);
-  const text = new TextDecoder('utf-8').decode(bytes);
-  // The answer says what it is: its format by its type, its index by
-  // X-Airq-Index (a result opened from a link may not be the form's).
-  const type = (headers.get('Content-Type') || '').split(';')[0].trim().toLowerCase();
-  const format = Object.keys(state.formats).find((f) => state.formats[f].type === type) || state.defaultFormat;
-  const said = (headers.get('X-Airq-Index') || '').trim();
+  const {
+    summary, blob, headers, format, indexKey,
+  } = answer;
+  const {
+    header, rows, aggregate, preview,
+  } = summary;
   const shownQuery = state.shownQuery;
-  const indexKey = state.indices[said] ? said : ((shownQuery && state.indices[shownQuery.index]) ? shownQuery.index : state.defaultIndex);
-  const bars = barsOf(indexKey);
-  const counts = new Array(bars.length).fill(0);
-  const preview = [];
-  let header = null;
-  let aqiCol = -1;
-  let col = {};
-  let rows = 0;
-  // For the map, each sensor's latest reading; for the time chart, every
-  // reading's time and band.
-  const sensors = new Map();
-  const times = [];
-  const bandsOf = [];
-  const ix = indexOf(indexKey);
-  const onRecord = (record) => {
-    if (header === null) {
-      header = record;
-      aqiCol = record.indexOf('AQI');
-      col = Object.fromEntries(COLUMNS.map((c) => [c, record.indexOf(c)]));
-      return;
-    }
-    rows += 1;
-    if (preview.length < PREVIEW_ROWS) preview.push(record);
-    const value = indexValue(record[aqiCol]);
-    const bar = barIndex(bars, value);
-    if (bar >= 0) counts[bar] += 1;
-    const t = apiSeconds(record[col.timestamp]);
-    const band = ix.bands.findIndex((b) => value >= b.lo && value <= b.hi);
-    if (t !== null && band >= 0) {
-      times.push(t);
-      bandsOf.push(band);
-    }
-    const id = record[col.sensor_id];
-    const seen = sensors.get(id);
-    if (!seen || (t !== null && t >= seen.t)) sensors.set(id, { t, record });
-  };
-  // An aggregate's rows are kept whole (a row per period and group).
-  const all = [];
-  const onAny = (record) => {
-    if (header === null && isAggregate(record)) {
-      header = record;
-      return;
-    }
-    if (header !== null && isAggregate(header)) {
-      rows += 1;
-      all.push(record);
-      if (preview.length < PREVIEW_ROWS) preview.push(record);
-      return;
-    }
-    onRecord(record);
-  };
-  if (format === 'csv') parseCsv(text, onAny);
-  else parseJsonAnswer(text, format, onAny);
-  const aggregate = isAggregate(header);
   const declared = headers.get('X-Airq-Rows');
   if (declared !== null && Number(declared) !== rows) {
     console.warn(`airq: the server counted ${declared} rows, the page ${rows}`);
   }
 
   if (current) URL.revokeObjectURL(current.url);
-  const blob = new Blob([bytes], { type: state.formats[format].type });
-  current = { url: URL.createObjectURL(blob), filename: filenameFrom(headers, state.formats[format].ext), size: bytes.length };
+  current = { url: URL.createObjectURL(blob), filename: filenameFrom(headers, state.formats[format].ext), size: blob.size };
 
   const result = $('result');
   result.dataset.rows = String(rows);
@@ -212,41 +306,64 @@ export function showResult(buf, headers, how) {
   $('query-desc').hidden = !shownQuery;
   const label = `Download ${state.formats[format].label}`;
   $('download').textContent = label;
-  $('download').setAttribute('aria-label', `${label} (${current.filename}, ${fmtBytes(bytes.length)})`);
+  $('download').setAttribute('aria-label', `${label} (${current.filename}, ${fmtBytes(blob.size)})`);
+  // What the parts drawn later show meanwhile: nothing of the result
+  // before.
+  $('map').hidden = true;
+  $('timechart').replaceChildren();
+  $('preview').tHead.replaceChildren();
+  $('preview').tBodies[0].replaceChildren();
   result.hidden = false;
   result.dataset.aggregate = String(aggregate);
   $('chart').closest('figure').hidden = aggregate;
-  if (aggregate) {
-    chartState = null;
-    showAggregate(header, all, indexKey);
-  } else {
-    chartState = { counts, indexKey };
-    mapTitle = mapTitle ?? $('map-title').textContent;
-    $('map-title').textContent = mapTitle;
-    $('map').hidden = false;
-    drawMap(sensors, col, indexKey);
-    drawTimeChart(times, bandsOf, indexKey);
-    drawChart(counts, indexKey);
-    drawBands(counts, rows, indexKey);
+  const steps = aggregate
+    ? [() => {
+      chartState = null;
+      showAggregate(summary.series, summary.points, indexKey);
+    }]
+    : [
+      () => {
+        chartState = { counts: summary.counts, indexKey };
+        drawChart(summary.counts, indexKey);
+        drawBands(summary.counts, rows, indexKey);
+      },
+      () => {
+        mapTitle = mapTitle ?? $('map-title').textContent;
+        $('map-title').textContent = mapTitle;
+        $('map').hidden = false;
+        drawMap(summary.points, indexKey);
+      },
+      () => drawTimeChart(summary.times, indexKey),
+    ];
+  steps.push(() => drawTable(header || COLUMNS, preview, rows, indexKey));
+  for (const [i, step] of steps.entries()) {
+    if (i > 0) {
+      await nextTask();
+      if (my !== shown) return;
+    }
+    step();
   }
-  drawTable(header || COLUMNS, preview, rows, indexKey);
-  setStatus('done', rows ? 'Done.' : 'Done: no reading matches this query.');
+  const what = aggregate
+    ? `${fmtInt(rows)} ${rows === 1 ? 'row' : 'rows'} of statistics`
+    : `${fmtInt(rows)} ${rows === 1 ? 'reading' : 'readings'}`;
+  setStatus('done', rows ? `Done: ${what}.` : 'Done: no reading matches this query.');
+  // Seen from another tab: the tab's title says it is done.
+  titleWhileHidden(`Done (${rows ? what : 'no readings'}) · airq`);
 }
 
 // The map's caption for readings (an aggregate's replaces it).
 let mapTitle = null;
 
 // An aggregate's views: the period series, and the map where its groups
-// have a place (cells and sensors).
-function showAggregate(header, records, indexKey) {
+// have a place (cells and sensors); both made by the worker from the rows
+// (aggregate.js's periodSeries and mapPoints).
+function showAggregate(series, points, indexKey) {
   mapTitle = mapTitle ?? $('map-title').textContent;
-  const series = periodSeries(header, records);
   drawSeries($('timechart'), series, indexKey);
   $('timechart-title').textContent = `PM2.5 mean per period (µg/m³) over the ${indexOf(indexKey).short} bands; grey bars: coverage`;
-  const points = mapPoints(header, records, indexKey);
   $('map').hidden = points.length === 0;
   if (points.length) {
-    if (!map) drawMap(new Map(), {}, indexKey);
+    if (!map) drawMap([], indexKey);
     const legend = indexOf(indexKey).bands.map((b) => ({
       colour: colourOf(indexKey)(b.hi), label: `${b.name}: PM2.5 from ${b.pm25From} µg/m³`,
     }));
@@ -257,27 +374,14 @@ function showAggregate(header, records, indexKey) {
 
 let map = null;
 
-function drawMap(sensors, col, indexKey) {
+// The map of each sensor's latest reading (`points`, made by the worker:
+// { lat, lon, value, label }).
+function drawMap(points, indexKey) {
   if (!map) {
     map = createMap($('map'), { onBox: boxToForm });
     $('map-zoom-in').addEventListener('click', () => map.zoom(1.5));
     $('map-zoom-out').addEventListener('click', () => map.zoom(1 / 1.5));
     $('map-box').addEventListener('click', () => map.startBox());
-  }
-  const ix = indexOf(indexKey);
-  const points = [];
-  for (const [id, { record }] of sensors) {
-    const value = indexValue(record[col.AQI]);
-    const p1 = record[col.P1];
-    const p2 = record[col.P2];
-    points.push({
-      lat: Number(record[col.loc_lat]),
-      lon: Number(record[col.loc_long]),
-      value,
-      label: `Sensor ${id} (${record[col.sensor_type]}, ${record[col.loc_country]}) · `
-        + `${record[col.timestamp]} UTC · PM10 ${p1 || '–'} · PM2.5 ${p2 || '–'} µg/m³ · `
-        + (Number.isFinite(value) ? `${ix.short} ${value} (${record[col.Range]})` : `no ${ix.short} (too little data)`),
-    });
   }
   const shownIx = indexOf(indexKey);
   const legend = shownIx.valueColours.length
@@ -297,8 +401,9 @@ function boxToForm(box) {
   $('map').querySelector('.map-live').textContent = `The query's box is now longitudes ${box[0]} to ${box[2]}, latitudes ${box[1]} to ${box[3]}.`;
 }
 
-function drawTimeChart(times, bandsOf, indexKey) {
-  const data = drawTimes($('timechart'), times, bandsOf, bandColours(indexKey));
+// The time chart of the readings' bins (binned by the worker).
+function drawTimeChart(bins, indexKey) {
+  const data = drawBinned($('timechart'), bins, bandColours(indexKey));
   $('timechart-title').textContent = `Readings per ${data.bin === 86400 ? 'day' : 'hour'} (UTC), stacked by ${indexOf(indexKey).short} band`;
 }
 

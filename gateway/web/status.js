@@ -9,12 +9,30 @@ import { resultUrl } from './form.js';
 let elapsedTimer = null;
 let elapsedSince = 0;
 
+// The tab's title for the flow's state (setStatus sets it).
+let stateTitle = document.title;
+
 export function setStatus(stateName, text) {
   const box = $('status');
   box.dataset.state = stateName;
   $('status-text').textContent = text;
   const titles = { queued: 'Queued', running: 'Running', submitting: 'Running', failed: 'Failed' };
-  document.title = titles[stateName] ? `${titles[stateName]} · airq` : 'airq · air-quality readings';
+  stateTitle = titles[stateName] ? `${titles[stateName]} · airq` : 'airq · air-quality readings';
+  document.title = stateTitle;
+}
+
+// While the tab is hidden, `title` is its title (what the flow came to,
+// seen from another tab: "Done (1,234 readings) · airq"), until the tab is
+// seen again (the state's own title then) or the state changes.
+export function titleWhileHidden(title) {
+  if (!document.hidden) return;
+  document.title = title;
+  const back = () => {
+    if (document.hidden) return;
+    document.removeEventListener('visibilitychange', back);
+    if (document.title === title) document.title = stateTitle;
+  };
+  document.addEventListener('visibilitychange', back);
 }
 
 function tickElapsed() {

@@ -26,7 +26,14 @@ export function drawTable(header, rows, total, indexKey) {
     mark.className = 'sort-mark';
     mark.setAttribute('aria-hidden', 'true');
     mark.textContent = ' ↕';
-    button.append(name, mark);
+    // Breakable after each underscore (`loc_<wbr>country`), so that the
+    // table fits a wide window rather than scrolling; the name reads and
+    // copies the same.
+    name.split('_').forEach((part, k) => {
+      if (k > 0) button.append('_', document.createElement('wbr'));
+      button.append(part);
+    });
+    button.append(mark);
     button.addEventListener('click', () => sortBy(i));
     th.append(button);
     tr.append(th);

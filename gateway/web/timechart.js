@@ -2,8 +2,13 @@
 // when the result spans more than three days) stacked by band, in the
 // index's palette. SVG, drawn at the width it is shown at.
 //
-// A module: result.js draws the chart with `draw`, and its value chart
-// with this module's SVG element maker (`svg`) and axis-step rule.
+// A module: result.js draws the chart with `drawBinned`, and its value
+// chart with this module's SVG element maker (`svg`) and axis-step rule.
+// The binning is apart from the drawing, and counts as the readings come
+// (`binner`): the worker that reads an answer (parse.js) bins its
+// readings as it parses them, so that the page never holds every
+// reading's time, only the bins. No DOM is touched until a chart is
+// drawn, so the worker can import this module.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const HOUR = 3600;
@@ -35,28 +40,79 @@ function label(t, bin) {
 }
 
 /**
- * Bins `times` (Unix seconds) with their band positions `bands` (same
- * length) into hours or days: { bin, start, counts: [[per band]…] }.
+ * Counts readings into hours as they come, { add(t, band), done() }:
+ * `done` gives the bins `bin` gives for the same readings (hours, or days
+ * when they span more than three days: that is only known at the end, and
+ * a day is 24 whole hours, so the hours fold into days then). Its memory
+ * is one count per band per hour that has a reading, whatever the number
+ * of readings.
  */
-export function bin(times, bandOf, bandCount) {
+export function binner(bandCount) {
+  const hours = new Map();
   let lo = Infinity;
   let hi = -Infinity;
-  for (const t of times) { if (t < lo) lo = t; if (t > hi) hi = t; }
-  if (!Number.isFinite(lo)) return { bin: HOUR, start: 0, counts: [] };
-  const width = hi - lo > 3 * DAY ? DAY : HOUR;
-  const start = Math.floor(lo / width) * width;
-  const n = Math.floor((hi - start) / width) + 1;
-  const counts = Array.from({ length: n }, () => new Array(bandCount).fill(0));
-  times.forEach((t, i) => { counts[Math.floor((t - start) / width)][bandOf[i]] += 1; });
-  return { bin: width, start, counts };
+  // Readings come in runs of the same hour: the last hour's counts are at
+  // hand without a look-up.
+  let lastHour = NaN;
+  let last = null;
+  return {
+    add(t, band) {
+      if (t < lo) lo = t;
+      if (t > hi) hi = t;
+      const hour = Math.floor(t / HOUR);
+      if (hour !== lastHour) {
+        last = hours.get(hour);
+        if (!last) {
+          last = new Array(bandCount).fill(0);
+          hours.set(hour, last);
+        }
+        lastHour = hour;
+      }
+      last[band] += 1;
+    },
+    done() {
+      if (!Number.isFinite(lo)) return { bin: HOUR, start: 0, counts: [] };
+      const width = hi - lo > 3 * DAY ? DAY : HOUR;
+      const start = Math.floor(lo / width) * width;
+      const n = Math.floor((hi - start) / width) + 1;
+      const counts = Array.from({ length: n }, () => new Array(bandCount).fill(0));
+      // Whole seconds: floor((t - start) / width) is the reading's hour
+      // floored to `width`, less the first bin's.
+      const hoursPer = width / HOUR;
+      const first = start / width;
+      for (const [hour, perBand] of hours) {
+        const row = counts[Math.floor(hour / hoursPer) - first];
+        perBand.forEach((c, b) => { row[b] += c; });
+      }
+      return { bin: width, start, counts };
+    },
+  };
 }
 
 /**
- * Draws into `host` (an element) the binned readings; `bands` is
- * [{ label, colour }], lowest first. Returns the bins, for a text summary.
+ * Bins `times` (Unix seconds) with their band positions `bandOf` (same
+ * length) into hours or days: { bin, start, counts: [[per band]…] }.
+ */
+export function bin(times, bandOf, bandCount) {
+  const b = binner(bandCount);
+  times.forEach((t, i) => b.add(t, bandOf[i]));
+  return b.done();
+}
+
+/**
+ * Draws into `host` (an element) the readings at `times` with their band
+ * positions `bandOf`; `bands` is [{ label, colour }], lowest first.
+ * Returns the bins, for a text summary.
  */
 export function draw(host, times, bandOf, bands) {
-  const data = bin(times, bandOf, bands.length);
+  return drawBinned(host, bin(times, bandOf, bands.length), bands);
+}
+
+/**
+ * Draws into `host` the bins `data` (as `bin` or a `binner` gives them);
+ * `bands` as for `draw`. Returns `data`.
+ */
+export function drawBinned(host, data, bands) {
   host.replaceChildren();
   host.dataset.bins = String(data.counts.length);
   host.dataset.bin = data.bin === DAY ? 'day' : 'hour';

@@ -423,19 +423,25 @@ mod described {
         summary = "The web page",
         description = "A form for queries, served with its files by the gateway (no CDN). \
             `Cache-Control: no-cache`, a strong `ETag`, and a `Content-Security-Policy` that \
-            allows only this gateway.",
+            allows only this gateway. Gzipped (once, when the gateway starts) for a request \
+            that accepts it.",
         params(
             ("If-None-Match" = Option<String>, Header,
                 description = "An `ETag` from an earlier answer: `304` while the page is the same"),
+            ("Accept-Encoding" = Option<String>, Header,
+                description = "`gzip` to get the page gzipped"),
         ),
         responses(
             (status = 200, description = "The page", content_type = "text/html", body = String,
                 headers(
-                    ("ETag" = String, description = "The page's version"),
+                    ("ETag" = String, description = "The page's version, `\"<version>-gzip\"` when gzipped"),
                     ("Cache-Control" = String, description = "`no-cache`"),
                     ("Content-Security-Policy" = String, description = "Only this gateway"),
+                    ("Content-Encoding" = String, description = "`gzip` when the request accepted it"),
+                    ("Vary" = String, description = "`accept-encoding`"),
                 )),
-            (status = 304, description = "Not modified (a matching `If-None-Match`)",
+            (status = 304, description = "Not modified (`If-None-Match` names the representation \
+                the request would get)",
                 headers(("ETag" = String, description = "The page's version"))),
         )
     )]
@@ -456,14 +462,19 @@ mod described {
             ("v" = Option<String>, Query, description = "The file's version, as the page links it"),
             ("If-None-Match" = Option<String>, Header,
                 description = "An `ETag` from an earlier answer: `304` while the file is the same"),
+            ("Accept-Encoding" = Option<String>, Header,
+                description = "`gzip` to get the file gzipped (computed once, when the gateway starts)"),
         ),
         responses(
             (status = 200, description = "The file", content((String = "text/css"), (String = "text/javascript"), (String = "image/svg+xml")),
                 headers(
-                    ("ETag" = String, description = "The file's version"),
+                    ("ETag" = String, description = "The file's version, `\"<version>-gzip\"` when gzipped"),
                     ("Cache-Control" = String, description = "`public, max-age=31536000, immutable` with the current `v`, else `no-cache`"),
+                    ("Content-Encoding" = String, description = "`gzip` when the request accepted it"),
+                    ("Vary" = String, description = "`accept-encoding`"),
                 )),
-            (status = 304, description = "Not modified (a matching `If-None-Match`)",
+            (status = 304, description = "Not modified (`If-None-Match` names the representation \
+                the request would get)",
                 headers(("ETag" = String, description = "The file's version"))),
             (status = 404, description = "No such file", body = super::schema::ErrorBody),
         )

@@ -27,6 +27,7 @@
 
 #![cfg(unix)]
 
+mod at_size;
 #[path = "../support/mod.rs"]
 mod support;
 mod webdriver;
@@ -126,8 +127,8 @@ async fn the_query_page_in_headless_chromium() {
     }
 }
 
-/// Sensors of the live tier in the test, west of every sample sensor (so
-/// that the map's first sensor from the west, N, is one of them).
+/// Sensors of the live tier in the test, in Alaska, a few kilometres
+/// apart (the keyboard walk pans and zooms to the first).
 const LIVE_SENSORS: [(u64, &str, &str); 3] = [
     (900_001, "61.2181", "-149.9003"),
     (900_002, "61.3000", "-149.5000"),
@@ -348,6 +349,144 @@ impl Test<'_> {
         .map(drop)
     }
 
+    /// The result's map zoomed out to the whole world: along the latitudes
+    /// where outlines crossing ±180° used to draw a line across the map
+    /// (Fiji at 16° S, Russia at 65° N and 71.5° N), stretches of open sea
+    /// are the sea's colour, but for columns near a sensor (`places`,
+    /// whose dots and groups are drawn there).
+    async fn no_line_across_the_map(
+        &self,
+        places: &std::collections::BTreeMap<String, (f64, f64)>,
+    ) -> anyhow::Result<()> {
+        let canvas = self.find("#map canvas").await?;
+        canvas.send_keys(&"-".repeat(20)).await?;
+        // A little north of the centre, so that 71.5° N is in view.
+        self.pan_to("map", (0.5, 0.4), 0).await?;
+        let view = self.map_view("map").await?;
+        // Open sea on the 110 m outlines: no country polygon holds any
+        // point of these stretches (checked once against the outlines).
+        let latitudes: [(f64, &[(f64, f64)]); 3] = [
+            (-16.0, &[(-140.0, -90.0)]),
+            (65.0, &[(-60.0, -55.0), (-36.0, -27.0), (-4.0, 6.0)]),
+            (71.5, &[(-68.0, -60.0), (-18.0, -12.0), (30.0, 48.0)]),
+        ];
+        // A group's disc (radius up to 14 px, 1.5 px of edge) is centred
+        // within its 28 px grid square, so it reaches at most 56 px from
+        // any of its sensors.
+        let clear = 56.0;
+        let dots: Vec<(f64, f64)> = places
+            .values()
+            .map(|&(lon, lat)| view.screen(lon, lat))
+            .collect();
+        for (lat, stretches) in latitudes {
+            let y = view.screen(0.0, lat).1;
+            let mut columns = Vec::new();
+            for &(west, east) in stretches {
+                let (x0, x1) = (view.screen(west, lat).0, view.screen(east, lat).0);
+                columns.extend(
+                    (x0.ceil() as i64..=x1.floor() as i64)
+                        .map(|x| x as f64)
+                        .filter(|&x| dots.iter().all(|&(dx, dy)| (dx - x).hypot(dy - y) > clear)),
+                );
+            }
+            ensure!(
+                columns.len() >= 5 && (0.0..view.h).contains(&y),
+                "latitude {lat}: {} clear columns at y {y} in {view:?}",
+                columns.len()
+            );
+            let rows: Vec<f64> = (-2..=2).map(|d| y.round() + f64::from(d)).collect();
+            let off = self
+                .js(
+                    "const [cols, rows] = arguments; \
+                     const c = document.querySelector('#map canvas'); \
+                     const k = c.width / c.getBoundingClientRect().width; \
+                     const ctx = c.getContext('2d'); \
+                     return rows.map(y => cols.filter(x => { \
+                       const d = ctx.getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data; \
+                       return Math.abs(d[0] - 0xdb) > 12 || Math.abs(d[1] - 0xe9) > 12 || Math.abs(d[2] - 0xf4) > 12; \
+                     }).length / cols.length);",
+                    vec![json!(columns), json!(rows)],
+                )
+                .await?;
+            let worst = off
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_f64).fold(0.0, f64::max))
+                .unwrap_or(1.0);
+            ensure!(
+                worst < 0.1,
+                "a line crosses the map at latitude {lat}: in rows {rows:?}, {off} of the sea's pixels are not sea"
+            );
+        }
+        self.screenshot("map-world.png").await?;
+        Ok(())
+    }
+
+    /// Waits for two animation frames, so that the maps have drawn what
+    /// the keys sent before asked for.
+    async fn frames(&self) -> anyhow::Result<()> {
+        self.s
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+                vec![],
+            )
+            .await
+            .context("waiting for the page to draw")?;
+        Ok(())
+    }
+
+    /// Where the map `map` (its element id) looks, as its last frame drew.
+    async fn map_view(&self, map: &str) -> anyhow::Result<MapView> {
+        self.frames().await?;
+        let v = self
+            .js(
+                "return document.getElementById(arguments[0]).dataset.view || '';",
+                vec![json!(map)],
+            )
+            .await?;
+        let v: Value = serde_json::from_str(v.as_str().unwrap_or(""))
+            .with_context(|| format!("the map {map} has not drawn yet"))?;
+        let f = |k: &str| {
+            v[k].as_f64()
+                .with_context(|| format!("the map's view has no {k}: {v}"))
+        };
+        Ok(MapView {
+            cx: f("cx")?,
+            cy: f("cy")?,
+            s: f("s")?,
+            w: f("w")?,
+            h: f("h")?,
+        })
+    }
+
+    /// Moves the map `map` from the keyboard (its canvas focused) until
+    /// the world point `(x, y)` is within half an arrow's step of its
+    /// centre, zooming in `zoom_ins` times on the way (+ zooms at the
+    /// centre, so each round pans again at the new scale).
+    async fn pan_to(&self, map: &str, (x, y): (f64, f64), zoom_ins: usize) -> anyhow::Result<()> {
+        let canvas = self.find(&format!("#{map} canvas")).await?;
+        for round in 0..=zoom_ins {
+            let view = self.map_view(map).await?;
+            // An arrow pans 60 CSS pixels (map.js).
+            let steps = |d: f64| (d * view.s / 60.0).round() as i64;
+            let (sx, sy) = (steps(x - view.cx), steps(y - view.cy));
+            let mut keys = String::new();
+            let (kx, ky) = (
+                if sx > 0 { Key::Right } else { Key::Left },
+                if sy > 0 { Key::Down } else { Key::Up },
+            );
+            keys.push_str(&kx.to_string().repeat(sx.unsigned_abs() as usize));
+            keys.push_str(&ky.to_string().repeat(sy.unsigned_abs() as usize));
+            if round < zoom_ins {
+                keys.push('+');
+            }
+            if !keys.is_empty() {
+                canvas.send_keys(&keys).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let png = self.s.screenshot().await?;
         ensure!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
@@ -358,9 +497,10 @@ impl Test<'_> {
     }
 
     /// "The air now": the map has every sensor's latest reading, the live
-    /// tier's three among them (coloured by their hour's index); N then
-    /// Enter on the map picks the westernmost, a live sensor, whose last 48
-    /// hours then show as a chart and a table.
+    /// tier's three among them (coloured by their hour's index); from the
+    /// keyboard, arrows and + bring a live sensor to the centre, N focuses
+    /// it and Enter picks it, and its last 48 hours show as a chart and a
+    /// table.
     async fn the_air_now(&self) -> anyhow::Result<()> {
         let live = self
             .wait(
@@ -419,7 +559,13 @@ impl Test<'_> {
             },
         )
         .await?;
-        // Send Keys focuses the canvas first (a click could pick a dot).
+        // From the keyboard: pan to the live sensors and zoom in on them
+        // (Send Keys focuses the canvas first; a click could pick a dot),
+        // then N focuses the sensor nearest the centre: 900001, which the
+        // arrows brought there.
+        let (_, lat, lon) = LIVE_SENSORS[0];
+        let target = mercator(lon.parse()?, lat.parse()?);
+        self.pan_to("now-map", target, 12).await?;
         let canvas = self.find("#now-map canvas").await?;
         canvas.send_keys("n").await?;
         let tip = self
@@ -429,7 +575,7 @@ impl Test<'_> {
             tip.contains("Sensor 900001")
                 && tip.contains("5-minute reading")
                 && tip.contains("DAQI"),
-            "the westernmost sensor's tip: {tip}"
+            "the sensor nearest the centre after panning to 900001: {tip}"
         );
         canvas.send_keys(&Key::Enter.to_string()).await?;
         let hours: usize = self
@@ -460,18 +606,17 @@ impl Test<'_> {
         );
         self.screenshot("now.png").await?;
 
-        // A box drawn around that sensor (its tip is 10 px right of and
-        // below it) shows each hour's median over the three live sensors.
-        let at = self
-            .js(
-                "const c = document.querySelector('#now-map canvas'); \
-                 const t = document.querySelector('#now-map .map-tip'); \
-                 return [parseFloat(t.style.left) - 10 - c.clientWidth / 2, \
-                         parseFloat(t.style.top) - 10 - c.clientHeight / 2];",
-                vec![],
-            )
+        // Zoomed back out (the minus key, as many times as + was
+        // pressed), a box drawn with the pointer around that sensor shows
+        // each hour's median over the three live sensors.
+        self.find("#now-map canvas")
+            .await?
+            .send_keys(&"-".repeat(12))
             .await?;
-        let (x, y) = (at[0].as_f64().context("x")?, at[1].as_f64().context("y")?);
+        let view = self.map_view("now-map").await?;
+        let (px, py) = view.screen(lon.parse()?, lat.parse()?);
+        // From the canvas's centre, where the pointer actions start.
+        let (x, y) = (px - view.w / 2.0, py - view.h / 2.0);
         self.find("#now-box").await?.click().await?;
         use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
         let drag = MouseActions::new("mouse".into())
@@ -788,10 +933,15 @@ impl Test<'_> {
         let api_csv = r.bytes().await?.to_vec();
         let mut reader = csv::Reader::from_reader(api_csv.as_slice());
         let mut sensors = std::collections::BTreeSet::new();
+        // Each sensor's place in its last reading (the one the map shows).
+        let mut places = std::collections::BTreeMap::new();
         let mut rows = 0u64;
         for record in reader.records() {
             let record = record?;
             sensors.insert(record[2].to_owned());
+            if let (Ok(lat), Ok(lon)) = (record[6].parse::<f64>(), record[7].parse::<f64>()) {
+                places.insert(record[2].to_owned(), (lon, lat));
+            }
             rows += 1;
         }
         self.js("document.getElementById('map').scrollIntoView()", vec![])
@@ -868,6 +1018,34 @@ impl Test<'_> {
             live == tip,
             "screen readers are not told the reading: {live:?}"
         );
+        // N starts from the sensor in view nearest the centre.
+        let view = self.map_view("map").await?;
+        let (cx, cy) = (view.w / 2.0, view.h / 2.0);
+        let distance = |&(lon, lat): &(f64, f64)| {
+            let (x, y) = view.screen(lon, lat);
+            view.shows((x, y)).then(|| (x - cx).hypot(y - cy))
+        };
+        let nearest = places
+            .values()
+            .filter_map(distance)
+            .fold(f64::INFINITY, f64::min);
+        let focused = places.get(id).and_then(distance);
+        ensure!(
+            focused.is_some_and(|d| d <= nearest + 1e-6),
+            "N focused sensor {id} at {focused:?} px from the centre; the nearest in view is {nearest} px away"
+        );
+        let summary = self
+            .js_str("return document.getElementById('map-summary').textContent")
+            .await?;
+        let described = self
+            .js_str("return document.querySelector('#map canvas').getAttribute('aria-describedby')")
+            .await?;
+        ensure!(
+            summary.contains(&format!("{} sensors on the map", sensors.len()))
+                && summary.contains("in view")
+                && described.split(' ').any(|d| d == "map-summary"),
+            "the map's description: {summary:?} (described by {described:?})"
+        );
         self.screenshot("map-focused.png").await?;
 
         // The time chart: its bars add up to the answer's rows.
@@ -922,6 +1100,30 @@ impl Test<'_> {
             self.value("placeKind").await? == "bbox" && bbox[0] < bbox[2] && bbox[1] < bbox[3],
             "the drawn box did not fill the form: {bbox:?}"
         );
+        // From the keyboard: B starts an 80-pixel box at the centre, each
+        // arrow moves its far corner 20 pixels, Enter uses it.
+        self.set_value("placeKind", "").await?;
+        let view = self.map_view("map").await?;
+        let keys = format!(
+            "b{}{}{}",
+            Key::Right.to_string().repeat(3),
+            Key::Down.to_string().repeat(2),
+            Key::Enter
+        );
+        canvas.send_keys(&keys).await?;
+        let (west, north) = view.lon_lat(view.w / 2.0 - 40.0, view.h / 2.0 - 40.0);
+        let (east, south) = view.lon_lat(view.w / 2.0 + 100.0, view.h / 2.0 + 80.0);
+        let mut keyed = Vec::new();
+        for id in ["bboxMinLon", "bboxMinLat", "bboxMaxLon", "bboxMaxLat"] {
+            keyed.push(self.value(id).await?.parse::<f64>().unwrap_or(f64::NAN));
+        }
+        let want = [west, south, east, north];
+        ensure!(
+            self.value("placeKind").await? == "bbox"
+                && keyed.iter().zip(want).all(|(k, w)| (k - w).abs() < 2e-4),
+            "the box drawn from the keyboard: {keyed:?}, expected {want:?}"
+        );
+        self.no_line_across_the_map(&places).await?;
         // Back to no place filter, for the steps that follow.
         self.set_value("placeKind", "").await?;
         self.js("window.scrollTo(0, 0)", vec![]).await?;
@@ -1766,4 +1968,73 @@ fn days_before_a_day() {
     assert_eq!(chrono_like_days_before("2018-06-03", 39), "2018-04-25");
     assert_eq!(chrono_like_days_before("2024-03-01", 1), "2024-02-29");
     assert_eq!(chrono_like_days_before("2025-01-01", 1), "2024-12-31");
+}
+
+/// Where a map looks, as map.js reports it after each frame: the centre
+/// in the world square [0, 1]², the scale (CSS pixels per world) and the
+/// canvas's size in CSS pixels.
+#[derive(Debug, Clone, Copy)]
+struct MapView {
+    cx: f64,
+    cy: f64,
+    s: f64,
+    w: f64,
+    h: f64,
+}
+
+impl MapView {
+    /// `(lon, lat)` in CSS pixels from the canvas's top left.
+    fn screen(&self, lon: f64, lat: f64) -> (f64, f64) {
+        let (x, y) = mercator(lon, lat);
+        (
+            (x - self.cx) * self.s + self.w / 2.0,
+            (y - self.cy) * self.s + self.h / 2.0,
+        )
+    }
+
+    fn shows(&self, (x, y): (f64, f64)) -> bool {
+        (0.0..=self.w).contains(&x) && (0.0..=self.h).contains(&y)
+    }
+
+    /// The longitude and latitude at CSS pixel `(px, py)`.
+    fn lon_lat(&self, px: f64, py: f64) -> (f64, f64) {
+        let x = (px - self.w / 2.0) / self.s + self.cx;
+        let y = (py - self.h / 2.0) / self.s + self.cy;
+        let lat = (2.0 * (std::f64::consts::PI * (1.0 - 2.0 * y)).exp().atan()
+            - std::f64::consts::FRAC_PI_2)
+            .to_degrees();
+        (x * 360.0 - 180.0, lat)
+    }
+}
+
+/// Web Mercator onto the world square [0, 1]² (x east, y south), from the
+/// projection's definition (latitudes clipped at ±85.0511°, where the
+/// world is square), written here apart from map.js.
+fn mercator(lon: f64, lat: f64) -> (f64, f64) {
+    use std::f64::consts::{FRAC_PI_4, PI};
+    let phi = lat.clamp(-85.0511, 85.0511).to_radians();
+    (
+        (lon + 180.0) / 360.0,
+        (1.0 - (FRAC_PI_4 + phi / 2.0).tan().ln() / PI) / 2.0,
+    )
+}
+
+#[test]
+fn mercator_corners_and_centre() {
+    let (x, y) = mercator(0.0, 0.0);
+    assert!((x - 0.5).abs() < 1e-12 && (y - 0.5).abs() < 1e-12);
+    let (x, y) = mercator(-180.0, 85.0511);
+    assert!(x.abs() < 1e-12 && y.abs() < 1e-5, "{y}");
+    let view = MapView {
+        cx: 0.5,
+        cy: 0.5,
+        s: 1000.0,
+        w: 800.0,
+        h: 400.0,
+    };
+    let (lon, lat) = view.lon_lat(400.0 + 250.0, 200.0);
+    assert!((lon - 90.0).abs() < 1e-9 && lat.abs() < 1e-9);
+    let (px, py) = view.screen(lon, 45.0);
+    let (lon2, lat2) = view.lon_lat(px, py);
+    assert!((lon2 - 90.0).abs() < 1e-9 && (lat2 - 45.0).abs() < 1e-9);
 }
