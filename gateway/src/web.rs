@@ -55,7 +55,7 @@ struct Asset {
 /// are Natural Earth's, packaged as TopoJSON by `world-atlas` 2.0.2
 /// (`web/geo/SOURCES.md`, public domain and ISC): the map draws them with
 /// no tile server.
-const ASSETS: [Asset; 19] = [
+const ASSETS: [Asset; 20] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -100,6 +100,11 @@ const ASSETS: [Asset; 19] = [
         name: "now.js",
         content_type: JS,
         bytes: include_bytes!("../web/now.js"),
+    },
+    Asset {
+        name: "stream.js",
+        content_type: JS,
+        bytes: include_bytes!("../web/stream.js"),
     },
     Asset {
         name: "parse.js",

@@ -104,15 +104,43 @@ export function unwrap(r) {
   return out;
 }
 
-// Every ring of every country polygon, unwrapped.
-function rings(topo) {
+// How long outlines are projected before the page's thread is let go.
+const SLICE_MS = 8;
+const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
+
+// Every ring of every country polygon, unwrapped and projected, in slices
+// of SLICE_MS (the 1:50 m outlines take a phone a few hundred ms).
+async function worldRings(topo) {
   const arcs = decodeArcs(topo);
   const out = [];
+  let slice = performance.now();
   for (const g of topo.objects.countries.geometries) {
     const polys = g.type === 'Polygon' ? [g.arcs] : g.type === 'MultiPolygon' ? g.arcs : [];
-    for (const poly of polys) for (const r of poly) out.push(unwrap(ring(arcs, r)));
+    for (const poly of polys) for (const r of poly) out.push(worldRing(unwrap(ring(arcs, r))));
+    if (performance.now() - slice > SLICE_MS) {
+      await nextTask();
+      slice = performance.now();
+    }
   }
   return out;
+}
+
+// The outlines by URL, loaded and projected once for every map of the
+// page. The URLs come from the page, with their versions (so a browser
+// may keep them for good: they change only with the binary).
+const outlineSets = new Map();
+function outlinesAt(url) {
+  if (!outlineSets.has(url)) {
+    const load = (async () => {
+      const resp = await fetch(url, { headers: { Accept: 'application/json' } });
+      if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
+      return worldRings(await resp.json());
+    })();
+    // A failure is not kept: the next map asks again.
+    load.catch(() => outlineSets.delete(url));
+    outlineSets.set(url, load);
+  }
+  return outlineSets.get(url);
 }
 
 // ---- Web Mercator, world = [0, 1] × [0, 1]
@@ -190,13 +218,6 @@ export function create(root, options) {
   let dpr = 1;
   let sized = false;
 
-  // The outlines' URLs come from the page, with their versions (so a
-  // browser may keep them for good: they change only with the binary).
-  async function loadOutlines(url) {
-    const resp = await fetch(url, { headers: { Accept: 'application/json' } });
-    if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
-    return rings(await resp.json()).map(worldRing);
-  }
 
   function setOutlines(r) {
     outlines = r;
@@ -204,14 +225,14 @@ export function create(root, options) {
     redraw();
   }
 
-  loadOutlines(root.dataset.outlines)
+  outlinesAt(root.dataset.outlines)
     .then((r) => { if (!detailed) setOutlines(r); root.dataset.outlinesState = 'loaded'; })
     .catch((e) => { root.dataset.outlinesState = 'failed'; console.warn('airq map:', e); });
 
   function maybeDetail() {
     if (detailed || loadingDetail || view.zoom < DETAIL_ZOOM) return;
     loadingDetail = true;
-    loadOutlines(root.dataset.detail)
+    outlinesAt(root.dataset.detail)
       .then((r) => { detailed = true; setOutlines(r); root.dataset.detailState = 'loaded'; })
       .catch((e) => console.warn('airq map:', e))
       .finally(() => { loadingDetail = false; });
@@ -469,7 +490,7 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
   function showTip(i, announce) {
     const p = points[i];
     if (!p) { tip.hidden = true; return; }
-    placeTip(p.x, p.y, p.label, announce);
+    placeTip(p.x, p.y, labelOf(p), announce);
   }
 
   function placeTip(wx, wy, text, announce) {
@@ -481,7 +502,7 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
     if (announce) live.textContent = text;
   }
 
-  const groupLabel = (g) => `${g.members.length} sensors here; the worst: ${points[g.worst].label}. Click to zoom in.`;
+  const groupLabel = (g) => `${g.members.length} sensors here; the worst: ${labelOf(points[g.worst])}. Click to zoom in.`;
 
   // The sensor or group under the pointer: { point } or { group } or null.
   function nearest(px, py) {
@@ -695,8 +716,9 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
   }
 
   /**
-   * Shows `readings` ({ lat, lon, value, label, and for a grid cell
-   * `cell`: [minLon, minLat, maxLon, maxLat], drawn as its square}), coloured by
+   * Shows `readings` ({ lat, lon, value, label (text, or a function
+   * giving it), and for a grid cell `cell`:
+   * [minLon, minLat, maxLon, maxLat], drawn as its square}), coloured by
    * `palette` (value → colour), and fits the view to them, unless
    * `keepView` (a refresh of the same map keeps where the user looks).
    */
@@ -751,6 +773,12 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
   function zoom(factor) { resize(); zoomAt(factor, cssW / 2, cssH / 2); }
 
   return { setPoints, startBox, redraw, zoom, point: (i) => points[i] };
+}
+
+// A point's text: a string, or a function making it when first shown (a
+// map of thousands of points shows a few).
+function labelOf(p) {
+  return typeof p.label === 'function' ? p.label() : p.label;
 }
 
 // How bad a value is, for a group's colour: a missing value is the least.

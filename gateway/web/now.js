@@ -72,8 +72,8 @@ function draw(rows, keepView) {
       lon: Number(r.loc_long),
       value,
       sensor: r.sensor_id,
-      label: `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
-        + `${ago(Number(r.ageSeconds))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
+      label: () => `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
+        + `${ago(ageOf(r))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
         + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
         + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`),
     };
@@ -111,21 +111,103 @@ async function load(keepView) {
   if (picked) showPicked(picked);
 }
 
-// A reading of the stream as GET /api/latest's NDJSON has it: the stream
-// leaves out its series and age, which would go stale; a live-tier
-// reading is the one with the basis fields.
+// A reading of the stream made like GET /api/latest's NDJSON, in place
+// (once, as it arrives: thousands come at once): the stream leaves out
+// its series, told by the basis fields a live-tier reading has, and its
+// age, which would go stale (the label works it out when shown).
 function asLatest(r) {
+  r.resolution = 'nowcastPm25' in r ? '5min' : 'day';
+  return r;
+}
+
+// How old a reading is, in seconds: as the answer said, or from its time.
+function ageOf(r) {
+  if (r.ageSeconds !== undefined) return Number(r.ageSeconds);
   const at = apiSeconds(r.timestamp);
-  return {
-    ...r,
-    resolution: 'nowcastPm25' in r ? '5min' : 'day',
-    ageSeconds: at === null ? NaN : Date.now() / 1000 - at,
-  };
+  return at === null ? NaN : Date.now() / 1000 - at;
 }
 
 function closeStream() {
   if (stream) stream.close();
   stream = null;
+}
+
+// The map of every reading the stream has sent, redrawn at each `sync`
+// (the end of a batch: the first, every sensor; then each ingestion's).
+let synced = false;
+function onSync() {
+  describe(draw([...streamed.values()], drawn), synced ? 'live, last change' : 'live since');
+  synced = true;
+  $('now').dataset.stream = 'open';
+  if (picked) showPicked(picked);
+}
+
+function onRefused(current) {
+  if (stream !== current) return;
+  stream = null;
+  $('now').dataset.stream = 'refused';
+  poll();
+}
+
+// The stream read by a Web Worker (stream.js: its thousands of events are
+// parsed off the page's thread), as an object that closes like an
+// EventSource; null where no worker can be started.
+function workerStream(url) {
+  const script = $('now').dataset.streamReader;
+  if (!script || typeof Worker !== 'function') return null;
+  let worker;
+  try {
+    worker = new Worker(script, { type: 'module' });
+  } catch (e) {
+    return null;
+  }
+  const handle = { close: () => worker.terminate() };
+  worker.onmessage = (e) => {
+    if (stream !== handle) return;
+    const m = e.data || {};
+    if (m.type === 'sync') {
+      for (const r of m.rows || []) streamed.set(r.sensor_id, asLatest(r));
+      onSync();
+    } else if (m.type === 'reset') {
+      streamed = new Map();
+    } else if (m.type === 'refused') {
+      onRefused(handle);
+    }
+  };
+  // The worker did not load (a browser without module workers): the page
+  // reads the stream itself.
+  worker.onerror = (e) => {
+    e.preventDefault();
+    if (stream !== handle) return;
+    worker.terminate();
+    stream = eventSource(url);
+  };
+  worker.postMessage({ type: 'open', url: new URL(url, window.location.href).href });
+  $('now').dataset.streamVia = 'worker';
+  return handle;
+}
+
+// The stream read on the page's thread, where there is no worker.
+function eventSource(url) {
+  const source = new EventSource(url);
+  $('now').dataset.streamVia = 'page';
+  source.addEventListener('reading', (e) => {
+    try {
+      const r = JSON.parse(e.data);
+      streamed.set(r.sensor_id, asLatest(r));
+    } catch { /* a malformed event is skipped */ }
+  });
+  source.addEventListener('sync', () => { if (stream === source) onSync(); });
+  source.addEventListener('dropped', () => {
+    // Fell behind, or the store was replaced: start again from every
+    // reading (a new EventSource sends no Last-Event-ID).
+    openStream();
+  });
+  source.onerror = () => {
+    // CLOSED: refused for good (the browser reconnects by itself otherwise).
+    if (source.readyState === EventSource.CLOSED) onRefused(source);
+  };
+  return source;
 }
 
 // Follows the live stream of every sensor's latest reading; where it is
@@ -135,40 +217,15 @@ function openStream() {
   closeStream();
   clearInterval(timer);
   timer = null;
-  if (typeof EventSource !== 'function') { poll(); return; }
+  if (typeof EventSource !== 'function' && typeof Worker !== 'function') { poll(); return; }
   mode = 'stream';
   const key = $('now-index').value || state.defaultIndex;
-  const source = new EventSource(`/api/stream/latest?index=${encodeURIComponent(key)}`);
-  stream = source;
+  const url = `/api/stream/latest?index=${encodeURIComponent(key)}`;
   streamed = new Map();
-  let synced = false;
-  source.addEventListener('reading', (e) => {
-    try {
-      const r = JSON.parse(e.data);
-      streamed.set(r.sensor_id, r);
-    } catch { /* a malformed event is skipped */ }
-  });
-  source.addEventListener('sync', () => {
-    const rows = [...streamed.values()].map(asLatest);
-    const keep = drawn;
-    describe(draw(rows, keep), synced ? 'live, last change' : 'live since');
-    synced = true;
-    $('now').dataset.stream = 'open';
-    if (picked) showPicked(picked);
-  });
-  source.addEventListener('dropped', () => {
-    // Fell behind, or the store was replaced: start again from every
-    // reading (a new EventSource sends no Last-Event-ID).
-    openStream();
-  });
-  source.onerror = () => {
-    // CLOSED: refused for good (the browser reconnects by itself otherwise).
-    if (source.readyState === EventSource.CLOSED && stream === source) {
-      stream = null;
-      $('now').dataset.stream = 'refused';
-      poll();
-    }
-  };
+  synced = false;
+  stream = workerStream(url);
+  if (!stream) stream = typeof EventSource === 'function' ? eventSource(url) : null;
+  if (!stream) poll();
 }
 
 // The fallback: the latest readings every minute while the page is shown.

@@ -239,6 +239,8 @@ export async function readAnswer(resp, wanted) {
       reader.push(bytes);
       summary = reader.end();
     }
+    // Which thread read it, for the browser test.
+    $('result').dataset.readBy = word.type === 'done' ? 'worker' : 'page';
     return {
       summary, blob, headers, format, indexKey, receivedAt,
     };

@@ -535,6 +535,13 @@ impl Test<'_> {
             stream == "open",
             "the Now map uses the live stream: {stream:?}"
         );
+        let via = self
+            .js_str("return document.getElementById('now').dataset.streamVia || ''")
+            .await?;
+        ensure!(
+            via == "worker",
+            "the live stream is read off the page's thread: {via:?}"
+        );
         let store = airq_embedded::SqliteReadingStore::new(
             airq_embedded::Db::open(self.db).context("opening the test database")?,
         );
@@ -1148,6 +1155,15 @@ impl Test<'_> {
         ensure!(
             count_text.replace(',', "") == rows.to_string(),
             "row count shown as {count_text:?}"
+        );
+        // Read by the Web Worker, and the status says how many rows.
+        let read_by = self
+            .js_str("return document.getElementById('result').dataset.readBy || ''")
+            .await?;
+        let status = self.status_text().await?;
+        ensure!(
+            read_by == "worker" && status.starts_with("Done: ") && status.contains(&count_text),
+            "the answer was read by {read_by:?}; the status says {status:?}"
         );
 
         let preview = self.find_all("#preview tbody tr").await?;
