@@ -38,6 +38,17 @@ else
     echo "missing, and not root on Debian: install them (sudo apt-get install -y chromium chromium-driver curl)" >&2
     echo "or set AIRQ_CHROMIUM and AIRQ_CHROMEDRIVER; the browser test fails without them" >&2
 fi
+echo "== axe-core (the browser test's accessibility checks), from the npm registry"
+# One file of the package, pinned by version and checksum; no node needed.
+axe_dir=target/axe-core-4.14.1
+if [ ! -s "$axe_dir/package/axe.min.js" ]; then
+    mkdir -p "$axe_dir"
+    curl -sSfL --retry 3 -o "$axe_dir.tgz" https://registry.npmjs.org/axe-core/-/axe-core-4.14.1.tgz
+    echo "e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745  $axe_dir.tgz" | sha256sum -c --quiet
+    tar -xzf "$axe_dir.tgz" -C "$axe_dir" package/axe.min.js
+    rm -f "$axe_dir.tgz"
+fi
+echo "present"
 echo "== Prometheus (the operator's kit checked against a real one)"
 if command -v prometheus >/dev/null 2>&1; then
     echo "present"

@@ -5,7 +5,7 @@
 // per sensor). The columns are the server's (common/core/src/aggregate.rs).
 
 import { indexOf, colourOf, NO_INDEX_COLOUR } from './indices.js';
-import { niceStep, svg } from './timechart.js';
+import { dataTable, niceStep, svg } from './timechart.js';
 import { apiSeconds, fmtInt } from './util.js';
 
 // Whether an answer's columns are an aggregate's.
@@ -176,7 +176,13 @@ export function drawSeries(host, series, indexKey) {
   }
   root.append(svg('text', { x: 4, y: 12, class: 'tick' }, 'µg/m³'));
   root.append(svg('text', { x: left - 6, y: covTop + coverageH, 'text-anchor': 'end', class: 'tick' }, 'coverage'));
-  host.append(root);
+  host.append(root, dataTable(`PM2.5 mean per ${period}`,
+    [period[0].toUpperCase() + period.slice(1), 'PM2.5 mean (µg/m³)', `${ix.short} band`, 'Coverage (%)', 'Readings'],
+    series.map((p) => {
+      const b = bandOfPm25(indexKey, p.mean);
+      return [shortLabel(p.label, period), Number.isFinite(p.mean) ? p.mean.toFixed(2) : '',
+        b ? b.name : '', Number.isFinite(p.coverage) ? p.coverage.toFixed(1) : '', fmtInt(p.readings)];
+    })));
   return text.join('; ');
 }
 

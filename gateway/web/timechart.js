@@ -167,8 +167,44 @@ export function drawBinned(host, data, bands) {
   }
   root.append(el('text', { x: left + plotW / 2, y: H - 8, 'text-anchor': 'middle', class: 'axis' },
     `UTC ${data.bin === DAY ? 'day' : 'hour'}`));
-  host.append(root);
+  const unit = data.bin === DAY ? 'day' : 'hour';
+  host.append(root, dataTable(`Readings per ${unit}`, [`UTC ${unit}`, 'Readings', ...bands.map((b) => b.label)],
+    data.counts.map((counts, i) => [label(data.start + i * data.bin, data.bin), totals[i].toLocaleString('en'),
+      ...counts.map((c) => c.toLocaleString('en'))])));
   return data;
+}
+
+/**
+ * A chart's numbers as a table behind a toggle, its text alternative:
+ * `head` the column names, `rows` arrays of cell texts, `label` what the
+ * numbers are.
+ */
+export function dataTable(label, head, rows) {
+  const details = document.createElement('details');
+  details.className = 'chart-data';
+  const summary = document.createElement('summary');
+  summary.textContent = `${label}: the numbers`;
+  const wrap = document.createElement('div');
+  wrap.className = 'table-wrap';
+  wrap.setAttribute('role', 'region');
+  wrap.setAttribute('aria-label', `${label}, as a table`);
+  wrap.tabIndex = 0;
+  const table = document.createElement('table');
+  const headRow = table.createTHead().insertRow();
+  for (const h of head) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = h;
+    headRow.append(th);
+  }
+  const body = table.createTBody();
+  for (const cells of rows) {
+    const tr = body.insertRow();
+    for (const c of cells) tr.insertCell().textContent = c;
+  }
+  wrap.append(table);
+  details.append(summary, wrap);
+  return details;
 }
 
 // The SVG element maker, for the value chart (result.js) too.

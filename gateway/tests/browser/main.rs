@@ -12,13 +12,20 @@
 //!   band totals, table) and downloads the API's exact NDJSON;
 //! - an end before the start is refused next to the field by the page, and
 //!   a range the server refuses shows the server's message there too;
+//! - answers are read by the page's Web Worker, and the status says the
+//!   row count;
 //! - the result's map draws a point per sensor over the country outlines
-//!   (screenshot `map.png`), a sensor focused from the keyboard shows its
-//!   reading, the time chart counts every reading, and a box drawn on the
-//!   map with the pointer fills the query's box;
+//!   (screenshot `map.png`); N from the keyboard focuses the sensor in
+//!   view nearest the centre and shows its reading, described to screen
+//!   readers; the time chart counts every reading; a box drawn on the map
+//!   with the pointer, and one drawn with B and the arrows, fill the
+//!   query's box; zoomed out to the world, no outline crossing ±180° draws
+//!   a line across the sea (a pixel check at the latitudes where one did);
 //! - "The air now" maps every sensor's latest reading, the live tier's
-//!   among them, and a sensor picked from the keyboard shows its last 48
-//!   hours of hourly values;
+//!   among them, from the live stream read by a Web Worker; a live sensor
+//!   brought to the centre with the arrow keys and picked with N and Enter
+//!   shows its last 48 hours of hourly values;
+//! - axe-core finds no accessibility violation on either view;
 //! - on a phone-sized screen the page does not scroll sideways;
 //! - the page never asks anything of another host, and throws no error.
 //!
@@ -421,6 +428,38 @@ impl Test<'_> {
         Ok(())
     }
 
+    /// axe-core's checks (every rule of its default set) on the page as it
+    /// is now: no violation. axe-core comes from the npm registry's
+    /// tarball, which scripts/test.sh fetches ([`axe_source`]).
+    async fn axe(&self, when: &str) -> anyhow::Result<()> {
+        let source = axe_source()?;
+        self.js(&format!("{source}; return true;"), vec![])
+            .await
+            .context("loading axe-core into the page")?;
+        let violations = self
+            .s
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 axe.run(document).then((r) => done(r.violations.map((v) => \
+                   `${v.id} (${v.impact}): ${v.help}; ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`)), \
+                   (e) => done([`axe failed: ${e}`]));",
+                vec![],
+            )
+            .await
+            .context("running axe-core")?;
+        let list = violations.as_array().cloned().unwrap_or_default();
+        ensure!(
+            list.is_empty(),
+            "axe-core finds {} violations {when}:\n{}",
+            list.len(),
+            list.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Ok(())
+    }
+
     /// Waits for two animation frames, so that the maps have drawn what
     /// the keys sent before asked for.
     async fn frames(&self) -> anyhow::Result<()> {
@@ -612,6 +651,7 @@ impl Test<'_> {
             rows.len()
         );
         self.screenshot("now.png").await?;
+        self.axe("on the air now, a sensor picked").await?;
 
         // Zoomed back out (the minus key, as many times as + was
         // pressed), a box drawn with the pointer around that sensor shows
@@ -885,8 +925,12 @@ impl Test<'_> {
             .await?)
     }
 
+    /// Submits the form from the keyboard: Enter on its focused button.
     async fn submit(&self) -> anyhow::Result<()> {
-        self.find("#submit").await?.click().await?;
+        self.find("#submit")
+            .await?
+            .send_keys(&Key::Enter.to_string())
+            .await?;
         Ok(())
     }
 
@@ -1072,6 +1116,19 @@ impl Test<'_> {
             !self.find_all("#timechart rect.bar").await?.is_empty(),
             "the time chart has no bars"
         );
+        // Its text alternative, a table behind a toggle, counts them too.
+        let tabled = self
+            .js(
+                "return [...document.querySelectorAll('#timechart .chart-data tbody tr')] \
+                   .map(tr => Number(tr.cells[1].textContent.replace(/,/g, ''))) \
+                   .reduce((a, b) => a + b, 0);",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            tabled.as_u64() == Some(rows),
+            "the time chart's table counts {tabled} readings, the answer has {rows}"
+        );
 
         // A box drawn with the pointer fills the query's box.
         self.find("#map-box").await?.click().await?;
@@ -1131,6 +1188,8 @@ impl Test<'_> {
             "the box drawn from the keyboard: {keyed:?}, expected {want:?}"
         );
         self.no_line_across_the_map(&places).await?;
+        self.axe("on a result with its map, charts and table")
+            .await?;
         // Back to no place filter, for the steps that follow.
         self.set_value("placeKind", "").await?;
         self.js("window.scrollTo(0, 0)", vec![]).await?;
@@ -1304,7 +1363,11 @@ impl Test<'_> {
             name.starts_with("airq-") && name.ends_with(&format!(".{ext}")),
             "download name {name:?}"
         );
-        self.find("#download").await?.click().await?;
+        // From the keyboard, as submit is.
+        self.find("#download")
+            .await?
+            .send_keys(&Key::Enter.to_string())
+            .await?;
         let path = self.downloads.join(&name);
         let saved = self
             .wait(
@@ -1984,6 +2047,29 @@ fn days_before_a_day() {
     assert_eq!(chrono_like_days_before("2018-06-03", 39), "2018-04-25");
     assert_eq!(chrono_like_days_before("2024-03-01", 1), "2024-02-29");
     assert_eq!(chrono_like_days_before("2025-01-01", 1), "2024-12-31");
+}
+
+/// The axe-core release the browser test runs, as scripts/test.sh fetches it.
+const AXE_VERSION: &str = "4.14.1";
+
+/// axe-core's script: `AIRQ_AXE`, else where scripts/test.sh unpacks it
+/// (`target/axe-core-VERSION/package/axe.min.js`).
+fn axe_source() -> anyhow::Result<String> {
+    let path = std::env::var_os("AIRQ_AXE").map_or_else(
+        || {
+            target_dir()
+                .join(format!("axe-core-{AXE_VERSION}"))
+                .join("package/axe.min.js")
+        },
+        PathBuf::from,
+    );
+    std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading axe-core from {}: run scripts/test.sh (it fetches axe-core {AXE_VERSION} \
+             from the npm registry), or set AIRQ_AXE to an axe.min.js",
+            path.display()
+        )
+    })
 }
 
 /// Where a map looks, as map.js reports it after each frame: the centre
