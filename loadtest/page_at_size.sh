@@ -11,6 +11,9 @@
 #
 #   bash loadtest/page_at_size.sh [SENSORS] [DAYS] [RUNS]   # default 15000, 31, 3
 #
+# GATEWAY=path/to/airq-gateway measures another build's page (the store,
+# the worker and the result are the same).
+#
 # Needs the release binaries (cargo build --release --no-default-features
 # -p airq-master -p airq-gateway -p airq-worker), Chromium and
 # chromedriver (scripts/test.sh installs them), node and npm once. All on
@@ -33,7 +36,7 @@ if [ ! -s "$OUT/loaded-$SENSORS-$DAYS" ]; then
   touch "$OUT/loaded-$SENSORS-$DAYS"
 fi
 
-"$BIN/airq-gateway" --db "$DB" --listen 127.0.0.1:0 --max-span "${DAYS}days" \
+"${GATEWAY:-$BIN/airq-gateway}" --db "$DB" --listen 127.0.0.1:0 --max-span "${DAYS}days" \
   --max-result-rows 20000000 >"$OUT/gateway.out" 2>"$OUT/gateway.err" &
 GW=$!
 "$BIN/airq-worker" --db "$DB" --concurrency 1 >"$OUT/worker.out" 2>"$OUT/worker.err" &

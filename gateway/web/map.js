@@ -324,8 +324,11 @@ export function create(root, options) {
     if (groups && groups.s === s) return groups.list;
     const cells = new Map();
     const alone = view.zoom >= CLUSTER_UNTIL;
+    // A square's number (a number key is cheaper than a string): fewer
+    // than 2²⁰ squares a side up to MAX_ZOOM.
+    const side = CLUSTER_PX / s;
     points.forEach((p, i) => {
-      const key = alone ? i : `${Math.floor((p.x * s) / CLUSTER_PX)},${Math.floor((p.y * s) / CLUSTER_PX)}`;
+      const key = alone ? i : Math.floor(p.x / side) * 1048576 + Math.floor(p.y / side);
       let g = cells.get(key);
       if (!g) {
         g = { x: 0, y: 0, members: [], worst: i };

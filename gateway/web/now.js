@@ -11,6 +11,7 @@ import { state } from './state.js';
 import { $, apiSeconds, fmtInt } from './util.js';
 import { bandColours, colourOf, indexOf, indexValue } from './indices.js';
 import { create as createMap } from './map.js';
+import { NUMBERS, SEP, TEXT_FIELDS } from './stream.js';
 import { svg } from './timechart.js';
 
 const REFRESH_MS = 60 * 1000;
@@ -65,17 +66,19 @@ function draw(rows, keepView) {
   const points = rows.map((r) => {
     const value = indexValue(r.AQI);
     if (r.resolution === '5min') live += 1;
-    const basis = r.resolution === '5min' && ix.hourlyWindow === 'NowCast' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
-      ? ` (NowCast PM2.5 ${r.nowcastPm25} µg/m³)` : '';
     return {
       lat: Number(r.loc_lat),
       lon: Number(r.loc_long),
       value,
       sensor: r.sensor_id,
-      label: () => `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
-        + `${ago(ageOf(r))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
-        + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
-        + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`),
+      label: () => {
+        const basis = r.resolution === '5min' && ix.hourlyWindow === 'NowCast' && r.nowcastPm25 !== null && r.nowcastPm25 !== undefined
+          ? ` (NowCast PM2.5 ${r.nowcastPm25} µg/m³)` : '';
+        return `Sensor ${r.sensor_id} (${r.sensor_type}, ${r.loc_country}) · ${r.timestamp} UTC, `
+          + `${ago(ageOf(r))} · ${((state.resolutions[r.resolution] || {}).label || r.resolution).toLowerCase()} reading · `
+          + `PM10 ${r.P1 ?? '–'} · PM2.5 ${r.P2 ?? '–'} µg/m³ · `
+          + (Number.isFinite(value) ? `${ix.short} ${value} (${r.Range})${basis}` : `no ${ix.short} yet (too little data)`);
+      },
     };
   });
   map.setPoints(points, colourOf(key), legendOf(key), keepView);
@@ -118,6 +121,50 @@ async function load(keepView) {
 function asLatest(r) {
   r.resolution = 'nowcastPm25' in r ? '5min' : 'day';
   return r;
+}
+
+// A reading of the stream as stream.js packs it: what the map reads at
+// once, and the rest (its label's) read from its text when first asked.
+class StreamedReading {
+  constructor(numbers, at, text) {
+    this.sensor_id = numbers[at];
+    this.loc_lat = numbers[at + 1];
+    this.loc_long = numbers[at + 2];
+    this.AQI = Number.isNaN(numbers[at + 3]) ? null : numbers[at + 3];
+    this.resolution = numbers[at + 4] === 1 ? '5min' : 'day';
+    this.text = text;
+    this.fields = null;
+  }
+
+  field(name) {
+    if (!this.fields) {
+      const values = this.text.split(SEP);
+      this.fields = Object.fromEntries(TEXT_FIELDS.map((f, i) => [f, values[i] === '' ? null : values[i]]));
+    }
+    return this.fields[name];
+  }
+
+  get sensor_type() { return this.field('sensor_type'); }
+
+  get loc_country() { return this.field('loc_country'); }
+
+  get timestamp() { return this.field('timestamp'); }
+
+  get P1() { return this.field('P1'); }
+
+  get P2() { return this.field('P2'); }
+
+  get Range() { return this.field('Range'); }
+
+  get nowcastPm25() { return this.resolution === '5min' ? this.field('nowcastPm25') : undefined; }
+}
+
+function unpack(numbers, texts) {
+  if (!numbers || !Array.isArray(texts)) return;
+  texts.forEach((text, i) => {
+    const r = new StreamedReading(numbers, i * NUMBERS, text);
+    streamed.set(r.sensor_id, r);
+  });
 }
 
 // How old a reading is, in seconds: as the answer said, or from its time.
@@ -166,7 +213,7 @@ function workerStream(url) {
     if (stream !== handle) return;
     const m = e.data || {};
     if (m.type === 'sync') {
-      for (const r of m.rows || []) streamed.set(r.sensor_id, asLatest(r));
+      unpack(m.numbers, m.texts);
       onSync();
     } else if (m.type === 'reset') {
       streamed = new Map();

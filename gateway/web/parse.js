@@ -32,9 +32,14 @@
 //     compute here as on the page);
 //   { type: 'chunks', chunks }: the next bytes of the answer (Uint8Arrays,
 //     in order; their buffers handed over, not copied);
-//   { type: 'end' }: the answer is whole.
+//   { type: 'end' }: the answer is whole;
+//   or, instead of chunks and end, { type: 'body', body, blobType }: the
+//     answer's body stream itself (handed over), which the worker reads,
+//     posting { type: 'progress', received } each second and the bytes
+//     as a Blob of `blobType` with its summary.
 // worker → page:
-//   { type: 'done', summary }: what `AnswerReader.end` returns, its map
+//   { type: 'ready' }: it runs (answers 'start');
+//   { type: 'done', summary, blob }: what `AnswerReader.end` returns, its map
 //     points packed (`packPoints`: a few arrays rather than an object per
 //     point, which the page's thread would take several times longer to
 //     receive), their buffers handed over;
@@ -354,18 +359,58 @@ if (typeof WorkerGlobalScope === 'function' && globalThis instanceof WorkerGloba
         state.indices = { [m.indexKey]: m.index };
         state.defaultIndex = m.indexKey;
         reader = new AnswerReader(m.format, m.indexKey);
+        globalThis.postMessage({ type: 'ready' });
       } else if (m.type === 'chunks') {
         for (const bytes of m.chunks) reader.push(bytes);
       } else if (m.type === 'end') {
-        const summary = reader.end();
-        reader = null;
-        summary.points = packPoints(summary.points);
-        globalThis.postMessage({ type: 'done', summary }, pointBuffers(summary.points));
+        finish(null);
+      } else if (m.type === 'body') {
+        readBody(m.body, m.blobType);
       }
     } catch (e) {
-      failed = true;
-      reader = null;
-      globalThis.postMessage({ type: 'error', message: e && e.message ? e.message : String(e) });
+      fail(e);
+    }
+  };
+
+  const fail = (e) => {
+    failed = true;
+    reader = null;
+    globalThis.postMessage({ type: 'error', message: e && e.message ? e.message : String(e) });
+  };
+
+  // The summary to the page, with the answer's bytes as a Blob when this
+  // worker read them.
+  const finish = (blob) => {
+    const summary = reader.end();
+    reader = null;
+    summary.points = packPoints(summary.points);
+    globalThis.postMessage({ type: 'done', summary, blob }, pointBuffers(summary.points));
+  };
+
+  // The answer's body itself, handed over by the page (a transferable
+  // stream): read here to the end, so that the page's thread does nothing
+  // while it downloads but show the progress this posts each second.
+  const readBody = async (body, blobType) => {
+    const source = body.getReader();
+    const chunks = [];
+    let received = 0;
+    let told = performance.now();
+    try {
+      for (;;) {
+        const { done, value } = await source.read();
+        if (done || failed) break;
+        chunks.push(value);
+        received += value.byteLength;
+        reader.push(value);
+        if (performance.now() - told >= 1000) {
+          told = performance.now();
+          globalThis.postMessage({ type: 'progress', received });
+        }
+      }
+      if (!failed) finish(new Blob(chunks, { type: blobType }));
+    } catch (e) {
+      if (!failed) fail(e);
+      source.cancel().catch(() => {});
     }
   };
 }

@@ -70,10 +70,13 @@ function filenameFrom(headers, ext) {
 let reading = null;
 
 // A worker (parse.js) to read an answer in `format` shown with the index
-// `indexKey`: { worker, outcome }, `outcome` resolving to its first word:
-// { type: 'done', summary }, { type: 'error', message } (the answer could
-// not be read), { type: 'failed' } (the worker itself failed: it did not
-// load, say) or { type: 'stopped' }. Null where none can be started.
+// `indexKey`: { worker, started, outcome, onProgress, stop(word) };
+// `started` resolves to whether it runs (it said 'ready'), `outcome` to
+// its last word: { type: 'done', summary, blob }, { type: 'error', message }
+// (the answer could not be read), { type: 'failed' } (the worker itself
+// failed: it did not load, say) or { type: 'stopped' }; `onProgress`, if
+// set, is called with the bytes it has read of a body handed to it. Null
+// where none can be started.
 // Its URL is the page's (index.html's data-parser), which the gateway pins
 // to the module's version as it pins the page's other links.
 function startWorker(format, indexKey) {
@@ -87,7 +90,15 @@ function startWorker(format, indexKey) {
   }
   let settle;
   const outcome = new Promise((resolve) => { settle = resolve; });
-  worker.onmessage = (event) => settle(event.data);
+  let ready;
+  const started = new Promise((resolve) => { ready = resolve; });
+  const handle = { worker, outcome, started, onProgress: null };
+  worker.onmessage = (event) => {
+    const word = event.data || {};
+    if (word.type === 'ready') ready(true);
+    else if (word.type === 'progress') { if (handle.onProgress) handle.onProgress(word.received); } else settle(word);
+  };
+  outcome.then(() => ready(false));
   // An error the worker did not catch: it failed to load or to run. Not
   // the page's error (the page reads the answer itself instead).
   worker.onerror = (event) => {
@@ -98,14 +109,11 @@ function startWorker(format, indexKey) {
   worker.postMessage({
     type: 'start', format, indexKey, index: indexOf(indexKey),
   });
-  return {
-    worker,
-    outcome,
-    stop(word) {
-      worker.terminate();
-      settle(word);
-    },
+  handle.stop = (word) => {
+    worker.terminate();
+    settle(word);
   };
+  return handle;
 }
 
 /**
@@ -135,17 +143,38 @@ export async function readAnswer(resp, wanted) {
 
   if (reading) reading.stop();
   const parser = startWorker(format, indexKey);
-  const body = resp.body ? resp.body.getReader() : null;
+  let body = null;
   let stopped = false;
   const me = {
     stop() {
       stopped = true;
       if (body) body.cancel().catch(() => {});
+      else if (resp.body && !resp.body.locked) resp.body.cancel().catch(() => {});
       if (parser) parser.stop({ type: 'stopped' });
     },
   };
   reading = me;
   const isWanted = () => !stopped && wanted();
+  // Once the worker runs, it is handed the body itself where streams can
+  // be handed over (it then reads the whole answer, and the page's thread
+  // only shows its progress); else the page reads the body and passes
+  // the bytes on.
+  let handed = false;
+  if (parser && resp.body && await parser.started && isWanted()) {
+    try {
+      parser.worker.postMessage(
+        { type: 'body', body: resp.body, blobType: state.formats[format].type }, [resp.body],
+      );
+      handed = true;
+      parser.onProgress = (received) => {
+        if (!isWanted()) return;
+        $('status-text').textContent = total
+          ? `Receiving the answer: ${fmtBytes(received)} of ${fmtBytes(total)}…`
+          : `Receiving the answer: ${fmtBytes(received)} so far…`;
+      };
+    } catch (e) { /* a browser that cannot hand a stream over */ }
+  }
+  if (!handed && resp.body && !stopped) body = resp.body.getReader();
   // The worker's first word ends what it is sent; an answer it cannot
   // read is not downloaded further.
   let workerAlive = Boolean(parser);
@@ -206,11 +235,11 @@ export async function readAnswer(resp, wanted) {
     const receivedAt = Date.now();
     if (failure !== null) throw new Error(failure);
     flush();
-    const blob = new Blob(parts, { type: state.formats[format].type });
+    let blob = new Blob(parts, { type: state.formats[format].type });
 
     let word = { type: 'failed' };
     if (parser) {
-      if (workerAlive) parser.worker.postMessage({ type: 'end' });
+      if (workerAlive && !handed) parser.worker.postMessage({ type: 'end' });
       // The worker may lag behind a fast download by a second or so.
       waiting = setTimeout(() => {
         if (isWanted()) $('status-text').textContent = `Received ${fmtBytes(received)}; reading it…`;
@@ -229,8 +258,13 @@ export async function readAnswer(resp, wanted) {
       // from the next.
       summary = word.summary;
       summary.points = unpackPoints(summary.points);
+      if (handed) blob = word.blob;
       await nextTask();
       if (!isWanted()) return null;
+    } else if (handed) {
+      // The worker had the body, and stopped without a word: the bytes
+      // went with it.
+      throw new Error('the page stopped reading the answer; submit the query again');
     } else {
       // No worker: read here, the whole answer at once.
       const bytes = new Uint8Array(await blob.arrayBuffer());

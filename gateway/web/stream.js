@@ -15,8 +15,8 @@
 // an answer other than a 200 event stream is a refusal, for good.
 //
 // Messages, page → worker: { type: 'open', url } (again to start over), {
-// type: 'close' }. Worker → page: { type: 'sync', rows, version } (`rows`:
-// the changed readings, as the events' JSON has them), { type: 'reset' }
+// type: 'close' }. Worker → page: { type: 'sync', version, numbers, texts }
+// (the changed readings, packed: see `pack`), { type: 'reset' }
 // (the server said `dropped`: the page forgets what it has; the stream
 // starts over with every reading), { type: 'refused', status }.
 
@@ -27,13 +27,17 @@ let controller = null;
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
-self.onmessage = (e) => {
-  const { type, url } = e.data || {};
-  run += 1;
-  if (controller) controller.abort();
-  controller = null;
-  if (type === 'open' && typeof url === 'string') follow(url, run);
-};
+// Run as a worker (now.js starts one), this module follows the stream;
+// imported by the page (for the packing's layout), it only exports.
+if (typeof WorkerGlobalScope === 'function' && globalThis instanceof WorkerGlobalScope) {
+  globalThis.onmessage = (e) => {
+    const { type, url } = e.data || {};
+    run += 1;
+    if (controller) controller.abort();
+    controller = null;
+    if (type === 'open' && typeof url === 'string') follow(url, run);
+  };
+}
 
 // Follows `url` until a newer message replaces run `my`.
 async function follow(url, my) {
@@ -54,10 +58,11 @@ async function follow(url, my) {
     }
     const type = (resp.headers.get('Content-Type') || '').split(';')[0].trim().toLowerCase();
     if (resp.status !== 200 || type !== 'text/event-stream' || !resp.body) {
-      if (my === run) postMessage({ type: 'refused', status: resp.status });
+      if (my === run) globalThis.postMessage({ type: 'refused', status: resp.status });
       return;
     }
     const events = sse(resp.body);
+    let dropped = false;
     try {
       for await (const ev of events) {
         if (my !== run) return;
@@ -69,15 +74,17 @@ async function follow(url, my) {
           } catch (err) { /* a malformed event is skipped, as the page did */ }
         } else if (ev.event === 'sync') {
           lastId = ev.id;
-          postMessage({ type: 'sync', rows: [...changed.values()], version: ev.id });
+          const packed = pack([...changed.values()]);
+          globalThis.postMessage({ type: 'sync', version: ev.id, ...packed }, [packed.numbers.buffer]);
           changed = new Map();
         } else if (ev.event === 'dropped') {
           // Fell behind, or the store was replaced: start again from every
           // reading (no Last-Event-ID).
           lastId = '';
           changed = new Map();
-          postMessage({ type: 'reset' });
+          globalThis.postMessage({ type: 'reset' });
           controller.abort();
+          dropped = true;
           break;
         }
       }
@@ -85,15 +92,43 @@ async function follow(url, my) {
       if (my !== run) return;
     }
     if (my !== run) return;
-    if (lastId) await sleep(retry);
+    // As an EventSource, wait before opening it again (at once after
+    // `dropped`, which asks for that).
+    if (!dropped) await sleep(retry);
   }
+}
+
+// The fields of a reading the map reads at once, as numbers; the rest,
+// which only its label shows, as one string (TEXT_FIELDS joined by SEP).
+// Thousands of objects would take the page's thread tens of ms to receive
+// (a structured clone of each); these arrays take a few.
+export const TEXT_FIELDS = ['sensor_type', 'loc_country', 'timestamp', 'P1', 'P2', 'Range', 'nowcastPm25'];
+export const SEP = '\u001f';
+// Per reading in `numbers`: sensor id, latitude, longitude, AQI (NaN for
+// none), 1 for a live-tier reading (it has the basis fields).
+export const NUMBERS = 5;
+
+function pack(rows) {
+  const numbers = new Float64Array(rows.length * NUMBERS);
+  const texts = new Array(rows.length);
+  rows.forEach((r, i) => {
+    const at = i * NUMBERS;
+    numbers[at] = r.sensor_id;
+    numbers[at + 1] = Number(r.loc_lat);
+    numbers[at + 2] = Number(r.loc_long);
+    numbers[at + 3] = r.AQI === null || r.AQI === undefined || r.AQI === '' ? NaN : Number(r.AQI);
+    numbers[at + 4] = 'nowcastPm25' in r ? 1 : 0;
+    // null and absent as empty: no field here is ever an empty string.
+    texts[i] = TEXT_FIELDS.map((f) => (r[f] === null || r[f] === undefined ? '' : String(r[f]))).join(SEP);
+  });
+  return { numbers, texts };
 }
 
 // The events of an event stream's body (the HTML standard's parsing rules:
 // lines end with CRLF, LF or CR; `field: value`; a blank line dispatches an
 // event that has data; a comment line starts with ':'), each as { event,
 // data, id, retry }.
-async function* sse(body) {
+export async function* sse(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   let event = '';

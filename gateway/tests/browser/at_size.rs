@@ -15,7 +15,7 @@
 //!   and again at zoom ≥ 6, where the 1:50 m outlines are drawn.
 
 use super::webdriver::{cdp, Driver, Tools};
-use anyhow::{anyhow, ensure, Context};
+use anyhow::{anyhow, Context};
 use fantoccini::Client as Browser;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -77,6 +77,9 @@ async fn measure(s: &Browser, url: &str) -> anyhow::Result<Value> {
         vec![],
     )
     .await?;
+    // A page that does not say when they are in (an older build) gets
+    // a few seconds for them.
+    let asked = Instant::now();
     wait(s, "the 1:50 m outlines", || async {
         let v = s
             .execute(
@@ -84,7 +87,7 @@ async fn measure(s: &Browser, url: &str) -> anyhow::Result<Value> {
                 vec![],
             )
             .await?;
-        Ok((v == "loaded").then_some(()))
+        Ok((v == "loaded" || asked.elapsed() > Duration::from_secs(5)).then_some(()))
     })
     .await?;
     figures["pan_zoomed"] = drag(s).await?;
@@ -164,6 +167,8 @@ async fn drag(s: &Browser) -> anyhow::Result<Value> {
             vec![json!(DRAG_FRAMES)],
         )
         .await?;
+    // `draw()`'s own time is reported by this build's map only (null from
+    // an older one).
     let stats = |key: &str| -> anyhow::Result<Value> {
         let mut xs: Vec<f64> = v[key]
             .as_array()
@@ -171,13 +176,14 @@ async fn drag(s: &Browser) -> anyhow::Result<Value> {
             .iter()
             .filter_map(Value::as_f64)
             .collect();
-        ensure!(!xs.is_empty(), "no {key} recorded");
+        if xs.is_empty() {
+            return Ok(Value::Null);
+        }
         xs.sort_by(f64::total_cmp);
         let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
         Ok(json!({ "median_ms": at(0.5), "p95_ms": at(0.95), "max_ms": at(1.0) }))
     };
-    let view: Value =
-        serde_json::from_str(v["view"].as_str().unwrap_or("{}")).context("the map's view")?;
+    let view: Value = serde_json::from_str(v["view"].as_str().unwrap_or("{}")).unwrap_or_default();
     let zoom = view["s"].as_f64().unwrap_or(0.0)
         / view["w"]
             .as_f64()
