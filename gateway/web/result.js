@@ -232,7 +232,7 @@ export async function readAnswer(resp, wanted) {
         slice = performance.now();
       }
     }
-    const receivedAt = Date.now();
+    let receivedAt = Date.now();
     if (failure !== null) throw new Error(failure);
     flush();
     let blob = new Blob(parts, { type: state.formats[format].type });
@@ -245,6 +245,8 @@ export async function readAnswer(resp, wanted) {
         if (isWanted()) $('status-text').textContent = `Received ${fmtBytes(received)}; reading it…`;
       }, progressed ? 0 : 500);
       word = await parser.outcome;
+      // A body handed over is downloaded when the worker is done with it.
+      if (handed) receivedAt = Date.now();
       parser.stop({ type: 'stopped' });
     }
     if (!isWanted() || word.type === 'stopped') {
