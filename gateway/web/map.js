@@ -82,7 +82,6 @@ function ring(arcs, indices) {
  * a step of more than 180° is the ring crossing ±180°, so the rest of the
  * ring moves a whole turn the other way. A ring that ends a turn away
  * from where it began goes around a pole: it is closed along that pole.
- * Exported for the unit check in the browser test.
  */
 export function unwrap(r) {
   const out = [];
@@ -106,7 +105,18 @@ export function unwrap(r) {
 
 // How long outlines are projected before the page's thread is let go.
 const SLICE_MS = 8;
-const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
+// The next task, by a message to itself (a hidden tab slows its timers to
+// one a second or less).
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
 
 // Every ring of every country polygon, unwrapped and projected, in slices
 // of SLICE_MS (the 1:50 m outlines take a phone a few hundred ms).
@@ -360,12 +370,19 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
     ctx.fillRect(0, 0, cssW, cssH);
     if (outlines) {
       const path = outlinePath(s);
+      ctx.save();
       ctx.setTransform(dpr, 0, 0, dpr, dpr * (cssW / 2 - view.cx * s), dpr * (cssH / 2 - view.cy * s));
+      // The world's square only: a ring past ±180° shows on the other
+      // side, not in the void beyond the map's edge.
+      ctx.beginPath();
+      ctx.rect(0, 0, s, s);
+      ctx.clip();
       ctx.fillStyle = '#f7f5ef';
       ctx.fill(path, 'evenodd');
       ctx.strokeStyle = '#9a9a9a';
       ctx.lineWidth = 0.6;
       ctx.stroke(path);
+      ctx.restore();
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     }
     const radius = view.zoom >= 16 ? 5 : view.zoom >= 4 ? 4 : 3;
@@ -538,8 +555,19 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
     view.cy += wy - ny;
     clampView();
     maybeDetail();
+    // The groups change with the zoom: what was under the pointer is not.
+    hovered = null;
     if (focused >= 0) showTip(focused, false);
+    else tip.hidden = true;
     redraw();
+  }
+
+  // A box's bounds, [minLon, minLat, maxLon, maxLat], within the world.
+  function boxBounds(b) {
+    const clampX = (x) => Math.max(0, Math.min(1, x));
+    const [lon0, lat0] = unproject(clampX(Math.min(b.x0, b.x1)), clampX(Math.max(b.y0, b.y1)));
+    const [lon1, lat1] = unproject(clampX(Math.max(b.x0, b.x1)), clampX(Math.min(b.y0, b.y1)));
+    return [round(lon0, 4), round(lat0, 4), round(lon1, 4), round(lat1, 4)];
   }
 
   function finishBox() {
@@ -549,10 +577,9 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
     root.dataset.mode = '';
     redraw();
     if (!b || !options.onBox) return;
-    const [lon0, lat0] = unproject(Math.min(b.x0, b.x1), Math.max(b.y0, b.y1));
-    const [lon1, lat1] = unproject(Math.max(b.x0, b.x1), Math.min(b.y0, b.y1));
-    if (lon1 - lon0 < 1e-4 || lat1 - lat0 < 1e-4) return;
-    options.onBox([round(lon0, 4), round(lat0, 4), round(lon1, 4), round(lat1, 4)]);
+    const bounds = boxBounds(b);
+    if (bounds[2] - bounds[0] < 1e-4 || bounds[3] - bounds[1] < 1e-4) return;
+    options.onBox(bounds);
   }
 
   canvas.addEventListener('pointerdown', (e) => {
@@ -640,7 +667,9 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
       live.textContent = 'No sensor in view: zoom out (minus) or pan (arrows).';
       return;
     }
-    stepping.at = (stepping.at + dir + order.length) % order.length;
+    // From none: N takes the nearest, P the farthest.
+    stepping.at = stepping.at < 0 ? (dir > 0 ? 0 : order.length - 1)
+      : (stepping.at + dir + order.length) % order.length;
     focused = order[stepping.at];
     showTip(focused, true);
     root.dataset.focused = String(focused);
@@ -654,6 +683,17 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
     keyBox = true;
     root.dataset.mode = 'box';
     live.textContent = 'Drawing a box: the arrows size it, Shift and the arrows move it, Enter uses it, Escape drops it.';
+  }
+
+  // Where the keyboard's box is, told once the arrows pause.
+  let boxTimer = 0;
+  function announceBox() {
+    clearTimeout(boxTimer);
+    boxTimer = setTimeout(() => {
+      if (!box) return;
+      const [w, so, e, n] = boxBounds(box);
+      live.textContent = `Box: longitudes ${w} to ${e}, latitudes ${so} to ${n}. Enter uses it.`;
+    }, 500);
   }
 
   function moveBox(dx, dy, whole) {
@@ -673,6 +713,7 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
       if (arrows[e.key]) {
         e.preventDefault();
         moveBox(...arrows[e.key], e.shiftKey);
+        announceBox();
         redraw();
         return;
       }
@@ -726,6 +767,8 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
    * `keepView` (a refresh of the same map keeps where the user looks).
    */
   function setPoints(readings, palette, items, keepView = false) {
+    // A refresh keeps the sensor focused from the keyboard (by its id).
+    const kept = keepView && focused >= 0 && points[focused] ? points[focused].reading.sensor : undefined;
     points = [];
     for (const r of readings) {
       if (!Number.isFinite(r.lat) || !Number.isFinite(r.lon)) continue;
@@ -740,9 +783,10 @@ const groupRadius = (n) => Math.min(CLUSTER_PX / 2, 7 + 1.6 * Math.log2(n));
     }
     groups = null;
     stepping = null;
-    focused = -1;
+    focused = kept === undefined ? -1 : points.findIndex((p) => p.reading.sensor === kept);
     hovered = null;
-    tip.hidden = true;
+    if (focused >= 0) showTip(focused, false);
+    else tip.hidden = true;
     root.dataset.points = String(points.length);
     if (!keepView || !cssW) fit();
     legendItems = items;

@@ -11,7 +11,9 @@ import { state } from './state.js';
 import { $, apiSeconds, fmtInt } from './util.js';
 import { bandColours, colourOf, indexOf, indexValue } from './indices.js';
 import { create as createMap } from './map.js';
-import { NUMBERS, SEP, TEXT_FIELDS } from './stream.js';
+import {
+  NUMBERS, SEP, TEXT_FIELDS, isLive,
+} from './stream.js';
 import { svg } from './timechart.js';
 
 const REFRESH_MS = 60 * 1000;
@@ -22,7 +24,7 @@ let map = null;
 let timer = null;
 let loading = null; // the AbortController of the load in flight
 let picked = null; // what the chart shows: { sensor } or { box }
-let stream = null; // the live stream's EventSource, while open
+let stream = null; // the live stream while open: its worker's handle, or an EventSource
 let streamed = new Map(); // sensor id → its latest reading, from the stream
 let drawn = false; // whether the map has been drawn once
 let mode = null; // 'stream', or 'poll' where the stream was refused
@@ -119,7 +121,7 @@ async function load(keepView) {
 // its series, told by the basis fields a live-tier reading has, and its
 // age, which would go stale (the label works it out when shown).
 function asLatest(r) {
-  r.resolution = 'nowcastPm25' in r ? '5min' : 'day';
+  r.resolution = isLive(r) ? '5min' : 'day';
   return r;
 }
 

@@ -5,8 +5,9 @@
 // readings, 40 MB of CSV). Decoding and parsing it in one go on the page's
 // thread froze the page for most of a second (several on a slow phone),
 // and keeping every reading's time and band took over 100 MB. So the page
-// (result.js) hands the answer's bytes to a worker running this module as
-// they arrive, and gets back only what it draws: the header, the row
+// (result.js) hands the answer's body to a worker running this module
+// (or, where a stream cannot be handed over, its bytes as they arrive),
+// and gets back only what it draws: the header, the row
 // count, the first rows, the count per bar, each sensor's latest reading
 // as a map point, the readings already binned for the time chart; for an
 // aggregate answer its period series and map points. Nothing of a reading

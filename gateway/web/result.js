@@ -4,18 +4,18 @@
 // table (table.js), and keeps its bytes for the Download button.
 //
 // The answer is parsed off the page's thread, in a worker (parse.js) that
-// is handed the answer's bytes as they arrive and gives back only what is
-// drawn: a large answer (450,000 readings, 40 MB) once froze the page for
-// most of a second while it was parsed, and held every reading. What is
-// left to the page's thread is kept to short tasks, so that the page
-// answers a click or a scroll while an answer loads: while it downloads,
-// each half MB of it is copied into a Blob (the Download button's bytes)
-// and the chunks themselves handed to the worker, and the reading yields
-// every few milliseconds (chunks that have already arrived would
-// otherwise be read all in one task); once it is parsed, the view is
-// drawn a part a task. Where no worker starts (a browser without module
-// workers), the page parses the whole answer itself at the end with the
-// same code (parse.js's AnswerReader), as it used to.
+// gives back only what is drawn: a large answer (450,000 readings, 40 MB)
+// once froze the page for most of a second while it was parsed, and held
+// every reading. The worker is handed the answer's body itself (a
+// transferable stream), reads it as it arrives and returns its bytes as a
+// Blob (the Download button's), so the page's thread only shows the
+// progress. Where a stream cannot be handed over, the page reads the body
+// in short tasks: each half MB is copied into a Blob and the chunks
+// handed to the worker, yielding every few milliseconds (chunks that have
+// already arrived would otherwise be read all in one task). Once parsed,
+// the view is drawn a part a task. Where no worker starts (a browser
+// without module workers), the page parses the whole answer itself at the
+// end with the same code (parse.js's AnswerReader), as it used to.
 
 import { state } from './state.js';
 import { $, fmtBytes, fmtCompact, fmtInt } from './util.js';
@@ -166,13 +166,22 @@ export async function readAnswer(resp, wanted) {
         { type: 'body', body: resp.body, blobType: state.formats[format].type }, [resp.body],
       );
       handed = true;
-      parser.onProgress = (received) => {
-        if (!isWanted()) return;
-        $('status-text').textContent = total
-          ? `Receiving the answer: ${fmtBytes(received)} of ${fmtBytes(total)}…`
-          : `Receiving the answer: ${fmtBytes(received)} so far…`;
-      };
     } catch (e) { /* a browser that cannot hand a stream over */ }
+  }
+  // What has come so far, in the status line (at most once a second).
+  let received = 0;
+  let progressed = false;
+  const tell = () => {
+    progressed = true;
+    $('status-text').textContent = total
+      ? `Receiving the answer: ${fmtBytes(received)} of ${fmtBytes(total)}…`
+      : `Receiving the answer: ${fmtBytes(received)} so far…`;
+  };
+  if (handed) {
+    parser.onProgress = (bytes) => {
+      received = bytes;
+      if (isWanted()) tell();
+    };
   }
   if (!handed && resp.body && !stopped) body = resp.body.getReader();
   // The worker's first word ends what it is sent; an answer it cannot
@@ -204,9 +213,7 @@ export async function readAnswer(resp, wanted) {
       pending = [];
       pendingBytes = 0;
     };
-    let received = 0;
     let toldAt = performance.now();
-    let progressed = false;
     let slice = performance.now();
     while (body) {
       const { done, value } = await body.read();
@@ -222,10 +229,7 @@ export async function readAnswer(resp, wanted) {
       const now = performance.now();
       if (now - toldAt >= PROGRESS_MS) {
         toldAt = now;
-        progressed = true;
-        $('status-text').textContent = total
-          ? `Receiving the answer: ${fmtBytes(received)} of ${fmtBytes(total)}…`
-          : `Receiving the answer: ${fmtBytes(received)} so far…`;
+        tell();
       }
       if (now - slice >= SLICE_MS) {
         await nextTask();
@@ -240,10 +244,13 @@ export async function readAnswer(resp, wanted) {
     let word = { type: 'failed' };
     if (parser) {
       if (workerAlive && !handed) parser.worker.postMessage({ type: 'end' });
-      // The worker may lag behind a fast download by a second or so.
-      waiting = setTimeout(() => {
-        if (isWanted()) $('status-text').textContent = `Received ${fmtBytes(received)}; reading it…`;
-      }, progressed ? 0 : 500);
+      // The worker may lag behind a fast download by a second or so (a
+      // body handed over: the worker says how much has come instead).
+      if (!handed) {
+        waiting = setTimeout(() => {
+          if (isWanted()) $('status-text').textContent = `Received ${fmtBytes(received)}; reading it…`;
+        }, progressed ? 0 : 500);
+      }
       word = await parser.outcome;
       // A body handed over is downloaded when the worker is done with it.
       if (handed) receivedAt = Date.now();
@@ -296,9 +303,12 @@ let current = null; // { url, filename, size }
 let shown = 0;
 
 export function hideResult() {
-  // A newer flow: the answer still being read or drawn is not wanted.
+  // A newer flow: the answer still being read or drawn is not wanted, nor
+  // the bytes of the one shown (up to tens of MB), kept for its Download.
   shown += 1;
   if (reading) reading.stop();
+  if (current) URL.revokeObjectURL(current.url);
+  current = null;
   $('result').hidden = true;
   stopElapsed();
 }

@@ -108,6 +108,10 @@ export const SEP = '\u001f';
 // none), 1 for a live-tier reading (it has the basis fields).
 export const NUMBERS = 5;
 
+// Whether a reading of the stream is the live tier's: only those carry
+// the basis fields (the stream leaves out `resolution`).
+export const isLive = (r) => 'nowcastPm25' in r;
+
 function pack(rows) {
   const numbers = new Float64Array(rows.length * NUMBERS);
   const texts = new Array(rows.length);
@@ -117,7 +121,7 @@ function pack(rows) {
     numbers[at + 1] = Number(r.loc_lat);
     numbers[at + 2] = Number(r.loc_long);
     numbers[at + 3] = r.AQI === null || r.AQI === undefined || r.AQI === '' ? NaN : Number(r.AQI);
-    numbers[at + 4] = 'nowcastPm25' in r ? 1 : 0;
+    numbers[at + 4] = isLive(r) ? 1 : 0;
     // null and absent as empty: no field here is ever an empty string.
     texts[i] = TEXT_FIELDS.map((f) => (r[f] === null || r[f] === undefined ? '' : String(r[f]))).join(SEP);
   });
@@ -127,33 +131,35 @@ function pack(rows) {
 // The events of an event stream's body (the HTML standard's parsing rules:
 // lines end with CRLF, LF or CR; `field: value`; a blank line dispatches an
 // event that has data; a comment line starts with ':'), each as { event,
-// data, id, retry }.
+// data, id }; a `retry` field as { retry } at once, as the standard
+// applies it.
 export async function* sse(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   let event = '';
   let data = [];
   let id = '';
-  let retry;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) return;
     buffer += value;
     let start = 0;
+    // The next CR, looked for again only once passed: a stream without
+    // any (this server's) is not scanned to its end for each line.
+    let cr = buffer.indexOf('\r');
     for (;;) {
-      const cr = buffer.indexOf('\r', start);
+      if (cr >= 0 && cr < start) cr = buffer.indexOf('\r', start);
       const lf = buffer.indexOf('\n', start);
-      let end = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
+      const end = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
       if (end < 0) break;
       // A CR at the very end may be the first half of a CRLF: wait.
       if (end === cr && end === buffer.length - 1) break;
       const line = buffer.slice(start, end);
       start = end + (buffer[end] === '\r' && buffer[end + 1] === '\n' ? 2 : 1);
       if (line === '') {
-        if (data.length) yield { event: event || 'message', data: data.join('\n'), id, retry };
+        if (data.length) yield { event: event || 'message', data: data.join('\n'), id };
         event = '';
         data = [];
-        retry = undefined;
         continue;
       }
       if (line[0] === ':') continue;
@@ -164,7 +170,7 @@ export async function* sse(body) {
       if (field === 'event') event = v;
       else if (field === 'data') data.push(v);
       else if (field === 'id' && !v.includes('\0')) id = v;
-      else if (field === 'retry' && /^\d+$/.test(v)) retry = Number(v);
+      else if (field === 'retry' && /^\d+$/.test(v)) yield { retry: Number(v) };
     }
     buffer = buffer.slice(start);
   }

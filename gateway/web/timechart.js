@@ -90,27 +90,8 @@ export function binner(bandCount) {
 }
 
 /**
- * Bins `times` (Unix seconds) with their band positions `bandOf` (same
- * length) into hours or days: { bin, start, counts: [[per band]…] }.
- */
-export function bin(times, bandOf, bandCount) {
-  const b = binner(bandCount);
-  times.forEach((t, i) => b.add(t, bandOf[i]));
-  return b.done();
-}
-
-/**
- * Draws into `host` (an element) the readings at `times` with their band
- * positions `bandOf`; `bands` is [{ label, colour }], lowest first.
- * Returns the bins, for a text summary.
- */
-export function draw(host, times, bandOf, bands) {
-  return drawBinned(host, bin(times, bandOf, bands.length), bands);
-}
-
-/**
- * Draws into `host` the bins `data` (as `bin` or a `binner` gives them);
- * `bands` as for `draw`. Returns `data`.
+ * Draws into `host` the bins `data` (as a `binner` gives them);
+ * `bands` is [{ label, colour }], lowest first. Returns `data`.
  */
 export function drawBinned(host, data, bands) {
   host.replaceChildren();
