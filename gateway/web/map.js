@@ -34,6 +34,8 @@
 //
 // A module: result.js and now.js make maps with `create`.
 
+import { nextTask } from './util.js';
+
 const MAX_LAT = 85.0511; // Web Mercator's square world
 const MIN_ZOOM = 1;
 const MAX_ZOOM = 512;
@@ -105,18 +107,6 @@ export function unwrap(r) {
 
 // How long outlines are projected before the page's thread is let go.
 const SLICE_MS = 8;
-// The next task, by a message to itself (a hidden tab slows its timers to
-// one a second or less).
-function nextTask() {
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => {
-      channel.port1.close();
-      resolve();
-    };
-    channel.port2.postMessage(null);
-  });
-}
 
 // Every ring of every country polygon, unwrapped and projected, in slices
 // of SLICE_MS (the 1:50 m outlines take a phone a few hundred ms).

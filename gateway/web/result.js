@@ -18,7 +18,9 @@
 // end with the same code (parse.js's AnswerReader), as it used to.
 
 import { state } from './state.js';
-import { $, fmtBytes, fmtCompact, fmtInt } from './util.js';
+import {
+  $, fmtBytes, fmtCompact, fmtInt, nextTask,
+} from './util.js';
 import {
   barsOf, bandColours, colourOf, indexOf, rangeText,
 } from './indices.js';
@@ -41,20 +43,6 @@ const PROGRESS_MS = 1000;
 const BATCH_BYTES = 512 * 1024;
 // The longest the reading runs before it lets the page do something else.
 const SLICE_MS = 8;
-
-// The next task: the page renders and takes input in between. (A message
-// to itself, not a timer: a hidden tab's timers are slowed to one a
-// second or less, and an answer may be read in a tab in the background.)
-function nextTask() {
-  return new Promise((resolve) => {
-    const channel = new MessageChannel();
-    channel.port1.onmessage = () => {
-      channel.port1.close();
-      resolve();
-    };
-    channel.port2.postMessage(null);
-  });
-}
 
 function filenameFrom(headers, ext) {
   const cd = headers.get('Content-Disposition') || '';

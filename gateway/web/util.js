@@ -5,6 +5,20 @@ export const $ = (id) => document.getElementById(id);
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// The next task: the page renders and takes input in between. A message
+// to itself, not a timer: a hidden tab's timers are slowed to one a
+// second or less, and an answer may be read in a tab in the background.
+export function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
 export const fmtInt = (n) => Math.round(n).toLocaleString('en');
 export const fmtCompact = (n) => (n < 1000 ? fmtInt(n)
   : new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 }).format(n));
