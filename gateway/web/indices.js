@@ -22,7 +22,8 @@ export function barsOf(key) {
   }));
 }
 
-// The position in `bars` of a value, or -1.
+// The position in `bars` (or in an index's bands: any list of { lo, hi }) of a
+// value, or -1.
 export const barIndex = (bars, value) => bars.findIndex((b) => value >= b.lo && value <= b.hi);
 
 // The colour of a value of an index on the map: by value where the

@@ -85,7 +85,7 @@ function ring(arcs, indices) {
  * ring moves a whole turn the other way. A ring that ends a turn away
  * from where it began goes around a pole: it is closed along that pole.
  */
-export function unwrap(r) {
+function unwrap(r) {
   const out = [];
   let shift = 0;
   for (let i = 0; i < r.length; i += 1) {

@@ -8,7 +8,9 @@
 // each hour's median over its sensors) with the index's bands.
 
 import { state } from './state.js';
-import { $, apiSeconds, fmtInt } from './util.js';
+import {
+  $, apiSeconds, fmtInt, moduleWorker,
+} from './util.js';
 import { bandColours, colourOf, indexOf, indexValue } from './indices.js';
 import { create as createMap } from './map.js';
 import {
@@ -202,14 +204,8 @@ function onRefused(current) {
 // parsed off the page's thread), as an object that closes like an
 // EventSource; null where no worker can be started.
 function workerStream(url) {
-  const script = $('now').dataset.streamReader;
-  if (!script || typeof Worker !== 'function') return null;
-  let worker;
-  try {
-    worker = new Worker(script, { type: 'module' });
-  } catch (e) {
-    return null;
-  }
+  const worker = moduleWorker($('now').dataset.streamReader);
+  if (!worker) return null;
   const handle = { close: () => worker.terminate() };
   worker.onmessage = (e) => {
     if (stream !== handle) return;

@@ -215,7 +215,7 @@ export class AnswerReader {
     const bar = barIndex(this.bars, value);
     if (bar >= 0) this.counts[bar] += 1;
     const t = apiSeconds(record[this.col.timestamp]);
-    const band = this.bands.findIndex((b) => value >= b.lo && value <= b.hi);
+    const band = barIndex(this.bands, value);
     if (t !== null && band >= 0) this.times.add(t, band);
     const id = record[this.col.sensor_id];
     const seen = this.sensors.get(id);

@@ -19,7 +19,7 @@
 
 import { state } from './state.js';
 import {
-  $, fmtBytes, fmtCompact, fmtInt, nextTask,
+  $, fmtBytes, fmtCompact, fmtInt, moduleWorker, nextTask,
 } from './util.js';
 import {
   barsOf, bandColours, colourOf, indexOf, rangeText,
@@ -68,14 +68,8 @@ let reading = null;
 // Its URL is the page's (index.html's data-parser), which the gateway pins
 // to the module's version as it pins the page's other links.
 function startWorker(format, indexKey) {
-  const url = $('results').dataset.parser;
-  if (!url || typeof Worker !== 'function') return null;
-  let worker;
-  try {
-    worker = new Worker(url, { type: 'module' });
-  } catch (e) {
-    return null;
-  }
+  const worker = moduleWorker($('results').dataset.parser);
+  if (!worker) return null;
   let settle;
   const outcome = new Promise((resolve) => { settle = resolve; });
   let ready;

@@ -5,6 +5,17 @@ export const $ = (id) => document.getElementById(id);
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// A module Worker running the script at `url` (a page link, pinned to its
+// version), or null where none can be started.
+export function moduleWorker(url) {
+  if (!url || typeof Worker !== 'function') return null;
+  try {
+    return new Worker(url, { type: 'module' });
+  } catch (e) {
+    return null;
+  }
+}
+
 // The next task: the page renders and takes input in between. A message
 // to itself, not a timer: a hidden tab's timers are slowed to one a
 // second or less, and an answer may be read in a tab in the background.
