@@ -8,7 +8,7 @@ use airq_aws::schema::{
     lifecycle, BY_CELL_INDEX, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, CELL_KEY,
     COUNTRY_SORT_KEY, EXPIRES_AT_ATTRIBUTE, FENCE_KEY, FENCE_TTL, GC_ATTRIBUTE, KEY_HASH_ATTRIBUTE,
     MESSAGES_PREFIX, MESSAGES_RULE, PARTITION_KEY, PENDING_CLIENT_ATTRIBUTE, PURGE_AT_ATTRIBUTE,
-    RESULTS_PREFIX, RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
+    READINGS_TTL_ATTRIBUTE, RESULTS_PREFIX, RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
 };
 use airq_aws::{error_code, remote, AwsClients, ResourceNames};
 use airq_core::error::BackendError;
@@ -506,7 +506,9 @@ pub async fn ensure_readings_table(
         billing,
         report,
     )
-    .await
+    .await?;
+    // The live tier's hour items expire after the hourly retention.
+    ensure_ttl(aws, name, READINGS_TTL_ATTRIBUTE, report).await
 }
 
 pub async fn ensure_results_table(

@@ -11,9 +11,7 @@ use airq_contract::sample::{arb_query, sample};
 use airq_core::queue::Queue;
 use airq_core::results::{Outcome, ResultStore, Submission};
 use airq_core::store::ReadingStore;
-use airq_core::{
-    BackendError, ClientId, Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp,
-};
+use airq_core::{ClientId, Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp};
 use airq_deploy::emulator;
 use airq_deploy::provision::{ensure_queue_pair, Report};
 use async_trait::async_trait;
@@ -567,29 +565,6 @@ async fn latest_shards_take_a_batch_in_a_few_writes_and_never_go_back() {
         latest_of(&store, &everything).await
             == airq_contract::store::latest_reference(&all, &everything),
         "every sensor at its newest reading"
-    );
-}
-
-/// The live tier is not built on DynamoDB yet: the store says it keeps
-/// the daily series only, and refuses 5-minute readings and finer queries
-/// with an error that says so, rather than answering from the daily one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_live_tier_is_refused_until_built() {
-    let clients = emulator::clients().await;
-    let names = emulator::provisioned(&clients, 3).await;
-    let (store, _) = counted_store(&clients, &names).await;
-    assert_eq!(store.series(), [airq_core::Resolution::Day]);
-    let refused = store.put_recent(Vec::new()).await;
-    assert!(
-        matches!(refused, Err(BackendError::Unsupported(_))),
-        "{refused:?}"
-    );
-    let mut q = Query::between(Timestamp(0), Timestamp(3600));
-    q.resolution = airq_core::Resolution::Hour;
-    let answer: Result<Vec<Reading>, BackendError> = store.query(&q).try_collect().await;
-    assert!(
-        matches!(&answer, Err(BackendError::Unsupported(m)) if m.contains("\"hour\"")),
-        "{answer:?}"
     );
 }
 
@@ -1558,4 +1533,206 @@ async fn a_reader_beside_concurrent_writers_misses_nothing() {
         got == expected,
         "the reader's copy is every sensor's latest reading"
     );
+}
+
+/// The live tier's contract (5-minute readings in, the hourly series and
+/// its indices out, retention), as on the embedded backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tier_contract() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, counter) = counted_store(&clients, &names).await;
+    airq_contract::live::run_all(&store).await;
+    let (_, scans, _) = counter.counts();
+    assert_eq!(scans, 0, "the live tier never scans");
+}
+
+/// Write units per partition key, from every write request the store
+/// sends: `ceil(item size / 1 KB)` per item put (DynamoDB's on-demand
+/// billing), one per update or delete (small items here).
+#[derive(Debug, Default, Clone)]
+struct WriteUnits(Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>);
+
+impl WriteUnits {
+    fn add(&self, item: &std::collections::HashMap<String, AttributeValue>) {
+        let key = match item.get(airq_aws::schema::PARTITION_KEY) {
+            Some(AttributeValue::S(k)) => k.clone(),
+            _ => "?".into(),
+        };
+        let units = item_size_with_binary(item).div_ceil(1024).max(1) as u64;
+        if let Ok(mut map) = self.0.lock() {
+            *map.entry(key).or_default() += units;
+        }
+    }
+
+    fn take(&self) -> std::collections::HashMap<String, u64> {
+        self.0
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+}
+
+/// [`item_size`] with binary attributes (the live items' packed rows).
+fn item_size_with_binary(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    item_size(item)
+        + item
+            .values()
+            .map(|v| match v {
+                AttributeValue::B(b) => b.as_ref().len(),
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+impl Intercept for WriteUnits {
+    fn name(&self) -> &'static str {
+        "WriteUnits"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::{
+            batch_write_item::BatchWriteItemInput, put_item::PutItemInput,
+            update_item::UpdateItemInput,
+        };
+        let input = ctx.input();
+        if let Some(put) = input.downcast_ref::<PutItemInput>() {
+            if let Some(item) = put.item() {
+                self.add(item);
+            }
+        } else if let Some(batch) = input.downcast_ref::<BatchWriteItemInput>() {
+            for requests in batch.request_items().into_iter().flat_map(|m| m.values()) {
+                for r in requests {
+                    if let Some(put) = r.put_request() {
+                        self.add(put.item());
+                    } else if let Some(delete) = r.delete_request() {
+                        self.add(delete.key());
+                    }
+                }
+            }
+        } else if let Some(update) = input.downcast_ref::<UpdateItemInput>() {
+            if let Some(key) = update.key() {
+                self.add(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A 5-minute feed of `sensors` sensors at `minute` past 10:00 on
+/// 2026-12-01, each a few seconds after the 5-minute mark, with values
+/// that vary by sensor and feed.
+fn live_feed(sensors: u64, minute: i64) -> Vec<Reading> {
+    let start = Timestamp::parse_feed("2026-12-01 10:00:00")
+        .expect("a time")
+        .0;
+    (1..=sensors)
+        .map(|sensor| {
+            let k = minute as u64;
+            Reading {
+                id: Some(sensor * 1_000 + k),
+                timestamp: Timestamp(start + minute * 60 + (sensor % 50) as i64),
+                sensor_id: sensor,
+                sensor_type: if sensor % 3 == 0 { "PMS5003" } else { "SDS011" }.into(),
+                loc_id: Some(sensor + 100_000),
+                loc_country: ["DE", "FR", "PL", "NL", "BG"][(sensor % 5) as usize].into(),
+                loc_lat: format!("{:.3}", 40.0 + (sensor % 2000) as f64 * 0.01),
+                loc_long: format!("{:.3}", (sensor / 2000) as f64 * 1.7 + 2.0),
+                loc_alt: format!("{}", sensor % 700),
+                p1: Some(format!(
+                    "{}.{:02}",
+                    5 + (sensor * 7 + k) % 60,
+                    (sensor + k) % 100
+                )),
+                p2: Some(format!(
+                    "{}.{:02}",
+                    2 + (sensor * 3 + k) % 30,
+                    (sensor * 11 + k) % 100
+                )),
+                indices: Indices::lowest(),
+                samples: None,
+                basis: None,
+            }
+        })
+        .collect()
+}
+
+/// Issue 23's bounds for the live tier at the feed's real size: 15,000
+/// sensors, an hour of 5-minute feeds (each rewriting the hour's items as
+/// they grow) and the first feed of the next hour. No partition key takes
+/// more than 1,000 write units in one feed (so not in any one second), and
+/// the month's writes at on-demand prices ($0.625 per million write units)
+/// stay under $50. Run with `--nocapture` for the figures BENCHMARKS.md
+/// quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_writes_per_partition_and_per_month_stay_within_bounds() {
+    const SENSORS: u64 = 15_000;
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let units = WriteUnits::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        clients
+            .dynamodb
+            .config()
+            .to_builder()
+            .interceptor(units.clone())
+            .build(),
+    );
+    let store = DynamoReadingStore::new(client, names.readings_table.clone());
+    let mut hour_units = 0u64;
+    let mut worst = (String::new(), 0u64);
+    for minute in (0..=60).step_by(5) {
+        let started = std::time::Instant::now();
+        let written = store
+            .put_recent(live_feed(SENSORS, minute))
+            .await
+            .expect("a feed");
+        assert_eq!(written.new, SENSORS, "feed at minute {minute}");
+        let feed = units.take();
+        let total: u64 = feed.values().sum();
+        let (key, most) = feed
+            .iter()
+            .max_by_key(|(_, u)| **u)
+            .map(|(k, u)| (k.clone(), *u))
+            .unwrap_or_default();
+        println!(
+            "feed at {:02}:{:02}: {total} write units over {} partition keys, at most {most} on {key:?}, {:.2} s",
+            10 + minute / 60,
+            minute % 60,
+            feed.len(),
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            most <= 1_000,
+            "{key:?} takes {most} write units in one feed, over a partition's 1,000 a second"
+        );
+        if most > worst.1 {
+            worst = (key, most);
+        }
+        if minute < 60 {
+            hour_units += total;
+        }
+    }
+    // 12 feeds an hour, 24 hours, 30 days.
+    let month_units = hour_units * 24 * 30;
+    let dollars = month_units as f64 * 0.625 / 1e6;
+    println!(
+        "an hour of feeds: {hour_units} write units; a month: {month_units} = ${dollars:.2} on demand; \
+         the most on one key in one feed: {} on {:?}",
+        worst.1, worst.0
+    );
+    assert!(dollars <= 50.0, "${dollars:.2} a month");
+    // The hourly series answers for every sensor.
+    let q = Query::from_json(
+        br#"{"startDate":"2026-12-01 10:00:00","endDate":"2026-12-01 10:59:59","resolution":"hour","country":"DE"}"#,
+        &QueryLimits::default(),
+    )
+    .expect("query");
+    let rows = airq_contract::store::collect(&store, &q).await;
+    assert_eq!(rows.len() as u64, SENSORS / 5, "every DE sensor's hour");
+    assert!(rows.iter().all(|r| r.samples == Some(12)));
 }

@@ -436,6 +436,10 @@ fn tables_queues_and_bucket_are_what_the_adapters_expect() {
         hash_range(schema::PARTITION_KEY, Some(schema::COUNTRY_SORT_KEY))
     );
     assert_eq!(by_country["Projection"]["ProjectionType"], "ALL");
+    assert_eq!(
+        readings["TimeToLiveSpecification"],
+        json!({"AttributeName": schema::READINGS_TTL_ATTRIBUTE, "Enabled": true})
+    );
     let by_cell = index(readings, schema::BY_CELL_INDEX);
     assert_eq!(
         keys(&by_cell["KeySchema"]),

@@ -73,8 +73,17 @@ fn store_name(b: &BackendArgs) -> String {
 
 /// The reading store of the configured backend.
 async fn open_store(global: &GlobalArgs) -> anyhow::Result<Arc<dyn ReadingStore>> {
+    open_store_keeping(global, None).await
+}
+
+/// [`open_store`] for a writer that knows how long the hourly series is
+/// kept (the live items' TTL on AWS).
+async fn open_store_keeping(
+    global: &GlobalArgs,
+    hourly_retention: Option<std::time::Duration>,
+) -> anyhow::Result<Arc<dyn ReadingStore>> {
     let b = &global.backend;
-    b.reading_store()
+    b.reading_store_keeping(hourly_retention)
         .await
         .with_context(|| format!("cannot open the {}", store_name(b)))
 }
@@ -111,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 policy: FetchPolicy::from(&args.fetch),
                 batch_size: args.store.batch_size as usize,
             };
-            let store = open_store(&global).await?;
+            let store = open_store_keeping(&global, Some(args.retention.hourly_retention)).await?;
             let stop = CancellationToken::new();
             airq_cli::shutdown::cancel_on_signal(stop.clone(), "no new runs will start")
                 .context("installing signal handlers")?;

@@ -29,7 +29,8 @@ pub use keys::DynamoKeyStore;
 pub use migrate::{MigrateOptions, MigrateProgress};
 pub use queue::{SqsQueue, SQS_MAX_BODY};
 pub use readings::{
-    day_of, latest_partition_of, DynamoReadingStore, LatestWrites, BATCH_WRITE_MAX, LATEST_SHARDS,
+    day_of, hour_partition_of, latest_partition_of, DynamoReadingStore, LatestWrites,
+    BATCH_WRITE_MAX, LATEST_SHARDS,
 };
 pub use results::{DynamoResultStore, INLINE_ANSWER_MAX};
 pub use retry::RetryPolicy;

@@ -27,6 +27,9 @@ pub const CELL_KEY: &str = "cell_key";
 /// The partition (`day`) holding each sensor's most recent reading, keyed
 /// by sensor id: no date, so no date query reads it.
 pub const LATEST_PARTITION: &str = "#latest";
+/// The TTL attribute of the live tier's items (Unix seconds: the end of
+/// their hour plus the hourly retention).
+pub const READINGS_TTL_ATTRIBUTE: &str = "delete_after";
 
 // Results table.
 /// The purge index, over every record's expiry.

@@ -65,6 +65,18 @@ pub struct BackendArgs {
 impl BackendArgs {
     /// Only the reading store (for the master, which needs no queue).
     pub async fn reading_store(&self) -> Result<Arc<dyn ReadingStore>, BackendError> {
+        self.reading_store_keeping(None).await
+    }
+
+    /// [`Self::reading_store`], telling it how long the hourly series is
+    /// kept (the master's `--hourly-retention`): on AWS the live tier's
+    /// items expire after it (DynamoDB's TTL); the embedded store is
+    /// pruned by the schedule alone.
+    pub async fn reading_store_keeping(
+        &self,
+        hourly_retention: Option<std::time::Duration>,
+    ) -> Result<Arc<dyn ReadingStore>, BackendError> {
+        let _ = hourly_retention;
         match self.backend {
             BackendKind::Embedded => {
                 let db = Db::open(&self.db)?;
@@ -75,10 +87,13 @@ impl BackendArgs {
             #[cfg(feature = "aws")]
             BackendKind::Aws => {
                 let clients = self.aws.clients().await?;
-                let store = DynamoReadingStore::new(
+                let mut store = DynamoReadingStore::new(
                     clients.dynamodb.clone(),
                     self.aws.readings_table_name(),
                 );
+                if let Some(keep) = hourly_retention {
+                    store = store.with_live_retention(keep);
+                }
                 // Fail now, clearly, rather than at the first write.
                 store.ping().await.map_err(|e| BackendError::Remote {
                     context: format!("{} (was `airq-deploy provision` run?)", clients.location()),

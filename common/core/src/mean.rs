@@ -46,6 +46,14 @@ pub fn nano_units_of(text: &str) -> Option<u128> {
     (v.is_finite() && v >= 0.0).then(|| nano_units(text, v))
 }
 
+/// A stored value's text and its number, as [`ExactSum::add`] takes them;
+/// `None` for no value, or text that is no finite number at least 0.
+pub fn value_of(text: Option<&str>) -> Option<(&str, f64)> {
+    let text = text?;
+    let value = text.trim().parse::<f64>().ok()?;
+    (value.is_finite() && value >= 0.0).then_some((text, value))
+}
+
 /// The mean of `n` values summing to `sum` nano-units, rounded half up to
 /// hundredths.
 pub fn mean_hundredths(sum: u128, n: u64) -> u128 {

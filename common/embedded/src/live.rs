@@ -25,7 +25,7 @@ use crate::db::{Db, DbError};
 use crate::readings::{bind_leading, index_column, unique_with_cells, DAY_OF_TS, LEADING_COLUMNS};
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
-use airq_core::mean::ExactSum;
+use airq_core::mean::{value_of as decimal, ExactSum};
 use airq_core::place::cell_of_text;
 use airq_core::store::Written;
 use airq_core::{Index, Indices, Reading, Resolution};
@@ -386,13 +386,6 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
     }
     tx.commit()?;
     Ok(written)
-}
-
-/// A stored decimal's value: its text as the mean sums it, and its f64.
-fn decimal(text: Option<&str>) -> Option<(&str, f64)> {
-    let text = text?;
-    let value = text.trim().parse::<f64>().ok()?;
-    (value.is_finite() && value >= 0.0).then_some((text, value))
 }
 
 /// An integer column that must not be negative.

@@ -85,9 +85,10 @@ fn shard_key(shard: u32) -> HashMap<String, AttributeValue> {
 }
 
 /// One sensor's latest reading as packed: the reading's fields, short
-/// names (they repeat for every sensor).
-#[derive(Debug, Serialize, Deserialize)]
-struct Entry {
+/// names (they repeat for every sensor). The live tier's items pack their
+/// readings the same way (`live.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<u64>,
     ts: i64,
@@ -108,6 +109,10 @@ struct Entry {
     aqi: Vec<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     samples: Option<u32>,
+    /// A live-tier reading's basis ([`airq_core::hourly::Basis::values`]);
+    /// absent on a daily reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    basis: Option<[Option<u64>; 4]>,
     /// The data version this entry changed at (`version.rs`); absent on
     /// entries written before the store kept one, read as 0.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -119,7 +124,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl Entry {
-    fn of(r: &Reading, ver: u64) -> Entry {
+    pub(crate) fn of(r: &Reading, ver: u64) -> Entry {
         Entry {
             ver,
             id: r.id,
@@ -135,13 +140,14 @@ impl Entry {
             p2: r.p2.clone(),
             aqi: r.indices.values().to_vec(),
             samples: r.samples,
+            basis: r.basis.map(|b| b.values()),
         }
     }
 
     /// The reading and its data version, unless its indices are not this
     /// version's (an entry written before an index was added): then it is
     /// as if absent, and the sensor's next reading replaces it.
-    fn into_reading(self) -> Option<(Reading, u64)> {
+    pub(crate) fn into_reading(self) -> Option<(Reading, u64)> {
         let indices: [u16; Index::COUNT] = self.aqi.try_into().ok()?;
         let ver = self.ver;
         Some((
@@ -159,7 +165,7 @@ impl Entry {
                 p2: self.p2,
                 indices: Indices::from(indices),
                 samples: self.samples,
-                basis: None,
+                basis: self.basis.map(airq_core::hourly::Basis::from_values),
             },
             ver,
         ))

@@ -58,6 +58,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 mod item;
 mod latest;
+mod live;
 mod merge;
 mod route;
 mod version;
@@ -68,6 +69,7 @@ pub(crate) use item::{cell_key, index_attribute, n, s, ReadingItem};
 use item::{cell_key_of, day_name};
 pub(crate) use latest::{is_shard_partition, Shard};
 pub use latest::{latest_partition_of, LATEST_SHARDS};
+pub use live::hour_partition_of;
 use merge::{time_then_sensor, Pages};
 use route::Fetch;
 pub use write::LatestWrites;
@@ -118,6 +120,8 @@ pub struct DynamoReadingStore {
     pub(crate) client: aws_sdk_dynamodb::Client,
     pub(crate) table: String,
     pub(crate) retry: RetryPolicy,
+    /// How long the live tier's hour items are kept: their TTL (`live.rs`).
+    pub(crate) live_retention: std::time::Duration,
 }
 
 impl DynamoReadingStore {
@@ -126,7 +130,18 @@ impl DynamoReadingStore {
             client,
             table: table.into(),
             retry: RetryPolicy::default(),
+            live_retention: Resolution::Hour
+                .default_retention()
+                .unwrap_or(std::time::Duration::from_secs(400 * 86_400)),
         }
+    }
+
+    /// Sets how long the hourly series is kept: the live tier's items get
+    /// a TTL of their hour's end plus this (the master passes its
+    /// `--hourly-retention`; the registry's default otherwise).
+    pub fn with_live_retention(mut self, hourly: std::time::Duration) -> Self {
+        self.live_retention = hourly;
+        self
     }
 
     /// Replaces the retry policy of batch writes (tests use short waits).
@@ -222,20 +237,29 @@ impl ReadingStore for DynamoReadingStore {
         Ok(written)
     }
 
+    fn series(&self) -> &'static [Resolution] {
+        &Resolution::ALL
+    }
+
+    /// Stores the 5-minute readings and their hours in the live items
+    /// (`live.rs`), then the latest readings.
+    async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
+        self.put_live(readings).await
+    }
+
+    async fn prune(&self, resolution: Resolution, before: Timestamp) -> Result<u64, BackendError> {
+        self.prune_live(resolution, before).await
+    }
+
     fn query(&self, query: &Query) -> ReadingStream {
         let this = self.clone();
         let query = query.clone();
         spawned(|tx| async move {
-            if query.resolution != Resolution::Day {
-                let _ = tx
-                    .send(Err(BackendError::Unsupported(format!(
-                        "resolution {:?} is not available on the AWS backend yet (the live tier is on the embedded backend only)",
-                        query.resolution.name()
-                    ))))
-                    .await;
-                return;
-            }
-            if let Err(e) = this.run_query(&query, &tx).await {
+            let run = match query.resolution {
+                Resolution::Day => this.run_query(&query, &tx).await,
+                _ => this.run_live_query(&query, &tx).await,
+            };
+            if let Err(e) = run {
                 let _ = tx.send(Err(e)).await;
             }
         })

@@ -73,9 +73,23 @@ impl DynamoReadingStore {
         keys: Vec<HashMap<String, AttributeValue>>,
         consistent: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
+        self.get_items_with(keys, consistent, &[]).await
+    }
+
+    /// [`Self::get_items`] reading only the attributes named in
+    /// `projection` (every attribute when it is empty), for items whose
+    /// other attributes are large and not needed. (DynamoDB bills the
+    /// whole item all the same; what is spared is the transfer and the
+    /// decoding.)
+    pub(crate) async fn get_items_with(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        consistent: bool,
+        projection: &[&str],
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
         let pages: Vec<Vec<HashMap<String, AttributeValue>>> =
             futures::stream::iter(keys.chunks(BATCH_GET_MAX).map(<[_]>::to_vec))
-                .map(|chunk| self.get_chunk(chunk, consistent))
+                .map(|chunk| self.get_chunk(chunk, consistent, projection))
                 .buffer_unordered(WRITES_IN_FLIGHT)
                 .try_collect()
                 .await?;
@@ -88,15 +102,34 @@ impl DynamoReadingStore {
         &self,
         mut pending: Vec<HashMap<String, AttributeValue>>,
         consistent: bool,
+        projection: &[&str],
     ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
         let context = || format!("DynamoDB BatchGetItem on {}", self.table);
         let mut items = Vec::with_capacity(pending.len());
         let mut attempt = 0;
+        // Names through placeholders: some attribute names are reserved
+        // words in expressions.
+        let (expression, names) = if projection.is_empty() {
+            (None, None)
+        } else {
+            let names: HashMap<String, String> = projection
+                .iter()
+                .enumerate()
+                .map(|(k, name)| (format!("#p{k}"), (*name).to_owned()))
+                .collect();
+            let expression = (0..projection.len())
+                .map(|k| format!("#p{k}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (Some(expression), Some(names))
+        };
         loop {
             attempt += 1;
             let keys = KeysAndAttributes::builder()
                 .set_keys(Some(pending.clone()))
                 .consistent_read(consistent)
+                .set_projection_expression(expression.clone())
+                .set_expression_attribute_names(names.clone())
                 .build()
                 .map_err(|e| BackendError::Corrupt(format!("{}: {e}", context())))?;
             let why = match self
