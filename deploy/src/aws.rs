@@ -197,13 +197,18 @@ fn settings(aws: &AwsArgs, names: &ResourceNames, region: Option<&str>) -> Strin
     if !aws.aws_prefix.is_empty() {
         out += &format!("export AIRQ_AWS_PREFIX={}\n", aws.aws_prefix);
     }
-    let defaults = AwsArgs::default_names();
-    for (var, value, default) in [
-        ("AIRQ_READINGS_TABLE", &aws.readings_table, defaults[0]),
-        ("AIRQ_RESULTS_TABLE", &aws.results_table, defaults[1]),
-        ("AIRQ_RECEIPTS_TABLE", &aws.receipts_table, defaults[2]),
-        ("AIRQ_KEYS_TABLE", &aws.keys_table, defaults[3]),
-    ] {
+    let vars = [
+        "AIRQ_READINGS_TABLE",
+        "AIRQ_RESULTS_TABLE",
+        "AIRQ_RECEIPTS_TABLE",
+        "AIRQ_KEYS_TABLE",
+        "AIRQ_ALERTS_TABLE",
+    ];
+    for ((var, value), default) in vars
+        .into_iter()
+        .zip(aws.table_flags())
+        .zip(AwsArgs::default_names())
+    {
         if value != default {
             out += &format!("export {var}={value}\n");
         }
@@ -225,15 +230,12 @@ async fn connect(aws: &AwsArgs) -> anyhow::Result<(AwsClients, ResourceNames)> {
 pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     if args.stack.stack.is_some() {
         let defaults = AwsArgs::default_names();
-        let renamed = [
-            &args.aws.readings_table,
-            &args.aws.results_table,
-            &args.aws.receipts_table,
-            &args.aws.keys_table,
-        ]
-        .into_iter()
-        .zip(defaults)
-        .any(|(name, default)| name != default);
+        let renamed = args
+            .aws
+            .table_flags()
+            .into_iter()
+            .zip(defaults)
+            .any(|(name, default)| name != default);
         if renamed || args.aws.bucket.is_some() {
             eprintln!(
                 "note: with --stack the template names the tables and the bucket (from \
@@ -334,13 +336,8 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
         .await;
     }
     let (clients, names) = connect(&args.aws).await?;
-    let mut all: Vec<String> = vec![
-        names.readings_table.clone(),
-        names.results_table.clone(),
-        names.receipts_table.clone(),
-        names.keys_table.clone(),
-        names.bucket.clone(),
-    ];
+    let mut all: Vec<String> = names.tables().into_iter().cloned().collect();
+    all.push(names.bucket.clone());
     for (q, dlq) in names.queues() {
         all.extend([q, dlq]);
     }
@@ -358,15 +355,11 @@ pub async fn destroy(args: DestroyArgs) -> anyhow::Result<()> {
         );
     }
     if !args.yes {
-        let mut items: Vec<String> = [
-            &names.readings_table,
-            &names.results_table,
-            &names.receipts_table,
-            &names.keys_table,
-        ]
-        .into_iter()
-        .map(|t| format!("table  {t}"))
-        .collect();
+        let mut items: Vec<String> = names
+            .tables()
+            .into_iter()
+            .map(|t| format!("table  {t}"))
+            .collect();
         for (q, dlq) in names.queues() {
             items.push(format!("queue  {q}, {dlq}"));
         }

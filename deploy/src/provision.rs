@@ -5,7 +5,8 @@
 //! prefixed copies.
 
 use airq_aws::schema::{
-    lifecycle, BY_CELL_INDEX, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, CELL_KEY,
+    lifecycle, ALERTS_DUE_ATTRIBUTE, ALERTS_NEXT_ATTRIBUTE, ALERTS_PK, ALERTS_SK, BY_CELL_INDEX,
+    BY_COUNTRY_INDEX, BY_DUE_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX, CELL_KEY,
     COUNTRY_SORT_KEY, EXPIRES_AT_ATTRIBUTE, FENCE_KEY, FENCE_TTL, GC_ATTRIBUTE, KEY_HASH_ATTRIBUTE,
     MESSAGES_PREFIX, MESSAGES_RULE, PARTITION_KEY, PENDING_CLIENT_ATTRIBUTE, PURGE_AT_ATTRIBUTE,
     READINGS_TTL_ATTRIBUTE, RESULTS_PREFIX, RESULTS_RULE, RESULT_TTL_ATTRIBUTE, SORT_KEY,
@@ -129,6 +130,7 @@ pub async fn provision(aws: &AwsClients, spec: &ProvisionSpec) -> Result<Report,
     ensure_results_table(aws, &n.results_table, spec.billing, &mut report).await?;
     ensure_receipts_table(aws, &n.receipts_table, spec.billing, &mut report).await?;
     ensure_keys_table(aws, &n.keys_table, spec.billing, &mut report).await?;
+    ensure_alerts_table(aws, &n.alerts_table, spec.billing, &mut report).await?;
     for (queue, dlq) in n.queues() {
         ensure_queue_pair(aws, &queue, &dlq, spec.max_receives, &mut report).await?;
     }
@@ -604,6 +606,44 @@ pub async fn ensure_keys_table(
     .await
 }
 
+/// Alerts, their counts and deliveries (`airq_aws::DynamoAlertStore`),
+/// with the sparse index of pending deliveries by when they are due.
+pub async fn ensure_alerts_table(
+    aws: &AwsClients,
+    name: &str,
+    billing: Billing,
+    report: &mut Report,
+) -> Result<(), BackendError> {
+    let all = Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build();
+    ensure_table(
+        aws,
+        name,
+        vec![
+            attr(ALERTS_PK, ScalarAttributeType::S)?,
+            attr(ALERTS_SK, ScalarAttributeType::S)?,
+            attr(ALERTS_DUE_ATTRIBUTE, ScalarAttributeType::S)?,
+            attr(ALERTS_NEXT_ATTRIBUTE, ScalarAttributeType::N)?,
+        ],
+        vec![
+            key(ALERTS_PK, KeyType::Hash)?,
+            key(ALERTS_SK, KeyType::Range)?,
+        ],
+        vec![index(
+            BY_DUE_INDEX,
+            ALERTS_DUE_ATTRIBUTE,
+            ALERTS_NEXT_ATTRIBUTE,
+            all,
+            billing,
+        )?],
+        &[],
+        billing,
+        report,
+    )
+    .await
+}
+
 /// The URL of a queue, if it exists.
 async fn queue_url(aws: &AwsClients, name: &str) -> Result<Option<String>, BackendError> {
     match aws.sqs.get_queue_url().queue_name(name).send().await {
@@ -907,12 +947,7 @@ pub async fn destroy(
     delete_protected: bool,
 ) -> Result<Report, BackendError> {
     let mut report = Report::default();
-    for table in [
-        &names.readings_table,
-        &names.results_table,
-        &names.receipts_table,
-        &names.keys_table,
-    ] {
+    for table in names.tables() {
         if delete_table(aws, table, delete_protected).await? {
             report.add("table", table, Action::Deleted);
         } else {

@@ -347,6 +347,7 @@ fn names_are_airqs_defaults_under_the_prefix() {
             ("ResultsTable", want.results_table.clone()),
             ("ReceiptsTable", want.receipts_table.clone()),
             ("KeysTable", want.keys_table.clone()),
+            ("AlertsTable", want.alerts_table.clone()),
             ("RequestSendQueue", send),
             ("RequestSendDeadLetterQueue", send_dlq),
             ("RequestReceiveQueue", receive),
@@ -496,12 +497,26 @@ fn tables_queues_and_bucket_are_what_the_adapters_expect() {
         keys(&keys_table["KeySchema"]),
         hash_range(schema::KEY_HASH_ATTRIBUTE, None)
     );
+    let alerts = props(&t, "AlertsTable");
+    assert_eq!(
+        keys(&alerts["KeySchema"]),
+        hash_range(schema::ALERTS_PK, Some(schema::ALERTS_SK))
+    );
+    let due = index(alerts, schema::BY_DUE_INDEX);
+    assert_eq!(
+        keys(&due["KeySchema"]),
+        hash_range(
+            schema::ALERTS_DUE_ATTRIBUTE,
+            Some(schema::ALERTS_NEXT_ATTRIBUTE)
+        )
+    );
     // Every key attribute is defined with its type, and nothing else is.
     for id in [
         "ReadingsTable",
         "ResultsTable",
         "ReceiptsTable",
         "KeysTable",
+        "AlertsTable",
     ] {
         let p = props(&t, id);
         let mut used = BTreeSet::new();
@@ -604,6 +619,8 @@ fn arn(r: Resource, b: Binary, names: &ResourceNames, e: &Eval, prefix: &str) ->
         Resource::ResultsIndex(i) => format!("{}/index/{i}", table(&names.results_table)),
         Resource::ReceiptsTable => table(&names.receipts_table),
         Resource::KeysTable => table(&names.keys_table),
+        Resource::AlertsTable => table(&names.alerts_table),
+        Resource::AlertsIndex(i) => format!("{}/index/{i}", table(&names.alerts_table)),
         Resource::Queue(q) => format!("arn:aws:sqs:{region}:{account}:{prefix}{q}"),
         Resource::Bucket => bucket,
         Resource::ResultObjects => format!("{bucket}/{}*", schema::RESULTS_PREFIX),
@@ -1904,6 +1921,7 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
         "ResultsTable",
         "ReceiptsTable",
         "KeysTable",
+        "AlertsTable",
         "RequestSendQueue",
         "RequestSendDeadLetterQueue",
         "RequestReceiveQueue",
@@ -1947,6 +1965,7 @@ async fn the_stack_deploys_on_moto_and_the_binaries_run_on_it() {
         ("ResultsTableName", &names.results_table),
         ("ReceiptsTableName", &names.receipts_table),
         ("KeysTableName", &names.keys_table),
+        ("AlertsTableName", &names.alerts_table),
         ("RequestSendQueueName", &send),
         ("RequestSendDeadLetterQueueName", &send_dlq),
         ("RequestReceiveQueueName", &receive),

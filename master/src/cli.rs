@@ -191,7 +191,9 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Readings written per store call (one transaction each).
+    /// Readings written per store call (one transaction each); a
+    /// 5-minute feed is written in one call up to 100,000 readings
+    /// whatever this says (`ingest::LIVE_FEED_READINGS`).
     #[arg(long, env = "AIRQ_BATCH_SIZE", default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,

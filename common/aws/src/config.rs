@@ -12,6 +12,7 @@ pub const DEFAULT_READINGS_TABLE: &str = "QualityAirTable";
 pub const DEFAULT_RESULTS_TABLE: &str = "AirqResults";
 pub const DEFAULT_RECEIPTS_TABLE: &str = "AirqReceipts";
 pub const DEFAULT_KEYS_TABLE: &str = "AirqKeys";
+pub const DEFAULT_ALERTS_TABLE: &str = "AirqAlerts";
 
 /// AWS flags, flattened into `airq-cli`'s `BackendArgs`. Credentials are
 /// never flags: they come from the standard chain (environment, profiles,
@@ -49,6 +50,10 @@ pub struct AwsArgs {
     #[arg(long, env = "AIRQ_KEYS_TABLE", default_value = DEFAULT_KEYS_TABLE, global = true)]
     pub keys_table: String,
 
+    /// The alerts table (before the prefix).
+    #[arg(long, env = "AIRQ_ALERTS_TABLE", default_value = DEFAULT_ALERTS_TABLE, global = true)]
+    pub alerts_table: String,
+
     /// The S3 bucket for large results and messages (used as given, without
     /// the prefix). Default: `<prefix>airq-<account id>-<region>`, lower-cased.
     #[arg(long, env = "AIRQ_BUCKET", global = true)]
@@ -62,12 +67,24 @@ pub struct ResourceNames {
     pub results_table: String,
     pub receipts_table: String,
     pub keys_table: String,
+    pub alerts_table: String,
     pub request_send: String,
     pub request_receive: String,
     pub bucket: String,
 }
 
 impl ResourceNames {
+    /// Every table: readings, results, receipts, keys, alerts.
+    pub fn tables(&self) -> [&String; 5] {
+        [
+            &self.readings_table,
+            &self.results_table,
+            &self.receipts_table,
+            &self.keys_table,
+            &self.alerts_table,
+        ]
+    }
+
     /// The dead-letter queue names, next to their queues.
     pub fn queues(&self) -> [(String, String); 2] {
         [
@@ -89,6 +106,7 @@ impl ResourceNames {
             results_table: format!("{prefix}{DEFAULT_RESULTS_TABLE}"),
             receipts_table: format!("{prefix}{DEFAULT_RECEIPTS_TABLE}"),
             keys_table: format!("{prefix}{DEFAULT_KEYS_TABLE}"),
+            alerts_table: format!("{prefix}{DEFAULT_ALERTS_TABLE}"),
             request_send: format!("{prefix}{REQUEST_SEND}"),
             request_receive: format!("{prefix}{REQUEST_RECEIVE}"),
             bucket: bucket.to_owned(),
@@ -191,14 +209,25 @@ impl AwsClients {
 }
 
 impl AwsArgs {
-    /// The default table names (readings, results, receipts).
-    /// The default table names: readings, results, receipts, keys.
-    pub fn default_names() -> [&'static str; 4] {
+    /// The default table names, in [`ResourceNames::tables`]' order.
+    pub fn default_names() -> [&'static str; 5] {
         [
             DEFAULT_READINGS_TABLE,
             DEFAULT_RESULTS_TABLE,
             DEFAULT_RECEIPTS_TABLE,
             DEFAULT_KEYS_TABLE,
+            DEFAULT_ALERTS_TABLE,
+        ]
+    }
+
+    /// The table names as given, in [`ResourceNames::tables`]' order.
+    pub fn table_flags(&self) -> [&String; 5] {
+        [
+            &self.readings_table,
+            &self.results_table,
+            &self.receipts_table,
+            &self.keys_table,
+            &self.alerts_table,
         ]
     }
 
@@ -229,6 +258,7 @@ impl AwsArgs {
             results_table: format!("{p}{}", self.results_table),
             receipts_table: format!("{p}{}", self.receipts_table),
             keys_table: format!("{p}{}", self.keys_table),
+            alerts_table: format!("{p}{}", self.alerts_table),
             request_send: format!("{p}{REQUEST_SEND}"),
             request_receive: format!("{p}{REQUEST_RECEIVE}"),
             bucket,
@@ -276,6 +306,7 @@ mod tests {
         let n = ResourceNames::with_prefix("t1-", "b");
         assert_eq!(n.readings_table, "t1-QualityAirTable");
         assert_eq!(n.keys_table, "t1-AirqKeys");
+        assert_eq!(n.alerts_table, "t1-AirqAlerts");
         assert_eq!(n.request_send, "t1-RequestSend");
         assert_eq!(n.queues()[0].1, "t1-RequestSend-dlq");
         assert_eq!(n.queues()[1].1, "t1-RequestReceive-dlq");

@@ -1,5 +1,5 @@
 //! The AWS backend: every port on Amazon DynamoDB (readings, results,
-//! receipt fences, API keys), Amazon SQS (the queues and their dead-letter
+//! receipt fences, API keys, alerts), Amazon SQS (the queues and their dead-letter
 //! queues) and Amazon S3 (payloads too large for a message or an item).
 //!
 //! Credentials, region and profiles come from the standard AWS configuration
@@ -10,6 +10,7 @@
 //! See ARCHITECTURE.md ("The AWS backend") for the table designs and their
 //! read costs.
 
+mod alerts;
 mod blobs;
 mod config;
 mod fence;
@@ -22,6 +23,7 @@ mod results;
 mod retry;
 pub mod schema;
 
+pub use alerts::DynamoAlertStore;
 pub use blobs::BlobStore;
 pub use config::{AwsArgs, AwsClients, ResourceNames};
 pub use fence::ReceiptFence;

@@ -9,7 +9,7 @@
 //!
 //! How each binary reaches the adapters:
 //! - `airq-master` opens only the reading store (`BackendArgs::reading_store`:
-//!   a `ping`) and writes batches (`put_batch`).
+//!   a `ping`) and writes batches (`put_batch`, `put_recent`, `prune`).
 //! - `airq-worker` and `airq-gateway` connect every port (`connect_aws`),
 //!   which opens all four queues by name (`GetQueueUrl`), whether or not
 //!   the binary then uses them.
@@ -33,7 +33,9 @@
 //! `GetCallerIdentity` (only without `AIRQ_BUCKET`, which every instance
 //! has; it needs no permission anyway).
 
-use crate::schema::{BY_CELL_INDEX, BY_COUNTRY_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX};
+use crate::schema::{
+    BY_CELL_INDEX, BY_COUNTRY_INDEX, BY_DUE_INDEX, BY_PENDING_CLIENT_INDEX, BY_PURGE_INDEX,
+};
 use airq_core::job::{REQUEST_RECEIVE, REQUEST_SEND};
 
 /// `RequestSend`'s dead-letter queue (`dead_letter_name(REQUEST_SEND)`).
@@ -86,6 +88,10 @@ pub enum Resource {
     ReceiptsTable,
     /// The API keys (`AirqKeys`).
     KeysTable,
+    /// Alerts, their counts and deliveries (`AirqAlerts`).
+    AlertsTable,
+    /// An index of the alerts table.
+    AlertsIndex(&'static str),
     /// A queue, by its name before the prefix (`RequestSend`,
     /// `RequestSend-dlq`, ...).
     Queue(&'static str),
@@ -129,27 +135,27 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:BatchGetItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (stored_of: what is stored under the batch's keys, so that unchanged readings are not written again; put_latest: the latest shards it merges into)",
+        "DynamoReadingStore::put_batch (stored_of: what is stored under the batch's keys, so that unchanged readings are not written again; put_latest: the latest shards it merges into), put_recent and prune (the live tier's hour and means items)",
     ),
     p(
         "dynamodb:BatchWriteItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (write_chunk)",
+        "DynamoReadingStore::put_batch (write_chunk), put_recent (means items) and prune (deleting hour items)",
     ),
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item), put_recent and prune (the live tier's markers and item count)",
     ),
     p(
         "dynamodb:GetItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (put_latest: reserve_version reads the version item)",
+        "DynamoReadingStore::put_batch (put_latest: reserve_version reads the version item), put_recent and prune (the live tier's markers on the summary item)",
     ),
     p(
         "dynamodb:PutItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (put_latest: each latest shard touched, a write conditioned on its version)",
+        "DynamoReadingStore::put_batch (put_latest: each latest shard touched, a write conditioned on its version), put_recent and prune (each hour item, conditioned on its version)",
     ),
     p(
         "s3:GetObject",
@@ -179,7 +185,7 @@ pub const WORKER: &[Permission] = &[
     p(
         "dynamodb:BatchGetItem",
         ReadingsTable,
-        "DynamoReadingStore::latest (run_latest: every latest shard)",
+        "DynamoReadingStore::latest (run_latest: every latest shard) and query (hour and 5min: each hour's hour items)",
     ),
     // Results.
     p(
@@ -312,7 +318,7 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:BatchGetItem",
         ReadingsTable,
-        "DynamoReadingStore::latest (run_latest: every latest shard) and latest_changes (the live feed: every latest shard when the version moved)",
+        "DynamoReadingStore::latest (run_latest: every latest shard) and latest_changes (the live feed: every latest shard when the version moved), and query (hour and 5min, direct: each hour's hour items)",
     ),
     p(
         "dynamodb:DescribeTable",
@@ -329,6 +335,43 @@ pub const GATEWAY: &[Permission] = &[
         "dynamodb:GetItem",
         KeysTable,
         "DynamoKeyStore::find (admission's key cache)",
+    ),
+    // Alerts. A TransactWriteItems call is authorised as the PutItem,
+    // UpdateItem and DeleteItem it holds.
+    p(
+        "dynamodb:PutItem",
+        AlertsTable,
+        "DynamoAlertStore::create (the alert, in a transaction) and transition (a delivery)",
+    ),
+    p(
+        "dynamodb:UpdateItem",
+        AlertsTable,
+        "DynamoAlertStore::create and delete (the counts), transition (the state), claim (a lease) and record (an attempt)",
+    ),
+    p(
+        "dynamodb:DeleteItem",
+        AlertsTable,
+        "DynamoAlertStore::delete (the alert, in a transaction)",
+    ),
+    p(
+        "dynamodb:GetItem",
+        AlertsTable,
+        "DynamoAlertStore::get (an alert) and claim (a delivery's target)",
+    ),
+    p(
+        "dynamodb:Query",
+        AlertsTable,
+        "DynamoAlertStore::all, deliveries, delete and transition (an alert's deliveries, to trim)",
+    ),
+    p(
+        "dynamodb:BatchWriteItem",
+        AlertsTable,
+        "DynamoAlertStore::delete and transition (deleting old deliveries)",
+    ),
+    p(
+        "dynamodb:Query",
+        AlertsIndex(BY_DUE_INDEX),
+        "DynamoAlertStore::claim (the deliveries due)",
     ),
     // Results.
     p(

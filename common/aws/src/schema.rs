@@ -76,6 +76,20 @@ pub const FENCE_KEY: &str = "message";
 /// The fence table's TTL attribute.
 pub const FENCE_TTL: &str = "delete_after";
 
+// Alerts table (`alerts.rs`).
+/// Partition key: `alerts` (every alert), `counts`, or
+/// `deliveries#<alert id>`.
+pub const ALERTS_PK: &str = "pk";
+/// Sort key: the alert id, `owner#<id>` / `total`, or
+/// `<created ms>#<delivery id>`.
+pub const ALERTS_SK: &str = "sk";
+/// The sparse index of pending deliveries by when they are due.
+pub const BY_DUE_INDEX: &str = "by_due";
+/// That index's partition key: `pending` on a pending delivery only.
+pub const ALERTS_DUE_ATTRIBUTE: &str = "due";
+/// That index's sort key: when the delivery is tried next (Unix ms).
+pub const ALERTS_NEXT_ATTRIBUTE: &str = "next_ms";
+
 // Bucket.
 /// Where large result CSVs live.
 pub const RESULTS_PREFIX: &str = "results/";

@@ -7,8 +7,8 @@
 use crate::defaults;
 #[cfg(feature = "aws")]
 use airq_aws::{
-    AwsArgs, BlobStore, DynamoKeyStore, DynamoReadingStore, DynamoResultStore, ReceiptFence,
-    SqsQueue,
+    AwsArgs, BlobStore, DynamoAlertStore, DynamoKeyStore, DynamoReadingStore, DynamoResultStore,
+    ReceiptFence, SqsQueue,
 };
 use airq_core::job::{dead_letter_name, REQUEST_RECEIVE, REQUEST_SEND};
 use airq_core::queue::Queue;
@@ -181,7 +181,11 @@ async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
             clients.dynamodb.clone(),
             names.keys_table.clone(),
         )),
-        alerts: None,
+        // Only the gateway uses it (the worker's role has no grant on it).
+        alerts: Some(Arc::new(DynamoAlertStore::new(
+            clients.dynamodb.clone(),
+            names.alerts_table.clone(),
+        ))),
         location: clients.location(),
     })
 }

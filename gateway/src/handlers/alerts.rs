@@ -22,11 +22,9 @@ const UNKNOWN: &str = "no such alert (or not one of this API key's)";
 
 /// The alerts of this gateway's backend, or 501 where it keeps none.
 fn alerts_of(app: &AppState) -> Result<&Arc<Alerts>, ApiError> {
-    app.alerts.as_ref().ok_or_else(|| {
-        ApiError::NotImplemented(
-            "this backend keeps no alerts yet (the AWS backend); use the embedded backend".into(),
-        )
-    })
+    app.alerts
+        .as_ref()
+        .ok_or_else(|| ApiError::NotImplemented("this deployment's backend keeps no alerts".into()))
 }
 
 /// The key an alert belongs to: alerts need one.
@@ -95,7 +93,7 @@ async fn owned(
         (status = 415, description = "Not `application/json`", body = crate::openapi::schema::ErrorBody),
         (status = 429, description = "Over the `submits` budget, or the key has \
             `--max-alerts-per-key` alerts", body = crate::openapi::schema::ErrorBody),
-        (status = 501, description = "The backend keeps no alerts (AWS, for now)",
+        (status = 501, description = "The backend keeps no alerts",
             body = crate::openapi::schema::ErrorBody),
         (status = 503, description = "The store does not answer, or holds `--max-alerts` alerts",
             body = crate::openapi::schema::ErrorBody),
@@ -192,7 +190,7 @@ pub async fn create(
             body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such alert of this key", body = crate::openapi::schema::ErrorBody),
         (status = 429, description = "Over the `polls` budget", body = crate::openapi::schema::ErrorBody),
-        (status = 501, description = "The backend keeps no alerts (AWS, for now)",
+        (status = 501, description = "The backend keeps no alerts",
             body = crate::openapi::schema::ErrorBody),
         (status = 503, description = "The store does not answer", body = crate::openapi::schema::ErrorBody),
     ),
@@ -241,7 +239,7 @@ pub async fn get(
             body = crate::openapi::schema::ErrorBody),
         (status = 404, description = "No such alert of this key", body = crate::openapi::schema::ErrorBody),
         (status = 429, description = "Over the `polls` budget", body = crate::openapi::schema::ErrorBody),
-        (status = 501, description = "The backend keeps no alerts (AWS, for now)",
+        (status = 501, description = "The backend keeps no alerts",
             body = crate::openapi::schema::ErrorBody),
         (status = 503, description = "The store does not answer", body = crate::openapi::schema::ErrorBody),
     ),

@@ -27,7 +27,10 @@
 //! retention the writer was given ([`DynamoReadingStore::with_live_retention`]).
 //! The 5-minute values cannot expire on their own (TTL removes whole
 //! items), so `prune(5min)` strips them from their hour items, keeping
-//! the hour's sums.
+//! the hour's sums, an hour at a time: a 5-minute reading is kept until
+//! its whole hour is older than the retention (up to an hour more than
+//! on the embedded store, which deletes to the second), so that each
+//! hour item is rewritten once by retention, not at every run.
 //!
 //! **Cost** (ARCHITECTURE.md has the arithmetic, BENCHMARKS.md the
 //! measured bytes): a feed of 15,000 sensors rewrites the current hour's 64
@@ -69,6 +72,9 @@ const READINGS: &str = "readings";
 /// retention knows where to start without a scan.
 const FIRST_HOUR: &str = "live_first_hour";
 const FIRST_VALUES: &str = "live_first_values";
+/// And the latest hour that may have one: no later hour's window needs
+/// reading (absent means items cost a read unit each all the same).
+const LAST_HOUR: &str = "live_last_hour";
 /// Hour and shard items written at once.
 const ITEMS_IN_FLIGHT: usize = 16;
 /// Hours read ahead by a query.
@@ -590,7 +596,8 @@ impl DynamoReadingStore {
             }
             dirty.insert((hour, shard));
         }
-        self.recompute_indices(&mut items, &touched, &mut dirty)
+        let (_, _, last_hour) = self.markers().await?;
+        self.recompute_indices(&mut items, &touched, &mut dirty, last_hour)
             .await?;
         // The readings of the batch take their hour's indices (as they are
         // now), and the newest of each sensor becomes its latest.
@@ -629,9 +636,10 @@ impl DynamoReadingStore {
         if raced {
             return Ok(Err(Raced));
         }
-        if let Some(&(first, _)) = dirty.first() {
+        if let (Some(&(first, _)), Some(&(last, _))) = (dirty.first(), dirty.last()) {
             self.move_marker(FIRST_HOUR, ">", first).await?;
             self.move_marker(FIRST_VALUES, ">", first).await?;
+            self.move_marker(LAST_HOUR, "<", last).await?;
         }
         self.put_latest(newest.into_values()).await?;
         Ok(Ok(written))
@@ -646,6 +654,7 @@ impl DynamoReadingStore {
         items: &mut HashMap<(i64, u32), HourShard>,
         touched: &BTreeSet<(i64, u32, u64)>,
         dirty: &mut BTreeSet<(i64, u32)>,
+        last_hour: Option<i64>,
     ) -> Result<(), BackendError> {
         let span = (hourly::RUNNING_HOURS as i64 - 1) * HOUR_SECS;
         // Each shard's first and last touched hour.
@@ -657,7 +666,9 @@ impl DynamoReadingStore {
         }
         let mut wanted = Vec::new();
         for (&shard, &(first, last)) in &spans {
-            for h in hours(first - span, last + span) {
+            // No hour after the last one stored has items to read.
+            let end = (last + span).min(last_hour.unwrap_or(last).max(last));
+            for h in hours(first - span, end) {
                 if !items.contains_key(&(h, shard)) {
                     wanted.push((h, shard));
                 }
@@ -831,8 +842,9 @@ impl DynamoReadingStore {
         }
     }
 
-    /// The summary item's markers (`None` where unset).
-    async fn markers(&self) -> Result<(Option<i64>, Option<i64>), BackendError> {
+    /// The summary item's markers (`None` where unset): the first hour,
+    /// the first with 5-minute values, the last hour.
+    async fn markers(&self) -> Result<(Option<i64>, Option<i64>, Option<i64>), BackendError> {
         let item = self
             .client
             .get_item()
@@ -844,7 +856,11 @@ impl DynamoReadingStore {
             .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
             .item
             .unwrap_or_default();
-        Ok((number(&item, FIRST_HOUR), number(&item, FIRST_VALUES)))
+        Ok((
+            number(&item, FIRST_HOUR),
+            number(&item, FIRST_VALUES),
+            number(&item, LAST_HOUR),
+        ))
     }
 
     /// The readings of `query` (on `hour` or `5min`), hour by hour: each
@@ -901,31 +917,36 @@ impl DynamoReadingStore {
         Ok(out)
     }
 
-    /// `prune`: strips the 5-minute readings older than `before` from
-    /// their hour items, or deletes the hour items that start before it.
+    /// `prune`: strips the 5-minute readings of the hours that end by
+    /// `before` from their hour items (whole hours: up to an hour more is
+    /// kept than on the embedded store), or deletes the hour items that
+    /// start before it.
     pub(crate) async fn prune_live(
         &self,
         resolution: Resolution,
         before: Timestamp,
     ) -> Result<u64, BackendError> {
-        let (first_hour, first_values) = self.markers().await?;
+        let (first_hour, first_values, _) = self.markers().await?;
         match resolution {
             Resolution::Day => Ok(0),
             Resolution::FiveMin => {
                 let Some(first) = first_values else {
                     return Ok(0);
                 };
-                // Values older than `before` are in the hours up to the
-                // one holding `before - 1`.
-                let last = hourly::hour_start(Timestamp(before.0 - 1)).0;
+                // Whole hours only: the hours that end by `before` lose
+                // all their values, the one holding `before` keeps them
+                // until the next hour's prune. Stripping to the exact
+                // time would rewrite that hour's 64 items at every run
+                // (each run's cut moves by 5 minutes), which costs about
+                // as much as the feed's own writes.
+                let cut = hourly::hour_start(before).0;
                 let mut removed = 0;
-                let all: Vec<i64> = hours(first, last).collect();
+                let all: Vec<i64> = hours(first, cut - HOUR_SECS).collect();
                 for chunk in all.chunks(PRUNE_HOURS) {
-                    removed += self.strip_values(chunk, before.0).await?;
+                    removed += self.strip_values(chunk, cut).await?;
                 }
-                if last >= first {
-                    self.move_marker(FIRST_VALUES, "<", hourly::hour_start(before).0)
-                        .await?;
+                if cut > first {
+                    self.move_marker(FIRST_VALUES, "<", cut).await?;
                 }
                 Ok(removed)
             }
