@@ -55,6 +55,80 @@ fn sync_ids(text: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A command line: the given head, the test's AWS flags, the given tail.
+type Args<'a> = dyn Fn(&[&str], &[&str]) -> Vec<String> + 'a;
+
+/// A 5-minute feed through the real master into DynamoDB, and the hourly
+/// and 5-minute series through the gateway: an hour of 12 readings of one
+/// sensor, P2 10.00 each, is one hourly row of mean 10.00 (one hour: no
+/// index yet, AQI and Range empty) and 12 five-minute rows.
+async fn the_live_tier_answers(http: &reqwest::Client, base: &str, with: &Args<'_>) {
+    let entries: Vec<String> = (0..12)
+        .map(|k| {
+            format!(
+                r#"{{"id":{},"timestamp":"2018-06-04 21:{:02}:00","location":{{"id":990102,"latitude":"52.5200","longitude":"13.4050","altitude":"34.0","country":"DE"}},"sensor":{{"id":990002,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"20.00","value_type":"P1"}},{{"value":"10.00","value_type":"P2"}}]}}"#,
+                100 + k,
+                5 * k
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let feed = dir.path().join("live.json");
+    std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("writing a feed");
+    run(
+        "airq-master",
+        &with(
+            &["--backend", "aws"],
+            &[
+                "ingest",
+                "--resolution",
+                "5min",
+                "--source",
+                &feed.to_string_lossy(),
+            ],
+        ),
+    );
+    let csv = |resolution: &'static str| {
+        let body = format!(
+            r#"{{"startDate":"2018-06-04 21:00:00","endDate":"2018-06-04 21:59:59","resolution":"{resolution}"}}"#
+        );
+        async move {
+            let r = http
+                .post(format!("{base}/api/query"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), 200, "resolution {resolution}");
+            r.text().await.expect("the CSV")
+        }
+    };
+    let hours = csv("hour").await;
+    assert_eq!(
+        hours.lines().skip(1).collect::<Vec<_>>(),
+        [",2018-06-04 21:00:00,990002,SDS011,990102,DE,52.5200,13.4050,34.0,20.00,10.00,,"],
+        "{hours}"
+    );
+    let five = csv("5min").await;
+    assert_eq!(five.lines().skip(1).count(), 12, "{five}");
+    let meta: serde_json::Value = http
+        .get(format!("{base}/api/meta"))
+        .send()
+        .await
+        .expect("GET /api/meta")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = meta["resolutions"]
+        .as_array()
+        .expect("resolutions")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["day", "hour", "5min"], "{meta}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provision_ingest_and_query_on_aws() {
     let endpoint = emulator::endpoint();
@@ -87,8 +161,8 @@ async fn provision_ingest_and_query_on_aws() {
     let first = String::from_utf8_lossy(&first.stdout).into_owned();
     assert_eq!(
         first.lines().filter(|l| l.starts_with("created")).count(),
-        12,
-        "4 tables, 2 time-to-live settings, 4 queues, the bucket and its rules:\n{first}"
+        14,
+        "5 tables, 3 time-to-live settings, 4 queues, the bucket and its rules:\n{first}"
     );
     assert!(first.contains("export AIRQ_BACKEND=aws"), "{first}");
     assert!(
@@ -168,7 +242,7 @@ async fn provision_ingest_and_query_on_aws() {
         "airq-gateway",
         &with(
             &["--backend", "aws", "--listen", "127.0.0.1:0"],
-            &["--key-cache-ttl", "200ms"],
+            &["--key-cache-ttl", "200ms", "--webhook-allow-loopback"],
         ),
         true,
     );
@@ -191,7 +265,7 @@ async fn provision_ingest_and_query_on_aws() {
     );
 
     support::direct_and_queued_agree(&http, &base).await;
-    support::the_live_series_are_refused(&http, &base).await;
+    the_live_tier_answers(&http, &base, &with).await;
 
     // The live stream on DynamoDB's data version: the place's latest
     // readings and a sync, then a reading the master stores later, and a
@@ -249,6 +323,38 @@ async fn provision_ingest_and_query_on_aws() {
         "\"submits\";q=60;w=60",
         "the key's tier (standard) applies"
     );
+    // Alerts on DynamoDB: made, read and deleted with the key.
+    let alert = http
+        .post(format!("{base}/api/alerts"))
+        .header("content-type", "application/json")
+        .header("x-api-key", &key)
+        .body(
+            r#"{"place":{"country":"DE"},"index":"us-epa","threshold":{"band":"Unhealthy"},"webhookUrl":"http://127.0.0.1:9/hook","cooldown":"1h"}"#,
+        )
+        .send()
+        .await
+        .expect("POST /api/alerts");
+    assert_eq!(alert.status(), 201);
+    let alert: serde_json::Value = alert.json().await.expect("the alert");
+    let alert_url = format!(
+        "{base}/api/alerts/{}",
+        alert["id"].as_str().expect("its id")
+    );
+    let read = http
+        .get(&alert_url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("GET the alert");
+    assert_eq!(read.status(), 200);
+    let deleted = http
+        .delete(&alert_url)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("DELETE the alert");
+    assert_eq!(deleted.status(), 204);
+
     let listed = run(
         "airq-deploy",
         &with(&["keys", "--backend", "aws"], &["list"]),
@@ -290,7 +396,7 @@ async fn provision_ingest_and_query_on_aws() {
     let gone = String::from_utf8_lossy(&gone.stdout).into_owned();
     assert_eq!(
         gone.lines().filter(|l| l.starts_with("deleted")).count(),
-        9,
-        "4 tables, 4 queues and the bucket:\n{gone}"
+        10,
+        "5 tables, 4 queues and the bucket:\n{gone}"
     );
 }

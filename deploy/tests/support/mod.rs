@@ -120,37 +120,6 @@ pub async fn direct_and_queued_agree(http: &reqwest::Client, base: &str) {
     );
 }
 
-/// A gateway on a store without the live tier (AWS, so far) refuses a
-/// query on the hourly series, naming `resolution`, and lists only the
-/// daily series in `/api/meta`.
-pub async fn the_live_series_are_refused(http: &reqwest::Client, base: &str) {
-    let r = http
-        .post(format!("{base}/api/query"))
-        .header("content-type", "application/json")
-        .body(r#"{"startDate":"2018-06-03","endDate":"2018-06-03","resolution":"hour"}"#)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(r.status(), 400);
-    let body: serde_json::Value = r.json().await.expect("a JSON error");
-    assert_eq!(body["fields"][0]["field"], "resolution", "{body}");
-    let meta: serde_json::Value = http
-        .get(format!("{base}/api/meta"))
-        .send()
-        .await
-        .expect("GET /api/meta")
-        .json()
-        .await
-        .expect("JSON");
-    let names: Vec<&str> = meta["resolutions"]
-        .as_array()
-        .expect("resolutions")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
-    assert_eq!(names, ["day"], "{meta}");
-}
-
 /// Queues `query` at the gateway `base` and polls until its CSV (90 s at
 /// most).
 pub async fn queued(http: &reqwest::Client, base: &str, query: &str) -> String {
