@@ -1767,3 +1767,75 @@ async fn alert_store_contract() {
     let store = airq_aws::DynamoAlertStore::new(clients.dynamodb.clone(), names.alerts_table);
     airq_contract::alerts::run_all(&store).await;
 }
+
+/// A live run that stopped after writing its hour items (here: its means
+/// item and a latest shard deleted behind its back) is finished by the
+/// next run of the same feed, which finds every reading stored already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_that_stopped_half_way_is_finished_by_the_next() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let table = names.readings_table.clone();
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), table.clone());
+    let feed: Vec<Reading> = (0..12).flat_map(|k| live_feed(3, 5 * k)).collect();
+    let first = store.put_recent(feed.clone()).await.expect("a feed");
+    assert_eq!(first.new, 36);
+    let hour = Timestamp::parse_feed("2026-12-01 10:00:00")
+        .expect("a time")
+        .0;
+    let means_key = airq_aws::hour_partition_of(1, hour)
+        .expect("a key")
+        .replacen("#hour#", "#means#", 1);
+    let key = |day: &str, sort: &str| {
+        std::collections::HashMap::from([
+            (
+                airq_aws::schema::PARTITION_KEY.to_owned(),
+                AttributeValue::S(day.to_owned()),
+            ),
+            (
+                airq_aws::schema::SORT_KEY.to_owned(),
+                AttributeValue::S(sort.to_owned()),
+            ),
+        ])
+    };
+    let latest_key = airq_aws::latest_partition_of(1);
+    for (day, sort) in [
+        (means_key.as_str(), "live"),
+        (latest_key.as_str(), "latest"),
+    ] {
+        clients
+            .dynamodb
+            .delete_item()
+            .table_name(&table)
+            .set_key(Some(key(day, sort)))
+            .send()
+            .await
+            .expect("delete");
+    }
+    let again = store.put_recent(feed).await.expect("the same feed");
+    assert_eq!((again.new, again.unchanged), (0, 36));
+    let means = clients
+        .dynamodb
+        .get_item()
+        .table_name(&table)
+        .set_key(Some(key(&means_key, "live")))
+        .send()
+        .await
+        .expect("get");
+    assert!(
+        means
+            .item
+            .is_some_and(|i| i.contains_key("means") && i.contains_key("of")),
+        "the means item is back"
+    );
+    let latest = LatestQuery::from_pairs([("format", "csv")]).expect("a latest query");
+    let got: Vec<Reading> = store.latest(&latest).try_collect().await.expect("latest");
+    let one = got
+        .iter()
+        .find(|r| r.sensor_id == 1)
+        .expect("sensor 1's latest is back");
+    assert_eq!(
+        one.timestamp,
+        Timestamp::parse_feed("2026-12-01 10:55:01").expect("a time")
+    );
+}

@@ -106,17 +106,7 @@ impl AlertItem {
         let item: AlertItem =
             serde_dynamo::from_item(item).map_err(|e| corrupt(format!("a stored alert: {e}")))?;
         let id = uuid(&item.sk, "an alert id")?;
-        let spec = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&item.spec)
-            .map_err(|e| e.to_string())
-            .and_then(|m| {
-                AlertSpec::from_map(&m).map_err(|e| {
-                    e.errors
-                        .iter()
-                        .map(|f| format!("{}: {}", f.field, f.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            })
+        let spec = AlertSpec::from_stored(&item.spec)
             .map_err(|e| corrupt(format!("alert {id}'s spec does not read back: {e}")))?;
         Ok((
             Alert {
@@ -236,6 +226,17 @@ fn cancelled<R>(
     (error_code(e) == Some("TransactionCanceledException")).then(Vec::new)
 }
 
+/// How a transaction ended.
+enum Transacted {
+    Done,
+    /// The condition of the item at this position failed.
+    Refused(usize),
+}
+
+/// Attempts of a transaction that conflicts with another one on the same
+/// items (every create and delete touches the `total` count).
+const TRANSACT_ATTEMPTS: u32 = 8;
+
 fn build<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, BackendError> {
     r.map_err(|e| corrupt(format!("building a DynamoDB request: {e}")))
 }
@@ -275,45 +276,101 @@ impl DynamoAlertStore {
             Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(COUNTS, sk)))
-                .update_expression("SET #n = #n - :one")
-                .condition_expression("#n > :zero")
+                .update_expression("SET #n = if_not_exists(#n, :one) - :one")
                 .expression_attribute_names("#n", "n")
-                .expression_attribute_values(":zero", n(0))
                 .expression_attribute_values(":one", n(1))
                 .build(),
         )?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Runs a transaction: done, or refused by the condition of one of its
+    /// items; one that conflicts with another transaction (or is
+    /// throttled) is tried again, anything else is an error.
+    async fn transact(
+        &self,
+        what: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Transacted, BackendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match sent {
+                Ok(_) => return Ok(Transacted::Done),
+                Err(e) => e,
+            };
+            let reasons = cancelled(&e).unwrap_or_default();
+            if let Some(k) = reasons.iter().position(|r| r == "ConditionalCheckFailed") {
+                return Ok(Transacted::Refused(k));
+            }
+            let again = reasons.iter().any(|r| {
+                matches!(
+                    r.as_str(),
+                    "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+                )
+            });
+            if !again || attempt >= TRANSACT_ATTEMPTS {
+                return Err(remote(self.context(what), e));
+            }
+            let wait = crate::retry::RetryPolicy::default().delay(attempt);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// The keys of an alert's deliveries, newest first, with whether each
     /// is pending.
     async fn delivery_keys(&self, alert: Uuid) -> Result<Vec<(String, bool)>, BackendError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", ALERTS_PK)
+            .expression_attribute_names("#sk", ALERTS_SK)
+            .expression_attribute_names("#due", ALERTS_DUE_ATTRIBUTE)
+            .expression_attribute_values(":pk", s(deliveries_pk(alert)))
+            .projection_expression("#sk, #due")
+            .scan_index_forward(false)
+            .consistent_read(true);
+        Ok(self
+            .pages("Query (deliveries)", query, usize::MAX)
+            .await?
+            .iter()
+            .filter_map(|item| match item.get(ALERTS_SK) {
+                Some(AttributeValue::S(sk)) => {
+                    Some((sk.clone(), item.contains_key(ALERTS_DUE_ATTRIBUTE)))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The items `query` finds, page after page, until there are none or
+    /// `max` at least.
+    async fn pages(
+        &self,
+        what: &str,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        max: usize,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", ALERTS_PK)
-                .expression_attribute_names("#sk", ALERTS_SK)
-                .expression_attribute_names("#due", ALERTS_DUE_ATTRIBUTE)
-                .expression_attribute_values(":pk", s(deliveries_pk(alert)))
-                .projection_expression("#sk, #due")
-                .scan_index_forward(false)
-                .consistent_read(true)
+            let page = query
+                .clone()
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| remote(self.context("Query (deliveries)"), e))?;
-            for item in page.items() {
-                if let Some(AttributeValue::S(sk)) = item.get(ALERTS_SK) {
-                    out.push((sk.clone(), item.contains_key(ALERTS_DUE_ATTRIBUTE)));
-                }
-            }
+                .map_err(|e| remote(self.context(what), e))?;
+            out.extend(page.items.unwrap_or_default());
             start = page.last_evaluated_key;
-            if start.is_none() {
+            if start.is_none() || out.len() >= max {
                 return Ok(out);
             }
         }
@@ -408,32 +465,22 @@ impl AlertStore for DynamoAlertStore {
                 .expression_attribute_names("#pk", ALERTS_PK)
                 .build(),
         )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(self.raise(&owner_sk(alert.owner), per_owner)?)
-            .transact_items(self.raise(TOTAL, total)?)
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Ok(())),
-            Err(e) => match cancelled(&e) {
-                Some(reasons)
-                    if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(Err(Refused::OwnerFull { max: per_owner }))
-                }
-                Some(reasons)
-                    if reasons.get(1).map(String::as_str) == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(Err(Refused::StoreFull { max: total }))
-                }
-                _ => Err(remote(
-                    self.context("TransactWriteItems (create an alert)"),
-                    e,
-                )),
-            },
+        let items = vec![
+            self.raise(&owner_sk(alert.owner), per_owner)?,
+            self.raise(TOTAL, total)?,
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        match self
+            .transact("TransactWriteItems (create an alert)", items)
+            .await?
+        {
+            Transacted::Done => Ok(Ok(())),
+            Transacted::Refused(0) => Ok(Err(Refused::OwnerFull { max: per_owner })),
+            Transacted::Refused(1) => Ok(Err(Refused::StoreFull { max: total })),
+            Transacted::Refused(_) => Err(corrupt(format!(
+                "alert {} exists already (a random id drawn twice?)",
+                alert.id
+            ))),
         }
     }
 
@@ -460,65 +507,50 @@ impl AlertStore for DynamoAlertStore {
                 .expression_attribute_values(":owner", s(owner.to_string()))
                 .build(),
         )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.lower(&owner_sk(owner))?)
-            .transact_items(self.lower(TOTAL)?)
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if cancelled(&e).is_some() => return Ok(false),
-            Err(e) => {
-                return Err(remote(
-                    self.context("TransactWriteItems (delete an alert)"),
-                    e,
-                ))
-            }
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.lower(&owner_sk(owner))?,
+            self.lower(TOTAL)?,
+        ];
+        let deleted = matches!(
+            self.transact("TransactWriteItems (delete an alert)", items)
+                .await?,
+            Transacted::Done
+        );
+        // Its deliveries go with it; and if there is no such alert (a
+        // deletion that stopped after its transaction), whatever is left
+        // of them goes too, so that no claim keeps finding them.
+        if deleted || self.get(id).await?.is_none() {
+            let keys: Vec<String> = self
+                .delivery_keys(id)
+                .await?
+                .into_iter()
+                .map(|(sk, _)| sk)
+                .collect();
+            self.delete_deliveries(id, &keys).await?;
         }
-        let keys: Vec<String> = self
-            .delivery_keys(id)
-            .await?
-            .into_iter()
-            .map(|(sk, _)| sk)
-            .collect();
-        self.delete_deliveries(id, &keys).await?;
-        Ok(true)
+        Ok(deleted)
     }
 
     async fn all(&self) -> Result<Vec<(Alert, AlertState)>, BackendError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", ALERTS_PK)
+            .expression_attribute_values(":pk", s(ALERTS))
+            .consistent_read(true);
         let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", ALERTS_PK)
-                .expression_attribute_values(":pk", s(ALERTS))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| remote(self.context("Query (alerts)"), e))?;
-            for item in page.items.unwrap_or_default() {
-                // One alert that does not read back must not stop the
-                // others (as on the embedded store).
-                match AlertItem::decode(item) {
-                    Ok(alert) => all.push(alert),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping an alert that does not read back")
-                    }
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(all);
+        for item in self.pages("Query (alerts)", query, usize::MAX).await? {
+            // One alert that does not read back must not stop the others
+            // (as on the embedded store).
+            match AlertItem::decode(item) {
+                Ok(alert) => all.push(alert),
+                Err(e) => tracing::warn!(error = %e, "skipping an alert that does not read back"),
             }
         }
+        Ok(all)
     }
 
     async fn transition(
@@ -566,10 +598,7 @@ impl AlertStore for DynamoAlertStore {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
         let update = build(update.update_expression(expression).build())?;
-        let mut call = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
         if let Some(d) = delivery {
             let item = serde_dynamo::to_item(DeliveryItem::of(d))
                 .map_err(|e| corrupt(format!("encoding a delivery: {e}")))?;
@@ -579,20 +608,19 @@ impl AlertStore for DynamoAlertStore {
                     .set_item(Some(item))
                     .build(),
             )?;
-            call = call.transact_items(TransactWriteItem::builder().put(put).build());
+            items.push(TransactWriteItem::builder().put(put).build());
         }
-        match call.send().await {
-            Ok(_) => {}
-            Err(e) if cancelled(&e).is_some() => return Ok(false),
-            Err(e) => {
-                return Err(remote(
-                    self.context("TransactWriteItems (an alert's transition)"),
-                    e,
-                ))
-            }
+        if let Transacted::Refused(_) = self
+            .transact("TransactWriteItems (an alert's transition)", items)
+            .await?
+        {
+            return Ok(false);
         }
+        // Committed: a failure to trim is for the next transition to mend.
         if delivery.is_some() {
-            self.trim(id).await?;
+            if let Err(e) = self.trim(id).await {
+                tracing::warn!(alert = %id, error = %e, "could not delete an alert's old deliveries");
+            }
         }
         Ok(true)
     }
@@ -604,32 +632,21 @@ impl AlertStore for DynamoAlertStore {
         max: usize,
     ) -> Result<Vec<DueDelivery>, BackendError> {
         // Due and not leased, oldest first.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_DUE_INDEX)
+            .key_condition_expression("#due = :pending AND #next <= :now")
+            .filter_expression("#lease <= :now")
+            .expression_attribute_names("#due", ALERTS_DUE_ATTRIBUTE)
+            .expression_attribute_names("#next", ALERTS_NEXT_ATTRIBUTE)
+            .expression_attribute_names("#lease", "lease_ms")
+            .expression_attribute_values(":pending", s(PENDING))
+            .expression_attribute_values(":now", n(now_ms));
         let mut candidates = Vec::new();
-        let mut start = None;
-        while candidates.len() < max {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_DUE_INDEX)
-                .key_condition_expression("#due = :pending AND #next <= :now")
-                .filter_expression("#lease <= :now")
-                .expression_attribute_names("#due", ALERTS_DUE_ATTRIBUTE)
-                .expression_attribute_names("#next", ALERTS_NEXT_ATTRIBUTE)
-                .expression_attribute_names("#lease", "lease_ms")
-                .expression_attribute_values(":pending", s(PENDING))
-                .expression_attribute_values(":now", n(now_ms))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| remote(self.context("Query (due deliveries)"), e))?;
-            for item in page.items.unwrap_or_default() {
-                candidates.push(DeliveryItem::decode(item)?.0);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+        for item in self.pages("Query (due deliveries)", query, max).await? {
+            candidates.push(DeliveryItem::decode(item)?.0);
         }
         candidates.truncate(max);
         let mut due = Vec::with_capacity(candidates.len());
@@ -646,7 +663,8 @@ impl AlertStore for DynamoAlertStore {
                     &delivery_sk(&delivery),
                 )))
                 .update_expression("SET #lease = :lease")
-                .condition_expression("#due = :pending AND #lease <= :now")
+                .condition_expression("#due = :pending AND #lease <= :now AND #next <= :now")
+                .expression_attribute_names("#next", ALERTS_NEXT_ATTRIBUTE)
                 .expression_attribute_names("#lease", "lease_ms")
                 .expression_attribute_names("#due", ALERTS_DUE_ATTRIBUTE)
                 .expression_attribute_values(":lease", n(lease_ms))
@@ -666,8 +684,11 @@ impl AlertStore for DynamoAlertStore {
                     .map(|(a, _)| (a.spec.webhook_url.clone(), a.secret));
                 slot.insert(target);
             }
-            // A delivery whose alert is gone is left to its deletion.
+            // A delivery whose alert is gone (a deletion that stopped half
+            // way) is deleted, so that it does not take a claim's room.
             let Some(Some((url, secret))) = alerts.get(&delivery.alert) else {
+                self.delete_deliveries(delivery.alert, &[delivery_sk(&delivery)])
+                    .await?;
                 continue;
             };
             due.push(DueDelivery {
@@ -740,30 +761,22 @@ impl AlertStore for DynamoAlertStore {
     }
 
     async fn deliveries(&self, alert: Uuid, last: usize) -> Result<Vec<Delivery>, BackendError> {
+        if last == 0 {
+            return Ok(Vec::new());
+        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", ALERTS_PK)
+            .expression_attribute_values(":pk", s(deliveries_pk(alert)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(last).unwrap_or(i32::MAX))
+            .consistent_read(true);
         let mut out = Vec::new();
-        let mut start = None;
-        while out.len() < last {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", ALERTS_PK)
-                .expression_attribute_values(":pk", s(deliveries_pk(alert)))
-                .scan_index_forward(false)
-                .limit(i32::try_from(last - out.len()).unwrap_or(i32::MAX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| remote(self.context("Query (deliveries)"), e))?;
-            for item in page.items.unwrap_or_default() {
-                out.push(DeliveryItem::decode(item)?.0);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+        for item in self.pages("Query (deliveries)", query, last).await? {
+            out.push(DeliveryItem::decode(item)?.0);
         }
         out.truncate(last);
         Ok(out)

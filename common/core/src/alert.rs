@@ -308,6 +308,19 @@ impl AlertSpec {
         }
     }
 
+    /// A spec as a store keeps it ([`AlertSpec::to_json`]'s text) read
+    /// back; the error says what does not read (field by field).
+    pub fn from_stored(text: &str) -> Result<AlertSpec, String> {
+        let map: Map<String, Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        AlertSpec::from_map(&map).map_err(|e| {
+            e.errors
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
     /// The canonical JSON of the spec: what is stored, and what `GET
     /// /api/alerts/{id}` shows.
     pub fn to_json(&self) -> Value {

@@ -78,17 +78,7 @@ fn alert_of(r: &Row<'_>) -> Result<(Alert, AlertState), DbError> {
     let id = uuid(&id, "an alert id")?;
     let owner: String = r.get(1)?;
     let spec: String = r.get(2)?;
-    let spec = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&spec)
-        .map_err(|e| e.to_string())
-        .and_then(|m| {
-            AlertSpec::from_map(&m).map_err(|e| {
-                e.errors
-                    .iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-        })
+    let spec = AlertSpec::from_stored(&spec)
         .map_err(|e| corrupt(format!("alert {id}'s spec does not read back: {e}")))?;
     let alert = Alert {
         id,

@@ -144,6 +144,16 @@ impl Entry {
         }
     }
 
+    /// The reading, with every index undefined when the entry's indices
+    /// are not this version's (an item written before an index was
+    /// added): the live tier recomputes them at the hour's next write.
+    pub(crate) fn into_reading_or_undefined(mut self) -> Option<Reading> {
+        if self.aqi.len() != Index::COUNT {
+            self.aqi = Indices::undefined().values().to_vec();
+        }
+        self.into_reading().map(|(r, _)| r)
+    }
+
     /// The reading and its data version, unless its indices are not this
     /// version's (an entry written before an index was added): then it is
     /// as if absent, and the sensor's next reading replaces it.

@@ -41,7 +41,14 @@
 //!
 //! **Writes** are conditioned on the hour item's `version`; a batch that
 //! loses a race with another writer is redone from what is stored
-//! (idempotent by construction), a bounded number of times.
+//! (idempotent by construction), a bounded number of times. A means item
+//! says which hour item version it was made from (`of`) and is never
+//! written over a later one's; every batch, one that changes nothing
+//! too, rewrites a means item left behind its hour item, moves the
+//! markers and hands its newest readings to the latest shards, so a run
+//! that stopped half way is finished by the next one with the same feed.
+//! One live writer at a time is assumed for the index windows (two at
+//! once stay correct item by item; see docs/internals.md).
 
 use super::latest::{shard_of, Entry};
 use super::*;
@@ -61,6 +68,10 @@ const HOURS: &str = "hours";
 const VALUES: &str = "values";
 /// The valid means (`means.rs`-style fixed records, see [`encode_means`]).
 const MEANS: &str = "means";
+/// On a means item: the version of the hour item it was made from, so
+/// that a late writer never replaces newer means and a run that stopped
+/// between the two writes is seen and finished.
+const MEANS_OF: &str = "of";
 /// Bumped by every write of an hour item: the condition of the next one.
 const VERSION: &str = "version";
 /// Rows and 5-minute readings an hour item holds (for people, and for
@@ -205,7 +216,11 @@ fn gunzip_json<T: serde::de::DeserializeOwned>(packed: &[u8]) -> Result<T, Strin
 /// endian. Fixed records: 15,000 sensors over 64 shards fit one read unit.
 fn encode_means(rows: &BTreeMap<u64, Row>) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len() * 16);
-    let value = |v: Option<u64>| v.map_or(0u32, |v| u32::try_from(v).unwrap_or(u32::MAX - 1) + 1);
+    let value = |v: Option<u64>| {
+        v.map_or(0u32, |v| {
+            u32::try_from(v).unwrap_or(u32::MAX).min(u32::MAX - 1) + 1
+        })
+    };
     for (sensor, row) in rows {
         out.extend_from_slice(&sensor.to_le_bytes());
         out.extend_from_slice(&value(row.means.0).to_le_bytes());
@@ -278,8 +293,8 @@ impl HourShard {
             let rows: Vec<RowItem> =
                 gunzip_json(packed).map_err(|e| corrupt(format!("the hourly rows {e}")))?;
             for row in rows {
-                let Some((reading, _)) = row.r.into_reading() else {
-                    return Err(corrupt("an hourly row has another count of indices".into()));
+                let Some(reading) = row.r.into_reading_or_undefined() else {
+                    return Err(corrupt("an hourly row does not decode".into()));
                 };
                 shard.rows.insert(
                     reading.sensor_id,
@@ -296,10 +311,8 @@ impl HourShard {
             let values: Vec<Entry> =
                 gunzip_json(packed).map_err(|e| corrupt(format!("the 5-minute readings {e}")))?;
             for v in values {
-                let Some((r, _)) = v.into_reading() else {
-                    return Err(corrupt(
-                        "a 5-minute reading has another count of indices".into(),
-                    ));
+                let Some(r) = v.into_reading_or_undefined() else {
+                    return Err(corrupt("a 5-minute reading does not decode".into()));
                 };
                 shard.values.insert((r.sensor_id, r.timestamp.0), r);
             }
@@ -354,6 +367,7 @@ impl HourShard {
         );
         let mut means_item = live_key(MEANS_PREFIX, hour, shard)?;
         means_item.insert(MEANS.to_owned(), AttributeValue::B(Blob::new(means)));
+        means_item.insert(MEANS_OF.to_owned(), n(self.version + 1));
         means_item.insert(
             crate::schema::READINGS_TTL_ATTRIBUTE.to_owned(),
             n(delete_after),
@@ -433,8 +447,9 @@ fn hours(first: i64, last: i64) -> impl Iterator<Item = i64> {
         .take_while(move |&h| h <= last)
 }
 
-/// A batch that lost a race with another writer: redo it.
-struct Raced;
+/// A batch that lost a race with another writer: redo it. What the
+/// attempt found is what the batch did (a redo finds its own writes).
+struct Raced(Written);
 
 impl DynamoReadingStore {
     /// Reads hour items (every shard key given), decoded; the attributes
@@ -471,14 +486,14 @@ impl DynamoReadingStore {
     async fn means_items(
         &self,
         keys: impl IntoIterator<Item = (i64, u32)>,
-    ) -> Result<HashMap<(i64, u32), Means>, BackendError> {
+    ) -> Result<HashMap<(i64, u32), (Means, Option<u64>)>, BackendError> {
         let keys: Vec<_> = keys
             .into_iter()
             .map(|(h, s)| live_key(MEANS_PREFIX, h, s))
             .collect::<Result<_, _>>()?;
         let mut out = HashMap::new();
         for item in self
-            .get_items_with(keys, true, &[PARTITION_KEY, MEANS])
+            .get_items_with(keys, true, &[PARTITION_KEY, MEANS, MEANS_OF])
             .await?
         {
             let Some(AttributeValue::S(day)) = item.get(PARTITION_KEY) else {
@@ -496,7 +511,7 @@ impl DynamoReadingStore {
                     self.table
                 ))
             })?;
-            out.insert(key, means);
+            out.insert(key, (means, number(&item, MEANS_OF)));
         }
         Ok(out)
     }
@@ -520,10 +535,12 @@ impl DynamoReadingStore {
             return Ok(Written::default());
         }
         let mut redos = 0;
+        let mut first: Option<Written> = None;
         loop {
             match self.put_live_once(&readings).await? {
-                Ok(written) => return Ok(written),
-                Err(Raced) => {
+                Ok(written) => return Ok(first.unwrap_or(written)),
+                Err(Raced(written)) => {
+                    first.get_or_insert(written);
                     redos += 1;
                     if redos > MAX_REDOS {
                         return Err(BackendError::Remote {
@@ -583,9 +600,10 @@ impl DynamoReadingStore {
                 touched.insert((hour, shard, r.sensor_id));
             }
         }
-        if touched.is_empty() {
-            return Ok(Ok(written));
-        }
+        // What follows runs for a batch that changed nothing too: each step
+        // is idempotent, and it finishes what a run that stopped half-way
+        // (a crash, a lost race) left undone: the means items, the
+        // markers, the latest readings.
         let mut dirty: BTreeSet<(i64, u32)> = BTreeSet::new();
         for &(hour, shard, sensor) in &touched {
             let Some(item) = items.get_mut(&(hour, shard)) else {
@@ -597,6 +615,13 @@ impl DynamoReadingStore {
             dirty.insert((hour, shard));
         }
         let (_, _, last_hour) = self.markers().await?;
+        // The version each of the batch's means items follows.
+        let means_of: HashMap<(i64, u32), Option<u64>> = self
+            .means_items(by_item.keys().copied())
+            .await?
+            .into_iter()
+            .map(|(k, (_, of))| (k, of))
+            .collect();
         self.recompute_indices(&mut items, &touched, &mut dirty, last_hour)
             .await?;
         // The readings of the batch take their hour's indices (as they are
@@ -604,23 +629,23 @@ impl DynamoReadingStore {
         let mut newest: BTreeMap<u64, Reading> = BTreeMap::new();
         for r in readings {
             let (hour, shard) = (hourly::hour_start(r.timestamp).0, shard_of(r.sensor_id));
-            if !touched.contains(&(hour, shard, r.sensor_id)) {
-                continue;
-            }
+            let touched = touched.contains(&(hour, shard, r.sensor_id));
             let Some(item) = items.get_mut(&(hour, shard)) else {
                 continue;
             };
-            let Some(row) = item.rows.get(&r.sensor_id) else {
-                continue;
-            };
-            let (indices, basis) = (row.reading.indices, row.reading.basis);
+            let hour_of = item
+                .rows
+                .get(&r.sensor_id)
+                .map(|row| (row.reading.indices, row.reading.basis));
             let Some(value) = item.values.get_mut(&(r.sensor_id, r.timestamp.0)) else {
                 continue;
             };
-            if value.indices != indices || value.basis != basis {
-                value.indices = indices;
-                value.basis = basis;
-                dirty.insert((hour, shard));
+            if let (true, Some((indices, basis))) = (touched, hour_of) {
+                if value.indices != indices || value.basis != basis {
+                    value.indices = indices;
+                    value.basis = basis;
+                    dirty.insert((hour, shard));
+                }
             }
             if newest
                 .get(&r.sensor_id)
@@ -634,9 +659,30 @@ impl DynamoReadingStore {
             self.count_latest_items(new_items).await?;
         }
         if raced {
-            return Ok(Err(Raced));
+            return Ok(Err(Raced(written)));
         }
-        if let (Some(&(first, _)), Some(&(last, _))) = (dirty.first(), dirty.last()) {
+        // Means items a stopped run did not write (their hour item is at a
+        // version they do not say they follow).
+        let stale: Vec<(i64, u32)> = by_item
+            .keys()
+            .filter(|k| !dirty.contains(k))
+            .filter(|k| {
+                let version = items.get(k).map_or(0, |i| i.version);
+                version > 0 && means_of.get(k).copied().flatten() != Some(version)
+            })
+            .copied()
+            .collect();
+        for (hour, shard) in stale {
+            if let Some(item) = items.get(&(hour, shard)) {
+                let [_, mut means] = item.encode(hour, shard, self.delete_after(hour))?;
+                // `encode` is one version on; these follow the stored one.
+                means.insert(MEANS_OF.to_owned(), n(item.version));
+                self.put_means(means, item.version).await?;
+            }
+        }
+        if let (Some(&(first, _)), Some(&(last, _))) =
+            (by_item.keys().next(), by_item.keys().last())
+        {
             self.move_marker(FIRST_HOUR, ">", first).await?;
             self.move_marker(FIRST_VALUES, ">", first).await?;
             self.move_marker(LAST_HOUR, "<", last).await?;
@@ -657,27 +703,22 @@ impl DynamoReadingStore {
         last_hour: Option<i64>,
     ) -> Result<(), BackendError> {
         let span = (hourly::RUNNING_HOURS as i64 - 1) * HOUR_SECS;
-        // Each shard's first and last touched hour.
-        let mut spans: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
+        // The 23 hours on either side of each touched hour (a batch of
+        // scattered late hours reads around each, not every hour between),
+        // and none after the last hour stored.
+        let mut wanted: BTreeSet<(i64, u32)> = BTreeSet::new();
         for &(hour, shard, _) in touched {
-            let e = spans.entry(shard).or_insert((hour, hour));
-            e.0 = e.0.min(hour);
-            e.1 = e.1.max(hour);
-        }
-        let mut wanted = Vec::new();
-        for (&shard, &(first, last)) in &spans {
-            // No hour after the last one stored has items to read.
-            let end = (last + span).min(last_hour.unwrap_or(last).max(last));
-            for h in hours(first - span, end) {
+            let end = (hour + span).min(last_hour.unwrap_or(hour).max(hour));
+            for h in hours(hour - span, end) {
                 if !items.contains_key(&(h, shard)) {
-                    wanted.push((h, shard));
+                    wanted.insert((h, shard));
                 }
             }
         }
         let read = self.means_items(wanted).await?;
         // (shard, sensor, hour) → valid means, from both sources.
         let mut means: HashMap<(u32, u64, i64), HourMeans> = HashMap::new();
-        for (&(hour, shard), m) in &read {
+        for (&(hour, shard), (m, _)) in &read {
             for (&sensor, &v) in m {
                 means.insert((shard, sensor, hour), v);
             }
@@ -765,22 +806,39 @@ impl DynamoReadingStore {
         let mut means = Vec::new();
         for (created, item) in outcomes.into_iter().flatten() {
             new_items += if created { 2 } else { 0 };
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| BackendError::Corrupt(format!("encoding a means item: {e}")))?;
-            means.push(WriteRequest::builder().put_request(put).build());
+            let of = number::<u64>(&item, MEANS_OF).unwrap_or(0);
+            means.push((item, of));
         }
-        let chunks: Vec<Vec<WriteRequest>> = means
-            .chunks(BATCH_WRITE_MAX)
-            .map(<[WriteRequest]>::to_vec)
-            .collect();
-        futures::stream::iter(chunks)
-            .map(|chunk| self.write_chunk(chunk))
-            .buffer_unordered(WRITES_IN_FLIGHT)
+        futures::stream::iter(means)
+            .map(|(item, of)| self.put_means(item, of))
+            .buffer_unordered(ITEMS_IN_FLIGHT)
             .try_collect::<()>()
             .await?;
         Ok((new_items, raced))
+    }
+
+    /// Puts a means item unless one made from a later hour item is there.
+    async fn put_means(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        of: u64,
+    ) -> Result<(), BackendError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#of) OR #of < :of")
+            .expression_attribute_names("#of", MEANS_OF)
+            .expression_attribute_values(":of", n(of));
+        match with_backoff(&self.retry, || put.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(remote(
+                format!("DynamoDB PutItem (means item) on {}", self.table),
+                e,
+            )),
+        }
     }
 
     /// Puts an item on condition that its `version` is still `version`
@@ -830,6 +888,32 @@ impl DynamoReadingStore {
             .condition_expression(format!("attribute_not_exists(#t) OR #t {op} :t"))
             .expression_attribute_names("#t", marker)
             .expression_attribute_values(":t", n(t))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(remote(
+                format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                e,
+            )),
+        }
+    }
+
+    /// Moves a marker from `from` (what retention read) to `to`; left as it
+    /// is when a writer moved it meanwhile (back to an hour it wrote), so
+    /// that the next retention run starts there.
+    async fn replace_marker(&self, marker: &str, from: i64, to: i64) -> Result<(), BackendError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key()))
+            .update_expression("SET #t = :to")
+            .condition_expression("#t = :from")
+            .expression_attribute_names("#t", marker)
+            .expression_attribute_values(":to", n(to))
+            .expression_attribute_values(":from", n(from))
             .send()
             .await;
         match r {
@@ -946,7 +1030,7 @@ impl DynamoReadingStore {
                     removed += self.strip_values(chunk, cut).await?;
                 }
                 if cut > first {
-                    self.move_marker(FIRST_VALUES, "<", cut).await?;
+                    self.replace_marker(FIRST_VALUES, first, cut).await?;
                 }
                 Ok(removed)
             }
@@ -961,7 +1045,8 @@ impl DynamoReadingStore {
                     removed += self.delete_hours(chunk).await?;
                 }
                 if last >= first {
-                    self.move_marker(FIRST_HOUR, "<", last + HOUR_SECS).await?;
+                    self.replace_marker(FIRST_HOUR, first, last + HOUR_SECS)
+                        .await?;
                 }
                 Ok(removed)
             }
@@ -1074,15 +1159,7 @@ impl DynamoReadingStore {
         if requests.is_empty() {
             return Ok(0);
         }
-        let chunks: Vec<Vec<WriteRequest>> = requests
-            .chunks(BATCH_WRITE_MAX)
-            .map(<[WriteRequest]>::to_vec)
-            .collect();
-        futures::stream::iter(chunks)
-            .map(|chunk| self.write_chunk(chunk))
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
+        self.write_all(requests).await?;
         self.count_latest_items(-(2 * found.len() as i64)).await?;
         Ok(rows)
     }

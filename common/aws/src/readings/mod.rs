@@ -221,15 +221,7 @@ impl ReadingStore for DynamoReadingStore {
         if !requests.is_empty() {
             self.update_summary(&readings).await?;
         }
-        let chunks: Vec<Vec<WriteRequest>> = requests
-            .chunks(BATCH_WRITE_MAX)
-            .map(<[WriteRequest]>::to_vec)
-            .collect();
-        futures::stream::iter(chunks)
-            .map(|chunk| self.write_chunk(chunk))
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
+        self.write_all(requests).await?;
         // After the readings: a latest item is only ever a copy of a
         // reading already stored. Unchanged readings go too: their latest
         // item may be what a crash between the two writes left behind.

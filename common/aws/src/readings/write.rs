@@ -177,6 +177,16 @@ impl DynamoReadingStore {
         }
     }
 
+    /// Writes `requests` in `BatchWriteItem` calls of at most 25 items,
+    /// [`WRITES_IN_FLIGHT`] at once, each as [`Self::write_chunk`] says.
+    pub(crate) async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), BackendError> {
+        futures::stream::iter(requests.chunks(BATCH_WRITE_MAX).map(<[_]>::to_vec))
+            .map(|chunk| self.write_chunk(chunk))
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
     /// Writes one batch of at most 25 items, retrying unprocessed items and
     /// throttling with backoff until every item is written or the policy's
     /// attempts run out.
