@@ -7,6 +7,7 @@
 
 mod support;
 
+use airq_core::Timestamp;
 use airq_deploy::emulator;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -265,7 +266,6 @@ async fn provision_ingest_and_query_on_aws() {
     );
 
     support::direct_and_queued_agree(&http, &base).await;
-    the_live_tier_answers(&http, &base, &with).await;
 
     // The live stream on DynamoDB's data version: the place's latest
     // readings and a sync, then a reading the master stores later, and a
@@ -296,6 +296,9 @@ async fn provision_ingest_and_query_on_aws() {
     );
     assert!(sync_ids(&both)[1] > version, "{after}");
     drop(stream);
+
+    // After the stream (whose versions it would move).
+    the_live_tier_answers(&http, &base, &with).await;
 
     // API keys on DynamoDB: made by airq-deploy, honoured by the gateway,
     // refused once revoked (this gateway remembers a key for 200 ms).
@@ -340,13 +343,64 @@ async fn provision_ingest_and_query_on_aws() {
         "{base}/api/alerts/{}",
         alert["id"].as_str().expect("its id")
     );
-    let read = http
-        .get(&alert_url)
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .expect("GET the alert");
-    assert_eq!(read.status(), 200);
+    // Two hours of PM2.5 at 200 µg/m³ up to the last hour, for a sensor
+    // in DE: the NowCast is 200.0, US EPA 201–300 ("Very Unhealthy"), so
+    // the place (its median) enters the alert's band; the gateway
+    // evaluates after the ingestion and tries the webhook (nobody listens
+    // on port 9: the attempt fails and is recorded).
+    let now = Timestamp::now().0;
+    let hour = now - now.rem_euclid(3600);
+    let entries: Vec<String> = (0..24)
+        .map(|k| {
+            format!(
+                r#"{{"id":{},"timestamp":"{}","location":{{"id":990103,"latitude":"50.1100","longitude":"8.6800","altitude":"100.0","country":"DE"}},"sensor":{{"id":990003,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"250.00","value_type":"P1"}},{{"value":"200.00","value_type":"P2"}}]}}"#,
+                500 + k,
+                Timestamp(hour - 7200 + 300 * k)
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let feed = dir.path().join("now.json");
+    std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("writing a feed");
+    run(
+        "airq-master",
+        &with(
+            &["--backend", "aws"],
+            &[
+                "ingest",
+                "--resolution",
+                "5min",
+                "--source",
+                &feed.to_string_lossy(),
+            ],
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let read = loop {
+        let read: serde_json::Value = http
+            .get(&alert_url)
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .expect("GET the alert")
+            .json()
+            .await
+            .expect("the alert");
+        let tried = read["deliveries"]
+            .as_array()
+            .and_then(|d| d.first())
+            .is_some_and(|d| d["attempts"].as_u64().is_some_and(|a| a >= 1));
+        if read["state"]["inside"] == true && tried {
+            break read;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alert entered its band and its webhook was tried: {read}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(read["deliveries"][0]["event"], "alert.entered", "{read}");
+    assert_eq!(read["now"]["sensors"], 1, "{read}");
     let deleted = http
         .delete(&alert_url)
         .header("x-api-key", &key)
