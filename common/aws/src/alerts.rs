@@ -13,7 +13,8 @@
 //!   condition they are under their caps, and the alert put, so that
 //!   gateways creating at once never pass a cap.
 //! - **Deliveries**, one partition per alert (`pk = deliveries#<alert>`,
-//!   `sk = <created ms, 15 digits>#<delivery id>`), newest last. A pending
+//!   `sk = <created ms, 15 digits>#<delivery id's bits inverted>`), newest
+//!   last. A pending
 //!   one carries `due = pending` and `next_ms`, which the sparse index
 //!   `by_due` (all attributes) holds, so a claim is one `Query` of what is
 //!   due; a finished one loses `due` and leaves the index.
@@ -67,8 +68,11 @@ fn deliveries_pk(alert: Uuid) -> String {
     format!("deliveries#{alert}")
 }
 
+/// Newest last, and within one millisecond by id from the highest: read
+/// backwards (newest first), deliveries of one millisecond come by id
+/// from the lowest, as on the embedded store (`created_ms DESC, id`).
 fn delivery_sk(d: &Delivery) -> String {
-    format!("{:015}#{}", d.created_ms.max(0), d.id)
+    format!("{:015}#{:032x}", d.created_ms.max(0), !d.id.as_u128())
 }
 
 fn owner_sk(owner: Uuid) -> String {

@@ -168,6 +168,30 @@ pub async fn run_all(store: &dyn AlertStore) {
     assert_eq!(kept.len(), 50);
     assert_eq!(kept[0].created_ms, 20_059, "newest first");
 
+    // Deliveries of one millisecond come by id.
+    let (mut x, mut y) = (delivery(a2.id, 30_000), delivery(a2.id, 30_000));
+    if x.id > y.id {
+        std::mem::swap(&mut x, &mut y);
+    }
+    for (from, d) in [(0, &y), (1, &x)] {
+        let next = AlertState {
+            version: from + 1,
+            ..AlertState::default()
+        };
+        assert!(store
+            .transition(a2.id, from, &next, Some(d))
+            .await
+            .expect("transition"));
+    }
+    let ids: Vec<Uuid> = store
+        .deliveries(a2.id, 10)
+        .await
+        .expect("deliveries")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, [x.id, y.id], "created alike: by id");
+
     // Deleted by its owner only, with its deliveries.
     assert!(
         !store.delete(a1.id, bob).await.expect("delete"),
