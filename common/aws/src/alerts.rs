@@ -27,10 +27,11 @@
 //! [`KEPT_DELIVERIES`] newest deliveries (the pending ones whatever their
 //! age), as the embedded store does.
 
+use crate::retry::{until_processed, RetryPolicy, Step};
 use crate::schema::{
     ALERTS_DUE_ATTRIBUTE, ALERTS_NEXT_ATTRIBUTE, ALERTS_PK, ALERTS_SK, BY_DUE_INDEX,
 };
-use crate::{error_code, remote};
+use crate::{error_code, is_throttling, remote};
 use airq_core::alert::{
     Alert, AlertSpec, AlertState, AlertStore, Delivery, DeliveryState, DueDelivery, Refused,
 };
@@ -385,38 +386,41 @@ impl DynamoAlertStore {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
         let pk = deliveries_pk(alert);
         for chunk in keys.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
+            let pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|sk| {
                     build(DeleteRequest::builder().set_key(Some(key(&pk, sk))).build())
                         .map(|d| WriteRequest::builder().delete_request(d).build())
                 })
                 .collect::<Result<_, _>>()?;
-            for _ in 0..20 {
-                if pending.is_empty() {
-                    break;
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(|e| remote(self.context("BatchWriteItem (deliveries)"), e))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-            if !pending.is_empty() {
-                return Err(BackendError::Remote {
-                    context: self.context("BatchWriteItem (deliveries)"),
-                    message: format!("{} deletes left unprocessed", pending.len()),
-                });
-            }
+            let context = || self.context("BatchWriteItem (deliveries)");
+            let (table, client) = (&self.table, &self.client);
+            until_processed(
+                &RetryPolicy::default(),
+                context,
+                pending,
+                |pending| async move {
+                    match client
+                        .batch_write_item()
+                        .request_items(table, pending)
+                        .send()
+                        .await
+                    {
+                        Ok(out) => Ok(Step::<_, ()>::Answered(
+                            Vec::new(),
+                            out.unprocessed_items
+                                .and_then(|mut m| m.remove(table))
+                                .unwrap_or_default(),
+                        )),
+                        Err(e) if is_throttling(error_code(&e)) => Ok(Step::Again(format!(
+                            "throttled ({})",
+                            error_code(&e).unwrap_or("?")
+                        ))),
+                        Err(e) => Err(remote(context(), e)),
+                    }
+                },
+            )
+            .await?;
         }
         Ok(())
     }

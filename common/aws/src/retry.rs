@@ -2,6 +2,7 @@
 //! on top of the SDK's own (unprocessed batch items, sustained throttling).
 
 use crate::{error_code, is_throttling};
+use airq_core::BackendError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use rand::Rng;
 use std::future::Future;
@@ -68,6 +69,61 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// What one call of a batch operation did: what it returned, and what it
+/// left to do.
+pub(crate) enum Step<T, R> {
+    /// Answered: its results, and the requests it left unprocessed (none:
+    /// done).
+    Answered(Vec<R>, Vec<T>),
+    /// Refused for now (throttled, or a transient fault), for this reason:
+    /// the same requests are tried again.
+    Again(String),
+}
+
+/// Sends `pending` with `call`, then what each call leaves unprocessed,
+/// until nothing is left, waiting [`RetryPolicy::delay`] between calls;
+/// gives up after the policy's attempts with an error naming `context()`
+/// and the last reason. Returns every call's results. The one loop of the
+/// batch reads and writes (`BatchGetItem`, `BatchWriteItem`).
+pub(crate) async fn until_processed<T, R, F, Fut>(
+    policy: &RetryPolicy,
+    context: impl Fn() -> String,
+    mut pending: Vec<T>,
+    mut call: F,
+) -> Result<Vec<R>, BackendError>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<Step<T, R>, BackendError>>,
+{
+    let mut results = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let why = match call(pending.clone()).await? {
+            Step::Answered(got, left) => {
+                results.extend(got);
+                if left.is_empty() {
+                    return Ok(results);
+                }
+                let why = format!("{} requests unprocessed", left.len());
+                pending = left;
+                why
+            }
+            Step::Again(why) => why,
+        };
+        if attempt >= policy.max_attempts {
+            return Err(BackendError::Remote {
+                context: context(),
+                message: format!("gave up after {attempt} attempts: {why}"),
+            });
+        }
+        let wait = policy.delay(attempt);
+        tracing::debug!(context = %context(), attempt, ?wait, %why, "retrying a batch call");
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! sensor's latest reading is `latest.rs`'s.
 
 use super::*;
+use crate::retry::{until_processed, Step};
 
 /// How a batch's latest readings were written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,13 +101,11 @@ impl DynamoReadingStore {
     /// writes: retrying what DynamoDB left unprocessed.
     pub(crate) async fn get_chunk(
         &self,
-        mut pending: Vec<HashMap<String, AttributeValue>>,
+        pending: Vec<HashMap<String, AttributeValue>>,
         consistent: bool,
         projection: &[&str],
     ) -> Result<Vec<HashMap<String, AttributeValue>>, BackendError> {
         let context = || format!("DynamoDB BatchGetItem on {}", self.table);
-        let mut items = Vec::with_capacity(pending.len());
-        let mut attempt = 0;
         // Names through placeholders: some attribute names are reserved
         // words in expressions.
         let (expression, names) = if projection.is_empty() {
@@ -123,58 +122,50 @@ impl DynamoReadingStore {
                 .join(", ");
             (Some(expression), Some(names))
         };
-        loop {
-            attempt += 1;
-            let keys = KeysAndAttributes::builder()
-                .set_keys(Some(pending.clone()))
-                .consistent_read(consistent)
-                .set_projection_expression(expression.clone())
-                .set_expression_attribute_names(names.clone())
-                .build()
-                .map_err(|e| BackendError::Corrupt(format!("{}: {e}", context())))?;
-            let why = match self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, keys)
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    if let Some(mut got) = out.responses {
-                        items.extend(got.remove(&self.table).unwrap_or_default());
-                    }
-                    pending = out
-                        .unprocessed_keys
-                        .and_then(|mut m| m.remove(&self.table))
-                        .map(|k| k.keys)
-                        .unwrap_or_default();
-                    if pending.is_empty() {
-                        return Ok(items);
-                    }
-                    format!("{} keys unprocessed", pending.len())
-                }
-                Err(e)
-                    if is_throttling(error_code(&e))
-                        || e.as_service_error().is_some_and(|se| {
-                            se.is_provisioned_throughput_exceeded_exception()
-                                || se.is_request_limit_exceeded()
-                                || se.is_internal_server_error()
-                        }) =>
+        let (table, client) = (&self.table, &self.client);
+        until_processed(&self.retry, context, pending, |pending| {
+            let (expression, names) = (expression.clone(), names.clone());
+            async move {
+                let keys = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(consistent)
+                    .set_projection_expression(expression)
+                    .set_expression_attribute_names(names)
+                    .build()
+                    .map_err(|e| BackendError::Corrupt(format!("{}: {e}", context())))?;
+                match client
+                    .batch_get_item()
+                    .request_items(table, keys)
+                    .send()
+                    .await
                 {
-                    format!("throttled ({})", error_code(&e).unwrap_or("?"))
+                    Ok(out) => Ok(Step::Answered(
+                        out.responses
+                            .and_then(|mut got| got.remove(table))
+                            .unwrap_or_default(),
+                        out.unprocessed_keys
+                            .and_then(|mut m| m.remove(table))
+                            .map(|k| k.keys)
+                            .unwrap_or_default(),
+                    )),
+                    Err(e)
+                        if is_throttling(error_code(&e))
+                            || e.as_service_error().is_some_and(|se| {
+                                se.is_provisioned_throughput_exceeded_exception()
+                                    || se.is_request_limit_exceeded()
+                                    || se.is_internal_server_error()
+                            }) =>
+                    {
+                        Ok(Step::Again(format!(
+                            "throttled ({})",
+                            error_code(&e).unwrap_or("?")
+                        )))
+                    }
+                    Err(e) => Err(remote(context(), e)),
                 }
-                Err(e) => return Err(remote(context(), e)),
-            };
-            if attempt >= self.retry.max_attempts {
-                return Err(BackendError::Remote {
-                    context: context(),
-                    message: format!("gave up after {attempt} attempts: {why}"),
-                });
             }
-            let wait = self.retry.delay(attempt);
-            tracing::debug!(table = %self.table, attempt, ?wait, %why, "retrying a batch read");
-            tokio::time::sleep(wait).await;
-        }
+        })
+        .await
     }
 
     /// Writes `requests` in `BatchWriteItem` calls of at most 25 items,
@@ -190,50 +181,31 @@ impl DynamoReadingStore {
     /// Writes one batch of at most 25 items, retrying unprocessed items and
     /// throttling with backoff until every item is written or the policy's
     /// attempts run out.
-    pub(crate) async fn write_chunk(
-        &self,
-        mut pending: Vec<WriteRequest>,
-    ) -> Result<(), BackendError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let why = match self
-                .client
+    pub(crate) async fn write_chunk(&self, pending: Vec<WriteRequest>) -> Result<(), BackendError> {
+        let context = || format!("DynamoDB BatchWriteItem on {}", self.table);
+        let (table, client) = (&self.table, &self.client);
+        until_processed(&self.retry, context, pending, |pending| async move {
+            match client
                 .batch_write_item()
-                .request_items(&self.table, pending.clone())
+                .request_items(table, pending)
                 .send()
                 .await
             {
-                Ok(out) => {
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(&self.table))
-                        .unwrap_or_default();
-                    if pending.is_empty() {
-                        return Ok(());
-                    }
-                    format!("{} items unprocessed", pending.len())
-                }
-                Err(e) if throttled(&e) => {
-                    format!("throttled ({})", error_code(&e).unwrap_or("?"))
-                }
-                Err(e) => {
-                    return Err(remote(
-                        format!("DynamoDB BatchWriteItem on {}", self.table),
-                        e,
-                    ))
-                }
-            };
-            if attempt >= self.retry.max_attempts {
-                return Err(BackendError::Remote {
-                    context: format!("DynamoDB BatchWriteItem on {}", self.table),
-                    message: format!("gave up after {attempt} attempts: {why}"),
-                });
+                Ok(out) => Ok(Step::<_, ()>::Answered(
+                    Vec::new(),
+                    out.unprocessed_items
+                        .and_then(|mut m| m.remove(table))
+                        .unwrap_or_default(),
+                )),
+                Err(e) if throttled(&e) => Ok(Step::Again(format!(
+                    "throttled ({})",
+                    error_code(&e).unwrap_or("?")
+                ))),
+                Err(e) => Err(remote(context(), e)),
             }
-            let wait = self.retry.delay(attempt);
-            tracing::debug!(table = %self.table, attempt, ?wait, %why, "retrying a batch write");
-            tokio::time::sleep(wait).await;
-        }
+        })
+        .await
+        .map(|_| ())
     }
 
     pub(crate) fn summary_key() -> HashMap<String, AttributeValue> {
