@@ -27,11 +27,11 @@
 //! [`KEPT_DELIVERIES`] newest deliveries (the pending ones whatever their
 //! age), as the embedded store does.
 
-use crate::retry::{until_processed, RetryPolicy, Step};
+use crate::retry::{batch_write, RetryPolicy};
 use crate::schema::{
     ALERTS_DUE_ATTRIBUTE, ALERTS_NEXT_ATTRIBUTE, ALERTS_PK, ALERTS_SK, BY_DUE_INDEX,
 };
-use crate::{error_code, is_throttling, remote};
+use crate::{error_code, remote};
 use airq_core::alert::{
     Alert, AlertSpec, AlertState, AlertStore, Delivery, DeliveryState, DueDelivery, Refused,
 };
@@ -393,34 +393,7 @@ impl DynamoAlertStore {
                         .map(|d| WriteRequest::builder().delete_request(d).build())
                 })
                 .collect::<Result<_, _>>()?;
-            let context = || self.context("BatchWriteItem (deliveries)");
-            let (table, client) = (&self.table, &self.client);
-            until_processed(
-                &RetryPolicy::default(),
-                context,
-                pending,
-                |pending| async move {
-                    match client
-                        .batch_write_item()
-                        .request_items(table, pending)
-                        .send()
-                        .await
-                    {
-                        Ok(out) => Ok(Step::<_, ()>::Answered(
-                            Vec::new(),
-                            out.unprocessed_items
-                                .and_then(|mut m| m.remove(table))
-                                .unwrap_or_default(),
-                        )),
-                        Err(e) if is_throttling(error_code(&e)) => Ok(Step::Again(format!(
-                            "throttled ({})",
-                            error_code(&e).unwrap_or("?")
-                        ))),
-                        Err(e) => Err(remote(context(), e)),
-                    }
-                },
-            )
-            .await?;
+            batch_write(&self.client, &self.table, &RetryPolicy::default(), pending).await?;
         }
         Ok(())
     }

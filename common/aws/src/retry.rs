@@ -127,6 +127,50 @@ where
     }
 }
 
+/// Writes one `BatchWriteItem` of at most 25 requests to `table`, as
+/// [`until_processed`] says: what DynamoDB leaves unprocessed, and calls
+/// refused for want of capacity (or a transient service fault), are sent
+/// again.
+pub(crate) async fn batch_write(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    policy: &RetryPolicy,
+    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+) -> Result<(), BackendError> {
+    let context = || format!("DynamoDB BatchWriteItem on {table}");
+    until_processed(policy, context, requests, |pending| async move {
+        match client
+            .batch_write_item()
+            .request_items(table, pending)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Step::<_, ()>::Answered(
+                Vec::new(),
+                out.unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default(),
+            )),
+            Err(e)
+                if e.as_service_error().is_some_and(|se| {
+                    se.is_provisioned_throughput_exceeded_exception()
+                        || se.is_request_limit_exceeded()
+                        || se.is_throttling_exception()
+                        || se.is_internal_server_error()
+                }) || is_throttling(error_code(&e)) =>
+            {
+                Ok(Step::Again(format!(
+                    "throttled ({})",
+                    error_code(&e).unwrap_or("?")
+                )))
+            }
+            Err(e) => Err(crate::remote(context(), e)),
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,22 +155,6 @@ impl DynamoReadingStore {
     }
 }
 
-/// Whether a batch write failed for want of capacity (or a transient
-/// service fault): by its modelled type or by its code.
-fn throttled(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError,
-        aws_sdk_dynamodb::config::http::HttpResponse,
-    >,
-) -> bool {
-    e.as_service_error().is_some_and(|se| {
-        se.is_provisioned_throughput_exceeded_exception()
-            || se.is_request_limit_exceeded()
-            || se.is_throttling_exception()
-            || se.is_internal_server_error()
-    }) || is_throttling(error_code(e))
-}
-
 /// One stream of results from a task that writes into `tx`.
 fn spawned<F, Fut>(run: F) -> ReadingStream
 where

@@ -3,7 +3,7 @@
 //! sensor's latest reading is `latest.rs`'s.
 
 use super::*;
-use crate::retry::{until_processed, Step};
+use crate::retry::{batch_write, until_processed, Step};
 
 /// How a batch's latest readings were written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -182,30 +182,7 @@ impl DynamoReadingStore {
     /// throttling with backoff until every item is written or the policy's
     /// attempts run out.
     pub(crate) async fn write_chunk(&self, pending: Vec<WriteRequest>) -> Result<(), BackendError> {
-        let context = || format!("DynamoDB BatchWriteItem on {}", self.table);
-        let (table, client) = (&self.table, &self.client);
-        until_processed(&self.retry, context, pending, |pending| async move {
-            match client
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-            {
-                Ok(out) => Ok(Step::<_, ()>::Answered(
-                    Vec::new(),
-                    out.unprocessed_items
-                        .and_then(|mut m| m.remove(table))
-                        .unwrap_or_default(),
-                )),
-                Err(e) if throttled(&e) => Ok(Step::Again(format!(
-                    "throttled ({})",
-                    error_code(&e).unwrap_or("?")
-                ))),
-                Err(e) => Err(remote(context(), e)),
-            }
-        })
-        .await
-        .map(|_| ())
+        batch_write(&self.client, &self.table, &self.retry, pending).await
     }
 
     pub(crate) fn summary_key() -> HashMap<String, AttributeValue> {
