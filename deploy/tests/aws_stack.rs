@@ -59,22 +59,23 @@ fn sync_ids(text: &str) -> Vec<u64> {
 /// A command line: the given head, the test's AWS flags, the given tail.
 type Args<'a> = dyn Fn(&[&str], &[&str]) -> Vec<String> + 'a;
 
-/// A 5-minute feed through the real master into DynamoDB, and the hourly
-/// and 5-minute series through the gateway: an hour of 12 readings of one
-/// sensor, P2 10.00 each, is one hourly row of mean 10.00 (one hour: no
-/// index yet, AQI and Range empty) and 12 five-minute rows.
-async fn the_live_tier_answers(http: &reqwest::Client, base: &str, with: &Args<'_>) {
-    let entries: Vec<String> = (0..12)
-        .map(|k| {
-            format!(
-                r#"{{"id":{},"timestamp":"2018-06-04 21:{:02}:00","location":{{"id":990102,"latitude":"52.5200","longitude":"13.4050","altitude":"34.0","country":"DE"}},"sensor":{{"id":990002,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"20.00","value_type":"P1"}},{{"value":"10.00","value_type":"P2"}}]}}"#,
-                100 + k,
-                5 * k
-            )
-        })
-        .collect();
+/// One SDS011 entry of a Sensor.Community feed in DE: the sensor and its
+/// site `(sensor, latitude, longitude, altitude)` (its location id is the
+/// sensor's + 100), and its `(P1, P2)`.
+fn feed_entry(id: i64, at: Timestamp, site: (u64, &str, &str, &str), pm: (&str, &str)) -> String {
+    let (sensor, lat, lon, alt) = site;
+    format!(
+        r#"{{"id":{id},"timestamp":"{at}","location":{{"id":{},"latitude":"{lat}","longitude":"{lon}","altitude":"{alt}","country":"DE"}},"sensor":{{"id":{sensor},"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"{}","value_type":"P1"}},{{"value":"{}","value_type":"P2"}}]}}"#,
+        sensor + 100,
+        pm.0,
+        pm.1
+    )
+}
+
+/// `airq-master ingest --resolution 5min` of a feed of `entries`.
+fn ingest_five_minutes(with: &Args<'_>, entries: &[String]) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let feed = dir.path().join("live.json");
+    let feed = dir.path().join("feed.json");
     std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("writing a feed");
     run(
         "airq-master",
@@ -89,6 +90,28 @@ async fn the_live_tier_answers(http: &reqwest::Client, base: &str, with: &Args<'
             ],
         ),
     );
+}
+
+/// A 5-minute feed through the real master into DynamoDB, and the hourly
+/// and 5-minute series through the gateway: an hour of 12 readings of one
+/// sensor, P2 10.00 each, is one hourly row of mean 10.00 (one hour: no
+/// index yet, AQI and Range empty) and 12 five-minute rows.
+async fn the_live_tier_answers(http: &reqwest::Client, base: &str, with: &Args<'_>) {
+    let start = Timestamp::parse_feed("2018-06-04 21:00:00")
+        .expect("a time")
+        .0;
+    let entries: Vec<String> = (0..12)
+        .map(|k| {
+            let site = (990002, "52.5200", "13.4050", "34.0");
+            feed_entry(
+                100 + k,
+                Timestamp(start + 300 * k),
+                site,
+                ("20.00", "10.00"),
+            )
+        })
+        .collect();
+    ingest_five_minutes(with, &entries);
     let csv = |resolution: &'static str| {
         let body = format!(
             r#"{{"startDate":"2018-06-04 21:00:00","endDate":"2018-06-04 21:59:59","resolution":"{resolution}"}}"#
@@ -352,29 +375,16 @@ async fn provision_ingest_and_query_on_aws() {
     let hour = now - now.rem_euclid(3600);
     let entries: Vec<String> = (0..24)
         .map(|k| {
-            format!(
-                r#"{{"id":{},"timestamp":"{}","location":{{"id":990103,"latitude":"50.1100","longitude":"8.6800","altitude":"100.0","country":"DE"}},"sensor":{{"id":990003,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"250.00","value_type":"P1"}},{{"value":"200.00","value_type":"P2"}}]}}"#,
+            let site = (990003, "50.1100", "8.6800", "100.0");
+            feed_entry(
                 500 + k,
-                Timestamp(hour - 7200 + 300 * k)
+                Timestamp(hour - 7200 + 300 * k),
+                site,
+                ("250.00", "200.00"),
             )
         })
         .collect();
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let feed = dir.path().join("now.json");
-    std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("writing a feed");
-    run(
-        "airq-master",
-        &with(
-            &["--backend", "aws"],
-            &[
-                "ingest",
-                "--resolution",
-                "5min",
-                "--source",
-                &feed.to_string_lossy(),
-            ],
-        ),
-    );
+    ingest_five_minutes(&with, &entries);
     let deadline = Instant::now() + Duration::from_secs(60);
     let read = loop {
         let read: serde_json::Value = http

@@ -332,17 +332,11 @@ impl DynamoAlertStore {
     /// is pending.
     async fn delivery_keys(&self, alert: Uuid) -> Result<Vec<(String, bool)>, BackendError> {
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", ALERTS_PK)
+            .partition(deliveries_pk(alert))
             .expression_attribute_names("#sk", ALERTS_SK)
             .expression_attribute_names("#due", ALERTS_DUE_ATTRIBUTE)
-            .expression_attribute_values(":pk", s(deliveries_pk(alert)))
             .projection_expression("#sk, #due")
-            .scan_index_forward(false)
-            .consistent_read(true);
+            .scan_index_forward(false);
         Ok(self
             .pages("Query (deliveries)", query, usize::MAX)
             .await?
@@ -354,6 +348,20 @@ impl DynamoAlertStore {
                 _ => None,
             })
             .collect())
+    }
+
+    /// A strongly consistent `Query` of the items under partition key `pk`.
+    fn partition(
+        &self,
+        pk: String,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", ALERTS_PK)
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true)
     }
 
     /// The items `query` finds, page after page, until there are none or
@@ -514,14 +522,7 @@ impl AlertStore for DynamoAlertStore {
     }
 
     async fn all(&self) -> Result<Vec<(Alert, AlertState)>, BackendError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", ALERTS_PK)
-            .expression_attribute_values(":pk", s(ALERTS))
-            .consistent_read(true);
+        let query = self.partition(ALERTS.to_owned());
         let mut all = Vec::new();
         for item in self.pages("Query (alerts)", query, usize::MAX).await? {
             // One alert that does not read back must not stop the others
@@ -746,15 +747,9 @@ impl AlertStore for DynamoAlertStore {
             return Ok(Vec::new());
         }
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", ALERTS_PK)
-            .expression_attribute_values(":pk", s(deliveries_pk(alert)))
+            .partition(deliveries_pk(alert))
             .scan_index_forward(false)
-            .limit(i32::try_from(last).unwrap_or(i32::MAX))
-            .consistent_read(true);
+            .limit(i32::try_from(last).unwrap_or(i32::MAX));
         let mut out = Vec::new();
         for item in self.pages("Query (deliveries)", query, last).await? {
             out.push(DeliveryItem::decode(item)?.0);

@@ -37,8 +37,6 @@ pub const LATEST_SHARDS: u32 = 64;
 const LATEST_SORT: &str = "latest";
 /// The packed readings (binary: gzip of a JSON array of [`Entry`]).
 const PACKED: &str = "readings";
-/// Bumped by every write: the condition of the next one.
-const VERSION: &str = "version";
 /// How many sensors the item holds (for people reading the table).
 const SENSORS: &str = "sensors";
 /// DynamoDB's item size limit is 400 KB; this leaves room for the key and
@@ -512,41 +510,21 @@ impl DynamoReadingStore {
                 return Ok((out, false));
             }
             let item = current.encode(shard)?;
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .expression_attribute_names("#v", VERSION);
-            let put = match current.version {
-                0 => put.condition_expression("attribute_not_exists(#v)"),
-                v => put
-                    .condition_expression("#v = :v")
-                    .expression_attribute_values(":v", n(v)),
-            };
-            let result = with_backoff(&self.retry, || put.clone().send()).await;
-            match result {
-                Ok(_) => return Ok((out, current.version == 0)),
-                Err(e)
-                    if error_code(&e) == Some("ConditionalCheckFailedException")
-                        || e.as_service_error()
-                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                {
-                    // Another writer got there first: merge into what it
-                    // wrote.
-                    races += 1;
-                    if races >= MAX_RACES {
-                        return Err(BackendError::Remote {
-                            context: context(),
-                            message: format!(
-                                "gave up after losing {races} races with other writers"
-                            ),
-                        });
-                    }
-                    have = self.shards([shard], true).await?.remove(&shard);
-                }
-                Err(e) => return Err(remote(context(), e)),
+            if self
+                .put_versioned(item, current.version, &format!("latest shard {shard}"))
+                .await?
+            {
+                return Ok((out, current.version == 0));
             }
+            // Another writer got there first: merge into what it wrote.
+            races += 1;
+            if races >= MAX_RACES {
+                return Err(BackendError::Remote {
+                    context: context(),
+                    message: format!("gave up after losing {races} races with other writers"),
+                });
+            }
+            have = self.shards([shard], true).await?.remove(&shard);
         }
     }
 

@@ -72,8 +72,6 @@ const MEANS: &str = "means";
 /// that a late writer never replaces newer means and a run that stopped
 /// between the two writes is seen and finished.
 const MEANS_OF: &str = "of";
-/// Bumped by every write of an hour item: the condition of the next one.
-const VERSION: &str = "version";
 /// Rows and 5-minute readings an hour item holds (for people, and for
 /// counting what retention removes without decoding).
 const SENSORS: &str = "sensors";
@@ -683,9 +681,9 @@ impl DynamoReadingStore {
         if let (Some(&(first, _)), Some(&(last, _))) =
             (by_item.keys().next(), by_item.keys().last())
         {
-            self.move_marker(FIRST_HOUR, ">", first).await?;
-            self.move_marker(FIRST_VALUES, ">", first).await?;
-            self.move_marker(LAST_HOUR, "<", last).await?;
+            self.move_bound(FIRST_HOUR, ">", first).await?;
+            self.move_bound(FIRST_VALUES, ">", first).await?;
+            self.move_bound(LAST_HOUR, "<", last).await?;
         }
         self.put_latest(newest.into_values()).await?;
         Ok(Ok(written))
@@ -793,7 +791,7 @@ impl DynamoReadingStore {
             futures::stream::iter(work)
                 .map(|(version, item, means)| async move {
                     Ok::<_, BackendError>(
-                        self.put_versioned(item, version)
+                        self.put_versioned(item, version, "live item")
                             .await?
                             .then_some((version == 0, means)),
                     )
@@ -831,99 +829,15 @@ impl DynamoReadingStore {
             .condition_expression("attribute_not_exists(#of) OR #of < :of")
             .expression_attribute_names("#of", MEANS_OF)
             .expression_attribute_values(":of", n(of));
-        match with_backoff(&self.retry, || put.clone().send()).await {
-            Ok(_) => Ok(()),
-            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(remote(
-                format!("DynamoDB PutItem (means item) on {}", self.table),
-                e,
-            )),
-        }
-    }
-
-    /// Puts an item on condition that its `version` is still `version`
-    /// (absent for 0); `false` when another writer changed it first.
-    async fn put_versioned(
-        &self,
-        item: HashMap<String, AttributeValue>,
-        version: u64,
-    ) -> Result<bool, BackendError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .expression_attribute_names("#v", VERSION);
-        let put = match version {
-            0 => put.condition_expression("attribute_not_exists(#v)"),
-            v => put
-                .condition_expression("#v = :v")
-                .expression_attribute_values(":v", n(v)),
-        };
-        match with_backoff(&self.retry, || put.clone().send()).await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if error_code(&e) == Some("ConditionalCheckFailedException")
-                    || e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(remote(
-                format!("DynamoDB PutItem (live item) on {}", self.table),
-                e,
-            )),
-        }
-    }
-
-    /// Moves a marker of the summary item to `t` if that moves it in the
-    /// direction of `op` (`>`: earlier, `<`: later) or it is unset.
-    async fn move_marker(&self, marker: &str, op: &str, t: i64) -> Result<(), BackendError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key()))
-            .update_expression("SET #t = :t")
-            .condition_expression(format!("attribute_not_exists(#t) OR #t {op} :t"))
-            .expression_attribute_names("#t", marker)
-            .expression_attribute_values(":t", n(t))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(remote(
-                format!("DynamoDB UpdateItem (summary) on {}", self.table),
-                e,
-            )),
-        }
+        self.put_if(put, "means item").await.map(|_| ())
     }
 
     /// Moves a marker from `from` (what retention read) to `to`; left as it
     /// is when a writer moved it meanwhile (back to an hour it wrote), so
     /// that the next retention run starts there.
     async fn replace_marker(&self, marker: &str, from: i64, to: i64) -> Result<(), BackendError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key()))
-            .update_expression("SET #t = :to")
-            .condition_expression("#t = :from")
-            .expression_attribute_names("#t", marker)
-            .expression_attribute_values(":to", n(to))
-            .expression_attribute_values(":from", n(from))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(remote(
-                format!("DynamoDB UpdateItem (summary) on {}", self.table),
-                e,
-            )),
-        }
+        self.set_summary_number(marker, to, "#t = :from", Some(from))
+            .await
     }
 
     /// The summary item's markers (`None` where unset): the first hour,
@@ -1104,7 +1018,10 @@ impl DynamoReadingStore {
                     continue;
                 };
                 let [hour_item, _] = item.encode(hour, shard, self.delete_after(hour))?;
-                if self.put_versioned(hour_item, item.version).await? {
+                if self
+                    .put_versioned(hour_item, item.version, "live item")
+                    .await?
+                {
                     removed += count.get(&(hour, shard)).copied().unwrap_or(0);
                 } else {
                     raced.push((hour, shard));

@@ -74,6 +74,9 @@ use merge::{time_then_sensor, Pages};
 use route::Fetch;
 pub use write::LatestWrites;
 
+/// On a packed item (a latest shard, a live hour item): bumped by every
+/// write, the condition of the next one ([`DynamoReadingStore::put_versioned`]).
+const VERSION: &str = "version";
 /// The most items one `BatchWriteItem` call takes.
 pub const BATCH_WRITE_MAX: usize = 25;
 /// The most keys one `BatchGetItem` call takes.

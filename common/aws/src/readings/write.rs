@@ -213,23 +213,10 @@ impl DynamoReadingStore {
             .expression_attribute_names("#c", "countries")
             .expression_attribute_values(":c", AttributeValue::Ss(countries.into_iter().collect()))
             .send();
-        // Conditional: only ever moves the bound outwards, so concurrent
-        // writers cannot undo each other.
-        let bound = |attr: &'static str, op: &'static str, t: i64| {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::summary_key()))
-                .update_expression("SET #t = :t")
-                .condition_expression(format!("attribute_not_exists(#t) OR #t {op} :t"))
-                .expression_attribute_names("#t", attr)
-                .expression_attribute_values(":t", n(t))
-                .send()
-        };
         let (a, f, l) = tokio::join!(
             add,
-            bound("first_ts", ">", first),
-            bound("last_ts", "<", last)
+            self.move_bound("first_ts", ">", first),
+            self.move_bound("last_ts", "<", last)
         );
         a.map_err(|e| {
             remote(
@@ -237,18 +224,105 @@ impl DynamoReadingStore {
                 e,
             )
         })?;
-        for r in [f, l] {
-            match r {
-                Ok(_) => {}
-                Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {}
-                Err(e) => {
-                    return Err(remote(
-                        format!("DynamoDB UpdateItem (summary) on {}", self.table),
-                        e,
-                    ))
-                }
-            }
-        }
+        f?;
+        l?;
         Ok(())
+    }
+
+    /// Moves a number of the summary item to `t` if that moves it the way
+    /// `op` says (`>`: earlier, `<`: later) or it is unset. Conditional, so
+    /// concurrent writers cannot undo each other.
+    pub(crate) async fn move_bound(
+        &self,
+        attr: &str,
+        op: &str,
+        t: i64,
+    ) -> Result<(), BackendError> {
+        self.set_summary_number(
+            attr,
+            t,
+            &format!("attribute_not_exists(#t) OR #t {op} :t"),
+            None,
+        )
+        .await
+    }
+
+    /// Sets the summary item's number `attr` (`#t`) to `t` (`:t`) if
+    /// `condition` holds (`:from` is `from`, where given); leaves it as it
+    /// is otherwise.
+    pub(crate) async fn set_summary_number(
+        &self,
+        attr: &str,
+        t: i64,
+        condition: &str,
+        from: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key()))
+            .update_expression("SET #t = :t")
+            .condition_expression(condition)
+            .expression_attribute_names("#t", attr)
+            .expression_attribute_values(":t", n(t));
+        let r = match from {
+            Some(from) => r.expression_attribute_values(":from", n(from)),
+            None => r,
+        };
+        match r.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(remote(
+                format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                e,
+            )),
+        }
+    }
+
+    /// Sends `put` (a `PutItem` with a condition), throttling retried with
+    /// backoff; `false` when the condition does not hold.
+    pub(crate) async fn put_if(
+        &self,
+        put: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+        what: &str,
+    ) -> Result<bool, BackendError> {
+        match with_backoff(&self.retry, || put.clone().send()).await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if error_code(&e) == Some("ConditionalCheckFailedException")
+                    || e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(remote(
+                format!("DynamoDB PutItem ({what}) on {}", self.table),
+                e,
+            )),
+        }
+    }
+
+    /// Puts an item on condition that its `version` is still `version`
+    /// (absent for 0): `false` when another writer changed it first.
+    pub(crate) async fn put_versioned(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        version: u64,
+        what: &str,
+    ) -> Result<bool, BackendError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .expression_attribute_names("#v", VERSION);
+        let put = match version {
+            0 => put.condition_expression("attribute_not_exists(#v)"),
+            v => put
+                .condition_expression("#v = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        self.put_if(put, what).await
     }
 }
