@@ -91,6 +91,10 @@ pub enum Command {
     /// the other days go on, the summary lists it, the exit status is 1 and
     /// the next run tries it again.
     Backfill(BackfillArgs),
+    /// Build the answer segments of every day whose segment is missing or
+    /// stale (ingestion and backfill do this for the days they change; this
+    /// is for a store loaded otherwise, e.g. by `synth --into-store`).
+    Segments,
     /// Write a synthetic archive directory (for the backfill benchmark).
     #[command(hide = true)]
     SynthArchive(SynthArchiveArgs),

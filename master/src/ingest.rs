@@ -381,6 +381,33 @@ pub async fn prune(
     Ok((recent, hourly))
 }
 
+/// Rebuilds the store's answer segments of the days an ingestion changed
+/// (see [`ReadingStore::refresh_segments`]); returns how many. A failure
+/// is logged, not returned: the readings are stored, and answers read the
+/// rows of a day whose segment is stale.
+pub async fn refresh_segments(store: &dyn ReadingStore) -> u64 {
+    let started = Instant::now();
+    match store.refresh_segments().await {
+        Ok(built) => {
+            if built > 0 {
+                tracing::info!(
+                    days = built,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "rebuilt the answer segments of the days that changed"
+                );
+            }
+            built
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "could not rebuild the answer segments; answers read the rows meanwhile"
+            );
+            0
+        }
+    }
+}
+
 /// A finished ingestion.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -530,11 +557,15 @@ pub async fn ingest(
     // download does not narrow the window of timestamps accepted.
     let now = Timestamp::now();
     tracing::info!(bytes = size, ingestion_time = %now, "parsing and storing");
-    let processed = process_document_at(store, document, batch_size, series, now)
+    let processed = process_document_at(store.clone(), document, batch_size, series, now)
         .await
         .with_context(|| format!("cannot ingest {source}"))?;
     let bytes = processed.bytes;
     metrics::fetched(bytes);
+    let w = &processed.written;
+    if series == Resolution::Day && w.new + w.replaced > 0 {
+        refresh_segments(&*store).await;
+    }
     let stats = &processed.stats;
     if stats.entries == 0 {
         tracing::warn!(%source, "the feed has no entries");

@@ -138,6 +138,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ran
         }
         Command::Synth(args) => synth_command(&global, args).await,
+        Command::Segments => {
+            let store = open_store(&global).await?;
+            let started = std::time::Instant::now();
+            let built = store
+                .refresh_segments()
+                .await
+                .context("cannot build the answer segments")?;
+            println!(
+                "answer segments built: {built} days in {:.3} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::BenchIngest(args) => bench::run(args).await,
         Command::Backfill(args) => backfill_command(&global, args).await,
         Command::SynthArchive(args) => {

@@ -57,6 +57,20 @@ pub struct BackendArgs {
     #[arg(long, env = "AIRQ_MAX_RECEIVES", default_value_t = defaults::MAX_RECEIVES, global = true)]
     pub max_receives: u32,
 
+    /// Answer segments on the embedded backend: each day's rows stored
+    /// already rendered beside the SQLite file (`<db>-segments/`), built
+    /// by the master after each ingestion and read by large answers
+    /// (docs/internals.md). `false`: neither built nor read; answers are
+    /// the same bytes either way.
+    #[arg(
+        long,
+        env = "AIRQ_ANSWER_SEGMENTS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub answer_segments: bool,
+
     #[cfg(feature = "aws")]
     #[command(flatten)]
     pub aws: AwsArgs,
@@ -80,7 +94,9 @@ impl BackendArgs {
         match self.backend {
             BackendKind::Embedded => {
                 let db = Db::open(&self.db)?;
-                Ok(Arc::new(SqliteReadingStore::new(db)))
+                Ok(Arc::new(
+                    SqliteReadingStore::new(db).with_segments(self.answer_segments),
+                ))
             }
             #[cfg(not(feature = "aws"))]
             BackendKind::Aws => Err(BackendError::Unsupported(NO_AWS.into())),
@@ -126,7 +142,9 @@ impl BackendArgs {
                     Arc::new(SqliteQueue::new(db.clone(), &dead_letter_name(name), None))
                 };
                 Ok(Backend {
-                    readings: Arc::new(SqliteReadingStore::new(db.clone())),
+                    readings: Arc::new(
+                        SqliteReadingStore::new(db.clone()).with_segments(self.answer_segments),
+                    ),
                     results: Arc::new(SqliteResultStore::new(db.clone())),
                     request_send: queue(REQUEST_SEND),
                     request_send_dlq: dlq(REQUEST_SEND),

@@ -4,7 +4,7 @@
 //! reference rows' answer byte for byte ([`to_answer`]).
 
 use crate::generate;
-use airq_core::aqi::Index;
+use airq_core::aqi::{Index, Indices};
 use airq_core::export::{render, to_answer, Format};
 use airq_core::place::{Bbox, Near, Place};
 use airq_core::query::{LatestQuery, Query};
@@ -255,6 +255,16 @@ pub async fn repeated_identities_count_once(store: &dyn ReadingStore, readings: 
 /// for an emulator. The seed is [`generate::seed`]; a failure names the
 /// query.
 pub async fn filters_match_reference(store: &dyn ReadingStore, cases: u32) {
+    filters(store, cases, false).await;
+}
+
+/// [`filters_match_reference`] after [`ReadingStore::refresh_segments`]:
+/// answers assembled from a store's answer segments, where it has them.
+pub async fn filters_match_reference_from_segments(store: &dyn ReadingStore, cases: u32) {
+    filters(store, cases, true).await;
+}
+
+async fn filters(store: &dyn ReadingStore, cases: u32, refresh: bool) {
     let seed = generate::seed();
     let mut rng = generate::rng(seed);
     let written = generate::readings(&mut rng, 250);
@@ -263,6 +273,9 @@ pub async fn filters_match_reference(store: &dyn ReadingStore, cases: u32) {
             .put_batch(chunk.to_vec())
             .await
             .expect("put_batch of the generated readings");
+    }
+    if refresh {
+        store.refresh_segments().await.expect("refresh_segments");
     }
     let window = Query::between(
         Timestamp(generate::WINDOW_START),
@@ -648,4 +661,98 @@ async fn check_latest(store: &dyn ReadingStore, written: &[Reading], filters: &[
             );
         }
     }
+}
+
+/// Answers stay exact while a store's answer segments (see
+/// [`ReadingStore::refresh_segments`]) are built, go stale and are built
+/// again: after a refresh, after writes that change two days (a value
+/// replaced, a reading added), and after the next refresh, every format
+/// and index answers as the reference does, for a country, for every
+/// country, for sensor types, index bounds and a range that cuts days.
+/// Cells a spreadsheet would run, quotes and commas are in the rows. A
+/// store without segments passes as well (its refresh builds nothing).
+pub async fn segments_follow_changes(store: &dyn ReadingStore) {
+    // 2023-03-01 00:00:00 UTC, three days; sensors in two countries.
+    const DAY: i64 = 1_677_628_800;
+    let mut written: Vec<Reading> = Vec::new();
+    for d in 0..3i64 {
+        for s in 0..40u64 {
+            let (country, kind) = match s % 4 {
+                0 => ("DE", "SDS011"),
+                1 => ("DE", "PMS7003"),
+                2 => ("NL", "SDS011"),
+                _ => ("FR", "sds011"),
+            };
+            let mut r = generate::reading(
+                8_200_000 + s,
+                DAY + d * 86_400 + (s as i64 * 1_931) % 86_400,
+                kind,
+                country,
+                format!("{:.4}", 50.0 + s as f64 / 100.0),
+                format!("{:.4}", 8.0 + s as f64 / 50.0),
+                Some(format!("{}.{}", 5 + s * 3 % 90, s % 10)),
+                (s % 7 != 0).then(|| format!("{}.25", 2 + s * 2 % 70)),
+            );
+            if s == 5 {
+                r.loc_alt = "=1+1".into();
+            }
+            if s == 9 {
+                r.sensor_type = "SDS\"0,11".into();
+            }
+            written.push(r);
+        }
+    }
+    store.put_batch(written.clone()).await.expect("put_batch");
+    let queries = || {
+        let mut out = Vec::new();
+        for (k, (start, end)) in [
+            (DAY, DAY + 3 * 86_400 - 1),
+            (DAY + 40_000, DAY + 2 * 86_400 + 20_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for country in [None, Some("DE"), Some("XX")] {
+                for (f, format) in Format::ALL.into_iter().enumerate() {
+                    let mut q = Query::between(Timestamp(start), Timestamp(end));
+                    q.country = country.map(str::to_owned);
+                    q.format = format;
+                    q.index = Index::ALL[(k + f) % Index::ALL.len()];
+                    out.push(q.clone());
+                    q.sensor_types = vec!["SDS011".into()];
+                    q.max_aqi = q.index.max() / 2;
+                    out.push(q);
+                }
+            }
+        }
+        out
+    };
+    let check = |written: Vec<Reading>| async move {
+        for q in queries() {
+            matches_reference(store, &written, &q).await;
+        }
+    };
+    store.refresh_segments().await.expect("refresh");
+    check(written.clone()).await;
+    // A value replaced on the first day, a reading added on the third.
+    let mut changed = written[3].clone();
+    changed.p1 = Some("123.4".into());
+    changed.indices = Indices::of_text(changed.p1.as_deref(), changed.p2.as_deref())
+        .expect("indices of the changed reading");
+    let mut added = written[100].clone();
+    added.sensor_id = 8_299_999;
+    store
+        .put_batch(vec![changed.clone(), added.clone()])
+        .await
+        .expect("put_batch of the changes");
+    written[3] = changed;
+    written.push(added);
+    check(written.clone()).await;
+    store.refresh_segments().await.expect("refresh again");
+    check(written.clone()).await;
+    assert_eq!(
+        store.refresh_segments().await.expect("a third refresh"),
+        0,
+        "nothing is stale after a refresh"
+    );
 }

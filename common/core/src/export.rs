@@ -174,54 +174,29 @@ impl<W: Write> CsvWriter<W> {
     }
 
     pub fn write_row(&mut self, r: &RowRef<'_>) -> csv::Result<()> {
-        // The numbers and the timestamp are formatted into one reused
-        // buffer and handed to the CSV writer as slices of it: no
-        // allocation per field, which adds up over millions of rows.
-        let s = &mut self.scratch;
-        s.clear();
-        let mut digits = itoa::Buffer::new();
-        let mut ends = [0usize; 5];
-        if let Some(v) = r.id {
-            s.extend_from_slice(digits.format(v).as_bytes());
-        }
-        ends[0] = s.len();
-        r.timestamp.push_to(s);
-        ends[1] = s.len();
-        s.extend_from_slice(digits.format(r.sensor_id).as_bytes());
-        ends[2] = s.len();
-        if let Some(v) = r.loc_id {
-            s.extend_from_slice(digits.format(v).as_bytes());
-        }
-        ends[3] = s.len();
         // An undefined index (an hour with too little data) is empty.
         let value = r.indices.defined(self.index);
-        if let Some(value) = value {
-            s.extend_from_slice(digits.format(value).as_bytes());
-        }
-        ends[4] = s.len();
-        let field = |i: usize| &s[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-        let record: [&[u8]; 13] = [
-            field(0),
-            field(1),
-            field(2),
-            r.sensor_type.as_bytes(),
-            field(3),
-            r.loc_country.as_bytes(),
-            r.loc_lat.as_bytes(),
-            r.loc_long.as_bytes(),
-            r.loc_alt.as_bytes(),
-            r.p1.unwrap_or("").as_bytes(),
-            r.p2.unwrap_or("").as_bytes(),
-            field(4),
-            value.map_or("", |v| self.index.label(v)).as_bytes(),
-        ];
+        let mut digits = itoa::Buffer::new();
+        let aqi = value.map_or(&b""[..], |v| digits.format(v).as_bytes());
+        let range = value.map_or("", |v| self.index.label(v)).as_bytes();
         self.rows += 1;
-        // One byte compared per cell in the common case; only a row with a
-        // formula-like cell pays for copies.
-        if record.iter().any(|cell| is_formula(cell)) {
-            return self.inner.write_record(record.map(defused));
-        }
-        self.inner.write_record(record)
+        let inner = &mut self.inner;
+        with_leading_cells(r, &mut self.scratch, |cells| {
+            let [a, b, c, d, e, f, g, h, i, j, k] = *cells;
+            let record: [&[u8]; 13] = [a, b, c, d, e, f, g, h, i, j, k, aqi, range];
+            // One byte compared per cell in the common case; only a row
+            // with a formula-like cell pays for copies.
+            if record.iter().any(|cell| is_formula(cell)) {
+                return inner.write_record(record.map(defused));
+            }
+            inner.write_record(record)
+        })
+    }
+
+    /// Hands what the writer has buffered to its output, so that bytes
+    /// written to the output next come after it.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 
     /// Rows written so far (the header not counted).
@@ -240,6 +215,42 @@ impl<W: Write> CsvWriter<W> {
             .into_inner()
             .map_err(|e| csv::Error::from(e.into_error()))
     }
+}
+
+/// Calls `f` with a row's cells before `AQI` and `Range` (the first 11 of
+/// [`CSV_HEADER`]). The numbers and the timestamp are formatted into one
+/// reused buffer and handed on as slices of it: no allocation per field,
+/// which adds up over millions of rows.
+fn with_leading_cells<T>(r: &RowRef<'_>, s: &mut Vec<u8>, f: impl FnOnce(&[&[u8]; 11]) -> T) -> T {
+    s.clear();
+    let mut digits = itoa::Buffer::new();
+    let mut ends = [0usize; 4];
+    if let Some(v) = r.id {
+        s.extend_from_slice(digits.format(v).as_bytes());
+    }
+    ends[0] = s.len();
+    r.timestamp.push_to(s);
+    ends[1] = s.len();
+    s.extend_from_slice(digits.format(r.sensor_id).as_bytes());
+    ends[2] = s.len();
+    if let Some(v) = r.loc_id {
+        s.extend_from_slice(digits.format(v).as_bytes());
+    }
+    ends[3] = s.len();
+    let field = |i: usize| &s[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+    f(&[
+        field(0),
+        field(1),
+        field(2),
+        r.sensor_type.as_bytes(),
+        field(3),
+        r.loc_country.as_bytes(),
+        r.loc_lat.as_bytes(),
+        r.loc_long.as_bytes(),
+        r.loc_alt.as_bytes(),
+        r.p1.unwrap_or("").as_bytes(),
+        r.p2.unwrap_or("").as_bytes(),
+    ])
 }
 
 /// What a cell is prefixed with when a spreadsheet would read it as a
@@ -482,19 +493,44 @@ impl JsonWriter {
     }
 
     fn write_row(&mut self, out: &mut Vec<u8>, r: &RowRef<'_>) {
-        let mut digits = itoa::Buffer::new();
         if self.geojson {
             if self.rows > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(
-                br#"{"type":"Feature","geometry":{"type":"Point","coordinates":["#,
-            );
-            Self::number(out, r.loc_long);
-            out.push(b',');
-            Self::number(out, r.loc_lat);
-            out.extend_from_slice(br#"]},"properties":"#);
+            Self::geo_head(out, r);
         }
+        Self::head(out, r);
+        Self::index_part(out, self.index, r.indices);
+        Self::tail(out, r, self.age_at);
+        self.close(out);
+    }
+
+    /// A row from its [`Pieces`]: the same bytes as [`JsonWriter::write_row`].
+    fn write_pieces(&mut self, out: &mut Vec<u8>, p: &Pieces<'_>) {
+        if self.geojson {
+            if self.rows > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(p.geo_head);
+        }
+        out.extend_from_slice(p.json_head);
+        Self::index_part(out, self.index, p.indices);
+        out.extend_from_slice(p.json_tail);
+        self.close(out);
+    }
+
+    /// A GeoJSON feature up to its properties.
+    fn geo_head(out: &mut Vec<u8>, r: &RowRef<'_>) {
+        out.extend_from_slice(br#"{"type":"Feature","geometry":{"type":"Point","coordinates":["#);
+        Self::number(out, r.loc_long);
+        out.push(b',');
+        Self::number(out, r.loc_lat);
+        out.extend_from_slice(br#"]},"properties":"#);
+    }
+
+    /// The object up to its `AQI` value.
+    fn head(out: &mut Vec<u8>, r: &RowRef<'_>) {
+        let mut digits = itoa::Buffer::new();
         out.extend_from_slice(br#"{"id":"#);
         match r.id {
             Some(id) => out.extend_from_slice(digits.format(id).as_bytes()),
@@ -524,14 +560,23 @@ impl JsonWriter {
         out.extend_from_slice(br#","P2":"#);
         Self::number(out, r.p2.unwrap_or(""));
         out.extend_from_slice(br#","AQI":"#);
-        match r.indices.defined(self.index) {
+    }
+
+    /// The `AQI` value and the `Range` field: what depends on the index.
+    fn index_part(out: &mut Vec<u8>, index: Index, indices: Indices) {
+        match indices.defined(index) {
             Some(value) => {
-                out.extend_from_slice(digits.format(value).as_bytes());
+                out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
                 out.extend_from_slice(br#","Range":"#);
-                Self::string(out, self.index.label(value));
+                Self::string(out, index.label(value));
             }
             None => out.extend_from_slice(br#"null,"Range":null"#),
         }
+    }
+
+    /// The fields after `Range`, and the object's end.
+    fn tail(out: &mut Vec<u8>, r: &RowRef<'_>, age_at: Option<Timestamp>) {
+        let mut digits = itoa::Buffer::new();
         if let Some(n) = r.samples {
             out.extend_from_slice(br#","samples":"#);
             out.extend_from_slice(digits.format(n).as_bytes());
@@ -544,7 +589,7 @@ impl JsonWriter {
                 Self::number(out, value.as_deref().unwrap_or(""));
             }
         }
-        if let Some(at) = self.age_at {
+        if let Some(at) = age_at {
             let series = match r.basis {
                 Some(_) => Resolution::FiveMin,
                 None => Resolution::Day,
@@ -555,6 +600,10 @@ impl JsonWriter {
             out.extend_from_slice(digits.format(at.0.saturating_sub(r.timestamp.0)).as_bytes());
         }
         out.push(b'}');
+    }
+
+    /// Ends a row: the feature's brace, or the line.
+    fn close(&mut self, out: &mut Vec<u8>) {
         if self.geojson {
             out.push(b'}');
         } else {
@@ -583,6 +632,99 @@ pub fn ndjson_line(out: &mut Vec<u8>, r: &Reading, index: Index) {
     JsonWriter::new(false, rendering, out).write_row(out, &RowRef::from(r));
     if out.last() == Some(&b'\n') {
         out.pop();
+    }
+}
+
+/// A row rendered ahead of time, for answers assembled from stored pieces
+/// (the embedded store's segments): every byte of the row in each format
+/// except the fields that depend on the query's index, which are written
+/// from `indices`. [`Chunker::push_pieces`] writes exactly what
+/// [`Chunker::push`] writes for the row the pieces were made from.
+#[derive(Debug, Clone, Copy)]
+pub struct Pieces<'a> {
+    /// The CSV record up to and including the comma before `AQI`.
+    pub csv_head: &'a [u8],
+    /// The GeoJSON feature up to its properties.
+    pub geo_head: &'a [u8],
+    /// The JSON object up to its `AQI` value.
+    pub json_head: &'a [u8],
+    /// The JSON object after its `Range` field, with its closing brace.
+    pub json_tail: &'a [u8],
+    pub indices: Indices,
+}
+
+/// Renders rows into [`Pieces`].
+pub struct PieceWriter {
+    csv: csv::Writer<Sink>,
+    record: Sink,
+    scratch: Vec<u8>,
+}
+
+/// Where a row's JSON pieces end in the bytes [`PieceWriter::write`]
+/// appended: the GeoJSON head, then the JSON head, then the tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonEnds {
+    pub geo_head: usize,
+    pub json_head: usize,
+    pub json_tail: usize,
+}
+
+impl Default for PieceWriter {
+    fn default() -> Self {
+        let record = Sink::default();
+        PieceWriter {
+            csv: csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(record.clone()),
+            record,
+            scratch: Vec::with_capacity(64),
+        }
+    }
+}
+
+impl PieceWriter {
+    /// Appends `r`'s CSV head to `csv_out` and its three JSON pieces to
+    /// `json_out`; returns the JSON pieces' lengths.
+    pub fn write(
+        &mut self,
+        r: &RowRef<'_>,
+        csv_out: &mut Vec<u8>,
+        json_out: &mut Vec<u8>,
+    ) -> Result<JsonEnds, BackendError> {
+        // The leading cells as a record of their own, whose terminator
+        // becomes the comma before `AQI`: the csv crate quotes cell by
+        // cell, so these are the 13-cell record's first bytes.
+        let csv = &mut self.csv;
+        with_leading_cells(r, &mut self.scratch, |cells| {
+            if cells.iter().any(|cell| is_formula(cell)) {
+                csv.write_record(cells.map(defused))
+            } else {
+                csv.write_record(cells)
+            }
+        })
+        .and_then(|()| Ok(csv.flush()?))
+        .map_err(csv_failed)?;
+        let mut record = self.record.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if record.pop() != Some(b'\n') {
+            return Err(BackendError::Corrupt(
+                "a CSV record did not end with its newline".into(),
+            ));
+        }
+        csv_out.extend_from_slice(&record);
+        csv_out.push(b',');
+        record.clear();
+        drop(record);
+        let start = json_out.len();
+        JsonWriter::geo_head(json_out, r);
+        let geo_head = json_out.len() - start;
+        JsonWriter::head(json_out, r);
+        let json_head = json_out.len() - start - geo_head;
+        JsonWriter::tail(json_out, r, None);
+        Ok(JsonEnds {
+            geo_head,
+            json_head,
+            json_tail: json_out.len() - start - geo_head - json_head,
+        })
     }
 }
 
@@ -716,6 +858,49 @@ impl Chunker {
             }
             Writer::Json { writer, out } => {
                 writer.write_row(out, row);
+                if out.len() < CHUNK {
+                    return Ok(None);
+                }
+                Bytes::from(std::mem::replace(out, Vec::with_capacity(CHUNK + 8 * 1024)))
+            }
+        };
+        Ok(Some(AnswerChunk {
+            bytes,
+            rows: std::mem::take(&mut self.pending_rows),
+        }))
+    }
+
+    /// Writes a row from its [`Pieces`]: the bytes [`Chunker::push`] writes
+    /// for the row they were made from; returns a chunk once about
+    /// [`CHUNK`] bytes are ready. Rows and pieces may be mixed.
+    pub fn push_pieces(&mut self, p: &Pieces<'_>) -> Result<Option<AnswerChunk>, BackendError> {
+        self.pending_rows += 1;
+        let bytes = match &mut self.writer {
+            Writer::Csv { writer, sink } => {
+                // What the CSV writer holds goes first (the header, rows
+                // pushed before); it buffers nothing else meanwhile.
+                writer.flush().map_err(|e| csv_failed(e.into()))?;
+                let mut out = sink.0.lock().unwrap_or_else(PoisonError::into_inner);
+                out.extend_from_slice(p.csv_head);
+                if let Some(value) = p.indices.defined(writer.index) {
+                    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+                    out.push(b',');
+                    out.extend_from_slice(writer.index.label(value).as_bytes());
+                } else {
+                    out.push(b',');
+                }
+                out.push(b'\n');
+                writer.rows += 1;
+                if out.len() < CHUNK {
+                    return Ok(None);
+                }
+                Bytes::from(std::mem::replace(
+                    &mut *out,
+                    Vec::with_capacity(CHUNK + 8 * 1024),
+                ))
+            }
+            Writer::Json { writer, out } => {
+                writer.write_pieces(out, p);
                 if out.len() < CHUNK {
                     return Ok(None);
                 }

@@ -100,6 +100,15 @@ pub trait ReadingStore: Send + Sync + 'static {
         ))
     }
 
+    /// Brings up to date what this store keeps beside its readings to
+    /// answer faster (the embedded store's answer segments: see
+    /// `airq_embedded::segments`) after an ingestion changed them; returns
+    /// how many pieces it rebuilt. Answers are the same whether it ran or
+    /// not. A store without such pieces does nothing.
+    async fn refresh_segments(&self) -> Result<u64, BackendError> {
+        Ok(0)
+    }
+
     /// Streams the readings `query` matches (see [`Query::matches`]), to the
     /// end, in store order.
     fn query(&self, query: &Query) -> ReadingStream;

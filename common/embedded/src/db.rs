@@ -147,6 +147,9 @@ const MIGRATIONS: &[Migration] = &[
     // 9: the writers of `latest` stamp its versions themselves (see
     // `changes`): the triggers and index migration 7 made go.
     Migration::Rust(crate::changes::drop_triggers),
+    // 10: the versions of the days and of their answer segments (see
+    // `segments`).
+    Migration::Rust(crate::segments::create_tables),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two
@@ -299,7 +302,8 @@ impl Db {
         for file in [path.to_path_buf(), beside("-wal"), beside("-shm")] {
             gone(std::fs::remove_file(file))?;
         }
-        gone(std::fs::remove_dir_all(beside("-bodies")))
+        gone(std::fs::remove_dir_all(beside("-bodies")))?;
+        gone(std::fs::remove_dir_all(crate::segments::folder(path)))
     }
 
     /// Where payloads too large for a row are kept.

@@ -11,6 +11,7 @@ mod live;
 mod queue;
 mod readings;
 mod results;
+pub mod segments;
 
 pub use alerts::{SqliteAlertStore, KEPT_DELIVERIES};
 pub use db::{Db, DbError};

@@ -10,6 +10,7 @@
 //! the reference, so answers are exactly the reference's.
 
 use crate::db::{Db, DbError};
+use crate::segments::{self, Segment};
 use airq_core::aggregate::{AggregateChunker, Aggregator, Row as AggregateRow};
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
@@ -222,7 +223,7 @@ pub(crate) const DAY_OF_TS: &str = "ts / 86400";
 /// The length of a [`DAY_OF_TS`] day, seconds. SQLite's integer division
 /// truncates as Rust's does, so the days of a time range are
 /// `start / DAY_SECS ..= end / DAY_SECS`, before 1970 too.
-const DAY_SECS: i64 = 86_400;
+pub(crate) const DAY_SECS: i64 = 86_400;
 /// Most (day, cell) ranges a query reads through `readings_by_cell`: 64
 /// cells for 64 days, a few milliseconds of index seeks. Past that the
 /// query reads by time (or country) and checks the place on each row.
@@ -243,11 +244,22 @@ pub const PRUNE_BATCH: usize = 500;
 #[derive(Clone)]
 pub struct SqliteReadingStore {
     db: Db,
+    /// Whether answers are read from, and refreshes build, the answer
+    /// segments (see [`crate::segments`]).
+    segments: bool,
 }
 
 impl SqliteReadingStore {
     pub fn new(db: Db) -> Self {
-        SqliteReadingStore { db }
+        SqliteReadingStore { db, segments: true }
+    }
+
+    /// With `false`, answers are read from the rows only and
+    /// [`ReadingStore::refresh_segments`] builds nothing: the same bytes,
+    /// more slowly (for comparisons, or a disk without room for them).
+    pub fn with_segments(mut self, segments: bool) -> Self {
+        self.segments = segments;
+        self
     }
 
     /// Writes a batch in one transaction. Public for callers already on a
@@ -284,6 +296,9 @@ impl SqliteReadingStore {
             // differs, so that a repeated ingest writes nothing and says so.
             let mut insert = tx.prepare_cached(&SQL.insert_new)?;
             let mut replace = tx.prepare_cached(&SQL.replace_changed)?;
+            // The days this write changes, whose answer segments it makes
+            // stale (see `segments`).
+            let mut days = std::collections::BTreeSet::new();
             for (r, &cell) in readings.iter().zip(&cells) {
                 if write_row(&mut insert, r, cell)? == 1 {
                     written.new += 1;
@@ -291,8 +306,13 @@ impl SqliteReadingStore {
                     written.replaced += 1;
                 } else {
                     written.unchanged += 1;
+                    continue;
+                }
+                if r.timestamp.0 >= 0 {
+                    days.insert(r.timestamp.0 / DAY_SECS);
                 }
             }
+            segments::bump(&tx, days)?;
             let version = crate::changes::next_version(&tx)?;
             let mut changed = false;
             let mut in_place = tx.prepare_cached(&SQL.update_latest_in_place)?;
@@ -616,9 +636,17 @@ struct Counts {
 fn run(
     db: &Db,
     select: &Select,
+    each: impl FnMut(&Row<'_>) -> Result<bool, DbError>,
+) -> Result<Counts, DbError> {
+    run_on(&*db.conn()?, select, each)
+}
+
+/// [`run`] on a connection (in its transaction, if it has one open).
+fn run_on(
+    conn: &rusqlite::Connection,
+    select: &Select,
     mut each: impl FnMut(&Row<'_>) -> Result<bool, DbError>,
 ) -> Result<Counts, DbError> {
-    let conn = db.conn()?;
     let mut stmt = conn.prepare_cached(&select.sql)?;
     let mut rows = stmt.query(params_from_iter(&select.params))?;
     let mut counts = Counts::default();
@@ -855,6 +883,155 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
     Some((early, late))
 }
 
+/// Whether `query`'s answer may be assembled from answer segments: a
+/// list (not an aggregate) of the daily series, without a place (whose
+/// exact check reads coordinates the segments do not keep apart), from
+/// 1970 on.
+fn segmented(query: &Query) -> bool {
+    query.resolution == Resolution::Day
+        && query.aggregate.is_none()
+        && query.place.is_none()
+        && query.start.0 >= 0
+}
+
+/// Renders the answer of `query` day by day: a day whose segment is fresh
+/// from its segment, every run of other days from the rows, the row
+/// path's way. The bytes are the same as [`scan_answer`]'s.
+fn scan_segmented(
+    db: &Db,
+    query: &Query,
+    rendering: Rendering,
+    tx: &Sender<Result<AnswerChunk, BackendError>>,
+) {
+    let mut chunker = match Chunker::new(rendering) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    };
+    // Whether the receiver is still there.
+    let open = std::cell::Cell::new(true);
+    let send = |chunk: Option<AnswerChunk>| {
+        if let Some(chunk) = chunk {
+            open.set(tx.blocking_send(Ok(chunk)).is_ok());
+        }
+        open.get()
+    };
+    let scanned = (|| -> Result<(), DbError> {
+        let (first, last) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
+        let fresh = segments::fresh(&*db.conn()?, first, last)?;
+        let folder = segments::folder(db.path());
+        let bounds = query.index_filter().flatten();
+        let mut day = first;
+        while day <= last {
+            let segment = match fresh.get(&day) {
+                Some(&version) => Segment::open(&folder, day, version)?,
+                None => None,
+            };
+            if let Some(segment) = segment {
+                let sections = segment.load(query.country.as_deref(), rendering.format)?;
+                let wanted: Vec<Vec<bool>> = sections
+                    .iter()
+                    .map(|s| s.types().iter().map(|t| query.wants_type(t)).collect())
+                    .collect();
+                segments::merged(&sections, |k, i, r| {
+                    let keep = r.ts >= query.start.0
+                        && r.ts <= query.end.0
+                        && wanted[k].get(r.kind as usize).copied().unwrap_or(false)
+                        && bounds
+                            .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.indices.get(query.index)));
+                    if !keep {
+                        return Ok(true);
+                    }
+                    Ok(send(chunker.push_pieces(&sections[k].pieces(i, r)?)?))
+                })?;
+                if !open.get() {
+                    return Ok(());
+                }
+                day += 1;
+                continue;
+            }
+            // The run of days without a fresh segment, in one statement.
+            let mut to = day;
+            while to < last && !fresh.contains_key(&(to + 1)) {
+                to += 1;
+            }
+            let mut part = query.clone();
+            part.start = Timestamp(query.start.0.max(day * DAY_SECS));
+            part.end = Timestamp(query.end.0.min(to * DAY_SECS + DAY_SECS - 1));
+            if let Some(select) = Select::readings(&part) {
+                run(db, &select, |row| Ok(send(chunker.push(&row_ref(row)?)?)))?;
+            }
+            if !open.get() {
+                return Ok(());
+            }
+            day = to + 1;
+        }
+        Ok(())
+    })();
+    let last = match scanned {
+        Ok(()) if !open.get() => return,
+        Ok(()) => chunker.finish(),
+        Err(e) => Err(e.into()),
+    };
+    let _ = tx.blocking_send(last);
+}
+
+/// Builds `day`'s answer segment from its rows and the day's version, read
+/// in one transaction; returns the version built from.
+fn build_day(db: &Db, day: i64) -> Result<Option<i64>, DbError> {
+    let mut conn = db.conn()?;
+    let tx = conn.transaction()?;
+    let version: Option<i64> = tx
+        .query_row(
+            "SELECT version FROM day_versions WHERE day = ?1",
+            [day],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    let mut builder = segments::Builder::new(day, version);
+    let all = Query::between(
+        Timestamp(day * DAY_SECS),
+        Timestamp(day * DAY_SECS + DAY_SECS - 1),
+    );
+    if let Some(select) = Select::readings(&all) {
+        run_on(&tx, &select, |row| {
+            builder.push(&row_ref(row)?)?;
+            Ok(true)
+        })?;
+    }
+    drop(tx);
+    let folder = segments::folder(db.path());
+    builder.write(&folder)?;
+    match segments::record_built(&mut conn, day, version)? {
+        segments::Recorded::Replaced(Some(old)) => segments::remove(&folder, day, old),
+        segments::Recorded::Replaced(None) => {}
+        segments::Recorded::Superseded => segments::remove(&folder, day, version),
+    }
+    Ok(Some(version))
+}
+
+/// Rebuilds every missing or stale answer segment, a day at a time;
+/// returns how many it built.
+fn refresh_segments(db: &Db) -> Result<u64, DbError> {
+    let stale = segments::stale(&*db.conn()?)?;
+    let mut built = 0;
+    for (day, _) in stale {
+        if build_day(db, day)?.is_some() {
+            built += 1;
+        }
+    }
+    Ok(built)
+}
+
 /// Every sensor's latest reading changed after data version `since` (all
 /// for `None`), with the version it was changed at and the data version
 /// now, read in one transaction (see [`crate::changes`]).
@@ -939,6 +1116,13 @@ impl SqliteReadingStore {
         ReceiverStream::new(rx).boxed()
     }
 
+    fn stream_segmented(&self, query: &Query) -> AnswerStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (db, query) = (self.db.clone(), query.clone());
+        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, query.rendering(), &tx));
+        ReceiverStream::new(rx).boxed()
+    }
+
     fn stream_answer(&self, select: Option<Select>, rendering: Rendering) -> AnswerStream {
         // A few chunks ahead of the consumer, at most.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -977,6 +1161,16 @@ impl ReadingStore for SqliteReadingStore {
         .map_err(DbError::from)?
     }
 
+    async fn refresh_segments(&self) -> Result<u64, BackendError> {
+        if !self.segments {
+            return Ok(0);
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || Ok(refresh_segments(&db)?))
+            .await
+            .map_err(DbError::from)?
+    }
+
     fn query(&self, query: &Query) -> ReadingStream {
         self.stream_readings(Select::readings(query))
     }
@@ -984,6 +1178,9 @@ impl ReadingStore for SqliteReadingStore {
     fn query_answer(&self, query: &Query) -> AnswerStream {
         if let Some(aggregator) = query.aggregator() {
             return self.stream_aggregate(query, aggregator);
+        }
+        if self.segments && segmented(query) && Select::readings(query).is_some() {
+            return self.stream_segmented(query);
         }
         self.stream_answer(Select::readings(query), query.rendering())
     }

@@ -192,6 +192,32 @@ async fn generated_filters_match_reference() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_filters_match_reference_from_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("g.db")).expect("db"));
+    store.put_batch_blocking(&sample()).expect("sample");
+    airq_contract::store::filters_match_reference_from_segments(&store, 300).await;
+    let built = std::fs::read_dir(airq_embedded::segments::folder(&dir.path().join("g.db")))
+        .expect("the segments' folder")
+        .count();
+    assert!(
+        built >= 3,
+        "the sample's day and the generated two have segments: {built}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_follow_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("s.db")).expect("db"));
+    airq_contract::store::segments_follow_changes(&store).await;
+    let files = std::fs::read_dir(airq_embedded::segments::folder(&dir.path().join("s.db")))
+        .expect("the segments' folder")
+        .count();
+    assert_eq!(files, 3, "one file a day: the stale ones were replaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_follows_ingestion() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteReadingStore::new(Db::open(dir.path().join("l.db")).expect("db"));
@@ -399,9 +425,19 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
     assert_eq!(
-        version, 9,
-        "the indices (4), samples (5), the live tier (6), the data version (7), alerts (8), 9"
+        version, 10,
+        "the indices (4), samples (5), the live tier (6), the data version (7), alerts (8), 9, \
+         the days' versions (10)"
     );
+    let (days, versioned): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(DISTINCT ts / 86400) FROM readings),
+                    (SELECT COUNT(*) FROM day_versions WHERE version = 1)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("days");
+    assert!(days > 0 && days == versioned, "every stored day has a version: {days}, {versioned}");
 
     // Every row's new columns are what the domain computes.
     let mut stmt = conn
@@ -810,7 +846,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 9, "and every later migration");
+    assert_eq!(version, 10, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)

@@ -892,7 +892,7 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
     let (events_tx, events_rx) = mpsc::channel::<Event>(concurrency * 2);
     let (writes_tx, writes_rx) = mpsc::channel::<Write>(BATCHES_IN_FLIGHT);
     let writer = tokio::spawn(write(
-        store,
+        store.clone(),
         writes_rx,
         state,
         plan.resolution,
@@ -955,6 +955,8 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
     let collected = collector.await.context("the collector failed")?;
     let written = writer.await.context("the writer failed")??;
     meter.bar.finish_and_clear();
+    // Both resolutions store into the `readings` table, the daily series.
+    crate::ingest::refresh_segments(&*store).await;
 
     Ok(Summary {
         source: plan.source.to_string(),
