@@ -19,8 +19,11 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// How often a waiting consumer looks for messages sent by other processes.
-/// Well under the 100 ms a new message may wait before someone notices it.
-const POLL_INTERVAL: Duration = Duration::from_millis(40);
+/// A queued answer crosses two queues (the request to a worker, its outcome
+/// back to a gateway), each waiting half of this on average: 10 ms keeps
+/// that near 10 ms in all, for a read-only poll that costs an idle process
+/// about 2 % of a core (40 ms cost 31 ms more per answer; BENCHMARKS.md).
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 fn now_ms() -> i64 {
     SystemTime::now()
