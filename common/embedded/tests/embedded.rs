@@ -437,7 +437,10 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("days");
-    assert!(days > 0 && days == versioned, "every stored day has a version: {days}, {versioned}");
+    assert!(
+        days > 0 && days == versioned,
+        "every stored day has a version: {days}, {versioned}"
+    );
 
     // Every row's new columns are what the domain computes.
     let mut stmt = conn
