@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Aggregates, airq against DuckDB on the same rows, side by side (issue:
 # aggregates). Makes DAYS days of daily readings for SENSORS sensors in a
-# fresh store, exports them as airq answers them to Parquet, then times,
+# fresh store, builds its answer segments, exports them as airq answers them to Parquet, then times,
 # RUNS times each, alternating:
 #
 #   A. monthly statistics per country over the whole year (period month,
@@ -37,13 +37,16 @@ if [ ! -x target/duckdb-venv/bin/python ] || ! target/duckdb-venv/bin/python -c 
 fi
 PY=target/duckdb-venv/bin/python
 
-if [ ! -s "$OUT/loaded-$SENSORS-$DAYS" ]; then
+if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$DB" "$DB"-* "$OUT"/loaded-* "$OUT"/*.parquet
   echo "loading $DAYS days of daily readings for $SENSORS sensors…"
   /usr/bin/time -f "load: %e s, peak RSS %M KiB" "$BIN/airq-master" --db "$DB" synth \
     --days "$DAYS" --sensors "$SENSORS" --start 2024-01-01 --into-store >/dev/null
   touch "$OUT/loaded-$SENSORS-$DAYS"
 fi
+# The answer segments of every day not built yet (all of them after a
+# load; none when they are), which aggregations read.
+/usr/bin/time -f "segments: %e s, peak RSS %M KiB" "$BIN/airq-master" --db "$DB" segments
 
 "$BIN/airq-gateway" --db "$DB" --listen 127.0.0.1:0 --max-span 31days --direct-max-span 366days \
   --max-aggregate-span 366days --max-result-rows 20000000 --answer-cache-ttl 0 \

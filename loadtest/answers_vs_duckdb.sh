@@ -38,7 +38,7 @@ if [ ! -x target/duckdb-venv/bin/python ] || ! target/duckdb-venv/bin/python -c 
 fi
 PY=target/duckdb-venv/bin/python
 
-if [ ! -s "$OUT/loaded-$SENSORS-$DAYS" ]; then
+if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$OUT"/segments/* "$OUT"/rows/* "$OUT"/loaded-* "$OUT"/*.parquet
   echo "loading $DAYS days of daily readings for $SENSORS sensors…"
   /usr/bin/time -f "load: %e s, peak RSS %M KiB" "$BIN/airq-master" --db "$DB" synth \

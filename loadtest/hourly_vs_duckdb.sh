@@ -29,7 +29,7 @@ if [ ! -x target/duckdb-venv/bin/python ] || ! target/duckdb-venv/bin/python -c 
 fi
 PY=target/duckdb-venv/bin/python
 
-if [ ! -s "$OUT/loaded-$SENSORS" ]; then
+if [ ! -e "$OUT/loaded-$SENSORS" ]; then
   rm -rf "$DB" "$DB"-* "$OUT"/loaded-*
   echo "loading 30 days of 5-minute feeds for $SENSORS sensors…"
   /usr/bin/time -f "load: %e s, peak RSS %M KiB" "$BIN/airq-master" --db "$DB" synth --resolution 5min \

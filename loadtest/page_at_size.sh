@@ -28,7 +28,7 @@ DB=$OUT/airq.db
 BIN=target/release
 mkdir -p "$OUT"
 
-if [ ! -s "$OUT/loaded-$SENSORS-$DAYS" ]; then
+if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$DB" "$DB"-* "$OUT"/loaded-*
   echo "loading $DAYS days of daily readings for $SENSORS sensors…"
   "$BIN/airq-master" --db "$DB" synth --days "$DAYS" --sensors "$SENSORS" \

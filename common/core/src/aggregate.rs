@@ -26,7 +26,7 @@
 //! group keeps its values, 4 bytes a reading and pollutant, so memory is
 //! bounded by the readings of one period (which the query's span bounds).
 
-use crate::aqi::Index;
+use crate::aqi::{Index, Indices};
 use crate::export::{defused, is_json_number, AnswerChunk, AnswerStream, Format, RowRef, CHUNK};
 use crate::mean::{hundredths_text, mean_hundredths, nano_units_of, NANO};
 use crate::place::{cell_bounds, cell_of_text};
@@ -39,6 +39,11 @@ use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+
+/// The maps an aggregation looks up once or twice a reading: foldhash
+/// (seeded per process) rather than SipHash, which took a tenth of a
+/// month's aggregation by cell (BENCHMARKS.md).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// WHO global air quality guidelines (2021), Table 0.1 ("Recommended AQG
 /// levels"), in nano-units of µg/m³: PM2.5 24-hour 15, annual 5; PM10
@@ -292,8 +297,10 @@ pub struct Stats {
 }
 
 impl Values {
-    fn add(&mut self, text: Option<&str>, threshold_24h: u128) {
-        let Some(nano) = text.and_then(|t| nano_units_of(t.trim())) else {
+    /// Adds a value in nano-units ([`crate::mean::nano_units_of`] of its
+    /// text); `None` (no value, or no number) adds nothing.
+    fn add(&mut self, nano: Option<u128>, threshold_24h: u128) {
+        let Some(nano) = nano else {
             return;
         };
         self.nano += nano;
@@ -352,7 +359,7 @@ struct Group {
     samples: Option<u64>,
     /// Per sensor: distinct slots with a reading, and the last slot seen
     /// (readings come in time order, so a repeat is the last one).
-    slots: HashMap<u64, (u64, i64)>,
+    slots: FastMap<u64, (u64, i64)>,
     p1: Values,
     p2: Values,
     /// Readings per band of the index, one count per band.
@@ -378,6 +385,26 @@ pub enum Cell {
     Bool(bool),
 }
 
+/// A reading as an aggregation reads it: its values in nano-units
+/// ([`crate::mean::nano_units_of`] of their text; `None` when absent or
+/// no number) and its grid cell ([`cell_of_text`]; read only by `by:
+/// cell`). The text fields are read only by `by: sensor` (and the country
+/// by `by: country`).
+#[derive(Debug, Clone, Copy)]
+pub struct Parsed<'a> {
+    pub timestamp: Timestamp,
+    pub sensor_id: u64,
+    pub samples: Option<u32>,
+    pub p1: Option<u128>,
+    pub p2: Option<u128>,
+    pub indices: Indices,
+    pub cell: u32,
+    pub sensor_type: &'a str,
+    pub loc_country: &'a str,
+    pub loc_lat: &'a str,
+    pub loc_long: &'a str,
+}
+
 /// Aggregates readings as they stream by (see the module documentation).
 #[derive(Debug)]
 pub struct Aggregator {
@@ -394,9 +421,9 @@ pub struct Aggregator {
     groups: Vec<(Key, Group)>,
     /// Where each sensor's, cell's and country's group is in `groups`
     /// (`all` has one, the first).
-    sensors: HashMap<u64, usize>,
-    cells: HashMap<u32, usize>,
-    countries: HashMap<String, usize>,
+    sensors: FastMap<u64, usize>,
+    cells: FastMap<u32, usize>,
+    countries: FastMap<String, usize>,
 }
 
 impl Aggregator {
@@ -417,15 +444,56 @@ impl Aggregator {
             period: None,
             next_period: i64::MIN,
             groups: Vec::new(),
-            sensors: HashMap::new(),
-            cells: HashMap::new(),
-            countries: HashMap::new(),
+            sensors: FastMap::default(),
+            cells: FastMap::default(),
+            countries: FastMap::default(),
         }
     }
 
     /// Adds a reading (in timestamp order); returns the rows of the period
     /// it ended, if it began a new one.
     pub fn push(&mut self, r: &RowRef<'_>) -> Vec<Row> {
+        let nano = |t: Option<&str>| t.and_then(|t| nano_units_of(t.trim()));
+        self.push_parsed(&Parsed {
+            timestamp: r.timestamp,
+            sensor_id: r.sensor_id,
+            samples: r.samples,
+            p1: nano(r.p1),
+            p2: nano(r.p2),
+            indices: r.indices,
+            cell: match self.aggregate.by {
+                GroupBy::Cell => cell_of_text(r.loc_lat, r.loc_long),
+                _ => 0,
+            },
+            sensor_type: r.sensor_type,
+            loc_country: r.loc_country,
+            loc_lat: r.loc_lat,
+            loc_long: r.loc_long,
+        })
+    }
+
+    /// What an aggregation reads of its rows: whether this aggregation
+    /// groups by sensor (which reads the sensor's type, country and
+    /// position) and by cell (which reads [`Parsed::cell`]).
+    pub fn reads(&self) -> GroupBy {
+        self.aggregate.by
+    }
+
+    /// Whether the readings of one UTC day must come in time order, or
+    /// may come in any order (each sensor's own in time order): they may
+    /// when a day lies in one period and one slot of the input, and no
+    /// group keeps its last reading's text (`by: sensor`). A store that
+    /// keeps a day's readings in several runs (by country) then need not
+    /// merge them.
+    pub fn orders_within_a_day(&self) -> bool {
+        self.resolution != Resolution::Day
+            || self.aggregate.period == Period::Hour
+            || self.aggregate.by == GroupBy::Sensor
+    }
+
+    /// [`Aggregator::push`] of a reading whose values are parsed already
+    /// (a store that keeps them so).
+    pub fn push_parsed(&mut self, r: &Parsed<'_>) -> Vec<Row> {
         let in_period = self
             .period
             .is_some_and(|p| (p.0..self.next_period).contains(&r.timestamp.0));
@@ -472,17 +540,14 @@ impl Aggregator {
     }
 
     /// The position in `groups` of `r`'s group, made if new.
-    fn group_of(&mut self, r: &RowRef<'_>) -> usize {
+    fn group_of(&mut self, r: &Parsed<'_>) -> usize {
         let next = self.groups.len();
         let (found, key) = match self.aggregate.by {
             GroupBy::Sensor => (
                 *self.sensors.entry(r.sensor_id).or_insert(next),
                 Key::Sensor(r.sensor_id),
             ),
-            GroupBy::Cell => {
-                let cell = cell_of_text(r.loc_lat, r.loc_long);
-                (*self.cells.entry(cell).or_insert(next), Key::Cell(cell))
-            }
+            GroupBy::Cell => (*self.cells.entry(r.cell).or_insert(next), Key::Cell(r.cell)),
             GroupBy::Country => match self.countries.get(r.loc_country) {
                 Some(&at) => return at,
                 None => {
@@ -817,6 +882,23 @@ impl AggregateChunker {
         let done = self.aggregator.push(r);
         self.write(&done);
         (self.out.len() >= CHUNK).then(|| self.take())
+    }
+
+    /// [`AggregateChunker::push`] of a parsed reading.
+    pub fn push_parsed(&mut self, r: &Parsed<'_>) -> Option<AnswerChunk> {
+        let done = self.aggregator.push_parsed(r);
+        self.write(&done);
+        (self.out.len() >= CHUNK).then(|| self.take())
+    }
+
+    /// The aggregation's grouping (see [`Aggregator::reads`]).
+    pub fn reads(&self) -> GroupBy {
+        self.aggregator.reads()
+    }
+
+    /// See [`Aggregator::orders_within_a_day`].
+    pub fn orders_within_a_day(&self) -> bool {
+        self.aggregator.orders_within_a_day()
     }
 
     /// The last chunk: the last period's rows and the format's end.

@@ -11,7 +11,7 @@
 
 use crate::db::{Db, DbError};
 use crate::segments::{self, Segment};
-use airq_core::aggregate::{AggregateChunker, Aggregator, Row as AggregateRow};
+use airq_core::aggregate::{AggregateChunker, Aggregator, GroupBy, Row as AggregateRow};
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
@@ -456,15 +456,11 @@ impl Select {
         Self::rows(query, false)
     }
 
-    /// The rows an aggregation of `query` reads: [`Select::readings`]'s,
-    /// with the columns it does not read (ids, altitude, the other
-    /// indices, the basis) replaced in their places by constants, which
-    /// SQLite hands out without decoding them from the row; `run` and
-    /// `row_ref` read the row as ever.
-    fn aggregate_rows(query: &Query) -> Option<Select> {
-        Self::rows(query, true)
-    }
-
+    /// [`Select::readings`], or with `aggregate` the rows an aggregation
+    /// of `query` reads: the same, with the columns it does not read (ids,
+    /// altitude, the other indices, the basis) replaced in their places by
+    /// constants, which SQLite hands out without decoding them from the
+    /// row; `run` and `row_ref` read the row as ever.
     fn rows(query: &Query, aggregate: bool) -> Option<Select> {
         let bounds = match query.index_filter() {
             None => None,
@@ -798,31 +794,32 @@ type LaterHalf = (
 
 fn scan_aggregate(
     db: &Db,
-    select: Option<&Select>,
-    mut chunker: AggregateChunker,
+    query: &Query,
+    segments_on: bool,
+    chunker: AggregateChunker,
     later: Option<LaterHalf>,
     tx: &Sender<Result<AnswerChunk, BackendError>>,
 ) {
-    let mut open = true;
     let stop = |later: &Option<LaterHalf>| {
         if let Some((_, stop)) = later {
             stop.store(true, Ordering::Relaxed);
         }
     };
-    if let Some(select) = select {
-        let scanned = run(db, select, |row| {
-            if let Some(chunk) = chunker.push(&row_ref(row)?) {
-                open = tx.blocking_send(Ok(chunk)).is_ok();
-            }
-            Ok(open)
-        });
-        if let Err(e) = scanned {
-            stop(&later);
-            let _ = tx.blocking_send(Err(e.into()));
-            return;
-        }
+    let need = segments::Need::Values {
+        sites: chunker.reads() == GroupBy::Sensor,
+        ordered: chunker.orders_within_a_day(),
+    };
+    let mut out = Aggregated {
+        chunker,
+        tx,
+        open: true,
+    };
+    if let Err(e) = walk(db, query, segments_on, need, &mut out) {
+        stop(&later);
+        let _ = tx.blocking_send(Err(e.into()));
+        return;
     }
-    if !open {
+    if !out.open {
         stop(&later);
         return;
     }
@@ -835,26 +832,31 @@ fn scan_aggregate(
         }),
     };
     let _ = match rows {
-        Ok(rows) => tx.blocking_send(Ok(chunker.finish_with(&rows))),
+        Ok(rows) => tx.blocking_send(Ok(out.chunker.finish_with(&rows))),
         Err(e) => tx.blocking_send(Err(e.into())),
     };
 }
 
-/// The rows of `select` aggregated (no rendering), unless `stop` is set.
+/// The rows of `query` aggregated (no rendering), unless `stop` is set.
 fn aggregate_half(
     db: &Db,
-    select: Option<&Select>,
-    mut aggregator: Aggregator,
+    query: &Query,
+    segments_on: bool,
+    aggregator: Aggregator,
     stop: &AtomicBool,
 ) -> Result<Vec<AggregateRow>, DbError> {
-    let mut rows = Vec::new();
-    if let Some(select) = select {
-        run(db, select, |row| {
-            rows.extend(aggregator.push(&row_ref(row)?));
-            Ok(!stop.load(Ordering::Relaxed))
-        })?;
-    }
-    rows.extend(aggregator.finish());
+    let need = segments::Need::Values {
+        sites: aggregator.reads() == GroupBy::Sensor,
+        ordered: aggregator.orders_within_a_day(),
+    };
+    let mut out = Collected {
+        aggregator,
+        rows: Vec::new(),
+        stop,
+    };
+    walk(db, query, segments_on, need, &mut out)?;
+    let mut rows = out.rows;
+    rows.extend(out.aggregator.finish());
     Ok(rows)
 }
 
@@ -883,99 +885,227 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
     Some((early, late))
 }
 
-/// Whether `query`'s answer may be assembled from answer segments: a
-/// list (not an aggregate) of the daily series, without a place (whose
-/// exact check reads coordinates the segments do not keep apart), from
-/// 1970 on.
+/// Whether `query`'s rows may be read from answer segments: the daily
+/// series, without a place (whose exact check reads coordinates the
+/// segments do not keep apart), from 1970 on.
 fn segmented(query: &Query) -> bool {
-    query.resolution == Resolution::Day
-        && query.aggregate.is_none()
-        && query.place.is_none()
-        && query.start.0 >= 0
+    query.resolution == Resolution::Day && query.place.is_none() && query.start.0 >= 0
 }
 
-/// Renders the answer of `query` day by day: a day whose segment is fresh
-/// from its segment, every run of other days from the rows, the row
-/// path's way. The bytes are the same as [`scan_answer`]'s.
-fn scan_segmented(
+/// What a scan hands its rows to: rows from SQLite, or rows of answer
+/// segments; each returns whether to go on.
+trait Consumer {
+    fn row(&mut self, row: &RowRef<'_>) -> Result<bool, DbError>;
+    fn segment_row(
+        &mut self,
+        section: &segments::Loaded,
+        i: usize,
+        record: &segments::Record,
+    ) -> Result<bool, DbError>;
+}
+
+/// Hands `query`'s rows (an aggregation's, with `need` values) in store
+/// order to `consumer`: day by day, a day whose segment is fresh from its
+/// segment, every run of other days with the row path's statement (with
+/// `segments` off, all of them in one). The rows are the same either way.
+fn walk(
     db: &Db,
     query: &Query,
-    rendering: Rendering,
-    tx: &Sender<Result<AnswerChunk, BackendError>>,
-) {
-    let mut chunker = match Chunker::new(rendering) {
+    segments_on: bool,
+    need: segments::Need,
+    consumer: &mut impl Consumer,
+) -> Result<(), DbError> {
+    let aggregate = matches!(need, segments::Need::Values { .. });
+    let select = |q: &Query| Select::rows(q, aggregate);
+    if !segments_on || !segmented(query) {
+        if let Some(select) = select(query) {
+            run(db, &select, |row| consumer.row(&row_ref(row)?))?;
+        }
+        return Ok(());
+    }
+    let (first, last) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
+    let fresh = segments::fresh(&*db.conn()?, first, last)?;
+    let folder = segments::folder(db.path());
+    let bounds = query.index_filter().flatten();
+    let mut day = first;
+    while day <= last {
+        let sections = match fresh.get(&day) {
+            Some(&version) => match Segment::open(&folder, day, version)? {
+                Some(segment) => segment.load(query.country.as_deref(), need)?,
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(sections) = sections {
+            let wanted: Vec<Vec<bool>> = sections
+                .iter()
+                .map(|s| s.types().iter().map(|t| query.wants_type(t)).collect())
+                .collect();
+            let ordered = match need {
+                segments::Need::Values { ordered, .. } => ordered,
+                segments::Need::Rendered(_) => true,
+            };
+            let mut open = true;
+            segments::merged(&sections, ordered, |k, i, r| {
+                let keep = r.ts >= query.start.0
+                    && r.ts <= query.end.0
+                    && wanted[k].get(r.kind as usize).copied().unwrap_or(false)
+                    && bounds
+                        .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.indices.get(query.index)));
+                if keep {
+                    open = consumer.segment_row(&sections[k], i, r)?;
+                }
+                Ok(open)
+            })?;
+            if !open {
+                return Ok(());
+            }
+            day += 1;
+            continue;
+        }
+        // The run of days without a fresh segment, in one statement.
+        let mut to = day;
+        while to < last && !fresh.contains_key(&(to + 1)) {
+            to += 1;
+        }
+        let mut part = query.clone();
+        part.start = Timestamp(query.start.0.max(day * DAY_SECS));
+        part.end = Timestamp(query.end.0.min(to * DAY_SECS + DAY_SECS - 1));
+        if let Some(select) = select(&part) {
+            let mut open = true;
+            run(db, &select, |row| {
+                open = consumer.row(&row_ref(row)?)?;
+                Ok(open)
+            })?;
+            if !open {
+                return Ok(());
+            }
+        }
+        day = to + 1;
+    }
+    Ok(())
+}
+
+/// Renders rows into chunks sent to `tx`.
+struct Rendered<'a> {
+    chunker: Chunker,
+    tx: &'a Sender<Result<AnswerChunk, BackendError>>,
+    open: bool,
+}
+
+impl Rendered<'_> {
+    fn send(&mut self, chunk: Option<AnswerChunk>) -> bool {
+        if let Some(chunk) = chunk {
+            self.open = self.tx.blocking_send(Ok(chunk)).is_ok();
+        }
+        self.open
+    }
+}
+
+impl Consumer for Rendered<'_> {
+    fn row(&mut self, row: &RowRef<'_>) -> Result<bool, DbError> {
+        let chunk = self.chunker.push(row)?;
+        Ok(self.send(chunk))
+    }
+
+    fn segment_row(
+        &mut self,
+        section: &segments::Loaded,
+        i: usize,
+        record: &segments::Record,
+    ) -> Result<bool, DbError> {
+        let chunk = self.chunker.push_pieces(&section.pieces(i, record)?)?;
+        Ok(self.send(chunk))
+    }
+}
+
+/// Renders the answer of `query` through [`walk`]: the bytes are
+/// [`scan_answer`]'s.
+fn scan_segmented(db: &Db, query: &Query, tx: &Sender<Result<AnswerChunk, BackendError>>) {
+    let rendering = query.rendering();
+    let chunker = match Chunker::new(rendering) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.blocking_send(Err(e));
             return;
         }
     };
-    // Whether the receiver is still there.
-    let open = std::cell::Cell::new(true);
-    let send = |chunk: Option<AnswerChunk>| {
-        if let Some(chunk) = chunk {
-            open.set(tx.blocking_send(Ok(chunk)).is_ok());
-        }
-        open.get()
+    let mut out = Rendered {
+        chunker,
+        tx,
+        open: true,
     };
-    let scanned = (|| -> Result<(), DbError> {
-        let (first, last) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
-        let fresh = segments::fresh(&*db.conn()?, first, last)?;
-        let folder = segments::folder(db.path());
-        let bounds = query.index_filter().flatten();
-        let mut day = first;
-        while day <= last {
-            let segment = match fresh.get(&day) {
-                Some(&version) => Segment::open(&folder, day, version)?,
-                None => None,
-            };
-            if let Some(segment) = segment {
-                let sections = segment.load(query.country.as_deref(), rendering.format)?;
-                let wanted: Vec<Vec<bool>> = sections
-                    .iter()
-                    .map(|s| s.types().iter().map(|t| query.wants_type(t)).collect())
-                    .collect();
-                segments::merged(&sections, |k, i, r| {
-                    let keep = r.ts >= query.start.0
-                        && r.ts <= query.end.0
-                        && wanted[k].get(r.kind as usize).copied().unwrap_or(false)
-                        && bounds
-                            .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.indices.get(query.index)));
-                    if !keep {
-                        return Ok(true);
-                    }
-                    Ok(send(chunker.push_pieces(&sections[k].pieces(i, r)?)?))
-                })?;
-                if !open.get() {
-                    return Ok(());
-                }
-                day += 1;
-                continue;
-            }
-            // The run of days without a fresh segment, in one statement.
-            let mut to = day;
-            while to < last && !fresh.contains_key(&(to + 1)) {
-                to += 1;
-            }
-            let mut part = query.clone();
-            part.start = Timestamp(query.start.0.max(day * DAY_SECS));
-            part.end = Timestamp(query.end.0.min(to * DAY_SECS + DAY_SECS - 1));
-            if let Some(select) = Select::readings(&part) {
-                run(db, &select, |row| Ok(send(chunker.push(&row_ref(row)?)?)))?;
-            }
-            if !open.get() {
-                return Ok(());
-            }
-            day = to + 1;
-        }
-        Ok(())
-    })();
-    let last = match scanned {
-        Ok(()) if !open.get() => return,
-        Ok(()) => chunker.finish(),
+    let walked = walk(
+        db,
+        query,
+        true,
+        segments::Need::Rendered(rendering.format),
+        &mut out,
+    );
+    let last = match walked {
+        Ok(()) if !out.open => return,
+        Ok(()) => out.chunker.finish(),
         Err(e) => Err(e.into()),
     };
     let _ = tx.blocking_send(last);
+}
+
+/// Aggregates rows, streaming the answer's chunks to `tx`.
+struct Aggregated<'a> {
+    chunker: AggregateChunker,
+    tx: &'a Sender<Result<AnswerChunk, BackendError>>,
+    open: bool,
+}
+
+impl Aggregated<'_> {
+    fn send(&mut self, chunk: Option<AnswerChunk>) -> bool {
+        if let Some(chunk) = chunk {
+            self.open = self.tx.blocking_send(Ok(chunk)).is_ok();
+        }
+        self.open
+    }
+}
+
+impl Consumer for Aggregated<'_> {
+    fn row(&mut self, row: &RowRef<'_>) -> Result<bool, DbError> {
+        let chunk = self.chunker.push(row);
+        Ok(self.send(chunk))
+    }
+
+    fn segment_row(
+        &mut self,
+        section: &segments::Loaded,
+        i: usize,
+        record: &segments::Record,
+    ) -> Result<bool, DbError> {
+        let chunk = self.chunker.push_parsed(&section.parsed(i, record)?);
+        Ok(self.send(chunk))
+    }
+}
+
+/// Aggregates rows into a list of answer rows, until `stop` is set.
+struct Collected<'a> {
+    aggregator: Aggregator,
+    rows: Vec<AggregateRow>,
+    stop: &'a AtomicBool,
+}
+
+impl Consumer for Collected<'_> {
+    fn row(&mut self, row: &RowRef<'_>) -> Result<bool, DbError> {
+        self.rows.extend(self.aggregator.push(row));
+        Ok(!self.stop.load(Ordering::Relaxed))
+    }
+
+    fn segment_row(
+        &mut self,
+        section: &segments::Loaded,
+        i: usize,
+        record: &segments::Record,
+    ) -> Result<bool, DbError> {
+        let parsed = section.parsed(i, record)?;
+        self.rows.extend(self.aggregator.push_parsed(&parsed));
+        Ok(!self.stop.load(Ordering::Relaxed))
+    }
 }
 
 /// Builds `day`'s answer segment from its rows and the day's version, read
@@ -1012,8 +1142,11 @@ fn build_day(db: &Db, day: i64) -> Result<Option<i64>, DbError> {
     let folder = segments::folder(db.path());
     builder.write(&folder)?;
     match segments::record_built(&mut conn, day, version)? {
-        segments::Recorded::Replaced(Some(old)) => segments::remove(&folder, day, old),
-        segments::Recorded::Replaced(None) => {}
+        // The same version in another layout: the new file took its name.
+        segments::Recorded::Replaced(Some(old)) if old != version => {
+            segments::remove(&folder, day, old)
+        }
+        segments::Recorded::Replaced(_) => {}
         segments::Recorded::Superseded => segments::remove(&folder, day, version),
     }
     Ok(Some(version))
@@ -1085,33 +1218,28 @@ impl SqliteReadingStore {
     /// only its own periods, so no group is split.
     fn stream_aggregate(&self, query: &Query, aggregator: Aggregator) -> AnswerStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let db = self.db.clone();
+        let (db, on) = (self.db.clone(), self.segments);
         let chunker = AggregateChunker::new(aggregator, query.format);
         let Some((early, late)) = halves(query) else {
-            let select = Select::aggregate_rows(query);
+            let query = query.clone();
             tokio::task::spawn_blocking(move || {
-                scan_aggregate(&db, select.as_ref(), chunker, None, &tx)
+                scan_aggregate(&db, &query, on, chunker, None, &tx)
             });
             return ReceiverStream::new(rx).boxed();
         };
-        let (first, second) = (
-            Select::aggregate_rows(&early),
-            Select::aggregate_rows(&late),
-        );
         let later = query.aggregator();
         let stop = Arc::new(AtomicBool::new(false));
         let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel(1);
         {
             let (db, stop) = (db.clone(), stop.clone());
             tokio::task::spawn_blocking(move || {
-                let rows = later.map_or(Ok(Vec::new()), |a| {
-                    aggregate_half(&db, second.as_ref(), a, &stop)
-                });
+                let rows =
+                    later.map_or(Ok(Vec::new()), |a| aggregate_half(&db, &late, on, a, &stop));
                 let _ = rows_tx.send(rows);
             });
         }
         tokio::task::spawn_blocking(move || {
-            scan_aggregate(&db, first.as_ref(), chunker, Some((rows_rx, stop)), &tx)
+            scan_aggregate(&db, &early, on, chunker, Some((rows_rx, stop)), &tx)
         });
         ReceiverStream::new(rx).boxed()
     }
@@ -1119,7 +1247,7 @@ impl SqliteReadingStore {
     fn stream_segmented(&self, query: &Query) -> AnswerStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (db, query) = (self.db.clone(), query.clone());
-        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, query.rendering(), &tx));
+        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, &tx));
         ReceiverStream::new(rx).boxed()
     }
 

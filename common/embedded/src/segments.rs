@@ -32,9 +32,13 @@
 
 use crate::db::DbError;
 use crate::readings::DAY_OF_TS;
+use airq_core::aggregate::Parsed;
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{Format, PieceWriter, Pieces, RowRef};
+use airq_core::mean::nano_units_of;
+use airq_core::place::cell_of_text;
+use airq_core::reading::Timestamp;
 use rusqlite::{params, Transaction};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -44,15 +48,29 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// The first bytes of a segment file; the last one is the layout's
-/// version.
-const MAGIC: &[u8; 8] = b"AIRQSEG\x01";
+/// The layout of segment files this build writes and reads: the last
+/// byte of their magic, and recorded in `segments`, so that a file of
+/// another layout counts as stale and is built again.
+const LAYOUT: u8 = 1;
+
+/// The first bytes of a segment file.
+const MAGIC: &[u8; 8] = &[b'A', b'I', b'R', b'Q', b'S', b'E', b'G', LAYOUT];
+
+/// Bytes of one row's values record, what aggregations read: P1 and P2 in
+/// nano-units (`airq_core::mean::nano_units_of`; `u64::MAX` for none), the
+/// grid cell, `samples` (`u32::MAX` for none), and where the row's
+/// position (latitude and longitude text) is in the section's sites.
+const VALUES: usize = 8 + 8 + 4 + 4 + 4;
 
 /// Bytes of one row's sidecar record: `ts` (i64), `sensor_id` (u64), the
 /// indices in [`Index::ALL`] order (u16 each), the sensor type's number in
 /// its section (u16), and where the row's CSV, GeoJSON head, JSON head and
 /// JSON tail end in their section's bytes (u32 each); little-endian.
 const RECORD: usize = 8 + 8 + 2 * Index::COUNT + 2 + 4 * 4;
+
+/// "No value" in a values record.
+const NONE_U64: u64 = u64::MAX;
+const NONE_U32: u32 = u32::MAX;
 
 /// Migration 10: the versions of the days (every day stored so far starts
 /// at 1) and of the segments built from them.
@@ -64,7 +82,8 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
          );
          CREATE TABLE segments (
              day     INTEGER PRIMARY KEY,
-             version INTEGER NOT NULL
+             version INTEGER NOT NULL,
+             layout  INTEGER NOT NULL
          );
          INSERT INTO day_versions (day, version)
              SELECT DISTINCT {DAY_OF_TS}, 1 FROM readings WHERE ts >= 0;"
@@ -132,6 +151,12 @@ struct Section {
     sidecar: u64,
     csv: (u64, u64),
     json: (u64, u64),
+    /// The values records; `None` when a value did not fit (never for a
+    /// validated reading), and aggregations read the day's rows.
+    values: Option<u64>,
+    /// Every distinct position: latitude and longitude text, each after
+    /// its length (u16).
+    sites: (u64, u64),
 }
 
 /// A section as it is built.
@@ -142,6 +167,11 @@ struct SectionBuilder {
     sidecar: Vec<u8>,
     csv: Vec<u8>,
     json: Vec<u8>,
+    values: Vec<u8>,
+    /// Whether every value fitted its record.
+    exact: bool,
+    sites: Vec<u8>,
+    site_at: std::collections::HashMap<(String, String), u32>,
 }
 
 /// Builds one day's segment from its rows, pushed in the store's order.
@@ -164,8 +194,11 @@ impl Builder {
 
     pub(crate) fn push(&mut self, r: &RowRef<'_>) -> Result<(), DbError> {
         if !self.sections.contains_key(r.loc_country) {
-            self.sections
-                .insert(r.loc_country.to_owned(), SectionBuilder::default());
+            let section = SectionBuilder {
+                exact: true,
+                ..SectionBuilder::default()
+            };
+            self.sections.insert(r.loc_country.to_owned(), section);
         }
         let Some(s) = self.sections.get_mut(r.loc_country) else {
             return Ok(());
@@ -200,6 +233,41 @@ impl Builder {
         for n in [s.csv.len(), geo, head, tail] {
             record.extend_from_slice(&end(n)?.to_le_bytes());
         }
+        // The values, parsed as an aggregation parses them.
+        let site = (r.loc_lat.to_owned(), r.loc_long.to_owned());
+        let site = match s.site_at.get(&site) {
+            Some(&at) => at,
+            None => {
+                let at = end(s.sites.len())?;
+                for text in [r.loc_lat, r.loc_long] {
+                    let len = u16::try_from(text.len()).map_err(|_| too_large())?;
+                    s.sites.extend_from_slice(&len.to_le_bytes());
+                    s.sites.extend_from_slice(text.as_bytes());
+                }
+                s.site_at.insert(site, at);
+                at
+            }
+        };
+        for value in [r.p1, r.p2] {
+            let nano = value.and_then(|t| nano_units_of(t.trim()));
+            let nano = match nano.map(u64::try_from) {
+                None => NONE_U64,
+                Some(Ok(n)) if n != NONE_U64 => n,
+                Some(_) => {
+                    s.exact = false;
+                    NONE_U64
+                }
+            };
+            s.values.extend_from_slice(&nano.to_le_bytes());
+        }
+        s.values
+            .extend_from_slice(&cell_of_text(r.loc_lat, r.loc_long).to_le_bytes());
+        s.values
+            .extend_from_slice(&r.samples.unwrap_or(NONE_U32).to_le_bytes());
+        s.values.extend_from_slice(&site.to_le_bytes());
+        if r.samples == Some(NONE_U32) {
+            s.exact = false;
+        }
         s.rows += 1;
         Ok(())
     }
@@ -216,13 +284,18 @@ impl Builder {
         };
         for (country, s) in &self.sections {
             let sidecar = take(s.sidecar.len()).0;
+            let csv = take(s.csv.len());
+            let json = take(s.json.len());
+            let values = take(s.values.len()).0;
             sections.push(Section {
                 country: country.clone(),
                 rows: s.rows,
                 types: s.types.clone(),
                 sidecar,
-                csv: take(s.csv.len()),
-                json: take(s.json.len()),
+                csv,
+                json,
+                values: s.exact.then_some(values),
+                sites: take(s.sites.len()),
             });
         }
         let directory = serde_json::to_vec(&Directory {
@@ -243,6 +316,8 @@ impl Builder {
                 f.write_all(&s.sidecar)?;
                 f.write_all(&s.csv)?;
                 f.write_all(&s.json)?;
+                f.write_all(&s.values)?;
+                f.write_all(&s.sites)?;
             }
             f.into_inner().map_err(|e| e.into_error())?.flush()?;
             std::fs::rename(&part, &path)
@@ -307,42 +382,71 @@ impl Segment {
     }
 
     /// Loads the sections of `country` (every one for `None`) with the
-    /// bytes `format` needs.
+    /// bytes `need`s; `None` when an aggregation needs values a section
+    /// could not keep (then the day is read from its rows).
     pub(crate) fn load(
         &self,
         country: Option<&str>,
-        format: Format,
-    ) -> Result<Vec<Loaded>, DbError> {
+        need: Need,
+    ) -> Result<Option<Vec<Loaded>>, DbError> {
         let mut loaded = Vec::new();
         for s in &self.sections {
             if country.is_some_and(|c| c != s.country) {
                 continue;
             }
-            let sidecar = self.read(s.sidecar, s.rows as u64 * RECORD as u64)?;
-            let (at, len) = match format {
-                Format::Csv => s.csv,
-                _ => s.json,
+            let rows = s.rows as u64;
+            let sidecar = self.read(s.sidecar, rows * RECORD as u64)?;
+            let (bytes, sites) = match need {
+                Need::Rendered(Format::Csv) => (self.read(s.csv.0, s.csv.1)?, Vec::new()),
+                Need::Rendered(_) => (self.read(s.json.0, s.json.1)?, Vec::new()),
+                Need::Values { sites, .. } => {
+                    let Some(at) = s.values else {
+                        return Ok(None);
+                    };
+                    let values = self.read(at, rows * VALUES as u64)?;
+                    let sites = match sites {
+                        true => self.read(s.sites.0, s.sites.1)?,
+                        false => Vec::new(),
+                    };
+                    (values, sites)
+                }
             };
             loaded.push(Loaded {
                 rows: s.rows as usize,
+                country: s.country.clone(),
                 types: s.types.clone(),
                 sidecar,
-                bytes: self.read(at, len)?,
-                format,
+                bytes,
+                sites,
+                need,
                 path: self.path.clone(),
             });
         }
-        Ok(loaded)
+        Ok(Some(loaded))
     }
+}
+
+/// What a query reads of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// The rows rendered, for an answer in this format.
+    Rendered(Format),
+    /// The values, for an aggregation; with the positions' text when it
+    /// groups by sensor; `ordered` when it needs a day's rows in time
+    /// order (`Aggregator::orders_within_a_day`).
+    Values { sites: bool, ordered: bool },
 }
 
 /// A section in memory.
 pub(crate) struct Loaded {
     rows: usize,
+    country: String,
     types: Vec<String>,
     sidecar: Vec<u8>,
+    /// The rendered rows, or the values records.
     bytes: Vec<u8>,
-    format: Format,
+    sites: Vec<u8>,
+    need: Need,
     path: PathBuf,
 }
 
@@ -391,15 +495,15 @@ impl Loaded {
             self.bytes.get(from as usize..to as usize).ok_or_else(bad)
         };
         let [csv, geo, head, tail] = record.ends;
-        Ok(match self.format {
-            Format::Csv => Pieces {
+        Ok(match self.need {
+            Need::Rendered(Format::Csv) | Need::Values { .. } => Pieces {
                 csv_head: slice(previous.map_or(0, |p| p[0]), csv)?,
                 geo_head: &[],
                 json_head: &[],
                 json_tail: &[],
                 indices: record.indices,
             },
-            _ => Pieces {
+            Need::Rendered(_) => Pieces {
                 csv_head: &[],
                 geo_head: slice(previous.map_or(0, |p| p[3]), geo)?,
                 json_head: slice(geo, head)?,
@@ -410,18 +514,75 @@ impl Loaded {
     }
 }
 
+impl Loaded {
+    /// Row `i` as an aggregation reads it (`record` is its record); the
+    /// position's text is empty unless the sites were loaded.
+    pub(crate) fn parsed(&self, i: usize, record: &Record) -> Result<Parsed<'_>, DbError> {
+        let bad = || corrupt(&self.path, "a row's values lie outside its section");
+        let v = self
+            .bytes
+            .get(i * VALUES..(i + 1) * VALUES)
+            .ok_or_else(bad)?;
+        let nano = |at: usize| match u64::from_le_bytes(le(v, at)) {
+            NONE_U64 => None,
+            n => Some(u128::from(n)),
+        };
+        let samples = match u32::from_le_bytes(le(v, 20)) {
+            NONE_U32 => None,
+            n => Some(n),
+        };
+        let (loc_lat, loc_long) = match self.sites.is_empty() {
+            true => ("", ""),
+            false => self
+                .site(u32::from_le_bytes(le(v, 24)) as usize)
+                .ok_or_else(bad)?,
+        };
+        Ok(Parsed {
+            timestamp: Timestamp(record.ts),
+            sensor_id: record.sensor_id,
+            samples,
+            p1: nano(0),
+            p2: nano(8),
+            indices: record.indices,
+            cell: u32::from_le_bytes(le(v, 16)),
+            sensor_type: self
+                .types
+                .get(record.kind as usize)
+                .map_or("", String::as_str),
+            loc_country: &self.country,
+            loc_lat,
+            loc_long,
+        })
+    }
+
+    /// The position's text at `at` in the sites.
+    fn site(&self, at: usize) -> Option<(&str, &str)> {
+        let text = |at: usize| -> Option<(&str, usize)> {
+            let len = u16::from_le_bytes(self.sites.get(at..at + 2)?.try_into().ok()?) as usize;
+            let bytes = self.sites.get(at + 2..at + 2 + len)?;
+            Some((std::str::from_utf8(bytes).ok()?, at + 2 + len))
+        };
+        let (lat, next) = text(at)?;
+        let (lon, _) = text(next)?;
+        Some((lat, lon))
+    }
+}
+
 /// The rows of `sections` in the store's order (`ts`, then `sensor_id`):
 /// each section is in that order, so this merges them. Calls `each` with
 /// a section's position in `sections` and a row's in it until it returns
-/// false.
+/// false. Without `ordered`, the sections follow one another instead.
 pub(crate) fn merged(
     sections: &[Loaded],
+    ordered: bool,
     mut each: impl FnMut(usize, usize, &Record) -> Result<bool, DbError>,
 ) -> Result<(), DbError> {
-    if let [only] = sections {
-        for i in 0..only.rows() {
-            if !each(0, i, &only.record(i))? {
-                break;
+    if sections.len() == 1 || !ordered {
+        for (k, section) in sections.iter().enumerate() {
+            for i in 0..section.rows() {
+                if !each(k, i, &section.record(i))? {
+                    return Ok(());
+                }
             }
         }
         return Ok(());
@@ -457,9 +618,9 @@ pub(crate) fn fresh(
     let mut stmt = conn.prepare_cached(
         "SELECT s.day, s.version FROM segments s
          JOIN day_versions d ON d.day = s.day AND d.version = s.version
-         WHERE s.day BETWEEN ?1 AND ?2",
+         WHERE s.day BETWEEN ?1 AND ?2 AND s.layout = ?3",
     )?;
-    let rows = stmt.query_map(params![first, last], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![first, last, LAYOUT], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -469,10 +630,10 @@ pub(crate) fn stale(conn: &rusqlite::Connection) -> Result<Vec<(i64, i64)>, DbEr
     let mut stmt = conn.prepare_cached(
         "SELECT d.day, d.version FROM day_versions d
          LEFT JOIN segments s ON s.day = d.day
-         WHERE s.version IS NULL OR s.version <> d.version
+         WHERE s.version IS NULL OR s.version <> d.version OR s.layout <> ?1
          ORDER BY d.day",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map([LAYOUT], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -494,25 +655,27 @@ pub(crate) fn record_built(
     version: i64,
 ) -> Result<Recorded, DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let old: Option<i64> = tx
-        .query_row("SELECT version FROM segments WHERE day = ?1", [day], |r| {
-            r.get(0)
-        })
+    let old: Option<(i64, u8)> = tx
+        .query_row(
+            "SELECT version, layout FROM segments WHERE day = ?1",
+            [day],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map(Some)
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(e),
         })?;
-    if old.is_some_and(|old| old >= version) {
+    if old.is_some_and(|(old, layout)| old >= version && layout == LAYOUT) {
         return Ok(Recorded::Superseded);
     }
     tx.execute(
-        "INSERT INTO segments (day, version) VALUES (?1, ?2)
-         ON CONFLICT (day) DO UPDATE SET version = excluded.version",
-        params![day, version],
+        "INSERT INTO segments (day, version, layout) VALUES (?1, ?2, ?3)
+         ON CONFLICT (day) DO UPDATE SET version = excluded.version, layout = excluded.layout",
+        params![day, version, LAYOUT],
     )?;
     tx.commit()?;
-    Ok(Recorded::Replaced(old))
+    Ok(Recorded::Replaced(old.map(|(v, _)| v)))
 }
 
 /// Deletes a segment file; one already gone is fine.

@@ -955,6 +955,13 @@ async fn aggregate_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_contract_from_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("aggregate.db")).expect("db"));
+    airq_contract::aggregate::run_all_from_segments(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store =
