@@ -457,7 +457,6 @@ pub(crate) struct Record {
     pub(crate) sensor_id: u64,
     pub(crate) indices: Indices,
     pub(crate) kind: u16,
-    ends: [u32; 4],
 }
 
 fn le<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
@@ -483,18 +482,25 @@ impl Loaded {
             sensor_id: u64::from_le_bytes(le(b, 8)),
             indices: Indices::from_fn(|index| u16::from_le_bytes(le(b, 16 + 2 * index.position()))),
             kind: u16::from_le_bytes(le(b, at)),
-            ends: [0, 1, 2, 3].map(|k| u32::from_le_bytes(le(b, at + 2 + 4 * k))),
         }
+    }
+
+    /// Where row `i`'s CSV, GeoJSON head, JSON head and JSON tail end
+    /// (read only by answers, not by aggregations).
+    fn ends(&self, i: usize) -> [u32; 4] {
+        let b = &self.sidecar[i * RECORD..(i + 1) * RECORD];
+        let at = 16 + 2 * Index::COUNT + 2;
+        [0, 1, 2, 3].map(|k| u32::from_le_bytes(le(b, at + 4 * k)))
     }
 
     /// Row `i`'s pieces (`record` is its record).
     pub(crate) fn pieces(&self, i: usize, record: &Record) -> Result<Pieces<'_>, DbError> {
-        let previous = (i > 0).then(|| self.record(i - 1).ends);
+        let previous = (i > 0).then(|| self.ends(i - 1));
         let bad = || corrupt(&self.path, "a row's bytes lie outside its section");
         let slice = |from: u32, to: u32| -> Result<&[u8], DbError> {
             self.bytes.get(from as usize..to as usize).ok_or_else(bad)
         };
-        let [csv, geo, head, tail] = record.ends;
+        let [csv, geo, head, tail] = self.ends(i);
         Ok(match self.need {
             Need::Rendered(Format::Csv) | Need::Values { .. } => Pieces {
                 csv_head: slice(previous.map_or(0, |p| p[0]), csv)?,
