@@ -22,7 +22,9 @@
 //! one batch at most.
 
 use crate::db::{Db, DbError};
-use crate::readings::{bind_leading, index_column, unique_with_cells, DAY_OF_TS, LEADING_COLUMNS};
+use crate::readings::{
+    bind_leading, index_column, unique_with_cells, DAY_OF_TS, DAY_SECS, LEADING_COLUMNS,
+};
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
 use airq_core::mean::{value_of as decimal, ExactSum};
@@ -382,7 +384,10 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
         }
         update_hours(&tx, &changes)?;
         let hours: BTreeSet<(u64, i64)> = changes.keys().copied().collect();
-        recompute_indices(&tx, &hours, readings)?;
+        let days = recompute_indices(&tx, &hours, readings)?;
+        // The hourly series' days whose rows changed: their answer
+        // segments are stale from this commit on.
+        crate::segments::bump(&tx, Resolution::Hour, days)?;
     }
     tx.commit()?;
     Ok(written)
@@ -482,11 +487,14 @@ fn row_sums(row: &Row<'_>) -> Result<(ExactSum, ExactSum, u32, i64), DbError> {
 /// (where stored), and gives the 5-minute readings just written their
 /// hour's indices (a 5-minute reading keeps the indices its hour had when
 /// it arrived: the NowCast of that moment).
+/// Returns the days of the hourly rows it rewrote (the touched hours
+/// among them).
 fn recompute_indices(
     tx: &Transaction<'_>,
     touched: &BTreeSet<(u64, i64)>,
     readings: &[Reading],
-) -> Result<(), DbError> {
+) -> Result<BTreeSet<i64>, DbError> {
+    let mut days = BTreeSet::new();
     let version = crate::changes::next_version(tx)?;
     let mut changed = false;
     let window_secs = (hourly::RUNNING_HOURS as i64 - 1) * HOUR_SECS;
@@ -535,6 +543,9 @@ fn recompute_indices(
             let (indices, basis) = hourly::hour_indices(&pm10, &pm25);
             bind_derived(&mut set_hour, hour, sensor, indices, basis)?;
             set_hour.raw_execute()?;
+            if hour >= 0 {
+                days.insert(hour / DAY_SECS);
+            }
             if touched.contains(&(sensor, hour)) {
                 of_hour.insert((sensor, hour), (indices, basis));
             }
@@ -570,7 +581,7 @@ fn recompute_indices(
         changed |= latest.raw_execute()? == 1;
     }
     crate::changes::commit_version(tx, version, changed)?;
-    Ok(())
+    Ok(days)
 }
 
 /// Binds `?1` a time, `?2` a sensor, then the indices and the basis.
@@ -632,7 +643,24 @@ pub(crate) fn prune(
             .execute(params![before, batch as i64])?;
         deleted += n as u64;
         if n < batch {
-            return Ok(deleted);
+            break;
         }
     }
+    if deleted > 0 && crate::segments::SERIES.contains(&resolution) && before >= 0 {
+        // The day `before` cuts lost rows; the days before it have none.
+        let day = before / DAY_SECS;
+        let mut conn = db.conn()?;
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            crate::segments::bump(&tx, resolution, [day])?;
+            tx.commit()?;
+        }
+        crate::segments::forget_before(
+            &mut conn,
+            &crate::segments::folder(db.path()),
+            resolution,
+            day,
+        )?;
+    }
+    Ok(deleted)
 }

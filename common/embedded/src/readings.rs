@@ -312,7 +312,7 @@ impl SqliteReadingStore {
                     days.insert(r.timestamp.0 / DAY_SECS);
                 }
             }
-            segments::bump(&tx, days)?;
+            segments::bump(&tx, Resolution::Day, days)?;
             let version = crate::changes::next_version(&tx)?;
             let mut changed = false;
             let mut in_place = tx.prepare_cached(&SQL.update_latest_in_place)?;
@@ -889,7 +889,7 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
 /// series, without a place (whose exact check reads coordinates the
 /// segments do not keep apart), from 1970 on.
 fn segmented(query: &Query) -> bool {
-    query.resolution == Resolution::Day && query.place.is_none() && query.start.0 >= 0
+    segments::SERIES.contains(&query.resolution) && query.place.is_none() && query.start.0 >= 0
 }
 
 /// What a scan hands its rows to: rows from SQLite, or rows of answer
@@ -924,13 +924,14 @@ fn walk(
         return Ok(());
     }
     let (first, last) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
-    let fresh = segments::fresh(&*db.conn()?, first, last)?;
+    let series = query.resolution;
+    let fresh = segments::fresh(&*db.conn()?, series, first, last)?;
     let folder = segments::folder(db.path());
     let bounds = query.index_filter().flatten();
     let mut day = first;
     while day <= last {
         let sections = match fresh.get(&day) {
-            Some(&version) => match Segment::open(&folder, day, version)? {
+            Some(&version) => match Segment::open(&folder, series, day, version)? {
                 Some(segment) => segment.load(query.country.as_deref(), need)?,
                 None => None,
             },
@@ -1108,30 +1109,21 @@ impl Consumer for Collected<'_> {
     }
 }
 
-/// Builds `day`'s answer segment from its rows and the day's version, read
-/// in one transaction; returns the version built from.
-fn build_day(db: &Db, day: i64) -> Result<Option<i64>, DbError> {
+/// Builds the answer segment of `series`' `day` from its rows and the
+/// day's version, read in one transaction; returns whether the day has a
+/// version (rows were written to it).
+fn build_day(db: &Db, series: Resolution, day: i64) -> Result<bool, DbError> {
     let mut conn = db.conn()?;
     let tx = conn.transaction()?;
-    let version: Option<i64> = tx
-        .query_row(
-            "SELECT version FROM day_versions WHERE day = ?1",
-            [day],
-            |r| r.get(0),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
-    let Some(version) = version else {
-        return Ok(None);
+    let Some(version) = segments::day_version(&tx, series, day)? else {
+        return Ok(false);
     };
-    let mut builder = segments::Builder::new(day, version);
-    let all = Query::between(
+    let mut builder = segments::Builder::new(series, day, version);
+    let mut all = Query::between(
         Timestamp(day * DAY_SECS),
         Timestamp(day * DAY_SECS + DAY_SECS - 1),
     );
+    all.resolution = series;
     if let Some(select) = Select::readings(&all) {
         run_on(&tx, &select, |row| {
             builder.push(&row_ref(row)?)?;
@@ -1141,25 +1133,27 @@ fn build_day(db: &Db, day: i64) -> Result<Option<i64>, DbError> {
     drop(tx);
     let folder = segments::folder(db.path());
     builder.write(&folder)?;
-    match segments::record_built(&mut conn, day, version)? {
+    match segments::record_built(&mut conn, series, day, version)? {
         // The same version in another layout: the new file took its name.
         segments::Recorded::Replaced(Some(old)) if old != version => {
-            segments::remove(&folder, day, old)
+            segments::remove(&folder, series, day, old)
         }
         segments::Recorded::Replaced(_) => {}
-        segments::Recorded::Superseded => segments::remove(&folder, day, version),
+        segments::Recorded::Superseded => segments::remove(&folder, series, day, version),
     }
-    Ok(Some(version))
+    Ok(true)
 }
 
 /// Rebuilds every missing or stale answer segment, a day at a time;
 /// returns how many it built.
 fn refresh_segments(db: &Db) -> Result<u64, DbError> {
-    let stale = segments::stale(&*db.conn()?)?;
     let mut built = 0;
-    for (day, _) in stale {
-        if build_day(db, day)?.is_some() {
-            built += 1;
+    for series in segments::SERIES {
+        let stale = segments::stale(&*db.conn()?, series)?;
+        for day in stale {
+            if build_day(db, series, day)? {
+                built += 1;
+            }
         }
     }
     Ok(built)

@@ -39,6 +39,7 @@ use airq_core::export::{Format, PieceWriter, Pieces, RowRef};
 use airq_core::mean::nano_units_of;
 use airq_core::place::cell_of_text;
 use airq_core::reading::Timestamp;
+use airq_core::resolution::Resolution;
 use rusqlite::{params, Transaction};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -72,37 +73,82 @@ const RECORD: usize = 8 + 8 + 2 * Index::COUNT + 2 + 4 * 4;
 const NONE_U64: u64 = u64::MAX;
 const NONE_U32: u32 = u32::MAX;
 
-/// Migration 10: the versions of the days (every day stored so far starts
-/// at 1) and of the segments built from them.
+/// The series that have segments: the daily one and the hourly one (the
+/// 5-minute readings, kept for two days, are read from their rows).
+pub(crate) const SERIES: [Resolution; 2] = [Resolution::Day, Resolution::Hour];
+
+/// Migration 10: the versions of each series' days (every day stored so
+/// far starts at 1) and of the segments built from them.
 pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
-    tx.execute_batch(&format!(
+    tx.execute_batch(
         "CREATE TABLE day_versions (
-             day     INTEGER PRIMARY KEY,
-             version INTEGER NOT NULL
-         );
-         CREATE TABLE segments (
-             day     INTEGER PRIMARY KEY,
+             series  TEXT    NOT NULL,
+             day     INTEGER NOT NULL,
              version INTEGER NOT NULL,
-             layout  INTEGER NOT NULL
-         );
-         INSERT INTO day_versions (day, version)
-             SELECT DISTINCT {DAY_OF_TS}, 1 FROM readings WHERE ts >= 0;"
-    ))?;
+             PRIMARY KEY (series, day)
+         ) WITHOUT ROWID;
+         CREATE TABLE segments (
+             series  TEXT    NOT NULL,
+             day     INTEGER NOT NULL,
+             version INTEGER NOT NULL,
+             layout  INTEGER NOT NULL,
+             PRIMARY KEY (series, day)
+         ) WITHOUT ROWID;",
+    )?;
+    for series in SERIES {
+        tx.execute(
+            &format!(
+                "INSERT INTO day_versions (series, day, version)
+                 SELECT DISTINCT ?1, {DAY_OF_TS}, 1 FROM {} WHERE ts >= 0",
+                crate::live::table(series)
+            ),
+            [series.name()],
+        )?;
+    }
     Ok(())
 }
 
-/// Moves the versions of `days` on, in the writer's transaction: their
-/// segments are stale from its commit on.
+/// Moves the versions of `series`' `days` on, in the writer's
+/// transaction: their segments are stale from its commit on.
 pub(crate) fn bump(
     tx: &Transaction<'_>,
+    series: Resolution,
     days: impl IntoIterator<Item = i64>,
 ) -> Result<(), DbError> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO day_versions (day, version) VALUES (?1, 1)
-         ON CONFLICT (day) DO UPDATE SET version = version + 1",
+        "INSERT INTO day_versions (series, day, version) VALUES (?1, ?2, 1)
+         ON CONFLICT (series, day) DO UPDATE SET version = version + 1",
     )?;
     for day in days {
-        stmt.execute([day])?;
+        stmt.execute(params![series.name(), day])?;
+    }
+    Ok(())
+}
+
+/// Forgets `series`' days before `day` (their rows are pruned), with their
+/// segments' files.
+pub(crate) fn forget_before(
+    conn: &mut rusqlite::Connection,
+    folder: &Path,
+    series: Resolution,
+    day: i64,
+) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let files: Vec<(i64, i64)> = tx
+        .prepare_cached("SELECT day, version FROM segments WHERE series = ?1 AND day < ?2")?
+        .query_map(params![series.name(), day], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    tx.execute(
+        "DELETE FROM segments WHERE series = ?1 AND day < ?2",
+        params![series.name(), day],
+    )?;
+    tx.execute(
+        "DELETE FROM day_versions WHERE series = ?1 AND day < ?2",
+        params![series.name(), day],
+    )?;
+    tx.commit()?;
+    for (day, version) in files {
+        remove(folder, series, day, version);
     }
     Ok(())
 }
@@ -114,8 +160,8 @@ pub fn folder(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn file_name(day: i64, version: i64) -> String {
-    format!("{day}.{version}.seg")
+fn file_name(series: Resolution, day: i64, version: i64) -> String {
+    format!("{}.{day}.{version}.seg", series.name())
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> DbError {
@@ -136,6 +182,7 @@ fn corrupt(path: &Path, what: &str) -> DbError {
 /// magic and its length as a u32).
 #[derive(Debug, Serialize, Deserialize)]
 struct Directory {
+    series: String,
     day: i64,
     version: i64,
     sections: Vec<Section>,
@@ -176,6 +223,7 @@ struct SectionBuilder {
 
 /// Builds one day's segment from its rows, pushed in the store's order.
 pub(crate) struct Builder {
+    series: Resolution,
     day: i64,
     version: i64,
     sections: BTreeMap<String, SectionBuilder>,
@@ -183,8 +231,9 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    pub(crate) fn new(day: i64, version: i64) -> Builder {
+    pub(crate) fn new(series: Resolution, day: i64, version: i64) -> Builder {
         Builder {
+            series,
             day,
             version,
             sections: BTreeMap::new(),
@@ -299,14 +348,16 @@ impl Builder {
             });
         }
         let directory = serde_json::to_vec(&Directory {
+            series: self.series.name().to_owned(),
             day: self.day,
             version: self.version,
             sections,
         })
         .map_err(|e| DbError(BackendError::Corrupt(e.to_string())))?;
         std::fs::create_dir_all(folder).map_err(|e| io_error("creating", folder, e))?;
-        let path = folder.join(file_name(self.day, self.version));
-        let part = folder.join(format!("{}.part", file_name(self.day, self.version)));
+        let name = file_name(self.series, self.day, self.version);
+        let path = folder.join(&name);
+        let part = folder.join(format!("{name}.part"));
         let write = || -> std::io::Result<()> {
             let mut f = std::io::BufWriter::new(File::create(&part)?);
             f.write_all(MAGIC)?;
@@ -342,8 +393,13 @@ pub(crate) struct Segment {
 impl Segment {
     /// Opens the segment of `day` built from `version`; `None` when the
     /// file is gone (a rebuild replaced it meanwhile).
-    pub(crate) fn open(folder: &Path, day: i64, version: i64) -> Result<Option<Segment>, DbError> {
-        let path = folder.join(file_name(day, version));
+    pub(crate) fn open(
+        folder: &Path,
+        series: Resolution,
+        day: i64,
+        version: i64,
+    ) -> Result<Option<Segment>, DbError> {
+        let path = folder.join(file_name(series, day, version));
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -361,7 +417,9 @@ impl Segment {
             .map_err(|e| io_error("reading", &path, e))?;
         let directory: Directory = serde_json::from_slice(&directory)
             .map_err(|e| corrupt(&path, &format!("its directory: {e}")))?;
-        if (directory.day, directory.version) != (day, version) {
+        if (directory.series.as_str(), directory.day, directory.version)
+            != (series.name(), day, version)
+        {
             return Err(corrupt(&path, "its directory names another day or version"));
         }
         Ok(Some(Segment {
@@ -614,33 +672,51 @@ pub(crate) fn merged(
     Ok(())
 }
 
-/// The days whose segment is fresh (built from the day's current
-/// version), with that version, between `first` and `last`.
+/// The days of `series` whose segment is fresh (built from the day's
+/// current version), with that version, between `first` and `last`.
 pub(crate) fn fresh(
     conn: &rusqlite::Connection,
+    series: Resolution,
     first: i64,
     last: i64,
 ) -> Result<BTreeMap<i64, i64>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.day, s.version FROM segments s
-         JOIN day_versions d ON d.day = s.day AND d.version = s.version
-         WHERE s.day BETWEEN ?1 AND ?2 AND s.layout = ?3",
+         JOIN day_versions d ON d.series = s.series AND d.day = s.day AND d.version = s.version
+         WHERE s.series = ?1 AND s.day BETWEEN ?2 AND ?3 AND s.layout = ?4",
     )?;
-    let rows = stmt.query_map(params![first, last, LAYOUT], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![series.name(), first, last, LAYOUT], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The days whose segment is missing or stale, oldest first, with their
-/// current versions.
-pub(crate) fn stale(conn: &rusqlite::Connection) -> Result<Vec<(i64, i64)>, DbError> {
+/// The days of `series` whose segment is missing or stale, oldest first.
+pub(crate) fn stale(conn: &rusqlite::Connection, series: Resolution) -> Result<Vec<i64>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.day, d.version FROM day_versions d
-         LEFT JOIN segments s ON s.day = d.day
-         WHERE s.version IS NULL OR s.version <> d.version OR s.layout <> ?1
+        "SELECT d.day FROM day_versions d
+         LEFT JOIN segments s ON s.series = d.series AND s.day = d.day
+         WHERE d.series = ?1 AND (s.version IS NULL OR s.version <> d.version OR s.layout <> ?2)
          ORDER BY d.day",
     )?;
-    let rows = stmt.query_map([LAYOUT], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![series.name(), LAYOUT], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The current version of `series`' `day`, if it has rows.
+pub(crate) fn day_version(
+    conn: &rusqlite::Connection,
+    series: Resolution,
+    day: i64,
+) -> Result<Option<i64>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT version FROM day_versions WHERE series = ?1 AND day = ?2")?
+        .query_row(params![series.name(), day], |r| r.get(0))
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?)
 }
 
 /// What [`record_built`] did.
@@ -653,18 +729,19 @@ pub(crate) enum Recorded {
     Superseded,
 }
 
-/// Records that `day`'s segment of `version` is built, unless one of the
-/// same or a newer version is.
+/// Records that `series`' `day` has its segment of `version`, unless one
+/// of the same or a newer version is recorded.
 pub(crate) fn record_built(
     conn: &mut rusqlite::Connection,
+    series: Resolution,
     day: i64,
     version: i64,
 ) -> Result<Recorded, DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let old: Option<(i64, u8)> = tx
         .query_row(
-            "SELECT version, layout FROM segments WHERE day = ?1",
-            [day],
+            "SELECT version, layout FROM segments WHERE series = ?1 AND day = ?2",
+            params![series.name(), day],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map(Some)
@@ -676,15 +753,16 @@ pub(crate) fn record_built(
         return Ok(Recorded::Superseded);
     }
     tx.execute(
-        "INSERT INTO segments (day, version, layout) VALUES (?1, ?2, ?3)
-         ON CONFLICT (day) DO UPDATE SET version = excluded.version, layout = excluded.layout",
-        params![day, version, LAYOUT],
+        "INSERT INTO segments (series, day, version, layout) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (series, day)
+         DO UPDATE SET version = excluded.version, layout = excluded.layout",
+        params![series.name(), day, version, LAYOUT],
     )?;
     tx.commit()?;
     Ok(Recorded::Replaced(old.map(|(v, _)| v)))
 }
 
 /// Deletes a segment file; one already gone is fine.
-pub(crate) fn remove(folder: &Path, day: i64, version: i64) {
-    let _ = std::fs::remove_file(folder.join(file_name(day, version)));
+pub(crate) fn remove(folder: &Path, series: Resolution, day: i64, version: i64) {
+    let _ = std::fs::remove_file(folder.join(file_name(series, day, version)));
 }

@@ -955,6 +955,30 @@ async fn aggregate_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_answer_as_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path().join("s.db")).expect("db");
+    let store = SqliteReadingStore::new(db.clone());
+    let rows = SqliteReadingStore::new(db).with_segments(false);
+    airq_contract::live::segments_answer_as_rows(&store, &rows).await;
+    let names: Vec<String> =
+        std::fs::read_dir(airq_embedded::segments::folder(&dir.path().join("s.db")))
+            .expect("the segments' folder")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("hour.")).count(),
+        2,
+        "the hourly series' two days have one segment each: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_contract_from_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteReadingStore::new(Db::open(dir.path().join("aggregate.db")).expect("db"));
