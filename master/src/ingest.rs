@@ -562,8 +562,10 @@ pub async fn ingest(
         .with_context(|| format!("cannot ingest {source}"))?;
     let bytes = processed.bytes;
     metrics::fetched(bytes);
+    // The days this run changed (the daily series', or the hourly
+    // series' that a 5-minute feed recomputes) have stale segments.
     let w = &processed.written;
-    if series == Resolution::Day && w.new + w.replaced > 0 {
+    if w.new + w.replaced > 0 {
         refresh_segments(&*store).await;
     }
     let stats = &processed.stats;

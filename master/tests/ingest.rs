@@ -50,9 +50,38 @@ fn sample_stores_every_valid_reading_once() {
         first.stderr
     );
 
+    // The day's answer segment is built after the ingestion.
+    assert_eq!(segment_files(&db, "day."), 1, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("rebuilt the answer segments"),
+        "{}",
+        first.stderr
+    );
+
     let second = run(airq(&args));
     second.assert_success();
     assert_eq!(count_readings(&db), Some(SAMPLE_READINGS));
+    // Nothing changed: nothing is rebuilt.
+    assert!(
+        !second.stderr.contains("rebuilt the answer segments"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(segment_files(&db, "day."), 1);
+}
+
+/// The answer segment files beside `db` whose names start with `prefix`.
+fn segment_files(db: &std::path::Path, prefix: &str) -> usize {
+    let mut folder = db.as_os_str().to_owned();
+    folder.push("-segments");
+    std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 #[test]
@@ -275,6 +304,11 @@ fn a_saved_five_minute_feed_goes_into_the_live_tier() {
         .query_row("SELECT COUNT(*) FROM hourly", [], |r| r.get(0))
         .expect("count");
     assert_eq!(hourly, 4928, "one hour per sensor");
+    assert_eq!(
+        segment_files(&db, "hour."),
+        1,
+        "the hourly series' day has its answer segment"
+    );
 
     // The hourly series is made, never ingested.
     let hour = run(airq(&[
