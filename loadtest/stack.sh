@@ -1,7 +1,7 @@
 # Shared by the benchmark scripts in loadtest/ (source it; bash): a copy of
 # the benchmark store and the local stack on it.
 #
-#   copy_store STORE OUT      OUT/run.db (and its payload files) from STORE
+#   copy_store STORE OUT      OUT/run.db (and its payload and segment files) from STORE
 #   start_stack OUT [ARGS…]   `airq-deploy up` on OUT/run.db, on a free
 #                             loopback port, 2 workers, no seed, extra ARGS;
 #                             sets $url and $stack (its pid)
@@ -12,6 +12,9 @@ copy_store() {
     [ -f "$store" ] || { echo "no store at $store: run loadtest/bench.sh first" >&2; exit 1; }
     cp "$store" "$out/run.db"
     if [ -d "$store-bodies" ]; then cp -r "$store-bodies" "$out/run.db-bodies"; fi
+    # Segment files are never changed in place: the copy links them.
+    rm -rf "$out/run.db-segments"
+    if [ -d "$store-segments" ]; then cp -al "$store-segments" "$out/run.db-segments"; fi
 }
 
 stack=""

@@ -183,19 +183,34 @@ fn store(bin: &Path, args: &BenchArgs) -> anyhow::Result<(PathBuf, Option<Durati
     if !status.success() {
         bail!("airq-master synth failed ({status})");
     }
+    // Its answer segments, as the master builds them after an ingestion.
+    let status = Command::new(&master)
+        .arg("segments")
+        .arg("--db")
+        .arg(&db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", master.display()))?;
+    if !status.success() {
+        bail!("airq-master segments failed ({status})");
+    }
     let took = t.elapsed();
     std::fs::write(&marker, format!("{}\n", took.as_secs_f64()))
         .with_context(|| format!("writing {}", marker.display()))?;
     Ok((db, Some(took)))
 }
 
-/// Deletes an embedded store with what lives beside it: its WAL files and
-/// the folder of large payloads (`-bodies/`, see airq-embedded's `bodies`).
+/// Deletes an embedded store with what lives beside it: its WAL files,
+/// the folder of large payloads (`-bodies/`, see airq-embedded's `bodies`)
+/// and its answer segments (`-segments/`).
 fn remove_store(db: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(wal(db, suffix));
     }
-    let _ = std::fs::remove_dir_all(wal(db, "-bodies"));
+    for folder in ["-bodies", "-segments"] {
+        let _ = std::fs::remove_dir_all(wal(db, folder));
+    }
 }
 
 fn wal(db: &Path, suffix: &str) -> PathBuf {
@@ -213,6 +228,19 @@ fn copy_store(store: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         if suffix != "-shm" && from.is_file() {
             std::fs::copy(&from, wal(&run, suffix))
                 .with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    // Segment files are never changed in place (a rebuild writes a new
+    // file and deletes the old one), so the copy links them.
+    let (from, to) = (wal(store, "-segments"), wal(&run, "-segments"));
+    if from.is_dir() {
+        std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+        for entry in
+            std::fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))?
+        {
+            let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+            std::fs::hard_link(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("linking {}", entry.path().display()))?;
         }
     }
     Ok(run)
