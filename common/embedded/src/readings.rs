@@ -932,7 +932,9 @@ fn walk(
     while day <= last {
         let sections = match fresh.get(&day) {
             Some(&version) => match Segment::open(&folder, series, day, version)? {
-                Some(segment) => segment.load(query.country.as_deref(), need)?,
+                Some(segment) => {
+                    segment.load(query.country.as_deref(), need, (query.start.0, query.end.0))?
+                }
                 None => None,
             },
             None => None,

@@ -446,31 +446,69 @@ impl Segment {
         &self,
         country: Option<&str>,
         need: Need,
+        window: (i64, i64),
     ) -> Result<Option<Vec<Loaded>>, DbError> {
         let mut loaded = Vec::new();
         for s in &self.sections {
             if country.is_some_and(|c| c != s.country) {
                 continue;
             }
-            let rows = s.rows as u64;
-            let sidecar = self.read(s.sidecar, rows * RECORD as u64)?;
-            let (bytes, sites) = match need {
-                Need::Rendered(Format::Csv) => (self.read(s.csv.0, s.csv.1)?, Vec::new()),
-                Need::Rendered(_) => (self.read(s.json.0, s.json.1)?, Vec::new()),
+            let rows = s.rows as usize;
+            let sidecar = self.read(s.sidecar, (rows * RECORD) as u64)?;
+            // The rows in the time window: the section is in time order,
+            // so they are one run, and only their bytes are read.
+            let ts = |i: usize| i64::from_le_bytes(le(&sidecar, i * RECORD));
+            let first = |pred: &dyn Fn(i64) -> bool| {
+                let (mut lo, mut hi) = (0, rows);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if pred(ts(mid)) {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            };
+            let from = first(&|t| t < window.0);
+            let to = first(&|t| t <= window.1);
+            if from >= to {
+                continue;
+            }
+            let end_of = |i: usize, k: usize| ends_in(&sidecar, i)[k] as u64;
+            let span = |k: usize| {
+                let start = if from == 0 { 0 } else { end_of(from - 1, k) };
+                (start, end_of(to - 1, k).saturating_sub(start))
+            };
+            let (bytes, base, sites) = match need {
+                Need::Rendered(format) => {
+                    let (blob, k) = match format {
+                        Format::Csv => (s.csv, 0),
+                        _ => (s.json, 3),
+                    };
+                    let (start, len) = span(k);
+                    if start + len > blob.1 {
+                        return Err(corrupt(&self.path, "a row's bytes lie outside its section"));
+                    }
+                    (self.read(blob.0 + start, len)?, start, Vec::new())
+                }
                 Need::Values { sites, .. } => {
                     let Some(at) = s.values else {
                         return Ok(None);
                     };
-                    let values = self.read(at, rows * VALUES as u64)?;
+                    let values =
+                        self.read(at + (from * VALUES) as u64, ((to - from) * VALUES) as u64)?;
                     let sites = match sites {
                         true => self.read(s.sites.0, s.sites.1)?,
                         false => Vec::new(),
                     };
-                    (values, sites)
+                    (values, 0, sites)
                 }
             };
             loaded.push(Loaded {
-                rows: s.rows as usize,
+                from,
+                to,
+                base,
                 country: s.country.clone(),
                 types: s.types.clone(),
                 sidecar,
@@ -482,6 +520,14 @@ impl Segment {
         }
         Ok(Some(loaded))
     }
+}
+
+/// Where row `i`'s CSV, GeoJSON head, JSON head and JSON tail end in
+/// their section's bytes.
+fn ends_in(sidecar: &[u8], i: usize) -> [u32; 4] {
+    let b = &sidecar[i * RECORD..(i + 1) * RECORD];
+    let at = 16 + 2 * Index::COUNT + 2;
+    [0, 1, 2, 3].map(|k| u32::from_le_bytes(le(b, at + 4 * k)))
 }
 
 /// What a query reads of a segment.
@@ -497,7 +543,11 @@ pub(crate) enum Need {
 
 /// A section in memory.
 pub(crate) struct Loaded {
-    rows: usize,
+    /// The rows loaded: `from..to` of the section.
+    from: usize,
+    to: usize,
+    /// Where `bytes` starts in the section's rendered bytes.
+    base: u64,
     country: String,
     types: Vec<String>,
     sidecar: Vec<u8>,
@@ -524,8 +574,9 @@ fn le<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 }
 
 impl Loaded {
-    pub(crate) fn rows(&self) -> usize {
-        self.rows
+    /// The positions of the rows loaded.
+    pub(crate) fn range(&self) -> std::ops::Range<usize> {
+        self.from..self.to
     }
 
     pub(crate) fn types(&self) -> &[String] {
@@ -543,20 +594,20 @@ impl Loaded {
         }
     }
 
-    /// Where row `i`'s CSV, GeoJSON head, JSON head and JSON tail end
-    /// (read only by answers, not by aggregations).
-    fn ends(&self, i: usize) -> [u32; 4] {
-        let b = &self.sidecar[i * RECORD..(i + 1) * RECORD];
-        let at = 16 + 2 * Index::COUNT + 2;
-        [0, 1, 2, 3].map(|k| u32::from_le_bytes(le(b, at + 4 * k)))
+    /// Where row `i`'s pieces end in `bytes` (read only by answers, not
+    /// by aggregations).
+    fn ends(&self, i: usize) -> [u64; 4] {
+        ends_in(&self.sidecar, i).map(|e| u64::from(e).saturating_sub(self.base))
     }
 
     /// Row `i`'s pieces (`record` is its record).
     pub(crate) fn pieces(&self, i: usize, record: &Record) -> Result<Pieces<'_>, DbError> {
         let previous = (i > 0).then(|| self.ends(i - 1));
         let bad = || corrupt(&self.path, "a row's bytes lie outside its section");
-        let slice = |from: u32, to: u32| -> Result<&[u8], DbError> {
-            self.bytes.get(from as usize..to as usize).ok_or_else(bad)
+        let slice = |from: u64, to: u64| -> Result<&[u8], DbError> {
+            let range = usize::try_from(from).map_err(|_| bad())?
+                ..usize::try_from(to).map_err(|_| bad())?;
+            self.bytes.get(range).ok_or_else(bad)
         };
         let [csv, geo, head, tail] = self.ends(i);
         Ok(match self.need {
@@ -583,10 +634,8 @@ impl Loaded {
     /// position's text is empty unless the sites were loaded.
     pub(crate) fn parsed(&self, i: usize, record: &Record) -> Result<Parsed<'_>, DbError> {
         let bad = || corrupt(&self.path, "a row's values lie outside its section");
-        let v = self
-            .bytes
-            .get(i * VALUES..(i + 1) * VALUES)
-            .ok_or_else(bad)?;
+        let at = i.checked_sub(self.from).ok_or_else(bad)? * VALUES;
+        let v = self.bytes.get(at..at + VALUES).ok_or_else(bad)?;
         let nano = |at: usize| match u64::from_le_bytes(le(v, at)) {
             NONE_U64 => None,
             n => Some(u128::from(n)),
@@ -643,7 +692,7 @@ pub(crate) fn merged(
 ) -> Result<(), DbError> {
     if sections.len() == 1 || !ordered {
         for (k, section) in sections.iter().enumerate() {
-            for i in 0..section.rows() {
+            for i in section.range() {
                 if !each(k, i, &section.record(i))? {
                     return Ok(());
                 }
@@ -653,9 +702,10 @@ pub(crate) fn merged(
     }
     let mut heads = BinaryHeap::with_capacity(sections.len());
     for (k, s) in sections.iter().enumerate() {
-        if s.rows() > 0 {
-            let r = s.record(0);
-            heads.push(Reverse((r.ts, r.sensor_id, k, 0usize)));
+        if !s.range().is_empty() {
+            let i = s.range().start;
+            let r = s.record(i);
+            heads.push(Reverse((r.ts, r.sensor_id, k, i)));
         }
     }
     while let Some(Reverse((_, _, k, i))) = heads.pop() {
@@ -664,7 +714,7 @@ pub(crate) fn merged(
         if !each(k, i, &r)? {
             break;
         }
-        if i + 1 < s.rows() {
+        if i + 1 < s.range().end {
             let next = s.record(i + 1);
             heads.push(Reverse((next.ts, next.sensor_id, k, i + 1)));
         }
