@@ -487,6 +487,8 @@ async fn check_all(store: &dyn ReadingStore, written: &[Reading]) {
         r#""startDate":"2023-12-20","endDate":"2024-01-12","index":"daqi","range":"Low""#,
         r#""startDate":"2023-12-20","endDate":"2024-01-12","sensorType":"PMS5003","index":"eaqi""#,
         r#""startDate":"2023-12-20","endDate":"2024-01-12","bbox":[-180,-20,180,1],"index":"us-epa""#,
+        // Bounds and a band that exclude every value: no rows.
+        r#""startDate":"2023-12-20","endDate":"2024-01-12","minAqi":7,"range":"Low""#,
     ];
     let mut checked = 0;
     for filter in filters {

@@ -461,4 +461,14 @@ pub async fn segments_answer_as_rows(store: &dyn ReadingStore, rows: &dyn Readin
     check("after writes").await;
     store.refresh_segments().await.expect("refresh again");
     check("after the next refresh").await;
+    // Retention cuts the second day at 01:00: the first day goes whole.
+    let cut = Timestamp::parse_feed("2026-11-21 01:00:00").expect("a time");
+    let pruned = store.prune(Resolution::Hour, cut).await.expect("prune");
+    assert!(pruned > 0, "the prune deleted hours");
+    check("after a prune").await;
+    store
+        .refresh_segments()
+        .await
+        .expect("refresh after the prune");
+    check("after a prune and a refresh").await;
 }

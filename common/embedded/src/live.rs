@@ -630,37 +630,51 @@ pub(crate) fn prune(
     let table = table(resolution);
     let sql = format!(
         "DELETE FROM {table} WHERE (ts, sensor_id) IN
-             (SELECT ts, sensor_id FROM {table} WHERE ts < ?1 ORDER BY ts, sensor_id LIMIT ?2)"
+             (SELECT ts, sensor_id FROM {table} WHERE ts < ?1 ORDER BY ts, sensor_id LIMIT ?2)
+         RETURNING ts"
     );
     let batch = batch.max(1);
+    // The answer segments of a series that has them: the days before the
+    // one `before` cuts lose every row, so they are forgotten (with their
+    // files) first, and queries read their rows until they are gone; the
+    // days a batch deletes from are bumped in its transaction.
+    let segmented = crate::segments::SERIES.contains(&resolution) && before >= 0;
+    let cut = before.max(0) / DAY_SECS;
+    let folder = crate::segments::folder(db.path());
+    if segmented {
+        crate::segments::forget_before(&mut *db.conn()?, &folder, resolution, cut)?;
+    }
     let mut deleted = 0u64;
     loop {
-        // One short transaction per batch (autocommit): a writer waiting
-        // for the lock waits for one batch, not for the whole prune.
-        let conn = db.conn()?;
-        let n = conn
-            .prepare_cached(&sql)?
-            .execute(params![before, batch as i64])?;
+        // One short transaction per batch: a writer waiting for the lock
+        // waits for one batch, not for the whole prune.
+        let mut conn = db.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut days = BTreeSet::new();
+        let mut n = 0usize;
+        {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![before, batch as i64])?;
+            while let Some(row) = rows.next()? {
+                let ts: i64 = row.get(0)?;
+                n += 1;
+                if ts >= 0 && ts / DAY_SECS >= cut {
+                    days.insert(ts / DAY_SECS);
+                }
+            }
+        }
+        if segmented {
+            crate::segments::bump(&tx, resolution, days)?;
+        }
+        tx.commit()?;
         deleted += n as u64;
         if n < batch {
             break;
         }
     }
-    if deleted > 0 && crate::segments::SERIES.contains(&resolution) && before >= 0 {
-        // The day `before` cuts lost rows; the days before it have none.
-        let day = before / DAY_SECS;
-        let mut conn = db.conn()?;
-        {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            crate::segments::bump(&tx, resolution, [day])?;
-            tx.commit()?;
-        }
-        crate::segments::forget_before(
-            &mut conn,
-            &crate::segments::folder(db.path()),
-            resolution,
-            day,
-        )?;
+    if segmented && deleted > 0 {
+        // A day before the cut that a write brought back meanwhile.
+        crate::segments::forget_before(&mut *db.conn()?, &folder, resolution, cut)?;
     }
     Ok(deleted)
 }

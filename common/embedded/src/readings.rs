@@ -908,6 +908,12 @@ trait Consumer {
 /// order to `consumer`: day by day, a day whose segment is fresh from its
 /// segment, every run of other days with the row path's statement (with
 /// `segments` off, all of them in one). The rows are the same either way.
+///
+/// Everything is read in one read transaction, so the answer is one
+/// snapshot, as the row path's single statement is: a segment file is
+/// never changed (a rebuild writes a new one), so the file of the version
+/// the snapshot names holds the snapshot's rows, and one deleted since
+/// (replaced by a newer version) is read from the snapshot's rows.
 fn walk(
     db: &Db,
     query: &Query,
@@ -923,11 +929,17 @@ fn walk(
         }
         return Ok(());
     }
+    let bounds = match query.index_filter() {
+        // The index bounds exclude every value: no rows.
+        Some(None) => return Ok(()),
+        bounds => bounds.flatten(),
+    };
+    let mut conn = db.conn()?;
+    let tx = conn.transaction()?;
     let (first, last) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
     let series = query.resolution;
-    let fresh = segments::fresh(&*db.conn()?, series, first, last)?;
+    let fresh = segments::fresh(&tx, series, first, last)?;
     let folder = segments::folder(db.path());
-    let bounds = query.index_filter().flatten();
     let mut day = first;
     while day <= last {
         let sections = match fresh.get(&day) {
@@ -976,7 +988,7 @@ fn walk(
         part.end = Timestamp(query.end.0.min(to * DAY_SECS + DAY_SECS - 1));
         if let Some(select) = select(&part) {
             let mut open = true;
-            run(db, &select, |row| {
+            run_on(&tx, &select, |row| {
                 open = consumer.row(&row_ref(row)?)?;
                 Ok(open)
             })?;
@@ -1140,8 +1152,8 @@ fn build_day(db: &Db, series: Resolution, day: i64) -> Result<bool, DbError> {
         segments::Recorded::Replaced(Some(old)) if old != version => {
             segments::remove(&folder, series, day, old)
         }
-        segments::Recorded::Replaced(_) => {}
-        segments::Recorded::Superseded => segments::remove(&folder, series, day, version),
+        segments::Recorded::Replaced(_) | segments::Recorded::Already => {}
+        segments::Recorded::Outdated => segments::remove(&folder, series, day, version),
     }
     Ok(true)
 }
@@ -1149,6 +1161,7 @@ fn build_day(db: &Db, series: Resolution, day: i64) -> Result<bool, DbError> {
 /// Rebuilds every missing or stale answer segment, a day at a time;
 /// returns how many it built.
 fn refresh_segments(db: &Db) -> Result<u64, DbError> {
+    segments::sweep_parts(&segments::folder(db.path()));
     let mut built = 0;
     for series in segments::SERIES {
         let stale = segments::stale(&*db.conn()?, series)?;

@@ -1,34 +1,39 @@
-//! Answer segments: each day of the daily series with its rows already
-//! rendered, in files beside the database (`<db>-segments/`), so that a
-//! large answer is assembled from stored bytes instead of read row by row
-//! from SQLite and formatted again (issue 27; BENCHMARKS.md has the
-//! figures and the designs tried).
+//! Answer segments: each day of the daily and the hourly series with its
+//! rows already rendered, in files beside the database (`<db>-segments/`),
+//! so that a large answer or aggregation is assembled from stored bytes
+//! instead of read row by row from SQLite and formatted again (issue 27;
+//! BENCHMARKS.md has the figures and the designs tried).
 //!
-//! **What a segment holds.** One file per UTC day, `<day>.<version>.seg`,
-//! with one section per country. A section holds its rows in the store's
-//! order (`ts`, then `sensor_id`) as [`Pieces`]: the CSV record up to
-//! `AQI`, and the JSON object (with its GeoJSON head) around its `AQI`
-//! and `Range`, which are written at query time from the row's indices,
-//! so one file serves every format and index. Beside them, a fixed-size
-//! record per row (a *sidecar*: timestamp, sensor id, indices, sensor
-//! type, where its bytes end) is what filters and merges read.
+//! **What a segment holds.** One file per series and UTC day,
+//! `<series>.<day>.<version>.seg`, with one section per country. A section
+//! holds its rows in the store's order (`ts`, then `sensor_id`) as
+//! [`Pieces`]: the CSV record up to `AQI`, and the JSON object (with its
+//! GeoJSON head) around its `AQI` and `Range`, which are written at query
+//! time from the row's indices, so one file serves every format and
+//! index. Beside them, a fixed-size record per row (timestamp, sensor id,
+//! indices, sensor type, where its bytes end) is what filters and merges
+//! read, and a values record (P1 and P2 in nano-units, cell, samples,
+//! position) is what aggregations read.
 //!
-//! **Fresh or not.** Every write that adds or changes a reading of a day
-//! moves that day's number in `day_versions` on, in its own transaction
-//! ([`bump`]); `segments` names the version each built file was made
-//! from, which [`build_day`] reads with the rows in one read transaction.
-//! A query uses a day's file only when the two versions are equal, and
-//! reads any other day (late data, backfill, a re-ingest that changed a
-//! value, a day never built) the row path's way: answers are the same
-//! bytes on either path, which the contract suite checks on both.
-//! [`refresh`] rebuilds what is stale; the master runs it after every
-//! ingestion.
+//! **Fresh or not.** Every write that adds or changes a row of a day sets
+//! the day's version in `day_versions` to the next tick of one clock, in
+//! the write's transaction ([`bump`]); `segments` names the version each
+//! built file was made from, read with the rows in one read transaction
+//! (`readings::build_day`) and recorded only while the day is still at
+//! it ([`record_built`]). A query, in one read transaction, uses a day's
+//! file only when the two versions are equal, and reads any other day
+//! (late data, backfill, a re-ingest that changed a value, a day never
+//! built) the row path's way: answers are the same bytes on either path,
+//! which the contract suites check on both. `refresh_segments` rebuilds
+//! what is stale; the master runs it after every ingestion.
 //!
 //! **Bounds.** A query holds one day's section (one country's, or every
-//! country's for a query without one) in memory at a time: for 15,000
-//! sensors a day about 0.6 MB of sidecar and 1.4 MB of CSV (or 4 MB of
-//! JSON). Names are built from numbers only; no outside input reaches a
-//! path.
+//! country's for a query without one; only the rows of its time window)
+//! in memory at a time: for 15,000 sensors a day of the daily series
+//! about 0.6 MB of records and 1.4 MB of CSV (or 4 MB of JSON), 24 times
+//! that for the hourly series. Every read is checked against the file's
+//! length first. Names are built from numbers and UUIDs only; no outside
+//! input reaches a path.
 
 use crate::db::DbError;
 use crate::readings::DAY_OF_TS;
@@ -78,7 +83,8 @@ const NONE_U32: u32 = u32::MAX;
 pub(crate) const SERIES: [Resolution; 2] = [Resolution::Day, Resolution::Hour];
 
 /// Migration 10: the versions of each series' days (every day stored so
-/// far starts at 1) and of the segments built from them.
+/// far starts at 1) and of the segments built from them, and the clock
+/// versions are taken from.
 pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
     tx.execute_batch(
         "CREATE TABLE day_versions (
@@ -93,7 +99,12 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
              version INTEGER NOT NULL,
              layout  INTEGER NOT NULL,
              PRIMARY KEY (series, day)
-         ) WITHOUT ROWID;",
+         ) WITHOUT ROWID;
+         CREATE TABLE segment_clock (
+             one INTEGER PRIMARY KEY CHECK (one = 1),
+             n   INTEGER NOT NULL
+         );
+         INSERT INTO segment_clock (one, n) VALUES (1, 1);",
     )?;
     for series in SERIES {
         tx.execute(
@@ -109,18 +120,28 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
 }
 
 /// Moves the versions of `series`' `days` on, in the writer's
-/// transaction: their segments are stale from its commit on.
+/// transaction: their segments are stale from its commit on. A version
+/// is the next tick of one clock, never a day's own count, so a day that
+/// was forgotten (pruned) and written again never takes a version an old
+/// segment of it was built from.
 pub(crate) fn bump(
     tx: &Transaction<'_>,
     series: Resolution,
     days: impl IntoIterator<Item = i64>,
 ) -> Result<(), DbError> {
+    let mut days = days.into_iter().peekable();
+    if days.peek().is_none() {
+        return Ok(());
+    }
+    let version: i64 = tx
+        .prepare_cached("UPDATE segment_clock SET n = n + 1 RETURNING n")?
+        .query_row([], |r| r.get(0))?;
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO day_versions (series, day, version) VALUES (?1, ?2, 1)
-         ON CONFLICT (series, day) DO UPDATE SET version = version + 1",
+        "INSERT INTO day_versions (series, day, version) VALUES (?1, ?2, ?3)
+         ON CONFLICT (series, day) DO UPDATE SET version = excluded.version",
     )?;
     for day in days {
-        stmt.execute(params![series.name(), day])?;
+        stmt.execute(params![series.name(), day, version])?;
     }
     Ok(())
 }
@@ -357,7 +378,9 @@ impl Builder {
         std::fs::create_dir_all(folder).map_err(|e| io_error("creating", folder, e))?;
         let name = file_name(self.series, self.day, self.version);
         let path = folder.join(&name);
-        let part = folder.join(format!("{name}.part"));
+        // Each writer its own temporary file: two processes may build
+        // the same day at once.
+        let part = folder.join(format!("{name}.{}.part", uuid::Uuid::new_v4()));
         let write = || -> std::io::Result<()> {
             let mut f = std::io::BufWriter::new(File::create(&part)?);
             f.write_all(MAGIC)?;
@@ -388,6 +411,8 @@ pub(crate) struct Segment {
     sections: Vec<Section>,
     /// Where the sections' bytes start in the file.
     base: u64,
+    /// The file's length: no read goes past it.
+    len: u64,
 }
 
 impl Segment {
@@ -422,19 +447,30 @@ impl Segment {
         {
             return Err(corrupt(&path, "its directory names another day or version"));
         }
+        let size = file
+            .metadata()
+            .map_err(|e| io_error("reading", &path, e))?
+            .len();
         Ok(Some(Segment {
             file,
             path,
             sections: directory.sections,
             base: 12 + len as u64,
+            len: size,
         }))
     }
 
+    /// `len` bytes at `at` of the sections' bytes, checked against the
+    /// file's length before anything is allocated.
     fn read(&self, at: u64, len: u64) -> Result<Vec<u8>, DbError> {
-        let len = usize::try_from(len).map_err(|_| corrupt(&self.path, "a section's length"))?;
-        let mut buf = vec![0u8; len];
+        let bad = || corrupt(&self.path, "a section lies outside the file");
+        let from = self.base.checked_add(at).ok_or_else(bad)?;
+        if from.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(bad());
+        }
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| bad())?];
         self.file
-            .read_exact_at(&mut buf, self.base + at)
+            .read_exact_at(&mut buf, from)
             .map_err(|e| io_error("reading", &self.path, e))?;
         Ok(buf)
     }
@@ -454,7 +490,7 @@ impl Segment {
                 continue;
             }
             let rows = s.rows as usize;
-            let sidecar = self.read(s.sidecar, (rows * RECORD) as u64)?;
+            let sidecar = self.read(s.sidecar, (rows as u64) * RECORD as u64)?;
             // The rows in the time window: the section is in time order,
             // so they are one run, and only their bytes are read.
             let ts = |i: usize| i64::from_le_bytes(le(&sidecar, i * RECORD));
@@ -487,17 +523,21 @@ impl Segment {
                         _ => (s.json, 3),
                     };
                     let (start, len) = span(k);
-                    if start + len > blob.1 {
-                        return Err(corrupt(&self.path, "a row's bytes lie outside its section"));
+                    let bad = || corrupt(&self.path, "a row's bytes lie outside its section");
+                    if start.checked_add(len).is_none_or(|end| end > blob.1) {
+                        return Err(bad());
                     }
-                    (self.read(blob.0 + start, len)?, start, Vec::new())
+                    let at = blob.0.checked_add(start).ok_or_else(bad)?;
+                    (self.read(at, len)?, start, Vec::new())
                 }
                 Need::Values { sites, .. } => {
                     let Some(at) = s.values else {
                         return Ok(None);
                     };
-                    let values =
-                        self.read(at + (from * VALUES) as u64, ((to - from) * VALUES) as u64)?;
+                    let at = at
+                        .checked_add((from * VALUES) as u64)
+                        .ok_or_else(|| corrupt(&self.path, "values lie outside the file"))?;
+                    let values = self.read(at, ((to - from) * VALUES) as u64)?;
                     let sites = match sites {
                         true => self.read(s.sites.0, s.sites.1)?,
                         false => Vec::new(),
@@ -681,7 +721,8 @@ impl Loaded {
     }
 }
 
-/// The rows of `sections` in the store's order (`ts`, then `sensor_id`):
+/// The rows of `sections` in the store's order (`ts`, then `sensor_id` as
+/// SQLite holds it, a signed integer: an id above `i64::MAX` comes first):
 /// each section is in that order, so this merges them. Calls `each` with
 /// a section's position in `sections` and a row's in it until it returns
 /// false. Without `ordered`, the sections follow one another instead.
@@ -705,7 +746,7 @@ pub(crate) fn merged(
         if !s.range().is_empty() {
             let i = s.range().start;
             let r = s.record(i);
-            heads.push(Reverse((r.ts, r.sensor_id, k, i)));
+            heads.push(Reverse((r.ts, r.sensor_id as i64, k, i)));
         }
     }
     while let Some(Reverse((_, _, k, i))) = heads.pop() {
@@ -716,7 +757,7 @@ pub(crate) fn merged(
         }
         if i + 1 < s.range().end {
             let next = s.record(i + 1);
-            heads.push(Reverse((next.ts, next.sensor_id, k, i + 1)));
+            heads.push(Reverse((next.ts, next.sensor_id as i64, k, i + 1)));
         }
     }
     Ok(())
@@ -772,15 +813,20 @@ pub(crate) fn day_version(
 /// What [`record_built`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Recorded {
-    /// The segment is `day`'s now; it replaced the one of this version.
+    /// The segment is the day's now; it replaced the one of this version
+    /// (whose file goes, unless it is of the same version: then the new
+    /// file took its name).
     Replaced(Option<i64>),
-    /// One built from the same or a newer version is recorded already
-    /// (another process built it meanwhile): the new file is not needed.
-    Superseded,
+    /// Another process recorded a file of the same version and layout
+    /// meanwhile: both are complete and alike, and the name holds one.
+    Already,
+    /// The day moved on (a write) or was forgotten (a prune) since its
+    /// rows were read: the new file is of no use.
+    Outdated,
 }
 
-/// Records that `series`' `day` has its segment of `version`, unless one
-/// of the same or a newer version is recorded.
+/// Records that `series`' `day` has its segment of `version`, if the day
+/// is still at that version.
 pub(crate) fn record_built(
     conn: &mut rusqlite::Connection,
     series: Resolution,
@@ -788,6 +834,9 @@ pub(crate) fn record_built(
     version: i64,
 ) -> Result<Recorded, DbError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if day_version(&tx, series, day)? != Some(version) {
+        return Ok(Recorded::Outdated);
+    }
     let old: Option<(i64, u8)> = tx
         .query_row(
             "SELECT version, layout FROM segments WHERE series = ?1 AND day = ?2",
@@ -799,8 +848,8 @@ pub(crate) fn record_built(
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
             e => Err(e),
         })?;
-    if old.is_some_and(|(old, layout)| old >= version && layout == LAYOUT) {
-        return Ok(Recorded::Superseded);
+    if old == Some((version, LAYOUT)) {
+        return Ok(Recorded::Already);
     }
     tx.execute(
         "INSERT INTO segments (series, day, version, layout) VALUES (?1, ?2, ?3, ?4)
@@ -810,6 +859,28 @@ pub(crate) fn record_built(
     )?;
     tx.commit()?;
     Ok(Recorded::Replaced(old.map(|(v, _)| v)))
+}
+
+/// A file being written is this old at most unless its writer died:
+/// older ones are deleted by the next refresh.
+const PART_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the unfinished files (`.part`) of writers that died.
+pub(crate) fn sweep_parts(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > PART_AGE);
+        if old && entry.file_name().to_string_lossy().ends_with(".part") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Deletes a segment file; one already gone is fine.
