@@ -526,16 +526,64 @@ fn status_kib(pid: u32, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} line"))
 }
 
-/// The peak resident memory of a process so far, KiB.
-#[cfg(target_os = "linux")]
-fn peak_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmHWM:")
-}
-
-/// The resident memory of a process now, KiB.
+/// A process's own resident memory now, KiB: its anonymous pages
+/// (`RssAnon`). Not `VmRSS`: SQLite reads the store through a memory map
+/// (`db::MMAP_BYTES`), whose pages count in `VmRSS` and `VmHWM` but are
+/// the page cache's, shared and reclaimable, not the gateway's.
 #[cfg(target_os = "linux")]
 fn resident_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
+    status_kib(pid, "RssAnon:")
+}
+
+/// The highest [`resident_kib`] of a process, sampled every 5 ms on a
+/// thread from its start until it is dropped (the kernel keeps no peak of
+/// the anonymous pages alone).
+#[cfg(target_os = "linux")]
+struct PeakResident {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[cfg(target_os = "linux")]
+impl PeakResident {
+    fn start(pid: u32) -> PeakResident {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(resident_kib(pid)));
+        let (s, p) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            // Bounded: the test drops it within minutes; 10 minutes at most.
+            for _ in 0..120_000 {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let now = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|t| {
+                        t.lines()
+                            .find_map(|l| l.strip_prefix("RssAnon:"))
+                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    });
+                if let Some(now) = now {
+                    p.fetch_max(now, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        PeakResident { stop, peak }
+    }
+
+    fn kib(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for PeakResident {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Streams a response's body, counting its chunks; returns the bytes.
@@ -566,7 +614,7 @@ async fn answers_of_tens_of_megabytes_stream_in_every_format() {
     assert_eq!(warm.status(), StatusCode::OK);
     let _ = warm.bytes().await;
     #[cfg(target_os = "linux")]
-    let peak_before = peak_kib(g.pid());
+    let (peak_before, peak) = (resident_kib(g.pid()), PeakResident::start(g.pid()));
     let mut largest = 0;
     for (format, index) in [
         (Format::Geojson, Index::UsEpa),
@@ -621,7 +669,7 @@ async fn answers_of_tens_of_megabytes_stream_in_every_format() {
     // connections and page caches, the allocator's per-thread arenas.)
     #[cfg(target_os = "linux")]
     {
-        let grown = peak_kib(g.pid()).saturating_sub(peak_before) * 1024;
+        let grown = peak.kib().saturating_sub(peak_before) * 1024;
         assert!(
             grown < largest as u64 / 2,
             "the gateway's peak memory grew by {grown} bytes over answers of up to {largest} bytes"
@@ -636,7 +684,7 @@ async fn answers_of_tens_of_megabytes_stream_in_every_format() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let path = header_of(&r, "location").to_owned();
     #[cfg(target_os = "linux")]
-    let peak_before = peak_kib(g.pid());
+    let (peak_before, peak) = (resident_kib(g.pid()), PeakResident::start(g.pid()));
     let done = until_final(&g.url(&path)).await;
     assert_eq!(done.status(), StatusCode::OK);
     assert_labelled(&done, Format::Geojson, Index::Daqi, "airq-");
@@ -648,7 +696,7 @@ async fn answers_of_tens_of_megabytes_stream_in_every_format() {
     assert!(got == expected, "the queued GeoJSON is not the store's");
     #[cfg(target_os = "linux")]
     {
-        let grown = peak_kib(g.pid()).saturating_sub(peak_before) * 1024;
+        let grown = peak.kib().saturating_sub(peak_before) * 1024;
         assert!(
             grown < expected.len() as u64 / 2,
             "the gateway's peak memory grew by {grown} bytes serving a {}-byte result",

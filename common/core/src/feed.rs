@@ -9,6 +9,7 @@
 //! allocated. Each entry is decoded on its own, which is what lets one
 //! malformed entry be counted and skipped instead of aborting the run.
 
+use crate::air::{Air, Measured};
 use crate::aqi;
 use crate::reading::{Reading, Timestamp};
 use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
@@ -780,7 +781,7 @@ fn parse_input<I, F>(
 ) -> Result<FeedStats, FeedError>
 where
     I: Input,
-    F: FnMut(Result<Reading, Rejection>),
+    F: FnMut(Result<Reading, Rejection>, &str),
 {
     let mut stats = FeedStats::default();
     let mut at = At::Start;
@@ -901,7 +902,8 @@ where
         };
         scan = EntryScan::default();
         let entry = &data[..len];
-        let parsed = match std::str::from_utf8(entry) {
+        let text = std::str::from_utf8(entry);
+        let parsed = match text {
             Ok(text) => parse_in(text, window),
             Err(_) => Err(Rejection::Malformed),
         };
@@ -917,7 +919,7 @@ where
             Ok(_) => stats.accepted += 1,
             Err(why) => *stats.rejected.entry(*why).or_default() += 1,
         }
-        on_entry(parsed);
+        on_entry(parsed, text.unwrap_or(""));
         input.consume(len);
         at = At::CommaOrEnd;
     }
@@ -958,7 +960,49 @@ pub fn parse_feed_at<F>(doc: &[u8], now: Timestamp, on_entry: F) -> Result<FeedS
 where
     F: FnMut(Result<Reading, Rejection>),
 {
-    parse_input(SliceInput { doc, at: 0 }, TimeWindow::at(now), on_entry)
+    let mut on_entry = on_entry;
+    parse_input(SliceInput { doc, at: 0 }, TimeWindow::at(now), |e, _| {
+        on_entry(e)
+    })
+}
+
+/// [`parse_feed_at`], also handing each station measurement of the
+/// document to `on_air`: an entry without P1/P2 (still counted "no P1/P2
+/// value") whose timestamp is in the window, with a location id and a
+/// humidity or temperature measurement ([`crate::air`]).
+pub fn parse_feed_with_air_at<F, A>(
+    doc: &[u8],
+    now: Timestamp,
+    mut on_entry: F,
+    mut on_air: A,
+) -> Result<FeedStats, FeedError>
+where
+    F: FnMut(Result<Reading, Rejection>),
+    A: FnMut(Measured),
+{
+    let window = TimeWindow::at(now);
+    parse_input(SliceInput { doc, at: 0 }, window, |e, text| {
+        if matches!(e, Err(Rejection::NoParticulates)) {
+            if let Some(m) = station_measurement(text, window) {
+                on_air(m);
+            }
+        }
+        on_entry(e)
+    })
+}
+
+/// The station measurement an entry's text holds, if any (see
+/// [`parse_feed_with_air_at`]).
+fn station_measurement(json: &str, window: TimeWindow) -> Option<Measured> {
+    let e: ParsedEntry<'_> = serde_json::from_str(json).ok()?;
+    let timestamp = e.timestamp.as_deref().and_then(Timestamp::parse_feed)?;
+    let air = Air::of_values(&e.sensordatavalues);
+    (window.contains(timestamp) && !air.is_empty()).then_some(Measured {
+        location: e.location.id?,
+        sensor_id: e.sensor.id,
+        timestamp,
+        air,
+    })
 }
 
 /// [`parse_feed_at`] on a document read from `reader`, in chunks of
@@ -978,7 +1022,8 @@ where
         end: 0,
         base: 0,
     };
-    parse_input(input, TimeWindow::at(now), on_entry)
+    let mut on_entry = on_entry;
+    parse_input(input, TimeWindow::at(now), |e, _| on_entry(e))
 }
 
 /// [`parse_feed_at`] the current time, read once.

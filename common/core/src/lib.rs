@@ -9,6 +9,7 @@
 //! another without changing a caller.
 
 pub mod aggregate;
+pub mod air;
 pub mod alert;
 pub mod aqi;
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod mean;
 pub mod name;
 pub mod place;
+pub mod quality;
 pub mod query;
 pub mod queue;
 pub mod reading;

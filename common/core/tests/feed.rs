@@ -348,3 +348,57 @@ fn the_real_samples_lose_nothing_to_the_text_rules() {
         stats.rejected(Rejection::NoParticulates)
     );
 }
+
+/// Station air on the shipped 2019 fragment, counted by hand from its
+/// entries: 101 DHT22 (humidity and temperature), one BMP180 and one
+/// BMP280 (temperature and pressure, no humidity) at 102 locations; 63 of
+/// the 140 SDS011 readings share their location with one of them, and
+/// each of those 63 stations has a DHT22, so all 63 get a humidity. Only
+/// location 6932 has two (DHT22 13721: 29.20 %, 24.30 °C; BMP180 15079:
+/// 23.50 °C), both at 14:22:53: the humidity's sensor gives both values.
+#[test]
+fn station_air_on_the_v1_fragment() {
+    use airq_core::air::Stations;
+    use airq_core::feed::parse_feed_with_air_at;
+    use airq_core::Resolution;
+    let now = Timestamp::parse_feed("2019-04-16 14:30:00").expect("a time");
+    let (mut readings, mut stations) = (Vec::new(), Stations::default());
+    let stats = parse_feed_with_air_at(
+        &fragment(),
+        now,
+        |r| readings.extend(r.ok()),
+        |m| stations.add(m),
+    )
+    .expect("parses");
+    assert_eq!(
+        stats.rejected(Rejection::NoParticulates),
+        103,
+        "counted as before"
+    );
+    assert_eq!(stations.len(), 103);
+    let step = Resolution::FiveMin.step();
+    let matched: Vec<_> = readings
+        .iter()
+        .filter_map(|r| Some((r, stations.air_at(r.loc_id?, r.timestamp, step)?)))
+        .collect();
+    assert_eq!(readings.len(), 140);
+    assert_eq!(matched.len(), 63);
+    assert!(matched.iter().all(|(_, a)| a.humidity.is_some()));
+    let (_, two) = matched
+        .iter()
+        .find(|(r, _)| r.loc_id == Some(6932))
+        .expect("location 6932");
+    assert_eq!(two.humidity.as_deref(), Some("29.20"));
+    assert_eq!(two.temperature.as_deref(), Some("24.30"));
+    // The first entry of the file: DHT22 468 at location 220, 64.20 % and
+    // 21.70 °C.
+    let at_220 = stations
+        .air_at(
+            220,
+            Timestamp::parse_feed("2019-04-16 14:22:52").expect("a time"),
+            step,
+        )
+        .expect("location 220");
+    assert_eq!(at_220.humidity.as_deref(), Some("64.20"));
+    assert_eq!(at_220.temperature.as_deref(), Some("21.70"));
+}

@@ -1,0 +1,418 @@
+//! Quality flags (issue 28): what a reading's own values, its station and
+//! its neighbours say about how far to trust it. Each flag has one rule,
+//! written here and nowhere else; whatever names a flag (the query's
+//! `quality` filter, the answers, the OpenAPI, the page) reads
+//! [`Flag::ALL`].
+//!
+//! Flags mark, they never remove or change: every accepted reading keeps
+//! its raw values whatever its flags, and only a query that asks for it
+//! leaves flagged readings out.
+//!
+//! The rules:
+//! - `indoor`: the feed says the sensor is indoors (`location.indoor`).
+//! - `pm25_above_pm10`: PM2.5 is above PM10 (both sent), which cannot be:
+//!   PM10 includes every particle PM2.5 counts.
+//! - `humid`: the relative humidity at the station is at least
+//!   [`HUMID_RH`] %: optical sensors count water-swollen particles and
+//!   read high, the more so towards saturation.
+//! - `no_humidity`: no humidity was measured at the station in the
+//!   reading's period, so neither `humid` nor a correction can be told.
+//! - `stuck`: the sensor sent the same P1 and the same P2 for at least
+//!   [`stuck_run`] consecutive readings of the series; the reading that
+//!   makes the run that long and every later one of the run are flagged.
+//! - `moved`: the reading is more than [`MOVED_METRES`] from the sensor's
+//!   previous reading of the series.
+//! - `outlier`: among the readings of the same 0.25° grid cell and the
+//!   same period (the hour for the 5-minute and hourly series, the UTC day
+//!   for the daily one), when there are at least [`OUTLIER_MIN_READINGS`],
+//!   a P1 or P2 whose modified z-score exceeds [`OUTLIER_Z`] (Iglewicz and
+//!   Hoaglin: see [`outliers`]).
+
+use crate::resolution::Resolution;
+use std::fmt;
+
+/// One quality flag. The discriminant is the flag's bit in [`Flags`]:
+/// stored, so a flag keeps its number for ever (new flags take new ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    Indoor = 0,
+    Pm25AbovePm10 = 1,
+    Humid = 2,
+    NoHumidity = 3,
+    Stuck = 4,
+    Moved = 5,
+    Outlier = 6,
+}
+
+impl Flag {
+    /// Every flag, in the order answers list them.
+    pub const ALL: [Flag; 7] = [
+        Flag::Indoor,
+        Flag::Pm25AbovePm10,
+        Flag::Humid,
+        Flag::NoHumidity,
+        Flag::Stuck,
+        Flag::Moved,
+        Flag::Outlier,
+    ];
+
+    /// The name queries and answers use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::Indoor => "indoor",
+            Flag::Pm25AbovePm10 => "pm25_above_pm10",
+            Flag::Humid => "humid",
+            Flag::NoHumidity => "no_humidity",
+            Flag::Stuck => "stuck",
+            Flag::Moved => "moved",
+            Flag::Outlier => "outlier",
+        }
+    }
+
+    /// Its rule in one line, for people (the OpenAPI and the page).
+    pub fn rule(self) -> &'static str {
+        match self {
+            Flag::Indoor => "the feed says the sensor is indoors",
+            Flag::Pm25AbovePm10 => "PM2.5 is above PM10, which cannot be",
+            Flag::Humid => "relative humidity at the station is at least 95 %",
+            Flag::NoHumidity => "no humidity was measured at the station in the period",
+            Flag::Stuck => {
+                "the same P1 and P2 for 12 five-minute, 6 hourly or 3 daily readings in a row"
+            }
+            Flag::Moved => "more than 200 m from the sensor's previous reading",
+            Flag::Outlier => {
+                "modified z-score above 3.5 among the readings of its 0.25° cell and period (5 or more)"
+            }
+        }
+    }
+
+    /// Parses a name case-insensitively (see [`crate::name::matches`]).
+    pub fn parse(name: &str) -> Option<Flag> {
+        Flag::ALL
+            .into_iter()
+            .find(|f| crate::name::matches(name, f.name()))
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A reading's flags: a set of [`Flag`]s, stored as its bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u16);
+
+impl Flags {
+    /// No flag.
+    pub const NONE: Flags = Flags(0);
+
+    /// The set of `flags`.
+    pub fn of(flags: &[Flag]) -> Flags {
+        flags.iter().fold(Flags::NONE, |set, &f| set.with(f))
+    }
+
+    /// This set and `flag`.
+    #[must_use]
+    pub fn with(self, flag: Flag) -> Flags {
+        Flags(self.0 | flag.bit())
+    }
+
+    /// This set with `flag` when `on`.
+    #[must_use]
+    pub fn with_if(self, flag: Flag, on: bool) -> Flags {
+        if on {
+            self.with(flag)
+        } else {
+            self
+        }
+    }
+
+    pub fn contains(self, flag: Flag) -> bool {
+        self.0 & flag.bit() != 0
+    }
+
+    /// Whether the two sets share a flag.
+    pub fn intersects(self, other: Flags) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Both sets' flags.
+    #[must_use]
+    pub fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The bits a store keeps.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set of stored bits; `None` when a bit names no flag this build
+    /// knows (a store written by a newer one), which readers report as
+    /// corrupt rather than drop.
+    pub fn from_bits(bits: u16) -> Option<Flags> {
+        let known = Flag::ALL.iter().fold(0, |all, f| all | f.bit());
+        (bits & !known == 0).then_some(Flags(bits))
+    }
+
+    /// Its flags, in [`Flag::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Flag> {
+        Flag::ALL.into_iter().filter(move |&f| self.contains(f))
+    }
+}
+
+/// Names separated by a space (`humid stuck`), empty for none: the CSV
+/// column's text.
+impl fmt::Display for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, flag) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(flag.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// `pm25_above_pm10`: both pollutants sent and PM2.5 the larger.
+pub fn pm25_above_pm10(p1: Option<f64>, p2: Option<f64>) -> bool {
+    matches!((p1, p2), (Some(p1), Some(p2)) if p2 > p1)
+}
+
+/// Relative humidity (%) from which a reading is `humid`. Optical
+/// sensors read high in humid air: the SDS011's data sheet specifies at
+/// most 70 %, and Crilley et al. (2018, Atmos. Meas. Tech. 11, 709–720)
+/// found a large positive artefact above 85 %. At 95 % the κ-Köhler mass
+/// growth factor 1 + (κ / 1.65) / (100 / RH − 1) is already 1 + 11.5 κ:
+/// double the dry mass for κ = 0.09, a weakly hygroscopic aerosol.
+pub const HUMID_RH: f64 = 95.0;
+
+/// `humid`, of a relative humidity in %.
+pub fn humid(rh: f64) -> bool {
+    rh >= HUMID_RH
+}
+
+/// The run of equal readings from which a reading of `series` is `stuck`:
+/// an hour of identical 5-minute means (12), six identical hourly means,
+/// three identical daily means. The feed sends two decimals, so a working
+/// sensor repeats both values that often only in a fault.
+pub fn stuck_run(series: Resolution) -> u32 {
+    match series {
+        Resolution::FiveMin => 12,
+        Resolution::Hour => 6,
+        Resolution::Day => 3,
+    }
+}
+
+/// A sensor's current run of equal readings: its last P1 and P2 and how
+/// many readings in a row sent them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    pub p1: Option<f64>,
+    pub p2: Option<f64>,
+    pub length: u32,
+}
+
+impl Run {
+    /// The run after a reading of `p1`, `p2` that follows `previous` (the
+    /// sensor's run before it, if any).
+    pub fn after(previous: Option<Run>, p1: Option<f64>, p2: Option<f64>) -> Run {
+        let length = match previous {
+            Some(run) if run.p1 == p1 && run.p2 == p2 => run.length.saturating_add(1),
+            _ => 1,
+        };
+        Run { p1, p2, length }
+    }
+
+    /// Whether the reading that ends this run is `stuck` in `series`.
+    pub fn stuck(self, series: Resolution) -> bool {
+        self.length >= stuck_run(series)
+    }
+}
+
+/// Metres between a sensor's consecutive positions from which a reading
+/// is `moved`. The feed rounds a station's coordinates (three decimals,
+/// about 110 m of latitude, for most), so a smaller change can be a
+/// rounding rather than a move.
+pub const MOVED_METRES: f64 = 200.0;
+
+/// `moved`: `now` is more than [`MOVED_METRES`] from `before` (latitude,
+/// longitude in degrees; great-circle distance, [`crate::place::distance_km`]).
+pub fn moved(before: (f64, f64), now: (f64, f64)) -> bool {
+    crate::place::distance_km(before.0, before.1, now.0, now.1) * 1000.0 > MOVED_METRES
+}
+
+/// Readings a cell's period needs before its outliers are told: a median
+/// of fewer is not robust.
+pub const OUTLIER_MIN_READINGS: usize = 5;
+
+/// The modified z-score above which a value is an outlier: Iglewicz, B.
+/// and Hoaglin, D. C. (1993), *How to Detect and Handle Outliers*, ASQC
+/// Quality Press, vol. 16 of the ASQC Basic References in Quality
+/// Control, §3: Mᵢ = 0.6745 (xᵢ − x̃) / MAD, outliers where |Mᵢ| > 3.5.
+pub const OUTLIER_Z: f64 = 3.5;
+
+/// The smallest median absolute deviation (µg/m³) the score divides by.
+/// When more than half of a cell's sensors send one value the MAD is
+/// zero and any other value would score infinitely: with this floor a
+/// value must be more than 3.5 × 2 / 0.6745 ≈ 10.4 µg/m³ from the median.
+pub const OUTLIER_MIN_MAD: f64 = 2.0;
+
+/// The constant of the modified z-score: the standard normal's third
+/// quartile, so that the MAD estimates the standard deviation of normal
+/// data (Iglewicz and Hoaglin, as above).
+const Z_QUARTILE: f64 = 0.6745;
+
+/// Which of one pollutant's values of a cell's period are outliers, in
+/// the order given: none when there are fewer than
+/// [`OUTLIER_MIN_READINGS`].
+pub fn outliers(values: &[f64]) -> Vec<bool> {
+    if values.len() < OUTLIER_MIN_READINGS {
+        return vec![false; values.len()];
+    }
+    let centre = median(values.to_vec());
+    let deviations: Vec<f64> = values.iter().map(|v| (v - centre).abs()).collect();
+    let mad = median(deviations).max(OUTLIER_MIN_MAD);
+    values
+        .iter()
+        .map(|v| Z_QUARTILE * (v - centre).abs() / mad > OUTLIER_Z)
+        .collect()
+}
+
+/// The median (the mean of the middle two of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_bits_are_stable() {
+        for flag in Flag::ALL {
+            assert_eq!(Flag::parse(flag.name()), Some(flag));
+            assert_eq!(Flag::parse(&flag.name().to_uppercase()), Some(flag));
+        }
+        assert_eq!(Flag::parse("dusty"), None);
+        // Stored bits: changing one would misread every stored reading.
+        let bits: Vec<u16> = Flag::ALL.iter().map(|f| Flags::of(&[*f]).bits()).collect();
+        assert_eq!(bits, [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(
+            Flags::from_bits(0b111_1111).map(|f| f.iter().count()),
+            Some(7)
+        );
+        assert_eq!(
+            Flags::from_bits(0b1000_0000),
+            None,
+            "a bit of a newer build"
+        );
+    }
+
+    #[test]
+    fn sets_print_their_names_in_order() {
+        let set = Flags::of(&[Flag::Stuck, Flag::Humid]);
+        assert_eq!(set.to_string(), "humid stuck");
+        assert_eq!(Flags::NONE.to_string(), "");
+        assert!(set.contains(Flag::Humid) && !set.contains(Flag::Moved));
+        assert!(set.intersects(Flags::of(&[Flag::Stuck, Flag::Moved])));
+        assert!(!set.intersects(Flags::of(&[Flag::Moved])));
+        assert_eq!(Flags::NONE.with_if(Flag::Moved, false), Flags::NONE);
+    }
+
+    #[test]
+    fn pm25_above_pm10_needs_both_and_a_strictly_larger_pm25() {
+        assert!(pm25_above_pm10(Some(10.0), Some(10.01)));
+        assert!(!pm25_above_pm10(Some(10.0), Some(10.0)));
+        assert!(!pm25_above_pm10(Some(10.0), Some(9.99)));
+        assert!(!pm25_above_pm10(None, Some(10.0)));
+        assert!(!pm25_above_pm10(Some(10.0), None));
+    }
+
+    #[test]
+    fn humid_from_95_percent() {
+        assert!(!humid(94.99));
+        assert!(humid(95.0));
+        assert!(humid(99.9));
+    }
+
+    #[test]
+    fn a_run_is_stuck_from_its_nth_equal_reading() {
+        let mut run = None;
+        let mut stuck = Vec::new();
+        for _ in 0..4 {
+            let r = Run::after(run, Some(12.3), Some(4.5));
+            stuck.push(r.stuck(Resolution::Day));
+            run = Some(r);
+        }
+        // Daily: three in a row; the third and the fourth are flagged.
+        assert_eq!(stuck, [false, false, true, true]);
+        // Another P2 starts a new run.
+        let r = Run::after(run, Some(12.3), Some(4.6));
+        assert_eq!(r.length, 1);
+        // Eleven equal 5-minute readings are not stuck, twelve are.
+        let mut run = None;
+        for n in 1..=12 {
+            let r = Run::after(run, None, Some(0.0));
+            assert_eq!(r.stuck(Resolution::FiveMin), n == 12, "reading {n}");
+            run = Some(r);
+        }
+        assert_eq!(stuck_run(Resolution::Hour), 6);
+    }
+
+    #[test]
+    fn moved_beyond_200_metres() {
+        // One degree of latitude is 2π × 6,371,008.8 m / 360 = 111,195.08 m,
+        // so 0.0018° is 200.15 m and 0.0017° is 189.03 m.
+        assert!(moved((48.0, 9.0), (48.0018, 9.0)));
+        assert!(!moved((48.0, 9.0), (48.0017, 9.0)));
+        assert!(!moved((48.0, 9.0), (48.0, 9.0)));
+    }
+
+    #[test]
+    fn outliers_by_modified_z_score() {
+        // Median 11, deviations 1, 0, 0, 1, 89: MAD 1, floored to 2, so the
+        // limit is 3.5 × 2 / 0.6745 = 10.378 µg/m³ from 11.
+        assert_eq!(
+            outliers(&[10.0, 11.0, 11.0, 12.0, 100.0]),
+            [false, false, false, false, true]
+        );
+        assert_eq!(
+            outliers(&[10.0, 11.0, 11.0, 12.0, 21.37]),
+            [false; 5],
+            "10.37 from the median"
+        );
+        assert_eq!(
+            outliers(&[10.0, 11.0, 11.0, 12.0, 21.38]),
+            [false, false, false, false, true],
+            "10.38 from the median"
+        );
+        // Spread data: sorted 10, 10, 20, 30, 30, x: median (20 + 30) / 2 =
+        // 25; deviations 15, 5, 5, 15, 5, x − 25: MAD (5 + 15) / 2 = 10;
+        // the limit is 3.5 × 10 / 0.6745 = 51.89 from 25, i.e. 76.89.
+        assert_eq!(outliers(&[10.0, 30.0, 20.0, 10.0, 30.0, 76.0]), [false; 6]);
+        assert_eq!(
+            outliers(&[10.0, 30.0, 20.0, 10.0, 30.0, 77.0]),
+            [false, false, false, false, false, true]
+        );
+        // Fewer than five readings: nothing is told.
+        assert_eq!(outliers(&[1.0, 1.0, 1.0, 900.0]), [false; 4]);
+    }
+}
