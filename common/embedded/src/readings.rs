@@ -943,7 +943,7 @@ fn walk(
     let mut day = first;
     while day <= last {
         let sections = match fresh.get(&day) {
-            Some(&version) => match Segment::open_cached(&folder, series, day, version)? {
+            Some(&version) => match Segment::open(&folder, series, day, version)? {
                 Some(segment) => {
                     segment.load(query.country.as_deref(), need, (query.start.0, query.end.0))?
                 }

@@ -48,12 +48,11 @@ use airq_core::resolution::Resolution;
 use rusqlite::{params, Transaction};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// The layout of segment files this build writes and reads: the last
 /// byte of their magic, and recorded in `segments`, so that a file of
@@ -414,24 +413,7 @@ pub(crate) struct Segment {
     base: u64,
     /// The file's length: no read goes past it.
     len: u64,
-    version: i64,
-    /// The file's device and inode (see [`Segment::open_cached`]).
-    inode: (u64, u64),
-    /// When it was opened.
-    opened: std::time::Instant,
 }
-
-/// Open segments a process keeps at most (each an open file).
-const OPEN_MAX: usize = 128;
-
-/// How long an open segment is kept.
-const OPEN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// The open segments, by folder, series and day (see
-/// [`Segment::open_cached`]).
-#[allow(clippy::type_complexity)]
-static OPEN: LazyLock<Mutex<HashMap<(PathBuf, Resolution, i64), Arc<Segment>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 impl Segment {
     /// Opens the segment of `day` built from `version`; `None` when the
@@ -455,8 +437,11 @@ impl Segment {
             return Err(corrupt(&path, "not a segment file of this layout"));
         }
         let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
-        let meta = file.metadata().map_err(|e| io_error("reading", &path, e))?;
-        let (size, inode) = (meta.len(), (meta.dev(), meta.ino()));
+        let size = file
+            .metadata()
+            .map_err(|e| io_error("reading", &path, e))?
+            .len();
+        // Checked before the allocation: a damaged length could ask for 4 GiB.
         if 12 + len as u64 > size {
             return Err(corrupt(&path, "its directory runs past its end"));
         }
@@ -476,51 +461,7 @@ impl Segment {
             sections: directory.sections,
             base: 12 + len as u64,
             len: size,
-            version,
-            inode,
-            opened: std::time::Instant::now(),
         }))
-    }
-
-    /// [`Segment::open`], through a small cache of open segments (a file
-    /// never changes, so an open one serves every later query of its
-    /// version): a query of 14 days opened 14 files and parsed their
-    /// directories. It holds one version per series and day, at most
-    /// [`OPEN_MAX`] of them, each for [`OPEN_FOR`]: an open file that a
-    /// rebuild or a prune deleted keeps its disk space only that long.
-    pub(crate) fn open_cached(
-        folder: &Path,
-        series: Resolution,
-        day: i64,
-        version: i64,
-    ) -> Result<Option<Arc<Segment>>, DbError> {
-        let key = (folder.to_path_buf(), series, day);
-        let cache = || OPEN.lock().unwrap_or_else(PoisonError::into_inner);
-        // The file at the name now: the one open, unless it was deleted or
-        // replaced (a store made again at the same path).
-        let path = folder.join(file_name(series, day, version));
-        let inode = match std::fs::metadata(&path) {
-            Ok(m) => (m.dev(), m.ino()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("opening", &path, e)),
-        };
-        if let Some(segment) = cache()
-            .get(&key)
-            .filter(|s| s.version == version && s.inode == inode && s.opened.elapsed() < OPEN_FOR)
-        {
-            return Ok(Some(segment.clone()));
-        }
-        let Some(segment) = Segment::open(folder, series, day, version)? else {
-            return Ok(None);
-        };
-        let segment = Arc::new(segment);
-        let mut open = cache();
-        open.retain(|_, s| s.opened.elapsed() < OPEN_FOR);
-        if open.len() >= OPEN_MAX {
-            open.clear();
-        }
-        open.insert(key, segment.clone());
-        Ok(Some(segment))
     }
 
     /// `len` bytes at `at` of the sections' bytes, checked against the
@@ -949,34 +890,4 @@ pub(crate) fn sweep_parts(folder: &Path) {
 /// Deletes a segment file; one already gone is fine.
 pub(crate) fn remove(folder: &Path, series: Resolution, day: i64, version: i64) {
     let _ = std::fs::remove_file(folder.join(file_name(series, day, version)));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The cache serves the open file while it is the one at its name,
-    /// and opens again once a rebuild or a new store put another there.
-    #[test]
-    fn open_segments_are_kept_while_their_file_stands() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let folder = dir.path();
-        let (series, day) = (Resolution::Day, 19_000);
-        Builder::new(series, day, 1).write(folder).expect("written");
-        let open = |v| Segment::open_cached(folder, series, day, v).expect("opened");
-        let first = open(1).expect("the file of version 1");
-        let again = open(1).expect("the file of version 1");
-        assert!(Arc::ptr_eq(&first, &again), "the second query reuses it");
-
-        Builder::new(series, day, 2).write(folder).expect("written");
-        let second = open(2).expect("the file of version 2");
-        assert_eq!(second.version, 2);
-
-        remove(folder, series, day, 2);
-        assert!(open(2).is_none(), "a deleted file is not served");
-        Builder::new(series, day, 2).write(folder).expect("written");
-        let rebuilt = open(2).expect("the file written again");
-        assert!(!Arc::ptr_eq(&second, &rebuilt), "a new file at the name");
-        assert_ne!(second.inode, rebuilt.inode);
-    }
 }
