@@ -343,6 +343,7 @@ impl Entry<'_> {
                 longitude: Some(&lon),
                 altitude: Some(&t.json_alt),
                 country: Some(Cow::Borrowed(&t.country)),
+                indoor: None,
             },
             sensor: feed::RawSensor {
                 id: self.site.sensor_id,

@@ -225,6 +225,21 @@ pub struct RawLocation<'a> {
     pub altitude: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub country: Option<Cow<'a, str>>,
+    /// Whether the station is indoors (see [`indoor`]); feeds before about
+    /// 2020 do not send it.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub indoor: Option<&'a RawValue>,
+}
+
+/// Whether a `location.indoor` says indoors: `1`, `true`, or either as a
+/// string (Sensor.Community's database keeps a boolean, `False` by
+/// default). Anything else, or nothing, is outdoors.
+pub fn indoor(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|raw| {
+        let literal = raw.get().trim();
+        literal == "true"
+            || scalar_text(raw).is_some_and(|t| t == "1" || t.eq_ignore_ascii_case("true"))
+    })
 }
 
 #[derive(Deserialize, Serialize)]
@@ -1040,6 +1055,20 @@ mod tests {
     use serde_json::value::to_raw_value;
 
     #[test]
+    fn indoor_is_one_or_true() {
+        fn raw(json: &str) -> &RawValue {
+            serde_json::from_str(json).expect("JSON")
+        }
+        for yes in ["1", "true", "\"1\"", "\"True\""] {
+            assert!(indoor(Some(raw(yes))), "{yes}");
+        }
+        for no in ["0", "false", "null", "\"0\"", "2", "[1]"] {
+            assert!(!indoor(Some(raw(no))), "{no}");
+        }
+        assert!(!indoor(None));
+    }
+
+    #[test]
     fn an_entry_written_with_the_wire_shape_parses() {
         // Scalars the wire shape keeps as raw JSON, written as strings.
         let string = |s: &str| to_raw_value(s).expect("a string");
@@ -1055,6 +1084,7 @@ mod tests {
                 longitude: Some(&lon),
                 altitude: Some(&alt),
                 country: Some(Cow::Borrowed("DE")),
+                indoor: None,
             },
             sensor: RawSensor {
                 id: 5,

@@ -301,9 +301,158 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// What a feed says of one reading beyond the reading itself.
+#[derive(Debug, Clone, Default)]
+pub struct Beside {
+    /// The feed's `location.indoor`.
+    pub indoor: bool,
+    /// The air at its station in its period ([`crate::air::Stations`]).
+    pub air: Option<crate::air::Air>,
+}
+
+/// The period a reading of `series` is compared with its cell's in for
+/// `outlier`: its UTC hour (5-minute and hourly series) or UTC day.
+pub fn outlier_period(series: Resolution, t: crate::reading::Timestamp) -> i64 {
+    let span = match series {
+        Resolution::FiveMin | Resolution::Hour => 3_600,
+        Resolution::Day => 86_400,
+    };
+    t.0.div_euclid(span)
+}
+
+/// The flags of a feed's readings that the feed alone decides, in the
+/// order given (`beside[i]` belongs to `readings[i]`): `indoor`,
+/// `pm25_above_pm10`, `humid`, `no_humidity`, and `outlier` among the
+/// feed's readings of each cell and period. `stuck` and `moved` need each
+/// sensor's previous readings ([`Run`], [`moved`]), which its store keeps.
+pub fn of_feed(
+    series: Resolution,
+    readings: &[crate::reading::Reading],
+    beside: &[Beside],
+) -> Vec<Flags> {
+    let value = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<f64>().ok());
+    let mut flags: Vec<Flags> = readings
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let b = beside.get(i);
+            let rh = b
+                .and_then(|b| b.air.as_ref())
+                .and_then(|a| a.humidity_percent());
+            Flags::NONE
+                .with_if(Flag::Indoor, b.is_some_and(|b| b.indoor))
+                .with_if(
+                    Flag::Pm25AbovePm10,
+                    pm25_above_pm10(value(&r.p1), value(&r.p2)),
+                )
+                .with_if(Flag::Humid, rh.is_some_and(humid))
+                .with_if(Flag::NoHumidity, rh.is_none())
+        })
+        .collect();
+    let mut groups: std::collections::HashMap<(u32, i64), Vec<usize>> = Default::default();
+    for (i, r) in readings.iter().enumerate() {
+        if let Some((lat, lon)) = r.position() {
+            let key = (
+                crate::place::cell(lat, lon),
+                outlier_period(series, r.timestamp),
+            );
+            groups.entry(key).or_default().push(i);
+        }
+    }
+    for members in groups.values() {
+        let pollutants: [fn(&crate::reading::Reading) -> &Option<String>; 2] =
+            [|r| &r.p1, |r| &r.p2];
+        for pollutant in pollutants {
+            let (who, values): (Vec<usize>, Vec<f64>) = members
+                .iter()
+                .filter_map(|&i| Some((i, value(pollutant(&readings[i]))?)))
+                .unzip();
+            for (i, out) in who.into_iter().zip(outliers(&values)) {
+                if out {
+                    flags[i] = flags[i].with(Flag::Outlier);
+                }
+            }
+        }
+    }
+    flags
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reading(sensor: u64, time: &str, lat: &str, p1: &str, p2: &str) -> crate::reading::Reading {
+        crate::reading::Reading {
+            id: None,
+            timestamp: crate::reading::Timestamp::parse_feed(time).expect("a time"),
+            sensor_id: sensor,
+            sensor_type: "SDS011".into(),
+            loc_id: Some(sensor),
+            loc_country: "DE".into(),
+            loc_lat: lat.into(),
+            loc_long: "9.100".into(),
+            loc_alt: String::new(),
+            p1: Some(p1.into()),
+            p2: Some(p2.into()),
+            indices: crate::aqi::Indices::of_text(Some(p1), Some(p2)).expect("indices"),
+            samples: None,
+            basis: None,
+        }
+    }
+
+    fn with_rh(rh: &str) -> Beside {
+        Beside {
+            indoor: false,
+            air: Some(crate::air::Air {
+                humidity: Some(rh.into()),
+                temperature: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_feed_flags_its_readings_by_themselves_their_air_and_their_cell() {
+        // Five sensors in the cell of 48.5°–48.75° N, 9°–9.25° E, one hour;
+        // P2 of sensor 5 is far above the others' (median 11, MAD 1 → 2:
+        // the limit is 10.378 from 11), its P1 too.
+        let hour = "2024-03-01 10:05:00";
+        let mut readings = vec![
+            reading(1, hour, "48.60", "20.00", "10.00"),
+            reading(2, hour, "48.61", "21.00", "11.00"),
+            reading(3, hour, "48.62", "21.00", "11.00"),
+            reading(4, hour, "48.63", "22.00", "12.00"),
+            reading(5, hour, "48.64", "150.00", "100.00"),
+        ];
+        let mut beside = vec![
+            with_rh("94.99"),
+            with_rh("95.00"),
+            Beside {
+                indoor: true,
+                air: None,
+            },
+            with_rh("50"),
+            with_rh("50"),
+        ];
+        let flags = of_feed(Resolution::FiveMin, &readings, &beside);
+        let names: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        assert_eq!(names, ["", "humid", "indoor no_humidity", "", "outlier"]);
+
+        // PM2.5 above PM10; and the same far value in the next hour, or
+        // in another cell, has too few neighbours to be told.
+        readings.push(reading(6, hour, "48.65", "9.00", "9.01"));
+        beside.push(with_rh("40"));
+        readings[4].timestamp =
+            crate::reading::Timestamp::parse_feed("2024-03-01 11:00:00").expect("a time");
+        let flags = of_feed(Resolution::FiveMin, &readings, &beside);
+        assert!(flags[5].contains(Flag::Pm25AbovePm10));
+        assert!(!flags[4].contains(Flag::Outlier), "alone in its hour");
+        // Daily: the same UTC day, so one group again.
+        let flags = of_feed(Resolution::Day, &readings, &beside);
+        assert!(flags[4].contains(Flag::Outlier));
+        readings[4].loc_lat = "48.80".into();
+        let flags = of_feed(Resolution::Day, &readings, &beside);
+        assert!(!flags[4].contains(Flag::Outlier), "in another cell");
+    }
 
     #[test]
     fn names_parse_back_and_bits_are_stable() {
