@@ -69,20 +69,26 @@ impl Flag {
         }
     }
 
-    /// Its rule in one line, for people (the OpenAPI and the page).
-    pub fn rule(self) -> &'static str {
+    /// Its rule in one line, for people (the OpenAPI and the page), with
+    /// the numbers of the constants below.
+    pub fn rule(self) -> String {
         match self {
-            Flag::Indoor => "the feed says the sensor is indoors",
-            Flag::Pm25AbovePm10 => "PM2.5 is above PM10, which cannot be",
-            Flag::Humid => "relative humidity at the station is at least 95 %",
-            Flag::NoHumidity => "no humidity was measured at the station in the period",
-            Flag::Stuck => {
-                "the same P1 and P2 for 12 five-minute, 6 hourly or 3 daily readings in a row"
-            }
-            Flag::Moved => "more than 200 m from the sensor's previous reading",
-            Flag::Outlier => {
-                "modified z-score above 3.5 among the readings of its 0.25° cell and period (5 or more)"
-            }
+            Flag::Indoor => "the feed says the sensor is indoors".into(),
+            Flag::Pm25AbovePm10 => "PM2.5 is above PM10, which cannot be".into(),
+            Flag::Humid => format!("relative humidity at the station is at least {HUMID_RH} %"),
+            Flag::NoHumidity => "no humidity was measured at the station in the period".into(),
+            Flag::Stuck => format!(
+                "the same P1 and P2 for {} five-minute, {} hourly or {} daily readings in a row",
+                stuck_run(Resolution::FiveMin),
+                stuck_run(Resolution::Hour),
+                stuck_run(Resolution::Day)
+            ),
+            Flag::Moved => format!("more than {MOVED_METRES} m from the sensor's previous reading"),
+            Flag::Outlier => format!(
+                "modified z-score above {OUTLIER_Z} among the readings of its {}° cell and \
+                 period ({OUTLIER_MIN_READINGS} or more)",
+                crate::place::CELL_DEGREES
+            ),
         }
     }
 
@@ -472,6 +478,26 @@ mod tests {
             Flags::from_bits(0b1000_0000),
             None,
             "a bit of a newer build"
+        );
+    }
+
+    #[test]
+    fn rules_read_the_constants() {
+        assert_eq!(
+            Flag::Humid.rule(),
+            "relative humidity at the station is at least 95 %"
+        );
+        assert_eq!(
+            Flag::Stuck.rule(),
+            "the same P1 and P2 for 12 five-minute, 6 hourly or 3 daily readings in a row"
+        );
+        assert_eq!(
+            Flag::Moved.rule(),
+            "more than 200 m from the sensor's previous reading"
+        );
+        assert!(
+            Flag::Outlier.rule().contains("above 3.5")
+                && Flag::Outlier.rule().contains("(5 or more)")
         );
     }
 
