@@ -6,9 +6,8 @@
 //! **Matching.** A station is a location id: the feed gives the PM sensor
 //! and the T/RH sensor of one station the same `location.id` (63 of the
 //! 140 PM readings of the shipped 2019 fragment share theirs with a T/RH
-//! sensor). A PM reading takes the air of its own entry when it carries
-//! humidity (some SDS011 entries do), else that of the measurement at its
-//! location, in the same period, which has a humidity: the one nearest in
+//! sensor). A PM reading takes the air of the measurement at its location,
+//! in the same period, which has a humidity: the one nearest in
 //! time, within one step of the series (both are means over a step that
 //! ends at their timestamps, so they overlap when less than a step apart);
 //! of two as near, the lower sensor id. Its humidity and temperature come
@@ -69,7 +68,10 @@ impl Air {
 
     /// The relative humidity in %.
     pub fn humidity_percent(&self) -> Option<f64> {
-        self.humidity.as_deref().and_then(|t| t.parse().ok())
+        self.humidity
+            .as_deref()
+            .filter(|t| humidity(t))
+            .and_then(|t| t.parse().ok())
     }
 }
 
@@ -118,8 +120,8 @@ impl Stations {
     /// readings are `step` apart (see the module's matching rule); `None`
     /// when nothing was measured there in the period.
     pub fn air_at(&self, location: u64, at: Timestamp, step: Duration) -> Option<Air> {
-        let step = i64::try_from(step.as_secs()).unwrap_or(i64::MAX);
-        let near = |m: &&Measured| m.timestamp.0.abs_diff(at.0) < step.unsigned_abs();
+        let step = step.as_secs();
+        let near = |m: &&Measured| m.timestamp.0.abs_diff(at.0) < step;
         let nearest = |with: fn(&Air) -> bool| {
             self.by_location
                 .get(&location)?

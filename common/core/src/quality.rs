@@ -22,9 +22,11 @@
 //!   makes the run that long and every later one of the run are flagged.
 //! - `moved`: the reading is more than [`MOVED_METRES`] from the sensor's
 //!   previous reading of the series.
-//! - `outlier`: among the readings of the same 0.25° grid cell and the
-//!   same period (the hour for the 5-minute and hourly series, the UTC day
-//!   for the daily one), when there are at least [`OUTLIER_MIN_READINGS`],
+//! - `outlier`: among the feed's readings of the same grid cell
+//!   ([`crate::place::CELL_DEGREES`]) and the same period (the hour for the
+//!   5-minute and hourly series, the UTC day for the daily one; readings
+//!   of another feed are not compared), when there are at least
+//!   [`OUTLIER_MIN_READINGS`],
 //!   a P1 or P2 whose modified z-score exceeds [`OUTLIER_Z`] (Iglewicz and
 //!   Hoaglin: see [`outliers`]).
 
@@ -320,10 +322,10 @@ pub struct Beside {
 /// `outlier`: its UTC hour (5-minute and hourly series) or UTC day.
 pub fn outlier_period(series: Resolution, t: crate::reading::Timestamp) -> i64 {
     let span = match series {
-        Resolution::FiveMin | Resolution::Hour => 3_600,
-        Resolution::Day => 86_400,
+        Resolution::FiveMin | Resolution::Hour => Resolution::Hour.step(),
+        Resolution::Day => Resolution::Day.step(),
     };
-    t.0.div_euclid(span)
+    t.0.div_euclid(span.as_secs() as i64)
 }
 
 /// The flags of a feed's readings that the feed alone decides, in the
@@ -331,6 +333,8 @@ pub fn outlier_period(series: Resolution, t: crate::reading::Timestamp) -> i64 {
 /// `pm25_above_pm10`, `humid`, `no_humidity`, and `outlier` among the
 /// feed's readings of each cell and period. `stuck` and `moved` need each
 /// sensor's previous readings ([`Run`], [`moved`]), which its store keeps.
+/// A reading without its `beside` (a shorter slice) is taken as outdoors
+/// with no air.
 pub fn of_feed(
     series: Resolution,
     readings: &[crate::reading::Reading],
@@ -418,7 +422,9 @@ mod tests {
 
     #[test]
     fn a_feed_flags_its_readings_by_themselves_their_air_and_their_cell() {
-        // Five sensors in the cell of 48.5°–48.75° N, 9°–9.25° E, one hour;
+        // Five sensors in the cell of 48.5°–48.75° N, 9°–9.25° E, one hour
+        // (sensor 6, added below, is itself an outlier of it by its P1:
+        // |9 − 21| = 12 > 10.378; nothing below depends on it);
         // P2 of sensor 5 is far above the others' (median 11, MAD 1 → 2:
         // the limit is 10.378 from 11), its P1 too.
         let hour = "2024-03-01 10:05:00";
