@@ -775,11 +775,16 @@ impl Sink {
 
     fn take(&self) -> Bytes {
         let mut buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        Bytes::from(std::mem::replace(
-            &mut *buf,
-            Vec::with_capacity(CHUNK + 8 * 1024),
-        ))
+        Bytes::from(std::mem::replace(&mut *buf, Vec::with_capacity(BUFFER)))
     }
+}
+
+/// A chunk buffer's capacity: a chunk and the row that tops it up.
+const BUFFER: usize = CHUNK + 8 * 1024;
+
+/// The bytes of `out` once they make a chunk, leaving it empty.
+fn full_chunk(out: &mut Vec<u8>) -> Option<Bytes> {
+    (out.len() >= CHUNK).then(|| Bytes::from(std::mem::replace(out, Vec::with_capacity(BUFFER))))
 }
 
 impl Write for Sink {
@@ -834,7 +839,7 @@ impl Chunker {
                 }
             }
             json => {
-                let mut out = Vec::with_capacity(CHUNK + 8 * 1024);
+                let mut out = Vec::with_capacity(BUFFER);
                 let writer = JsonWriter::new(json == Format::Geojson, rendering, &mut out);
                 Writer::Json { writer, out }
             }
@@ -858,10 +863,10 @@ impl Chunker {
             }
             Writer::Json { writer, out } => {
                 writer.write_row(out, row);
-                if out.len() < CHUNK {
+                let Some(bytes) = full_chunk(out) else {
                     return Ok(None);
-                }
-                Bytes::from(std::mem::replace(out, Vec::with_capacity(CHUNK + 8 * 1024)))
+                };
+                bytes
             }
         };
         Ok(Some(AnswerChunk {
@@ -891,20 +896,17 @@ impl Chunker {
                 }
                 out.push(b'\n');
                 writer.rows += 1;
-                if out.len() < CHUNK {
+                let Some(bytes) = full_chunk(&mut out) else {
                     return Ok(None);
-                }
-                Bytes::from(std::mem::replace(
-                    &mut *out,
-                    Vec::with_capacity(CHUNK + 8 * 1024),
-                ))
+                };
+                bytes
             }
             Writer::Json { writer, out } => {
                 writer.write_pieces(out, p);
-                if out.len() < CHUNK {
+                let Some(bytes) = full_chunk(out) else {
                     return Ok(None);
-                }
-                Bytes::from(std::mem::replace(out, Vec::with_capacity(CHUNK + 8 * 1024)))
+                };
+                bytes
             }
         };
         Ok(Some(AnswerChunk {

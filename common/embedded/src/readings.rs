@@ -811,15 +811,14 @@ fn scan_aggregate(
     };
     let mut out = Aggregated {
         chunker,
-        tx,
-        open: true,
+        out: Outlet::new(tx),
     };
     if let Err(e) = walk(db, query, segments_on, need, &mut out) {
         stop(&later);
         let _ = tx.blocking_send(Err(e.into()));
         return;
     }
-    if !out.open {
+    if !out.out.open {
         stop(&later);
         return;
     }
@@ -1001,14 +1000,19 @@ fn walk(
     Ok(())
 }
 
-/// Renders rows into chunks sent to `tx`.
-struct Rendered<'a> {
-    chunker: Chunker,
+/// Where a streamed answer's chunks go, and whether its reader is still
+/// there.
+struct Outlet<'a> {
     tx: &'a Sender<Result<AnswerChunk, BackendError>>,
     open: bool,
 }
 
-impl Rendered<'_> {
+impl<'a> Outlet<'a> {
+    fn new(tx: &'a Sender<Result<AnswerChunk, BackendError>>) -> Self {
+        Outlet { tx, open: true }
+    }
+
+    /// Sends `chunk`, if any; whether the reader is still there.
     fn send(&mut self, chunk: Option<AnswerChunk>) -> bool {
         if let Some(chunk) = chunk {
             self.open = self.tx.blocking_send(Ok(chunk)).is_ok();
@@ -1017,10 +1021,16 @@ impl Rendered<'_> {
     }
 }
 
+/// Renders rows into chunks sent to an [`Outlet`].
+struct Rendered<'a> {
+    chunker: Chunker,
+    out: Outlet<'a>,
+}
+
 impl Consumer for Rendered<'_> {
     fn row(&mut self, row: &RowRef<'_>) -> Result<bool, DbError> {
         let chunk = self.chunker.push(row)?;
-        Ok(self.send(chunk))
+        Ok(self.out.send(chunk))
     }
 
     fn segment_row(
@@ -1030,7 +1040,7 @@ impl Consumer for Rendered<'_> {
         record: &segments::Record,
     ) -> Result<bool, DbError> {
         let chunk = self.chunker.push_pieces(&section.pieces(i, record)?)?;
-        Ok(self.send(chunk))
+        Ok(self.out.send(chunk))
     }
 }
 
@@ -1047,8 +1057,7 @@ fn scan_segmented(db: &Db, query: &Query, tx: &Sender<Result<AnswerChunk, Backen
     };
     let mut out = Rendered {
         chunker,
-        tx,
-        open: true,
+        out: Outlet::new(tx),
     };
     let walked = walk(
         db,
@@ -1058,33 +1067,23 @@ fn scan_segmented(db: &Db, query: &Query, tx: &Sender<Result<AnswerChunk, Backen
         &mut out,
     );
     let last = match walked {
-        Ok(()) if !out.open => return,
+        Ok(()) if !out.out.open => return,
         Ok(()) => out.chunker.finish(),
         Err(e) => Err(e.into()),
     };
     let _ = tx.blocking_send(last);
 }
 
-/// Aggregates rows, streaming the answer's chunks to `tx`.
+/// Aggregates rows, streaming the answer's chunks to an [`Outlet`].
 struct Aggregated<'a> {
     chunker: AggregateChunker,
-    tx: &'a Sender<Result<AnswerChunk, BackendError>>,
-    open: bool,
-}
-
-impl Aggregated<'_> {
-    fn send(&mut self, chunk: Option<AnswerChunk>) -> bool {
-        if let Some(chunk) = chunk {
-            self.open = self.tx.blocking_send(Ok(chunk)).is_ok();
-        }
-        self.open
-    }
+    out: Outlet<'a>,
 }
 
 impl Consumer for Aggregated<'_> {
     fn row(&mut self, row: &RowRef<'_>) -> Result<bool, DbError> {
         let chunk = self.chunker.push(row);
-        Ok(self.send(chunk))
+        Ok(self.out.send(chunk))
     }
 
     fn segment_row(
@@ -1094,7 +1093,7 @@ impl Consumer for Aggregated<'_> {
         record: &segments::Record,
     ) -> Result<bool, DbError> {
         let chunk = self.chunker.push_parsed(&section.parsed(i, record)?);
-        Ok(self.send(chunk))
+        Ok(self.out.send(chunk))
     }
 }
 
