@@ -31,11 +31,7 @@ OUT=target/aggregate-vs-duckdb
 DB=$OUT/airq.db
 BIN=target/release
 mkdir -p "$OUT"
-if [ ! -x target/duckdb-venv/bin/python ] || ! target/duckdb-venv/bin/python -c 'import duckdb' 2>/dev/null; then
-  python3 -m venv target/duckdb-venv
-  target/duckdb-venv/bin/pip install --quiet duckdb
-fi
-PY=target/duckdb-venv/bin/python
+. loadtest/duckdb.sh
 
 if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$DB" "$DB"-* "$OUT"/loaded-* "$OUT"/*.parquet

@@ -32,11 +32,7 @@ DB=$OUT/segments/airq.db
 ROWS_DB=$OUT/rows/airq.db
 BIN=target/release
 mkdir -p "$OUT/segments" "$OUT/rows"
-if [ ! -x target/duckdb-venv/bin/python ] || ! target/duckdb-venv/bin/python -c 'import duckdb' 2>/dev/null; then
-  python3 -m venv target/duckdb-venv
-  target/duckdb-venv/bin/pip install --quiet duckdb
-fi
-PY=target/duckdb-venv/bin/python
+. loadtest/duckdb.sh
 
 if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$OUT"/segments/* "$OUT"/rows/* "$OUT"/loaded-* "$OUT"/*.parquet

@@ -28,11 +28,7 @@ RUNS=${3:-3}
 OUT=target/ingest-vs-duckdb
 BIN=target/release
 mkdir -p "$OUT"
-if [ ! -x target/duckdb-venv/bin/python ] || ! target/duckdb-venv/bin/python -c 'import duckdb' 2>/dev/null; then
-  python3 -m venv target/duckdb-venv
-  target/duckdb-venv/bin/pip install --quiet duckdb
-fi
-PY=target/duckdb-venv/bin/python
+. loadtest/duckdb.sh
 FEED=$OUT/feed-$SENSORS-$DAYS.json
 if [ ! -s "$FEED" ]; then
   "$BIN/airq-master" synth --days "$DAYS" --sensors "$SENSORS" --out "$FEED" >/dev/null
