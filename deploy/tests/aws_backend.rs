@@ -598,6 +598,8 @@ async fn pagination_returns_every_reading() {
             ]),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         })
         .collect();
     for chunk in readings.chunks(3000) {
@@ -1656,6 +1658,8 @@ fn live_feed(sensors: u64, minute: i64) -> Vec<Reading> {
                 indices: Indices::lowest(),
                 samples: None,
                 basis: None,
+                flags: Default::default(),
+                air: Default::default(),
             }
         })
         .collect()

@@ -523,6 +523,8 @@ mod tests {
             indices: airq_core::Indices::lowest(),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         };
         let e = Entry::new(3, r);
         let daqi = std::str::from_utf8(e.frame(Index::Daqi)).expect("UTF-8");
@@ -552,6 +554,8 @@ mod tests {
             indices: airq_core::Indices::lowest(),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         };
         r.timestamp = airq_core::Timestamp(version as i64);
         Arc::new(Entry::new(version, r))

@@ -157,6 +157,8 @@ async fn hours(db: &Path, old: &str, last: &str) {
                 indices: Indices::lowest(),
                 samples: None,
                 basis: None,
+                flags: Default::default(),
+                air: Default::default(),
             });
         }
     }

@@ -1136,3 +1136,95 @@ fn the_reading_parsers_see_what_differs() {
     let swapped = geo.replace("[9.0020,48.8000]", "[48.8000,9.0020]");
     assert!(std::panic::catch_unwind(|| geojson_rows(swapped.as_bytes())).is_err());
 }
+
+/// `quality`: the answer carries the flags (a CSV column appended, fields
+/// in the JSON formats) and leaves out what the filter names, as the
+/// reference does; without the field, the answer of before the flags;
+/// a quality filter on the live tier or an aggregate is a `400`.
+#[tokio::test]
+async fn quality_filters_and_shows_the_flags() {
+    let s = Setup::new(&[]);
+    let day = r#"{"startDate":"2018-06-03","endDate":"2018-06-03"}"#;
+    // The sample's one reading whose PM2.5 is above its PM10, as the
+    // parser flags it.
+    let flagged: Vec<&Reading> = sample_readings()
+        .iter()
+        .filter(|r| !r.flags.is_empty())
+        .collect();
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    let (p1, p2) = (flagged[0].p1.as_deref(), flagged[0].p2.as_deref());
+    let value = |t: Option<&str>| t.and_then(|t| t.parse::<f64>().ok()).expect("a value");
+    assert!(value(p2) > value(p1), "{p1:?} {p2:?}");
+
+    let plain = post(&s.url("/api/query"), day, false).await;
+    let plain = plain.bytes().await.expect("body");
+    assert!(plain.starts_with(format!("{}\n", CSV_HEADER.join(",")).as_bytes()));
+    for (quality, rows) in [
+        (json!("all"), sample_readings().len()),
+        (json!("no-flags"), sample_readings().len() - 1),
+        (json!(["pm25_above_pm10"]), sample_readings().len() - 1),
+        (json!(["humid", "outlier"]), sample_readings().len()),
+    ] {
+        for format in ["csv", "ndjson", "geojson"] {
+            let body = with(day, json!({"quality": quality, "format": format}));
+            let r = post(&s.url("/api/query"), &body, false).await;
+            assert_eq!(r.status(), StatusCode::OK, "{body}");
+            let bytes = r.bytes().await.expect("body");
+            assert!(bytes == reference(&body), "{body}: not the reference");
+            let text = std::str::from_utf8(&bytes).expect("utf-8");
+            match format {
+                "csv" => {
+                    let header = format!("{},flags\n", CSV_HEADER.join(","));
+                    assert!(text.starts_with(&header), "{body}");
+                    assert_eq!(text.lines().count(), rows + 1, "{body}");
+                    assert_eq!(
+                        text.lines()
+                            .filter(|l| l.ends_with(",pm25_above_pm10"))
+                            .count(),
+                        rows + 1 - sample_readings().len(),
+                        "{body}"
+                    );
+                }
+                "ndjson" => {
+                    assert_eq!(text.lines().count(), rows, "{body}");
+                    let first: Value =
+                        serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+                    assert_eq!(first["flags"], json!([]), "{body}");
+                    assert_eq!(first["humidity"], Value::Null, "{body}");
+                }
+                _ => {
+                    let v: Value = serde_json::from_slice(&bytes).expect("GeoJSON");
+                    let features = v["features"].as_array().expect("features");
+                    assert_eq!(features.len(), rows, "{body}");
+                    assert!(features[0]["properties"]["flags"].is_array(), "{body}");
+                }
+            }
+        }
+    }
+
+    for (extra, said) in [
+        (
+            json!({"quality": "no-flags", "resolution": "hour"}),
+            "daily series",
+        ),
+        (
+            json!({"quality": "all", "aggregate": {"period": "day", "by": "all"}}),
+            "aggregates",
+        ),
+        (json!({"quality": "clean"}), "no-flags"),
+        (
+            json!({"quality": ["humid", "wet"]}),
+            "unknown flag \\\"wet\\\"",
+        ),
+        (json!({"quality": 3}), "a list of flags"),
+    ] {
+        let body = with(day, extra.clone());
+        let r = post(&s.url("/api/query"), &body, false).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{extra}");
+        let text = r.text().await.expect("body");
+        assert!(
+            text.contains(r#""field":"quality""#) && text.contains(said),
+            "{extra}: {text}"
+        );
+    }
+}

@@ -276,6 +276,14 @@ impl FeedFile {
         }
     }
 
+    /// Goes back to the start, to read the file again.
+    pub fn rewind(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        self.file.rewind()?;
+        self.read = 0;
+        Ok(())
+    }
+
     /// Bytes read so far.
     pub fn bytes_read(&self) -> u64 {
         self.read

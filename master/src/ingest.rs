@@ -8,6 +8,7 @@
 use crate::fetch::{self, FeedFile, FetchPolicy, Source, Spooled, Validators};
 use crate::{metrics, progress};
 use airq_core::feed::{self, FeedError, FeedStats, Rejection};
+use airq_core::quality;
 use airq_core::store::{ReadingStore, Written};
 use airq_core::{Reading, Resolution, Timestamp};
 use anyhow::Context as _;
@@ -274,13 +275,28 @@ pub async fn process_document_at(
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
     let ((parsed, counted, bytes), written) = pipeline(store, batch_size, series, move |sink| {
+        let mut document = document;
+        // The daily series keeps quality flags: the feed is read twice,
+        // first for what they need of the whole feed (its stations' air,
+        // its cells' values), then to store each reading with them. The
+        // live tier keeps none yet (`ReadingStore::put_recent`).
+        let assessment = match series {
+            Resolution::Day => match survey(&mut document, now) {
+                Ok(a) => Some(a),
+                Err(e) => return (Err(e), FeedStats::default(), 0),
+            },
+            _ => None,
+        };
         let pb = progress::counter("entries");
         let mut counted = FeedStats::default();
         let mut on_entry = |entry| {
             counted.entries += 1;
             match entry {
-                Ok(reading) => {
+                Ok(mut reading) => {
                     counted.accepted += 1;
+                    if let Some(a) = &assessment {
+                        a.complete(&mut reading);
+                    }
                     sink.push(reading);
                 }
                 Err(why) => *counted.rejected.entry(why).or_default() += 1,
@@ -334,6 +350,36 @@ pub async fn process_document_at(
             counted.rejected_total()
         )),
     }
+}
+
+/// The first pass over a feed ([`quality::Survey`]): its stations' air
+/// and its cells' values, whatever the order of its entries. A document
+/// that breaks off is surveyed as far as it goes (the second pass stores
+/// as far, and reports the break); a file is read again from its start.
+fn survey(document: &mut Document, now: Timestamp) -> Result<quality::Assessment, FeedError> {
+    let mut survey = quality::Survey::new(Resolution::Day);
+    // Station measurements are a few per station: kept aside while the
+    // readings' values go to the survey.
+    let mut air = Vec::new();
+    let on_entry = |e: Result<Reading, Rejection>| {
+        if let Ok(r) = e {
+            survey.reading(&r);
+        }
+    };
+    match document {
+        Document::Bytes(doc) => {
+            let _ = feed::parse_feed_with_air_at(doc, now, on_entry, |m| air.push(m));
+        }
+        Document::File(file) => {
+            let _ = feed::parse_feed_from_with_air(&mut *file, now, on_entry, |m| air.push(m));
+            file.rewind()
+                .map_err(|source| FeedError::Read { entries: 0, source })?;
+        }
+    }
+    for m in air {
+        survey.air(m);
+    }
+    Ok(survey.finish())
 }
 
 /// How long the live tier keeps its series.

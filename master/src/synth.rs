@@ -305,6 +305,12 @@ impl Entry<'_> {
             indices: indices.unwrap_or_else(aqi::Indices::lowest),
             samples: None,
             basis: None,
+            // What the parser would flag; generated sites are outdoors.
+            flags: airq_core::quality::Flags::NONE.with_if(
+                airq_core::quality::Flag::Pm25AbovePm10,
+                airq_core::quality::pm25_above_pm10(Some(p1), Some(p2)),
+            ),
+            air: Default::default(),
         }
     }
 
@@ -695,6 +701,25 @@ pub async fn into_store(
     let template = tokio::task::spawn_blocking(move || Template::load(&template_path))
         .await
         .context("the template thread failed")??;
+    // The daily series' flags need the whole feed first, as ingestion's
+    // do (`ingest::survey`): the generator, being deterministic, runs
+    // twice. Its sites have no T/RH sensors.
+    let assessment = match shape.resolution {
+        airq_core::Resolution::Day => {
+            let shape = shape.clone();
+            let survey = tokio::task::spawn_blocking(move || {
+                let mut survey = airq_core::quality::Survey::new(shape.resolution);
+                let generator = Generator::new(Template::load(&shape.template)?, &shape)?;
+                let Ok(_) = generator.run(|e| {
+                    survey.reading(&e.to_reading());
+                    Ok::<(), std::convert::Infallible>(())
+                });
+                anyhow::Ok(survey.finish())
+            });
+            Some(survey.await.context("the survey thread failed")??)
+        }
+        _ => None,
+    };
     let generator = Generator::new(template, shape)?;
     let mut summary = summary_of(&generator, shape);
     let total = shape.readings();
@@ -702,7 +727,11 @@ pub async fn into_store(
         crate::ingest::pipeline(store, batch_size, shape.resolution, move |sink| {
             let pb = crate::progress::bar("readings", total);
             let n = generator.run(|e| {
-                sink.push(e.to_reading());
+                let mut r = e.to_reading();
+                if let Some(a) = &assessment {
+                    a.complete(&mut r);
+                }
+                sink.push(r);
                 pb.inc(1);
                 Ok::<(), std::convert::Infallible>(())
             });

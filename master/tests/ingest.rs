@@ -327,3 +327,83 @@ fn a_saved_five_minute_feed_goes_into_the_live_tier() {
         hour.stderr
     );
 }
+
+/// The shipped 2019 fragment stores each PM reading with its station's
+/// air and the flags the feed decides. Counted by hand from the file's
+/// entries (a few lines of Python over it, not this code): 140 SDS011
+/// readings; 63 share their location id with a DHT22, so 63 get a
+/// humidity and 77 are `no_humidity`; three stations' DHT22 read 95 % or
+/// more (99.4 % at location 378 beside SDS011 789; 99.9 % at 7371 beside
+/// 14568 and at 8097 beside 15986): `humid`; no PM2.5 above PM10, no
+/// `location.indoor`.
+#[test]
+fn fragment_readings_carry_their_station_air_and_flags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../common/core/tests/fixtures/20190416_v1_data.json.fragment"
+    ))
+    .expect("the fragment");
+    let feed = dir.path().join("fragment.json");
+    std::fs::write(&feed, format!("[{}]", text.trim())).expect("write the feed");
+    run(airq(&[
+        "ingest",
+        "--source",
+        feed.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ]))
+    .assert_success();
+
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    // The bits of `airq_core::quality::Flag`: indoor 1, pm25_above_pm10 2,
+    // humid 4, no_humidity 8.
+    assert_eq!(count("SELECT COUNT(*) FROM readings"), 140);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM readings WHERE humidity IS NOT NULL"),
+        63
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM readings WHERE flags & 8"), 77);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM readings WHERE (flags & 8 != 0) = (humidity IS NULL)"),
+        140,
+        "no_humidity exactly where there is none"
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM readings WHERE flags & 4 \
+             AND sensor_id IN (789, 14568, 15986)"
+        ),
+        3
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM readings WHERE flags & 4"), 3);
+    assert_eq!(count("SELECT COUNT(*) FROM readings WHERE flags & 3"), 0);
+    let (rh, t): (String, String) = conn
+        .query_row(
+            "SELECT humidity, temperature FROM readings WHERE loc_id = 6932",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("location 6932");
+    assert_eq!((rh.as_str(), t.as_str()), ("29.20", "24.30"));
+
+    // Ingested again: the same flags and air, nothing rewritten.
+    let again = run(airq(&[
+        "ingest",
+        "--source",
+        feed.to_str().expect("utf-8 path"),
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ]));
+    again.assert_success();
+    assert_eq!(again.summary_value("stored:"), Some(140));
+    assert!(
+        again
+            .stdout
+            .contains("(0 new, 140 already stored, 0 replaced)"),
+        "{}",
+        again.stdout
+    );
+}

@@ -327,7 +327,10 @@ impl DynamoReadingStore {
                     }
                 },
             );
-        let reading = decoded.into_reading_with(indices);
+        let reading = match decoded.into_reading_with(indices) {
+            Ok(r) => r,
+            Err(e) => return Seen::Problem(format!("{day} {at_sensor}: {e}")),
+        };
         if set.is_empty() {
             Seen::Current(reading)
         } else {

@@ -43,6 +43,8 @@ fn readings(n: u64) -> Vec<Reading> {
             indices: Indices::from([1, 18, 1]),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         })
         .collect()
 }

@@ -76,6 +76,8 @@ fn reading(sensor: u64, time: &str, country: &str, at: (&str, &str), p: (&str, &
         indices: Indices::of_text(opt(p1).as_deref(), opt(p2).as_deref()).expect("indices"),
         samples: (sensor == 2).then_some(24),
         basis: None,
+        flags: Default::default(),
+        air: Default::default(),
     }
 }
 

@@ -22,6 +22,8 @@ fn reading(sensor: u64, time: &str, p2: &str) -> Reading {
         indices: Indices::lowest(),
         samples: None,
         basis: None,
+        flags: Default::default(),
+        air: Default::default(),
     }
 }
 

@@ -4,9 +4,11 @@
 //! types. The seed is fixed so that a failure reproduces; set
 //! `AIRQ_CONTRACT_SEED` to draw other data.
 
+use airq_core::air::Air;
 use airq_core::aqi::{Index, Indices};
 use airq_core::export::Format;
 use airq_core::place::{Bbox, Near, Place, EARTH_RADIUS_KM};
+use airq_core::quality::{Flag, Flags, Quality};
 use airq_core::query::Query;
 use airq_core::reading::{Reading, Timestamp};
 use rand::rngs::StdRng;
@@ -162,9 +164,38 @@ pub fn reading(
         // like every other field.
         samples: (ts % 5 == 0).then_some((ts % 577) as u32 + 1),
         basis: None,
+        // Flags and air now and then, from the identity: every set of
+        // flags in time, a humidity, a temperature (below zero too).
+        flags: quality_of(sensor_id, ts),
+        air: air_of(sensor_id, ts),
     };
     r.indices = indices;
     r
+}
+
+/// A reading's flags, from its identity: none half the time, else any set.
+pub fn quality_of(sensor_id: u64, ts: i64) -> Flags {
+    let h = (ts as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ sensor_id.wrapping_mul(31);
+    let every = Flags::of(&Flag::ALL).bits();
+    match h % 2 {
+        0 => Flags::NONE,
+        _ => Flags::from_bits((h >> 8) as u16 & every).unwrap_or_default(),
+    }
+}
+
+/// A reading's air, from its identity: a humidity one time in three, a
+/// temperature four times in five (below zero a quarter of those).
+pub fn air_of(sensor_id: u64, ts: i64) -> Air {
+    let h = (ts as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ sensor_id;
+    let humidity = (h % 3 == 0).then(|| format!("{}.{}", (h >> 4) % 100, (h >> 12) % 10));
+    let temperature = (h % 5 != 0).then(|| {
+        let sign = if (h >> 32) % 4 == 0 { "-" } else { "" };
+        format!("{sign}{}.{}", (h >> 16) % 40, (h >> 24) % 10)
+    });
+    Air {
+        humidity,
+        temperature,
+    }
 }
 
 /// P1 and P2, each present nine times in ten, at least one of them.
@@ -383,6 +414,20 @@ pub fn query(rng: &mut StdRng, case: u32) -> Query {
     }
     if rng.random_bool(0.3) {
         q.country = QUERY_COUNTRIES.choose(rng).map(|c| (*c).to_owned());
+    }
+    if rng.random_bool(0.3) {
+        // "all", "no-flags", or one or two flags left out.
+        let exclude = match rng.random_range(0..3) {
+            0 => Flags::NONE,
+            1 => Flags::of(&Flag::ALL),
+            _ => Flags::of(
+                &Flag::ALL
+                    .choose_multiple(rng, 2)
+                    .copied()
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        q.quality = Some(Quality { exclude });
     }
     q
 }

@@ -34,6 +34,8 @@ fn five_min(sensor: u64, t: Timestamp, p1: Option<&str>, p2: Option<&str>) -> Re
         indices: Indices::lowest(),
         samples: None,
         basis: None,
+        flags: Default::default(),
+        air: Default::default(),
     }
 }
 

@@ -982,6 +982,8 @@ mod tests {
             .expect("indices"),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         }
     }
 

@@ -40,9 +40,11 @@
 //! show as text and a program can strip. A number such as `-3.5` is written
 //! unchanged, so the CSV of valid data is byte for byte what it was.
 
+use crate::air::Air;
 use crate::aqi::{Index, Indices};
 use crate::error::BackendError;
 use crate::hourly::Basis;
+use crate::quality::Flags;
 use crate::reading::{Reading, Timestamp};
 use crate::resolution::Resolution;
 use crate::store::ReadingStream;
@@ -88,6 +90,10 @@ pub struct RowRef<'a> {
     pub indices: Indices,
     pub samples: Option<u32>,
     pub basis: Option<Basis>,
+    pub flags: Flags,
+    /// The station's relative humidity (%) and temperature (°C), as sent.
+    pub humidity: Option<&'a str>,
+    pub temperature: Option<&'a str>,
 }
 
 impl RowRef<'_> {
@@ -114,6 +120,9 @@ impl<'a> From<&'a Reading> for RowRef<'a> {
             indices: r.indices,
             samples: r.samples,
             basis: r.basis,
+            flags: r.flags,
+            humidity: r.air.humidity.as_deref(),
+            temperature: r.air.temperature.as_deref(),
         }
     }
 }
@@ -135,6 +144,11 @@ impl From<RowRef<'_>> for Reading {
             indices: r.indices,
             samples: r.samples,
             basis: r.basis,
+            flags: r.flags,
+            air: Air {
+                humidity: r.humidity.map(str::to_owned),
+                temperature: r.temperature.map(str::to_owned),
+            },
         }
     }
 }
@@ -147,7 +161,13 @@ pub struct CsvWriter<W: Write> {
     scratch: Vec<u8>,
     /// The index the `AQI` and `Range` columns show.
     index: Index,
+    /// Whether rows end with [`FLAGS_COLUMN`] ([`Rendering::quality`]).
+    quality: bool,
 }
+
+/// The CSV column a query with a `quality` filter appends: the reading's
+/// flags by name, separated by spaces, empty for none.
+pub const FLAGS_COLUMN: &str = "flags";
 
 impl<W: Write> CsvWriter<W> {
     /// A writer whose `AQI` and `Range` columns are the DAQI.
@@ -157,15 +177,31 @@ impl<W: Write> CsvWriter<W> {
 
     /// A writer whose `AQI` and `Range` columns are `index`'s.
     pub fn with_index(out: W, index: Index) -> csv::Result<Self> {
+        Self::with(out, index, false)
+    }
+
+    /// A writer of `rendering`'s columns.
+    pub fn for_rendering(out: W, rendering: &Rendering) -> csv::Result<Self> {
+        Self::with(out, rendering.index, rendering.quality)
+    }
+
+    fn with(out: W, index: Index, quality: bool) -> csv::Result<Self> {
         let mut inner = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(out);
-        inner.write_record(CSV_HEADER)?;
+        if quality {
+            let mut header = CSV_HEADER.to_vec();
+            header.push(FLAGS_COLUMN);
+            inner.write_record(header)?;
+        } else {
+            inner.write_record(CSV_HEADER)?;
+        }
         Ok(CsvWriter {
             inner,
             rows: 0,
             scratch: Vec::with_capacity(64),
             index,
+            quality,
         })
     }
 
@@ -181,6 +217,33 @@ impl<W: Write> CsvWriter<W> {
         let range = value.map_or("", |v| self.index.label(v)).as_bytes();
         self.rows += 1;
         let inner = &mut self.inner;
+        if self.quality {
+            // Flag names are plain words: nothing to defuse.
+            let flags = r.flags.to_string();
+            return with_leading_cells(r, &mut self.scratch, |cells| {
+                let [a, b, c, d, e, f, g, h, i, j, k] = *cells;
+                let record: [&[u8]; 14] = [
+                    a,
+                    b,
+                    c,
+                    d,
+                    e,
+                    f,
+                    g,
+                    h,
+                    i,
+                    j,
+                    k,
+                    aqi,
+                    range,
+                    flags.as_bytes(),
+                ];
+                if record.iter().any(|cell| is_formula(cell)) {
+                    return inner.write_record(record.map(defused));
+                }
+                inner.write_record(record)
+            });
+        }
         with_leading_cells(r, &mut self.scratch, |cells| {
             let [a, b, c, d, e, f, g, h, i, j, k] = *cells;
             let record: [&[u8]; 13] = [a, b, c, d, e, f, g, h, i, j, k, aqi, range];
@@ -404,6 +467,10 @@ pub struct Rendering {
     /// is of (`resolution`: `5min` for a reading of the live tier, which
     /// carries a basis, else `day`). The CSV keeps its columns.
     pub age_at: Option<Timestamp>,
+    /// Whether rows carry their quality flags and air (the query named a
+    /// `quality` filter): a `flags` column appended to the CSV; `flags`,
+    /// `humidity` and `temperature` in the JSON formats.
+    pub quality: bool,
 }
 
 /// JSON's number syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
@@ -453,6 +520,8 @@ struct JsonWriter {
     geojson: bool,
     index: Index,
     age_at: Option<Timestamp>,
+    /// [`Rendering::quality`].
+    quality: bool,
     rows: u64,
 }
 
@@ -465,6 +534,7 @@ impl JsonWriter {
             geojson,
             index: rendering.index,
             age_at: rendering.age_at,
+            quality: rendering.quality,
             rows: 0,
         }
     }
@@ -501,7 +571,7 @@ impl JsonWriter {
         }
         Self::head(out, r);
         Self::index_part(out, self.index, r.indices);
-        Self::tail(out, r, self.age_at);
+        Self::tail(out, r, self.age_at, self.quality);
         self.close(out);
     }
 
@@ -575,7 +645,7 @@ impl JsonWriter {
     }
 
     /// The fields after `Range`, and the object's end.
-    fn tail(out: &mut Vec<u8>, r: &RowRef<'_>, age_at: Option<Timestamp>) {
+    fn tail(out: &mut Vec<u8>, r: &RowRef<'_>, age_at: Option<Timestamp>, quality: bool) {
         let mut digits = itoa::Buffer::new();
         if let Some(n) = r.samples {
             out.extend_from_slice(br#","samples":"#);
@@ -598,6 +668,19 @@ impl JsonWriter {
             out.extend_from_slice(series.name().as_bytes());
             out.extend_from_slice(br#"","ageSeconds":"#);
             out.extend_from_slice(digits.format(at.0.saturating_sub(r.timestamp.0)).as_bytes());
+        }
+        if quality {
+            out.extend_from_slice(br#","flags":["#);
+            for (i, flag) in r.flags.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                Self::string(out, flag.name());
+            }
+            out.extend_from_slice(br#"],"humidity":"#);
+            Self::number(out, r.humidity.unwrap_or(""));
+            out.extend_from_slice(br#","temperature":"#);
+            Self::number(out, r.temperature.unwrap_or(""));
         }
         out.push(b'}');
     }
@@ -628,6 +711,7 @@ pub fn ndjson_line(out: &mut Vec<u8>, r: &Reading, index: Index) {
         format: Format::Ndjson,
         index,
         age_at: None,
+        quality: false,
     };
     JsonWriter::new(false, rendering, out).write_row(out, &RowRef::from(r));
     if out.last() == Some(&b'\n') {
@@ -719,7 +803,7 @@ impl PieceWriter {
         let geo_head = json_out.len() - start;
         JsonWriter::head(json_out, r);
         let json_head = json_out.len() - start - geo_head;
-        JsonWriter::tail(json_out, r, None);
+        JsonWriter::tail(json_out, r, None, false);
         Ok(JsonEnds {
             geo_head,
             json_head,
@@ -833,7 +917,7 @@ impl Chunker {
                 let sink = Sink::default();
                 Writer::Csv {
                     writer: Box::new(
-                        CsvWriter::with_index(sink.clone(), rendering.index).map_err(csv_failed)?,
+                        CsvWriter::for_rendering(sink.clone(), &rendering).map_err(csv_failed)?,
                     ),
                     sink,
                 }
@@ -1012,6 +1096,8 @@ mod tests {
             indices: Indices::from([1, 0, 1]),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         };
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
         assert_eq!(
@@ -1044,6 +1130,8 @@ mod tests {
             indices: Indices::from([2, 0, 1]),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         };
         r.indices.set(Index::Daqi, 10);
         let csv = String::from_utf8(to_csv([&r]).unwrap()).unwrap();
@@ -1078,6 +1166,8 @@ mod tests {
             ]),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         }
     }
 
@@ -1261,6 +1351,8 @@ mod tests {
         let mean = Reading {
             samples: Some(581),
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
             ..reading(3)
         };
         let plain = reading(3);
@@ -1274,6 +1366,7 @@ mod tests {
             format: Format::Ndjson,
             index: Index::Daqi,
             age_at: None,
+            quality: false,
         };
         let line = String::from_utf8(to_answer([&mean], ndjson).unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();

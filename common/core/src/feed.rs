@@ -11,6 +11,7 @@
 
 use crate::air::{Air, Measured};
 use crate::aqi;
+use crate::quality::{self, Flag, Flags};
 use crate::reading::{Reading, Timestamp};
 use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -491,8 +492,13 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
             _ => {}
         }
     }
-    let indices = aqi::Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1))
-        .ok_or(Rejection::NoParticulates)?;
+    let (v1, v2) = (p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1));
+    let indices = aqi::Indices::of(v1, v2).ok_or(Rejection::NoParticulates)?;
+    // The flags the entry decides by itself; the feed's others are added
+    // once the whole feed is read (`quality::Assessment`).
+    let flags = Flags::NONE
+        .with_if(Flag::Indoor, indoor(e.location.indoor))
+        .with_if(Flag::Pm25AbovePm10, quality::pm25_above_pm10(v1, v2));
 
     let sensor_type = e.sensor.sensor_type.name;
     if !valid_sensor_type(&sensor_type) {
@@ -522,6 +528,8 @@ fn validate(e: ParsedEntry<'_>, window: TimeWindow) -> Result<Reading, Rejection
         indices,
         samples: None,
         basis: None,
+        flags,
+        air: Default::default(),
     })
 }
 
@@ -988,22 +996,36 @@ where
 pub fn parse_feed_with_air_at<F, A>(
     doc: &[u8],
     now: Timestamp,
-    mut on_entry: F,
-    mut on_air: A,
+    on_entry: F,
+    on_air: A,
 ) -> Result<FeedStats, FeedError>
 where
     F: FnMut(Result<Reading, Rejection>),
     A: FnMut(Measured),
 {
     let window = TimeWindow::at(now);
-    parse_input(SliceInput { doc, at: 0 }, window, |e, text| {
+    parse_input(
+        SliceInput { doc, at: 0 },
+        window,
+        with_air(window, on_entry, on_air),
+    )
+}
+
+/// The entry callback of the parsers that also hand out station
+/// measurements: an entry refused for having no P1/P2 may be one.
+fn with_air(
+    window: TimeWindow,
+    mut on_entry: impl FnMut(Result<Reading, Rejection>),
+    mut on_air: impl FnMut(Measured),
+) -> impl FnMut(Result<Reading, Rejection>, &str) {
+    move |e, text| {
         if matches!(e, Err(Rejection::NoParticulates)) {
             if let Some(m) = station_measurement(text, window) {
                 on_air(m);
             }
         }
         on_entry(e)
-    })
+    }
 }
 
 /// The station measurement an entry's text holds, if any (see
@@ -1039,6 +1061,30 @@ where
     };
     let mut on_entry = on_entry;
     parse_input(input, TimeWindow::at(now), |e, _| on_entry(e))
+}
+
+/// [`parse_feed_from`], also handing each station measurement to
+/// `on_air` as [`parse_feed_with_air_at`] does.
+pub fn parse_feed_from_with_air<R, F, A>(
+    reader: R,
+    now: Timestamp,
+    on_entry: F,
+    on_air: A,
+) -> Result<FeedStats, FeedError>
+where
+    R: std::io::Read,
+    F: FnMut(Result<Reading, Rejection>),
+    A: FnMut(Measured),
+{
+    let input = ReaderInput {
+        reader,
+        buf: vec![0; CHUNK_BYTES + MAX_ENTRY_BYTES].into_boxed_slice(),
+        start: 0,
+        end: 0,
+        base: 0,
+    };
+    let window = TimeWindow::at(now);
+    parse_input(input, window, with_air(window, on_entry, on_air))
 }
 
 /// [`parse_feed_at`] the current time, read once.

@@ -30,7 +30,10 @@
 //!   a P1 or P2 whose modified z-score exceeds [`OUTLIER_Z`] (Iglewicz and
 //!   Hoaglin: see [`outliers`]).
 
+use crate::air::{Measured, Stations};
+use crate::reading::Reading;
 use crate::resolution::Resolution;
+use std::collections::HashMap;
 use std::fmt;
 
 /// One quality flag. The discriminant is the flag's bit in [`Flags`]:
@@ -193,6 +196,77 @@ impl fmt::Display for Flags {
     }
 }
 
+/// A query's `quality` field: keep every reading (`"all"`), only those
+/// without a flag (`"no-flags"`), or leave out those with any of a list
+/// of flags (`["humid", "outlier"]`). An answer to a query that has the
+/// field carries each reading's flags, humidity and temperature; one
+/// without it is the answer of before the flags, byte for byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quality {
+    /// The flags whose readings are left out.
+    pub exclude: Flags,
+}
+
+impl Quality {
+    /// Every reading.
+    pub const ALL: &'static str = "all";
+    /// Only readings without a flag.
+    pub const NO_FLAGS: &'static str = "no-flags";
+
+    /// Whether a reading with `flags` is kept.
+    pub fn keeps(self, flags: Flags) -> bool {
+        !flags.intersects(self.exclude)
+    }
+
+    /// Parses the field's value; the error says what is wrong with it.
+    pub fn from_value(value: &serde_json::Value) -> Result<Quality, String> {
+        use serde_json::Value;
+        let every = Flags::of(&Flag::ALL);
+        let names = Flag::ALL.map(Flag::name).join(", ");
+        let shape = format!(
+            "must be \"{}\", \"{}\" or a list of flags to leave out ({names})",
+            Self::ALL,
+            Self::NO_FLAGS
+        );
+        match value {
+            Value::String(s) if s == Self::ALL => Ok(Quality {
+                exclude: Flags::NONE,
+            }),
+            Value::String(s) if s == Self::NO_FLAGS => Ok(Quality { exclude: every }),
+            Value::String(s) => Err(format!("unknown value {s:?}; {shape}")),
+            Value::Array(items) => {
+                let mut exclude = Flags::NONE;
+                for item in items {
+                    match item.as_str().map(|s| (s, Flag::parse(s))) {
+                        Some((_, Some(flag))) => exclude = exclude.with(flag),
+                        Some((s, None)) => {
+                            return Err(format!("unknown flag {s:?}; the flags are {names}"))
+                        }
+                        None => return Err(format!("{shape}; a list holds flag names only")),
+                    }
+                }
+                Ok(Quality { exclude })
+            }
+            _ => Err(shape),
+        }
+    }
+
+    /// The canonical JSON value, read back by [`Quality::from_value`].
+    pub fn to_value(self) -> serde_json::Value {
+        if self.exclude.is_empty() {
+            Self::ALL.into()
+        } else if self.exclude == Flags::of(&Flag::ALL) {
+            Self::NO_FLAGS.into()
+        } else {
+            self.exclude
+                .iter()
+                .map(Flag::name)
+                .collect::<Vec<_>>()
+                .into()
+        }
+    }
+}
+
 /// `pm25_above_pm10`: both pollutants sent and PM2.5 the larger.
 pub fn pm25_above_pm10(p1: Option<f64>, p2: Option<f64>) -> bool {
     matches!((p1, p2), (Some(p1), Some(p2)) if p2 > p1)
@@ -286,16 +360,151 @@ const Z_QUARTILE: f64 = 0.6745;
 /// the order given: none when there are fewer than
 /// [`OUTLIER_MIN_READINGS`].
 pub fn outliers(values: &[f64]) -> Vec<bool> {
-    if values.len() < OUTLIER_MIN_READINGS {
-        return vec![false; values.len()];
-    }
-    let centre = median(values.to_vec());
-    let deviations: Vec<f64> = values.iter().map(|v| (v - centre).abs()).collect();
-    let mad = median(deviations).max(OUTLIER_MIN_MAD);
+    let spread = Spread::of(values);
     values
         .iter()
-        .map(|v| Z_QUARTILE * (v - centre).abs() / mad > OUTLIER_Z)
+        .map(|&v| spread.is_some_and(|s| s.outlying(v)))
         .collect()
+}
+
+/// A cell's period's values of one pollutant, as the outlier rule sees
+/// them: their median and median absolute deviation (floored).
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    mad: f64,
+}
+
+impl Spread {
+    /// `None` below [`OUTLIER_MIN_READINGS`] values.
+    fn of(values: &[f64]) -> Option<Spread> {
+        if values.len() < OUTLIER_MIN_READINGS {
+            return None;
+        }
+        let centre = median(values.to_vec());
+        let deviations: Vec<f64> = values.iter().map(|v| (v - centre).abs()).collect();
+        Some(Spread {
+            median: centre,
+            mad: median(deviations).max(OUTLIER_MIN_MAD),
+        })
+    }
+
+    /// Whether `v`'s modified z-score exceeds [`OUTLIER_Z`].
+    fn outlying(self, v: f64) -> bool {
+        Z_QUARTILE * (v - self.median).abs() / self.mad > OUTLIER_Z
+    }
+}
+
+/// A cell and period ([`outlier_period`]) of a series.
+type CellPeriod = (u32, i64);
+
+/// The cell and period a reading is compared in; `None` without a
+/// position.
+fn cell_period(series: Resolution, r: &Reading) -> Option<CellPeriod> {
+    let (lat, lon) = r.position()?;
+    Some((
+        crate::place::cell(lat, lon),
+        outlier_period(series, r.timestamp),
+    ))
+}
+
+/// A reading's P1 and P2 as numbers.
+fn values(r: &Reading) -> [Option<f64>; 2] {
+    let value = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<f64>().ok());
+    [value(&r.p1), value(&r.p2)]
+}
+
+/// The first of a feed's two passes, for the flags that need the whole
+/// feed before any of its readings is stored: it learns the stations' air
+/// ([`Survey::air`]) and every cell's values per period
+/// ([`Survey::reading`]), 16 bytes per reading, whatever the order of the
+/// feed's entries. [`Survey::finish`] makes the [`Assessment`] the second
+/// pass completes each reading with.
+#[derive(Debug)]
+pub struct Survey {
+    series: Resolution,
+    stations: Stations,
+    values: HashMap<CellPeriod, [Vec<f64>; 2]>,
+}
+
+impl Survey {
+    pub fn new(series: Resolution) -> Survey {
+        Survey {
+            series,
+            stations: Stations::default(),
+            values: HashMap::new(),
+        }
+    }
+
+    /// Learns an accepted reading's values.
+    pub fn reading(&mut self, r: &Reading) {
+        if let Some(key) = cell_period(self.series, r) {
+            let group = self.values.entry(key).or_default();
+            for (list, v) in group.iter_mut().zip(values(r)) {
+                list.extend(v);
+            }
+        }
+    }
+
+    /// Learns a station's measurement.
+    pub fn air(&mut self, m: Measured) {
+        self.stations.add(m);
+    }
+
+    pub fn finish(self) -> Assessment {
+        let spreads = self
+            .values
+            .into_iter()
+            .filter_map(|(key, [p1, p2])| {
+                let spreads = [Spread::of(&p1), Spread::of(&p2)];
+                spreads
+                    .iter()
+                    .any(Option::is_some)
+                    .then_some((key, spreads))
+            })
+            .collect();
+        Assessment {
+            series: self.series,
+            stations: self.stations,
+            spreads,
+        }
+    }
+}
+
+/// What a feed's [`Survey`] found, to complete its readings with.
+#[derive(Debug)]
+pub struct Assessment {
+    series: Resolution,
+    stations: Stations,
+    spreads: HashMap<CellPeriod, [Option<Spread>; 2]>,
+}
+
+impl Assessment {
+    /// Gives `r` its station's air and the flags the feed decides beyond
+    /// the entry's own (`humid`, `no_humidity`, `outlier`), keeping the
+    /// flags it has.
+    pub fn complete(&self, r: &mut Reading) {
+        if let Some(air) = r
+            .loc_id
+            .and_then(|at| self.stations.air_at(at, r.timestamp, self.series.step()))
+        {
+            r.air = air;
+        }
+        let rh = r.air.humidity_percent();
+        let outlying = cell_period(self.series, r)
+            .and_then(|key| self.spreads.get(&key))
+            .is_some_and(|spreads| {
+                spreads
+                    .iter()
+                    .zip(values(r))
+                    .any(|(s, v)| matches!((s, v), (Some(s), Some(v)) if s.outlying(v)))
+            });
+        r.flags = r
+            .flags
+            .with_if(Flag::Humid, rh.is_some_and(humid))
+            .with_if(Flag::NoHumidity, rh.is_none())
+            .with_if(Flag::Outlier, outlying);
+    }
 }
 
 /// The median (the mean of the middle two of an even count).
@@ -335,56 +544,29 @@ pub fn outlier_period(series: Resolution, t: crate::reading::Timestamp) -> i64 {
 /// sensor's previous readings ([`Run`], [`moved`]), which its store keeps.
 /// A reading without its `beside` (a shorter slice) is taken as outdoors
 /// with no air.
-pub fn of_feed(
-    series: Resolution,
-    readings: &[crate::reading::Reading],
-    beside: &[Beside],
-) -> Vec<Flags> {
-    let value = |text: &Option<String>| text.as_deref().and_then(|t| t.parse::<f64>().ok());
-    let mut flags: Vec<Flags> = readings
+pub fn of_feed(series: Resolution, readings: &[Reading], beside: &[Beside]) -> Vec<Flags> {
+    let mut survey = Survey::new(series);
+    for r in readings {
+        survey.reading(r);
+    }
+    let assessment = survey.finish();
+    readings
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let b = beside.get(i);
-            let rh = b
-                .and_then(|b| b.air.as_ref())
-                .and_then(|a| a.humidity_percent());
-            Flags::NONE
-                .with_if(Flag::Indoor, b.is_some_and(|b| b.indoor))
-                .with_if(
-                    Flag::Pm25AbovePm10,
-                    pm25_above_pm10(value(&r.p1), value(&r.p2)),
-                )
-                .with_if(Flag::Humid, rh.is_some_and(humid))
-                .with_if(Flag::NoHumidity, rh.is_none())
+            let [p1, p2] = values(r);
+            let mut r = Reading {
+                air: b.and_then(|b| b.air.clone()).unwrap_or_default(),
+                flags: Flags::NONE
+                    .with_if(Flag::Indoor, b.is_some_and(|b| b.indoor))
+                    .with_if(Flag::Pm25AbovePm10, pm25_above_pm10(p1, p2)),
+                ..r.clone()
+            };
+            assessment.complete(&mut r);
+            r.flags
         })
-        .collect();
-    let mut groups: std::collections::HashMap<(u32, i64), Vec<usize>> = Default::default();
-    for (i, r) in readings.iter().enumerate() {
-        if let Some((lat, lon)) = r.position() {
-            let key = (
-                crate::place::cell(lat, lon),
-                outlier_period(series, r.timestamp),
-            );
-            groups.entry(key).or_default().push(i);
-        }
-    }
-    for members in groups.values() {
-        let pollutants: [fn(&crate::reading::Reading) -> &Option<String>; 2] =
-            [|r| &r.p1, |r| &r.p2];
-        for pollutant in pollutants {
-            let (who, values): (Vec<usize>, Vec<f64>) = members
-                .iter()
-                .filter_map(|&i| Some((i, value(pollutant(&readings[i]))?)))
-                .unzip();
-            for (i, out) in who.into_iter().zip(outliers(&values)) {
-                if out {
-                    flags[i] = flags[i].with(Flag::Outlier);
-                }
-            }
-        }
-    }
-    flags
+        .collect()
 }
 
 #[cfg(test)]
@@ -407,6 +589,8 @@ mod tests {
             indices: crate::aqi::Indices::of_text(Some(p1), Some(p2)).expect("indices"),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::aggregate::{Aggregate, Aggregator, Period};
 use crate::aqi::{Index, MAX_INDEX};
 use crate::export::{Format, Rendering};
 use crate::place::{Bbox, Near, Place, MAX_RADIUS_KM};
+use crate::quality::Quality;
 use crate::reading::{Reading, Timestamp};
 use crate::resolution::Resolution;
 use chrono::{DateTime, NaiveDate};
@@ -21,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// The field names a query may have.
-pub const FIELDS: [&str; 13] = [
+pub const FIELDS: [&str; 14] = [
     "startDate",
     "endDate",
     "country",
@@ -35,6 +36,7 @@ pub const FIELDS: [&str; 13] = [
     "format",
     "resolution",
     "aggregate",
+    "quality",
 ];
 
 /// Limits a deployment puts on queries.
@@ -153,6 +155,9 @@ pub struct Query {
     /// Statistics by period and group instead of the readings
     /// ([`crate::aggregate`]); the filters select what is aggregated.
     pub aggregate: Option<Aggregate>,
+    /// The quality filter, when the query has one ([`Quality`]): the
+    /// answer then carries each reading's flags and air.
+    pub quality: Option<Quality>,
 }
 
 impl Query {
@@ -171,6 +176,7 @@ impl Query {
             format: Format::Csv,
             resolution: Resolution::Day,
             aggregate: None,
+            quality: None,
         }
     }
 
@@ -215,6 +221,10 @@ impl Query {
         let format = v.format();
         let resolution = v.resolution();
         let aggregate = v.aggregate(resolution.unwrap_or_default());
+        let quality = v.quality(
+            resolution.unwrap_or_default(),
+            matches!(aggregate, Some(Some(_))),
+        );
 
         if let (Some(s), Some(e)) = (start, end) {
             let aggregating = matches!(aggregate, Some(Some(_)));
@@ -252,6 +262,7 @@ impl Query {
             format,
             resolution,
             aggregate,
+            quality,
         ) {
             (
                 Some(start),
@@ -265,6 +276,7 @@ impl Query {
                 Some(format),
                 Some(resolution),
                 Some(aggregate),
+                Some(quality),
             ) if v.errors.is_empty() => Ok(Query {
                 start,
                 end,
@@ -278,6 +290,7 @@ impl Query {
                 format,
                 resolution,
                 aggregate,
+                quality,
             }),
             _ => Err(v.into_error()),
         }
@@ -328,6 +341,7 @@ impl Query {
                         .is_some_and(|v| (lo..=hi).contains(&v))
                 }),
             }
+            && self.quality.is_none_or(|q| q.keeps(r.flags))
     }
 
     /// The aggregation this query asks for, if it asks for one.
@@ -342,6 +356,7 @@ impl Query {
             format: self.format,
             index: self.index,
             age_at: None,
+            quality: self.quality.is_some(),
         }
     }
 
@@ -378,6 +393,9 @@ impl Query {
         }
         if let Some(a) = self.aggregate {
             m.insert("aggregate".into(), a.to_json());
+        }
+        if let Some(q) = self.quality {
+            m.insert("quality".into(), q.to_value());
         }
         Value::Object(m).to_string()
     }
@@ -545,6 +563,7 @@ impl LatestQuery {
             format: self.format,
             index: self.index,
             age_at: self.at,
+            quality: false,
         }
     }
 
@@ -933,6 +952,42 @@ impl<'a> Fields<'a> {
             Resolution::parse,
             &names,
         )
+    }
+
+    /// `quality` (absent or null: none, the answer of before the flags):
+    /// `Some(None)` without one, `None` after an error. Only the daily
+    /// series keeps flags so far, and aggregates do not count them yet:
+    /// a filter there would be a filter that keeps everything.
+    fn quality(&mut self, resolution: Resolution, aggregate: bool) -> Option<Option<Quality>> {
+        let value = match self.map.get("quality") {
+            None | Some(Value::Null) => return Some(None),
+            Some(v) => v,
+        };
+        match Quality::from_value(value) {
+            Ok(_) if resolution != Resolution::Day => {
+                self.err(
+                    "quality",
+                    format!(
+                        "quality flags are kept for the daily series only so far; \
+                         leave quality out or ask resolution \"{}\"",
+                        Resolution::Day.name()
+                    ),
+                );
+                None
+            }
+            Ok(_) if aggregate => {
+                self.err(
+                    "quality",
+                    "aggregates do not take a quality filter yet; leave quality out".into(),
+                );
+                None
+            }
+            Ok(q) => Some(Some(q)),
+            Err(message) => {
+                self.err("quality", message);
+                None
+            }
+        }
     }
 
     /// `aggregate` (absent or null: none): `Some(None)` without one,

@@ -1,7 +1,9 @@
 //! The reading record: one validated feed entry with its computed index.
 
+use crate::air::Air;
 use crate::aqi::{Index, Indices};
 use crate::hourly::Basis;
+use crate::quality::Flags;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -135,9 +137,25 @@ pub struct Reading {
     /// with its hour's indices), the concentrations its indices were
     /// computed from ([`crate::hourly`]); `None` for a daily reading.
     pub basis: Option<Basis>,
+    /// What ingestion found of the reading's quality ([`crate::quality`]).
+    pub flags: Flags,
+    /// The humidity and temperature measured at its station in its period
+    /// ([`crate::air`]), as sent.
+    pub air: Air,
 }
 
 impl Reading {
+    /// The reading without flags or air: what the live tier keeps of it
+    /// (it keeps neither yet; see [`crate::store::ReadingStore::put_recent`]).
+    #[must_use]
+    pub fn without_quality(self) -> Reading {
+        Reading {
+            flags: Flags::NONE,
+            air: Air::default(),
+            ..self
+        }
+    }
+
     /// The reading's value in `index`.
     pub fn index(&self, index: Index) -> u16 {
         self.indices.get(index)

@@ -81,7 +81,9 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// keeps the hourly series made from them: each touched sensor-hour's
     /// means and the indices that read them ([`crate::hourly`]). Same
     /// identity and idempotence as [`ReadingStore::put_batch`]; counts the
-    /// 5-minute readings.
+    /// 5-minute readings. The live tier keeps no quality flags or air yet:
+    /// they are dropped ([`crate::Reading::without_quality`]), and a query
+    /// of its series takes no quality filter.
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let _ = readings;
         Err(BackendError::Unsupported(

@@ -154,6 +154,10 @@ const MIGRATIONS: &[Migration] = &[
     // 10: the versions of the days and of their answer segments (see
     // `segments`).
     Migration::Rust(crate::segments::create_tables),
+    // 11: each reading's quality flags and its station's humidity and
+    // temperature (see `airq_core::quality`, `airq_core::air`), in every
+    // table of readings; readings stored before have none.
+    Migration::Rust(crate::readings::add_quality_columns),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -24,6 +24,7 @@
 use crate::db::{Db, DbError};
 use crate::readings::{
     bind_leading, index_column, unique_with_cells, DAY_OF_TS, DAY_SECS, LEADING_COLUMNS,
+    QUALITY_COLUMNS,
 };
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
@@ -267,10 +268,13 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .chain(BASIS_COLUMNS)
                 .collect();
             let marks: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
+            // The live tier keeps no quality flags or air yet: a 5-minute
+            // reading that becomes the latest has none.
             let set: Vec<String> = columns
                 .iter()
                 .filter(|c| **c != "sensor_id")
                 .map(|c| format!("{c} = excluded.{c}"))
+                .chain(QUALITY_COLUMNS.map(|(c, none)| format!("{c} = {none}")))
                 .collect();
             // A row that changed takes the write's data version (see
             // `crate::changes`), the parameter after the columns'.
@@ -282,6 +286,7 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .chain(std::iter::once(format!(
                     "latest.{LATEST_SERIES} IS NOT excluded.{LATEST_SERIES}"
                 )))
+                .chain(QUALITY_COLUMNS.map(|(c, none)| format!("latest.{c} IS NOT {none}")))
                 .collect();
             format!(
                 "INSERT INTO latest ({}, {LATEST_SERIES}, version) VALUES ({}, '{}', ?{version})
@@ -444,6 +449,8 @@ fn update_hours(
             samples: Some(samples + change.added),
             indices: Indices::undefined(),
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
             ..newest.clone()
         };
         hour_reading.id = None;

@@ -16,6 +16,7 @@ use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
 use airq_core::place::{cell_of_text, Place};
+use airq_core::quality::Flags;
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::resolution::Resolution;
@@ -65,6 +66,19 @@ const LONG: usize = 7;
 const FIRST_INDEX: usize = LEADING_COLUMNS.len();
 /// The column after the indices in a query's row.
 const SAMPLES: usize = FIRST_INDEX + Index::COUNT;
+/// A reading's quality columns (migration 11), after `samples` in a
+/// query's row, each with the value of a reading without flags or air:
+/// the quality flags' bits ([`Flags::bits`]), the station's humidity and
+/// temperature as sent.
+pub(crate) const QUALITY_COLUMNS: [(&str, &str); 3] = [
+    ("flags", "0"),
+    ("humidity", "NULL"),
+    ("temperature", "NULL"),
+];
+/// Where they start in a query's row.
+const FLAGS: usize = SAMPLES + 1;
+/// The column after them in a query's row: the live tier's basis.
+const AFTER_QUALITY: usize = FLAGS + QUALITY_COLUMNS.len();
 
 /// The statements that read and write readings, built once from the
 /// columns above.
@@ -93,11 +107,12 @@ struct Statements {
 
 /// Every column a reading is written with, in [`write_row`]'s parameter
 /// order (`?1` is the first): [`LEADING_COLUMNS`], the indices, `cell`,
-/// `samples`.
+/// `samples`, [`QUALITY_COLUMNS`].
 fn write_columns() -> Vec<&'static str> {
     let mut columns = LEADING_COLUMNS.to_vec();
     columns.extend(Index::ALL.map(index_column));
     columns.extend(["cell", "samples"]);
+    columns.extend(QUALITY_COLUMNS.map(|(c, _)| c));
     columns
 }
 
@@ -109,7 +124,7 @@ fn param(columns: &[&str], name: &str) -> String {
 
 /// The parameter of the data version a write of `latest` stamps a changed
 /// row with (see [`crate::changes`]): the one after [`write_columns`]'.
-const VERSION_PARAM: usize = SAMPLES + 3;
+const VERSION_PARAM: usize = SAMPLES + 3 + QUALITY_COLUMNS.len();
 
 /// Whether a latest row, as `old` names its columns, differs from what is
 /// written, as `new` names them: any written column, or a live reading's
@@ -355,6 +370,9 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
     }
     stmt.raw_bind_parameter(SAMPLES + 1, cell)?;
     stmt.raw_bind_parameter(SAMPLES + 2, r.samples)?;
+    stmt.raw_bind_parameter(SAMPLES + 3, r.flags.bits())?;
+    stmt.raw_bind_parameter(SAMPLES + 4, &r.air.humidity)?;
+    stmt.raw_bind_parameter(SAMPLES + 5, &r.air.temperature)?;
     Ok(stmt.raw_execute()?)
 }
 
@@ -489,7 +507,11 @@ impl Select {
                     "loc_alt" => "''",
                     c if c == wanted => c,
                     c if Index::ALL.iter().any(|i| index_column(*i) == c) => "0",
-                    c => c,
+                    // Aggregates take no quality filter.
+                    c => QUALITY_COLUMNS
+                        .iter()
+                        .find(|(q, _)| *q == c)
+                        .map_or(c, |(_, none)| *none),
                 })
                 .collect();
             Select::with_columns(&from, &columns)
@@ -509,6 +531,9 @@ impl Select {
         }
         s.and_country(query.country.as_deref());
         s.and_types(&query.sensor_types);
+        if let Some(q) = query.quality.filter(|q| !q.exclude.is_empty()) {
+            s.and("flags & ? = 0", [i64::from(q.exclude.bits())]);
+        }
         s.place = query.place;
         s.finish("ts, sensor_id");
         Some(s)
@@ -683,20 +708,30 @@ fn row_ref<'r>(row: &'r Row<'_>) -> Result<RowRef<'r>, DbError> {
         },
         basis: match row.as_ref().column_count() {
             // A latest row: a basis for the live tier's readings only.
-            n if n > SAMPLES + 1 + crate::live::BASIS_COLUMNS.len() => {
-                let at = SAMPLES + 1 + crate::live::BASIS_COLUMNS.len();
+            n if n > AFTER_QUALITY + crate::live::BASIS_COLUMNS.len() => {
+                let at = AFTER_QUALITY + crate::live::BASIS_COLUMNS.len();
                 let series = row.get_ref(at)?.as_str().map_err(|e| {
                     BackendError::Corrupt(format!("the series of a latest reading: {e}"))
                 })?;
                 if series == Resolution::Day.name() {
                     None
                 } else {
-                    Some(crate::live::basis(row, SAMPLES + 1)?)
+                    Some(crate::live::basis(row, AFTER_QUALITY)?)
                 }
             }
-            n if n > SAMPLES + 1 => Some(crate::live::basis(row, SAMPLES + 1)?),
+            n if n > AFTER_QUALITY => Some(crate::live::basis(row, AFTER_QUALITY)?),
             _ => None,
         },
+        flags: {
+            let bits: u16 = small_int(row, FLAGS)?;
+            Flags::from_bits(bits).ok_or_else(|| {
+                BackendError::Corrupt(format!(
+                    "the flags of a reading: bits {bits:#x} name a flag this build does not know"
+                ))
+            })?
+        },
+        humidity: text_or_null(row, FLAGS + 1)?,
+        temperature: text_or_null(row, FLAGS + 2)?,
     })
 }
 
@@ -886,9 +921,13 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
 
 /// Whether `query`'s rows may be read from answer segments: the daily
 /// series, without a place (whose exact check reads coordinates the
-/// segments do not keep apart), from 1970 on.
+/// segments do not keep apart), from 1970 on, without a quality filter
+/// (segments keep neither the flags nor the air).
 fn segmented(query: &Query) -> bool {
-    segments::SERIES.contains(&query.resolution) && query.place.is_none() && query.start.0 >= 0
+    segments::SERIES.contains(&query.resolution)
+        && query.place.is_none()
+        && query.start.0 >= 0
+        && query.quality.is_none()
 }
 
 /// What a scan hands its rows to: rows from SQLite, or rows of answer
@@ -1316,6 +1355,7 @@ impl ReadingStore for SqliteReadingStore {
 
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let db = self.db.clone();
+        let readings: Vec<Reading> = readings.into_iter().map(Reading::without_quality).collect();
         tokio::task::spawn_blocking(move || Ok(crate::live::put_recent(&db, &readings)?))
             .await
             .map_err(DbError::from)?
@@ -1434,6 +1474,21 @@ const MIGRATION_BATCH: usize = 4096;
 /// stored reading, computed here (by the domain's code, so that they are
 /// what ingestion now computes), the cell index, and the `latest` table
 /// filled from the history.
+/// Migration 11: [`QUALITY_COLUMNS`] in `readings`, `latest` and the live
+/// tier's tables.
+pub(crate) fn add_quality_columns(tx: &Transaction<'_>) -> Result<(), DbError> {
+    for table in ["readings", "latest", "recent", "hourly"] {
+        for (column, none) in QUALITY_COLUMNS {
+            let shape = match column {
+                "flags" => format!("INTEGER NOT NULL DEFAULT {none}"),
+                _ => "TEXT".to_owned(),
+            };
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {shape};"))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn migrate_to_indices_and_latest(tx: &Transaction<'_>) -> Result<(), DbError> {
     tx.execute_batch(
         "ALTER TABLE readings ADD COLUMN aqi_us_epa INTEGER;
@@ -1792,6 +1847,8 @@ mod tests {
                 indices: Indices::lowest(),
                 samples: None,
                 basis: None,
+                flags: Default::default(),
+                air: Default::default(),
             };
             r.indices = Indices::of_text(r.p1.as_deref(), None).expect("indices");
             readings.push(r);
@@ -1814,8 +1871,9 @@ mod tests {
     #[test]
     fn statements_bind_every_column_in_order() {
         let columns = "id, ts, sensor_id, sensor_type, loc_id, loc_country, loc_lat, \
-                       loc_long, loc_alt, p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples";
-        let params = (1..=16).map(|n| format!("?{n}")).collect::<Vec<_>>();
+                       loc_long, loc_alt, p1, p2, aqi, aqi_us_epa, aqi_eaqi, cell, samples, \
+                       flags, humidity, temperature";
+        let params = (1..=19).map(|n| format!("?{n}")).collect::<Vec<_>>();
         assert_eq!(
             SQL.insert_new,
             format!(
@@ -1828,7 +1886,12 @@ mod tests {
             .contains("WHERE ts = ?2 AND sensor_id = ?3 AND (id IS NOT ?1 OR "));
         assert!(SQL
             .replace_changed
-            .contains("aqi_eaqi = ?14, cell = ?15, samples = ?16"));
+            .contains("aqi_eaqi = ?14, cell = ?15, samples = ?16, flags = ?17, humidity = ?18, temperature = ?19"));
+        assert!(SQL.upsert_latest.contains("version) VALUES (?1, "));
+        assert!(
+            SQL.upsert_latest.contains("?19, ?20)"),
+            "the version after the columns"
+        );
         assert!(SQL
             .update_latest_in_place
             .contains("WHERE sensor_id = ?3 AND loc_country = ?6 AND cell = ?15"));
@@ -1857,6 +1920,8 @@ mod tests {
             indices: Indices::lowest(),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         };
         let batch = [r(2, 10), r(1, 5), r(2, 30), r(2, 20), r(1, 5), r(3, 1)];
         assert_eq!(newest_per_sensor(&batch), [4, 2, 5]);

@@ -8,6 +8,7 @@ use airq_core::aggregate::{GroupBy, Period, COLUMNS};
 use airq_core::aqi::Index;
 use airq_core::export::Format;
 use airq_core::name;
+use airq_core::quality::{Flag, Quality};
 use airq_core::query::{human_span, MAX_SENSOR_TYPES};
 use airq_core::Resolution;
 use serde::Deserialize;
@@ -71,6 +72,43 @@ pub struct QueryBody {
     resolution: Option<String>,
     #[schema(schema_with = aggregate, required = false)]
     aggregate: Option<serde_json::Value>,
+    #[schema(schema_with = quality, required = false)]
+    quality: Option<serde_json::Value>,
+}
+
+/// The `quality` filter of a query: the flags and their rules, from
+/// `airq_core::quality`.
+fn quality() -> impl Into<RefOr<Schema>> {
+    let rules: Vec<String> = Flag::ALL
+        .iter()
+        .map(|f| format!("`{}`: {}", f.name(), f.rule()))
+        .collect();
+    let flag = ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .enum_values(Some(Flag::ALL.map(Flag::name)));
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .enum_values(Some([Quality::ALL, Quality::NO_FLAGS])),
+        )
+        .item(ArrayBuilder::new().items(flag))
+        .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Null)))
+        .description(Some(format!(
+            "Which flagged readings to leave out: `{}` none, `{}` every flagged one, or a \
+             list of flags. With the field (any value) the answer carries each reading's \
+             flags (a `flags` column appended to the CSV, names separated by spaces; \
+             `flags`, `humidity` and `temperature` in NDJSON/GeoJSON); without it the \
+             answer is as before the flags. The daily series only; not with `aggregate` yet. \
+             The flags: {}.",
+            Quality::ALL,
+            Quality::NO_FLAGS,
+            rules.join("; ")
+        )))
+        .examples([
+            serde_json::json!("no-flags"),
+            serde_json::json!(["humid", "outlier"]),
+        ])
 }
 
 /// The `aggregate` of a query: its periods, groups and columns, from

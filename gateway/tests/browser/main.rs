@@ -162,6 +162,8 @@ fn live_reading(sensor: u64, lat: &str, lon: &str) -> airq_core::Reading {
         indices: airq_core::Indices::lowest(),
         samples: None,
         basis: None,
+        flags: Default::default(),
+        air: Default::default(),
     }
 }
 

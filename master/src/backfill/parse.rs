@@ -420,6 +420,8 @@ fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
         indices: Indices::lowest(),
         samples: None,
         basis: None,
+        flags: Default::default(),
+        air: Default::default(),
     };
     if let Some(i) = Indices::of(r.p1.map(|p| p.1), r.p2.map(|p| p.1)) {
         reading.indices = i;
@@ -449,6 +451,8 @@ fn daily_reading(file: &ArchiveFile, d: Daily) -> Backfilled {
         // Stored with the mean: how many measurements it averages.
         samples: Some(u32::try_from(d.rows).unwrap_or(u32::MAX)),
         basis: None,
+        flags: Default::default(),
+        air: Default::default(),
     };
     // Rows were accepted, so one of the two has a mean.
     if let Some(i) = Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1)) {

@@ -75,6 +75,27 @@ pub(crate) struct ReadingItem {
     /// absent on a reading as the feed sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) samples: Option<u32>,
+    /// The quality flags' bits ([`Flags::bits`]); absent for none.
+    #[serde(default, skip_serializing_if = "no_flags")]
+    pub(crate) flags: u16,
+    /// The station's humidity and temperature as sent; absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) humidity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) temperature: Option<String>,
+}
+
+pub(crate) fn no_flags(bits: &u16) -> bool {
+    *bits == 0
+}
+
+/// The flags of stored bits; an error for a bit this build does not know.
+pub(crate) fn flags_of(bits: u16) -> Result<Flags, BackendError> {
+    Flags::from_bits(bits).ok_or_else(|| {
+        BackendError::Corrupt(format!(
+            "the flags of a reading: bits {bits:#x} name a flag this build does not know"
+        ))
+    })
 }
 
 impl ReadingItem {
@@ -115,6 +136,9 @@ impl ReadingItem {
             p2: r.p2.clone(),
             indices: r.indices.values().map(Some),
             samples: r.samples,
+            flags: r.flags.bits(),
+            humidity: r.air.humidity.clone(),
+            temperature: r.air.temperature.clone(),
         }
     }
 
@@ -161,11 +185,11 @@ impl ReadingItem {
         else {
             return Err(not_migrated(table, &self.day, &self.at_sensor));
         };
-        Ok(self.into_reading_with(indices))
+        self.into_reading_with(indices)
     }
 
-    pub(crate) fn into_reading_with(self, indices: Indices) -> Reading {
-        Reading {
+    pub(crate) fn into_reading_with(self, indices: Indices) -> Result<Reading, BackendError> {
+        Ok(Reading {
             id: self.id,
             timestamp: Timestamp(self.timestamp),
             sensor_id: self.sensor_id,
@@ -180,7 +204,12 @@ impl ReadingItem {
             indices,
             samples: self.samples,
             basis: None,
-        }
+            flags: flags_of(self.flags)?,
+            air: Air {
+                humidity: self.humidity,
+                temperature: self.temperature,
+            },
+        })
     }
 }
 
@@ -223,6 +252,8 @@ pub(super) mod tests {
             indices: Indices::from([2, 51, 2]),
             samples: None,
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         }
     }
     #[test]

@@ -115,6 +115,13 @@ pub(crate) struct Entry {
     /// entries written before the store kept one, read as 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     ver: u64,
+    /// The quality flags' bits; absent for none.
+    #[serde(default, skip_serializing_if = "super::item::no_flags")]
+    flags: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rh: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    temp: Option<String>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -139,6 +146,9 @@ impl Entry {
             aqi: r.indices.values().to_vec(),
             samples: r.samples,
             basis: r.basis.map(|b| b.values()),
+            flags: r.flags.bits(),
+            rh: r.air.humidity.clone(),
+            temp: r.air.temperature.clone(),
         }
     }
 
@@ -174,6 +184,13 @@ impl Entry {
                 indices: Indices::from(indices),
                 samples: self.samples,
                 basis: self.basis.map(airq_core::hourly::Basis::from_values),
+                // An entry whose flags this build does not know is as if
+                // absent, as one whose indices are not this version's.
+                flags: Flags::from_bits(self.flags)?,
+                air: Air {
+                    humidity: self.rh,
+                    temperature: self.temp,
+                },
             },
             ver,
         ))
@@ -593,6 +610,8 @@ mod tests {
             indices: Indices::from([2, 50, 1]),
             samples: Some(3),
             basis: None,
+            flags: Default::default(),
+            air: Default::default(),
         }
     }
 

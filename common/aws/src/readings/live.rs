@@ -414,6 +414,8 @@ impl HourShard {
                 samples: Some(u32::try_from(samples).unwrap_or(u32::MAX)),
                 indices: prev.map_or(Indices::undefined(), |p| p.reading.indices),
                 basis: Some(prev.and_then(|p| p.reading.basis).unwrap_or_default()),
+                flags: Default::default(),
+                air: Default::default(),
                 ..site.clone()
             },
             last,
@@ -1102,6 +1104,8 @@ mod tests {
             indices: Indices::undefined(),
             samples: None,
             basis: Some(Basis::default()),
+            flags: Default::default(),
+            air: Default::default(),
         }
     }
 

@@ -41,8 +41,10 @@ use crate::schema::{
     SORT_KEY,
 };
 use crate::{error_code, is_throttling, remote};
+use airq_core::air::Air;
 use airq_core::error::BackendError;
 use airq_core::place::{cell_of_text, Place};
+use airq_core::quality::Flags;
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::{LatestChanges, ReadingStore, ReadingStream, StoreSummary, Written};
@@ -223,7 +225,8 @@ impl ReadingStore for DynamoReadingStore {
     /// Stores the 5-minute readings and their hours in the live items
     /// (`live.rs`), then the latest readings.
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
-        self.put_live(readings).await
+        self.put_live(readings.into_iter().map(Reading::without_quality).collect())
+            .await
     }
 
     async fn prune(&self, resolution: Resolution, before: Timestamp) -> Result<u64, BackendError> {
