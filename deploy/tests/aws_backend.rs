@@ -1093,7 +1093,11 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
     let clients = emulator::clients().await;
     let table = format!("{}QualityAirTable", emulator::unique_prefix());
     create_old_readings_table(&clients, &table, &[]).await;
-    let written = two_days();
+    // An item of the old shape keeps no quality flags or air.
+    let written: Vec<Reading> = two_days()
+        .into_iter()
+        .map(Reading::without_quality)
+        .collect();
     // Half in the old shape, as the previous version wrote them; half by
     // this version (new shape, latest items): what a live deployment
     // holds when new binaries ran before the migration, or when a

@@ -1140,7 +1140,8 @@ fn the_reading_parsers_see_what_differs() {
 /// `quality`: the answer carries the flags (a CSV column appended, fields
 /// in the JSON formats) and leaves out what the filter names, as the
 /// reference does; without the field, the answer of before the flags;
-/// a quality filter on the live tier or an aggregate is a `400`.
+/// an aggregate counts what it left out; a quality filter on the live
+/// tier or a bad one is a `400`.
 #[tokio::test]
 async fn quality_filters_and_shows_the_flags() {
     let s = Setup::new(&[]);
@@ -1202,14 +1203,39 @@ async fn quality_filters_and_shows_the_flags() {
         }
     }
 
+    let body = with(
+        day,
+        json!({"quality": "no-flags", "aggregate": {"period": "day", "by": "all"}}),
+    );
+    let r = post(&s.url("/api/query"), &body, false).await;
+    assert_eq!(r.status(), StatusCode::OK, "{body}");
+    let text = r.text().await.expect("body");
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header");
+    assert!(
+        header.ends_with(
+            ",removed,removed_indoor,removed_pm25_above_pm10,removed_humid,\
+             removed_no_humidity,removed_stuck,removed_moved,removed_outlier"
+        ),
+        "{header}"
+    );
+    let row = lines.next().expect("a row");
+    let cells: Vec<&str> = row.split(',').collect();
+    let at = |name: &str| {
+        header
+            .split(',')
+            .position(|c| c == name)
+            .and_then(|i| cells.get(i).copied())
+    };
+    assert_eq!(at("removed"), Some("1"), "{row}");
+    assert_eq!(at("removed_pm25_above_pm10"), Some("1"), "{row}");
+    let kept = (sample_readings().len() - 1).to_string();
+    assert_eq!(at("readings"), Some(kept.as_str()), "{row}");
+
     for (extra, said) in [
         (
             json!({"quality": "no-flags", "resolution": "hour"}),
             "daily series",
-        ),
-        (
-            json!({"quality": "all", "aggregate": {"period": "day", "by": "all"}}),
-            "aggregates",
         ),
         (json!({"quality": "clean"}), "no-flags"),
         (

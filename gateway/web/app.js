@@ -10,7 +10,8 @@ import { $, fmtInt, humanSpan, parseDateTime, sleep } from './util.js';
 import { rangeText } from './indices.js';
 import { errorText, getMeta, readJson } from './api.js';
 import {
-  FIELDS, applyIndex, applyPlace, ensureOption, fillAggregateOptions, inputsOf, setFieldError,
+  FIELDS, applyIndex, applyPlace, ensureOption, fillAggregateOptions, fillQualityOptions, inputsOf,
+  setFieldError,
 } from './form.js';
 import { followHistory, resume, submit } from './flow.js';
 import { download, fitChart } from './result.js';
@@ -74,6 +75,13 @@ function useOptions(meta) {
     periods: Array.isArray(aggregate.periods) ? aggregate.periods : [],
     by: Array.isArray(aggregate.by) ? aggregate.by : [],
   };
+  const quality = meta.quality && typeof meta.quality === 'object' ? meta.quality : {};
+  state.quality = {
+    values: Array.isArray(quality.values) ? quality.values.filter((v) => typeof v === 'string') : [],
+    flags: (Array.isArray(quality.flags) ? quality.flags : [])
+      .filter((f) => f && typeof f.name === 'string')
+      .map((f) => ({ name: f.name, rule: typeof f.rule === 'string' ? f.rule : '' })),
+  };
   state.limits = {
     maxSpanSeconds: Number(meta.limits.maxSpanSeconds),
     maxAggregateSpanSeconds: Number(meta.limits.maxAggregateSpanSeconds) || Number(meta.limits.maxSpanSeconds),
@@ -98,6 +106,7 @@ function useOptions(meta) {
   resolution.value = state.defaultResolution;
   resolution.disabled = !Object.keys(state.resolutions).length;
   fillAggregateOptions();
+  fillQualityOptions();
   applyIndex();
 }
 

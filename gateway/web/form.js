@@ -8,12 +8,13 @@ import { indexOf, rangeText } from './indices.js';
 
 // The query's fields, as the API names them, in the form's order.
 export const FIELDS = ['startDate', 'endDate', 'country', 'sensorType', 'index', 'range', 'minAqi',
-  'maxAqi', 'bbox', 'near', 'resolution', 'aggregate', 'format'];
+  'maxAqi', 'bbox', 'near', 'resolution', 'quality', 'aggregate', 'format'];
 // The inputs of a field, where they are not one input of the field's id.
 export const FIELD_INPUTS = {
   bbox: ['bboxMinLon', 'bboxMinLat', 'bboxMaxLon', 'bboxMaxLat'],
   near: ['nearLat', 'nearLon', 'nearRadius'],
   aggregate: ['aggregatePeriod', 'aggregateBy'],
+  quality: ['quality'],
 };
 // How the form names the periods and groups of a summary.
 const PERIOD_NAMES = { hour: 'hour', day: 'day', month: 'month', year: 'year' };
@@ -24,6 +25,7 @@ const LABELS = {
   startDate: 'Start', endDate: 'End', country: 'Country', sensorType: 'Sensor type',
   index: 'Index', minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'Band',
   bbox: 'The box', near: 'The point', format: 'Format', resolution: 'Series', aggregate: 'Summary',
+  quality: 'Quality',
 };
 // A sensor type name as the server takes it (feed::valid_sensor_type).
 const SENSOR_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_. -]{0,31}$/;
@@ -72,6 +74,21 @@ export function readForm() {
       err('aggregate', 'period: "hour" needs the hourly or 5-minute series: the daily series has one reading a sensor a day');
     } else {
       body.aggregate = { period, by };
+    }
+  }
+  // The quality filter (the daily series only: the server says so too).
+  const quality = $('quality').value;
+  if (quality !== '') {
+    if (resolution !== state.defaultResolution) {
+      err('quality', 'quality flags are kept for the daily series only so far');
+    } else if (quality === 'list') {
+      const chosen = checkedFlags();
+      if (!chosen.length) err('quality', 'choose the flags whose readings to leave out');
+      else body.quality = chosen;
+    } else if (state.quality.values.includes(quality)) {
+      body.quality = quality;
+    } else {
+      err('quality', `unknown value "${quality}"; expected one of ${state.quality.values.join(', ')}`);
     }
   }
   const spanLimit = period !== '' ? state.limits.maxAggregateSpanSeconds : state.limits.maxSpanSeconds;
@@ -170,6 +187,40 @@ export function readForm() {
   if (!state.formats[format]) err('format', `unknown format "${format}"; expected one of ${Object.keys(state.formats).join(', ')}`);
   else if (format !== state.defaultFormat) body.format = format;
   return { errors, body };
+}
+
+// The flags ticked to leave out, in the server's order.
+function checkedFlags() {
+  return state.quality.flags.map((f) => f.name).filter((name) => {
+    const box = $(`qualityFlag-${name}`);
+    return box && box.checked;
+  });
+}
+
+// The quality filter's choices, from the server's (GET /api/meta): a box
+// per flag, titled with its rule.
+export function fillQualityOptions() {
+  const holder = $('qualityFlags');
+  holder.replaceChildren(...state.quality.flags.map((f) => {
+    const label = document.createElement('label');
+    label.className = 'check';
+    label.title = f.rule;
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.id = `qualityFlag-${f.name}`;
+    box.value = f.name;
+    label.append(box, ` ${f.name.replace(/_/g, ' ')}`);
+    return label;
+  }));
+  $('quality').onchange = applyQuality;
+  applyQuality();
+}
+
+// The flag boxes mean something only for "left out when flagged as chosen".
+export function applyQuality() {
+  const list = $('quality').value === 'list';
+  $('qualityFlags').hidden = !list;
+  for (const box of $('qualityFlags').querySelectorAll('input')) box.disabled = !list;
 }
 
 // The numbers typed into `ids`, or null when one is missing or not a number.
@@ -313,6 +364,12 @@ export function queryFromUrl() {
     } else if (f === 'sensorType') {
       const types = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
       if (types.length) query.sensorType = types.length === 1 ? types[0] : types;
+    } else if (f === 'quality') {
+      // A list of flags, or one of the values ("all", "no-flags").
+      const names = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
+      const flags = state.quality.flags.map((x) => x.name);
+      if (names.length && names.every((n) => flags.includes(n))) query.quality = names;
+      else query.quality = v;
     } else {
       query[f] = v;
     }
@@ -359,6 +416,14 @@ export function fillForm(query) {
   $('aggregatePeriod').value = known ? a.period : '';
   if (known) $('aggregateBy').value = a.by;
   applyAggregate();
+  const q = query.quality;
+  const list = Array.isArray(q) ? q.filter((n) => typeof n === 'string') : [];
+  $('quality').value = list.length ? 'list' : (state.quality.values.includes(q) ? q : '');
+  for (const f of state.quality.flags) {
+    const box = $(`qualityFlag-${f.name}`);
+    if (box) box.checked = list.includes(f.name);
+  }
+  applyQuality();
 }
 
 // The summary's choices, from the server's (GET /api/meta).
@@ -409,6 +474,9 @@ export function describe(query) {
     parts.push(`${state.resolutions[query.resolution].label.toLowerCase()} series`);
   }
   if (query.aggregate) parts.push(describeAggregate(query.aggregate));
+  if (Array.isArray(query.quality)) parts.push(`without readings flagged ${query.quality.join(', ')}`);
+  else if (query.quality === 'no-flags') parts.push('only readings without a flag');
+  else if (query.quality === 'all') parts.push('with quality flags');
   return parts.join(' · ');
 }
 

@@ -60,6 +60,8 @@ import { binner } from './timechart.js';
 // carry the same fields under the same names.
 export const COLUMNS = ['id', 'timestamp', 'sensor_id', 'sensor_type', 'loc_id', 'loc_country',
   'loc_lat', 'loc_long', 'loc_alt', 'P1', 'P2', 'AQI', 'Range'];
+// The column a query with `quality` appends (export::FLAGS_COLUMN).
+export const FLAGS_COLUMN = 'flags';
 export const PREVIEW_ROWS = 100;
 
 // ------------------------------------------------------------------ CSV
@@ -132,8 +134,12 @@ export function parseCsv(text, onRecord, from = 0, final = true) {
 
 // ----------------------------------------------------------- NDJSON, GeoJSON
 
-// A JSON field as the CSV would show it: null as an empty cell.
-const cellOf = (v) => (v === null || v === undefined ? '' : String(v));
+// A JSON field as the CSV would show it: null as an empty cell, a list
+// (the flags) as its items separated by spaces.
+const cellOf = (v) => {
+  if (v === null || v === undefined) return '';
+  return Array.isArray(v) ? v.join(' ') : String(v);
+};
 
 // Passes a JSON answer's rows to `onRecord` as records in the CSV's column
 // order (a reading's, or an aggregate's in the order its first row has
@@ -143,7 +149,9 @@ function jsonRows(onRecord) {
   return (fields) => {
     if (!fields || typeof fields !== 'object') throw new Error('the answer holds something that is not a reading');
     if (columns === null) {
-      columns = 'period_start' in fields ? Object.keys(fields) : COLUMNS;
+      // A query with `quality` adds the flags (the CSV's last column).
+      if ('period_start' in fields) columns = Object.keys(fields);
+      else columns = 'flags' in fields ? [...COLUMNS, FLAGS_COLUMN] : COLUMNS;
       onRecord(columns);
     }
     onRecord(columns.map((c) => cellOf(fields[c])));
@@ -202,7 +210,7 @@ export class AnswerReader {
       this.header = record;
       this.aggregate = isAggregate(record);
       this.aqiCol = record.indexOf('AQI');
-      this.col = Object.fromEntries(COLUMNS.map((c) => [c, record.indexOf(c)]));
+      this.col = Object.fromEntries([...COLUMNS, FLAGS_COLUMN].map((c) => [c, record.indexOf(c)]));
       return;
     }
     this.rows += 1;
@@ -281,13 +289,17 @@ function sensorPoints(sensors, col, indexKey) {
     const value = indexValue(record[col.AQI]);
     const p1 = record[col.P1];
     const p2 = record[col.P2];
+    // With `quality`, the reading's flags (none: "no flags").
+    const flags = col.flags >= 0 ? (record[col.flags] || '').split(' ').filter(Boolean) : null;
+    const quality = flags === null ? '' : ` · ${flags.length ? `flags: ${flags.join(', ')}` : 'no flags'}`;
     points.push({
       lat: Number(record[col.loc_lat]),
       lon: Number(record[col.loc_long]),
       value,
       label: `Sensor ${id} (${record[col.sensor_type]}, ${record[col.loc_country]}) · `
         + `${record[col.timestamp]} UTC · PM10 ${p1 || '–'} · PM2.5 ${p2 || '–'} µg/m³ · `
-        + (Number.isFinite(value) ? `${ix.short} ${value} (${record[col.Range]})` : `no ${ix.short} (too little data)`),
+        + (Number.isFinite(value) ? `${ix.short} ${value} (${record[col.Range]})` : `no ${ix.short} (too little data)`)
+        + quality,
     });
   }
   return points;

@@ -16,6 +16,8 @@ export const state = {
   //   limits = {maxSpanSeconds, maxAggregateSpanSeconds, maxRadiusKm, maxSensorTypes}
   //   aggregate = {periods: [name], by: [name]}: what a query's
   //     `aggregate` takes
+  //   quality = {values: ["all", "no-flags"], flags: [{name, rule}]}: what
+  //     a query's `quality` takes
   indices: {},
   defaultIndex: '',
   formats: {},
@@ -24,6 +26,7 @@ export const state = {
   defaultResolution: '',
   limits: { maxSpanSeconds: 0, maxAggregateSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 },
   aggregate: { periods: [], by: [] },
+  quality: { values: [], flags: [] },
   // The query a result answers travels in its link beside the id, so that
   // a reload or a shared link shows (and refills the form with) it too.
   shownQuery: null,

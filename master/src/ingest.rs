@@ -12,6 +12,7 @@ use airq_core::quality;
 use airq_core::store::{ReadingStore, Written};
 use airq_core::{Reading, Resolution, Timestamp};
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -274,19 +275,27 @@ pub async fn process_document_at(
     now: Timestamp,
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
+    // The daily series keeps quality flags: the feed is read twice, first
+    // for what they need of the whole feed and of the sensors' stored
+    // readings just before it, then to store each reading with them. The
+    // live tier keeps none yet (`ReadingStore::put_recent`).
+    let (document, assessment) = match series {
+        Resolution::Day => {
+            let (document, surveyed) = tokio::task::spawn_blocking(move || {
+                let mut document = document;
+                let surveyed = survey(&mut document, now);
+                (document, surveyed)
+            })
+            .await
+            .context("the survey thread failed")?;
+            let mut surveyed =
+                surveyed.context("cannot read the feed file again after its first pass")?;
+            learn_history(store.as_ref(), &mut surveyed).await?;
+            (document, Some(surveyed.finish()))
+        }
+        _ => (document, None),
+    };
     let ((parsed, counted, bytes), written) = pipeline(store, batch_size, series, move |sink| {
-        let mut document = document;
-        // The daily series keeps quality flags: the feed is read twice,
-        // first for what they need of the whole feed (its stations' air,
-        // its cells' values), then to store each reading with them. The
-        // live tier keeps none yet (`ReadingStore::put_recent`).
-        let assessment = match series {
-            Resolution::Day => match survey(&mut document, now) {
-                Ok(a) => Some(a),
-                Err(e) => return (Err(e), FeedStats::default(), 0),
-            },
-            _ => None,
-        };
         let pb = progress::counter("entries");
         let mut counted = FeedStats::default();
         let mut on_entry = |entry| {
@@ -352,14 +361,15 @@ pub async fn process_document_at(
     }
 }
 
-/// The first pass over a feed ([`quality::Survey`]): its stations' air
-/// and its cells' values, whatever the order of its entries. A document
-/// that breaks off is surveyed as far as it goes (the second pass stores
-/// as far, and reports the break); a file is read again from its start.
-fn survey(document: &mut Document, now: Timestamp) -> Result<quality::Assessment, FeedError> {
+/// The first pass over a feed ([`quality::Survey`]): its stations' air,
+/// its cells' values and its sensors' tracks, whatever the order of its
+/// entries. A document that breaks off is surveyed as far as it goes (the
+/// second pass stores as far, and reports the break); a file is read again
+/// from its start.
+fn survey(document: &mut Document, now: Timestamp) -> std::io::Result<quality::Survey> {
     let mut survey = quality::Survey::new(Resolution::Day);
     // Station measurements are a few per station: kept aside while the
-    // readings' values go to the survey.
+    // readings go to the survey.
     let mut air = Vec::new();
     let on_entry = |e: Result<Reading, Rejection>| {
         if let Ok(r) = e {
@@ -372,14 +382,31 @@ fn survey(document: &mut Document, now: Timestamp) -> Result<quality::Assessment
         }
         Document::File(file) => {
             let _ = feed::parse_feed_from_with_air(&mut *file, now, on_entry, |m| air.push(m));
-            file.rewind()
-                .map_err(|source| FeedError::Read { entries: 0, source })?;
+            file.rewind()?;
         }
     }
     for m in air {
         survey.air(m);
     }
-    Ok(survey.finish())
+    Ok(survey)
+}
+
+/// Gives `survey` the sensors' stored readings of the daily series just
+/// before its feed ([`quality::Survey::history_window`]): the start of
+/// their runs (`stuck`) and their previous positions (`moved`). A few
+/// days of readings, one a sensor a day.
+pub async fn learn_history(
+    store: &dyn ReadingStore,
+    survey: &mut quality::Survey,
+) -> anyhow::Result<()> {
+    let Some((start, end)) = survey.history_window() else {
+        return Ok(());
+    };
+    let mut history = store.query(&airq_core::Query::between(start, end));
+    while let Some(r) = history.next().await {
+        survey.history(&r.context("reading the sensors' readings before the feed")?);
+    }
+    Ok(())
 }
 
 /// How long the live tier keeps its series.

@@ -701,9 +701,10 @@ pub async fn into_store(
     let template = tokio::task::spawn_blocking(move || Template::load(&template_path))
         .await
         .context("the template thread failed")??;
-    // The daily series' flags need the whole feed first, as ingestion's
-    // do (`ingest::survey`): the generator, being deterministic, runs
-    // twice. Its sites have no T/RH sensors.
+    // The daily series' flags need the whole feed first, and the stored
+    // readings just before it, as ingestion's do (`ingest::survey`): the
+    // generator, being deterministic, runs twice. Its sites have no T/RH
+    // sensors.
     let assessment = match shape.resolution {
         airq_core::Resolution::Day => {
             let shape = shape.clone();
@@ -714,9 +715,11 @@ pub async fn into_store(
                     survey.reading(&e.to_reading());
                     Ok::<(), std::convert::Infallible>(())
                 });
-                anyhow::Ok(survey.finish())
+                anyhow::Ok(survey)
             });
-            Some(survey.await.context("the survey thread failed")??)
+            let mut survey = survey.await.context("the survey thread failed")??;
+            crate::ingest::learn_history(store.as_ref(), &mut survey).await?;
+            Some(survey.finish())
         }
         _ => None,
     };

@@ -407,3 +407,47 @@ fn fragment_readings_carry_their_station_air_and_flags() {
         again.stdout
     );
 }
+
+/// `stuck` and `moved` across ingestions: each feed's readings are
+/// compared with the sensor's stored readings of the three days before
+/// it. Sensor 77 sends 12.30/7.10 on three days in a row (its third is
+/// the third equal reading: `stuck`, bit 16), then on the fourth day it
+/// sends the same from 0.01° further north (1.11 km: `moved`, bit 32,
+/// and still `stuck`).
+#[test]
+fn stuck_and_moved_follow_a_sensor_from_feed_to_feed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    let entry = |day: u32, lat: &str| {
+        format!(
+            r#"[{{"id":{day},"timestamp":"2024-03-0{day} 12:00:00","location":{{"id":5077,"latitude":"{lat}","longitude":"9.1800","altitude":"250","country":"DE"}},"sensor":{{"id":77,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"12.30","value_type":"P1"}},{{"value":"7.10","value_type":"P2"}}]}}]"#
+        )
+    };
+    for (day, lat) in [
+        (1, "48.7800"),
+        (2, "48.7800"),
+        (3, "48.7800"),
+        (4, "48.7900"),
+    ] {
+        let feed = dir.path().join(format!("day{day}.json"));
+        std::fs::write(&feed, entry(day, lat)).expect("write the feed");
+        run(airq(&[
+            "ingest",
+            "--source",
+            feed.to_str().expect("utf-8 path"),
+            "--db",
+            db.to_str().expect("utf-8 path"),
+        ]))
+        .assert_success();
+    }
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT flags & 48 FROM readings WHERE sensor_id = 77 ORDER BY ts")
+        .expect("prepare");
+    let flags: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(flags, [0, 0, 16, 48]);
+}

@@ -15,6 +15,7 @@
 use airq_core::aggregate::{header, Aggregate, GroupBy, Period};
 use airq_core::aqi::Indices;
 use airq_core::export::{render, Format};
+use airq_core::quality::{Flag, Flags};
 use airq_core::query::{Query, QueryLimits};
 use airq_core::reading::{Reading, Timestamp};
 use airq_core::store::ReadingStore;
@@ -81,8 +82,31 @@ fn reading(sensor: u64, time: &str, country: &str, at: (&str, &str), p: (&str, &
     }
 }
 
-/// The generated readings: 2023-12-20 to 2024-01-12, daily.
+/// The generated readings: 2023-12-20 to 2024-01-12, daily, some with
+/// flags: sensor 4 (the same values every day) is `stuck` from its third,
+/// sensor 9 `moved` the day it crosses the border, sensor 1 `humid` every
+/// fifth day and `outlier` too every tenth, sensor 5's second reading of
+/// a day `indoor`.
 pub fn readings() -> Vec<Reading> {
+    let mut out = unflagged();
+    let day_of = |r: &Reading| (r.timestamp.0 - 1_703_030_400).div_euclid(86_400);
+    for r in &mut out {
+        let day = day_of(r);
+        r.flags = match r.sensor_id {
+            4 if day >= 2 => Flags::of(&[Flag::Stuck]),
+            9 if r.timestamp == Timestamp::parse_feed("2024-01-01 04:00:00").expect("a time") => {
+                Flags::of(&[Flag::Moved])
+            }
+            1 if day % 10 == 0 => Flags::of(&[Flag::Humid, Flag::Outlier]),
+            1 if day % 5 == 0 => Flags::of(&[Flag::Humid]),
+            5 if r.p2.as_deref() == Some("35.50") => Flags::of(&[Flag::Indoor]),
+            _ => Flags::NONE,
+        };
+    }
+    out
+}
+
+fn unflagged() -> Vec<Reading> {
     const BERLIN: (&str, &str) = ("52.520", "13.405");
     let mut out = Vec::new();
     let days: Vec<NaiveDate> = (0..24)
@@ -267,7 +291,11 @@ pub fn reference(written: &[Reading], q: &Query) -> Vec<Row> {
     }
     // (period, group) → readings, in time order.
     let mut groups: BTreeMap<(i64, (u64, String)), Vec<&Reading>> = BTreeMap::new();
-    for r in by_key.values().filter(|r| q.matches(r)) {
+    // A quality filter is applied within each group: its left-out
+    // readings are counted, and a group of only those has a row too.
+    let selection = q.without_quality();
+    let kept = |r: &Reading| q.quality.is_none_or(|quality| quality.keeps(r.flags));
+    for r in by_key.values().filter(|r| selection.matches(r)) {
         let group = match a.by {
             GroupBy::Sensor => (r.sensor_id, String::new()),
             GroupBy::Cell => {
@@ -285,10 +313,11 @@ pub fn reference(written: &[Reading], q: &Query) -> Vec<Row> {
             .or_default()
             .push(r);
     }
-    let columns = header(q.index);
+    let columns = header(q.index, q.quality);
     groups
         .into_iter()
-        .map(|((start, (number, _)), rs)| {
+        .map(|((start, (number, _)), all)| {
+            let rs: Vec<&Reading> = all.iter().copied().filter(|r| kept(r)).collect();
             let end = period_end(a.period, start);
             let mut row: BTreeMap<String, Option<String>> =
                 columns.iter().map(|c| (c.clone(), None)).collect();
@@ -297,7 +326,8 @@ pub fn reference(written: &[Reading], q: &Query) -> Vec<Row> {
             };
             set("period_start", Some(Timestamp(start).to_string()));
             set("period_end", Some(Timestamp(end).to_string()));
-            let last = rs.last().expect("a reading");
+            // Left out or not.
+            let last = all.last().expect("a reading");
             match a.by {
                 GroupBy::Sensor => {
                     set("sensor_id", Some(last.sensor_id.to_string()));
@@ -330,7 +360,9 @@ pub fn reference(written: &[Reading], q: &Query) -> Vec<Row> {
             let expected = (hi - lo + 1) as u64;
             let covered: u64 = days.values().map(|d| d.len() as u64).sum();
             let sensors = days.len() as u64;
-            let tenths = (2000 * covered + sensors * expected) / (2 * sensors * expected);
+            // No sensor (every reading left out): 0 of what was expected.
+            let of = sensors.max(1) * expected;
+            let tenths = (2000 * covered + of) / (2 * of);
             set("sensors", Some(sensors.to_string()));
             set("readings", Some(rs.len().to_string()));
             let samples: Vec<u64> = rs.iter().filter_map(|r| r.samples).map(u64::from).collect();
@@ -374,6 +406,14 @@ pub fn reference(written: &[Reading], q: &Query) -> Vec<Row> {
                     .filter(|v| (band.lo..=band.hi).contains(v))
                     .count();
                 set(&format!("readings_{}", band.label), Some(n.to_string()));
+            }
+            if let Some(quality) = q.quality {
+                let out: Vec<&Reading> = all.iter().copied().filter(|r| !kept(r)).collect();
+                set("removed", Some(out.len().to_string()));
+                for flag in quality.exclude.iter() {
+                    let n = out.iter().filter(|r| r.flags.contains(flag)).count();
+                    set(&format!("removed_{}", flag.name()), Some(n.to_string()));
+                }
             }
             row.into_iter()
                 .map(|(c, v)| {
@@ -491,6 +531,11 @@ async fn check_all(store: &dyn ReadingStore, written: &[Reading]) {
         r#""startDate":"2023-12-20","endDate":"2024-01-12","bbox":[-180,-20,180,1],"index":"us-epa""#,
         // Bounds and a band that exclude every value: no rows.
         r#""startDate":"2023-12-20","endDate":"2024-01-12","minAqi":7,"range":"Low""#,
+        // Quality filters: every flag, two of them, none (the columns
+        // and no removal), with a country.
+        r#""startDate":"2023-12-20","endDate":"2024-01-12","quality":"no-flags""#,
+        r#""startDate":"2023-12-22","endDate":"2024-01-10","quality":["stuck","moved"],"country":"DE""#,
+        r#""startDate":"2023-12-20","endDate":"2024-01-12","quality":"all""#,
     ];
     let mut checked = 0;
     for filter in filters {

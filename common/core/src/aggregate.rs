@@ -19,6 +19,12 @@
 //! | `P1_days_over_who_24h`, `P2_days_over_who_24h` | daily readings above the WHO 24-hour guideline level ([`WHO_PM10_24H`], [`WHO_PM25_24H`]); empty unless the input is daily |
 //! | `P1_over_who_annual`, `P2_over_who_annual` | `period: year`: whether the year's mean is above the WHO annual level ([`WHO_PM10_ANNUAL`], [`WHO_PM25_ANNUAL`]) |
 //! | `readings_<band>` | readings in each band of the query's index |
+//! | `removed`, `removed_<flag>` | with a `quality` filter only: readings of the group and period it left out, and of those the ones with each flag it names ([`crate::quality`]; a reading with two counts in both) |
+//!
+//! With a `quality` filter, a group whose readings were all left out has
+//! a row too (no readings, its removals), and a sensor's type, country
+//! and position are those of its last reading of the period, left out or
+//! not.
 //!
 //! Readings come from a store in timestamp order, so a period is complete
 //! once a reading of a later one arrives: [`Aggregator`] hands it on then,
@@ -30,6 +36,7 @@ use crate::aqi::{Index, Indices};
 use crate::export::{defused, is_json_number, AnswerChunk, AnswerStream, Format, RowRef, CHUNK};
 use crate::mean::{hundredths_text, mean_hundredths, nano_units_of, NANO};
 use crate::place::{cell_bounds, cell_of_text};
+use crate::quality::{Flags, Quality};
 use crate::query::FieldError;
 use crate::reading::{Reading, Timestamp};
 use crate::resolution::Resolution;
@@ -92,8 +99,9 @@ pub const COLUMNS: [&str; 31] = [
 ];
 
 /// The columns of an aggregate answer on `index`: [`COLUMNS`] and one
-/// `readings_<band>` per band.
-pub fn header(index: Index) -> Vec<String> {
+/// `readings_<band>` per band; with a `quality` filter, `removed` and one
+/// `removed_<flag>` per flag it leaves out.
+pub fn header(index: Index, quality: Option<Quality>) -> Vec<String> {
     COLUMNS
         .iter()
         .map(|c| (*c).to_owned())
@@ -103,8 +111,19 @@ pub fn header(index: Index) -> Vec<String> {
                 .iter()
                 .map(|b| format!("readings_{}", b.label)),
         )
+        .chain(quality.map(|_| REMOVED.to_owned()))
+        .chain(
+            quality
+                .into_iter()
+                .flat_map(|q| q.exclude.iter())
+                .map(|f| format!("{REMOVED}_{}", f.name())),
+        )
         .collect()
 }
+
+/// The column of the readings a `quality` filter left out, and the
+/// prefix of its per-flag columns.
+pub const REMOVED: &str = "removed";
 
 /// A UTC calendar period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -364,9 +383,31 @@ struct Group {
     p2: Values,
     /// Readings per band of the index, one count per band.
     bands: Vec<u64>,
+    /// With a `quality` filter: readings left out, then those with each
+    /// flag it names.
+    removed: Vec<u64>,
     /// `by: sensor`: the last reading's sensor type, country and position
     /// (copied only when they change).
     last: Option<(String, String, String, String)>,
+}
+
+impl Group {
+    /// `by: sensor`: keeps `r`'s sensor type, country and position as the
+    /// group's last (copied only when they change).
+    fn seen_last(&mut self, r: &Parsed<'_>) {
+        let same = self.last.as_ref().is_some_and(|(ty, c, lat, lon)| {
+            (ty.as_str(), c.as_str(), lat.as_str(), lon.as_str())
+                == (r.sensor_type, r.loc_country, r.loc_lat, r.loc_long)
+        });
+        if !same {
+            self.last = Some((
+                r.sensor_type.to_owned(),
+                r.loc_country.to_owned(),
+                r.loc_lat.to_owned(),
+                r.loc_long.to_owned(),
+            ));
+        }
+    }
 }
 
 /// One row of an aggregate answer: a value per column of [`header`],
@@ -398,6 +439,9 @@ pub struct Parsed<'a> {
     pub p1: Option<u128>,
     pub p2: Option<u128>,
     pub indices: Indices,
+    /// Read only with a `quality` filter (which answer segments never
+    /// serve: they keep no flags).
+    pub flags: Flags,
     pub cell: u32,
     pub sensor_type: &'a str,
     pub loc_country: &'a str,
@@ -424,6 +468,8 @@ pub struct Aggregator {
     sensors: FastMap<u64, usize>,
     cells: FastMap<u32, usize>,
     countries: FastMap<String, usize>,
+    /// The query's quality filter: what is left out, and counted.
+    quality: Option<Quality>,
 }
 
 impl Aggregator {
@@ -447,7 +493,21 @@ impl Aggregator {
             sensors: FastMap::default(),
             cells: FastMap::default(),
             countries: FastMap::default(),
+            quality: None,
         }
+    }
+
+    /// The aggregation with a `quality` filter: the readings it leaves out
+    /// are not aggregated but counted (`removed` columns).
+    #[must_use]
+    pub fn with_quality(mut self, quality: Option<Quality>) -> Aggregator {
+        self.quality = quality;
+        self
+    }
+
+    /// The columns of its answer.
+    pub fn header(&self) -> Vec<String> {
+        header(self.index, self.quality)
     }
 
     /// Adds a reading (in timestamp order); returns the rows of the period
@@ -461,6 +521,7 @@ impl Aggregator {
             p1: nano(r.p1),
             p2: nano(r.p2),
             indices: r.indices,
+            flags: r.flags,
             cell: match self.aggregate.by {
                 GroupBy::Cell => cell_of_text(r.loc_lat, r.loc_long),
                 _ => 0,
@@ -507,7 +568,18 @@ impl Aggregator {
         let step = self.resolution.step().as_secs() as i64;
         let daily = self.resolution == Resolution::Day;
         let at = self.group_of(r);
+        let by_sensor = self.aggregate.by == GroupBy::Sensor;
         let g = &mut self.groups[at].1;
+        if by_sensor {
+            g.seen_last(r);
+        }
+        if let Some(q) = self.quality.filter(|q| !q.keeps(r.flags)) {
+            g.removed[0] += 1;
+            for (k, flag) in q.exclude.iter().enumerate() {
+                g.removed[k + 1] += u64::from(r.flags.contains(flag));
+            }
+            return done;
+        }
         g.readings += 1;
         if let Some(s) = r.samples {
             *g.samples.get_or_insert(0) += u64::from(s);
@@ -521,20 +593,6 @@ impl Aggregator {
         g.p2.add(r.p2, if daily { WHO_PM25_24H } else { u128::MAX });
         if let Some(v) = r.indices.defined(self.index) {
             g.bands[self.index.band_of(v)] += 1;
-        }
-        if self.aggregate.by == GroupBy::Sensor {
-            let same = g.last.as_ref().is_some_and(|(ty, c, lat, lon)| {
-                (ty.as_str(), c.as_str(), lat.as_str(), lon.as_str())
-                    == (r.sensor_type, r.loc_country, r.loc_lat, r.loc_long)
-            });
-            if !same {
-                g.last = Some((
-                    r.sensor_type.to_owned(),
-                    r.loc_country.to_owned(),
-                    r.loc_lat.to_owned(),
-                    r.loc_long.to_owned(),
-                ));
-            }
         }
         done
     }
@@ -559,10 +617,15 @@ impl Aggregator {
         };
         if found == next {
             let bands = vec![0; self.index.bands().len()];
+            let removed = match self.quality {
+                Some(q) => vec![0; 1 + q.exclude.iter().count()],
+                None => Vec::new(),
+            };
             self.groups.push((
                 key,
                 Group {
                     bands,
+                    removed,
                     ..Group::default()
                 },
             ));
@@ -596,7 +659,9 @@ impl Aggregator {
         let end = Timestamp(self.next_period - 1);
         let expected = self.expected(start).max(1);
         let daily = self.resolution == Resolution::Day;
-        let width = COLUMNS.len() + self.index.bands().len();
+        let bands = self.index.bands().len();
+        let width =
+            COLUMNS.len() + bands + self.quality.map_or(0, |q| 1 + q.exclude.iter().count());
         let mut groups = std::mem::take(&mut self.groups);
         self.sensors.clear();
         self.cells.clear();
@@ -665,7 +730,7 @@ impl Aggregator {
                         cells[at] = (n > 0).then(|| Cell::Bool(sum > level * u128::from(n)));
                     }
                 }
-                for (i, count) in g.bands.iter().enumerate() {
+                for (i, count) in g.bands.iter().chain(&g.removed).enumerate() {
                     cells[COLUMNS.len() + i] = num(count.to_string());
                 }
                 Row { cells }
@@ -715,9 +780,14 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(format: Format, index: Index) -> Renderer {
+        Self::with_header(format, header(index, None))
+    }
+
+    /// A renderer of the columns `header` names.
+    pub fn with_header(format: Format, header: Vec<String>) -> Renderer {
         Renderer {
             format,
-            header: header(index),
+            header,
             rows: 0,
         }
     }
@@ -866,7 +936,7 @@ pub struct AggregateChunker {
 
 impl AggregateChunker {
     pub fn new(aggregator: Aggregator, format: Format) -> AggregateChunker {
-        let renderer = Renderer::new(format, aggregator.index);
+        let renderer = Renderer::with_header(format, aggregator.header());
         let mut out = Vec::new();
         renderer.begin(&mut out);
         AggregateChunker {
@@ -988,7 +1058,7 @@ mod tests {
     }
 
     fn cell<'a>(row: &'a Row, column: &str) -> Option<&'a Cell> {
-        let i = header(Index::Daqi)
+        let i = header(Index::Daqi, None)
             .iter()
             .position(|c| c == column)
             .expect("a column");
@@ -1289,7 +1359,7 @@ mod tests {
         let ndjson = render(Format::Ndjson);
         let object: Value = serde_json::from_str(ndjson.trim()).expect("JSON");
         let keys: Vec<&String> = object.as_object().expect("an object").keys().collect();
-        assert_eq!(keys.len(), header(Index::Daqi).len());
+        assert_eq!(keys.len(), header(Index::Daqi, None).len());
         assert_eq!(object["P1_mean"], serde_json::json!(3.0));
         assert_eq!(object["P2_mean"], Value::Null);
         assert_eq!(object["loc_country"], "=HYPERLINK(1)");

@@ -414,17 +414,43 @@ fn values(r: &Reading) -> [Option<f64>; 2] {
     [value(&r.p1), value(&r.p2)]
 }
 
+/// One reading of a sensor's track: what `stuck` and `moved` compare.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    ts: i64,
+    p1: Option<f64>,
+    p2: Option<f64>,
+    at: Option<(f64, f64)>,
+}
+
+impl Step {
+    fn of(r: &Reading) -> Step {
+        let [p1, p2] = values(r);
+        Step {
+            ts: r.timestamp.0,
+            p1,
+            p2,
+            at: r.position(),
+        }
+    }
+}
+
 /// The first of a feed's two passes, for the flags that need the whole
 /// feed before any of its readings is stored: it learns the stations' air
-/// ([`Survey::air`]) and every cell's values per period
-/// ([`Survey::reading`]), 16 bytes per reading, whatever the order of the
-/// feed's entries. [`Survey::finish`] makes the [`Assessment`] the second
-/// pass completes each reading with.
+/// ([`Survey::air`]), every cell's values per period and every sensor's
+/// track ([`Survey::reading`]: 56 bytes a reading), whatever the order of
+/// the feed's entries, and the sensors' stored readings just before the
+/// feed ([`Survey::history`], [`Survey::history_window`]).
+/// [`Survey::finish`] makes the [`Assessment`] the second pass completes
+/// each reading with.
 #[derive(Debug)]
 pub struct Survey {
     series: Resolution,
     stations: Stations,
     values: HashMap<CellPeriod, [Vec<f64>; 2]>,
+    tracks: HashMap<u64, Vec<Step>>,
+    /// The feed's first and last reading time.
+    span: Option<(i64, i64)>,
 }
 
 impl Survey {
@@ -433,16 +459,46 @@ impl Survey {
             series,
             stations: Stations::default(),
             values: HashMap::new(),
+            tracks: HashMap::new(),
+            span: None,
         }
     }
 
-    /// Learns an accepted reading's values.
+    /// Learns an accepted reading of the feed.
     pub fn reading(&mut self, r: &Reading) {
         if let Some(key) = cell_period(self.series, r) {
             let group = self.values.entry(key).or_default();
             for (list, v) in group.iter_mut().zip(values(r)) {
                 list.extend(v);
             }
+        }
+        self.tracks
+            .entry(r.sensor_id)
+            .or_default()
+            .push(Step::of(r));
+        let t = r.timestamp.0;
+        self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+    }
+
+    /// The stored readings `stuck` and `moved` compare the feed's first
+    /// readings with: the [`stuck_run`] steps of the series before the
+    /// feed's first reading (inclusive bounds); `None` for an empty feed.
+    pub fn history_window(&self) -> Option<(crate::reading::Timestamp, crate::reading::Timestamp)> {
+        let (first, _) = self.span?;
+        let step = self.series.step().as_secs() as i64;
+        let back = step.saturating_mul(i64::from(stuck_run(self.series)));
+        Some((
+            crate::reading::Timestamp(first.saturating_sub(back)),
+            crate::reading::Timestamp(first.saturating_sub(1)),
+        ))
+    }
+
+    /// Learns a stored reading of [`Survey::history_window`]: a sensor's
+    /// earlier readings, for its run and its previous position. Readings of
+    /// sensors the feed does not have are not kept.
+    pub fn history(&mut self, r: &Reading) {
+        if let Some(track) = self.tracks.get_mut(&r.sensor_id) {
+            track.push(Step::of(r));
         }
     }
 
@@ -463,10 +519,15 @@ impl Survey {
                     .then_some((key, spreads))
             })
             .collect();
+        let mut tracks = self.tracks;
+        for track in tracks.values_mut() {
+            track.sort_by_key(|s| s.ts);
+        }
         Assessment {
             series: self.series,
             stations: self.stations,
             spreads,
+            tracks,
         }
     }
 }
@@ -477,12 +538,16 @@ pub struct Assessment {
     series: Resolution,
     stations: Stations,
     spreads: HashMap<CellPeriod, [Option<Spread>; 2]>,
+    /// Each sensor's readings, the feed's and the stored ones before it,
+    /// in time order.
+    tracks: HashMap<u64, Vec<Step>>,
 }
 
 impl Assessment {
-    /// Gives `r` its station's air and the flags the feed decides beyond
-    /// the entry's own (`humid`, `no_humidity`, `outlier`), keeping the
-    /// flags it has.
+    /// Gives `r` (a reading of the surveyed feed) its station's air and
+    /// the flags the feed and the sensor's earlier readings decide beyond
+    /// the entry's own (`humid`, `no_humidity`, `outlier`, `stuck`,
+    /// `moved`), keeping the flags it has.
     pub fn complete(&self, r: &mut Reading) {
         if let Some(air) = r
             .loc_id
@@ -499,11 +564,36 @@ impl Assessment {
                     .zip(values(r))
                     .any(|(s, v)| matches!((s, v), (Some(s), Some(v)) if s.outlying(v)))
             });
+        let (stuck, moved) = self.track_flags(r);
         r.flags = r
             .flags
             .with_if(Flag::Humid, rh.is_some_and(humid))
             .with_if(Flag::NoHumidity, rh.is_none())
-            .with_if(Flag::Outlier, outlying);
+            .with_if(Flag::Outlier, outlying)
+            .with_if(Flag::Stuck, stuck)
+            .with_if(Flag::Moved, moved);
+    }
+
+    /// `stuck` and `moved` of `r` in its sensor's track: the run of equal
+    /// values that ends with it (only the last [`stuck_run`] readings
+    /// before it matter), and the position of the reading before it.
+    fn track_flags(&self, r: &Reading) -> (bool, bool) {
+        let Some(track) = self.tracks.get(&r.sensor_id) else {
+            return (false, false);
+        };
+        let me = Step::of(r);
+        // The readings before it; of two at its time, the first is it.
+        let before = &track[..track.partition_point(|s| s.ts < me.ts)];
+        let n = stuck_run(self.series) as usize;
+        let run = before[before.len().saturating_sub(n)..]
+            .iter()
+            .chain(std::iter::once(&me))
+            .fold(None, |run, s| Some(Run::after(run, s.p1, s.p2)));
+        let moved = match (before.last().and_then(|s| s.at), me.at) {
+            (Some(a), Some(b)) => moved(a, b),
+            _ => false,
+        };
+        (run.is_some_and(|run| run.stuck(self.series)), moved)
     }
 }
 
@@ -539,11 +629,11 @@ pub fn outlier_period(series: Resolution, t: crate::reading::Timestamp) -> i64 {
 
 /// The flags of a feed's readings that the feed alone decides, in the
 /// order given (`beside[i]` belongs to `readings[i]`): `indoor`,
-/// `pm25_above_pm10`, `humid`, `no_humidity`, and `outlier` among the
-/// feed's readings of each cell and period. `stuck` and `moved` need each
-/// sensor's previous readings ([`Run`], [`moved`]), which its store keeps.
-/// A reading without its `beside` (a shorter slice) is taken as outdoors
-/// with no air.
+/// `pm25_above_pm10`, `humid`, `no_humidity`, `outlier` among the feed's
+/// readings of each cell and period, and `stuck` and `moved` within each
+/// sensor's readings of the feed (ingestion adds the stored ones before
+/// it: [`Survey::history`]). A reading without its `beside` (a shorter
+/// slice) is taken as outdoors with no air.
 pub fn of_feed(series: Resolution, readings: &[Reading], beside: &[Beside]) -> Vec<Flags> {
     let mut survey = Survey::new(series);
     for r in readings {
@@ -648,6 +738,65 @@ mod tests {
         readings[4].loc_lat = "48.80".into();
         let flags = of_feed(Resolution::Day, &readings, &beside);
         assert!(!flags[4].contains(Flag::Outlier), "in another cell");
+    }
+
+    #[test]
+    fn stuck_and_moved_read_the_feed_and_the_stored_readings_before_it() {
+        let day = |d: u32| format!("2024-03-{d:02} 00:00:00");
+        let feed = [
+            // Sensor 7: stored 10/5 on the 1st and 2nd, the feed's 3rd
+            // is the third equal reading (stuck), its 4th starts anew.
+            reading(7, &day(3), "48.6000", "10.00", "5.00"),
+            reading(7, &day(4), "48.6000", "11.00", "5.00"),
+            // Sensor 8: one stored equal reading: a run of two; and
+            // 0.0017° of latitude from it, 6,371,008.8 m × 0.0017 × π/180
+            // = 189.03 m: not moved.
+            reading(8, &day(3), "48.6017", "10.00", "5.00"),
+            // Sensor 9: 0.0019° = 211.27 m from its stored reading: moved.
+            reading(9, &day(3), "48.6019", "12.00", "6.00"),
+        ];
+        let stored = [
+            reading(7, &day(1), "48.6000", "10.00", "5.00"),
+            reading(7, &day(2), "48.6000", "10.00", "5.00"),
+            reading(8, &day(2), "48.6000", "10.00", "5.00"),
+            reading(9, &day(2), "48.6000", "13.00", "6.00"),
+            // Not in the feed: not kept, nothing to flag.
+            reading(10, &day(2), "48.7000", "10.00", "5.00"),
+        ];
+        let mut survey = Survey::new(Resolution::Day);
+        for r in &feed {
+            survey.reading(r);
+        }
+        let at = |t: &str| crate::reading::Timestamp::parse_feed(t).expect("a time");
+        // Three days back from the feed's first reading, up to just before it.
+        assert_eq!(
+            survey.history_window(),
+            Some((at("2024-02-29 00:00:00"), at("2024-03-02 23:59:59")))
+        );
+        for r in &stored {
+            survey.history(r);
+        }
+        let assessment = survey.finish();
+        let flags: Vec<(bool, bool)> = feed
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                assessment.complete(&mut r);
+                (r.flags.contains(Flag::Stuck), r.flags.contains(Flag::Moved))
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            [(true, false), (false, false), (false, false), (false, true)]
+        );
+
+        // Without the stored readings, the feed alone: no run is three
+        // long, no sensor has an earlier position.
+        let flags = of_feed(Resolution::Day, &feed, &[]);
+        assert!(flags
+            .iter()
+            .all(|f| !f.contains(Flag::Stuck) && !f.contains(Flag::Moved)));
+        assert_eq!(Survey::new(Resolution::Day).history_window(), None);
     }
 
     #[test]

@@ -221,10 +221,7 @@ impl Query {
         let format = v.format();
         let resolution = v.resolution();
         let aggregate = v.aggregate(resolution.unwrap_or_default());
-        let quality = v.quality(
-            resolution.unwrap_or_default(),
-            matches!(aggregate, Some(Some(_))),
-        );
+        let quality = v.quality(resolution.unwrap_or_default());
 
         if let (Some(s), Some(e)) = (start, end) {
             let aggregating = matches!(aggregate, Some(Some(_)));
@@ -344,10 +341,21 @@ impl Query {
             && self.quality.is_none_or(|q| q.keeps(r.flags))
     }
 
+    /// The query with no quality filter: what an aggregation reads (its
+    /// [`Aggregator`] leaves out and counts what the filter names).
+    pub fn without_quality(&self) -> Query {
+        Query {
+            quality: None,
+            ..self.clone()
+        }
+    }
+
     /// The aggregation this query asks for, if it asks for one.
     pub fn aggregator(&self) -> Option<Aggregator> {
-        self.aggregate
-            .map(|a| Aggregator::new(a, self.index, self.resolution, self.start, self.end))
+        self.aggregate.map(|a| {
+            Aggregator::new(a, self.index, self.resolution, self.start, self.end)
+                .with_quality(self.quality)
+        })
     }
 
     /// How answers to this query are written.
@@ -956,9 +964,9 @@ impl<'a> Fields<'a> {
 
     /// `quality` (absent or null: none, the answer of before the flags):
     /// `Some(None)` without one, `None` after an error. Only the daily
-    /// series keeps flags so far, and aggregates do not count them yet:
-    /// a filter there would be a filter that keeps everything.
-    fn quality(&mut self, resolution: Resolution, aggregate: bool) -> Option<Option<Quality>> {
+    /// series keeps flags so far: a filter on another would be a filter
+    /// that keeps everything.
+    fn quality(&mut self, resolution: Resolution) -> Option<Option<Quality>> {
         let value = match self.map.get("quality") {
             None | Some(Value::Null) => return Some(None),
             Some(v) => v,
@@ -972,13 +980,6 @@ impl<'a> Fields<'a> {
                          leave quality out or ask resolution \"{}\"",
                         Resolution::Day.name()
                     ),
-                );
-                None
-            }
-            Ok(_) if aggregate => {
-                self.err(
-                    "quality",
-                    "aggregates do not take a quality filter yet; leave quality out".into(),
                 );
                 None
             }

@@ -123,9 +123,13 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// hand an aggregate to [`crate::aggregate::answer`] likewise).
     fn query_answer(&self, query: &Query) -> AnswerStream {
         match query.aggregator() {
-            Some(aggregator) => {
-                crate::aggregate::answer(self.query(query), aggregator, query.format)
-            }
+            // The aggregator leaves out (and counts) what a quality filter
+            // names: it reads every reading the other filters select.
+            Some(aggregator) => crate::aggregate::answer(
+                self.query(&query.without_quality()),
+                aggregator,
+                query.format,
+            ),
             None => crate::export::chunks(self.query(query), query.rendering()),
         }
     }

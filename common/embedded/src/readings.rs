@@ -507,7 +507,7 @@ impl Select {
                     "loc_alt" => "''",
                     c if c == wanted => c,
                     c if Index::ALL.iter().any(|i| index_column(*i) == c) => "0",
-                    // Aggregates take no quality filter.
+                    "flags" if query.quality.is_some() => "flags",
                     c => QUALITY_COLUMNS
                         .iter()
                         .find(|(q, _)| *q == c)
@@ -531,7 +531,12 @@ impl Select {
         }
         s.and_country(query.country.as_deref());
         s.and_types(&query.sensor_types);
-        if let Some(q) = query.quality.filter(|q| !q.exclude.is_empty()) {
+        // An aggregation reads every reading: its aggregator leaves out
+        // (and counts) what the filter names.
+        if let Some(q) = query
+            .quality
+            .filter(|q| !aggregate && !q.exclude.is_empty())
+        {
             s.and("flags & ? = 0", [i64::from(q.exclude.bits())]);
         }
         s.place = query.place;

@@ -701,6 +701,8 @@ impl Loaded {
             p1: nano(0),
             p2: nano(8),
             indices: record.indices,
+            // Segments serve no query with a quality filter.
+            flags: airq_core::quality::Flags::NONE,
             cell: u32::from_le_bytes(le(v, 16)),
             sensor_type: self
                 .types

@@ -9,6 +9,7 @@ use airq_core::aggregate::{GroupBy, Period};
 use airq_core::aqi::Index;
 use airq_core::export::Format;
 use airq_core::place::MAX_RADIUS_KM;
+use airq_core::quality::{Flag, Quality};
 use airq_core::query::MAX_SENSOR_TYPES;
 use airq_core::{QueryLimits, Resolution};
 use axum::extract::State;
@@ -36,6 +37,8 @@ use utoipa::ToSchema;
     "resolutions": [{"name": "hour", "label": "Hourly", "description": "hourly means of the 5-minute feed",
         "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
     "aggregate": {"periods": ["hour", "day", "month", "year"], "by": ["sensor", "cell", "country", "all"]},
+    "quality": {"values": ["all", "no-flags"], "flags": [{"name": "humid",
+        "rule": "the relative humidity at the station is at least 95 %"}]},
     "limits": {"maxSpanSeconds": 2678400, "maxAggregateSpanSeconds": 31622400, "maxRadiusKm": 100.0,
         "maxSensorTypes": 32}
 })))]
@@ -62,8 +65,26 @@ pub struct Meta {
     resolutions: Vec<ResolutionInfo>,
     /// What `aggregate` takes.
     aggregate: AggregateInfo,
+    /// What `quality` takes.
+    quality: QualityInfo,
     /// The limits this gateway applies to a query.
     limits: Limits,
+}
+
+/// The choices of a query's `quality` field.
+#[derive(Serialize, ToSchema)]
+pub struct QualityInfo {
+    /// The values besides a list of flags.
+    values: Vec<&'static str>,
+    /// The flags, each with its rule.
+    flags: Vec<FlagInfo>,
+}
+
+/// One quality flag.
+#[derive(Serialize, ToSchema)]
+pub struct FlagInfo {
+    name: &'static str,
+    rule: String,
 }
 
 /// The choices of a query's `aggregate` field.
@@ -234,6 +255,16 @@ impl Meta {
             aggregate: AggregateInfo {
                 periods: Period::ALL.iter().map(|p| p.name()).collect(),
                 by: GroupBy::ALL.iter().map(|b| b.name()).collect(),
+            },
+            quality: QualityInfo {
+                values: vec![Quality::ALL, Quality::NO_FLAGS],
+                flags: Flag::ALL
+                    .iter()
+                    .map(|f| FlagInfo {
+                        name: f.name(),
+                        rule: f.rule(),
+                    })
+                    .collect(),
             },
             limits: Limits {
                 max_span_seconds: limits.max_span.as_secs(),

@@ -98,9 +98,10 @@ fn quality() -> impl Into<RefOr<Schema>> {
             "Which flagged readings to leave out: `{}` none, `{}` every flagged one, or a \
              list of flags. With the field (any value) the answer carries each reading's \
              flags (a `flags` column appended to the CSV, names separated by spaces; \
-             `flags`, `humidity` and `temperature` in NDJSON/GeoJSON); without it the \
-             answer is as before the flags. The daily series only; not with `aggregate` yet. \
-             The flags: {}.",
+             `flags`, `humidity` and `temperature` in NDJSON/GeoJSON; an aggregate counts \
+             what it left out, `removed` and `removed_<flag>` per flag named, after the \
+             band columns); without it the answer is as before the flags. The daily series \
+             only. The flags: {}.",
             Quality::ALL,
             Quality::NO_FLAGS,
             rules.join("; ")
