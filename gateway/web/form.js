@@ -203,7 +203,6 @@ export function fillQualityOptions() {
   const holder = $('qualityFlags');
   holder.replaceChildren(...state.quality.flags.map((f) => {
     const label = document.createElement('label');
-    label.className = 'check';
     label.title = f.rule;
     const box = document.createElement('input');
     box.type = 'checkbox';

@@ -261,6 +261,7 @@ impl Test<'_> {
         self.shared_link(&day).await?;
         self.the_gateways_own_span(&day).await?;
         self.aggregates(&day).await?;
+        self.quality(&day).await?;
         self.phone(&id).await?;
         Ok(())
     }
@@ -910,6 +911,81 @@ impl Test<'_> {
             "{refused}"
         );
         self.set_value("aggregatePeriod", "").await?;
+        self.assert_healthy().await
+    }
+
+    /// The quality filter: the flags ticked in the form leave their
+    /// readings out (the API's count), the answer carries the flags (the
+    /// table's last column), and a filter on the hourly series is refused
+    /// beside the field.
+    async fn quality(&self, day: &str) -> anyhow::Result<()> {
+        self.open("/").await?;
+        self.set_value("quality", "list").await?;
+        let ticked = self
+            .js(
+                "const box = document.getElementById('qualityFlag-pm25_above_pm10'); \
+                 box.checked = true; return {disabled: box.disabled, \
+                   shown: !document.getElementById('qualityFlags').hidden};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            ticked["disabled"] == false && ticked["shown"] == true,
+            "{ticked}"
+        );
+        self.submit().await?;
+        self.wait_state("done", Duration::from_secs(30)).await?;
+        let body = json!({
+            "startDate": format!("{day} 00:00:00"),
+            "endDate": format!("{day} 23:59:59"),
+            "minAqi": 0,
+            "maxAqi": 10,
+            "quality": ["pm25_above_pm10"],
+        })
+        .to_string();
+        let r = self.post_query(body).await?;
+        ensure!(
+            r.status() == StatusCode::OK,
+            "the API answered {}",
+            r.status()
+        );
+        let api = String::from_utf8(r.bytes().await?.to_vec())?;
+        let rows = api.lines().count() - 1;
+        ensure!(
+            api.lines().next().is_some_and(|h| h.ends_with(",flags")),
+            "{api:.300}"
+        );
+        let shown = self
+            .js(
+                "const r = document.getElementById('result'); \
+                 const heads = [...document.querySelectorAll('#preview thead th')]; \
+                 return {rows: r.dataset.rows, last: heads.length ? heads.pop().textContent.trim().split(/\\s/)[0] : null};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            shown["rows"].as_str() == Some(rows.to_string().as_str()) && shown["last"] == "flags",
+            "{shown} vs {rows} rows"
+        );
+        self.set_value("resolution", "hour").await?;
+        self.submit().await?;
+        let refused = self
+            .js(
+                "const box = document.getElementById('quality-error'); \
+                 return {text: box.hidden ? null : box.innerText, \
+                   invalid: document.getElementById('quality').getAttribute('aria-invalid')};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            refused["text"]
+                .as_str()
+                .is_some_and(|m| m.contains("daily series"))
+                && refused["invalid"] == "true",
+            "{refused}"
+        );
+        self.set_value("resolution", "day").await?;
+        self.set_value("quality", "").await?;
         self.assert_healthy().await
     }
 
