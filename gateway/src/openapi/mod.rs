@@ -384,6 +384,14 @@ impl Modify for Common {
                             string_header("`Bearer realm=\"airq\"`"),
                         );
                     }
+                    // A range is a slice of the answer's bytes, of its
+                    // media type but no document of it (half a GeoJSON
+                    // is no JSON): no schema.
+                    if status == "206" {
+                        for content in response.content.values_mut() {
+                            content.schema = None;
+                        }
+                    }
                 }
             }
         }
