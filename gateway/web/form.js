@@ -208,6 +208,7 @@ export function fillQualityOptions() {
     box.type = 'checkbox';
     box.id = `qualityFlag-${f.name}`;
     box.value = f.name;
+    box.onchange = () => setFieldError('quality', null);
     label.append(box, ` ${f.name.replace(/_/g, ' ')}`);
     return label;
   }));

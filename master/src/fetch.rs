@@ -276,6 +276,22 @@ impl FeedFile {
         }
     }
 
+    /// Makes the file one that can be read again: a pipe (no size) is
+    /// copied, under the limit, into a temporary file (deleted when
+    /// closed), which it reads from then on.
+    pub fn spool(&mut self) -> std::io::Result<()> {
+        if self.size.is_some() {
+            return Ok(());
+        }
+        let mut copy = tempfile::tempfile()?;
+        let len = std::io::copy(self, &mut copy)?;
+        std::io::Seek::rewind(&mut copy)?;
+        self.file = copy;
+        self.size = Some(len);
+        self.read = 0;
+        Ok(())
+    }
+
     /// Goes back to the start, to read the file again.
     pub fn rewind(&mut self) -> std::io::Result<()> {
         use std::io::Seek;

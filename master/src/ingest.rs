@@ -288,8 +288,7 @@ pub async fn process_document_at(
             })
             .await
             .context("the survey thread failed")?;
-            let mut surveyed =
-                surveyed.context("cannot read the feed file again after its first pass")?;
+            let mut surveyed = surveyed.context("cannot read the feed twice")?;
             learn_history(store.as_ref(), &mut surveyed).await?;
             (document, Some(surveyed.finish()))
         }
@@ -365,8 +364,11 @@ pub async fn process_document_at(
 /// its cells' values and its sensors' tracks, whatever the order of its
 /// entries. A document that breaks off is surveyed as far as it goes (the
 /// second pass stores as far, and reports the break); a file is read again
-/// from its start.
+/// from its start (a pipe is first copied to a temporary file).
 fn survey(document: &mut Document, now: Timestamp) -> std::io::Result<quality::Survey> {
+    if let Document::File(file) = document {
+        file.spool()?;
+    }
     let mut survey = quality::Survey::new(Resolution::Day);
     // Station measurements are a few per station: kept aside while the
     // readings go to the survey.

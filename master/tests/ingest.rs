@@ -413,7 +413,7 @@ fn fragment_readings_carry_their_station_air_and_flags() {
 /// it. Sensor 77 sends 12.30/7.10 on three days in a row (its third is
 /// the third equal reading: `stuck`, bit 16), then on the fourth day it
 /// sends the same from 0.01° further north (1.11 km: `moved`, bit 32,
-/// and still `stuck`).
+/// and still `stuck`), that feed through a pipe.
 #[test]
 fn stuck_and_moved_follow_a_sensor_from_feed_to_feed() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -423,12 +423,7 @@ fn stuck_and_moved_follow_a_sensor_from_feed_to_feed() {
             r#"[{{"id":{day},"timestamp":"2024-03-0{day} 12:00:00","location":{{"id":5077,"latitude":"{lat}","longitude":"9.1800","altitude":"250","country":"DE"}},"sensor":{{"id":77,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"12.30","value_type":"P1"}},{{"value":"7.10","value_type":"P2"}}]}}]"#
         )
     };
-    for (day, lat) in [
-        (1, "48.7800"),
-        (2, "48.7800"),
-        (3, "48.7800"),
-        (4, "48.7900"),
-    ] {
+    for (day, lat) in [(1, "48.7800"), (2, "48.7800"), (3, "48.7800")] {
         let feed = dir.path().join(format!("day{day}.json"));
         std::fs::write(&feed, entry(day, lat)).expect("write the feed");
         run(airq(&[
@@ -440,6 +435,32 @@ fn stuck_and_moved_follow_a_sensor_from_feed_to_feed() {
         ]))
         .assert_success();
     }
+    // The fourth through a pipe, which cannot be read twice as a file
+    // can: it is copied aside first.
+    let mut cmd = airq(&[
+        "ingest",
+        "--source",
+        "/dev/stdin",
+        "--db",
+        db.to_str().expect("utf-8 path"),
+    ]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("airq-master");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(entry(4, "48.7900").as_bytes())
+            .expect("write the feed into the pipe");
+    }
+    let out = child.wait_with_output().expect("airq-master ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let conn = rusqlite::Connection::open(&db).expect("open");
     let mut stmt = conn
         .prepare("SELECT flags & 48 FROM readings WHERE sensor_id = 77 ORDER BY ts")

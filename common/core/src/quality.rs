@@ -29,6 +29,12 @@
 //!   [`OUTLIER_MIN_READINGS`],
 //!   a P1 or P2 whose modified z-score exceeds [`OUTLIER_Z`] (Iglewicz and
 //!   Hoaglin: see [`outliers`]).
+//!
+//! `stuck` and `moved` read the sensor's readings in the feed and those
+//! stored in the [`stuck_run`] steps before its first reading of the feed
+//! ([`Survey::history`]): consecutive readings are consecutive in that
+//! sequence, whatever the time between them; a reading stored later than
+//! the feed (a late day ingested after the next) does not change them.
 
 use crate::air::{Measured, Stations};
 use crate::reading::Reading;
@@ -88,7 +94,13 @@ impl Flag {
                 stuck_run(Resolution::Hour),
                 stuck_run(Resolution::Day)
             ),
-            Flag::Moved => format!("more than {MOVED_METRES} m from the sensor's previous reading"),
+            Flag::Moved => format!(
+                "more than {MOVED_METRES} m from the sensor's previous reading, when that is \
+                 at most {} five-minute, {} hourly or {} daily steps older",
+                stuck_run(Resolution::FiveMin),
+                stuck_run(Resolution::Hour),
+                stuck_run(Resolution::Day)
+            ),
             Flag::Outlier => format!(
                 "modified z-score above {OUTLIER_Z} among the readings of its {}° cell and \
                  period ({OUTLIER_MIN_READINGS} or more)",
@@ -414,31 +426,49 @@ fn values(r: &Reading) -> [Option<f64>; 2] {
     [value(&r.p1), value(&r.p2)]
 }
 
-/// One reading of a sensor's track: what `stuck` and `moved` compare.
+/// One reading of a sensor's track: what `stuck` and `moved` compare, in
+/// 32 bytes (a feed of a million readings holds a million of them): the
+/// values, NaN for none; the position in single precision, NaN for none
+/// (its step at 90° is 4 µ°, under a metre, against a 200 m rule).
 #[derive(Debug, Clone, Copy)]
 struct Step {
     ts: i64,
-    p1: Option<f64>,
-    p2: Option<f64>,
-    at: Option<(f64, f64)>,
+    p1: f64,
+    p2: f64,
+    lat: f32,
+    lon: f32,
 }
 
 impl Step {
     fn of(r: &Reading) -> Step {
         let [p1, p2] = values(r);
+        let (lat, lon) = r
+            .position()
+            .map_or((f32::NAN, f32::NAN), |(lat, lon)| (lat as f32, lon as f32));
         Step {
             ts: r.timestamp.0,
-            p1,
-            p2,
-            at: r.position(),
+            p1: p1.unwrap_or(f64::NAN),
+            p2: p2.unwrap_or(f64::NAN),
+            lat,
+            lon,
         }
+    }
+
+    fn values(&self) -> (Option<f64>, Option<f64>) {
+        let some = |v: f64| (!v.is_nan()).then_some(v);
+        (some(self.p1), some(self.p2))
+    }
+
+    fn position(&self) -> Option<(f64, f64)> {
+        (!self.lat.is_nan() && !self.lon.is_nan()).then_some((self.lat.into(), self.lon.into()))
     }
 }
 
 /// The first of a feed's two passes, for the flags that need the whole
 /// feed before any of its readings is stored: it learns the stations' air
 /// ([`Survey::air`]), every cell's values per period and every sensor's
-/// track ([`Survey::reading`]: 56 bytes a reading), whatever the order of
+/// track ([`Survey::reading`]: 48 bytes a reading and 16 a sensor),
+/// whatever the order of
 /// the feed's entries, and the sensors' stored readings just before the
 /// feed ([`Survey::history`], [`Survey::history_window`]).
 /// [`Survey::finish`] makes the [`Assessment`] the second pass completes
@@ -449,6 +479,8 @@ pub struct Survey {
     stations: Stations,
     values: HashMap<CellPeriod, [Vec<f64>; 2]>,
     tracks: HashMap<u64, Vec<Step>>,
+    /// Each sensor's first reading time in the feed.
+    firsts: HashMap<u64, i64>,
     /// The feed's first and last reading time.
     span: Option<(i64, i64)>,
 }
@@ -460,6 +492,7 @@ impl Survey {
             stations: Stations::default(),
             values: HashMap::new(),
             tracks: HashMap::new(),
+            firsts: HashMap::new(),
             span: None,
         }
     }
@@ -477,27 +510,51 @@ impl Survey {
             .or_default()
             .push(Step::of(r));
         let t = r.timestamp.0;
+        self.firsts
+            .entry(r.sensor_id)
+            .and_modify(|first| *first = (*first).min(t))
+            .or_insert(t);
         self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
     }
 
-    /// The stored readings `stuck` and `moved` compare the feed's first
-    /// readings with: the [`stuck_run`] steps of the series before the
-    /// feed's first reading (inclusive bounds); `None` for an empty feed.
-    pub fn history_window(&self) -> Option<(crate::reading::Timestamp, crate::reading::Timestamp)> {
-        let (first, _) = self.span?;
+    /// The [`stuck_run`] steps of the series: how far back `stuck` and
+    /// `moved` look before a sensor's first reading of the feed, seconds.
+    fn lookback(&self) -> i64 {
         let step = self.series.step().as_secs() as i64;
-        let back = step.saturating_mul(i64::from(stuck_run(self.series)));
+        step.saturating_mul(i64::from(stuck_run(self.series)))
+    }
+
+    /// The stored readings `stuck` and `moved` compare the feed's readings
+    /// with, as one range of time (inclusive bounds) to read: the
+    /// [`Survey::lookback`] before each sensor's first reading of the feed
+    /// ([`Survey::history`] keeps only those), for the sensors whose first
+    /// reading lies within twice that of the feed's last (one stale entry
+    /// must not stretch the read over years); `None` for an empty feed.
+    pub fn history_window(&self) -> Option<(crate::reading::Timestamp, crate::reading::Timestamp)> {
+        let (first, last) = self.span?;
+        let back = self.lookback();
+        let from = first.max(last.saturating_sub(back.saturating_mul(2)));
         Some((
-            crate::reading::Timestamp(first.saturating_sub(back)),
-            crate::reading::Timestamp(first.saturating_sub(1)),
+            crate::reading::Timestamp(from.saturating_sub(back)),
+            crate::reading::Timestamp(last.saturating_sub(1)),
         ))
     }
 
-    /// Learns a stored reading of [`Survey::history_window`]: a sensor's
-    /// earlier readings, for its run and its previous position. Readings of
-    /// sensors the feed does not have are not kept.
+    /// Learns a stored reading of [`Survey::history_window`]: one of a
+    /// sensor's readings in the [`Survey::lookback`] before its first of
+    /// the feed, for its run and its previous position. Others (of a
+    /// sensor the feed does not have, or not before its first) are not
+    /// kept.
     pub fn history(&mut self, r: &Reading) {
-        if let Some(track) = self.tracks.get_mut(&r.sensor_id) {
+        let back = self.lookback();
+        let (Some(track), Some(&first)) = (
+            self.tracks.get_mut(&r.sensor_id),
+            self.firsts.get(&r.sensor_id),
+        ) else {
+            return;
+        };
+        let t = r.timestamp.0;
+        if t < first && t >= first.saturating_sub(back) {
             track.push(Step::of(r));
         }
     }
@@ -588,8 +645,11 @@ impl Assessment {
         let run = before[before.len().saturating_sub(n)..]
             .iter()
             .chain(std::iter::once(&me))
-            .fold(None, |run, s| Some(Run::after(run, s.p1, s.p2)));
-        let moved = match (before.last().and_then(|s| s.at), me.at) {
+            .fold(None, |run, s| {
+                let (p1, p2) = s.values();
+                Some(Run::after(run, p1, p2))
+            });
+        let moved = match (before.last().and_then(Step::position), me.position()) {
             (Some(a), Some(b)) => moved(a, b),
             _ => false,
         };
@@ -768,14 +828,31 @@ mod tests {
             survey.reading(r);
         }
         let at = |t: &str| crate::reading::Timestamp::parse_feed(t).expect("a time");
-        // Three days back from the feed's first reading, up to just before it.
+        // Three days back from the feed's first reading, up to just before
+        // its last (each sensor keeps only what is before its own first).
         assert_eq!(
             survey.history_window(),
-            Some((at("2024-02-29 00:00:00"), at("2024-03-02 23:59:59")))
+            Some((at("2024-02-29 00:00:00"), at("2024-03-03 23:59:59")))
         );
         for r in &stored {
             survey.history(r);
         }
+        // Not before sensor 7's first reading of the feed, or too long
+        // before it: not kept (it would break the run, or start one).
+        survey.history(&reading(
+            7,
+            "2024-03-03 06:00:00",
+            "48.6000",
+            "1.00",
+            "1.00",
+        ));
+        survey.history(&reading(
+            7,
+            "2024-02-27 00:00:00",
+            "48.6000",
+            "1.00",
+            "1.00",
+        ));
         let assessment = survey.finish();
         let flags: Vec<(bool, bool)> = feed
             .iter()
@@ -797,6 +874,24 @@ mod tests {
             .iter()
             .all(|f| !f.contains(Flag::Stuck) && !f.contains(Flag::Moved)));
         assert_eq!(Survey::new(Resolution::Day).history_window(), None);
+
+        // One stale entry years back does not stretch the read: it starts
+        // 3 days before the last 6 days of the feed.
+        let mut survey = Survey::new(Resolution::Day);
+        survey.reading(&reading(
+            11,
+            "2020-01-01 00:00:00",
+            "48.6000",
+            "1.00",
+            "1.00",
+        ));
+        for r in &feed {
+            survey.reading(r);
+        }
+        assert_eq!(
+            survey.history_window(),
+            Some((at("2024-02-24 00:00:00"), at("2024-03-03 23:59:59")))
+        );
     }
 
     #[test]
@@ -832,7 +927,8 @@ mod tests {
         );
         assert_eq!(
             Flag::Moved.rule(),
-            "more than 200 m from the sensor's previous reading"
+            "more than 200 m from the sensor's previous reading, when that is at most 12 \
+             five-minute, 6 hourly or 3 daily steps older"
         );
         assert!(
             Flag::Outlier.rule().contains("above 3.5")
