@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What the quality flags cost a query (issue 28): the 31-day country query
-# of issue 27 (DE, CSV, direct) without `quality` (answered from the answer
-# segments), with `"quality":"all"` (every reading, with the flags column:
-# the rows, since segments keep no flags), `"no-flags"` and a list, and
-# the same as a daily aggregate by country. Makes DAYS days of daily
-# readings for SENSORS sensors in a fresh store (`synth --into-store`,
-# which flags them as ingestion does) and builds its segments, then times
-# RUNS rounds, the cases alternating within each round; prints the median
-# time, rows and bytes of each.
+# of issue 27 (DE, CSV, direct) without `quality`, from the answer segments
+# and from the rows (a second gateway, `--answer-segments false`); with
+# `"quality":"all"` (every reading and its flags: from the rows, since
+# segments keep no flags), `"no-flags"` and a list; and a daily aggregate
+# by country with and without a list. Makes DAYS days of daily readings
+# for SENSORS sensors in a fresh store (`synth --into-store`, which flags
+# them as ingestion does) and builds its segments, then times RUNS
+# rounds, the cases alternating within each; prints each one's median
+# time, rows and bytes.
 #
 #   bash loadtest/quality_cost.sh [SENSORS] [DAYS] [RUNS]   # default 15000, 31, 7
 #
@@ -31,36 +32,50 @@ if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   touch "$OUT/loaded-$SENSORS-$DAYS"
 fi
 
-"$BIN/airq-gateway" --db "$DB" --listen 127.0.0.1:0 --max-span 31days --direct-max-span 31days \
-  --max-result-rows 20000000 --answer-cache-ttl 0 >"$OUT/gateway.out" 2>"$OUT/gateway.err" &
-GATEWAY=$!
-trap 'kill $GATEWAY 2>/dev/null || true' EXIT
-URL=""
-for _ in $(seq 1 100); do
-  URL=$(sed -n 's/^listening on //p' "$OUT/gateway.out" | head -1)
-  [ -n "$URL" ] && break
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "the gateway did not start" >&2; cat "$OUT/gateway.err" >&2; exit 1; }
+start_gateway() { # name segments
+  "$BIN/airq-gateway" --db "$DB" --answer-segments "$2" --listen 127.0.0.1:0 --max-span 31days \
+    --direct-max-span 31days --max-result-rows 20000000 --answer-cache-ttl 0 \
+    --tier "anonymous:submits=off,polls=off,queued=off" \
+    >"$OUT/$1.out" 2>"$OUT/$1.err" &
+  echo $! >"$OUT/$1.pid"
+}
+start_gateway seg true
+start_gateway rows false
+trap 'kill $(cat "$OUT"/seg.pid "$OUT"/rows.pid) 2>/dev/null || true' EXIT
+url_of() {
+  local url=""
+  for _ in $(seq 1 100); do
+    url=$(sed -n 's/^listening on //p' "$OUT/$1.out" | head -1)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "the $1 gateway did not start" >&2; cat "$OUT/$1.err" >&2; exit 1; }
+  echo "$url"
+}
+SEG_URL=$(url_of seg)
+ROWS_URL=$(url_of rows)
 
 LAST=$(date -u -d "2024-01-01 + $((DAYS - 1)) days" +%Y-%m-%d)
-python3 - "$URL" "$RUNS" "$LAST" <<'PYEOF'
+python3 - "$SEG_URL" "$ROWS_URL" "$RUNS" "$LAST" <<'PYEOF'
 import json, statistics, sys, time, urllib.request
-url, runs, last = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seg_url, rows_url, runs, last = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 base = {"startDate": "2024-01-01", "endDate": last, "country": "DE"}
 daily = {"period": "day", "by": "country"}
+# (gateway, fields added to the base query)
 cases = {
-    "no quality (segments)": {},
-    'quality "all" (rows, flags shown)': {"quality": "all"},
-    'quality "no-flags"': {"quality": "no-flags"},
-    'quality ["outlier", "stuck"]': {"quality": ["outlier", "stuck"]},
-    "aggregate, no quality": {"aggregate": daily},
-    'aggregate, quality ["outlier", "stuck"]': {"aggregate": daily, "quality": ["outlier", "stuck"]},
+    "no quality, from segments": (seg_url, {}),
+    "no quality, from rows (`--answer-segments false`)": (rows_url, {}),
+    'quality "all" (rows, flags shown)': (seg_url, {"quality": "all"}),
+    'quality "no-flags"': (seg_url, {"quality": "no-flags"}),
+    'quality ["outlier", "stuck"]': (seg_url, {"quality": ["outlier", "stuck"]}),
+    "aggregate, no quality, from segments": (seg_url, {"aggregate": daily}),
+    "aggregate, no quality, from rows": (rows_url, {"aggregate": daily}),
+    'aggregate, quality ["outlier", "stuck"]': (seg_url, {"aggregate": daily, "quality": ["outlier", "stuck"]}),
 }
 times = {k: [] for k in cases}
 sizes = {}
 for _ in range(runs):
-    for name, extra in cases.items():
+    for name, (url, extra) in cases.items():
         body = json.dumps({**base, **extra}).encode()
         req = urllib.request.Request(f"{url}/api/query", data=body, method="POST",
                                      headers={"content-type": "application/json"})

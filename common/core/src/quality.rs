@@ -410,15 +410,48 @@ impl Spread {
 /// A cell and period ([`outlier_period`]) of a series.
 type CellPeriod = (u32, i64);
 
-/// The cell and period a reading is compared in; `None` without a
-/// position.
-fn cell_period(series: Resolution, r: &Reading) -> Option<CellPeriod> {
-    let (lat, lon) = r.position()?;
-    Some((
-        crate::place::cell(lat, lon),
-        outlier_period(series, r.timestamp),
-    ))
+/// What the survey and the assessment read of a reading, parsed once:
+/// its values, its position, and the cell and period it is compared in
+/// (`None` without a position).
+struct Seen {
+    values: [Option<f64>; 2],
+    position: Option<(f64, f64)>,
+    cell_period: Option<CellPeriod>,
 }
+
+impl Seen {
+    fn of(series: Resolution, r: &Reading) -> Seen {
+        let position = r.position();
+        Seen {
+            values: values(r),
+            position,
+            cell_period: position.map(|(lat, lon)| {
+                (
+                    crate::place::cell(lat, lon),
+                    outlier_period(series, r.timestamp),
+                )
+            }),
+        }
+    }
+
+    fn step(&self, ts: i64) -> Step {
+        let [p1, p2] = self.values;
+        let (lat, lon) = self
+            .position
+            .map_or((f32::NAN, f32::NAN), |(lat, lon)| (lat as f32, lon as f32));
+        Step {
+            ts,
+            p1: p1.unwrap_or(f64::NAN),
+            p2: p2.unwrap_or(f64::NAN),
+            lat,
+            lon,
+        }
+    }
+}
+
+/// The maps of a survey, looked up once or twice a reading: foldhash
+/// rather than SipHash (as the aggregations').
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A reading's P1 and P2 as numbers.
 fn values(r: &Reading) -> [Option<f64>; 2] {
@@ -440,20 +473,6 @@ struct Step {
 }
 
 impl Step {
-    fn of(r: &Reading) -> Step {
-        let [p1, p2] = values(r);
-        let (lat, lon) = r
-            .position()
-            .map_or((f32::NAN, f32::NAN), |(lat, lon)| (lat as f32, lon as f32));
-        Step {
-            ts: r.timestamp.0,
-            p1: p1.unwrap_or(f64::NAN),
-            p2: p2.unwrap_or(f64::NAN),
-            lat,
-            lon,
-        }
-    }
-
     fn values(&self) -> (Option<f64>, Option<f64>) {
         let some = |v: f64| (!v.is_nan()).then_some(v);
         (some(self.p1), some(self.p2))
@@ -477,10 +496,9 @@ impl Step {
 pub struct Survey {
     series: Resolution,
     stations: Stations,
-    values: HashMap<CellPeriod, [Vec<f64>; 2]>,
-    tracks: HashMap<u64, Vec<Step>>,
-    /// Each sensor's first reading time in the feed.
-    firsts: HashMap<u64, i64>,
+    values: FastMap<CellPeriod, [Vec<f64>; 2]>,
+    /// Each sensor's first reading time in the feed, and its track.
+    tracks: FastMap<u64, (i64, Vec<Step>)>,
     /// The feed's first and last reading time.
     span: Option<(i64, i64)>,
 }
@@ -490,30 +508,25 @@ impl Survey {
         Survey {
             series,
             stations: Stations::default(),
-            values: HashMap::new(),
-            tracks: HashMap::new(),
-            firsts: HashMap::new(),
+            values: FastMap::default(),
+            tracks: FastMap::default(),
             span: None,
         }
     }
 
     /// Learns an accepted reading of the feed.
     pub fn reading(&mut self, r: &Reading) {
-        if let Some(key) = cell_period(self.series, r) {
+        let seen = Seen::of(self.series, r);
+        if let Some(key) = seen.cell_period {
             let group = self.values.entry(key).or_default();
-            for (list, v) in group.iter_mut().zip(values(r)) {
+            for (list, v) in group.iter_mut().zip(seen.values) {
                 list.extend(v);
             }
         }
-        self.tracks
-            .entry(r.sensor_id)
-            .or_default()
-            .push(Step::of(r));
         let t = r.timestamp.0;
-        self.firsts
-            .entry(r.sensor_id)
-            .and_modify(|first| *first = (*first).min(t))
-            .or_insert(t);
+        let (first, track) = self.tracks.entry(r.sensor_id).or_insert((t, Vec::new()));
+        *first = (*first).min(t);
+        track.push(seen.step(t));
         self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
     }
 
@@ -547,15 +560,12 @@ impl Survey {
     /// kept.
     pub fn history(&mut self, r: &Reading) {
         let back = self.lookback();
-        let (Some(track), Some(&first)) = (
-            self.tracks.get_mut(&r.sensor_id),
-            self.firsts.get(&r.sensor_id),
-        ) else {
+        let Some((first, track)) = self.tracks.get_mut(&r.sensor_id) else {
             return;
         };
         let t = r.timestamp.0;
-        if t < first && t >= first.saturating_sub(back) {
-            track.push(Step::of(r));
+        if t < *first && t >= first.saturating_sub(back) {
+            track.push(Seen::of(self.series, r).step(t));
         }
     }
 
@@ -576,10 +586,14 @@ impl Survey {
                     .then_some((key, spreads))
             })
             .collect();
-        let mut tracks = self.tracks;
-        for track in tracks.values_mut() {
-            track.sort_by_key(|s| s.ts);
-        }
+        let tracks = self
+            .tracks
+            .into_iter()
+            .map(|(sensor, (_, mut track))| {
+                track.sort_by_key(|s| s.ts);
+                (sensor, track)
+            })
+            .collect();
         Assessment {
             series: self.series,
             stations: self.stations,
@@ -594,10 +608,10 @@ impl Survey {
 pub struct Assessment {
     series: Resolution,
     stations: Stations,
-    spreads: HashMap<CellPeriod, [Option<Spread>; 2]>,
+    spreads: FastMap<CellPeriod, [Option<Spread>; 2]>,
     /// Each sensor's readings, the feed's and the stored ones before it,
     /// in time order.
-    tracks: HashMap<u64, Vec<Step>>,
+    tracks: FastMap<u64, Vec<Step>>,
 }
 
 impl Assessment {
@@ -613,15 +627,17 @@ impl Assessment {
             r.air = air;
         }
         let rh = r.air.humidity_percent();
-        let outlying = cell_period(self.series, r)
+        let seen = Seen::of(self.series, r);
+        let outlying = seen
+            .cell_period
             .and_then(|key| self.spreads.get(&key))
             .is_some_and(|spreads| {
                 spreads
                     .iter()
-                    .zip(values(r))
+                    .zip(seen.values)
                     .any(|(s, v)| matches!((s, v), (Some(s), Some(v)) if s.outlying(v)))
             });
-        let (stuck, moved) = self.track_flags(r);
+        let (stuck, moved) = self.track_flags(r.sensor_id, seen.step(r.timestamp.0));
         r.flags = r
             .flags
             .with_if(Flag::Humid, rh.is_some_and(humid))
@@ -634,11 +650,10 @@ impl Assessment {
     /// `stuck` and `moved` of `r` in its sensor's track: the run of equal
     /// values that ends with it (only the last [`stuck_run`] readings
     /// before it matter), and the position of the reading before it.
-    fn track_flags(&self, r: &Reading) -> (bool, bool) {
-        let Some(track) = self.tracks.get(&r.sensor_id) else {
+    fn track_flags(&self, sensor: u64, me: Step) -> (bool, bool) {
+        let Some(track) = self.tracks.get(&sensor) else {
             return (false, false);
         };
-        let me = Step::of(r);
         // The readings before it; of two at its time, the first is it.
         let before = &track[..track.partition_point(|s| s.ts < me.ts)];
         let n = stuck_run(self.series) as usize;
