@@ -707,6 +707,20 @@ struct ReaderInput<R> {
     base: u64,
 }
 
+impl<R> ReaderInput<R> {
+    /// An input of `reader` with its one buffer of [`CHUNK_BYTES`] +
+    /// [`MAX_ENTRY_BYTES`].
+    fn new(reader: R) -> Self {
+        ReaderInput {
+            reader,
+            buf: vec![0; CHUNK_BYTES + MAX_ENTRY_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            base: 0,
+        }
+    }
+}
+
 impl<R: std::io::Read> Input for ReaderInput<R> {
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
@@ -1052,13 +1066,7 @@ where
     R: std::io::Read,
     F: FnMut(Result<Reading, Rejection>),
 {
-    let input = ReaderInput {
-        reader,
-        buf: vec![0; CHUNK_BYTES + MAX_ENTRY_BYTES].into_boxed_slice(),
-        start: 0,
-        end: 0,
-        base: 0,
-    };
+    let input = ReaderInput::new(reader);
     let mut on_entry = on_entry;
     parse_input(input, TimeWindow::at(now), |e, _| on_entry(e))
 }
@@ -1076,13 +1084,7 @@ where
     F: FnMut(Result<Reading, Rejection>),
     A: FnMut(Measured),
 {
-    let input = ReaderInput {
-        reader,
-        buf: vec![0; CHUNK_BYTES + MAX_ENTRY_BYTES].into_boxed_slice(),
-        start: 0,
-        end: 0,
-        base: 0,
-    };
+    let input = ReaderInput::new(reader);
     let window = TimeWindow::at(now);
     parse_input(input, window, with_air(window, on_entry, on_air))
 }
