@@ -8,6 +8,7 @@ use airq_core::air::Air;
 use airq_core::aqi::{Index, Indices};
 use airq_core::export::Format;
 use airq_core::place::{Bbox, Near, Place, EARTH_RADIUS_KM};
+use airq_core::correction::Correction;
 use airq_core::quality::{Flag, Flags, Quality};
 use airq_core::query::Query;
 use airq_core::reading::{Reading, Timestamp};
@@ -428,6 +429,13 @@ pub fn query(rng: &mut StdRng, case: u32) -> Query {
             ),
         };
         q.quality = Some(Quality { exclude });
+    }
+    if rng.random_bool(0.25) {
+        // Any κ (thousandths) and cap: the index filters then read the
+        // corrected values, and readings without a humidity have none.
+        let kappa = rng.random_range(1..=Correction::MAX_KAPPA_MILLI);
+        let cap = rng.random_range(Correction::RH_MAX_RANGE);
+        q.correction = Correction::new(kappa, cap);
     }
     q
 }

@@ -42,6 +42,7 @@
 
 use crate::air::Air;
 use crate::aqi::{Index, Indices};
+use crate::correction::{Corrected, Correction};
 use crate::error::BackendError;
 use crate::hourly::Basis;
 use crate::quality::Flags;
@@ -163,11 +164,20 @@ pub struct CsvWriter<W: Write> {
     index: Index,
     /// Whether rows end with [`FLAGS_COLUMN`] ([`Rendering::quality`]).
     quality: bool,
+    /// The correction whose [`CORRECTION_COLUMNS`] rows end with
+    /// ([`Rendering::correction`]).
+    correction: Option<Correction>,
 }
 
 /// The CSV column a query with a `quality` filter appends: the reading's
 /// flags by name, separated by spaces, empty for none.
 pub const FLAGS_COLUMN: &str = "flags";
+
+/// The CSV columns a query with a `correction` appends (after
+/// [`FLAGS_COLUMN`] when both are asked): the station's relative humidity
+/// the values were corrected for, and the corrected PM10 and PM2.5. The
+/// JSON formats name the corrected values alike.
+pub const CORRECTION_COLUMNS: [&str; 3] = ["humidity", "P1_corrected", "P2_corrected"];
 
 impl<W: Write> CsvWriter<W> {
     /// A writer whose `AQI` and `Range` columns are the DAQI.
@@ -177,31 +187,43 @@ impl<W: Write> CsvWriter<W> {
 
     /// A writer whose `AQI` and `Range` columns are `index`'s.
     pub fn with_index(out: W, index: Index) -> csv::Result<Self> {
-        Self::with(out, index, false)
+        Self::with(out, index, false, None)
     }
 
     /// A writer of `rendering`'s columns.
     pub fn for_rendering(out: W, rendering: &Rendering) -> csv::Result<Self> {
-        Self::with(out, rendering.index, rendering.quality)
+        Self::with(
+            out,
+            rendering.index,
+            rendering.quality,
+            rendering.correction,
+        )
     }
 
-    fn with(out: W, index: Index, quality: bool) -> csv::Result<Self> {
+    fn with(
+        out: W,
+        index: Index,
+        quality: bool,
+        correction: Option<Correction>,
+    ) -> csv::Result<Self> {
         let mut inner = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(out);
+        let mut header = CSV_HEADER.to_vec();
         if quality {
-            let mut header = CSV_HEADER.to_vec();
             header.push(FLAGS_COLUMN);
-            inner.write_record(header)?;
-        } else {
-            inner.write_record(CSV_HEADER)?;
         }
+        if correction.is_some() {
+            header.extend(CORRECTION_COLUMNS);
+        }
+        inner.write_record(header)?;
         Ok(CsvWriter {
             inner,
             rows: 0,
             scratch: Vec::with_capacity(64),
             index,
             quality,
+            correction,
         })
     }
 
@@ -210,36 +232,36 @@ impl<W: Write> CsvWriter<W> {
     }
 
     pub fn write_row(&mut self, r: &RowRef<'_>) -> csv::Result<()> {
-        // An undefined index (an hour with too little data) is empty.
-        let value = r.indices.defined(self.index);
+        let corrected = self.correction.map(|c| c.apply(r.p1, r.p2, r.humidity));
+        let indices = corrected.as_ref().map_or(r.indices, |c| c.indices);
+        // An undefined index (an hour with too little data, a reading
+        // with no corrected value) is empty.
+        let value = indices.defined(self.index);
         let mut digits = itoa::Buffer::new();
         let aqi = value.map_or(&b""[..], |v| digits.format(v).as_bytes());
         let range = value.map_or("", |v| self.index.label(v)).as_bytes();
         self.rows += 1;
         let inner = &mut self.inner;
-        if self.quality {
-            // Flag names are plain words: nothing to defuse.
-            let flags = r.flags.to_string();
+        if self.quality || corrected.is_some() {
+            // Flag names are plain words and corrected values numbers;
+            // the humidity is text as stored, checked with the rest.
+            let flags = self.quality.then(|| r.flags.to_string());
             return with_leading_cells(r, &mut self.scratch, |cells| {
-                let [a, b, c, d, e, f, g, h, i, j, k] = *cells;
-                let record: [&[u8]; 14] = [
-                    a,
-                    b,
-                    c,
-                    d,
-                    e,
-                    f,
-                    g,
-                    h,
-                    i,
-                    j,
-                    k,
-                    aqi,
-                    range,
-                    flags.as_bytes(),
-                ];
+                let mut record: Vec<&[u8]> = Vec::with_capacity(18);
+                record.extend_from_slice(cells);
+                record.extend([aqi, range]);
+                if let Some(flags) = &flags {
+                    record.push(flags.as_bytes());
+                }
+                if let Some(c) = &corrected {
+                    record.extend([
+                        r.humidity.unwrap_or("").as_bytes(),
+                        c.p1.as_deref().unwrap_or("").as_bytes(),
+                        c.p2.as_deref().unwrap_or("").as_bytes(),
+                    ]);
+                }
                 if record.iter().any(|cell| is_formula(cell)) {
-                    return inner.write_record(record.map(defused));
+                    return inner.write_record(record.into_iter().map(defused));
                 }
                 inner.write_record(record)
             });
@@ -471,6 +493,11 @@ pub struct Rendering {
     /// `quality` filter): a `flags` column appended to the CSV; `flags`,
     /// `humidity` and `temperature` in the JSON formats.
     pub quality: bool,
+    /// The humidity correction asked for: the `AQI` and `Range` fields
+    /// are the corrected values' and rows add [`CORRECTION_COLUMNS`] (CSV)
+    /// or `humidity`, `P1_corrected`, `P2_corrected` and `correction` (the
+    /// method and its parameters; JSON formats).
+    pub correction: Option<Correction>,
 }
 
 /// JSON's number syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
@@ -522,6 +549,8 @@ struct JsonWriter {
     age_at: Option<Timestamp>,
     /// [`Rendering::quality`].
     quality: bool,
+    /// [`Rendering::correction`].
+    correction: Option<Correction>,
     rows: u64,
 }
 
@@ -535,6 +564,7 @@ impl JsonWriter {
             index: rendering.index,
             age_at: rendering.age_at,
             quality: rendering.quality,
+            correction: rendering.correction,
             rows: 0,
         }
     }
@@ -570,8 +600,12 @@ impl JsonWriter {
             Self::geo_head(out, r);
         }
         Self::head(out, r);
-        Self::index_part(out, self.index, r.indices);
-        Self::tail(out, r, self.age_at, self.quality);
+        let corrected = self
+            .correction
+            .map(|c| (c, c.apply(r.p1, r.p2, r.humidity)));
+        let indices = corrected.as_ref().map_or(r.indices, |(_, c)| c.indices);
+        Self::index_part(out, self.index, indices);
+        Self::tail(out, r, self.age_at, self.quality, corrected.as_ref());
         self.close(out);
     }
 
@@ -645,7 +679,13 @@ impl JsonWriter {
     }
 
     /// The fields after `Range`, and the object's end.
-    fn tail(out: &mut Vec<u8>, r: &RowRef<'_>, age_at: Option<Timestamp>, quality: bool) {
+    fn tail(
+        out: &mut Vec<u8>,
+        r: &RowRef<'_>,
+        age_at: Option<Timestamp>,
+        quality: bool,
+        corrected: Option<&(Correction, Corrected)>,
+    ) {
         let mut digits = itoa::Buffer::new();
         if let Some(n) = r.samples {
             out.extend_from_slice(br#","samples":"#);
@@ -677,10 +717,21 @@ impl JsonWriter {
                 }
                 Self::string(out, flag.name());
             }
-            out.extend_from_slice(br#"],"humidity":"#);
+            out.extend_from_slice(b"]");
+        }
+        if quality || corrected.is_some() {
+            out.extend_from_slice(br#","humidity":"#);
             Self::number(out, r.humidity.unwrap_or(""));
             out.extend_from_slice(br#","temperature":"#);
             Self::number(out, r.temperature.unwrap_or(""));
+        }
+        if let Some((correction, c)) = corrected {
+            out.extend_from_slice(br#","P1_corrected":"#);
+            Self::number(out, c.p1.as_deref().unwrap_or(""));
+            out.extend_from_slice(br#","P2_corrected":"#);
+            Self::number(out, c.p2.as_deref().unwrap_or(""));
+            out.extend_from_slice(br#","correction":"#);
+            out.extend_from_slice(correction.json_member().as_bytes());
         }
         out.push(b'}');
     }
@@ -712,6 +763,7 @@ pub fn ndjson_line(out: &mut Vec<u8>, r: &Reading, index: Index) {
         index,
         age_at: None,
         quality: false,
+        correction: None,
     };
     JsonWriter::new(false, rendering, out).write_row(out, &RowRef::from(r));
     if out.last() == Some(&b'\n') {
@@ -803,7 +855,7 @@ impl PieceWriter {
         let geo_head = json_out.len() - start;
         JsonWriter::head(json_out, r);
         let json_head = json_out.len() - start - geo_head;
-        JsonWriter::tail(json_out, r, None, false);
+        JsonWriter::tail(json_out, r, None, false, None);
         Ok(JsonEnds {
             geo_head,
             json_head,
@@ -1367,6 +1419,7 @@ mod tests {
             index: Index::Daqi,
             age_at: None,
             quality: false,
+            correction: None,
         };
         let line = String::from_utf8(to_answer([&mean], ndjson).unwrap()).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();

@@ -14,6 +14,7 @@ pub mod alert;
 pub mod aqi;
 pub mod backend;
 pub mod client;
+pub mod correction;
 pub mod duration;
 pub mod error;
 pub mod export;

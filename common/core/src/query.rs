@@ -9,7 +9,8 @@
 //! select exactly the readings it accepts (the contract tests check this).
 
 use crate::aggregate::{Aggregate, Aggregator, Period};
-use crate::aqi::{Index, MAX_INDEX};
+use crate::aqi::{Index, Indices, MAX_INDEX};
+use crate::correction::Correction;
 use crate::export::{Format, Rendering};
 use crate::place::{Bbox, Near, Place, MAX_RADIUS_KM};
 use crate::quality::Quality;
@@ -22,7 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// The field names a query may have.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 15] = [
     "startDate",
     "endDate",
     "country",
@@ -37,6 +38,7 @@ pub const FIELDS: [&str; 14] = [
     "resolution",
     "aggregate",
     "quality",
+    "correction",
 ];
 
 /// Limits a deployment puts on queries.
@@ -158,6 +160,10 @@ pub struct Query {
     /// The quality filter, when the query has one ([`Quality`]): the
     /// answer then carries each reading's flags and air.
     pub quality: Option<Quality>,
+    /// The humidity correction asked for ([`Correction`]): the answer then
+    /// adds corrected values, and its indices (and the index filters) are
+    /// those of the corrected values.
+    pub correction: Option<Correction>,
 }
 
 impl Query {
@@ -177,6 +183,7 @@ impl Query {
             resolution: Resolution::Day,
             aggregate: None,
             quality: None,
+            correction: None,
         }
     }
 
@@ -222,6 +229,7 @@ impl Query {
         let resolution = v.resolution();
         let aggregate = v.aggregate(resolution.unwrap_or_default());
         let quality = v.quality(resolution.unwrap_or_default());
+        let correction = v.correction(resolution.unwrap_or_default(), &aggregate);
 
         if let (Some(s), Some(e)) = (start, end) {
             let aggregating = matches!(aggregate, Some(Some(_)));
@@ -260,6 +268,7 @@ impl Query {
             resolution,
             aggregate,
             quality,
+            correction,
         ) {
             (
                 Some(start),
@@ -274,6 +283,7 @@ impl Query {
                 Some(resolution),
                 Some(aggregate),
                 Some(quality),
+                Some(correction),
             ) if v.errors.is_empty() => Ok(Query {
                 start,
                 end,
@@ -288,6 +298,7 @@ impl Query {
                 resolution,
                 aggregate,
                 quality,
+                correction,
             }),
             _ => Err(v.into_error()),
         }
@@ -321,7 +332,8 @@ impl Query {
         }
     }
 
-    /// The reference evaluation every backend must agree with.
+    /// The reference evaluation every backend must agree with. With a
+    /// correction, the index filters read the corrected values' indices.
     pub fn matches(&self, r: &Reading) -> bool {
         r.timestamp >= self.start
             && r.timestamp <= self.end
@@ -333,12 +345,41 @@ impl Query {
             && match self.index_filter() {
                 None => true,
                 Some(bounds) => bounds.is_some_and(|(lo, hi)| {
-                    r.indices
+                    self.indices_of(r)
                         .defined(self.index)
                         .is_some_and(|v| (lo..=hi).contains(&v))
                 }),
             }
             && self.quality.is_none_or(|q| q.keeps(r.flags))
+    }
+
+    /// The indices the query's index filters and answer read: the stored
+    /// ones, or with a correction those of the corrected values.
+    pub fn indices_of(&self, r: &Reading) -> Indices {
+        match self.correction {
+            None => r.indices,
+            Some(c) => {
+                c.apply(r.p1.as_deref(), r.p2.as_deref(), r.air.humidity.as_deref())
+                    .indices
+            }
+        }
+    }
+
+    /// What a store reads for a query with a correction: the same
+    /// readings without the index filters (the stored indices are not the
+    /// corrected ones), which [`Query::matches`] then applies to the
+    /// corrected values; the query itself without one.
+    pub fn before_correction(&self) -> Query {
+        match self.correction {
+            None => self.clone(),
+            Some(_) => Query {
+                min_aqi: self.index.min(),
+                max_aqi: self.index.max(),
+                band: None,
+                correction: None,
+                ..self.clone()
+            },
+        }
     }
 
     /// The query with no quality filter: what an aggregation reads (its
@@ -365,6 +406,7 @@ impl Query {
             index: self.index,
             age_at: None,
             quality: self.quality.is_some(),
+            correction: self.correction,
         }
     }
 
@@ -404,6 +446,9 @@ impl Query {
         }
         if let Some(q) = self.quality {
             m.insert("quality".into(), q.to_value());
+        }
+        if let Some(c) = self.correction {
+            m.insert("correction".into(), c.to_value());
         }
         Value::Object(m).to_string()
     }
@@ -572,6 +617,7 @@ impl LatestQuery {
             index: self.index,
             age_at: self.at,
             quality: false,
+            correction: None,
         }
     }
 
@@ -986,6 +1032,48 @@ impl<'a> Fields<'a> {
             Ok(q) => Some(Some(q)),
             Err(message) => {
                 self.err("quality", message);
+                None
+            }
+        }
+    }
+
+    /// `correction` (absent, null or `"none"`: none): `Some(None)` without
+    /// one, `None` after an error. Only the daily series keeps the
+    /// station's humidity, and an aggregate of corrected values is not
+    /// built yet.
+    fn correction(
+        &mut self,
+        resolution: Resolution,
+        aggregate: &Option<Option<Aggregate>>,
+    ) -> Option<Option<Correction>> {
+        let value = match self.map.get("correction") {
+            None | Some(Value::Null) => return Some(None),
+            Some(v) => v,
+        };
+        match Correction::from_value(value) {
+            Ok(Some(_)) if resolution != Resolution::Day => {
+                self.err(
+                    "correction",
+                    format!(
+                        "the station's humidity is kept for the daily series only so far; \
+                         leave correction out or ask resolution \"{}\"",
+                        Resolution::Day.name()
+                    ),
+                );
+                None
+            }
+            Ok(Some(_)) if matches!(aggregate, Some(Some(_))) => {
+                self.err(
+                    "correction",
+                    "aggregates of corrected values are not built yet; \
+                     ask for the readings, or leave correction out"
+                        .to_owned(),
+                );
+                None
+            }
+            Ok(c) => Some(c),
+            Err(message) => {
+                self.err("correction", message);
                 None
             }
         }

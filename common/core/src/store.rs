@@ -11,6 +11,18 @@ use futures::stream::BoxStream;
 /// The readings matching a query, in store order: by timestamp, then sensor id.
 pub type ReadingStream = BoxStream<'static, Result<Reading, BackendError>>;
 
+/// How a store answers [`ReadingStore::query`] for a query with a
+/// correction: `read` streams [`Query::before_correction`]'s readings (no
+/// index filter, as the stored indices are not the corrected ones), and
+/// this keeps those `query` matches, its index filters read on the
+/// corrected values.
+pub fn corrected_readings(read: ReadingStream, query: &Query) -> ReadingStream {
+    use futures::{StreamExt, TryStreamExt};
+    let query = query.clone();
+    read.try_filter(move |r| std::future::ready(query.matches(r)))
+        .boxed()
+}
+
 /// What the store holds, for summaries, the web page and the load tester.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreSummary {

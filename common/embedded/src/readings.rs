@@ -933,6 +933,7 @@ fn segmented(query: &Query) -> bool {
         && query.place.is_none()
         && query.start.0 >= 0
         && query.quality.is_none()
+        && query.correction.is_none()
 }
 
 /// What a scan hands its rows to: rows from SQLite, or rows of answer
@@ -1386,12 +1387,21 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
+        if query.correction.is_some() {
+            let read = self.stream_readings(Select::readings(&query.before_correction()));
+            return airq_core::store::corrected_readings(read, query);
+        }
         self.stream_readings(Select::readings(query))
     }
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
         if let Some(aggregator) = query.aggregator() {
             return self.stream_aggregate(query, aggregator);
+        }
+        if query.correction.is_some() {
+            // The index filters read the corrected values, computed from
+            // each reading: no segment or row path filters on them.
+            return airq_core::export::chunks(self.query(query), query.rendering());
         }
         if self.segments && segmented(query) && Select::readings(query).is_some() {
             return self.stream_segmented(query);

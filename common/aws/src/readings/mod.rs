@@ -234,6 +234,10 @@ impl ReadingStore for DynamoReadingStore {
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
+        if query.correction.is_some() {
+            let read = self.query(&query.before_correction());
+            return airq_core::store::corrected_readings(read, query);
+        }
         let this = self.clone();
         let query = query.clone();
         spawned(|tx| async move {
