@@ -3,6 +3,7 @@
 //! latest readings), so that a client sees one set of names, one content
 //! type per format and one attachment name.
 
+use airq_core::correction::Correction;
 use airq_core::export::{Format, Rendering};
 use airq_core::{Index, LatestQuery, Query, Timestamp};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,6 +25,12 @@ pub const ROWS: &str = "x-airq-rows";
 /// does not say (the CSV keeps the first system's columns, byte for byte),
 /// so without this a saved file would be ambiguous to its reader.
 pub const INDEX: &str = "x-airq-index";
+
+/// `X-Airq-Correction`: the humidity correction the answer's corrected
+/// values and indices were computed with, and its parameters
+/// (`kappa-kohler; kappa=0.3; rh-max=95`); absent on an answer without
+/// one. The JSON formats say it on every row as well; the CSV does not.
+pub const CORRECTION: &str = "x-airq-correction";
 
 /// How an answer is labelled: its format and index, and the name it is
 /// saved under.
@@ -78,12 +85,21 @@ impl Label {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
         index(h, self.rendering.index);
+        correction(h, self.rendering.correction);
     }
 }
 
 /// Sets `X-Airq-Index`.
 pub fn index(headers: &mut HeaderMap, index: Index) {
     headers.insert(INDEX, HeaderValue::from_static(index.name()));
+}
+
+/// Sets `X-Airq-Correction` when the answer has a correction.
+pub fn correction(headers: &mut HeaderMap, correction: Option<Correction>) {
+    // The value is the method's name and numbers only.
+    if let Some(v) = correction.and_then(|c| HeaderValue::from_str(&c.header_value()).ok()) {
+        headers.insert(CORRECTION, v);
+    }
 }
 
 /// Whether a content type (with or without parameters) is that of an

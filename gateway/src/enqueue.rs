@@ -151,6 +151,7 @@ pub async fn enqueue(
     // Which index the answer will be in: told now, so that a client need
     // not wait for the answer to know how to read it.
     answer_headers::index(h, query.index);
+    answer_headers::correction(h, query.correction);
     if respond_async {
         h.insert(
             "preference-applied",

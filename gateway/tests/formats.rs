@@ -1254,3 +1254,199 @@ async fn quality_filters_and_shows_the_flags() {
         );
     }
 }
+
+/// A reading of [`correction_adds_corrected_values_and_reads_indices_from_them`]:
+/// PM10 20 and PM2.5 40 (DAQI 4) at 2018-06-10 12:00, with the station's
+/// relative humidity `rh` when it has one.
+fn humid_reading(n: u64, rh: Option<&str>) -> Reading {
+    let (p1, p2) = (Some("20".to_owned()), Some("40".to_owned()));
+    Reading {
+        id: Some(n),
+        timestamp: Timestamp::parse_feed("2018-06-10 12:00:00").expect("a time"),
+        sensor_id: 90_000 + n,
+        sensor_type: "SDS011".into(),
+        loc_id: Some(91_000 + n),
+        loc_country: "DE".into(),
+        loc_lat: "48.800".into(),
+        loc_long: "9.000".into(),
+        loc_alt: String::new(),
+        indices: Indices::of_text(p1.as_deref(), p2.as_deref()).expect("indices"),
+        p1,
+        p2,
+        samples: None,
+        basis: None,
+        flags: Default::default(),
+        air: airq_core::air::Air {
+            humidity: rh.map(str::to_owned),
+            temperature: rh.map(|_| "12.5".to_owned()),
+        },
+    }
+}
+
+/// The correction's values are worked by hand from the formula
+/// PM / (1 + (κ/1.65) / (100/RH − 1)), κ = 0.3:
+/// - RH 80 %: C = 1 + 0.181818…/0.25 = 1.727272…; PM10 20/C = 11.578… →
+///   11.58 (DAQI band 1, 0–16), PM2.5 40/C = 23.157… → 23.16 (band 2,
+///   12–23): DAQI 2 "Low";
+/// - RH 50 %: C = 1.181818…; 20/C = 16.923… → 16.92 (17 rounded: band 2),
+///   40/C = 33.846… → 33.85 (34: band 3, 24–35): DAQI 3 "Low";
+/// - no humidity: no corrected value, no index.
+///
+/// Raw, all three are DAQI 4 "Moderate" (PM2.5 40 is in 36–41).
+#[tokio::test]
+async fn correction_adds_corrected_values_and_reads_indices_from_them() {
+    let s = Setup::new(&[]);
+    SqliteReadingStore::new(s.db())
+        .put_batch_blocking(&[
+            humid_reading(1, Some("80")),
+            humid_reading(2, Some("50")),
+            humid_reading(3, None),
+        ])
+        .expect("storing the humid readings");
+    let day = r#"{"startDate":"2018-06-10","endDate":"2018-06-10"}"#;
+    let corrected = with(
+        day,
+        json!({"correction": {"method": "kappa-kohler", "kappa": 0.3}}),
+    );
+    let head = CSV_HEADER.join(",");
+    let lead = |n: u64| {
+        format!(
+            "{n},2018-06-10 12:00:00,{},SDS011,{},DE,48.800,9.000,,20,40",
+            90_000 + n,
+            91_000 + n
+        )
+    };
+    let want = format!(
+        "{head},humidity,P1_corrected,P2_corrected\n\
+         {},2,Low,80,11.58,23.16\n\
+         {},3,Low,50,16.92,33.85\n\
+         {},,,,,\n",
+        lead(1),
+        lead(2),
+        lead(3)
+    );
+
+    let r = post(&s.url("/api/query"), &corrected, false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&r, "x-airq-correction"),
+        "kappa-kohler; kappa=0.3; rh-max=95"
+    );
+    assert_eq!(r.text().await.expect("body"), want);
+
+    // Without the field: the answer of before, raw indices, no header.
+    let r = post(&s.url("/api/query"), day, false).await;
+    assert!(r.headers().get("x-airq-correction").is_none());
+    let plain = r.text().await.expect("body");
+    assert_eq!(
+        plain,
+        format!(
+            "{head}\n{},4,Moderate\n{},4,Moderate\n{},4,Moderate\n",
+            lead(1),
+            lead(2),
+            lead(3)
+        )
+    );
+
+    // The index filters read the corrected indices: minAqi 3 keeps the
+    // reading at RH 50 % only (raw, all three are 4).
+    let at_least_3 = with(&corrected, json!({"minAqi": 3}));
+    let r = post(&s.url("/api/query"), &at_least_3, false).await;
+    assert_eq!(
+        r.text().await.expect("body"),
+        format!(
+            "{head},humidity,P1_corrected,P2_corrected\n{},3,Low,50,16.92,33.85\n",
+            lead(2)
+        )
+    );
+
+    // NDJSON: the corrected values, the humidity and the method on each row.
+    let ndjson = with(&corrected, json!({"format": "ndjson"}));
+    let r = post(&s.url("/api/query"), &ndjson, false).await;
+    assert_eq!(r.status(), StatusCode::OK, "{ndjson}");
+    let text = r.text().await.expect("body");
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["P1"], json!(20));
+    assert_eq!(rows[0]["P1_corrected"], json!(11.58));
+    assert_eq!(rows[0]["P2_corrected"], json!(23.16));
+    assert_eq!(rows[0]["AQI"], json!(2));
+    assert_eq!(rows[0]["humidity"], json!(80));
+    assert_eq!(
+        rows[0]["correction"],
+        json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 95})
+    );
+    assert_eq!(rows[2]["P1_corrected"], Value::Null);
+    assert_eq!(rows[2]["AQI"], Value::Null);
+    assert_eq!(rows[2]["Range"], Value::Null);
+
+    // A lower cap: RH 80 % read as 60 %: C = 1 + 0.181818…/(100/60 − 1)
+    // = 1.272727…; 20/C = 15.714… → 15.71, 40/C = 31.428… → 31.43.
+    let capped = with(
+        day,
+        json!({"correction": {"method": "kappa-kohler", "kappa": 0.3, "rhMax": 60}, "maxAqi": 3}),
+    );
+    let r = post(&s.url("/api/query"), &capped, false).await;
+    assert_eq!(
+        header_of(&r, "x-airq-correction"),
+        "kappa-kohler; kappa=0.3; rh-max=60"
+    );
+    let text = r.text().await.expect("body");
+    assert!(
+        text.contains(&format!("{},3,Low,80,15.71,31.43\n", lead(1))),
+        "{text}"
+    );
+
+    // Queued: the same bytes and the header, on the 202 and on the result.
+    let r = post(&s.url("/api/query"), &corrected, true).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        header_of(&r, "x-airq-correction"),
+        "kappa-kohler; kappa=0.3; rh-max=95"
+    );
+    let path = header_of(&r, "location").to_owned();
+    let _worker = Worker::start(&s.db_path(), &["--receive-wait", "1s"]);
+    let done = until_final(&s.url(&path)).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&done, "x-airq-correction"),
+        "kappa-kohler; kappa=0.3; rh-max=95"
+    );
+    assert_eq!(done.text().await.expect("body"), want);
+
+    for (extra, said) in [
+        (
+            json!({"correction": "kappa-kohler"}),
+            "needs the κ of your sensors",
+        ),
+        (
+            json!({"correction": {"method": "kappa-kohler", "kappa": 0.3}, "resolution": "hour"}),
+            "daily series",
+        ),
+        (
+            json!({"correction": {"method": "kappa-kohler", "kappa": 0.3},
+                   "aggregate": {"period": "day", "by": "all"}}),
+            "aggregates of corrected values",
+        ),
+        (
+            json!({"correction": {"method": "kappa-kohler", "kappa": 2}}),
+            "at most 1.5",
+        ),
+        (
+            json!({"correction": {"method": "kappa-kohler", "kappa": 0.3, "rhMax": 100}}),
+            "rhMax",
+        ),
+    ] {
+        let body = with(day, extra.clone());
+        let r = post(&s.url("/api/query"), &body, false).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{extra}");
+        let text = r.text().await.expect("body");
+        assert!(
+            text.contains(r#""field":"correction""#) && text.contains(said),
+            "{extra}: {text}"
+        );
+    }
+}

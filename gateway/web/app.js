@@ -10,8 +10,8 @@ import { $, fmtInt, humanSpan, parseDateTime, sleep } from './util.js';
 import { rangeText } from './indices.js';
 import { errorText, getMeta, readJson } from './api.js';
 import {
-  FIELDS, applyIndex, applyPlace, ensureOption, fillAggregateOptions, fillQualityOptions, inputsOf,
-  setFieldError,
+  FIELDS, applyIndex, applyPlace, ensureOption, fillAggregateOptions, fillCorrectionOptions,
+  fillQualityOptions, inputsOf, setFieldError,
 } from './form.js';
 import { followHistory, resume, submit } from './flow.js';
 import { download, fitChart } from './result.js';
@@ -82,6 +82,15 @@ function useOptions(meta) {
       .filter((f) => f && typeof f.name === 'string')
       .map((f) => ({ name: f.name, rule: typeof f.rule === 'string' ? f.rule : '' })),
   };
+  const correction = meta.correction && typeof meta.correction === 'object' ? meta.correction : {};
+  const rhMax = correction.rhMax && typeof correction.rhMax === 'object' ? correction.rhMax : {};
+  state.correction = {
+    methods: Array.isArray(correction.methods) ? correction.methods.filter((m) => typeof m === 'string') : [],
+    summary: typeof correction.summary === 'string' ? correction.summary : '',
+    source: typeof correction.source === 'string' && /^https:\/\//.test(correction.source) ? correction.source : '',
+    maxKappa: Number(correction.maxKappa) || 0,
+    rhMax: { default: Number(rhMax.default), min: Number(rhMax.min), max: Number(rhMax.max) },
+  };
   state.limits = {
     maxSpanSeconds: Number(meta.limits.maxSpanSeconds),
     maxAggregateSpanSeconds: Number(meta.limits.maxAggregateSpanSeconds) || Number(meta.limits.maxSpanSeconds),
@@ -107,6 +116,7 @@ function useOptions(meta) {
   resolution.disabled = !Object.keys(state.resolutions).length;
   fillAggregateOptions();
   fillQualityOptions();
+  fillCorrectionOptions();
   applyIndex();
 }
 

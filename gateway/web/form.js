@@ -8,13 +8,14 @@ import { indexOf, rangeText } from './indices.js';
 
 // The query's fields, as the API names them, in the form's order.
 export const FIELDS = ['startDate', 'endDate', 'country', 'sensorType', 'index', 'range', 'minAqi',
-  'maxAqi', 'bbox', 'near', 'resolution', 'quality', 'aggregate', 'format'];
+  'maxAqi', 'bbox', 'near', 'resolution', 'quality', 'correction', 'aggregate', 'format'];
 // The inputs of a field, where they are not one input of the field's id.
 export const FIELD_INPUTS = {
   bbox: ['bboxMinLon', 'bboxMinLat', 'bboxMaxLon', 'bboxMaxLat'],
   near: ['nearLat', 'nearLon', 'nearRadius'],
   aggregate: ['aggregatePeriod', 'aggregateBy'],
   quality: ['quality'],
+  correction: ['correction', 'correctionKappa', 'correctionRhMax'],
 };
 // How the form names the periods and groups of a summary.
 const PERIOD_NAMES = { hour: 'hour', day: 'day', month: 'month', year: 'year' };
@@ -25,7 +26,7 @@ const LABELS = {
   startDate: 'Start', endDate: 'End', country: 'Country', sensorType: 'Sensor type',
   index: 'Index', minAqi: 'Minimum AQI', maxAqi: 'Maximum AQI', range: 'Band',
   bbox: 'The box', near: 'The point', format: 'Format', resolution: 'Series', aggregate: 'Summary',
-  quality: 'Quality',
+  quality: 'Quality', correction: 'Correction',
 };
 // A sensor type name as the server takes it (feed::valid_sensor_type).
 const SENSOR_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_. -]{0,31}$/;
@@ -89,6 +90,30 @@ export function readForm() {
       body.quality = quality;
     } else {
       err('quality', `unknown value "${quality}"; expected one of ${state.quality.values.join(', ')}`);
+    }
+  }
+  // The humidity correction (readings of the daily series, not summaries).
+  const method = $('correction').value;
+  if (method !== '') {
+    const c = state.correction;
+    const kappaText = $('correctionKappa').value.trim();
+    const kappa = Number(kappaText);
+    const capText = $('correctionRhMax').value.trim();
+    const cap = capText === '' ? null : Number(capText);
+    if (!c.methods.includes(method)) {
+      err('correction', `unknown method "${method}"; expected one of ${c.methods.join(', ')}`);
+    } else if (resolution !== state.defaultResolution) {
+      err('correction', "the station's humidity is kept for the daily series only so far");
+    } else if (period !== '') {
+      err('correction', 'aggregates of corrected values are not built yet');
+    } else if (kappaText === '' || !Number.isFinite(kappa) || kappa <= 0 || kappa > c.maxKappa
+      || Math.abs(kappa * 1000 - Math.round(kappa * 1000)) > 1e-6) {
+      err('correction', `needs a κ above 0 and at most ${c.maxKappa}, with at most 3 decimals`);
+    } else if (cap !== null && !(Number.isInteger(cap) && cap >= c.rhMax.min && cap <= c.rhMax.max)) {
+      err('correction', `the RH cap must be a whole percentage from ${c.rhMax.min} to ${c.rhMax.max}`);
+    } else {
+      body.correction = { method, kappa };
+      if (cap !== null) body.correction.rhMax = cap;
     }
   }
   const spanLimit = period !== '' ? state.limits.maxAggregateSpanSeconds : state.limits.maxSpanSeconds;
@@ -334,6 +359,9 @@ export function resultUrl(id, query) {
 function paramText(value) {
   if (Array.isArray(value)) return value.join(',');
   if (value && typeof value === 'object' && 'period' in value) return [value.period, value.by].join(',');
+  if (value && typeof value === 'object' && 'method' in value) {
+    return [value.method, value.kappa, value.rhMax].filter((v) => v !== undefined).join(',');
+  }
   if (value && typeof value === 'object') return [value.lat, value.lon, value.radiusKm].join(',');
   return String(value);
 }
@@ -364,6 +392,12 @@ export function queryFromUrl() {
     } else if (f === 'sensorType') {
       const types = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
       if (types.length) query.sensorType = types.length === 1 ? types[0] : types;
+    } else if (f === 'correction') {
+      // method,kappa[,rhMax]
+      const [method, kappa, rhMax] = v.split(',').map((p) => p.trim());
+      if (method === 'none') continue;
+      query.correction = { method, kappa: Number(kappa) };
+      if (rhMax !== undefined && rhMax !== '') query.correction.rhMax = Number(rhMax);
     } else if (f === 'quality') {
       // A list of flags, or one of the values ("all", "no-flags").
       const names = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
@@ -424,6 +458,36 @@ export function fillForm(query) {
     if (box) box.checked = list.includes(f.name);
   }
   applyQuality();
+  const c = query.correction && typeof query.correction === 'object' ? query.correction : null;
+  const method = c && state.correction.methods.includes(c.method) ? c.method : '';
+  $('correction').value = method;
+  $('correctionKappa').value = method && Number.isFinite(Number(c.kappa)) ? String(c.kappa) : '';
+  $('correctionRhMax').value = method && c.rhMax !== undefined ? String(c.rhMax) : '';
+  applyCorrection();
+}
+
+// The correction's explanation and source, from the server's (GET /api/meta).
+export function fillCorrectionOptions() {
+  const c = state.correction;
+  $('correction-summary').textContent = c.summary ? `${c.summary}.` : '';
+  const source = $('correction-source');
+  source.hidden = !c.source;
+  if (c.source) source.href = c.source;
+  $('correctionKappa').max = String(c.maxKappa);
+  $('correctionRhMax').min = String(c.rhMax.min);
+  $('correctionRhMax').max = String(c.rhMax.max);
+  $('correctionRhMax').placeholder = String(c.rhMax.default);
+  $('correction').onchange = applyCorrection;
+  for (const id of ['correctionKappa', 'correctionRhMax']) $(id).oninput = () => setFieldError('correction', null);
+  applyCorrection();
+}
+
+// κ and the cap mean something only with a method.
+export function applyCorrection() {
+  const off = $('correction').value === '';
+  $('correctionKappa').disabled = off;
+  $('correctionRhMax').disabled = off;
+  setFieldError('correction', null);
 }
 
 // The summary's choices, from the server's (GET /api/meta).
@@ -477,6 +541,10 @@ export function describe(query) {
   if (Array.isArray(query.quality)) parts.push(`without readings flagged ${query.quality.join(', ')}`);
   else if (query.quality === 'no-flags') parts.push('only readings without a flag');
   else if (query.quality === 'all') parts.push('with quality flags');
+  if (query.correction && typeof query.correction === 'object') {
+    const cap = query.correction.rhMax ?? state.correction.rhMax.default;
+    parts.push(`corrected for humidity (${query.correction.method}, κ ${query.correction.kappa}, RH cap ${cap} %)`);
+  }
   return parts.join(' · ');
 }
 

@@ -62,6 +62,9 @@ export const COLUMNS = ['id', 'timestamp', 'sensor_id', 'sensor_type', 'loc_id',
   'loc_lat', 'loc_long', 'loc_alt', 'P1', 'P2', 'AQI', 'Range'];
 // The column a query with `quality` appends (export::FLAGS_COLUMN).
 export const FLAGS_COLUMN = 'flags';
+// The columns a query with `correction` appends, after the flags
+// (export::CORRECTION_COLUMNS); the JSON formats name them alike.
+export const CORRECTION_COLUMNS = ['humidity', 'P1_corrected', 'P2_corrected'];
 export const PREVIEW_ROWS = 100;
 
 // ------------------------------------------------------------------ CSV
@@ -149,9 +152,13 @@ function jsonRows(onRecord) {
   return (fields) => {
     if (!fields || typeof fields !== 'object') throw new Error('the answer holds something that is not a reading');
     if (columns === null) {
-      // A query with `quality` adds the flags (the CSV's last column).
+      // A query with `quality` adds the flags, one with `correction` the
+      // corrected values (the CSV's last columns).
       if ('period_start' in fields) columns = Object.keys(fields);
-      else columns = 'flags' in fields ? [...COLUMNS, FLAGS_COLUMN] : COLUMNS;
+      else {
+        columns = 'flags' in fields ? [...COLUMNS, FLAGS_COLUMN] : [...COLUMNS];
+        if ('P1_corrected' in fields) columns.push(...CORRECTION_COLUMNS);
+      }
       onRecord(columns);
     }
     onRecord(columns.map((c) => cellOf(fields[c])));
@@ -210,7 +217,8 @@ export class AnswerReader {
       this.header = record;
       this.aggregate = isAggregate(record);
       this.aqiCol = record.indexOf('AQI');
-      this.col = Object.fromEntries([...COLUMNS, FLAGS_COLUMN].map((c) => [c, record.indexOf(c)]));
+      this.col = Object.fromEntries([...COLUMNS, FLAGS_COLUMN, ...CORRECTION_COLUMNS]
+        .map((c) => [c, record.indexOf(c)]));
       return;
     }
     this.rows += 1;
@@ -292,14 +300,20 @@ function sensorPoints(sensors, col, indexKey) {
     // With `quality`, the reading's flags (none: "no flags").
     const flags = col.flags >= 0 ? (record[col.flags] || '').split(' ').filter(Boolean) : null;
     const quality = flags === null ? '' : ` · ${flags.length ? `flags: ${flags.join(', ')}` : 'no flags'}`;
+    // With `correction`, the values the index is computed from.
+    const corrected = col.P1_corrected >= 0
+      ? ` · corrected PM10 ${record[col.P1_corrected] || '–'} · PM2.5 ${record[col.P2_corrected] || '–'} µg/m³`
+        + ` (RH ${record[col.humidity] || 'unknown'} %)`
+      : '';
     points.push({
       lat: Number(record[col.loc_lat]),
       lon: Number(record[col.loc_long]),
       value,
       label: `Sensor ${id} (${record[col.sensor_type]}, ${record[col.loc_country]}) · `
         + `${record[col.timestamp]} UTC · PM10 ${p1 || '–'} · PM2.5 ${p2 || '–'} µg/m³ · `
-        + (Number.isFinite(value) ? `${ix.short} ${value} (${record[col.Range]})` : `no ${ix.short} (too little data)`)
-        + quality,
+        + (Number.isFinite(value) ? `${ix.short} ${value} (${record[col.Range]})`
+          : `no ${ix.short} (${col.P1_corrected >= 0 ? 'no humidity to correct for' : 'too little data'})`)
+        + corrected + quality,
     });
   }
   return points;

@@ -18,6 +18,8 @@ export const state = {
   //     `aggregate` takes
   //   quality = {values: ["all", "no-flags"], flags: [{name, rule}]}: what
   //     a query's `quality` takes
+  //   correction = {methods, summary, source, maxKappa, rhMax: {default,
+  //     min, max}}: what a query's `correction` takes
   indices: {},
   defaultIndex: '',
   formats: {},
@@ -27,6 +29,7 @@ export const state = {
   limits: { maxSpanSeconds: 0, maxAggregateSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 },
   aggregate: { periods: [], by: [] },
   quality: { values: [], flags: [] },
+  correction: { methods: [], summary: '', source: '', maxKappa: 0, rhMax: { default: 0, min: 0, max: 0 } },
   // The query a result answers travels in its link beside the id, so that
   // a reload or a shared link shows (and refills the form with) it too.
   shownQuery: null,

@@ -6,9 +6,9 @@
 
 use airq_core::air::Air;
 use airq_core::aqi::{Index, Indices};
+use airq_core::correction::Correction;
 use airq_core::export::Format;
 use airq_core::place::{Bbox, Near, Place, EARTH_RADIUS_KM};
-use airq_core::correction::Correction;
 use airq_core::quality::{Flag, Flags, Quality};
 use airq_core::query::Query;
 use airq_core::reading::{Reading, Timestamp};

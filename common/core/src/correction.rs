@@ -161,7 +161,7 @@ impl Correction {
         }
         let kappa = kappa_milli(map.get("kappa"))?;
         let rh_max = match map.get("rhMax") {
-            None | Some(Value::Null) => Self::DEFAULT_RH_MAX,
+            None => Self::DEFAULT_RH_MAX,
             Some(v) => v
                 .as_u64()
                 .and_then(|v| u8::try_from(v).ok())
@@ -270,11 +270,26 @@ mod tests {
     //   C = 1.9; 38 / C = 20 exactly → 20.00.
     #[test]
     fn values_match_the_formula_worked_by_hand() {
-        assert_eq!(kk(300, 95).dry(Some("20"), Some("80")).as_deref(), Some("11.58"));
-        assert_eq!(kk(300, 95).dry(Some("20.00"), Some("99")).as_deref(), Some("4.49"));
-        assert_eq!(kk(300, 95).dry(Some("20"), Some("50")).as_deref(), Some("16.92"));
-        assert_eq!(kk(300, 95).dry(Some("35"), Some("50")).as_deref(), Some("29.62"));
-        assert_eq!(kk(165, 95).dry(Some("38"), Some("90")).as_deref(), Some("20.00"));
+        assert_eq!(
+            kk(300, 95).dry(Some("20"), Some("80")).as_deref(),
+            Some("11.58")
+        );
+        assert_eq!(
+            kk(300, 95).dry(Some("20.00"), Some("99")).as_deref(),
+            Some("4.49")
+        );
+        assert_eq!(
+            kk(300, 95).dry(Some("20"), Some("50")).as_deref(),
+            Some("16.92")
+        );
+        assert_eq!(
+            kk(300, 95).dry(Some("35"), Some("50")).as_deref(),
+            Some("29.62")
+        );
+        assert_eq!(
+            kk(165, 95).dry(Some("38"), Some("90")).as_deref(),
+            Some("20.00")
+        );
         assert!((kk(165, 95).factor(90.0) - 1.9).abs() < 1e-12);
         assert!((kk(300, 95).factor(80.0) - 1.727_272_727_272_727).abs() < 1e-12);
     }
@@ -286,7 +301,10 @@ mod tests {
         assert_eq!(c.factor(95.0), c.factor(140.0));
         assert!(c.factor(94.9) < c.factor(95.0));
         // rhMax 80: RH 90 is read as 80 → C = 1.727272…, 20 / C → 11.58.
-        assert_eq!(kk(300, 80).dry(Some("20"), Some("90")).as_deref(), Some("11.58"));
+        assert_eq!(
+            kk(300, 80).dry(Some("20"), Some("90")).as_deref(),
+            Some("11.58")
+        );
     }
 
     #[test]
@@ -333,7 +351,10 @@ mod tests {
         assert_eq!((c.kappa_text().as_str(), c.rh_max()), ("0.3", 95));
         assert_eq!(Correction::from_value(&c.to_value()), Ok(Some(c)));
         assert_eq!(c.header_value(), "kappa-kohler; kappa=0.3; rh-max=95");
-        assert_eq!(c.json_member(), r#"{"method":"kappa-kohler","kappa":0.3,"rhMax":95}"#);
+        assert_eq!(
+            c.json_member(),
+            r#"{"method":"kappa-kohler","kappa":0.3,"rhMax":95}"#
+        );
         let c = Correction::from_value(&json!({"method": "kappa-kohler", "kappa": 1, "rhMax": 90}))
             .unwrap()
             .unwrap();
@@ -354,6 +375,7 @@ mod tests {
             json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 100}),
             json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 49}),
             json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 90.5}),
+            json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": null}),
             json!({"method": "kappa-kohler", "kappa": 0.3, "rh": 90}),
         ] {
             assert!(Correction::from_value(&bad).is_err(), "{bad} accepted");

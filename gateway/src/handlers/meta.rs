@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use airq_core::aggregate::{GroupBy, Period};
 use airq_core::aqi::Index;
+use airq_core::correction::Correction;
 use airq_core::export::Format;
 use airq_core::place::MAX_RADIUS_KM;
 use airq_core::quality::{Flag, Quality};
@@ -39,6 +40,9 @@ use utoipa::ToSchema;
     "aggregate": {"periods": ["hour", "day", "month", "year"], "by": ["sensor", "cell", "country", "all"]},
     "quality": {"values": ["all", "no-flags"], "flags": [{"name": "humid",
         "rule": "the relative humidity at the station is at least 95 %"}]},
+    "correction": {"methods": ["kappa-kohler"], "summary": "κ-Köhler: …",
+        "source": "https://doi.org/10.5194/amt-11-709-2018", "maxKappa": 1.5,
+        "rhMax": {"default": 95, "min": 50, "max": 99}},
     "limits": {"maxSpanSeconds": 2678400, "maxAggregateSpanSeconds": 31622400, "maxRadiusKm": 100.0,
         "maxSensorTypes": 32}
 })))]
@@ -67,6 +71,8 @@ pub struct Meta {
     aggregate: AggregateInfo,
     /// What `quality` takes.
     quality: QualityInfo,
+    /// What `correction` takes.
+    correction: CorrectionInfo,
     /// The limits this gateway applies to a query.
     limits: Limits,
 }
@@ -78,6 +84,30 @@ pub struct QualityInfo {
     values: Vec<&'static str>,
     /// The flags, each with its rule.
     flags: Vec<FlagInfo>,
+}
+
+/// The choices of a query's `correction` field (besides `"none"`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorrectionInfo {
+    /// The methods `correction.method` takes.
+    methods: Vec<&'static str>,
+    /// The method in one line, for people.
+    summary: &'static str,
+    /// Where the formula is published.
+    source: &'static str,
+    /// The largest `kappa` accepted (it has no default).
+    max_kappa: f64,
+    /// `rhMax`: its default and range, percent.
+    rh_max: RhMaxInfo,
+}
+
+/// The range of `correction.rhMax`.
+#[derive(Serialize, ToSchema)]
+pub struct RhMaxInfo {
+    default: u8,
+    min: u8,
+    max: u8,
 }
 
 /// One quality flag.
@@ -265,6 +295,17 @@ impl Meta {
                         rule: f.rule(),
                     })
                     .collect(),
+            },
+            correction: CorrectionInfo {
+                methods: vec![Correction::METHOD],
+                summary: Correction::SUMMARY,
+                source: Correction::SOURCE,
+                max_kappa: f64::from(Correction::MAX_KAPPA_MILLI) / 1000.0,
+                rh_max: RhMaxInfo {
+                    default: Correction::DEFAULT_RH_MAX,
+                    min: *Correction::RH_MAX_RANGE.start(),
+                    max: *Correction::RH_MAX_RANGE.end(),
+                },
             },
             limits: Limits {
                 max_span_seconds: limits.max_span.as_secs(),

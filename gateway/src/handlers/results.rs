@@ -292,6 +292,7 @@ fn pending(r: &ResultRecord, query: Option<&Query>) -> Response {
     // Which index the answer will be in, as the submit's 202 said.
     if let Some(q) = query {
         answer_headers::index(h, q.index);
+        answer_headers::correction(h, q.correction);
     }
     response
 }

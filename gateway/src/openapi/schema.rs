@@ -6,6 +6,7 @@
 
 use airq_core::aggregate::{GroupBy, Period, COLUMNS};
 use airq_core::aqi::Index;
+use airq_core::correction::Correction;
 use airq_core::export::Format;
 use airq_core::name;
 use airq_core::quality::{Flag, Quality};
@@ -13,7 +14,8 @@ use airq_core::query::{human_span, MAX_SENSOR_TYPES};
 use airq_core::Resolution;
 use serde::Deserialize;
 use utoipa::openapi::schema::{
-    AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaType, Type,
 };
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
@@ -74,6 +76,57 @@ pub struct QueryBody {
     aggregate: Option<serde_json::Value>,
     #[schema(schema_with = quality, required = false)]
     quality: Option<serde_json::Value>,
+    #[schema(schema_with = correction, required = false)]
+    correction: Option<serde_json::Value>,
+}
+
+/// The `correction` of a query, from `airq_core::correction`.
+fn correction() -> impl Into<RefOr<Schema>> {
+    let method = ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .enum_values(Some([Correction::METHOD]));
+    let kappa = ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::Number))
+        .exclusive_minimum(Some(0.0))
+        .maximum(Some(f64::from(Correction::MAX_KAPPA_MILLI) / 1000.0))
+        .multiple_of(Some(0.001))
+        .description(Some("The aerosol's hygroscopicity κ, at most 3 decimals."));
+    let rh_max = ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::Integer))
+        .minimum(Some(f64::from(*Correction::RH_MAX_RANGE.start())))
+        .maximum(Some(f64::from(*Correction::RH_MAX_RANGE.end())))
+        .description(Some(format!(
+            "The relative humidity (%) the formula is capped at; {} by default.",
+            Correction::DEFAULT_RH_MAX
+        )));
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .enum_values(Some([Correction::NONE])),
+        )
+        .item(
+            ObjectBuilder::new()
+                .property("method", method)
+                .property("kappa", kappa)
+                .property("rhMax", rh_max)
+                .required("method")
+                .required("kappa")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+        )
+        .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Null)))
+        .description(Some(format!(
+            "A humidity correction of the values ({}; source: {}). The answer keeps P1 and \
+             P2 as measured and adds the corrected values (CSV: `humidity`, `P1_corrected`, \
+             `P2_corrected` appended after any `flags` column; NDJSON/GeoJSON: `humidity`, \
+             `temperature`, `P1_corrected`, `P2_corrected` and `correction`); `AQI`, `Range` \
+             and the index filters are those of the corrected values; a reading without its \
+             station's humidity has neither. The `X-Airq-Correction` header names the method \
+             and its parameters. The daily series only, and not with `aggregate`.",
+            Correction::SUMMARY,
+            Correction::SOURCE
+        )))
+        .examples([serde_json::json!({"method": Correction::METHOD, "kappa": 0.3})])
 }
 
 /// The `quality` filter of a query: the flags and their rules, from

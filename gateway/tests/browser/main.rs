@@ -262,6 +262,7 @@ impl Test<'_> {
         self.the_gateways_own_span(&day).await?;
         self.aggregates(&day).await?;
         self.quality(&day).await?;
+        self.correction(&day).await?;
         self.phone(&id).await?;
         Ok(())
     }
@@ -986,6 +987,86 @@ impl Test<'_> {
         );
         self.set_value("resolution", "day").await?;
         self.set_value("quality", "").await?;
+        self.assert_healthy().await
+    }
+
+    /// The humidity correction: the form explains it and links its source
+    /// (from `/api/meta`), refuses a missing κ beside the field, and sends
+    /// the κ typed: the answer is the API's (the corrected values are the
+    /// table's last columns).
+    async fn correction(&self, day: &str) -> anyhow::Result<()> {
+        self.open("/").await?;
+        let before = self
+            .js(
+                "return {kappa: document.getElementById('correctionKappa').disabled, \
+                   source: document.getElementById('correction-source').href, \
+                   summary: document.getElementById('correction-summary').textContent};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            before["kappa"] == true
+                && before["source"] == "https://doi.org/10.5194/amt-11-709-2018"
+                && before["summary"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("κ-Köhler")),
+            "{before}"
+        );
+        self.set_value("correction", "kappa-kohler").await?;
+        self.submit().await?;
+        let refused = self
+            .js(
+                "const box = document.getElementById('correction-error'); \
+                 return {text: box.hidden ? null : box.innerText, \
+                   invalid: document.getElementById('correction').getAttribute('aria-invalid')};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            refused["text"]
+                .as_str()
+                .is_some_and(|m| m.to_lowercase().contains("needs a κ")),
+            "{refused}"
+        );
+        self.set_value("correctionKappa", "0.3").await?;
+        self.submit().await?;
+        self.wait_state("done", Duration::from_secs(30)).await?;
+        let body = json!({
+            "startDate": format!("{day} 00:00:00"),
+            "endDate": format!("{day} 23:59:59"),
+            "minAqi": 0,
+            "maxAqi": 10,
+            "correction": {"method": "kappa-kohler", "kappa": 0.3},
+        })
+        .to_string();
+        let r = self.post_query(body).await?;
+        ensure!(
+            r.status() == StatusCode::OK,
+            "the API answered {}",
+            r.status()
+        );
+        let api = String::from_utf8(r.bytes().await?.to_vec())?;
+        let rows = api.lines().count() - 1;
+        ensure!(
+            api.lines()
+                .next()
+                .is_some_and(|h| h.ends_with(",humidity,P1_corrected,P2_corrected")),
+            "{api:.300}"
+        );
+        let shown = self
+            .js(
+                "const r = document.getElementById('result'); \
+                 const heads = [...document.querySelectorAll('#preview thead th')]; \
+                 return {rows: r.dataset.rows, last: heads.length ? heads.pop().textContent.trim().split(/\\s/)[0] : null};",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            shown["rows"].as_str() == Some(rows.to_string().as_str())
+                && shown["last"] == "P2_corrected",
+            "{shown} vs {rows} rows"
+        );
+        self.set_value("correction", "").await?;
         self.assert_healthy().await
     }
 
