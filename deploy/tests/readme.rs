@@ -150,6 +150,10 @@ const PLAN: &[(&str, How)] = &[
         Run(&["id,timestamp,sensor_id,sensor_type,loc_id,loc_country,loc_lat,loc_long,loc_alt,P1,P2,AQI,Range,flags"]),
     ),
     (
+        "curl -sS -i -X POST http://127.0.0.1:8080/api/query -H 'content-type: application/json' -d '{\"startDate\":\"2018-06-03\",\"endDate\":\"2018-06-03\",\"country\":\"BE\",\"correction\":{\"method\":\"kappa-kohler\",\"kappa\":0.3}}'",
+        Run(&["x-airq-correction: kappa-kohler; kappa=0.3; rh-max=95", "humidity,P1_corrected,P2_corrected"]),
+    ),
+    (
         "bash scripts/up.sh --workers 6",
         Skip(BUILDS),
     ),
