@@ -4,7 +4,10 @@
 # and from the rows (a second gateway, `--answer-segments false`); with
 # `"quality":"all"` (every reading and its flags: from the rows, since
 # segments keep no flags), `"no-flags"` and a list; and a daily aggregate
-# by country with and without a list. Makes DAYS days of daily readings
+# by country with and without a list; with a humidity correction
+# (`{"method":"kappa-kohler","kappa":0.3}`: rendered from each reading;
+# synthetic stations send no humidity, so this is the path's cost, the
+# formula's is `cargo bench -p airq-core --bench correction`). Makes DAYS days of daily readings
 # for SENSORS sensors in a fresh store (`synth --into-store`, which flags
 # them as ingestion does) and builds its segments, then times RUNS
 # rounds, the cases alternating within each; prints each one's median
@@ -68,6 +71,7 @@ cases = {
     'quality "all" (rows, flags shown)': (seg_url, {"quality": "all"}),
     'quality "no-flags"': (seg_url, {"quality": "no-flags"}),
     'quality ["outlier", "stuck"]': (seg_url, {"quality": ["outlier", "stuck"]}),
+    "correction, kappa 0.3": (seg_url, {"correction": {"method": "kappa-kohler", "kappa": 0.3}}),
     "aggregate, no quality, from segments": (seg_url, {"aggregate": daily}),
     "aggregate, no quality, from rows": (rows_url, {"aggregate": daily}),
     'aggregate, quality ["outlier", "stuck"]': (seg_url, {"aggregate": daily, "quality": ["outlier", "stuck"]}),

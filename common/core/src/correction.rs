@@ -38,14 +38,48 @@ pub struct Correction {
 }
 
 /// A row's corrected values and the indices computed from them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corrected {
-    /// PM10, corrected, in hundredths of µg/m³ as text; `None` without a
-    /// value or without the station's humidity.
-    pub p1: Option<String>,
-    pub p2: Option<String>,
+    /// PM10, corrected, in hundredths of µg/m³; `None` without a value or
+    /// without the station's humidity.
+    pub p1: Option<Hundredths>,
+    pub p2: Option<Hundredths>,
     /// The indices of the corrected values, undefined without them.
     pub indices: Indices,
+}
+
+/// A corrected value in hundredths of µg/m³, written with two decimals
+/// (`1158` is `11.58`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hundredths(pub u64);
+
+impl Hundredths {
+    /// `value` rounded to hundredths, halves away from zero.
+    fn of(value: f64) -> Hundredths {
+        // The cast saturates; values are finite and at least 0.
+        Hundredths((value * 100.0).round() as u64)
+    }
+
+    /// The value its text reads as: the nearest `f64` to the decimal, as
+    /// parsing the text would give.
+    pub fn value(self) -> f64 {
+        self.0 as f64 / 100.0
+    }
+
+    /// Appends the value with two decimals.
+    pub fn push_to(self, out: &mut Vec<u8>) {
+        let mut digits = itoa::Buffer::new();
+        out.extend_from_slice(digits.format(self.0 / 100).as_bytes());
+        out.push(b'.');
+        let cents = (self.0 % 100) as u8;
+        out.extend_from_slice(&[b'0' + cents / 10, b'0' + cents % 10]);
+    }
+}
+
+impl std::fmt::Display for Hundredths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
 }
 
 impl Correction {
@@ -95,25 +129,29 @@ impl Correction {
         1.0 + (self.kappa() / 1.65) / (100.0 / rh - 1.0)
     }
 
-    /// A value (text as stored) corrected for `rh` (text as stored), to
-    /// hundredths; `None` when either is missing or not a finite number
+    /// A value (text as stored) corrected for `rh` (text as stored), with
+    /// two decimals; `None` when either is missing or not a finite number
     /// (a value below zero is none either).
     pub fn dry(self, value: Option<&str>, rh: Option<&str>) -> Option<String> {
-        let number = |t: Option<&str>| {
-            t.and_then(|t| t.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-        };
-        let value = number(value).filter(|v| *v >= 0.0)?;
-        let rh = number(rh)?;
-        Some(format!("{:.2}", value / self.factor(rh)))
+        let factor = self.factor(number(rh)?);
+        dry(value, factor).map(|h| h.to_string())
     }
 
-    /// A row's corrected values (PM10, PM2.5) for the station's humidity.
+    /// A row's corrected values (PM10, PM2.5) for the station's humidity,
+    /// and their indices (computed from the values as written, as
+    /// ingestion computes a reading's from its text).
     pub fn apply(self, p1: Option<&str>, p2: Option<&str>, rh: Option<&str>) -> Corrected {
-        let p1 = self.dry(p1, rh);
-        let p2 = self.dry(p2, rh);
-        let indices =
-            Indices::of_text(p1.as_deref(), p2.as_deref()).unwrap_or_else(Indices::undefined);
+        let Some(rh) = number(rh) else {
+            return Corrected {
+                p1: None,
+                p2: None,
+                indices: Indices::undefined(),
+            };
+        };
+        let factor = self.factor(rh);
+        let (p1, p2) = (dry(p1, factor), dry(p2, factor));
+        let indices = Indices::of(p1.map(Hundredths::value), p2.map(Hundredths::value))
+            .unwrap_or_else(Indices::undefined);
         Corrected { p1, p2, indices }
     }
 
@@ -225,6 +263,20 @@ impl Correction {
     }
 }
 
+/// A stored text's finite number, if it is one.
+fn number(text: Option<&str>) -> Option<f64> {
+    text.and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+}
+
+/// A value (text as stored) divided by `factor`, in hundredths; `None`
+/// without a finite value at least 0.
+fn dry(value: Option<&str>, factor: f64) -> Option<Hundredths> {
+    number(value)
+        .filter(|v| *v >= 0.0)
+        .map(|v| Hundredths::of(v / factor))
+}
+
 /// κ in thousandths from a query, or why not.
 fn kappa_milli(value: Option<&Value>) -> Result<u16, String> {
     let range = format!(
@@ -330,16 +382,32 @@ mod tests {
         // RH 50 %: C = 1.181818…, 20/C = 16.92 → 17, band 2 (17–33);
         //   40/C = 33.846… → 33.85 → 34, band 3 (24–35): DAQI 3.
         let c = kk(300, 95).apply(Some("20"), Some("40"), Some("80"));
-        assert_eq!(c.p1.as_deref(), Some("11.58"));
-        assert_eq!(c.p2.as_deref(), Some("23.16"));
+        assert_eq!(c.p1, Some(Hundredths(1158)));
+        assert_eq!(c.p2, Some(Hundredths(2316)));
         assert_eq!(c.indices.defined(Index::Daqi), Some(2));
         let c = kk(300, 95).apply(Some("20"), Some("40"), Some("50"));
-        assert_eq!(c.p1.as_deref(), Some("16.92"));
-        assert_eq!(c.p2.as_deref(), Some("33.85"));
+        assert_eq!(c.p1.map(|h| h.to_string()).as_deref(), Some("16.92"));
+        assert_eq!(c.p2.map(|h| h.to_string()).as_deref(), Some("33.85"));
         assert_eq!(c.indices.defined(Index::Daqi), Some(3));
         let none = kk(300, 95).apply(Some("20"), Some("40"), None);
         assert_eq!((none.p1, none.p2), (None, None));
         assert_eq!(none.indices.defined(Index::Daqi), None);
+    }
+
+    #[test]
+    fn hundredths_are_written_with_two_decimals_and_read_back_as_their_text() {
+        for (h, text) in [
+            (0, "0.00"),
+            (5, "0.05"),
+            (1158, "11.58"),
+            (100_000, "1000.00"),
+        ] {
+            let mut out = Vec::new();
+            Hundredths(h).push_to(&mut out);
+            assert_eq!(out, text.as_bytes());
+            assert_eq!(Hundredths(h).to_string(), text);
+            assert_eq!(Hundredths(h).value(), text.parse::<f64>().unwrap());
+        }
     }
 
     #[test]

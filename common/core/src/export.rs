@@ -167,6 +167,8 @@ pub struct CsvWriter<W: Write> {
     /// The correction whose [`CORRECTION_COLUMNS`] rows end with
     /// ([`Rendering::correction`]).
     correction: Option<Correction>,
+    /// Formatting space for a row's corrected values, reused.
+    corrected_scratch: Vec<u8>,
 }
 
 /// The CSV column a query with a `quality` filter appends: the reading's
@@ -224,6 +226,7 @@ impl<W: Write> CsvWriter<W> {
             index,
             quality,
             correction,
+            corrected_scratch: Vec::new(),
         })
     }
 
@@ -246,6 +249,18 @@ impl<W: Write> CsvWriter<W> {
             // Flag names are plain words and corrected values numbers;
             // the humidity is text as stored, checked with the rest.
             let flags = self.quality.then(|| r.flags.to_string());
+            let values = &mut self.corrected_scratch;
+            values.clear();
+            let mut ends = [0; 2];
+            if let Some(c) = &corrected {
+                for (end, value) in ends.iter_mut().zip([c.p1, c.p2]) {
+                    if let Some(h) = value {
+                        h.push_to(values);
+                    }
+                    *end = values.len();
+                }
+            }
+            let values = &*values;
             return with_leading_cells(r, &mut self.scratch, |cells| {
                 let mut record: Vec<&[u8]> = Vec::with_capacity(18);
                 record.extend_from_slice(cells);
@@ -253,11 +268,11 @@ impl<W: Write> CsvWriter<W> {
                 if let Some(flags) = &flags {
                     record.push(flags.as_bytes());
                 }
-                if let Some(c) = &corrected {
+                if corrected.is_some() {
                     record.extend([
                         r.humidity.unwrap_or("").as_bytes(),
-                        c.p1.as_deref().unwrap_or("").as_bytes(),
-                        c.p2.as_deref().unwrap_or("").as_bytes(),
+                        &values[..ends[0]],
+                        &values[ends[0]..ends[1]],
                     ]);
                 }
                 if record.iter().any(|cell| is_formula(cell)) {
@@ -549,8 +564,9 @@ struct JsonWriter {
     age_at: Option<Timestamp>,
     /// [`Rendering::quality`].
     quality: bool,
-    /// [`Rendering::correction`].
-    correction: Option<Correction>,
+    /// [`Rendering::correction`], and its `correction` member (the same
+    /// on every row: written once).
+    correction: Option<(Correction, String)>,
     rows: u64,
 }
 
@@ -564,7 +580,7 @@ impl JsonWriter {
             index: rendering.index,
             age_at: rendering.age_at,
             quality: rendering.quality,
-            correction: rendering.correction,
+            correction: rendering.correction.map(|c| (c, c.json_member())),
             rows: 0,
         }
     }
@@ -602,10 +618,11 @@ impl JsonWriter {
         Self::head(out, r);
         let corrected = self
             .correction
-            .map(|c| (c, c.apply(r.p1, r.p2, r.humidity)));
-        let indices = corrected.as_ref().map_or(r.indices, |(_, c)| c.indices);
+            .as_ref()
+            .map(|(c, member)| (c.apply(r.p1, r.p2, r.humidity), member.as_str()));
+        let indices = corrected.as_ref().map_or(r.indices, |(c, _)| c.indices);
         Self::index_part(out, self.index, indices);
-        Self::tail(out, r, self.age_at, self.quality, corrected.as_ref());
+        Self::tail(out, r, self.age_at, self.quality, corrected);
         self.close(out);
     }
 
@@ -684,7 +701,7 @@ impl JsonWriter {
         r: &RowRef<'_>,
         age_at: Option<Timestamp>,
         quality: bool,
-        corrected: Option<&(Correction, Corrected)>,
+        corrected: Option<(Corrected, &str)>,
     ) {
         let mut digits = itoa::Buffer::new();
         if let Some(n) = r.samples {
@@ -725,13 +742,19 @@ impl JsonWriter {
             out.extend_from_slice(br#","temperature":"#);
             Self::number(out, r.temperature.unwrap_or(""));
         }
-        if let Some((correction, c)) = corrected {
-            out.extend_from_slice(br#","P1_corrected":"#);
-            Self::number(out, c.p1.as_deref().unwrap_or(""));
-            out.extend_from_slice(br#","P2_corrected":"#);
-            Self::number(out, c.p2.as_deref().unwrap_or(""));
+        if let Some((c, member)) = corrected {
+            for (name, value) in [
+                (&br#","P1_corrected":"#[..], c.p1),
+                (br#","P2_corrected":"#, c.p2),
+            ] {
+                out.extend_from_slice(name);
+                match value {
+                    Some(h) => h.push_to(out),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
             out.extend_from_slice(br#","correction":"#);
-            out.extend_from_slice(correction.json_member().as_bytes());
+            out.extend_from_slice(member.as_bytes());
         }
         out.push(b'}');
     }
