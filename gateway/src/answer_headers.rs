@@ -43,12 +43,21 @@ pub struct Label {
 impl Label {
     /// The answer to `query`: `airq-20180603T200000Z-20180603T210000Z.csv`
     /// (the extension is the format's), `…-month-by-country.csv` for an
-    /// aggregate.
+    /// aggregate, `…-kappa-kohler-0.3-rh95.csv` for a corrected answer (a
+    /// saved CSV says its correction nowhere else).
     pub fn of_query(query: &Query) -> Label {
-        let aggregate = query
+        let mut aggregate = query
             .aggregate
             .map(|a| format!("-{}-by-{}", a.period.name(), a.by.name()))
             .unwrap_or_default();
+        if let Some(c) = query.correction {
+            aggregate.push_str(&format!(
+                "-{}-{}-rh{}",
+                Correction::METHOD,
+                c.kappa_text(),
+                c.rh_max()
+            ));
+        }
         Label {
             rendering: query.rendering(),
             filename: format!(

@@ -104,8 +104,6 @@ export function readForm() {
       err('correction', `unknown method "${method}"; expected one of ${c.methods.join(', ')}`);
     } else if (resolution !== state.defaultResolution) {
       err('correction', "the station's humidity is kept for the daily series only so far");
-    } else if (period !== '') {
-      err('correction', 'aggregates of corrected values are not built yet');
     } else if (kappaText === '' || !Number.isFinite(kappa) || kappa <= 0 || kappa > c.maxKappa
       || Math.abs(kappa * 1000 - Math.round(kappa * 1000)) > 1e-6) {
       err('correction', `needs a κ above 0 and at most ${c.maxKappa}, with at most 3 decimals`);
@@ -396,7 +394,8 @@ export function queryFromUrl() {
       // method,kappa[,rhMax]
       const [method, kappa, rhMax] = v.split(',').map((p) => p.trim());
       if (method === 'none') continue;
-      query.correction = { method, kappa: Number(kappa) };
+      query.correction = { method };
+      if (kappa !== undefined && kappa !== '' && Number.isFinite(Number(kappa))) query.correction.kappa = Number(kappa);
       if (rhMax !== undefined && rhMax !== '') query.correction.rhMax = Number(rhMax);
     } else if (f === 'quality') {
       // A list of flags, or one of the values ("all", "no-flags").
@@ -543,7 +542,8 @@ export function describe(query) {
   else if (query.quality === 'all') parts.push('with quality flags');
   if (query.correction && typeof query.correction === 'object') {
     const cap = query.correction.rhMax ?? state.correction.rhMax.default;
-    parts.push(`corrected for humidity (${query.correction.method}, κ ${query.correction.kappa}, RH cap ${cap} %)`);
+    const kappa = Number.isFinite(query.correction.kappa) ? `κ ${query.correction.kappa}` : 'no κ';
+    parts.push(`corrected for humidity (${query.correction.method}, ${kappa}, RH cap ${cap} %)`);
   }
   return parts.join(' · ');
 }

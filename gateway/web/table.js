@@ -5,7 +5,7 @@ import { $, fmtInt } from './util.js';
 import { barsOf, barIndex } from './indices.js';
 
 const NUMERIC_COLUMNS = new Set(['id', 'sensor_id', 'loc_id', 'loc_lat', 'loc_long',
-  'loc_alt', 'P1', 'P2', 'AQI']);
+  'loc_alt', 'P1', 'P2', 'AQI', 'humidity', 'P1_corrected', 'P2_corrected']);
 
 const table = { header: [], rows: [], col: -1, dir: 1, bars: [] };
 

@@ -295,7 +295,26 @@ pub fn reference(written: &[Reading], q: &Query) -> Vec<Row> {
     // readings are counted, and a group of only those has a row too.
     let selection = q.without_quality();
     let kept = |r: &Reading| q.quality.is_none_or(|quality| quality.keeps(r.flags));
-    for r in by_key.values().filter(|r| selection.matches(r)) {
+    // A correction is applied to the readings the query selects (its
+    // index filters read the corrected values): the statistics are of
+    // the corrected values, a reading without a humidity has none.
+    let chosen: Vec<Reading> = by_key
+        .values()
+        .filter(|r| selection.matches(r))
+        .map(|r| match q.correction {
+            None => (*r).clone(),
+            Some(c) => {
+                let fixed = c.apply(r.p1.as_deref(), r.p2.as_deref(), r.air.humidity.as_deref());
+                Reading {
+                    p1: fixed.p1.map(|h| h.to_string()),
+                    p2: fixed.p2.map(|h| h.to_string()),
+                    indices: fixed.indices,
+                    ..(*r).clone()
+                }
+            }
+        })
+        .collect();
+    for r in &chosen {
         let group = match a.by {
             GroupBy::Sensor => (r.sensor_id, String::new()),
             GroupBy::Cell => {
@@ -536,6 +555,10 @@ async fn check_all(store: &dyn ReadingStore, written: &[Reading]) {
         r#""startDate":"2023-12-20","endDate":"2024-01-12","quality":"no-flags""#,
         r#""startDate":"2023-12-22","endDate":"2024-01-10","quality":["stuck","moved"],"country":"DE""#,
         r#""startDate":"2023-12-20","endDate":"2024-01-12","quality":"all""#,
+        // A humidity correction: the statistics and bands of the corrected
+        // values; with an index filter on them, and with a quality filter.
+        r#""startDate":"2023-12-20","endDate":"2024-01-12","correction":{"method":"kappa-kohler","kappa":0.3}"#,
+        r#""startDate":"2023-12-22","endDate":"2024-01-10","correction":{"method":"kappa-kohler","kappa":0.7,"rhMax":80},"minAqi":2,"quality":["stuck"]"#,
     ];
     let mut checked = 0;
     for filter in filters {

@@ -33,6 +33,7 @@
 //! bounded by the readings of one period (which the query's span bounds).
 
 use crate::aqi::{Index, Indices};
+use crate::correction::{Correction, Hundredths};
 use crate::export::{defused, is_json_number, AnswerChunk, AnswerStream, Format, RowRef, CHUNK};
 use crate::mean::{hundredths_text, mean_hundredths, nano_units_of, NANO};
 use crate::place::{cell_bounds, cell_of_text};
@@ -470,6 +471,9 @@ pub struct Aggregator {
     countries: FastMap<String, usize>,
     /// The query's quality filter: what is left out, and counted.
     quality: Option<Quality>,
+    /// The query's humidity correction: what the statistics and band
+    /// counts are of.
+    correction: Option<Correction>,
 }
 
 impl Aggregator {
@@ -494,6 +498,7 @@ impl Aggregator {
             cells: FastMap::default(),
             countries: FastMap::default(),
             quality: None,
+            correction: None,
         }
     }
 
@@ -502,6 +507,15 @@ impl Aggregator {
     #[must_use]
     pub fn with_quality(mut self, quality: Option<Quality>) -> Aggregator {
         self.quality = quality;
+        self
+    }
+
+    /// The aggregation of the readings' values corrected for humidity
+    /// ([`crate::correction`]): a reading without its station's humidity
+    /// counts in `readings` and adds no value to the statistics.
+    #[must_use]
+    pub fn with_correction(mut self, correction: Option<Correction>) -> Aggregator {
+        self.correction = correction;
         self
     }
 
@@ -514,13 +528,21 @@ impl Aggregator {
     /// it ended, if it began a new one.
     pub fn push(&mut self, r: &RowRef<'_>) -> Vec<Row> {
         let nano = |t: Option<&str>| t.and_then(|t| nano_units_of(t.trim()));
+        let (p1, p2, indices) = match self.correction {
+            None => (nano(r.p1), nano(r.p2), r.indices),
+            Some(c) => {
+                let c = c.apply(r.p1, r.p2, r.humidity);
+                let nano = |h: Option<Hundredths>| h.map(|h| u128::from(h.0) * (NANO / 100));
+                (nano(c.p1), nano(c.p2), c.indices)
+            }
+        };
         self.push_parsed(&Parsed {
             timestamp: r.timestamp,
             sensor_id: r.sensor_id,
             samples: r.samples,
-            p1: nano(r.p1),
-            p2: nano(r.p2),
-            indices: r.indices,
+            p1,
+            p2,
+            indices,
             flags: r.flags,
             cell: match self.aggregate.by {
                 GroupBy::Cell => cell_of_text(r.loc_lat, r.loc_long),

@@ -122,10 +122,10 @@ impl Correction {
     /// The factor a value measured at `rh` % is divided by: 1 at RH 0 %
     /// or below, the cap's factor at and above the cap.
     pub fn factor(self, rh: f64) -> f64 {
-        let rh = rh.min(f64::from(self.rh_max));
         if rh.is_nan() || rh <= 0.0 {
             return 1.0;
         }
+        let rh = rh.min(f64::from(self.rh_max));
         1.0 + (self.kappa() / 1.65) / (100.0 / rh - 1.0)
     }
 
@@ -188,7 +188,6 @@ impl Correction {
         }
         match map.get("method") {
             Some(Value::String(m)) if m == Self::METHOD => {}
-            Some(Value::String(m)) if m == Self::NONE => return Ok(None),
             Some(other) => {
                 return Err(format!(
                     "unknown method {other}; the method is \"{}\"",
@@ -200,9 +199,11 @@ impl Correction {
         let kappa = kappa_milli(map.get("kappa"))?;
         let rh_max = match map.get("rhMax") {
             None => Self::DEFAULT_RH_MAX,
+            // A whole number, written `95` or `95.0` (JSON Schema's integer).
             Some(v) => v
-                .as_u64()
-                .and_then(|v| u8::try_from(v).ok())
+                .as_f64()
+                .filter(|v| v.fract() == 0.0 && *v >= 0.0 && *v <= 255.0)
+                .map(|v| v as u8)
                 .filter(|v| Self::RH_MAX_RANGE.contains(v))
                 .ok_or_else(|| {
                     format!(
@@ -270,11 +271,13 @@ fn number(text: Option<&str>) -> Option<f64> {
 }
 
 /// A value (text as stored) divided by `factor`, in hundredths; `None`
-/// without a finite value at least 0.
+/// without a finite value at least 0, or one too large to write in
+/// hundredths (no reading the feed's rules accept is).
 fn dry(value: Option<&str>, factor: f64) -> Option<Hundredths> {
     number(value)
-        .filter(|v| *v >= 0.0)
-        .map(|v| Hundredths::of(v / factor))
+        .map(|v| v / factor)
+        .filter(|v| *v >= 0.0 && *v * 100.0 < u64::MAX as f64)
+        .map(Hundredths::of)
 }
 
 /// κ in thousandths from a query, or why not.
@@ -370,6 +373,8 @@ mod tests {
         assert_eq!(c.dry(Some("20"), Some("wet")), None);
         assert_eq!(c.dry(None, Some("80")), None);
         assert_eq!(c.dry(Some("-1"), Some("80")), None);
+        assert_eq!(c.dry(Some("1e300"), Some("80")), None);
+        assert_eq!(c.factor(f64::NAN), 1.0);
     }
 
     #[test]
@@ -428,6 +433,11 @@ mod tests {
             .unwrap();
         assert_eq!((c.kappa_text().as_str(), c.rh_max()), ("1", 90));
         assert_eq!(kk(125, 95).kappa_text(), "0.125");
+        let c =
+            Correction::from_value(&json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 90.0}))
+                .unwrap()
+                .unwrap();
+        assert_eq!(c.rh_max(), 90);
         for bad in [
             json!("kappa-kohler"),
             json!("dry"),
@@ -444,6 +454,7 @@ mod tests {
             json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 49}),
             json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": 90.5}),
             json!({"method": "kappa-kohler", "kappa": 0.3, "rhMax": null}),
+            json!({"method": "none", "kappa": "junk"}),
             json!({"method": "kappa-kohler", "kappa": 0.3, "rh": 90}),
         ] {
             assert!(Correction::from_value(&bad).is_err(), "{bad} accepted");

@@ -229,7 +229,7 @@ impl Query {
         let resolution = v.resolution();
         let aggregate = v.aggregate(resolution.unwrap_or_default());
         let quality = v.quality(resolution.unwrap_or_default());
-        let correction = v.correction(resolution.unwrap_or_default(), &aggregate);
+        let correction = v.correction(resolution.unwrap_or_default());
 
         if let (Some(s), Some(e)) = (start, end) {
             let aggregating = matches!(aggregate, Some(Some(_)));
@@ -396,6 +396,7 @@ impl Query {
         self.aggregate.map(|a| {
             Aggregator::new(a, self.index, self.resolution, self.start, self.end)
                 .with_quality(self.quality)
+                .with_correction(self.correction)
         })
     }
 
@@ -1039,13 +1040,8 @@ impl<'a> Fields<'a> {
 
     /// `correction` (absent, null or `"none"`: none): `Some(None)` without
     /// one, `None` after an error. Only the daily series keeps the
-    /// station's humidity, and an aggregate of corrected values is not
-    /// built yet.
-    fn correction(
-        &mut self,
-        resolution: Resolution,
-        aggregate: &Option<Option<Aggregate>>,
-    ) -> Option<Option<Correction>> {
+    /// station's humidity.
+    fn correction(&mut self, resolution: Resolution) -> Option<Option<Correction>> {
         let value = match self.map.get("correction") {
             None | Some(Value::Null) => return Some(None),
             Some(v) => v,
@@ -1059,15 +1055,6 @@ impl<'a> Fields<'a> {
                          leave correction out or ask resolution \"{}\"",
                         Resolution::Day.name()
                     ),
-                );
-                None
-            }
-            Ok(Some(_)) if matches!(aggregate, Some(Some(_))) => {
-                self.err(
-                    "correction",
-                    "aggregates of corrected values are not built yet; \
-                     ask for the readings, or leave correction out"
-                        .to_owned(),
                 );
                 None
             }

@@ -136,7 +136,8 @@ pub trait ReadingStore: Send + Sync + 'static {
     fn query_answer(&self, query: &Query) -> AnswerStream {
         match query.aggregator() {
             // The aggregator leaves out (and counts) what a quality filter
-            // names: it reads every reading the other filters select.
+            // names: it reads every reading the other filters select (and
+            // with a correction, corrects their values itself).
             Some(aggregator) => crate::aggregate::answer(
                 self.query(&query.without_quality()),
                 aggregator,

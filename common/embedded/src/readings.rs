@@ -1395,13 +1395,20 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
-        if let Some(aggregator) = query.aggregator() {
-            return self.stream_aggregate(query, aggregator);
-        }
         if query.correction.is_some() {
             // The index filters read the corrected values, computed from
             // each reading: no segment or row path filters on them.
-            return airq_core::export::chunks(self.query(query), query.rendering());
+            return match query.aggregator() {
+                Some(aggregator) => airq_core::aggregate::answer(
+                    self.query(&query.without_quality()),
+                    aggregator,
+                    query.format,
+                ),
+                None => airq_core::export::chunks(self.query(query), query.rendering()),
+            };
+        }
+        if let Some(aggregator) = query.aggregator() {
+            return self.stream_aggregate(query, aggregator);
         }
         if self.segments && segmented(query) && Select::readings(query).is_some() {
             return self.stream_segmented(query);

@@ -92,6 +92,8 @@ const UNKNOWN: &str = "no result with this id";
                 ("X-Airq-Rows" = u64, description = "The number of rows (readings) of the answer"),
                 ("X-Airq-Index" = crate::openapi::schema::IndexName,
                     description = "The index whose value and band the answer's `AQI` and `Range` hold"),
+                ("X-Airq-Correction" = String, description = "With a `correction`: its method and \
+                    parameters, `kappa-kohler; kappa=0.3; rh-max=95`; absent without one"),
                 ("ETag" = String, description = "`\"<id>\"`, or `\"<id>-gzip\"` when gzipped"),
                 ("Accept-Ranges" = String, description = "`bytes`"),
                 ("Content-Length" = u64, description = "The size of the answer in bytes (absent when gzipped)"),
@@ -118,6 +120,8 @@ const UNKNOWN: &str = "no result with this id";
                 ("Retry-After" = u64, description = "`1` (seconds)"),
                 ("X-Airq-Index" = crate::openapi::schema::IndexName,
                     description = "The index the answer will be in"),
+                ("X-Airq-Correction" = String,
+                    description = "The correction the answer will have, if the query asks for one"),
             )),
         (status = 304, description = "Done, and the client has it (a matching `If-None-Match`)",
             headers(

@@ -100,6 +100,8 @@ use std::time::Duration;
                     `miss` (computed for this request); absent on a streamed answer"),
                 ("X-Airq-Index" = crate::openapi::schema::IndexName,
                     description = "The index whose value and band the answer's `AQI` and `Range` hold"),
+                ("X-Airq-Correction" = String, description = "With a `correction`: its method and \
+                    parameters, `kappa-kohler; kappa=0.3; rh-max=95`; absent without one"),
                 ("Content-Disposition" = String,
                     description = "`attachment; filename=\"airq-20180603T200000Z-20180603T210000Z.csv\"` \
                         (`.ndjson`, `.geojson` for those formats)"),
@@ -112,6 +114,8 @@ use std::time::Duration;
                 ("X-Airq-Answer" = String, description = "`queued`"),
                 ("X-Airq-Index" = crate::openapi::schema::IndexName,
                     description = "The index the answer will be in"),
+                ("X-Airq-Correction" = String,
+                    description = "The correction the answer will have, if the query asks for one"),
                 ("Preference-Applied" = String,
                     description = "`respond-async`, when the request asked for it"),
             )),

@@ -89,8 +89,11 @@ fn correction() -> impl Into<RefOr<Schema>> {
         .schema_type(SchemaType::new(Type::Number))
         .exclusive_minimum(Some(0.0))
         .maximum(Some(f64::from(Correction::MAX_KAPPA_MILLI) / 1000.0))
-        .multiple_of(Some(0.001))
-        .description(Some("The aerosol's hygroscopicity κ, at most 3 decimals."));
+        // At most 3 decimals: said, not stated as `multipleOf`, which
+        // validators test in floating point (0.102 / 0.001 is not whole).
+        .description(Some(
+            "The aerosol's hygroscopicity κ, with at most 3 decimals.",
+        ));
     let rh_max = ObjectBuilder::new()
         .schema_type(SchemaType::new(Type::Integer))
         .minimum(Some(f64::from(*Correction::RH_MAX_RANGE.start())))
@@ -122,7 +125,9 @@ fn correction() -> impl Into<RefOr<Schema>> {
              `temperature`, `P1_corrected`, `P2_corrected` and `correction`); `AQI`, `Range` \
              and the index filters are those of the corrected values; a reading without its \
              station's humidity has neither. The `X-Airq-Correction` header names the method \
-             and its parameters. The daily series only, and not with `aggregate`.",
+             and its parameters. With `aggregate`, the statistics and band counts are of the \
+             corrected values (a reading without a humidity counts in `readings` only). The \
+             daily series only.",
             Correction::SUMMARY,
             Correction::SOURCE
         )))
