@@ -35,13 +35,7 @@ fn hostile_text_is_rejected_by_reason_and_only_good_rows_are_stored() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("airq.db");
     let source = fixture();
-    let out = run(airq(&[
-        "ingest",
-        "--source",
-        source.to_str().expect("utf-8 path"),
-        "--db",
-        db.to_str().expect("utf-8 path"),
-    ]));
+    let out = ingest(&source, &db);
     out.assert_success();
 
     assert_eq!(

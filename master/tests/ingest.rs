@@ -125,13 +125,7 @@ fn the_default_db_is_under_the_current_directory() {
 
 fn ingest_file(dir: &std::path::Path, source: &std::path::Path) -> Output {
     let db = dir.join("airq.db");
-    run(airq(&[
-        "ingest",
-        "--source",
-        source.to_str().expect("utf-8 path"),
-        "--db",
-        db.to_str().expect("utf-8 path"),
-    ]))
+    ingest(source, &db)
 }
 
 #[test]
@@ -242,13 +236,7 @@ fn an_unwritable_store_fails_cleanly() {
     let db = dir.path().join("taken");
     std::fs::create_dir(&db).expect("mkdir");
     let sample = sample_path();
-    let out = run(airq(&[
-        "ingest",
-        "--source",
-        sample.to_str().expect("utf-8"),
-        "--db",
-        db.to_str().expect("utf-8"),
-    ]));
+    let out = ingest(&sample, &db);
     out.assert_clean_failure();
     assert!(out.stderr.contains("store"), "{}", out.stderr);
 }
@@ -347,14 +335,7 @@ fn fragment_readings_carry_their_station_air_and_flags() {
     .expect("the fragment");
     let feed = dir.path().join("fragment.json");
     std::fs::write(&feed, format!("[{}]", text.trim())).expect("write the feed");
-    run(airq(&[
-        "ingest",
-        "--source",
-        feed.to_str().expect("utf-8 path"),
-        "--db",
-        db.to_str().expect("utf-8 path"),
-    ]))
-    .assert_success();
+    ingest(&feed, &db).assert_success();
 
     let conn = rusqlite::Connection::open(&db).expect("open");
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
@@ -390,13 +371,7 @@ fn fragment_readings_carry_their_station_air_and_flags() {
     assert_eq!((rh.as_str(), t.as_str()), ("29.20", "24.30"));
 
     // Ingested again: the same flags and air, nothing rewritten.
-    let again = run(airq(&[
-        "ingest",
-        "--source",
-        feed.to_str().expect("utf-8 path"),
-        "--db",
-        db.to_str().expect("utf-8 path"),
-    ]));
+    let again = ingest(&feed, &db);
     again.assert_success();
     assert_eq!(again.summary_value("stored:"), Some(140));
     assert!(
@@ -426,14 +401,7 @@ fn stuck_and_moved_follow_a_sensor_from_feed_to_feed() {
     for (day, lat) in [(1, "48.7800"), (2, "48.7800"), (3, "48.7800")] {
         let feed = dir.path().join(format!("day{day}.json"));
         std::fs::write(&feed, entry(day, lat)).expect("write the feed");
-        run(airq(&[
-            "ingest",
-            "--source",
-            feed.to_str().expect("utf-8 path"),
-            "--db",
-            db.to_str().expect("utf-8 path"),
-        ]))
-        .assert_success();
+        ingest(&feed, &db).assert_success();
     }
     // The fourth through a pipe, which cannot be read twice as a file
     // can: it is copied aside first.

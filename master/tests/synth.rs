@@ -86,13 +86,7 @@ fn output_is_feed_shaped_and_ingests_with_no_rejection() {
     }
 
     let db = dir.path().join("airq.db");
-    let out = run(airq(&[
-        "ingest",
-        "--source",
-        feed.to_str().expect("utf-8"),
-        "--db",
-        db.to_str().expect("utf-8"),
-    ]));
+    let out = ingest(&feed, &db);
     out.assert_success();
     assert_eq!(out.summary_value("entries read:"), Some(READINGS as u64));
     assert_eq!(out.summary_value("rejected:"), Some(0));

@@ -936,48 +936,11 @@ impl Test<'_> {
         );
         self.submit().await?;
         self.wait_state("done", Duration::from_secs(30)).await?;
-        let body = json!({
-            "startDate": format!("{day} 00:00:00"),
-            "endDate": format!("{day} 23:59:59"),
-            "minAqi": 0,
-            "maxAqi": 10,
-            "quality": ["pm25_above_pm10"],
-        })
-        .to_string();
-        let r = self.post_query(body).await?;
-        ensure!(
-            r.status() == StatusCode::OK,
-            "the API answered {}",
-            r.status()
-        );
-        let api = String::from_utf8(r.bytes().await?.to_vec())?;
-        let rows = api.lines().count() - 1;
-        ensure!(
-            api.lines().next().is_some_and(|h| h.ends_with(",flags")),
-            "{api:.300}"
-        );
-        let shown = self
-            .js(
-                "const r = document.getElementById('result'); \
-                 const heads = [...document.querySelectorAll('#preview thead th')]; \
-                 return {rows: r.dataset.rows, last: heads.length ? heads.pop().textContent.trim().split(/\\s/)[0] : null};",
-                vec![],
-            )
+        self.shown_as_the_api_answers(day, json!({"quality": ["pm25_above_pm10"]}), ",flags")
             .await?;
-        ensure!(
-            shown["rows"].as_str() == Some(rows.to_string().as_str()) && shown["last"] == "flags",
-            "{shown} vs {rows} rows"
-        );
         self.set_value("resolution", "hour").await?;
         self.submit().await?;
-        let refused = self
-            .js(
-                "const box = document.getElementById('quality-error'); \
-                 return {text: box.hidden ? null : box.innerText, \
-                   invalid: document.getElementById('quality').getAttribute('aria-invalid')};",
-                vec![],
-            )
-            .await?;
+        let refused = self.fieldset_error("quality").await?;
         ensure!(
             refused["text"]
                 .as_str()
@@ -1014,32 +977,47 @@ impl Test<'_> {
         );
         self.set_value("correction", "kappa-kohler").await?;
         self.submit().await?;
-        let refused = self
-            .js(
-                "const box = document.getElementById('correction-error'); \
-                 return {text: box.hidden ? null : box.innerText, \
-                   invalid: document.getElementById('correction').getAttribute('aria-invalid')};",
-                vec![],
-            )
-            .await?;
+        let refused = self.fieldset_error("correction").await?;
         ensure!(
             refused["text"]
                 .as_str()
-                .is_some_and(|m| m.to_lowercase().contains("needs a κ")),
+                .is_some_and(|m| m.to_lowercase().contains("needs a κ"))
+                && refused["invalid"] == "true",
             "{refused}"
         );
         self.set_value("correctionKappa", "0.3").await?;
         self.submit().await?;
         self.wait_state("done", Duration::from_secs(30)).await?;
-        let body = json!({
+        self.shown_as_the_api_answers(
+            day,
+            json!({"correction": {"method": "kappa-kohler", "kappa": 0.3}}),
+            ",humidity,P1_corrected,P2_corrected",
+        )
+        .await?;
+        self.set_value("correction", "").await?;
+        self.assert_healthy().await
+    }
+
+    /// The page's finished answer to the form is the API's answer to the
+    /// day's query with `extra` fields: as many rows, and the table's
+    /// last column is the last of `header_end`, which the API's header
+    /// ends with.
+    async fn shown_as_the_api_answers(
+        &self,
+        day: &str,
+        extra: Value,
+        header_end: &str,
+    ) -> anyhow::Result<()> {
+        let mut body = json!({
             "startDate": format!("{day} 00:00:00"),
             "endDate": format!("{day} 23:59:59"),
             "minAqi": 0,
             "maxAqi": 10,
-            "correction": {"method": "kappa-kohler", "kappa": 0.3},
-        })
-        .to_string();
-        let r = self.post_query(body).await?;
+        });
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        let r = self.post_query(body.to_string()).await?;
         ensure!(
             r.status() == StatusCode::OK,
             "the API answered {}",
@@ -1048,11 +1026,10 @@ impl Test<'_> {
         let api = String::from_utf8(r.bytes().await?.to_vec())?;
         let rows = api.lines().count() - 1;
         ensure!(
-            api.lines()
-                .next()
-                .is_some_and(|h| h.ends_with(",humidity,P1_corrected,P2_corrected")),
+            api.lines().next().is_some_and(|h| h.ends_with(header_end)),
             "{api:.300}"
         );
+        let last = header_end.rsplit(',').next().unwrap_or_default();
         let shown = self
             .js(
                 "const r = document.getElementById('result'); \
@@ -1062,12 +1039,23 @@ impl Test<'_> {
             )
             .await?;
         ensure!(
-            shown["rows"].as_str() == Some(rows.to_string().as_str())
-                && shown["last"] == "P2_corrected",
+            shown["rows"].as_str() == Some(rows.to_string().as_str()) && shown["last"] == last,
             "{shown} vs {rows} rows"
         );
-        self.set_value("correction", "").await?;
-        self.assert_healthy().await
+        Ok(())
+    }
+
+    /// The error the page shows under a fieldset's `field` (`text`, null
+    /// when none) and whether its first input is marked invalid
+    /// (`invalid`); [`Test::field_error`] checks a one-input field's.
+    async fn fieldset_error(&self, field: &str) -> anyhow::Result<Value> {
+        self.js(
+            "const box = document.getElementById(`${arguments[0]}-error`); \
+             return {text: box.hidden ? null : box.innerText, \
+               invalid: document.getElementById(arguments[0]).getAttribute('aria-invalid')};",
+            vec![json!(field)],
+        )
+        .await
     }
 
     /// `POST /api/query` of `body` (JSON), as a script would send it.

@@ -106,6 +106,19 @@ pub fn run(cmd: Command) -> Output {
     run_for(cmd, Duration::from_secs(120))
 }
 
+/// `airq-master ingest --source FEED --db DB` (the daily feed into an
+/// embedded store), run to its end.
+pub fn ingest(feed: &Path, db: &Path) -> Output {
+    let text = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+    run(airq(&[
+        "ingest",
+        "--source",
+        &text(feed),
+        "--db",
+        &text(db),
+    ]))
+}
+
 /// Waits at most `limit` for `child` to exit.
 pub fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
