@@ -32,6 +32,7 @@ DB=$OUT/airq.db
 BIN=target/release
 mkdir -p "$OUT"
 . loadtest/duckdb.sh
+. loadtest/stack.sh
 
 if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$DB" "$DB"-* "$OUT"/loaded-* "$OUT"/*.parquet
@@ -51,12 +52,7 @@ GW=$!
 "$BIN/airq-worker" --db "$DB" --concurrency 1 >"$OUT/worker.out" 2>"$OUT/worker.err" &
 WK=$!
 trap 'kill $GW $WK 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  URL=$(sed -n 's/^listening on //p' "$OUT/gateway.out" | head -1)
-  [ -n "$URL" ] && break
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "the gateway did not start" >&2; cat "$OUT/gateway.err" >&2; exit 1; }
+URL=$(listening_url "$OUT/gateway.out" "$OUT/gateway.err" gateway)
 
 PARQUET=$OUT/daily-$SENSORS-$DAYS.parquet
 if [ ! -s "$PARQUET" ]; then

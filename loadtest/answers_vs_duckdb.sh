@@ -33,6 +33,7 @@ ROWS_DB=$OUT/rows/airq.db
 BIN=target/release
 mkdir -p "$OUT/segments" "$OUT/rows"
 . loadtest/duckdb.sh
+. loadtest/stack.sh
 
 if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   rm -rf "$OUT"/segments/* "$OUT"/rows/* "$OUT"/loaded-* "$OUT"/*.parquet
@@ -46,7 +47,7 @@ if [ ! -e "$OUT/loaded-$SENSORS-$DAYS" ]; then
   touch "$OUT/loaded-$SENSORS-$DAYS"
 fi
 
-start_stack() { # name db segments
+start_pair() { # name db segments: a gateway and a worker
   "$BIN/airq-gateway" --db "$2" --answer-segments "$3" --listen 127.0.0.1:0 --max-span 31days \
     --direct-max-span 31days --max-result-rows 20000000 --answer-cache-ttl 0 \
     >"$OUT/$1-gateway.out" 2>"$OUT/$1-gateway.err" &
@@ -55,21 +56,11 @@ start_stack() { # name db segments
     >"$OUT/$1-worker.out" 2>"$OUT/$1-worker.err" &
   echo $! >>"$OUT/$1.pids"
 }
-start_stack seg "$DB" true
-start_stack rows "$ROWS_DB" false
+start_pair seg "$DB" true
+start_pair rows "$ROWS_DB" false
 trap 'kill $(cat "$OUT"/seg.pids "$OUT"/rows.pids) 2>/dev/null || true' EXIT
-url_of() {
-  local url=""
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/^listening on //p' "$OUT/$1-gateway.out" | head -1)
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "the $1 gateway did not start" >&2; cat "$OUT/$1-gateway.err" >&2; exit 1; }
-  echo "$url"
-}
-SEG_URL=$(url_of seg)
-ROWS_URL=$(url_of rows)
+SEG_URL=$(listening_url "$OUT/seg-gateway.out" "$OUT/seg-gateway.err" "seg gateway")
+ROWS_URL=$(listening_url "$OUT/rows-gateway.out" "$OUT/rows-gateway.err" "rows gateway")
 
 LAST=$(date -u -d "2024-01-01 + $((DAYS - 1)) days" +%Y-%m-%d)
 PARQUET=$OUT/daily-$SENSORS-$DAYS.parquet

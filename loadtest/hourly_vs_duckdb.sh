@@ -26,6 +26,7 @@ DB=$OUT/airq.db
 BIN=target/release
 mkdir -p "$OUT"
 . loadtest/duckdb.sh
+. loadtest/stack.sh
 
 if [ ! -e "$OUT/loaded-$SENSORS" ]; then
   rm -rf "$DB" "$DB"-* "$OUT"/loaded-*
@@ -46,12 +47,7 @@ QUERY="{\"startDate\":\"$START\",\"endDate\":\"$END\",\"country\":\"DE\",\"resol
   --max-result-rows 20000000 --answer-cache-ttl 0 >"$OUT/gateway.out" 2>"$OUT/gateway.err" &
 GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  URL=$(sed -n 's/^listening on //p' "$OUT/gateway.out" | head -1)
-  [ -n "$URL" ] && break
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "the gateway did not start" >&2; cat "$OUT/gateway.err" >&2; exit 1; }
+URL=$(listening_url "$OUT/gateway.out" "$OUT/gateway.err" gateway)
 if [ ! -s "$OUT/hourly-$SENSORS.parquet" ]; then
   # The whole 30 days, every country, as airq answers it (queried by
   # 7-day pieces, within the hourly series' span).
@@ -82,12 +78,7 @@ fi
   >"$OUT/rows-gateway.out" 2>"$OUT/rows-gateway.err" &
 GW2=$!
 trap 'kill $GW $GW2 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  ROWS_URL=$(sed -n 's/^listening on //p' "$OUT/rows-gateway.out" | head -1)
-  [ -n "$ROWS_URL" ] && break
-  sleep 0.1
-done
-[ -n "$ROWS_URL" ] || { echo "the second gateway did not start" >&2; exit 1; }
+ROWS_URL=$(listening_url "$OUT/rows-gateway.out" "$OUT/rows-gateway.err" "second gateway")
 
 # Alternating runs: airq direct (segments, then rows), then DuckDB, RUNS times.
 "$PY" - "$URL" "$QUERY" "$OUT/hourly-$SENSORS.parquet" "$OUT" "$RUNS" "$START" "$END" "$ROWS_URL" <<'PYEOF'

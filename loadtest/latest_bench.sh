@@ -8,6 +8,7 @@
 # Env: AIRQ_LB_SENSORS (15000), AIRQ_LB_REQUESTS (2000), AIRQ_LB_COUNTRY (DE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/stack.sh
 out="${1:-target/latest-bench}"
 sensors="${AIRQ_LB_SENSORS:-15000}"
 requests="${AIRQ_LB_REQUESTS:-2000}"
@@ -28,12 +29,7 @@ for cache in on off; do
     gw=$!
     trap 'kill $gw 2>/dev/null || true' EXIT
     url=
-    for _ in $(seq 1 100); do
-        url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$out/gateway-$cache.out" | head -1)
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    [ -n "$url" ] || { echo "the gateway did not start" >&2; exit 1; }
+    url=$(listening_url "$out/gateway-$cache.out" "$out/gateway-$cache.log" gateway)
     rows=$(curl -sS "$url/api/latest?country=$country" | tail -n +2 | wc -l)
     echo "answer cache $cache: $rows sensors in $country"
     "$bin/airq-loadtest" run "$url" --endpoint "/api/latest?country=$country" \

@@ -20,6 +20,7 @@
 # loopback; files go to target/page-at-size/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/stack.sh
 SENSORS=${1:-15000}
 DAYS=${2:-31}
 RUNS=${3:-3}
@@ -42,12 +43,7 @@ GW=$!
 "$BIN/airq-worker" --db "$DB" --concurrency 1 >"$OUT/worker.out" 2>"$OUT/worker.err" &
 WK=$!
 trap 'kill $GW $WK 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  URL=$(sed -n 's/^listening on //p' "$OUT/gateway.out" | head -1)
-  [ -n "$URL" ] && break
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "the gateway did not start" >&2; cat "$OUT/gateway.err" >&2; exit 1; }
+URL=$(listening_url "$OUT/gateway.out" "$OUT/gateway.err" gateway)
 
 END=$(date -u -d "2024-01-01 + $((DAYS - 1)) days" +%Y-%m-%d)
 ID=$(curl -sS -X POST "$URL/api/query" -H 'content-type: application/json' -H 'Prefer: respond-async' \

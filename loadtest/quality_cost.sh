@@ -19,6 +19,7 @@
 # airq-gateway) and python3. Loopback only; files in target/quality-cost/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/stack.sh
 SENSORS=${1:-15000}
 DAYS=${2:-31}
 RUNS=${3:-7}
@@ -45,18 +46,8 @@ start_gateway() { # name segments
 start_gateway seg true
 start_gateway rows false
 trap 'kill $(cat "$OUT"/seg.pid "$OUT"/rows.pid) 2>/dev/null || true' EXIT
-url_of() {
-  local url=""
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/^listening on //p' "$OUT/$1.out" | head -1)
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "the $1 gateway did not start" >&2; cat "$OUT/$1.err" >&2; exit 1; }
-  echo "$url"
-}
-SEG_URL=$(url_of seg)
-ROWS_URL=$(url_of rows)
+SEG_URL=$(listening_url "$OUT/seg.out" "$OUT/seg.err" "seg gateway")
+ROWS_URL=$(listening_url "$OUT/rows.out" "$OUT/rows.err" "rows gateway")
 
 LAST=$(date -u -d "2024-01-01 + $((DAYS - 1)) days" +%Y-%m-%d)
 python3 - "$SEG_URL" "$ROWS_URL" "$RUNS" "$LAST" <<'PYEOF'

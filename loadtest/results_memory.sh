@@ -12,6 +12,7 @@
 # Needs curl and the release binaries (built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/stack.sh
 out="${1:-target/results-memory}"
 days="${AIRQ_RM_DAYS:-31}"
 sensors="${AIRQ_RM_SENSORS:-15000}"
@@ -35,12 +36,7 @@ gw=$!
 "$bin/airq-worker" --db "$db" --concurrency 2 2>"$out/worker.log" &
 wk=$!
 trap 'kill $gw $wk 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$out/gateway.out" 2>/dev/null && break
-    sleep 0.1
-done
-url="$(sed -n 's/^listening on //p' "$out/gateway.out")"
-[ -n "$url" ] || { echo "the gateway did not start; see $gw_log" >&2; exit 1; }
+url=$(listening_url "$out/gateway.out" "$gw_log" gateway)
 
 # Submits a query to the queue, waits (at most 10 minutes) until it is
 # done, prints its result path.

@@ -6,6 +6,9 @@
 #                             loopback port, 2 workers, no seed, extra ARGS;
 #                             sets $url and $stack (its pid)
 #   stop_stack                Ctrl-C to the stack, and wait for it
+#   listening_url OUT ERR NAME  the http://ADDR a binary printed to OUT
+#                             (`listening on …`), waited for up to 10 s;
+#                             exits naming NAME, with ERR shown, if none
 
 copy_store() {
     local store="$1" out="$2"
@@ -35,6 +38,17 @@ start_stack() {
     done
     echo "the stack did not start; see $out/stack.log" >&2
     exit 1
+}
+
+listening_url() {
+    local out="$1" err="$2" name="$3" url=""
+    for _ in $(seq 1 100); do
+        url=$(sed -n 's/^listening on //p' "$out" | head -1)
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "the $name did not start" >&2; cat "$err" >&2; exit 1; }
+    echo "$url"
 }
 
 stop_stack() {
