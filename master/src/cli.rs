@@ -1,7 +1,7 @@
 //! Command line: global configuration and one subcommand per mode. Every
 //! flag has an environment fallback and a working default.
 
-use crate::backfill::{Resolution, TypeFilter};
+use crate::backfill::{AirTypes, Resolution, TypeFilter, DEFAULT_AIR_TYPES};
 use airq_cli::connect::BackendArgs;
 use airq_cli::logging::LogArgs;
 use airq_cli::metrics::MetricsArgs;
@@ -68,8 +68,9 @@ pub enum Command {
     /// Reads `SOURCE/YYYY-MM-DD/YYYY-MM-DD_<type>_sensor_<id>.csv` for every
     /// day from --from to --to (UTC), over HTTP (each day's index page is
     /// listed) or from a directory laid out the same way. Only files of the
-    /// types asked for are downloaded; files without P1/P2 columns (BME280,
-    /// DHT22, ...) are skipped and counted. Rows are checked with the live
+    /// types asked for (and, at daily resolution, of the T/RH types of
+    /// --air-types) are downloaded; other files without P1/P2 columns are
+    /// skipped and counted. Rows are checked with the live
     /// feed's rules; the country, which the archive does not give, is derived
     /// offline from the coordinates (OpenStreetMap boundaries, in the live
     /// feed's codes: UK, XK), and a row in no country (the sea, 0/0) is
@@ -79,7 +80,9 @@ pub enum Command {
     /// the day's mean of P1 and P2 over its valid rows, with two decimals,
     /// the indices computed from it, stamped at 23:59:59 UTC of the day, the
     /// end of the 24 hours it averages, like the 24-hour averages the nightly
-    /// ingestion stores, so both fall on the same UTC day. Raw resolution
+    /// ingestion stores, so both fall on the same UTC day; each gets its
+    /// station's air (the day's means of the T/RH sensor with its location
+    /// id) and its quality flags, as the nightly means do. Raw resolution
     /// stores every valid row at its own time.
     ///
     /// Resumable: a day is done when every file of it was read and all its
@@ -221,6 +224,15 @@ pub struct BackfillArgs {
           value_parser = TypeFilter::parse)]
     pub types: TypeFilter,
 
+    /// At daily resolution, the T/RH sensor types (comma-separated, as
+    /// --types) whose files are read beside the particulate ones for the
+    /// stations' humidity and temperature (the day's means, matched by
+    /// location id); `none` reads none, and every mean is then flagged
+    /// `no_humidity`.
+    #[arg(long, env = "AIRQ_BACKFILL_AIR_TYPES", default_value = DEFAULT_AIR_TYPES,
+          value_parser = AirTypes::parse)]
+    pub air_types: AirTypes,
+
     /// The archive: its http(s) URL, or a directory laid out the same way
     /// (YYYY-MM-DD/ directories of YYYY-MM-DD_<type>_sensor_<id>.csv files).
     #[arg(long, env = "AIRQ_BACKFILL_SOURCE", default_value = DEFAULT_ARCHIVE)]
@@ -290,6 +302,12 @@ pub struct SynthArchiveArgs {
     /// Random seed: the same seed and shape give the same bytes.
     #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_SEED", default_value_t = 42)]
     pub seed: u64,
+
+    /// Percent of the stations that also have a DHT22 (temperature and
+    /// humidity, the PM sensor's location id), one file each per day.
+    #[arg(long, env = "AIRQ_SYNTH_ARCHIVE_AIR_SHARE", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub air_share: u8,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -222,6 +222,7 @@ async fn backfill_command(global: &GlobalArgs, args: cli::BackfillArgs) -> anyho
         from,
         to,
         types: args.types,
+        air_types: args.air_types,
         resolution: args.resolution,
         concurrency: args.concurrency as usize,
         policy: FetchPolicy::from(&args.retry),

@@ -10,6 +10,7 @@
 
 mod support;
 
+use airq_core::quality::{Flag, Flags};
 use airq_core::query::Query;
 use airq_core::store::ReadingStore as _;
 use airq_core::{Indices, Reading, Timestamp};
@@ -67,8 +68,8 @@ fn archive(root: &Path, unreadable: bool) {
     }
 
     // 2025-10-16: London, Kosovo (an SPS30, other columns in another
-    // order), a sensor at sea, a DHT22 (no P1/P2), and names that are not
-    // per-sensor CSV files.
+    // order), a sensor at sea, a DHT22 at London's station (location
+    // 6001), and names that are not per-sensor CSV files.
     let d = "2025-10-16";
     put(
         root,
@@ -114,7 +115,7 @@ fn archive(root: &Path, unreadable: bool) {
         d,
         "2025-10-16_dht22_sensor_1004.csv",
         "sensor_id;sensor_type;location;lat;lon;timestamp;temperature;humidity\n\
-         1004;DHT22;6004;51.5;-0.12;2025-10-16T01:00:00;11.20;80.00\n",
+         1004;DHT22;6001;51.5;-0.12;2025-10-16T01:00:00;11.20;80.00\n",
     );
     put(
         root,
@@ -220,6 +221,27 @@ fn mean_text(values: &[String]) -> String {
     format!("{}.{:02}", h / 100, h % 100)
 }
 
+/// The fixture BME280's humidity and temperature columns.
+fn fixture_air() -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(
+        fixtures()
+            .join(FIXTURE_DAY)
+            .join("2025-10-15_bme280_sensor_82313.csv"),
+    )
+    .expect("the fixture");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(';').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
+    let (h, t) = (col("humidity"), col("temperature"));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for line in lines {
+        let cells: Vec<&str> = line.trim_end().split(';').collect();
+        a.push(cells[h].to_owned());
+        b.push(cells[t].to_owned());
+    }
+    (a, b)
+}
+
 /// The fixture's P1 and P2 columns.
 fn fixture_columns() -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(fixtures().join(FIXTURE_DAY).join(SDS011_FIXTURE))
@@ -282,7 +304,8 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     assert_eq!(v("files listed:"), Some(10), "{}", first.stdout);
     assert_eq!(v("files read:"), Some(9));
     assert_eq!(v("files failed:"), Some(1));
-    assert_eq!(v("without P1/P2:"), Some(2), "BME280 and DHT22");
+    assert_eq!(v("station air:"), Some(2), "BME280 and DHT22");
+    assert_eq!(v("without P1/P2:"), Some(0));
     assert_eq!(v("broken header:"), Some(1));
     assert_eq!(v("not sensor CSV:"), Some(2), "indoor and zip");
     assert_eq!(v("other types:"), Some(0));
@@ -321,6 +344,20 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     assert_indices(r, indices(&p1, &p2));
     assert_eq!(r.samples, Some(581), "the mean keeps how many it averages");
     assert_eq!(r.loc_country, "RU", "the Kola peninsula");
+    // Its station's air: the BME280 of the same location id (88882), its
+    // day's means worked out here.
+    let (humidity, temperature) = fixture_air();
+    assert_eq!(humidity.len(), 582);
+    assert_eq!(
+        (r.air.humidity.as_deref(), r.air.temperature.as_deref()),
+        (
+            Some(&*mean_text(&humidity)),
+            Some(&*mean_text(&temperature))
+        )
+    );
+    let rh: f64 = mean_text(&humidity).parse().expect("a number");
+    assert!(rh >= 95.0, "a humid day on the Kola peninsula: {rh}");
+    assert_eq!(r.flags, Flags::of(&[Flag::Humid]));
     assert_eq!(
         (r.loc_lat.as_str(), r.loc_long.as_str()),
         ("67.55503520", "33.43993600")
@@ -338,6 +375,12 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     );
     assert_eq!(r.loc_country, "UK");
     assert_indices(r, indices("20.00", "7.00"));
+    // The DHT22 of its station, one row.
+    assert_eq!(
+        (r.air.humidity.as_deref(), r.air.temperature.as_deref()),
+        (Some("80.00"), Some("11.20"))
+    );
+    assert_eq!(r.flags, Flags::NONE);
     let r = got[&(1002, "2025-10-16 23:59:59".to_owned())];
     assert_eq!(
         (r.p1.as_deref(), r.p2.as_deref()),
@@ -348,6 +391,7 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
         ("XK", "SPS30")
     );
     assert_indices(r, indices("50.00", "45.50"));
+    assert_eq!(r.flags, Flags::of(&[Flag::NoHumidity]), "no T/RH sensor");
     // The broken file's day: its two good rows, (12 + 14) / 2 and (6 + 8) / 2.
     let r = got[&(1001, "2025-10-17 23:59:59".to_owned())];
     assert_eq!(
@@ -439,6 +483,231 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     );
     assert!(anew.stderr.contains("the store is new"), "{}", anew.stderr);
     assert_eq!(stored(&new_db).await.len(), 5);
+}
+
+/// A T/RH sensor's file: one row per `(time, temperature, humidity)`.
+fn trh(kind: &str, id: u64, location: u64, rows: &[(&str, &str, &str)]) -> String {
+    let mut text =
+        "sensor_id;sensor_type;location;lat;lon;timestamp;temperature;humidity\n".to_owned();
+    for (ts, t, h) in rows {
+        text.push_str(&format!(
+            "{id};{kind};{location};42.66;21.17;{ts};{t};{h}\n"
+        ));
+    }
+    text
+}
+
+/// Issue 28: a daily backfill gives its means their stations' air and the
+/// flags the nightly feed's get, each rule on both sides of its threshold,
+/// the days before read from the store (days end in order, whatever the
+/// order their files come in); `--air-types none` reads no air, and raw
+/// readings are not assessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_means_are_assessed_with_their_stations_air() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("archive");
+    let day = |d: u32| format!("2025-10-{d}");
+    let noon = |d: u32| format!("2025-10-{d}T12:00:00");
+    // 2001 (London, station 7001, no T/RH sensor) sends the same means
+    // three days running: `stuck` from the third (the run is 3 at daily
+    // resolution).
+    for d in [20, 21, 22] {
+        let name = format!("{}_sds011_sensor_2001.csv", day(d));
+        put(
+            &root,
+            &day(d),
+            &name,
+            &sds011(2001, LONDON, &[(&noon(d), "10.00", "5.00")]),
+        );
+    }
+    // 2002 moves 0.01° of latitude north (1.1 km: `moved`), then 0.0009°
+    // (100 m: not).
+    let north = [
+        ("51.50740000", "20.00"),
+        ("51.51740000", "21.00"),
+        ("51.51830000", "22.00"),
+    ];
+    for (d, (lat, p1)) in [20, 21, 22].into_iter().zip(north) {
+        let name = format!("{}_sds011_sensor_2002.csv", day(d));
+        let text = sds011(2002, (lat, LONDON.1), &[(&noon(d), p1, "6.00")]);
+        put(&root, &day(d), &name, &text);
+    }
+    // 2003 (Pristina): PM2.5 above PM10 on the 20th, equal on the 21st.
+    for (d, p2) in [(20, "8.01"), (21, "8.00")] {
+        let name = format!("{}_sds011_sensor_2003.csv", day(d));
+        put(
+            &root,
+            &day(d),
+            &name,
+            &sds011(2003, PRISTINA, &[(&noon(d), "8.00", p2)]),
+        );
+    }
+    // 2004 (Pristina, station 7004) and two T/RH sensors of its station:
+    // on the 20th both, the lower id's air (a BME280 at 95.00 %, `humid`)
+    // rather than the DHT22's (94.99 %); on the 21st the DHT22 alone, its
+    // mean (94.98 + 95.00) / 2 = 94.99 %: not humid.
+    for (d, p1) in [(20, "30.00"), (21, "31.00")] {
+        let name = format!("{}_sds011_sensor_2004.csv", day(d));
+        put(
+            &root,
+            &day(d),
+            &name,
+            &sds011(2004, PRISTINA, &[(&noon(d), p1, "9.00")]),
+        );
+    }
+    let d20 = "2025-10-20";
+    put(
+        &root,
+        d20,
+        "2025-10-20_bme280_sensor_3000.csv",
+        &trh(
+            "BME280",
+            3000,
+            7004,
+            &[("2025-10-20T03:00:00", "2.50", "95.00")],
+        ),
+    );
+    put(
+        &root,
+        d20,
+        "2025-10-20_dht22_sensor_3001.csv",
+        &trh(
+            "DHT22",
+            3001,
+            7004,
+            &[("2025-10-20T03:00:00", "3.00", "94.99")],
+        ),
+    );
+    put(
+        &root,
+        "2025-10-21",
+        "2025-10-21_dht22_sensor_3001.csv",
+        &trh(
+            "DHT22",
+            3001,
+            7004,
+            &[
+                ("2025-10-21T01:00:00", "-2.50", "94.98"),
+                ("2025-10-21T02:00:00", "-1.25", "95.00"),
+            ],
+        ),
+    );
+    // The 23rd: five sensors of London's cell. P1 10, 11, 11, 21, 22: the
+    // median is 11, the absolute deviations 1, 0, 0, 10, 11 have median
+    // 1, floored to 2; modified z-scores 0.6745 × 10 / 2 = 3.37 (not) and
+    // 0.6745 × 11 / 2 = 3.71 (> 3.5: `outlier`).
+    for (id, p1) in [
+        (2010, "10.00"),
+        (2011, "11.00"),
+        (2012, "11.00"),
+        (2013, "21.00"),
+        (2014, "22.00"),
+    ] {
+        let name = format!("2025-10-23_sds011_sensor_{id}.csv");
+        put(
+            &root,
+            "2025-10-23",
+            &name,
+            &sds011(id, LONDON, &[(&noon(23), p1, "5.00")]),
+        );
+    }
+
+    let db = dir.path().join("airq.db");
+    let source = root.to_str().expect("utf-8 path");
+    let range = ["--from", "2025-10-20", "--to", "2025-10-23"];
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "backfill",
+            "--db",
+            db.to_str().expect("utf-8 path"),
+            "--source",
+            source,
+        ];
+        a.extend_from_slice(&range);
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let go = |extra: &[&str]| {
+        let a = args(extra);
+        run(airq(&a.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let out = go(&[]);
+    out.assert_success();
+    assert_eq!(out.summary_value("station air:"), Some(3), "{}", out.stdout);
+
+    use Flag::*;
+    let readings = stored(&db).await;
+    let got = by_sensor_day(&readings);
+    let at = |id: u64, d: u32| got[&(id, format!("2025-10-{d} 23:59:59"))];
+    let flags = |id: u64, d: u32| at(id, d).flags;
+    assert_eq!(flags(2001, 20), Flags::of(&[NoHumidity]));
+    assert_eq!(flags(2001, 21), Flags::of(&[NoHumidity]), "a run of 2");
+    assert_eq!(
+        flags(2001, 22),
+        Flags::of(&[NoHumidity, Stuck]),
+        "a run of 3"
+    );
+    assert_eq!(flags(2002, 20), Flags::of(&[NoHumidity]));
+    assert_eq!(flags(2002, 21), Flags::of(&[NoHumidity, Moved]), "1.1 km");
+    assert_eq!(flags(2002, 22), Flags::of(&[NoHumidity]), "100 m");
+    assert_eq!(flags(2003, 20), Flags::of(&[NoHumidity, Pm25AbovePm10]));
+    assert_eq!(flags(2003, 21), Flags::of(&[NoHumidity]), "equal");
+    assert_eq!(flags(2004, 20), Flags::of(&[Humid]));
+    let air = |id: u64, d: u32| {
+        let r = at(id, d);
+        (r.air.humidity.clone(), r.air.temperature.clone())
+    };
+    let some = |h: &str, t: &str| (Some(h.to_owned()), Some(t.to_owned()));
+    assert_eq!(air(2004, 20), some("95.00", "2.50"), "the lower id's");
+    assert_eq!(flags(2004, 21), Flags::NONE);
+    assert_eq!(
+        air(2004, 21),
+        some("94.99", "-1.88"),
+        "(-2.50 - 1.25) / 2 = -1.875"
+    );
+    assert_eq!(air(2001, 20), (None, None));
+    for id in [2010, 2011, 2012, 2013] {
+        assert_eq!(flags(id, 23), Flags::of(&[NoHumidity]), "{id}");
+    }
+    assert_eq!(flags(2014, 23), Flags::of(&[NoHumidity, Outlier]));
+    assert_eq!(readings.len(), 3 + 3 + 2 + 2 + 5);
+
+    // Without the stations' air, done again: every mean `no_humidity`.
+    let none = go(&["--air-types", "none", "--force"]);
+    none.assert_success();
+    assert_eq!(
+        none.summary_value("station air:"),
+        Some(0),
+        "{}",
+        none.stdout
+    );
+    let readings = stored(&db).await;
+    let got = by_sensor_day(&readings);
+    let r = got[&(2004, "2025-10-20 23:59:59".to_owned())];
+    assert_eq!(
+        (r.flags, &r.air),
+        (Flags::of(&[NoHumidity]), &Default::default())
+    );
+
+    // Raw readings are not assessed.
+    let raw_db = dir.path().join("raw.db");
+    let mut a = vec![
+        "backfill",
+        "--db",
+        raw_db.to_str().expect("utf-8 path"),
+        "--source",
+        source,
+    ];
+    a.extend_from_slice(&range);
+    a.extend_from_slice(&["--resolution", "raw"]);
+    let raw = run(airq(&a));
+    raw.assert_success();
+    assert_eq!(raw.summary_value("station air:"), Some(0), "{}", raw.stdout);
+    let readings = stored(&raw_db).await;
+    assert_eq!(readings.len(), 3 + 3 + 2 + 2 + 5);
+    assert!(readings
+        .iter()
+        .all(|r| r.flags == Flags::NONE && r.air.is_empty()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,7 +844,7 @@ async fn over_http_with_a_file_that_fails_once() {
     let url = format!("http://{}/", listener.local_addr().expect("addr"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // The default types: the BME280 and DHT22 files are not downloaded.
+    // The default types, and the default T/RH types beside them.
     let http_db = dir.path().join("http.db");
     let out = tokio::task::spawn_blocking({
         let (db, url) = (http_db.clone(), url.clone());
@@ -586,10 +855,11 @@ async fn over_http_with_a_file_that_fails_once() {
     out.assert_success();
     let v = |label: &str| out.summary_value(label);
     assert_eq!(v("days done:"), Some(4), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(v("files listed:"), Some(7), "{}", out.stdout);
-    assert_eq!(v("files read:"), Some(7));
+    assert_eq!(v("files listed:"), Some(9), "{}", out.stdout);
+    assert_eq!(v("files read:"), Some(9));
+    assert_eq!(v("station air:"), Some(2), "BME280 and DHT22");
     assert_eq!(v("files failed:"), Some(0));
-    assert_eq!(v("other types:"), Some(2), "BME280 and DHT22");
+    assert_eq!(v("other types:"), Some(0));
     assert_eq!(v("not sensor CSV:"), Some(2));
     assert!(
         out.stderr.contains("fetch failed; retrying"),
@@ -604,11 +874,7 @@ async fn over_http_with_a_file_that_fails_once() {
             "{hits:?}"
         );
         assert_eq!(hits.get(SDS011_FIXTURE), Some(&1));
-        assert_eq!(
-            hits.get("2025-10-15_bme280_sensor_82313.csv"),
-            None,
-            "not requested"
-        );
+        assert_eq!(hits.get("2025-10-15_bme280_sensor_82313.csv"), Some(&1));
     }
     assert_eq!(state.listings.load(Ordering::SeqCst), 4);
 

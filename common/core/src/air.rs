@@ -13,6 +13,8 @@
 //! of two as near, the lower sensor id. Its humidity and temperature come
 //! from that one sensor (relative humidity depends on the temperature it
 //! was measured at). A station with temperature only gives a temperature.
+//! The archive backfill's daily means match the same way, against each
+//! T/RH sensor's mean air of the day ([`AirMean`]), stamped like them.
 //!
 //! **Values.** Kept as sent, like P1 and P2. A humidity is a plain decimal
 //! in [0, 100] %, a temperature one in [−[`MAX_TEMPERATURE`],
@@ -136,6 +138,43 @@ impl Stations {
     }
 }
 
+/// The mean air of one sensor's measurements over a period (the archive
+/// backfill's day): the exact mean of its humidities and that of its
+/// temperatures, each over the measurements that had one, rounded to
+/// hundredths like the backfill's means of P1 and P2
+/// ([`crate::mean`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AirMean {
+    humidity: crate::mean::ExactSum,
+    temperature: crate::mean::SignedSum,
+}
+
+impl AirMean {
+    /// Adds one measurement's texts: a humidity or temperature that is
+    /// not a measurement ([`humidity`], [`temperature`]) is left out.
+    /// Whether either was one.
+    pub fn add(&mut self, humidity_text: Option<&str>, temperature_text: Option<&str>) -> bool {
+        let mut added = false;
+        if let Some(h) = humidity_text.filter(|t| humidity(t)) {
+            let before = self.humidity.count();
+            self.humidity.add(crate::mean::value_of(Some(h)));
+            added |= self.humidity.count() > before;
+        }
+        if let Some(t) = temperature_text.filter(|t| temperature(t)) {
+            added |= self.temperature.add_text(t);
+        }
+        added
+    }
+
+    /// The mean air; empty when nothing was measured.
+    pub fn mean(&self) -> Air {
+        Air {
+            humidity: self.humidity.mean().map(|m| m.0),
+            temperature: self.temperature.mean_text(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +249,28 @@ mod tests {
             (None, Some("-3.10"))
         );
         assert_eq!(s.air_at(9, Timestamp(1_000), five), None, "another station");
+    }
+
+    #[test]
+    fn a_mean_air_leaves_out_what_is_no_measurement() {
+        let mut m = AirMean::default();
+        assert!(m.mean().is_empty());
+        assert!(m.add(Some("80.00"), Some("-1.50")));
+        assert!(m.add(Some("81.01"), None));
+        assert!(
+            m.add(Some("101.00"), Some("2.00")),
+            "over 100 %: no humidity"
+        );
+        assert!(!m.add(Some("wet"), Some("hot")));
+        assert!(!m.add(None, None));
+        // Humidity (80.00 + 81.01) / 2 = 80.505 → 80.51; temperature
+        // (−1.50 + 2.00) / 2 = 0.25.
+        assert_eq!(
+            m.mean(),
+            Air {
+                humidity: Some("80.51".into()),
+                temperature: Some("0.25".into()),
+            }
+        );
     }
 }

@@ -120,6 +120,53 @@ impl ExactSum {
     }
 }
 
+/// A running sum of values that may be negative (temperatures): the
+/// positive and the negative values in two [`ExactSum`]s, so that the mean
+/// is exact too. It rounds half away from zero (−4.345 is −4.35), the
+/// mirror of [`ExactSum`]'s half up, and never writes `-0.00`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SignedSum {
+    positive: ExactSum,
+    negative: ExactSum,
+}
+
+impl SignedSum {
+    /// Adds a value written as a plain decimal with an optional leading
+    /// `-`; other text is no value and is not counted (false).
+    pub fn add_text(&mut self, text: &str) -> bool {
+        let (sum, magnitude) = match text.strip_prefix('-') {
+            Some(m) => (&mut self.negative, m),
+            None => (&mut self.positive, text),
+        };
+        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let (whole, fraction) = magnitude.split_once('.').unwrap_or((magnitude, "0"));
+        if !(plain(whole) && whole.len() <= 20 && plain(fraction)) {
+            return false;
+        }
+        sum.nano += nano_units(magnitude, 0.0);
+        sum.n += 1;
+        true
+    }
+
+    pub fn count(self) -> u64 {
+        self.positive.n + self.negative.n
+    }
+
+    /// The mean as text with two decimals; `None` with no values.
+    pub fn mean_text(self) -> Option<String> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let (p, q) = (self.positive.nano, self.negative.nano);
+        let h = mean_hundredths(p.abs_diff(q), n);
+        Some(match q > p && h > 0 {
+            true => format!("-{}", hundredths_text(h)),
+            false => hundredths_text(h),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +196,31 @@ mod tests {
             ExactSum::from_parts(3 * NANO, 2).mean(),
             Some(("1.50".to_owned(), 1.5))
         );
+    }
+
+    #[test]
+    fn signed_means_round_half_away_from_zero() {
+        let mean = |values: &[&str]| {
+            let mut s = SignedSum::default();
+            for v in values {
+                assert!(s.add_text(v), "{v}");
+            }
+            s.mean_text()
+        };
+        assert_eq!(SignedSum::default().mean_text(), None);
+        // (4.34 + 4.35) / 2 = 4.345 → 4.35; its mirror → −4.35.
+        assert_eq!(mean(&["4.34", "4.35"]).as_deref(), Some("4.35"));
+        assert_eq!(mean(&["-4.34", "-4.35"]).as_deref(), Some("-4.35"));
+        // (−1.00 + 3.00 + 1.01) / 3 = 1.003… → 1.00.
+        assert_eq!(mean(&["-1.00", "3.00", "1.01"]).as_deref(), Some("1.00"));
+        // (−0.01 + 0.00) / 2 = −0.005 → −0.01; (−0.01 + 0.01) / 2 = 0.
+        assert_eq!(mean(&["-0.01", "0.00"]).as_deref(), Some("-0.01"));
+        assert_eq!(mean(&["-0.01", "0.01"]).as_deref(), Some("0.00"));
+        assert_eq!(mean(&["-0.004"]).as_deref(), Some("0.00"), "no -0.00");
+        let mut s = SignedSum::default();
+        for bad in ["", "-", "1e1", "--1", "warm", "1.2.3", "-.5"] {
+            assert!(!s.add_text(bad), "{bad}");
+        }
+        assert_eq!(s.count(), 0);
     }
 }

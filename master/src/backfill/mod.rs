@@ -15,13 +15,25 @@
 //!    line of at most [`lines::MAX_LINE_BYTES`] at a time, into at most one
 //!    daily mean (or, raw, one reading per second of the day);
 //! 3. the **collector** gathers the readings into batches and counts, and
-//!    when a day's last file is in, sends the day's last partial batch and
-//!    then an end-of-day marker to
+//!    when a day's last file is in, and every earlier day's (days end in
+//!    order), sends the day's last partial batch and then an end-of-day
+//!    marker to
 //! 4. the **writer**, which stores batch after batch and, on reaching a
 //!    day's marker, knows every reading of that day is durable (the queue is
 //!    first in, first out): it records the day as done in the state file
 //!    (see [`state`]). A day with a file that failed gets no record and is
 //!    tried again by the next run.
+//!
+//! At daily resolution a day's means are **assessed** as the nightly
+//! feed's are (issue 28, [`airq_core::quality`]): the collector holds the
+//! day's readings, one per sensor, and its stations' air (the day's mean
+//! humidity and temperature of each T/RH sensor, `--air-types`, read
+//! beside the particulate files) until the day ends, and the writer gives
+//! each reading its station's air and its flags (`outlier` among the day's
+//! readings of its cell, `stuck` and `moved` with the readings stored in
+//! the days before: days end in order, so the days before are stored)
+//! before storing them. At most [`DAYS_AHEAD`] days are listed and not yet
+//! ended, which bounds what is held. Raw readings are not assessed.
 
 pub mod archive;
 pub mod country;
@@ -34,7 +46,9 @@ pub mod synth;
 use crate::fetch::{self, Download, FetchPolicy};
 use crate::ingest::{in_key_order, per_second};
 use crate::progress;
+use airq_core::air::Measured;
 use airq_core::feed::{FeedStats, Rejection, TimeWindow};
+use airq_core::quality;
 use airq_core::store::ReadingStore;
 use airq_core::{Reading, Timestamp};
 use anyhow::Context as _;
@@ -52,10 +66,20 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Batches collected ahead of the writer: one being written, one ready.
 const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Days listed and not yet ended, at most: a day's readings (daily
+/// resolution, one per sensor) and its stations' air are held until it
+/// ends, and a day ends after the days before it.
+pub const DAYS_AHEAD: usize = 4;
+
+/// The T/RH sensor types whose files a daily backfill reads for the
+/// stations' humidity and temperature, by default: those of the
+/// network's sensors that measure a relative humidity.
+pub const DEFAULT_AIR_TYPES: &str = "dht22,bme280,htu21d,sht11,sht15,sht30,sht31,sht35,sht85";
 
 /// Read buffer of a file on disk.
 const READ_BUFFER: usize = 64 << 10;
@@ -114,11 +138,36 @@ impl TypeFilter {
         Ok(TypeFilter::Only(only))
     }
 
+    /// The types of both filters.
+    #[must_use]
+    pub fn and(&self, other: &TypeFilter) -> TypeFilter {
+        match (self, other) {
+            (TypeFilter::Only(a), TypeFilter::Only(b)) => {
+                TypeFilter::Only(a.union(b).cloned().collect())
+            }
+            _ => TypeFilter::All,
+        }
+    }
+
     pub fn wants(&self, sensor_type: &str) -> bool {
         match self {
             TypeFilter::All => true,
             TypeFilter::Only(types) => types.contains(sensor_type),
         }
+    }
+}
+
+/// `--air-types`: the T/RH sensor types read for the stations' air, or
+/// none (`none`: every daily mean is then `no_humidity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AirTypes(pub Option<TypeFilter>);
+
+impl AirTypes {
+    pub fn parse(s: &str) -> Result<AirTypes, String> {
+        if s.trim().eq_ignore_ascii_case("none") {
+            return Ok(AirTypes(None));
+        }
+        TypeFilter::parse(s).map(|t| AirTypes(Some(t)))
     }
 }
 
@@ -152,6 +201,8 @@ pub struct Plan {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub types: TypeFilter,
+    /// Read beside `types` at daily resolution, for the stations' air.
+    pub air_types: AirTypes,
     pub resolution: Resolution,
     pub concurrency: usize,
     pub policy: FetchPolicy,
@@ -187,7 +238,10 @@ pub struct FileCounts {
     pub not_requested: u64,
     /// Not per-sensor CSV files (`.zip`, `.gz`, `_indoor`, other names).
     pub other: u64,
-    /// Read, but with no P1/P2 column (BME280, DHT22, …).
+    /// Read for its station's air: a T/RH sensor's (daily resolution).
+    pub air: u64,
+    /// Read, but with no P1/P2 column (BME280, DHT22, … at raw
+    /// resolution; other sensors), and so not used.
     pub no_particulates: u64,
     /// Read, but whose header lacks the columns a row needs.
     pub broken: u64,
@@ -340,6 +394,11 @@ impl fmt::Display for Summary {
         writeln!(f, "files read:      {} ({} bytes)", files.read, files.bytes)?;
         writeln!(
             f,
+            "  station air:       {} (T/RH sensors: the day's humidity and temperature)",
+            files.air
+        )?;
+        writeln!(
+            f,
             "  without P1/P2:     {} (not a particulate sensor: skipped)",
             files.no_particulates
         )?;
@@ -419,6 +478,9 @@ enum Event {
     Listed {
         day: NaiveDate,
         listing: Result<Listing, String>,
+        /// The day's place among the [`DAYS_AHEAD`], given back when it
+        /// ends.
+        ahead: OwnedSemaphorePermit,
     },
     File {
         day: NaiveDate,
@@ -440,6 +502,12 @@ enum Outcome {
 /// From the collector to the writer.
 enum Write {
     Batch(Vec<Backfilled>),
+    /// A whole day of daily means and its stations' air, to assess and
+    /// store.
+    Day {
+        readings: Vec<Backfilled>,
+        air: Vec<Measured>,
+    },
     /// Every reading of `day` is in the batches before this.
     DayEnd {
         day: NaiveDate,
@@ -487,6 +555,12 @@ struct DayTally {
     failures: Vec<String>,
     /// The bar's position for this day, in thousandths.
     shown: u64,
+    /// Daily resolution: the day's readings and its stations' air, held
+    /// until the day ends (see the module).
+    readings: Vec<Backfilled>,
+    air: Vec<Measured>,
+    /// Dropped when the day ends, letting the lister list another.
+    _ahead: OwnedSemaphorePermit,
 }
 
 struct Collected {
@@ -495,48 +569,125 @@ struct Collected {
     incomplete: Vec<Incomplete>,
 }
 
-/// Gathers file outcomes into batches and counts; ends each day.
+/// The collector's state between events.
+struct Collector {
+    writes: mpsc::Sender<Write>,
+    batch_size: usize,
+    /// Hold each day's readings for the writer to assess (daily
+    /// resolution), rather than batching them as they come.
+    assess: bool,
+    meter: Meter,
+    out: Collected,
+    batch: Vec<Backfilled>,
+}
+
+/// The writer stopped (it failed, and says why).
+struct WriterGone;
+
+impl Collector {
+    async fn send(&self, write: Write) -> Result<(), WriterGone> {
+        self.writes.send(write).await.map_err(|_| WriterGone)
+    }
+
+    /// Takes in one file's readings.
+    async fn readings(&mut self, tally: &mut DayTally, parsed: Parsed) -> Result<(), WriterGone> {
+        tally.air.extend(parsed.air);
+        if self.assess {
+            tally.readings.extend(parsed.readings);
+            return Ok(());
+        }
+        for r in parsed.readings {
+            self.batch.push(r);
+            if self.batch.len() >= self.batch_size {
+                let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+                self.send(Write::Batch(full)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an ended day on: its readings (the day's, or the last partial
+    /// batch), then its marker.
+    async fn end(&mut self, day: NaiveDate, tally: DayTally) -> Result<(), WriterGone> {
+        if self.assess {
+            if !tally.readings.is_empty() {
+                let (readings, air) = (tally.readings, tally.air);
+                self.send(Write::Day { readings, air }).await?;
+            }
+        } else if !self.batch.is_empty() {
+            let rest = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+            self.send(Write::Batch(rest)).await?;
+        }
+        let failures = tally.failures;
+        let complete = failures.is_empty();
+        if !complete {
+            let first = failures.first().cloned().unwrap_or_default();
+            let why = if failures.len() == 1 {
+                first
+            } else {
+                format!("{} files failed; the first: {first}", failures.len())
+            };
+            tracing::warn!(%day, %why, "the day is not complete");
+            self.out.incomplete.push(Incomplete { day, why });
+        }
+        self.send(Write::DayEnd { day, complete }).await?;
+        self.meter.bar.inc(1000 - tally.shown);
+        self.meter.days_ended.fetch_add(1, Ordering::Relaxed);
+        self.meter.refresh();
+        Ok(())
+    }
+}
+
+/// Gathers file outcomes into batches (or days) and counts; ends each day
+/// once its files and every earlier day's are in.
 async fn collect(
     mut events: mpsc::Receiver<Event>,
     writes: mpsc::Sender<Write>,
     batch_size: usize,
+    assess: bool,
     meter: Meter,
 ) -> Collected {
-    let mut out = Collected {
-        files: FileCounts::default(),
-        rows: FeedStats::default(),
-        incomplete: Vec::new(),
+    let mut c = Collector {
+        writes,
+        batch_size,
+        assess,
+        meter,
+        out: Collected {
+            files: FileCounts::default(),
+            rows: FeedStats::default(),
+            incomplete: Vec::new(),
+        },
+        batch: Vec::with_capacity(batch_size),
     };
     let mut days: BTreeMap<NaiveDate, DayTally> = BTreeMap::new();
-    let mut batch: Vec<Backfilled> = Vec::with_capacity(batch_size);
     while let Some(event) = events.recv().await {
-        let ended = match event {
+        match event {
             Event::Listed {
                 day,
-                listing: Err(why),
-            } => Some((day, vec![why], 0)),
-            Event::Listed {
-                day,
-                listing: Ok(listing),
+                listing,
+                ahead,
             } => {
-                let n = listing.files.len() as u64;
-                out.files.listed += n;
-                out.files.not_requested += listing.not_requested;
-                out.files.other += listing.other;
-                if n == 0 {
-                    Some((day, Vec::new(), 0))
-                } else {
-                    days.insert(
-                        day,
-                        DayTally {
-                            files: n,
-                            files_left: n,
-                            failures: Vec::new(),
-                            shown: 0,
-                        },
-                    );
-                    None
+                let mut tally = DayTally {
+                    files: 0,
+                    files_left: 0,
+                    failures: Vec::new(),
+                    shown: 0,
+                    readings: Vec::new(),
+                    air: Vec::new(),
+                    _ahead: ahead,
+                };
+                match listing {
+                    Err(why) => tally.failures.push(why),
+                    Ok(listing) => {
+                        let n = listing.files.len() as u64;
+                        c.out.files.listed += n;
+                        c.out.files.not_requested += listing.not_requested;
+                        c.out.files.other += listing.other;
+                        tally.files = n;
+                        tally.files_left = n;
+                    }
                 }
+                days.insert(day, tally);
             }
             Event::File {
                 day,
@@ -548,76 +699,51 @@ async fn collect(
                 };
                 match outcome {
                     Outcome::Read(parsed) => {
-                        out.files.read += 1;
-                        out.files.bytes += bytes;
+                        let files = &mut c.out.files;
+                        files.read += 1;
+                        files.bytes += bytes;
                         match parsed.kind {
                             FileKind::Read => {}
-                            FileKind::NoParticulates => out.files.no_particulates += 1,
-                            FileKind::BrokenHeader => out.files.broken += 1,
+                            FileKind::Air => files.air += 1,
+                            FileKind::NoParticulates => files.no_particulates += 1,
+                            FileKind::BrokenHeader => files.broken += 1,
                         }
-                        out.rows.merge(&parsed.stats);
-                        for r in parsed.readings {
-                            batch.push(r);
-                            if batch.len() >= batch_size {
-                                let full =
-                                    std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                                if writes.send(Write::Batch(full)).await.is_err() {
-                                    return out;
-                                }
-                            }
+                        c.out.rows.merge(&parsed.stats);
+                        if c.readings(tally, parsed).await.is_err() {
+                            return c.out;
                         }
                     }
-                    Outcome::Skipped(why) => *out.files.skipped.entry(why).or_default() += 1,
+                    Outcome::Skipped(why) => *c.out.files.skipped.entry(why).or_default() += 1,
                     Outcome::Failed(why) => {
-                        out.files.failed += 1;
+                        c.out.files.failed += 1;
                         tally.failures.push(why);
                     }
                 }
-                meter.files.fetch_add(1, Ordering::Relaxed);
+                c.meter.files.fetch_add(1, Ordering::Relaxed);
                 tally.files_left -= 1;
                 let position = (tally.files - tally.files_left) * 1000 / tally.files;
-                meter.bar.inc(position - tally.shown);
+                c.meter.bar.inc(position - tally.shown);
                 tally.shown = position;
-                if tally.files_left == 0 {
-                    days.remove(&day).map(|t| (day, t.failures, t.shown))
-                } else {
-                    meter.refresh();
-                    None
-                }
-            }
-        };
-        let Some((day, failures, shown)) = ended else {
-            continue;
-        };
-        // The day's last readings go before its marker.
-        if !batch.is_empty() {
-            let rest = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-            if writes.send(Write::Batch(rest)).await.is_err() {
-                return out;
+                c.meter.refresh();
             }
         }
-        let complete = failures.is_empty();
-        if !complete {
-            let first = failures.first().cloned().unwrap_or_default();
-            let why = if failures.len() == 1 {
-                first
-            } else {
-                format!("{} files failed; the first: {first}", failures.len())
-            };
-            tracing::warn!(%day, %why, "the day is not complete");
-            out.incomplete.push(Incomplete { day, why });
+        // Days end in order: the first one still reading holds back the
+        // days after it (the lister lists in order, so no earlier day
+        // can come later).
+        while let Some(first) = days.first_entry() {
+            if first.get().files_left > 0 {
+                break;
+            }
+            let (day, tally) = first.remove_entry();
+            if c.end(day, tally).await.is_err() {
+                return c.out;
+            }
         }
-        if writes.send(Write::DayEnd { day, complete }).await.is_err() {
-            return out;
-        }
-        meter.bar.inc(1000 - shown);
-        meter.days_ended.fetch_add(1, Ordering::Relaxed);
-        meter.refresh();
     }
-    if !batch.is_empty() {
-        let _ = writes.send(Write::Batch(batch)).await;
+    if !c.batch.is_empty() {
+        let _ = c.writes.send(Write::Batch(c.batch)).await;
     }
-    out
+    c.out
 }
 
 struct Stored {
@@ -627,6 +753,53 @@ struct Stored {
     days_done: Vec<NaiveDate>,
 }
 
+impl Stored {
+    /// Stores one batch.
+    async fn put(
+        &mut self,
+        store: &dyn ReadingStore,
+        batch: Vec<Backfilled>,
+        meter: &Meter,
+    ) -> anyhow::Result<()> {
+        let n = batch.len() as u64;
+        // A daily mean carries its count in `Reading::samples`
+        // (stored with it); the sum is for the summary.
+        let samples: u64 = batch.iter().map(|b| b.samples).sum();
+        let readings: Vec<Reading> = batch.into_iter().map(|b| b.reading).collect();
+        self.written += store
+            .put_batch(in_key_order(readings))
+            .await
+            .with_context(|| format!("storing a batch after {} readings", self.stored))?;
+        self.stored += n;
+        self.samples += samples;
+        meter.stored.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Gives a day's means their stations' air and their flags, as the nightly
+/// ingestion gives a feed's ([`crate::ingest`]): surveyed together, with
+/// the sensors' readings stored in the days before.
+async fn assess(
+    store: &dyn ReadingStore,
+    readings: &mut [Backfilled],
+    air: Vec<Measured>,
+) -> anyhow::Result<()> {
+    let mut survey = quality::Survey::new(airq_core::Resolution::Day);
+    for b in readings.iter() {
+        survey.reading(&b.reading);
+    }
+    for m in air {
+        survey.air(m);
+    }
+    crate::ingest::learn_history(store, &mut survey).await?;
+    let assessment = survey.finish();
+    for b in readings.iter_mut() {
+        assessment.complete(&mut b.reading);
+    }
+    Ok(())
+}
+
 /// Stores the batches; records each day whose marker it reaches complete.
 async fn write(
     store: Arc<dyn ReadingStore>,
@@ -634,6 +807,7 @@ async fn write(
     mut state: State,
     resolution: Resolution,
     types: TypeFilter,
+    batch_size: usize,
     meter: Meter,
 ) -> anyhow::Result<Stored> {
     let mut out = Stored {
@@ -644,19 +818,14 @@ async fn write(
     };
     while let Some(write) = writes.recv().await {
         match write {
-            Write::Batch(batch) => {
-                let n = batch.len() as u64;
-                // A daily mean carries its count in `Reading::samples`
-                // (stored with it); the sum is for the summary.
-                let samples: u64 = batch.iter().map(|b| b.samples).sum();
-                let readings: Vec<Reading> = batch.into_iter().map(|b| b.reading).collect();
-                out.written += store
-                    .put_batch(in_key_order(readings))
-                    .await
-                    .with_context(|| format!("storing a batch after {} readings", out.stored))?;
-                out.stored += n;
-                out.samples += samples;
-                meter.stored.fetch_add(n, Ordering::Relaxed);
+            Write::Batch(batch) => out.put(&*store, batch, &meter).await?,
+            Write::Day { mut readings, air } => {
+                assess(&*store, &mut readings, air).await?;
+                while !readings.is_empty() {
+                    let rest = readings.split_off(readings.len().min(batch_size));
+                    out.put(&*store, readings, &meter).await?;
+                    readings = rest;
+                }
             }
             Write::DayEnd { day, complete } => {
                 if complete {
@@ -897,23 +1066,35 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         state,
         plan.resolution,
         plan.types.clone(),
+        plan.batch_size.max(1),
         meter.clone(),
     ));
+    let daily = plan.resolution == Resolution::Daily;
     let collector = tokio::spawn(collect(
         events_rx,
         writes_tx,
         plan.batch_size.max(1),
+        daily,
         meter.clone(),
     ));
+    // A daily backfill reads the stations' air beside the particulates.
+    let listed_types = match (&plan.air_types.0, daily) {
+        (Some(air), true) => plan.types.and(air),
+        _ => plan.types.clone(),
+    };
+    let days_ahead = Arc::new(Semaphore::new(DAYS_AHEAD));
 
     let slots = Arc::new(Semaphore::new(concurrency));
     'days: for day in todo {
+        let Ok(ahead) = days_ahead.clone().acquire_owned().await else {
+            break;
+        };
         let listed = archive::list_day(
             &shared.source,
             shared.client.as_ref(),
             &shared.policy,
             day,
-            &plan.types,
+            &listed_types,
         )
         .await;
         let files = match &listed {
@@ -923,7 +1104,11 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         };
         let listing = listed.map_err(|e| format!("cannot list the day: {e:#}"));
         if events_tx
-            .send(Event::Listed { day, listing })
+            .send(Event::Listed {
+                day,
+                listing,
+                ahead,
+            })
             .await
             .is_err()
         {

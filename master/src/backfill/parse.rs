@@ -31,16 +31,24 @@
 //! every `;`. A line longer than [`super::lines::MAX_LINE_BYTES`] is a malformed
 //! row, skipped without being held in memory (see [`super::lines`]).
 //!
-//! A file whose header has no `P1` and no `P2` column (a BME280, a DHT22)
-//! is not a particulate sensor's: it is skipped and counted, its rows are
-//! not.
+//! A file whose header has no `P1` and no `P2` column is not a particulate
+//! sensor's. At daily resolution, one with `location`, `timestamp` and a
+//! `humidity` or `temperature` column (a DHT22, a BME280, an SHT3x) gives
+//! its station's air for the day ([`FileKind::Air`]): the exact means of
+//! its humidities and temperatures ([`airq_core::air::AirMean`]) over its
+//! rows of the file's day, one per second, of the file's sensor, stamped
+//! like a daily mean; rows that are not are left out, uncounted (the
+//! counts are of particulate rows). Any other such file is skipped and
+//! counted, its rows are not.
 
 use super::archive::ArchiveFile;
 use super::country::Countries;
 use super::lines::{Line, Lines};
 use super::{Backfilled, Resolution};
+use airq_core::air::{AirMean, Measured};
 use airq_core::feed::{self, FeedStats, Rejection, TimeWindow, PM10_RAIL, PM25_RAIL};
 use airq_core::mean::ExactSum;
+use airq_core::quality::{self, Flag, Flags};
 use airq_core::{Indices, Reading, Timestamp};
 use chrono::{NaiveDate, NaiveTime};
 use std::io::BufRead;
@@ -56,6 +64,9 @@ pub struct Parsed {
     pub readings: Vec<Backfilled>,
     /// Lines over [`super::lines::MAX_LINE_BYTES`], each counted as a malformed row.
     pub long_lines: u64,
+    /// A T/RH sensor's day ([`FileKind::Air`]): its station's mean air,
+    /// when a row had a humidity or a temperature.
+    pub air: Option<Measured>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +74,10 @@ pub enum FileKind {
     /// Read; its rows are counted.
     #[default]
     Read,
-    /// A sensor without `P1`/`P2` columns (BME280, DHT22, …): skipped.
+    /// A sensor without `P1`/`P2` columns (BME280, DHT22, …) read for its
+    /// station's air (daily resolution).
+    Air,
+    /// A sensor without `P1`/`P2` columns, not read.
     NoParticulates,
     /// A header without the columns a row needs: every row is malformed.
     BrokenHeader,
@@ -90,8 +104,18 @@ struct Columns {
     p2: Option<usize>,
 }
 
+/// Where the columns of a T/RH sensor's file are.
+struct AirColumns {
+    sensor_id: usize,
+    location: usize,
+    timestamp: usize,
+    humidity: Option<usize>,
+    temperature: Option<usize>,
+}
+
 enum Header {
     Columns(Columns),
+    Air(AirColumns),
     NoParticulates,
     Broken,
 }
@@ -105,6 +129,30 @@ fn header(names: &csv::ByteRecord) -> Header {
         })
     };
     let (p1, p2) = (find("P1"), find("P2"));
+    if p1.is_none() && p2.is_none() {
+        let (humidity, temperature) = (find("humidity"), find("temperature"));
+        return match (find("sensor_id"), find("location"), find("timestamp")) {
+            (Some(sensor_id), Some(location), Some(timestamp))
+                if humidity.is_some() || temperature.is_some() =>
+            {
+                Header::Air(AirColumns {
+                    sensor_id,
+                    location,
+                    timestamp,
+                    humidity,
+                    temperature,
+                })
+            }
+            (Some(_), _, Some(_))
+                if [find("sensor_type"), find("lat"), find("lon")]
+                    .iter()
+                    .all(Option::is_some) =>
+            {
+                Header::NoParticulates
+            }
+            _ => Header::Broken,
+        };
+    }
     let required = (
         find("sensor_id"),
         find("sensor_type"),
@@ -114,9 +162,6 @@ fn header(names: &csv::ByteRecord) -> Header {
     );
     match required {
         (Some(sensor_id), Some(sensor_type), Some(lat), Some(lon), Some(timestamp)) => {
-            if p1.is_none() && p2.is_none() {
-                return Header::NoParticulates;
-            }
             Header::Columns(Columns {
                 sensor_id,
                 sensor_type,
@@ -314,7 +359,12 @@ pub fn parse<R: BufRead>(
         }
         _ if names.is_empty() => None,
         Header::Columns(cols) => Some(cols),
-        Header::NoParticulates => {
+        Header::Air(cols) if ctx.resolution == Resolution::Daily => {
+            out.kind = FileKind::Air;
+            out.air = air_day(&mut lines, &cols, file, ctx.window)?;
+            return Ok(out);
+        }
+        Header::Air(_) | Header::NoParticulates => {
             out.kind = FileKind::NoParticulates;
             return Ok(out);
         }
@@ -326,11 +376,8 @@ pub fn parse<R: BufRead>(
 
     // The file's UTC day, as a window of timestamps: a row of another day
     // is out of range.
-    let first = Timestamp::from_naive(file.day.and_time(NaiveTime::MIN));
-    let day = TimeWindow {
-        earliest: first,
-        latest: Timestamp(first.0 + 86_399),
-    };
+    let day = day_window(file);
+    let first = day.earliest;
     let mut seconds = Seconds::new();
     let mut daily = Daily::default();
     let mut cache = CountryCache {
@@ -402,6 +449,66 @@ pub fn parse<R: BufRead>(
     Ok(out)
 }
 
+/// The file's UTC day as a window of timestamps.
+fn day_window(file: &ArchiveFile) -> TimeWindow {
+    let first = Timestamp::from_naive(file.day.and_time(NaiveTime::MIN));
+    TimeWindow {
+        earliest: first,
+        latest: Timestamp(first.0 + 86_399),
+    }
+}
+
+/// The mean air of a T/RH sensor's day (see the module): `None` when no
+/// row of the file's sensor and day had a humidity or a temperature.
+fn air_day<R: BufRead>(
+    lines: &mut Lines<R>,
+    cols: &AirColumns,
+    file: &ArchiveFile,
+    window: TimeWindow,
+) -> std::io::Result<Option<Measured>> {
+    let day = day_window(file);
+    let mut seconds = Seconds::new();
+    let mut mean = AirMean::default();
+    let mut location = None;
+    let mut record = csv::ByteRecord::new();
+    while let Some(line) = lines.next_line()? {
+        let Line::Text(t) = line else { continue };
+        split(t, &mut record);
+        let cell = |i: usize| {
+            record
+                .get(i)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::trim)
+        };
+        let ours = cell(cols.sensor_id).and_then(|t| t.parse::<u64>().ok()) == Some(file.sensor_id);
+        let at = cell(cols.location).and_then(|t| t.parse::<u64>().ok());
+        let ts = cell(cols.timestamp).and_then(Timestamp::parse_feed);
+        let (Some(at), Some(ts), true) = (at, ts, ours) else {
+            continue;
+        };
+        if !window.contains(ts) || !day.contains(ts) {
+            continue;
+        }
+        let (h, t) = (
+            cols.humidity.and_then(cell),
+            cols.temperature.and_then(cell),
+        );
+        let fresh = usize::try_from(ts.0 - day.earliest.0).is_ok_and(|s| seconds.first(s));
+        if fresh && mean.add(h, t) {
+            location = Some(at);
+        }
+    }
+    let air = mean.mean();
+    Ok(location
+        .filter(|_| !air.is_empty())
+        .map(|location| Measured {
+            location,
+            sensor_id: file.sensor_id,
+            timestamp: daily_timestamp(file.day),
+            air,
+        }))
+}
+
 fn raw_reading(file: &ArchiveFile, r: &Row<'_>, country: &str) -> Backfilled {
     let mut reading = Reading {
         id: None,
@@ -455,9 +562,14 @@ fn daily_reading(file: &ArchiveFile, d: Daily) -> Backfilled {
         air: Default::default(),
     };
     // Rows were accepted, so one of the two has a mean.
-    if let Some(i) = Indices::of(p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1)) {
+    let (v1, v2) = (p1.as_ref().map(|p| p.1), p2.as_ref().map(|p| p.1));
+    if let Some(i) = Indices::of(v1, v2) {
         reading.indices = i;
     }
+    // The entry's own flag, as the nightly feed's 24-hour means get it;
+    // the archive says nothing of `indoor`. The others are the day's
+    // (`super::assess`).
+    reading.flags = Flags::NONE.with_if(Flag::Pm25AbovePm10, quality::pm25_above_pm10(v1, v2));
     reading.p1 = p1.map(|p| p.0);
     reading.p2 = p2.map(|p| p.0);
     Backfilled {
@@ -683,13 +795,58 @@ mod tests {
     }
 
     #[test]
+    fn a_humidity_sensors_day_is_its_stations_mean_air() {
+        let countries = Countries::load().expect("boundaries");
+        let c = ctx(&countries, Resolution::Daily);
+        // Rows of the day, one per second: another sensor's row, a row of
+        // another day, a second row at 00:10:00, a humidity over 100 % and
+        // an unreadable temperature are left out. The station moved to
+        // location 2 for the last row with a value.
+        let dht = "sensor_id;sensor_type;location;lat;lon;timestamp;temperature;humidity\n\
+                   7;DHT22;1;51.5;-0.1;2025-10-15T00:10:00;-1.25;90.10\n\
+                   7;DHT22;1;51.5;-0.1;2025-10-15T00:10:00;30.00;10.00\n\
+                   8;DHT22;1;51.5;-0.1;2025-10-15T01:00:00;30.00;10.00\n\
+                   7;DHT22;1;51.5;-0.1;2025-10-16T00:00:00;30.00;10.00\n\
+                   7;DHT22;1;51.5;-0.1;2025-10-15T12:00:00;2.00;101.00\n\
+                   7;DHT22;2;51.5;-0.1;2025-10-15T23:00:00;n/a;95.01\n\
+                   7;DHT22;3;51.5;-0.1;2025-10-15T23:30:00;;\n";
+        let p = parse(dht.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!(p.kind, FileKind::Air);
+        assert_eq!(p.stats, FeedStats::default(), "T/RH rows are not counted");
+        // Humidity (90.10 + 95.01) / 2 = 92.555 → 92.56; temperature
+        // (−1.25 + 2.00) / 2 = 0.375 → 0.38.
+        assert_eq!(
+            p.air,
+            Some(Measured {
+                location: 2,
+                sensor_id: 7,
+                timestamp: daily_timestamp(file(7).day),
+                air: airq_core::air::Air {
+                    humidity: Some("92.56".into()),
+                    temperature: Some("0.38".into()),
+                },
+            })
+        );
+        let nothing = "sensor_id;sensor_type;location;lat;lon;timestamp;temperature;humidity\n\
+                       7;DHT22;1;51.5;-0.1;2025-10-15T00:10:00;;\n";
+        let p = parse(nothing.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!((p.kind, p.air), (FileKind::Air, None));
+    }
+
+    #[test]
     fn headers_decide_what_a_file_is() {
         let countries = Countries::load().expect("boundaries");
         let c = ctx(&countries, Resolution::Daily);
         let bme = "sensor_id;sensor_type;location;lat;lon;timestamp;pressure;altitude;pressure_sealevel;temperature;humidity\n\
                    7;BME280;1;51.5;-0.1;2025-10-15T00:00:56;98610.97;;;4.34;100.00\n";
         let p = parse(bme.as_bytes(), &file(7), c).expect("reads");
-        assert_eq!((p.kind, p.stats.entries), (FileKind::NoParticulates, 0));
+        assert_eq!((p.kind, p.stats.entries), (FileKind::Air, 0));
+        let raw = parse(bme.as_bytes(), &file(7), ctx(&countries, Resolution::Raw));
+        assert_eq!(raw.expect("reads").kind, FileKind::NoParticulates);
+        let pressure = "sensor_id;sensor_type;location;lat;lon;timestamp;pressure\n\
+                        7;BMP180;1;51.5;-0.1;2025-10-15T00:00:56;98610.97\n";
+        let p = parse(pressure.as_bytes(), &file(7), c).expect("reads");
+        assert_eq!((p.kind, p.air), (FileKind::NoParticulates, None));
 
         let broken = "<html>not a csv</html>\nsecond line\nthird;line\n";
         let p = parse(broken.as_bytes(), &file(7), c).expect("reads");

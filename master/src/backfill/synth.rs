@@ -5,9 +5,13 @@
 //!
 //! Sensors sit (with a jitter of up to ±0.05°, a few km) at inland European
 //! cities and London, so every row has a country; nine in ten are SDS011s,
-//! one in ten SPS30s with their wider header. The output is a function of
-//! the arguments only (a seeded generator, integer arithmetic, no clock),
-//! and its size is bounded by the arguments' ranges.
+//! one in ten SPS30s with their wider header. With `--air-share P`, the
+//! first P % of the stations also have a DHT22 (location id shared with
+//! the PM sensor, as in the network) whose files hold a temperature and a
+//! humidity per row; the PM files are the same bytes whatever P (the
+//! DHT22s draw from a generator of their own). The output is a function
+//! of the arguments only (seeded generators, integer arithmetic, no
+//! clock), and its size is bounded by the arguments' ranges.
 
 use crate::cli::SynthArchiveArgs;
 use anyhow::Context as _;
@@ -43,6 +47,11 @@ const SDS011_HEADER: &str =
     "sensor_id;sensor_type;location;lat;lon;timestamp;P1;durP1;ratioP1;P2;durP2;ratioP2\n";
 const SPS30_HEADER: &str =
     "sensor_id;sensor_type;location;lat;lon;timestamp;P1;P4;P2;P0;N05;N1;N25;N4;N10;TS\n";
+const DHT22_HEADER: &str =
+    "sensor_id;sensor_type;location;lat;lon;timestamp;temperature;humidity\n";
+
+/// The DHT22s' generator's seed, from the run's: its own stream.
+const AIR_SEED: u64 = 0xD422;
 
 /// What was written.
 #[derive(Debug, Default)]
@@ -90,6 +99,8 @@ pub fn write(args: &SynthArchiveArgs) -> anyhow::Result<Written> {
         })
         .collect();
     let slot = 86_400 / args.rows;
+    let mut air_rng = StdRng::seed_from_u64(args.seed ^ AIR_SEED);
+    let stations = sensors.len() * usize::from(args.air_share) / 100;
     let mut out = Written::default();
     for d in 0..args.days {
         let day = args.start + Duration::days(i64::from(d));
@@ -98,6 +109,11 @@ pub fn write(args: &SynthArchiveArgs) -> anyhow::Result<Written> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         for s in &sensors {
             out.bytes += write_file(&dir, day, s, args.rows, slot, &mut rng)?;
+            out.files += 1;
+            out.rows += u64::from(args.rows);
+        }
+        for s in &sensors[..stations] {
+            out.bytes += write_air_file(&dir, day, s, args.rows, slot, &mut air_rng)?;
             out.files += 1;
             out.rows += u64::from(args.rows);
         }
@@ -154,9 +170,50 @@ fn write_file(
             text.push_str(&format!("{head};{};;;{};;\n", two(p1), two(p2)));
         }
     }
+    write_text(&path, &text)
+}
+
+/// A DHT22 beside PM sensor `s` (its location id, its coordinates): a
+/// day's temperature (−5 to 25 °C) and humidity (40 to 100 %) with a
+/// small spread per row.
+fn write_air_file(
+    dir: &Path,
+    day: NaiveDate,
+    s: &Sensor,
+    rows: u32,
+    slot: u32,
+    rng: &mut StdRng,
+) -> anyhow::Result<u64> {
+    let id = s.id + 200_000;
+    let date = day.format("%Y-%m-%d").to_string();
+    let path = dir.join(format!("{date}_dht22_sensor_{id}.csv"));
+    let mut text = String::with_capacity(rows as usize * 80);
+    text.push_str(DHT22_HEADER);
+    let (lat, lon) = (degrees(s.lat_e4), degrees(s.lon_e4));
+    // Tenths of a degree above −5 °C, tenths of a percent above 40 %.
+    let (warmth, wetness) = (rng.random_range(0..300u32), rng.random_range(0..550u32));
+    for k in 0..rows {
+        let second = k * slot + rng.random_range(0..slot.max(1));
+        let (h, m, sec) = (second / 3600, second / 60 % 60, second % 60);
+        let tenths = warmth + rng.random_range(0..=20);
+        let t = i64::from(tenths) * 10 - 500;
+        let sign = if t < 0 { "-" } else { "" };
+        let t = t.unsigned_abs();
+        let rh = (400 + wetness + rng.random_range(0..=50)).min(1_000) * 10;
+        text.push_str(&format!(
+            "{id};DHT22;{};{lat};{lon};{date}T{h:02}:{m:02}:{sec:02};{sign}{}.{:02};{}\n",
+            s.location,
+            t / 100,
+            t % 100,
+            two(rh)
+        ));
+    }
+    write_text(&path, &text)
+}
+
+fn write_text(path: &Path, text: &str) -> anyhow::Result<u64> {
     let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?,
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
     );
     f.write_all(text.as_bytes())
         .and_then(|()| f.flush())
@@ -178,16 +235,42 @@ mod tests {
             start: "2025-09-01".parse().expect("a date"),
             rows: 10,
             seed: 7,
+            air_share: 0,
         };
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         let wa = write(&args(&a)).expect("written");
         write(&args(&b)).expect("written");
         assert_eq!((wa.files, wa.rows), (24, 240));
+        // Half the stations with a DHT22: the PM files are the same.
+        let c = dir.path().join("c");
+        let wc = write(&SynthArchiveArgs {
+            air_share: 50,
+            ..args(&c)
+        })
+        .expect("written");
+        assert_eq!((wc.files, wc.rows), (24 + 12, 240 + 120));
+        let dht = "2025-09-01/2025-09-01_dht22_sensor_300005.csv";
+        let air = std::fs::read_to_string(c.join(dht)).expect("a DHT22 file");
+        assert!(air.starts_with(DHT22_HEADER));
+        assert_eq!(air.lines().count(), 11);
+        for line in air.lines().skip(1) {
+            let cells: Vec<&str> = line.split(';').collect();
+            assert_eq!(cells[2], "200005", "the station's location id");
+            let rh: f64 = cells[7].parse().expect("a humidity");
+            assert!((40.0..=100.0).contains(&rh), "{line}");
+        }
+        assert!(!c
+            .join("2025-09-01/2025-09-01_dht22_sensor_300006.csv")
+            .exists());
         let name = "2025-09-02/2025-09-02_sps30_sensor_100009.csv";
         let text = std::fs::read_to_string(a.join(name)).expect("an SPS30 file");
         assert_eq!(
             text,
             std::fs::read_to_string(b.join(name)).expect("its twin")
+        );
+        assert_eq!(
+            text,
+            std::fs::read_to_string(c.join(name)).expect("its twin")
         );
         assert!(text.starts_with(SPS30_HEADER));
         assert_eq!(text.lines().count(), 11);
