@@ -1235,7 +1235,7 @@ async fn quality_filters_and_shows_the_flags() {
     for (extra, said) in [
         (
             json!({"quality": "no-flags", "resolution": "hour"}),
-            "daily series",
+            "kept for the series \\\"day\\\" and \\\"5min\\\" only so far, not for \\\"hour\\\"",
         ),
         (json!({"quality": "clean"}), "no-flags"),
         (

@@ -78,6 +78,8 @@ function useOptions(meta) {
   const quality = meta.quality && typeof meta.quality === 'object' ? meta.quality : {};
   state.quality = {
     values: Array.isArray(quality.values) ? quality.values.filter((v) => typeof v === 'string') : [],
+    resolutions: Array.isArray(quality.resolutions)
+      ? quality.resolutions.filter((r) => typeof r === 'string') : [],
     flags: (Array.isArray(quality.flags) ? quality.flags : [])
       .filter((f) => f && typeof f.name === 'string')
       .map((f) => ({ name: f.name, rule: typeof f.rule === 'string' ? f.rule : '' })),

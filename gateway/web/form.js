@@ -77,11 +77,13 @@ export function readForm() {
       body.aggregate = { period, by };
     }
   }
-  // The quality filter (the daily series only: the server says so too).
+  // The quality filter (the series GET /api/meta names: the server says
+  // so too).
   const quality = $('quality').value;
   if (quality !== '') {
-    if (resolution !== state.defaultResolution) {
-      err('quality', 'quality flags are kept for the daily series only so far');
+    const series = state.quality.resolutions;
+    if (!series.includes(resolution)) {
+      err('quality', `quality flags are kept for the series ${series.map((r) => `"${r}"`).join(' and ')} only so far`);
     } else if (quality === 'list') {
       const chosen = checkedFlags();
       if (!chosen.length) err('quality', 'choose the flags whose readings to leave out');
@@ -103,7 +105,7 @@ export function readForm() {
     if (!c.methods.includes(method)) {
       err('correction', `unknown method "${method}"; expected one of ${c.methods.join(', ')}`);
     } else if (resolution !== state.defaultResolution) {
-      err('correction', "the station's humidity is kept for the daily series only so far");
+      err('correction', 'corrected indices are computed for the daily series only so far');
     } else if (kappaText === '' || !Number.isFinite(kappa) || kappa <= 0 || kappa > c.maxKappa
       || Math.abs(kappa * 1000 - Math.round(kappa * 1000)) > 1e-6) {
       err('correction', `needs a κ above 0 and at most ${c.maxKappa}, with at most 3 decimals`);

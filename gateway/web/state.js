@@ -28,7 +28,7 @@ export const state = {
   defaultResolution: '',
   limits: { maxSpanSeconds: 0, maxAggregateSpanSeconds: 0, maxRadiusKm: 0, maxSensorTypes: 0 },
   aggregate: { periods: [], by: [] },
-  quality: { values: [], flags: [] },
+  quality: { values: [], resolutions: [], flags: [] },
   correction: { methods: [], summary: '', source: '', maxKappa: 0, rhMax: { default: 0, min: 0, max: 0 } },
   // The query a result answers travels in its link beside the id, so that
   // a reload or a shared link shows (and refills the form with) it too.

@@ -127,6 +127,8 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     let mut stored = 0u64;
     let (mut first, mut last) = (None, 0i64);
     let started = Instant::now();
+    // As the live schedule keeps it between feeds.
+    let mut carry = airq_core::quality::Carry::new(Resolution::FiveMin);
     let ingested = async {
         while let Some((end, doc)) = rx.recv().await {
             let feed = Instant::now();
@@ -136,6 +138,7 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
                 batch_size,
                 Resolution::FiveMin,
                 Timestamp(end),
+                Some(&mut carry),
             )
             .await?;
             secs.push(feed.elapsed().as_secs_f64());

@@ -108,7 +108,7 @@ pub struct FetchArgs {
     /// Feed to ingest: an http(s) URL or a file path. Default: the 24-hour
     /// feed (https://data.sensor.community/static/v2/data.24h.json) for
     /// --resolution day, the 5-minute feed
-    /// (https://data.sensor.community/static/v2/data.dust.min.json) for 5min.
+    /// (https://data.sensor.community/static/v2/data.json) for 5min.
     #[arg(long, env = "AIRQ_SOURCE")]
     pub source: Option<String>,
 

@@ -254,6 +254,7 @@ pub async fn process_at(
         batch_size,
         Resolution::Day,
         now,
+        None,
     )
     .await
 }
@@ -266,67 +267,107 @@ pub enum Document {
     File(FeedFile),
 }
 
-/// [`process_at`] on a document in memory or read as it is parsed.
+/// [`process_at`] on a document in memory or read as it is parsed. With
+/// a `carry` of the series (the live schedule's), the sensors' history
+/// the flags read comes from it rather than from the store, and it keeps
+/// this feed's readings; a run that fails empties it.
 pub async fn process_document_at(
     store: Arc<dyn ReadingStore>,
     document: Document,
     batch_size: usize,
     series: Resolution,
     now: Timestamp,
+    carry: Option<&mut quality::Carry>,
+) -> anyhow::Result<Processed> {
+    let mut carry = carry.filter(|c| c.series() == series);
+    let outcome = process_with(
+        store,
+        document,
+        batch_size,
+        series,
+        now,
+        carry.as_deref_mut(),
+    )
+    .await;
+    if let (Some(c), Err(_)) = (carry, &outcome) {
+        c.clear();
+    }
+    outcome
+}
+
+async fn process_with(
+    store: Arc<dyn ReadingStore>,
+    document: Document,
+    batch_size: usize,
+    series: Resolution,
+    now: Timestamp,
+    mut carry: Option<&mut quality::Carry>,
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
-    // The daily series keeps quality flags: the feed is read twice, first
-    // for what they need of the whole feed and of the sensors' stored
-    // readings just before it, then to store each reading with them. The
-    // live tier keeps none yet (`ReadingStore::put_recent`).
+    // The daily and 5-minute series keep quality flags
+    // (`quality::SERIES`): the feed is read twice, first for what they
+    // need of the whole feed and of the sensors' stored readings just
+    // before it, then to store each reading with them.
     let (document, assessment) = match series {
-        Resolution::Day => {
+        s if quality::SERIES.contains(&s) => {
             let (document, surveyed) = tokio::task::spawn_blocking(move || {
                 let mut document = document;
-                let surveyed = survey(&mut document, now);
+                let surveyed = survey(&mut document, series, now);
                 (document, surveyed)
             })
             .await
             .context("the survey thread failed")?;
             let mut surveyed = surveyed.context("cannot read the feed twice")?;
-            learn_history(store.as_ref(), &mut surveyed).await?;
+            match carry.as_deref_mut() {
+                Some(c) => {
+                    if !c.is_filled() {
+                        fill(store.as_ref(), &surveyed, c).await?;
+                    }
+                    surveyed.history_from(c);
+                }
+                None => learn_history(store.as_ref(), &mut surveyed).await?,
+            }
             (document, Some(surveyed.finish()))
         }
         _ => (document, None),
     };
-    let ((parsed, counted, bytes), written) = pipeline(store, batch_size, series, move |sink| {
-        let pb = progress::counter("entries");
-        let mut counted = FeedStats::default();
-        let mut on_entry = |entry| {
-            counted.entries += 1;
-            match entry {
-                Ok(mut reading) => {
-                    counted.accepted += 1;
-                    if let Some(a) = &assessment {
-                        a.complete(&mut reading);
+    let ((parsed, counted, bytes, assessment), written) =
+        pipeline(store, batch_size, series, move |sink| {
+            let pb = progress::counter("entries");
+            let mut counted = FeedStats::default();
+            let mut on_entry = |entry| {
+                counted.entries += 1;
+                match entry {
+                    Ok(mut reading) => {
+                        counted.accepted += 1;
+                        if let Some(a) = &assessment {
+                            a.complete(&mut reading);
+                        }
+                        sink.push(reading);
                     }
-                    sink.push(reading);
+                    Err(why) => *counted.rejected.entry(why).or_default() += 1,
                 }
-                Err(why) => *counted.rejected.entry(why).or_default() += 1,
-            }
-            if counted.entries % PROGRESS_EVERY == 0 {
-                pb.set_position(counted.entries);
-            }
-        };
-        let (parsed, bytes) = match document {
-            Document::Bytes(doc) => (
-                feed::parse_feed_at(&doc, now, &mut on_entry),
-                doc.len() as u64,
-            ),
-            Document::File(mut file) => (
-                feed::parse_feed_from(&mut file, now, &mut on_entry),
-                file.bytes_read(),
-            ),
-        };
-        pb.finish_and_clear();
-        (parsed, counted, bytes)
-    })
-    .await?;
+                if counted.entries % PROGRESS_EVERY == 0 {
+                    pb.set_position(counted.entries);
+                }
+            };
+            let (parsed, bytes) = match document {
+                Document::Bytes(doc) => (
+                    feed::parse_feed_at(&doc, now, &mut on_entry),
+                    doc.len() as u64,
+                ),
+                Document::File(mut file) => (
+                    feed::parse_feed_from(&mut file, now, &mut on_entry),
+                    file.bytes_read(),
+                ),
+            };
+            pb.finish_and_clear();
+            (parsed, counted, bytes, assessment)
+        })
+        .await?;
+    if let (Some(c), Some(a), Ok(_)) = (carry, &assessment, &parsed) {
+        c.keep(a, now);
+    }
     let elapsed = started.elapsed();
     let stored = written.total();
     // Also when the feed breaks off: these entries were read and refused.
@@ -365,11 +406,15 @@ pub async fn process_document_at(
 /// entries. A document that breaks off is surveyed as far as it goes (the
 /// second pass stores as far, and reports the break); a file is read again
 /// from its start (a pipe is first copied to a temporary file).
-fn survey(document: &mut Document, now: Timestamp) -> std::io::Result<quality::Survey> {
+fn survey(
+    document: &mut Document,
+    series: Resolution,
+    now: Timestamp,
+) -> std::io::Result<quality::Survey> {
     if let Document::File(file) = document {
         file.spool()?;
     }
-    let mut survey = quality::Survey::new(Resolution::Day);
+    let mut survey = quality::Survey::new(series);
     // Station measurements are a few per station: kept aside while the
     // readings go to the survey.
     let mut air = Vec::new();
@@ -393,10 +438,28 @@ fn survey(document: &mut Document, now: Timestamp) -> std::io::Result<quality::S
     Ok(survey)
 }
 
-/// Gives `survey` the sensors' stored readings of the daily series just
-/// before its feed ([`quality::Survey::history_window`]): the start of
-/// their runs (`stuck`) and their previous positions (`moved`). A few
-/// days of readings, one a sensor a day.
+/// Fills `carry` from the store: every sensor's readings of the series in
+/// the window `survey` (its first feed's) looks back at.
+async fn fill(
+    store: &dyn ReadingStore,
+    survey: &quality::Survey,
+    carry: &mut quality::Carry,
+) -> anyhow::Result<()> {
+    if let Some((start, end)) = survey.history_window() {
+        let mut history = store.history(carry.series(), start, end);
+        while let Some(r) = history.next().await {
+            carry.stored(&r.context("reading the sensors' readings before the feed")?);
+        }
+    }
+    carry.filled();
+    Ok(())
+}
+
+/// Gives `survey` the sensors' stored readings of its series just before
+/// its feed ([`quality::Survey::history_window`]): the start of their
+/// runs (`stuck`) and their previous positions (`moved`). A few days of
+/// readings, one a sensor a day, or an hour of 5-minute ones
+/// ([`ReadingStore::history`]).
 pub async fn learn_history(
     store: &dyn ReadingStore,
     survey: &mut quality::Survey,
@@ -404,7 +467,7 @@ pub async fn learn_history(
     let Some((start, end)) = survey.history_window() else {
         return Ok(());
     };
-    let mut history = store.query(&airq_core::Query::between(start, end));
+    let mut history = store.history(survey.series(), start, end);
     while let Some(r) = history.next().await {
         survey.history(&r.context("reading the sensors' readings before the feed")?);
     }
@@ -591,6 +654,7 @@ pub async fn ingest(
     batch_size: usize,
     series: Resolution,
     last: &Validators,
+    carry: Option<&mut quality::Carry>,
 ) -> anyhow::Result<Summary> {
     tracing::info!(%source, series = series.name(), "fetching the feed");
     let started = Instant::now();
@@ -632,7 +696,7 @@ pub async fn ingest(
     // download does not narrow the window of timestamps accepted.
     let now = Timestamp::now();
     tracing::info!(bytes = size, ingestion_time = %now, "parsing and storing");
-    let processed = process_document_at(store.clone(), document, batch_size, series, now)
+    let processed = process_document_at(store.clone(), document, batch_size, series, now, carry)
         .await
         .with_context(|| format!("cannot ingest {source}"))?;
     let bytes = processed.bytes;
@@ -828,5 +892,69 @@ mod tests {
             .await
             .expect("ingests");
         assert_eq!(early.stored, 1);
+    }
+
+    /// The live schedule's carried history flags what the store's would:
+    /// sensor 77 sends the same values in 13 feeds 5 minutes apart, so
+    /// the 12th and 13th are `stuck`; the carry is filled from the store
+    /// at the 4th (three feeds were stored without it), and a failed run
+    /// (a store that is gone) empties it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_carried_history_flags_stuck_readings_as_the_store_does() {
+        use airq_core::quality::{Carry, Flag};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = airq_embedded::Db::open(dir.path().join("airq.db")).expect("a store");
+        let store: Arc<dyn ReadingStore> = Arc::new(airq_embedded::SqliteReadingStore::new(db));
+        let feed = |k: i64| {
+            let at = Timestamp(
+                Timestamp::parse_feed("2024-03-01 12:00:00")
+                    .expect("a time")
+                    .0
+                    + 300 * k,
+            );
+            Arc::new(format!(
+                r#"[{{"id":{k},"timestamp":"{at}","location":{{"id":5077,"latitude":"48.7800","longitude":"9.1800","altitude":"250","country":"DE"}},"sensor":{{"id":77,"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"12.30","value_type":"P1"}},{{"value":"7.10","value_type":"P2"}}]}}]"#
+            ).into_bytes())
+        };
+        let mut carry = Carry::new(Resolution::FiveMin);
+        let now = Timestamp::parse_feed("2024-03-01 13:10:00").expect("a time");
+        for k in 0..13 {
+            let carried = (k >= 3).then_some(&mut carry);
+            let doc = Document::Bytes(feed(k));
+            process_document_at(store.clone(), doc, 100, Resolution::FiveMin, now, carried)
+                .await
+                .expect("ingests");
+        }
+        assert!(carry.is_filled() && carry.len() == 1);
+        let mut all = Query::between(
+            Timestamp::parse_feed("2024-03-01 00:00:00").expect("a time"),
+            Timestamp::parse_feed("2024-03-01 23:59:59").expect("a time"),
+        );
+        all.resolution = Resolution::FiveMin;
+        let stuck: Vec<bool> = store
+            .query(&all)
+            .map(|r| r.expect("a reading").flags.contains(Flag::Stuck))
+            .collect()
+            .await;
+        let mut want = vec![false; 11];
+        want.extend([true, true]);
+        assert_eq!(stuck, want);
+
+        // A run that fails empties the carry: the next one reads the store.
+        let gone: Arc<dyn ReadingStore> = Arc::new(Recorder {
+            fail_at: Some(1),
+            ..Recorder::default()
+        });
+        let failed = process_document_at(
+            gone,
+            Document::Bytes(feed(13)),
+            100,
+            Resolution::FiveMin,
+            now,
+            Some(&mut carry),
+        )
+        .await;
+        assert!(failed.is_err());
+        assert!(!carry.is_filled() && carry.is_empty());
     }
 }

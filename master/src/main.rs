@@ -102,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.store.batch_size as usize,
                 series,
                 &Validators::default(),
+                None,
             )
             .await?;
             summary.log();

@@ -9,6 +9,7 @@
 
 use crate::fetch::{FetchPolicy, Source, Validators};
 use crate::{ingest, metrics};
+use airq_core::quality;
 use airq_core::store::ReadingStore;
 use airq_core::{Resolution, Timestamp};
 use anyhow::{anyhow, Context as _};
@@ -82,6 +83,7 @@ async fn run_once(
     trigger: &str,
     stop: &CancellationToken,
     last: &mut Validators,
+    carry: Option<&mut quality::Carry>,
 ) -> bool {
     info!(run, trigger, source = %plan.source, series = plan.series.name(), "ingestion run starting");
     metrics::run_started();
@@ -94,6 +96,7 @@ async fn run_once(
             plan.batch_size,
             plan.series,
             last,
+            carry,
         )
         .await?;
         if plan.series == Resolution::FiveMin {
@@ -148,9 +151,22 @@ pub async fn run(
 
     let mut runs = 0u64;
     let mut last = Validators::default();
+    // The live tier has one writer, this schedule: the sensors' history
+    // its flags read is kept between runs (`quality::Carry`). Not the
+    // daily series, which a backfill may write beside it.
+    let mut carry = (plan.series == Resolution::FiveMin).then(|| quality::Carry::new(plan.series));
     if plan.run_now {
         runs += 1;
-        let finished = run_once(&store, &plan, runs, "startup", &stop, &mut last).await;
+        let finished = run_once(
+            &store,
+            &plan,
+            runs,
+            "startup",
+            &stop,
+            &mut last,
+            carry.as_mut(),
+        )
+        .await;
         busy.store(false, Ordering::Release);
         if finished {
             let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();
@@ -165,7 +181,16 @@ pub async fn run(
                     break;
                 }
                 runs += 1;
-                let finished = run_once(&store, &plan, runs, "schedule", &stop, &mut last).await;
+                let finished = run_once(
+                    &store,
+                    &plan,
+                    runs,
+                    "schedule",
+                    &stop,
+                    &mut last,
+                    carry.as_mut(),
+                )
+                .await;
                 busy.store(false, Ordering::Release);
                 if finished {
                     let next = scheduler.next_tick_for_job(job_id).await.ok().flatten();

@@ -440,3 +440,101 @@ fn stuck_and_moved_follow_a_sensor_from_feed_to_feed() {
         .expect("rows");
     assert_eq!(flags, [0, 0, 16, 48]);
 }
+
+/// The 5-minute feed is assessed like the daily one (issue 28): each PM
+/// reading gets the air of its station's T/RH sensor in the same feed
+/// (`data.json` carries every type) and its flags, `stuck` and `moved`
+/// read the sensor's 5-minute readings stored in the hour before. Twelve
+/// feeds 5 minutes apart (12:00 … 12:55): sensor 77 sends 12.30/7.10 in
+/// every one (the twelfth is the twelfth equal reading: `stuck`, bit 16;
+/// the eleventh is not); sensor 78 moves 0.01° north (1.1 km: `moved`,
+/// bit 32) at 12:05 only; the DHT22 of station 5077 reads 95.00 % at
+/// 12:00 (`humid`, 4) and 94.99 % after; sensor 79 sends PM2.5 above
+/// PM10 (2) at 12:00 only and is indoors (1) throughout, with no T/RH
+/// sensor (`no_humidity`, 8).
+#[test]
+fn five_minute_feeds_are_assessed_with_their_stations_air() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    let pm = |id: u32, at: &str, loc: u32, lat: &str, indoor: u8, p1: &str, p2: &str| {
+        format!(
+            r#"{{"id":{id}{loc},"timestamp":"{at}","location":{{"id":{loc},"latitude":"{lat}","longitude":"9.1800","altitude":"250","country":"DE","indoor":{indoor}}},"sensor":{{"id":{id},"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"{p1}","value_type":"P1"}},{{"value":"{p2}","value_type":"P2"}}]}}"#
+        )
+    };
+    let dht = |at: &str, rh: &str| {
+        format!(
+            r#"{{"id":9,"timestamp":"{at}","location":{{"id":5077,"latitude":"48.7800","longitude":"9.1800","altitude":"250","country":"DE","indoor":0}},"sensor":{{"id":90,"sensor_type":{{"id":9,"name":"DHT22","manufacturer":"various"}}}},"sensordatavalues":[{{"value":"4.50","value_type":"temperature"}},{{"value":"{rh}","value_type":"humidity"}}]}}"#
+        )
+    };
+    for k in 0..12u32 {
+        let at = format!("2024-03-01 12:{:02}:00", 5 * k);
+        let lat78 = if k == 0 { "48.7800" } else { "48.7900" };
+        let p2_79 = if k == 0 { "9.01" } else { "8.00" };
+        let p1_78 = format!("{}.00", 20 + k);
+        let entries = [
+            pm(77, &at, 5077, "48.7800", 0, "12.30", "7.10"),
+            pm(78, &at, 5078, lat78, 0, &p1_78, "6.00"),
+            pm(79, &at, 5079, "48.7800", 1, "9.00", p2_79),
+            dht(&at, if k == 0 { "95.00" } else { "94.99" }),
+        ];
+        let feed = dir.path().join(format!("feed{k}.json"));
+        std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("write the feed");
+        run(airq(&[
+            "ingest",
+            "--resolution",
+            "5min",
+            "--source",
+            feed.to_str().expect("utf-8 path"),
+            "--db",
+            db.to_str().expect("utf-8 path"),
+        ]))
+        .assert_success();
+    }
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let column = |sql: &str| -> Vec<(i64, Option<String>)> {
+        let mut stmt = conn.prepare(sql).expect(sql);
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect(sql)
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let of = |sensor: u32| {
+        column(&format!(
+            "SELECT flags, humidity FROM recent WHERE sensor_id = {sensor} ORDER BY ts"
+        ))
+    };
+    let rh = |k: usize| Some(if k == 0 { "95.00" } else { "94.99" }.to_owned());
+    let want77: Vec<(i64, Option<String>)> = (0..12)
+        .map(|k| {
+            (
+                if k == 0 {
+                    4
+                } else if k == 11 {
+                    16
+                } else {
+                    0
+                },
+                rh(k),
+            )
+        })
+        .collect();
+    assert_eq!(of(77), want77, "humid at 12:00, stuck at 12:55");
+    let want78: Vec<(i64, Option<String>)> = (0..12)
+        .map(|k| (8 + if k == 1 { 32 } else { 0 }, None))
+        .collect();
+    assert_eq!(of(78), want78, "moved at 12:05 only");
+    let want79: Vec<(i64, Option<String>)> = (0..12)
+        .map(|k| (1 + 8 + if k == 0 { 2 } else { 0 }, None))
+        .collect();
+    assert_eq!(of(79), want79);
+    // The newest 5-minute reading is the sensors' latest, with its flags.
+    assert_eq!(
+        column("SELECT flags, humidity FROM latest WHERE sensor_id = 77"),
+        vec![(16, rh(11))]
+    );
+    // The hours made from them keep none yet.
+    assert_eq!(
+        column("SELECT flags, humidity FROM hourly WHERE sensor_id = 77"),
+        vec![(0, None)]
+    );
+}

@@ -81,6 +81,7 @@ pub async fn run_all(store: &dyn ReadingStore) {
     invalid_and_late_hours(store).await;
     five_minute_readings_carry_their_hours_indices(store).await;
     retention_deletes_old_readings_only(store).await;
+    five_minute_readings_keep_their_flags_and_air(store).await;
 }
 
 /// Sensor 1: one hour of 12 values and one value of the next hour.
@@ -363,6 +364,117 @@ async fn retention_deletes_old_readings_only(store: &dyn ReadingStore) {
         0,
         "the daily series is never pruned"
     );
+}
+
+/// Sensors 7 and 8 in Vienna (country AT, apart from the others), at
+/// 13:00 and 13:05: 5-minute readings keep the flags and air they were
+/// stored with (issue 28), a `quality` query of the series filters on
+/// them, and a reading sent again with other flags replaces the stored
+/// one. Their hour holds 2 of its 12 values: invalid, so no NowCast, and
+/// `AQI` and `Range` are empty.
+async fn five_minute_readings_keep_their_flags_and_air(store: &dyn ReadingStore) {
+    use airq_core::air::Air;
+    use airq_core::quality::{Flag, Flags};
+    let vienna = |sensor: u64, minute: u32, p1: &str, flags: &[Flag], air: (&str, &str)| {
+        let mut r = five_min(sensor, at(13, minute), Some(p1), Some("5.00"));
+        r.loc_country = "AT".into();
+        r.loc_lat = "48.208".into();
+        r.loc_long = "16.373".into();
+        r.flags = Flags::of(flags);
+        let text = |t: &str| (!t.is_empty()).then(|| t.to_owned());
+        r.air = Air {
+            humidity: text(air.0),
+            temperature: text(air.1),
+        };
+        r
+    };
+    let humid = vienna(7, 0, "10.00", &[Flag::Humid], ("96.50", "-1.20"));
+    let clean = vienna(7, 5, "11.00", &[], ("80.00", "2.00"));
+    let stuck = vienna(8, 0, "12.00", &[Flag::NoHumidity, Flag::Stuck], ("", ""));
+    let written = store
+        .put_recent(vec![humid.clone(), clean, stuck])
+        .await
+        .expect("put_recent");
+    assert_eq!(written.new, 3);
+    let q = |quality: &str, format: &str| {
+        format!(
+            r#"{{"startDate":"{DAY} 13:00:00","endDate":"{DAY} 13:59:59","resolution":"5min","country":"AT","quality":{quality},"format":"{format}"}}"#
+        )
+    };
+    let id = |sensor: u64, m: u32| sensor * 1_000_000 + at(13, m).0 as u64 % 1_000_000;
+    let site = |sensor: u64| format!("SDS011,{},AT,48.208,16.373,34", sensor + 100);
+    // Ordered by time, then sensor; the flags column last, names in
+    // `Flag::ALL`'s order.
+    assert_eq!(
+        rows(store, &q(r#""all""#, "csv")).await,
+        vec![
+            format!(
+                "{},{DAY} 13:00:00,7,{},10.00,5.00,,,humid",
+                id(7, 0),
+                site(7)
+            ),
+            format!(
+                "{},{DAY} 13:00:00,8,{},12.00,5.00,,,no_humidity stuck",
+                id(8, 0),
+                site(8)
+            ),
+            format!("{},{DAY} 13:05:00,7,{},11.00,5.00,,,", id(7, 5), site(7)),
+        ]
+    );
+    assert_eq!(
+        rows(store, &q(r#"["humid"]"#, "csv")).await.len(),
+        2,
+        "sensor 8's and the clean one"
+    );
+    let ndjson = answer(store, &q(r#""all""#, "ndjson")).await;
+    let first = ndjson.lines().next().expect("a line");
+    assert!(
+        first.contains(r#""flags":["humid"],"humidity":96.50,"temperature":-1.20"#),
+        "{first}"
+    );
+    // Sent again without its flag: replaced, and now without a flag.
+    let mut unflagged = humid;
+    unflagged.flags = Flags::NONE;
+    let again = store.put_recent(vec![unflagged]).await.expect("put_recent");
+    assert_eq!(
+        again,
+        Written {
+            new: 0,
+            replaced: 1,
+            unchanged: 0
+        }
+    );
+    let kept = rows(store, &q(r#""no-flags""#, "csv")).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[0].starts_with(&format!("{},", id(7, 0))), "{kept:?}");
+
+    // What a quality survey reads of the series before a feed: what a
+    // query of the range gives, as far as a survey reads it.
+    use futures::TryStreamExt as _;
+    let surveyed = |r: Reading| (r.sensor_id, r.timestamp, r.p1, r.p2, r.loc_lat, r.loc_long);
+    let (from, to) = (at(13, 0), at(13, 59));
+    let mut history: Vec<_> = store
+        .history(Resolution::FiveMin, from, to)
+        .map_ok(surveyed)
+        .try_collect()
+        .await
+        .expect("the history");
+    let mut all = Query::between(from, to);
+    all.resolution = Resolution::FiveMin;
+    let mut queried: Vec<_> = store
+        .query(&all)
+        .map_ok(surveyed)
+        .try_collect()
+        .await
+        .expect("the query");
+    history.sort();
+    queried.sort();
+    let vienna_readings = history.iter().filter(|h| h.0 == 7 || h.0 == 8).count();
+    assert_eq!(
+        vienna_readings, 3,
+        "sensors 7 and 8 (beside the others' hour)"
+    );
+    assert_eq!(history, queried);
 }
 
 /// Answers from a store's answer segments (see

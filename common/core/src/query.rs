@@ -1019,13 +1019,18 @@ impl<'a> Fields<'a> {
             Some(v) => v,
         };
         match Quality::from_value(value) {
-            Ok(_) if resolution != Resolution::Day => {
+            Ok(_) if !crate::quality::SERIES.contains(&resolution) => {
+                let series: Vec<String> = crate::quality::SERIES
+                    .iter()
+                    .map(|r| format!("\"{}\"", r.name()))
+                    .collect();
                 self.err(
                     "quality",
                     format!(
-                        "quality flags are kept for the daily series only so far; \
-                         leave quality out or ask resolution \"{}\"",
-                        Resolution::Day.name()
+                        "quality flags are kept for the series {} only so far, not for \"{}\"; \
+                         leave quality out or ask one of those",
+                        series.join(" and "),
+                        resolution.name()
                     ),
                 );
                 None
@@ -1051,8 +1056,9 @@ impl<'a> Fields<'a> {
                 self.err(
                     "correction",
                     format!(
-                        "the station's humidity is kept for the daily series only so far; \
-                         leave correction out or ask resolution \"{}\"",
+                        "corrected indices are computed for the daily series only so far \
+                         (the live tier's indices are its hours', which would need corrected \
+                         hourly means); leave correction out or ask resolution \"{}\"",
                         Resolution::Day.name()
                     ),
                 );
@@ -1457,6 +1463,29 @@ mod tests {
             got,
             serde_json::json!({"endDate":"2024-01-01 23:59:59","maxAqi":10,"minAqi":2,"startDate":"2024-01-01 00:00:00"})
         );
+    }
+
+    #[test]
+    fn quality_is_taken_on_the_series_that_keep_flags() {
+        let with = |resolution: &str| {
+            parse(&format!(
+                r#"{{"startDate":"2024-01-01","endDate":"2024-01-01 12:00:00","resolution":"{resolution}","quality":"no-flags"}}"#
+            ))
+        };
+        assert!(with("day").is_ok());
+        assert!(with("5min").is_ok());
+        let e = with("hour").unwrap_err();
+        assert!(
+            e.names("quality")
+                && e.to_string()
+                    .contains(r#"the series "day" and "5min" only"#),
+            "{e}"
+        );
+        // A correction's indices are the daily series' alone.
+        let corrected = parse(
+            r#"{"startDate":"2024-01-01","endDate":"2024-01-01 12:00:00","resolution":"5min","correction":{"method":"kappa-kohler","kappa":0.3}}"#,
+        );
+        assert!(corrected.is_err_and(|e| e.names("correction")));
     }
 
     #[test]

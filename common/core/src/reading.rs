@@ -145,8 +145,8 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// The reading without flags or air: what the live tier keeps of it
-    /// (it keeps neither yet; see [`crate::store::ReadingStore::put_recent`]).
+    /// The reading without flags or air: what a store written before the
+    /// flags keeps of it.
     #[must_use]
     pub fn without_quality(self) -> Reading {
         Reading {

@@ -93,9 +93,10 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// keeps the hourly series made from them: each touched sensor-hour's
     /// means and the indices that read them ([`crate::hourly`]). Same
     /// identity and idempotence as [`ReadingStore::put_batch`]; counts the
-    /// 5-minute readings. The live tier keeps no quality flags or air yet:
-    /// they are dropped ([`crate::Reading::without_quality`]), and a query
-    /// of its series takes no quality filter.
+    /// 5-minute readings, each with its flags and air as given (a reading
+    /// sent again with other flags is replaced); the hours made from them
+    /// keep none yet, and a query of the hourly series takes no quality
+    /// filter.
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let _ = readings;
         Err(BackendError::Unsupported(
@@ -126,6 +127,19 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// Streams the readings `query` matches (see [`Query::matches`]), to the
     /// end, in store order.
     fn query(&self, query: &Query) -> ReadingStream;
+
+    /// Streams the readings of `series` stored from `start` to `end`
+    /// (inclusive), each with at least what a quality survey reads of it
+    /// ([`crate::quality::Survey::history`]): its sensor, time, P1, P2 and
+    /// position; a store may leave the other fields empty. Ingestion reads
+    /// the hour (5-minute series) or the days before each feed with it,
+    /// every sensor's, so a store may make it cheaper than a query. By
+    /// default the query of the range.
+    fn history(&self, series: Resolution, start: Timestamp, end: Timestamp) -> ReadingStream {
+        let mut query = Query::between(start, end);
+        query.resolution = series;
+        self.query(&query)
+    }
 
     /// The answer to `query` in its format (see [`crate::export`]), in
     /// chunks: its readings, or with `aggregate` their statistics

@@ -1,5 +1,6 @@
 //! The live tier on SQLite (see [`airq_core::hourly`]): `recent`, the
-//! 5-minute readings as the feed sent them, and `hourly`, each
+//! 5-minute readings as the feed sent them with what ingestion found of
+//! them (flags, the station's air), and `hourly`, each
 //! sensor-hour's means with the indices of its hour. Both have the
 //! columns of `readings` (so that one query path reads all three, by
 //! [`table`]) and, after them, what the indices were computed from
@@ -23,8 +24,8 @@
 
 use crate::db::{Db, DbError};
 use crate::readings::{
-    bind_leading, index_column, unique_with_cells, DAY_OF_TS, DAY_SECS, LEADING_COLUMNS,
-    QUALITY_COLUMNS,
+    bind_leading, bind_quality, index_column, unique_with_cells, DAY_OF_TS, DAY_SECS,
+    LEADING_COLUMNS, QUALITY_COLUMNS,
 };
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
@@ -156,6 +157,9 @@ struct Statements {
 /// `?1 …` the 11 leading columns, then `?12` cell and `?13` samples.
 const CELL: usize = 12;
 const SAMPLES: usize = 13;
+/// A 5-minute reading's [`QUALITY_COLUMNS`] from `?14` (the writes of
+/// `recent`; an hour's own columns take those places in its writes).
+const QUALITY: usize = 14;
 /// The hour's own columns after them, from `?14`, in this order.
 const HOUR_COLUMNS: [&str; 7] = [
     "p1_sum",
@@ -197,6 +201,14 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .map(|(k, c)| (*c, format!("?{}", SAMPLES + 1 + k)))
         .collect();
     let hour_marks: Vec<&str> = hour.iter().map(|(_, m)| m.as_str()).collect();
+    // A 5-minute reading's flags and air, `?14 …` (after `samples`).
+    let quality_values: Vec<(&str, String)> = QUALITY_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(k, (c, _))| (*c, format!("?{}", QUALITY + k)))
+        .collect();
+    let quality_marks: Vec<&str> = quality_values.iter().map(|(_, m)| m.as_str()).collect();
+    let quality = QUALITY_COLUMNS.map(|(c, _)| c).join(", ");
     // The means and samples change with the sums; the site does not.
     let sums: Vec<(&str, String)> = values
         .iter()
@@ -220,15 +232,22 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .join(" OR ");
     Statements {
         insert_recent: format!(
-            "INSERT OR IGNORE INTO recent ({leading}, cell, samples, {})
-             VALUES ({}, {undefined})",
+            "INSERT OR IGNORE INTO recent ({leading}, cell, samples, {quality}, {})
+             VALUES ({}, {}, {undefined})",
             indices.join(", "),
-            marks.join(", ")
+            marks.join(", "),
+            quality_marks.join(", ")
         ),
         recent_values: "SELECT p1, p2 FROM recent WHERE ts = ?1 AND sensor_id = ?2".to_owned(),
         replace_recent: format!(
-            "UPDATE recent SET {} WHERE ts = ?2 AND sensor_id = ?3 AND ({differs})",
-            assign(&values)
+            "UPDATE recent SET {}, {} WHERE ts = ?2 AND sensor_id = ?3 AND ({differs} OR {})",
+            assign(&values),
+            assign(&quality_values),
+            quality_values
+                .iter()
+                .map(|(c, m)| format!("{c} IS NOT {m}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
         ),
         hour_sums: format!(
             "SELECT {}, samples FROM hourly WHERE ts = ?1 AND sensor_id = ?2",
@@ -266,15 +285,13 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .chain(indices.iter().copied())
                 .chain(["cell", "samples"])
                 .chain(BASIS_COLUMNS)
+                .chain(QUALITY_COLUMNS.map(|(c, _)| c))
                 .collect();
             let marks: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
-            // The live tier keeps no quality flags or air yet: a 5-minute
-            // reading that becomes the latest has none.
             let set: Vec<String> = columns
                 .iter()
                 .filter(|c| **c != "sensor_id")
                 .map(|c| format!("{c} = excluded.{c}"))
-                .chain(QUALITY_COLUMNS.map(|(c, none)| format!("{c} = {none}")))
                 .collect();
             // A row that changed takes the write's data version (see
             // `crate::changes`), the parameter after the columns'.
@@ -286,7 +303,6 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .chain(std::iter::once(format!(
                     "latest.{LATEST_SERIES} IS NOT excluded.{LATEST_SERIES}"
                 )))
-                .chain(QUALITY_COLUMNS.map(|(c, none)| format!("latest.{c} IS NOT {none}")))
                 .collect();
             format!(
                 "INSERT INTO latest ({}, {LATEST_SERIES}, version) VALUES ({}, '{}', ?{version})
@@ -313,6 +329,7 @@ fn bind_reading(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<(), 
 
 fn write_recent(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, DbError> {
     bind_reading(stmt, r, cell)?;
+    bind_quality(stmt, QUALITY, r)?;
     Ok(stmt.raw_execute()?)
 }
 
@@ -583,7 +600,9 @@ fn recompute_indices(
         latest.raw_bind_parameter(at, cell_of_text(&r.loc_lat, &r.loc_long))?;
         latest.raw_bind_parameter(at + 1, r.samples)?;
         bind_basis(&mut latest, at + 2, basis)?;
-        latest.raw_bind_parameter(at + 2 + BASIS_COLUMNS.len(), version)?;
+        let at = at + 2 + BASIS_COLUMNS.len();
+        bind_quality(&mut latest, at, r)?;
+        latest.raw_bind_parameter(at + QUALITY_COLUMNS.len(), version)?;
         // A row is written (and stamped) only when it changes.
         changed |= latest.raw_execute()? == 1;
     }

@@ -370,10 +370,20 @@ fn write_row(stmt: &mut Statement<'_>, r: &Reading, cell: u32) -> Result<usize, 
     }
     stmt.raw_bind_parameter(SAMPLES + 1, cell)?;
     stmt.raw_bind_parameter(SAMPLES + 2, r.samples)?;
-    stmt.raw_bind_parameter(SAMPLES + 3, r.flags.bits())?;
-    stmt.raw_bind_parameter(SAMPLES + 4, &r.air.humidity)?;
-    stmt.raw_bind_parameter(SAMPLES + 5, &r.air.temperature)?;
+    bind_quality(stmt, SAMPLES + 3, r)?;
     Ok(stmt.raw_execute()?)
+}
+
+/// Binds a reading's [`QUALITY_COLUMNS`] from `?at`, in their order.
+pub(crate) fn bind_quality(
+    stmt: &mut Statement<'_>,
+    at: usize,
+    r: &Reading,
+) -> Result<(), DbError> {
+    stmt.raw_bind_parameter(at, r.flags.bits())?;
+    stmt.raw_bind_parameter(at + 1, &r.air.humidity)?;
+    stmt.raw_bind_parameter(at + 2, &r.air.temperature)?;
+    Ok(())
 }
 
 /// Runs one of the writes of `latest` ([`Statements::upsert_latest`],
@@ -786,6 +796,58 @@ fn scan_readings(db: &Db, select: Option<&Select>, tx: &Sender<Batch>) {
     });
     // An error ends the stream after the rows read before it.
     if let Err(e) = scanned {
+        batch.push(Err(e.into()));
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+}
+
+/// Readings a batch of [`ReadingStore::history`] holds: few batches for
+/// the 180,000 readings of an hour of 15,000 sensors.
+const HISTORY_BATCH: usize = 4096;
+
+/// [`ReadingStore::history`] of the embedded store: a reading's sensor,
+/// time, values and position, the other fields empty.
+fn scan_history(db: &Db, series: Resolution, start: Timestamp, end: Timestamp, tx: &Sender<Batch>) {
+    let sql = format!(
+        "SELECT sensor_id, ts, p1, p2, loc_lat, loc_long FROM {} WHERE ts BETWEEN ?1 AND ?2",
+        crate::live::table(series)
+    );
+    let mut batch: Batch = Vec::with_capacity(HISTORY_BATCH);
+    let read = (|| -> Result<(), DbError> {
+        let conn = db.conn()?;
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![start.0, end.0])?;
+        while let Some(row) = rows.next()? {
+            batch.push(Ok(Reading {
+                id: None,
+                timestamp: Timestamp(row.get(1)?),
+                sensor_id: row.get::<_, i64>(0)? as u64,
+                sensor_type: String::new(),
+                loc_id: None,
+                loc_country: String::new(),
+                loc_lat: row.get(4)?,
+                loc_long: row.get(5)?,
+                loc_alt: String::new(),
+                p1: row.get(2)?,
+                p2: row.get(3)?,
+                indices: Indices::lowest(),
+                samples: None,
+                basis: None,
+                flags: Flags::NONE,
+                air: Default::default(),
+            }));
+            if batch.len() == HISTORY_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(HISTORY_BATCH));
+                if tx.blocking_send(full).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = read {
         batch.push(Err(e.into()));
     }
     if !batch.is_empty() {
@@ -1361,7 +1423,6 @@ impl ReadingStore for SqliteReadingStore {
 
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let db = self.db.clone();
-        let readings: Vec<Reading> = readings.into_iter().map(Reading::without_quality).collect();
         tokio::task::spawn_blocking(move || Ok(crate::live::put_recent(&db, &readings)?))
             .await
             .map_err(DbError::from)?
@@ -1384,6 +1445,17 @@ impl ReadingStore for SqliteReadingStore {
         tokio::task::spawn_blocking(move || Ok(refresh_segments(&db)?))
             .await
             .map_err(DbError::from)?
+    }
+
+    /// Only the columns a survey reads, in batches of [`HISTORY_BATCH`]:
+    /// the hour before a 5-minute feed is 12 readings of every sensor.
+    fn history(&self, series: Resolution, start: Timestamp, end: Timestamp) -> ReadingStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || scan_history(&db, series, start, end, &tx));
+        ReceiverStream::new(rx)
+            .flat_map(futures::stream::iter)
+            .boxed()
     }
 
     fn query(&self, query: &Query) -> ReadingStream {

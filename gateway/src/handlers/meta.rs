@@ -38,7 +38,7 @@ use utoipa::ToSchema;
     "resolutions": [{"name": "hour", "label": "Hourly", "description": "hourly means of the 5-minute feed",
         "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
     "aggregate": {"periods": ["hour", "day", "month", "year"], "by": ["sensor", "cell", "country", "all"]},
-    "quality": {"values": ["all", "no-flags"], "flags": [{"name": "humid",
+    "quality": {"values": ["all", "no-flags"], "resolutions": ["day", "5min"], "flags": [{"name": "humid",
         "rule": "the relative humidity at the station is at least 95 %"}]},
     "correction": {"methods": ["kappa-kohler"], "summary": "κ-Köhler: …",
         "source": "https://doi.org/10.5194/amt-11-709-2018", "maxKappa": 1.5,
@@ -82,6 +82,9 @@ pub struct Meta {
 pub struct QualityInfo {
     /// The values besides a list of flags.
     values: Vec<&'static str>,
+    /// The series (`resolution`) whose readings keep flags: the only
+    /// ones a query with `quality` may ask.
+    resolutions: Vec<&'static str>,
     /// The flags, each with its rule.
     flags: Vec<FlagInfo>,
 }
@@ -288,6 +291,7 @@ impl Meta {
             },
             quality: QualityInfo {
                 values: vec![Quality::ALL, Quality::NO_FLAGS],
+                resolutions: airq_core::quality::SERIES.map(Resolution::name).to_vec(),
                 flags: Flag::ALL
                     .iter()
                     .map(|f| FlagInfo {

@@ -158,10 +158,13 @@ fn quality() -> impl Into<RefOr<Schema>> {
              flags (a `flags` column appended to the CSV, names separated by spaces; \
              `flags`, `humidity` and `temperature` in NDJSON/GeoJSON; an aggregate counts \
              what it left out, `removed` and `removed_<flag>` per flag named, after the \
-             band columns); without it the answer is as before the flags. The daily series \
-             only. The flags: {}.",
+             band columns); without it the answer is as before the flags. Only with \
+             `resolution` {}. The flags: {}.",
             Quality::ALL,
             Quality::NO_FLAGS,
+            airq_core::quality::SERIES
+                .map(|r| format!("`{}`", r.name()))
+                .join(" or "),
             rules.join("; ")
         )))
         .examples([

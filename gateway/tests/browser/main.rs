@@ -944,7 +944,7 @@ impl Test<'_> {
         ensure!(
             refused["text"]
                 .as_str()
-                .is_some_and(|m| m.contains("daily series"))
+                .is_some_and(|m| m.contains(r#"series "day" and "5min" only"#))
                 && refused["invalid"] == "true",
             "{refused}"
         );

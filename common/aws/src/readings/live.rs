@@ -426,7 +426,8 @@ impl HourShard {
 }
 
 /// Whether a stored 5-minute reading is the one sent: everything the feed
-/// sends (the indices are its hour's, not the feed's).
+/// sends and what ingestion found of it (the indices are its hour's, not
+/// the feed's).
 fn same_as_sent(stored: &Reading, sent: &Reading) -> bool {
     stored.id == sent.id
         && stored.sensor_type == sent.sensor_type
@@ -438,6 +439,8 @@ fn same_as_sent(stored: &Reading, sent: &Reading) -> bool {
         && stored.p1 == sent.p1
         && stored.p2 == sent.p2
         && stored.samples == sent.samples
+        && stored.flags == sent.flags
+        && stored.air == sent.air
 }
 
 /// The hours from `first` to `last` (hour starts), both included.

@@ -225,8 +225,7 @@ impl ReadingStore for DynamoReadingStore {
     /// Stores the 5-minute readings and their hours in the live items
     /// (`live.rs`), then the latest readings.
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
-        self.put_live(readings.into_iter().map(Reading::without_quality).collect())
-            .await
+        self.put_live(readings).await
     }
 
     async fn prune(&self, resolution: Resolution, before: Timestamp) -> Result<u64, BackendError> {
