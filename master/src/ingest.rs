@@ -366,7 +366,7 @@ async fn process_with(
         })
         .await?;
     if let (Some(c), Some(a), Ok(_)) = (carry, &assessment, &parsed) {
-        c.keep(a, now);
+        c.keep(a);
     }
     let elapsed = started.elapsed();
     let stored = written.total();

@@ -672,8 +672,15 @@ async fn daily_means_are_assessed_with_their_stations_air() {
     assert_eq!(flags(2014, 23), Flags::of(&[NoHumidity, Outlier]));
     assert_eq!(readings.len(), 3 + 3 + 2 + 2 + 5);
 
-    // Without the stations' air, done again: every mean `no_humidity`.
-    let none = go(&["--air-types", "none", "--force"]);
+    // Without the stations' air, done again: every mean `no_humidity`,
+    // even with every type's files read (the T/RH ones then have no use).
+    let none = go(&["--air-types", "none", "--force", "--types", "all"]);
+    assert_eq!(
+        none.summary_value("without P1/P2:"),
+        Some(3),
+        "{}",
+        none.stdout
+    );
     none.assert_success();
     assert_eq!(
         none.summary_value("station air:"),

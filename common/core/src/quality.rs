@@ -610,6 +610,7 @@ impl Survey {
             stations: self.stations,
             spreads,
             tracks,
+            newest: self.span.map(|(_, last)| last),
         }
     }
 }
@@ -693,9 +694,12 @@ impl Carry {
     /// Keeps what a feed's assessment knows of its sensors (their
     /// history and the feed's readings, now stored): each sensor's last
     /// [`stuck_run`] readings. Sensors whose newest carried reading is
-    /// more than twice the look-back older than `now` (the feed's newest
-    /// time) are let go: a survey would not read them.
-    pub fn keep(&mut self, assessment: &Assessment, now: crate::reading::Timestamp) {
+    /// more than twice the look-back older than the feed's newest reading
+    /// are let go: a survey of a later feed would not read them.
+    pub fn keep(&mut self, assessment: &Assessment) {
+        let Some(newest) = assessment.newest else {
+            return;
+        };
         let n = stuck_run(self.series) as usize;
         for (sensor, track) in &assessment.tracks {
             let kept = &track[track.len().saturating_sub(n)..];
@@ -704,9 +708,8 @@ impl Carry {
             carried.extend_from_slice(kept);
         }
         let step = self.series.step().as_secs() as i64;
-        let horizon = now
-            .0
-            .saturating_sub(step.saturating_mul(2 * i64::from(stuck_run(self.series))));
+        let horizon =
+            newest.saturating_sub(step.saturating_mul(2 * i64::from(stuck_run(self.series))));
         self.tracks
             .retain(|_, track| track.last().is_some_and(|s| s.ts >= horizon));
     }
@@ -736,6 +739,8 @@ pub struct Assessment {
     /// Each sensor's readings, the feed's and the stored ones before it,
     /// in time order.
     tracks: FastMap<u64, Vec<Step>>,
+    /// The feed's newest reading time; `None` for an empty feed.
+    newest: Option<i64>,
 }
 
 impl Assessment {
@@ -1262,8 +1267,7 @@ mod tests {
                 survey.history_from(&carry);
                 let (a, flags) = assess(survey, feed);
                 assert_eq!(flags, from_store[k], "feed {k}, carried from feed {start}");
-                let newest = feed.iter().map(|r| r.timestamp).max();
-                carry.keep(&a, newest.unwrap_or(crate::reading::Timestamp(base)));
+                carry.keep(&a);
             }
             assert!(carry.len() <= 8);
         }

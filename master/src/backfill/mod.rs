@@ -33,7 +33,9 @@
 //! readings of its cell, `stuck` and `moved` with the readings stored in
 //! the days before: days end in order, so the days before are stored)
 //! before storing them. At most [`DAYS_AHEAD`] days are listed and not yet
-//! ended, which bounds what is held. Raw readings are not assessed.
+//! ended, and [`BATCHES_IN_FLIGHT`] writes wait for the writer, which
+//! bounds what is held. Raw readings are not assessed (they end in order
+//! too, holding nothing).
 
 pub mod archive;
 pub mod country;
@@ -851,6 +853,8 @@ struct Shared {
     policy: FetchPolicy,
     countries: Arc<Countries>,
     resolution: Resolution,
+    /// `--air-types` (daily resolution).
+    air: Option<TypeFilter>,
     window: TimeWindow,
 }
 
@@ -981,6 +985,7 @@ fn context(shared: &Shared) -> parse::Context<'_> {
     parse::Context {
         countries: &shared.countries,
         resolution: shared.resolution,
+        air: shared.air.as_ref(),
         window: shared.window,
     }
 }
@@ -1053,6 +1058,7 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
         policy: plan.policy.clone(),
         countries: Arc::new(Countries::load()?),
         resolution: plan.resolution,
+        air: plan.air_types.0.clone(),
         window: TimeWindow::at(plan.now),
     });
     let meter = Meter::new(todo.len() as u64);
@@ -1124,7 +1130,18 @@ pub async fn run(store: Arc<dyn ReadingStore>, plan: Plan) -> anyhow::Result<Sum
                 break 'days;
             }
             tokio::spawn(async move {
-                let (bytes, outcome) = read_file(&shared, file).await;
+                // A file task that panicked must still report its file:
+                // days end in order, so a lost event would hold every
+                // later day, and the run, for ever.
+                let name = file.name.clone();
+                let read = std::panic::AssertUnwindSafe(read_file(&shared, file));
+                let (bytes, outcome) =
+                    futures::FutureExt::catch_unwind(read)
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!(file = %name, "reading the file panicked");
+                            (0, Outcome::Failed(format!("{name}: reading it panicked")))
+                        });
                 let _ = events
                     .send(Event::File {
                         day,

@@ -32,8 +32,9 @@
 //! row, skipped without being held in memory (see [`super::lines`]).
 //!
 //! A file whose header has no `P1` and no `P2` column is not a particulate
-//! sensor's. At daily resolution, one with `location`, `timestamp` and a
-//! `humidity` or `temperature` column (a DHT22, a BME280, an SHT3x) gives
+//! sensor's. At daily resolution, one of a type `--air-types` names with
+//! `location`, `timestamp` and a `humidity` or `temperature` column (a
+//! DHT22, a BME280, an SHT3x) gives
 //! its station's air for the day ([`FileKind::Air`]): the exact means of
 //! its humidities and temperatures ([`airq_core::air::AirMean`]) over its
 //! rows of the file's day, one per second, of the file's sensor, stamped
@@ -44,7 +45,7 @@
 use super::archive::ArchiveFile;
 use super::country::Countries;
 use super::lines::{Line, Lines};
-use super::{Backfilled, Resolution};
+use super::{Backfilled, Resolution, TypeFilter};
 use airq_core::air::{AirMean, Measured};
 use airq_core::feed::{self, FeedStats, Rejection, TimeWindow, PM10_RAIL, PM25_RAIL};
 use airq_core::mean::ExactSum;
@@ -88,6 +89,9 @@ pub enum FileKind {
 pub struct Context<'a> {
     pub countries: &'a Countries,
     pub resolution: Resolution,
+    /// The T/RH sensor types read for the stations' air (`--air-types`,
+    /// daily resolution); `None` for none.
+    pub air: Option<&'a TypeFilter>,
     /// The live feed's window of timestamps, at the run's start.
     pub window: TimeWindow,
 }
@@ -359,7 +363,10 @@ pub fn parse<R: BufRead>(
         }
         _ if names.is_empty() => None,
         Header::Columns(cols) => Some(cols),
-        Header::Air(cols) if ctx.resolution == Resolution::Daily => {
+        Header::Air(cols)
+            if ctx.resolution == Resolution::Daily
+                && ctx.air.is_some_and(|t| t.wants(&file.sensor_type)) =>
+        {
             out.kind = FileKind::Air;
             out.air = air_day(&mut lines, &cols, file, ctx.window)?;
             return Ok(out);
@@ -591,10 +598,13 @@ mod tests {
         }
     }
 
+    static EVERY_TYPE: TypeFilter = TypeFilter::All;
+
     fn ctx(countries: &Countries, resolution: Resolution) -> Context<'_> {
         Context {
             countries,
             resolution,
+            air: Some(&EVERY_TYPE),
             window: TimeWindow::at(Timestamp::parse_feed("2026-01-01 00:00:00").expect("a time")),
         }
     }
@@ -843,6 +853,12 @@ mod tests {
         assert_eq!((p.kind, p.stats.entries), (FileKind::Air, 0));
         let raw = parse(bme.as_bytes(), &file(7), ctx(&countries, Resolution::Raw));
         assert_eq!(raw.expect("reads").kind, FileKind::NoParticulates);
+        // A type --air-types does not name, or none, is not read for air.
+        let dht_only = TypeFilter::parse("dht22").expect("a list");
+        for air in [Some(&dht_only), None] {
+            let p = parse(bme.as_bytes(), &file(7), Context { air, ..c }).expect("reads");
+            assert_eq!((p.kind, p.air), (FileKind::NoParticulates, None));
+        }
         let pressure = "sensor_id;sensor_type;location;lat;lon;timestamp;pressure\n\
                         7;BMP180;1;51.5;-0.1;2025-10-15T00:00:56;98610.97\n";
         let p = parse(pressure.as_bytes(), &file(7), c).expect("reads");
