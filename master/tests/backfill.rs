@@ -221,42 +221,21 @@ fn mean_text(values: &[String]) -> String {
     format!("{}.{:02}", h / 100, h % 100)
 }
 
-/// The fixture BME280's humidity and temperature columns.
-fn fixture_air() -> (Vec<String>, Vec<String>) {
-    let text = std::fs::read_to_string(
-        fixtures()
-            .join(FIXTURE_DAY)
-            .join("2025-10-15_bme280_sensor_82313.csv"),
-    )
-    .expect("the fixture");
+/// Two columns of a fixture file of the fixture day, by name.
+fn fixture_columns(file: &str, a: &str, b: &str) -> (Vec<String>, Vec<String>) {
+    let text =
+        std::fs::read_to_string(fixtures().join(FIXTURE_DAY).join(file)).expect("the fixture");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(';').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
-    let (h, t) = (col("humidity"), col("temperature"));
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (i, j) = (col(a), col(b));
+    let (mut first, mut second) = (Vec::new(), Vec::new());
     for line in lines {
         let cells: Vec<&str> = line.trim_end().split(';').collect();
-        a.push(cells[h].to_owned());
-        b.push(cells[t].to_owned());
+        first.push(cells[i].to_owned());
+        second.push(cells[j].to_owned());
     }
-    (a, b)
-}
-
-/// The fixture's P1 and P2 columns.
-fn fixture_columns() -> (Vec<String>, Vec<String>) {
-    let text = std::fs::read_to_string(fixtures().join(FIXTURE_DAY).join(SDS011_FIXTURE))
-        .expect("the fixture");
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().expect("a header").split(';').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).expect("column");
-    let (p1, p2) = (col("P1"), col("P2"));
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for line in lines {
-        let cells: Vec<&str> = line.trim_end().split(';').collect();
-        a.push(cells[p1].to_owned());
-        b.push(cells[p2].to_owned());
-    }
-    (a, b)
+    (first, second)
 }
 
 fn indices(p1: &str, p2: &str) -> Indices {
@@ -336,7 +315,7 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     assert_eq!(got.len(), 5, "{readings:#?}");
 
     // The fixture's daily mean, against one computed here by hand.
-    let (p1s, p2s) = fixture_columns();
+    let (p1s, p2s) = fixture_columns(SDS011_FIXTURE, "P1", "P2");
     assert_eq!(p1s.len(), 581);
     let (p1, p2) = (mean_text(&p1s), mean_text(&p2s));
     let r = got[&(82312, "2025-10-15 23:59:59".to_owned())];
@@ -346,7 +325,11 @@ async fn from_a_directory_daily_means_countries_rejections_and_resume() {
     assert_eq!(r.loc_country, "RU", "the Kola peninsula");
     // Its station's air: the BME280 of the same location id (88882), its
     // day's means worked out here.
-    let (humidity, temperature) = fixture_air();
+    let (humidity, temperature) = fixture_columns(
+        "2025-10-15_bme280_sensor_82313.csv",
+        "humidity",
+        "temperature",
+    );
     assert_eq!(humidity.len(), 582);
     assert_eq!(
         (r.air.humidity.as_deref(), r.air.temperature.as_deref()),
@@ -744,7 +727,7 @@ async fn raw_resolution_stores_every_valid_row() {
     let fixture: Vec<&Reading> = readings.iter().filter(|r| r.sensor_id == 82312).collect();
     assert_eq!(fixture.len(), 581);
     // Each row as sent, at its own time.
-    let (p1s, p2s) = fixture_columns();
+    let (p1s, p2s) = fixture_columns(SDS011_FIXTURE, "P1", "P2");
     let first = fixture
         .iter()
         .find(|r| r.timestamp.to_string() == "2025-10-15 00:00:55")
