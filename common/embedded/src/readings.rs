@@ -782,24 +782,37 @@ fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, DbError> {
 /// in batches, until done or until the receiver hangs up (a client that
 /// went away stops the scan).
 fn scan_readings(db: &Db, select: Option<&Select>, tx: &Sender<Batch>) {
-    let Some(select) = select else {
-        return;
-    };
-    let mut batch: Batch = Vec::with_capacity(BATCH);
+    if let Some(select) = select {
+        scan_rows(db, select, BATCH, tx, |row| {
+            Ok(Reading::from(row_ref(row)?))
+        });
+    }
+}
+
+/// Streams the rows of `select` into `tx` as the readings `reading` makes
+/// of them, `batch` at a time, until done or until the receiver hangs up.
+/// An error ends the stream after the rows read before it.
+fn scan_rows(
+    db: &Db,
+    select: &Select,
+    batch: usize,
+    tx: &Sender<Batch>,
+    mut reading: impl FnMut(&Row<'_>) -> Result<Reading, DbError>,
+) {
+    let mut rows: Batch = Vec::with_capacity(batch);
     let scanned = run(db, select, |row| {
-        batch.push(Ok(Reading::from(row_ref(row)?)));
-        if batch.len() < BATCH {
+        rows.push(Ok(reading(row)?));
+        if rows.len() < batch {
             return Ok(true);
         }
-        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));
         Ok(tx.blocking_send(full).is_ok())
     });
-    // An error ends the stream after the rows read before it.
     if let Err(e) = scanned {
-        batch.push(Err(e.into()));
+        rows.push(Err(e.into()));
     }
-    if !batch.is_empty() {
-        let _ = tx.blocking_send(batch);
+    if !rows.is_empty() {
+        let _ = tx.blocking_send(rows);
     }
 }
 
@@ -810,49 +823,35 @@ const HISTORY_BATCH: usize = 4096;
 /// [`ReadingStore::history`] of the embedded store: a reading's sensor,
 /// time, values and position, the other fields empty.
 fn scan_history(db: &Db, series: Resolution, start: Timestamp, end: Timestamp, tx: &Sender<Batch>) {
-    let sql = format!(
-        "SELECT sensor_id, ts, p1, p2, loc_lat, loc_long FROM {} WHERE ts BETWEEN ?1 AND ?2",
-        crate::live::table(series)
-    );
-    let mut batch: Batch = Vec::with_capacity(HISTORY_BATCH);
-    let read = (|| -> Result<(), DbError> {
-        let conn = db.conn()?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![start.0, end.0])?;
-        while let Some(row) = rows.next()? {
-            batch.push(Ok(Reading {
-                id: None,
-                timestamp: Timestamp(row.get(1)?),
-                sensor_id: row.get::<_, i64>(0)? as u64,
-                sensor_type: String::new(),
-                loc_id: None,
-                loc_country: String::new(),
-                loc_lat: row.get(4)?,
-                loc_long: row.get(5)?,
-                loc_alt: String::new(),
-                p1: row.get(2)?,
-                p2: row.get(3)?,
-                indices: Indices::lowest(),
-                samples: None,
-                basis: None,
-                flags: Flags::NONE,
-                air: Default::default(),
-            }));
-            if batch.len() == HISTORY_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(HISTORY_BATCH));
-                if tx.blocking_send(full).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    })();
-    if let Err(e) = read {
-        batch.push(Err(e.into()));
-    }
-    if !batch.is_empty() {
-        let _ = tx.blocking_send(batch);
-    }
+    let select = Select {
+        sql: format!(
+            "SELECT sensor_id, ts, p1, p2, loc_lat, loc_long FROM {} WHERE ts BETWEEN ?1 AND ?2",
+            crate::live::table(series)
+        ),
+        params: vec![Value::from(start.0), Value::from(end.0)],
+        place: None,
+        conditions: true,
+    };
+    scan_rows(db, &select, HISTORY_BATCH, tx, |row| {
+        Ok(Reading {
+            id: None,
+            timestamp: Timestamp(row.get(1)?),
+            sensor_id: row.get::<_, i64>(0)? as u64,
+            sensor_type: String::new(),
+            loc_id: None,
+            loc_country: String::new(),
+            loc_lat: row.get(4)?,
+            loc_long: row.get(5)?,
+            loc_alt: String::new(),
+            p1: row.get(2)?,
+            p2: row.get(3)?,
+            indices: Indices::lowest(),
+            samples: None,
+            basis: None,
+            flags: Flags::NONE,
+            air: Default::default(),
+        })
+    });
 }
 
 /// Renders the answer of `select` (an empty one when `None`) straight from
