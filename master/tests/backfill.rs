@@ -597,24 +597,15 @@ async fn daily_means_are_assessed_with_their_stations_air() {
 
     let db = dir.path().join("airq.db");
     let source = root.to_str().expect("utf-8 path");
-    let range = ["--from", "2025-10-20", "--to", "2025-10-23"];
-    let args = |extra: &[&str]| {
-        let mut a = vec![
-            "backfill",
-            "--db",
-            db.to_str().expect("utf-8 path"),
-            "--source",
-            source,
-        ];
-        a.extend_from_slice(&range);
+    // A backfill of the four days into `db`.
+    let go = |db: &Path, extra: &[&str]| {
+        let db = db.to_str().expect("utf-8 path");
+        let mut a = vec!["backfill", "--db", db, "--source", source];
+        a.extend_from_slice(&["--from", "2025-10-20", "--to", "2025-10-23"]);
         a.extend_from_slice(extra);
-        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        run(airq(&a))
     };
-    let go = |extra: &[&str]| {
-        let a = args(extra);
-        run(airq(&a.iter().map(String::as_str).collect::<Vec<_>>()))
-    };
-    let out = go(&[]);
+    let out = go(&db, &[]);
     out.assert_success();
     assert_eq!(out.summary_value("station air:"), Some(3), "{}", out.stdout);
 
@@ -657,7 +648,7 @@ async fn daily_means_are_assessed_with_their_stations_air() {
 
     // Without the stations' air, done again: every mean `no_humidity`,
     // even with every type's files read (the T/RH ones then have no use).
-    let none = go(&["--air-types", "none", "--force", "--types", "all"]);
+    let none = go(&db, &["--air-types", "none", "--force", "--types", "all"]);
     assert_eq!(
         none.summary_value("without P1/P2:"),
         Some(3),
@@ -681,16 +672,7 @@ async fn daily_means_are_assessed_with_their_stations_air() {
 
     // Raw readings are not assessed.
     let raw_db = dir.path().join("raw.db");
-    let mut a = vec![
-        "backfill",
-        "--db",
-        raw_db.to_str().expect("utf-8 path"),
-        "--source",
-        source,
-    ];
-    a.extend_from_slice(&range);
-    a.extend_from_slice(&["--resolution", "raw"]);
-    let raw = run(airq(&a));
+    let raw = go(&raw_db, &["--resolution", "raw"]);
     raw.assert_success();
     assert_eq!(raw.summary_value("station air:"), Some(0), "{}", raw.stdout);
     let readings = stored(&raw_db).await;

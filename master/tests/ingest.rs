@@ -259,16 +259,7 @@ fn a_saved_five_minute_feed_goes_into_the_live_tier() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("airq.db");
     let sample = sample_path();
-    let args = [
-        "ingest",
-        "--resolution",
-        "5min",
-        "--source",
-        sample.to_str().expect("utf-8 path"),
-        "--db",
-        db.to_str().expect("utf-8 path"),
-    ];
-    let first = run(airq(&args));
+    let first = ingest_5min(&sample, &db);
     first.assert_success();
     assert!(
         first.stdout.contains("series:        5min"),
@@ -278,7 +269,7 @@ fn a_saved_five_minute_feed_goes_into_the_live_tier() {
     assert_eq!(first.summary_value("stored:"), Some(4928));
     assert_eq!(first.summary_value("sensor saturated:"), Some(17));
     assert_eq!(count_readings(&db), Some(0), "not the daily series");
-    let again = run(airq(&args));
+    let again = ingest_5min(&sample, &db);
     again.assert_success();
     assert!(
         again
@@ -479,16 +470,7 @@ fn five_minute_feeds_are_assessed_with_their_stations_air() {
         ];
         let feed = dir.path().join(format!("feed{k}.json"));
         std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("write the feed");
-        run(airq(&[
-            "ingest",
-            "--resolution",
-            "5min",
-            "--source",
-            feed.to_str().expect("utf-8 path"),
-            "--db",
-            db.to_str().expect("utf-8 path"),
-        ]))
-        .assert_success();
+        ingest_5min(&feed, &db).assert_success();
     }
     let conn = rusqlite::Connection::open(&db).expect("open");
     let column = |sql: &str| -> Vec<(i64, Option<String>)> {

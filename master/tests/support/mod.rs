@@ -119,6 +119,21 @@ pub fn ingest(feed: &Path, db: &Path) -> Output {
     ]))
 }
 
+/// `airq-master ingest --resolution 5min --source FEED --db DB` (a saved
+/// 5-minute feed into the live tier of an embedded store), run to its end.
+pub fn ingest_5min(feed: &Path, db: &Path) -> Output {
+    let text = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+    run(airq(&[
+        "ingest",
+        "--resolution",
+        "5min",
+        "--source",
+        &text(feed),
+        "--db",
+        &text(db),
+    ]))
+}
+
 /// Waits at most `limit` for `child` to exit.
 pub fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
