@@ -199,9 +199,17 @@ async fn a_running_job_is_busy_and_its_heartbeats_are_counted() {
         Some(0.0)
     );
     assert_eq!(env.collect(1, Duration::from_secs(30)).await.len(), 1);
+    // The job's outcome is counted before its `Busy` guard drops (at the
+    // end of its task): wait for both, so that a scrape between the two
+    // does not read the job as still running.
     let done = airq_testkit::metrics::scrape_until(&url, Duration::from_secs(20), |s| {
         value(s, "airq_worker_jobs_total", &[("outcome", "done")]) == Some(1.0)
+            && value(s, "airq_worker_busy", &[]) == Some(0.0)
     });
+    assert_eq!(
+        value(&done, "airq_worker_jobs_total", &[("outcome", "done")]),
+        Some(1.0)
+    );
     assert_eq!(value(&done, "airq_worker_busy", &[]), Some(0.0));
     assert_eq!(
         value(&done, "airq_worker_stale_receipts_total", &[]),
