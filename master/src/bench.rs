@@ -1,9 +1,11 @@
-//! The ingestion benchmark: parse + validate + indices + store of one document
-//! held in memory, timed on fresh databases. The document is fetched or
-//! generated once, before any timing.
+//! The ingestion benchmarks: parse + validate + indices + store of one
+//! document held in memory, timed on fresh databases (the document is
+//! fetched or generated once, before any timing); and the live tier's day
+//! of 5-minute feeds, generated beside the ingestion or read from a
+//! directory of feed files.
 
 use crate::cli::BenchArgs;
-use crate::fetch::{self, FetchPolicy, Source};
+use crate::fetch::{self, FeedFile, FetchPolicy, Source};
 use crate::ingest;
 use crate::synth::{self, Generator, Template};
 use airq_core::store::ReadingStore;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 const SYNTH_ENTRY_BYTES: u64 = 360;
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.source.is_none() && args.shape.resolution == Resolution::FiveMin {
+    if args.shape.resolution == Resolution::FiveMin {
         return run_live(&args).await;
     }
     let (doc, what) = match &args.source {
@@ -96,33 +98,94 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live tier's benchmark: `--days` of 5-minute feeds for `--sensors`
-/// sensors, generated one feed at a time (beside the ingestion, on the
-/// other core) and each ingested as the live schedule does (parse,
-/// validate, store the 5-minute readings, roll up their hours, recompute
-/// the indices), on one fresh database. Reports each feed's ingestion time
+/// A 5-minute feed to ingest: generated, or a file to open when its turn
+/// comes (its opening is timed with it, as the live schedule's is).
+enum Feed {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+/// The 5-minute feed files of `dir` ([`synth::feed_file_name`]) by the end
+/// of their window, oldest first; other files are left alone.
+fn feed_files(dir: &Path) -> anyhow::Result<Vec<(i64, PathBuf)>> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "with --resolution 5min, --source is a directory of 5-minute feed files \
+             (`airq-master synth --resolution 5min --out DIR`): cannot read {}",
+            dir.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        if let Some(end) = entry.file_name().to_str().and_then(synth::feed_file_end) {
+            files.push((end, entry.path()));
+        }
+    }
+    if files.is_empty() {
+        anyhow::bail!(
+            "{} holds no 5-minute feed files (named like 2024-01-01T00-05.json)",
+            dir.display()
+        );
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The live tier's benchmark: a day (or `--days`) of 5-minute feeds for
+/// `--sensors` sensors, generated one feed at a time (beside the
+/// ingestion, on the other core), or with `--source DIR` read from the
+/// feed files of a directory (`airq-master synth --resolution 5min --out
+/// DIR`) as the live schedule reads a spooled download, nothing running
+/// beside it; each ingested as the live schedule does (parse, validate,
+/// store the 5-minute readings, roll up their hours, recompute the
+/// indices), on one fresh database. Reports each feed's ingestion time
 /// (median, p90, p99, max), the store's growth, and what deleting half of
 /// it by retention costs.
 async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     let shape = args.shape.clone();
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let batch_size = args.store.batch_size as usize;
+    // Before the database exists: a bad directory leaves nothing behind.
+    let files = match &args.source {
+        Some(source) => Some((source, feed_files(Path::new(source))?)),
+        None => None,
+    };
     let path = dir.join(format!("airq-bench-live-{}.db", std::process::id()));
     remove_db(&path);
     let store = open_embedded(&path).await?;
-    println!(
-        "feeds:      {} days x 288 five-minute feeds x {} sensors (gaps {}), seed {}",
-        shape.days, shape.sensors, shape.gaps, shape.seed
-    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, Feed)>(2);
+    let producer = match files {
+        None => {
+            println!(
+                "feeds:      {} days x 288 five-minute feeds x {} sensors (gaps {}), seed {}, generated beside the ingestion",
+                shape.days, shape.sensors, shape.gaps, shape.seed
+            );
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let generator = Generator::new(Template::load(&shape.template)?, &shape)?;
+                synth::five_minute_feeds(generator, |end, doc| {
+                    tx.blocking_send((end, Feed::Bytes(doc.to_vec())))
+                        .map_err(|_| anyhow::anyhow!("the benchmark stopped"))
+                })?;
+                Ok(())
+            })
+        }
+        Some((source, files)) => {
+            println!(
+                "feeds:      {} five-minute feed files from {source}",
+                files.len()
+            );
+            tokio::spawn(async move {
+                for (end, file) in files {
+                    tx.send((end, Feed::File(file)))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("the benchmark stopped"))?;
+                }
+                Ok(())
+            })
+        }
+    };
     println!("batch size: {batch_size}");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, Vec<u8>)>(2);
-    let generator = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let generator = Generator::new(Template::load(&shape.template)?, &shape)?;
-        synth::five_minute_feeds(generator, |end, doc| {
-            tx.blocking_send((end, doc.to_vec()))
-                .map_err(|_| anyhow::anyhow!("the benchmark stopped"))
-        })
-    });
     let mut secs = Vec::new();
     let mut stored = 0u64;
     let (mut first, mut last) = (None, 0i64);
@@ -130,11 +193,22 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     // As the live schedule keeps it between feeds.
     let mut carry = airq_core::quality::Carry::new(Resolution::FiveMin);
     let ingested = async {
-        while let Some((end, doc)) = rx.recv().await {
+        while let Some((end, feed_of)) = rx.recv().await {
             let feed = Instant::now();
+            let document = match feed_of {
+                Feed::Bytes(doc) => ingest::Document::Bytes(Arc::new(doc)),
+                Feed::File(path) => {
+                    let file = tokio::task::spawn_blocking(move || {
+                        FeedFile::open(&path, fetch::MAX_FEED_BYTES)
+                    })
+                    .await
+                    .context("the reading thread failed")??;
+                    ingest::Document::File(file)
+                }
+            };
             let processed = ingest::process_document_at(
                 store.clone(),
-                ingest::Document::Bytes(Arc::new(doc)),
+                document,
                 batch_size,
                 Resolution::FiveMin,
                 Timestamp(end),
@@ -156,9 +230,9 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let generated = generator.await.context("the generator thread failed")?;
+    let produced = producer.await.context("the feed producer failed")?;
     ingested?;
-    generated?;
+    produced?;
     let total = started.elapsed();
     let db_bytes = db_size(&path);
     let feeds = secs.len();

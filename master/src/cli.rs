@@ -448,7 +448,9 @@ pub struct SynthArgs {
 pub struct BenchArgs {
     /// Feed file or URL to measure with; without it, a synthetic feed of
     /// the given shape is generated in memory (default: 30 days × 33,334
-    /// sensors, about 1 million readings).
+    /// sensors, about 1 million readings). With `--resolution 5min`, a
+    /// directory of 5-minute feed files (`synth --resolution 5min --out
+    /// DIR`) to read instead of generating the feeds beside the ingestion.
     #[arg(long, env = "AIRQ_BENCH_SOURCE")]
     pub source: Option<String>,
 

@@ -567,6 +567,15 @@ pub fn feed_file_name(end: i64) -> String {
         .unwrap_or_else(|| format!("{end}.json"))
 }
 
+/// The end of the 5-minute feed a file is named for by [`feed_file_name`];
+/// `None` for any other name.
+pub fn feed_file_end(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".json")?;
+    chrono::NaiveDateTime::parse_from_str(stem, "%Y-%m-%dT%H-%M")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
+}
+
 /// Writes the 5-minute feeds of `shape` into the directory `out`, one
 /// file per feed (see [`feed_file_name`]), each through a `.partial` file.
 pub fn to_directory(shape: &SynthShape, out: &Path) -> anyhow::Result<SynthSummary> {
@@ -813,6 +822,19 @@ mod tests {
             assert!(times.iter().all(|t| (end - 300..*end).contains(t)));
         }
         assert_eq!(feed_file_name(feeds[0].0), "2024-01-01T00-05.json");
+        // 2024-01-01 00:05 UTC: 19,723 days after 1970-01-01, then 300 s.
+        assert_eq!(
+            feed_file_end("2024-01-01T00-05.json"),
+            Some(19_723 * 86_400 + 300)
+        );
+        assert_eq!(feed_file_end(&feed_file_name(feeds[1].0)), Some(feeds[1].0));
+        for other in [
+            "2024-01-01T00-05.json.partial",
+            "notes.json",
+            "2024-01-01T00-05",
+        ] {
+            assert_eq!(feed_file_end(other), None, "{other}");
+        }
 
         // A quarter left out: about 360 of the 1,440, never all.
         live.gaps = 0.25;

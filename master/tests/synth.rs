@@ -135,3 +135,67 @@ fn a_sink_is_required_and_a_bad_template_fails_cleanly() {
     assert!(out.stderr.contains("template"), "{}", out.stderr);
     assert!(!out_path.exists());
 }
+
+/// The live benchmark reads a directory of 5-minute feed files feed by
+/// feed, as it ingests the feeds it generates: the same readings either
+/// way; a file of another name is left alone, a directory without feeds
+/// is a clear error.
+#[test]
+fn the_live_benchmark_reads_a_directory_of_feeds_as_it_generates_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let feeds = dir.path().join("feeds");
+    let template = sample_path();
+    let template = template.to_str().expect("utf-8");
+    // 1 day × 20 sensors: 288 feeds of 20 readings.
+    let shape = [
+        "--resolution",
+        "5min",
+        "--days",
+        "1",
+        "--sensors",
+        "20",
+        "--template",
+        template,
+    ];
+    let mut args = vec!["synth", "--out", feeds.to_str().expect("utf-8")];
+    args.extend(shape);
+    run(airq(&args)).assert_success();
+    std::fs::write(feeds.join("notes.txt"), "not a feed").expect("a stray file");
+    let bench_dir = dir.path().to_str().expect("utf-8");
+    let mut args = vec!["bench-ingest", "--dir", bench_dir];
+    args.extend(shape);
+    let generated = run(airq(&args));
+    generated.assert_success();
+    args.extend(["--source", feeds.to_str().expect("utf-8")]);
+    let read = run(airq(&args));
+    read.assert_success();
+    assert!(
+        read.stdout.contains("288 five-minute feed files from"),
+        "{}",
+        read.stdout
+    );
+    for out in [&generated, &read] {
+        assert!(
+            out.stdout.contains("ingested:   288 feeds, 5760 readings"),
+            "{}",
+            out.stdout
+        );
+    }
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("a directory");
+    for source in [empty.clone(), dir.path().join("missing")] {
+        let mut args = vec!["bench-ingest", "--dir", bench_dir, "--resolution", "5min"];
+        args.extend(["--source", source.to_str().expect("utf-8")]);
+        let out = run(airq(&args));
+        out.assert_clean_failure();
+        assert!(out.stderr.contains("5-minute feed files"), "{}", out.stderr);
+    }
+    // Each run's database is gone, and a refused run made none.
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("the directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("airq-bench-live"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
