@@ -82,6 +82,7 @@ pub async fn run_all(store: &dyn ReadingStore) {
     five_minute_readings_carry_their_hours_indices(store).await;
     retention_deletes_old_readings_only(store).await;
     five_minute_readings_keep_their_flags_and_air(store).await;
+    an_hour_is_at_its_newest_readings_site(store).await;
 }
 
 /// Sensor 1: one hour of 12 values and one value of the next hour.
@@ -475,6 +476,72 @@ async fn five_minute_readings_keep_their_flags_and_air(store: &dyn ReadingStore)
         "sensors 7 and 8 (beside the others' hour)"
     );
     assert_eq!(history, queried);
+}
+
+/// Sensor 9 moves from Vienna to Prague within hour 15, one feed at a
+/// time: its hour is at the site of its newest reading, whatever order
+/// they come in, and a query by country or by box finds it there only.
+/// Means by hand, each hour holding fewer than 9 values (so no index):
+/// P1 (10 + 20) / 2 = 15.00, P2 (4 + 6) / 2 = 5.00; with the late 15:00,
+/// (10 + 20 + 30) / 3 = 20.00 and (4 + 6 + 8) / 3 = 6.00; with 15:15,
+/// 100 / 4 = 25.00 and 20 / 4 = 5.00.
+async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
+    let vienna = |minute: u32, p1: &str, p2: &str| {
+        let mut r = five_min(9, at(15, minute), Some(p1), Some(p2));
+        r.loc_country = "AT".into();
+        r.loc_lat = "48.208".into();
+        r.loc_long = "16.373".into();
+        r
+    };
+    let prague = |minute: u32, p1: &str, p2: &str| {
+        let mut r = five_min(9, at(15, minute), Some(p1), Some(p2));
+        r.loc_country = "CZ".into();
+        r.loc_lat = "50.075".into();
+        r.loc_long = "14.437".into();
+        r
+    };
+    let hour = |place: &str| {
+        format!(
+            r#"{{"startDate":"{DAY} 15:00:00","endDate":"{DAY} 15:59:59","resolution":"hour",{place}}}"#
+        )
+    };
+    let in_prague = |p1: &str, p2: &str| {
+        vec![format!(
+            ",{DAY} 15:00:00,9,SDS011,109,CZ,50.075,14.437,34,{p1},{p2},,"
+        )]
+    };
+    let check = |p1: &'static str, p2: &'static str| async move {
+        for place in [r#""country":"CZ""#, r#""bbox":[14,50,15,51]"#] {
+            assert_eq!(
+                rows(store, &hour(place)).await,
+                in_prague(p1, p2),
+                "{place}"
+            );
+        }
+        for place in [r#""country":"AT""#, r#""bbox":[16,48,17,49]"#] {
+            assert_eq!(
+                rows(store, &hour(place)).await,
+                Vec::<String>::new(),
+                "{place}"
+            );
+        }
+    };
+    for batch in [vienna(5, "10.00", "4.00"), prague(10, "20.00", "6.00")] {
+        store.put_recent(vec![batch]).await.expect("put_recent");
+    }
+    check("15.00", "5.00").await;
+    // Late and older than the newest: the hour stays in Prague.
+    store
+        .put_recent(vec![vienna(0, "30.00", "8.00")])
+        .await
+        .expect("put_recent");
+    check("20.00", "6.00").await;
+    // Newer, at the site the hour is already at.
+    store
+        .put_recent(vec![prague(15, "40.00", "2.00")])
+        .await
+        .expect("put_recent");
+    check("25.00", "5.00").await;
 }
 
 /// Answers from a store's answer segments (see

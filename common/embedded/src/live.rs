@@ -134,14 +134,17 @@ struct Statements {
     /// Rewrites a stored 5-minute reading whose values differ from the
     /// ones sent; changes no row when they are the same.
     replace_recent: String,
-    /// An hour's sums and counts.
+    /// An hour's sums and counts, then its site ([`SITE_COLUMNS`]).
     hour_sums: String,
     /// Writes an hour: [`bind_reading`]'s parameters (the site of its
     /// newest reading, its means as text, `samples`), then `?14 …` its
     /// sums, counts, valid means and newest reading's time.
     upsert_hour: String,
-    /// Updates an hour's sums, counts and means, keeping its site (the
-    /// reading added is not its newest).
+    /// Updates an hour's sums, counts, means and newest reading's time,
+    /// keeping its site: the reading added is not its newest, or is at the
+    /// same site. (An `UPDATE` that names an indexed column rewrites its
+    /// index entries even when the value is the same: the site's are
+    /// `hourly_by_country`'s and `hourly_by_cell`'s.)
     update_hour_sums: String,
     /// A sensor's valid hourly means in a time range (the index alone).
     sensor_hours: String,
@@ -169,6 +172,17 @@ const HOUR_COLUMNS: [&str; 7] = [
     "p1_h",
     "p2_h",
     "last_ts",
+];
+/// An hour's site: what it takes of its newest reading besides the
+/// values.
+const SITE_COLUMNS: [&str; 7] = [
+    "sensor_type",
+    "loc_id",
+    "loc_country",
+    "loc_lat",
+    "loc_long",
+    "loc_alt",
+    "cell",
 ];
 
 static SQL: LazyLock<Statements> = LazyLock::new(|| {
@@ -214,7 +228,7 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .iter()
         .filter(|(c, _)| matches!(*c, "p1" | "p2" | "samples"))
         .cloned()
-        .chain(hour.iter().filter(|(c, _)| *c != "last_ts").cloned())
+        .chain(hour.iter().cloned())
         .collect();
     // The indices and basis: ?3 … in `Index::ALL` order, then the basis.
     let derived: Vec<&str> = indices.iter().copied().chain(BASIS_COLUMNS).collect();
@@ -250,8 +264,9 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .join(" OR ")
         ),
         hour_sums: format!(
-            "SELECT {}, samples FROM hourly WHERE ts = ?1 AND sensor_id = ?2",
-            HOUR_COLUMNS.join(", ")
+            "SELECT {}, samples, {} FROM hourly WHERE ts = ?1 AND sensor_id = ?2",
+            HOUR_COLUMNS.join(", "),
+            SITE_COLUMNS.join(", ")
         ),
         upsert_hour: format!(
             "INSERT INTO hourly ({leading}, cell, samples, {}, {})
@@ -436,12 +451,18 @@ fn update_hours(
     let mut upsert = tx.prepare_cached(&SQL.upsert_hour)?;
     let mut update = tx.prepare_cached(&SQL.update_hour_sums)?;
     for (&(sensor, hour), change) in changes {
+        let (newest, cell) = change.newest;
         let stored = sums
-            .query_row(params![hour, sensor as i64], |row| Ok(row_sums(row)))
+            .query_row(params![hour, sensor as i64], |row| {
+                Ok(row_sums(row).and_then(|sums| Ok((sums, same_site(row, newest, cell)?))))
+            })
             .optional()?
             .transpose()?;
-        let (mut p1, mut p2, samples, last_ts) =
-            stored.unwrap_or((ExactSum::default(), ExactSum::default(), 0, i64::MIN));
+        let same_site = stored.as_ref().is_some_and(|(_, same)| *same);
+        let (mut p1, mut p2, samples, last_ts) = stored.map_or(
+            (ExactSum::default(), ExactSum::default(), 0, i64::MIN),
+            |(sums, _)| sums,
+        );
         let (n1, c1) = change.p1.parts();
         let (n2, c2) = change.p2.parts();
         let (o1, d1) = change.p1_out.parts();
@@ -456,7 +477,6 @@ fn update_hours(
         p1 = merge(p1, (n1, c1), (o1, d1));
         p2 = merge(p2, (n2, c2), (o2, d2));
         let (m1, m2) = (HourMean::of(p1), HourMean::of(p2));
-        let (newest, cell) = change.newest;
         let mut hour_reading = Reading {
             id: None,
             timestamp: airq_core::Timestamp(hour),
@@ -472,7 +492,12 @@ fn update_hours(
         };
         hour_reading.id = None;
         let newer = newest.timestamp.0 >= last_ts;
-        let stmt = if newer { &mut upsert } else { &mut update };
+        // A stored hour at the same site keeps its site's index entries.
+        let stmt = if newer && !same_site {
+            &mut upsert
+        } else {
+            &mut update
+        };
         bind_reading(stmt, &hour_reading, cell)?;
         let valid = |m: Option<HourMean>| m.filter(|m| m.is_valid()).map(|m| m.hundredths as i64);
         let (nano1, count1) = p1.parts();
@@ -495,6 +520,23 @@ fn update_hours(
         stmt.raw_execute()?;
     }
     Ok(())
+}
+
+/// Whether the stored hour of `row` ([`SQL`]'s `hour_sums`) is at the site
+/// of `r`, in `cell`: writing `r`'s site would not change it.
+fn same_site(row: &Row<'_>, r: &Reading, cell: u32) -> Result<bool, DbError> {
+    let at = HOUR_COLUMNS.len() + 1;
+    let text = |k: usize, value: &str| -> Result<bool, DbError> {
+        // Not text: not the same (the whole row is written again).
+        Ok(row.get_ref(at + k)?.as_str_or_null().ok().flatten() == Some(value))
+    };
+    Ok(text(0, &r.sensor_type)?
+        && row.get::<_, Option<i64>>(at + 1)? == r.loc_id.map(|v| v as i64)
+        && text(2, &r.loc_country)?
+        && text(3, &r.loc_lat)?
+        && text(4, &r.loc_long)?
+        && text(5, &r.loc_alt)?
+        && row.get::<_, i64>(at + 6)? == i64::from(cell))
 }
 
 /// An hour's stored sums, samples and newest reading's time.
