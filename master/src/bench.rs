@@ -230,9 +230,17 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let produced = producer.await.context("the feed producer failed")?;
-    ingested?;
-    produced?;
+    // A feed that failed stops the producer too: its next send finds no
+    // receiver (instead of waiting on a full channel for ever).
+    drop(rx);
+    let produced = producer
+        .await
+        .context("the feed producer failed")
+        .and_then(|p| p);
+    if let Err(e) = ingested.and(produced) {
+        remove_db(&path);
+        return Err(e);
+    }
     let total = started.elapsed();
     let db_bytes = db_size(&path);
     let feeds = secs.len();
@@ -263,7 +271,13 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(first) = first {
         let before = Timestamp(first + (last - first) / 2);
         let prune = Instant::now();
-        let deleted = store.prune(Resolution::FiveMin, before).await?;
+        let deleted = match store.prune(Resolution::FiveMin, before).await {
+            Ok(deleted) => deleted,
+            Err(e) => {
+                remove_db(&path);
+                return Err(e.into());
+            }
+        };
         let took = prune.elapsed();
         let batches = deleted.div_ceil(PRUNE_BATCH as u64).max(1);
         println!(

@@ -191,6 +191,25 @@ fn the_live_benchmark_reads_a_directory_of_feeds_as_it_generates_them() {
         out.assert_clean_failure();
         assert!(out.stderr.contains("5-minute feed files"), "{}", out.stderr);
     }
+    // A broken feed among others stops the run with its error (the feeds
+    // after it are not waited for) and leaves no database behind.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).expect("a directory");
+    let mut names: Vec<_> = std::fs::read_dir(&feeds)
+        .expect("the feeds")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    names.sort();
+    for name in &names[..6] {
+        std::fs::copy(feeds.join(name), broken.join(name)).expect("a copy");
+    }
+    std::fs::write(broken.join(&names[0]), "{").expect("a broken feed");
+    let mut args = vec!["bench-ingest", "--dir", bench_dir, "--resolution", "5min"];
+    args.extend(["--source", broken.to_str().expect("utf-8")]);
+    let out = run_for(airq(&args), std::time::Duration::from_secs(120));
+    out.assert_clean_failure();
+    assert!(out.stderr.contains("not a JSON array"), "{}", out.stderr);
     // Each run's database is gone, and a refused run made none.
     let left: Vec<String> = std::fs::read_dir(dir.path())
         .expect("the directory")

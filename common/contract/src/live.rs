@@ -484,7 +484,8 @@ async fn five_minute_readings_keep_their_flags_and_air(store: &dyn ReadingStore)
 /// Means by hand, each hour holding fewer than 9 values (so no index):
 /// P1 (10 + 20) / 2 = 15.00, P2 (4 + 6) / 2 = 5.00; with the late 15:00,
 /// (10 + 20 + 30) / 3 = 20.00 and (4 + 6 + 8) / 3 = 6.00; with 15:15,
-/// 100 / 4 = 25.00 and 20 / 4 = 5.00.
+/// 100 / 4 = 25.00 and 20 / 4 = 5.00; with the late 15:12, 150 / 5 =
+/// 30.00 and 25 / 5 = 5.00.
 async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
     let vienna = |minute: u32, p1: &str, p2: &str| {
         let mut r = five_min(9, at(15, minute), Some(p1), Some(p2));
@@ -542,6 +543,13 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
         .await
         .expect("put_recent");
     check("25.00", "5.00").await;
+    // Late again, after 15:15 (which the hour now knows as its newest):
+    // the hour stays in Prague.
+    store
+        .put_recent(vec![vienna(12, "50.00", "5.00")])
+        .await
+        .expect("put_recent");
+    check("30.00", "5.00").await;
 }
 
 /// Answers from a store's answer segments (see
