@@ -134,7 +134,7 @@ struct Statements {
     /// Rewrites a stored 5-minute reading whose values differ from the
     /// ones sent; changes no row when they are the same.
     replace_recent: String,
-    /// An hour's sums and counts, then its site ([`SITE_COLUMNS`]).
+    /// An hour's sums and counts, then its site ([`SITE`]).
     hour_sums: String,
     /// Writes an hour: [`bind_reading`]'s parameters (the site of its
     /// newest reading, its means as text, `samples`), then `?14 …` its
@@ -173,17 +173,10 @@ const HOUR_COLUMNS: [&str; 7] = [
     "p2_h",
     "last_ts",
 ];
-/// An hour's site: what it takes of its newest reading besides the
-/// values.
-const SITE_COLUMNS: [&str; 7] = [
-    "sensor_type",
-    "loc_id",
-    "loc_country",
-    "loc_lat",
-    "loc_long",
-    "loc_alt",
-    "cell",
-];
+/// An hour's site, what it takes of its newest reading besides the
+/// values: these [`LEADING_COLUMNS`] (`sensor_type` to `loc_alt`), then
+/// `cell`.
+const SITE: std::ops::Range<usize> = 3..9;
 
 static SQL: LazyLock<Statements> = LazyLock::new(|| {
     let indices: Vec<&str> = Index::ALL.iter().map(|&i| index_column(i)).collect();
@@ -264,9 +257,9 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
                 .join(" OR ")
         ),
         hour_sums: format!(
-            "SELECT {}, samples, {} FROM hourly WHERE ts = ?1 AND sensor_id = ?2",
+            "SELECT {}, samples, {}, cell FROM hourly WHERE ts = ?1 AND sensor_id = ?2",
             HOUR_COLUMNS.join(", "),
-            SITE_COLUMNS.join(", ")
+            LEADING_COLUMNS[SITE].join(", ")
         ),
         upsert_hour: format!(
             "INSERT INTO hourly ({leading}, cell, samples, {}, {})
@@ -525,6 +518,8 @@ fn update_hours(
 /// Whether the stored hour of `row` ([`SQL`]'s `hour_sums`) is at the site
 /// of `r`, in `cell`: writing `r`'s site would not change it.
 fn same_site(row: &Row<'_>, r: &Reading, cell: u32) -> Result<bool, DbError> {
+    // After the sums and samples: the site's leading columns in their
+    // order (as `bind_leading` binds them), then its cell.
     let at = HOUR_COLUMNS.len() + 1;
     let text = |k: usize, value: &str| -> Result<bool, DbError> {
         // Not text: not the same (the whole row is written again).
@@ -536,7 +531,7 @@ fn same_site(row: &Row<'_>, r: &Reading, cell: u32) -> Result<bool, DbError> {
         && text(3, &r.loc_lat)?
         && text(4, &r.loc_long)?
         && text(5, &r.loc_alt)?
-        && row.get::<_, i64>(at + 6)? == i64::from(cell))
+        && row.get::<_, i64>(at + SITE.len())? == i64::from(cell))
 }
 
 /// An hour's stored sums, samples and newest reading's time.
