@@ -485,7 +485,8 @@ async fn five_minute_readings_keep_their_flags_and_air(store: &dyn ReadingStore)
 /// P1 (10 + 20) / 2 = 15.00, P2 (4 + 6) / 2 = 5.00; with the late 15:00,
 /// (10 + 20 + 30) / 3 = 20.00 and (4 + 6 + 8) / 3 = 6.00; with 15:15,
 /// 100 / 4 = 25.00 and 20 / 4 = 5.00; with the late 15:12, 150 / 5 =
-/// 30.00 and 25 / 5 = 5.00.
+/// 30.00 and 25 / 5 = 5.00. Its `latest` reading moves with it (a moved
+/// sensor's is rewritten whole) and a late one never replaces it.
 async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
     let vienna = |minute: u32, p1: &str, p2: &str| {
         let mut r = five_min(9, at(15, minute), Some(p1), Some(p2));
@@ -511,7 +512,18 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
             ",{DAY} 15:00:00,9,SDS011,109,CZ,50.075,14.437,34,{p1},{p2},,"
         )]
     };
-    let check = |p1: &'static str, p2: &'static str| async move {
+    // Sensor 9's line in the `latest` answer for a place, if any.
+    let latest_at = |place: (&'static str, &'static str)| async move {
+        let query = LatestQuery::from_pairs([place, ("format", "ndjson")]).expect("a latest query");
+        let (bytes, _) = render(store.latest_answer(&query), 1 << 20)
+            .await
+            .expect("latest");
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        text.lines()
+            .find(|l| l.contains(r#""sensor_id":9,"#))
+            .map(str::to_owned)
+    };
+    let check = |p1: &'static str, p2: &'static str, newest: u32| async move {
         for place in [r#""country":"CZ""#, r#""bbox":[14,50,15,51]"#] {
             assert_eq!(
                 rows(store, &hour(place)).await,
@@ -526,30 +538,43 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
                 "{place}"
             );
         }
+        // Its latest reading is its newest, in Prague, found there only.
+        let stamp = format!(r#""timestamp":"{DAY} 15:{newest:02}:00""#);
+        for place in [("country", "CZ"), ("bbox", "14,50,15,51")] {
+            let line = latest_at(place).await;
+            assert!(
+                line.as_deref()
+                    .is_some_and(|l| l.contains(&stamp) && l.contains(r#""loc_country":"CZ""#)),
+                "latest by {place:?}: {line:?}"
+            );
+        }
+        for place in [("country", "AT"), ("bbox", "16,48,17,49")] {
+            assert_eq!(latest_at(place).await, None, "latest by {place:?}");
+        }
     };
     for batch in [vienna(5, "10.00", "4.00"), prague(10, "20.00", "6.00")] {
         store.put_recent(vec![batch]).await.expect("put_recent");
     }
-    check("15.00", "5.00").await;
+    check("15.00", "5.00", 10).await;
     // Late and older than the newest: the hour stays in Prague.
     store
         .put_recent(vec![vienna(0, "30.00", "8.00")])
         .await
         .expect("put_recent");
-    check("20.00", "6.00").await;
+    check("20.00", "6.00", 10).await;
     // Newer, at the site the hour is already at.
     store
         .put_recent(vec![prague(15, "40.00", "2.00")])
         .await
         .expect("put_recent");
-    check("25.00", "5.00").await;
+    check("25.00", "5.00", 15).await;
     // Late again, after 15:15 (which the hour now knows as its newest):
     // the hour stays in Prague.
     store
         .put_recent(vec![vienna(12, "50.00", "5.00")])
         .await
         .expect("put_recent");
-    check("30.00", "5.00").await;
+    check("30.00", "5.00", 15).await;
 }
 
 /// Answers from a store's answer segments (see

@@ -155,6 +155,14 @@ struct Statements {
     /// Makes a 5-minute reading (written with its indices) its sensor's
     /// latest unless a newer one is stored.
     upsert_latest: String,
+    /// [`Statements::upsert_latest`] for a sensor that has not moved, with
+    /// the same parameters: its country and cell are conditions rather
+    /// than assignments, so SQLite leaves `latest_by_country` and
+    /// `latest_by_cell` untouched (as `readings`' `update_latest_in_place`
+    /// does for the daily series). Changes no row when the sensor is new,
+    /// has moved, has a newer reading or is unchanged: then the upsert
+    /// decides.
+    update_latest_in_place: String,
 }
 
 /// `?1 …` the 11 leading columns, then `?12` cell and `?13` samples.
@@ -237,6 +245,68 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .map(|(k, c)| format!("{c} IS NOT ?{}", k + 3))
         .collect::<Vec<_>>()
         .join(" OR ");
+    // A sensor's latest: the columns of a 5-minute reading with its
+    // indices, each bound at its place in this list; a row that changed
+    // takes the write's data version (see `crate::changes`), the
+    // parameter after the columns'.
+    let latest_writes = {
+        let columns: Vec<&str> = LEADING_COLUMNS
+            .iter()
+            .copied()
+            .chain(indices.iter().copied())
+            .chain(["cell", "samples"])
+            .chain(BASIS_COLUMNS)
+            .chain(QUALITY_COLUMNS.map(|(c, _)| c))
+            .collect();
+        let mark = |name: &str| {
+            let at = columns.iter().position(|c| *c == name);
+            format!("?{}", at.expect("a column of latest") + 1)
+        };
+        let marks: Vec<String> = columns.iter().map(|c| mark(c)).collect();
+        let version = columns.len() + 1;
+        let series = Resolution::FiveMin.name();
+        let changed = |stored: &dyn Fn(&str) -> String, sent: &dyn Fn(&str) -> String| {
+            columns
+                .iter()
+                .filter(|c| **c != "sensor_id")
+                .map(|c| format!("{} IS NOT {}", stored(c), sent(c)))
+                .chain(std::iter::once(format!(
+                    "{} IS NOT '{series}'",
+                    stored(LATEST_SERIES)
+                )))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let set = |skip: &[&str], sent: &dyn Fn(&str) -> String| {
+            columns
+                .iter()
+                .filter(|c| **c != "sensor_id" && !skip.contains(c))
+                .map(|c| format!("{c} = {}", sent(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let upsert = format!(
+            "INSERT INTO latest ({}, {LATEST_SERIES}, version) VALUES ({}, '{series}', ?{version})
+             ON CONFLICT (sensor_id) DO UPDATE SET {}, {LATEST_SERIES} = '{series}',
+                 version = ?{version}
+             WHERE excluded.ts >= latest.ts AND ({})",
+            columns.join(", "),
+            marks.join(", "),
+            set(&[], &|c| format!("excluded.{c}")),
+            changed(&|c| format!("latest.{c}"), &|c| format!("excluded.{c}"))
+        );
+        let in_place = format!(
+            "UPDATE latest SET {}, {LATEST_SERIES} = '{series}', version = ?{version}
+             WHERE sensor_id = {} AND loc_country = {} AND cell = {} AND ts <= {} AND ({})",
+            set(&["loc_country", "cell"], &|c| mark(c)),
+            mark("sensor_id"),
+            mark("loc_country"),
+            mark("cell"),
+            mark("ts"),
+            changed(&|c| c.to_owned(), &|c| mark(c))
+        );
+        (upsert, in_place)
+    };
     Statements {
         insert_recent: format!(
             "INSERT OR IGNORE INTO recent ({leading}, cell, samples, {quality}, {})
@@ -286,44 +356,8 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         set_recent_indices: format!(
             "UPDATE recent SET {set_derived} WHERE ts = ?1 AND sensor_id = ?2"
         ),
-        upsert_latest: {
-            let columns: Vec<&str> = LEADING_COLUMNS
-                .iter()
-                .copied()
-                .chain(indices.iter().copied())
-                .chain(["cell", "samples"])
-                .chain(BASIS_COLUMNS)
-                .chain(QUALITY_COLUMNS.map(|(c, _)| c))
-                .collect();
-            let marks: Vec<String> = (1..=columns.len()).map(|n| format!("?{n}")).collect();
-            let set: Vec<String> = columns
-                .iter()
-                .filter(|c| **c != "sensor_id")
-                .map(|c| format!("{c} = excluded.{c}"))
-                .collect();
-            // A row that changed takes the write's data version (see
-            // `crate::changes`), the parameter after the columns'.
-            let version = columns.len() + 1;
-            let changed: Vec<String> = columns
-                .iter()
-                .filter(|c| **c != "sensor_id")
-                .map(|c| format!("latest.{c} IS NOT excluded.{c}"))
-                .chain(std::iter::once(format!(
-                    "latest.{LATEST_SERIES} IS NOT excluded.{LATEST_SERIES}"
-                )))
-                .collect();
-            format!(
-                "INSERT INTO latest ({}, {LATEST_SERIES}, version) VALUES ({}, '{}', ?{version})
-                 ON CONFLICT (sensor_id) DO UPDATE SET {}, {LATEST_SERIES} = excluded.{LATEST_SERIES},
-                     version = ?{version}
-                 WHERE excluded.ts >= latest.ts AND ({})",
-                columns.join(", "),
-                marks.join(", "),
-                Resolution::FiveMin.name(),
-                set.join(", "),
-                changed.join(" OR ")
-            )
-        },
+        upsert_latest: latest_writes.0,
+        update_latest_in_place: latest_writes.1,
     }
 });
 
@@ -629,19 +663,24 @@ fn recompute_indices(
             }
         }
     }
-    let mut latest = tx.prepare_cached(&SQL.upsert_latest)?;
+    let mut in_place = tx.prepare_cached(&SQL.update_latest_in_place)?;
+    let mut upsert = tx.prepare_cached(&SQL.upsert_latest)?;
     for (r, indices, basis) in newest.into_values() {
-        bind_leading(&mut latest, r)?;
-        // The indices after the leading columns, then cell and samples.
-        let at = bind_indices(&mut latest, LEADING_COLUMNS.len() + 1, indices)?;
-        latest.raw_bind_parameter(at, cell_of_text(&r.loc_lat, &r.loc_long))?;
-        latest.raw_bind_parameter(at + 1, r.samples)?;
-        bind_basis(&mut latest, at + 2, basis)?;
-        let at = at + 2 + BASIS_COLUMNS.len();
-        bind_quality(&mut latest, at, r)?;
-        latest.raw_bind_parameter(at + QUALITY_COLUMNS.len(), version)?;
-        // A row is written (and stamped) only when it changes.
-        changed |= latest.raw_execute()? == 1;
+        // Each writes (and stamps) only a row it changes: the usual case,
+        // in place; a new or moved sensor, or no change, the upsert.
+        let write = |stmt: &mut Statement<'_>| -> Result<bool, DbError> {
+            bind_leading(stmt, r)?;
+            // The indices after the leading columns, then cell and samples.
+            let at = bind_indices(stmt, LEADING_COLUMNS.len() + 1, indices)?;
+            stmt.raw_bind_parameter(at, cell_of_text(&r.loc_lat, &r.loc_long))?;
+            stmt.raw_bind_parameter(at + 1, r.samples)?;
+            bind_basis(stmt, at + 2, basis)?;
+            let at = at + 2 + BASIS_COLUMNS.len();
+            bind_quality(stmt, at, r)?;
+            stmt.raw_bind_parameter(at + QUALITY_COLUMNS.len(), version)?;
+            Ok(stmt.raw_execute()? == 1)
+        };
+        changed |= write(&mut in_place)? || write(&mut upsert)?;
     }
     crate::changes::commit_version(tx, version, changed)?;
     Ok(days)
@@ -740,4 +779,41 @@ pub(crate) fn prune(
         crate::segments::forget_before(&mut *db.conn()?, &folder, resolution, cut)?;
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both writes of `latest` bind the same parameters; the in-place one
+    /// keeps country and cell as conditions (no index entry rewritten).
+    #[test]
+    fn a_latest_update_in_place_leaves_country_and_cell() {
+        // 11 leading columns, 3 indices, then cell ?15, samples ?16, the
+        // basis ?17–?20, the quality ?21–?23 and the version ?24.
+        assert_eq!(Index::COUNT, 3);
+        let in_place = &SQL.update_latest_in_place;
+        assert!(
+            in_place
+                .contains("WHERE sensor_id = ?3 AND loc_country = ?6 AND cell = ?15 AND ts <= ?2"),
+            "{in_place}"
+        );
+        assert!(!in_place.contains("loc_country = ?6,"), "{in_place}");
+        assert!(!in_place.contains("cell = ?15,"), "{in_place}");
+        assert!(
+            in_place.contains("samples = ?16, nowcast_pm25 = ?17"),
+            "{in_place}"
+        );
+        assert!(in_place.contains("version = ?24"), "{in_place}");
+        assert!(
+            SQL.upsert_latest.contains("?23, '5min', ?24)"),
+            "{}",
+            SQL.upsert_latest
+        );
+        assert!(
+            SQL.upsert_latest
+                .contains("loc_country = excluded.loc_country"),
+            "a moved sensor's country is written"
+        );
+    }
 }
