@@ -9,10 +9,11 @@
 # bounded by --duration and --drain, perf by SECONDS.
 #
 # The release profile has no frame pointers, so perf unwinds with DWARF
-# (the line tables are kept: `debug = "line-tables-only"`).
+# (the binaries' .eh_frame; `debug = "line-tables-only"` names the lines).
 #
 # Usage: loadtest/profile_mix.sh   (needs target/bench/store-*.db from loadtest/bench.sh)
-# Env: AIRQ_PM_RATE (1000), AIRQ_PM_SECONDS (20), AIRQ_PM_FREQ (99), AIRQ_PM_OUT (target/profile-mix).
+# Env: AIRQ_PM_RATE (1000), AIRQ_PM_SECONDS (20), AIRQ_PM_FREQ (99),
+#      AIRQ_PM_STORE (target/bench/store-30d-15000s.db), AIRQ_PM_OUT (target/profile-mix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${AIRQ_PM_OUT:-target/profile-mix}"
@@ -29,13 +30,20 @@ cargo build --release --bins --quiet
 bin=target/release
 . loadtest/stack.sh
 mkdir -p "$out"
-trap stop_stack EXIT
-rm -rf "$out/run.db" "$out/run.db-bodies" "$out/run.db-wal" "$out/run.db-shm"
+load="" perf_gateway="" perf_worker=""
+# On any exit (Ctrl-C too): the generator and perf are background jobs,
+# which ignore the interrupt, so they are stopped here.
+finish() {
+    for pid in $load $perf_gateway $perf_worker; do kill -INT "$pid" 2>/dev/null || true; done
+    stop_stack
+}
+trap finish EXIT
+rm -rf "$out/run.db" "$out/run.db-bodies" "$out/run.db-wal" "$out/run.db-shm" "$out"/*.data "$out"/*.data.old "$out/run.json"
 copy_store "$store" "$out"
 key=$("$bin/airq-deploy" keys create --db "$out/run.db" --name bench --tier unlimited 2>/dev/null)
 start_stack "$out"
-gateway=$(pgrep -P "$stack" -x airq-gateway | head -1)
-workers=$(pgrep -P "$stack" -x airq-worker | paste -sd, -)
+gateway=$(pgrep -P "$stack" -x airq-gateway | head -1 || true)
+workers=$(pgrep -P "$stack" -x airq-worker | paste -sd, - || true)
 [ -n "$gateway" ] && [ -n "$workers" ] || { echo "no gateway or worker under the stack" >&2; exit 1; }
 "$bin/airq-loadtest" "$url" --api-key "$key" --no-progress --query random --seed 1 \
     --rate "$rate" --duration "$((seconds + 10))s" --drain 30s --json "$out/run.json" \
@@ -46,11 +54,18 @@ perf record -F "$freq" --call-graph dwarf,16384 -o "$out/gateway.data" -p "$gate
 perf_gateway=$!
 perf record -F "$freq" --call-graph dwarf,16384 -o "$out/worker.data" -p "$workers" -- sleep "$seconds" 2>"$out/perf-worker.log" &
 perf_worker=$!
-wait "$perf_gateway" "$perf_worker" || true
-wait "$load" || true
-stop_stack
 for who in gateway worker; do
-    perf script -i "$out/$who.data" 2>/dev/null | inferno-collapse-perf >"$out/$who.folded"
+    pid=perf_$who
+    wait "${!pid}" || { echo "perf on the $who failed:" >&2; cat "$out/perf-$who.log" >&2; exit 1; }
+done
+perf_gateway="" perf_worker=""
+wait "$load" || echo "airq-loadtest exited with $?: see $out/loadtest.out" >&2
+load=""
+stop_stack
+[ -f "$out/run.json" ] || { echo "no $out/run.json: the load run did not finish" >&2; exit 1; }
+for who in gateway worker; do
+    perf script -i "$out/$who.data" 2>"$out/script-$who.log" | inferno-collapse-perf >"$out/$who.folded" ||
+        { echo "folding the $who's samples failed: see $out/script-$who.log" >&2; exit 1; }
     # Frames narrower than 0.25 % of the samples are left out (a readable,
     # committable file; the folded stacks keep everything).
     inferno-flamegraph --minwidth 0.25 --title "airq-$who, random mix at $rate/s" \

@@ -83,6 +83,7 @@ pub async fn run_all(store: &dyn ReadingStore) {
     retention_deletes_old_readings_only(store).await;
     five_minute_readings_keep_their_flags_and_air(store).await;
     an_hour_is_at_its_newest_readings_site(store).await;
+    latest_moves_within_a_country(store).await;
 }
 
 /// Sensor 1: one hour of 12 values and one value of the next hour.
@@ -512,17 +513,6 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
             ",{DAY} 15:00:00,9,SDS011,109,CZ,50.075,14.437,34,{p1},{p2},,"
         )]
     };
-    // Sensor 9's line in the `latest` answer for a place, if any.
-    let latest_at = |place: (&'static str, &'static str)| async move {
-        let query = LatestQuery::from_pairs([place, ("format", "ndjson")]).expect("a latest query");
-        let (bytes, _) = render(store.latest_answer(&query), 1 << 20)
-            .await
-            .expect("latest");
-        let text = String::from_utf8(bytes).expect("UTF-8");
-        text.lines()
-            .find(|l| l.contains(r#""sensor_id":9,"#))
-            .map(str::to_owned)
-    };
     let check = |p1: &'static str, p2: &'static str, newest: u32| async move {
         for place in [r#""country":"CZ""#, r#""bbox":[14,50,15,51]"#] {
             assert_eq!(
@@ -541,7 +531,7 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
         // Its latest reading is its newest, in Prague, found there only.
         let stamp = format!(r#""timestamp":"{DAY} 15:{newest:02}:00""#);
         for place in [("country", "CZ"), ("bbox", "14,50,15,51")] {
-            let line = latest_at(place).await;
+            let line = latest_line(store, place, 9).await;
             assert!(
                 line.as_deref()
                     .is_some_and(|l| l.contains(&stamp) && l.contains(r#""loc_country":"CZ""#)),
@@ -549,7 +539,11 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
             );
         }
         for place in [("country", "AT"), ("bbox", "16,48,17,49")] {
-            assert_eq!(latest_at(place).await, None, "latest by {place:?}");
+            assert_eq!(
+                latest_line(store, place, 9).await,
+                None,
+                "latest by {place:?}"
+            );
         }
     };
     for batch in [vienna(5, "10.00", "4.00"), prague(10, "20.00", "6.00")] {
@@ -575,6 +569,68 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
         .await
         .expect("put_recent");
     check("30.00", "5.00", 15).await;
+}
+
+/// A sensor's line in the NDJSON `latest` answer for a place, if any.
+async fn latest_line(store: &dyn ReadingStore, place: (&str, &str), sensor: u64) -> Option<String> {
+    let query = LatestQuery::from_pairs([place, ("format", "ndjson")]).expect("a latest query");
+    let (bytes, _) = render(store.latest_answer(&query), 1 << 20)
+        .await
+        .expect("latest");
+    let text = String::from_utf8(bytes).expect("UTF-8");
+    let key = format!(r#""sensor_id":{sensor},"#);
+    text.lines().find(|l| l.contains(&key)).map(str::to_owned)
+}
+
+/// Sensor 12's `latest` at the same site and after a move within its
+/// country (same country, another cell): a late reading at the site of
+/// the latest does not replace it, and a newer one from another cell
+/// moves it there.
+async fn latest_moves_within_a_country(store: &dyn ReadingStore) {
+    let reading = |minute: u32, p1: &str, (lat, long): (&str, &str)| {
+        let mut r = five_min(12, at(16, minute), Some(p1), Some("5.00"));
+        r.loc_country = "CZ".into();
+        r.loc_lat = lat.into();
+        r.loc_long = long.into();
+        r
+    };
+    let (prague, brno) = (("50.075", "14.437"), ("49.195", "16.608"));
+    let (in_prague, in_brno) = (("bbox", "14,50,15,51"), ("bbox", "16,49,17,50"));
+    // The reading at `minute` with its P1, as NDJSON writes them.
+    let check = |place: (&'static str, &'static str), expected: Option<(u32, &'static str)>| async move {
+        let line = latest_line(store, place, 12).await;
+        match expected {
+            Some((minute, p1)) => {
+                let stamp = format!(r#""timestamp":"{DAY} 16:{minute:02}:00","sensor_id":12,"#);
+                let value = format!(r#""P1":{p1},"#);
+                assert!(
+                    line.as_deref()
+                        .is_some_and(|l| l.contains(&stamp) && l.contains(&value)),
+                    "latest by {place:?}: {line:?}, expected {stamp} and {value}"
+                );
+            }
+            None => assert_eq!(line, None, "latest by {place:?}"),
+        }
+    };
+    store
+        .put_recent(vec![reading(20, "30.00", prague)])
+        .await
+        .expect("put_recent");
+    check(in_prague, Some((20, "30.00"))).await;
+    // Late, at the same site: the latest stays.
+    store
+        .put_recent(vec![reading(5, "10.00", prague)])
+        .await
+        .expect("put_recent");
+    check(in_prague, Some((20, "30.00"))).await;
+    // Newer, from another cell of the same country: the latest moves.
+    store
+        .put_recent(vec![reading(25, "40.00", brno)])
+        .await
+        .expect("put_recent");
+    check(in_brno, Some((25, "40.00"))).await;
+    check(("country", "CZ"), Some((25, "40.00"))).await;
+    check(in_prague, None).await;
 }
 
 /// Answers from a store's answer segments (see
