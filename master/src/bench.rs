@@ -153,6 +153,8 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let path = dir.join(format!("airq-bench-live-{}.db", std::process::id()));
     remove_db(&path);
+    // Declared before the store, so dropped after it.
+    let _scratch = Scratch(path.clone());
     let store = open_embedded(&path).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, Feed)>(2);
     let producer = match files {
@@ -237,10 +239,7 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
         .await
         .context("the feed producer failed")
         .and_then(|p| p);
-    if let Err(e) = ingested.and(produced) {
-        remove_db(&path);
-        return Err(e);
-    }
+    ingested.and(produced)?;
     let total = started.elapsed();
     let db_bytes = db_size(&path);
     let feeds = secs.len();
@@ -271,13 +270,7 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(first) = first {
         let before = Timestamp(first + (last - first) / 2);
         let prune = Instant::now();
-        let deleted = match store.prune(Resolution::FiveMin, before).await {
-            Ok(deleted) => deleted,
-            Err(e) => {
-                remove_db(&path);
-                return Err(e.into());
-            }
-        };
+        let deleted = store.prune(Resolution::FiveMin, before).await?;
         let took = prune.elapsed();
         let batches = deleted.div_ceil(PRUNE_BATCH as u64).max(1);
         println!(
@@ -289,8 +282,17 @@ async fn run_live(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(kib) = peak_rss_kib() {
         println!("peak RSS:   {} MiB", kib >> 10);
     }
-    remove_db(&path);
     Ok(())
+}
+
+/// A benchmark's database, removed with its sidecar files when this is
+/// dropped: at the end of the run and on any error on the way.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove_db(&self.0);
+    }
 }
 
 async fn open_embedded(path: &Path) -> anyhow::Result<Arc<dyn ReadingStore>> {
