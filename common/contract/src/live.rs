@@ -514,36 +514,25 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
         )]
     };
     let check = |p1: &'static str, p2: &'static str, newest: u32| async move {
-        for place in [r#""country":"CZ""#, r#""bbox":[14,50,15,51]"#] {
-            assert_eq!(
-                rows(store, &hour(place)).await,
+        for (places, expected) in [
+            (
+                [r#""country":"CZ""#, r#""bbox":[14,50,15,51]"#],
                 in_prague(p1, p2),
-                "{place}"
-            );
-        }
-        for place in [r#""country":"AT""#, r#""bbox":[16,48,17,49]"#] {
-            assert_eq!(
-                rows(store, &hour(place)).await,
-                Vec::<String>::new(),
-                "{place}"
-            );
+            ),
+            ([r#""country":"AT""#, r#""bbox":[16,48,17,49]"#], Vec::new()),
+        ] {
+            for place in places {
+                assert_eq!(rows(store, &hour(place)).await, expected, "{place}");
+            }
         }
         // Its latest reading is its newest, in Prague, found there only.
         let stamp = format!(r#""timestamp":"{DAY} 15:{newest:02}:00""#);
+        let in_prague = [stamp.as_str(), r#""loc_country":"CZ""#];
         for place in [("country", "CZ"), ("bbox", "14,50,15,51")] {
-            let line = latest_line(store, place, 9).await;
-            assert!(
-                line.as_deref()
-                    .is_some_and(|l| l.contains(&stamp) && l.contains(r#""loc_country":"CZ""#)),
-                "latest by {place:?}: {line:?}"
-            );
+            assert_latest(store, place, 9, Some(&in_prague)).await;
         }
         for place in [("country", "AT"), ("bbox", "16,48,17,49")] {
-            assert_eq!(
-                latest_line(store, place, 9).await,
-                None,
-                "latest by {place:?}"
-            );
+            assert_latest(store, place, 9, None).await;
         }
     };
     for batch in [vienna(5, "10.00", "4.00"), prague(10, "20.00", "6.00")] {
@@ -571,15 +560,28 @@ async fn an_hour_is_at_its_newest_readings_site(store: &dyn ReadingStore) {
     check("30.00", "5.00", 15).await;
 }
 
-/// A sensor's line in the NDJSON `latest` answer for a place, if any.
-async fn latest_line(store: &dyn ReadingStore, place: (&str, &str), sensor: u64) -> Option<String> {
+/// Checks a sensor's line in the NDJSON `latest` answer for a place: it
+/// holds every one of `parts`, or (`None`) the sensor is not in the answer.
+async fn assert_latest(
+    store: &dyn ReadingStore,
+    place: (&str, &str),
+    sensor: u64,
+    parts: Option<&[&str]>,
+) {
     let query = LatestQuery::from_pairs([place, ("format", "ndjson")]).expect("a latest query");
     let (bytes, _) = render(store.latest_answer(&query), 1 << 20)
         .await
         .expect("latest");
     let text = String::from_utf8(bytes).expect("UTF-8");
     let key = format!(r#""sensor_id":{sensor},"#);
-    text.lines().find(|l| l.contains(&key)).map(str::to_owned)
+    let line = text.lines().find(|l| l.contains(&key));
+    match parts {
+        Some(parts) => assert!(
+            line.is_some_and(|l| parts.iter().all(|p| l.contains(p))),
+            "latest of sensor {sensor} by {place:?}: {line:?}, expected {parts:?}"
+        ),
+        None => assert_eq!(line, None, "latest of sensor {sensor} by {place:?}"),
+    }
 }
 
 /// Sensor 12's `latest` at the same site and after a move within its
@@ -598,18 +600,13 @@ async fn latest_moves_within_a_country(store: &dyn ReadingStore) {
     let (in_prague, in_brno) = (("bbox", "14,50,15,51"), ("bbox", "16,49,17,50"));
     // The reading at `minute` with its P1, as NDJSON writes them.
     let check = |place: (&'static str, &'static str), expected: Option<(u32, &'static str)>| async move {
-        let line = latest_line(store, place, 12).await;
         match expected {
             Some((minute, p1)) => {
                 let stamp = format!(r#""timestamp":"{DAY} 16:{minute:02}:00","sensor_id":12,"#);
                 let value = format!(r#""P1":{p1},"#);
-                assert!(
-                    line.as_deref()
-                        .is_some_and(|l| l.contains(&stamp) && l.contains(&value)),
-                    "latest by {place:?}: {line:?}, expected {stamp} and {value}"
-                );
+                assert_latest(store, place, 12, Some(&[&stamp, &value])).await;
             }
-            None => assert_eq!(line, None, "latest by {place:?}"),
+            None => assert_latest(store, place, 12, None).await,
         }
     };
     store
