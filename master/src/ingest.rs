@@ -305,11 +305,11 @@ async fn process_with(
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
     // The daily and 5-minute series keep quality flags
-    // (`quality::SERIES`): the feed is read twice, first for what they
+    // (`quality::ASSESSED`): the feed is read twice, first for what they
     // need of the whole feed and of the sensors' stored readings just
     // before it, then to store each reading with them.
     let (document, assessment) = match series {
-        s if quality::SERIES.contains(&s) => {
+        s if quality::ASSESSED.contains(&s) => {
             let (document, surveyed) = tokio::task::spawn_blocking(move || {
                 let mut document = document;
                 let surveyed = survey(&mut document, series, now);

@@ -46,6 +46,26 @@ fn hour_of(sensor: u64, hour: u32, n: u32, p1: Option<&str>, p2: Option<&str>) -
         .collect()
 }
 
+/// `r` at a site (country, latitude, longitude) with the flags and the
+/// air (humidity, temperature; empty text for none) ingestion found.
+fn assessed(
+    mut r: Reading,
+    (country, lat, long): (&str, &str, &str),
+    flags: &[airq_core::quality::Flag],
+    air: (&str, &str),
+) -> Reading {
+    r.loc_country = country.into();
+    r.loc_lat = lat.into();
+    r.loc_long = long.into();
+    r.flags = airq_core::quality::Flags::of(flags);
+    let text = |t: &str| (!t.is_empty()).then(|| t.to_owned());
+    r.air = airq_core::air::Air {
+        humidity: text(air.0),
+        temperature: text(air.1),
+    };
+    r
+}
+
 fn query(json: &str) -> Query {
     Query::from_json(json.as_bytes(), &QueryLimits::default()).expect("a valid query")
 }
@@ -82,6 +102,7 @@ pub async fn run_all(store: &dyn ReadingStore) {
     five_minute_readings_carry_their_hours_indices(store).await;
     retention_deletes_old_readings_only(store).await;
     five_minute_readings_keep_their_flags_and_air(store).await;
+    hours_take_their_readings_flags_and_air(store).await;
     an_hour_is_at_its_newest_readings_site(store).await;
     latest_moves_within_a_country(store).await;
 }
@@ -375,20 +396,10 @@ async fn retention_deletes_old_readings_only(store: &dyn ReadingStore) {
 /// one. Their hour holds 2 of its 12 values: invalid, so no NowCast, and
 /// `AQI` and `Range` are empty.
 async fn five_minute_readings_keep_their_flags_and_air(store: &dyn ReadingStore) {
-    use airq_core::air::Air;
     use airq_core::quality::{Flag, Flags};
     let vienna = |sensor: u64, minute: u32, p1: &str, flags: &[Flag], air: (&str, &str)| {
-        let mut r = five_min(sensor, at(13, minute), Some(p1), Some("5.00"));
-        r.loc_country = "AT".into();
-        r.loc_lat = "48.208".into();
-        r.loc_long = "16.373".into();
-        r.flags = Flags::of(flags);
-        let text = |t: &str| (!t.is_empty()).then(|| t.to_owned());
-        r.air = Air {
-            humidity: text(air.0),
-            temperature: text(air.1),
-        };
-        r
+        let r = five_min(sensor, at(13, minute), Some(p1), Some("5.00"));
+        assessed(r, ("AT", "48.208", "16.373"), flags, air)
     };
     let humid = vienna(7, 0, "10.00", &[Flag::Humid], ("96.50", "-1.20"));
     let clean = vienna(7, 5, "11.00", &[], ("80.00", "2.00"));
@@ -477,6 +488,141 @@ async fn five_minute_readings_keep_their_flags_and_air(store: &dyn ReadingStore)
         "sensors 7 and 8 (beside the others' hour)"
     );
     assert_eq!(history, queried);
+}
+
+/// Sensors 30–32 in Warsaw, hour 17: each hour's flags and air from its
+/// 5-minute readings (`airq_core::quality`'s rules for an hour): `indoor`,
+/// `stuck`, `moved` and `outlier` when any reading carries it;
+/// `pm25_above_pm10` on the means; `humid` and `no_humidity` on the mean
+/// of the readings' humidities, which with their temperatures' is the
+/// hour's air. A replaced reading's flags and air are taken back.
+async fn hours_take_their_readings_flags_and_air(store: &dyn ReadingStore) {
+    use airq_core::air::Air;
+    use airq_core::quality::{Flag, Flags};
+    let warsaw = |sensor: u64, minute: u32, p: (&str, &str), flags: &[Flag], air: (&str, &str)| {
+        let r = five_min(sensor, at(17, minute), Some(p.0), Some(p.1));
+        assessed(r, ("PL", "52.230", "21.011"), flags, air)
+    };
+    let p = ("20.00", "10.00");
+    let first = warsaw(30, 0, p, &[Flag::Indoor, Flag::Humid], ("96.00", "10.00"));
+    let second = warsaw(30, 5, p, &[Flag::Indoor], ("94.00", "-2.00"));
+    let third = warsaw(30, 10, p, &[Flag::Stuck, Flag::NoHumidity], ("", ""));
+    // Each P2 of sensor 31 above its P1 once; the means are not.
+    let dry = [
+        warsaw(
+            31,
+            0,
+            ("5.00", "8.00"),
+            &[Flag::Pm25AbovePm10, Flag::NoHumidity],
+            ("", ""),
+        ),
+        warsaw(
+            31,
+            5,
+            ("9.00", "6.00"),
+            &[Flag::NoHumidity, Flag::Outlier],
+            ("", ""),
+        ),
+    ];
+    let clean = warsaw(
+        32,
+        0,
+        ("3.00", "4.00"),
+        &[Flag::Pm25AbovePm10],
+        ("50.00", ""),
+    );
+    let mut batch = vec![first.clone(), second.clone(), third];
+    batch.extend(dry);
+    batch.push(clean);
+    store.put_recent(batch).await.expect("put_recent");
+    let q = |quality: &str, format: &str| {
+        format!(
+            r#"{{"startDate":"{DAY} 17:00:00","endDate":"{DAY} 17:59:59","resolution":"hour","country":"PL","quality":{quality},"format":"{format}"}}"#
+        )
+    };
+    let site = |sensor: u64| format!("SDS011,{},PL,52.230,21.011,34", sensor + 100);
+    let row = |sensor: u64, means: &str, flags: &str| {
+        format!(
+            ",{DAY} 17:00:00,{sensor},{},{means},,,{flags}",
+            site(sensor)
+        )
+    };
+    // 30: indoor (twice) and stuck (once) inherited; humidity (96.00 +
+    // 94.00) / 2 = 95.00, at least 95: humid; temperature (10.00 − 2.00)
+    // / 2 = 4.00. 31: P1 (5 + 9) / 2 = 7.00 ≥ P2 (8 + 6) / 2 = 7.00, so
+    // not pm25_above_pm10; outlier inherited; no humidity. 32: P2 4.00
+    // above P1 3.00 on its one-value means; humidity 50.00.
+    assert_eq!(
+        rows(store, &q(r#""all""#, "csv")).await,
+        vec![
+            row(30, "20.00,10.00", "indoor humid stuck"),
+            row(31, "7.00,7.00", "no_humidity outlier"),
+            row(32, "3.00,4.00", "pm25_above_pm10"),
+        ],
+        "the hours' flags"
+    );
+    let ndjson = answer(store, &q(r#""all""#, "ndjson")).await;
+    let lines: Vec<&str> = ndjson.lines().collect();
+    assert_eq!(lines.len(), 3, "{ndjson}");
+    for (line, air) in lines.iter().zip([
+        r#""humidity":95.00,"temperature":4.00"#,
+        r#""humidity":null,"temperature":null"#,
+        r#""humidity":50.00,"temperature":null"#,
+    ]) {
+        assert!(line.contains(air), "{air} in {line}");
+    }
+    assert!(
+        lines[0].contains(r#""flags":["indoor","humid","stuck"]"#),
+        "{}",
+        lines[0]
+    );
+    // The filter reads the hours' flags: without `stuck`, 31 and 32;
+    // `no-flags`, none.
+    let kept = rows(store, &q(r#"["stuck"]"#, "csv")).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept[0].contains(",31,") && kept[1].contains(",32,"),
+        "{kept:?}"
+    );
+    assert!(rows(store, &q(r#""no-flags""#, "csv")).await.is_empty());
+
+    // 30's first reading sent again, outdoors and drier: humidity
+    // (90.00 + 94.00) / 2 = 92.00, not humid; still indoor (the second);
+    // temperature (10.00 − 2.00) / 2 = 4.00. Then the second, outdoors
+    // with no air: humidity 90.00, temperature 10.00, stuck only.
+    let mut outdoors = first;
+    outdoors.flags = Flags::NONE;
+    outdoors.air.humidity = Some("90.00".into());
+    let mut second = second;
+    second.flags = Flags::NONE;
+    second.air = Air::default();
+    for (again, flags, air) in [
+        (
+            outdoors,
+            "indoor stuck",
+            r#""humidity":92.00,"temperature":4.00"#,
+        ),
+        (second, "stuck", r#""humidity":90.00,"temperature":10.00"#),
+    ] {
+        store.put_recent(vec![again]).await.expect("put_recent");
+        let hours = rows(store, &q(r#""all""#, "csv")).await;
+        let hour_30 = hours.into_iter().find(|r| r.contains(",30,"));
+        assert_eq!(hour_30, Some(row(30, "20.00,10.00", flags)));
+        let ndjson = answer(store, &q(r#""all""#, "ndjson")).await;
+        assert!(ndjson.contains(air), "{air} in {ndjson}");
+    }
+    // An aggregate of the hours counts what the filter left out: 30's
+    // hour, stuck.
+    let by_country = q(r#"["stuck"]"#, "ndjson").replace(
+        r#","format""#,
+        r#","aggregate":{"period":"hour","by":"country"},"format""#,
+    );
+    let aggregate = answer(store, &by_country).await;
+    assert_eq!(aggregate.lines().count(), 1, "{aggregate}");
+    assert!(
+        aggregate.contains(r#""removed":1,"removed_stuck":1"#),
+        "{aggregate}"
+    );
 }
 
 /// Sensor 9 moves from Vienna to Prague within hour 15, one feed at a

@@ -143,7 +143,7 @@ impl Stations {
 /// temperatures, each over the measurements that had one, rounded to
 /// hundredths like the backfill's means of P1 and P2
 /// ([`crate::mean`]).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AirMean {
     humidity: crate::mean::ExactSum,
     temperature: crate::mean::SignedSum,
@@ -164,6 +164,32 @@ impl AirMean {
             added |= self.temperature.add_text(t);
         }
         added
+    }
+
+    /// Takes back what [`AirMean::add`] added of the same texts (a
+    /// replaced reading's air).
+    pub fn remove(&mut self, humidity_text: Option<&str>, temperature_text: Option<&str>) {
+        if let Some(h) = humidity_text.filter(|t| humidity(t)) {
+            self.humidity.remove(crate::mean::value_of(Some(h)));
+        }
+        if let Some(t) = temperature_text.filter(|t| temperature(t)) {
+            self.temperature.remove_text(t);
+        }
+    }
+
+    /// The sums, for keeping them: the humidities', then the positive
+    /// and the negative temperatures'.
+    pub fn parts(&self) -> [crate::mean::ExactSum; 3] {
+        let [positive, negative] = self.temperature.parts();
+        [self.humidity, positive, negative]
+    }
+
+    /// A mean kept elsewhere, from [`AirMean::parts`].
+    pub fn from_parts([humidity, positive, negative]: [crate::mean::ExactSum; 3]) -> AirMean {
+        AirMean {
+            humidity,
+            temperature: crate::mean::SignedSum::from_parts([positive, negative]),
+        }
     }
 
     /// The mean air; empty when nothing was measured.

@@ -134,18 +134,51 @@ impl SignedSum {
     /// Adds a value written as a plain decimal with an optional leading
     /// `-`; other text is no value and is not counted (false).
     pub fn add_text(&mut self, text: &str) -> bool {
+        match self.part(text) {
+            Some((sum, nano)) => {
+                sum.nano += nano;
+                sum.n += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes back a value [`SignedSum::add_text`] added (a replaced
+    /// reading's); other text changes nothing (false).
+    pub fn remove_text(&mut self, text: &str) -> bool {
+        match self.part(text) {
+            Some((sum, nano)) => {
+                sum.nano = sum.nano.saturating_sub(nano);
+                sum.n = sum.n.saturating_sub(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The sum a value's text goes to and its magnitude in nano-units;
+    /// `None` for text that is no plain decimal.
+    fn part(&mut self, text: &str) -> Option<(&mut ExactSum, u128)> {
         let (sum, magnitude) = match text.strip_prefix('-') {
             Some(m) => (&mut self.negative, m),
             None => (&mut self.positive, text),
         };
         let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         let (whole, fraction) = magnitude.split_once('.').unwrap_or((magnitude, "0"));
-        if !(plain(whole) && whole.len() <= 20 && plain(fraction)) {
-            return false;
-        }
-        sum.nano += nano_units(magnitude, 0.0);
-        sum.n += 1;
-        true
+        (plain(whole) && whole.len() <= 20 && plain(fraction))
+            .then(|| (sum, nano_units(magnitude, 0.0)))
+    }
+
+    /// The sums of the positive and of the negative values, for keeping
+    /// them ([`ExactSum::parts`] each).
+    pub fn parts(self) -> [ExactSum; 2] {
+        [self.positive, self.negative]
+    }
+
+    /// A sum kept elsewhere, from [`SignedSum::parts`].
+    pub fn from_parts([positive, negative]: [ExactSum; 2]) -> SignedSum {
+        SignedSum { positive, negative }
     }
 
     pub fn count(self) -> u64 {

@@ -30,23 +30,38 @@
 //!   a P1 or P2 whose modified z-score exceeds [`OUTLIER_Z`] (Iglewicz and
 //!   Hoaglin: see [`outliers`]).
 //!
+//! The hourly means are not assessed themselves: an hour takes its flags
+//! from the 5-minute readings it averages ([`HourQuality`]): `indoor`,
+//! `stuck`, `moved` and `outlier` when any of them carries it
+//! ([`INHERITED`]); `pm25_above_pm10` on the hour's means; `humid` and
+//! `no_humidity` on the mean of its readings' humidities, which with the
+//! mean of their temperatures is the hour's air.
+//!
 //! `stuck` and `moved` read the sensor's readings in the feed and those
 //! stored in the [`stuck_run`] steps before its first reading of the feed
 //! ([`Survey::history`]): consecutive readings are consecutive in that
 //! sequence, whatever the time between them; a reading stored later than
 //! the feed (a late day ingested after the next) does not change them.
 
-use crate::air::{Measured, Stations};
+use crate::air::{Air, AirMean, Measured, Stations};
 use crate::reading::Reading;
 use crate::resolution::Resolution;
 use std::collections::HashMap;
 use std::fmt;
 
-/// The series whose readings are assessed and keep their flags and air:
-/// the daily one (nightly feed, backfilled daily means) and the 5-minute
-/// one (the live feed). The hourly means keep none yet; a query of
-/// another series takes no `quality` filter.
-pub const SERIES: [Resolution; 2] = [Resolution::Day, Resolution::FiveMin];
+/// The series whose readings ingestion assesses: the daily one (nightly
+/// feed, backfilled daily means) and the 5-minute one (the live feed).
+pub const ASSESSED: [Resolution; 2] = [Resolution::Day, Resolution::FiveMin];
+
+/// The series whose readings keep flags and air, which a query's
+/// `quality` filter reads: the assessed ones and the hourly means, which
+/// take theirs from their 5-minute readings ([`HourQuality`]).
+pub const SERIES: [Resolution; 3] = [Resolution::Day, Resolution::Hour, Resolution::FiveMin];
+
+/// The flags an hourly mean takes from the 5-minute readings it averages:
+/// it carries one when any of them does, as its mean holds that
+/// reading's value. The others are judged on the hour ([`HourQuality`]).
+pub const INHERITED: [Flag; 4] = [Flag::Indoor, Flag::Stuck, Flag::Moved, Flag::Outlier];
 
 /// One quality flag. The discriminant is the flag's bit in [`Flags`]:
 /// stored, so a flag keeps its number for ever (new flags take new ones).
@@ -90,26 +105,33 @@ impl Flag {
     /// the numbers of the constants below.
     pub fn rule(self) -> String {
         match self {
-            Flag::Indoor => "the feed says the sensor is indoors".into(),
-            Flag::Pm25AbovePm10 => "PM2.5 is above PM10, which cannot be".into(),
-            Flag::Humid => format!("relative humidity at the station is at least {HUMID_RH} %"),
-            Flag::NoHumidity => "no humidity was measured at the station in the period".into(),
+            Flag::Indoor => format!("the feed says the sensor is indoors{INHERITS}"),
+            Flag::Pm25AbovePm10 => {
+                "PM2.5 is above PM10, which cannot be (an hour: its means)".into()
+            }
+            Flag::Humid => format!(
+                "relative humidity at the station is at least {HUMID_RH} % (an hour: the \
+                 mean of its readings')"
+            ),
+            Flag::NoHumidity => {
+                "no humidity was measured at the station in the period (an hour: for none of \
+                 its readings)"
+                    .into()
+            }
             Flag::Stuck => format!(
-                "the same P1 and P2 for {} five-minute, {} hourly or {} daily readings in a row",
+                "the same P1 and P2 for {} five-minute or {} daily readings in a row{INHERITS}",
                 stuck_run(Resolution::FiveMin),
-                stuck_run(Resolution::Hour),
                 stuck_run(Resolution::Day)
             ),
             Flag::Moved => format!(
                 "more than {MOVED_METRES} m from the sensor's previous reading, when that is \
-                 at most {} five-minute, {} hourly or {} daily steps older",
+                 at most {} five-minute or {} daily steps older{INHERITS}",
                 stuck_run(Resolution::FiveMin),
-                stuck_run(Resolution::Hour),
                 stuck_run(Resolution::Day)
             ),
             Flag::Outlier => format!(
                 "modified z-score above {OUTLIER_Z} among the readings of its {}° cell and \
-                 period ({OUTLIER_MIN_READINGS} or more)",
+                 period ({OUTLIER_MIN_READINGS} or more){INHERITS}",
                 crate::place::CELL_DEGREES
             ),
         }
@@ -303,14 +325,19 @@ pub fn humid(rh: f64) -> bool {
     rh >= HUMID_RH
 }
 
+/// How [`Flag::rule`] says that an hourly mean takes an [`INHERITED`]
+/// flag.
+const INHERITS: &str = "; an hour when any of its 5-minute readings is";
+
 /// The run of equal readings from which a reading of `series` is `stuck`:
-/// an hour of identical 5-minute means (12), six identical hourly means,
-/// three identical daily means. The feed sends two decimals, so a working
-/// sensor repeats both values that often only in a fault.
+/// an hour of identical 5-minute means (12), three identical daily means.
+/// The feed sends two decimals, so a working sensor repeats both values
+/// that often only in a fault. The hourly means are not assessed (they
+/// take their readings' flags, [`INHERITED`]); their run is their
+/// readings'.
 pub fn stuck_run(series: Resolution) -> u32 {
     match series {
-        Resolution::FiveMin => 12,
-        Resolution::Hour => 6,
+        Resolution::FiveMin | Resolution::Hour => 12,
         Resolution::Day => 3,
     }
 }
@@ -863,9 +890,186 @@ pub fn of_feed(series: Resolution, readings: &[Reading], beside: &[Beside]) -> V
         .collect()
 }
 
+/// What an hour's 5-minute readings say of its quality: how many carry
+/// each [`INHERITED`] flag, and the exact sums of their humidities and
+/// temperatures ([`AirMean`], rounded like the hour's means). Counts and
+/// sums rather than the flags themselves, so that a replaced reading is
+/// taken back exactly, as the hour's sums of P1 and P2 are; a store keeps
+/// it as [`HourQuality::to_text`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HourQuality {
+    flagged: [u64; INHERITED.len()],
+    air: AirMean,
+}
+
+impl HourQuality {
+    /// Adds a 5-minute reading's flags and air.
+    pub fn add(&mut self, flags: Flags, air: &Air) {
+        for (n, flag) in self.flagged.iter_mut().zip(INHERITED) {
+            *n += u64::from(flags.contains(flag));
+        }
+        self.air
+            .add(air.humidity.as_deref(), air.temperature.as_deref());
+    }
+
+    /// Takes back what [`HourQuality::add`] added of the same flags and
+    /// air (a replaced reading's).
+    pub fn remove(&mut self, flags: Flags, air: &Air) {
+        for (n, flag) in self.flagged.iter_mut().zip(INHERITED) {
+            *n = n.saturating_sub(u64::from(flags.contains(flag)));
+        }
+        self.air
+            .remove(air.humidity.as_deref(), air.temperature.as_deref());
+    }
+
+    /// This and `other` together (two parts of one hour's readings), or
+    /// this without `other` (with `add` false: readings taken back).
+    pub fn combined(self, other: HourQuality, add: bool) -> HourQuality {
+        let op = |a: u128, b: u128| if add { a + b } else { a.saturating_sub(b) };
+        let op64 = |a: u64, b: u64| if add { a + b } else { a.saturating_sub(b) };
+        let mut flagged = self.flagged;
+        for (n, m) in flagged.iter_mut().zip(other.flagged) {
+            *n = op64(*n, m);
+        }
+        let (mine, theirs) = (self.air.parts(), other.air.parts());
+        let sums = std::array::from_fn(|k| {
+            let ((a, n), (b, m)) = (mine[k].parts(), theirs[k].parts());
+            crate::mean::ExactSum::from_parts(op(a, b), op64(n, m))
+        });
+        HourQuality {
+            flagged,
+            air: AirMean::from_parts(sums),
+        }
+    }
+
+    /// The hour's flags and air, for an hour whose means are `p1`, `p2`
+    /// (as stored): see the module's documentation.
+    pub fn assess(&self, p1: Option<&str>, p2: Option<&str>) -> (Flags, Air) {
+        let air = self.air.mean();
+        let number = |t: Option<&str>| crate::mean::value_of(t).map(|(_, v)| v);
+        let mut flags =
+            Flags::NONE.with_if(Flag::Pm25AbovePm10, pm25_above_pm10(number(p1), number(p2)));
+        for (flag, n) in INHERITED.into_iter().zip(self.flagged) {
+            flags = flags.with_if(flag, n > 0);
+        }
+        flags = match air.humidity_percent() {
+            Some(rh) => flags.with_if(Flag::Humid, humid(rh)),
+            None => flags.with(Flag::NoHumidity),
+        };
+        (flags, air)
+    }
+
+    /// As a store keeps it: the counts in [`INHERITED`]'s order, then the
+    /// humidities' sum (nano-units) and count, the positive temperatures'
+    /// and the negative ones', separated by spaces.
+    pub fn to_text(&self) -> String {
+        let mut parts: Vec<String> = self.flagged.iter().map(u64::to_string).collect();
+        for sum in self.air.parts() {
+            let (nano, n) = sum.parts();
+            parts.push(nano.to_string());
+            parts.push(n.to_string());
+        }
+        parts.join(" ")
+    }
+
+    /// Reads [`HourQuality::to_text`]; an error says what is wrong.
+    pub fn from_text(text: &str) -> Result<HourQuality, String> {
+        let fields: Vec<&str> = text.split(' ').collect();
+        let expected = INHERITED.len() + 6;
+        if fields.len() != expected {
+            return Err(format!(
+                "an hour's quality sums have {} fields, not {expected}: {text:?}",
+                fields.len()
+            ));
+        }
+        let number = |k: usize| -> Result<u128, String> {
+            fields[k]
+                .parse()
+                .map_err(|_| format!("field {k} of an hour's quality sums is no count: {text:?}"))
+        };
+        let mut flagged = [0; INHERITED.len()];
+        for (k, n) in flagged.iter_mut().enumerate() {
+            *n = u64::try_from(number(k)?).map_err(|_| format!("{text:?} is too large"))?;
+        }
+        let mut sums = [crate::mean::ExactSum::default(); 3];
+        for (k, sum) in sums.iter_mut().enumerate() {
+            let at = INHERITED.len() + 2 * k;
+            let n = u64::try_from(number(at + 1)?).map_err(|_| format!("{text:?} is too large"))?;
+            *sum = crate::mean::ExactSum::from_parts(number(at)?, n);
+        }
+        Ok(HourQuality {
+            flagged,
+            air: AirMean::from_parts(sums),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An hour's flags and air from its readings', by hand from the rules
+    /// in the module's documentation.
+    #[test]
+    fn an_hour_takes_its_readings_flags_and_their_mean_air() {
+        let air = |rh: Option<&str>, t: Option<&str>| Air {
+            humidity: rh.map(Into::into),
+            temperature: t.map(Into::into),
+        };
+        let first = (
+            Flags::of(&[Flag::Indoor, Flag::Humid]),
+            air(Some("96.00"), Some("10.00")),
+        );
+        let second = (
+            Flags::of(&[Flag::Indoor]),
+            air(Some("94.00"), Some("-2.00")),
+        );
+        let third = (Flags::of(&[Flag::Stuck, Flag::NoHumidity]), air(None, None));
+        let mut hour = HourQuality::default();
+        for (flags, air) in [&first, &second, &third] {
+            hour.add(*flags, air);
+        }
+        // indoor twice, stuck once; humidity (96 + 94) / 2 = 95.00, at
+        // least 95: humid (not inherited: the first's own humid is not
+        // what decides); temperature (10 − 2) / 2 = 4.00. P2 10 < P1 20.
+        let (flags, mean) = hour.assess(Some("20.00"), Some("10.00"));
+        assert_eq!(flags, Flags::of(&[Flag::Indoor, Flag::Humid, Flag::Stuck]));
+        assert_eq!(mean, air(Some("95.00"), Some("4.00")));
+        assert_eq!(
+            hour.to_text(),
+            "2 1 0 0 190000000000 2 10000000000 1 2000000000 1"
+        );
+        assert_eq!(HourQuality::from_text(&hour.to_text()), Ok(hour));
+        // The first taken back: humidity 94.00 (< 95), temperature −2.00.
+        let mut without = hour;
+        without.remove(first.0, &first.1);
+        let (flags, mean) = without.assess(Some("20.00"), Some("10.00"));
+        assert_eq!(flags, Flags::of(&[Flag::Indoor, Flag::Stuck]));
+        assert_eq!(mean, air(Some("94.00"), Some("-2.00")));
+        // Parts combine to the whole and back.
+        let mut part = HourQuality::default();
+        part.add(first.0, &first.1);
+        assert_eq!(without.combined(part, true), hour);
+        assert_eq!(hour.combined(part, false), without);
+        // No humidity at all: no_humidity; P2 7.00 above P1 6.00 on the
+        // means; nothing inherited from the third's no_humidity either.
+        let mut dry = HourQuality::default();
+        dry.add(third.0, &third.1);
+        let (flags, mean) = dry.assess(Some("6.00"), Some("7.00"));
+        assert_eq!(
+            flags,
+            Flags::of(&[Flag::Pm25AbovePm10, Flag::NoHumidity, Flag::Stuck])
+        );
+        assert!(mean.is_empty());
+        // One pollutant only: no comparison.
+        assert!(!dry
+            .assess(None, Some("7.00"))
+            .0
+            .contains(Flag::Pm25AbovePm10));
+        for bad in ["", "1 2 3", "a 0 0 0 0 0 0 0 0 0", "0 0 0 0 0 0 0 0 0 0 0"] {
+            assert!(HourQuality::from_text(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn reading(sensor: u64, time: &str, lat: &str, p1: &str, p2: &str) -> crate::reading::Reading {
         crate::reading::Reading {
@@ -1063,16 +1267,18 @@ mod tests {
     fn rules_read_the_constants() {
         assert_eq!(
             Flag::Humid.rule(),
-            "relative humidity at the station is at least 95 %"
+            "relative humidity at the station is at least 95 % (an hour: the mean of its \
+             readings')"
         );
         assert_eq!(
             Flag::Stuck.rule(),
-            "the same P1 and P2 for 12 five-minute, 6 hourly or 3 daily readings in a row"
+            "the same P1 and P2 for 12 five-minute or 3 daily readings in a row; an hour when \
+             any of its 5-minute readings is"
         );
         assert_eq!(
             Flag::Moved.rule(),
             "more than 200 m from the sensor's previous reading, when that is at most 12 \
-             five-minute, 6 hourly or 3 daily steps older"
+             five-minute or 3 daily steps older; an hour when any of its 5-minute readings is"
         );
         assert!(
             Flag::Outlier.rule().contains("above 3.5")
@@ -1128,7 +1334,7 @@ mod tests {
             assert_eq!(r.stuck(Resolution::FiveMin), n == 12, "reading {n}");
             run = Some(r);
         }
-        assert_eq!(stuck_run(Resolution::Hour), 6);
+        assert_eq!(stuck_run(Resolution::Hour), 12);
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl Query {
         let format = v.format();
         let resolution = v.resolution();
         let aggregate = v.aggregate(resolution.unwrap_or_default());
-        let quality = v.quality(resolution.unwrap_or_default());
+        let quality = v.quality();
         let correction = v.correction(resolution.unwrap_or_default());
 
         if let (Some(s), Some(e)) = (start, end) {
@@ -1010,31 +1010,14 @@ impl<'a> Fields<'a> {
     }
 
     /// `quality` (absent or null: none, the answer of before the flags):
-    /// `Some(None)` without one, `None` after an error. Only the daily
-    /// series keeps flags so far: a filter on another would be a filter
-    /// that keeps everything.
-    fn quality(&mut self, resolution: Resolution) -> Option<Option<Quality>> {
+    /// `Some(None)` without one, `None` after an error. Every series keeps
+    /// flags ([`crate::quality::SERIES`]).
+    fn quality(&mut self) -> Option<Option<Quality>> {
         let value = match self.map.get("quality") {
             None | Some(Value::Null) => return Some(None),
             Some(v) => v,
         };
         match Quality::from_value(value) {
-            Ok(_) if !crate::quality::SERIES.contains(&resolution) => {
-                let series: Vec<String> = crate::quality::SERIES
-                    .iter()
-                    .map(|r| format!("\"{}\"", r.name()))
-                    .collect();
-                self.err(
-                    "quality",
-                    format!(
-                        "quality flags are kept for the series {} only so far, not for \"{}\"; \
-                         leave quality out or ask one of those",
-                        series.join(" and "),
-                        resolution.name()
-                    ),
-                );
-                None
-            }
             Ok(q) => Some(Some(q)),
             Err(message) => {
                 self.err("quality", message);
@@ -1044,8 +1027,8 @@ impl<'a> Fields<'a> {
     }
 
     /// `correction` (absent, null or `"none"`: none): `Some(None)` without
-    /// one, `None` after an error. Only the daily series keeps the
-    /// station's humidity.
+    /// one, `None` after an error. Only the daily series' indices are
+    /// recomputed from corrected values (the live tier's are its hours').
     fn correction(&mut self, resolution: Resolution) -> Option<Option<Correction>> {
         let value = match self.map.get("correction") {
             None | Some(Value::Null) => return Some(None),
@@ -1466,21 +1449,15 @@ mod tests {
     }
 
     #[test]
-    fn quality_is_taken_on_the_series_that_keep_flags() {
+    fn quality_is_taken_on_every_series() {
         let with = |resolution: &str| {
             parse(&format!(
                 r#"{{"startDate":"2024-01-01","endDate":"2024-01-01 12:00:00","resolution":"{resolution}","quality":"no-flags"}}"#
             ))
         };
-        assert!(with("day").is_ok());
-        assert!(with("5min").is_ok());
-        let e = with("hour").unwrap_err();
-        assert!(
-            e.names("quality")
-                && e.to_string()
-                    .contains(r#"the series "day" and "5min" only"#),
-            "{e}"
-        );
+        for series in crate::quality::SERIES {
+            assert!(with(series.name()).is_ok(), "{series:?}");
+        }
         // A correction's indices are the daily series' alone.
         let corrected = parse(
             r#"{"startDate":"2024-01-01","endDate":"2024-01-01 12:00:00","resolution":"5min","correction":{"method":"kappa-kohler","kappa":0.3}}"#,

@@ -158,6 +158,10 @@ const MIGRATIONS: &[Migration] = &[
     // temperature (see `airq_core::quality`, `airq_core::air`), in every
     // table of readings; readings stored before have none.
     Migration::Rust(crate::readings::add_quality_columns),
+    // 12: what each hour's 5-minute readings say of its quality, from which
+    // its flags and air are assessed (see `live`); hours written before
+    // keep none until a reading of theirs arrives.
+    Migration::Sql("ALTER TABLE hourly ADD COLUMN quality_sums TEXT;"),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -27,12 +27,15 @@ use crate::readings::{
     bind_leading, bind_quality, index_column, unique_with_cells, DAY_OF_TS, DAY_SECS,
     LEADING_COLUMNS, QUALITY_COLUMNS,
 };
+use airq_core::air::Air;
 use airq_core::error::BackendError;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
 use airq_core::mean::{value_of as decimal, ExactSum};
 use airq_core::place::cell_of_text;
+use airq_core::quality::{Flags, HourQuality};
 use airq_core::store::Written;
 use airq_core::{Index, Indices, Reading, Resolution};
+use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension, Row, Statement, Transaction, TransactionBehavior};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -129,7 +132,8 @@ struct Statements {
     /// Adds a 5-minute reading unless its identity is stored; binds
     /// [`bind_reading`]'s parameters. Its indices wait for its hour's.
     insert_recent: String,
-    /// A stored 5-minute reading's values, before it is replaced.
+    /// A stored 5-minute reading's values and [`QUALITY_COLUMNS`], before
+    /// it is replaced.
     recent_values: String,
     /// Rewrites a stored 5-minute reading whose values differ from the
     /// ones sent; changes no row when they are the same.
@@ -171,8 +175,11 @@ const SAMPLES: usize = 13;
 /// A 5-minute reading's [`QUALITY_COLUMNS`] from `?14` (the writes of
 /// `recent`; an hour's own columns take those places in its writes).
 const QUALITY: usize = 14;
-/// The hour's own columns after them, from `?14`, in this order.
-const HOUR_COLUMNS: [&str; 7] = [
+/// The hour's own columns after them, from `?14`, in this order, then
+/// its [`QUALITY_COLUMNS`]. `quality_sums` (migration 12) is what its
+/// readings say of its quality ([`HourQuality::to_text`]), from which its
+/// flags and air are assessed.
+const HOUR_COLUMNS: [&str; 8] = [
     "p1_sum",
     "p1_values",
     "p2_sum",
@@ -180,7 +187,11 @@ const HOUR_COLUMNS: [&str; 7] = [
     "p1_h",
     "p2_h",
     "last_ts",
+    "quality_sums",
 ];
+/// Where `quality_sums` is in [`HOUR_COLUMNS`] (and in a row of
+/// [`Statements::hour_sums`]).
+const QUALITY_SUMS: usize = 7;
 /// An hour's site, what it takes of its newest reading besides the
 /// values: these [`LEADING_COLUMNS`] (`sensor_type` to `loc_alt`), then
 /// `cell`.
@@ -212,8 +223,10 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
         .join(" OR ");
     let hour: Vec<(&str, String)> = HOUR_COLUMNS
         .iter()
+        .copied()
+        .chain(QUALITY_COLUMNS.map(|(c, _)| c))
         .enumerate()
-        .map(|(k, c)| (*c, format!("?{}", SAMPLES + 1 + k)))
+        .map(|(k, c)| (c, format!("?{}", SAMPLES + 1 + k)))
         .collect();
     let hour_marks: Vec<&str> = hour.iter().map(|(_, m)| m.as_str()).collect();
     // A 5-minute reading's flags and air, `?14 …` (after `samples`).
@@ -315,7 +328,9 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
             marks.join(", "),
             quality_marks.join(", ")
         ),
-        recent_values: "SELECT p1, p2 FROM recent WHERE ts = ?1 AND sensor_id = ?2".to_owned(),
+        recent_values: format!(
+            "SELECT p1, p2, {quality} FROM recent WHERE ts = ?1 AND sensor_id = ?2"
+        ),
         replace_recent: format!(
             "UPDATE recent SET {}, {} WHERE ts = ?2 AND sensor_id = ?3 AND ({differs} OR {})",
             assign(&values),
@@ -335,7 +350,7 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
             "INSERT INTO hourly ({leading}, cell, samples, {}, {})
              VALUES ({}, {}, {undefined})
              ON CONFLICT (ts, sensor_id) DO UPDATE SET {}, {}",
-            HOUR_COLUMNS.join(", "),
+            hour.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
             indices.join(", "),
             marks.join(", "),
             hour_marks.join(", "),
@@ -384,9 +399,11 @@ const WRITE_CACHE_KIB: i64 = 64 * 1024;
 struct HourChange<'a> {
     p1: ExactSum,
     p2: ExactSum,
+    quality: HourQuality,
     /// Values taken back (replaced readings').
     p1_out: ExactSum,
     p2_out: ExactSum,
+    quality_out: HourQuality,
     /// 5-minute readings added.
     added: u32,
     /// The newest reading written, whose site the hour may take.
@@ -408,14 +425,14 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
         let mut old_values = tx.prepare_cached(&SQL.recent_values)?;
         let mut replace = tx.prepare_cached(&SQL.replace_recent)?;
         for (r, &cell) in readings.iter().zip(&cells) {
-            let mut old: Option<(Option<String>, Option<String>)> = None;
+            let mut old: Option<Stored> = None;
             if write_recent(&mut insert, r, cell)? == 1 {
                 written.new += 1;
             } else {
                 let before = old_values
                     .query_row(params![r.timestamp.0, r.sensor_id as i64], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?;
+                        Ok(stored_values(row))
+                    })??;
                 if write_recent(&mut replace, r, cell)? == 1 {
                     written.replaced += 1;
                     old = Some(before);
@@ -428,18 +445,22 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
             let change = changes.entry(key).or_insert_with(|| HourChange {
                 p1: ExactSum::default(),
                 p2: ExactSum::default(),
+                quality: HourQuality::default(),
                 p1_out: ExactSum::default(),
                 p2_out: ExactSum::default(),
+                quality_out: HourQuality::default(),
                 added: 0,
                 newest: (r, cell),
             });
             change.p1.add(decimal(r.p1.as_deref()));
             change.p2.add(decimal(r.p2.as_deref()));
+            change.quality.add(r.flags, &r.air);
             match &old {
                 None => change.added += 1,
-                Some((p1, p2)) => {
-                    change.p1_out.add(decimal(p1.as_deref()));
-                    change.p2_out.add(decimal(p2.as_deref()));
+                Some(old) => {
+                    change.p1_out.add(decimal(old.p1.as_deref()));
+                    change.p2_out.add(decimal(old.p2.as_deref()));
+                    change.quality_out.add(old.flags, &old.air);
                 }
             }
             if r.timestamp >= change.newest.0.timestamp {
@@ -455,6 +476,32 @@ pub(crate) fn put_recent(db: &Db, readings: &[Reading]) -> Result<Written, DbErr
     }
     tx.commit()?;
     Ok(written)
+}
+
+/// What [`Statements::recent_values`] reads of a stored 5-minute reading.
+struct Stored {
+    p1: Option<String>,
+    p2: Option<String>,
+    flags: Flags,
+    air: Air,
+}
+
+fn stored_values(row: &Row<'_>) -> Result<Stored, DbError> {
+    let bits: u16 = row.get(2)?;
+    let flags = Flags::from_bits(bits).ok_or_else(|| {
+        DbError(BackendError::Corrupt(format!(
+            "the flags of a 5-minute reading: bits {bits:#x} name a flag this build does not know"
+        )))
+    })?;
+    Ok(Stored {
+        p1: row.get(0)?,
+        p2: row.get(1)?,
+        flags,
+        air: Air {
+            humidity: row.get(3)?,
+            temperature: row.get(4)?,
+        },
+    })
 }
 
 /// An integer column that must not be negative.
@@ -486,10 +533,19 @@ fn update_hours(
             .optional()?
             .transpose()?;
         let same_site = stored.as_ref().is_some_and(|(_, same)| *same);
-        let (mut p1, mut p2, samples, last_ts) = stored.map_or(
-            (ExactSum::default(), ExactSum::default(), 0, i64::MIN),
+        let (mut p1, mut p2, samples, last_ts, quality) = stored.map_or(
+            (
+                ExactSum::default(),
+                ExactSum::default(),
+                0,
+                i64::MIN,
+                HourQuality::default(),
+            ),
             |(sums, _)| sums,
         );
+        let quality = quality
+            .combined(change.quality, true)
+            .combined(change.quality_out, false);
         let (n1, c1) = change.p1.parts();
         let (n2, c2) = change.p2.parts();
         let (o1, d1) = change.p1_out.parts();
@@ -504,17 +560,19 @@ fn update_hours(
         p1 = merge(p1, (n1, c1), (o1, d1));
         p2 = merge(p2, (n2, c2), (o2, d2));
         let (m1, m2) = (HourMean::of(p1), HourMean::of(p2));
+        let (p1_text, p2_text) = (m1.map(HourMean::text), m2.map(HourMean::text));
+        let (flags, air) = quality.assess(p1_text.as_deref(), p2_text.as_deref());
         let mut hour_reading = Reading {
             id: None,
             timestamp: airq_core::Timestamp(hour),
             sensor_id: sensor,
-            p1: m1.map(HourMean::text),
-            p2: m2.map(HourMean::text),
+            p1: p1_text,
+            p2: p2_text,
             samples: Some(samples + change.added),
             indices: Indices::undefined(),
             basis: None,
-            flags: Default::default(),
-            air: Default::default(),
+            flags,
+            air,
             ..newest.clone()
         };
         hour_reading.id = None;
@@ -526,24 +584,26 @@ fn update_hours(
             &mut update
         };
         bind_reading(stmt, &hour_reading, cell)?;
-        let valid = |m: Option<HourMean>| m.filter(|m| m.is_valid()).map(|m| m.hundredths as i64);
+        let valid = |m: Option<HourMean>| {
+            m.filter(|m| m.is_valid())
+                .map_or(Value::Null, |m| Value::Integer(m.hundredths as i64))
+        };
         let (nano1, count1) = p1.parts();
         let (nano2, count2) = p2.parts();
-        let hour_values = [
-            Some(i64::try_from(nano1).unwrap_or(i64::MAX)),
-            Some(count1 as i64),
-            Some(i64::try_from(nano2).unwrap_or(i64::MAX)),
-            Some(count2 as i64),
+        let hour_values: [Value; HOUR_COLUMNS.len()] = [
+            Value::Integer(i64::try_from(nano1).unwrap_or(i64::MAX)),
+            Value::Integer(count1 as i64),
+            Value::Integer(i64::try_from(nano2).unwrap_or(i64::MAX)),
+            Value::Integer(count2 as i64),
             valid(m1),
             valid(m2),
-            Some(if newer { newest.timestamp.0 } else { last_ts }),
+            Value::Integer(if newer { newest.timestamp.0 } else { last_ts }),
+            Value::Text(quality.to_text()),
         ];
         for (k, v) in hour_values.iter().enumerate() {
-            let at = SAMPLES + 1 + k;
-            if at <= stmt.parameter_count() {
-                stmt.raw_bind_parameter(at, *v)?;
-            }
+            stmt.raw_bind_parameter(SAMPLES + 1 + k, v)?;
         }
+        bind_quality(stmt, SAMPLES + 1 + HOUR_COLUMNS.len(), &hour_reading)?;
         stmt.raw_execute()?;
     }
     Ok(())
@@ -568,13 +628,21 @@ fn same_site(row: &Row<'_>, r: &Reading, cell: u32) -> Result<bool, DbError> {
         && row.get::<_, i64>(at + SITE.len())? == i64::from(cell))
 }
 
-/// An hour's stored sums, samples and newest reading's time.
-fn row_sums(row: &Row<'_>) -> Result<(ExactSum, ExactSum, u32, i64), DbError> {
+/// An hour's stored sums, samples, newest reading's time and quality
+/// sums (none for an hour written before migration 12).
+fn row_sums(row: &Row<'_>) -> Result<(ExactSum, ExactSum, u32, i64, HourQuality), DbError> {
+    let quality = match row.get::<_, Option<String>>(QUALITY_SUMS)? {
+        None => HourQuality::default(),
+        Some(text) => {
+            HourQuality::from_text(&text).map_err(|e| DbError(BackendError::Corrupt(e)))?
+        }
+    };
     Ok((
         ExactSum::from_parts(u128::from(unsigned(row, 0)?), unsigned(row, 1)?),
         ExactSum::from_parts(u128::from(unsigned(row, 2)?), unsigned(row, 3)?),
-        u32::try_from(unsigned(row, 7)?).unwrap_or(u32::MAX),
+        u32::try_from(unsigned(row, HOUR_COLUMNS.len())?).unwrap_or(u32::MAX),
         row.get(6)?,
+        quality,
     ))
 }
 

@@ -427,9 +427,9 @@ async fn a_file_made_before_the_indices_and_latest_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
     assert_eq!(
-        version, 11,
+        version, 12,
         "the indices (4), samples (5), the live tier (6), the data version (7), alerts (8), 9, \
-         the days' versions (10), the quality columns (11)"
+         the days' versions (10), the quality columns (11), the hours' quality sums (12)"
     );
     let (days, versioned): (i64, i64) = conn
         .query_row(
@@ -855,7 +855,7 @@ async fn a_file_made_before_request_ids_is_migrated() {
         .expect("open")
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 11, "and every later migration");
+    assert_eq!(version, 12, "and every later migration");
     let results = SqliteResultStore::new(db);
     let old = results
         .get(old_id)

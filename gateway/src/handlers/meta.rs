@@ -38,7 +38,7 @@ use utoipa::ToSchema;
     "resolutions": [{"name": "hour", "label": "Hourly", "description": "hourly means of the 5-minute feed",
         "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
     "aggregate": {"periods": ["hour", "day", "month", "year"], "by": ["sensor", "cell", "country", "all"]},
-    "quality": {"values": ["all", "no-flags"], "resolutions": ["day", "5min"], "flags": [{"name": "humid",
+    "quality": {"values": ["all", "no-flags"], "resolutions": ["day", "hour", "5min"], "flags": [{"name": "humid",
         "rule": "the relative humidity at the station is at least 95 %"}]},
     "correction": {"methods": ["kappa-kohler"], "summary": "κ-Köhler: …",
         "source": "https://doi.org/10.5194/amt-11-709-2018", "maxKappa": 1.5,

@@ -54,6 +54,7 @@ use super::latest::{shard_of, Entry};
 use super::*;
 use airq_core::hourly::{self, Basis, HourMean, Window, HOUR_SECS};
 use airq_core::mean::{value_of, ExactSum};
+use airq_core::quality::HourQuality;
 use aws_sdk_dynamodb::primitives::Blob;
 use std::io::{Read, Write};
 
@@ -149,12 +150,22 @@ struct Stripped {
     s2: String,
     c2: u64,
     at: Vec<i64>,
+    /// What the stripped readings say of the hour's quality
+    /// ([`HourQuality::to_text`]); empty before the hours kept it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    q: String,
 }
 
 impl Stripped {
     fn sums(&self) -> (ExactSum, ExactSum) {
         let sum = |text: &str, n| ExactSum::from_parts(text.parse().unwrap_or(0), n);
         (sum(&self.s1, self.c1), sum(&self.s2, self.c2))
+    }
+
+    /// What the stripped readings say of the hour's quality (nothing when
+    /// the item holds none, as for an hour stripped before it was kept).
+    fn quality(&self) -> HourQuality {
+        HourQuality::from_text(&self.q).unwrap_or_default()
     }
 }
 
@@ -381,6 +392,7 @@ impl HourShard {
         let stripped = prev.and_then(|p| p.stripped.clone());
         let (mut p1, mut p2) = stripped.as_ref().map(Stripped::sums).unwrap_or_default();
         let mut samples = stripped.as_ref().map_or(0, |s| s.at.len());
+        let mut quality = stripped.as_ref().map(Stripped::quality).unwrap_or_default();
         let mut newest: Option<&Reading> = None;
         for v in self
             .values
@@ -389,6 +401,7 @@ impl HourShard {
         {
             p1.add(value_of(v.p1.as_deref()));
             p2.add(value_of(v.p2.as_deref()));
+            quality.add(v.flags, &v.air);
             samples += 1;
             if newest.is_none_or(|n| v.timestamp >= n.timestamp) {
                 newest = Some(v);
@@ -404,18 +417,20 @@ impl HourShard {
         };
         let (m1, m2) = (HourMean::of(p1), HourMean::of(p2));
         let valid = |m: Option<HourMean>| m.filter(|m| m.is_valid()).map(|m| m.hundredths);
+        let (p1, p2) = (m1.map(HourMean::text), m2.map(HourMean::text));
+        let (flags, air) = quality.assess(p1.as_deref(), p2.as_deref());
         Some(Row {
             reading: Reading {
                 id: None,
                 timestamp: Timestamp(hour),
                 sensor_id: sensor,
-                p1: m1.map(HourMean::text),
-                p2: m2.map(HourMean::text),
+                p1,
+                p2,
                 samples: Some(u32::try_from(samples).unwrap_or(u32::MAX)),
                 indices: prev.map_or(Indices::undefined(), |p| p.reading.indices),
                 basis: Some(prev.and_then(|p| p.reading.basis).unwrap_or_default()),
-                flags: Default::default(),
-                air: Default::default(),
+                flags,
+                air,
                 ..site.clone()
             },
             last,
@@ -1011,6 +1026,9 @@ impl DynamoReadingStore {
                     let ((n1, c1), (n2, c2)) = (s1.parts(), s2.parts());
                     (stripped.s1, stripped.c1) = (n1.to_string(), c1);
                     (stripped.s2, stripped.c2) = (n2.to_string(), c2);
+                    let mut quality = stripped.quality();
+                    quality.add(v.flags, &v.air);
+                    stripped.q = quality.to_text();
                     stripped.at.push(v.timestamp.0 - hour);
                 }
                 count.insert((hour, shard), old.len() as u64);
@@ -1147,6 +1165,7 @@ mod tests {
 
     #[test]
     fn a_row_is_rebuilt_from_its_values_and_what_was_stripped() {
+        use airq_core::quality::{Flag, Flags};
         let hour = 3600 * 100;
         let mut shard = HourShard::default();
         // Nine values of 10.00 and one of 10.05 → 100.05 / 10 = 10.005 →
@@ -1159,7 +1178,15 @@ mod tests {
         shard
             .values
             .insert((5, hour + 2700), value(5, hour + 2700, "10.05"));
+        // The first indoors with a humidity of 80.00: the hour is indoor,
+        // its humidity 80.00 (the only one); P1 is not sent.
+        if let Some(first) = shard.values.get_mut(&(5, hour)) {
+            first.flags = Flags::of(&[Flag::Indoor]);
+            first.air.humidity = Some("80.00".into());
+        }
         let row = shard.rebuild(hour, 5).expect("a row");
+        assert_eq!(row.reading.flags, Flags::of(&[Flag::Indoor]));
+        assert_eq!(row.reading.air.humidity.as_deref(), Some("80.00"));
         assert_eq!(row.reading.p2.as_deref(), Some("10.01"));
         assert_eq!(row.reading.samples, Some(10));
         assert_eq!(row.means, (None, Some(1001)));
@@ -1172,6 +1199,8 @@ mod tests {
             s2: (40 * airq_core::mean::NANO).to_string(),
             c2: 4,
             at: vec![0, 300, 600, 900],
+            // Indoor once, one humidity of 80.00 (`HourQuality::to_text`).
+            q: "1 0 0 0 80000000000 1 0 0 0 0".into(),
         };
         for k in 0..4 {
             shard.values.remove(&(5, hour + 300 * k));
