@@ -1140,8 +1140,8 @@ fn the_reading_parsers_see_what_differs() {
 /// `quality`: the answer carries the flags (a CSV column appended, fields
 /// in the JSON formats) and leaves out what the filter names, as the
 /// reference does; without the field, the answer of before the flags;
-/// an aggregate counts what it left out; a quality filter on the live
-/// tier or a bad one is a `400`.
+/// an aggregate counts what it left out; the hourly series takes the
+/// filter too; a bad one is a `400`.
 #[tokio::test]
 async fn quality_filters_and_shows_the_flags() {
     let s = Setup::new(&[]);

@@ -304,7 +304,7 @@ async fn process_with(
     mut carry: Option<&mut quality::Carry>,
 ) -> anyhow::Result<Processed> {
     let started = Instant::now();
-    // The daily and 5-minute series keep quality flags
+    // The daily and 5-minute series are assessed for quality flags
     // (`quality::ASSESSED`): the feed is read twice, first for what they
     // need of the whole feed and of the sensors' stored readings just
     // before it, then to store each reading with them.

@@ -514,9 +514,14 @@ fn five_minute_feeds_are_assessed_with_their_stations_air() {
         column("SELECT flags, humidity FROM latest WHERE sensor_id = 77"),
         vec![(16, rh(11))]
     );
-    // The hours made from them keep none yet.
+    // Each hour takes its readings' flags (`quality::HourQuality`): 77's
+    // `stuck` (the twelfth reading's) and humidity (95.00 + 11 × 94.99) /
+    // 12 = 1139.89 / 12 = 94.9908… → 94.99, below 95: not humid; 78's
+    // `moved` with `no_humidity`, 40; 79's `indoor` and `no_humidity`, 9,
+    // and its P2 mean (9.01 + 11 × 8.00) / 12 = 8.08 below P1 9.00: not
+    // `pm25_above_pm10`, though its 12:00 reading was.
     assert_eq!(
-        column("SELECT flags, humidity FROM hourly WHERE sensor_id = 77"),
-        vec![(0, None)]
+        column("SELECT flags, humidity FROM hourly WHERE sensor_id >= 77 ORDER BY sensor_id"),
+        vec![(16, rh(1)), (40, None), (9, None)]
     );
 }

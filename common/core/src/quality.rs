@@ -906,7 +906,7 @@ impl HourQuality {
     /// Adds a 5-minute reading's flags and air.
     pub fn add(&mut self, flags: Flags, air: &Air) {
         for (n, flag) in self.flagged.iter_mut().zip(INHERITED) {
-            *n += u64::from(flags.contains(flag));
+            *n = n.saturating_add(u64::from(flags.contains(flag)));
         }
         self.air
             .add(air.humidity.as_deref(), air.temperature.as_deref());
@@ -925,8 +925,20 @@ impl HourQuality {
     /// This and `other` together (two parts of one hour's readings), or
     /// this without `other` (with `add` false: readings taken back).
     pub fn combined(self, other: HourQuality, add: bool) -> HourQuality {
-        let op = |a: u128, b: u128| if add { a + b } else { a.saturating_sub(b) };
-        let op64 = |a: u64, b: u64| if add { a + b } else { a.saturating_sub(b) };
+        let op = |a: u128, b: u128| {
+            if add {
+                a.saturating_add(b)
+            } else {
+                a.saturating_sub(b)
+            }
+        };
+        let op64 = |a: u64, b: u64| {
+            if add {
+                a.saturating_add(b)
+            } else {
+                a.saturating_sub(b)
+            }
+        };
         let mut flagged = self.flagged;
         for (n, m) in flagged.iter_mut().zip(other.flagged) {
             *n = op64(*n, m);
@@ -959,47 +971,71 @@ impl HourQuality {
         (flags, air)
     }
 
-    /// As a store keeps it: the counts in [`INHERITED`]'s order, then the
-    /// humidities' sum (nano-units) and count, the positive temperatures'
-    /// and the negative ones', separated by spaces.
+    /// As a store keeps it: the counts in [`INHERITED`]'s order, then `|`
+    /// and the humidities' sum (nano-units) and count, the positive
+    /// temperatures' and the negative ones', separated by spaces. A flag
+    /// added to the end of [`INHERITED`] later reads older text as a count
+    /// of 0.
     pub fn to_text(&self) -> String {
-        let mut parts: Vec<String> = self.flagged.iter().map(u64::to_string).collect();
-        for sum in self.air.parts() {
-            let (nano, n) = sum.parts();
-            parts.push(nano.to_string());
-            parts.push(n.to_string());
-        }
-        parts.join(" ")
+        let counts: Vec<String> = self.flagged.iter().map(u64::to_string).collect();
+        let sums: Vec<String> = self
+            .air
+            .parts()
+            .iter()
+            .flat_map(|sum| {
+                let (nano, n) = sum.parts();
+                [nano.to_string(), n.to_string()]
+            })
+            .collect();
+        format!("{}|{}", counts.join(" "), sums.join(" "))
     }
 
-    /// Reads [`HourQuality::to_text`]; an error says what is wrong.
+    /// Reads [`HourQuality::to_text`]; an error says what is wrong. Sums
+    /// larger than their counts of the largest measurement allow
+    /// ([`crate::air`]'s ranges) are refused, so no arithmetic on them
+    /// can overflow.
     pub fn from_text(text: &str) -> Result<HourQuality, String> {
-        let fields: Vec<&str> = text.split(' ').collect();
-        let expected = INHERITED.len() + 6;
-        if fields.len() != expected {
-            return Err(format!(
-                "an hour's quality sums have {} fields, not {expected}: {text:?}",
-                fields.len()
-            ));
-        }
-        let number = |k: usize| -> Result<u128, String> {
-            fields[k]
-                .parse()
-                .map_err(|_| format!("field {k} of an hour's quality sums is no count: {text:?}"))
+        let bad = |what: &str| format!("an hour's quality sums {text:?}: {what}");
+        let (counts, sums) = text
+            .split_once('|')
+            .ok_or_else(|| bad("no `|` between the counts and the sums"))?;
+        let numbers = |part: &str| -> Result<Vec<u128>, String> {
+            part.split(' ')
+                .filter(|f| !f.is_empty())
+                .map(|f| f.parse().map_err(|_| bad(&format!("{f:?} is no count"))))
+                .collect()
         };
-        let mut flagged = [0; INHERITED.len()];
-        for (k, n) in flagged.iter_mut().enumerate() {
-            *n = u64::try_from(number(k)?).map_err(|_| format!("{text:?} is too large"))?;
+        let counts = numbers(counts)?;
+        let sums = numbers(sums)?;
+        if counts.len() > INHERITED.len() || sums.len() != 6 {
+            return Err(bad(&format!(
+                "{} counts and {} sums, not at most {} and 6",
+                counts.len(),
+                sums.len(),
+                INHERITED.len()
+            )));
         }
-        let mut sums = [crate::mean::ExactSum::default(); 3];
-        for (k, sum) in sums.iter_mut().enumerate() {
-            let at = INHERITED.len() + 2 * k;
-            let n = u64::try_from(number(at + 1)?).map_err(|_| format!("{text:?} is too large"))?;
-            *sum = crate::mean::ExactSum::from_parts(number(at)?, n);
+        let count = |v: u128| u64::try_from(v).map_err(|_| bad("a count is too large"));
+        let mut flagged = [0; INHERITED.len()];
+        for (n, v) in flagged.iter_mut().zip(&counts) {
+            *n = count(*v)?;
+        }
+        let largest = [
+            100,
+            crate::air::MAX_TEMPERATURE as u128,
+            crate::air::MAX_TEMPERATURE as u128,
+        ];
+        let mut parts = [crate::mean::ExactSum::default(); 3];
+        for (k, part) in parts.iter_mut().enumerate() {
+            let (nano, n) = (sums[2 * k], count(sums[2 * k + 1])?);
+            if nano > u128::from(n) * largest[k] * crate::mean::NANO {
+                return Err(bad("a sum is larger than its count of values can make"));
+            }
+            *part = crate::mean::ExactSum::from_parts(nano, n);
         }
         Ok(HourQuality {
             flagged,
-            air: AirMean::from_parts(sums),
+            air: AirMean::from_parts(parts),
         })
     }
 }
@@ -1037,8 +1073,12 @@ mod tests {
         assert_eq!(mean, air(Some("95.00"), Some("4.00")));
         assert_eq!(
             hour.to_text(),
-            "2 1 0 0 190000000000 2 10000000000 1 2000000000 1"
+            "2 1 0 0|190000000000 2 10000000000 1 2000000000 1"
         );
+        // Text of fewer inherited flags (before one was added): 0 for it.
+        let mut older = HourQuality::default();
+        older.add(Flags::of(&[Flag::Indoor]), &air(None, None));
+        assert_eq!(HourQuality::from_text("1 0 0|0 0 0 0 0 0"), Ok(older));
         assert_eq!(HourQuality::from_text(&hour.to_text()), Ok(hour));
         // The first taken back: humidity 94.00 (< 95), temperature −2.00.
         let mut without = hour;
@@ -1066,7 +1106,18 @@ mod tests {
             .assess(None, Some("7.00"))
             .0
             .contains(Flag::Pm25AbovePm10));
-        for bad in ["", "1 2 3", "a 0 0 0 0 0 0 0 0 0", "0 0 0 0 0 0 0 0 0 0 0"] {
+        for bad in [
+            "",
+            "1 2 3",
+            "0 0 0 0 0 0 0 0 0 0",
+            "a 0 0 0|0 0 0 0 0 0",
+            "0 0 0 0 0|0 0 0 0 0 0",
+            "0 0 0 0|0 0 0 0 0",
+            // 100.000000001 % over one value; 2¹²⁷ over none.
+            "0 0 0 0|100000000001 1 0 0 0 0",
+            "0 0 0 0|0 0 170141183460469231731687303715884105728 0 0 0",
+            "0 0 0 0|0 18446744073709551616 0 0 0 0",
+        ] {
             assert!(HourQuality::from_text(bad).is_err(), "{bad:?}");
         }
     }

@@ -94,9 +94,8 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// means and the indices that read them ([`crate::hourly`]). Same
     /// identity and idempotence as [`ReadingStore::put_batch`]; counts the
     /// 5-minute readings, each with its flags and air as given (a reading
-    /// sent again with other flags is replaced); the hours made from them
-    /// keep none yet, and a query of the hourly series takes no quality
-    /// filter.
+    /// sent again with other flags is replaced); each hour takes its flags
+    /// and air from its readings' ([`crate::quality::HourQuality`]).
     async fn put_recent(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
         let _ = readings;
         Err(BackendError::Unsupported(

@@ -159,9 +159,9 @@ const MIGRATIONS: &[Migration] = &[
     // table of readings; readings stored before have none.
     Migration::Rust(crate::readings::add_quality_columns),
     // 12: what each hour's 5-minute readings say of its quality, from which
-    // its flags and air are assessed (see `live`); hours written before
-    // keep none until a reading of theirs arrives.
-    Migration::Sql("ALTER TABLE hourly ADD COLUMN quality_sums TEXT;"),
+    // its flags and air are assessed, filled from the 5-minute readings
+    // kept (see `live::add_quality_sums`).
+    Migration::Rust(crate::live::add_quality_sums),
 ];
 
 /// Brings the schema up to date, in one write transaction so that two

@@ -108,6 +108,84 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Migration 12: `hourly.quality_sums` ([`HOUR_COLUMNS`]), filled from
+/// the 5-minute readings the store keeps, with those hours' flags and air:
+/// every hour then holds the sums of all its kept readings, so that a
+/// reading replaced later is taken back from sums that counted it. Reads
+/// `recent` once in its key order (time, then sensor): one hour's sensors
+/// are held at a time. Hours whose readings retention removed keep none.
+pub(crate) fn add_quality_sums(tx: &Transaction<'_>) -> Result<(), DbError> {
+    tx.execute_batch("ALTER TABLE hourly ADD COLUMN quality_sums TEXT;")?;
+    let quality = QUALITY_COLUMNS.map(|(c, _)| c);
+    let mut read = tx.prepare(&format!(
+        "SELECT p1, p2, {}, ts, sensor_id FROM recent ORDER BY ts, sensor_id",
+        quality.join(", ")
+    ))?;
+    let mut hours = HourWrites {
+        means: tx.prepare("SELECT p1, p2 FROM hourly WHERE ts = ?1 AND sensor_id = ?2")?,
+        write: tx.prepare(&format!(
+            "UPDATE hourly SET quality_sums = ?3, {} WHERE ts = ?1 AND sensor_id = ?2",
+            quality
+                .iter()
+                .enumerate()
+                .map(|(k, c)| format!("{c} = ?{}", k + 4))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))?,
+    };
+    let mut current = i64::MIN;
+    let mut of_hour: BTreeMap<u64, HourQuality> = BTreeMap::new();
+    let mut rows = read.query([])?;
+    while let Some(row) = rows.next()? {
+        let stored = stored_values(row)?;
+        let hour = hourly::hour_start(airq_core::Timestamp(row.get(5)?)).0;
+        let sensor: i64 = row.get(6)?;
+        if hour != current {
+            hours.assess(current, std::mem::take(&mut of_hour))?;
+            current = hour;
+        }
+        of_hour
+            .entry(sensor as u64)
+            .or_default()
+            .add(stored.flags, &stored.air);
+    }
+    hours.assess(current, of_hour)
+}
+
+/// The statements [`add_quality_sums`] writes an hour's sums with.
+struct HourWrites<'a> {
+    means: Statement<'a>,
+    write: Statement<'a>,
+}
+
+impl HourWrites<'_> {
+    /// Writes the sums of each sensor's `hour` and its flags and air.
+    fn assess(&mut self, hour: i64, sums: BTreeMap<u64, HourQuality>) -> Result<(), DbError> {
+        for (sensor, quality) in sums {
+            let means: Option<(Option<String>, Option<String>)> = self
+                .means
+                .query_row(params![hour, sensor as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            let Some((p1, p2)) = means else {
+                continue;
+            };
+            let (flags, air) = quality.assess(p1.as_deref(), p2.as_deref());
+            // In `QUALITY_COLUMNS`' order, as `bind_quality` binds them.
+            self.write.execute(params![
+                hour,
+                sensor as i64,
+                quality.to_text(),
+                flags.bits(),
+                air.humidity,
+                air.temperature
+            ])?;
+        }
+        Ok(())
+    }
+}
+
 /// The basis of a row whose [`BASIS_COLUMNS`] start at `first`.
 pub(crate) fn basis(row: &Row<'_>, first: usize) -> Result<Basis, DbError> {
     let mut values = [None; BASIS_COLUMNS.len()];
@@ -176,7 +254,7 @@ const SAMPLES: usize = 13;
 /// `recent`; an hour's own columns take those places in its writes).
 const QUALITY: usize = 14;
 /// The hour's own columns after them, from `?14`, in this order, then
-/// its [`QUALITY_COLUMNS`]. `quality_sums` (migration 12) is what its
+/// its [`QUALITY_COLUMNS`]. `quality_sums` ([`add_quality_sums`]) is what its
 /// readings say of its quality ([`HourQuality::to_text`]), from which its
 /// flags and air are assessed.
 const HOUR_COLUMNS: [&str; 8] = [

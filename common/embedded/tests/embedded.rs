@@ -1011,3 +1011,113 @@ fn a_file_from_a_newer_airq_is_refused_not_half_used() {
     let err = Db::open(&path).err().expect("refused").to_string();
     assert!(err.contains("schema 99") && err.contains("newer"), "{err}");
 }
+
+/// Migration 12 fills each hour's quality sums from the 5-minute readings
+/// kept: a store made before it, once opened, holds the hours a store that
+/// always had it holds, and a reading replaced after the upgrade is taken
+/// back from sums that counted it (both stores then answer alike again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hours_are_assessed_when_a_store_of_before_is_migrated() {
+    use airq_contract::generate::reading;
+    use airq_core::store::ReadingStore;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old_path, new_path) = (dir.path().join("old.db"), dir.path().join("new.db"));
+    // 40 sensors, 3 hours of 5-minute readings, flags and air from the
+    // generator (every set of flags, humidities, temperatures).
+    // 2025-11-24 16:00:00 UTC, the start of an hour.
+    let start: i64 = 1_764_000_000;
+    let readings: Vec<Reading> = (0..40u64)
+        .flat_map(|s| {
+            (0..36i64).map(move |k| {
+                reading(
+                    s,
+                    start + 300 * k,
+                    "SDS011",
+                    "DE",
+                    "52.520".into(),
+                    "13.405".into(),
+                    Some(format!("{}.{:02}", 10 + s, k)),
+                    Some(format!("{}.{:02}", 5 + k % 7, s)),
+                )
+            })
+        })
+        .collect();
+    // An hour's time, sensor, flags, humidity, temperature and sums.
+    type Hour = (
+        i64,
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let hours = |path: &std::path::Path| -> Vec<Hour> {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        let mut stmt = conn
+            .prepare(
+                "SELECT ts, sensor_id, flags, humidity, temperature, quality_sums FROM hourly
+                 ORDER BY ts, sensor_id",
+            )
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        rows
+    };
+    for path in [&old_path, &new_path] {
+        let store = SqliteReadingStore::new(Db::open(path).expect("db"));
+        store
+            .put_recent(readings.clone())
+            .await
+            .expect("put_recent");
+    }
+    let want = hours(&new_path);
+    assert_eq!(want.len(), 120, "40 sensors × 3 hours");
+    assert!(
+        want.iter().filter(|h| h.2 != 0).count() > 60,
+        "most hours flagged: {want:?}"
+    );
+    // The old store as the release before left it: no sums, no hour flags.
+    {
+        let conn = rusqlite::Connection::open(&old_path).expect("open");
+        conn.execute_batch(
+            "UPDATE hourly SET flags = 0, humidity = NULL, temperature = NULL;
+             ALTER TABLE hourly DROP COLUMN quality_sums;
+             PRAGMA user_version = 11;",
+        )
+        .expect("back to version 11");
+    }
+    let old = SqliteReadingStore::new(Db::open(&old_path).expect("migrating open"));
+    assert_eq!(hours(&old_path), want, "the migrated hours");
+    // Every reading of sensor 7 sent again without flags or air.
+    let again: Vec<Reading> = readings
+        .iter()
+        .filter(|r| r.sensor_id == 7)
+        .map(|r| r.clone().without_quality())
+        .collect();
+    let new = SqliteReadingStore::new(Db::open(&new_path).expect("db"));
+    for store in [&old, &new] {
+        let written = store.put_recent(again.clone()).await.expect("put_recent");
+        assert!(written.replaced > 0, "{written:?}");
+    }
+    let after = hours(&new_path);
+    assert_eq!(hours(&old_path), after);
+    let seven: Vec<_> = after.iter().filter(|h| h.1 == 7).collect();
+    assert!(
+        seven
+            .iter()
+            .all(|h| h.2 == 8 && h.3.is_none() && h.4.is_none()),
+        "sensor 7's hours: no_humidity alone (8), no air: {seven:?}"
+    );
+}

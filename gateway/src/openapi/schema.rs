@@ -158,13 +158,10 @@ fn quality() -> impl Into<RefOr<Schema>> {
              flags (a `flags` column appended to the CSV, names separated by spaces; \
              `flags`, `humidity` and `temperature` in NDJSON/GeoJSON; an aggregate counts \
              what it left out, `removed` and `removed_<flag>` per flag named, after the \
-             band columns); without it the answer is as before the flags. Only with \
-             `resolution` {}. The flags: {}.",
+             band columns); without it the answer is as before the flags. Every series \
+             keeps flags: an hourly mean takes its 5-minute readings'. The flags: {}.",
             Quality::ALL,
             Quality::NO_FLAGS,
-            airq_core::quality::SERIES
-                .map(|r| format!("`{}`", r.name()))
-                .join(" or "),
             rules.join("; ")
         )))
         .examples([

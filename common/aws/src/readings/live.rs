@@ -1200,7 +1200,7 @@ mod tests {
             c2: 4,
             at: vec![0, 300, 600, 900],
             // Indoor once, one humidity of 80.00 (`HourQuality::to_text`).
-            q: "1 0 0 0 80000000000 1 0 0 0 0".into(),
+            q: "1 0 0 0|80000000000 1 0 0 0 0".into(),
         };
         for k in 0..4 {
             shard.values.remove(&(5, hour + 300 * k));
