@@ -39,7 +39,7 @@ use utoipa::ToSchema;
         "stepSeconds": 3600, "maxSpanSeconds": 604800, "default": false}],
     "aggregate": {"periods": ["hour", "day", "month", "year"], "by": ["sensor", "cell", "country", "all"]},
     "quality": {"values": ["all", "no-flags"], "resolutions": ["day", "hour", "5min"], "flags": [{"name": "humid",
-        "rule": "the relative humidity at the station is at least 95 %"}]},
+        "rule": "relative humidity at the station is at least 95 % (an hour: the mean of its readings')"}]},
     "correction": {"methods": ["kappa-kohler"], "summary": "κ-Köhler: …",
         "source": "https://doi.org/10.5194/amt-11-709-2018", "maxKappa": 1.5,
         "rhMax": {"default": 95, "min": 50, "max": 99}},
