@@ -890,6 +890,14 @@ pub fn of_feed(series: Resolution, readings: &[Reading], beside: &[Beside]) -> V
         .collect()
 }
 
+/// The largest value of each of [`AirMean::parts`]' sums: a humidity in
+/// %, a temperature's magnitude in °C ([`crate::air`]'s ranges).
+const LARGEST_AIR: [u128; 3] = [
+    100,
+    crate::air::MAX_TEMPERATURE as u128,
+    crate::air::MAX_TEMPERATURE as u128,
+];
+
 /// What an hour's 5-minute readings say of its quality: how many carry
 /// each [`INHERITED`] flag, and the exact sums of their humidities and
 /// temperatures ([`AirMean`], rounded like the hour's means). Counts and
@@ -944,9 +952,15 @@ impl HourQuality {
             *n = op64(*n, m);
         }
         let (mine, theirs) = (self.air.parts(), other.air.parts());
+        // A sum no larger than its count of values can make: what
+        // `from_text` reads back (taking back a value never added, which
+        // a consistent store never does, cannot leave a sum over no
+        // values).
         let sums = std::array::from_fn(|k| {
             let ((a, n), (b, m)) = (mine[k].parts(), theirs[k].parts());
-            crate::mean::ExactSum::from_parts(op(a, b), op64(n, m))
+            let count = op64(n, m);
+            let most = u128::from(count) * LARGEST_AIR[k] * crate::mean::NANO;
+            crate::mean::ExactSum::from_parts(op(a, b).min(most), count)
         });
         HourQuality {
             flagged,
@@ -1020,15 +1034,10 @@ impl HourQuality {
         for (n, v) in flagged.iter_mut().zip(&counts) {
             *n = count(*v)?;
         }
-        let largest = [
-            100,
-            crate::air::MAX_TEMPERATURE as u128,
-            crate::air::MAX_TEMPERATURE as u128,
-        ];
         let mut parts = [crate::mean::ExactSum::default(); 3];
         for (k, part) in parts.iter_mut().enumerate() {
             let (nano, n) = (sums[2 * k], count(sums[2 * k + 1])?);
-            if nano > u128::from(n) * largest[k] * crate::mean::NANO {
+            if nano > u128::from(n) * LARGEST_AIR[k] * crate::mean::NANO {
                 return Err(bad("a sum is larger than its count of values can make"));
             }
             *part = crate::mean::ExactSum::from_parts(nano, n);
@@ -1086,6 +1095,12 @@ mod tests {
         let (flags, mean) = without.assess(Some("20.00"), Some("10.00"));
         assert_eq!(flags, Flags::of(&[Flag::Indoor, Flag::Stuck]));
         assert_eq!(mean, air(Some("94.00"), Some("-2.00")));
+        // Taking back what was never added leaves no sum over no values.
+        let mut wet = HourQuality::default();
+        wet.add(Flags::NONE, &air(Some("90.00"), None));
+        let emptied = HourQuality::default().combined(wet, false);
+        assert_eq!(emptied, HourQuality::default());
+        assert_eq!(HourQuality::from_text(&emptied.to_text()), Ok(emptied));
         // Parts combine to the whole and back.
         let mut part = HourQuality::default();
         part.add(first.0, &first.1);

@@ -113,7 +113,9 @@ pub(crate) fn create_tables(tx: &Transaction<'_>) -> Result<(), DbError> {
 /// every hour then holds the sums of all its kept readings, so that a
 /// reading replaced later is taken back from sums that counted it. Reads
 /// `recent` once in its key order (time, then sensor): one hour's sensors
-/// are held at a time. Hours whose readings retention removed keep none.
+/// are held at a time. Hours whose readings retention removed, or that hold
+/// only readings stored before the 5-minute series was assessed, keep none;
+/// an hour that retention cut through is assessed from the readings left.
 pub(crate) fn add_quality_sums(tx: &Transaction<'_>) -> Result<(), DbError> {
     tx.execute_batch("ALTER TABLE hourly ADD COLUMN quality_sums TEXT;")?;
     let quality = QUALITY_COLUMNS.map(|(c, _)| c);
@@ -143,6 +145,13 @@ pub(crate) fn add_quality_sums(tx: &Transaction<'_>) -> Result<(), DbError> {
         if hour != current {
             hours.assess(current, std::mem::take(&mut of_hour))?;
             current = hour;
+        }
+        // A reading stored before the 5-minute series was assessed: no
+        // flag and no air, which an assessed one never is (without air it
+        // is `no_humidity`). It says nothing of its hour, and taking it
+        // back later takes back nothing.
+        if stored.flags.is_empty() && stored.air.is_empty() {
+            continue;
         }
         of_hour
             .entry(sensor as u64)
