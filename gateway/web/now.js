@@ -289,8 +289,8 @@ const apiTime = (t) => {
 };
 
 // The hourly rows of a place over the 48 hours before `end` (Unix
-// seconds): two direct queries of 24 hours (`place` is the query's `near`
-// or `bbox` field).
+// seconds), each with its quality flags: two direct queries of 24 hours
+// (`place` is the query's `near` or `bbox` field).
 async function hoursOf(place, key, end) {
   const rows = [];
   for (const from of [end - HOURS * HOUR, end - 24 * HOUR]) {
@@ -300,6 +300,7 @@ async function hoursOf(place, key, end) {
       resolution: 'hour',
       index: key,
       format: 'ndjson',
+      quality: 'all',
       ...place,
     };
     const text = await fetchText('/api/query', {
@@ -314,15 +315,16 @@ async function hoursOf(place, key, end) {
 
 // A box's hours: per hour, the median of its sensors' defined index values
 // (the lower middle of an even count, a value the index has), as rows like
-// a sensor's, with how many sensors had one.
+// a sensor's, with how many sensors had one and how many had a flag.
 function medians(rows, key) {
   const ix = indexOf(key);
   const byHour = new Map();
   for (const r of rows) {
     const v = indexValue(r.AQI);
-    if (!byHour.has(r.timestamp)) byHour.set(r.timestamp, { values: [], sensors: 0 });
+    if (!byHour.has(r.timestamp)) byHour.set(r.timestamp, { values: [], sensors: 0, flagged: 0 });
     const h = byHour.get(r.timestamp);
     h.sensors += 1;
+    if (Array.isArray(r.flags) && r.flags.length) h.flagged += 1;
     if (Number.isFinite(v)) h.values.push(v);
   }
   return [...byHour.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([timestamp, h]) => {
@@ -332,6 +334,7 @@ function medians(rows, key) {
     return {
       timestamp, AQI: Number.isFinite(v) ? v : null, Range: band ? band.name : null,
       P2: null, P1: null, samples: `${h.values.length} of ${h.sensors} sensors`,
+      flags: `${h.flagged} of ${h.sensors} sensors flagged`,
     };
   });
 }
@@ -371,7 +374,7 @@ function drawSeries(host, rows, key, start) {
     const rect = svg('rect', {
       x: left + i * barW + 0.5, y: y(v), width: Math.max(1, barW - 1), height: Math.max(1, y(0) - y(v)), fill: colour(v),
     });
-    rect.append(svg('title', {}, `${r.timestamp} UTC: ${ix.short} ${v} (${r.Range})`));
+    rect.append(svg('title', {}, `${r.timestamp} UTC: ${ix.short} ${v} (${r.Range}); ${flagsText(r.flags)}`));
     chart.append(rect);
   }
   for (const v of [0, Math.round(top / 2), top]) {
@@ -385,6 +388,14 @@ function drawSeries(host, rows, key, start) {
   host.replaceChildren(chart);
 }
 
+// An hour's flags as the table and the bars say them: a sensor's names
+// (an hour takes its 5-minute readings' flags, docs/api.md), or a box's
+// count.
+function flagsText(flags) {
+  if (Array.isArray(flags)) return flags.length ? flags.join(', ') : 'no flags';
+  return typeof flags === 'string' ? flags : '–';
+}
+
 function fillTable(rows, key) {
   const ix = indexOf(key);
   const body = $('now-table').tBodies[0];
@@ -392,7 +403,7 @@ function fillTable(rows, key) {
     const tr = document.createElement('tr');
     const v = indexValue(r.AQI);
     for (const cell of [r.timestamp, Number.isFinite(v) ? String(v) : '–', r.Range ?? `no ${ix.short} yet`,
-      r.P2 ?? '–', r.P1 ?? '–',
+      r.P2 ?? '–', r.P1 ?? '–', flagsText(r.flags),
       typeof r.samples === 'number' ? `${r.samples} five-minute values` : (r.samples ?? '–')]) {
       const td = document.createElement('td');
       td.textContent = String(cell);

@@ -654,6 +654,18 @@ impl Test<'_> {
             "a table row per hour: {} of {hours}",
             rows.len()
         );
+        // Each hour's flags (its 5-minute readings carry no air:
+        // `no_humidity`), in the column before the last.
+        let flags = self
+            .js_str(
+                "return [...document.querySelectorAll('#now-table tbody tr td:nth-last-child(2)')] \
+                 .map(td => td.textContent).join('|')",
+            )
+            .await?;
+        ensure!(
+            flags.split('|').all(|f| f == "no_humidity") && flags.split('|').count() == hours,
+            "the hours' flags: {flags}"
+        );
         self.screenshot("now.png").await?;
         self.axe("on the air now, a sensor picked").await?;
 
@@ -705,6 +717,16 @@ impl Test<'_> {
             )
             .await?;
         ensure!(cells.contains("3 of 3 sensors"), "the box's hours: {cells}");
+        let flagged = self
+            .js_str(
+                "return [...document.querySelectorAll('#now-table tbody tr td:nth-last-child(2)')] \
+                 .map(td => td.textContent).join('|')",
+            )
+            .await?;
+        ensure!(
+            flagged.contains("3 of 3 sensors flagged"),
+            "the box's flags: {flagged}"
+        );
         self.screenshot("now-box.png").await?;
         self.assert_healthy().await
     }
