@@ -656,12 +656,7 @@ impl Test<'_> {
         );
         // Each hour's flags (its 5-minute readings carry no air:
         // `no_humidity`), in the column before the last.
-        let flags = self
-            .js_str(
-                "return [...document.querySelectorAll('#now-table tbody tr td:nth-last-child(2)')] \
-                 .map(td => td.textContent).join('|')",
-            )
-            .await?;
+        let flags = self.now_column(2).await?;
         ensure!(
             flags.split('|').all(|f| f == "no_humidity") && flags.split('|').count() == hours,
             "the hours' flags: {flags}"
@@ -710,19 +705,9 @@ impl Test<'_> {
             })
             .await?;
         ensure!(title.starts_with("The box of longitudes"), "{title}");
-        let cells = self
-            .js_str(
-                "return [...document.querySelectorAll('#now-table tbody tr td:last-child')] \
-                 .map(td => td.textContent).join('|')",
-            )
-            .await?;
+        let cells = self.now_column(1).await?;
         ensure!(cells.contains("3 of 3 sensors"), "the box's hours: {cells}");
-        let flagged = self
-            .js_str(
-                "return [...document.querySelectorAll('#now-table tbody tr td:nth-last-child(2)')] \
-                 .map(td => td.textContent).join('|')",
-            )
-            .await?;
+        let flagged = self.now_column(2).await?;
         ensure!(
             flagged.contains("3 of 3 sensors flagged"),
             "the box's flags: {flagged}"
@@ -1064,6 +1049,16 @@ impl Test<'_> {
             "{shown} vs {rows} rows"
         );
         Ok(())
+    }
+
+    /// The Now table's cells of the column `from_end` from its end (1: the
+    /// last), row by row, joined by `|`.
+    async fn now_column(&self, from_end: usize) -> anyhow::Result<String> {
+        self.js_str(&format!(
+            "return [...document.querySelectorAll('#now-table tbody tr td:nth-last-child({from_end})')] \
+             .map(td => td.textContent).join('|')"
+        ))
+        .await
     }
 
     /// The error the page shows under a fieldset's `field` (`text`, null
