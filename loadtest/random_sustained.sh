@@ -6,7 +6,7 @@
 # On loopback; every run bounded by --duration and --drain.
 #
 # Usage: loadtest/random_sustained.sh   (needs target/bench/store-*.db from loadtest/bench.sh)
-# Env: AIRQ_RS_RUNS (3), AIRQ_RS_RATE (500), AIRQ_RS_DURATION (30s).
+# Env: AIRQ_RS_RUNS (3), AIRQ_RS_RATE (500), AIRQ_RS_DURATION (30s), AIRQ_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${AIRQ_RS_OUT:-target/random-sustained}"
@@ -14,8 +14,9 @@ store="${AIRQ_RS_STORE:-target/bench/store-30d-15000s.db}"
 runs="${AIRQ_RS_RUNS:-3}"
 rate="${AIRQ_RS_RATE:-500}"
 duration="${AIRQ_RS_DURATION:-30s}"
-cargo build --release --bins --quiet
-bin=target/release
+# AIRQ_BIN: another build's binaries (measured as they are, not built).
+bin="${AIRQ_BIN:-target/release}"
+[ -n "${AIRQ_BIN:-}" ] || cargo build --release --bins --quiet
 . loadtest/stack.sh
 mkdir -p "$out/json"
 trap stop_stack EXIT

@@ -4,7 +4,9 @@
 #   copy_store STORE OUT      OUT/run.db (and its payload and segment files) from STORE
 #   start_stack OUT [ARGS…]   `airq-deploy up` on OUT/run.db, on a free
 #                             loopback port, 2 workers, no seed, extra ARGS;
-#                             sets $url and $stack (its pid)
+#                             sets $url and $stack (its pid); the binaries
+#                             are $AIRQ_BIN's (default target/release), so
+#                             that two builds can be measured side by side
 #   stop_stack                Ctrl-C to the stack, and wait for it
 #   listening_url OUT ERR NAME  the http://ADDR a binary printed to OUT
 #                             (`listening on …`), waited for up to 10 s;
@@ -27,7 +29,7 @@ start_stack() {
     : >"$out/stack.out"
     # The load generator is one address with up to hundreds of
     # connections: the gateway's per-client share of connections is off.
-    AIRQ_MAX_CONNECTIONS_PER_CLIENT=0 target/release/airq-deploy up --db "$out/run.db" --listen 127.0.0.1:0 --seed "" --workers 2 \
+    AIRQ_MAX_CONNECTIONS_PER_CLIENT=0 "${AIRQ_BIN:-target/release}/airq-deploy" up --db "$out/run.db" --listen 127.0.0.1:0 --seed "" --workers 2 \
         "$@" >"$out/stack.out" 2>>"$out/stack.log" &
     stack=$!
     url=""

@@ -793,6 +793,12 @@ pub async fn segments_answer_as_rows(store: &dyn ReadingStore, rows: &dyn Readin
         if sensor % 2 == 0 {
             r.loc_country = "NL".into();
             r.sensor_type = "PMS7003".into();
+            r.loc_lat = "52.370".into();
+            r.loc_long = "4.900".into();
+        }
+        // One of the DE sensors 8 km from the others (a place's edge).
+        if sensor == 8_300_005 {
+            r.loc_lat = "52.592".into();
         }
         r
     };
@@ -823,12 +829,19 @@ pub async fn segments_answer_as_rows(store: &dyn ReadingStore, rows: &dyn Readin
         r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","sensorType":"PMS7003","minAqi":2,"maxAqi":6"#,
         r#""startDate":"2023-12-20","endDate":"2024-01-12""#,
         r#""startDate":"2023-12-20","endDate":"2024-01-12","country":"DE","index":"eaqi""#,
+        // Places: a circle holding two of the three DE sensors, a box
+        // holding the NL ones, a box of many cells, and one on the daily series.
+        r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","near":{"lat":52.52,"lon":13.405,"radiusKm":5}"#,
+        r#""startDate":"2026-11-20 22:00:00","endDate":"2026-11-21 03:59:59","resolution":"hour","bbox":[4.8,52.3,5.0,52.4],"minAqi":2"#,
+        r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","bbox":[-20,30,40,70],"country":"DE""#,
+        r#""startDate":"2023-12-20","endDate":"2024-01-12","near":{"lat":48.137,"lon":11.575,"radiusKm":10}"#,
     ];
     let aggregates = [
         r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","aggregate":{"period":"hour","by":"country"}"#,
         r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","aggregate":{"period":"day","by":"sensor"}"#,
         r#""startDate":"2023-12-01","endDate":"2024-01-31","aggregate":{"period":"month","by":"cell"}"#,
         r#""startDate":"2023-12-01","endDate":"2024-01-31","aggregate":{"period":"day","by":"all"},"index":"us-epa""#,
+        r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","aggregate":{"period":"hour","by":"all"},"near":{"lat":52.52,"lon":13.405,"radiusKm":5}"#,
     ];
     let check = |when: &'static str| async move {
         let mut answered = 0;

@@ -985,13 +985,12 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
     Some((early, late))
 }
 
-/// Whether `query`'s rows may be read from answer segments: the daily
-/// series, without a place (whose exact check reads coordinates the
-/// segments do not keep apart), from 1970 on, without a quality filter
-/// (segments keep neither the flags nor the air).
+/// Whether `query`'s rows may be read from answer segments: a series
+/// that has them, from 1970 on, without a quality filter or a correction
+/// (segments keep neither the flags nor the air). A place is checked on
+/// each row's stored position, as the row path checks it.
 fn segmented(query: &Query) -> bool {
     segments::SERIES.contains(&query.resolution)
-        && query.place.is_none()
         && query.start.0 >= 0
         && query.quality.is_none()
         && query.correction.is_none()
@@ -1045,13 +1044,17 @@ fn walk(
     let series = query.resolution;
     let fresh = segments::fresh(&tx, series, first, last)?;
     let folder = segments::folder(db.path());
+    let cells = query.place.and_then(|p| p.cells());
     let mut day = first;
     while day <= last {
         let sections = match fresh.get(&day) {
             Some(&version) => match Segment::open(&folder, series, day, version)? {
-                Some(segment) => {
-                    segment.load(query.country.as_deref(), need, (query.start.0, query.end.0))?
-                }
+                Some(segment) => segment.load(
+                    query.country.as_deref(),
+                    need,
+                    query.place.is_some(),
+                    (query.start.0, query.end.0),
+                )?,
                 None => None,
             },
             None => None,
@@ -1072,6 +1075,10 @@ fn walk(
                     && wanted[k].get(r.kind as usize).copied().unwrap_or(false)
                     && bounds
                         .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.indices.get(query.index)));
+                let keep = match (&query.place, keep) {
+                    (Some(place), true) => sections[k].in_place(i, place, cells.as_deref())?,
+                    (_, keep) => keep,
+                };
                 if keep {
                     open = consumer.segment_row(&sections[k], i, r)?;
                 }

@@ -27,13 +27,15 @@
 //! which the contract suites check on both. `refresh_segments` rebuilds
 //! what is stale; the master runs it after every ingestion.
 //!
-//! **Bounds.** A query holds one day's section (one country's, or every
-//! country's for a query without one; only the rows of its time window)
-//! in memory at a time: for 15,000 sensors a day of the daily series
-//! about 0.6 MB of records and 1.4 MB of CSV (or 4 MB of JSON), 24 times
-//! that for the hourly series. Every read is checked against the file's
-//! length first. Names are built from numbers and UUIDs only; no outside
-//! input reaches a path.
+//! **Bounds.** A query maps one day's file at a time and reads from the
+//! map only the pages it needs: the records of its time window in its
+//! country's section (every section without a country), and the rendered
+//! bytes of the rows it keeps; the pages are the OS's page cache, shared
+//! and reclaimable (for 15,000 sensors a day of the daily series is about
+//! 0.6 MB of records and 1.4 MB of CSV or 4 MB of JSON, 24 times that for
+//! the hourly series). Every read is checked against the file's length
+//! first. Names are built from numbers and UUIDs only; no outside input
+//! reaches a path.
 
 use crate::db::DbError;
 use crate::readings::DAY_OF_TS;
@@ -42,16 +44,16 @@ use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{Format, PieceWriter, Pieces, RowRef};
 use airq_core::mean::nano_units_of;
-use airq_core::place::cell_of_text;
+use airq_core::place::{cell_of_text, Place};
 use airq_core::reading::Timestamp;
 use airq_core::resolution::Resolution;
+use bytes::Bytes;
 use rusqlite::{params, Transaction};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The layout of segment files this build writes and reads: the last
@@ -406,13 +408,14 @@ impl Builder {
 
 /// An open segment file and its directory.
 pub(crate) struct Segment {
-    file: File,
+    /// The whole file, mapped: a query reads the pages of what it keeps
+    /// and nothing else (a place's rows among a country's, say), and the
+    /// bytes it answers with are copied once, into the answer.
+    map: Bytes,
     path: PathBuf,
     sections: Vec<Section>,
     /// Where the sections' bytes start in the file.
     base: u64,
-    /// The file's length: no read goes past it.
-    len: u64,
 }
 
 impl Segment {
@@ -430,25 +433,27 @@ impl Segment {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("opening", &path, e)),
         };
-        let mut head = [0u8; 12];
-        file.read_exact_at(&mut head, 0)
-            .map_err(|e| io_error("reading", &path, e))?;
+        // SAFETY: a mapped file must not change while it is mapped. airq
+        // never changes a segment file: it is written whole under a
+        // temporary name and renamed into place (`Builder::write`), and a
+        // newer version is a new file; a file deleted while mapped stays
+        // readable until unmapped. Only someone writing into the folder
+        // by hand could change one, as they could SQLite's own mapped
+        // pages (`db::MMAP_BYTES`).
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_error("mapping", &path, e))?;
+        let map = Bytes::from_owner(map);
+        let head = map
+            .get(..12)
+            .ok_or_else(|| corrupt(&path, "not a segment file of this layout"))?;
         if &head[..8] != MAGIC {
             return Err(corrupt(&path, "not a segment file of this layout"));
         }
         let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
-        let size = file
-            .metadata()
-            .map_err(|e| io_error("reading", &path, e))?
-            .len();
-        // Checked before the allocation: a damaged length could ask for 4 GiB.
-        if 12 + len as u64 > size {
-            return Err(corrupt(&path, "its directory runs past its end"));
-        }
-        let mut directory = vec![0u8; len];
-        file.read_exact_at(&mut directory, 12)
-            .map_err(|e| io_error("reading", &path, e))?;
-        let directory: Directory = serde_json::from_slice(&directory)
+        let directory = map
+            .get(12..12 + len)
+            .ok_or_else(|| corrupt(&path, "its directory runs past its end"))?;
+        let directory: Directory = serde_json::from_slice(directory)
             .map_err(|e| corrupt(&path, &format!("its directory: {e}")))?;
         if (directory.series.as_str(), directory.day, directory.version)
             != (series.name(), day, version)
@@ -456,36 +461,39 @@ impl Segment {
             return Err(corrupt(&path, "its directory names another day or version"));
         }
         Ok(Some(Segment {
-            file,
+            map,
             path,
             sections: directory.sections,
             base: 12 + len as u64,
-            len: size,
         }))
     }
 
     /// `len` bytes at `at` of the sections' bytes, checked against the
-    /// file's length before anything is allocated.
-    fn read(&self, at: u64, len: u64) -> Result<Vec<u8>, DbError> {
+    /// file's length (a view of the map, nothing copied).
+    fn read(&self, at: u64, len: u64) -> Result<Bytes, DbError> {
         let bad = || corrupt(&self.path, "a section lies outside the file");
         let from = self.base.checked_add(at).ok_or_else(bad)?;
-        if from.checked_add(len).is_none_or(|end| end > self.len) {
+        let to = from.checked_add(len).ok_or_else(bad)?;
+        let (from, to) = (
+            usize::try_from(from).map_err(|_| bad())?,
+            usize::try_from(to).map_err(|_| bad())?,
+        );
+        if from > to || to > self.map.len() {
             return Err(bad());
         }
-        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| bad())?];
-        self.file
-            .read_exact_at(&mut buf, from)
-            .map_err(|e| io_error("reading", &self.path, e))?;
-        Ok(buf)
+        Ok(self.map.slice(from..to))
     }
 
     /// Loads the sections of `country` (every one for `None`) with the
-    /// bytes `need`s; `None` when an aggregation needs values a section
-    /// could not keep (then the day is read from its rows).
+    /// bytes `need`s, and with `positions` each row's cell and position
+    /// (for a place's check, [`Loaded::in_place`]); `None` when values or
+    /// positions are asked of a section that could not keep them (then
+    /// the day is read from its rows).
     pub(crate) fn load(
         &self,
         country: Option<&str>,
         need: Need,
+        positions: bool,
         window: (i64, i64),
     ) -> Result<Option<Vec<Loaded>>, DbError> {
         let mut loaded = Vec::new();
@@ -520,7 +528,7 @@ impl Segment {
                 let start = if from == 0 { 0 } else { end_of(from - 1, k) };
                 (start, end_of(to - 1, k).saturating_sub(start))
             };
-            let (bytes, base, sites) = match need {
+            let (bytes, base) = match need {
                 Need::Rendered(format) => {
                     let (blob, k) = match format {
                         Format::Csv => (s.csv, 0),
@@ -532,22 +540,27 @@ impl Segment {
                         return Err(bad());
                     }
                     let at = blob.0.checked_add(start).ok_or_else(bad)?;
-                    (self.read(at, len)?, start, Vec::new())
+                    (self.read(at, len)?, start)
                 }
-                Need::Values { sites, .. } => {
-                    let Some(at) = s.values else {
-                        return Ok(None);
-                    };
+                Need::Values { .. } => (Bytes::new(), 0),
+            };
+            let (values, sites) = match need {
+                Need::Values { sites, .. } => (true, sites || positions),
+                Need::Rendered(_) => (positions, positions),
+            };
+            let values = match (values, s.values) {
+                (false, _) => Bytes::new(),
+                (true, None) => return Ok(None),
+                (true, Some(at)) => {
                     let at = at
                         .checked_add((from * VALUES) as u64)
                         .ok_or_else(|| corrupt(&self.path, "values lie outside the file"))?;
-                    let values = self.read(at, ((to - from) * VALUES) as u64)?;
-                    let sites = match sites {
-                        true => self.read(s.sites.0, s.sites.1)?,
-                        false => Vec::new(),
-                    };
-                    (values, 0, sites)
+                    self.read(at, ((to - from) * VALUES) as u64)?
                 }
+            };
+            let sites = match sites {
+                true => self.read(s.sites.0, s.sites.1)?,
+                false => Bytes::new(),
             };
             loaded.push(Loaded {
                 from,
@@ -557,6 +570,7 @@ impl Segment {
                 types: s.types.clone(),
                 sidecar,
                 bytes,
+                values,
                 sites,
                 need,
                 path: self.path.clone(),
@@ -594,10 +608,14 @@ pub(crate) struct Loaded {
     base: u64,
     country: String,
     types: Vec<String>,
-    sidecar: Vec<u8>,
-    /// The rendered rows, or the values records.
-    bytes: Vec<u8>,
-    sites: Vec<u8>,
+    sidecar: Bytes,
+    /// The rendered rows (an answer's).
+    bytes: Bytes,
+    /// The values records of the rows loaded (an aggregation's, or for a
+    /// place's check).
+    values: Bytes,
+    /// The section's positions (grouping by sensor, or a place's check).
+    sites: Bytes,
     need: Need,
     path: PathBuf,
 }
@@ -677,9 +695,8 @@ impl Loaded {
     /// Row `i` as an aggregation reads it (`record` is its record); the
     /// position's text is empty unless the sites were loaded.
     pub(crate) fn parsed(&self, i: usize, record: &Record) -> Result<Parsed<'_>, DbError> {
+        let v = self.values_of(i)?;
         let bad = || corrupt(&self.path, "a row's values lie outside its section");
-        let at = i.checked_sub(self.from).ok_or_else(bad)? * VALUES;
-        let v = self.bytes.get(at..at + VALUES).ok_or_else(bad)?;
         let nano = |at: usize| match u64::from_le_bytes(le(v, at)) {
             NONE_U64 => None,
             n => Some(u128::from(n)),
@@ -712,6 +729,35 @@ impl Loaded {
             loc_lat,
             loc_long,
         })
+    }
+
+    /// Row `i`'s values record.
+    fn values_of(&self, i: usize) -> Result<&[u8], DbError> {
+        let bad = || corrupt(&self.path, "a row's values lie outside its section");
+        let at = i.checked_sub(self.from).ok_or_else(bad)? * VALUES;
+        self.values.get(at..at + VALUES).ok_or_else(bad)
+    }
+
+    /// Whether row `i` is in `place`, by the row path's rule: its stored
+    /// position's text, checked with [`Place::contains_text`]. `cells`,
+    /// the place's cells in ascending order (`Place::cells`), when it has
+    /// them: a row in none of them is not in the place (they hold every
+    /// point of it), and is refused without reading its text. Needs the
+    /// positions loaded (`load`'s `positions`).
+    pub(crate) fn in_place(
+        &self,
+        i: usize,
+        place: &Place,
+        cells: Option<&[u32]>,
+    ) -> Result<bool, DbError> {
+        let v = self.values_of(i)?;
+        if cells.is_some_and(|c| c.binary_search(&u32::from_le_bytes(le(v, 16))).is_err()) {
+            return Ok(false);
+        }
+        let (lat, lon) = self
+            .site(u32::from_le_bytes(le(v, 24)) as usize)
+            .ok_or_else(|| corrupt(&self.path, "a row's position lies outside its section"))?;
+        Ok(place.contains_text(lat, lon))
     }
 
     /// The position's text at `at` in the sites.
