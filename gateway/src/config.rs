@@ -6,7 +6,7 @@
 //! defaults shared with other binaries come from [`airq_cli::defaults`].
 
 use crate::tiers::Tier;
-use airq_cli::connect::BackendArgs;
+use airq_cli::connect::{BackendArgs, BackendKind};
 use airq_cli::defaults;
 use airq_cli::duration;
 use airq_cli::logging::LogArgs;
@@ -107,8 +107,12 @@ pub struct Config {
     pub max_aggregate_span: Duration,
 
     /// Longest span answered directly; longer queries are always queued.
-    #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", default_value = "24h", value_parser = duration::parse)]
-    pub direct_max_span: Duration,
+    /// Default: `--max-span` where long answers are assembled from answer
+    /// segments (the embedded backend with `--answer-segments true`), so
+    /// that any list query is answered at once while a direct slot is
+    /// free; 24 h where they are read row by row (the workers take those).
+    #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", value_parser = duration::parse)]
+    pub direct_max_span: Option<Duration>,
 
     /// Direct answers allowed in flight at once; further queries are queued
     /// instead. 0 queues everything. Default: 4 per CPU, between 4 and 12
@@ -361,6 +365,19 @@ impl Config {
             .map(str::to_owned)
     }
 
+    /// `--direct-max-span`, or the default for this backend.
+    pub fn direct_max_span(&self) -> Duration {
+        self.direct_max_span.unwrap_or_else(|| {
+            let segments =
+                self.backend.backend == BackendKind::Embedded && self.backend.answer_segments;
+            if segments {
+                self.max_span
+            } else {
+                DIRECT_MAX_SPAN_ROWS
+            }
+        })
+    }
+
     /// `--direct-limit`, or the default for this machine.
     pub fn direct_limit(&self) -> usize {
         self.direct_limit.unwrap_or_else(|| {
@@ -369,6 +386,11 @@ impl Config {
         })
     }
 }
+
+/// The default `--direct-max-span` where answers are read row by row: a
+/// day of every sensor takes a slot for tens of milliseconds
+/// (BENCHMARKS.md, "Large answers from answer segments").
+const DIRECT_MAX_SPAN_ROWS: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest `--header-timeout`, `--idle-timeout` or `--send-timeout`:
 /// a day is far beyond any use, and keeps deadline arithmetic far from
@@ -439,7 +461,12 @@ mod tests {
         let c = Config::try_parse_from(["airq-gateway"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.max_span, QueryLimits::DEFAULT_MAX_SPAN);
-        assert_eq!(c.direct_max_span, Duration::from_secs(24 * 3600));
+        // Answers from segments: every list query may be direct.
+        assert_eq!(c.direct_max_span(), c.max_span);
+        let rows = Config::try_parse_from(["airq-gateway", "--answer-segments", "false"]).unwrap();
+        assert_eq!(rows.direct_max_span(), Duration::from_secs(24 * 3600));
+        let set = Config::try_parse_from(["airq-gateway", "--direct-max-span", "2h"]).unwrap();
+        assert_eq!(set.direct_max_span(), Duration::from_secs(2 * 3600));
         assert_eq!(c.result_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(c.body_limit, 16 * 1024);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));

@@ -75,7 +75,7 @@ impl Direct {
         let limit = config.direct_limit();
         Direct {
             readings,
-            max_span: config.direct_max_span,
+            max_span: config.direct_max_span(),
             slots: Arc::new(Semaphore::new(limit)),
             limit,
             send_timeout: config.send_timeout,
@@ -379,7 +379,10 @@ mod tests {
 
     #[tokio::test]
     async fn long_spans_and_no_slots_are_left_to_the_queue() {
-        let d = direct(&[]);
+        let d = direct(&["--direct-max-span", "24h"]);
+        assert!(matches!(d.answer(&hours(25)).await, Ok(None)));
+        // Where answers are read row by row, longer than a day by default.
+        let d = direct(&["--answer-segments", "false"]);
         assert!(matches!(d.answer(&hours(25)).await, Ok(None)));
         for cache in ["60s", "0"] {
             let d = direct(&["--direct-limit", "0", "--answer-cache-ttl", cache]);

@@ -92,8 +92,8 @@ async fn the_query_page_in_headless_chromium() {
     load_live(&db).await;
     let gateway = gateway(&db, &["--max-span", SERVER_MAX_SPAN]);
     // The same page from a gateway with a longer span than the old
-    // built-in 31 days.
-    let wide = self::gateway(&db, &["--max-span", "62days"]);
+    // built-in 31 days, which queues what is longer than a day.
+    let wide = self::gateway(&db, &["--max-span", "62days", "--direct-max-span", "24h"]);
     let profile = tempfile::tempdir().expect("temp profile dir");
     let downloads = tempfile::tempdir().expect("temp download dir");
 
