@@ -30,7 +30,7 @@ RUNS=${3:-7}
 OUT=target/answers-vs-duckdb
 DB=$OUT/segments/airq.db
 ROWS_DB=$OUT/rows/airq.db
-BIN=target/release
+BIN=${AIRQ_BIN:-target/release}   # AIRQ_BIN: another build, side by side
 mkdir -p "$OUT/segments" "$OUT/rows"
 . loadtest/duckdb.sh
 . loadtest/stack.sh

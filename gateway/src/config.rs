@@ -6,7 +6,7 @@
 //! defaults shared with other binaries come from [`airq_cli::defaults`].
 
 use crate::tiers::Tier;
-use airq_cli::connect::{BackendArgs, BackendKind};
+use airq_cli::connect::BackendArgs;
 use airq_cli::defaults;
 use airq_cli::duration;
 use airq_cli::logging::LogArgs;
@@ -106,11 +106,12 @@ pub struct Config {
     #[arg(long, env = "AIRQ_MAX_AGGREGATE_SPAN", default_value = "366days", value_parser = duration::parse)]
     pub max_aggregate_span: Duration,
 
-    /// Longest span answered directly; longer queries are always queued.
-    /// Default: `--max-span` where long answers are assembled from answer
-    /// segments (the embedded backend with `--answer-segments true`), so
-    /// that any list query is answered at once while a direct slot is
-    /// free; 24 h where they are read row by row (the workers take those).
+    /// Longest span answered directly; longer queries are queued. Default:
+    /// 24 h, and beyond it, up to `--max-span`, a query whose answer the
+    /// store assembles from answer segments (the embedded backend's
+    /// default) and which fits in `--answer-cache-max-entry-kib`: it is
+    /// rendered into memory with a direct slot, which is free again before
+    /// the first byte is sent. Set, it is the one limit.
     #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", value_parser = duration::parse)]
     pub direct_max_span: Option<Duration>,
 
@@ -365,17 +366,20 @@ impl Config {
             .map(str::to_owned)
     }
 
-    /// `--direct-max-span`, or the default for this backend.
+    /// The longest span answered directly whatever the answer: `--direct-max-span`
+    /// or its default, 24 h.
     pub fn direct_max_span(&self) -> Duration {
-        self.direct_max_span.unwrap_or_else(|| {
-            let segments =
-                self.backend.backend == BackendKind::Embedded && self.backend.answer_segments;
-            if segments {
-                self.max_span
-            } else {
-                DIRECT_MAX_SPAN_ROWS
-            }
-        })
+        self.direct_max_span.unwrap_or(DEFAULT_DIRECT_MAX_SPAN)
+    }
+
+    /// The longest span answered directly when the store assembles the
+    /// answer from segments and it fits in memory: `--max-span`, unless
+    /// `--direct-max-span` was set.
+    pub fn direct_max_span_assembled(&self) -> Duration {
+        match self.direct_max_span {
+            Some(set) => set,
+            None => self.max_span.max(DEFAULT_DIRECT_MAX_SPAN),
+        }
     }
 
     /// `--direct-limit`, or the default for this machine.
@@ -387,10 +391,11 @@ impl Config {
     }
 }
 
-/// The default `--direct-max-span` where answers are read row by row: a
-/// day of every sensor takes a slot for tens of milliseconds
-/// (BENCHMARKS.md, "Large answers from answer segments").
-const DIRECT_MAX_SPAN_ROWS: Duration = Duration::from_secs(24 * 3600);
+/// The default `--direct-max-span`: read row by row, a day of every
+/// sensor takes a direct slot for tens of milliseconds (BENCHMARKS.md,
+/// "Large answers from answer segments"), and a streamed answer holds its
+/// slot while its client reads it.
+const DEFAULT_DIRECT_MAX_SPAN: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest `--header-timeout`, `--idle-timeout` or `--send-timeout`:
 /// a day is far beyond any use, and keeps deadline arithmetic far from
@@ -461,12 +466,14 @@ mod tests {
         let c = Config::try_parse_from(["airq-gateway"]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.max_span, QueryLimits::DEFAULT_MAX_SPAN);
-        // Answers from segments: every list query may be direct.
-        assert_eq!(c.direct_max_span(), c.max_span);
-        let rows = Config::try_parse_from(["airq-gateway", "--answer-segments", "false"]).unwrap();
-        assert_eq!(rows.direct_max_span(), Duration::from_secs(24 * 3600));
+        assert_eq!(c.direct_max_span(), Duration::from_secs(24 * 3600));
+        assert_eq!(c.direct_max_span_assembled(), c.max_span);
         let set = Config::try_parse_from(["airq-gateway", "--direct-max-span", "2h"]).unwrap();
         assert_eq!(set.direct_max_span(), Duration::from_secs(2 * 3600));
+        assert_eq!(
+            set.direct_max_span_assembled(),
+            Duration::from_secs(2 * 3600)
+        );
         assert_eq!(c.result_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(c.body_limit, 16 * 1024);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));

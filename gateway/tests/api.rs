@@ -8,6 +8,7 @@ use airq_core::export::to_csv;
 use airq_core::job::{Job, JobResult, REQUEST_RECEIVE, REQUEST_SEND};
 use airq_core::queue::Queue;
 use airq_core::results::{Outcome, ResultStore};
+use airq_core::store::ReadingStore;
 use airq_core::{Query, QueryLimits, Reading, Timestamp};
 use airq_embedded::SqliteReadingStore;
 use airq_embedded::{Db, SqliteQueue, SqliteResultStore};
@@ -17,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 use support::client;
 use support::until_final;
-use support::{eventually, gateway, sample_readings, Setup};
+use support::{eventually, gateway, sample_readings, store_csv, Setup};
 use uuid::Uuid;
 
 const DE_LOW_HOUR: &str = r#"{"startDate":"2018-06-03 20:00:00","endDate":"2018-06-03 21:00:00","country":"DE","minAqi":0,"maxAqi":10,"range":"Low"}"#;
@@ -355,6 +356,50 @@ async fn queries_beyond_the_direct_limits_are_queued() {
     let short = r#"{"startDate":"2018-06-03 20:45:00","endDate":"2018-06-03 21:00:00"}"#;
     let r = post(&s.url("/api/query"), short, false).await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Beyond a day (`--direct-max-span`'s default), a query whose answer the
+/// store assembles from answer segments is answered directly when it fits
+/// in the answer cache (it is sent from memory); a larger one, one from a
+/// store that reads rows, or any with the cache off, is queued.
+#[tokio::test]
+async fn long_queries_are_direct_when_assembled_and_small() {
+    let two_days =
+        r#"{"startDate":"2018-06-02 00:00:00","endDate":"2018-06-03 23:59:59","country":"DE"}"#;
+    let direct = |args: &'static [&'static str]| async move {
+        let s = Setup::new(args);
+        SqliteReadingStore::new(s.db())
+            .refresh_segments()
+            .await
+            .expect("segments");
+        let r = post(&s.url("/api/query"), two_days, false).await;
+        let answer = r.headers()["x-airq-answer"].to_str().unwrap().to_owned();
+        (r.status(), answer, r.bytes().await.unwrap(), s)
+    };
+    let (status, answer, body, s) = direct(&[]).await;
+    assert_eq!((status, answer.as_str()), (StatusCode::OK, "direct"));
+    assert_eq!(
+        body,
+        store_csv(&s.db_path(), two_days).await,
+        "the store's answer"
+    );
+    assert!(
+        body.len() > 64 * 1024,
+        "larger than the next case's cache entry"
+    );
+    for args in [
+        &["--answer-cache-max-entry-kib", "64"][..],
+        &["--answer-segments", "false"],
+        &["--answer-cache-ttl", "0"],
+        &["--direct-max-span", "24h"],
+    ] {
+        let (status, answer, _, _) = direct(args).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::ACCEPTED, "queued"),
+            "{args:?}"
+        );
+    }
 }
 
 /// Every malformed request gets its documented status and a JSON body

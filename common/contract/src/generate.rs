@@ -62,7 +62,7 @@ pub const QUERY_TYPES: [&str; 6] = ["SDS011", "SPS30", "PMS5003", "PMS7003", "HP
 pub const QUERY_COUNTRIES: [&str; 7] = ["DE", "BG", "AU", "FR", "NL", "PL", "ZZ"];
 
 /// Circles with readings placed exactly on their edge (see [`on_circle`]).
-pub const CIRCLES: [Near; 4] = [
+pub const CIRCLES: [Near; 5] = [
     Near {
         lat: 48.78,
         lon: 9.18,
@@ -82,6 +82,12 @@ pub const CIRCLES: [Near; 4] = [
         lat: -33.9,
         lon: 151.2,
         radius_km: 37.5,
+    },
+    // Across the antimeridian (Fiji): its edge due east is at 179.8° W.
+    Near {
+        lat: -17.0,
+        lon: 179.95,
+        radius_km: 25.0,
     },
 ];
 
@@ -221,7 +227,13 @@ pub fn on_circle(n: &Near, distance_km: f64, bearing: f64) -> (f64, f64) {
     let (d, b) = (distance_km / EARTH_RADIUS_KM, bearing.to_radians());
     let p2 = (p1.sin() * d.cos() + p1.cos() * d.sin() * b.cos()).asin();
     let l2 = l1 + (b.sin() * d.sin() * p1.cos()).atan2(d.cos() - p1.sin() * p2.sin());
-    (p2.to_degrees(), l2.to_degrees())
+    // Past the antimeridian, the longitude a sensor there sends.
+    let lon = match l2.to_degrees() {
+        lon if lon > 180.0 => lon - 360.0,
+        lon if lon < -180.0 => lon + 360.0,
+        lon => lon,
+    };
+    (p2.to_degrees(), lon)
 }
 
 /// Sensor ids of the readings on [`CIRCLES`]' edges: circle `c`'s sensor
@@ -287,7 +299,7 @@ pub fn readings(rng: &mut StdRng, sensors: u64) -> Vec<Reading> {
     // On the circles' edges: the text is the shortest that parses back to
     // the computed point, so the reference sees exactly that point.
     for (c, n) in CIRCLES.iter().enumerate() {
-        let country = CLUSTERS[c].3;
+        let country = CLUSTERS.get(c).map_or("FJ", |k| k.3);
         let base = EDGE_SENSORS + 10 * c as u64;
         let points = [
             on_circle(n, n.radius_km, 0.0),

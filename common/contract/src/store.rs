@@ -292,8 +292,8 @@ async fn filters(store: &dyn ReadingStore, cases: u32, refresh: bool) {
         let base = generate::EDGE_SENSORS + 10 * c as u64;
         let has = |id: u64| want.iter().any(|r| r.sensor_id == id);
         assert!(
-            has(base) && !has(base + 1) && has(base + 2),
-            "seed {seed}: the reference keeps the point on the circle {near:?}, \
+            has(base) && !has(base + 1) && has(base + 2) && has(base + 3),
+            "seed {seed}: the reference keeps the points on the circle {near:?}, \
              drops the one outside and keeps the one inside"
         );
         matches_reference(store, &written, &q).await;

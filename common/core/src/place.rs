@@ -141,7 +141,8 @@ impl Place {
 
     /// A box holding the whole place: `[min_lon, min_lat, max_lon, max_lat]`.
     /// For a circle: the latitudes its radius spans and, unless it reaches
-    /// a pole, the longitudes at the latitude where it is widest.
+    /// a pole or crosses the antimeridian (then every longitude), the
+    /// longitudes at the latitude where it is widest.
     pub fn bounds(&self) -> Bbox {
         match *self {
             Place::Bbox(b) => b,
@@ -166,10 +167,22 @@ impl Place {
                 } else {
                     s.asin().to_degrees()
                 };
+                // A circle across the antimeridian holds longitudes at both
+                // ends of their range: only all of them hold it in one box
+                // (cut at ±180°, the cells would miss its other side).
+                let (west, east) = (n.lon - dlon, n.lon + dlon);
+                if west < -180.0 || east > 180.0 {
+                    return Bbox {
+                        min_lon: -180.0,
+                        min_lat,
+                        max_lon: 180.0,
+                        max_lat,
+                    };
+                }
                 Bbox {
-                    min_lon: (n.lon - dlon).max(-180.0),
+                    min_lon: west,
                     min_lat,
-                    max_lon: (n.lon + dlon).min(180.0),
+                    max_lon: east,
                     max_lat,
                 }
             }
@@ -246,6 +259,9 @@ mod tests {
             (0.0, 0.0, 100.0),
             (-33.9, 151.2, 37.5),
             (64.1, -21.9, 20.0),
+            // Across the antimeridian: every longitude, so no cells.
+            (-17.0, 179.95, 25.0),
+            (65.0, -179.9, 40.0),
         ] {
             let place = Place::Near(Near {
                 lat,
@@ -262,7 +278,13 @@ mod tests {
                 let p2 = (p1.sin() * d.cos() + p1.cos() * d.sin() * bearing.cos()).asin();
                 let l2 =
                     l1 + (bearing.sin() * d.sin() * p1.cos()).atan2(d.cos() - p1.sin() * p2.sin());
-                let (plat, plon) = (p2.to_degrees(), l2.to_degrees());
+                // The longitude a sensor there sends, in [-180, 180].
+                let plon = match l2.to_degrees() {
+                    l if l > 180.0 => l - 360.0,
+                    l if l < -180.0 => l + 360.0,
+                    l => l,
+                };
+                let plat = p2.to_degrees();
                 assert!(place.contains(plat, plon), "{plat},{plon} on the circle");
                 assert!(
                     (b.min_lat..=b.max_lat).contains(&plat)

@@ -123,6 +123,15 @@ pub trait ReadingStore: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Whether this store assembles `query`'s answer from the pieces
+    /// [`Self::refresh_segments`] keeps (where its days have them), so
+    /// that it costs little to compute whatever its span: the gateway
+    /// answers such a query directly beyond `--direct-max-span`'s default
+    /// when the answer fits in memory.
+    fn assembles_from_segments(&self, _query: &Query) -> bool {
+        false
+    }
+
     /// Streams the readings `query` matches (see [`Query::matches`]), to the
     /// end, in store order.
     fn query(&self, query: &Query) -> ReadingStream;

@@ -1443,6 +1443,10 @@ impl ReadingStore for SqliteReadingStore {
         .map_err(DbError::from)?
     }
 
+    fn assembles_from_segments(&self, query: &Query) -> bool {
+        self.segments && segmented(query)
+    }
+
     async fn refresh_segments(&self) -> Result<u64, BackendError> {
         if !self.segments {
             return Ok(0);

@@ -439,7 +439,9 @@ impl Segment {
         // newer version is a new file; a file deleted while mapped stays
         // readable until unmapped. Only someone writing into the folder
         // by hand could change one, as they could SQLite's own mapped
-        // pages (`db::MMAP_BYTES`).
+        // pages (`db::MMAP_BYTES`). A page the disk fails to read ends the
+        // process (SIGBUS) where `pread` would return an error; so does
+        // SQLite's map.
         let map =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_error("mapping", &path, e))?;
         let map = Bytes::from_owner(map);
@@ -450,8 +452,9 @@ impl Segment {
             return Err(corrupt(&path, "not a segment file of this layout"));
         }
         let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
-        let directory = map
-            .get(12..12 + len)
+        let directory = 12usize
+            .checked_add(len)
+            .and_then(|end| map.get(12..end))
             .ok_or_else(|| corrupt(&path, "its directory runs past its end"))?;
         let directory: Directory = serde_json::from_slice(directory)
             .map_err(|e| corrupt(&path, &format!("its directory: {e}")))?;

@@ -53,8 +53,11 @@ const STORE_DOWN: &str = "reading store unavailable";
 
 pub struct Direct {
     readings: Arc<dyn ReadingStore>,
-    /// Longest span answered directly.
+    /// Longest span answered directly whatever the answer.
     max_span: Duration,
+    /// Longest span answered directly when the store assembles the answer
+    /// from segments and it fits in the answer cache (sent from memory).
+    max_span_assembled: Duration,
     /// One permit per direct answer in flight, held until its body ends.
     slots: Arc<Semaphore>,
     /// How many permits `slots` started with.
@@ -76,6 +79,7 @@ impl Direct {
         Direct {
             readings,
             max_span: config.direct_max_span(),
+            max_span_assembled: config.direct_max_span_assembled(),
             slots: Arc::new(Semaphore::new(limit)),
             limit,
             send_timeout: config.send_timeout,
@@ -97,11 +101,23 @@ impl Direct {
     /// The direct answer to `query`, or `None` when it is to be queued
     /// instead (its span is too long, or no direct slot came free in time).
     /// A store failure is the store's error, kind intact, as a `503`.
+    ///
+    /// Beyond `max_span`, up to `max_span_assembled`, a query is answered
+    /// only when the store assembles it from segments (milliseconds for a
+    /// month of a country) and its answer fits in the answer cache: it is
+    /// rendered into memory with a slot and sent from there, so a slow
+    /// reader of a long answer never holds a slot, and a large one goes to
+    /// the workers (whose results are downloaded at any pace, resumably).
     pub async fn answer(&self, query: &Query) -> Result<Option<Response>, ApiError> {
-        if query.span() > self.max_span {
+        let span = query.span();
+        let send = if span <= self.max_span {
+            Delivery::MayStream
+        } else if span <= self.max_span_assembled && self.readings.assembles_from_segments(query) {
+            Delivery::FromMemory
+        } else {
             return Ok(None);
-        }
-        self.serve(&Ask::Query(query.clone()), Wait::Brief, self.max_rows)
+        };
+        self.serve(&Ask::Query(query.clone()), Wait::Brief, self.max_rows, send)
             .await
     }
 
@@ -110,29 +126,42 @@ impl Direct {
     /// answer has one row per sensor, which no query span bounds but the
     /// network's size does.
     pub async fn latest(&self, latest: &LatestQuery) -> Result<Response, ApiError> {
-        self.serve(&Ask::Latest(latest.clone()), Wait::UntilFree, u64::MAX)
-            .await?
-            .ok_or(ApiError::NoDirectSlots)
+        self.serve(
+            &Ask::Latest(latest.clone()),
+            Wait::UntilFree,
+            u64::MAX,
+            Delivery::MayStream,
+        )
+        .await?
+        .ok_or(ApiError::NoDirectSlots)
     }
 
-    /// The answer to `ask`: cached, computed into the cache, or streamed;
-    /// `None` when no direct slot came (see `wait`) or the answer has more
-    /// than `max_rows` rows and so is to be queued.
+    /// The answer to `ask`: cached, computed into the cache, or streamed
+    /// (as `send` allows); `None` when no direct slot came (see `wait`),
+    /// the answer has more than `max_rows` rows, or it is too large for
+    /// memory and may not be streamed: then it is to be queued.
     async fn serve(
         &self,
         ask: &Ask,
         wait: Wait,
         max_rows: u64,
+        send: Delivery,
     ) -> Result<Option<Response>, ApiError> {
+        let stream = || async {
+            match send {
+                Delivery::MayStream => self.streamed(ask, wait, max_rows).await,
+                Delivery::FromMemory => Ok(None),
+            }
+        };
         let Some(cache) = &self.cache else {
-            return self.streamed(ask, wait, max_rows).await;
+            return stream().await;
         };
         if let Some(answer) = cache.get(ask).await {
             cache_outcome("hit");
             return Ok(Some(response::in_memory(answer, &ask.label(), Cache::Hit)));
         }
         if cache.is_too_large(ask) {
-            return self.streamed(ask, wait, max_rows).await;
+            return stream().await;
         }
         // Whether this request computed the answer (a miss) or waited for
         // another's computation (coalesced).
@@ -157,7 +186,7 @@ impl Direct {
                 Ok(Some(response::in_memory(answer, &ask.label(), Cache::Miss)))
             }
             Err(Miss::Busy | Miss::OverLimit) => Ok(None),
-            Err(Miss::TooLarge) => self.streamed(ask, wait, max_rows).await,
+            Err(Miss::TooLarge) => stream().await,
             Err(Miss::Store(source)) => Err(ApiError::Unavailable {
                 what: STORE_DOWN,
                 source,
@@ -254,6 +283,14 @@ impl Ask {
             Ask::Latest(l) => Label::of_latest(l),
         }
     }
+}
+
+/// Whether a direct answer may be streamed from the store (holding its
+/// slot while the client reads), or only sent from memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    MayStream,
+    FromMemory,
 }
 
 /// How long a request waits for a direct slot.
@@ -379,10 +416,8 @@ mod tests {
 
     #[tokio::test]
     async fn long_spans_and_no_slots_are_left_to_the_queue() {
-        let d = direct(&["--direct-max-span", "24h"]);
-        assert!(matches!(d.answer(&hours(25)).await, Ok(None)));
-        // Where answers are read row by row, longer than a day by default.
-        let d = direct(&["--answer-segments", "false"]);
+        // A store that reads rows: longer than a day is queued by default.
+        let d = direct(&[]);
         assert!(matches!(d.answer(&hours(25)).await, Ok(None)));
         for cache in ["60s", "0"] {
             let d = direct(&["--direct-limit", "0", "--answer-cache-ttl", cache]);

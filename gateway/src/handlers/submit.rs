@@ -45,7 +45,7 @@ use std::time::Duration;
     description = "Checks, in order, the content type (`415`), the body size (`413`) and the \
         query (`400`, every bad field named). A valid query is answered directly (`200`, in \
         its `format`: CSV by default, NDJSON or GeoJSON) when its span is at most \
-        `--direct-max-span` (any list query where answers come from answer segments, else 24 h), the client did not send `Prefer: respond-async`, and a \
+        `--direct-max-span` (24 h; by default also, up to `--max-span`, one the store assembles from answer segments whose answer fits in `--answer-cache-max-entry-kib`), the client did not send `Prefer: respond-async`, and a \
         direct slot is free (or frees up within 50 ms); otherwise it is queued (`202`) for a \
         worker, and its answer, in the same format, is fetched from `GET /api/results/{id}`. \
         The answer's `AQI` and `Range` are the query's `index` (`X-Airq-Index` says which); \
