@@ -107,9 +107,9 @@ pub struct Config {
     pub max_aggregate_span: Duration,
 
     /// Longest span answered directly; longer queries are queued. Default:
-    /// 24 h, and beyond it, up to `--max-span`, a query whose answer the
-    /// store assembles from answer segments (the embedded backend's
-    /// default) and which fits in `--answer-cache-max-entry-kib`: it is
+    /// 24 h, and beyond it, up to `--max-span`, a query the store answers
+    /// cheaply at any span (from answer segments, the embedded backend's
+    /// default) whose answer fits in `--answer-cache-max-entry-kib`: it is
     /// rendered into memory with a direct slot, which is free again before
     /// the first byte is sent. Set, it is the one limit.
     #[arg(long, env = "AIRQ_DIRECT_MAX_SPAN", value_parser = duration::parse)]
@@ -372,10 +372,10 @@ impl Config {
         self.direct_max_span.unwrap_or(DEFAULT_DIRECT_MAX_SPAN)
     }
 
-    /// The longest span answered directly when the store assembles the
-    /// answer from segments and it fits in memory: `--max-span`, unless
+    /// The longest span answered directly when the store answers the
+    /// query cheaply at any span and the answer fits in memory: `--max-span`, unless
     /// `--direct-max-span` was set.
-    pub fn direct_max_span_assembled(&self) -> Duration {
+    pub fn direct_max_span_cheap(&self) -> Duration {
         match self.direct_max_span {
             Some(set) => set,
             None => self.max_span.max(DEFAULT_DIRECT_MAX_SPAN),
@@ -467,13 +467,10 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.max_span, QueryLimits::DEFAULT_MAX_SPAN);
         assert_eq!(c.direct_max_span(), Duration::from_secs(24 * 3600));
-        assert_eq!(c.direct_max_span_assembled(), c.max_span);
+        assert_eq!(c.direct_max_span_cheap(), c.max_span);
         let set = Config::try_parse_from(["airq-gateway", "--direct-max-span", "2h"]).unwrap();
         assert_eq!(set.direct_max_span(), Duration::from_secs(2 * 3600));
-        assert_eq!(
-            set.direct_max_span_assembled(),
-            Duration::from_secs(2 * 3600)
-        );
+        assert_eq!(set.direct_max_span_cheap(), Duration::from_secs(2 * 3600));
         assert_eq!(c.result_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(c.body_limit, 16 * 1024);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));

@@ -123,12 +123,13 @@ pub trait ReadingStore: Send + Sync + 'static {
         Ok(0)
     }
 
-    /// Whether this store assembles `query`'s answer from the pieces
-    /// [`Self::refresh_segments`] keeps (where its days have them), so
-    /// that it costs little to compute whatever its span: the gateway
-    /// answers such a query directly beyond `--direct-max-span`'s default
-    /// when the answer fits in memory.
-    fn assembles_from_segments(&self, _query: &Query) -> bool {
+    /// Whether `query`'s answer costs this store little to compute
+    /// whatever its span: assembled from the pieces
+    /// [`Self::refresh_segments`] keeps (where its days have them), or read
+    /// through a few index ranges a day. The gateway answers such a query
+    /// directly beyond `--direct-max-span`'s default when the answer fits
+    /// in memory.
+    fn cheap_at_any_span(&self, _query: &Query) -> bool {
         false
     }
 

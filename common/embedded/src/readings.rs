@@ -243,6 +243,15 @@ pub(crate) const DAY_SECS: i64 = 86_400;
 /// cells for 64 days, a few milliseconds of index seeks. Past that the
 /// query reads by time (or country) and checks the place on each row.
 const MAX_CELL_SEEKS: u64 = 4096;
+/// A place of at most this many grid cells is read through
+/// `readings_by_cell` even where the days have answer segments: its few
+/// cells hold far fewer rows than the country (or the network) whose
+/// records a segment would test one by one, the more so for the hourly
+/// series. Measured (BENCHMARKS.md, "Places from answer segments"): a
+/// 2 km circle (1 cell) took 1.5 ms from segments and 0.9 ms from its
+/// cells, a 10 km one (4 cells) about the same either way, a 50 km one
+/// (28 cells) 0.30× the rows' time from segments.
+const FEW_CELLS: usize = 16;
 
 /// Readings streamed ahead of the consumer; bounds memory on huge results.
 const STREAM_BUFFER: usize = 512;
@@ -987,9 +996,20 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
 
 /// Whether `query`'s rows may be read from answer segments: a series
 /// that has them, from 1970 on, without a quality filter or a correction
-/// (segments keep neither the flags nor the air). A place is checked on
-/// each row's stored position, as the row path checks it.
+/// (segments keep neither the flags nor the air), and without a place of
+/// [`FEW_CELLS`] or fewer (read through its cells instead). A place is
+/// checked on each row's stored position, as the row path checks it.
 fn segmented(query: &Query) -> bool {
+    cheap_at_any_span(query)
+        && query
+            .place
+            .is_none_or(|p| p.cells().is_none_or(|c| c.len() > FEW_CELLS))
+}
+
+/// Whether `query` costs little to answer whatever its span, where the
+/// days have answer segments: it is read from them, or (a place of
+/// [`FEW_CELLS`] or fewer) through a few cells' index ranges a day.
+fn cheap_at_any_span(query: &Query) -> bool {
     segments::SERIES.contains(&query.resolution)
         && query.start.0 >= 0
         && query.quality.is_none()
@@ -1443,8 +1463,8 @@ impl ReadingStore for SqliteReadingStore {
         .map_err(DbError::from)?
     }
 
-    fn assembles_from_segments(&self, query: &Query) -> bool {
-        self.segments && segmented(query)
+    fn cheap_at_any_span(&self, query: &Query) -> bool {
+        self.segments && cheap_at_any_span(query)
     }
 
     async fn refresh_segments(&self) -> Result<u64, BackendError> {

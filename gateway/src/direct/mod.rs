@@ -55,9 +55,9 @@ pub struct Direct {
     readings: Arc<dyn ReadingStore>,
     /// Longest span answered directly whatever the answer.
     max_span: Duration,
-    /// Longest span answered directly when the store assembles the answer
-    /// from segments and it fits in the answer cache (sent from memory).
-    max_span_assembled: Duration,
+    /// Longest span answered directly when the store answers cheaply at
+    /// any span and the answer fits in the answer cache (sent from memory).
+    max_span_cheap: Duration,
     /// One permit per direct answer in flight, held until its body ends.
     slots: Arc<Semaphore>,
     /// How many permits `slots` started with.
@@ -79,7 +79,7 @@ impl Direct {
         Direct {
             readings,
             max_span: config.direct_max_span(),
-            max_span_assembled: config.direct_max_span_assembled(),
+            max_span_cheap: config.direct_max_span_cheap(),
             slots: Arc::new(Semaphore::new(limit)),
             limit,
             send_timeout: config.send_timeout,
@@ -102,9 +102,10 @@ impl Direct {
     /// instead (its span is too long, or no direct slot came free in time).
     /// A store failure is the store's error, kind intact, as a `503`.
     ///
-    /// Beyond `max_span`, up to `max_span_assembled`, a query is answered
-    /// only when the store assembles it from segments (milliseconds for a
-    /// month of a country) and its answer fits in the answer cache: it is
+    /// Beyond `max_span`, up to `max_span_cheap`, a query is answered
+    /// only when the store computes it cheaply at any span (from answer
+    /// segments: milliseconds for a month of a country) and its answer
+    /// fits in the answer cache: it is
     /// rendered into memory with a slot and sent from there, so a slow
     /// reader of a long answer never holds a slot, and a large one goes to
     /// the workers (whose results are downloaded at any pace, resumably).
@@ -112,7 +113,7 @@ impl Direct {
         let span = query.span();
         let send = if span <= self.max_span {
             Delivery::MayStream
-        } else if span <= self.max_span_assembled && self.readings.assembles_from_segments(query) {
+        } else if span <= self.max_span_cheap && self.readings.cheap_at_any_span(query) {
             Delivery::FromMemory
         } else {
             return Ok(None);
