@@ -159,7 +159,8 @@ pub struct Config {
     #[arg(long, env = "AIRQ_ANSWER_CACHE_MIB", default_value_t = 64)]
     pub answer_cache_mib: u64,
 
-    /// Largest answer kept in the cache, in KiB; larger ones are streamed.
+    /// Largest answer kept in the cache, in KiB; larger ones are streamed
+    /// (or queued, beyond --direct-max-span).
     #[arg(long, env = "AIRQ_ANSWER_CACHE_MAX_ENTRY_KIB", default_value_t = 1024)]
     pub answer_cache_max_entry_kib: usize,
 

@@ -191,7 +191,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, backend = %backend.location, direct_limit,
-        direct_max_span = ?config.direct_max_span(), max_backlog = config.max_backlog,
+        direct_max_span = ?config.direct_max_span(),
+        direct_max_span_cheap = ?config.direct_max_span_cheap(), max_backlog = config.max_backlog,
         max_connections = limits.max_connections,
         max_connections_per_client = config.max_connections_per_client,
         max_header_bytes = limits.max_header_bytes, header_timeout = ?limits.header_timeout,

@@ -831,13 +831,13 @@ pub async fn segments_answer_as_rows(store: &dyn ReadingStore, rows: &dyn Readin
         r#""startDate":"2023-12-20","endDate":"2024-01-12","country":"DE","index":"eaqi""#,
         // Places: a circle holding two of the three DE sensors, a box
         // holding the NL ones (few cells: the stores may read those by
-        // cell), a circle of 35 cells holding one of them and a box of too many cells to list (read
-        // from segments where a store has them), and one on the daily
-        // series.
+        // cell), a circle of 35 cells holding two and a box of too many
+        // cells to list (read from segments where a store has them), and
+        // one on the daily series.
         r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","near":{"lat":52.52,"lon":13.405,"radiusKm":5}"#,
         r#""startDate":"2026-11-20 22:00:00","endDate":"2026-11-21 03:59:59","resolution":"hour","bbox":[4.8,52.3,5.0,52.4],"minAqi":2"#,
         r#""startDate":"2026-11-20 00:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","bbox":[-20,30,40,70],"country":"DE""#,
-        r#""startDate":"2026-11-20 18:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","near":{"lat":52.115,"lon":13.405,"radiusKm":50},"index":"us-epa""#,
+        r#""startDate":"2026-11-20 18:00:00","endDate":"2026-11-21 23:59:59","resolution":"hour","near":{"lat":52.115,"lon":13.405,"radiusKm":50}"#,
         r#""startDate":"2023-12-20","endDate":"2024-01-12","near":{"lat":48.137,"lon":11.575,"radiusKm":10}"#,
     ];
     let aggregates = [

@@ -171,7 +171,7 @@ impl Place {
                 // ends of their range: only all of them hold it in one box
                 // (cut at ±180°, the cells would miss its other side).
                 let (west, east) = (n.lon - dlon, n.lon + dlon);
-                if west < -180.0 || east > 180.0 {
+                if west <= -180.0 || east >= 180.0 {
                     return Bbox {
                         min_lon: -180.0,
                         min_lat,

@@ -125,12 +125,12 @@ pub trait ReadingStore: Send + Sync + 'static {
 
     /// Whether `query`'s answer costs this store little to compute
     /// whatever its span: assembled from the pieces
-    /// [`Self::refresh_segments`] keeps (where its days have them), or read
+    /// [`Self::refresh_segments`] keeps, every day of it built, or read
     /// through a few index ranges a day. The gateway answers such a query
     /// directly beyond `--direct-max-span`'s default when the answer fits
     /// in memory.
-    fn cheap_at_any_span(&self, _query: &Query) -> bool {
-        false
+    async fn cheap_at_any_span(&self, _query: &Query) -> Result<bool, BackendError> {
+        Ok(false)
     }
 
     /// Streams the readings `query` matches (see [`Query::matches`]), to the

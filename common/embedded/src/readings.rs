@@ -244,13 +244,14 @@ pub(crate) const DAY_SECS: i64 = 86_400;
 /// query reads by time (or country) and checks the place on each row.
 const MAX_CELL_SEEKS: u64 = 4096;
 /// A place of at most this many grid cells is read through
-/// `readings_by_cell` even where the days have answer segments: its few
-/// cells hold far fewer rows than the country (or the network) whose
-/// records a segment would test one by one, the more so for the hourly
-/// series. Measured (BENCHMARKS.md, "Places from answer segments"): a
-/// 2 km circle (1 cell) took 1.5 ms from segments and 0.9 ms from its
-/// cells, a 10 km one (4 cells) about the same either way, a 50 km one
-/// (28 cells) 0.30× the rows' time from segments.
+/// `readings_by_cell` (within [`MAX_CELL_SEEKS`]) even where the days have
+/// answer segments: its few cells hold far fewer rows than the country
+/// (or the network) whose records a segment would test one by one, the
+/// more so for the hourly series. Measured (BENCHMARKS.md, "Places from
+/// segments, and long answers direct"): a 2 km circle (1 cell) took 1.5
+/// ms from segments and 0.9 ms from its cells, a 10 km one (4 cells)
+/// about the same either way, a 50 km one (28 cells) 0.26× the rows'
+/// time from segments.
 const FEW_CELLS: usize = 16;
 
 /// Readings streamed ahead of the consumer; bounds memory on huge results.
@@ -996,24 +997,25 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
 
 /// Whether `query`'s rows may be read from answer segments: a series
 /// that has them, from 1970 on, without a quality filter or a correction
-/// (segments keep neither the flags nor the air), and without a place of
-/// [`FEW_CELLS`] or fewer (read through its cells instead). A place is
+/// (segments keep neither the flags nor the air), and without a place the
+/// row path reads through its cells ([`by_few_cells`]). A place is
 /// checked on each row's stored position, as the row path checks it.
 fn segmented(query: &Query) -> bool {
-    cheap_at_any_span(query)
-        && query
-            .place
-            .is_none_or(|p| p.cells().is_none_or(|c| c.len() > FEW_CELLS))
-}
-
-/// Whether `query` costs little to answer whatever its span, where the
-/// days have answer segments: it is read from them, or (a place of
-/// [`FEW_CELLS`] or fewer) through a few cells' index ranges a day.
-fn cheap_at_any_span(query: &Query) -> bool {
     segments::SERIES.contains(&query.resolution)
         && query.start.0 >= 0
         && query.quality.is_none()
         && query.correction.is_none()
+        && !by_few_cells(query)
+}
+
+/// Whether `query` has a place of [`FEW_CELLS`] or fewer that the row
+/// path reads through its cells' index ranges (within `MAX_CELL_SEEKS`).
+fn by_few_cells(query: &Query) -> bool {
+    let days = u64::try_from((query.end.0 / DAY_SECS).saturating_sub(query.start.0 / DAY_SECS))
+        .map_or(0, |d| d + 1);
+    query.place.and_then(|p| p.cells()).is_some_and(|c| {
+        c.len() <= FEW_CELLS && days.saturating_mul(c.len() as u64) <= MAX_CELL_SEEKS
+    })
 }
 
 /// What a scan hands its rows to: rows from SQLite, or rows of answer
@@ -1463,8 +1465,29 @@ impl ReadingStore for SqliteReadingStore {
         .map_err(DbError::from)?
     }
 
-    fn cheap_at_any_span(&self, query: &Query) -> bool {
-        self.segments && cheap_at_any_span(query)
+    async fn cheap_at_any_span(&self, query: &Query) -> Result<bool, BackendError> {
+        // The daily series only: a week of the hourly one holds 24 times
+        // the rows, which a selective filter would test one by one.
+        if !self.segments || query.resolution != Resolution::Day {
+            return Ok(false);
+        }
+        if by_few_cells(query) {
+            return Ok(true);
+        }
+        if !segmented(query) {
+            return Ok(false);
+        }
+        // Every day of the span that has rows has its segment built from
+        // them (a day being built, or a master that builds none, is read
+        // row by row: not cheap).
+        let (series, first, last) = (
+            query.resolution,
+            query.start.0 / DAY_SECS,
+            query.end.0 / DAY_SECS,
+        );
+        self.db
+            .run(move |conn| segments::all_fresh(conn, series, first, last))
+            .await
     }
 
     async fn refresh_segments(&self) -> Result<u64, BackendError> {

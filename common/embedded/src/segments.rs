@@ -837,6 +837,23 @@ pub(crate) fn fresh(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Whether every day of `series` from `first` to `last` that has rows has
+/// its segment, built from its current version.
+pub(crate) fn all_fresh(
+    conn: &rusqlite::Connection,
+    series: Resolution,
+    first: i64,
+    last: i64,
+) -> Result<bool, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM day_versions d
+             LEFT JOIN segments s ON s.series = d.series AND s.day = d.day
+             WHERE d.series = ?1 AND d.day BETWEEN ?2 AND ?3
+               AND (s.version IS NULL OR s.version <> d.version OR s.layout <> ?4))",
+    )?;
+    Ok(stmt.query_row(params![series.name(), first, last, LAYOUT], |r| r.get(0))?)
+}
+
 /// The days of `series` whose segment is missing or stale, oldest first.
 pub(crate) fn stale(conn: &rusqlite::Connection, series: Resolution) -> Result<Vec<i64>, DbError> {
     let mut stmt = conn.prepare_cached(

@@ -15,7 +15,8 @@
 //!
 //! Only answers up to `--answer-cache-max-entry-kib` are kept; a larger
 //! one is streamed from the store as before (it is not worth holding, and
-//! buffering it would delay its first byte). The cost of the trade-off is
+//! buffering it would delay its first byte), or queued when its query is
+//! longer than `--direct-max-span` (see `Direct::answer`). The cost of the trade-off is
 //! freshness: after an ingestion, a cached answer may be up to the TTL old.
 //! `--answer-cache-ttl 0` turns the cache off.
 //!
@@ -36,7 +37,7 @@ pub enum Miss {
     /// No direct slot came free in time: the query is to be queued.
     Busy,
     /// The answer is larger than the biggest entry kept: it is to be
-    /// streamed instead.
+    /// streamed instead (or queued, see `Direct::answer`).
     TooLarge,
     /// The answer has more rows than `--max-result-rows`: it is to be
     /// queued, where it fails saying how many.

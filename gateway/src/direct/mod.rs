@@ -10,7 +10,9 @@
 //! queues the query when it says no.
 //!
 //! A query is answered directly when its span is at most
-//! `--direct-max-span` and a direct slot is free now or within
+//! `--direct-max-span` (or, by default, up to `--max-span` when the store
+//! computes it cheaply at any span: then only from memory, below) and a
+//! direct slot is free now or within
 //! [`DIRECT_WAIT`] (the client's `Prefer: respond-async` is the handler's
 //! to honour). A latest-readings request ([`Direct::latest`]) has no queue
 //! to fall back on, so it waits for a slot for as long as it takes (the
@@ -21,7 +23,8 @@
 //! - else computed into the cache once for all concurrent identical
 //!   requests, by the first of them, with a slot;
 //! - else, when it is too large to keep (or the cache is off), streamed
-//!   from the store with a slot (see [`response::streamed`]). A slow
+//!   from the store with a slot (see [`response::streamed`]), or, for a
+//!   query longer than `--direct-max-span`, queued. A slow
 //!   reader holds that slot, and the store read behind it, for at most
 //!   `--send-timeout` after it stops taking chunks (32 KiB each, so a
 //!   reader must take about 32 KiB per send timeout to keep it); an answer
@@ -99,7 +102,8 @@ impl Direct {
     }
 
     /// The direct answer to `query`, or `None` when it is to be queued
-    /// instead (its span is too long, or no direct slot came free in time).
+    /// instead (its span is too long, no direct slot came free in time, or
+    /// a long one's answer does not fit in memory).
     /// A store failure is the store's error, kind intact, as a `503`.
     ///
     /// Beyond `max_span`, up to `max_span_cheap`, a query is answered
@@ -113,13 +117,22 @@ impl Direct {
         let span = query.span();
         let send = if span <= self.max_span {
             Delivery::MayStream
-        } else if span <= self.max_span_cheap && self.readings.cheap_at_any_span(query) {
+        } else if span <= self.max_span_cheap && self.cheap(query).await {
             Delivery::FromMemory
         } else {
             return Ok(None);
         };
         self.serve(&Ask::Query(query.clone()), Wait::Brief, self.max_rows, send)
             .await
+    }
+
+    /// Whether the store computes `query` cheaply at any span; a store
+    /// that cannot say (an error) queues it, where the error is reported.
+    async fn cheap(&self, query: &Query) -> bool {
+        self.readings
+            .cheap_at_any_span(query)
+            .await
+            .unwrap_or(false)
     }
 
     /// The latest readings `latest` asks for. Never queued: it waits for a
