@@ -1001,11 +1001,16 @@ fn halves(query: &Query) -> Option<(Query, Query)> {
 /// row path reads through its cells ([`by_few_cells`]). A place is
 /// checked on each row's stored position, as the row path checks it.
 fn segmented(query: &Query) -> bool {
+    segments_hold(query) && !by_few_cells(query)
+}
+
+/// Whether answer segments hold what `query` reads: a series that has
+/// them, from 1970 on, without a quality filter or a correction.
+fn segments_hold(query: &Query) -> bool {
     segments::SERIES.contains(&query.resolution)
         && query.start.0 >= 0
         && query.quality.is_none()
         && query.correction.is_none()
-        && !by_few_cells(query)
 }
 
 /// Whether `query` has a place of [`FEW_CELLS`] or fewer that the row
@@ -1474,7 +1479,7 @@ impl ReadingStore for SqliteReadingStore {
         if by_few_cells(query) {
             return Ok(true);
         }
-        if !segmented(query) {
+        if !segments_hold(query) {
             return Ok(false);
         }
         // Every day of the span that has rows has its segment built from
