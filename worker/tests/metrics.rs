@@ -116,6 +116,8 @@ async fn metrics_move_as_jobs_go_through_and_logs_name_the_request_id() {
     let after = airq_testkit::metrics::scrape_until(&url, Duration::from_secs(20), |s| {
         value(s, "airq_worker_jobs_total", &[("outcome", "done")]) == Some(1.0)
             && value(s, "airq_worker_jobs_total", &[("outcome", "failed")]) == Some(1.0)
+            // A job is counted before its task ends and leaves `busy`.
+            && value(s, "airq_worker_busy", &[]) == Some(0.0)
     });
     let jobs = |outcome| value(&after, "airq_worker_jobs_total", &[("outcome", outcome)]);
     assert_eq!(jobs("done"), Some(1.0));
