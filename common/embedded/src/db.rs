@@ -1,10 +1,12 @@
 //! The SQLite file: connection pool, pragmas and schema.
 
+use crate::bells::Bells;
 use crate::bodies::{Bodies, Kind};
 use airq_core::error::BackendError;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, Transaction};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a connection waits for another process's write lock before
@@ -255,6 +257,7 @@ pub struct Db {
     pool: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
     bodies: Bodies,
+    bells: Arc<Bells>,
 }
 
 impl Db {
@@ -300,7 +303,13 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
-        Ok(Db { pool, path, bodies })
+        let bells = Arc::new(Bells::within(bodies.root()));
+        Ok(Db {
+            pool,
+            path,
+            bodies,
+            bells,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -330,6 +339,11 @@ impl Db {
     /// Where payloads too large for a row are kept.
     pub fn bodies(&self) -> &Bodies {
         &self.bodies
+    }
+
+    /// The queues' cross-process wake-ups.
+    pub fn bells(&self) -> &Bells {
+        &self.bells
     }
 
     /// Deletes the payload files no row refers to (left by a process that

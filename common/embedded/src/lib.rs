@@ -3,6 +3,7 @@
 //! machine can share it as separate processes.
 
 mod alerts;
+mod bells;
 pub mod bodies;
 mod changes;
 mod db;

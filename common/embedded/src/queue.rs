@@ -2,10 +2,11 @@
 //!
 //! A message row carries its queue's name, when it next becomes visible and
 //! the receipt of its latest receive. Receiving is one short write
-//! transaction; waiting is a cheap read-only poll (so idle consumers do not
-//! contend for the write lock) plus an in-process wake-up on send. A body
-//! larger than [`INLINE_MAX`] is kept in a file (see `bodies`), like the AWS
-//! backend's messages offloaded to S3.
+//! transaction; waiting is a cheap read-only look, repeated when a sender
+//! rings the queue's bell (see `bells`: at once, also across processes)
+//! and otherwise at a slow poll (so idle consumers neither spin nor contend
+//! for the write lock). A body larger than [`INLINE_MAX`] is kept in a file
+//! (see `bodies`), like the AWS backend's messages offloaded to S3.
 
 use crate::bodies::{Kind, INLINE_MAX};
 use crate::db::{Db, DbError};
@@ -15,15 +16,19 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// How often a waiting consumer looks for messages sent by other processes.
-/// A queued answer crosses two queues (the request to a worker, its outcome
-/// back to a gateway), each waiting half of this on average: 10 ms keeps
-/// that near 10 ms in all, for a read-only poll that costs an idle process
-/// about 2 % of a core (40 ms cost 31 ms more per answer; BENCHMARKS.md).
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a waiting consumer looks for messages when the bells are
+/// watched: only what rings no bell waits for it (a message whose
+/// visibility timeout ran out, a retry's pause), and an idle process looks
+/// ten times a second.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The same where the bells cannot be watched: every message from another
+/// process waits for a look, half of this on average per queue crossed.
+/// 10 ms, for about 2 % of a core per idle process (40 ms cost 31 ms more
+/// per queued answer; BENCHMARKS.md).
+const POLL_INTERVAL_UNWATCHED: Duration = Duration::from_millis(10);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -49,7 +54,6 @@ pub struct SqliteQueue {
     db: Db,
     name: Arc<str>,
     redrive: Option<Redrive>,
-    sent: Arc<Notify>,
 }
 
 impl SqliteQueue {
@@ -58,7 +62,6 @@ impl SqliteQueue {
             db,
             name: name.into(),
             redrive,
-            sent: Arc::new(Notify::new()),
         }
     }
 
@@ -190,10 +193,12 @@ impl Queue for SqliteQueue {
                     }
                     return Err(e.into());
                 }
+                // Committed (the insert is its own transaction): wake the
+                // consumers, here and in the other processes.
+                db.bells().ring(&name);
                 Ok(())
             })
             .await?;
-        self.sent.notify_waiters();
         Ok(id)
     }
 
@@ -205,10 +210,17 @@ impl Queue for SqliteQueue {
     ) -> Result<Vec<Message>, BackendError> {
         let max = max.clamp(1, 10);
         let deadline = Instant::now() + wait;
+        let waiter = self.db.bells().waiter(&self.name);
+        let poll = if waiter.watched {
+            POLL_INTERVAL
+        } else {
+            POLL_INTERVAL_UNWATCHED
+        };
         loop {
             // Register for the wake-up before looking, so a send between the
-            // look and the wait is not missed.
-            let notified = self.sent.notified();
+            // look and the wait is not missed (a ring wakes every
+            // registered `Notified`, polled yet or not).
+            let notified = waiter.notify.notified();
             let this = self.clone();
             let got = tokio::task::spawn_blocking(move || this.try_receive(max, visibility))
                 .await
@@ -217,7 +229,7 @@ impl Queue for SqliteQueue {
             if !got.is_empty() || now >= deadline {
                 return Ok(got);
             }
-            let nap = POLL_INTERVAL.min(deadline - now);
+            let nap = poll.min(deadline - now);
             let _ = tokio::time::timeout(nap, notified).await;
         }
     }
@@ -255,8 +267,8 @@ impl Queue for SqliteQueue {
         visibility: Duration,
     ) -> Result<(), BackendError> {
         let (name, receipt) = (self.name.clone(), receipt.0.clone());
-        let changed = self
-            .db
+        let db = self.db.clone();
+        self.db
             .run(move |conn| {
                 let n = conn
                     .prepare_cached(
@@ -266,13 +278,14 @@ impl Queue for SqliteQueue {
                 if n == 0 {
                     return Err(BackendError::StaleReceipt.into());
                 }
+                // Visible again now (a request handed back): ring. A later
+                // visibility is found by the consumers' poll.
+                if visibility.is_zero() {
+                    db.bells().ring(&name);
+                }
                 Ok(())
             })
-            .await;
-        if changed.is_ok() && visibility.is_zero() {
-            self.sent.notify_waiters();
-        }
-        changed
+            .await
     }
 
     async fn depth(&self) -> Result<QueueDepth, BackendError> {
