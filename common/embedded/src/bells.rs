@@ -10,23 +10,27 @@
 //! every platform watches for us: after its commit a sender writes a byte to
 //! the queue's bell, `<db>-bodies/bells/<queue>`; each process watches that
 //! folder (inotify on Linux, through the `notify` crate: one thread and one
-//! inotify instance per open store, started by the first waiting consumer)
-//! and wakes its consumers of that queue.
+//! inotify instance per store a process has open, started by its first
+//! waiting consumer) and wakes its consumers of that queue, all of them: a
+//! message goes to the first to claim it, the others look and go back to
+//! sleep.
 //!
 //! Polling stays, slower, as the safety net for what rings no bell: a
 //! message whose visibility timeout runs out (a crashed worker's, a retry's
-//! pause), an overflowed event queue, a sender of an older version. Where
-//! the watch cannot start (inotify limits, a file system without events) a
-//! consumer polls at the old, short interval.
+//! pause), a sender of an older version. An overflowed event queue wakes
+//! every queue. Where the watch cannot start (inotify limits, a platform
+//! whose only watcher polls) or stops (its folder deleted) a consumer polls
+//! at the old, short interval.
 //!
 //! Bell names are queue names, which this process configures; one that is
 //! not a plain name (`A-Z a-z 0-9 _ -`) never becomes a path, and its
 //! consumers poll.
 
-use notify::{EventKindMask, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{EventKindMask, RecommendedWatcher, RecursiveMode, Watcher, WatcherKind};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
@@ -39,6 +43,8 @@ pub struct Bells {
     /// The folder's watch, started by the first waiting consumer; `None`
     /// when it could not start (then consumers poll at the short interval).
     watch: OnceLock<Option<RecommendedWatcher>>,
+    /// False once the watched folder is gone (its watch with it).
+    alive: Arc<AtomicBool>,
 }
 
 /// A consumer's wake-up for one queue, and whether sends from other
@@ -56,6 +62,7 @@ impl Bells {
             folder: bodies_root.join("bells"),
             waiters: Arc::default(),
             watch: OnceLock::new(),
+            alive: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -63,10 +70,10 @@ impl Bells {
     /// folder's watch if it is not yet started.
     pub fn waiter(&self, queue: &str) -> Waiter {
         let notify = notify_of(&self.waiters, queue);
-        let watching = self.watch.get_or_init(|| self.start_watch()).is_some();
+        let started = self.watch.get_or_init(|| self.start_watch()).is_some();
         Waiter {
             notify,
-            watched: watching && plain(queue),
+            watched: started && self.alive.load(Ordering::Relaxed) && plain(queue),
         }
     }
 
@@ -97,17 +104,31 @@ impl Bells {
     }
 
     fn start_watch(&self) -> Option<RecommendedWatcher> {
-        let waiters = self.waiters.clone();
+        if RecommendedWatcher::kind() == WatcherKind::PollWatcher {
+            // Scanning the folder would be a slower poll than the queue's.
+            tracing::info!(
+                "no file events on this platform; waiting consumers poll every few milliseconds"
+            );
+            return None;
+        }
+        let (waiters, alive) = (self.waiters.clone(), self.alive.clone());
         let started = std::fs::create_dir_all(&self.folder)
+            .and_then(|()| std::fs::canonicalize(&self.folder))
             .map_err(notify::Error::io)
-            .and_then(|()| {
-                let config = notify::Config::default()
-                    .with_event_kinds(EventKindMask::MODIFY_DATA | EventKindMask::CREATE);
+            .and_then(|folder| {
+                // Events name the folder by its absolute path.
+                let (watched, folder) = (folder.clone(), folder);
+                // A write to a bell, a bell made, and the folder's removal.
+                let config = notify::Config::default().with_event_kinds(
+                    EventKindMask::MODIFY_DATA | EventKindMask::CREATE | EventKindMask::REMOVE,
+                );
                 let mut watcher = RecommendedWatcher::new(
-                    move |event: notify::Result<notify::Event>| wake(&waiters, event),
+                    move |event: notify::Result<notify::Event>| {
+                        wake(&waiters, &alive, &folder, event)
+                    },
                     config,
                 )?;
-                watcher.watch(&self.folder, RecursiveMode::NonRecursive)?;
+                watcher.watch(&watched, RecursiveMode::NonRecursive)?;
                 Ok(watcher)
             });
         match started {
@@ -131,11 +152,24 @@ fn notify_of(waiters: &Waiters, queue: &str) -> Arc<Notify> {
 }
 
 /// The watch's handler (on its thread): wakes the consumers of the queue
-/// whose bell changed, or of every queue when events may have been lost.
-fn wake(waiters: &Waiters, event: notify::Result<notify::Event>) {
+/// whose bell changed, or of every queue when events may have been lost or
+/// the folder is gone (then consumers go back to the short poll).
+fn wake(
+    waiters: &Waiters,
+    alive: &AtomicBool,
+    folder: &Path,
+    event: notify::Result<notify::Event>,
+) {
+    if let Ok(e) = &event {
+        if e.kind.is_remove() && e.paths.iter().any(|p| p == folder) {
+            alive.store(false, Ordering::Relaxed);
+            tracing::warn!(folder = %folder.display(),
+                "the queues' bells folder was removed; waiting consumers poll every few milliseconds until restarted");
+        }
+    }
     let Ok(w) = waiters.lock() else { return };
     match event {
-        Ok(event) if !event.need_rescan() => {
+        Ok(event) if !event.need_rescan() && alive.load(Ordering::Relaxed) => {
             for path in &event.paths {
                 let queue = path.file_name().and_then(|n| n.to_str());
                 if let Some(n) = queue.and_then(|q| w.get(q)) {
@@ -199,5 +233,13 @@ mod tests {
             b"\n",
             "the bell stays one byte"
         );
+        // The folder deleted under a running process: its consumers are
+        // woken and go back to the short poll (bounded wait for the event).
+        let woken = waiter.notify.notified();
+        std::fs::remove_dir_all(dir.path().join("bells")).expect("remove");
+        tokio::time::timeout(Duration::from_secs(10), woken)
+            .await
+            .expect("the removal wakes the consumers");
+        assert!(!consumer.waiter("RequestSend").watched);
     }
 }

@@ -65,8 +65,14 @@ impl SqliteQueue {
         }
     }
 
-    /// One receive attempt: claims up to `max` visible messages.
-    fn try_receive(&self, max: usize, visibility: Duration) -> Result<Vec<Message>, DbError> {
+    /// One receive attempt: claims up to `max` visible messages. Also says
+    /// whether it moved any to the dead-letter queue instead (then more may
+    /// be waiting behind them).
+    fn try_receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<(Vec<Message>, bool), DbError> {
         let mut conn = self.db.conn()?;
         let now = now_ms();
         // Read-only look first: most polls find nothing, and need no lock.
@@ -76,11 +82,12 @@ impl SqliteQueue {
             |r| r.get(0),
         )?;
         if !any {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Messages claimed, each with whether its body is in a file.
         let mut claimed: Vec<(Message, bool)> = Vec::new();
+        let mut dead_lettered = false;
         {
             let mut pick = tx.prepare_cached(
                 "SELECT seq, id, body, receive_count, body_file FROM queue_messages
@@ -113,6 +120,7 @@ impl SqliteQueue {
                     tracing::warn!(queue = %self.name, message = %id, receives = count,
                         dead_letter = %r.dead_letter, "moving message to the dead-letter queue");
                     dead_letter.execute(params![seq, r.dead_letter, now])?;
+                    dead_lettered = true;
                     continue;
                 }
                 let receipt = Uuid::new_v4().to_string();
@@ -129,6 +137,9 @@ impl SqliteQueue {
             }
         }
         tx.commit()?;
+        if let Some(r) = self.redrive.as_ref().filter(|_| dead_lettered) {
+            self.db.bells().ring(&r.dead_letter);
+        }
         // Bodies in files are read after the commit, outside the lock.
         let mut out = Vec::with_capacity(claimed.len());
         for (mut m, in_file) in claimed {
@@ -150,7 +161,7 @@ impl SqliteQueue {
             }
             out.push(m);
         }
-        Ok(out)
+        Ok((out, dead_lettered))
     }
 }
 
@@ -210,27 +221,35 @@ impl Queue for SqliteQueue {
     ) -> Result<Vec<Message>, BackendError> {
         let max = max.clamp(1, 10);
         let deadline = Instant::now() + wait;
-        let waiter = self.db.bells().waiter(&self.name);
-        let poll = if waiter.watched {
-            POLL_INTERVAL
-        } else {
-            POLL_INTERVAL_UNWATCHED
+        // Only a receive that waits starts the bells' watch.
+        let waiter = (!wait.is_zero()).then(|| self.db.bells().waiter(&self.name));
+        let poll = match &waiter {
+            Some(w) if w.watched => POLL_INTERVAL,
+            _ => POLL_INTERVAL_UNWATCHED,
         };
         loop {
             // Register for the wake-up before looking, so a send between the
             // look and the wait is not missed (a ring wakes every
             // registered `Notified`, polled yet or not).
-            let notified = waiter.notify.notified();
+            let notified = waiter.as_ref().map(|w| w.notify.notified());
             let this = self.clone();
-            let got = tokio::task::spawn_blocking(move || this.try_receive(max, visibility))
-                .await
-                .map_err(DbError::from)??;
-            let now = Instant::now();
-            if !got.is_empty() || now >= deadline {
+            let (got, dead_lettered) =
+                tokio::task::spawn_blocking(move || this.try_receive(max, visibility))
+                    .await
+                    .map_err(DbError::from)??;
+            if !got.is_empty() {
                 return Ok(got);
             }
-            let nap = poll.min(deadline - now);
-            let _ = tokio::time::timeout(nap, notified).await;
+            // Messages moved to the dead-letter queue may have hidden good
+            // ones behind them: look again at once.
+            if dead_lettered {
+                continue;
+            }
+            let now = Instant::now();
+            let Some(notified) = notified.filter(|_| now < deadline) else {
+                return Ok(got);
+            };
+            let _ = tokio::time::timeout(poll.min(deadline - now), notified).await;
         }
     }
 

@@ -80,6 +80,39 @@ async fn queues_are_shared_across_handles() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_moved_to_the_dead_letter_queue_hide_no_good_one() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path().join("q.db")).expect("db");
+    let redrive = Redrive {
+        dead_letter: "work-dlq".into(),
+        max_receives: 1,
+    };
+    let q = SqliteQueue::new(db.clone(), "work", Some(redrive));
+    let dlq = SqliteQueue::new(db, "work-dlq", None);
+    q.send("bad 1").await.expect("send");
+    q.send("bad 2").await.expect("send");
+    // Received once each, visible again at once: the next receive moves them.
+    let first = q
+        .receive(10, Duration::ZERO, Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(first.len(), 2);
+    q.send("good").await.expect("send");
+    // One message wanted, two candidates looked at (both to be moved): the
+    // receive looks again rather than answering nothing, without waiting.
+    let got = q
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    assert_eq!(
+        got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["good"]
+    );
+    assert_eq!(dlq.depth().await.expect("depth").visible, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteResultStore::new(Db::open(dir.path().join("r.db")).expect("db"));
