@@ -122,7 +122,7 @@ fn unflagged() -> Vec<Reading> {
         let p1 = format!("{}.{:02}", 10 + i * 11 % 60, i * 29 % 100);
         out.push(reading(1, &time(10), "DE", BERLIN, (&p1, &p2)));
         // 2: every third day (gaps), with samples.
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             out.push(reading(
                 2,
                 &time(11),
@@ -143,7 +143,7 @@ fn unflagged() -> Vec<Reading> {
         // even days (coverage counts the day once).
         let edge = ["11.00", "12.00", "35.00", "36.00", "70.00", "71.00"][i as usize % 6];
         out.push(reading(5, &time(1), "DE", ("50.000", "8.000"), ("", edge)));
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             out.push(reading(
                 5,
                 &time(13),
@@ -168,7 +168,11 @@ fn unflagged() -> Vec<Reading> {
             ("-16.900", "-179.950"),
             ("6.00", "4.00"),
         ));
-        let lat = if i % 2 == 0 { "0.100" } else { "-0.100" };
+        let lat = if i.is_multiple_of(2) {
+            "0.100"
+        } else {
+            "-0.100"
+        };
         out.push(reading(
             8,
             &time(3),

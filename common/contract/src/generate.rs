@@ -194,9 +194,11 @@ pub fn quality_of(sensor_id: u64, ts: i64) -> Flags {
 /// temperature four times in five (below zero a quarter of those).
 pub fn air_of(sensor_id: u64, ts: i64) -> Air {
     let h = (ts as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ sensor_id;
-    let humidity = (h % 3 == 0).then(|| format!("{}.{}", (h >> 4) % 100, (h >> 12) % 10));
-    let temperature = (h % 5 != 0).then(|| {
-        let sign = if (h >> 32) % 4 == 0 { "-" } else { "" };
+    let humidity = h
+        .is_multiple_of(3)
+        .then(|| format!("{}.{}", (h >> 4) % 100, (h >> 12) % 10));
+    let temperature = (!h.is_multiple_of(5)).then(|| {
+        let sign = if (h >> 32).is_multiple_of(4) { "-" } else { "" };
         format!("{sign}{}.{}", (h >> 16) % 40, (h >> 24) % 10)
     });
     Air {

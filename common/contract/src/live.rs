@@ -790,7 +790,7 @@ pub async fn segments_answer_as_rows(store: &dyn ReadingStore, rows: &dyn Readin
     let start = Timestamp::parse_feed("2026-11-20 20:00:00").expect("a time");
     let reading = |sensor: u64, k: i64, p1: String, p2: String| {
         let mut r = five_min(sensor, Timestamp(start.0 + 300 * k), Some(&p1), Some(&p2));
-        if sensor % 2 == 0 {
+        if sensor.is_multiple_of(2) {
             r.loc_country = "NL".into();
             r.sensor_type = "PMS7003".into();
             r.loc_lat = "52.370".into();

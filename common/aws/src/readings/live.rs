@@ -243,7 +243,7 @@ type HourMeans = (Option<u64>, Option<u64>);
 type Means = BTreeMap<u64, HourMeans>;
 
 fn decode_means(bytes: &[u8]) -> Result<Means, String> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return Err(format!(
             "{} bytes is no whole number of records",
             bytes.len()
