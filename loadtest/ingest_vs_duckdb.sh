@@ -26,7 +26,7 @@ SENSORS=${1:-33334}
 DAYS=${2:-30}
 RUNS=${3:-3}
 OUT=target/ingest-vs-duckdb
-BIN=target/release
+BIN=${AIRQ_BIN:-target/release}   # AIRQ_BIN: another build, side by side
 mkdir -p "$OUT"
 . loadtest/duckdb.sh
 FEED=$OUT/feed-$SENSORS-$DAYS.json

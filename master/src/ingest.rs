@@ -28,9 +28,10 @@ const PROGRESS_EVERY: u64 = 4096;
 /// The producer's side of the pipeline: collects readings into batches and
 /// hands each full batch to the writer, blocking while the writer is behind.
 pub struct BatchSink {
-    batch: Vec<Reading>,
+    /// Each reading with whether it may end as its sensor's latest.
+    batch: Vec<(Reading, bool)>,
     batch_size: usize,
-    tx: mpsc::Sender<Vec<Reading>>,
+    tx: mpsc::Sender<Vec<(Reading, bool)>>,
     /// The writer stopped (it failed); further readings are dropped and the
     /// writer's error is what the pipeline reports.
     closed: bool,
@@ -40,10 +41,17 @@ pub struct BatchSink {
 
 impl BatchSink {
     pub fn push(&mut self, reading: Reading) {
+        self.push_hinted(reading, true);
+    }
+
+    /// [`BatchSink::push`], saying whether the reading may end as its
+    /// sensor's latest: false when the same ingestion has a newer reading
+    /// of the sensor ([`ReadingStore::put_batch_hinted`]).
+    pub fn push_hinted(&mut self, reading: Reading, may_be_latest: bool) {
         if self.closed {
             return;
         }
-        self.batch.push(reading);
+        self.batch.push((reading, may_be_latest));
         if self.batch.len() >= self.batch_size {
             self.send();
         }
@@ -58,7 +66,11 @@ impl BatchSink {
             return;
         }
         let started = Instant::now();
-        if self.tx.blocking_send(in_key_order(full)).is_err() {
+        if self
+            .tx
+            .blocking_send(in_key_order(full, |(r, _)| r))
+            .is_err()
+        {
             self.closed = true;
         }
         self.waited += started.elapsed();
@@ -78,14 +90,14 @@ impl BatchSink {
 /// batch walks the store's B-trees once instead of jumping about. The
 /// producer has time to spare, the writer has not. Sorts small keys and moves
 /// each reading twice, rather than moving readings about in a sort.
-pub(crate) fn in_key_order(batch: Vec<Reading>) -> Vec<Reading> {
+pub(crate) fn in_key_order<T>(batch: Vec<T>, reading: impl Fn(&T) -> &Reading) -> Vec<T> {
     let mut keys: Vec<_> = batch
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.timestamp, r.sensor_id, i))
+        .map(|(i, t)| (reading(t).timestamp, reading(t).sensor_id, i))
         .collect();
     keys.sort_unstable();
-    let mut slots: Vec<Option<Reading>> = batch.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<T>> = batch.into_iter().map(Some).collect();
     keys.iter().filter_map(|k| slots[k.2].take()).collect()
 }
 
@@ -124,7 +136,7 @@ where
         _ => batch_size,
     }
     .max(1);
-    let (tx, mut rx) = mpsc::channel::<Vec<Reading>>(BATCHES_IN_FLIGHT);
+    let (tx, mut rx) = mpsc::channel::<Vec<(Reading, bool)>>(BATCHES_IN_FLIGHT);
     let producer = tokio::task::spawn_blocking(move || {
         let mut sink = BatchSink {
             batch: Vec::with_capacity(batch_size.min(PREALLOCATED)),
@@ -145,9 +157,15 @@ where
         let mut busy = Duration::ZERO;
         while let Some(batch) = rx.recv().await {
             let started = Instant::now();
+            let (batch, may_be_latest): (Vec<Reading>, Vec<bool>) = batch.into_iter().unzip();
             let written = match series {
                 Resolution::FiveMin => store.put_recent(batch).await,
-                Resolution::Day | Resolution::Hour => store.put_batch(batch).await,
+                Resolution::Day | Resolution::Hour if may_be_latest.iter().all(|m| *m) => {
+                    store.put_batch(batch).await
+                }
+                Resolution::Day | Resolution::Hour => {
+                    store.put_batch_hinted(batch, may_be_latest).await
+                }
             };
             let written = written
                 .with_context(|| format!("storing a batch after {} readings", stored.total()))?;
@@ -340,10 +358,14 @@ async fn process_with(
                 match entry {
                     Ok(mut reading) => {
                         counted.accepted += 1;
-                        if let Some(a) = &assessment {
-                            a.complete(&mut reading);
+                        match &assessment {
+                            Some(a) => {
+                                a.complete(&mut reading);
+                                let may_be_latest = a.may_be_latest(&reading);
+                                sink.push_hinted(reading, may_be_latest);
+                            }
+                            None => sink.push(reading),
                         }
-                        sink.push(reading);
                     }
                     Err(why) => *counted.rejected.entry(why).or_default() += 1,
                 }

@@ -740,10 +740,14 @@ pub async fn into_store(
             let pb = crate::progress::bar("readings", total);
             let n = generator.run(|e| {
                 let mut r = e.to_reading();
-                if let Some(a) = &assessment {
-                    a.complete(&mut r);
+                match &assessment {
+                    Some(a) => {
+                        a.complete(&mut r);
+                        let may_be_latest = a.may_be_latest(&r);
+                        sink.push_hinted(r, may_be_latest);
+                    }
+                    None => sink.push(r),
                 }
-                sink.push(r);
                 pb.inc(1);
                 Ok::<(), std::convert::Infallible>(())
             });

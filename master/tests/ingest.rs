@@ -525,3 +525,65 @@ fn five_minute_feeds_are_assessed_with_their_stations_air() {
         vec![(16, rh(1)), (40, None), (9, None)]
     );
 }
+
+/// A feed of several days stored in many small batches: each sensor's
+/// latest is its newest reading of the feed, whatever the order of the
+/// entries (`may_be_latest` hints leave the older ones out of `latest`).
+#[test]
+fn the_newest_reading_of_a_feed_in_many_batches_is_each_sensors_latest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("airq.db");
+    let entry = |sensor: u32, day: u32| {
+        format!(
+            r#"{{"id":{sensor}{day},"timestamp":"2024-03-0{day} 12:00:00","location":{{"id":{sensor},"latitude":"48.78{sensor}","longitude":"9.1800","altitude":"250","country":"DE"}},"sensor":{{"id":{sensor},"sensor_type":{{"id":14,"name":"SDS011","manufacturer":"Nova Fitness"}}}},"sensordatavalues":[{{"value":"1{day}.30","value_type":"P1"}},{{"value":"7.10","value_type":"P2"}}]}}"#
+        )
+    };
+    // Sensor 1 in time order, sensor 2 newest first, sensor 3's newest in
+    // the middle; batches of two readings.
+    let order = [
+        (1, 1),
+        (2, 4),
+        (3, 2),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (1, 3),
+        (2, 2),
+        (3, 1),
+        (1, 4),
+        (2, 1),
+        (3, 3),
+    ];
+    let entries: Vec<String> = order.iter().map(|&(s, d)| entry(s, d)).collect();
+    let feed = dir.path().join("feed.json");
+    std::fs::write(&feed, format!("[{}]", entries.join(","))).expect("write the feed");
+    let db_arg = db.to_str().expect("utf-8 path");
+    let feed_arg = feed.to_str().expect("utf-8 path");
+    run(airq(&[
+        "ingest",
+        "--batch-size",
+        "2",
+        "--source",
+        feed_arg,
+        "--db",
+        db_arg,
+    ]))
+    .assert_success();
+    assert_eq!(count_readings(&db), Some(12));
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT sensor_id, ts, P1 FROM latest ORDER BY sensor_id")
+        .expect("prepare");
+    let latest: Vec<(i64, i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    // 2024-03-04 12:00:00 UTC = 1,709,553,600 s.
+    let day4 = 1_709_553_600;
+    assert_eq!(
+        latest,
+        [1, 2, 3].map(|s| (s, day4, "14.30".to_owned())),
+        "each sensor's reading of the 4th, its newest"
+    );
+}

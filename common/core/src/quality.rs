@@ -771,6 +771,19 @@ pub struct Assessment {
 }
 
 impl Assessment {
+    /// Whether `r` (a reading of the surveyed feed) can end as its sensor's
+    /// latest: false when the feed has a newer reading of the sensor, which
+    /// the same ingestion stores too (the store may then skip `r`'s latest
+    /// work: [`crate::store::ReadingStore::put_batch_hinted`]).
+    pub fn may_be_latest(&self, r: &Reading) -> bool {
+        // A track is in time order and ends with the feed's newest reading
+        // (the stored ones it holds are all before the feed's first).
+        self.tracks
+            .get(&r.sensor_id)
+            .and_then(|track| track.last())
+            .is_none_or(|newest| newest.ts <= r.timestamp.0)
+    }
+
     /// Gives `r` (a reading of the surveyed feed) its station's air and
     /// the flags the feed and the sensor's earlier readings decide beyond
     /// the entry's own (`humid`, `no_humidity`, `outlier`, `stuck`,
@@ -1280,6 +1293,12 @@ mod tests {
             flags,
             [(true, false), (false, false), (false, false), (false, true)]
         );
+        // The feed's newest reading of each sensor can end as its latest:
+        // sensor 7's of the 3rd cannot (the feed has its 4th); sensor 10
+        // is not in the feed, so nothing in it is newer.
+        let may: Vec<bool> = feed.iter().map(|r| assessment.may_be_latest(r)).collect();
+        assert_eq!(may, [false, true, true, true]);
+        assert!(assessment.may_be_latest(&reading(10, &day(1), "48.7", "1.00", "1.00")));
 
         // Without the stored readings, the feed alone: no run is three
         // long, no sensor has an earlier position.

@@ -83,6 +83,23 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// what it changed.
     async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError>;
 
+    /// [`ReadingStore::put_batch`] with a hint from the writer:
+    /// `may_be_latest[i]` is false when a newer reading of `readings[i]`'s
+    /// sensor is in this batch or in a later one of the same ingestion, so
+    /// that `readings[i]` cannot end as its sensor's latest. A store may
+    /// skip its latest work for those (the embedded one does: a month's
+    /// feed wrote each sensor's latest row thirty times, a fifth of the
+    /// ingestion's time); every reading is stored all the same. The hint
+    /// is as long as `readings`; the default ignores it.
+    async fn put_batch_hinted(
+        &self,
+        readings: Vec<Reading>,
+        may_be_latest: Vec<bool>,
+    ) -> Result<Written, BackendError> {
+        let _ = may_be_latest;
+        self.put_batch(readings).await
+    }
+
     /// The series this store keeps ([`Resolution`]); a query on another
     /// is refused before it reaches the store. The daily one by default.
     fn series(&self) -> &'static [Resolution] {

@@ -769,7 +769,7 @@ impl Stored {
         let samples: u64 = batch.iter().map(|b| b.samples).sum();
         let readings: Vec<Reading> = batch.into_iter().map(|b| b.reading).collect();
         self.written += store
-            .put_batch(in_key_order(readings))
+            .put_batch(in_key_order(readings, |r| r))
             .await
             .with_context(|| format!("storing a batch after {} readings", self.stored))?;
         self.stored += n;
