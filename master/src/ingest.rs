@@ -101,6 +101,11 @@ pub(crate) fn in_key_order<T>(batch: Vec<T>, reading: impl Fn(&T) -> &Reading) -
     keys.iter().filter_map(|k| slots[k.2].take()).collect()
 }
 
+/// What a run that stopped part way says when its batches carried latest
+/// hints ([`BatchSink::push_hinted`]).
+const LATEST_MAY_LAG: &str = "ingestion stopped part way: a sensor's latest reading may lag \
+     behind its stored ones until this feed is ingested again";
+
 /// Readings of a 5-minute feed stored in one call at least, whatever
 /// `--batch-size` says: Sensor.Community's feed holds about 15,000 PM
 /// sensors, so a whole feed fits (about 300 B a reading in memory: 30 MB
@@ -349,6 +354,15 @@ async fn process_with(
         }
         _ => (document, None),
     };
+    // With an assessment the daily series' batches say which readings may
+    // be their sensor's latest: a run that stops part way may have stored
+    // a sensor's older readings (told to leave `latest` alone) but not its
+    // newest, so its errors say so.
+    let hinted = assessment.is_some() && series != Resolution::FiveMin;
+    let lag = |e: anyhow::Error| match hinted {
+        true => e.context(LATEST_MAY_LAG),
+        false => e,
+    };
     let ((parsed, counted, bytes, assessment), written) =
         pipeline(store, batch_size, series, move |sink| {
             let pb = progress::counter("entries");
@@ -386,7 +400,8 @@ async fn process_with(
             pb.finish_and_clear();
             (parsed, counted, bytes, assessment)
         })
-        .await?;
+        .await
+        .map_err(lag)?;
     if let (Some(c), Some(a), Ok(_)) = (carry, &assessment, &parsed) {
         c.keep(a);
     }
@@ -415,11 +430,11 @@ async fn process_with(
             "{e}; the {stored} valid readings before it were stored, {} entries were rejected",
             counted.rejected_total()
         )),
-        Err(FeedError::Read { entries, source }) => Err(anyhow::anyhow!(
+        Err(FeedError::Read { entries, source }) => Err(lag(anyhow::anyhow!(
             "cannot read the feed after {entries} complete entries ({source}); \
              the {stored} valid readings among them were stored, {} entries were rejected",
             counted.rejected_total()
-        )),
+        ))),
     }
 }
 
