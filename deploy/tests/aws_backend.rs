@@ -1438,6 +1438,14 @@ async fn filters_match_the_reference_on_every_index_place_and_format() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_hints_are_kept_contract() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), names.readings_table);
+    airq_contract::store::latest_hints_are_kept(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_follows_ingestion_contract() {
     let clients = emulator::clients().await;
     let names = emulator::provisioned(&clients, 3).await;

@@ -355,6 +355,77 @@ fn latest_reading(s: &LatestSensor, ts: i64, p1: &str, p2: Option<&str>) -> Read
     )
 }
 
+/// Sensors of [`latest_hints_are_kept`], apart from every other suite's.
+const HINTED_SENSORS: u64 = 7_200_000;
+
+/// `put_batch_hinted`: every reading is stored, a reading hinted not to be
+/// its sensor's latest leaves `latest` alone (a newer one of the same
+/// ingestion is to come), an older reading never replaces a newer latest,
+/// and a hint of the wrong length is refused before anything is written.
+/// Reads only its own sensors' latest rows, so it may share a store.
+pub async fn latest_hints_are_kept(store: &dyn ReadingStore) {
+    let reading = |k: u64, ts: i64, p1: &str| Reading {
+        id: None,
+        timestamp: Timestamp(ts),
+        sensor_id: HINTED_SENSORS + k,
+        sensor_type: "SDS011".into(),
+        loc_id: None,
+        loc_country: "DE".into(),
+        loc_lat: "48.780".into(),
+        loc_long: "9.180".into(),
+        loc_alt: String::new(),
+        p1: Some(p1.into()),
+        p2: None,
+        indices: Indices::of_text(Some(p1), None).expect("indices"),
+        samples: None,
+        basis: None,
+        flags: Default::default(),
+        air: Default::default(),
+    };
+    let latest = || async {
+        let all: Vec<Reading> = store
+            .latest(&LatestQuery::default())
+            .try_collect()
+            .await
+            .expect("latest stream");
+        all.into_iter()
+            .filter(|r| (HINTED_SENSORS..HINTED_SENSORS + 10).contains(&r.sensor_id))
+            .map(|r| (r.sensor_id - HINTED_SENSORS, r.timestamp.0))
+            .collect::<Vec<_>>()
+    };
+    // 2024-01-01 00:00:00 UTC and the two days after.
+    let (d1, d2, d3) = (1_704_067_200, 1_704_153_600, 1_704_240_000);
+    let written = store
+        .put_batch_hinted(
+            vec![reading(1, d2, "10"), reading(2, d2, "20")],
+            vec![false, true],
+        )
+        .await
+        .expect("put");
+    assert_eq!(written.new, 2, "a hinted reading is stored all the same");
+    assert_eq!(latest().await, [(2, d2)], "sensor 1's reading hinted away");
+    store
+        .put_batch_hinted(
+            vec![reading(1, d3, "11"), reading(2, d1, "21")],
+            vec![true, true],
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        latest().await,
+        [(1, d3), (2, d2)],
+        "the newest arrives; an older one never wins"
+    );
+    assert!(
+        store
+            .put_batch_hinted(vec![reading(3, d3, "30")], Vec::new())
+            .await
+            .is_err(),
+        "a hint of the wrong length is refused"
+    );
+    assert_eq!(latest().await, [(1, d3), (2, d2)], "and writes nothing");
+}
+
 /// Two ingestions, then `latest` after each: for every sensor the newest
 /// reading written (by timestamp; of one timestamp written twice, the
 /// later write), filtered by country, box, circle and sensor types, in

@@ -75,6 +75,32 @@ pub struct LatestChanges {
     pub readings: Vec<(u64, Reading)>,
 }
 
+/// The readings of a batch that `may_be_latest` hints away, keyed
+/// `(timestamp, sensor id)`: what a store's
+/// [`ReadingStore::put_batch_hinted`] may skip the latest work of. An error
+/// for a hint of another length than the batch (nothing is written then).
+pub fn hinted_away(
+    readings: &[Reading],
+    may_be_latest: &[bool],
+) -> Result<std::collections::HashSet<(i64, u64)>, BackendError> {
+    if may_be_latest.len() != readings.len() {
+        return Err(BackendError::Refused {
+            what: "storing a batch".into(),
+            reason: format!(
+                "{} readings came with {} latest hints",
+                readings.len(),
+                may_be_latest.len()
+            ),
+        });
+    }
+    Ok(readings
+        .iter()
+        .zip(may_be_latest)
+        .filter(|(_, may)| !**may)
+        .map(|(r, _)| (r.timestamp.0, r.sensor_id))
+        .collect())
+}
+
 /// Where readings live. A reading's identity is `(sensor_id, timestamp)`:
 /// writing the same reading twice stores it once.
 #[async_trait]

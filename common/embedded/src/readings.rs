@@ -290,7 +290,7 @@ impl SqliteReadingStore {
     /// Writes a batch in one transaction. Public for callers already on a
     /// blocking thread (bulk loaders).
     pub fn put_batch_blocking(&self, readings: &[Reading]) -> Result<Written, BackendError> {
-        Ok(self.put_batch_inner(readings, None)?)
+        Ok(self.put_batch_inner(readings, &Default::default())?)
     }
 
     /// For benchmarks: how many rows SQLite hands out for `query` (what
@@ -306,25 +306,15 @@ impl SqliteReadingStore {
         Ok((counts.read, counts.returned))
     }
 
-    /// Stores `readings`; `may_be_latest`, when given, names the readings
-    /// that can end as their sensor's latest
-    /// ([`ReadingStore::put_batch_hinted`]): the others skip `latest`.
+    /// Stores `readings`; those keyed `(timestamp, sensor id)` in
+    /// `not_latest` skip `latest` ([`ReadingStore::put_batch_hinted`]).
     fn put_batch_inner(
         &self,
         readings: &[Reading],
-        may_be_latest: Option<&[bool]>,
+        not_latest: &std::collections::HashSet<(i64, u64)>,
     ) -> Result<Written, DbError> {
         // Computed before the write lock is taken: parsing coordinates and
         // sorting need no database.
-        let not_latest: std::collections::HashSet<(i64, u64)> = match may_be_latest {
-            Some(hint) => readings
-                .iter()
-                .zip(hint)
-                .filter(|(_, may)| !**may)
-                .map(|(r, _)| (r.timestamp.0, r.sensor_id))
-                .collect(),
-            None => Default::default(),
-        };
         let (readings, cells) = unique_with_cells(readings);
         let readings = &readings[..];
         let mut newest = newest_per_sensor(readings);
@@ -1472,22 +1462,11 @@ impl ReadingStore for SqliteReadingStore {
         readings: Vec<Reading>,
         may_be_latest: Vec<bool>,
     ) -> Result<Written, BackendError> {
-        if may_be_latest.len() != readings.len() {
-            return Err(BackendError::Refused {
-                what: "storing a batch".into(),
-                reason: format!(
-                    "{} readings came with {} latest hints",
-                    readings.len(),
-                    may_be_latest.len()
-                ),
-            });
-        }
+        let not_latest = airq_core::store::hinted_away(&readings, &may_be_latest)?;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            Ok(this.put_batch_inner(&readings, Some(&may_be_latest))?)
-        })
-        .await
-        .map_err(DbError::from)?
+        tokio::task::spawn_blocking(move || Ok(this.put_batch_inner(&readings, &not_latest)?))
+            .await
+            .map_err(DbError::from)?
     }
 
     fn series(&self) -> &'static [Resolution] {
@@ -2013,60 +1992,6 @@ mod tests {
             ["SCAN latest"],
             "one row per sensor, in sensor order"
         );
-    }
-
-    /// `put_batch_hinted`: a reading hinted not to be its sensor's latest
-    /// is stored but leaves `latest` alone; a hint of the wrong length is
-    /// refused before anything is written.
-    #[tokio::test]
-    async fn latest_hints_skip_what_a_newer_reading_replaces() {
-        use airq_core::store::ReadingStore as _;
-        let (_dir, db) = db();
-        let store = SqliteReadingStore::new(db.clone());
-        let r = |sensor_id: u64, ts: i64| Reading {
-            id: None,
-            timestamp: Timestamp(ts),
-            sensor_id,
-            sensor_type: "SDS011".into(),
-            loc_id: None,
-            loc_country: "DE".into(),
-            loc_lat: "48.78".into(),
-            loc_long: "9.18".into(),
-            loc_alt: String::new(),
-            p1: Some("10".into()),
-            p2: None,
-            indices: Indices::lowest(),
-            samples: None,
-            basis: None,
-            flags: Default::default(),
-            air: Default::default(),
-        };
-        let latest = || -> Vec<(i64, i64)> {
-            let conn = db.conn().expect("conn");
-            let mut stmt = conn
-                .prepare("SELECT sensor_id, ts FROM latest ORDER BY sensor_id")
-                .expect("prepare");
-            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .expect("query")
-                .collect::<Result<_, _>>()
-                .expect("rows")
-        };
-        let written = store
-            .put_batch_hinted(vec![r(1, 100), r(2, 100)], vec![false, true])
-            .await
-            .expect("put");
-        assert_eq!(written.new, 2, "both stored");
-        assert_eq!(latest(), [(2, 100)], "sensor 1's reading hinted away");
-        store
-            .put_batch_hinted(vec![r(1, 200), r(2, 50)], vec![true, true])
-            .await
-            .expect("put");
-        assert_eq!(latest(), [(1, 200), (2, 100)], "an older one never wins");
-        assert!(matches!(
-            store.put_batch_hinted(vec![r(3, 300)], vec![]).await,
-            Err(BackendError::Refused { .. })
-        ));
-        assert_eq!(latest(), [(1, 200), (2, 100)]);
     }
 
     #[test]

@@ -251,6 +251,13 @@ async fn segments_follow_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_hints_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("h.db")).expect("db"));
+    airq_contract::store::latest_hints_are_kept(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_follows_ingestion() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteReadingStore::new(Db::open(dir.path().join("l.db")).expect("db"));

@@ -54,7 +54,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, Wri
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -171,9 +171,14 @@ where
     ReceiverStream::new(rx).boxed()
 }
 
-#[async_trait]
-impl ReadingStore for DynamoReadingStore {
-    async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
+impl DynamoReadingStore {
+    /// [`ReadingStore::put_batch`], leaving the latest shards alone for the
+    /// readings keyed `(timestamp, sensor id)` in `not_latest`.
+    async fn put_batch_with(
+        &self,
+        readings: Vec<Reading>,
+        not_latest: HashSet<(i64, u64)>,
+    ) -> Result<Written, BackendError> {
         // One item per identity, the last one sent winning (as a replace
         // would): a BatchWriteItem call refuses duplicate keys, and
         // concurrent calls would leave the winner to chance.
@@ -214,8 +219,32 @@ impl ReadingStore for DynamoReadingStore {
         // After the readings: a latest item is only ever a copy of a
         // reading already stored. Unchanged readings go too: their latest
         // item may be what a crash between the two writes left behind.
-        self.put_latest(readings).await?;
+        self.put_latest(
+            readings
+                .into_iter()
+                .filter(|r| !not_latest.contains(&(r.timestamp.0, r.sensor_id))),
+        )
+        .await?;
         Ok(written)
+    }
+}
+
+#[async_trait]
+impl ReadingStore for DynamoReadingStore {
+    async fn put_batch(&self, readings: Vec<Reading>) -> Result<Written, BackendError> {
+        self.put_batch_with(readings, HashSet::new()).await
+    }
+
+    /// Skips the latest shards for the readings hinted away: a batch of a
+    /// month's feed whose sensors all have a newer reading to come reads
+    /// and writes no shard.
+    async fn put_batch_hinted(
+        &self,
+        readings: Vec<Reading>,
+        may_be_latest: Vec<bool>,
+    ) -> Result<Written, BackendError> {
+        let not_latest = airq_core::store::hinted_away(&readings, &may_be_latest)?;
+        self.put_batch_with(readings, not_latest).await
     }
 
     fn series(&self) -> &'static [Resolution] {
