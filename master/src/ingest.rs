@@ -44,10 +44,26 @@ impl BatchSink {
         self.push_hinted(reading, true);
     }
 
-    /// [`BatchSink::push`], saying whether the reading may end as its
-    /// sensor's latest: false when the same ingestion has a newer reading
-    /// of the sensor ([`ReadingStore::put_batch_hinted`]).
-    pub fn push_hinted(&mut self, reading: Reading, may_be_latest: bool) {
+    /// A reading of a surveyed feed: completed with `assessment` (its
+    /// flags and air) and pushed saying whether it may end as its sensor's
+    /// latest (not when the feed has a newer one of the sensor:
+    /// [`ReadingStore::put_batch_hinted`]); pushed as it is without one.
+    pub fn push_assessed(
+        &mut self,
+        mut reading: Reading,
+        assessment: Option<&quality::Assessment>,
+    ) {
+        match assessment {
+            Some(a) => {
+                a.complete(&mut reading);
+                let may_be_latest = a.may_be_latest(&reading);
+                self.push_hinted(reading, may_be_latest);
+            }
+            None => self.push(reading),
+        }
+    }
+
+    fn push_hinted(&mut self, reading: Reading, may_be_latest: bool) {
         if self.closed {
             return;
         }
@@ -102,7 +118,7 @@ pub(crate) fn in_key_order<T>(batch: Vec<T>, reading: impl Fn(&T) -> &Reading) -
 }
 
 /// What a run that stopped part way says when its batches carried latest
-/// hints ([`BatchSink::push_hinted`]).
+/// hints ([`BatchSink::push_assessed`]).
 const LATEST_MAY_LAG: &str = "ingestion stopped part way: a sensor's latest reading may lag \
      behind its stored ones until this feed is ingested again";
 
@@ -370,16 +386,9 @@ async fn process_with(
             let mut on_entry = |entry| {
                 counted.entries += 1;
                 match entry {
-                    Ok(mut reading) => {
+                    Ok(reading) => {
                         counted.accepted += 1;
-                        match &assessment {
-                            Some(a) => {
-                                a.complete(&mut reading);
-                                let may_be_latest = a.may_be_latest(&reading);
-                                sink.push_hinted(reading, may_be_latest);
-                            }
-                            None => sink.push(reading),
-                        }
+                        sink.push_assessed(reading, assessment.as_ref());
                     }
                     Err(why) => *counted.rejected.entry(why).or_default() += 1,
                 }

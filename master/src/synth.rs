@@ -739,15 +739,7 @@ pub async fn into_store(
         crate::ingest::pipeline(store, batch_size, shape.resolution, move |sink| {
             let pb = crate::progress::bar("readings", total);
             let n = generator.run(|e| {
-                let mut r = e.to_reading();
-                match &assessment {
-                    Some(a) => {
-                        a.complete(&mut r);
-                        let may_be_latest = a.may_be_latest(&r);
-                        sink.push_hinted(r, may_be_latest);
-                    }
-                    None => sink.push(r),
-                }
+                sink.push_assessed(e.to_reading(), assessment.as_ref());
                 pb.inc(1);
                 Ok::<(), std::convert::Infallible>(())
             });
