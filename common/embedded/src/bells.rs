@@ -89,14 +89,23 @@ impl Bells {
         }
         // Written at offset 0 every time: the file stays one byte, and the
         // write is the change a watcher sees (inotify's IN_MODIFY).
-        let rung = std::fs::create_dir_all(&self.folder).and_then(|()| {
+        let bell = self.folder.join(queue);
+        let open = || {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(self.folder.join(queue))?
-                .write_all(b"\n")
-        });
+                .open(&bell)
+        };
+        // The folder is made once, when a ring first finds it missing, not
+        // looked for at every send.
+        let rung = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.folder).and_then(|()| open())
+            }
+            other => other,
+        }
+        .and_then(|mut file| file.write_all(b"\n"));
         if let Err(e) = rung {
             tracing::debug!(queue, error = %e, folder = %self.folder.display(),
                 "could not ring a queue's bell; its consumers in other processes find the message at their next poll");
