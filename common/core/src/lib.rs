@@ -31,6 +31,7 @@ pub mod queue;
 pub mod reading;
 pub mod resolution;
 pub mod results;
+pub mod segment;
 pub mod store;
 
 pub use aqi::{Index, Indices};

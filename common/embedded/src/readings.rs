@@ -10,7 +10,7 @@
 //! the reference, so answers are exactly the reference's.
 
 use crate::db::{Db, DbError};
-use crate::segments::{self, Segment};
+use crate::segments;
 use airq_core::aggregate::{AggregateChunker, Aggregator, GroupBy, Row as AggregateRow};
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
@@ -1014,10 +1014,7 @@ fn segmented(query: &Query) -> bool {
 /// Whether answer segments hold what `query` reads: a series that has
 /// them, from 1970 on, without a quality filter or a correction.
 fn segments_hold(query: &Query) -> bool {
-    segments::SERIES.contains(&query.resolution)
-        && query.start.0 >= 0
-        && query.quality.is_none()
-        && query.correction.is_none()
+    segments::SERIES.contains(&query.resolution) && airq_core::segment::holds(query)
 }
 
 /// Whether `query` has a place of [`FEW_CELLS`] or fewer that the row
@@ -1067,22 +1064,24 @@ fn walk(
         }
         return Ok(());
     }
-    let bounds = match query.index_filter() {
+    if query.index_filter() == Some(None) {
         // The index bounds exclude every value: no rows.
-        Some(None) => return Ok(()),
-        bounds => bounds.flatten(),
-    };
+        return Ok(());
+    }
     let mut conn = db.conn()?;
     let tx = conn.transaction()?;
     let (first, last) = (query.start.0 / DAY_SECS, query.end.0 / DAY_SECS);
     let series = query.resolution;
     let fresh = segments::fresh(&tx, series, first, last)?;
     let folder = segments::folder(db.path());
-    let cells = query.place.and_then(|p| p.cells());
+    let ordered = match need {
+        segments::Need::Values { ordered, .. } => ordered,
+        segments::Need::Rendered(_) => true,
+    };
     let mut day = first;
     while day <= last {
         let sections = match fresh.get(&day) {
-            Some(&version) => match Segment::open(&folder, series, day, version)? {
+            Some(&version) => match segments::open(&folder, series, day, version)? {
                 Some(segment) => segment.load(
                     query.country.as_deref(),
                     need,
@@ -1094,29 +1093,8 @@ fn walk(
             None => None,
         };
         if let Some(sections) = sections {
-            let wanted: Vec<Vec<bool>> = sections
-                .iter()
-                .map(|s| s.types().iter().map(|t| query.wants_type(t)).collect())
-                .collect();
-            let ordered = match need {
-                segments::Need::Values { ordered, .. } => ordered,
-                segments::Need::Rendered(_) => true,
-            };
-            let mut open = true;
-            segments::merged(&sections, ordered, |k, i, r| {
-                let keep = r.ts >= query.start.0
-                    && r.ts <= query.end.0
-                    && wanted[k].get(r.kind as usize).copied().unwrap_or(false)
-                    && bounds
-                        .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.indices.get(query.index)));
-                let keep = match (&query.place, keep) {
-                    (Some(place), true) => sections[k].in_place(i, place, cells.as_deref())?,
-                    (_, keep) => keep,
-                };
-                if keep {
-                    open = consumer.segment_row(&sections[k], i, r)?;
-                }
-                Ok(open)
+            let open = airq_core::segment::each_kept(query, &sections, ordered, |s, i, r| {
+                consumer.segment_row(s, i, r)
             })?;
             if !open {
                 return Ok(());
@@ -1292,7 +1270,7 @@ fn build_day(db: &Db, series: Resolution, day: i64) -> Result<bool, DbError> {
     }
     drop(tx);
     let folder = segments::folder(db.path());
-    builder.write(&folder)?;
+    segments::write(builder, &folder, series, day, version)?;
     match segments::record_built(&mut conn, series, day, version)? {
         // The same version in another layout: the new file took its name.
         segments::Recorded::Replaced(Some(old)) if old != version => {
