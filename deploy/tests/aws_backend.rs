@@ -1855,3 +1855,155 @@ async fn a_live_run_that_stopped_half_way_is_finished_by_the_next() {
         Timestamp::parse_feed("2026-12-01 10:55:01").expect("a time")
     );
 }
+
+/// A reading store with answer segments in the test's bucket; its
+/// DynamoDB and S3 calls counted.
+async fn segmented_store(
+    clients: &AwsClients,
+    names: &ResourceNames,
+) -> (DynamoReadingStore, OpCounter, OpCounter) {
+    let (store, dynamodb) = counted_store(clients, names).await;
+    let s3 = OpCounter::default();
+    let client = aws_sdk_s3::Client::from_conf(
+        clients
+            .s3
+            .config()
+            .to_builder()
+            .interceptor(s3.clone())
+            .build(),
+    );
+    let store = store.with_segments(BlobStore::new(client, names.bucket.clone()));
+    (store, dynamodb, s3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_follow_changes_contract() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _, _) = segmented_store(&clients, &names).await;
+    airq_contract::store::segments_follow_changes(&store).await;
+    // Three days of three countries, each day built twice (the first and
+    // third changed): the replaced versions' objects are gone.
+    let prefix = format!("segments/{}/day/", names.readings_table);
+    let mut keys = objects(&clients, &names, &prefix).await;
+    keys.sort();
+    assert_eq!(
+        keys.len(),
+        12,
+        "one object per day, one per day and country: {keys:?}"
+    );
+    for day in ["2023-03-01", "2023-03-02", "2023-03-03"] {
+        let mut of_day: Vec<_> = keys
+            .iter()
+            .filter(|k| k.contains(day))
+            .filter_map(|k| k.rsplit('/').next())
+            .collect();
+        of_day.sort();
+        assert_eq!(of_day, ["0.seg", "1.seg", "2.seg", "all.seg"], "{day}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_match_the_reference_from_segments() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _, _) = segmented_store(&clients, &names).await;
+    airq_contract::store::filters_match_reference_from_segments(&store, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_contract_from_segments() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _, _) = segmented_store(&clients, &names).await;
+    airq_contract::aggregate::run_all_from_segments(&store).await;
+}
+
+/// A country's days come from one `Query` (their versions) and one
+/// `GetObject` a day, whatever the number of readings; a day a write made
+/// stale is read from its items until the next refresh, and a store
+/// without segments reads every day's items. The answers are the same
+/// bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_countrys_days_are_one_query_and_one_object_a_day() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, dynamodb, s3) = segmented_store(&clients, &names).await;
+    let (rows, _) = counted_store(&clients, &names).await;
+    // 2023-03-01, three days, 30 sensors in DE and 30 in NL each day.
+    const DAY: i64 = 1_677_628_800;
+    let mut written = Vec::new();
+    for d in 0..3i64 {
+        for s in 0..60u64 {
+            written.push(airq_contract::generate::reading(
+                9_100_000 + s,
+                DAY + d * 86_400 + s as i64 * 600,
+                "SDS011",
+                if s % 2 == 0 { "DE" } else { "NL" },
+                format!("{:.4}", 50.0 + s as f64 / 100.0),
+                "8.5".into(),
+                Some(format!("{}.5", 3 + s)),
+                Some("4.25".into()),
+            ));
+        }
+    }
+    store.put_batch(written.clone()).await.expect("put_batch");
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 3);
+    let mut q = Query::between(Timestamp(DAY), Timestamp(DAY + 3 * 86_400 - 1));
+    q.country = Some("DE".into());
+    let answer = |store: &DynamoReadingStore, q: &Query| {
+        let stream = store.query_answer(q);
+        async move {
+            stream
+                .try_fold(Vec::new(), |mut out, chunk| async move {
+                    out.extend_from_slice(&chunk.bytes);
+                    Ok(out)
+                })
+                .await
+                .expect("answer")
+        }
+    };
+    let from_rows = answer(&rows, &q).await;
+    assert_eq!(
+        from_rows.iter().filter(|&&b| b == b'\n').count(),
+        1 + 90,
+        "a header and DE's 90 readings"
+    );
+
+    dynamodb.reset();
+    s3.reset();
+    assert_eq!(answer(&store, &q).await, from_rows);
+    assert_eq!(dynamodb.counts(), (1, 0, 0), "one Query: the versions");
+    assert_eq!(s3.counts(), (0, 0, 3), "one GetObject a day");
+
+    // A value of the second day replaced: that day comes from its items.
+    let mut changed = written[60].clone();
+    assert_eq!(changed.loc_country, "DE");
+    changed.p1 = Some("77.5".into());
+    changed.indices = Indices::of_text(changed.p1.as_deref(), changed.p2.as_deref())
+        .expect("indices of the changed reading");
+    store.put_batch(vec![changed]).await.expect("the change");
+    let from_rows = answer(&rows, &q).await;
+    dynamodb.reset();
+    s3.reset();
+    assert_eq!(answer(&store, &q).await, from_rows);
+    assert_eq!(
+        dynamodb.counts(),
+        (2, 0, 0),
+        "the versions, and the stale day's items"
+    );
+    assert_eq!(s3.counts(), (0, 0, 2), "the two fresh days' objects");
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 1);
+    dynamodb.reset();
+    assert_eq!(answer(&store, &q).await, from_rows);
+    assert_eq!(dynamodb.counts(), (1, 0, 0));
+
+    // Every country: one object a day as well.
+    q.country = None;
+    let from_rows = answer(&rows, &q).await;
+    dynamodb.reset();
+    s3.reset();
+    assert_eq!(answer(&store, &q).await, from_rows);
+    assert_eq!(dynamodb.counts(), (1, 0, 0));
+    assert_eq!(s3.counts(), (0, 0, 3));
+}

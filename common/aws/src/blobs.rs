@@ -55,6 +55,37 @@ impl BlobStore {
 
     /// The object as text; `None` if it does not exist (any more).
     pub async fn get(&self, key: &str) -> Result<Option<String>, BackendError> {
+        let Some(bytes) = self.get_bytes(key).await? else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| BackendError::Corrupt(format!("s3://{}/{key} is not UTF-8", self.bucket)))
+    }
+
+    /// The object's bytes; `None` if it does not exist (any more).
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<bytes::Bytes>, BackendError> {
+        self.get_bytes_where(key, &["NoSuchKey"]).await
+    }
+
+    /// [`Self::get_bytes`], taking `AccessDenied` for "does not exist" as
+    /// well: S3 says so of a missing key to a reader without
+    /// `s3:ListBucket`, which no airq role has (it would let a reader list
+    /// the result objects' keys). For objects a reader may find gone and
+    /// can do without (answer segments: their day is read from its items).
+    pub async fn get_bytes_unlisted(
+        &self,
+        key: &str,
+    ) -> Result<Option<bytes::Bytes>, BackendError> {
+        self.get_bytes_where(key, &["NoSuchKey", "AccessDenied"])
+            .await
+    }
+
+    async fn get_bytes_where(
+        &self,
+        key: &str,
+        missing: &[&str],
+    ) -> Result<Option<bytes::Bytes>, BackendError> {
         let out = match self
             .s3
             .get_object()
@@ -64,7 +95,7 @@ impl BlobStore {
             .await
         {
             Ok(out) => out,
-            Err(e) if error_code(&e) == Some("NoSuchKey") => return Ok(None),
+            Err(e) if error_code(&e).is_some_and(|c| missing.contains(&c)) => return Ok(None),
             Err(e) => {
                 return Err(remote(
                     format!("S3 GetObject s3://{}/{key}", self.bucket),
@@ -81,9 +112,7 @@ impl BlobStore {
                 message: e.to_string(),
             })?
             .into_bytes();
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| BackendError::Corrupt(format!("s3://{}/{key} is not UTF-8", self.bucket)))
+        Ok(Some(bytes))
     }
 
     /// The object's size; `None` if it does not exist (any more).

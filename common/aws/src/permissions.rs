@@ -9,7 +9,9 @@
 //!
 //! How each binary reaches the adapters:
 //! - `airq-master` opens only the reading store (`BackendArgs::reading_store`:
-//!   a `ping`) and writes batches (`put_batch`, `put_recent`, `prune`).
+//!   a `ping`), writes batches (`put_batch`, `put_recent`, `prune`), reads
+//!   the days before a feed (`history`) and builds the answer segments
+//!   (`refresh_segments`).
 //! - `airq-worker` and `airq-gateway` connect every port (`connect_aws`),
 //!   which opens all four queues by name (`GetQueueUrl`), whether or not
 //!   the binary then uses them.
@@ -101,6 +103,8 @@ pub enum Resource {
     ResultObjects,
     /// Bodies offloaded from a queue: `messages/<prefix><queue>/*`.
     MessageObjects(&'static str),
+    /// The readings' answer segments: `segments/<readings table>/*`.
+    SegmentObjects,
     /// The binary's own release: `releases/<release>/<arch>/<executable>`.
     Release,
 }
@@ -145,7 +149,7 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item), put_recent and prune (the live tier's markers and item count)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version)",
     ),
     p(
         "dynamodb:GetItem",
@@ -156,6 +160,21 @@ pub const MASTER: &[Permission] = &[
         "dynamodb:PutItem",
         ReadingsTable,
         "DynamoReadingStore::put_batch (put_latest: each latest shard touched, a write conditioned on its version), put_recent and prune (each hour item, conditioned on its version)",
+    ),
+    p(
+        "dynamodb:Query",
+        ReadingsTable,
+        "DynamoReadingStore::history (query_page: the days before a feed, for its quality survey) and refresh_segments (day_versions: the segment version items; build_day: each stale day's readings)",
+    ),
+    p(
+        "s3:PutObject",
+        SegmentObjects,
+        "DynamoReadingStore::refresh_segments (build_day: BlobStore::put of each object of a day's segment)",
+    ),
+    p(
+        "s3:DeleteObject",
+        SegmentObjects,
+        "DynamoReadingStore::refresh_segments (build_day: delete_quietly of the objects of the version a build replaced, or of a build the day outran)",
     ),
     p(
         "s3:GetObject",
@@ -170,7 +189,12 @@ pub const WORKER: &[Permission] = &[
     p(
         "dynamodb:Query",
         ReadingsTable,
-        "DynamoReadingStore::query (query_page, without a country)",
+        "DynamoReadingStore::query (query_page, without a country) and query_answer (day_versions: the segment version items of its days)",
+    ),
+    p(
+        "s3:GetObject",
+        SegmentObjects,
+        "DynamoReadingStore::query_answer (fetch_day: BlobStore::get_bytes_unlisted of a fresh day's segment)",
     ),
     p(
         "dynamodb:Query",
@@ -303,7 +327,12 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:Query",
         ReadingsTable,
-        "DynamoReadingStore::query (direct queries, without a country)",
+        "DynamoReadingStore::query (direct queries, without a country) and query_answer (day_versions: the segment version items of its days)",
+    ),
+    p(
+        "s3:GetObject",
+        SegmentObjects,
+        "DynamoReadingStore::query_answer (direct queries; fetch_day: BlobStore::get_bytes_unlisted of a fresh day's segment)",
     ),
     p(
         "dynamodb:Query",
@@ -610,12 +639,19 @@ mod tests {
     }
 
     /// The two refusals the issue names: the master writes no result, the
-    /// gateway writes no reading.
+    /// gateway writes no reading (nor answer segment: readers only read
+    /// them).
     #[test]
     fn master_writes_only_readings_and_gateway_never_writes_them() {
         assert!(MASTER
             .iter()
-            .all(|p| matches!(p.resource, ReadingsTable | Release)));
+            .all(|p| matches!(p.resource, ReadingsTable | SegmentObjects | Release)));
+        for list in [GATEWAY, WORKER] {
+            assert!(list
+                .iter()
+                .filter(|p| p.resource == SegmentObjects)
+                .all(|p| p.action == "s3:GetObject"));
+        }
         // The migration touches only the readings table, and never its
         // shape.
         assert!(MIGRATE

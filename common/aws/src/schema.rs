@@ -95,6 +95,10 @@ pub const ALERTS_NEXT_ATTRIBUTE: &str = "next_ms";
 pub const RESULTS_PREFIX: &str = "results/";
 /// Where message bodies too large for SQS live.
 pub const MESSAGES_PREFIX: &str = "messages/";
+/// The readings' answer segments (`readings/segments.rs`), under the
+/// readings table's name: `segments/<table>/day/...`. No expiry rule: a
+/// segment lives as long as its day's version.
+pub const SEGMENTS_PREFIX: &str = "segments/";
 /// The expiry rule of [`RESULTS_PREFIX`].
 pub const RESULTS_RULE: &str = "airq-results-expiry";
 /// The expiry rule of [`MESSAGES_PREFIX`].

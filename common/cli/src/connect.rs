@@ -57,11 +57,12 @@ pub struct BackendArgs {
     #[arg(long, env = "AIRQ_MAX_RECEIVES", default_value_t = defaults::MAX_RECEIVES, global = true)]
     pub max_receives: u32,
 
-    /// Answer segments on the embedded backend: each day's rows stored
-    /// already rendered beside the SQLite file (`<db>-segments/`), built
-    /// by the master after each ingestion and read by large answers
-    /// (docs/internals.md). `false`: neither built nor read; answers are
-    /// the same bytes either way.
+    /// Answer segments: each day's rows stored already rendered, beside
+    /// the SQLite file (`<db>-segments/`) on the embedded backend, in the
+    /// bucket (`segments/`, the daily series) on AWS; built by the master
+    /// after each ingestion and read by large answers (docs/internals.md).
+    /// `false`: neither built nor read; answers are the same bytes either
+    /// way.
     #[arg(
         long,
         env = "AIRQ_ANSWER_SEGMENTS",
@@ -110,6 +111,10 @@ impl BackendArgs {
                 if let Some(keep) = hourly_retention {
                     store = store.with_live_retention(keep);
                 }
+                if self.answer_segments {
+                    let names = self.aws.names(&clients).await?;
+                    store = store.with_segments(BlobStore::new(clients.s3.clone(), names.bucket));
+                }
                 // Fail now, clearly, rather than at the first write.
                 store.ping().await.map_err(|e| BackendError::Remote {
                     context: format!("{} (was `airq-deploy provision` run?)", clients.location()),
@@ -125,7 +130,7 @@ impl BackendArgs {
             #[cfg(not(feature = "aws"))]
             BackendKind::Aws => Err(BackendError::Unsupported(NO_AWS.into())),
             #[cfg(feature = "aws")]
-            BackendKind::Aws => connect_aws(&self.aws).await,
+            BackendKind::Aws => connect_aws(&self.aws, self.answer_segments).await,
             BackendKind::Embedded => {
                 let db = Db::open(&self.db)?;
                 let queue = |name: &str| -> Arc<dyn Queue> {
@@ -161,7 +166,7 @@ impl BackendArgs {
 
 /// Every port on AWS. Fails if the queues do not exist (not provisioned).
 #[cfg(feature = "aws")]
-async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
+async fn connect_aws(args: &AwsArgs, answer_segments: bool) -> Result<Backend, BackendError> {
     let clients = args.clients().await?;
     let names = args.names(&clients).await?;
     let blobs = BlobStore::new(clients.s3.clone(), names.bucket.clone());
@@ -182,10 +187,14 @@ async fn connect_aws(args: &AwsArgs) -> Result<Backend, BackendError> {
         queue(receive_dlq)
     )?;
     Ok(Backend {
-        readings: Arc::new(DynamoReadingStore::new(
-            clients.dynamodb.clone(),
-            names.readings_table.clone(),
-        )),
+        readings: Arc::new({
+            let store =
+                DynamoReadingStore::new(clients.dynamodb.clone(), names.readings_table.clone());
+            match answer_segments {
+                true => store.with_segments(blobs.clone()),
+                false => store,
+            }
+        }),
         results: Arc::new(DynamoResultStore::new(
             clients.dynamodb.clone(),
             names.results_table.clone(),

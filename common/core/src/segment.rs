@@ -214,25 +214,38 @@ impl Builder {
         write_file(out, &directory, self.sections.values())
     }
 
-    /// One whole file per country, each with that country's section only,
-    /// in country order: what a store that reads a country's rows on their
-    /// own keeps (a country's query then reads none of the others').
-    pub fn into_countries(self) -> Result<Vec<(String, Vec<u8>)>, BackendError> {
+    /// The whole file, and one whole file per country with that
+    /// country's section only, in country order: what a store that reads
+    /// a country's rows on their own keeps (a country's query then reads
+    /// none of the others', a query of every country one file).
+    pub fn into_files(self) -> Result<Files, BackendError> {
         let (series, day, version) = (self.series, self.day, self.version);
-        let mut files = Vec::with_capacity(self.sections.len());
+        let failed = |e: std::io::Error| {
+            BackendError::Corrupt(format!("the answer segment of the day {day}: {e}"))
+        };
+        let mut all = Vec::new();
+        let head = directory(series, day, version, &self.sections)?;
+        write_file(&mut all, &head, self.sections.values()).map_err(failed)?;
+        let mut countries = Vec::with_capacity(self.sections.len());
         for (country, s) in self.sections {
             let one = BTreeMap::from([(country, s)]);
-            let directory = directory(series, day, version, &one)?;
+            let head = directory(series, day, version, &one)?;
             let mut out = Vec::new();
-            write_file(&mut out, &directory, one.values()).map_err(|e| {
-                BackendError::Corrupt(format!("the answer segment of the day {day}: {e}"))
-            })?;
+            write_file(&mut out, &head, one.values()).map_err(failed)?;
             if let Some((country, _)) = one.into_iter().next() {
-                files.push((country, out));
+                countries.push((country, out));
             }
         }
-        Ok(files)
+        Ok(Files { all, countries })
     }
+}
+
+/// A day's segment as whole files ([`Builder::into_files`]).
+pub struct Files {
+    /// Every country's section.
+    pub all: Vec<u8>,
+    /// Each country's section alone, in country order.
+    pub countries: Vec<(String, Vec<u8>)>,
 }
 
 /// The directory of `sections`, as JSON.

@@ -11,6 +11,23 @@ use futures::stream::BoxStream;
 /// The readings matching a query, in store order: by timestamp, then sensor id.
 pub type ReadingStream = BoxStream<'static, Result<Reading, BackendError>>;
 
+/// The answer to `query` rendered from `store`'s [`ReadingStore::query`]
+/// (what [`ReadingStore::query_answer`] does by default): its readings, or
+/// with `aggregate` their statistics.
+pub fn answer_from_readings<S: ReadingStore + ?Sized>(store: &S, query: &Query) -> AnswerStream {
+    match query.aggregator() {
+        // The aggregator leaves out (and counts) what a quality filter
+        // names: it reads every reading the other filters select (and
+        // with a correction, corrects their values itself).
+        Some(aggregator) => crate::aggregate::answer(
+            store.query(&query.without_quality()),
+            aggregator,
+            query.format,
+        ),
+        None => crate::export::chunks(store.query(query), query.rendering()),
+    }
+}
+
 /// How a store answers [`ReadingStore::query`] for a query with a
 /// correction: `read` streams [`Query::before_correction`]'s readings (no
 /// index filter, as the stored indices are not the corrected ones), and
@@ -200,17 +217,7 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// render rows without building each [`Reading`] does so (and must
     /// hand an aggregate to [`crate::aggregate::answer`] likewise).
     fn query_answer(&self, query: &Query) -> AnswerStream {
-        match query.aggregator() {
-            // The aggregator leaves out (and counts) what a quality filter
-            // names: it reads every reading the other filters select (and
-            // with a correction, corrects their values itself).
-            Some(aggregator) => crate::aggregate::answer(
-                self.query(&query.without_quality()),
-                aggregator,
-                query.format,
-            ),
-            None => crate::export::chunks(self.query(query), query.rendering()),
-        }
+        answer_from_readings(self, query)
     }
 
     /// The most recent reading of each sensor that `latest` matches (see

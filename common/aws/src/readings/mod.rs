@@ -43,6 +43,7 @@ use crate::schema::{
 use crate::{error_code, is_throttling, remote};
 use airq_core::air::Air;
 use airq_core::error::BackendError;
+use airq_core::export::AnswerStream;
 use airq_core::place::{cell_of_text, Place};
 use airq_core::quality::Flags;
 use airq_core::query::{LatestQuery, Query};
@@ -63,6 +64,7 @@ mod latest;
 mod live;
 mod merge;
 mod route;
+mod segments;
 mod version;
 mod write;
 
@@ -127,6 +129,9 @@ pub struct DynamoReadingStore {
     pub(crate) retry: RetryPolicy,
     /// How long the live tier's hour items are kept: their TTL (`live.rs`).
     pub(crate) live_retention: std::time::Duration,
+    /// Where the answer segments are (`segments.rs`); `None`: answers are
+    /// read from the items.
+    pub(crate) segments: Option<crate::blobs::BlobStore>,
 }
 
 impl DynamoReadingStore {
@@ -138,6 +143,7 @@ impl DynamoReadingStore {
             live_retention: Resolution::Hour
                 .default_retention()
                 .unwrap_or(std::time::Duration::from_secs(400 * 86_400)),
+            segments: None,
         }
     }
 
@@ -196,6 +202,7 @@ impl DynamoReadingStore {
         let stored = self.stored_of(&readings).await?;
         let mut written = Written::default();
         let mut requests = Vec::with_capacity(readings.len());
+        let mut days = BTreeSet::new();
         for r in &readings {
             let item = ReadingItem::of(r)?;
             match stored.get(&(r.timestamp.0, r.sensor_id)) {
@@ -206,6 +213,7 @@ impl DynamoReadingStore {
                 Some(_) => written.replaced += 1,
                 None => written.new += 1,
             }
+            days.insert(r.timestamp.0.div_euclid(DAY));
             let put = PutRequest::builder()
                 .set_item(Some(item.encode()?))
                 .build()
@@ -215,7 +223,11 @@ impl DynamoReadingStore {
         if !requests.is_empty() {
             self.update_summary(&readings).await?;
         }
+        // The days' answer segments are stale from before the first
+        // reading is written until after the last (`segments.rs`).
+        self.bump_days(&days).await?;
         self.write_all(requests).await?;
+        self.bump_days(&days).await?;
         // After the readings: a latest item is only ever a copy of a
         // reading already stored. Unchanged readings go too: their latest
         // item may be what a crash between the two writes left behind.
@@ -259,6 +271,21 @@ impl ReadingStore for DynamoReadingStore {
 
     async fn prune(&self, resolution: Resolution, before: Timestamp) -> Result<u64, BackendError> {
         self.prune_live(resolution, before).await
+    }
+
+    /// Builds the daily series' stale answer segments in S3, when this
+    /// store has them (`segments.rs`).
+    async fn refresh_segments(&self) -> Result<u64, BackendError> {
+        self.refresh_s3_segments().await
+    }
+
+    /// From the answer segments where they serve the query
+    /// (`segments.rs`), else rendered from [`ReadingStore::query`].
+    fn query_answer(&self, query: &Query) -> AnswerStream {
+        if self.segmented(query) {
+            return self.segmented_answer(query);
+        }
+        airq_core::store::answer_from_readings(self, query)
     }
 
     fn query(&self, query: &Query) -> ReadingStream {
@@ -343,9 +370,14 @@ impl ReadingStore for DynamoReadingStore {
         };
         countries.sort();
         let latest_items = number(LATEST_COUNT).unwrap_or(0).max(0) as u64;
+        let segment_days = number(segments::SEGMENT_DAYS).unwrap_or(0).max(0) as u64;
         Ok(StoreSummary {
-            // The summary item and the latest shard items are no readings.
-            readings: count.saturating_sub(1).saturating_sub(latest_items),
+            // The summary item, the latest shard items and the segment
+            // version items are no readings.
+            readings: count
+                .saturating_sub(1)
+                .saturating_sub(latest_items)
+                .saturating_sub(segment_days),
             first: number("first_ts").map(Timestamp),
             last: number("last_ts").map(Timestamp),
             countries,

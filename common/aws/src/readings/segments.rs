@@ -1,0 +1,567 @@
+//! Answer segments on S3 (the format: `airq_core::segment`): each day of
+//! the daily series with its rows already rendered, one object per day
+//! (every country) and one per day and country, so that a month of a
+//! country (or of all) is a month of `GetObject`s instead of every one of
+//! its reading items read and decoded (issue 27; ARCHITECTURE.md has the
+//! cost per query).
+//!
+//! **Fresh or not.** A day's version item (partition `#segments`, sort key
+//! `day#YYYY-MM-DD`) holds `version`, a random number that every
+//! `put_batch` which adds or changes a reading of the day sets anew twice:
+//! before writing the readings and after ([`DynamoReadingStore::bump_days`]).
+//! `refresh` builds the stale days (`built` ≠ `version`, or another
+//! layout) from their rows, puts the objects under
+//! `segments/<table>/day/<YYYY-MM-DD>/<version>/`, `all.seg` and `<n>.seg`
+//! (`n`: the country's place in the item's `countries`), then records `built` on
+//! condition that `version` has not moved. A build that read its rows
+//! before a write finished cannot be recorded as fresh: either the second
+//! bump came after its record (the day is stale again), or the first came
+//! before its reading of the version (its record's condition fails). A
+//! writer that dies between its two bumps leaves the day stale, never
+//! fresh without its rows. A query reads the version items of its days
+//! (one strongly consistent `Query`) and reads a fresh day's objects of
+//! that version; a day that is not fresh, or whose object a rebuild
+//! deleted meanwhile, is read from its reading items, the same bytes.
+//!
+//! The hourly and 5-minute series have no segments here: their items
+//! expire by TTL, which no write sees, so no version could follow them.
+//!
+//! **Bounds.** A query holds at most [`DAYS_AHEAD`] + 1 days' objects of
+//! its country (every country's without one) and one day's rendered
+//! chunks; a day of the daily series for 15,000 sensors is about 6 MB in
+//! all. Names are built from dates, numbers and the table's name only.
+
+use super::route::Route;
+use super::*;
+use crate::blobs::BlobStore;
+use crate::schema::SEGMENTS_PREFIX;
+use airq_core::aggregate::{AggregateChunker, GroupBy};
+use airq_core::export::{AnswerChunk, AnswerStream, Chunker, RowRef};
+use airq_core::segment::{self, Builder, Loaded, Need, Record, Segment, LAYOUT};
+use aws_sdk_dynamodb::types::ReturnValue;
+
+/// The partition of the version items.
+pub(crate) const SEGMENT_PARTITION: &str = "#segments";
+/// The summary item's count of the version items (no readings either).
+pub(crate) const SEGMENT_DAYS: &str = "segment_days";
+/// Days whose objects a query fetches ahead of the one it renders.
+pub(crate) const DAYS_AHEAD: usize = 2;
+/// Objects put at once by a build.
+const PUTS_IN_FLIGHT: usize = 8;
+const CONTENT_TYPE: &str = "application/octet-stream";
+
+fn sort_key(day: i64) -> Result<String, BackendError> {
+    Ok(format!("day#{}", day_name(day)?))
+}
+
+/// The day number of a version item's sort key.
+fn day_of_key(key: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(key.strip_prefix("day#")?, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    Some((date - epoch).num_days())
+}
+
+/// A day's version item, decoded.
+#[derive(Debug, Clone)]
+struct DayVersion {
+    day: i64,
+    version: i64,
+    built: Option<(i64, i64)>,
+    countries: Vec<String>,
+}
+
+impl DayVersion {
+    fn decode(item: &HashMap<String, AttributeValue>) -> Option<DayVersion> {
+        let number = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+            _ => None,
+        };
+        let day = match item.get(SORT_KEY) {
+            Some(AttributeValue::S(k)) => day_of_key(k)?,
+            _ => return None,
+        };
+        let countries = match item.get("countries") {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .map(|c| match c {
+                    AttributeValue::S(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        Some(DayVersion {
+            day,
+            version: number("version")?,
+            built: number("built").zip(number("layout")),
+            countries,
+        })
+    }
+
+    fn fresh(&self) -> bool {
+        self.built == Some((self.version, i64::from(LAYOUT)))
+    }
+}
+
+/// A new version: random, so that no two writers (or a day forgotten and
+/// written again) take the same one.
+fn new_version() -> i64 {
+    (uuid::Uuid::new_v4().as_u128() as i64) & i64::MAX
+}
+
+impl DynamoReadingStore {
+    /// Builds and reads answer segments in `blobs` (see the module's
+    /// documentation); without, every answer is read from the items (the
+    /// versions are kept all the same, so that a store with segments
+    /// never takes a day a writer without them changed for fresh).
+    pub fn with_segments(mut self, blobs: BlobStore) -> Self {
+        self.segments = Some(blobs);
+        self
+    }
+
+    /// The object of `day`'s segment of `version` holding the country at
+    /// `country` in its version item's list, or every country's (`None`).
+    fn object_key(
+        &self,
+        day: i64,
+        version: i64,
+        country: Option<usize>,
+    ) -> Result<String, BackendError> {
+        let name = match country {
+            Some(k) => k.to_string(),
+            None => "all".to_owned(),
+        };
+        Ok(format!(
+            "{SEGMENTS_PREFIX}{}/day/{}/{version}/{name}.seg",
+            self.table,
+            day_name(day)?
+        ))
+    }
+
+    /// Gives each of `days` a new version: their segments are stale from
+    /// now on. Counts the version items it creates on the summary item.
+    pub(crate) async fn bump_days(&self, days: &BTreeSet<i64>) -> Result<(), BackendError> {
+        let bumps = days.iter().copied().map(|day| async move {
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, s(SEGMENT_PARTITION))
+                .key(SORT_KEY, s(sort_key(day)?))
+                .update_expression("SET #v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", n(new_version()))
+                .return_values(ReturnValue::UpdatedOld)
+                .send()
+                .await
+                .map_err(|e| {
+                    remote(
+                        format!("DynamoDB UpdateItem (segment version) on {}", self.table),
+                        e,
+                    )
+                })?;
+            let created = out.attributes.is_none_or(|a| !a.contains_key("version"));
+            if created {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::summary_key()))
+                    .update_expression("ADD #d :one")
+                    .expression_attribute_names("#d", SEGMENT_DAYS)
+                    .expression_attribute_values(":one", n(1))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        remote(
+                            format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                            e,
+                        )
+                    })?;
+            }
+            Ok::<(), BackendError>(())
+        });
+        futures::stream::iter(bumps)
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// The version items of the days from `first` to `last` (every day's
+    /// for `None`), strongly consistent, in day order.
+    async fn day_versions(
+        &self,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<DayVersion>, BackendError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_names("#p", PARTITION_KEY)
+                .expression_attribute_values(":p", s(SEGMENT_PARTITION))
+                .set_exclusive_start_key(start.take());
+            req = match range {
+                Some((first, last)) => req
+                    .key_condition_expression("#p = :p AND #s BETWEEN :a AND :b")
+                    .expression_attribute_names("#s", SORT_KEY)
+                    .expression_attribute_values(":a", s(sort_key(first)?))
+                    .expression_attribute_values(":b", s(sort_key(last)?)),
+                None => req.key_condition_expression("#p = :p"),
+            };
+            let page = req.send().await.map_err(|e| {
+                remote(
+                    format!("DynamoDB Query (segment versions) on {}", self.table),
+                    e,
+                )
+            })?;
+            for item in page.items() {
+                out.push(DayVersion::decode(item).ok_or_else(|| {
+                    BackendError::Corrupt(format!(
+                        "a segment version item of {} cannot be read: {item:?}",
+                        self.table
+                    ))
+                })?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Builds every stale day's segment; returns how many it recorded.
+    pub(crate) async fn refresh_s3_segments(&self) -> Result<u64, BackendError> {
+        let Some(blobs) = self.segments.clone() else {
+            return Ok(0);
+        };
+        let mut built = 0;
+        for day in self.day_versions(None).await? {
+            if !day.fresh() && self.build_day(&blobs, &day).await? {
+                built += 1;
+            }
+        }
+        Ok(built)
+    }
+
+    /// Builds `day`'s segment from its rows and records it, unless the day
+    /// moved on meanwhile; returns whether it recorded it.
+    async fn build_day(&self, blobs: &BlobStore, day: &DayVersion) -> Result<bool, BackendError> {
+        let (version, d) = (day.version, day.day);
+        let mut builder = Builder::new(Resolution::Day, d, version);
+        let mut rows = self.query(&Query::between(
+            Timestamp(d * DAY),
+            Timestamp(d * DAY + DAY - 1),
+        ));
+        while let Some(r) = rows.next().await {
+            builder.push(&RowRef::from(&r?))?;
+        }
+        let files = builder.into_files()?;
+        let countries: Vec<String> = files.countries.iter().map(|(c, _)| c.clone()).collect();
+        let mut keys = vec![self.object_key(d, version, None)?];
+        let mut bodies = vec![files.all];
+        for (k, (_, bytes)) in files.countries.into_iter().enumerate() {
+            keys.push(self.object_key(d, version, Some(k))?);
+            bodies.push(bytes);
+        }
+        let put = futures::stream::iter(keys.clone().into_iter().zip(bodies))
+            .map(|(key, bytes)| async move { blobs.put(&key, bytes, CONTENT_TYPE).await })
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await;
+        let forget = |keys: Vec<String>| async move {
+            for key in keys {
+                blobs.delete_quietly(&key).await;
+            }
+        };
+        if let Err(e) = put {
+            forget(keys).await;
+            return Err(e);
+        }
+        let record = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, s(SEGMENT_PARTITION))
+            .key(SORT_KEY, s(sort_key(d)?))
+            .update_expression("SET #b = :v, #l = :l, #c = :c")
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#b", "built")
+            .expression_attribute_names("#l", "layout")
+            .expression_attribute_names("#c", "countries")
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":l", n(LAYOUT))
+            .expression_attribute_values(
+                ":c",
+                AttributeValue::L(countries.into_iter().map(AttributeValue::S).collect()),
+            )
+            .send()
+            .await;
+        match record {
+            Ok(_) => {}
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {
+                // A write moved the day on since its rows were read.
+                forget(keys).await;
+                return Ok(false);
+            }
+            Err(e) => {
+                forget(keys).await;
+                return Err(remote(
+                    format!("DynamoDB UpdateItem (segment built) on {}", self.table),
+                    e,
+                ));
+            }
+        }
+        // The objects of the version this one replaced; a query reading
+        // them meanwhile reads the day's items instead.
+        if let Some((old, _)) = day.built.filter(|&(old, _)| old != version) {
+            let old = std::iter::once(None)
+                .chain((0..day.countries.len()).map(Some))
+                .map(|k| self.object_key(d, old, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            forget(old).await;
+        }
+        Ok(true)
+    }
+
+    /// Whether `query` is answered from segments: a store with them, the
+    /// daily series, what segments hold, and no small place (its cells'
+    /// items are fewer than its country's rows).
+    pub(crate) fn segmented(&self, query: &Query) -> bool {
+        self.segments.is_some()
+            && query.resolution == Resolution::Day
+            && segment::holds(query)
+            && !matches!(
+                Route::of(query.place.as_ref(), query.country.as_deref()),
+                Route::Cells(_)
+            )
+    }
+
+    /// The answer to `query` (see [`Self::segmented`]): each fresh day from
+    /// its objects, each run of other days from its items.
+    pub(crate) fn segmented_answer(&self, query: &Query) -> AnswerStream {
+        let this = self.clone();
+        let query = query.clone();
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            let out = match query.aggregator() {
+                Some(aggregator) => {
+                    let need = Need::Values {
+                        sites: aggregator.reads() == GroupBy::Sensor,
+                        ordered: aggregator.orders_within_a_day(),
+                    };
+                    Ok(Out::Aggregate(
+                        AggregateChunker::new(aggregator, query.format),
+                        need,
+                    ))
+                }
+                None => Chunker::new(query.rendering())
+                    .map(|c| Out::Render(c, Need::Rendered(query.format))),
+            };
+            let last = match out {
+                Ok(mut out) => match this.run_segmented(&query, &mut out, &tx).await {
+                    Ok(true) => out.finish(),
+                    Ok(false) => return,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(last).await;
+        });
+        ReceiverStream::new(rx).boxed()
+    }
+
+    /// Hands `query`'s rows to `out` and its chunks to `tx`; false when
+    /// the reader left.
+    async fn run_segmented(
+        &self,
+        query: &Query,
+        out: &mut Out,
+        tx: &mpsc::Sender<Result<AnswerChunk, BackendError>>,
+    ) -> Result<bool, BackendError> {
+        let Some(blobs) = self.segments.clone() else {
+            return Ok(true);
+        };
+        let (first, last) = (query.start.0.div_euclid(DAY), query.end.0.div_euclid(DAY));
+        let fresh: BTreeMap<i64, DayVersion> = self
+            .day_versions(Some((first, last)))
+            .await?
+            .into_iter()
+            .filter(DayVersion::fresh)
+            .map(|v| (v.day, v))
+            .collect();
+        // The days in order: a fresh one alone, the others in runs.
+        let mut parts = Vec::new();
+        let mut day = first;
+        while day <= last {
+            if let Some(v) = fresh.get(&day) {
+                parts.push(Part::Day(v.clone()));
+                day += 1;
+                continue;
+            }
+            let mut to = day;
+            while to < last && !fresh.contains_key(&(to + 1)) {
+                to += 1;
+            }
+            parts.push(Part::Rows(day, to));
+            day = to + 1;
+        }
+        let need = out.need();
+        let fetched = futures::stream::iter(parts)
+            .map(|part| {
+                let blobs = &blobs;
+                async move {
+                    let sections = match &part {
+                        Part::Day(v) => self.fetch_day(blobs, v, query, need).await?,
+                        Part::Rows(..) => None,
+                    };
+                    Ok::<_, BackendError>((part, sections))
+                }
+            })
+            .buffered(DAYS_AHEAD);
+        futures::pin_mut!(fetched);
+        let ordered = match need {
+            Need::Values { ordered, .. } => ordered,
+            Need::Rendered(_) => true,
+        };
+        while let Some(next) = fetched.next().await {
+            let (part, sections) = next?;
+            if let Some(sections) = sections {
+                let mut chunks = Vec::new();
+                segment::each_kept::<BackendError>(query, &sections, ordered, |s, i, r| {
+                    chunks.extend(out.segment_row(s, i, r)?);
+                    Ok(true)
+                })?;
+                for chunk in chunks {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(false);
+                    }
+                }
+                continue;
+            }
+            // A run of days without a fresh segment (or one whose objects
+            // were replaced since the versions were read): their items.
+            let (from, to) = match part {
+                Part::Rows(from, to) => (from, to),
+                Part::Day(v) => (v.day, v.day),
+            };
+            let mut q = query.clone();
+            q.start = Timestamp(query.start.0.max(from * DAY));
+            q.end = Timestamp(query.end.0.min(to * DAY + DAY - 1));
+            let mut rows = self.query(&q);
+            while let Some(r) = rows.next().await {
+                if let Some(chunk) = out.row(&RowRef::from(&r?))? {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The sections of a fresh day that `query` reads, loaded; `None` when
+    /// an object is gone (replaced by a rebuild) or cannot serve the query
+    /// (then the day is read from its items).
+    async fn fetch_day(
+        &self,
+        blobs: &BlobStore,
+        day: &DayVersion,
+        query: &Query,
+        need: Need,
+    ) -> Result<Option<Vec<Loaded>>, BackendError> {
+        let object = match &query.country {
+            Some(c) => match day.countries.iter().position(|x| x == c) {
+                Some(k) => Some(k),
+                // The country has no rows that day.
+                None => return Ok(Some(Vec::new())),
+            },
+            None => None,
+        };
+        let key = self.object_key(day.day, day.version, object)?;
+        let Some(object) = blobs.get_bytes_unlisted(&key).await? else {
+            // Replaced by a rebuild since the versions were read (or not
+            // readable at all: then every answer is read from the items,
+            // slower, and this says why).
+            tracing::warn!(
+                bucket = blobs.bucket(),
+                key,
+                "an answer segment is gone or not readable; its day is read from the items"
+            );
+            return Ok(None);
+        };
+        let segment = Segment::parse(object, key, Resolution::Day, day.day, day.version)?;
+        segment.load(
+            query.country.as_deref(),
+            need,
+            query.place.is_some(),
+            (query.start.0, query.end.0),
+        )
+    }
+}
+
+/// A day read from its objects, or a run of days read from their items.
+enum Part {
+    Day(DayVersion),
+    Rows(i64, i64),
+}
+
+/// What an answer's rows go into: rendered, or aggregated.
+enum Out {
+    Render(Chunker, Need),
+    Aggregate(AggregateChunker, Need),
+}
+
+impl Out {
+    fn need(&self) -> Need {
+        match self {
+            Out::Render(_, need) | Out::Aggregate(_, need) => *need,
+        }
+    }
+
+    fn row(&mut self, row: &RowRef<'_>) -> Result<Option<AnswerChunk>, BackendError> {
+        match self {
+            Out::Render(c, _) => c.push(row),
+            Out::Aggregate(c, _) => Ok(c.push(row)),
+        }
+    }
+
+    fn segment_row(
+        &mut self,
+        section: &Loaded,
+        i: usize,
+        record: &Record,
+    ) -> Result<Option<AnswerChunk>, BackendError> {
+        match self {
+            Out::Render(c, _) => c.push_pieces(&section.pieces(i, record)?),
+            Out::Aggregate(c, _) => Ok(c.push_parsed(&section.parsed(i, record)?)),
+        }
+    }
+
+    fn finish(self) -> Result<AnswerChunk, BackendError> {
+        match self {
+            Out::Render(c, _) => c.finish(),
+            Out::Aggregate(c, _) => Ok(c.finish()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{day_of_key, sort_key};
+
+    #[test]
+    fn version_item_keys_name_their_day() {
+        // 2026-01-01 is 56 × 365 + 14 (the leap years 1972 to 2024) =
+        // 20,454 days after 1970-01-01; 2026-12-07 is 334 + 6 = 340 days
+        // after that: day 20,794.
+        assert_eq!(sort_key(20_794).as_deref().ok(), Some("day#2026-12-07"));
+        assert_eq!(day_of_key("day#2026-12-07"), Some(20_794));
+        assert_eq!(day_of_key("day#1970-01-01"), Some(0));
+        assert_eq!(day_of_key("day#not-a-day"), None);
+        assert_eq!(day_of_key("2026-12-07"), None);
+    }
+}
