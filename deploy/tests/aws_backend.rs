@@ -2007,3 +2007,83 @@ async fn a_countrys_days_are_one_query_and_one_object_a_day() {
     assert_eq!(dynamodb.counts(), (1, 0, 0));
     assert_eq!(s3.counts(), (0, 0, 3));
 }
+
+/// A day a writer is still in (its token in the day's `writing` set, as
+/// `put_batch` leaves it between its two bumps) is not built: its rows
+/// may be half written. A token past its lease is a dead writer's: taken
+/// out, and the day built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_a_writer_is_in_is_built_only_once_the_writer_is_gone() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _, s3) = segmented_store(&clients, &names).await;
+    // 2023-03-01: ten DE sensors.
+    const DAY: i64 = 1_677_628_800;
+    let written: Vec<Reading> = (0..10u64)
+        .map(|s| {
+            airq_contract::generate::reading(
+                9_200_000 + s,
+                DAY + s as i64 * 60,
+                "SDS011",
+                "DE",
+                "50.5".into(),
+                "8.5".into(),
+                Some("12.5".into()),
+                None,
+            )
+        })
+        .collect();
+    store.put_batch(written).await.expect("put_batch");
+    let writer = |token: &str| {
+        clients
+            .dynamodb
+            .update_item()
+            .table_name(&names.readings_table)
+            .key("day", AttributeValue::S("#segments".into()))
+            .key("at_sensor", AttributeValue::S("day#2023-03-01".into()))
+            .update_expression("ADD #w :t")
+            .expression_attribute_names("#w", "writing")
+            .expression_attribute_values(":t", AttributeValue::Ss(vec![token.to_owned()]))
+            .send()
+    };
+    // A writer whose lease runs to the year 2286.
+    writer("9999999999:alive")
+        .await
+        .expect("a live writer's token");
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 0);
+    let mut q = Query::between(Timestamp(DAY), Timestamp(DAY + 86_399));
+    q.country = Some("DE".into());
+    s3.reset();
+    let got = airq_contract::store::collect(&store, &q).await;
+    assert_eq!(got.len(), 10);
+    let rendered = store
+        .query_answer(&q)
+        .try_fold(0usize, |n, c| async move { Ok(n + c.bytes.len()) })
+        .await
+        .expect("answer");
+    assert!(rendered > 0);
+    assert_eq!(s3.counts().2, 0, "not built: read from the items");
+
+    // The live writer leaves; one that died long ago stays behind.
+    clients
+        .dynamodb
+        .update_item()
+        .table_name(&names.readings_table)
+        .key("day", AttributeValue::S("#segments".into()))
+        .key("at_sensor", AttributeValue::S("day#2023-03-01".into()))
+        .update_expression("DELETE #w :t")
+        .expression_attribute_names("#w", "writing")
+        .expression_attribute_values(":t", AttributeValue::Ss(vec!["9999999999:alive".into()]))
+        .send()
+        .await
+        .expect("the live writer's token out");
+    writer("1:dead").await.expect("a dead writer's token");
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 1);
+    s3.reset();
+    store
+        .query_answer(&q)
+        .try_fold(0usize, |n, c| async move { Ok(n + c.bytes.len()) })
+        .await
+        .expect("answer");
+    assert_eq!(s3.counts().2, 1, "built: one object");
+}

@@ -12,6 +12,15 @@ use std::ops::Range;
 /// least 5 MiB; a writer holds one part in memory.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// What [`BlobStore::get_bytes_unlisted`] found.
+#[derive(Debug)]
+pub enum Fetched {
+    Bytes(bytes::Bytes),
+    Missing,
+    /// Larger than asked for: this many bytes.
+    TooLarge(u64),
+}
+
 /// One bucket of large payloads. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
@@ -65,19 +74,22 @@ impl BlobStore {
 
     /// The object's bytes; `None` if it does not exist (any more).
     pub async fn get_bytes(&self, key: &str) -> Result<Option<bytes::Bytes>, BackendError> {
-        self.get_bytes_where(key, &["NoSuchKey"]).await
+        Ok(
+            match self.get_bytes_where(key, &["NoSuchKey"], u64::MAX).await? {
+                Fetched::Bytes(b) => Some(b),
+                Fetched::Missing | Fetched::TooLarge(_) => None,
+            },
+        )
     }
 
-    /// [`Self::get_bytes`], taking `AccessDenied` for "does not exist" as
-    /// well: S3 says so of a missing key to a reader without
-    /// `s3:ListBucket`, which no airq role has (it would let a reader list
-    /// the result objects' keys). For objects a reader may find gone and
-    /// can do without (answer segments: their day is read from its items).
-    pub async fn get_bytes_unlisted(
-        &self,
-        key: &str,
-    ) -> Result<Option<bytes::Bytes>, BackendError> {
-        self.get_bytes_where(key, &["NoSuchKey", "AccessDenied"])
+    /// The object's bytes unless it is larger than `max` (its body is then
+    /// not read), taking `AccessDenied` for "does not exist" as well: S3
+    /// says so of a missing key to a reader without `s3:ListBucket`, which
+    /// no airq role has (it would let a reader list the result objects'
+    /// keys). For objects a reader may find gone and can do without
+    /// (answer segments: their day is read from its items).
+    pub async fn get_bytes_unlisted(&self, key: &str, max: u64) -> Result<Fetched, BackendError> {
+        self.get_bytes_where(key, &["NoSuchKey", "AccessDenied"], max)
             .await
     }
 
@@ -85,7 +97,8 @@ impl BlobStore {
         &self,
         key: &str,
         missing: &[&str],
-    ) -> Result<Option<bytes::Bytes>, BackendError> {
+        max: u64,
+    ) -> Result<Fetched, BackendError> {
         let out = match self
             .s3
             .get_object()
@@ -95,7 +108,9 @@ impl BlobStore {
             .await
         {
             Ok(out) => out,
-            Err(e) if error_code(&e).is_some_and(|c| missing.contains(&c)) => return Ok(None),
+            Err(e) if error_code(&e).is_some_and(|c| missing.contains(&c)) => {
+                return Ok(Fetched::Missing)
+            }
             Err(e) => {
                 return Err(remote(
                     format!("S3 GetObject s3://{}/{key}", self.bucket),
@@ -103,6 +118,13 @@ impl BlobStore {
                 ))
             }
         };
+        let length = out
+            .content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        if length > max {
+            return Ok(Fetched::TooLarge(length));
+        }
         let bytes = out
             .body
             .collect()
@@ -112,7 +134,10 @@ impl BlobStore {
                 message: e.to_string(),
             })?
             .into_bytes();
-        Ok(Some(bytes))
+        if bytes.len() as u64 > max {
+            return Ok(Fetched::TooLarge(bytes.len() as u64));
+        }
+        Ok(Fetched::Bytes(bytes))
     }
 
     /// The object's size; `None` if it does not exist (any more).

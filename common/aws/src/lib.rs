@@ -24,7 +24,7 @@ mod retry;
 pub mod schema;
 
 pub use alerts::DynamoAlertStore;
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, Fetched};
 pub use config::{AwsArgs, AwsClients, ResourceNames};
 pub use fence::ReceiptFence;
 pub use keys::DynamoKeyStore;

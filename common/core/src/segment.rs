@@ -665,14 +665,35 @@ impl Loaded {
     }
 }
 
-/// The rows of `sections` in the store's order (`ts`, then `sensor_id` as
-/// SQLite holds it, a signed integer: an id above `i64::MAX` comes first):
-/// each section is in that order, so this merges them. Calls `each` with
-/// a section's position in `sections` and a row's in it until it returns
-/// false. Without `ordered`, the sections follow one another instead.
+/// How a store orders sensor ids within a timestamp: its rows and so each
+/// section of its segments are in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdOrder {
+    /// As SQLite holds them, signed integers: an id above `i64::MAX`
+    /// comes first.
+    Signed,
+    /// As numbers (DynamoDB's 20-digit sort keys).
+    Unsigned,
+}
+
+impl IdOrder {
+    fn key(self, id: u64) -> i128 {
+        match self {
+            IdOrder::Signed => i128::from(id as i64),
+            IdOrder::Unsigned => i128::from(id),
+        }
+    }
+}
+
+/// The rows of `sections` in the store's order (`ts`, then `sensor_id` in
+/// `order`): each section is in that order, so this merges them. Calls
+/// `each` with a section's position in `sections` and a row's in it until
+/// it returns false. Without `ordered`, the sections follow one another
+/// instead.
 pub fn merged<E: From<BackendError>>(
     sections: &[Loaded],
     ordered: bool,
+    order: IdOrder,
     mut each: impl FnMut(usize, usize, &Record) -> Result<bool, E>,
 ) -> Result<(), E> {
     if sections.len() == 1 || !ordered {
@@ -690,7 +711,7 @@ pub fn merged<E: From<BackendError>>(
         if !s.range().is_empty() {
             let i = s.range().start;
             let r = s.record(i);
-            heads.push(Reverse((r.ts, r.sensor_id as i64, k, i)));
+            heads.push(Reverse((r.ts, order.key(r.sensor_id), k, i)));
         }
     }
     while let Some(Reverse((_, _, k, i))) = heads.pop() {
@@ -701,7 +722,7 @@ pub fn merged<E: From<BackendError>>(
         }
         if i + 1 < s.range().end {
             let next = s.record(i + 1);
-            heads.push(Reverse((next.ts, next.sensor_id as i64, k, i + 1)));
+            heads.push(Reverse((next.ts, order.key(next.sensor_id), k, i + 1)));
         }
     }
     Ok(())
@@ -715,14 +736,15 @@ pub fn holds(query: &Query) -> bool {
 }
 
 /// Hands the rows of one day's `sections` (loaded for `query`) that
-/// `query` keeps to `each`, in the store's order when `ordered`, by the
-/// row path's rules: its time window, sensor types, index bounds and
-/// place (checked on each row's stored position, as the row path checks
-/// it). Returns false once `each` did.
+/// `query` keeps to `each`, in the store's order (ids in `order`) when
+/// `ordered`, by the row path's rules: its time window, sensor types,
+/// index bounds and place (checked on each row's stored position, as the
+/// row path checks it). Returns false once `each` did.
 pub fn each_kept<E: From<BackendError>>(
     query: &Query,
     sections: &[Loaded],
     ordered: bool,
+    order: IdOrder,
     mut each: impl FnMut(&Loaded, usize, &Record) -> Result<bool, E>,
 ) -> Result<bool, E> {
     let bounds = match query.index_filter() {
@@ -736,7 +758,7 @@ pub fn each_kept<E: From<BackendError>>(
         .map(|s| s.types().iter().map(|t| query.wants_type(t)).collect())
         .collect();
     let mut open = true;
-    merged::<E>(sections, ordered, |k, i, r| {
+    merged::<E>(sections, ordered, order, |k, i, r| {
         let keep = r.ts >= query.start.0
             && r.ts <= query.end.0
             && wanted[k].get(r.kind as usize).copied().unwrap_or(false)

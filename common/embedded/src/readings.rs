@@ -1093,9 +1093,11 @@ fn walk(
             None => None,
         };
         if let Some(sections) = sections {
-            let open = airq_core::segment::each_kept(query, &sections, ordered, |s, i, r| {
-                consumer.segment_row(s, i, r)
-            })?;
+            let order = airq_core::segment::IdOrder::Signed;
+            let open =
+                airq_core::segment::each_kept(query, &sections, ordered, order, |s, i, r| {
+                    consumer.segment_row(s, i, r)
+                })?;
             if !open {
                 return Ok(());
             }

@@ -132,6 +132,9 @@ pub struct DynamoReadingStore {
     /// Where the answer segments are (`segments.rs`); `None`: answers are
     /// read from the items.
     pub(crate) segments: Option<crate::blobs::BlobStore>,
+    /// Whether queries of the table read strongly consistent (a segment's
+    /// build: `segments.rs`); an index cannot.
+    pub(crate) consistent_reads: bool,
 }
 
 impl DynamoReadingStore {
@@ -144,6 +147,7 @@ impl DynamoReadingStore {
                 .default_retention()
                 .unwrap_or(std::time::Duration::from_secs(400 * 86_400)),
             segments: None,
+            consistent_reads: false,
         }
     }
 
@@ -225,9 +229,10 @@ impl DynamoReadingStore {
         }
         // The days' answer segments are stale from before the first
         // reading is written until after the last (`segments.rs`).
-        self.bump_days(&days).await?;
+        let token = segments::writer_token();
+        self.bump_days(&days, segments::Bump::Start(&token)).await?;
         self.write_all(requests).await?;
-        self.bump_days(&days).await?;
+        self.bump_days(&days, segments::Bump::End(&token)).await?;
         // After the readings: a latest item is only ever a copy of a
         // reading already stored. Unchanged readings go too: their latest
         // item may be what a crash between the two writes left behind.

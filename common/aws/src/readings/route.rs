@@ -256,6 +256,7 @@ impl DynamoReadingStore {
             .query()
             .table_name(&self.table)
             .set_index_name(fetch.index.map(str::to_owned))
+            .consistent_read(self.consistent_reads && fetch.index.is_none())
             .key_condition_expression(fetch.key_condition)
             .set_filter_expression(fetch.filter.clone())
             .set_expression_attribute_names(Some(fetch.names.clone()))

@@ -7,37 +7,46 @@
 //!
 //! **Fresh or not.** A day's version item (partition `#segments`, sort key
 //! `day#YYYY-MM-DD`) holds `version`, a random number that every
-//! `put_batch` which adds or changes a reading of the day sets anew twice:
-//! before writing the readings and after ([`DynamoReadingStore::bump_days`]).
-//! `refresh` builds the stale days (`built` ≠ `version`, or another
-//! layout) from their rows, puts the objects under
-//! `segments/<table>/day/<YYYY-MM-DD>/<version>/`, `all.seg` and `<n>.seg`
-//! (`n`: the country's place in the item's `countries`), then records `built` on
-//! condition that `version` has not moved. A build that read its rows
-//! before a write finished cannot be recorded as fresh: either the second
-//! bump came after its record (the day is stale again), or the first came
-//! before its reading of the version (its record's condition fails). A
-//! writer that dies between its two bumps leaves the day stale, never
-//! fresh without its rows. A query reads the version items of its days
-//! (one strongly consistent `Query`) and reads a fresh day's objects of
-//! that version; a day that is not fresh, or whose object a rebuild
-//! deleted meanwhile, is read from its reading items, the same bytes.
+//! `put_batch` which adds or changes a reading of the day sets anew twice
+//! ([`DynamoReadingStore::bump_days`]): before writing the readings, when
+//! it also adds its token to the item's `writing` set (the token says
+//! until when its writer may be writing: [`WRITER_LEASE`]), and after,
+//! when it takes its token out. `refresh` builds a stale day (`built` ≠
+//! `version`, or another layout) only when no writer is in it (expired
+//! tokens, of writers that died, it takes out first), reads its rows with
+//! strongly consistent reads, puts the objects under
+//! `segments/<table>/day/<YYYY-MM-DD>/<version>-<build>/`, `all.seg` and
+//! `<n>.seg` (`n`: the country's place in the item's `countries`; `build`
+//! random, so that no two builds share an object), then records `built`
+//! and `build` on condition that `version` has not moved and `writing` is
+//! empty. So a build is recorded only if no write began after it read the
+//! version and none was under way when it recorded: its rows are the
+//! day's. A query reads the version items of its days (one strongly
+//! consistent `Query`) and reads a fresh day's objects of that build; a
+//! day that is not fresh, or whose object a rebuild deleted meanwhile (or
+//! too large to hold, [`MAX_OBJECT_BYTES`]), is read from its reading
+//! items, the same bytes. Days written before segments came have no
+//! version item until a write to them makes one.
 //!
 //! The hourly and 5-minute series have no segments here: their items
 //! expire by TTL, which no write sees, so no version could follow them.
 //!
-//! **Bounds.** A query holds at most [`DAYS_AHEAD`] + 1 days' objects of
-//! its country (every country's without one) and one day's rendered
-//! chunks; a day of the daily series for 15,000 sensors is about 6 MB in
-//! all. Names are built from dates, numbers and the table's name only.
+//! **Bounds.** A query holds at most [`DAYS_AHEAD`] + 1 objects (a day of
+//! its country, or every country's), each at most [`MAX_OBJECT_BYTES`] (a
+//! day of the daily series for 15,000 sensors is about 7 MB in all), and
+//! renders on a blocking thread into the answer's channel, a chunk at a
+//! time. A query shorter than a day reads the items (a whole day's object
+//! would be more than it needs). Names are built from dates, numbers and
+//! the table's name only.
 
 use super::route::Route;
 use super::*;
 use crate::blobs::BlobStore;
+use crate::blobs::Fetched;
 use crate::schema::SEGMENTS_PREFIX;
 use airq_core::aggregate::{AggregateChunker, GroupBy};
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, RowRef};
-use airq_core::segment::{self, Builder, Loaded, Need, Record, Segment, LAYOUT};
+use airq_core::segment::{self, Builder, IdOrder, Loaded, Need, Record, Segment, LAYOUT};
 use aws_sdk_dynamodb::types::ReturnValue;
 
 /// The partition of the version items.
@@ -45,7 +54,13 @@ pub(crate) const SEGMENT_PARTITION: &str = "#segments";
 /// The summary item's count of the version items (no readings either).
 pub(crate) const SEGMENT_DAYS: &str = "segment_days";
 /// Days whose objects a query fetches ahead of the one it renders.
-pub(crate) const DAYS_AHEAD: usize = 2;
+pub(crate) const DAYS_AHEAD: usize = 1;
+/// The largest object a query holds; a day whose object is larger is read
+/// from its items.
+pub(crate) const MAX_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
+/// How long a writer may be writing a day, from its first bump: longer
+/// than any `put_batch` (a token older than this is a dead writer's).
+pub(crate) const WRITER_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Objects put at once by a build.
 const PUTS_IN_FLIGHT: usize = 8;
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -66,8 +81,11 @@ fn day_of_key(key: &str) -> Option<i64> {
 struct DayVersion {
     day: i64,
     version: i64,
-    built: Option<(i64, i64)>,
+    /// The version, layout and build of the segment last recorded.
+    built: Option<(i64, i64, i64)>,
     countries: Vec<String>,
+    /// The tokens of the writers in the day ([`Token`]).
+    writing: Vec<String>,
 }
 
 impl DayVersion {
@@ -90,17 +108,65 @@ impl DayVersion {
                 .collect::<Option<Vec<_>>>()?,
             _ => Vec::new(),
         };
+        let writing = match item.get("writing") {
+            Some(AttributeValue::Ss(set)) => set.clone(),
+            _ => Vec::new(),
+        };
+        let built = match (number("built"), number("layout"), number("build")) {
+            (Some(v), Some(l), Some(b)) => Some((v, l, b)),
+            _ => None,
+        };
         Some(DayVersion {
             day,
             version: number("version")?,
-            built: number("built").zip(number("layout")),
+            built,
             countries,
+            writing,
         })
     }
 
     fn fresh(&self) -> bool {
-        self.built == Some((self.version, i64::from(LAYOUT)))
+        self.built
+            .is_some_and(|(v, l, _)| (v, l) == (self.version, i64::from(LAYOUT)))
     }
+}
+
+/// A writer's token in a day's `writing` set: until when (Unix seconds) it
+/// may be writing, and who it is.
+struct Token;
+
+impl Token {
+    fn issue() -> String {
+        let until = now_secs().saturating_add(WRITER_LEASE.as_secs() as i64);
+        format!("{until}:{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Whether `token`'s writer is past its lease (an unreadable token
+    /// counts as expired: airq wrote none).
+    fn expired(token: &str, now: i64) -> bool {
+        token
+            .split_once(':')
+            .and_then(|(until, _)| until.parse::<i64>().ok())
+            .is_none_or(|until| until < now)
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Which of a writer's two bumps ([`DynamoReadingStore::bump_days`]), with
+/// its token.
+pub(crate) enum Bump<'a> {
+    Start(&'a str),
+    End(&'a str),
+}
+
+/// A new writer's token for [`Bump`].
+pub(crate) fn writer_token() -> String {
+    Token::issue()
 }
 
 /// A new version: random, so that no two writers (or a day forgotten and
@@ -119,12 +185,13 @@ impl DynamoReadingStore {
         self
     }
 
-    /// The object of `day`'s segment of `version` holding the country at
-    /// `country` in its version item's list, or every country's (`None`).
+    /// The object of `day`'s segment of `version` made by `build` holding
+    /// the country at `country` in its version item's list, or every
+    /// country's (`None`).
     fn object_key(
         &self,
         day: i64,
-        version: i64,
+        (version, build): (i64, i64),
         country: Option<usize>,
     ) -> Result<String, BackendError> {
         let name = match country {
@@ -132,15 +199,27 @@ impl DynamoReadingStore {
             None => "all".to_owned(),
         };
         Ok(format!(
-            "{SEGMENTS_PREFIX}{}/day/{}/{version}/{name}.seg",
+            "{SEGMENTS_PREFIX}{}/day/{}/{version}-{build}/{name}.seg",
             self.table,
             day_name(day)?
         ))
     }
 
     /// Gives each of `days` a new version: their segments are stale from
-    /// now on. Counts the version items it creates on the summary item.
-    pub(crate) async fn bump_days(&self, days: &BTreeSet<i64>) -> Result<(), BackendError> {
+    /// now on. `token` is the writer's ([`Token`]): added to the days'
+    /// `writing` set on the bump before its writes (`Bump::Start`), taken
+    /// out on the one after (`Bump::End`); both are idempotent, so an SDK
+    /// retry changes nothing. Counts the version items it creates on the
+    /// summary item.
+    pub(crate) async fn bump_days(
+        &self,
+        days: &BTreeSet<i64>,
+        bump: Bump<'_>,
+    ) -> Result<(), BackendError> {
+        let (expression, token) = match bump {
+            Bump::Start(token) => ("SET #v = :v ADD #w :t", token),
+            Bump::End(token) => ("SET #v = :v DELETE #w :t", token),
+        };
         let bumps = days.iter().copied().map(|day| async move {
             let out = self
                 .client
@@ -148,9 +227,11 @@ impl DynamoReadingStore {
                 .table_name(&self.table)
                 .key(PARTITION_KEY, s(SEGMENT_PARTITION))
                 .key(SORT_KEY, s(sort_key(day)?))
-                .update_expression("SET #v = :v")
+                .update_expression(expression)
                 .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#w", "writing")
                 .expression_attribute_values(":v", n(new_version()))
+                .expression_attribute_values(":t", AttributeValue::Ss(vec![token.to_owned()]))
                 .return_values(ReturnValue::UpdatedOld)
                 .send()
                 .await
@@ -238,20 +319,65 @@ impl DynamoReadingStore {
             return Ok(0);
         };
         let mut built = 0;
+        let mut failed = None;
         for day in self.day_versions(None).await? {
-            if !day.fresh() && self.build_day(&blobs, &day).await? {
-                built += 1;
+            if day.fresh() {
+                continue;
+            }
+            // One day that cannot be built does not keep the others stale.
+            match self.build_day(&blobs, &day).await {
+                Ok(true) => built += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(table = %self.table, day = day.day, error = %e,
+                        "could not build a day's answer segment; its answers read the items");
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(built)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(built),
+        }
     }
 
-    /// Builds `day`'s segment from its rows and records it, unless the day
-    /// moved on meanwhile; returns whether it recorded it.
+    /// Builds `day`'s segment from its rows and records it, unless a
+    /// writer is in the day or the day moved on meanwhile; returns whether
+    /// it recorded it.
     async fn build_day(&self, blobs: &BlobStore, day: &DayVersion) -> Result<bool, BackendError> {
         let (version, d) = (day.version, day.day);
+        if !day.writing.is_empty() {
+            let now = now_secs();
+            if !day.writing.iter().all(|t| Token::expired(t, now)) {
+                // A write is under way: the next refresh builds the day.
+                return Ok(false);
+            }
+            // Dead writers': every row they wrote is in the table now.
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, s(SEGMENT_PARTITION))
+                .key(SORT_KEY, s(sort_key(d)?))
+                .update_expression("DELETE #w :t")
+                .expression_attribute_names("#w", "writing")
+                .expression_attribute_values(":t", AttributeValue::Ss(day.writing.clone()))
+                .send()
+                .await
+                .map_err(|e| {
+                    remote(
+                        format!("DynamoDB UpdateItem (segment writers) on {}", self.table),
+                        e,
+                    )
+                })?;
+        }
+        let build = new_version();
         let mut builder = Builder::new(Resolution::Day, d, version);
-        let mut rows = self.query(&Query::between(
+        // Strongly consistent: every row a finished write put is read.
+        let consistent = DynamoReadingStore {
+            consistent_reads: true,
+            ..self.clone()
+        };
+        let mut rows = consistent.query(&Query::between(
             Timestamp(d * DAY),
             Timestamp(d * DAY + DAY - 1),
         ));
@@ -260,10 +386,10 @@ impl DynamoReadingStore {
         }
         let files = builder.into_files()?;
         let countries: Vec<String> = files.countries.iter().map(|(c, _)| c.clone()).collect();
-        let mut keys = vec![self.object_key(d, version, None)?];
+        let mut keys = vec![self.object_key(d, (version, build), None)?];
         let mut bodies = vec![files.all];
         for (k, (_, bytes)) in files.countries.into_iter().enumerate() {
-            keys.push(self.object_key(d, version, Some(k))?);
+            keys.push(self.object_key(d, (version, build), Some(k))?);
             bodies.push(bytes);
         }
         let put = futures::stream::iter(keys.clone().into_iter().zip(bodies))
@@ -271,6 +397,8 @@ impl DynamoReadingStore {
             .buffer_unordered(PUTS_IN_FLIGHT)
             .try_collect::<()>()
             .await;
+        // This build's objects are its own (`build` is in their keys):
+        // deleting them never touches what another build recorded.
         let forget = |keys: Vec<String>| async move {
             for key in keys {
                 blobs.delete_quietly(&key).await;
@@ -286,14 +414,17 @@ impl DynamoReadingStore {
             .table_name(&self.table)
             .key(PARTITION_KEY, s(SEGMENT_PARTITION))
             .key(SORT_KEY, s(sort_key(d)?))
-            .update_expression("SET #b = :v, #l = :l, #c = :c")
-            .condition_expression("#v = :v")
+            .update_expression("SET #b = :v, #l = :l, #c = :c, #n = :n")
+            .condition_expression("#v = :v AND attribute_not_exists(#w)")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#b", "built")
             .expression_attribute_names("#l", "layout")
             .expression_attribute_names("#c", "countries")
+            .expression_attribute_names("#n", "build")
+            .expression_attribute_names("#w", "writing")
             .expression_attribute_values(":v", n(version))
             .expression_attribute_values(":l", n(LAYOUT))
+            .expression_attribute_values(":n", n(build))
             .expression_attribute_values(
                 ":c",
                 AttributeValue::L(countries.into_iter().map(AttributeValue::S).collect()),
@@ -303,24 +434,25 @@ impl DynamoReadingStore {
         match record {
             Ok(_) => {}
             Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {
-                // A write moved the day on since its rows were read.
+                // A write began since the version was read, or is under way.
                 forget(keys).await;
                 return Ok(false);
             }
+            // Recorded or not (the answer may be lost): the objects stay;
+            // unrecorded, they are orphans (see docs/internals.md).
             Err(e) => {
-                forget(keys).await;
                 return Err(remote(
                     format!("DynamoDB UpdateItem (segment built) on {}", self.table),
                     e,
                 ));
             }
         }
-        // The objects of the version this one replaced; a query reading
-        // them meanwhile reads the day's items instead.
-        if let Some((old, _)) = day.built.filter(|&(old, _)| old != version) {
+        // The objects of the build this one replaced; a query reading them
+        // meanwhile reads the day's items instead.
+        if let Some((old_version, _, old_build)) = day.built {
             let old = std::iter::once(None)
                 .chain((0..day.countries.len()).map(Some))
-                .map(|k| self.object_key(d, old, k))
+                .map(|k| self.object_key(d, (old_version, old_build), k))
                 .collect::<Result<Vec<_>, _>>()?;
             forget(old).await;
         }
@@ -328,12 +460,14 @@ impl DynamoReadingStore {
     }
 
     /// Whether `query` is answered from segments: a store with them, the
-    /// daily series, what segments hold, and no small place (its cells'
-    /// items are fewer than its country's rows).
+    /// daily series, what segments hold, a day or more (a shorter query
+    /// reads fewer items than a day's object holds), and no small place
+    /// (its cells' items are fewer than its country's rows).
     pub(crate) fn segmented(&self, query: &Query) -> bool {
         self.segments.is_some()
             && query.resolution == Resolution::Day
             && segment::holds(query)
+            && query.end.0.saturating_sub(query.start.0) >= DAY - 1
             && !matches!(
                 Route::of(query.place.as_ref(), query.country.as_deref()),
                 Route::Cells(_)
@@ -362,9 +496,9 @@ impl DynamoReadingStore {
                     .map(|c| Out::Render(c, Need::Rendered(query.format))),
             };
             let last = match out {
-                Ok(mut out) => match this.run_segmented(&query, &mut out, &tx).await {
-                    Ok(true) => out.finish(),
-                    Ok(false) => return,
+                Ok(out) => match this.run_segmented(&query, out, &tx).await {
+                    Ok(Some(out)) => out.finish(),
+                    Ok(None) => return,
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -374,16 +508,16 @@ impl DynamoReadingStore {
         ReceiverStream::new(rx).boxed()
     }
 
-    /// Hands `query`'s rows to `out` and its chunks to `tx`; false when
-    /// the reader left.
+    /// Hands `query`'s rows to `out` and its chunks to `tx`; gives `out`
+    /// back, `None` when the reader left.
     async fn run_segmented(
         &self,
         query: &Query,
-        out: &mut Out,
+        mut out: Out,
         tx: &mpsc::Sender<Result<AnswerChunk, BackendError>>,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Option<Out>, BackendError> {
         let Some(blobs) = self.segments.clone() else {
-            return Ok(true);
+            return Ok(Some(out));
         };
         let (first, last) = (query.start.0.div_euclid(DAY), query.end.0.div_euclid(DAY));
         let fresh: BTreeMap<i64, DayVersion> = self
@@ -421,29 +555,28 @@ impl DynamoReadingStore {
                     Ok::<_, BackendError>((part, sections))
                 }
             })
-            .buffered(DAYS_AHEAD);
+            .buffered(DAYS_AHEAD + 1);
         futures::pin_mut!(fetched);
-        let ordered = match need {
-            Need::Values { ordered, .. } => ordered,
-            Need::Rendered(_) => true,
-        };
         while let Some(next) = fetched.next().await {
             let (part, sections) = next?;
             if let Some(sections) = sections {
-                let mut chunks = Vec::new();
-                segment::each_kept::<BackendError>(query, &sections, ordered, |s, i, r| {
-                    chunks.extend(out.segment_row(s, i, r)?);
-                    Ok(true)
-                })?;
-                for chunk in chunks {
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return Ok(false);
-                    }
+                // Rendering is CPU work: on a blocking thread, each chunk
+                // into the answer's channel as it fills.
+                let (q, tx) = (query.clone(), tx.clone());
+                let (back, open) = tokio::task::spawn_blocking(move || {
+                    let open = render_day(&q, &sections, &mut out, &tx);
+                    (out, open)
+                })
+                .await
+                .map_err(|e| BackendError::Corrupt(format!("rendering a day's segment: {e}")))?;
+                out = back;
+                if !open? {
+                    return Ok(None);
                 }
                 continue;
             }
-            // A run of days without a fresh segment (or one whose objects
-            // were replaced since the versions were read): their items.
+            // A run of days without a fresh segment (or one whose object
+            // is gone or too large): their items.
             let (from, to) = match part {
                 Part::Rows(from, to) => (from, to),
                 Part::Day(v) => (v.day, v.day),
@@ -455,17 +588,18 @@ impl DynamoReadingStore {
             while let Some(r) = rows.next().await {
                 if let Some(chunk) = out.row(&RowRef::from(&r?))? {
                     if tx.send(Ok(chunk)).await.is_err() {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
             }
         }
-        Ok(true)
+        Ok(Some(out))
     }
 
     /// The sections of a fresh day that `query` reads, loaded; `None` when
-    /// an object is gone (replaced by a rebuild) or cannot serve the query
-    /// (then the day is read from its items).
+    /// its object is gone (replaced by a rebuild), larger than
+    /// [`MAX_OBJECT_BYTES`] or cannot serve the query (then the day is
+    /// read from its items).
     async fn fetch_day(
         &self,
         blobs: &BlobStore,
@@ -473,6 +607,9 @@ impl DynamoReadingStore {
         query: &Query,
         need: Need,
     ) -> Result<Option<Vec<Loaded>>, BackendError> {
+        let Some((version, _, build)) = day.built else {
+            return Ok(None);
+        };
         let object = match &query.country {
             Some(c) => match day.countries.iter().position(|x| x == c) {
                 Some(k) => Some(k),
@@ -481,19 +618,27 @@ impl DynamoReadingStore {
             },
             None => None,
         };
-        let key = self.object_key(day.day, day.version, object)?;
-        let Some(object) = blobs.get_bytes_unlisted(&key).await? else {
-            // Replaced by a rebuild since the versions were read (or not
-            // readable at all: then every answer is read from the items,
-            // slower, and this says why).
-            tracing::warn!(
-                bucket = blobs.bucket(),
-                key,
-                "an answer segment is gone or not readable; its day is read from the items"
-            );
-            return Ok(None);
+        let key = self.object_key(day.day, (version, build), object)?;
+        let object = match blobs.get_bytes_unlisted(&key, MAX_OBJECT_BYTES).await? {
+            Fetched::Bytes(object) => object,
+            Fetched::Missing => {
+                // Replaced by a rebuild since the versions were read (or
+                // not readable at all: then every answer is read from the
+                // items, slower, and this says why).
+                tracing::warn!(
+                    bucket = blobs.bucket(),
+                    key,
+                    "an answer segment is gone or not readable; its day is read from the items"
+                );
+                return Ok(None);
+            }
+            Fetched::TooLarge(bytes) => {
+                tracing::debug!(bucket = blobs.bucket(), key, bytes,
+                    "an answer segment is larger than a query holds; its day is read from the items");
+                return Ok(None);
+            }
         };
-        let segment = Segment::parse(object, key, Resolution::Day, day.day, day.version)?;
+        let segment = Segment::parse(object, key, Resolution::Day, day.day, version)?;
         segment.load(
             query.country.as_deref(),
             need,
@@ -501,6 +646,28 @@ impl DynamoReadingStore {
             (query.start.0, query.end.0),
         )
     }
+}
+
+/// Renders the rows of one day's `sections` that `query` keeps into `out`,
+/// sending each chunk into `tx` (on a blocking thread); false when the
+/// reader left.
+fn render_day(
+    query: &Query,
+    sections: &[Loaded],
+    out: &mut Out,
+    tx: &mpsc::Sender<Result<AnswerChunk, BackendError>>,
+) -> Result<bool, BackendError> {
+    let ordered = match out.need() {
+        Need::Values { ordered, .. } => ordered,
+        Need::Rendered(_) => true,
+    };
+    // DynamoDB's sort keys hold sensor ids as 20-digit numbers.
+    segment::each_kept::<BackendError>(query, sections, ordered, IdOrder::Unsigned, |s, i, r| {
+        match out.segment_row(s, i, r)? {
+            Some(chunk) => Ok(tx.blocking_send(Ok(chunk)).is_ok()),
+            None => Ok(true),
+        }
+    })
 }
 
 /// A day read from its objects, or a run of days read from their items.
@@ -551,7 +718,7 @@ impl Out {
 
 #[cfg(test)]
 mod tests {
-    use super::{day_of_key, sort_key};
+    use super::{day_of_key, sort_key, Token, WRITER_LEASE};
 
     #[test]
     fn version_item_keys_name_their_day() {
@@ -563,5 +730,22 @@ mod tests {
         assert_eq!(day_of_key("day#1970-01-01"), Some(0));
         assert_eq!(day_of_key("day#not-a-day"), None);
         assert_eq!(day_of_key("2026-12-07"), None);
+    }
+
+    #[test]
+    fn a_writers_token_holds_for_its_lease_only() {
+        let token = Token::issue();
+        let (until, who) = token.split_once(':').expect("until:who");
+        let until: i64 = until.parse().expect("seconds");
+        assert_eq!(who.len(), 32, "a UUID's 32 hex digits");
+        // Made now: expires one lease from now (give or take the second
+        // the test runs in).
+        let now = until - WRITER_LEASE.as_secs() as i64;
+        assert!(!Token::expired(&token, now));
+        assert!(!Token::expired(&token, until));
+        assert!(Token::expired(&token, until + 1));
+        // Not airq's: counts as expired, so it never blocks a build.
+        assert!(Token::expired("garbage", now));
+        assert!(Token::expired("soon:abc", now));
     }
 }
