@@ -269,19 +269,7 @@ async fn main() -> Result<(), String> {
         written,
         t.elapsed()
     );
-    let objects = aws
-        .s3
-        .list_objects_v2()
-        .bucket(&args.bucket)
-        .prefix(format!("segments/{table}/"))
-        .send()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let sizes: HashMap<String, i64> = objects
-        .contents()
-        .iter()
-        .filter_map(|o| Some((o.key()?.to_owned(), o.size()?)))
-        .collect();
+    let sizes = objects(&aws, &args.bucket, &format!("segments/{table}/")).await?;
 
     println!("| query | format | rows | bytes | items: time | items: DynamoDB requests, item bytes | segments: time | segments: DynamoDB, S3 requests, object bytes |");
     println!("|---|---|--:|--:|--:|---|--:|---|");
@@ -357,6 +345,46 @@ async fn main() -> Result<(), String> {
         sizes.len(),
         sizes.values().sum::<i64>()
     );
+    // What it made: the objects, then the table.
+    for key in sizes.keys() {
+        let _ = aws
+            .s3
+            .delete_object()
+            .bucket(&args.bucket)
+            .key(key)
+            .send()
+            .await;
+    }
     let _ = aws.dynamodb.delete_table().table_name(&table).send().await;
     Ok(())
+}
+
+/// Every object under `prefix`, with its size.
+async fn objects(
+    aws: &AwsClients,
+    bucket: &str,
+    prefix: &str,
+) -> Result<HashMap<String, i64>, String> {
+    let mut out = HashMap::new();
+    let mut token = None;
+    loop {
+        let page = aws
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        for o in page.contents() {
+            if let (Some(key), Some(size)) = (o.key(), o.size()) {
+                out.insert(key.to_owned(), size);
+            }
+        }
+        match page.next_continuation_token {
+            Some(t) if page.is_truncated == Some(true) => token = Some(t),
+            _ => return Ok(out),
+        }
+    }
 }

@@ -401,7 +401,12 @@ impl DynamoReadingStore {
         // deleting them never touches what another build recorded.
         let forget = |keys: Vec<String>| async move {
             for key in keys {
-                blobs.delete_quietly(&key).await;
+                if let Err(e) = blobs.delete(&key).await {
+                    // No expiry rule collects it: an orphan, harmless
+                    // (no version item names it) but billed.
+                    tracing::warn!(bucket = blobs.bucket(), key, error = %e,
+                        "could not delete an answer segment's object; it is left behind");
+                }
             }
         };
         if let Err(e) = put {

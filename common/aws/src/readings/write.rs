@@ -28,7 +28,9 @@ impl DynamoReadingStore {
     /// Writes one reading with one `PutItem` call, as the first version of
     /// this system did for every reading. Only for comparison (see
     /// BENCHMARKS.md): [`ReadingStore::put_batch`] is the way to write.
-    /// Neither the summary item nor the sensor's latest item is updated.
+    /// Neither the summary item, the sensor's latest item nor the day's
+    /// answer-segment version is updated (never use it on a table whose
+    /// segments are read).
     pub async fn put_one(&self, reading: &Reading) -> Result<(), BackendError> {
         let item = ReadingItem::of(reading)?.encode()?;
         self.client
