@@ -174,7 +174,7 @@ pub const MASTER: &[Permission] = &[
     p(
         "s3:DeleteObject",
         SegmentObjects,
-        "DynamoReadingStore::refresh_segments (build_day: delete_quietly of the objects of the version a build replaced, or of a build the day outran)",
+        "DynamoReadingStore::refresh_segments (build_day: BlobStore::delete of the objects of the build a build replaced, or of a build whose record was refused)",
     ),
     p(
         "s3:GetObject",

@@ -504,9 +504,14 @@ async fn latest_shards_are_version_conditioned_retried_and_counted() {
     let counted: Arc<Mutex<Vec<String>>> = Arc::default();
     let c = counted.clone();
     let summary = mock!(Client::update_item).then_compute_response(move |req: &UpdateItemInput| {
-        if req
-            .update_expression()
-            .is_some_and(|e| e.starts_with("ADD #n"))
+        let latest_count = req
+            .expression_attribute_names()
+            .and_then(|n| n.get("#n"))
+            .is_some_and(|n| n == "latest_items");
+        if latest_count
+            && req
+                .update_expression()
+                .is_some_and(|e| e.starts_with("ADD #n"))
         {
             let n = req
                 .expression_attribute_values()

@@ -489,12 +489,18 @@ impl DynamoReadingStore {
     /// Adds `delta` to the summary item's count of items that are no
     /// readings (latest shards; old per-sensor latest items).
     pub(crate) async fn count_latest_items(&self, delta: i64) -> Result<(), BackendError> {
+        self.add_to_summary(LATEST_COUNT, delta).await
+    }
+
+    /// Adds `delta` to the summary item's number `name` (a count of the
+    /// items that are no readings: [`LATEST_COUNT`], the segment days).
+    pub(crate) async fn add_to_summary(&self, name: &str, delta: i64) -> Result<(), BackendError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key()))
             .update_expression("ADD #n :n")
-            .expression_attribute_names("#n", LATEST_COUNT)
+            .expression_attribute_names("#n", name)
             .expression_attribute_values(":n", n(delta))
             .send()
             .await

@@ -231,7 +231,19 @@ impl DynamoReadingStore {
         // reading is written until after the last (`segments.rs`).
         let token = segments::writer_token();
         self.bump_days(&days, segments::Bump::Start(&token)).await?;
-        self.write_all(requests).await?;
+        // The token's lease holds the days' segments back while this
+        // writes; past half of it the batch stops (requests already sent
+        // land long before the lease ends), so a build never reads a day
+        // this writer may still change.
+        tokio::time::timeout(segments::WRITER_LEASE / 2, self.write_all(requests))
+            .await
+            .map_err(|_| BackendError::Remote {
+                context: format!("DynamoDB BatchWriteItem on {}", self.table),
+                message: format!(
+                    "the batch took longer than {:?} and was stopped part way; ingest it again",
+                    segments::WRITER_LEASE / 2
+                ),
+            })??;
         self.bump_days(&days, segments::Bump::End(&token)).await?;
         // After the readings: a latest item is only ever a copy of a
         // reading already stored. Unchanged readings go too: their latest

@@ -243,21 +243,7 @@ impl DynamoReadingStore {
                 })?;
             let created = out.attributes.is_none_or(|a| !a.contains_key("version"));
             if created {
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::summary_key()))
-                    .update_expression("ADD #d :one")
-                    .expression_attribute_names("#d", SEGMENT_DAYS)
-                    .expression_attribute_values(":one", n(1))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        remote(
-                            format!("DynamoDB UpdateItem (summary) on {}", self.table),
-                            e,
-                        )
-                    })?;
+                self.add_to_summary(SEGMENT_DAYS, 1).await?;
             }
             Ok::<(), BackendError>(())
         });
@@ -336,7 +322,11 @@ impl DynamoReadingStore {
             }
         }
         match failed {
-            Some(e) => Err(e),
+            Some(e) => {
+                tracing::warn!(table = %self.table, built,
+                    "answer segments built, but some days could not be (see above)");
+                Err(e)
+            }
             None => Ok(built),
         }
     }
@@ -420,7 +410,13 @@ impl DynamoReadingStore {
             .key(PARTITION_KEY, s(SEGMENT_PARTITION))
             .key(SORT_KEY, s(sort_key(d)?))
             .update_expression("SET #b = :v, #l = :l, #c = :c, #n = :n")
-            .condition_expression("#v = :v AND attribute_not_exists(#w)")
+            // Another build of this version and layout recorded first: its
+            // objects serve, this one's go.
+            .condition_expression(
+                "#v = :v AND attribute_not_exists(#w) \
+                 AND (attribute_not_exists(#b) OR #b <> :v OR #l <> :l)",
+            )
+            .return_values(ReturnValue::AllOld)
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#b", "built")
             .expression_attribute_names("#l", "layout")
@@ -436,10 +432,11 @@ impl DynamoReadingStore {
             )
             .send()
             .await;
-        match record {
-            Ok(_) => {}
+        let replaced = match record {
+            Ok(out) => out.attributes.unwrap_or_default(),
             Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {
-                // A write began since the version was read, or is under way.
+                // A write began since the version was read, or is under
+                // way, or another build of this version recorded first.
                 forget(keys).await;
                 return Ok(false);
             }
@@ -451,15 +448,17 @@ impl DynamoReadingStore {
                     e,
                 ));
             }
-        }
-        // The objects of the build this one replaced; a query reading them
-        // meanwhile reads the day's items instead.
-        if let Some((old_version, _, old_build)) = day.built {
-            let old = std::iter::once(None)
-                .chain((0..day.countries.len()).map(Some))
-                .map(|k| self.object_key(d, (old_version, old_build), k))
-                .collect::<Result<Vec<_>, _>>()?;
-            forget(old).await;
+        };
+        // The objects of the build this one replaced (as the record found
+        // it); a query reading them meanwhile reads the day's items.
+        if let Some(old) = DayVersion::decode(&replaced) {
+            if let Some((old_version, _, old_build)) = old.built {
+                let old = std::iter::once(None)
+                    .chain((0..old.countries.len()).map(Some))
+                    .map(|k| self.object_key(d, (old_version, old_build), k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                forget(old).await;
+            }
         }
         Ok(true)
     }
@@ -549,21 +548,24 @@ impl DynamoReadingStore {
             day = to + 1;
         }
         let need = out.need();
+        // Each fetch a task of its own, so that the next day downloads
+        // while this one renders.
         let fetched = futures::stream::iter(parts)
             .map(|part| {
-                let blobs = &blobs;
-                async move {
+                let (this, blobs, query) = (self.clone(), blobs.clone(), query.clone());
+                tokio::spawn(async move {
                     let sections = match &part {
-                        Part::Day(v) => self.fetch_day(blobs, v, query, need).await?,
+                        Part::Day(v) => this.fetch_day(&blobs, v, &query, need).await?,
                         Part::Rows(..) => None,
                     };
                     Ok::<_, BackendError>((part, sections))
-                }
+                })
             })
             .buffered(DAYS_AHEAD + 1);
         futures::pin_mut!(fetched);
         while let Some(next) = fetched.next().await {
-            let (part, sections) = next?;
+            let (part, sections) =
+                next.map_err(|e| BackendError::Corrupt(format!("fetching a day's segment: {e}")))??;
             if let Some(sections) = sections {
                 // Rendering is CPU work: on a blocking thread, each chunk
                 // into the answer's channel as it fills.
