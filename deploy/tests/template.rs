@@ -627,13 +627,7 @@ fn arn(r: Resource, b: Binary, names: &ResourceNames, e: &Eval, prefix: &str) ->
         Resource::MessageObjects(q) => {
             format!("{bucket}/{}{prefix}{q}/*", schema::MESSAGES_PREFIX)
         }
-        Resource::SegmentObjects => {
-            format!(
-                "{bucket}/{}{}/*",
-                schema::SEGMENTS_PREFIX,
-                names.readings_table
-            )
-        }
+        Resource::SegmentObjects => format!("{bucket}/{}*", schema::SEGMENTS_PREFIX),
         Resource::Release => format!(
             "{bucket}/releases/{}/{}/{}",
             text(&e.params["Release"]),

@@ -103,7 +103,8 @@ pub enum Resource {
     ResultObjects,
     /// Bodies offloaded from a queue: `messages/<prefix><queue>/*`.
     MessageObjects(&'static str),
-    /// The readings' answer segments: `segments/<readings table>/*`.
+    /// The readings' answer segments: `segments/*` (the deployment's own
+    /// bucket: every key under it is its readings table's).
     SegmentObjects,
     /// The binary's own release: `releases/<release>/<arch>/<executable>`.
     Release,
