@@ -229,7 +229,7 @@ impl DynamoReadingStore {
         }
         // The days' answer segments are stale from before the first
         // reading is written until after the last (`segments.rs`).
-        let token = segments::writer_token();
+        let token = segments::Token::issue();
         self.bump_days(&days, segments::Bump::Start(&token)).await?;
         // The token's lease holds the days' segments back while this
         // writes; past half of it the batch stops (requests already sent

@@ -69,6 +69,14 @@ fn sort_key(day: i64) -> Result<String, BackendError> {
     Ok(format!("day#{}", day_name(day)?))
 }
 
+/// The key of `day`'s version item.
+fn version_key(day: i64) -> Result<HashMap<String, AttributeValue>, BackendError> {
+    Ok(HashMap::from([
+        (PARTITION_KEY.to_owned(), s(SEGMENT_PARTITION)),
+        (SORT_KEY.to_owned(), s(sort_key(day)?)),
+    ]))
+}
+
 /// The day number of a version item's sort key.
 fn day_of_key(key: &str) -> Option<i64> {
     let date = chrono::NaiveDate::parse_from_str(key.strip_prefix("day#")?, "%Y-%m-%d").ok()?;
@@ -133,10 +141,11 @@ impl DayVersion {
 
 /// A writer's token in a day's `writing` set: until when (Unix seconds) it
 /// may be writing, and who it is.
-struct Token;
+pub(crate) struct Token;
 
 impl Token {
-    fn issue() -> String {
+    /// A new writer's token for [`Bump`].
+    pub(crate) fn issue() -> String {
         let until = now_secs().saturating_add(WRITER_LEASE.as_secs() as i64);
         format!("{until}:{}", uuid::Uuid::new_v4().simple())
     }
@@ -162,11 +171,6 @@ fn now_secs() -> i64 {
 pub(crate) enum Bump<'a> {
     Start(&'a str),
     End(&'a str),
-}
-
-/// A new writer's token for [`Bump`].
-pub(crate) fn writer_token() -> String {
-    Token::issue()
 }
 
 /// A new version: random, so that no two writers (or a day forgotten and
@@ -225,8 +229,7 @@ impl DynamoReadingStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key(PARTITION_KEY, s(SEGMENT_PARTITION))
-                .key(SORT_KEY, s(sort_key(day)?))
+                .set_key(Some(version_key(day)?))
                 .update_expression(expression)
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_names("#w", "writing")
@@ -346,8 +349,7 @@ impl DynamoReadingStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .key(PARTITION_KEY, s(SEGMENT_PARTITION))
-                .key(SORT_KEY, s(sort_key(d)?))
+                .set_key(Some(version_key(d)?))
                 .update_expression("DELETE #w :t")
                 .expression_attribute_names("#w", "writing")
                 .expression_attribute_values(":t", AttributeValue::Ss(day.writing.clone()))
@@ -407,8 +409,7 @@ impl DynamoReadingStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, s(SEGMENT_PARTITION))
-            .key(SORT_KEY, s(sort_key(d)?))
+            .set_key(Some(version_key(d)?))
             .update_expression("SET #b = :v, #l = :l, #c = :c, #n = :n")
             // Another build of this version and layout recorded first: its
             // objects serve, this one's go.
