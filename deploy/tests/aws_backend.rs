@@ -2031,6 +2031,92 @@ async fn a_countrys_days_are_one_query_and_one_object_a_day() {
     assert_eq!(s3.counts(), (0, 0, 3));
 }
 
+/// The gateway answers a query beyond `--direct-max-span` directly when
+/// the store says it is cheap at any span: on AWS, when every day of it
+/// that has readings has a fresh segment. A day inside the stored range
+/// without a version item may hold readings written before versions were
+/// kept: not cheap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _, _) = segmented_store(&clients, &names).await;
+    let (items_only, _) = counted_store(&clients, &names).await;
+    // 2023-03-01, three days of four DE sensors.
+    const DAY: i64 = 1_677_628_800;
+    let written: Vec<Reading> = (0..3i64)
+        .flat_map(|d| {
+            (0..4u64).map(move |s| {
+                airq_contract::generate::reading(
+                    9_300_000 + s,
+                    DAY + d * 86_400 + s as i64 * 60,
+                    "SDS011",
+                    "DE",
+                    "50.5".into(),
+                    "8.5".into(),
+                    Some("12.5".into()),
+                    Some("4.25".into()),
+                )
+            })
+        })
+        .collect();
+    store.put_batch(written.clone()).await.expect("put_batch");
+    let cheap = |store: &DynamoReadingStore, q: &Query| {
+        let (store, q) = (store.clone(), q.clone());
+        async move {
+            store
+                .cheap_at_any_span(&q)
+                .await
+                .expect("cheap_at_any_span")
+        }
+    };
+    // Ten days before the first reading to ten after the last.
+    let mut q = Query::between(
+        Timestamp(DAY - 10 * 86_400),
+        Timestamp(DAY + 13 * 86_400 - 1),
+    );
+    q.country = Some("DE".into());
+    assert!(!cheap(&store, &q).await, "no segment built yet");
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 3);
+    assert!(
+        cheap(&store, &q).await,
+        "the three days built; the days around them have no readings"
+    );
+    assert!(!cheap(&items_only, &q).await, "a store without segments");
+    let mut hourly = q.clone();
+    hourly.resolution = airq_core::Resolution::Hour;
+    assert!(!cheap(&store, &hourly).await, "the hourly series has none");
+
+    // A changed reading makes its day stale until it is built again.
+    let mut changed = written[4].clone();
+    changed.p1 = Some("77.5".into());
+    changed.indices = Indices::of_text(changed.p1.as_deref(), changed.p2.as_deref())
+        .expect("indices of the changed reading");
+    store.put_batch(vec![changed]).await.expect("the change");
+    assert!(!cheap(&store, &q).await, "the second day is stale");
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 1);
+    assert!(cheap(&store, &q).await);
+
+    // The second day's version item gone, as for readings written before
+    // versions were kept: queries over it are not cheap, the first day's
+    // alone still is.
+    clients
+        .dynamodb
+        .delete_item()
+        .table_name(&names.readings_table)
+        .key("day", AttributeValue::S("#segments".into()))
+        .key("at_sensor", AttributeValue::S("day#2023-03-02".into()))
+        .send()
+        .await
+        .expect("deleting the version item");
+    assert!(
+        !cheap(&store, &q).await,
+        "a day with readings and no version"
+    );
+    let first_day = Query::between(Timestamp(DAY), Timestamp(DAY + 86_400 - 1));
+    assert!(cheap(&store, &first_day).await);
+}
+
 /// A day a writer is still in (its token in the day's `writing` set, as
 /// `put_batch` leaves it between its two bumps) is not built: its rows
 /// may be half written. A token past its lease is a dead writer's: taken

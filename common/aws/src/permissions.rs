@@ -328,7 +328,7 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:Query",
         ReadingsTable,
-        "DynamoReadingStore::query (direct queries, without a country) and query_answer (day_versions: the segment version items of its days)",
+        "DynamoReadingStore::query (direct queries, without a country), query_answer and cheap_at_any_span (day_versions: the segment version items of its days)",
     ),
     p(
         "s3:GetObject",
@@ -358,7 +358,7 @@ pub const GATEWAY: &[Permission] = &[
     p(
         "dynamodb:GetItem",
         ReadingsTable,
-        "DynamoReadingStore::summary (the summary item) and latest_changes (the version item)",
+        "DynamoReadingStore::summary and cheap_at_any_span (stored_days: the summary item) and latest_changes (the version item)",
     ),
     // API keys: looked up, never written (airq-deploy keys does that).
     p(

@@ -296,6 +296,13 @@ impl ReadingStore for DynamoReadingStore {
         self.refresh_s3_segments().await
     }
 
+    /// A query the answer segments serve for every day that has readings
+    /// (`segments.rs`): the gateway answers it directly beyond
+    /// `--direct-max-span`, as the embedded store's.
+    async fn cheap_at_any_span(&self, query: &Query) -> Result<bool, BackendError> {
+        self.all_days_fresh(query).await
+    }
+
     /// From the answer segments where they serve the query
     /// (`segments.rs`), else rendered from [`ReadingStore::query`].
     fn query_answer(&self, query: &Query) -> AnswerStream {

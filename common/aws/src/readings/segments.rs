@@ -479,6 +479,59 @@ impl DynamoReadingStore {
             )
     }
 
+    /// Whether every day of `query` that has readings has a fresh segment
+    /// (see [`Self::segmented`]), so that its answer is one `Query` and a
+    /// `GetObject` a day at any span. A day without a version item has no
+    /// readings when it lies outside the summary's first and last
+    /// reading; inside, it may hold readings written before this store
+    /// kept versions, so it is not counted as fresh.
+    pub(crate) async fn all_days_fresh(&self, query: &Query) -> Result<bool, BackendError> {
+        if !self.segmented(query) {
+            return Ok(false);
+        }
+        let (first, last) = (query.start.0.div_euclid(DAY), query.end.0.div_euclid(DAY));
+        let (versions, bounds) =
+            tokio::join!(self.day_versions(Some((first, last))), self.stored_days());
+        let Some((lo, hi)) = bounds? else {
+            // No readings at all: nothing to read.
+            return Ok(true);
+        };
+        let (from, to) = (first.max(lo), last.min(hi));
+        if from > to {
+            return Ok(true);
+        }
+        let fresh = versions?
+            .iter()
+            .filter(|v| v.fresh() && (from..=to).contains(&v.day))
+            .count();
+        Ok(i64::try_from(fresh).is_ok_and(|n| n == to - from + 1))
+    }
+
+    /// The days of the summary's first and last reading (strongly
+    /// consistent); `None` before the first write.
+    async fn stored_days(&self) -> Result<Option<(i64, i64)>, BackendError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key()))
+            .projection_expression("#a, #b")
+            .expression_attribute_names("#a", "first_ts")
+            .expression_attribute_names("#b", "last_ts")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
+            .item;
+        let number = |name: &str| match item.as_ref().and_then(|i| i.get(name)) {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+            _ => None,
+        };
+        Ok(number("first_ts")
+            .zip(number("last_ts"))
+            .map(|(a, b)| (a.div_euclid(DAY), b.div_euclid(DAY))))
+    }
+
     /// The answer to `query` (see [`Self::segmented`]): each fresh day from
     /// its objects, each run of other days from its items.
     pub(crate) fn segmented_answer(&self, query: &Query) -> AnswerStream {
