@@ -2097,9 +2097,11 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
     assert_eq!(store.refresh_segments().await.expect("refresh"), 1);
     assert!(cheap(&store, &q).await);
 
-    // The second day's version item gone, as for readings written before
-    // versions were kept: queries over it are not cheap, the first day's
-    // alone still is.
+    // As a table written before versions were kept: the second day
+    // without its version item, and the summary without the mark that the
+    // older days have theirs. Queries over that day are not cheap (it may
+    // hold readings), the first day's alone still is; the next refresh
+    // finds the day's readings, versions and builds it.
     clients
         .dynamodb
         .delete_item()
@@ -2109,12 +2111,34 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
         .send()
         .await
         .expect("deleting the version item");
+    clients
+        .dynamodb
+        .update_item()
+        .table_name(&names.readings_table)
+        .key("day", AttributeValue::S("#summary".into()))
+        .key("at_sensor", AttributeValue::S("summary".into()))
+        .update_expression("REMOVE segments_older_days_versioned")
+        .send()
+        .await
+        .expect("removing the mark");
     assert!(
         !cheap(&store, &q).await,
         "a day with readings and no version"
     );
     let first_day = Query::between(Timestamp(DAY), Timestamp(DAY + 86_400 - 1));
     assert!(cheap(&store, &first_day).await);
+    assert_eq!(
+        store.refresh_segments().await.expect("refresh"),
+        1,
+        "the older day found and built"
+    );
+    assert!(cheap(&store, &q).await);
+    assert_eq!(answer(&store, &q).await, answer(&items_only, &q).await);
+    assert_eq!(
+        store.refresh_segments().await.expect("refresh"),
+        0,
+        "found once"
+    );
 }
 
 /// A day a writer is still in (its token in the day's `writing` set, as

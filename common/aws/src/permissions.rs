@@ -150,12 +150,12 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version; version_older_days: a version item for each day stored before versions, and the summary's mark)",
     ),
     p(
         "dynamodb:GetItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (put_latest: reserve_version reads the version item), put_recent and prune (the live tier's markers on the summary item)",
+        "DynamoReadingStore::put_batch (put_latest: reserve_version reads the version item), put_recent and prune (the live tier's markers on the summary item), refresh_segments (stored_days: the summary item's bounds and mark)",
     ),
     p(
         "dynamodb:PutItem",
@@ -165,7 +165,7 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:Query",
         ReadingsTable,
-        "DynamoReadingStore::history (query_page: the days before a feed, for its quality survey) and refresh_segments (day_versions: the segment version items; build_day: each stale day's readings)",
+        "DynamoReadingStore::history (query_page: the days before a feed, for its quality survey) and refresh_segments (day_versions: the segment version items; build_day: each stale day's readings; day_has_readings: one key of a day without a version item)",
     ),
     p(
         "s3:PutObject",

@@ -53,6 +53,9 @@ use aws_sdk_dynamodb::types::ReturnValue;
 pub(crate) const SEGMENT_PARTITION: &str = "#segments";
 /// The summary item's count of the version items (no readings either).
 pub(crate) const SEGMENT_DAYS: &str = "segment_days";
+/// The summary item's mark that every day stored before this store kept
+/// versions has one ([`DynamoReadingStore::version_older_days`]).
+const OLDER_DAYS_VERSIONED: &str = "segments_older_days_versioned";
 /// Days whose objects a query fetches ahead of the one it renders.
 pub(crate) const DAYS_AHEAD: usize = 1;
 /// The largest object a query holds; a day whose object is larger is read
@@ -309,6 +312,12 @@ impl DynamoReadingStore {
         };
         let mut built = 0;
         let mut failed = None;
+        if let Err(e) = self.version_older_days().await {
+            tracing::warn!(table = %self.table, error = %e,
+                "could not look for days stored before segment versions were kept; \
+                 they are read from their items until a write to them");
+            failed = Some(e);
+        }
         for day in self.day_versions(None).await? {
             if day.fresh() {
                 continue;
@@ -482,9 +491,9 @@ impl DynamoReadingStore {
     /// Whether every day of `query` that has readings has a fresh segment
     /// (see [`Self::segmented`]), so that its answer is one `Query` and a
     /// `GetObject` a day at any span. A day without a version item has no
-    /// readings when it lies outside the summary's first and last
-    /// reading; inside, it may hold readings written before this store
-    /// kept versions, so it is not counted as fresh.
+    /// readings once the older days have theirs
+    /// ([`Self::version_older_days`]); until then, only outside the
+    /// summary's first and last reading.
     pub(crate) async fn all_days_fresh(&self, query: &Query) -> Result<bool, BackendError> {
         if !self.segmented(query) {
             return Ok(false);
@@ -492,32 +501,39 @@ impl DynamoReadingStore {
         let (first, last) = (query.start.0.div_euclid(DAY), query.end.0.div_euclid(DAY));
         let (versions, bounds) =
             tokio::join!(self.day_versions(Some((first, last))), self.stored_days());
-        let Some((lo, hi)) = bounds? else {
+        let (Some((lo, hi)), older_versioned) = bounds? else {
             // No readings at all: nothing to read.
             return Ok(true);
         };
+        let versions = versions?;
+        if older_versioned {
+            // Every day with readings has a version item.
+            return Ok(versions.iter().all(DayVersion::fresh));
+        }
         let (from, to) = (first.max(lo), last.min(hi));
         if from > to {
             return Ok(true);
         }
-        let fresh = versions?
+        let fresh = versions
             .iter()
             .filter(|v| v.fresh() && (from..=to).contains(&v.day))
             .count();
         Ok(i64::try_from(fresh).is_ok_and(|n| n == to - from + 1))
     }
 
-    /// The days of the summary's first and last reading (strongly
-    /// consistent); `None` before the first write.
-    async fn stored_days(&self) -> Result<Option<(i64, i64)>, BackendError> {
+    /// The days of the summary's first and last reading (`None` before
+    /// the first write), and whether the days before versions were kept
+    /// have theirs; strongly consistent.
+    async fn stored_days(&self) -> Result<(Option<(i64, i64)>, bool), BackendError> {
         let item = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key()))
-            .projection_expression("#a, #b")
+            .projection_expression("#a, #b, #m")
             .expression_attribute_names("#a", "first_ts")
             .expression_attribute_names("#b", "last_ts")
+            .expression_attribute_names("#m", OLDER_DAYS_VERSIONED)
             .consistent_read(true)
             .send()
             .await
@@ -527,9 +543,105 @@ impl DynamoReadingStore {
             Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
             _ => None,
         };
-        Ok(number("first_ts")
+        let days = number("first_ts")
             .zip(number("last_ts"))
-            .map(|(a, b)| (a.div_euclid(DAY), b.div_euclid(DAY))))
+            .map(|(a, b)| (a.div_euclid(DAY), b.div_euclid(DAY)));
+        Ok((days, number(OLDER_DAYS_VERSIONED).is_some()))
+    }
+
+    /// Gives a version item to each day with readings that has none: days
+    /// stored before this store kept versions (every write since bumps
+    /// its days). Once: a mark on the summary item says it is done. Each
+    /// day of the stored range without a version item costs one `Query`
+    /// of a single key (a day without readings has no version item
+    /// either); a day found is created unbuilt, so the refresh that
+    /// follows builds it, unless a writer created its item first.
+    async fn version_older_days(&self) -> Result<(), BackendError> {
+        let (Some((lo, hi)), false) = self.stored_days().await? else {
+            return Ok(());
+        };
+        let versioned: std::collections::HashSet<i64> = self
+            .day_versions(Some((lo, hi)))
+            .await?
+            .iter()
+            .map(|v| v.day)
+            .collect();
+        let older = (lo..=hi)
+            .filter(|d| !versioned.contains(d))
+            .map(|day| async move {
+                if !self.day_has_readings(day).await? {
+                    return Ok(0u64);
+                }
+                let created = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(version_key(day)?))
+                    .update_expression("SET #v = :v")
+                    .condition_expression("attribute_not_exists(#v)")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", n(new_version()))
+                    .send()
+                    .await;
+                match created {
+                    Ok(_) => {
+                        self.add_to_summary(SEGMENT_DAYS, 1).await?;
+                        Ok(1)
+                    }
+                    // A writer's bump made it meanwhile.
+                    Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(0),
+                    Err(e) => Err(remote(
+                        format!("DynamoDB UpdateItem (segment version) on {}", self.table),
+                        e,
+                    )),
+                }
+            });
+        let found: u64 = futures::stream::iter(older)
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_fold(0, |sum, n| async move { Ok(sum + n) })
+            .await?;
+        if found > 0 {
+            tracing::info!(table = %self.table, days = found,
+                "days stored before segment versions were kept now have one; their segments follow");
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key()))
+            .update_expression("SET #m = :one")
+            .expression_attribute_names("#m", OLDER_DAYS_VERSIONED)
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| {
+                remote(
+                    format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Whether `day`'s partition holds a reading (one key read).
+    async fn day_has_readings(&self, day: i64) -> Result<bool, BackendError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#p = :d")
+            .expression_attribute_names("#p", PARTITION_KEY)
+            .expression_attribute_values(":d", s(day_name(day)?))
+            .projection_expression("#p")
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| {
+                remote(
+                    format!("DynamoDB Query (a day's readings) on {}", self.table),
+                    e,
+                )
+            })?;
+        Ok(!page.items().is_empty())
     }
 
     /// The answer to `query` (see [`Self::segmented`]): each fresh day from
