@@ -2033,18 +2033,18 @@ async fn a_countrys_days_are_one_query_and_one_object_a_day() {
 
 /// The gateway answers a query beyond `--direct-max-span` directly when
 /// the store says it is cheap at any span: on AWS, when every day of it
-/// that has readings has a fresh segment. A day inside the stored range
-/// without a version item may hold readings written before versions were
-/// kept: not cheap.
+/// that has readings has a fresh segment. Days written before versions
+/// were kept are found once, at the next refresh, and marked so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
     let clients = emulator::clients().await;
     let names = emulator::provisioned(&clients, 3).await;
-    let (store, _, _) = segmented_store(&clients, &names).await;
+    let (store, dynamodb, _) = segmented_store(&clients, &names).await;
     let (items_only, _) = counted_store(&clients, &names).await;
-    // 2023-03-01, three days of four DE sensors.
+    // 2023-03-01 and 2023-03-03, four DE sensors each; none on 03-02.
     const DAY: i64 = 1_677_628_800;
-    let written: Vec<Reading> = (0..3i64)
+    let written: Vec<Reading> = [0i64, 2]
+        .into_iter()
         .flat_map(|d| {
             (0..4u64).map(move |s| {
                 airq_contract::generate::reading(
@@ -2070,6 +2070,21 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
                 .expect("cheap_at_any_span")
         }
     };
+    let summary_item = || async {
+        clients
+            .dynamodb
+            .get_item()
+            .table_name(&names.readings_table)
+            .key("day", AttributeValue::S("#summary".into()))
+            .key("at_sensor", AttributeValue::S("summary".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("the summary item")
+            .item
+            .unwrap_or_default()
+    };
+    const MARK: &str = "segments_older_days_versioned";
     // Ten days before the first reading to ten after the last.
     let mut q = Query::between(
         Timestamp(DAY - 10 * 86_400),
@@ -2077,10 +2092,14 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
     );
     q.country = Some("DE".into());
     assert!(!cheap(&store, &q).await, "no segment built yet");
-    assert_eq!(store.refresh_segments().await.expect("refresh"), 3);
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 2);
+    assert!(
+        summary_item().await.contains_key(MARK),
+        "the older days looked for"
+    );
     assert!(
         cheap(&store, &q).await,
-        "the three days built; the days around them have no readings"
+        "the two days built; 03-02 has no version item, so no readings (the mark says)"
     );
     assert!(!cheap(&items_only, &q).await, "a store without segments");
     let mut hourly = q.clone();
@@ -2093,21 +2112,22 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
     changed.indices = Indices::of_text(changed.p1.as_deref(), changed.p2.as_deref())
         .expect("indices of the changed reading");
     store.put_batch(vec![changed]).await.expect("the change");
-    assert!(!cheap(&store, &q).await, "the second day is stale");
+    assert!(!cheap(&store, &q).await, "the third day is stale");
     assert_eq!(store.refresh_segments().await.expect("refresh"), 1);
     assert!(cheap(&store, &q).await);
 
-    // As a table written before versions were kept: the second day
-    // without its version item, and the summary without the mark that the
-    // older days have theirs. Queries over that day are not cheap (it may
-    // hold readings), the first day's alone still is; the next refresh
-    // finds the day's readings, versions and builds it.
+    // As a table written before versions were kept: 03-03 without its
+    // version item (and the summary's count without it), the summary
+    // without the mark. Queries over the days from the first reading to
+    // the last are not cheap (03-02 and 03-03 may hold readings); the
+    // first day's alone still is. The next refresh reads one key of each
+    // of those two days, versions and builds 03-03, and marks again.
     clients
         .dynamodb
         .delete_item()
         .table_name(&names.readings_table)
         .key("day", AttributeValue::S("#segments".into()))
-        .key("at_sensor", AttributeValue::S("day#2023-03-02".into()))
+        .key("at_sensor", AttributeValue::S("day#2023-03-03".into()))
         .send()
         .await
         .expect("deleting the version item");
@@ -2117,13 +2137,16 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
         .table_name(&names.readings_table)
         .key("day", AttributeValue::S("#summary".into()))
         .key("at_sensor", AttributeValue::S("summary".into()))
-        .update_expression("REMOVE segments_older_days_versioned")
+        .update_expression("REMOVE #m ADD #c :minus")
+        .expression_attribute_names("#m", MARK)
+        .expression_attribute_names("#c", "segment_days")
+        .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
         .send()
         .await
         .expect("removing the mark");
     assert!(
         !cheap(&store, &q).await,
-        "a day with readings and no version"
+        "days with no version inside the range"
     );
     let first_day = Query::between(Timestamp(DAY), Timestamp(DAY + 86_400 - 1));
     assert!(cheap(&store, &first_day).await);
@@ -2132,13 +2155,65 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
         1,
         "the older day found and built"
     );
+    assert!(summary_item().await.contains_key(MARK));
     assert!(cheap(&store, &q).await);
     assert_eq!(answer(&store, &q).await, answer(&items_only, &q).await);
     assert_eq!(
-        store.refresh_segments().await.expect("refresh"),
-        0,
-        "found once"
+        store.summary().await.expect("summary").readings,
+        8,
+        "the version items are counted, so not taken for readings"
     );
+    dynamodb.reset();
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 0);
+    assert_eq!(
+        dynamodb.counts().0,
+        1,
+        "marked: the next refresh reads the version items only"
+    );
+}
+
+/// A refresh builds at most 16 days, newest first (the first one after
+/// an upgrade would otherwise build the whole history while the master's
+/// schedule waits); the next builds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_builds_sixteen_days_at_most_newest_first() {
+    let clients = emulator::clients().await;
+    let names = emulator::provisioned(&clients, 3).await;
+    let (store, _, _) = segmented_store(&clients, &names).await;
+    // 2023-03-01 to 2023-03-18, one DE sensor a day.
+    const DAY: i64 = 1_677_628_800;
+    let written: Vec<Reading> = (0..18i64)
+        .map(|d| {
+            airq_contract::generate::reading(
+                9_400_000,
+                DAY + d * 86_400,
+                "SDS011",
+                "DE",
+                "50.5".into(),
+                "8.5".into(),
+                Some("12.5".into()),
+                Some("4.25".into()),
+            )
+        })
+        .collect();
+    store.put_batch(written).await.expect("put_batch");
+    let day = |d: i64| {
+        Query::between(
+            Timestamp(DAY + d * 86_400),
+            Timestamp(DAY + d * 86_400 + 86_399),
+        )
+    };
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 16);
+    for d in 0..18 {
+        assert_eq!(
+            store.cheap_at_any_span(&day(d)).await.expect("cheap"),
+            d >= 2,
+            "day {d}: the sixteen newest are built"
+        );
+    }
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 2);
+    assert!(store.cheap_at_any_span(&day(0)).await.expect("cheap"));
+    assert_eq!(store.refresh_segments().await.expect("refresh"), 0);
 }
 
 /// A day a writer is still in (its token in the day's `writing` set, as

@@ -142,10 +142,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Segments => {
             let store = open_store(&global).await?;
             let started = std::time::Instant::now();
-            let built = store
-                .refresh_segments()
-                .await
-                .context("cannot build the answer segments")?;
+            // A store may build a bounded number of days a call (AWS:
+            // newest first): again until a call builds none (bounded: a
+            // store written to all the while could keep one day stale).
+            let mut built = 0;
+            for _ in 0..10_000 {
+                let now = store
+                    .refresh_segments()
+                    .await
+                    .context("cannot build the answer segments")?;
+                if now == 0 {
+                    break;
+                }
+                built += now;
+            }
             println!(
                 "answer segments built: {built} days in {:.3} s",
                 started.elapsed().as_secs_f64()

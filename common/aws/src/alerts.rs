@@ -31,6 +31,7 @@ use crate::retry::{batch_write, RetryPolicy};
 use crate::schema::{
     ALERTS_DUE_ATTRIBUTE, ALERTS_NEXT_ATTRIBUTE, ALERTS_PK, ALERTS_SK, BY_DUE_INDEX,
 };
+use crate::transact::{transact, Transacted};
 use crate::{error_code, remote};
 use airq_core::alert::{
     Alert, AlertSpec, AlertState, AlertStore, Delivery, DeliveryState, DueDelivery, Refused,
@@ -209,39 +210,6 @@ pub struct DynamoAlertStore {
     table: String,
 }
 
-/// Whether a transaction was cancelled, and the code of each of its
-/// items' reasons (empty when the service sent none).
-fn cancelled<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> Option<Vec<String>> {
-    if let Some(
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c),
-    ) = e.as_service_error()
-    {
-        return Some(
-            c.cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None").to_owned())
-                .collect(),
-        );
-    }
-    (error_code(e) == Some("TransactionCanceledException")).then(Vec::new)
-}
-
-/// How a transaction ended.
-enum Transacted {
-    Done,
-    /// The condition of the item at this position failed.
-    Refused(usize),
-}
-
-/// Attempts of a transaction that conflicts with another one on the same
-/// items (every create and delete touches the `total` count).
-const TRANSACT_ATTEMPTS: u32 = 8;
-
 fn build<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, BackendError> {
     r.map_err(|e| corrupt(format!("building a DynamoDB request: {e}")))
 }
@@ -289,43 +257,13 @@ impl DynamoAlertStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Runs a transaction: done, or refused by the condition of one of its
-    /// items; one that conflicts with another transaction (or is
-    /// throttled) is tried again, anything else is an error.
+    /// [`crate::transact::transact`] on this store's client.
     async fn transact(
         &self,
         what: &str,
         items: Vec<TransactWriteItem>,
     ) -> Result<Transacted, BackendError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let e = match sent {
-                Ok(_) => return Ok(Transacted::Done),
-                Err(e) => e,
-            };
-            let reasons = cancelled(&e).unwrap_or_default();
-            if let Some(k) = reasons.iter().position(|r| r == "ConditionalCheckFailed") {
-                return Ok(Transacted::Refused(k));
-            }
-            let again = reasons.iter().any(|r| {
-                matches!(
-                    r.as_str(),
-                    "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-                )
-            });
-            if !again || attempt >= TRANSACT_ATTEMPTS {
-                return Err(remote(self.context(what), e));
-            }
-            let wait = crate::retry::RetryPolicy::default().delay(attempt);
-            tokio::time::sleep(wait).await;
-        }
+        transact(&self.client, self.context(what), items).await
     }
 
     /// The keys of an alert's deliveries, newest first, with whether each

@@ -22,6 +22,7 @@ mod readings;
 mod results;
 mod retry;
 pub mod schema;
+mod transact;
 
 pub use alerts::DynamoAlertStore;
 pub use blobs::{BlobStore, Fetched};

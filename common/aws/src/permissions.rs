@@ -150,7 +150,7 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version; version_older_days: a version item for each day stored before versions, and the summary's mark)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version; version_older_days: a version item for each day stored before versions with the summary's count of them, one TransactWriteItems, and the summary's mark)",
     ),
     p(
         "dynamodb:GetItem",

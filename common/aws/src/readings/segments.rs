@@ -25,8 +25,11 @@
 //! consistent `Query`) and reads a fresh day's objects of that build; a
 //! day that is not fresh, or whose object a rebuild deleted meanwhile (or
 //! too large to hold, [`MAX_OBJECT_BYTES`]), is read from its reading
-//! items, the same bytes. Days written before segments came have no
-//! version item until a write to them makes one.
+//! items, the same bytes. Days written before segments came get their
+//! version item once, at the first refresh after the upgrade
+//! ([`DynamoReadingStore::version_older_days`]). A refresh builds at most
+//! [`BUILDS_PER_REFRESH`] days, newest first, so that the first one after
+//! an upgrade does not hold the master's schedule for the whole history.
 //!
 //! The hourly and 5-minute series have no segments here: their items
 //! expire by TTL, which no write sees, so no version could follow them.
@@ -44,10 +47,11 @@ use super::*;
 use crate::blobs::BlobStore;
 use crate::blobs::Fetched;
 use crate::schema::SEGMENTS_PREFIX;
+use crate::transact::{transact, Transacted};
 use airq_core::aggregate::{AggregateChunker, GroupBy};
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, RowRef};
 use airq_core::segment::{self, Builder, IdOrder, Loaded, Need, Record, Segment, LAYOUT};
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
 
 /// The partition of the version items.
 pub(crate) const SEGMENT_PARTITION: &str = "#segments";
@@ -64,6 +68,9 @@ pub(crate) const MAX_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a writer may be writing a day, from its first bump: longer
 /// than any `put_batch` (a token older than this is a dead writer's).
 pub(crate) const WRITER_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Days a refresh builds at most (newest first); the others wait for the
+/// next refresh (`airq-master segments` refreshes until none is left).
+pub(crate) const BUILDS_PER_REFRESH: usize = 16;
 /// Objects put at once by a build.
 const PUTS_IN_FLIGHT: usize = 8;
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -315,13 +322,21 @@ impl DynamoReadingStore {
         if let Err(e) = self.version_older_days().await {
             tracing::warn!(table = %self.table, error = %e,
                 "could not look for days stored before segment versions were kept; \
-                 they are read from their items until a write to them");
+                 the next refresh tries again (their answers read the items meanwhile)");
             failed = Some(e);
         }
-        for day in self.day_versions(None).await? {
-            if day.fresh() {
-                continue;
-            }
+        let stale: Vec<DayVersion> = self
+            .day_versions(None)
+            .await?
+            .into_iter()
+            .filter(|d| !d.fresh())
+            .collect();
+        let left = stale.len().saturating_sub(BUILDS_PER_REFRESH);
+        if left > 0 {
+            tracing::info!(table = %self.table, stale = stale.len(), left,
+                "more days' answer segments to build than one refresh builds; the next goes on");
+        }
+        for day in stale.into_iter().rev().take(BUILDS_PER_REFRESH) {
             // One day that cannot be built does not keep the others stale.
             match self.build_day(&blobs, &day).await {
                 Ok(true) => built += 1,
@@ -572,28 +587,38 @@ impl DynamoReadingStore {
                 if !self.day_has_readings(day).await? {
                     return Ok(0u64);
                 }
-                let created = self
-                    .client
-                    .update_item()
+                // The item and the summary's count of them together, so
+                // the count never misses one.
+                let create = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(version_key(day)?))
                     .update_expression("SET #v = :v")
                     .condition_expression("attribute_not_exists(#v)")
                     .expression_attribute_names("#v", "version")
                     .expression_attribute_values(":v", n(new_version()))
-                    .send()
-                    .await;
-                match created {
-                    Ok(_) => {
-                        self.add_to_summary(SEGMENT_DAYS, 1).await?;
-                        Ok(1)
-                    }
-                    // A writer's bump made it meanwhile.
-                    Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(0),
-                    Err(e) => Err(remote(
-                        format!("DynamoDB UpdateItem (segment version) on {}", self.table),
-                        e,
-                    )),
+                    .build();
+                let count = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::summary_key()))
+                    .update_expression("ADD #c :one")
+                    .expression_attribute_names("#c", SEGMENT_DAYS)
+                    .expression_attribute_values(":one", n(1))
+                    .build();
+                let items = [create, count]
+                    .into_iter()
+                    .map(|u| {
+                        u.map(|u| TransactWriteItem::builder().update(u).build())
+                            .map_err(|e| BackendError::Corrupt(format!("a version item: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let context = format!(
+                    "DynamoDB TransactWriteItems (segment version) on {}",
+                    self.table
+                );
+                match transact(&self.client, context, items).await? {
+                    Transacted::Done => Ok(1),
+                    // A writer's bump made it meanwhile (and counted it).
+                    Transacted::Refused(_) => Ok(0),
                 }
             });
         let found: u64 = futures::stream::iter(older)
@@ -632,6 +657,7 @@ impl DynamoReadingStore {
             .expression_attribute_names("#p", PARTITION_KEY)
             .expression_attribute_values(":d", s(day_name(day)?))
             .projection_expression("#p")
+            .consistent_read(true)
             .limit(1)
             .send()
             .await
