@@ -8,7 +8,10 @@
 #
 # DB: a store with the days queried (e.g. loadtest/answers_vs_duckdb.sh's
 # target/answers-vs-duckdb/segments/airq.db: 31 days x 15,000 sensors).
-# QUERY (env) is the request body; default 31 days of DE, CSV.
+# QUERY (env) is the request body; default 31 days of DE, CSV. CACHE_TTL
+# (env, default 0: off) is the gateways' --answer-cache-ttl: with it on,
+# an answer that fits in the cache is computed once and every later run
+# is a hit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DB=$1
@@ -24,7 +27,7 @@ URLS=()
 for i in $(seq 1 $#); do
   bin=${!i}
   "$bin" --db "$DB" --listen 127.0.0.1:0 --max-span 31days --direct-max-span 31days \
-    --max-result-rows 20000000 --answer-cache-ttl 0 >"$OUT/$i.out" 2>"$OUT/$i.err" &
+    --max-result-rows 20000000 --answer-cache-ttl "${CACHE_TTL:-0}" >"$OUT/$i.out" 2>"$OUT/$i.err" &
   PIDS+=($!)
   url=$(listening_url "$OUT/$i.out" "$OUT/$i.err" "gateway $bin")
   URLS+=("$url")
@@ -32,7 +35,7 @@ done
 : >"$OUT/runs"
 for _ in $(seq 1 "$RUNS"); do
   for i in "${!URLS[@]}"; do
-    for enc in identity gzip; do
+    for enc in gzip identity; do
       curl -sS -o /dev/null -w "$((i + 1)) $enc %{time_total} %{size_download}\n" \
         -H "accept-encoding: $enc" -H 'content-type: application/json' \
         -X POST "${URLS[$i]}/api/query" -d "$QUERY" >>"$OUT/runs"

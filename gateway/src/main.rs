@@ -17,6 +17,7 @@ mod direct;
 mod enqueue;
 mod error;
 mod follow;
+mod gzip;
 mod handlers;
 mod heap;
 mod live_feed;

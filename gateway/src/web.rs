@@ -37,10 +37,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::borrow::Cow;
-use std::io::Write;
 use std::sync::LazyLock;
 
 /// One embedded file.
@@ -188,15 +186,6 @@ fn version(bytes: &[u8]) -> String {
     format!("{:016x}", fnv1a(bytes))
 }
 
-/// `bytes` gzipped at the best level, if that is smaller. Deterministic
-/// (no file name, no time in the header), so every gateway sends the same.
-fn gzipped(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 2), Compression::best());
-    encoder.write_all(bytes).expect("gzip into memory");
-    let gzip = encoder.finish().expect("gzip into memory");
-    (gzip.len() < bytes.len()).then_some(gzip)
-}
-
 /// An asset as served, with its version, computed once: a module's bytes
 /// have its imports pinned (see [`pinned`]); the others are the file's.
 struct Versioned {
@@ -277,7 +266,7 @@ static VERSIONED: LazyLock<Vec<Versioned>> = LazyLock::new(|| {
             }
             if let Some(bytes) = pinned(asset, &done) {
                 let version = version(&bytes);
-                let gzip = gzipped(&bytes);
+                let gzip = crate::gzip::compressed(&bytes, Compression::best());
                 done[i] = Some(Versioned {
                     asset,
                     bytes,
@@ -318,7 +307,7 @@ static INDEX: LazyLock<Page> = LazyLock::new(|| {
         html = html.replace(&plain, &pinned);
     }
     let version = version(html.as_bytes());
-    let gzip = gzipped(html.as_bytes());
+    let gzip = crate::gzip::compressed(html.as_bytes(), Compression::best());
     Page {
         html,
         version,
@@ -395,7 +384,7 @@ fn file(
     version: &str,
     cache: &'static str,
 ) -> Response {
-    let gzip = gzip.filter(|_| accepts_gzip(request));
+    let gzip = gzip.filter(|_| crate::gzip::accepts(request));
     let etag = if gzip.is_some() {
         format!("\"{version}{GZIP_TAG_SUFFIX}\"")
     } else {
@@ -433,44 +422,6 @@ fn file(
         h.insert(header::ETAG, v);
     }
     response
-}
-
-/// Whether a request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3):
-/// its `gzip` (or `x-gzip`) entry has a weight above 0, or it has none and
-/// its `*` entry does. Codings are case-insensitive; a weight that is not
-/// a number from 0 to 1 refuses. No header takes none here: the plain
-/// bytes are always right.
-fn accepts_gzip(request: &HeaderMap) -> bool {
-    // The highest weight each was given, if named.
-    let (mut gzip, mut any) = (None::<f32>, None::<f32>);
-    let entries = request
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','));
-    for entry in entries {
-        let mut parts = entry.split(';');
-        let coding = parts.next().unwrap_or_default().trim();
-        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-            &mut gzip
-        } else if coding == "*" {
-            &mut any
-        } else {
-            continue;
-        };
-        let weight = parts
-            .filter_map(|p| p.split_once('='))
-            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
-            .map_or(Some(1.0), |(_, q)| {
-                q.trim()
-                    .parse::<f32>()
-                    .ok()
-                    .filter(|q| (0.0..=1.0).contains(q))
-            })
-            .unwrap_or(0.0);
-        *slot = Some(slot.map_or(weight, |w| w.max(weight)));
-    }
-    gzip.or(any).is_some_and(|w| w > 0.0)
 }
 
 #[cfg(test)]
@@ -748,43 +699,6 @@ mod tests {
                 assert_eq!(&body[..], plain, "{name} {headers:?}");
             }
         }
-    }
-
-    #[test]
-    fn accept_encoding_is_parsed_as_rfc_9110_says() {
-        let takes = |value: &'static str| accepts_gzip(&with(&[(header::ACCEPT_ENCODING, value)]));
-        for yes in [
-            "gzip",
-            "GZip",
-            "x-gzip",
-            "deflate, gzip;q=1.0, *;q=0.5",
-            "br;q=1, gzip ; Q=0.001",
-            "*",
-            "identity, *;q=0.1",
-            "gzip;q=0, gzip;q=0.5",
-        ] {
-            assert!(takes(yes), "{yes}");
-        }
-        for no in [
-            "",
-            "identity",
-            "br, deflate",
-            "gzip;q=0",
-            "gzip; q=0.000",
-            "gzip;q=0, *",
-            "*;q=0",
-            "gzip;q=2",
-            "gzip;q=nope",
-            "gzipped",
-        ] {
-            assert!(!takes(no), "{no}");
-        }
-        assert!(!accepts_gzip(&HeaderMap::new()));
-        // Entries may be split over several header lines.
-        assert!(accepts_gzip(&with(&[
-            (header::ACCEPT_ENCODING, "br"),
-            (header::ACCEPT_ENCODING, "gzip"),
-        ])));
     }
 
     /// `If-None-Match` answers `304` for the tag of the representation the

@@ -315,6 +315,58 @@ async fn ndjson_and_geojson_hold_the_csvs_readings_in_every_index() {
     assert!(r.bytes().await.expect("body").is_empty());
 }
 
+/// A cached answer keeps its gzip form when the request that computed it
+/// accepted gzip: that request and every later hit that accepts gzip get
+/// the same bytes, whole (`Content-Length`: compressed once, not streamed
+/// through the compression layer), which decode to the plain answer.
+#[tokio::test]
+async fn cached_answers_are_gzipped_once() {
+    let s = Setup::new(&["--answer-cache-ttl", "60s"]);
+    let ask = |body: String, gzip: bool| {
+        let mut req = client()
+            .post(s.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if gzip {
+            req = req.header(header::ACCEPT_ENCODING, "gzip, deflate, br");
+        }
+        async move { req.send().await.expect("POST") }
+    };
+    let q = with(DE_HOUR, json!({"format": "ndjson"}));
+    let mut sent = Vec::new();
+    for cache in ["miss", "hit"] {
+        let r = ask(q.clone(), true).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header_of(&r, "x-airq-cache"), cache);
+        assert_eq!(header_of(&r, "content-encoding"), "gzip", "{cache}");
+        assert!(header_of(&r, "vary").contains("accept-encoding"), "{cache}");
+        assert_labelled(&r, Format::Ndjson, Index::Daqi, "airq-");
+        let length = header_of(&r, "content-length").to_owned();
+        let bytes = r.bytes().await.expect("gzip").to_vec();
+        assert_eq!(length, bytes.len().to_string(), "{cache}");
+        sent.push(bytes);
+    }
+    assert!(sent[0] == sent[1], "a hit sends the bytes the miss made");
+    let plain = ask(q.clone(), false).await;
+    assert_eq!(header_of(&plain, "x-airq-cache"), "hit");
+    assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+    let plain = plain.bytes().await.expect("plain").to_vec();
+    assert!(plain == reference(&q));
+    assert!(gunzip(&sent[0]) == plain);
+    assert!(sent[0].len() < plain.len() / 4);
+
+    // Computed for a client without gzip: a later gzip client still gets
+    // gzip (from the compression layer, as it streams).
+    let q = with(DE_HOUR, json!({"format": "csv"}));
+    let plain = ask(q.clone(), false).await;
+    assert_eq!(header_of(&plain, "x-airq-cache"), "miss");
+    let plain = plain.bytes().await.expect("plain").to_vec();
+    let r = ask(q, true).await;
+    assert_eq!(header_of(&r, "x-airq-cache"), "hit");
+    assert_eq!(header_of(&r, "content-encoding"), "gzip");
+    assert!(gunzip(&r.bytes().await.expect("gzip")) == plain);
+}
+
 #[tokio::test]
 async fn place_and_sensor_type_filters_select_the_reference_readings() {
     let s = Setup::new(&[]);

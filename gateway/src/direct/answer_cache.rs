@@ -20,6 +20,11 @@
 //! freshness: after an ingestion, a cached answer may be up to the TTL old.
 //! `--answer-cache-ttl 0` turns the cache off.
 //!
+//! An entry keeps the answer's bytes and, when the request that computed
+//! it accepted gzip, their gzip form as well, so that gzip clients (every
+//! browser) are not each compressed for again: a hit costs no
+//! compression. Both count towards `--answer-cache-mib`.
+//!
 //! The cache only keeps and coalesces; what computing an answer takes (a
 //! direct slot, a store scan) is [`super::Direct`]'s business.
 
@@ -56,8 +61,23 @@ impl From<RenderError> for Miss {
     }
 }
 
+/// A cached answer: its bytes, and their gzip form if the request that
+/// computed it accepted gzip (and gzip made it smaller).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub plain: Bytes,
+    pub gzip: Option<Bytes>,
+}
+
+impl Answer {
+    /// Bytes held.
+    fn weight(&self) -> usize {
+        self.plain.len() + self.gzip.as_ref().map_or(0, Bytes::len)
+    }
+}
+
 pub struct AnswerCache {
-    entries: moka::future::Cache<Ask, Bytes>,
+    entries: moka::future::Cache<Ask, Answer>,
     /// Requests found too large to keep, so that asking them again streams
     /// at once instead of building the first megabyte again to find out.
     too_large: moka::future::Cache<Ask, ()>,
@@ -78,7 +98,9 @@ impl AnswerCache {
             .max_capacity(max_bytes)
             // Weight = bytes held (saturating: entries are at most
             // `max_entry`, far below u32::MAX, but a weigher must not panic).
-            .weigher(|_ask: &Ask, answer: &Bytes| u32::try_from(answer.len()).unwrap_or(u32::MAX))
+            .weigher(|_ask: &Ask, answer: &Answer| {
+                u32::try_from(answer.weight()).unwrap_or(u32::MAX)
+            })
             .build();
         let too_large = moka::future::Cache::builder()
             .time_to_live(ttl)
@@ -110,7 +132,7 @@ impl AnswerCache {
     }
 
     /// The cached answer, if there is one.
-    pub async fn get(&self, ask: &Ask) -> Option<Bytes> {
+    pub async fn get(&self, ask: &Ask) -> Option<Answer> {
         self.entries.get(ask).await
     }
 
@@ -121,8 +143,8 @@ impl AnswerCache {
     pub async fn get_or_compute(
         &self,
         ask: &Ask,
-        compute: impl Future<Output = Result<Bytes, Miss>>,
-    ) -> Result<Bytes, Miss> {
+        compute: impl Future<Output = Result<Answer, Miss>>,
+    ) -> Result<Answer, Miss> {
         match self.entries.try_get_with_by_ref(ask, compute).await {
             Ok(answer) => Ok(answer),
             Err(miss) => {

@@ -19,7 +19,8 @@
 //! router's `--request-timeout` bounds that with a `503`). Either is then
 //! served
 //!
-//! - from the answer cache when it holds it (no slot taken);
+//! - from the answer cache when it holds it (no slot taken; gzipped
+//!   once per entry, see [`answer_cache`], for requests that accept it);
 //! - else computed into the cache once for all concurrent identical
 //!   requests, by the first of them, with a slot;
 //! - else, when it is too large to keep (or the cache is off), streamed
@@ -39,7 +40,7 @@ use crate::error::ApiError;
 use airq_core::export::{render, AnswerStream};
 use airq_core::store::ReadingStore;
 use airq_core::{LatestQuery, Query};
-use answer_cache::{AnswerCache, Miss};
+use answer_cache::{Answer, AnswerCache, Miss};
 use axum::response::Response;
 use bytes::Bytes;
 use response::Cache;
@@ -113,16 +114,25 @@ impl Direct {
     /// rendered into memory with a slot and sent from there, so a slow
     /// reader of a long answer never holds a slot, and a large one goes to
     /// the workers (whose results are downloaded at any pace, resumably).
-    pub async fn answer(&self, query: &Query) -> Result<Option<Response>, ApiError> {
+    ///
+    /// `gzip`: the request accepts gzip (`crate::gzip::accepts`).
+    pub async fn answer(&self, query: &Query, gzip: bool) -> Result<Option<Response>, ApiError> {
         let span = query.span();
+        let ask = Ask::Query(query.clone());
         let send = if span <= self.max_span {
             Delivery::MayStream
-        } else if span <= self.max_span_cheap && self.cheap(query).await {
+        } else if span > self.max_span_cheap {
+            return Ok(None);
+        } else if let Some(hit) = self.hit(&ask, gzip).await {
+            // Before asking the store whether it is cheap: that costs a
+            // read of its own (on AWS, two requests).
+            return Ok(Some(hit));
+        } else if self.cheap(query).await {
             Delivery::FromMemory
         } else {
             return Ok(None);
         };
-        self.serve(&Ask::Query(query.clone()), Wait::Brief, self.max_rows, send)
+        self.serve(&ask, Wait::Brief, self.max_rows, send, gzip)
             .await
     }
 
@@ -139,12 +149,13 @@ impl Direct {
     /// direct slot (a gateway with none answers `503`). No row limit: the
     /// answer has one row per sensor, which no query span bounds but the
     /// network's size does.
-    pub async fn latest(&self, latest: &LatestQuery) -> Result<Response, ApiError> {
+    pub async fn latest(&self, latest: &LatestQuery, gzip: bool) -> Result<Response, ApiError> {
         self.serve(
             &Ask::Latest(latest.clone()),
             Wait::UntilFree,
             u64::MAX,
             Delivery::MayStream,
+            gzip,
         )
         .await?
         .ok_or(ApiError::NoDirectSlots)
@@ -160,6 +171,7 @@ impl Direct {
         wait: Wait,
         max_rows: u64,
         send: Delivery,
+        gzip: bool,
     ) -> Result<Option<Response>, ApiError> {
         let stream = || async {
             match send {
@@ -170,9 +182,8 @@ impl Direct {
         let Some(cache) = &self.cache else {
             return stream().await;
         };
-        if let Some(answer) = cache.get(ask).await {
-            cache_outcome("hit");
-            return Ok(Some(response::in_memory(answer, &ask.label(), Cache::Hit)));
+        if let Some(hit) = self.hit(ask, gzip).await {
+            return Ok(Some(hit));
         }
         if cache.is_too_large(ask) {
             return stream().await;
@@ -188,7 +199,24 @@ impl Direct {
             if rows > max_rows {
                 return Err(Miss::OverLimit);
             }
-            Ok::<_, Miss>(Bytes::from(answer))
+            let plain = Bytes::from(answer);
+            // Compressed once here, for this request and every later hit
+            // that accepts gzip, instead of by the router's layer per
+            // response: CPU work, on a blocking thread.
+            let gzip = match gzip {
+                true => {
+                    let bytes = plain.clone();
+                    tokio::task::spawn_blocking(move || {
+                        crate::gzip::compressed(&bytes, flate2::Compression::default())
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(Bytes::from)
+                }
+                false => None,
+            };
+            Ok::<_, Miss>(Answer { plain, gzip })
         };
         match cache.get_or_compute(ask, compute).await {
             Ok(answer) => {
@@ -197,7 +225,12 @@ impl Direct {
                 } else {
                     "coalesced"
                 });
-                Ok(Some(response::in_memory(answer, &ask.label(), Cache::Miss)))
+                Ok(Some(response::in_memory(
+                    answer,
+                    &ask.label(),
+                    Cache::Miss,
+                    gzip,
+                )))
             }
             Err(Miss::Busy | Miss::OverLimit) => Ok(None),
             Err(Miss::TooLarge) => stream().await,
@@ -206,6 +239,13 @@ impl Direct {
                 source,
             }),
         }
+    }
+
+    /// `ask`'s answer from the cache, if it holds it.
+    async fn hit(&self, ask: &Ask, gzip: bool) -> Option<Response> {
+        let answer = self.cache.as_ref()?.get(ask).await?;
+        cache_outcome("hit");
+        Some(response::in_memory(answer, &ask.label(), Cache::Hit, gzip))
     }
 
     /// The answer streamed from the store, if a direct slot comes.
@@ -374,7 +414,7 @@ mod tests {
     #[tokio::test]
     async fn store_errors_keep_their_kind_cached_or_streamed() {
         for args in [&["--answer-cache-ttl", "60s"], &["--answer-cache-ttl", "0"]] {
-            let Err(e) = direct(args).answer(&hours(1)).await else {
+            let Err(e) = direct(args).answer(&hours(1), false).await else {
                 panic!("{args:?}: a failing store answered");
             };
             match &e {
@@ -405,13 +445,13 @@ mod tests {
         let d = direct(&["--direct-limit", "0"]);
         let latest = LatestQuery::default();
         assert!(matches!(
-            d.latest(&latest).await,
+            d.latest(&latest, false).await,
             Err(ApiError::NoDirectSlots)
         ));
         // A failing store is the store's error, as for a query.
         for cache in ["60s", "0"] {
             let d = direct(&["--answer-cache-ttl", cache]);
-            match d.latest(&latest).await {
+            match d.latest(&latest, false).await {
                 Err(ApiError::Unavailable { source, .. }) => {
                     assert!(matches!(*source, BackendError::Schema(_)), "{source:?}")
                 }
@@ -432,10 +472,13 @@ mod tests {
     async fn long_spans_and_no_slots_are_left_to_the_queue() {
         // A store that reads rows: longer than a day is queued by default.
         let d = direct(&[]);
-        assert!(matches!(d.answer(&hours(25)).await, Ok(None)));
+        assert!(matches!(d.answer(&hours(25), false).await, Ok(None)));
         for cache in ["60s", "0"] {
             let d = direct(&["--direct-limit", "0", "--answer-cache-ttl", cache]);
-            assert!(matches!(d.answer(&hours(1)).await, Ok(None)), "{cache}");
+            assert!(
+                matches!(d.answer(&hours(1), false).await, Ok(None)),
+                "{cache}"
+            );
         }
     }
 }

@@ -17,12 +17,13 @@
 //! sooner if it takes nothing at all). A body cannot do this by itself: it
 //! runs only when polled, and a client that stops reading stops the polls.
 
+use super::answer_cache::Answer;
 use crate::answer_headers::{self, Label};
 use crate::error::ApiError;
 use airq_core::export::AnswerStream;
 use airq_core::BackendError;
 use axum::body::Body;
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -138,11 +139,20 @@ pub enum Cache {
     Miss,
 }
 
-/// A direct answer already in memory.
-pub fn in_memory(answer: Bytes, label: &Label, cache: Cache) -> Response {
-    let mut response = Response::new(Body::from(answer));
+/// A direct answer already in memory: its gzip form when it has one and
+/// the request accepts gzip (`Content-Encoding: gzip`, which the router's
+/// compression layer leaves alone), else its bytes. Either way with
+/// `Vary: Accept-Encoding`, as the layer gives the answers it sees.
+pub fn in_memory(answer: Answer, label: &Label, cache: Cache, gzip: bool) -> Response {
+    let gzipped = answer.gzip.filter(|_| gzip);
+    let encoded = gzipped.is_some();
+    let mut response = Response::new(Body::from(gzipped.unwrap_or(answer.plain)));
     label.apply(&mut response);
     let h = response.headers_mut();
+    if encoded {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        h.insert(header::VARY, header::ACCEPT_ENCODING.into());
+    }
     h.insert(answer_headers::ANSWER, HeaderValue::from_static("direct"));
     let cache = match cache {
         Cache::Hit => "hit",

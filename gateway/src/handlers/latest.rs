@@ -16,7 +16,7 @@ use crate::state::AppState;
 use airq_core::query::FieldError;
 use airq_core::{LatestQuery, QueryError};
 use axum::extract::{Query, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 
 #[utoipa::path(
@@ -100,9 +100,15 @@ use axum::response::Response;
     ),
     security((), ("apiKey" = []), ("bearer" = []))
 )]
-pub async fn get(State(app): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let (latest, _) = parse(&uri)?;
-    app.direct.latest(&latest).await
+    app.direct
+        .latest(&latest, crate::gzip::accepts(&headers))
+        .await
 }
 
 /// The request's fields, and whether it named a `format`: every bad field

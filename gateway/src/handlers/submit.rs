@@ -177,7 +177,11 @@ pub async fn submit(
     let respond_async = prefers_async(&parts.headers);
 
     if !respond_async {
-        if let Some(answer) = app.direct.answer(&query).await? {
+        if let Some(answer) = app
+            .direct
+            .answer(&query, crate::gzip::accepts(&parts.headers))
+            .await?
+        {
             metrics::counter!("airq_queries_total", "answer" => "direct").increment(1);
             return Ok(answer);
         }

@@ -1,0 +1,118 @@
+//! gzip the gateway sends ready-made: the web page's files (compressed
+//! once at start, `web.rs`) and answers kept in the answer cache
+//! (compressed once per entry, `direct/`). Every other answer is
+//! compressed as it streams by the router's compression layer (`api.rs`),
+//! which leaves a body already encoded alone.
+
+use axum::http::{header, HeaderMap};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::io::Write as _;
+
+/// `bytes` gzipped at `level`, if that is smaller. Deterministic (no file
+/// name, no time in the header), so every gateway sends the same bytes.
+pub fn compressed(bytes: &[u8], level: Compression) -> Option<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 2), level);
+    // Writing into a Vec cannot fail.
+    encoder.write_all(bytes).ok()?;
+    let gzip = encoder.finish().ok()?;
+    (gzip.len() < bytes.len()).then_some(gzip)
+}
+
+/// Whether a request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3):
+/// its `gzip` (or `x-gzip`) entry has a weight above 0, or it has none and
+/// its `*` entry does. Codings are case-insensitive; a weight that is not
+/// a number from 0 to 1 refuses. No header takes none here: the plain
+/// bytes are always right.
+pub fn accepts(request: &HeaderMap) -> bool {
+    // The highest weight each was given, if named.
+    let (mut gzip, mut any) = (None::<f32>, None::<f32>);
+    let entries = request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for entry in entries {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or_default().trim();
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        let weight = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, q)| {
+                q.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|q| (0.0..=1.0).contains(q))
+            })
+            .unwrap_or(0.0);
+        *slot = Some(slot.map_or(weight, |w| w.max(weight)));
+    }
+    gzip.or(any).is_some_and(|w| w > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn accept_encoding_is_parsed_as_rfc_9110_says() {
+        let takes = |value: &'static str| accepts(&with(&[value]));
+        for yes in [
+            "gzip",
+            "GZip",
+            "x-gzip",
+            "deflate, gzip;q=1.0, *;q=0.5",
+            "br;q=1, gzip ; Q=0.001",
+            "*",
+            "identity, *;q=0.1",
+            "gzip;q=0, gzip;q=0.5",
+        ] {
+            assert!(takes(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "identity",
+            "br, deflate",
+            "gzip;q=0",
+            "gzip; q=0.000",
+            "gzip;q=0, *",
+            "*;q=0",
+            "gzip;q=2",
+            "gzip;q=nope",
+            "gzipped",
+        ] {
+            assert!(!takes(no), "{no}");
+        }
+        assert!(!accepts(&HeaderMap::new()));
+        // Entries may be split over several header lines.
+        assert!(accepts(&with(&["br", "gzip"])));
+    }
+
+    #[test]
+    fn compressed_is_deterministic_and_only_when_smaller() {
+        let text = b"timestamp,sensor_id,P1\n".repeat(200);
+        let a = compressed(&text, Compression::default()).expect("smaller");
+        assert_eq!(Some(a.clone()), compressed(&text, Compression::default()));
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&a[..]), &mut plain)
+            .expect("valid gzip");
+        assert_eq!(plain, text);
+        assert_eq!(compressed(b"x", Compression::default()), None);
+    }
+}
