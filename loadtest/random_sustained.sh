@@ -6,7 +6,9 @@
 # On loopback; every run bounded by --duration and --drain.
 #
 # Usage: loadtest/random_sustained.sh   (needs target/bench/store-*.db from loadtest/bench.sh)
-# Env: AIRQ_RS_RUNS (3), AIRQ_RS_RATE (500), AIRQ_RS_DURATION (30s), AIRQ_BIN.
+# Env: AIRQ_RS_RUNS (3), AIRQ_RS_RATE (500), AIRQ_RS_DURATION (30s), AIRQ_BIN;
+# AIRQ_LT_GZIP=true asks for gzipped answers as browsers do (the load
+# generator's own flag, read from the environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${AIRQ_RS_OUT:-target/random-sustained}"

@@ -45,7 +45,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
-pub fn router(app: AppState, request_timeout: Duration) -> Router {
+pub fn router(app: AppState, request_timeout: Duration, gzip_level: u32) -> Router {
     let metrics_on = app.metrics.is_some();
     let router = Router::new()
         .route("/api/query", post(submit::submit))
@@ -75,6 +75,7 @@ pub fn router(app: AppState, request_timeout: Duration) -> Router {
         .layer(
             CompressionLayer::new()
                 .gzip(true)
+                .quality(crate::gzip::layer_level(gzip_level))
                 .compress_when(DefaultPredicate::new().and(answer_not_partial)),
         )
         .layer(middleware::map_response(retag_compressed))

@@ -159,6 +159,13 @@ pub struct Config {
     #[arg(long, env = "AIRQ_ANSWER_CACHE_MIB", default_value_t = 64)]
     pub answer_cache_mib: u64,
 
+    /// gzip level (1, fastest, to 9, smallest) of answers sent to clients
+    /// that accept gzip: compressed as they stream, or once per cache
+    /// entry. Compression is most of a gzipped answer's CPU.
+    #[arg(long, env = "AIRQ_GZIP_LEVEL", default_value_t = 6,
+          value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub gzip_level: u32,
+
     /// Largest answer kept in the cache, in KiB; larger ones are streamed
     /// (or queued, beyond --direct-max-span).
     #[arg(long, env = "AIRQ_ANSWER_CACHE_MAX_ENTRY_KIB", default_value_t = 1024)]
@@ -489,6 +496,11 @@ mod tests {
         );
         assert!(Config::try_parse_from(["airq-gateway", "--metrics", "maybe"]).is_err());
         assert!(c.tiers.is_empty() && c.trusted_proxies.is_empty());
+        assert_eq!(c.gzip_level, 6);
+        for (level, ok) in [("1", true), ("9", true), ("0", false), ("10", false)] {
+            let parsed = Config::try_parse_from(["airq-gateway", "--gzip-level", level]);
+            assert_eq!(parsed.is_ok(), ok, "--gzip-level {level}");
+        }
     }
 
     #[test]

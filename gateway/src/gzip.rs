@@ -9,6 +9,11 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write as _;
 
+/// `--gzip-level` for the router's compression layer.
+pub fn layer_level(level: u32) -> tower_http::CompressionLevel {
+    tower_http::CompressionLevel::Precise(i32::try_from(level).unwrap_or(6))
+}
+
 /// `bytes` gzipped at `level`, if that is smaller. Deterministic (no file
 /// name, no time in the header), so every gateway sends the same bytes.
 pub fn compressed(bytes: &[u8], level: Compression) -> Option<Vec<u8>> {

@@ -175,7 +175,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     web.await.context("preparing the web page's files")?;
-    let router = api::router(app, config.request_timeout);
+    let router = api::router(app, config.request_timeout, config.gzip_level);
     let clients = client_connections::ClientConnections::new(
         config.max_connections_per_client as usize,
         config.trusted_proxies.clone(),

@@ -61,7 +61,9 @@ pub async fn meta(client: &Client) -> anyhow::Result<Meta> {
 pub async fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     let target = Target::resolve(&args.url, args.allow_remote).await?;
     let client = Arc::new(
-        Client::new(target, args.connect_timeout, args.timeout).with_api_key(args.api_key.clone()),
+        Client::new(target, args.connect_timeout, args.timeout)
+            .with_api_key(args.api_key.clone())
+            .with_gzip(args.gzip),
     );
     let work = if args.endpoint == "query" {
         let mix = if let Some(path) = &args.queries {

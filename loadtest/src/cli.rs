@@ -243,6 +243,12 @@ pub struct RunArgs {
           value_parser = ApiKeyParser, help_heading = "Journey")]
     pub api_key: Option<ApiKey>,
 
+    /// Send `Accept-Encoding: gzip` on every request, as browsers do:
+    /// answers come gzipped and are timed and counted as they arrive
+    /// (compressed), not decoded.
+    #[arg(long, env = "AIRQ_LT_GZIP", help_heading = "Journey")]
+    pub gzip: bool,
+
     /// Allow targets that are not loopback addresses.
     #[arg(long, env = "AIRQ_LT_ALLOW_REMOTE", help_heading = "Journey")]
     pub allow_remote: bool,

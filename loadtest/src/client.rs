@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use std::fmt;
@@ -184,6 +184,8 @@ pub struct Client {
     connect_timeout: Duration,
     request_timeout: Duration,
     api_key: Option<ApiKey>,
+    /// Sends `Accept-Encoding: gzip` ([`Client::with_gzip`]).
+    gzip: bool,
 }
 
 impl Client {
@@ -194,7 +196,14 @@ impl Client {
             connect_timeout,
             request_timeout,
             api_key: None,
+            gzip: false,
         }
+    }
+
+    /// Asks for gzipped answers on every request (`Accept-Encoding: gzip`).
+    pub fn with_gzip(mut self, gzip: bool) -> Client {
+        self.gzip = gzip;
+        self
     }
 
     /// Sends `key` (if any) as `X-API-Key` on every request.
@@ -286,6 +295,9 @@ impl Client {
         }
         if let Some(key) = &self.api_key {
             builder = builder.header(API_KEY_HEADER, key.header().clone());
+        }
+        if self.gzip {
+            builder = builder.header(ACCEPT_ENCODING, "gzip");
         }
         for (k, v) in out.headers {
             builder = builder.header(*k, *v);

@@ -75,6 +75,8 @@ pub struct Direct {
     cache: Option<AnswerCache>,
     /// The most rows an answer may have (`--max-result-rows`).
     max_rows: u64,
+    /// `--gzip-level`, for the cache's gzip forms.
+    gzip_level: u32,
 }
 
 impl Direct {
@@ -99,6 +101,7 @@ impl Direct {
                 config.answer_cache_max_entry_kib.saturating_mul(1024),
             ),
             max_rows: config.max_result_rows,
+            gzip_level: config.gzip_level,
         }
     }
 
@@ -203,11 +206,12 @@ impl Direct {
             // Compressed once here, for this request and every later hit
             // that accepts gzip, instead of by the router's layer per
             // response: CPU work, on a blocking thread.
+            let gzip_level = self.gzip_level;
             let gzip = match gzip {
                 true => {
                     let bytes = plain.clone();
                     tokio::task::spawn_blocking(move || {
-                        crate::gzip::compressed(&bytes, flate2::Compression::default())
+                        crate::gzip::compressed(&bytes, flate2::Compression::new(gzip_level))
                     })
                     .await
                     .ok()
