@@ -170,7 +170,7 @@ async fn retag_compressed<B>(mut response: Response<B>) -> Response<B> {
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .and_then(|t| t.strip_suffix('"'))
-            .map(|t| format!("{t}{}\"", results::GZIP_TAG_SUFFIX));
+            .map(|t| format!("{t}{}\"", crate::gzip::GZIP_TAG_SUFFIX));
         if let Some(v) = tag.and_then(|t| HeaderValue::from_str(&t).ok()) {
             response.headers_mut().insert(header::ETAG, v);
         }

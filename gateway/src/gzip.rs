@@ -9,6 +9,10 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write as _;
 
+/// What the compression layer appends inside the quotes of a gzipped
+/// answer's `ETag` (see `api.rs`).
+pub const GZIP_TAG_SUFFIX: &str = "-gzip";
+
 /// `--gzip-level` for the router's compression layer.
 pub fn layer_level(level: u32) -> tower_http::CompressionLevel {
     tower_http::CompressionLevel::Precise(i32::try_from(level).unwrap_or(6))
@@ -17,7 +21,8 @@ pub fn layer_level(level: u32) -> tower_http::CompressionLevel {
 /// `bytes` gzipped at `level`, if that is smaller. Deterministic (no file
 /// name, no time in the header), so every gateway sends the same bytes.
 pub fn compressed(bytes: &[u8], level: Compression) -> Option<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 2), level);
+    // Grown as it fills: answers compress to a third or less.
+    let mut encoder = GzEncoder::new(Vec::new(), level);
     // Writing into a Vec cannot fail.
     encoder.write_all(bytes).ok()?;
     let gzip = encoder.finish().ok()?;

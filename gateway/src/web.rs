@@ -31,7 +31,7 @@
 //! enforces that (no CDN, no inline script).
 
 use crate::error::ApiError;
-use crate::handlers::results::GZIP_TAG_SUFFIX;
+use crate::gzip::GZIP_TAG_SUFFIX;
 use axum::extract::{Path, RawQuery};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -350,6 +350,7 @@ async fn cached_answers_are_gzipped_once() {
     let plain = ask(q.clone(), false).await;
     assert_eq!(header_of(&plain, "x-airq-cache"), "hit");
     assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+    assert!(header_of(&plain, "vary").contains("accept-encoding"));
     let plain = plain.bytes().await.expect("plain").to_vec();
     assert!(plain == reference(&q));
     assert!(gunzip(&sent[0]) == plain);

@@ -202,7 +202,9 @@ impl Direct {
             if rows > max_rows {
                 return Err(Miss::OverLimit);
             }
-            let plain = Bytes::from(answer);
+            // Held for the entry's life: no spare capacity (its weight
+            // is its length).
+            let plain = Bytes::from(answer.into_boxed_slice());
             // Compressed once here, for this request and every later hit
             // that accepts gzip, instead of by the router's layer per
             // response: CPU work, on a blocking thread.
@@ -216,7 +218,7 @@ impl Direct {
                     .await
                     .ok()
                     .flatten()
-                    .map(Bytes::from)
+                    .map(|g| Bytes::from(g.into_boxed_slice()))
                 }
                 false => None,
             };

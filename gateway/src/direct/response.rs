@@ -151,8 +151,10 @@ pub fn in_memory(answer: Answer, label: &Label, cache: Cache, gzip: bool) -> Res
     let h = response.headers_mut();
     if encoded {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        h.insert(header::VARY, header::ACCEPT_ENCODING.into());
     }
+    // Either form may differ by Accept-Encoding (this one's, or the
+    // compression layer's).
+    h.insert(header::VARY, header::ACCEPT_ENCODING.into());
     h.insert(answer_headers::ANSWER, HeaderValue::from_static("direct"));
     let cache = match cache {
         Cache::Hit => "hit",

@@ -315,13 +315,9 @@ fn tag_matches(value: &HeaderValue, tag: &str) -> bool {
     let bare = tag.trim_matches('"');
     value.split(',').map(str::trim).any(|t| {
         let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
-        t == "*" || t == bare || t.strip_suffix(GZIP_TAG_SUFFIX) == Some(bare)
+        t == "*" || t == bare || t.strip_suffix(crate::gzip::GZIP_TAG_SUFFIX) == Some(bare)
     })
 }
-
-/// What the compression layer appends inside the quotes of a gzipped
-/// answer's `ETag` (see `api.rs`).
-pub const GZIP_TAG_SUFFIX: &str = "-gzip";
 
 /// The one byte range asked for, checked against the answer's `len`:
 /// `Ok(None)` to send all of it (no `Range`, one that is not `bytes=`,
