@@ -389,6 +389,25 @@ async fn long_queries_are_direct_when_assembled_and_small() {
         body.len() > 64 * 1024,
         "larger than the next case's cache entry"
     );
+    // Asked again after a write made a day stale: the cached answer, as
+    // any cached answer, until its TTL is up (the cache is looked in
+    // before the store is asked whether the query is cheap); a long query
+    // not cached is queued now.
+    let mut extra = sample_readings()
+        .iter()
+        .find(|r| r.loc_country == "DE")
+        .expect("a DE reading")
+        .clone();
+    extra.sensor_id = 999_999_999;
+    SqliteReadingStore::new(s.db())
+        .put_batch_blocking(std::slice::from_ref(&extra))
+        .expect("storing a new reading");
+    let again = post(&s.url("/api/query"), two_days, false).await;
+    assert_eq!(again.headers()["x-airq-cache"], "hit");
+    assert_eq!(again.bytes().await.unwrap(), body);
+    let other = two_days.replace("\"DE\"", "\"NL\"");
+    let r = post(&s.url("/api/query"), &other, false).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{other}: a stale day");
     for (args, built) in [
         (&["--answer-cache-max-entry-kib", "64"][..], true),
         (&["--answer-segments", "false"], true),
