@@ -2031,6 +2031,20 @@ async fn a_countrys_days_are_one_query_and_one_object_a_day() {
     assert_eq!(s3.counts(), (0, 0, 3));
 }
 
+/// An SDS011 reading of `sensor` in DE at `ts` (the segment tests' rows).
+fn de_reading(sensor: u64, ts: i64) -> Reading {
+    airq_contract::generate::reading(
+        sensor,
+        ts,
+        "SDS011",
+        "DE",
+        "50.5".into(),
+        "8.5".into(),
+        Some("12.5".into()),
+        Some("4.25".into()),
+    )
+}
+
 /// The gateway answers a query beyond `--direct-max-span` directly when
 /// the store says it is cheap at any span: on AWS, when every day of it
 /// that has readings has a fresh segment. Days written before versions
@@ -2046,18 +2060,7 @@ async fn a_query_is_cheap_at_any_span_when_each_day_with_readings_is_built() {
     let written: Vec<Reading> = [0i64, 2]
         .into_iter()
         .flat_map(|d| {
-            (0..4u64).map(move |s| {
-                airq_contract::generate::reading(
-                    9_300_000 + s,
-                    DAY + d * 86_400 + s as i64 * 60,
-                    "SDS011",
-                    "DE",
-                    "50.5".into(),
-                    "8.5".into(),
-                    Some("12.5".into()),
-                    Some("4.25".into()),
-                )
-            })
+            (0..4u64).map(move |s| de_reading(9_300_000 + s, DAY + d * 86_400 + s as i64 * 60))
         })
         .collect();
     store.put_batch(written.clone()).await.expect("put_batch");
@@ -2183,18 +2186,7 @@ async fn a_refresh_builds_sixteen_days_at_most_newest_first() {
     // 2023-03-01 to 2023-03-18, one DE sensor a day.
     const DAY: i64 = 1_677_628_800;
     let written: Vec<Reading> = (0..18i64)
-        .map(|d| {
-            airq_contract::generate::reading(
-                9_400_000,
-                DAY + d * 86_400,
-                "SDS011",
-                "DE",
-                "50.5".into(),
-                "8.5".into(),
-                Some("12.5".into()),
-                Some("4.25".into()),
-            )
-        })
+        .map(|d| de_reading(9_400_000, DAY + d * 86_400))
         .collect();
     store.put_batch(written).await.expect("put_batch");
     let day = |d: i64| {

@@ -121,22 +121,21 @@ impl Direct {
     /// `gzip`: the request accepts gzip (`crate::gzip::accepts`).
     pub async fn answer(&self, query: &Query, gzip: bool) -> Result<Option<Response>, ApiError> {
         let span = query.span();
-        let ask = Ask::Query(query.clone());
         let send = if span <= self.max_span {
             Delivery::MayStream
-        } else if span > self.max_span_cheap {
-            return Ok(None);
-        } else if let Some(hit) = self.hit(&ask, gzip).await {
-            // Before asking the store whether it is cheap: that costs a
-            // read of its own (on AWS, two requests).
-            return Ok(Some(hit));
-        } else if self.cheap(query).await {
-            Delivery::FromMemory
+        } else if span <= self.max_span_cheap {
+            Delivery::FromMemoryIfCheap
         } else {
             return Ok(None);
         };
-        self.serve(&ask, Wait::Brief, self.max_rows, send, gzip)
-            .await
+        self.serve(
+            &Ask::Query(query.clone()),
+            Wait::Brief,
+            self.max_rows,
+            send,
+            gzip,
+        )
+        .await
     }
 
     /// Whether the store computes `query` cheaply at any span; a store
@@ -179,7 +178,7 @@ impl Direct {
         let stream = || async {
             match send {
                 Delivery::MayStream => self.streamed(ask, wait, max_rows).await,
-                Delivery::FromMemory => Ok(None),
+                Delivery::FromMemoryIfCheap => Ok(None),
             }
         };
         let Some(cache) = &self.cache else {
@@ -190,6 +189,13 @@ impl Direct {
         }
         if cache.is_too_large(ask) {
             return stream().await;
+        }
+        // After the cache: asking the store costs a read of its own (on
+        // AWS, two requests), and a cached answer is as fresh as any.
+        if let (Delivery::FromMemoryIfCheap, Ask::Query(query)) = (send, ask) {
+            if !self.cheap(query).await {
+                return Ok(None);
+            }
         }
         // Whether this request computed the answer (a miss) or waited for
         // another's computation (coalesced).
@@ -346,11 +352,13 @@ impl Ask {
 }
 
 /// Whether a direct answer may be streamed from the store (holding its
-/// slot while the client reads), or only sent from memory.
+/// slot while the client reads), or only sent from memory: from the
+/// cache, or computed into it when the store computes it cheaply at any
+/// span (asked once the cache has not got it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivery {
     MayStream,
-    FromMemory,
+    FromMemoryIfCheap,
 }
 
 /// How long a request waits for a direct slot.

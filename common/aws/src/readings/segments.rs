@@ -629,22 +629,8 @@ impl DynamoReadingStore {
             tracing::info!(table = %self.table, days = found,
                 "days stored before segment versions were kept now have one; their segments follow");
         }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key()))
-            .update_expression("SET #m = :one")
-            .expression_attribute_names("#m", OLDER_DAYS_VERSIONED)
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await
-            .map_err(|e| {
-                remote(
-                    format!("DynamoDB UpdateItem (summary) on {}", self.table),
-                    e,
-                )
-            })?;
-        Ok(())
+        // Its presence is the mark (the number is not read).
+        self.add_to_summary(OLDER_DAYS_VERSIONED, 1).await
     }
 
     /// Whether `day`'s partition holds a reading (one key read).
