@@ -73,6 +73,7 @@ const CONTRACT: &[Series] = &[
     series(Gateway, "airq_http_response_bytes_total", Counter, &[]),
     series(Gateway, "airq_queries_total", Counter, &["answer"]),
     series(Gateway, "airq_answer_cache_total", Counter, &["outcome"]),
+    series(Gateway, "airq_gzip_pieces_total", Counter, &["outcome"]),
     series(Gateway, "airq_direct_slots_in_use", Gauge, &[]),
     series(Gateway, "airq_direct_slots", Gauge, &[]),
     series(Gateway, "airq_answer_cache_bytes", Gauge, &[]),

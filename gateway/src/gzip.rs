@@ -1,13 +1,19 @@
 //! gzip the gateway sends ready-made: the web page's files (compressed
 //! once at start, `web.rs`) and answers kept in the answer cache
-//! (compressed once per entry, `direct/`). Every other answer is
-//! compressed as it streams by the router's compression layer (`api.rs`),
-//! which leaves a body already encoded alone.
+//! (compressed once per entry, `direct/`, their whole days of a segment
+//! copied from gzip pieces compressed once: [`assembled`]). Every other
+//! answer is compressed as it streams by the router's compression layer
+//! (`api.rs`), which leaves a body already encoded alone.
 
+use airq_core::export::AnswerChunk;
+use airq_core::gzip::{Assembler, Piece};
+use airq_core::store::ReadingStore;
 use axum::http::{header, HeaderMap};
+use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write as _;
+use std::sync::Arc;
 
 /// What the compression layer appends inside the quotes of a gzipped
 /// answer's `ETag` (see `api.rs`).
@@ -27,6 +33,77 @@ pub fn compressed(bytes: &[u8], level: Compression) -> Option<Vec<u8>> {
     encoder.write_all(bytes).ok()?;
     let gzip = encoder.finish().ok()?;
     (gzip.len() < bytes.len()).then_some(gzip)
+}
+
+/// The gzip form of the answer in `chunks` (at `level`), if smaller than
+/// `plain`, their bytes: a chunk that names a gzip piece
+/// ([`airq_core::gzip`]) is copied from the piece the store keeps, or
+/// compressed on its own and given to the store to keep; the rest is
+/// compressed as it comes. The same bytes whichever way a piece came.
+pub async fn assembled(
+    store: &Arc<dyn ReadingStore>,
+    chunks: Vec<AnswerChunk>,
+    plain: &[u8],
+    level: u32,
+) -> Option<Bytes> {
+    let mut kept = Vec::with_capacity(chunks.len());
+    for chunk in &chunks {
+        let piece = match &chunk.piece {
+            Some(key) => match store.gzip_piece(key).await {
+                Ok(bytes) => bytes.and_then(Piece::from_bytes),
+                Err(e) => {
+                    tracing::warn!(piece = %key.name(), error = %e, "could not read a gzip piece");
+                    None
+                }
+            },
+            None => None,
+        };
+        kept.push(piece);
+    }
+    let (gzip, built) = tokio::task::spawn_blocking(move || {
+        let mut member = Assembler::new(level);
+        let mut built = Vec::new();
+        for (chunk, piece) in chunks.iter().zip(kept) {
+            let Some(key) = &chunk.piece else {
+                member.plain(&chunk.bytes);
+                continue;
+            };
+            if piece.is_some_and(|p| member.piece(&chunk.bytes, &p)) {
+                pieces_outcome("hit");
+                continue;
+            }
+            // Compressed alone, whatever the rest: the bytes a kept piece
+            // gives next time.
+            match Piece::compress(&chunk.bytes, level) {
+                Some(p) if member.piece(&chunk.bytes, &p) => {
+                    pieces_outcome("built");
+                    built.push((key.clone(), p));
+                }
+                _ => member.plain(&chunk.bytes),
+            }
+        }
+        (member.finish(), built)
+    })
+    .await
+    .ok()?;
+    if !built.is_empty() {
+        // Kept after the answer is sent: a request never waits for it.
+        let store = store.clone();
+        tokio::spawn(async move {
+            for (key, piece) in built {
+                let bytes = Bytes::from(piece.to_bytes());
+                if let Err(e) = store.keep_gzip_piece(&key, bytes).await {
+                    tracing::warn!(piece = %key.name(), error = %e, "could not keep a gzip piece");
+                }
+            }
+        });
+    }
+    gzip.filter(|g| g.len() < plain.len())
+        .map(|g| Bytes::from(g.into_boxed_slice()))
+}
+
+fn pieces_outcome(outcome: &'static str) {
+    metrics::counter!("airq_gzip_pieces_total", "outcome" => outcome).increment(1);
 }
 
 /// Whether a request's `Accept-Encoding` takes gzip (RFC 9110 §12.5.3):

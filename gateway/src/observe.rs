@@ -9,6 +9,7 @@
 //! | `airq_http_response_bytes_total` | counter (body bytes sent) | |
 //! | `airq_queries_total` | counter | `answer` = `direct`, `queued` |
 //! | `airq_answer_cache_total` | counter | `outcome` = `hit`, `miss`, `coalesced` |
+//! | `airq_gzip_pieces_total` | counter (whole segment sections of gzip answers: copied from a kept piece, or compressed and kept) | `outcome` = `hit`, `built` |
 //! | `airq_direct_slots`, `airq_direct_slots_in_use` | gauges | |
 //! | `airq_answer_cache_bytes` | gauge | |
 //! | `airq_request_queue_messages` | gauge (RequestSend, read at most every 5 s) | `state` = `visible`, `in_flight` |

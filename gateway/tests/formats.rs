@@ -21,6 +21,7 @@
 mod support;
 
 use airq_core::export::{to_answer, Format, CSV_HEADER};
+use airq_core::store::ReadingStore as _;
 use airq_core::{Index, Indices, LatestQuery, Query, QueryLimits, Reading, Timestamp};
 use airq_embedded::{Db, SqliteReadingStore};
 use flate2::read::GzDecoder;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use support::raw_client as client;
 use support::until_final;
 use support::{
-    gateway, load_big_hour, sample_readings, store_csv, Service, Setup, Worker, BIG_DAY,
+    eventually, gateway, load_big_hour, sample_readings, store_csv, Service, Setup, Worker, BIG_DAY,
 };
 
 /// The sample's German hour: 3,370 readings.
@@ -366,6 +367,73 @@ async fn cached_answers_are_gzipped_once() {
     assert_eq!(header_of(&r, "x-airq-cache"), "hit");
     assert_eq!(header_of(&r, "content-encoding"), "gzip");
     assert!(gunzip(&r.bytes().await.expect("gzip")) == plain);
+}
+
+/// A gzip answer's whole days of a segment are compressed once, into a
+/// piece kept beside the segment, and copied into every later gzip answer
+/// that holds them: another query holding that day (another cache entry)
+/// copies the piece, and sends its bytes; a query that filters the day's
+/// rows makes none. Every body decodes to its reference answer.
+#[tokio::test]
+async fn gzip_answers_copy_whole_days_from_pieces() {
+    let s = Setup::new(&["--answer-cache-ttl", "60s"]);
+    let store = SqliteReadingStore::new(s.db());
+    assert!(store.refresh_segments().await.expect("segments") > 0);
+    let gzipped = |body: &str| {
+        let req = client()
+            .post(s.url("/api/query"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(body.to_owned());
+        async move {
+            let r = req.send().await.expect("POST");
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(header_of(&r, "content-encoding"), "gzip");
+            assert_eq!(header_of(&r, "x-airq-cache"), "miss");
+            r.bytes().await.expect("gzip").to_vec()
+        }
+    };
+    let pieces = |outcome: &'static str| {
+        let url = s.url("/metrics");
+        async move {
+            let text = client().get(url).send().await.expect("GET /metrics");
+            let scrape = airq_testkit::metrics::parse(&text.text().await.expect("metrics"));
+            airq_testkit::metrics::value(&scrape, "airq_gzip_pieces_total", &[("outcome", outcome)])
+                .unwrap_or(0.0)
+        }
+    };
+    let day =
+        r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-03 23:59:59","country":"DE"}"#;
+    let first = gzipped(day).await;
+    assert!(gunzip(&first) == reference(day));
+    assert_eq!((pieces("built").await, pieces("hit").await), (1.0, 0.0));
+    // Kept after the answer was sent.
+    let folder = airq_embedded::segments::folder(&s.db_path());
+    let piece = eventually("the piece kept", 100, Duration::from_millis(50), || {
+        let folder = folder.clone();
+        async move {
+            let dirs = std::fs::read_dir(&folder).ok()?;
+            let dir = dirs
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(".gz"))?;
+            let file = std::fs::read_dir(dir.path()).ok()?.flatten().next()?;
+            std::fs::read(file.path()).ok()
+        }
+    })
+    .await;
+    // The stored piece: magic, CRC-32, length, then the deflate bytes.
+    let deflate = &piece[20..];
+    let holds = |body: &[u8]| body.windows(deflate.len()).any(|w| w == deflate);
+    assert!(holds(&first), "the first answer sent the piece it made");
+    let longer =
+        r#"{"startDate":"2018-06-02 12:00:00","endDate":"2018-06-03 23:59:59","country":"DE"}"#;
+    let second = gzipped(longer).await;
+    assert!(gunzip(&second) == reference(longer));
+    assert!(holds(&second), "the second answer copied the piece");
+    assert_eq!((pieces("built").await, pieces("hit").await), (1.0, 1.0));
+    let typed = with(day, json!({"sensorType": "SDS011"}));
+    assert!(gunzip(&gzipped(&typed).await) == reference(&typed));
+    assert_eq!((pieces("built").await, pieces("hit").await), (1.0, 1.0));
 }
 
 #[tokio::test]

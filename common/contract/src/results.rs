@@ -116,6 +116,7 @@ fn chunked(csv: &str, per: usize) -> AnswerStream {
             Ok(AnswerChunk {
                 bytes: Bytes::copy_from_slice(c),
                 rows: c.iter().filter(|b| **b == b'\n').count() as u64,
+                piece: None,
             })
         })
         .collect();

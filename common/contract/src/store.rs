@@ -5,10 +5,12 @@
 
 use crate::generate;
 use airq_core::aqi::{Index, Indices};
-use airq_core::export::{render, to_answer, Format};
+use airq_core::export::{gather, render, to_answer, Format};
+use airq_core::gzip::PieceKey;
 use airq_core::place::{Bbox, Near, Place};
 use airq_core::query::{LatestQuery, Query};
 use airq_core::reading::{Reading, Timestamp};
+use airq_core::resolution::Resolution;
 use airq_core::store::{ReadingStore, Written};
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
@@ -743,36 +745,7 @@ async fn check_latest(store: &dyn ReadingStore, written: &[Reading], filters: &[
 /// Cells a spreadsheet would run, quotes and commas are in the rows. A
 /// store without segments passes as well (its refresh builds nothing).
 pub async fn segments_follow_changes(store: &dyn ReadingStore) {
-    // 2023-03-01 00:00:00 UTC, three days; sensors in two countries.
-    const DAY: i64 = 1_677_628_800;
-    let mut written: Vec<Reading> = Vec::new();
-    for d in 0..3i64 {
-        for s in 0..40u64 {
-            let (country, kind) = match s % 4 {
-                0 => ("DE", "SDS011"),
-                1 => ("DE", "PMS7003"),
-                2 => ("NL", "SDS011"),
-                _ => ("FR", "sds011"),
-            };
-            let mut r = generate::reading(
-                8_200_000 + s,
-                DAY + d * 86_400 + (s as i64 * 1_931) % 86_400,
-                kind,
-                country,
-                format!("{:.4}", 50.0 + s as f64 / 100.0),
-                format!("{:.4}", 8.0 + s as f64 / 50.0),
-                Some(format!("{}.{}", 5 + s * 3 % 90, s % 10)),
-                (s % 7 != 0).then(|| format!("{}.25", 2 + s * 2 % 70)),
-            );
-            if s == 5 {
-                r.loc_alt = "=1+1".into();
-            }
-            if s == 9 {
-                r.sensor_type = "SDS\"0,11".into();
-            }
-            written.push(r);
-        }
-    }
+    let mut written = three_days();
     store.put_batch(written.clone()).await.expect("put_batch");
     let queries = || {
         let mut out = Vec::new();
@@ -826,4 +799,149 @@ pub async fn segments_follow_changes(store: &dyn ReadingStore) {
         0,
         "nothing is stale after a refresh"
     );
+}
+
+/// 2023-03-01 00:00:00 UTC, the first of [`three_days`].
+const DAY: i64 = 1_677_628_800;
+
+/// [`segments_follow_changes`]' three days from [`DAY`]: 40 sensors in
+/// three countries at times spread over each day, two sensor types, a
+/// formula and a quoted type among their cells.
+fn three_days() -> Vec<Reading> {
+    let mut written: Vec<Reading> = Vec::new();
+    for d in 0..3i64 {
+        for s in 0..40u64 {
+            let (country, kind) = match s % 4 {
+                0 => ("DE", "SDS011"),
+                1 => ("DE", "PMS7003"),
+                2 => ("NL", "SDS011"),
+                _ => ("FR", "sds011"),
+            };
+            let mut r = generate::reading(
+                8_200_000 + s,
+                DAY + d * 86_400 + (s as i64 * 1_931) % 86_400,
+                kind,
+                country,
+                format!("{:.4}", 50.0 + s as f64 / 100.0),
+                format!("{:.4}", 8.0 + s as f64 / 50.0),
+                Some(format!("{}.{}", 5 + s * 3 % 90, s % 10)),
+                (s % 7 != 0).then(|| format!("{}.25", 2 + s * 2 % 70)),
+            );
+            if s == 5 {
+                r.loc_alt = "=1+1".into();
+            }
+            if s == 9 {
+                r.sensor_type = "SDS\"0,11".into();
+            }
+            written.push(r);
+        }
+    }
+    written
+}
+
+/// An answer asked for in pieces ([`ReadingStore::query_answer_in_pieces`])
+/// is the reference answer byte for byte; a store that names gzip pieces
+/// names one per whole day a query keeps of a country's fresh segment
+/// (not a day the time window cuts, not with a sensor type filtered), in
+/// the query's index and format, and keeps a piece until the day's
+/// segment is rebuilt. A store without segments names none and keeps
+/// none. Returns how many answers named pieces.
+pub async fn gzip_pieces_follow_segments(store: &dyn ReadingStore) -> usize {
+    let written = three_days();
+    store.put_batch(written.clone()).await.expect("put_batch");
+    store.refresh_segments().await.expect("refresh");
+    let first_day = DAY / 86_400;
+    // (window, sensor types, the days whose section is whole)
+    let cases: [(i64, i64, bool, &[i64]); 3] = [
+        (DAY, DAY + 3 * 86_400 - 1, false, &[0, 1, 2]),
+        (DAY + 40_000, DAY + 2 * 86_400 + 20_000, false, &[1]),
+        (DAY, DAY + 3 * 86_400 - 1, true, &[]),
+    ];
+    let mut named = Vec::new();
+    for (start, end, typed, whole) in cases {
+        for (f, format) in Format::ALL.into_iter().enumerate() {
+            let mut q = Query::between(Timestamp(start), Timestamp(end));
+            q.country = Some("DE".into());
+            q.format = format;
+            q.index = Index::ALL[f % Index::ALL.len()];
+            // Every value of the index: no bounds.
+            (q.min_aqi, q.max_aqi) = (q.index.min(), q.index.max());
+            if typed {
+                q.sensor_types = vec!["SDS011".into()];
+            }
+            let (chunks, rows) = gather(store.query_answer_in_pieces(&q), usize::MAX)
+                .await
+                .expect("an answer in pieces");
+            let answer: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.to_vec()).collect();
+            let want = reference(&written, &q);
+            let want_answer = to_answer(&want, q.rendering()).expect("reference answer");
+            assert_eq!(rows, want.len() as u64, "rows of {}", q.to_json());
+            assert!(
+                answer == want_answer,
+                "the answer in pieces differs from the reference for {}: {}",
+                q.to_json(),
+                first_difference(&answer, &want_answer)
+            );
+            let keys: Vec<&PieceKey> = chunks.iter().filter_map(|c| c.piece.as_deref()).collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let days: Vec<i64> = keys.iter().map(|k| k.day - first_day).collect();
+            assert_eq!(days, whole, "whole days of {}", q.to_json());
+            for (n, key) in keys.iter().enumerate() {
+                assert_eq!(
+                    (key.series, key.country.as_str(), key.index, key.format),
+                    (Resolution::Day, "DE", q.index, format)
+                );
+                // Only a GeoJSON feature that opens the answer differs.
+                let opens = format == Format::Geojson && n == 0 && start == DAY;
+                assert_eq!(key.opens, opens, "{key:?}");
+                // The piece's chunk is the day's rows, whole.
+                let day_rows = want
+                    .iter()
+                    .filter(|r| r.timestamp.0.div_euclid(86_400) == key.day)
+                    .count() as u64;
+                let chunk = chunks
+                    .iter()
+                    .find(|c| c.piece.as_deref() == Some(*key))
+                    .expect("the piece's chunk");
+                assert_eq!(chunk.rows, day_rows, "{key:?}");
+            }
+            named.push(keys[0].clone());
+        }
+    }
+    let Some(key) = named.first().cloned() else {
+        return 0;
+    };
+    // Kept, and read back as kept; a piece of a version never built is not.
+    assert_eq!(store.gzip_piece(&key).await.expect("read"), None);
+    let piece = bytes::Bytes::from_static(b"AIRQGZP1 a piece's bytes");
+    store
+        .keep_gzip_piece(&key, piece.clone())
+        .await
+        .expect("keep");
+    assert_eq!(
+        store.gzip_piece(&key).await.expect("read"),
+        Some(piece.clone())
+    );
+    let mut other = key.clone();
+    other.version += 1_000;
+    store
+        .keep_gzip_piece(&other, piece.clone())
+        .await
+        .expect("keep beside no segment");
+    assert_eq!(store.gzip_piece(&other).await.expect("read"), None);
+    // The day changes: its pieces go with its segment.
+    let at = written
+        .iter()
+        .position(|r| r.loc_country == "DE" && r.timestamp.0.div_euclid(86_400) == key.day)
+        .expect("a German reading of the day");
+    let mut changed = written[at].clone();
+    changed.p1 = Some("321.5".into());
+    changed.indices = Indices::of_text(changed.p1.as_deref(), changed.p2.as_deref())
+        .expect("indices of the changed reading");
+    store.put_batch(vec![changed]).await.expect("change");
+    store.refresh_segments().await.expect("refresh again");
+    assert_eq!(store.gzip_piece(&key).await.expect("read"), None);
+    named.len()
 }

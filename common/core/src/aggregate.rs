@@ -1019,6 +1019,7 @@ impl AggregateChunker {
         AnswerChunk {
             bytes: Bytes::from(std::mem::take(&mut self.out)),
             rows: std::mem::take(&mut self.rows),
+            piece: None,
         }
     }
 }

@@ -44,6 +44,7 @@ use crate::air::Air;
 use crate::aqi::{Index, Indices};
 use crate::correction::{Corrected, Correction};
 use crate::error::BackendError;
+use crate::gzip::PieceKey;
 use crate::hourly::Basis;
 use crate::quality::Flags;
 use crate::reading::{Reading, Timestamp};
@@ -908,12 +909,16 @@ pub fn to_answer<'a>(
 pub const CHUNK: usize = 32 * 1024;
 
 /// A piece of an answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AnswerChunk {
     pub bytes: Bytes,
     /// Rows completed while this chunk was made. A row may straddle two
     /// chunks; the sum over the stream is the answer's row count.
     pub rows: u64,
+    /// When these bytes are a whole section of an answer segment, as a
+    /// gzip piece holds them compressed ([`crate::gzip`]); only in answers
+    /// asked for in pieces ([`crate::store::ReadingStore::query_answer_in_pieces`]).
+    pub piece: Option<Arc<PieceKey>>,
 }
 
 /// An answer as it is produced: in its format, rows in store order, in
@@ -941,9 +946,10 @@ impl Sink {
 /// A chunk buffer's capacity: a chunk and the row that tops it up.
 const BUFFER: usize = CHUNK + 8 * 1024;
 
-/// The bytes of `out` once they make a chunk, leaving it empty.
-fn full_chunk(out: &mut Vec<u8>) -> Option<Bytes> {
-    (out.len() >= CHUNK).then(|| Bytes::from(std::mem::replace(out, Vec::with_capacity(BUFFER))))
+/// The bytes of `out` once they make a chunk of `limit` bytes, leaving it
+/// empty.
+fn full_chunk(out: &mut Vec<u8>, limit: usize) -> Option<Bytes> {
+    (out.len() >= limit).then(|| Bytes::from(std::mem::replace(out, Vec::with_capacity(BUFFER))))
 }
 
 impl Write for Sink {
@@ -983,6 +989,9 @@ pub struct Chunker {
     writer: Writer,
     /// Rows written since the last chunk was taken.
     pending_rows: u64,
+    /// Bytes gathered before a chunk is cut: [`CHUNK`], or unbounded
+    /// while a run is gathered whole ([`Chunker::begin_run`]).
+    limit: usize,
 }
 
 impl Chunker {
@@ -1006,7 +1015,55 @@ impl Chunker {
         Ok(Chunker {
             writer,
             pending_rows: 0,
+            limit: CHUNK,
         })
+    }
+
+    /// Whether the next row is the answer's first and its bytes depend on
+    /// it (a GeoJSON feature has no comma before it then).
+    pub fn opens(&self) -> bool {
+        match &self.writer {
+            Writer::Json { writer, .. } => writer.geojson && writer.rows == 0,
+            Writer::Csv { .. } => false,
+        }
+    }
+
+    /// The bytes gathered so far as a chunk, if any: what stands before a
+    /// run.
+    pub fn take(&mut self) -> Result<Option<AnswerChunk>, BackendError> {
+        let bytes = match &mut self.writer {
+            Writer::Csv { writer, sink } => {
+                writer.flush().map_err(|e| csv_failed(e.into()))?;
+                sink.take()
+            }
+            Writer::Json { out, .. } => {
+                Bytes::from(std::mem::replace(out, Vec::with_capacity(BUFFER)))
+            }
+        };
+        Ok(
+            (!bytes.is_empty() || self.pending_rows > 0).then(|| AnswerChunk {
+                bytes,
+                rows: std::mem::take(&mut self.pending_rows),
+                piece: None,
+            }),
+        )
+    }
+
+    /// Starts a run: the rows pushed until [`Chunker::end_run`] make one
+    /// chunk, however large (the caller bounds it). Returns what was
+    /// gathered before ([`Chunker::take`]).
+    pub fn begin_run(&mut self) -> Result<Option<AnswerChunk>, BackendError> {
+        let before = self.take()?;
+        self.limit = usize::MAX;
+        Ok(before)
+    }
+
+    /// Ends a run: its rows as one chunk, which `piece` names.
+    pub fn end_run(&mut self, piece: PieceKey) -> Result<AnswerChunk, BackendError> {
+        self.limit = CHUNK;
+        let mut chunk = self.take()?.unwrap_or_default();
+        chunk.piece = Some(Arc::new(piece));
+        Ok(chunk)
     }
 
     /// Writes a row; returns a chunk once about [`CHUNK`] bytes are ready.
@@ -1015,14 +1072,14 @@ impl Chunker {
         let bytes = match &mut self.writer {
             Writer::Csv { writer, sink } => {
                 writer.write_row(row).map_err(csv_failed)?;
-                if sink.len() < CHUNK {
+                if sink.len() < self.limit {
                     return Ok(None);
                 }
                 sink.take()
             }
             Writer::Json { writer, out } => {
                 writer.write_row(out, row);
-                let Some(bytes) = full_chunk(out) else {
+                let Some(bytes) = full_chunk(out, self.limit) else {
                     return Ok(None);
                 };
                 bytes
@@ -1031,6 +1088,7 @@ impl Chunker {
         Ok(Some(AnswerChunk {
             bytes,
             rows: std::mem::take(&mut self.pending_rows),
+            piece: None,
         }))
     }
 
@@ -1055,14 +1113,14 @@ impl Chunker {
                 }
                 out.push(b'\n');
                 writer.rows += 1;
-                let Some(bytes) = full_chunk(&mut out) else {
+                let Some(bytes) = full_chunk(&mut out, self.limit) else {
                     return Ok(None);
                 };
                 bytes
             }
             Writer::Json { writer, out } => {
                 writer.write_pieces(out, p);
-                let Some(bytes) = full_chunk(out) else {
+                let Some(bytes) = full_chunk(out, self.limit) else {
                     return Ok(None);
                 };
                 bytes
@@ -1071,6 +1129,7 @@ impl Chunker {
         Ok(Some(AnswerChunk {
             bytes,
             rows: std::mem::take(&mut self.pending_rows),
+            piece: None,
         }))
     }
 
@@ -1090,6 +1149,7 @@ impl Chunker {
         Ok(AnswerChunk {
             bytes,
             rows: self.pending_rows,
+            piece: None,
         })
     }
 }
@@ -1131,6 +1191,26 @@ pub enum RenderError {
     /// which stops the scan.
     #[error("the answer is larger than {0} bytes")]
     TooLarge(usize),
+}
+
+/// Gathers a whole answer's chunks in memory, with its row count, giving
+/// up once it is larger than `max` bytes: [`render`] for a reader that
+/// wants its chunks (their [`AnswerChunk::piece`]s).
+pub async fn gather(
+    mut chunks: AnswerStream,
+    max: usize,
+) -> Result<(Vec<AnswerChunk>, u64), RenderError> {
+    let (mut gathered, mut bytes, mut rows) = (Vec::new(), 0usize, 0);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        bytes = bytes.saturating_add(chunk.bytes.len());
+        if bytes > max {
+            return Err(RenderError::TooLarge(max));
+        }
+        rows += chunk.rows;
+        gathered.push(chunk);
+    }
+    Ok((gathered, rows))
 }
 
 /// Gathers a whole answer in memory, with its row count, giving up once

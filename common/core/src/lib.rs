@@ -19,6 +19,7 @@ pub mod duration;
 pub mod error;
 pub mod export;
 pub mod feed;
+pub mod gzip;
 pub mod hourly;
 pub mod job;
 pub mod keys;

@@ -456,6 +456,7 @@ impl Segment {
             loaded.push(Loaded {
                 from,
                 to,
+                rows,
                 base,
                 country: s.country.clone(),
                 types: s.types.clone(),
@@ -492,9 +493,10 @@ pub enum Need {
 
 /// A section in memory.
 pub struct Loaded {
-    /// The rows loaded: `from..to` of the section.
+    /// The rows loaded: `from..to` of the section's `rows`.
     from: usize,
     to: usize,
+    rows: usize,
     /// Where `bytes` starts in the section's rendered bytes.
     base: u64,
     country: String,
@@ -535,6 +537,15 @@ impl Loaded {
 
     pub fn types(&self) -> &[String] {
         &self.types
+    }
+
+    pub fn country(&self) -> &str {
+        &self.country
+    }
+
+    /// How many rendered bytes were loaded.
+    pub fn rendered_len(&self) -> usize {
+        self.bytes.len()
     }
 
     pub fn record(&self, i: usize) -> Record {
@@ -733,6 +744,23 @@ pub fn merged<E: From<BackendError>>(
 /// keep neither the flags nor the air).
 pub fn holds(query: &Query) -> bool {
     query.start.0 >= 0 && query.quality.is_none() && query.correction.is_none()
+}
+
+/// Whether `query` keeps every row of `sections`, one country's section
+/// loaded whole: a country named, no index bounds, place or sensor type
+/// it lacks; its time window holds the whole section (loaded so). Its
+/// rows are then the section's, in its order, as a gzip piece holds them
+/// ([`crate::gzip`]).
+pub fn keeps_whole(query: &Query, sections: &[Loaded]) -> bool {
+    let [s] = sections else {
+        return false;
+    };
+    query.country.is_some()
+        && query.index_filter().is_none()
+        && query.place.is_none()
+        && s.from == 0
+        && s.to == s.rows
+        && s.types.iter().all(|t| query.wants_type(t))
 }
 
 /// Hands the rows of one day's `sections` (loaded for `query`) that

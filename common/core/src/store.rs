@@ -2,10 +2,12 @@
 
 use crate::error::BackendError;
 use crate::export::AnswerStream;
+use crate::gzip::PieceKey;
 use crate::query::{LatestQuery, Query};
 use crate::reading::{Reading, Timestamp};
 use crate::resolution::Resolution;
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 
 /// The readings matching a query, in store order: by timestamp, then sensor id.
@@ -218,6 +220,30 @@ pub trait ReadingStore: Send + Sync + 'static {
     /// hand an aggregate to [`crate::aggregate::answer`] likewise).
     fn query_answer(&self, query: &Query) -> AnswerStream {
         answer_from_readings(self, query)
+    }
+
+    /// [`Self::query_answer`]'s bytes, with each whole section of an
+    /// answer segment in a chunk of its own that names its gzip piece
+    /// ([`crate::export::AnswerChunk::piece`]; at most
+    /// [`crate::gzip::PIECE_MAX`] bytes): for a reader that sends the
+    /// answer gzipped, from pieces compressed once. By default the same
+    /// chunks, naming none.
+    fn query_answer_in_pieces(&self, query: &Query) -> AnswerStream {
+        self.query_answer(query)
+    }
+
+    /// The gzip piece `key` names ([`crate::gzip::Piece::to_bytes`]), if
+    /// this store keeps it.
+    async fn gzip_piece(&self, key: &PieceKey) -> Result<Option<Bytes>, BackendError> {
+        let _ = key;
+        Ok(None)
+    }
+
+    /// Keeps a gzip piece beside the segment it was made from, for later
+    /// answers (until the segment goes). A store that keeps none drops it.
+    async fn keep_gzip_piece(&self, key: &PieceKey, piece: Bytes) -> Result<(), BackendError> {
+        let _ = (key, piece);
+        Ok(())
     }
 
     /// The most recent reading of each sensor that `latest` matches (see

@@ -15,6 +15,7 @@ use airq_core::aggregate::{AggregateChunker, Aggregator, GroupBy, Row as Aggrega
 use airq_core::aqi::{Index, Indices};
 use airq_core::error::BackendError;
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, Rendering, RowRef};
+use airq_core::gzip::PieceKey;
 use airq_core::place::{cell_of_text, Place};
 use airq_core::quality::Flags;
 use airq_core::query::{LatestQuery, Query};
@@ -22,6 +23,7 @@ use airq_core::reading::{Reading, Timestamp};
 use airq_core::resolution::Resolution;
 use airq_core::store::{LatestChanges, ReadingStore, ReadingStream, StoreSummary, Written};
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Row, Statement, Transaction, TransactionBehavior};
@@ -1037,6 +1039,18 @@ trait Consumer {
         i: usize,
         record: &segments::Record,
     ) -> Result<bool, DbError>;
+
+    /// Every row of `section`, `series`' `day` built from `version`
+    /// ([`airq_core::segment::keeps_whole`]): `None` when the consumer
+    /// takes them row by row instead, else whether to go on.
+    fn whole_section(
+        &mut self,
+        section: &segments::Loaded,
+        day: (Resolution, i64, i64),
+    ) -> Result<Option<bool>, DbError> {
+        let _ = (section, day);
+        Ok(None)
+    }
 }
 
 /// Hands `query`'s rows (an aggregation's, with `need` values) in store
@@ -1093,6 +1107,17 @@ fn walk(
             None => None,
         };
         if let Some(sections) = sections {
+            if let (Some(version), [section]) = (fresh.get(&day), sections.as_slice()) {
+                if airq_core::segment::keeps_whole(query, &sections) {
+                    if let Some(open) = consumer.whole_section(section, (series, day, *version))? {
+                        if !open {
+                            return Ok(());
+                        }
+                        day += 1;
+                        continue;
+                    }
+                }
+            }
             let order = airq_core::segment::IdOrder::Signed;
             let open =
                 airq_core::segment::each_kept(query, &sections, ordered, order, |s, i, r| {
@@ -1152,6 +1177,9 @@ impl<'a> Outlet<'a> {
 struct Rendered<'a> {
     chunker: Chunker,
     out: Outlet<'a>,
+    /// Whether whole sections go in chunks of their own that name their
+    /// gzip piece ([`ReadingStore::query_answer_in_pieces`]).
+    pieces: Option<Rendering>,
 }
 
 impl Consumer for Rendered<'_> {
@@ -1169,11 +1197,50 @@ impl Consumer for Rendered<'_> {
         let chunk = self.chunker.push_pieces(&section.pieces(i, record)?)?;
         Ok(self.out.send(chunk))
     }
+
+    fn whole_section(
+        &mut self,
+        section: &segments::Loaded,
+        (series, day, version): (Resolution, i64, i64),
+    ) -> Result<Option<bool>, DbError> {
+        let Some(rendering) = self.pieces else {
+            return Ok(None);
+        };
+        if section.rendered_len() > airq_core::gzip::PIECE_MAX {
+            return Ok(None);
+        }
+        let key = PieceKey {
+            series,
+            day,
+            version,
+            country: section.country().to_owned(),
+            index: rendering.index,
+            format: rendering.format,
+            opens: self.chunker.opens(),
+        };
+        if !self.out.send(self.chunker.begin_run()?) {
+            return Ok(Some(false));
+        }
+        for i in section.range() {
+            // Gathered whole: no chunk is cut within a run.
+            self.chunker
+                .push_pieces(&section.pieces(i, &section.record(i))?)?;
+        }
+        let run = self.chunker.end_run(key)?;
+        Ok(Some(self.out.send(Some(run))))
+    }
 }
 
 /// Renders the answer of `query` through [`walk`]: the bytes are
 /// [`scan_answer`]'s.
-fn scan_segmented(db: &Db, query: &Query, tx: &Sender<Result<AnswerChunk, BackendError>>) {
+/// With `pieces`, each whole section in a chunk of its own that names its
+/// gzip piece.
+fn scan_segmented(
+    db: &Db,
+    query: &Query,
+    pieces: bool,
+    tx: &Sender<Result<AnswerChunk, BackendError>>,
+) {
     let rendering = query.rendering();
     let chunker = match Chunker::new(rendering) {
         Ok(c) => c,
@@ -1185,6 +1252,7 @@ fn scan_segmented(db: &Db, query: &Query, tx: &Sender<Result<AnswerChunk, Backen
     let mut out = Rendered {
         chunker,
         out: Outlet::new(tx),
+        pieces: pieces.then_some(rendering),
     };
     let walked = walk(
         db,
@@ -1412,10 +1480,34 @@ impl SqliteReadingStore {
         ReceiverStream::new(rx).boxed()
     }
 
-    fn stream_segmented(&self, query: &Query) -> AnswerStream {
+    /// [`ReadingStore::query_answer`], with whole sections as pieces when
+    /// `pieces` ([`ReadingStore::query_answer_in_pieces`]).
+    fn answer(&self, query: &Query, pieces: bool) -> AnswerStream {
+        if query.correction.is_some() {
+            // The index filters read the corrected values, computed from
+            // each reading: no segment or row path filters on them.
+            return match query.aggregator() {
+                Some(aggregator) => airq_core::aggregate::answer(
+                    self.query(&query.without_quality()),
+                    aggregator,
+                    query.format,
+                ),
+                None => airq_core::export::chunks(self.query(query), query.rendering()),
+            };
+        }
+        if let Some(aggregator) = query.aggregator() {
+            return self.stream_aggregate(query, aggregator);
+        }
+        if self.segments && segmented(query) && Select::readings(query).is_some() {
+            return self.stream_segmented(query, pieces);
+        }
+        self.stream_answer(Select::readings(query), query.rendering())
+    }
+
+    fn stream_segmented(&self, query: &Query, pieces: bool) -> AnswerStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (db, query) = (self.db.clone(), query.clone());
-        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, &tx));
+        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, pieces, &tx));
         ReceiverStream::new(rx).boxed()
     }
 
@@ -1524,25 +1616,29 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
-        if query.correction.is_some() {
-            // The index filters read the corrected values, computed from
-            // each reading: no segment or row path filters on them.
-            return match query.aggregator() {
-                Some(aggregator) => airq_core::aggregate::answer(
-                    self.query(&query.without_quality()),
-                    aggregator,
-                    query.format,
-                ),
-                None => airq_core::export::chunks(self.query(query), query.rendering()),
-            };
-        }
-        if let Some(aggregator) = query.aggregator() {
-            return self.stream_aggregate(query, aggregator);
-        }
-        if self.segments && segmented(query) && Select::readings(query).is_some() {
-            return self.stream_segmented(query);
-        }
-        self.stream_answer(Select::readings(query), query.rendering())
+        self.answer(query, false)
+    }
+
+    fn query_answer_in_pieces(&self, query: &Query) -> AnswerStream {
+        self.answer(query, true)
+    }
+
+    async fn gzip_piece(&self, key: &PieceKey) -> Result<Option<Bytes>, BackendError> {
+        let folder = segments::folder(self.db.path());
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || segments::read_piece(&folder, &key))
+            .await
+            .map_err(DbError::from)?
+            .map_err(Into::into)
+    }
+
+    async fn keep_gzip_piece(&self, key: &PieceKey, piece: Bytes) -> Result<(), BackendError> {
+        let folder = segments::folder(self.db.path());
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || segments::write_piece(&folder, &key, &piece))
+            .await
+            .map_err(DbError::from)?
+            .map_err(Into::into)
     }
 
     fn latest(&self, latest: &LatestQuery) -> ReadingStream {

@@ -24,10 +24,17 @@
 //! the hourly series). Every read is checked against the file's length
 //! first. Names are built from numbers and UUIDs only; no outside input
 //! reaches a path.
+//!
+//! **gzip pieces** (`airq_core::gzip`): a segment's file has a folder
+//! beside it, `<file>.gz/`, where the gateway's pieces of its whole
+//! sections are kept ([`write_piece`]: only while the file exists); it
+//! goes with the file ([`remove`]), and one left by a piece written as
+//! its file went is swept by a later refresh ([`sweep_parts`]).
 
 use crate::db::DbError;
 use crate::readings::DAY_OF_TS;
 use airq_core::error::BackendError;
+use airq_core::gzip::PieceKey;
 use airq_core::resolution::Resolution;
 pub(crate) use airq_core::segment::{Builder, Loaded, Need, Record, Segment, LAYOUT};
 use bytes::Bytes;
@@ -331,25 +338,98 @@ pub(crate) fn record_built(
 /// older ones are deleted by the next refresh.
 const PART_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Deletes the unfinished files (`.part`) of writers that died.
+/// Deletes the unfinished files (`.part`) of writers that died, in the
+/// folder and its pieces' folders, and the pieces of a segment that is
+/// gone (a piece written as its segment was deleted).
 pub(crate) fn sweep_parts(folder: &Path) {
     let Ok(entries) = std::fs::read_dir(folder) else {
         return;
     };
-    for entry in entries.flatten() {
-        let old = entry
+    let old = |entry: &std::fs::DirEntry| {
+        entry
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > PART_AGE);
-        if old && entry.file_name().to_string_lossy().ends_with(".part") {
+            .is_some_and(|age| age > PART_AGE)
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(segment) = name.strip_suffix(".gz") {
+            if !folder.join(segment).exists() {
+                if old(&entry) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+                continue;
+            }
+            for part in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if old(&part) && part.file_name().to_string_lossy().ends_with(".part") {
+                    let _ = std::fs::remove_file(part.path());
+                }
+            }
+        } else if old(&entry) && name.ends_with(".part") {
             let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-/// Deletes a segment file; one already gone is fine.
+/// Deletes a segment file and its gzip pieces; what is already gone is
+/// fine.
 pub(crate) fn remove(folder: &Path, series: Resolution, day: i64, version: i64) {
-    let _ = std::fs::remove_file(folder.join(file_name(series, day, version)));
+    let name = file_name(series, day, version);
+    let _ = std::fs::remove_file(folder.join(&name));
+    let _ = std::fs::remove_dir_all(folder.join(pieces_dir(&name)));
+}
+
+/// The folder of a segment's gzip pieces (`airq_core::gzip`), beside it.
+fn pieces_dir(segment: &str) -> String {
+    format!("{segment}.gz")
+}
+
+/// Where the piece `key` is kept.
+fn piece_path(folder: &Path, key: &PieceKey) -> PathBuf {
+    folder
+        .join(pieces_dir(&file_name(key.series, key.day, key.version)))
+        .join(key.name())
+}
+
+/// The gzip piece `key` names, if kept (at most a few MB: a section of
+/// at most `airq_core::gzip::PIECE_MAX` bytes, compressed).
+pub(crate) fn read_piece(folder: &Path, key: &PieceKey) -> Result<Option<Bytes>, DbError> {
+    let path = piece_path(folder, key);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("reading", &path, e)),
+    }
+}
+
+/// Keeps the gzip piece `key` names, unless its segment is gone (a
+/// rebuild or a prune deleted it meanwhile: the piece would outlive it).
+/// Written whole under a temporary name and renamed, as segments are.
+pub(crate) fn write_piece(folder: &Path, key: &PieceKey, piece: &[u8]) -> Result<(), DbError> {
+    if !folder
+        .join(file_name(key.series, key.day, key.version))
+        .exists()
+    {
+        return Ok(());
+    }
+    let path = piece_path(folder, key);
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
+    let part = dir.join(format!("{}.{}.part", key.name(), uuid::Uuid::new_v4()));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&part, piece)?;
+        std::fs::rename(&part, &path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&part);
+        io_error("writing", &path, e)
+    })
 }

@@ -250,6 +250,35 @@ async fn segments_follow_changes() {
     assert_eq!(files, 3, "one file a day: the stale ones were replaced");
 }
 
+/// Gzip pieces on the embedded store: named for whole days, kept in a
+/// folder beside their segment's file, gone with it when the day is
+/// rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_pieces_follow_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteReadingStore::new(Db::open(dir.path().join("s.db")).expect("db"));
+    let named = airq_contract::store::gzip_pieces_follow_segments(&store).await;
+    // Every format's answer of the uncut window and of the cut one (its
+    // middle day); none with a sensor type.
+    assert_eq!(named, 6, "answers that named pieces");
+    let folder = airq_embedded::segments::folder(&dir.path().join("s.db"));
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .expect("the segments' folder")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "three segments, no pieces' folder left: {names:?}"
+    );
+    assert!(names.iter().all(|n| n.ends_with(".seg")), "{names:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_hints_are_kept() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -37,7 +37,7 @@ mod response;
 use crate::answer_headers::Label;
 use crate::config::Config;
 use crate::error::ApiError;
-use airq_core::export::{render, AnswerStream};
+use airq_core::export::{gather, render, AnswerStream};
 use airq_core::store::ReadingStore;
 use airq_core::{LatestQuery, Query};
 use answer_cache::{Answer, AnswerCache, Miss};
@@ -203,31 +203,33 @@ impl Direct {
         let compute = async {
             computed.store(true, Ordering::Relaxed);
             let _slot = self.slot(wait).await.ok_or(Miss::Busy)?;
-            let (answer, rows) =
-                render(ask.chunks(self.readings.as_ref()), cache.max_entry()).await?;
+            let readings = self.readings.as_ref();
+            if !gzip {
+                let (answer, rows) = render(ask.chunks(readings, false), cache.max_entry()).await?;
+                if rows > max_rows {
+                    return Err(Miss::OverLimit);
+                }
+                // Held for the entry's life: no spare capacity (its
+                // weight is its length).
+                let plain = Bytes::from(answer.into_boxed_slice());
+                return Ok::<_, Miss>(Answer { plain, gzip: None });
+            }
+            // Compressed once here, for this request and every later hit
+            // that accepts gzip, instead of by the router's layer per
+            // response; the whole days of a segment from gzip pieces
+            // compressed once for every answer that holds them
+            // (`crate::gzip::assembled`).
+            let (chunks, rows) = gather(ask.chunks(readings, true), cache.max_entry()).await?;
             if rows > max_rows {
                 return Err(Miss::OverLimit);
             }
-            // Held for the entry's life: no spare capacity (its weight
-            // is its length).
-            let plain = Bytes::from(answer.into_boxed_slice());
-            // Compressed once here, for this request and every later hit
-            // that accepts gzip, instead of by the router's layer per
-            // response: CPU work, on a blocking thread.
-            let gzip_level = self.gzip_level;
-            let gzip = match gzip {
-                true => {
-                    let bytes = plain.clone();
-                    tokio::task::spawn_blocking(move || {
-                        crate::gzip::compressed(&bytes, flate2::Compression::new(gzip_level))
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|g| Bytes::from(g.into_boxed_slice()))
-                }
-                false => None,
-            };
+            let mut plain = Vec::with_capacity(chunks.iter().map(|c| c.bytes.len()).sum());
+            for c in &chunks {
+                plain.extend_from_slice(&c.bytes);
+            }
+            let plain = Bytes::from(plain.into_boxed_slice());
+            let gzip =
+                crate::gzip::assembled(&self.readings, chunks, &plain, self.gzip_level).await;
             Ok::<_, Miss>(Answer { plain, gzip })
         };
         match cache.get_or_compute(ask, compute).await {
@@ -275,7 +277,7 @@ impl Direct {
     ) -> Result<Option<Response>, ApiError> {
         match self.slot(wait).await {
             Some(slot) => response::streamed(
-                ask.chunks(self.readings.as_ref()),
+                ask.chunks(self.readings.as_ref(), false),
                 &ask.label(),
                 slot,
                 self.send_timeout,
@@ -335,9 +337,12 @@ pub enum Ask {
 }
 
 impl Ask {
-    /// The store's answer, rendered in the request's format and index.
-    fn chunks(&self, readings: &dyn ReadingStore) -> AnswerStream {
+    /// The store's answer, rendered in the request's format and index;
+    /// with whole segment sections in chunks of their own when `pieces`
+    /// ([`ReadingStore::query_answer_in_pieces`]).
+    fn chunks(&self, readings: &dyn ReadingStore, pieces: bool) -> AnswerStream {
         match self {
+            Ask::Query(q) if pieces => readings.query_answer_in_pieces(q),
             Ask::Query(q) => readings.query_answer(q),
             Ask::Latest(l) => readings.latest_answer(l),
         }
