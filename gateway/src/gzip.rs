@@ -6,13 +6,14 @@
 //! (`api.rs`), which leaves a body already encoded alone.
 
 use airq_core::export::AnswerChunk;
-use airq_core::gzip::{Assembler, Piece};
+use airq_core::gzip::{Assembler, Piece, PieceKey};
 use airq_core::store::ReadingStore;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// What the compression layer appends inside the quotes of a gzipped
@@ -35,71 +36,115 @@ pub fn compressed(bytes: &[u8], level: Compression) -> Option<Vec<u8>> {
     (gzip.len() < bytes.len()).then_some(gzip)
 }
 
-/// The gzip form of the answer in `chunks` (at `level`), if smaller than
-/// `plain`, their bytes: a chunk that names a gzip piece
-/// ([`airq_core::gzip`]) is copied from the piece the store keeps, or
-/// compressed on its own and given to the store to keep; the rest is
-/// compressed as it comes. The same bytes whichever way a piece came.
+/// The gzip form of `plain`, an answer (at `level`), if smaller: the
+/// bytes at each of `pieces`' ranges, a whole section of a segment, are
+/// copied from the gzip piece the store keeps, or compressed on their own
+/// and given to the store to keep; the rest is compressed as it comes.
+/// The same bytes whichever way a piece came (at one level).
 pub async fn assembled(
     store: &Arc<dyn ReadingStore>,
-    chunks: Vec<AnswerChunk>,
-    plain: &[u8],
+    plain: Bytes,
+    pieces: Vec<(Range<usize>, Arc<PieceKey>)>,
     level: u32,
 ) -> Option<Bytes> {
-    let mut kept = Vec::with_capacity(chunks.len());
-    for chunk in &chunks {
-        let piece = match &chunk.piece {
-            Some(key) => match store.gzip_piece(key).await {
-                Ok(bytes) => bytes.and_then(Piece::from_bytes),
-                Err(e) => {
-                    tracing::warn!(piece = %key.name(), error = %e, "could not read a gzip piece");
-                    None
-                }
-            },
-            None => None,
-        };
-        kept.push(piece);
+    let mut kept = Vec::with_capacity(pieces.len());
+    for (_, key) in &pieces {
+        kept.push(kept_piece(store, key).await);
     }
+    let answer = plain.clone();
     let (gzip, built) = tokio::task::spawn_blocking(move || {
         let mut member = Assembler::new(level);
         let mut built = Vec::new();
-        for (chunk, piece) in chunks.iter().zip(kept) {
-            let Some(key) = &chunk.piece else {
-                member.plain(&chunk.bytes);
-                continue;
-            };
-            if piece.is_some_and(|p| member.piece(&chunk.bytes, &p)) {
+        let mut at = 0;
+        for ((range, key), piece) in pieces.into_iter().zip(kept) {
+            let (before, bytes) = (answer.get(at..range.start)?, answer.get(range.clone())?);
+            member.plain(before);
+            at = range.end;
+            if piece.is_some_and(|p| member.piece(bytes, &p)) {
                 pieces_outcome("hit");
                 continue;
             }
             // Compressed alone, whatever the rest: the bytes a kept piece
             // gives next time.
-            match Piece::compress(&chunk.bytes, level) {
-                Some(p) if member.piece(&chunk.bytes, &p) => {
+            match Piece::compress(bytes, level) {
+                Some(p) if member.piece(bytes, &p) => {
                     pieces_outcome("built");
-                    built.push((key.clone(), p));
+                    built.push((key, p));
                 }
-                _ => member.plain(&chunk.bytes),
+                _ => member.plain(bytes),
             }
         }
-        (member.finish(), built)
+        member.plain(answer.get(at..)?);
+        Some((member.finish(), built))
     })
     .await
-    .ok()?;
-    if !built.is_empty() {
-        // Kept after the answer is sent: a request never waits for it.
-        let store = store.clone();
-        tokio::spawn(async move {
-            for (key, piece) in built {
-                let bytes = Bytes::from(piece.to_bytes());
-                if let Err(e) = store.keep_gzip_piece(&key, bytes).await {
-                    tracing::warn!(piece = %key.name(), error = %e, "could not keep a gzip piece");
-                }
-            }
-        });
-    }
+    .ok()??;
+    keep(store, built);
     gzip.filter(|g| g.len() < plain.len())
         .map(|g| Bytes::from(g.into_boxed_slice()))
+}
+
+/// Appends `chunk` to `member`, an answer gzipped as it streams: the
+/// piece it names, kept by the store or compressed now (off the runtime's
+/// threads) and given to the store to keep; else its bytes, compressed as
+/// they come (a chunk of about 32 KiB, as the router's layer would).
+pub async fn append(
+    member: &mut Assembler,
+    store: &Arc<dyn ReadingStore>,
+    chunk: &AnswerChunk,
+    level: u32,
+) {
+    let Some(key) = &chunk.piece else {
+        member.plain(&chunk.bytes);
+        return;
+    };
+    if let Some(piece) = kept_piece(store, key).await {
+        if member.piece(&chunk.bytes, &piece) {
+            pieces_outcome("hit");
+            return;
+        }
+    }
+    let bytes = chunk.bytes.clone();
+    let built = tokio::task::spawn_blocking(move || Piece::compress(&bytes, level))
+        .await
+        .ok()
+        .flatten();
+    match built {
+        Some(piece) if member.piece(&chunk.bytes, &piece) => {
+            pieces_outcome("built");
+            keep(store, vec![(key.clone(), piece)]);
+        }
+        _ => member.plain(&chunk.bytes),
+    }
+}
+
+/// The piece `key` names, if the store keeps one (a store that fails to
+/// read it is logged: the chunk is compressed instead).
+async fn kept_piece(store: &Arc<dyn ReadingStore>, key: &PieceKey) -> Option<Piece> {
+    match store.gzip_piece(key).await {
+        Ok(bytes) => bytes.and_then(Piece::from_bytes),
+        Err(e) => {
+            tracing::warn!(piece = %key.name(), error = %e, "could not read a gzip piece");
+            None
+        }
+    }
+}
+
+/// Gives pieces made for an answer to the store to keep, in a task of
+/// their own: the answer never waits for them.
+fn keep(store: &Arc<dyn ReadingStore>, built: Vec<(Arc<PieceKey>, Piece)>) {
+    if built.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    tokio::spawn(async move {
+        for (key, piece) in built {
+            let bytes = Bytes::from(piece.to_bytes());
+            if let Err(e) = store.keep_gzip_piece(&key, bytes).await {
+                tracing::warn!(piece = %key.name(), error = %e, "could not keep a gzip piece");
+            }
+        }
+    });
 }
 
 fn pieces_outcome(outcome: &'static str) {

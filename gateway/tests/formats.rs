@@ -371,12 +371,18 @@ async fn cached_answers_are_gzipped_once() {
 
 /// A gzip answer's whole days of a segment are compressed once, into a
 /// piece kept beside the segment, and copied into every later gzip answer
-/// that holds them: another query holding that day (another cache entry)
-/// copies the piece, and sends its bytes; a query that filters the day's
-/// rows makes none. Every body decodes to its reference answer.
+/// that holds them: another query holding that day copies the piece, and
+/// sends its bytes; a query that filters the day's rows makes none. Every
+/// body decodes to its reference answer. Computed into the answer cache
+/// (whole, `Content-Length`) and streamed (the cache off: chunked).
 #[tokio::test]
 async fn gzip_answers_copy_whole_days_from_pieces() {
-    let s = Setup::new(&["--answer-cache-ttl", "60s"]);
+    gzip_pieces_case(&["--answer-cache-ttl", "60s"], true).await;
+    gzip_pieces_case(&["--answer-cache-ttl", "0s"], false).await;
+}
+
+async fn gzip_pieces_case(args: &[&str], cached: bool) {
+    let s = Setup::new(args);
     let store = SqliteReadingStore::new(s.db());
     assert!(store.refresh_segments().await.expect("segments") > 0);
     let gzipped = |body: &str| {
@@ -389,7 +395,13 @@ async fn gzip_answers_copy_whole_days_from_pieces() {
             let r = req.send().await.expect("POST");
             assert_eq!(r.status(), StatusCode::OK);
             assert_eq!(header_of(&r, "content-encoding"), "gzip");
-            assert_eq!(header_of(&r, "x-airq-cache"), "miss");
+            assert!(header_of(&r, "vary").contains("accept-encoding"));
+            assert_eq!(header_of(&r, "x-airq-answer"), "direct");
+            let whole = r.headers().get(header::CONTENT_LENGTH).is_some();
+            assert_eq!(whole, cached, "sent whole only from the cache");
+            if cached {
+                assert_eq!(header_of(&r, "x-airq-cache"), "miss");
+            }
             r.bytes().await.expect("gzip").to_vec()
         }
     };
@@ -421,14 +433,22 @@ async fn gzip_answers_copy_whole_days_from_pieces() {
         }
     })
     .await;
-    // The stored piece: magic, CRC-32, length, then the deflate bytes.
-    let deflate = &piece[20..];
+    // The stored piece: magic, CRC-32, length, the deflate bytes' CRC-32,
+    // then the deflate bytes.
+    let deflate = &piece[24..];
     let holds = |body: &[u8]| body.windows(deflate.len()).any(|w| w == deflate);
     assert!(holds(&first), "the first answer sent the piece it made");
-    let longer =
-        r#"{"startDate":"2018-06-02 12:00:00","endDate":"2018-06-03 23:59:59","country":"DE"}"#;
-    let second = gzipped(longer).await;
-    assert!(gunzip(&second) == reference(longer));
+    // Cached, the same query would be a hit: a longer one holds the day
+    // (beyond --direct-max-span, computed into the cache as the store
+    // answers it cheaply); streamed, the same one again.
+    let again = match cached {
+        true => {
+            r#"{"startDate":"2018-06-02 12:00:00","endDate":"2018-06-03 23:59:59","country":"DE"}"#
+        }
+        false => day,
+    };
+    let second = gzipped(again).await;
+    assert!(gunzip(&second) == reference(again));
     assert!(holds(&second), "the second answer copied the piece");
     assert_eq!((pieces("built").await, pieces("hit").await), (1.0, 1.0));
     let typed = with(day, json!({"sensorType": "SDS011"}));

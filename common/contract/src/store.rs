@@ -869,7 +869,7 @@ pub async fn gzip_pieces_follow_segments(store: &dyn ReadingStore) -> usize {
             if typed {
                 q.sensor_types = vec!["SDS011".into()];
             }
-            let (chunks, rows) = gather(store.query_answer_in_pieces(&q), usize::MAX)
+            let (chunks, rows) = gather(store.query_answer_in_pieces(&q, usize::MAX), usize::MAX)
                 .await
                 .expect("an answer in pieces");
             let answer: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.to_vec()).collect();

@@ -22,7 +22,8 @@
 //!
 //! **Trust.** A piece is used only when its stored CRC-32 and length are
 //! those of the bytes the answer holds there (rendered afresh, as for any
-//! client): a piece of another renderer's bytes, or damaged, is
+//! client), and its deflate bytes those it was stored with (their own
+//! CRC-32): a piece of another renderer's bytes, or damaged, is
 //! compressed again instead, never sent.
 
 use crate::aqi::Index;
@@ -31,12 +32,16 @@ use crate::resolution::Resolution;
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
-/// The most rendered bytes a section may have to be made a piece: the
-/// memory a pieced answer holds beyond its 32 KiB chunks (one section, in
-/// the store and in the gateway). A day of one country of the daily series
-/// is well below (Germany's 10,000 sensors: about 1 MB of CSV, 3 MB of
-/// GeoJSON); larger sections are compressed as they come.
-pub const PIECE_MAX: usize = 8 << 20;
+/// The most bytes a section may have in its segment to be made a piece
+/// (rendered, with its `AQI` and `Range`, a few percent more): what one
+/// chunk of an answer asked for in pieces may hold instead of 32 KiB (a
+/// streamed one holds three at most: one the store renders, one handed
+/// over, one the gateway compresses; a reader may ask for less,
+/// [`crate::store::ReadingStore::query_answer_in_pieces`]). A day of one
+/// country of the daily series is below it (Germany's 10,000 sensors:
+/// about 1 MB of CSV, 3 MB of GeoJSON); larger sections (the hourly
+/// series') are compressed as they come.
+pub const PIECE_MAX: usize = 4 << 20;
 
 /// What a piece holds: `country`'s whole section of `series`' `day` as
 /// built from `version`, rendered in `format` with `index`; `opens` when
@@ -73,7 +78,7 @@ impl PieceKey {
 }
 
 /// The first bytes of a stored piece.
-const MAGIC: &[u8; 8] = b"AIRQGZP1";
+const MAGIC: &[u8; 8] = b"AIRQGZP2";
 
 /// A section's bytes compressed on their own: raw deflate from a fresh
 /// compressor, sync-flushed, with the CRC-32 and length of what it holds.
@@ -98,31 +103,36 @@ impl Piece {
         })
     }
 
-    /// As stored: the magic, the CRC-32 and the length (little-endian),
-    /// the deflate bytes.
+    /// As stored: the magic; the CRC-32 and the length of what it holds
+    /// and the CRC-32 of its deflate bytes (little-endian); the deflate
+    /// bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.deflate.len());
+        let mut out = Vec::with_capacity(HEAD + self.deflate.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.crc.to_le_bytes());
         out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&self.deflate).to_le_bytes());
         out.extend_from_slice(&self.deflate);
         out
     }
 
-    /// A stored piece; `None` for bytes that are not one.
+    /// A stored piece; `None` for bytes that are not one, or whose deflate
+    /// bytes are not those it was stored with (a damaged file is compressed
+    /// again, never sent).
     pub fn from_bytes(bytes: Bytes) -> Option<Piece> {
         if bytes.get(..8)? != MAGIC {
             return None;
         }
         let crc = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?);
         let len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?);
-        Some(Piece {
-            crc,
-            len,
-            deflate: bytes.slice(20..),
-        })
+        let sealed = u32::from_le_bytes(bytes.get(20..HEAD)?.try_into().ok()?);
+        let deflate = bytes.slice(HEAD..);
+        (crc32fast::hash(&deflate) == sealed).then_some(Piece { crc, len, deflate })
     }
 }
+
+/// Bytes before a stored piece's deflate bytes.
+const HEAD: usize = 8 + 4 + 8 + 4;
 
 /// Compresses `input` into `out` (grown as needed) with `flush`; `None`
 /// if the compressor fails.
@@ -213,8 +223,16 @@ impl Assembler {
         }
     }
 
-    /// The member: the empty final block and the trailer after what was
-    /// appended. `None` if a compressor failed.
+    /// The member's bytes made so far, taken (for an answer sent as it
+    /// is made): the header first, then compressed bytes as the running
+    /// compressor gives them out and whole pieces.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The member (what [`Assembler::take`] has not taken of it): the
+    /// empty final block and the trailer after what was appended. `None`
+    /// if a compressor failed.
     pub fn finish(mut self) -> Option<Vec<u8>> {
         self.end_running();
         if self.failed {
@@ -306,6 +324,31 @@ mod tests {
     }
 
     #[test]
+    fn a_member_taken_as_it_is_made_is_the_same_member() {
+        let (a, b) = (rows(4000, "A"), rows(2000, "B"));
+        let pb = Piece::compress(&b, 6).unwrap();
+        let whole = {
+            let mut g = Assembler::new(6);
+            g.plain(&a);
+            assert!(g.piece(&b, &pb));
+            g.plain(&a);
+            g.finish().unwrap()
+        };
+        let mut g = Assembler::new(6);
+        let mut sent = g.take();
+        for part in a.chunks(32 * 1024) {
+            g.plain(part);
+            sent.extend(g.take());
+        }
+        assert!(g.piece(&b, &pb));
+        sent.extend(g.take());
+        g.plain(&a);
+        sent.extend(g.finish().unwrap());
+        assert_eq!(gunzip(&sent), [&a[..], &b, &a].concat());
+        assert_eq!(gunzip(&whole), gunzip(&sent));
+    }
+
+    #[test]
     fn a_piece_of_other_bytes_is_refused() {
         let (a, b) = (rows(100, "A"), rows(100, "B"));
         let pa = Piece::compress(&a, 6).unwrap();
@@ -324,13 +367,21 @@ mod tests {
             Some(p.clone())
         );
         assert_eq!(
-            Piece::from_bytes(Bytes::from_static(b"AIRQGZP1short")),
+            Piece::from_bytes(Bytes::from_static(b"AIRQGZP2short")),
             None
         );
         assert_eq!(Piece::from_bytes(Bytes::from_static(b"")), None);
         let mut other = p.to_bytes();
         other[0] = b'X';
         assert_eq!(Piece::from_bytes(Bytes::from(other)), None);
+        // A header intact, a deflate byte changed or one missing.
+        let mut damaged = p.to_bytes();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0x40;
+        assert_eq!(Piece::from_bytes(Bytes::from(damaged)), None);
+        let mut short = p.to_bytes();
+        short.pop();
+        assert_eq!(Piece::from_bytes(Bytes::from(short)), None);
     }
 
     #[test]

@@ -223,12 +223,13 @@ pub trait ReadingStore: Send + Sync + 'static {
     }
 
     /// [`Self::query_answer`]'s bytes, with each whole section of an
-    /// answer segment in a chunk of its own that names its gzip piece
-    /// ([`crate::export::AnswerChunk::piece`]; at most
-    /// [`crate::gzip::PIECE_MAX`] bytes): for a reader that sends the
-    /// answer gzipped, from pieces compressed once. By default the same
-    /// chunks, naming none.
-    fn query_answer_in_pieces(&self, query: &Query) -> AnswerStream {
+    /// answer segment of at most `max_piece` bytes (and
+    /// [`crate::gzip::PIECE_MAX`]) in a chunk of its own that names its
+    /// gzip piece ([`crate::export::AnswerChunk::piece`]): for a reader
+    /// that sends the answer gzipped, from pieces compressed once. By
+    /// default the same chunks, naming none.
+    fn query_answer_in_pieces(&self, query: &Query, max_piece: usize) -> AnswerStream {
+        let _ = max_piece;
         self.query_answer(query)
     }
 

@@ -1177,9 +1177,10 @@ impl<'a> Outlet<'a> {
 struct Rendered<'a> {
     chunker: Chunker,
     out: Outlet<'a>,
-    /// Whether whole sections go in chunks of their own that name their
-    /// gzip piece ([`ReadingStore::query_answer_in_pieces`]).
-    pieces: Option<Rendering>,
+    /// Whether whole sections of at most so many bytes go in chunks of
+    /// their own that name their gzip piece
+    /// ([`ReadingStore::query_answer_in_pieces`]).
+    pieces: Option<(Rendering, usize)>,
 }
 
 impl Consumer for Rendered<'_> {
@@ -1203,10 +1204,10 @@ impl Consumer for Rendered<'_> {
         section: &segments::Loaded,
         (series, day, version): (Resolution, i64, i64),
     ) -> Result<Option<bool>, DbError> {
-        let Some(rendering) = self.pieces else {
+        let Some((rendering, max_piece)) = self.pieces else {
             return Ok(None);
         };
-        if section.rendered_len() > airq_core::gzip::PIECE_MAX {
+        if section.rendered_len() > max_piece {
             return Ok(None);
         }
         let key = PieceKey {
@@ -1233,12 +1234,12 @@ impl Consumer for Rendered<'_> {
 
 /// Renders the answer of `query` through [`walk`]: the bytes are
 /// [`scan_answer`]'s.
-/// With `pieces`, each whole section in a chunk of its own that names its
-/// gzip piece.
+/// Each whole section of at most `max_piece` bytes in a chunk of its own
+/// that names its gzip piece (0: none).
 fn scan_segmented(
     db: &Db,
     query: &Query,
-    pieces: bool,
+    max_piece: usize,
     tx: &Sender<Result<AnswerChunk, BackendError>>,
 ) {
     let rendering = query.rendering();
@@ -1252,7 +1253,7 @@ fn scan_segmented(
     let mut out = Rendered {
         chunker,
         out: Outlet::new(tx),
-        pieces: pieces.then_some(rendering),
+        pieces: (max_piece > 0).then_some((rendering, max_piece)),
     };
     let walked = walk(
         db,
@@ -1480,9 +1481,10 @@ impl SqliteReadingStore {
         ReceiverStream::new(rx).boxed()
     }
 
-    /// [`ReadingStore::query_answer`], with whole sections as pieces when
-    /// `pieces` ([`ReadingStore::query_answer_in_pieces`]).
-    fn answer(&self, query: &Query, pieces: bool) -> AnswerStream {
+    /// [`ReadingStore::query_answer`], with whole sections of at most
+    /// `max_piece` bytes as pieces ([`ReadingStore::query_answer_in_pieces`];
+    /// 0: none).
+    fn answer(&self, query: &Query, max_piece: usize) -> AnswerStream {
         if query.correction.is_some() {
             // The index filters read the corrected values, computed from
             // each reading: no segment or row path filters on them.
@@ -1499,15 +1501,18 @@ impl SqliteReadingStore {
             return self.stream_aggregate(query, aggregator);
         }
         if self.segments && segmented(query) && Select::readings(query).is_some() {
-            return self.stream_segmented(query, pieces);
+            return self.stream_segmented(query, max_piece);
         }
         self.stream_answer(Select::readings(query), query.rendering())
     }
 
-    fn stream_segmented(&self, query: &Query, pieces: bool) -> AnswerStream {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+    fn stream_segmented(&self, query: &Query, max_piece: usize) -> AnswerStream {
+        // A few chunks ahead of the consumer; one, when a chunk may be a
+        // whole section.
+        let ahead = if max_piece > 0 { 1 } else { 4 };
+        let (tx, rx) = tokio::sync::mpsc::channel(ahead);
         let (db, query) = (self.db.clone(), query.clone());
-        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, pieces, &tx));
+        tokio::task::spawn_blocking(move || scan_segmented(&db, &query, max_piece, &tx));
         ReceiverStream::new(rx).boxed()
     }
 
@@ -1616,11 +1621,11 @@ impl ReadingStore for SqliteReadingStore {
     }
 
     fn query_answer(&self, query: &Query) -> AnswerStream {
-        self.answer(query, false)
+        self.answer(query, 0)
     }
 
-    fn query_answer_in_pieces(&self, query: &Query) -> AnswerStream {
-        self.answer(query, true)
+    fn query_answer_in_pieces(&self, query: &Query, max_piece: usize) -> AnswerStream {
+        self.answer(query, max_piece.min(airq_core::gzip::PIECE_MAX))
     }
 
     async fn gzip_piece(&self, key: &PieceKey) -> Result<Option<Bytes>, BackendError> {

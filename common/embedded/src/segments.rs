@@ -22,8 +22,9 @@
 //! and reclaimable (for 15,000 sensors a day of the daily series is about
 //! 0.6 MB of records and 1.4 MB of CSV or 4 MB of JSON, 24 times that for
 //! the hourly series). Every read is checked against the file's length
-//! first. Names are built from numbers and UUIDs only; no outside input
-//! reaches a path.
+//! first. Names are built from numbers, UUIDs and the registries' names
+//! only (a gzip piece's country as the hex of its bytes); no outside
+//! input reaches a path as text.
 //!
 //! **gzip pieces** (`airq_core::gzip`): a segment's file has a folder
 //! beside it, `<file>.gz/`, where the gateway's pieces of its whole

@@ -250,6 +250,19 @@ async fn segments_follow_changes() {
     assert_eq!(files, 3, "one file a day: the stale ones were replaced");
 }
 
+/// The names in the segments' folder of the database at `db`.
+fn segment_files(db: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(airq_embedded::segments::folder(db))
+        .expect("the segments' folder")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 /// Gzip pieces on the embedded store: named for whole days, kept in a
 /// folder beside their segment's file, gone with it when the day is
 /// rebuilt.
@@ -261,16 +274,7 @@ async fn gzip_pieces_follow_segments() {
     // Every format's answer of the uncut window and of the cut one (its
     // middle day); none with a sensor type.
     assert_eq!(named, 6, "answers that named pieces");
-    let folder = airq_embedded::segments::folder(&dir.path().join("s.db"));
-    let names: Vec<String> = std::fs::read_dir(&folder)
-        .expect("the segments' folder")
-        .map(|e| {
-            e.expect("an entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let names = segment_files(&dir.path().join("s.db"));
     assert_eq!(
         names.len(),
         3,
@@ -1036,16 +1040,7 @@ async fn segments_answer_as_rows() {
     let store = SqliteReadingStore::new(db.clone());
     let rows = SqliteReadingStore::new(db).with_segments(false);
     airq_contract::live::segments_answer_as_rows(&store, &rows).await;
-    let names: Vec<String> =
-        std::fs::read_dir(airq_embedded::segments::folder(&dir.path().join("s.db")))
-            .expect("the segments' folder")
-            .map(|e| {
-                e.expect("an entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
+    let names = segment_files(&dir.path().join("s.db"));
     assert_eq!(
         names.iter().filter(|n| n.starts_with("hour.")).count(),
         1,

@@ -38,6 +38,7 @@ use crate::answer_headers::Label;
 use crate::config::Config;
 use crate::error::ApiError;
 use airq_core::export::{gather, render, AnswerStream};
+use airq_core::gzip::PIECE_MAX;
 use airq_core::store::ReadingStore;
 use airq_core::{LatestQuery, Query};
 use answer_cache::{Answer, AnswerCache, Miss};
@@ -177,7 +178,7 @@ impl Direct {
     ) -> Result<Option<Response>, ApiError> {
         let stream = || async {
             match send {
-                Delivery::MayStream => self.streamed(ask, wait, max_rows).await,
+                Delivery::MayStream => self.streamed(ask, wait, max_rows, gzip).await,
                 Delivery::FromMemoryIfCheap => Ok(None),
             }
         };
@@ -205,7 +206,7 @@ impl Direct {
             let _slot = self.slot(wait).await.ok_or(Miss::Busy)?;
             let readings = self.readings.as_ref();
             if !gzip {
-                let (answer, rows) = render(ask.chunks(readings, false), cache.max_entry()).await?;
+                let (answer, rows) = render(ask.chunks(readings, 0), cache.max_entry()).await?;
                 if rows > max_rows {
                     return Err(Miss::OverLimit);
                 }
@@ -219,17 +220,26 @@ impl Direct {
             // response; the whole days of a segment from gzip pieces
             // compressed once for every answer that holds them
             // (`crate::gzip::assembled`).
-            let (chunks, rows) = gather(ask.chunks(readings, true), cache.max_entry()).await?;
+            let max = cache.max_entry();
+            let (chunks, rows) = gather(ask.chunks(readings, max), max).await?;
             if rows > max_rows {
                 return Err(Miss::OverLimit);
             }
+            // The bytes, and where the pieces are in them: each chunk
+            // dropped once copied.
             let mut plain = Vec::with_capacity(chunks.iter().map(|c| c.bytes.len()).sum());
-            for c in &chunks {
+            let mut pieces = Vec::new();
+            for c in chunks {
+                let at = plain.len();
                 plain.extend_from_slice(&c.bytes);
+                if let Some(key) = c.piece {
+                    pieces.push((at..plain.len(), key));
+                }
             }
             let plain = Bytes::from(plain.into_boxed_slice());
             let gzip =
-                crate::gzip::assembled(&self.readings, chunks, &plain, self.gzip_level).await;
+                crate::gzip::assembled(&self.readings, plain.clone(), pieces, self.gzip_level)
+                    .await;
             Ok::<_, Miss>(Answer { plain, gzip })
         };
         match cache.get_or_compute(ask, compute).await {
@@ -269,19 +279,31 @@ impl Direct {
     /// transfer, logged); one whose rows are known to be over the limit
     /// before anything is sent (it fit in the answer cache's buffer) is
     /// queued instead, where it fails saying how many rows it has.
+    ///
+    /// For a request that accepts gzip it is gzipped here, its whole days
+    /// of a segment from gzip pieces ([`response::Encoding::Gzip`]).
     async fn streamed(
         &self,
         ask: &Ask,
         wait: Wait,
         max_rows: u64,
+        gzip: bool,
     ) -> Result<Option<Response>, ApiError> {
+        let encoding = match gzip {
+            true => response::Encoding::Gzip {
+                store: self.readings.clone(),
+                level: self.gzip_level,
+            },
+            false => response::Encoding::AsRendered,
+        };
         match self.slot(wait).await {
             Some(slot) => response::streamed(
-                ask.chunks(self.readings.as_ref(), false),
+                ask.chunks(self.readings.as_ref(), if gzip { PIECE_MAX } else { 0 }),
                 &ask.label(),
                 slot,
                 self.send_timeout,
                 max_rows,
+                encoding,
             )
             .await
             .map(Some),
@@ -338,11 +360,11 @@ pub enum Ask {
 
 impl Ask {
     /// The store's answer, rendered in the request's format and index;
-    /// with whole segment sections in chunks of their own when `pieces`
-    /// ([`ReadingStore::query_answer_in_pieces`]).
-    fn chunks(&self, readings: &dyn ReadingStore, pieces: bool) -> AnswerStream {
+    /// with whole segment sections of at most `max_piece` bytes in chunks
+    /// of their own (0: none; [`ReadingStore::query_answer_in_pieces`]).
+    fn chunks(&self, readings: &dyn ReadingStore, max_piece: usize) -> AnswerStream {
         match self {
-            Ask::Query(q) if pieces => readings.query_answer_in_pieces(q),
+            Ask::Query(q) if max_piece > 0 => readings.query_answer_in_pieces(q, max_piece),
             Ask::Query(q) => readings.query_answer(q),
             Ask::Latest(l) => readings.latest_answer(l),
         }

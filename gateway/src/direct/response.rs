@@ -7,6 +7,10 @@
 //! so the client sees a truncated transfer rather than a short answer that
 //! looks complete). Every format streams alike: the store hands chunks of
 //! about 32 KiB already rendered, and at most one is held here at a time.
+//! For a client that accepts gzip the answer is gzipped here instead of by
+//! the router's layer, and a chunk may be a whole day of a segment (at
+//! most `airq_core::gzip::PIECE_MAX`), sent as its gzip piece
+//! (`crate::gzip::append`).
 //!
 //! The rest of a streamed answer is read from the store by a task of its
 //! own, which holds the direct slot and the store's read, and hands the
@@ -21,6 +25,8 @@ use super::answer_cache::Answer;
 use crate::answer_headers::{self, Label};
 use crate::error::ApiError;
 use airq_core::export::AnswerStream;
+use airq_core::gzip::Assembler;
+use airq_core::store::ReadingStore;
 use airq_core::BackendError;
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
@@ -28,6 +34,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
@@ -40,6 +47,18 @@ enum Piece {
     End,
 }
 
+/// How a streamed answer is encoded: as the store renders it (the
+/// router's layer compresses it for a client that accepts gzip), or
+/// gzipped here, its whole days of a segment from gzip pieces
+/// (`crate::gzip::append`): asked of the store in pieces for that.
+pub enum Encoding {
+    AsRendered,
+    Gzip {
+        store: Arc<dyn ReadingStore>,
+        level: u32,
+    },
+}
+
 /// Answers with `chunks` (the store's answer, labelled `label`), holding
 /// `permit` (its direct slot) until the body has been handed over, the
 /// client went away, or the client took no chunk for `send_timeout`.
@@ -49,6 +68,7 @@ pub async fn streamed(
     permit: OwnedSemaphorePermit,
     send_timeout: Duration,
     max_rows: u64,
+    encoding: Encoding,
 ) -> Result<Response, ApiError> {
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
@@ -59,16 +79,25 @@ pub async fn streamed(
             ))
         }
     };
+    let gzip = matches!(encoding, Encoding::Gzip { .. });
     // One chunk in hand at a time: the wait for room is the wait for the
     // client to take the previous one.
     let (tx, rx) = mpsc::channel(1);
-    let first_rows = first.rows;
     tokio::spawn(async move {
         // The slot is held for as long as this task reads the store.
         let _slot = permit;
-        let mut rows = first_rows;
+        let mut member = match &encoding {
+            Encoding::Gzip { level, .. } => Some(Assembler::new(*level)),
+            Encoding::AsRendered => None,
+        };
+        let mut first = Some(first);
+        let mut rows = 0;
         loop {
-            let piece = match chunks.next().await {
+            let next = match first.take() {
+                Some(chunk) => Some(Ok(chunk)),
+                None => chunks.next().await,
+            };
+            let piece = match next {
                 Some(Ok(chunk)) if rows + chunk.rows > max_rows => {
                     tracing::warn!(
                         max_rows,
@@ -78,13 +107,37 @@ pub async fn streamed(
                 }
                 Some(Ok(chunk)) => {
                     rows += chunk.rows;
-                    Piece::Chunk(chunk.bytes)
+                    match (&mut member, &encoding) {
+                        (Some(member), Encoding::Gzip { store, level }) => {
+                            crate::gzip::append(member, store, &chunk, *level).await;
+                            let bytes = member.take();
+                            if bytes.is_empty() {
+                                // The compressor holds it all so far.
+                                continue;
+                            }
+                            Piece::Chunk(Bytes::from(bytes))
+                        }
+                        _ => Piece::Chunk(chunk.bytes),
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "direct answer aborted mid-stream");
                     Piece::Failed(io::Error::other(e.to_string()))
                 }
-                None => Piece::End,
+                None => match member.take().map(Assembler::finish) {
+                    None => Piece::End,
+                    // The member's end, then the answer's.
+                    Some(Some(tail)) => {
+                        if tokio::time::timeout(send_timeout, tx.send(Piece::Chunk(tail.into())))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        Piece::End
+                    }
+                    Some(None) => Piece::Failed(io::Error::other("gzip failed")),
+                },
             };
             let last = !matches!(piece, Piece::Chunk(_));
             match tokio::time::timeout(send_timeout, tx.send(piece)).await {
@@ -100,7 +153,7 @@ pub async fn streamed(
             }
         }
     });
-    let rest = futures::stream::unfold(Some(rx), |rx| async move {
+    let body = futures::stream::unfold(Some(rx), |rx| async move {
         let mut rx = rx?;
         match rx.recv().await {
             Some(Piece::Chunk(bytes)) => Some((Ok(bytes), Some(rx))),
@@ -122,12 +175,15 @@ pub async fn streamed(
     })
     // An unfold panics if polled again after its end; a body may be.
     .fuse();
-    let body = futures::stream::once(async move { Ok::<_, io::Error>(first.bytes) }).chain(rest);
     let mut response = Response::new(Body::from_stream(body));
     label.apply(&mut response);
-    response
-        .headers_mut()
-        .insert(answer_headers::ANSWER, HeaderValue::from_static("direct"));
+    let h = response.headers_mut();
+    if gzip {
+        // Already encoded: the router's compression layer leaves it.
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        h.insert(header::VARY, header::ACCEPT_ENCODING.into());
+    }
+    h.insert(answer_headers::ANSWER, HeaderValue::from_static("direct"));
     Ok(response)
 }
 
