@@ -358,6 +358,7 @@ pub async fn run_command(args: &RunArgs) -> anyhow::Result<bool> {
                 version: env!("CARGO_PKG_VERSION"),
                 target: &target,
                 work: &work,
+                gzip: args.gzip,
                 steps: &outcome.summaries,
                 thresholds: &outcome.checks,
                 passed: outcome.passed(),

@@ -339,6 +339,7 @@ impl Suite {
                 version: env!("CARGO_PKG_VERSION"),
                 target: &self.url,
                 work: &prepared.work.describe(),
+                gzip: prepared.client.asks_gzip(),
                 steps: &outcome.summaries,
                 thresholds: &outcome.checks,
                 passed: outcome.passed(),

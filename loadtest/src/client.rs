@@ -206,6 +206,11 @@ impl Client {
         self
     }
 
+    /// Whether it asks for gzipped answers ([`Client::with_gzip`]).
+    pub fn asks_gzip(&self) -> bool {
+        self.gzip
+    }
+
     /// Sends `key` (if any) as `X-API-Key` on every request.
     pub fn with_api_key(mut self, key: Option<ApiKey>) -> Client {
         self.api_key = key;

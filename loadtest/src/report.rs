@@ -228,6 +228,8 @@ pub struct JsonReport<'a> {
     pub version: &'static str,
     pub target: &'a str,
     pub work: &'a str,
+    /// Whether every request asked for gzipped answers (`--gzip`).
+    pub gzip: bool,
     pub steps: &'a [Summary],
     pub thresholds: &'a [Check],
     pub passed: bool,
