@@ -434,3 +434,70 @@ pub(crate) fn write_piece(folder: &Path, key: &PieceKey, piece: &[u8]) -> Result
         io_error("writing", &path, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    /// Sets `path`'s modification time `age` in the past (a file or a
+    /// folder).
+    fn age(path: &Path, age: Duration) {
+        File::open(path)
+            .and_then(|f| f.set_modified(SystemTime::now() - age))
+            .expect("setting a modification time");
+    }
+
+    #[test]
+    fn a_sweep_deletes_dead_writers_parts_and_the_pieces_of_segments_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path();
+        let old = PART_AGE + Duration::from_secs(60);
+        let write = |name: &str| {
+            let path = folder.join(name);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(&path, b"x").expect("write");
+            path
+        };
+        write("day.1.1.seg");
+        write("day.1.1.seg.gz/a.gzp");
+        age(&write("day.1.1.seg.gz/b.gzp.1234.part"), old);
+        write("day.1.1.seg.gz/c.gzp.5678.part");
+        age(&write("day.1.1.seg.77.part"), old);
+        // Pieces of segments gone: an hour old, and just written (its
+        // writer may still be there).
+        write("day.2.5.seg.gz/a.gzp");
+        age(&folder.join("day.2.5.seg.gz"), old);
+        write("day.3.1.seg.gz/a.gzp");
+        sweep_parts(folder);
+        let mut left: Vec<String> = walk(folder);
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "day.1.1.seg",
+                "day.1.1.seg.gz/a.gzp",
+                "day.1.1.seg.gz/c.gzp.5678.part",
+                "day.3.1.seg.gz/a.gzp",
+            ]
+        );
+    }
+
+    /// Every file under `folder`, by its path from there.
+    fn walk(folder: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(folder).expect("read_dir").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                out.extend(
+                    walk(&entry.path())
+                        .into_iter()
+                        .map(|n| format!("{name}/{n}")),
+                );
+            } else {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
