@@ -1,9 +1,11 @@
-//! gzip the gateway sends ready-made: the web page's files (compressed
-//! once at start, `web.rs`) and answers kept in the answer cache
-//! (compressed once per entry, `direct/`, their whole days of a segment
-//! copied from gzip pieces compressed once: [`assembled`]). Every other
-//! answer is compressed as it streams by the router's compression layer
-//! (`api.rs`), which leaves a body already encoded alone.
+//! gzip the gateway makes itself: the web page's files (compressed once
+//! at start, `web.rs`), answers kept in the answer cache (compressed once
+//! per entry, `direct/`: [`assembled`]) and direct answers streamed to a
+//! client that accepts gzip ([`append`]), their whole days of a segment
+//! copied from gzip pieces compressed once. Every other answer (a queued
+//! result's download, an error) is compressed by the router's
+//! compression layer (`api.rs`), which leaves a body already encoded
+//! alone.
 
 use airq_core::export::AnswerChunk;
 use airq_core::gzip::{Assembler, Piece, PieceKey};
@@ -52,7 +54,7 @@ pub async fn assembled(
         kept.push(kept_piece(store, key).await);
     }
     let answer = plain.clone();
-    let (gzip, built) = tokio::task::spawn_blocking(move || {
+    let assembled = tokio::task::spawn_blocking(move || {
         let mut member = Assembler::new(level);
         let mut built = Vec::new();
         let mut at = 0;
@@ -77,8 +79,13 @@ pub async fn assembled(
         member.plain(answer.get(at..)?);
         Some((member.finish(), built))
     })
-    .await
-    .ok()??;
+    .await;
+    let Ok(Some((gzip, built))) = assembled else {
+        tracing::warn!(
+            "could not gzip an answer for the cache; the router's layer compresses it per response"
+        );
+        return None;
+    };
     keep(store, built);
     gzip.filter(|g| g.len() < plain.len())
         .map(|g| Bytes::from(g.into_boxed_slice()))

@@ -402,6 +402,13 @@ fn piece_path(folder: &Path, key: &PieceKey) -> PathBuf {
 /// at most `airq_core::gzip::PIECE_MAX` bytes, compressed).
 pub(crate) fn read_piece(folder: &Path, key: &PieceKey) -> Result<Option<Bytes>, DbError> {
     let path = piece_path(folder, key);
+    // A piece is a section of at most `PIECE_MAX` bytes compressed: a
+    // file far larger is not one (and is not read into memory).
+    let too_large =
+        std::fs::metadata(&path).is_ok_and(|m| m.len() > 2 * airq_core::gzip::PIECE_MAX as u64);
+    if too_large {
+        return Ok(None);
+    }
     match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(Bytes::from(bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -27,9 +27,12 @@
 //!   from the store with a slot (see [`response::streamed`]), or, for a
 //!   query longer than `--direct-max-span`, queued. A slow
 //!   reader holds that slot, and the store read behind it, for at most
-//!   `--send-timeout` after it stops taking chunks (32 KiB each, so a
-//!   reader must take about 32 KiB per send timeout to keep it); an answer
-//!   that fits in the socket and server buffers frees it at once.
+//!   `--send-timeout` after it stops taking chunks (32 KiB each, of the
+//!   answer or of its gzip form, so a reader must take about 32 KiB per
+//!   send timeout to keep it); an answer that fits in the socket and
+//!   server buffers frees it at once. A streamed answer to a client that
+//!   accepts gzip is gzipped here, its whole days from gzip pieces
+//!   (`crate::gzip`).
 
 mod answer_cache;
 mod response;

@@ -90,65 +90,69 @@ pub async fn streamed(
             Encoding::Gzip { level, .. } => Some(Assembler::new(*level)),
             Encoding::AsRendered => None,
         };
-        let mut first = Some(first);
         let mut rows = 0;
+        let mut first = Some(first);
         loop {
-            let next = match first.take() {
-                Some(chunk) => Some(Ok(chunk)),
-                None => chunks.next().await,
+            let (next, is_first) = match first.take() {
+                Some(chunk) => (Some(Ok(chunk)), true),
+                None => (chunks.next().await, false),
             };
-            let piece = match next {
-                Some(Ok(chunk)) if rows + chunk.rows > max_rows => {
+            // Cut once it passes the row limit mid-stream (the first chunk
+            // is sent whatever its rows, as ever).
+            let over = matches!(&next, Some(Ok(c)) if !is_first && rows + c.rows > max_rows);
+            if let (Some(Ok(c)), false) = (&next, over) {
+                rows += c.rows;
+            }
+            // What this step hands the body, in order.
+            let pieces = match next {
+                Some(Ok(chunk)) if !over => match (&mut member, &encoding) {
+                    (Some(member), Encoding::Gzip { store, level }) => {
+                        crate::gzip::append(member, store, &chunk, *level).await;
+                        frames(member.take())
+                    }
+                    _ => vec![Piece::Chunk(chunk.bytes)],
+                },
+                Some(Ok(_)) => {
                     tracing::warn!(
                         max_rows,
                         "a direct answer passed --max-result-rows mid-stream; cutting it"
                     );
-                    Piece::Failed(io::Error::other("the answer passed --max-result-rows"))
-                }
-                Some(Ok(chunk)) => {
-                    rows += chunk.rows;
-                    match (&mut member, &encoding) {
-                        (Some(member), Encoding::Gzip { store, level }) => {
-                            crate::gzip::append(member, store, &chunk, *level).await;
-                            let bytes = member.take();
-                            if bytes.is_empty() {
-                                // The compressor holds it all so far.
-                                continue;
-                            }
-                            Piece::Chunk(Bytes::from(bytes))
-                        }
-                        _ => Piece::Chunk(chunk.bytes),
-                    }
+                    vec![Piece::Failed(io::Error::other(
+                        "the answer passed --max-result-rows",
+                    ))]
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "direct answer aborted mid-stream");
-                    Piece::Failed(io::Error::other(e.to_string()))
+                    vec![Piece::Failed(io::Error::other(e.to_string()))]
                 }
+                // The member's end, then the answer's.
                 None => match member.take().map(Assembler::finish) {
-                    None => Piece::End,
-                    // The member's end, then the answer's.
+                    None => vec![Piece::End],
                     Some(Some(tail)) => {
-                        if tokio::time::timeout(send_timeout, tx.send(Piece::Chunk(tail.into())))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        Piece::End
+                        let mut out = frames(tail);
+                        out.push(Piece::End);
+                        out
                     }
-                    Some(None) => Piece::Failed(io::Error::other("gzip failed")),
+                    Some(None) => vec![Piece::Failed(io::Error::other("gzip failed"))],
                 },
             };
-            let last = !matches!(piece, Piece::Chunk(_));
-            match tokio::time::timeout(send_timeout, tx.send(piece)).await {
-                Ok(Ok(())) if !last => {}
-                // Done, or the body is gone (the client went away).
-                Ok(_) => return,
-                Err(_) => {
-                    tracing::warn!(timeout = ?send_timeout,
-                        "a client took no chunk of a direct answer within --send-timeout; \
-                         releasing its slot and cutting the answer");
-                    return;
+            if pieces.is_empty() && tx.is_closed() {
+                // The compressor holds all of it so far, and the client
+                // went away.
+                return;
+            }
+            for piece in pieces {
+                let last = !matches!(piece, Piece::Chunk(_));
+                match tokio::time::timeout(send_timeout, tx.send(piece)).await {
+                    Ok(Ok(())) if !last => {}
+                    // Done, or the body is gone (the client went away).
+                    Ok(_) => return,
+                    Err(_) => {
+                        tracing::warn!(timeout = ?send_timeout,
+                            "a client took no chunk of a direct answer within --send-timeout; \
+                             releasing its slot and cutting the answer");
+                        return;
+                    }
                 }
             }
         }
@@ -187,6 +191,19 @@ pub async fn streamed(
     Ok(response)
 }
 
+/// Bytes of gzip handed to the body at a time: a client must take about
+/// this much per `--send-timeout`, as with the store's own chunks.
+const FRAME: usize = 32 * 1024;
+
+/// `bytes` as chunks of at most [`FRAME`] bytes (none for none).
+fn frames(bytes: Vec<u8>) -> Vec<Piece> {
+    let bytes = Bytes::from(bytes);
+    (0..bytes.len())
+        .step_by(FRAME)
+        .map(|at| Piece::Chunk(bytes.slice(at..(at + FRAME).min(bytes.len()))))
+        .collect()
+}
+
 /// Whether an in-memory answer was found in the answer cache or computed
 /// for this request (and its concurrent twins).
 #[derive(Debug, Clone, Copy)]
@@ -218,4 +235,31 @@ pub fn in_memory(answer: Answer, label: &Label, cache: Cache, gzip: bool) -> Res
     };
     h.insert(answer_headers::CACHE, HeaderValue::from_static(cache));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_is_handed_over_in_frames_of_32_kib_at_most() {
+        let bytes: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+        let sizes: Vec<usize> = frames(bytes.clone())
+            .into_iter()
+            .map(|p| match p {
+                Piece::Chunk(b) => b.len(),
+                _ => panic!("a frame is a chunk"),
+            })
+            .collect();
+        assert_eq!(sizes, [32 * 1024, 32 * 1024, 32 * 1024, 4 * 1024]);
+        let joined: Vec<u8> = frames(bytes.clone())
+            .into_iter()
+            .flat_map(|p| match p {
+                Piece::Chunk(b) => b.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(joined, bytes);
+        assert!(frames(Vec::new()).is_empty());
+    }
 }
