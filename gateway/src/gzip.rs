@@ -8,7 +8,7 @@
 //! alone.
 
 use airq_core::export::AnswerChunk;
-use airq_core::gzip::{Assembler, Piece, PieceKey};
+use airq_core::gzip::{Assembler, Piece, PieceKey, PIECE_LEVEL};
 use airq_core::store::ReadingStore;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
@@ -42,7 +42,8 @@ pub fn compressed(bytes: &[u8], level: Compression) -> Option<Vec<u8>> {
 /// bytes at each of `pieces`' ranges, a whole section of a segment, are
 /// copied from the gzip piece the store keeps, or compressed on their own
 /// and given to the store to keep; the rest is compressed as it comes.
-/// The same bytes whichever way a piece came (at one level).
+/// The same bytes whichever way a piece came (pieces are always
+/// compressed at [`PIECE_LEVEL`]).
 pub async fn assembled(
     store: &Arc<dyn ReadingStore>,
     plain: Bytes,
@@ -68,7 +69,7 @@ pub async fn assembled(
             }
             // Compressed alone, whatever the rest: the bytes a kept piece
             // gives next time.
-            match Piece::compress(bytes, level) {
+            match Piece::compress(bytes, PIECE_LEVEL) {
                 Some(p) if member.piece(bytes, &p) => {
                     pieces_outcome("built");
                     built.push((key, p));
@@ -95,12 +96,7 @@ pub async fn assembled(
 /// piece it names, kept by the store or compressed now (off the runtime's
 /// threads) and given to the store to keep; else its bytes, compressed as
 /// they come (a chunk of about 32 KiB, as the router's layer would).
-pub async fn append(
-    member: &mut Assembler,
-    store: &Arc<dyn ReadingStore>,
-    chunk: &AnswerChunk,
-    level: u32,
-) {
+pub async fn append(member: &mut Assembler, store: &Arc<dyn ReadingStore>, chunk: &AnswerChunk) {
     let Some(key) = &chunk.piece else {
         member.plain(&chunk.bytes);
         return;
@@ -112,7 +108,7 @@ pub async fn append(
         }
     }
     let bytes = chunk.bytes.clone();
-    let built = tokio::task::spawn_blocking(move || Piece::compress(&bytes, level))
+    let built = tokio::task::spawn_blocking(move || Piece::compress(&bytes, PIECE_LEVEL))
         .await
         .ok()
         .flatten();

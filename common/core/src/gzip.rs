@@ -43,6 +43,12 @@ use flate2::{Compress, Compression, FlushCompress};
 /// series') are compressed as they come.
 pub const PIECE_MAX: usize = 4 << 20;
 
+/// The level pieces are compressed at: the best, whatever `--gzip-level`
+/// the rest of an answer is compressed at, as a piece is compressed once
+/// and copied into every answer that holds it (its bytes are sent many
+/// times; its CPU is spent once).
+pub const PIECE_LEVEL: u32 = 9;
+
 /// What a piece holds: `country`'s whole section of `series`' `day` as
 /// built from `version`, rendered in `format` with `index`; `opens` when
 /// it is the answer's first row (a GeoJSON feature without the comma

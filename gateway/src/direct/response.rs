@@ -106,8 +106,8 @@ pub async fn streamed(
             // What this step hands the body, in order.
             let pieces = match next {
                 Some(Ok(chunk)) if !over => match (&mut member, &encoding) {
-                    (Some(member), Encoding::Gzip { store, level }) => {
-                        crate::gzip::append(member, store, &chunk, *level).await;
+                    (Some(member), Encoding::Gzip { store, .. }) => {
+                        crate::gzip::append(member, store, &chunk).await;
                         frames(member.take())
                     }
                     _ => vec![Piece::Chunk(chunk.bytes)],
