@@ -133,14 +133,23 @@ async fn kept_piece(store: &Arc<dyn ReadingStore>, key: &PieceKey) -> Option<Pie
     }
 }
 
+/// Tasks keeping pieces at once, at most: beyond them a piece is not
+/// kept (it is made again by a later answer), so a burst of new days
+/// holds a bounded number of pieces in memory on their way to the store.
+static KEEPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// Gives pieces made for an answer to the store to keep, in a task of
 /// their own: the answer never waits for them.
 fn keep(store: &Arc<dyn ReadingStore>, built: Vec<(Arc<PieceKey>, Piece)>) {
     if built.is_empty() {
         return;
     }
+    let Ok(permit) = KEEPING.try_acquire() else {
+        return;
+    };
     let store = store.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         for (key, piece) in built {
             let bytes = Bytes::from(piece.to_bytes());
             if let Err(e) = store.keep_gzip_piece(&key, bytes).await {

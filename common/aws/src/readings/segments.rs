@@ -73,10 +73,6 @@ pub(crate) const WRITER_LEASE: std::time::Duration = std::time::Duration::from_s
 pub(crate) const BUILDS_PER_REFRESH: usize = 16;
 /// Objects put at once by a build.
 const PUTS_IN_FLIGHT: usize = 8;
-
-/// Rounds of a bump whose day's version item another writer makes (or a
-/// prune deletes) between its two calls: each round is one of those.
-const BUMP_ATTEMPTS: u32 = 4;
 const CONTENT_TYPE: &str = "application/octet-stream";
 
 fn sort_key(day: i64) -> Result<String, BackendError> {
@@ -227,10 +223,11 @@ impl DynamoReadingStore {
     /// now on. `token` is the writer's ([`Token`]): added to the days'
     /// `writing` set on the bump before its writes (`Bump::Start`), taken
     /// out on the one after (`Bump::End`); both are idempotent, so an SDK
-    /// retry changes nothing. A day's first version item is made with the
-    /// summary's count of them in one transaction ([`Self::create_version`]),
-    /// so the count never misses one or counts one twice, whatever fails
-    /// between; a day that has one (the common case) takes one update.
+    /// retry changes nothing. Counts the version items it creates on the
+    /// summary item, in a call of its own: not in one transaction with the
+    /// item, as every writer's plain update of the summary item would then
+    /// fail (`TransactionConflictException`) while one is under way, so
+    /// the count can miss one if that call fails (docs/internals.md).
     pub(crate) async fn bump_days(
         &self,
         days: &BTreeSet<i64>,
@@ -241,21 +238,30 @@ impl DynamoReadingStore {
             Bump::End(token) => ("SET #v = :v DELETE #w :t", token),
         };
         let bumps = days.iter().copied().map(|day| async move {
-            // Made between the two calls by another writer: bumped again.
-            for _ in 0..BUMP_ATTEMPTS {
-                if self.bump_version(day, expression, token).await? {
-                    return Ok(());
-                }
-                if self.create_version(day, Some((expression, token))).await? {
-                    return Ok(());
-                }
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(version_key(day)?))
+                .update_expression(expression)
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#w", "writing")
+                .expression_attribute_values(":v", n(new_version()))
+                .expression_attribute_values(":t", AttributeValue::Ss(vec![token.to_owned()]))
+                .return_values(ReturnValue::UpdatedOld)
+                .send()
+                .await
+                .map_err(|e| {
+                    remote(
+                        format!("DynamoDB UpdateItem (segment version) on {}", self.table),
+                        e,
+                    )
+                })?;
+            let created = out.attributes.is_none_or(|a| !a.contains_key("version"));
+            if created {
+                self.add_to_summary(SEGMENT_DAYS, 1).await?;
             }
-            Err(BackendError::Remote {
-                context: format!("DynamoDB (segment version) on {}", self.table),
-                message: format!(
-                    "the version item of day {day} could not be bumped in {BUMP_ATTEMPTS} rounds"
-                ),
-            })
+            Ok::<(), BackendError>(())
         });
         futures::stream::iter(bumps)
             .buffer_unordered(WRITES_IN_FLIGHT)
@@ -263,59 +269,19 @@ impl DynamoReadingStore {
             .await
     }
 
-    /// Applies `expression` (with the writer's `token`) to `day`'s version
-    /// item if it exists; false if it does not.
-    async fn bump_version(
-        &self,
-        day: i64,
-        expression: &str,
-        token: &str,
-    ) -> Result<bool, BackendError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(version_key(day)?))
-            .update_expression(expression)
-            .condition_expression("attribute_exists(#v)")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#w", "writing")
-            .expression_attribute_values(":v", n(new_version()))
-            .expression_attribute_values(":t", AttributeValue::Ss(vec![token.to_owned()]))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(remote(
-                format!("DynamoDB UpdateItem (segment version) on {}", self.table),
-                e,
-            )),
-        }
-    }
-
-    /// Makes `day`'s version item (with `bump`'s expression and token, or
-    /// a version alone) and adds one to the summary's count of them, in
-    /// one transaction; false if the item exists already (another writer
-    /// made it).
-    async fn create_version(
-        &self,
-        day: i64,
-        bump: Option<(&str, &str)>,
-    ) -> Result<bool, BackendError> {
+    /// Makes `day`'s version item and adds one to the summary's count of
+    /// them, in one transaction; false if the item exists already (a
+    /// writer made it). Only for the days found once after an upgrade
+    /// ([`Self::version_older_days`]): a transaction on the summary item
+    /// makes writers' plain updates of it fail while it runs.
+    async fn create_version(&self, day: i64) -> Result<bool, BackendError> {
         let create = Update::builder()
             .table_name(&self.table)
             .set_key(Some(version_key(day)?))
-            .update_expression(bump.map_or("SET #v = :v", |(expression, _)| expression))
+            .update_expression("SET #v = :v")
             .condition_expression("attribute_not_exists(#v)")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":v", n(new_version()));
-        let create = match bump {
-            Some((_, token)) => create
-                .expression_attribute_names("#w", "writing")
-                .expression_attribute_values(":t", AttributeValue::Ss(vec![token.to_owned()])),
-            None => create,
-        };
         let count = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key()))
@@ -663,7 +629,7 @@ impl DynamoReadingStore {
                 // The item and the summary's count of them together, so
                 // the count never misses one; a writer's bump may have
                 // made it meanwhile (and counted it).
-                Ok(u64::from(self.create_version(day, None).await?))
+                Ok(u64::from(self.create_version(day).await?))
             });
         let found: u64 = futures::stream::iter(older)
             .buffer_unordered(WRITES_IN_FLIGHT)
