@@ -1215,18 +1215,40 @@ pub async fn gather(
 
 /// Gathers a whole answer in memory, with its row count, giving up once
 /// it is larger than `max` bytes (give `usize::MAX` for no limit).
-pub async fn render(mut chunks: AnswerStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
-    let mut csv = Vec::new();
-    let mut rows = 0;
+pub async fn render(chunks: AnswerStream, max: usize) -> Result<(Vec<u8>, u64), RenderError> {
+    let rendered = render_pieced(chunks, max).await?;
+    Ok((rendered.bytes, rendered.rows))
+}
+
+/// A whole answer in memory ([`render_pieced`]).
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    pub rows: u64,
+    /// Where in `bytes` each chunk that named a gzip piece lies, with it.
+    pub pieces: Vec<(std::ops::Range<usize>, Arc<PieceKey>)>,
+}
+
+/// [`render`], keeping where the chunks that named gzip pieces
+/// ([`AnswerChunk::piece`]) lie in the answer.
+pub async fn render_pieced(mut chunks: AnswerStream, max: usize) -> Result<Rendered, RenderError> {
+    let (mut bytes, mut rows, mut pieces) = (Vec::new(), 0, Vec::new());
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
-        if csv.len() + chunk.bytes.len() > max {
+        if bytes.len() + chunk.bytes.len() > max {
             return Err(RenderError::TooLarge(max));
         }
-        csv.extend_from_slice(&chunk.bytes);
+        let at = bytes.len();
+        bytes.extend_from_slice(&chunk.bytes);
         rows += chunk.rows;
+        if let Some(key) = chunk.piece {
+            pieces.push((at..bytes.len(), key));
+        }
     }
-    Ok((csv, rows))
+    Ok(Rendered {
+        bytes,
+        rows,
+        pieces,
+    })
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ mod response;
 use crate::answer_headers::Label;
 use crate::config::Config;
 use crate::error::ApiError;
-use airq_core::export::{gather, render, AnswerStream};
+use airq_core::export::{render, render_pieced, AnswerStream};
 use airq_core::gzip::PIECE_MAX;
 use airq_core::store::ReadingStore;
 use airq_core::{LatestQuery, Query};
@@ -224,25 +224,18 @@ impl Direct {
             // compressed once for every answer that holds them
             // (`crate::gzip::assembled`).
             let max = cache.max_entry();
-            let (chunks, rows) = gather(ask.chunks(readings, max), max).await?;
-            if rows > max_rows {
+            let rendered = render_pieced(ask.chunks(readings, max), max).await?;
+            if rendered.rows > max_rows {
                 return Err(Miss::OverLimit);
             }
-            // The bytes, and where the pieces are in them: each chunk
-            // dropped once copied.
-            let mut plain = Vec::with_capacity(chunks.iter().map(|c| c.bytes.len()).sum());
-            let mut pieces = Vec::new();
-            for c in chunks {
-                let at = plain.len();
-                plain.extend_from_slice(&c.bytes);
-                if let Some(key) = c.piece {
-                    pieces.push((at..plain.len(), key));
-                }
-            }
-            let plain = Bytes::from(plain.into_boxed_slice());
-            let gzip =
-                crate::gzip::assembled(&self.readings, plain.clone(), pieces, self.gzip_level)
-                    .await;
+            let plain = Bytes::from(rendered.bytes.into_boxed_slice());
+            let gzip = crate::gzip::assembled(
+                &self.readings,
+                plain.clone(),
+                rendered.pieces,
+                self.gzip_level,
+            )
+            .await;
             Ok::<_, Miss>(Answer { plain, gzip })
         };
         match cache.get_or_compute(ask, compute).await {

@@ -191,9 +191,9 @@ pub async fn streamed(
     Ok(response)
 }
 
-/// Bytes of gzip handed to the body at a time: a client must take about
-/// this much per `--send-timeout`, as with the store's own chunks.
-const FRAME: usize = 32 * 1024;
+/// Bytes of gzip handed to the body at a time: the store's own chunk
+/// size, so a client must take as much per `--send-timeout` either way.
+const FRAME: usize = airq_core::export::CHUNK;
 
 /// `bytes` as chunks of at most [`FRAME`] bytes (none for none).
 fn frames(bytes: Vec<u8>) -> Vec<Piece> {
