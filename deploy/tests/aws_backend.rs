@@ -587,16 +587,16 @@ async fn pagination_returns_every_reading() {
     let clients = emulator::clients().await;
     let names = emulator::provisioned(&clients, 3).await;
     let (store, counter) = counted_store(&clients, &names).await;
-    // 9,000 readings in one hour of one day, in one country: about 3 MB in
-    // one day partition, so several 1 MB pages on the table and the index.
-    // 900 sensors, ten readings each, five minutes apart: pages need
-    // readings, not sensors.
+    // 15,000 readings in one hour of one day, in one country: about 3 MB
+    // in one day partition (≈ 200 B an item), so several 1 MB pages on the
+    // table and the index. 1,500 sensors, ten readings each, five minutes
+    // apart: pages need readings, not sensors.
     let t0 = 1_528_041_600; // 2018-06-03 16:00:00
-    let readings: Vec<Reading> = (0..9_000u64)
+    let readings: Vec<Reading> = (0..15_000u64)
         .map(|i| Reading {
             id: Some(1_000_000 + i),
-            timestamp: Timestamp(t0 + 300 * (i / 900) as i64 + (i % 7) as i64),
-            sensor_id: 10_000 + i % 900,
+            timestamp: Timestamp(t0 + 300 * (i / 1_500) as i64 + (i % 7) as i64),
+            sensor_id: 10_000 + i % 1_500,
             sensor_type: "SDS011".into(),
             loc_id: Some(i),
             loc_country: "DE".into(),

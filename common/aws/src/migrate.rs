@@ -27,8 +27,8 @@
 //! upgraded and the next run finishes the job.
 
 use crate::readings::{
-    cell_key, index_attribute, is_shard_partition, n, s, DynamoReadingStore, LatestWrites,
-    ReadingItem, Shard, BATCH_WRITE_MAX,
+    cell_key, index_attribute, is_shard_partition, n, reading_of_item, s, DynamoReadingStore,
+    LatestWrites, ReadingItem, Shard, BATCH_WRITE_MAX, READING,
 };
 use crate::remote;
 use crate::retry::with_backoff;
@@ -292,6 +292,13 @@ impl DynamoReadingStore {
             (PARTITION_KEY.to_owned(), s(&day)),
             (SORT_KEY.to_owned(), s(&at_sensor)),
         ]);
+        // A packed item is of the current shape (`readings/item.rs`).
+        if item.contains_key(READING) {
+            return match reading_of_item(&self.table, item) {
+                Ok(r) => Seen::Current(r),
+                Err(e) => Seen::Problem(e.to_string()),
+            };
+        }
         let decoded = match ReadingItem::decode(item) {
             Ok(i) => i,
             Err(e) => return Seen::Problem(format!("{day} {at_sensor}: does not decode: {e}")),
@@ -370,7 +377,10 @@ impl DynamoReadingStore {
     /// Sets an old item's missing attributes, if it still lacks them and
     /// still exists. Returns whether this call wrote them.
     async fn upgrade(&self, u: Upgrade) -> Result<bool, BackendError> {
-        let mut names = HashMap::from([("#sk".to_owned(), SORT_KEY.to_owned())]);
+        let mut names = HashMap::from([
+            ("#sk".to_owned(), SORT_KEY.to_owned()),
+            ("#packed".to_owned(), READING.to_owned()),
+        ]);
         let mut values = HashMap::new();
         let mut sets = Vec::new();
         let mut missing = Vec::new();
@@ -381,9 +391,13 @@ impl DynamoReadingStore {
             missing.push(format!("attribute_not_exists(#a{i})"));
         }
         let update = format!("SET {}", sets.join(", "));
-        // Never create an item (UpdateItem would) and never overwrite what
-        // a current writer has set meanwhile.
-        let condition = format!("attribute_exists(#sk) AND ({})", missing.join(" OR "));
+        // Never create an item (UpdateItem would), never overwrite what a
+        // current writer has set meanwhile, and leave an item a current
+        // writer has rewritten packed alone.
+        let condition = format!(
+            "attribute_exists(#sk) AND attribute_not_exists(#packed) AND ({})",
+            missing.join(" OR ")
+        );
         let result = with_backoff(&self.retry, || {
             self.client
                 .update_item()

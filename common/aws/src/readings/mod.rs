@@ -23,15 +23,17 @@
 //! cell for a small place), each bounded by the range's seconds on its
 //! first and last day and paginated to the end; never a `Scan`. Days are
 //! fetched a few at a time and emitted in day order; the cells of a day are
-//! merged in key order. What DynamoDB cannot decide (sensor types compared
-//! case-insensitively, the exact distance or box) is checked on the decoded
-//! reading with the reference semantics, [`Query::matches`], so the answer
-//! is exactly the reference's.
+//! merged in key order. What the key ranges do not decide (the AQI bounds,
+//! sensor types compared case-insensitively, the exact distance or box) is
+//! checked on the decoded reading with the reference semantics,
+//! [`Query::matches`], so the answer is exactly the reference's; DynamoDB
+//! filters nothing (a filter never lowers the read units, and the items
+//! are packed: `item.rs`).
 //!
-//! Files by job: `item.rs` the item codec, `route.rs` a query's key ranges
-//! and filters, `merge.rs` the fan-out and merge in key order, `write.rs`
-//! batch writes, the read-back and the summary item, `latest.rs` the
-//! latest readings packed into shards. This file
+//! Files by job: `item.rs` the item codec, `route.rs` a query's key
+//! ranges, `merge.rs` the fan-out and merge in key order, `write.rs` batch
+//! writes, the read-back and the summary item, `latest.rs` the latest
+//! readings packed into shards. This file
 //! holds the store, the port's implementation, and the imports and limits
 //! the others share (`use super::*`).
 
@@ -69,7 +71,9 @@ mod version;
 mod write;
 
 pub use item::day_of;
-pub(crate) use item::{cell_key, index_attribute, n, s, ReadingItem};
+pub(crate) use item::{
+    cell_key, index_attribute, key_of, n, packed_item, reading_of_item, s, ReadingItem, READING,
+};
 use item::{cell_key_of, day_name};
 pub(crate) use latest::{is_shard_partition, Shard};
 pub use latest::{latest_partition_of, LATEST_SHARDS};
@@ -208,7 +212,7 @@ impl DynamoReadingStore {
         let mut requests = Vec::with_capacity(readings.len());
         let mut days = BTreeSet::new();
         for r in &readings {
-            let item = ReadingItem::of(r)?;
+            let item = packed_item(r)?;
             match stored.get(&(r.timestamp.0, r.sensor_id)) {
                 Some(have) if have == r => {
                     written.unchanged += 1;
@@ -219,7 +223,7 @@ impl DynamoReadingStore {
             }
             days.insert(r.timestamp.0.div_euclid(DAY));
             let put = PutRequest::builder()
-                .set_item(Some(item.encode()?))
+                .set_item(Some(item))
                 .build()
                 .map_err(|e| BackendError::Corrupt(format!("encoding a reading: {e}")))?;
             requests.push(WriteRequest::builder().put_request(put).build());

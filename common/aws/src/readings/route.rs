@@ -1,6 +1,6 @@
 //! Routing a query to key ranges: which index (the table by day,
-//! `by_country`, `by_cell`) and which keys a query or `latest` reads, the
-//! filter DynamoDB applies, and the pages each range yields.
+//! `by_country`, `by_cell`) and which keys a query or `latest` reads, and
+//! the pages each range yields.
 
 use super::*;
 
@@ -36,7 +36,6 @@ pub(crate) struct Fetch {
     what: String,
     index: Option<&'static str>,
     key_condition: &'static str,
-    filter: Option<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
     limit: Option<i32>,
@@ -52,40 +51,6 @@ impl Fetch {
         self.values.insert(placeholder.to_owned(), value);
         self
     }
-
-    /// Filters on the index range `[lo, hi]` of `index`, and lets through
-    /// items that lack any index, so that decoding them fails loudly
-    /// instead of the filter dropping them quietly (see
-    /// [`ReadingItem::into_reading`]).
-    pub(crate) fn index_filter(self, index: Index, (lo, hi): (u16, u16)) -> Self {
-        let mut this = self
-            .name("#idx", index_attribute(index))
-            .value(":lo", n(lo))
-            .value(":hi", n(hi));
-        let mut missing = String::new();
-        for other in Index::ALL {
-            let placeholder = format!("#i{}", other.position());
-            missing.push_str(&format!(" OR attribute_not_exists({placeholder})"));
-            this = this.name(&placeholder, index_attribute(other));
-        }
-        this.and_filter(format!("(#idx BETWEEN :lo AND :hi{missing})"))
-    }
-
-    /// Keeps only items of exactly `country` (a key range or a cell also
-    /// admits others).
-    pub(crate) fn country_filter(self, country: &str) -> Self {
-        self.name("#country", "loc_country")
-            .value(":country", s(country))
-            .and_filter("#country = :country".to_owned())
-    }
-
-    pub(crate) fn and_filter(mut self, clause: String) -> Self {
-        self.filter = Some(match self.filter.take() {
-            Some(f) => format!("{f} AND {clause}"),
-            None => clause,
-        });
-        self
-    }
 }
 
 impl DynamoReadingStore {
@@ -96,9 +61,12 @@ impl DynamoReadingStore {
         query: &Query,
         tx: &mpsc::Sender<Result<Reading, BackendError>>,
     ) -> Result<(), BackendError> {
-        let Some(aqi) = query.aqi_bounds() else {
+        // Nothing filters in DynamoDB (it would not lower the read units,
+        // and the items are packed: `item.rs`); an empty index range
+        // reads nothing.
+        if query.aqi_bounds().is_none() {
             return Ok(());
-        };
+        }
         if query.start > query.end {
             return Ok(());
         }
@@ -123,7 +91,7 @@ impl DynamoReadingStore {
                     DAY - 1
                 };
                 let day = day_name(next)?;
-                fetching.push_back(self.spawn_day(query, &route, aqi, &day, (lo, hi)));
+                fetching.push_back(self.spawn_day(&route, &day, (lo, hi)));
                 next += 1;
             }
             let Some(mut pages) = fetching.pop_front() else {
@@ -131,9 +99,10 @@ impl DynamoReadingStore {
             };
             while let Some(page) = pages.recv().await {
                 for r in page? {
-                    // The reference decides: what DynamoDB filtered is
-                    // checked again, and what it cannot (sensor types,
-                    // the exact place) is checked only here.
+                    // The reference decides everything the key ranges
+                    // do not: the index, sensor types, the exact place,
+                    // the country (a key range also admits a country
+                    // that starts with this one followed by '#').
                     if !query.matches(&r) {
                         continue;
                     }
@@ -148,14 +117,7 @@ impl DynamoReadingStore {
     }
 
     /// Fetches one day's candidate readings, in key order.
-    pub(crate) fn spawn_day(
-        &self,
-        query: &Query,
-        route: &Route,
-        aqi: (u16, u16),
-        day: &str,
-        (lo, hi): (i64, i64),
-    ) -> Pages {
+    pub(crate) fn spawn_day(&self, route: &Route, day: &str, (lo, hi): (i64, i64)) -> Pages {
         let base = Fetch {
             what: day.to_owned(),
             ..Fetch::default()
@@ -170,8 +132,7 @@ impl DynamoReadingStore {
                 .name("#sk", SORT_KEY)
                 .value(":day", s(day))
                 .value(":from", s(format!("{lo:05}#")))
-                .value(":to", s(format!("{hi:05}#~")))
-                .index_filter(query.index, aqi),
+                .value(":to", s(format!("{hi:05}#~"))),
             ),
             Route::Country(country) => self.spawn_fetch(
                 Fetch {
@@ -183,17 +144,13 @@ impl DynamoReadingStore {
                 .name("#sk", COUNTRY_SORT_KEY)
                 .value(":day", s(day))
                 .value(":from", s(format!("{country}#{lo:05}#")))
-                .value(":to", s(format!("{country}#{hi:05}#~")))
-                .index_filter(query.index, aqi)
-                // The key range alone would also admit a country that
-                // starts with this one followed by '#'.
-                .country_filter(country),
+                .value(":to", s(format!("{country}#{hi:05}#~"))),
             ),
             Route::Cells(cells) => {
                 let fetches = cells
                     .iter()
                     .map(|&cell| {
-                        let f = Fetch {
+                        Fetch {
                             what: format!("{day} cell {cell}"),
                             index: Some(BY_CELL_INDEX),
                             key_condition: "#ck = :ck AND #sk BETWEEN :from AND :to",
@@ -205,11 +162,6 @@ impl DynamoReadingStore {
                         .value(":ck", s(cell_key_of(day, cell)))
                         .value(":from", s(format!("{lo:05}#")))
                         .value(":to", s(format!("{hi:05}#~")))
-                        .index_filter(query.index, aqi);
-                        match &query.country {
-                            Some(c) => f.country_filter(c),
-                            None => f,
-                        }
                     })
                     .collect();
                 self.spawn_merge(fetches, time_then_sensor)
@@ -258,7 +210,6 @@ impl DynamoReadingStore {
             .set_index_name(fetch.index.map(str::to_owned))
             .consistent_read(self.consistent_reads && fetch.index.is_none())
             .key_condition_expression(fetch.key_condition)
-            .set_filter_expression(fetch.filter.clone())
             .set_expression_attribute_names(Some(fetch.names.clone()))
             .set_expression_attribute_values(Some(fetch.values.clone()))
             .set_limit(fetch.limit)
@@ -275,16 +226,7 @@ impl DynamoReadingStore {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| {
-                ReadingItem::decode(item)
-                    .map_err(|e| {
-                        BackendError::Corrupt(format!(
-                            "a reading in {} ({}): {e}",
-                            self.table, fetch.what
-                        ))
-                    })
-                    .and_then(|i| i.into_reading(&self.table))
-            })
+            .map(|item| reading_of_item(&self.table, item))
             .collect::<Result<Vec<_>, _>>()?;
         let next = out.last_evaluated_key.filter(|k| !k.is_empty());
         Ok((page, next))
@@ -315,19 +257,5 @@ mod tests {
         );
         assert_eq!(Route::of(Some(&continent), None), Route::All);
         assert_eq!(Route::of(None, None), Route::All);
-    }
-    #[test]
-    fn index_filters_let_unmigrated_items_through_to_fail() {
-        for index in Index::ALL {
-            let f = Fetch::default().index_filter(index, (1, 3));
-            let filter = f.filter.unwrap();
-            assert!(filter.contains("attribute_not_exists("), "{filter}");
-            // Every placeholder used is defined and every one defined is
-            // used (DynamoDB refuses unused ones).
-            for p in f.names.keys().chain(f.values.keys()) {
-                assert!(filter.contains(p.as_str()), "{p} unused in {filter}");
-            }
-            assert_eq!(f.names["#idx"], index_attribute(index));
-        }
     }
 }

@@ -26,8 +26,10 @@ impl LatestWrites {
 
 impl DynamoReadingStore {
     /// Writes one reading with one `PutItem` call, as the first version of
-    /// this system did for every reading. Only for comparison (see
-    /// BENCHMARKS.md): [`ReadingStore::put_batch`] is the way to write.
+    /// this system did for every reading, each field an attribute of its
+    /// own (the shape airq wrote before packing, `item.rs`). Only for
+    /// comparison (see BENCHMARKS.md): [`ReadingStore::put_batch`] is the
+    /// way to write.
     /// Neither the summary item, the sensor's latest item nor the day's
     /// answer-segment version is updated (never use it on a table whose
     /// segments are read).
@@ -51,20 +53,13 @@ impl DynamoReadingStore {
         &self,
         readings: &[Reading],
     ) -> Result<HashMap<(i64, u64), Reading>, BackendError> {
-        let mut keys = Vec::with_capacity(readings.len());
-        for r in readings {
-            let item = ReadingItem::of(r)?;
-            keys.push(HashMap::from([
-                (PARTITION_KEY.to_owned(), s(item.day)),
-                (SORT_KEY.to_owned(), s(item.at_sensor)),
-            ]));
-        }
+        let keys = readings.iter().map(key_of).collect::<Result<Vec<_>, _>>()?;
         let table = &self.table;
         Ok(self
             .get_items(keys, false)
             .await?
             .into_iter()
-            .filter_map(|item| ReadingItem::decode(item).ok()?.into_reading(table).ok())
+            .filter_map(|item| reading_of_item(table, item).ok())
             .map(|r| ((r.timestamp.0, r.sensor_id), r))
             .collect())
     }
