@@ -104,6 +104,14 @@ pub struct MigrateArgs {
     #[arg(long, default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
+
+    /// At the end of a complete run, mark the table so that readings are
+    /// written packed from then on (smaller items, faster writes). Only
+    /// once every gateway, worker and master of the deployment runs a
+    /// release that reads packed items: an older one drops them from
+    /// country answers and fails on them elsewhere.
+    #[arg(long, env = "AIRQ_MIGRATE_PACK_READINGS")]
+    pub pack_readings: bool,
 }
 
 /// One progress line.
@@ -126,6 +134,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let options = MigrateOptions {
         segments: args.segments,
         concurrency: args.concurrency as usize,
+        pack_readings: args.pack_readings,
     };
     // A line every few seconds: a large table takes a while, and the
     // operator should see it move. The end of the scan is always shown,
@@ -156,6 +165,12 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         "latest readings: {} new, {} moved forward, {} already up to date; {} per-sensor latest items of an older airq deleted",
         i.latest.created, i.latest.replaced, i.latest.kept, i.old_latest_deleted
     );
+    if i.packing {
+        println!(
+            "new readings are written packed from now on (releases before packing cannot read \
+             them: going back to one means restoring the table)"
+        );
+    }
     if i.problems > 0 {
         println!(
             "{} readings could not be upgraded (queries that read them fail until they are \

@@ -1124,6 +1124,9 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
         .put_batch(new.clone())
         .await
         .expect("new-shape writes");
+    // On a table an older airq wrote, readings are not packed until the
+    // operator says every binary reads packed items (`--pack-readings`).
+    assert!(!is_packed(&clients, &table, &new[0]).await);
     // And per-sensor latest items, as the version before the latest shards
     // wrote them (partition `#latest`, counted on the summary item).
     let old_latest: Vec<&Reading> = old.iter().take(5).collect();
@@ -1156,7 +1159,7 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
         .expect("the old count of latest items");
 
     // Before the migration, a query that meets an old item says what to do
-    // (a filter on the new indices does not quietly drop it).
+    // (an index range does not quietly drop it).
     for json in [
         r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59"}"#,
         r#"{"startDate":"2018-06-03 00:00:00","endDate":"2018-06-04 23:59:59","index":"eaqi","range":"Poor"}"#,
@@ -1177,6 +1180,7 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
     let options = MigrateOptions {
         segments: 3,
         concurrency: 8,
+        pack_readings: false,
     };
     let quiet = |_: &MigrateProgress| {};
     let err = airq_deploy::migrate::migrate(&clients, &table, Some("airq-prod"), &options, &quiet)
@@ -1256,6 +1260,59 @@ async fn an_old_table_is_migrated_and_answers_every_index_and_latest() {
             == airq_contract::store::latest_reference(&written, &everything),
         "the latest readings have not moved"
     );
+    assert!(!again.items.packing);
+
+    // `--pack-readings`: readings written from then on are packed, and
+    // the answers over items of every shape stay exact.
+    let packing = MigrateOptions {
+        pack_readings: true,
+        ..options
+    };
+    let third = airq_deploy::migrate::migrate(&clients, &table, None, &packing, &quiet)
+        .await
+        .expect("migrate --pack-readings");
+    assert!(third.items.packing);
+    let mut later = written[0].clone();
+    later.timestamp = Timestamp(later.timestamp.0 + 1);
+    later.p2 = Some("77.7".into());
+    let store = DynamoReadingStore::new(clients.dynamodb.clone(), table.clone());
+    store
+        .put_batch(vec![later.clone()])
+        .await
+        .expect("a packed write");
+    assert!(is_packed(&clients, &table, &later).await);
+    assert!(
+        !is_packed(&clients, &table, &new[0]).await,
+        "left as it was"
+    );
+    let mut all = written.clone();
+    all.push(later);
+    check_answers(&store, &all).await;
+}
+
+/// Whether the item of `r` holds it packed (`reading`, one attribute).
+async fn is_packed(clients: &AwsClients, table: &str, r: &Reading) -> bool {
+    let (day, second) = airq_aws::day_of(r.timestamp).expect("a day");
+    let item = clients
+        .dynamodb
+        .get_item()
+        .table_name(table)
+        .key("day", AttributeValue::S(day))
+        .key(
+            "at_sensor",
+            AttributeValue::S(format!("{second:05}#{:020}", r.sensor_id)),
+        )
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .expect("the reading's item");
+    assert_eq!(
+        item.contains_key("sensor_type"),
+        !item.contains_key("reading"),
+        "{item:?}"
+    );
+    item.contains_key("reading")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1317,7 +1374,7 @@ impl Intercept for ReadCounter {
                 let bytes = q.items().iter().map(item_size).sum();
                 assert_eq!(
                     q.count, q.scanned_count,
-                    "no filter drops anything here, so the items returned are those read"
+                    "DynamoDB filters nothing, so the items returned are those billed"
                 );
                 self.calls
                     .lock()

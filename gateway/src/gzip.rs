@@ -63,18 +63,8 @@ pub async fn assembled(
             let (before, bytes) = (answer.get(at..range.start)?, answer.get(range.clone())?);
             member.plain(before);
             at = range.end;
-            if piece.is_some_and(|p| member.piece(bytes, &p)) {
-                pieces_outcome("hit");
-                continue;
-            }
-            // Compressed alone, whatever the rest: the bytes a kept piece
-            // gives next time.
-            match Piece::compress(bytes, PIECE_LEVEL) {
-                Some(p) if member.piece(bytes, &p) => {
-                    pieces_outcome("built");
-                    built.push((key, p));
-                }
-                _ => member.plain(bytes),
+            if let Some(p) = place_whole(&mut member, bytes, piece) {
+                built.push((key, p));
             }
         }
         member.plain(answer.get(at..)?);
@@ -93,31 +83,53 @@ pub async fn assembled(
 }
 
 /// Appends `chunk` to `member`, an answer gzipped as it streams: the
-/// piece it names, kept by the store or compressed now (off the runtime's
-/// threads) and given to the store to keep; else its bytes, compressed as
-/// they come (a chunk of about 32 KiB, as the router's layer would).
-pub async fn append(member: &mut Assembler, store: &Arc<dyn ReadingStore>, chunk: &AnswerChunk) {
+/// piece it names, kept by the store or compressed now, and given to the
+/// store to keep (off the runtime's threads: [`place_whole`]); else its
+/// bytes, compressed as they come (a chunk of about 32 KiB, as the
+/// router's layer would). `None` if the blocking task was lost (it
+/// panicked, or the runtime is shutting down): the answer cannot go on.
+pub async fn append(
+    mut member: Assembler,
+    store: &Arc<dyn ReadingStore>,
+    chunk: &AnswerChunk,
+) -> Option<Assembler> {
     let Some(key) = &chunk.piece else {
         member.plain(&chunk.bytes);
-        return;
+        return Some(member);
     };
-    if let Some(piece) = kept_piece(store, key).await {
-        if member.piece(&chunk.bytes, &piece) {
-            pieces_outcome("hit");
-            return;
-        }
-    }
+    let kept = kept_piece(store, key).await;
     let bytes = chunk.bytes.clone();
-    let built = tokio::task::spawn_blocking(move || Piece::compress(&bytes, PIECE_LEVEL))
-        .await
-        .ok()
-        .flatten();
-    match built {
-        Some(piece) if member.piece(&chunk.bytes, &piece) => {
+    let (member, built) = tokio::task::spawn_blocking(move || {
+        let built = place_whole(&mut member, &bytes, kept);
+        (member, built)
+    })
+    .await
+    .ok()?;
+    if let Some(piece) = built {
+        keep(store, vec![(key.clone(), piece)]);
+    }
+    Some(member)
+}
+
+/// Puts `bytes`, a whole section of a segment, into `member`: as `kept`
+/// if that is its piece; else compressed alone, whatever the rest (the
+/// bytes a kept piece gives next time), returned for the store to keep;
+/// else (it would not compress) as plain bytes. The one way both
+/// [`assembled`] and [`append`] place a whole day.
+fn place_whole(member: &mut Assembler, bytes: &[u8], kept: Option<Piece>) -> Option<Piece> {
+    if kept.is_some_and(|p| member.piece(bytes, &p)) {
+        pieces_outcome("hit");
+        return None;
+    }
+    match Piece::compress(bytes, PIECE_LEVEL) {
+        Some(p) if member.piece(bytes, &p) => {
             pieces_outcome("built");
-            keep(store, vec![(key.clone(), piece)]);
+            Some(p)
         }
-        _ => member.plain(&chunk.bytes),
+        _ => {
+            member.plain(bytes);
+            None
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 //! - sets the missing attributes on each old item, computed from the stored
 //!   text exactly as ingestion computes them (`Indices::of_text`,
 //!   `place::cell_of_text`), with an `UpdateItem` conditioned on the item
-//!   still lacking them: a reading rewritten meanwhile by a current writer
-//!   (which stores all three) is left as that writer wrote it, and no
+//!   still lacking them and not packed: a reading rewritten meanwhile by a
+//!   current writer (which stores all three, packed or not) is left as
+//!   that writer wrote it, and no
 //!   attribute but the missing ones is written, so a concurrent ingestion
 //!   loses nothing;
 //! - keeps the newest reading of each sensor seen, of either shape, and at
@@ -19,6 +20,10 @@
 //!   time);
 //! - deletes the per-sensor latest items of the shape before the shards
 //!   (partition `#latest`): copies of readings, which the shards now hold.
+//!
+//! Packed items (`readings/item.rs`) are current; with
+//! [`MigrateOptions::pack_readings`] a complete run also marks the table so
+//! that readings are written packed from then on.
 //!
 //! It is idempotent, so resuming is running it again: items already of the
 //! current shape are only read, and latest items only move forwards. The
@@ -48,6 +53,10 @@ pub struct MigrateOptions {
     pub segments: u32,
     /// Item updates in flight per segment.
     pub concurrency: usize,
+    /// Whether a complete run marks the table's readings as written
+    /// packed from then on (`readings/item.rs`, `ITEMS_PACKED`): only once
+    /// every binary of the deployment reads packed items.
+    pub pack_readings: bool,
 }
 
 impl Default for MigrateOptions {
@@ -55,6 +64,7 @@ impl Default for MigrateOptions {
         MigrateOptions {
             segments: 4,
             concurrency: 16,
+            pack_readings: false,
         }
     }
 }
@@ -94,6 +104,9 @@ pub struct MigrateProgress {
     pub old_latest_deleted: u64,
     /// Whether the scan has reached the end of the table.
     pub scan_done: bool,
+    /// Whether this run marked the table so that new readings are
+    /// written packed from now on ([`MigrateOptions::pack_readings`]).
+    pub packing: bool,
 }
 
 /// What the segments share.
@@ -168,6 +181,12 @@ impl DynamoReadingStore {
         done.latest.kept += current.len() as u64;
         progress(&done);
         done.old_latest_deleted = self.delete_old_latest(old_latest).await?;
+        // The operator says every binary of the deployment reads packed
+        // items by now.
+        if options.pack_readings {
+            self.mark_items_packed().await?;
+            done.packing = true;
+        }
         progress(&done);
         Ok(done)
     }

@@ -105,10 +105,19 @@ pub async fn streamed(
             }
             // What this step hands the body, in order.
             let pieces = match next {
-                Some(Ok(chunk)) if !over => match (&mut member, &encoding) {
-                    (Some(member), Encoding::Gzip { store, .. }) => {
-                        crate::gzip::append(member, store, &chunk).await;
-                        frames(member.take())
+                Some(Ok(chunk)) if !over => match (member.take(), &encoding) {
+                    (Some(m), Encoding::Gzip { store, .. }) => {
+                        match crate::gzip::append(m, store, &chunk).await {
+                            Some(mut m) => {
+                                let out = frames(m.take());
+                                member = Some(m);
+                                out
+                            }
+                            None => {
+                                tracing::error!("gzipping a direct answer failed; cutting it");
+                                vec![Piece::Failed(io::Error::other("gzip failed"))]
+                            }
+                        }
                     }
                     _ => vec![Piece::Chunk(chunk.bytes)],
                 },

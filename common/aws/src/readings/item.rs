@@ -14,9 +14,10 @@
 //!
 //! Items written before (the fields as attributes under the embedded
 //! schema's names, each index a number attribute named by
-//! [`index_attribute`]: [`ReadingItem`]) are still read, so no migration
-//! is needed; `put_one`, the first system's writer kept for comparison,
-//! writes that shape.
+//! [`index_attribute`]: [`ReadingItem`]) are still read, without a
+//! migration, and such a table keeps getting that shape until it is
+//! marked ([`ITEMS_PACKED`]); `put_one`, the first system's writer kept
+//! for comparison, writes that shape.
 
 use super::*;
 
@@ -36,6 +37,15 @@ pub(crate) fn day_name(day: i64) -> Result<String, BackendError> {
 /// The attribute of a reading item holding the reading packed ([`Packed`]).
 pub(crate) const READING: &str = "reading";
 
+/// The summary item's mark that readings are written packed. An airq
+/// before packing reads a packed item wrongly (its country filter drops
+/// it, its other queries fail on it), so on a table that held readings
+/// before, the unpacked shape is written until `airq-deploy migrate
+/// --pack-readings`, run once every binary of the deployment reads both
+/// shapes, sets the mark; a table whose first readings are written by
+/// this airq is marked by that write (`DynamoReadingStore::writes_packed`).
+pub(crate) const ITEMS_PACKED: &str = "items_packed";
+
 /// A reading's fields but its identity, as a JSON array in this order:
 /// what a reading item holds beside its keys, which give the rest (the
 /// timestamp from `day` and `at_sensor`, the sensor from `at_sensor`, the
@@ -44,7 +54,10 @@ pub(crate) const READING: &str = "reading";
 /// way, 266 B with a named attribute per field (DynamoDB bills reads by
 /// the byte), e.g. `[null,"SDS011",2213,"48.77","9.18","",
 /// "20","9.1",[2,51,2],null,0,null,null]`. Never reordered: a new field
-/// goes at the end with `#[serde(default)]`.
+/// goes at the end with `#[serde(default)]`. A new index lengthens the
+/// indices' array, so items packed before it no longer decode: reading
+/// them then needs their missing value computed from P1 and P2, as
+/// `migrate` does for unpacked items (ARCHITECTURE.md, "A new index").
 #[derive(Debug, Serialize, Deserialize)]
 struct Packed(
     /// The feed's reading id.
@@ -114,70 +127,72 @@ pub(crate) fn reading_of_item(
     table: &str,
     mut item: HashMap<String, AttributeValue>,
 ) -> Result<Reading, BackendError> {
-    let Some(packed) = item.remove(READING) else {
-        return ReadingItem::decode(item)
-            .map_err(|e| BackendError::Corrupt(format!("a reading in {table}: {e}")))?
-            .into_reading(table);
-    };
-    let text = |k: &str| match item.get(k) {
-        Some(AttributeValue::S(v)) => Ok(v.as_str()),
-        _ => Err(format!("its {k} is missing or not text")),
-    };
-    let decoded = (|| {
-        let (day, at, country_at) = (
-            text(PARTITION_KEY)?,
-            text(SORT_KEY)?,
-            text(COUNTRY_SORT_KEY)?,
-        );
-        let (second, sensor) = at
-            .split_once('#')
-            .and_then(|(s, id)| Some((s.parse::<i64>().ok()?, id.parse::<u64>().ok()?)))
-            .filter(|&(second, _)| (0..DAY).contains(&second))
-            .ok_or_else(|| format!("its {SORT_KEY} {at:?} is not SSSSS#SENSOR"))?;
-        let country = country_at
-            .strip_suffix(at)
-            .and_then(|c| c.strip_suffix('#'))
-            .ok_or_else(|| {
-                format!("its {COUNTRY_SORT_KEY} {country_at:?} does not end in {at:?}")
-            })?;
-        let midnight = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-            .map_err(|e| format!("its {PARTITION_KEY} {day:?}: {e}"))?
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp();
-        let AttributeValue::S(packed) = packed else {
-            return Err(format!("its {READING} attribute is not text"));
-        };
-        let p: Packed = serde_json::from_str(&packed).map_err(|e| format!("its {READING}: {e}"))?;
-        let flags = flags_of(p.10).map_err(|e| e.to_string())?;
-        Ok(Reading {
-            id: p.0,
-            timestamp: Timestamp(midnight + second),
-            sensor_id: sensor,
-            sensor_type: p.1,
-            loc_id: p.2,
-            loc_country: country.to_owned(),
-            loc_lat: p.3,
-            loc_long: p.4,
-            loc_alt: p.5,
-            p1: p.6,
-            p2: p.7,
-            indices: Indices::from(p.8),
-            samples: p.9,
-            basis: None,
-            flags,
-            air: Air {
-                humidity: p.11,
-                temperature: p.12,
-            },
-        })
-    })();
-    decoded.map_err(|e: String| {
-        BackendError::Corrupt(format!(
-            "a reading in {table} ({} {}): {e}",
-            text(PARTITION_KEY).unwrap_or("?"),
-            text(SORT_KEY).unwrap_or("?")
-        ))
+    let what = format!(
+        "{} {}",
+        text(&item, PARTITION_KEY).unwrap_or("?"),
+        text(&item, SORT_KEY).unwrap_or("?")
+    );
+    let corrupt = |e: String| BackendError::Corrupt(format!("a reading in {table} ({what}): {e}"));
+    match item.remove(READING) {
+        None => ReadingItem::decode(item)
+            .map_err(corrupt)?
+            .into_reading(table),
+        Some(AttributeValue::S(packed)) => unpack(&item, &packed).map_err(corrupt),
+        Some(_) => Err(corrupt(format!("its {READING} attribute is not text"))),
+    }
+}
+
+/// A text attribute of an item.
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(format!("its {name} is missing or not text")),
+    }
+}
+
+/// The reading of a packed item: its keys and `packed`, its [`READING`].
+fn unpack(item: &HashMap<String, AttributeValue>, packed: &str) -> Result<Reading, String> {
+    let (day, at, country_at) = (
+        text(item, PARTITION_KEY)?,
+        text(item, SORT_KEY)?,
+        text(item, COUNTRY_SORT_KEY)?,
+    );
+    let (second, sensor) = at
+        .split_once('#')
+        .and_then(|(s, id)| Some((s.parse::<i64>().ok()?, id.parse::<u64>().ok()?)))
+        .filter(|&(second, _)| (0..DAY).contains(&second))
+        .ok_or_else(|| format!("its {SORT_KEY} {at:?} is not SSSSS#SENSOR"))?;
+    let country = country_at
+        .strip_suffix(at)
+        .and_then(|c| c.strip_suffix('#'))
+        .ok_or_else(|| format!("its {COUNTRY_SORT_KEY} {country_at:?} does not end in {at:?}"))?;
+    let midnight = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|e| format!("its {PARTITION_KEY} {day:?}: {e}"))?
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp();
+    let p: Packed = serde_json::from_str(packed).map_err(|e| format!("its {READING}: {e}"))?;
+    let flags = flags_of(p.10).map_err(|e| e.to_string())?;
+    Ok(Reading {
+        id: p.0,
+        timestamp: Timestamp(midnight + second),
+        sensor_id: sensor,
+        sensor_type: p.1,
+        loc_id: p.2,
+        loc_country: country.to_owned(),
+        loc_lat: p.3,
+        loc_long: p.4,
+        loc_alt: p.5,
+        p1: p.6,
+        p2: p.7,
+        indices: Indices::from(p.8),
+        samples: p.9,
+        basis: None,
+        flags,
+        air: Air {
+            humidity: p.11,
+            temperature: p.12,
+        },
     })
 }
 
@@ -360,8 +375,7 @@ impl ReadingItem {
     /// The reading, with the indices as stored. An item written before an
     /// index was stored is an error naming the migration: computing it
     /// here would answer the row, but such an item is also missing from
-    /// the `by_cell` index and fails the new index's filters, so place and
-    /// index queries would quietly leave it out. A clear failure until
+    /// the `by_cell` index, so place queries would quietly leave it out. A clear failure until
     /// `airq-deploy migrate` has run is better than answers that look
     /// right and are not.
     pub(crate) fn into_reading(self, table: &str) -> Result<Reading, BackendError> {
@@ -508,6 +522,26 @@ pub(super) mod tests {
         assert_eq!(reading_of_item("t", item).unwrap(), r);
     }
     #[test]
+    fn packed_items_read_back_at_the_edges() {
+        // A country code holding '#', every optional field set, and the
+        // first and last second of days before and after 1970.
+        for ts in [-86_400, -1, 0, 86_399, 1_528_070_399] {
+            let mut r = reading(ts, u64::MAX);
+            r.loc_country = "DE#X".into();
+            r.id = Some(7);
+            r.loc_id = Some(8);
+            r.samples = Some(1);
+            r.air.humidity = Some("99".into());
+            r.air.temperature = Some("-3.5".into());
+            let item = packed_item(&r).unwrap();
+            assert_eq!(reading_of_item("t", item).unwrap(), r, "{ts}");
+        }
+        // 1969-12-31 23:59:59 is second 86,399 of day -1.
+        let item = packed_item(&reading(-1, 1)).unwrap();
+        assert_eq!(item[PARTITION_KEY], s("1969-12-31"));
+        assert_eq!(item[SORT_KEY], s("86399#00000000000000000001"));
+    }
+    #[test]
     fn both_shapes_read_back_alike() {
         let r = reading(1_528_058_572, 42);
         let old = ReadingItem::of(&r).unwrap().encode().unwrap();
@@ -525,13 +559,16 @@ pub(super) mod tests {
             s(r#"[null,"SDS011",null,"48.78","9.18","","20","9.1",[2,51,2,9],null,0,null,null]"#),
         );
         let err = reading_of_item("T", item.clone()).unwrap_err().to_string();
-        assert!(err.contains("in T (2018-06-03 74572#"), "{err}");
+        assert!(
+            err.contains("in T (2018-06-03 74572#") && err.contains("its reading: "),
+            "{err}"
+        );
         item.insert(
             READING.into(),
             s(r#"[null,"SDS011",null,"48.78","9.18","","20","9.1",[2,51,2],null,32768,null,null]"#),
         );
         let err = reading_of_item("T", item.clone()).unwrap_err().to_string();
-        assert!(err.contains("flag"), "{err}");
+        assert!(err.contains("0x8000") && err.contains("flag"), "{err}");
         // Keys that do not agree.
         let mut odd = packed_item(&r).unwrap();
         odd.insert(COUNTRY_SORT_KEY.into(), s("DE#74573#00000000000000000042"));
@@ -539,10 +576,13 @@ pub(super) mod tests {
         assert!(err.contains("does not end in"), "{err}");
         item.insert(READING.into(), s("{"));
         let err = reading_of_item("T", item.clone()).unwrap_err().to_string();
-        assert!(err.contains("2018-06-03 74572#"), "{err}");
+        assert!(
+            err.contains("74572#") && err.contains("its reading: "),
+            "{err}"
+        );
         item.insert(READING.into(), n(3));
         let err = reading_of_item("T", item).unwrap_err().to_string();
-        assert!(err.contains("not text"), "{err}");
+        assert!(err.contains("its reading attribute is not text"), "{err}");
     }
     #[test]
     fn an_item_of_the_old_shape_names_the_migration() {

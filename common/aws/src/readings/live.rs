@@ -863,17 +863,7 @@ impl DynamoReadingStore {
     /// The summary item's markers (`None` where unset): the first hour,
     /// the first with 5-minute values, the last hour.
     async fn markers(&self) -> Result<(Option<i64>, Option<i64>, Option<i64>), BackendError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
-            .item
-            .unwrap_or_default();
+        let item = self.summary_item().await?;
         Ok((
             number(&item, FIRST_HOUR),
             number(&item, FIRST_VALUES),

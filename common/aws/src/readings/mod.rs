@@ -72,7 +72,8 @@ mod write;
 
 pub use item::day_of;
 pub(crate) use item::{
-    cell_key, index_attribute, key_of, n, packed_item, reading_of_item, s, ReadingItem, READING,
+    cell_key, index_attribute, key_of, n, packed_item, reading_of_item, s, ReadingItem,
+    ITEMS_PACKED, READING,
 };
 use item::{cell_key_of, day_name};
 pub(crate) use latest::{is_shard_partition, Shard};
@@ -139,6 +140,9 @@ pub struct DynamoReadingStore {
     /// Whether queries of the table read strongly consistent (a segment's
     /// build: `segments.rs`); an index cannot.
     pub(crate) consistent_reads: bool,
+    /// Whether readings are written packed, once known to be
+    /// ([`Self::writes_packed`]): shared by the clones.
+    pub(crate) packs: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DynamoReadingStore {
@@ -152,6 +156,7 @@ impl DynamoReadingStore {
                 .unwrap_or(std::time::Duration::from_secs(400 * 86_400)),
             segments: None,
             consistent_reads: false,
+            packs: Default::default(),
         }
     }
 
@@ -211,8 +216,12 @@ impl DynamoReadingStore {
         let mut written = Written::default();
         let mut requests = Vec::with_capacity(readings.len());
         let mut days = BTreeSet::new();
+        let packed = self.writes_packed().await?;
         for r in &readings {
-            let item = packed_item(r)?;
+            let item = match packed {
+                true => packed_item(r)?,
+                false => ReadingItem::of(r)?.encode()?,
+            };
             match stored.get(&(r.timestamp.0, r.sensor_id)) {
                 Some(have) if have == r => {
                     written.unchanged += 1;
@@ -358,30 +367,20 @@ impl ReadingStore for DynamoReadingStore {
     /// countries come from the summary item, one strongly consistent read.
     async fn summary(&self) -> Result<StoreSummary, BackendError> {
         let describe = self.client.describe_table().table_name(&self.table).send();
-        let get = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, s(SUMMARY_DAY))
-            .key(SORT_KEY, s(SUMMARY_SORT))
-            .consistent_read(true)
-            .send();
-        let (describe, get) = tokio::join!(describe, get);
+        let (describe, item) = tokio::join!(describe, self.summary_item());
         let count = describe
             .map_err(|e| remote(format!("DynamoDB DescribeTable {}", self.table), e))?
             .table
             .and_then(|t| t.item_count)
             .unwrap_or(0)
             .max(0) as u64;
-        let item = get
-            .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
-            .item;
-        let Some(item) = item else {
+        let item = item?;
+        if item.is_empty() {
             return Ok(StoreSummary {
                 readings: count,
                 ..StoreSummary::default()
             });
-        };
+        }
         let number = |name: &str| -> Option<i64> {
             match item.get(name) {
                 Some(AttributeValue::N(v)) => v.parse().ok(),

@@ -47,11 +47,10 @@ use super::*;
 use crate::blobs::BlobStore;
 use crate::blobs::Fetched;
 use crate::schema::SEGMENTS_PREFIX;
-use crate::transact::{transact, Transacted};
 use airq_core::aggregate::{AggregateChunker, GroupBy};
 use airq_core::export::{AnswerChunk, AnswerStream, Chunker, RowRef};
 use airq_core::segment::{self, Builder, IdOrder, Loaded, Need, Record, Segment, LAYOUT};
-use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::ReturnValue;
 
 /// The partition of the version items.
 pub(crate) const SEGMENT_PARTITION: &str = "#segments";
@@ -269,40 +268,41 @@ impl DynamoReadingStore {
             .await
     }
 
-    /// Makes `day`'s version item and adds one to the summary's count of
-    /// them, in one transaction; false if the item exists already (a
-    /// writer made it). Only for the days found once after an upgrade
-    /// ([`Self::version_older_days`]): a transaction on the summary item
-    /// makes writers' plain updates of it fail while it runs.
+    /// Makes `day`'s version item unless it exists (false then: a writer
+    /// made it), then adds one to the summary's count of them, in a call
+    /// of its own as [`Self::bump_days`] does, and for the same reason: a
+    /// transaction holding the summary item would fail every writer's
+    /// plain update of it while it ran (`TransactionConflictException`).
     async fn create_version(&self, day: i64) -> Result<bool, BackendError> {
-        let create = Update::builder()
+        let created = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(version_key(day)?))
             .update_expression("SET #v = :v")
             .condition_expression("attribute_not_exists(#v)")
             .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":v", n(new_version()));
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key()))
-            .update_expression("ADD #c :one")
-            .expression_attribute_names("#c", SEGMENT_DAYS)
-            .expression_attribute_values(":one", n(1));
-        let items = [create.build(), count.build()]
-            .into_iter()
-            .map(|u| {
-                u.map(|u| TransactWriteItem::builder().update(u).build())
-                    .map_err(|e| BackendError::Corrupt(format!("a version item: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let context = format!(
-            "DynamoDB TransactWriteItems (segment version) on {}",
-            self.table
-        );
-        Ok(match transact(&self.client, context, items).await? {
-            Transacted::Done => true,
-            Transacted::Refused(_) => false,
-        })
+            .expression_attribute_values(":v", n(new_version()))
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception())
+                    || error_code(&e) == Some("ConditionalCheckFailedException") =>
+            {
+                return Ok(false)
+            }
+            Err(e) => {
+                return Err(remote(
+                    format!("DynamoDB UpdateItem (segment version) on {}", self.table),
+                    e,
+                ))
+            }
+        }
+        self.add_to_summary(SEGMENT_DAYS, 1).await?;
+        Ok(true)
     }
 
     /// The version items of the days from `first` to `last` (every day's
@@ -579,21 +579,8 @@ impl DynamoReadingStore {
     /// the first write), and whether the days before versions were kept
     /// have theirs; strongly consistent.
     async fn stored_days(&self) -> Result<(Option<(i64, i64)>, bool), BackendError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key()))
-            .projection_expression("#a, #b, #m")
-            .expression_attribute_names("#a", "first_ts")
-            .expression_attribute_names("#b", "last_ts")
-            .expression_attribute_names("#m", OLDER_DAYS_VERSIONED)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
-            .item;
-        let number = |name: &str| match item.as_ref().and_then(|i| i.get(name)) {
+        let item = self.summary_item().await?;
+        let number = |name: &str| match item.get(name) {
             Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
             _ => None,
         };
@@ -626,9 +613,8 @@ impl DynamoReadingStore {
                 if !self.day_has_readings(day).await? {
                     return Ok(0u64);
                 }
-                // The item and the summary's count of them together, so
-                // the count never misses one; a writer's bump may have
-                // made it meanwhile (and counted it).
+                // A writer's bump may have made it meanwhile (and
+                // counted it).
                 Ok(u64::from(self.create_version(day).await?))
             });
         let found: u64 = futures::stream::iter(older)

@@ -189,6 +189,53 @@ impl DynamoReadingStore {
         ])
     }
 
+    /// Whether this table's readings are written packed ([`ITEMS_PACKED`]):
+    /// once its summary item carries the mark, or when it has no readings
+    /// yet (then this marks it). Read again at every batch until true, so
+    /// a running master starts packing once `migrate` has set the mark.
+    pub(crate) async fn writes_packed(&self) -> Result<bool, BackendError> {
+        use std::sync::atomic::Ordering;
+        if self.packs.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let item = self.summary_item().await?;
+        match (
+            item.contains_key(ITEMS_PACKED),
+            item.contains_key("first_ts"),
+        ) {
+            (true, _) => {}
+            (false, false) => self.mark_items_packed().await?,
+            (false, true) => return Ok(false),
+        }
+        self.packs.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Marks the table's readings as written packed from now on
+    /// ([`ITEMS_PACKED`]; `migrate` at the end of a complete run).
+    pub(crate) async fn mark_items_packed(&self) -> Result<(), BackendError> {
+        self.add_to_summary(ITEMS_PACKED, 1).await
+    }
+
+    /// The summary item, strongly consistent (empty before the first
+    /// write). Read whole: one small item, one read unit whatever is
+    /// projected.
+    pub(crate) async fn summary_item(
+        &self,
+    ) -> Result<HashMap<String, AttributeValue>, BackendError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| remote(format!("DynamoDB GetItem (summary) on {}", self.table), e))?
+            .item
+            .unwrap_or_default())
+    }
+
     /// Folds a batch's time range and countries into the summary item.
     pub(crate) async fn update_summary(&self, readings: &[Reading]) -> Result<(), BackendError> {
         let (Some(first), Some(last)) = (
