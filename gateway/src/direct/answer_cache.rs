@@ -20,10 +20,12 @@
 //! freshness: after an ingestion, a cached answer may be up to the TTL old.
 //! `--answer-cache-ttl 0` turns the cache off.
 //!
-//! An entry keeps the answer's bytes and, when the request that computed
-//! it accepted gzip, their gzip form as well, so that gzip clients (every
-//! browser) are not each compressed for again: a hit costs no
-//! compression. Both count towards `--answer-cache-mib`.
+//! An entry keeps the answer's bytes and their gzip form as well, so that
+//! gzip clients (every browser) are not each compressed for again: a hit
+//! costs no compression. The gzip form is made with the entry when the
+//! request that computed it accepted gzip, else at the first hit that
+//! does ([`AnswerCache::with_gzip`]), once, keeping the entry's expiry.
+//! Both count towards `--answer-cache-mib`.
 //!
 //! The cache only keeps and coalesces; what computing an answer takes (a
 //! direct slot, a store scan) is [`super::Direct`]'s business.
@@ -32,6 +34,7 @@ use super::Ask;
 use airq_core::export::RenderError;
 use airq_core::BackendError;
 use bytes::Bytes;
+use moka::ops::compute::{CompResult, Op};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +70,9 @@ impl From<RenderError> for Miss {
 pub struct Answer {
     pub plain: Bytes,
     pub gzip: Option<Bytes>,
+    /// Whether the gzip form was made (`gzip` is `None` when it was not
+    /// smaller).
+    pub gzip_made: bool,
 }
 
 impl Answer {
@@ -84,6 +90,26 @@ pub struct AnswerCache {
     max_entry: usize,
 }
 
+/// Every entry expires the TTL after it was computed: making its gzip
+/// form later ([`AnswerCache::with_gzip`]) does not make it live longer.
+struct MadeAt(Duration);
+
+impl moka::Expiry<Ask, Answer> for MadeAt {
+    fn expire_after_create(&self, _: &Ask, _: &Answer, _: std::time::Instant) -> Option<Duration> {
+        Some(self.0)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Ask,
+        _: &Answer,
+        _: std::time::Instant,
+        left: Option<Duration>,
+    ) -> Option<Duration> {
+        left
+    }
+}
+
 /// Requests remembered as too large to cache.
 const TOO_LARGE_KEPT: u64 = 10_000;
 
@@ -94,7 +120,7 @@ impl AnswerCache {
             return None;
         }
         let entries = moka::future::Cache::builder()
-            .time_to_live(ttl)
+            .expire_after(MadeAt(ttl))
             .max_capacity(max_bytes)
             // Weight = bytes held (saturating: entries are at most
             // `max_entry`, far below u32::MAX, but a weigher must not panic).
@@ -136,6 +162,40 @@ impl AnswerCache {
         self.entries.get(ask).await
     }
 
+    /// The entry of `ask` with its gzip form: made by `make` from its plain
+    /// bytes if the entry has none yet (it was computed for a client
+    /// without gzip), once whatever the concurrent hits (they wait for
+    /// it), keeping the entry's expiry. `None` if the entry is gone.
+    pub async fn with_gzip<F, Fut>(&self, ask: &Ask, make: F) -> Option<Answer>
+    where
+        F: FnOnce(Bytes) -> Fut,
+        Fut: Future<Output = Option<Bytes>>,
+    {
+        let done = self
+            .entries
+            .entry_by_ref(ask)
+            .and_compute_with(|entry| async move {
+                match entry.map(moka::Entry::into_value) {
+                    Some(answer) if !answer.gzip_made => {
+                        let gzip = make(answer.plain.clone()).await;
+                        Op::Put(Answer {
+                            plain: answer.plain,
+                            gzip,
+                            gzip_made: true,
+                        })
+                    }
+                    _ => Op::Nop,
+                }
+            })
+            .await;
+        match done {
+            CompResult::ReplacedWith(entry) | CompResult::Unchanged(entry) => {
+                Some(entry.into_value())
+            }
+            _ => None,
+        }
+    }
+
     /// The answer to `ask`, from `compute` run at most once for all
     /// concurrent askers; every one of them gets the answer or the same
     /// [`Miss`]. No miss is cached, but a [`Miss::TooLarge`] is remembered
@@ -155,5 +215,63 @@ impl AnswerCache {
                 Err(miss)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airq_core::LatestQuery;
+    use moka::Expiry as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn plain(bytes: &'static [u8]) -> Answer {
+        Answer {
+            plain: Bytes::from_static(bytes),
+            gzip: None,
+            gzip_made: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gzip_form_is_made_once() {
+        let cache = AnswerCache::new(Duration::from_secs(60), 1 << 20, 1 << 16).expect("on");
+        let ask = Ask::Latest(LatestQuery::default());
+        let made = AtomicUsize::new(0);
+        let make = |p: Bytes| {
+            made.fetch_add(1, Ordering::Relaxed);
+            async move { Some(Bytes::from(format!("gz:{}", p.len()))) }
+        };
+        assert!(cache.with_gzip(&ask, make).await.is_none(), "no entry");
+        let got = cache
+            .get_or_compute(&ask, async { Ok(plain(b"abc")) })
+            .await
+            .expect("computed");
+        assert!(!got.gzip_made);
+        // Concurrent hits: one makes it, the other finds it made.
+        let (a, b) = tokio::join!(cache.with_gzip(&ask, make), cache.with_gzip(&ask, make));
+        for answer in [a, b] {
+            let answer = answer.expect("the entry");
+            assert_eq!(answer.gzip.as_deref(), Some(&b"gz:3"[..]));
+            assert!(answer.gzip_made);
+        }
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            cache.get(&ask).await.expect("kept").gzip.as_deref(),
+            Some(&b"gz:3"[..])
+        );
+    }
+
+    #[test]
+    fn making_the_gzip_form_keeps_the_time_left() {
+        let expiry = MadeAt(Duration::from_secs(60));
+        let (ask, answer) = (Ask::Latest(LatestQuery::default()), plain(b"abc"));
+        let now = std::time::Instant::now();
+        assert_eq!(
+            expiry.expire_after_create(&ask, &answer, now),
+            Some(Duration::from_secs(60))
+        );
+        let left = Some(Duration::from_secs(7));
+        assert_eq!(expiry.expire_after_update(&ask, &answer, now, left), left);
     }
 }

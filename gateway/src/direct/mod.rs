@@ -216,7 +216,11 @@ impl Direct {
                 // Held for the entry's life: no spare capacity (its
                 // weight is its length).
                 let plain = Bytes::from(answer.into_boxed_slice());
-                return Ok::<_, Miss>(Answer { plain, gzip: None });
+                return Ok::<_, Miss>(Answer {
+                    plain,
+                    gzip: None,
+                    gzip_made: false,
+                });
             }
             // Compressed once here, for this request and every later hit
             // that accepts gzip, instead of by the router's layer per
@@ -236,7 +240,11 @@ impl Direct {
                 self.gzip_level,
             )
             .await;
-            Ok::<_, Miss>(Answer { plain, gzip })
+            Ok::<_, Miss>(Answer {
+                plain,
+                gzip,
+                gzip_made: true,
+            })
         };
         match cache.get_or_compute(ask, compute).await {
             Ok(answer) => {
@@ -263,7 +271,19 @@ impl Direct {
 
     /// `ask`'s answer from the cache, if it holds it.
     async fn hit(&self, ask: &Ask, gzip: bool) -> Option<Response> {
-        let answer = self.cache.as_ref()?.get(ask).await?;
+        let cache = self.cache.as_ref()?;
+        let mut answer = cache.get(ask).await?;
+        if gzip && !answer.gzip_made {
+            // Computed for a client without gzip: its gzip form is made
+            // once now, for every later gzip hit, rather than by the
+            // router's layer for each (whole: where its segment pieces
+            // lie is not kept).
+            let make =
+                |plain| crate::gzip::assembled(&self.readings, plain, Vec::new(), self.gzip_level);
+            if let Some(made) = cache.with_gzip(ask, make).await {
+                answer = made;
+            }
+        }
         cache_outcome("hit");
         Some(response::in_memory(answer, &ask.label(), Cache::Hit, gzip))
     }

@@ -42,8 +42,8 @@ pub(crate) const READING: &str = "reading";
 /// it, its other queries fail on it), so on a table that held readings
 /// before, the unpacked shape is written until `airq-deploy migrate
 /// --pack-readings`, run once every binary of the deployment reads both
-/// shapes, sets the mark; a table whose first readings are written by
-/// this airq is marked by that write (`DynamoReadingStore::writes_packed`).
+/// shapes, sets the mark; a table no airq has written before is marked by
+/// this airq's first write (`DynamoReadingStore::writes_packed`).
 pub(crate) const ITEMS_PACKED: &str = "items_packed";
 
 /// A reading's fields but its identity, as a JSON array in this order:

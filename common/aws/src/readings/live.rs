@@ -552,6 +552,9 @@ impl DynamoReadingStore {
         if readings.is_empty() {
             return Ok(Written::default());
         }
+        // A table first written here is marked for packed daily items
+        // before this makes its summary item (`write.rs`).
+        self.writes_packed().await?;
         let mut redos = 0;
         let mut first: Option<Written> = None;
         loop {

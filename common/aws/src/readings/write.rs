@@ -190,25 +190,58 @@ impl DynamoReadingStore {
     }
 
     /// Whether this table's readings are written packed ([`ITEMS_PACKED`]):
-    /// once its summary item carries the mark, or when it has no readings
-    /// yet (then this marks it). Read again at every batch until true, so
-    /// a running master starts packing once `migrate` has set the mark.
+    /// once its summary item carries the mark, or when it has none yet (a
+    /// table no airq has written: this marks it, on condition that it is
+    /// still so, so that an older writer's first summary update in between
+    /// leaves it unmarked). A summary item without the mark (an older
+    /// airq's) keeps the unpacked shape. Read again at every batch until
+    /// true, so that a running master starts packing once `migrate
+    /// --pack-readings` has set the mark. The live tier's writes call it
+    /// too, so that a table first written by them is marked.
     pub(crate) async fn writes_packed(&self) -> Result<bool, BackendError> {
         use std::sync::atomic::Ordering;
         if self.packs.load(Ordering::Relaxed) {
             return Ok(true);
         }
         let item = self.summary_item().await?;
-        match (
-            item.contains_key(ITEMS_PACKED),
-            item.contains_key("first_ts"),
-        ) {
-            (true, _) => {}
-            (false, false) => self.mark_items_packed().await?,
-            (false, true) => return Ok(false),
+        let packs = if item.contains_key(ITEMS_PACKED) {
+            true
+        } else if !item.is_empty() {
+            false
+        } else {
+            let marked = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::summary_key()))
+                .update_expression("SET #m = :one")
+                .condition_expression("attribute_not_exists(#p) OR attribute_exists(#m)")
+                .expression_attribute_names("#m", ITEMS_PACKED)
+                .expression_attribute_names("#p", PARTITION_KEY)
+                .expression_attribute_values(":one", n(1))
+                .send()
+                .await;
+            match marked {
+                Ok(_) => true,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception())
+                        || error_code(&e) == Some("ConditionalCheckFailedException") =>
+                {
+                    false
+                }
+                Err(e) => {
+                    return Err(remote(
+                        format!("DynamoDB UpdateItem (summary) on {}", self.table),
+                        e,
+                    ))
+                }
+            }
+        };
+        if packs {
+            self.packs.store(true, Ordering::Relaxed);
         }
-        self.packs.store(true, Ordering::Relaxed);
-        Ok(true)
+        Ok(packs)
     }
 
     /// Marks the table's readings as written packed from now on
