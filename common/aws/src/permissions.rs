@@ -150,12 +150,12 @@ pub const MASTER: &[Permission] = &[
     p(
         "dynamodb:UpdateItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; writes_packed: the summary's packed-items mark on a table no airq has written; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version; version_older_days: a version item for each day stored before versions, then the summary's count of them and its mark)",
+        "DynamoReadingStore::put_batch (update_summary: the summary item's countries and bounds; writes_packed: the summary's packed-items mark on a table no airq has written; put_latest: its count of latest shard items, and reserve_version and release_version on the version item; bump_days: the days' segment version items and their count), put_recent (writes_packed, as put_batch) and prune (the live tier's markers and item count), refresh_segments (build_day: a segment's record, conditioned on its day's version; version_older_days: a version item for each day stored before versions, then the summary's count of them and its mark)",
     ),
     p(
         "dynamodb:GetItem",
         ReadingsTable,
-        "DynamoReadingStore::put_batch (writes_packed: the summary item's packed-items mark, until set; put_latest: reserve_version reads the version item), put_recent and prune (the live tier's markers on the summary item), refresh_segments (stored_days: the summary item's bounds and mark)",
+        "DynamoReadingStore::put_batch (writes_packed: the summary item's packed-items mark, until set; put_latest: reserve_version reads the version item), put_recent (writes_packed, as put_batch) and prune (the live tier's markers on the summary item), refresh_segments (stored_days: the summary item's bounds and mark)",
     ),
     p(
         "dynamodb:PutItem",

@@ -37,7 +37,7 @@ use bytes::Bytes;
 use moka::ops::compute::{CompResult, Op};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a query's answer is not (or not yet) in the cache.
 #[derive(Debug, Clone)]
@@ -64,8 +64,9 @@ impl From<RenderError> for Miss {
     }
 }
 
-/// A cached answer: its bytes, and their gzip form if the request that
-/// computed it accepted gzip (and gzip made it smaller).
+/// A cached answer: its bytes, and their gzip form once made (with the
+/// entry if the request that computed it accepted gzip, else at the first
+/// gzip hit) and smaller.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub plain: Bytes,
@@ -73,6 +74,9 @@ pub struct Answer {
     /// Whether the gzip form was made (`gzip` is `None` when it was not
     /// smaller).
     pub gzip_made: bool,
+    /// When the answer was computed: it expires the TTL after, whatever
+    /// is done to its entry since ([`MadeAt`]).
+    pub made: Instant,
 }
 
 impl Answer {
@@ -90,23 +94,33 @@ pub struct AnswerCache {
     max_entry: usize,
 }
 
-/// Every entry expires the TTL after it was computed: making its gzip
-/// form later ([`AnswerCache::with_gzip`]) does not make it live longer.
+/// Every entry expires the TTL after its answer was computed
+/// ([`Answer::made`]): making its gzip form later
+/// ([`AnswerCache::with_gzip`]) never makes it live longer, even when the
+/// entry expired or was computed again while the gzip form was being made
+/// (moka then takes the write as a new entry, or as an update of the new
+/// one).
 struct MadeAt(Duration);
 
+impl MadeAt {
+    fn left(&self, answer: &Answer) -> Option<Duration> {
+        Some(self.0.saturating_sub(answer.made.elapsed()))
+    }
+}
+
 impl moka::Expiry<Ask, Answer> for MadeAt {
-    fn expire_after_create(&self, _: &Ask, _: &Answer, _: std::time::Instant) -> Option<Duration> {
-        Some(self.0)
+    fn expire_after_create(&self, _: &Ask, answer: &Answer, _: Instant) -> Option<Duration> {
+        self.left(answer)
     }
 
     fn expire_after_update(
         &self,
         _: &Ask,
-        _: &Answer,
-        _: std::time::Instant,
-        left: Option<Duration>,
+        answer: &Answer,
+        _: Instant,
+        _: Option<Duration>,
     ) -> Option<Duration> {
-        left
+        self.left(answer)
     }
 }
 
@@ -182,6 +196,7 @@ impl AnswerCache {
                             plain: answer.plain,
                             gzip,
                             gzip_made: true,
+                            made: answer.made,
                         })
                     }
                     _ => Op::Nop,
@@ -230,6 +245,7 @@ mod tests {
             plain: Bytes::from_static(bytes),
             gzip: None,
             gzip_made: false,
+            made: Instant::now(),
         }
     }
 
@@ -263,15 +279,26 @@ mod tests {
     }
 
     #[test]
-    fn making_the_gzip_form_keeps_the_time_left() {
+    fn an_entry_lives_the_ttl_from_when_its_answer_was_made() {
         let expiry = MadeAt(Duration::from_secs(60));
-        let (ask, answer) = (Ask::Latest(LatestQuery::default()), plain(b"abc"));
-        let now = std::time::Instant::now();
+        let ask = Ask::Latest(LatestQuery::default());
+        let mut answer = plain(b"abc");
+        let now = Instant::now();
+        // Made 50 s ago: at most 10 s left, on creation (an entry that
+        // expired while its gzip form was made) as on update.
+        answer.made = now - Duration::from_secs(50);
+        for left in [
+            expiry.expire_after_create(&ask, &answer, now),
+            expiry.expire_after_update(&ask, &answer, now, Some(Duration::from_secs(60))),
+        ] {
+            let left = left.expect("an expiry");
+            assert!(left <= Duration::from_secs(10), "{left:?}");
+        }
+        // Made before the TTL: gone at once.
+        answer.made = now - Duration::from_secs(61);
         assert_eq!(
             expiry.expire_after_create(&ask, &answer, now),
-            Some(Duration::from_secs(60))
+            Some(Duration::ZERO)
         );
-        let left = Some(Duration::from_secs(7));
-        assert_eq!(expiry.expire_after_update(&ask, &answer, now, left), left);
     }
 }

@@ -220,6 +220,7 @@ impl Direct {
                     plain,
                     gzip: None,
                     gzip_made: false,
+                    made: std::time::Instant::now(),
                 });
             }
             // Compressed once here, for this request and every later hit
@@ -244,6 +245,7 @@ impl Direct {
                 plain,
                 gzip,
                 gzip_made: true,
+                made: std::time::Instant::now(),
             })
         };
         match cache.get_or_compute(ask, compute).await {
