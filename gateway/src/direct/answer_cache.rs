@@ -80,6 +80,17 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer computed now, with its gzip form (`Some`, `None` inside
+    /// when it was not smaller) or without one yet (`None`).
+    pub fn new(plain: Bytes, gzip: Option<Option<Bytes>>) -> Answer {
+        Answer {
+            plain,
+            gzip_made: gzip.is_some(),
+            gzip: gzip.flatten(),
+            made: Instant::now(),
+        }
+    }
+
     /// Bytes held.
     fn weight(&self) -> usize {
         self.plain.len() + self.gzip.as_ref().map_or(0, Bytes::len)
@@ -241,12 +252,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn plain(bytes: &'static [u8]) -> Answer {
-        Answer {
-            plain: Bytes::from_static(bytes),
-            gzip: None,
-            gzip_made: false,
-            made: Instant::now(),
-        }
+        Answer::new(Bytes::from_static(bytes), None)
     }
 
     #[tokio::test]

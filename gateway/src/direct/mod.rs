@@ -216,12 +216,7 @@ impl Direct {
                 // Held for the entry's life: no spare capacity (its
                 // weight is its length).
                 let plain = Bytes::from(answer.into_boxed_slice());
-                return Ok::<_, Miss>(Answer {
-                    plain,
-                    gzip: None,
-                    gzip_made: false,
-                    made: std::time::Instant::now(),
-                });
+                return Ok::<_, Miss>(Answer::new(plain, None));
             }
             // Compressed once here, for this request and every later hit
             // that accepts gzip, instead of by the router's layer per
@@ -241,12 +236,7 @@ impl Direct {
                 self.gzip_level,
             )
             .await;
-            Ok::<_, Miss>(Answer {
-                plain,
-                gzip,
-                gzip_made: true,
-                made: std::time::Instant::now(),
-            })
+            Ok::<_, Miss>(Answer::new(plain, Some(gzip)))
         };
         match cache.get_or_compute(ask, compute).await {
             Ok(answer) => {

@@ -7,10 +7,10 @@
 //! encode, send, parse and check on both sides; five attributes instead of
 //! eighteen made writing the shipped sample on moto, which spends most of
 //! its time per attribute, 1.8× as fast (BENCHMARKS.md, "AWS backend on
-//! moto"), and the items a fifth smaller. Nothing filters on the reading's fields in DynamoDB: a
-//! filter expression never lowered the read units (they are billed before
-//! it), and every answer is decided by [`Query::matches`] on the decoded
-//! reading anyway.
+//! moto"), and the items a fifth smaller. Nothing filters on the reading's
+//! fields in DynamoDB: a filter expression never lowered the read units
+//! (they are billed before it), and every answer is decided by
+//! [`Query::matches`] on the decoded reading anyway.
 //!
 //! Items written before (the fields as attributes under the embedded
 //! schema's names, each index a number attribute named by
@@ -375,9 +375,9 @@ impl ReadingItem {
     /// The reading, with the indices as stored. An item written before an
     /// index was stored is an error naming the migration: computing it
     /// here would answer the row, but such an item is also missing from
-    /// the `by_cell` index, so place queries would quietly leave it out. A clear failure until
-    /// `airq-deploy migrate` has run is better than answers that look
-    /// right and are not.
+    /// the `by_cell` index, so place queries would quietly leave it out. A
+    /// clear failure until `airq-deploy migrate` has run is better than
+    /// answers that look right and are not.
     pub(crate) fn into_reading(self, table: &str) -> Result<Reading, BackendError> {
         let Ok(indices) = Indices::try_from_fn(|index| self.indices[index.position()].ok_or(()))
         else {
