@@ -1228,9 +1228,20 @@ async fn latest_answers_each_sensors_newer_reading_and_its_filters_apply() {
     );
     assert!(at.contains(&moved_id) && at.contains("47.0707"));
 
-    // Answered from the answer cache the second time.
-    let again = get_latest(&g, "country=de").await;
-    assert_eq!(header_of(&again, "x-airq-cache"), "hit");
+    // Answered from the answer cache the second time within a second
+    // (the request's second is part of the key). Two requests in a row
+    // may straddle a second on a busy machine, so the pair is tried a few
+    // times: a cache that never serves the second fails every try.
+    let mut hit = false;
+    for _ in 0..5 {
+        get_latest(&g, "country=DE").await;
+        let again = get_latest(&g, "country=de").await;
+        hit = header_of(&again, "x-airq-cache") == "hit";
+        if hit {
+            break;
+        }
+    }
+    assert!(hit, "never answered from the answer cache");
 }
 
 #[tokio::test]

@@ -66,6 +66,18 @@ where
     }
 }
 
+/// Whether a conditional write failed its condition. `typed` is the
+/// operation's own check (`is_conditional_check_failed_exception`): an
+/// error the SDK built from a typed variant (as tests' mocks do) may carry
+/// no code, and a service's code alone is what other clients' errors give.
+pub(crate) fn condition_failed<E, R>(err: &SdkError<E, R>, typed: impl Fn(&E) -> bool) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    error_code(err) == Some("ConditionalCheckFailedException")
+        || matches!(err, SdkError::ServiceError(e) if typed(e.err()))
+}
+
 /// Error codes that mean "slow down or try again": throttling and the
 /// service's own transient failures. Retried with backoff, on top of the
 /// SDK's own few attempts.

@@ -432,9 +432,7 @@ impl DynamoReadingStore {
         match result {
             Ok(_) => Ok(true),
             Err(e)
-                if crate::error_code(&e) == Some("ConditionalCheckFailedException")
-                    || e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                if crate::condition_failed(&e, |se| se.is_conditional_check_failed_exception()) =>
             {
                 Ok(false)
             }

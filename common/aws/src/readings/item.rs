@@ -55,9 +55,11 @@ pub(crate) const ITEMS_PACKED: &str = "items_packed";
 /// the byte), e.g. `[null,"SDS011",2213,"48.77","9.18","",
 /// "20","9.1",[2,51,2],null,0,null,null]`. Never reordered: a new field
 /// goes at the end with `#[serde(default)]`. A new index lengthens the
-/// indices' array, so items packed before it no longer decode: reading
-/// them then needs their missing value computed from P1 and P2, as
-/// `migrate` does for unpacked items (ARCHITECTURE.md, "A new index").
+/// indices' array at its end: an item packed before it is read with the
+/// missing value computed from P1 and P2 (as ingestion computes it; no
+/// key of a packed item depends on an index, so nothing else is
+/// missing), and values past [`Index::COUNT`], from a newer release, are
+/// left alone ([`indices_of_packed`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct Packed(
     /// The feed's reading id.
@@ -73,8 +75,9 @@ struct Packed(
     /// P1 and P2: the exact text sent.
     Option<String>,
     Option<String>,
-    /// Each index's value, in [`Index::ALL`]'s order.
-    [u16; Index::COUNT],
+    /// Each index's value, in [`Index::ALL`]'s order (of the release
+    /// that packed it: fewer or more values than [`Index::COUNT`] are read).
+    Vec<u16>,
     /// Measurements a backfilled daily mean averages.
     Option<u32>,
     /// The quality flags' bits ([`Flags::bits`]).
@@ -98,7 +101,7 @@ pub(crate) fn packed_item(r: &Reading) -> Result<HashMap<String, AttributeValue>
         r.loc_alt.clone(),
         r.p1.clone(),
         r.p2.clone(),
-        r.indices.values(),
+        r.indices.values().to_vec(),
         r.samples,
         r.flags.bits(),
         r.air.humidity.clone(),
@@ -173,6 +176,7 @@ fn unpack(item: &HashMap<String, AttributeValue>, packed: &str) -> Result<Readin
         .timestamp();
     let p: Packed = serde_json::from_str(packed).map_err(|e| format!("its {READING}: {e}"))?;
     let flags = flags_of(p.10).map_err(|e| e.to_string())?;
+    let indices = indices_of_packed(&p.8, p.6.as_deref(), p.7.as_deref())?;
     Ok(Reading {
         id: p.0,
         timestamp: Timestamp(midnight + second),
@@ -185,7 +189,7 @@ fn unpack(item: &HashMap<String, AttributeValue>, packed: &str) -> Result<Readin
         loc_alt: p.5,
         p1: p.6,
         p2: p.7,
-        indices: Indices::from(p.8),
+        indices,
         samples: p.9,
         basis: None,
         flags,
@@ -194,6 +198,31 @@ fn unpack(item: &HashMap<String, AttributeValue>, packed: &str) -> Result<Readin
             temperature: p.12,
         },
     })
+}
+
+/// A packed item's indices: `stored` in [`Index::ALL`]'s order as far as
+/// it goes (an item packed by a newer release may hold more, which this
+/// one does not know), the ones packed after it computed from `p1` and
+/// `p2` as ingestion computes them ([`Indices::of_text`]).
+fn indices_of_packed(
+    stored: &[u16],
+    p1: Option<&str>,
+    p2: Option<&str>,
+) -> Result<Indices, String> {
+    let kept = |index: Index| stored.get(index.position()).copied();
+    if let Ok(all) = Indices::try_from_fn(|index| kept(index).ok_or(())) {
+        return Ok(all);
+    }
+    let computed = Indices::of_text(p1, p2).ok_or_else(|| {
+        format!(
+            "it holds {} of the {} indices and no P1 or P2 to compute the others from",
+            stored.len(),
+            Index::COUNT
+        )
+    })?;
+    Ok(Indices::from_fn(|index| {
+        kept(index).unwrap_or_else(|| computed.get(index))
+    }))
 }
 
 /// The table key of a reading's item (either shape).
@@ -553,16 +582,17 @@ pub(super) mod tests {
     fn a_packed_item_this_build_cannot_read_says_which() {
         let r = reading(1_528_058_572, 42);
         let mut item = packed_item(&r).unwrap();
-        // An index more than this build knows, then a flag.
+        // Too few indices, and no P1 or P2 to compute the others from.
         item.insert(
             READING.into(),
-            s(r#"[null,"SDS011",null,"48.78","9.18","","20","9.1",[2,51,2,9],null,0,null,null]"#),
+            s(r#"[null,"SDS011",null,"48.78","9.18","",null,null,[2],null,0,null,null]"#),
         );
         let err = reading_of_item("T", item.clone()).unwrap_err().to_string();
         assert!(
-            err.contains("in T (2018-06-03 74572#") && err.contains("its reading: "),
+            err.contains("in T (2018-06-03 74572#") && err.contains("1 of the 3 indices"),
             "{err}"
         );
+        // A flag this build does not know.
         item.insert(
             READING.into(),
             s(r#"[null,"SDS011",null,"48.78","9.18","","20","9.1",[2,51,2],null,32768,null,null]"#),
@@ -583,6 +613,31 @@ pub(super) mod tests {
         item.insert(READING.into(), n(3));
         let err = reading_of_item("T", item).unwrap_err().to_string();
         assert!(err.contains("its reading attribute is not text"), "{err}");
+    }
+    #[test]
+    fn items_packed_with_fewer_or_more_indices_read() {
+        let r = reading(1_528_058_572, 42);
+        let mut item = packed_item(&r).unwrap();
+        let with = |indices: &str| {
+            s(format!(
+                r#"[null,"SDS011",null,"48.78","9.18","","20","9.1",{indices},null,0,null,null]"#
+            ))
+        };
+        // Packed before the US EPA AQI and the EAQI: the DAQI as stored
+        // (7, not what P1 and P2 give), the others computed from P1 20 and
+        // P2 9.1 µg/m³: US EPA 51 (PM2.5 9.1 opens "Moderate", 51–100, of
+        // the 2024 breakpoints), EAQI 2 (PM10 15–45 and PM2.5 5–15: "Fair").
+        item.insert(READING.into(), with("[7]"));
+        assert_eq!(
+            reading_of_item("t", item.clone()).unwrap().indices,
+            Indices::from([7, 51, 2])
+        );
+        // Packed by a release with an index more: this one's three.
+        item.insert(READING.into(), with("[3,52,1,9]"));
+        assert_eq!(
+            reading_of_item("t", item).unwrap().indices,
+            Indices::from([3, 52, 1])
+        );
     }
     #[test]
     fn an_item_of_the_old_shape_names_the_migration() {

@@ -288,9 +288,7 @@ impl DynamoReadingStore {
         match created {
             Ok(_) => {}
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception())
-                    || error_code(&e) == Some("ConditionalCheckFailedException") =>
+                if crate::condition_failed(&e, |se| se.is_conditional_check_failed_exception()) =>
             {
                 return Ok(false)
             }

@@ -196,9 +196,9 @@ impl DynamoReadingStore {
                     });
                 }
                 Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception())
-                        || error_code(&e) == Some("ConditionalCheckFailedException") =>
+                    if crate::condition_failed(&e, |se| {
+                        se.is_conditional_check_failed_exception()
+                    }) =>
                 {
                     // Another writer reserved first: read and try again.
                     continue;

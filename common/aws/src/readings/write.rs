@@ -224,9 +224,9 @@ impl DynamoReadingStore {
             match marked {
                 Ok(_) => true,
                 Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception())
-                        || error_code(&e) == Some("ConditionalCheckFailedException") =>
+                    if crate::condition_failed(&e, |se| {
+                        se.is_conditional_check_failed_exception()
+                    }) =>
                 {
                     false
                 }
@@ -367,9 +367,7 @@ impl DynamoReadingStore {
         match with_backoff(&self.retry, || put.clone().send()).await {
             Ok(_) => Ok(true),
             Err(e)
-                if error_code(&e) == Some("ConditionalCheckFailedException")
-                    || e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                if crate::condition_failed(&e, |se| se.is_conditional_check_failed_exception()) =>
             {
                 Ok(false)
             }
