@@ -464,17 +464,31 @@ fn survey(
     // Station measurements are a few per station: kept aside while the
     // readings go to the survey.
     let mut air = Vec::new();
-    let on_entry = |e: Result<Reading, Rejection>| {
-        if let Ok(r) = e {
-            survey.reading(&r);
+    let sighting = |r: Reading| quality::Sighting::of(series, &r);
+    let on_entry = |e: Result<quality::Sighting, Rejection>| {
+        if let Ok(s) = e {
+            survey.sighting(s);
         }
     };
+    // Parsed on every core (the writer has nothing to do yet), handed to
+    // the survey in the feed's order.
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let on_air = |m| air.push(m);
     match document {
         Document::Bytes(doc) => {
-            let _ = feed::parse_feed_with_air_at(doc, now, on_entry, |m| air.push(m));
+            let _ = feed::parse_feed_from_with_air_parallel(
+                &doc[..],
+                now,
+                threads,
+                sighting,
+                on_entry,
+                on_air,
+            );
         }
         Document::File(file) => {
-            let _ = feed::parse_feed_from_with_air(&mut *file, now, on_entry, |m| air.push(m));
+            let _ = feed::parse_feed_from_with_air_parallel(
+                &mut *file, now, threads, sighting, on_entry, on_air,
+            );
             file.rewind()?;
         }
     }

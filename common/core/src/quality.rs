@@ -516,6 +516,26 @@ impl Step {
     }
 }
 
+/// What [`Survey::sighting`] learns of a reading, made apart from the
+/// survey so that the threads parsing a feed make it
+/// (`feed::parse_feed_from_with_air_parallel`): its values and position
+/// parsed, its cell and period.
+pub struct Sighting {
+    sensor: u64,
+    t: i64,
+    seen: Seen,
+}
+
+impl Sighting {
+    pub fn of(series: Resolution, r: &Reading) -> Sighting {
+        Sighting {
+            sensor: r.sensor_id,
+            t: r.timestamp.0,
+            seen: Seen::of(series, r),
+        }
+    }
+}
+
 /// The first of a feed's two passes, for the flags that need the whole
 /// feed before any of its readings is stored: it learns the stations' air
 /// ([`Survey::air`]), every cell's values per period and every sensor's
@@ -554,15 +574,19 @@ impl Survey {
 
     /// Learns an accepted reading of the feed.
     pub fn reading(&mut self, r: &Reading) {
-        let seen = Seen::of(self.series, r);
+        self.sighting(Sighting::of(self.series, r));
+    }
+
+    /// Learns an accepted reading of the feed from what another thread
+    /// made of it ([`Sighting::of`] with this survey's series).
+    pub fn sighting(&mut self, Sighting { sensor, t, seen }: Sighting) {
         if let Some(key) = seen.cell_period {
             let group = self.values.entry(key).or_default();
             for (list, v) in group.iter_mut().zip(seen.values) {
                 list.extend(v);
             }
         }
-        let t = r.timestamp.0;
-        let (first, track) = self.tracks.entry(r.sensor_id).or_insert((t, Vec::new()));
+        let (first, track) = self.tracks.entry(sensor).or_insert((t, Vec::new()));
         *first = (*first).min(t);
         track.push(seen.step(t));
         self.span = Some(self.span.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
