@@ -1116,8 +1116,12 @@ where
     parse_input(input, window, with_air(window, on_entry, on_air))
 }
 
-/// Entries handed to a parsing thread at a time: about this many bytes.
+/// Entries handed to a parsing thread at a time: about this many bytes,
+/// and at most [`PARALLEL_CHUNK_ENTRIES`] entries, so that what a chunk's
+/// parse makes (a few hundred bytes an entry) stays bounded however short
+/// the entries are (`[0,0,…]` is 2 bytes an entry).
 const PARALLEL_CHUNK_BYTES: usize = 1 << 20;
+const PARALLEL_CHUNK_ENTRIES: usize = 4096;
 
 /// [`parse_feed_from_with_air`] with the entries parsed on `threads`
 /// threads (1 to 8) beside the one reading the document, each accepted
@@ -1125,8 +1129,9 @@ const PARALLEL_CHUNK_BYTES: usize = 1 << 20;
 /// order, the same counts and errors (a broken entry ends the document
 /// where it is, whatever was parsed after it), for up to `threads` times
 /// the speed where parsing is the work. The callbacks run on the calling
-/// thread. Memory: a few chunks of about 1 MiB of entries per thread,
-/// what `map` makes of them, and the reader's buffer.
+/// thread. Memory: a few chunks per thread (about 1 MiB, at most
+/// 4,096 entries each), what `map` makes of them, and
+/// the reader's buffer.
 pub fn parse_feed_from_with_air_parallel<R, M, T, F, A>(
     reader: R,
     now: Timestamp,
@@ -1228,18 +1233,18 @@ where
     use std::sync::mpsc::sync_channel;
     let threads = threads.clamp(1, 8);
     std::thread::scope(|scope| {
-        let (mut to_parse, mut parsed) = (Vec::new(), Vec::new());
+        let (mut to_parse, mut parsed, mut workers) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..threads {
             let (raw_tx, raw_rx) = sync_channel::<RawChunk>(2);
             let (out_tx, out_rx) = sync_channel::<Vec<Parsed<T>>>(2);
             let map = &map;
-            scope.spawn(move || {
+            workers.push(scope.spawn(move || {
                 for chunk in raw_rx {
                     if out_tx.send(chunk.parse(window, map)).is_err() {
                         return;
                     }
                 }
-            });
+            }));
             to_parse.push(raw_tx);
             parsed.push(out_rx);
         }
@@ -1254,7 +1259,8 @@ where
             let scanned = scan_input(input, |entry, offset| {
                 chunk.bytes.extend_from_slice(entry);
                 chunk.entries.push((chunk.bytes.len(), offset));
-                if chunk.bytes.len() >= chunk_bytes {
+                if chunk.bytes.len() >= chunk_bytes || chunk.entries.len() >= PARALLEL_CHUNK_ENTRIES
+                {
                     let before = chunk.before + chunk.entries.len() as u64;
                     let full = std::mem::replace(
                         &mut chunk,
@@ -1294,10 +1300,19 @@ where
                 }
             }
         }
+        // A thread that panicked closed its channel early: its panic, not
+        // a document cut short, is the outcome. (Receivers dropped first,
+        // so that no other thread waits to hand over a chunk.)
+        drop(parsed);
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
         match scanner.join() {
             Ok(Ok(())) => Ok(stats),
             Ok(Err(ScanStop::Feed(e))) => Err(e),
-            // Not reached: this thread read every chunk.
+            // Not reached: every parsing thread took every chunk.
             Ok(Err(ScanStop::Unread)) => Ok(stats),
             Err(panic) => std::panic::resume_unwind(panic),
         }
@@ -1607,14 +1622,17 @@ mod tests {
         ]
         .concat();
         let hostile = read("tests/fixtures/hostile_text.json");
-        // An entry that is not JSON after the 50th of the fragment; one of
-        // the feed's shape that is JSON but no entry (counted, not fatal).
+        // An entry that is not JSON after the 50th of the fragment; entries
+        // that are JSON but not of the feed's shape (counted, not fatal);
+        // an entry over the limit; many short entries (a chunk is cut at
+        // its count of entries as well as at its bytes).
+        // Entries of the fragment are separated by `},\n{`.
         let cut = fragment
-            .windows(3)
+            .windows(4)
             .enumerate()
-            .filter(|(_, w)| w == b"},{")
+            .filter(|(_, w)| w == b"},\n{")
             .nth(49)
-            .map(|(i, _)| i + 2)
+            .map(|(i, _)| i + 3)
             .expect("50 entries");
         let broken = [&fragment[..cut], b"{\"id\":1,,},", &fragment[cut..]].concat();
         let odd = [&fragment[..cut], b"[1,2],\"x\",7,", &fragment[cut..]].concat();
@@ -1627,12 +1645,22 @@ mod tests {
             b"[]".to_vec(),
             b" {\"a\":1}".to_vec(),
             [&fragment[..], b" ]"].concat(),
+            [
+                &fragment[..cut],
+                b"\"",
+                &vec![b'x'; MAX_ENTRY_BYTES],
+                b"\",",
+                &fragment[cut..],
+            ]
+            .concat(),
+            format!("[{}0]", "0,".repeat(3 * PARALLEL_CHUNK_ENTRIES)).into_bytes(),
         ];
         // Broken off anywhere: inside an entry, a string, between two.
         let step = fragment.len() / 23;
         docs.extend((1..23).map(|k| fragment[..k * step + k].to_vec()));
         let now = Timestamp::parse_feed("2019-04-16 14:30:00").expect("a time");
         let window = TimeWindow::at(now);
+        let mut ends = Vec::new();
         for doc in &docs {
             let sequential = calls(|on_entry, on_air| {
                 parse_input(
@@ -1642,6 +1670,7 @@ mod tests {
                 )
             });
             assert!(sequential.0.len() > 1 || doc.len() < 20, "{}", sequential.1);
+            ends.push(sequential.1.clone());
             for threads in [1, 2, 3] {
                 for chunk in [1, 700, 20_000, PARALLEL_CHUNK_BYTES] {
                     let parallel = calls(|on_entry, on_air| {
@@ -1665,6 +1694,19 @@ mod tests {
                 }
             }
         }
+        // The documents break where they were made to.
+        assert!(
+            ends[3].contains("not valid JSON after 50 entries"),
+            "{}",
+            ends[3]
+        );
+        assert!(ends[4].contains("entries: 246,"), "{}", ends[4]);
+        assert!(
+            ends[8].contains("after 50 entries, is longer than"),
+            "{}",
+            ends[8]
+        );
+        assert!(ends[9].contains("entries: 12289,"), "{}", ends[9]);
         // From a reader, as a feed file is read.
         let doc = &docs[1];
         let from_reader = calls(|on_entry, on_air| {
@@ -1674,5 +1716,27 @@ mod tests {
             calls(|on_entry, on_air| parse_feed_from_with_air(&doc[..], now, on_entry, on_air));
         assert!(from_reader == sequential);
         assert!(sequential.0.iter().any(|c| c.starts_with("air ")));
+        // A reader that fails part way.
+        struct Failing<'a>(&'a [u8]);
+        impl std::io::Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("the disk went away"));
+                }
+                let n = buf.len().min(self.0.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let half = &doc[..doc.len() / 2];
+        let failing = calls(|on_entry, on_air| {
+            parse_feed_from_with_air_parallel(Failing(half), now, 2, |r| r, on_entry, on_air)
+        });
+        let sequential = calls(|on_entry, on_air| {
+            parse_feed_from_with_air(Failing(half), now, on_entry, on_air)
+        });
+        assert!(failing.1.contains("the disk went away"), "{}", failing.1);
+        assert!(failing == sequential);
     }
 }
