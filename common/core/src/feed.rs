@@ -1060,13 +1060,23 @@ fn with_air(
     mut on_air: impl FnMut(Measured),
 ) -> impl FnMut(Result<Reading, Rejection>, &str) {
     move |e, text| {
-        if matches!(e, Err(Rejection::NoParticulates)) {
-            if let Some(m) = station_measurement(text, window) {
-                on_air(m);
-            }
+        if let Some(m) = station_air(&e, text, window) {
+            on_air(m);
         }
         on_entry(e)
     }
+}
+
+/// The station measurement of an entry refused for having no P1/P2, if
+/// it is one.
+fn station_air(
+    parsed: &Result<Reading, Rejection>,
+    text: &str,
+    window: TimeWindow,
+) -> Option<Measured> {
+    matches!(parsed, Err(Rejection::NoParticulates))
+        .then(|| station_measurement(text, window))
+        .flatten()
 }
 
 /// The station measurement an entry's text holds, if any (see
@@ -1183,9 +1193,7 @@ impl RawChunk {
             start = end;
             match parse_entry_bytes(entry, window, self.before + k as u64, offset) {
                 Ok((parsed, text)) => {
-                    let air = matches!(parsed, Err(Rejection::NoParticulates))
-                        .then(|| station_measurement(text, window))
-                        .flatten();
+                    let air = station_air(&parsed, text, window);
                     out.push(Parsed::Entry(parsed.map(&map), air));
                 }
                 Err(e) => {

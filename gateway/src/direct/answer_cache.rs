@@ -204,10 +204,9 @@ impl AnswerCache {
                     Some(answer) if !answer.gzip_made => {
                         let gzip = make(answer.plain.clone()).await;
                         Op::Put(Answer {
-                            plain: answer.plain,
                             gzip,
                             gzip_made: true,
-                            made: answer.made,
+                            ..answer
                         })
                     }
                     _ => Op::Nop,

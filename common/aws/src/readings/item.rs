@@ -130,18 +130,33 @@ pub(crate) fn reading_of_item(
     table: &str,
     mut item: HashMap<String, AttributeValue>,
 ) -> Result<Reading, BackendError> {
-    let what = format!(
-        "{} {}",
-        text(&item, PARTITION_KEY).unwrap_or("?"),
-        text(&item, SORT_KEY).unwrap_or("?")
-    );
-    let corrupt = |e: String| BackendError::Corrupt(format!("a reading in {table} ({what}): {e}"));
+    // The item's name in an error, made only for one: every item of an
+    // answer passes here.
+    let what = |item: &HashMap<String, AttributeValue>| {
+        format!(
+            "{} {}",
+            text(item, PARTITION_KEY).unwrap_or("?"),
+            text(item, SORT_KEY).unwrap_or("?")
+        )
+    };
+    let corrupt = |what: String, e: String| {
+        BackendError::Corrupt(format!("a reading in {table} ({what}): {e}"))
+    };
     match item.remove(READING) {
-        None => ReadingItem::decode(item)
-            .map_err(corrupt)?
-            .into_reading(table),
-        Some(AttributeValue::S(packed)) => unpack(&item, &packed).map_err(corrupt),
-        Some(_) => Err(corrupt(format!("its {READING} attribute is not text"))),
+        None => {
+            // Decoding takes the item: its name first (the older shape).
+            let name = what(&item);
+            ReadingItem::decode(item)
+                .map_err(|e| corrupt(name, e))?
+                .into_reading(table)
+        }
+        Some(AttributeValue::S(packed)) => {
+            unpack(&item, &packed).map_err(|e| corrupt(what(&item), e))
+        }
+        Some(_) => Err(corrupt(
+            what(&item),
+            format!("its {READING} attribute is not text"),
+        )),
     }
 }
 
